@@ -1,0 +1,3 @@
+"""vdmkit: a toolkit for video diffusion models."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,47 @@
+"""Typed errors. Every message names the offending file or parameter, its value, and what to do."""
+
+from __future__ import annotations
+
+
+class VdmkitError(Exception):
+    """Base class of every error vdmkit raises on purpose."""
+
+
+class ConstraintError(VdmkitError, ValueError):
+    """A size, frame count or other parameter the model or component cannot take."""
+
+
+class ConfigError(VdmkitError, ValueError):
+    """A configuration key, value or override that is unknown or malformed."""
+
+
+class InvalidVideoError(VdmkitError, ValueError):
+    """A video tensor or file that breaks the video contract or cannot be decoded."""
+
+
+class CorruptCheckpointError(VdmkitError):
+    """A checkpoint file that is missing, truncated, not safetensors, or fails its manifest."""
+
+
+class CheckpointMismatchError(VdmkitError):
+    """A checkpoint whose tensors do not match the model it is loaded into."""
+
+
+class UnsafeFormatError(VdmkitError):
+    """A refused format: pickle weights, or a config naming something outside the registry."""
+
+
+class NonFiniteError(VdmkitError, FloatingPointError):
+    """NaN or inf appeared in a tensor during training or sampling."""
+
+
+class DatasetError(VdmkitError):
+    """A dataset that is empty, misconfigured, or has nothing usable after filtering."""
+
+
+class VocabularyWarning(UserWarning):
+    """A prompt had words the text encoder does not know, or was cut to the maximum length."""
+
+
+class VdmkitDeprecationWarning(DeprecationWarning):
+    """An API that will be removed."""

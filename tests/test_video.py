@@ -1,0 +1,44 @@
+import numpy as np
+import pytest
+import torch
+
+from vdmkit.errors import InvalidVideoError
+from vdmkit.video import check_video, fold_time, from_uint8, to_uint8, unfold_time
+
+
+def test_check_video_accepts_contract_and_images():
+    check_video(torch.zeros(2, 3, 5, 8, 8))
+    check_video(torch.zeros(1, 3, 1, 8, 8))  # an image is T=1
+
+
+@pytest.mark.parametrize("x, match", [
+    (torch.zeros(3, 5, 8, 8), "5 axes"),
+    (torch.zeros(1, 3, 5, 8, 8, dtype=torch.uint8), "floating point"),
+    (torch.full((1, 3, 2, 4, 4), 200.0), "from_uint8"),
+    (torch.full((1, 3, 2, 4, 4), float("nan")), "NaN"),
+    (torch.zeros(1, 3, 0, 4, 4), "empty axis"),
+    ("not a tensor", "torch.Tensor"),
+])
+def test_check_video_errors_say_what_to_do(x, match):
+    with pytest.raises(InvalidVideoError, match=match):
+        check_video(x)
+
+
+def test_check_video_channels_hint():
+    with pytest.raises(InvalidVideoError, match="permute"):
+        check_video(torch.zeros(1, 8, 2, 4, 3), channels=3)
+
+
+def test_uint8_round_trip():
+    frames = np.random.default_rng(0).integers(0, 256, (4, 6, 10, 3), dtype=np.uint8)
+    x = from_uint8(frames)
+    assert x.shape == (1, 3, 4, 6, 10) and x.min() >= -1 and x.max() <= 1
+    np.testing.assert_array_equal(to_uint8(x), frames)
+
+
+def test_fold_unfold_inverse():
+    x = torch.randn(2, 3, 5, 4, 6)
+    f = fold_time(x)
+    assert f.shape == (10, 3, 4, 6)
+    torch.testing.assert_close(f[1], x[0, :, 1])
+    torch.testing.assert_close(unfold_time(f, 5), x)
