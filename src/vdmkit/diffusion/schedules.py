@@ -1,0 +1,39 @@
+"""Discrete noise schedules: ``alpha_bar[t] = prod_{s<=t} (1 - beta_s)`` for t = 0 .. N-1.
+
+Notation (DDPM, Ho et al. 2020): ``x_t = sqrt(alpha_bar_t) x_0 + sqrt(1 - alpha_bar_t) eps``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+# DDPM's linear schedule endpoints (Ho et al. 2020, section 4).
+DDPM_BETA_START = 1e-4
+DDPM_BETA_END = 0.02
+# Improved DDPM cosine schedule offset and beta cap (Nichol & Dhariwal 2021, eq. 17 and below).
+COSINE_OFFSET = 0.008
+COSINE_MAX_BETA = 0.999
+
+
+def linear_alphas_cumprod(
+    num_steps: int, beta_start: float = DDPM_BETA_START, beta_end: float = DDPM_BETA_END
+) -> torch.Tensor:
+    """alpha_bar for betas spaced linearly from ``beta_start`` to ``beta_end`` (float64, shape (N,))."""
+    betas = torch.linspace(beta_start, beta_end, num_steps, dtype=torch.float64)
+    return torch.cumprod(1.0 - betas, dim=0)
+
+
+def cosine_alphas_cumprod(num_steps: int, offset: float = COSINE_OFFSET) -> torch.Tensor:
+    """alpha_bar(t) = f(t)/f(0), f(t) = cos^2(((t/N + s)/(1 + s)) pi/2), betas capped at 0.999."""
+    steps = torch.arange(num_steps + 1, dtype=torch.float64) / num_steps
+    f = torch.cos((steps + offset) / (1 + offset) * math.pi / 2) ** 2
+    betas = (1 - f[1:] / f[:-1]).clamp(max=COSINE_MAX_BETA)
+    return torch.cumprod(1.0 - betas, dim=0)
+
+
+SCHEDULES = {
+    "linear": linear_alphas_cumprod,
+    "cosine": cosine_alphas_cumprod,
+}
