@@ -1,0 +1,60 @@
+"""Classifier-free guidance (Ho & Salimans 2022) in x0 space, with cond and uncond in one batch."""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import fields, is_dataclass, replace
+from typing import Any, Callable
+
+import torch
+
+HUGE_GUIDANCE = 50.0
+
+
+def check_guidance(scale) -> float:
+    """Finite and >= 0. Scales <= 1 need no unconditional pass; very large ones warn."""
+    if isinstance(scale, bool) or not isinstance(scale, (int, float)):
+        raise ValueError(f"guidance must be a number, got {scale!r}")
+    scale = float(scale)
+    if not math.isfinite(scale):
+        raise ValueError(f"guidance must be finite, got {scale}")
+    if scale < 0:
+        raise ValueError(f"guidance must be >= 0 (1 = no guidance), got {scale}")
+    if scale > HUGE_GUIDANCE:
+        warnings.warn(f"guidance {scale} is far above the usual 1-15 range; samples will likely saturate", stacklevel=2)
+    return scale
+
+
+def concat_conditions(a: Any, b: Any) -> Any:
+    """Batch two conditions along axis 0: tensors, dicts, tuples or dataclasses of tensors, or None."""
+    if a is None and b is None:
+        return None
+    if isinstance(a, torch.Tensor):
+        return torch.cat([a, b])
+    if isinstance(a, dict):
+        return {k: concat_conditions(a[k], b[k]) for k in a}
+    if isinstance(a, (tuple, list)):
+        return type(a)(concat_conditions(x, y) for x, y in zip(a, b))
+    if is_dataclass(a):
+        return replace(a, **{f.name: concat_conditions(getattr(a, f.name), getattr(b, f.name)) for f in fields(a)})
+    raise TypeError(f"cannot batch conditions of type {type(a).__name__}")
+
+
+def guided(
+    denoiser: Callable[[torch.Tensor, torch.Tensor, Any], torch.Tensor],
+    cond: Any,
+    uncond: Any,
+    scale: float,
+) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """``(x_t, t) -> x0_hat`` with ``x0_u + scale (x0_c - x0_u)``; one conditional pass when scale <= 1."""
+    scale = check_guidance(scale)
+    if scale <= 1.0:
+        return lambda x, t: denoiser(x, t, cond)
+    both = concat_conditions(cond, uncond)
+
+    def guided_denoiser(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        x0_c, x0_u = denoiser(torch.cat([x, x]), torch.cat([t, t]), both).chunk(2)
+        return x0_u + scale * (x0_c - x0_u)
+
+    return guided_denoiser
