@@ -1,0 +1,61 @@
+import numpy as np
+import pytest
+import torch
+
+from vdmkit.data import ShapesConfig, ShapesDataset
+from vdmkit.data.shapes import COLOURS, DIRECTIONS
+from vdmkit.errors import ConfigError
+
+
+def test_deterministic_and_in_range():
+    ds = ShapesDataset(ShapesConfig(size=32, frames=8, seed=3))
+    a, b = ds[5], ShapesDataset(ShapesConfig(size=32, frames=8, seed=3))[5]
+    assert torch.equal(a["video"], b["video"]) and a["caption"] == b["caption"]
+    assert not torch.equal(ds[6]["video"], a["video"])
+    v = a["video"]
+    assert v.shape == (3, 8, 32, 32) and v.min() >= -1 and v.max() <= 1
+
+
+def test_caption_matches_pixels_colour_and_motion():
+    cfg = ShapesConfig(size=32, frames=8, bounce=False)
+    ds = ShapesDataset(cfg)
+    for i in range(30):
+        s = ds[i]
+        attr = s["attributes"]
+        assert s["caption"] == cfg.caption(attr["shape"], attr["colour"], attr["direction"], attr["speed"])
+        frames = ((s["video"] + 1) * 127.5).permute(1, 2, 3, 0).numpy()  # (T, H, W, 3)
+        mask = frames.max(-1) > 128
+        centroids = []
+        for t in range(cfg.frames):
+            ys, xs = np.nonzero(mask[t])
+            assert len(xs) > 10
+            centroids.append((xs.mean(), ys.mean()))
+            colour = frames[t][mask[t]].mean(0)
+            assert np.argmin([np.abs(colour - c).sum() for c in COLOURS.values()]) == list(COLOURS).index(attr["colour"])
+        motion = np.subtract(centroids[-1], centroids[0])
+        ux, uy = DIRECTIONS[attr["direction"]]
+        assert motion[0] * ux + motion[1] * uy > 3  # moved several pixels the captioned way
+
+
+def test_vocabulary_covers_every_caption():
+    cfg = ShapesConfig()
+    vocab = set(cfg.vocabulary())
+    ds = ShapesDataset(cfg)
+    for i in range(50):
+        assert set(ds[i]["caption"].split()) <= vocab
+
+
+def test_fixed_length_and_batches():
+    ds = ShapesDataset(ShapesConfig(size=16, frames=2), length=3)
+    assert len(ds) == 3
+    with pytest.raises(IndexError):
+        ds[3]
+    videos, captions = ds.batch(2, 2)  # wraps around
+    assert videos.shape == (2, 3, 2, 16, 16) and captions[1] == ds[0]["caption"]
+
+
+@pytest.mark.parametrize("kw", [{"shapes": ("hexagon",)}, {"colours": ()}, {"size": 4}, {"frames": 0},
+                                {"background": "plaid"}])
+def test_bad_config(kw):
+    with pytest.raises(ConfigError):
+        ShapesConfig(**kw)
