@@ -1,0 +1,115 @@
+"""A small trainable text encoder over a word vocabulary, for the built-in synthetic data.
+
+The empty prompt ``""`` is the unconditional input used by classifier-free guidance. Unknown words map
+to ``<unk>`` and are reported with a :class:`VocabularyWarning` (never dropped silently); prompts longer
+than ``max_length`` words are cut with a warning saying how many words were dropped.
+"""
+
+from __future__ import annotations
+
+import re
+import warnings
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from vdmkit.errors import ConfigError, VocabularyWarning
+
+PAD, BOS, UNK = "<pad>", "<bos>", "<unk>"
+SPECIAL_TOKENS = (PAD, BOS, UNK)
+_WORD = re.compile(r"[^\W_]+", re.UNICODE)
+
+
+def split_words(text: str) -> list[str]:
+    return _WORD.findall(text.lower())
+
+
+@dataclass
+class TextCondition:
+    """Encoded prompts: per-token features for cross-attention and a pooled vector."""
+
+    tokens: torch.Tensor  # (B, L, D)
+    mask: torch.Tensor  # (B, L) bool, True = real token
+    pooled: torch.Tensor  # (B, D)
+
+    def __getitem__(self, index: slice) -> "TextCondition":
+        return TextCondition(self.tokens[index], self.mask[index], self.pooled[index])
+
+
+class WordTokenizer:
+    """Lower-cased words -> ids, ``<bos>`` first, padded to the longest prompt in the batch."""
+
+    def __init__(self, words: list[str], max_length: int = 16):
+        words = sorted(set(words) - set(SPECIAL_TOKENS))
+        self.vocab = list(SPECIAL_TOKENS) + words
+        self.index = {w: i for i, w in enumerate(self.vocab)}
+        self.max_length = max_length
+
+    def unknown_words(self, prompt: str) -> list[str]:
+        return [w for w in split_words(prompt) if w not in self.index]
+
+    def __call__(self, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Token ids (B, L) int64 and mask (B, L) bool."""
+        rows = []
+        for prompt in prompts:
+            if not isinstance(prompt, str):
+                raise TypeError(f"prompt must be a string, got {type(prompt).__name__}")
+            if "\x00" in prompt:
+                raise ValueError(f"prompt contains a NUL character: {prompt!r}")
+            words = split_words(prompt)
+            unknown = [w for w in words if w not in self.index]
+            if unknown:
+                warnings.warn(
+                    f"prompt {prompt!r}: {len(unknown)} word(s) not in the model's vocabulary, encoded as {UNK}: "
+                    f"{', '.join(unknown)}", VocabularyWarning, stacklevel=2)
+            if len(words) > self.max_length - 1:
+                dropped = len(words) - (self.max_length - 1)
+                warnings.warn(
+                    f"prompt {prompt[:40]!r}... has {len(words)} words; the last {dropped} beyond the "
+                    f"maximum of {self.max_length - 1} are dropped", VocabularyWarning, stacklevel=2)
+                words = words[: self.max_length - 1]
+            rows.append([self.index[BOS]] + [self.index.get(w, self.index[UNK]) for w in words])
+        length = max(len(r) for r in rows)
+        ids = torch.full((len(rows), length), self.index[PAD], dtype=torch.long)
+        for i, r in enumerate(rows):
+            ids[i, : len(r)] = torch.tensor(r)
+        return ids, ids != self.index[PAD]
+
+
+@dataclass
+class WordEncoderConfig:
+    vocab: tuple[str, ...] = ()
+    dim: int = 128
+    layers: int = 2
+    heads: int = 4
+    max_length: int = 16
+
+
+class WordTextEncoder(nn.Module):
+    """Word embeddings + learned positions + a small pre-norm transformer encoder."""
+
+    def __init__(self, cfg: WordEncoderConfig):
+        super().__init__()
+        if not cfg.vocab:
+            raise ConfigError("text encoder vocab is empty; build it from the dataset (e.g. ShapesConfig.vocabulary())")
+        self.cfg = cfg
+        self.tokenizer = WordTokenizer(list(cfg.vocab), cfg.max_length)
+        self.embed = nn.Embedding(len(self.tokenizer.vocab), cfg.dim)
+        self.pos = nn.Parameter(torch.zeros(1, cfg.max_length, cfg.dim))
+        nn.init.normal_(self.pos, std=0.02)
+        layer = nn.TransformerEncoderLayer(cfg.dim, cfg.heads, 4 * cfg.dim, dropout=0.0,
+                                           batch_first=True, norm_first=True, activation="gelu")
+        self.encoder = nn.TransformerEncoder(layer, cfg.layers, enable_nested_tensor=False)
+        self.norm = nn.LayerNorm(cfg.dim)
+
+    @property
+    def dim(self) -> int:
+        return self.cfg.dim
+
+    def forward(self, prompts: list[str]) -> TextCondition:
+        ids, mask = self.tokenizer(prompts)
+        ids, mask = ids.to(self.pos.device), mask.to(self.pos.device)
+        h = self.embed(ids) + self.pos[:, : ids.shape[1]]  # (B, L, D)
+        h = self.norm(self.encoder(h, src_key_padding_mask=~mask))
+        return TextCondition(tokens=h, mask=mask, pooled=h[:, 0])

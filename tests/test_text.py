@@ -1,0 +1,52 @@
+import pytest
+import torch
+
+from vdmkit.conditioning import WordEncoderConfig, WordTextEncoder
+from vdmkit.errors import ConfigError, VocabularyWarning
+
+VOCAB = ("a", "red", "blue", "circle", "moving", "left")
+
+
+def encoder(**kw):
+    torch.manual_seed(0)
+    return WordTextEncoder(WordEncoderConfig(vocab=VOCAB, dim=32, layers=1, heads=2, **kw))
+
+
+def test_encodes_shapes_and_pools():
+    c = encoder()(["a red circle moving left", ""])
+    assert c.tokens.shape == (2, 6, 32) and c.pooled.shape == (2, 32)
+    assert c.mask.tolist()[1] == [True] + [False] * 5  # "" is <bos> only: the unconditional prompt
+
+
+def test_unknown_words_are_reported_not_dropped():
+    enc = encoder()
+    with pytest.warns(VocabularyWarning, match="triangle"):
+        ids, mask = enc.tokenizer(["a red triangle"])
+    assert mask.sum() == 4  # <bos> a red <unk>
+    assert enc.tokenizer.unknown_words("A RED Triangle, ok") == ["triangle", "ok"]
+
+
+def test_case_punctuation_cjk_and_emoji():
+    enc = encoder()
+    ids_a, _ = enc.tokenizer(["A Red, CIRCLE!"])
+    ids_b, _ = enc.tokenizer(["a red circle"])
+    assert torch.equal(ids_a, ids_b)
+    with pytest.warns(VocabularyWarning):
+        enc(["红色的圆 🔴 a red circle"])
+
+
+def test_over_length_prompt_warns_with_count():
+    enc = encoder(max_length=4)
+    with pytest.warns(VocabularyWarning, match="last 2"):
+        ids, _ = enc.tokenizer(["a red circle moving left"])
+    assert ids.shape == (1, 4)
+
+
+def test_bad_prompts():
+    enc = encoder()
+    with pytest.raises(ValueError, match="NUL"):
+        enc(["a\x00red"])
+    with pytest.raises(TypeError):
+        enc([None])
+    with pytest.raises(ConfigError, match="vocab"):
+        WordTextEncoder(WordEncoderConfig(vocab=()))
