@@ -1,0 +1,1 @@
+"""File IO: video files, checkpoints, atomic writes."""

@@ -1,0 +1,90 @@
+import json
+
+import pytest
+import torch
+
+from vdmkit.errors import CheckpointMismatchError, CorruptCheckpointError, UnsafeFormatError
+from vdmkit.io.checkpoint import latest_checkpoint, load_tensors, read_manifest, save_checkpoint
+from vdmkit.pipelines.text2video import TextToVideo, load_strict
+from vdmkit.training import train
+
+
+@pytest.fixture
+def trained(tiny_cfg):
+    cfg = tiny_cfg("train.steps=2", "train.checkpoint_every=2", "train.sample_every=2")
+    return cfg, train(cfg, progress=False)
+
+
+def test_save_load_gives_identical_outputs(trained):
+    cfg, run = trained
+    pipe = TextToVideo.from_pretrained(run)
+    again = TextToVideo.from_pretrained(run / "checkpoints" / "step_0000002")
+    a = pipe(["a red circle moving left"], steps=3, seed=5)
+    b = again(["a red circle moving left"], steps=3, seed=5)
+    assert a.shape == (1, 3, 4, 16, 16) and torch.equal(a, b)
+    assert len(pipe.model_sha256) == 64
+
+
+def test_corrupt_weights_are_refused_with_reasons(trained, tmp_path):
+    _, run = trained
+    ckpt = run / "checkpoints" / "step_0000002"
+    weights = ckpt / "model.safetensors"
+    data = weights.read_bytes()
+    cases = {
+        "truncated": data[: len(data) // 2],
+        "empty": b"",
+        "html": b"<!DOCTYPE html><html><body>404</body></html>",
+        "lfs": b"version https://git-lfs.github.com/spec/v1\noid sha256:abc\nsize 123\n",
+        "pickle": b"\x80\x04\x95" + b"\x00" * 40,
+    }
+    messages = {"truncated": "truncated", "empty": "empty", "html": "HTML", "lfs": "LFS", "pickle": "pickle"}
+    for name, content in cases.items():
+        path = tmp_path / f"{name}.safetensors"
+        path.write_bytes(content)
+        error = UnsafeFormatError if name == "pickle" else CorruptCheckpointError
+        with pytest.raises(error, match=messages[name]):
+            load_tensors(path)
+    with pytest.raises(UnsafeFormatError, match="pickle"):
+        (tmp_path / "w.pt").write_bytes(b"x")
+        load_tensors(tmp_path / "w.pt")
+    # the manifest catches a truncated file inside a checkpoint, with sizes
+    weights.write_bytes(data[:-100])
+    with pytest.raises(CorruptCheckpointError, match=f"{len(data) - 100} bytes, the manifest says {len(data)}"):
+        TextToVideo.from_pretrained(ckpt)
+
+
+def test_latest_checkpoint_skips_incomplete(trained):
+    _, run = trained
+    half = run / "checkpoints" / "step_0000009"  # killed mid-save: no manifest
+    half.mkdir()
+    (half / "model.safetensors").write_bytes(b"\x00" * 10)
+    assert latest_checkpoint(run).name == "step_0000002"
+    (run / "checkpoints" / "step_0000002" / "manifest.json").unlink()
+    with pytest.raises(CorruptCheckpointError, match="no complete checkpoint.*no manifest"):
+        latest_checkpoint(run)
+
+
+def test_other_architecture_lists_mismatched_keys(trained, tiny_cfg):
+    _, run = trained
+    other = TextToVideo(tiny_cfg("model.channels=[32, 64]"))
+    state = load_tensors(run / "checkpoints" / "step_0000002" / "model.safetensors")
+    with pytest.raises(CheckpointMismatchError, match="shape mismatch.*checkpoint .* vs model"):
+        load_strict(other, state, run)
+    del state["backbone.conv_in.weight"]
+    state["extra.weight"] = torch.zeros(1)
+    pipe = TextToVideo(json_cfg(run))
+    with pytest.raises(CheckpointMismatchError, match="missing backbone.conv_in.weight; unexpected extra.weight"):
+        load_strict(pipe, state, run)
+
+
+def json_cfg(run):
+    from vdmkit.config import RunConfig, from_dict
+    return from_dict(RunConfig, json.loads((run / "checkpoints" / "step_0000002" / "config.json").read_text()))
+
+
+def test_checkpoint_is_never_overwritten_and_tmp_is_cleaned(tmp_path):
+    save_checkpoint(tmp_path / "c", {"w": {"a": torch.ones(2)}}, {"doc": {"x": 1}})
+    assert read_manifest(tmp_path / "c")["files"]["w.safetensors"]["bytes"] > 0
+    with pytest.raises(FileExistsError):
+        save_checkpoint(tmp_path / "c", {"w": {"a": torch.zeros(2)}}, {})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c"]

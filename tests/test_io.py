@@ -1,0 +1,60 @@
+import json
+import os
+
+import numpy as np
+import pytest
+
+from vdmkit.errors import InvalidVideoError
+from vdmkit.io.video import read_video, write_video
+
+
+def frames(t=16, h=32, w=48):
+    rng = np.random.default_rng(0)
+    f = np.zeros((t, h, w, 3), np.uint8)
+    for i in range(t):
+        f[i, 8:20, i:i + 12] = rng.integers(100, 255, 3)
+    return f
+
+
+@pytest.mark.parametrize("suffix", [".mp4", ".gif", ".webp"])
+def test_write_read_video_formats(tmp_path, suffix):
+    path = write_video(tmp_path / f"v{suffix}", frames(), fps=8, metadata={"seed": 3})
+    back = read_video(path)
+    assert back.shape == (16, 32, 48, 3)
+    assert np.abs(back.astype(int) - frames().astype(int)).mean() < 8
+    assert json.loads((tmp_path / f"v{suffix}.json").read_text())["seed"] == 3
+
+
+def test_mp4_is_h264_and_odd_sizes_are_padded(tmp_path):
+    import av
+
+    path = write_video(tmp_path / "odd.mp4", frames(4, 31, 33))
+    with av.open(str(path)) as c:
+        assert c.streams.video[0].codec_context.name in ("h264", "mpeg4")
+    assert read_video(path).shape == (4, 32, 34, 3)
+
+
+def test_png_strip(tmp_path):
+    from PIL import Image
+
+    path = write_video(tmp_path / "strip.png", frames(4, 8, 10))
+    assert Image.open(path).size == (40, 8)
+
+
+def test_bad_outputs_leave_nothing(tmp_path):
+    with pytest.raises(ValueError, match=".mp4"):
+        write_video(tmp_path / "x.avi", frames())
+    with pytest.raises(InvalidVideoError):
+        write_video(tmp_path / "x.mp4", frames().astype(np.float32))
+    with pytest.raises(ValueError, match="fps"):
+        write_video(tmp_path / "x.mp4", frames(), fps=0)
+    assert os.listdir(tmp_path) == []
+
+
+def test_read_video_errors(tmp_path):
+    (tmp_path / "empty.mp4").write_bytes(b"")
+    with pytest.raises(InvalidVideoError, match="empty"):
+        read_video(tmp_path / "empty.mp4")
+    (tmp_path / "text.mp4").write_text("hello, not a video")
+    with pytest.raises(InvalidVideoError):
+        read_video(tmp_path / "text.mp4")
