@@ -1,0 +1,170 @@
+"""`vdmkit train | sample | models`: argument parsing and wiring only; the work lives in the library."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import warnings
+from pathlib import Path
+
+from vdmkit.errors import VdmkitError, VocabularyWarning
+
+EXIT_USAGE = 2
+
+
+def _cmd_train(args) -> int:
+    from vdmkit.config import load_config
+    from vdmkit.training import train
+
+    cfg = load_config(args.config, args.overrides)
+    out = train(cfg, resume=args.resume, progress=not args.no_progress)
+    print(f"trained {cfg.train.steps} steps; checkpoints in {out / 'checkpoints'}, previews in {out / 'samples'}")
+    return 0
+
+
+def _cmd_sample(args) -> int:
+    from vdmkit.registry import SAMPLERS
+
+    if args.list_samplers:
+        for name, entry in sorted(SAMPLERS.items()):
+            print(f"{name:8s} {entry.description}")
+        return 0
+    if args.model is None or args.prompt is None:
+        raise ValueError("sample needs --model PATH and --prompt TEXT (or --list-samplers)")
+
+    import torch
+
+    from vdmkit import __version__
+    from vdmkit.io.video import check_output_path, upscale, write_video
+    from vdmkit.pipelines.text2video import TextToVideo, read_run_config, resolve_checkpoint, validate_request
+    from vdmkit.registry import lookup
+    from vdmkit.sampling.timesteps import SPACINGS
+    from vdmkit.video import to_uint8
+
+    # every check that needs no weights runs before loading them
+    out = check_output_path(args.out)
+    lookup(SAMPLERS, args.sampler, "sampler")
+    if args.spacing not in SPACINGS:
+        raise ValueError(f"unknown --spacing {args.spacing!r}; valid: {', '.join(SPACINGS)}")
+    if args.upscale is not None and args.upscale < 1:
+        raise ValueError(f"--upscale must be >= 1, got {args.upscale}")
+    if not (math.isfinite(args.fps) and 0 < args.fps <= 240):
+        raise ValueError(f"--fps must be in (0, 240], got {args.fps}")
+    directory = resolve_checkpoint(args.model)
+    cfg = read_run_config(directory)
+    def given(value, default):
+        return default if value is None else value
+
+    frames = given(args.frames, cfg.data.frames)
+    height, width = given(args.height, cfg.data.size), given(args.width, cfg.data.size)
+    seed = validate_request(cfg, frames=frames, height=height, width=width, steps=args.steps,
+                            guidance=args.guidance, seed=args.seed)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    pipe = TextToVideo.from_pretrained(directory)
+    unknown = pipe.text_encoder.tokenizer.unknown_words(args.prompt)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", VocabularyWarning)
+        video = pipe([args.prompt], frames=frames, height=height, width=width, steps=args.steps,
+                     sampler=args.sampler, guidance=args.guidance, seed=seed, spacing=args.spacing,
+                     precision=args.precision, negative_prompt=args.negative_prompt,
+                     **({"eta": args.eta} if args.sampler == "ddim" else {}))
+    for w in caught:
+        print(f"warning: {w.message}", file=sys.stderr)
+    factor = args.upscale or max(1, math.ceil(128 / max(height, width)))
+    u8 = upscale(to_uint8(video[0]), factor)
+    meta = {"prompt": args.prompt, "negative_prompt": args.negative_prompt, "unknown_words": unknown,
+            "seed": seed, "seed_was_random": args.seed is None, "sampler": args.sampler, "steps": args.steps,
+            "spacing": args.spacing, "guidance": args.guidance, "eta": args.eta, "frames": frames,
+            "height": height, "width": width, "upscale": factor, "fps": args.fps, "precision": args.precision,
+            "model": str(directory), "model_sha256": pipe.model_sha256, "vdmkit": __version__}
+    write_video(out, u8, fps=args.fps, metadata=meta)
+    written = [out]
+    if args.strip and out.suffix != ".png":
+        written.append(write_video(out.with_suffix(".png"), u8))
+    for path in written:
+        print(f"saved {path}")
+    print(json.dumps({k: meta[k] for k in ("prompt", "seed", "sampler", "steps", "guidance")}))
+    return 0
+
+
+def _cmd_models(args) -> int:
+    from vdmkit.registry import BACKBONES
+
+    for name, entry in sorted(BACKBONES.items()):
+        line = f"{name:8s} {entry.description}"
+        if args.params:
+            import torch
+
+            with torch.device("meta"):
+                n = sum(p.numel() for p in entry.build(entry.config()).parameters())
+            line += f"  [default preset: {n / 1e6:.2f}M parameters]"
+        print(line)
+    return 0
+
+
+def _seed(text: str):
+    if text.lower() in ("none", "random"):
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"seed must be an integer or 'random', got {text!r}") from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="vdmkit", description="Train, sample and evaluate video diffusion models.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("train", help="train a text-to-video model from a YAML config")
+    p.add_argument("config", help="YAML run config, e.g. configs/shapes.yaml")
+    p.add_argument("overrides", nargs="*", help="key=value overrides, e.g. train.steps=100 data.frames=8")
+    p.add_argument("--resume", action="store_true", help="continue from the run's newest complete checkpoint")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (logs still go to metrics.jsonl)")
+    p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("sample", help="generate a video from a trained model")
+    p.add_argument("--model", help="checkpoint directory, or a run directory (uses its newest checkpoint)")
+    p.add_argument("--prompt", help='text prompt; "" samples unconditionally')
+    p.add_argument("--negative-prompt", default="", help="prompt to steer away from (default: unconditional)")
+    p.add_argument("--out", default="sample.mp4", help="output file: .mp4, .gif, .webp or .png (frame strip)")
+    p.add_argument("--frames", type=int, help="number of frames (default: the training length)")
+    p.add_argument("--height", type=int)
+    p.add_argument("--width", type=int)
+    p.add_argument("--steps", type=int, default=50)
+    p.add_argument("--sampler", default="ddim", help="see --list-samplers")
+    p.add_argument("--spacing", default="trailing", help="timestep spacing: leading, linspace or trailing")
+    p.add_argument("--eta", type=float, default=0.0, help="DDIM noise (0 = deterministic)")
+    p.add_argument("--guidance", type=float, default=3.0, help="classifier-free guidance scale; <= 1 disables it")
+    p.add_argument("--seed", type=_seed, default=0, help="integer in [0, 2**63), or 'random' (recorded)")
+    p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32")
+    p.add_argument("--fps", type=float, default=8.0)
+    p.add_argument("--upscale", type=int, help="nearest-neighbour upscale factor (default: to >= 128 px)")
+    p.add_argument("--strip", action="store_true", help="also write a PNG strip of the frames")
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = default)")
+    p.add_argument("--list-samplers", action="store_true", help="list the samplers and exit")
+    p.set_defaults(func=_cmd_sample)
+
+    p = sub.add_parser("models", help="list the registered backbones")
+    p.add_argument("--params", action="store_true", help="also count parameters of each default preset")
+    p.set_defaults(func=_cmd_models)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (VdmkitError, ValueError, FileExistsError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("interrupted; the last complete checkpoint is intact", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

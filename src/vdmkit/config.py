@@ -1,0 +1,230 @@
+"""Typed dataclass configs. YAML is only their serialisation; unknown keys are errors.
+
+``load_config(path, ["train.steps=100", ...])`` reads a YAML file, applies dotted ``key=value``
+overrides (values parsed as YAML scalars/lists) and builds the dataclasses, checking every key and type.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from vdmkit.conditioning.text import WordEncoderConfig
+from vdmkit.data.shapes import ShapesConfig
+from vdmkit.diffusion.losses import WEIGHTINGS
+from vdmkit.diffusion.process import PREDICTIONS
+from vdmkit.diffusion.schedules import SCHEDULES
+from vdmkit.errors import ConfigError
+
+PRECISIONS = ("fp32", "bf16")
+
+
+@dataclass
+class DiffusionConfig:
+    schedule: str = "cosine"
+    num_train_steps: int = 1000
+    prediction: str = "v"
+    loss_weighting: str = "min_snr"
+
+    def __post_init__(self):
+        for name, value, valid in [("schedule", self.schedule, SCHEDULES), ("prediction", self.prediction, PREDICTIONS),
+                                   ("loss_weighting", self.loss_weighting, WEIGHTINGS)]:
+            if value not in valid:
+                raise ConfigError(f"diffusion.{name}={value!r} unknown; valid: {', '.join(valid)}")
+        if self.num_train_steps < 2:
+            raise ConfigError(f"diffusion.num_train_steps must be >= 2, got {self.num_train_steps}")
+
+
+@dataclass
+class TrainConfig:
+    steps: int = 2000
+    batch_size: int = 8
+    lr: float = 5e-4
+    warmup_steps: int = 100
+    weight_decay: float = 0.0
+    grad_clip: float = 1.0
+    ema_decay: float = 0.999
+    cond_dropout: float = 0.1  # probability of training on the empty prompt, for classifier-free guidance
+    precision: str = "bf16"
+    seed: int = 0
+    threads: int = 0  # torch intra-op threads; 0 = leave torch's default
+    out_dir: str = "runs/shapes"
+    log_every: int = 10
+    checkpoint_every: int = 500
+    keep_checkpoints: int = 2
+    sample_every: int = 500
+    sample_prompts: tuple[str, ...] = ("a slow red circle moving right", "a fast blue square moving up")
+    sample_steps: int = 25
+    sample_guidance: float = 3.0
+
+    def __post_init__(self):
+        positive = ["steps", "batch_size", "log_every", "checkpoint_every", "keep_checkpoints", "sample_every",
+                    "sample_steps"]
+        for name in positive:
+            if getattr(self, name) < 1:
+                raise ConfigError(f"train.{name} must be >= 1, got {getattr(self, name)}")
+        if not 0 <= self.cond_dropout < 1:
+            raise ConfigError(f"train.cond_dropout must be in [0, 1), got {self.cond_dropout}")
+        if not 0 <= self.ema_decay < 1:
+            raise ConfigError(f"train.ema_decay must be in [0, 1), got {self.ema_decay}")
+        if not self.lr > 0:
+            raise ConfigError(f"train.lr must be > 0, got {self.lr}")
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"train.precision={self.precision!r} unknown; valid: {', '.join(PRECISIONS)}")
+        if not 0 <= self.seed < 2**63:
+            raise ConfigError(f"train.seed must be in [0, 2**63), got {self.seed}")
+
+
+@dataclass
+class RunConfig:
+    """Everything a training run and the checkpoint it writes need: the checkpoint describes itself."""
+
+    backbone: str = "unet3d"
+    model: typing.Any = None  # the registered backbone's config dataclass; built from `backbone`
+    text: WordEncoderConfig = field(default_factory=WordEncoderConfig)
+    diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
+    data: ShapesConfig = field(default_factory=ShapesConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def __post_init__(self):
+        from vdmkit.registry import BACKBONES, lookup
+
+        entry = lookup(BACKBONES, self.backbone, "backbone")
+        if self.model is None:
+            self.model = entry.config()
+        elif isinstance(self.model, dict):
+            self.model = from_dict(entry.config, self.model, "model")
+        elif not isinstance(self.model, entry.config):
+            raise ConfigError(f"model must be a {entry.config.__name__} for backbone {self.backbone!r}")
+        if not self.text.vocab:
+            self.text = dataclasses.replace(self.text, vocab=tuple(self.data.vocabulary()))
+        # the backbone's context width is owned by the text encoder
+        self.model = dataclasses.replace(self.model, text_dim=self.text.dim)
+        f = self.model.spatial_factor
+        if self.data.size % f:
+            raise ConfigError(f"data.size={self.data.size} must be divisible by {f} for this backbone; "
+                              f"nearest valid: {max(f, round(self.data.size / f) * f)}")
+
+
+def _check_type(hint, value, where: str):
+    """Coerce ``value`` to ``hint`` for the simple types configs use; ConfigError otherwise."""
+    origin = typing.get_origin(hint)
+    if dataclasses.is_dataclass(hint):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where} must be a mapping, got {value!r}")
+        return from_dict(hint, value, where)
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where} must be a list, got {value!r}")
+        args = typing.get_args(hint)
+        item = args[0] if args else typing.Any
+        return tuple(_check_type(item, v, f"{where}[{i}]") for i, v in enumerate(value))
+    if origin in (typing.Union, types.UnionType):
+        for arg in typing.get_args(hint):
+            try:
+                return _check_type(arg, value, where)
+            except ConfigError:
+                continue
+        raise ConfigError(f"{where}: {value!r} does not match {hint}")
+    if hint is typing.Any:
+        return value
+    if hint is type(None):
+        if value is not None:
+            raise ConfigError(f"{where} must be null, got {value!r}")
+        return value
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where} must be true or false, got {value!r}")
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where} must be an integer, got {value!r}")
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{where} must be a number, got {value!r}")
+        return float(value)
+    if hint is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{where} must be a string, got {value!r}")
+        return value
+    return value
+
+
+def from_dict(cls, data: dict, where: str = ""):
+    """Build dataclass ``cls`` from a plain dict; unknown keys and wrong types are ConfigErrors."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where or cls.__name__} must be a mapping, got {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ConfigError(f"unknown key(s) {', '.join((where + '.' if where else '') + k for k in unknown)}; "
+                          f"valid keys{' of ' + where if where else ''}: {', '.join(sorted(names))}")
+    kwargs = {}
+    for name, value in data.items():
+        key = f"{where}.{name}" if where else name
+        kwargs[name] = value if (cls is RunConfig and name == "model") else _check_type(hints[name], value, key)
+    try:
+        return cls(**kwargs)
+    except ConfigError:
+        raise
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"{where or cls.__name__}: {e}") from e
+
+
+def to_dict(cfg) -> dict:
+    """Plain-data form (tuples become lists) for YAML/JSON."""
+    def plain(x):
+        if dataclasses.is_dataclass(x):
+            return {f.name: plain(getattr(x, f.name)) for f in dataclasses.fields(x)}
+        if isinstance(x, (list, tuple)):
+            return [plain(v) for v in x]
+        return x
+    return plain(cfg)
+
+
+def apply_overrides(data: dict, overrides: list[str]) -> dict:
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} must look like key=value, e.g. train.steps=100")
+        key, raw = item.split("=", 1)
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError as e:
+            raise ConfigError(f"override {item!r}: cannot parse the value ({e})") from e
+        node = data
+        parts = key.strip().split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"override {item!r}: {part!r} is not a section")
+        node[parts[-1]] = value
+    return data
+
+
+def load_config(path: str | os.PathLike | None, overrides: list[str] = ()) -> RunConfig:
+    """Read a YAML run config (or start from defaults when ``path`` is None) and apply overrides."""
+    data: dict = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file {str(path)!r} not found")
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except (yaml.YAMLError, UnicodeDecodeError) as e:
+            raise ConfigError(f"config file {str(path)!r} is not valid YAML: {e}") from e
+        if not isinstance(data, dict):
+            raise ConfigError(f"config file {str(path)!r} must hold a mapping at the top level")
+    data = apply_overrides(data, list(overrides))
+    return from_dict(RunConfig, data)
+
+
+def dump_config(cfg: RunConfig) -> str:
+    return yaml.safe_dump(to_dict(cfg), sort_keys=False)

@@ -1,0 +1,143 @@
+"""TextToVideo: a backbone, its text encoder and noise process, saved and loaded as one checkpoint."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from vdmkit.conditioning.text import WordTextEncoder
+from vdmkit.config import RunConfig, from_dict, to_dict
+from vdmkit.diffusion.denoiser import Denoiser
+from vdmkit.diffusion.process import NoiseProcess
+from vdmkit.errors import CheckpointMismatchError, ConstraintError, CorruptCheckpointError, UnsafeFormatError
+from vdmkit.io.checkpoint import PICKLE_SUFFIXES, latest_checkpoint, load_json, load_tensors, read_manifest
+from vdmkit.registry import BACKBONES, lookup
+from vdmkit.sampling.generate import check_seed, generate
+from vdmkit.sampling.guidance import check_guidance
+from vdmkit.sampling.timesteps import check_steps
+
+WEIGHTS = "model"  # model.safetensors: the inference (EMA) weights
+CONFIG = "config"  # config.json: the RunConfig
+
+
+class TextToVideo(nn.Module):
+    """``pipe(["a red circle moving left"], frames=16) -> (B, 3, T, H, W)`` in [-1, 1]."""
+
+    def __init__(self, cfg: RunConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.backbone = lookup(BACKBONES, cfg.backbone, "backbone").build(cfg.model)
+        self.text_encoder = WordTextEncoder(cfg.text)
+        self.process = NoiseProcess.from_schedule(cfg.diffusion.schedule, cfg.diffusion.num_train_steps)
+
+    def encode(self, prompts: list[str]):
+        return self.text_encoder(prompts)
+
+    def forward(self, x_t: torch.Tensor, t: torch.Tensor, prompts_or_cond) -> torch.Tensor:
+        cond = self.encode(prompts_or_cond) if isinstance(prompts_or_cond, list) else prompts_or_cond
+        return self.backbone(x_t, t, cond)
+
+    def denoiser(self, precision: str = "fp32") -> Denoiser:
+        return Denoiser(self.backbone, self.process, self.cfg.diffusion.prediction, clip_x0=(-1.0, 1.0),
+                        autocast_dtype=torch.bfloat16 if precision == "bf16" else None)
+
+    def check_request(self, *, frames: int, height: int, width: int, steps: int, guidance: float, seed):
+        """Validate sampling arguments; cheap, so the CLI calls it before loading weights."""
+        return validate_request(self.cfg, frames=frames, height=height, width=width, steps=steps,
+                                guidance=guidance, seed=seed)
+
+    @torch.no_grad()
+    def __call__(self, prompts: list[str], *, frames: int | None = None, height: int | None = None,
+                 width: int | None = None, steps: int = 50, sampler: str = "ddim", guidance: float = 3.0,
+                 seed: int | None = 0, spacing: str = "trailing", precision: str = "fp32",
+                 negative_prompt: str = "", callback=None, **knobs) -> torch.Tensor:
+        frames = frames or self.cfg.data.frames
+        height = height or self.cfg.data.size
+        width = width or self.cfg.data.size
+        seed = self.check_request(frames=frames, height=height, width=width, steps=steps, guidance=guidance,
+                                  seed=seed)
+        if isinstance(prompts, str):
+            prompts = [prompts]
+        n = len(prompts)
+        both = self.encode(list(prompts) + [negative_prompt] * n)  # one call: same token padding for both
+        cond, uncond = both[:n], both[n:]
+        shape = (len(prompts), self.cfg.model.in_channels, frames, height, width)
+        return generate(self.denoiser(precision), shape, cond, uncond, sampler=sampler, steps=steps,
+                        guidance=guidance, spacing=spacing, seed=seed, callback=callback, **knobs)
+
+    def inference_state(self) -> dict[str, torch.Tensor]:
+        return {k: v for k, v in self.state_dict().items()}
+
+    @classmethod
+    def from_pretrained(cls, path: str | os.PathLike) -> "TextToVideo":
+        """Load from a checkpoint directory, or a run directory (its newest complete checkpoint)."""
+        directory = resolve_checkpoint(path)
+        cfg = read_run_config(directory)
+        pipe = cls(cfg)
+        load_strict(pipe, load_tensors(directory / f"{WEIGHTS}.safetensors"), directory)
+        pipe.model_sha256 = read_manifest(directory, check_hashes=False)["files"][f"{WEIGHTS}.safetensors"]["sha256"]
+        return pipe.eval()
+
+
+def validate_request(cfg: RunConfig, *, frames, height, width, steps, guidance, seed) -> int:
+    for name, value in [("frames", frames), ("height", height), ("width", width)]:
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ConstraintError(f"{name} must be a positive integer, got {value!r}")
+    f = cfg.model.spatial_factor
+    for name, value in [("height", height), ("width", width)]:
+        if value % f:
+            raise ConstraintError(f"{name}={value} is not divisible by {f} for this model; "
+                                  f"nearest valid: {max(f, round(value / f) * f)}")
+    check_steps(steps, cfg.diffusion.num_train_steps)
+    check_guidance(guidance)
+    return check_seed(seed)
+
+
+def resolve_checkpoint(path: str | os.PathLike) -> Path:
+    path = Path(path)
+    if path.is_file():
+        if path.suffix.lower() in PICKLE_SUFFIXES:
+            raise UnsafeFormatError(f"{str(path)!r}: pickle checkpoints are refused; vdmkit loads safetensors only")
+        if path.suffix == ".safetensors" or path.name == "manifest.json":
+            return path.parent if (path.parent / "manifest.json").is_file() else _no_manifest(path.parent)
+        raise CorruptCheckpointError(f"{str(path)!r} is a file; pass a checkpoint directory (holding manifest.json)")
+    if not path.exists():
+        raise CorruptCheckpointError(f"model path {str(path)!r} does not exist")
+    if (path / "manifest.json").is_file():
+        return path
+    if (path / "checkpoints").is_dir():
+        return latest_checkpoint(path)
+    return _no_manifest(path)
+
+
+def _no_manifest(path: Path):
+    raise CorruptCheckpointError(f"{str(path)!r} holds no manifest.json: not a complete vdmkit checkpoint")
+
+
+def read_run_config(directory: Path) -> RunConfig:
+    read_manifest(directory)
+    return from_dict(RunConfig, load_json(directory / f"{CONFIG}.json"))
+
+
+def load_strict(module: nn.Module, state: dict[str, torch.Tensor], source: Path) -> None:
+    """Load every tensor or fail listing missing, unexpected and mis-shaped keys."""
+    own = module.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    shapes = sorted(f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
+                    for k in set(own) & set(state) if own[k].shape != state[k].shape)
+    if missing or unexpected or shapes:
+        def show(items):
+            return ", ".join(items[:8]) + (f" (+{len(items) - 8} more)" if len(items) > 8 else "")
+        parts = [f"missing {show(missing)}" if missing else "", f"unexpected {show(unexpected)}" if unexpected else "",
+                 f"shape mismatch {show(shapes)}" if shapes else ""]
+        raise CheckpointMismatchError(
+            f"checkpoint {str(source)!r} does not fit this model: " + "; ".join(p for p in parts if p))
+    module.load_state_dict(state, strict=True)
+
+
+def run_config_document(cfg: RunConfig) -> dict:
+    return to_dict(cfg)

@@ -1,0 +1,51 @@
+"""generate(): noise -> sampler(guided Denoiser) -> video. The only sampling module that wires stages."""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any, Callable
+
+import torch
+
+from vdmkit.diffusion.denoiser import Denoiser
+from vdmkit.registry import SAMPLERS, lookup
+from vdmkit.sampling.guidance import check_guidance, guided
+from vdmkit.sampling.timesteps import SPACINGS, make_timesteps
+
+MAX_SEED = 2**63 - 1
+
+
+def check_seed(seed) -> int:
+    """None draws a random seed (return it, so it can be recorded); otherwise an int in [0, 2**63)."""
+    if seed is None:
+        return secrets.randbelow(MAX_SEED)
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
+        raise ValueError(f"seed must be an integer in [0, 2**63 - 1] or None for random, got {seed!r}")
+    return seed
+
+
+def generate(
+    denoiser: Denoiser,
+    shape: tuple[int, int, int, int, int],
+    cond: Any,
+    uncond: Any,
+    *,
+    sampler: str = "ddim",
+    steps: int = 50,
+    guidance: float = 1.0,
+    spacing: str = "trailing",
+    seed: int = 0,
+    callback: Callable | None = None,
+    **knobs,
+) -> torch.Tensor:
+    """Sample a batch ``shape`` = (B, C, T, H, W) from ``denoiser`` conditioned on ``cond``."""
+    entry = lookup(SAMPLERS, sampler, "sampler")
+    if spacing not in SPACINGS:
+        raise ValueError(f"unknown timestep spacing {spacing!r}; valid: {', '.join(SPACINGS)}")
+    ts = make_timesteps(denoiser.process.num_steps, steps, spacing)
+    guidance = check_guidance(guidance)
+    device = next(denoiser.parameters()).device
+    generator = torch.Generator(device=device).manual_seed(check_seed(seed))
+    x = torch.randn(shape, generator=generator, device=device)
+    fn = guided(denoiser, cond, uncond, guidance)
+    return entry.build(fn, x, ts, denoiser.process, generator=generator, callback=callback, **knobs)

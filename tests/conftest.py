@@ -1,0 +1,20 @@
+import pytest
+import torch
+
+from vdmkit.config import load_config
+
+TINY = ["backbone=unet3d", "model.channels=[32, 32]", "model.attention_levels=[1]", "text.dim=32",
+        "text.layers=1", "text.heads=2", "data.size=16", "data.frames=4", "train.batch_size=2",
+        "train.warmup_steps=1", "train.log_every=1", "train.sample_steps=2", "train.precision=fp32"]
+
+
+@pytest.fixture(autouse=True)
+def _threads():
+    torch.set_num_threads(1)  # tiny tensors: threads only add noise and contention
+
+
+@pytest.fixture
+def tiny_cfg(tmp_path):
+    def make(*overrides):
+        return load_config(None, TINY + [f"train.out_dir={tmp_path / 'run'}", *overrides])
+    return make

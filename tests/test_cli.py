@@ -1,0 +1,113 @@
+import json
+
+import numpy as np
+import pytest
+
+from vdmkit import cli
+from vdmkit.io.video import read_video
+from vdmkit.pipelines.text2video import TextToVideo
+from tests.conftest import TINY
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("cli") / "run"
+    import torch
+    torch.set_num_threads(1)
+    rc = cli.main(["train", "configs/tiny.yaml", f"train.out_dir={out}", "train.precision=fp32", "--no-progress"])
+    assert rc == 0
+    return out
+
+
+def test_train_writes_checkpoint_metrics_and_previews(run_dir):
+    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(l)["step"] for l in lines] == [1, 2, 3, 4]
+    assert all(np.isfinite(json.loads(l)["loss"]) for l in lines)
+    assert (run_dir / "checkpoints" / "step_0000004" / "manifest.json").is_file()
+    assert read_video(run_dir / "samples" / "step_0000004.mp4").shape[0] == 4
+
+
+def test_sample_writes_video_and_metadata(run_dir, tmp_path, capsys):
+    out = tmp_path / "v.mp4"
+    rc = cli.main(["sample", "--model", str(run_dir), "--prompt", "a red circle moving left", "--steps", "3",
+                   "--frames", "6", "--seed", "7", "--out", str(out), "--strip"])
+    assert rc == 0
+    frames = read_video(out)
+    assert frames.shape == (6, 128, 128, 3)  # 16 px upscaled 8x for viewing
+    meta = json.loads((tmp_path / "v.mp4.json").read_text())
+    assert meta["prompt"] == "a red circle moving left" and meta["seed"] == 7 and meta["sampler"] == "ddim"
+    assert meta["steps"] == 3 and len(meta["model_sha256"]) == 64
+    assert (tmp_path / "v.png").is_file()
+    assert f"saved {out}" in capsys.readouterr().out
+
+
+def test_random_seed_is_recorded_and_unknown_words_reported(run_dir, tmp_path, capsys):
+    out = tmp_path / "r.gif"
+    assert cli.main(["sample", "--model", str(run_dir), "--prompt", "a purple circle", "--steps", "2",
+                     "--seed", "random", "--out", str(out)]) == 0
+    meta = json.loads((tmp_path / "r.gif.json").read_text())
+    assert meta["seed_was_random"] and 0 <= meta["seed"] < 2**63
+    assert meta["unknown_words"] == ["purple"]
+    assert "purple" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("args, match", [
+    (["--steps", "0"], "steps must be >= 1"),
+    (["--steps", "-1"], "steps must be >= 1"),
+    (["--steps", "1001"], "training timesteps"),
+    (["--guidance", "nan"], "finite"),
+    (["--guidance", "inf"], "finite"),
+    (["--guidance", "-3"], ">= 0"),
+    (["--seed", "-1"], "seed"),
+    (["--seed", str(2**64)], "seed"),
+    (["--height", "17"], "not divisible by 2"),
+    (["--width", "0"], "positive"),
+    (["--frames", "0"], "positive"),
+    (["--sampler", "euler_a"], "ddim, ddpm"),
+    (["--spacing", "uniform"], "trailing"),
+    (["--out", "x.avi"], ".mp4"),
+])
+def test_bad_sample_inputs_fail_before_loading_weights(run_dir, tmp_path, monkeypatch, capsys, args, match):
+    def refuse(*a, **k):
+        raise AssertionError("weights were loaded before validation")
+
+    monkeypatch.setattr(TextToVideo, "from_pretrained", refuse)
+    monkeypatch.chdir(tmp_path)
+    argv = ["sample", "--model", str(run_dir), "--prompt", "a red circle"] + args
+    assert cli.main(argv) == 2
+    assert match in capsys.readouterr().err
+    assert not list(tmp_path.glob("*.mp4")) and not list(tmp_path.glob("x.*"))
+
+
+@pytest.mark.parametrize("value", ["2.5", "abc"])
+def test_non_integer_steps_are_usage_errors(run_dir, value, capsys):
+    with pytest.raises(SystemExit) as e:
+        cli.main(["sample", "--model", str(run_dir), "--prompt", "x", "--steps", value])
+    assert e.value.code == 2 and "--steps" in capsys.readouterr().err
+
+
+def test_bad_model_paths(tmp_path, capsys):
+    (tmp_path / "w.pt").write_bytes(b"\x80\x04")
+    (tmp_path / "empty").mkdir()
+    for path, match in [(tmp_path / "missing", "does not exist"), (tmp_path / "w.pt", "pickle"),
+                        (tmp_path / "empty", "no manifest.json")]:
+        assert cli.main(["sample", "--model", str(path), "--prompt", "x", "--out", str(tmp_path / "o.mp4")]) == 2
+        assert match in capsys.readouterr().err
+    assert not (tmp_path / "o.mp4").exists()
+
+
+def test_train_bad_inputs(tmp_path, capsys):
+    assert cli.main(["train", "configs/tiny.yaml", "train.stepz=3"]) == 2
+    assert "unknown key" in capsys.readouterr().err
+    assert cli.main(["train", str(tmp_path / "nope.yaml")]) == 2
+    assert "not found" in capsys.readouterr().err
+    assert cli.main(["train", "configs/tiny.yaml", f"train.out_dir={tmp_path / 'r'}", "--resume"]) == 2
+    assert "no complete checkpoint" in capsys.readouterr().err
+
+
+def test_list_samplers_and_models(capsys):
+    assert cli.main(["sample", "--list-samplers"]) == 0
+    out = capsys.readouterr().out
+    assert "ddim" in out and "ddpm" in out
+    assert cli.main(["models", "--params"]) == 0
+    assert "unet3d" in capsys.readouterr().out

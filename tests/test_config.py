@@ -1,0 +1,51 @@
+import pytest
+
+from vdmkit.config import dump_config, load_config
+from vdmkit.errors import ConfigError
+
+
+def test_shipped_configs_load(tmp_path):
+    for name in ("shapes", "demo", "tiny"):
+        cfg = load_config(f"configs/{name}.yaml")
+        assert cfg.model.spatial_factor and cfg.text.vocab
+        assert "circle" in cfg.text.vocab
+
+
+def test_yaml_round_trip(tmp_path):
+    cfg = load_config("configs/shapes.yaml", ["train.steps=7", "model.channels=[32, 64, 96]", "data.bounce=false"])
+    assert cfg.train.steps == 7 and cfg.model.channels == (32, 64, 96) and cfg.data.bounce is False
+    path = tmp_path / "c.yaml"
+    path.write_text(dump_config(cfg))
+    assert load_config(path) == cfg
+
+
+@pytest.mark.parametrize("override, match", [
+    ("train.stepz=3", "unknown key.*train.stepz"),
+    ("train.steps=abc", "train.steps must be an integer"),
+    ("train.steps=2.5", "train.steps must be an integer"),
+    ("train.lr=-1", "lr"),
+    ("model.channels=[30]", "head_dim"),
+    ("backbone=resnet", "unknown backbone.*unet3d"),
+    ("diffusion.prediction=score", "prediction.*eps"),
+    ("data.size=30", "divisible by 4.*nearest valid: 32"),
+    ("train.seed=-1", "seed"),
+    ("nokey", "key=value"),
+    ("train.precision=fp8", "precision"),
+])
+def test_bad_overrides_are_typed_errors(override, match):
+    with pytest.raises(ConfigError, match=match):
+        load_config("configs/shapes.yaml", [override])
+
+
+def test_bad_files(tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "missing.yaml")
+    (tmp_path / "list.yaml").write_text("- 1\n- 2\n")
+    with pytest.raises(ConfigError, match="mapping"):
+        load_config(tmp_path / "list.yaml")
+    (tmp_path / "cls.yaml").write_text("backbone: '!!python/object:os.system'\n")
+    with pytest.raises(ConfigError, match="unknown backbone"):
+        load_config(tmp_path / "cls.yaml")
+    (tmp_path / "tag.yaml").write_text("backbone: !!python/object/apply:os.system ['true']\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(tmp_path / "tag.yaml")
