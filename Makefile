@@ -1,0 +1,35 @@
+# `make demo` and `make test` each set up .venv on a fresh machine, then do their job.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.vdmkit-installed
+TORCH_VERSION := 2.13.0
+DEMO_PROMPT := a slow red circle moving right
+
+.PHONY: setup demo test clean
+
+setup: $(STAMP)
+
+# torch first, pinned: these machines hold a local CPU wheel of 2.13.0; any other version would pull
+# GBs of CUDA packages. The project then declares a range that 2.13.0 satisfies.
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q torch==$(TORCH_VERSION)
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	@if [ -d runs/demo/checkpoints ]; then \
+		$(VENV)/bin/vdmkit train configs/demo.yaml --resume; \
+	else \
+		$(VENV)/bin/vdmkit train configs/demo.yaml; \
+	fi
+	$(VENV)/bin/vdmkit sample --model runs/demo --prompt "$(DEMO_PROMPT)" --steps 25 --out outputs/demo.mp4 --strip
+
+# pytest exits 5 when it collected no tests: that is a failure here, not a pass.
+test: $(STAMP)
+	@$(PY) -m pytest -q; rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests" >&2; exit 1; fi; exit $$rc
+
+clean:
+	rm -rf runs/demo runs/tiny outputs
