@@ -111,3 +111,15 @@ def test_list_samplers_and_models(capsys):
     assert "ddim" in out and "ddpm" in out
     assert cli.main(["models", "--params"]) == 0
     assert "unet3d" in capsys.readouterr().out
+
+
+def test_nan_during_sampling_writes_no_video(run_dir, tmp_path, monkeypatch, capsys):
+    from vdmkit.diffusion import Denoiser
+
+    monkeypatch.setattr(Denoiser, "forward", lambda self, x, t, cond=None: x * float("nan"))
+    out = tmp_path / "nan.mp4"
+    assert cli.main(["sample", "--model", str(run_dir), "--prompt", "a red circle", "--steps", "3",
+                     "--out", str(out)]) == 2
+    err = capsys.readouterr()
+    assert "NaN/inf in the sample at step 0" in err.err and "saved" not in err.out
+    assert not out.exists() and not list(tmp_path.iterdir())

@@ -64,3 +64,27 @@ def test_run_dir_is_not_clobbered_and_resume_needs_a_checkpoint(tiny_cfg, tmp_pa
     changed = tiny_cfg("train.steps=3", "model.channels=[32, 64]")
     with pytest.raises(ConfigError, match="different model config"):
         train(changed, resume=True, progress=False)
+
+
+def test_nan_loss_aborts_with_the_step_and_keeps_the_last_checkpoint(tiny_cfg, monkeypatch):
+    from vdmkit.errors import NonFiniteError
+    import importlib
+
+    train_module = importlib.import_module("vdmkit.training.train")  # the module, not the function
+
+    cfg = tiny_cfg("train.steps=2", "train.checkpoint_every=1", "train.sample_every=100")
+    run = train(cfg, progress=False)
+    real = train_module.diffusion_loss
+    calls = []
+
+    def nan_on_second(*a, **k):
+        calls.append(1)
+        loss = real(*a, **k)
+        return loss * float("nan") if len(calls) == 2 else loss
+
+    monkeypatch.setattr(train_module, "diffusion_loss", nan_on_second)
+    cfg.train.steps = 5
+    with pytest.raises(NonFiniteError, match="at step 3"):
+        train(cfg, resume=True, progress=False)
+    names = sorted(p.name for p in (run / "checkpoints").iterdir())
+    assert names == ["step_0000002", "step_0000003"]  # step 3 saved before the NaN at step 4's update
