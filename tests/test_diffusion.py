@@ -79,3 +79,13 @@ def test_unknown_spacing_and_schedule_list_valid_names():
         make_timesteps(1000, 10, "uniform")
     with pytest.raises(ConfigError, match="cosine"):
         NoiseProcess.from_schedule("sigmoid")
+
+
+def test_schedule_shift_divides_the_snr():
+    base = NoiseProcess.from_schedule("cosine", 1000)
+    shifted = NoiseProcess.from_schedule("cosine", 1000, shift=3.0)
+    t = torch.tensor([10, 300, 700])
+    torch.testing.assert_close(shifted.snr(t), base.snr(t) / 9)
+    assert (shifted.alphas_cumprod[1:] < shifted.alphas_cumprod[:-1]).all()
+    with pytest.raises(ConfigError, match="shift"):
+        NoiseProcess.from_schedule("cosine", 1000, shift=0)

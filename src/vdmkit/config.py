@@ -29,6 +29,7 @@ PRECISIONS = ("fp32", "bf16")
 class DiffusionConfig:
     schedule: str = "cosine"
     num_train_steps: int = 1000
+    schedule_shift: float = 1.0  # divide the SNR by shift**2: > 1 for inputs larger than the schedule was made for
     prediction: str = "v"
     loss_weighting: str = "min_snr"
 
@@ -37,6 +38,8 @@ class DiffusionConfig:
                                    ("loss_weighting", self.loss_weighting, WEIGHTINGS)]:
             if value not in valid:
                 raise ConfigError(f"diffusion.{name}={value!r} unknown; valid: {', '.join(valid)}")
+        if not self.schedule_shift > 0:
+            raise ConfigError(f"diffusion.schedule_shift must be > 0, got {self.schedule_shift}")
         if self.num_train_steps < 2:
             raise ConfigError(f"diffusion.num_train_steps must be >= 2, got {self.num_train_steps}")
 

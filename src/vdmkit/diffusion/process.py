@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import torch
 
-from vdmkit.diffusion.schedules import SCHEDULES
+from vdmkit.diffusion.schedules import SCHEDULES, shift_alphas_cumprod
 from vdmkit.errors import ConfigError
 
 PREDICTIONS = ("eps", "x0", "v")
@@ -27,12 +27,15 @@ class NoiseProcess:
     alphas_cumprod: torch.Tensor  # (N,) float64, decreasing
 
     @classmethod
-    def from_schedule(cls, schedule: str, num_steps: int = 1000) -> "NoiseProcess":
+    def from_schedule(cls, schedule: str, num_steps: int = 1000, shift: float = 1.0) -> "NoiseProcess":
         if schedule not in SCHEDULES:
             raise ConfigError(f"unknown noise schedule {schedule!r}; valid: {_names(SCHEDULES)}")
         if isinstance(num_steps, bool) or not isinstance(num_steps, int) or num_steps < 2:
             raise ConfigError(f"num_train_steps must be an integer >= 2, got {num_steps!r}")
-        return cls(SCHEDULES[schedule](num_steps))
+        if not (isinstance(shift, (int, float)) and 0 < shift < float("inf")):
+            raise ConfigError(f"schedule shift must be a positive number, got {shift!r}")
+        ac = SCHEDULES[schedule](num_steps)
+        return cls(ac if shift == 1 else shift_alphas_cumprod(ac, shift))
 
     @property
     def num_steps(self) -> int:

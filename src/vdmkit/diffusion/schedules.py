@@ -33,6 +33,17 @@ def cosine_alphas_cumprod(num_steps: int, offset: float = COSINE_OFFSET) -> torc
     return torch.cumprod(1.0 - betas, dim=0)
 
 
+def shift_alphas_cumprod(alphas_cumprod: torch.Tensor, shift: float) -> torch.Tensor:
+    """Divide the SNR at every step by ``shift**2`` (log-SNR shift of -2 log(shift)).
+
+    Larger or longer inputs carry more redundant signal, so the same noise level destroys less of
+    them; shifting towards noise restores the high-noise regime where global layout and motion are
+    decided (Hoogeboom et al. 2023 "simple diffusion"; SD3's time shift is the same map for flows).
+    """
+    snr = alphas_cumprod / (1 - alphas_cumprod) / shift**2
+    return snr / (1 + snr)
+
+
 SCHEDULES = {
     "linear": linear_alphas_cumprod,
     "cosine": cosine_alphas_cumprod,

@@ -31,7 +31,8 @@ class TextToVideo(nn.Module):
         self.cfg = cfg
         self.backbone = lookup(BACKBONES, cfg.backbone, "backbone").build(cfg.model)
         self.text_encoder = WordTextEncoder(cfg.text)
-        self.process = NoiseProcess.from_schedule(cfg.diffusion.schedule, cfg.diffusion.num_train_steps)
+        self.process = NoiseProcess.from_schedule(cfg.diffusion.schedule, cfg.diffusion.num_train_steps,
+                                                 cfg.diffusion.schedule_shift)
 
     def encode(self, prompts: list[str]):
         return self.text_encoder(prompts)
