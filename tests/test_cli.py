@@ -6,7 +6,6 @@ import pytest
 from vdmkit import cli
 from vdmkit.io.video import read_video
 from vdmkit.pipelines.text2video import TextToVideo
-from tests.conftest import TINY
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,6 @@ import json
 import math
 import sys
 import warnings
-from pathlib import Path
 
 from vdmkit.errors import VdmkitError, VocabularyWarning
 

@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 
-from vdmkit.data.shapes import BACKGROUNDS, COLOURS, DIRECTIONS, SPEEDS, REFERENCE_SIZE
+from vdmkit.data.shapes import BACKGROUNDS, COLOURS, DIRECTIONS, REFERENCE_SIZE
 from vdmkit.video import to_uint8
 
 FOREGROUND_DISTANCE = 100  # max-channel distance from the background (0-255) that counts as object
@@ -102,7 +102,3 @@ def score_video(video: torch.Tensor, attributes: dict, **kw) -> dict:
     det = detect_shapes(video, **kw)
     return {**asdict(det), **{f"{k}_ok": getattr(det, k) == attributes[k] for k in ("colour", "shape", "direction")}}
 
-
-def speed_name(speed_px: float, size: int) -> str:
-    """The named speed nearest to a fitted px/frame speed."""
-    return min(SPEEDS, key=lambda s: abs(SPEEDS[s] * size / REFERENCE_SIZE - speed_px))

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from vdmkit.conditioning.text import WordTextEncoder
-from vdmkit.config import RunConfig, from_dict, to_dict
+from vdmkit.config import RunConfig, from_dict
 from vdmkit.diffusion.denoiser import Denoiser
 from vdmkit.diffusion.process import NoiseProcess
 from vdmkit.errors import CheckpointMismatchError, ConstraintError, CorruptCheckpointError, UnsafeFormatError
@@ -70,7 +70,7 @@ class TextToVideo(nn.Module):
                         guidance=guidance, spacing=spacing, seed=seed, callback=callback, **knobs)
 
     def inference_state(self) -> dict[str, torch.Tensor]:
-        return {k: v for k, v in self.state_dict().items()}
+        return dict(self.state_dict())
 
     @classmethod
     def from_pretrained(cls, path: str | os.PathLike) -> "TextToVideo":
@@ -138,7 +138,3 @@ def load_strict(module: nn.Module, state: dict[str, torch.Tensor], source: Path)
         raise CheckpointMismatchError(
             f"checkpoint {str(source)!r} does not fit this model: " + "; ".join(p for p in parts if p))
     module.load_state_dict(state, strict=True)
-
-
-def run_config_document(cfg: RunConfig) -> dict:
-    return to_dict(cfg)
