@@ -38,15 +38,10 @@ def _cmd_sample(args) -> int:
     from vdmkit import __version__
     from vdmkit.io.video import check_output_path, upscale, write_video
     from vdmkit.pipelines.text2video import TextToVideo, read_run_config, resolve_checkpoint, validate_request
-    from vdmkit.registry import lookup
-    from vdmkit.sampling.timesteps import SPACINGS
     from vdmkit.video import to_uint8
 
     # every check that needs no weights runs before loading them
     out = check_output_path(args.out)
-    lookup(SAMPLERS, args.sampler, "sampler")
-    if args.spacing not in SPACINGS:
-        raise ValueError(f"unknown --spacing {args.spacing!r}; valid: {', '.join(SPACINGS)}")
     if args.upscale is not None and args.upscale < 1:
         raise ValueError(f"--upscale must be >= 1, got {args.upscale}")
     if not (math.isfinite(args.fps) and 0 < args.fps <= 240):
@@ -59,7 +54,7 @@ def _cmd_sample(args) -> int:
     frames = given(args.frames, cfg.data.frames)
     height, width = given(args.height, cfg.data.size), given(args.width, cfg.data.size)
     seed = validate_request(cfg, frames=frames, height=height, width=width, steps=args.steps,
-                            guidance=args.guidance, seed=args.seed)
+                            guidance=args.guidance, seed=args.seed, sampler=args.sampler, spacing=args.spacing)
     if args.threads:
         torch.set_num_threads(args.threads)
 

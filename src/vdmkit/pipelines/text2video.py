@@ -14,10 +14,10 @@ from vdmkit.diffusion.denoiser import Denoiser
 from vdmkit.diffusion.process import NoiseProcess
 from vdmkit.errors import CheckpointMismatchError, ConstraintError, CorruptCheckpointError, UnsafeFormatError
 from vdmkit.io.checkpoint import PICKLE_SUFFIXES, latest_checkpoint, load_json, load_tensors, read_manifest
-from vdmkit.registry import BACKBONES, lookup
+from vdmkit.registry import BACKBONES, SAMPLERS, lookup
 from vdmkit.sampling.generate import check_seed, generate
 from vdmkit.sampling.guidance import check_guidance
-from vdmkit.sampling.timesteps import check_steps
+from vdmkit.sampling.timesteps import check_spacing, check_steps
 
 WEIGHTS = "model"  # model.safetensors: the inference (EMA) weights
 CONFIG = "config"  # config.json: the RunConfig
@@ -45,10 +45,9 @@ class TextToVideo(nn.Module):
         return Denoiser(self.backbone, self.process, self.cfg.diffusion.prediction, clip_x0=(-1.0, 1.0),
                         autocast_dtype=torch.bfloat16 if precision == "bf16" else None)
 
-    def check_request(self, *, frames: int, height: int, width: int, steps: int, guidance: float, seed):
-        """Validate sampling arguments; cheap, so the CLI calls it before loading weights."""
-        return validate_request(self.cfg, frames=frames, height=height, width=width, steps=steps,
-                                guidance=guidance, seed=seed)
+    def check_request(self, **request):
+        """Validate sampling arguments (see validate_request); cheap, so it runs before any work."""
+        return validate_request(self.cfg, **request)
 
     @torch.no_grad()
     def __call__(self, prompts: list[str], *, frames: int | None = None, height: int | None = None,
@@ -59,7 +58,7 @@ class TextToVideo(nn.Module):
         height = height or self.cfg.data.size
         width = width or self.cfg.data.size
         seed = self.check_request(frames=frames, height=height, width=width, steps=steps, guidance=guidance,
-                                  seed=seed)
+                                  seed=seed, sampler=sampler, spacing=spacing)
         if isinstance(prompts, str):
             prompts = [prompts]
         n = len(prompts)
@@ -83,7 +82,11 @@ class TextToVideo(nn.Module):
         return pipe.eval()
 
 
-def validate_request(cfg: RunConfig, *, frames, height, width, steps, guidance, seed) -> int:
+def validate_request(cfg: RunConfig, *, frames, height, width, steps, guidance, seed, sampler="ddim",
+                     spacing="trailing") -> int:
+    """Check every sampling argument against the model's config; return the seed to use."""
+    lookup(SAMPLERS, sampler, "sampler")
+    check_spacing(spacing)
     for name, value in [("frames", frames), ("height", height), ("width", width)]:
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ConstraintError(f"{name} must be a positive integer, got {value!r}")

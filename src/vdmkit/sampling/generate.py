@@ -9,8 +9,8 @@ import torch
 
 from vdmkit.diffusion.denoiser import Denoiser
 from vdmkit.registry import SAMPLERS, lookup
-from vdmkit.sampling.guidance import check_guidance, guided
-from vdmkit.sampling.timesteps import SPACINGS, make_timesteps
+from vdmkit.sampling.guidance import guided
+from vdmkit.sampling.timesteps import make_timesteps
 
 MAX_SEED = 2**63 - 1
 
@@ -40,10 +40,7 @@ def generate(
 ) -> torch.Tensor:
     """Sample a batch ``shape`` = (B, C, T, H, W) from ``denoiser`` conditioned on ``cond``."""
     entry = lookup(SAMPLERS, sampler, "sampler")
-    if spacing not in SPACINGS:
-        raise ValueError(f"unknown timestep spacing {spacing!r}; valid: {', '.join(SPACINGS)}")
     ts = make_timesteps(denoiser.process.num_steps, steps, spacing)
-    guidance = check_guidance(guidance)
     device = next(denoiser.parameters()).device
     generator = torch.Generator(device=device).manual_seed(check_seed(seed))
     x = torch.randn(shape, generator=generator, device=device)

@@ -20,16 +20,21 @@ def check_steps(steps, num_train_steps: int) -> int:
     return int(steps)
 
 
+def check_spacing(spacing: str) -> str:
+    if spacing not in SPACINGS:
+        raise ValueError(f"unknown timestep spacing {spacing!r}; valid: {', '.join(SPACINGS)}")
+    return spacing
+
+
 def make_timesteps(num_train_steps: int, steps: int, spacing: str = "trailing") -> torch.Tensor:
     """Descending int64 timesteps, exactly ``steps`` of them, in ``[0, num_train_steps)``."""
     steps = check_steps(steps, num_train_steps)
+    check_spacing(spacing)
     n = num_train_steps
     if spacing == "linspace":
         ts = torch.linspace(0, n - 1, steps, dtype=torch.float64).round()
     elif spacing == "leading":
         ts = torch.arange(steps, dtype=torch.float64) * (n // steps)
-    elif spacing == "trailing":
+    else:  # trailing
         ts = (torch.arange(n, 0, -n / steps, dtype=torch.float64).round() - 1).flip(0)
-    else:
-        raise ValueError(f"unknown timestep spacing {spacing!r}; valid: {', '.join(SPACINGS)}")
     return ts.long().flip(0)
