@@ -63,7 +63,14 @@ def test_random_seed_is_recorded_and_unknown_words_reported(run_dir, tmp_path, c
     (["--width", "0"], "positive"),
     (["--frames", "0"], "positive"),
     (["--sampler", "euler_a"], "ddim, ddpm"),
+    (["--sampler", "euler"], "needs a flow process"),
     (["--spacing", "uniform"], "trailing"),
+    (["--sampler", "lcm", "--steps", "60"], "picks from 50"),
+    (["--timesteps", "10,500"], "strictly descending"),
+    (["--timesteps", "1200,10"], "[0, 999]"),
+    (["--timesteps", "a,b"], "comma-separated numbers"),
+    (["--guidance-rescale", "2"], "rescale"),
+    (["--order", "2"], "applies to the unipc sampler"),
     (["--out", "x.avi"], ".mp4"),
 ])
 def test_bad_sample_inputs_fail_before_loading_weights(run_dir, tmp_path, monkeypatch, capsys, args, match):
@@ -105,9 +112,11 @@ def test_train_bad_inputs(tmp_path, capsys):
 
 
 def test_list_samplers_and_models(capsys):
+    from vdmkit.registry import SAMPLERS
+
     assert cli.main(["sample", "--list-samplers"]) == 0
     out = capsys.readouterr().out
-    assert "ddim" in out and "ddpm" in out
+    assert all(name in out for name in SAMPLERS) and "processes: flow" in out
     assert cli.main(["models", "--params"]) == 0
     assert "unet3d" in capsys.readouterr().out
 
@@ -122,3 +131,29 @@ def test_nan_during_sampling_writes_no_video(run_dir, tmp_path, monkeypatch, cap
     err = capsys.readouterr()
     assert "NaN/inf in the sample at step 0" in err.err and "saved" not in err.out
     assert not out.exists() and not list(tmp_path.iterdir())
+
+
+def test_flow_model_trains_and_samples_with_every_flow_sampler(tmp_path, capsys):
+    """Rectified flow end to end: velocity target, logit-normal times, then each sampler that fits it."""
+    out = tmp_path / "flow"
+    assert cli.main(["train", "configs/tiny.yaml", f"train.out_dir={out}", "train.precision=fp32", "--no-progress",
+                     "diffusion.process=flow", "diffusion.prediction=velocity", "diffusion.schedule_shift=2.0",
+                     "diffusion.loss_weighting=logit_normal"]) == 0
+    for sampler in ["euler", "heun", "ddim", "dpmpp_2m", "unipc", "lcm"]:
+        video = tmp_path / f"{sampler}.gif"
+        assert cli.main(["sample", "--model", str(out), "--prompt", "a red circle", "--steps", "3",
+                         "--sampler", sampler, "--frames", "4", "--out", str(video)]) == 0
+        meta = json.loads((tmp_path / f"{sampler}.gif.json").read_text())
+        assert meta["sampler"] == sampler and read_video(video).shape[0] == 4
+    assert cli.main(["sample", "--model", str(out), "--prompt", "a red circle", "--sampler", "ddpm",
+                     "--out", str(tmp_path / "x.gif")]) == 2
+    assert "needs a vp or vp_continuous process" in capsys.readouterr().err
+
+
+def test_custom_timesteps_and_rescale_reach_the_video(run_dir, tmp_path):
+    video = tmp_path / "c.gif"
+    assert cli.main(["sample", "--model", str(run_dir), "--prompt", "a red circle", "--timesteps", "999,500,100",
+                     "--guidance-rescale", "0.7", "--sampler", "unipc", "--order", "3", "--frames", "4",
+                     "--out", str(video)]) == 0
+    meta = json.loads((tmp_path / "c.gif.json").read_text())
+    assert meta["timesteps"] == [999, 500, 100] and meta["guidance_rescale"] == 0.7 and meta["knobs"] == {"order": 3}

@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from vdmkit.diffusion import NoiseProcess, loss_weight, prediction_to_x0, training_target
+from vdmkit.diffusion import DiscreteVP, loss_weight, prediction_to_x0, training_target
 from vdmkit.diffusion.schedules import cosine_alphas_cumprod, linear_alphas_cumprod
 from vdmkit.errors import ConfigError
 from vdmkit.sampling.timesteps import make_timesteps
@@ -22,7 +22,7 @@ def test_linear_schedule_matches_ddpm_definition():
 
 
 def test_process_is_variance_preserving():
-    p = NoiseProcess.from_schedule("cosine", 1000)
+    p = DiscreteVP.from_schedule("cosine", 1000)
     x = torch.zeros(4, 1, 1, 1, 1)
     a, s = p.alpha_sigma(torch.tensor([0, 10, 500, 999]), x)
     torch.testing.assert_close(a**2 + s**2, torch.ones_like(a))
@@ -32,7 +32,7 @@ def test_process_is_variance_preserving():
 
 @pytest.mark.parametrize("prediction", ["eps", "x0", "v"])
 def test_targets_round_trip(prediction):
-    p = NoiseProcess.from_schedule("linear", 1000)
+    p = DiscreteVP.from_schedule("linear", 1000)
     g = torch.Generator().manual_seed(0)
     x0, eps = torch.randn(3, 2, 2, 4, 4, generator=g, dtype=torch.float64), torch.randn(3, 2, 2, 4, 4, generator=g, dtype=torch.float64)
     a, s = p.alpha_sigma(torch.tensor([1, 400, 998]), x0)
@@ -77,14 +77,14 @@ def test_unknown_spacing_and_schedule_list_valid_names():
     with pytest.raises(ValueError, match="trailing"):
         make_timesteps(1000, 10, "uniform")
     with pytest.raises(ConfigError, match="cosine"):
-        NoiseProcess.from_schedule("sigmoid")
+        DiscreteVP.from_schedule("sigmoid")
 
 
 def test_schedule_shift_divides_the_snr():
-    base = NoiseProcess.from_schedule("cosine", 1000)
-    shifted = NoiseProcess.from_schedule("cosine", 1000, shift=3.0)
+    base = DiscreteVP.from_schedule("cosine", 1000)
+    shifted = DiscreteVP.from_schedule("cosine", 1000, shift=3.0)
     t = torch.tensor([10, 300, 700])
     torch.testing.assert_close(shifted.snr(t), base.snr(t) / 9)
     assert (shifted.alphas_cumprod[1:] < shifted.alphas_cumprod[:-1]).all()
     with pytest.raises(ConfigError, match="shift"):
-        NoiseProcess.from_schedule("cosine", 1000, shift=0)
+        DiscreteVP.from_schedule("cosine", 1000, shift=0)

@@ -23,12 +23,23 @@ def _cmd_train(args) -> int:
     return 0
 
 
+def _timesteps(text: str | None) -> list | None:
+    """'999,759,499' -> [999, 759, 499]; floats stay floats (continuous-time models)."""
+    if text is None:
+        return None
+    try:
+        values = [float(v) for v in text.split(",") if v.strip()]
+    except ValueError as err:
+        raise ValueError(f"--timesteps must be comma-separated numbers, got {text!r}") from err
+    return [int(v) if v.is_integer() and all(u.is_integer() for u in values) else v for v in values]
+
+
 def _cmd_sample(args) -> int:
     from vdmkit.registry import SAMPLERS
 
     if args.list_samplers:
-        for name, entry in sorted(SAMPLERS.items()):
-            print(f"{name:8s} {entry.description}")
+        for name, entry in SAMPLERS.items():
+            print(f"{name:9s} {entry.description}  [processes: {', '.join(entry.processes)}]")
         return 0
     if args.model is None or args.prompt is None:
         raise ValueError("sample needs --model PATH and --prompt TEXT (or --list-samplers)")
@@ -53,8 +64,15 @@ def _cmd_sample(args) -> int:
 
     frames = given(args.frames, cfg.data.frames)
     height, width = given(args.height, cfg.data.size), given(args.width, cfg.data.size)
+    timesteps = _timesteps(args.timesteps)
     seed = validate_request(cfg, frames=frames, height=height, width=width, steps=args.steps,
-                            guidance=args.guidance, seed=args.seed, sampler=args.sampler, spacing=args.spacing)
+                            guidance=args.guidance, seed=args.seed, sampler=args.sampler, spacing=args.spacing,
+                            timesteps=timesteps, guidance_rescale=args.guidance_rescale)
+    knobs = {"eta": args.eta} if args.sampler == "ddim" else {}
+    if args.order is not None:
+        if args.sampler != "unipc":
+            raise ValueError(f"--order applies to the unipc sampler, not {args.sampler!r}")
+        knobs["order"] = args.order
     if args.threads:
         torch.set_num_threads(args.threads)
 
@@ -64,15 +82,16 @@ def _cmd_sample(args) -> int:
         warnings.simplefilter("always", VocabularyWarning)
         video = pipe([args.prompt], frames=frames, height=height, width=width, steps=args.steps,
                      sampler=args.sampler, guidance=args.guidance, seed=seed, spacing=args.spacing,
-                     precision=args.precision, negative_prompt=args.negative_prompt,
-                     **({"eta": args.eta} if args.sampler == "ddim" else {}))
+                     timesteps=timesteps, guidance_rescale=args.guidance_rescale, precision=args.precision,
+                     negative_prompt=args.negative_prompt, **knobs)
     for w in caught:
         print(f"warning: {w.message}", file=sys.stderr)
     factor = args.upscale or max(1, math.ceil(128 / max(height, width)))
     u8 = upscale(to_uint8(video[0]), factor)
     meta = {"prompt": args.prompt, "negative_prompt": args.negative_prompt, "unknown_words": unknown,
             "seed": seed, "seed_was_random": args.seed is None, "sampler": args.sampler, "steps": args.steps,
-            "spacing": args.spacing, "guidance": args.guidance, "eta": args.eta, "frames": frames,
+            "spacing": args.spacing, "timesteps": timesteps, "guidance": args.guidance,
+            "guidance_rescale": args.guidance_rescale, "knobs": knobs, "frames": frames,
             "height": height, "width": width, "upscale": factor, "fps": args.fps, "precision": args.precision,
             "model": str(directory), "model_sha256": pipe.model_sha256, "vdmkit": __version__}
     write_video(out, u8, fps=args.fps, metadata=meta)
@@ -130,9 +149,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--width", type=int)
     p.add_argument("--steps", type=int, default=50)
     p.add_argument("--sampler", default="ddim", help="see --list-samplers")
-    p.add_argument("--spacing", default="trailing", help="timestep spacing: leading, linspace or trailing")
+    p.add_argument("--spacing", help="timestep spacing: leading, linspace, trailing or lcm (discrete processes); "
+                   "linspace or trailing (continuous). Default: the sampler's or process's own")
+    p.add_argument("--timesteps", help="custom descending times, comma-separated (overrides --steps/--spacing)")
     p.add_argument("--eta", type=float, default=0.0, help="DDIM noise (0 = deterministic)")
+    p.add_argument("--order", type=int, help="UniPC order (1-3, default 2)")
     p.add_argument("--guidance", type=float, default=3.0, help="classifier-free guidance scale; <= 1 disables it")
+    p.add_argument("--guidance-rescale", type=float, default=0.0,
+                   help="guidance rescale in [0, 1] (Lin et al. 2024; 0.7 is typical with zero-terminal-SNR models)")
     p.add_argument("--seed", type=_seed, default=0, help="integer in [0, 2**63), or 'random' (recorded)")
     p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32")
     p.add_argument("--fps", type=float, default=8.0)
@@ -149,7 +173,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    # `vdmkit train CONFIG --resume key=value`: overrides may follow the flags
+    if extra and args.command == "train" and all("=" in e and not e.startswith("-") for e in extra):
+        args.overrides += extra
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         return args.func(args)
     except (VdmkitError, ValueError, FileExistsError) as e:

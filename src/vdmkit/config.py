@@ -18,7 +18,7 @@ import yaml
 from vdmkit.conditioning.text import WordEncoderConfig
 from vdmkit.data.shapes import ShapesConfig
 from vdmkit.diffusion.losses import WEIGHTINGS
-from vdmkit.diffusion.process import PREDICTIONS
+from vdmkit.diffusion.process import PREDICTIONS, PROCESSES, NoiseProcess, check_prediction, make_process
 from vdmkit.diffusion.schedules import SCHEDULES
 from vdmkit.errors import ConfigError
 
@@ -27,14 +27,17 @@ PRECISIONS = ("fp32", "bf16")
 
 @dataclass
 class DiffusionConfig:
-    schedule: str = "cosine"
-    num_train_steps: int = 1000
-    schedule_shift: float = 1.0  # divide the SNR by shift**2: > 1 for inputs larger than the schedule was made for
-    prediction: str = "v"
-    loss_weighting: str = "min_snr"
+    process: str = "vp"  # vp (discrete time), vp_continuous, flow (rectified flow)
+    schedule: str = "cosine"  # vp only: linear, scaled_linear, cosine
+    num_train_steps: int = 1000  # vp only: number of discrete timesteps
+    schedule_shift: float = 1.0  # divide the SNR by shift**2 (flow: SD3's time shift): > 1 for bigger inputs
+    zero_terminal_snr: bool = False  # vp only: rescale so the last step is pure noise (needs v or x0)
+    prediction: str = "v"  # eps, x0, v, velocity (flow)
+    loss_weighting: str = "min_snr"  # uniform, min_snr, logit_normal (SD3's time density)
 
     def __post_init__(self):
-        for name, value, valid in [("schedule", self.schedule, SCHEDULES), ("prediction", self.prediction, PREDICTIONS),
+        for name, value, valid in [("process", self.process, PROCESSES), ("schedule", self.schedule, SCHEDULES),
+                                   ("prediction", self.prediction, PREDICTIONS),
                                    ("loss_weighting", self.loss_weighting, WEIGHTINGS)]:
             if value not in valid:
                 raise ConfigError(f"diffusion.{name}={value!r} unknown; valid: {', '.join(valid)}")
@@ -42,6 +45,11 @@ class DiffusionConfig:
             raise ConfigError(f"diffusion.schedule_shift must be > 0, got {self.schedule_shift}")
         if self.num_train_steps < 2:
             raise ConfigError(f"diffusion.num_train_steps must be >= 2, got {self.num_train_steps}")
+        check_prediction(self.prediction, self.build_process())
+
+    def build_process(self) -> NoiseProcess:
+        return make_process(self.process, schedule=self.schedule, num_train_steps=self.num_train_steps,
+                            shift=self.schedule_shift, zero_terminal_snr=self.zero_terminal_snr)
 
 
 @dataclass

@@ -7,7 +7,19 @@ from typing import Callable
 
 from vdmkit.backbones.unet3d import UNet3D, UNet3DConfig
 from vdmkit.errors import ConfigError
-from vdmkit.sampling.samplers import sample_ddim, sample_ddpm
+from vdmkit.diffusion.process import PROCESSES
+from vdmkit.sampling.samplers import (
+    sample_ddim,
+    sample_ddpm,
+    sample_dpmpp_2m,
+    sample_euler,
+    sample_heun,
+    sample_lcm,
+    sample_unipc,
+)
+
+VP = ("vp", "vp_continuous")
+FLOW = ("flow",)
 
 
 @dataclass(frozen=True)
@@ -15,6 +27,8 @@ class Entry:
     build: Callable
     config: type | None
     description: str
+    processes: tuple[str, ...] = PROCESSES  # samplers: the noise processes the maths holds for
+    spacing: str | None = None  # samplers: their timestep spacing when none is asked for (else the process's)
 
 
 BACKBONES = {
@@ -24,8 +38,27 @@ BACKBONES = {
 
 SAMPLERS = {
     "ddim": Entry(sample_ddim, None, "DDIM (Song et al. 2021); deterministic at eta=0, stochastic with --eta"),
-    "ddpm": Entry(sample_ddpm, None, "DDPM ancestral sampling (Ho et al. 2020) on the chosen timesteps"),
+    "ddpm": Entry(sample_ddpm, None, "DDPM ancestral sampling (Ho et al. 2020) on the chosen timesteps", VP),
+    "euler": Entry(sample_euler, None, "Euler on the rectified-flow ODE (SD3 FlowMatchEuler)", FLOW),
+    "heun": Entry(sample_heun, None, "Heun 2nd order on the rectified-flow ODE; 2 model calls per step", FLOW),
+    # multistep solvers extrapolate in log-SNR: they want even steps, so trailing also on flows (as diffusers)
+    "dpmpp_2m": Entry(sample_dpmpp_2m, None, "DPM-Solver++(2M) (Lu et al. 2022): multistep 2nd order, 10-25 steps",
+                      spacing="trailing"),
+    "unipc": Entry(sample_unipc, None, "UniPC-bh2 (Zhao et al. 2023): predictor-corrector, order 2 (Wan's default)",
+                   spacing="trailing"),
+    "lcm": Entry(sample_lcm, None, "LCM multistep consistency sampling (Luo et al. 2023) for distilled models, "
+                 "1-8 steps", spacing="lcm"),
 }
+
+
+def check_sampler(name: str, process_name: str) -> Entry:
+    """The sampler's entry, if its maths holds for the process; a ConfigError naming the ones that do."""
+    entry = lookup(SAMPLERS, name, "sampler")
+    if process_name not in entry.processes:
+        fits = [n for n, e in SAMPLERS.items() if process_name in e.processes]
+        raise ConfigError(f"sampler {name!r} needs a {' or '.join(entry.processes)} process; this model uses "
+                          f"{process_name!r}. Samplers for it: {', '.join(fits)}")
+    return entry
 
 
 def lookup(table: dict, name: str, kind: str) -> Entry:

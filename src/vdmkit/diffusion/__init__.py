@@ -1,18 +1,26 @@
-"""Pure diffusion maths: schedules, the noise process, targets, the Denoiser wrapper, losses."""
+"""Pure diffusion maths: schedules, noise processes, targets, the Denoiser wrapper, losses."""
 
 from vdmkit.diffusion.denoiser import Denoiser
 from vdmkit.diffusion.losses import WEIGHTINGS, diffusion_loss, loss_weight
 from vdmkit.diffusion.process import (
     PREDICTIONS,
+    PROCESSES,
+    ContinuousVP,
+    DiscreteVP,
     NoiseProcess,
+    RectifiedFlow,
+    check_prediction,
+    convert_prediction,
+    length_aware_shift,
+    make_process,
     prediction_to_x0,
     training_target,
     x0_to_eps,
 )
-from vdmkit.diffusion.schedules import SCHEDULES, cosine_alphas_cumprod, linear_alphas_cumprod
+from vdmkit.diffusion.schedules import SCHEDULES, rescale_zero_terminal_snr
 
 __all__ = [
-    "Denoiser", "NoiseProcess", "PREDICTIONS", "SCHEDULES", "WEIGHTINGS",
-    "cosine_alphas_cumprod", "diffusion_loss", "linear_alphas_cumprod", "loss_weight",
-    "prediction_to_x0", "training_target", "x0_to_eps",
+    "ContinuousVP", "Denoiser", "DiscreteVP", "NoiseProcess", "PREDICTIONS", "PROCESSES", "RectifiedFlow",
+    "SCHEDULES", "WEIGHTINGS", "check_prediction", "convert_prediction", "diffusion_loss", "length_aware_shift",
+    "loss_weight", "make_process", "prediction_to_x0", "rescale_zero_terminal_snr", "training_target", "x0_to_eps",
 ]

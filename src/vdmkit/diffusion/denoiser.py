@@ -29,7 +29,7 @@ class Denoiser(nn.Module):
         super().__init__()
         self.model = model
         self.process = process
-        self.prediction = check_prediction(prediction)
+        self.prediction = check_prediction(prediction, process)
         self.clip_x0 = clip_x0
         self.autocast_dtype = autocast_dtype
 
@@ -39,9 +39,10 @@ class Denoiser(nn.Module):
             t = t.expand(x_t.shape[0])
         with torch.autocast(x_t.device.type, dtype=self.autocast_dtype or torch.bfloat16,
                             enabled=self.autocast_dtype is not None):
-            pred = self.model(x_t, t, cond)
+            pred = self.model(x_t, self.process.model_time(t), cond)
         alpha, sigma = self.process.alpha_sigma(t, x_t)
-        x0 = prediction_to_x0(pred.float(), x_t, alpha, sigma, self.prediction)
+        x0 = prediction_to_x0(pred.to(torch.promote_types(x_t.dtype, torch.float32)), x_t, alpha, sigma,
+                              self.prediction)
         if self.clip_x0 is not None:
             x0 = x0.clamp(*self.clip_x0)
         return x0

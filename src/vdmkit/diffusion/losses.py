@@ -1,4 +1,8 @@
-"""Training loss: per-target MSE with uniform or min-SNR-gamma weighting (Hang et al. 2023)."""
+"""Training loss: per-target MSE with uniform, min-SNR-gamma (Hang et al. 2023) or SD3 logit-normal weighting.
+
+``logit_normal`` weights by drawing the training time from a logit-normal density (Esser et al. 2024), which
+for rectified flow is SD3's recipe; the others draw t uniformly and weight each sample's error.
+"""
 
 from __future__ import annotations
 
@@ -9,19 +13,22 @@ import torch
 from vdmkit.diffusion.process import NoiseProcess, training_target
 from vdmkit.errors import ConfigError
 
-WEIGHTINGS = ("uniform", "min_snr")
+WEIGHTINGS = ("uniform", "min_snr", "logit_normal")
 MIN_SNR_GAMMA = 5.0  # the paper's recommended gamma
 
 
 def loss_weight(snr: torch.Tensor, prediction: str, weighting: str, gamma: float = MIN_SNR_GAMMA) -> torch.Tensor:
     """Per-sample weight that turns the target's MSE into min-SNR-gamma weighted x0 error."""
-    if weighting == "uniform":
+    if weighting in ("uniform", "logit_normal"):
         return torch.ones_like(snr)
     if weighting != "min_snr":
         raise ConfigError(f"unknown loss weighting {weighting!r}; valid: {', '.join(WEIGHTINGS)}")
     clipped = snr.clamp(max=gamma)
-    # the x0-space weight min(snr, gamma) expressed for each target's MSE
-    return {"x0": clipped, "eps": clipped / snr, "v": clipped / (snr + 1)}[prediction]
+    # the x0-space weight min(snr, gamma) expressed for each target's MSE: |x0 err|^2 = |target err|^2 * factor
+    # (eps: 1/snr; v under VP: 1/(snr+1); velocity under rectified flow, sigma = t = 1/(1+sqrt(snr)): t^2)
+    factor = {"x0": torch.ones_like(snr), "eps": 1 / snr, "v": 1 / (snr + 1),
+              "velocity": 1 / (1 + snr.sqrt()) ** 2}[prediction]
+    return clipped * factor
 
 
 def diffusion_loss(
@@ -34,13 +41,15 @@ def diffusion_loss(
     weighting: str = "uniform",
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
-    """Sample t ~ U{0..N-1} and eps ~ N(0, I), noise ``x0`` (B, C, T, H, W), return the mean weighted MSE."""
+    """Draw t (uniform, or logit-normal for that weighting) and eps ~ N(0, I), noise ``x0`` (B, C, T, H, W),
+    return the mean weighted MSE of the backbone's ``prediction``."""
     b = x0.shape[0]
-    t = torch.randint(0, process.num_steps, (b,), generator=generator, device=x0.device)
+    density = "logit_normal" if weighting == "logit_normal" else "uniform"
+    t = process.sample_time(b, generator, x0.device, density)
     eps = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
     alpha, sigma = process.alpha_sigma(t, x0)
     x_t = alpha * x0 + sigma * eps
-    pred = model(x_t, t, cond).float()
+    pred = model(x_t, process.model_time(t), cond).float()
     target = training_target(x0, eps, alpha, sigma, prediction)
     per_sample = (pred - target).pow(2).flatten(1).mean(1)
     weight = loss_weight(process.snr(t).to(per_sample), prediction, weighting)

@@ -1,67 +1,221 @@
-"""The noise process ``x_t = alpha(t) x_0 + sigma(t) eps`` and the prediction targets.
+"""Noise processes ``x_t = alpha(t) x_0 + sigma(t) eps`` and the prediction targets.
 
-Parameterisations (what the backbone outputs):
-  eps: the noise (DDPM);  x0: the clean sample;  v: ``alpha eps - sigma x_0`` (Salimans & Ho 2022).
+Processes (``DiffusionConfig.process``):
+  vp             variance preserving on integer timesteps 0 .. N-1 (DDPM, DDIM, ModelScope, AnimateDiff);
+                 ``t = -1`` is the clean data
+  vp_continuous  variance preserving in continuous time t in [0, 1] with a cosine log-SNR
+                 (VDM, Imagen Video); ``t = 0`` is clean
+  flow           rectified flow ``x_t = (1 - t) x_0 + t eps``, t in [0, 1] (SD3, Open-Sora, Wan); ``t = 0`` is clean
+
+Targets (what the backbone outputs):
+  eps       the noise (DDPM)
+  x0        the clean sample
+  v         ``alpha eps - sigma x0`` (Salimans & Ho 2022)
+  velocity  ``d x_t / dt = eps - x0`` (rectified flow only)
+
+Continuous times reach the backbone as ``1000 t`` (the SD3 / diffusers convention), discrete ones as is.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
 
-from vdmkit.diffusion.schedules import SCHEDULES, shift_alphas_cumprod
+from vdmkit.diffusion.schedules import SCHEDULES, rescale_zero_terminal_snr, shift_alphas_cumprod
 from vdmkit.errors import ConfigError
 
-PREDICTIONS = ("eps", "x0", "v")
+PROCESSES = ("vp", "vp_continuous", "flow")
+PREDICTIONS = ("eps", "x0", "v", "velocity")
+TIME_DENSITIES = ("uniform", "logit_normal")
+MODEL_TIME_SCALE = 1000.0  # continuous t in [0, 1] is shown to the backbone as 1000 t
+# Continuous VP log-SNR is clipped here so alpha and sigma stay > 0 at t = 0+ and t = 1 (VDM, Kingma et al. 2021).
+LOGSNR_MIN, LOGSNR_MAX = -20.0, 20.0
 
 
 def _names(options) -> str:
-    return ", ".join(sorted(options))
+    return ", ".join(options)
 
 
-@dataclass(frozen=True)
+def _check_shift(shift) -> float:
+    if isinstance(shift, bool) or not isinstance(shift, (int, float)) or not 0 < shift < float("inf"):
+        raise ConfigError(f"schedule shift must be a positive finite number, got {shift!r}")
+    return float(shift)
+
+
+def _shaped(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """(B,) or () values -> broadcastable against ``like`` (B, ...), in like's dtype and device."""
+    shape = (-1,) + (1,) * (like.ndim - 1) if values.ndim else ()
+    return values.reshape(shape).to(device=like.device, dtype=like.dtype)
+
+
+def logit_normal_time(n: int, generator, device, mean: float = 0.0, std: float = 1.0) -> torch.Tensor:
+    """t = sigmoid(m + s z), z ~ N(0, 1): SD3's density (Esser et al. 2024, eq. 19), which favours mid times."""
+    z = torch.randn(n, generator=generator, device=device, dtype=torch.float64)
+    return torch.sigmoid(mean + std * z)
+
+
 class NoiseProcess:
-    """Variance-preserving discrete-time process: ``alpha_t^2 + sigma_t^2 = 1`` for t in 0 .. N-1."""
+    """Common interface. Subclasses define ``alpha_sigma`` and the time conventions."""
 
-    alphas_cumprod: torch.Tensor  # (N,) float64, decreasing
-
-    @classmethod
-    def from_schedule(cls, schedule: str, num_steps: int = 1000, shift: float = 1.0) -> "NoiseProcess":
-        if schedule not in SCHEDULES:
-            raise ConfigError(f"unknown noise schedule {schedule!r}; valid: {_names(SCHEDULES)}")
-        if isinstance(num_steps, bool) or not isinstance(num_steps, int) or num_steps < 2:
-            raise ConfigError(f"num_train_steps must be an integer >= 2, got {num_steps!r}")
-        if not (isinstance(shift, (int, float)) and 0 < shift < float("inf")):
-            raise ConfigError(f"schedule shift must be a positive number, got {shift!r}")
-        ac = SCHEDULES[schedule](num_steps)
-        return cls(ac if shift == 1 else shift_alphas_cumprod(ac, shift))
-
-    @property
-    def num_steps(self) -> int:
-        return self.alphas_cumprod.shape[0]
+    name: str = ""
+    continuous: bool = True
+    clean_time: float = 0.0
+    variance_preserving: bool = True
+    num_train_steps: int = int(MODEL_TIME_SCALE)  # the time scale samplers' step counts are checked against
+    default_spacing: str = "trailing"
 
     def alpha_sigma(self, t: torch.Tensor, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """alpha(t), sigma(t) shaped to broadcast against ``like`` (B, ...). ``t = -1`` is clean data."""
-        t = torch.as_tensor(t, device=self.alphas_cumprod.device).long()
-        clean = torch.ones((), dtype=torch.float64, device=self.alphas_cumprod.device)
-        ac = torch.where(t >= 0, self.alphas_cumprod[t.clamp(min=0)], clean)
-        shape = (-1,) + (1,) * (like.ndim - 1) if ac.ndim else ()
-        ac = ac.reshape(shape).to(device=like.device, dtype=like.dtype)
-        return ac.sqrt(), (1 - ac).sqrt()
+        raise NotImplementedError
+
+    def model_time(self, t: torch.Tensor) -> torch.Tensor:
+        """The time value the backbone is conditioned on."""
+        return torch.as_tensor(t) * MODEL_TIME_SCALE
+
+    def snr(self, t: torch.Tensor) -> torch.Tensor:
+        t = torch.as_tensor(t)
+        alpha, sigma = self.alpha_sigma(t, t.to(torch.float64))
+        return alpha**2 / sigma**2
+
+    def sample_time(self, n: int, generator=None, device=None, density: str = "uniform") -> torch.Tensor:
+        """Training times: uniform, or logit-normal (SD3)."""
+        u = logit_normal_time(n, generator, device) if density == "logit_normal" else \
+            torch.rand(n, generator=generator, device=device, dtype=torch.float64)
+        return self._from_unit(u)
+
+    def _from_unit(self, u: torch.Tensor) -> torch.Tensor:
+        return u
 
     def add_noise(self, x0: torch.Tensor, eps: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         alpha, sigma = self.alpha_sigma(t, x0)
         return alpha * x0 + sigma * eps
 
-    def snr(self, t: torch.Tensor) -> torch.Tensor:
+
+@dataclass(frozen=True, eq=False)
+class DiscreteVP(NoiseProcess):
+    """Variance preserving, ``alpha_t^2 + sigma_t^2 = 1`` on integer t in 0 .. N-1; t = -1 is clean."""
+
+    alphas_cumprod: torch.Tensor  # (N,) float64, decreasing
+
+    name = "vp"
+    continuous = False
+    clean_time = -1
+
+    @classmethod
+    def from_schedule(cls, schedule: str, num_steps: int = 1000, shift: float = 1.0,
+                      zero_terminal_snr: bool = False) -> "DiscreteVP":
+        if schedule not in SCHEDULES:
+            raise ConfigError(f"unknown noise schedule {schedule!r}; valid: {_names(SCHEDULES)}")
+        if isinstance(num_steps, bool) or not isinstance(num_steps, int) or num_steps < 2:
+            raise ConfigError(f"num_train_steps must be an integer >= 2, got {num_steps!r}")
+        ac = SCHEDULES[schedule](num_steps)
+        if _check_shift(shift) != 1:
+            ac = shift_alphas_cumprod(ac, shift)
+        if zero_terminal_snr:
+            ac = rescale_zero_terminal_snr(ac)
+        return cls(ac)
+
+    @property
+    def num_train_steps(self) -> int:  # type: ignore[override]
+        return self.alphas_cumprod.shape[0]
+
+    num_steps = num_train_steps
+
+    def alpha_sigma(self, t, like):
+        """alpha(t), sigma(t) shaped to broadcast against ``like`` (B, ...). ``t = -1`` is clean data."""
+        t = torch.as_tensor(t, device=self.alphas_cumprod.device).long()
+        clean = torch.ones((), dtype=torch.float64, device=self.alphas_cumprod.device)
+        ac = _shaped(torch.where(t >= 0, self.alphas_cumprod[t.clamp(min=0)], clean), like)
+        return ac.sqrt(), (1 - ac).sqrt()
+
+    def model_time(self, t):
+        return torch.as_tensor(t)
+
+    def snr(self, t):
         ac = self.alphas_cumprod[torch.as_tensor(t).long()]
         return ac / (1 - ac)
 
+    def _from_unit(self, u):
+        return (u * self.num_train_steps).long().clamp(max=self.num_train_steps - 1)
 
-def check_prediction(prediction: str) -> str:
+
+@dataclass(frozen=True, eq=False)
+class ContinuousVP(NoiseProcess):
+    """Variance preserving in continuous time: log-SNR(t) = -2 log tan(pi t / 2) - 2 log(shift), clipped."""
+
+    shift: float = 1.0
+
+    name = "vp_continuous"
+
+    def log_snr(self, t: torch.Tensor) -> torch.Tensor:
+        t = torch.as_tensor(t, dtype=torch.float64)
+        return (-2 * torch.log(torch.tan(math.pi * t / 2)) - 2 * math.log(self.shift)).clamp(LOGSNR_MIN, LOGSNR_MAX)
+
+    def alpha_sigma(self, t, like):
+        t = torch.as_tensor(t, dtype=torch.float64)
+        ac = torch.where(t <= 0, torch.ones_like(t), torch.sigmoid(self.log_snr(t)))
+        ac = _shaped(ac, like)
+        return ac.sqrt(), (1 - ac).sqrt()
+
+
+@dataclass(frozen=True, eq=False)
+class RectifiedFlow(NoiseProcess):
+    """``x_t = (1 - t) x0 + t eps``; ``shift`` maps t -> shift t / (1 + (shift - 1) t) (SD3's time shift)."""
+
+    shift: float = 1.0
+
+    name = "flow"
+    variance_preserving = False
+    default_spacing = "linspace"
+
+    def shift_time(self, t: torch.Tensor) -> torch.Tensor:
+        return self.shift * t / (1 + (self.shift - 1) * t)
+
+    def alpha_sigma(self, t, like):
+        t = _shaped(torch.as_tensor(t, dtype=torch.float64), like)
+        return 1 - t, t
+
+    def _from_unit(self, u):
+        return self.shift_time(u)
+
+
+def length_aware_shift(frames: int, height: int, width: int, *, base_tokens: int = 256 * 256,
+                       temporal_factor: int = 1, spatial_factor: int = 1) -> float:
+    """Time shift for an input of ``frames x height x width`` relative to a model tuned at ``base_tokens``:
+    sqrt(tokens / base) (SD3 section 5.3.2, which Open-Sora applies to frames too). Bigger or longer
+    inputs keep more signal at the same noise level, so they need more time at high noise."""
+    tokens = max(1, frames // temporal_factor) * (height // spatial_factor) * (width // spatial_factor)
+    return math.sqrt(tokens / base_tokens)
+
+
+def make_process(kind: str = "vp", *, schedule: str = "cosine", num_train_steps: int = 1000, shift: float = 1.0,
+                 zero_terminal_snr: bool = False) -> NoiseProcess:
+    """Build a process by name (the DiffusionConfig fields)."""
+    if kind == "vp":
+        return DiscreteVP.from_schedule(schedule, num_train_steps, shift, zero_terminal_snr)
+    if kind not in PROCESSES:
+        raise ConfigError(f"unknown noise process {kind!r}; valid: {_names(PROCESSES)}")
+    if zero_terminal_snr:
+        raise ConfigError(f"zero_terminal_snr applies to the discrete 'vp' process; {kind!r} already reaches "
+                          "SNR 0 (flow) or clips its log-SNR (vp_continuous)")
+    shift = _check_shift(shift)
+    return RectifiedFlow(shift) if kind == "flow" else ContinuousVP(shift)
+
+
+def check_prediction(prediction: str, process: NoiseProcess | None = None) -> str:
+    """A known target, and one the process supports."""
     if prediction not in PREDICTIONS:
         raise ConfigError(f"unknown prediction target {prediction!r}; valid: {_names(PREDICTIONS)}")
+    if process is None:
+        return prediction
+    if prediction == "velocity" and process.name != "flow":
+        raise ConfigError(f"prediction 'velocity' needs the rectified-flow process; this one is {process.name!r} "
+                          "(use eps, x0 or v)")
+    if prediction == "eps" and (process.name == "flow" or
+                                (isinstance(process, DiscreteVP) and float(process.alphas_cumprod[-1]) == 0)):
+        raise ConfigError("prediction 'eps' is undefined where alpha = 0 (rectified flow at t = 1, zero terminal "
+                          "SNR): use v, x0 or velocity")
     return prediction
 
 
@@ -73,6 +227,8 @@ def training_target(x0: torch.Tensor, eps: torch.Tensor, alpha, sigma, predictio
         return x0
     if prediction == "v":
         return alpha * eps - sigma * x0
+    if prediction == "velocity":  # rectified flow: d/dt ((1 - t) x0 + t eps)
+        return eps - x0
     raise ConfigError(f"unknown prediction target {prediction!r}; valid: {_names(PREDICTIONS)}")
 
 
@@ -82,10 +238,18 @@ def prediction_to_x0(pred: torch.Tensor, x_t: torch.Tensor, alpha, sigma, predic
         return (x_t - sigma * pred) / alpha
     if prediction == "x0":
         return pred
-    if prediction == "v":  # VP: alpha^2 + sigma^2 = 1
-        return alpha * x_t - sigma * pred
+    if prediction == "v":  # solves x_t = a x0 + s eps, v = a eps - s x0 (a^2 + s^2 = 1 for VP)
+        return (alpha * x_t - sigma * pred) / (alpha**2 + sigma**2)
+    if prediction == "velocity":
+        return x_t - sigma * pred
     raise ConfigError(f"unknown prediction target {prediction!r}; valid: {_names(PREDICTIONS)}")
 
 
 def x0_to_eps(x0: torch.Tensor, x_t: torch.Tensor, alpha, sigma) -> torch.Tensor:
     return (x_t - alpha * x0) / sigma
+
+
+def convert_prediction(pred: torch.Tensor, x_t: torch.Tensor, alpha, sigma, source: str, target: str) -> torch.Tensor:
+    """Re-express a backbone output in another parameterisation (via x0 and eps); sigma must be > 0."""
+    x0 = prediction_to_x0(pred, x_t, alpha, sigma, source)
+    return training_target(x0, x0_to_eps(x0, x_t, alpha, sigma), alpha, sigma, target)

@@ -12,6 +12,9 @@ import torch
 # DDPM's linear schedule endpoints (Ho et al. 2020, section 4).
 DDPM_BETA_START = 1e-4
 DDPM_BETA_END = 0.02
+# Latent/Stable Diffusion's "scaled linear" endpoints: betas linear in sqrt(beta) (LDM, Rombach et al. 2022).
+SCALED_LINEAR_BETA_START = 0.00085
+SCALED_LINEAR_BETA_END = 0.012
 # Improved DDPM cosine schedule offset and beta cap (Nichol & Dhariwal 2021, eq. 17 and below).
 COSINE_OFFSET = 0.008
 COSINE_MAX_BETA = 0.999
@@ -22,6 +25,14 @@ def linear_alphas_cumprod(
 ) -> torch.Tensor:
     """alpha_bar for betas spaced linearly from ``beta_start`` to ``beta_end`` (float64, shape (N,))."""
     betas = torch.linspace(beta_start, beta_end, num_steps, dtype=torch.float64)
+    return torch.cumprod(1.0 - betas, dim=0)
+
+
+def scaled_linear_alphas_cumprod(
+    num_steps: int, beta_start: float = SCALED_LINEAR_BETA_START, beta_end: float = SCALED_LINEAR_BETA_END
+) -> torch.Tensor:
+    """alpha_bar for sqrt(beta) spaced linearly (Stable Diffusion, ModelScope T2V, AnimateDiff)."""
+    betas = torch.linspace(beta_start**0.5, beta_end**0.5, num_steps, dtype=torch.float64) ** 2
     return torch.cumprod(1.0 - betas, dim=0)
 
 
@@ -44,7 +55,20 @@ def shift_alphas_cumprod(alphas_cumprod: torch.Tensor, shift: float) -> torch.Te
     return snr / (1 + snr)
 
 
+def rescale_zero_terminal_snr(alphas_cumprod: torch.Tensor) -> torch.Tensor:
+    """Shift and scale sqrt(alpha_bar) so the last step has SNR exactly 0 and the first is unchanged
+    (Lin et al. 2024, "Common Diffusion Noise Schedules and Sample Steps are Flawed", algorithm 1).
+
+    Without it the model never sees pure noise in training yet starts from pure noise at sampling time,
+    which limits it to medium brightness. Needs a v or x0 target: eps is undefined at SNR 0.
+    """
+    root = alphas_cumprod.sqrt()
+    first, last = root[0], root[-1]
+    return ((root - last) * first / (first - last)) ** 2
+
+
 SCHEDULES = {
     "linear": linear_alphas_cumprod,
+    "scaled_linear": scaled_linear_alphas_cumprod,
     "cosine": cosine_alphas_cumprod,
 }

@@ -11,13 +11,12 @@ from torch import nn
 from vdmkit.conditioning.text import WordTextEncoder
 from vdmkit.config import RunConfig, from_dict
 from vdmkit.diffusion.denoiser import Denoiser
-from vdmkit.diffusion.process import NoiseProcess
 from vdmkit.errors import CheckpointMismatchError, ConstraintError, CorruptCheckpointError, UnsafeFormatError
 from vdmkit.io.checkpoint import PICKLE_SUFFIXES, latest_checkpoint, load_json, load_tensors, read_manifest
-from vdmkit.registry import BACKBONES, SAMPLERS, lookup
-from vdmkit.sampling.generate import check_seed, generate
-from vdmkit.sampling.guidance import check_guidance
-from vdmkit.sampling.timesteps import check_spacing, check_steps
+from vdmkit.registry import BACKBONES, check_sampler, lookup
+from vdmkit.sampling.generate import check_seed, default_spacing, generate
+from vdmkit.sampling.guidance import check_guidance, check_rescale
+from vdmkit.sampling.timesteps import make_timesteps
 
 WEIGHTS = "model"  # model.safetensors: the inference (EMA) weights
 CONFIG = "config"  # config.json: the RunConfig
@@ -31,8 +30,7 @@ class TextToVideo(nn.Module):
         self.cfg = cfg
         self.backbone = lookup(BACKBONES, cfg.backbone, "backbone").build(cfg.model)
         self.text_encoder = WordTextEncoder(cfg.text)
-        self.process = NoiseProcess.from_schedule(cfg.diffusion.schedule, cfg.diffusion.num_train_steps,
-                                                 cfg.diffusion.schedule_shift)
+        self.process = cfg.diffusion.build_process()
 
     def encode(self, prompts: list[str]):
         return self.text_encoder(prompts)
@@ -52,13 +50,15 @@ class TextToVideo(nn.Module):
     @torch.no_grad()
     def __call__(self, prompts: list[str], *, frames: int | None = None, height: int | None = None,
                  width: int | None = None, steps: int = 50, sampler: str = "ddim", guidance: float = 3.0,
-                 seed: int | None = 0, spacing: str = "trailing", precision: str = "fp32",
-                 negative_prompt: str = "", callback=None, **knobs) -> torch.Tensor:
+                 seed: int | None = 0, spacing: str | None = None, timesteps: list | None = None,
+                 guidance_rescale: float = 0.0, precision: str = "fp32", negative_prompt: str = "",
+                 callback=None, **knobs) -> torch.Tensor:
         frames = frames or self.cfg.data.frames
         height = height or self.cfg.data.size
         width = width or self.cfg.data.size
         seed = self.check_request(frames=frames, height=height, width=width, steps=steps, guidance=guidance,
-                                  seed=seed, sampler=sampler, spacing=spacing)
+                                  seed=seed, sampler=sampler, spacing=spacing, timesteps=timesteps,
+                                  guidance_rescale=guidance_rescale)
         if isinstance(prompts, str):
             prompts = [prompts]
         n = len(prompts)
@@ -66,7 +66,8 @@ class TextToVideo(nn.Module):
         cond, uncond = both[:n], both[n:]
         shape = (len(prompts), self.cfg.model.in_channels, frames, height, width)
         return generate(self.denoiser(precision), shape, cond, uncond, sampler=sampler, steps=steps,
-                        guidance=guidance, spacing=spacing, seed=seed, callback=callback, **knobs)
+                        guidance=guidance, guidance_rescale=guidance_rescale, spacing=spacing,
+                        timesteps=timesteps, seed=seed, callback=callback, **knobs)
 
     def inference_state(self) -> dict[str, torch.Tensor]:
         return dict(self.state_dict())
@@ -83,10 +84,12 @@ class TextToVideo(nn.Module):
 
 
 def validate_request(cfg: RunConfig, *, frames, height, width, steps, guidance, seed, sampler="ddim",
-                     spacing="trailing") -> int:
+                     spacing=None, timesteps=None, guidance_rescale=0.0) -> int:
     """Check every sampling argument against the model's config; return the seed to use."""
-    lookup(SAMPLERS, sampler, "sampler")
-    check_spacing(spacing)
+    process = cfg.diffusion.build_process()
+    entry = check_sampler(sampler, process.name)
+    make_timesteps(process, steps, spacing or default_spacing(entry, process), timesteps)  # cheap: the full check
+    check_rescale(guidance_rescale)
     for name, value in [("frames", frames), ("height", height), ("width", width)]:
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ConstraintError(f"{name} must be a positive integer, got {value!r}")
@@ -95,7 +98,6 @@ def validate_request(cfg: RunConfig, *, frames, height, width, steps, guidance, 
         if value % f:
             raise ConstraintError(f"{name}={value} is not divisible by {f} for this model; "
                                   f"nearest valid: {max(f, round(value / f) * f)}")
-    check_steps(steps, cfg.diffusion.num_train_steps)
     check_guidance(guidance)
     return check_seed(seed)
 

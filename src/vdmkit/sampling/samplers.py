@@ -3,8 +3,12 @@
     sample_X(denoiser, x, ts, process, *, generator=None, callback=None, **knobs) -> x
 
 ``denoiser(x_t, t) -> x0_hat`` (condition and guidance already bound), ``x`` is the starting noise
-(B, C, T, H, W), ``ts`` the descending timesteps. No state between calls; randomness only from
+(B, C, T, H, W), ``ts`` the descending times to visit (see timesteps.py); every sampler steps between
+consecutive times and ends on the clean data. No state between calls; randomness only from
 ``generator``. Each step checks for NaN/inf and raises NonFiniteError with the step index.
+
+All samplers work in x0-space with the process's alpha(t), sigma(t), so one implementation serves VP
+and rectified flow where the maths allows; ``SAMPLER_PROCESSES`` in the registry says which.
 """
 
 from __future__ import annotations
@@ -18,15 +22,28 @@ from vdmkit.errors import NonFiniteError
 
 Denoise = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 Callback = Callable[[int, torch.Tensor, torch.Tensor], None]
+# LCM's boundary condition c_skip, c_out (Song et al. 2023, consistency models; LCM uses sigma_data 0.5 and
+# scales discrete timesteps by 10 so that c_skip ~ 0 away from t = 0).
+LCM_SIGMA_DATA = 0.5
+LCM_TIMESTEP_SCALING = 10.0
 
 
-def _pairs(ts: torch.Tensor):
-    """(t, t_prev) along the trajectory; the last t_prev is -1, the clean data."""
-    ts = [int(t) for t in ts]
-    return list(zip(ts, ts[1:] + [-1]))
+def _pairs(ts: torch.Tensor, process: NoiseProcess) -> list[tuple]:
+    """(t, t_next) along the trajectory; the last t_next is the process's clean time."""
+    ts = [int(t) for t in ts] if not process.continuous else [float(t) for t in ts]
+    return list(zip(ts, ts[1:] + [process.clean_time]))
 
 
-def _check_finite(x: torch.Tensor, step: int, t: int) -> None:
+def _batch_t(t, x: torch.Tensor) -> torch.Tensor:
+    dtype = torch.float64 if isinstance(t, float) else torch.long
+    return torch.full((x.shape[0],), t, device=x.device, dtype=dtype)
+
+
+def _coeffs(process: NoiseProcess, t, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    return process.alpha_sigma(torch.tensor(t), x)
+
+
+def _check_finite(x: torch.Tensor, step: int, t) -> None:
     if not torch.isfinite(x).all():
         raise NonFiniteError(f"NaN/inf in the sample at step {step} (t={t}); nothing was written")
 
@@ -35,58 +52,179 @@ def _noise(x: torch.Tensor, generator) -> torch.Tensor:
     return torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
 
 
+def _lambda(alpha: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+    """Half log-SNR, log(alpha / sigma): +inf at clean data, -inf at pure noise."""
+    return torch.log(alpha) - torch.log(sigma)
+
+
+def _finish(x, x0, i, t, callback):
+    _check_finite(x, i, t)
+    if callback is not None:
+        callback(i, x, x0)
+
+
 @torch.no_grad()
-def sample_ddim(
-    denoiser: Denoise,
-    x: torch.Tensor,
-    ts: torch.Tensor,
-    process: NoiseProcess,
-    *,
-    eta: float = 0.0,
-    generator: torch.Generator | None = None,
-    callback: Callback | None = None,
-) -> torch.Tensor:
-    """DDIM (Song et al. 2021, eq. 12): deterministic at ``eta=0``, DDPM-like at ``eta=1``."""
-    for i, (t, t_prev) in enumerate(_pairs(ts)):
-        a_t, s_t = process.alpha_sigma(torch.tensor(t), x)
-        a_prev, s_prev = process.alpha_sigma(torch.tensor(t_prev), x)
-        x0 = denoiser(x, torch.full((x.shape[0],), t, device=x.device))
+def sample_ddim(denoiser: Denoise, x: torch.Tensor, ts: torch.Tensor, process: NoiseProcess, *, eta: float = 0.0,
+                generator: torch.Generator | None = None, callback: Callback | None = None) -> torch.Tensor:
+    """DDIM (Song et al. 2021, eq. 12): deterministic at ``eta=0``, DDPM-like at ``eta=1``.
+    At eta = 0 this is the first-order ODE step in x0-form for any process (Euler for rectified flow)."""
+    for i, (t, t_next) in enumerate(_pairs(ts, process)):
+        a_t, s_t = _coeffs(process, t, x)
+        a_n, s_n = _coeffs(process, t_next, x)
+        x0 = denoiser(x, _batch_t(t, x))
         eps = x0_to_eps(x0, x, a_t, s_t)
         # eq. 16: sigma_t(eta) = eta * sqrt((1 - a_prev^2) / (1 - a_t^2)) * sqrt(1 - a_t^2 / a_prev^2)
-        noise_std = eta * (s_prev / s_t) * (1 - (a_t / a_prev) ** 2).clamp(min=0).sqrt()
-        x = a_prev * x0 + (s_prev**2 - noise_std**2).clamp(min=0).sqrt() * eps
-        if eta > 0 and t_prev >= 0:
+        noise_std = eta * (s_n / s_t) * (1 - (a_t / a_n) ** 2).clamp(min=0).sqrt() if eta else 0.0
+        x = a_n * x0 + (s_n**2 - noise_std**2).clamp(min=0).sqrt() * eps if eta else a_n * x0 + s_n * eps
+        if eta and s_n > 0:
             x = x + noise_std * _noise(x, generator)
-        _check_finite(x, i, t)
-        if callback is not None:
-            callback(i, x, x0)
+        _finish(x, x0, i, t, callback)
     return x
 
 
 @torch.no_grad()
-def sample_ddpm(
-    denoiser: Denoise,
-    x: torch.Tensor,
-    ts: torch.Tensor,
-    process: NoiseProcess,
-    *,
-    generator: torch.Generator | None = None,
-    callback: Callback | None = None,
-) -> torch.Tensor:
+def sample_ddpm(denoiser: Denoise, x: torch.Tensor, ts: torch.Tensor, process: NoiseProcess, *,
+                generator: torch.Generator | None = None, callback: Callback | None = None) -> torch.Tensor:
     """DDPM ancestral sampling from the posterior q(x_prev | x_t, x0_hat) (Ho et al. 2020, eq. 6-7),
-    generalised to strided timesteps."""
-    for i, (t, t_prev) in enumerate(_pairs(ts)):
-        a_t, s_t = process.alpha_sigma(torch.tensor(t), x)
-        a_prev, s_prev = process.alpha_sigma(torch.tensor(t_prev), x)
-        x0 = denoiser(x, torch.full((x.shape[0],), t, device=x.device))
-        alpha_step_sq = (a_t / a_prev) ** 2  # alpha_t in DDPM notation for this (possibly strided) step
+    generalised to strided timesteps; variance-preserving processes only."""
+    for i, (t, t_next) in enumerate(_pairs(ts, process)):
+        a_t, s_t = _coeffs(process, t, x)
+        a_n, s_n = _coeffs(process, t_next, x)
+        x0 = denoiser(x, _batch_t(t, x))
+        alpha_step_sq = (a_t / a_n) ** 2  # alpha_t in DDPM notation for this (possibly strided) step
         beta = 1 - alpha_step_sq
-        mean = (a_prev * beta / s_t**2) * x0 + (alpha_step_sq.sqrt() * s_prev**2 / s_t**2) * x
-        if t_prev >= 0:
-            x = mean + (beta * s_prev**2 / s_t**2).sqrt() * _noise(x, generator)
+        x = (a_n * beta / s_t**2) * x0 + (alpha_step_sq.sqrt() * s_n**2 / s_t**2) * x
+        if s_n > 0:
+            x = x + (beta * s_n**2 / s_t**2).sqrt() * _noise(x, generator)
+        _finish(x, x0, i, t, callback)
+    return x
+
+
+@torch.no_grad()
+def sample_euler(denoiser: Denoise, x: torch.Tensor, ts: torch.Tensor, process: NoiseProcess, *,
+                 generator: torch.Generator | None = None, callback: Callback | None = None) -> torch.Tensor:
+    """Euler on the rectified-flow ODE dx/dt = velocity = (x - x0_hat) / t (SD3's FlowMatchEuler)."""
+    for i, (t, t_next) in enumerate(_pairs(ts, process)):
+        x0 = denoiser(x, _batch_t(t, x))
+        x = x + (t_next - t) * (x - x0) / t
+        _finish(x, x0, i, t, callback)
+    return x
+
+
+@torch.no_grad()
+def sample_heun(denoiser: Denoise, x: torch.Tensor, ts: torch.Tensor, process: NoiseProcess, *,
+                generator: torch.Generator | None = None, callback: Callback | None = None) -> torch.Tensor:
+    """Heun's second-order method on the rectified-flow ODE (Karras et al. 2022, algorithm 1 without churn):
+    2 model calls per step, Euler on the last step into t = 0."""
+    for i, (t, t_next) in enumerate(_pairs(ts, process)):
+        x0 = denoiser(x, _batch_t(t, x))
+        d = (x - x0) / t
+        x_euler = x + (t_next - t) * d
+        if t_next > 0:
+            d_next = (x_euler - denoiser(x_euler, _batch_t(t_next, x))) / t_next
+            x = x + (t_next - t) * (d + d_next) / 2
         else:
-            x = mean
-        _check_finite(x, i, t)
-        if callback is not None:
-            callback(i, x, x0)
+            x = x_euler
+        _finish(x, x0, i, t, callback)
+    return x
+
+
+@torch.no_grad()
+def sample_dpmpp_2m(denoiser: Denoise, x: torch.Tensor, ts: torch.Tensor, process: NoiseProcess, *,
+                    generator: torch.Generator | None = None, callback: Callback | None = None) -> torch.Tensor:
+    """DPM-Solver++(2M) (Lu et al. 2022, algorithm 2): multistep second order in log-SNR time, data
+    prediction, first order on the first step and on the last step into clean data (as diffusers)."""
+    prev = None  # (lambda, x0) of the previous step
+    for i, (t, t_next) in enumerate(_pairs(ts, process)):
+        a_t, s_t = _coeffs(process, t, x)
+        a_n, s_n = _coeffs(process, t_next, x)
+        x0 = denoiser(x, _batch_t(t, x))
+        lam, lam_n = _lambda(a_t, s_t), _lambda(a_n, s_n)
+        h = lam_n - lam
+        d = x0
+        if prev is not None and s_n > 0:
+            r = (lam - prev[0]) / h
+            d = x0 + (x0 - prev[1]) / (2 * r)
+        x = (s_n / s_t) * x - a_n * torch.expm1(-h) * d
+        prev = (lam, x0)
+        _finish(x, x0, i, t, callback)
+    return x
+
+
+def _unipc_terms(h: torch.Tensor, rks: list[torch.Tensor], order: int):
+    """phi-function coefficients of UniPC's B(h) = e^h - 1 variant ("bh2") in data prediction
+    (Zhao et al. 2023, algorithm 1 and eq. 9): h*phi_1, B(h), the order x order system R rho = b."""
+    hh = -h
+    h_phi_1 = torch.expm1(hh)
+    b_h = torch.expm1(hh)
+    h_phi_k = h_phi_1 / hh - 1
+    factorial = 1
+    rows, b = [], []
+    r = torch.stack(rks + [torch.ones_like(h)])
+    for k in range(1, order + 1):
+        rows.append(r ** (k - 1))
+        b.append(h_phi_k * factorial / b_h)
+        factorial *= k + 1
+        h_phi_k = h_phi_k / hh - 1 / factorial
+    return h_phi_1, b_h, torch.stack(rows), torch.stack(b)
+
+
+@torch.no_grad()
+def sample_unipc(denoiser: Denoise, x: torch.Tensor, ts: torch.Tensor, process: NoiseProcess, *, order: int = 2,
+                 corrector: bool = True, generator: torch.Generator | None = None,
+                 callback: Callback | None = None) -> torch.Tensor:
+    """UniPC (Zhao et al. 2023): a multistep predictor (UniP) of ``order`` with a corrector (UniC) that reuses
+    the next step's model call, so it costs one call per step; lower orders on the first and last steps."""
+    if order not in (1, 2, 3):
+        raise ValueError(f"UniPC order must be 1, 2 or 3, got {order!r}")
+    pairs = _pairs(ts, process)
+    lams, x0s, alphas_sigmas = [], [], []
+    x_before, prev_order = None, 0
+    for i, (t, t_next) in enumerate(pairs):
+        a_t, s_t = _coeffs(process, t, x)
+        x0 = denoiser(x, _batch_t(t, x))
+        lam = _lambda(a_t, s_t)
+        if corrector and x_before is not None:  # UniC: correct x_t with the model call just made at x_t
+            a_b, s_b = alphas_sigmas[-1]
+            h = lam - lams[-1]
+            rks = [(lams[-1 - k] - lams[-1]) / h for k in range(1, prev_order)]
+            h_phi_1, b_h, rows, b = _unipc_terms(h, rks, prev_order)
+            rhos = torch.tensor([0.5], dtype=x.dtype) if prev_order == 1 else torch.linalg.solve(rows, b).to(x.dtype)
+            res = sum(rho * (x0s[-1 - k] - x0s[-1]) / rk for k, (rho, rk) in enumerate(zip(rhos[:-1], rks), 1))
+            x = (s_t / s_b) * x_before - a_t * h_phi_1 * x0s[-1] - a_t * b_h * (res + rhos[-1] * (x0 - x0s[-1]))
+        lams.append(lam)
+        x0s.append(x0)
+        alphas_sigmas.append((a_t, s_t))
+        this_order = min(order, len(pairs) - i, len(x0s))
+        a_n, s_n = _coeffs(process, t_next, x)
+        h = _lambda(a_n, s_n) - lam
+        rks = [(lams[-1 - k] - lam) / h for k in range(1, this_order)]
+        h_phi_1, b_h, rows, b = _unipc_terms(h, rks, this_order)
+        x_before = x
+        x = (s_n / s_t) * x - a_n * h_phi_1 * x0
+        if this_order > 1:  # UniP: rho solves the (order-1) system; 1/2 for order 2
+            rhos = torch.tensor([0.5], dtype=x.dtype) if this_order == 2 else \
+                torch.linalg.solve(rows[:-1, :-1], b[:-1]).to(x.dtype)
+            x = x - a_n * b_h * sum(rho * (x0s[-1 - k] - x0) / rk for k, (rho, rk) in enumerate(zip(rhos, rks), 1))
+        prev_order = this_order
+        _finish(x, x0, i, t, callback)
+    return x
+
+
+@torch.no_grad()
+def sample_lcm(denoiser: Denoise, x: torch.Tensor, ts: torch.Tensor, process: NoiseProcess, *,
+               boundary: bool = True, generator: torch.Generator | None = None,
+               callback: Callback | None = None) -> torch.Tensor:
+    """Multistep consistency sampling (Luo et al. 2023, LCM algorithm 3): predict x0, re-noise it to the next
+    time with fresh noise, repeat. ``boundary`` applies LCM's c_skip / c_out parameterisation."""
+    for i, (t, t_next) in enumerate(_pairs(ts, process)):
+        x0 = denoiser(x, _batch_t(t, x))
+        if boundary:
+            scaled = float(process.model_time(torch.tensor(t))) * LCM_TIMESTEP_SCALING
+            c_skip = LCM_SIGMA_DATA**2 / (scaled**2 + LCM_SIGMA_DATA**2)
+            c_out = scaled / (scaled**2 + LCM_SIGMA_DATA**2) ** 0.5
+            x0 = c_out * x0 + c_skip * x
+        a_n, s_n = _coeffs(process, t_next, x)
+        x = a_n * x0 + s_n * _noise(x, generator) if s_n > 0 else x0
+        _finish(x, x0, i, t, callback)
     return x

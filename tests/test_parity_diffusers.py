@@ -1,0 +1,193 @@
+"""Parity with diffusers' schedulers: the same model outputs through their scheduler loop and through our
+sampler over a whole trajectory on 5-D video latents, float64. diffusers is a test-time reference only."""
+
+import pytest
+import torch
+
+from vdmkit.diffusion import Denoiser, DiscreteVP, RectifiedFlow
+from vdmkit.sampling import (
+    make_timesteps,
+    sample_ddim,
+    sample_ddpm,
+    sample_dpmpp_2m,
+    sample_euler,
+    sample_heun,
+    sample_lcm,
+    sample_unipc,
+)
+
+diffusers = pytest.importorskip("diffusers")
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")  # numpy 2 notes from inside diffusers
+
+SHAPE = (2, 4, 3, 4, 4)  # (B, C, T, H, W) video latents
+TOL = 1e-5
+OUR_SCHEDULE = {"linear": "linear", "scaled_linear": "scaled_linear", "squaredcos_cap_v2": "cosine"}
+OUR_PREDICTION = {"epsilon": "eps", "v_prediction": "v", "sample": "x0", "flow": "velocity"}
+
+
+def fake_model(x: torch.Tensor, t) -> torch.Tensor:
+    """A smooth deterministic stand-in for a backbone: depends on both the sample and the time."""
+    t = torch.as_tensor(t, dtype=torch.float64)
+    t = t.reshape(-1, *([1] * (x.ndim - 1))) if t.ndim else t
+    return 0.6 * x * torch.cos(t / 700) + 0.2 * torch.sin(2 * x + t / 300)
+
+
+def start(seed=0):
+    return torch.randn(SHAPE, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+
+
+def run_diffusers(scheduler, x, generator=None, **step_kwargs):
+    for t in scheduler.timesteps:
+        out = fake_model(x, t)
+        if generator is not None:
+            step_kwargs["generator"] = generator
+        x = scheduler.step(out, t, x, **step_kwargs).prev_sample
+    return x
+
+
+def ours(process, prediction):
+    return Denoiser(lambda x, t, cond: fake_model(x, t), process, prediction)
+
+
+def vp(sched):
+    """Our process on diffusers' float32 alpha_bar table: isolates the sampler maths from table rounding
+    (the tables themselves are compared in test_schedules_match_diffusers)."""
+    return DiscreteVP(sched.alphas_cumprod.double())
+
+
+SD_BETAS = {"beta_start": 0.00085, "beta_end": 0.012}  # diffusers' scaled_linear needs SD's endpoints passed
+
+
+def betas_for(schedule):
+    return SD_BETAS if schedule == "scaled_linear" else {}
+
+
+@pytest.mark.parametrize("schedule", ["linear", "scaled_linear", "squaredcos_cap_v2"])
+@pytest.mark.parametrize("zero_snr", [False, True])
+def test_schedules_match_diffusers(schedule, zero_snr):
+    sched = diffusers.DDPMScheduler(beta_schedule=schedule, **betas_for(schedule), rescale_betas_zero_snr=zero_snr)
+    ours_ac = DiscreteVP.from_schedule(OUR_SCHEDULE[schedule], 1000, zero_terminal_snr=zero_snr).alphas_cumprod
+    torch.testing.assert_close(ours_ac, sched.alphas_cumprod.double(), atol=2e-6, rtol=1e-5)  # diffusers: float32
+
+
+def assert_close(a, b):
+    err = (a - b).abs().max().item()
+    assert err < TOL, f"max abs difference {err:.2e}"
+
+
+# cosine reaches alpha ~ 1e-4 at t = 999, where an eps-model's x0 = (x - sigma eps) / alpha is ~1e4 for a
+# fake model and float64 rounding alone exceeds 1e-5: pair it with v and x0 targets, as it is used.
+PAIRS = [("linear", "epsilon"), ("linear", "v_prediction"), ("scaled_linear", "epsilon"),
+         ("squaredcos_cap_v2", "v_prediction"), ("squaredcos_cap_v2", "sample")]
+
+
+@pytest.mark.parametrize("schedule,prediction", PAIRS)
+# no linspace: diffusers' DDPM steps to t - N // steps there, which is off its own linspace schedule
+@pytest.mark.parametrize("spacing,steps", [("leading", 20), ("trailing", 25)])
+def test_ddpm_matches_diffusers(schedule, spacing, steps, prediction):
+    sched = diffusers.DDPMScheduler(beta_schedule=schedule, **betas_for(schedule), prediction_type=prediction, clip_sample=False,
+                                    timestep_spacing=spacing)
+    sched.set_timesteps(steps)
+    process = vp(sched)
+    ts = make_timesteps(process, steps, spacing)
+    assert torch.equal(ts, sched.timesteps)
+    ref = run_diffusers(sched, start(), torch.Generator().manual_seed(1))
+    got = sample_ddpm(ours(process, OUR_PREDICTION[prediction]), start(), ts, process,
+                      generator=torch.Generator().manual_seed(1))
+    assert_close(got, ref)
+
+
+@pytest.mark.parametrize("schedule,prediction", PAIRS)
+@pytest.mark.parametrize("spacing", ["leading", "trailing"])
+@pytest.mark.parametrize("eta", [0.0, 1.0])
+def test_ddim_matches_diffusers(schedule, prediction, spacing, eta):
+    sched = diffusers.DDIMScheduler(beta_schedule=schedule, **betas_for(schedule), prediction_type=prediction,
+                                    clip_sample=False,
+                                    timestep_spacing=spacing, set_alpha_to_one=True)
+    sched.set_timesteps(25)
+    process = vp(sched)
+    ts = make_timesteps(process, 25, spacing)
+    assert torch.equal(ts, sched.timesteps)
+    ref = run_diffusers(sched, start(), torch.Generator().manual_seed(2), eta=eta)
+    got = sample_ddim(ours(process, OUR_PREDICTION[prediction]), start(), ts, process, eta=eta,
+                      generator=torch.Generator().manual_seed(2))
+    assert_close(got, ref)
+
+
+def test_ddim_zero_terminal_snr_matches_diffusers():
+    sched = diffusers.DDIMScheduler(beta_schedule="scaled_linear", **SD_BETAS, prediction_type="v_prediction", clip_sample=False,
+                                    timestep_spacing="trailing", rescale_betas_zero_snr=True)
+    sched.set_timesteps(25)
+    process = vp(sched)
+    assert float(DiscreteVP.from_schedule("scaled_linear", zero_terminal_snr=True).alphas_cumprod[-1]) == 0.0
+    got = sample_ddim(ours(process, "v"), start(), make_timesteps(process, 25, "trailing"), process)
+    assert_close(got, run_diffusers(sched, start()))
+
+
+@pytest.mark.parametrize("prediction", ["epsilon", "v_prediction"])
+@pytest.mark.parametrize("steps", [8, 20])
+def test_dpmpp_2m_matches_diffusers(prediction, steps):
+    sched = diffusers.DPMSolverMultistepScheduler(beta_schedule="scaled_linear", **SD_BETAS, prediction_type=prediction,
+                                                  algorithm_type="dpmsolver++", solver_order=2,
+                                                  timestep_spacing="trailing")
+    sched.set_timesteps(steps)
+    process = vp(sched)
+    ts = make_timesteps(process, steps, "trailing")
+    assert torch.equal(ts, sched.timesteps)
+    got = sample_dpmpp_2m(ours(process, OUR_PREDICTION[prediction]), start(), ts, process)
+    assert_close(got, run_diffusers(sched, start()))
+
+
+@pytest.mark.parametrize("order", [1, 2, 3])
+@pytest.mark.parametrize("prediction", ["epsilon", "v_prediction"])
+def test_unipc_matches_diffusers(order, prediction):
+    sched = diffusers.UniPCMultistepScheduler(beta_schedule="scaled_linear", **SD_BETAS, prediction_type=prediction,
+                                              solver_order=order, solver_type="bh2", predict_x0=True,
+                                              timestep_spacing="trailing")
+    sched.set_timesteps(10)
+    process = vp(sched)
+    ts = make_timesteps(process, 10, "trailing")
+    assert torch.equal(ts, sched.timesteps)
+    got = sample_unipc(ours(process, OUR_PREDICTION[prediction]), start(), ts, process, order=order)
+    assert_close(got, run_diffusers(sched, start()))
+
+
+@pytest.mark.parametrize("steps", [1, 2, 4, 8])
+def test_lcm_matches_diffusers(steps):
+    sched = diffusers.LCMScheduler(beta_schedule="scaled_linear", **SD_BETAS, prediction_type="epsilon", clip_sample=False)
+    sched.set_timesteps(steps)
+    process = vp(sched)
+    ts = make_timesteps(process, steps, "lcm")
+    assert torch.equal(ts, sched.timesteps)
+    got = sample_lcm(ours(process, "eps"), start(), ts, process, generator=torch.Generator().manual_seed(3))
+    assert_close(got, run_diffusers(sched, start(), torch.Generator().manual_seed(3)))
+
+
+@pytest.mark.parametrize("shift", [1.0, 3.0])
+@pytest.mark.parametrize("steps", [4, 28])
+def test_flow_euler_matches_diffusers(shift, steps):
+    sched = diffusers.FlowMatchEulerDiscreteScheduler(shift=shift)
+    sched.set_timesteps(steps)
+    process = RectifiedFlow(shift)
+    ts = make_timesteps(process, steps)
+    assert (ts * 1000 - sched.timesteps.double()).abs().max() < 1e-3  # diffusers keeps float32 times x 1000
+    got = sample_euler(ours(process, "velocity"), start(), ts, process)
+    assert_close(got, run_diffusers(sched, start()))
+
+
+@pytest.mark.parametrize("shift", [1.0, 3.0])
+def test_flow_heun_matches_diffusers(shift):
+    sched = diffusers.FlowMatchHeunDiscreteScheduler(shift=shift)
+    sched.set_timesteps(12)
+    process = RectifiedFlow(shift)
+    ts = make_timesteps(process, 12)
+    got = sample_heun(ours(process, "velocity"), start(), ts, process)
+    assert_close(got, run_diffusers(sched, start()))
+
+
+def test_ddim_on_flow_is_euler():
+    """DDIM's x0-form step is Euler's step for rectified flow: one implementation, two names."""
+    process = RectifiedFlow(3.0)
+    ts = make_timesteps(process, 10)
+    den = ours(process, "velocity")
+    assert_close(sample_ddim(den, start(), ts, process), sample_euler(den, start(), ts, process))
