@@ -121,3 +121,11 @@ def test_continuous_vp_is_variance_preserving_and_monotone():
     a, s = process.alpha_sigma(t, t)
     torch.testing.assert_close(a**2 + s**2, torch.ones_like(a))
     assert a[0] == 1 and s[0] == 0 and (a[1:] <= a[:-1]).all()
+
+
+def test_length_aware_shift_grows_with_tokens():
+    from vdmkit.diffusion import length_aware_shift
+
+    assert length_aware_shift(1, 256, 256) == 1.0
+    assert length_aware_shift(1, 1024, 1024) == 4.0  # SD3: 16x the pixels -> shift sqrt(16)
+    assert length_aware_shift(16, 256, 256, temporal_factor=4) == 2.0  # 4 latent frames
