@@ -45,3 +45,7 @@ class VocabularyWarning(UserWarning):
 
 class VdmkitDeprecationWarning(DeprecationWarning):
     """An API that will be removed."""
+
+
+class SampleCountWarning(UserWarning):
+    """A metric computed from fewer samples than its protocol needs: the value is biased and not comparable."""

