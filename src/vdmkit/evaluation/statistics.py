@@ -299,14 +299,17 @@ def _log_softmax(logits: np.ndarray) -> np.ndarray:
     return z - np.log(np.exp(z).sum(axis=1, keepdims=True))
 
 
-def _is_splits(log_p: np.ndarray, splits: int) -> np.ndarray:
-    """exp(mean_x KL(p(y|x) || p(y))) of each split; boundaries i * N // splits, in input order."""
-    n = log_p.shape[0]
+def _is_splits(p: np.ndarray, log_p: np.ndarray, splits: int) -> np.ndarray:
+    """exp(mean_x KL(p(y|x) || p(y))) of each split; boundaries i * N // splits, in input order.
+    Zero probabilities contribute 0 (the limit of p log p)."""
+    n = p.shape[0]
     scores = np.empty(splits)
     for i in range(splits):
-        part = log_p[i * n // splits:(i + 1) * n // splits]
-        log_py = np.log(np.exp(part).mean(axis=0))
-        scores[i] = math.exp(float((np.exp(part) * (part - log_py)).sum(axis=1).mean()))
+        rows = slice(i * n // splits, (i + 1) * n // splits)
+        part = p[rows]
+        with np.errstate(divide="ignore", invalid="ignore"):  # 0 * log 0 is masked to 0 below
+            kl = np.where(part > 0, part * (log_p[rows] - np.log(part.mean(axis=0))), 0.0)
+        scores[i] = math.exp(float(kl.sum(axis=1).mean()))
     return scores
 
 
@@ -325,8 +328,8 @@ def inception_score(logits: ArrayLike, splits: int = IS_SPLITS, *, min_samples: 
     Equals torch-fidelity ``isc_features_to_metric(shuffle=False)``; for image IS feed Inception's
     logits without the output bias (torch-fidelity ``logits_unbiased``).
     """
-    x = _is_checked(logits, splits, min_samples, strict, "logits")
-    scores = _is_splits(_log_softmax(x), splits)
+    log_p = _log_softmax(_is_checked(logits, splits, min_samples, strict, "logits"))
+    scores = _is_splits(np.exp(log_p), log_p, splits)
     return float(scores.mean()), float(scores.std())
 
 
@@ -339,13 +342,7 @@ def inception_score_from_probs(probs: ArrayLike, splits: int = IS_SPLITS, *,
                               "inception_score() instead")
     with np.errstate(divide="ignore"):
         log_p = np.log(p)
-    scores = np.empty(splits)
-    n = p.shape[0]
-    for i in range(splits):
-        part, lp = p[i * n // splits:(i + 1) * n // splits], log_p[i * n // splits:(i + 1) * n // splits]
-        log_py = np.log(part.mean(axis=0))
-        kl = np.where(part > 0, part * (lp - log_py), 0.0).sum(axis=1).mean()
-        scores[i] = math.exp(float(kl))
+    scores = _is_splits(p, log_p, splits)
     return float(scores.mean()), float(scores.std())
 
 
