@@ -146,7 +146,8 @@ def test_self_distance_constant_sets_and_fewer_samples_than_dims(pair_256):
 def test_float64_whatever_the_input_dtype(pair_256):
     x, y = pair_256
     as_f32 = frechet_distance(torch.from_numpy(x).float(), torch.from_numpy(y).float())
-    assert rel(as_f32, frechet_distance(x.astype(np.float32).astype(np.float64), y.astype(np.float32).astype(np.float64))) < 1e-12
+    rounded = frechet_distance(x.astype(np.float32).astype(np.float64), y.astype(np.float32).astype(np.float64))
+    assert rel(as_f32, rounded) < 1e-12
 
 
 # ---- streaming statistics -------------------------------------------------------------------------
@@ -155,7 +156,8 @@ def test_streaming_moments_equal_one_shot_statistics(pair_2048):
     x, y = pair_2048
     rng = np.random.RandomState(0)
     cuts = np.sort(rng.choice(np.arange(1, len(x)), 9, replace=False))
-    streamed = accumulate_moments(np.split(x, cuts))
+    streamed = accumulate_moments(np.split(x, cuts), chunk_rows=1)  # merge every batch
+    assert gaussian_stats(accumulate_moments(np.split(x, cuts)))[1] == pytest.approx(np_stats(x)[1], rel=1e-9)
     mu_s, cov_s = gaussian_stats(streamed)
     mu, cov = np_stats(x)
     assert np.abs(mu_s - mu).max() <= 1e-12 * np.abs(mu).max()
@@ -169,7 +171,7 @@ def test_streaming_is_exact_where_a_float32_one_pass_accumulator_is_not():
     catches that, and our float64 Chan merge passes it even when fed float32 batches."""
     x = (feats(6000, 256, 5) + 2.0).astype(np.float32)
     _, cov = np_stats(x.astype(np.float64))
-    _, cov_ours = gaussian_stats(accumulate_moments(np.array_split(x, 7)))
+    _, cov_ours = gaussian_stats(accumulate_moments(np.array_split(x, 7), chunk_rows=1))
     s, ss = np.zeros(256, np.float32), np.zeros((256, 256), np.float32)
     for b in np.array_split(x, 7):
         s += b.sum(0)

@@ -191,7 +191,8 @@ def iter_i3d_features(extractor: Extractor, videos: torch.Tensor | Iterable[torc
     for batch in tqdm(iter_batches(videos, batch_size), desc="I3D features", unit="batch", disable=not progress):
         out = extractor.module(i3d_input(batch), **I3D_CALL)
         if out.shape != (batch.shape[0], extractor.dim):
-            raise ConstraintError(f"I3D returned shape {tuple(out.shape)}, expected ({batch.shape[0]}, {extractor.dim}); "
+            raise ConstraintError(f"I3D returned shape {tuple(out.shape)}, expected "
+                                  f"({batch.shape[0]}, {extractor.dim}); "
                                   "was it called without resize=True on frames larger than 224?")
         yield _finite_rows(out, "I3D")
 
@@ -264,7 +265,8 @@ class BlockC(nn.Module):
         super().__init__()
         row, col = dict(kernel=(1, 7), padding=(0, 3)), dict(kernel=(7, 1), padding=(3, 0))
         self.branch1x1 = ConvBN(cin, 192, 1)
-        self.branch7x7_1, self.branch7x7_2, self.branch7x7_3 = ConvBN(cin, c7, 1), ConvBN(c7, c7, **row), ConvBN(c7, 192, **col)
+        self.branch7x7_1, self.branch7x7_2 = ConvBN(cin, c7, 1), ConvBN(c7, c7, **row)
+        self.branch7x7_3 = ConvBN(c7, 192, **col)
         self.branch7x7dbl_1, self.branch7x7dbl_2 = ConvBN(cin, c7, 1), ConvBN(c7, c7, **col)
         self.branch7x7dbl_3, self.branch7x7dbl_4 = ConvBN(c7, c7, **row), ConvBN(c7, c7, **col)
         self.branch7x7dbl_5 = ConvBN(c7, 192, **row)
@@ -302,7 +304,8 @@ class BlockE(nn.Module):
         self.max_pool = max_pool
         self.branch1x1 = ConvBN(cin, 320, 1)
         self.branch3x3_1 = ConvBN(cin, 384, 1)
-        self.branch3x3_2a, self.branch3x3_2b = ConvBN(384, 384, (1, 3), padding=(0, 1)), ConvBN(384, 384, (3, 1), padding=(1, 0))
+        self.branch3x3_2a = ConvBN(384, 384, (1, 3), padding=(0, 1))
+        self.branch3x3_2b = ConvBN(384, 384, (3, 1), padding=(1, 0))
         self.branch3x3dbl_1, self.branch3x3dbl_2 = ConvBN(cin, 448, 1), ConvBN(448, 384, 3, padding=1)
         self.branch3x3dbl_3a = ConvBN(384, 384, (1, 3), padding=(0, 1))
         self.branch3x3dbl_3b = ConvBN(384, 384, (3, 1), padding=(1, 0))
