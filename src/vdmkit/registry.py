@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
+from vdmkit.backbones.dit import DiTBConfig, DiTConfig, DiTLConfig, DiTSConfig, DiTXLConfig, VideoDiT
 from vdmkit.backbones.unet3d import UNet3D, UNet3DConfig
 from vdmkit.errors import ConfigError
 from vdmkit.diffusion.process import PROCESSES
@@ -34,6 +35,14 @@ class Entry:
 BACKBONES = {
     "unet3d": Entry(UNet3D, UNet3DConfig,
                     "VDM-style pseudo-3D UNet: 1x3x3 spatial + 3x1x1 temporal convs, factorised space-time attention"),
+    # Video DiT presets differ only in size; the video axes (patch/tubelet, layout, conditioning, positions)
+    # are model.* keys of every one of them.
+    "dit": Entry(VideoDiT, DiTConfig, "Video DiT at a tiny CPU size: divided space-time attention "
+                 "(Latte), adaLN-Zero + cross-attention, 3D sin-cos positions, 2x2 patches"),
+    "dit_s": Entry(VideoDiT, DiTSConfig, "Video DiT-S (Peebles & Xie 2023): 384 wide, 12 blocks, 6 heads"),
+    "dit_b": Entry(VideoDiT, DiTBConfig, "Video DiT-B: 768 wide, 12 blocks, 12 heads"),
+    "dit_l": Entry(VideoDiT, DiTLConfig, "Video DiT-L: 1024 wide, 24 blocks, 16 heads"),
+    "dit_xl": Entry(VideoDiT, DiTXLConfig, "Video DiT-XL: 1152 wide, 28 blocks, 16 heads"),
 }
 
 SAMPLERS = {

@@ -1,0 +1,452 @@
+"""Video diffusion transformers: DiT (Peebles & Xie 2023) made video, as in Latte (Ma et al. 2024) and VDT.
+
+One family, configured along four axes that can be ablated one at a time:
+
+- patch embedding: 2D patches per frame (``tubelet_t = 1``) or 3D tubelets of ``tubelet_t`` frames (ViViT);
+- attention layout: ``joint`` space-time attention over all tokens, ``divided`` (alternating spatial-only
+  and temporal-only blocks, Latte variant 1 / VDT) or ``factorised`` (spatial then temporal attention
+  inside every block);
+- conditioning: ``adaln`` (timestep + pooled text by adaLN-Zero), ``cross`` (adaLN-Zero plus
+  cross-attention to the text tokens, as PixArt-alpha) or ``in_context`` (a time token and the text
+  tokens prepended to the sequence, plain pre-norm blocks);
+- position: fixed 3D ``sincos`` or ``learned`` per-axis tables (T, H, W concatenated along channels), or
+  3D axial ``rope`` (Su et al. 2021) on queries and keys.
+
+Tokens keep one layout, ``(B, P + T'H'W', C)`` with P prefix tokens (in-context only); each attention
+folds them into its groups with a named einops pattern. The final layer is zero-initialised, so the
+untrained model predicts zeros; in adaLN modes every block also starts as the identity.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange, reduce, repeat
+from torch import nn
+from torch.utils.checkpoint import checkpoint as recompute
+
+from vdmkit.backbones.layers import Attention, attention, timestep_embedding, zero_init
+from vdmkit.conditioning.text import TextCondition
+from vdmkit.errors import ConfigError, ConstraintError
+
+LAYOUTS = {  # attention layout -> the axes each block attends over, block by block
+    "joint": lambda depth: [("joint",)] * depth,
+    "divided": lambda depth: [("space",) if i % 2 == 0 else ("time",) for i in range(depth)],
+    "factorised": lambda depth: [("space", "time")] * depth,
+}
+CONDITIONINGS = ("adaln", "cross", "in_context")
+# Attention groups of the token sequence b (t h w): the whole clip, one frame, one pixel's time line.
+FOLDS = {"joint": "b heads (t h w) d", "space": "(b t) heads (h w) d", "time": "(b h w) heads t d"}
+FREQUENCY_DIM = 256  # DiT's sinusoidal timestep feature width before its MLP
+ROPE_BASE = 10_000  # RoPE (Su et al. 2021) frequency base
+NORM_EPS = 1e-6  # DiT's LayerNorm epsilon
+
+
+@dataclass
+class DiTConfig:
+    """The ``tiny`` preset (CPU tests and the shapes recipe); DiT-S/B/L/XL below change only the size."""
+
+    in_channels: int = 3
+    out_channels: int = 3
+    width: int = 64
+    depth: int = 4  # blocks; "divided" alternates spatial and temporal blocks, so depth/2 of each
+    heads: int = 2
+    mlp_ratio: float = 4.0
+    patch_size: int = 2  # H and W of a patch
+    tubelet_t: int = 1  # frames per patch: 1 = uniform 2D patches per frame, k > 1 = 3D tubelets (T' = T/k)
+    layout: str = "divided"  # joint, divided, factorised
+    conditioning: str = "cross"  # adaln, cross, in_context
+    position: str = "sincos"  # sincos, learned, rope
+    max_frames: int = 16  # learned positions only: the largest clip (frames, pixels) its tables cover
+    max_size: int = 32
+    text_dim: int = 128  # width of the text encoder's tokens; 0 = unconditional
+    checkpoint: bool = False  # recompute block activations in backward (less memory, ~30% more compute)
+
+    def __post_init__(self):
+        for name, value, valid in [("layout", self.layout, tuple(LAYOUTS)),
+                                   ("conditioning", self.conditioning, CONDITIONINGS),
+                                   ("position", self.position, tuple(POSITIONS))]:
+            if value not in valid:
+                raise ConfigError(f"model.{name}={value!r} unknown; valid: {', '.join(valid)}")
+        for name in ("width", "depth", "heads", "patch_size", "tubelet_t", "max_frames", "max_size"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"model.{name} must be >= 1, got {getattr(self, name)}")
+        if self.width % self.heads:
+            raise ConfigError(f"model.width={self.width} must be divisible by model.heads={self.heads}")
+        if self.position == "rope" and self.width // self.heads < 6:
+            raise ConfigError(f"model.position=rope needs a head width >= 6 (two channels per axis), "
+                              f"got width/heads = {self.width // self.heads}")
+        if self.max_frames % self.tubelet_t or self.max_size % self.patch_size:
+            raise ConfigError(f"model.max_frames={self.max_frames} and max_size={self.max_size} must be "
+                              f"divisible by tubelet_t={self.tubelet_t} and patch_size={self.patch_size}")
+
+    @property
+    def adaln(self) -> bool:
+        """Blocks modulated by adaLN-Zero from the timestep (+ pooled text); False for in-context tokens."""
+        return self.conditioning != "in_context"
+
+    @property
+    def spatial_factor(self) -> int:
+        """H and W must be divisible by this."""
+        return self.patch_size
+
+    @property
+    def temporal_factor(self) -> int:
+        """T must be 1 (an image) or divisible by this."""
+        return self.tubelet_t
+
+    def check_shape(self, frames: int, height: int, width: int) -> None:
+        """ConstraintError naming the valid values if this model cannot take a (frames, height, width) input."""
+        p, k = self.patch_size, self.tubelet_t
+        if height < 1 or width < 1 or height % p or width % p:
+            raise ConstraintError(f"height and width must be positive multiples of the patch size {p}, got "
+                                  f"{height}x{width}; nearest valid: {_nearest(height, p)}x{_nearest(width, p)}")
+        if frames < 1 or (frames > 1 and frames % k):
+            raise ConstraintError(f"frames={frames} must be 1 (an image) or a multiple of tubelet_t={k}; "
+                                  f"nearest valid: {_nearest(frames, k)}")
+        if self.position == "learned" and (frames > self.max_frames or max(height, width) > self.max_size):
+            raise ConstraintError(
+                f"learned position tables cover at most {self.max_frames} frames of {self.max_size}x"
+                f"{self.max_size}, got {frames} frames of {height}x{width}; sample within that grid, or train "
+                f"with larger model.max_frames/max_size (or position: sincos/rope, which extrapolate)")
+
+
+@dataclass
+class DiTSConfig(DiTConfig):
+    """DiT-S (Peebles & Xie 2023, Table 1)."""
+
+    width: int = 384
+    depth: int = 12
+    heads: int = 6
+
+
+@dataclass
+class DiTBConfig(DiTConfig):
+    """DiT-B (Peebles & Xie 2023, Table 1)."""
+
+    width: int = 768
+    depth: int = 12
+    heads: int = 12
+
+
+@dataclass
+class DiTLConfig(DiTConfig):
+    """DiT-L (Peebles & Xie 2023, Table 1)."""
+
+    width: int = 1024
+    depth: int = 24
+    heads: int = 16
+
+
+@dataclass
+class DiTXLConfig(DiTConfig):
+    """DiT-XL (Peebles & Xie 2023, Table 1)."""
+
+    width: int = 1152
+    depth: int = 28
+    heads: int = 16
+
+
+def _nearest(value: int, factor: int) -> int:
+    return max(factor, round(value / factor) * factor)
+
+
+def fold_sizes(grid: dict[str, int]) -> dict[str, tuple[int, int]]:
+    """Per fold: (attention groups per batch item, tokens per group)."""
+    t, hw = grid["t"], grid["h"] * grid["w"]
+    return {"joint": (1, t * hw), "space": (t, hw), "time": (hw, t)}
+
+
+def axis_width(dim: int) -> int:
+    """Channels per axis when ``dim`` is split evenly over (T, H, W), each even for [cos | sin] pairs."""
+    return 2 * (dim // 6)
+
+
+def grid_features(tables: list[torch.Tensor], dim: int) -> torch.Tensor:
+    """Per-axis tables (T', d), (H', d), (W', d) -> (T'H'W', dim): concatenated along channels, zero-padded."""
+    (t, _), (h, _), (w, _) = (x.shape for x in tables)
+    parts = [repeat(tables[0], "t d -> t h w d", h=h, w=w), repeat(tables[1], "h d -> t h w d", t=t, w=w),
+             repeat(tables[2], "w d -> t h w d", t=t, h=h)]
+    feats = torch.cat(parts, dim=-1)
+    return F.pad(rearrange(feats, "t h w d -> (t h w) d"), (0, dim - feats.shape[-1]))
+
+
+class SinCosPosition(nn.Module):
+    """Fixed 3D sin-cos embedding (1D transformer features per axis); defined for any grid, so it extrapolates."""
+
+    def __init__(self, cfg: DiTConfig):
+        super().__init__()
+        self.dim = cfg.width
+
+    def forward(self, grid: dict[str, int], device: torch.device):
+        d = axis_width(self.dim)
+        tables = [timestep_embedding(torch.arange(grid[a], device=device), d) for a in "thw"]
+        return grid_features(tables, self.dim), None
+
+
+class LearnedPosition(nn.Module):
+    """Learned per-axis tables over the trained grid; a larger grid is a ConstraintError (checked on input)."""
+
+    def __init__(self, cfg: DiTConfig):
+        super().__init__()
+        self.dim = cfg.width
+        d, side = axis_width(cfg.width), cfg.max_size // cfg.patch_size
+        lengths = {"t": cfg.max_frames // cfg.tubelet_t, "h": side, "w": side}
+        self.tables = nn.ParameterDict({a: nn.Parameter(torch.randn(n, d) * 0.02) for a, n in lengths.items()})
+
+    def forward(self, grid: dict[str, int], device: torch.device):
+        return grid_features([self.tables[a][: grid[a]] for a in "thw"], self.dim), None
+
+
+class RotaryPosition(nn.Module):
+    """3D axial RoPE: each head's channels split over (T, H, W); rotations applied to queries and keys, so
+    attention scores depend on token offsets only. Extrapolates to any grid."""
+
+    def __init__(self, cfg: DiTConfig):
+        super().__init__()
+        self.head_dim = cfg.width // cfg.heads
+
+    def forward(self, grid: dict[str, int], device: torch.device):
+        d = axis_width(self.head_dim)
+        freqs = ROPE_BASE ** (-torch.arange(0, d, 2, device=device, dtype=torch.float32) / d)  # (d/2,)
+        tables = [torch.arange(grid[a], device=device, dtype=torch.float32)[:, None] * freqs for a in "thw"]
+        angles = grid_features(tables, self.head_dim // 2)  # (N, head_dim/2); padded channels do not rotate
+        angles = torch.cat([angles, angles], dim=-1)[:, None]  # (N, 1, head_dim), "rotate half" layout
+        return None, (angles.cos(), angles.sin())
+
+
+POSITIONS = {"sincos": SinCosPosition, "learned": LearnedPosition, "rope": RotaryPosition}
+
+
+def rotate(x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+    """Apply RoPE to (B, N, heads, d) with cos/sin tables (N, 1, d)."""
+    cos, sin = (r.to(x.dtype) for r in rope)
+    x1, x2 = x.chunk(2, dim=-1)
+    return x * cos + torch.cat([-x2, x1], dim=-1) * sin
+
+
+@dataclass
+class Context:
+    """What every block needs besides the tokens, computed once per forward."""
+
+    grid: dict[str, int]  # token grid {"t": T', "h": H', "w": W'}
+    prefix: int  # number of in-context tokens before the video tokens
+    cond: torch.Tensor | None  # (B, C) adaLN conditioning vector
+    rope: tuple[torch.Tensor, torch.Tensor] | None  # (N, 1, head_dim) cos and sin
+    masks: dict[str, torch.Tensor | None]  # per fold: (B', 1, 1, P + L) keys mask when the prefix has padding
+    text: TextCondition | None  # for cross-attention
+
+
+class SelfAttention(nn.Module):
+    """Multi-head self-attention over one fold of the tokens ("joint", "space" or "time").
+
+    In-context prefix tokens join every group as extra (unrotated) tokens; their outputs are averaged
+    over the groups of their batch item.
+    """
+
+    def __init__(self, width: int, heads: int, axis: str):
+        super().__init__()
+        self.axis, self.heads = axis, heads
+        self.qkv = nn.Linear(width, 3 * width)
+        self.proj = nn.Linear(width, width)
+
+    def forward(self, x: torch.Tensor, ctx: Context) -> torch.Tensor:
+        q, k, v = rearrange(self.qkv(x), "b n (three heads d) -> three b n heads d", three=3, heads=self.heads)
+        q, k, v = self._fold(q, ctx, True), self._fold(k, ctx, True), self._fold(v, ctx, False)  # (B', heads, S, d)
+        out = attention(q, k, v, ctx.masks[self.axis])
+        out_p, out_v = out[:, :, : ctx.prefix], out[:, :, ctx.prefix:]
+        out_v = rearrange(out_v, f"{FOLDS[self.axis]} -> b (t h w) (heads d)", **ctx.grid)  # (B, N, C)
+        if ctx.prefix:
+            groups = fold_sizes(ctx.grid)[self.axis][0]
+            out_p = reduce(out_p, "(b g) heads p d -> b p (heads d)", "mean", g=groups)  # (B, P, C)
+            out_v = torch.cat([out_p, out_v], dim=1)  # (B, P + N, C)
+        return self.proj(out_v)
+
+    def _fold(self, z: torch.Tensor, ctx: Context, rotary: bool) -> torch.Tensor:
+        """(B, P + N, heads, d) -> (B', heads, P + L, d): the prefix, then this group's (rotated) video tokens."""
+        prefix, z = z[:, : ctx.prefix], z[:, ctx.prefix:]
+        if rotary and ctx.rope is not None:
+            z = rotate(z, ctx.rope)
+        z = rearrange(z, f"b (t h w) heads d -> {FOLDS[self.axis]}", **ctx.grid)
+        if not ctx.prefix:
+            return z
+        prefix = repeat(prefix, "b p heads d -> (b g) heads p d", g=fold_sizes(ctx.grid)[self.axis][0])
+        return torch.cat([prefix, z], dim=2)
+
+
+def modulate(x: torch.Tensor, shift: torch.Tensor | None, scale: torch.Tensor | None) -> torch.Tensor:
+    """adaLN: x * (1 + scale) + shift with (B, 1, C) shift and scale; the identity without conditioning."""
+    return x if shift is None else torch.addcmul(shift, x, 1 + scale)
+
+
+def gated(x: torch.Tensor, gate: torch.Tensor | None) -> torch.Tensor:
+    return x if gate is None else gate * x
+
+
+class DiTBlock(nn.Module):
+    """Pre-norm block: self-attention over each of ``axes`` in turn, cross-attention to the text tokens
+    (cross conditioning), MLP. With adaLN-Zero each attention and the MLP read
+    ``x + gate * f(norm(x) * (1 + scale) + shift)`` with (shift, scale, gate) regressed from the
+    conditioning vector by a zero-initialised linear layer, so the block starts as the identity."""
+
+    def __init__(self, cfg: DiTConfig, axes: tuple[str, ...]):
+        super().__init__()
+        self.norm = nn.LayerNorm(cfg.width, elementwise_affine=not cfg.adaln, eps=NORM_EPS)
+        self.attn = nn.ModuleList(SelfAttention(cfg.width, cfg.heads, axis) for axis in axes)
+        self.cross = None
+        if cfg.conditioning == "cross" and cfg.text_dim:
+            self.norm_cross = nn.LayerNorm(cfg.width, eps=NORM_EPS)
+            self.cross = Attention(cfg.width, cfg.heads, context_dim=cfg.text_dim)  # output starts at zero
+        hidden = int(cfg.width * cfg.mlp_ratio)
+        self.mlp = nn.Sequential(nn.Linear(cfg.width, hidden), nn.GELU(approximate="tanh"), nn.Linear(hidden, cfg.width))
+        self.sublayers = len(axes) + 1
+        self.modulation = nn.Linear(cfg.width, 3 * self.sublayers * cfg.width) if cfg.adaln else None
+
+    def forward(self, x: torch.Tensor, ctx: Context) -> torch.Tensor:
+        mods = self._modulation(ctx.cond)
+        for attn, (shift, scale, gate) in zip(self.attn, mods):
+            if attn.axis == "time" and ctx.grid["t"] == 1:
+                continue  # images (and single tubelets) skip temporal attention
+            x = x + gated(attn(modulate(self.norm(x), shift, scale), ctx), gate)  # (B, P + N, C)
+        if self.cross is not None and ctx.text is not None:
+            x = x + self.cross(self.norm_cross(x), ctx.text.tokens, ctx.text.mask[:, None, None, :])
+        shift, scale, gate = mods[-1]
+        return x + gated(self.mlp(modulate(self.norm(x), shift, scale)), gate)
+
+    def _modulation(self, cond: torch.Tensor | None) -> list[tuple]:
+        if self.modulation is None:
+            return [(None, None, None)] * self.sublayers
+        chunks = self.modulation(F.silu(cond))[:, None].chunk(3 * self.sublayers, dim=-1)  # each (B, 1, C)
+        return [chunks[i:i + 3] for i in range(0, len(chunks), 3)]
+
+
+class PatchEmbed(nn.Module):
+    """(B, C, T, H, W) -> (B, T'H'W', width): non-overlapping (tubelet_t, p, p) patches, one linear layer."""
+
+    def __init__(self, cfg: DiTConfig):
+        super().__init__()
+        self.k, self.p = cfg.tubelet_t, cfg.patch_size
+        self.proj = nn.Linear(cfg.in_channels * self.k * self.p ** 2, cfg.width)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        patches = rearrange(x, "b c (t k) (h p) (w q) -> b (t h w) (k p q c)", k=self.k, p=self.p, q=self.p)
+        return self.proj(patches)
+
+
+class FinalLayer(nn.Module):
+    """Norm, adaLN shift/scale, linear to patch pixels (zero-initialised), and back to (B, C, T, H, W)."""
+
+    def __init__(self, cfg: DiTConfig):
+        super().__init__()
+        self.k, self.p = cfg.tubelet_t, cfg.patch_size
+        self.norm = nn.LayerNorm(cfg.width, elementwise_affine=not cfg.adaln, eps=NORM_EPS)
+        self.modulation = nn.Linear(cfg.width, 2 * cfg.width) if cfg.adaln else None
+        self.linear = nn.Linear(cfg.width, cfg.out_channels * self.k * self.p ** 2)
+
+    def forward(self, x: torch.Tensor, cond: torch.Tensor | None, grid: dict[str, int]) -> torch.Tensor:
+        shift = scale = None
+        if self.modulation is not None:
+            shift, scale = self.modulation(F.silu(cond))[:, None].chunk(2, dim=-1)  # (B, 1, C) each
+        out = self.linear(modulate(self.norm(x), shift, scale))  # (B, N, k p q C_out)
+        return rearrange(out, "b (t h w) (k p q c) -> b c (t k) (h p) (w q)", k=self.k, p=self.p, q=self.p, **grid)
+
+
+def maybe_checkpoint(fn, *args, enabled: bool):
+    """``fn(*args)``; with ``enabled`` and autograd on, activations are recomputed in backward instead of stored."""
+    if enabled and torch.is_grad_enabled():
+        return recompute(fn, *args, use_reentrant=False)
+    return fn(*args)
+
+
+class VideoDiT(nn.Module):
+    """``model(x_t, t, text) -> prediction``; x_t (B, C, T, H, W), t (B,), text a TextCondition or None.
+
+    Output (B, out_channels, T, H, W). T = 1 is an image (with tubelets: a still clip of tubelet_t frames).
+    """
+
+    def __init__(self, cfg: DiTConfig):
+        super().__init__()
+        self.cfg = cfg
+        w = cfg.width
+        self.patch_embed = PatchEmbed(cfg)
+        self.position = POSITIONS[cfg.position](cfg)
+        self.time_mlp = nn.Sequential(nn.Linear(FREQUENCY_DIM, w), nn.SiLU(), nn.Linear(w, w))
+        self.text_proj = nn.Linear(cfg.text_dim, w) if cfg.text_dim else None  # pooled (adaLN) or tokens (in-context)
+        self.blocks = nn.ModuleList(DiTBlock(cfg, axes) for axes in LAYOUTS[cfg.layout](cfg.depth))
+        self.final = FinalLayer(cfg)
+        self._init_weights()
+
+    def _init_weights(self) -> None:
+        """DiT's initialisation: xavier-uniform linears with zero bias; adaLN modulations, the output layer and
+        cross-attention outputs at zero."""
+        for m in self.modules():
+            if isinstance(m, nn.Linear):
+                nn.init.xavier_uniform_(m.weight)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+        nn.init.normal_(self.time_mlp[0].weight, std=0.02)
+        nn.init.normal_(self.time_mlp[2].weight, std=0.02)
+        zeroed = [self.final.modulation, self.final.linear]
+        for block in self.blocks:
+            zeroed += [block.modulation, block.cross.to_out if block.cross is not None else None]
+        for layer in zeroed:
+            if layer is not None:
+                zero_init(layer)
+
+    def check_input(self, x: torch.Tensor, text: TextCondition | None) -> None:
+        cfg = self.cfg
+        if x.ndim != 5:
+            raise ConstraintError(f"VideoDiT expects (B, C, T, H, W) input, got shape {tuple(x.shape)}")
+        if x.shape[1] != cfg.in_channels:
+            raise ConstraintError(f"VideoDiT expects {cfg.in_channels} input channels, got {x.shape[1]}")
+        cfg.check_shape(*x.shape[2:])
+        if text is not None and cfg.text_dim and text.tokens.shape[-1] != cfg.text_dim:
+            raise ConstraintError(f"text embeddings are {text.tokens.shape[-1]} wide; this model's model.text_dim "
+                                  f"is {cfg.text_dim}: use the text encoder it was built with (text.dim)")
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor, text: TextCondition | None = None) -> torch.Tensor:
+        self.check_input(x, text)
+        k = self.cfg.tubelet_t
+        image = x.shape[2] == 1 and k > 1
+        if image:
+            x = repeat(x, "b c 1 h w -> b c k h w", k=k)  # an image is a still clip of one tubelet
+        p = self.cfg.patch_size
+        grid = {"t": x.shape[2] // k, "h": x.shape[3] // p, "w": x.shape[4] // p}
+        tokens = self.patch_embed(x)  # (B, N, C)
+        add, rope = self.position(grid, x.device)
+        if add is not None:
+            tokens = tokens + add.to(x.dtype)
+        emb = self.time_mlp(timestep_embedding(t, FREQUENCY_DIM).to(x.dtype))  # (B, C)
+        if not self.cfg.adaln:
+            prefix, keep = self._prefix(emb, text)  # (B, P, C), (B, P) bool
+            ctx = Context(grid, prefix.shape[1], None, rope, self._masks(keep, grid), text)
+            tokens = torch.cat([prefix.to(tokens.dtype), tokens], dim=1)  # (B, P + N, C)
+        else:
+            cond = emb if text is None or self.text_proj is None else emb + self.text_proj(text.pooled)
+            ctx = Context(grid, 0, cond, rope, dict.fromkeys(FOLDS), text)
+        for block in self.blocks:
+            tokens = maybe_checkpoint(block, tokens, ctx, enabled=self.cfg.checkpoint)
+        out = self.final(tokens[:, ctx.prefix:], ctx.cond, grid)  # (B, C_out, T, H, W)
+        return reduce(out, "b c k h w -> b c 1 h w", "mean") if image else out
+
+    def _prefix(self, emb: torch.Tensor, text: TextCondition | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """In-context tokens: the time token, then the projected text tokens, and which of them are real."""
+        time = emb[:, None]  # (B, 1, C)
+        keep = torch.ones(emb.shape[0], 1, dtype=torch.bool, device=emb.device)
+        if text is None or self.text_proj is None:
+            return time, keep
+        words = self.text_proj(text.tokens)  # (B, L, C)
+        return torch.cat([time, words.to(time.dtype)], dim=1), torch.cat([keep, text.mask], dim=1)
+
+    @staticmethod
+    def _masks(keep: torch.Tensor, grid: dict[str, int]) -> dict[str, torch.Tensor | None]:
+        """Per-fold keys masks (B', 1, 1, P + L) hiding padded text tokens; None when nothing is padded."""
+        if bool(keep.all()):
+            return dict.fromkeys(FOLDS)
+        masks = {}
+        for axis, (groups, length) in fold_sizes(grid).items():
+            prefix = repeat(keep, "b p -> (b g) 1 1 p", g=groups)
+            masks[axis] = torch.cat([prefix, prefix.new_ones(prefix.shape[0], 1, 1, length)], dim=-1)
+        return masks
