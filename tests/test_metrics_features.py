@@ -26,6 +26,7 @@ from vdmkit.evaluation.features import (
     I3D_TORCHSCRIPT,
     PT_INCEPTION,
     FIDInceptionV3,
+    check_clip_pair,
     clip_frame_embeddings,
     clip_input,
     clip_text_embeddings,
@@ -161,6 +162,15 @@ def test_i3d_bad_files_and_inputs(i3d_file, tmp_path):
         i3d_features(extractor, video(2, 16, 32, 32)[:, :1], progress=False)
     with pytest.warns(UserWarning, match="sha256 check skipped"):
         assert load_i3d(path, expected_sha256=None).record.expected_sha256 is None
+
+
+def test_real_and_fake_clips_must_share_frames_and_size():
+    real = video(2, 16, 32, 32)
+    check_clip_pair(real, video(5, 16, 32, 32))  # batch sizes may differ
+    with pytest.raises(ConstraintError, match="same frame count"):
+        check_clip_pair(real, video(2, 14, 32, 32))
+    with pytest.raises(ConstraintError, match="same frame count"):
+        check_clip_pair(real, video(2, 16, 64, 64))
 
 
 # ---- Inception (FID) ------------------------------------------------------------------------------

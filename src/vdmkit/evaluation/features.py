@@ -125,6 +125,16 @@ def iter_batches(videos: torch.Tensor | Iterable[torch.Tensor], batch_size: int)
         yield from videos
 
 
+def check_clip_pair(real: torch.Tensor, fake: torch.Tensor) -> None:
+    """Real and fake clips ``(B, C, T, H, W)`` (e.g. each set's first batch) must share C, T, H and W:
+    a Frechet distance between 16-frame real clips and 14-frame fake clips, or 256-pixel real frames
+    and 128-pixel fake frames, measures the protocol difference, not the model."""
+    if tuple(real.shape[1:]) != tuple(fake.shape[1:]):
+        raise ConstraintError(f"real clips {tuple(real.shape[1:])} and fake clips {tuple(fake.shape[1:])} differ in "
+                              "(C, T, H, W); sample both with the same frame count and resize both to the same "
+                              "resolution before extracting features")
+
+
 def _finite_rows(x: torch.Tensor, what: str) -> np.ndarray:
     out = x.detach().double().cpu().numpy()
     if not np.isfinite(out).all():

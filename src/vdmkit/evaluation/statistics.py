@@ -445,21 +445,24 @@ def frame_consistency_vbench(frame_embeddings: ArrayLike) -> float:
 # --------------------------------------------------------------------------------------------------
 # PSNR / SSIM on videos
 
-def _video_pair(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Check a (real, fake) pair of ``(B, C, T, H, W)`` videos in [-1, 1]; return both in [0, 1] float64."""
+def _per_video(fn, x: torch.Tensor, y: torch.Tensor) -> np.ndarray:
+    """Apply ``fn`` to one float64 [0, 1] video pair at a time (memory of one video): ``(B, T)``."""
     check_video(x, name="real video")
     check_video(y, name="fake video")
     if x.shape != y.shape:
         raise ConstraintError(f"real and fake videos must match in (B, C, T, H, W), got {tuple(x.shape)} and "
                               f"{tuple(y.shape)}; resample to the same frame count and size first")
-    return (x.double() + 1) / 2, (y.double() + 1) / 2
+    return np.stack([fn((a[None].double() + 1) / 2, (b[None].double() + 1) / 2)[0] for a, b in zip(x, y)])
+
+
+def _frame_mse(a: torch.Tensor, b: torch.Tensor) -> np.ndarray:
+    return ((a - b) ** 2).mean(dim=(1, 3, 4)).numpy()
 
 
 def psnr_per_frame(x: torch.Tensor, y: torch.Tensor) -> np.ndarray:
     """PSNR in dB of every frame, ``(B, T)``: 10 log10(1 / MSE) on [0, 1] values, MSE over (C, H, W);
     identical frames (MSE < 1e-10) score 100 dB (common_metrics policy)."""
-    a, b = _video_pair(x, y)
-    mse = ((a - b) ** 2).mean(dim=(1, 3, 4)).numpy()
+    mse = _per_video(_frame_mse, x, y)
     with np.errstate(divide="ignore"):
         db = 10.0 * np.log10(1.0 / mse)
     return np.where(mse < PSNR_MSE_FLOOR, PSNR_IDENTICAL_DB, db)
@@ -472,8 +475,7 @@ def psnr(x: torch.Tensor, y: torch.Tensor) -> float:
 
 def psnr_pooled(x: torch.Tensor, y: torch.Tensor) -> float:
     """PSNR of the MSE pooled over the whole batch: torchmetrics ``peak_signal_noise_ratio(dim=None)``."""
-    a, b = _video_pair(x, y)
-    mse = float(((a - b) ** 2).mean())
+    mse = float(_per_video(_frame_mse, x, y).mean())  # frames have equal size: mean of means
     return PSNR_IDENTICAL_DB if mse < PSNR_MSE_FLOOR else 10.0 * math.log10(1.0 / mse)
 
 
@@ -490,13 +492,9 @@ def _filter_valid(img: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
     return F.conv2d(img, k.view(1, 1, 1, -1))
 
 
-def ssim_per_frame(x: torch.Tensor, y: torch.Tensor) -> np.ndarray:
-    """SSIM of every frame, ``(B, T)``: Wang et al. 2004 per channel on [0, 1] values, Gaussian window
-    11 / sigma 1.5, population covariance, mean of the valid map, then mean over channels."""
-    a, b = _video_pair(x, y)
+def _frame_ssim(a: torch.Tensor, b: torch.Tensor) -> np.ndarray:
+    """``(B, C, T, H, W)`` float64 in [0, 1] -> ``(B, T)`` SSIM (see :func:`ssim_per_frame`)."""
     bsz, c, t, h, w = a.shape
-    if min(h, w) < SSIM_WINDOW:
-        raise ConstraintError(f"SSIM needs frames of at least {SSIM_WINDOW}x{SSIM_WINDOW}, got {h}x{w}")
     a = a.permute(0, 2, 1, 3, 4).reshape(-1, 1, h, w)  # (B*T*C, 1, H, W)
     b = b.permute(0, 2, 1, 3, 4).reshape(-1, 1, h, w)
     k = gaussian_window()
@@ -507,6 +505,15 @@ def ssim_per_frame(x: torch.Tensor, y: torch.Tensor) -> np.ndarray:
     c1, c2 = SSIM_K1 ** 2, SSIM_K2 ** 2  # (K * data_range)^2 with data_range 1
     s = ((2 * mu_a * mu_b + c1) * (2 * cov + c2)) / ((mu_a ** 2 + mu_b ** 2 + c1) * (var_a + var_b + c2))
     return s.mean(dim=(1, 2, 3)).reshape(bsz, t, c).mean(dim=2).numpy()
+
+
+def ssim_per_frame(x: torch.Tensor, y: torch.Tensor) -> np.ndarray:
+    """SSIM of every frame, ``(B, T)``: Wang et al. 2004 per channel on [0, 1] values, Gaussian window
+    11 / sigma 1.5, population covariance, mean of the valid map, then mean over channels."""
+    if x.ndim == 5 and min(x.shape[-2:]) < SSIM_WINDOW:
+        raise ConstraintError(f"SSIM needs frames of at least {SSIM_WINDOW}x{SSIM_WINDOW}, got "
+                              f"{x.shape[-2]}x{x.shape[-1]}")
+    return _per_video(_frame_ssim, x, y)
 
 
 def ssim(x: torch.Tensor, y: torch.Tensor) -> float:
