@@ -311,7 +311,7 @@ def test_inception_score_matches_torchmetrics_with_the_same_permutation(logits):
     perm = torch.randperm(len(logits)).numpy()
     mean, std = inception_score(logits.astype(np.float32)[perm])
     assert rel(mean, tm_mean) <= 1e-6
-    assert tm_std / std == pytest.approx(np.sqrt(10 / 9), rel=1e-4)  # torchmetrics std uses ddof 1
+    assert tm_std / std == pytest.approx(np.sqrt(10 / 9), rel=1e-5)  # ddof 1; measured 9.6e-7 off
 
 
 def test_tgan2_single_split_variant(logits):
