@@ -130,6 +130,7 @@ def test_without_temporal_attention_the_video_model_is_the_image_model_frame_by_
         torch.testing.assert_close(video, frames, atol=1e-5, rtol=1e-4)
         torch.nn.init.normal_(temporal[0].proj.weight, std=0.1)
         assert not torch.allclose(m(x, t, c), frames, atol=1e-3)
+        torch.testing.assert_close(m(x[:, :, :1], t, c), frames[:, :, :1])  # images skip temporal attention
 
 
 @pytest.mark.parametrize("conditioning", ["cross", "in_context"])
