@@ -59,7 +59,7 @@ def test_random_seed_is_recorded_and_unknown_words_reported(run_dir, tmp_path, c
     (["--guidance", "-3"], ">= 0"),
     (["--seed", "-1"], "seed"),
     (["--seed", str(2**64)], "seed"),
-    (["--height", "17"], "not divisible by 2"),
+    (["--height", "17"], "divisible by 2 for this UNet, got 17x16"),
     (["--width", "0"], "positive"),
     (["--frames", "0"], "positive"),
     (["--sampler", "euler_a"], "ddim, ddpm"),
@@ -117,8 +117,11 @@ def test_list_samplers_and_models(capsys):
     assert cli.main(["sample", "--list-samplers"]) == 0
     out = capsys.readouterr().out
     assert all(name in out for name in SAMPLERS) and "processes: flow" in out
-    assert cli.main(["models", "--params"]) == 0
-    assert "unet3d" in capsys.readouterr().out
+    assert cli.main(["models", "--params", "--flops", "--shape", "4x16x16"]) == 0
+    out = capsys.readouterr().out
+    assert "unet3d" in out and "dit_xl" in out and "GFLOP per forward at 4x16x16" in out
+    assert cli.main(["models", "--flops", "--shape", "16x32"]) == 2
+    assert "TxHxW" in capsys.readouterr().err
 
 
 def test_nan_during_sampling_writes_no_video(run_dir, tmp_path, monkeypatch, capsys):

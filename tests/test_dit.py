@@ -223,7 +223,7 @@ def test_presets_are_selectable_from_the_run_config():
     assert cfg.model.width == 1152 and cfg.model.layout == "joint" and cfg.model.text_dim == 64
     with pytest.raises(ConfigError, match="model.layout='spatial' unknown; valid: joint, divided, factorised"):
         load_config(None, ["backbone=dit", "model.layout=spatial"])
-    with pytest.raises(ConfigError, match="data.size=18 must be divisible by 4"):
+    with pytest.raises(ConfigError, match=r"does not fit backbone .dit.: height and width must be positive multiples of the patch size 4, got 18x18"):
         load_config(None, ["backbone=dit", "model.patch_size=4", "data.size=18"])
 
 
@@ -236,3 +236,8 @@ def test_cli_trains_and_samples_the_tiny_dit(tmp_path):
     assert cli.main(["sample", "--model", str(run), "--prompt", "a red circle", "--steps", "2", "--frames", "4",
                      "--out", str(out)]) == 0
     assert out.is_file() and out.stat().st_size > 0
+
+
+def test_tubelet_mismatch_is_refused_before_weights_load(tmp_path):
+    with pytest.raises(ConfigError, match="frames=6 must be 1 .* multiple of tubelet_t=4"):
+        load_config(None, ["backbone=dit", "model.tubelet_t=4", "data.frames=6"])

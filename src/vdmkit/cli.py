@@ -107,16 +107,29 @@ def _cmd_sample(args) -> int:
 def _cmd_models(args) -> int:
     from vdmkit.registry import BACKBONES
 
-    for name, entry in sorted(BACKBONES.items()):
+    shape = _shape(args.shape)
+    for name, entry in BACKBONES.items():
         line = f"{name:8s} {entry.description}"
-        if args.params:
-            import torch
+        if args.params or args.flops:
+            from vdmkit.backbones.flops import preset_cost
 
-            with torch.device("meta"):
-                n = sum(p.numel() for p in entry.build(entry.config()).parameters())
-            line += f"  [default preset: {n / 1e6:.2f}M parameters]"
+            cfg = entry.config()
+            params, flops = preset_cost(entry.build, cfg, (1, cfg.in_channels, *shape))
+            line += f"  [{params / 1e6:.2f}M parameters"
+            line += f", {flops / 1e9:.1f} GFLOP per forward at {args.shape}]" if args.flops else "]"
         print(line)
     return 0
+
+
+def _shape(text: str) -> tuple[int, int, int]:
+    """'16x32x32' -> (16, 32, 32): frames x height x width."""
+    try:
+        t, h, w = (int(v) for v in text.lower().split("x"))
+    except ValueError as err:
+        raise ValueError(f"--shape must be TxHxW, e.g. 16x32x32, got {text!r}") from err
+    if min(t, h, w) < 1:
+        raise ValueError(f"--shape sizes must be positive, got {text!r}")
+    return t, h, w
 
 
 def _seed(text: str):
@@ -168,6 +181,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("models", help="list the registered backbones")
     p.add_argument("--params", action="store_true", help="also count parameters of each default preset")
+    p.add_argument("--flops", action="store_true", help="also count forward FLOPs at --shape")
+    p.add_argument("--shape", default="16x32x32", help="input frames x height x width for --flops")
     p.set_defaults(func=_cmd_models)
     return parser
 

@@ -20,7 +20,7 @@ from vdmkit.data.shapes import ShapesConfig
 from vdmkit.diffusion.losses import WEIGHTINGS
 from vdmkit.diffusion.process import PREDICTIONS, PROCESSES, NoiseProcess, check_prediction, make_process
 from vdmkit.diffusion.schedules import SCHEDULES
-from vdmkit.errors import ConfigError
+from vdmkit.errors import ConfigError, ConstraintError
 
 PRECISIONS = ("fp32", "bf16")
 
@@ -117,10 +117,11 @@ class RunConfig:
             self.text = dataclasses.replace(self.text, vocab=tuple(self.data.vocabulary()))
         # the backbone's context width is owned by the text encoder
         self.model = dataclasses.replace(self.model, text_dim=self.text.dim)
-        f = self.model.spatial_factor
-        if self.data.size % f:
-            raise ConfigError(f"data.size={self.data.size} must be divisible by {f} for this backbone; "
-                              f"nearest valid: {max(f, round(self.data.size / f) * f)}")
+        try:
+            self.model.check_shape(self.data.frames, self.data.size, self.data.size)
+        except ConstraintError as err:
+            raise ConfigError(f"data (frames={self.data.frames}, size={self.data.size}) does not fit backbone "
+                              f"{self.backbone!r}: {err}") from err
 
 
 def _check_type(hint, value, where: str):

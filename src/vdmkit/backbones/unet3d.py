@@ -21,6 +21,7 @@ from vdmkit.errors import ConfigError, ConstraintError
 
 SPATIAL_3X3 = (1, 3, 3)
 SPATIAL_PAD = (0, 1, 1)
+FRAME_POSITIONS = ("sinusoidal", "none")
 
 
 @dataclass
@@ -34,6 +35,14 @@ class UNet3DConfig:
     temporal_kernel: int = 3
     text_dim: int = 128  # width of the text encoder's tokens; 0 = unconditional
     dropout: float = 0.0
+    # absolute frame index fed to temporal attention: "sinusoidal" (as AnimateDiff's motion module) or "none".
+    # Spatial layers are identical on every frame and relative position biases are shift-invariant, so
+    # without it the net cannot tell frame 0 from frame 15 and motion direction cannot follow the prompt.
+    frame_position: str = "sinusoidal"
+    # text reaches the temporal layers directly: cross-attention to the prompt inside temporal attention
+    # (VideoCrafter's temporal cross-attention option) and the time+pooled-text embedding modulating the
+    # temporal conv (scale/shift). Without it, motion words only reach time through per-frame layers.
+    temporal_text: bool = True
 
     def __post_init__(self):
         self.channels = tuple(int(c) for c in self.channels)
@@ -43,6 +52,8 @@ class UNet3DConfig:
         bad = [a for a in self.attention_levels if not 0 <= a < len(self.channels)]
         if bad:
             raise ConfigError(f"model.attention_levels {bad} out of range for {len(self.channels)} levels")
+        if self.frame_position not in FRAME_POSITIONS:
+            raise ConfigError(f"model.frame_position must be one of {FRAME_POSITIONS}, got {self.frame_position!r}")
         if self.temporal_kernel % 2 != 1:
             raise ConfigError(f"model.temporal_kernel must be odd, got {self.temporal_kernel}")
 
@@ -51,11 +62,20 @@ class UNet3DConfig:
         """H and W must be divisible by this."""
         return 2 ** (len(self.channels) - 1)
 
+    def check_shape(self, frames: int, height: int, width: int) -> None:
+        """ConstraintError naming the nearest valid size if this UNet cannot take (frames, height, width)."""
+        f = self.spatial_factor
+        if height % f or width % f:
+            raise ConstraintError(
+                f"height and width must be divisible by {f} for this UNet, got {height}x{width}; "
+                f"nearest valid: {max(f, round(height / f) * f)}x{max(f, round(width / f) * f)}")
+
 
 class ResBlock3D(nn.Module):
     """Spatial residual block conditioned on the embedding (scale/shift), then a temporal conv."""
 
-    def __init__(self, c_in: int, c_out: int, emb_dim: int, temporal_kernel: int, dropout: float):
+    def __init__(self, c_in: int, c_out: int, emb_dim: int, temporal_kernel: int, dropout: float,
+                 temporal_emb: bool = False):
         super().__init__()
         self.norm1 = group_norm(c_in)
         self.conv1 = nn.Conv3d(c_in, c_out, SPATIAL_3X3, padding=SPATIAL_PAD)
@@ -67,6 +87,7 @@ class ResBlock3D(nn.Module):
         self.temporal_norm = group_norm(c_out)
         self.temporal_conv = zero_init(
             nn.Conv3d(c_out, c_out, (temporal_kernel, 1, 1), padding=(temporal_kernel // 2, 0, 0)))
+        self.temporal_emb = zero_init(nn.Linear(emb_dim, 2 * c_out)) if temporal_emb else None
 
     def forward(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
         h = self.conv1(F.silu(self.norm1(x)))  # (B, C', T, H, W)
@@ -74,15 +95,21 @@ class ResBlock3D(nn.Module):
         h = self.norm2(h) * (1 + scale) + shift
         h = self.skip(x) + self.conv2(self.dropout(F.silu(h)))
         if h.shape[2] > 1:  # images (T = 1) skip temporal layers
-            h = h + self.temporal_conv(F.silu(self.temporal_norm(h)))
+            g = self.temporal_norm(h)
+            if self.temporal_emb is not None:
+                scale_t, shift_t = self.temporal_emb(F.silu(emb))[:, :, None, None, None].chunk(2, dim=1)
+                g = g * (1 + scale_t) + shift_t
+            h = h + self.temporal_conv(F.silu(g))
         return h
 
 
 class SpaceTimeAttention(nn.Module):
     """Factorised attention: spatial self-attention, cross-attention to text, temporal self-attention."""
 
-    def __init__(self, dim: int, head_dim: int, text_dim: int):
+    def __init__(self, dim: int, head_dim: int, text_dim: int, frame_position: str = "sinusoidal",
+                 temporal_text: bool = False):
         super().__init__()
+        self.frame_position = frame_position
         heads = dim // head_dim
         self.norm_spatial = nn.LayerNorm(dim)
         self.spatial = Attention(dim, heads)
@@ -91,6 +118,8 @@ class SpaceTimeAttention(nn.Module):
         self.norm_temporal = nn.LayerNorm(dim)
         self.temporal = Attention(dim, heads)
         self.position = RelativePositionBias(heads)
+        self.norm_temporal_cross = nn.LayerNorm(dim) if text_dim and temporal_text else None
+        self.temporal_cross = Attention(dim, heads, context_dim=text_dim) if text_dim and temporal_text else None
 
     def forward(self, x: torch.Tensor, text: TextCondition | None) -> torch.Tensor:
         b, _, t, h, w = x.shape
@@ -103,7 +132,15 @@ class SpaceTimeAttention(nn.Module):
         if t == 1:
             return rearrange(s, "(b t) (h w) c -> b c t h w", t=t, h=h)
         s = rearrange(s, "(b t) (h w) c -> (b h w) t c", t=t, h=h)
-        s = s + self.temporal(self.norm_temporal(s), mask=self.position(t))
+        q = self.norm_temporal(s)
+        if self.frame_position == "sinusoidal":
+            q = q + timestep_embedding(torch.arange(t, device=s.device), s.shape[-1]).to(q.dtype)  # (T, C)
+        s = s + self.temporal(q, mask=self.position(t))
+        if self.temporal_cross is not None and text is not None:  # each pixel's frame sequence reads the prompt
+            n = s.shape[0] // b
+            context = text.tokens.repeat_interleave(n, dim=0)  # (B*H*W, L, D)
+            mask = text.mask.repeat_interleave(n, dim=0)[:, None, None, :]
+            s = s + self.temporal_cross(self.norm_temporal_cross(s), context, mask)
         return rearrange(s, "(b h w) t c -> b c t h w", b=b, h=h)
 
 
@@ -112,9 +149,11 @@ class Level(nn.Module):
 
     def __init__(self, c_ins: list[int], c_out: int, cfg: UNet3DConfig, emb_dim: int, attention: bool):
         super().__init__()
-        self.res = nn.ModuleList(ResBlock3D(c, c_out, emb_dim, cfg.temporal_kernel, cfg.dropout) for c in c_ins)
+        self.res = nn.ModuleList(ResBlock3D(c, c_out, emb_dim, cfg.temporal_kernel, cfg.dropout, cfg.temporal_text)
+                                 for c in c_ins)
         self.attn = nn.ModuleList(
-            SpaceTimeAttention(c_out, cfg.head_dim, cfg.text_dim) if attention else nn.Identity() for _ in c_ins)
+            SpaceTimeAttention(c_out, cfg.head_dim, cfg.text_dim, cfg.frame_position, cfg.temporal_text)
+            if attention else nn.Identity() for _ in c_ins)
 
 
 class UNet3D(nn.Module):
@@ -154,14 +193,10 @@ class UNet3D(nn.Module):
         self.conv_out = zero_init(nn.Conv3d(c, cfg.out_channels, SPATIAL_3X3, padding=SPATIAL_PAD))
 
     def check_input(self, x: torch.Tensor) -> None:
-        f = self.cfg.spatial_factor
         b, c, t, h, w = x.shape
         if c != self.cfg.in_channels:
             raise ConstraintError(f"UNet3D expects {self.cfg.in_channels} input channels, got {c}")
-        if h % f or w % f:
-            raise ConstraintError(
-                f"height and width must be divisible by {f} for this UNet, got {h}x{w}; "
-                f"nearest valid: {max(f, round(h / f) * f)}x{max(f, round(w / f) * f)}")
+        self.cfg.check_shape(t, h, w)
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, text: TextCondition | None = None) -> torch.Tensor:
         self.check_input(x)

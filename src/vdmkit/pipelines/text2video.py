@@ -93,11 +93,7 @@ def validate_request(cfg: RunConfig, *, frames, height, width, steps, guidance, 
     for name, value in [("frames", frames), ("height", height), ("width", width)]:
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ConstraintError(f"{name} must be a positive integer, got {value!r}")
-    f = cfg.model.spatial_factor
-    for name, value in [("height", height), ("width", width)]:
-        if value % f:
-            raise ConstraintError(f"{name}={value} is not divisible by {f} for this model; "
-                                  f"nearest valid: {max(f, round(value / f) * f)}")
+    cfg.model.check_shape(frames, height, width)
     check_guidance(guidance)
     return check_seed(seed)
 
