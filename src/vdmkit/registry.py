@@ -7,17 +7,9 @@ from typing import Callable
 
 from vdmkit.backbones.dit import DiTBConfig, DiTConfig, DiTLConfig, DiTSConfig, DiTXLConfig, VideoDiT
 from vdmkit.backbones.unet3d import UNet3D, UNet3DConfig
-from vdmkit.errors import ConfigError
 from vdmkit.diffusion.process import PROCESSES
-from vdmkit.sampling.samplers import (
-    sample_ddim,
-    sample_ddpm,
-    sample_dpmpp_2m,
-    sample_euler,
-    sample_heun,
-    sample_lcm,
-    sample_unipc,
-)
+from vdmkit.errors import ConfigError
+from vdmkit.sampling import samplers as sm
 
 VP = ("vp", "vp_continuous")
 FLOW = ("flow",)
@@ -46,16 +38,16 @@ BACKBONES = {
 }
 
 SAMPLERS = {
-    "ddim": Entry(sample_ddim, None, "DDIM (Song et al. 2021); deterministic at eta=0, stochastic with --eta"),
-    "ddpm": Entry(sample_ddpm, None, "DDPM ancestral sampling (Ho et al. 2020) on the chosen timesteps", VP),
-    "euler": Entry(sample_euler, None, "Euler on the rectified-flow ODE (SD3 FlowMatchEuler)", FLOW),
-    "heun": Entry(sample_heun, None, "Heun 2nd order on the rectified-flow ODE; 2 model calls per step", FLOW),
+    "ddim": Entry(sm.sample_ddim, None, "DDIM (Song et al. 2021); deterministic at eta=0, stochastic with --eta"),
+    "ddpm": Entry(sm.sample_ddpm, None, "DDPM ancestral sampling (Ho et al. 2020) on the chosen timesteps", VP),
+    "euler": Entry(sm.sample_euler, None, "Euler on the rectified-flow ODE (SD3 FlowMatchEuler)", FLOW),
+    "heun": Entry(sm.sample_heun, None, "Heun 2nd order on the rectified-flow ODE; 2 model calls per step", FLOW),
     # multistep solvers extrapolate in log-SNR: they want even steps, so trailing also on flows (as diffusers)
-    "dpmpp_2m": Entry(sample_dpmpp_2m, None, "DPM-Solver++(2M) (Lu et al. 2022): multistep 2nd order, 10-25 steps",
+    "dpmpp_2m": Entry(sm.sample_dpmpp_2m, None, "DPM-Solver++(2M) (Lu et al. 2022): multistep 2nd order, 10-25 steps",
                       spacing="trailing"),
-    "unipc": Entry(sample_unipc, None, "UniPC-bh2 (Zhao et al. 2023): predictor-corrector, order 2 (Wan's default)",
+    "unipc": Entry(sm.sample_unipc, None, "UniPC-bh2 (Zhao et al. 2023): predictor-corrector, order 2 (Wan's default)",
                    spacing="trailing"),
-    "lcm": Entry(sample_lcm, None, "LCM multistep consistency sampling (Luo et al. 2023) for distilled models, "
+    "lcm": Entry(sm.sample_lcm, None, "LCM multistep consistency sampling (Luo et al. 2023) for distilled models, "
                  "1-8 steps", spacing="lcm"),
 }
 
