@@ -43,6 +43,10 @@ class UNet3DConfig:
     # (VideoCrafter's temporal cross-attention option) and the time+pooled-text embedding modulating the
     # temporal conv (scale/shift). Without it, motion words only reach time through per-frame layers.
     temporal_text: bool = True
+    # 2D sin-cos position of each pixel added to the spatial attention input. Convolutions and attention are
+    # translation-equivariant, so without it "where" (a shape starting on the right when the prompt says it
+    # moves left) can only be inferred from the zero padding at the borders.
+    spatial_position: str = "sinusoidal"
 
     def __post_init__(self):
         self.channels = tuple(int(c) for c in self.channels)
@@ -52,8 +56,9 @@ class UNet3DConfig:
         bad = [a for a in self.attention_levels if not 0 <= a < len(self.channels)]
         if bad:
             raise ConfigError(f"model.attention_levels {bad} out of range for {len(self.channels)} levels")
-        if self.frame_position not in FRAME_POSITIONS:
-            raise ConfigError(f"model.frame_position must be one of {FRAME_POSITIONS}, got {self.frame_position!r}")
+        for name in ("frame_position", "spatial_position"):
+            if getattr(self, name) not in FRAME_POSITIONS:
+                raise ConfigError(f"model.{name} must be one of {FRAME_POSITIONS}, got {getattr(self, name)!r}")
         if self.temporal_kernel % 2 != 1:
             raise ConfigError(f"model.temporal_kernel must be odd, got {self.temporal_kernel}")
 
@@ -103,13 +108,21 @@ class ResBlock3D(nn.Module):
         return h
 
 
+def grid_position_embedding(height: int, width: int, dim: int, device=None) -> torch.Tensor:
+    """(H*W, dim) sin-cos features: the first half encodes the row, the second the column."""
+    rows = timestep_embedding(torch.arange(height, device=device), dim // 2)  # (H, dim/2)
+    cols = timestep_embedding(torch.arange(width, device=device), dim - dim // 2)  # (W, dim/2)
+    return torch.cat([rows[:, None].expand(-1, width, -1), cols[None].expand(height, -1, -1)], -1).reshape(-1, dim)
+
+
 class SpaceTimeAttention(nn.Module):
     """Factorised attention: spatial self-attention, cross-attention to text, temporal self-attention."""
 
     def __init__(self, dim: int, head_dim: int, text_dim: int, frame_position: str = "sinusoidal",
-                 temporal_text: bool = False):
+                 temporal_text: bool = False, spatial_position: str = "none"):
         super().__init__()
         self.frame_position = frame_position
+        self.spatial_position = spatial_position
         heads = dim // head_dim
         self.norm_spatial = nn.LayerNorm(dim)
         self.spatial = Attention(dim, heads)
@@ -124,7 +137,10 @@ class SpaceTimeAttention(nn.Module):
     def forward(self, x: torch.Tensor, text: TextCondition | None) -> torch.Tensor:
         b, _, t, h, w = x.shape
         s = rearrange(x, "b c t h w -> (b t) (h w) c")
-        s = s + self.spatial(self.norm_spatial(s))
+        q = self.norm_spatial(s)
+        if self.spatial_position == "sinusoidal":
+            q = q + grid_position_embedding(h, w, s.shape[-1], s.device).to(q.dtype)  # (H*W, C)
+        s = s + self.spatial(q)
         if self.cross is not None and text is not None:
             context = text.tokens.repeat_interleave(t, dim=0)  # (B*T, L, D)
             mask = text.mask.repeat_interleave(t, dim=0)[:, None, None, :]  # (B*T, 1, 1, L)
@@ -152,7 +168,8 @@ class Level(nn.Module):
         self.res = nn.ModuleList(ResBlock3D(c, c_out, emb_dim, cfg.temporal_kernel, cfg.dropout, cfg.temporal_text)
                                  for c in c_ins)
         self.attn = nn.ModuleList(
-            SpaceTimeAttention(c_out, cfg.head_dim, cfg.text_dim, cfg.frame_position, cfg.temporal_text)
+            SpaceTimeAttention(c_out, cfg.head_dim, cfg.text_dim, cfg.frame_position, cfg.temporal_text,
+                               cfg.spatial_position)
             if attention else nn.Identity() for _ in c_ins)
 
 
