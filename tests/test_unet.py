@@ -72,3 +72,33 @@ def test_size_must_divide_with_nearest_valid_size():
 def test_bad_configs(kw):
     with pytest.raises(ConfigError):
         UNet3DConfig(**kw)
+
+
+@pytest.mark.parametrize("kw", [{"frame_position": "none"}, {"spatial_position": "none"}, {"temporal_text": False}])
+def test_feature_switches_run(kw):
+    m = tiny(**kw)
+    x = torch.randn(2, 3, 3, 16, 16)
+    y = m(x, torch.tensor([3, 700]), text(2))
+    assert y.shape == x.shape
+    y.square().mean().backward()
+
+
+@pytest.mark.parametrize("kw", [{"frame_position": "learned"}, {"spatial_position": "rope"}])
+def test_bad_position_kinds(kw):
+    with pytest.raises(ConfigError, match="sinusoidal, none"):
+        UNet3DConfig(**kw)
+
+
+@pytest.mark.parametrize("position, frame_aware", [("sinusoidal", True), ("none", False)])
+def test_frame_positions_let_temporal_attention_tell_frames_apart(position, frame_aware):
+    """A clip whose frames are all equal: relative position biases give every frame the same output, and only
+    absolute frame positions can make the output depend on the frame index (needed for prompt-driven motion)."""
+    m = tiny(frame_position=position, temporal_text=False)
+    for name, p in m.named_parameters():
+        if "temporal_conv" not in name:  # temporal convs stay zero: their zero padding would also break symmetry
+            torch.nn.init.normal_(p, std=0.2)
+    x = torch.randn(1, 3, 1, 16, 16).expand(1, 3, 4, 16, 16)
+    with torch.no_grad():
+        y = m(x, torch.tensor([250]), text(1))
+    spread = ((y - y[:, :, :1]).abs().max() / y.abs().max()).item()  # frame-to-frame difference, relative
+    assert (spread > 1e-3) == frame_aware and (spread < 1e-5) != frame_aware, spread

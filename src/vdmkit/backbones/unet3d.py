@@ -58,7 +58,8 @@ class UNet3DConfig:
             raise ConfigError(f"model.attention_levels {bad} out of range for {len(self.channels)} levels")
         for name in ("frame_position", "spatial_position"):
             if getattr(self, name) not in FRAME_POSITIONS:
-                raise ConfigError(f"model.{name} must be one of {FRAME_POSITIONS}, got {getattr(self, name)!r}")
+                raise ConfigError(f"model.{name} must be one of {', '.join(FRAME_POSITIONS)}, "
+                                  f"got {getattr(self, name)!r}")
         if self.temporal_kernel % 2 != 1:
             raise ConfigError(f"model.temporal_kernel must be odd, got {self.temporal_kernel}")
 
