@@ -41,8 +41,6 @@ class DiffusionConfig:
                                    ("loss_weighting", self.loss_weighting, WEIGHTINGS)]:
             if value not in valid:
                 raise ConfigError(f"diffusion.{name}={value!r} unknown; valid: {', '.join(valid)}")
-        if not self.schedule_shift > 0:
-            raise ConfigError(f"diffusion.schedule_shift must be > 0, got {self.schedule_shift}")
         if self.num_train_steps < 2:
             raise ConfigError(f"diffusion.num_train_steps must be >= 2, got {self.num_train_steps}")
         check_prediction(self.prediction, self.build_process())

@@ -62,7 +62,6 @@ class NoiseProcess:
     name: str = ""
     continuous: bool = True
     clean_time: float = 0.0
-    variance_preserving: bool = True
     num_train_steps: int = int(MODEL_TIME_SCALE)  # the time scale samplers' step counts are checked against
     default_spacing: str = "trailing"
 
@@ -120,8 +119,6 @@ class DiscreteVP(NoiseProcess):
     def num_train_steps(self) -> int:  # type: ignore[override]
         return self.alphas_cumprod.shape[0]
 
-    num_steps = num_train_steps
-
     def alpha_sigma(self, t, like):
         """alpha(t), sigma(t) shaped to broadcast against ``like`` (B, ...). ``t = -1`` is clean data."""
         t = torch.as_tensor(t, device=self.alphas_cumprod.device).long()
@@ -166,7 +163,6 @@ class RectifiedFlow(NoiseProcess):
     shift: float = 1.0
 
     name = "flow"
-    variance_preserving = False
     default_spacing = "linspace"
 
     def shift_time(self, t: torch.Tensor) -> torch.Tensor:

@@ -8,7 +8,7 @@ consecutive times and ends on the clean data. No state between calls; randomness
 ``generator``. Each step checks for NaN/inf and raises NonFiniteError with the step index.
 
 All samplers work in x0-space with the process's alpha(t), sigma(t), so one implementation serves VP
-and rectified flow where the maths allows; ``SAMPLER_PROCESSES`` in the registry says which.
+and rectified flow where the maths allows; each registry entry's ``processes`` says which.
 """
 
 from __future__ import annotations
@@ -74,8 +74,8 @@ def sample_ddim(denoiser: Denoise, x: torch.Tensor, ts: torch.Tensor, process: N
         x0 = denoiser(x, _batch_t(t, x))
         eps = x0_to_eps(x0, x, a_t, s_t)
         # eq. 16: sigma_t(eta) = eta * sqrt((1 - a_prev^2) / (1 - a_t^2)) * sqrt(1 - a_t^2 / a_prev^2)
-        noise_std = eta * (s_n / s_t) * (1 - (a_t / a_n) ** 2).clamp(min=0).sqrt() if eta else 0.0
-        x = a_n * x0 + (s_n**2 - noise_std**2).clamp(min=0).sqrt() * eps if eta else a_n * x0 + s_n * eps
+        noise_std = eta * (s_n / s_t) * (1 - (a_t / a_n) ** 2).clamp(min=0).sqrt()
+        x = a_n * x0 + (s_n**2 - noise_std**2).clamp(min=0).sqrt() * eps
         if eta and s_n > 0:
             x = x + noise_std * _noise(x, generator)
         _finish(x, x0, i, t, callback)
@@ -156,7 +156,7 @@ def _unipc_terms(h: torch.Tensor, rks: list[torch.Tensor], order: int):
     (Zhao et al. 2023, algorithm 1 and eq. 9): h*phi_1, B(h), the order x order system R rho = b."""
     hh = -h
     h_phi_1 = torch.expm1(hh)
-    b_h = torch.expm1(hh)
+    b_h = h_phi_1  # bh2: B(h) = e^h - 1, the same value as h phi_1(h)
     h_phi_k = h_phi_1 / hh - 1
     factorial = 1
     rows, b = [], []
@@ -178,29 +178,27 @@ def sample_unipc(denoiser: Denoise, x: torch.Tensor, ts: torch.Tensor, process: 
     if order not in (1, 2, 3):
         raise ValueError(f"UniPC order must be 1, 2 or 3, got {order!r}")
     pairs = _pairs(ts, process)
-    lams, x0s, alphas_sigmas = [], [], []
-    x_before, prev_order = None, 0
+    lams, x0s = [], []
+    x_before, s_before, prev_order = None, None, 0
     for i, (t, t_next) in enumerate(pairs):
         a_t, s_t = _coeffs(process, t, x)
         x0 = denoiser(x, _batch_t(t, x))
         lam = _lambda(a_t, s_t)
         if corrector and x_before is not None:  # UniC: correct x_t with the model call just made at x_t
-            a_b, s_b = alphas_sigmas[-1]
             h = lam - lams[-1]
             rks = [(lams[-1 - k] - lams[-1]) / h for k in range(1, prev_order)]
             h_phi_1, b_h, rows, b = _unipc_terms(h, rks, prev_order)
             rhos = torch.tensor([0.5], dtype=x.dtype) if prev_order == 1 else torch.linalg.solve(rows, b).to(x.dtype)
             res = sum(rho * (x0s[-1 - k] - x0s[-1]) / rk for k, (rho, rk) in enumerate(zip(rhos[:-1], rks), 1))
-            x = (s_t / s_b) * x_before - a_t * h_phi_1 * x0s[-1] - a_t * b_h * (res + rhos[-1] * (x0 - x0s[-1]))
+            x = (s_t / s_before) * x_before - a_t * h_phi_1 * x0s[-1] - a_t * b_h * (res + rhos[-1] * (x0 - x0s[-1]))
         lams.append(lam)
         x0s.append(x0)
-        alphas_sigmas.append((a_t, s_t))
         this_order = min(order, len(pairs) - i, len(x0s))
         a_n, s_n = _coeffs(process, t_next, x)
         h = _lambda(a_n, s_n) - lam
         rks = [(lams[-1 - k] - lam) / h for k in range(1, this_order)]
         h_phi_1, b_h, rows, b = _unipc_terms(h, rks, this_order)
-        x_before = x
+        x_before, s_before = x, s_t
         x = (s_n / s_t) * x - a_n * h_phi_1 * x0
         if this_order > 1:  # UniP: rho solves the (order-1) system; 1/2 for order 2
             rhos = torch.tensor([0.5], dtype=x.dtype) if this_order == 2 else \

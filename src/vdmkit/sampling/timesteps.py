@@ -9,7 +9,6 @@ descending list. Samplers step between consecutive visited times and end on the 
 
 from __future__ import annotations
 
-import math
 import numbers
 from typing import Sequence
 
@@ -109,7 +108,3 @@ def make_timesteps(process, steps: int | None = None, spacing: str | None = None
     if process.continuous:
         return continuous_timesteps(steps, spacing, getattr(process, "shift_time", None), process.num_train_steps)
     return discrete_timesteps(process.num_train_steps, steps, spacing)
-
-
-def is_clean(t, process) -> bool:
-    return math.isclose(float(t), float(process.clean_time))
