@@ -27,7 +27,7 @@ from einops import rearrange, reduce, repeat
 from torch import nn
 from torch.utils.checkpoint import checkpoint as recompute
 
-from vdmkit.backbones.layers import Attention, attention, timestep_embedding, zero_init
+from vdmkit.backbones.layers import Attention, attention, grid_features, timestep_embedding, zero_init
 from vdmkit.conditioning.text import TextCondition
 from vdmkit.errors import ConfigError, ConstraintError
 
@@ -162,15 +162,6 @@ def fold_sizes(grid: dict[str, int]) -> dict[str, tuple[int, int]]:
 def axis_width(dim: int) -> int:
     """Channels per axis when ``dim`` is split evenly over (T, H, W), each even for [cos | sin] pairs."""
     return 2 * (dim // 6)
-
-
-def grid_features(tables: list[torch.Tensor], dim: int) -> torch.Tensor:
-    """Per-axis tables (T', d), (H', d), (W', d) -> (T'H'W', dim): concatenated along channels, zero-padded."""
-    (t, _), (h, _), (w, _) = (x.shape for x in tables)
-    parts = [repeat(tables[0], "t d -> t h w d", h=h, w=w), repeat(tables[1], "h d -> t h w d", t=t, w=w),
-             repeat(tables[2], "w d -> t h w d", t=t, h=h)]
-    feats = torch.cat(parts, dim=-1)
-    return F.pad(rearrange(feats, "t h w d -> (t h w) d"), (0, dim - feats.shape[-1]))
 
 
 class SinCosPosition(nn.Module):

@@ -29,6 +29,20 @@ def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = MAX_PERIOD
     return F.pad(emb, (0, dim % 2))
 
 
+def grid_features(tables: list[torch.Tensor], dim: int) -> torch.Tensor:
+    """Per-axis tables [(n_1, d_1), (n_2, d_2), ...] -> (n_1 n_2 ..., dim): every grid position (row-major, first
+    axis slowest) gets its axes' rows concatenated along channels, zero-padded to ``dim``. Used for sin-cos,
+    learned and rotary position features over (H, W) or (T, H, W) grids."""
+    sizes = [table.shape[0] for table in tables]
+    parts = []
+    for i, table in enumerate(tables):
+        view = [1] * len(tables) + [table.shape[1]]
+        view[i] = sizes[i]
+        parts.append(table.reshape(view).expand(*sizes, table.shape[1]))
+    feats = torch.cat(parts, dim=-1).reshape(math.prod(sizes), -1)
+    return F.pad(feats, (0, dim - feats.shape[-1]))
+
+
 def zero_init(module: nn.Module) -> nn.Module:
     """Zero a module's parameters, so a residual branch starts as the identity."""
     for p in module.parameters():

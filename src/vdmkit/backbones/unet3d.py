@@ -15,7 +15,14 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
-from vdmkit.backbones.layers import Attention, RelativePositionBias, group_norm, timestep_embedding, zero_init
+from vdmkit.backbones.layers import (
+    Attention,
+    RelativePositionBias,
+    grid_features,
+    group_norm,
+    timestep_embedding,
+    zero_init,
+)
 from vdmkit.conditioning.text import TextCondition
 from vdmkit.errors import ConfigError, ConstraintError
 
@@ -113,7 +120,12 @@ def grid_position_embedding(height: int, width: int, dim: int, device=None) -> t
     """(H*W, dim) sin-cos features: the first half encodes the row, the second the column."""
     rows = timestep_embedding(torch.arange(height, device=device), dim // 2)  # (H, dim/2)
     cols = timestep_embedding(torch.arange(width, device=device), dim - dim // 2)  # (W, dim/2)
-    return torch.cat([rows[:, None].expand(-1, width, -1), cols[None].expand(height, -1, -1)], -1).reshape(-1, dim)
+    return grid_features([rows, cols], dim)
+
+
+def repeat_text(text: TextCondition, repeats: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Tokens (B*repeats, L, D) and key mask (B*repeats, 1, 1, L) for attention over B*repeats sequences."""
+    return text.tokens.repeat_interleave(repeats, dim=0), text.mask.repeat_interleave(repeats, dim=0)[:, None, None, :]
 
 
 class SpaceTimeAttention(nn.Module):
@@ -143,9 +155,7 @@ class SpaceTimeAttention(nn.Module):
             q = q + grid_position_embedding(h, w, s.shape[-1], s.device).to(q.dtype)  # (H*W, C)
         s = s + self.spatial(q)
         if self.cross is not None and text is not None:
-            context = text.tokens.repeat_interleave(t, dim=0)  # (B*T, L, D)
-            mask = text.mask.repeat_interleave(t, dim=0)[:, None, None, :]  # (B*T, 1, 1, L)
-            s = s + self.cross(self.norm_cross(s), context, mask)
+            s = s + self.cross(self.norm_cross(s), *repeat_text(text, t))  # one copy per frame
         if t == 1:
             return rearrange(s, "(b t) (h w) c -> b c t h w", t=t, h=h)
         s = rearrange(s, "(b t) (h w) c -> (b h w) t c", t=t, h=h)
@@ -154,10 +164,7 @@ class SpaceTimeAttention(nn.Module):
             q = q + timestep_embedding(torch.arange(t, device=s.device), s.shape[-1]).to(q.dtype)  # (T, C)
         s = s + self.temporal(q, mask=self.position(t))
         if self.temporal_cross is not None and text is not None:  # each pixel's frame sequence reads the prompt
-            n = s.shape[0] // b
-            context = text.tokens.repeat_interleave(n, dim=0)  # (B*H*W, L, D)
-            mask = text.mask.repeat_interleave(n, dim=0)[:, None, None, :]
-            s = s + self.temporal_cross(self.norm_temporal_cross(s), context, mask)
+            s = s + self.temporal_cross(self.norm_temporal_cross(s), *repeat_text(text, h * w))  # one per pixel
         return rearrange(s, "(b h w) t c -> b c t h w", b=b, h=h)
 
 
