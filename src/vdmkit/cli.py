@@ -1,8 +1,9 @@
-"""`vdmkit train | sample | models`: argument parsing and wiring only; the work lives in the library."""
+"""`vdmkit train | sample | models | ...`: argument parsing and wiring only; the work lives in the library."""
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import math
 import sys
@@ -11,6 +12,10 @@ import warnings
 from vdmkit.errors import VdmkitError, VocabularyWarning
 
 EXIT_USAGE = 2
+
+# Subcommands that live beside their subpackage: each module defines ``register(sub)``, which adds its
+# parser(s) and sets ``func``. Keep their top-level imports light: they run on every `vdmkit` call.
+SUBCOMMAND_MODULES: tuple[str, ...] = ()
 
 
 def _cmd_train(args) -> int:
@@ -184,6 +189,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--flops", action="store_true", help="also count forward FLOPs at --shape")
     p.add_argument("--shape", default="16x32x32", help="input frames x height x width for --flops")
     p.set_defaults(func=_cmd_models)
+
+    for name in SUBCOMMAND_MODULES:
+        importlib.import_module(name).register(sub)
     return parser
 
 
