@@ -98,11 +98,14 @@ class RunConfig:
     model: typing.Any = None  # the registered backbone's config dataclass; built from `backbone`
     text: WordEncoderConfig = field(default_factory=WordEncoderConfig)
     diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
-    data: ShapesConfig = field(default_factory=ShapesConfig)
+    data: typing.Any = field(default_factory=ShapesConfig)  # ShapesConfig, or a VideoDataConfig by data.kind
     train: TrainConfig = field(default_factory=TrainConfig)
 
     def __post_init__(self):
+        from vdmkit.data.loader import data_config
         from vdmkit.registry import BACKBONES, lookup
+
+        self.data = data_config(self.data)
 
         entry = lookup(BACKBONES, self.backbone, "backbone")
         if self.model is None:
@@ -115,11 +118,13 @@ class RunConfig:
             self.text = dataclasses.replace(self.text, vocab=tuple(self.data.vocabulary()))
         # the backbone's context width is owned by the text encoder
         self.model = dataclasses.replace(self.model, text_dim=self.text.dim)
-        try:
-            self.model.check_shape(self.data.frames, self.data.size, self.data.size)
-        except ConstraintError as err:
-            raise ConfigError(f"data (frames={self.data.frames}, size={self.data.size}) does not fit backbone "
-                              f"{self.backbone!r}: {err}") from err
+        shapes = getattr(self.data, "train_shapes", lambda: [(self.data.frames, self.data.size, self.data.size)])()
+        for frames, height, width in shapes:
+            try:
+                self.model.check_shape(frames, height, width)
+            except ConstraintError as err:
+                raise ConfigError(f"data (frames={frames}, {height}x{width}) does not fit backbone "
+                                  f"{self.backbone!r}: {err}") from err
 
 
 def _check_type(hint, value, where: str):

@@ -10,6 +10,7 @@ import numpy as np
 
 from vdmkit.errors import InvalidVideoError
 from vdmkit.io.atomic import atomic_path
+from vdmkit.io.decode import DEFAULT_LIMITS, DecodeLimits, decode
 
 VIDEO_FORMATS = (".mp4", ".gif", ".webp", ".png")
 MP4_CODECS = ("libx264", "mpeg4")  # H.264 where this FFmpeg build has it, else MPEG-4 part 2
@@ -97,32 +98,6 @@ def _write_pillow(path: Path, frames: np.ndarray, fps: float, suffix: str) -> No
     images[0].save(path, format=fmt, save_all=True, append_images=images[1:], duration=duration, loop=0, **extra)
 
 
-def read_video(path: str | os.PathLike) -> np.ndarray:
-    """Decode every frame of a video file to uint8 ``(T, H, W, 3)``."""
-    import av
-
-    path = Path(path)
-    if not path.is_file() or path.stat().st_size == 0:
-        raise InvalidVideoError(f"{str(path)!r}: missing or empty file")
-    if path.suffix.lower() == ".webp":  # FFmpeg cannot decode animated WebP; Pillow can
-        return _read_pillow(path)
-    try:
-        with av.open(str(path)) as container:
-            if not container.streams.video:
-                raise InvalidVideoError(f"{str(path)!r}: no video stream")
-            frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
-    except av.FFmpegError as e:
-        raise InvalidVideoError(f"{str(path)!r}: cannot decode ({e})") from e
-    if not frames:
-        raise InvalidVideoError(f"{str(path)!r}: 0 decodable video frames")
-    return np.stack(frames)
-
-
-def _read_pillow(path: Path) -> np.ndarray:
-    from PIL import Image, ImageSequence, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as im:
-            return np.stack([np.asarray(f.convert("RGB")) for f in ImageSequence.Iterator(im)])
-    except (UnidentifiedImageError, OSError) as e:
-        raise InvalidVideoError(f"{str(path)!r}: cannot decode ({e})") from e
+def read_video(path: str | os.PathLike, limits: DecodeLimits = DEFAULT_LIMITS) -> np.ndarray:
+    """Decode every frame of a video file to uint8 ``(T, H, W, 3)``; see :func:`vdmkit.io.decode.decode`."""
+    return decode(path, limits=limits).frames

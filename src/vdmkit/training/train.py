@@ -19,7 +19,7 @@ import torch
 from tqdm import tqdm
 
 from vdmkit.config import RunConfig, dump_config, to_dict
-from vdmkit.data.shapes import ShapesDataset
+from vdmkit.data.loader import build_dataset
 from vdmkit.diffusion.losses import diffusion_loss
 from vdmkit.errors import ConfigError, CorruptCheckpointError, NonFiniteError
 from vdmkit.io.atomic import write_text_atomic
@@ -60,7 +60,7 @@ def train(cfg: RunConfig, *, resume: bool = False, progress: bool = True) -> Pat
     if tc.threads:
         torch.set_num_threads(tc.threads)
     torch.manual_seed(tc.seed)
-    dataset = ShapesDataset(cfg.data)
+    dataset = build_dataset(cfg.data, batch_size=tc.batch_size)  # shapes, or real clips in buckets
     pipe = TextToVideo(cfg).train()
     ema = copy.deepcopy(pipe).eval().requires_grad_(False)
     params = [p for p in pipe.parameters() if p.requires_grad]

@@ -1,0 +1,290 @@
+"""Bucketed, joint image+video batches from real files, with a skip policy for bad samples.
+
+Every batch has one shape ``(B, C, T, H, W)``: a sample belongs to the aspect bucket nearest its
+width/height and to the longest length bucket it can fill at the sampling rate. A fraction
+``image_ratio`` of the batches are image batches (T=1): image files, 1-frame videos, and single frames
+of videos. The batch order of an epoch is a pure function of ``(seed, epoch)``; with ``world_size`` > 1
+each rank takes every ``world_size``-th batch (DistributedSampler's split, by batch), and all ranks get
+the same number of batches.
+
+Skip policy: a file that fails to probe, or fails later when its clip is read, is excluded for good,
+counted in ``skipped`` by reason and logged; its place in the batch goes to the next sample of the same
+bucket, so an epoch never crashes on one bad file. Training stops with a :class:`DatasetError` (with the
+counts) when more than ``max_skip_fraction`` of the samples are bad, or nothing is left.
+Clips shorter than the smallest length bucket follow ``short``: ``drop`` (skipped, counted), ``loop``
+(the clip restarts from its first frame) or ``pad`` (the last frame repeats); loops and pads are counted too.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from vdmkit.data.captions import CaptionRow
+from vdmkit.data.video_text import VideoDataConfig, list_samples
+from vdmkit.errors import DatasetError, InvalidVideoError
+from vdmkit.io.decode import ClipTooShortError, DecodeLimits, VideoInfo, decode, read_clip
+from vdmkit.video import from_uint8
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Sample:
+    row: CaptionRow
+    info: VideoInfo
+    aspect: int  # index into cfg.aspect_ratios
+    length: int  # frames of its video bucket; 1 for images
+    frames_available: int  # at the sampling rate
+
+
+def _reason_kind(message: str) -> str:
+    """A short, countable reason: the message without the file name and numbers."""
+    text = message.split(": ", 1)[-1] if message.startswith("'") else message
+    return text.split(" (")[0][:80]
+
+
+class VideoTextDataset:
+    """Indexes ``cfg`` (probing every file, or trusting a curation manifest), then serves batches."""
+
+    def __init__(self, cfg: VideoDataConfig, *, batch_size: int = 1, rank: int = 0, world_size: int = 1):
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank {rank} must be in [0, world_size={world_size})")
+        self.cfg, self.batch_size, self.rank, self.world_size = cfg, batch_size, rank, world_size
+        self.limits = DecodeLimits(max_decode_errors=cfg.max_decode_errors)
+        self.skipped: Counter[str] = Counter()
+        self.adjusted: Counter[str] = Counter()
+        self.bad: set[int] = set()
+        rows, refused = list_samples(cfg)
+        self.total = len(rows) + len(refused)
+        for reason in refused:
+            self._skip(None, reason)
+        self.samples = self._index(rows)
+        if not self.samples:
+            raise DatasetError(f"no usable sample in {cfg.root!r}: {self.stats()}")
+        self._epoch, self._batches = None, []
+
+    # ---- indexing --------------------------------------------------------------------------------
+    def _index(self, rows: list[CaptionRow]) -> list[Sample]:
+        known = self._manifest_infos()
+        samples = []
+        for row in rows:
+            try:
+                info = known.get(row.path.resolve()) if known is not None else decode(row.path, rgb=False,
+                                                                                     limits=self.limits).info
+                if info is None:
+                    raise InvalidVideoError(f"{str(row.path)!r}: not kept in the manifest")
+                samples.append(self._place(row, info))
+            except InvalidVideoError as e:
+                self._skip(None, str(e))
+        return samples
+
+    def _manifest_infos(self) -> dict | None:
+        if self.cfg.manifest is None:
+            return None
+        import json
+
+        path = Path(self.cfg.manifest)
+        path = path if path.is_absolute() else Path(self.cfg.root) / path
+        infos = {}
+        try:
+            lines = path.read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError) as e:
+            raise DatasetError(f"data.manifest {str(path)!r} cannot be read: {e}") from e
+        for line in lines:
+            r = json.loads(line)
+            if r.get("status") == "ok" and r.get("keep", True):
+                p = (Path(self.cfg.root) / r["path"]).resolve()
+                infos[p] = VideoInfo(path=str(p), width=r["width"], height=r["height"], frames=r["frames"],
+                                     fps=r["fps"], duration=r["duration"], codec=r.get("codec", ""),
+                                     rotation=r.get("rotation", 0), decode_errors=r.get("decode_errors", 0),
+                                     frames_declared=r.get("frames_declared", 0), is_image=r.get("kind") == "image")
+        return infos
+
+    def _place(self, row: CaptionRow, info: VideoInfo) -> Sample:
+        cfg = self.cfg
+        ratio = info.width / info.height
+        aspect = int(np.argmin([abs(math.log(ratio / r)) for r in cfg.aspect_ratios]))
+        span = info.duration if row.end is None else min(info.duration, row.end) - (row.start or 0.0)
+        rate = min(cfg.fps, info.fps) if cfg.fps is not None else info.fps / cfg.stride
+        available = info.frames if info.frames == 1 else max(1, int(span * rate + 1e-6))
+        if info.frames == 1:
+            if not cfg.images:
+                raise InvalidVideoError(f"{str(row.path)!r}: 1 frame, and images are not allowed (data.images)")
+            return Sample(row, info, aspect, 1, 1)
+        fits = [t for t in cfg.lengths if t <= available]
+        if fits:
+            return Sample(row, info, aspect, fits[-1], available)
+        if cfg.short == "drop":
+            raise InvalidVideoError(f"{str(row.path)!r}: clip too short: {available} frames at {rate:.3g} fps "
+                                    f"< the smallest length bucket {cfg.lengths[0]} (data.short=drop)")
+        self.adjusted[f"short clip ({cfg.short})"] += 1
+        log.info("%s: %d frames < %d: data.short=%s", row.path, available, cfg.lengths[0], cfg.short)
+        return Sample(row, info, aspect, cfg.lengths[0], available)
+
+    def _skip(self, index: int | None, reason: str) -> None:
+        if index is not None:
+            self.bad.add(index)
+        self.skipped[_reason_kind(reason)] += 1
+        log.warning("skipping sample: %s", reason)
+        if sum(self.skipped.values()) > self.cfg.max_skip_fraction * self.total:
+            raise DatasetError(f"more than {self.cfg.max_skip_fraction:.0%} of the samples are bad: {self.stats()}")
+
+    def stats(self) -> dict:
+        return {"samples": len(getattr(self, "samples", [])), "bad_at_read": len(self.bad),
+                "skipped": dict(self.skipped), "adjusted": dict(self.adjusted)}
+
+    # ---- batches ---------------------------------------------------------------------------------
+    def epoch_batches(self, epoch: int) -> list[tuple[tuple[int, int, int], list[int]]]:
+        """This rank's batches of ``epoch``: ((T, H, W), sample indices); a pure function of (seed, epoch)."""
+        cfg, b = self.cfg, self.batch_size
+        rng = np.random.default_rng([cfg.seed, epoch])
+        groups: dict[tuple[int, int], list[int]] = {}
+        for i, s in enumerate(self.samples):
+            if s.length > 1:
+                groups.setdefault((s.length, s.aspect), []).append(i)
+        video = _chunk(groups, b, rng)
+        images: dict[tuple[int, int], list[int]] = {}
+        if cfg.images:
+            for i, s in enumerate(self.samples):
+                images.setdefault((1, s.aspect), []).append(i)  # image files and single frames of videos
+        n_image = 0
+        if cfg.image_ratio > 0 and images:
+            n_image = max(1, round(len(video) * cfg.image_ratio / (1 - cfg.image_ratio))) if video else len(images)
+        image = _chunk(images, b, rng)
+        if image:
+            image = [image[j % len(image)] for j in rng.permutation(max(n_image, len(image)))[:n_image]]
+        if not cfg.images or cfg.image_ratio == 0:
+            image = [] if video else image  # a dataset of images only still trains, on images
+        batches = video + image
+        order = rng.permutation(len(batches))
+        batches = [batches[j] for j in order]
+        per_rank = len(batches) // self.world_size
+        if per_rank == 0:
+            raise DatasetError(f"{len(batches)} batch(es) per epoch cannot be split over {self.world_size} ranks; "
+                               "use a smaller train.batch_size or more data")
+        mine = batches[self.rank::self.world_size][:per_rank]
+        return [((length, *cfg.bucket_size(cfg.aspect_ratios[aspect])), idx) for (length, aspect), idx in mine]
+
+    def batch(self, start: int, size: int) -> tuple[torch.Tensor, list[str]]:
+        """Batch number ``start // size`` of the endless sequence of epochs: videos (B, C, T, H, W), captions."""
+        if size != self.batch_size:
+            raise ValueError(f"batch size {size} differs from the dataset's {self.batch_size}")
+        n = start // size
+        epoch, k = 0, n
+        while True:
+            if self._epoch != epoch:
+                self._epoch, self._batches = epoch, self.epoch_batches(epoch)
+            if k < len(self._batches):
+                break
+            k -= len(self._batches)
+            epoch += 1
+        shape, indices = self._batches[k]
+        return self.load_batch(shape, indices, seed=(epoch, k))
+
+    def load_batch(self, shape: tuple[int, int, int], indices: list[int], seed=(0, 0)):
+        """Read samples ``indices`` at ``shape`` = (T, H, W); bad ones are replaced from the same bucket."""
+        t = shape[0]
+        same = [i for i, s in enumerate(self.samples) if s.aspect == self.samples[indices[0]].aspect
+                and (t == 1 or s.length == self.samples[indices[0]].length)]
+        videos, captions = [], []
+        for j, i in enumerate(indices):
+            tries = [i] + [same[(same.index(i) + d) % len(same)] for d in range(1, len(same))]
+            for cand in tries:
+                if cand in self.bad:
+                    continue
+                rng = np.random.default_rng([self.cfg.seed, *seed, j, cand])
+                try:
+                    videos.append(self.load(cand, shape, rng))
+                    captions.append(self.samples[cand].row.caption)
+                    break
+                except InvalidVideoError as e:
+                    self._skip(cand, str(e))
+            else:
+                raise DatasetError(f"no readable sample left in the bucket {shape}: {self.stats()}")
+        return torch.stack(videos), captions
+
+    def load(self, index: int, shape: tuple[int, int, int], rng: np.random.Generator) -> torch.Tensor:
+        """Sample ``index`` as (C, T, H, W) in [-1, 1] at ``shape``; InvalidVideoError if it cannot be read."""
+        s, cfg = self.samples[index], self.cfg
+        t, h, w = shape
+        want = t if s.frames_available >= t or t == 1 else s.frames_available
+        fps = cfg.fps if cfg.fps is not None else None
+        max_side = 4 * max(h, w)  # decode small: the clip is resized to (h, w) anyway
+        try:
+            if s.info.frames == 1 or t == 1 and s.info.is_image:
+                frames = decode(s.row.path, max_side=max_side, limits=self.limits).frames[:1]
+            else:
+                clip = read_clip(s.row.path, want, fps=fps, stride=cfg.stride, window="random", rng=rng,
+                                 start=s.row.start, end=s.row.end, max_side=max_side,
+                                 duration_hint=s.info.duration, limits=self.limits)
+                frames = clip.frames
+        except ClipTooShortError as e:
+            raise InvalidVideoError(f"{e} (probed {s.frames_available} frames)") from e
+        if len(frames) < t:  # short policy
+            extra = t - len(frames)
+            if cfg.short == "loop":
+                frames = np.concatenate([frames] * math.ceil(t / len(frames)))[:t]
+            else:
+                frames = np.concatenate([frames, np.repeat(frames[-1:], extra, axis=0)])
+        return resize_crop(from_uint8(frames)[0], h, w)
+
+
+def _chunk(groups: dict, b: int, rng: np.random.Generator) -> list[tuple[tuple[int, int], list[int]]]:
+    """Shuffle each group and cut it into batches of ``b``; the last one wraps to the group's start."""
+    out = []
+    for key in sorted(groups):
+        idx = [groups[key][j] for j in rng.permutation(len(groups[key]))]
+        for start in range(0, len(idx), b):
+            out.append((key, [idx[(start + j) % len(idx)] for j in range(b)]))
+    return out
+
+
+def resize_crop(video: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """(C, T, h, w) -> (C, T, height, width): scale to cover, then centre-crop (no distortion)."""
+    _, _, h, w = video.shape
+    s = max(height / h, width / w)
+    nh, nw = max(height, round(h * s)), max(width, round(w * s))
+    x = F.interpolate(video.permute(1, 0, 2, 3), size=(nh, nw), mode="bilinear", antialias=True,
+                      align_corners=False)  # (T, C, nh, nw)
+    top, left = (nh - height) // 2, (nw - width) // 2
+    return x[:, :, top:top + height, left:left + width].permute(1, 0, 2, 3).clamp(-1, 1).contiguous()
+
+
+def build_dataset(data, *, batch_size: int = 1, rank: int | None = None, world_size: int | None = None):
+    """The training dataset ``data`` (a ShapesConfig or VideoDataConfig) describes; both have ``batch()``.
+
+    ``rank``/``world_size`` default to torch.distributed's when it is initialised.
+    """
+    from vdmkit.data.shapes import ShapesConfig, ShapesDataset
+
+    if isinstance(data, ShapesConfig):
+        return ShapesDataset(data)
+    if rank is None or world_size is None:
+        dist = torch.distributed
+        ready = dist.is_available() and dist.is_initialized()
+        rank, world_size = (dist.get_rank(), dist.get_world_size()) if ready else (0, 1)
+    return VideoTextDataset(data, batch_size=batch_size, rank=rank, world_size=world_size)
+
+
+def data_config(value):
+    """A run config's ``data`` section: ``kind`` picks the dataclass (shapes, the default, or a real-video
+    layout: folder, ucf101, msrvtt, webdataset); dataclass instances pass through."""
+    from vdmkit.config import from_dict
+    from vdmkit.data.shapes import ShapesConfig
+
+    if isinstance(value, (ShapesConfig, VideoDataConfig)):
+        return value
+    if not isinstance(value, dict):
+        raise DatasetError(f"data must be a mapping, got {value!r}")
+    kind = value.get("kind", "shapes")
+    if kind == "shapes":
+        return from_dict(ShapesConfig, {k: v for k, v in value.items() if k != "kind"}, "data")
+    return from_dict(VideoDataConfig, value, "data")

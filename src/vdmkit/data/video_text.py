@@ -1,0 +1,265 @@
+"""Video-text datasets from real files: where the samples are (layouts) and how they are listed.
+
+Layouts (``VideoDataConfig.kind``):
+
+- ``folder``: every video/image file under ``root``; with ``captions`` a WebVid-style CSV/TSV/JSONL
+  (path, caption, optional start/end seconds), else the caption is the file name's words;
+- ``ucf101``: ``root/<Class>/v_*.avi``; ``captions`` names an official split file (trainlist01.txt or
+  testlist01.txt); the caption is the class name's words ("ApplyEyeMakeup" -> "apply eye makeup");
+- ``msrvtt``: ``root/videoN.mp4`` and ``captions`` the annotation JSON (``sentences``: video_id, caption);
+- ``webdataset``: ``root`` holds ``*.tar`` shards of ``key.<video ext>`` + ``key.txt``/``key.json``
+  members; members are validated (no ``..``, absolute paths, links or devices) and extracted to
+  ``cache``.
+
+Every path is resolved under the dataset root; rows that escape it are refused with a reason.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tarfile
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+from vdmkit.data.captions import CaptionRow, check_caption, read_caption_file, resolve_under, safe_member
+from vdmkit.errors import ConfigError, DatasetError
+from vdmkit.io.atomic import atomic_path
+from vdmkit.io.decode import IMAGE_SUFFIXES, VIDEO_SUFFIXES
+
+KINDS = ("folder", "ucf101", "msrvtt", "webdataset")
+SHORT_POLICIES = ("drop", "loop", "pad")
+MEDIA_SUFFIXES = VIDEO_SUFFIXES + IMAGE_SUFFIXES
+
+
+@dataclass
+class VideoDataConfig:
+    """Real video-text data for training. ``size``/``frames`` are the base shape (previews, checks)."""
+
+    kind: str = "folder"
+    root: str = ""
+    captions: str | None = None  # caption CSV/JSONL, UCF-101 split file, MSR-VTT JSON (relative to root or absolute)
+    manifest: str | None = None  # a `vdmkit curate` manifest: use its kept rows, no probing
+    cache: str | None = None  # webdataset: where validated members are extracted (default root/.vdmkit_cache)
+    size: int = 32  # buckets keep about size x size pixels
+    frames: int = 8  # the longest clip
+    lengths: tuple[int, ...] = ()  # clip-length buckets (frames); default: (frames,)
+    aspect_ratios: tuple[float, ...] = (0.5625, 1.0, 1.7778)  # width / height of the aspect buckets
+    multiple: int = 8  # bucket heights and widths are multiples of this (the model's factor)
+    fps: float | None = 8.0  # clips are sampled at this rate (never above the source's); null: use stride
+    stride: int = 1  # source frames between sampled frames when fps is null
+    images: bool = True  # allow T=1 samples: image files, 1-frame videos, single frames of videos
+    image_ratio: float = 0.25  # fraction of batches that are image (T=1) batches
+    short: str = "drop"  # a clip shorter than the smallest length bucket: drop, loop or pad (logged)
+    max_skip_fraction: float = 0.5  # more bad samples than this fraction of the dataset stops training
+    max_decode_errors: int = 0
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.kind not in KINDS:
+            raise ConfigError(f"data.kind={self.kind!r} unknown; valid: shapes, {', '.join(KINDS)}")
+        if not self.root:
+            raise ConfigError("data.root must name the dataset folder")
+        if self.short not in SHORT_POLICIES:
+            raise ConfigError(f"data.short={self.short!r} unknown; valid: {', '.join(SHORT_POLICIES)}")
+        for name in ("size", "frames", "multiple", "stride"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"data.{name} must be >= 1, got {getattr(self, name)}")
+        self.lengths = tuple(sorted(set(self.lengths or (self.frames,))))
+        if self.lengths[0] < 2 or self.lengths[-1] > self.frames:
+            raise ConfigError(f"data.lengths {list(self.lengths)} must lie in [2, data.frames={self.frames}] "
+                              "(images are the T=1 batches)")
+        self.aspect_ratios = tuple(float(r) for r in self.aspect_ratios)
+        if not self.aspect_ratios or min(self.aspect_ratios) <= 0:
+            raise ConfigError(f"data.aspect_ratios must be positive width/height ratios, got {self.aspect_ratios}")
+        if self.fps is not None and not self.fps > 0:
+            raise ConfigError(f"data.fps must be > 0 or null, got {self.fps}")
+        if not 0 <= self.image_ratio < 1:
+            raise ConfigError(f"data.image_ratio must be in [0, 1), got {self.image_ratio}")
+        if self.image_ratio > 0 and not self.images:
+            raise ConfigError("data.image_ratio > 0 needs data.images=true")
+        if not 0 <= self.max_skip_fraction <= 1:
+            raise ConfigError(f"data.max_skip_fraction must be in [0, 1], got {self.max_skip_fraction}")
+
+    def bucket_size(self, ratio: float) -> tuple[int, int]:
+        """(height, width) of the aspect bucket ``ratio``: about ``size**2`` pixels, multiples of ``multiple``."""
+        m = self.multiple
+        h = max(m, round(self.size / ratio ** 0.5 / m) * m)
+        w = max(m, round(self.size * ratio ** 0.5 / m) * m)
+        return h, w
+
+    def train_shapes(self) -> list[tuple[int, int, int]]:
+        """Every (frames, height, width) a batch can have."""
+        lengths = ((1,) if self.images else ()) + self.lengths
+        return [(t, *self.bucket_size(r)) for t in lengths for r in self.aspect_ratios]
+
+    def vocabulary(self) -> list[str]:
+        from vdmkit.conditioning.text import split_words
+
+        words = set()
+        for row in list_samples(self)[0]:
+            words |= set(split_words(row.caption))
+        return sorted(words)
+
+
+def _resolve(cfg: VideoDataConfig, name: str | None) -> Path | None:
+    if name is None:
+        return None
+    p = Path(name)
+    return p if p.is_absolute() else Path(cfg.root) / p
+
+
+def list_samples(cfg: VideoDataConfig) -> tuple[list[CaptionRow], list[str]]:
+    """The (path, caption, start, end) rows of the dataset and one reason per refused row. No decoding."""
+    root = Path(cfg.root)
+    if not root.is_dir():
+        raise DatasetError(f"data.root {str(root)!r} is not a directory")
+    captions = _resolve(cfg, cfg.captions)
+    if captions is not None and not captions.is_file():
+        raise DatasetError(f"data.captions {str(captions)!r} not found")
+    if cfg.kind == "folder":
+        if captions is not None:
+            return read_caption_file(captions, root)
+        return [CaptionRow(p, name_caption(p.stem)) for p in media_files(root)], []
+    if cfg.kind == "ucf101":
+        return ucf101_rows(root, captions)
+    if cfg.kind == "msrvtt":
+        if captions is None:
+            raise DatasetError("data.kind=msrvtt needs data.captions: the annotation JSON (e.g. train_val_videodatainfo.json)")
+        return msrvtt_rows(root, captions)
+    cache = _resolve(cfg, cfg.cache) or root / ".vdmkit_cache"
+    return webdataset_rows(root, cache)
+
+
+def media_files(root: Path) -> list[Path]:
+    """Video and image files under ``root`` (not hidden, no links), sorted."""
+    found = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for name in sorted(filenames):
+            p = Path(dirpath) / name
+            if not name.startswith(".") and p.suffix.lower() in MEDIA_SUFFIXES and not p.is_symlink():
+                found.append(p)
+    return found
+
+
+def name_caption(name: str) -> str:
+    """'ApplyEyeMakeup' -> 'apply eye makeup'; 'bikes_clip_3' -> 'bikes clip 3'."""
+    spaced = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", " ", name)
+    return " ".join(re.split(r"[\s_\-.]+", spaced)).strip().lower()
+
+
+def ucf101_rows(root: Path, split: Path | None) -> tuple[list[CaptionRow], list[str]]:
+    """UCF-101: class folders, and optionally an official split file of ``Class/v_X.avi [label]`` lines."""
+    if split is None:
+        files = media_files(root)
+        return [CaptionRow(p, name_caption(p.parent.name)) for p in files if p.parent != root], []
+    rows, skipped = [], []
+    try:
+        lines = split.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError as e:
+        raise DatasetError(f"split file {str(split)!r} is not UTF-8 text") from e
+    for n, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        name = line.split()[0]
+        where = f"{split.name}:{n}"
+        try:
+            path = resolve_under(root, name, where)
+            if len(path.relative_to(root).parts) != 2:
+                raise DatasetError(f"{where}: {name!r} is not Class/file")
+            rows.append(CaptionRow(path, name_caption(path.parent.name)))
+        except DatasetError as e:
+            skipped.append(str(e))
+    return rows, skipped
+
+
+def msrvtt_rows(root: Path, annotation: Path) -> tuple[list[CaptionRow], list[str]]:
+    """MSR-VTT: ``sentences`` [{video_id, caption}] of the annotation JSON; one row per video, its first caption."""
+    try:
+        doc = json.loads(annotation.read_bytes().decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise DatasetError(f"MSR-VTT annotation {str(annotation)!r} is not UTF-8 JSON: {e}") from e
+    sentences = doc.get("sentences") if isinstance(doc, dict) else None
+    if not isinstance(sentences, list):
+        raise DatasetError(f"MSR-VTT annotation {str(annotation)!r} has no 'sentences' list")
+    rows, skipped, seen = [], [], set()
+    for n, s in enumerate(sentences):
+        where = f"{annotation.name} sentences[{n}]"
+        try:
+            if not isinstance(s, dict) or not isinstance(s.get("video_id"), str):
+                raise DatasetError(f"{where}: needs a video_id string")
+            if s["video_id"] in seen:
+                continue
+            path = resolve_under(root, s["video_id"] + ".mp4", where)
+            rows.append(CaptionRow(path, check_caption(s.get("caption", ""), where)))
+            seen.add(s["video_id"])
+        except DatasetError as e:
+            skipped.append(str(e))
+    return rows, skipped
+
+
+def check_tar_member(member: tarfile.TarInfo, shard: Path) -> PurePosixPath:
+    """A regular-file member with a safe relative name; DatasetError for links, devices, '..', absolute."""
+    where = f"{shard.name} member {member.name!r}"
+    if not member.isfile():
+        kind = "link" if member.issym() or member.islnk() else "directory" if member.isdir() else "special file"
+        raise DatasetError(f"{where}: a {kind}, not a regular file")
+    return safe_member(member.name, where)
+
+
+
+def webdataset_rows(root: Path, cache: Path) -> tuple[list[CaptionRow], list[str]]:
+    """WebDataset shards: samples grouped by key (name up to the first dot); media extracted to ``cache``."""
+    shards = sorted(p for p in root.glob("*.tar") if p.is_file())
+    if not shards:
+        raise DatasetError(f"data.root {str(root)!r} holds no .tar shards")
+    rows, skipped = [], []
+    for shard in shards:
+        samples: dict[str, dict] = {}
+        try:
+            with tarfile.open(shard) as tar:
+                for member in tar:
+                    try:
+                        name = check_tar_member(member, shard)
+                    except DatasetError as e:
+                        if not member.isdir():
+                            skipped.append(str(e))
+                        continue
+                    key, _, ext = name.as_posix().partition(".")
+                    ext = "." + ext.lower()
+                    entry = samples.setdefault(key, {})
+                    if ext in MEDIA_SUFFIXES:
+                        target = cache / shard.stem / name
+                        if not target.is_file() or target.stat().st_size != member.size:
+                            with atomic_path(target) as tmp, tar.extractfile(member) as src:
+                                tmp.write_bytes(src.read())
+                        entry["path"] = target
+                    elif ext in (".txt", ".json"):
+                        raw = tar.extractfile(member).read()
+                        entry[ext] = raw
+        except (tarfile.TarError, OSError) as e:
+            skipped.append(f"{shard.name}: not a readable tar shard ({e})")
+            continue
+        for key, entry in samples.items():
+            where = f"{shard.name} sample {key!r}"
+            try:
+                if "path" not in entry:
+                    raise DatasetError(f"{where}: no video or image member")
+                rows.append(CaptionRow(entry["path"], check_caption(_wds_caption(entry, where), where)))
+            except DatasetError as e:
+                skipped.append(str(e))
+    return rows, skipped
+
+
+def _wds_caption(entry: dict, where: str) -> str:
+    try:
+        if ".txt" in entry:
+            return entry[".txt"].decode("utf-8")
+        if ".json" in entry:
+            doc = json.loads(entry[".json"].decode("utf-8"))
+            return next((doc[k] for k in ("caption", "text", "prompt") if isinstance(doc, dict) and k in doc), "")
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise DatasetError(f"{where}: caption is not UTF-8 text/JSON ({e})") from e
+    return ""

@@ -1,0 +1,397 @@
+"""Robust video decoding: probe, full reads and clip sampling by timestamps, through PyAV.
+
+Every failure is an :class:`InvalidVideoError` naming the file and the reason. The rules:
+
+- caps on frame size and frame count are checked on the container's metadata before anything is
+  decoded, and again on every decoded frame (metadata can lie low);
+- frame counts, fps and duration come from the decoded timestamps, never from fps x duration;
+- a decode error (an undecodable packet, a partial packet, a frame the decoder had to conceal) is
+  counted; above ``DecodeLimits.max_decode_errors`` the file is refused, below it the damaged frames
+  are dropped. Frames are never zero-filled or duplicated to hide a gap: clip sampling maps each target
+  timestamp to a distinct decoded frame within half a frame interval, or refuses;
+- rotation metadata (display matrix) is applied, so frames come out the way players show them.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from vdmkit.errors import InvalidVideoError
+
+VIDEO_SUFFIXES = (".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".ts", ".flv", ".gif",
+                  ".webp", ".y4m")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
+WINDOWS = ("center", "random", "start")
+SEEK_MARGIN_S = 1.0  # decode from the keyframe before the window when the file is this much longer
+
+
+@dataclass(frozen=True)
+class DecodeLimits:
+    """Caps checked before allocation. Raise them for long or large sources; they are per file."""
+
+    max_side: int = 8192  # pixels, either side
+    max_pixels: int = 4096 * 4096  # width x height of one frame
+    max_frames: int = 100_000  # declared by the container or decoded
+    max_clip_bytes: int = 1 << 31  # size of one returned uint8 array
+    max_decode_errors: int = 0  # damaged packets/frames tolerated (dropped, never returned)
+
+    def check_size(self, path, width: int, height: int, what: str = "metadata") -> None:
+        if width <= 0 or height <= 0:
+            raise InvalidVideoError(f"{str(path)!r}: {what} gives a frame size of {width}x{height}")
+        if max(width, height) > self.max_side or width * height > self.max_pixels:
+            raise InvalidVideoError(
+                f"{str(path)!r}: {what} claims {width}x{height} frames, above the caps (side <= {self.max_side}, "
+                f"pixels <= {self.max_pixels}); raise DecodeLimits.max_side/max_pixels to read it")
+
+    def check_frames(self, path, frames: int, what: str = "metadata claims") -> None:
+        if frames > self.max_frames:
+            raise InvalidVideoError(f"{str(path)!r}: {what} {frames} frames, above the cap of {self.max_frames}; "
+                                    "raise DecodeLimits.max_frames to read it")
+
+    def check_bytes(self, path, shape: tuple[int, ...]) -> None:
+        size = math.prod(shape)
+        if size > self.max_clip_bytes:
+            raise InvalidVideoError(f"{str(path)!r}: {shape} uint8 frames need {size} bytes, above the cap of "
+                                    f"{self.max_clip_bytes}; ask for fewer or smaller frames")
+
+
+DEFAULT_LIMITS = DecodeLimits()
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """What decoding a file found. ``frames``, ``fps`` and ``duration`` are measured, not declared."""
+
+    path: str
+    width: int  # as displayed (after rotation)
+    height: int
+    frames: int
+    fps: float
+    duration: float  # seconds, frames x frame interval
+    codec: str
+    rotation: int  # degrees applied to the decoded frames (counter-clockwise)
+    decode_errors: int
+    frames_declared: int  # what the container claimed (0 when it does not say)
+    is_image: bool = False
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class Decoded:
+    """Decoded frames (uint8 ``(T, H, W, 3)``; empty when only probing), their timestamps and the info."""
+
+    frames: np.ndarray | None
+    timestamps: np.ndarray  # seconds, strictly increasing
+    info: VideoInfo
+
+
+def _open(path: Path):
+    import av
+
+    if not path.is_file():
+        raise InvalidVideoError(f"{str(path)!r}: not a file")
+    if path.stat().st_size == 0:
+        raise InvalidVideoError(f"{str(path)!r}: empty file (0 bytes)")
+    try:
+        return av.open(str(path), metadata_errors="replace")
+    except av.FFmpegError as e:
+        raise InvalidVideoError(f"{str(path)!r}: no video stream: not a readable media file ({_reason(e)})") from e
+    except (OSError, ValueError, UnicodeDecodeError) as e:  # PyAV maps some FFmpeg errors to OSError
+        raise InvalidVideoError(f"{str(path)!r}: no video stream: not a readable media file ({e})") from e
+
+
+def _reason(e: Exception) -> str:
+    return getattr(e, "strerror", None) or str(e)
+
+
+def _rgb(frame, size: tuple[int, int] | None, rotation: int) -> np.ndarray:
+    """One decoded frame as uint8 (H, W, 3), resized to ``size`` = (W, H) before rotation, then rotated."""
+    if size is not None:
+        frame = frame.reformat(width=size[0], height=size[1], format="rgb24")
+    image = frame.to_ndarray(format="rgb24")
+    return np.ascontiguousarray(np.rot90(image, k=rotation // 90)) if rotation else image
+
+
+def _scaled(width: int, height: int, max_side: int | None) -> tuple[int, int] | None:
+    """(W, H) with the longer side at most ``max_side`` (even sizes), or None to keep the source size."""
+    if max_side is None or max(width, height) <= max_side:
+        return None
+    s = max_side / max(width, height)
+    return max(2, round(width * s / 2) * 2), max(2, round(height * s / 2) * 2)
+
+
+def decode(path: str | os.PathLike, *, rgb: bool = True, max_side: int | None = None,
+           start: float | None = None, end: float | None = None, only: set[float] | None = None,
+           limits: DecodeLimits = DEFAULT_LIMITS) -> Decoded:
+    """Decode the frames of ``path`` with timestamps in ``[start, end]`` seconds (all by default).
+
+    ``rgb=False`` only counts and times the frames (a probe); ``max_side`` downscales while decoding;
+    ``only`` keeps just the frames at those timestamps (as a probe of the same file reported them).
+    Raises :class:`InvalidVideoError` for any file that is not a video within ``limits``.
+    """
+    import av
+
+    path = Path(path)
+    if path.suffix.lower() in IMAGE_SUFFIXES + (".webp",):
+        return _decode_pillow(path, rgb=rgb, max_side=max_side, limits=limits)
+    with _open(path) as container:
+        if not container.streams.video:
+            kinds = sorted({s.type for s in container.streams}) or ["no streams"]
+            raise InvalidVideoError(f"{str(path)!r}: no video stream (found: {', '.join(kinds)})")
+        stream = container.streams.video[0]
+        ctx = stream.codec_context
+        limits.check_size(path, ctx.width, ctx.height)
+        declared = int(stream.frames or 0)
+        limits.check_frames(path, declared)
+        ctx.thread_count = 1  # data loaders run one decoder per worker process
+        ctx.options = {"max_pixels": str(limits.max_pixels)}  # the decoder itself refuses bigger frames
+        base = stream.time_base
+        if base is None:
+            raise InvalidVideoError(f"{str(path)!r}: the video stream has no time base")
+        if start is not None and start > SEEK_MARGIN_S:
+            try:
+                container.seek(int((start - SEEK_MARGIN_S) / base), stream=stream, backward=True)
+            except av.FFmpegError as e:
+                raise InvalidVideoError(f"{str(path)!r}: cannot seek to {start:.3f}s ({_reason(e)})") from e
+        frames, times, errors, rotation, size, decoded = [], [], 0, 0, None, 0
+        last, done = -math.inf, False
+        try:
+            for packet in _guarded(container.demux(stream), path):
+                if packet.is_corrupt:
+                    errors += 1
+                    continue
+                try:
+                    out = packet.decode()
+                except (av.FFmpegError, ValueError):  # InvalidDataError, or a packet the decoder chokes on
+                    errors += 1
+                    continue
+                for frame in out:
+                    decoded += 1
+                    limits.check_frames(path, decoded, "decoded more than")
+                    pts = frame.pts if frame.pts is not None else frame.dts
+                    if frame.is_corrupt or pts is None or float(pts * base) <= last:
+                        errors += 1  # concealed, untimed, or out of order: never returned, never a duplicate
+                        continue
+                    limits.check_size(path, frame.width, frame.height, "a decoded frame")
+                    t = last = float(pts * base)
+                    if end is not None and t > end:
+                        done = True
+                        break
+                    if start is not None and t < start or only is not None and t not in only:
+                        continue
+                    rotation = int(round((frame.rotation or 0) / 90)) * 90 % 360
+                    if rgb:
+                        size = size or _scaled(frame.width, frame.height, max_side) or (frame.width, frame.height)
+                        frames.append(_rgb(frame, size, rotation))
+                    times.append(t)
+                if done:
+                    break
+        except av.FFmpegError as e:
+            raise InvalidVideoError(f"{str(path)!r}: cannot decode ({_reason(e)})") from e
+        if errors > limits.max_decode_errors:
+            raise InvalidVideoError(f"{str(path)!r}: {errors} decode error(s) (damaged packets or concealed frames), "
+                                    f"above the budget of {limits.max_decode_errors}")
+        if not times:
+            where = "" if start is None and end is None else f" between {start}s and {end}s"
+            raise NoFramesError(f"{str(path)!r}: 0 decodable video frames{where}")
+        width, height = (ctx.width, ctx.height) if rotation in (0, 180) else (ctx.height, ctx.width)
+        ts = np.asarray(times)
+        fps = _measured_fps(ts, stream)
+        info = VideoInfo(path=str(path), width=int(width), height=int(height), frames=len(ts), fps=fps,
+                         duration=float(ts[-1] - ts[0] + 1 / fps), codec=ctx.name, rotation=rotation,
+                         decode_errors=errors, frames_declared=declared)
+    array = None
+    if rgb:
+        limits.check_bytes(path, (len(frames), *frames[0].shape))
+        array = np.stack(frames)
+    return Decoded(array, ts, info)
+
+
+def _guarded(packets, path):
+    """Demux packets; a demuxer error mid-file ends the stream and is reported by the caller's decode count."""
+    import av
+
+    while True:
+        try:
+            packet = next(packets)
+        except StopIteration:
+            return
+        except av.FFmpegError as e:
+            raise InvalidVideoError(f"{str(path)!r}: cannot demux ({_reason(e)})") from e
+        yield packet
+
+
+def _measured_fps(ts: np.ndarray, stream) -> float:
+    if len(ts) >= 2:
+        return float((len(ts) - 1) / (ts[-1] - ts[0]))
+    rate = stream.average_rate or stream.guessed_rate or stream.base_rate
+    return float(rate) if rate else 1.0
+
+
+def _decode_pillow(path: Path, *, rgb: bool, max_side: int | None, limits: DecodeLimits) -> Decoded:
+    """Still images (T=1) and animated WebP (FFmpeg cannot decode it) through Pillow."""
+    from PIL import Image, ImageOps, ImageSequence, UnidentifiedImageError
+
+    if not path.is_file() or path.stat().st_size == 0:
+        raise InvalidVideoError(f"{str(path)!r}: missing or empty file")
+    try:
+        with Image.open(path) as im:
+            limits.check_size(path, *im.size, what="the header")  # before Pillow allocates pixels
+            n = getattr(im, "n_frames", 1)
+            limits.check_frames(path, n, "the header claims")
+            frames = []
+            for f in ImageSequence.Iterator(im):
+                f = ImageOps.exif_transpose(f.convert("RGB"))
+                if max_side is not None and max(f.size) > max_side:
+                    f = f.resize(_scaled(*f.size, max_side))
+                frames.append(np.asarray(f) if rgb else None)
+            duration_ms = im.info.get("duration") or 0
+    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as e:
+        raise InvalidVideoError(f"{str(path)!r}: cannot decode ({e})") from e
+    if not frames:
+        raise InvalidVideoError(f"{str(path)!r}: 0 decodable frames")
+    fps = 1000 / duration_ms if duration_ms else 1.0
+    ts = np.arange(len(frames)) / fps
+    first = frames[0]
+    h, w = (first.shape[:2]) if rgb else (im.size[1], im.size[0])
+    info = VideoInfo(path=str(path), width=int(w), height=int(h), frames=len(frames), fps=float(fps),
+                     duration=len(frames) / fps, codec=(im.format or "image").lower(), rotation=0, decode_errors=0,
+                     frames_declared=n, is_image=path.suffix.lower() in IMAGE_SUFFIXES)
+    array = np.stack(frames) if rgb else None
+    return Decoded(array, ts, info)
+
+
+def probe_video(path: str | os.PathLike, limits: DecodeLimits = DEFAULT_LIMITS) -> VideoInfo:
+    """Decode (without colour conversion) every frame to measure the file; InvalidVideoError if unusable."""
+    return decode(path, rgb=False, limits=limits).info
+
+
+@dataclass
+class Clip:
+    frames: np.ndarray  # uint8 (T, H, W, 3)
+    timestamps: np.ndarray  # seconds, of each returned frame in the source
+    info: VideoInfo
+
+
+def clip_times(timestamps: np.ndarray, frames: int, step: float, start: float, rng: np.random.Generator | None,
+               window: str) -> np.ndarray:
+    """Target timestamps: ``frames`` instants ``step`` seconds apart inside the decoded span from ``start``."""
+    span = (frames - 1) * step
+    lo, hi = float(timestamps[0]), float(timestamps[-1]) - span
+    if hi < lo - 1e-6:
+        raise ClipTooShortError(f"needs {span:.3f}s for {frames} frames at {1 / step:.3g} fps, has "
+                                f"{timestamps[-1] - timestamps[0]:.3f}s ({len(timestamps)} frames)",
+                                available=len(timestamps))
+    if window == "start":
+        t0 = lo
+    elif window == "center":
+        t0 = (lo + max(lo, hi)) / 2
+    else:
+        t0 = float(rng.uniform(lo, max(lo, hi))) if rng is not None else lo
+    return t0 + step * np.arange(frames)
+
+
+def match_frames(timestamps: np.ndarray, targets: np.ndarray, tolerance: float) -> np.ndarray:
+    """Index of the decoded frame nearest each target; refuses a target with no frame within ``tolerance``
+    and two targets on one frame (a gap in the decoded stream would otherwise become a duplicate)."""
+    idx = np.clip(np.searchsorted(timestamps, targets), 1, len(timestamps) - 1) if len(timestamps) > 1 else \
+        np.zeros(len(targets), dtype=int)
+    if len(timestamps) > 1:
+        left = timestamps[idx - 1]
+        idx = np.where(np.abs(targets - left) <= np.abs(timestamps[idx] - targets), idx - 1, idx)
+    off = np.abs(timestamps[idx] - targets)
+    if (off > tolerance).any():
+        worst = int(np.argmax(off))
+        raise InvalidVideoError(f"no decoded frame within {tolerance * 1000:.0f} ms of {targets[worst]:.3f}s "
+                                "(a gap in the decoded stream)")
+    if len(idx) > 1 and (np.diff(idx) <= 0).any():
+        raise InvalidVideoError("two sampled instants fall on one decoded frame (a gap in the decoded stream)")
+    return idx
+
+
+class NoFramesError(InvalidVideoError):
+    """The container opened but no frame (in the asked time range) decoded."""
+
+
+class ClipTooShortError(InvalidVideoError):
+    """The video is fine but shorter than the clip asked for; ``available`` frames could be read."""
+
+    def __init__(self, message: str, available: int = 0):
+        super().__init__(message)
+        self.available = available
+
+
+def read_clip(path: str | os.PathLike, frames: int, *, fps: float | None = None, stride: int = 1,
+              window: str = "center", start: float | None = None, end: float | None = None,
+              rng: np.random.Generator | None = None, max_side: int | None = None,
+              duration_hint: float | None = None, limits: DecodeLimits = DEFAULT_LIMITS) -> Clip:
+    """Sample ``frames`` frames from ``path`` as uint8 ``(T, H, W, 3)``, by timestamps.
+
+    The step between frames is ``1 / fps`` seconds when ``fps`` is given (never finer than the source: a
+    clip is not upsampled by repeating frames), else ``stride`` source frames. The window lies inside
+    ``[start, end]`` seconds (default: the whole file) at its centre, at a uniformly random place drawn
+    from ``rng``, or at its start. ``duration_hint`` (seconds, e.g. from a manifest) lets a short window
+    of a long file be decoded after a seek instead of from the beginning; the decoded timestamps decide.
+    Raises :class:`ClipTooShortError` when the source is too short and :class:`InvalidVideoError` otherwise.
+    """
+    path = Path(path)
+    if isinstance(frames, bool) or not isinstance(frames, int) or frames < 1:
+        raise ValueError(f"frames must be a positive integer, got {frames!r}")
+    if window not in WINDOWS:
+        raise ValueError(f"window={window!r} unknown; valid: {', '.join(WINDOWS)}")
+    if fps is not None and not (math.isfinite(fps) and fps > 0):
+        raise ValueError(f"fps must be a positive number, got {fps!r}")
+    if isinstance(stride, bool) or not isinstance(stride, int) or stride < 1:
+        raise ValueError(f"stride must be a positive integer, got {stride!r}")
+    lo = max(0.0, start or 0.0)
+    if end is not None and end <= lo:
+        raise InvalidVideoError(f"{str(path)!r}: empty time range [{start}, {end}]")
+    try:
+        if duration_hint is not None and fps is not None:
+            # a short window of a long file: pick it from the known duration, seek, decode only the window
+            hi = min(end, duration_hint) if end is not None else duration_hint
+            span = (frames - 1) / fps
+            if hi - lo > span + 2 * SEEK_MARGIN_S:
+                guess = clip_times(np.array([lo, hi]), frames, 1 / fps, lo, rng, window)
+                try:
+                    part = decode(path, max_side=max_side, start=guess[0] - 0.5 / fps,
+                                  end=guess[-1] + 0.5 / fps, limits=limits)
+                    return _pick(part, frames, 1 / fps, rng, "start")
+                except (NoFramesError, ClipTooShortError):
+                    pass  # the hint was wrong: decode the range and trust its timestamps
+        # time the frames first, then decode again converting only the chosen ones
+        timed = decode(path, rgb=False, start=start, end=end, limits=limits)
+        step = 1 / fps if fps is not None else stride / timed.info.fps
+        chosen = timed.timestamps[_choose(timed, frames, step, rng, window)]
+        picked = decode(path, max_side=max_side, start=float(chosen[0]), end=float(chosen[-1]),
+                        only=set(chosen.tolist()), limits=limits)
+        if len(picked.timestamps) != len(chosen):
+            raise InvalidVideoError(f"decoding again gave {len(picked.timestamps)} of the {len(chosen)} frames "
+                                    "the first pass timed (a non-deterministic decoder)")
+        return Clip(picked.frames, picked.timestamps, timed.info)
+    except InvalidVideoError as e:
+        if str(e).startswith(repr(str(path))):
+            raise
+        if isinstance(e, ClipTooShortError):
+            raise ClipTooShortError(f"{str(path)!r}: {e}", available=e.available) from None
+        raise InvalidVideoError(f"{str(path)!r}: {e}") from None
+
+
+def _choose(decoded: Decoded, frames: int, step: float, rng, window: str) -> np.ndarray:
+    """Indices into ``decoded.timestamps`` of the sampled clip; never finer than the source's frame interval."""
+    ts = decoded.timestamps
+    src_step = 1 / decoded.info.fps
+    targets = clip_times(ts, frames, max(step, src_step * (1 - 1e-6)), float(ts[0]), rng, window)
+    return match_frames(ts, targets, tolerance=0.5 * src_step + 1e-4)
+
+
+def _pick(decoded: Decoded, frames: int, step: float, rng, window: str) -> Clip:
+    idx = _choose(decoded, frames, step, rng, window)
+    return Clip(decoded.frames[idx], decoded.timestamps[idx], decoded.info)
