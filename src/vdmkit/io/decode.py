@@ -102,9 +102,10 @@ def _open(path: Path):
     try:
         return av.open(str(path), metadata_errors="replace")
     except av.FFmpegError as e:
-        raise InvalidVideoError(f"{str(path)!r}: no video stream: not a readable media file ({_reason(e)})") from e
+        raise InvalidVideoError(f"{str(path)!r}: no video stream: cannot open it ({_reason(e)}); it is truncated, "
+                                "lacks its index (mp4 moov atom) or is not a video") from e
     except (OSError, ValueError, UnicodeDecodeError) as e:  # PyAV maps some FFmpeg errors to OSError
-        raise InvalidVideoError(f"{str(path)!r}: no video stream: not a readable media file ({e})") from e
+        raise InvalidVideoError(f"{str(path)!r}: no video stream: cannot open it ({e})") from e
 
 
 def _reason(e: Exception) -> str:

@@ -1,0 +1,73 @@
+"""A dataset card: counts, error reasons, thresholds, and histograms (duration, resolution, motion,
+caption length) as PNG files, described in README.md and index.html. Every file is written atomically."""
+
+from __future__ import annotations
+
+import html
+import os
+from collections import Counter
+from pathlib import Path
+
+import yaml
+
+from vdmkit.io.atomic import atomic_path, write_text_atomic
+
+PLOTS = ("duration", "resolution", "motion", "caption_length")
+
+
+def _histograms(rows: list[dict]) -> dict[str, tuple[list[float], str]]:
+    ok = [r for r in rows if r["status"] == "ok"]
+    captions = [r["captions"]["summary"] for r in ok if "captions" in r]
+    return {
+        "duration": ([r["duration"] for r in ok], "duration (s)"),
+        "resolution": ([r["height"] for r in ok], "height (pixels)"),
+        "motion": ([r["scores"]["motion"] for r in ok if r["frames"] > 1], "motion (frame widths / s)"),
+        "caption_length": ([len(c.split()) for c in captions], "caption length (words)"),
+    }
+
+
+def write_card(directory: str | os.PathLike, rows: list[dict], cfg, summary: dict) -> Path:
+    """Write ``README.md``, ``index.html``, ``thresholds.yaml`` and one PNG per histogram into ``directory``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from vdmkit.config import to_dict
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    plots = []
+    for name, (values, label) in _histograms(rows).items():
+        fig, ax = plt.subplots(figsize=(4, 3), dpi=100)
+        if values:
+            ax.hist(values, bins=min(20, max(1, len(set(values)))), color="#4c72b0")
+        else:
+            ax.text(0.5, 0.5, "no data", ha="center", va="center", transform=ax.transAxes)
+        ax.set_xlabel(label)
+        ax.set_ylabel("files")
+        ax.set_title(f"{name.replace('_', ' ')} (n={len(values)})")
+        fig.tight_layout()
+        with atomic_path(directory / f"{name}.png") as tmp:
+            fig.savefig(tmp, format="png")
+        plt.close(fig)
+        plots.append(name)
+    errors = Counter(r["error"].split(" (")[0] for r in rows if r["status"] == "error")
+    rejects = Counter(reason.split(":")[0] for r in rows if r["status"] == "ok" for reason in r["reject"])
+    thresholds = yaml.safe_dump(to_dict(cfg), sort_keys=False)
+    write_text_atomic(directory / "thresholds.yaml", thresholds)
+    lines = ["# Dataset card", "", "| | |", "|---|---|"]
+    lines += [f"| {k} | {v} |" for k, v in summary.items()]
+    lines += ["", "## Errors", ""] + ([f"- {n} x {reason}" for reason, n in errors.most_common()] or ["none"])
+    lines += ["", "## Rejected by filters", ""] + ([f"- {n} x {r}" for r, n in rejects.most_common()] or ["none"])
+    lines += ["", "## Histograms", ""] + [f"![{p}]({p}.png)" for p in plots]
+    lines += ["", "## Thresholds", "", "```yaml", thresholds.rstrip(), "```", ""]
+    write_text_atomic(directory / "README.md", "\n".join(lines))
+    body = "".join(f"<tr><td>{html.escape(str(k))}</td><td>{html.escape(str(v))}</td></tr>" for k, v in summary.items())
+    errs = "".join(f"<li>{n} x {html.escape(r)}</li>" for r, n in errors.most_common()) or "<li>none</li>"
+    imgs = "".join(f'<img src="{p}.png" alt="{p}">' for p in plots)
+    page = (f"<!doctype html><meta charset='utf-8'><title>Dataset card</title><h1>Dataset card</h1>"
+            f"<table>{body}</table><h2>Errors</h2><ul>{errs}</ul><h2>Histograms</h2>{imgs}"
+            f"<h2>Thresholds</h2><pre>{html.escape(thresholds)}</pre>")
+    write_text_atomic(directory / "index.html", page)
+    return directory

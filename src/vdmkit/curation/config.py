@@ -1,0 +1,70 @@
+"""Curation thresholds: a dataclass; YAML is its serialisation and is written beside every manifest."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from vdmkit.errors import ConfigError
+from vdmkit.io.decode import DecodeLimits
+
+
+@dataclass
+class CurateConfig:
+    analysis_side: int = 128  # frames are analysed downscaled to this longer side
+    analysis_fps: float = 12.0  # and at most this many frames per second
+    scene_threshold: float = 27.0  # mean |HSV difference| (0-255) between analysed frames that marks a cut
+    min_scene_s: float = 0.5  # a cut closer than this to the previous one is ignored (flashes)
+    min_duration_s: float = 1.0  # shorter clips are rejected as too short
+    min_frames: int = 8  # as are clips with fewer decoded frames
+    black_threshold: float = 16.0  # mean luma (0-255) below this: black
+    static_threshold: float = 0.01  # motion score (frame widths per second) below this: static
+    motion_pairs: int = 16  # frame pairs the optical flow is computed on
+    scorers: tuple[str, ...] = ()  # names from vdmkit.curation.SCORERS
+    captioner: str | None = None  # a name from vdmkit.curation.CAPTIONERS, e.g. "basic"
+    max_side: int = 8192  # decode caps (vdmkit.io.decode.DecodeLimits)
+    max_pixels: int = 4096 * 4096
+    max_frames: int = 100_000
+    max_decode_errors: int = 0
+
+    def __post_init__(self):
+        from vdmkit.curation.hooks import CAPTIONERS, SCORERS
+
+        for name in ("analysis_side", "min_frames", "motion_pairs", "max_side", "max_pixels", "max_frames"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"curate.{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("analysis_fps", "scene_threshold"):
+            if not getattr(self, name) > 0:
+                raise ConfigError(f"curate.{name} must be > 0, got {getattr(self, name)}")
+        if self.max_decode_errors < 0:
+            raise ConfigError(f"curate.max_decode_errors must be >= 0, got {self.max_decode_errors}")
+        self.scorers = tuple(self.scorers)
+        unknown = [s for s in self.scorers if s not in SCORERS]
+        if unknown:
+            raise ConfigError(f"curate.scorers: unknown {unknown}; valid: {', '.join(SCORERS)}")
+        if self.captioner is not None and self.captioner not in CAPTIONERS:
+            raise ConfigError(f"curate.captioner {self.captioner!r} unknown; valid: {', '.join(CAPTIONERS)}")
+
+    @property
+    def limits(self) -> DecodeLimits:
+        return DecodeLimits(max_side=self.max_side, max_pixels=self.max_pixels, max_frames=self.max_frames,
+                            max_decode_errors=self.max_decode_errors)
+
+
+def load_curate_config(path: str | os.PathLike | None) -> CurateConfig:
+    """Thresholds from a YAML file (unknown keys are errors), or the defaults when ``path`` is None."""
+    import yaml
+
+    from vdmkit.config import from_dict
+
+    if path is None:
+        return CurateConfig()
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"curation config {str(path)!r} not found")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (yaml.YAMLError, UnicodeDecodeError) as e:
+        raise ConfigError(f"curation config {str(path)!r} is not valid YAML: {e}") from e
+    return from_dict(CurateConfig, data, "curate")

@@ -1,0 +1,162 @@
+"""``curate(root, out)``: every file under a folder -> one manifest row; then the thresholds and a card.
+
+Row of a decodable file: ``path`` (relative to root), ``status: "ok"``, measured ``duration``, ``fps``,
+``width``, ``height``, ``frames``, ``codec``, ``rotation``, ``decode_errors``, ``kind`` (video or image),
+``scores`` (brightness, motion, and any scorer's), ``cuts`` and ``scenes`` (seconds), ``keep`` and the
+``reject`` reasons of the filters that failed, and ``captions`` when a captioner ran. Row of anything
+else: ``path``, ``status: "error"``, ``error`` (the reason). No file stops the scan.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from vdmkit.curation.config import CurateConfig
+from vdmkit.curation.hooks import CAPTIONERS, SCORERS, Captioner, Scorer
+from vdmkit.curation.scores import black_level, motion_score, scene_cuts, scenes_from_cuts
+from vdmkit.data.captions import check_caption
+from vdmkit.errors import DatasetError, InvalidVideoError, VdmkitError
+from vdmkit.io.atomic import atomic_path, write_text_atomic
+from vdmkit.io.decode import IMAGE_SUFFIXES, VIDEO_SUFFIXES, decode
+
+log = logging.getLogger(__name__)
+
+
+def walk(root: Path) -> Iterator[Path]:
+    """Every entry under ``root`` that is not hidden, sorted, without following directory links."""
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for name in sorted(filenames):
+            if not name.startswith("."):
+                yield Path(dirpath) / name
+
+
+def _reason(err: Exception, path: Path) -> str:
+    """The error message without the leading ``'path': `` (the row already names the file)."""
+    text = str(err)
+    for prefix in (f"{str(path)!r}: ", f"{str(path)!r} "):
+        if text.startswith(prefix):
+            return text[len(prefix):]
+    return text
+
+
+def scan_file(path: Path, cfg: CurateConfig, scorers: Iterable[Scorer] = (), captioner: Captioner | None = None,
+              root: Path | None = None) -> dict:
+    """The manifest row of one file; never raises for a bad file (the row says why it is bad)."""
+    rel = path.relative_to(root).as_posix() if root is not None else str(path)
+    row = {"path": rel}
+    suffix = path.suffix.lower()
+    try:
+        if path.is_symlink():
+            raise InvalidVideoError("symbolic link refused (links may point outside the dataset root)")
+        if suffix not in VIDEO_SUFFIXES + IMAGE_SUFFIXES:
+            raise InvalidVideoError(f"not a video or image file (unsupported extension {suffix or 'none'!r})")
+        probe = decode(path, rgb=False, limits=cfg.limits)  # the whole file must decode within budget
+        info, timed = probe.info, probe.timestamps
+        step = 1 / min(cfg.analysis_fps, info.fps)
+        keep_times = timed[_every(timed, step)]
+        analysis = decode(path, max_side=cfg.analysis_side, only=set(keep_times.tolist()), limits=cfg.limits)
+        frames, times = analysis.frames, analysis.timestamps
+        cuts = scene_cuts(frames, times, cfg.scene_threshold, cfg.min_scene_s)
+        cut_index = {int(np.searchsorted(times, c)) - 1 for c in cuts}
+        scores = {"brightness": round(black_level(frames), 3),
+                  "motion": round(motion_score(frames, times, cfg.motion_pairs, skip=cut_index), 5)}
+        for scorer in scorers:
+            scores[scorer.name] = round(float(scorer(frames, info)), 5)
+        row.update(status="ok", kind="image" if info.frames == 1 else "video", duration=round(info.duration, 4),
+                   fps=round(info.fps, 4), width=info.width, height=info.height, frames=info.frames,
+                   codec=info.codec, rotation=info.rotation, decode_errors=info.decode_errors,
+                   frames_declared=info.frames_declared, scores=scores, cuts=[round(c, 4) for c in cuts],
+                   scenes=scenes_from_cuts(cuts, float(timed[0]), float(timed[0]) + info.duration))
+        reject = _filters(row, cfg)
+        if captioner is not None:
+            mid = frames[len(frames) // 2]
+            image, video = captioner.caption_image(mid), captioner.caption_video(frames, info)
+            summary = captioner.summarise(image, video)
+            row["captions"] = {k: check_caption(v, f"{rel} {k} caption") for k, v in
+                               (("image", image), ("video", video), ("summary", summary))}
+        row.update(keep=not reject, reject=reject)
+    except (VdmkitError, ValueError, OSError) as err:  # any bad file becomes a row, never a crash
+        row = {"path": rel, "status": "error", "error": _reason(err, path)}
+    return row
+
+
+def _every(timestamps: np.ndarray, step: float) -> np.ndarray:
+    """Indices of frames at least ``step`` seconds apart (the analysis frame rate)."""
+    keep, last = [], -np.inf
+    for i, t in enumerate(timestamps):
+        if t - last >= step * (1 - 1e-3):
+            keep.append(i)
+            last = t
+    return np.asarray(keep, dtype=int)
+
+
+def _filters(row: dict, cfg: CurateConfig) -> list[str]:
+    reject = []
+    if row["frames"] < cfg.min_frames or row["duration"] < cfg.min_duration_s:
+        reject.append(f"too_short: {row['frames']} frames, {row['duration']:.2f}s "
+                      f"(min {cfg.min_frames} frames, {cfg.min_duration_s}s)")
+    if row["scores"]["brightness"] < cfg.black_threshold:
+        reject.append(f"black: mean luma {row['scores']['brightness']:.1f} < {cfg.black_threshold}")
+    if row["frames"] > 1 and row["scores"]["motion"] < cfg.static_threshold:
+        reject.append(f"static: motion {row['scores']['motion']:.4f} < {cfg.static_threshold}")
+    return reject
+
+
+def curate(root: str | os.PathLike, out: str | os.PathLike, cfg: CurateConfig | None = None, *,
+           card: str | os.PathLike | None = None, scorers: Iterable[Scorer] | None = None,
+           captioner: Captioner | None = None, on_row: Callable[[dict], None] | None = None) -> dict:
+    """Scan every file under ``root`` into the JSONL manifest ``out`` (written atomically), write the
+    thresholds beside it (``<out stem>.thresholds.yaml``) and, with ``card``, a dataset card there.
+
+    ``scorers``/``captioner`` default to the built-ins ``cfg`` names. Returns the summary counts.
+    """
+    from vdmkit.config import to_dict
+
+    cfg = cfg or CurateConfig()
+    root, out = Path(root), Path(out)
+    if not root.is_dir():
+        raise DatasetError(f"curate: {str(root)!r} is not a directory")
+    if scorers is None:
+        scorers = [SCORERS[name]() for name in cfg.scorers]
+    if captioner is None and cfg.captioner is not None:
+        captioner = CAPTIONERS[cfg.captioner]()
+    t0 = time.perf_counter()
+    rows = []
+    out_resolved = out.resolve()
+    with atomic_path(out) as tmp, open(tmp, "w", encoding="utf-8") as f:
+        for path in walk(root):
+            if path.resolve() == out_resolved:
+                continue
+            row = scan_file(path, cfg, scorers, captioner, root=root)
+            rows.append(row)
+            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+            if row["status"] == "error":
+                log.info("curate: %s: %s", row["path"], row["error"])
+            if on_row is not None:
+                on_row(row)
+    thresholds = out.with_name(out.stem + ".thresholds.yaml")
+    write_text_atomic(thresholds, yaml.safe_dump(to_dict(cfg), sort_keys=False))
+    summary = summarise(rows)
+    summary["seconds"] = round(time.perf_counter() - t0, 2)
+    if card is not None:
+        from vdmkit.curation.card import write_card
+
+        write_card(card, rows, cfg, summary)
+    return summary
+
+
+def summarise(rows: list[dict]) -> dict:
+    ok = [r for r in rows if r["status"] == "ok"]
+    kept = [r for r in ok if r["keep"]]
+    return {"files": len(rows), "ok": len(ok), "errors": len(rows) - len(ok), "kept": len(kept),
+            "rejected": len(ok) - len(kept), "kept_seconds": round(sum(r["duration"] for r in kept), 2),
+            "cuts": sum(len(r["cuts"]) for r in ok)}
