@@ -15,7 +15,7 @@ EXIT_USAGE = 2
 
 # Subcommands that live beside their subpackage: each module defines ``register(sub)``, which adds its
 # parser(s) and sets ``func``. Keep their top-level imports light: they run on every `vdmkit` call.
-SUBCOMMAND_MODULES: tuple[str, ...] = ("vdmkit.curation.cli",)
+SUBCOMMAND_MODULES: tuple[str, ...] = ("vdmkit.evaluation.cli", "vdmkit.curation.cli")
 
 
 def _cmd_train(args) -> int:
@@ -25,6 +25,16 @@ def _cmd_train(args) -> int:
     cfg = load_config(args.config, args.overrides)
     out = train(cfg, resume=args.resume, progress=not args.no_progress)
     print(f"trained {cfg.train.steps} steps; checkpoints in {out / 'checkpoints'}, previews in {out / 'samples'}")
+    return 0
+
+
+def _cmd_train_vae(args) -> int:
+    from vdmkit.config import AERunConfig, load_config
+    from vdmkit.training.train_vae import train_autoencoder
+
+    cfg = load_config(args.config, args.overrides, cls=AERunConfig)
+    out = train_autoencoder(cfg, resume=args.resume, progress=not args.no_progress)
+    print(f"trained {cfg.train.steps} steps; checkpoints in {out / 'checkpoints'}, reconstructions in {out / 'samples'}")
     return 0
 
 
@@ -157,6 +167,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true", help="no progress bar (logs still go to metrics.jsonl)")
     p.set_defaults(func=_cmd_train)
 
+    p = sub.add_parser("train-vae", help="train a frame or causal video VAE from a YAML config")
+    p.add_argument("config", help="YAML autoencoder config, e.g. configs/vae_frame.yaml or configs/vae_video.yaml")
+    p.add_argument("overrides", nargs="*", help="key=value overrides, e.g. train.steps=100 model.latent_channels=8")
+    p.add_argument("--resume", action="store_true", help="continue from the run's newest complete checkpoint")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (logs still go to metrics.jsonl)")
+    p.set_defaults(func=_cmd_train_vae)
+
     p = sub.add_parser("sample", help="generate a video from a trained model")
     p.add_argument("--model", help="checkpoint directory, or a run directory (uses its newest checkpoint)")
     p.add_argument("--prompt", help='text prompt; "" samples unconditionally')
@@ -199,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     # `vdmkit train CONFIG --resume key=value`: overrides may follow the flags
-    if extra and args.command == "train" and all("=" in e and not e.startswith("-") for e in extra):
+    if extra and args.command in ("train", "train-vae") and all("=" in e and not e.startswith("-") for e in extra):
         args.overrides += extra
     elif extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")

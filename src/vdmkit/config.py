@@ -127,6 +127,77 @@ class RunConfig:
                                   f"{self.backbone!r}: {err}") from err
 
 
+RECON_LOSSES = ("l1", "l2")
+
+
+@dataclass
+class AETrainConfig:
+    """Autoencoder training: reconstruction + KL (+ an optional patch-GAN term)."""
+
+    steps: int = 2000
+    batch_size: int = 4  # videos per step
+    lr: float = 5e-4
+    warmup_steps: int = 50
+    weight_decay: float = 0.0
+    grad_clip: float = 1.0
+    recon: str = "l1"  # l1 or l2, mean over pixels
+    # KL weight relative to the reconstruction summed over pixels (LDM's convention: 1e-6)
+    kl_weight: float = 1e-6
+    gan_weight: float = 0.0  # > 0 adds a hinge patch-GAN term (needs no downloaded weights)
+    gan_start: int = 0  # step at which the GAN term starts
+    precision: str = "bf16"
+    seed: int = 0
+    threads: int = 0
+    out_dir: str = "runs/vae"
+    log_every: int = 10
+    checkpoint_every: int = 200
+    keep_checkpoints: int = 2
+    eval_videos: int = 8  # held-out videos for PSNR, latent statistics and previews at each checkpoint
+
+    def __post_init__(self):
+        for name in ["steps", "batch_size", "log_every", "checkpoint_every", "keep_checkpoints", "eval_videos"]:
+            if getattr(self, name) < 1:
+                raise ConfigError(f"train.{name} must be >= 1, got {getattr(self, name)}")
+        if self.recon not in RECON_LOSSES:
+            raise ConfigError(f"train.recon={self.recon!r} unknown; valid: {', '.join(RECON_LOSSES)}")
+        for name in ["kl_weight", "gan_weight", "weight_decay", "gan_start", "warmup_steps"]:
+            if getattr(self, name) < 0:
+                raise ConfigError(f"train.{name} must be >= 0, got {getattr(self, name)}")
+        if not self.lr > 0:
+            raise ConfigError(f"train.lr must be > 0, got {self.lr}")
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"train.precision={self.precision!r} unknown; valid: {', '.join(PRECISIONS)}")
+        if not 0 <= self.seed < 2**63:
+            raise ConfigError(f"train.seed must be in [0, 2**63), got {self.seed}")
+
+
+@dataclass
+class AERunConfig:
+    """An autoencoder training run: which autoencoder, its config, the data and the schedule."""
+
+    autoencoder: str = "frame_vae"  # frame_vae or video_vae (see vdmkit.registry.AUTOENCODERS)
+    model: typing.Any = None  # the autoencoder's config dataclass
+    data: ShapesConfig = field(default_factory=lambda: ShapesConfig(size=64, frames=9))
+    train: AETrainConfig = field(default_factory=AETrainConfig)
+
+    def __post_init__(self):
+        from vdmkit.registry import AUTOENCODERS, lookup
+
+        entry = lookup(AUTOENCODERS, self.autoencoder, "autoencoder")
+        if self.model is None:
+            self.model = entry.config()
+        elif isinstance(self.model, dict):
+            self.model = from_dict(entry.config, self.model, "model")
+        elif not isinstance(self.model, entry.config):
+            raise ConfigError(f"model must be a {entry.config.__name__} for autoencoder {self.autoencoder!r}")
+        s, f = self.model.spatial_compression, self.model.temporal_compression
+        if self.data.size % s:
+            raise ConfigError(f"data.size={self.data.size} is not divisible by the spatial compression {s}")
+        if (self.data.frames - 1) % f:
+            raise ConfigError(f"data.frames={self.data.frames} does not fit the temporal compression {f}: "
+                              f"use 1 + k * {f} frames")
+
+
 def _check_type(hint, value, where: str):
     """Coerce ``value`` to ``hint`` for the simple types configs use; ConfigError otherwise."""
     origin = typing.get_origin(hint)
@@ -185,7 +256,8 @@ def from_dict(cls, data: dict, where: str = ""):
     kwargs = {}
     for name, value in data.items():
         key = f"{where}.{name}" if where else name
-        kwargs[name] = value if (cls is RunConfig and name == "model") else _check_type(hints[name], value, key)
+        raw = cls in (RunConfig, AERunConfig) and name == "model"  # built by the class from its registry entry
+        kwargs[name] = value if raw else _check_type(hints[name], value, key)
     try:
         return cls(**kwargs)
     except ConfigError:
@@ -224,8 +296,11 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
     return data
 
 
-def load_config(path: str | os.PathLike | None, overrides: list[str] = ()) -> RunConfig:
-    """Read a YAML run config (or start from defaults when ``path`` is None) and apply overrides."""
+def load_config(path: str | os.PathLike | None, overrides: list[str] = (), cls=None):
+    """Read a YAML run config (or start from defaults when ``path`` is None) and apply overrides.
+
+    ``cls`` is the config class: RunConfig (the default) or AERunConfig.
+    """
     data: dict = {}
     if path is not None:
         path = Path(path)
@@ -238,8 +313,8 @@ def load_config(path: str | os.PathLike | None, overrides: list[str] = ()) -> Ru
         if not isinstance(data, dict):
             raise ConfigError(f"config file {str(path)!r} must hold a mapping at the top level")
     data = apply_overrides(data, list(overrides))
-    return from_dict(RunConfig, data)
+    return from_dict(cls or RunConfig, data)
 
 
-def dump_config(cfg: RunConfig) -> str:
+def dump_config(cfg) -> str:
     return yaml.safe_dump(to_dict(cfg), sort_keys=False)

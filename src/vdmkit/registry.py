@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
+from vdmkit.autoencoders.frame_vae import FrameVAE, FrameVAEConfig
+from vdmkit.autoencoders.video_vae import VideoVAE, VideoVAEConfig
 from vdmkit.backbones.dit import DiTBConfig, DiTConfig, DiTLConfig, DiTSConfig, DiTXLConfig, VideoDiT
 from vdmkit.backbones.unet3d import UNet3D, UNet3DConfig
 from vdmkit.diffusion.process import PROCESSES
@@ -35,6 +37,13 @@ BACKBONES = {
     "dit_b": Entry(VideoDiT, DiTBConfig, "Video DiT-B: 768 wide, 12 blocks, 12 heads"),
     "dit_l": Entry(VideoDiT, DiTLConfig, "Video DiT-L: 1024 wide, 24 blocks, 16 heads"),
     "dit_xl": Entry(VideoDiT, DiTXLConfig, "Video DiT-XL: 1152 wide, 28 blocks, 16 heads"),
+}
+
+AUTOENCODERS = {
+    "frame_vae": Entry(FrameVAE, FrameVAEConfig, "Stable Diffusion's AutoencoderKL per frame (loads diffusers "
+                       "AutoencoderKL folders); spatial compression only"),
+    "video_vae": Entry(VideoVAE, VideoVAEConfig, "causal 3D-conv video VAE (CogVideoX / Open-Sora-Plan style): "
+                       "first frame alone, time compressed 2x or 4x, T = 1 + k * factor"),
 }
 
 SAMPLERS = {

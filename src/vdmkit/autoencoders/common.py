@@ -1,0 +1,230 @@
+"""What both autoencoders share: the Gaussian posterior, the latent scaling contract, checks, and tiling.
+
+An autoencoder maps pixel videos ``(B, 3, T, H, W)`` in [-1, 1] to latents
+``(B, latent_channels, T', H / spatial_compression, W / spatial_compression)`` and back. Diffusion sees
+*scaled* latents ``(z - shift_factor) * scaling_factor`` (unit variance on the training data), which
+``encode_latents`` / ``decode_latents`` apply; ``encode`` / ``decode`` work on raw latents, as in diffusers.
+
+Memory: ``decode_latents(z, tile=..., frame_chunk=..., batch_chunk=...)`` decodes spatial tiles with
+linear blending over their overlap, chunks of frames, and slices of the batch, so peak memory follows the
+chunk, not the video. Frame chunks are exact (frames are independent in the frame VAE; the causal video
+VAE carries its convolution state across chunks); spatial tiles are an approximation at the seams.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from vdmkit.errors import ConstraintError, NonFiniteError
+
+
+class DiagonalGaussian:
+    """The encoder's posterior N(mean, exp(logvar)); logvar clamped to [-30, 20] (as SD's VAE)."""
+
+    def __init__(self, moments: torch.Tensor):
+        self.mean, logvar = moments.chunk(2, dim=1)
+        self.logvar = logvar.clamp(-30.0, 20.0)
+        self.std = torch.exp(0.5 * self.logvar)
+
+    def sample(self, generator: torch.Generator | None = None) -> torch.Tensor:
+        noise = torch.randn(self.mean.shape, generator=generator, dtype=self.mean.dtype, device=self.mean.device)
+        return self.mean + self.std * noise
+
+    def mode(self) -> torch.Tensor:
+        return self.mean
+
+    def kl(self) -> torch.Tensor:
+        """KL(q || N(0, I)) per sample, summed over every latent element: shape (B,)."""
+        return 0.5 * (self.mean.square() + self.logvar.exp() - 1.0 - self.logvar).flatten(1).sum(1)
+
+
+class SpatialAttention(nn.Module):
+    """Single-head self-attention over the pixels of each frame, residual (SD VAE's mid-block attention).
+
+    Parameter names match diffusers' ``Attention`` as used in AutoencoderKL (group_norm, to_q, to_k,
+    to_v, to_out.0), so its weights load as they are.
+    """
+
+    def __init__(self, channels: int, groups: int):
+        super().__init__()
+        self.group_norm = nn.GroupNorm(groups, channels, eps=1e-6)
+        self.to_q = nn.Linear(channels, channels)
+        self.to_k = nn.Linear(channels, channels)
+        self.to_v = nn.Linear(channels, channels)
+        self.to_out = nn.ModuleList([nn.Linear(channels, channels)])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (N, C, H, W)
+        n, c, h, w = x.shape
+        y = self.group_norm(x).flatten(2).transpose(1, 2)  # (N, HW, C)
+        q, k, v = self.to_q(y), self.to_k(y), self.to_v(y)
+        y = F.scaled_dot_product_attention(q[:, None], k[:, None], v[:, None])[:, 0]
+        y = self.to_out[0](y).transpose(1, 2).reshape(n, c, h, w)
+        return x + y
+
+
+class Autoencoder(nn.Module):
+    """Base class: the latent contract, input checks and memory-bounded encode/decode.
+
+    Subclasses set ``spatial_compression``, ``temporal_compression``, ``latent_channels`` and implement
+    ``_encode_chunked(x, frame_chunk)`` -> moments and ``_decode_chunked(z, frame_chunk)`` -> pixels.
+    """
+
+    kind = "autoencoder"
+    spatial_compression: int
+    temporal_compression: int
+    latent_channels: int
+
+    def __init__(self, scaling_factor: float = 1.0, shift_factor: float = 0.0):
+        super().__init__()
+        self.scaling_factor = float(scaling_factor)
+        self.shift_factor = float(shift_factor)
+
+    # --- the frame-count and size rules ------------------------------------------------------------
+    def valid_frames(self, frames: int) -> bool:
+        """True when ``frames`` pixel frames can be encoded (any count for the frame VAE)."""
+        return frames >= 1
+
+    def latent_frames(self, frames: int) -> int:
+        return frames
+
+    def pixel_frames(self, latent_frames: int) -> int:
+        return latent_frames
+
+    def frame_rule(self) -> str:
+        return "any number of frames"
+
+    def check_pixels(self, x: torch.Tensor) -> None:
+        if not torch.is_tensor(x) or x.ndim != 5 or x.shape[1] != self.in_channels:
+            raise ConstraintError(f"expected a video (B, {self.in_channels}, T, H, W), got "
+                                  f"{tuple(x.shape) if torch.is_tensor(x) else type(x).__name__}")
+        self.check_size(x.shape[2], x.shape[3], x.shape[4])
+
+    def check_size(self, frames: int, height: int, width: int) -> None:
+        s = self.spatial_compression
+        if height % s or width % s or height < s or width < s:
+            raise ConstraintError(f"{self.kind}: height and width must be positive multiples of the spatial "
+                                  f"compression {s}, got {height}x{width}")
+        if not self.valid_frames(frames):
+            raise ConstraintError(f"{self.kind}: cannot take {frames} frames: it needs {self.frame_rule()}")
+
+    def check_latents(self, z: torch.Tensor) -> None:
+        if not torch.is_tensor(z) or z.ndim != 5 or z.shape[1] != self.latent_channels:
+            raise ConstraintError(f"expected latents (B, {self.latent_channels}, T, h, w), got "
+                                  f"{tuple(z.shape) if torch.is_tensor(z) else type(z).__name__}")
+
+    def latent_shape(self, frames: int, height: int, width: int) -> tuple[int, int, int, int]:
+        self.check_size(frames, height, width)
+        s = self.spatial_compression
+        return (self.latent_channels, self.latent_frames(frames), height // s, width // s)
+
+    # --- raw encode / decode -------------------------------------------------------------------------
+    def encode(self, x: torch.Tensor, *, tile: int | None = None, overlap: int = 8, frame_chunk: int | None = None,
+               batch_chunk: int | None = None) -> DiagonalGaussian:
+        """Pixels -> posterior over raw latents. ``tile``/``overlap`` in pixels."""
+        self.check_pixels(x)
+        moments = _over_batch(x, batch_chunk, lambda xb: _tiled(
+            lambda t: self._encode_chunked(t, frame_chunk), xb, tile, overlap, 1 / self.spatial_compression))
+        return DiagonalGaussian(moments)
+
+    def decode(self, z: torch.Tensor, *, tile: int | None = None, overlap: int = 2, frame_chunk: int | None = None,
+               batch_chunk: int | None = None) -> torch.Tensor:
+        """Raw latents -> pixels. ``tile``/``overlap`` in latent pixels; ``frame_chunk`` in latent frames."""
+        self.check_latents(z)
+        return _over_batch(z, batch_chunk, lambda zb: _tiled(
+            lambda t: self._decode_chunked(t, frame_chunk), zb, tile, overlap, self.spatial_compression))
+
+    # --- what diffusion sees ---------------------------------------------------------------------------
+    def encode_latents(self, x: torch.Tensor, *, sample: bool = False, generator: torch.Generator | None = None,
+                       **memory) -> torch.Tensor:
+        posterior = self.encode(x, **memory)
+        z = posterior.sample(generator) if sample else posterior.mode()
+        return (z - self.shift_factor) * self.scaling_factor
+
+    def decode_latents(self, z: torch.Tensor, **memory) -> torch.Tensor:
+        """Scaled latents -> pixels in [-1, 1]. Non-finite latents abort: no black video is ever written."""
+        self.check_latents(z)
+        bad = ~torch.isfinite(z)
+        if bad.any():
+            raise NonFiniteError(f"latents hold {int(bad.sum())} non-finite values (of {z.numel()}) before decoding; "
+                                 "the sampler diverged: try fp32, fewer guidance or another sampler")
+        x = self.decode(z / self.scaling_factor + self.shift_factor, **memory)
+        return x.clamp(-1.0, 1.0)
+
+    def _encode_chunked(self, x: torch.Tensor, frame_chunk: int | None) -> torch.Tensor:
+        raise NotImplementedError
+
+    def _decode_chunked(self, z: torch.Tensor, frame_chunk: int | None) -> torch.Tensor:
+        raise NotImplementedError
+
+
+def _over_batch(x: torch.Tensor, batch_chunk: int | None, fn: Callable) -> torch.Tensor:
+    if not batch_chunk or batch_chunk >= x.shape[0]:
+        return fn(x)
+    return torch.cat([fn(x[i:i + batch_chunk]) for i in range(0, x.shape[0], batch_chunk)])
+
+
+def _ramp(n: int, overlap_in: int, scale: float, at_start: bool, at_end: bool) -> torch.Tensor:
+    """Blend weights along one axis of an output tile: linear ramps over the overlap, 1 elsewhere."""
+    ramp = max(1, round(overlap_in * scale))
+    w = torch.ones(n)
+    steps = (torch.arange(ramp) + 0.5) / ramp
+    if not at_start:
+        w[:ramp] = torch.minimum(w[:ramp], steps)
+    if not at_end:
+        w[n - ramp:] = torch.minimum(w[n - ramp:], steps.flip(0))
+    return w
+
+
+def _starts(size: int, tile: int, overlap: int) -> list[int]:
+    if size <= tile:
+        return [0]
+    stride = tile - overlap
+    starts = list(range(0, size - tile, stride)) + [size - tile]
+    return sorted(set(starts))
+
+
+def _tiled(fn: Callable, x: torch.Tensor, tile: int | None, overlap: int, scale: float) -> torch.Tensor:
+    """Apply ``fn`` (which scales H and W by ``scale``) to overlapping spatial tiles and blend the outputs.
+
+    Each output pixel is the weighted mean of the tiles covering it, with weights that fall linearly to
+    zero across the overlap (and stay 1 at the video's borders).
+    """
+    h, w = x.shape[-2:]
+    if tile is None or (h <= tile and w <= tile):
+        return fn(x)
+    if not 0 <= overlap < tile:
+        raise ConstraintError(f"tile overlap must be in [0, tile={tile}), got {overlap}")
+    unit = round(1 / scale) if scale < 1 else 1  # tiles must stay whole multiples of the compression
+    if tile % unit or overlap % unit:
+        raise ConstraintError(f"tile ({tile}) and overlap ({overlap}) must be multiples of the compression {unit}")
+    out = weight = None
+    for top in _starts(h, tile, overlap):
+        for left in _starts(w, tile, overlap):
+            piece = fn(x[..., top:top + tile, left:left + tile])
+            th, tw = piece.shape[-2:]
+            wy = _ramp(th, overlap, scale, top == 0, top + tile >= h)
+            wx = _ramp(tw, overlap, scale, left == 0, left + tile >= w)
+            wt = (wy[:, None] * wx[None, :]).to(piece.dtype)
+            if out is None:
+                shape = (*piece.shape[:-2], round(h * scale), round(w * scale))
+                out = piece.new_zeros(shape)
+                weight = piece.new_zeros(shape[-2:])
+            oy, ox = round(top * scale), round(left * scale)
+            out[..., oy:oy + th, ox:ox + tw] += piece * wt
+            weight[oy:oy + th, ox:ox + tw] += wt
+    return out / weight
+
+
+def check_frame_chunk(frame_chunk: int | None, unit: int = 1) -> None:
+    if frame_chunk is not None and (isinstance(frame_chunk, bool) or not isinstance(frame_chunk, int)
+                                    or frame_chunk < 1 or frame_chunk % unit):
+        raise ConstraintError(f"frame_chunk must be a positive multiple of {unit}, got {frame_chunk!r}")
+
+
+def largest_groups(channels: int, groups: int) -> int:
+    return math.gcd(channels, groups)

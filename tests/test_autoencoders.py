@@ -1,0 +1,261 @@
+"""Frame VAE (diffusers AutoencoderKL parity), causal video VAE (frame rule, causality, exact chunking),
+tiling, the latent contract, and `vdmkit train-vae`."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from vdmkit.autoencoders.common import DiagonalGaussian, _tiled
+from vdmkit.autoencoders.frame_vae import FrameVAE, FrameVAEConfig, convert_legacy_attention
+from vdmkit.autoencoders.load import load_autoencoder
+from vdmkit.autoencoders.video_vae import VideoVAE, VideoVAEConfig
+from vdmkit.cli import main
+from vdmkit.config import AERunConfig, load_config
+from vdmkit.errors import (CheckpointMismatchError, ConfigError, ConstraintError, CorruptCheckpointError,
+                           NonFiniteError, UnsafeFormatError)
+
+TINY_2D = dict(block_out_channels=(8, 16, 16), latent_channels=4, norm_num_groups=4, layers_per_block=2)
+TINY_3D = dict(block_out_channels=(8, 16, 16), temporal_downsample=(True, True), norm_num_groups=4)
+
+
+def video(b=2, t=3, h=32, w=32, seed=0):
+    return torch.rand(b, 3, t, h, w, generator=torch.Generator().manual_seed(seed)) * 2 - 1
+
+
+@pytest.fixture(scope="module")
+def diffusers_vae(tmp_path_factory):
+    diffusers = pytest.importorskip("diffusers")
+    torch.manual_seed(0)
+    ref = diffusers.AutoencoderKL(down_block_types=("DownEncoderBlock2D",) * 3, up_block_types=("UpDecoderBlock2D",) * 3,
+                                  **TINY_2D).eval()
+    folder = tmp_path_factory.mktemp("diffusers_vae")
+    ref.save_pretrained(folder, safe_serialization=True)
+    return ref, folder
+
+
+def test_frame_vae_equals_diffusers_autoencoderkl(diffusers_vae):
+    ref, folder = diffusers_vae
+    ours = FrameVAE.from_diffusers(folder)
+    assert ours.spatial_compression == 4 and ours.scaling_factor == pytest.approx(0.18215)
+    x = video(t=3)
+    images = x.permute(0, 2, 1, 3, 4).reshape(6, 3, 32, 32)  # frames as a batch of images
+    with torch.no_grad():
+        want = ref.encode(images).latent_dist
+        got = ours.encode(x)
+        mean = got.mean.permute(0, 2, 1, 3, 4).reshape(6, 4, 8, 8)
+        logvar = got.logvar.permute(0, 2, 1, 3, 4).reshape(6, 4, 8, 8)
+        torch.testing.assert_close(mean, want.mean, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(logvar, want.logvar, atol=1e-5, rtol=1e-5)
+        z = torch.randn(6, 4, 8, 8)
+        pixels = ours.decode(z.reshape(2, 3, 4, 8, 8).permute(0, 2, 1, 3, 4))
+        torch.testing.assert_close(pixels.permute(0, 2, 1, 3, 4).reshape(6, 3, 32, 32), ref.decode(z).sample,
+                                   atol=1e-5, rtol=1e-5)
+
+
+def test_legacy_attention_names_convert(diffusers_vae):
+    ref, _ = diffusers_vae
+    state = {}
+    for k, v in ref.state_dict().items():  # rename to the old query/key/value/proj_attn 1x1-conv layout
+        for new, old in [("to_q", "query"), ("to_k", "key"), ("to_v", "value"), ("to_out.0", "proj_attn")]:
+            if f".{new}." in k:
+                k, v = k.replace(f".{new}.", f".{old}."), (v[:, :, None, None] if v.ndim == 2 else v)
+        state[k] = v
+    assert any(".query." in k for k in state)
+    model = FrameVAE(FrameVAEConfig(**TINY_2D))
+    model.load_state_dict(convert_legacy_attention(state))
+    for k, v in ref.state_dict().items():
+        torch.testing.assert_close(model.state_dict()[k], v)
+
+
+def test_from_diffusers_bad_folders(tmp_path, diffusers_vae):
+    with pytest.raises(CorruptCheckpointError, match="config.json"):
+        FrameVAE.from_diffusers(tmp_path)
+    _, folder = diffusers_vae
+    pickled = tmp_path / "pickled"
+    pickled.mkdir()
+    (pickled / "config.json").write_text((folder / "config.json").read_text())
+    (pickled / "diffusion_pytorch_model.bin").write_bytes(b"\x80\x04not really")
+    with pytest.raises(UnsafeFormatError, match="pickle"):
+        FrameVAE.from_diffusers(pickled)
+    wrong = tmp_path / "wrong"
+    wrong.mkdir()
+    cfg = json.loads((folder / "config.json").read_text())
+    (wrong / "config.json").write_text(json.dumps({**cfg, "_class_name": "AutoencoderKLTemporalDecoder"}))
+    (wrong / "diffusion_pytorch_model.safetensors").write_bytes((folder / "diffusion_pytorch_model.safetensors").read_bytes())
+    with pytest.raises(ConfigError, match="AutoencoderKL"):
+        FrameVAE.from_diffusers(wrong)
+    truncated = tmp_path / "truncated"
+    truncated.mkdir()
+    (truncated / "config.json").write_text((folder / "config.json").read_text())
+    (truncated / "diffusion_pytorch_model.safetensors").write_bytes(
+        (folder / "diffusion_pytorch_model.safetensors").read_bytes()[:1000])
+    with pytest.raises(CorruptCheckpointError):
+        FrameVAE.from_diffusers(truncated)
+    bigger = tmp_path / "bigger"
+    bigger.mkdir()
+    (bigger / "config.json").write_text(json.dumps({**cfg, "latent_channels": 8}))
+    (bigger / "diffusion_pytorch_model.safetensors").write_bytes((folder / "diffusion_pytorch_model.safetensors").read_bytes())
+    with pytest.raises(CheckpointMismatchError, match="does not fit"):
+        FrameVAE.from_diffusers(bigger)
+
+
+@pytest.fixture(scope="module")
+def vae3d():
+    torch.manual_seed(0)
+    return VideoVAE(VideoVAEConfig(**TINY_3D)).eval()
+
+
+def test_video_vae_frame_rule(vae3d):
+    assert vae3d.temporal_compression == 4 and vae3d.spatial_compression == 4
+    assert [vae3d.valid_frames(t) for t in (1, 4, 5, 9, 16, 17)] == [True, False, True, True, False, True]
+    assert vae3d.latent_frames(17) == 5 and vae3d.pixel_frames(5) == 17
+    assert vae3d.latent_shape(17, 32, 64) == (4, 5, 8, 16)
+    with pytest.raises(ConstraintError, match=r"1 \+ k \* 4"):
+        vae3d.encode(video(t=16))
+    with pytest.raises(ConstraintError, match="multiples of the spatial compression 4"):
+        vae3d.encode(video(t=5, h=30))
+    with pytest.raises(ConstraintError, match="latents"):
+        vae3d.decode(torch.zeros(1, 8, 2, 8, 8))  # latent channels of another autoencoder
+
+
+@torch.no_grad()
+def test_video_vae_is_causal_and_images_round_trip(vae3d):
+    x = video(t=9)
+    z = vae3d.encode(x).mean
+    assert z.shape == (2, 4, 3, 8, 8)
+    image = vae3d.encode(x[:, :, :1]).mean  # an image is T=1: the first latent frame, exactly
+    torch.testing.assert_close(image, z[:, :, :1], atol=0, rtol=0)
+    assert vae3d.decode(image).shape == (2, 3, 1, 32, 32)
+    changed = x.clone()
+    changed[:, :, 5:] = 0  # the future does not change the past
+    torch.testing.assert_close(vae3d.encode(changed).mean[:, :, :2], z[:, :, :2], atol=1e-6, rtol=0)
+
+
+@torch.no_grad()
+def test_video_vae_chunked_equals_full(vae3d):
+    x = video(t=17)
+    full = vae3d.encode(x).mean
+    for chunk in (4, 8):
+        torch.testing.assert_close(vae3d.encode(x, frame_chunk=chunk).mean, full, atol=1e-6, rtol=0)
+    pixels = vae3d.decode(full)
+    for chunk in (1, 2, 3):
+        torch.testing.assert_close(vae3d.decode(full, frame_chunk=chunk), pixels, atol=1e-6, rtol=0)
+    # another batch size may pick another float32 convolution algorithm: equal to rounding, not bit for bit
+    torch.testing.assert_close(vae3d.decode(full, batch_chunk=1, frame_chunk=2), pixels, atol=1e-4, rtol=0)
+    with pytest.raises(ConstraintError, match="multiple of 4"):
+        vae3d.encode(x, frame_chunk=6)
+
+
+@torch.no_grad()
+def test_frame_vae_chunks_and_slices_equal_full():
+    torch.manual_seed(1)
+    vae = FrameVAE(FrameVAEConfig(**TINY_2D)).eval()
+    z = torch.randn(3, 4, 5, 8, 8)
+    full = vae.decode(z)
+    torch.testing.assert_close(vae.decode(z, frame_chunk=2, batch_chunk=2), full, atol=1e-4, rtol=0)
+    torch.testing.assert_close(vae.decode(z, tile=8), full, atol=0, rtol=0)  # one tile covers it all
+    tiled = vae.decode(z, tile=4, overlap=2)
+    assert tiled.shape == full.shape and torch.isfinite(tiled).all()
+
+
+def test_tiling_blend_weights_and_placement_are_exact():
+    """Per-pixel operators (up or down) give the untiled result exactly: the blend weights sum to one and
+    every tile lands where it came from; operators that see neighbours differ only near the seams."""
+    x = torch.randn(1, 2, 2, 20, 28)
+    up = lambda v: v.repeat_interleave(4, -1).repeat_interleave(4, -2)  # noqa: E731
+    torch.testing.assert_close(_tiled(up, x, tile=8, overlap=4, scale=4), up(x))
+    down = lambda v: F.avg_pool2d(v.flatten(0, 2), 4).reshape(*v.shape[:3], v.shape[3] // 4, v.shape[4] // 4)  # noqa: E731
+    torch.testing.assert_close(_tiled(down, x[..., :16, :24], tile=8, overlap=4, scale=0.25), down(x[..., :16, :24]))
+
+    def blur(v):  # zero padding at a tile border sees zeros where the untiled operator sees the neighbour
+        b, c, t, h, w = v.shape
+        return F.avg_pool2d(up(v).reshape(b * c * t, 1, 4 * h, 4 * w), 3, stride=1, padding=1).reshape(b, c, t, 4 * h, 4 * w)
+    err = (_tiled(blur, x, tile=8, overlap=4, scale=4) - blur(x)).abs()
+    interior = err[..., 1:-1, 1:-1]
+    assert interior.max() < 0.5 * blur(x).abs().max() and err.mean() < 0.02
+    with pytest.raises(ConstraintError, match="overlap"):
+        _tiled(up, x, tile=8, overlap=8, scale=4)
+    with pytest.raises(ConstraintError, match="multiples"):
+        _tiled(lambda v: v, x, tile=6, overlap=2, scale=0.25)
+
+
+def test_decode_latents_refuses_non_finite(vae3d):
+    z = torch.zeros(1, 4, 2, 8, 8)
+    z[0, 1, 1, 3, 3] = float("nan")
+    with pytest.raises(NonFiniteError, match="non-finite"):
+        vae3d.decode_latents(z)
+
+
+def test_scaled_latents_round_trip(vae3d):
+    vae3d.scaling_factor, vae3d.shift_factor = 2.0, 0.5
+    try:
+        x = video(t=5)
+        with torch.no_grad():
+            raw = vae3d.encode(x).mode()
+            scaled = vae3d.encode_latents(x)
+            torch.testing.assert_close(scaled, (raw - 0.5) * 2.0)
+            torch.testing.assert_close(vae3d.decode_latents(scaled), vae3d.decode(raw).clamp(-1, 1))
+    finally:
+        vae3d.scaling_factor, vae3d.shift_factor = 1.0, 0.0
+
+
+def test_gaussian_kl_matches_torch_distributions():
+    moments = torch.randn(2, 8, 3, 4, 4)
+    post = DiagonalGaussian(moments)
+    ref = torch.distributions.kl_divergence(torch.distributions.Normal(post.mean, post.std),
+                                            torch.distributions.Normal(0.0, 1.0)).flatten(1).sum(1)
+    torch.testing.assert_close(post.kl(), ref, atol=1e-4, rtol=1e-5)
+
+
+@pytest.mark.parametrize("overrides, match", [
+    (["data.size=30"], "not divisible by the spatial compression 4"),
+    (["autoencoder=video_vae", "data.frames=8"], "1 \\+ k \\* 2"),
+    (["autoencoder=video_vae", "model.temporal_downsample=[true]"], "one flag per downsampling step"),
+    (["model.norm_num_groups=5"], "divisible by norm_num_groups"),
+    (["autoencoder=vqgan"], "vqgan"),
+    (["train.recon=l3"], "l3"),
+    (["train.kl_weight=-1"], "kl_weight"),
+])
+def test_autoencoder_config_errors(overrides, match):
+    with pytest.raises(ConfigError, match=match):
+        load_config(None, overrides, cls=AERunConfig)
+
+
+TINY_RUN = ["model.block_out_channels=[8,16]", "model.norm_num_groups=4", "data.size=16", "train.batch_size=2",
+            "train.checkpoint_every=2", "train.log_every=1", "train.eval_videos=2", "train.threads=1"]
+
+
+def test_cli_train_vae_resume_and_load(tmp_path, capsys):
+    out = tmp_path / "vae"
+    args = ["train-vae", "configs/vae_video.yaml", *TINY_RUN, "model.temporal_downsample=[true]", "data.frames=5", "train.steps=2", f"train.out_dir={out}",
+            "--no-progress"]
+    assert main(args) == 0
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows if "psnr" in r] == [2] and rows[-1]["psnr"] > 0
+    assert main(args) == 2 and "--resume" in capsys.readouterr().err  # never overwrite a run
+    assert main([*args[:-2], "train.steps=4", f"train.out_dir={out}", "--resume", "--no-progress"]) == 0
+    vae = load_autoencoder(out)
+    assert isinstance(vae, VideoVAE) and vae.temporal_compression == 2
+    saved = json.loads((out / "checkpoints" / "step_0000004" / "config.json").read_text())
+    assert vae.scaling_factor == pytest.approx(saved["model"]["scaling_factor"]) and vae.scaling_factor != 1.0
+    assert len(list((out / "samples").glob("recon_*.png"))) == 2
+    # a different architecture cannot resume this run
+    assert main([*args[:-2], "model.latent_channels=8", "train.steps=6", f"train.out_dir={out}", "--resume"]) == 2
+    assert "different autoencoder config" in capsys.readouterr().err
+
+
+def test_cli_train_vae_gan_term_runs(tmp_path):
+    out = tmp_path / "gan"
+    assert main(["train-vae", "configs/vae_frame.yaml", *TINY_RUN, "data.frames=1", "train.steps=2", "train.gan_weight=0.1",
+                 f"train.out_dir={out}", "--no-progress"]) == 0
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert all("d_loss" in r for r in rows if "loss" in r)
+
+
+def test_load_autoencoder_rejects_other_checkpoints(tmp_path):
+    with pytest.raises(CorruptCheckpointError):
+        load_autoencoder(tmp_path / "missing")
