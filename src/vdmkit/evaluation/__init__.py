@@ -1,54 +1,42 @@
-"""Evaluation: metric maths (:mod:`.statistics`), feature extractors from local files (:mod:`.features`)
-and the moving-shapes detector (:mod:`.shapes`)."""
+"""Evaluation: metric maths (:mod:`.statistics`), feature extractors from local files (:mod:`.features`),
+the moving-shapes detector (:mod:`.shapes`) and classifier (:mod:`.shapes_classifier`), protocols
+(:mod:`.protocols`), the wiring (:mod:`.evaluate`) and reports (:mod:`.report`).
 
-from vdmkit.evaluation.features import (
-    clip_frame_embeddings,
-    clip_text_embeddings,
-    i3d_features,
-    inception_features,
-    iter_i3d_features,
-    iter_inception_features,
-    load_clip,
-    load_fid_inception,
-    load_i3d,
-)
-from vdmkit.evaluation.shapes import ShapeDetection, detect_shapes, score_video
-from vdmkit.evaluation.statistics import (
-    FeatureMoments,
-    accumulate_moments,
-    clip_score_torchmetrics,
-    clipsim,
-    frame_consistency_all_pairs,
-    frame_consistency_consecutive,
-    frame_consistency_vbench,
-    frechet_distance,
-    frechet_distance_from_stats,
-    frechet_distance_stylegan_v,
-    gaussian_stats,
-    inception_score,
-    inception_score_from_probs,
-    inception_score_tgan2,
-    kernel_distance,
-    kernel_distance_full,
-    kernel_distance_x1000,
-    merge_moments,
-    mmd2_unbiased,
-    moments,
-    psnr,
-    psnr_per_frame,
-    psnr_pooled,
-    ssim,
-    ssim_per_frame,
-)
+Names are imported on first use (PEP 562), so ``vdmkit eval --help`` does not pay for torch.
+"""
 
-__all__ = [
-    "accumulate_moments", "clip_frame_embeddings", "clip_score_torchmetrics", "clip_text_embeddings",
-    "clipsim", "detect_shapes", "FeatureMoments", "frame_consistency_all_pairs",
-    "frame_consistency_consecutive", "frame_consistency_vbench", "frechet_distance",
-    "frechet_distance_from_stats", "frechet_distance_stylegan_v", "gaussian_stats", "i3d_features",
-    "inception_features", "inception_score", "inception_score_from_probs", "inception_score_tgan2",
-    "iter_i3d_features", "iter_inception_features", "kernel_distance", "kernel_distance_full",
-    "kernel_distance_x1000", "load_clip", "load_fid_inception", "load_i3d", "merge_moments", "mmd2_unbiased",
-    "moments", "psnr", "psnr_per_frame", "psnr_pooled", "score_video", "ShapeDetection", "ssim",
-    "ssim_per_frame",
-]
+from __future__ import annotations
+
+import importlib
+
+_EXPORTS = {
+    "vdmkit.evaluation.features": (
+        "clip_frame_embeddings", "clip_text_embeddings", "i3d_features", "inception_features", "iter_i3d_features",
+        "iter_inception_features", "load_c3d", "load_clip", "load_fid_inception", "load_i3d"),
+    "vdmkit.evaluation.shapes": ("ShapeDetection", "detect_shapes", "score_video"),
+    "vdmkit.evaluation.shapes_classifier": ("load_shapes_classifier",),
+    "vdmkit.evaluation.statistics": (
+        "FeatureMoments", "accumulate_moments", "clip_score_torchmetrics", "clipsim", "frame_consistency_all_pairs",
+        "frame_consistency_consecutive", "frame_consistency_vbench", "frechet_distance", "frechet_distance_from_stats",
+        "frechet_distance_stylegan_v", "gaussian_stats", "inception_score", "inception_score_from_probs",
+        "inception_score_tgan2", "kernel_distance", "kernel_distance_full", "kernel_distance_x1000",
+        "merge_moments", "mmd2_unbiased", "moments", "psnr", "psnr_per_frame", "psnr_pooled", "ssim",
+        "ssim_per_frame"),
+    "vdmkit.evaluation.protocols": ("METRICS", "PROTOCOLS", "Protocol", "get_protocol"),
+    "vdmkit.evaluation.evaluate": ("Evaluation", "evaluate"),
+    "vdmkit.evaluation.report": ("compare_reports", "load_report", "write_report_html", "write_report_json"),
+}
+_WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str):
+    if name not in _WHERE:
+        raise AttributeError(f"module 'vdmkit.evaluation' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_WHERE[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))

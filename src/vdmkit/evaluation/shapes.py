@@ -36,6 +36,10 @@ class ShapeDetection:
     speed_px: float  # fitted speed in pixels per frame
     single_object_rate: float  # fraction of frames with exactly one object
     empty_frames: int
+    # trajectory smoothness: mean |c(t+1) - 2 c(t) + c(t-1)| of the object's centre over runs of three
+    # consecutive frames that each show exactly one object, in pixels/frame^2 at a 32-pixel frame (0 = constant velocity; a bounce
+    # adds about 2x the speed once; None when no three consecutive frames show one object)
+    jerk_px: float | None = None
 
 
 def _components(mask: np.ndarray) -> list[np.ndarray]:
@@ -72,13 +76,14 @@ def detect_shapes(video: torch.Tensor, background: str = "black", directions=tup
     frames = to_uint8(video).astype(np.int16)  # (T, H, W, 3)
     t, h, w, _ = frames.shape
     distance = np.abs(frames - np.asarray(BACKGROUNDS[background], np.int16)).max(-1)  # (T, H, W)
-    colours, shapes, centres, singles, empty = [], [], [], 0, 0
+    colours, shapes, centres, single_centres, singles, empty = [], [], [], [], 0, 0
     for i in range(t):
         comps = [c for c in _components(distance[i] > FOREGROUND_DISTANCE) if len(c) >= MIN_COMPONENT]
         if not comps:
             empty += 1
             continue
-        singles += len(comps) == 1 and len(comps[0]) <= MAX_OBJECT_FRACTION * h * w
+        single = len(comps) == 1 and len(comps[0]) <= MAX_OBJECT_FRACTION * h * w
+        singles += single
         big = max(comps, key=len)
         d = distance[i].reshape(-1)[big]
         core = big[d > CORE_DISTANCE] if (d > CORE_DISTANCE).any() else big
@@ -86,6 +91,8 @@ def detect_shapes(video: torch.Tensor, background: str = "black", directions=tup
         colours.append(min(COLOURS, key=lambda name: np.abs(rgb - COLOURS[name]).sum()))
         shapes.append(_classify_shape(big, d, w))
         centres.append((i, (big % w).mean(), (big // w).mean()))
+        if single:
+            single_centres.append(centres[-1])
     direction, speed = None, 0.0
     if len(centres) >= 2:
         ts, xs, ys = map(np.asarray, zip(*centres))
@@ -93,8 +100,15 @@ def detect_shapes(video: torch.Tensor, background: str = "black", directions=tup
         speed = float(np.hypot(vx, vy))
         if speed * REFERENCE_SIZE / w >= MIN_SPEED:
             direction = max(directions, key=lambda d: vx * DIRECTIONS[d][0] + vy * DIRECTIONS[d][1])
+    jerk = None
+    if len(single_centres) >= 3:
+        c = np.asarray(single_centres)
+        runs = [k for k in range(1, len(c) - 1) if c[k + 1, 0] - c[k - 1, 0] == 2]  # frames t-1, t, t+1 all single
+        if runs:
+            acc = [np.hypot(*(c[k + 1, 1:] - 2 * c[k, 1:] + c[k - 1, 1:])) for k in runs]
+            jerk = float(np.mean(acc)) * REFERENCE_SIZE / w
     vote = lambda xs: Counter(xs).most_common(1)[0][0] if xs else None  # noqa: E731
-    return ShapeDetection(vote(colours), vote(shapes), direction, speed, singles / t, empty)
+    return ShapeDetection(vote(colours), vote(shapes), direction, speed, singles / t, empty, jerk)
 
 
 def score_video(video: torch.Tensor, attributes: dict, **kw) -> dict:

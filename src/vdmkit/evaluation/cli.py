@@ -1,0 +1,127 @@
+"""`vdmkit eval`: evaluate fake videos against real ones under a protocol, compare two reports, or
+retrain the shapes classifier. Parsing only; the work is in :mod:`vdmkit.evaluation.evaluate`."""
+
+from __future__ import annotations
+
+import json
+import sys
+import warnings
+
+ACTIONS = ("run", "compare", "train-classifier")
+
+
+def _sha_pins(items: list[str] | None) -> dict[str, str]:
+    pins = {}
+    for item in items or []:
+        name, sep, digest = item.partition("=")
+        if not sep or len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest.lower()):
+            raise ValueError(f"--weights-sha256 takes FILENAME=SHA256 (64 hex digits), got {item!r}")
+        pins[name] = digest.lower()
+    return pins
+
+
+def _cmd_eval(args) -> int:
+    action = args.action or "run"
+    if action == "compare" or args.compare:
+        return _compare(args.compare or args.files)
+    if args.files:
+        raise ValueError(f"unexpected arguments {args.files}; `vdmkit eval compare A.json B.json` takes two reports")
+    if action == "train-classifier":
+        from vdmkit.evaluation.shapes_classifier import TRAIN_STEPS, WEIGHTS_DIR, WEIGHTS_FILE, main
+
+        argv = ["--out", args.out or str(WEIGHTS_DIR / WEIGHTS_FILE), "--steps", str(args.train_steps or TRAIN_STEPS)]
+        return main(argv)
+    if args.real is None or args.fake is None:
+        raise ValueError("eval needs --real DIR|shapes and --fake DIR|MODEL_DIR|shapes|noise "
+                         "(or: vdmkit eval compare A.json B.json)")
+    from vdmkit.errors import SampleCountWarning
+    from vdmkit.evaluation.evaluate import evaluate
+    from vdmkit.evaluation.report import report_text, write_report_html, write_report_json
+
+    if args.out and not args.out.endswith(".json"):
+        raise ValueError(f"--out must end in .json, got {args.out!r}")
+    if args.html and not args.html.endswith((".html", ".htm")):
+        raise ValueError(f"--html must end in .html, got {args.html!r}")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        ev = evaluate(args.real, args.fake, metrics=args.metrics, protocol=args.protocol, weights=args.weights,
+                      clip=args.clip, strict=args.strict, batch_size=args.batch_size, progress=not args.no_progress,
+                      annotations=args.annotations, real_split=args.real_split,
+                      expected_sha256=_sha_pins(args.weights_sha256), sample_steps=args.sample_steps,
+                      guidance=args.guidance, frames=args.frames, stride=args.stride, resolution=args.resolution,
+                      num_real=args.num_real, num_fake=args.num_fake, seed=args.seed, video_extractor=args.extractor)
+    for w in caught:
+        if issubclass(w.category, (SampleCountWarning, UserWarning)):
+            print(f"warning: {w.message}", file=sys.stderr)
+    written = []
+    if args.out:
+        written.append(write_report_json(ev.report, args.out))
+    if args.html:
+        written.append(write_report_html(ev, args.html))
+    for name, m in ev.report["metrics"].items():
+        extra = f" ± {m['std']:.4g}" if "std" in m else ""
+        print(f"{name:8s} {m['value']:.6g}{extra}")
+    for path in written:
+        print(f"saved {path}")
+    if not args.out and not args.quiet:  # no report file: show what a report would record
+        print(report_text({k: ev.report[k] for k in ("protocol", "counts", "metrics", "extractors")}))
+    return 0
+
+
+def _compare(files: list[str]) -> int:
+    from vdmkit.evaluation.report import compare_reports, comparison_warnings, format_comparison, load_report
+
+    if len(files) != 2:
+        raise ValueError(f"compare takes two report files, got {len(files)}: {files}")
+    a, b = (load_report(f) for f in files)
+    cmp = compare_reports(a, b)
+    print(f"A = {files[0]}\nB = {files[1]}")
+    print(format_comparison(cmp))
+    for line in comparison_warnings(cmp):
+        print(f"warning: {line}", file=sys.stderr)
+    print(json.dumps({"comparable": cmp["comparable"], "differences": len(cmp["protocol_differences"])}))
+    return 0
+
+
+def register(sub) -> None:
+    """Add `vdmkit eval` to the CLI's subparsers."""
+    from vdmkit.evaluation.protocols import METRICS, PROTOCOL_NAMES
+
+    p = sub.add_parser("eval", help="evaluate videos (FVD, KVD, FID, IS, CLIPSIM, PSNR, SSIM, shapes) with provenance",
+                       description="vdmkit eval --real DIR|shapes --fake DIR|MODEL_DIR|shapes|noise --metrics fvd,kvd "
+                                   "--protocol NAME [--weights DIR] [--out report.json] [--html report.html];  "
+                                   "vdmkit eval compare A.json B.json;  vdmkit eval train-classifier")
+    p.add_argument("action", nargs="?", choices=ACTIONS, help="run (default), compare two reports, or retrain the "
+                   "shapes classifier")
+    p.add_argument("files", nargs="*", help="compare: the two report files")
+    p.add_argument("--real", help="folder of real videos, or 'shapes' (the moving-shapes generator)")
+    p.add_argument("--fake", help="folder of generated videos, a vdmkit model/run directory (sampled on the protocol's "
+                   "prompts), 'shapes' (the generator: an upper bound) or 'noise' (a lower bound)")
+    p.add_argument("--metrics", help=f"comma-separated, from: {', '.join(METRICS)} (default: the protocol's)")
+    p.add_argument("--protocol", default="folders", choices=PROTOCOL_NAMES)
+    p.add_argument("--weights", help="folder with i3d_torchscript.pt, pt_inception-2015-12-05-6726825d.pth, "
+                   "conv3d_deepnetA_ucf.npz + mean2.npz, clip/ (never downloaded)")
+    p.add_argument("--weights-sha256", action="append", metavar="FILE=SHA256",
+                   help="accept a weight file with this hash instead of the published one (recorded in the report)")
+    p.add_argument("--clip", help="transformers CLIP folder for clipsim (default: WEIGHTS/clip)")
+    p.add_argument("--annotations", help="MSR-VTT annotation JSON (videos + sentences); the test split is used")
+    p.add_argument("--real-split", help="UCF-101 split list (e.g. testlist01.txt): only these real videos")
+    p.add_argument("--frames", type=int, help="clip length (protocol default)")
+    p.add_argument("--stride", type=int, help="frame stride within a clip")
+    p.add_argument("--resolution", type=int, help="resize (shorter side) + centre-crop clips to this square size")
+    p.add_argument("--num-real", type=int, help="real samples the protocol needs and uses")
+    p.add_argument("--num-fake", type=int, help="fake samples the protocol needs and uses")
+    p.add_argument("--seed", type=int, help="protocol seed (real clip offsets, reference sets, model sampling)")
+    p.add_argument("--extractor", choices=("i3d", "shapes"), help="video features for fvd/kvd (protocol default)")
+    p.add_argument("--strict", action="store_true", help="refuse (exit 2) instead of warning when a set has fewer "
+                   "samples than the protocol needs")
+    p.add_argument("--out", help="JSON report (written atomically); train-classifier: the weights file")
+    p.add_argument("--html", help="HTML report with plots and sample frames (needs matplotlib)")
+    p.add_argument("--compare", nargs=2, metavar=("A.json", "B.json"), help="compare two reports")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--sample-steps", type=int, default=50, help="sampler steps when --fake is a model")
+    p.add_argument("--guidance", type=float, default=3.0, help="guidance when --fake is a model")
+    p.add_argument("--train-steps", type=int, help="train-classifier: optimisation steps")
+    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--quiet", action="store_true", help="print only the metric lines")
+    p.set_defaults(func=_cmd_eval)

@@ -1,0 +1,129 @@
+"""Evaluation protocols: every choice that changes a metric's number, as a frozen dataclass, and the
+presets (UCF-101, MSR-VTT, moving shapes, plain folders). Imports nothing heavy (the CLI reads it)."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+from vdmkit.errors import ConfigError
+
+METRICS = {
+    "fvd": "Frechet distance of video features (I3D logits; shapes protocol: the shapes classifier)",
+    "kvd": "unbiased polynomial-kernel MMD^2 of the same video features on the full sets (DIGAN/TATS KVD)",
+    "fid": "Frechet distance of per-frame Inception pool3 features (pytorch-fid weights)",
+    "is": "Inception Score of the fake videos (C3D on UCF-101; shapes protocol: the shapes classifier)",
+    "clipsim": "raw CLIP cosine of each fake frame with its caption, mean over frames then videos",
+    "psnr": "PSNR of paired real/fake videos, per frame then mean (dB)",
+    "ssim": "SSIM of paired real/fake videos (Gaussian 11, sigma 1.5), per frame then mean",
+    "shapes": "moving-shapes detector on the fake videos: colour/shape/direction adherence to the caption, "
+              "single-object rate, trajectory smoothness",
+}
+VIDEO_FEATURE_METRICS = ("fvd", "kvd")
+PAIRED_METRICS = ("psnr", "ssim")
+
+
+# ---- protocols ------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Protocol:
+    """Every choice that changes a number. ``num_real``/``num_fake``: samples the protocol needs (fewer
+    warns with the count, or is refused under ``strict``) and the most it uses (first N in sorted
+    order); ``None``: all, no requirement."""
+
+    name: str
+    description: str
+    frames: int = 16
+    stride: int = 1
+    resolution: int | None = None  # square side: shorter side resized (bilinear, antialias), centre crop
+    num_real: int | None = None
+    num_fake: int | None = None
+    real_clips: str = "start"  # "start": frames 0.. of each real video; "random": one clip per video at a
+    #                            seeded random offset (StyleGAN-V), videos too short are discarded
+    seed: int = 0
+    metrics: tuple[str, ...] = ("fvd",)  # computed when no --metrics are given
+    video_extractor: str = "i3d"  # features for fvd/kvd: "i3d" (StyleGAN-V TorchScript) or "shapes"
+    is_splits: int = 10
+    class_conditional: bool = False  # real labels are class folders; fake labels are compared with them
+    captions: str = "first"  # MSR-VTT: "first" caption of each test video, or "all" captions
+    real_split: str = "every video file under --real, sorted"
+
+    def __post_init__(self):
+        for name in ("frames", "stride"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ConfigError(f"protocol {name} must be a positive integer, got {v!r}")
+        for name in ("resolution", "num_real", "num_fake"):
+            v = getattr(self, name)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
+                raise ConfigError(f"protocol {name} must be a positive integer or None, got {v!r}")
+        if self.real_clips not in ("start", "random"):
+            raise ConfigError(f"real_clips must be 'start' or 'random', got {self.real_clips!r}")
+        if self.video_extractor not in ("i3d", "shapes"):
+            raise ConfigError(f"video_extractor must be 'i3d' or 'shapes', got {self.video_extractor!r}")
+        if self.captions not in ("first", "all"):
+            raise ConfigError(f"captions must be 'first' or 'all', got {self.captions!r}")
+        bad = [m for m in self.metrics if m not in METRICS]
+        if bad:
+            raise ConfigError(f"protocol metrics {bad} unknown; valid: {', '.join(METRICS)}")
+
+
+PROTOCOLS = {
+    "folders": Protocol(
+        "folders", "two folders of videos, 16-frame clips from frame 0, sizes kept (no sample-count requirement)",
+        metrics=("fvd",)),
+    "ucf101": Protocol(
+        "ucf101", "UCF-101, StyleGAN-V fvd2048_16f / DIGAN-TATS: 2048 real and fake 16-frame clips at 128x128, "
+        "one clip per real video at a seeded random offset; class-conditional (class = sub-folder)",
+        resolution=128, num_real=2048, num_fake=2048, real_clips="random", metrics=("fvd", "kvd", "is"),
+        class_conditional=True, real_split="every video under --real (UCF-101 class folders), or --real-split FILE"),
+    "ucf101-10k": Protocol(
+        "ucf101-10k", "UCF-101 with 10,000 fake samples (the T2V papers' IS/FVD setting); otherwise ucf101",
+        resolution=128, num_real=2048, num_fake=10_000, real_clips="random", metrics=("fvd", "kvd", "is"),
+        class_conditional=True, real_split="every video under --real (UCF-101 class folders), or --real-split FILE"),
+    "msrvtt": Protocol(
+        "msrvtt", "MSR-VTT test split (2,990 videos): CLIPSIM of fakes made from the test captions, and FVD "
+        "against the test videos, 16-frame clips at 224x224",
+        resolution=224, num_real=2990, num_fake=2990, metrics=("clipsim", "fvd"),
+        real_split="videos of split 'test' in the --annotations JSON"),
+    "shapes": Protocol(
+        "shapes", "moving-shapes benchmark: shapes-generator reference set (seed 1234), 16x32x32 clips; FVD/KVD on "
+        "the bundled shapes classifier and the deterministic detector",
+        resolution=32, num_real=256, num_fake=256, seed=1234, metrics=("fvd", "kvd", "is", "shapes"),
+        video_extractor="shapes", real_split="ShapesDataset(seed=protocol seed), the first num_real samples"),
+}
+
+
+def get_protocol(name: str | Protocol, **overrides) -> Protocol:
+    """A preset by name (or a Protocol) with fields replaced. ``None`` leaves a field as it is; 0 for
+    ``num_real``, ``num_fake`` or ``resolution`` sets it to None (no count requirement, keep the size)."""
+    if isinstance(name, Protocol):
+        base = name
+    elif name in PROTOCOLS:
+        base = PROTOCOLS[name]
+    else:
+        raise ConfigError(f"unknown protocol {name!r}; valid: {', '.join(PROTOCOLS)}")
+    fields = {f.name for f in dataclasses.fields(Protocol)}
+    bad = sorted(set(overrides) - fields)
+    if bad:
+        raise ConfigError(f"unknown protocol fields {bad}; valid: {', '.join(sorted(fields))}")
+    changes = {k: v for k, v in overrides.items() if v is not None}
+    for k in ("num_real", "num_fake", "resolution"):  # 0 clears a requirement (None means "not given")
+        if changes.get(k) == 0:
+            changes[k] = None
+    return dataclasses.replace(base, **changes) if changes else base
+
+
+def parse_metrics(metrics: str | list[str] | tuple[str, ...] | None, protocol: Protocol) -> tuple[str, ...]:
+    if metrics is None:
+        return protocol.metrics
+    if isinstance(metrics, str):
+        metrics = [m for m in metrics.split(",")]
+    out = tuple(dict.fromkeys(m.strip().lower() for m in metrics if m.strip()))
+    bad = [m for m in out if m not in METRICS]
+    if bad or not out:
+        raise ConfigError(f"unknown metrics {bad or list(metrics)}; valid: {', '.join(METRICS)}")
+    return out
+
+
+PROTOCOL_NAMES = tuple(PROTOCOLS)

@@ -1,0 +1,293 @@
+"""`vdmkit.evaluation.evaluate` and `vdmkit eval` on tiny mp4 folders written into tmp_path: metric
+values against the statistics functions, the JSON/HTML reports, report comparison, and every bad input
+of issue 6 (each from the Python API and from the CLI)."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+
+from tests.test_metrics_features import I3DStandIn, clip_folder, save_script  # noqa: F401 - fixture
+from vdmkit import cli
+from vdmkit.errors import (
+    ConfigError,
+    ConstraintError,
+    CorruptCheckpointError,
+    DatasetError,
+    NonFiniteError,
+    SampleCountWarning,
+)
+from vdmkit.evaluation import evaluate, frechet_distance, psnr, ssim
+from vdmkit.evaluation.evaluate import prepare_clip
+from vdmkit.evaluation.features import I3D_TORCHSCRIPT, i3d_features, load_i3d
+from vdmkit.evaluation.protocols import get_protocol
+from vdmkit.evaluation.report import compare_reports, load_report, write_report_html
+from vdmkit.io.video import read_video, write_video
+
+pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.(script|save)` is deprecated:DeprecationWarning")
+
+
+def write_clips(folder, n, t=12, h=32, w=32, seed=0, captions=None, names=None):
+    """n smooth random mp4 videos (uint8 (T, H, W, 3)); ``captions`` go into `vdmkit sample`-style sidecars."""
+    rng = np.random.default_rng(seed)
+    for i in range(n):
+        base = rng.random((1, h // 4, w // 4, 3)) * 200 + 20
+        frames = np.repeat(np.repeat(base, 4, 1), 4, 2) + rng.normal(0, 6, (t, h, w, 3))
+        meta = {"prompt": captions[i]} if captions else None
+        name = names[i] if names else f"v{i:02d}"
+        write_video(folder / f"{name}.mp4", frames.clip(0, 255).astype(np.uint8), metadata=meta)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def i3d(tmp_path_factory):
+    """A StyleGAN-V-signature I3D stand-in (random weights) and its sha256."""
+    path = tmp_path_factory.mktemp("weights") / I3D_TORCHSCRIPT.filename
+    return path, save_script(I3DStandIn(), path)
+
+
+class NaNI3D(nn.Module):
+    def forward(self, x: torch.Tensor, rescale: bool = False, resize: bool = False,
+                return_features: bool = False) -> torch.Tensor:
+        return torch.full((x.shape[0], 400), float("nan"))
+
+
+@pytest.fixture(scope="module")
+def folders(tmp_path_factory):
+    root = tmp_path_factory.mktemp("videos")
+    return write_clips(root / "real", 4, seed=1), write_clips(root / "fake", 4, seed=2)
+
+
+def run_cli(capsys, *argv):
+    code = cli.main(["eval", *map(str, argv), "--no-progress"])
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def decoded(folder, frames):
+    proto = get_protocol("folders", frames=frames)
+    clips = [prepare_clip(read_video(p), 0, proto) for p in sorted(folder.glob("*.mp4"))]
+    return torch.stack(clips)
+
+
+# ---- metrics and the report -----------------------------------------------------------------------
+
+def test_folder_metrics_equal_the_statistics_functions_and_the_report_records_provenance(folders, i3d, tmp_path):
+    real, fake = folders
+    path, sha = i3d
+    ev = evaluate(real, fake, metrics="fvd,kvd,psnr,ssim", weights=path.parent, frames=12,
+                  expected_sha256={I3D_TORCHSCRIPT.filename: sha}, progress=False)
+    a, b = decoded(real, 12), decoded(fake, 12)
+    m = ev.report["metrics"]
+    assert m["psnr"]["value"] == pytest.approx(psnr(a, b), abs=1e-9)
+    assert m["ssim"]["value"] == pytest.approx(ssim(a, b), abs=1e-9)
+    ext = load_i3d(path, expected_sha256=sha)
+    assert m["fvd"]["value"] == pytest.approx(frechet_distance(i3d_features(ext, a, progress=False),
+                                                               i3d_features(ext, b, progress=False)), rel=1e-6)
+    r = ev.report
+    assert r["format"] == "vdmkit-eval-report" and r["counts"] == {"real": 4, "fake": 4}
+    assert r["extractors"]["video"]["sha256"] == sha and not r["extractors"]["video"]["matches_published"]
+    assert r["protocol"]["frames"] == 12 and r["clip_shape"] == [3, 12, 32, 32]
+    assert [s["file"] for s in r["samples"]["real"]] == [f"v{i:02d}.mp4" for i in range(4)]
+    assert r["software"]["torch"] and r["seeds"]["protocol"] == 0 and r["real"]["split"]
+    out = tmp_path / "report.json"
+    code = cli.main(["eval", "--real", str(real), "--fake", str(fake), "--metrics", "psnr,ssim", "--frames", "12",
+                     "--out", str(out), "--no-progress"])
+    assert code == 0
+    saved = load_report(out)
+    assert saved["metrics"]["psnr"]["value"] == pytest.approx(m["psnr"]["value"], abs=1e-12)
+    assert not list(tmp_path.glob(".*tmp*"))  # atomic write left nothing behind
+
+
+def test_html_report_has_plots_and_sample_frames(folders, i3d, tmp_path):
+    pytest.importorskip("matplotlib")
+    real, fake = folders
+    path, sha = i3d
+    ev = evaluate(real, fake, metrics="fvd,psnr", weights=path.parent, frames=12,
+                  expected_sha256={I3D_TORCHSCRIPT.filename: sha}, progress=False)
+    page = write_report_html(ev, tmp_path / "r.html").read_text()
+    assert page.count("data:image/png;base64,") >= 4  # feature PCA, PSNR histogram, real and fake frames
+    assert sha in page and "Protocol" in page
+
+
+def test_compare_warns_when_protocols_differ(folders, tmp_path, capsys):
+    real, fake = folders
+    a, b = tmp_path / "a.json", tmp_path / "b.json"
+    for out, frames in ((a, "12"), (b, "10")):
+        assert cli.main(["eval", "--real", str(real), "--fake", str(fake), "--metrics", "psnr", "--frames", frames,
+                         "--out", str(out), "--no-progress"]) == 0
+    capsys.readouterr()
+    cmp = compare_reports(load_report(a), load_report(b))
+    assert not cmp["comparable"] and {"field": "protocol.frames", "a": 12, "b": 10} in cmp["protocol_differences"]
+    assert cmp["metrics"]["psnr"]["b_minus_a"] is not None
+    code, out, err = run_cli(capsys, "compare", a, b)
+    assert code == 0 and "psnr" in out and "protocols differ: protocol.frames" in err
+    code, out, err = run_cli(capsys, "--compare", a, a)
+    assert code == 0 and "protocols differ" not in err and '"comparable": true' in out
+
+
+# ---- bad inputs (API and CLI) ---------------------------------------------------------------------
+
+def test_mismatched_frame_counts_and_sizes_are_refused(folders, tmp_path, capsys):
+    real, _ = folders
+    short = write_clips(tmp_path / "short", 4, t=10, seed=3)
+    big = write_clips(tmp_path / "big", 4, h=48, w=48, seed=4)
+    with pytest.raises(ConstraintError, match="has 10 frames"):
+        evaluate(real, short, metrics="psnr", frames=12, progress=False)
+    with pytest.raises(ConstraintError, match="must match in frame count and size"):
+        evaluate(real, big, metrics="psnr", frames=12, progress=False)
+    ev = evaluate(real, big, metrics="psnr", frames=12, resolution=32, progress=False)  # resized: comparable
+    assert ev.report["clip_shape"] == [3, 12, 32, 32]
+    code, _, err = run_cli(capsys, "--real", real, "--fake", short, "--metrics", "psnr", "--frames", 12)
+    assert code == 2 and "has 10 frames" in err
+    code, _, err = run_cli(capsys, "--real", real, "--fake", big, "--metrics", "ssim", "--frames", 12)
+    assert code == 2 and "--resolution" in err
+
+
+def test_too_few_samples_warn_with_the_number_and_strict_refuses(folders, capsys):
+    real, fake = folders
+    with pytest.warns(SampleCountWarning, match="4 samples, fewer than the 8"):
+        ev = evaluate(real, fake, metrics="psnr", frames=12, num_real=8, num_fake=8, progress=False)
+    assert any("fewer than the 8" in w for w in ev.report["warnings"])
+    with pytest.raises(ConstraintError, match="4 samples, fewer than the 8.*strict"):
+        evaluate(real, fake, metrics="psnr", frames=12, num_real=8, strict=True, progress=False)
+    code, out, err = run_cli(capsys, "--real", real, "--fake", fake, "--metrics", "psnr", "--frames", 12,
+                             "--num-real", 8, "--num-fake", 8)
+    assert code == 0 and "warning:" in err and "fewer than the 8" in err
+    code, _, err = run_cli(capsys, "--real", real, "--fake", fake, "--metrics", "psnr", "--frames", 12,
+                           "--num-real", 8, "--strict")
+    assert code == 2 and "fewer than the 8" in err
+
+
+def test_paired_metrics_need_equal_counts(folders, tmp_path):
+    real, _ = folders
+    three = write_clips(tmp_path / "three", 3, seed=5)
+    with pytest.raises(ConstraintError, match="4 real and 3 fake"):
+        evaluate(real, three, metrics="psnr", frames=12, progress=False)
+
+
+def test_nan_features_are_refused(folders, tmp_path, capsys):
+    real, fake = folders
+    path = tmp_path / I3D_TORCHSCRIPT.filename
+    sha = save_script(NaNI3D(), path)
+    with pytest.raises(NonFiniteError, match="NaN"):
+        evaluate(real, fake, metrics="fvd", weights=tmp_path, frames=12,
+                 expected_sha256={I3D_TORCHSCRIPT.filename: sha}, progress=False)
+    code, _, err = run_cli(capsys, "--real", real, "--fake", fake, "--metrics", "fvd", "--frames", 12,
+                           "--weights", tmp_path, "--weights-sha256", f"{I3D_TORCHSCRIPT.filename}={sha}")
+    assert code == 2 and "NaN" in err
+
+
+def test_weight_file_with_the_wrong_hash_is_refused(folders, i3d, capsys):
+    real, fake = folders
+    path, _ = i3d
+    with pytest.raises(CorruptCheckpointError, match="expected 51235320"):  # not the published file (size first)
+        evaluate(real, fake, metrics="fvd", weights=path.parent, frames=12, progress=False)
+    with pytest.raises(CorruptCheckpointError, match="has sha256 .*, expected f{64}"):
+        evaluate(real, fake, metrics="fvd", weights=path.parent, frames=12, progress=False,
+                 expected_sha256={I3D_TORCHSCRIPT.filename: "f" * 64})
+    code, _, err = run_cli(capsys, "--real", real, "--fake", fake, "--metrics", "fvd", "--frames", 12,
+                           "--weights", path.parent, "--weights-sha256", f"{I3D_TORCHSCRIPT.filename}={'e' * 64}")
+    assert code == 2 and f"expected {'e' * 64}" in err and I3D_TORCHSCRIPT.filename in err
+    code, _, err = run_cli(capsys, "--real", real, "--fake", fake, "--metrics", "fvd", "--frames", 12,
+                           "--weights", path.parent, "--weights-sha256", "i3d_torchscript.pt=xyz")
+    assert code == 2 and "64 hex digits" in err
+
+
+def test_empty_folders_are_refused(folders, tmp_path, capsys):
+    real, _ = folders
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "notes.txt").write_text("no videos here")
+    with pytest.raises(DatasetError, match="holds no video files"):
+        evaluate(real, empty, metrics="psnr", frames=12, progress=False)
+    with pytest.raises(DatasetError, match="not a folder"):
+        evaluate(tmp_path / "missing", real, metrics="psnr", frames=12, progress=False)
+    code, _, err = run_cli(capsys, "--real", empty, "--fake", real, "--metrics", "psnr")
+    assert code == 2 and "holds no video files" in err
+
+
+def test_fewer_than_ten_frames_for_i3d_is_refused_before_weights_load(folders, capsys):
+    real, fake = folders
+    with pytest.raises(ConstraintError, match="at least 10 frames"):
+        evaluate(real, fake, metrics="fvd", frames=8, weights=None, progress=False)
+    code, _, err = run_cli(capsys, "--real", real, "--fake", fake, "--metrics", "kvd", "--frames", 8)
+    assert code == 2 and "at least 10 frames" in err
+
+
+def test_unknown_metric_protocol_and_missing_weights(folders, capsys):
+    real, fake = folders
+    with pytest.raises(ConfigError, match="unknown metrics"):
+        evaluate(real, fake, metrics="fvd,lpips2", progress=False)
+    with pytest.raises(ConfigError, match="unknown protocol"):
+        evaluate(real, fake, protocol="kinetics", progress=False)
+    with pytest.raises(ConfigError, match="--weights"):
+        evaluate(real, fake, metrics="fvd", frames=12, progress=False)
+    code, _, err = run_cli(capsys, "--real", real)
+    assert code == 2 and "--fake" in err
+
+
+# ---- protocols ------------------------------------------------------------------------------------
+
+def test_ucf101_random_offsets_are_seeded_short_videos_skipped_and_classes_recorded(tmp_path):
+    root = tmp_path / "ucf"
+    write_clips(root / "ApplyEyeMakeup", 2, t=20, seed=6)
+    write_clips(root / "Basketball", 2, t=20, seed=7)
+    write_video(root / "Basketball" / "a_short.mp4", np.zeros((5, 32, 32, 3), np.uint8))
+    fake = write_clips(tmp_path / "fake", 4, t=12, seed=8)
+    kw = dict(metrics="psnr", protocol="ucf101", frames=12, resolution=16, num_real=4, num_fake=4, progress=False)
+    a = evaluate(root, fake, **kw).report
+    b = evaluate(root, fake, **kw).report
+    starts = [s["start"] for s in a["samples"]["real"]]
+    assert starts == [s["start"] for s in b["samples"]["real"]] and max(starts) > 0  # seeded, not all from 0
+    assert all(0 <= s <= 20 - 12 for s in starts)
+    assert [s["start"] for s in a["samples"]["fake"]] == [0] * 4  # fakes always from frame 0
+    assert a["real"]["skipped"] == [{"file": "Basketball/a_short.mp4", "reason": "5 frames, a clip of 12 at stride 1 "
+                                                                                  "needs 12"}]
+    assert a["labels"]["real"] == {"ApplyEyeMakeup": 2, "Basketball": 2}
+    assert a["clip_shape"] == [3, 12, 16, 16] and a["protocol"]["class_conditional"]
+    split = tmp_path / "testlist01.txt"
+    split.write_text("Basketball/v00.mp4\nApplyEyeMakeup/v01.mp4\n")
+    d = evaluate(root, fake, real_split=split, **{**kw, "num_real": 0, "num_fake": 0, "metrics": "fvd",
+                                                  "video_extractor": "shapes"}).report
+    assert sorted(s["file"] for s in d["samples"]["real"]) == ["ApplyEyeMakeup/v01.mp4", "Basketball/v00.mp4"]
+    assert "testlist01.txt" in d["real"]["split"]
+
+
+def test_stride_picks_every_kth_frame(tmp_path):
+    frames = np.zeros((20, 16, 16, 3), np.uint8)
+    frames[:, 0, 0, 0] = np.arange(20) * 10
+    clip = prepare_clip(frames, 1, get_protocol("folders", frames=5, stride=3))
+    got = ((clip[0, :, 0, 0] + 1) * 127.5).round().int().tolist()
+    assert got == [10, 40, 70, 100, 130]
+
+
+def test_msrvtt_test_split_captions_and_clipsim(tmp_path, clip_folder):
+    from vdmkit.evaluation import clip_frame_embeddings, clip_text_embeddings, clipsim, load_clip
+
+    ann = tmp_path / "test_videodatainfo.json"
+    ann.write_text(json.dumps({
+        "videos": [{"video_id": f"video{i}", "split": "test" if i < 3 else "train"} for i in range(4)],
+        "sentences": [{"video_id": f"video{i}", "caption": f"caption {i} {k}", "sen_id": 10 * i + k}
+                      for i in range(4) for k in (1, 0)]}))
+    names = [f"video{i}" for i in range(4)]
+    write_clips(tmp_path / "real", 4, t=16, names=names, seed=8)
+    write_clips(tmp_path / "fake", 3, t=16, names=names[:3], seed=9)
+    with pytest.warns(UserWarning, match="sha256 check skipped"):  # a local CLIP folder has no published hash
+        ev = evaluate(tmp_path / "real", tmp_path / "fake", protocol="msrvtt", metrics="clipsim", annotations=ann,
+                      clip=clip_folder, resolution=32, num_real=0, num_fake=0, progress=False)
+    r = ev.report
+    assert [s["file"] for s in r["samples"]["real"]] == [f"{n}.mp4" for n in names[:3]]  # train video left out
+    captions = [f"caption {i} 0" for i in range(3)]  # the first caption (lowest sen_id) of each test video
+    assert [s["caption"] for s in r["samples"]["fake"]] == captions
+    assert "test_videodatainfo.json" in r["real"]["split"] and r["extractors"]["clipsim"]["sha256"]
+    with pytest.warns(UserWarning):
+        clip = load_clip(clip_folder)
+    fake = decoded(tmp_path / "fake", 16)
+    expected = clipsim(clip_frame_embeddings(clip, fake, progress=False), clip_text_embeddings(clip, captions))
+    assert r["metrics"]["clipsim"]["value"] == pytest.approx(expected, abs=1e-6)
+    with pytest.raises(DatasetError, match="caption"):  # a fake folder without captions
+        evaluate(tmp_path / "real", tmp_path / "fake", protocol="msrvtt", metrics="clipsim", clip=clip_folder,
+                 resolution=32, num_real=0, num_fake=0, progress=False)
