@@ -1,0 +1,93 @@
+"""The shapes benchmark: the shipped classifier (hash, size, accuracy, recipe), and `--protocol shapes`
+with the generator (upper bound), noise (lower bound) and a trained model directory as fakes."""
+
+import shutil
+import warnings
+from pathlib import Path
+
+import pytest
+import torch
+
+from vdmkit import cli
+from vdmkit.errors import CorruptCheckpointError, VocabularyWarning
+from vdmkit.evaluation import evaluate
+from vdmkit.evaluation.shapes_classifier import (
+    SHIPPED_BYTES,
+    SHIPPED_SHA256,
+    WEIGHTS_DIR,
+    WEIGHTS_FILE,
+    accuracy,
+    heldout_set,
+    joint_log_probs,
+    load_shapes_classifier,
+)
+from vdmkit.io.checkpoint import sha256_file
+
+
+def test_shipped_classifier_is_small_pinned_and_package_data():
+    path = WEIGHTS_DIR / WEIGHTS_FILE
+    assert path.stat().st_size == SHIPPED_BYTES < 1_000_000
+    assert sha256_file(path) == SHIPPED_SHA256
+    pyproject = Path(__file__).parents[1] / "pyproject.toml"
+    assert '"vdmkit.evaluation" = ["weights/*.safetensors"]' in pyproject.read_text()
+    ext = load_shapes_classifier()
+    assert ext.record.matches_published and ext.dim == 64
+
+
+def test_shipped_classifier_reads_the_shapes_attributes():
+    model = load_shapes_classifier().module
+    acc = accuracy(model, *heldout_set(96))
+    assert acc["colour"] >= 0.97 and acc["direction"] >= 0.95 and acc["speed"] >= 0.9 and acc["shape"] >= 0.85, acc
+    with torch.no_grad():
+        lp = joint_log_probs(model(torch.zeros(2, 3, 16, 32, 32)))
+    assert lp.shape == (2, 192) and torch.allclose(lp.exp().sum(-1), torch.ones(2, dtype=torch.float64))
+
+
+def test_tampered_classifier_is_refused(tmp_path):
+    bad = tmp_path / WEIGHTS_FILE
+    shutil.copy(WEIGHTS_DIR / WEIGHTS_FILE, bad)
+    with open(bad, "r+b") as f:
+        f.seek(-4, 2)
+        f.write(b"\x00\x01\x02\x03")
+    with pytest.raises(CorruptCheckpointError, match="sha256"):
+        load_shapes_classifier(tmp_path)
+
+
+def test_training_recipe_runs_from_the_cli(tmp_path, capsys):
+    out = tmp_path / "clf.safetensors"
+    assert cli.main(["eval", "train-classifier", "--out", str(out), "--train-steps", "2"]) == 0
+    printed = capsys.readouterr().out
+    sha = sha256_file(out)
+    assert sha in printed and '"heldout_accuracy"' in printed
+    assert load_shapes_classifier(out, expected_sha256=sha).record.sha256 == sha
+
+
+def test_shapes_protocol_upper_and_lower_bounds():
+    kw = dict(protocol="shapes", num_real=48, num_fake=48, progress=False)
+    upper = evaluate("shapes", "shapes", **kw).report
+    lower = evaluate("shapes", "noise", **kw).report
+    u, lo = upper["metrics"], lower["metrics"]
+    assert u["shapes"]["all_three_ok"] >= 0.9 and u["shapes"]["single_object_rate"] == 1.0
+    assert lo["shapes"]["all_three_ok"] == 0.0 and lo["shapes"]["single_object_rate"] < 0.1
+    # 48 samples of 64-d features: the upper bound still carries a large c/N bias (8 at N=256, see BENCHMARKS)
+    assert lo["fvd"]["value"] > 4 * u["fvd"]["value"] and lo["kvd"]["value"] > 10 * abs(u["kvd"]["value"])
+    assert u["is"]["value"] > 10 * lo["is"]["value"]
+    assert upper["real"]["config"]["seed"] == 1234 and upper["fake"]["config"]["seed"] == 1235
+    assert upper["extractors"]["video"]["sha256"] == SHIPPED_SHA256
+    assert u["shapes"]["trajectory_jerk_px"] < 1.0
+
+
+def test_shapes_protocol_samples_a_model_directory(tiny_cfg):
+    from vdmkit.training import train
+
+    run = train(tiny_cfg("train.steps=1", "train.sample_every=100"), progress=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", VocabularyWarning)
+        ev = evaluate("shapes", run, protocol="shapes", metrics="fvd,shapes", num_real=3, num_fake=3, frames=4,
+                      resolution=16, sample_steps=2, batch_size=2, progress=False)
+    r = ev.report
+    assert r["fake"]["kind"] == "model" and r["fake"]["model_sha256"] and r["counts"] == {"real": 3, "fake": 3}
+    assert [s["caption"] for s in r["samples"]["fake"]] == [s["caption"] for s in r["samples"]["real"]]
+    assert [s["batch_seed"] for s in r["samples"]["fake"]] == [1234, 1234, 1236]
+    assert r["real"]["config"]["size"] == 16 and r["clip_shape"] == [3, 4, 16, 16]
+    assert 0 <= r["metrics"]["shapes"]["all_three_ok"] <= 1
