@@ -38,6 +38,16 @@ def _cmd_train_vae(args) -> int:
     return 0
 
 
+def _cmd_cache_latents(args) -> int:
+    from vdmkit.config import load_config
+    from vdmkit.training.latent_cache import write_latent_cache
+
+    cfg = load_config(args.config, args.overrides)
+    out = write_latent_cache(cfg, args.samples, args.out, progress=not args.no_progress)
+    print(f"cached {args.samples} latents in {out}; train on them with latent.cache={out}")
+    return 0
+
+
 def _timesteps(text: str | None) -> list | None:
     """'999,759,499' -> [999, 759, 499]; floats stay floats (continuous-time models)."""
     if text is None:
@@ -90,6 +100,12 @@ def _cmd_sample(args) -> int:
         knobs["order"] = args.order
     if args.threads:
         torch.set_num_threads(args.threads)
+    decode = {k: v for k, v in (("tile", args.vae_tile), ("frame_chunk", args.vae_frame_chunk)) if v is not None}
+    if decode and not cfg.latent.enabled:
+        raise ValueError("--vae-tile / --vae-frame-chunk apply to latent models; this one works in pixel space")
+    for name, value in decode.items():
+        if value < 1:
+            raise ValueError(f"--vae-{name.replace('_', '-')} must be >= 1, got {value}")
 
     pipe = TextToVideo.from_pretrained(directory)
     unknown = pipe.text_encoder.tokenizer.unknown_words(args.prompt)
@@ -98,7 +114,7 @@ def _cmd_sample(args) -> int:
         video = pipe([args.prompt], frames=frames, height=height, width=width, steps=args.steps,
                      sampler=args.sampler, guidance=args.guidance, seed=seed, spacing=args.spacing,
                      timesteps=timesteps, guidance_rescale=args.guidance_rescale, precision=args.precision,
-                     negative_prompt=args.negative_prompt, **knobs)
+                     negative_prompt=args.negative_prompt, decode=decode, **knobs)
     for w in caught:
         print(f"warning: {w.message}", file=sys.stderr)
     factor = args.upscale or max(1, math.ceil(128 / max(height, width)))
@@ -108,7 +124,9 @@ def _cmd_sample(args) -> int:
             "spacing": args.spacing, "timesteps": timesteps, "guidance": args.guidance,
             "guidance_rescale": args.guidance_rescale, "knobs": knobs, "frames": frames,
             "height": height, "width": width, "upscale": factor, "fps": args.fps, "precision": args.precision,
-            "model": str(directory), "model_sha256": pipe.model_sha256, "vdmkit": __version__}
+            "model": str(directory), "model_sha256": pipe.model_sha256, "vdmkit": __version__,
+            "autoencoder": cfg.latent.kind or None, "autoencoder_sha256": cfg.latent.sha256 or None,
+            "decode": decode}
     write_video(out, u8, fps=args.fps, metadata=meta)
     written = [out]
     if args.strip and out.suffix != ".png":
@@ -174,6 +192,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true", help="no progress bar (logs still go to metrics.jsonl)")
     p.set_defaults(func=_cmd_train_vae)
 
+    p = sub.add_parser("cache-latents", help="encode a latent run's training data once, for fast training")
+    p.add_argument("config", help="YAML run config with latent.autoencoder set, e.g. configs/shapes_latent.yaml")
+    p.add_argument("overrides", nargs="*", help="key=value overrides")
+    p.add_argument("--samples", type=int, required=True, help="number of dataset samples to encode")
+    p.add_argument("--out", help="cache directory (default: the config's latent.cache)")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=_cmd_cache_latents)
+
     p = sub.add_parser("sample", help="generate a video from a trained model")
     p.add_argument("--model", help="checkpoint directory, or a run directory (uses its newest checkpoint)")
     p.add_argument("--prompt", help='text prompt; "" samples unconditionally')
@@ -198,6 +224,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--upscale", type=int, help="nearest-neighbour upscale factor (default: to >= 128 px)")
     p.add_argument("--strip", action="store_true", help="also write a PNG strip of the frames")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = default)")
+    p.add_argument("--vae-tile", type=int, help="latent models: decode in spatial tiles of this many latent pixels")
+    p.add_argument("--vae-frame-chunk", type=int, help="latent models: decode this many latent frames at a time")
     p.add_argument("--list-samplers", action="store_true", help="list the samplers and exit")
     p.set_defaults(func=_cmd_sample)
 
@@ -216,7 +244,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     # `vdmkit train CONFIG --resume key=value`: overrides may follow the flags
-    if extra and args.command in ("train", "train-vae") and all("=" in e and not e.startswith("-") for e in extra):
+    if extra and args.command in ("train", "train-vae", "cache-latents") and all("=" in e and not e.startswith("-") for e in extra):
         args.overrides += extra
     elif extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")

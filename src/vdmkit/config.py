@@ -20,7 +20,7 @@ from vdmkit.data.shapes import ShapesConfig
 from vdmkit.diffusion.losses import WEIGHTINGS
 from vdmkit.diffusion.process import PREDICTIONS, PROCESSES, NoiseProcess, check_prediction, make_process
 from vdmkit.diffusion.schedules import SCHEDULES
-from vdmkit.errors import ConfigError, ConstraintError
+from vdmkit.errors import ConfigError, ConstraintError, VdmkitError
 
 PRECISIONS = ("fp32", "bf16")
 
@@ -91,6 +91,53 @@ class TrainConfig:
 
 
 @dataclass
+class LatentConfig:
+    """Latent diffusion: which trained autoencoder maps videos to the latents the backbone denoises.
+
+    Set ``autoencoder`` to a `vdmkit train-vae` run or checkpoint; ``kind``, ``model`` and ``sha256`` are
+    then read from it when the config is built, so a text-to-video checkpoint rebuilds its autoencoder
+    without the original folder (its weights travel in the checkpoint).
+    """
+
+    autoencoder: str = ""  # "" = pixel space
+    kind: str = ""  # frame_vae or video_vae; filled from the autoencoder checkpoint
+    model: typing.Any = None  # the autoencoder's config (a plain mapping); filled from the checkpoint
+    sha256: str = ""  # of the autoencoder's weights; filled from the checkpoint's manifest
+    cache: str = ""  # a latent cache written by `vdmkit cache-latents`; "" = encode each batch on the fly
+
+    def __post_init__(self):
+        if self.autoencoder and not self.kind:
+            from vdmkit.io.checkpoint import load_json, read_manifest
+            from vdmkit.pipelines.text2video import resolve_checkpoint
+
+            try:
+                directory = resolve_checkpoint(self.autoencoder)
+                manifest = read_manifest(directory)
+                doc = load_json(directory / "config.json")
+            except VdmkitError as err:
+                raise ConfigError(f"latent.autoencoder={self.autoencoder!r}: {err}") from err
+            if "autoencoder" not in doc:
+                raise ConfigError(f"latent.autoencoder={self.autoencoder!r} is not an autoencoder checkpoint; "
+                                  "train one with `vdmkit train-vae`")
+            self.autoencoder = str(directory)
+            self.kind, self.model = doc["autoencoder"], doc["model"]
+            self.sha256 = manifest["files"]["model.safetensors"]["sha256"]
+        if self.cache and not self.kind:
+            raise ConfigError("latent.cache needs latent.autoencoder (the autoencoder that wrote the latents)")
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.kind)
+
+    def autoencoder_config(self):
+        """The autoencoder's config dataclass (shapes and channels without building the network)."""
+        from vdmkit.registry import AUTOENCODERS, lookup
+
+        entry = lookup(AUTOENCODERS, self.kind, "latent.kind")
+        return from_dict(entry.config, self.model or {}, "latent.model")
+
+
+@dataclass
 class RunConfig:
     """Everything a training run and the checkpoint it writes need: the checkpoint describes itself."""
 
@@ -100,6 +147,7 @@ class RunConfig:
     diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
     data: typing.Any = field(default_factory=ShapesConfig)  # ShapesConfig, or a VideoDataConfig by data.kind
     train: TrainConfig = field(default_factory=TrainConfig)
+    latent: LatentConfig = field(default_factory=LatentConfig)  # pixel space unless latent.autoencoder is set
 
     def __post_init__(self):
         from vdmkit.data.loader import data_config
@@ -119,12 +167,38 @@ class RunConfig:
         # the backbone's context width is owned by the text encoder
         self.model = dataclasses.replace(self.model, text_dim=self.text.dim)
         shapes = getattr(self.data, "train_shapes", lambda: [(self.data.frames, self.data.size, self.data.size)])()
+        if self.latent.enabled:
+            shapes = self._latent_shapes(shapes)
         for frames, height, width in shapes:
             try:
                 self.model.check_shape(frames, height, width)
             except ConstraintError as err:
                 raise ConfigError(f"data (frames={frames}, {height}x{width}) does not fit backbone "
                                   f"{self.backbone!r}: {err}") from err
+
+
+    def _latent_shapes(self, shapes):
+        """Backbone channels follow the autoencoder; data shapes must fit it; returns the latent shapes."""
+        ae = self.latent.autoencoder_config()
+        c = ae.latent_channels
+        channels = (self.model.in_channels, self.model.out_channels)
+        if channels == (3, 3):  # left at the pixel default: follow the autoencoder
+            self.model = dataclasses.replace(self.model, in_channels=c, out_channels=c)
+        elif channels != (c, c):
+            raise ConfigError(f"mismatched latent channels: the autoencoder makes {c}-channel latents but the "
+                              f"backbone takes model.in_channels={channels[0]}, out_channels={channels[1]}; "
+                              f"set both to {c} (or leave them at 3 to follow the autoencoder)")
+        s, f = ae.spatial_compression, ae.temporal_compression
+        latent = []
+        for frames, height, width in shapes:
+            if height % s or width % s:
+                raise ConfigError(f"data size {height}x{width} is not divisible by the autoencoder's spatial "
+                                  f"compression {s}")
+            if (frames - 1) % f:
+                raise ConfigError(f"data.frames={frames} does not fit the autoencoder's temporal compression {f}: "
+                                  f"use 1 + k * {f} frames")
+            latent.append((1 + (frames - 1) // f, height // s, width // s))
+        return latent
 
 
 RECON_LOSSES = ("l1", "l2")

@@ -23,7 +23,11 @@ CONFIG = "config"  # config.json: the RunConfig
 
 
 class TextToVideo(nn.Module):
-    """``pipe(["a red circle moving left"], frames=16) -> (B, 3, T, H, W)`` in [-1, 1]."""
+    """``pipe(["a red circle moving left"], frames=16) -> (B, 3, T, H, W)`` in [-1, 1].
+
+    In latent diffusion (``cfg.latent`` names an autoencoder) the backbone denoises scaled latents and the
+    frozen autoencoder, saved inside the checkpoint, decodes them; frames/height/width stay in pixels.
+    """
 
     def __init__(self, cfg: RunConfig):
         super().__init__()
@@ -31,6 +35,30 @@ class TextToVideo(nn.Module):
         self.backbone = lookup(BACKBONES, cfg.backbone, "backbone").build(cfg.model)
         self.text_encoder = WordTextEncoder(cfg.text)
         self.process = cfg.diffusion.build_process()
+        self.autoencoder = None
+        if cfg.latent.enabled:
+            from vdmkit.autoencoders.load import build_autoencoder
+
+            self.autoencoder = build_autoencoder(cfg.latent.kind, cfg.latent.model).eval().requires_grad_(False)
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        if self.autoencoder is not None:
+            self.autoencoder.eval()  # frozen: never in training mode
+        return self
+
+    @torch.no_grad()
+    def to_latents(self, videos: torch.Tensor) -> torch.Tensor:
+        """Pixel videos -> what the backbone denoises (scaled latents, or the pixels themselves)."""
+        if self.autoencoder is None:
+            return videos
+        return self.autoencoder.encode_latents(videos)
+
+    def latent_size(self, frames: int, height: int, width: int) -> tuple[int, int, int, int]:
+        """(channels, frames, height, width) of what the backbone denoises for a pixel-space request."""
+        if self.autoencoder is None:
+            return (self.cfg.model.in_channels, frames, height, width)
+        return self.autoencoder.latent_shape(frames, height, width)
 
     def encode(self, prompts: list[str]):
         return self.text_encoder(prompts)
@@ -40,7 +68,8 @@ class TextToVideo(nn.Module):
         return self.backbone(x_t, t, cond)
 
     def denoiser(self, precision: str = "fp32") -> Denoiser:
-        return Denoiser(self.backbone, self.process, self.cfg.diffusion.prediction, clip_x0=(-1.0, 1.0),
+        clip = (-1.0, 1.0) if self.autoencoder is None else None  # latents have no fixed range
+        return Denoiser(self.backbone, self.process, self.cfg.diffusion.prediction, clip_x0=clip,
                         autocast_dtype=torch.bfloat16 if precision == "bf16" else None)
 
     def check_request(self, **request):
@@ -52,7 +81,8 @@ class TextToVideo(nn.Module):
                  width: int | None = None, steps: int = 50, sampler: str = "ddim", guidance: float = 3.0,
                  seed: int | None = 0, spacing: str | None = None, timesteps: list | None = None,
                  guidance_rescale: float = 0.0, precision: str = "fp32", negative_prompt: str = "",
-                 callback=None, **knobs) -> torch.Tensor:
+                 callback=None, decode: dict | None = None, **knobs) -> torch.Tensor:
+        """``decode``: memory options for the autoencoder (tile, overlap, frame_chunk, batch_chunk)."""
         frames = frames or self.cfg.data.frames
         height = height or self.cfg.data.size
         width = width or self.cfg.data.size
@@ -64,10 +94,13 @@ class TextToVideo(nn.Module):
         n = len(prompts)
         both = self.encode(list(prompts) + [negative_prompt] * n)  # one call: same token padding for both
         cond, uncond = both[:n], both[n:]
-        shape = (len(prompts), self.cfg.model.in_channels, frames, height, width)
-        return generate(self.denoiser(precision), shape, cond, uncond, sampler=sampler, steps=steps,
-                        guidance=guidance, guidance_rescale=guidance_rescale, spacing=spacing,
-                        timesteps=timesteps, seed=seed, callback=callback, **knobs)
+        shape = (len(prompts), *self.latent_size(frames, height, width))
+        x = generate(self.denoiser(precision), shape, cond, uncond, sampler=sampler, steps=steps,
+                     guidance=guidance, guidance_rescale=guidance_rescale, spacing=spacing,
+                     timesteps=timesteps, seed=seed, callback=callback, **knobs)
+        if self.autoencoder is None:
+            return x
+        return self.autoencoder.decode_latents(x, **(decode or {}))  # NonFiniteError on NaN: no black video
 
     def inference_state(self) -> dict[str, torch.Tensor]:
         return dict(self.state_dict())
@@ -93,6 +126,16 @@ def validate_request(cfg: RunConfig, *, frames, height, width, steps, guidance, 
     for name, value in [("frames", frames), ("height", height), ("width", width)]:
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ConstraintError(f"{name} must be a positive integer, got {value!r}")
+    if cfg.latent.enabled:
+        ae = cfg.latent.autoencoder_config()
+        s, f = ae.spatial_compression, ae.temporal_compression
+        if height % s or width % s:
+            raise ConstraintError(f"height and width must be multiples of the autoencoder's spatial compression {s}, "
+                                  f"got {height}x{width}")
+        if (frames - 1) % f:
+            raise ConstraintError(f"frames={frames} does not fit the autoencoder's temporal compression {f}: "
+                                  f"use 1 + k * {f} frames")
+        frames, height, width = 1 + (frames - 1) // f, height // s, width // s
     cfg.model.check_shape(frames, height, width)
     check_guidance(guidance)
     return check_seed(seed)

@@ -60,7 +60,12 @@ def train(cfg: RunConfig, *, resume: bool = False, progress: bool = True) -> Pat
     if tc.threads:
         torch.set_num_threads(tc.threads)
     torch.manual_seed(tc.seed)
-    dataset = build_dataset(cfg.data, batch_size=tc.batch_size)  # shapes, or real clips in buckets
+    if cfg.latent.cache:  # latents encoded once by `vdmkit cache-latents`
+        from vdmkit.training.latent_cache import LatentCache
+
+        dataset = LatentCache(cfg.latent.cache, cfg)
+    else:
+        dataset = build_dataset(cfg.data, batch_size=tc.batch_size)  # shapes, or real clips in buckets
     pipe = TextToVideo(cfg).train()
     ema = copy.deepcopy(pipe).eval().requires_grad_(False)
     params = [p for p in pipe.parameters() if p.requires_grad]
@@ -78,6 +83,9 @@ def train(cfg: RunConfig, *, resume: bool = False, progress: bool = True) -> Pat
     try:
         while step < tc.steps:
             videos, captions = dataset.batch(step * tc.batch_size, tc.batch_size)  # (B, C, T, H, W)
+            if cfg.latent.enabled and not cfg.latent.cache:
+                with torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp):
+                    videos = pipe.to_latents(videos).float()  # the frozen autoencoder's scaled latents
             drop = torch.rand(len(captions), generator=generator) < tc.cond_dropout
             captions = ["" if d else c for c, d in zip(captions, drop.tolist())]
             for group in opt.param_groups:
@@ -121,7 +129,7 @@ def write_previews(pipe: TextToVideo, cfg: RunConfig, path: Path, step: int) -> 
     videos = pipe(list(tc.sample_prompts), steps=tc.sample_steps, guidance=tc.sample_guidance, seed=0,
                   precision=tc.precision)  # (B, C, T, H, W)
     frames = torch.cat(list(videos), dim=-1)  # prompts side by side: (C, T, H, B*W)
-    factor = max(1, math.ceil(PREVIEW_MIN_SIZE / cfg.data.size))
+    factor = max(1, math.ceil(PREVIEW_MIN_SIZE / frames.shape[-2]))
     u8 = upscale(to_uint8(frames), factor)
     meta = {"step": step, "prompts": list(tc.sample_prompts), "sampler": "ddim", "steps": tc.sample_steps,
             "guidance": tc.sample_guidance, "seed": 0}

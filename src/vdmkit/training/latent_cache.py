@@ -1,0 +1,133 @@
+"""Latent caches: encode a dataset once with the run's autoencoder, train on the stored latents.
+
+A cache is a directory of safetensors shards (``latents``: (n, C, T, h, w) float32, scaled as the
+backbone sees them) and a ``manifest.json`` naming, for each shard, its sample range, sha256 and size,
+plus everything that changes the latents: the autoencoder's weights hash and config, and the data
+config. Training refuses a cache whose manifest does not match its run config (a stale cache). Shards
+are written under temporary names and renamed when complete; the manifest is written last, so an
+interrupted cache is never mistaken for a complete one, and rerunning the command resumes it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+from tqdm import tqdm
+
+from vdmkit.config import RunConfig, to_dict
+from vdmkit.errors import ConfigError, CorruptCheckpointError
+from vdmkit.io.atomic import atomic_path, write_text_atomic
+from vdmkit.io.checkpoint import sha256_file
+
+FORMAT = "vdmkit-latent-cache"
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+
+
+def _identity(cfg: RunConfig) -> dict:
+    """What the cached latents depend on; a cache is valid for a run only when this matches."""
+    return {"autoencoder_sha256": cfg.latent.sha256, "autoencoder_kind": cfg.latent.kind,
+            "autoencoder_model": cfg.latent.model, "data": to_dict(cfg.data)}
+
+
+def write_latent_cache(cfg: RunConfig, samples: int, out: str | os.PathLike | None = None, *,
+                       shard_size: int = 256, batch_size: int = 16, progress: bool = True) -> Path:
+    """Encode dataset samples ``0 .. samples-1`` of ``cfg.data`` into a cache at ``out`` (default: latent.cache)."""
+    from vdmkit.autoencoders.load import load_autoencoder
+    from vdmkit.data.shapes import ShapesConfig, ShapesDataset
+
+    if not isinstance(cfg.data, ShapesConfig):
+        raise ConfigError("cache-latents stores one latent shape per cache: it takes the shapes data; real-video "
+                          "folders (bucketed shapes) are encoded on the fly during training")
+    if not cfg.latent.enabled:
+        raise ConfigError("cache-latents needs latent.autoencoder: a pixel-space run has nothing to encode")
+    out = Path(out or cfg.latent.cache or "")
+    if not str(out) or str(out) == ".":
+        raise ConfigError("give the cache directory: --out DIR or latent.cache=DIR")
+    if samples < 1 or shard_size < 1 or batch_size < 1:
+        raise ConfigError(f"samples, shard_size and batch_size must be >= 1, got {samples}, {shard_size}, {batch_size}")
+    if (out / MANIFEST).exists():
+        raise FileExistsError(f"{str(out)!r} already holds a complete latent cache; choose another directory")
+    vae = load_autoencoder(cfg.latent.autoencoder)
+    if vae.sha256 != cfg.latent.sha256:
+        raise ConfigError(f"the autoencoder at {cfg.latent.autoencoder!r} changed since the config was read")
+    dataset = ShapesDataset(cfg.data)
+    out.mkdir(parents=True, exist_ok=True)
+    shards = []
+    bar = tqdm(total=samples, disable=not progress, desc="cache-latents", dynamic_ncols=True)
+    for start in range(0, samples, shard_size):
+        count = min(shard_size, samples - start)
+        path = out / f"shard_{start // shard_size:05d}.safetensors"
+        if not path.exists():  # a rerun resumes: complete shards are kept
+            latents, captions = [], []
+            for b in range(start, start + count, batch_size):
+                n = min(batch_size, start + count - b)
+                videos, caps = dataset.batch(b, n)
+                with torch.no_grad():
+                    latents.append(vae.encode_latents(videos))
+                captions += caps
+                bar.update(n)
+            with atomic_path(path) as tmp:
+                save_file({"latents": torch.cat(latents).float().contiguous()}, str(tmp),
+                          metadata={"captions": json.dumps(captions)})
+        else:
+            bar.update(count)
+        shards.append({"file": path.name, "start": start, "count": count, "sha256": sha256_file(path),
+                       "bytes": path.stat().st_size})
+    bar.close()
+    manifest = {"format": FORMAT, "format_version": FORMAT_VERSION, "samples": samples, "shards": shards,
+                **_identity(cfg)}
+    write_text_atomic(out / MANIFEST, json.dumps(manifest, indent=2, sort_keys=True))
+    return out
+
+
+class LatentCache:
+    """The stored latents as a dataset: ``batch(start, size)`` -> (latents, captions), indices wrap around."""
+
+    def __init__(self, directory: str | os.PathLike, cfg: RunConfig, *, check_hashes: bool = True):
+        self.directory = Path(directory)
+        path = self.directory / MANIFEST
+        if not path.is_file():
+            raise ConfigError(f"latent cache {str(self.directory)!r} holds no manifest.json (missing or "
+                              "unfinished); write it with `vdmkit cache-latents`")
+        try:
+            manifest = json.loads(path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise CorruptCheckpointError(f"{str(path)!r} is not valid JSON: {e}") from e
+        if manifest.get("format") != FORMAT:
+            raise CorruptCheckpointError(f"{str(path)!r} is not a vdmkit latent cache manifest")
+        want = _identity(cfg)
+        stale = [k for k in want if manifest.get(k) != want[k]]
+        if stale:
+            raise ConfigError(f"latent cache {str(self.directory)!r} is stale: its {', '.join(stale)} differ(s) from "
+                              "this run's; rewrite it with `vdmkit cache-latents`")
+        latents, captions = [], []
+        for shard in manifest["shards"]:
+            file = self.directory / shard["file"]
+            if not file.is_file():
+                raise CorruptCheckpointError(f"latent cache shard {str(file)!r} is missing")
+            if check_hashes and sha256_file(file) != shard["sha256"]:
+                raise CorruptCheckpointError(f"latent cache shard {str(file)!r} does not match its sha256")
+            from safetensors import safe_open
+
+            with safe_open(str(file), "pt") as f:
+                captions += json.loads(f.metadata()["captions"])
+            latents.append(load_file(str(file))["latents"])
+        self.latents = torch.cat(latents)
+        self.captions = captions
+        if len(self.captions) != len(self.latents) or len(self.latents) != manifest["samples"]:
+            raise CorruptCheckpointError(f"latent cache {str(self.directory)!r}: shards hold {len(self.latents)} "
+                                         f"latents and {len(self.captions)} captions, manifest says {manifest['samples']}")
+        if not torch.isfinite(self.latents).all():
+            raise CorruptCheckpointError(f"latent cache {str(self.directory)!r} holds non-finite latents")
+
+    def __len__(self) -> int:
+        return len(self.latents)
+
+    def batch(self, start: int, size: int) -> tuple[torch.Tensor, list[str]]:
+        idx = [(start + i) % len(self) for i in range(size)]
+        return self.latents[idx], [self.captions[i] for i in idx]

@@ -1,0 +1,137 @@
+"""Latent diffusion end to end: train-vae -> train (on the fly and from a latent cache) -> sample, and the
+bad inputs of the wiring (channels, frame counts, sizes, stale caches, NaN latents)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from vdmkit import cli
+from vdmkit.config import load_config
+from vdmkit.errors import ConfigError, ConstraintError, NonFiniteError
+from vdmkit.pipelines.text2video import TextToVideo
+
+VAE_TINY = ["model.block_out_channels=[8,16]", "model.norm_num_groups=4", "data.size=16", "train.batch_size=2",
+            "train.steps=2", "train.checkpoint_every=2", "train.eval_videos=2", "train.threads=1"]
+T2V_TINY = ["train.precision=fp32", "train.steps=2", "train.sample_every=2", "train.checkpoint_every=2"]
+
+
+@pytest.fixture(scope="module")
+def video_vae(tmp_path_factory):
+    out = tmp_path_factory.mktemp("vae") / "video"
+    assert cli.main(["train-vae", "configs/vae_video.yaml", *VAE_TINY, "model.temporal_downsample=[true]",
+                     "data.frames=5", f"train.out_dir={out}", "--no-progress"]) == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def frame_vae(tmp_path_factory):
+    out = tmp_path_factory.mktemp("vae") / "frame"
+    assert cli.main(["train-vae", "configs/vae_frame.yaml", *VAE_TINY, "data.frames=1", "model.latent_channels=6",
+                     f"train.out_dir={out}", "--no-progress"]) == 0
+    return out
+
+
+def test_latent_config_follows_the_autoencoder(video_vae, frame_vae):
+    cfg = load_config("configs/tiny.yaml", [f"latent.autoencoder={video_vae}", "data.frames=5"])
+    assert cfg.latent.kind == "video_vae" and len(cfg.latent.sha256) == 64
+    assert (cfg.model.in_channels, cfg.model.out_channels) == (4, 4)  # left at 3: follows the autoencoder
+    cfg = load_config("configs/tiny.yaml", [f"latent.autoencoder={frame_vae}"])
+    assert cfg.model.in_channels == 6
+
+
+@pytest.mark.parametrize("overrides, match", [
+    (["model.in_channels=8", "model.out_channels=8"], "mismatched latent channels"),
+    (["data.frames=4"], "temporal compression 2"),
+    (["data.size=17"], "spatial compression 2"),
+    (["latent.autoencoder=/nonexistent/vae"], "does not exist"),
+    (["latent.cache=/tmp/x", "latent.autoencoder="], "needs latent.autoencoder"),
+])
+def test_latent_config_errors(video_vae, overrides, match):
+    base = [f"latent.autoencoder={video_vae}", "data.frames=5"]
+    with pytest.raises(ConfigError, match=match):
+        load_config("configs/tiny.yaml", base + overrides)
+
+
+def test_a_text_to_video_checkpoint_is_not_an_autoencoder(tmp_path):
+    run = tmp_path / "t2v"
+    assert cli.main(["train", "configs/tiny.yaml", *T2V_TINY, f"train.out_dir={run}", "--no-progress"]) == 0
+    with pytest.raises(ConfigError, match="not an autoencoder checkpoint"):
+        load_config("configs/tiny.yaml", [f"latent.autoencoder={run}"])
+
+
+def test_latent_train_and_sample_end_to_end(tmp_path, video_vae, capsys):
+    run = tmp_path / "latent"
+    rc = cli.main(["train", "configs/tiny.yaml", f"latent.autoencoder={video_vae}", "data.frames=5", *T2V_TINY,
+                   f"train.out_dir={run}", "--no-progress"])
+    assert rc == 0
+    assert (run / "samples" / "step_0000002.png").is_file()  # previews decode through the autoencoder
+    out = tmp_path / "latent.mp4"
+    assert cli.main(["sample", "--model", str(run), "--prompt", "a red circle moving left", "--steps", "2",
+                     "--out", str(out), "--vae-frame-chunk", "1"]) == 0
+    meta = json.loads((tmp_path / "latent.mp4.json").read_text())
+    assert meta["autoencoder"] == "video_vae" and meta["frames"] == 5 and meta["decode"] == {"frame_chunk": 1}
+    pipe = TextToVideo.from_pretrained(run)  # the checkpoint carries the autoencoder: no path needed
+    assert pipe.autoencoder is not None and not any(p.requires_grad for p in pipe.autoencoder.parameters())
+    video = pipe(["a red circle moving left"], steps=2, frames=9)
+    assert video.shape == (1, 3, 9, 16, 16) and video.abs().max() <= 1
+    with pytest.raises(ConstraintError, match="temporal compression 2"):
+        pipe(["a red circle"], steps=2, frames=8)
+    assert cli.main(["sample", "--model", str(run), "--prompt", "a red circle", "--frames", "8", "--out",
+                     str(tmp_path / "bad.mp4")]) == 2
+    assert "1 + k * 2" in capsys.readouterr().err and not (tmp_path / "bad.mp4").exists()
+
+
+def test_nan_latents_abort_before_decoding(tmp_path, video_vae, monkeypatch):
+    run = tmp_path / "latent"
+    assert cli.main(["train", "configs/tiny.yaml", f"latent.autoencoder={video_vae}", "data.frames=5", *T2V_TINY,
+                     f"train.out_dir={run}", "--no-progress"]) == 0
+    import vdmkit.pipelines.text2video as t2v
+
+    monkeypatch.setattr(t2v, "generate", lambda *a, **k: torch.full((1, 4, 3, 8, 8), float("nan")))
+    with pytest.raises(NonFiniteError, match="non-finite"):
+        TextToVideo.from_pretrained(run)(["a red circle"], steps=2)
+    out = tmp_path / "nan.mp4"
+    assert cli.main(["sample", "--model", str(run), "--prompt", "a red circle", "--steps", "2", "--out", str(out)]) == 2
+    assert not out.exists()  # never a black video
+
+
+def test_latent_cache_round_trip_and_staleness(tmp_path, video_vae, frame_vae, capsys):
+    cache = tmp_path / "cache"
+    base = ["configs/tiny.yaml", f"latent.autoencoder={video_vae}", "data.frames=5"]
+    assert cli.main(["cache-latents", *base, "--samples", "6", "--out", str(cache), "--no-progress"]) == 0
+    manifest = json.loads((cache / "manifest.json").read_text())
+    assert manifest["samples"] == 6 and manifest["autoencoder_kind"] == "video_vae"
+    cfg = load_config(base[0], base[1:] + [f"latent.cache={cache}"])
+    from vdmkit.data.shapes import ShapesDataset
+    from vdmkit.training.latent_cache import LatentCache
+
+    stored = LatentCache(cache, cfg)
+    pipe = TextToVideo(cfg)
+    pipe.autoencoder.load_state_dict(__import__("vdmkit.autoencoders.load", fromlist=["x"]).load_autoencoder(
+        video_vae).state_dict())
+    pipe.autoencoder.scaling_factor = cfg.latent.autoencoder_config().scaling_factor
+    pipe.autoencoder.shift_factor = cfg.latent.autoencoder_config().shift_factor
+    videos, captions = ShapesDataset(cfg.data).batch(4, 2)
+    latents, cached_captions = stored.batch(4, 2)
+    assert cached_captions == captions
+    torch.testing.assert_close(latents, pipe.to_latents(videos), atol=1e-5, rtol=1e-5)
+    assert stored.batch(6, 1)[1] == stored.batch(0, 1)[1]  # wraps around
+    run = tmp_path / "cached_run"
+    assert cli.main(["train", *base, f"latent.cache={cache}", *T2V_TINY, f"train.out_dir={run}", "--no-progress"]) == 0
+    # the cache belongs to one autoencoder and one data config
+    assert cli.main(["train", *base, f"latent.cache={cache}", "data.seed=1", *T2V_TINY,
+                     f"train.out_dir={tmp_path / 'r2'}", "--no-progress"]) == 2
+    assert "stale" in capsys.readouterr().err
+    assert cli.main(["train", "configs/tiny.yaml", f"latent.autoencoder={frame_vae}", f"latent.cache={cache}",
+                     *T2V_TINY, f"train.out_dir={tmp_path / 'r3'}", "--no-progress"]) == 2
+    assert "stale" in capsys.readouterr().err
+    (cache / "shard_00000.safetensors").write_bytes(b"garbage")
+    assert cli.main(["train", *base, f"latent.cache={cache}", *T2V_TINY, f"train.out_dir={tmp_path / 'r4'}",
+                     "--no-progress"]) == 2
+    assert "sha256" in capsys.readouterr().err
+    assert cli.main(["cache-latents", *base, "--samples", "2", "--out", str(cache)]) == 2  # never overwritten
+    assert cli.main(["cache-latents", "configs/tiny.yaml", "--samples", "2", "--out", str(tmp_path / "c")]) == 2
+    assert "latent.autoencoder" in capsys.readouterr().err
