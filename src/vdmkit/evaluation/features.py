@@ -570,6 +570,16 @@ class C3D(nn.Module):
         return self.fc8(x)                                                 # (N, 101)
 
 
+def c3d_reference_shapes() -> dict[str, tuple[int, ...]]:
+    """Array names and shapes of ``conv3d_deepnetA_ucf.npz`` (chainer ``W``/``b`` of each link)."""
+    shapes = {}
+    for name, cin, cout in C3D_CONVS:
+        shapes[f"{name}/W"], shapes[f"{name}/b"] = (cout, cin, 3, 3, 3), (cout,)
+    for name, cin, cout in (("fc6", 512 * 4 * 4, 4096), ("fc7", 4096, 4096), ("fc8", 4096, C3D_CLASSES)):
+        shapes[f"{name}/W"], shapes[f"{name}/b"] = (cout, cin), (cout,)
+    return shapes
+
+
 def _read_npz(path: Path, spec: WeightFile) -> dict[str, np.ndarray]:
     """Arrays of an ``.npz`` without pickle (``allow_pickle=False``)."""
     try:
@@ -588,26 +598,24 @@ def load_c3d(path: str | os.PathLike, *, expected_sha256=_PINNED, expected_mean_
     record = verify_weight_file(C3D_UCF101, file, expected_sha256)
     mean_record = verify_weight_file(C3D_MEAN, mean_file, expected_mean_sha256)
     arrays = _read_npz(file, C3D_UCF101)
-    model = C3D()
-    state, missing = {}, []
-    for name, module in [*model.convs.items(), ("fc6", model.fc6), ("fc7", model.fc7), ("fc8", model.fc8)]:
-        prefix = f"convs.{name}." if name.startswith("conv") else f"{name}."
-        for ours, theirs in (("weight", "W"), ("bias", "b")):
-            key = f"{name}/{theirs}"
-            if key not in arrays:
-                missing.append(key)
-                continue
-            state[prefix + ours] = torch.from_numpy(np.ascontiguousarray(arrays[key], dtype=np.float32))
-    own = model.state_dict()
-    bad = [f"{k} {tuple(v.shape)} != {tuple(own[k].shape)}" for k, v in state.items() if v.shape != own[k].shape]
-    if missing or bad:
+    shapes = c3d_reference_shapes()
+    missing = [k for k in shapes if k not in arrays]
+    bad = [f"{k} {arrays[k].shape} != {shapes[k]}" for k in shapes if k in arrays and arrays[k].shape != shapes[k]]
+    if missing or bad:  # checked before the 78M-parameter network is built
         raise CheckpointMismatchError(f"{str(file)!r} does not fit TGANv2's C3D: missing {missing[:8]}, "
                                       f"mis-shaped {bad[:4]}")
-    model.load_state_dict(state)
     mean = _read_npz(mean_file, C3D_MEAN).get("mean")
     if mean is None or mean.shape != (3, C3D_FRAMES, 128, 128):
         raise CheckpointMismatchError(f"{str(mean_file)!r}: expected an array 'mean' of shape (3, 16, 128, 128), got "
                                       f"{None if mean is None else mean.shape}")
+    model = C3D()
+    state = {}
+    for key in shapes:
+        name, kind = key.split("/")
+        prefix = f"convs.{name}." if name.startswith("conv") else f"{name}."
+        state[prefix + ("weight" if kind == "W" else "bias")] = torch.from_numpy(
+            np.ascontiguousarray(arrays[key], dtype=np.float32))
+    model.load_state_dict(state)
     crop = slice(C3D_MEAN_CROP, C3D_MEAN_CROP + C3D_SIZE)
     model.register_buffer("mean", torch.from_numpy(np.ascontiguousarray(mean[:, :, crop, crop], dtype=np.float32)))
     model.eval().requires_grad_(False)
