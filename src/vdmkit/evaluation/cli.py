@@ -59,7 +59,7 @@ def _cmd_eval(args) -> int:
     if args.html:
         written.append(write_report_html(ev, args.html))
     for name, m in ev.report["metrics"].items():
-        extra = f" ± {m['std']:.4g}" if "std" in m else ""
+        extra = f" ± {m['std']:.4g}" if m.get("splits", 1) > 1 else ""
         print(f"{name:8s} {m['value']:.6g}{extra}")
     for path in written:
         print(f"saved {path}")

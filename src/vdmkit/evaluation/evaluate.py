@@ -79,6 +79,16 @@ def prepare_clip(frames: np.ndarray, start: int, protocol: Protocol) -> torch.Te
     return clip.permute(1, 0, 2, 3).contiguous()  # (3, T, H, W)
 
 
+def clip_preprocessing(protocol: Protocol) -> dict:
+    """What :func:`prepare_clip` does, for the report (each extractor records its own on top)."""
+    r = protocol.resolution
+    return {"decode": "PyAV, every frame to uint8 RGB (read_video)",
+            "frames": f"{protocol.frames} frames at stride {protocol.stride} (real: {protocol.real_clips}; fake: from 0)",
+            "resize": (f"shorter side to {r}, torch bilinear antialias=True align_corners=False, centre crop {r}x{r}"
+                       if r is not None else "none: sizes kept, real and fake must match"),
+            "values": "float [-1, 1] = uint8 / 127.5 - 1"}
+
+
 def clip_span(protocol: Protocol) -> int:
     """Frames a video needs for one clip."""
     return protocol.stride * (protocol.frames - 1) + 1
@@ -553,7 +563,7 @@ def evaluate(real, fake, *, metrics=None, protocol: str | Protocol = "folders", 
         "protocol": dataclasses.asdict(protocol), "metrics_requested": list(metrics), "strict": strict,
         "metrics": body.pop("metrics"), "counts": body.pop("counts"), "clip_shape": body.pop("clip_shape"),
         "real": {"argument": str(real), **real_src.describe()}, "fake": {"argument": str(fake), **fake_src.describe()},
-        "extractors": ext.records, "software": software_versions(),
+        "preprocessing": clip_preprocessing(protocol), "extractors": ext.records, "software": software_versions(),
         "seeds": {"protocol": protocol.seed, "real_clip_offsets": f"RandomState({protocol.seed})"
                   if protocol.real_clips == "random" else None,
                   "shapes_real": protocol.seed, "shapes_fake": protocol.seed + 1, "noise_fake": protocol.seed + 2,

@@ -17,7 +17,7 @@ from vdmkit.io.atomic import write_text_atomic
 
 REPORT_FORMAT = "vdmkit-eval-report"
 # report fields that change a number: two reports that differ here are not comparable
-COMPARABLE_KEYS = ("protocol", "extractors", "counts", "clip_shape")
+COMPARABLE_KEYS = ("protocol", "preprocessing", "extractors", "counts", "clip_shape")
 EXTRACTOR_KEYS = ("name", "sha256", "preprocessing")
 
 
@@ -190,7 +190,7 @@ def render_html(ev) -> str:
              f"<p>{html.escape(r['protocol']['description'])}</p><h2>Metrics</h2>"]
     rows = []
     for name, m in r.get("metrics", {}).items():
-        rows.append((name, f"{m['value']:.6g}" + (f" ± {m['std']:.3g}" if "std" in m else "")))
+        rows.append((name, f"{m['value']:.6g}" + (f" ± {m['std']:.3g}" if m.get("splits", 1) > 1 else "")))
     parts.append(_table(rows))
     for name, m in r.get("metrics", {}).items():
         parts.append(f"<details><summary>{html.escape(name)} details</summary>{_table(m.items())}</details>")
@@ -204,6 +204,7 @@ def render_html(ev) -> str:
         if png:
             parts.append(f"<h2>Sample frames: {role}</h2><img alt='{role} frames' src='data:image/png;base64,{png}'>")
     parts.append("<h2>Protocol</h2>" + _table(r["protocol"].items()))
+    parts.append("<h2>Preprocessing</h2>" + _table(r.get("preprocessing", {}).items()))
     parts.append("<h2>Counts</h2>" + _table([("real", r["counts"]["real"]), ("fake", r["counts"]["fake"]),
                                              ("clip (C, T, H, W)", r.get("clip_shape"))]))
     for role in ("real", "fake"):
