@@ -41,8 +41,8 @@ def clips(tmp_path_factory):
 
 
 def config(root, **kw):
-    base = dict(kind="folder", root=str(root), size=16, frames=8, lengths=(4, 8), aspect_ratios=(0.75, 1.0, 1.7778),
-                multiple=8, fps=8.0, image_ratio=0.25)
+    base = {"kind": "folder", "root": str(root), "size": 16, "frames": 8, "lengths": (4, 8),
+            "aspect_ratios": (0.75, 1.0, 1.7778), "multiple": 8, "fps": 8.0, "image_ratio": 0.25}
     return VideoDataConfig(**{**base, **kw})
 
 

@@ -12,7 +12,13 @@ import numpy as np
 import pytest
 
 from vdmkit.errors import InvalidVideoError
-from vdmkit.io.decode import ClipTooShortError, DecodeLimits, decode, probe_video, read_clip
+from vdmkit.io.decode import (
+    ClipTooShortError,
+    DecodeLimits,
+    decode,
+    probe_video,
+    read_clip,
+)
 from vdmkit.io.video import read_video, write_video
 
 

@@ -21,7 +21,12 @@ import yaml
 
 from vdmkit.curation.config import CurateConfig
 from vdmkit.curation.hooks import CAPTIONERS, SCORERS, Captioner, Scorer
-from vdmkit.curation.scores import black_level, motion_score, scene_cuts, scenes_from_cuts
+from vdmkit.curation.scores import (
+    black_level,
+    motion_score,
+    scene_cuts,
+    scenes_from_cuts,
+)
 from vdmkit.data.captions import check_caption
 from vdmkit.errors import DatasetError, InvalidVideoError, VdmkitError
 from vdmkit.io.atomic import atomic_path, write_text_atomic

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 
 LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)  # ITU-R BT.601
@@ -38,8 +40,7 @@ def scene_cuts(frames: np.ndarray, timestamps: np.ndarray, threshold: float = 27
 
 def scenes_from_cuts(cuts: list[float], start: float, end: float) -> list[list[float]]:
     """``[[start, end], ...]`` seconds of each shot, covering ``[start, end]``."""
-    bounds = [start, *cuts, end]
-    return [[round(a, 4), round(b, 4)] for a, b in zip(bounds[:-1], bounds[1:])]
+    return [[round(a, 4), round(b, 4)] for a, b in itertools.pairwise([start, *cuts, end])]
 
 
 def motion_score(frames: np.ndarray, timestamps: np.ndarray, pairs: int = 16,

@@ -30,7 +30,13 @@ import torch.nn.functional as F
 from vdmkit.data.captions import CaptionRow
 from vdmkit.data.video_text import VideoDataConfig, list_samples
 from vdmkit.errors import DatasetError, InvalidVideoError
-from vdmkit.io.decode import ClipTooShortError, DecodeLimits, VideoInfo, decode, read_clip
+from vdmkit.io.decode import (
+    ClipTooShortError,
+    DecodeLimits,
+    VideoInfo,
+    decode,
+    read_clip,
+)
 from vdmkit.video import from_uint8
 
 log = logging.getLogger(__name__)

@@ -23,7 +23,13 @@ import tarfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from vdmkit.data.captions import CaptionRow, check_caption, read_caption_file, resolve_under, safe_member
+from vdmkit.data.captions import (
+    CaptionRow,
+    check_caption,
+    read_caption_file,
+    resolve_under,
+    safe_member,
+)
 from vdmkit.errors import ConfigError, DatasetError
 from vdmkit.io.atomic import atomic_path
 from vdmkit.io.decode import IMAGE_SUFFIXES, VIDEO_SUFFIXES

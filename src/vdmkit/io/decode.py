@@ -189,7 +189,7 @@ def decode(path: str | os.PathLike, *, rgb: bool = True, max_side: int | None = 
                         break
                     if start is not None and t < start or only is not None and t not in only:
                         continue
-                    rotation = int(round((frame.rotation or 0) / 90)) * 90 % 360
+                    rotation = round((frame.rotation or 0) / 90) * 90 % 360
                     if rgb:
                         size = size or _scaled(frame.width, frame.height, max_side) or (frame.width, frame.height)
                         frames.append(_rgb(frame, size, rotation))
