@@ -44,7 +44,7 @@ class Protocol:
     metrics: tuple[str, ...] = ("fvd",)  # computed when no --metrics are given
     video_extractor: str = "i3d"  # features for fvd/kvd: "i3d" (StyleGAN-V TorchScript) or "shapes"
     is_splits: int = 10
-    class_conditional: bool = False  # real labels are class folders; fake labels are compared with them
+    class_conditional: bool = False  # labels are class folders; both sets' label counts go into the report
     captions: str = "first"  # MSR-VTT: "first" caption of each test video, or "all" captions
     real_split: str = "every video file under --real, sorted"
 
