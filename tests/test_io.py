@@ -58,3 +58,21 @@ def test_read_video_errors(tmp_path):
     (tmp_path / "text.mp4").write_text("hello, not a video")
     with pytest.raises(InvalidVideoError):
         read_video(tmp_path / "text.mp4")
+
+
+def test_atomic_writes_get_the_usual_file_mode(tmp_path):
+    """mkstemp's private 0600 must not leak into reports and videos; an existing file keeps its mode."""
+    import os
+    import stat
+
+    from vdmkit.io.atomic import write_text_atomic
+
+    mask = os.umask(0o022)
+    try:
+        write_text_atomic(tmp_path / "report.json", "{}")
+        assert stat.S_IMODE((tmp_path / "report.json").stat().st_mode) == 0o644
+        os.chmod(tmp_path / "report.json", 0o640)
+        write_text_atomic(tmp_path / "report.json", "{}")
+        assert stat.S_IMODE((tmp_path / "report.json").stat().st_mode) == 0o640
+    finally:
+        os.umask(mask)

@@ -21,11 +21,19 @@ def atomic_path(target: str | os.PathLike):
     tmp = Path(tmp)
     try:
         yield tmp
+        # mkstemp makes the file private (0600); give it the mode a plain open() would (or the old file's)
+        os.chmod(tmp, target.stat().st_mode & 0o7777 if target.exists() else 0o666 & ~_umask())
         fsync_file(tmp)
         os.replace(tmp, target)
         fsync_dir(target.parent)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def fsync_file(path: Path) -> None:
