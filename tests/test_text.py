@@ -18,6 +18,16 @@ def test_encodes_shapes_and_pools():
     assert c.mask.tolist()[1] == [True] + [False] * 5  # "" is <bos> only: the unconditional prompt
 
 
+def test_pooling_first_or_masked_mean():
+    first, mean = encoder(pooling="first"), encoder(pooling="mean")
+    c1, c2 = first(["a red circle moving left", ""]), mean(["a red circle moving left", ""])
+    torch.testing.assert_close(c1.pooled, c1.tokens[:, 0])
+    torch.testing.assert_close(c2.pooled[0], c2.tokens[0].mean(0))  # every token is real in the first prompt
+    torch.testing.assert_close(c2.pooled[1], c2.tokens[1, 0])  # padding is not averaged in
+    with pytest.raises(ConfigError, match="pooling"):
+        encoder(pooling="max")
+
+
 def test_unknown_words_are_reported_not_dropped():
     enc = encoder()
     with pytest.warns(VocabularyWarning, match="triangle"):

@@ -77,6 +77,9 @@ class WordTokenizer:
         return ids, ids != self.index[PAD]
 
 
+POOLINGS = ("mean", "first")
+
+
 @dataclass
 class WordEncoderConfig:
     vocab: tuple[str, ...] = ()
@@ -84,6 +87,13 @@ class WordEncoderConfig:
     layers: int = 2
     heads: int = 4
     max_length: int = 16
+    # pooled vector (the backbone's FiLM input): the "first" token's output (a CLS-style read; trained from
+    # scratch it barely moves with words late in the prompt) or the "mean" of the prompt's token features
+    pooling: str = "first"
+
+    def __post_init__(self):
+        if self.pooling not in POOLINGS:
+            raise ConfigError(f"text.pooling={self.pooling!r} unknown; valid: {', '.join(POOLINGS)}")
 
 
 class WordTextEncoder(nn.Module):
@@ -112,4 +122,9 @@ class WordTextEncoder(nn.Module):
         ids, mask = ids.to(self.pos.device), mask.to(self.pos.device)
         h = self.embed(ids) + self.pos[:, : ids.shape[1]]  # (B, L, D)
         h = self.norm(self.encoder(h, src_key_padding_mask=~mask))
-        return TextCondition(tokens=h, mask=mask, pooled=h[:, 0])
+        if self.cfg.pooling == "first":
+            pooled = h[:, 0]
+        else:
+            m = mask[..., None].to(h.dtype)
+            pooled = (h * m).sum(1) / m.sum(1).clamp(min=1)
+        return TextCondition(tokens=h, mask=mask, pooled=pooled)

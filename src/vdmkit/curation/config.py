@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from pathlib import Path
 
 from vdmkit.errors import ConfigError
 from vdmkit.io.decode import DecodeLimits
@@ -54,17 +53,6 @@ class CurateConfig:
 
 def load_curate_config(path: str | os.PathLike | None) -> CurateConfig:
     """Thresholds from a YAML file (unknown keys are errors), or the defaults when ``path`` is None."""
-    import yaml
+    from vdmkit.config import load_config
 
-    from vdmkit.config import from_dict
-
-    if path is None:
-        return CurateConfig()
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"curation config {str(path)!r} not found")
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except (yaml.YAMLError, UnicodeDecodeError) as e:
-        raise ConfigError(f"curation config {str(path)!r} is not valid YAML: {e}") from e
-    return from_dict(CurateConfig, data, "curate")
+    return load_config(path, cls=CurateConfig)
