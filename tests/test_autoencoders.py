@@ -226,7 +226,7 @@ def test_autoencoder_config_errors(overrides, match):
 
 
 TINY_RUN = ["model.block_out_channels=[8,16]", "model.norm_num_groups=4", "data.size=16", "train.batch_size=2",
-            "train.checkpoint_every=2", "train.log_every=1", "train.eval_videos=2", "train.threads=1"]
+            "train.checkpoint_every=2", "train.log_every=1", "train.eval_videos=2", "train.threads=1", "train.init_from="]
 
 
 def test_cli_train_vae_resume_and_load(tmp_path, capsys):
@@ -254,6 +254,32 @@ def test_cli_train_vae_gan_term_runs(tmp_path):
                  f"train.out_dir={out}", "--no-progress"]) == 0
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert all("d_loss" in r for r in rows if "loss" in r)
+
+
+def test_video_vae_inflated_from_a_frame_vae(tmp_path, capsys):
+    """init_from: the video VAE starts as the frame VAE on every frame (images round-trip identically)."""
+    frame = tmp_path / "frame"
+    assert main(["train-vae", "configs/vae_frame.yaml", *TINY_RUN, "data.frames=1", "train.steps=2",
+                 f"train.out_dir={frame}", "--no-progress"]) == 0
+    source = load_autoencoder(frame)
+    video = VideoVAE(VideoVAEConfig(block_out_channels=(8, 16), temporal_downsample=(True,), norm_num_groups=4)).eval()
+    from vdmkit.autoencoders.video_vae import inflate_frame_vae
+
+    assert inflate_frame_vae(video, source.state_dict()) == len(video.state_dict())
+    x = torch.rand(2, 3, 1, 16, 16) * 2 - 1
+    with torch.no_grad():
+        torch.testing.assert_close(video.encode(x).mean, source.encode(x).mean, atol=1e-5, rtol=1e-5)
+        z = torch.randn(2, 4, 1, 8, 8)
+        torch.testing.assert_close(video.decode(z), source.decode(z), atol=1e-5, rtol=1e-5)
+    wider = VideoVAE(VideoVAEConfig(block_out_channels=(8, 24), temporal_downsample=(True,), norm_num_groups=4))
+    with pytest.raises(CheckpointMismatchError, match="does not fit"):
+        inflate_frame_vae(wider, source.state_dict())
+    out = tmp_path / "video"
+    assert main(["train-vae", "configs/vae_video.yaml", *TINY_RUN, "model.temporal_downsample=[true]", "data.frames=3",
+                 "train.steps=2", f"train.init_from={frame}", f"train.out_dir={out}", "--no-progress"]) == 0
+    assert main(["train-vae", "configs/vae_frame.yaml", *TINY_RUN, "data.frames=1", "train.steps=2",
+                 f"train.init_from={out}", f"train.out_dir={tmp_path / 'x'}", "--no-progress"]) == 2
+    assert "must be a frame VAE" in capsys.readouterr().err
 
 
 def test_load_autoencoder_rejects_other_checkpoints(tmp_path):

@@ -14,7 +14,8 @@ from vdmkit.errors import ConfigError, ConstraintError, NonFiniteError
 from vdmkit.pipelines.text2video import TextToVideo
 
 VAE_TINY = ["model.block_out_channels=[8,16]", "model.norm_num_groups=4", "data.size=16", "train.batch_size=2",
-            "train.steps=2", "train.checkpoint_every=2", "train.eval_videos=2", "train.threads=1"]
+            "train.steps=2", "train.checkpoint_every=2", "train.eval_videos=2", "train.threads=1",
+            "train.init_from="]
 T2V_TINY = ["train.precision=fp32", "train.steps=2", "train.sample_every=2", "train.checkpoint_every=2"]
 
 

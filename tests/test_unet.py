@@ -74,7 +74,8 @@ def test_bad_configs(kw):
         UNet3DConfig(**kw)
 
 
-@pytest.mark.parametrize("kw", [{"frame_position": "none"}, {"spatial_position": "none"}, {"temporal_text": False}])
+@pytest.mark.parametrize("kw", [{"frame_position": "none"}, {"spatial_position": "none"}, {"temporal_text": False},
+                                {"position_in_cross": True}])
 def test_feature_switches_run(kw):
     m = tiny(**kw)
     x = torch.randn(2, 3, 3, 16, 16)
@@ -102,3 +103,17 @@ def test_frame_positions_let_temporal_attention_tell_frames_apart(position, fram
         y = m(x, torch.tensor([250]), text(1))
     spread = ((y - y[:, :, :1]).abs().max() / y.abs().max()).item()  # frame-to-frame difference, relative
     assert (spread > 1e-3) == frame_aware and (spread < 1e-5) != frame_aware, spread
+
+
+def test_position_in_cross_changes_only_the_cross_attention_queries():
+    """No new weights; with them the prompt read differs from pixel to pixel and frame to frame."""
+    plain, positioned = tiny(), tiny(position_in_cross=True)
+    assert plain.state_dict().keys() == positioned.state_dict().keys()
+    for name, p in plain.named_parameters():
+        torch.nn.init.normal_(p, std=0.2)
+    positioned.load_state_dict(plain.state_dict())
+    x = torch.randn(1, 3, 4, 16, 16)
+    with torch.no_grad():
+        a, b = plain(x, torch.tensor([500]), text(1)), positioned(x, torch.tensor([500]), text(1))
+        assert (a - b).abs().max() > 1e-3
+        torch.testing.assert_close(plain(x, torch.tensor([500]), None), positioned(x, torch.tensor([500]), None))

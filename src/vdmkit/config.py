@@ -219,6 +219,8 @@ class AETrainConfig:
     kl_weight: float = 1e-6
     gan_weight: float = 0.0  # > 0 adds a hinge patch-GAN term (needs no downloaded weights)
     gan_start: int = 0  # step at which the GAN term starts
+    # start from a trained frame VAE run/checkpoint: copied into a frame VAE, inflated into a video VAE
+    init_from: str = ""
     precision: str = "bf16"
     seed: int = 0
     threads: int = 0

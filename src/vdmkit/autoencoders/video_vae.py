@@ -280,3 +280,44 @@ class VideoVAE(Autoencoder):
     def _decode_chunked(self, z: torch.Tensor, frame_chunk: int | None) -> torch.Tensor:
         """``frame_chunk`` counts latent frames after the first."""
         return self._run(lambda v, c: self.decoder(self.post_quant_conv(v), c), z, frame_chunk, 1)
+
+
+def inflate_frame_vae(video: VideoVAE, frame_state: dict[str, torch.Tensor]) -> int:
+    """Initialise ``video`` from a frame VAE's weights (the same channels, levels and latent channels).
+
+    Each 2D convolution becomes the causal 3D convolution that applies it to the current frame only (its
+    kernel sits at the last temporal tap, the others are zero), so before any training the video VAE is
+    the frame VAE on every frame, except that time is averaged in pairs and repeated on the way back:
+    fine-tuning then only has to learn the temporal compression (as CogVideoX and Open-Sora-Plan start
+    their causal VAEs from an image VAE). Returns the number of tensors copied.
+    """
+    from vdmkit.errors import CheckpointMismatchError
+
+    own = video.state_dict()
+    new, missing, bad = {}, [], []
+    for key, target in own.items():
+        source_key = key if key in frame_state else None
+        if source_key is None and (key.endswith(".conv.weight") or key.endswith(".conv.bias")):
+            stripped = key[: key.rindex(".conv.")] + key[key.rindex(".conv.") + len(".conv"):]
+            source_key = stripped if stripped in frame_state else None
+        if source_key is None:
+            missing.append(key)
+            continue
+        w = frame_state[source_key]
+        if target.ndim == 5 and w.ndim == 4:  # (O, I, h, w) -> (O, I, kt, h, w), current frame only
+            inflated = torch.zeros_like(target)
+            if inflated.shape[:2] + inflated.shape[3:] != w.shape:
+                bad.append(f"{key}: {tuple(w.shape)} vs {tuple(target.shape)}")
+                continue
+            inflated[:, :, -1] = w
+            w = inflated
+        if w.shape != target.shape:
+            bad.append(f"{key}: {tuple(w.shape)} vs {tuple(target.shape)}")
+            continue
+        new[key] = w
+    if missing or bad:
+        raise CheckpointMismatchError(f"the frame VAE does not fit this video VAE (same block_out_channels, "
+                                      f"layers_per_block, latent_channels and norm groups needed): missing "
+                                      f"{missing[:4]}, shape mismatch {bad[:4]}")
+    video.load_state_dict(new)
+    return len(new)

@@ -54,6 +54,10 @@ class UNet3DConfig:
     # translation-equivariant, so without it "where" (a shape starting on the right when the prompt says it
     # moves left) can only be inferred from the zero padding at the borders.
     spatial_position: str = "sinusoidal"
+    # the same positions also enter the cross-attention queries (the pixel's in the spatial one, the frame's
+    # in the temporal one), so how much a pixel of a frame reads each prompt word can depend on where and
+    # when it is: one layer couples "left"/"right" with position and time instead of several
+    position_in_cross: bool = False
 
     def __post_init__(self):
         self.channels = tuple(int(c) for c in self.channels)
@@ -132,10 +136,11 @@ class SpaceTimeAttention(nn.Module):
     """Factorised attention: spatial self-attention, cross-attention to text, temporal self-attention."""
 
     def __init__(self, dim: int, head_dim: int, text_dim: int, frame_position: str = "sinusoidal",
-                 temporal_text: bool = False, spatial_position: str = "none"):
+                 temporal_text: bool = False, spatial_position: str = "none", position_in_cross: bool = False):
         super().__init__()
         self.frame_position = frame_position
         self.spatial_position = spatial_position
+        self.position_in_cross = position_in_cross
         heads = dim // head_dim
         self.norm_spatial = nn.LayerNorm(dim)
         self.spatial = Attention(dim, heads)
@@ -151,20 +156,30 @@ class SpaceTimeAttention(nn.Module):
         b, _, t, h, w = x.shape
         s = rearrange(x, "b c t h w -> (b t) (h w) c")
         q = self.norm_spatial(s)
+        pos = None
         if self.spatial_position == "sinusoidal":
-            q = q + grid_position_embedding(h, w, s.shape[-1], s.device).to(q.dtype)  # (H*W, C)
+            pos = grid_position_embedding(h, w, s.shape[-1], s.device).to(q.dtype)  # (H*W, C)
+            q = q + pos
         s = s + self.spatial(q)
         if self.cross is not None and text is not None:
-            s = s + self.cross(self.norm_cross(s), *repeat_text(text, t))  # one copy per frame
+            q = self.norm_cross(s)
+            if self.position_in_cross and pos is not None:
+                q = q + pos
+            s = s + self.cross(q, *repeat_text(text, t))  # one copy per frame
         if t == 1:
             return rearrange(s, "(b t) (h w) c -> b c t h w", t=t, h=h)
         s = rearrange(s, "(b t) (h w) c -> (b h w) t c", t=t, h=h)
         q = self.norm_temporal(s)
+        pos = None
         if self.frame_position == "sinusoidal":
-            q = q + timestep_embedding(torch.arange(t, device=s.device), s.shape[-1]).to(q.dtype)  # (T, C)
+            pos = timestep_embedding(torch.arange(t, device=s.device), s.shape[-1]).to(q.dtype)  # (T, C)
+            q = q + pos
         s = s + self.temporal(q, mask=self.position(t))
         if self.temporal_cross is not None and text is not None:  # each pixel's frame sequence reads the prompt
-            s = s + self.temporal_cross(self.norm_temporal_cross(s), *repeat_text(text, h * w))  # one per pixel
+            q = self.norm_temporal_cross(s)
+            if self.position_in_cross and pos is not None:
+                q = q + pos
+            s = s + self.temporal_cross(q, *repeat_text(text, h * w))  # one per pixel
         return rearrange(s, "(b h w) t c -> b c t h w", b=b, h=h)
 
 
@@ -177,7 +192,7 @@ class Level(nn.Module):
                                  for c in c_ins)
         self.attn = nn.ModuleList(
             SpaceTimeAttention(c_out, cfg.head_dim, cfg.text_dim, cfg.frame_position, cfg.temporal_text,
-                               cfg.spatial_position)
+                               cfg.spatial_position, cfg.position_in_cross)
             if attention else nn.Identity() for _ in c_ins)
 
 

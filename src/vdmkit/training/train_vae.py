@@ -63,6 +63,8 @@ def train_autoencoder(cfg: AERunConfig, *, resume: bool = False, progress: bool 
     step = 0
     if start_ckpt is not None:
         step = _load_state(start_ckpt, cfg, model, disc, opt, opt_d, generator)
+    elif tc.init_from:
+        initialise_from(model, tc.init_from)
     out.mkdir(parents=True, exist_ok=True)
     write_text_atomic(out / "config.yaml", dump_config(cfg))
     metrics = open(out / "metrics.jsonl", "a", encoding="utf-8")
@@ -122,6 +124,22 @@ def train_autoencoder(cfg: AERunConfig, *, resume: bool = False, progress: bool 
         bar.close()
         metrics.close()
     return out
+
+
+def initialise_from(model, path: str) -> None:
+    """Start from a trained frame VAE: its weights as they are, or inflated into a causal video VAE."""
+    from vdmkit.autoencoders.frame_vae import FrameVAE
+    from vdmkit.autoencoders.load import load_autoencoder
+    from vdmkit.autoencoders.video_vae import VideoVAE, inflate_frame_vae
+    from vdmkit.pipelines.text2video import load_strict
+
+    source = load_autoencoder(path)
+    if not isinstance(source, FrameVAE):
+        raise ConfigError(f"train.init_from={path!r} is a {source.kind}; it must be a frame VAE run or checkpoint")
+    if isinstance(model, VideoVAE):
+        inflate_frame_vae(model, source.state_dict())
+    else:
+        load_strict(model, source.state_dict(), path)
 
 
 @torch.no_grad()
