@@ -74,8 +74,14 @@ def test_latent_train_and_sample_end_to_end(tmp_path, video_vae, capsys):
                      "--out", str(out), "--vae-frame-chunk", "1"]) == 0
     meta = json.loads((tmp_path / "latent.mp4.json").read_text())
     assert meta["autoencoder"] == "video_vae" and meta["frames"] == 5 and meta["decode"] == {"frame_chunk": 1}
-    pipe = TextToVideo.from_pretrained(run)  # the checkpoint carries the autoencoder: no path needed
+    pipe = TextToVideo.from_pretrained(run)  # the checkpoint carries the trained autoencoder: no path needed
     assert pipe.autoencoder is not None and not any(p.requires_grad for p in pipe.autoencoder.parameters())
+    from vdmkit.autoencoders.load import load_autoencoder
+
+    trained = load_autoencoder(video_vae)
+    assert pipe.autoencoder.scaling_factor == trained.scaling_factor != 1.0
+    for k, v in trained.state_dict().items():
+        torch.testing.assert_close(pipe.autoencoder.state_dict()[k], v, atol=0, rtol=0)
     video = pipe(["a red circle moving left"], steps=2, frames=9)
     assert video.shape == (1, 3, 9, 16, 16) and video.abs().max() <= 1
     with pytest.raises(ConstraintError, match="temporal compression 2"):
@@ -111,10 +117,7 @@ def test_latent_cache_round_trip_and_staleness(tmp_path, video_vae, frame_vae, c
 
     stored = LatentCache(cache, cfg)
     pipe = TextToVideo(cfg)
-    pipe.autoencoder.load_state_dict(__import__("vdmkit.autoencoders.load", fromlist=["x"]).load_autoencoder(
-        video_vae).state_dict())
-    pipe.autoencoder.scaling_factor = cfg.latent.autoencoder_config().scaling_factor
-    pipe.autoencoder.shift_factor = cfg.latent.autoencoder_config().shift_factor
+    pipe.load_autoencoder_weights()
     videos, captions = ShapesDataset(cfg.data).batch(4, 2)
     latents, cached_captions = stored.batch(4, 2)
     assert cached_captions == captions

@@ -54,9 +54,9 @@ class UNet3DConfig:
     # translation-equivariant, so without it "where" (a shape starting on the right when the prompt says it
     # moves left) can only be inferred from the zero padding at the borders.
     spatial_position: str = "sinusoidal"
-    # the same positions also enter the cross-attention queries (the pixel's in the spatial one, the frame's
-    # in the temporal one), so how much a pixel of a frame reads each prompt word can depend on where and
-    # when it is: one layer couples "left"/"right" with position and time instead of several
+    # the same positions also enter the cross-attention queries (pixel + frame in the spatial one, frame in
+    # the temporal one), so how much a pixel of a frame reads each prompt word depends on where and when it
+    # is: one layer couples "left"/"right" with position and time instead of several
     position_in_cross: bool = False
 
     def __post_init__(self):
@@ -152,6 +152,20 @@ class SpaceTimeAttention(nn.Module):
         self.norm_temporal_cross = nn.LayerNorm(dim) if text_dim and temporal_text else None
         self.temporal_cross = Attention(dim, heads, context_dim=text_dim) if text_dim and temporal_text else None
 
+    def _cross_position(self, t: int, h: int, w: int, q: torch.Tensor) -> torch.Tensor:
+        """Pixel + frame positions for the spatial cross-attention queries, ((B*T), H*W, C)-broadcastable.
+
+        Their sum enters the logits additively, so each word's attention weight factorises into a function of
+        where times a function of when: a band moving across the frame, whose direction the word picks.
+        """
+        c = q.shape[-1]
+        pos = torch.zeros(t, h * w, c, device=q.device, dtype=q.dtype)
+        if self.spatial_position == "sinusoidal":
+            pos = pos + grid_position_embedding(h, w, c, q.device).to(q.dtype)[None]
+        if self.frame_position == "sinusoidal":
+            pos = pos + timestep_embedding(torch.arange(t, device=q.device), c).to(q.dtype)[:, None]
+        return pos.repeat(q.shape[0] // t, 1, 1)
+
     def forward(self, x: torch.Tensor, text: TextCondition | None) -> torch.Tensor:
         b, _, t, h, w = x.shape
         s = rearrange(x, "b c t h w -> (b t) (h w) c")
@@ -163,8 +177,8 @@ class SpaceTimeAttention(nn.Module):
         s = s + self.spatial(q)
         if self.cross is not None and text is not None:
             q = self.norm_cross(s)
-            if self.position_in_cross and pos is not None:
-                q = q + pos
+            if self.position_in_cross:
+                q = q + self._cross_position(t, h, w, q)
             s = s + self.cross(q, *repeat_text(text, t))  # one copy per frame
         if t == 1:
             return rearrange(s, "(b t) (h w) c -> b c t h w", t=t, h=h)

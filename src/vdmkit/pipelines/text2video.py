@@ -41,6 +41,18 @@ class TextToVideo(nn.Module):
 
             self.autoencoder = build_autoencoder(cfg.latent.kind, cfg.latent.model).eval().requires_grad_(False)
 
+    def load_autoencoder_weights(self) -> None:
+        """Copy the trained autoencoder named by ``cfg.latent`` into this pipeline (training starts here)."""
+        from vdmkit.autoencoders.load import load_autoencoder
+        from vdmkit.errors import ConfigError
+
+        source = load_autoencoder(self.cfg.latent.autoencoder)
+        if source.sha256 != self.cfg.latent.sha256:
+            raise ConfigError(f"the autoencoder at {self.cfg.latent.autoencoder!r} changed since this run's config "
+                              f"recorded it (sha256 {self.cfg.latent.sha256[:12]}..., now {source.sha256[:12]}...)")
+        load_strict(self.autoencoder, source.state_dict(), Path(self.cfg.latent.autoencoder))
+        self.autoencoder.scaling_factor, self.autoencoder.shift_factor = source.scaling_factor, source.shift_factor
+
     def train(self, mode: bool = True):
         super().train(mode)
         if self.autoencoder is not None:

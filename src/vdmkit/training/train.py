@@ -67,6 +67,8 @@ def train(cfg: RunConfig, *, resume: bool = False, progress: bool = True) -> Pat
     else:
         dataset = build_dataset(cfg.data, batch_size=tc.batch_size)  # shapes, or real clips in buckets
     pipe = TextToVideo(cfg).train()
+    if cfg.latent.enabled:
+        pipe.load_autoencoder_weights()  # the frozen, trained autoencoder: it travels in every checkpoint
     ema = copy.deepcopy(pipe).eval().requires_grad_(False)
     params = [p for p in pipe.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=tc.lr, weight_decay=tc.weight_decay, betas=(0.9, 0.999))
@@ -74,6 +76,9 @@ def train(cfg: RunConfig, *, resume: bool = False, progress: bool = True) -> Pat
     step = 0
     if start_ckpt is not None:
         step = _load_training_state(start_ckpt, cfg, pipe, ema, opt, generator)
+        if cfg.latent.enabled:  # frozen: always the recorded autoencoder, whatever an older checkpoint held
+            pipe.load_autoencoder_weights()
+            ema.load_autoencoder_weights()
     out.mkdir(parents=True, exist_ok=True)
     write_text_atomic(out / "config.yaml", dump_config(cfg))
     metrics = open(out / "metrics.jsonl", "a", encoding="utf-8")
