@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from vdmkit.config import RunConfig, dump_config, to_dict
+from vdmkit.config import RunConfig, dump_config, from_dict, to_dict
 from vdmkit.data.loader import build_dataset
 from vdmkit.diffusion.losses import diffusion_loss
 from vdmkit.errors import ConfigError, CorruptCheckpointError, NonFiniteError
@@ -164,7 +164,11 @@ def _save(out: Path, step: int, cfg: RunConfig, pipe, ema, opt, generator) -> Pa
 
 def _load_training_state(directory: Path, cfg: RunConfig, pipe, ema, opt, generator) -> int:
     saved = load_json(directory / f"{CONFIG}.json")
-    if saved.get("backbone") != cfg.backbone or saved.get("model") != to_dict(cfg.model):
+    try:  # through the dataclass, so options added since the checkpoint was written take their defaults
+        saved_model = to_dict(from_dict(type(cfg.model), saved.get("model") or {}, "model"))
+    except ConfigError:
+        saved_model = None
+    if saved.get("backbone") != cfg.backbone or saved_model != to_dict(cfg.model):
         raise ConfigError(f"--resume: the run's checkpoint {str(directory)!r} was trained with a different model "
                           "config; resume with the same config (only train.steps and logging may change)")
     state = load_tensors(directory / f"{STATE}.safetensors")
