@@ -1,7 +1,8 @@
 """Peak memory and time of decoding a 64-frame 256x256 video: untiled vs chunked vs tiled+chunked.
 
-Each mode runs in a fresh subprocess; peak memory is the growth of the process's maximum resident set
-during the decode (ru_maxrss after minus before), so the model and the latents are not counted. The
+Each mode runs in a fresh subprocess; peak memory is the highest resident set size seen during the decode
+(sampled from /proc/self/statm every 2 ms by a thread) minus the resident set just before it, so the
+model and the latents are not counted. The
 tiled output is compared with the untiled one (max abs difference, PSNR).
 
     python bench/bench_vae_memory.py [--model runs/vae_frame] [--video-model runs/vae_video] [--threads 1]
@@ -15,7 +16,7 @@ import subprocess
 import sys
 
 CHILD = r"""
-import json, resource, sys, time, torch
+import json, os, sys, threading, time, torch
 args = json.loads(sys.argv[1])
 torch.set_num_threads(args["threads"])
 torch.manual_seed(0)
@@ -30,15 +31,27 @@ else:
 frames = vae.latent_frames(args["frames"])
 s = vae.spatial_compression
 z = torch.randn(1, vae.latent_channels, frames, args["size"] // s, args["size"] // s)
-before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+page = os.sysconf("SC_PAGE_SIZE")
+def rss():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * page
+before, peak, done = rss(), [0], [False]
+def watch():
+    while not done[0]:
+        peak[0] = max(peak[0], rss())
+        time.sleep(0.002)
+thread = threading.Thread(target=watch, daemon=True)
+thread.start()
 t = time.perf_counter()
 with torch.no_grad():
     x = vae.decode(z, **args["memory"])
 seconds = time.perf_counter() - t
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
+done[0] = True
+thread.join()
+peak = max(peak[0], rss()) - before
 if args["save"]:
     torch.save(x, args["save"])
-print(json.dumps({"peak_mib": peak / 1024, "seconds": seconds, "shape": list(x.shape)}))
+print(json.dumps({"peak_mib": peak / 2**20, "seconds": seconds, "shape": list(x.shape)}))
 """
 
 
