@@ -97,6 +97,10 @@ def test_nan_latents_abort_before_decoding(tmp_path, video_vae, monkeypatch):
                      f"train.out_dir={run}", "--no-progress"]) == 0
     import vdmkit.pipelines.text2video as t2v
 
+    pipe = TextToVideo.from_pretrained(run)  # a diverging backbone: the sampler names the step
+    monkeypatch.setattr(pipe.backbone, "forward", lambda x, t, c: torch.full_like(x, float("nan")))
+    with pytest.raises(NonFiniteError, match="at step 0"):
+        pipe(["a red circle"], steps=2)
     monkeypatch.setattr(t2v, "generate", lambda *a, **k: torch.full((1, 4, 3, 8, 8), float("nan")))
     with pytest.raises(NonFiniteError, match="non-finite"):
         TextToVideo.from_pretrained(run)(["a red circle"], steps=2)
