@@ -282,6 +282,13 @@ def test_video_vae_inflated_from_a_frame_vae(tmp_path, capsys):
     assert "must be a frame VAE" in capsys.readouterr().err
 
 
+def test_init_from_a_missing_run_says_what_to_do(tmp_path, capsys):
+    assert main(["train-vae", "configs/vae_video.yaml", *TINY_RUN, "model.temporal_downsample=[true]", "data.frames=3",
+                 "train.steps=1", f"train.init_from={tmp_path / 'nothing'}", f"train.out_dir={tmp_path / 'v'}"]) == 2
+    err = capsys.readouterr().err
+    assert "train.init_from" in err and "configs/vae_frame.yaml" in err and not (tmp_path / "v" / "checkpoints").exists()
+
+
 def test_load_autoencoder_rejects_other_checkpoints(tmp_path):
     with pytest.raises(CorruptCheckpointError):
         load_autoencoder(tmp_path / "missing")

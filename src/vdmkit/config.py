@@ -115,7 +115,8 @@ class LatentConfig:
                 manifest = read_manifest(directory)
                 doc = load_json(directory / "config.json")
             except VdmkitError as err:
-                raise ConfigError(f"latent.autoencoder={self.autoencoder!r}: {err}") from err
+                raise ConfigError(f"latent.autoencoder={self.autoencoder!r}: {err}; train one with `vdmkit "
+                                  "train-vae` (e.g. configs/vae_frame.yaml) or set latent.autoencoder to its run") from err
             if "autoencoder" not in doc:
                 raise ConfigError(f"latent.autoencoder={self.autoencoder!r} is not an autoencoder checkpoint; "
                                   "train one with `vdmkit train-vae`")

@@ -133,7 +133,11 @@ def initialise_from(model, path: str) -> None:
     from vdmkit.autoencoders.video_vae import VideoVAE, inflate_frame_vae
     from vdmkit.pipelines.text2video import load_strict
 
-    source = load_autoencoder(path)
+    try:
+        source = load_autoencoder(path)
+    except CorruptCheckpointError as err:
+        raise ConfigError(f"train.init_from={path!r}: {err}; train the frame VAE first (vdmkit train-vae "
+                          "configs/vae_frame.yaml) or pass train.init_from= to start from scratch") from err
     if not isinstance(source, FrameVAE):
         raise ConfigError(f"train.init_from={path!r} is a {source.kind}; it must be a frame VAE run or checkpoint")
     if isinstance(model, VideoVAE):
