@@ -15,6 +15,7 @@ from pathlib import Path
 
 import yaml
 
+from vdmkit.autoencoders.common import compressed_shape
 from vdmkit.conditioning.text import WordEncoderConfig
 from vdmkit.data.shapes import ShapesConfig
 from vdmkit.diffusion.losses import WEIGHTINGS
@@ -82,12 +83,7 @@ class TrainConfig:
             raise ConfigError(f"train.cond_dropout must be in [0, 1), got {self.cond_dropout}")
         if not 0 <= self.ema_decay < 1:
             raise ConfigError(f"train.ema_decay must be in [0, 1), got {self.ema_decay}")
-        if not self.lr > 0:
-            raise ConfigError(f"train.lr must be > 0, got {self.lr}")
-        if self.precision not in PRECISIONS:
-            raise ConfigError(f"train.precision={self.precision!r} unknown; valid: {', '.join(PRECISIONS)}")
-        if not 0 <= self.seed < 2**63:
-            raise ConfigError(f"train.seed must be in [0, 2**63), got {self.seed}")
+        check_optimisation(self)
 
 
 @dataclass
@@ -189,17 +185,10 @@ class RunConfig:
             raise ConfigError(f"mismatched latent channels: the autoencoder makes {c}-channel latents but the "
                               f"backbone takes model.in_channels={channels[0]}, out_channels={channels[1]}; "
                               f"set both to {c} (or leave them at 3 to follow the autoencoder)")
-        s, f = ae.spatial_compression, ae.temporal_compression
-        latent = []
-        for frames, height, width in shapes:
-            if height % s or width % s:
-                raise ConfigError(f"data size {height}x{width} is not divisible by the autoencoder's spatial "
-                                  f"compression {s}")
-            if (frames - 1) % f:
-                raise ConfigError(f"data.frames={frames} does not fit the autoencoder's temporal compression {f}: "
-                                  f"use 1 + k * {f} frames")
-            latent.append((1 + (frames - 1) // f, height // s, width // s))
-        return latent
+        try:
+            return [compressed_shape(ae.spatial_compression, ae.temporal_compression, *shape) for shape in shapes]
+        except ConstraintError as err:
+            raise ConfigError(f"data does not fit the autoencoder: {err}") from err
 
 
 RECON_LOSSES = ("l1", "l2")
@@ -240,12 +229,7 @@ class AETrainConfig:
         for name in ["kl_weight", "gan_weight", "weight_decay", "gan_start", "warmup_steps"]:
             if getattr(self, name) < 0:
                 raise ConfigError(f"train.{name} must be >= 0, got {getattr(self, name)}")
-        if not self.lr > 0:
-            raise ConfigError(f"train.lr must be > 0, got {self.lr}")
-        if self.precision not in PRECISIONS:
-            raise ConfigError(f"train.precision={self.precision!r} unknown; valid: {', '.join(PRECISIONS)}")
-        if not 0 <= self.seed < 2**63:
-            raise ConfigError(f"train.seed must be in [0, 2**63), got {self.seed}")
+        check_optimisation(self)
 
 
 @dataclass
@@ -267,12 +251,21 @@ class AERunConfig:
             self.model = from_dict(entry.config, self.model, "model")
         elif not isinstance(self.model, entry.config):
             raise ConfigError(f"model must be a {entry.config.__name__} for autoencoder {self.autoencoder!r}")
-        s, f = self.model.spatial_compression, self.model.temporal_compression
-        if self.data.size % s:
-            raise ConfigError(f"data.size={self.data.size} is not divisible by the spatial compression {s}")
-        if (self.data.frames - 1) % f:
-            raise ConfigError(f"data.frames={self.data.frames} does not fit the temporal compression {f}: "
-                              f"use 1 + k * {f} frames")
+        try:
+            compressed_shape(self.model.spatial_compression, self.model.temporal_compression, self.data.frames,
+                             self.data.size, self.data.size)
+        except ConstraintError as err:
+            raise ConfigError(f"data does not fit the autoencoder: {err}") from err
+
+
+def check_optimisation(cfg) -> None:
+    """Checks every training config shares: learning rate, precision and seed."""
+    if not cfg.lr > 0:
+        raise ConfigError(f"train.lr must be > 0, got {cfg.lr}")
+    if cfg.precision not in PRECISIONS:
+        raise ConfigError(f"train.precision={cfg.precision!r} unknown; valid: {', '.join(PRECISIONS)}")
+    if not 0 <= cfg.seed < 2**63:
+        raise ConfigError(f"train.seed must be in [0, 2**63), got {cfg.seed}")
 
 
 def _check_type(hint, value, where: str):

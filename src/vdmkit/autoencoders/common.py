@@ -162,6 +162,20 @@ class Autoencoder(nn.Module):
         raise NotImplementedError
 
 
+def compressed_shape(spatial: int, temporal: int, frames: int, height: int, width: int) -> tuple[int, int, int]:
+    """(frames, height, width) of the latents of a pixel clip; ConstraintError when the clip does not fit.
+
+    Works from the compressions alone (an autoencoder config's properties), so configs and sampling requests
+    are checked without building the network.
+    """
+    if height % spatial or width % spatial:
+        raise ConstraintError(f"size {height}x{width} is not divisible by the spatial compression {spatial}")
+    if (frames - 1) % temporal:
+        raise ConstraintError(f"frames={frames} does not fit the temporal compression {temporal}: "
+                              f"use 1 + k * {temporal} frames")
+    return 1 + (frames - 1) // temporal, height // spatial, width // spatial
+
+
 def _over_batch(x: torch.Tensor, batch_chunk: int | None, fn: Callable) -> torch.Tensor:
     if not batch_chunk or batch_chunk >= x.shape[0]:
         return fn(x)

@@ -139,15 +139,10 @@ def validate_request(cfg: RunConfig, *, frames, height, width, steps, guidance, 
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ConstraintError(f"{name} must be a positive integer, got {value!r}")
     if cfg.latent.enabled:
+        from vdmkit.autoencoders.common import compressed_shape
+
         ae = cfg.latent.autoencoder_config()
-        s, f = ae.spatial_compression, ae.temporal_compression
-        if height % s or width % s:
-            raise ConstraintError(f"height and width must be multiples of the autoencoder's spatial compression {s}, "
-                                  f"got {height}x{width}")
-        if (frames - 1) % f:
-            raise ConstraintError(f"frames={frames} does not fit the autoencoder's temporal compression {f}: "
-                                  f"use 1 + k * {f} frames")
-        frames, height, width = 1 + (frames - 1) // f, height // s, width // s
+        frames, height, width = compressed_shape(ae.spatial_compression, ae.temporal_compression, frames, height, width)
     cfg.model.check_shape(frames, height, width)
     check_guidance(guidance)
     return check_seed(seed)
