@@ -174,23 +174,25 @@ def _seed(text: str):
         raise argparse.ArgumentTypeError(f"seed must be an integer or 'random', got {text!r}") from None
 
 
+def _add_training_parser(sub, name: str, func, help: str, config_help: str, example: str) -> None:
+    """`vdmkit train` and `vdmkit train-vae` take the same arguments: CONFIG [key=value ...] [--resume]."""
+    p = sub.add_parser(name, help=help)
+    p.add_argument("config", help=config_help)
+    p.add_argument("overrides", nargs="*", help=f"key=value overrides, e.g. {example}")
+    p.add_argument("--resume", action="store_true", help="continue from the run's newest complete checkpoint")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (logs still go to metrics.jsonl)")
+    p.set_defaults(func=func)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vdmkit", description="Train, sample and evaluate video diffusion models.")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("train", help="train a text-to-video model from a YAML config")
-    p.add_argument("config", help="YAML run config, e.g. configs/shapes.yaml")
-    p.add_argument("overrides", nargs="*", help="key=value overrides, e.g. train.steps=100 data.frames=8")
-    p.add_argument("--resume", action="store_true", help="continue from the run's newest complete checkpoint")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar (logs still go to metrics.jsonl)")
-    p.set_defaults(func=_cmd_train)
-
-    p = sub.add_parser("train-vae", help="train a frame or causal video VAE from a YAML config")
-    p.add_argument("config", help="YAML autoencoder config, e.g. configs/vae_frame.yaml or configs/vae_video.yaml")
-    p.add_argument("overrides", nargs="*", help="key=value overrides, e.g. train.steps=100 model.latent_channels=8")
-    p.add_argument("--resume", action="store_true", help="continue from the run's newest complete checkpoint")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar (logs still go to metrics.jsonl)")
-    p.set_defaults(func=_cmd_train_vae)
+    _add_training_parser(sub, "train", _cmd_train, "train a text-to-video model from a YAML config",
+                         "YAML run config, e.g. configs/shapes.yaml", "train.steps=100 data.frames=8")
+    _add_training_parser(sub, "train-vae", _cmd_train_vae, "train a frame or causal video VAE from a YAML config",
+                         "YAML autoencoder config, e.g. configs/vae_frame.yaml or configs/vae_video.yaml",
+                         "train.steps=100 model.latent_channels=8")
 
     p = sub.add_parser("cache-latents", help="encode a latent run's training data once, for fast training")
     p.add_argument("config", help="YAML run config with latent.autoencoder set, e.g. configs/shapes_latent.yaml")

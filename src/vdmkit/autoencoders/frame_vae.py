@@ -104,7 +104,10 @@ class Upsample2D(nn.Module):
 
 
 class Level(nn.Module):
-    """One encoder/decoder level: resnets, then an optional resampler (diffusers' Down/UpDecoderBlock2D)."""
+    """One encoder/decoder level: resnets, then an optional resampler (diffusers' Down/UpDecoderBlock2D).
+
+    Extra forward arguments (the causal video VAE's chunk cache) go to every resnet and the resampler.
+    """
 
     def __init__(self, resnets: list[nn.Module], sampler: nn.Module | None, attr: str):
         super().__init__()
@@ -113,10 +116,10 @@ class Level(nn.Module):
             setattr(self, attr, nn.ModuleList([sampler]))
         self._attr = attr if sampler is not None else None
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, *args) -> torch.Tensor:
         for resnet in self.resnets:
-            x = resnet(x)
-        return getattr(self, self._attr)[0](x) if self._attr else x
+            x = resnet(x, *args)
+        return getattr(self, self._attr)[0](x, *args) if self._attr else x
 
 
 class MidBlock2D(nn.Module):

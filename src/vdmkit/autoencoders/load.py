@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import torch
 
@@ -45,7 +44,7 @@ def load_autoencoder(path: str | os.PathLike) -> Autoencoder:
 
 
 @torch.no_grad()
-def latent_statistics(model: Autoencoder, videos: torch.Tensor) -> tuple[float, float]:
-    """(mean, std) of the posterior means over ``videos``: shift_factor = mean, scaling_factor = 1 / std."""
-    z = model.encode(videos).mode().double()
+def latent_statistics(latents: torch.Tensor) -> tuple[float, float]:
+    """(mean, std) of raw latents (posterior means): shift_factor = mean, scaling_factor = 1 / std."""
+    z = latents.double()
     return float(z.mean()), float(z.std())

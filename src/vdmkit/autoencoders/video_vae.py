@@ -22,7 +22,7 @@ from einops import rearrange
 from torch import nn
 
 from vdmkit.autoencoders.common import Autoencoder, SpatialAttention, check_frame_chunk
-from vdmkit.autoencoders.frame_vae import check_common
+from vdmkit.autoencoders.frame_vae import Level, check_common
 from vdmkit.errors import ConfigError, ConstraintError
 
 Cache = dict  # module -> state carried between chunks of frames (last inputs of a causal conv; "seen" flags)
@@ -154,20 +154,6 @@ class Upsample3D(nn.Module):
         return self.conv(x, cache)
 
 
-class Level3D(nn.Module):
-    def __init__(self, resnets: list[nn.Module], sampler: nn.Module | None, attr: str):
-        super().__init__()
-        self.resnets = nn.ModuleList(resnets)
-        if sampler is not None:
-            setattr(self, attr, nn.ModuleList([sampler]))
-        self._attr = attr if sampler is not None else None
-
-    def forward(self, x: torch.Tensor, cache: Cache | None = None) -> torch.Tensor:
-        for resnet in self.resnets:
-            x = resnet(x, cache)
-        return getattr(self, self._attr)[0](x, cache) if self._attr else x
-
-
 class MidBlock3D(nn.Module):
     def __init__(self, channels: int, groups: int, kt: int, attention: bool):
         super().__init__()
@@ -191,7 +177,7 @@ class Encoder3D(nn.Module):
         for i, cout in enumerate(ch):
             resnets = [ResnetBlock3D(cin if j == 0 else cout, cout, g, kt) for j in range(cfg.layers_per_block)]
             down = Downsample3D(cout, cfg.temporal_downsample[i]) if i < len(ch) - 1 else None
-            blocks.append(Level3D(resnets, down, "downsamplers"))
+            blocks.append(Level(resnets, down, "downsamplers"))
             cin = cout
         self.down_blocks = nn.ModuleList(blocks)
         self.mid_block = MidBlock3D(ch[-1], g, kt, cfg.mid_attention)
@@ -217,7 +203,7 @@ class Decoder3D(nn.Module):
         for i, cout in enumerate(ch):
             resnets = [ResnetBlock3D(cin if j == 0 else cout, cout, g, kt) for j in range(cfg.layers_per_block + 1)]
             up = Upsample3D(cout, temporal_up[i], kt) if i < len(ch) - 1 else None
-            blocks.append(Level3D(resnets, up, "upsamplers"))
+            blocks.append(Level(resnets, up, "upsamplers"))
             cin = cout
         self.up_blocks = nn.ModuleList(blocks)
         self.conv_norm_out = FrameNorm(g, ch[-1], eps=1e-6)
@@ -297,7 +283,7 @@ def inflate_frame_vae(video: VideoVAE, frame_state: dict[str, torch.Tensor]) -> 
     new, missing, bad = {}, [], []
     for key, target in own.items():
         source_key = key if key in frame_state else None
-        if source_key is None and (key.endswith(".conv.weight") or key.endswith(".conv.bias")):
+        if source_key is None and key.endswith((".conv.weight", ".conv.bias")):
             stripped = key[: key.rindex(".conv.")] + key[key.rindex(".conv.") + len(".conv"):]
             source_key = stripped if stripped in frame_state else None
         if source_key is None:

@@ -15,7 +15,8 @@ import os
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors import safe_open
+from safetensors.torch import save_file
 from tqdm import tqdm
 
 from vdmkit.config import RunConfig, to_dict
@@ -112,11 +113,9 @@ class LatentCache:
                 raise CorruptCheckpointError(f"latent cache shard {str(file)!r} is missing")
             if check_hashes and sha256_file(file) != shard["sha256"]:
                 raise CorruptCheckpointError(f"latent cache shard {str(file)!r} does not match its sha256")
-            from safetensors import safe_open
-
-            with safe_open(str(file), "pt") as f:
+            with safe_open(str(file), "pt") as f:  # one read: the tensor and the captions beside it
                 captions += json.loads(f.metadata()["captions"])
-            latents.append(load_file(str(file))["latents"])
+                latents.append(f.get_tensor("latents"))
         self.latents = torch.cat(latents)
         self.captions = captions
         if len(self.captions) != len(self.latents) or len(self.latents) != manifest["samples"]:

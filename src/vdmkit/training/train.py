@@ -148,18 +148,35 @@ def _save(out: Path, step: int, cfg: RunConfig, pipe, ema, opt, generator) -> Pa
     state = tensors[STATE]
     for k, v in pipe.state_dict().items():
         state[f"model.{k}"] = v
-    opt_state = opt.state_dict()
-    for pid, s in opt_state["state"].items():
-        for k, v in s.items():
-            state[f"optim.{pid}.{k}"] = v if torch.is_tensor(v) else torch.tensor(v)
+    state.update(optimizer_tensors(opt, "optim"))
     state["rng.generator"] = generator.get_state()
     state["rng.torch"] = torch.get_rng_state()
-    doc = {"step": step, "param_groups": opt_state["param_groups"]}
+    doc = {"step": step, "param_groups": opt.state_dict()["param_groups"]}
     path = save_checkpoint(out / "checkpoints" / f"step_{step:07d}", tensors,
                            {CONFIG: to_dict(cfg), STATE: doc})
     for old in checkpoint_dirs(out)[: -cfg.train.keep_checkpoints]:
         shutil.rmtree(old, ignore_errors=True)  # only after the new checkpoint is complete
     return path
+
+
+def optimizer_tensors(opt: torch.optim.Optimizer, prefix: str) -> dict[str, torch.Tensor]:
+    """The optimizer's per-parameter state as flat ``{prefix}.{param_id}.{name}`` tensors (for safetensors)."""
+    return {f"{prefix}.{pid}.{k}": v if torch.is_tensor(v) else torch.tensor(v)
+            for pid, s in opt.state_dict()["state"].items() for k, v in s.items()}
+
+
+def restore_optimizer(opt: torch.optim.Optimizer, state: dict[str, torch.Tensor], prefix: str, param_groups: list,
+                      directory: Path) -> None:
+    """Inverse of optimizer_tensors: rebuild the state dict and load it, or say the checkpoint does not fit."""
+    opt_state = {"state": {}, "param_groups": param_groups}
+    for k, v in state.items():
+        if k.startswith(prefix + "."):
+            _, pid, name = k.split(".", 2)
+            opt_state["state"].setdefault(int(pid), {})[name] = v
+    try:
+        opt.load_state_dict(opt_state)
+    except (ValueError, KeyError) as e:
+        raise CorruptCheckpointError(f"{str(directory)!r}: optimizer state does not fit ({e})") from e
 
 
 def _load_training_state(directory: Path, cfg: RunConfig, pipe, ema, opt, generator) -> int:
@@ -175,15 +192,7 @@ def _load_training_state(directory: Path, cfg: RunConfig, pipe, ema, opt, genera
     doc = load_json(directory / f"{STATE}.json")
     load_strict(pipe, {k[6:]: v for k, v in state.items() if k.startswith("model.")}, directory)
     load_strict(ema, load_tensors(directory / f"{WEIGHTS}.safetensors"), directory)
-    opt_state = {"state": {}, "param_groups": doc["param_groups"]}
-    for k, v in state.items():
-        if k.startswith("optim."):
-            _, pid, name = k.split(".", 2)
-            opt_state["state"].setdefault(int(pid), {})[name] = v
-    try:
-        opt.load_state_dict(opt_state)
-    except (ValueError, KeyError) as e:
-        raise CorruptCheckpointError(f"{str(directory)!r}: optimizer state does not fit ({e})") from e
+    restore_optimizer(opt, state, "optim", doc["param_groups"], directory)
     generator.set_state(state["rng.generator"])
     torch.set_rng_state(state["rng.torch"])
     return int(doc["step"])

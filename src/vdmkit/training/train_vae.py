@@ -29,7 +29,7 @@ from vdmkit.io.atomic import write_text_atomic
 from vdmkit.io.checkpoint import checkpoint_dirs, latest_checkpoint, load_json, load_tensors, save_checkpoint
 from vdmkit.io.video import upscale, write_video
 from vdmkit.pipelines.text2video import load_strict
-from vdmkit.training.train import lr_at
+from vdmkit.training.train import lr_at, optimizer_tensors, restore_optimizer
 from vdmkit.video import to_uint8
 
 STATE = "training_state"
@@ -151,11 +151,12 @@ def evaluate_and_save(out: Path, step: int, cfg: AERunConfig, model, disc, opt, 
                       held_out: torch.Tensor) -> dict:
     """Held-out PSNR, latent statistics -> scaling/shift factors, a preview, and a checkpoint."""
     model.eval()
-    mean, std = latent_statistics(model, held_out)
+    z = model.encode(held_out).mode()
+    mean, std = latent_statistics(z)
     model.shift_factor, model.scaling_factor = mean, 1.0 / max(std, 1e-6)
     cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, shift_factor=mean,
                                                              scaling_factor=model.scaling_factor))
-    recon = model.decode(model.encode(held_out).mode()).clamp(-1, 1)
+    recon = model.decode(z).clamp(-1, 1)
     report = {"step": step, "psnr": psnr(held_out, recon), "latent_mean": mean, "latent_std": std,
               "image_psnr": psnr(held_out[:, :, :1], model.decode(model.encode(held_out[:, :, :1]).mode()).clamp(-1, 1))}
     model.train()
@@ -168,12 +169,9 @@ def evaluate_and_save(out: Path, step: int, cfg: AERunConfig, model, disc, opt, 
 
     tensors = {WEIGHTS: dict(model.state_dict()), STATE: {}}
     state = tensors[STATE]
-    for name, o in (("optim", opt), ("optim_d", opt_d)):
-        if o is None:
-            continue
-        for pid, s in o.state_dict()["state"].items():
-            for k, v in s.items():
-                state[f"{name}.{pid}.{k}"] = v if torch.is_tensor(v) else torch.tensor(v)
+    state.update(optimizer_tensors(opt, "optim"))
+    if opt_d is not None:
+        state.update(optimizer_tensors(opt_d, "optim_d"))
     if disc is not None:
         for k, v in disc.state_dict().items():
             state[f"disc.{k}"] = v
@@ -202,18 +200,9 @@ def _load_state(directory: Path, cfg: AERunConfig, model, disc, opt, opt_d, gene
         disc_state = {k[5:]: v for k, v in state.items() if k.startswith("disc.")}
         if disc_state:
             load_strict(disc, disc_state, directory)
-    for name, o, groups in (("optim", opt, doc["param_groups"]), ("optim_d", opt_d, doc.get("param_groups_d"))):
-        if o is None or groups is None:
-            continue
-        o_state = {"state": {}, "param_groups": groups}
-        for k, v in state.items():
-            if k.startswith(name + "."):
-                _, pid, key = k.split(".", 2)
-                o_state["state"].setdefault(int(pid), {})[key] = v
-        try:
-            o.load_state_dict(o_state)
-        except (ValueError, KeyError) as e:
-            raise CorruptCheckpointError(f"{str(directory)!r}: optimizer state does not fit ({e})") from e
+    restore_optimizer(opt, state, "optim", doc["param_groups"], directory)
+    if opt_d is not None and doc.get("param_groups_d") is not None:
+        restore_optimizer(opt_d, state, "optim_d", doc["param_groups_d"], directory)
     generator.set_state(state["rng.generator"])
     torch.set_rng_state(state["rng.torch"])
     model.scaling_factor = saved["model"].get("scaling_factor", 1.0)
