@@ -22,7 +22,7 @@ def atomic_path(target: str | os.PathLike):
     try:
         yield tmp
         # mkstemp makes the file private (0600); give it the mode a plain open() would (or the old file's)
-        os.chmod(tmp, target.stat().st_mode & 0o7777 if target.exists() else 0o666 & ~_umask())
+        os.chmod(tmp, target.stat().st_mode & 0o7777 if target.exists() else 0o666 & ~current_umask())
         fsync_file(tmp)
         os.replace(tmp, target)
         fsync_dir(target.parent)
@@ -30,7 +30,7 @@ def atomic_path(target: str | os.PathLike):
         tmp.unlink(missing_ok=True)
 
 
-def _umask() -> int:
+def current_umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask

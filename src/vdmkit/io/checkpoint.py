@@ -16,7 +16,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from vdmkit.errors import CorruptCheckpointError, UnsafeFormatError
-from vdmkit.io.atomic import fsync_dir, fsync_file
+from vdmkit.io.atomic import current_umask, fsync_dir, fsync_file
 
 FORMAT = "vdmkit-checkpoint"
 FORMAT_VERSION = 1
@@ -46,6 +46,7 @@ def save_checkpoint(directory: str | os.PathLike, tensors: dict[str, dict[str, t
         for name, tdict in tensors.items():
             path = tmp / f"{name}.safetensors"
             save_file({k: v.detach().cpu().contiguous() for k, v in tdict.items()}, str(path))
+            os.chmod(path, 0o666 & ~current_umask())  # safetensors creates 0600 files; others' tools need to read them
             files[path.name] = path
         for name, doc in documents.items():
             path = tmp / f"{name}.json"
@@ -103,13 +104,19 @@ def check_safetensors_file(path: Path) -> None:
         head = f.read(64)
     if size == 0:
         raise CorruptCheckpointError(f"{str(path)!r} is empty (0 bytes)")
+    # a safetensors file starts with its JSON header's length (u64, little-endian) then "{": recognise it
+    # first, since that length's low byte can be 0x80, the pickle protocol opcode
+    header = int.from_bytes(head[:8], "little") if len(head) >= 8 else size
+    if len(head) > 8 and head[8:9] == b"{" and header < (1 << 32):
+        if header + 8 > size:
+            raise CorruptCheckpointError(f"{str(path)!r}: {size} bytes but its header alone needs {header + 8}: truncated")
+        return
     if head.startswith(b"\x80") or head.startswith(b"PK\x03\x04"):
         raise UnsafeFormatError(f"{str(path)!r} is a pickle/torch.save file; weights must be safetensors")
     if head.lstrip().lower().startswith((b"<!doctype", b"<html")):
         raise CorruptCheckpointError(f"{str(path)!r} is an HTML page ({size} bytes), not weights: the download failed")
     if head.startswith(b"version https://git-lfs"):
         raise CorruptCheckpointError(f"{str(path)!r} is a Git LFS pointer ({size} bytes); run `git lfs pull`")
-    header = int.from_bytes(head[:8], "little") if len(head) >= 8 else size
     if header + 8 > size:
         raise CorruptCheckpointError(f"{str(path)!r}: {size} bytes but its header alone needs {header + 8}: truncated")
 
