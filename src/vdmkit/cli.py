@@ -141,8 +141,9 @@ def _cmd_models(args) -> int:
     from vdmkit.registry import BACKBONES
 
     shape = _shape(args.shape)
+    width = max(map(len, BACKBONES))
     for name, entry in BACKBONES.items():
-        line = f"{name:8s} {entry.description}"
+        line = f"{name:{width}s} {entry.description}"
         if args.params or args.flops:
             from vdmkit.backbones.flops import preset_cost
 

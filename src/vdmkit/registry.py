@@ -8,7 +8,7 @@ from typing import Callable
 from vdmkit.autoencoders.frame_vae import FrameVAE, FrameVAEConfig
 from vdmkit.autoencoders.video_vae import VideoVAE, VideoVAEConfig
 from vdmkit.backbones.dit import DiTBConfig, DiTConfig, DiTLConfig, DiTSConfig, DiTXLConfig, VideoDiT
-from vdmkit.backbones.unet3d import UNet3D, UNet3DConfig
+from vdmkit.backbones.unet3d import ModelScopeT2VConfig, UNet3D, UNet3DConfig, UNet3DSmallConfig, UNet3DTinyConfig
 from vdmkit.diffusion.process import PROCESSES
 from vdmkit.errors import ConfigError
 from vdmkit.sampling import samplers as sm
@@ -27,8 +27,15 @@ class Entry:
 
 
 BACKBONES = {
-    "unet3d": Entry(UNet3D, UNet3DConfig,
-                    "VDM-style pseudo-3D UNet: 1x3x3 spatial + 3x1x1 temporal convs, factorised space-time attention"),
+    # UNet3D presets differ in size; the temporal layers (model.temporal_conv: pseudo3d, full3d, none;
+    # model.temporal_attention: divided, full, none) are model.* keys of every one of them.
+    "unet3d": Entry(UNet3D, UNet3DConfig, "3D UNet at the shapes recipe's size (32, 64, 128): pseudo-3D convs "
+                    "(1x3x3 + zero-init 3x1x1), divided space-time attention, cross-attention to text"),
+    "unet3d_tiny": Entry(UNet3D, UNet3DTinyConfig, "3D UNet at CPU-test size: two levels of 32 channels"),
+    "unet3d_small": Entry(UNet3D, UNet3DSmallConfig, "3D UNet, ModelScope layout at small size: (64, 128, 256, 256), "
+                          "2 blocks per level, attention at the first three levels, Make-A-Video pseudo-3D convs"),
+    "modelscope_t2v": Entry(UNet3D, ModelScopeT2VConfig, "ModelScope T2V UNet layout (config only): (320, 640, 1280, "
+                            "1280), 4 latent channels, 1024-wide text, GEGLU feed-forwards, 4-layer temporal convs"),
     # Video DiT presets differ only in size; the video axes (patch/tubelet, layout, conditioning, positions)
     # are model.* keys of every one of them.
     "dit": Entry(VideoDiT, DiTConfig, "Video DiT at a tiny CPU size: divided space-time attention "

@@ -1,6 +1,7 @@
 """Backbones: video UNets and video diffusion transformers."""
 
 from vdmkit.backbones.dit import DiTBConfig, DiTConfig, DiTLConfig, DiTSConfig, DiTXLConfig, VideoDiT
-from vdmkit.backbones.unet3d import UNet3D, UNet3DConfig
+from vdmkit.backbones.unet3d import ModelScopeT2VConfig, UNet3D, UNet3DConfig, UNet3DSmallConfig, UNet3DTinyConfig
 
-__all__ = ["DiTBConfig", "DiTConfig", "DiTLConfig", "DiTSConfig", "DiTXLConfig", "UNet3D", "UNet3DConfig", "VideoDiT"]
+__all__ = ["DiTBConfig", "DiTConfig", "DiTLConfig", "DiTSConfig", "DiTXLConfig", "ModelScopeT2VConfig", "UNet3D",
+           "UNet3DConfig", "UNet3DSmallConfig", "UNet3DTinyConfig", "VideoDiT"]

@@ -90,6 +90,22 @@ class Attention(nn.Module):
         return self.to_out(rearrange(out, "n h l d -> n l (h d)"))
 
 
+class FeedForward(nn.Module):
+    """GEGLU feed-forward (Shazeer 2020) on (..., C), as in Stable Diffusion's and ModelScope's transformer
+    blocks: ``proj_out(a * gelu(gate))`` with ``a, gate = proj_in(x)``; ``zero_out`` starts it at zero."""
+
+    def __init__(self, dim: int, mult: int, zero_out: bool = False):
+        super().__init__()
+        self.proj_in = nn.Linear(dim, 2 * mult * dim)
+        self.proj_out = nn.Linear(mult * dim, dim)
+        if zero_out:
+            zero_init(self.proj_out)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        a, gate = self.proj_in(x).chunk(2, dim=-1)
+        return self.proj_out(a * F.gelu(gate))
+
+
 def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
     """softmax(q k^T / sqrt(d) + mask) v on (N, heads, L, d); the mask is additive float or bool (True = attend)."""
     if mask is not None and mask.is_floating_point():
