@@ -1,6 +1,7 @@
 """Evaluation: metric maths (:mod:`.statistics`), feature extractors from local files (:mod:`.features`),
-the moving-shapes detector (:mod:`.shapes`) and classifier (:mod:`.shapes_classifier`), protocols
-(:mod:`.protocols`), the wiring (:mod:`.evaluate`) and reports (:mod:`.report`).
+LPIPS (:mod:`.perceptual`), the moving-shapes detector (:mod:`.shapes`) and classifier
+(:mod:`.shapes_classifier`), protocols (:mod:`.protocols`), the wiring (:mod:`.evaluate`) and reports
+(:mod:`.report`).
 
 Names are imported on first use (PEP 562), so ``vdmkit eval --help`` does not pay for torch.
 """
@@ -13,6 +14,7 @@ _EXPORTS = {
     "vdmkit.evaluation.features": (
         "clip_frame_embeddings", "clip_text_embeddings", "i3d_features", "inception_features", "iter_i3d_features",
         "iter_inception_features", "load_c3d", "load_clip", "load_fid_inception", "load_i3d"),
+    "vdmkit.evaluation.perceptual": ("LPIPS", "load_lpips", "lpips", "lpips_per_frame"),
     "vdmkit.evaluation.shapes": ("ShapeDetection", "detect_shapes", "score_video"),
     "vdmkit.evaluation.shapes_classifier": ("load_shapes_classifier",),
     "vdmkit.evaluation.statistics": (

@@ -49,7 +49,8 @@ def _cmd_eval(args) -> int:
                       annotations=args.annotations, real_split=args.real_split,
                       expected_sha256=_sha_pins(args.weights_sha256), sample_steps=args.sample_steps,
                       guidance=args.guidance, frames=args.frames, stride=args.stride, resolution=args.resolution,
-                      num_real=args.num_real, num_fake=args.num_fake, seed=args.seed, video_extractor=args.extractor)
+                      num_real=args.num_real, num_fake=args.num_fake, seed=args.seed, video_extractor=args.extractor,
+                      lpips_backbone=args.lpips_backbone, lpips_heads=args.lpips_heads, lpips_net=args.lpips_net)
     for w in caught:
         if issubclass(w.category, (SampleCountWarning, UserWarning)):
             print(f"warning: {w.message}", file=sys.stderr)
@@ -85,9 +86,10 @@ def _compare(files: list[str]) -> int:
 
 def register(sub) -> None:
     """Add `vdmkit eval` to the CLI's subparsers."""
-    from vdmkit.evaluation.protocols import METRICS, PROTOCOL_NAMES
+    from vdmkit.evaluation.protocols import LPIPS_NETS, METRICS, PROTOCOL_NAMES
 
-    p = sub.add_parser("eval", help="evaluate videos (FVD, KVD, FID, IS, CLIPSIM, PSNR, SSIM, shapes) with provenance",
+    p = sub.add_parser("eval", help="evaluate videos (FVD, KVD, FID, IS, CLIPSIM, PSNR, SSIM, LPIPS, shapes) with "
+                       "provenance",
                        description="vdmkit eval --real DIR|shapes --fake DIR|MODEL_DIR|shapes|noise --metrics fvd,kvd "
                                    "--protocol NAME [--weights DIR] [--out report.json] [--html report.html];  "
                                    "vdmkit eval compare A.json B.json;  vdmkit eval train-classifier")
@@ -100,10 +102,17 @@ def register(sub) -> None:
     p.add_argument("--metrics", help=f"comma-separated, from: {', '.join(METRICS)} (default: the protocol's)")
     p.add_argument("--protocol", default="folders", choices=PROTOCOL_NAMES)
     p.add_argument("--weights", help="folder with i3d_torchscript.pt, pt_inception-2015-12-05-6726825d.pth, "
-                   "conv3d_deepnetA_ucf.npz + mean2.npz, clip/ (never downloaded)")
+                   "conv3d_deepnetA_ucf.npz + mean2.npz, clip/, alexnet-owt-7be5be79.pth + alex.pth (never "
+                   "downloaded)")
     p.add_argument("--weights-sha256", action="append", metavar="FILE=SHA256",
                    help="accept a weight file with this hash instead of the published one (recorded in the report)")
     p.add_argument("--clip", help="transformers CLIP folder for clipsim (default: WEIGHTS/clip)")
+    p.add_argument("--lpips-backbone", metavar="PATH", help="lpips: torchvision's alexnet-owt-7be5be79.pth (or "
+                   "vgg16-397923af.pth), the file or its folder (default: --weights)")
+    p.add_argument("--lpips-heads", metavar="PATH", help="lpips: the lpips package's weights/v0.1/alex.pth (or "
+                   "vgg.pth), the file or its folder (default: --weights, else the backbone's folder)")
+    p.add_argument("--lpips-net", choices=LPIPS_NETS, default="alex", help="lpips backbone (default alex, "
+                   "the usual evaluation choice)")
     p.add_argument("--annotations", help="MSR-VTT annotation JSON (videos + sentences); the test split is used")
     p.add_argument("--real-split", help="UCF-101 split list (e.g. testlist01.txt): only these real videos")
     p.add_argument("--frames", type=int, help="clip length (protocol default)")

@@ -410,11 +410,12 @@ def _record(extractor) -> dict:
 class _Extractors:
     """Loads exactly the networks the requested metrics need; each hash-checked and recorded."""
 
-    def __init__(self, metrics, protocol: Protocol, weights, clip, expected_sha256: dict):
+    def __init__(self, metrics, protocol: Protocol, weights, clip, expected_sha256: dict, lpips_backbone=None,
+                 lpips_heads=None, lpips_net: str = "alex"):
         from vdmkit.evaluation import features as fx
 
         self.records: dict[str, dict] = {}
-        self.video = self.inception = self.clip = self.c3d = None
+        self.video = self.inception = self.clip = self.c3d = self.lpips = None
         expected = dict(expected_sha256 or {})
 
         def pin(spec_filename):
@@ -450,10 +451,23 @@ class _Extractors:
             self.clip = fx.load_clip(folder, expected_sha256=expected.get("clip"))
             self.records["clipsim"] = {"name": "clip", **dataclasses.asdict(self.clip.record),
                                        "preprocessing": self.clip.preprocessing}
+        if "lpips" in metrics:
+            from vdmkit.evaluation.perceptual import NETS, load_lpips
+
+            if lpips_backbone is None and weights is None:
+                raise ConfigError(f"LPIPS needs --lpips-backbone PATH ({NETS[lpips_net].backbone.filename}) and "
+                                  f"--lpips-heads PATH ({NETS[lpips_net].heads.filename}), or --weights DIR holding "
+                                  "both; vdmkit never downloads weights")
+            spec = NETS[lpips_net]
+            self.lpips = load_lpips(lpips_backbone if lpips_backbone is not None else weights,
+                                    lpips_heads if lpips_heads is not None else weights, net=lpips_net,
+                                    expected_sha256=pin(spec.backbone.filename),
+                                    expected_heads_sha256=pin(spec.heads.filename))
+            self.records["lpips"] = _record(self.lpips)
 
 
-def check_protocol_inputs(metrics, protocol: Protocol) -> None:
-    """Frame-count limits of the feature networks, before anything loads."""
+def check_protocol_inputs(metrics, protocol: Protocol, lpips_net: str = "alex") -> None:
+    """Frame-count and size limits of the feature networks, before anything loads."""
     from vdmkit.evaluation.features import C3D_FRAMES, I3D_MIN_FRAMES
     from vdmkit.evaluation.shapes_classifier import MIN_FRAMES
 
@@ -468,6 +482,13 @@ def check_protocol_inputs(metrics, protocol: Protocol) -> None:
     if "ssim" in metrics and protocol.resolution is not None and protocol.resolution < st.SSIM_WINDOW:
         raise ConstraintError(f"SSIM needs frames of at least {st.SSIM_WINDOW} pixels, resolution is "
                               f"{protocol.resolution}")
+    if "lpips" in metrics:
+        from vdmkit.evaluation.perceptual import NETS, check_lpips_size
+
+        if lpips_net not in NETS:
+            raise ConfigError(f"unknown LPIPS net {lpips_net!r}; valid: {', '.join(NETS)}")
+        if protocol.resolution is not None:
+            check_lpips_size(protocol.resolution, protocol.resolution, lpips_net)
 
 
 # ---- the evaluation -------------------------------------------------------------------------------
@@ -520,13 +541,16 @@ def _check_shape(first: dict, sample: Sample, role: str) -> None:
 def evaluate(real, fake, *, metrics=None, protocol: str | Protocol = "folders", weights=None, clip=None,
              strict: bool = False, batch_size: int = 8, progress: bool = True, annotations=None, real_split=None,
              expected_sha256: dict | None = None, sample_steps: int = 50, guidance: float = 3.0,
-             sampler: str = "ddim", keep_samples: int = 4, **overrides) -> Evaluation:
+             sampler: str = "ddim", keep_samples: int = 4, lpips_backbone=None, lpips_heads=None,
+             lpips_net: str = "alex", **overrides) -> Evaluation:
     """Evaluate ``fake`` against ``real`` under ``protocol``.
 
     ``real``: a folder of videos or ``"shapes"``; ``fake``: a folder, ``"shapes"``, ``"noise"`` or a vdmkit
     model/run directory. ``metrics``: names from :data:`METRICS` (comma string or list; default: the
     protocol's). ``weights``: folder with ``i3d_torchscript.pt`` / ``pt_inception-...pth`` / ``c3d_ucf101.npz``;
-    ``clip``: a transformers CLIP folder. ``expected_sha256``: ``{file name: sha256}`` to accept a file
+    ``clip``: a transformers CLIP folder. ``lpips_backbone`` / ``lpips_heads``: torchvision's backbone file
+    and the lpips heads file, or their folders (default ``weights``); ``lpips_net``: "alex" or "vgg".
+    ``expected_sha256``: ``{file name: sha256}`` to accept a file
     other than the published one (recorded as such). ``overrides``: protocol fields (frames, stride,
     resolution, num_real, num_fake, seed, ...). Sample counts below the protocol's warn with the
     number (:class:`SampleCountWarning`), or raise under ``strict``. Videos are decoded and features
@@ -537,7 +561,7 @@ def evaluate(real, fake, *, metrics=None, protocol: str | Protocol = "folders", 
     metrics = parse_metrics(metrics, protocol)
     if batch_size < 1:
         raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
-    check_protocol_inputs(metrics, protocol)
+    check_protocol_inputs(metrics, protocol, lpips_net)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         real_src, fake_src = build_sources(real, fake, protocol, annotations=annotations, real_split=real_split,
@@ -550,7 +574,7 @@ def evaluate(real, fake, *, metrics=None, protocol: str | Protocol = "folders", 
                                   f"are {n_real} real and {n_fake} fake; give both folders the same videos")
         st.check_sample_count(n_real, protocol.num_real, what=f"{protocol.name} real set", strict=strict)
         st.check_sample_count(n_fake, protocol.num_fake, what=f"{protocol.name} fake set", strict=strict)
-        ext = _Extractors(metrics, protocol, weights, clip, expected_sha256)
+        ext = _Extractors(metrics, protocol, weights, clip, expected_sha256, lpips_backbone, lpips_heads, lpips_net)
         ev = _run(real_src, fake_src, metrics, protocol, ext, batch_size=batch_size, progress=progress,
                   keep_samples=keep_samples)
         if ev.report["counts"]["real"] < n_real:  # short videos were skipped
@@ -581,12 +605,13 @@ def _run(real_src, fake_src, metrics, protocol: Protocol, ext: _Extractors, *, b
     from tqdm import tqdm
 
     from vdmkit.evaluation import features as fx
+    from vdmkit.evaluation.perceptual import lpips_per_frame
 
     ev = Evaluation({})
     first: dict = {}
     video_feats = {"real": [], "fake": []}
     fake_logits, frame_moments = [], {"real": None, "fake": None}
-    clip_values, psnr_v, ssim_v, shapes_rows = [], [], [], []
+    clip_values, psnr_v, ssim_v, lpips_v, shapes_rows = [], [], [], [], []
     samples = {"real": [], "fake": []}
     labels = {"real": Counter(), "fake": Counter()}
     pending = {"real": [], "fake": []}  # paired metrics: clips waiting for their partner
@@ -632,6 +657,8 @@ def _run(real_src, fake_src, metrics, protocol: Protocol, ext: _Extractors, *, b
                         psnr_v.append(st.psnr_per_frame(a, b).mean(axis=1))
                     if "ssim" in paired:
                         ssim_v.append(st.ssim_per_frame(a, b).mean(axis=1))
+                    if "lpips" in paired:
+                        lpips_v.append(lpips_per_frame(a, b, ext.lpips).mean(axis=1))
                     pending["real"], pending["fake"] = pending["real"][k:], pending["fake"][k:]
     bar.close()
     ev.report["counts"] = {"real": len(samples["real"]), "fake": len(samples["fake"])}
@@ -643,7 +670,7 @@ def _run(real_src, fake_src, metrics, protocol: Protocol, ext: _Extractors, *, b
     if fake_logits:
         ev.features["fake_log_probs"] = np.concatenate(fake_logits)
     ev.features["frame_moments"] = frame_moments
-    for name, values in (("clipsim", clip_values), ("psnr", psnr_v), ("ssim", ssim_v)):
+    for name, values in (("clipsim", clip_values), ("psnr", psnr_v), ("ssim", ssim_v), ("lpips", lpips_v)):
         if values:
             ev.per_video[name] = np.concatenate(values) if name != "clipsim" else np.asarray(values)
     ev.per_video["shapes"] = shapes_rows
@@ -689,6 +716,10 @@ def _shapes_rows(batch: list[Sample], real_src) -> list[dict]:
     return rows
 
 
+PAIRED_CONVENTIONS = {"psnr": ", identical frames 100 dB", "ssim": ", Gaussian 11 / sigma 1.5, valid region",
+                      "lpips": " (common_metrics calculate_lpips); network and heads under extractors.lpips"}
+
+
 def _compute_metrics(ev: Evaluation, metrics, protocol: Protocol, strict: bool) -> None:
     out = {}
     f = ev.features
@@ -722,8 +753,7 @@ def _compute_metrics(ev: Evaluation, metrics, protocol: Protocol, strict: bool) 
         elif m in PAIRED_METRICS:
             v = ev.per_video[m]
             out[m] = {"value": float(v.mean()), "n_pairs": len(v), "pairing": "i-th real with i-th fake (sorted)",
-                      "convention": "per frame, then mean over frames and videos" + (
-                          ", identical frames 100 dB" if m == "psnr" else ", Gaussian 11 / sigma 1.5, valid region")}
+                      "convention": "per frame, then mean over frames and videos" + PAIRED_CONVENTIONS[m]}
         elif m == "shapes":
             rows = ev.per_video["shapes"]
             jerks = [r["jerk_px"] for r in rows if r["jerk_px"] is not None]

@@ -48,13 +48,16 @@ from vdmkit.video import check_video, fold_time
 
 @dataclass(frozen=True)
 class WeightFile:
-    """A published weight file: its name, SHA-256, size in bytes, and where users get it."""
+    """A published weight file: its name, SHA-256, size in bytes, and where users get it.
+    ``sha256_prefix``: the first hex digits of the SHA-256 that torchvision puts in its file names and
+    checks on download (``check_hash=True``), for files whose full hash is not published."""
 
     filename: str
     sha256: str | None
     size: int | None
     url: str
     used_by: str
+    sha256_prefix: str | None = None
 
 
 I3D_TORCHSCRIPT = WeightFile(
@@ -78,8 +81,8 @@ class WeightRecord:
     path: str
     sha256: str
     bytes: int
-    expected_sha256: str | None
-    matches_published: bool  # sha256 equals the published value of the reference file
+    expected_sha256: str | None  # or the published prefix (torchvision files)
+    matches_published: bool  # sha256 equals (or starts with) the published value of the reference file
 
 
 def locate_weight_file(spec: WeightFile, path: str | os.PathLike) -> Path:
@@ -96,10 +99,17 @@ def locate_weight_file(spec: WeightFile, path: str | os.PathLike) -> Path:
 
 def verify_weight_file(spec: WeightFile, path: Path, expected_sha256=_PINNED) -> WeightRecord:
     """Check size and sha256 of ``path`` against ``spec`` (or against ``expected_sha256`` when the
-    caller supplies one, e.g. for a converted copy; ``None`` skips the check with a warning)."""
+    caller supplies one, e.g. for a converted copy; ``None`` skips the check with a warning). A spec with
+    only a ``sha256_prefix`` is checked against the prefix, as torchvision checks its downloads."""
     expected = spec.sha256 if expected_sha256 is _PINNED else expected_sha256
     size = path.stat().st_size
     where = f"get {spec.filename} again from {spec.url}"
+    if expected is None and expected_sha256 is _PINNED and spec.sha256_prefix:
+        digest = sha256_file(path)
+        if not digest.startswith(spec.sha256_prefix):
+            raise CorruptCheckpointError(f"{str(path)!r} ({size} bytes) has sha256 {digest}, but {spec.filename} "
+                                         f"starts with {spec.sha256_prefix}; {where}")
+        return WeightRecord(str(path), digest, size, spec.sha256_prefix, True)
     if expected is not None and expected == spec.sha256 and spec.size is not None and size != spec.size:
         raise CorruptCheckpointError(f"{str(path)!r} has {size} bytes, expected {spec.size} for {spec.filename} "
                                      f"(truncated, an HTML page or an LFS pointer?); {where}")
@@ -111,6 +121,20 @@ def verify_weight_file(spec: WeightFile, path: Path, expected_sha256=_PINNED) ->
         raise CorruptCheckpointError(f"{str(path)!r} ({size} bytes) has sha256 {digest}, expected {expected} "
                                      f"for {spec.filename}; {where}")
     return WeightRecord(str(path), digest, size, expected, digest == spec.sha256)
+
+
+def read_torch_state_dict(file: Path, spec: WeightFile) -> dict[str, torch.Tensor]:
+    """A reference ``.pth`` state dict, unpickled with ``weights_only=True`` (tensors and containers only;
+    call it after the hash check). Anything but a flat dict of tensors is :class:`CorruptCheckpointError`."""
+    try:
+        state = torch.load(str(file), map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - any unpickling failure means the file is not the state dict
+        raise CorruptCheckpointError(f"{str(file)!r} is not a torch state dict ({e}); get "
+                                     f"{spec.filename} from {spec.url}") from e
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise CorruptCheckpointError(f"{str(file)!r} holds a {type(state).__name__}, not a state dict of tensors; "
+                                     f"get {spec.filename} from {spec.url}")
+    return state
 
 
 # ---- batching -------------------------------------------------------------------------------------
@@ -370,11 +394,7 @@ def load_fid_inception(path: str | os.PathLike, *, expected_sha256=_PINNED) -> E
     check) into :class:`FIDInceptionV3`; ``path`` is the file or its folder."""
     file = locate_weight_file(PT_INCEPTION, path)
     record = verify_weight_file(PT_INCEPTION, file, expected_sha256)
-    try:
-        state = torch.load(str(file), map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - any unpickling failure means the file is not the state dict
-        raise CorruptCheckpointError(f"{str(file)!r} is not a torch state dict ({e}); get "
-                                     f"{PT_INCEPTION.filename} from {PT_INCEPTION.url}") from e
+    state = read_torch_state_dict(file, PT_INCEPTION)
     model = FIDInceptionV3()
     result = model.load_state_dict(state, strict=False)
     missing = [k for k in result.missing_keys if not k.endswith("num_batches_tracked")]

@@ -16,11 +16,13 @@ METRICS = {
     "clipsim": "raw CLIP cosine of each fake frame with its caption, mean over frames then videos",
     "psnr": "PSNR of paired real/fake videos, per frame then mean (dB)",
     "ssim": "SSIM of paired real/fake videos (Gaussian 11, sigma 1.5), per frame then mean",
+    "lpips": "LPIPS of paired real/fake videos (lpips v0.1: torchvision AlexNet + linear heads), per frame then mean",
     "shapes": "moving-shapes detector on the fake videos: colour/shape/direction adherence to the caption, "
               "single-object rate, trajectory smoothness",
 }
 VIDEO_FEATURE_METRICS = ("fvd", "kvd")
-PAIRED_METRICS = ("psnr", "ssim")
+PAIRED_METRICS = ("psnr", "ssim", "lpips")
+LPIPS_NETS = ("alex", "vgg")  # backbones of vdmkit.evaluation.perceptual.NETS
 
 
 # ---- protocols ------------------------------------------------------------------------------------
