@@ -9,6 +9,7 @@ installed with ``pip install --no-deps lpips==0.1.4`` (the Makefile does) and im
 below from torchvision 0.28's ``models/alexnet.py`` and ``models/vgg.py``."""
 
 import importlib.util
+import json
 import sys
 import types
 from pathlib import Path
@@ -402,3 +403,47 @@ def test_eval_lpips_equals_the_function_and_records_both_files(folders, weights,
     code, _, err = run_cli(capsys, "--real", real, "--fake", fake, "--metrics", "lpips", "--frames", 12,
                            "--weights", tmp_path)
     assert code == 2 and "alexnet-owt-7be5be79.pth" in err
+
+
+# ---- the perceptual term of autoencoder training --------------------------------------------------
+
+def test_lpips_is_differentiable_in_its_inputs_only(weights):
+    model = load(weights).module
+    x, y = (v[:, :, 0] for v in videos(2, 1, 32, 32))
+    y = y.clone().requires_grad_(True)
+    model(x, y).sum().backward()
+    assert y.grad.abs().sum() > 0 and all(p.grad is None and not p.requires_grad for p in model.parameters())
+
+
+def test_autoencoder_training_adds_the_perceptual_term(weights, tmp_path):
+    from vdmkit import cli
+    from vdmkit.config import AERunConfig, AETrainConfig, load_config
+
+    assert AETrainConfig().perceptual_weight == 0  # off unless asked for
+    _, _, heads, heads_sha, state = weights["alex"]
+    save_file({k: v.contiguous() for k, v in state.items()}, str(tmp_path / "alexnet-owt-7be5be79.safetensors"))
+    if heads_sha is not None:  # random heads: a .safetensors copy is accepted with a warning, like the backbone
+        save_file(torch.load(heads, map_location="cpu", weights_only=True), str(tmp_path / "alex.safetensors"))
+    out = tmp_path / "vae"
+    args = ["configs/vae_frame.yaml", "model.block_out_channels=[8,16]", "model.norm_num_groups=4", "data.size=32",
+            "data.frames=1", "train.batch_size=2", "train.steps=2", "train.checkpoint_every=2", "train.log_every=1",
+            "train.eval_videos=2", "train.threads=1", "train.init_from=", "train.precision=fp32",
+            "train.perceptual_weight=0.5", f"train.perceptual_backbone={tmp_path}",
+            f"train.perceptual_heads={tmp_path if heads_sha is not None else heads}"]
+    with pytest.warns(UserWarning, match="sha256 check skipped"):
+        assert cli.main(["train-vae", *args, f"train.out_dir={out}", "--no-progress"]) == 0
+    rows = [r for r in map(json.loads, (out / "metrics.jsonl").read_text().splitlines()) if "loss" in r]
+    assert len(rows) == 2 and all(r["perceptual"] > 0 for r in rows)
+    for r in rows:
+        assert r["loss"] == pytest.approx(r["recon"] + 1e-6 * r["kl"] + 0.5 * r["perceptual"], rel=1e-5)
+    with pytest.raises(ConfigError, match="needs train.perceptual_backbone"):
+        load_config(None, ["train.perceptual_weight=1"], cls=AERunConfig)
+    with pytest.raises(ConfigError, match="at least 31x31"):
+        load_config(None, ["data.size=16", "train.perceptual_weight=1", "train.perceptual_backbone=x"],
+                    cls=AERunConfig)
+    with pytest.raises(ConfigError, match="perceptual_net"):
+        load_config(None, ["train.perceptual_net=squeeze"], cls=AERunConfig)
+    missing = tmp_path / "nowhere"
+    assert cli.main(["train-vae", *args[:-2], f"train.perceptual_backbone={missing}",
+                     f"train.out_dir={tmp_path / 'vae2'}", "--no-progress"]) == 2
+    assert not (tmp_path / "vae2").exists()  # refused before anything was written

@@ -22,6 +22,7 @@ from vdmkit.diffusion.losses import WEIGHTINGS
 from vdmkit.diffusion.process import PREDICTIONS, PROCESSES, NoiseProcess, check_prediction, make_process
 from vdmkit.diffusion.schedules import SCHEDULES
 from vdmkit.errors import ConfigError, ConstraintError, VdmkitError
+from vdmkit.evaluation.protocols import LPIPS_NETS
 
 PRECISIONS = ("fp32", "bf16")
 
@@ -209,6 +210,14 @@ class AETrainConfig:
     kl_weight: float = 1e-6
     gan_weight: float = 0.0  # > 0 adds a hinge patch-GAN term (needs no downloaded weights)
     gan_start: int = 0  # step at which the GAN term starts
+    # > 0 adds LPIPS between every frame and its reconstruction (vdmkit.evaluation.perceptual, float32);
+    # LDM/taming autoencoders use VGG LPIPS at weight 1. Local files only: torchvision's backbone
+    # (alexnet-owt-7be5be79.pth / vgg16-397923af.pth) and the lpips heads (alex.pth / vgg.pth), each the
+    # file or its folder; the heads default to the backbone's folder
+    perceptual_weight: float = 0.0
+    perceptual_backbone: str = ""
+    perceptual_heads: str = ""
+    perceptual_net: str = "alex"  # alex or vgg
     # start from a trained frame VAE run/checkpoint: copied into a frame VAE, inflated into a video VAE
     init_from: str = ""
     precision: str = "bf16"
@@ -226,9 +235,19 @@ class AETrainConfig:
                 raise ConfigError(f"train.{name} must be >= 1, got {getattr(self, name)}")
         if self.recon not in RECON_LOSSES:
             raise ConfigError(f"train.recon={self.recon!r} unknown; valid: {', '.join(RECON_LOSSES)}")
-        for name in ["kl_weight", "gan_weight", "weight_decay", "gan_start", "warmup_steps"]:
+        for name in ["kl_weight", "gan_weight", "weight_decay", "gan_start", "warmup_steps", "perceptual_weight"]:
             if getattr(self, name) < 0:
                 raise ConfigError(f"train.{name} must be >= 0, got {getattr(self, name)}")
+        if self.perceptual_net not in LPIPS_NETS:
+            raise ConfigError(f"train.perceptual_net={self.perceptual_net!r} unknown; valid: {', '.join(LPIPS_NETS)}")
+        if self.perceptual_weight > 0 and not self.perceptual_backbone:
+            from vdmkit.evaluation.perceptual import NETS
+
+            files = NETS[self.perceptual_net]
+            raise ConfigError(f"train.perceptual_weight > 0 needs train.perceptual_backbone=PATH (torchvision's "
+                              f"{files.backbone.filename}) and the lpips heads ({files.heads.filename}: "
+                              "train.perceptual_heads=PATH, default: the backbone's folder); vdmkit never downloads "
+                              "weights")
         check_optimisation(self)
 
 
@@ -256,6 +275,14 @@ class AERunConfig:
                              self.data.size, self.data.size)
         except ConstraintError as err:
             raise ConfigError(f"data does not fit the autoencoder: {err}") from err
+        if self.train.perceptual_weight > 0:
+            from vdmkit.evaluation.perceptual import check_lpips_size
+
+            try:
+                check_lpips_size(self.data.size, self.data.size, self.train.perceptual_net)
+            except ConstraintError as err:
+                raise ConfigError(f"data.size={self.data.size} is too small for train.perceptual_weight: "
+                                  f"{err}") from err
 
 
 def check_optimisation(cfg) -> None:

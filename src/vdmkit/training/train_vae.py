@@ -1,9 +1,10 @@
 """train_autoencoder(cfg): train a frame or video VAE on the shapes data, read top to bottom.
 
-Each step reconstructs a batch of videos and minimises reconstruction + KL (+ a hinge patch-GAN term
-from ``train.gan_start`` when ``train.gan_weight > 0``). Every checkpoint measures PSNR on held-out
-videos, sets ``scaling_factor`` / ``shift_factor`` from their latents (so diffusion sees unit-variance
-latents), writes an original|reconstruction preview, and can be resumed exactly.
+Each step reconstructs a batch of videos and minimises reconstruction + KL (+ LPIPS per frame when
+``train.perceptual_weight > 0``; + a hinge patch-GAN term from ``train.gan_start`` when
+``train.gan_weight > 0``). Every checkpoint measures PSNR on held-out videos, sets ``scaling_factor`` /
+``shift_factor`` from their latents (so diffusion sees unit-variance latents), writes an
+original|reconstruction preview, and can be resumed exactly.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from vdmkit.io.checkpoint import checkpoint_dirs, latest_checkpoint, load_json, 
 from vdmkit.io.video import upscale, write_video
 from vdmkit.pipelines.text2video import load_strict
 from vdmkit.training.train import lr_at, optimizer_tensors, restore_optimizer
-from vdmkit.video import to_uint8
+from vdmkit.video import fold_time, to_uint8
 
 STATE = "training_state"
 HELD_OUT_SEED_OFFSET = 7919  # held-out videos come from another seed of the same generator
@@ -57,6 +58,7 @@ def train_autoencoder(cfg: AERunConfig, *, resume: bool = False, progress: bool 
     held_out = eval_videos(cfg)
     model = build_autoencoder(cfg.autoencoder, cfg.model).train()
     disc = PatchDiscriminator(cfg.model.in_channels).train() if tc.gan_weight > 0 else None
+    perceptual = perceptual_net(tc) if tc.perceptual_weight > 0 else None
     opt = torch.optim.AdamW(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay, betas=(0.5, 0.9))
     opt_d = torch.optim.AdamW(disc.parameters(), lr=tc.lr, betas=(0.5, 0.9)) if disc is not None else None
     generator = torch.Generator().manual_seed(tc.seed)
@@ -86,6 +88,10 @@ def train_autoencoder(cfg: AERunConfig, *, resume: bool = False, progress: bool 
                 rec = reconstruction_loss(x, x_hat, tc.recon)
                 kl = kl_loss(posterior, pixels)
                 loss = rec + tc.kl_weight * kl
+                if perceptual is not None:
+                    with torch.autocast("cpu", enabled=False):  # float32, as LPIPS is evaluated
+                        lp = perceptual(fold_time(x).float(), fold_time(x_hat).float()).mean()
+                    loss = loss + tc.perceptual_weight * lp
                 if gan_on:
                     g_loss = hinge_g_loss(disc(x_hat).float())
                     loss = loss + tc.gan_weight * g_loss
@@ -98,6 +104,8 @@ def train_autoencoder(cfg: AERunConfig, *, resume: bool = False, progress: bool 
             opt.step()
             record = {"step": step + 1, "loss": loss.item(), "recon": rec.item(), "kl": kl.item(),
                       "grad_norm": float(grad_norm), "lr": lr}
+            if perceptual is not None:
+                record["perceptual"] = lp.item()
             if gan_on:
                 with torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp):
                     d_loss = hinge_d_loss(disc(x).float(), disc(x_hat.detach()).float())
@@ -124,6 +132,13 @@ def train_autoencoder(cfg: AERunConfig, *, resume: bool = False, progress: bool 
         bar.close()
         metrics.close()
     return out
+
+
+def perceptual_net(tc) -> torch.nn.Module:
+    """The frozen LPIPS module of ``train.perceptual_*`` (hash-checked local files), before any output."""
+    from vdmkit.evaluation.perceptual import load_lpips
+
+    return load_lpips(tc.perceptual_backbone, tc.perceptual_heads or None, net=tc.perceptual_net).module
 
 
 def initialise_from(model, path: str) -> None:
