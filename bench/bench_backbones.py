@@ -3,6 +3,7 @@
     python bench/bench_backbones.py                  # tiny and small, 5 repeats (several minutes)
     python bench/bench_backbones.py --quick          # tiny only, 1 repeat, smaller peak matmul: checks it runs
     python bench/bench_backbones.py --json out.json  # also write the results
+    python bench/bench_backbones.py --unet-options --sizes tiny   # every UNet3D temporal_conv x temporal_attention
 
 In one run: the matmul peak (a 2048^3 matmul, fp32 and bf16), then for each model at input 1x4x8x32x32
 with 16 text tokens: parameters, forward FLOPs (counted, 2 per multiply-add), and the median time of a
@@ -30,6 +31,7 @@ import torch
 from bench_precision import timed  # median of repeats after a warm-up (this folder is on sys.path)
 
 from vdmkit.backbones import DiTConfig, DiTSConfig, UNet3D, UNet3DConfig, VideoDiT
+from vdmkit.backbones.unet3d import TEMPORAL_ATTENTIONS, TEMPORAL_CONVS
 from vdmkit.backbones.flops import backbone_flops, backbone_inputs, count_flops, count_params
 
 INPUT = (1, 4, 8, 32, 32)  # the issue's comparison input (B, C, T, H, W)
@@ -70,12 +72,19 @@ def ours(name: str, size: str, model: torch.nn.Module) -> Case:
                 backbone_flops(twin, INPUT, backward=True), lambda: model(x, t, text), list(model.parameters()))
 
 
-def unet3d(size: str) -> Case:
+def unet3d(size: str, **options) -> Case:
     channels, blocks, text_dim = UNET_SIZES[size]
     cfg = UNet3DConfig(in_channels=4, out_channels=4, channels=channels, blocks_per_level=blocks,
                        attention_levels=tuple(range(len(channels) - 1)), head_dim=channels[0] // HEADS,
-                       text_dim=text_dim)
-    return ours("vdmkit UNet3D", size, UNet3D(cfg))
+                       text_dim=text_dim, **options)
+    label = f" ({cfg.temporal_conv} conv, {cfg.temporal_attention} attention)" if options else ""
+    return ours("vdmkit UNet3D" + label, size, UNet3D(cfg))
+
+
+def unet3d_options(size: str) -> list[Case]:
+    """The UNet3D at ``size`` with every model.temporal_conv x model.temporal_attention."""
+    return [unet3d(size, temporal_conv=conv, temporal_attention=attention)
+            for conv in TEMPORAL_CONVS for attention in TEMPORAL_ATTENTIONS]
 
 
 def dit(size: str) -> Case:
@@ -154,6 +163,8 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--quick", action="store_true", help="tiny only, 1 repeat, 1024^3 peak matmul")
     ap.add_argument("--no-diffusers", action="store_true")
+    ap.add_argument("--unet-options", action="store_true",
+                    help="only our UNet3D, once per temporal_conv x temporal_attention option")
     ap.add_argument("--json", help="also write the results to this file")
     args = ap.parse_args()
     sizes, repeats, peak_size = (["tiny"], 1, PEAK_SIZE // 2) if args.quick else (args.sizes, args.repeats, PEAK_SIZE)
@@ -161,7 +172,10 @@ def main() -> None:
     peak = matmul_peak(peak_size, repeats)
     rows = []
     for size in sizes:
-        cases = [unet3d(size), dit(size)] + ([] if args.no_diffusers else [diffusers_unet3d(size)])
+        if args.unet_options:
+            cases = unet3d_options(size)
+        else:
+            cases = [unet3d(size), dit(size)] + ([] if args.no_diffusers else [diffusers_unet3d(size)])
         for case in cases:
             if case is not None:
                 rows.append(measure(case, peak, repeats))
