@@ -1,6 +1,7 @@
 import hashlib
 import itertools
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -221,6 +222,60 @@ def test_position_in_cross_changes_only_the_cross_attention_queries():
         a, b = plain(x, torch.tensor([500]), text(1)), positioned(x, torch.tensor([500]), text(1))
         assert (a - b).abs().max() > 1e-3
         torch.testing.assert_close(plain(x, torch.tensor([500]), None), positioned(x, torch.tensor([500]), None))
+
+
+def test_fourier_cross_positions_are_travelling_plane_waves():
+    """Feature i is sin / cos(2 pi (f_t t/T + f_y y/H + f_x x/W)); the frequencies are a buffer drawn from a fixed
+    seed, so every build and every checkpoint has the same ones. A wave with f_t * f_x > 0 moves towards -x, one
+    with f_t * f_x < 0 towards +x: a word selects its direction of motion with a logit linear in the features."""
+    m = tiny(cross_position="fourier")
+    attn = m.mid.attn[0]
+    f = attn.cross_frequencies  # (C/2, 3), cycles per clip
+    assert f.shape == (16, 3) and "mid.attn.0.cross_frequencies" in m.state_dict()
+    assert torch.equal(f, tiny(cross_position="fourier").mid.attn[0].cross_frequencies)
+    pos = attn._fourier_position(4, 8, 8, None, torch.zeros(1, 1, 32))  # (T, H*W, C)
+    assert pos.shape == (4, 64, 32)
+    k, y, x = 2, 3, 5
+    phase = 2 * math.pi * (f[:, 0] * k / 4 + f[:, 1] * y / 8 + f[:, 2] * x / 8)
+    torch.testing.assert_close(pos[k, y * 8 + x], torch.cat([phase.sin(), phase.cos()]))
+    travel = f[:, 0] * f[:, 2]
+    assert (travel > 0).any() and (travel < 0).any()
+
+
+def test_fourier_cross_positions_add_only_the_frequencies_and_act_only_with_text():
+    plain, fourier = tiny(), tiny(cross_position="fourier")
+    extra = set(fourier.state_dict()) - set(plain.state_dict())
+    assert extra and all(k.endswith("cross_frequencies") for k in extra)
+    assert set(plain.state_dict()) <= set(fourier.state_dict())
+    randomise(plain, std=0.2)
+    fourier.load_state_dict({**fourier.state_dict(), **plain.state_dict()})
+    x = torch.randn(1, 3, 4, 16, 16)
+    with torch.no_grad():
+        assert (plain(x, torch.tensor([500]), text(1)) - fourier(x, torch.tensor([500]), text(1))).abs().max() > 1e-3
+        torch.testing.assert_close(plain(x, torch.tensor([500]), None), fourier(x, torch.tensor([500]), None))
+    y = fourier(torch.randn(2, 3, 1, 16, 16), torch.tensor([3, 700]), text(2))  # images: t = 0 everywhere
+    assert y.shape == (2, 3, 1, 16, 16) and torch.isfinite(y).all()
+
+
+def test_fourier_cross_positions_keep_image_frames_of_joint_batches_per_frame():
+    m = randomise(tiny(cross_position="fourier"), std=0.1, only=lambda name: "frequencies" not in name)
+    x, t, c = torch.randn(2, 3, 4, 16, 16), torch.tensor([30, 800]), text(2)
+    with torch.no_grad():
+        out = m(x, t, c, is_image=torch.tensor([False, True]))
+        images = torch.cat([m(x[1:, :, i:i + 1], t[1:], c[1:]) for i in range(4)], dim=2)
+        video = m(x[:1], t[:1], c[:1])
+    torch.testing.assert_close(out[1:], images, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(out[:1], video, atol=1e-5, rtol=1e-4)
+
+
+def test_cross_position_options_are_checked():
+    assert UNet3DConfig(position_in_cross=True).cross_position == "sincos"  # the older boolean spelling
+    assert UNet3DConfig(cross_position="fourier").position_in_cross
+    with pytest.raises(ConfigError, match="model.cross_position='waves' unknown; valid: none, sincos, fourier"):
+        UNet3DConfig(cross_position="waves")
+    with pytest.raises(ConfigError, match="cross_fourier_scale must be > 0"):
+        UNet3DConfig(cross_position="fourier", cross_fourier_scale=0)
+    assert load_config("configs/shapes.yaml").model.cross_position == "fourier"
 
 
 @pytest.mark.parametrize("case", sorted(REFERENCE_CASES))

@@ -18,6 +18,7 @@ batches mark image samples or frames with ``is_image``: temporal layers leave th
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -42,6 +43,8 @@ SPATIAL_PAD = (0, 1, 1)
 FRAME_POSITIONS = ("sinusoidal", "none")
 TEMPORAL_CONVS = ("pseudo3d", "full3d", "none")
 TEMPORAL_ATTENTIONS = ("divided", "full", "none")
+CROSS_POSITIONS = ("none", "sincos", "fourier")
+FOURIER_SEED = 0  # the cross-attention Fourier frequencies are drawn from this seed (and saved as a buffer)
 
 
 @dataclass
@@ -73,6 +76,17 @@ class UNet3DConfig:
     # the temporal one), so how much a pixel of a frame reads each prompt word depends on where and when it
     # is: one layer couples "left"/"right" with position and time instead of several
     position_in_cross: bool = False
+    # positions in the spatial cross-attention queries (position_in_cross: true means "sincos"):
+    # "sincos" adds the pixel and frame sin-cos features above; their sum enters each word's logit additively,
+    # so a word can pick a place or a time but not a place that moves with time: in the shapes probes the
+    # prompt chose the axis of motion, never its sign. "fourier" adds random Fourier features of (t, y, x)
+    # (Tancik et al. 2020): plane waves sin(2 pi (f_t t + f_y y + f_x x)) travelling in every direction, so a
+    # word can select the waves that move its way with a logit linear in the features. This is what made the
+    # shapes model follow "left"/"right" (BENCHMARKS.md, direction probes). Coordinates are fractions of the
+    # clip (t / T, y / H, x / W); the frequencies (cycles per clip, N(0, cross_fourier_scale^2)) are drawn once
+    # from a fixed seed and saved in the checkpoint.
+    cross_position: str = "none"
+    cross_fourier_scale: float = 1.5
     # the temporal layer of every residual block: "pseudo3d" (Make-A-Video: 1x3x3 convs, then a zero-initialised
     # temporal_kernel x1x1 conv), "full3d" (temporal_kernel x3x3 convs, no separate temporal conv; randomly
     # initialised, so at init a video is NOT processed frame by frame; an image sees only the centre time
@@ -96,7 +110,10 @@ class UNet3DConfig:
             if getattr(self, name) not in FRAME_POSITIONS:
                 raise ConfigError(f"model.{name} must be one of {', '.join(FRAME_POSITIONS)}, "
                                   f"got {getattr(self, name)!r}")
-        for name, valid in (("temporal_conv", TEMPORAL_CONVS), ("temporal_attention", TEMPORAL_ATTENTIONS)):
+        if self.position_in_cross and self.cross_position == "none":  # the older boolean spelling
+            self.cross_position = "sincos"
+        for name, valid in (("temporal_conv", TEMPORAL_CONVS), ("temporal_attention", TEMPORAL_ATTENTIONS),
+                            ("cross_position", CROSS_POSITIONS)):
             if getattr(self, name) not in valid:
                 raise ConfigError(f"model.{name}={getattr(self, name)!r} unknown; valid: {', '.join(valid)}")
         if self.temporal_kernel % 2 != 1:
@@ -105,6 +122,9 @@ class UNet3DConfig:
             raise ConfigError(f"model.temporal_conv_layers must be >= 1, got {self.temporal_conv_layers}")
         if self.ff_mult < 0:
             raise ConfigError(f"model.ff_mult must be >= 0 (0 = no feed-forward), got {self.ff_mult}")
+        self.position_in_cross = self.cross_position != "none"
+        if not self.cross_fourier_scale > 0:
+            raise ConfigError(f"model.cross_fourier_scale must be > 0, got {self.cross_fourier_scale}")
 
     @property
     def spatial_factor(self) -> int:
@@ -292,11 +312,16 @@ class SpaceTimeAttention(nn.Module):
 
     def __init__(self, dim: int, head_dim: int, text_dim: int, frame_position: str = "sinusoidal",
                  temporal_text: bool = False, spatial_position: str = "none", position_in_cross: bool = False,
-                 temporal_attention: str = "divided", ff_mult: int = 0):
+                 temporal_attention: str = "divided", ff_mult: int = 0, cross_position: str | None = None,
+                 cross_fourier_scale: float = 1.5):
         super().__init__()
         self.frame_position = frame_position
         self.spatial_position = spatial_position
-        self.position_in_cross = position_in_cross
+        self.cross_position = cross_position or ("sincos" if position_in_cross else "none")
+        self.position_in_cross = self.cross_position != "none"
+        if self.cross_position == "fourier" and text_dim:
+            g = torch.Generator().manual_seed(FOURIER_SEED)
+            self.register_buffer("cross_frequencies", torch.randn(dim // 2, 3, generator=g) * cross_fourier_scale)
         self.joint = self.temporal = self.temporal_cross = self.ff = self.temporal_ff = None
         heads = dim // head_dim
         divided = temporal_attention == "divided"
@@ -337,6 +362,21 @@ class SpaceTimeAttention(nn.Module):
             pos = pos + frame_pos.to(like.dtype)[:, None]
         return pos
 
+    def _fourier_position(self, t: int, h: int, w: int, frames: ImageFrames | None,
+                          like: torch.Tensor) -> torch.Tensor:
+        """Random Fourier features of (t / T, y / H, x / W): (rows, H*W, C), rows = T or B*T (per-sample frames,
+        an image frame at t = 0). Zero-padded when C is odd."""
+        dev = like.device
+        if frames is None:
+            tt = torch.arange(t, device=dev) / t
+        else:  # each sample's video frames span its clip; images sit at t = 0
+            tt = (frames.index() / frames.video.sum(1, keepdim=True).clamp(min=1)).flatten()
+        yy, xx = torch.meshgrid(torch.arange(h, device=dev) / h, torch.arange(w, device=dev) / w, indexing="ij")
+        f = self.cross_frequencies.to(dev) * (2 * math.pi)  # (C/2, 3) radians per clip
+        phase = tt.float()[:, None, None] * f[:, 0] + (yy.reshape(-1, 1) * f[:, 1] + xx.reshape(-1, 1) * f[:, 2])
+        feats = torch.cat([phase.sin(), phase.cos()], dim=-1)  # (rows, H*W, 2 * (C/2))
+        return F.pad(feats, (0, like.shape[-1] - feats.shape[-1])).to(like.dtype)
+
     def _frame_position(self, t: int, c: int, device, frames: ImageFrames | None) -> torch.Tensor | None:
         """Sin-cos features of each frame's index: (T, C), or (B*T, C) counting video frames only; None if off."""
         if self.frame_position != "sinusoidal":
@@ -357,7 +397,10 @@ class SpaceTimeAttention(nn.Module):
             s = s + self.spatial(q)
         if self.cross is not None and text is not None:
             q = self.norm_cross(s)
-            if self.position_in_cross:
+            if self.cross_position == "fourier":
+                pos = self._fourier_position(t, h, w, frames, q)
+                q = q + pos.repeat(q.shape[0] // pos.shape[0], 1, 1)
+            elif self.cross_position == "sincos":
                 pos = self._pixel_frame_position(t, h, w, frame_pos, q)
                 q = q + pos.repeat(q.shape[0] // pos.shape[0], 1, 1)
             s = s + self.cross(q, *repeat_text(text, t))  # one copy per frame
@@ -423,7 +466,8 @@ class Level(nn.Module):
                                             cfg.temporal_conv, cfg.temporal_conv_layers) for c in c_ins)
         self.attn = nn.ModuleList(
             SpaceTimeAttention(c_out, cfg.head_dim, cfg.text_dim, cfg.frame_position, cfg.temporal_text,
-                               cfg.spatial_position, cfg.position_in_cross, cfg.temporal_attention, cfg.ff_mult)
+                               cfg.spatial_position, cfg.position_in_cross, cfg.temporal_attention, cfg.ff_mult,
+                               cfg.cross_position, cfg.cross_fourier_scale)
             if attention else nn.Identity() for _ in c_ins)
 
 
