@@ -3,6 +3,7 @@ values against the statistics functions, the JSON/HTML reports, report compariso
 of issue 6 (each from the Python API and from the CLI)."""
 
 import json
+import warnings
 
 import numpy as np
 import pytest
@@ -12,6 +13,7 @@ import torch.nn as nn
 from tests.test_metrics_features import I3DStandIn, clip_folder, save_script  # noqa: F401 - fixture
 from vdmkit import cli
 from vdmkit.errors import (
+    ClassSetWarning,
     ConfigError,
     ConstraintError,
     CorruptCheckpointError,
@@ -255,6 +257,25 @@ def test_ucf101_random_offsets_are_seeded_short_videos_skipped_and_classes_recor
                                                   "video_extractor": "shapes"}).report
     assert sorted(s["file"] for s in d["samples"]["real"]) == ["ApplyEyeMakeup/v01.mp4", "Basketball/v00.mp4"]
     assert "testlist01.txt" in d["real"]["split"]
+
+
+def test_class_conditional_sets_with_different_classes_warn_or_refuse_under_strict(tmp_path):
+    real, fake = tmp_path / "real", tmp_path / "fake"
+    for root, classes, seed in ((real, ("ApplyEyeMakeup", "Basketball"), 1), (fake, ("ApplyEyeMakeup", "Drumming"), 2)):
+        for k, name in enumerate(classes):
+            write_clips(root / name, 2, t=12, seed=seed + 10 * k)
+    kw = dict(metrics="psnr", protocol="ucf101", frames=12, resolution=16, num_real=4, num_fake=4, progress=False)
+    with pytest.warns(ClassSetWarning, match="only in real: Basketball; only in fake: Drumming"):
+        report = evaluate(real, fake, **kw).report
+    assert any("only in real: Basketball" in w for w in report["warnings"])  # and the report keeps it
+    with pytest.raises(ConstraintError, match="only in real: Basketball"):
+        evaluate(real, fake, strict=True, **kw)
+    same = tmp_path / "same"
+    for k, name in enumerate(("ApplyEyeMakeup", "Basketball")):
+        write_clips(same / name, 2, t=12, seed=30 + k)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ClassSetWarning)
+        evaluate(real, same, **kw)
 
 
 def test_stride_picks_every_kth_frame(tmp_path):

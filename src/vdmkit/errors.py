@@ -49,3 +49,7 @@ class VdmkitDeprecationWarning(DeprecationWarning):
 
 class SampleCountWarning(UserWarning):
     """A metric computed from fewer samples than its protocol needs: the value is biased and not comparable."""
+
+
+class ClassSetWarning(UserWarning):
+    """A class-conditional evaluation whose real and fake sets cover different classes: not comparable."""

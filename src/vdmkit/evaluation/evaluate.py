@@ -32,7 +32,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from vdmkit.errors import ConfigError, ConstraintError, DatasetError, InvalidVideoError, SampleCountWarning
+from vdmkit.errors import (
+    ClassSetWarning,
+    ConfigError,
+    ConstraintError,
+    DatasetError,
+    InvalidVideoError,
+    SampleCountWarning,
+)
 from vdmkit.evaluation import statistics as st
 from vdmkit.evaluation.protocols import (
     PAIRED_METRICS,
@@ -580,6 +587,7 @@ def evaluate(real, fake, *, metrics=None, protocol: str | Protocol = "folders", 
         if ev.report["counts"]["real"] < n_real:  # short videos were skipped
             st.check_sample_count(ev.report["counts"]["real"], protocol.num_real,
                                   what=f"{protocol.name} real set after skipping short videos", strict=strict)
+        check_class_sets(ev.report.get("labels", {}), protocol, strict=strict)
         _compute_metrics(ev, metrics, protocol, strict)
     body = ev.report
     ev.report = {
@@ -598,6 +606,26 @@ def evaluate(real, fake, *, metrics=None, protocol: str | Protocol = "folders", 
     for w in caught:  # the caller still sees them
         warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     return ev
+
+
+def check_class_sets(labels: dict, protocol: Protocol, *, strict: bool = False) -> None:
+    """Class-conditional protocols (UCF-101) compare like with like: when the real and fake sets cover different
+    classes, warn (:class:`ClassSetWarning`) or, under ``strict``, raise, naming what each side lacks."""
+    if not protocol.class_conditional or not labels.get("real") or not labels.get("fake"):
+        return
+    real, fake = ({k for k, n in labels[role].items() if k is not None and n} for role in ("real", "fake"))
+    if not real or not fake or real == fake:
+        return
+
+    def some(names: set) -> str:
+        names = sorted(names)
+        return ", ".join(names[:5]) + (f" (+{len(names) - 5} more)" if len(names) > 5 else "") if names else "none"
+    message = (f"{protocol.name}: the real set has {len(real)} classes and the fake set {len(fake)}; only in real: "
+               f"{some(real - fake)}; only in fake: {some(fake - real)}. Class-conditional FVD/KVD/IS are not "
+               "comparable with published numbers unless both sets cover the same classes")
+    if strict:
+        raise ConstraintError(message)
+    warnings.warn(message, ClassSetWarning, stacklevel=3)
 
 
 def _run(real_src, fake_src, metrics, protocol: Protocol, ext: _Extractors, *, batch_size: int, progress: bool,
@@ -627,7 +655,8 @@ def _run(real_src, fake_src, metrics, protocol: Protocol, ext: _Extractors, *, b
             for s in batch:
                 _check_shape(first, s, role)
                 samples[role].append({"name": s.name, "caption": s.caption, "label": s.label, **s.record})
-                labels[role][s.label] += s.label is not None
+                if s.label is not None:
+                    labels[role][s.label] += 1
                 keep = ev.real_frames if role == "real" else ev.fake_frames
                 if len(keep) < keep_samples:
                     keep.append(((s.video.permute(1, 2, 3, 0) + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).numpy())
