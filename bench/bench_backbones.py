@@ -41,6 +41,9 @@ HEADS = 8  # diffusers' attention_head_dim=8 (legacy name: it sets the number of
 # channels per level, blocks per level, text width: the diffusers models of the issue (1.3M and 57M)
 UNET_SIZES = {"tiny": ((32, 64), 1, 32), "small": ((64, 128, 256, 256), 2, 256)}
 DIT_SIZES = {"tiny": DiTConfig, "small": DiTSConfig}
+# our UNet3D with the layers diffusers' UNet3DConditionModel has per block: a GEGLU feed-forward after the
+# spatial and the temporal attention, and 4 stacked temporal convs (ModelScope's TemporalConvLayer)
+DIFFUSERS_LAYERS = {"ff_mult": 4, "temporal_conv_layers": 4}
 
 
 @dataclass
@@ -78,6 +81,8 @@ def unet3d(size: str, **options) -> Case:
                        attention_levels=tuple(range(len(channels) - 1)), head_dim=channels[0] // HEADS,
                        text_dim=text_dim, **options)
     label = f" ({cfg.temporal_conv} conv, {cfg.temporal_attention} attention)" if options else ""
+    if options.get("ff_mult"):
+        label = f" (diffusers' layers: GEGLU x{cfg.ff_mult}, {cfg.temporal_conv_layers} temporal convs)"
     return ours("vdmkit UNet3D" + label, size, UNet3D(cfg))
 
 
@@ -175,7 +180,8 @@ def main() -> None:
         if args.unet_options:
             cases = unet3d_options(size)
         else:
-            cases = [unet3d(size), dit(size)] + ([] if args.no_diffusers else [diffusers_unet3d(size)])
+            cases = [unet3d(size), unet3d(size, **DIFFUSERS_LAYERS), dit(size)] + (
+                [] if args.no_diffusers else [diffusers_unet3d(size)])
         for case in cases:
             if case is not None:
                 rows.append(measure(case, peak, repeats))
