@@ -111,7 +111,7 @@ def check_safetensors_file(path: Path) -> None:
         if header + 8 > size:
             raise CorruptCheckpointError(f"{str(path)!r}: {size} bytes but its header alone needs {header + 8}: truncated")
         return
-    if head.startswith(b"\x80") or head.startswith(b"PK\x03\x04"):
+    if head.startswith((b"\x80", b"PK\x03\x04")):
         raise UnsafeFormatError(f"{str(path)!r} is a pickle/torch.save file; weights must be safetensors")
     if head.lstrip().lower().startswith((b"<!doctype", b"<html")):
         raise CorruptCheckpointError(f"{str(path)!r} is an HTML page ({size} bytes), not weights: the download failed")
