@@ -311,14 +311,12 @@ class SpaceTimeAttention(nn.Module):
     "none" = spatial only), cross-attention to the text per frame, optional GEGLU feed-forwards."""
 
     def __init__(self, dim: int, head_dim: int, text_dim: int, frame_position: str = "sinusoidal",
-                 temporal_text: bool = False, spatial_position: str = "none", position_in_cross: bool = False,
-                 temporal_attention: str = "divided", ff_mult: int = 0, cross_position: str | None = None,
-                 cross_fourier_scale: float = 1.5):
+                 temporal_text: bool = False, spatial_position: str = "none", cross_position: str = "none",
+                 temporal_attention: str = "divided", ff_mult: int = 0, cross_fourier_scale: float = 1.5):
         super().__init__()
         self.frame_position = frame_position
         self.spatial_position = spatial_position
-        self.cross_position = cross_position or ("sincos" if position_in_cross else "none")
-        self.position_in_cross = self.cross_position != "none"
+        self.cross_position = cross_position  # "none", "sincos" or "fourier" (UNet3DConfig.cross_position)
         if self.cross_position == "fourier" and text_dim:
             g = torch.Generator().manual_seed(FOURIER_SEED)
             self.register_buffer("cross_frequencies", torch.randn(dim // 2, 3, generator=g) * cross_fourier_scale)
@@ -397,11 +395,9 @@ class SpaceTimeAttention(nn.Module):
             s = s + self.spatial(q)
         if self.cross is not None and text is not None:
             q = self.norm_cross(s)
-            if self.cross_position == "fourier":
-                pos = self._fourier_position(t, h, w, frames, q)
-                q = q + pos.repeat(q.shape[0] // pos.shape[0], 1, 1)
-            elif self.cross_position == "sincos":
-                pos = self._pixel_frame_position(t, h, w, frame_pos, q)
+            if self.cross_position != "none":
+                pos = (self._fourier_position(t, h, w, frames, q) if self.cross_position == "fourier"
+                       else self._pixel_frame_position(t, h, w, frame_pos, q))  # (T or B*T, H*W, C)
                 q = q + pos.repeat(q.shape[0] // pos.shape[0], 1, 1)
             s = s + self.cross(q, *repeat_text(text, t))  # one copy per frame
         if self.ff is not None:
@@ -444,7 +440,7 @@ class SpaceTimeAttention(nn.Module):
         s = s + gated(self.temporal(q, mask=bias), keep)
         if self.temporal_cross is not None and text is not None:  # each pixel's frame sequence reads the prompt
             q = self.norm_temporal_cross(s)
-            if self.position_in_cross and pos is not None:
+            if self.cross_position != "none" and pos is not None:
                 q = q + pos
             s = s + gated(self.temporal_cross(q, *repeat_text(text, pixels)), keep)  # one per pixel
         if self.temporal_ff is not None:
@@ -466,8 +462,8 @@ class Level(nn.Module):
                                             cfg.temporal_conv, cfg.temporal_conv_layers) for c in c_ins)
         self.attn = nn.ModuleList(
             SpaceTimeAttention(c_out, cfg.head_dim, cfg.text_dim, cfg.frame_position, cfg.temporal_text,
-                               cfg.spatial_position, cfg.position_in_cross, cfg.temporal_attention, cfg.ff_mult,
-                               cfg.cross_position, cfg.cross_fourier_scale)
+                               cfg.spatial_position, cfg.cross_position, cfg.temporal_attention, cfg.ff_mult,
+                               cfg.cross_fourier_scale)
             if attention else nn.Identity() for _ in c_ins)
 
 

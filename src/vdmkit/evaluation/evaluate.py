@@ -611,9 +611,9 @@ def evaluate(real, fake, *, metrics=None, protocol: str | Protocol = "folders", 
 def check_class_sets(labels: dict, protocol: Protocol, *, strict: bool = False) -> None:
     """Class-conditional protocols (UCF-101) compare like with like: when the real and fake sets cover different
     classes, warn (:class:`ClassSetWarning`) or, under ``strict``, raise, naming what each side lacks."""
-    if not protocol.class_conditional or not labels.get("real") or not labels.get("fake"):
+    if not protocol.class_conditional:
         return
-    real, fake = ({k for k, n in labels[role].items() if k is not None and n} for role in ("real", "fake"))
+    real, fake = ({k for k, n in labels.get(role, {}).items() if k is not None and n} for role in ("real", "fake"))
     if not real or not fake or real == fake:
         return
 
