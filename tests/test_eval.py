@@ -248,7 +248,7 @@ def test_ucf101_random_offsets_are_seeded_short_videos_skipped_and_classes_recor
     assert all(0 <= s <= 20 - 12 for s in starts)
     assert [s["start"] for s in a["samples"]["fake"]] == [0] * 4  # fakes always from frame 0
     assert a["real"]["skipped"] == [{"file": "Basketball/a_short.mp4", "reason": "5 frames, a clip of 12 at stride 1 "
-                                                                                  "needs 12"}]
+                                                                                  "needs 12 (clip sampling 'stylegan-v')"}]
     assert a["labels"]["real"] == {"ApplyEyeMakeup": 2, "Basketball": 2}
     assert a["clip_shape"] == [3, 12, 16, 16] and a["protocol"]["class_conditional"]
     split = tmp_path / "testlist01.txt"

@@ -21,7 +21,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from safetensors.torch import save_file
 
-from tests.test_eval import decoded, folders, run_cli  # noqa: F401 - fixture
+from tests.test_eval import decoded, folders, run_cli, write_clips  # noqa: F401 - fixture
 from vdmkit.errors import (
     CheckpointMismatchError,
     ConfigError,
@@ -30,7 +30,7 @@ from vdmkit.errors import (
     InvalidVideoError,
     UnsafeFormatError,
 )
-from vdmkit.evaluation import evaluate, load_lpips, lpips, lpips_per_frame
+from vdmkit.evaluation import evaluate, load_lpips, lpips, lpips_per_frame, perceptual
 from vdmkit.evaluation.features import WeightFile, verify_weight_file
 from vdmkit.evaluation.perceptual import LPIPS_ALEX_HEADS, LPIPS_VGG_HEADS, NETS
 from vdmkit.evaluation.protocols import LPIPS_NETS
@@ -403,6 +403,24 @@ def test_eval_lpips_equals_the_function_and_records_both_files(folders, weights,
     code, _, err = run_cli(capsys, "--real", real, "--fake", fake, "--metrics", "lpips", "--frames", 12,
                            "--weights", tmp_path)
     assert code == 2 and "alexnet-owt-7be5be79.pth" in err
+
+
+@pytest.mark.parametrize("net, size", [("alex", 24), ("vgg", 12)])
+def test_eval_refuses_frames_too_small_for_lpips_before_loading_weights(net, size, tmp_path, monkeypatch, capsys):
+    """No --resolution: the size comes from the first decoded clip, checked before any weight file is read."""
+    real = write_clips(tmp_path / "real", 2, t=10, h=size, w=size, seed=1)
+    fake = write_clips(tmp_path / "fake", 2, t=10, h=size, w=size, seed=2)
+
+    def refuse(*a, **k):
+        raise AssertionError("LPIPS weights loaded before the frame-size check")
+    monkeypatch.setattr(perceptual, "load_lpips", refuse)
+    need = NETS[net].min_size
+    with pytest.raises(ConstraintError, match=f"LPIPS \\({net}\\) needs frames of at least {need}x{need}.*got "
+                                              f"{size}x{size}"):
+        evaluate(real, fake, metrics="lpips", lpips_net=net, lpips_backbone=tmp_path, frames=10, progress=False)
+    code, _, err = run_cli(capsys, "--real", real, "--fake", fake, "--metrics", "lpips,psnr", "--lpips-net", net,
+                           "--lpips-backbone", tmp_path, "--frames", 10)
+    assert code == 2 and f"--resolution {need} or more" in err and "Traceback" not in err
 
 
 # ---- the perceptual term of autoencoder training --------------------------------------------------

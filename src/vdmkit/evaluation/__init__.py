@@ -24,7 +24,8 @@ _EXPORTS = {
         "inception_score_tgan2", "kernel_distance", "kernel_distance_full", "kernel_distance_x1000",
         "merge_moments", "mmd2_unbiased", "moments", "psnr", "psnr_per_frame", "psnr_pooled", "ssim",
         "ssim_per_frame"),
-    "vdmkit.evaluation.protocols": ("METRICS", "PROTOCOLS", "Protocol", "get_protocol"),
+    "vdmkit.evaluation.protocols": ("CLIP_SAMPLINGS", "METRICS", "PROTOCOLS", "Protocol", "get_protocol",
+                                    "plan_real_clips"),
     "vdmkit.evaluation.evaluate": ("Evaluation", "evaluate"),
     "vdmkit.evaluation.report": ("compare_reports", "load_report", "write_report_html", "write_report_json"),
 }

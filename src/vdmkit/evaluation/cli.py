@@ -50,6 +50,7 @@ def _cmd_eval(args) -> int:
                       expected_sha256=_sha_pins(args.weights_sha256), sample_steps=args.sample_steps,
                       guidance=args.guidance, frames=args.frames, stride=args.stride, resolution=args.resolution,
                       num_real=args.num_real, num_fake=args.num_fake, seed=args.seed, video_extractor=args.extractor,
+                      clip_sampling=args.clip_sampling,
                       lpips_backbone=args.lpips_backbone, lpips_heads=args.lpips_heads, lpips_net=args.lpips_net)
     for w in caught:
         if issubclass(w.category, (SampleCountWarning, UserWarning)):
@@ -86,7 +87,7 @@ def _compare(files: list[str]) -> int:
 
 def register(sub) -> None:
     """Add `vdmkit eval` to the CLI's subparsers."""
-    from vdmkit.evaluation.protocols import LPIPS_NETS, METRICS, PROTOCOL_NAMES
+    from vdmkit.evaluation.protocols import CLIP_SAMPLINGS, LPIPS_NETS, METRICS, PROTOCOL_NAMES
 
     p = sub.add_parser("eval", help="evaluate videos (FVD, KVD, FID, IS, CLIPSIM, PSNR, SSIM, LPIPS, shapes) with "
                        "provenance",
@@ -121,6 +122,10 @@ def register(sub) -> None:
     p.add_argument("--num-real", type=int, help="real samples the protocol needs and uses")
     p.add_argument("--num-fake", type=int, help="fake samples the protocol needs and uses")
     p.add_argument("--seed", type=int, help="protocol seed (real clip offsets, reference sets, model sampling)")
+    p.add_argument("--clip-sampling", choices=tuple(CLIP_SAMPLINGS), help="how each real video gives its one clip: "
+                   "start (frames from 0), random (seeded offset), stylegan-v (StyleGAN-V: videos shorter than "
+                   "frames x stride discarded, seeded offset in [0, L - frames x stride + stride - 1]); default: the "
+                   "protocol's (ucf101: stylegan-v, else start)")
     p.add_argument("--extractor", choices=("i3d", "shapes"), help="video features for fvd/kvd (protocol default)")
     p.add_argument("--strict", action="store_true", help="refuse (exit 2) instead of warning when a set has fewer "
                    "samples than the protocol needs")

@@ -15,6 +15,7 @@ without weights is checked before any weights load.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import math
 import os
@@ -42,10 +43,11 @@ from vdmkit.errors import (
 )
 from vdmkit.evaluation import statistics as st
 from vdmkit.evaluation.protocols import (
+    CLIP_SAMPLINGS,
     PAIRED_METRICS,
-    PROTOCOLS,
     VIDEO_FEATURE_METRICS,
     Protocol,
+    clip_span,
     get_protocol,
     parse_metrics,
 )
@@ -90,15 +92,11 @@ def clip_preprocessing(protocol: Protocol) -> dict:
     """What :func:`prepare_clip` does, for the report (each extractor records its own on top)."""
     r = protocol.resolution
     return {"decode": "PyAV, every frame to uint8 RGB (read_video)",
-            "frames": f"{protocol.frames} frames at stride {protocol.stride} (real: {protocol.real_clips}; fake: from 0)",
+            "frames": f"{protocol.frames} frames at stride {protocol.stride} (real: clip sampling "
+                      f"{protocol.clip_sampling!r}; fake: from 0)",
             "resize": (f"shorter side to {r}, torch bilinear antialias=True align_corners=False, centre crop {r}x{r}"
                        if r is not None else "none: sizes kept, real and fake must match"),
             "values": "float [-1, 1] = uint8 / 127.5 - 1"}
-
-
-def clip_span(protocol: Protocol) -> int:
-    """Frames a video needs for one clip."""
-    return protocol.stride * (protocol.frames - 1) + 1
 
 
 def _humanise_label(label: str) -> str:
@@ -208,38 +206,52 @@ class FolderSource:
     def samples(self) -> Iterator[Sample]:
         from vdmkit.io.video import read_video
 
-        rng = np.random.RandomState(self.protocol.seed)
-        span = clip_span(self.protocol)
+        p = self.protocol
+        sampling = CLIP_SAMPLINGS[p.clip_sampling if self.role == "real" else "start"]  # fakes: from frame 0
+        rng = np.random.RandomState(p.seed)  # one stream over the sorted videos, as plan_real_clips draws it
+        longest = 0
         for path in self.files:
             if self.limit is not None and self.used >= self.limit:
                 return
             rel = path.relative_to(self.root).as_posix()
             frames = read_video(path)
-            if frames.shape[0] < span:
-                reason = (f"{frames.shape[0]} frames, a clip of {self.protocol.frames} at stride "
-                          f"{self.protocol.stride} needs {span}")
+            longest = max(longest, frames.shape[0])
+            start = sampling.start(frames.shape[0], p.frames, p.stride, rng)
+            if start is None:
+                reason = (f"{frames.shape[0]} frames, a clip of {p.frames} at stride {p.stride} needs "
+                          f"{sampling.min_length(p.frames, p.stride)}"
+                          + (f" (clip sampling {p.clip_sampling!r})" if self.role == "real" else ""))
                 if self.role == "fake":
                     raise ConstraintError(f"fake video {str(path)!r} has {reason}; real and fake clips must have the "
-                                          f"same frame count (generate {span} frames or pass --frames)")
+                                          f"same frame count (generate {clip_span(p.frames, p.stride)} frames or "
+                                          "pass --frames)")
                 self.skipped.append({"file": rel, "reason": reason})
                 continue
-            start = 0
-            if self.role == "real" and self.protocol.real_clips == "random":
-                start = int(rng.randint(0, frames.shape[0] - span + 1))
             self.used += 1
             caption = self.caption(path)
-            yield Sample(rel, prepare_clip(frames, start, self.protocol), caption, self.label(path),
+            yield Sample(rel, prepare_clip(frames, start, p), caption, self.label(path),
                          parse_shapes_caption(caption),
                          {"file": rel, "start": start, "source_frames": int(frames.shape[0]),
                           "source_size": list(frames.shape[1:3])})
+        if self.used == 0:
+            self._too_short(longest, sampling)
+
+    def _too_short(self, longest: int, sampling) -> None:
+        p = self.protocol
+        need, span = sampling.min_length(p.frames, p.stride), clip_span(p.frames, p.stride)
+        hint = ("pass a smaller --frames or --stride"
+                + (f", or --clip-sampling random (it keeps videos of {span} frames or more)"
+                   if span <= longest < need else ""))
+        raise DatasetError(f"--{self.role} {str(self.root)!r}: none of its {len(self.files)} videos is long enough "
+                           f"for one clip: clip sampling {p.clip_sampling!r} needs at least {need} frames ({p.frames} "
+                           f"at stride {p.stride}) and the longest has {longest}; {hint}")
 
     def describe(self) -> dict:
+        name = self.protocol.clip_sampling if self.role == "real" else "start"
         return {"kind": self.kind, "path": str(self.root), "split": self.split, "files_found": self.files_found,
                 "skipped": self.skipped, "used": self.used,
-                "clip_sampling": ("one clip per video at a random offset in [0, L - span], RandomState(seed), "
-                                  "videos shorter than the span skipped (StyleGAN-V)"
-                                  if self.role == "real" and self.protocol.real_clips == "random"
-                                  else "frames from 0 of each video")}
+                "clip_sampling": f"{name}: {CLIP_SAMPLINGS[name].description}"
+                                 + (f"; seed {self.protocol.seed}" if CLIP_SAMPLINGS[name].random_offset else "")}
 
 
 def parse_shapes_caption(caption: str | None) -> dict | None:
@@ -498,6 +510,25 @@ def check_protocol_inputs(metrics, protocol: Protocol, lpips_net: str = "alex") 
             check_lpips_size(protocol.resolution, protocol.resolution, lpips_net)
 
 
+def check_first_clips(metrics, firsts: dict[str, Sample | None], lpips_net: str = "alex") -> None:
+    """The first real and fake clips, before any weights load: same (C, T, H, W), and frames large enough for
+    SSIM's window and LPIPS's network (sizes :func:`check_protocol_inputs` cannot know without --resolution)."""
+    first: dict = {}
+    for role, sample in firsts.items():
+        if sample is not None:
+            _check_shape(first, sample, role)
+    if "shape" not in first:
+        return
+    h, w = first["shape"][-2:]
+    if "ssim" in metrics and min(h, w) < st.SSIM_WINDOW:
+        raise ConstraintError(f"SSIM needs frames of at least {st.SSIM_WINDOW}x{st.SSIM_WINDOW}, {first['role']} clip "
+                              f"{first['name']!r} is {h}x{w}; pass --resolution {st.SSIM_WINDOW} or more")
+    if "lpips" in metrics:
+        from vdmkit.evaluation.perceptual import check_lpips_size
+
+        check_lpips_size(h, w, lpips_net)
+
+
 # ---- the evaluation -------------------------------------------------------------------------------
 
 @dataclass
@@ -581,8 +612,13 @@ def evaluate(real, fake, *, metrics=None, protocol: str | Protocol = "folders", 
                                   f"are {n_real} real and {n_fake} fake; give both folders the same videos")
         st.check_sample_count(n_real, protocol.num_real, what=f"{protocol.name} real set", strict=strict)
         st.check_sample_count(n_fake, protocol.num_fake, what=f"{protocol.name} fake set", strict=strict)
+        # the first clip of each set is decoded before any weights load: sizes no network can take fail first
+        streams = {"real": real_src.samples(), "fake": fake_src.samples()}
+        firsts = {role: next(it, None) for role, it in streams.items()}
+        check_first_clips(metrics, firsts, lpips_net)
+        streams = {role: itertools.chain([firsts[role]] if firsts[role] else [], it) for role, it in streams.items()}
         ext = _Extractors(metrics, protocol, weights, clip, expected_sha256, lpips_backbone, lpips_heads, lpips_net)
-        ev = _run(real_src, fake_src, metrics, protocol, ext, batch_size=batch_size, progress=progress,
+        ev = _run(streams, real_src, metrics, protocol, ext, batch_size=batch_size, progress=progress,
                   keep_samples=keep_samples)
         if ev.report["counts"]["real"] < n_real:  # short videos were skipped
             st.check_sample_count(ev.report["counts"]["real"], protocol.num_real,
@@ -597,7 +633,7 @@ def evaluate(real, fake, *, metrics=None, protocol: str | Protocol = "folders", 
         "real": {"argument": str(real), **real_src.describe()}, "fake": {"argument": str(fake), **fake_src.describe()},
         "preprocessing": clip_preprocessing(protocol), "extractors": ext.records, "software": software_versions(),
         "seeds": {"protocol": protocol.seed, "real_clip_offsets": f"RandomState({protocol.seed})"
-                  if protocol.real_clips == "random" else None,
+                  if CLIP_SAMPLINGS[protocol.clip_sampling].random_offset else None,
                   "shapes_real": protocol.seed, "shapes_fake": protocol.seed + 1, "noise_fake": protocol.seed + 2,
                   "model_fake": f"batch seed = {protocol.seed} + index of the batch's first sample"},
         "warnings": sorted({str(w.message) for w in caught}), "wall_seconds": round(time.perf_counter() - t0, 2),
@@ -628,8 +664,8 @@ def check_class_sets(labels: dict, protocol: Protocol, *, strict: bool = False) 
     warnings.warn(message, ClassSetWarning, stacklevel=3)
 
 
-def _run(real_src, fake_src, metrics, protocol: Protocol, ext: _Extractors, *, batch_size: int, progress: bool,
-         keep_samples: int) -> Evaluation:
+def _run(streams: dict[str, Iterator[Sample]], real_src, metrics, protocol: Protocol, ext: _Extractors, *,
+         batch_size: int, progress: bool, keep_samples: int) -> Evaluation:
     from tqdm import tqdm
 
     from vdmkit.evaluation import features as fx
@@ -643,7 +679,7 @@ def _run(real_src, fake_src, metrics, protocol: Protocol, ext: _Extractors, *, b
     samples = {"real": [], "fake": []}
     labels = {"real": Counter(), "fake": Counter()}
     pending = {"real": [], "fake": []}  # paired metrics: clips waiting for their partner
-    streams = {"real": _batches(real_src.samples(), batch_size), "fake": _batches(fake_src.samples(), batch_size)}
+    streams = {role: _batches(it, batch_size) for role, it in streams.items()}
     paired = [m for m in metrics if m in PAIRED_METRICS]
     bar = tqdm(desc="evaluating", unit="clip", disable=not progress)
     while streams:

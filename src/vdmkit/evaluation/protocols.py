@@ -4,6 +4,7 @@ presets (UCF-101, MSR-VTT, moving shapes, plain folders). Imports nothing heavy 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from vdmkit.errors import ConfigError
@@ -25,6 +26,68 @@ PAIRED_METRICS = ("psnr", "ssim", "lpips")
 LPIPS_NETS = ("alex", "vgg")  # backbones of vdmkit.evaluation.perceptual.NETS
 
 
+# ---- real-clip sampling ---------------------------------------------------------------------------
+
+def clip_span(frames: int, stride: int) -> int:
+    """Frames a video needs for one clip of ``frames`` frames at ``stride``: s(n - 1) + 1."""
+    return stride * (frames - 1) + 1
+
+
+def frames_times_stride(frames: int, stride: int) -> int:
+    """StyleGAN-V's length test, ``len(frames) >= load_n_consecutive * subsample_factor``: n s."""
+    return frames * stride
+
+
+@dataclass(frozen=True)
+class ClipSampling:
+    """How each real video gives its one clip: videos shorter than ``min_length(frames, stride)`` are
+    discarded (recorded with the reason); the clip starts at 0, or at an offset drawn uniformly from
+    [0, L - span] by the ``RandomState(seed)`` shared by the whole folder (sorted order)."""
+
+    description: str
+    random_offset: bool
+    min_length: Callable[[int, int], int]
+
+    def start(self, length: int, frames: int, stride: int, rng) -> int | None:
+        """First frame of the clip of a video of ``length`` frames, or None to discard it."""
+        if length < self.min_length(frames, stride):
+            return None
+        return int(rng.randint(0, length - clip_span(frames, stride) + 1)) if self.random_offset else 0
+
+
+CLIP_SAMPLINGS = {
+    "start": ClipSampling(
+        "frames 0, s, ..., s(n - 1) of each video; videos shorter than s(n - 1) + 1 frames skipped", False,
+        clip_span),
+    "random": ClipSampling(
+        "one clip per video at an offset uniform in [0, L - s(n - 1) - 1], RandomState(seed) over the sorted "
+        "videos; videos shorter than s(n - 1) + 1 frames skipped", True, clip_span),
+    # StyleGAN-V src/training/dataset.py VideoFramesFolderDataset with discard_short_videos=True (as its
+    # frechet_video_distance.py sets for real clips) and random.randint(0, L - n s + s - 1), inclusive
+    "stylegan-v": ClipSampling(
+        "StyleGAN-V (fvd2048_16f, fvd2048_128f_subsample8f): videos with fewer than n x s frames discarded, then "
+        "the first N in sorted order, one clip per video at an offset uniform in [0, L - n s + s - 1], "
+        "RandomState(seed)", True, frames_times_stride),
+}
+
+
+def plan_real_clips(lengths: Sequence[int], protocol: Protocol) -> list[tuple[int, int]]:
+    """``(video index, start frame)`` of the clips ``protocol`` takes from real videos of these frame
+    counts (sorted order): what :class:`vdmkit.evaluation.evaluate.FolderSource` does after decoding."""
+    import numpy as np
+
+    sampling = CLIP_SAMPLINGS[protocol.clip_sampling]
+    rng = np.random.RandomState(protocol.seed)
+    plan = []
+    for i, length in enumerate(lengths):
+        if protocol.num_real is not None and len(plan) >= protocol.num_real:
+            break
+        start = sampling.start(length, protocol.frames, protocol.stride, rng)
+        if start is not None:
+            plan.append((i, start))
+    return plan
+
+
 # ---- protocols ------------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -40,8 +103,7 @@ class Protocol:
     resolution: int | None = None  # square side: shorter side resized (bilinear, antialias), centre crop
     num_real: int | None = None
     num_fake: int | None = None
-    real_clips: str = "start"  # "start": frames 0.. of each real video; "random": one clip per video at a
-    #                            seeded random offset (StyleGAN-V), videos too short are discarded
+    clip_sampling: str = "start"  # how real videos give clips: a name in CLIP_SAMPLINGS (fakes start at 0)
     seed: int = 0
     metrics: tuple[str, ...] = ("fvd",)  # computed when no --metrics are given
     video_extractor: str = "i3d"  # features for fvd/kvd: "i3d" (StyleGAN-V TorchScript) or "shapes"
@@ -59,8 +121,8 @@ class Protocol:
             v = getattr(self, name)
             if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
                 raise ConfigError(f"protocol {name} must be a positive integer or None, got {v!r}")
-        if self.real_clips not in ("start", "random"):
-            raise ConfigError(f"real_clips must be 'start' or 'random', got {self.real_clips!r}")
+        if self.clip_sampling not in CLIP_SAMPLINGS:
+            raise ConfigError(f"clip_sampling must be one of {', '.join(CLIP_SAMPLINGS)}, got {self.clip_sampling!r}")
         if self.video_extractor not in ("i3d", "shapes"):
             raise ConfigError(f"video_extractor must be 'i3d' or 'shapes', got {self.video_extractor!r}")
         if self.captions not in ("first", "all"):
@@ -76,12 +138,12 @@ PROTOCOLS = {
         metrics=("fvd",)),
     "ucf101": Protocol(
         "ucf101", "UCF-101, StyleGAN-V fvd2048_16f / DIGAN-TATS: 2048 real and fake 16-frame clips at 128x128, "
-        "one clip per real video at a seeded random offset; class-conditional (class = sub-folder)",
-        resolution=128, num_real=2048, num_fake=2048, real_clips="random", metrics=("fvd", "kvd", "is"),
+        "one clip per real video at a seeded random offset (StyleGAN-V sampler); class-conditional (class = sub-folder)",
+        resolution=128, num_real=2048, num_fake=2048, clip_sampling="stylegan-v", metrics=("fvd", "kvd", "is"),
         class_conditional=True, real_split="every video under --real (UCF-101 class folders), or --real-split FILE"),
     "ucf101-10k": Protocol(
         "ucf101-10k", "UCF-101 with 10,000 fake samples (the T2V papers' IS/FVD setting); otherwise ucf101",
-        resolution=128, num_real=2048, num_fake=10_000, real_clips="random", metrics=("fvd", "kvd", "is"),
+        resolution=128, num_real=2048, num_fake=10_000, clip_sampling="stylegan-v", metrics=("fvd", "kvd", "is"),
         class_conditional=True, real_split="every video under --real (UCF-101 class folders), or --real-split FILE"),
     "msrvtt": Protocol(
         "msrvtt", "MSR-VTT test split (2,990 videos): CLIPSIM of fakes made from the test captions, and FVD "
