@@ -9,13 +9,15 @@ In one run: the matmul peak (a 2048^3 matmul, fp32 and bf16), then for each mode
 with 16 text tokens: parameters, forward FLOPs (counted, 2 per multiply-add), and the median time of a
 forward (no grad) and a forward + backward, in fp32 and under bf16 autocast, with the achieved GFLOP/s
 as a fraction of the peak at that precision. The UNets share a ModelScope-like layout (cross-attention
-at every level but the lowest, as diffusers' CrossAttnDownBlock3D x (n-1) + DownBlock3D):
+at every level but the lowest, as diffusers' CrossAttnDownBlock3D x (n-1) + DownBlock3D) and 8-wide heads:
 
 - tiny:  channels (32, 64), 1 block per level, text width 32 (diffusers: 1.3M parameters)
 - small: channels (64, 128, 256, 256), 2 blocks per level, text width 256 (diffusers: 57M parameters)
 
-and the DiTs are the ``dit`` preset (tiny) and DiT-S (small) with 2x2 patches and divided attention.
-diffusers is imported only here, lazily; without it its rows are skipped.
+Our UNet3D runs twice: with its default options, and with ModelScope's per-block layers as diffusers has them
+(``DIFFUSERS_LAYERS``), the layer-for-layer comparison. The DiTs are the ``dit`` preset (tiny) and DiT-S
+(small) with 2x2 patches and divided attention. diffusers is imported only here, lazily; without it its rows
+are skipped.
 """
 
 from __future__ import annotations
@@ -37,13 +39,15 @@ from vdmkit.backbones.flops import backbone_flops, backbone_inputs, count_flops,
 INPUT = (1, 4, 8, 32, 32)  # the issue's comparison input (B, C, T, H, W)
 TEXT_TOKENS = 16
 PEAK_SIZE = 2048  # the issue's peak measurement: a 2048^3 matmul
-HEADS = 8  # diffusers' attention_head_dim=8 (legacy name: it sets the number of heads)
+HEAD_DIM = 8  # diffusers' attention_head_dim=8: 8-wide heads at every level (4 heads at 32 channels, 32 at 256)
 # channels per level, blocks per level, text width: the diffusers models of the issue (1.3M and 57M)
 UNET_SIZES = {"tiny": ((32, 64), 1, 32), "small": ((64, 128, 256, 256), 2, 256)}
 DIT_SIZES = {"tiny": DiTConfig, "small": DiTSConfig}
-# our UNet3D with the layers diffusers' UNet3DConditionModel has per block: a GEGLU feed-forward after the
-# spatial and the temporal attention, and 4 stacked temporal convs (ModelScope's TemporalConvLayer)
-DIFFUSERS_LAYERS = {"ff_mult": 4, "temporal_conv_layers": 4}
+# our UNet3D with the layers diffusers' UNet3DConditionModel (ModelScope) has per block: a GEGLU feed-forward
+# after the spatial and the temporal attention, 4 stacked temporal convs (ModelScope's TemporalConvLayer), and
+# none of our additions (absolute frame and pixel positions, temporal cross-attention to the prompt)
+DIFFUSERS_LAYERS = {"ff_mult": 4, "temporal_conv_layers": 4, "frame_position": "none", "spatial_position": "none",
+                    "temporal_text": False}
 
 
 @dataclass
@@ -78,11 +82,11 @@ def ours(name: str, size: str, model: torch.nn.Module) -> Case:
 def unet3d(size: str, **options) -> Case:
     channels, blocks, text_dim = UNET_SIZES[size]
     cfg = UNet3DConfig(in_channels=4, out_channels=4, channels=channels, blocks_per_level=blocks,
-                       attention_levels=tuple(range(len(channels) - 1)), head_dim=channels[0] // HEADS,
+                       attention_levels=tuple(range(len(channels) - 1)), head_dim=HEAD_DIM,
                        text_dim=text_dim, **options)
     label = f" ({cfg.temporal_conv} conv, {cfg.temporal_attention} attention)" if options else ""
     if options.get("ff_mult"):
-        label = f" (diffusers' layers: GEGLU x{cfg.ff_mult}, {cfg.temporal_conv_layers} temporal convs)"
+        label = f" (ModelScope layers as diffusers: GEGLU x{cfg.ff_mult}, {cfg.temporal_conv_layers} temporal convs)"
     return ours("vdmkit UNet3D" + label, size, UNet3D(cfg))
 
 
@@ -107,7 +111,7 @@ def diffusers_unet3d(size: str) -> Case | None:
     n = len(channels)
     model = UNet3DConditionModel(
         block_out_channels=channels, layers_per_block=blocks, cross_attention_dim=text_dim,
-        attention_head_dim=HEADS, in_channels=4, out_channels=4, sample_size=INPUT[-1],
+        attention_head_dim=HEAD_DIM, in_channels=4, out_channels=4, sample_size=INPUT[-1],
         down_block_types=("CrossAttnDownBlock3D",) * (n - 1) + ("DownBlock3D",),
         up_block_types=("UpBlock3D",) + ("CrossAttnUpBlock3D",) * (n - 1))
     x, t = torch.randn(INPUT), torch.full((INPUT[0],), 500.0)
