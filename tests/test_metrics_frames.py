@@ -72,8 +72,8 @@ def test_ssim_matches_skimage_gaussian_per_frame(videos64):
         assert np.abs(ours - ref).max() <= 1e-7  # measured 2e-15
         assert ssim(real, other) == pytest.approx(ref.mean(), abs=1e-7)
     big_real = smooth_video(1, 1, 256, 2)
-    big_fake = noisy_copy(big_real, [0.05], 3)
-    assert abs(ssim(big_real, big_fake) - skimage_ssim(big_real, big_fake)[0]) <= 1e-7
+    for big_other in (noisy_copy(big_real, [0.05], 3), smooth_video(1, 1, 256, 9)):  # 256^2: noisy copy, independent
+        assert abs(ssim(big_real, big_other) - skimage_ssim(big_real, big_other)[0]) <= 1e-7
 
 
 def test_ssim_float32_input_within_1e5(videos64):
@@ -144,6 +144,8 @@ def test_video_metrics_refuse_mismatched_or_invalid_videos(videos64):
         ssim(real, nan)
     with pytest.raises(InvalidVideoError, match=r"\[0, 255\]"):
         psnr((real + 1) * 127.5, (fake + 1) * 127.5)
+    with pytest.raises(InvalidVideoError, match=r"\[0, 255\]"):  # the data range is fixed: [-1, 1] floats only
+        ssim((real + 1) * 127.5, (fake + 1) * 127.5)
     with pytest.raises(InvalidVideoError, match="empty axis"):
         psnr(real[:, :, :0], fake[:, :, :0])
     with pytest.raises(InvalidVideoError, match="5 axes"):
