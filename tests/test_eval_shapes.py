@@ -1,12 +1,15 @@
 """The shapes benchmark: the shipped classifier (hash, size, accuracy, recipe), and `--protocol shapes`
 with the generator (upper bound), noise (lower bound) and a trained model directory as fakes."""
 
+import json
 import shutil
 import warnings
 from pathlib import Path
 
 import pytest
 import torch
+from safetensors import safe_open
+from safetensors.torch import load_file
 
 from vdmkit import cli
 from vdmkit.errors import CorruptCheckpointError, VocabularyWarning
@@ -20,6 +23,7 @@ from vdmkit.evaluation.shapes_classifier import (
     heldout_set,
     joint_log_probs,
     load_shapes_classifier,
+    train_classifier,
 )
 from vdmkit.io.checkpoint import sha256_file
 
@@ -53,17 +57,33 @@ def test_tampered_classifier_is_refused(tmp_path):
         load_shapes_classifier(tmp_path)
 
 
-def test_training_recipe_runs_from_the_cli(tmp_path, capsys):
-    out = tmp_path / "clf.safetensors"
+def test_training_recipe_runs_from_the_cli_and_is_byte_reproducible(tmp_path, capsys):
+    out, again = tmp_path / "clf.safetensors", tmp_path / "again.safetensors"
     assert cli.main(["eval", "train-classifier", "--out", str(out), "--train-steps", "2"]) == 0
     printed = capsys.readouterr().out
     sha = sha256_file(out)
-    assert sha in printed and '"heldout_accuracy"' in printed
+    assert sha in printed and '"heldout_accuracy"' in printed and '"train_seconds"' in printed
     assert load_shapes_classifier(out, expected_sha256=sha).record.sha256 == sha
+    assert cli.main(["eval", "train-classifier", "--out", str(again), "--train-steps", "2"]) == 0
+    assert sha256_file(again) == sha  # seeded init, data and noise; no wall-clock time in the file
+
+
+@pytest.mark.slow
+def test_the_recipe_reproduces_the_shipped_tensors(tmp_path):
+    """The full recipe (2000 steps, about 4 minutes on one CPU thread) against the shipped file: equal
+    tensors, equal metadata but for the training time the shipped file still records."""
+    out = tmp_path / WEIGHTS_FILE
+    meta = train_classifier(out, progress=False)
+    new, shipped = load_file(out), load_file(WEIGHTS_DIR / WEIGHTS_FILE)
+    assert sorted(new) == sorted(shipped) and all(torch.equal(new[k], shipped[k]) for k in new)
+    with safe_open(WEIGHTS_DIR / WEIGHTS_FILE, "pt") as f:
+        shipped_meta = json.loads(f.metadata()["vdmkit"])
+    assert {k: v for k, v in shipped_meta.items() if k != "train_seconds"} == \
+        {k: v for k, v in meta.items() if k != "train_seconds"}
 
 
 def test_shapes_protocol_upper_and_lower_bounds():
-    kw = dict(protocol="shapes", num_real=48, num_fake=48, progress=False)
+    kw = {"protocol": "shapes", "num_real": 48, "num_fake": 48, "progress": False}
     upper = evaluate("shapes", "shapes", **kw).report
     lower = evaluate("shapes", "noise", **kw).report
     u, lo = upper["metrics"], lower["metrics"]
