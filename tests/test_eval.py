@@ -8,7 +8,7 @@ import warnings
 import numpy as np
 import pytest
 import torch
-import torch.nn as nn
+from torch import nn
 
 from tests.test_metrics_features import I3DStandIn, clip_folder, save_script  # noqa: F401 - fixture
 from vdmkit import cli
@@ -156,8 +156,8 @@ def test_too_few_samples_warn_with_the_number_and_strict_refuses(folders, capsys
     assert any("fewer than the 8" in w for w in ev.report["warnings"])
     with pytest.raises(ConstraintError, match="4 samples, fewer than the 8.*strict"):
         evaluate(real, fake, metrics="psnr", frames=12, num_real=8, strict=True, progress=False)
-    code, out, err = run_cli(capsys, "--real", real, "--fake", fake, "--metrics", "psnr", "--frames", 12,
-                             "--num-real", 8, "--num-fake", 8)
+    code, _, err = run_cli(capsys, "--real", real, "--fake", fake, "--metrics", "psnr", "--frames", 12,
+                           "--num-real", 8, "--num-fake", 8)
     assert code == 0 and "warning:" in err and "fewer than the 8" in err
     code, _, err = run_cli(capsys, "--real", real, "--fake", fake, "--metrics", "psnr", "--frames", 12,
                            "--num-real", 8, "--strict")
@@ -240,15 +240,16 @@ def test_ucf101_random_offsets_are_seeded_short_videos_skipped_and_classes_recor
     write_clips(root / "Basketball", 2, t=20, seed=7)
     write_video(root / "Basketball" / "a_short.mp4", np.zeros((5, 32, 32, 3), np.uint8))
     fake = write_clips(tmp_path / "fake", 4, t=12, seed=8)
-    kw = dict(metrics="psnr", protocol="ucf101", frames=12, resolution=16, num_real=4, num_fake=4, progress=False)
+    kw = {"metrics": "psnr", "protocol": "ucf101", "frames": 12, "resolution": 16, "num_real": 4, "num_fake": 4,
+          "progress": False}
     a = evaluate(root, fake, **kw).report
     b = evaluate(root, fake, **kw).report
     starts = [s["start"] for s in a["samples"]["real"]]
     assert starts == [s["start"] for s in b["samples"]["real"]] and max(starts) > 0  # seeded, not all from 0
     assert all(0 <= s <= 20 - 12 for s in starts)
     assert [s["start"] for s in a["samples"]["fake"]] == [0] * 4  # fakes always from frame 0
-    assert a["real"]["skipped"] == [{"file": "Basketball/a_short.mp4", "reason": "5 frames, a clip of 12 at stride 1 "
-                                                                                  "needs 12 (clip sampling 'stylegan-v')"}]
+    assert a["real"]["skipped"] == [{"file": "Basketball/a_short.mp4",
+                                     "reason": "5 frames, a clip of 12 at stride 1 needs 12 (clip sampling 'stylegan-v')"}]
     assert a["labels"]["real"] == {"ApplyEyeMakeup": 2, "Basketball": 2}
     assert a["clip_shape"] == [3, 12, 16, 16] and a["protocol"]["class_conditional"]
     split = tmp_path / "testlist01.txt"
@@ -264,7 +265,8 @@ def test_class_conditional_sets_with_different_classes_warn_or_refuse_under_stri
     for root, classes, seed in ((real, ("ApplyEyeMakeup", "Basketball"), 1), (fake, ("ApplyEyeMakeup", "Drumming"), 2)):
         for k, name in enumerate(classes):
             write_clips(root / name, 2, t=12, seed=seed + 10 * k)
-    kw = dict(metrics="psnr", protocol="ucf101", frames=12, resolution=16, num_real=4, num_fake=4, progress=False)
+    kw = {"metrics": "psnr", "protocol": "ucf101", "frames": 12, "resolution": 16, "num_real": 4, "num_fake": 4,
+          "progress": False}
     with pytest.warns(ClassSetWarning, match="only in real: Basketball; only in fake: Drumming"):
         report = evaluate(real, fake, **kw).report
     assert any("only in real: Basketball" in w for w in report["warnings"])  # and the report keeps it
@@ -286,8 +288,13 @@ def test_stride_picks_every_kth_frame(tmp_path):
     assert got == [10, 40, 70, 100, 130]
 
 
-def test_msrvtt_test_split_captions_and_clipsim(tmp_path, clip_folder):
-    from vdmkit.evaluation import clip_frame_embeddings, clip_text_embeddings, clipsim, load_clip
+def test_msrvtt_test_split_captions_and_clipsim(tmp_path, clip_folder):  # noqa: F811 - the imported fixture
+    from vdmkit.evaluation import (
+        clip_frame_embeddings,
+        clip_text_embeddings,
+        clipsim,
+        load_clip,
+    )
 
     ann = tmp_path / "test_videodatainfo.json"
     ann.write_text(json.dumps({

@@ -125,7 +125,8 @@ def test_eval_cli_selects_the_sampler_and_the_report_records_it(videos, tmp_path
     report = json.loads(out.read_text())
     assert report["protocol"]["clip_sampling"] == "stylegan-v" and report["seeds"]["real_clip_offsets"] == \
         "RandomState(11)"
-    assert "stylegan-v" in report["preprocessing"]["frames"] and report["real"]["clip_sampling"].startswith("stylegan-v")
+    assert "stylegan-v" in report["preprocessing"]["frames"]
+    assert report["real"]["clip_sampling"].startswith("stylegan-v")
     plan = plan_real_clips(lengths, get_protocol("folders", frames=4, stride=3, num_real=3, seed=11,
                                                  clip_sampling="stylegan-v"))
     assert [(s["file"], s["start"]) for s in report["samples"]["real"]] == [(f"v{i:02d}.mp4", st) for i, st in plan]

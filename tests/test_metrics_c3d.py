@@ -9,7 +9,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from vdmkit.errors import CheckpointMismatchError, ConstraintError, CorruptCheckpointError
+from vdmkit.errors import (
+    CheckpointMismatchError,
+    ConstraintError,
+    CorruptCheckpointError,
+)
 from vdmkit.evaluation import inception_score
 from vdmkit.evaluation.features import (
     C3D_MEAN,
@@ -83,7 +87,7 @@ def test_c3d_random_weights_end_to_end(tmp_path):
     video = torch.rand(2, 3, 16, 64, 64, generator=torch.Generator().manual_seed(1)) * 2 - 1
     lp = c3d_log_probs(ext, video)
     x = c3d_input(ext, video)
-    t = lambda k: torch.from_numpy(arrays[k])  # noqa: E731
+    t = lambda k: torch.from_numpy(arrays[k])
     for name in ("conv1a", "conv2a", "conv3a", "conv3b", "conv4a", "conv4b", "conv5a", "conv5b"):
         x = F.relu(F.conv3d(x, t(f"{name}/W"), t(f"{name}/b"), padding=1))
         if name in ("conv1a", "conv2a", "conv3b", "conv4b", "conv5b"):

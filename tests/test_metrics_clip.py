@@ -47,7 +47,7 @@ def test_torchmetrics_clip_score_is_x100_and_clipped(embeddings):
 
 def test_frame_consistency_variants_follow_their_definitions_and_differ(embeddings):
     frames, _ = embeddings
-    cos = lambda a, b: float(F.cosine_similarity(a, b, dim=0))  # noqa: E731
+    cos = lambda a, b: float(F.cosine_similarity(a, b, dim=0))
     consecutive = np.mean([[cos(f[t], f[t + 1]) for t in range(5)] for f in frames])
     all_pairs = np.mean([[cos(f[i], f[j]) for i in range(6) for j in range(i + 1, 6)] for f in frames])
     # VBench background_consistency.py l.24-64: t >= 1, clipped cosines to previous and first frame

@@ -7,8 +7,8 @@ import socket
 import numpy as np
 import pytest
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
+from torch import nn
 
 from vdmkit.errors import (
     CheckpointMismatchError,
@@ -19,7 +19,13 @@ from vdmkit.errors import (
     UnsafeFormatError,
     VocabularyWarning,
 )
-from vdmkit.evaluation import accumulate_moments, clipsim, gaussian_stats, inception_score, moments
+from vdmkit.evaluation import (
+    accumulate_moments,
+    clipsim,
+    gaussian_stats,
+    inception_score,
+    moments,
+)
 from vdmkit.evaluation.features import (
     CLIP_MEAN,
     CLIP_STD,
@@ -123,7 +129,7 @@ def test_i3d_loader_checks_the_hash_and_feeds_uint8_bcthw_to_the_torchscript(i3d
 def test_i3d_quantisation_rounds_at_half_grey_levels():
     k = torch.arange(0, 255, 17, dtype=torch.float64)
     below, above = (k + 0.5 - 1e-4) / 127.5 - 1, (k + 0.5 + 1e-4) / 127.5 - 1
-    clip = lambda x: x.float().view(1, 1, 1, 1, -1).expand(1, 3, 10, 2, -1)  # noqa: E731
+    clip = lambda x: x.float().view(1, 1, 1, 1, -1).expand(1, 3, 10, 2, -1)
     assert torch.equal(i3d_input(clip(below))[0, 0, 0, 0].long(), k.long())
     assert torch.equal(i3d_input(clip(above))[0, 0, 0, 0].long(), k.long() + 1)
 
@@ -215,7 +221,7 @@ def test_inception_loader_and_pytorch_fid_preprocessing(inception_file):
 
 
 def test_inception_loader_refuses_mismatched_or_unsafe_files(inception_file, tmp_path):
-    path, sha, model = inception_file
+    _, _, model = inception_file
     partial = {k: v for k, v in model.state_dict().items() if not k.startswith("Mixed_7c")}
     cut = tmp_path / "cut.pth"
     torch.save(partial, cut)
@@ -242,11 +248,11 @@ def clip_folder(tmp_path_factory):
     vocab |= {"<|startoftext|>": 512, "<|endoftext|>": 513}
     transformers.CLIPTokenizer(vocab=vocab, merges=[]).save_pretrained(folder)
     config = transformers.CLIPConfig(
-        text_config=dict(vocab_size=514, hidden_size=32, intermediate_size=37, num_hidden_layers=1,
-                         num_attention_heads=2, max_position_embeddings=77, bos_token_id=512, eos_token_id=513,
-                         pad_token_id=513),
-        vision_config=dict(hidden_size=32, intermediate_size=37, num_hidden_layers=1, num_attention_heads=2,
-                           image_size=224, patch_size=32),
+        text_config={"vocab_size": 514, "hidden_size": 32, "intermediate_size": 37, "num_hidden_layers": 1,
+                     "num_attention_heads": 2, "max_position_embeddings": 77, "bos_token_id": 512,
+                     "eos_token_id": 513, "pad_token_id": 513},
+        vision_config={"hidden_size": 32, "intermediate_size": 37, "num_hidden_layers": 1, "num_attention_heads": 2,
+                       "image_size": 224, "patch_size": 32},
         projection_dim=16)
     torch.manual_seed(0)
     transformers.CLIPModel(config).save_pretrained(folder, safe_serialization=True)

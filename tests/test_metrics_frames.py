@@ -53,7 +53,7 @@ def carphone():
 
 def skimage_ssim(a, b, **kw):
     metrics = pytest.importorskip("skimage.metrics")
-    kw = kw or dict(gaussian_weights=True, sigma=1.5, use_sample_covariance=False)
+    kw = kw or {"gaussian_weights": True, "sigma": 1.5, "use_sample_covariance": False}
     return np.array([metrics.structural_similarity(p, q, data_range=1.0, channel_axis=-1, **kw)
                      for p, q in zip(frames01(a), frames01(b))])
 

@@ -17,9 +17,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
 from safetensors.torch import save_file
+from torch import nn
 
 from tests.test_eval import decoded, folders, run_cli, write_clips  # noqa: F401 - fixture
 from vdmkit.errors import (
@@ -381,7 +381,7 @@ def test_bad_inputs_are_typed_errors(weights):
 
 # ---- evaluate / vdmkit eval -----------------------------------------------------------------------
 
-def test_eval_lpips_equals_the_function_and_records_both_files(folders, weights, capsys, tmp_path):
+def test_eval_lpips_equals_the_function_and_records_both_files(folders, weights, capsys, tmp_path):  # noqa: F811
     real, fake = folders
     backbone, sha, heads, heads_sha, _ = weights["alex"]
     pins = {backbone.name: sha, **({heads.name: heads_sha} if heads_sha else {})}

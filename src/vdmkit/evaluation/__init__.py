@@ -30,7 +30,7 @@ _EXPORTS = {
     "vdmkit.evaluation.report": ("compare_reports", "load_report", "write_report_html", "write_report_json"),
 }
 _WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
-__all__ = sorted(_WHERE)
+__all__ = tuple(sorted(_WHERE))
 
 
 def __getattr__(name: str):

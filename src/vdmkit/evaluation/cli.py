@@ -27,7 +27,12 @@ def _cmd_eval(args) -> int:
     if args.files:
         raise ValueError(f"unexpected arguments {args.files}; `vdmkit eval compare A.json B.json` takes two reports")
     if action == "train-classifier":
-        from vdmkit.evaluation.shapes_classifier import TRAIN_STEPS, WEIGHTS_DIR, WEIGHTS_FILE, main
+        from vdmkit.evaluation.shapes_classifier import (
+            TRAIN_STEPS,
+            WEIGHTS_DIR,
+            WEIGHTS_FILE,
+            main,
+        )
 
         argv = ["--out", args.out or str(WEIGHTS_DIR / WEIGHTS_FILE), "--steps", str(args.train_steps or TRAIN_STEPS)]
         return main(argv)
@@ -36,7 +41,11 @@ def _cmd_eval(args) -> int:
                          "(or: vdmkit eval compare A.json B.json)")
     from vdmkit.errors import SampleCountWarning
     from vdmkit.evaluation.evaluate import evaluate
-    from vdmkit.evaluation.report import report_text, write_report_html, write_report_json
+    from vdmkit.evaluation.report import (
+        report_text,
+        write_report_html,
+        write_report_json,
+    )
 
     if args.out and not args.out.endswith(".json"):
         raise ValueError(f"--out must end in .json, got {args.out!r}")
@@ -71,7 +80,12 @@ def _cmd_eval(args) -> int:
 
 
 def _compare(files: list[str]) -> int:
-    from vdmkit.evaluation.report import compare_reports, comparison_warnings, format_comparison, load_report
+    from vdmkit.evaluation.report import (
+        compare_reports,
+        comparison_warnings,
+        format_comparison,
+        load_report,
+    )
 
     if len(files) != 2:
         raise ValueError(f"compare takes two report files, got {len(files)}: {files}")
@@ -87,7 +101,12 @@ def _compare(files: list[str]) -> int:
 
 def register(sub) -> None:
     """Add `vdmkit eval` to the CLI's subparsers."""
-    from vdmkit.evaluation.protocols import CLIP_SAMPLINGS, LPIPS_NETS, METRICS, PROTOCOL_NAMES
+    from vdmkit.evaluation.protocols import (
+        CLIP_SAMPLINGS,
+        LPIPS_NETS,
+        METRICS,
+        PROTOCOL_NAMES,
+    )
 
     p = sub.add_parser("eval", help="evaluate videos (FVD, KVD, FID, IS, CLIPSIM, PSNR, SSIM, LPIPS, shapes) with "
                        "provenance",

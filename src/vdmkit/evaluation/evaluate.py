@@ -327,7 +327,11 @@ class ModelSource:
 
     def __init__(self, path, protocol: Protocol, n: int, prompts, *, steps: int, guidance: float, sampler: str,
                  batch_size: int, seed: int):
-        from vdmkit.pipelines.text2video import read_run_config, resolve_checkpoint, validate_request
+        from vdmkit.pipelines.text2video import (
+            read_run_config,
+            resolve_checkpoint,
+            validate_request,
+        )
 
         self.directory = resolve_checkpoint(path)
         self.cfg = read_run_config(self.directory)
@@ -449,7 +453,10 @@ class _Extractors:
         uses_shapes = protocol.video_extractor == "shapes"
         if any(m in metrics for m in VIDEO_FEATURE_METRICS) or ("is" in metrics and uses_shapes):
             if uses_shapes:
-                from vdmkit.evaluation.shapes_classifier import WEIGHTS_FILE, load_shapes_classifier
+                from vdmkit.evaluation.shapes_classifier import (
+                    WEIGHTS_FILE,
+                    load_shapes_classifier,
+                )
 
                 self.video = load_shapes_classifier(expected_sha256=pin(WEIGHTS_FILE))
             else:

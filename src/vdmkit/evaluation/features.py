@@ -27,8 +27,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
+from torch import nn
 from tqdm import tqdm
 
 from vdmkit.errors import (
@@ -128,7 +128,7 @@ def read_torch_state_dict(file: Path, spec: WeightFile) -> dict[str, torch.Tenso
     call it after the hash check). Anything but a flat dict of tensors is :class:`CorruptCheckpointError`."""
     try:
         state = torch.load(str(file), map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - any unpickling failure means the file is not the state dict
+    except Exception as e:
         raise CorruptCheckpointError(f"{str(file)!r} is not a torch state dict ({e}); get "
                                      f"{spec.filename} from {spec.url}") from e
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
@@ -297,7 +297,7 @@ class BlockC(nn.Module):
 
     def __init__(self, cin: int, c7: int):
         super().__init__()
-        row, col = dict(kernel=(1, 7), padding=(0, 3)), dict(kernel=(7, 1), padding=(3, 0))
+        row, col = {"kernel": (1, 7), "padding": (0, 3)}, {"kernel": (7, 1), "padding": (3, 0)}
         self.branch1x1 = ConvBN(cin, 192, 1)
         self.branch7x7_1, self.branch7x7_2 = ConvBN(cin, c7, 1), ConvBN(c7, c7, **row)
         self.branch7x7_3 = ConvBN(c7, 192, **col)
@@ -508,7 +508,7 @@ def clip_input(frames: np.ndarray) -> torch.Tensor:
         new_long = int(CLIP_SIZE * max(h, w) / min(h, w))
         new_w, new_h = (CLIP_SIZE, new_long) if w <= h else (new_long, CLIP_SIZE)
         img = Image.fromarray(frame).resize((new_w, new_h), Image.BICUBIC)
-        top, left = int(round((new_h - CLIP_SIZE) / 2.0)), int(round((new_w - CLIP_SIZE) / 2.0))
+        top, left = round((new_h - CLIP_SIZE) / 2.0), round((new_w - CLIP_SIZE) / 2.0)
         out.append(np.asarray(img.crop((left, top, left + CLIP_SIZE, top + CLIP_SIZE))))
     x = torch.from_numpy(np.stack(out)).permute(0, 3, 1, 2).float() / 255
     mean, std = torch.tensor(CLIP_MEAN).view(1, 3, 1, 1), torch.tensor(CLIP_STD).view(1, 3, 1, 1)
@@ -649,7 +649,7 @@ def c3d_input(extractor: Extractor, videos: torch.Tensor) -> torch.Tensor:
     """``(B, 3, 16, H, W)`` in [-1, 1] -> TGANv2's C3D input ``(B, 3, 16, 112, 112)``: BGR x 128, bilinear
     resize with align_corners=True, + 128 - mean."""
     check_video(videos, channels=3, name="C3D input video")
-    b, _, t, h, w = videos.shape
+    b, _, t, _, _ = videos.shape
     if t != C3D_FRAMES:
         raise ConstraintError(f"C3D takes clips of exactly {C3D_FRAMES} frames, got T={t}")
     x = videos.float().flip(1) * C3D_SCALE                                  # RGB -> BGR, [-128, 128]

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn as nn
+from torch import nn
 
 from vdmkit.errors import ConfigError, ConstraintError, UnsafeFormatError
 from vdmkit.evaluation.features import (

@@ -138,7 +138,8 @@ PROTOCOLS = {
         metrics=("fvd",)),
     "ucf101": Protocol(
         "ucf101", "UCF-101, StyleGAN-V fvd2048_16f / DIGAN-TATS: 2048 real and fake 16-frame clips at 128x128, "
-        "one clip per real video at a seeded random offset (StyleGAN-V sampler); class-conditional (class = sub-folder)",
+        "one clip per real video at a seeded random offset (StyleGAN-V sampler); class-conditional (class = "
+        "sub-folder)",
         resolution=128, num_real=2048, num_fake=2048, clip_sampling="stylegan-v", metrics=("fvd", "kvd", "is"),
         class_conditional=True, real_split="every video under --real (UCF-101 class folders), or --real-split FILE"),
     "ucf101-10k": Protocol(

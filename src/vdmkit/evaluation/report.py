@@ -95,7 +95,7 @@ def compare_reports(a: dict, b: dict) -> dict:
 
 def format_comparison(cmp: dict, name_a: str = "A", name_b: str = "B") -> str:
     lines = [f"{'metric':10s} {name_a:>14s} {name_b:>14s} {'B - A':>12s}"]
-    fmt = lambda v: "-" if v is None else f"{v:.6g}"  # noqa: E731
+    fmt = lambda v: "-" if v is None else f"{v:.6g}"
     for name, row in cmp["metrics"].items():
         lines.append(f"{name:10s} {fmt(row['a']):>14s} {fmt(row['b']):>14s} {fmt(row['b_minus_a']):>12s}")
     return "\n".join(lines)
@@ -183,9 +183,9 @@ def _table(rows) -> str:
 def render_html(ev) -> str:
     r = ev.report
     parts = ["<!doctype html><meta charset='utf-8'><title>vdmkit evaluation</title>",
-             "<style>body{font-family:sans-serif;max-width:1000px;margin:2em auto}table{border-collapse:collapse}"
-             "td,th{border:1px solid #ccc;padding:3px 8px;text-align:left;vertical-align:top;font-size:13px}"
-             ".warn{color:#a40}</style>",
+             ("<style>body{font-family:sans-serif;max-width:1000px;margin:2em auto}table{border-collapse:collapse}"
+              "td,th{border:1px solid #ccc;padding:3px 8px;text-align:left;vertical-align:top;font-size:13px}"
+              ".warn{color:#a40}</style>"),
              f"<h1>vdmkit evaluation: protocol {html.escape(r['protocol']['name'])}</h1>",
              f"<p>{html.escape(r['protocol']['description'])}</p><h2>Metrics</h2>"]
     rows = []

@@ -107,7 +107,7 @@ def detect_shapes(video: torch.Tensor, background: str = "black", directions=tup
         if runs:
             acc = [np.hypot(*(c[k + 1, 1:] - 2 * c[k, 1:] + c[k - 1, 1:])) for k in runs]
             jerk = float(np.mean(acc)) * REFERENCE_SIZE / w
-    vote = lambda xs: Counter(xs).most_common(1)[0][0] if xs else None  # noqa: E731
+    vote = lambda xs: Counter(xs).most_common(1)[0][0] if xs else None
     return ShapeDetection(vote(colours), vote(shapes), direction, speed, singles / t, empty, jerk)
 
 

@@ -269,7 +269,7 @@ def mmd2_unbiased(x: ArrayLike, y: ArrayLike, *, degree: int = KID_DEGREE, gamma
     _same_width(x, y)
     m, n = x.shape[0], y.shape[0]
     _need_at_least(min(m, n), 2, "an unbiased MMD")
-    kw = dict(degree=degree, gamma=gamma, coef=coef)
+    kw = {"degree": degree, "gamma": gamma, "coef": coef}
     kxx, kyy, kxy = polynomial_kernel(x, x, **kw), polynomial_kernel(y, y, **kw), polynomial_kernel(x, y, **kw)
     return float((kxx.sum() - np.trace(kxx)) / (m * (m - 1)) + (kyy.sum() - np.trace(kyy)) / (n * (n - 1))
                  - 2.0 * kxy.sum() / (m * n))
