@@ -9,6 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from tests.test_metrics_features import no_network  # noqa: F401 - autouse: any socket fails the test
 from vdmkit.errors import (
     CheckpointMismatchError,
     ConstraintError,
