@@ -241,3 +241,57 @@ def test_cli_trains_and_samples_the_tiny_dit(tmp_path):
 def test_tubelet_mismatch_is_refused_before_weights_load(tmp_path):
     with pytest.raises(ConfigError, match="frames=6 must be 1 .* multiple of tubelet_t=4"):
         load_config(None, ["backbone=dit", "model.tubelet_t=4", "data.frames=6"])
+
+
+def alone(m, x, t, c, b, frames):
+    """Sample ``b``'s frames ``frames`` run as a clip of their own."""
+    return m(x[b:b + 1, :, frames], t[b:b + 1], c[b:b + 1])
+
+
+@pytest.mark.parametrize("layout,conditioning,position", list(itertools.product(LAYOUTS, CONDITIONINGS, POSITIONS)))
+def test_image_frames_equal_the_model_on_them_alone_and_video_frames_never_see_them(layout, conditioning, position):
+    """Per-frame masks (images among a clip's frames, in the middle too) and per-sample masks: every image frame
+    equals the model on that frame alone (T = 1); the video frames equal the clip without its image frames."""
+    m = randomise(model(layout=layout, conditioning=conditioning, position=position))
+    x, t = torch.randn(2, 3, 5, 8, 8), torch.tensor([30.0, 800.0])
+    c = text(["a red circle moving left", "a"])  # padded text: the in-context masks combine with the image masks
+    per_frame = torch.tensor([[False, True, False, False, True], [True, False, True, False, False]])
+    with torch.no_grad():
+        out = m(x, t, c, is_image=per_frame)
+        for b in range(2):
+            video = (~per_frame[b]).nonzero()[:, 0]
+            torch.testing.assert_close(out[b:b + 1, :, video], alone(m, x, t, c, b, video), atol=1e-5, rtol=1e-4)
+            for f in per_frame[b].nonzero()[:, 0].tolist():
+                torch.testing.assert_close(out[b:b + 1, :, f:f + 1], alone(m, x, t, c, b, [f]), atol=1e-5, rtol=1e-4)
+        per_sample = m(x, t, c, is_image=torch.tensor([False, True]))
+        torch.testing.assert_close(per_sample[:1], alone(m, x, t, c, 0, slice(None)), atol=1e-5, rtol=1e-4)
+        images = torch.cat([alone(m, x, t, c, 1, [f]) for f in range(5)], dim=2)
+        torch.testing.assert_close(per_sample[1:], images, atol=1e-5, rtol=1e-4)
+        assert not torch.allclose(m(x, t, c)[1:], images, atol=1e-3)  # unmasked, the frames would mix
+        assert torch.equal(m(x, t, c, is_image=torch.zeros(2, 5, dtype=torch.bool)), m(x, t, c))
+
+
+def test_image_samples_with_tubelets_are_still_clips_and_train_no_temporal_layer():
+    m = randomise(model(tubelet_t=2, layout="divided"))
+    x, t, c = torch.randn(2, 3, 4, 8, 8), torch.tensor([30.0, 800.0]), text(["a red circle", "a"])
+    with torch.no_grad():
+        out = m(x, t, c, is_image=torch.tensor([True, False]))
+        images = torch.cat([alone(m, x, t, c, 0, [f]) for f in range(4)], dim=2)  # each a still tubelet
+        torch.testing.assert_close(out[:1], images, atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(out[1:], alone(m, x, t, c, 1, slice(None)), atol=1e-5, rtol=1e-4)
+    m.zero_grad()
+    m(x, t, c, is_image=torch.tensor([True, True])).square().sum().backward()
+    temporal = [p.grad for a in m.modules() if isinstance(a, SelfAttention) and a.axis == "time" for p in a.parameters()]
+    assert temporal and all(g is None for g in temporal)
+    assert m.blocks[0].attn[0].qkv.weight.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("tubelet_t,is_image,valid", [
+    (1, torch.tensor([1, 0]), r"shape \(2,\) \(per sample\) or \(2, 4\) \(per frame\), got torch.int64"),
+    (1, torch.tensor([True]), r"shape \(2,\) \(per sample\) or \(2, 4\) \(per frame\), got torch.bool of shape \(1,\)"),
+    (1, torch.ones(2, 3, dtype=torch.bool), r"or \(2, 4\) \(per frame\)"),
+    (2, torch.ones(2, 4, dtype=torch.bool), r"shape \(2,\) \(per sample; with model.tubelet_t=2 a tubelet"),
+])
+def test_bad_is_image_masks_name_the_valid_shapes(tubelet_t, is_image, valid):
+    with pytest.raises(ConstraintError, match=valid):
+        model(tubelet_t=tubelet_t)(torch.randn(2, 3, 4, 8, 8), torch.tensor([1, 2]), is_image=is_image)

@@ -12,6 +12,9 @@ One family, configured along four axes that can be ablated one at a time:
 - position: fixed 3D ``sincos`` or ``learned`` per-axis tables (T, H, W concatenated along channels), or
   3D axial ``rope`` (Su et al. 2021) on queries and keys.
 
+Joint image-video batches (VDM, LaVie) mark image samples or frames with ``is_image``: each image frame is
+denoised as a one-frame clip of its own, and video frames neither see image frames nor count them as time.
+
 Tokens keep one layout, ``(B, P + T'H'W', C)`` with P prefix tokens (in-context only); each attention
 folds them into its groups with a named einops pattern. The final layer is zero-initialised, so the
 untrained model predicts zeros; in adaLN modes every block also starts as the identity.
@@ -28,6 +31,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint as recompute
 
 from vdmkit.backbones.layers import Attention, attention, grid_features, timestep_embedding, zero_init
+from vdmkit.backbones.unet3d import ImageFrames, image_frames
 from vdmkit.conditioning.text import TextCondition
 from vdmkit.errors import ConfigError, ConstraintError
 
@@ -226,8 +230,19 @@ class Context:
     prefix: int  # number of in-context tokens before the video tokens
     cond: torch.Tensor | None  # (B, C) adaLN conditioning vector
     rope: tuple[torch.Tensor, torch.Tensor] | None  # (N, 1, head_dim) cos and sin
-    masks: dict[str, torch.Tensor | None]  # per fold: (B', 1, 1, P + L) keys mask when the prefix has padding
+    masks: dict[str, torch.Tensor | None]  # per fold: (B', 1, 1, P + L) keys mask (padded prefix, image frames)
     text: TextCondition | None  # for cross-attention
+    video: torch.Tensor | None = None  # (B, T') bool: the frames that are video; None = all of them
+
+    def pool_prefix(self, out: torch.Tensor, axis: str) -> torch.Tensor:
+        """(B', heads, P, d) prefix outputs of the groups of one fold -> (B, P, C): their mean over the groups
+        of each batch item (over video frames only, in the per-frame fold, when some frames are images)."""
+        groups = fold_sizes(self.grid)[axis][0]
+        if axis != "space" or self.video is None:
+            return reduce(out, "(b g) heads p d -> b p (heads d)", "mean", g=groups)
+        weights = self.video / self.video.sum(dim=1, keepdim=True)  # (B, T'): 1/T_video on video frames
+        return torch.einsum("bghpd,bg->bphd", rearrange(out, "(b g) h p d -> b g h p d", g=groups),
+                            weights.to(out.dtype)).flatten(2)  # (B, P, heads d)
 
 
 class SelfAttention(nn.Module):
@@ -250,9 +265,7 @@ class SelfAttention(nn.Module):
         out_p, out_v = out[:, :, : ctx.prefix], out[:, :, ctx.prefix:]
         out_v = rearrange(out_v, f"{FOLDS[self.axis]} -> b (t h w) (heads d)", **ctx.grid)  # (B, N, C)
         if ctx.prefix:
-            groups = fold_sizes(ctx.grid)[self.axis][0]
-            out_p = reduce(out_p, "(b g) heads p d -> b p (heads d)", "mean", g=groups)  # (B, P, C)
-            out_v = torch.cat([out_p, out_v], dim=1)  # (B, P + N, C)
+            out_v = torch.cat([ctx.pool_prefix(out_p, self.axis), out_v], dim=1)  # (B, P + N, C)
         return self.proj(out_v)
 
     def _fold(self, z: torch.Tensor, ctx: Context, rotary: bool) -> torch.Tensor:
@@ -354,9 +367,14 @@ def maybe_checkpoint(fn, *args, enabled: bool):
 
 
 class VideoDiT(nn.Module):
-    """``model(x_t, t, text) -> prediction``; x_t (B, C, T, H, W), t (B,), text a TextCondition or None.
+    """``model(x_t, t, text, is_image=None) -> prediction``; x_t (B, C, T, H, W), t (B,), text a TextCondition
+    or None. Output (B, out_channels, T, H, W). T = 1 is an image (with tubelets: a still clip of tubelet_t frames).
 
-    Output (B, out_channels, T, H, W). T = 1 is an image (with tubelets: a still clip of tubelet_t frames).
+    ``is_image`` (joint image-video training): a (B,) bool tensor marking samples whose T frames are independent
+    images, or (B, T) marking single frames (tubelet_t = 1 only: a tubelet is one token, so its frames cannot be
+    told apart). Each image frame is denoised as frame 0 of a one-frame clip (its output equals the model on that
+    frame alone, T = 1); video frames do not attend to image frames and number their positions among the video
+    frames only, so they equal the model on the clip without its image frames.
     """
 
     def __init__(self, cfg: DiTConfig):
@@ -388,7 +406,7 @@ class VideoDiT(nn.Module):
             if layer is not None:
                 zero_init(layer)
 
-    def check_input(self, x: torch.Tensor, text: TextCondition | None) -> None:
+    def check_input(self, x: torch.Tensor, text: TextCondition | None, is_image: torch.Tensor | None = None) -> None:
         cfg = self.cfg
         if x.ndim != 5:
             raise ConstraintError(f"VideoDiT expects (B, C, T, H, W) input, got shape {tuple(x.shape)}")
@@ -398,31 +416,71 @@ class VideoDiT(nn.Module):
         if text is not None and cfg.text_dim and text.tokens.shape[-1] != cfg.text_dim:
             raise ConstraintError(f"text embeddings are {text.tokens.shape[-1]} wide; this model's model.text_dim "
                                   f"is {cfg.text_dim}: use the text encoder it was built with (text.dim)")
+        if is_image is not None:
+            b, frames, k = x.shape[0], x.shape[2], cfg.tubelet_t
+            valid = ((b,), (b, frames)) if k == 1 else ((b,),)
+            if is_image.dtype != torch.bool or tuple(is_image.shape) not in valid:
+                shapes = (f"({b},) (per sample) or ({b}, {frames}) (per frame)" if k == 1 else
+                          f"({b},) (per sample; with model.tubelet_t={k} a tubelet of {k} frames is one token, "
+                          "so frames cannot be marked one by one)")
+                raise ConstraintError(f"is_image must be a bool tensor of shape {shapes}, got {is_image.dtype} "
+                                      f"of shape {tuple(is_image.shape)}")
 
-    def forward(self, x: torch.Tensor, t: torch.Tensor, text: TextCondition | None = None) -> torch.Tensor:
-        self.check_input(x, text)
+    def forward(self, x: torch.Tensor, t: torch.Tensor, text: TextCondition | None = None,
+                is_image: torch.Tensor | None = None) -> torch.Tensor:
+        self.check_input(x, text, is_image)
+        frames = image_frames(is_image, x)
+        if frames is None:
+            return self._denoise(x, t, text)
+        return self._denoise_images_apart(x, t, text, frames)
+
+    def _denoise_images_apart(self, x: torch.Tensor, t: torch.Tensor, text: TextCondition | None,
+                              frames: ImageFrames) -> torch.Tensor:
+        """Image frames run as one-frame clips of their own; the samples holding video frames run with their
+        image frames hidden (their outputs there are discarded). Both parts land back in (B, C_out, T, H, W)."""
+        rows, cols = frames.image.nonzero(as_tuple=True)  # (N,) sample and frame of every image frame
+        stills = rearrange(x, "b c t h w -> b t c h w")[rows, cols]  # (N, C, H, W)
+        stills = self._denoise(stills[:, :, None], t[rows], select(text, rows))  # (N, C_out, 1, H, W)
+        out = stills.new_zeros(x.shape[0], x.shape[2], self.cfg.out_channels, *x.shape[3:])  # (B, T, C_out, H, W)
+        clips = frames.video.any(dim=1).nonzero()[:, 0]  # samples with at least one video frame
+        if len(clips):
+            video = frames.video[clips]
+            videos = self._denoise(x[clips], t[clips], select(text, clips), None if bool(video.all()) else video)
+            out = out.index_put((clips,), rearrange(videos, "b c t h w -> b t c h w").to(out.dtype))
+        out = out.index_put((rows, cols), stills[:, :, 0])
+        return rearrange(out, "b t c h w -> b c t h w")
+
+    def _denoise(self, x: torch.Tensor, t: torch.Tensor, text: TextCondition | None,
+                 video: torch.Tensor | None = None) -> torch.Tensor:
+        """The network; ``video`` (B, T) bool (tubelet_t = 1, every row with a True) hides the other frames from
+        attention and the in-context prefix and numbers time positions among the video frames only."""
         k = self.cfg.tubelet_t
-        image = x.shape[2] == 1 and k > 1
-        if image:
+        still = x.shape[2] == 1 and k > 1
+        if still:
             x = repeat(x, "b c 1 h w -> b c k h w", k=k)  # an image is a still clip of one tubelet
         p = self.cfg.patch_size
         grid = {"t": x.shape[2] // k, "h": x.shape[3] // p, "w": x.shape[4] // p}
         tokens = self.patch_embed(x)  # (B, N, C)
-        add, rope = self.position(grid, x.device)
+        add, rope = self.position(grid, x.device)  # (N, C) or None; (N, 1, d) pairs or None
+        if video is not None:  # each sample's own time positions: (B, N, C) and (B, N, 1, d)
+            rows = video_rows(video, grid)
+            add = None if add is None else add[rows]
+            rope = None if rope is None else (rope[0][rows], rope[1][rows])
         if add is not None:
             tokens = tokens + add.to(x.dtype)
         emb = self.time_mlp(timestep_embedding(t, FREQUENCY_DIM).to(x.dtype))  # (B, C)
         if not self.cfg.adaln:
             prefix, keep = self._prefix(emb, text)  # (B, P, C), (B, P) bool
-            ctx = Context(grid, prefix.shape[1], None, rope, self._masks(keep, grid), text)
+            ctx = Context(grid, prefix.shape[1], None, rope, self._masks(keep, grid, video), text, video)
             tokens = torch.cat([prefix.to(tokens.dtype), tokens], dim=1)  # (B, P + N, C)
         else:
             cond = emb if text is None or self.text_proj is None else emb + self.text_proj(text.pooled)
-            ctx = Context(grid, 0, cond, rope, dict.fromkeys(FOLDS), text)
+            keep = emb.new_ones(emb.shape[0], 0, dtype=torch.bool)  # no prefix
+            ctx = Context(grid, 0, cond, rope, self._masks(keep, grid, video), text, video)
         for block in self.blocks:
             tokens = maybe_checkpoint(block, tokens, ctx, enabled=self.cfg.checkpoint)
         out = self.final(tokens[:, ctx.prefix:], ctx.cond, grid)  # (B, C_out, T, H, W)
-        return reduce(out, "b c k h w -> b c 1 h w", "mean") if image else out
+        return reduce(out, "b c k h w -> b c 1 h w", "mean") if still else out
 
     def _prefix(self, emb: torch.Tensor, text: TextCondition | None) -> tuple[torch.Tensor, torch.Tensor]:
         """In-context tokens: the time token, then the projected text tokens, and which of them are real."""
@@ -434,12 +492,36 @@ class VideoDiT(nn.Module):
         return torch.cat([time, words.to(time.dtype)], dim=1), torch.cat([keep, text.mask], dim=1)
 
     @staticmethod
-    def _masks(keep: torch.Tensor, grid: dict[str, int]) -> dict[str, torch.Tensor | None]:
-        """Per-fold keys masks (B', 1, 1, P + L) hiding padded text tokens; None when nothing is padded."""
-        if bool(keep.all()):
+    def _masks(keep: torch.Tensor, grid: dict[str, int], video: torch.Tensor | None) -> dict[str, torch.Tensor | None]:
+        """Per-fold keys masks (B', 1, 1, P + L) hiding padded prefix tokens and, with ``video`` (B, T'), the
+        tokens of image frames from the joint and temporal folds; None for a fold where nothing is hidden."""
+        padded = keep.shape[1] > 0 and not bool(keep.all())  # no prefix (adaLN): no host sync
+        if not padded and video is None:
             return dict.fromkeys(FOLDS)
+        hw = grid["h"] * grid["w"]
+        seen = {"space": None, "joint": None, "time": None}  # a spatial group is one frame: nothing to hide
+        if video is not None:
+            seen["joint"] = repeat(video, "b t -> b 1 1 (t n)", n=hw)  # (B, 1, 1, T'H'W')
+            seen["time"] = repeat(video, "b t -> (b n) 1 1 t", n=hw)  # (B H'W', 1, 1, T')
         masks = {}
         for axis, (groups, length) in fold_sizes(grid).items():
+            if seen[axis] is None and not padded:
+                masks[axis] = None
+                continue
             prefix = repeat(keep, "b p -> (b g) 1 1 p", g=groups)
-            masks[axis] = torch.cat([prefix, prefix.new_ones(prefix.shape[0], 1, 1, length)], dim=-1)
+            tokens = seen[axis] if seen[axis] is not None else prefix.new_ones(prefix.shape[0], 1, 1, length)
+            masks[axis] = torch.cat([prefix, tokens], dim=-1)
         return masks
+
+
+def select(text: TextCondition | None, rows: torch.Tensor) -> TextCondition | None:
+    """The prompts of samples ``rows``; None stays None."""
+    return None if text is None else text[rows]
+
+
+def video_rows(video: torch.Tensor, grid: dict[str, int]) -> torch.Tensor:
+    """(B, T'H'W') rows of a (T'H'W', ...) position table for each sample's tokens, the time index counted among
+    the sample's video frames (``video`` (B, T') bool), so they sit where they would in the clip without images."""
+    hw = grid["h"] * grid["w"]
+    index = ImageFrames(~video).index()  # (B, T') position among the video frames
+    return rearrange(index[:, :, None] * hw + torch.arange(hw, device=video.device), "b t n -> b (t n)")
