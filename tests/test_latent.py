@@ -4,6 +4,7 @@ bad inputs of the wiring (channels, frame counts, sizes, stale caches, NaN laten
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 import torch
@@ -143,3 +144,15 @@ def test_latent_cache_round_trip_and_staleness(tmp_path, video_vae, frame_vae, c
     assert cli.main(["cache-latents", *base, "--samples", "2", "--out", str(cache)]) == 2  # never overwritten
     assert cli.main(["cache-latents", "configs/tiny.yaml", "--samples", "2", "--out", str(tmp_path / "c")]) == 2
     assert "latent.autoencoder" in capsys.readouterr().err
+
+
+def test_joint_image_video_training_masks_latent_frames_of_a_frame_vae(tmp_path, frame_vae, video_vae):
+    """A frame VAE keeps frames apart, so each latent frame of an image sample is an image; a video VAE that
+    compresses time is refused before any weights load."""
+    run = tmp_path / "joint"
+    assert cli.main(["train", "configs/tiny.yaml", f"latent.autoencoder={frame_vae}", "train.image_ratio=0.5",
+                     *T2V_TINY, f"train.out_dir={run}", "--no-progress"]) == 0
+    losses = [json.loads(line)["loss"] for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert len(losses) == 2 and all(map(math.isfinite, losses))
+    with pytest.raises(ConfigError, match="train.image_ratio=0.5 needs an autoencoder that keeps frames apart"):
+        load_config("configs/tiny.yaml", [f"latent.autoencoder={video_vae}", "data.frames=5", "train.image_ratio=0.5"])

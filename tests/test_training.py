@@ -1,9 +1,13 @@
+import importlib
+import json
+
 import pytest
 import torch
 from safetensors.torch import load_file
 
 from vdmkit.data import ShapesDataset
 from vdmkit.diffusion import diffusion_loss
+from vdmkit.config import load_config
 from vdmkit.errors import ConfigError, CorruptCheckpointError
 from vdmkit.pipelines.text2video import TextToVideo
 from vdmkit.training import train
@@ -36,8 +40,10 @@ def weights(run, step):
     return load_file(str(d / "model.safetensors")), load_file(str(d / "training_state.safetensors"))
 
 
-def test_resume_equals_uninterrupted(tiny_cfg, tmp_path):
-    common = ["train.checkpoint_every=2", "train.sample_every=100", "train.cond_dropout=0.5"]
+@pytest.mark.parametrize("image_ratio", [0.0, 0.5])
+def test_resume_equals_uninterrupted(tiny_cfg, tmp_path, image_ratio):
+    common = ["train.checkpoint_every=2", "train.sample_every=100", "train.cond_dropout=0.5",
+              f"train.image_ratio={image_ratio}"]
     full = train(tiny_cfg("train.steps=4", f"train.out_dir={tmp_path / 'full'}", *common), progress=False)
     half_cfg = tiny_cfg("train.steps=2", f"train.out_dir={tmp_path / 'half'}", *common)
     train(half_cfg, progress=False)
@@ -68,7 +74,6 @@ def test_run_dir_is_not_clobbered_and_resume_needs_a_checkpoint(tiny_cfg, tmp_pa
 
 def test_nan_loss_aborts_with_the_step_and_keeps_the_last_checkpoint(tiny_cfg, monkeypatch):
     from vdmkit.errors import NonFiniteError
-    import importlib
 
     train_module = importlib.import_module("vdmkit.training.train")  # the module, not the function
 
@@ -88,3 +93,66 @@ def test_nan_loss_aborts_with_the_step_and_keeps_the_last_checkpoint(tiny_cfg, m
         train(cfg, resume=True, progress=False)
     names = sorted(p.name for p in (run / "checkpoints").iterdir())
     assert names == ["step_0000002", "step_0000003"]  # step 3 saved before the NaN at step 4's update
+
+
+def spy_on_backbone_masks(monkeypatch) -> list:
+    """Record the is_image mask of every training step's backbone call (None when none is passed)."""
+    train_module = importlib.import_module("vdmkit.training.train")
+    real, seen = train_module.diffusion_loss, []
+
+    def spy(model, *a, **k):
+        def call(*args, **kwargs):
+            seen.append(kwargs.get("is_image"))
+            return model(*args, **kwargs)
+        return real(call, *a, **k)
+
+    monkeypatch.setattr(train_module, "diffusion_loss", spy)
+    return seen
+
+
+def losses(run) -> list[float]:
+    return [json.loads(line)["loss"] for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+@pytest.mark.parametrize("config", ["configs/tiny.yaml", "configs/tiny_dit.yaml"])
+def test_joint_image_video_training_runs_with_both_backbones(config, tmp_path, monkeypatch):
+    seen = spy_on_backbone_masks(monkeypatch)
+    common = ["train.steps=4", "train.sample_every=100", "train.precision=fp32"]
+    run = train(load_config(config, [*common, "train.image_ratio=0.5", f"train.out_dir={tmp_path / 'joint'}"]),
+                progress=False)
+    assert len(seen) == 4 and all(m is not None and m.shape == (2,) for m in seen)
+    assert sum(int(m.sum()) for m in seen) == 4  # stochastic rounding of 0.5 * 2: exactly one image sample a step
+    assert load_config(run / "config.yaml").train.image_ratio == 0.5  # recorded in the run config
+    joint = losses(run)
+    assert len(joint) == 4 and all(torch.isfinite(torch.tensor(joint)))
+    video = losses(train(load_config(config, [*common, f"train.out_dir={tmp_path / 'video'}"]), progress=False))
+    assert seen[4:] == [None] * 4  # ratio 0: the backbone is called as before, without a mask
+    assert video != joint
+
+
+def test_image_ratio_zero_leaves_the_losses_unchanged(tiny_cfg, tmp_path):
+    """Ratio 0 draws nothing from the generator and passes no mask: bit-identical to a run from a config that
+    predates the option (no image_ratio key at all)."""
+    common = ["train.steps=3", "train.sample_every=100", "train.cond_dropout=0.5"]
+    old = train(tiny_cfg(*common, f"train.out_dir={tmp_path / 'old'}"), progress=False)
+    zero = train(tiny_cfg(*common, "train.image_ratio=0", f"train.out_dir={tmp_path / 'zero'}"), progress=False)
+    assert "image_ratio: 0.0" in (zero / "config.yaml").read_text()
+    assert losses(old) == losses(zero)
+
+
+@pytest.mark.parametrize("value,message", [("-0.1", r"number in \[0, 1\] .*got -0.1"), ("1.5", r"number in \[0, 1\]"),
+                                           (".nan", r"number in \[0, 1\] .*got nan"), ("lots", "number, got 'lots'"),
+                                           ("true", "number, got True"), ("[0.5]", r"number, got \[0.5\]")])
+def test_bad_image_ratios_name_the_valid_range(tiny_cfg, value, message):
+    with pytest.raises(ConfigError, match=f"train.image_ratio must be a {message}"):
+        tiny_cfg(f"train.image_ratio={value}")
+
+
+def test_image_ratio_needs_an_autoencoder_that_keeps_frames_apart(tiny_cfg):
+    """A latent frame of a time-compressing video VAE mixes several frames: it is not an image."""
+    video_vae = ["latent.kind=video_vae", "data.frames=5"]
+    assert tiny_cfg(*video_vae).train.image_ratio == 0
+    with pytest.raises(ConfigError, match="'video_vae' compresses time 2x: one latent frame mixes several video "
+                                          "frames, so it is not an image"):
+        tiny_cfg(*video_vae, "train.image_ratio=0.25")
+    assert tiny_cfg("latent.kind=frame_vae", "train.image_ratio=0.25").train.image_ratio == 0.25

@@ -62,6 +62,9 @@ class TrainConfig:
     grad_clip: float = 1.0
     ema_decay: float = 0.999
     cond_dropout: float = 0.1  # probability of training on the empty prompt, for classifier-free guidance
+    # joint image-video training (VDM, LaVie): about this fraction of each batch's samples train as T independent
+    # images (the clip's own frames, its caption) through the same backbone, temporal layers masked; 0 = off
+    image_ratio: float = 0.0
     precision: str = "bf16"
     seed: int = 0
     threads: int = 0  # torch intra-op threads; 0 = leave torch's default
@@ -84,6 +87,10 @@ class TrainConfig:
             raise ConfigError(f"train.cond_dropout must be in [0, 1), got {self.cond_dropout}")
         if not 0 <= self.ema_decay < 1:
             raise ConfigError(f"train.ema_decay must be in [0, 1), got {self.ema_decay}")
+        ratio = self.image_ratio
+        if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not 0 <= ratio <= 1:
+            raise ConfigError(f"train.image_ratio must be a number in [0, 1] (the fraction of each batch trained as "
+                              f"independent images; 0 = video only), got {ratio!r}")
         check_optimisation(self)
 
 
@@ -167,6 +174,12 @@ class RunConfig:
         shapes = getattr(self.data, "train_shapes", lambda: [(self.data.frames, self.data.size, self.data.size)])()
         if self.latent.enabled:
             shapes = self._latent_shapes(shapes)
+            compression = self.latent.autoencoder_config().temporal_compression
+            if self.train.image_ratio > 0 and compression != 1:
+                raise ConfigError(f"train.image_ratio={self.train.image_ratio} needs an autoencoder that keeps "
+                                  f"frames apart, but {self.latent.kind!r} compresses time {compression}x: one latent "
+                                  "frame mixes several video frames, so it is not an image. Set train.image_ratio=0 "
+                                  "or train on a frame_vae (temporal_compression 1)")
         for frames, height, width in shapes:
             try:
                 self.model.check_shape(frames, height, width)

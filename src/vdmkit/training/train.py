@@ -2,7 +2,8 @@
 
 Each step takes samples ``step*B .. step*B+B-1`` of the (deterministic) dataset, drops captions to ""
 with probability ``cond_dropout`` for classifier-free guidance, and minimises the diffusion loss under
-bf16 autocast. Checkpoints hold the EMA weights for inference plus everything needed to resume exactly
+bf16 autocast. With ``image_ratio`` > 0 about that fraction of each batch's samples are trained as T independent
+images (joint image-video training, see ``image_samples``). Checkpoints hold the EMA weights for inference plus everything needed to resume exactly
 (raw weights, optimizer, LR schedule, RNG states, step).
 """
 
@@ -41,6 +42,23 @@ def lr_at(step: int, cfg) -> float:
 def ema_decay_at(step: int, decay: float) -> float:
     """EMA warm-up: average over the steps seen so far early on (decay grows to ``decay``)."""
     return min(decay, (1 + step) / (10 + step))
+
+
+def image_samples(batch: int, ratio: float, generator: torch.Generator) -> torch.Tensor | None:
+    """(B,) bool: the samples that train as T independent images this step (joint image-video training, VDM /
+    LaVie), or None when ``ratio`` is 0, leaving the generator untouched so video-only runs are unchanged.
+
+    ratio * B samples, stochastically rounded (so the expected count is exact even for B = 2), chosen at random.
+    An image sample keeps its own clip's T frames and caption: the backbone's mask makes every frame a one-frame
+    clip of its own (position 0, no temporal layer), so the frames' order cannot matter and the caption stays
+    true of each frame's content. VDM instead appends frames of other clips, which needs a caption per frame.
+    """
+    if ratio == 0:
+        return None
+    count = math.floor(ratio * batch + torch.rand((), generator=generator).item())
+    mask = torch.zeros(batch, dtype=torch.bool)
+    mask[torch.randperm(batch, generator=generator)[:count]] = True
+    return mask
 
 
 @torch.no_grad()
@@ -93,12 +111,13 @@ def train(cfg: RunConfig, *, resume: bool = False, progress: bool = True) -> Pat
                     videos = pipe.to_latents(videos).float()  # the frozen autoencoder's scaled latents
             drop = torch.rand(len(captions), generator=generator) < tc.cond_dropout
             captions = ["" if d else c for c, d in zip(captions, drop.tolist())]
+            is_image = image_samples(len(captions), tc.image_ratio, generator)
             for group in opt.param_groups:
                 group["lr"] = lr_at(step, tc)
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp):
                 cond = pipe.encode(captions)
                 loss = diffusion_loss(pipe.backbone, videos, cond, pipe.process, cfg.diffusion.prediction,
-                                      weighting=cfg.diffusion.loss_weighting, generator=generator)
+                                      weighting=cfg.diffusion.loss_weighting, generator=generator, is_image=is_image)
             if not torch.isfinite(loss):
                 raise NonFiniteError(f"loss is {loss.item()} at step {step}; lower train.lr or use "
                                      "train.precision=fp32. The last checkpoint is intact.")
