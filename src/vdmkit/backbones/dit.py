@@ -30,8 +30,15 @@ from einops import rearrange, reduce, repeat
 from torch import nn
 from torch.utils.checkpoint import checkpoint as recompute
 
-from vdmkit.backbones.layers import Attention, attention, grid_features, timestep_embedding, zero_init
-from vdmkit.backbones.unet3d import ImageFrames, image_frames
+from vdmkit.backbones.layers import (
+    Attention,
+    ImageFrames,
+    attention,
+    grid_features,
+    image_frames,
+    timestep_embedding,
+    zero_init,
+)
 from vdmkit.conditioning.text import TextCondition
 from vdmkit.errors import ConfigError, ConstraintError
 

@@ -6,6 +6,7 @@ All attention goes through ``torch.nn.functional.scaled_dot_product_attention``.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -18,6 +19,46 @@ MAX_PERIOD = 10_000
 # (measured on this project's 2-core AMX machine: 2048 x 16-token sequences, fwd+bwd 136 ms vs 13 ms);
 # above this many query x key pairs the flash kernel wins again (256 x 256: 87 ms vs 112 ms).
 SHORT_ATTENTION = 128 * 128
+
+
+@dataclass(frozen=True)
+class ImageFrames:
+    """Which frames of a (B, C, T, H, W) batch are independent images (joint image-video training).
+
+    Temporal layers leave image frames unchanged and video frames do not see them, so an image frame's
+    output equals the model's output on that frame alone (T = 1).
+    """
+
+    image: torch.Tensor  # (B, T) bool
+
+    @property
+    def video(self) -> torch.Tensor:
+        return ~self.image
+
+    def keep(self, like: torch.Tensor) -> torch.Tensor:
+        """(B, 1, T, 1, 1) in ``like``'s dtype: 1 on video frames, 0 on image frames."""
+        return self.video[:, None, :, None, None].to(like.dtype)
+
+    def index(self) -> torch.Tensor:
+        """(B, T) position of each frame among its sample's video frames; 0 for an image, as at T = 1."""
+        return (self.video.cumsum(dim=1) - 1).clamp(min=0) * self.video
+
+    def pairs(self) -> torch.Tensor:
+        """(B, T, T) bool: frame i may attend to frame j (i itself, or both are video frames)."""
+        eye = torch.eye(self.image.shape[1], dtype=torch.bool, device=self.image.device)
+        return eye | (self.video[:, :, None] & self.video[:, None, :])
+
+
+def image_frames(is_image: torch.Tensor | None, x: torch.Tensor) -> ImageFrames | None:
+    """``is_image`` ((B,) per sample or (B, T) per frame, bool) for input x; None if no clip has an image frame."""
+    if is_image is None or x.shape[2] == 1:
+        return None
+    image = is_image.to(x.device)
+    if image.ndim == 1:
+        image = image[:, None].expand(-1, x.shape[2])
+    if not bool(image.any()):  # a host sync, once per forward: no mask at all for all-video batches
+        return None
+    return ImageFrames(image)
 
 
 def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = MAX_PERIOD) -> torch.Tensor:
