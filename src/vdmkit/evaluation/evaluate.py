@@ -53,7 +53,7 @@ from vdmkit.evaluation.protocols import (
 )
 from vdmkit.evaluation.report import REPORT_FORMAT
 
-REPORT_VERSION = 1
+REPORT_VERSION = 2  # 2: protocol.clip_sampling (start | random | stylegan-v) replaces protocol.real_clips
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".webm", ".mov", ".gif", ".webp")
 SHAPES_KEYWORD, NOISE_KEYWORD = "shapes", "noise"
 
