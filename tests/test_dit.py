@@ -176,7 +176,10 @@ def test_bad_inputs_raise_constraint_errors_naming_valid_values():
 
 @pytest.mark.parametrize("kw", [{"layout": "spatial"}, {"conditioning": "film"}, {"position": "alibi"},
                                 {"width": 30, "heads": 4}, {"tubelet_t": 0}, {"position": "rope", "width": 8,
-                                                                            "heads": 2}, {"max_frames": 5, "tubelet_t": 2}])
+                                                                            "heads": 2}, {"max_frames": 5, "tubelet_t": 2},
+                                {"cross_position": "sincos"}, {"cross_position": "fourier", "conditioning": "adaln"},
+                                {"cross_position": "fourier", "text_dim": 0},
+                                {"cross_position": "fourier", "cross_fourier_scale": 0.0}])
 def test_bad_configs(kw):
     with pytest.raises(ConfigError):
         DiTConfig(**kw)
@@ -252,7 +255,16 @@ def alone(m, x, t, c, b, frames):
 def test_image_frames_equal_the_model_on_them_alone_and_video_frames_never_see_them(layout, conditioning, position):
     """Per-frame masks (images among a clip's frames, in the middle too) and per-sample masks: every image frame
     equals the model on that frame alone (T = 1); the video frames equal the clip without its image frames."""
-    m = randomise(model(layout=layout, conditioning=conditioning, position=position))
+    check_image_frames(randomise(model(layout=layout, conditioning=conditioning, position=position)))
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_cross_fourier_positions_keep_the_image_frame_contract(layout):
+    """Fourier features count time among each sample's video frames, so the contract above still holds."""
+    check_image_frames(randomise(model(layout=layout, conditioning="cross", cross_position="fourier")))
+
+
+def check_image_frames(m):
     x, t = torch.randn(2, 3, 5, 8, 8), torch.tensor([30.0, 800.0])
     c = text(["a red circle moving left", "a"])  # padded text: the in-context masks combine with the image masks
     per_frame = torch.tensor([[False, True, False, False, True], [True, False, True, False, False]])
@@ -295,3 +307,18 @@ def test_image_samples_with_tubelets_are_still_clips_and_train_no_temporal_layer
 def test_bad_is_image_masks_name_the_valid_shapes(tubelet_t, is_image, valid):
     with pytest.raises(ConstraintError, match=valid):
         model(tubelet_t=tubelet_t)(torch.randn(2, 3, 4, 8, 8), torch.tensor([1, 2]), is_image=is_image)
+
+
+def test_cross_fourier_positions_make_the_prompt_read_place_and_time():
+    """cross_position=fourier adds no weights, only a seeded frequency buffer saved with the model, and it changes
+    what each token reads from the prompt; with the prompt absent the model is the one without it."""
+    plain, waves = model(), model(cross_position="fourier")
+    assert [n for n, _ in plain.named_parameters()] == [n for n, _ in waves.named_parameters()]
+    assert "cross_frequencies" in waves.state_dict()
+    assert torch.equal(waves.cross_frequencies, model(cross_position="fourier").cross_frequencies)
+    randomise(plain)
+    waves.load_state_dict(plain.state_dict(), strict=False)
+    x, t, c = torch.randn(1, 3, 4, 8, 8), torch.tensor([500.0]), text(["a red circle moving left"])
+    with torch.no_grad():
+        assert not torch.allclose(waves(x, t, c), plain(x, t, c), atol=1e-4)
+        assert torch.equal(waves(x, t, None), plain(x, t, None))

@@ -34,9 +34,11 @@ from vdmkit.backbones.layers import (
     Attention,
     ImageFrames,
     attention,
+    fourier_frequencies,
     grid_features,
     image_frames,
     timestep_embedding,
+    travelling_waves,
     zero_init,
 )
 from vdmkit.conditioning.text import TextCondition
@@ -48,6 +50,7 @@ LAYOUTS = {  # attention layout -> the axes each block attends over, block by bl
     "factorised": lambda depth: [("space", "time")] * depth,
 }
 CONDITIONINGS = ("adaln", "cross", "in_context")
+CROSS_POSITIONS = ("none", "fourier")
 # Attention groups of the token sequence b (t h w): the whole clip, one frame, one pixel's time line.
 FOLDS = {"joint": "b heads (t h w) d", "space": "(b t) heads (h w) d", "time": "(b h w) heads t d"}
 FREQUENCY_DIM = 256  # DiT's sinusoidal timestep feature width before its MLP
@@ -70,6 +73,11 @@ class DiTConfig:
     layout: str = "divided"  # joint, divided, factorised
     conditioning: str = "cross"  # adaln, cross, in_context
     position: str = "sincos"  # sincos, learned, rope
+    # "fourier": random Fourier features of each token's (t / T', y / H', x / W') added to the cross-attention
+    # queries (cross conditioning only; UNet3DConfig.cross_position explains why a moving place needs them);
+    # frequencies in cycles per clip, N(0, cross_fourier_scale^2), drawn once and saved in the checkpoint
+    cross_position: str = "none"  # none, fourier
+    cross_fourier_scale: float = 1.5
     max_frames: int = 16  # learned positions only: the largest clip (frames, pixels) its tables cover
     max_size: int = 32
     text_dim: int = 128  # width of the text encoder's tokens; 0 = unconditional
@@ -78,12 +86,18 @@ class DiTConfig:
     def __post_init__(self):
         for name, value, valid in [("layout", self.layout, tuple(LAYOUTS)),
                                    ("conditioning", self.conditioning, CONDITIONINGS),
-                                   ("position", self.position, tuple(POSITIONS))]:
+                                   ("position", self.position, tuple(POSITIONS)),
+                                   ("cross_position", self.cross_position, CROSS_POSITIONS)]:
             if value not in valid:
                 raise ConfigError(f"model.{name}={value!r} unknown; valid: {', '.join(valid)}")
         for name in ("width", "depth", "heads", "patch_size", "tubelet_t", "max_frames", "max_size"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"model.{name} must be >= 1, got {getattr(self, name)}")
+        if self.cross_position != "none" and (self.conditioning != "cross" or not self.text_dim):
+            raise ConfigError(f"model.cross_position={self.cross_position!r} adds to cross-attention queries: it needs "
+                              f"model.conditioning='cross' and a text_dim, got {self.conditioning!r}, {self.text_dim}")
+        if not self.cross_fourier_scale > 0:
+            raise ConfigError(f"model.cross_fourier_scale must be > 0, got {self.cross_fourier_scale}")
         if self.width % self.heads:
             raise ConfigError(f"model.width={self.width} must be divisible by model.heads={self.heads}")
         if self.position == "rope" and self.width // self.heads < 6:
@@ -240,6 +254,7 @@ class Context:
     masks: dict[str, torch.Tensor | None]  # per fold: (B', 1, 1, P + L) keys mask (padded prefix, image frames)
     text: TextCondition | None  # for cross-attention
     video: torch.Tensor | None = None  # (B, T') bool: the frames that are video; None = all of them
+    cross_pos: torch.Tensor | None = None  # (N, C) or (B, N, C) added to the cross-attention queries
 
     def pool_prefix(self, out: torch.Tensor, axis: str) -> torch.Tensor:
         """(B', heads, P, d) prefix outputs of the groups of one fold -> (B, P, C): their mean over the groups
@@ -324,7 +339,10 @@ class DiTBlock(nn.Module):
                 continue  # images (and single tubelets) skip temporal attention
             x = x + gated(attn(modulate(norm(x), shift, scale), ctx), gate)  # (B, P + N, C)
         if self.cross is not None and ctx.text is not None:
-            x = x + self.cross(self.norm_cross(x), ctx.text.tokens, ctx.text.mask[:, None, None, :])
+            q = self.norm_cross(x)
+            if ctx.cross_pos is not None:
+                q = q + ctx.cross_pos.to(q.dtype)
+            x = x + self.cross(q, ctx.text.tokens, ctx.text.mask[:, None, None, :])
         shift, scale, gate = mods[-1]
         return x + gated(self.mlp(modulate(self.norms[-1](x), shift, scale)), gate)
 
@@ -390,6 +408,8 @@ class VideoDiT(nn.Module):
         w = cfg.width
         self.patch_embed = PatchEmbed(cfg)
         self.position = POSITIONS[cfg.position](cfg)
+        if cfg.cross_position == "fourier":
+            self.register_buffer("cross_frequencies", fourier_frequencies(w, cfg.cross_fourier_scale))
         self.time_mlp = nn.Sequential(nn.Linear(FREQUENCY_DIM, w), nn.SiLU(), nn.Linear(w, w))
         self.text_proj = nn.Linear(cfg.text_dim, w) if cfg.text_dim else None  # pooled (adaLN) or tokens (in-context)
         self.blocks = nn.ModuleList(DiTBlock(cfg, axes) for axes in LAYOUTS[cfg.layout](cfg.depth))
@@ -483,11 +503,26 @@ class VideoDiT(nn.Module):
         else:
             cond = emb if text is None or self.text_proj is None else emb + self.text_proj(text.pooled)
             keep = emb.new_ones(emb.shape[0], 0, dtype=torch.bool)  # no prefix
-            ctx = Context(grid, 0, cond, rope, self._masks(keep, grid, video), text, video)
+            ctx = Context(grid, 0, cond, rope, self._masks(keep, grid, video), text, video,
+                          self._cross_position(grid, video, x.device))
         for block in self.blocks:
             tokens = maybe_checkpoint(block, tokens, ctx, enabled=self.cfg.checkpoint)
         out = self.final(tokens[:, ctx.prefix:], ctx.cond, grid)  # (B, C_out, T, H, W)
         return reduce(out, "b c k h w -> b c 1 h w", "mean") if still else out
+
+    def _cross_position(self, grid: dict[str, int], video: torch.Tensor | None, device) -> torch.Tensor | None:
+        """Fourier features of every token's clip coordinates: (N, C), or (B, N, C) when ``video`` numbers each
+        sample's time among its video frames (so they span the clip as without the image frames)."""
+        if self.cfg.cross_position == "none":
+            return None
+        t = grid["t"]
+        if video is None:
+            times = torch.arange(t, device=device) / t
+        else:
+            times = ((video.cumsum(dim=1) - 1).clamp(min=0) / video.sum(dim=1, keepdim=True).clamp(min=1)).flatten()
+        waves = travelling_waves(times, grid["h"], grid["w"], self.cross_frequencies.to(device), self.cfg.width)
+        return waves.reshape(t * grid["h"] * grid["w"], -1) if video is None else waves.reshape(video.shape[0], -1,
+                                                                                               self.cfg.width)
 
     def _prefix(self, emb: torch.Tensor, text: TextCondition | None) -> tuple[torch.Tensor, torch.Tensor]:
         """In-context tokens: the time token, then the projected text tokens, and which of them are real."""

@@ -84,6 +84,30 @@ def grid_features(tables: list[torch.Tensor], dim: int) -> torch.Tensor:
     return F.pad(feats, (0, dim - feats.shape[-1]))
 
 
+FOURIER_SEED = 0  # cross-attention Fourier frequencies are drawn from this seed (and saved as a buffer)
+
+
+def fourier_frequencies(dim: int, scale: float) -> torch.Tensor:
+    """(dim // 2, 3) random frequencies of (t, y, x) in cycles per clip, N(0, scale^2), from FOURIER_SEED."""
+    return torch.randn(dim // 2, 3, generator=torch.Generator().manual_seed(FOURIER_SEED)) * scale
+
+
+def travelling_waves(t: torch.Tensor, h: int, w: int, frequencies: torch.Tensor, dim: int) -> torch.Tensor:
+    """Random Fourier features (Tancik et al. 2020) of clip coordinates: (R, h*w, dim).
+
+    ``t`` (R,) holds frame times as fractions of the clip, pixels sit at (row / h, column / w), and
+    ``frequencies`` (F, 3) are cycles per clip: [sin | cos] of 2 pi (f_t t + f_y y + f_x x), zero-padded to
+    ``dim``. Each feature is a plane wave travelling in its own direction, so a prompt word can pick the waves
+    that move its way with a logit linear in the features (a place that moves with time, which summed
+    position and frame features cannot express)."""
+    dev = frequencies.device
+    yy, xx = torch.meshgrid(torch.arange(h, device=dev) / h, torch.arange(w, device=dev) / w, indexing="ij")
+    f = frequencies * (2 * math.pi)  # radians per clip
+    phase = t.float()[:, None, None] * f[:, 0] + (yy.reshape(-1, 1) * f[:, 1] + xx.reshape(-1, 1) * f[:, 2])
+    feats = torch.cat([phase.sin(), phase.cos()], dim=-1)  # (R, h*w, 2F)
+    return F.pad(feats, (0, dim - feats.shape[-1]))
+
+
 def zero_init(module: nn.Module) -> nn.Module:
     """Zero a module's parameters, so a residual branch starts as the identity."""
     for p in module.parameters():

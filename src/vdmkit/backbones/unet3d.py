@@ -18,7 +18,6 @@ batches mark image samples or frames with ``is_image``: temporal layers leave th
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
@@ -33,11 +32,13 @@ from vdmkit.backbones.layers import (
     ImageFrames,
     RelativePositionBias,
     TemporalConv,
+    fourier_frequencies,
     frame_conv,
     grid_features,
     group_norm,
     image_frames,
     timestep_embedding,
+    travelling_waves,
     zero_init,
 )
 from vdmkit.conditioning.text import TextCondition
@@ -49,7 +50,6 @@ FRAME_POSITIONS = ("sinusoidal", "none")
 TEMPORAL_CONVS = ("pseudo3d", "full3d", "none")
 TEMPORAL_ATTENTIONS = ("divided", "full", "none")
 CROSS_POSITIONS = ("none", "sincos", "fourier")
-FOURIER_SEED = 0  # the cross-attention Fourier frequencies are drawn from this seed (and saved as a buffer)
 
 
 @dataclass
@@ -280,8 +280,7 @@ class SpaceTimeAttention(nn.Module):
         self.spatial_position = spatial_position
         self.cross_position = cross_position  # "none", "sincos" or "fourier" (UNet3DConfig.cross_position)
         if self.cross_position == "fourier" and text_dim:
-            g = torch.Generator().manual_seed(FOURIER_SEED)
-            self.register_buffer("cross_frequencies", torch.randn(dim // 2, 3, generator=g) * cross_fourier_scale)
+            self.register_buffer("cross_frequencies", fourier_frequencies(dim, cross_fourier_scale))
         self.joint = self.temporal = self.temporal_cross = self.ff = self.temporal_ff = None
         heads = dim // head_dim
         divided = temporal_attention == "divided"
@@ -331,11 +330,7 @@ class SpaceTimeAttention(nn.Module):
             tt = torch.arange(t, device=dev) / t
         else:  # each sample's video frames span its clip; images sit at t = 0
             tt = (frames.index() / frames.video.sum(1, keepdim=True).clamp(min=1)).flatten()
-        yy, xx = torch.meshgrid(torch.arange(h, device=dev) / h, torch.arange(w, device=dev) / w, indexing="ij")
-        f = self.cross_frequencies.to(dev) * (2 * math.pi)  # (C/2, 3) radians per clip
-        phase = tt.float()[:, None, None] * f[:, 0] + (yy.reshape(-1, 1) * f[:, 1] + xx.reshape(-1, 1) * f[:, 2])
-        feats = torch.cat([phase.sin(), phase.cos()], dim=-1)  # (rows, H*W, 2 * (C/2))
-        return F.pad(feats, (0, like.shape[-1] - feats.shape[-1])).to(like.dtype)
+        return travelling_waves(tt, h, w, self.cross_frequencies.to(dev), like.shape[-1]).to(like.dtype)
 
     def _frame_position(self, t: int, c: int, device, frames: ImageFrames | None) -> torch.Tensor | None:
         """Sin-cos features of each frame's index: (T, C), or (B*T, C) counting video frames only; None if off."""
