@@ -3,8 +3,8 @@
 Each step takes samples ``step*B .. step*B+B-1`` of the (deterministic) dataset, drops captions to ""
 with probability ``cond_dropout`` for classifier-free guidance, and minimises the diffusion loss under
 bf16 autocast. With ``image_ratio`` > 0 about that fraction of each batch's samples are trained as T independent
-images (joint image-video training, see ``image_samples``). Checkpoints hold the EMA weights for inference plus everything needed to resume exactly
-(raw weights, optimizer, LR schedule, RNG states, step).
+images (joint image-video training, see ``image_samples``). Checkpoints hold the EMA weights for inference plus
+everything needed to resume exactly (raw weights, optimizer, LR schedule, RNG states, step).
 """
 
 from __future__ import annotations
