@@ -34,6 +34,7 @@ from vdmkit.backbones.layers import (
     Attention,
     ImageFrames,
     attention,
+    check_conditioning,
     fourier_frequencies,
     grid_features,
     image_frames,
@@ -440,18 +441,7 @@ class VideoDiT(nn.Module):
         if x.shape[1] != cfg.in_channels:
             raise ConstraintError(f"VideoDiT expects {cfg.in_channels} input channels, got {x.shape[1]}")
         cfg.check_shape(*x.shape[2:])
-        if text is not None and cfg.text_dim and text.tokens.shape[-1] != cfg.text_dim:
-            raise ConstraintError(f"text embeddings are {text.tokens.shape[-1]} wide; this model's model.text_dim "
-                                  f"is {cfg.text_dim}: use the text encoder it was built with (text.dim)")
-        if is_image is not None:
-            b, frames, k = x.shape[0], x.shape[2], cfg.tubelet_t
-            valid = ((b,), (b, frames)) if k == 1 else ((b,),)
-            if is_image.dtype != torch.bool or tuple(is_image.shape) not in valid:
-                shapes = (f"({b},) (per sample) or ({b}, {frames}) (per frame)" if k == 1 else
-                          f"({b},) (per sample; with model.tubelet_t={k} a tubelet of {k} frames is one token, "
-                          "so frames cannot be marked one by one)")
-                raise ConstraintError(f"is_image must be a bool tensor of shape {shapes}, got {is_image.dtype} "
-                                      f"of shape {tuple(is_image.shape)}")
+        check_conditioning(text, cfg.text_dim, is_image, x.shape[0], x.shape[2], cfg.tubelet_t)
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, text: TextCondition | None = None,
                 is_image: torch.Tensor | None = None) -> torch.Tensor:

@@ -13,6 +13,8 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
+from vdmkit.errors import ConstraintError
+
 # Transformer sinusoidal embedding base (Vaswani et al. 2017), as used for diffusion timesteps.
 MAX_PERIOD = 10_000
 # On CPU in bf16, SDPA's flash kernel is 3-10x slower than plain matmul-softmax for short sequences
@@ -59,6 +61,24 @@ def image_frames(is_image: torch.Tensor | None, x: torch.Tensor) -> ImageFrames 
     if not bool(image.any()):  # a host sync, once per forward: no mask at all for all-video batches
         return None
     return ImageFrames(image)
+
+
+def check_conditioning(text, text_dim: int, is_image: torch.Tensor | None, batch: int, frames: int,
+                       tubelet: int = 1) -> None:
+    """ConstraintError unless ``text`` (a TextCondition or None) is ``text_dim`` wide and ``is_image`` is None or
+    a bool tensor of shape (batch,) or, when frames are single tokens (``tubelet`` 1), (batch, frames)."""
+    if text is not None and text_dim and text.tokens.shape[-1] != text_dim:
+        raise ConstraintError(f"text embeddings are {text.tokens.shape[-1]} wide; this model's model.text_dim "
+                              f"is {text_dim}: use the text encoder it was built with (text.dim)")
+    if is_image is None:
+        return
+    valid = ((batch,), (batch, frames)) if tubelet == 1 else ((batch,),)
+    if is_image.dtype != torch.bool or tuple(is_image.shape) not in valid:
+        shapes = (f"({batch},) (per sample) or ({batch}, {frames}) (per frame)" if tubelet == 1 else
+                  f"({batch},) (per sample; with model.tubelet_t={tubelet} a tubelet of {tubelet} frames is one "
+                  "token, so frames cannot be marked one by one)")
+        raise ConstraintError(f"is_image must be a bool tensor of shape {shapes}, got {is_image.dtype} "
+                              f"of shape {tuple(is_image.shape)}")
 
 
 def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = MAX_PERIOD) -> torch.Tensor:

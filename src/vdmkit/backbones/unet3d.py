@@ -32,6 +32,7 @@ from vdmkit.backbones.layers import (
     ImageFrames,
     RelativePositionBias,
     TemporalConv,
+    check_conditioning,
     fourier_frequencies,
     frame_conv,
     grid_features,
@@ -475,12 +476,7 @@ class UNet3D(nn.Module):
         if c != self.cfg.in_channels:
             raise ConstraintError(f"UNet3D expects {self.cfg.in_channels} input channels, got {c}")
         self.cfg.check_shape(t, h, w)
-        if text is not None and self.cfg.text_dim and text.tokens.shape[-1] != self.cfg.text_dim:
-            raise ConstraintError(f"text embeddings are {text.tokens.shape[-1]} wide; this model's model.text_dim "
-                                  f"is {self.cfg.text_dim}: use the text encoder it was built with (text.dim)")
-        if is_image is not None and (is_image.dtype != torch.bool or tuple(is_image.shape) not in ((b,), (b, t))):
-            raise ConstraintError(f"is_image must be a bool tensor of shape ({b},) (per sample) or ({b}, {t}) "
-                                  f"(per frame), got {is_image.dtype} of shape {tuple(is_image.shape)}")
+        check_conditioning(text, self.cfg.text_dim, is_image, b, t)
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, text: TextCondition | None = None,
                 is_image: torch.Tensor | None = None) -> torch.Tensor:
