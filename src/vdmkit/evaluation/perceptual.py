@@ -42,6 +42,7 @@ from vdmkit.evaluation.features import (
     read_torch_state_dict,
     verify_weight_file,
 )
+from vdmkit.io.checkpoint import load_strict, load_tensors
 from vdmkit.video import check_video, fold_time
 
 LPIPS_SHIFT = (-0.030, -0.088, -0.188)  # lpips ScalingLayer: ImageNet mean in [-1, 1] units
@@ -225,8 +226,6 @@ def _read_state(spec: WeightFile, file: Path, expected_sha256) -> tuple[dict[str
         expected_sha256 = None
     record = verify_weight_file(spec, file, expected_sha256)
     if suffix == SAFETENSORS:
-        from vdmkit.io.checkpoint import load_tensors
-
         return load_tensors(file), record
     return read_torch_state_dict(file, spec), record
 
@@ -243,7 +242,6 @@ def load_lpips(backbone: str | os.PathLike, heads: str | os.PathLike | None = No
     heads_file = _locate(spec.heads, heads if heads is not None else backbone_file.parent)
     backbone_state, record = _read_state(spec.backbone, backbone_file, expected_sha256)
     heads_state, heads_record = _read_state(spec.heads, heads_file, expected_heads_sha256)
-    from vdmkit.pipelines.text2video import load_strict
 
     model = LPIPS(net)
     load_strict(model.net, {k: v for k, v in backbone_state.items() if not k.startswith("classifier.")},

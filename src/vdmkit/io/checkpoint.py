@@ -2,6 +2,10 @@
 
 The directory is written under a temporary name, every file fsynced, and renamed when complete, so a
 checkpoint either exists whole or not at all. Never pickle.
+
+Reading: :func:`open_checkpoint` resolves a checkpoint or run directory and checks the manifest and every
+file's size (cheap); a file's sha256 is checked when it is read, once (:class:`Checkpoint`), so sampling
+hashes the config and the inference weights, never the training state it does not load.
 """
 
 from __future__ import annotations
@@ -15,13 +19,21 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-from vdmkit.errors import CorruptCheckpointError, UnsafeFormatError
+from torch import nn
+
+from vdmkit.errors import CheckpointMismatchError, CorruptCheckpointError, UnsafeFormatError
 from vdmkit.io.atomic import current_umask, fsync_dir, fsync_file
 
 FORMAT = "vdmkit-checkpoint"
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 PICKLE_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin", ".pkl", ".pickle")
+# the files of a checkpoint, by role
+WEIGHTS = "model.safetensors"  # the inference weights (EMA for a training run)
+CONFIG = "config.json"  # what the weights are: the model's config (a checkpoint describes itself)
+RUN = "run.json"  # the training run that wrote it (data, optimiser, steps); absent in older checkpoints
+STATE = "training_state"  # .safetensors + .json: raw weights, optimizer, RNG states, step (resume only)
+TMP_MARK = ".tmp-"  # save_checkpoint's temporary directories: .{name}.tmp-{pid}
 
 
 def sha256_file(path: Path) -> str:
@@ -38,7 +50,7 @@ def save_checkpoint(directory: str | os.PathLike, tensors: dict[str, dict[str, t
     directory = Path(directory)
     if directory.exists():
         raise FileExistsError(f"checkpoint {str(directory)!r} already exists; refusing to overwrite it")
-    tmp = directory.with_name(f".{directory.name}.tmp-{os.getpid()}")
+    tmp = directory.with_name(f".{directory.name}{TMP_MARK}{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     try:
@@ -67,32 +79,128 @@ def save_checkpoint(directory: str | os.PathLike, tensors: dict[str, dict[str, t
 
 
 def read_manifest(directory: str | os.PathLike, *, check_hashes: bool = True) -> dict:
-    """Verify a checkpoint directory against its manifest; raise CorruptCheckpointError saying what is wrong."""
-    directory = Path(directory)
-    if not directory.is_dir():
-        raise CorruptCheckpointError(f"checkpoint {str(directory)!r} is not a directory")
-    mpath = directory / MANIFEST
-    if not mpath.is_file():
-        raise CorruptCheckpointError(f"checkpoint {str(directory)!r} has no {MANIFEST}: incomplete or not a vdmkit checkpoint")
-    try:
-        manifest = json.loads(mpath.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise CorruptCheckpointError(f"{str(mpath)!r} is not valid JSON ({e})") from e
-    if manifest.get("format") != FORMAT or manifest.get("format_version") != FORMAT_VERSION:
-        raise CorruptCheckpointError(
-            f"{str(mpath)!r}: format {manifest.get('format')!r} v{manifest.get('format_version')!r}, "
-            f"expected {FORMAT!r} v{FORMAT_VERSION}")
-    for name, info in manifest["files"].items():
-        path = directory / name
-        if not path.is_file():
-            raise CorruptCheckpointError(f"checkpoint {str(directory)!r} is missing {name}")
-        size = path.stat().st_size
-        if size != info["bytes"]:
+    """Verify a checkpoint directory against its manifest; raise CorruptCheckpointError saying what is wrong.
+
+    Every file must exist with the recorded size; ``check_hashes`` also compares every file's sha256."""
+    ckpt = Checkpoint(directory)
+    if check_hashes:
+        ckpt.verify(*ckpt.manifest["files"])
+    return ckpt.manifest
+
+
+class Checkpoint:
+    """An opened checkpoint directory: manifest read, every file present at its recorded size.
+
+    ``read_json`` / ``load_tensors`` / ``verify`` check a file's sha256 against the manifest the first time
+    it is used, and never again: only what is read is hashed, once."""
+
+    def __init__(self, directory: str | os.PathLike):
+        directory = Path(directory)
+        if not directory.is_dir():
+            raise CorruptCheckpointError(f"checkpoint {str(directory)!r} is not a directory")
+        mpath = directory / MANIFEST
+        if not mpath.is_file():
+            raise CorruptCheckpointError(f"checkpoint {str(directory)!r} has no {MANIFEST}: incomplete or not a "
+                                         "vdmkit checkpoint")
+        manifest = load_json(mpath)
+        if manifest.get("format") != FORMAT or manifest.get("format_version") != FORMAT_VERSION:
             raise CorruptCheckpointError(
-                f"{str(path)!r} is {size} bytes, the manifest says {info['bytes']}: truncated or replaced")
-        if check_hashes and sha256_file(path) != info["sha256"]:
-            raise CorruptCheckpointError(f"{str(path)!r}: sha256 differs from the manifest ({info['sha256'][:12]}...)")
-    return manifest
+                f"{str(mpath)!r}: format {manifest.get('format')!r} v{manifest.get('format_version')!r}, "
+                f"expected {FORMAT!r} v{FORMAT_VERSION}")
+        for name, info in manifest["files"].items():
+            path = directory / name
+            if not path.is_file():
+                raise CorruptCheckpointError(f"checkpoint {str(directory)!r} is missing {name}")
+            size = path.stat().st_size
+            if size != info["bytes"]:
+                raise CorruptCheckpointError(
+                    f"{str(path)!r} is {size} bytes, the manifest says {info['bytes']}: truncated or replaced")
+        self.directory, self.manifest = directory, manifest
+        self._verified: set[str] = set()
+
+    @property
+    def name(self) -> str:
+        return self.directory.name
+
+    def __contains__(self, name: str) -> bool:
+        return name in self.manifest["files"]
+
+    def sha256(self, name: str) -> str:
+        """The manifest's sha256 of ``name`` (not recomputed)."""
+        return self._entry(name)["sha256"]
+
+    def _entry(self, name: str) -> dict:
+        if name not in self:
+            raise CorruptCheckpointError(f"checkpoint {str(self.directory)!r} has no {name}")
+        return self.manifest["files"][name]
+
+    def verify(self, *names: str) -> None:
+        for name in names:
+            if name in self._verified:
+                continue
+            expected = self._entry(name)["sha256"]
+            if sha256_file(self.directory / name) != expected:
+                raise CorruptCheckpointError(f"{str(self.directory / name)!r}: sha256 differs from the manifest "
+                                             f"({expected[:12]}...)")
+            self._verified.add(name)
+
+    def read_json(self, name: str) -> dict:
+        self.verify(name)
+        return load_json(self.directory / name)
+
+    def load_tensors(self, name: str) -> dict[str, torch.Tensor]:
+        self.verify(name)
+        return load_tensors(self.directory / name)
+
+
+def open_checkpoint(path: str | os.PathLike, *, needs: tuple[str, ...] = (CONFIG,)) -> Checkpoint:
+    """The checkpoint at ``path``: a checkpoint directory, a file inside one, or a run directory (its newest
+    complete checkpoint whose files ``needs`` match their sha256; older ones are tried in turn, with reasons)."""
+    path = Path(path)
+    if path.is_file():
+        if path.suffix.lower() in PICKLE_SUFFIXES:
+            raise UnsafeFormatError(f"{str(path)!r}: pickle checkpoints are refused; vdmkit loads safetensors only")
+        if path.suffix == ".safetensors" or path.name == MANIFEST:
+            path = path.parent
+            if not (path / MANIFEST).is_file():
+                _no_manifest(path)
+        else:
+            raise CorruptCheckpointError(f"{str(path)!r} is a file; pass a checkpoint directory (holding {MANIFEST})")
+    elif not path.exists():
+        raise CorruptCheckpointError(f"model path {str(path)!r} does not exist")
+    elif not (path / MANIFEST).is_file():
+        if (path / "checkpoints").is_dir():
+            return latest_checkpoint(path, needs=needs)
+        _no_manifest(path)
+    ckpt = Checkpoint(path)
+    ckpt.verify(*needs)
+    return ckpt
+
+
+def resolve_checkpoint(path: str | os.PathLike) -> Path:
+    """The checkpoint directory ``path`` names (see :func:`open_checkpoint`)."""
+    return open_checkpoint(path).directory
+
+
+def _no_manifest(path: Path):
+    raise CorruptCheckpointError(f"{str(path)!r} holds no {MANIFEST}: not a complete vdmkit checkpoint")
+
+
+def load_strict(module: nn.Module, state: dict[str, torch.Tensor], source: str | os.PathLike) -> None:
+    """Load every tensor or fail listing missing, unexpected and mis-shaped keys."""
+    own = module.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    shapes = sorted(f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
+                    for k in set(own) & set(state) if own[k].shape != state[k].shape)
+    if missing or unexpected or shapes:
+        def show(items):
+            return ", ".join(items[:8]) + (f" (+{len(items) - 8} more)" if len(items) > 8 else "")
+        parts = [f"missing {show(missing)}" if missing else "", f"unexpected {show(unexpected)}" if unexpected else "",
+                 f"shape mismatch {show(shapes)}" if shapes else ""]
+        raise CheckpointMismatchError(
+            f"checkpoint {str(source)!r} does not fit this model: " + "; ".join(p for p in parts if p))
+    module.load_state_dict(state, strict=True)
 
 
 def check_safetensors_file(path: Path) -> None:
@@ -148,15 +256,41 @@ def checkpoint_dirs(run_dir: Path) -> list[Path]:
     return sorted(p for p in root.glob("step_*") if p.is_dir()) if root.is_dir() else []
 
 
-def latest_checkpoint(run_dir: str | os.PathLike) -> Path:
-    """The newest complete checkpoint of a run; incomplete or corrupt ones are skipped with the reason."""
+def latest_checkpoint(run_dir: str | os.PathLike, *, needs: tuple[str, ...] = (CONFIG,)) -> Checkpoint:
+    """The newest complete checkpoint of a run whose files ``needs`` match their sha256; incomplete or corrupt
+    ones are skipped with the reason."""
     run_dir = Path(run_dir)
     reasons = []
     for path in reversed(checkpoint_dirs(run_dir)):
         try:
-            read_manifest(path)
-            return path
+            ckpt = Checkpoint(path)
+            ckpt.verify(*needs)
+            return ckpt
         except CorruptCheckpointError as e:
             reasons.append(str(e))
     detail = ("; skipped: " + " | ".join(reasons)) if reasons else ""
     raise CorruptCheckpointError(f"no complete checkpoint under {str(run_dir / 'checkpoints')!r}{detail}")
+
+
+def remove_stale_temporaries(run_dir: str | os.PathLike) -> list[Path]:
+    """Delete the temporary directories that killed checkpoint writes left in a run (their process is gone);
+    return them. A live writer's temporary directory is left alone."""
+    removed = []
+    root = Path(run_dir) / "checkpoints"
+    for tmp in sorted(root.glob(f".step_*{TMP_MARK}*")) if root.is_dir() else []:
+        pid = tmp.name.rsplit(TMP_MARK, 1)[1]
+        if pid.isdigit() and int(pid) != os.getpid() and _alive(int(pid)):
+            continue
+        shutil.rmtree(tmp, ignore_errors=True)
+        removed.append(tmp)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -11,8 +11,8 @@ from torch import nn
 from vdmkit.conditioning.text import WordTextEncoder
 from vdmkit.config import RunConfig, from_dict
 from vdmkit.diffusion.denoiser import Denoiser
-from vdmkit.errors import CheckpointMismatchError, ConstraintError, CorruptCheckpointError, UnsafeFormatError
-from vdmkit.io.checkpoint import PICKLE_SUFFIXES, latest_checkpoint, load_json, load_tensors, read_manifest
+from vdmkit.errors import ConstraintError
+from vdmkit.io.checkpoint import load_json, load_strict, load_tensors, read_manifest, resolve_checkpoint
 from vdmkit.registry import BACKBONES, check_sampler, lookup
 from vdmkit.sampling.generate import check_seed, default_spacing, generate
 from vdmkit.sampling.guidance import check_guidance, check_rescale
@@ -148,44 +148,6 @@ def validate_request(cfg: RunConfig, *, frames, height, width, steps, guidance, 
     return check_seed(seed)
 
 
-def resolve_checkpoint(path: str | os.PathLike) -> Path:
-    path = Path(path)
-    if path.is_file():
-        if path.suffix.lower() in PICKLE_SUFFIXES:
-            raise UnsafeFormatError(f"{str(path)!r}: pickle checkpoints are refused; vdmkit loads safetensors only")
-        if path.suffix == ".safetensors" or path.name == "manifest.json":
-            return path.parent if (path.parent / "manifest.json").is_file() else _no_manifest(path.parent)
-        raise CorruptCheckpointError(f"{str(path)!r} is a file; pass a checkpoint directory (holding manifest.json)")
-    if not path.exists():
-        raise CorruptCheckpointError(f"model path {str(path)!r} does not exist")
-    if (path / "manifest.json").is_file():
-        return path
-    if (path / "checkpoints").is_dir():
-        return latest_checkpoint(path)
-    return _no_manifest(path)
-
-
-def _no_manifest(path: Path):
-    raise CorruptCheckpointError(f"{str(path)!r} holds no manifest.json: not a complete vdmkit checkpoint")
-
-
 def read_run_config(directory: Path) -> RunConfig:
     read_manifest(directory)
     return from_dict(RunConfig, load_json(directory / f"{CONFIG}.json"))
-
-
-def load_strict(module: nn.Module, state: dict[str, torch.Tensor], source: Path) -> None:
-    """Load every tensor or fail listing missing, unexpected and mis-shaped keys."""
-    own = module.state_dict()
-    missing = sorted(set(own) - set(state))
-    unexpected = sorted(set(state) - set(own))
-    shapes = sorted(f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
-                    for k in set(own) & set(state) if own[k].shape != state[k].shape)
-    if missing or unexpected or shapes:
-        def show(items):
-            return ", ".join(items[:8]) + (f" (+{len(items) - 8} more)" if len(items) > 8 else "")
-        parts = [f"missing {show(missing)}" if missing else "", f"unexpected {show(unexpected)}" if unexpected else "",
-                 f"shape mismatch {show(shapes)}" if shapes else ""]
-        raise CheckpointMismatchError(
-            f"checkpoint {str(source)!r} does not fit this model: " + "; ".join(p for p in parts if p))
-    module.load_state_dict(state, strict=True)

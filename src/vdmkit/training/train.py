@@ -74,7 +74,7 @@ def train(cfg: RunConfig, *, resume: bool = False, progress: bool = True) -> Pat
     if not resume and checkpoint_dirs(out):
         raise ConfigError(f"{str(out)!r} already holds checkpoints; pass --resume to continue it or choose a new "
                           "train.out_dir")
-    start_ckpt = latest_checkpoint(out) if resume else None  # raises, saying why, when there is none
+    start_ckpt = latest_checkpoint(out).directory if resume else None  # raises, saying why, when there is none
     if tc.threads:
         torch.set_num_threads(tc.threads)
     torch.manual_seed(tc.seed)

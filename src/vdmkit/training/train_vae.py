@@ -50,7 +50,7 @@ def train_autoencoder(cfg: AERunConfig, *, resume: bool = False, progress: bool 
     if not resume and checkpoint_dirs(out):
         raise ConfigError(f"{str(out)!r} already holds checkpoints; pass --resume to continue it or choose a new "
                           "train.out_dir")
-    start_ckpt = latest_checkpoint(out) if resume else None
+    start_ckpt = latest_checkpoint(out).directory if resume else None
     if tc.threads:
         torch.set_num_threads(tc.threads)
     torch.manual_seed(tc.seed)
