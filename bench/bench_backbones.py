@@ -74,9 +74,9 @@ def ours(name: str, size: str, model: torch.nn.Module) -> Case:
     """A vdmkit backbone; FLOPs counted on a meta-device twin (nothing allocated)."""
     with torch.device("meta"):
         twin = type(model)(model.cfg)
-    x, t, text = backbone_inputs(model, INPUT, TEXT_TOKENS)
+    x, t, cond = backbone_inputs(model, INPUT, TEXT_TOKENS)
     return Case(name, size, count_params(model), backbone_flops(twin, INPUT),
-                backbone_flops(twin, INPUT, backward=True), lambda: model(x, t, text), list(model.parameters()))
+                backbone_flops(twin, INPUT, backward=True), lambda: model(x, t, cond), list(model.parameters()))
 
 
 def unet3d(size: str, **options) -> Case:

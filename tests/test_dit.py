@@ -8,8 +8,8 @@ from vdmkit import cli
 from vdmkit.backbones import DiTConfig, UNet3D, UNet3DConfig, VideoDiT
 from vdmkit.backbones.dit import CONDITIONINGS, LAYOUTS, POSITIONS, SelfAttention
 from vdmkit.backbones.flops import backbone_flops, count_flops, count_params, preset_cost
-from vdmkit.conditioning import WordEncoderConfig, WordTextEncoder
-from vdmkit.config import load_config
+from vdmkit.conditioning import Condition, WordEncoderConfig, WordTextEncoder
+from vdmkit.training import load_config
 from vdmkit.errors import ConfigError, ConstraintError
 from vdmkit.registry import BACKBONES
 
@@ -269,30 +269,30 @@ def check_image_frames(m):
     c = text(["a red circle moving left", "a"])  # padded text: the in-context masks combine with the image masks
     per_frame = torch.tensor([[False, True, False, False, True], [True, False, True, False, False]])
     with torch.no_grad():
-        out = m(x, t, c, is_image=per_frame)
+        out = m(x, t, Condition(c, per_frame))
         for b in range(2):
             video = (~per_frame[b]).nonzero()[:, 0]
             torch.testing.assert_close(out[b:b + 1, :, video], alone(m, x, t, c, b, video), atol=1e-5, rtol=1e-4)
             for f in per_frame[b].nonzero()[:, 0].tolist():
                 torch.testing.assert_close(out[b:b + 1, :, f:f + 1], alone(m, x, t, c, b, [f]), atol=1e-5, rtol=1e-4)
-        per_sample = m(x, t, c, is_image=torch.tensor([False, True]))
+        per_sample = m(x, t, Condition(c, torch.tensor([False, True])))
         torch.testing.assert_close(per_sample[:1], alone(m, x, t, c, 0, slice(None)), atol=1e-5, rtol=1e-4)
         images = torch.cat([alone(m, x, t, c, 1, [f]) for f in range(5)], dim=2)
         torch.testing.assert_close(per_sample[1:], images, atol=1e-5, rtol=1e-4)
         assert not torch.allclose(m(x, t, c)[1:], images, atol=1e-3)  # unmasked, the frames would mix
-        assert torch.equal(m(x, t, c, is_image=torch.zeros(2, 5, dtype=torch.bool)), m(x, t, c))
+        assert torch.equal(m(x, t, Condition(c, torch.zeros(2, 5, dtype=torch.bool))), m(x, t, c))
 
 
 def test_image_samples_with_tubelets_are_still_clips_and_train_no_temporal_layer():
     m = randomise(model(tubelet_t=2, layout="divided"))
     x, t, c = torch.randn(2, 3, 4, 8, 8), torch.tensor([30.0, 800.0]), text(["a red circle", "a"])
     with torch.no_grad():
-        out = m(x, t, c, is_image=torch.tensor([True, False]))
+        out = m(x, t, Condition(c, torch.tensor([True, False])))
         images = torch.cat([alone(m, x, t, c, 0, [f]) for f in range(4)], dim=2)  # each a still tubelet
         torch.testing.assert_close(out[:1], images, atol=1e-5, rtol=1e-4)
         torch.testing.assert_close(out[1:], alone(m, x, t, c, 1, slice(None)), atol=1e-5, rtol=1e-4)
     m.zero_grad()
-    m(x, t, c, is_image=torch.tensor([True, True])).square().sum().backward()
+    m(x, t, Condition(c, torch.tensor([True, True]))).square().sum().backward()
     temporal = [p.grad for a in m.modules() if isinstance(a, SelfAttention) and a.axis == "time" for p in a.parameters()]
     assert temporal and all(g is None for g in temporal)
     assert m.blocks[0].attn[0].qkv.weight.grad.abs().sum() > 0
@@ -306,7 +306,7 @@ def test_image_samples_with_tubelets_are_still_clips_and_train_no_temporal_layer
 ])
 def test_bad_is_image_masks_name_the_valid_shapes(tubelet_t, is_image, valid):
     with pytest.raises(ConstraintError, match=valid):
-        model(tubelet_t=tubelet_t)(torch.randn(2, 3, 4, 8, 8), torch.tensor([1, 2]), is_image=is_image)
+        model(tubelet_t=tubelet_t)(torch.randn(2, 3, 4, 8, 8), torch.tensor([1, 2]), Condition(None, is_image))
 
 
 def test_cross_fourier_positions_make_the_prompt_read_place_and_time():

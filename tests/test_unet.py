@@ -10,9 +10,9 @@ import torch
 from vdmkit.backbones import UNet3D, UNet3DConfig
 from vdmkit.backbones.flops import preset_cost
 from vdmkit.backbones.unet3d import TEMPORAL_ATTENTIONS, TEMPORAL_CONVS
-from vdmkit.conditioning import WordEncoderConfig, WordTextEncoder
+from vdmkit.conditioning import Condition, WordEncoderConfig, WordTextEncoder
 from vdmkit.conditioning.text import TextCondition
-from vdmkit.config import load_config
+from vdmkit.training import load_config
 from vdmkit.errors import ConfigError, ConstraintError
 from vdmkit.registry import BACKBONES
 
@@ -261,7 +261,7 @@ def test_fourier_cross_positions_keep_image_frames_of_joint_batches_per_frame():
     m = randomise(tiny(cross_position="fourier"), std=0.1, only=lambda name: "frequencies" not in name)
     x, t, c = torch.randn(2, 3, 4, 16, 16), torch.tensor([30, 800]), text(2)
     with torch.no_grad():
-        out = m(x, t, c, is_image=torch.tensor([False, True]))
+        out = m(x, t, Condition(c, torch.tensor([False, True])))
         images = torch.cat([m(x[1:, :, i:i + 1], t[1:], c[1:]) for i in range(4)], dim=2)
         video = m(x[:1], t[:1], c[:1])
     torch.testing.assert_close(out[1:], images, atol=1e-5, rtol=1e-4)
@@ -342,7 +342,7 @@ def test_modelscope_preset_has_the_modelscope_size():
 
 def pair_outputs(m, x, t, c, is_image):
     with torch.no_grad():
-        return m(x, t, c, is_image=is_image)
+        return m(x, t, Condition(c, is_image))
 
 
 @pytest.mark.parametrize("temporal_conv,temporal_attention", OPTIONS)
@@ -353,7 +353,7 @@ def test_joint_image_video_batches_leave_image_samples_per_frame(temporal_conv, 
                        position_in_cross=True), std=0.1)
     x, t, c = torch.randn(2, 3, 4, 16, 16), torch.tensor([30, 800]), text(2)
     with torch.no_grad():
-        out = m(x, t, c, is_image=torch.tensor([False, True]))
+        out = m(x, t, Condition(c, torch.tensor([False, True])))
         video = m(x[:1], t[:1], c[:1])
         images = torch.cat([m(x[1:, :, i:i + 1], t[1:], c[1:]) for i in range(4)], dim=2)
         unmasked = m(x, t, c)
@@ -361,7 +361,7 @@ def test_joint_image_video_batches_leave_image_samples_per_frame(temporal_conv, 
     torch.testing.assert_close(out[1:], images, atol=1e-5, rtol=1e-4)
     if (temporal_conv, temporal_attention) != ("none", "none"):
         assert not torch.allclose(unmasked[1:], images, atol=1e-3)  # without the mask its frames would mix
-    torch.testing.assert_close(m(x, t, c, is_image=torch.tensor([False, False])), unmasked, atol=0, rtol=0)
+    torch.testing.assert_close(m(x, t, Condition(c, torch.tensor([False, False]))), unmasked, atol=0, rtol=0)
 
 
 @pytest.mark.parametrize("temporal_conv,temporal_attention", OPTIONS)
@@ -372,7 +372,7 @@ def test_images_appended_to_a_clip_are_masked_per_frame(temporal_conv, temporal_
     x, t, c = torch.randn(2, 3, 5, 16, 16), torch.tensor([30, 800]), text(2)
     is_image = torch.tensor([[False, False, False, True, True]] * 2)
     with torch.no_grad():
-        out = m(x, t, c, is_image=is_image)
+        out = m(x, t, Condition(c, is_image))
         video = m(x[:, :, :3], t, c)
         images = torch.cat([m(x[:, :, i:i + 1], t, c) for i in (3, 4)], dim=2)
     torch.testing.assert_close(out[:, :, :3], video, atol=1e-5, rtol=1e-4)
@@ -382,7 +382,7 @@ def test_images_appended_to_a_clip_are_masked_per_frame(temporal_conv, temporal_
 def test_image_frames_get_gradients_only_through_image_layers():
     m = tiny()
     x = torch.randn(1, 3, 4, 16, 16)
-    m(x, torch.tensor([10]), text(1), is_image=torch.tensor([True])).square().sum().backward()
+    m(x, torch.tensor([10]), Condition(text(1), torch.tensor([True]))).square().sum().backward()
     temporal = {n: p.grad for n, p in m.named_parameters() if "temporal" in n or "position" in n}
     assert temporal and all(g is None or g.abs().max() == 0 for g in temporal.values())
 
@@ -390,7 +390,7 @@ def test_image_frames_get_gradients_only_through_image_layers():
 @pytest.mark.parametrize("is_image", [torch.tensor([1, 0]), torch.tensor([True]), torch.ones(2, 3, dtype=torch.bool)])
 def test_bad_is_image_masks_name_the_expected_shape(is_image):
     with pytest.raises(ConstraintError, match=r"bool tensor of shape \(2,\) \(per sample\) or \(2, 4\)"):
-        tiny()(torch.randn(2, 3, 4, 16, 16), torch.tensor([1, 2]), is_image=is_image)
+        tiny()(torch.randn(2, 3, 4, 16, 16), torch.tensor([1, 2]), Condition(None, is_image))
 
 
 @pytest.mark.parametrize("options", [{"temporal_conv": "full3d"}, {"temporal_attention": "full"},
@@ -402,9 +402,9 @@ def test_new_layers_bf16_autocast_close_to_fp32(options, masked):
     x, t, c = torch.randn(2, 3, 4, 16, 16), torch.tensor([10, 900]), text(2)
     is_image = torch.tensor([False, True]) if masked else None
     with torch.no_grad():
-        ref = m(x, t, c, is_image=is_image)
+        ref = m(x, t, Condition(c, is_image))
         with torch.autocast("cpu", dtype=torch.bfloat16):
-            low = m(x, t, c, is_image=is_image).float()
+            low = m(x, t, Condition(c, is_image)).float()
     assert (low - ref).norm() / ref.norm() < 0.02  # measured 0.3-0.7%
 
 

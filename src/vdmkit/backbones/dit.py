@@ -42,6 +42,7 @@ from vdmkit.backbones.layers import (
     travelling_waves,
     zero_init,
 )
+from vdmkit.conditioning.condition import Condition, as_condition
 from vdmkit.conditioning.text import TextCondition
 from vdmkit.errors import ConfigError, ConstraintError
 
@@ -393,10 +394,11 @@ def maybe_checkpoint(fn, *args, enabled: bool):
 
 
 class VideoDiT(nn.Module):
-    """``model(x_t, t, text, is_image=None) -> prediction``; x_t (B, C, T, H, W), t (B,), text a TextCondition
-    or None. Output (B, out_channels, T, H, W). T = 1 is an image (with tubelets: a still clip of tubelet_t frames).
+    """``model(x_t, t, cond) -> prediction``; x_t (B, C, T, H, W), t (B,), cond a Condition (or its shorthand: a
+    TextCondition, or None). Output (B, out_channels, T, H, W). T = 1 is an image (with tubelets: a still clip of
+    tubelet_t frames).
 
-    ``is_image`` (joint image-video training): a (B,) bool tensor marking samples whose T frames are independent
+    ``cond.is_image`` (joint image-video training): a (B,) bool tensor marking samples whose T frames are independent
     images, or (B, T) marking single frames (tubelet_t = 1 only: a tubelet is one token, so its frames cannot be
     told apart). Each image frame is denoised as frame 0 of a one-frame clip (its output equals the model on that
     frame alone, T = 1); video frames do not attend to image frames and number their positions among the video
@@ -434,22 +436,22 @@ class VideoDiT(nn.Module):
             if layer is not None:
                 zero_init(layer)
 
-    def check_input(self, x: torch.Tensor, text: TextCondition | None, is_image: torch.Tensor | None = None) -> None:
+    def check_input(self, x: torch.Tensor, cond: Condition) -> None:
         cfg = self.cfg
         if x.ndim != 5:
             raise ConstraintError(f"VideoDiT expects (B, C, T, H, W) input, got shape {tuple(x.shape)}")
         if x.shape[1] != cfg.in_channels:
             raise ConstraintError(f"VideoDiT expects {cfg.in_channels} input channels, got {x.shape[1]}")
         cfg.check_shape(*x.shape[2:])
-        check_conditioning(text, cfg.text_dim, is_image, x.shape[0], x.shape[2], cfg.tubelet_t)
+        check_conditioning(cond, cfg.text_dim, x.shape[0], x.shape[2], cfg.tubelet_t)
 
-    def forward(self, x: torch.Tensor, t: torch.Tensor, text: TextCondition | None = None,
-                is_image: torch.Tensor | None = None) -> torch.Tensor:
-        self.check_input(x, text, is_image)
-        frames = image_frames(is_image, x)
+    def forward(self, x: torch.Tensor, t: torch.Tensor, cond: Condition | TextCondition | None = None) -> torch.Tensor:
+        cond = as_condition(cond)
+        self.check_input(x, cond)
+        frames = image_frames(cond.is_image, x)
         if frames is None:
-            return self._denoise(x, t, text)
-        return self._denoise_images_apart(x, t, text, frames)
+            return self._denoise(x, t, cond.text)
+        return self._denoise_images_apart(x, t, cond.text, frames)
 
     def _denoise_images_apart(self, x: torch.Tensor, t: torch.Tensor, text: TextCondition | None,
                               frames: ImageFrames) -> torch.Tensor:

@@ -13,6 +13,7 @@ from torch import nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
+from vdmkit.conditioning.condition import Condition
 from vdmkit.conditioning.text import TextCondition
 
 TEXT_TOKENS = 16  # prompt length assumed for counting: the word encoder's default max_length
@@ -34,7 +35,7 @@ def count_flops(fn: Callable[[], Any]) -> int:
 
 
 def backbone_inputs(model: nn.Module, shape: tuple[int, ...], text_tokens: int = TEXT_TOKENS):
-    """Random (x, t, text) for ``model(x, t, text)`` on the model's device; text None if it takes none.
+    """Random (x, t, cond) for ``model(x, t, cond)`` on the model's device; cond holds no text if it takes none.
 
     ``shape`` is (B, C, T, H, W); ``model.cfg.text_dim`` sets the text width.
     """
@@ -48,16 +49,16 @@ def backbone_inputs(model: nn.Module, shape: tuple[int, ...], text_tokens: int =
         text = TextCondition(torch.randn(b, text_tokens, dim, device=device),
                              torch.ones(b, text_tokens, dtype=torch.bool, device=device),
                              torch.randn(b, dim, device=device))
-    return x, t, text
+    return x, t, Condition(text=text)
 
 
 def backbone_flops(model: nn.Module, shape: tuple[int, ...], *, backward: bool = False,
                    text_tokens: int = TEXT_TOKENS) -> int:
     """FLOPs of one forward (or forward + backward) pass of a vdmkit backbone at input (B, C, T, H, W)."""
-    x, t, text = backbone_inputs(model, shape, text_tokens)
+    x, t, cond = backbone_inputs(model, shape, text_tokens)
 
     def run():
-        out = model(x, t, text)
+        out = model(x, t, cond)
         if backward:
             out.sum().backward()
     return count_flops(run)

@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
+from vdmkit.conditioning.condition import Condition
 from vdmkit.errors import ConstraintError
 
 # Transformer sinusoidal embedding base (Vaswani et al. 2017), as used for diffusion timesteps.
@@ -63,10 +64,10 @@ def image_frames(is_image: torch.Tensor | None, x: torch.Tensor) -> ImageFrames 
     return ImageFrames(image)
 
 
-def check_conditioning(text, text_dim: int, is_image: torch.Tensor | None, batch: int, frames: int,
-                       tubelet: int = 1) -> None:
-    """ConstraintError unless ``text`` (a TextCondition or None) is ``text_dim`` wide and ``is_image`` is None or
-    a bool tensor of shape (batch,) or, when frames are single tokens (``tubelet`` 1), (batch, frames)."""
+def check_conditioning(cond: Condition, text_dim: int, batch: int, frames: int, tubelet: int = 1) -> None:
+    """ConstraintError unless ``cond.text`` is None or ``text_dim`` wide and ``cond.is_image`` is None or a bool
+    tensor of shape (batch,) or, when frames are single tokens (``tubelet`` 1), (batch, frames)."""
+    text, is_image = cond.text, cond.is_image
     if text is not None and text_dim and text.tokens.shape[-1] != text_dim:
         raise ConstraintError(f"text embeddings are {text.tokens.shape[-1]} wide; this model's model.text_dim "
                               f"is {text_dim}: use the text encoder it was built with (text.dim)")

@@ -42,6 +42,7 @@ from vdmkit.backbones.layers import (
     travelling_waves,
     zero_init,
 )
+from vdmkit.conditioning.condition import Condition, as_condition
 from vdmkit.conditioning.text import TextCondition
 from vdmkit.errors import ConfigError, ConstraintError
 
@@ -426,12 +427,12 @@ class Level(nn.Module):
 
 
 class UNet3D(nn.Module):
-    """``model(x_t, t, text, is_image=None) -> prediction`` (B, C_out, T, H, W); x_t (B, C, T, H, W), t (B,), text a
-    TextCondition or None.
+    """``model(x_t, t, cond) -> prediction`` (B, C_out, T, H, W); x_t (B, C, T, H, W), t (B,), cond a Condition (or
+    its shorthand: a TextCondition, or None).
 
-    ``is_image`` (joint image-video training): a (B,) bool tensor marking samples whose T frames are independent
-    images (one image repeated, or T single frames), or (B, T) marking single frames (VDM appends images to
-    each clip). Temporal layers are the identity on them and video frames do not read them, so each image
+    ``cond.is_image`` (joint image-video training): a (B,) bool tensor marking samples whose T frames are
+    independent images (one image repeated, or T single frames), or (B, T) marking single frames (VDM appends
+    images to each clip). Temporal layers are the identity on them and video frames do not read them, so each image
     frame's output equals the model's output on that frame alone with T = 1.
     """
 
@@ -468,20 +469,19 @@ class UNet3D(nn.Module):
         self.norm_out = group_norm(c)
         self.conv_out = zero_init(FrameConv(c, cfg.out_channels, SPATIAL_3X3, padding=SPATIAL_PAD))
 
-    def check_input(self, x: torch.Tensor, text: TextCondition | None = None,
-                    is_image: torch.Tensor | None = None) -> None:
+    def check_input(self, x: torch.Tensor, cond: Condition) -> None:
         if x.ndim != 5:
             raise ConstraintError(f"UNet3D expects (B, C, T, H, W) input, got shape {tuple(x.shape)}")
         b, c, t, h, w = x.shape
         if c != self.cfg.in_channels:
             raise ConstraintError(f"UNet3D expects {self.cfg.in_channels} input channels, got {c}")
         self.cfg.check_shape(t, h, w)
-        check_conditioning(text, self.cfg.text_dim, is_image, b, t)
+        check_conditioning(cond, self.cfg.text_dim, b, t)
 
-    def forward(self, x: torch.Tensor, t: torch.Tensor, text: TextCondition | None = None,
-                is_image: torch.Tensor | None = None) -> torch.Tensor:
-        self.check_input(x, text, is_image)
-        frames = image_frames(is_image, x)
+    def forward(self, x: torch.Tensor, t: torch.Tensor, cond: Condition | TextCondition | None = None) -> torch.Tensor:
+        cond = as_condition(cond)
+        self.check_input(x, cond)
+        text, frames = cond.text, image_frames(cond.is_image, x)
         emb = self.time_mlp(timestep_embedding(t, self.cfg.channels[0]).to(x.dtype))  # (B, E)
         if self.text_to_emb is not None and text is not None:
             emb = emb + self.text_to_emb(text.pooled)

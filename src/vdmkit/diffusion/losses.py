@@ -40,21 +40,16 @@ def diffusion_loss(
     *,
     weighting: str = "uniform",
     generator: torch.Generator | None = None,
-    is_image: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Draw t (uniform, or logit-normal for that weighting) and eps ~ N(0, I), noise ``x0`` (B, C, T, H, W),
-    return the mean weighted MSE of the backbone's ``prediction``.
-
-    ``is_image`` ((B,) or (B, T) bool, joint image-video training) is passed on as ``model(..., is_image=)``;
-    when None the model is called as ``model(x_t, t, cond)``, so backbones without the argument still work."""
+    return the mean weighted MSE of ``model(x_t, t, cond)``'s ``prediction``."""
     b = x0.shape[0]
     density = "logit_normal" if weighting == "logit_normal" else "uniform"
     t = process.sample_time(b, generator, x0.device, density)
     eps = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
     alpha, sigma = process.alpha_sigma(t, x0)
     x_t = alpha * x0 + sigma * eps
-    masks = {} if is_image is None else {"is_image": is_image}
-    pred = model(x_t, process.model_time(t), cond, **masks).float()
+    pred = model(x_t, process.model_time(t), cond).float()
     target = training_target(x0, eps, alpha, sigma, prediction)
     per_sample = (pred - target).pow(2).flatten(1).mean(1)
     weight = loss_weight(process.snr(t).to(per_sample), prediction, weighting)
