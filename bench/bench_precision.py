@@ -18,7 +18,7 @@ from datetime import date
 
 import torch
 
-from vdmkit.config import load_config
+from vdmkit.training import load_config
 from vdmkit.data import ShapesDataset
 from vdmkit.diffusion import diffusion_loss
 from vdmkit.pipelines import TextToVideo
@@ -41,7 +41,7 @@ def main() -> None:
     args = ap.parse_args()
     cfg = load_config(args.config)
     torch.manual_seed(0)
-    pipe = TextToVideo(cfg)
+    pipe = TextToVideo(cfg.pipeline())
     for p in pipe.parameters():  # trained-like weights: zero-initialised branches would hide bf16 error
         if p.ndim > 1:
             torch.nn.init.normal_(p, std=0.5 / p[0].numel() ** 0.5)

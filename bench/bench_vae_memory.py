@@ -25,7 +25,7 @@ if args["model"]:
     vae = load_autoencoder(args["model"])
 else:
     from vdmkit.autoencoders.load import build_autoencoder
-    from vdmkit.config import AERunConfig, load_config
+    from vdmkit.training import AERunConfig, load_config
     cfg = load_config(args["config"], [], cls=AERunConfig)
     vae = build_autoencoder(cfg.autoencoder, cfg.model).eval()
 frames = vae.latent_frames(args["frames"])

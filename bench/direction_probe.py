@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from vdmkit.config import load_config
+from vdmkit.training import load_config
 from vdmkit.evaluation.shapes import detect_shapes
 from vdmkit.pipelines import TextToVideo
 from vdmkit.training import train

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from vdmkit.config import load_config
+from vdmkit.training import load_config
 
 TINY = ["backbone=unet3d", "model.channels=[32, 32]", "model.attention_levels=[1]", "text.dim=32",
         "text.layers=1", "text.heads=2", "data.size=16", "data.frames=4", "train.batch_size=2",

@@ -14,7 +14,7 @@ from vdmkit.autoencoders.frame_vae import FrameVAE, FrameVAEConfig, convert_lega
 from vdmkit.autoencoders.load import load_autoencoder
 from vdmkit.autoencoders.video_vae import VideoVAE, VideoVAEConfig
 from vdmkit.cli import main
-from vdmkit.config import AERunConfig, load_config
+from vdmkit.training import AERunConfig, load_config
 from vdmkit.errors import (CheckpointMismatchError, ConfigError, ConstraintError, CorruptCheckpointError,
                            NonFiniteError, UnsafeFormatError)
 

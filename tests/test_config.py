@@ -1,6 +1,7 @@
 import pytest
 
-from vdmkit.config import dump_config, load_config
+from vdmkit.config import dump_config
+from vdmkit.training import load_config
 from vdmkit.errors import ConfigError
 
 

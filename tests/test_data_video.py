@@ -208,7 +208,7 @@ def test_data_config_is_checked():
 
 
 def test_shapes_configs_are_unchanged():
-    from vdmkit.config import load_config
+    from vdmkit.training import load_config
     from vdmkit.data import ShapesConfig, ShapesDataset
 
     for name in ("shapes", "demo", "tiny"):

@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from vdmkit import cli
-from vdmkit.config import load_config
+from vdmkit.training import load_config
 from vdmkit.errors import ConfigError, ConstraintError, NonFiniteError
-from vdmkit.pipelines.text2video import TextToVideo
+from vdmkit.pipelines import TextToVideo
 
 VAE_TINY = ["model.block_out_channels=[8,16]", "model.norm_num_groups=4", "data.size=16", "train.batch_size=2",
             "train.steps=2", "train.checkpoint_every=2", "train.eval_videos=2", "train.threads=1",
@@ -121,8 +121,10 @@ def test_latent_cache_round_trip_and_staleness(tmp_path, video_vae, frame_vae, c
     from vdmkit.training.latent_cache import LatentCache
 
     stored = LatentCache(cache, cfg)
-    pipe = TextToVideo(cfg)
-    pipe.load_autoencoder_weights()
+    from vdmkit.training.train import load_autoencoder_into
+
+    pipe = TextToVideo(cfg.pipeline())
+    load_autoencoder_into(pipe, cfg.latent)
     videos, captions = ShapesDataset(cfg.data).batch(4, 2)
     latents, cached_captions = stored.batch(4, 2)
     assert cached_captions == captions

@@ -10,7 +10,7 @@ import torch
 from safetensors.torch import load_file
 
 from vdmkit.autoencoders.load import load_autoencoder
-from vdmkit.config import load_config
+from vdmkit.training import load_config
 from vdmkit.pipelines import TextToVideo
 from vdmkit.training import train
 

@@ -169,7 +169,7 @@ def test_unipc_order_must_be_1_to_3():
     ("flow", "v", True, "zero_terminal_snr applies to the discrete"),
 ])
 def test_prediction_must_fit_the_process(kind, prediction, zero_snr, match):
-    from vdmkit.config import DiffusionConfig
+    from vdmkit.diffusion import DiffusionConfig
 
     with pytest.raises(ConfigError, match=match):
         DiffusionConfig(process=kind, prediction=prediction, zero_terminal_snr=zero_snr)

@@ -9,6 +9,8 @@ from vdmkit.autoencoders.frame_vae import FrameVAE, FrameVAEConfig
 from vdmkit.autoencoders.video_vae import VideoVAE, VideoVAEConfig
 from vdmkit.backbones.dit import DiTBConfig, DiTConfig, DiTLConfig, DiTSConfig, DiTXLConfig, VideoDiT
 from vdmkit.backbones.unet3d import ModelScopeT2VConfig, UNet3D, UNet3DConfig, UNet3DSmallConfig, UNet3DTinyConfig
+from vdmkit.conditioning.text import WordEncoderConfig, WordTextEncoder
+from vdmkit.config import from_dict
 from vdmkit.diffusion.process import PROCESSES
 from vdmkit.errors import ConfigError
 from vdmkit.sampling import samplers as sm
@@ -53,6 +55,13 @@ AUTOENCODERS = {
                        "first frame alone, time compressed 2x or 4x, T = 1 + k * factor"),
 }
 
+TEXT_ENCODERS = {
+    # every entry's config has ``dim`` (the token width the backbone cross-attends to) and the encoder maps a list
+    # of prompts to a TextCondition
+    "words": Entry(WordTextEncoder, WordEncoderConfig, "a small transformer over a word vocabulary, trained with "
+                   "the backbone (the built-in synthetic data)"),
+}
+
 SAMPLERS = {
     "ddim": Entry(sm.sample_ddim, None, "DDIM (Song et al. 2021); deterministic at eta=0, stochastic with --eta"),
     "ddpm": Entry(sm.sample_ddpm, None, "DDPM ancestral sampling (Ho et al. 2020) on the chosen timesteps", VP),
@@ -82,3 +91,15 @@ def lookup(table: dict, name: str, kind: str) -> Entry:
     if name not in table:
         raise ConfigError(f"unknown {kind} {name!r}; valid: {', '.join(sorted(table))}")
     return table[name]
+
+
+def entry_config(table: dict, name: str, value, kind: str, where: str):
+    """The config dataclass of entry ``name``: its defaults (None), built key by key (a mapping), or as given."""
+    entry = lookup(table, name, kind)
+    if value is None:
+        return entry.config()
+    if isinstance(value, dict):
+        return from_dict(entry.config, value, where)
+    if not isinstance(value, entry.config):
+        raise ConfigError(f"{where} must be a {entry.config.__name__} for {kind} {name!r}")
+    return value

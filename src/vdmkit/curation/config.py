@@ -53,6 +53,6 @@ class CurateConfig:
 
 def load_curate_config(path: str | os.PathLike | None) -> CurateConfig:
     """Thresholds from a YAML file (unknown keys are errors), or the defaults when ``path`` is None."""
-    from vdmkit.config import load_config
+    from vdmkit.config import read_config
 
-    return load_config(path, cls=CurateConfig)
+    return read_config(CurateConfig, path)

@@ -1,0 +1,35 @@
+"""DiffusionConfig: the noise process, its parameterisation and the loss weighting, as a checkpoint records them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from vdmkit.diffusion.losses import WEIGHTINGS
+from vdmkit.diffusion.process import PREDICTIONS, PROCESSES, NoiseProcess, check_prediction, make_process
+from vdmkit.diffusion.schedules import SCHEDULES
+from vdmkit.errors import ConfigError
+
+
+@dataclass
+class DiffusionConfig:
+    process: str = "vp"  # vp (discrete time), vp_continuous, flow (rectified flow)
+    schedule: str = "cosine"  # vp only: linear, scaled_linear, cosine
+    num_train_steps: int = 1000  # vp only: number of discrete timesteps
+    schedule_shift: float = 1.0  # divide the SNR by shift**2 (flow: SD3's time shift): > 1 for bigger inputs
+    zero_terminal_snr: bool = False  # vp only: rescale so the last step is pure noise (needs v or x0)
+    prediction: str = "v"  # eps, x0, v, velocity (flow)
+    loss_weighting: str = "min_snr"  # uniform, min_snr, logit_normal (SD3's time density)
+
+    def __post_init__(self):
+        for name, value, valid in [("process", self.process, PROCESSES), ("schedule", self.schedule, SCHEDULES),
+                                   ("prediction", self.prediction, PREDICTIONS),
+                                   ("loss_weighting", self.loss_weighting, WEIGHTINGS)]:
+            if value not in valid:
+                raise ConfigError(f"diffusion.{name}={value!r} unknown; valid: {', '.join(valid)}")
+        if self.num_train_steps < 2:
+            raise ConfigError(f"diffusion.num_train_steps must be >= 2, got {self.num_train_steps}")
+        check_prediction(self.prediction, self.build_process())
+
+    def build_process(self) -> NoiseProcess:
+        return make_process(self.process, schedule=self.schedule, num_train_steps=self.num_train_steps,
+                            shift=self.schedule_shift, zero_terminal_snr=self.zero_terminal_snr)

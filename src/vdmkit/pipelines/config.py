@@ -1,0 +1,126 @@
+"""PipelineConfig: what a text-to-video checkpoint is (backbone, text encoder, noise process, autoencoder and the
+size it was trained at), apart from the training run that made it. A checkpoint's ``config.json`` holds it;
+checkpoints written before the split hold the whole run there and are read through the same function.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass, field
+
+from vdmkit.autoencoders.common import compressed_shape
+from vdmkit.config import from_dict
+from vdmkit.diffusion.config import DiffusionConfig
+from vdmkit.errors import ConfigError, ConstraintError
+from vdmkit.registry import AUTOENCODERS, BACKBONES, TEXT_ENCODERS, entry_config
+
+
+@dataclass
+class LatentSpec:
+    """The frozen autoencoder of a latent model; its weights travel in the model's checkpoint. kind "" = pixels."""
+
+    kind: str = ""  # frame_vae or video_vae (vdmkit.registry.AUTOENCODERS)
+    model: typing.Any = None  # the autoencoder's config, as a plain mapping
+    sha256: str = ""  # of the autoencoder checkpoint's weights
+    source: str = ""  # where they were read from (provenance only)
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.kind)
+
+    def autoencoder_config(self):
+        """The autoencoder's config dataclass (shapes and channels without building the network)."""
+        return autoencoder_config(self.kind, self.model)
+
+
+def autoencoder_config(kind: str, model):
+    return entry_config(AUTOENCODERS, kind, model, "latent.kind", "latent.model")
+
+
+def build_parts(backbone: str, model, text_encoder: str, text):
+    """The backbone's and the text encoder's config dataclasses from their registry names (mappings are checked
+    key by key). The backbone's context width is owned by the text encoder: model.text_dim = text.dim."""
+    model = entry_config(BACKBONES, backbone, model, "backbone", "model")
+    text = entry_config(TEXT_ENCODERS, text_encoder, text, "text_encoder", "text")
+    return dataclasses.replace(model, text_dim=text.dim), text
+
+
+def fit_latent(model, kind: str, ae_model, shapes: list[tuple[int, int, int]]):
+    """Backbone channels follow the autoencoder; pixel shapes must fit it. Returns (model, the latent shapes)."""
+    ae = autoencoder_config(kind, ae_model)
+    c = ae.latent_channels
+    channels = (model.in_channels, model.out_channels)
+    if channels == (3, 3):  # left at the pixel default: follow the autoencoder
+        model = dataclasses.replace(model, in_channels=c, out_channels=c)
+    elif channels != (c, c):
+        raise ConfigError(f"mismatched latent channels: the autoencoder makes {c}-channel latents but the "
+                          f"backbone takes model.in_channels={channels[0]}, out_channels={channels[1]}; "
+                          f"set both to {c} (or leave them at 3 to follow the autoencoder)")
+    try:
+        return model, [compressed_shape(ae.spatial_compression, ae.temporal_compression, *s) for s in shapes]
+    except ConstraintError as err:
+        raise ConfigError(f"data does not fit the autoencoder: {err}") from err
+
+
+def check_fits(backbone: str, model, shapes: list[tuple[int, int, int]], what: str = "data") -> None:
+    for frames, height, width in shapes:
+        try:
+            model.check_shape(frames, height, width)
+        except ConstraintError as err:
+            raise ConfigError(f"{what} (frames={frames}, {height}x{width}) does not fit backbone {backbone!r}: "
+                              f"{err}") from err
+
+
+@dataclass
+class PipelineConfig:
+    """A text-to-video model: ``pipe(prompts)`` needs nothing else. ``frames``, ``height`` and ``width`` are the
+    pixel size it was trained at, the default of a request."""
+
+    backbone: str = "unet3d"
+    model: typing.Any = None  # the registered backbone's config dataclass
+    text_encoder: str = "words"  # vdmkit.registry.TEXT_ENCODERS
+    text: typing.Any = None  # the text encoder's config dataclass
+    diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
+    latent: LatentSpec = field(default_factory=LatentSpec)
+    frames: int = 16
+    height: int = 32
+    width: int = 32
+
+    def __post_init__(self):
+        self.model, self.text = build_parts(self.backbone, self.model, self.text_encoder, self.text)
+        for name in ("frames", "height", "width"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.latent.enabled:  # the default size is checked with each request, as any other
+            self.model, _ = fit_latent(self.model, self.latent.kind, self.latent.model, [])
+
+    @property
+    def latent_channels(self) -> int:
+        """Channels of what the backbone denoises (the latents, or the pixels)."""
+        return self.model.in_channels
+
+    def latent_size(self, frames: int, height: int, width: int) -> tuple[int, int, int]:
+        """(frames, height, width) the backbone denoises for a pixel request; ConstraintError if it does not fit."""
+        if not self.latent.enabled:
+            return frames, height, width
+        ae = self.latent.autoencoder_config()
+        return compressed_shape(ae.spatial_compression, ae.temporal_compression, frames, height, width)
+
+
+def pipeline_config(doc: dict) -> PipelineConfig:
+    """A checkpoint's ``config.json`` as a PipelineConfig; a training run's document (checkpoints written before
+    the split, with its ``train`` and ``data`` sections) is reduced to the model it describes."""
+    if not isinstance(doc, dict):
+        raise ConfigError(f"a model config must be a mapping, got {type(doc).__name__}")
+    if "train" not in doc:
+        return from_dict(PipelineConfig, doc)
+    data = doc.get("data") or {}
+    latent = doc.get("latent") or {}
+    size = data.get("size", 32)
+    return PipelineConfig(
+        backbone=doc.get("backbone", "unet3d"), model=doc.get("model"), text_encoder=doc.get("text_encoder", "words"),
+        text=doc.get("text"), diffusion=from_dict(DiffusionConfig, doc.get("diffusion") or {}, "diffusion"),
+        latent=LatentSpec(latent.get("kind", ""), latent.get("model"), latent.get("sha256", ""),
+                          latent.get("autoencoder", "")),
+        frames=data.get("frames", 16), height=size, width=size)

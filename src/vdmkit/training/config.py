@@ -1,0 +1,284 @@
+"""Training run configs: ``RunConfig`` (text-to-video) and ``AERunConfig`` (autoencoders), read from YAML by
+:func:`load_config`. A run config holds the model it trains (its ``pipeline()``: what the checkpoints describe)
+and the run itself (data, optimiser, steps, output). Constructors check values and read no file; :func:`resolve`
+(called by :func:`load_config` and by ``train``) fills in what comes from files: the text encoder's vocabulary
+(the data's captions) and the kind, config and hash of a latent run's autoencoder checkpoint.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import typing
+from dataclasses import dataclass, field
+
+from vdmkit.autoencoders.common import compressed_shape
+from vdmkit.autoencoders.load import read_autoencoder_config
+from vdmkit.config import read_config, to_dict
+from vdmkit.data.loader import data_config
+from vdmkit.data.shapes import ShapesConfig
+from vdmkit.diffusion.config import DiffusionConfig
+from vdmkit.errors import ConfigError, ConstraintError, VdmkitError
+from vdmkit.evaluation.protocols import LPIPS_NETS
+from vdmkit.io.checkpoint import WEIGHTS
+from vdmkit.pipelines.config import LatentSpec, PipelineConfig, autoencoder_config, build_parts, check_fits, fit_latent
+from vdmkit.registry import AUTOENCODERS, entry_config
+
+PRECISIONS = ("fp32", "bf16")
+
+
+def check_optimisation(cfg) -> None:
+    """Checks every training config shares: learning rate, precision and seed."""
+    if not cfg.lr > 0:
+        raise ConfigError(f"train.lr must be > 0, got {cfg.lr}")
+    if cfg.precision not in PRECISIONS:
+        raise ConfigError(f"train.precision={cfg.precision!r} unknown; valid: {', '.join(PRECISIONS)}")
+    if not 0 <= cfg.seed < 2**63:
+        raise ConfigError(f"train.seed must be in [0, 2**63), got {cfg.seed}")
+
+
+def check_positive(cfg, names: list[str]) -> None:
+    for name in names:
+        if getattr(cfg, name) < 1:
+            raise ConfigError(f"train.{name} must be >= 1, got {getattr(cfg, name)}")
+
+
+@dataclass
+class TrainConfig:
+    steps: int = 2000
+    batch_size: int = 8
+    lr: float = 5e-4
+    warmup_steps: int = 100
+    weight_decay: float = 0.0
+    grad_clip: float = 1.0
+    ema_decay: float = 0.999
+    cond_dropout: float = 0.1  # probability of training on the empty prompt, for classifier-free guidance
+    # joint image-video training (VDM, LaVie): about this fraction of each batch's samples train as T independent
+    # images (the clip's own frames, its caption) through the same backbone, temporal layers masked; 0 = off
+    image_ratio: float = 0.0
+    precision: str = "bf16"
+    seed: int = 0
+    threads: int = 0  # torch intra-op threads; 0 = leave torch's default
+    out_dir: str = "runs/shapes"
+    log_every: int = 10
+    checkpoint_every: int = 500
+    keep_checkpoints: int = 2
+    sample_every: int = 500
+    sample_prompts: tuple[str, ...] = ("a slow red circle moving right", "a fast blue square moving up")
+    sample_steps: int = 25
+    sample_guidance: float = 3.0
+
+    def __post_init__(self):
+        check_positive(self, ["steps", "batch_size", "log_every", "checkpoint_every", "keep_checkpoints",
+                              "sample_every", "sample_steps"])
+        if not 0 <= self.cond_dropout < 1:
+            raise ConfigError(f"train.cond_dropout must be in [0, 1), got {self.cond_dropout}")
+        if not 0 <= self.ema_decay < 1:
+            raise ConfigError(f"train.ema_decay must be in [0, 1), got {self.ema_decay}")
+        ratio = self.image_ratio
+        if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not 0 <= ratio <= 1:
+            raise ConfigError(f"train.image_ratio must be a number in [0, 1] (the fraction of each batch trained as "
+                              f"independent images; 0 = video only), got {ratio!r}")
+        check_optimisation(self)
+
+
+@dataclass
+class LatentConfig:
+    """Latent diffusion: which trained autoencoder maps videos to the latents the backbone denoises.
+
+    Set ``autoencoder`` to a `vdmkit train-vae` run or checkpoint; :func:`resolve_latent` (called by
+    :func:`load_config` and by ``train``) reads ``kind``, ``model`` and ``sha256`` from it, so a text-to-video
+    checkpoint rebuilds its autoencoder without the original folder (its weights travel in the checkpoint).
+    """
+
+    autoencoder: str = ""  # "" = pixel space
+    kind: str = ""  # frame_vae or video_vae; filled from the autoencoder checkpoint
+    model: typing.Any = None  # the autoencoder's config (a plain mapping); filled from the checkpoint
+    sha256: str = ""  # of the autoencoder's weights; filled from the checkpoint's manifest
+    cache: str = ""  # a latent cache written by `vdmkit cache-latents`; "" = encode each batch on the fly
+
+    def __post_init__(self):
+        if self.cache and not self.kind and not self.autoencoder:
+            raise ConfigError("latent.cache needs latent.autoencoder (the autoencoder that wrote the latents)")
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.kind)
+
+    @property
+    def resolved(self) -> bool:
+        """False while ``autoencoder`` names a checkpoint whose kind and config have not been read yet."""
+        return bool(self.kind) or not self.autoencoder
+
+    def autoencoder_config(self):
+        """The autoencoder's config dataclass (shapes and channels without building the network)."""
+        return autoencoder_config(self.kind, self.model)
+
+
+@dataclass
+class RunConfig:
+    """A text-to-video training run: the model (backbone, text encoder, diffusion, latent) and the run (data,
+    train). ``pipeline()`` is the model alone, which every checkpoint of the run describes."""
+
+    backbone: str = "unet3d"
+    model: typing.Any = None  # the registered backbone's config dataclass; built from `backbone`
+    text_encoder: str = "words"  # vdmkit.registry.TEXT_ENCODERS
+    text: typing.Any = None  # the text encoder's config dataclass (WordEncoderConfig for "words")
+    diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
+    data: typing.Any = field(default_factory=ShapesConfig)  # ShapesConfig, or a VideoDataConfig by data.kind
+    train: TrainConfig = field(default_factory=TrainConfig)
+    latent: LatentConfig = field(default_factory=LatentConfig)  # pixel space unless latent.autoencoder is set
+
+    def __post_init__(self):
+        self.data = data_config(self.data)
+        self.model, self.text = build_parts(self.backbone, self.model, self.text_encoder, self.text)
+        if self.latent.resolved:  # else resolve() checks them, once the autoencoder is known
+            self.check_shapes()
+
+    @property
+    def resolved(self) -> bool:
+        """True once :func:`resolve` has filled in what comes from files."""
+        return self.latent.resolved and not (hasattr(self.text, "vocab") and not self.text.vocab)
+
+    def train_shapes(self) -> list[tuple[int, int, int]]:
+        """(frames, height, width) of every batch shape the data makes, in pixels."""
+        return getattr(self.data, "train_shapes", lambda: [(self.data.frames, self.data.size, self.data.size)])()
+
+    def check_shapes(self) -> None:
+        """Data shapes fit the autoencoder and the backbone (once the autoencoder's kind is known)."""
+        shapes = self.train_shapes()
+        if self.latent.enabled:
+            self.model, shapes = fit_latent(self.model, self.latent.kind, self.latent.model, shapes)
+            compression = self.latent.autoencoder_config().temporal_compression
+            if self.train.image_ratio > 0 and compression != 1:
+                raise ConfigError(f"train.image_ratio={self.train.image_ratio} needs an autoencoder that keeps "
+                                  f"frames apart, but {self.latent.kind!r} compresses time {compression}x: one latent "
+                                  "frame mixes several video frames, so it is not an image. Set train.image_ratio=0 "
+                                  "or train on a frame_vae (temporal_compression 1)")
+        check_fits(self.backbone, self.model, shapes)
+
+    def pipeline(self) -> PipelineConfig:
+        """The model this run trains, as its checkpoints record it (the latent autoencoder must be resolved)."""
+        if not self.resolved:
+            raise ConfigError("the run config is not resolved (text vocabulary, latent autoencoder): build it with "
+                              "vdmkit.training.load_config, or pass it through vdmkit.training.config.resolve")
+        return PipelineConfig(
+            backbone=self.backbone, model=self.model, text_encoder=self.text_encoder, text=self.text,
+            diffusion=self.diffusion,
+            latent=LatentSpec(self.latent.kind, self.latent.model, self.latent.sha256, self.latent.autoencoder),
+            frames=self.data.frames, height=self.data.size, width=self.data.size)
+
+
+def resolve(cfg: RunConfig) -> RunConfig:
+    """Fill in what a run config takes from files, once: a word encoder's vocabulary (the words of the data's
+    captions) and the kind, config and weights hash of the autoencoder ``latent.autoencoder`` names (its config
+    file only), then check the run's shapes against that autoencoder. Returns ``cfg``."""
+    if hasattr(cfg.text, "vocab") and not cfg.text.vocab:
+        cfg.text = dataclasses.replace(cfg.text, vocab=tuple(cfg.data.vocabulary()))
+    latent = cfg.latent
+    if latent.resolved:
+        return cfg
+    try:
+        ckpt, kind, model = read_autoencoder_config(latent.autoencoder)
+    except VdmkitError as err:
+        raise ConfigError(f"latent.autoencoder={latent.autoencoder!r}: {err}; train one with `vdmkit train-vae` (e.g. "
+                          "configs/vae_frame.yaml) or set latent.autoencoder to its run") from err
+    cfg.latent = dataclasses.replace(latent, autoencoder=str(ckpt.directory), kind=kind, model=model,
+                                     sha256=ckpt.sha256(WEIGHTS))
+    cfg.check_shapes()
+    return cfg
+
+
+def load_config(path: str | os.PathLike | None, overrides: list[str] = (), cls=None):
+    """A run config from YAML (``path``; None starts from the defaults) and ``key=value`` overrides. ``cls``:
+    RunConfig (the default) or AERunConfig. A latent run's autoencoder is resolved (its config file read)."""
+    cfg = read_config(cls or RunConfig, path, overrides)
+    return resolve(cfg) if isinstance(cfg, RunConfig) else cfg
+
+
+RECON_LOSSES = ("l1", "l2")
+
+
+@dataclass
+class AETrainConfig:
+    """Autoencoder training: reconstruction + KL (+ an optional patch-GAN term)."""
+
+    steps: int = 2000
+    batch_size: int = 4  # videos per step
+    lr: float = 5e-4
+    warmup_steps: int = 50
+    weight_decay: float = 0.0
+    grad_clip: float = 1.0
+    recon: str = "l1"  # l1 or l2, mean over pixels
+    # KL weight relative to the reconstruction summed over pixels (LDM's convention: 1e-6)
+    kl_weight: float = 1e-6
+    gan_weight: float = 0.0  # > 0 adds a hinge patch-GAN term (needs no downloaded weights)
+    gan_start: int = 0  # step at which the GAN term starts
+    # > 0 adds LPIPS between every frame and its reconstruction (vdmkit.evaluation.perceptual, float32);
+    # LDM/taming autoencoders use VGG LPIPS at weight 1. Local files only: torchvision's backbone
+    # (alexnet-owt-7be5be79.pth / vgg16-397923af.pth) and the lpips heads (alex.pth / vgg.pth), each the
+    # file or its folder; the heads default to the backbone's folder
+    perceptual_weight: float = 0.0
+    perceptual_backbone: str = ""
+    perceptual_heads: str = ""
+    perceptual_net: str = "alex"  # alex or vgg
+    # start from a trained frame VAE run/checkpoint: copied into a frame VAE, inflated into a video VAE
+    init_from: str = ""
+    precision: str = "bf16"
+    seed: int = 0
+    threads: int = 0
+    out_dir: str = "runs/vae"
+    log_every: int = 10
+    checkpoint_every: int = 200
+    keep_checkpoints: int = 2
+    eval_videos: int = 8  # held-out videos for PSNR, latent statistics and previews at each checkpoint
+
+    def __post_init__(self):
+        check_positive(self, ["steps", "batch_size", "log_every", "checkpoint_every", "keep_checkpoints",
+                              "eval_videos"])
+        if self.recon not in RECON_LOSSES:
+            raise ConfigError(f"train.recon={self.recon!r} unknown; valid: {', '.join(RECON_LOSSES)}")
+        for name in ["kl_weight", "gan_weight", "weight_decay", "gan_start", "warmup_steps", "perceptual_weight"]:
+            if getattr(self, name) < 0:
+                raise ConfigError(f"train.{name} must be >= 0, got {getattr(self, name)}")
+        if self.perceptual_net not in LPIPS_NETS:
+            raise ConfigError(f"train.perceptual_net={self.perceptual_net!r} unknown; valid: {', '.join(LPIPS_NETS)}")
+        if self.perceptual_weight > 0 and not self.perceptual_backbone:
+            from vdmkit.evaluation.perceptual import NETS
+
+            files = NETS[self.perceptual_net]
+            raise ConfigError(f"train.perceptual_weight > 0 needs train.perceptual_backbone=PATH (torchvision's "
+                              f"{files.backbone.filename}) and the lpips heads ({files.heads.filename}: "
+                              "train.perceptual_heads=PATH, default: the backbone's folder); vdmkit never downloads "
+                              "weights")
+        check_optimisation(self)
+
+
+@dataclass
+class AERunConfig:
+    """An autoencoder training run: which autoencoder, its config, the data and the schedule."""
+
+    autoencoder: str = "frame_vae"  # frame_vae or video_vae (see vdmkit.registry.AUTOENCODERS)
+    model: typing.Any = None  # the autoencoder's config dataclass
+    data: ShapesConfig = field(default_factory=lambda: ShapesConfig(size=64, frames=9))
+    train: AETrainConfig = field(default_factory=AETrainConfig)
+
+    def __post_init__(self):
+        self.model = entry_config(AUTOENCODERS, self.autoencoder, self.model, "autoencoder", "model")
+        try:
+            compressed_shape(self.model.spatial_compression, self.model.temporal_compression, self.data.frames,
+                             self.data.size, self.data.size)
+        except ConstraintError as err:
+            raise ConfigError(f"data does not fit the autoencoder: {err}") from err
+        if self.train.perceptual_weight > 0:
+            from vdmkit.evaluation.perceptual import check_lpips_size
+
+            try:
+                check_lpips_size(self.data.size, self.data.size, self.train.perceptual_net)
+            except ConstraintError as err:
+                raise ConfigError(f"data.size={self.data.size} is too small for train.perceptual_weight: "
+                                  f"{err}") from err
+
+    def describes(self) -> dict:
+        """What the autoencoder checkpoints of this run hold in their config file: the model alone."""
+        return {"autoencoder": self.autoencoder, "model": to_dict(self.model)}
