@@ -5,7 +5,8 @@ import torch
 
 from vdmkit.errors import CheckpointMismatchError, CorruptCheckpointError, UnsafeFormatError
 from vdmkit.io.checkpoint import latest_checkpoint, load_tensors, read_manifest, save_checkpoint
-from vdmkit.pipelines.text2video import TextToVideo, load_strict
+from vdmkit.io.checkpoint import load_strict
+from vdmkit.pipelines import TextToVideo
 from vdmkit.training import train
 
 
@@ -87,7 +88,7 @@ def test_latest_checkpoint_skips_incomplete(trained):
 
 def test_other_architecture_lists_mismatched_keys(trained, tiny_cfg):
     _, run = trained
-    other = TextToVideo(tiny_cfg("model.channels=[32, 64]"))
+    other = TextToVideo(tiny_cfg("model.channels=[32, 64]").pipeline())
     state = load_tensors(run / "checkpoints" / "step_0000002" / "model.safetensors")
     with pytest.raises(CheckpointMismatchError, match="shape mismatch.*checkpoint .* vs model"):
         load_strict(other, state, run)
@@ -99,8 +100,8 @@ def test_other_architecture_lists_mismatched_keys(trained, tiny_cfg):
 
 
 def json_cfg(run):
-    from vdmkit.config import RunConfig, from_dict
-    return from_dict(RunConfig, json.loads((run / "checkpoints" / "step_0000002" / "config.json").read_text()))
+    from vdmkit.pipelines import pipeline_config
+    return pipeline_config(json.loads((run / "checkpoints" / "step_0000002" / "config.json").read_text()))
 
 
 def test_checkpoint_is_never_overwritten_and_tmp_is_cleaned(tmp_path):

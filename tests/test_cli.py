@@ -5,7 +5,7 @@ import pytest
 
 from vdmkit import cli
 from vdmkit.io.video import read_video
-from vdmkit.pipelines.text2video import TextToVideo
+from vdmkit.pipelines import TextToVideo
 
 
 @pytest.fixture(scope="module")

@@ -19,8 +19,7 @@ SUBCOMMAND_MODULES: tuple[str, ...] = ("vdmkit.evaluation.cli", "vdmkit.curation
 
 
 def _cmd_train(args) -> int:
-    from vdmkit.config import load_config
-    from vdmkit.training import train
+    from vdmkit.training import load_config, train
 
     cfg = load_config(args.config, args.overrides)
     out = train(cfg, resume=args.resume, progress=not args.no_progress)
@@ -29,7 +28,7 @@ def _cmd_train(args) -> int:
 
 
 def _cmd_train_vae(args) -> int:
-    from vdmkit.config import AERunConfig, load_config
+    from vdmkit.training import AERunConfig, load_config
     from vdmkit.training.train_vae import train_autoencoder
 
     cfg = load_config(args.config, args.overrides, cls=AERunConfig)
@@ -39,7 +38,7 @@ def _cmd_train_vae(args) -> int:
 
 
 def _cmd_cache_latents(args) -> int:
-    from vdmkit.config import load_config
+    from vdmkit.training import load_config
     from vdmkit.training.latent_cache import write_latent_cache
 
     cfg = load_config(args.config, args.overrides)
@@ -73,7 +72,7 @@ def _cmd_sample(args) -> int:
 
     from vdmkit import __version__
     from vdmkit.io.video import check_output_path, upscale, write_video
-    from vdmkit.pipelines.text2video import TextToVideo, read_run_config, resolve_checkpoint, validate_request
+    from vdmkit.pipelines import TextToVideo, make_request, open_model
     from vdmkit.video import to_uint8
 
     # every check that needs no weights runs before loading them
@@ -82,51 +81,40 @@ def _cmd_sample(args) -> int:
         raise ValueError(f"--upscale must be >= 1, got {args.upscale}")
     if not (math.isfinite(args.fps) and 0 < args.fps <= 240):
         raise ValueError(f"--fps must be in (0, 240], got {args.fps}")
-    directory = resolve_checkpoint(args.model)
-    cfg = read_run_config(directory)
-    def given(value, default):
-        return default if value is None else value
-
-    frames = given(args.frames, cfg.data.frames)
-    height, width = given(args.height, cfg.data.size), given(args.width, cfg.data.size)
-    timesteps = _timesteps(args.timesteps)
-    seed = validate_request(cfg, frames=frames, height=height, width=width, steps=args.steps,
-                            guidance=args.guidance, seed=args.seed, sampler=args.sampler, spacing=args.spacing,
-                            timesteps=timesteps, guidance_rescale=args.guidance_rescale)
-    knobs = {"eta": args.eta} if args.sampler == "ddim" else {}
-    if args.order is not None:
-        if args.sampler != "unipc":
-            raise ValueError(f"--order applies to the unipc sampler, not {args.sampler!r}")
-        knobs["order"] = args.order
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    ckpt, config = open_model(args.model)  # reads and hashes the config only
+    knobs = {k: v for k, v in (("eta", args.eta), ("order", args.order)) if v is not None}
+    request = make_request(config, [args.prompt], frames=args.frames, height=args.height, width=args.width,
+                           steps=args.steps, sampler=args.sampler, guidance=args.guidance, seed=args.seed,
+                           spacing=args.spacing, timesteps=_timesteps(args.timesteps),
+                           guidance_rescale=args.guidance_rescale, precision=args.precision,
+                           negative_prompt=args.negative_prompt, **knobs)
     decode = {k: v for k, v in (("tile", args.vae_tile), ("frame_chunk", args.vae_frame_chunk)) if v is not None}
-    if decode and not cfg.latent.enabled:
+    if decode and not config.latent.enabled:
         raise ValueError("--vae-tile / --vae-frame-chunk apply to latent models; this one works in pixel space")
     for name, value in decode.items():
         if value < 1:
             raise ValueError(f"--vae-{name.replace('_', '-')} must be >= 1, got {value}")
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
-    pipe = TextToVideo.from_pretrained(directory)
+    pipe = TextToVideo.from_pretrained(ckpt)  # reads and hashes the inference weights, once
     unknown = pipe.text_encoder.tokenizer.unknown_words(args.prompt)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", VocabularyWarning)
-        video = pipe([args.prompt], frames=frames, height=height, width=width, steps=args.steps,
-                     sampler=args.sampler, guidance=args.guidance, seed=seed, spacing=args.spacing,
-                     timesteps=timesteps, guidance_rescale=args.guidance_rescale, precision=args.precision,
-                     negative_prompt=args.negative_prompt, decode=decode, **knobs)
+        video = pipe.run(request, decode=decode)
     for w in caught:
         print(f"warning: {w.message}", file=sys.stderr)
-    factor = args.upscale or max(1, math.ceil(128 / max(height, width)))
+    factor = args.upscale or max(1, math.ceil(128 / max(request.height, request.width)))
     u8 = upscale(to_uint8(video[0]), factor)
     meta = {"prompt": args.prompt, "negative_prompt": args.negative_prompt, "unknown_words": unknown,
-            "seed": seed, "seed_was_random": args.seed is None, "sampler": args.sampler, "steps": args.steps,
-            "spacing": args.spacing, "timesteps": timesteps, "guidance": args.guidance,
-            "guidance_rescale": args.guidance_rescale, "knobs": knobs, "frames": frames,
-            "height": height, "width": width, "upscale": factor, "fps": args.fps, "precision": args.precision,
-            "model": str(directory), "model_sha256": pipe.model_sha256, "vdmkit": __version__,
-            "autoencoder": cfg.latent.kind or None, "autoencoder_sha256": cfg.latent.sha256 or None,
-            "decode": decode}
+            "seed": request.seed, "seed_was_random": request.seed_was_random, "sampler": request.sampler,
+            "steps": request.steps, "spacing": request.spacing,
+            "timesteps": None if request.timesteps is None else list(request.timesteps),
+            "guidance": request.guidance, "guidance_rescale": request.guidance_rescale, "knobs": request.knobs,
+            "frames": request.frames, "height": request.height, "width": request.width, "upscale": factor,
+            "fps": args.fps, "precision": request.precision, "model": str(ckpt.directory),
+            "model_sha256": pipe.model_sha256, "vdmkit": __version__, "autoencoder": config.latent.kind or None,
+            "autoencoder_sha256": config.latent.sha256 or None, "decode": decode}
     write_video(out, u8, fps=args.fps, metadata=meta)
     written = [out]
     if args.strip and out.suffix != ".png":
@@ -216,7 +204,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--spacing", help="timestep spacing: leading, linspace, trailing or lcm (discrete processes); "
                    "linspace or trailing (continuous). Default: the sampler's or process's own")
     p.add_argument("--timesteps", help="custom descending times, comma-separated (overrides --steps/--spacing)")
-    p.add_argument("--eta", type=float, default=0.0, help="DDIM noise (0 = deterministic)")
+    p.add_argument("--eta", type=float, help="DDIM noise (default 0: deterministic)")
     p.add_argument("--order", type=int, help="UniPC order (1-3, default 2)")
     p.add_argument("--guidance", type=float, default=3.0, help="classifier-free guidance scale; <= 1 disables it")
     p.add_argument("--guidance-rescale", type=float, default=0.0,

@@ -19,6 +19,10 @@ class InvalidVideoError(VdmkitError, ValueError):
     """A video tensor or file that breaks the video contract or cannot be decoded."""
 
 
+class OutputError(VdmkitError, ValueError):
+    """An output path that cannot be written: unknown format, a folder, below a regular file, or unwritable."""
+
+
 class CorruptCheckpointError(VdmkitError):
     """A checkpoint file that is missing, truncated, not safetensors, or fails its manifest."""
 

@@ -7,6 +7,8 @@ import os
 import tempfile
 from pathlib import Path
 
+from vdmkit.errors import OutputError
+
 
 @contextlib.contextmanager
 def atomic_path(target: str | os.PathLike):
@@ -28,6 +30,24 @@ def atomic_path(target: str | os.PathLike):
         fsync_dir(target.parent)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def check_writable_folder(folder: str | os.PathLike, what: str) -> None:
+    """OutputError unless files can be created in ``folder`` (or in the nearest existing folder above it, where
+    the missing ones would be made): not below a regular file, and writable by this process (probed, since
+    permission bits say nothing for root or read-only mounts)."""
+    folder = Path(folder).absolute()
+    existing = folder
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise OutputError(f"{what}: {str(existing)!r} is a file, not a folder; choose a path in a folder")
+    try:
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as err:
+        raise OutputError(f"{what}: cannot write in {str(existing)!r} ({err.strerror or err}); choose a writable "
+                          "folder") from err
 
 
 def current_umask() -> int:

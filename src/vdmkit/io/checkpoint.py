@@ -32,7 +32,8 @@ PICKLE_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin", ".pkl", ".pickle")
 WEIGHTS = "model.safetensors"  # the inference weights (EMA for a training run)
 CONFIG = "config.json"  # what the weights are: the model's config (a checkpoint describes itself)
 RUN = "run.json"  # the training run that wrote it (data, optimiser, steps); absent in older checkpoints
-STATE = "training_state"  # .safetensors + .json: raw weights, optimizer, RNG states, step (resume only)
+STATE_TENSORS = "training_state.safetensors"  # raw weights, optimizer, RNG states (resume only)
+STATE_DOC = "training_state.json"  # step, optimizer settings (resume only)
 TMP_MARK = ".tmp-"  # save_checkpoint's temporary directories: .{name}.tmp-{pid}
 
 
@@ -46,7 +47,8 @@ def sha256_file(path: Path) -> str:
 
 def save_checkpoint(directory: str | os.PathLike, tensors: dict[str, dict[str, torch.Tensor]],
                     documents: dict[str, object]) -> Path:
-    """Write ``{name}.safetensors`` for each tensor dict and ``{name}.json`` for each document."""
+    """Write ``{name}.safetensors`` for each tensor dict and ``{name}.json`` for each document (a name may carry its
+    suffix already: WEIGHTS, CONFIG, ...)."""
     directory = Path(directory)
     if directory.exists():
         raise FileExistsError(f"checkpoint {str(directory)!r} already exists; refusing to overwrite it")
@@ -56,12 +58,12 @@ def save_checkpoint(directory: str | os.PathLike, tensors: dict[str, dict[str, t
     try:
         files = {}
         for name, tdict in tensors.items():
-            path = tmp / f"{name}.safetensors"
+            path = tmp / _with_suffix(name, ".safetensors")
             save_file({k: v.detach().cpu().contiguous() for k, v in tdict.items()}, str(path))
             os.chmod(path, 0o666 & ~current_umask())  # safetensors creates 0600 files; others' tools need to read them
             files[path.name] = path
         for name, doc in documents.items():
-            path = tmp / f"{name}.json"
+            path = tmp / _with_suffix(name, ".json")
             path.write_text(json.dumps(doc, indent=2, sort_keys=True), encoding="utf-8")
             files[path.name] = path
         for path in files.values():
@@ -76,6 +78,10 @@ def save_checkpoint(directory: str | os.PathLike, tensors: dict[str, dict[str, t
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return directory
+
+
+def _with_suffix(name: str, suffix: str) -> str:
+    return name if name.endswith(suffix) else name + suffix
 
 
 def read_manifest(directory: str | os.PathLike, *, check_hashes: bool = True) -> dict:

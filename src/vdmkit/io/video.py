@@ -8,8 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
-from vdmkit.errors import InvalidVideoError
-from vdmkit.io.atomic import atomic_path
+from vdmkit.errors import InvalidVideoError, OutputError
+from vdmkit.io.atomic import atomic_path, check_writable_folder
 from vdmkit.io.decode import DEFAULT_LIMITS, DecodeLimits, decode
 
 VIDEO_FORMATS = (".mp4", ".gif", ".webp", ".png")
@@ -18,12 +18,13 @@ H264_CRF = "18"  # visually lossless for small synthetic frames
 
 
 def check_output_path(path: str | os.PathLike) -> Path:
-    """The suffix picks the format; say which are valid before any work is done."""
+    """The suffix picks the format; say which are valid, and whether the place can be written, before any work."""
     path = Path(path)
     if path.suffix.lower() not in VIDEO_FORMATS:
-        raise ValueError(f"output {str(path)!r}: unknown format {path.suffix!r}; use one of {', '.join(VIDEO_FORMATS)}")
-    if path.exists() and path.is_dir():
-        raise ValueError(f"output {str(path)!r} is a directory; give a file name ending in {', '.join(VIDEO_FORMATS)}")
+        raise OutputError(f"output {str(path)!r}: unknown format {path.suffix!r}; use one of {', '.join(VIDEO_FORMATS)}")
+    if path.is_dir():
+        raise OutputError(f"output {str(path)!r} is a directory; give a file name ending in {', '.join(VIDEO_FORMATS)}")
+    check_writable_folder(path.parent, f"output {str(path)!r}")
     return path
 
 

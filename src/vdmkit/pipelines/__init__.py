@@ -1,5 +1,10 @@
-"""Pipelines: text-to-video (more arrive with later issues)."""
+"""Pipelines: a model's parts loaded and saved as one checkpoint (base.py), requests validated once (request.py),
+and the tasks on top: text-to-video."""
 
+from vdmkit.pipelines.base import Pipeline, open_model
+from vdmkit.pipelines.config import LatentSpec, PipelineConfig, pipeline_config
+from vdmkit.pipelines.request import SampleRequest, make_request
 from vdmkit.pipelines.text2video import TextToVideo
 
-__all__ = ["TextToVideo"]
+__all__ = ["LatentSpec", "Pipeline", "PipelineConfig", "SampleRequest", "TextToVideo", "make_request", "open_model",
+           "pipeline_config"]

@@ -10,7 +10,7 @@ import torch
 from vdmkit.diffusion.denoiser import Denoiser
 from vdmkit.registry import check_sampler
 from vdmkit.sampling.guidance import guided
-from vdmkit.sampling.timesteps import CONTINUOUS_SPACINGS, DISCRETE_SPACINGS, make_timesteps
+from vdmkit.sampling.timesteps import CONTINUOUS_SPACINGS, DISCRETE_SPACINGS
 
 MAX_SEED = 2**63 - 1
 
@@ -32,31 +32,29 @@ def default_spacing(sampler_entry, process) -> str:
     return process.default_spacing
 
 
+def initial_noise(shape: tuple[int, ...], generator: torch.Generator, device: torch.device | str | None = None,
+                  dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """Unit Gaussian noise ``shape`` drawn from ``generator`` on the CPU, then moved: a seed gives the same starting
+    noise on every device."""
+    return torch.randn(shape, generator=generator, dtype=dtype).to(device or "cpu")
+
+
 def generate(
     denoiser: Denoiser,
-    shape: tuple[int, int, int, int, int],
+    x: torch.Tensor,
+    ts: torch.Tensor,
     cond: Any,
     uncond: Any,
     *,
     sampler: str = "ddim",
-    steps: int = 50,
     guidance: float = 1.0,
     guidance_rescale: float = 0.0,
-    spacing: str | None = None,
-    timesteps: list | None = None,
-    seed: int = 0,
+    generator: torch.Generator | None = None,
     callback: Callable | None = None,
     **knobs,
 ) -> torch.Tensor:
-    """Sample a batch ``shape`` = (B, C, T, H, W) from ``denoiser`` conditioned on ``cond``.
-
-    ``spacing=None`` uses the sampler's or the process's default; ``timesteps`` overrides steps/spacing.
-    """
-    process = denoiser.process
-    entry = check_sampler(sampler, process.name)
-    ts = make_timesteps(process, steps, spacing or default_spacing(entry, process), timesteps)
-    device = next(denoiser.parameters()).device
-    generator = torch.Generator(device=device).manual_seed(check_seed(seed))
-    x = torch.randn(shape, generator=generator, device=device)
+    """Denoise the starting noise ``x`` (B, C, T, H, W) along the times ``ts`` with ``sampler``, guided by ``cond``
+    against ``uncond``. ``generator`` (a CPU generator) feeds the stochastic samplers' noise."""
+    entry = check_sampler(sampler, denoiser.process.name)
     fn = guided(denoiser, cond, uncond, guidance, guidance_rescale)
-    return entry.build(fn, x, ts, process, generator=generator, callback=callback, **knobs)
+    return entry.build(fn, x, ts, denoiser.process, generator=generator, callback=callback, **knobs)

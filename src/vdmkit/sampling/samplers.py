@@ -49,7 +49,9 @@ def _check_finite(x: torch.Tensor, step: int, t) -> None:
 
 
 def _noise(x: torch.Tensor, generator) -> torch.Tensor:
-    return torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+    """Drawn on the generator's device (a CPU generator: the same noise on every device), then moved to x's."""
+    device = generator.device if generator is not None else x.device
+    return torch.randn(x.shape, generator=generator, device=device, dtype=x.dtype).to(x.device)
 
 
 def _lambda(alpha: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,112 @@
+"""Pipeline: the parts of a diffusion model (backbone, text encoder, noise process, frozen autoencoder), built from
+a :class:`PipelineConfig`, loaded from and saved to one checkpoint. Tasks (text-to-video today) are small
+subclasses that turn a validated request into a video.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+
+import torch
+from torch import nn
+
+from vdmkit.autoencoders.load import build_autoencoder
+from vdmkit.conditioning.condition import Condition
+from vdmkit.diffusion.denoiser import Denoiser
+from vdmkit.io.checkpoint import CONFIG, WEIGHTS, Checkpoint, load_strict, open_checkpoint
+from vdmkit.pipelines.config import PipelineConfig, pipeline_config
+from vdmkit.pipelines.request import SampleRequest
+from vdmkit.registry import BACKBONES, TEXT_ENCODERS, lookup
+from vdmkit.sampling.generate import initial_noise
+
+
+def open_model(path: str | os.PathLike | Checkpoint) -> tuple[Checkpoint, PipelineConfig]:
+    """The checkpoint at ``path`` (a checkpoint or run directory) and the model it describes; only its config is
+    read and hashed, so requests can be checked before any weights load."""
+    ckpt = path if isinstance(path, Checkpoint) else open_checkpoint(path, needs=(CONFIG,))
+    return ckpt, pipeline_config(ckpt.read_json(CONFIG))
+
+
+class Pipeline(nn.Module):
+    """``backbone``, ``text_encoder``, ``autoencoder`` (None in pixel space; frozen) and ``process``.
+
+    In latent diffusion the backbone denoises scaled latents and the autoencoder, saved inside the checkpoint,
+    maps videos to them and back; request sizes stay in pixels.
+    """
+
+    def __init__(self, config: PipelineConfig):
+        super().__init__()
+        self.config = config
+        self.backbone = lookup(BACKBONES, config.backbone, "backbone").build(config.model)
+        self.text_encoder = lookup(TEXT_ENCODERS, config.text_encoder, "text_encoder").build(config.text)
+        self.process = config.diffusion.build_process()
+        self.autoencoder = None
+        if config.latent.enabled:
+            self.autoencoder = build_autoencoder(config.latent.kind, config.latent.model).eval().requires_grad_(False)
+        self.source: str | None = None  # the checkpoint it was loaded from
+        self.model_sha256: str | None = None  # of its weights file
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        for module in self.frozen_modules():
+            module.eval()  # frozen: never in training mode
+        return self
+
+    def frozen_modules(self) -> list[nn.Module]:
+        """Parts that are not trained (the autoencoder; a pretrained text encoder): shared, never copied, by EMA."""
+        parts = [self.text_encoder, self.autoencoder]
+        return [m for m in parts if m is not None and not any(p.requires_grad for p in m.parameters())]
+
+    def ema_copy(self) -> "Pipeline":
+        """A copy whose trained parts are deep copies and whose frozen parts are these very modules."""
+        return copy.deepcopy(self, memo={id(m): m for m in self.frozen_modules()})
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.backbone.parameters()).device
+
+    def encode(self, prompts: list[str]) -> Condition:
+        """Prompts -> the backbone's Condition (one batch, so every prompt is padded alike)."""
+        return Condition(text=self.text_encoder(list(prompts)))
+
+    @torch.no_grad()
+    def to_latents(self, videos: torch.Tensor) -> torch.Tensor:
+        """Pixel videos (B, 3, T, H, W) -> what the backbone denoises (scaled latents, or the pixels themselves)."""
+        if self.autoencoder is None:
+            return videos
+        return self.autoencoder.encode_latents(videos)
+
+    def decode(self, x: torch.Tensor, **options) -> torch.Tensor:
+        """What the backbone denoised -> pixel videos. ``options``: the autoencoder's memory options (tile,
+        overlap, frame_chunk, batch_chunk); NonFiniteError on NaN, so no black video is ever written."""
+        if self.autoencoder is None:
+            return x
+        return self.autoencoder.decode_latents(x, **options)
+
+    def forward(self, x_t: torch.Tensor, t: torch.Tensor, cond: Condition) -> torch.Tensor:
+        return self.backbone(x_t, t, cond)
+
+    def denoiser(self, precision: str = "fp32") -> Denoiser:
+        clip = (-1.0, 1.0) if self.autoencoder is None else None  # latents have no fixed range
+        return Denoiser(self.backbone, self.process, self.config.diffusion.prediction, clip_x0=clip,
+                        autocast_dtype=torch.bfloat16 if precision == "bf16" else None)
+
+    def starting_noise(self, request: SampleRequest) -> tuple[torch.Tensor, torch.Generator]:
+        """(x_T on this pipeline's device, the CPU generator seeded with the request's seed, which then feeds a
+        stochastic sampler). Given ``latents`` replace the seed's noise."""
+        generator = torch.Generator().manual_seed(request.seed)
+        shape = (len(request.prompts), self.config.latent_channels,
+                 *self.config.latent_size(request.frames, request.height, request.width))
+        x = request.latents if request.latents is not None else initial_noise(shape, generator)
+        return x.to(self.device, torch.float32), generator
+
+    @classmethod
+    def from_pretrained(cls, path: str | os.PathLike | Checkpoint) -> "Pipeline":
+        """Load from a checkpoint directory, or a run directory (its newest complete checkpoint). Reads and hashes
+        the config and the inference weights, once each; the training state is never touched."""
+        ckpt, config = open_model(path)
+        pipe = cls(config)
+        load_strict(pipe, ckpt.load_tensors(WEIGHTS), ckpt.directory)
+        pipe.source, pipe.model_sha256 = str(ckpt.directory), ckpt.sha256(WEIGHTS)
+        return pipe.eval()

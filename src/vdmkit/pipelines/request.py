@@ -1,0 +1,127 @@
+"""One sampling request, validated once, before any weights load: the CLI, the Python API and the app all build
+a :class:`SampleRequest` with :func:`make_request` and hand it to the pipeline, which trusts it."""
+
+from __future__ import annotations
+
+import inspect
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from vdmkit.errors import ConstraintError
+from vdmkit.pipelines.config import PipelineConfig
+from vdmkit.registry import SAMPLERS, check_sampler
+from vdmkit.sampling.generate import check_seed, default_spacing
+from vdmkit.sampling.guidance import check_guidance, check_rescale
+from vdmkit.sampling.timesteps import make_timesteps
+
+PRECISIONS = ("fp32", "bf16")
+SAMPLER_ARGUMENTS = ("generator", "callback")  # every sampler's own keywords; the rest are its knobs
+
+
+@dataclass(frozen=True)
+class SampleRequest:
+    """A checked request: sizes in pixels, the resolved timesteps and the seed to use (drawn when none was given)."""
+
+    prompts: tuple[str, ...]
+    frames: int
+    height: int
+    width: int
+    steps: int  # as asked (ignored when timesteps were given)
+    sampler: str
+    spacing: str | None  # as asked (None: the sampler's or the process's default)
+    timesteps: tuple | None  # as asked, or None
+    ts: torch.Tensor = field(repr=False)  # the times to visit, noisiest first
+    guidance: float = 3.0
+    guidance_rescale: float = 0.0
+    seed: int = 0
+    seed_was_random: bool = False
+    negative_prompt: str = ""
+    precision: str = "fp32"
+    knobs: dict[str, Any] = field(default_factory=dict)
+    latents: torch.Tensor | None = field(default=None, repr=False)  # given starting noise (B, C, T, H, W)
+
+
+def check_size(name: str, value) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConstraintError(f"{name} must be a positive integer, got {value!r}")
+    return value
+
+
+def check_prompts(prompts) -> tuple[str, ...]:
+    if isinstance(prompts, str):
+        prompts = [prompts]
+    if not isinstance(prompts, (list, tuple)) or not prompts:
+        raise ValueError(f"prompts must be a string or a non-empty list of strings, got {prompts!r}")
+    bad = [p for p in prompts if not isinstance(p, str)]
+    if bad:
+        raise TypeError(f"every prompt must be a string, got {type(bad[0]).__name__}: {bad[0]!r}")
+    return tuple(prompts)
+
+
+def check_knobs(sampler: str, knobs: dict) -> dict:
+    """Keyword options the sampler function takes (``eta`` for ddim, ``order`` for unipc, ...); others are refused,
+    naming the samplers that do take them."""
+    valid = sampler_options(SAMPLERS[sampler].build)
+    for name in sorted(set(knobs) - set(valid)):
+        takers = [n for n, e in SAMPLERS.items() if name in sampler_options(e.build)]
+        where = f"applies to the {' and '.join(takers)} sampler" if takers else "is no sampler option"
+        raise ValueError(f"{name} {where}, not {sampler!r} (whose options are: {', '.join(valid) or 'none'})")
+    for name, value in knobs.items():
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError(f"{name} must be finite, got {value}")
+    if "eta" in knobs and not knobs["eta"] >= 0:
+        raise ValueError(f"eta must be >= 0 (0 = deterministic DDIM), got {knobs['eta']}")
+    if "order" in knobs and knobs["order"] not in (1, 2, 3):
+        raise ValueError(f"order must be 1, 2 or 3, got {knobs['order']!r}")
+    return dict(knobs)
+
+
+def sampler_options(fn) -> list[str]:
+    params = inspect.signature(fn).parameters
+    return [n for n, p in params.items() if p.kind is p.KEYWORD_ONLY and n not in SAMPLER_ARGUMENTS]
+
+
+def make_request(config: PipelineConfig, prompts, *, frames: int | None = None, height: int | None = None,
+                 width: int | None = None, steps: int = 50, sampler: str = "ddim", guidance: float = 3.0,
+                 seed: int | None = 0, spacing: str | None = None, timesteps: list | None = None,
+                 guidance_rescale: float = 0.0, precision: str = "fp32", negative_prompt: str = "",
+                 latents: torch.Tensor | None = None, **knobs) -> SampleRequest:
+    """Check every argument of a sampling request against the model's ``config`` (cheap: no weights needed).
+
+    Sizes left at None take the model's training size; 0, negative or non-integer sizes are refused.
+    ``latents``: unit Gaussian starting noise (B, C, T, H, W) in the latent shape of the request, used instead of
+    the seed's noise (the seed still feeds a stochastic sampler's own noise)."""
+    prompts = check_prompts(prompts)
+    if not isinstance(negative_prompt, str):
+        raise TypeError(f"negative_prompt must be a string, got {type(negative_prompt).__name__}")
+    frames = check_size("frames", config.frames if frames is None else frames)
+    height = check_size("height", config.height if height is None else height)
+    width = check_size("width", config.width if width is None else width)
+    process = config.diffusion.build_process()
+    entry = check_sampler(sampler, process.name)
+    knobs = check_knobs(sampler, knobs)
+    ts = make_timesteps(process, steps, spacing or default_spacing(entry, process), timesteps)
+    guidance_rescale = check_rescale(guidance_rescale)
+    latent_size = config.latent_size(frames, height, width)
+    config.model.check_shape(*latent_size)
+    guidance = check_guidance(guidance)
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    if latents is not None:
+        check_latents(latents, (len(prompts), config.latent_channels, *latent_size))
+    return SampleRequest(prompts, frames, height, width, steps, sampler, spacing,
+                         None if timesteps is None else tuple(timesteps), ts, guidance, guidance_rescale,
+                         check_seed(seed), seed is None, negative_prompt, precision, knobs, latents)
+
+
+def check_latents(latents, shape: tuple[int, ...]) -> None:
+    if not isinstance(latents, torch.Tensor) or not latents.is_floating_point():
+        raise ConstraintError(f"latents must be a float tensor of shape {shape}, got {type(latents).__name__}")
+    if tuple(latents.shape) != shape:
+        raise ConstraintError(f"latents have shape {tuple(latents.shape)}; this request needs {shape} (batch = number "
+                              "of prompts, then the latent channels, frames, height and width)")
+    if not bool(torch.isfinite(latents).all()):
+        raise ConstraintError("latents hold NaN or inf; give finite unit Gaussian noise")
