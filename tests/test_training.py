@@ -7,16 +7,16 @@ from safetensors.torch import load_file
 
 from vdmkit.data import ShapesDataset
 from vdmkit.diffusion import diffusion_loss
-from vdmkit.config import load_config
+from vdmkit.training import load_config
 from vdmkit.errors import ConfigError, CorruptCheckpointError
-from vdmkit.pipelines.text2video import TextToVideo
+from vdmkit.pipelines import TextToVideo
 from vdmkit.training import train
 
 
 def test_loss_decreases_on_one_overfitted_batch(tiny_cfg):
     cfg = tiny_cfg()
     torch.manual_seed(0)
-    pipe = TextToVideo(cfg)
+    pipe = TextToVideo(cfg.pipeline())
     videos, captions = ShapesDataset(cfg.data).batch(0, 2)
     opt = torch.optim.AdamW(pipe.parameters(), lr=2e-3)
 
@@ -101,9 +101,9 @@ def spy_on_backbone_masks(monkeypatch) -> list:
     real, seen = train_module.diffusion_loss, []
 
     def spy(model, *a, **k):
-        def call(*args, **kwargs):
-            seen.append(kwargs.get("is_image"))
-            return model(*args, **kwargs)
+        def call(x, t, cond):
+            seen.append(cond.is_image)
+            return model(x, t, cond)
         return real(call, *a, **k)
 
     monkeypatch.setattr(train_module, "diffusion_loss", spy)

@@ -19,7 +19,8 @@ from einops import rearrange
 from torch import nn
 
 from vdmkit.autoencoders.common import Autoencoder, SpatialAttention, check_frame_chunk
-from vdmkit.errors import CheckpointMismatchError, ConfigError, CorruptCheckpointError, UnsafeFormatError
+from vdmkit.errors import ConfigError, CorruptCheckpointError, UnsafeFormatError
+from vdmkit.io.checkpoint import load_strict, load_tensors
 
 
 @dataclass
@@ -226,8 +227,6 @@ class FrameVAE(Autoencoder):
     @classmethod
     def from_diffusers(cls, folder: str | os.PathLike) -> "FrameVAE":
         """Load a diffusers ``AutoencoderKL`` folder (config.json + diffusion_pytorch_model.safetensors)."""
-        from safetensors.torch import load_file
-
         folder = Path(folder)
         if folder.is_dir() and (folder / "vae" / "config.json").is_file():
             folder = folder / "vae"  # a whole pipeline folder: take its VAE
@@ -247,11 +246,7 @@ class FrameVAE(Autoencoder):
             raise CorruptCheckpointError(f"{str(config_path)!r} is not valid JSON: {e}") from e
         cfg = config_from_diffusers(raw)
         model = cls(cfg)
-        try:
-            state = load_file(str(weights))
-        except Exception as e:  # safetensors raises its own error types for truncated/garbled files
-            raise CorruptCheckpointError(f"{str(weights)!r} cannot be read: {e}") from e
-        load_state(model, convert_legacy_attention(state), weights)
+        load_strict(model, convert_legacy_attention(load_tensors(weights)), weights)
         return model.eval()
 
 
@@ -284,17 +279,6 @@ def convert_legacy_attention(state: dict[str, torch.Tensor]) -> dict[str, torch.
             v = v[:, :, 0, 0]
         out[k] = v
     return out
-
-
-def load_state(model: nn.Module, state: dict[str, torch.Tensor], source) -> None:
-    own = model.state_dict()
-    missing, unexpected = sorted(set(own) - set(state)), sorted(set(state) - set(own))
-    shapes = [f"{k}: file {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
-              for k in set(own) & set(state) if own[k].shape != state[k].shape]
-    if missing or unexpected or shapes:
-        raise CheckpointMismatchError(f"{str(source)!r} does not fit {type(model).__name__}: missing {missing[:5]}, "
-                                      f"unexpected {unexpected[:5]}, shapes {shapes[:5]}")
-    model.load_state_dict(state)
 
 
 def replace_factors(cfg, scaling_factor: float, shift_factor: float):

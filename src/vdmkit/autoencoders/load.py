@@ -7,39 +7,37 @@ import os
 import torch
 
 from vdmkit.autoencoders.common import Autoencoder
+from vdmkit.config import from_dict
 from vdmkit.errors import CorruptCheckpointError
-
-WEIGHTS = "model"
-CONFIG = "config"
+from vdmkit.io.checkpoint import CONFIG, WEIGHTS, load_strict, open_checkpoint
+from vdmkit.registry import AUTOENCODERS, lookup
 
 
 def build_autoencoder(kind: str, model: dict | object) -> Autoencoder:
     """The registered autoencoder ``kind`` built from its config (dataclass or plain dict)."""
-    from vdmkit.config import from_dict
-    from vdmkit.registry import AUTOENCODERS, lookup
-
     entry = lookup(AUTOENCODERS, kind, "autoencoder")
     cfg = from_dict(entry.config, model, "autoencoder.model") if isinstance(model, dict) else model
     return entry.build(cfg)
 
 
+def read_autoencoder_config(path: str | os.PathLike):
+    """(checkpoint, kind, its config as a plain mapping) of a `vdmkit train-vae` run or checkpoint; only the config
+    file is read (and hashed)."""
+    ckpt = open_checkpoint(path, needs=(CONFIG,))
+    doc = ckpt.read_json(CONFIG)
+    if not isinstance(doc.get("autoencoder"), str):
+        raise CorruptCheckpointError(f"{str(ckpt.directory)!r} is not an autoencoder checkpoint (its config names no "
+                                     "autoencoder); train one with `vdmkit train-vae`")
+    return ckpt, doc["autoencoder"], doc.get("model") or {}
+
+
 def load_autoencoder(path: str | os.PathLike) -> Autoencoder:
     """Load a trained autoencoder from a checkpoint directory or a run directory (its newest checkpoint)."""
-    from vdmkit.config import AERunConfig, from_dict
-    from vdmkit.io.checkpoint import load_json, load_tensors, read_manifest
-    from vdmkit.pipelines.text2video import load_strict, resolve_checkpoint
-
-    directory = resolve_checkpoint(path)
-    manifest = read_manifest(directory)
-    doc = load_json(directory / f"{CONFIG}.json")
-    if "autoencoder" not in doc:
-        raise CorruptCheckpointError(f"{str(directory)!r} is not an autoencoder checkpoint (its config names no "
-                                     "autoencoder); train one with `vdmkit train-vae`")
-    cfg = from_dict(AERunConfig, doc)
-    model = build_autoencoder(cfg.autoencoder, cfg.model)
-    load_strict(model, load_tensors(directory / f"{WEIGHTS}.safetensors"), directory)
-    model.source = str(directory)
-    model.sha256 = manifest["files"][f"{WEIGHTS}.safetensors"]["sha256"]
+    ckpt, kind, model_cfg = read_autoencoder_config(path)
+    model = build_autoencoder(kind, model_cfg)
+    load_strict(model, ckpt.load_tensors(WEIGHTS), ckpt.directory)
+    model.source = str(ckpt.directory)
+    model.sha256 = ckpt.sha256(WEIGHTS)
     return model.eval().requires_grad_(False)
 
 

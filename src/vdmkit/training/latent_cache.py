@@ -19,10 +19,11 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from tqdm import tqdm
 
-from vdmkit.config import RunConfig, to_dict
+from vdmkit.config import to_dict
 from vdmkit.errors import ConfigError, CorruptCheckpointError
 from vdmkit.io.atomic import atomic_path, write_text_atomic
 from vdmkit.io.checkpoint import sha256_file
+from vdmkit.training.config import RunConfig
 
 FORMAT = "vdmkit-latent-cache"
 FORMAT_VERSION = 1

@@ -10,30 +10,42 @@ original|reconstruction preview, and can be resumed exactly.
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
-import shutil
 import time
 from pathlib import Path
 
 import torch
 from tqdm import tqdm
 
-from vdmkit.autoencoders.load import CONFIG, WEIGHTS, build_autoencoder, latent_statistics
+from vdmkit.autoencoders.frame_vae import FrameVAE
+from vdmkit.autoencoders.load import build_autoencoder, latent_statistics, load_autoencoder
 from vdmkit.autoencoders.losses import (PatchDiscriminator, hinge_d_loss, hinge_g_loss, kl_loss,
                                         reconstruction_loss)
-from vdmkit.config import AERunConfig, dump_config, to_dict
+from vdmkit.autoencoders.video_vae import VideoVAE, inflate_frame_vae
+from vdmkit.config import to_dict
 from vdmkit.data.shapes import ShapesDataset
 from vdmkit.errors import ConfigError, CorruptCheckpointError, NonFiniteError
 from vdmkit.evaluation.statistics import psnr
-from vdmkit.io.atomic import write_text_atomic
-from vdmkit.io.checkpoint import checkpoint_dirs, latest_checkpoint, load_json, load_tensors, save_checkpoint
+from vdmkit.io.checkpoint import CONFIG, WEIGHTS, Checkpoint, load_strict
 from vdmkit.io.video import upscale, write_video
-from vdmkit.pipelines.text2video import load_strict
-from vdmkit.training.train import lr_at, optimizer_tensors, restore_optimizer
+from vdmkit.training.config import AERunConfig
+from vdmkit.training.scaffold import (
+    MetricsLog,
+    autocast,
+    lr_at,
+    open_run,
+    optimizer_tensors,
+    restore_optimizer,
+    restore_rng,
+    rng_tensors,
+    save_training_checkpoint,
+    set_lr,
+    set_threads,
+    start_run_folder,
+    training_state,
+)
 from vdmkit.video import fold_time, to_uint8
 
-STATE = "training_state"
 HELD_OUT_SEED_OFFSET = 7919  # held-out videos come from another seed of the same generator
 
 
@@ -47,12 +59,8 @@ def train_autoencoder(cfg: AERunConfig, *, resume: bool = False, progress: bool 
     """Train the autoencoder described by ``cfg``; return the run directory."""
     tc = cfg.train
     out = Path(tc.out_dir)
-    if not resume and checkpoint_dirs(out):
-        raise ConfigError(f"{str(out)!r} already holds checkpoints; pass --resume to continue it or choose a new "
-                          "train.out_dir")
-    start_ckpt = latest_checkpoint(out).directory if resume else None
-    if tc.threads:
-        torch.set_num_threads(tc.threads)
+    start = open_run(out, resume)  # the checkpoint to continue, or None; refuses to clobber a run
+    set_threads(tc.threads)
     torch.manual_seed(tc.seed)
     dataset = ShapesDataset(cfg.data)
     held_out = eval_videos(cfg)
@@ -63,33 +71,31 @@ def train_autoencoder(cfg: AERunConfig, *, resume: bool = False, progress: bool 
     opt_d = torch.optim.AdamW(disc.parameters(), lr=tc.lr, betas=(0.5, 0.9)) if disc is not None else None
     generator = torch.Generator().manual_seed(tc.seed)
     step = 0
-    if start_ckpt is not None:
-        step = _load_state(start_ckpt, cfg, model, disc, opt, opt_d, generator)
+    if start is not None:
+        step = restore(start, cfg, model, disc, opt, opt_d, generator)
     elif tc.init_from:
         initialise_from(model, tc.init_from)
-    out.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(out / "config.yaml", dump_config(cfg))
-    metrics = open(out / "metrics.jsonl", "a", encoding="utf-8")
-    amp = tc.precision == "bf16"
+    start_run_folder(out, cfg)
+    metrics = MetricsLog(out, step if start is not None else None)
+    device = next(model.parameters()).device
     pixels = cfg.data.frames * cfg.data.size * cfg.data.size * cfg.model.in_channels
     bar = tqdm(total=tc.steps, initial=step, disable=not progress, desc="train-vae", dynamic_ncols=True)
     t_last, step_last = time.perf_counter(), step
     try:
         while step < tc.steps:
             x, _ = dataset.batch(step * tc.batch_size, tc.batch_size)  # (B, C, T, H, W)
+            x = x.to(device)
             lr = lr_at(step, tc)
-            for o in (opt, opt_d):
-                for group in (o.param_groups if o is not None else []):
-                    group["lr"] = lr
+            set_lr([opt, opt_d], lr)
             gan_on = disc is not None and step >= tc.gan_start
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp):
+            with autocast(device, tc.precision):
                 posterior = model.encode(x)
                 x_hat = model.decode(posterior.sample(generator))
                 rec = reconstruction_loss(x, x_hat, tc.recon)
                 kl = kl_loss(posterior, pixels)
                 loss = rec + tc.kl_weight * kl
                 if perceptual is not None:
-                    with torch.autocast("cpu", enabled=False):  # float32, as LPIPS is evaluated
+                    with torch.autocast(device.type, enabled=False):  # float32, as LPIPS is evaluated
                         lp = perceptual(fold_time(x).float(), fold_time(x_hat).float()).mean()
                     loss = loss + tc.perceptual_weight * lp
                 if gan_on:
@@ -107,7 +113,7 @@ def train_autoencoder(cfg: AERunConfig, *, resume: bool = False, progress: bool 
             if perceptual is not None:
                 record["perceptual"] = lp.item()
             if gan_on:
-                with torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp):
+                with autocast(device, tc.precision):
                     d_loss = hinge_d_loss(disc(x).float(), disc(x_hat.detach()).float())
                 opt_d.zero_grad(set_to_none=True)
                 d_loss.backward()
@@ -120,13 +126,11 @@ def train_autoencoder(cfg: AERunConfig, *, resume: bool = False, progress: bool 
                 record["steps_per_s"] = (step - step_last) / max(now - t_last, 1e-9)
                 record["time"] = time.time()
                 t_last, step_last = now, step
-                metrics.write(json.dumps(record) + "\n")
-                metrics.flush()
+                metrics.write(record)
                 bar.set_postfix(rec=f"{record['recon']:.4f}", it_s=f"{record['steps_per_s']:.2f}")
             if step % tc.checkpoint_every == 0 or step == tc.steps:
                 report = evaluate_and_save(out, step, cfg, model, disc, opt, opt_d, generator, held_out)
-                metrics.write(json.dumps(report) + "\n")
-                metrics.flush()
+                metrics.write(report)
                 bar.write(f"step {step}: held-out PSNR {report['psnr']:.2f} dB, latent std {report['latent_std']:.3f}")
     finally:
         bar.close()
@@ -143,11 +147,6 @@ def perceptual_net(tc) -> torch.nn.Module:
 
 def initialise_from(model, path: str) -> None:
     """Start from a trained frame VAE: its weights as they are, or inflated into a causal video VAE."""
-    from vdmkit.autoencoders.frame_vae import FrameVAE
-    from vdmkit.autoencoders.load import load_autoencoder
-    from vdmkit.autoencoders.video_vae import VideoVAE, inflate_frame_vae
-    from vdmkit.pipelines.text2video import load_strict
-
     try:
         source = load_autoencoder(path)
     except CorruptCheckpointError as err:
@@ -182,44 +181,36 @@ def evaluate_and_save(out: Path, step: int, cfg: AERunConfig, model, disc, opt, 
     write_video(path, u8, fps=8, metadata=report)
     write_video(path.with_suffix(".png"), u8[:: max(1, len(u8) // 4)])
 
-    tensors = {WEIGHTS: dict(model.state_dict()), STATE: {}}
-    state = tensors[STATE]
-    state.update(optimizer_tensors(opt, "optim"))
-    if opt_d is not None:
-        state.update(optimizer_tensors(opt_d, "optim_d"))
-    if disc is not None:
-        for k, v in disc.state_dict().items():
-            state[f"disc.{k}"] = v
-    state["rng.generator"] = generator.get_state()
-    state["rng.torch"] = torch.get_rng_state()
-    doc = {"step": step, "param_groups": opt.state_dict()["param_groups"],
-           "param_groups_d": opt_d.state_dict()["param_groups"] if opt_d is not None else None, "eval": report}
-    save_checkpoint(out / "checkpoints" / f"step_{step:07d}", tensors, {CONFIG: to_dict(cfg), STATE: doc})
-    for old in checkpoint_dirs(out)[: -cfg.train.keep_checkpoints]:
-        shutil.rmtree(old, ignore_errors=True)
+    state = {**optimizer_tensors(opt, "optim"), **(optimizer_tensors(opt_d, "optim_d") if opt_d is not None else {}),
+             **({f"disc.{k}": v for k, v in disc.state_dict().items()} if disc is not None else {}),
+             **rng_tensors(generator)}
+    save_training_checkpoint(
+        out, step, weights=dict(model.state_dict()), config=cfg.describes(), run=to_dict(cfg), state=state,
+        state_doc={"param_groups": opt.state_dict()["param_groups"],
+                   "param_groups_d": opt_d.state_dict()["param_groups"] if opt_d is not None else None, "eval": report},
+        keep=cfg.train.keep_checkpoints)
     return report
 
 
-def _load_state(directory: Path, cfg: AERunConfig, model, disc, opt, opt_d, generator) -> int:
-    saved = load_json(directory / f"{CONFIG}.json")
+def restore(ckpt: Checkpoint, cfg: AERunConfig, model, disc, opt, opt_d, generator) -> int:
+    """Load the autoencoder, discriminator, optimizers and RNG states of ``ckpt`` (same config only)."""
+    saved = ckpt.read_json(CONFIG)  # {"autoencoder", "model"}: also the keys of an older checkpoint's run config
     ignore = {"scaling_factor", "shift_factor"}
     mine = {k: v for k, v in to_dict(cfg.model).items() if k not in ignore}
     theirs = {k: v for k, v in (saved.get("model") or {}).items() if k not in ignore}
     if saved.get("autoencoder") != cfg.autoencoder or mine != theirs:
-        raise ConfigError(f"--resume: {str(directory)!r} was trained with a different autoencoder config; resume "
+        raise ConfigError(f"--resume: {str(ckpt.directory)!r} was trained with a different autoencoder config; resume "
                           "with the same config (only train.steps and logging may change)")
-    load_strict(model, load_tensors(directory / f"{WEIGHTS}.safetensors"), directory)
-    state = load_tensors(directory / f"{STATE}.safetensors")
-    doc = load_json(directory / f"{STATE}.json")
+    load_strict(model, ckpt.load_tensors(WEIGHTS), ckpt.directory)
+    state, doc = training_state(ckpt)
     if disc is not None:
         disc_state = {k[5:]: v for k, v in state.items() if k.startswith("disc.")}
         if disc_state:
-            load_strict(disc, disc_state, directory)
-    restore_optimizer(opt, state, "optim", doc["param_groups"], directory)
+            load_strict(disc, disc_state, ckpt.directory)
+    restore_optimizer(opt, state, "optim", doc["param_groups"], ckpt.directory)
     if opt_d is not None and doc.get("param_groups_d") is not None:
-        restore_optimizer(opt_d, state, "optim_d", doc["param_groups_d"], directory)
-    generator.set_state(state["rng.generator"])
-    torch.set_rng_state(state["rng.torch"])
+        restore_optimizer(opt_d, state, "optim_d", doc["param_groups_d"], ckpt.directory)
+    restore_rng(state, generator)
     model.scaling_factor = saved["model"].get("scaling_factor", 1.0)
     model.shift_factor = saved["model"].get("shift_factor", 0.0)
     return int(doc["step"])

@@ -1,0 +1,158 @@
+"""What every training loop shares, so that ``train`` and ``train_autoencoder`` read top to bottom: the run folder
+(refusal, resume, leftovers of killed writes), the metrics log, precision, the learning-rate and EMA schedules,
+and checkpoints that resume exactly (weights, optimizer, RNG states, step).
+
+Device and rank seams: :func:`autocast` takes the device the model runs on (its type picks the autocast
+backend); checkpoints hold CPU tensors, so a run resumes on any device.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import torch
+
+from vdmkit.config import dump_config
+from vdmkit.errors import ConfigError, CorruptCheckpointError
+from vdmkit.io.atomic import write_text_atomic
+from vdmkit.io.checkpoint import (
+    CONFIG,
+    RUN,
+    STATE_DOC,
+    STATE_TENSORS,
+    WEIGHTS,
+    Checkpoint,
+    checkpoint_dirs,
+    latest_checkpoint,
+    remove_stale_temporaries,
+    save_checkpoint,
+)
+
+METRICS = "metrics.jsonl"
+RESUME_FILES = (CONFIG, WEIGHTS, STATE_TENSORS, STATE_DOC)  # what a resume reads, so what must verify
+
+
+def open_run(out: Path, resume: bool) -> Checkpoint | None:
+    """The checkpoint to resume from (None for a fresh run). A fresh run refuses a folder that holds checkpoints;
+    ``--resume`` removes what killed checkpoint writes left behind and picks the newest complete checkpoint,
+    saying why each newer one was skipped (CorruptCheckpointError when there is none)."""
+    if not resume:
+        if checkpoint_dirs(out):
+            raise ConfigError(f"{str(out)!r} already holds checkpoints; pass --resume to continue it or choose a new "
+                              "train.out_dir")
+        return None
+    remove_stale_temporaries(out)
+    return latest_checkpoint(out, needs=RESUME_FILES)
+
+
+def start_run_folder(out: Path, cfg) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(out / "config.yaml", dump_config(cfg))
+
+
+def set_threads(threads: int) -> None:
+    if threads:
+        torch.set_num_threads(threads)
+
+
+class MetricsLog:
+    """``metrics.jsonl``, one JSON record per line, flushed as written. A fresh run starts a new file (an older
+    one is kept as ``metrics.N.jsonl``); a resumed run keeps the records up to its checkpoint's step and drops
+    the later ones, which it is about to log again. Never are steps logged twice."""
+
+    def __init__(self, out: Path, resumed_step: int | None):
+        path = out / METRICS
+        if path.exists() and resumed_step is None:
+            n = 1
+            while (out / f"metrics.{n}.jsonl").exists():
+                n += 1
+            path.rename(out / f"metrics.{n}.jsonl")
+        elif path.exists():
+            kept = [line for line in path.read_text(encoding="utf-8").splitlines()
+                    if line.strip() and json.loads(line).get("step", 0) <= resumed_step]
+            write_text_atomic(path, "".join(line + "\n" for line in kept))
+        self.file = open(path, "a", encoding="utf-8")
+
+    def write(self, record: dict) -> None:
+        self.file.write(json.dumps(record) + "\n")
+        self.file.flush()
+
+    def close(self) -> None:
+        self.file.close()
+
+
+def autocast(device: torch.device, precision: str):
+    """bf16 autocast on ``device``'s backend when ``precision`` is bf16; a no-op context for fp32."""
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
+
+
+def lr_at(step: int, cfg) -> float:
+    """Linear warm-up to ``lr``, then constant."""
+    return cfg.lr * min(1.0, (step + 1) / max(1, cfg.warmup_steps))
+
+
+def set_lr(optimizers, lr: float) -> None:
+    for opt in optimizers:
+        for group in opt.param_groups if opt is not None else []:
+            group["lr"] = lr
+
+
+def ema_decay_at(step: int, decay: float) -> float:
+    """EMA warm-up: average over the steps seen so far early on (decay grows to ``decay``)."""
+    return min(decay, (1 + step) / (10 + step))
+
+
+@torch.no_grad()
+def ema_update(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> None:
+    """Move the EMA copy's trained parameters towards the model's; frozen (shared) parameters are left alone."""
+    for e, p in zip(ema.parameters(), model.parameters()):
+        if p.requires_grad:
+            e.lerp_(p, 1 - decay)
+
+
+def optimizer_tensors(opt: torch.optim.Optimizer, prefix: str) -> dict[str, torch.Tensor]:
+    """The optimizer's per-parameter state as flat ``{prefix}.{param_id}.{name}`` tensors (for safetensors)."""
+    return {f"{prefix}.{pid}.{k}": v if torch.is_tensor(v) else torch.tensor(v)
+            for pid, s in opt.state_dict()["state"].items() for k, v in s.items()}
+
+
+def restore_optimizer(opt: torch.optim.Optimizer, state: dict[str, torch.Tensor], prefix: str, param_groups: list,
+                      directory: Path) -> None:
+    """Inverse of optimizer_tensors: rebuild the state dict and load it, or say the checkpoint does not fit."""
+    opt_state = {"state": {}, "param_groups": param_groups}
+    for k, v in state.items():
+        if k.startswith(prefix + "."):
+            _, pid, name = k.split(".", 2)
+            opt_state["state"].setdefault(int(pid), {})[name] = v
+    try:
+        opt.load_state_dict(opt_state)
+    except (ValueError, KeyError) as e:
+        raise CorruptCheckpointError(f"{str(directory)!r}: optimizer state does not fit ({e})") from e
+
+
+def rng_tensors(generator: torch.Generator) -> dict[str, torch.Tensor]:
+    return {"rng.generator": generator.get_state(), "rng.torch": torch.get_rng_state()}
+
+
+def restore_rng(state: dict[str, torch.Tensor], generator: torch.Generator) -> None:
+    generator.set_state(state["rng.generator"])
+    torch.set_rng_state(state["rng.torch"])
+
+
+def save_training_checkpoint(out: Path, step: int, *, weights: dict, state: dict, state_doc: dict, config: dict,
+                             run: dict, keep: int) -> Path:
+    """``checkpoints/step_N``: inference ``weights`` and the model ``config`` (what sampling reads), the ``run``
+    config, and the training ``state`` (tensors) with ``state_doc`` (step, optimizer settings) for resuming.
+    Older checkpoints beyond ``keep`` are deleted only once the new one is complete."""
+    path = save_checkpoint(out / "checkpoints" / f"step_{step:07d}", {WEIGHTS: weights, STATE_TENSORS: state},
+                           {CONFIG: config, RUN: run, STATE_DOC: {"step": step, **state_doc}})
+    for old in checkpoint_dirs(out)[:-keep]:
+        shutil.rmtree(old, ignore_errors=True)
+    return path
+
+
+def training_state(ckpt: Checkpoint) -> tuple[dict[str, torch.Tensor], dict]:
+    """(tensors, document) of a checkpoint's training state."""
+    return ckpt.load_tensors(STATE_TENSORS), ckpt.read_json(STATE_DOC)
