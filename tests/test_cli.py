@@ -160,3 +160,35 @@ def test_custom_timesteps_and_rescale_reach_the_video(run_dir, tmp_path):
                      "--out", str(video)]) == 0
     meta = json.loads((tmp_path / "c.gif.json").read_text())
     assert meta["timesteps"] == [999, 500, 100] and meta["guidance_rescale"] == 0.7 and meta["knobs"] == {"order": 3}
+
+
+def test_help_imports_nothing_heavy():
+    """`vdmkit --help` registers every command without importing torch or numpy (it took 1.6-5 s)."""
+    import subprocess
+    import sys
+
+    code = ("import sys, vdmkit.cli; vdmkit.cli.build_parser(); "
+            "print(sorted(m for m in ('torch', 'numpy', 'av', 'cv2', 'transformers') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_train_refuses_an_empty_config_file(tmp_path, capsys):
+    (tmp_path / "empty.yaml").write_text("")
+    assert cli.main(["train", str(tmp_path / "empty.yaml")]) == 2
+    assert "is empty" in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()
+
+
+def test_unwritable_outputs_fail_before_loading_weights(run_dir, tmp_path, monkeypatch, capsys):
+    def refuse(*a, **k):
+        raise AssertionError("weights were loaded before validation")
+
+    monkeypatch.setattr(TextToVideo, "from_pretrained", refuse)
+    (tmp_path / "file.txt").write_text("x")
+    for out, match in [(tmp_path / "file.txt" / "v.mp4", "is a file, not a folder"),
+                       (tmp_path / "file.txt" / "sub" / "v.mp4", "is a file, not a folder"),
+                       ("/proc/vdmkit-test/v.mp4", "cannot write in '/proc'")]:
+        assert cli.main(["sample", "--model", str(run_dir), "--prompt", "a red circle", "--out", str(out)]) == 2
+        assert match in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file.txt"]

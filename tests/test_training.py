@@ -156,3 +156,37 @@ def test_image_ratio_needs_an_autoencoder_that_keeps_frames_apart(tiny_cfg):
                                           "frames, so it is not an image"):
         tiny_cfg(*video_vae, "train.image_ratio=0.25")
     assert tiny_cfg("latent.kind=frame_vae", "train.image_ratio=0.25").train.image_ratio == 0.25
+
+
+def test_a_fresh_run_starts_a_new_metrics_file_and_a_resumed_one_logs_each_step_once(tiny_cfg, tmp_path):
+    cfg = tiny_cfg("train.steps=2", "train.checkpoint_every=2", "train.sample_every=100")
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "metrics.jsonl").write_text('{"step": 1, "loss": 9.0}\n')  # a killed run that never checkpointed
+    train(cfg, progress=False)
+    assert [json.loads(line)["step"] for line in (out / "metrics.jsonl").read_text().splitlines()] == [1, 2]
+    assert (out / "metrics.1.jsonl").read_text() == '{"step": 1, "loss": 9.0}\n'  # kept, not appended to
+    with open(out / "metrics.jsonl", "a") as f:  # steps logged after the last checkpoint, then killed
+        f.write('{"step": 3, "loss": 1.0}\n')
+    cfg.train.steps = 4
+    train(cfg, resume=True, progress=False)
+    assert [json.loads(line)["step"] for line in (out / "metrics.jsonl").read_text().splitlines()] == [1, 2, 3, 4]
+
+
+def test_resume_removes_what_killed_checkpoint_writes_left(tiny_cfg, tmp_path):
+    cfg = tiny_cfg("train.steps=2", "train.checkpoint_every=2", "train.sample_every=100")
+    run = train(cfg, progress=False)
+    dead = run / "checkpoints" / ".step_0000004.tmp-999999999"  # no such process
+    dead.mkdir()
+    (dead / "model.safetensors").write_bytes(b"\x00" * 10)
+    cfg.train.steps = 3
+    train(cfg, resume=True, progress=False)
+    assert not dead.exists()
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["step_0000002", "step_0000003"]
+
+
+def test_an_empty_config_file_is_refused(tmp_path):
+    for text in ("", "# only a comment\n", "{}\n"):
+        (tmp_path / "empty.yaml").write_text(text)
+        with pytest.raises(ConfigError, match="is empty: it would run every default"):
+            load_config(tmp_path / "empty.yaml")

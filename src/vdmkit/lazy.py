@@ -1,0 +1,22 @@
+"""Lazy package exports (PEP 562): a package names what it offers without importing it, so that importing the
+package (as `vdmkit --help` does to register subcommands) does not pay for torch."""
+
+from __future__ import annotations
+
+import importlib
+
+
+def lazy_exports(package: str, exports: dict[str, tuple[str, ...]]):
+    """``(__getattr__, __dir__, __all__)`` for ``package`` whose names live in the modules ``exports`` maps to
+    them; each module is imported on first use of one of its names."""
+    where = {name: module for module, names in exports.items() for name in names}
+
+    def __getattr__(name: str):
+        if name not in where:
+            raise AttributeError(f"module {package!r} has no attribute {name!r}")
+        return getattr(importlib.import_module(where[name]), name)
+
+    def __dir__():
+        return sorted(where)
+
+    return __getattr__, __dir__, tuple(sorted(where))

@@ -1,0 +1,131 @@
+"""The pipeline base and its request: given starting noise, validation once before weights, reading and hashing
+only what is loaded, checkpoints that describe the model apart from the run."""
+
+import json
+
+import pytest
+import torch
+
+from vdmkit.errors import ConfigError, ConstraintError
+from vdmkit.io import checkpoint as checkpoint_module
+from vdmkit.pipelines import PipelineConfig, TextToVideo, make_request, open_model, pipeline_config
+from vdmkit.training import train
+from vdmkit.training.config import LatentConfig, RunConfig, resolve
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    from vdmkit.training import load_config
+
+    torch.set_num_threads(1)
+    out = tmp_path_factory.mktemp("pipeline") / "run"
+    return train(load_config("configs/tiny.yaml", [f"train.out_dir={out}", "train.precision=fp32",
+                                                   "train.sample_every=100"]), progress=False)
+
+
+@pytest.fixture(scope="module")
+def pipe(run):
+    return TextToVideo.from_pretrained(run)
+
+
+@pytest.mark.parametrize("sampler", ["ddim", "dpmpp_2m", "unipc"])
+def test_given_latents_reproduce_a_seeded_run_exactly(pipe, sampler):
+    prompts = ["a slow red circle moving right", "a fast blue square moving up"]
+    seeded = pipe(prompts, steps=4, sampler=sampler, guidance=3.0, seed=11)
+    noise = torch.randn(2, 3, 4, 16, 16, generator=torch.Generator().manual_seed(11))
+    given = pipe(prompts, steps=4, sampler=sampler, guidance=3.0, seed=123, latents=noise)
+    assert torch.equal(seeded, given)
+    other = pipe(prompts, steps=4, sampler=sampler, guidance=3.0, latents=torch.randn_like(noise))
+    assert not torch.equal(seeded, other)
+
+
+def test_bad_latents_name_the_shape_they_need(pipe):
+    with pytest.raises(ConstraintError, match=r"needs \(1, 3, 4, 16, 16\)"):
+        pipe(["a red circle"], steps=2, latents=torch.randn(1, 3, 4, 8, 8))
+    with pytest.raises(ConstraintError, match="NaN or inf"):
+        pipe(["a red circle"], steps=2, latents=torch.full((1, 3, 4, 16, 16), float("nan")))
+    with pytest.raises(ConstraintError, match="float tensor"):
+        pipe(["a red circle"], steps=2, latents=[[0.0]])
+
+
+@pytest.mark.parametrize("name", ["frames", "height", "width"])
+@pytest.mark.parametrize("value", [0, -4, 2.5, True])
+def test_python_requests_refuse_bad_sizes_instead_of_using_the_default(pipe, name, value):
+    with pytest.raises(ConstraintError, match=f"{name} must be a positive integer"):
+        pipe(["a red circle"], steps=2, **{name: value})
+
+
+@pytest.mark.parametrize("kwargs, error, match", [
+    ({"precision": "fp8"}, ValueError, "precision must be one of fp32, bf16"),
+    ({"eta": 0.5, "sampler": "unipc"}, ValueError, "eta applies to the ddim sampler, not 'unipc'"),
+    ({"eta": -1.0}, ValueError, "eta must be >= 0"),
+    ({"order": 5, "sampler": "unipc"}, ValueError, "order must be 1, 2 or 3"),
+    ({"churn": 1}, ValueError, "churn is no sampler option"),
+    ({"negative_prompt": 3}, TypeError, "negative_prompt must be a string"),
+])
+def test_requests_refuse_bad_options(pipe, kwargs, error, match):
+    with pytest.raises(error, match=match):
+        pipe.request(["a red circle"], steps=2, **kwargs)
+
+
+@pytest.mark.parametrize("prompts, error", [([], ValueError), ([3], TypeError), (None, ValueError)])
+def test_requests_refuse_bad_prompts(pipe, prompts, error):
+    with pytest.raises(error, match="prompt"):
+        pipe.request(prompts, steps=2)
+
+
+def test_a_request_takes_the_models_training_size_and_records_the_seed(pipe):
+    req = pipe.request("a red circle", steps=3, seed=None)
+    assert (req.frames, req.height, req.width) == (4, 16, 16) and req.prompts == ("a red circle",)
+    assert req.seed_was_random and 0 <= req.seed < 2**63 and len(req.ts) == 3
+
+
+def test_sampling_reads_and_hashes_only_the_files_it_loads_once_each(run, monkeypatch):
+    hashed = []
+    real = checkpoint_module.sha256_file
+    monkeypatch.setattr(checkpoint_module, "sha256_file", lambda path: hashed.append(path.name) or real(path))
+    ckpt, config = open_model(run)
+    make_request(config, ["a red circle"], steps=2)
+    assert hashed == ["config.json"]
+    TextToVideo.from_pretrained(ckpt)(["a red circle"], steps=2)
+    assert hashed == ["config.json", "model.safetensors"]  # never the training state
+    hashed.clear()
+    TextToVideo.from_pretrained(run)
+    assert sorted(hashed) == ["config.json", "model.safetensors"]
+
+
+def test_checkpoints_describe_the_model_apart_from_the_run(run):
+    ckpt = run / "checkpoints" / "step_0000004"
+    model = json.loads((ckpt / "config.json").read_text())
+    assert "train" not in model and "data" not in model and model["backbone"] == "unet3d"
+    assert (model["frames"], model["height"], model["width"]) == (4, 16, 16)
+    assert isinstance(pipeline_config(model), PipelineConfig)
+    assert json.loads((ckpt / "run.json").read_text())["train"]["steps"] == 4
+
+
+def test_pre_split_run_documents_read_as_the_model_they_describe(run):
+    doc = json.loads((run / "checkpoints" / "step_0000004" / "run.json").read_text())
+    old_style = pipeline_config(doc)  # a checkpoint written before the split holds the run in config.json
+    new_style = pipeline_config(json.loads((run / "checkpoints" / "step_0000004" / "config.json").read_text()))
+    assert old_style.model == new_style.model and old_style.text == new_style.text
+    assert (old_style.frames, old_style.height) == (new_style.frames, new_style.height)
+
+
+def test_run_configs_read_no_files_when_built():
+    cfg = RunConfig(latent=LatentConfig(autoencoder="/nonexistent/vae"))  # nothing is read here
+    assert not cfg.resolved
+    with pytest.raises(ConfigError, match="not resolved"):
+        cfg.pipeline()
+    with pytest.raises(ConfigError, match="does not exist"):
+        resolve(cfg)
+
+
+def test_ema_shares_the_frozen_parts_and_copies_the_trained_ones(run):
+    from vdmkit.autoencoders.frame_vae import FrameVAE, FrameVAEConfig
+
+    pipe = TextToVideo.from_pretrained(run)
+    pipe.autoencoder = FrameVAE(FrameVAEConfig(block_out_channels=(8,), norm_num_groups=4)).requires_grad_(False)
+    ema = pipe.ema_copy()
+    assert ema.autoencoder is pipe.autoencoder
+    assert ema.backbone is not pipe.backbone and ema.text_encoder is not pipe.text_encoder
+    assert all(torch.equal(a, b) for a, b in zip(ema.backbone.parameters(), pipe.backbone.parameters()))
