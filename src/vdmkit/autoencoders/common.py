@@ -79,10 +79,16 @@ class Autoencoder(nn.Module):
     temporal_compression: int
     latent_channels: int
 
-    def __init__(self, scaling_factor: float = 1.0, shift_factor: float = 0.0):
+    def __init__(self, cfg):
+        """The contract's attributes from a config with in_channels, latent_channels, block_out_channels (each level
+        after the first halves H and W), scaling_factor and shift_factor."""
         super().__init__()
-        self.scaling_factor = float(scaling_factor)
-        self.shift_factor = float(shift_factor)
+        self.cfg = cfg
+        self.scaling_factor = float(cfg.scaling_factor)
+        self.shift_factor = float(cfg.shift_factor)
+        self.in_channels = cfg.in_channels
+        self.latent_channels = cfg.latent_channels
+        self.spatial_compression = 2 ** (len(cfg.block_out_channels) - 1)
 
     # --- the frame-count and size rules ------------------------------------------------------------
     def valid_frames(self, frames: int) -> bool:

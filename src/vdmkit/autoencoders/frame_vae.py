@@ -189,11 +189,7 @@ class FrameVAE(Autoencoder):
 
     def __init__(self, cfg: FrameVAEConfig | None = None):
         cfg = cfg or FrameVAEConfig()
-        super().__init__(cfg.scaling_factor, cfg.shift_factor)
-        self.cfg = cfg
-        self.in_channels = cfg.in_channels
-        self.latent_channels = cfg.latent_channels
-        self.spatial_compression = 2 ** (len(cfg.block_out_channels) - 1)
+        super().__init__(cfg)
         self.encoder = Encoder2D(cfg)
         self.decoder = Decoder2D(cfg)
         c2 = 2 * cfg.latent_channels

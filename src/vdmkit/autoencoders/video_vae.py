@@ -223,11 +223,7 @@ class VideoVAE(Autoencoder):
 
     def __init__(self, cfg: VideoVAEConfig | None = None):
         cfg = cfg or VideoVAEConfig()
-        super().__init__(cfg.scaling_factor, cfg.shift_factor)
-        self.cfg = cfg
-        self.in_channels = cfg.in_channels
-        self.latent_channels = cfg.latent_channels
-        self.spatial_compression = 2 ** (len(cfg.block_out_channels) - 1)
+        super().__init__(cfg)
         self.temporal_compression = 2 ** sum(cfg.temporal_downsample)
         self.encoder = Encoder3D(cfg)
         self.decoder = Decoder3D(cfg)

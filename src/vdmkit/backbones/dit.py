@@ -22,6 +22,7 @@ untrained model predicts zeros; in adaLN modes every block also starts as the id
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import torch
@@ -140,40 +141,19 @@ class DiTConfig:
                 f"with larger model.max_frames/max_size (or position: sincos/rope, which extrapolate)")
 
 
-@dataclass
-class DiTSConfig(DiTConfig):
-    """DiT-S (Peebles & Xie 2023, Table 1)."""
-
-    width: int = 384
-    depth: int = 12
-    heads: int = 6
-
-
-@dataclass
-class DiTBConfig(DiTConfig):
-    """DiT-B (Peebles & Xie 2023, Table 1)."""
-
-    width: int = 768
-    depth: int = 12
-    heads: int = 12
+def _dit_size(name: str, label: str, width: int, depth: int, heads: int) -> type:
+    """A DiT size preset: the tiny config at another width, depth and head count."""
+    cls = dataclasses.make_dataclass(name, [("width", int, width), ("depth", int, depth), ("heads", int, heads)],
+                                     bases=(DiTConfig,))
+    cls.__module__ = __name__
+    cls.__doc__ = f"{label} (Peebles & Xie 2023, Table 1): {width} wide, {depth} blocks, {heads} heads."
+    return cls
 
 
-@dataclass
-class DiTLConfig(DiTConfig):
-    """DiT-L (Peebles & Xie 2023, Table 1)."""
-
-    width: int = 1024
-    depth: int = 24
-    heads: int = 16
-
-
-@dataclass
-class DiTXLConfig(DiTConfig):
-    """DiT-XL (Peebles & Xie 2023, Table 1)."""
-
-    width: int = 1152
-    depth: int = 28
-    heads: int = 16
+DiTSConfig = _dit_size("DiTSConfig", "DiT-S", 384, 12, 6)
+DiTBConfig = _dit_size("DiTBConfig", "DiT-B", 768, 12, 12)
+DiTLConfig = _dit_size("DiTLConfig", "DiT-L", 1024, 24, 16)
+DiTXLConfig = _dit_size("DiTXLConfig", "DiT-XL", 1152, 28, 16)
 
 
 def _nearest(value: int, factor: int) -> int:

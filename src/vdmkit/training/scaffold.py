@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
 from pathlib import Path
 
 import torch
+from tqdm import tqdm
 
 from vdmkit.config import dump_config
 from vdmkit.errors import ConfigError, CorruptCheckpointError
@@ -81,6 +83,32 @@ class MetricsLog:
 
     def close(self) -> None:
         self.file.close()
+
+
+class Progress:
+    """The progress bar, and the steps per second since the last log record."""
+
+    def __init__(self, steps: int, start: int, desc: str, enabled: bool):
+        self.bar = tqdm(total=steps, initial=start, disable=not enabled, desc=desc, dynamic_ncols=True)
+        self._time, self._step = time.perf_counter(), start
+
+    def advance(self) -> None:
+        self.bar.update(1)
+
+    def rate(self, step: int) -> float:
+        now = time.perf_counter()
+        rate = (step - self._step) / max(now - self._time, 1e-9)
+        self._time, self._step = now, step
+        return rate
+
+    def show(self, **values) -> None:
+        self.bar.set_postfix(**values)
+
+    def write(self, text: str) -> None:
+        self.bar.write(text)
+
+    def close(self) -> None:
+        self.bar.close()
 
 
 def autocast(device: torch.device, precision: str):

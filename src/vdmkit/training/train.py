@@ -15,7 +15,6 @@ import time
 from pathlib import Path
 
 import torch
-from tqdm import tqdm
 
 from vdmkit.autoencoders.load import load_autoencoder
 from vdmkit.config import to_dict
@@ -28,6 +27,7 @@ from vdmkit.pipelines import TextToVideo, pipeline_config
 from vdmkit.training.config import LatentConfig, RunConfig, resolve
 from vdmkit.training.scaffold import (
     MetricsLog,
+    Progress,
     autocast,
     ema_decay_at,
     ema_update,
@@ -95,8 +95,7 @@ def train(cfg: RunConfig, *, resume: bool = False, progress: bool = True) -> Pat
     start_run_folder(out, cfg)
     metrics = MetricsLog(out, step if start is not None else None)
     device = pipe.device
-    bar = tqdm(total=tc.steps, initial=step, disable=not progress, desc="train", dynamic_ncols=True)
-    t_last, step_last = time.perf_counter(), step
+    bar = Progress(tc.steps, step, "train", progress)
     try:
         while step < tc.steps:
             videos, captions = dataset.batch(step * tc.batch_size, tc.batch_size)  # (B, C, T, H, W)
@@ -121,15 +120,13 @@ def train(cfg: RunConfig, *, resume: bool = False, progress: bool = True) -> Pat
             opt.step()
             ema_update(ema, pipe, ema_decay_at(step, tc.ema_decay))
             step += 1
-            bar.update(1)
+            bar.advance()
             if step % tc.log_every == 0 or step == tc.steps:
-                now = time.perf_counter()
-                rate = (step - step_last) / max(now - t_last, 1e-9)
-                t_last, step_last = now, step
+                rate = bar.rate(step)
                 record = {"step": step, "loss": loss.item(), "grad_norm": float(grad_norm), "lr": lr_at(step - 1, tc),
                           "steps_per_s": rate, "time": time.time()}
                 metrics.write(record)
-                bar.set_postfix(loss=f"{record['loss']:.4f}", it_s=f"{rate:.2f}")
+                bar.show(loss=f"{record['loss']:.4f}", it_s=f"{rate:.2f}")
             if step % tc.checkpoint_every == 0 or step == tc.steps:
                 save_training_checkpoint(
                     out, step, weights=ema.state_dict(), config=to_dict(pipe.config), run=to_dict(cfg),

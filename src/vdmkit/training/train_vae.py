@@ -15,7 +15,6 @@ import time
 from pathlib import Path
 
 import torch
-from tqdm import tqdm
 
 from vdmkit.autoencoders.frame_vae import FrameVAE
 from vdmkit.autoencoders.load import build_autoencoder, latent_statistics, load_autoencoder
@@ -29,21 +28,7 @@ from vdmkit.evaluation.statistics import psnr
 from vdmkit.io.checkpoint import CONFIG, WEIGHTS, Checkpoint, load_strict
 from vdmkit.io.video import upscale, write_video
 from vdmkit.training.config import AERunConfig
-from vdmkit.training.scaffold import (
-    MetricsLog,
-    autocast,
-    lr_at,
-    open_run,
-    optimizer_tensors,
-    restore_optimizer,
-    restore_rng,
-    rng_tensors,
-    save_training_checkpoint,
-    set_lr,
-    set_threads,
-    start_run_folder,
-    training_state,
-)
+from vdmkit.training import scaffold
 from vdmkit.video import fold_time, to_uint8
 
 HELD_OUT_SEED_OFFSET = 7919  # held-out videos come from another seed of the same generator
@@ -59,8 +44,8 @@ def train_autoencoder(cfg: AERunConfig, *, resume: bool = False, progress: bool 
     """Train the autoencoder described by ``cfg``; return the run directory."""
     tc = cfg.train
     out = Path(tc.out_dir)
-    start = open_run(out, resume)  # the checkpoint to continue, or None; refuses to clobber a run
-    set_threads(tc.threads)
+    start = scaffold.open_run(out, resume)  # the checkpoint to continue, or None; refuses to clobber a run
+    scaffold.set_threads(tc.threads)
     torch.manual_seed(tc.seed)
     dataset = ShapesDataset(cfg.data)
     held_out = eval_videos(cfg)
@@ -75,20 +60,19 @@ def train_autoencoder(cfg: AERunConfig, *, resume: bool = False, progress: bool 
         step = restore(start, cfg, model, disc, opt, opt_d, generator)
     elif tc.init_from:
         initialise_from(model, tc.init_from)
-    start_run_folder(out, cfg)
-    metrics = MetricsLog(out, step if start is not None else None)
+    scaffold.start_run_folder(out, cfg)
+    metrics = scaffold.MetricsLog(out, step if start is not None else None)
     device = next(model.parameters()).device
     pixels = cfg.data.frames * cfg.data.size * cfg.data.size * cfg.model.in_channels
-    bar = tqdm(total=tc.steps, initial=step, disable=not progress, desc="train-vae", dynamic_ncols=True)
-    t_last, step_last = time.perf_counter(), step
+    bar = scaffold.Progress(tc.steps, step, "train-vae", progress)
     try:
         while step < tc.steps:
             x, _ = dataset.batch(step * tc.batch_size, tc.batch_size)  # (B, C, T, H, W)
             x = x.to(device)
-            lr = lr_at(step, tc)
-            set_lr([opt, opt_d], lr)
+            lr = scaffold.lr_at(step, tc)
+            scaffold.set_lr([opt, opt_d], lr)
             gan_on = disc is not None and step >= tc.gan_start
-            with autocast(device, tc.precision):
+            with scaffold.autocast(device, tc.precision):
                 posterior = model.encode(x)
                 x_hat = model.decode(posterior.sample(generator))
                 rec = reconstruction_loss(x, x_hat, tc.recon)
@@ -113,21 +97,19 @@ def train_autoencoder(cfg: AERunConfig, *, resume: bool = False, progress: bool 
             if perceptual is not None:
                 record["perceptual"] = lp.item()
             if gan_on:
-                with autocast(device, tc.precision):
+                with scaffold.autocast(device, tc.precision):
                     d_loss = hinge_d_loss(disc(x).float(), disc(x_hat.detach()).float())
                 opt_d.zero_grad(set_to_none=True)
                 d_loss.backward()
                 opt_d.step()
                 record.update(g_loss=g_loss.item(), d_loss=d_loss.item())
             step += 1
-            bar.update(1)
+            bar.advance()
             if step % tc.log_every == 0 or step == tc.steps:
-                now = time.perf_counter()
-                record["steps_per_s"] = (step - step_last) / max(now - t_last, 1e-9)
+                record["steps_per_s"] = bar.rate(step)
                 record["time"] = time.time()
-                t_last, step_last = now, step
                 metrics.write(record)
-                bar.set_postfix(rec=f"{record['recon']:.4f}", it_s=f"{record['steps_per_s']:.2f}")
+                bar.show(rec=f"{record['recon']:.4f}", it_s=f"{record['steps_per_s']:.2f}")
             if step % tc.checkpoint_every == 0 or step == tc.steps:
                 report = evaluate_and_save(out, step, cfg, model, disc, opt, opt_d, generator, held_out)
                 metrics.write(report)
@@ -181,10 +163,11 @@ def evaluate_and_save(out: Path, step: int, cfg: AERunConfig, model, disc, opt, 
     write_video(path, u8, fps=8, metadata=report)
     write_video(path.with_suffix(".png"), u8[:: max(1, len(u8) // 4)])
 
-    state = {**optimizer_tensors(opt, "optim"), **(optimizer_tensors(opt_d, "optim_d") if opt_d is not None else {}),
-             **({f"disc.{k}": v for k, v in disc.state_dict().items()} if disc is not None else {}),
-             **rng_tensors(generator)}
-    save_training_checkpoint(
+    state = {**scaffold.optimizer_tensors(opt, "optim"), **scaffold.rng_tensors(generator)}
+    if opt_d is not None:
+        state.update(scaffold.optimizer_tensors(opt_d, "optim_d"))
+        state.update({f"disc.{k}": v for k, v in disc.state_dict().items()})
+    scaffold.save_training_checkpoint(
         out, step, weights=dict(model.state_dict()), config=cfg.describes(), run=to_dict(cfg), state=state,
         state_doc={"param_groups": opt.state_dict()["param_groups"],
                    "param_groups_d": opt_d.state_dict()["param_groups"] if opt_d is not None else None, "eval": report},
@@ -202,15 +185,15 @@ def restore(ckpt: Checkpoint, cfg: AERunConfig, model, disc, opt, opt_d, generat
         raise ConfigError(f"--resume: {str(ckpt.directory)!r} was trained with a different autoencoder config; resume "
                           "with the same config (only train.steps and logging may change)")
     load_strict(model, ckpt.load_tensors(WEIGHTS), ckpt.directory)
-    state, doc = training_state(ckpt)
+    state, doc = scaffold.training_state(ckpt)
     if disc is not None:
         disc_state = {k[5:]: v for k, v in state.items() if k.startswith("disc.")}
         if disc_state:
             load_strict(disc, disc_state, ckpt.directory)
-    restore_optimizer(opt, state, "optim", doc["param_groups"], ckpt.directory)
+    scaffold.restore_optimizer(opt, state, "optim", doc["param_groups"], ckpt.directory)
     if opt_d is not None and doc.get("param_groups_d") is not None:
-        restore_optimizer(opt_d, state, "optim_d", doc["param_groups_d"], ckpt.directory)
-    restore_rng(state, generator)
+        scaffold.restore_optimizer(opt_d, state, "optim_d", doc["param_groups_d"], ckpt.directory)
+    scaffold.restore_rng(state, generator)
     model.scaling_factor = saved["model"].get("scaling_factor", 1.0)
     model.shift_factor = saved["model"].get("shift_factor", 0.0)
     return int(doc["step"])
