@@ -94,9 +94,10 @@ def toy(n: int = 4000) -> list[dict]:
 def model(path: str, prompts: int, precision: str) -> list[dict]:
     from vdmkit.data import ShapesConfig, ShapesDataset
     from vdmkit.pipelines import TextToVideo
+    from vdmkit.training.config import read_run_config
 
     pipe = TextToVideo.from_pretrained(path)
-    cfg = pipe.cfg.data
+    cfg = read_run_config(path).data
     data = ShapesDataset(ShapesConfig(**{**cfg.__dict__, "seed": 1234}), length=prompts)
     texts = [data[i]["caption"] for i in range(prompts)]
     rows = []

@@ -21,6 +21,7 @@ import torch
 from vdmkit.training import load_config
 from vdmkit.evaluation.shapes import detect_shapes
 from vdmkit.pipelines import TextToVideo
+from vdmkit.training.config import read_run_config
 from vdmkit.training import train
 
 PROBE = ["model.channels=[32,64]", "model.attention_levels=[1]", "data.size=16", "data.frames=8",
@@ -32,7 +33,7 @@ PROBE = ["model.channels=[32,64]", "model.attention_levels=[1]", "data.size=16",
 
 def centroid_drift(pipe: TextToVideo, prompt: str) -> list[float]:
     """x centroid per frame of the x0 estimate at the noisiest step, from one fixed noise."""
-    cfg = pipe.cfg.data
+    cfg = read_run_config(pipe.source).data
     x = torch.randn(1, 3, cfg.frames, cfg.size, cfg.size, generator=torch.Generator().manual_seed(0))
     t = torch.tensor([pipe.process.num_train_steps - 1])
     with torch.no_grad():
@@ -44,7 +45,7 @@ def centroid_drift(pipe: TextToVideo, prompt: str) -> list[float]:
 
 def score(run: Path, seeds: int) -> dict:
     pipe = TextToVideo.from_pretrained(run).eval()
-    words = list(pipe.cfg.data.directions)
+    words = list(read_run_config(run).data.directions)
     result = {}
     for word in words:
         prompt = f"a fast red circle moving {word}"

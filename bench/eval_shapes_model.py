@@ -21,6 +21,7 @@ from vdmkit.data import ShapesConfig, ShapesDataset
 from vdmkit.evaluation import score_video
 from vdmkit.io.video import upscale, write_video
 from vdmkit.pipelines import TextToVideo
+from vdmkit.training.config import read_run_config
 from vdmkit.video import to_uint8
 
 
@@ -37,7 +38,7 @@ def main() -> None:
     args = ap.parse_args()
 
     pipe = TextToVideo.from_pretrained(args.model)
-    cfg = pipe.cfg.data
+    cfg = read_run_config(args.model).data
     held_out = ShapesDataset(ShapesConfig(**{**cfg.__dict__, "seed": args.prompt_seed}))
     out = Path(args.out)
     rows, results = [], []

@@ -158,6 +158,14 @@ class Checkpoint:
         self.verify(name)
         return load_tensors(self.directory / name)
 
+    def run_document(self) -> dict | None:
+        """The training run that wrote this checkpoint (data, optimiser, steps) as a plain mapping: ``run.json``,
+        or for checkpoints written before the model and the run were split, ``config.json``; None if unknown."""
+        if RUN in self:
+            return self.read_json(RUN)
+        doc = self.read_json(CONFIG)
+        return doc if "train" in doc else None
+
 
 def open_checkpoint(path: str | os.PathLike, *, needs: tuple[str, ...] = (CONFIG,)) -> Checkpoint:
     """The checkpoint at ``path``: a checkpoint directory, a file inside one, or a run directory (its newest

@@ -14,13 +14,13 @@ from dataclasses import dataclass, field
 
 from vdmkit.autoencoders.common import compressed_shape
 from vdmkit.autoencoders.load import read_autoencoder_config
-from vdmkit.config import read_config, to_dict
+from vdmkit.config import from_dict, read_config, to_dict
 from vdmkit.data.loader import data_config
 from vdmkit.data.shapes import ShapesConfig
 from vdmkit.diffusion.config import DiffusionConfig
 from vdmkit.errors import ConfigError, ConstraintError, VdmkitError
 from vdmkit.evaluation.protocols import LPIPS_NETS
-from vdmkit.io.checkpoint import WEIGHTS
+from vdmkit.io.checkpoint import WEIGHTS, open_checkpoint
 from vdmkit.pipelines.config import LatentSpec, PipelineConfig, autoencoder_config, build_parts, check_fits, fit_latent
 from vdmkit.registry import AUTOENCODERS, entry_config
 
@@ -194,6 +194,15 @@ def load_config(path: str | os.PathLike | None, overrides: list[str] = (), cls=N
     RunConfig (the default) or AERunConfig. A latent run's autoencoder is resolved (its config file read)."""
     cfg = read_config(cls or RunConfig, path, overrides)
     return resolve(cfg) if isinstance(cfg, RunConfig) else cfg
+
+
+def read_run_config(path: str | os.PathLike) -> RunConfig:
+    """The run config that trained the text-to-video checkpoint (or run) at ``path``."""
+    ckpt = open_checkpoint(path)
+    doc = ckpt.run_document()
+    if doc is None:
+        raise ConfigError(f"{str(ckpt.directory)!r} records no training run (run.json)")
+    return from_dict(RunConfig, doc)
 
 
 RECON_LOSSES = ("l1", "l2")
