@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from einops import rearrange
 
 from vdmkit.errors import InvalidVideoError
@@ -66,6 +67,21 @@ def fold_time(x: torch.Tensor) -> torch.Tensor:
 def unfold_time(x: torch.Tensor, frames: int) -> torch.Tensor:
     """``(B*T, C, H, W) -> (B, C, T, H, W)``: the inverse of :func:`fold_time`."""
     return rearrange(x, "(b t) c h w -> b c t h w", t=frames)
+
+
+def resize_cover(clip: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """A clip ``(C, T, H, W)`` or ``(T, C, H, W)`` in [-1, 1] -> ``(C, T, height, width)`` (or ``(T, C, ...)``):
+    scaled to cover ``height x width`` without distortion (bilinear, antialias, align_corners=False),
+    centre-cropped, clamped to [-1, 1]. Each ``H x W`` plane is resized on its own, so the axis order does
+    not change a value; a clip already ``height x width`` comes back unchanged."""
+    h, w = clip.shape[-2:]
+    if (h, w) == (height, width):
+        return clip
+    s = max(height / h, width / w)
+    nh, nw = max(height, round(h * s)), max(width, round(w * s))
+    x = F.interpolate(clip, size=(nh, nw), mode="bilinear", antialias=True, align_corners=False)
+    top, left = (nh - height) // 2, (nw - width) // 2
+    return x[..., top:top + height, left:left + width].clamp(-1, 1)
 
 
 def to_uint8(x: torch.Tensor) -> np.ndarray:

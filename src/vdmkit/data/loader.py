@@ -25,7 +25,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from vdmkit.data.captions import CaptionRow
 from vdmkit.data.video_text import VideoDataConfig, list_samples
@@ -37,7 +36,7 @@ from vdmkit.io.decode import (
     decode,
     read_clip,
 )
-from vdmkit.video import from_uint8
+from vdmkit.video import from_uint8, resize_cover
 
 log = logging.getLogger(__name__)
 
@@ -240,7 +239,7 @@ class VideoTextDataset:
                 frames = np.concatenate([frames] * math.ceil(t / len(frames)))[:t]
             else:
                 frames = np.concatenate([frames, np.repeat(frames[-1:], extra, axis=0)])
-        return resize_crop(from_uint8(frames)[0], h, w)
+        return resize_cover(from_uint8(frames)[0], h, w).contiguous()
 
 
 def _chunk(groups: dict, b: int, rng: np.random.Generator) -> list[tuple[tuple[int, int], list[int]]]:
@@ -251,17 +250,6 @@ def _chunk(groups: dict, b: int, rng: np.random.Generator) -> list[tuple[tuple[i
         for start in range(0, len(idx), b):
             out.append((key, [idx[(start + j) % len(idx)] for j in range(b)]))
     return out
-
-
-def resize_crop(video: torch.Tensor, height: int, width: int) -> torch.Tensor:
-    """(C, T, h, w) -> (C, T, height, width): scale to cover, then centre-crop (no distortion)."""
-    _, _, h, w = video.shape
-    s = max(height / h, width / w)
-    nh, nw = max(height, round(h * s)), max(width, round(w * s))
-    x = F.interpolate(video.permute(1, 0, 2, 3), size=(nh, nw), mode="bilinear", antialias=True,
-                      align_corners=False)  # (T, C, nh, nw)
-    top, left = (nh - height) // 2, (nw - width) // 2
-    return x[:, :, top:top + height, left:left + width].permute(1, 0, 2, 3).clamp(-1, 1).contiguous()
 
 
 def build_dataset(data, *, batch_size: int = 1, rank: int | None = None, world_size: int | None = None):
