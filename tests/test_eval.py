@@ -22,10 +22,10 @@ from vdmkit.errors import (
     SampleCountWarning,
 )
 from vdmkit.evaluation import evaluate, frechet_distance, psnr, ssim
-from vdmkit.evaluation.evaluate import prepare_clip
 from vdmkit.evaluation.features import I3D_TORCHSCRIPT, i3d_features, load_i3d
 from vdmkit.evaluation.protocols import get_protocol
 from vdmkit.evaluation.report import compare_reports, load_report, write_report_html
+from vdmkit.evaluation.sources import prepare_clip
 from vdmkit.io.video import read_video, write_video
 
 pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.(script|save)` is deprecated:DeprecationWarning")

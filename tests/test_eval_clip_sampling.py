@@ -10,8 +10,8 @@ import pytest
 from vdmkit import cli
 from vdmkit.errors import ConfigError, DatasetError
 from vdmkit.evaluation import CLIP_SAMPLINGS, evaluate, get_protocol, plan_real_clips
-from vdmkit.evaluation.evaluate import build_sources
 from vdmkit.evaluation.protocols import Protocol
+from vdmkit.evaluation.sources import build_sources
 from vdmkit.io.video import write_video
 
 LEVEL = 8  # grey level per frame index: frame k of a test video is flat grey 8k + 4 (survives mp4)

@@ -1,7 +1,7 @@
-"""Evaluation: metric maths (:mod:`.statistics`), feature extractors from local files (:mod:`.features`),
-LPIPS (:mod:`.perceptual`), the moving-shapes detector (:mod:`.shapes`) and classifier
-(:mod:`.shapes_classifier`), protocols (:mod:`.protocols`), the wiring (:mod:`.evaluate`) and reports
-(:mod:`.report`).
+"""Evaluation: metric maths (:mod:`.statistics`), feature extractors from local files (:mod:`.features`, one
+module per network), LPIPS (:mod:`.perceptual`), the moving-shapes detector (:mod:`.shapes`) and classifier
+(:mod:`.shapes_classifier`), the metric registry (:mod:`.metrics`), protocols (:mod:`.protocols`), sample
+sources (:mod:`.sources`), the wiring (:mod:`.evaluate`) and reports (:mod:`.report`).
 
 Names are imported on first use (PEP 562), so ``vdmkit eval --help`` does not pay for torch.
 """
@@ -11,9 +11,10 @@ from __future__ import annotations
 import importlib
 
 _EXPORTS = {
-    "vdmkit.evaluation.features": (
-        "clip_frame_embeddings", "clip_text_embeddings", "i3d_features", "inception_features", "iter_i3d_features",
-        "iter_inception_features", "load_c3d", "load_clip", "load_fid_inception", "load_i3d"),
+    "vdmkit.evaluation.features.c3d": ("load_c3d",),
+    "vdmkit.evaluation.features.clip": ("clip_frame_embeddings", "clip_text_embeddings", "load_clip"),
+    "vdmkit.evaluation.features.i3d": ("i3d_features", "iter_i3d_features", "load_i3d"),
+    "vdmkit.evaluation.features.inception": ("inception_features", "iter_inception_features", "load_fid_inception"),
     "vdmkit.evaluation.perceptual": ("LPIPS", "load_lpips", "lpips", "lpips_per_frame"),
     "vdmkit.evaluation.shapes": ("ShapeDetection", "detect_shapes", "score_video"),
     "vdmkit.evaluation.shapes_classifier": ("load_shapes_classifier",),
@@ -24,8 +25,8 @@ _EXPORTS = {
         "inception_score_tgan2", "kernel_distance", "kernel_distance_full", "kernel_distance_x1000",
         "merge_moments", "mmd2_unbiased", "moments", "psnr", "psnr_per_frame", "psnr_pooled", "ssim",
         "ssim_per_frame"),
-    "vdmkit.evaluation.protocols": ("CLIP_SAMPLINGS", "METRICS", "PROTOCOLS", "Protocol", "get_protocol",
-                                    "plan_real_clips"),
+    "vdmkit.evaluation.metrics": ("METRICS",),
+    "vdmkit.evaluation.protocols": ("CLIP_SAMPLINGS", "PROTOCOLS", "Protocol", "get_protocol", "plan_real_clips"),
     "vdmkit.evaluation.evaluate": ("Evaluation", "evaluate"),
     "vdmkit.evaluation.report": ("compare_reports", "load_report", "write_report_html", "write_report_json"),
 }

@@ -101,10 +101,10 @@ def _compare(files: list[str]) -> int:
 
 def register(sub) -> None:
     """Add `vdmkit eval` to the CLI's subparsers."""
+    from vdmkit.evaluation.metrics import METRICS
     from vdmkit.evaluation.protocols import (
         CLIP_SAMPLINGS,
         LPIPS_NETS,
-        METRICS,
         PROTOCOL_NAMES,
     )
 

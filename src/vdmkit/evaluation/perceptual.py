@@ -33,11 +33,11 @@ import torch
 from torch import nn
 
 from vdmkit.errors import ConfigError, ConstraintError, UnsafeFormatError
-from vdmkit.evaluation.features import (
-    _PINNED,
+from vdmkit.evaluation.features.weights import (
+    PINNED,
     Extractor,
     WeightFile,
-    _finite_rows,
+    finite_rows,
     locate_weight_file,
     read_torch_state_dict,
     verify_weight_file,
@@ -222,7 +222,7 @@ def _read_state(spec: WeightFile, file: Path, expected_sha256) -> tuple[dict[str
         raise UnsafeFormatError(f"{str(file)!r}: LPIPS weights are read from the reference {spec.filename} (a "
                                 f"torch state dict) or a {SAFETENSORS} file with the same keys, not "
                                 f"{suffix or 'a file without suffix'}")
-    if suffix == SAFETENSORS and expected_sha256 is _PINNED:
+    if suffix == SAFETENSORS and expected_sha256 is PINNED:
         expected_sha256 = None
     record = verify_weight_file(spec, file, expected_sha256)
     if suffix == SAFETENSORS:
@@ -231,7 +231,7 @@ def _read_state(spec: WeightFile, file: Path, expected_sha256) -> tuple[dict[str
 
 
 def load_lpips(backbone: str | os.PathLike, heads: str | os.PathLike | None = None, *, net: str = "alex",
-               expected_sha256=_PINNED, expected_heads_sha256=_PINNED) -> Extractor:
+               expected_sha256=PINNED, expected_heads_sha256=PINNED) -> Extractor:
     """LPIPS from torchvision's backbone file and the lpips package's heads file (each a file or its
     folder; ``heads`` defaults to ``backbone``'s folder). The backbone is checked against the hash
     prefix in torchvision's file name, the heads against their published sha256; both are recorded."""
@@ -288,7 +288,7 @@ def lpips_per_frame(x: torch.Tensor, y: torch.Tensor, extractor: Extractor, *, b
     param = next(model.parameters())
     a, b = (fold_time(v).to(param) for v in (x, y))                       # (B*T, 3, H, W)
     out = torch.cat([model(p, q) for p, q in zip(a.split(batch_size), b.split(batch_size))])
-    return _finite_rows(out, f"LPIPS ({extractor.name})").reshape(x.shape[0], x.shape[2])
+    return finite_rows(out, f"LPIPS ({extractor.name})").reshape(x.shape[0], x.shape[2])
 
 
 def lpips(x: torch.Tensor, y: torch.Tensor, extractor: Extractor, **kw) -> float:

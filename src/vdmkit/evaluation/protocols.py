@@ -8,21 +8,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from vdmkit.errors import ConfigError
+from vdmkit.evaluation.metrics import METRICS
 
-METRICS = {
-    "fvd": "Frechet distance of video features (I3D logits; shapes protocol: the shapes classifier)",
-    "kvd": "unbiased polynomial-kernel MMD^2 of the same video features on the full sets (DIGAN/TATS KVD)",
-    "fid": "Frechet distance of per-frame Inception pool3 features (pytorch-fid weights)",
-    "is": "Inception Score of the fake videos (C3D on UCF-101; shapes protocol: the shapes classifier)",
-    "clipsim": "raw CLIP cosine of each fake frame with its caption, mean over frames then videos",
-    "psnr": "PSNR of paired real/fake videos, per frame then mean (dB)",
-    "ssim": "SSIM of paired real/fake videos (Gaussian 11, sigma 1.5), per frame then mean",
-    "lpips": "LPIPS of paired real/fake videos (lpips v0.1: torchvision AlexNet + linear heads), per frame then mean",
-    "shapes": "moving-shapes detector on the fake videos: colour/shape/direction adherence to the caption, "
-              "single-object rate, trajectory smoothness",
-}
-VIDEO_FEATURE_METRICS = ("fvd", "kvd")
-PAIRED_METRICS = ("psnr", "ssim", "lpips")
 LPIPS_NETS = ("alex", "vgg")  # backbones of vdmkit.evaluation.perceptual.NETS
 
 
@@ -73,7 +60,7 @@ CLIP_SAMPLINGS = {
 
 def plan_real_clips(lengths: Sequence[int], protocol: Protocol) -> list[tuple[int, int]]:
     """``(video index, start frame)`` of the clips ``protocol`` takes from real videos of these frame
-    counts (sorted order): what :class:`vdmkit.evaluation.evaluate.FolderSource` does after decoding."""
+    counts (sorted order): what :class:`vdmkit.evaluation.sources.FolderSource` does after decoding."""
     import numpy as np
 
     sampling = CLIP_SAMPLINGS[protocol.clip_sampling]

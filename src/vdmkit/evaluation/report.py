@@ -1,24 +1,64 @@
-"""Evaluation reports: the JSON provenance record, an HTML page (plots and sample frames as embedded
-PNGs), and the comparison of two reports that warns when their protocols differ."""
+"""Evaluation reports: the JSON provenance record (assembled by :func:`build_report`), an HTML page (plots
+and sample frames as embedded PNGs), and the comparison of two reports that warns when their protocols
+differ."""
 
 from __future__ import annotations
 
 import base64
+import dataclasses
 import html
 import io
 import json
 import os
+import platform
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
 
 from vdmkit.errors import ConfigError
+from vdmkit.evaluation.protocols import CLIP_SAMPLINGS
 from vdmkit.io.atomic import write_text_atomic
 
 REPORT_FORMAT = "vdmkit-eval-report"
+REPORT_VERSION = 2  # 2: protocol.clip_sampling (start | random | stylegan-v) replaces protocol.real_clips
 # report fields that change a number: two reports that differ here are not comparable
 COMPARABLE_KEYS = ("protocol", "preprocessing", "extractors", "counts", "clip_shape")
 EXTRACTOR_KEYS = ("name", "sha256", "preprocessing")
+
+
+def build_report(body: dict, protocol, metrics, *, strict: bool, real: dict, fake: dict, preprocessing: dict,
+                 extractors: dict, warnings: list[str], wall_seconds: float) -> dict:
+    """The JSON provenance record of one evaluation. ``body``: what the loop gathered (metrics, counts,
+    clip_shape, then labels and the sample list, which go last); ``real`` / ``fake``: the command-line
+    argument and the source's own description; ``extractors``: each feature network's record."""
+    body = dict(body)
+    return {
+        "format": REPORT_FORMAT, "version": REPORT_VERSION, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "protocol": dataclasses.asdict(protocol), "metrics_requested": list(metrics), "strict": strict,
+        "metrics": body.pop("metrics"), "counts": body.pop("counts"), "clip_shape": body.pop("clip_shape"),
+        "real": real, "fake": fake, "preprocessing": preprocessing, "extractors": extractors,
+        "software": software_versions(),
+        "seeds": {"protocol": protocol.seed, "real_clip_offsets": f"RandomState({protocol.seed})"
+                  if CLIP_SAMPLINGS[protocol.clip_sampling].random_offset else None,
+                  "shapes_real": protocol.seed, "shapes_fake": protocol.seed + 1, "noise_fake": protocol.seed + 2,
+                  "model_fake": f"batch seed = {protocol.seed} + index of the batch's first sample"},
+        "warnings": warnings, "wall_seconds": wall_seconds,
+        **body,  # labels, and the sample list last (it is long)
+    }
+
+
+def software_versions() -> dict:
+    from importlib import metadata
+
+    out = {"python": sys.version.split()[0], "platform": platform.platform()}
+    for pkg in ("vdmkit", "torch", "numpy", "scipy", "transformers", "av", "safetensors"):
+        try:
+            out[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            out[pkg] = None
+    return out
 
 
 def _plain(x):

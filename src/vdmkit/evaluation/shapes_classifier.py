@@ -111,7 +111,7 @@ def joint_log_probs(logits: dict[str, torch.Tensor]) -> torch.Tensor:
 # ---- the shipped weights ---------------------------------------------------------------------------
 
 def _weight_spec():
-    from vdmkit.evaluation.features import WeightFile
+    from vdmkit.evaluation.features.weights import WeightFile
 
     return WeightFile(WEIGHTS_FILE, SHIPPED_SHA256, SHIPPED_BYTES, "shipped with vdmkit (src/vdmkit/evaluation/weights/); "
                       "retrain with `vdmkit eval train-classifier`", "the shapes benchmark (FVD/KVD/IS features)")
@@ -120,8 +120,8 @@ def _weight_spec():
 def load_shapes_classifier(path: str | os.PathLike | None = None, *, expected_sha256=None):
     """The bundled classifier (or ``path``: a file or a folder holding ``shapes_classifier.safetensors``),
     sha256-checked against the shipped file unless ``expected_sha256`` names another."""
-    from vdmkit.evaluation.features import (
-        _PINNED,
+    from vdmkit.evaluation.features.weights import (
+        PINNED,
         Extractor,
         locate_weight_file,
         verify_weight_file,
@@ -130,7 +130,7 @@ def load_shapes_classifier(path: str | os.PathLike | None = None, *, expected_sh
 
     spec = _weight_spec()
     file = locate_weight_file(spec, WEIGHTS_DIR if path is None else path)
-    record = verify_weight_file(spec, file, _PINNED if expected_sha256 is None else expected_sha256)
+    record = verify_weight_file(spec, file, PINNED if expected_sha256 is None else expected_sha256)
     model = ShapesClassifier()
     try:
         model.load_state_dict(load_tensors(file), strict=True)
@@ -145,11 +145,11 @@ def load_shapes_classifier(path: str | os.PathLike | None = None, *, expected_sh
 @torch.no_grad()
 def shapes_features(extractor, videos: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
     """float64 ``(B, 64)`` features and ``(B, 192)`` joint log-probabilities of one batch."""
-    from vdmkit.evaluation.features import _finite_rows
+    from vdmkit.evaluation.features.weights import finite_rows
 
     model = extractor.module
     feats = model.features(classifier_input(videos))
-    return _finite_rows(feats, "shapes classifier"), _finite_rows(joint_log_probs(model.classify(feats)), "shapes classifier")
+    return finite_rows(feats, "shapes classifier"), finite_rows(joint_log_probs(model.classify(feats)), "shapes classifier")
 
 
 # ---- training recipe ------------------------------------------------------------------------------

@@ -1,0 +1,428 @@
+"""Where the clips come from: a folder of videos, the built-in shapes generator (``"shapes"``), uniform
+noise (``"noise"``, a lower bound) or a trained vdmkit model sampled on the real set's prompts, each a
+source of :class:`Sample` clips ``(3, T, H, W)`` in [-1, 1] that describes itself for the report.
+MSR-VTT annotations, UCF-101 split lists and ``vdmkit sample``'s caption sidecars give the captions and
+labels. :func:`open_model` is the one place evaluation reaches into :mod:`vdmkit.pipelines`."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import re
+import warnings
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from vdmkit.errors import (
+    ConfigError,
+    ConstraintError,
+    DatasetError,
+    InvalidVideoError,
+    SampleCountWarning,
+)
+from vdmkit.evaluation.protocols import CLIP_SAMPLINGS, Protocol, clip_span
+from vdmkit.video import resize_cover
+
+VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".webm", ".mov", ".gif", ".webp")
+SHAPES_KEYWORD, NOISE_KEYWORD = "shapes", "noise"
+
+
+# ---- samples and clips ---------------------------------------------------------------------------
+
+@dataclass
+class Sample:
+    """One clip ``video (3, T, H, W)`` in [-1, 1] and what is known about it."""
+
+    name: str
+    video: torch.Tensor
+    caption: str | None = None
+    label: str | None = None
+    attributes: dict | None = None
+    record: dict = field(default_factory=dict)  # provenance: file, start frame, seed, ...
+
+
+def prepare_clip(frames: np.ndarray, start: int, protocol: Protocol) -> torch.Tensor:
+    """uint8 ``(T, H, W, 3)`` -> ``(3, frames, R, R)`` in [-1, 1]: frames ``start + stride * k``, shorter
+    side resized to R (bilinear, antialias) and centre-cropped, when the protocol sets a resolution."""
+    idx = start + protocol.stride * np.arange(protocol.frames)
+    clip = torch.from_numpy(np.ascontiguousarray(frames[idx])).permute(0, 3, 1, 2).float() / 127.5 - 1  # (T, 3, H, W)
+    if protocol.resolution is not None:
+        clip = resize_cover(clip, protocol.resolution, protocol.resolution)
+    return clip.permute(1, 0, 2, 3).contiguous()  # (3, T, H, W)
+
+
+def clip_preprocessing(protocol: Protocol) -> dict:
+    """What :func:`prepare_clip` does, for the report (each extractor records its own on top)."""
+    r = protocol.resolution
+    return {"decode": "PyAV, every frame to uint8 RGB (read_video)",
+            "frames": f"{protocol.frames} frames at stride {protocol.stride} (real: clip sampling "
+                      f"{protocol.clip_sampling!r}; fake: from 0)",
+            "resize": (f"shorter side to {r}, torch bilinear antialias=True align_corners=False, centre crop {r}x{r}"
+                       if r is not None else "none: sizes kept, real and fake must match"),
+            "values": "float [-1, 1] = uint8 / 127.5 - 1"}
+
+
+def _humanise_label(label: str) -> str:
+    """UCF-101 class names to prompts: 'ApplyEyeMakeup' -> 'apply eye makeup'."""
+    return re.sub(r"(?<=[a-z])(?=[A-Z])", " ", label).replace("_", " ").lower()
+
+
+def _sidecar_caption(path: Path) -> str | None:
+    """The prompt `vdmkit sample` stores beside a video (``<file>.json``), if any."""
+    side = path.with_name(path.name + ".json")
+    if not side.is_file():
+        return None
+    try:
+        meta = json.loads(side.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise InvalidVideoError(f"{str(side)!r}: unreadable caption sidecar ({e}); fix or delete it") from e
+    caption = meta.get("prompt", meta.get("caption")) if isinstance(meta, dict) else None
+    return caption if isinstance(caption, str) else None
+
+
+def read_msrvtt_annotations(path: str | os.PathLike, split: str = "test") -> dict[str, list[str]]:
+    """MSR-VTT annotation JSON (``{"videos": [{"video_id", "split"}], "sentences": [{"video_id",
+    "caption"}]}``, as in ``test_videodatainfo.json``) -> ``{video_id: [captions]}`` of ``split``."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        videos = {v["video_id"] for v in data["videos"] if v.get("split", split) == split}
+        captions: dict[str, list[str]] = {v: [] for v in sorted(videos)}
+        for s in sorted(data["sentences"], key=lambda s: (s["video_id"], s.get("sen_id", 0))):
+            if s["video_id"] in captions:
+                captions[s["video_id"]].append(str(s["caption"]))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as e:
+        raise DatasetError(f"{str(path)!r} is not an MSR-VTT annotation JSON with 'videos' and 'sentences' "
+                           f"({type(e).__name__}: {e})") from e
+    if not captions:
+        raise DatasetError(f"{str(path)!r} lists no videos of split {split!r}")
+    return captions
+
+
+def read_split_file(path: str | os.PathLike) -> list[str]:
+    """A UCF-101 split list (``trainlist01.txt`` / ``testlist01.txt``: 'Class/v_Class_g01_c01.avi [label]')."""
+    path = Path(path)
+    if not path.is_file():
+        raise DatasetError(f"split file {str(path)!r} not found")
+    return [line.split()[0] for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+# ---- sources ------------------------------------------------------------------------------------
+
+class FolderSource:
+    """Video files under ``root`` (sorted, recursive). Real videos too short for one clip are skipped
+    and recorded; a fake one is an error (the generator was asked for fewer frames)."""
+
+    kind = "folder"
+
+    def __init__(self, root, protocol: Protocol, role: str, *, limit: int | None, annotations=None,
+                 real_split=None):
+        self.root, self.protocol, self.role = Path(root), protocol, role
+        if not self.root.is_dir():
+            raise DatasetError(f"--{role} {str(self.root)!r} is not a folder of videos (nor 'shapes'/'noise'/a model)")
+        files = sorted(p for p in self.root.rglob("*") if p.suffix.lower() in VIDEO_SUFFIXES and p.is_file())
+        self.split = protocol.real_split
+        self.captions_by_id = None
+        if real_split is not None:
+            wanted = set(read_split_file(real_split))
+            files = [p for p in files if p.relative_to(self.root).as_posix() in wanted]
+            self.split = f"split file {str(real_split)!r} ({len(wanted)} entries)"
+        if annotations is not None:
+            self.captions_by_id = read_msrvtt_annotations(annotations)
+            if role == "real":
+                files = [p for p in files if p.stem in self.captions_by_id]
+                self.split = f"split 'test' of {str(annotations)!r} ({len(self.captions_by_id)} videos)"
+        if not files:
+            raise DatasetError(f"--{role} {str(self.root)!r} holds no video files ({', '.join(VIDEO_SUFFIXES)})"
+                               + (" of the requested split" if real_split or annotations else ""))
+        self.files_found = len(files)
+        self.files = files
+        self.limit = limit
+        self.skipped: list[dict] = []
+        self.used = 0
+
+    def label(self, path: Path) -> str | None:
+        rel = path.relative_to(self.root).parts
+        return rel[0] if len(rel) > 1 else None
+
+    def caption(self, path: Path) -> str | None:
+        side = _sidecar_caption(path)
+        if side is not None:
+            return side
+        if self.captions_by_id and path.stem in self.captions_by_id and self.captions_by_id[path.stem]:
+            return self.captions_by_id[path.stem][0]
+        return None
+
+    def prompts(self) -> list[tuple[str, str | None, dict | None]]:
+        """(prompt, label, attributes) per planned sample, for sampling a model against this set."""
+        files = self.files[: self.limit] if self.limit else self.files
+        if self.captions_by_id is not None:
+            out = []
+            for p in files:
+                caps = self.captions_by_id.get(p.stem, [])
+                out += [(c, None, None) for c in (caps if self.protocol.captions == "all" else caps[:1])]
+            return out
+        out = []
+        for p in files:
+            label = self.label(p)
+            out.append((self.caption(p) or (_humanise_label(label) if label else ""), label, None))
+        return out
+
+    def samples(self) -> Iterator[Sample]:
+        from vdmkit.io.video import read_video
+
+        p = self.protocol
+        sampling = CLIP_SAMPLINGS[p.clip_sampling if self.role == "real" else "start"]  # fakes: from frame 0
+        rng = np.random.RandomState(p.seed)  # one stream over the sorted videos, as plan_real_clips draws it
+        longest = 0
+        for path in self.files:
+            if self.limit is not None and self.used >= self.limit:
+                return
+            rel = path.relative_to(self.root).as_posix()
+            frames = read_video(path)
+            longest = max(longest, frames.shape[0])
+            start = sampling.start(frames.shape[0], p.frames, p.stride, rng)
+            if start is None:
+                reason = (f"{frames.shape[0]} frames, a clip of {p.frames} at stride {p.stride} needs "
+                          f"{sampling.min_length(p.frames, p.stride)}"
+                          + (f" (clip sampling {p.clip_sampling!r})" if self.role == "real" else ""))
+                if self.role == "fake":
+                    raise ConstraintError(f"fake video {str(path)!r} has {reason}; real and fake clips must have the "
+                                          f"same frame count (generate {clip_span(p.frames, p.stride)} frames or "
+                                          "pass --frames)")
+                self.skipped.append({"file": rel, "reason": reason})
+                continue
+            self.used += 1
+            caption = self.caption(path)
+            yield Sample(rel, prepare_clip(frames, start, p), caption, self.label(path),
+                         parse_shapes_caption(caption),
+                         {"file": rel, "start": start, "source_frames": int(frames.shape[0]),
+                          "source_size": list(frames.shape[1:3])})
+        if self.used == 0:
+            self._too_short(longest, sampling)
+
+    def _too_short(self, longest: int, sampling) -> None:
+        p = self.protocol
+        need, span = sampling.min_length(p.frames, p.stride), clip_span(p.frames, p.stride)
+        hint = ("pass a smaller --frames or --stride"
+                + (f", or --clip-sampling random (it keeps videos of {span} frames or more)"
+                   if span <= longest < need else ""))
+        raise DatasetError(f"--{self.role} {str(self.root)!r}: none of its {len(self.files)} videos is long enough "
+                           f"for one clip: clip sampling {p.clip_sampling!r} needs at least {need} frames ({p.frames} "
+                           f"at stride {p.stride}) and the longest has {longest}; {hint}")
+
+    def describe(self) -> dict:
+        name = self.protocol.clip_sampling if self.role == "real" else "start"
+        return {"kind": self.kind, "path": str(self.root), "split": self.split, "files_found": self.files_found,
+                "skipped": self.skipped, "used": self.used,
+                "clip_sampling": f"{name}: {CLIP_SAMPLINGS[name].description}"
+                                 + (f"; seed {self.protocol.seed}" if CLIP_SAMPLINGS[name].random_offset else "")}
+
+
+def parse_shapes_caption(caption: str | None) -> dict | None:
+    """'a slow red circle moving up-left' -> attributes, or None when it is not a shapes caption."""
+    from vdmkit.data.shapes import COLOURS, DIRECTIONS, SHAPES, SPEEDS
+
+    if not caption:
+        return None
+    m = re.fullmatch(r"a (\w+) (\w+) (\w+) moving ([\w-]+)", caption.strip().lower())
+    if not m:
+        return None
+    speed, colour, shape, direction = m.groups()
+    if speed in SPEEDS and colour in COLOURS and shape in SHAPES and direction in DIRECTIONS:
+        return {"speed": speed, "colour": colour, "shape": shape, "direction": direction}
+    return None
+
+
+class ShapesSource:
+    """The procedural moving-shapes data, ``ShapesDataset(cfg)`` samples ``0 .. n-1``."""
+
+    kind = "shapes"
+
+    def __init__(self, cfg, n: int):
+        from vdmkit.data.shapes import ShapesDataset
+
+        self.cfg, self.n = cfg, n
+        self.dataset = ShapesDataset(cfg)
+        self.used = 0
+
+    def prompts(self):
+        items = (self.dataset[i] for i in range(self.n))
+        return [(it["caption"], None, {k: it["attributes"][k] for k in ("shape", "colour", "direction", "speed")})
+                for it in items]
+
+    def samples(self) -> Iterator[Sample]:
+        for i in range(self.n):
+            it = self.dataset[i]
+            self.used += 1
+            yield Sample(f"shapes/{i}", it["video"], it["caption"], None, it["attributes"], {"index": i})
+
+    def describe(self) -> dict:
+        return {"kind": self.kind, "config": dataclasses.asdict(self.cfg), "used": self.used,
+                "split": f"ShapesDataset(seed={self.cfg.seed}) samples 0..{self.n - 1}",
+                "clip_sampling": "rendered clips (the generator's own videos)"}
+
+
+class NoiseSource:
+    """Uniform noise videos (a lower bound), captions borrowed from the real set."""
+
+    kind = "noise"
+
+    def __init__(self, shape: tuple[int, int, int], n: int, seed: int, prompts):
+        self.shape, self.n, self.seed, self.plan = shape, n, seed, prompts
+        self.used = 0
+
+    def samples(self) -> Iterator[Sample]:
+        g = torch.Generator().manual_seed(self.seed)
+        for i in range(self.n):
+            caption, label, attrs = self.plan[i % len(self.plan)] if self.plan else (None, None, None)
+            self.used += 1
+            yield Sample(f"noise/{i}", torch.rand(3, *self.shape, generator=g) * 2 - 1, caption, label, attrs,
+                         {"index": i})
+
+    def describe(self) -> dict:
+        return {"kind": self.kind, "used": self.used, "seed": self.seed,
+                "clip_sampling": "uniform noise in [-1, 1], torch.Generator(seed)"}
+
+
+class ModelSource:
+    """Samples of a trained vdmkit model on the real set's prompts, batch by batch (seed + first index)."""
+
+    kind = "model"
+
+    def __init__(self, path, protocol: Protocol, n: int, prompts, *, size: int, steps: int, guidance: float,
+                 sampler: str, batch_size: int, seed: int):
+        self.frames = protocol.frames
+        self.model = open_model(path, frames=self.frames, size=size, steps=steps, guidance=guidance, sampler=sampler,
+                                seed=seed)
+        self.directory, self.size = self.model.directory, self.model.size
+        if not prompts:
+            raise DatasetError("the real set gives no prompts to sample the model with")
+        self.n, self.plan, self.steps, self.guidance, self.sampler = n, prompts, steps, guidance, sampler
+        self.batch_size, self.seed = batch_size, seed
+        self.used = 0
+        self.model_sha256 = None
+
+    def samples(self) -> Iterator[Sample]:
+        for first in range(0, self.n, self.batch_size):
+            rows = [self.plan[i % len(self.plan)] for i in range(first, min(first + self.batch_size, self.n))]
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", SampleCountWarning)
+                videos, self.model_sha256 = self.model.sample([r[0] for r in rows], self.seed + first)
+            for j, (row, video) in enumerate(zip(rows, videos)):
+                self.used += 1
+                yield Sample(f"model/{first + j}", video.clamp(-1, 1), row[0], row[1], row[2],
+                             {"index": first + j, "batch_seed": self.seed + first, "position_in_batch": j})
+
+    def describe(self) -> dict:
+        return {"kind": self.kind, "path": str(self.directory), "model_sha256": self.model_sha256,
+                "used": self.used, "sampler": self.sampler, "steps": self.steps, "guidance": self.guidance,
+                "seed": self.seed, "batch_size": self.batch_size, "frames": self.frames, "size": self.size,
+                "clip_sampling": "generated clips, frames 0..T-1; batch k seeded with seed + its first index"}
+
+
+@dataclass(frozen=True)
+class OpenedModel:
+    """A model checked against a sampling request, its weights not loaded yet. ``sample(prompts, seed)`` loads
+    them on its first call and returns the videos ``(B, 3, T, size, size)`` and the weights' sha256."""
+
+    directory: Path
+    size: int
+    sample: Callable[[list[str], int], tuple[torch.Tensor, str]]
+
+
+def open_model(path, *, frames: int, size: int, steps: int, guidance: float, sampler: str,
+               seed: int) -> OpenedModel:
+    """The checkpoint at ``path`` (a checkpoint or run directory), the request validated against its config
+    before any weights load. The only function of vdmkit.evaluation that imports vdmkit.pipelines."""
+    from vdmkit.pipelines.text2video import (
+        TextToVideo,
+        read_run_config,
+        resolve_checkpoint,
+        validate_request,
+    )
+
+    directory = resolve_checkpoint(path)
+    validate_request(read_run_config(directory), frames=frames, height=size, width=size, steps=steps,
+                     guidance=guidance, seed=seed, sampler=sampler)
+    pipe = None
+
+    def sample(prompts: list[str], batch_seed: int) -> tuple[torch.Tensor, str]:
+        nonlocal pipe
+        if pipe is None:  # the weights load when the first batch is asked for
+            pipe = TextToVideo.from_pretrained(directory)
+        videos = pipe(prompts, frames=frames, height=size, width=size, steps=steps, sampler=sampler,
+                      guidance=guidance, seed=batch_seed)
+        return videos, pipe.model_sha256
+
+    return OpenedModel(directory, size, sample)
+
+
+def model_data_config(path):
+    """The training data config (a ShapesConfig or VideoDataConfig) of the model at ``path``, from the run
+    document of its checkpoint (``run.json``, or ``config.json`` in older checkpoints that keep the whole run
+    there); a run's default data when the checkpoint does not say."""
+    from vdmkit.data.loader import data_config
+    from vdmkit.io.checkpoint import open_checkpoint
+
+    run = open_checkpoint(path).run_document() or {}
+    return data_config(run.get("data", {}))
+
+
+def _is_model_dir(path: Path) -> bool:
+    return path.is_dir() and ((path / "manifest.json").is_file() or (path / "checkpoints").is_dir())
+
+
+def _shapes_config(protocol: Protocol, seed: int, base=None):
+    from vdmkit.data.shapes import ShapesConfig
+
+    fields = dataclasses.asdict(base) if base is not None else {}
+    fields.update(size=protocol.resolution or fields.get("size", 32), frames=protocol.frames, seed=seed)
+    return ShapesConfig(**fields)
+
+
+def build_sources(real, fake, protocol: Protocol, *, annotations=None, real_split=None, sample_steps: int = 50,
+                  guidance: float = 3.0, sampler: str = "ddim", batch_size: int = 8):
+    """Resolve ``--real`` and ``--fake`` into sources (no decoding, no weights)."""
+    real, fake = str(real), str(fake)
+    model_data = None
+    if fake not in (SHAPES_KEYWORD, NOISE_KEYWORD) and _is_model_dir(Path(fake)):
+        model_data = model_data_config(fake)
+    if real == SHAPES_KEYWORD:
+        n_real = protocol.num_real or 256
+        real_src = ShapesSource(_shapes_config(protocol, protocol.seed, model_data), n_real)
+    elif real == NOISE_KEYWORD:
+        raise ConfigError("--real noise is not a reference set; use it as --fake (a lower bound)")
+    else:
+        real_src = FolderSource(real, protocol, "real", limit=protocol.num_real, annotations=annotations,
+                                real_split=real_split)
+    n_fake = protocol.num_fake or (real_src.n if isinstance(real_src, ShapesSource) else None)
+    if fake == SHAPES_KEYWORD:
+        fake_src = ShapesSource(_shapes_config(protocol, protocol.seed + 1, getattr(real_src, "cfg", None)),
+                                n_fake or 256)
+    elif fake == NOISE_KEYWORD:
+        size = protocol.resolution or (real_src.cfg.size if isinstance(real_src, ShapesSource) else None)
+        if size is None:
+            raise ConfigError("--fake noise needs a protocol resolution (pass --resolution)")
+        prompts = real_src.prompts()
+        fake_src = NoiseSource((protocol.frames, size, size), n_fake or len(prompts), protocol.seed + 2, prompts)
+    elif model_data is not None:
+        prompts = real_src.prompts()
+        fake_src = ModelSource(fake, protocol, n_fake or len(prompts), prompts,
+                               size=protocol.resolution or model_data.size, steps=sample_steps, guidance=guidance,
+                               sampler=sampler, batch_size=batch_size, seed=protocol.seed)
+    else:
+        fake_src = FolderSource(fake, protocol, "fake", limit=protocol.num_fake, annotations=annotations)
+    return real_src, fake_src
+
+
+def planned_count(src) -> int:
+    if isinstance(src, FolderSource):
+        return min(src.files_found, src.limit) if src.limit else src.files_found
+    return src.n
+
