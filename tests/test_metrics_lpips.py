@@ -435,7 +435,7 @@ def test_lpips_is_differentiable_in_its_inputs_only(weights):
 
 def test_autoencoder_training_adds_the_perceptual_term(weights, tmp_path):
     from vdmkit import cli
-    from vdmkit.config import AERunConfig, AETrainConfig, load_config
+    from vdmkit.training.config import AERunConfig, AETrainConfig, load_config
 
     assert AETrainConfig().perceptual_weight == 0  # off unless asked for
     _, _, heads, heads_sha, state = weights["alex"]

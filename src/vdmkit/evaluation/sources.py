@@ -337,30 +337,27 @@ class OpenedModel:
 
 
 def open_model(path, *, frames: int, size: int, steps: int, guidance: float, sampler: str,
-               seed: int) -> OpenedModel:
+               seed: int, device=None) -> OpenedModel:
     """The checkpoint at ``path`` (a checkpoint or run directory), the request validated against its config
-    before any weights load. The only function of vdmkit.evaluation that imports vdmkit.pipelines."""
-    from vdmkit.pipelines.text2video import (
-        TextToVideo,
-        read_run_config,
-        resolve_checkpoint,
-        validate_request,
-    )
+    before any weights load; the weights load on ``device`` at the first batch. The only function of
+    vdmkit.evaluation that imports vdmkit.pipelines."""
+    from vdmkit.pipelines import TextToVideo, make_request
+    from vdmkit.pipelines import open_model as open_pipeline_model
 
-    directory = resolve_checkpoint(path)
-    validate_request(read_run_config(directory), frames=frames, height=size, width=size, steps=steps,
-                     guidance=guidance, seed=seed, sampler=sampler)
+    ckpt, config = open_pipeline_model(path)  # reads and hashes the config only
+    make_request(config, ["a prompt"], frames=frames, height=size, width=size, steps=steps, guidance=guidance,
+                 seed=seed, sampler=sampler)
     pipe = None
 
     def sample(prompts: list[str], batch_seed: int) -> tuple[torch.Tensor, str]:
         nonlocal pipe
         if pipe is None:  # the weights load when the first batch is asked for
-            pipe = TextToVideo.from_pretrained(directory)
+            pipe = TextToVideo.from_pretrained(ckpt).to(device or "cpu")
         videos = pipe(prompts, frames=frames, height=size, width=size, steps=steps, sampler=sampler,
                       guidance=guidance, seed=batch_seed)
-        return videos, pipe.model_sha256
+        return videos.cpu(), pipe.model_sha256
 
-    return OpenedModel(directory, size, sample)
+    return OpenedModel(ckpt.directory, size, sample)
 
 
 def model_data_config(path):
