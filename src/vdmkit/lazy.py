@@ -4,6 +4,7 @@ package (as `vdmkit --help` does to register subcommands) does not pay for torch
 from __future__ import annotations
 
 import importlib
+import sys
 
 
 def lazy_exports(package: str, exports: dict[str, tuple[str, ...]]):
@@ -14,7 +15,11 @@ def lazy_exports(package: str, exports: dict[str, tuple[str, ...]]):
     def __getattr__(name: str):
         if name not in where:
             raise AttributeError(f"module {package!r} has no attribute {name!r}")
-        return getattr(importlib.import_module(where[name]), name)
+        value = getattr(importlib.import_module(where[name]), name)
+        # kept on the package: importing a submodule of the same name (evaluation.evaluate) sets that attribute
+        # to the submodule, which must not shadow the function
+        setattr(sys.modules[package], name, value)
+        return value
 
     def __dir__():
         return sorted(where)

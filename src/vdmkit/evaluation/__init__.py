@@ -6,9 +6,7 @@ sources (:mod:`.sources`), the wiring (:mod:`.evaluate`) and reports (:mod:`.rep
 Names are imported on first use (PEP 562), so ``vdmkit eval --help`` does not pay for torch.
 """
 
-from __future__ import annotations
-
-import importlib
+from vdmkit.lazy import lazy_exports
 
 _EXPORTS = {
     "vdmkit.evaluation.features.c3d": ("load_c3d",),
@@ -30,17 +28,4 @@ _EXPORTS = {
     "vdmkit.evaluation.evaluate": ("Evaluation", "evaluate"),
     "vdmkit.evaluation.report": ("compare_reports", "load_report", "write_report_html", "write_report_json"),
 }
-_WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
-__all__ = tuple(sorted(_WHERE))
-
-
-def __getattr__(name: str):
-    if name not in _WHERE:
-        raise AttributeError(f"module 'vdmkit.evaluation' has no attribute {name!r}")
-    value = getattr(importlib.import_module(_WHERE[name]), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__():
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__, __all__ = lazy_exports(__name__, _EXPORTS)
