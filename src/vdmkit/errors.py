@@ -23,6 +23,14 @@ class OutputError(VdmkitError, ValueError):
     """An output path that cannot be written: unknown format, a folder, below a regular file, or unwritable."""
 
 
+class DeviceError(VdmkitError, ValueError):
+    """A device that is unknown or not on this machine (``--device cuda`` without CUDA, ``mps`` off a Mac)."""
+
+
+class OutOfMemoryError(VdmkitError, MemoryError):
+    """A device (or the CPU) ran out of memory; the message says what to lower so that the work fits."""
+
+
 class CorruptCheckpointError(VdmkitError):
     """A checkpoint file that is missing, truncated, not safetensors, or fails its manifest."""
 

@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from vdmkit.device import randn
 from vdmkit.errors import ConstraintError, NonFiniteError
 
 
@@ -32,7 +33,7 @@ class DiagonalGaussian:
         self.std = torch.exp(0.5 * self.logvar)
 
     def sample(self, generator: torch.Generator | None = None) -> torch.Tensor:
-        noise = torch.randn(self.mean.shape, generator=generator, dtype=self.mean.dtype, device=self.mean.device)
+        noise = randn(self.mean.shape, generator, self.mean.device, self.mean.dtype)  # drawn where the generator is
         return self.mean + self.std * noise
 
     def mode(self) -> torch.Tensor:

@@ -10,6 +10,7 @@ from typing import Any, Callable
 
 import torch
 
+from vdmkit.device import randn
 from vdmkit.diffusion.process import NoiseProcess, training_target
 from vdmkit.errors import ConfigError
 
@@ -46,7 +47,7 @@ def diffusion_loss(
     b = x0.shape[0]
     density = "logit_normal" if weighting == "logit_normal" else "uniform"
     t = process.sample_time(b, generator, x0.device, density)
-    eps = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
+    eps = randn(x0.shape, generator, x0.device, x0.dtype)  # a CPU generator: the same noise on every device
     alpha, sigma = process.alpha_sigma(t, x0)
     x_t = alpha * x0 + sigma * eps
     pred = model(x_t, process.model_time(t), cond).float()

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 import torch
 
+from vdmkit.device import draw_device
 from vdmkit.diffusion.schedules import SCHEDULES, rescale_zero_terminal_snr, shift_alphas_cumprod
 from vdmkit.errors import ConfigError
 
@@ -78,10 +79,11 @@ class NoiseProcess:
         return alpha**2 / sigma**2
 
     def sample_time(self, n: int, generator=None, device=None, density: str = "uniform") -> torch.Tensor:
-        """Training times: uniform, or logit-normal (SD3)."""
-        u = logit_normal_time(n, generator, device) if density == "logit_normal" else \
-            torch.rand(n, generator=generator, device=device, dtype=torch.float64)
-        return self._from_unit(u)
+        """Training times: uniform, or logit-normal (SD3); drawn where the generator lives, returned on ``device``."""
+        where = draw_device(generator, device)
+        u = logit_normal_time(n, generator, where) if density == "logit_normal" else \
+            torch.rand(n, generator=generator, device=where, dtype=torch.float64)
+        return self._from_unit(u.to(device) if device is not None else u)
 
     def _from_unit(self, u: torch.Tensor) -> torch.Tensor:
         return u

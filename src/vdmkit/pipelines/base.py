@@ -13,6 +13,7 @@ from torch import nn
 
 from vdmkit.autoencoders.load import build_autoencoder
 from vdmkit.conditioning.condition import Condition
+from vdmkit.device import low_precision_dtype
 from vdmkit.diffusion.denoiser import Denoiser
 from vdmkit.io.checkpoint import CONFIG, WEIGHTS, Checkpoint, load_strict, open_checkpoint
 from vdmkit.pipelines.config import PipelineConfig, pipeline_config
@@ -90,7 +91,7 @@ class Pipeline(nn.Module):
     def denoiser(self, precision: str = "fp32") -> Denoiser:
         clip = (-1.0, 1.0) if self.autoencoder is None else None  # latents have no fixed range
         return Denoiser(self.backbone, self.process, self.config.diffusion.prediction, clip_x0=clip,
-                        autocast_dtype=torch.bfloat16 if precision == "bf16" else None)
+                        autocast_dtype=None if precision == "fp32" else low_precision_dtype(self.device))
 
     def starting_noise(self, request: SampleRequest) -> tuple[torch.Tensor, torch.Generator]:
         """(x_T on this pipeline's device, the CPU generator seeded with the request's seed, which then feeds a

@@ -7,6 +7,7 @@ from typing import Any, Callable
 
 import torch
 
+from vdmkit.device import randn
 from vdmkit.diffusion.denoiser import Denoiser
 from vdmkit.registry import check_sampler
 from vdmkit.sampling.guidance import guided
@@ -36,7 +37,7 @@ def initial_noise(shape: tuple[int, ...], generator: torch.Generator, device: to
                   dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """Unit Gaussian noise ``shape`` drawn from ``generator`` on the CPU, then moved: a seed gives the same starting
     noise on every device."""
-    return torch.randn(shape, generator=generator, dtype=dtype).to(device or "cpu")
+    return randn(shape, generator, device or "cpu", dtype)
 
 
 def generate(

@@ -17,6 +17,7 @@ from typing import Callable
 
 import torch
 
+from vdmkit.device import randn
 from vdmkit.diffusion.process import NoiseProcess, x0_to_eps
 from vdmkit.errors import NonFiniteError
 
@@ -50,8 +51,7 @@ def _check_finite(x: torch.Tensor, step: int, t) -> None:
 
 def _noise(x: torch.Tensor, generator) -> torch.Tensor:
     """Drawn on the generator's device (a CPU generator: the same noise on every device), then moved to x's."""
-    device = generator.device if generator is not None else x.device
-    return torch.randn(x.shape, generator=generator, device=device, dtype=x.dtype).to(x.device)
+    return randn(x.shape, generator, x.device, x.dtype)
 
 
 def _lambda(alpha: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:

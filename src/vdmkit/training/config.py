@@ -17,8 +17,9 @@ from vdmkit.autoencoders.load import read_autoencoder_config
 from vdmkit.config import from_dict, read_config, to_dict
 from vdmkit.data.loader import data_config
 from vdmkit.data.shapes import ShapesConfig
+from vdmkit.device import check_device_name
 from vdmkit.diffusion.config import DiffusionConfig
-from vdmkit.errors import ConfigError, ConstraintError, VdmkitError
+from vdmkit.errors import ConfigError, ConstraintError, DeviceError, VdmkitError
 from vdmkit.evaluation.protocols import LPIPS_NETS
 from vdmkit.io.checkpoint import WEIGHTS, open_checkpoint
 from vdmkit.pipelines.config import LatentSpec, PipelineConfig, autoencoder_config, build_parts, check_fits, fit_latent
@@ -28,7 +29,13 @@ PRECISIONS = ("fp32", "bf16")
 
 
 def check_optimisation(cfg) -> None:
-    """Checks every training config shares: learning rate, precision and seed."""
+    """Checks every training config shares: learning rate, precision, seed, device and data workers."""
+    try:
+        check_device_name(cfg.device)
+    except DeviceError as err:
+        raise ConfigError(f"train.device: {err}") from err
+    if cfg.workers < 0:
+        raise ConfigError(f"train.workers must be >= 0 (0 = load batches in the training process), got {cfg.workers}")
     if not cfg.lr > 0:
         raise ConfigError(f"train.lr must be > 0, got {cfg.lr}")
     if cfg.precision not in PRECISIONS:
@@ -56,9 +63,12 @@ class TrainConfig:
     # joint image-video training (VDM, LaVie): about this fraction of each batch's samples train as T independent
     # images (the clip's own frames, its caption) through the same backbone, temporal layers masked; 0 = off
     image_ratio: float = 0.0
+    # bf16 autocast for the backbone (fp16 with a loss scaler on devices without bf16); fp32 to check numerics
     precision: str = "bf16"
     seed: int = 0
     threads: int = 0  # torch intra-op threads; 0 = leave torch's default
+    device: str = "auto"  # auto (CUDA when present), cpu, cuda, cuda:N, mps; --device overrides it
+    workers: int = 0  # data-loading worker processes ahead of the loop (real clips); 0 = load in the loop
     out_dir: str = "runs/shapes"
     log_every: int = 10
     checkpoint_every: int = 500
@@ -236,6 +246,8 @@ class AETrainConfig:
     precision: str = "bf16"
     seed: int = 0
     threads: int = 0
+    device: str = "auto"
+    workers: int = 0
     out_dir: str = "runs/vae"
     log_every: int = 10
     checkpoint_every: int = 200

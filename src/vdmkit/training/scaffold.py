@@ -2,8 +2,10 @@
 (refusal, resume, leftovers of killed writes), the metrics log, precision, the learning-rate and EMA schedules,
 and checkpoints that resume exactly (weights, optimizer, RNG states, step).
 
-Device and rank seams: :func:`autocast` takes the device the model runs on (its type picks the autocast
-backend); checkpoints hold CPU tensors, so a run resumes on any device.
+Devices: the loops resolve ``train.device`` first (a missing device fails before any work), run the model
+there under :func:`vdmkit.device.autocast`, feed it with :func:`batches` (worker processes, pinned memory) and
+draw every random number from CPU generators. Checkpoints hold CPU tensors, so a run resumes on any device;
+the optimizer state follows the parameters' device when loaded.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import torch
 from tqdm import tqdm
 
 from vdmkit.config import dump_config
+from vdmkit.device import peak_memory
 from vdmkit.errors import ConfigError, CorruptCheckpointError
 from vdmkit.io.atomic import write_text_atomic
 from vdmkit.io.checkpoint import (
@@ -111,9 +114,38 @@ class Progress:
         self.bar.close()
 
 
-def autocast(device: torch.device, precision: str):
-    """bf16 autocast on ``device``'s backend when ``precision`` is bf16; a no-op context for fp32."""
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
+class StepBatches(torch.utils.data.Dataset):
+    """Item k is training step k's batch of a dataset with ``batch(start, size)``: a pure function of k."""
+
+    def __init__(self, dataset, batch_size: int):
+        self.dataset, self.batch_size = dataset, batch_size
+
+    def __len__(self) -> int:
+        return 2**62
+
+    def __getitem__(self, step: int):
+        return self.dataset.batch(step * self.batch_size, self.batch_size)
+
+
+def batches(dataset, start: int, steps: int, batch_size: int, device: torch.device, workers: int = 0):
+    """(videos on ``device``, captions) of steps ``start .. steps - 1``, in order. With ``workers`` > 0 worker
+    processes load them ahead of the loop (two batches each), into pinned memory when the device is CUDA; every
+    batch is a pure function of its step, so workers change no number (a bad file is skipped in the worker that
+    meets it, and counted there)."""
+    if workers == 0:
+        loader = (dataset.batch(step * batch_size, batch_size) for step in range(start, steps))
+    else:
+        loader = torch.utils.data.DataLoader(StepBatches(dataset, batch_size), sampler=range(start, steps),
+                                             batch_size=None, num_workers=workers, prefetch_factor=2,
+                                             pin_memory=device.type == "cuda")
+    for videos, captions in loader:
+        yield videos.to(device, non_blocking=True), list(captions)
+
+
+def peak_memory_record(device: torch.device) -> dict:
+    """``{"peak_memory_mb": ...}``: the most device memory allocated since the last record (CUDA; {} elsewhere)."""
+    peak = peak_memory(device)
+    return {} if peak is None else {"peak_memory_mb": round(peak / 2**20, 1)}
 
 
 def lr_at(step: int, cfg) -> float:
@@ -140,6 +172,18 @@ def ema_update(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> No
             e.lerp_(p, 1 - decay)
 
 
+def optimizer_step(loss: torch.Tensor, opt: torch.optim.Optimizer, params, grad_clip: float,
+                   scaler: torch.amp.GradScaler) -> torch.Tensor:
+    """Backward (through the fp16 loss scaler when it is on), clip the gradient norm to ``grad_clip``, step;
+    return the norm before clipping. The caller calls ``scaler.update()`` once the step's optimizers have run."""
+    opt.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()
+    scaler.unscale_(opt)
+    norm = torch.nn.utils.clip_grad_norm_(params, grad_clip)
+    scaler.step(opt)
+    return norm
+
+
 def optimizer_tensors(opt: torch.optim.Optimizer, prefix: str) -> dict[str, torch.Tensor]:
     """The optimizer's per-parameter state as flat ``{prefix}.{param_id}.{name}`` tensors (for safetensors)."""
     return {f"{prefix}.{pid}.{k}": v if torch.is_tensor(v) else torch.tensor(v)
@@ -158,6 +202,16 @@ def restore_optimizer(opt: torch.optim.Optimizer, state: dict[str, torch.Tensor]
         opt.load_state_dict(opt_state)
     except (ValueError, KeyError) as e:
         raise CorruptCheckpointError(f"{str(directory)!r}: optimizer state does not fit ({e})") from e
+
+
+def scaler_state(scaler: torch.amp.GradScaler) -> dict:
+    """The fp16 loss scaler's state for the checkpoint's document ({} when it is off)."""
+    return {"grad_scaler": scaler.state_dict()} if scaler.is_enabled() else {}
+
+
+def restore_scaler(scaler: torch.amp.GradScaler, doc: dict) -> None:
+    if scaler.is_enabled() and "grad_scaler" in doc:
+        scaler.load_state_dict(doc["grad_scaler"])
 
 
 def rng_tensors(generator: torch.Generator) -> dict[str, torch.Tensor]:

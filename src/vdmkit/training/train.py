@@ -19,6 +19,7 @@ import torch
 from vdmkit.autoencoders.load import load_autoencoder
 from vdmkit.config import to_dict
 from vdmkit.data.loader import build_dataset
+from vdmkit.device import autocast, grad_scaler, memory_guard, resolve_device
 from vdmkit.diffusion.losses import diffusion_loss
 from vdmkit.errors import ConfigError, NonFiniteError
 from vdmkit.io.checkpoint import CONFIG, WEIGHTS, Checkpoint, load_strict
@@ -28,16 +29,20 @@ from vdmkit.training.config import LatentConfig, RunConfig, resolve
 from vdmkit.training.scaffold import (
     MetricsLog,
     Progress,
-    autocast,
+    batches,
     ema_decay_at,
     ema_update,
     lr_at,
     open_run,
+    optimizer_step,
     optimizer_tensors,
+    peak_memory_record,
     restore_optimizer,
     restore_rng,
+    restore_scaler,
     rng_tensors,
     save_training_checkpoint,
+    scaler_state,
     set_lr,
     set_threads,
     start_run_folder,
@@ -71,6 +76,7 @@ def train(cfg: RunConfig, *, resume: bool = False, progress: bool = True) -> Pat
     cfg = resolve(cfg)
     tc = cfg.train
     out = Path(tc.out_dir)
+    device = resolve_device(tc.device)  # a device that is not here fails before any work
     start = open_run(out, resume)  # the checkpoint to continue, or None; refuses to clobber a run
     set_threads(tc.threads)
     torch.manual_seed(tc.seed)
@@ -80,61 +86,63 @@ def train(cfg: RunConfig, *, resume: bool = False, progress: bool = True) -> Pat
         dataset = LatentCache(cfg.latent.cache, cfg)
     else:
         dataset = build_dataset(cfg.data, batch_size=tc.batch_size)  # shapes, or real clips in buckets
-    pipe = TextToVideo(cfg.pipeline()).train()
+    pipe = TextToVideo(cfg.pipeline()).train()  # initialised on the CPU: the same weights on every device
     if cfg.latent.enabled:
         load_autoencoder_into(pipe, cfg.latent)  # frozen and trained: it travels in every checkpoint
+    pipe.to(device)
     ema = pipe.ema_copy().eval().requires_grad_(False)  # shares the frozen parts, copies the trained ones
     params = [p for p in pipe.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=tc.lr, weight_decay=tc.weight_decay, betas=(0.9, 0.999))
-    generator = torch.Generator().manual_seed(tc.seed)
+    scaler = grad_scaler(device, tc.precision)  # fp16 devices only; a pass-through elsewhere
+    generator = torch.Generator().manual_seed(tc.seed)  # on the CPU: the same draws on every device
     step = 0
     if start is not None:
-        step = restore(start, cfg, pipe, ema, opt, generator)
+        step = restore(start, cfg, pipe, ema, opt, scaler, generator)
         if cfg.latent.enabled:  # frozen: always the recorded autoencoder, whatever an older checkpoint held
             load_autoencoder_into(pipe, cfg.latent)
     start_run_folder(out, cfg)
     metrics = MetricsLog(out, step if start is not None else None)
-    device = pipe.device
     bar = Progress(tc.steps, step, "train", progress)
+    advice = (f"lower train.batch_size ({tc.batch_size}), data.frames or data.size, use train.precision=bf16, or "
+              "model.checkpoint=true (DiT: recompute activations in the backward pass)")
     try:
-        while step < tc.steps:
-            videos, captions = dataset.batch(step * tc.batch_size, tc.batch_size)  # (B, C, T, H, W)
-            videos = videos.to(device)
-            if cfg.latent.enabled and not cfg.latent.cache:
+        with memory_guard(lambda: f"training step {step + 1} on {device}", advice):
+            for videos, captions in batches(dataset, step, tc.steps, tc.batch_size, device, tc.workers):
+                if cfg.latent.enabled and not cfg.latent.cache:
+                    with autocast(device, tc.precision):
+                        videos = pipe.to_latents(videos).float()  # the frozen autoencoder's scaled latents
+                drop = torch.rand(len(captions), generator=generator) < tc.cond_dropout
+                captions = ["" if d else c for c, d in zip(captions, drop.tolist())]
+                is_image = image_samples(len(captions), tc.image_ratio, generator)
+                set_lr([opt], lr_at(step, tc))
                 with autocast(device, tc.precision):
-                    videos = pipe.to_latents(videos).float()  # the frozen autoencoder's scaled latents
-            drop = torch.rand(len(captions), generator=generator) < tc.cond_dropout
-            captions = ["" if d else c for c, d in zip(captions, drop.tolist())]
-            is_image = image_samples(len(captions), tc.image_ratio, generator)
-            set_lr([opt], lr_at(step, tc))
-            with autocast(device, tc.precision):
-                cond = dataclasses.replace(pipe.encode(captions), is_image=is_image)
-                loss = diffusion_loss(pipe.backbone, videos, cond, pipe.process, cfg.diffusion.prediction,
-                                      weighting=cfg.diffusion.loss_weighting, generator=generator)
-            if not torch.isfinite(loss):
-                raise NonFiniteError(f"loss is {loss.item()} at step {step}; lower train.lr or use "
-                                     "train.precision=fp32. The last checkpoint is intact.")
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            grad_norm = torch.nn.utils.clip_grad_norm_(params, tc.grad_clip)
-            opt.step()
-            ema_update(ema, pipe, ema_decay_at(step, tc.ema_decay))
-            step += 1
-            bar.advance()
-            if step % tc.log_every == 0 or step == tc.steps:
-                rate = bar.rate(step)
-                record = {"step": step, "loss": loss.item(), "grad_norm": float(grad_norm), "lr": lr_at(step - 1, tc),
-                          "steps_per_s": rate, "time": time.time()}
-                metrics.write(record)
-                bar.show(loss=f"{record['loss']:.4f}", it_s=f"{rate:.2f}")
-            if step % tc.checkpoint_every == 0 or step == tc.steps:
-                save_training_checkpoint(
-                    out, step, weights=ema.state_dict(), config=to_dict(pipe.config), run=to_dict(cfg),
-                    state={**{f"model.{k}": v for k, v in pipe.state_dict().items()},
-                           **optimizer_tensors(opt, "optim"), **rng_tensors(generator)},
-                    state_doc={"param_groups": opt.state_dict()["param_groups"]}, keep=tc.keep_checkpoints)
-            if step % tc.sample_every == 0 or step == tc.steps:
-                write_previews(ema, cfg, out / "samples" / f"step_{step:07d}.mp4", step)
+                    cond = dataclasses.replace(pipe.encode(captions), is_image=is_image)
+                    loss = diffusion_loss(pipe.backbone, videos, cond, pipe.process, cfg.diffusion.prediction,
+                                          weighting=cfg.diffusion.loss_weighting, generator=generator)
+                if not torch.isfinite(loss):
+                    raise NonFiniteError(f"loss is {loss.item()} at step {step}; lower train.lr or use "
+                                         "train.precision=fp32. The last checkpoint is intact.")
+                grad_norm = optimizer_step(loss, opt, params, tc.grad_clip, scaler)
+                scaler.update()
+                ema_update(ema, pipe, ema_decay_at(step, tc.ema_decay))
+                step += 1
+                bar.advance()
+                if step % tc.log_every == 0 or step == tc.steps:
+                    rate = bar.rate(step)
+                    record = {"step": step, "loss": loss.item(), "grad_norm": float(grad_norm),
+                              "lr": lr_at(step - 1, tc), "steps_per_s": rate, "time": time.time(),
+                              **peak_memory_record(device)}
+                    metrics.write(record)
+                    bar.show(loss=f"{record['loss']:.4f}", it_s=f"{rate:.2f}")
+                if step % tc.checkpoint_every == 0 or step == tc.steps:
+                    save_training_checkpoint(
+                        out, step, weights=ema.state_dict(), config=to_dict(pipe.config), run=to_dict(cfg),
+                        state={**{f"model.{k}": v for k, v in pipe.state_dict().items()},
+                               **optimizer_tensors(opt, "optim"), **rng_tensors(generator)},
+                        state_doc={"param_groups": opt.state_dict()["param_groups"], **scaler_state(scaler)},
+                        keep=tc.keep_checkpoints)
+                if step % tc.sample_every == 0 or step == tc.steps:
+                    write_previews(ema, cfg, out / "samples" / f"step_{step:07d}.mp4", step)
     finally:
         bar.close()
         metrics.close()
@@ -167,7 +175,7 @@ def write_previews(pipe: TextToVideo, cfg: RunConfig, path: Path, step: int) -> 
     return path
 
 
-def restore(ckpt: Checkpoint, cfg: RunConfig, pipe, ema, opt, generator) -> int:
+def restore(ckpt: Checkpoint, cfg: RunConfig, pipe, ema, opt, scaler, generator) -> int:
     """Load the model, EMA, optimizer and RNG states of ``ckpt`` (same model config only); return its step."""
     try:  # through the dataclasses, so options added since the checkpoint was written take their defaults
         saved = pipeline_config(ckpt.read_json(CONFIG))
@@ -180,5 +188,6 @@ def restore(ckpt: Checkpoint, cfg: RunConfig, pipe, ema, opt, generator) -> int:
     load_strict(pipe, {k[6:]: v for k, v in state.items() if k.startswith("model.")}, ckpt.directory)
     load_strict(ema, ckpt.load_tensors(WEIGHTS), ckpt.directory)
     restore_optimizer(opt, state, "optim", doc["param_groups"], ckpt.directory)
+    restore_scaler(scaler, doc)
     restore_rng(state, generator)
     return int(doc["step"])

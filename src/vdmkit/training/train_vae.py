@@ -23,6 +23,7 @@ from vdmkit.autoencoders.losses import (PatchDiscriminator, hinge_d_loss, hinge_
 from vdmkit.autoencoders.video_vae import VideoVAE, inflate_frame_vae
 from vdmkit.config import to_dict
 from vdmkit.data.shapes import ShapesDataset
+from vdmkit.device import autocast, grad_scaler, memory_guard, resolve_device
 from vdmkit.errors import ConfigError, CorruptCheckpointError, NonFiniteError
 from vdmkit.evaluation.statistics import psnr
 from vdmkit.io.checkpoint import CONFIG, WEIGHTS, Checkpoint, load_strict
@@ -44,76 +45,77 @@ def train_autoencoder(cfg: AERunConfig, *, resume: bool = False, progress: bool 
     """Train the autoencoder described by ``cfg``; return the run directory."""
     tc = cfg.train
     out = Path(tc.out_dir)
+    device = resolve_device(tc.device)  # a device that is not here fails before any work
     start = scaffold.open_run(out, resume)  # the checkpoint to continue, or None; refuses to clobber a run
     scaffold.set_threads(tc.threads)
     torch.manual_seed(tc.seed)
     dataset = ShapesDataset(cfg.data)
-    held_out = eval_videos(cfg)
-    model = build_autoencoder(cfg.autoencoder, cfg.model).train()
+    held_out = eval_videos(cfg).to(device)
+    model = build_autoencoder(cfg.autoencoder, cfg.model).train()  # initialised on the CPU, then moved
     disc = PatchDiscriminator(cfg.model.in_channels).train() if tc.gan_weight > 0 else None
     perceptual = perceptual_net(tc) if tc.perceptual_weight > 0 else None
+    for module in (model, disc, perceptual):
+        if module is not None:
+            module.to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay, betas=(0.5, 0.9))
     opt_d = torch.optim.AdamW(disc.parameters(), lr=tc.lr, betas=(0.5, 0.9)) if disc is not None else None
-    generator = torch.Generator().manual_seed(tc.seed)
+    scaler = grad_scaler(device, tc.precision)  # fp16 devices only; a pass-through elsewhere
+    generator = torch.Generator().manual_seed(tc.seed)  # on the CPU: the same draws on every device
     step = 0
     if start is not None:
-        step = restore(start, cfg, model, disc, opt, opt_d, generator)
+        step = restore(start, cfg, model, disc, opt, opt_d, scaler, generator)
     elif tc.init_from:
         initialise_from(model, tc.init_from)
     scaffold.start_run_folder(out, cfg)
     metrics = scaffold.MetricsLog(out, step if start is not None else None)
-    device = next(model.parameters()).device
     pixels = cfg.data.frames * cfg.data.size * cfg.data.size * cfg.model.in_channels
     bar = scaffold.Progress(tc.steps, step, "train-vae", progress)
+    advice = (f"lower train.batch_size ({tc.batch_size}), data.frames or data.size, or use train.precision=bf16")
     try:
-        while step < tc.steps:
-            x, _ = dataset.batch(step * tc.batch_size, tc.batch_size)  # (B, C, T, H, W)
-            x = x.to(device)
-            lr = scaffold.lr_at(step, tc)
-            scaffold.set_lr([opt, opt_d], lr)
-            gan_on = disc is not None and step >= tc.gan_start
-            with scaffold.autocast(device, tc.precision):
-                posterior = model.encode(x)
-                x_hat = model.decode(posterior.sample(generator))
-                rec = reconstruction_loss(x, x_hat, tc.recon)
-                kl = kl_loss(posterior, pixels)
-                loss = rec + tc.kl_weight * kl
+        with memory_guard(lambda: f"autoencoder training step {step + 1} on {device}", advice):
+            for x, _ in scaffold.batches(dataset, step, tc.steps, tc.batch_size, device, tc.workers):  # (B, C, T, H, W)
+                lr = scaffold.lr_at(step, tc)
+                scaffold.set_lr([opt, opt_d], lr)
+                gan_on = disc is not None and step >= tc.gan_start
+                with autocast(device, tc.precision):
+                    posterior = model.encode(x)
+                    x_hat = model.decode(posterior.sample(generator))
+                    rec = reconstruction_loss(x, x_hat, tc.recon)
+                    kl = kl_loss(posterior, pixels)
+                    loss = rec + tc.kl_weight * kl
+                    if perceptual is not None:
+                        with torch.autocast(device.type, enabled=False):  # float32, as LPIPS is evaluated
+                            lp = perceptual(fold_time(x).float(), fold_time(x_hat).float()).mean()
+                        loss = loss + tc.perceptual_weight * lp
+                    if gan_on:
+                        g_loss = hinge_g_loss(disc(x_hat).float())
+                        loss = loss + tc.gan_weight * g_loss
+                if not torch.isfinite(loss):
+                    raise NonFiniteError(f"loss is {loss.item()} at step {step}; lower train.lr or use "
+                                         "train.precision=fp32. The last checkpoint is intact.")
+                grad_norm = scaffold.optimizer_step(loss, opt, model.parameters(), tc.grad_clip, scaler)
+                record = {"step": step + 1, "loss": loss.item(), "recon": rec.item(), "kl": kl.item(),
+                          "grad_norm": float(grad_norm), "lr": lr}
                 if perceptual is not None:
-                    with torch.autocast(device.type, enabled=False):  # float32, as LPIPS is evaluated
-                        lp = perceptual(fold_time(x).float(), fold_time(x_hat).float()).mean()
-                    loss = loss + tc.perceptual_weight * lp
+                    record["perceptual"] = lp.item()
                 if gan_on:
-                    g_loss = hinge_g_loss(disc(x_hat).float())
-                    loss = loss + tc.gan_weight * g_loss
-            if not torch.isfinite(loss):
-                raise NonFiniteError(f"loss is {loss.item()} at step {step}; lower train.lr or use "
-                                     "train.precision=fp32. The last checkpoint is intact.")
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
-            opt.step()
-            record = {"step": step + 1, "loss": loss.item(), "recon": rec.item(), "kl": kl.item(),
-                      "grad_norm": float(grad_norm), "lr": lr}
-            if perceptual is not None:
-                record["perceptual"] = lp.item()
-            if gan_on:
-                with scaffold.autocast(device, tc.precision):
-                    d_loss = hinge_d_loss(disc(x).float(), disc(x_hat.detach()).float())
-                opt_d.zero_grad(set_to_none=True)
-                d_loss.backward()
-                opt_d.step()
-                record.update(g_loss=g_loss.item(), d_loss=d_loss.item())
-            step += 1
-            bar.advance()
-            if step % tc.log_every == 0 or step == tc.steps:
-                record["steps_per_s"] = bar.rate(step)
-                record["time"] = time.time()
-                metrics.write(record)
-                bar.show(rec=f"{record['recon']:.4f}", it_s=f"{record['steps_per_s']:.2f}")
-            if step % tc.checkpoint_every == 0 or step == tc.steps:
-                report = evaluate_and_save(out, step, cfg, model, disc, opt, opt_d, generator, held_out)
-                metrics.write(report)
-                bar.write(f"step {step}: held-out PSNR {report['psnr']:.2f} dB, latent std {report['latent_std']:.3f}")
+                    with autocast(device, tc.precision):
+                        d_loss = hinge_d_loss(disc(x).float(), disc(x_hat.detach()).float())
+                    opt_d.zero_grad(set_to_none=True)
+                    scaler.scale(d_loss).backward()
+                    scaler.step(opt_d)
+                    record.update(g_loss=g_loss.item(), d_loss=d_loss.item())
+                scaler.update()
+                step += 1
+                bar.advance()
+                if step % tc.log_every == 0 or step == tc.steps:
+                    record.update(steps_per_s=bar.rate(step), time=time.time(), **scaffold.peak_memory_record(device))
+                    metrics.write(record)
+                    bar.show(rec=f"{record['recon']:.4f}", it_s=f"{record['steps_per_s']:.2f}")
+                if step % tc.checkpoint_every == 0 or step == tc.steps:
+                    report = evaluate_and_save(out, step, cfg, model, disc, opt, opt_d, scaler, generator, held_out)
+                    metrics.write(report)
+                    bar.write(f"step {step}: held-out PSNR {report['psnr']:.2f} dB, latent std {report['latent_std']:.3f}")
     finally:
         bar.close()
         metrics.close()
@@ -143,7 +145,7 @@ def initialise_from(model, path: str) -> None:
 
 
 @torch.no_grad()
-def evaluate_and_save(out: Path, step: int, cfg: AERunConfig, model, disc, opt, opt_d, generator,
+def evaluate_and_save(out: Path, step: int, cfg: AERunConfig, model, disc, opt, opt_d, scaler, generator,
                       held_out: torch.Tensor) -> dict:
     """Held-out PSNR, latent statistics -> scaling/shift factors, a preview, and a checkpoint."""
     model.eval()
@@ -170,12 +172,13 @@ def evaluate_and_save(out: Path, step: int, cfg: AERunConfig, model, disc, opt, 
     scaffold.save_training_checkpoint(
         out, step, weights=dict(model.state_dict()), config=cfg.describes(), run=to_dict(cfg), state=state,
         state_doc={"param_groups": opt.state_dict()["param_groups"],
-                   "param_groups_d": opt_d.state_dict()["param_groups"] if opt_d is not None else None, "eval": report},
+                   "param_groups_d": opt_d.state_dict()["param_groups"] if opt_d is not None else None, "eval": report,
+                   **scaffold.scaler_state(scaler)},
         keep=cfg.train.keep_checkpoints)
     return report
 
 
-def restore(ckpt: Checkpoint, cfg: AERunConfig, model, disc, opt, opt_d, generator) -> int:
+def restore(ckpt: Checkpoint, cfg: AERunConfig, model, disc, opt, opt_d, scaler, generator) -> int:
     """Load the autoencoder, discriminator, optimizers and RNG states of ``ckpt`` (same config only)."""
     saved = ckpt.read_json(CONFIG)  # {"autoencoder", "model"}: also the keys of an older checkpoint's run config
     ignore = {"scaling_factor", "shift_factor"}
@@ -193,6 +196,7 @@ def restore(ckpt: Checkpoint, cfg: AERunConfig, model, disc, opt, opt_d, generat
     scaffold.restore_optimizer(opt, state, "optim", doc["param_groups"], ckpt.directory)
     if opt_d is not None and doc.get("param_groups_d") is not None:
         scaffold.restore_optimizer(opt_d, state, "optim_d", doc["param_groups_d"], ckpt.directory)
+    scaffold.restore_scaler(scaler, doc)
     scaffold.restore_rng(state, generator)
     model.scaling_factor = saved["model"].get("scaling_factor", 1.0)
     model.shift_factor = saved["model"].get("shift_factor", 0.0)

@@ -1,0 +1,116 @@
+"""Devices: where a command runs (``--device auto|cpu|cuda|cuda:N|mps``, ``train.device``) and the low-precision
+type each device supports. A device that is not there is refused before any work, naming what is."""
+
+from __future__ import annotations
+
+import re
+from contextlib import contextmanager
+
+import torch
+
+from vdmkit.errors import DeviceError, OutOfMemoryError
+
+DEVICE_PATTERN = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
+DEVICES_HELP = "auto (CUDA when present, else the CPU), cpu, cuda, cuda:N or mps"
+
+
+def check_device_name(name) -> str:
+    """The spelling of a device name (no hardware check): for configs, which read no hardware when built."""
+    if not isinstance(name, str) or not DEVICE_PATTERN.fullmatch(name):
+        raise DeviceError(f"device {name!r} unknown; use {DEVICES_HELP}")
+    return name
+
+
+def available() -> str:
+    cuda = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    mps = torch.backends.mps.is_available()
+    return ", ".join(["cpu"] + [f"cuda:{i}" for i in range(cuda)] + (["mps"] if mps else []))
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """The torch device ``name`` means on this machine; DeviceError when it is not there."""
+    name = check_device_name(name)
+    if name == "auto":
+        return torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
+    device = torch.device(name)
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise DeviceError(f"device {name!r}: this machine has no CUDA device (torch {torch.__version__}, "
+                              f"CUDA build: {torch.version.cuda or 'no'}); available: {available()}. Use --device cpu "
+                              "or auto")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise DeviceError(f"device {name!r}: only {torch.cuda.device_count()} CUDA device(s); available: "
+                              f"{available()}")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise DeviceError(f"device 'mps' is Apple's Metal backend, not available here; available: {available()}")
+    return device
+
+
+def draw_device(generator: torch.Generator | None, device) -> torch.device | str | None:
+    """Where random numbers are drawn: on the generator's own device (a CPU generator gives the same numbers
+    whatever device the tensors then move to), else on ``device``."""
+    return generator.device if generator is not None else device
+
+
+def randn(shape, generator: torch.Generator | None, device=None, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """N(0, I) of ``shape`` drawn where ``generator`` lives, returned on ``device``: a CPU generator gives the same
+    noise on every device."""
+    x = torch.randn(shape, generator=generator, device=draw_device(generator, device), dtype=dtype)
+    return x if device is None else x.to(device)
+
+
+def low_precision_dtype(device: torch.device) -> torch.dtype:
+    """bf16 where the device computes in it (CPU, CUDA from Ampere on), else fp16 (which needs a grad scaler)."""
+    if device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        return torch.float16
+    if device.type == "mps":
+        return torch.float16
+    return torch.bfloat16
+
+
+def autocast(device: torch.device, precision: str):
+    """Autocast on ``device``'s backend in its low-precision type when ``precision`` is not fp32; a no-op for fp32.
+    Nothing names a device type in an autocast call but this."""
+    return torch.autocast(device.type, dtype=low_precision_dtype(device), enabled=precision != "fp32")
+
+
+def grad_scaler(device: torch.device, precision: str) -> torch.amp.GradScaler:
+    """A loss scaler where low precision is fp16 (its gradients underflow); disabled, a pass-through, otherwise."""
+    fp16 = precision != "fp32" and low_precision_dtype(device) == torch.float16
+    return torch.amp.GradScaler(device.type, enabled=fp16)
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for the device's queued work (timing); a no-op on the CPU."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def peak_memory(device: torch.device, reset: bool = True) -> int | None:
+    """Bytes of the most device memory allocated since the last reset (CUDA only; None elsewhere)."""
+    if device.type != "cuda":
+        return None
+    peak = torch.cuda.max_memory_allocated(device)
+    if reset:
+        torch.cuda.reset_peak_memory_stats(device)
+    return peak
+
+
+def is_out_of_memory(err: BaseException) -> bool:
+    """A CUDA out-of-memory error, or the CPU allocator failing to allocate."""
+    return isinstance(err, torch.OutOfMemoryError) or (
+        isinstance(err, RuntimeError) and "can't allocate memory" in str(err))
+
+
+@contextmanager
+def memory_guard(what, advice: str):
+    """Turn an out-of-memory error inside into an OutOfMemoryError that says what ran out (``what``: a string, or
+    a function giving it at that moment) and what would fit."""
+    try:
+        yield
+    except (RuntimeError, torch.OutOfMemoryError) as err:
+        if not is_out_of_memory(err):
+            raise
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        where = what() if callable(what) else what
+        raise OutOfMemoryError(f"{where} ran out of memory ({first[:200]}). To fit: {advice}") from None
