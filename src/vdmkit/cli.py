@@ -9,6 +9,7 @@ import math
 import sys
 import warnings
 
+from vdmkit.device import DEVICES_HELP
 from vdmkit.errors import VdmkitError, VocabularyWarning
 
 EXIT_USAGE = 2
@@ -18,10 +19,20 @@ EXIT_USAGE = 2
 SUBCOMMAND_MODULES: tuple[str, ...] = ("vdmkit.evaluation.cli", "vdmkit.curation.cli")
 
 
+def _device_overrides(args) -> list[str]:
+    """--device as the run config's train.device, checked before anything is read."""
+    if args.device is None:
+        return []
+    from vdmkit.device import resolve_device
+
+    resolve_device(args.device)
+    return [f"train.device={args.device}"]
+
+
 def _cmd_train(args) -> int:
     from vdmkit.training import load_config, train
 
-    cfg = load_config(args.config, args.overrides)
+    cfg = load_config(args.config, args.overrides + _device_overrides(args))
     out = train(cfg, resume=args.resume, progress=not args.no_progress)
     print(f"trained {cfg.train.steps} steps; checkpoints in {out / 'checkpoints'}, previews in {out / 'samples'}")
     return 0
@@ -31,7 +42,7 @@ def _cmd_train_vae(args) -> int:
     from vdmkit.training import AERunConfig, load_config
     from vdmkit.training.train_vae import train_autoencoder
 
-    cfg = load_config(args.config, args.overrides, cls=AERunConfig)
+    cfg = load_config(args.config, args.overrides + _device_overrides(args), cls=AERunConfig)
     out = train_autoencoder(cfg, resume=args.resume, progress=not args.no_progress)
     print(f"trained {cfg.train.steps} steps; checkpoints in {out / 'checkpoints'}, reconstructions in {out / 'samples'}")
     return 0
@@ -41,7 +52,7 @@ def _cmd_cache_latents(args) -> int:
     from vdmkit.training import load_config
     from vdmkit.training.latent_cache import write_latent_cache
 
-    cfg = load_config(args.config, args.overrides)
+    cfg = load_config(args.config, args.overrides + _device_overrides(args))
     out = write_latent_cache(cfg, args.samples, args.out, progress=not args.no_progress)
     print(f"cached {args.samples} latents in {out}; train on them with latent.cache={out}")
     return 0
@@ -71,11 +82,13 @@ def _cmd_sample(args) -> int:
     import torch
 
     from vdmkit import __version__
+    from vdmkit.device import resolve_device
     from vdmkit.io.video import check_output_path, upscale, write_video
     from vdmkit.pipelines import TextToVideo, make_request, open_model
     from vdmkit.video import to_uint8
 
     # every check that needs no weights runs before loading them
+    device = resolve_device(args.device)
     out = check_output_path(args.out)
     if args.upscale is not None and args.upscale < 1:
         raise ValueError(f"--upscale must be >= 1, got {args.upscale}")
@@ -97,7 +110,7 @@ def _cmd_sample(args) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    pipe = TextToVideo.from_pretrained(ckpt)  # reads and hashes the inference weights, once
+    pipe = TextToVideo.from_pretrained(ckpt, device=device)  # reads and hashes the inference weights, once
     unknown = pipe.text_encoder.tokenizer.unknown_words(args.prompt)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", VocabularyWarning)
@@ -113,7 +126,7 @@ def _cmd_sample(args) -> int:
             "guidance": request.guidance, "guidance_rescale": request.guidance_rescale, "knobs": request.knobs,
             "frames": request.frames, "height": request.height, "width": request.width, "upscale": factor,
             "fps": args.fps, "precision": request.precision, "model": str(ckpt.directory),
-            "model_sha256": pipe.model_sha256, "vdmkit": __version__, "autoencoder": config.latent.kind or None,
+            "model_sha256": pipe.model_sha256, "device": str(device), "vdmkit": __version__, "autoencoder": config.latent.kind or None,
             "autoencoder_sha256": config.latent.sha256 or None, "decode": decode}
     write_video(out, u8, fps=args.fps, metadata=meta)
     written = [out]
@@ -169,6 +182,7 @@ def _add_training_parser(sub, name: str, func, help: str, config_help: str, exam
     p.add_argument("config", help=config_help)
     p.add_argument("overrides", nargs="*", help=f"key=value overrides, e.g. {example}")
     p.add_argument("--resume", action="store_true", help="continue from the run's newest complete checkpoint")
+    p.add_argument("--device", help=f"{DEVICES_HELP}; sets train.device (default: the config's, auto)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (logs still go to metrics.jsonl)")
     p.set_defaults(func=func)
 
@@ -188,6 +202,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("overrides", nargs="*", help="key=value overrides")
     p.add_argument("--samples", type=int, required=True, help="number of dataset samples to encode")
     p.add_argument("--out", help="cache directory (default: the config's latent.cache)")
+    p.add_argument("--device", help=f"where the autoencoder encodes: {DEVICES_HELP} (default: train.device)")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_cmd_cache_latents)
 
@@ -215,6 +230,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--upscale", type=int, help="nearest-neighbour upscale factor (default: to >= 128 px)")
     p.add_argument("--strip", action="store_true", help="also write a PNG strip of the frames")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = default)")
+    p.add_argument("--device", default="auto", help=DEVICES_HELP)
     p.add_argument("--vae-tile", type=int, help="latent models: decode in spatial tiles of this many latent pixels")
     p.add_argument("--vae-frame-chunk", type=int, help="latent models: decode this many latent frames at a time")
     p.add_argument("--list-samplers", action="store_true", help="list the samplers and exit")

@@ -1,12 +1,13 @@
 """Devices: where a command runs (``--device auto|cpu|cuda|cuda:N|mps``, ``train.device``) and the low-precision
-type each device supports. A device that is not there is refused before any work, naming what is."""
+type each device supports. A device that is not there is refused before any work, naming what is.
+
+torch is imported inside the functions, so the command line can name the devices (``DEVICES_HELP``) without it.
+"""
 
 from __future__ import annotations
 
 import re
 from contextlib import contextmanager
-
-import torch
 
 from vdmkit.errors import DeviceError, OutOfMemoryError
 
@@ -22,6 +23,8 @@ def check_device_name(name) -> str:
 
 
 def available() -> str:
+    import torch
+
     cuda = torch.cuda.device_count() if torch.cuda.is_available() else 0
     mps = torch.backends.mps.is_available()
     return ", ".join(["cpu"] + [f"cuda:{i}" for i in range(cuda)] + (["mps"] if mps else []))
@@ -29,6 +32,8 @@ def available() -> str:
 
 def resolve_device(name: str = "auto") -> torch.device:
     """The torch device ``name`` means on this machine; DeviceError when it is not there."""
+    import torch
+
     name = check_device_name(name)
     if name == "auto":
         return torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
@@ -52,15 +57,19 @@ def draw_device(generator: torch.Generator | None, device) -> torch.device | str
     return generator.device if generator is not None else device
 
 
-def randn(shape, generator: torch.Generator | None, device=None, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    """N(0, I) of ``shape`` drawn where ``generator`` lives, returned on ``device``: a CPU generator gives the same
-    noise on every device."""
-    x = torch.randn(shape, generator=generator, device=draw_device(generator, device), dtype=dtype)
+def randn(shape, generator: torch.Generator | None, device=None, dtype: torch.dtype | None = None) -> torch.Tensor:
+    """N(0, I) of ``shape`` (float32 unless ``dtype``) drawn where ``generator`` lives, returned on ``device``: a CPU
+    generator gives the same noise on every device."""
+    import torch
+
+    x = torch.randn(shape, generator=generator, device=draw_device(generator, device), dtype=dtype or torch.float32)
     return x if device is None else x.to(device)
 
 
 def low_precision_dtype(device: torch.device) -> torch.dtype:
     """bf16 where the device computes in it (CPU, CUDA from Ampere on), else fp16 (which needs a grad scaler)."""
+    import torch
+
     if device.type == "cuda" and not torch.cuda.is_bf16_supported():
         return torch.float16
     if device.type == "mps":
@@ -71,23 +80,31 @@ def low_precision_dtype(device: torch.device) -> torch.dtype:
 def autocast(device: torch.device, precision: str):
     """Autocast on ``device``'s backend in its low-precision type when ``precision`` is not fp32; a no-op for fp32.
     Nothing names a device type in an autocast call but this."""
+    import torch
+
     return torch.autocast(device.type, dtype=low_precision_dtype(device), enabled=precision != "fp32")
 
 
 def grad_scaler(device: torch.device, precision: str) -> torch.amp.GradScaler:
     """A loss scaler where low precision is fp16 (its gradients underflow); disabled, a pass-through, otherwise."""
+    import torch
+
     fp16 = precision != "fp32" and low_precision_dtype(device) == torch.float16
     return torch.amp.GradScaler(device.type, enabled=fp16)
 
 
 def synchronize(device: torch.device) -> None:
     """Wait for the device's queued work (timing); a no-op on the CPU."""
+    import torch
+
     if device.type == "cuda":
         torch.cuda.synchronize(device)
 
 
 def peak_memory(device: torch.device, reset: bool = True) -> int | None:
     """Bytes of the most device memory allocated since the last reset (CUDA only; None elsewhere)."""
+    import torch
+
     if device.type != "cuda":
         return None
     peak = torch.cuda.max_memory_allocated(device)
@@ -98,6 +115,8 @@ def peak_memory(device: torch.device, reset: bool = True) -> int | None:
 
 def is_out_of_memory(err: BaseException) -> bool:
     """A CUDA out-of-memory error, or the CPU allocator failing to allocate."""
+    import torch
+
     return isinstance(err, torch.OutOfMemoryError) or (
         isinstance(err, RuntimeError) and "can't allocate memory" in str(err))
 
@@ -106,6 +125,8 @@ def is_out_of_memory(err: BaseException) -> bool:
 def memory_guard(what, advice: str):
     """Turn an out-of-memory error inside into an OutOfMemoryError that says what ran out (``what``: a string, or
     a function giving it at that moment) and what would fit."""
+    import torch
+
     try:
         yield
     except (RuntimeError, torch.OutOfMemoryError) as err:

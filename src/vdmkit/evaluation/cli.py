@@ -47,6 +47,9 @@ def _cmd_eval(args) -> int:
         write_report_json,
     )
 
+    from vdmkit.device import resolve_device
+
+    resolve_device(args.device)  # a device that is not here fails before anything is read
     if args.out and not args.out.endswith(".json"):
         raise ValueError(f"--out must end in .json, got {args.out!r}")
     if args.html and not args.html.endswith((".html", ".htm")):
@@ -60,7 +63,8 @@ def _cmd_eval(args) -> int:
                       guidance=args.guidance, frames=args.frames, stride=args.stride, resolution=args.resolution,
                       num_real=args.num_real, num_fake=args.num_fake, seed=args.seed, video_extractor=args.extractor,
                       clip_sampling=args.clip_sampling,
-                      lpips_backbone=args.lpips_backbone, lpips_heads=args.lpips_heads, lpips_net=args.lpips_net)
+                      lpips_backbone=args.lpips_backbone, lpips_heads=args.lpips_heads, lpips_net=args.lpips_net,
+                      device=args.device)
     for w in caught:
         if issubclass(w.category, (SampleCountWarning, UserWarning)):
             print(f"warning: {w.message}", file=sys.stderr)
@@ -152,6 +156,8 @@ def register(sub) -> None:
     p.add_argument("--html", help="HTML report with plots and sample frames (needs matplotlib)")
     p.add_argument("--compare", nargs=2, metavar=("A.json", "B.json"), help="compare two reports")
     p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--device", default="auto", help="where a model is sampled and the feature networks run: auto "
+                   "(CUDA when present), cpu (bit-reproducible reference numbers), cuda, cuda:N or mps")
     p.add_argument("--sample-steps", type=int, default=50, help="sampler steps when --fake is a model")
     p.add_argument("--guidance", type=float, default=3.0, help="guidance when --fake is a model")
     p.add_argument("--train-steps", type=int, help="train-classifier: optimisation steps")

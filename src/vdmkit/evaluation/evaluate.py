@@ -37,6 +37,7 @@ from vdmkit.evaluation import statistics as st
 from vdmkit.evaluation.features import c3d, i3d, inception
 from vdmkit.evaluation.features import clip as clip_net
 from vdmkit.evaluation.features.weights import PINNED
+from vdmkit.device import resolve_device
 from vdmkit.evaluation.metrics import compute_metrics, measurement_sets, paired_metrics
 from vdmkit.evaluation.protocols import Protocol, get_protocol, parse_metrics
 from vdmkit.evaluation.report import build_report
@@ -63,6 +64,7 @@ class Setup:
     lpips_heads: str | os.PathLike | None
     lpips_net: str
     real_src: object
+    device: torch.device  # where the feature networks run
 
     def pin(self, filename: str):
         """The sha256 the caller accepts for ``filename``, or the published one."""
@@ -97,9 +99,10 @@ def _record(extractor) -> dict:
 def _video_network(s: Setup):
     """(features (B, D), log-probs for IS or None) of a batch: the protocol's video feature network."""
     if s.protocol.video_extractor == "shapes":
-        net = shapes_net.load_shapes_classifier(expected_sha256=s.pin(shapes_net.WEIGHTS_FILE))
+        net = shapes_net.load_shapes_classifier(expected_sha256=s.pin(shapes_net.WEIGHTS_FILE)).to(s.device)
         return (lambda batch, videos: shapes_net.shapes_features(net, videos)), _record(net)
     net = i3d.load_i3d(s.need_weights("FVD/KVD (I3D)"), expected_sha256=s.pin(i3d.I3D_TORCHSCRIPT.filename))
+    net.to(s.device)
 
     def run(batch: list[Sample], videos: torch.Tensor) -> tuple[np.ndarray, None]:
         return next(i3d.iter_i3d_features(net, videos, batch_size=len(videos), progress=False)), None
@@ -108,13 +111,13 @@ def _video_network(s: Setup):
 
 
 def _c3d(s: Setup):
-    net = c3d.load_c3d(s.need_weights("IS (C3D)"), expected_sha256=s.pin(c3d.C3D_UCF101.filename))
+    net = c3d.load_c3d(s.need_weights("IS (C3D)"), expected_sha256=s.pin(c3d.C3D_UCF101.filename)).to(s.device)
     return (lambda batch, videos: c3d.c3d_log_probs(net, videos)), _record(net)
 
 
 def _inception(s: Setup):
     net = inception.load_fid_inception(s.need_weights("FID (Inception)"),
-                                       expected_sha256=s.pin(inception.PT_INCEPTION.filename))
+                                       expected_sha256=s.pin(inception.PT_INCEPTION.filename)).to(s.device)
 
     def run(batch: list[Sample], videos: torch.Tensor) -> st.FeatureMoments:
         return st.accumulate_moments(inception.iter_inception_features(net, videos, progress=False))
@@ -127,7 +130,7 @@ def _clip(s: Setup):
     if folder is None:
         raise ConfigError("CLIPSIM needs --clip DIR (a transformers CLIP folder, e.g. "
                           "openai/clip-vit-base-patch32) or WEIGHTS/clip")
-    net = clip_net.load_clip(folder, expected_sha256=s.expected_sha256.get("clip"))
+    net = clip_net.load_clip(folder, expected_sha256=s.expected_sha256.get("clip")).to(s.device)
 
     def run(batch: list[Sample], videos: torch.Tensor) -> list[float]:
         missing = [x.name for x in batch if not x.caption]
@@ -150,7 +153,7 @@ def _lpips(s: Setup):
     net = perceptual.load_lpips(s.lpips_backbone if s.lpips_backbone is not None else s.weights,
                                 s.lpips_heads if s.lpips_heads is not None else s.weights, net=s.lpips_net,
                                 expected_sha256=s.pin(spec.backbone.filename),
-                                expected_heads_sha256=s.pin(spec.heads.filename))
+                                expected_heads_sha256=s.pin(spec.heads.filename)).to(s.device)
     return (lambda real, fake: perceptual.lpips_per_frame(real, fake, net).mean(axis=1)), _record(net)
 
 
@@ -313,7 +316,7 @@ def evaluate(real, fake, *, metrics=None, protocol: str | Protocol = "folders", 
              strict: bool = False, batch_size: int = 8, progress: bool = True, annotations=None, real_split=None,
              expected_sha256: dict | None = None, sample_steps: int = 50, guidance: float = 3.0,
              sampler: str = "ddim", keep_samples: int = 4, lpips_backbone=None, lpips_heads=None,
-             lpips_net: str = "alex", **overrides) -> Evaluation:
+             lpips_net: str = "alex", device: str | torch.device = "auto", **overrides) -> Evaluation:
     """Evaluate ``fake`` against ``real`` under ``protocol``.
 
     ``real``: a folder of videos or ``"shapes"``; ``fake``: a folder, ``"shapes"``, ``"noise"`` or a vdmkit
@@ -321,13 +324,15 @@ def evaluate(real, fake, *, metrics=None, protocol: str | Protocol = "folders", 
     protocol's). ``weights``: folder with ``i3d_torchscript.pt`` / ``pt_inception-...pth`` / ``c3d_ucf101.npz``;
     ``clip``: a transformers CLIP folder. ``lpips_backbone`` / ``lpips_heads``: torchvision's backbone file
     and the lpips heads file, or their folders (default ``weights``); ``lpips_net``: "alex" or "vgg".
-    ``expected_sha256``: ``{file name: sha256}`` to accept a file
+    ``device``: where a model is sampled and the feature networks run ("auto": CUDA when present; "cpu" gives
+    the bit-reproducible reference numbers; recorded in the report). ``expected_sha256``: ``{file name: sha256}`` to accept a file
     other than the published one (recorded as such). ``overrides``: protocol fields (frames, stride,
     resolution, num_real, num_fake, seed, ...). Sample counts below the protocol's warn with the
     number (:class:`SampleCountWarning`), or raise under ``strict``. Videos are decoded and features
     extracted batch by batch; only features (not videos) are kept.
     """
     t0 = time.perf_counter()
+    device = device if isinstance(device, torch.device) else resolve_device(device)
     protocol = get_protocol(protocol, **overrides)
     metrics = parse_metrics(metrics, protocol)
     if batch_size < 1:
@@ -337,7 +342,7 @@ def evaluate(real, fake, *, metrics=None, protocol: str | Protocol = "folders", 
         warnings.simplefilter("always")
         real_src, fake_src = build_sources(real, fake, protocol, annotations=annotations, real_split=real_split,
                                            sample_steps=sample_steps, guidance=guidance, sampler=sampler,
-                                           batch_size=batch_size)
+                                           batch_size=batch_size, device=device)
         n_real, n_fake = planned_count(real_src), planned_count(fake_src)
         paired = paired_metrics(metrics)
         if paired and n_real != n_fake:
@@ -353,7 +358,8 @@ def evaluate(real, fake, *, metrics=None, protocol: str | Protocol = "folders", 
         sets = measurement_sets(metrics, protocol)
         measured = {name: sets[name] for name in MEASUREMENTS if name in sets}
         runs, records = prepare_measurements(measured, Setup(protocol, weights, clip, dict(expected_sha256 or {}),
-                                                             lpips_backbone, lpips_heads, lpips_net, real_src))
+                                                             lpips_backbone, lpips_heads, lpips_net, real_src,
+                                                             device))
         ev = _run(streams, measured, runs, batch_size=batch_size, progress=progress, keep_samples=keep_samples)
         if ev.report["counts"]["real"] < n_real:  # short videos were skipped
             st.check_sample_count(ev.report["counts"]["real"], protocol.num_real,
@@ -364,7 +370,7 @@ def evaluate(real, fake, *, metrics=None, protocol: str | Protocol = "folders", 
         ev.report, protocol, metrics, strict=strict, real={"argument": str(real), **real_src.describe()},
         fake={"argument": str(fake), **fake_src.describe()}, preprocessing=clip_preprocessing(protocol),
         extractors=records, warnings=sorted({str(w.message) for w in caught}),
-        wall_seconds=round(time.perf_counter() - t0, 2))
+        wall_seconds=round(time.perf_counter() - t0, 2), device=str(device))
     for w in caught:  # the caller still sees them
         warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     return ev

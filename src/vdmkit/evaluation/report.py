@@ -29,10 +29,11 @@ EXTRACTOR_KEYS = ("name", "sha256", "preprocessing")
 
 
 def build_report(body: dict, protocol, metrics, *, strict: bool, real: dict, fake: dict, preprocessing: dict,
-                 extractors: dict, warnings: list[str], wall_seconds: float) -> dict:
+                 extractors: dict, warnings: list[str], wall_seconds: float, device: str = "cpu") -> dict:
     """The JSON provenance record of one evaluation. ``body``: what the loop gathered (metrics, counts,
     clip_shape, then labels and the sample list, which go last); ``real`` / ``fake``: the command-line
-    argument and the source's own description; ``extractors``: each feature network's record."""
+    argument and the source's own description; ``extractors``: each feature network's record; ``device``: where
+    the networks ran (numbers from another device agree within float noise, not bit for bit)."""
     body = dict(body)
     return {
         "format": REPORT_FORMAT, "version": REPORT_VERSION, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -44,7 +45,7 @@ def build_report(body: dict, protocol, metrics, *, strict: bool, real: dict, fak
                   if CLIP_SAMPLINGS[protocol.clip_sampling].random_offset else None,
                   "shapes_real": protocol.seed, "shapes_fake": protocol.seed + 1, "noise_fake": protocol.seed + 2,
                   "model_fake": f"batch seed = {protocol.seed} + index of the batch's first sample"},
-        "warnings": warnings, "wall_seconds": wall_seconds,
+        "warnings": warnings, "wall_seconds": wall_seconds, "device": device,
         **body,  # labels, and the sample list last (it is long)
     }
 

@@ -148,7 +148,7 @@ def shapes_features(extractor, videos: torch.Tensor) -> tuple[np.ndarray, np.nda
     from vdmkit.evaluation.features.weights import finite_rows
 
     model = extractor.module
-    feats = model.features(classifier_input(videos))
+    feats = model.features(classifier_input(videos).to(extractor.device))
     return finite_rows(feats, "shapes classifier"), finite_rows(joint_log_probs(model.classify(feats)), "shapes classifier")
 
 

@@ -296,10 +296,10 @@ class ModelSource:
     kind = "model"
 
     def __init__(self, path, protocol: Protocol, n: int, prompts, *, size: int, steps: int, guidance: float,
-                 sampler: str, batch_size: int, seed: int):
+                 sampler: str, batch_size: int, seed: int, device=None):
         self.frames = protocol.frames
         self.model = open_model(path, frames=self.frames, size=size, steps=steps, guidance=guidance, sampler=sampler,
-                                seed=seed)
+                                seed=seed, device=device)
         self.directory, self.size = self.model.directory, self.model.size
         if not prompts:
             raise DatasetError("the real set gives no prompts to sample the model with")
@@ -384,7 +384,7 @@ def _shapes_config(protocol: Protocol, seed: int, base=None):
 
 
 def build_sources(real, fake, protocol: Protocol, *, annotations=None, real_split=None, sample_steps: int = 50,
-                  guidance: float = 3.0, sampler: str = "ddim", batch_size: int = 8):
+                  guidance: float = 3.0, sampler: str = "ddim", batch_size: int = 8, device=None):
     """Resolve ``--real`` and ``--fake`` into sources (no decoding, no weights)."""
     real, fake = str(real), str(fake)
     model_data = None
@@ -412,7 +412,7 @@ def build_sources(real, fake, protocol: Protocol, *, annotations=None, real_spli
         prompts = real_src.prompts()
         fake_src = ModelSource(fake, protocol, n_fake or len(prompts), prompts,
                                size=protocol.resolution or model_data.size, steps=sample_steps, guidance=guidance,
-                               sampler=sampler, batch_size=batch_size, seed=protocol.seed)
+                               sampler=sampler, batch_size=batch_size, seed=protocol.seed, device=device)
     else:
         fake_src = FolderSource(fake, protocol, "fake", limit=protocol.num_fake, annotations=annotations)
     return real_src, fake_src

@@ -13,7 +13,7 @@ from torch import nn
 
 from vdmkit.autoencoders.load import build_autoencoder
 from vdmkit.conditioning.condition import Condition
-from vdmkit.device import low_precision_dtype
+from vdmkit.device import low_precision_dtype, resolve_device
 from vdmkit.diffusion.denoiser import Denoiser
 from vdmkit.io.checkpoint import CONFIG, WEIGHTS, Checkpoint, load_strict, open_checkpoint
 from vdmkit.pipelines.config import PipelineConfig, pipeline_config
@@ -103,11 +103,13 @@ class Pipeline(nn.Module):
         return x.to(self.device, torch.float32), generator
 
     @classmethod
-    def from_pretrained(cls, path: str | os.PathLike | Checkpoint) -> "Pipeline":
-        """Load from a checkpoint directory, or a run directory (its newest complete checkpoint). Reads and hashes
-        the config and the inference weights, once each; the training state is never touched."""
+    def from_pretrained(cls, path: str | os.PathLike | Checkpoint, *, device: str | torch.device = "cpu") -> "Pipeline":
+        """Load from a checkpoint directory, or a run directory (its newest complete checkpoint), onto ``device``
+        (cpu, auto, cuda, cuda:N, mps; a missing one fails before any weights are read). Reads and hashes the
+        config and the inference weights, once each; the training state is never touched."""
+        device = device if isinstance(device, torch.device) else resolve_device(device)
         ckpt, config = open_model(path)
         pipe = cls(config)
         load_strict(pipe, ckpt.load_tensors(WEIGHTS), ckpt.directory)
         pipe.source, pipe.model_sha256 = str(ckpt.directory), ckpt.sha256(WEIGHTS)
-        return pipe.eval()
+        return pipe.to(device).eval()

@@ -6,6 +6,7 @@ from typing import Callable
 
 import torch
 
+from vdmkit.device import memory_guard
 from vdmkit.pipelines.base import Pipeline
 from vdmkit.pipelines.request import SampleRequest, make_request
 from vdmkit.sampling.generate import generate
@@ -31,11 +32,17 @@ class TextToVideo(Pipeline):
     @torch.no_grad()
     def run(self, request: SampleRequest, *, callback: Callable | None = None,
             decode: dict | None = None) -> torch.Tensor:
-        n = len(request.prompts)
-        both = self.encode(list(request.prompts) + [request.negative_prompt] * n)  # one call: same token padding
-        cond, uncond = both[:n], both[n:]
-        x, generator = self.starting_noise(request)  # (B, C, T, H, W)
-        x = generate(self.denoiser(request.precision), x, request.ts, cond, uncond, sampler=request.sampler,
-                     guidance=request.guidance, guidance_rescale=request.guidance_rescale, generator=generator,
-                     callback=callback, **request.knobs)
-        return self.decode(x, **(decode or {}))
+        """The videos (B, 3, T, H, W) of a validated request, on this pipeline's device."""
+        advice = (f"fewer prompts per call ({len(request.prompts)}), fewer frames ({request.frames}), a smaller "
+                  f"height x width ({request.height}x{request.width}), precision='bf16'"
+                  + (", or decode in tiles / frame chunks (decode={'tile': 32, 'frame_chunk': 4})"
+                     if self.autoencoder is not None else ""))
+        with memory_guard(f"sampling on {self.device}", advice):
+            n = len(request.prompts)
+            both = self.encode(list(request.prompts) + [request.negative_prompt] * n)  # one call: same padding
+            cond, uncond = both[:n], both[n:]
+            x, generator = self.starting_noise(request)  # (B, C, T, H, W)
+            x = generate(self.denoiser(request.precision), x, request.ts, cond, uncond, sampler=request.sampler,
+                         guidance=request.guidance, guidance_rescale=request.guidance_rescale, generator=generator,
+                         callback=callback, **request.knobs)
+            return self.decode(x, **(decode or {}))

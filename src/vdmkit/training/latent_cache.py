@@ -20,6 +20,7 @@ from safetensors.torch import save_file
 from tqdm import tqdm
 
 from vdmkit.config import to_dict
+from vdmkit.device import resolve_device
 from vdmkit.errors import ConfigError, CorruptCheckpointError
 from vdmkit.io.atomic import atomic_path, write_text_atomic
 from vdmkit.io.checkpoint import sha256_file
@@ -54,7 +55,8 @@ def write_latent_cache(cfg: RunConfig, samples: int, out: str | os.PathLike | No
         raise ConfigError(f"samples, shard_size and batch_size must be >= 1, got {samples}, {shard_size}, {batch_size}")
     if (out / MANIFEST).exists():
         raise FileExistsError(f"{str(out)!r} already holds a complete latent cache; choose another directory")
-    vae = load_autoencoder(cfg.latent.autoencoder)
+    device = resolve_device(cfg.train.device)
+    vae = load_autoencoder(cfg.latent.autoencoder).to(device)
     if vae.sha256 != cfg.latent.sha256:
         raise ConfigError(f"the autoencoder at {cfg.latent.autoencoder!r} changed since the config was read")
     dataset = ShapesDataset(cfg.data)
@@ -70,7 +72,7 @@ def write_latent_cache(cfg: RunConfig, samples: int, out: str | os.PathLike | No
                 n = min(batch_size, start + count - b)
                 videos, caps = dataset.batch(b, n)
                 with torch.no_grad():
-                    latents.append(vae.encode_latents(videos))
+                    latents.append(vae.encode_latents(videos.to(device)).cpu())
                 captions += caps
                 bar.update(n)
             with atomic_path(path) as tmp:

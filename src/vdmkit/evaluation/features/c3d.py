@@ -124,13 +124,14 @@ def c3d_input(extractor: weights.Extractor, videos: torch.Tensor) -> torch.Tenso
     x = fold_time(x)                                                        # (B*T, 3, H, W)
     x = F.interpolate(x, size=(C3D_SIZE, C3D_SIZE), mode="bilinear", align_corners=True)
     x = x.reshape(b, t, 3, C3D_SIZE, C3D_SIZE).permute(0, 2, 1, 3, 4)      # (B, 3, 16, 112, 112)
-    return x + (C3D_SCALE - extractor.module.mean)
+    mean = extractor.module.mean
+    return x.to(mean.device) + (C3D_SCALE - mean)
 
 
 @torch.no_grad()
 def c3d_log_probs(extractor: weights.Extractor, videos: torch.Tensor, *, batch_size: int = 8) -> np.ndarray:
     """float64 ``(B, 101)`` log-softmax of C3D's fc8 logits (feed to ``inception_score``)."""
-    out = [weights.finite_rows(extractor.module(c3d_input(extractor, v)), "C3D")
+    out = [weights.finite_rows(extractor(c3d_input(extractor, v)), "C3D")
            for v in weights.iter_batches(videos, batch_size)]
     logits = np.concatenate(out)
     z = logits - logits.max(axis=1, keepdims=True)

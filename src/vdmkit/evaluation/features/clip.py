@@ -42,6 +42,14 @@ class ClipModel:
     record: weights.WeightRecord
     preprocessing: dict = field(default_factory=dict)
 
+    def to(self, device) -> "ClipModel":
+        self.model.to(device)
+        return self
+
+    @property
+    def device(self) -> torch.device:
+        return weights.module_device(self.model)
+
 
 def _check_clip_processor(folder: Path) -> None:
     """If the folder has a preprocessor config, it must describe the reference CLIP preprocessing."""
@@ -124,7 +132,7 @@ def clip_frame_embeddings(clip: ClipModel, videos: torch.Tensor, *, batch_size: 
     b, t = videos.shape[0], videos.shape[2]
     frames = ((fold_time(videos).float() + 1) * 127.5).round().clamp(0, 255).to(torch.uint8)
     frames = frames.permute(0, 2, 3, 1).numpy()
-    chunks = [_embedding(clip.model.get_image_features(pixel_values=clip_input(frames[i:i + batch_size])))
+    chunks = [_embedding(clip.model.get_image_features(pixel_values=clip_input(frames[i:i + batch_size]).to(clip.device)))
               for i in tqdm(range(0, len(frames), batch_size), desc="CLIP frames", disable=not progress)]
     return weights.finite_rows(torch.cat(chunks), "CLIP image tower").reshape(b, t, -1)
 
@@ -142,5 +150,6 @@ def clip_text_embeddings(clip: ClipModel, captions: list[str]) -> np.ndarray:
                       f"per caption index: {dropped}", VocabularyWarning, stacklevel=2)
     tokens = clip.tokenizer(list(captions), padding="max_length", truncation=True, max_length=CLIP_MAX_TOKENS,
                             return_tensors="pt")
-    out = clip.model.get_text_features(input_ids=tokens["input_ids"], attention_mask=tokens["attention_mask"])
+    out = clip.model.get_text_features(input_ids=tokens["input_ids"].to(clip.device),
+                                       attention_mask=tokens["attention_mask"].to(clip.device))
     return weights.finite_rows(_embedding(out), "CLIP text tower")

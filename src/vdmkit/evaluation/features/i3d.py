@@ -65,7 +65,7 @@ def iter_i3d_features(extractor: weights.Extractor, videos: torch.Tensor | Itera
     """Yield float64 ``(b, 400)`` features batch by batch (feed to ``accumulate_moments`` to stream)."""
     batches = weights.iter_batches(videos, batch_size)
     for batch in tqdm(batches, desc="I3D features", unit="batch", disable=not progress):
-        out = extractor.module(i3d_input(batch), **I3D_CALL)
+        out = extractor(i3d_input(batch), **I3D_CALL)
         if out.shape != (batch.shape[0], extractor.dim):
             raise ConstraintError(f"I3D returned shape {tuple(out.shape)}, expected "
                                   f"({batch.shape[0]}, {extractor.dim}); "

@@ -206,7 +206,7 @@ def iter_inception_features(extractor: weights.Extractor, videos: torch.Tensor |
     batches = weights.iter_batches(videos, batch_size)
     for batch in tqdm(batches, desc="Inception features", unit="batch", disable=not progress):
         check_video(batch, channels=3, name="Inception input video")
-        yield weights.finite_rows(extractor.module(inception_input(fold_time(batch))), "Inception")
+        yield weights.finite_rows(extractor(inception_input(fold_time(batch))), "Inception")
 
 
 def inception_features(extractor: weights.Extractor, videos, *, batch_size: int = 4,

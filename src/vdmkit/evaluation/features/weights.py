@@ -100,13 +100,33 @@ def read_torch_state_dict(file: Path, spec: WeightFile) -> dict[str, torch.Tenso
 
 @dataclass(frozen=True)
 class Extractor:
-    """A loaded feature network with its provenance and preprocessing (recorded in reports)."""
+    """A loaded feature network with its provenance and preprocessing (recorded in reports). ``extractor(x)`` runs
+    it on its device (``to(device)`` moves it; loaded on the CPU), the input moved there first."""
 
     name: str
     module: nn.Module
     record: WeightRecord
     dim: int
     preprocessing: dict = field(default_factory=dict)
+
+    @property
+    def device(self) -> torch.device:
+        return module_device(self.module)
+
+    def to(self, device) -> "Extractor":
+        self.module.to(device)
+        return self
+
+    def __call__(self, x: torch.Tensor, **kwargs):
+        return self.module(x.to(self.device), **kwargs)
+
+
+def module_device(module: nn.Module) -> torch.device:
+    """Where a module's weights are (the CPU for one without any)."""
+    tensor = next(iter(module.parameters()), None)
+    if tensor is None:
+        tensor = next(iter(module.buffers()), None)
+    return tensor.device if tensor is not None else torch.device("cpu")
 
 
 # ---- batching -------------------------------------------------------------------------------------

@@ -1,0 +1,149 @@
+"""Devices on a CPU-only machine: every command takes --device and refuses one that is not here before any work;
+the device-agnostic paths (CPU generators, batches through worker processes, the fp16 loss scaler, out-of-memory
+errors) run on the CPU. tests/test_gpu.py runs the same on CUDA when there is one."""
+
+import json
+
+import pytest
+import torch
+
+from vdmkit import cli, device as devices
+from vdmkit.errors import ConfigError, DeviceError, OutOfMemoryError
+from vdmkit.pipelines import TextToVideo
+from vdmkit.training import load_config, train
+
+pytestmark = pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusals of a machine without CUDA")
+
+
+def test_device_names_resolve_or_say_what_is_here():
+    assert devices.resolve_device("auto") == torch.device("cpu")
+    assert devices.resolve_device("cpu") == torch.device("cpu")
+    for name, match in [("cuda", "no CUDA device.*available: cpu"), ("cuda:1", "no CUDA device"),
+                        ("mps", "Apple's Metal backend, not available here"), ("gpu", "unknown; use auto"),
+                        ("cuda:x", "unknown"), (3, "unknown")]:
+        with pytest.raises(DeviceError, match=match):
+            devices.resolve_device(name)
+
+
+def test_low_precision_is_bf16_on_the_cpu_and_the_scaler_is_off():
+    cpu = torch.device("cpu")
+    assert devices.low_precision_dtype(cpu) == torch.bfloat16
+    assert not devices.grad_scaler(cpu, "bf16").is_enabled()
+    assert devices.peak_memory(cpu) is None
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    torch.set_num_threads(1)
+    out = tmp_path_factory.mktemp("device") / "run"
+    assert cli.main(["train", "configs/tiny.yaml", f"train.out_dir={out}", "train.precision=fp32", "train.steps=2",
+                     "--device", "cpu", "--no-progress"]) == 0
+    return out
+
+
+@pytest.mark.parametrize("name, match", [("cuda", "no CUDA device"), ("mps", "Metal"), ("tpu", "unknown")])
+def test_every_command_refuses_a_missing_device_before_any_work(run_dir, tmp_path, monkeypatch, capsys, name, match):
+    def refuse(*a, **k):
+        raise AssertionError("weights were loaded before the device was checked")
+
+    monkeypatch.setattr(TextToVideo, "from_pretrained", refuse)
+    out = tmp_path / "x"
+    commands = [
+        ["train", "configs/tiny.yaml", f"train.out_dir={out}"],
+        ["train-vae", "configs/vae_frame.yaml", f"train.out_dir={out}"],
+        ["cache-latents", "configs/tiny.yaml", "--samples", "2", "--out", str(out)],
+        ["sample", "--model", str(run_dir), "--prompt", "a red circle", "--out", str(out / "v.mp4")],
+        ["eval", "--real", "shapes", "--fake", "noise", "--out", str(out / "r.json")],
+    ]
+    for argv in commands:
+        assert cli.main([*argv, "--device", name]) == 2, argv
+        assert match in capsys.readouterr().err, argv
+    assert not out.exists()
+
+
+def test_train_device_in_the_config_is_checked_when_built_and_when_run(tiny_cfg, tmp_path):
+    with pytest.raises(ConfigError, match="train.device.*unknown"):
+        tiny_cfg("train.device=gpu")
+    cfg = tiny_cfg("train.device=cuda", "train.steps=1")
+    with pytest.raises(DeviceError, match="no CUDA device"):
+        train(cfg, progress=False)
+    assert not (tmp_path / "run").exists()  # nothing written
+
+
+def test_sampling_records_its_device_and_a_seed_means_the_same_starting_noise(run_dir, tmp_path):
+    assert cli.main(["sample", "--model", str(run_dir), "--prompt", "a red circle", "--steps", "2", "--device", "cpu",
+                     "--out", str(tmp_path / "v.gif")]) == 0
+    assert json.loads((tmp_path / "v.gif.json").read_text())["device"] == "cpu"
+    pipe = TextToVideo.from_pretrained(run_dir, device="cpu")
+    x, _ = pipe.starting_noise(pipe.request(["a red circle"], seed=5))
+    assert torch.equal(x, torch.randn(1, 3, 4, 16, 16, generator=torch.Generator().manual_seed(5)))
+
+
+def losses(run) -> list[float]:
+    return [json.loads(line)["loss"] for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_worker_processes_change_no_number(tiny_cfg, tmp_path):
+    common = ["train.steps=3", "train.sample_every=100", "train.cond_dropout=0.5"]
+    inline = train(tiny_cfg(*common, f"train.out_dir={tmp_path / 'inline'}"), progress=False)
+    workers = train(tiny_cfg(*common, "train.workers=2", f"train.out_dir={tmp_path / 'workers'}"), progress=False)
+    assert losses(inline) == losses(workers)
+    with pytest.raises(ConfigError, match="train.workers must be >= 0"):
+        tiny_cfg("train.workers=-1")
+
+
+def test_real_clips_through_worker_processes_equal_the_inline_batches(tmp_path):
+    from vdmkit.io.video import write_video
+
+    clips = tmp_path / "clips"
+    g = torch.Generator().manual_seed(0)
+    for i in range(4):
+        frames = (torch.rand(10, 24, 32, 3, generator=g) * 255).to(torch.uint8).numpy()
+        write_video(clips / f"clip {i} red circle.mp4", frames, fps=8)
+    runs = {}
+    for w in (0, 2):
+        cfg = load_config("configs/folder_tiny.yaml", [f"data.root={clips}", f"train.workers={w}",
+                                                       f"train.out_dir={tmp_path / f'w{w}'}", "train.sample_every=100",
+                                                       "train.sample_prompts=[red circle]"])
+        runs[w] = losses(train(cfg, progress=False))
+    assert runs[0] == runs[2] and len(runs[0]) == 4
+
+
+def test_the_fp16_loss_scaler_path_trains_and_resumes_exactly(tiny_cfg, tmp_path, monkeypatch):
+    """Devices without bf16 train in fp16 through a loss scaler, saved with the checkpoint; forced here on the CPU."""
+    monkeypatch.setattr(devices, "low_precision_dtype", lambda device: torch.float16)
+    common = ["train.precision=bf16", "train.checkpoint_every=2", "train.sample_every=100"]
+    full = train(tiny_cfg(*common, "train.steps=4", f"train.out_dir={tmp_path / 'full'}"), progress=False)
+    doc = json.loads((full / "checkpoints" / "step_0000004" / "training_state.json").read_text())
+    assert doc["grad_scaler"]["scale"] > 0
+    half = tiny_cfg(*common, "train.steps=2", f"train.out_dir={tmp_path / 'half'}")
+    train(half, progress=False)
+    half.train.steps = 4
+    assert losses(train(half, resume=True, progress=False)) == losses(full)
+
+
+def test_out_of_memory_says_what_would_fit(tiny_cfg, run_dir, monkeypatch, capsys, tmp_path):
+    import vdmkit.backbones.unet3d as unet3d
+
+    def oom(*a, **k):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
+
+    monkeypatch.setattr(unet3d.UNet3D, "forward", oom)
+    with pytest.raises(OutOfMemoryError, match=r"training step 1 on cpu ran out of memory .*lower train.batch_size"):
+        train(tiny_cfg("train.steps=2"), progress=False)
+    out = tmp_path / "v.mp4"
+    assert cli.main(["sample", "--model", str(run_dir), "--prompt", "a red circle", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "sampling on cpu ran out of memory (CUDA out of memory" in err and "fewer frames (4)" in err
+    assert not out.exists()
+
+    def cpu_oom(*a, **k):
+        raise RuntimeError("[enforce fail at alloc_cpu.cpp:117] DefaultCPUAllocator: can't allocate memory: you tried "
+                           "to allocate 1099511627776 bytes.")
+
+    monkeypatch.setattr(unet3d.UNet3D, "forward", cpu_oom)
+    with pytest.raises(OutOfMemoryError, match="can't allocate memory.*To fit"):
+        TextToVideo.from_pretrained(run_dir)(["a red circle"], steps=2)
+    monkeypatch.setattr(unet3d.UNet3D, "forward", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("other")))
+    with pytest.raises(RuntimeError, match="^other$"):  # other errors pass through unchanged
+        TextToVideo.from_pretrained(run_dir)(["a red circle"], steps=2)
