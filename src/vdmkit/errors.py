@@ -51,6 +51,11 @@ class DatasetError(VdmkitError):
     """A dataset that is empty, misconfigured, or has nothing usable after filtering."""
 
 
+class DistributedError(VdmkitError, RuntimeError):
+    """A multi-process run that cannot go on: a peer process died or hangs past the timeout, or the launch
+    environment is malformed. Names the rank that reports it; ``--resume`` continues from the last checkpoint."""
+
+
 class VocabularyWarning(UserWarning):
     """A prompt had words the text encoder does not know, or was cut to the maximum length."""
 

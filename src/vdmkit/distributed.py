@@ -1,0 +1,195 @@
+"""Processes: the group torchrun starts (``torchrun --nproc-per-node N -m vdmkit ...``) seen as a :class:`World`,
+this process's rank among ``size`` processes. gloo on the CPU, NCCL on CUDA, picked from the device; every
+collective has a timeout, so a rank that dies or hangs ends the job with an error instead of stalling it. A
+process torchrun did not start is rank 0 of a world of 1, and nothing here starts a group for it.
+
+Sharding rule for independent items (prompts to sample, clips to evaluate): item ``i`` belongs to rank
+``i % size``, so the split is a pure function of the index and each item is computed as one process would.
+
+torch is imported inside the functions, so the command line can build ``vdmkit train --nproc N`` without it.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from vdmkit.errors import ConfigError, DeviceError, DistributedError
+
+DEFAULT_TIMEOUT_S = 600.0  # longer than a checkpoint write or the previews rank 0 makes while the others wait
+LAUNCH_VARIABLES = ("RANK", "WORLD_SIZE", "LOCAL_RANK")  # what torchrun sets for each process it starts
+_owned = False  # True when join() initialised the group (so leave() destroys it)
+
+
+@dataclass(frozen=True)
+class World:
+    """This process's ``rank`` of ``size`` (``local_rank``: its index on this machine, which picks its GPU)."""
+
+    rank: int = 0
+    size: int = 1
+    local_rank: int = 0
+
+    @property
+    def main(self) -> bool:
+        """Rank 0: the one that logs and writes."""
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.size > 1
+
+    def share(self, n: int) -> list[int]:
+        """The indices of ``n`` independent items this rank computes: ``i % size == rank``."""
+        return list(range(self.rank, n, self.size))
+
+    def describe(self) -> str:
+        return f"rank {self.rank} of {self.size}"
+
+
+ONE_PROCESS = World()  # a process torchrun did not start
+
+
+def launched() -> World:
+    """The World torchrun's environment gives this process (RANK, WORLD_SIZE, LOCAL_RANK); rank 0 of 1 without it."""
+    if "WORLD_SIZE" not in os.environ:
+        return ONE_PROCESS
+    values = {}
+    for name in LAUNCH_VARIABLES:
+        text = os.environ.get(name, "0")
+        if not text.isdigit():
+            raise DistributedError(f"environment variable {name}={text!r} is not a non-negative integer; launch "
+                                   "with torchrun, which sets RANK, WORLD_SIZE and LOCAL_RANK")
+        values[name] = int(text)
+    world = World(values["RANK"], values["WORLD_SIZE"], values["LOCAL_RANK"])
+    if world.size < 1 or world.rank >= world.size:
+        raise DistributedError(f"RANK={world.rank} must be in [0, WORLD_SIZE={world.size}); launch with torchrun")
+    return world
+
+
+def current() -> World:
+    """The World of the initialised process group, else of the launch environment (rank 0 of 1 outside torchrun)."""
+    if "torch" in sys.modules:
+        import torch.distributed as dist
+
+        if dist.is_available() and dist.is_initialized():
+            return World(dist.get_rank(), dist.get_world_size(), launched().local_rank)
+    return launched()
+
+
+def rank_device(device, world: World):
+    """The device this rank runs on: CUDA ranks take ``cuda:LOCAL_RANK``; a DeviceError for what cannot be shared
+    between processes (an explicit ``cuda:N`` index, Apple's mps)."""
+    import torch
+
+    if not world.distributed:
+        return device
+    if device.type == "mps":
+        raise DeviceError(f"{world.size} processes cannot share the 'mps' device (no collective backend for it); "
+                          "train with one process on mps, or use --device cpu")
+    if device.type != "cuda":
+        return device
+    if device.index is not None:
+        raise DeviceError(f"device {str(device)!r} names one GPU, but {world.size} processes each take "
+                          "cuda:LOCAL_RANK; use --device cuda (or auto) and choose GPUs with CUDA_VISIBLE_DEVICES")
+    if world.local_rank >= torch.cuda.device_count():
+        raise DeviceError(f"local rank {world.local_rank} has no GPU: this machine has {torch.cuda.device_count()}; "
+                          "start at most that many processes per node (--nproc-per-node)")
+    return torch.device("cuda", world.local_rank)
+
+
+def join(device, timeout_s: float = DEFAULT_TIMEOUT_S):
+    """(World, this rank's device): joins the group torchrun started, once (gloo for CPU devices, NCCL for CUDA),
+    with ``timeout_s`` on every collective; outside torchrun (or with one process) it starts nothing."""
+    global _owned
+    import torch
+    import torch.distributed as dist
+
+    world = current()
+    device = rank_device(device, world)
+    if world.distributed and not dist.is_initialized():
+        if not timeout_s > 0:
+            raise ConfigError(f"the process-group timeout must be > 0 seconds, got {timeout_s}")
+        if device.type == "cuda":
+            torch.cuda.set_device(device)
+        from datetime import timedelta
+
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo", timeout=timedelta(seconds=timeout_s))
+        _owned = True
+    return world, device
+
+
+def leave() -> None:
+    """Destroy the process group if :func:`join` started it (the end of a command)."""
+    global _owned
+    if _owned:
+        import torch.distributed as dist
+
+        if dist.is_initialized():
+            dist.destroy_process_group()
+        _owned = False
+
+
+def barrier(world: World) -> None:
+    if world.distributed:
+        import torch.distributed as dist
+
+        dist.barrier()
+
+
+def all_gather_objects(obj, world: World) -> list:
+    """Every rank's ``obj``, in rank order, on every rank (small things: features, records, RNG states)."""
+    if not world.distributed:
+        return [obj]
+    import torch.distributed as dist
+
+    out = [None] * world.size
+    dist.all_gather_object(out, obj)
+    return out
+
+
+def mean(value, world: World):
+    """The mean of a tensor over the ranks (itself with one process)."""
+    if not world.distributed:
+        return value
+    import torch.distributed as dist
+
+    value = value.detach().clone()
+    dist.all_reduce(value, op=dist.ReduceOp.SUM)
+    return value / world.size
+
+
+def is_peer_failure(err: BaseException) -> bool:
+    """An error of a collective: a peer closed its connection (it died) or a wait timed out (it hangs)."""
+    import torch.distributed as dist
+
+    text = str(err)
+    return isinstance(err, getattr(dist, "DistError", ())) or any(
+        mark in text for mark in ("gloo", "NCCL", "Connection reset by peer", "Connection closed by peer",
+                                  "Timed out", "timed out"))
+
+
+@contextmanager
+def collectives(world: World, what, advice: str):
+    """Turn a failed collective inside into a DistributedError naming this rank, what it was doing (``what``: a
+    string or a function giving it then) and ``advice``; the other processes' own errors say why they stopped."""
+    try:
+        yield
+    except RuntimeError as err:
+        if not world.distributed or isinstance(err, DistributedError) or not is_peer_failure(err):
+            raise
+        first = str(err).strip().splitlines()[0][:300] if str(err).strip() else type(err).__name__
+        where = what() if callable(what) else what
+        raise DistributedError(f"{world.describe()}: a collective failed during {where} ({first}): another process "
+                               f"died or stopped answering (see its own error above). {advice}") from None
+
+
+def torchrun_command(nproc: int, argv: list[str]) -> list[str]:
+    """The argument list that runs ``vdmkit ARGV`` in ``nproc`` processes on this machine through torchrun
+    (``--standalone``: a free local port; never a shell string)."""
+    if isinstance(nproc, bool) or not isinstance(nproc, int) or nproc < 1:
+        raise ConfigError(f"--nproc must be an integer >= 1 (processes on this machine, e.g. one per GPU), got "
+                          f"{nproc!r}")
+    return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
+            "-m", "vdmkit", *argv]
