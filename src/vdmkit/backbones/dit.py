@@ -416,6 +416,10 @@ class VideoDiT(nn.Module):
             if layer is not None:
                 zero_init(layer)
 
+    def shard_units(self) -> list[nn.Module]:
+        """The transformer blocks ``forward`` calls one by one: the units FSDP shards."""
+        return list(self.blocks)
+
     def check_input(self, x: torch.Tensor, cond: Condition) -> None:
         cfg = self.cfg
         if x.ndim != 5:

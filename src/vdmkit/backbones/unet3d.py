@@ -469,6 +469,13 @@ class UNet3D(nn.Module):
         self.norm_out = group_norm(c)
         self.conv_out = zero_init(FrameConv(c, cfg.out_channels, SPATIAL_3X3, padding=SPATIAL_PAD))
 
+    def shard_units(self) -> list[nn.Module]:
+        """The blocks ``forward`` calls one by one (residual and attention blocks of every level, in order): the
+        units FSDP shards, gathering each one's weights just before it runs."""
+        levels = [*self.down, self.mid, *self.up]
+        return [m for level in levels for pair in zip(level.res, level.attn) for m in pair
+                if not isinstance(m, nn.Identity)]
+
     def check_input(self, x: torch.Tensor, cond: Condition) -> None:
         if x.ndim != 5:
             raise ConstraintError(f"UNet3D expects (B, C, T, H, W) input, got shape {tuple(x.shape)}")

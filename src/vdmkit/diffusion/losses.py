@@ -32,6 +32,15 @@ def loss_weight(snr: torch.Tensor, prediction: str, weighting: str, gamma: float
     return clipped * factor
 
 
+def draw_noise(process: NoiseProcess, shape, weighting: str, generator: torch.Generator | None, device,
+               dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, torch.Tensor]:
+    """(t (B,), eps (B, C, T, H, W)) for a batch of ``shape``, drawn in that order from ``generator``: t uniform,
+    or logit-normal for that weighting; eps ~ N(0, I). A CPU generator gives the same numbers on every device."""
+    density = "logit_normal" if weighting == "logit_normal" else "uniform"
+    t = process.sample_time(shape[0], generator, device, density)
+    return t, randn(shape, generator, device, dtype)
+
+
 def diffusion_loss(
     model: Callable[[torch.Tensor, torch.Tensor, Any], torch.Tensor],
     x0: torch.Tensor,
@@ -41,13 +50,11 @@ def diffusion_loss(
     *,
     weighting: str = "uniform",
     generator: torch.Generator | None = None,
+    noise: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> torch.Tensor:
-    """Draw t (uniform, or logit-normal for that weighting) and eps ~ N(0, I), noise ``x0`` (B, C, T, H, W),
+    """Noise ``x0`` (B, C, T, H, W) at times t with eps (``noise``, else :func:`draw_noise` from ``generator``) and
     return the mean weighted MSE of ``model(x_t, t, cond)``'s ``prediction``."""
-    b = x0.shape[0]
-    density = "logit_normal" if weighting == "logit_normal" else "uniform"
-    t = process.sample_time(b, generator, x0.device, density)
-    eps = randn(x0.shape, generator, x0.device, x0.dtype)  # a CPU generator: the same noise on every device
+    t, eps = noise if noise is not None else draw_noise(process, x0.shape, weighting, generator, x0.device, x0.dtype)
     alpha, sigma = process.alpha_sigma(t, x0)
     x_t = alpha * x0 + sigma * eps
     pred = model(x_t, process.model_time(t), cond).float()

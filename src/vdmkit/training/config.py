@@ -22,10 +22,23 @@ from vdmkit.diffusion.config import DiffusionConfig
 from vdmkit.errors import ConfigError, ConstraintError, DeviceError, VdmkitError
 from vdmkit.evaluation.protocols import LPIPS_NETS
 from vdmkit.io.checkpoint import WEIGHTS, open_checkpoint
-from vdmkit.pipelines.config import LatentSpec, PipelineConfig, autoencoder_config, build_parts, check_fits, fit_latent
+from vdmkit.pipelines.config import (
+    LatentSpec,
+    PipelineConfig,
+    autoencoder_config,
+    build_parts,
+    check_fits,
+    fit_latent,
+)
 from vdmkit.registry import AUTOENCODERS, entry_config
 
 PRECISIONS = ("fp32", "bf16")
+# none: one process trains the model whole; several processes (torchrun) then replicate it, as ddp does.
+# ddp: DistributedDataParallel (every rank holds the model, gradients are averaged);
+# fsdp: FSDP2 fully_shard of the backbone's blocks (parameters, gradients and optimizer state sharded)
+PARALLEL_MODES = ("none", "ddp", "fsdp")
+# how a step's random draws (caption dropout, image choice, times, noise) are made; see training/randomness.py
+RANDOMNESS = ("auto", "stream", "per_sample")
 
 
 def check_optimisation(cfg) -> None:
@@ -42,6 +55,24 @@ def check_optimisation(cfg) -> None:
         raise ConfigError(f"train.precision={cfg.precision!r} unknown; valid: {', '.join(PRECISIONS)}")
     if not 0 <= cfg.seed < 2**63:
         raise ConfigError(f"train.seed must be in [0, 2**63), got {cfg.seed}")
+
+
+def check_processes(cfg) -> None:
+    """The multi-process options that need no world size: the mode, the randomness, the timeout, and a
+    grad_accum that divides the global batch (the world size is checked when the processes start)."""
+    if cfg.parallel not in PARALLEL_MODES:
+        raise ConfigError(f"train.parallel={cfg.parallel!r} unknown; valid: {', '.join(PARALLEL_MODES)}")
+    if cfg.randomness not in RANDOMNESS:
+        raise ConfigError(f"train.randomness={cfg.randomness!r} unknown; valid: {', '.join(RANDOMNESS)}")
+    if isinstance(cfg.timeout, bool) or not isinstance(cfg.timeout, (int, float)) or not 0 < cfg.timeout < float("inf"):
+        raise ConfigError(f"train.timeout must be a positive number of seconds, got {cfg.timeout!r}")
+    if cfg.batch_size % cfg.grad_accum:
+        raise ConfigError(f"train.grad_accum={cfg.grad_accum} does not divide train.batch_size={cfg.batch_size} (the "
+                          f"global batch): valid grad_accum values: {', '.join(map(str, divisors(cfg.batch_size)))}")
+
+
+def divisors(n: int) -> list[int]:
+    return [d for d in range(1, n + 1) if n % d == 0]
 
 
 def check_positive(cfg, names: list[str]) -> None:
@@ -69,6 +100,15 @@ class TrainConfig:
     threads: int = 0  # torch intra-op threads; 0 = leave torch's default
     device: str = "auto"  # auto (CUDA when present), cpu, cuda, cuda:N, mps; --device overrides it
     workers: int = 0  # data-loading worker processes ahead of the loop (real clips); 0 = load in the loop
+    # Processes (torchrun): batch_size is the global batch, samples per optimizer step over all processes and
+    # micro-batches; each process takes batch_size / (processes x grad_accum) samples per micro-batch
+    parallel: str = "none"  # none | ddp | fsdp (none under several processes means ddp)
+    grad_accum: int = 1  # micro-batches per optimizer step (gradients accumulated)
+    # auto: "stream" (one generator for the step, the draw order of single-process runs before processes
+    # existed) with one process and grad_accum 1, "per_sample" (each sample's draws from its own seed: the same
+    # numbers however the batch is split) otherwise, or whichever the resumed checkpoint used
+    randomness: str = "auto"
+    timeout: float = 600.0  # seconds a process waits for the others at a collective before the job fails
     out_dir: str = "runs/shapes"
     log_every: int = 10
     checkpoint_every: int = 500
@@ -80,7 +120,8 @@ class TrainConfig:
 
     def __post_init__(self):
         check_positive(self, ["steps", "batch_size", "log_every", "checkpoint_every", "keep_checkpoints",
-                              "sample_every", "sample_steps"])
+                              "sample_every", "sample_steps", "grad_accum"])
+        check_processes(self)
         if not 0 <= self.cond_dropout < 1:
             raise ConfigError(f"train.cond_dropout must be in [0, 1), got {self.cond_dropout}")
         if not 0 <= self.ema_decay < 1:

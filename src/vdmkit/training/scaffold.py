@@ -20,6 +20,7 @@ from tqdm import tqdm
 
 from vdmkit.config import dump_config
 from vdmkit.device import peak_memory
+from vdmkit.distributed import ONE_PROCESS, World, barrier
 from vdmkit.errors import ConfigError, CorruptCheckpointError
 from vdmkit.io.atomic import write_text_atomic
 from vdmkit.io.checkpoint import (
@@ -39,16 +40,18 @@ METRICS = "metrics.jsonl"
 RESUME_FILES = (CONFIG, WEIGHTS, STATE_TENSORS, STATE_DOC)  # what a resume reads, so what must verify
 
 
-def open_run(out: Path, resume: bool) -> Checkpoint | None:
+def open_run(out: Path, resume: bool, world: World = ONE_PROCESS) -> Checkpoint | None:
     """The checkpoint to resume from (None for a fresh run). A fresh run refuses a folder that holds checkpoints;
-    ``--resume`` removes what killed checkpoint writes left behind and picks the newest complete checkpoint,
-    saying why each newer one was skipped (CorruptCheckpointError when there is none)."""
+    ``--resume`` removes what killed checkpoint writes left behind (rank 0, while the others wait) and picks the
+    newest complete checkpoint, saying why each newer one was skipped (CorruptCheckpointError when there is none)."""
     if not resume:
         if checkpoint_dirs(out):
             raise ConfigError(f"{str(out)!r} already holds checkpoints; pass --resume to continue it or choose a new "
                               "train.out_dir")
         return None
-    remove_stale_temporaries(out)
+    if world.main:
+        remove_stale_temporaries(out)
+    barrier(world)
     return latest_checkpoint(out, needs=RESUME_FILES)
 
 
@@ -114,8 +117,9 @@ class Progress:
         self.bar.close()
 
 
-class StepBatches(torch.utils.data.Dataset):
-    """Item k is training step k's batch of a dataset with ``batch(start, size)``: a pure function of k."""
+class StartBatches(torch.utils.data.Dataset):
+    """Item k is the batch of ``batch_size`` samples from sample k of a dataset with ``batch(start, size)``: a pure
+    function of k."""
 
     def __init__(self, dataset, batch_size: int):
         self.dataset, self.batch_size = dataset, batch_size
@@ -123,19 +127,24 @@ class StepBatches(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return 2**62
 
-    def __getitem__(self, step: int):
-        return self.dataset.batch(step * self.batch_size, self.batch_size)
+    def __getitem__(self, start: int):
+        return self.dataset.batch(start, self.batch_size)
 
 
-def batches(dataset, start: int, steps: int, batch_size: int, device: torch.device, workers: int = 0):
-    """(videos on ``device``, captions) of steps ``start .. steps - 1``, in order. With ``workers`` > 0 worker
-    processes load them ahead of the loop (two batches each), into pinned memory when the device is CUDA; every
-    batch is a pure function of its step, so workers change no number (a bad file is skipped in the worker that
-    meets it, and counted there)."""
+def step_starts(start: int, steps: int, batch_size: int) -> list[int]:
+    """The first sample of each of steps ``start .. steps - 1`` of one process's run: ``step * batch_size``."""
+    return [step * batch_size for step in range(start, steps)]
+
+
+def batches(dataset, starts: list[int], batch_size: int, device: torch.device, workers: int = 0):
+    """(videos on ``device``, captions): the batches of ``batch_size`` samples from each of ``starts``, in order.
+    With ``workers`` > 0 worker processes load them ahead of the loop (two batches each), into pinned memory when
+    the device is CUDA; every batch is a pure function of its start, so workers change no number (a bad file is
+    skipped in the worker that meets it, and counted there)."""
     if workers == 0:
-        loader = (dataset.batch(step * batch_size, batch_size) for step in range(start, steps))
+        loader = (dataset.batch(start, batch_size) for start in starts)
     else:
-        loader = torch.utils.data.DataLoader(StepBatches(dataset, batch_size), sampler=range(start, steps),
+        loader = torch.utils.data.DataLoader(StartBatches(dataset, batch_size), sampler=starts,
                                              batch_size=None, num_workers=workers, prefetch_factor=2,
                                              pin_memory=device.type == "cuda")
     for videos, captions in loader:
@@ -178,10 +187,16 @@ def optimizer_step(loss: torch.Tensor, opt: torch.optim.Optimizer, params, grad_
     return the norm before clipping. The caller calls ``scaler.update()`` once the step's optimizers have run."""
     opt.zero_grad(set_to_none=True)
     scaler.scale(loss).backward()
+    return clip_and_step(opt, params, grad_clip, scaler)
+
+
+def clip_and_step(opt: torch.optim.Optimizer, params, grad_clip: float, scaler: torch.amp.GradScaler) -> torch.Tensor:
+    """Unscale the accumulated gradients, clip their norm to ``grad_clip``, step; return the norm before clipping
+    (a plain tensor, also when FSDP's gradients are sharded)."""
     scaler.unscale_(opt)
     norm = torch.nn.utils.clip_grad_norm_(params, grad_clip)
     scaler.step(opt)
-    return norm
+    return norm.full_tensor() if hasattr(norm, "full_tensor") else norm
 
 
 def optimizer_tensors(opt: torch.optim.Optimizer, prefix: str) -> dict[str, torch.Tensor]:

@@ -1,10 +1,13 @@
 """train(cfg): the whole text-to-video training loop, read top to bottom.
 
-Each step takes samples ``step*B .. step*B+B-1`` of the (deterministic) dataset, drops captions to ""
-with probability ``cond_dropout`` for classifier-free guidance, and minimises the diffusion loss under
-bf16 autocast. With ``image_ratio`` > 0 about that fraction of each batch's samples are trained as T independent
-images (joint image-video training, see ``image_samples``). Checkpoints hold the EMA weights for inference plus
-everything needed to resume exactly (raw weights, optimizer, LR schedule, RNG states, step).
+Each step takes the next ``train.batch_size`` samples of the (deterministic) dataset (the global batch: split
+over the processes torchrun started and ``train.grad_accum`` micro-batches, see :mod:`vdmkit.training.parallel`),
+drops captions to "" with probability ``cond_dropout`` for classifier-free guidance, and minimises the diffusion
+loss under bf16 autocast. With ``image_ratio`` > 0 about that fraction of each batch's samples are trained as T
+independent images (joint image-video training, see :func:`vdmkit.training.randomness.image_samples`). The draws
+are made so that the split changes no number (:mod:`vdmkit.training.randomness`). Checkpoints hold the EMA weights
+for inference plus everything needed to resume exactly (raw weights, optimizer, LR schedule, every rank's RNG
+states, the data position, step), the same files for any number of processes; rank 0 logs and writes them.
 """
 
 from __future__ import annotations
@@ -15,32 +18,43 @@ import time
 from pathlib import Path
 
 import torch
+from torch import nn
 
 from vdmkit.autoencoders.load import load_autoencoder
 from vdmkit.config import to_dict
 from vdmkit.data.loader import build_dataset
 from vdmkit.device import autocast, grad_scaler, memory_guard, resolve_device
 from vdmkit.diffusion.losses import diffusion_loss
+from vdmkit.distributed import barrier, collectives, join, mean
 from vdmkit.errors import ConfigError, NonFiniteError
 from vdmkit.io.checkpoint import CONFIG, WEIGHTS, Checkpoint, load_strict
 from vdmkit.io.video import upscale, write_video
 from vdmkit.pipelines import TextToVideo, pipeline_config
 from vdmkit.training.config import LatentConfig, RunConfig, resolve
+from vdmkit.training.parallel import (
+    Layout,
+    accumulating,
+    batch_layout,
+    full_optimizer_tensors,
+    full_state,
+    load_optimizer,
+    parallel_mode,
+    parallelize,
+    restore_rng_state,
+    rng_states,
+)
+from vdmkit.training.randomness import choose_scheme, rank_seed, step_draws
 from vdmkit.training.scaffold import (
     MetricsLog,
     Progress,
     batches,
+    clip_and_step,
     ema_decay_at,
     ema_update,
     lr_at,
     open_run,
-    optimizer_step,
-    optimizer_tensors,
     peak_memory_record,
-    restore_optimizer,
-    restore_rng,
     restore_scaler,
-    rng_tensors,
     save_training_checkpoint,
     scaler_state,
     set_lr,
@@ -54,99 +68,147 @@ PREVIEW_FPS = 8
 PREVIEW_MIN_SIZE = 128  # sample previews are upscaled (nearest) to at least this many pixels
 
 
-def image_samples(batch: int, ratio: float, generator: torch.Generator) -> torch.Tensor | None:
-    """(B,) bool: the samples that train as T independent images this step (joint image-video training, VDM /
-    LaVie), or None when ``ratio`` is 0, leaving the generator untouched so video-only runs are unchanged.
+class DiffusionObjective(nn.Module):
+    """One micro-batch's loss as a module: what DDP wraps, so that every trained part it runs (the text encoder,
+    the backbone) has its gradients averaged over the ranks."""
 
-    ratio * B samples, stochastically rounded (so the expected count is exact even for B = 2), chosen at random.
-    An image sample keeps its own clip's T frames and caption: the backbone's mask makes every frame a one-frame
-    clip of its own (position 0, no temporal layer), so the frames' order cannot matter and the caption stays
-    true of each frame's content. VDM instead appends frames of other clips, which needs a caption per frame.
-    """
-    if ratio == 0:
-        return None
-    count = math.floor(ratio * batch + torch.rand((), generator=generator).item())
-    mask = torch.zeros(batch, dtype=torch.bool)
-    mask[torch.randperm(batch, generator=generator)[:count]] = True
-    return mask
+    def __init__(self, pipe: TextToVideo, cfg: RunConfig, device: torch.device):
+        super().__init__()
+        self.pipe, self.device, self.precision = pipe, device, cfg.train.precision
+        self.prediction, self.weighting = cfg.diffusion.prediction, cfg.diffusion.loss_weighting
+
+    def forward(self, videos: torch.Tensor, captions: list[str], draws) -> torch.Tensor:
+        with autocast(self.device, self.precision):
+            cond = dataclasses.replace(self.pipe.encode(captions), is_image=draws.is_image)
+            return diffusion_loss(self.pipe.backbone, videos, cond, self.pipe.process, self.prediction,
+                                  weighting=self.weighting, noise=(draws.t, draws.eps))
 
 
 def train(cfg: RunConfig, *, resume: bool = False, progress: bool = True) -> Path:
-    """Train the text-to-video model described by ``cfg``; return the run directory."""
+    """Train the text-to-video model described by ``cfg``, in this process or as one rank of the processes
+    torchrun started (``torchrun --nproc-per-node N -m vdmkit train CONFIG``); return the run directory."""
     cfg = resolve(cfg)
     tc = cfg.train
     out = Path(tc.out_dir)
-    device = resolve_device(tc.device)  # a device that is not here fails before any work
-    start = open_run(out, resume)  # the checkpoint to continue, or None; refuses to clobber a run
+    world, device = join(resolve_device(tc.device), tc.timeout)  # a missing device fails before any work
+    layout = batch_layout(tc, world)  # the global batch over processes and micro-batches, or why it cannot split
+    mode = parallel_mode(tc, world, device)  # none | ddp | fsdp, or what FSDP cannot shard
+    start = open_run(out, resume, world)  # the checkpoint to continue, or None; refuses to clobber a run
     set_threads(tc.threads)
-    torch.manual_seed(tc.seed)
+    torch.manual_seed(tc.seed)  # every rank builds the same initial weights
     if cfg.latent.cache:  # latents encoded once by `vdmkit cache-latents`
         from vdmkit.training.latent_cache import LatentCache
 
         dataset = LatentCache(cfg.latent.cache, cfg)
-    else:
-        dataset = build_dataset(cfg.data, batch_size=tc.batch_size)  # shapes, or real clips in buckets
+    else:  # shapes, or real clips in buckets; the loop numbers the micro-batches of all ranks itself
+        dataset = build_dataset(cfg.data, batch_size=layout.micro, rank=0, world_size=1)
     pipe = TextToVideo(cfg.pipeline()).train()  # initialised on the CPU: the same weights on every device
     if cfg.latent.enabled:
         load_autoencoder_into(pipe, cfg.latent)  # frozen and trained: it travels in every checkpoint
     pipe.to(device)
     ema = pipe.ema_copy().eval().requires_grad_(False)  # shares the frozen parts, copies the trained ones
+    if world.distributed:
+        torch.manual_seed(rank_seed(tc.seed, world.rank))  # model dropout: each rank its own masks
+    state, doc = ({}, {}) if start is None else resumed_state(start, cfg, pipe, ema)
+    scheme = choose_scheme(tc.randomness, world.distributed or layout.accum > 1,
+                           doc.get("randomness", "stream") if start is not None else None)
+    model = parallelize(DiffusionObjective(pipe, cfg, device), pipe, ema, mode, tc, device)
     params = [p for p in pipe.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=tc.lr, weight_decay=tc.weight_decay, betas=(0.9, 0.999))
     scaler = grad_scaler(device, tc.precision)  # fp16 devices only; a pass-through elsewhere
     generator = torch.Generator().manual_seed(tc.seed)  # on the CPU: the same draws on every device
     step = 0
     if start is not None:
-        step = restore(start, cfg, pipe, ema, opt, scaler, generator)
-        if cfg.latent.enabled:  # frozen: always the recorded autoencoder, whatever an older checkpoint held
-            load_autoencoder_into(pipe, cfg.latent)
-    start_run_folder(out, cfg)
-    metrics = MetricsLog(out, step if start is not None else None)
-    bar = Progress(tc.steps, step, "train", progress)
-    advice = (f"lower train.batch_size ({tc.batch_size}), data.frames or data.size, use train.precision=bf16, or "
-              "model.checkpoint=true (DiT: recompute activations in the backward pass)")
+        load_optimizer(pipe, opt, mode, state, "optim", doc["param_groups"], start.directory)
+        restore_scaler(scaler, doc)
+        generator.set_state(state["rng.generator"])
+        restore_rng_state(state, world, tc.seed)
+        step = int(doc["step"])
+        # the data position: where the next step's samples start (continued as is when the global batch changed)
+        layout = dataclasses.replace(layout, offset=doc.get("samples_seen", step * layout.global_batch)
+                                     - step * layout.global_batch)
+    if world.main:
+        start_run_folder(out, cfg)
+    metrics = MetricsLog(out, step if start is not None else None) if world.main else None
+    bar = Progress(tc.steps, step, "train", progress and world.main)
+    if (world.distributed or layout.accum > 1) and progress and world.main:
+        bar.write(f"{layout.describe()}; parallel {mode}; randomness {scheme}")
+    advice = (f"lower train.batch_size ({tc.batch_size}), data.frames or data.size, use train.precision=bf16, "
+              "model.checkpoint=true (DiT: recompute activations in the backward pass), or more processes with "
+              "train.parallel=fsdp")
+    resume_advice = f"Rerun with --resume: it continues from the last complete checkpoint in {str(out)!r}"
+    starts = [layout.first_sample(s, m) for s in range(step, tc.steps) for m in range(layout.accum)]
+    micro_batches = batches(dataset, starts, layout.micro, device, tc.workers)
     try:
-        with memory_guard(lambda: f"training step {step + 1} on {device}", advice):
-            for videos, captions in batches(dataset, step, tc.steps, tc.batch_size, device, tc.workers):
-                if cfg.latent.enabled and not cfg.latent.cache:
-                    with autocast(device, tc.precision):
-                        videos = pipe.to_latents(videos).float()  # the frozen autoencoder's scaled latents
-                drop = torch.rand(len(captions), generator=generator) < tc.cond_dropout
-                captions = ["" if d else c for c, d in zip(captions, drop.tolist())]
-                is_image = image_samples(len(captions), tc.image_ratio, generator)
+        with memory_guard(lambda: f"training step {step + 1} on {device}", advice), \
+                collectives(world, lambda: f"training step {step + 1}", resume_advice):
+            while step < tc.steps:
                 set_lr([opt], lr_at(step, tc))
-                with autocast(device, tc.precision):
-                    cond = dataclasses.replace(pipe.encode(captions), is_image=is_image)
-                    loss = diffusion_loss(pipe.backbone, videos, cond, pipe.process, cfg.diffusion.prediction,
-                                          weighting=cfg.diffusion.loss_weighting, generator=generator)
+                opt.zero_grad(set_to_none=True)
+                losses = []
+                for m in range(layout.accum):
+                    videos, captions = next(micro_batches)
+                    if cfg.latent.enabled and not cfg.latent.cache:
+                        with autocast(device, tc.precision):
+                            videos = pipe.to_latents(videos).float()  # the frozen autoencoder's scaled latents
+                    draws = step_draws(scheme, videos.shape, tc, pipe.process, cfg.diffusion.loss_weighting,
+                                       generator=generator, step=step, positions=layout.positions(m),
+                                       global_batch=layout.global_batch, device=device)
+                    with accumulating(model, pipe, mode, last=m == layout.accum - 1):
+                        loss = model(videos, draws.captions(captions), draws)
+                        scaler.scale(loss / layout.accum if layout.accum > 1 else loss).backward()
+                    losses.append(loss.detach())
+                loss = mean(torch.stack(losses).mean(), world)  # the global batch's loss, on every rank
                 if not torch.isfinite(loss):
                     raise NonFiniteError(f"loss is {loss.item()} at step {step}; lower train.lr or use "
                                          "train.precision=fp32. The last checkpoint is intact.")
-                grad_norm = optimizer_step(loss, opt, params, tc.grad_clip, scaler)
+                grad_norm = clip_and_step(opt, params, tc.grad_clip, scaler)
                 scaler.update()
                 ema_update(ema, pipe, ema_decay_at(step, tc.ema_decay))
                 step += 1
                 bar.advance()
-                if step % tc.log_every == 0 or step == tc.steps:
+                if world.main and (step % tc.log_every == 0 or step == tc.steps):
                     rate = bar.rate(step)
                     record = {"step": step, "loss": loss.item(), "grad_norm": float(grad_norm),
-                              "lr": lr_at(step - 1, tc), "steps_per_s": rate, "time": time.time(),
-                              **peak_memory_record(device)}
+                              "lr": lr_at(step - 1, tc), "steps_per_s": rate, "global_batch": layout.global_batch,
+                              "time": time.time(), **peak_memory_record(device)}
                     metrics.write(record)
                     bar.show(loss=f"{record['loss']:.4f}", it_s=f"{rate:.2f}")
-                if step % tc.checkpoint_every == 0 or step == tc.steps:
-                    save_training_checkpoint(
-                        out, step, weights=ema.state_dict(), config=to_dict(pipe.config), run=to_dict(cfg),
-                        state={**{f"model.{k}": v for k, v in pipe.state_dict().items()},
-                               **optimizer_tensors(opt, "optim"), **rng_tensors(generator)},
-                        state_doc={"param_groups": opt.state_dict()["param_groups"], **scaler_state(scaler)},
-                        keep=tc.keep_checkpoints)
-                if step % tc.sample_every == 0 or step == tc.steps:
-                    write_previews(ema, cfg, out / "samples" / f"step_{step:07d}.mp4", step)
+                save = step % tc.checkpoint_every == 0 or step == tc.steps
+                preview = step % tc.sample_every == 0 or step == tc.steps
+                if save or preview:
+                    weights = full_state(ema, mode)  # every rank takes part in gathering FSDP shards
+                if save:
+                    save_checkpoint_step(out, step, cfg, pipe, weights, opt, scaler, generator, mode, layout, scheme)
+                if preview and world.main:
+                    write_previews(inference_copy(ema, weights, mode, device), cfg,
+                                   out / "samples" / f"step_{step:07d}.mp4", step)
+                if save or preview:
+                    barrier(world)  # no rank runs ahead (or exits) while rank 0 writes
     finally:
         bar.close()
-        metrics.close()
+        if metrics is not None:
+            metrics.close()
     return out
+
+
+def save_checkpoint_step(out: Path, step: int, cfg: RunConfig, pipe, weights: dict, opt, scaler, generator,
+                         mode: str, layout: Layout, scheme: str) -> None:
+    """Gather the training state on rank 0 (every rank calls this) and write checkpoint ``step`` there."""
+    model_state = full_state(pipe, mode)
+    optimizer = full_optimizer_tensors(pipe, opt, mode, "optim")
+    rng = rng_states(layout.world)
+    if not layout.world.main:
+        return
+    save_training_checkpoint(
+        out, step, weights=weights, config=to_dict(pipe.config), run=to_dict(cfg),
+        state={**{f"model.{k}": v for k, v in model_state.items()}, **optimizer,
+               "rng.generator": generator.get_state(), **rng},
+        state_doc={"param_groups": opt.state_dict()["param_groups"], **scaler_state(scaler), "randomness": scheme,
+                   "samples_seen": layout.offset + step * layout.global_batch,
+                   "layout": {"processes": layout.world.size, "grad_accum": layout.accum, "micro_batch": layout.micro,
+                              "global_batch": layout.global_batch, "parallel": mode}},
+        keep=cfg.train.keep_checkpoints)
 
 
 def load_autoencoder_into(pipe: TextToVideo, latent: LatentConfig) -> None:
@@ -158,6 +220,17 @@ def load_autoencoder_into(pipe: TextToVideo, latent: LatentConfig) -> None:
                           f"(sha256 {latent.sha256[:12]}..., now {source.sha256[:12]}...)")
     load_strict(pipe.autoencoder, source.state_dict(), latent.autoencoder)
     pipe.autoencoder.scaling_factor, pipe.autoencoder.shift_factor = source.scaling_factor, source.shift_factor
+
+
+def inference_copy(ema: TextToVideo, weights: dict, mode: str, device: torch.device) -> TextToVideo:
+    """The EMA model previews sample: itself, or under FSDP (whose EMA is sharded) a whole copy built from the
+    gathered ``weights`` on rank 0, without touching the global RNG that model dropout draws from."""
+    if mode != "fsdp":
+        return ema
+    with torch.random.fork_rng(devices=[]):
+        whole = TextToVideo(ema.config)
+    load_strict(whole, weights, "the gathered EMA weights")
+    return whole.to(device).eval()
 
 
 def write_previews(pipe: TextToVideo, cfg: RunConfig, path: Path, step: int) -> Path:
@@ -175,8 +248,9 @@ def write_previews(pipe: TextToVideo, cfg: RunConfig, path: Path, step: int) -> 
     return path
 
 
-def restore(ckpt: Checkpoint, cfg: RunConfig, pipe, ema, opt, scaler, generator) -> int:
-    """Load the model, EMA, optimizer and RNG states of ``ckpt`` (same model config only); return its step."""
+def resumed_state(ckpt: Checkpoint, cfg: RunConfig, pipe, ema) -> tuple[dict[str, torch.Tensor], dict]:
+    """Load the model and EMA weights of ``ckpt`` (same model config only) into the whole, unsharded modules;
+    return its training state (tensors, document) for the optimizer, RNG states and data position."""
     try:  # through the dataclasses, so options added since the checkpoint was written take their defaults
         saved = pipeline_config(ckpt.read_json(CONFIG))
     except ConfigError:
@@ -187,7 +261,6 @@ def restore(ckpt: Checkpoint, cfg: RunConfig, pipe, ema, opt, scaler, generator)
     state, doc = training_state(ckpt)
     load_strict(pipe, {k[6:]: v for k, v in state.items() if k.startswith("model.")}, ckpt.directory)
     load_strict(ema, ckpt.load_tensors(WEIGHTS), ckpt.directory)
-    restore_optimizer(opt, state, "optim", doc["param_groups"], ckpt.directory)
-    restore_scaler(scaler, doc)
-    restore_rng(state, generator)
-    return int(doc["step"])
+    if cfg.latent.enabled:  # frozen: always the recorded autoencoder, whatever an older checkpoint held
+        load_autoencoder_into(pipe, cfg.latent)
+    return state, doc

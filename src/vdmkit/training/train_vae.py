@@ -17,9 +17,18 @@ from pathlib import Path
 import torch
 
 from vdmkit.autoencoders.frame_vae import FrameVAE
-from vdmkit.autoencoders.load import build_autoencoder, latent_statistics, load_autoencoder
-from vdmkit.autoencoders.losses import (PatchDiscriminator, hinge_d_loss, hinge_g_loss, kl_loss,
-                                        reconstruction_loss)
+from vdmkit.autoencoders.load import (
+    build_autoencoder,
+    latent_statistics,
+    load_autoencoder,
+)
+from vdmkit.autoencoders.losses import (
+    PatchDiscriminator,
+    hinge_d_loss,
+    hinge_g_loss,
+    kl_loss,
+    reconstruction_loss,
+)
 from vdmkit.autoencoders.video_vae import VideoVAE, inflate_frame_vae
 from vdmkit.config import to_dict
 from vdmkit.data.shapes import ShapesDataset
@@ -28,8 +37,8 @@ from vdmkit.errors import ConfigError, CorruptCheckpointError, NonFiniteError
 from vdmkit.evaluation.statistics import psnr
 from vdmkit.io.checkpoint import CONFIG, WEIGHTS, Checkpoint, load_strict
 from vdmkit.io.video import upscale, write_video
-from vdmkit.training.config import AERunConfig
 from vdmkit.training import scaffold
+from vdmkit.training.config import AERunConfig
 from vdmkit.video import fold_time, to_uint8
 
 HELD_OUT_SEED_OFFSET = 7919  # held-out videos come from another seed of the same generator
@@ -73,7 +82,8 @@ def train_autoencoder(cfg: AERunConfig, *, resume: bool = False, progress: bool 
     advice = (f"lower train.batch_size ({tc.batch_size}), data.frames or data.size, or use train.precision=bf16")
     try:
         with memory_guard(lambda: f"autoencoder training step {step + 1} on {device}", advice):
-            for x, _ in scaffold.batches(dataset, step, tc.steps, tc.batch_size, device, tc.workers):  # (B, C, T, H, W)
+            starts = scaffold.step_starts(step, tc.steps, tc.batch_size)
+            for x, _ in scaffold.batches(dataset, starts, tc.batch_size, device, tc.workers):  # (B, C, T, H, W)
                 lr = scaffold.lr_at(step, tc)
                 scaffold.set_lr([opt, opt_d], lr)
                 gan_on = disc is not None and step >= tc.gan_start
