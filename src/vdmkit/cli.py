@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib
 import json
 import math
 import sys
 import warnings
+from pathlib import Path
 
 from vdmkit.device import DEVICES_HELP
 from vdmkit.errors import VdmkitError, VocabularyWarning
@@ -30,12 +32,45 @@ def _device_overrides(args) -> list[str]:
 
 
 def _cmd_train(args) -> int:
+    if args.nproc is not None and args.nproc != 1:
+        return _launch(args.nproc, args.argv)
+    from vdmkit.distributed import current
     from vdmkit.training import load_config, train
 
     cfg = load_config(args.config, args.overrides + _device_overrides(args))
     out = train(cfg, resume=args.resume, progress=not args.no_progress)
-    print(f"trained {cfg.train.steps} steps; checkpoints in {out / 'checkpoints'}, previews in {out / 'samples'}")
+    if current().main:
+        print(f"trained {cfg.train.steps} steps; checkpoints in {out / 'checkpoints'}, previews in {out / 'samples'}")
     return 0
+
+
+def _launch(nproc: int, argv: list[str]) -> int:
+    """``vdmkit train --nproc N ...``: replace this process by torchrun starting N processes of the same command
+    (without --nproc) on this machine."""
+    import os
+
+    from vdmkit.distributed import launched, torchrun_command
+
+    command = torchrun_command(nproc, _without_nproc(argv))  # refuses nproc < 1
+    if launched().distributed:
+        raise ValueError("--nproc starts processes with torchrun; this process already is one of "
+                         f"{launched().size}: drop --nproc when launching with torchrun")
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(command[0], command)  # an argument list, never a shell string; returns only on failure
+    return 1
+
+
+def _without_nproc(argv: list[str]) -> list[str]:
+    out, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == "--nproc":
+            skip = True
+        elif not arg.startswith("--nproc="):
+            out.append(arg)
+    return out
 
 
 def _cmd_train_vae(args) -> int:
@@ -76,31 +111,45 @@ def _cmd_sample(args) -> int:
         for name, entry in SAMPLERS.items():
             print(f"{name:9s} {entry.description}  [processes: {', '.join(entry.processes)}]")
         return 0
-    if args.model is None or args.prompt is None:
-        raise ValueError("sample needs --model PATH and --prompt TEXT (or --list-samplers)")
+    if (args.prompts is None) != (args.out_dir is None):
+        raise ValueError("--prompts FILE and --out-dir DIR go together (one video per prompt of the file)")
+    if args.prompts is not None and args.prompt is not None:
+        raise ValueError("give --prompt TEXT (one video, --out) or --prompts FILE (one video per line, --out-dir)")
+    if args.model is None or (args.prompt is None and args.prompts is None):
+        raise ValueError("sample needs --model PATH and --prompt TEXT, or --prompts FILE --out-dir DIR "
+                         "(or --list-samplers)")
 
     import torch
 
-    from vdmkit import __version__
     from vdmkit.device import resolve_device
-    from vdmkit.io.video import check_output_path, upscale, write_video
+    from vdmkit.io.video import check_output_path
     from vdmkit.pipelines import TextToVideo, make_request, open_model
-    from vdmkit.video import to_uint8
 
     # every check that needs no weights runs before loading them
     device = resolve_device(args.device)
-    out = check_output_path(args.out)
+    if args.prompts is not None:
+        from vdmkit.data.captions import read_prompt_file
+
+        prompts = read_prompt_file(args.prompts)
+        outs = [Path(args.out_dir) / f"{i:0{max(5, len(str(len(prompts) - 1)))}d}.mp4" for i in range(len(prompts))]
+    else:
+        prompts, outs = [args.prompt], [Path(args.out)]
+    check_output_path(outs[0])
     if args.upscale is not None and args.upscale < 1:
         raise ValueError(f"--upscale must be >= 1, got {args.upscale}")
     if not (math.isfinite(args.fps) and 0 < args.fps <= 240):
         raise ValueError(f"--fps must be in (0, 240], got {args.fps}")
     ckpt, config = open_model(args.model)  # reads and hashes the config only
     knobs = {k: v for k, v in (("eta", args.eta), ("order", args.order)) if v is not None}
-    request = make_request(config, [args.prompt], frames=args.frames, height=args.height, width=args.width,
-                           steps=args.steps, sampler=args.sampler, guidance=args.guidance, seed=args.seed,
-                           spacing=args.spacing, timesteps=_timesteps(args.timesteps),
-                           guidance_rescale=args.guidance_rescale, precision=args.precision,
-                           negative_prompt=args.negative_prompt, **knobs)
+
+    def request(prompt: str, seed):
+        return make_request(config, [prompt], frames=args.frames, height=args.height, width=args.width,
+                            steps=args.steps, sampler=args.sampler, guidance=args.guidance, seed=seed,
+                            spacing=args.spacing, timesteps=_timesteps(args.timesteps),
+                            guidance_rescale=args.guidance_rescale, precision=args.precision,
+                            negative_prompt=args.negative_prompt, **knobs)
+
+    first = request(prompts[0], args.seed)
     decode = {k: v for k, v in (("tile", args.vae_tile), ("frame_chunk", args.vae_frame_chunk)) if v is not None}
     if decode and not config.latent.enabled:
         raise ValueError("--vae-tile / --vae-frame-chunk apply to latent models; this one works in pixel space")
@@ -109,9 +158,35 @@ def _cmd_sample(args) -> int:
             raise ValueError(f"--vae-{name.replace('_', '-')} must be >= 1, got {value}")
     if args.threads:
         torch.set_num_threads(args.threads)
+    from vdmkit.distributed import all_gather_objects, join
 
+    world, device = join(device)  # rank i of the processes torchrun started, or the only one
+    requests = {0: first}
+    if args.prompts is not None:  # prompt i: rank i % processes, seed + i: the same video for any process count
+        base = all_gather_objects(first.seed, world)[0]  # a random seed is drawn once, by rank 0
+        requests = {i: dataclasses.replace(request(prompts[i], (base + i) % 2**63), seed_was_random=args.seed is None)
+                    for i in world.share(len(prompts))}
     pipe = TextToVideo.from_pretrained(ckpt, device=device)  # reads and hashes the inference weights, once
-    unknown = pipe.text_encoder.tokenizer.unknown_words(args.prompt)
+    for i, req in requests.items():
+        _sample_one(pipe, req, outs[i], args, decode, device, ckpt, config)
+    if args.prompts is not None:
+        from vdmkit.distributed import barrier
+
+        barrier(world)
+        if world.main:
+            print(json.dumps({"prompts": len(prompts), "out_dir": args.out_dir, "processes": world.size,
+                              "seed": base, "sampler": first.sampler, "steps": first.steps}))
+    return 0
+
+
+def _sample_one(pipe, request, out, args, decode: dict, device, ckpt, config) -> None:
+    """Sample ``request`` (one prompt) and write it to ``out`` with its metadata sidecar."""
+    from vdmkit import __version__
+    from vdmkit.io.video import upscale, write_video
+    from vdmkit.video import to_uint8
+
+    prompt = request.prompts[0]
+    unknown = pipe.text_encoder.tokenizer.unknown_words(prompt)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", VocabularyWarning)
         video = pipe.run(request, decode=decode)
@@ -119,7 +194,7 @@ def _cmd_sample(args) -> int:
         print(f"warning: {w.message}", file=sys.stderr)
     factor = args.upscale or max(1, math.ceil(128 / max(request.height, request.width)))
     u8 = upscale(to_uint8(video[0]), factor)
-    meta = {"prompt": args.prompt, "negative_prompt": args.negative_prompt, "unknown_words": unknown,
+    meta = {"prompt": prompt, "negative_prompt": args.negative_prompt, "unknown_words": unknown,
             "seed": request.seed, "seed_was_random": request.seed_was_random, "sampler": request.sampler,
             "steps": request.steps, "spacing": request.spacing,
             "timesteps": None if request.timesteps is None else list(request.timesteps),
@@ -134,8 +209,8 @@ def _cmd_sample(args) -> int:
         written.append(write_video(out.with_suffix(".png"), u8))
     for path in written:
         print(f"saved {path}")
-    print(json.dumps({k: meta[k] for k in ("prompt", "seed", "sampler", "steps", "guidance")}))
-    return 0
+    if args.prompts is None:
+        print(json.dumps({k: meta[k] for k in ("prompt", "seed", "sampler", "steps", "guidance")}))
 
 
 def _cmd_models(args) -> int:
@@ -184,6 +259,10 @@ def _add_training_parser(sub, name: str, func, help: str, config_help: str, exam
     p.add_argument("--resume", action="store_true", help="continue from the run's newest complete checkpoint")
     p.add_argument("--device", help=f"{DEVICES_HELP}; sets train.device (default: the config's, auto)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (logs still go to metrics.jsonl)")
+    if name == "train":
+        p.add_argument("--nproc", type=int, help="start this many processes on this machine through torchrun "
+                       "(data-parallel: train.parallel, train.grad_accum; one per GPU); the same as torchrun "
+                       "--standalone --nproc-per-node N -m vdmkit train ...")
     p.set_defaults(func=func)
 
 
@@ -209,6 +288,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("sample", help="generate a video from a trained model")
     p.add_argument("--model", help="checkpoint directory, or a run directory (uses its newest checkpoint)")
     p.add_argument("--prompt", help='text prompt; "" samples unconditionally')
+    p.add_argument("--prompts", metavar="FILE", help="a text file of prompts, one per line: one video per prompt in "
+                   "--out-dir (DIR/00000.mp4 + .json for line 1, ...; prompt i seeded with --seed + i); under torchrun "
+                   "each process samples its share (prompt i on rank i %% processes)")
+    p.add_argument("--out-dir", metavar="DIR", help="with --prompts: the folder the videos are written to")
     p.add_argument("--negative-prompt", default="", help="prompt to steer away from (default: unconditional)")
     p.add_argument("--out", default="sample.mp4", help="output file: .mp4, .gif, .webp or .png (frame strip)")
     p.add_argument("--frames", type=int, help="number of frames (default: the training length)")
@@ -247,22 +330,57 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# commands that split their work over the processes torchrun starts; the others refuse to run in several
+MULTI_PROCESS = ("train", "sample", "eval")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
     args, extra = parser.parse_known_args(argv)
+    args.argv = argv
     # `vdmkit train CONFIG --resume key=value`: overrides may follow the flags
     if extra and args.command in ("train", "train-vae", "cache-latents") and all("=" in e and not e.startswith("-") for e in extra):
         args.overrides += extra
     elif extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
+        _check_processes(args)
         return args.func(args)
     except (VdmkitError, ValueError, FileExistsError) as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {_error_text(e)}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("interrupted; the last complete checkpoint is intact", file=sys.stderr)
         return 130
+    finally:
+        if "vdmkit.distributed" in sys.modules:
+            sys.modules["vdmkit.distributed"].leave()
+
+
+def _check_processes(args) -> None:
+    """Commands that do not split their work refuse to run as one of several processes (each would redo it)."""
+    import os
+
+    size = os.environ.get("WORLD_SIZE", "1")
+    if size != "1" and args.command not in MULTI_PROCESS:
+        raise ValueError(f"`vdmkit {args.command}` runs in one process, but torchrun started {size}: run it without "
+                         f"torchrun (commands that split over processes: {', '.join(MULTI_PROCESS)})")
+    if size != "1" and args.command == "sample" and getattr(args, "prompts", None) is None and not args.list_samplers:
+        raise ValueError(f"`vdmkit sample --prompt` makes one video; under torchrun ({size} processes) give "
+                         "--prompts FILE --out-dir DIR so that each process samples its share")
+
+
+def _rank_prefix() -> str:
+    """'rank R: ' in a process torchrun started (its errors interleave with the others'), else ''."""
+    import os
+
+    return f"rank {os.environ['RANK']}: " if os.environ.get("WORLD_SIZE", "1") != "1" and "RANK" in os.environ else ""
+
+
+def _error_text(err: BaseException) -> str:
+    text = str(err)
+    return text if text.startswith("rank ") else _rank_prefix() + text
 
 
 if __name__ == "__main__":

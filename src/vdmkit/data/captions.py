@@ -70,6 +70,17 @@ class CaptionRow:
     end: float | None = None
 
 
+def read_text_file(path: Path, what: str) -> str:
+    """A UTF-8 text file (a byte-order mark dropped); CaptionError if it is not UTF-8, DatasetError if unreadable."""
+    try:
+        return path.read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise CaptionError(f"{what} {str(path)!r} is not UTF-8 (byte {e.start}: {e.reason}); "
+                           "re-encode it as UTF-8") from e
+    except OSError as e:
+        raise DatasetError(f"{what} {str(path)!r} cannot be read: {e}") from e
+
+
 def read_caption_file(path: str | os.PathLike, root: str | os.PathLike) -> tuple[list[CaptionRow], list[str]]:
     """Rows of a WebVid-style CSV or JSONL (path, caption, optional start/end seconds) under ``root``.
 
@@ -77,13 +88,7 @@ def read_caption_file(path: str | os.PathLike, root: str | os.PathLike) -> tuple
     is not UTF-8 text or has no path/caption columns is a :class:`DatasetError`.
     """
     path, root = Path(path), Path(root)
-    try:
-        text = path.read_bytes().decode("utf-8-sig")
-    except UnicodeDecodeError as e:
-        raise CaptionError(f"caption file {str(path)!r} is not UTF-8 (byte {e.start}: {e.reason}); "
-                           "re-encode it as UTF-8") from e
-    except OSError as e:
-        raise DatasetError(f"caption file {str(path)!r} cannot be read: {e}") from e
+    text = read_text_file(path, "caption file")
     if path.suffix.lower() in (".jsonl", ".json"):
         records = []
         for n, line in enumerate(text.splitlines(), 1):
@@ -132,3 +137,23 @@ def _seconds(value, where: str) -> float | None:
     if not 0 <= t < 1e7:
         raise DatasetError(f"{where}: {t} seconds is out of range")
     return t
+
+
+def read_prompt_file(path: str | os.PathLike) -> list[str]:
+    """The prompts of a text file, one per line (UTF-8; surrounding whitespace dropped; ``vdmkit sample
+    --prompts``). A CaptionError names the line of a prompt that is not text, an empty line (the unconditional
+    prompt is ``--prompt ""``), or a file without prompts."""
+    path = Path(path)
+    text = read_text_file(path, "prompt file")
+    prompts = []
+    for n, line in enumerate(text.split("\n"), 1):
+        where = f"{path.name}:{n}"
+        if not line.strip():
+            if n == len(text.split("\n")):  # the newline that ends the last prompt
+                continue
+            raise CaptionError(f"{where}: empty line; write one prompt per line without blank lines (sample the "
+                               "unconditional prompt with --prompt \"\")")
+        prompts.append(check_caption(line, where))
+    if not prompts:
+        raise CaptionError(f"prompt file {str(path)!r} holds no prompt; write one prompt per line")
+    return prompts
