@@ -39,6 +39,7 @@ def _cmd_eval(args) -> int:
     if args.real is None or args.fake is None:
         raise ValueError("eval needs --real DIR|shapes and --fake DIR|MODEL_DIR|shapes|noise "
                          "(or: vdmkit eval compare A.json B.json)")
+    from vdmkit.device import resolve_device
     from vdmkit.errors import SampleCountWarning
     from vdmkit.evaluation.evaluate import evaluate
     from vdmkit.evaluation.report import (
@@ -46,8 +47,6 @@ def _cmd_eval(args) -> int:
         write_report_html,
         write_report_json,
     )
-
-    from vdmkit.device import resolve_device
 
     resolve_device(args.device)  # a device that is not here fails before anything is read
     if args.out and not args.out.endswith(".json"):
@@ -65,6 +64,10 @@ def _cmd_eval(args) -> int:
                       clip_sampling=args.clip_sampling,
                       lpips_backbone=args.lpips_backbone, lpips_heads=args.lpips_heads, lpips_net=args.lpips_net,
                       device=args.device)
+    from vdmkit.distributed import current
+
+    if not current().main:  # under torchrun every rank holds the gathered result; rank 0 reports it
+        return 0
     for w in caught:
         if issubclass(w.category, (SampleCountWarning, UserWarning)):
             print(f"warning: {w.message}", file=sys.stderr)

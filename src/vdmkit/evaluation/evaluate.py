@@ -30,6 +30,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from vdmkit.device import resolve_device
+from vdmkit.distributed import ONE_PROCESS, World, all_gather_objects, join
 from vdmkit.errors import ClassSetWarning, ConfigError, ConstraintError, DatasetError
 from vdmkit.evaluation import perceptual
 from vdmkit.evaluation import shapes_classifier as shapes_net
@@ -37,7 +39,6 @@ from vdmkit.evaluation import statistics as st
 from vdmkit.evaluation.features import c3d, i3d, inception
 from vdmkit.evaluation.features import clip as clip_net
 from vdmkit.evaluation.features.weights import PINNED
-from vdmkit.device import resolve_device
 from vdmkit.evaluation.metrics import compute_metrics, measurement_sets, paired_metrics
 from vdmkit.evaluation.protocols import Protocol, get_protocol, parse_metrics
 from vdmkit.evaluation.report import build_report
@@ -48,6 +49,8 @@ from vdmkit.evaluation.sources import (
     clip_preprocessing,
     planned_count,
 )
+
+END = object()  # a stream with no clip left
 
 # ---- measurements ---------------------------------------------------------------------------------
 
@@ -257,7 +260,7 @@ def check_first_clips(metrics, firsts: dict[str, Sample | None], lpips_net: str 
     first: dict = {}
     for role, sample in firsts.items():
         if sample is not None:
-            _check_shape(first, sample, role)
+            _check_shape(first, sample.name, tuple(sample.video.shape), role)
     if "shape" not in first:
         return
     h, w = first["shape"][-2:]
@@ -288,13 +291,12 @@ def check_class_sets(labels: dict, protocol: Protocol, *, strict: bool = False) 
     warnings.warn(message, ClassSetWarning, stacklevel=3)
 
 
-def _check_shape(first: dict, sample: Sample, role: str) -> None:
-    shape = tuple(sample.video.shape)
+def _check_shape(first: dict, name: str, shape: tuple, role: str) -> None:
     if "shape" not in first:
-        first["shape"], first["name"], first["role"] = shape, sample.name, role
+        first["shape"], first["name"], first["role"] = shape, name, role
     elif shape != first["shape"]:
         raise ConstraintError(
-            f"{role} clip {sample.name!r} has (C, T, H, W) {shape} but {first['role']} clip {first['name']!r} has "
+            f"{role} clip {name!r} has (C, T, H, W) {shape} but {first['role']} clip {first['name']!r} has "
             f"{first['shape']}; real and fake clips must match in frame count and size: pass --resolution R to "
             "resize both, and generate the protocol's frame count")
 
@@ -333,6 +335,7 @@ def evaluate(real, fake, *, metrics=None, protocol: str | Protocol = "folders", 
     """
     t0 = time.perf_counter()
     device = device if isinstance(device, torch.device) else resolve_device(device)
+    world, device = join(device)  # under torchrun: batch j of each set is measured by rank j % processes
     protocol = get_protocol(protocol, **overrides)
     metrics = parse_metrics(metrics, protocol)
     if batch_size < 1:
@@ -351,16 +354,21 @@ def evaluate(real, fake, *, metrics=None, protocol: str | Protocol = "folders", 
         st.check_sample_count(n_real, protocol.num_real, what=f"{protocol.name} real set", strict=strict)
         st.check_sample_count(n_fake, protocol.num_fake, what=f"{protocol.name} fake set", strict=strict)
         # the first clip of each set is decoded before any weights load: sizes no network can take fail first
-        streams = {"real": real_src.samples(), "fake": fake_src.samples()}
-        firsts = {role: next(it, None) for role, it in streams.items()}
-        check_first_clips(metrics, firsts, lpips_net)
-        streams = {role: itertools.chain([firsts[role]] if firsts[role] else [], it) for role, it in streams.items()}
+        def wanted(i: int) -> bool:  # the clips of this rank's batches (None in their stream for the others')
+            return i // batch_size % world.size == world.rank
+
+        streams = {"real": real_src.samples(wanted), "fake": fake_src.samples(wanted)}
+        firsts = {role: next(it, END) for role, it in streams.items()}
+        check_first_clips(metrics, {role: None if x is END else x for role, x in firsts.items()}, lpips_net)
+        streams = {role: itertools.chain([] if firsts[role] is END else [firsts[role]], it)
+                   for role, it in streams.items()}
         sets = measurement_sets(metrics, protocol)
         measured = {name: sets[name] for name in MEASUREMENTS if name in sets}
         runs, records = prepare_measurements(measured, Setup(protocol, weights, clip, dict(expected_sha256 or {}),
                                                              lpips_backbone, lpips_heads, lpips_net, real_src,
                                                              device))
-        ev = _run(streams, measured, runs, batch_size=batch_size, progress=progress, keep_samples=keep_samples)
+        ev = _run(streams, measured, runs, batch_size=batch_size, progress=progress, keep_samples=keep_samples,
+                  world=world)
         if ev.report["counts"]["real"] < n_real:  # short videos were skipped
             st.check_sample_count(ev.report["counts"]["real"], protocol.num_real,
                                   what=f"{protocol.name} real set after skipping short videos", strict=strict)
@@ -376,7 +384,7 @@ def evaluate(real, fake, *, metrics=None, protocol: str | Protocol = "folders", 
     return ev
 
 
-def _batches(it: Iterator[Sample], size: int) -> Iterator[list[Sample]]:
+def _batches(it: Iterator[Sample | None], size: int) -> Iterator[list[Sample | None]]:
     batch = []
     for s in it:
         batch.append(s)
@@ -387,40 +395,42 @@ def _batches(it: Iterator[Sample], size: int) -> Iterator[list[Sample]]:
         yield batch
 
 
-def _run(streams: dict[str, Iterator[Sample]], measured: dict[str, tuple[str, ...]], runs: dict[str, Callable], *,
-         batch_size: int, progress: bool, keep_samples: int) -> Evaluation:
+def _run(streams: dict[str, Iterator[Sample | None]], measured: dict[str, tuple[str, ...]], runs: dict[str, Callable],
+         *, batch_size: int, progress: bool, keep_samples: int, world: World = ONE_PROCESS) -> Evaluation:
     """Real and fake batches in turn: every measurement taken on the sets it is needed for, paired ones on the
-    i-th real clip with the i-th fake one as both sets arrive."""
+    i-th real clip with the i-th fake one as both sets arrive. Batch ``j`` of each set is measured by rank
+    ``j % processes`` (its streams hold None for the others' clips); every rank then gathers every batch's results
+    and merges them in batch order, as one process would have taken them."""
     from tqdm import tqdm
 
-    ev = Evaluation({})
     first: dict = {}
-    taken = {name: {"real": [], "fake": [], "pairs": []} for name in measured}
+    mine = {name: {"real": [], "fake": [], "pairs": []} for name in measured}  # (batch, result) of this rank
     paired = [name for name in measured if MEASUREMENTS[name].paired]
-    samples = {"real": [], "fake": []}
-    labels = {"real": Counter(), "fake": Counter()}
+    seen = {"real": [], "fake": []}  # (batch, [(name, shape)], [sample records])
+    frames = {"real": [], "fake": []}  # (clip index, uint8 frames) of the first keep_samples clips
     pending = {"real": [], "fake": []}  # paired measurements: clips waiting for their partner
-    streams = {role: _batches(it, batch_size) for role, it in streams.items()}
-    bar = tqdm(desc="evaluating", unit="clip", disable=not progress)
+    streams = {role: enumerate(_batches(it, batch_size)) for role, it in streams.items()}
+    bar = tqdm(desc="evaluating", unit="clip", disable=not (progress and world.main))
     while streams:
         for role in list(streams):
-            batch = next(streams[role], None)
+            j, batch = next(streams[role], (None, None))
             if batch is None:
                 del streams[role]
                 continue
-            for s in batch:
-                _check_shape(first, s, role)
-                samples[role].append({"name": s.name, "caption": s.caption, "label": s.label, **s.record})
-                if s.label is not None:
-                    labels[role][s.label] += 1
-                keep = ev.real_frames if role == "real" else ev.fake_frames
-                if len(keep) < keep_samples:
-                    keep.append(((s.video.permute(1, 2, 3, 0) + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).numpy())
+            if j % world.size != world.rank:
+                continue
+            for k, s in enumerate(batch):
+                _check_shape(first, s.name, tuple(s.video.shape), role)
+                if j * batch_size + k < keep_samples:
+                    frames[role].append((j * batch_size + k, ((s.video.permute(1, 2, 3, 0) + 1) * 127.5).round()
+                                         .clamp(0, 255).to(torch.uint8).numpy()))
+            seen[role].append((j, [(s.name, tuple(s.video.shape)) for s in batch],
+                               [{"name": s.name, "caption": s.caption, "label": s.label, **s.record} for s in batch]))
             videos = torch.stack([s.video for s in batch])  # (B, 3, T, H, W)
-            bar.update(len(batch))
+            bar.update(len(batch) * world.size)
             for name, sets in measured.items():
                 if role in sets and name not in paired:
-                    taken[name][role].append(runs[name](batch, videos))
+                    mine[name][role].append((j, runs[name](batch, videos)))
             if paired:
                 pending[role].extend(batch)
                 k = min(len(pending["real"]), len(pending["fake"]))
@@ -428,13 +438,38 @@ def _run(streams: dict[str, Iterator[Sample]], measured: dict[str, tuple[str, ..
                     a = torch.stack([s.video for s in pending["real"][:k]])
                     b = torch.stack([s.video for s in pending["fake"][:k]])
                     for name in paired:
-                        taken[name]["pairs"].append(runs[name](a, b))
+                        mine[name]["pairs"].append((j, runs[name](a, b)))
                     pending["real"], pending["fake"] = pending["real"][k:], pending["fake"][k:]
     bar.close()
-    ev.report["counts"] = {"real": len(samples["real"]), "fake": len(samples["fake"])}
+    ranks = all_gather_objects({"taken": mine, "seen": seen, "frames": frames}, world)
+    return _merge(ranks, keep_samples)
+
+
+def _in_order(entries) -> list:
+    """The items of ``(batch, item)`` entries gathered from every rank, in batch order."""
+    return [item for _, item in sorted(entries, key=lambda entry: entry[0])]
+
+
+def _merge(ranks: list[dict], keep_samples: int) -> Evaluation:
+    """One Evaluation from every rank's batches, in batch order (one rank: its own, as they came)."""
+    roles = ("real", "fake")
+    ev = Evaluation({})
+    checked: dict = {}  # the shape check over all clips, in the order one process meets them: batch j real, fake
+    met = sorted((j, roles.index(role), clips) for r in ranks for role in roles for j, clips, _ in r["seen"][role])
+    for _, role_index, clips in met:
+        for name, shape in clips:
+            _check_shape(checked, name, shape, roles[role_index])
+    samples = {role: [rec for recs in _in_order((j, recs) for r in ranks for j, _, recs in r["seen"][role])
+                      for rec in recs] for role in roles}
+    ev.real_frames = _in_order(e for r in ranks for e in r["frames"]["real"])[:keep_samples]
+    ev.fake_frames = _in_order(e for r in ranks for e in r["frames"]["fake"])[:keep_samples]
+    labels = {role: Counter(rec["label"] for rec in samples[role] if rec["label"] is not None) for role in roles}
+    ev.report["counts"] = {role: len(samples[role]) for role in roles}
     ev.report["labels"] = {r: dict(sorted(c.items())) for r, c in labels.items() if c}
     ev.report["samples"] = samples
     for name, m in MEASUREMENTS.items():
-        m.keep(ev, taken.get(name, {"real": [], "fake": [], "pairs": []}))
-    ev.report["clip_shape"] = list(first.get("shape", ()))
+        parts = ("real", "fake", "pairs")
+        m.keep(ev, {part: _in_order(e for r in ranks for e in r["taken"].get(name, {}).get(part, []))
+                    for part in parts})
+    ev.report["clip_shape"] = list(checked.get("shape", ()))
     return ev

@@ -173,7 +173,9 @@ class FolderSource:
             out.append((self.caption(p) or (_humanise_label(label) if label else ""), label, None))
         return out
 
-    def samples(self) -> Iterator[Sample]:
+    def samples(self, wanted: Callable[[int], bool] = lambda i: True) -> Iterator[Sample | None]:
+        """The clips in order; None in place of a clip ``wanted(index)`` refuses (another process measures it). Every
+        video is still decoded: its length decides whether it is used and where the seeded stream puts its clip."""
         from vdmkit.io.video import read_video
 
         p = self.protocol
@@ -198,6 +200,9 @@ class FolderSource:
                 self.skipped.append({"file": rel, "reason": reason})
                 continue
             self.used += 1
+            if not wanted(self.used - 1):
+                yield None
+                continue
             caption = self.caption(path)
             yield Sample(rel, prepare_clip(frames, start, p), caption, self.label(path),
                          parse_shapes_caption(caption),
@@ -256,10 +261,13 @@ class ShapesSource:
         return [(it["caption"], None, {k: it["attributes"][k] for k in ("shape", "colour", "direction", "speed")})
                 for it in items]
 
-    def samples(self) -> Iterator[Sample]:
+    def samples(self, wanted: Callable[[int], bool] = lambda i: True) -> Iterator[Sample | None]:
         for i in range(self.n):
-            it = self.dataset[i]
             self.used += 1
+            if not wanted(i):
+                yield None
+                continue
+            it = self.dataset[i]
             yield Sample(f"shapes/{i}", it["video"], it["caption"], None, it["attributes"], {"index": i})
 
     def describe(self) -> dict:
@@ -277,13 +285,13 @@ class NoiseSource:
         self.shape, self.n, self.seed, self.plan = shape, n, seed, prompts
         self.used = 0
 
-    def samples(self) -> Iterator[Sample]:
+    def samples(self, wanted: Callable[[int], bool] = lambda i: True) -> Iterator[Sample | None]:
         g = torch.Generator().manual_seed(self.seed)
         for i in range(self.n):
             caption, label, attrs = self.plan[i % len(self.plan)] if self.plan else (None, None, None)
             self.used += 1
-            yield Sample(f"noise/{i}", torch.rand(3, *self.shape, generator=g) * 2 - 1, caption, label, attrs,
-                         {"index": i})
+            video = torch.rand(3, *self.shape, generator=g) * 2 - 1  # drawn by every process: one stream
+            yield Sample(f"noise/{i}", video, caption, label, attrs, {"index": i}) if wanted(i) else None
 
     def describe(self) -> dict:
         return {"kind": self.kind, "used": self.used, "seed": self.seed,
@@ -308,14 +316,17 @@ class ModelSource:
         self.used = 0
         self.model_sha256 = None
 
-    def samples(self) -> Iterator[Sample]:
+    def samples(self, wanted: Callable[[int], bool] = lambda i: True) -> Iterator[Sample | None]:
         for first in range(0, self.n, self.batch_size):
             rows = [self.plan[i % len(self.plan)] for i in range(first, min(first + self.batch_size, self.n))]
+            self.used += len(rows)
+            if not any(wanted(first + j) for j in range(len(rows))):  # another process samples this batch
+                yield from [None] * len(rows)
+                continue
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", SampleCountWarning)
                 videos, self.model_sha256 = self.model.sample([r[0] for r in rows], self.seed + first)
             for j, (row, video) in enumerate(zip(rows, videos)):
-                self.used += 1
                 yield Sample(f"model/{first + j}", video.clamp(-1, 1), row[0], row[1], row[2],
                              {"index": first + j, "batch_seed": self.seed + first, "position_in_batch": j})
 
