@@ -1,10 +1,12 @@
-"""Run by torchrun in tests/test_distributed.py: ``vdmkit train`` whose rank KILL_RANK is killed (SIGKILL, as the
-kernel's OOM killer or a lost node would) when it computes the loss of step KILL_STEP."""
+"""Run by torchrun in tests/test_distributed.py: ``vdmkit train`` whose rank FAULT_RANK fails when it computes the
+loss of step FAULT_STEP: FAULT=kill (SIGKILL, as the kernel's OOM killer or a lost node would) or FAULT=hang (it
+stops answering, as a stuck data read or a deadlock would)."""
 
 import importlib
 import os
 import signal
 import sys
+import time
 
 from vdmkit import cli
 
@@ -12,11 +14,13 @@ if __name__ == "__main__":
     train_module = importlib.import_module("vdmkit.training.train")
     real, calls = train_module.diffusion_loss, []
 
-    def dying(*args, **kwargs):
+    def failing(*args, **kwargs):
         calls.append(1)
-        if os.environ["RANK"] == os.environ["KILL_RANK"] and len(calls) == int(os.environ["KILL_STEP"]):
-            os.kill(os.getpid(), signal.SIGKILL)
+        if os.environ["RANK"] == os.environ["FAULT_RANK"] and len(calls) == int(os.environ["FAULT_STEP"]):
+            if os.environ["FAULT"] == "kill":
+                os.kill(os.getpid(), signal.SIGKILL)
+            time.sleep(3600)
         return real(*args, **kwargs)
 
-    train_module.diffusion_loss = dying
+    train_module.diffusion_loss = failing
     sys.exit(cli.main(sys.argv[1:]))

@@ -265,6 +265,9 @@ def test_a_two_process_checkpoint_resumes_on_one_process(runs, tmp_path):
         shutil.rmtree(out / "checkpoints" / "step_0000004")
         train(load_config("configs/tiny.yaml", [*RUN, *extra, f"train.out_dir={out}"]), resume=True, progress=False)
         check(ddp, out)
+    other = load_config("configs/tiny.yaml", [*RUN, "model.channels=[32, 64]", f"train.out_dir={tmp_path / 'whole'}"])
+    with pytest.raises(ConfigError, match="trained with a different model config"):
+        train(other, resume=True, progress=False)  # a checkpoint of another model is refused before any step
 
 
 @pytest.mark.distributed
@@ -286,7 +289,8 @@ def test_a_killed_rank_ends_the_job_naming_it_and_resume_continues(runs, tmp_pat
     out = tmp_path / "killed"
     t0 = time.monotonic()
     done = torchrun("train", "configs/tiny.yaml", *RUN, "train.timeout=30", f"train.out_dir={out}", "--no-progress",
-                    script=Path(__file__).with_name("rank_killer.py"), env={"KILL_RANK": "1", "KILL_STEP": "3"})
+                    script=Path(__file__).with_name("rank_killer.py"),
+                    env={"FAULT": "kill", "FAULT_RANK": "1", "FAULT_STEP": "3"})
     assert done.returncode != 0 and time.monotonic() - t0 < 30
     text = done.stdout + done.stderr
     assert re.search(r"rank\s*:\s*1 \(local_rank: 1\)", text) and f"exitcode  : -{int(signal.SIGKILL)}" in text
@@ -294,6 +298,18 @@ def test_a_killed_rank_ends_the_job_naming_it_and_resume_continues(runs, tmp_pat
     train(load_config("configs/tiny.yaml", [*RUN, "train.grad_accum=2", f"train.out_dir={out}"]), resume=True,
           progress=False)
     assert_bitwise(ddp, out)
+
+
+@pytest.mark.slow
+@pytest.mark.distributed
+def test_a_rank_that_hangs_ends_the_job_after_the_timeout(tmp_path):
+    t0 = time.monotonic()
+    done = torchrun("train", "configs/tiny.yaml", *RUN, "train.timeout=5", f"train.out_dir={tmp_path / 'hung'}",
+                    "--no-progress", script=Path(__file__).with_name("rank_killer.py"),
+                    env={"FAULT": "hang", "FAULT_RANK": "1", "FAULT_STEP": "3"})
+    assert done.returncode != 0 and time.monotonic() - t0 < 60
+    assert re.search(r"error: rank 0 of 2: a collective failed during training step 3 \(.*Timed out.*\).*--resume",
+                     done.stderr)
 
 
 @pytest.mark.distributed

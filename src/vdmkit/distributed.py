@@ -164,10 +164,10 @@ def is_peer_failure(err: BaseException) -> bool:
     """An error of a collective: a peer closed its connection (it died) or a wait timed out (it hangs)."""
     import torch.distributed as dist
 
-    text = str(err)
+    text = str(err).lower()
     return isinstance(err, getattr(dist, "DistError", ())) or any(
-        mark in text for mark in ("gloo", "NCCL", "Connection reset by peer", "Connection closed by peer",
-                                  "Timed out", "timed out"))
+        mark in text for mark in ("gloo", "nccl", "connection reset by peer", "connection closed by peer",
+                                  "timed out", "timeout", "pair closure"))
 
 
 @contextmanager
@@ -182,7 +182,8 @@ def collectives(world: World, what, advice: str):
         first = str(err).strip().splitlines()[0][:300] if str(err).strip() else type(err).__name__
         where = what() if callable(what) else what
         raise DistributedError(f"{world.describe()}: a collective failed during {where} ({first}): another process "
-                               f"died or stopped answering (see its own error above). {advice}") from None
+                               f"died (its own error, if any, is above) or did not answer within the timeout. "
+                               f"{advice}") from None
 
 
 def torchrun_command(nproc: int, argv: list[str]) -> list[str]:

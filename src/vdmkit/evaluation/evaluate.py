@@ -331,7 +331,8 @@ def evaluate(real, fake, *, metrics=None, protocol: str | Protocol = "folders", 
     other than the published one (recorded as such). ``overrides``: protocol fields (frames, stride,
     resolution, num_real, num_fake, seed, ...). Sample counts below the protocol's warn with the
     number (:class:`SampleCountWarning`), or raise under ``strict``. Videos are decoded and features
-    extracted batch by batch; only features (not videos) are kept.
+    extracted batch by batch; only features (not videos) are kept. In processes torchrun started, batch j of
+    each set is measured by rank j % processes and every rank returns the Evaluation one process would.
     """
     t0 = time.perf_counter()
     device = device if isinstance(device, torch.device) else resolve_device(device)
