@@ -302,6 +302,18 @@ def test_a_killed_rank_ends_the_job_naming_it_and_resume_continues(runs, tmp_pat
 
 @pytest.mark.slow
 @pytest.mark.distributed
+def test_an_fsdp_run_resumes_under_fsdp_exactly(tmp_path):
+    """Sharded optimizer state gathered into the checkpoint and sharded again on resume: bit for bit."""
+    common = ["train", "configs/tiny.yaml", *RUN, "train.parallel=fsdp", "--no-progress"]
+    full = torchrun(*common, f"train.out_dir={tmp_path / 'full'}")
+    half = torchrun(*common, "train.steps=2", f"train.out_dir={tmp_path / 'half'}")
+    resumed = torchrun(*common, f"train.out_dir={tmp_path / 'half'}", "--resume")
+    assert full.returncode == half.returncode == resumed.returncode == 0, resumed.stderr[-3000:]
+    assert_bitwise(tmp_path / "full", tmp_path / "half")
+
+
+@pytest.mark.slow
+@pytest.mark.distributed
 def test_a_rank_that_hangs_ends_the_job_after_the_timeout(tmp_path):
     t0 = time.monotonic()
     done = torchrun("train", "configs/tiny.yaml", *RUN, "train.timeout=5", f"train.out_dir={tmp_path / 'hung'}",
