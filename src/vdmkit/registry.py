@@ -36,8 +36,8 @@ BACKBONES = {
     "unet3d_tiny": Entry(UNet3D, UNet3DTinyConfig, "3D UNet at CPU-test size: two levels of 32 channels"),
     "unet3d_small": Entry(UNet3D, UNet3DSmallConfig, "3D UNet, ModelScope layout at small size: (64, 128, 256, 256), "
                           "2 blocks per level, attention at the first three levels, Make-A-Video pseudo-3D convs"),
-    "modelscope_t2v": Entry(UNet3D, ModelScopeT2VConfig, "ModelScope T2V UNet layout (config only): (320, 640, 1280, "
-                            "1280), 4 latent channels, 1024-wide text, GEGLU feed-forwards, 4-layer temporal convs"),
+    "modelscope_t2v": Entry(UNet3D, ModelScopeT2VConfig, "ModelScope T2V's UNet (diffusers' UNet3DConditionModel maths): "
+                            "(320, 640, 1280, 1280), 4 latent channels, 1024-wide text, SD transformer blocks"),
     # Video DiT presets differ only in size; the video axes (patch/tubelet, layout, conditioning, positions)
     # are model.* keys of every one of them.
     "dit": Entry(VideoDiT, DiTConfig, "Video DiT at a tiny CPU size: divided space-time attention "
