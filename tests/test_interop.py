@@ -12,6 +12,7 @@ from vdmkit.errors import CheckpointMismatchError, ConfigError
 from vdmkit.interop.diffusers_unet import from_diffusers, unet3d_config
 
 diffusers = pytest.importorskip("diffusers")
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")  # numpy 2 notes from inside diffusers
 
 TINY_UNET = dict(block_out_channels=(32, 64), layers_per_block=1, cross_attention_dim=16, attention_head_dim=4,
                  norm_num_groups=8, down_block_types=("CrossAttnDownBlock3D", "DownBlock3D"),
@@ -87,3 +88,168 @@ def test_weights_of_another_shape_or_with_keys_left_over_are_refused(tiny_unet):
     del state["conv_in.weight"]
     with pytest.raises(CheckpointMismatchError, match="lack 'conv_in.weight'"):
         from_diffusers(state, cfg, own)
+
+
+def tiny_clip_tokenizer(folder):
+    """A CLIP BPE tokenizer over single byte-level characters and a few merges."""
+    from transformers import CLIPTokenizer
+    from transformers.convert_slow_tokenizer import bytes_to_unicode
+
+    chars = list(bytes_to_unicode().values())
+    merges = [("a", "t</w>"), ("c", "at</w>"), ("r", "e"), ("re", "d</w>")]
+    tokens = chars + [c + "</w>" for c in chars] + ["".join(m) for m in merges] + ["<|startoftext|>", "<|endoftext|>"]
+    vocab = {tok: i for i, tok in enumerate(tokens)}
+    tokenizer = CLIPTokenizer(vocab=vocab, merges=merges, model_max_length=77)
+    return tokenizer, len(vocab)
+
+
+def tiny_pipeline(folder, scheduler):
+    """A TextToVideoSDPipeline of random weights (zero-initialised layers too), saved by diffusers."""
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    tokenizer, vocab = tiny_clip_tokenizer(folder / "_tok")
+    text = CLIPTextModel(CLIPTextConfig(vocab_size=vocab, hidden_size=16, intermediate_size=32, num_hidden_layers=2,
+                                        num_attention_heads=2, max_position_embeddings=77, bos_token_id=vocab - 2,
+                                        eos_token_id=vocab - 1, pad_token_id=vocab - 1))
+    vae = diffusers.AutoencoderKL(block_out_channels=(8, 16), down_block_types=("DownEncoderBlock2D",) * 2,
+                                  up_block_types=("UpDecoderBlock2D",) * 2, latent_channels=4, norm_num_groups=4,
+                                  sample_size=32)
+    unet = diffusers.UNet3DConditionModel(**TINY_UNET, sample_size=16)
+    pipe = diffusers.TextToVideoSDPipeline(vae=randomised(vae, 1), text_encoder=randomised(text, 2),
+                                           tokenizer=tokenizer, unet=randomised(unet, 3), scheduler=scheduler)
+    pipe.save_pretrained(str(folder), safe_serialization=True)
+    return pipe
+
+
+MODELSCOPE_SCHEDULER = dict(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012, clip_sample=False,
+                            prediction_type="epsilon", set_alpha_to_one=False, steps_offset=1)
+
+
+@pytest.fixture(scope="module")
+def ddim_folder(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("t2v") / "modelscope-tiny"
+    return folder, tiny_pipeline(folder, diffusers.DDIMScheduler(**MODELSCOPE_SCHEDULER))
+
+
+PROMPTS = ["a red panda", "a cat surfing a wave"]
+
+
+def diffusers_frames(pipe, latents, steps=4, guidance=9.0, negative=None):
+    out = pipe(PROMPTS, negative_prompt=negative, num_inference_steps=steps, guidance_scale=guidance, latents=latents,
+               num_frames=latents.shape[2], output_type="pt").frames  # (B, T, C, H, W) in [0, 1]
+    return out.permute(0, 2, 1, 3, 4)
+
+
+def test_a_diffusers_modelscope_folder_samples_as_diffusers(ddim_folder):
+    from vdmkit.pipelines import TextToVideo
+
+    folder, ref = ddim_folder
+    pipe = TextToVideo.from_pretrained(folder)
+    latents = torch.randn(2, 4, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        expected = diffusers_frames(ref, latents)
+    got = pipe(PROMPTS, steps=4, frames=3, latents=latents)  # the folder's DDIM, guidance 9 by default
+    assert got.shape == (2, 3, 3, 32, 32)
+    assert ((got + 1) / 2 - expected).abs().max() < 1e-4
+    assert pipe.config.sampling.final == "first" and pipe.config.sampling.offset == 1 and len(pipe.model_sha256) == 64
+
+
+@pytest.fixture(scope="module")
+def dpm_folder(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("t2v") / "dpm-tiny"
+    sched = diffusers.DPMSolverMultistepScheduler(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012,
+                                                  prediction_type="epsilon", timestep_spacing="trailing")
+    return folder, tiny_pipeline(folder, sched)
+
+
+def test_a_dpm_solver_folder_and_negative_prompts_sample_as_diffusers(dpm_folder):
+    from vdmkit.pipelines import TextToVideo
+
+    folder, ref = dpm_folder
+    pipe = TextToVideo.from_pretrained(folder)
+    assert pipe.config.sampling.sampler == "dpmpp_2m"
+    latents = torch.randn(2, 4, 4, 16, 16, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        expected = diffusers_frames(ref, latents, steps=5, guidance=5.0, negative=["a dog", "a dog"])
+    got = pipe(PROMPTS, steps=5, frames=4, guidance=5.0, negative_prompt="a dog", latents=latents)
+    assert ((got + 1) / 2 - expected).abs().max() < 1e-4
+
+
+def test_the_clip_text_encoder_equals_transformers(ddim_folder):
+    from vdmkit.pipelines import TextToVideo
+
+    folder, ref = ddim_folder
+    pipe = TextToVideo.from_pretrained(folder)
+    with torch.no_grad():
+        expected, _ = ref.encode_prompt(PROMPTS + [""], "cpu", 1, False)
+        got = pipe.text_encoder(PROMPTS + [""])
+    assert got.tokens.shape == (3, 77, 16) and bool(got.mask.all())
+    assert (got.tokens - expected).abs().max() < 1e-6
+
+
+def copy_folder(src, dst):
+    import shutil
+
+    shutil.copytree(src, dst)
+    return dst
+
+
+def test_bad_folders_are_typed_errors_before_any_weights(ddim_folder, tmp_path):
+    import json
+
+    from vdmkit.errors import CorruptCheckpointError, UnsafeFormatError
+    from vdmkit.pipelines import TextToVideo, open_model
+
+    folder, _ = ddim_folder
+    missing = copy_folder(folder, tmp_path / "missing")
+    import shutil
+    shutil.rmtree(missing / "vae")
+    with pytest.raises(CorruptCheckpointError, match="lacks the vae/ folder"):
+        open_model(missing)
+    other = copy_folder(folder, tmp_path / "other")
+    index = json.loads((other / "model_index.json").read_text())
+    (other / "model_index.json").write_text(json.dumps({**index, "_class_name": "StableDiffusionPipeline"}))
+    with pytest.raises(ConfigError, match="names 'StableDiffusionPipeline'; vdmkit loads TextToVideoSDPipeline"):
+        open_model(other)
+    (other / "model_index.json").write_text(json.dumps({**index, "scheduler": ["diffusers", "EulerDiscreteScheduler"]}))
+    with pytest.raises(ConfigError, match="scheduler is 'EulerDiscreteScheduler'; vdmkit loads DDIMScheduler"):
+        open_model(other)
+    clipped = copy_folder(folder, tmp_path / "clipped")
+    path = clipped / "scheduler" / "scheduler_config.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), "clip_sample": True}))
+    with pytest.raises(ConfigError, match="clip_sample=True cannot be honoured"):
+        open_model(clipped)
+    truncated = copy_folder(folder, tmp_path / "truncated")
+    weights = truncated / "unet" / "diffusion_pytorch_model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:1000])
+    open_model(truncated)  # configs only: fine
+    with pytest.raises(CorruptCheckpointError, match="truncated"):
+        TextToVideo.from_pretrained(truncated)
+    pickled = copy_folder(folder, tmp_path / "pickled")
+    (pickled / "text_encoder" / "model.safetensors").rename(pickled / "text_encoder" / "pytorch_model.bin")
+    with pytest.raises(UnsafeFormatError, match="only pickle weights .*pytorch_model.bin.*safe_serialization"):
+        TextToVideo.from_pretrained(pickled)
+
+
+def test_dpm_solver_spacings_vdmkit_cannot_place_are_refused():
+    from vdmkit.interop.diffusers_pipeline import scheduler_config
+
+    with pytest.raises(ConfigError, match="timestep_spacing='linspace' .* timestep_spacing='trailing'"):
+        scheduler_config({"_class_name": "DPMSolverMultistepScheduler", "timestep_spacing": "linspace"})
+    with pytest.raises(ConfigError, match="beta_start/beta_end"):
+        scheduler_config({"_class_name": "DDIMScheduler", "beta_schedule": "scaled_linear", "beta_start": 0.001})
+
+
+def test_the_cli_samples_a_diffusers_folder(ddim_folder, tmp_path):
+    import json
+
+    from vdmkit import cli
+
+    folder, _ = ddim_folder
+    out = tmp_path / "v.mp4"
+    assert cli.main(["sample", "--model", str(folder), "--prompt", "a red panda", "--steps", "2", "--frames", "2",
+                     "--out", str(out)]) == 0
+    meta = json.loads((tmp_path / "v.mp4.json").read_text())
+    assert meta["sampler"] == "ddim" and meta["guidance"] == 9.0 and meta["spacing"] == "leading"
+    assert meta["schedule_rules"] == {"offset": 1, "final": "first", "previous": "stride"}
+    assert meta["model"] == str(folder) and meta["autoencoder"] == "frame_vae"

@@ -234,7 +234,7 @@ def test_schedule_rules_are_checked():
     plain = make_timesteps(process, 10, "leading")
     assert plain.ndim == 1 and torch.equal(make_timesteps(process, 10, "leading", offset=1), plain + 1)
     pairs = make_timesteps(process, 10, "trailing", final="first")
-    assert pairs[-1, 1] == 0 and torch.equal(pairs[:-1, 1], plain.new_tensor(pairs[1:, 0]))
+    assert pairs[-1, 1] == 0 and torch.equal(pairs[:-1, 1], pairs[1:, 0])
     for kwargs, match in [({"final": "one"}, "final must be one of"), ({"previous": "skip"}, "previous"),
                           ({"offset": 1, "spacing": "trailing"}, "offset=1 applies to leading"),
                           ({"offset": 100, "spacing": "leading"}, "below 1000")]:

@@ -111,7 +111,7 @@ def _cmd_sample(args) -> int:
         torch.set_num_threads(args.threads)
 
     pipe = TextToVideo.from_pretrained(ckpt, device=device)  # reads and hashes the inference weights, once
-    unknown = pipe.text_encoder.tokenizer.unknown_words(args.prompt)
+    unknown = pipe.text_encoder.unknown_words(args.prompt)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", VocabularyWarning)
         video = pipe.run(request, decode=decode)
@@ -121,7 +121,7 @@ def _cmd_sample(args) -> int:
     u8 = upscale(to_uint8(video[0]), factor)
     meta = {"prompt": args.prompt, "negative_prompt": args.negative_prompt, "unknown_words": unknown,
             "seed": request.seed, "seed_was_random": request.seed_was_random, "sampler": request.sampler,
-            "steps": request.steps, "spacing": request.spacing,
+            "steps": request.steps, "spacing": request.spacing, "schedule_rules": request.rules,
             "timesteps": None if request.timesteps is None else list(request.timesteps),
             "guidance": request.guidance, "guidance_rescale": request.guidance_rescale, "knobs": request.knobs,
             "frames": request.frames, "height": request.height, "width": request.width, "upscale": factor,
@@ -214,14 +214,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--frames", type=int, help="number of frames (default: the training length)")
     p.add_argument("--height", type=int)
     p.add_argument("--width", type=int)
-    p.add_argument("--steps", type=int, default=50)
-    p.add_argument("--sampler", default="ddim", help="see --list-samplers")
+    p.add_argument("--steps", type=int, help="sampler steps (default: the model's, 50 for vdmkit's own)")
+    p.add_argument("--sampler", help="see --list-samplers (default: the model's, ddim for vdmkit's own)")
     p.add_argument("--spacing", help="timestep spacing: leading, linspace, trailing or lcm (discrete processes); "
                    "linspace or trailing (continuous). Default: the sampler's or process's own")
     p.add_argument("--timesteps", help="custom descending times, comma-separated (overrides --steps/--spacing)")
     p.add_argument("--eta", type=float, help="DDIM noise (default 0: deterministic)")
     p.add_argument("--order", type=int, help="UniPC order (1-3, default 2)")
-    p.add_argument("--guidance", type=float, default=3.0, help="classifier-free guidance scale; <= 1 disables it")
+    p.add_argument("--guidance", type=float, help="classifier-free guidance scale; <= 1 disables it (default: the "
+                   "model's, 3 for vdmkit's own)")
     p.add_argument("--guidance-rescale", type=float, default=0.0,
                    help="guidance rescale in [0, 1] (Lin et al. 2024; 0.7 is typical with zero-terminal-SNR models)")
     p.add_argument("--seed", type=_seed, default=0, help="integer in [0, 2**63), or 'random' (recorded)")

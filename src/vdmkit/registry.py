@@ -9,6 +9,7 @@ from vdmkit.autoencoders.frame_vae import FrameVAE, FrameVAEConfig
 from vdmkit.autoencoders.video_vae import VideoVAE, VideoVAEConfig
 from vdmkit.backbones.dit import DiTBConfig, DiTConfig, DiTLConfig, DiTSConfig, DiTXLConfig, VideoDiT
 from vdmkit.backbones.unet3d import ModelScopeT2VConfig, UNet3D, UNet3DConfig, UNet3DSmallConfig, UNet3DTinyConfig
+from vdmkit.conditioning.clip import ClipTextConfig, ClipTextEncoder
 from vdmkit.conditioning.text import WordEncoderConfig, WordTextEncoder
 from vdmkit.config import from_dict
 from vdmkit.diffusion.process import PROCESSES
@@ -60,6 +61,8 @@ TEXT_ENCODERS = {
     # of prompts to a TextCondition
     "words": Entry(WordTextEncoder, WordEncoderConfig, "a small transformer over a word vocabulary, trained with "
                    "the backbone (the built-in synthetic data)"),
+    "clip": Entry(ClipTextEncoder, ClipTextConfig, "a CLIP text encoder from a local transformers folder (SD, "
+                  "ModelScope T2V), frozen; needs the interop extra"),
 }
 
 SAMPLERS = {

@@ -8,7 +8,6 @@ Stable Diffusion and ModelScope were trained; ``tokens`` is CLIP's last hidden s
 
 from __future__ import annotations
 
-import json
 import os
 import warnings
 from dataclasses import dataclass
@@ -18,15 +17,16 @@ import torch
 from torch import nn
 
 from vdmkit.conditioning.text import TextCondition
-from vdmkit.errors import ConfigError, CorruptCheckpointError, UnsafeFormatError, VocabularyWarning
+from vdmkit.errors import ConfigError, CorruptCheckpointError, VocabularyWarning
+from vdmkit.io.checkpoint import folder_config
 
-TOKENIZER_FILES = ("vocab.json", "merges.txt")
+TOKENIZER_FILES = (("tokenizer.json",), ("vocab.json", "merges.txt"))  # either set loads
 
 
 @dataclass
 class ClipTextConfig:
     folder: str = ""  # transformers CLIPTextModel folder: config.json (+ model.safetensors, loaded by the pipeline)
-    tokenizer: str = ""  # folder with vocab.json and merges.txt ("" = ``folder``)
+    tokenizer: str = ""  # folder with tokenizer.json, or vocab.json and merges.txt ("" = ``folder``)
     dim: int = 1024  # hidden size: the width of the tokens the backbone cross-attends to
     max_length: int = 77
 
@@ -39,17 +39,11 @@ class ClipTextConfig:
 
 
 def read_clip_config(folder: str | os.PathLike) -> dict:
-    path = Path(folder) / "config.json"
-    if not path.is_file():
-        raise CorruptCheckpointError(f"{str(folder)!r} holds no config.json: not a transformers CLIP text encoder")
-    try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise CorruptCheckpointError(f"{str(path)!r} is not valid JSON ({e})") from e
+    raw = folder_config(folder, "transformers CLIP text encoder")
     name = (raw.get("architectures") or ["CLIPTextModel"])[0]
     if name not in ("CLIPTextModel", "CLIPTextModelWithProjection") or raw.get("model_type", "clip_text_model") not in (
             "clip_text_model", "clip"):
-        raise ConfigError(f"{str(path)!r} describes a {name} ({raw.get('model_type')}); vdmkit loads CLIPTextModel "
+        raise ConfigError(f"{str(folder)!r} describes a {name} ({raw.get('model_type')}); vdmkit loads CLIPTextModel "
                           "text encoders")
     return raw
 
@@ -70,9 +64,9 @@ class ClipTextEncoder(nn.Module):
             raise ConfigError(f"text.dim={cfg.dim} but the CLIP folder's hidden_size is {config.hidden_size}")
         self.model = CLIPTextModel(config).eval().requires_grad_(False)  # frozen, as in SD and ModelScope
         tok = Path(cfg.tokenizer or cfg.folder)
-        missing = [f for f in TOKENIZER_FILES if not (tok / f).is_file()]
-        if missing:
-            raise CorruptCheckpointError(f"tokenizer folder {str(tok)!r} lacks {', '.join(missing)}")
+        if not any(all((tok / f).is_file() for f in files) for files in TOKENIZER_FILES):
+            raise CorruptCheckpointError(f"tokenizer folder {str(tok)!r} holds neither tokenizer.json nor vocab.json "
+                                         "with merges.txt")
         self.tokenizer = CLIPTokenizer.from_pretrained(str(tok), local_files_only=True)
 
     @property
@@ -98,12 +92,3 @@ class ClipTextEncoder(nn.Module):
         out = self.model(ids)
         mask = torch.ones(ids.shape, dtype=torch.bool, device=ids.device)  # SD / ModelScope attend to the padding
         return TextCondition(tokens=out.last_hidden_state, mask=mask, pooled=out.pooler_output)
-
-
-def refuse_pickle_only(folder: Path, weights: str) -> None:
-    """UnsafeFormatError when a folder holds its weights only as pickles (pytorch_model.bin / .pt ...)."""
-    if not (folder / weights).is_file():
-        pickled = sorted(p.name for p in folder.glob("*") if p.suffix in (".bin", ".pt", ".pth", ".ckpt"))
-        if pickled:
-            raise UnsafeFormatError(f"{str(folder)!r} holds only pickle weights ({', '.join(pickled)}); vdmkit loads "
-                                    f"safetensors only: convert them (save_pretrained(..., safe_serialization=True))")

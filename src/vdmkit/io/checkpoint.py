@@ -264,6 +264,31 @@ def load_json(path: str | os.PathLike) -> dict:
         raise CorruptCheckpointError(f"{str(path)!r} is not valid JSON ({e})") from e
 
 
+def folder_config(folder: str | os.PathLike, what: str, name: str = "config.json") -> dict:
+    """The JSON config of a pretrained component folder (diffusers / transformers layout)."""
+    path = Path(folder) / name
+    if not path.is_file():
+        raise CorruptCheckpointError(f"{str(folder)!r} holds no {name}: not a {what} folder")
+    doc = load_json(path)
+    if not isinstance(doc, dict):
+        raise CorruptCheckpointError(f"{str(path)!r} must hold a JSON object")
+    return doc
+
+
+def folder_weights(folder: str | os.PathLike, filename: str) -> Path:
+    """The safetensors weights ``filename`` of a pretrained component folder; a folder holding only pickles is
+    refused, naming the conversion."""
+    folder = Path(folder)
+    path = folder / filename
+    if path.is_file():
+        return path
+    pickled = sorted(p.name for p in folder.glob("*") if p.suffix.lower() in PICKLE_SUFFIXES) if folder.is_dir() else []
+    if pickled:
+        raise UnsafeFormatError(f"{str(folder)!r} holds only pickle weights ({', '.join(pickled)}); vdmkit loads "
+                                "safetensors only: convert them, e.g. save_pretrained(..., safe_serialization=True)")
+    raise CorruptCheckpointError(f"{str(folder)!r} holds no {filename}")
+
+
 def checkpoint_dirs(run_dir: Path) -> list[Path]:
     """Checkpoint directories of a run, oldest first (complete or not)."""
     root = Path(run_dir) / "checkpoints"

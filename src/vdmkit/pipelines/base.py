@@ -15,18 +15,42 @@ from vdmkit.autoencoders.load import build_autoencoder
 from vdmkit.conditioning.condition import Condition
 from vdmkit.device import low_precision_dtype, resolve_device
 from vdmkit.diffusion.denoiser import Denoiser
+from vdmkit.config import to_dict
+from vdmkit.interop.diffusers_pipeline import DiffusersFolder, is_diffusers_folder
 from vdmkit.io.checkpoint import CONFIG, WEIGHTS, Checkpoint, load_strict, open_checkpoint
-from vdmkit.pipelines.config import PipelineConfig, pipeline_config
+from vdmkit.pipelines.config import LatentSpec, PipelineConfig, SamplingDefaults, pipeline_config
 from vdmkit.pipelines.request import SampleRequest
 from vdmkit.registry import BACKBONES, TEXT_ENCODERS, lookup
 from vdmkit.sampling.generate import initial_noise
 
 
-def open_model(path: str | os.PathLike | Checkpoint) -> tuple[Checkpoint, PipelineConfig]:
-    """The checkpoint at ``path`` (a checkpoint or run directory) and the model it describes; only its config is
-    read and hashed, so requests can be checked before any weights load."""
+ModelSource = Checkpoint | DiffusersFolder
+
+
+def open_model(path: str | os.PathLike | ModelSource) -> tuple[ModelSource, PipelineConfig]:
+    """The model at ``path`` and its config: a vdmkit checkpoint or run directory, or a diffusers pipeline folder
+    (``model_index.json``, e.g. ModelScope T2V). Only configs are read (and a checkpoint's config hashed), so
+    requests can be checked before any weights load."""
+    if isinstance(path, DiffusersFolder) or (not isinstance(path, Checkpoint) and is_diffusers_folder(path)):
+        folder = path if isinstance(path, DiffusersFolder) else DiffusersFolder(path)
+        parts = folder.parts
+        return folder, PipelineConfig(
+            backbone="unet3d", model=parts.unet, text_encoder="clip", text=parts.text, diffusion=parts.diffusion,
+            latent=LatentSpec("frame_vae", to_dict(parts.vae), "", str(folder.directory / "vae")),
+            frames=parts.frames, height=parts.height, width=parts.width, sampling=SamplingDefaults(**parts.sampling))
     ckpt = path if isinstance(path, Checkpoint) else open_checkpoint(path, needs=(CONFIG,))
     return ckpt, pipeline_config(ckpt.read_json(CONFIG))
+
+
+def pipeline_weights(source: ModelSource, pipe: nn.Module) -> dict[str, torch.Tensor]:
+    """The state dict of ``pipe`` from its source: a checkpoint's weights file, or a folder's converted parts."""
+    if isinstance(source, Checkpoint):
+        return source.load_tensors(WEIGHTS)
+    return source.weights(pipe.state_dict())
+
+
+def weights_sha256(source: ModelSource) -> str:
+    return source.sha256(WEIGHTS) if isinstance(source, Checkpoint) else source.weights_sha256
 
 
 class Pipeline(nn.Module):
@@ -103,13 +127,13 @@ class Pipeline(nn.Module):
         return x.to(self.device, torch.float32), generator
 
     @classmethod
-    def from_pretrained(cls, path: str | os.PathLike | Checkpoint, *, device: str | torch.device = "cpu") -> "Pipeline":
-        """Load from a checkpoint directory, or a run directory (its newest complete checkpoint), onto ``device``
-        (cpu, auto, cuda, cuda:N, mps; a missing one fails before any weights are read). Reads and hashes the
-        config and the inference weights, once each; the training state is never touched."""
+    def from_pretrained(cls, path: str | os.PathLike | ModelSource, *, device: str | torch.device = "cpu") -> "Pipeline":
+        """Load from a checkpoint directory, a run directory (its newest complete checkpoint) or a diffusers
+        pipeline folder, onto ``device`` (cpu, auto, cuda, cuda:N, mps; a missing one fails before any weights are
+        read). Reads and hashes the config and the inference weights, once each; never a training state."""
         device = device if isinstance(device, torch.device) else resolve_device(device)
-        ckpt, config = open_model(path)
+        source, config = open_model(path)
         pipe = cls(config)
-        load_strict(pipe, ckpt.load_tensors(WEIGHTS), ckpt.directory)
-        pipe.source, pipe.model_sha256 = str(ckpt.directory), ckpt.sha256(WEIGHTS)
+        load_strict(pipe, pipeline_weights(source, pipe), source.directory)
+        pipe.source, pipe.model_sha256 = str(source.directory), weights_sha256(source)
         return pipe.to(device).eval()
