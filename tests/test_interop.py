@@ -253,3 +253,25 @@ def test_the_cli_samples_a_diffusers_folder(ddim_folder, tmp_path):
     assert meta["sampler"] == "ddim" and meta["guidance"] == 9.0 and meta["spacing"] == "leading"
     assert meta["schedule_rules"] == {"offset": 1, "final": "first", "previous": "stride"}
     assert meta["model"] == str(folder) and meta["autoencoder"] == "frame_vae"
+
+
+def test_given_latents_and_latent_outputs_from_the_cli_reproduce_python(ddim_folder, tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    from vdmkit import cli
+    from vdmkit.pipelines import TextToVideo
+
+    folder, _ = ddim_folder
+    noise = torch.randn(1, 4, 2, 16, 16, generator=torch.Generator().manual_seed(9))
+    save_file({"noise": noise}, str(tmp_path / "noise.safetensors"))
+    out = tmp_path / "latents.safetensors"
+    assert cli.main(["sample", "--model", str(folder), "--prompt", "a cat", "--steps", "2", "--frames", "2",
+                     "--latents", str(tmp_path / "noise.safetensors"), "--out", str(out)]) == 0
+    expected = TextToVideo.from_pretrained(folder)(["a cat"], steps=2, frames=2, latents=noise, output="latents")
+    assert torch.equal(load_file(str(out))["latents"], expected)
+    save_file({"a": noise, "b": noise.clone()}, str(tmp_path / "two.safetensors"))
+    assert cli.main(["sample", "--model", str(folder), "--prompt", "a cat", "--latents",
+                     str(tmp_path / "two.safetensors"), "--out", str(tmp_path / "x.mp4")]) == 2
+    assert cli.main(["sample", "--model", str(folder), "--prompt", "a cat", "--frames", "3", "--latents",
+                     str(tmp_path / "noise.safetensors"), "--out", str(tmp_path / "x.mp4")]) == 2
+    assert not (tmp_path / "x.mp4").exists()

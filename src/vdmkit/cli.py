@@ -83,13 +83,14 @@ def _cmd_sample(args) -> int:
 
     from vdmkit import __version__
     from vdmkit.device import resolve_device
-    from vdmkit.io.video import check_output_path, upscale, write_video
+    from vdmkit.io.video import VIDEO_FORMATS, check_output_path, upscale, write_video
     from vdmkit.pipelines import TextToVideo, make_request, open_model
     from vdmkit.video import to_uint8
 
     # every check that needs no weights runs before loading them
     device = resolve_device(args.device)
-    out = check_output_path(args.out)
+    out = check_output_path(args.out, VIDEO_FORMATS + (LATENTS_SUFFIX,))
+    output = "latents" if out.suffix.lower() == LATENTS_SUFFIX else "pixels"
     if args.upscale is not None and args.upscale < 1:
         raise ValueError(f"--upscale must be >= 1, got {args.upscale}")
     if not (math.isfinite(args.fps) and 0 < args.fps <= 240):
@@ -100,7 +101,8 @@ def _cmd_sample(args) -> int:
                            steps=args.steps, sampler=args.sampler, guidance=args.guidance, seed=args.seed,
                            spacing=args.spacing, timesteps=_timesteps(args.timesteps),
                            guidance_rescale=args.guidance_rescale, precision=args.precision,
-                           negative_prompt=args.negative_prompt, **knobs)
+                           negative_prompt=args.negative_prompt, latents=_read_latents(args.latents),
+                           output=output, **knobs)
     decode = {k: v for k, v in (("tile", args.vae_tile), ("frame_chunk", args.vae_frame_chunk)) if v is not None}
     if decode and not config.latent.enabled:
         raise ValueError("--vae-tile / --vae-frame-chunk apply to latent models; this one works in pixel space")
@@ -118,7 +120,6 @@ def _cmd_sample(args) -> int:
     for w in caught:
         print(f"warning: {w.message}", file=sys.stderr)
     factor = args.upscale or max(1, math.ceil(128 / max(request.height, request.width)))
-    u8 = upscale(to_uint8(video[0]), factor)
     meta = {"prompt": args.prompt, "negative_prompt": args.negative_prompt, "unknown_words": unknown,
             "seed": request.seed, "seed_was_random": request.seed_was_random, "sampler": request.sampler,
             "steps": request.steps, "spacing": request.spacing, "schedule_rules": request.rules,
@@ -127,15 +128,38 @@ def _cmd_sample(args) -> int:
             "frames": request.frames, "height": request.height, "width": request.width, "upscale": factor,
             "fps": args.fps, "precision": request.precision, "model": str(ckpt.directory),
             "model_sha256": pipe.model_sha256, "device": str(device), "vdmkit": __version__, "autoencoder": config.latent.kind or None,
-            "autoencoder_sha256": config.latent.sha256 or None, "decode": decode}
-    write_video(out, u8, fps=args.fps, metadata=meta)
-    written = [out]
-    if args.strip and out.suffix != ".png":
-        written.append(write_video(out.with_suffix(".png"), u8))
+            "autoencoder_sha256": config.latent.sha256 or None, "decode": decode,
+            "latents_given": args.latents, "output": output}
+    if output == "latents":
+        from vdmkit.io.checkpoint import save_tensors
+
+        written = [save_tensors(out, {"latents": video}, meta)]
+    else:
+        u8 = upscale(to_uint8(video[0]), factor)
+        write_video(out, u8, fps=args.fps, metadata=meta)
+        written = [out]
+        if args.strip and out.suffix != ".png":
+            written.append(write_video(out.with_suffix(".png"), u8))
     for path in written:
         print(f"saved {path}")
     print(json.dumps({k: meta[k] for k in ("prompt", "seed", "sampler", "steps", "guidance")}))
     return 0
+
+
+LATENTS_SUFFIX = ".safetensors"
+
+
+def _read_latents(path: str | None):
+    """--latents FILE: the starting noise, a safetensors file holding one tensor (B, C, T, H, W)."""
+    if path is None:
+        return None
+    from vdmkit.io.checkpoint import load_tensors
+
+    tensors = load_tensors(path)
+    if len(tensors) != 1:
+        raise ValueError(f"--latents {path!r} must hold exactly one tensor (the starting noise), holds "
+                         f"{', '.join(tensors) or 'none'}")
+    return next(iter(tensors.values())).float()
 
 
 def _cmd_models(args) -> int:
@@ -210,7 +234,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", help="checkpoint directory, or a run directory (uses its newest checkpoint)")
     p.add_argument("--prompt", help='text prompt; "" samples unconditionally')
     p.add_argument("--negative-prompt", default="", help="prompt to steer away from (default: unconditional)")
-    p.add_argument("--out", default="sample.mp4", help="output file: .mp4, .gif, .webp or .png (frame strip)")
+    p.add_argument("--out", default="sample.mp4", help="output file: .mp4, .gif, .webp or .png (frame strip); "
+                   ".safetensors writes the latents (not decoded) instead")
+    p.add_argument("--latents", help="starting noise: a .safetensors file holding one (1, C, T, H, W) tensor, used "
+                   "instead of the seed's (reproduces a run of another library exactly)")
     p.add_argument("--frames", type=int, help="number of frames (default: the training length)")
     p.add_argument("--height", type=int)
     p.add_argument("--width", type=int)

@@ -22,7 +22,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from vdmkit.errors import CheckpointMismatchError, CorruptCheckpointError, UnsafeFormatError
-from vdmkit.io.atomic import current_umask, fsync_dir, fsync_file
+from vdmkit.io.atomic import atomic_path, current_umask, fsync_dir, fsync_file
 
 FORMAT = "vdmkit-checkpoint"
 FORMAT_VERSION = 1
@@ -241,6 +241,19 @@ def check_safetensors_file(path: Path) -> None:
         raise CorruptCheckpointError(f"{str(path)!r} is a Git LFS pointer ({size} bytes); run `git lfs pull`")
     if header + 8 > size:
         raise CorruptCheckpointError(f"{str(path)!r}: {size} bytes but its header alone needs {header + 8}: truncated")
+
+
+def save_tensors(path: str | os.PathLike, tensors: dict[str, torch.Tensor], metadata: dict | None = None) -> Path:
+    """One safetensors file written atomically (CPU, contiguous), ``metadata`` as its JSON header entry "vdmkit"
+    and a ``<file>.json`` sidecar, as videos have."""
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp),
+                  metadata={"vdmkit": json.dumps(metadata, sort_keys=True)} if metadata is not None else None)
+    if metadata is not None:
+        with atomic_path(path.with_name(path.name + ".json")) as tmp:
+            tmp.write_text(json.dumps(metadata, indent=2, sort_keys=True), encoding="utf-8")
+    return path
 
 
 def load_tensors(path: str | os.PathLike) -> dict[str, torch.Tensor]:

@@ -18,6 +18,7 @@ from vdmkit.sampling.guidance import check_guidance, check_rescale
 from vdmkit.sampling.timesteps import make_timesteps
 
 PRECISIONS = ("fp32", "bf16")
+OUTPUTS = ("pixels", "latents")  # decoded videos (B, 3, T, H, W) in [-1, 1], or what the backbone denoised
 SAMPLER_ARGUMENTS = ("generator", "callback")  # every sampler's own keywords; the rest are its knobs
 
 
@@ -43,6 +44,7 @@ class SampleRequest:
     knobs: dict[str, Any] = field(default_factory=dict)
     latents: torch.Tensor | None = field(default=None, repr=False)  # given starting noise (B, C, T, H, W)
     rules: dict[str, Any] = field(default_factory=dict)  # offset, final, previous: the schedule's rules (timesteps.py)
+    output: str = "pixels"
 
 
 def check_size(name: str, value) -> int:
@@ -89,14 +91,16 @@ def make_request(config: PipelineConfig, prompts, *, frames: int | None = None, 
                  width: int | None = None, steps: int | None = None, sampler: str | None = None,
                  guidance: float | None = None, seed: int | None = 0, spacing: str | None = None,
                  timesteps: list | None = None, guidance_rescale: float = 0.0, precision: str = "fp32",
-                 negative_prompt: str = "", latents: torch.Tensor | None = None, **knobs) -> SampleRequest:
+                 negative_prompt: str = "", latents: torch.Tensor | None = None, output: str = "pixels",
+                 **knobs) -> SampleRequest:
     """Check every argument of a sampling request against the model's ``config`` (cheap: no weights needed).
 
     Sizes left at None take the model's training size, and steps, sampler, guidance and the timestep schedule its
     sampling defaults (``config.sampling``: a pretrained folder's scheduler); 0, negative or non-integer sizes are
     refused. ``spacing`` or ``timesteps`` given replace the model's schedule and its rules.
     ``latents``: unit Gaussian starting noise (B, C, T, H, W) in the latent shape of the request, used instead of
-    the seed's noise (the seed still feeds a stochastic sampler's own noise)."""
+    the seed's noise (the seed still feeds a stochastic sampler's own noise). ``output``: "pixels" (decoded videos)
+    or "latents" (what the backbone denoised, not decoded)."""
     defaults = config.sampling
     prompts = check_prompts(prompts)
     if not isinstance(negative_prompt, str):
@@ -121,11 +125,13 @@ def make_request(config: PipelineConfig, prompts, *, frames: int | None = None, 
     guidance = check_guidance(guidance)
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    if output not in OUTPUTS:
+        raise ValueError(f"output must be one of {', '.join(OUTPUTS)}, got {output!r}")
     if latents is not None:
         check_latents(latents, (len(prompts), config.latent_channels, *latent_size))
     return SampleRequest(prompts, frames, height, width, steps, sampler, spacing,
                          None if timesteps is None else tuple(timesteps), ts, guidance, guidance_rescale,
-                         check_seed(seed), seed is None, negative_prompt, precision, knobs, latents, rules)
+                         check_seed(seed), seed is None, negative_prompt, precision, knobs, latents, rules, output)
 
 
 def check_latents(latents, shape: tuple[int, ...]) -> None:
