@@ -275,3 +275,37 @@ def test_given_latents_and_latent_outputs_from_the_cli_reproduce_python(ddim_fol
     assert cli.main(["sample", "--model", str(folder), "--prompt", "a cat", "--frames", "3", "--latents",
                      str(tmp_path / "noise.safetensors"), "--out", str(tmp_path / "x.mp4")]) == 2
     assert not (tmp_path / "x.mp4").exists()
+
+
+def test_export_to_diffusers_round_trips(ddim_folder, tmp_path):
+    """diffusers folder -> vdmkit -> a vdmkit checkpoint -> a diffusers folder that diffusers loads and runs,
+    every output equal to vdmkit's own."""
+    from vdmkit import cli
+    from vdmkit.pipelines import TextToVideo
+
+    folder, _ = ddim_folder
+    ckpt, exported = tmp_path / "ckpt", tmp_path / "exported"
+    assert cli.main(["convert", str(folder), "--to", "vdmkit", "--out", str(ckpt)]) == 0
+    assert cli.main(["convert", str(ckpt), "--to", "diffusers", "--out", str(exported)]) == 0
+    latents = torch.randn(2, 4, 3, 16, 16, generator=torch.Generator().manual_seed(3))
+    ours = TextToVideo.from_pretrained(ckpt)(PROMPTS, steps=3, frames=3, latents=latents)
+    assert torch.equal(ours, TextToVideo.from_pretrained(folder)(PROMPTS, steps=3, frames=3, latents=latents))
+    ref = diffusers.TextToVideoSDPipeline.from_pretrained(str(exported))
+    with torch.no_grad():
+        theirs = diffusers_frames(ref, latents, steps=3)
+    assert ((ours + 1) / 2 - theirs).abs().max() < 1e-4
+    assert cli.main(["convert", str(ckpt), "--to", "diffusers", "--out", str(exported)]) == 2  # never overwritten
+
+
+def test_export_refuses_models_diffusers_cannot_express(tmp_path, capsys):
+    from vdmkit import cli
+    from vdmkit.interop.export import unet_config
+    from vdmkit.training import load_config, train
+
+    run = train(load_config("configs/tiny.yaml", [f"train.out_dir={tmp_path / 'run'}", "train.steps=1",
+                                                  "train.sample_every=100", "train.precision=fp32"]), progress=False)
+    assert cli.main(["convert", str(run), "--to", "diffusers", "--out", str(tmp_path / "x")]) == 2
+    assert "text_encoder 'words'" in capsys.readouterr().err and not (tmp_path / "x").exists()
+    cfg = unet3d_config(dict(TINY_UNET))
+    with pytest.raises(ConfigError, match="model.upsample='conv_nearest'"):
+        unet_config(dataclasses.replace(cfg, upsample="conv_nearest"))

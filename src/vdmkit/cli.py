@@ -8,6 +8,7 @@ import json
 import math
 import sys
 import warnings
+from pathlib import Path
 
 from vdmkit.device import DEVICES_HELP
 from vdmkit.errors import VdmkitError, VocabularyWarning
@@ -162,6 +163,26 @@ def _read_latents(path: str | None):
     return next(iter(tensors.values())).float()
 
 
+def _cmd_convert(args) -> int:
+    """vdmkit convert SOURCE --to vdmkit|diffusers --out DIR."""
+    from vdmkit.io.atomic import check_writable_folder
+    from vdmkit.pipelines import TextToVideo
+
+    out = Path(args.out)
+    if out.exists():
+        raise FileExistsError(f"--out {str(out)!r} exists; convert writes a new folder")
+    check_writable_folder(out.parent, f"--out {str(out)!r}")
+    pipe = TextToVideo.from_pretrained(args.source)
+    if args.to == "diffusers":
+        from vdmkit.interop.export import export_diffusers
+
+        export_diffusers(pipe, out)
+    else:
+        pipe.save_pretrained(out)
+    print(f"saved {out} ({args.to})")
+    return 0
+
+
 def _cmd_models(args) -> int:
     from vdmkit.registry import BACKBONES
 
@@ -263,6 +284,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--vae-frame-chunk", type=int, help="latent models: decode this many latent frames at a time")
     p.add_argument("--list-samplers", action="store_true", help="list the samplers and exit")
     p.set_defaults(func=_cmd_sample)
+
+    p = sub.add_parser("convert", help="convert a model: a diffusers folder into a vdmkit checkpoint, or a vdmkit "
+                       "model into a diffusers TextToVideoSDPipeline folder")
+    p.add_argument("source", help="a vdmkit checkpoint or run directory, or a diffusers pipeline folder")
+    p.add_argument("--to", choices=("vdmkit", "diffusers"), required=True)
+    p.add_argument("--out", required=True, help="the folder to write (must not exist)")
+    p.set_defaults(func=_cmd_convert)
 
     p = sub.add_parser("models", help="list the registered backbones")
     p.add_argument("--params", action="store_true", help="also count parameters of each default preset")

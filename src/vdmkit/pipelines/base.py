@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import os
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -17,7 +18,7 @@ from vdmkit.device import low_precision_dtype, resolve_device
 from vdmkit.diffusion.denoiser import Denoiser
 from vdmkit.config import to_dict
 from vdmkit.interop.diffusers_pipeline import DiffusersFolder, is_diffusers_folder
-from vdmkit.io.checkpoint import CONFIG, WEIGHTS, Checkpoint, load_strict, open_checkpoint
+from vdmkit.io.checkpoint import CONFIG, WEIGHTS, Checkpoint, load_strict, open_checkpoint, save_checkpoint
 from vdmkit.pipelines.config import LatentSpec, PipelineConfig, SamplingDefaults, pipeline_config
 from vdmkit.pipelines.request import SampleRequest
 from vdmkit.registry import BACKBONES, TEXT_ENCODERS, lookup
@@ -125,6 +126,11 @@ class Pipeline(nn.Module):
                  *self.config.latent_size(request.frames, request.height, request.width))
         x = request.latents if request.latents is not None else initial_noise(shape, generator)
         return x.to(self.device, torch.float32), generator
+
+    def save_pretrained(self, directory: str | os.PathLike) -> Path:
+        """Write this model as a vdmkit checkpoint (model.safetensors, config.json, manifest), e.g. a pretrained
+        folder imported once; written under a temporary name and renamed when complete."""
+        return save_checkpoint(directory, {WEIGHTS: self.state_dict()}, {CONFIG: to_dict(self.config)})
 
     @classmethod
     def from_pretrained(cls, path: str | os.PathLike | ModelSource, *, device: str | torch.device = "cpu") -> "Pipeline":
