@@ -309,3 +309,19 @@ def test_export_refuses_models_diffusers_cannot_express(tmp_path, capsys):
     cfg = unet3d_config(dict(TINY_UNET))
     with pytest.raises(ConfigError, match="model.upsample='conv_nearest'"):
         unet_config(dataclasses.replace(cfg, upsample="conv_nearest"))
+
+
+def test_bf16_weights_sample_close_to_fp32(ddim_folder):
+    from vdmkit.pipelines import TextToVideo
+
+    folder, _ = ddim_folder
+    latents = torch.randn(2, 4, 3, 16, 16, generator=torch.Generator().manual_seed(4))
+    full = TextToVideo.from_pretrained(folder)(PROMPTS, steps=3, frames=3, latents=latents)
+    half = TextToVideo.from_pretrained(folder, dtype="bf16")
+    assert next(half.backbone.parameters()).dtype == torch.bfloat16
+    got = half(PROMPTS, steps=3, frames=3, latents=latents)
+    assert got.dtype == torch.float32
+    psnr = 10 * torch.log10(4 / (got - full).pow(2).mean())
+    assert psnr > 30, f"bf16 weights: {psnr:.1f} dB against fp32"
+    with pytest.raises(ValueError, match="dtype must be one of fp32, bf16, fp16"):
+        TextToVideo.from_pretrained(folder, dtype="int8")

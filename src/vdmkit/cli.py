@@ -113,7 +113,7 @@ def _cmd_sample(args) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    pipe = TextToVideo.from_pretrained(ckpt, device=device)  # reads and hashes the inference weights, once
+    pipe = TextToVideo.from_pretrained(ckpt, device=device, dtype=args.dtype)  # reads and hashes the weights, once
     unknown = pipe.text_encoder.unknown_words(args.prompt)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", VocabularyWarning)
@@ -127,7 +127,7 @@ def _cmd_sample(args) -> int:
             "timesteps": None if request.timesteps is None else list(request.timesteps),
             "guidance": request.guidance, "guidance_rescale": request.guidance_rescale, "knobs": request.knobs,
             "frames": request.frames, "height": request.height, "width": request.width, "upscale": factor,
-            "fps": args.fps, "precision": request.precision, "model": str(ckpt.directory),
+            "fps": args.fps, "precision": request.precision, "dtype": args.dtype, "model": str(ckpt.directory),
             "model_sha256": pipe.model_sha256, "device": str(device), "vdmkit": __version__, "autoencoder": config.latent.kind or None,
             "autoencoder_sha256": config.latent.sha256 or None, "decode": decode,
             "latents_given": args.latents, "output": output}
@@ -274,7 +274,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--guidance-rescale", type=float, default=0.0,
                    help="guidance rescale in [0, 1] (Lin et al. 2024; 0.7 is typical with zero-terminal-SNR models)")
     p.add_argument("--seed", type=_seed, default=0, help="integer in [0, 2**63), or 'random' (recorded)")
-    p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32")
+    p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
+                   help="bf16: the backbone under bf16 autocast, weights kept fp32")
+    p.add_argument("--dtype", choices=("fp32", "bf16", "fp16"), default="fp32",
+                   help="weights stored (and computed) in this type: bf16/fp16 halve the memory of large models")
     p.add_argument("--fps", type=float, default=8.0)
     p.add_argument("--upscale", type=int, help="nearest-neighbour upscale factor (default: to >= 128 px)")
     p.add_argument("--strip", action="store_true", help="also write a PNG strip of the frames")

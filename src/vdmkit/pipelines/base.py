@@ -26,6 +26,7 @@ from vdmkit.sampling.generate import initial_noise
 
 
 ModelSource = Checkpoint | DiffusersFolder
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}  # weight storage on load
 
 
 def open_model(path: str | os.PathLike | ModelSource) -> tuple[ModelSource, PipelineConfig]:
@@ -133,13 +134,17 @@ class Pipeline(nn.Module):
         return save_checkpoint(directory, {WEIGHTS: self.state_dict()}, {CONFIG: to_dict(self.config)})
 
     @classmethod
-    def from_pretrained(cls, path: str | os.PathLike | ModelSource, *, device: str | torch.device = "cpu") -> "Pipeline":
+    def from_pretrained(cls, path: str | os.PathLike | ModelSource, *, device: str | torch.device = "cpu",
+                        dtype: str = "fp32") -> "Pipeline":
         """Load from a checkpoint directory, a run directory (its newest complete checkpoint) or a diffusers
         pipeline folder, onto ``device`` (cpu, auto, cuda, cuda:N, mps; a missing one fails before any weights are
-        read). Reads and hashes the config and the inference weights, once each; never a training state."""
+        read), weights stored as ``dtype`` (fp32, bf16 or fp16: half the memory; the samplers' arithmetic stays
+        fp32). Reads and hashes the config and the inference weights, once each; never a training state."""
         device = device if isinstance(device, torch.device) else resolve_device(device)
+        if dtype not in DTYPES:
+            raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
         source, config = open_model(path)
         pipe = cls(config)
         load_strict(pipe, pipeline_weights(source, pipe), source.directory)
         pipe.source, pipe.model_sha256 = str(source.directory), weights_sha256(source)
-        return pipe.to(device).eval()
+        return pipe.to(device=device, dtype=DTYPES[dtype]).eval()
