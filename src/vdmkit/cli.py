@@ -14,7 +14,7 @@ EXIT_USAGE = 2
 
 # Subcommands that live beside their subpackage: each module defines ``register(sub)``, which adds its
 # parser(s) and sets ``func``. Keep their top-level imports light: they run on every `vdmkit` call.
-SUBCOMMAND_MODULES: tuple[str, ...] = ("vdmkit.evaluation.cli", "vdmkit.curation.cli")
+SUBCOMMAND_MODULES: tuple[str, ...] = ("vdmkit.evaluation.cli", "vdmkit.curation.cli", "vdmkit.app.cli")
 
 
 def _device_overrides(args) -> list[str]:
