@@ -125,16 +125,24 @@ def load_study(directory: str | os.PathLike) -> Study:
         raise ConfigError(f"{str(path)!r} is not valid JSON ({e})") from e
     if not isinstance(doc, dict) or doc.get("format") != FORMAT or doc.get("format_version") != FORMAT_VERSION:
         raise ConfigError(f"{str(path)!r} is not a {FORMAT} v{FORMAT_VERSION} file")
-    name = check_name(doc.get("name"))
+    try:
+        name = check_name(doc.get("name"))
+    except ValueError as e:
+        raise ConfigError(f"{str(path)!r}: {e}") from e
     videos, models = doc.get("videos") or {}, doc.get("models") or {}
     for vid, info in videos.items():
-        if not VIDEO_ID.match(vid) or info.get("model") not in models:
-            raise ConfigError(f"{str(path)!r}: video {vid!r} has a bad id or an unknown model {info.get('model')!r}")
+        if not isinstance(info, dict) or not VIDEO_ID.match(vid) or info.get("model") not in models:
+            model = info.get("model") if isinstance(info, dict) else None
+            raise ConfigError(f"{str(path)!r}: video {vid!r} has a bad id or an unknown model {model!r}")
         if not (directory / VIDEO_DIR / f"{vid}.mp4").is_file():
             raise ConfigError(f"{str(directory)!r}: video {VIDEO_DIR}/{vid}.mp4 is missing")
     pairs = {}
     for item in doc.get("pairs") or []:
-        a, b = item["videos"]
+        try:
+            a, b = item["videos"]
+            str(item["id"]), item["prompt"], item["seed"]
+        except (KeyError, TypeError, ValueError) as e:
+            raise ConfigError(f"{str(path)!r}: pair entry {item!r} is malformed ({type(e).__name__}: {e})") from e
         if a not in videos or b not in videos or videos[a]["model"] == videos[b]["model"] or any(
                 (videos[v]["prompt"], videos[v]["seed"]) != (item["prompt"], item["seed"]) for v in (a, b)):
             raise ConfigError(f"{str(path)!r}: pair {item['id']!r} is not two models' videos of one prompt and seed")
