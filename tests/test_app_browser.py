@@ -1,6 +1,6 @@
 """The app in a real headless Chromium (Debian's chromium + chromedriver, driven by selenium): a video is generated
-and plays, ten votes reach the results page, two browsers voting at once lose nothing, and bad input shows the
-server's message on the page.
+and plays, the page shows its place in the queue, ten votes reach the results page, two browsers voting at once lose
+nothing, and bad input shows the server's message on the page.
 
 `make browser` installs Chromium; without it these tests skip, saying so (set VDMKIT_REQUIRE_BROWSER=1 to make a
 missing browser a failure instead: CI does once it has installed one). VDMKIT_SCREENSHOTS=docs saves the pages
@@ -143,6 +143,36 @@ def test_generate_a_video_and_see_it_play(app, driver, tmp_path):
         "const v = document.querySelector('.card video'); return v !== null && v.readyState >= 1 && v.duration > 0"),
         "the gallery's video")
     assert "a slow red circle moving right" in by_id(driver, "cards").text
+
+
+def test_the_page_shows_its_place_in_the_queue(app, driver, monkeypatch):
+    """A job already sampling (held at its first step) puts the page's job second: it says so, then plays."""
+    import httpx
+
+    from vdmkit.pipelines import render
+
+    real, gate, held = render.render_sample, threading.Event(), threading.Event()
+
+    def first_waits(pipe, request, out, **kw):
+        if request.prompts[0] == "hold":
+            held.set()
+            gate.wait(TIMEOUT)
+        return real(pipe, request, out, **kw)
+
+    monkeypatch.setattr(render, "render_sample", first_waits)
+    r = httpx.post(app.url + "/api/generate", json={"model": "tiny", "prompt": "hold", "steps": 2})
+    assert r.status_code == 202 and held.wait(TIMEOUT)
+    try:
+        open_generate(driver, app)
+        fill(driver, "prompt", "a fast blue square moving up")
+        fill(driver, "steps", "2")
+        by_id(driver, "generate").click()
+        wait(driver, lambda d: by_id(d, "status").text == "queued: 1 job(s) ahead of yours", "the queue position")
+    finally:
+        gate.set()
+    wait(driver, lambda d: d.execute_script(
+        "const v = document.getElementById('video'); return v.readyState >= 2 && v.duration > 0"), "the video")
+    assert "a fast blue square moving up" in by_id(driver, "metadata").text
 
 
 @pytest.mark.parametrize("field, value, message", [

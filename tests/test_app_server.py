@@ -443,3 +443,61 @@ def test_votes_survive_kill_9_and_concurrent_voters_lose_none(tmp_path):
     finally:
         proc.kill()
         proc.wait(10)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--port", "70000"], "--port must be in [0, 65535]"),
+    (["--threads", "-1"], "--threads must be >= 0"),
+    (["--host", "no-such-host.invalid"], "is not an address of this machine"),
+    (["--device", "tpu"], "tpu"),
+    (["--db", "."], "is a folder"),
+])
+def test_serve_refuses_bad_arguments_before_serving(tmp_path, monkeypatch, capsys, args, message):
+    import uvicorn
+
+    from vdmkit import cli
+
+    monkeypatch.setattr(uvicorn, "run", lambda *a, **k: pytest.fail("the server started"))
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["serve", "--out", str(tmp_path / "out"), "--port", str(free_port()), *args]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_serve_says_when_its_port_is_taken(tmp_path, monkeypatch, capsys):
+    import socket
+
+    import uvicorn
+
+    from vdmkit import cli
+
+    monkeypatch.setattr(uvicorn, "run", lambda *a, **k: pytest.fail("the server started"))
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert cli.main(["serve", "--out", str(tmp_path / "out"), "--port", str(port)]) == 2
+    assert f"cannot listen on 127.0.0.1:{port}" in capsys.readouterr().err
+
+
+def test_serve_binds_locally_by_default_and_warns_otherwise(tmp_path, monkeypatch, capsys):
+    import uvicorn
+
+    from vdmkit import cli
+
+    calls = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, **k: calls.append((app, k)))
+    assert cli.main(["serve", "--out", str(tmp_path / "out"), "--port", str(free_port())]) == 0
+    app, options = calls[-1]
+    assert options["host"] == "127.0.0.1" and app.state.settings.allowed_hosts[:2] == ["127.0.0.1", "localhost"]
+    assert "warning" not in capsys.readouterr().err
+    assert cli.main(["serve", "--out", str(tmp_path / "out"), "--host", "0.0.0.0", "--port", str(free_port())]) == 0
+    assert calls[-1][0].state.settings.allowed_hosts is None
+    assert "exposes the app to the network" in capsys.readouterr().err
+
+
+def test_serve_without_the_web_stack_says_how_to_install_it(tmp_path, monkeypatch, capsys):
+    from vdmkit import cli
+
+    monkeypatch.setitem(sys.modules, "fastapi", None)
+    assert cli.main(["serve", "--out", str(tmp_path / "out")]) == 2
+    assert "pip install 'vdmkit[app]'" in capsys.readouterr().err

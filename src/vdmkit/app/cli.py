@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import ipaddress
+import socket
 import sys
 
 from vdmkit.device import DEVICES_HELP
@@ -20,6 +21,22 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
+def _check_port_free(host: str, port: int) -> None:
+    """Say which port is taken before anything starts (uvicorn would log it and exit 1)."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as e:
+        raise ValueError(f"--host {host!r} is not an address of this machine ({e})") from None
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as e:
+            raise ValueError(f"cannot listen on {host}:{port} ({e.strerror}); choose another --port or stop what "
+                             "uses it") from None
+
+
 def _cmd_serve(args) -> int:
     from vdmkit.app.server import Settings, create_app, require_web_stack
     from vdmkit.device import resolve_device
@@ -32,6 +49,7 @@ def _cmd_serve(args) -> int:
         raise ValueError(f"--port must be in [0, 65535], got {args.port}")
     if args.threads < 0:
         raise ValueError(f"--threads must be >= 0 (0 = torch's default), got {args.threads}")
+    _check_port_free(args.host, args.port)
     local = _is_loopback(args.host)
     if not local:
         print(f"warning: --host {args.host} exposes the app to the network; it has no login: anyone who can reach "
