@@ -9,7 +9,6 @@ so no request reaches a file outside the output and study folders. FastAPI is im
 # no `from __future__ import annotations`: FastAPI reads the request models from the route functions' annotations,
 # which must be the classes themselves (they are defined inside create_app, with the lazily imported pydantic)
 import json
-import logging
 import re
 import secrets
 from contextlib import asynccontextmanager
@@ -24,7 +23,6 @@ from vdmkit.app.study import find_studies
 from vdmkit.app.text import MAX_PROMPT_CHARS, check_text
 from vdmkit.errors import ConstraintError, VdmkitError
 
-log = logging.getLogger("vdmkit.app")
 STATIC = Path(__file__).parent / "static"
 PAGES = {"/": ("generate.html", "generate"), "/gallery": ("gallery.html", "gallery"),
          "/eval": ("eval.html", "human evaluation"), "/results": ("results.html", "results")}  # body, title
@@ -94,19 +92,21 @@ def output_file(folder: Path, name: str) -> Path:
 
 
 def gallery(folder: Path) -> list[dict]:
-    """Generated videos, newest first, with their metadata."""
-    if not folder.is_dir():
-        return []
-    items = []
-    for path in sorted(folder.glob("*.mp4"), key=lambda p: p.stat().st_mtime, reverse=True)[:MAX_GALLERY]:
-        if not OUTPUT_NAME.match(path.name):
-            continue
+    """Generated videos, newest first, with their metadata; files that are not plainly inside ``folder`` (links
+    out of it, files removed meanwhile) are left out, as :func:`output_file` would refuse them."""
+    found = []
+    for path in folder.glob("*.mp4") if folder.is_dir() else []:
         try:
-            meta = json.loads(path.with_name(path.name + ".json").read_text(encoding="utf-8"))
-        except (OSError, ValueError):
+            found.append((output_file(folder, path.name).stat().st_mtime, path.name))
+        except (NotFound, OSError):
+            continue
+    items = []
+    for _, name in sorted(found, reverse=True)[:MAX_GALLERY]:
+        try:
+            meta = json.loads(output_file(folder, name + ".json").read_text(encoding="utf-8"))
+        except (NotFound, OSError, ValueError):
             meta = {}
-        items.append({"file": path.name, "url": f"/files/{path.name}", "metadata_url": f"/files/{path.name}.json",
-                      "metadata": meta})
+        items.append({"file": name, "url": f"/files/{name}", "metadata_url": f"/files/{name}.json", "metadata": meta})
     return items
 
 
@@ -180,7 +180,9 @@ def create_app(settings: Settings):
                 parts.append(f"the request body is not valid JSON ({e.get('ctx', {}).get('error', 'parse error')})")
                 continue
             where = ".".join(str(x) for x in e.get("loc", ()) if x != "body") or "request"
-            got = f" (got {e['input']!r})" if "input" in e and not isinstance(e["input"], dict) else ""
+            shown = repr(e.get("input"))
+            shown = shown if len(shown) <= 80 else shown[:77] + "..."
+            got = f" (got {shown})" if "input" in e and not isinstance(e["input"], dict) else ""
             parts.append(f"{where}: {e.get('msg', 'invalid')}{got}")
         return error(422, "; ".join(parts))
 
