@@ -5,19 +5,17 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
-import math
 import sys
-import warnings
 from pathlib import Path
 
 from vdmkit.device import DEVICES_HELP
-from vdmkit.errors import VdmkitError, VocabularyWarning
+from vdmkit.errors import VdmkitError
 
 EXIT_USAGE = 2
 
 # Subcommands that live beside their subpackage: each module defines ``register(sub)``, which adds its
 # parser(s) and sets ``func``. Keep their top-level imports light: they run on every `vdmkit` call.
-SUBCOMMAND_MODULES: tuple[str, ...] = ("vdmkit.evaluation.cli", "vdmkit.curation.cli")
+SUBCOMMAND_MODULES: tuple[str, ...] = ("vdmkit.evaluation.cli", "vdmkit.curation.cli", "vdmkit.app.cli")
 
 
 def _device_overrides(args) -> list[str]:
@@ -77,33 +75,33 @@ def _cmd_sample(args) -> int:
         for name, entry in SAMPLERS.items():
             print(f"{name:9s} {entry.description}  [processes: {', '.join(entry.processes)}]")
         return 0
-    if args.model is None or args.prompt is None:
-        raise ValueError("sample needs --model PATH and --prompt TEXT (or --list-samplers)")
+    from vdmkit.pipelines import default_model
+
+    model = args.model or default_model()
+    if model is None or args.prompt is None:
+        raise ValueError("sample needs --model PATH (no default model is installed) and --prompt TEXT "
+                         "(or --list-samplers)")
 
     import torch
 
-    from vdmkit import __version__
     from vdmkit.device import resolve_device
-    from vdmkit.io.video import VIDEO_FORMATS, check_output_path, upscale, write_video
+    from vdmkit.io.video import VIDEO_FORMATS, check_output_path, write_video
     from vdmkit.pipelines import TextToVideo, make_request, open_model
-    from vdmkit.video import to_uint8
+    from vdmkit.pipelines.render import LATENTS_SUFFIX, check_fps, render_sample, view_factor
 
     # every check that needs no weights runs before loading them
     device = resolve_device(args.device)
     out = check_output_path(args.out, VIDEO_FORMATS + (LATENTS_SUFFIX,))
-    output = "latents" if out.suffix.lower() == LATENTS_SUFFIX else "pixels"
-    if args.upscale is not None and args.upscale < 1:
-        raise ValueError(f"--upscale must be >= 1, got {args.upscale}")
-    if not (math.isfinite(args.fps) and 0 < args.fps <= 240):
-        raise ValueError(f"--fps must be in (0, 240], got {args.fps}")
-    ckpt, config = open_model(args.model)  # reads and hashes the config only
+    check_fps(args.fps)
+    ckpt, config = open_model(model)  # reads and hashes the config only
     knobs = {k: v for k, v in (("eta", args.eta), ("order", args.order)) if v is not None}
     request = make_request(config, [args.prompt], frames=args.frames, height=args.height, width=args.width,
                            steps=args.steps, sampler=args.sampler, guidance=args.guidance, seed=args.seed,
                            spacing=args.spacing, timesteps=_timesteps(args.timesteps),
                            guidance_rescale=args.guidance_rescale, precision=args.precision,
                            negative_prompt=args.negative_prompt, latents=_read_latents(args.latents),
-                           output=output, **knobs)
+                           output="latents" if out.suffix.lower() == LATENTS_SUFFIX else "pixels", **knobs)
+    view_factor(request, args.upscale)
     decode = {k: v for k, v in (("tile", args.vae_tile), ("frame_chunk", args.vae_frame_chunk)) if v is not None}
     if decode and not config.latent.enabled:
         raise ValueError("--vae-tile / --vae-frame-chunk apply to latent models; this one works in pixel space")
@@ -114,40 +112,17 @@ def _cmd_sample(args) -> int:
         torch.set_num_threads(args.threads)
 
     pipe = TextToVideo.from_pretrained(ckpt, device=device, dtype=args.dtype)  # reads and hashes the weights, once
-    unknown = pipe.text_encoder.unknown_words(args.prompt)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", VocabularyWarning)
-        video = pipe.run(request, decode=decode)
-    for w in caught:
-        print(f"warning: {w.message}", file=sys.stderr)
-    factor = args.upscale or max(1, math.ceil(128 / max(request.height, request.width)))
-    meta = {"prompt": args.prompt, "negative_prompt": args.negative_prompt, "unknown_words": unknown,
-            "seed": request.seed, "seed_was_random": request.seed_was_random, "sampler": request.sampler,
-            "steps": request.steps, "spacing": request.spacing, "schedule_rules": request.rules,
-            "timesteps": None if request.timesteps is None else list(request.timesteps),
-            "guidance": request.guidance, "guidance_rescale": request.guidance_rescale, "knobs": request.knobs,
-            "frames": request.frames, "height": request.height, "width": request.width, "upscale": factor,
-            "fps": args.fps, "precision": request.precision, "dtype": args.dtype, "model": str(ckpt.directory),
-            "model_sha256": pipe.model_sha256, "device": str(device), "vdmkit": __version__, "autoencoder": config.latent.kind or None,
-            "autoencoder_sha256": config.latent.sha256 or None, "decode": decode,
-            "latents_given": args.latents, "output": output}
-    if output == "latents":
-        from vdmkit.io.checkpoint import save_tensors
-
-        written = [save_tensors(out, {"latents": video}, meta)]
-    else:
-        u8 = upscale(to_uint8(video[0]), factor)
-        write_video(out, u8, fps=args.fps, metadata=meta)
-        written = [out]
-        if args.strip and out.suffix != ".png":
-            written.append(write_video(out.with_suffix(".png"), u8))
+    result = render_sample(pipe, request, out, fps=args.fps, upscale_factor=args.upscale, decode=decode,
+                           extra={"dtype": args.dtype, "latents_given": args.latents})
+    for message in result.warnings:
+        print(f"warning: {message}", file=sys.stderr)
+    written = [result.path]
+    if args.strip and result.frames is not None and out.suffix != ".png":
+        written.append(write_video(out.with_suffix(".png"), result.frames))
     for path in written:
         print(f"saved {path}")
-    print(json.dumps({k: meta[k] for k in ("prompt", "seed", "sampler", "steps", "guidance")}))
+    print(json.dumps({k: result.metadata[k] for k in ("prompt", "seed", "sampler", "steps", "guidance")}))
     return 0
-
-
-LATENTS_SUFFIX = ".safetensors"
 
 
 def _read_latents(path: str | None):
@@ -252,7 +227,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_cache_latents)
 
     p = sub.add_parser("sample", help="generate a video from a trained model")
-    p.add_argument("--model", help="checkpoint directory, or a run directory (uses its newest checkpoint)")
+    p.add_argument("--model", help="checkpoint directory, a run directory (its newest checkpoint) or a diffusers "
+                   "pipeline folder (default: the bundled default model, when installed)")
     p.add_argument("--prompt", help='text prompt; "" samples unconditionally')
     p.add_argument("--negative-prompt", default="", help="prompt to steer away from (default: unconditional)")
     p.add_argument("--out", default="sample.mp4", help="output file: .mp4, .gif, .webp or .png (frame strip); "
