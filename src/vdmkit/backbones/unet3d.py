@@ -37,7 +37,7 @@ from vdmkit.backbones.layers import (
     zero_init,
 )
 from vdmkit.backbones.space_time import SpaceTimeAttention, gated, repeat_text
-from vdmkit.backbones.transformer_blocks import SpatialTransformer, TemporalTransformer
+from vdmkit.backbones.transformer_blocks import MotionModule, SpatialTransformer, TemporalTransformer
 from vdmkit.conditioning.condition import Condition, as_condition
 from vdmkit.conditioning.text import TextCondition
 from vdmkit.errors import ConfigError, ConstraintError
@@ -121,6 +121,14 @@ class UNet3DConfig:
     pooled_text: bool = True  # the pooled prompt joins the timestep embedding (SD / ModelScope: false)
     temporal_on_images: bool = False  # run temporal layers on one-frame inputs too (ModelScope's maths; vdmkit
     # skips them, so that an image is the image model's output)
+    # AnimateDiff motion modules (Guo et al. 2023; backbones.transformer_blocks.MotionModule): a temporal transformer
+    # with sinusoidal frame positions and a zero-initialised output after every residual block (and its attention) of
+    # every level, and after the middle block's attention with motion_mid; motion_heads heads of width / motion_heads
+    # channels. 0 = none. They start as the identity, so an inflated image UNet is the image model on every frame
+    motion_heads: int = 0
+    motion_layers: int = 1  # transformer blocks per motion module
+    motion_max_frames: int = 32  # frame positions the modules know: the most frames a clip may have
+    motion_mid: bool = True  # a motion module in the middle block too (AnimateDiff v2 and later; v1 has none)
 
     def __post_init__(self):
         self.channels = tuple(int(c) for c in self.channels)
@@ -167,6 +175,15 @@ class UNet3DConfig:
         if not self.norm_eps > 0 or self.norm_groups < 1:
             raise ConfigError(f"model.norm_eps must be > 0 and model.norm_groups >= 1, got {self.norm_eps}, "
                               f"{self.norm_groups}")
+        if self.motion_heads < 0 or self.motion_layers < 1 or self.motion_max_frames < 1:
+            raise ConfigError(f"model.motion_heads must be >= 0 (0 = no motion modules), model.motion_layers and "
+                              f"model.motion_max_frames >= 1, got {self.motion_heads}, {self.motion_layers}, "
+                              f"{self.motion_max_frames}")
+        bad = [c for c in self.channels if self.motion_heads and (c % self.motion_heads or c % 2)]
+        if bad:
+            raise ConfigError(f"model.channels {bad} must be even and divisible by model.motion_heads="
+                              f"{self.motion_heads} (each motion module has motion_heads heads of width / "
+                              "motion_heads channels)")
         if self.attention_block == "transformer":
             vdmkit_only = {"temporal_attention": self.temporal_attention == "full", "temporal_text": self.temporal_text,
                            "frame_position": self.frame_position != "none",
@@ -191,6 +208,10 @@ class UNet3DConfig:
 
     def check_shape(self, frames: int, height: int, width: int) -> None:
         """ConstraintError naming the nearest valid size if this UNet cannot take (frames, height, width)."""
+        if self.motion_heads and frames > self.motion_max_frames:
+            raise ConstraintError(f"this UNet's motion modules know {self.motion_max_frames} frame positions "
+                                  f"(model.motion_max_frames), got {frames} frames: ask for at most "
+                                  f"{self.motion_max_frames}")
         f = self.spatial_factor
         if height % f or width % f:
             raise ConstraintError(
@@ -232,6 +253,22 @@ ModelScopeT2VConfig = config_preset(
     "diffusers' folders load into it (vdmkit.interop).", __name__,
     in_channels=4, out_channels=4, channels=(320, 640, 1280, 1280), blocks_per_level=2, attention_levels=(0, 1, 2),
     head_dim=64, text_dim=1024, **MODELSCOPE_LAYOUT)
+
+# what diffusers' UNet2DConditionModel (Stable Diffusion 1.x / 2.x) computes on each frame, as UNet3D options, with no
+# temporal layer of vdmkit's or ModelScope's: a Stable Diffusion image UNet inflated to video gets its time from
+# AnimateDiff motion modules (motion_heads > 0), which run on one-frame inputs too (diffusers' UNetMotionModel)
+SD_LAYOUT = dict(
+    attention_block="transformer", time_embedding="add", upsample="nearest_conv", mid_attentions=1, pooled_text=False,
+    temporal_on_images=True, temporal_conv="none", temporal_attention="none", ff_mult=4, frame_position="none",
+    spatial_position="none", temporal_text=False, cross_position="none", norm_eps=1e-5)
+
+AnimateDiffConfig = config_preset(
+    UNet3DConfig, "AnimateDiffConfig", "AnimateDiff (Guo et al. 2023): Stable Diffusion 1.5's image UNet (levels (320, "
+    "640, 1280, 1280), 2 blocks each, attention at the first three, 8 heads, 768-wide text: CLIP ViT-L/14) with "
+    "motion modules of 8 heads after every block and in the middle block, at most 32 frames (AnimateDiff v2 / v3): "
+    "diffusers' UNetMotionModel, 1.31B parameters; `vdmkit inflate` fills it from SD and MotionAdapter folders.",
+    __name__, in_channels=4, out_channels=4, channels=(320, 640, 1280, 1280), blocks_per_level=2,
+    attention_levels=(0, 1, 2), attention_heads=8, head_dim=40, text_dim=768, motion_heads=8, **SD_LAYOUT)
 
 
 class SpaceTimeConv(nn.Conv3d):
@@ -331,15 +368,24 @@ class TransformerAttention(nn.Module):
 
 
 class Level(nn.Module):
-    """One resolution level of the encoder or decoder: residual blocks, each optionally with attention."""
+    """One resolution level of the encoder or decoder: residual blocks, each optionally with attention and a motion
+    module after it (``motions``: the first n blocks have one; None: every block, if the config has them)."""
 
     def __init__(self, c_ins: list[int], c_out: int, cfg: UNet3DConfig, emb_dim: int, attention: bool,
-                 attentions: int | None = None):
+                 attentions: int | None = None, motions: int | None = None):
         super().__init__()
         self.res = nn.ModuleList(ResBlock3D(c, c_out, emb_dim, cfg) for c in c_ins)
         n = len(c_ins) if attentions is None else attentions  # the first n blocks have attention after them
         self.attn = nn.ModuleList(attention_layer(c_out, cfg) if attention and i < n else nn.Identity()
                                   for i in range(len(c_ins)))
+        m = len(c_ins) if motions is None else motions
+        self.motion = nn.ModuleList(
+            MotionModule(c_out, cfg.motion_heads, cfg.motion_layers, cfg.motion_max_frames, cfg.norm_groups)
+            if cfg.motion_heads and i < m else nn.Identity() for i in range(len(c_ins)))
+
+    def blocks(self):
+        """(residual block, attention, motion module) of each block; nn.Identity where a block has none."""
+        return zip(self.res, self.attn, self.motion)
 
 
 def attention_layer(dim: int, cfg: UNet3DConfig) -> nn.Module:
@@ -384,7 +430,8 @@ class UNet3D(nn.Module):
             if i < len(ch) - 1:
                 self.downsample.append(FrameConv(c, c, SPATIAL_3X3, stride=(1, 2, 2), padding=SPATIAL_PAD))
                 skips.append(c)
-        self.mid = Level([c, c], c, cfg, emb_dim, attention=True, attentions=cfg.mid_attentions)
+        self.mid = Level([c, c], c, cfg, emb_dim, attention=True, attentions=cfg.mid_attentions,
+                         motions=cfg.mid_attentions if cfg.motion_mid else 0)  # after each middle attention
         self.up, self.upsample = nn.ModuleList(), nn.ModuleList()
         for i, c_out in reversed(list(enumerate(ch))):
             ins = []
@@ -406,10 +453,11 @@ class UNet3D(nn.Module):
         self.cfg.check_shape(t, h, w)
         check_conditioning(cond, self.cfg.text_dim, b, t)
         clip_wide = self.cfg.temporal_norm == "clip" or self.cfg.attention_block == "transformer"
-        if cond.is_image is not None and t > 1 and clip_wide:
+        if cond.is_image is not None and t > 1 and (clip_wide or self.cfg.motion_heads):
             raise ConstraintError("joint image-video masks (is_image) need temporal layers that keep frames apart: "
-                                  "this UNet normalises over the whole clip (temporal_norm='clip' or the SD / "
-                                  "ModelScope transformer layout), so an image frame would change the video frames")
+                                  "this UNet normalises over the whole clip (temporal_norm='clip', the SD / "
+                                  "ModelScope transformer layout or motion modules), so an image frame would change "
+                                  "the video frames")
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, cond: Condition | TextCondition | None = None) -> torch.Tensor:
         cond = as_condition(cond)
@@ -423,17 +471,17 @@ class UNet3D(nn.Module):
             h = self.input_temporal(h)
         skips = [h]
         for i, level in enumerate(self.down):
-            for res, attn in zip(level.res, level.attn):
-                h = self._block(res, attn, h, emb, text, frames)
+            for block in level.blocks():
+                h = self._block(*block, h, emb, text, frames)
                 skips.append(h)
             if i < len(self.downsample):
                 h = self.downsample[i](h)  # (B, C, T, H/2, W/2)
                 skips.append(h)
-        for res, attn in zip(self.mid.res, self.mid.attn):
-            h = self._block(res, attn, h, emb, text, frames)
+        for block in self.mid.blocks():
+            h = self._block(*block, h, emb, text, frames)
         for i, level in enumerate(self.up):
-            for res, attn in zip(level.res, level.attn):
-                h = self._block(res, attn, torch.cat([h, skips.pop()], dim=1), emb, text, frames)
+            for block in level.blocks():
+                h = self._block(*block, torch.cat([h, skips.pop()], dim=1), emb, text, frames)
             if i < len(self.upsample):
                 h = self._upsample(self.upsample[i], h)  # (B, C, T, 2H, 2W)
         return self.conv_out(F.silu(self.norm_out(h)))
@@ -446,6 +494,8 @@ class UNet3D(nn.Module):
         return double(conv(h))  # conv at the low resolution: 4x fewer FLOPs, a different function
 
     @staticmethod
-    def _block(res, attn, h, emb, text, frames):
+    def _block(res, attn, motion, h, emb, text, frames):
         h = res(h, emb, frames)
-        return h if isinstance(attn, nn.Identity) else attn(h, text, frames)
+        if not isinstance(attn, nn.Identity):
+            h = attn(h, text, frames)
+        return h if isinstance(motion, nn.Identity) else motion(h)
