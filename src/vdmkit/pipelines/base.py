@@ -16,7 +16,8 @@ from vdmkit.conditioning.condition import Condition
 from vdmkit.device import low_precision_dtype, resolve_device
 from vdmkit.diffusion.denoiser import Denoiser
 from vdmkit.config import to_dict
-from vdmkit.interop.diffusers_pipeline import DiffusersFolder, is_diffusers_folder
+from vdmkit.errors import ConfigError
+from vdmkit.interop.diffusers_pipeline import DiffusersFolder, is_diffusers_folder, refuse_component_folder
 from vdmkit.io.checkpoint import CONFIG, WEIGHTS, Checkpoint, load_strict, open_checkpoint
 from vdmkit.pipelines.config import LatentSpec, PipelineConfig, SamplingDefaults, pipeline_config
 from vdmkit.pipelines.request import SampleRequest
@@ -27,17 +28,25 @@ from vdmkit.sampling.generate import initial_noise
 ModelSource = Checkpoint | DiffusersFolder
 
 
-def open_model(path: str | os.PathLike | ModelSource) -> tuple[ModelSource, PipelineConfig]:
+def open_model(path: str | os.PathLike | ModelSource,
+               motion_adapter: str | os.PathLike | None = None) -> tuple[ModelSource, PipelineConfig]:
     """The model at ``path`` and its config: a vdmkit checkpoint or run directory, or a diffusers pipeline folder
-    (``model_index.json``, e.g. ModelScope T2V). Only configs are read (and a checkpoint's config hashed), so
-    requests can be checked before any weights load."""
+    (``model_index.json``: ModelScope T2V, or Stable Diffusion inflated to video with the AnimateDiff
+    ``motion_adapter``, a MotionAdapter folder or safetensors file, if given). Only configs are read (and a
+    checkpoint's config hashed), so requests can be checked before any weights load."""
     if isinstance(path, DiffusersFolder) or (not isinstance(path, Checkpoint) and is_diffusers_folder(path)):
-        folder = path if isinstance(path, DiffusersFolder) else DiffusersFolder(path)
+        folder = path if isinstance(path, DiffusersFolder) else DiffusersFolder(path, motion_adapter)
         parts = folder.parts
         return folder, PipelineConfig(
             backbone="unet3d", model=parts.unet, text_encoder="clip", text=parts.text, diffusion=parts.diffusion,
             latent=LatentSpec("frame_vae", to_dict(parts.vae), "", str(folder.directory / "vae")),
             frames=parts.frames, height=parts.height, width=parts.width, sampling=SamplingDefaults(**parts.sampling))
+    if motion_adapter is not None:
+        raise ConfigError(f"a motion adapter loads onto a Stable Diffusion pipeline folder (with model_index.json); "
+                          f"{str(getattr(path, 'directory', path))!r} is a vdmkit checkpoint: write one with its motion "
+                          "modules by `vdmkit inflate SD_FOLDER --motion-adapter PATH --out DIR`")
+    if not isinstance(path, Checkpoint):
+        refuse_component_folder(path)
     ckpt = path if isinstance(path, Checkpoint) else open_checkpoint(path, needs=(CONFIG,))
     return ckpt, pipeline_config(ckpt.read_json(CONFIG))
 
@@ -127,12 +136,15 @@ class Pipeline(nn.Module):
         return x.to(self.device, torch.float32), generator
 
     @classmethod
-    def from_pretrained(cls, path: str | os.PathLike | ModelSource, *, device: str | torch.device = "cpu") -> "Pipeline":
+    def from_pretrained(cls, path: str | os.PathLike | ModelSource, *, device: str | torch.device = "cpu",
+                        motion_adapter: str | os.PathLike | None = None) -> "Pipeline":
         """Load from a checkpoint directory, a run directory (its newest complete checkpoint) or a diffusers
-        pipeline folder, onto ``device`` (cpu, auto, cuda, cuda:N, mps; a missing one fails before any weights are
-        read). Reads and hashes the config and the inference weights, once each; never a training state."""
+        pipeline folder (a Stable Diffusion one is inflated to video, with the AnimateDiff ``motion_adapter``'s
+        motion modules if given), onto ``device`` (cpu, auto, cuda, cuda:N, mps; a missing one fails before any
+        weights are read). Reads and hashes the config and the inference weights, once each; never a training
+        state."""
         device = device if isinstance(device, torch.device) else resolve_device(device)
-        source, config = open_model(path)
+        source, config = open_model(path, motion_adapter)
         pipe = cls(config)
         load_strict(pipe, pipeline_weights(source, pipe), source.directory)
         pipe.source, pipe.model_sha256 = str(source.directory), weights_sha256(source)
