@@ -271,6 +271,58 @@ def test_an_sd_folder_with_a_motion_adapter_samples_as_animatediff(models, sd_fo
     assert len(pipe.model_sha256) == 64
 
 
+def test_the_cli_inflates_an_sd_folder_that_samples_trains_and_refuses_bad_inputs(models, sd_folder, tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    from vdmkit import cli
+    from vdmkit.pipelines import TextToVideo
+    from vdmkit.training import load_config, train
+
+    (folder, _), adapter_folder = sd_folder, models["adapter"][1]
+    out = tmp_path / "animated"
+    assert cli.main(["inflate", str(folder), "--motion-adapter", str(adapter_folder), "--frames", "4",
+                     "--out", str(out)]) == 0
+    noise = torch.randn(1, 4, 4, 16, 16, generator=torch.Generator().manual_seed(9))
+    save_file({"noise": noise}, str(tmp_path / "noise.safetensors"))
+    assert cli.main(["sample", "--model", str(out), "--prompt", "a cat", "--steps", "2", "--latents",
+                     str(tmp_path / "noise.safetensors"), "--out", str(tmp_path / "cli.safetensors")]) == 0
+    direct = TextToVideo.from_pretrained(folder, motion_adapter=adapter_folder)
+    assert torch.equal(load_file(str(tmp_path / "cli.safetensors"))["latents"],
+                       direct(["a cat"], steps=2, frames=4, latents=noise, output="latents"))
+    meta = json.loads((tmp_path / "cli.safetensors.json").read_text())
+    assert meta["guidance"] == 7.5 and meta["frames"] == 4 and meta["autoencoder"] == "frame_vae"
+    assert cli.main(["sample", "--model", str(folder), "--motion-adapter", str(adapter_folder), "--prompt", "a cat",
+                     "--steps", "2", "--frames", "4", "--latents", str(tmp_path / "noise.safetensors"),
+                     "--out", str(tmp_path / "direct.safetensors")]) == 0  # the SD folder itself, no checkpoint
+    assert torch.equal(load_file(str(tmp_path / "direct.safetensors"))["latents"],
+                       load_file(str(tmp_path / "cli.safetensors"))["latents"])
+    assert cli.main(["sample", "--model", str(out), "--motion-adapter", str(adapter_folder), "--prompt", "a cat",
+                     "--out", str(tmp_path / "no.mp4")]) == 2  # a checkpoint has its motion modules already
+
+    # train.init_from: the run starts from the inflated weights (a learning rate too small to move them)
+    run_cfg = load_config(out / "finetune.yaml", ["train.steps=1", "train.precision=fp32", "train.lr=1.0e-20",
+                                                  f"train.out_dir={tmp_path / 'ft'}", "train.sample_every=100",
+                                                  "train.ema_decay=0", "train.sample_steps=2"])
+    run = train(run_cfg, progress=False)
+    inflated, trained = (load_file(str(p / "model.safetensors")) for p in (out / "checkpoints" / "step_0000000",
+                                                                          run / "checkpoints" / "step_0000001"))
+    assert inflated.keys() == trained.keys()
+    assert max((inflated[k] - trained[k]).abs().max().item() for k in inflated) < 1e-6
+    changed = load_config(out / "finetune.yaml", ["model.motion_layers=1", f"train.out_dir={tmp_path / 'x'}"])
+    with pytest.raises(ConfigError, match="init_from=.* another model .*model.motion_layers \\(2 there, 1 here\\)"):
+        train(changed, progress=False)
+
+    # bad inputs: a typed error, exit 2, nothing written
+    bad = tmp_path / "bad"
+    narrow = saved(diffusers.MotionAdapter(**{**ADAPTER, "block_out_channels": (16, 32)}), tmp_path / "narrow")
+    for args in (["--motion-adapter", str(narrow)], ["--frames", "30", "--motion-adapter", str(adapter_folder)],
+                 ["--size", "18"]):
+        assert cli.main(["inflate", str(folder), *args, "--out", str(bad)]) == 2
+    assert cli.main(["inflate", str(folder / "unet"), "--out", str(bad)]) == 2  # a UNet folder alone
+    assert cli.main(["inflate", str(folder), "--out", str(out)]) == 2  # never overwrites
+    assert not bad.exists() and not list(tmp_path.glob(".bad*"))
+
+
 def test_a_unet_folder_alone_says_what_a_video_model_needs(sd_folder):
     from vdmkit.pipelines import TextToVideo
 

@@ -95,7 +95,7 @@ def _cmd_sample(args) -> int:
         raise ValueError(f"--upscale must be >= 1, got {args.upscale}")
     if not (math.isfinite(args.fps) and 0 < args.fps <= 240):
         raise ValueError(f"--fps must be in (0, 240], got {args.fps}")
-    ckpt, config = open_model(args.model)  # reads and hashes the config only
+    ckpt, config = open_model(args.model, args.motion_adapter)  # reads and hashes the config only
     knobs = {k: v for k, v in (("eta", args.eta), ("order", args.order)) if v is not None}
     request = make_request(config, [args.prompt], frames=args.frames, height=args.height, width=args.width,
                            steps=args.steps, sampler=args.sampler, guidance=args.guidance, seed=args.seed,
@@ -129,7 +129,7 @@ def _cmd_sample(args) -> int:
             "fps": args.fps, "precision": request.precision, "model": str(ckpt.directory),
             "model_sha256": pipe.model_sha256, "device": str(device), "vdmkit": __version__, "autoencoder": config.latent.kind or None,
             "autoencoder_sha256": config.latent.sha256 or None, "decode": decode,
-            "latents_given": args.latents, "output": output}
+            "latents_given": args.latents, "output": output, "motion_adapter": args.motion_adapter}
     if output == "latents":
         from vdmkit.io.checkpoint import save_tensors
 
@@ -160,6 +160,16 @@ def _read_latents(path: str | None):
         raise ValueError(f"--latents {path!r} must hold exactly one tensor (the starting noise), holds "
                          f"{', '.join(tensors) or 'none'}")
     return next(iter(tensors.values())).float()
+
+
+def _cmd_inflate(args) -> int:
+    from vdmkit.pipelines import inflate
+
+    out = inflate(args.folder, args.out, motion_adapter=args.motion_adapter, frames=args.frames, size=args.size,
+                  seed=args.seed)
+    print(f"saved {out}: sample it with `vdmkit sample --model {out} --prompt ...`; fine-tune it from "
+          f"{out / 'finetune.yaml'} (set its data)")
+    return 0
 
 
 def _cmd_models(args) -> int:
@@ -231,7 +241,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_cache_latents)
 
     p = sub.add_parser("sample", help="generate a video from a trained model")
-    p.add_argument("--model", help="checkpoint directory, or a run directory (uses its newest checkpoint)")
+    p.add_argument("--model", help="checkpoint directory, a run directory (uses its newest checkpoint) or a diffusers "
+                   "pipeline folder (ModelScope T2V; Stable Diffusion, inflated)")
+    p.add_argument("--motion-adapter", help="with a Stable Diffusion folder as --model: AnimateDiff motion modules "
+                   "(a MotionAdapter folder or .safetensors file)")
     p.add_argument("--prompt", help='text prompt; "" samples unconditionally')
     p.add_argument("--negative-prompt", default="", help="prompt to steer away from (default: unconditional)")
     p.add_argument("--out", default="sample.mp4", help="output file: .mp4, .gif, .webp or .png (frame strip); "
@@ -263,6 +276,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--vae-frame-chunk", type=int, help="latent models: decode this many latent frames at a time")
     p.add_argument("--list-samplers", action="store_true", help="list the samplers and exit")
     p.set_defaults(func=_cmd_sample)
+
+    p = sub.add_parser("inflate", help="a Stable Diffusion pipeline folder as a text-to-video model (AnimateDiff)")
+    p.add_argument("folder", help="diffusers StableDiffusionPipeline folder: model_index.json, unet/ "
+                   "(UNet2DConditionModel), vae/, text_encoder/, tokenizer/, scheduler/ (safetensors weights)")
+    p.add_argument("--out", required=True, help="new folder for the model (a checkpoint, its VAE, finetune.yaml)")
+    p.add_argument("--motion-adapter", help="AnimateDiff motion modules: a diffusers MotionAdapter folder or one "
+                   ".safetensors file of its weights (default: new modules, starting as the identity)")
+    p.add_argument("--frames", type=int, help="frames of a request by default (16)")
+    p.add_argument("--size", type=int, help="height and width of a request by default, in pixels (default: the "
+                   "UNet's sample_size x the VAE's factor: 512 for SD 1.5)")
+    p.add_argument("--seed", type=int, default=0, help="initial weights of new motion modules")
+    p.set_defaults(func=_cmd_inflate)
 
     p = sub.add_parser("models", help="list the registered backbones")
     p.add_argument("--params", action="store_true", help="also count parameters of each default preset")
