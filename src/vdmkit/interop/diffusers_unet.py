@@ -4,8 +4,8 @@ The SD / ModelScope layout options of :class:`~vdmkit.backbones.unet3d.UNet3DCon
 maths; this module only renames and reshapes tensors: 2D convolution kernels (C', C, kh, kw) become the
 per-frame (C', C, 1, kh, kw) kernels of the frame convolutions, 1x1 projection convolutions become linear
 layers, and separate key and value projections are stacked into one. Every key of either side must be used.
-A table lists (diffusers key, vdmkit key) pairs; a diffusers side that is a tuple of keys is concatenated along the
-first dimension (key and value projections -> ``to_kv``). interop.animatediff builds its tables from the same parts.
+A table lists (diffusers key, vdmkit key) pairs; each attention's ``to_k`` and ``to_v`` are stacked into the
+``to_kv`` beside the ``to_q`` the table pairs. interop.animatediff builds its tables from the same parts.
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from vdmkit.backbones.unet3d import MODELSCOPE_LAYOUT, UNet3DConfig
 from vdmkit.errors import CheckpointMismatchError, ConfigError
 
 DOWN_TYPES, UP_TYPES = ("CrossAttnDownBlock3D", "DownBlock3D"), ("CrossAttnUpBlock3D", "UpBlock3D")
-Source = str | tuple[str, ...]  # a diffusers key, or keys whose tensors are concatenated
-Table = list[tuple[Source, str]]
+Table = list[tuple[str, str]]  # (diffusers key, vdmkit key)
+QUERY, KEY_VALUE = "to_q.weight", ("to_k.weight", "to_v.weight")
 TEMPORAL_CONV_EPS = MODELSCOPE_LAYOUT["norm_eps"]  # diffusers' TemporalConvLayer GroupNorms: torch's default
 
 
@@ -65,9 +65,9 @@ def attention_levels(raw: dict, down_types: tuple[str, str], up_types: tuple[str
 
 
 def attention_keys(src: str, dst: str) -> Table:
-    return [(f"{src}.to_q.weight", f"{dst}.to_q.weight"), ((f"{src}.to_k.weight", f"{src}.to_v.weight"),
-                                                           f"{dst}.to_kv.weight"),
-            (f"{src}.to_out.0.weight", f"{dst}.to_out.weight"), (f"{src}.to_out.0.bias", f"{dst}.to_out.bias")]
+    """The query and output projections (the key and value ones follow the query's: see :func:`convert`)."""
+    return [(f"{src}.{QUERY}", f"{dst}.{QUERY}"), (f"{src}.to_out.0.weight", f"{dst}.to_out.weight"),
+            (f"{src}.to_out.0.bias", f"{dst}.to_out.bias")]
 
 
 def block_keys(src: str, dst: str) -> Table:
@@ -151,10 +151,13 @@ def from_diffusers(state: dict[str, torch.Tensor], cfg: UNet3DConfig,
 def convert(state: dict[str, torch.Tensor], table: Table, own: dict[str, torch.Tensor],
             what: str) -> dict[str, torch.Tensor]:
     """``state`` (diffusers keys) -> a state dict with ``own``'s keys, through ``table``; pairs whose vdmkit key
-    ``own`` lacks are skipped. CheckpointMismatchError naming a key ``state`` lacks, a shape that does not fit, or
+    ``own`` lacks are skipped; beside each query projection ``a.to_q`` -> ``b.to_q``, ``a.to_k`` and ``a.to_v`` are
+    stacked into ``b.to_kv``. CheckpointMismatchError naming a key ``state`` lacks, a shape that does not fit, or
     keys left over on either side."""
+    stacked = [(tuple(src[: -len(QUERY)] + kv for kv in KEY_VALUE), f"{dst[: -len(QUERY)]}to_kv.weight")
+               for src, dst in table if dst.endswith(QUERY)]
     out, used = {}, set()
-    for src, dst in table:
+    for src, dst in [*table, *stacked]:
         if dst not in own:
             continue
         names = src if isinstance(src, tuple) else (src,)
