@@ -319,6 +319,7 @@ def test_the_cli_inflates_an_sd_folder_that_samples_trains_and_refuses_bad_input
                  ["--size", "18"]):
         assert cli.main(["inflate", str(folder), *args, "--out", str(bad)]) == 2
     assert cli.main(["inflate", str(folder / "unet"), "--out", str(bad)]) == 2  # a UNet folder alone
+    assert cli.main(["inflate", str(out), "--out", str(bad)]) == 2  # a vdmkit model: not an SD folder
     assert cli.main(["inflate", str(folder), "--out", str(out)]) == 2  # never overwrites
     assert not bad.exists() and not list(tmp_path.glob(".bad*"))
 

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import torch
 
+from vdmkit.autoencoders.frame_vae import DIFFUSERS_WEIGHTS
 from vdmkit.backbones.transformer_blocks import frame_positions
 from vdmkit.backbones.unet3d import SD_LAYOUT, UNet3D, UNet3DConfig
 from vdmkit.errors import CheckpointMismatchError, ConfigError, CorruptCheckpointError
@@ -42,7 +43,6 @@ from vdmkit.io.checkpoint import (
     load_tensors,
 )
 
-DIFFUSERS_WEIGHTS = "diffusion_pytorch_model.safetensors"
 DOWN_TYPES, UP_TYPES = ("CrossAttnDownBlock2D", "DownBlock2D"), ("CrossAttnUpBlock2D", "UpBlock2D")
 ADAPTER_HEADS = 8  # every published AnimateDiff motion module; a single weights file does not record it
 # AnimateDiff's own key names -> diffusers' (diffusers' convert_animatediff_checkpoint_to_diffusers)
@@ -92,8 +92,9 @@ class MotionAdapterFile:
             state = {_diffusers_name(k): v for k, v in state.items()}
         for key in [k for k in state if k.endswith(POSITIONS)]:
             table = state.pop(key)
-            expected = frame_positions(table.shape[-2], table.shape[-1])
-            if table.shape[-2] != self.layout.max_frames or (table[0] - expected).abs().max() > POSITION_TOLERANCE:
+            table = table.reshape(-1, table.shape[-1])  # (frames, C); saved as (1, frames, C)
+            expected = frame_positions(*table.shape)
+            if len(table) != self.layout.max_frames or (table - expected).abs().max() > POSITION_TOLERANCE:
                 raise CheckpointMismatchError(
                     f"{str(self.path)!r}: {key} is not AnimateDiff's sinusoidal table of {self.layout.max_frames} "
                     "frames (motion_max_seq_length), which vdmkit computes: these motion modules were trained with "
@@ -189,7 +190,8 @@ def motion_adapter_config(raw: dict, path: Path) -> MotionAdapterFile:
         raise ConfigError(f"{str(path)!r}: motion_transformer_layers_per_mid_block differs from "
                           f"motion_transformer_layers_per_block={layers}; vdmkit's motion modules all have one depth")
     layout = MotionLayout(heads=_uniform(raw, "motion_num_attention_heads", ADAPTER_HEADS, levels), layers=layers,
-                          max_frames=raw.get("motion_max_seq_length", 32), mid=bool(raw.get("use_motion_mid_block", True)))
+                          max_frames=raw.get("motion_max_seq_length", 32),
+                          mid=bool(raw.get("use_motion_mid_block", True)))
     return MotionAdapterFile(path, layout, channels, _uniform(raw, "motion_layers_per_block", 2, levels))
 
 

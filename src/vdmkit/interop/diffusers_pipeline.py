@@ -23,7 +23,7 @@ from vdmkit.diffusion.schedules import SCALED_LINEAR_BETA_END, SCALED_LINEAR_BET
 from vdmkit.errors import ConfigError, CorruptCheckpointError
 from vdmkit.interop.animatediff import MotionAdapterFile, inflate_weights, read_motion_adapter, unet2d_config
 from vdmkit.interop.diffusers_unet import from_diffusers, unet3d_config
-from vdmkit.io.checkpoint import folder_config, folder_weights, load_tensors, sha256_file
+from vdmkit.io.checkpoint import MANIFEST, folder_config, folder_weights, load_tensors, sha256_file
 
 MODEL_INDEX = "model_index.json"
 TEXT_PARTS = {"vae": ("AutoencoderKL",), "text_encoder": ("CLIPTextModel", "CLIPTextModelWithProjection"),
@@ -57,7 +57,7 @@ def refuse_component_folder(path: str | os.PathLike) -> None:
     """ConfigError when ``path`` is one component of a diffusers pipeline (a UNet folder alone, ...), saying what a
     text-to-video model needs besides it."""
     config = Path(path) / "config.json"
-    if not (Path(path).is_dir() and config.is_file() and not (Path(path) / "manifest.json").is_file()):
+    if not (Path(path).is_dir() and config.is_file() and not (Path(path) / MANIFEST).is_file()):
         return
     try:
         name = folder_config(path, "diffusers component").get("_class_name")
@@ -66,9 +66,10 @@ def refuse_component_folder(path: str | os.PathLike) -> None:
     if name in ("UNet2DConditionModel", "UNet3DConditionModel", "UNetMotionModel", "MotionAdapter", "AutoencoderKL"):
         raise ConfigError(
             f"{str(path)!r} is a diffusers {name} folder alone; a text-to-video model also needs the pipeline's vae/, "
-            f"text_encoder/, tokenizer/ and scheduler/: pass the pipeline folder that holds it (the one with "
-            f"{MODEL_INDEX}, e.g. a StableDiffusionPipeline saved by save_pretrained), a motion adapter as "
-            "motion_adapter / --motion-adapter; for an inflated UNet alone use vdmkit.interop.animatediff.inflated_unet")
+            f"text_encoder/, tokenizer/ and scheduler/: pass the pipeline folder that holds them (the one with "
+            f"{MODEL_INDEX}, e.g. a StableDiffusionPipeline saved by save_pretrained), and AnimateDiff motion modules "
+            "as motion_adapter= / --motion-adapter; for an inflated UNet alone use "
+            "vdmkit.interop.animatediff.inflated_unet(unet_folder, motion_adapter)")
 
 
 @dataclass

@@ -34,6 +34,9 @@ def open_model(path: str | os.PathLike | ModelSource,
     (``model_index.json``: ModelScope T2V, or Stable Diffusion inflated to video with the AnimateDiff
     ``motion_adapter``, a MotionAdapter folder or safetensors file, if given). Only configs are read (and a
     checkpoint's config hashed), so requests can be checked before any weights load."""
+    if isinstance(path, DiffusersFolder) and motion_adapter is not None:
+        raise ConfigError("this DiffusersFolder is open already: pass motion_adapter when opening it, "
+                          "DiffusersFolder(folder, motion_adapter)")
     if isinstance(path, DiffusersFolder) or (not isinstance(path, Checkpoint) and is_diffusers_folder(path)):
         folder = path if isinstance(path, DiffusersFolder) else DiffusersFolder(path, motion_adapter)
         parts = folder.parts
@@ -43,8 +46,8 @@ def open_model(path: str | os.PathLike | ModelSource,
             frames=parts.frames, height=parts.height, width=parts.width, sampling=SamplingDefaults(**parts.sampling))
     if motion_adapter is not None:
         raise ConfigError(f"a motion adapter loads onto a Stable Diffusion pipeline folder (with model_index.json); "
-                          f"{str(getattr(path, 'directory', path))!r} is a vdmkit checkpoint: write one with its motion "
-                          "modules by `vdmkit inflate SD_FOLDER --motion-adapter PATH --out DIR`")
+                          f"{str(getattr(path, 'directory', path))!r} is a vdmkit checkpoint: write one with its "
+                          "motion modules by `vdmkit inflate SD_FOLDER --motion-adapter PATH --out DIR`")
     if not isinstance(path, Checkpoint):
         refuse_component_folder(path)
     ckpt = path if isinstance(path, Checkpoint) else open_checkpoint(path, needs=(CONFIG,))

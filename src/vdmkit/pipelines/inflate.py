@@ -58,9 +58,9 @@ def inflate(folder: str | os.PathLike, out: str | os.PathLike, *, motion_adapter
         raise FileExistsError(f"--out {str(out)!r} already exists; choose a new folder")
     source, config = open_model(folder, motion_adapter)  # configs only
     if not (isinstance(source, DiffusersFolder) and source.inflated):
-        raise ConfigError(f"{str(folder)!r} is not a Stable Diffusion pipeline folder: vdmkit inflate reads a diffusers "
-                          "StableDiffusionPipeline folder (model_index.json, unet/ UNet2DConditionModel, vae/, "
-                          "text_encoder/, tokenizer/, scheduler/)")
+        raise ConfigError(f"{str(folder)!r} is not a Stable Diffusion pipeline folder: vdmkit inflate reads a "
+                          "diffusers StableDiffusionPipeline folder (model_index.json, unet/ UNet2DConditionModel, "
+                          "vae/, text_encoder/, tokenizer/, scheduler/)")
     size = (config.height, config.width) if size is None else (size, size)
     config = dataclasses.replace(config, frames=config.frames if frames is None else frames, height=size[0],
                                  width=size[1])  # ConfigError below 1
@@ -93,7 +93,8 @@ def finetune_config(config: PipelineConfig, out: Path) -> str:
     latent = config.latent
     doc = {"backbone": config.backbone, "model": to_dict(config.model), "text_encoder": config.text_encoder,
            "text": to_dict(config.text), "diffusion": to_dict(config.diffusion),
-           "latent": {"autoencoder": str(out / VAE), "kind": latent.kind, "model": latent.model, "sha256": latent.sha256},
+           "latent": {"autoencoder": str(out / VAE), "kind": latent.kind, "model": latent.model,
+                      "sha256": latent.sha256},
            "data": {"kind": "shapes", "size": config.height, "frames": config.frames},
            "train": {"init_from": str(out), "out_dir": f"{out}-finetune", "batch_size": 1, "lr": FINETUNE_LR,
                      "sample_guidance": config.sampling.guidance}}
