@@ -103,8 +103,8 @@ def tiny_clip_tokenizer(folder):
     return tokenizer, len(vocab)
 
 
-def tiny_pipeline(folder, scheduler):
-    """A TextToVideoSDPipeline of random weights (zero-initialised layers too), saved by diffusers."""
+def tiny_text_parts(folder) -> dict:
+    """A pipeline's tokenizer, CLIP text encoder (16 wide) and VAE (4 latent channels, 2x down), random weights."""
     from transformers import CLIPTextConfig, CLIPTextModel
 
     tokenizer, vocab = tiny_clip_tokenizer(folder / "_tok")
@@ -114,9 +114,13 @@ def tiny_pipeline(folder, scheduler):
     vae = diffusers.AutoencoderKL(block_out_channels=(8, 16), down_block_types=("DownEncoderBlock2D",) * 2,
                                   up_block_types=("UpDecoderBlock2D",) * 2, latent_channels=4, norm_num_groups=4,
                                   sample_size=32)
+    return {"vae": randomised(vae, 1), "text_encoder": randomised(text, 2), "tokenizer": tokenizer}
+
+
+def tiny_pipeline(folder, scheduler):
+    """A TextToVideoSDPipeline of random weights (zero-initialised layers too), saved by diffusers."""
     unet = diffusers.UNet3DConditionModel(**TINY_UNET, sample_size=16)
-    pipe = diffusers.TextToVideoSDPipeline(vae=randomised(vae, 1), text_encoder=randomised(text, 2),
-                                           tokenizer=tokenizer, unet=randomised(unet, 3), scheduler=scheduler)
+    pipe = diffusers.TextToVideoSDPipeline(**tiny_text_parts(folder), unet=randomised(unet, 3), scheduler=scheduler)
     pipe.save_pretrained(str(folder), safe_serialization=True)
     return pipe
 
@@ -208,8 +212,12 @@ def test_bad_folders_are_typed_errors_before_any_weights(ddim_folder, tmp_path):
         open_model(missing)
     other = copy_folder(folder, tmp_path / "other")
     index = json.loads((other / "model_index.json").read_text())
+    (other / "model_index.json").write_text(json.dumps({**index, "_class_name": "StableVideoDiffusionPipeline"}))
+    with pytest.raises(ConfigError, match="names 'StableVideoDiffusionPipeline'; vdmkit loads TextToVideoSDPipeline, "
+                                          "StableDiffusionPipeline"):
+        open_model(other)
     (other / "model_index.json").write_text(json.dumps({**index, "_class_name": "StableDiffusionPipeline"}))
-    with pytest.raises(ConfigError, match="names 'StableDiffusionPipeline'; vdmkit loads TextToVideoSDPipeline"):
+    with pytest.raises(ConfigError, match="unet is 'UNet3DConditionModel'; vdmkit loads UNet2DConditionModel"):
         open_model(other)
     (other / "model_index.json").write_text(json.dumps({**index, "scheduler": ["diffusers", "EulerDiscreteScheduler"]}))
     with pytest.raises(ConfigError, match="scheduler is 'EulerDiscreteScheduler'; vdmkit loads DDIMScheduler"):

@@ -93,7 +93,7 @@ def _cmd_sample(args) -> int:
     device = resolve_device(args.device)
     out = check_output_path(args.out, VIDEO_FORMATS + (LATENTS_SUFFIX,))
     check_fps(args.fps)
-    ckpt, config = open_model(model)  # reads and hashes the config only
+    ckpt, config = open_model(model, args.motion_adapter)  # reads and hashes the config only
     knobs = {k: v for k, v in (("eta", args.eta), ("order", args.order)) if v is not None}
     request = make_request(config, [args.prompt], frames=args.frames, height=args.height, width=args.width,
                            steps=args.steps, sampler=args.sampler, guidance=args.guidance, seed=args.seed,
@@ -113,7 +113,8 @@ def _cmd_sample(args) -> int:
 
     pipe = TextToVideo.from_pretrained(ckpt, device=device, dtype=args.dtype)  # reads and hashes the weights, once
     result = render_sample(pipe, request, out, fps=args.fps, upscale_factor=args.upscale, decode=decode,
-                           extra={"dtype": args.dtype, "latents_given": args.latents})
+                           extra={"dtype": args.dtype, "latents_given": args.latents,
+                                  "motion_adapter": args.motion_adapter})
     for message in result.warnings:
         print(f"warning: {message}", file=sys.stderr)
     written = [result.path]
@@ -155,6 +156,16 @@ def _cmd_convert(args) -> int:
     else:
         pipe.save_pretrained(out)
     print(f"saved {out} ({args.to})")
+    return 0
+
+
+def _cmd_inflate(args) -> int:
+    from vdmkit.pipelines import inflate
+
+    out = inflate(args.folder, args.out, motion_adapter=args.motion_adapter, frames=args.frames, size=args.size,
+                  seed=args.seed)
+    print(f"saved {out}: sample it with `vdmkit sample --model {out} --prompt ...`; fine-tune it from "
+          f"{out / 'finetune.yaml'} (set its data)")
     return 0
 
 
@@ -228,7 +239,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("sample", help="generate a video from a trained model")
     p.add_argument("--model", help="checkpoint directory, a run directory (its newest checkpoint) or a diffusers "
-                   "pipeline folder (default: the bundled default model, when installed)")
+                   "pipeline folder (ModelScope T2V; Stable Diffusion, inflated); default: the bundled default model")
+    p.add_argument("--motion-adapter", help="with a Stable Diffusion folder as --model: AnimateDiff motion modules "
+                   "(a MotionAdapter folder or .safetensors file)")
     p.add_argument("--prompt", help='text prompt; "" samples unconditionally')
     p.add_argument("--negative-prompt", default="", help="prompt to steer away from (default: unconditional)")
     p.add_argument("--out", default="sample.mp4", help="output file: .mp4, .gif, .webp or .png (frame strip); "
@@ -270,6 +283,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--to", choices=("vdmkit", "diffusers"), required=True)
     p.add_argument("--out", required=True, help="the folder to write (must not exist)")
     p.set_defaults(func=_cmd_convert)
+
+    p = sub.add_parser("inflate", help="a Stable Diffusion pipeline folder as a text-to-video model (AnimateDiff)")
+    p.add_argument("folder", help="diffusers StableDiffusionPipeline folder: model_index.json, unet/ "
+                   "(UNet2DConditionModel), vae/, text_encoder/, tokenizer/, scheduler/ (safetensors weights)")
+    p.add_argument("--out", required=True, help="new folder for the model (a checkpoint, its VAE, finetune.yaml)")
+    p.add_argument("--motion-adapter", help="AnimateDiff motion modules: a diffusers MotionAdapter folder or one "
+                   ".safetensors file of its weights (default: new modules, starting as the identity)")
+    p.add_argument("--frames", type=int, help="frames of a request by default (16)")
+    p.add_argument("--size", type=int, help="height and width of a request by default, in pixels (default: the "
+                   "UNet's sample_size x the VAE's factor: 512 for SD 1.5)")
+    p.add_argument("--seed", type=int, default=0, help="initial weights of new motion modules")
+    p.set_defaults(func=_cmd_inflate)
 
     p = sub.add_parser("models", help="list the registered backbones")
     p.add_argument("--params", action="store_true", help="also count parameters of each default preset")

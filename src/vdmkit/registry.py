@@ -8,7 +8,8 @@ from typing import Callable
 from vdmkit.autoencoders.frame_vae import FrameVAE, FrameVAEConfig
 from vdmkit.autoencoders.video_vae import VideoVAE, VideoVAEConfig
 from vdmkit.backbones.dit import DiTBConfig, DiTConfig, DiTLConfig, DiTSConfig, DiTXLConfig, VideoDiT
-from vdmkit.backbones.unet3d import ModelScopeT2VConfig, UNet3D, UNet3DConfig, UNet3DSmallConfig, UNet3DTinyConfig
+from vdmkit.backbones.unet3d import (AnimateDiffConfig, ModelScopeT2VConfig, UNet3D, UNet3DConfig, UNet3DSmallConfig,
+                                     UNet3DTinyConfig)
 from vdmkit.conditioning.clip import ClipTextConfig, ClipTextEncoder
 from vdmkit.conditioning.text import WordEncoderConfig, WordTextEncoder
 from vdmkit.config import from_dict
@@ -39,6 +40,8 @@ BACKBONES = {
                           "2 blocks per level, attention at the first three levels, Make-A-Video pseudo-3D convs"),
     "modelscope_t2v": Entry(UNet3D, ModelScopeT2VConfig, "ModelScope T2V's UNet (diffusers' UNet3DConditionModel maths): "
                             "(320, 640, 1280, 1280), 4 latent channels, 1024-wide text, SD transformer blocks"),
+    "animatediff": Entry(UNet3D, AnimateDiffConfig, "AnimateDiff's UNet (diffusers' UNetMotionModel maths): Stable "
+                         "Diffusion 1.5's image UNet with motion modules after every block, 768-wide text"),
     # Video DiT presets differ only in size; the video axes (patch/tubelet, layout, conditioning, positions)
     # are model.* keys of every one of them.
     "dit": Entry(VideoDiT, DiTConfig, "Video DiT at a tiny CPU size: divided space-time attention "

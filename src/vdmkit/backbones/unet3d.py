@@ -22,28 +22,22 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from einops import rearrange, repeat
 from torch import nn
 
 from vdmkit.backbones.layers import (
-    Attention,
-    FeedForward,
     FrameConv,
     ImageFrames,
-    RelativePositionBias,
     TemporalConv,
     check_conditioning,
     config_preset,
-    fourier_frequencies,
     frame_conv,
-    grid_features,
     group_norm,
     image_frames,
     timestep_embedding,
-    travelling_waves,
     zero_init,
 )
-from vdmkit.backbones.transformer_blocks import SpatialTransformer, TemporalTransformer
+from vdmkit.backbones.space_time import SpaceTimeAttention, gated, repeat_text
+from vdmkit.backbones.transformer_blocks import MotionModule, SpatialTransformer, TemporalTransformer
 from vdmkit.conditioning.condition import Condition, as_condition
 from vdmkit.conditioning.text import TextCondition
 from vdmkit.errors import ConfigError, ConstraintError
@@ -127,6 +121,14 @@ class UNet3DConfig:
     pooled_text: bool = True  # the pooled prompt joins the timestep embedding (SD / ModelScope: false)
     temporal_on_images: bool = False  # run temporal layers on one-frame inputs too (ModelScope's maths; vdmkit
     # skips them, so that an image is the image model's output)
+    # AnimateDiff motion modules (Guo et al. 2023; backbones.transformer_blocks.MotionModule): a temporal transformer
+    # with sinusoidal frame positions and a zero-initialised output after every residual block (and its attention) of
+    # every level, and after the middle block's attention with motion_mid; motion_heads heads of width / motion_heads
+    # channels. 0 = none. They start as the identity, so an inflated image UNet is the image model on every frame
+    motion_heads: int = 0
+    motion_layers: int = 1  # transformer blocks per motion module
+    motion_max_frames: int = 32  # frame positions the modules know: the most frames a clip may have
+    motion_mid: bool = True  # a motion module in the middle block too (AnimateDiff v2 and later; v1 has none)
 
     def __post_init__(self):
         self.channels = tuple(int(c) for c in self.channels)
@@ -173,6 +175,15 @@ class UNet3DConfig:
         if not self.norm_eps > 0 or self.norm_groups < 1:
             raise ConfigError(f"model.norm_eps must be > 0 and model.norm_groups >= 1, got {self.norm_eps}, "
                               f"{self.norm_groups}")
+        if self.motion_heads < 0 or self.motion_layers < 1 or self.motion_max_frames < 1:
+            raise ConfigError(f"model.motion_heads must be >= 0 (0 = no motion modules), model.motion_layers and "
+                              f"model.motion_max_frames >= 1, got {self.motion_heads}, {self.motion_layers}, "
+                              f"{self.motion_max_frames}")
+        bad = [c for c in self.channels if self.motion_heads and (c % self.motion_heads or c % 2)]
+        if bad:
+            raise ConfigError(f"model.channels {bad} must be even and divisible by model.motion_heads="
+                              f"{self.motion_heads} (each motion module has motion_heads heads of width / "
+                              "motion_heads channels)")
         if self.attention_block == "transformer":
             vdmkit_only = {"temporal_attention": self.temporal_attention == "full", "temporal_text": self.temporal_text,
                            "frame_position": self.frame_position != "none",
@@ -197,6 +208,10 @@ class UNet3DConfig:
 
     def check_shape(self, frames: int, height: int, width: int) -> None:
         """ConstraintError naming the nearest valid size if this UNet cannot take (frames, height, width)."""
+        if self.motion_heads and frames > self.motion_max_frames:
+            raise ConstraintError(f"this UNet's motion modules know {self.motion_max_frames} frame positions "
+                                  f"(model.motion_max_frames), got {frames} frames: ask for at most "
+                                  f"{self.motion_max_frames}")
         f = self.spatial_factor
         if height % f or width % f:
             raise ConstraintError(
@@ -238,6 +253,22 @@ ModelScopeT2VConfig = config_preset(
     "diffusers' folders load into it (vdmkit.interop).", __name__,
     in_channels=4, out_channels=4, channels=(320, 640, 1280, 1280), blocks_per_level=2, attention_levels=(0, 1, 2),
     head_dim=64, text_dim=1024, **MODELSCOPE_LAYOUT)
+
+# what diffusers' UNet2DConditionModel (Stable Diffusion 1.x / 2.x) computes on each frame, as UNet3D options, with no
+# temporal layer of vdmkit's or ModelScope's: a Stable Diffusion image UNet inflated to video gets its time from
+# AnimateDiff motion modules (motion_heads > 0), which run on one-frame inputs too (diffusers' UNetMotionModel)
+SD_LAYOUT = dict(
+    attention_block="transformer", time_embedding="add", upsample="nearest_conv", mid_attentions=1, pooled_text=False,
+    temporal_on_images=True, temporal_conv="none", temporal_attention="none", ff_mult=4, frame_position="none",
+    spatial_position="none", temporal_text=False, cross_position="none", norm_eps=1e-5)
+
+AnimateDiffConfig = config_preset(
+    UNet3DConfig, "AnimateDiffConfig", "AnimateDiff (Guo et al. 2023): Stable Diffusion 1.5's image UNet (levels (320, "
+    "640, 1280, 1280), 2 blocks each, attention at the first three, 8 heads, 768-wide text: CLIP ViT-L/14) with "
+    "motion modules of 8 heads after every block and in the middle block, at most 32 frames (AnimateDiff v2 / v3): "
+    "diffusers' UNetMotionModel, 1.31B parameters; `vdmkit inflate` fills it from SD and MotionAdapter folders.",
+    __name__, in_channels=4, out_channels=4, channels=(320, 640, 1280, 1280), blocks_per_level=2,
+    attention_levels=(0, 1, 2), attention_heads=8, head_dim=40, text_dim=768, motion_heads=8, **SD_LAYOUT)
 
 
 class SpaceTimeConv(nn.Conv3d):
@@ -335,171 +366,26 @@ class TransformerAttention(nn.Module):
         return x if self.temporal is None else self.temporal(x)
 
 
-def grid_position_embedding(height: int, width: int, dim: int, device=None) -> torch.Tensor:
-    """(H*W, dim) sin-cos features: the first half encodes the row, the second the column."""
-    rows = timestep_embedding(torch.arange(height, device=device), dim // 2)  # (H, dim/2)
-    cols = timestep_embedding(torch.arange(width, device=device), dim - dim // 2)  # (W, dim/2)
-    return grid_features([rows, cols], dim)
-
-
-def repeat_text(text: TextCondition, repeats: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Tokens (B*repeats, L, D) and key mask (B*repeats, 1, 1, L) for attention over B*repeats sequences."""
-    return text.tokens.repeat_interleave(repeats, dim=0), text.mask.repeat_interleave(repeats, dim=0)[:, None, None, :]
-
-
-class SpaceTimeAttention(nn.Module):
-    """Attention at one level: space-time attention (``temporal_attention``: "divided" = spatial self-attention
-    now, temporal self-attention after the cross-attention; "full" = one joint attention over T*H*W tokens;
-    "none" = spatial only), cross-attention to the text per frame, optional GEGLU feed-forwards."""
-
-    def __init__(self, dim: int, head_dim: int, text_dim: int, frame_position: str = "sinusoidal",
-                 temporal_text: bool = False, spatial_position: str = "none", cross_position: str = "none",
-                 temporal_attention: str = "divided", ff_mult: int = 0, cross_fourier_scale: float = 1.5):
-        super().__init__()
-        self.frame_position = frame_position
-        self.spatial_position = spatial_position
-        self.cross_position = cross_position  # "none", "sincos" or "fourier" (UNet3DConfig.cross_position)
-        if self.cross_position == "fourier" and text_dim:
-            self.register_buffer("cross_frequencies", fourier_frequencies(dim, cross_fourier_scale))
-        self.joint = self.temporal = self.temporal_cross = self.ff = self.temporal_ff = None
-        heads = dim // head_dim
-        divided = temporal_attention == "divided"
-        if temporal_attention == "full":  # at T = 1 this is spatial attention
-            self.norm_joint = nn.LayerNorm(dim)
-            self.joint = Attention(dim, heads)
-        else:
-            self.norm_spatial = nn.LayerNorm(dim)
-            self.spatial = Attention(dim, heads)
-        self.norm_cross = nn.LayerNorm(dim) if text_dim else None
-        self.cross = Attention(dim, heads, context_dim=text_dim) if text_dim else None
-        if divided:
-            self.norm_temporal = nn.LayerNorm(dim)
-            self.temporal = Attention(dim, heads)
-            self.position = RelativePositionBias(heads)
-            self.norm_temporal_cross = nn.LayerNorm(dim) if text_dim and temporal_text else None
-            self.temporal_cross = Attention(dim, heads, context_dim=text_dim) if text_dim and temporal_text else None
-        if ff_mult:
-            self.norm_ff = nn.LayerNorm(dim)
-            self.ff = FeedForward(dim, ff_mult)
-        if ff_mult and divided:
-            self.norm_temporal_ff = nn.LayerNorm(dim)
-            self.temporal_ff = FeedForward(dim, ff_mult, zero_out=True)  # the temporal block starts as the identity
-
-    def _pixel_frame_position(self, t: int, h: int, w: int, frame_pos: torch.Tensor | None,
-                              like: torch.Tensor) -> torch.Tensor:
-        """Pixel + frame positions (rows, H*W, C) in ``like``'s dtype; rows = T, or B*T with per-sample frames.
-
-        Their sum enters the logits additively, so each word's attention weight factorises into a function of
-        where times a function of when: a band moving across the frame, whose direction the word picks.
-        """
-        c = like.shape[-1]
-        rows = t if frame_pos is None else frame_pos.shape[0]
-        pos = torch.zeros(rows, h * w, c, device=like.device, dtype=like.dtype)
-        if self.spatial_position == "sinusoidal":
-            pos = pos + grid_position_embedding(h, w, c, like.device).to(like.dtype)[None]
-        if frame_pos is not None:
-            pos = pos + frame_pos.to(like.dtype)[:, None]
-        return pos
-
-    def _fourier_position(self, t: int, h: int, w: int, frames: ImageFrames | None,
-                          like: torch.Tensor) -> torch.Tensor:
-        """Random Fourier features of (t / T, y / H, x / W): (rows, H*W, C), rows = T or B*T (per-sample frames,
-        an image frame at t = 0). Zero-padded when C is odd."""
-        dev = like.device
-        if frames is None:
-            tt = torch.arange(t, device=dev) / t
-        else:  # each sample's video frames span its clip; images sit at t = 0
-            tt = (frames.index() / frames.video.sum(1, keepdim=True).clamp(min=1)).flatten()
-        return travelling_waves(tt, h, w, self.cross_frequencies.to(dev), like.shape[-1]).to(like.dtype)
-
-    def _frame_position(self, t: int, c: int, device, frames: ImageFrames | None) -> torch.Tensor | None:
-        """Sin-cos features of each frame's index: (T, C), or (B*T, C) counting video frames only; None if off."""
-        if self.frame_position != "sinusoidal":
-            return None
-        index = torch.arange(t, device=device) if frames is None else frames.index().flatten()
-        return timestep_embedding(index, c)
-
-    def forward(self, x: torch.Tensor, text: TextCondition | None, frames: ImageFrames | None = None) -> torch.Tensor:
-        b, c, t, h, w = x.shape
-        frame_pos = self._frame_position(t, c, x.device, frames)
-        if self.joint is not None:
-            s = self._joint(x, frame_pos, frames)  # ((B T), (H W), C)
-        else:
-            s = rearrange(x, "b c t h w -> (b t) (h w) c")
-            q = self.norm_spatial(s)
-            if self.spatial_position == "sinusoidal":
-                q = q + grid_position_embedding(h, w, s.shape[-1], s.device).to(q.dtype)  # (H*W, C)
-            s = s + self.spatial(q)
-        if self.cross is not None and text is not None:
-            q = self.norm_cross(s)
-            if self.cross_position != "none":
-                pos = (self._fourier_position(t, h, w, frames, q) if self.cross_position == "fourier"
-                       else self._pixel_frame_position(t, h, w, frame_pos, q))  # (T or B*T, H*W, C)
-                q = q + pos.repeat(q.shape[0] // pos.shape[0], 1, 1)
-            s = s + self.cross(q, *repeat_text(text, t))  # one copy per frame
-        if self.ff is not None:
-            s = s + self.ff(self.norm_ff(s))
-        if t == 1 or self.temporal is None:
-            return rearrange(s, "(b t) (h w) c -> b c t h w", t=t, h=h)
-        s = rearrange(s, "(b t) (h w) c -> (b h w) t c", t=t, h=h)
-        return rearrange(self._temporal(s, text, frame_pos, frames, h * w), "(b h w) t c -> b c t h w", b=b, h=h)
-
-    def _joint(self, x: torch.Tensor, frame_pos: torch.Tensor | None, frames: ImageFrames | None) -> torch.Tensor:
-        """Full space-time self-attention over each clip's T*H*W tokens; image frames attend to their own frame."""
-        t, h, w = x.shape[2:]
-        s = rearrange(x, "b c t h w -> b (t h w) c")
-        q = self.norm_joint(s)
-        if self.spatial_position == "sinusoidal" or frame_pos is not None:
-            pos = self._pixel_frame_position(t, h, w, frame_pos, q)  # 3D positions: (T or B*T, H*W, C)
-            q = q + pos.reshape(-1, t * h * w, q.shape[-1])  # (1 or B, T*H*W, C)
-        mask = None
-        if frames is not None:
-            mask = repeat(frames.pairs(), "b i j -> b 1 (i n) (j m)", n=h * w, m=h * w)  # (B, 1, THW, THW)
-        s = s + self.joint(q, mask=mask)
-        return rearrange(s, "b (t h w) c -> (b t) (h w) c", t=t, h=h)
-
-    def _temporal(self, s: torch.Tensor, text: TextCondition | None, frame_pos: torch.Tensor | None,
-                  frames: ImageFrames | None, pixels: int) -> torch.Tensor:
-        """Temporal self-attention, cross-attention and feed-forward on each pixel's frames ((B H W), T, C)."""
-        t = s.shape[1]
-        bias, keep = self.position(t), None
-        if frames is not None:  # image frames: attend to themselves only, residuals gated off
-            bias = bias[None].masked_fill(~frames.pairs()[:, None], float("-inf"))  # (B, heads, T, T)
-            bias = repeat(bias, "b heads i j -> (b n) heads i j", n=pixels)
-            keep = repeat(frames.video, "b t -> (b n) t 1", n=pixels).to(s.dtype)
-            if frame_pos is not None:
-                frame_pos = repeat(frame_pos, "(b t) c -> (b n) t c", t=t, n=pixels)
-        q = self.norm_temporal(s)
-        pos = None
-        if frame_pos is not None:
-            pos = frame_pos.to(q.dtype)  # (T, C) or ((B H W), T, C)
-            q = q + pos
-        s = s + gated(self.temporal(q, mask=bias), keep)
-        if self.temporal_cross is not None and text is not None:  # each pixel's frame sequence reads the prompt
-            q = self.norm_temporal_cross(s)
-            if self.cross_position != "none" and pos is not None:
-                q = q + pos
-            s = s + gated(self.temporal_cross(q, *repeat_text(text, pixels)), keep)  # one per pixel
-        if self.temporal_ff is not None:
-            s = s + gated(self.temporal_ff(self.norm_temporal_ff(s)), keep)
-        return s
-
-
-def gated(x: torch.Tensor, keep: torch.Tensor | None) -> torch.Tensor:
-    """``x`` zeroed where ``keep`` is 0 (image frames); ``x`` itself without a mask."""
-    return x if keep is None else x * keep
-
 
 class Level(nn.Module):
-    """One resolution level of the encoder or decoder: residual blocks, each optionally with attention."""
+    """One resolution level of the encoder or decoder: residual blocks, each optionally with attention and a motion
+    module after it (``motions``: the first n blocks have one; None: every block, if the config has them)."""
 
     def __init__(self, c_ins: list[int], c_out: int, cfg: UNet3DConfig, emb_dim: int, attention: bool,
-                 attentions: int | None = None):
+                 attentions: int | None = None, motions: int | None = None):
         super().__init__()
         self.res = nn.ModuleList(ResBlock3D(c, c_out, emb_dim, cfg) for c in c_ins)
         n = len(c_ins) if attentions is None else attentions  # the first n blocks have attention after them
         self.attn = nn.ModuleList(attention_layer(c_out, cfg) if attention and i < n else nn.Identity()
                                   for i in range(len(c_ins)))
+        m = len(c_ins) if motions is None else motions
+        self.motion = nn.ModuleList(
+            MotionModule(c_out, cfg.motion_heads, cfg.motion_layers, cfg.motion_max_frames, cfg.norm_groups)
+            if cfg.motion_heads and i < m else nn.Identity() for i in range(len(c_ins)))
+
+    def blocks(self):
+        """(residual block, attention, motion module) of each block; nn.Identity where a block has none."""
+        return zip(self.res, self.attn, self.motion)
 
 
 def attention_layer(dim: int, cfg: UNet3DConfig) -> nn.Module:
@@ -544,7 +430,8 @@ class UNet3D(nn.Module):
             if i < len(ch) - 1:
                 self.downsample.append(FrameConv(c, c, SPATIAL_3X3, stride=(1, 2, 2), padding=SPATIAL_PAD))
                 skips.append(c)
-        self.mid = Level([c, c], c, cfg, emb_dim, attention=True, attentions=cfg.mid_attentions)
+        self.mid = Level([c, c], c, cfg, emb_dim, attention=True, attentions=cfg.mid_attentions,
+                         motions=cfg.mid_attentions if cfg.motion_mid else 0)  # after each middle attention
         self.up, self.upsample = nn.ModuleList(), nn.ModuleList()
         for i, c_out in reversed(list(enumerate(ch))):
             ins = []
@@ -566,10 +453,11 @@ class UNet3D(nn.Module):
         self.cfg.check_shape(t, h, w)
         check_conditioning(cond, self.cfg.text_dim, b, t)
         clip_wide = self.cfg.temporal_norm == "clip" or self.cfg.attention_block == "transformer"
-        if cond.is_image is not None and t > 1 and clip_wide:
+        if cond.is_image is not None and t > 1 and (clip_wide or self.cfg.motion_heads):
             raise ConstraintError("joint image-video masks (is_image) need temporal layers that keep frames apart: "
-                                  "this UNet normalises over the whole clip (temporal_norm='clip' or the SD / "
-                                  "ModelScope transformer layout), so an image frame would change the video frames")
+                                  "this UNet normalises over the whole clip (temporal_norm='clip', the SD / "
+                                  "ModelScope transformer layout or motion modules), so an image frame would change "
+                                  "the video frames")
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, cond: Condition | TextCondition | None = None) -> torch.Tensor:
         cond = as_condition(cond)
@@ -583,17 +471,17 @@ class UNet3D(nn.Module):
             h = self.input_temporal(h)
         skips = [h]
         for i, level in enumerate(self.down):
-            for res, attn in zip(level.res, level.attn):
-                h = self._block(res, attn, h, emb, text, frames)
+            for block in level.blocks():
+                h = self._block(*block, h, emb, text, frames)
                 skips.append(h)
             if i < len(self.downsample):
                 h = self.downsample[i](h)  # (B, C, T, H/2, W/2)
                 skips.append(h)
-        for res, attn in zip(self.mid.res, self.mid.attn):
-            h = self._block(res, attn, h, emb, text, frames)
+        for block in self.mid.blocks():
+            h = self._block(*block, h, emb, text, frames)
         for i, level in enumerate(self.up):
-            for res, attn in zip(level.res, level.attn):
-                h = self._block(res, attn, torch.cat([h, skips.pop()], dim=1), emb, text, frames)
+            for block in level.blocks():
+                h = self._block(*block, torch.cat([h, skips.pop()], dim=1), emb, text, frames)
             if i < len(self.upsample):
                 h = self._upsample(self.upsample[i], h)  # (B, C, T, 2H, 2W)
         return self.conv_out(F.silu(self.norm_out(h)))
@@ -606,6 +494,8 @@ class UNet3D(nn.Module):
         return double(conv(h))  # conv at the low resolution: 4x fewer FLOPs, a different function
 
     @staticmethod
-    def _block(res, attn, h, emb, text, frames):
+    def _block(res, attn, motion, h, emb, text, frames):
         h = res(h, emb, frames)
-        return h if isinstance(attn, nn.Identity) else attn(h, text, frames)
+        if not isinstance(attn, nn.Identity):
+            h = attn(h, text, frames)
+        return h if isinstance(motion, nn.Identity) else motion(h)

@@ -21,7 +21,7 @@ from vdmkit.backbones.unet3d import UNet3DConfig
 from vdmkit.errors import ConfigError, OutputError
 from vdmkit.interop.diffusers_pipeline import MODEL_INDEX, SCHEDULERS, TEXT_WEIGHTS, scheduler_config
 from vdmkit.interop.diffusers_unet import DOWN_TYPES, UP_TYPES, key_table, unet3d_config
-from vdmkit.io.atomic import fsync_dir
+from vdmkit.io.atomic import atomic_directory
 
 DIFFUSERS_VERSION = "0.42.1"  # the version whose config keys are written
 SCHEDULER_CLASSES = {v: k for k, v in SCHEDULERS.items()}
@@ -128,9 +128,7 @@ def export_diffusers(pipe, out: str | os.PathLike) -> Path:
     if out.exists():
         raise OutputError(f"{str(out)!r} exists; export writes a new folder")
     state = {k: v.detach().cpu().contiguous() for k, v in pipe.state_dict().items()}
-    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    try:
+    with atomic_directory(out) as tmp:
         for name, doc in documents.items():
             (tmp / name).parent.mkdir(parents=True, exist_ok=True)
             (tmp / name).write_text(json.dumps(doc, indent=2), encoding="utf-8")
@@ -149,8 +147,4 @@ def export_diffusers(pipe, out: str | os.PathLike) -> Path:
                  "text_encoder": ["transformers", "CLIPTextModel"], "tokenizer": ["transformers", "CLIPTokenizer"],
                  "scheduler": ["diffusers", documents["scheduler/scheduler_config.json"]["_class_name"]]}
         (tmp / MODEL_INDEX).write_text(json.dumps(index, indent=2), encoding="utf-8")
-        os.replace(tmp, out)
-        fsync_dir(out.parent)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return out

@@ -22,7 +22,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from vdmkit.errors import CheckpointMismatchError, CorruptCheckpointError, UnsafeFormatError
-from vdmkit.io.atomic import atomic_path, current_umask, fsync_dir, fsync_file
+from vdmkit.io.atomic import TMP_MARK, atomic_directory, atomic_path, current_umask, fsync_file
 
 FORMAT = "vdmkit-checkpoint"
 FORMAT_VERSION = 1
@@ -34,7 +34,6 @@ CONFIG = "config.json"  # what the weights are: the model's config (a checkpoint
 RUN = "run.json"  # the training run that wrote it (data, optimiser, steps); absent in older checkpoints
 STATE_TENSORS = "training_state.safetensors"  # raw weights, optimizer, RNG states (resume only)
 STATE_DOC = "training_state.json"  # step, optimizer settings (resume only)
-TMP_MARK = ".tmp-"  # save_checkpoint's temporary directories: .{name}.tmp-{pid}
 
 
 def sha256_file(path: Path) -> str:
@@ -52,10 +51,7 @@ def save_checkpoint(directory: str | os.PathLike, tensors: dict[str, dict[str, t
     directory = Path(directory)
     if directory.exists():
         raise FileExistsError(f"checkpoint {str(directory)!r} already exists; refusing to overwrite it")
-    tmp = directory.with_name(f".{directory.name}{TMP_MARK}{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    try:
+    with atomic_directory(directory) as tmp:
         files = {}
         for name, tdict in tensors.items():
             path = tmp / _with_suffix(name, ".safetensors")
@@ -72,11 +68,6 @@ def save_checkpoint(directory: str | os.PathLike, tensors: dict[str, dict[str, t
                     "files": {n: {"sha256": sha256_file(p), "bytes": p.stat().st_size} for n, p in files.items()}}
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True), encoding="utf-8")
         fsync_file(tmp / MANIFEST)
-        fsync_dir(tmp)
-        os.replace(tmp, directory)
-        fsync_dir(directory.parent)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return directory
 
 

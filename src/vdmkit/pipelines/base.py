@@ -17,7 +17,8 @@ from vdmkit.conditioning.condition import Condition
 from vdmkit.device import low_precision_dtype, resolve_device
 from vdmkit.diffusion.denoiser import Denoiser
 from vdmkit.config import to_dict
-from vdmkit.interop.diffusers_pipeline import DiffusersFolder, is_diffusers_folder
+from vdmkit.errors import ConfigError
+from vdmkit.interop.diffusers_pipeline import DiffusersFolder, is_diffusers_folder, refuse_component_folder
 from vdmkit.io.checkpoint import CONFIG, WEIGHTS, Checkpoint, load_strict, open_checkpoint, save_checkpoint
 from vdmkit.pipelines.config import LatentSpec, PipelineConfig, SamplingDefaults, pipeline_config
 from vdmkit.pipelines.request import SampleRequest
@@ -29,17 +30,28 @@ ModelSource = Checkpoint | DiffusersFolder
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}  # weight storage on load
 
 
-def open_model(path: str | os.PathLike | ModelSource) -> tuple[ModelSource, PipelineConfig]:
+def open_model(path: str | os.PathLike | ModelSource,
+               motion_adapter: str | os.PathLike | None = None) -> tuple[ModelSource, PipelineConfig]:
     """The model at ``path`` and its config: a vdmkit checkpoint or run directory, or a diffusers pipeline folder
-    (``model_index.json``, e.g. ModelScope T2V). Only configs are read (and a checkpoint's config hashed), so
-    requests can be checked before any weights load."""
+    (``model_index.json``: ModelScope T2V, or Stable Diffusion inflated to video with the AnimateDiff
+    ``motion_adapter``, a MotionAdapter folder or safetensors file, if given). Only configs are read (and a
+    checkpoint's config hashed), so requests can be checked before any weights load."""
+    if isinstance(path, DiffusersFolder) and motion_adapter is not None:
+        raise ConfigError("this DiffusersFolder is open already: pass motion_adapter when opening it, "
+                          "DiffusersFolder(folder, motion_adapter)")
     if isinstance(path, DiffusersFolder) or (not isinstance(path, Checkpoint) and is_diffusers_folder(path)):
-        folder = path if isinstance(path, DiffusersFolder) else DiffusersFolder(path)
+        folder = path if isinstance(path, DiffusersFolder) else DiffusersFolder(path, motion_adapter)
         parts = folder.parts
         return folder, PipelineConfig(
             backbone="unet3d", model=parts.unet, text_encoder="clip", text=parts.text, diffusion=parts.diffusion,
             latent=LatentSpec("frame_vae", to_dict(parts.vae), "", str(folder.directory / "vae")),
             frames=parts.frames, height=parts.height, width=parts.width, sampling=SamplingDefaults(**parts.sampling))
+    if motion_adapter is not None:
+        raise ConfigError(f"a motion adapter loads onto a Stable Diffusion pipeline folder (with model_index.json); "
+                          f"{str(getattr(path, 'directory', path))!r} is a vdmkit checkpoint: write one with its "
+                          "motion modules by `vdmkit inflate SD_FOLDER --motion-adapter PATH --out DIR`")
+    if not isinstance(path, Checkpoint):
+        refuse_component_folder(path)
     ckpt = path if isinstance(path, Checkpoint) else open_checkpoint(path, needs=(CONFIG,))
     return ckpt, pipeline_config(ckpt.read_json(CONFIG))
 
@@ -135,15 +147,17 @@ class Pipeline(nn.Module):
 
     @classmethod
     def from_pretrained(cls, path: str | os.PathLike | ModelSource, *, device: str | torch.device = "cpu",
-                        dtype: str = "fp32") -> "Pipeline":
+                        dtype: str = "fp32", motion_adapter: str | os.PathLike | None = None) -> "Pipeline":
         """Load from a checkpoint directory, a run directory (its newest complete checkpoint) or a diffusers
-        pipeline folder, onto ``device`` (cpu, auto, cuda, cuda:N, mps; a missing one fails before any weights are
-        read), weights stored as ``dtype`` (fp32, bf16 or fp16: half the memory; the samplers' arithmetic stays
-        fp32). Reads and hashes the config and the inference weights, once each; never a training state."""
+        pipeline folder (a Stable Diffusion one is inflated to video, with the AnimateDiff ``motion_adapter``'s
+        motion modules if given), onto ``device`` (cpu, auto, cuda, cuda:N, mps; a missing one fails before any
+        weights are read), weights stored as ``dtype`` (fp32, bf16 or fp16: half the memory; the samplers'
+        arithmetic stays fp32). Reads and hashes the config and the inference weights, once each; never a
+        training state."""
         device = device if isinstance(device, torch.device) else resolve_device(device)
         if dtype not in DTYPES:
             raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
-        source, config = open_model(path)
+        source, config = open_model(path, motion_adapter)
         pipe = cls(config)
         load_strict(pipe, pipeline_weights(source, pipe), source.directory)
         pipe.source, pipe.model_sha256 = str(source.directory), weights_sha256(source)
