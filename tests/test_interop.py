@@ -244,8 +244,14 @@ def test_dpm_solver_spacings_vdmkit_cannot_place_are_refused():
 
     with pytest.raises(ConfigError, match="timestep_spacing='linspace' .* timestep_spacing='trailing'"):
         scheduler_config({"_class_name": "DPMSolverMultistepScheduler", "timestep_spacing": "linspace"})
-    with pytest.raises(ConfigError, match="beta_start/beta_end"):
-        scheduler_config({"_class_name": "DDIMScheduler", "beta_schedule": "scaled_linear", "beta_start": 0.001})
+    # AnimateDiff's: linear betas over SD's endpoints, honoured exactly
+    diffusion, _ = scheduler_config({"_class_name": "DDIMScheduler", "beta_schedule": "linear", "beta_start": 0.00085,
+                                     "beta_end": 0.012})
+    import diffusers as d
+    ref = d.DDIMScheduler(beta_schedule="linear", beta_start=0.00085, beta_end=0.012)
+    torch.testing.assert_close(diffusion.build_process().alphas_cumprod, ref.alphas_cumprod.double(), atol=1e-6, rtol=0)
+    with pytest.raises(ConfigError, match="beta_schedule='squaredcos_cap_v3'"):
+        scheduler_config({"_class_name": "DDIMScheduler", "beta_schedule": "squaredcos_cap_v3"})
 
 
 def test_the_cli_samples_a_diffusers_folder(ddim_folder, tmp_path):

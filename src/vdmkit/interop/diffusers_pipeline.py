@@ -96,9 +96,8 @@ def scheduler_config(raw: dict) -> tuple[DiffusionConfig, dict]:
         raise ConfigError(f"beta_schedule={schedule!r} (trained_betas={raw.get('trained_betas') is not None}) cannot "
                           f"be honoured; vdmkit has {', '.join(BETAS)}")
     ours, start, end = BETAS[schedule]
-    if start is not None and (abs(raw.get("beta_start", start) - start) > 1e-12 or abs(raw.get("beta_end", end) - end) > 1e-12):
-        raise ConfigError(f"beta_start/beta_end {raw.get('beta_start')}/{raw.get('beta_end')} cannot be honoured: "
-                          f"vdmkit's {ours} schedule runs from {start} to {end}")
+    given = (raw.get("beta_start", 0.0001), raw.get("beta_end", 0.02))  # diffusers' defaults
+    betas = None if start is None or (abs(given[0] - start) < 1e-12 and abs(given[1] - end) < 1e-12) else given
     prediction = raw.get("prediction_type", "epsilon")
     if prediction not in PREDICTIONS:
         raise ConfigError(f"prediction_type={prediction!r} cannot be honoured; vdmkit has {', '.join(PREDICTIONS)}")
@@ -125,7 +124,7 @@ def scheduler_config(raw: dict) -> tuple[DiffusionConfig, dict]:
         raise ConfigError(f"timestep_spacing={spacing!r} cannot be honoured")
     diffusion = DiffusionConfig(process="vp", schedule=ours, num_train_steps=raw.get("num_train_timesteps", 1000),
                                 zero_terminal_snr=bool(raw.get("rescale_betas_zero_snr", False)),
-                                prediction=PREDICTIONS[prediction])
+                                prediction=PREDICTIONS[prediction], betas=betas)
     sampling = {"sampler": SCHEDULERS[name], "steps": DEFAULT_STEPS, "guidance": DEFAULT_GUIDANCE, "spacing": spacing,
                 "offset": raw.get("steps_offset", 0) if spacing == "leading" and not multistep else 0,
                 "final": "first" if name == "DDIMScheduler" and not raw.get("set_alpha_to_one", True) else "clean",

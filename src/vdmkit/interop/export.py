@@ -95,6 +95,7 @@ def schedule_config(config) -> dict:
                           f"{s.sampler!r} has no diffusers scheduler; vdmkit writes {', '.join(SCHEDULER_CLASSES)} for "
                           "discrete VP processes")
     beta, start, end = SCHEDULES[d.schedule]
+    start, end = d.betas or (start, end)
     spacing = s.spacing or "trailing"
     raw = {"_class_name": name, "_diffusers_version": DIFFUSERS_VERSION, "beta_schedule": beta, "beta_start": start,
            "beta_end": end, "num_train_timesteps": d.num_train_steps, "prediction_type": PREDICTIONS[d.prediction],
@@ -105,7 +106,7 @@ def schedule_config(config) -> dict:
     back_diffusion, back = scheduler_config(raw)
     want = {"sampler": s.sampler, "spacing": spacing, "offset": s.offset, "final": s.final,
             "previous": "stride" if name == "DDIMScheduler" else "next"}
-    process = ("process", "schedule", "num_train_steps", "schedule_shift", "zero_terminal_snr", "prediction")
+    process = ("process", "schedule", "num_train_steps", "schedule_shift", "zero_terminal_snr", "prediction", "betas")
     if any(getattr(back_diffusion, k) != getattr(d, k) for k in process) or {k: back[k] for k in want} != want \
             or (s.spacing and s.previous != want["previous"]):
         raise ConfigError(f"the sampling defaults {dataclasses.asdict(s)} have no exact diffusers scheduler config")
