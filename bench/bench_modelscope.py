@@ -1,15 +1,15 @@
 """ModelScope T2V at full size on this machine: vdmkit against diffusers on identical random weights.
 
     .venv/bin/python bench/bench_modelscope.py build --out /tmp/modelscope-random      # once: diffusers saves it
-    .venv/bin/python bench/bench_modelscope.py step --folder /tmp/modelscope-random     # UNet step, both libraries
+    .venv/bin/python bench/bench_modelscope.py step --folder /tmp/modelscope-random --lib diffusers   # then vdmkit
     .venv/bin/python bench/bench_modelscope.py e2e --folder ... --lib vdmkit --dtype bf16 --steps 10
 
 ``build`` makes a TextToVideoSDPipeline folder of the real configs (UNet3DConditionModel's defaults are
 text-to-video-ms-1.7b's, SD's AutoencoderKL, OpenCLIP ViT-H's text tower; a byte-level tokenizer stands in for the
 real vocabulary, the embedding table keeps its 49408 rows) with random weights and saves it with diffusers' own
-save_pretrained: never committed. ``step`` times one denoising step (the UNet on the CFG batch, 2 x 4 x 16 x 32 x 32
-latents: 16 frames of 256x256) for both libraries in one process, alternating, after a warm-up; fp32 and bf16
-(weights cast, pure). ``e2e`` samples 16 frames at 256x256 end to end in a fresh process and reports its time and
+save_pretrained: never committed. ``step --lib L`` times one denoising step (the UNet on the CFG batch, 2 x 4 x 16 x 32 x 32
+latents: 16 frames of 256x256) for one library per process, after a warm-up; fp32 and bf16 (weights cast, pure);
+run it for both libraries back to back on an idle machine. ``e2e`` samples 16 frames at 256x256 end to end in a fresh process and reports its time and
 peak resident memory (VmHWM). Every line printed is JSON with the date, the machine and the torch threads.
 """
 
@@ -82,28 +82,34 @@ def timed(fn, repeats: int) -> float:
 
 
 @torch.no_grad()
-def step(folder: Path, repeats: int) -> None:
-    import diffusers
-
-    from vdmkit.pipelines import TextToVideo
-
-    ref = diffusers.UNet3DConditionModel.from_pretrained(str(folder / "unet")).eval()
-    ours = TextToVideo.from_pretrained(folder).backbone.eval()  # loads the text encoder and VAE too, then drops them
+def step(folder: Path, lib: str, repeats: int) -> None:
+    """One library per process (both UNets in one process would share, and fight over, 24 GiB)."""
     g = torch.Generator().manual_seed(0)
     x, ctx, t = torch.randn(LATENTS, generator=g), torch.randn(2, 77, 1024, generator=g), torch.tensor([500, 500])
+    if lib == "diffusers":
+        import diffusers
+
+        model = diffusers.UNet3DConditionModel.from_pretrained(str(folder / "unet")).eval()
+    else:
+        from vdmkit.pipelines import TextToVideo
+
+        model = TextToVideo.from_pretrained(folder).backbone.eval()  # the rest of the pipeline is dropped here
     from vdmkit.conditioning.text import TextCondition
 
-    text = TextCondition(ctx, torch.ones(2, 77, dtype=torch.bool), ctx[:, 0])
     for dtype in (torch.float32, torch.bfloat16):
-        ref.to(dtype), ours.to(dtype)
+        model.to(dtype)
         xd, cd = x.to(dtype), ctx.to(dtype)
-        td = TextCondition(cd, text.mask, cd[:, 0])
-        diff = (ref(xd, t, encoder_hidden_states=cd).sample.float() - ours(xd, t, td).float()).abs().max().item()
-        t_ref = timed(lambda: ref(xd, t, encoder_hidden_states=cd), repeats)
-        t_ours = timed(lambda: ours(xd, t, td), repeats)
-        record(stage="unet step (CFG batch 2, 16x32x32 latents)", dtype=str(dtype).split(".")[-1],
-               diffusers_s=round(t_ref, 2), vdmkit_s=round(t_ours, 2), speedup=round(t_ref / t_ours, 3),
-               max_abs_difference=diff, repeats=repeats, peak_rss_gib=peak_rss_gib())
+        if lib == "diffusers":
+            def run():
+                return model(xd, t, encoder_hidden_states=cd).sample
+        else:
+            text = TextCondition(cd, torch.ones(2, 77, dtype=torch.bool), cd[:, 0])
+
+            def run():
+                return model(xd, t, text)
+        seconds = timed(run, repeats)
+        record(stage="unet step (CFG batch 2, 16x32x32 latents)", lib=lib, dtype=str(dtype).split(".")[-1],
+               seconds=round(seconds, 2), repeats=repeats, peak_rss_gib=peak_rss_gib())
 
 
 @torch.no_grad()
@@ -147,7 +153,7 @@ def main() -> None:
     if args.what == "build":
         build(args.out)
     elif args.what == "step":
-        step(args.folder, args.repeats)
+        step(args.folder, args.lib, args.repeats)
     else:
         e2e(args.folder, args.lib, args.dtype, args.steps)
 
