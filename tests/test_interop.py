@@ -339,3 +339,16 @@ def test_bf16_weights_sample_close_to_fp32(ddim_folder):
     assert psnr > 30, f"bf16 weights: {psnr:.1f} dB against fp32"
     with pytest.raises(ValueError, match="dtype must be one of fp32, bf16, fp16"):
         TextToVideo.from_pretrained(folder, dtype="int8")
+
+
+def test_a_bf16_load_equals_a_cast_fp32_load(ddim_folder):
+    """The model is cast before its weights are copied in (one full-precision copy fewer at the peak): the weights
+    must be those of an fp32 load cast afterwards, bit for bit."""
+    from vdmkit.pipelines import TextToVideo
+
+    folder, _ = ddim_folder
+    cast = TextToVideo.from_pretrained(folder).to(torch.bfloat16).state_dict()
+    read = TextToVideo.from_pretrained(folder, dtype="bf16").state_dict()
+    assert cast.keys() == read.keys()
+    for key in cast:
+        assert read[key].dtype == cast[key].dtype and torch.equal(read[key], cast[key]), key
