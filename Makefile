@@ -6,7 +6,7 @@ STAMP := $(VENV)/.vdmkit-installed
 TORCH_VERSION := 2.13.0
 DEMO_PROMPT := a slow red circle moving right
 
-.PHONY: setup demo test clean
+.PHONY: setup demo test browser clean
 
 setup: $(STAMP)
 
@@ -33,6 +33,16 @@ demo: $(STAMP)
 test: $(STAMP)
 	@$(PY) -m pytest -q; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests" >&2; exit 1; fi; exit $$rc
+
+# Debian's headless Chromium and its WebDriver for tests/test_app_browser.py (needs root and apt; without them the
+# browser tests skip, saying so). Measured on this 2-core machine: see the README's "Web app" section.
+browser:
+	@if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then \
+		echo "chromium and chromedriver are installed"; \
+	else \
+		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+			chromium chromium-driver; \
+	fi
 
 clean:
 	rm -rf runs/demo runs/tiny outputs

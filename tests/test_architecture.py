@@ -137,3 +137,25 @@ def test_config_module_is_generic():
 def test_no_module_is_oversized():
     sizes = {m: len(p.read_text(encoding="utf-8").splitlines()) for m, p in MODULES.items()}
     assert {m: n for m, n in sizes.items() if n > MAX_LINES} == {}
+
+
+def test_nothing_below_the_app_imports_it():
+    """app/ sits on top (it imports pipelines/); only the command line reaches it, by name (SUBCOMMAND_MODULES)."""
+    offenders = [(m, t) for m, p in MODULES.items() if not m.startswith("vdmkit.app")
+                 for t, _ in imports(p) if t.startswith("vdmkit.app")]
+    assert offenders == []
+    from vdmkit.cli import SUBCOMMAND_MODULES
+
+    assert "vdmkit.app.cli" in SUBCOMMAND_MODULES
+
+
+def test_the_app_imports_its_web_stack_only_inside_functions():
+    """`import vdmkit.app.server` (and so `vdmkit --help`) must work without fastapi, uvicorn or pydantic."""
+    web = ("fastapi", "uvicorn", "starlette", "pydantic", "selenium", "httpx")
+    for module, path in MODULES.items():
+        if not module.startswith("vdmkit.app"):
+            continue
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        top = [n for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom))]
+        names = [a.name for n in top for a in n.names] + [n.module or "" for n in top if isinstance(n, ast.ImportFrom)]
+        assert not [n for n in names if n.split(".")[0] in web], module

@@ -163,12 +163,13 @@ def test_custom_timesteps_and_rescale_reach_the_video(run_dir, tmp_path):
 
 
 def test_help_imports_nothing_heavy():
-    """`vdmkit --help` registers every command without importing torch or numpy (it took 1.6-5 s)."""
+    """`vdmkit --help` registers every command without importing torch, numpy or the app's web stack (it took 1.6-5 s)."""
     import subprocess
     import sys
 
     code = ("import sys, vdmkit.cli; vdmkit.cli.build_parser(); "
-            "print(sorted(m for m in ('torch', 'numpy', 'av', 'cv2', 'transformers') if m in sys.modules))")
+            "print(sorted(m for m in ('torch', 'numpy', 'av', 'cv2', 'transformers', 'fastapi', 'uvicorn', 'pydantic', "
+            "'sqlite3') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
 

@@ -191,3 +191,54 @@ def test_ddim_on_flow_is_euler():
     ts = make_timesteps(process, 10)
     den = ours(process, "velocity")
     assert_close(sample_ddim(den, start(), ts, process), sample_euler(den, start(), ts, process))
+
+
+# ModelScope T2V's scheduler_config.json: DDIM, scaled_linear, epsilon, set_alpha_to_one False, steps_offset 1
+MODELSCOPE_DDIM = dict(beta_schedule="scaled_linear", **SD_BETAS, prediction_type="epsilon", clip_sample=False,
+                       set_alpha_to_one=False, steps_offset=1)
+
+
+@pytest.mark.parametrize("spacing", ["leading", "linspace", "trailing"])
+@pytest.mark.parametrize("alpha_to_one", [True, False])
+@pytest.mark.parametrize("eta", [0.0, 1.0])
+def test_ddim_rules_of_pretrained_configs_match_diffusers(spacing, alpha_to_one, eta):
+    """final='first' is set_alpha_to_one=False (the last step lands on alphas_cumprod[0]); previous='stride' is
+    DDIM's t - N // steps, off the visited times with linspace spacing; offset is steps_offset (leading)."""
+    config = {**MODELSCOPE_DDIM, "set_alpha_to_one": alpha_to_one, "timestep_spacing": spacing}
+    sched = diffusers.DDIMScheduler(**config)
+    sched.set_timesteps(20)
+    process = vp(sched)
+    ts = make_timesteps(process, 20, spacing, offset=1 if spacing == "leading" else 0,
+                        final="clean" if alpha_to_one else "first", previous="stride")
+    assert torch.equal(ts[:, 0], sched.timesteps) and ts.shape == (20, 2)
+    ref = run_diffusers(sched, start(), torch.Generator().manual_seed(4), eta=eta)
+    got = sample_ddim(ours(process, "eps"), start(), ts, process, eta=eta, generator=torch.Generator().manual_seed(4))
+    assert_close(got, ref)
+
+
+def test_ddpm_with_linspace_steps_to_the_next_visited_time_as_diffusers():
+    """diffusers' DDPM (0.42) goes to the next visited time on linspace too; its DDIM keeps the stride rule."""
+    sched = diffusers.DDPMScheduler(beta_schedule="linear", prediction_type="v_prediction", clip_sample=False,
+                                    timestep_spacing="linspace")
+    sched.set_timesteps(15)
+    process = vp(sched)
+    ts = make_timesteps(process, 15, "linspace")
+    assert torch.equal(ts, sched.timesteps)
+    ref = run_diffusers(sched, start(), torch.Generator().manual_seed(5))
+    got = sample_ddpm(ours(process, "v"), start(), ts, process, generator=torch.Generator().manual_seed(5))
+    assert_close(got, ref)
+
+
+def test_schedule_rules_are_checked():
+    process = DiscreteVP.from_schedule("linear", 1000)
+    plain = make_timesteps(process, 10, "leading")
+    assert plain.ndim == 1 and torch.equal(make_timesteps(process, 10, "leading", offset=1), plain + 1)
+    pairs = make_timesteps(process, 10, "trailing", final="first")
+    assert pairs[-1, 1] == 0 and torch.equal(pairs[:-1, 1], pairs[1:, 0])
+    for kwargs, match in [({"final": "one"}, "final must be one of"), ({"previous": "skip"}, "previous"),
+                          ({"offset": 1, "spacing": "trailing"}, "offset=1 applies to leading"),
+                          ({"offset": 100, "spacing": "leading"}, "below 1000")]:
+        with pytest.raises(ValueError, match=match):
+            make_timesteps(process, 10, **{"spacing": "leading", **kwargs})
+    with pytest.raises(ValueError, match="discrete"):
+        make_timesteps(RectifiedFlow(1.0), 10, final="first")

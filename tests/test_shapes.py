@@ -59,3 +59,22 @@ def test_fixed_length_and_batches():
 def test_bad_config(kw):
     with pytest.raises(ConfigError):
         ShapesConfig(**kw)
+
+
+def test_held_out_combinations_are_never_drawn_and_the_rest_unchanged():
+    from vdmkit.data.shapes import ShapesConfig, ShapesDataset
+
+    plain = ShapesDataset(ShapesConfig(size=16, frames=2))
+    held = ShapesDataset(ShapesConfig(size=16, frames=2, holdout=("orange triangle", "cyan square up")))
+    captions = [held[i]["caption"] for i in range(400)]
+    assert not any("orange triangle" in c or ("cyan square" in c and c.endswith("up")) for c in captions)
+    kept = [i for i in range(400) if not ("orange triangle" in plain[i]["caption"]
+                                          or ("cyan square" in plain[i]["caption"] and plain[i]["caption"].endswith("up")))]
+    assert all(plain[i]["caption"] == captions[i] for i in kept)  # samples without a held-out draw are unchanged
+    import pytest
+
+    from vdmkit.errors import ConfigError
+    with pytest.raises(ConfigError, match="'purple triangle'"):
+        ShapesConfig(holdout=("purple triangle",))
+    with pytest.raises(ConfigError, match="leaves no combination"):
+        ShapesConfig(shapes=("circle",), holdout=("circle",))

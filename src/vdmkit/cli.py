@@ -6,19 +6,17 @@ import argparse
 import dataclasses
 import importlib
 import json
-import math
 import sys
-import warnings
 from pathlib import Path
 
 from vdmkit.device import DEVICES_HELP
-from vdmkit.errors import VdmkitError, VocabularyWarning
+from vdmkit.errors import VdmkitError
 
 EXIT_USAGE = 2
 
 # Subcommands that live beside their subpackage: each module defines ``register(sub)``, which adds its
 # parser(s) and sets ``func``. Keep their top-level imports light: they run on every `vdmkit` call.
-SUBCOMMAND_MODULES: tuple[str, ...] = ("vdmkit.evaluation.cli", "vdmkit.curation.cli")
+SUBCOMMAND_MODULES: tuple[str, ...] = ("vdmkit.evaluation.cli", "vdmkit.curation.cli", "vdmkit.app.cli")
 
 
 def _device_overrides(args) -> list[str]:
@@ -115,15 +113,20 @@ def _cmd_sample(args) -> int:
         raise ValueError("--prompts FILE and --out-dir DIR go together (one video per prompt of the file)")
     if args.prompts is not None and args.prompt is not None:
         raise ValueError("give --prompt TEXT (one video, --out) or --prompts FILE (one video per line, --out-dir)")
-    if args.model is None or (args.prompt is None and args.prompts is None):
-        raise ValueError("sample needs --model PATH and --prompt TEXT, or --prompts FILE --out-dir DIR "
-                         "(or --list-samplers)")
+    if args.prompt is None and args.prompts is None:
+        raise ValueError("sample needs --prompt TEXT, or --prompts FILE --out-dir DIR (or --list-samplers)")
+    from vdmkit.pipelines import default_model
+
+    model = args.model or default_model()
+    if model is None:
+        raise ValueError("sample needs --model PATH (no default model is installed)")
 
     import torch
 
     from vdmkit.device import resolve_device
-    from vdmkit.io.video import check_output_path
+    from vdmkit.io.video import VIDEO_FORMATS, check_output_path
     from vdmkit.pipelines import TextToVideo, make_request, open_model
+    from vdmkit.pipelines.render import LATENTS_SUFFIX, check_fps, view_factor
 
     # every check that needs no weights runs before loading them
     device = resolve_device(args.device)
@@ -131,25 +134,28 @@ def _cmd_sample(args) -> int:
         from vdmkit.data.captions import read_prompt_file
 
         prompts = read_prompt_file(args.prompts)
-        outs = [Path(args.out_dir) / f"{i:0{max(5, len(str(len(prompts) - 1)))}d}.mp4" for i in range(len(prompts))]
+        width = max(5, len(str(len(prompts) - 1)))
+        outs = [Path(args.out_dir) / f"{i:0{width}d}.mp4" for i in range(len(prompts))]
+        if args.latents is not None:
+            raise ValueError("--latents gives the starting noise of one video: use it with --prompt, not --prompts")
     else:
         prompts, outs = [args.prompt], [Path(args.out)]
-    check_output_path(outs[0])
-    if args.upscale is not None and args.upscale < 1:
-        raise ValueError(f"--upscale must be >= 1, got {args.upscale}")
-    if not (math.isfinite(args.fps) and 0 < args.fps <= 240):
-        raise ValueError(f"--fps must be in (0, 240], got {args.fps}")
-    ckpt, config = open_model(args.model)  # reads and hashes the config only
+    outs[0] = check_output_path(outs[0], VIDEO_FORMATS + (LATENTS_SUFFIX,))
+    check_fps(args.fps)
+    ckpt, config = open_model(model, args.motion_adapter)  # reads and hashes the config only
     knobs = {k: v for k, v in (("eta", args.eta), ("order", args.order)) if v is not None}
+    latents = _read_latents(args.latents)
 
-    def request(prompt: str, seed):
+    def request(prompt: str, seed, out: Path):
         return make_request(config, [prompt], frames=args.frames, height=args.height, width=args.width,
                             steps=args.steps, sampler=args.sampler, guidance=args.guidance, seed=seed,
                             spacing=args.spacing, timesteps=_timesteps(args.timesteps),
                             guidance_rescale=args.guidance_rescale, precision=args.precision,
-                            negative_prompt=args.negative_prompt, **knobs)
+                            negative_prompt=args.negative_prompt, latents=latents,
+                            output="latents" if out.suffix.lower() == LATENTS_SUFFIX else "pixels", **knobs)
 
-    first = request(prompts[0], args.seed)
+    first = request(prompts[0], args.seed, outs[0])
+    view_factor(first, args.upscale)
     decode = {k: v for k, v in (("tile", args.vae_tile), ("frame_chunk", args.vae_frame_chunk)) if v is not None}
     if decode and not config.latent.enabled:
         raise ValueError("--vae-tile / --vae-frame-chunk apply to latent models; this one works in pixel space")
@@ -164,11 +170,12 @@ def _cmd_sample(args) -> int:
     requests = {0: first}
     if args.prompts is not None:  # prompt i: rank i % processes, seed + i: the same video for any process count
         base = all_gather_objects(first.seed, world)[0]  # a random seed is drawn once, by rank 0
-        requests = {i: dataclasses.replace(request(prompts[i], (base + i) % 2**63), seed_was_random=args.seed is None)
+        requests = {i: dataclasses.replace(request(prompts[i], (base + i) % 2**63, outs[i]),
+                                           seed_was_random=args.seed is None)
                     for i in world.share(len(prompts))}
-    pipe = TextToVideo.from_pretrained(ckpt, device=device)  # reads and hashes the inference weights, once
+    pipe = TextToVideo.from_pretrained(ckpt, device=device, dtype=args.dtype)  # reads and hashes the weights, once
     for i, req in requests.items():
-        _sample_one(pipe, req, outs[i], args, decode, device, ckpt, config)
+        _sample_one(pipe, req, outs[i], args, decode, quiet=args.prompts is not None)
     if args.prompts is not None:
         from vdmkit.distributed import barrier
 
@@ -179,38 +186,66 @@ def _cmd_sample(args) -> int:
     return 0
 
 
-def _sample_one(pipe, request, out, args, decode: dict, device, ckpt, config) -> None:
-    """Sample ``request`` (one prompt) and write it to ``out`` with its metadata sidecar."""
-    from vdmkit import __version__
-    from vdmkit.io.video import upscale, write_video
-    from vdmkit.video import to_uint8
+def _sample_one(pipe, request, out: Path, args, decode: dict, quiet: bool = False) -> None:
+    """Sample ``request`` (one prompt) and write it to ``out`` with its metadata sidecar (and --strip's PNG)."""
+    from vdmkit.io.video import write_video
+    from vdmkit.pipelines.render import render_sample
 
-    prompt = request.prompts[0]
-    unknown = pipe.text_encoder.tokenizer.unknown_words(prompt)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", VocabularyWarning)
-        video = pipe.run(request, decode=decode)
-    for w in caught:
-        print(f"warning: {w.message}", file=sys.stderr)
-    factor = args.upscale or max(1, math.ceil(128 / max(request.height, request.width)))
-    u8 = upscale(to_uint8(video[0]), factor)
-    meta = {"prompt": prompt, "negative_prompt": args.negative_prompt, "unknown_words": unknown,
-            "seed": request.seed, "seed_was_random": request.seed_was_random, "sampler": request.sampler,
-            "steps": request.steps, "spacing": request.spacing,
-            "timesteps": None if request.timesteps is None else list(request.timesteps),
-            "guidance": request.guidance, "guidance_rescale": request.guidance_rescale, "knobs": request.knobs,
-            "frames": request.frames, "height": request.height, "width": request.width, "upscale": factor,
-            "fps": args.fps, "precision": request.precision, "model": str(ckpt.directory),
-            "model_sha256": pipe.model_sha256, "device": str(device), "vdmkit": __version__, "autoencoder": config.latent.kind or None,
-            "autoencoder_sha256": config.latent.sha256 or None, "decode": decode}
-    write_video(out, u8, fps=args.fps, metadata=meta)
-    written = [out]
-    if args.strip and out.suffix != ".png":
-        written.append(write_video(out.with_suffix(".png"), u8))
+    result = render_sample(pipe, request, out, fps=args.fps, upscale_factor=args.upscale, decode=decode,
+                           extra={"dtype": args.dtype, "latents_given": args.latents,
+                                  "motion_adapter": args.motion_adapter})
+    for message in result.warnings:
+        print(f"warning: {message}", file=sys.stderr)
+    written = [result.path]
+    if args.strip and result.frames is not None and out.suffix != ".png":
+        written.append(write_video(out.with_suffix(".png"), result.frames))
     for path in written:
         print(f"saved {path}")
-    if args.prompts is None:
-        print(json.dumps({k: meta[k] for k in ("prompt", "seed", "sampler", "steps", "guidance")}))
+    if not quiet:
+        print(json.dumps({k: result.metadata[k] for k in ("prompt", "seed", "sampler", "steps", "guidance")}))
+
+
+def _read_latents(path: str | None):
+    """--latents FILE: the starting noise, a safetensors file holding one tensor (B, C, T, H, W)."""
+    if path is None:
+        return None
+    from vdmkit.io.checkpoint import load_tensors
+
+    tensors = load_tensors(path)
+    if len(tensors) != 1:
+        raise ValueError(f"--latents {path!r} must hold exactly one tensor (the starting noise), holds "
+                         f"{', '.join(tensors) or 'none'}")
+    return next(iter(tensors.values())).float()
+
+
+def _cmd_convert(args) -> int:
+    """vdmkit convert SOURCE --to vdmkit|diffusers --out DIR."""
+    from vdmkit.io.atomic import check_writable_folder
+    from vdmkit.pipelines import TextToVideo
+
+    out = Path(args.out)
+    if out.exists():
+        raise FileExistsError(f"--out {str(out)!r} exists; convert writes a new folder")
+    check_writable_folder(out.parent, f"--out {str(out)!r}")
+    pipe = TextToVideo.from_pretrained(args.source)
+    if args.to == "diffusers":
+        from vdmkit.interop.export import export_diffusers
+
+        export_diffusers(pipe, out)
+    else:
+        pipe.save_pretrained(out)
+    print(f"saved {out} ({args.to})")
+    return 0
+
+
+def _cmd_inflate(args) -> int:
+    from vdmkit.pipelines import inflate
+
+    out = inflate(args.folder, args.out, motion_adapter=args.motion_adapter, frames=args.frames, size=args.size,
+                  seed=args.seed)
+    print(f"saved {out}: sample it with `vdmkit sample --model {out} --prompt ...`; fine-tune it from "
+          f"{out / 'finetune.yaml'} (set its data)")
+    return 0
 
 
 def _cmd_models(args) -> int:
@@ -286,29 +321,39 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_cache_latents)
 
     p = sub.add_parser("sample", help="generate a video from a trained model")
-    p.add_argument("--model", help="checkpoint directory, or a run directory (uses its newest checkpoint)")
+    p.add_argument("--model", help="checkpoint directory, a run directory (its newest checkpoint) or a diffusers "
+                   "pipeline folder (ModelScope T2V; Stable Diffusion, inflated); default: the bundled default model")
+    p.add_argument("--motion-adapter", help="with a Stable Diffusion folder as --model: AnimateDiff motion modules "
+                   "(a MotionAdapter folder or .safetensors file)")
     p.add_argument("--prompt", help='text prompt; "" samples unconditionally')
     p.add_argument("--prompts", metavar="FILE", help="a text file of prompts, one per line: one video per prompt in "
                    "--out-dir (DIR/00000.mp4 + .json for line 1, ...; prompt i seeded with --seed + i); under torchrun "
                    "each process samples its share (prompt i on rank i %% processes)")
     p.add_argument("--out-dir", metavar="DIR", help="with --prompts: the folder the videos are written to")
     p.add_argument("--negative-prompt", default="", help="prompt to steer away from (default: unconditional)")
-    p.add_argument("--out", default="sample.mp4", help="output file: .mp4, .gif, .webp or .png (frame strip)")
+    p.add_argument("--out", default="sample.mp4", help="output file: .mp4, .gif, .webp or .png (frame strip); "
+                   ".safetensors writes the latents (not decoded) instead")
+    p.add_argument("--latents", help="starting noise: a .safetensors file holding one (1, C, T, H, W) tensor, used "
+                   "instead of the seed's (reproduces a run of another library exactly)")
     p.add_argument("--frames", type=int, help="number of frames (default: the training length)")
     p.add_argument("--height", type=int)
     p.add_argument("--width", type=int)
-    p.add_argument("--steps", type=int, default=50)
-    p.add_argument("--sampler", default="ddim", help="see --list-samplers")
+    p.add_argument("--steps", type=int, help="sampler steps (default: the model's, 50 for vdmkit's own)")
+    p.add_argument("--sampler", help="see --list-samplers (default: the model's, ddim for vdmkit's own)")
     p.add_argument("--spacing", help="timestep spacing: leading, linspace, trailing or lcm (discrete processes); "
                    "linspace or trailing (continuous). Default: the sampler's or process's own")
     p.add_argument("--timesteps", help="custom descending times, comma-separated (overrides --steps/--spacing)")
     p.add_argument("--eta", type=float, help="DDIM noise (default 0: deterministic)")
     p.add_argument("--order", type=int, help="UniPC order (1-3, default 2)")
-    p.add_argument("--guidance", type=float, default=3.0, help="classifier-free guidance scale; <= 1 disables it")
+    p.add_argument("--guidance", type=float, help="classifier-free guidance scale; <= 1 disables it (default: the "
+                   "model's, 3 for vdmkit's own)")
     p.add_argument("--guidance-rescale", type=float, default=0.0,
                    help="guidance rescale in [0, 1] (Lin et al. 2024; 0.7 is typical with zero-terminal-SNR models)")
     p.add_argument("--seed", type=_seed, default=0, help="integer in [0, 2**63), or 'random' (recorded)")
-    p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32")
+    p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
+                   help="bf16: the backbone under bf16 autocast, weights kept fp32")
+    p.add_argument("--dtype", choices=("fp32", "bf16", "fp16"), default="fp32",
+                   help="weights stored (and computed) in this type: bf16/fp16 halve the memory of large models")
     p.add_argument("--fps", type=float, default=8.0)
     p.add_argument("--upscale", type=int, help="nearest-neighbour upscale factor (default: to >= 128 px)")
     p.add_argument("--strip", action="store_true", help="also write a PNG strip of the frames")
@@ -318,6 +363,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--vae-frame-chunk", type=int, help="latent models: decode this many latent frames at a time")
     p.add_argument("--list-samplers", action="store_true", help="list the samplers and exit")
     p.set_defaults(func=_cmd_sample)
+
+    p = sub.add_parser("convert", help="convert a model: a diffusers folder into a vdmkit checkpoint, or a vdmkit "
+                       "model into a diffusers TextToVideoSDPipeline folder")
+    p.add_argument("source", help="a vdmkit checkpoint or run directory, or a diffusers pipeline folder")
+    p.add_argument("--to", choices=("vdmkit", "diffusers"), required=True)
+    p.add_argument("--out", required=True, help="the folder to write (must not exist)")
+    p.set_defaults(func=_cmd_convert)
+
+    p = sub.add_parser("inflate", help="a Stable Diffusion pipeline folder as a text-to-video model (AnimateDiff)")
+    p.add_argument("folder", help="diffusers StableDiffusionPipeline folder: model_index.json, unet/ "
+                   "(UNet2DConditionModel), vae/, text_encoder/, tokenizer/, scheduler/ (safetensors weights)")
+    p.add_argument("--out", required=True, help="new folder for the model (a checkpoint, its VAE, finetune.yaml)")
+    p.add_argument("--motion-adapter", help="AnimateDiff motion modules: a diffusers MotionAdapter folder or one "
+                   ".safetensors file of its weights (default: new modules, starting as the identity)")
+    p.add_argument("--frames", type=int, help="frames of a request by default (16)")
+    p.add_argument("--size", type=int, help="height and width of a request by default, in pixels (default: the "
+                   "UNet's sample_size x the VAE's factor: 512 for SD 1.5)")
+    p.add_argument("--seed", type=int, default=0, help="initial weights of new motion modules")
+    p.set_defaults(func=_cmd_inflate)
 
     p = sub.add_parser("models", help="list the registered backbones")
     p.add_argument("--params", action="store_true", help="also count parameters of each default preset")

@@ -8,7 +8,9 @@ from typing import Callable
 from vdmkit.autoencoders.frame_vae import FrameVAE, FrameVAEConfig
 from vdmkit.autoencoders.video_vae import VideoVAE, VideoVAEConfig
 from vdmkit.backbones.dit import DiTBConfig, DiTConfig, DiTLConfig, DiTSConfig, DiTXLConfig, VideoDiT
-from vdmkit.backbones.unet3d import ModelScopeT2VConfig, UNet3D, UNet3DConfig, UNet3DSmallConfig, UNet3DTinyConfig
+from vdmkit.backbones.unet3d import (AnimateDiffConfig, ModelScopeT2VConfig, UNet3D, UNet3DConfig, UNet3DSmallConfig,
+                                     UNet3DTinyConfig)
+from vdmkit.conditioning.clip import ClipTextConfig, ClipTextEncoder
 from vdmkit.conditioning.text import WordEncoderConfig, WordTextEncoder
 from vdmkit.config import from_dict
 from vdmkit.diffusion.process import PROCESSES
@@ -36,8 +38,10 @@ BACKBONES = {
     "unet3d_tiny": Entry(UNet3D, UNet3DTinyConfig, "3D UNet at CPU-test size: two levels of 32 channels"),
     "unet3d_small": Entry(UNet3D, UNet3DSmallConfig, "3D UNet, ModelScope layout at small size: (64, 128, 256, 256), "
                           "2 blocks per level, attention at the first three levels, Make-A-Video pseudo-3D convs"),
-    "modelscope_t2v": Entry(UNet3D, ModelScopeT2VConfig, "ModelScope T2V UNet layout (config only): (320, 640, 1280, "
-                            "1280), 4 latent channels, 1024-wide text, GEGLU feed-forwards, 4-layer temporal convs"),
+    "modelscope_t2v": Entry(UNet3D, ModelScopeT2VConfig, "ModelScope T2V's UNet (diffusers' UNet3DConditionModel maths): "
+                            "(320, 640, 1280, 1280), 4 latent channels, 1024-wide text, SD transformer blocks"),
+    "animatediff": Entry(UNet3D, AnimateDiffConfig, "AnimateDiff's UNet (diffusers' UNetMotionModel maths): Stable "
+                         "Diffusion 1.5's image UNet with motion modules after every block, 768-wide text"),
     # Video DiT presets differ only in size; the video axes (patch/tubelet, layout, conditioning, positions)
     # are model.* keys of every one of them.
     "dit": Entry(VideoDiT, DiTConfig, "Video DiT at a tiny CPU size: divided space-time attention "
@@ -60,6 +64,8 @@ TEXT_ENCODERS = {
     # of prompts to a TextCondition
     "words": Entry(WordTextEncoder, WordEncoderConfig, "a small transformer over a word vocabulary, trained with "
                    "the backbone (the built-in synthetic data)"),
+    "clip": Entry(ClipTextEncoder, ClipTextConfig, "a CLIP text encoder from a local transformers folder (SD, "
+                  "ModelScope T2V), frozen; needs the interop extra"),
 }
 
 SAMPLERS = {

@@ -68,6 +68,9 @@ class SpatialAttention(nn.Module):
         return x + y
 
 
+DECODE_PIXELS = 1 << 22  # 4M output pixels (16 frames of 512x512) decoded at once by default; more in frame chunks
+
+
 class Autoencoder(nn.Module):
     """Base class: the latent contract, input checks and memory-bounded encode/decode.
 
@@ -159,8 +162,18 @@ class Autoencoder(nn.Module):
         if bad.any():
             raise NonFiniteError(f"latents hold {int(bad.sum())} non-finite values (of {z.numel()}) before decoding; "
                                  "the sampler diverged: try fp32, fewer guidance or another sampler")
-        x = self.decode(z / self.scaling_factor + self.shift_factor, **memory)
-        return x.clamp(-1.0, 1.0)
+        if "frame_chunk" not in memory and "tile" not in memory:
+            memory["frame_chunk"] = self.default_frame_chunk(z)
+        dtype = next(self.parameters()).dtype  # weights stored in bf16 / fp16 decode in that type
+        x = self.decode((z / self.scaling_factor + self.shift_factor).to(dtype), **memory)
+        return x.float().clamp(-1.0, 1.0)
+
+    def default_frame_chunk(self, z: torch.Tensor) -> int | None:
+        """Latent frames decoded at a time when none is asked for: all of them up to DECODE_PIXELS output pixels
+        per video, then chunks of that size (exact: frames decode independently, or causally with state)."""
+        pixels = z.shape[-2] * z.shape[-1] * self.spatial_compression ** 2 * self.temporal_compression
+        chunk = max(1, DECODE_PIXELS // pixels)
+        return None if chunk >= z.shape[2] else chunk
 
     def _encode_chunked(self, x: torch.Tensor, frame_chunk: int | None) -> torch.Tensor:
         raise NotImplementedError

@@ -8,7 +8,6 @@ SD 1.x/2.x VAE is ``FrameVAEConfig.sd()``. Spatial compression is ``2 ** (len(bl
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,8 +18,8 @@ from einops import rearrange
 from torch import nn
 
 from vdmkit.autoencoders.common import Autoencoder, SpatialAttention, check_frame_chunk
-from vdmkit.errors import ConfigError, CorruptCheckpointError, UnsafeFormatError
-from vdmkit.io.checkpoint import load_strict, load_tensors
+from vdmkit.errors import ConfigError
+from vdmkit.io.checkpoint import folder_config, folder_weights, load_strict, load_tensors
 
 
 @dataclass
@@ -181,6 +180,9 @@ class Decoder2D(nn.Module):
         return self.conv_out(F.silu(self.conv_norm_out(x)))
 
 
+DIFFUSERS_WEIGHTS = "diffusion_pytorch_model.safetensors"
+
+
 class FrameVAE(Autoencoder):
     """SD AutoencoderKL per frame: ``(B, 3, T, H, W)`` <-> ``(B, latent_channels, T, H/s, W/s)``."""
 
@@ -226,20 +228,8 @@ class FrameVAE(Autoencoder):
         folder = Path(folder)
         if folder.is_dir() and (folder / "vae" / "config.json").is_file():
             folder = folder / "vae"  # a whole pipeline folder: take its VAE
-        config_path = folder / "config.json"
-        if not config_path.is_file():
-            raise CorruptCheckpointError(f"{str(folder)!r} holds no config.json: not a diffusers AutoencoderKL folder")
-        weights = folder / "diffusion_pytorch_model.safetensors"
-        if not weights.is_file():
-            pickled = [p.name for p in folder.glob("*.bin")]
-            if pickled:
-                raise UnsafeFormatError(f"{str(folder)!r} holds only pickle weights ({', '.join(pickled)}); convert "
-                                        "them to safetensors (diffusers: save_pretrained(safe_serialization=True))")
-            raise CorruptCheckpointError(f"{str(folder)!r} holds no diffusion_pytorch_model.safetensors")
-        try:
-            raw = json.loads(config_path.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise CorruptCheckpointError(f"{str(config_path)!r} is not valid JSON: {e}") from e
+        raw = folder_config(folder, "diffusers AutoencoderKL")
+        weights = folder_weights(folder, DIFFUSERS_WEIGHTS)
         cfg = config_from_diffusers(raw)
         model = cls(cfg)
         load_strict(model, convert_legacy_attention(load_tensors(weights)), weights)

@@ -22,7 +22,6 @@ untrained model predicts zeros; in adaLN modes every block also starts as the id
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 
 import torch
@@ -36,6 +35,7 @@ from vdmkit.backbones.layers import (
     ImageFrames,
     attention,
     check_conditioning,
+    config_preset,
     fourier_frequencies,
     grid_features,
     image_frames,
@@ -142,12 +142,8 @@ class DiTConfig:
 
 
 def _dit_size(name: str, label: str, width: int, depth: int, heads: int) -> type:
-    """A DiT size preset: the tiny config at another width, depth and head count."""
-    cls = dataclasses.make_dataclass(name, [("width", int, width), ("depth", int, depth), ("heads", int, heads)],
-                                     bases=(DiTConfig,))
-    cls.__module__ = __name__
-    cls.__doc__ = f"{label} (Peebles & Xie 2023, Table 1): {width} wide, {depth} blocks, {heads} heads."
-    return cls
+    return config_preset(DiTConfig, name, f"{label} (Peebles & Xie 2023, Table 1): {width} wide, {depth} blocks, "
+                         f"{heads} heads.", __name__, width=width, depth=depth, heads=heads)
 
 
 DiTSConfig = _dit_size("DiTSConfig", "DiT-S", 384, 12, 6)

@@ -5,6 +5,7 @@ All attention goes through ``torch.nn.functional.scaled_dot_product_attention``.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -129,6 +130,16 @@ def travelling_waves(t: torch.Tensor, h: int, w: int, frequencies: torch.Tensor,
     return F.pad(feats, (0, dim - feats.shape[-1]))
 
 
+def config_preset(base: type, name: str, doc: str, module: str, **defaults) -> type:
+    """A preset: a subclass of config dataclass ``base`` whose fields default to ``defaults`` (registered by name in
+    vdmkit.registry; a checkpoint records every field, so presets only choose defaults)."""
+    hints = {f.name: f.type for f in dataclasses.fields(base)}
+    cls = dataclasses.make_dataclass(name, [(k, hints[k], dataclasses.field(default=v)) for k, v in defaults.items()],
+                                     bases=(base,))
+    cls.__module__, cls.__doc__ = module, doc
+    return cls
+
+
 def zero_init(module: nn.Module) -> nn.Module:
     """Zero a module's parameters, so a residual branch starts as the identity."""
     for p in module.parameters():
@@ -188,9 +199,11 @@ class TemporalConv(nn.Conv3d):
         return y.view(b, -1, t, h, w)
 
 
-def group_norm(channels: int, groups: int = 32) -> FrameGroupNorm:
-    """Per-frame GroupNorm with the largest group count <= ``groups`` that divides ``channels``."""
-    return FrameGroupNorm(math.gcd(channels, groups), channels, eps=1e-6)
+def group_norm(channels: int, groups: int = 32, eps: float = 1e-6, per_frame: bool = True) -> nn.GroupNorm:
+    """GroupNorm with the largest group count <= ``groups`` that divides ``channels``: statistics per frame
+    (FrameGroupNorm), or over the whole (B, C, T, H, W) clip with ``per_frame=False`` (ModelScope's temporal
+    layers)."""
+    return (FrameGroupNorm if per_frame else nn.GroupNorm)(math.gcd(channels, groups), channels, eps=eps)
 
 
 class Attention(nn.Module):

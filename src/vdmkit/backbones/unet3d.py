@@ -22,26 +22,22 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from einops import rearrange, repeat
 from torch import nn
 
 from vdmkit.backbones.layers import (
-    Attention,
-    FeedForward,
     FrameConv,
     ImageFrames,
-    RelativePositionBias,
     TemporalConv,
     check_conditioning,
-    fourier_frequencies,
+    config_preset,
     frame_conv,
-    grid_features,
     group_norm,
     image_frames,
     timestep_embedding,
-    travelling_waves,
     zero_init,
 )
+from vdmkit.backbones.space_time import SpaceTimeAttention, gated, repeat_text
+from vdmkit.backbones.transformer_blocks import MotionModule, SpatialTransformer, TemporalTransformer
 from vdmkit.conditioning.condition import Condition, as_condition
 from vdmkit.conditioning.text import TextCondition
 from vdmkit.errors import ConfigError, ConstraintError
@@ -52,6 +48,10 @@ FRAME_POSITIONS = ("sinusoidal", "none")
 TEMPORAL_CONVS = ("pseudo3d", "full3d", "none")
 TEMPORAL_ATTENTIONS = ("divided", "full", "none")
 CROSS_POSITIONS = ("none", "sincos", "fourier")
+ATTENTION_BLOCKS = ("space_time", "transformer")
+TIME_EMBEDDINGS = ("scale_shift", "add")
+TEMPORAL_NORMS = ("frame", "clip")
+UPSAMPLES = ("conv_nearest", "nearest_conv")
 
 
 @dataclass
@@ -104,11 +104,36 @@ class UNet3DConfig:
     temporal_attention: str = "divided"
     temporal_conv_layers: int = 1  # pseudo3d: (norm, SiLU, conv) layers, the last zero-init (ModelScope: 4)
     ff_mult: int = 0  # GEGLU feed-forward after the attentions, hidden = ff_mult * width (SD/ModelScope: 4); 0 = none
+    # --- the layout of Stable Diffusion / ModelScope UNets (defaults: vdmkit's own), so their weights load ---
+    # "space_time": vdmkit's attention (above); "transformer": SD's Transformer2DModel (per-frame GroupNorm,
+    # projections around self-attention, cross-attention and a GEGLU feed-forward) and, with divided temporal
+    # attention, ModelScope's temporal transformer (GroupNorm over the clip, two self-attentions over time, no
+    # position information). Positions and temporal text are vdmkit options: none / false with "transformer"
+    attention_block: str = "space_time"
+    attention_heads: int = 0  # heads per attention layer at every level (SD 1.x: 8, ModelScope: 64); 0: width / head_dim
+    time_embedding: str = "scale_shift"  # the residual blocks' timestep input: FiLM scale/shift, or SD's "add"
+    norm_eps: float = 1e-6  # GroupNorm epsilon of the residual blocks, temporal convs and output (SD: 1e-5)
+    norm_groups: int = 32  # GroupNorm groups (the largest count <= this dividing the width)
+    temporal_norm: str = "frame"  # temporal convs' GroupNorm statistics: per "frame", or over the "clip" (ModelScope)
+    upsample: str = "conv_nearest"  # decoder: 3x3 conv then 2x nearest (4x fewer FLOPs), or SD's "nearest_conv"
+    mid_attentions: int = 2  # attention layers in the middle block: after both residual blocks, or 1 (SD)
+    input_temporal_heads: int = 0  # > 0: a temporal transformer after conv_in, heads x head_dim wide (ModelScope: 8)
+    pooled_text: bool = True  # the pooled prompt joins the timestep embedding (SD / ModelScope: false)
+    temporal_on_images: bool = False  # run temporal layers on one-frame inputs too (ModelScope's maths; vdmkit
+    # skips them, so that an image is the image model's output)
+    # AnimateDiff motion modules (Guo et al. 2023; backbones.transformer_blocks.MotionModule): a temporal transformer
+    # with sinusoidal frame positions and a zero-initialised output after every residual block (and its attention) of
+    # every level, and after the middle block's attention with motion_mid; motion_heads heads of width / motion_heads
+    # channels. 0 = none. They start as the identity, so an inflated image UNet is the image model on every frame
+    motion_heads: int = 0
+    motion_layers: int = 1  # transformer blocks per motion module
+    motion_max_frames: int = 32  # frame positions the modules know: the most frames a clip may have
+    motion_mid: bool = True  # a motion module in the middle block too (AnimateDiff v2 and later; v1 has none)
 
     def __post_init__(self):
         self.channels = tuple(int(c) for c in self.channels)
         self.attention_levels = tuple(int(a) for a in self.attention_levels)
-        if not self.channels or any(c <= 0 or c % self.head_dim for c in self.channels):
+        if not self.channels or any(c <= 0 or (not self.attention_heads and c % self.head_dim) for c in self.channels):
             raise ConfigError(f"model.channels {self.channels} must be positive multiples of head_dim={self.head_dim}")
         bad = [a for a in self.attention_levels if not 0 <= a < len(self.channels)]
         if bad:
@@ -132,6 +157,49 @@ class UNet3DConfig:
         self.position_in_cross = self.cross_position != "none"
         if not self.cross_fourier_scale > 0:
             raise ConfigError(f"model.cross_fourier_scale must be > 0, got {self.cross_fourier_scale}")
+        self._check_layout()
+
+    def _check_layout(self) -> None:
+        for name, valid in (("attention_block", ATTENTION_BLOCKS), ("time_embedding", TIME_EMBEDDINGS),
+                            ("temporal_norm", TEMPORAL_NORMS), ("upsample", UPSAMPLES)):
+            if getattr(self, name) not in valid:
+                raise ConfigError(f"model.{name}={getattr(self, name)!r} unknown; valid: {', '.join(valid)}")
+        for name in ("attention_heads", "input_temporal_heads"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"model.{name} must be >= 0, got {getattr(self, name)}")
+        bad = [c for c in self.channels if self.attention_heads and c % self.attention_heads]
+        if bad:
+            raise ConfigError(f"model.channels {bad} are not divisible by model.attention_heads={self.attention_heads}")
+        if self.mid_attentions not in (1, 2):
+            raise ConfigError(f"model.mid_attentions must be 1 or 2, got {self.mid_attentions}")
+        if not self.norm_eps > 0 or self.norm_groups < 1:
+            raise ConfigError(f"model.norm_eps must be > 0 and model.norm_groups >= 1, got {self.norm_eps}, "
+                              f"{self.norm_groups}")
+        if self.motion_heads < 0 or self.motion_layers < 1 or self.motion_max_frames < 1:
+            raise ConfigError(f"model.motion_heads must be >= 0 (0 = no motion modules), model.motion_layers and "
+                              f"model.motion_max_frames >= 1, got {self.motion_heads}, {self.motion_layers}, "
+                              f"{self.motion_max_frames}")
+        bad = [c for c in self.channels if self.motion_heads and (c % self.motion_heads or c % 2)]
+        if bad:
+            raise ConfigError(f"model.channels {bad} must be even and divisible by model.motion_heads="
+                              f"{self.motion_heads} (each motion module has motion_heads heads of width / "
+                              "motion_heads channels)")
+        if self.attention_block == "transformer":
+            vdmkit_only = {"temporal_attention": self.temporal_attention == "full", "temporal_text": self.temporal_text,
+                           "frame_position": self.frame_position != "none",
+                           "spatial_position": self.spatial_position != "none",
+                           "cross_position": self.cross_position != "none"}
+            bad = [k for k, on in vdmkit_only.items() if on]
+            if bad:
+                raise ConfigError(f"model.attention_block='transformer' (the SD / ModelScope layout) has no "
+                                  f"{', '.join(bad)}: set {', '.join(bad)} to none / false / divided, or use "
+                                  "attention_block='space_time'")
+            if not self.ff_mult:
+                raise ConfigError("model.attention_block='transformer' needs model.ff_mult > 0 (SD / ModelScope: 4)")
+
+    def heads(self, width: int) -> int:
+        """Attention heads at a level of ``width`` channels."""
+        return self.attention_heads or width // self.head_dim
 
     @property
     def spatial_factor(self) -> int:
@@ -140,6 +208,10 @@ class UNet3DConfig:
 
     def check_shape(self, frames: int, height: int, width: int) -> None:
         """ConstraintError naming the nearest valid size if this UNet cannot take (frames, height, width)."""
+        if self.motion_heads and frames > self.motion_max_frames:
+            raise ConstraintError(f"this UNet's motion modules know {self.motion_max_frames} frame positions "
+                                  f"(model.motion_max_frames), got {frames} frames: ask for at most "
+                                  f"{self.motion_max_frames}")
         f = self.spatial_factor
         if height % f or width % f:
             raise ConstraintError(
@@ -165,26 +237,38 @@ class UNet3DSmallConfig(UNet3DConfig):
     attention_levels: tuple[int, ...] = (0, 1, 2)
 
 
-@dataclass
-class ModelScopeT2VConfig(UNet3DConfig):
-    """ModelScope text-to-video (Wang et al. 2023; diffusers' UNet3DConditionModel of text-to-video-ms-1.7b):
-    4 latent channels, levels (320, 640, 1280, 1280) with 2 blocks each, attention at the first three, 64-wide
-    heads, 1024-wide text (OpenCLIP ViT-H), GEGLU feed-forwards, pseudo-3D convs of 4 layers, no absolute
-    positions. Config only, never trained here: 1.39B parameters, against 1.41B in diffusers (which also
-    has linear projections around each transformer and a temporal transformer after conv_in)."""
+# what diffusers' UNet3DConditionModel (ModelScope T2V) computes, as UNet3D options: SD's transformer blocks and
+# additive timestep embeddings, ModelScope's clip-wide temporal norms, transformer_in and temporal layers that run on
+# one-frame inputs too, nearest-then-conv upsampling, one attention in the middle block, no pooled text
+MODELSCOPE_LAYOUT = dict(
+    attention_block="transformer", time_embedding="add", temporal_norm="clip", upsample="nearest_conv",
+    mid_attentions=1, input_temporal_heads=8, pooled_text=False, temporal_on_images=True, temporal_conv="pseudo3d",
+    temporal_attention="divided", temporal_conv_layers=4, temporal_kernel=3, ff_mult=4, frame_position="none",
+    spatial_position="none", temporal_text=False, cross_position="none", norm_eps=1e-5)
 
-    in_channels: int = 4
-    out_channels: int = 4
-    channels: tuple[int, ...] = (320, 640, 1280, 1280)
-    blocks_per_level: int = 2
-    attention_levels: tuple[int, ...] = (0, 1, 2)
-    head_dim: int = 64
-    text_dim: int = 1024
-    frame_position: str = "none"
-    spatial_position: str = "none"
-    temporal_text: bool = False
-    temporal_conv_layers: int = 4
-    ff_mult: int = 4
+ModelScopeT2VConfig = config_preset(
+    UNet3DConfig, "ModelScopeT2VConfig", "ModelScope text-to-video (Wang et al. 2023; diffusers' UNet3DConditionModel "
+    "of text-to-video-ms-1.7b): 4 latent channels, levels (320, 640, 1280, 1280) with 2 blocks each, attention at the "
+    "first three, 64-wide heads, 1024-wide text (OpenCLIP ViT-H), the layout of MODELSCOPE_LAYOUT: 1.41B parameters, "
+    "diffusers' folders load into it (vdmkit.interop).", __name__,
+    in_channels=4, out_channels=4, channels=(320, 640, 1280, 1280), blocks_per_level=2, attention_levels=(0, 1, 2),
+    head_dim=64, text_dim=1024, **MODELSCOPE_LAYOUT)
+
+# what diffusers' UNet2DConditionModel (Stable Diffusion 1.x / 2.x) computes on each frame, as UNet3D options, with no
+# temporal layer of vdmkit's or ModelScope's: a Stable Diffusion image UNet inflated to video gets its time from
+# AnimateDiff motion modules (motion_heads > 0), which run on one-frame inputs too (diffusers' UNetMotionModel)
+SD_LAYOUT = dict(
+    attention_block="transformer", time_embedding="add", upsample="nearest_conv", mid_attentions=1, pooled_text=False,
+    temporal_on_images=True, temporal_conv="none", temporal_attention="none", ff_mult=4, frame_position="none",
+    spatial_position="none", temporal_text=False, cross_position="none", norm_eps=1e-5)
+
+AnimateDiffConfig = config_preset(
+    UNet3DConfig, "AnimateDiffConfig", "AnimateDiff (Guo et al. 2023): Stable Diffusion 1.5's image UNet (levels (320, "
+    "640, 1280, 1280), 2 blocks each, attention at the first three, 8 heads, 768-wide text: CLIP ViT-L/14) with "
+    "motion modules of 8 heads after every block and in the middle block, at most 32 frames (AnimateDiff v2 / v3): "
+    "diffusers' UNetMotionModel, 1.31B parameters; `vdmkit inflate` fills it from SD and MotionAdapter folders.",
+    __name__, in_channels=4, out_channels=4, channels=(320, 640, 1280, 1280), blocks_per_level=2,
+    attention_levels=(0, 1, 2), attention_heads=8, head_dim=40, text_dim=768, motion_heads=8, **SD_LAYOUT)
 
 
 class SpaceTimeConv(nn.Conv3d):
@@ -208,41 +292,50 @@ class SpaceTimeConv(nn.Conv3d):
 
 
 class ResBlock3D(nn.Module):
-    """Spatial residual block conditioned on the embedding (scale/shift), then the temporal layer.
+    """Spatial residual block conditioned on the embedding, then the temporal layer.
 
-    ``temporal_conv``: "pseudo3d" adds a zero-initialised temporal conv after the block (modulated by the
-    embedding with ``temporal_emb``); "full3d" makes the block's own convs (temporal_kernel, 3, 3); "none"
-    keeps them per frame.
+    The embedding enters as FiLM scale/shift after the second norm (``time_embedding: scale_shift``) or is added
+    before it (SD's ``add``). ``temporal_conv``: "pseudo3d" adds a zero-initialised temporal conv after the block
+    (modulated by the embedding with ``temporal_text``); "full3d" makes the block's own convs
+    (temporal_kernel, 3, 3); "none" keeps them per frame.
     """
 
-    def __init__(self, c_in: int, c_out: int, emb_dim: int, temporal_kernel: int, dropout: float,
-                 temporal_emb: bool = False, temporal_conv: str = "pseudo3d", temporal_conv_layers: int = 1):
+    def __init__(self, c_in: int, c_out: int, emb_dim: int, cfg: UNet3DConfig):
         super().__init__()
-        k = temporal_kernel if temporal_conv == "full3d" else 1
+        k = cfg.temporal_kernel if cfg.temporal_conv == "full3d" else 1
         kernel, pad = (k, *SPATIAL_3X3[1:]), (k // 2, *SPATIAL_PAD[1:])
-        self.norm1 = group_norm(c_in)
+        groups, eps = cfg.norm_groups, cfg.norm_eps
+        self.add_embedding = cfg.time_embedding == "add"
+        self.temporal_on_images = cfg.temporal_on_images
+        self.norm1 = group_norm(c_in, groups, eps)
         self.conv1 = SpaceTimeConv(c_in, c_out, kernel, padding=pad)
-        self.emb = nn.Linear(emb_dim, 2 * c_out)
-        self.norm2 = group_norm(c_out)
-        self.dropout = nn.Dropout(dropout)
+        self.emb = nn.Linear(emb_dim, c_out if self.add_embedding else 2 * c_out)
+        self.norm2 = group_norm(c_out, groups, eps)
+        self.dropout = nn.Dropout(cfg.dropout)
         self.conv2 = zero_init(SpaceTimeConv(c_out, c_out, kernel, padding=pad))
         self.skip = FrameConv(c_in, c_out, 1) if c_in != c_out else nn.Identity()
         self.temporal_conv = self.temporal_emb = self.temporal_stack = None
-        if temporal_conv == "pseudo3d":
-            self.temporal_norm = group_norm(c_out)
-            self.temporal_conv = zero_init(TemporalConv(c_out, temporal_kernel))
-            self.temporal_emb = zero_init(nn.Linear(emb_dim, 2 * c_out)) if temporal_emb else None
-            if temporal_conv_layers > 1:  # ModelScope's TemporalConvLayer: more (norm, SiLU, conv) layers first
+        if cfg.temporal_conv == "pseudo3d":
+            per_frame = cfg.temporal_norm == "frame"
+            self.temporal_norm = group_norm(c_out, groups, eps, per_frame)
+            self.temporal_conv = zero_init(TemporalConv(c_out, cfg.temporal_kernel))
+            self.temporal_emb = zero_init(nn.Linear(emb_dim, 2 * c_out)) if cfg.temporal_text else None
+            if cfg.temporal_conv_layers > 1:  # ModelScope's TemporalConvLayer: more (norm, SiLU, conv) layers first
                 self.temporal_stack = nn.ModuleList(
-                    nn.ModuleDict({"norm": group_norm(c_out), "conv": TemporalConv(c_out, temporal_kernel)})
-                    for _ in range(temporal_conv_layers - 1))
+                    nn.ModuleDict({"norm": group_norm(c_out, groups, eps, per_frame),
+                                   "conv": TemporalConv(c_out, cfg.temporal_kernel)})
+                    for _ in range(cfg.temporal_conv_layers - 1))
 
     def forward(self, x: torch.Tensor, emb: torch.Tensor, frames: ImageFrames | None = None) -> torch.Tensor:
         h = self.conv1(F.silu(self.norm1(x)), frames)  # (B, C', T, H, W)
-        scale, shift = self.emb(F.silu(emb))[:, :, None, None, None].chunk(2, dim=1)
-        h = self.norm2(h) * (1 + scale) + shift
+        e = self.emb(F.silu(emb))[:, :, None, None, None]
+        if self.add_embedding:
+            h = self.norm2(h + e)
+        else:
+            scale, shift = e.chunk(2, dim=1)
+            h = self.norm2(h) * (1 + scale) + shift
         h = self.skip(x) + self.conv2(self.dropout(F.silu(h)), frames)
-        if h.shape[2] > 1 and self.temporal_conv is not None:  # images (T = 1) skip temporal layers
+        if (h.shape[2] > 1 or self.temporal_on_images) and self.temporal_conv is not None:  # images skip them
             keep = None if frames is None else frames.keep(h)  # image frames: unread, residual gated off
             g = h
             for layer in self.temporal_stack or ():
@@ -255,175 +348,52 @@ class ResBlock3D(nn.Module):
         return h
 
 
+class TransformerAttention(nn.Module):
+    """``attention_block: transformer``: SD's spatial transformer reading the prompt, then (divided temporal
+    attention) ModelScope's temporal transformer."""
 
-
-def grid_position_embedding(height: int, width: int, dim: int, device=None) -> torch.Tensor:
-    """(H*W, dim) sin-cos features: the first half encodes the row, the second the column."""
-    rows = timestep_embedding(torch.arange(height, device=device), dim // 2)  # (H, dim/2)
-    cols = timestep_embedding(torch.arange(width, device=device), dim - dim // 2)  # (W, dim/2)
-    return grid_features([rows, cols], dim)
-
-
-def repeat_text(text: TextCondition, repeats: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Tokens (B*repeats, L, D) and key mask (B*repeats, 1, 1, L) for attention over B*repeats sequences."""
-    return text.tokens.repeat_interleave(repeats, dim=0), text.mask.repeat_interleave(repeats, dim=0)[:, None, None, :]
-
-
-class SpaceTimeAttention(nn.Module):
-    """Attention at one level: space-time attention (``temporal_attention``: "divided" = spatial self-attention
-    now, temporal self-attention after the cross-attention; "full" = one joint attention over T*H*W tokens;
-    "none" = spatial only), cross-attention to the text per frame, optional GEGLU feed-forwards."""
-
-    def __init__(self, dim: int, head_dim: int, text_dim: int, frame_position: str = "sinusoidal",
-                 temporal_text: bool = False, spatial_position: str = "none", cross_position: str = "none",
-                 temporal_attention: str = "divided", ff_mult: int = 0, cross_fourier_scale: float = 1.5):
+    def __init__(self, dim: int, cfg: UNet3DConfig):
         super().__init__()
-        self.frame_position = frame_position
-        self.spatial_position = spatial_position
-        self.cross_position = cross_position  # "none", "sincos" or "fourier" (UNet3DConfig.cross_position)
-        if self.cross_position == "fourier" and text_dim:
-            self.register_buffer("cross_frequencies", fourier_frequencies(dim, cross_fourier_scale))
-        self.joint = self.temporal = self.temporal_cross = self.ff = self.temporal_ff = None
-        heads = dim // head_dim
-        divided = temporal_attention == "divided"
-        if temporal_attention == "full":  # at T = 1 this is spatial attention
-            self.norm_joint = nn.LayerNorm(dim)
-            self.joint = Attention(dim, heads)
-        else:
-            self.norm_spatial = nn.LayerNorm(dim)
-            self.spatial = Attention(dim, heads)
-        self.norm_cross = nn.LayerNorm(dim) if text_dim else None
-        self.cross = Attention(dim, heads, context_dim=text_dim) if text_dim else None
-        if divided:
-            self.norm_temporal = nn.LayerNorm(dim)
-            self.temporal = Attention(dim, heads)
-            self.position = RelativePositionBias(heads)
-            self.norm_temporal_cross = nn.LayerNorm(dim) if text_dim and temporal_text else None
-            self.temporal_cross = Attention(dim, heads, context_dim=text_dim) if text_dim and temporal_text else None
-        if ff_mult:
-            self.norm_ff = nn.LayerNorm(dim)
-            self.ff = FeedForward(dim, ff_mult)
-        if ff_mult and divided:
-            self.norm_temporal_ff = nn.LayerNorm(dim)
-            self.temporal_ff = FeedForward(dim, ff_mult, zero_out=True)  # the temporal block starts as the identity
-
-    def _pixel_frame_position(self, t: int, h: int, w: int, frame_pos: torch.Tensor | None,
-                              like: torch.Tensor) -> torch.Tensor:
-        """Pixel + frame positions (rows, H*W, C) in ``like``'s dtype; rows = T, or B*T with per-sample frames.
-
-        Their sum enters the logits additively, so each word's attention weight factorises into a function of
-        where times a function of when: a band moving across the frame, whose direction the word picks.
-        """
-        c = like.shape[-1]
-        rows = t if frame_pos is None else frame_pos.shape[0]
-        pos = torch.zeros(rows, h * w, c, device=like.device, dtype=like.dtype)
-        if self.spatial_position == "sinusoidal":
-            pos = pos + grid_position_embedding(h, w, c, like.device).to(like.dtype)[None]
-        if frame_pos is not None:
-            pos = pos + frame_pos.to(like.dtype)[:, None]
-        return pos
-
-    def _fourier_position(self, t: int, h: int, w: int, frames: ImageFrames | None,
-                          like: torch.Tensor) -> torch.Tensor:
-        """Random Fourier features of (t / T, y / H, x / W): (rows, H*W, C), rows = T or B*T (per-sample frames,
-        an image frame at t = 0). Zero-padded when C is odd."""
-        dev = like.device
-        if frames is None:
-            tt = torch.arange(t, device=dev) / t
-        else:  # each sample's video frames span its clip; images sit at t = 0
-            tt = (frames.index() / frames.video.sum(1, keepdim=True).clamp(min=1)).flatten()
-        return travelling_waves(tt, h, w, self.cross_frequencies.to(dev), like.shape[-1]).to(like.dtype)
-
-    def _frame_position(self, t: int, c: int, device, frames: ImageFrames | None) -> torch.Tensor | None:
-        """Sin-cos features of each frame's index: (T, C), or (B*T, C) counting video frames only; None if off."""
-        if self.frame_position != "sinusoidal":
-            return None
-        index = torch.arange(t, device=device) if frames is None else frames.index().flatten()
-        return timestep_embedding(index, c)
+        heads = cfg.heads(dim)
+        self.spatial = SpatialTransformer(dim, heads, cfg.text_dim, cfg.ff_mult, cfg.norm_groups)
+        self.temporal = (TemporalTransformer(dim, heads, dim // heads, cfg.ff_mult, cfg.norm_groups,
+                                             cfg.temporal_on_images)
+                         if cfg.temporal_attention == "divided" else None)
 
     def forward(self, x: torch.Tensor, text: TextCondition | None, frames: ImageFrames | None = None) -> torch.Tensor:
-        b, c, t, h, w = x.shape
-        frame_pos = self._frame_position(t, c, x.device, frames)
-        if self.joint is not None:
-            s = self._joint(x, frame_pos, frames)  # ((B T), (H W), C)
-        else:
-            s = rearrange(x, "b c t h w -> (b t) (h w) c")
-            q = self.norm_spatial(s)
-            if self.spatial_position == "sinusoidal":
-                q = q + grid_position_embedding(h, w, s.shape[-1], s.device).to(q.dtype)  # (H*W, C)
-            s = s + self.spatial(q)
-        if self.cross is not None and text is not None:
-            q = self.norm_cross(s)
-            if self.cross_position != "none":
-                pos = (self._fourier_position(t, h, w, frames, q) if self.cross_position == "fourier"
-                       else self._pixel_frame_position(t, h, w, frame_pos, q))  # (T or B*T, H*W, C)
-                q = q + pos.repeat(q.shape[0] // pos.shape[0], 1, 1)
-            s = s + self.cross(q, *repeat_text(text, t))  # one copy per frame
-        if self.ff is not None:
-            s = s + self.ff(self.norm_ff(s))
-        if t == 1 or self.temporal is None:
-            return rearrange(s, "(b t) (h w) c -> b c t h w", t=t, h=h)
-        s = rearrange(s, "(b t) (h w) c -> (b h w) t c", t=t, h=h)
-        return rearrange(self._temporal(s, text, frame_pos, frames, h * w), "(b h w) t c -> b c t h w", b=b, h=h)
+        context, mask = (None, None) if text is None else repeat_text(text, x.shape[2])  # one copy per frame
+        x = self.spatial(x, context, mask)
+        return x if self.temporal is None else self.temporal(x)
 
-    def _joint(self, x: torch.Tensor, frame_pos: torch.Tensor | None, frames: ImageFrames | None) -> torch.Tensor:
-        """Full space-time self-attention over each clip's T*H*W tokens; image frames attend to their own frame."""
-        t, h, w = x.shape[2:]
-        s = rearrange(x, "b c t h w -> b (t h w) c")
-        q = self.norm_joint(s)
-        if self.spatial_position == "sinusoidal" or frame_pos is not None:
-            pos = self._pixel_frame_position(t, h, w, frame_pos, q)  # 3D positions: (T or B*T, H*W, C)
-            q = q + pos.reshape(-1, t * h * w, q.shape[-1])  # (1 or B, T*H*W, C)
-        mask = None
-        if frames is not None:
-            mask = repeat(frames.pairs(), "b i j -> b 1 (i n) (j m)", n=h * w, m=h * w)  # (B, 1, THW, THW)
-        s = s + self.joint(q, mask=mask)
-        return rearrange(s, "b (t h w) c -> (b t) (h w) c", t=t, h=h)
-
-    def _temporal(self, s: torch.Tensor, text: TextCondition | None, frame_pos: torch.Tensor | None,
-                  frames: ImageFrames | None, pixels: int) -> torch.Tensor:
-        """Temporal self-attention, cross-attention and feed-forward on each pixel's frames ((B H W), T, C)."""
-        t = s.shape[1]
-        bias, keep = self.position(t), None
-        if frames is not None:  # image frames: attend to themselves only, residuals gated off
-            bias = bias[None].masked_fill(~frames.pairs()[:, None], float("-inf"))  # (B, heads, T, T)
-            bias = repeat(bias, "b heads i j -> (b n) heads i j", n=pixels)
-            keep = repeat(frames.video, "b t -> (b n) t 1", n=pixels).to(s.dtype)
-            if frame_pos is not None:
-                frame_pos = repeat(frame_pos, "(b t) c -> (b n) t c", t=t, n=pixels)
-        q = self.norm_temporal(s)
-        pos = None
-        if frame_pos is not None:
-            pos = frame_pos.to(q.dtype)  # (T, C) or ((B H W), T, C)
-            q = q + pos
-        s = s + gated(self.temporal(q, mask=bias), keep)
-        if self.temporal_cross is not None and text is not None:  # each pixel's frame sequence reads the prompt
-            q = self.norm_temporal_cross(s)
-            if self.cross_position != "none" and pos is not None:
-                q = q + pos
-            s = s + gated(self.temporal_cross(q, *repeat_text(text, pixels)), keep)  # one per pixel
-        if self.temporal_ff is not None:
-            s = s + gated(self.temporal_ff(self.norm_temporal_ff(s)), keep)
-        return s
-
-
-def gated(x: torch.Tensor, keep: torch.Tensor | None) -> torch.Tensor:
-    """``x`` zeroed where ``keep`` is 0 (image frames); ``x`` itself without a mask."""
-    return x if keep is None else x * keep
 
 
 class Level(nn.Module):
-    """One resolution level of the encoder or decoder: residual blocks, each optionally with attention."""
+    """One resolution level of the encoder or decoder: residual blocks, each optionally with attention and a motion
+    module after it (``motions``: the first n blocks have one; None: every block, if the config has them)."""
 
-    def __init__(self, c_ins: list[int], c_out: int, cfg: UNet3DConfig, emb_dim: int, attention: bool):
+    def __init__(self, c_ins: list[int], c_out: int, cfg: UNet3DConfig, emb_dim: int, attention: bool,
+                 attentions: int | None = None, motions: int | None = None):
         super().__init__()
-        self.res = nn.ModuleList(ResBlock3D(c, c_out, emb_dim, cfg.temporal_kernel, cfg.dropout, cfg.temporal_text,
-                                            cfg.temporal_conv, cfg.temporal_conv_layers) for c in c_ins)
-        self.attn = nn.ModuleList(
-            SpaceTimeAttention(c_out, cfg.head_dim, cfg.text_dim, cfg.frame_position, cfg.temporal_text,
-                               cfg.spatial_position, cfg.cross_position, cfg.temporal_attention, cfg.ff_mult,
-                               cfg.cross_fourier_scale)
-            if attention else nn.Identity() for _ in c_ins)
+        self.res = nn.ModuleList(ResBlock3D(c, c_out, emb_dim, cfg) for c in c_ins)
+        n = len(c_ins) if attentions is None else attentions  # the first n blocks have attention after them
+        self.attn = nn.ModuleList(attention_layer(c_out, cfg) if attention and i < n else nn.Identity()
+                                  for i in range(len(c_ins)))
+        m = len(c_ins) if motions is None else motions
+        self.motion = nn.ModuleList(
+            MotionModule(c_out, cfg.motion_heads, cfg.motion_layers, cfg.motion_max_frames, cfg.norm_groups)
+            if cfg.motion_heads and i < m else nn.Identity() for i in range(len(c_ins)))
+
+    def blocks(self):
+        """(residual block, attention, motion module) of each block; nn.Identity where a block has none."""
+        return zip(self.res, self.attn, self.motion)
+
+
+def attention_layer(dim: int, cfg: UNet3DConfig) -> nn.Module:
+    if cfg.attention_block == "transformer":
+        return TransformerAttention(dim, cfg)
+    return SpaceTimeAttention(dim, dim // cfg.heads(dim), cfg.text_dim, cfg.frame_position, cfg.temporal_text,
+                              cfg.spatial_position, cfg.cross_position, cfg.temporal_attention, cfg.ff_mult,
+                              cfg.cross_fourier_scale)
 
 
 class UNet3D(nn.Module):
@@ -442,8 +412,12 @@ class UNet3D(nn.Module):
         ch = cfg.channels
         emb_dim = 4 * ch[0]
         self.time_mlp = nn.Sequential(nn.Linear(ch[0], emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
-        self.text_to_emb = nn.Linear(cfg.text_dim, emb_dim) if cfg.text_dim else None
+        self.text_to_emb = nn.Linear(cfg.text_dim, emb_dim) if cfg.text_dim and cfg.pooled_text else None
         self.conv_in = FrameConv(cfg.in_channels, ch[0], SPATIAL_3X3, padding=SPATIAL_PAD)
+        self.input_temporal = None
+        if cfg.input_temporal_heads:  # ModelScope's transformer_in
+            self.input_temporal = TemporalTransformer(ch[0], cfg.input_temporal_heads, cfg.head_dim, cfg.ff_mult,
+                                                      cfg.norm_groups, cfg.temporal_on_images)
 
         skips = [ch[0]]
         self.down, self.downsample = nn.ModuleList(), nn.ModuleList()
@@ -456,7 +430,8 @@ class UNet3D(nn.Module):
             if i < len(ch) - 1:
                 self.downsample.append(FrameConv(c, c, SPATIAL_3X3, stride=(1, 2, 2), padding=SPATIAL_PAD))
                 skips.append(c)
-        self.mid = Level([c, c], c, cfg, emb_dim, attention=True)
+        self.mid = Level([c, c], c, cfg, emb_dim, attention=True, attentions=cfg.mid_attentions,
+                         motions=cfg.mid_attentions if cfg.motion_mid else 0)  # after each middle attention
         self.up, self.upsample = nn.ModuleList(), nn.ModuleList()
         for i, c_out in reversed(list(enumerate(ch))):
             ins = []
@@ -466,7 +441,7 @@ class UNet3D(nn.Module):
             self.up.append(Level(ins, c_out, cfg, emb_dim, i in cfg.attention_levels))
             if i > 0:
                 self.upsample.append(FrameConv(c, c, SPATIAL_3X3, padding=SPATIAL_PAD))
-        self.norm_out = group_norm(c)
+        self.norm_out = group_norm(c, cfg.norm_groups, cfg.norm_eps)
         self.conv_out = zero_init(FrameConv(c, cfg.out_channels, SPATIAL_3X3, padding=SPATIAL_PAD))
 
     def shard_units(self) -> list[nn.Module]:
@@ -484,6 +459,12 @@ class UNet3D(nn.Module):
             raise ConstraintError(f"UNet3D expects {self.cfg.in_channels} input channels, got {c}")
         self.cfg.check_shape(t, h, w)
         check_conditioning(cond, self.cfg.text_dim, b, t)
+        clip_wide = self.cfg.temporal_norm == "clip" or self.cfg.attention_block == "transformer"
+        if cond.is_image is not None and t > 1 and (clip_wide or self.cfg.motion_heads):
+            raise ConstraintError("joint image-video masks (is_image) need temporal layers that keep frames apart: "
+                                  "this UNet normalises over the whole clip (temporal_norm='clip', the SD / "
+                                  "ModelScope transformer layout or motion modules), so an image frame would change "
+                                  "the video frames")
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, cond: Condition | TextCondition | None = None) -> torch.Tensor:
         cond = as_condition(cond)
@@ -493,25 +474,35 @@ class UNet3D(nn.Module):
         if self.text_to_emb is not None and text is not None:
             emb = emb + self.text_to_emb(text.pooled)
         h = self.conv_in(x)  # (B, C0, T, H, W)
+        if self.input_temporal is not None:
+            h = self.input_temporal(h)
         skips = [h]
         for i, level in enumerate(self.down):
-            for res, attn in zip(level.res, level.attn):
-                h = self._block(res, attn, h, emb, text, frames)
+            for block in level.blocks():
+                h = self._block(*block, h, emb, text, frames)
                 skips.append(h)
             if i < len(self.downsample):
                 h = self.downsample[i](h)  # (B, C, T, H/2, W/2)
                 skips.append(h)
-        for res, attn in zip(self.mid.res, self.mid.attn):
-            h = self._block(res, attn, h, emb, text, frames)
+        for block in self.mid.blocks():
+            h = self._block(*block, h, emb, text, frames)
         for i, level in enumerate(self.up):
-            for res, attn in zip(level.res, level.attn):
-                h = self._block(res, attn, torch.cat([h, skips.pop()], dim=1), emb, text, frames)
+            for block in level.blocks():
+                h = self._block(*block, torch.cat([h, skips.pop()], dim=1), emb, text, frames)
             if i < len(self.upsample):
-                # conv at the low resolution, then nearest upsampling: 4x fewer FLOPs than the reverse order
-                h = F.interpolate(self.upsample[i](h), scale_factor=(1, 2, 2), mode="nearest")  # (B, C, T, 2H, 2W)
+                h = self._upsample(self.upsample[i], h)  # (B, C, T, 2H, 2W)
         return self.conv_out(F.silu(self.norm_out(h)))
 
+    def _upsample(self, conv: FrameConv, h: torch.Tensor) -> torch.Tensor:
+        def double(z):
+            return F.interpolate(z, scale_factor=(1, 2, 2), mode="nearest")
+        if self.cfg.upsample == "nearest_conv":  # SD's order
+            return conv(double(h))
+        return double(conv(h))  # conv at the low resolution: 4x fewer FLOPs, a different function
+
     @staticmethod
-    def _block(res, attn, h, emb, text, frames):
+    def _block(res, attn, motion, h, emb, text, frames):
         h = res(h, emb, frames)
-        return h if isinstance(attn, nn.Identity) else attn(h, text, frames)
+        if not isinstance(attn, nn.Identity):
+            h = attn(h, text, frames)
+        return h if isinstance(motion, nn.Identity) else motion(h)

@@ -117,6 +117,10 @@ class WordTextEncoder(nn.Module):
     def dim(self) -> int:
         return self.cfg.dim
 
+    def unknown_words(self, prompt: str) -> list[str]:
+        """Words of ``prompt`` outside the vocabulary (encoded as <unk>)."""
+        return self.tokenizer.unknown_words(prompt)
+
     def forward(self, prompts: list[str]) -> TextCondition:
         ids, mask = self.tokenizer(prompts)
         ids, mask = ids.to(self.pos.device), mask.to(self.pos.device)

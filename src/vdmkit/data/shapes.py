@@ -50,6 +50,10 @@ class ShapesConfig:
     background: str = "black"
     bounce: bool = True
     seed: int = 0
+    # combinations never drawn, for compositional tests: each entry lists attribute words ("orange triangle",
+    # "cyan square up"); a sample whose shape, colour, direction and speed include all of an entry's words is
+    # redrawn (from the same per-sample generator: still a pure function of (seed, index))
+    holdout: tuple[str, ...] = ()
 
     def __post_init__(self):
         for name, chosen, valid in [("shapes", self.shapes, SHAPES), ("colours", self.colours, COLOURS),
@@ -66,6 +70,20 @@ class ShapesConfig:
         if isinstance(self.frames, bool) or not isinstance(self.frames, int) or self.frames < 1:
             raise ConfigError(f"data.frames must be an integer >= 1, got {self.frames!r}")
         self.radius = tuple(float(r) for r in self.radius)
+        self.holdout = tuple(self.holdout)
+        known = set(self.shapes) | set(self.colours) | set(self.directions) | set(self.speeds)
+        for entry in self.holdout:
+            words = entry.split() if isinstance(entry, str) else []
+            if not words or any(w not in known for w in words):
+                raise ConfigError(f"data.holdout entry {entry!r}: give words among this data's shapes, colours, "
+                                  f"directions and speeds, e.g. 'orange triangle'")
+        if all(self.held_out(s, c, d, v) for s in self.shapes for c in self.colours for d in self.directions
+               for v in self.speeds):
+            raise ConfigError(f"data.holdout {list(self.holdout)} leaves no combination to draw")
+
+    def held_out(self, shape: str, colour: str, direction: str, speed: str) -> bool:
+        attributes = {shape, colour, direction, speed}
+        return any(set(entry.split()) <= attributes for entry in self.holdout)
 
     def caption(self, shape: str, colour: str, direction: str, speed: str) -> str:
         return f"a {speed} {colour} {shape} moving {direction}"
@@ -104,10 +122,13 @@ def _fold(p: np.ndarray, lo: float, hi: float) -> np.ndarray:
 def render_shapes_sample(cfg: ShapesConfig, index: int) -> dict:
     """Sample ``index``: ``video`` (C, T, H, W) float in [-1, 1], ``caption``, and ``attributes``."""
     rng = np.random.default_rng([cfg.seed, index])
-    shape = cfg.shapes[rng.integers(len(cfg.shapes))]
-    colour = cfg.colours[rng.integers(len(cfg.colours))]
-    direction = cfg.directions[rng.integers(len(cfg.directions))]
-    speed = cfg.speeds[rng.integers(len(cfg.speeds))]
+    while True:
+        shape = cfg.shapes[rng.integers(len(cfg.shapes))]
+        colour = cfg.colours[rng.integers(len(cfg.colours))]
+        direction = cfg.directions[rng.integers(len(cfg.directions))]
+        speed = cfg.speeds[rng.integers(len(cfg.speeds))]
+        if not cfg.held_out(shape, colour, direction, speed):
+            break
     scale = cfg.size / REFERENCE_SIZE
     r = rng.uniform(*cfg.radius) * scale
     step = SPEEDS[speed] * scale

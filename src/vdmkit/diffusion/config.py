@@ -19,6 +19,9 @@ class DiffusionConfig:
     zero_terminal_snr: bool = False  # vp only: rescale so the last step is pure noise (needs v or x0)
     prediction: str = "v"  # eps, x0, v, velocity (flow)
     loss_weighting: str = "min_snr"  # uniform, min_snr, logit_normal (SD3's time density)
+    # vp linear / scaled_linear schedules: (beta_start, beta_end); null = the schedule's own (DDPM's 1e-4..0.02,
+    # SD's 0.00085..0.012). Pretrained schedulers with other endpoints (AnimateDiff: linear 0.00085..0.012) set them
+    betas: tuple[float, float] | None = None
 
     def __post_init__(self):
         for name, value, valid in [("process", self.process, PROCESSES), ("schedule", self.schedule, SCHEDULES),
@@ -26,10 +29,14 @@ class DiffusionConfig:
                                    ("loss_weighting", self.loss_weighting, WEIGHTINGS)]:
             if value not in valid:
                 raise ConfigError(f"diffusion.{name}={value!r} unknown; valid: {', '.join(valid)}")
+        if self.betas is not None:
+            self.betas = tuple(float(b) for b in self.betas)
+            if len(self.betas) != 2:
+                raise ConfigError(f"diffusion.betas must be [beta_start, beta_end], got {list(self.betas)}")
         if self.num_train_steps < 2:
             raise ConfigError(f"diffusion.num_train_steps must be >= 2, got {self.num_train_steps}")
         check_prediction(self.prediction, self.build_process())
 
     def build_process(self) -> NoiseProcess:
         return make_process(self.process, schedule=self.schedule, num_train_steps=self.num_train_steps,
-                            shift=self.schedule_shift, zero_terminal_snr=self.zero_terminal_snr)
+                            shift=self.schedule_shift, zero_terminal_snr=self.zero_terminal_snr, betas=self.betas)

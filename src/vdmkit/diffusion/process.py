@@ -105,12 +105,20 @@ class DiscreteVP(NoiseProcess):
 
     @classmethod
     def from_schedule(cls, schedule: str, num_steps: int = 1000, shift: float = 1.0,
-                      zero_terminal_snr: bool = False) -> "DiscreteVP":
+                      zero_terminal_snr: bool = False, betas: tuple[float, float] | None = None) -> "DiscreteVP":
+        """``betas``: (start, end) of a linear or scaled-linear schedule (default: the schedule's own)."""
         if schedule not in SCHEDULES:
             raise ConfigError(f"unknown noise schedule {schedule!r}; valid: {_names(SCHEDULES)}")
         if isinstance(num_steps, bool) or not isinstance(num_steps, int) or num_steps < 2:
             raise ConfigError(f"num_train_steps must be an integer >= 2, got {num_steps!r}")
-        ac = SCHEDULES[schedule](num_steps)
+        if betas is not None:
+            start, end = betas
+            if schedule == "cosine" or not 0 < start <= end < 1:
+                raise ConfigError(f"beta endpoints {betas} need a linear or scaled_linear schedule and "
+                                  "0 < beta_start <= beta_end < 1")
+            ac = SCHEDULES[schedule](num_steps, start, end)
+        else:
+            ac = SCHEDULES[schedule](num_steps)
         if _check_shift(shift) != 1:
             ac = shift_alphas_cumprod(ac, shift)
         if zero_terminal_snr:
@@ -188,10 +196,12 @@ def length_aware_shift(frames: int, height: int, width: int, *, base_tokens: int
 
 
 def make_process(kind: str = "vp", *, schedule: str = "cosine", num_train_steps: int = 1000, shift: float = 1.0,
-                 zero_terminal_snr: bool = False) -> NoiseProcess:
+                 zero_terminal_snr: bool = False, betas: tuple[float, float] | None = None) -> NoiseProcess:
     """Build a process by name (the DiffusionConfig fields)."""
     if kind == "vp":
-        return DiscreteVP.from_schedule(schedule, num_train_steps, shift, zero_terminal_snr)
+        return DiscreteVP.from_schedule(schedule, num_train_steps, shift, zero_terminal_snr, betas)
+    if betas is not None:
+        raise ConfigError(f"beta endpoints apply to the discrete 'vp' process, not {kind!r}")
     if kind not in PROCESSES:
         raise ConfigError(f"unknown noise process {kind!r}; valid: {_names(PROCESSES)}")
     if zero_terminal_snr:

@@ -1,13 +1,16 @@
-"""Atomic file writes: write to a temporary name beside the target, fsync, then rename."""
+"""Atomic file and folder writes: write to a temporary name beside the target, fsync, then rename."""
 
 from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
 from vdmkit.errors import OutputError
+
+TMP_MARK = ".tmp-"  # atomic_directory's temporary folders: .{name}.tmp-{pid}
 
 
 @contextlib.contextmanager
@@ -30,6 +33,23 @@ def atomic_path(target: str | os.PathLike):
         fsync_dir(target.parent)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def atomic_directory(target: str | os.PathLike):
+    """Yield a new empty folder beside ``target`` (``.{name}.tmp-{pid}``); on success it is fsynced and renamed to
+    ``target``, which must not exist. On any error it is removed: ``target`` appears whole or not at all."""
+    target = Path(target)
+    tmp = target.with_name(f".{target.name}{TMP_MARK}{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        yield tmp
+        fsync_dir(tmp)
+        os.replace(tmp, target)
+        fsync_dir(target.parent)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def check_writable_folder(folder: str | os.PathLike, what: str) -> None:

@@ -22,7 +22,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from vdmkit.errors import CheckpointMismatchError, CorruptCheckpointError, UnsafeFormatError
-from vdmkit.io.atomic import current_umask, fsync_dir, fsync_file
+from vdmkit.io.atomic import TMP_MARK, atomic_directory, atomic_path, current_umask, fsync_file
 
 FORMAT = "vdmkit-checkpoint"
 FORMAT_VERSION = 1
@@ -34,7 +34,6 @@ CONFIG = "config.json"  # what the weights are: the model's config (a checkpoint
 RUN = "run.json"  # the training run that wrote it (data, optimiser, steps); absent in older checkpoints
 STATE_TENSORS = "training_state.safetensors"  # raw weights, optimizer, RNG states (resume only)
 STATE_DOC = "training_state.json"  # step, optimizer settings (resume only)
-TMP_MARK = ".tmp-"  # save_checkpoint's temporary directories: .{name}.tmp-{pid}
 
 
 def sha256_file(path: Path) -> str:
@@ -52,10 +51,7 @@ def save_checkpoint(directory: str | os.PathLike, tensors: dict[str, dict[str, t
     directory = Path(directory)
     if directory.exists():
         raise FileExistsError(f"checkpoint {str(directory)!r} already exists; refusing to overwrite it")
-    tmp = directory.with_name(f".{directory.name}{TMP_MARK}{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    try:
+    with atomic_directory(directory) as tmp:
         files = {}
         for name, tdict in tensors.items():
             path = tmp / _with_suffix(name, ".safetensors")
@@ -72,11 +68,6 @@ def save_checkpoint(directory: str | os.PathLike, tensors: dict[str, dict[str, t
                     "files": {n: {"sha256": sha256_file(p), "bytes": p.stat().st_size} for n, p in files.items()}}
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True), encoding="utf-8")
         fsync_file(tmp / MANIFEST)
-        fsync_dir(tmp)
-        os.replace(tmp, directory)
-        fsync_dir(directory.parent)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return directory
 
 
@@ -243,6 +234,19 @@ def check_safetensors_file(path: Path) -> None:
         raise CorruptCheckpointError(f"{str(path)!r}: {size} bytes but its header alone needs {header + 8}: truncated")
 
 
+def save_tensors(path: str | os.PathLike, tensors: dict[str, torch.Tensor], metadata: dict | None = None) -> Path:
+    """One safetensors file written atomically (CPU, contiguous), ``metadata`` as its JSON header entry "vdmkit"
+    and a ``<file>.json`` sidecar, as videos have."""
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp),
+                  metadata={"vdmkit": json.dumps(metadata, sort_keys=True)} if metadata is not None else None)
+    if metadata is not None:
+        with atomic_path(path.with_name(path.name + ".json")) as tmp:
+            tmp.write_text(json.dumps(metadata, indent=2, sort_keys=True), encoding="utf-8")
+    return path
+
+
 def load_tensors(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     path = Path(path)
     if not path.is_file():
@@ -262,6 +266,31 @@ def load_json(path: str | os.PathLike) -> dict:
         return json.loads(path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise CorruptCheckpointError(f"{str(path)!r} is not valid JSON ({e})") from e
+
+
+def folder_config(folder: str | os.PathLike, what: str, name: str = "config.json") -> dict:
+    """The JSON config of a pretrained component folder (diffusers / transformers layout)."""
+    path = Path(folder) / name
+    if not path.is_file():
+        raise CorruptCheckpointError(f"{str(folder)!r} holds no {name}: not a {what} folder")
+    doc = load_json(path)
+    if not isinstance(doc, dict):
+        raise CorruptCheckpointError(f"{str(path)!r} must hold a JSON object")
+    return doc
+
+
+def folder_weights(folder: str | os.PathLike, filename: str) -> Path:
+    """The safetensors weights ``filename`` of a pretrained component folder; a folder holding only pickles is
+    refused, naming the conversion."""
+    folder = Path(folder)
+    path = folder / filename
+    if path.is_file():
+        return path
+    pickled = sorted(p.name for p in folder.glob("*") if p.suffix.lower() in PICKLE_SUFFIXES) if folder.is_dir() else []
+    if pickled:
+        raise UnsafeFormatError(f"{str(folder)!r} holds only pickle weights ({', '.join(pickled)}); vdmkit loads "
+                                "safetensors only: convert them, e.g. save_pretrained(..., safe_serialization=True)")
+    raise CorruptCheckpointError(f"{str(folder)!r} holds no {filename}")
 
 
 def checkpoint_dirs(run_dir: Path) -> list[Path]:

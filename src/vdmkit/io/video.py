@@ -17,13 +17,13 @@ MP4_CODECS = ("libx264", "mpeg4")  # H.264 where this FFmpeg build has it, else 
 H264_CRF = "18"  # visually lossless for small synthetic frames
 
 
-def check_output_path(path: str | os.PathLike) -> Path:
+def check_output_path(path: str | os.PathLike, formats: tuple[str, ...] = VIDEO_FORMATS) -> Path:
     """The suffix picks the format; say which are valid, and whether the place can be written, before any work."""
     path = Path(path)
-    if path.suffix.lower() not in VIDEO_FORMATS:
-        raise OutputError(f"output {str(path)!r}: unknown format {path.suffix!r}; use one of {', '.join(VIDEO_FORMATS)}")
+    if path.suffix.lower() not in formats:
+        raise OutputError(f"output {str(path)!r}: unknown format {path.suffix!r}; use one of {', '.join(formats)}")
     if path.is_dir():
-        raise OutputError(f"output {str(path)!r} is a directory; give a file name ending in {', '.join(VIDEO_FORMATS)}")
+        raise OutputError(f"output {str(path)!r} is a directory; give a file name ending in {', '.join(formats)}")
     check_writable_folder(path.parent, f"output {str(path)!r}")
     return path
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import os
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -15,18 +16,55 @@ from vdmkit.autoencoders.load import build_autoencoder
 from vdmkit.conditioning.condition import Condition
 from vdmkit.device import low_precision_dtype, resolve_device
 from vdmkit.diffusion.denoiser import Denoiser
-from vdmkit.io.checkpoint import CONFIG, WEIGHTS, Checkpoint, load_strict, open_checkpoint
-from vdmkit.pipelines.config import PipelineConfig, pipeline_config
+from vdmkit.config import to_dict
+from vdmkit.errors import ConfigError
+from vdmkit.interop.diffusers_pipeline import DiffusersFolder, is_diffusers_folder, refuse_component_folder
+from vdmkit.io.checkpoint import CONFIG, WEIGHTS, Checkpoint, load_strict, open_checkpoint, save_checkpoint
+from vdmkit.pipelines.config import LatentSpec, PipelineConfig, SamplingDefaults, pipeline_config
 from vdmkit.pipelines.request import SampleRequest
 from vdmkit.registry import BACKBONES, TEXT_ENCODERS, lookup
 from vdmkit.sampling.generate import initial_noise
 
 
-def open_model(path: str | os.PathLike | Checkpoint) -> tuple[Checkpoint, PipelineConfig]:
-    """The checkpoint at ``path`` (a checkpoint or run directory) and the model it describes; only its config is
-    read and hashed, so requests can be checked before any weights load."""
+ModelSource = Checkpoint | DiffusersFolder
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}  # weight storage on load
+
+
+def open_model(path: str | os.PathLike | ModelSource,
+               motion_adapter: str | os.PathLike | None = None) -> tuple[ModelSource, PipelineConfig]:
+    """The model at ``path`` and its config: a vdmkit checkpoint or run directory, or a diffusers pipeline folder
+    (``model_index.json``: ModelScope T2V, or Stable Diffusion inflated to video with the AnimateDiff
+    ``motion_adapter``, a MotionAdapter folder or safetensors file, if given). Only configs are read (and a
+    checkpoint's config hashed), so requests can be checked before any weights load."""
+    if isinstance(path, DiffusersFolder) and motion_adapter is not None:
+        raise ConfigError("this DiffusersFolder is open already: pass motion_adapter when opening it, "
+                          "DiffusersFolder(folder, motion_adapter)")
+    if isinstance(path, DiffusersFolder) or (not isinstance(path, Checkpoint) and is_diffusers_folder(path)):
+        folder = path if isinstance(path, DiffusersFolder) else DiffusersFolder(path, motion_adapter)
+        parts = folder.parts
+        return folder, PipelineConfig(
+            backbone="unet3d", model=parts.unet, text_encoder="clip", text=parts.text, diffusion=parts.diffusion,
+            latent=LatentSpec("frame_vae", to_dict(parts.vae), "", str(folder.directory / "vae")),
+            frames=parts.frames, height=parts.height, width=parts.width, sampling=SamplingDefaults(**parts.sampling))
+    if motion_adapter is not None:
+        raise ConfigError(f"a motion adapter loads onto a Stable Diffusion pipeline folder (with model_index.json); "
+                          f"{str(getattr(path, 'directory', path))!r} is a vdmkit checkpoint: write one with its "
+                          "motion modules by `vdmkit inflate SD_FOLDER --motion-adapter PATH --out DIR`")
+    if not isinstance(path, Checkpoint):
+        refuse_component_folder(path)
     ckpt = path if isinstance(path, Checkpoint) else open_checkpoint(path, needs=(CONFIG,))
     return ckpt, pipeline_config(ckpt.read_json(CONFIG))
+
+
+def pipeline_weights(source: ModelSource, pipe: nn.Module) -> dict[str, torch.Tensor]:
+    """The state dict of ``pipe`` from its source: a checkpoint's weights file, or a folder's converted parts."""
+    if isinstance(source, Checkpoint):
+        return source.load_tensors(WEIGHTS)
+    return source.weights(pipe.state_dict())
+
+
+def weights_sha256(source: ModelSource) -> str:
+    return source.sha256(WEIGHTS) if isinstance(source, Checkpoint) else source.weights_sha256
 
 
 class Pipeline(nn.Module):
@@ -102,14 +140,28 @@ class Pipeline(nn.Module):
         x = request.latents if request.latents is not None else initial_noise(shape, generator)
         return x.to(self.device, torch.float32), generator
 
+    def save_pretrained(self, directory: str | os.PathLike) -> Path:
+        """Write this model as a vdmkit checkpoint (model.safetensors, config.json, manifest), e.g. a pretrained
+        folder imported once; written under a temporary name and renamed when complete."""
+        return save_checkpoint(directory, {WEIGHTS: self.state_dict()}, {CONFIG: to_dict(self.config)})
+
     @classmethod
-    def from_pretrained(cls, path: str | os.PathLike | Checkpoint, *, device: str | torch.device = "cpu") -> "Pipeline":
-        """Load from a checkpoint directory, or a run directory (its newest complete checkpoint), onto ``device``
-        (cpu, auto, cuda, cuda:N, mps; a missing one fails before any weights are read). Reads and hashes the
-        config and the inference weights, once each; the training state is never touched."""
+    def from_pretrained(cls, path: str | os.PathLike | ModelSource, *, device: str | torch.device = "cpu",
+                        dtype: str = "fp32", motion_adapter: str | os.PathLike | None = None) -> "Pipeline":
+        """Load from a checkpoint directory, a run directory (its newest complete checkpoint) or a diffusers
+        pipeline folder (a Stable Diffusion one is inflated to video, with the AnimateDiff ``motion_adapter``'s
+        motion modules if given), onto ``device`` (cpu, auto, cuda, cuda:N, mps; a missing one fails before any
+        weights are read), weights stored as ``dtype`` (fp32, bf16 or fp16: half the memory; the samplers'
+        arithmetic stays fp32). Reads and hashes the config and the inference weights, once each; never a
+        training state."""
         device = device if isinstance(device, torch.device) else resolve_device(device)
-        ckpt, config = open_model(path)
-        pipe = cls(config)
-        load_strict(pipe, ckpt.load_tensors(WEIGHTS), ckpt.directory)
-        pipe.source, pipe.model_sha256 = str(ckpt.directory), ckpt.sha256(WEIGHTS)
-        return pipe.to(device).eval()
+        if dtype not in DTYPES:
+            raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
+        source, config = open_model(path, motion_adapter)
+        # cast and move before loading: the weights are copied into the model's own (bf16, GPU) storage, so the peak
+        # is one full-precision copy of the file plus the model, not two full-precision copies (ModelScope's 1.4B
+        # UNet in bf16: peak RSS 14.4 -> 10.9 GiB)
+        pipe = cls(config).to(device=device, dtype=DTYPES[dtype])
+        load_strict(pipe, pipeline_weights(source, pipe), source.directory)
+        pipe.source, pipe.model_sha256 = str(source.directory), weights_sha256(source)
+        return pipe.eval()

@@ -73,6 +73,21 @@ def check_fits(backbone: str, model, shapes: list[tuple[int, int, int]], what: s
 
 
 @dataclass
+class SamplingDefaults:
+    """How the model is sampled unless a request says otherwise: vdmkit's own defaults, or a pretrained folder's
+    scheduler config. ``spacing`` None: the sampler's or the process's own spacing; with a spacing, the schedule
+    rules of sampling.timesteps (``offset``, ``final``, ``previous``) come with it."""
+
+    sampler: str = "ddim"
+    steps: int = 50
+    guidance: float = 3.0
+    spacing: str | None = None
+    offset: int = 0  # diffusers' steps_offset (leading spacing)
+    final: str = "clean"  # or "first": diffusers' set_alpha_to_one=False
+    previous: str = "next"  # or "stride": diffusers' DDIM steps t -> t - N // steps
+
+
+@dataclass
 class PipelineConfig:
     """A text-to-video model: ``pipe(prompts)`` needs nothing else. ``frames``, ``height`` and ``width`` are the
     pixel size it was trained at, the default of a request."""
@@ -86,6 +101,7 @@ class PipelineConfig:
     frames: int = 16
     height: int = 32
     width: int = 32
+    sampling: SamplingDefaults = field(default_factory=SamplingDefaults)
 
     def __post_init__(self):
         self.model, self.text = build_parts(self.backbone, self.model, self.text_encoder, self.text)

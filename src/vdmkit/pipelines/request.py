@@ -18,6 +18,7 @@ from vdmkit.sampling.guidance import check_guidance, check_rescale
 from vdmkit.sampling.timesteps import make_timesteps
 
 PRECISIONS = ("fp32", "bf16")
+OUTPUTS = ("pixels", "latents")  # decoded videos (B, 3, T, H, W) in [-1, 1], or what the backbone denoised
 SAMPLER_ARGUMENTS = ("generator", "callback")  # every sampler's own keywords; the rest are its knobs
 
 
@@ -29,9 +30,9 @@ class SampleRequest:
     frames: int
     height: int
     width: int
-    steps: int  # as asked (ignored when timesteps were given)
+    steps: int  # as asked or the model's default (ignored when timesteps were given)
     sampler: str
-    spacing: str | None  # as asked (None: the sampler's or the process's default)
+    spacing: str | None  # as asked or the model's default (None: the sampler's or the process's own)
     timesteps: tuple | None  # as asked, or None
     ts: torch.Tensor = field(repr=False)  # the times to visit, noisiest first
     guidance: float = 3.0
@@ -42,6 +43,8 @@ class SampleRequest:
     precision: str = "fp32"
     knobs: dict[str, Any] = field(default_factory=dict)
     latents: torch.Tensor | None = field(default=None, repr=False)  # given starting noise (B, C, T, H, W)
+    rules: dict[str, Any] = field(default_factory=dict)  # offset, final, previous: the schedule's rules (timesteps.py)
+    output: str = "pixels"
 
 
 def check_size(name: str, value) -> int:
@@ -85,36 +88,50 @@ def sampler_options(fn) -> list[str]:
 
 
 def make_request(config: PipelineConfig, prompts, *, frames: int | None = None, height: int | None = None,
-                 width: int | None = None, steps: int = 50, sampler: str = "ddim", guidance: float = 3.0,
-                 seed: int | None = 0, spacing: str | None = None, timesteps: list | None = None,
-                 guidance_rescale: float = 0.0, precision: str = "fp32", negative_prompt: str = "",
-                 latents: torch.Tensor | None = None, **knobs) -> SampleRequest:
+                 width: int | None = None, steps: int | None = None, sampler: str | None = None,
+                 guidance: float | None = None, seed: int | None = 0, spacing: str | None = None,
+                 timesteps: list | None = None, guidance_rescale: float = 0.0, precision: str = "fp32",
+                 negative_prompt: str = "", latents: torch.Tensor | None = None, output: str = "pixels",
+                 **knobs) -> SampleRequest:
     """Check every argument of a sampling request against the model's ``config`` (cheap: no weights needed).
 
-    Sizes left at None take the model's training size; 0, negative or non-integer sizes are refused.
+    Sizes left at None take the model's training size, and steps, sampler, guidance and the timestep schedule its
+    sampling defaults (``config.sampling``: a pretrained folder's scheduler); 0, negative or non-integer sizes are
+    refused. ``spacing`` or ``timesteps`` given replace the model's schedule and its rules.
     ``latents``: unit Gaussian starting noise (B, C, T, H, W) in the latent shape of the request, used instead of
-    the seed's noise (the seed still feeds a stochastic sampler's own noise)."""
+    the seed's noise (the seed still feeds a stochastic sampler's own noise). ``output``: "pixels" (decoded videos)
+    or "latents" (what the backbone denoised, not decoded)."""
+    defaults = config.sampling
     prompts = check_prompts(prompts)
     if not isinstance(negative_prompt, str):
         raise TypeError(f"negative_prompt must be a string, got {type(negative_prompt).__name__}")
     frames = check_size("frames", config.frames if frames is None else frames)
     height = check_size("height", config.height if height is None else height)
     width = check_size("width", config.width if width is None else width)
+    sampler = defaults.sampler if sampler is None else sampler
+    steps = defaults.steps if steps is None else steps
+    guidance = defaults.guidance if guidance is None else guidance
     process = config.diffusion.build_process()
     entry = check_sampler(sampler, process.name)
     knobs = check_knobs(sampler, knobs)
-    ts = make_timesteps(process, steps, spacing or default_spacing(entry, process), timesteps)
+    rules = {}
+    if spacing is None and timesteps is None and defaults.spacing is not None:
+        spacing = defaults.spacing
+        rules = {"offset": defaults.offset, "final": defaults.final, "previous": defaults.previous}
+    ts = make_timesteps(process, steps, spacing or default_spacing(entry, process), timesteps, **rules)
     guidance_rescale = check_rescale(guidance_rescale)
     latent_size = config.latent_size(frames, height, width)
     config.model.check_shape(*latent_size)
     guidance = check_guidance(guidance)
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    if output not in OUTPUTS:
+        raise ValueError(f"output must be one of {', '.join(OUTPUTS)}, got {output!r}")
     if latents is not None:
         check_latents(latents, (len(prompts), config.latent_channels, *latent_size))
     return SampleRequest(prompts, frames, height, width, steps, sampler, spacing,
                          None if timesteps is None else tuple(timesteps), ts, guidance, guidance_rescale,
-                         check_seed(seed), seed is None, negative_prompt, precision, knobs, latents)
+                         check_seed(seed), seed is None, negative_prompt, precision, knobs, latents, rules, output)
 
 
 def check_latents(latents, shape: tuple[int, ...]) -> None:

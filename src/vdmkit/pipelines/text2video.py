@@ -25,14 +25,15 @@ class TextToVideo(Pipeline):
                  **kwargs) -> torch.Tensor:
         """``kwargs``: frames, height, width (pixels; default: the training size), steps, sampler, guidance, seed
         (None: random), spacing or timesteps, guidance_rescale, precision, negative_prompt, latents (the starting
-        noise (B, C, T, H, W), replacing the seed's) and the sampler's options (eta, order, ...).
+        noise (B, C, T, H, W), replacing the seed's), output ("pixels" or "latents": not decoded) and the
+        sampler's options (eta, order, ...).
         ``decode``: memory options of the autoencoder (tile, overlap, frame_chunk, batch_chunk)."""
         return self.run(self.request(prompts, **kwargs), callback=callback, decode=decode)
 
     @torch.no_grad()
     def run(self, request: SampleRequest, *, callback: Callable | None = None,
             decode: dict | None = None) -> torch.Tensor:
-        """The videos (B, 3, T, H, W) of a validated request, on this pipeline's device."""
+        """The videos (B, 3, T, H, W) of a validated request (or its latents), on this pipeline's device."""
         advice = (f"fewer prompts per call ({len(request.prompts)}), fewer frames ({request.frames}), a smaller "
                   f"height x width ({request.height}x{request.width}), precision='bf16'"
                   + (", or decode in tiles / frame chunks (decode={'tile': 32, 'frame_chunk': 4})"
@@ -45,4 +46,4 @@ class TextToVideo(Pipeline):
             x = generate(self.denoiser(request.precision), x, request.ts, cond, uncond, sampler=request.sampler,
                          guidance=request.guidance, guidance_rescale=request.guidance_rescale, generator=generator,
                          callback=callback, **request.knobs)
-            return self.decode(x, **(decode or {}))
+            return x if request.output == "latents" else self.decode(x, **(decode or {}))

@@ -30,8 +30,12 @@ LCM_TIMESTEP_SCALING = 10.0
 
 
 def _pairs(ts: torch.Tensor, process: NoiseProcess) -> list[tuple]:
-    """(t, t_next) along the trajectory; the last t_next is the process's clean time."""
-    ts = [int(t) for t in ts] if not process.continuous else [float(t) for t in ts]
+    """(t, t_next) along the trajectory: consecutive visited times, the last t_next the process's clean time;
+    or the explicit pairs of a (steps, 2) schedule (timesteps.make_timesteps with final / previous rules)."""
+    cast = float if process.continuous else int
+    if ts.ndim == 2:
+        return [(cast(t), cast(n)) for t, n in ts.tolist()]
+    ts = [cast(t) for t in ts]
     return list(zip(ts, ts[1:] + [process.clean_time]))
 
 

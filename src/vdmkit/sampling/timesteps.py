@@ -5,6 +5,13 @@ Discrete processes use the spacings of diffusers (Lin et al. 2024, table 2): ``l
 ``trailing`` (t = 1, 1 - 1/n, ..., 1/n) or ``linspace`` (diffusers' FlowMatchEulerDiscreteScheduler:
 n values from 1 to shift(1/1000), then the process's time shift). ``custom`` timesteps are any strictly
 descending list. Samplers step between consecutive visited times and end on the clean data.
+
+Two rules of diffusers' DDIM scheduler (pretrained pipelines' scheduler configs) are pure knobs of the schedule,
+for discrete processes: ``final="first"`` ends the last step on the first training time (alphas_cumprod[0],
+``set_alpha_to_one=False``) instead of clean data, and ``previous="stride"`` steps from t to t - N // steps
+(N training steps) instead of to the next visited time, which differs with linspace spacing. With either, the
+schedule is a (steps, 2) tensor of explicit (t, t_next) pairs; every sampler takes both forms. ``offset`` is
+diffusers' ``steps_offset``, added to leading timesteps.
 """
 
 from __future__ import annotations
@@ -15,6 +22,8 @@ from typing import Sequence
 import torch
 
 DISCRETE_SPACINGS = ("leading", "linspace", "trailing", "lcm")
+FINAL_STEPS = ("clean", "first")  # where the last step lands: clean data, or the first training time
+PREVIOUS_RULES = ("next", "stride")  # where a step goes: the next visited time, or t - N // steps
 CONTINUOUS_SPACINGS = ("linspace", "trailing")
 SPACINGS = DISCRETE_SPACINGS
 LCM_ORIGINAL_STEPS = 50  # LCM distils onto a 50-step DDIM skipping schedule (Luo et al. 2023)
@@ -97,14 +106,35 @@ def check_custom_timesteps(timesteps: Sequence, process) -> torch.Tensor:
 
 
 def make_timesteps(process, steps: int | None = None, spacing: str | None = None,
-                   timesteps: Sequence | None = None) -> torch.Tensor:
+                   timesteps: Sequence | None = None, *, offset: int = 0, final: str = "clean",
+                   previous: str = "next") -> torch.Tensor:
     """The descending times to visit: ``timesteps`` if given, else ``steps`` with ``spacing``
-    (``None`` = the process's default). ``process`` may be an int N for a discrete process of N steps."""
-    if timesteps is not None:
-        return check_custom_timesteps(timesteps, process)
+    (``None`` = the process's default). ``process`` may be an int N for a discrete process of N steps.
+
+    Returns (steps,) times, each step going to the next and the last to clean data; with ``final="first"`` or
+    ``previous="stride"`` (discrete processes), a (steps, 2) tensor of (t, t_next) pairs (module docstring)."""
+    if final not in FINAL_STEPS or previous not in PREVIOUS_RULES:
+        raise ValueError(f"final must be one of {FINAL_STEPS} and previous one of {PREVIOUS_RULES}, got {final!r}, "
+                         f"{previous!r}")
     if isinstance(process, numbers.Integral):
-        return discrete_timesteps(int(process), steps, spacing or "trailing")
-    spacing = spacing or process.default_spacing
-    if process.continuous:
-        return continuous_timesteps(steps, spacing, getattr(process, "shift_time", None), process.num_train_steps)
-    return discrete_timesteps(process.num_train_steps, steps, spacing)
+        n, continuous, default = int(process), False, "trailing"
+    else:
+        n, continuous, default = process.num_train_steps, process.continuous, process.default_spacing
+    if timesteps is not None:
+        ts = check_custom_timesteps(timesteps, process)
+    elif continuous:
+        ts = continuous_timesteps(steps, spacing or default, getattr(process, "shift_time", None), n)
+    else:
+        ts = discrete_timesteps(n, steps, spacing or default)
+    if offset:
+        if continuous or (spacing or default) != "leading" or timesteps is not None or offset < 0 or ts[0] + offset >= n:
+            raise ValueError(f"offset={offset} applies to leading spacing of a discrete process and must keep "
+                             f"timesteps below {n}")
+        ts = ts + offset
+    if final == "clean" and previous == "next":
+        return ts
+    if continuous:
+        raise ValueError("final='first' and previous='stride' are rules of discrete (DDPM/DDIM) schedules")
+    end = -1 if final == "clean" else 0  # -1: the processes' clean time
+    following = ts - n // len(ts) if previous == "stride" else torch.cat([ts[1:], ts.new_tensor([end])])
+    return torch.stack([ts, torch.where(following < 0, torch.full_like(ts, end), following)], dim=1)

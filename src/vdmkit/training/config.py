@@ -117,6 +117,9 @@ class TrainConfig:
     sample_prompts: tuple[str, ...] = ("a slow red circle moving right", "a fast blue square moving up")
     sample_steps: int = 25
     sample_guidance: float = 3.0
+    # start from the weights of a text-to-video checkpoint or run (e.g. `vdmkit inflate`'s output) describing this
+    # run's model (backbone, model, text encoder, diffusion, autoencoder); "" = from scratch. Ignored on --resume
+    init_from: str = ""
 
     def __post_init__(self):
         check_positive(self, ["steps", "batch_size", "log_every", "checkpoint_every", "keep_checkpoints",

@@ -27,7 +27,7 @@ from vdmkit.device import autocast, grad_scaler, memory_guard, resolve_device
 from vdmkit.diffusion.losses import diffusion_loss
 from vdmkit.distributed import barrier, collectives, join, mean
 from vdmkit.errors import ConfigError, NonFiniteError
-from vdmkit.io.checkpoint import CONFIG, WEIGHTS, Checkpoint, load_strict
+from vdmkit.io.checkpoint import CONFIG, WEIGHTS, Checkpoint, load_strict, open_checkpoint
 from vdmkit.io.video import upscale, write_video
 from vdmkit.pipelines import TextToVideo, pipeline_config
 from vdmkit.training.config import LatentConfig, RunConfig, resolve
@@ -105,6 +105,8 @@ def train(cfg: RunConfig, *, resume: bool = False, progress: bool = True) -> Pat
     pipe = TextToVideo(cfg.pipeline()).train()  # initialised on the CPU: the same weights on every device
     if cfg.latent.enabled:
         load_autoencoder_into(pipe, cfg.latent)  # frozen and trained: it travels in every checkpoint
+    if tc.init_from and start is None:
+        init_from(pipe, tc.init_from)  # pretrained weights (e.g. `vdmkit inflate`'s), for this very model
     pipe.to(device)
     ema = pipe.ema_copy().eval().requires_grad_(False)  # shares the frozen parts, copies the trained ones
     if world.distributed:
@@ -246,6 +248,24 @@ def write_previews(pipe: TextToVideo, cfg: RunConfig, path: Path, step: int) -> 
     write_video(path, u8, fps=PREVIEW_FPS, metadata=meta)
     write_video(path.with_suffix(".png"), u8[:: max(1, len(u8) // 8)])
     return path
+
+
+def init_from(pipe: TextToVideo, path: str) -> None:
+    """Load the weights of the text-to-video checkpoint (or run) at ``path``, strictly; ConfigError naming what
+    differs unless it describes the model ``pipe`` is (backbone, model, text encoder, diffusion, autoencoder)."""
+    ckpt = open_checkpoint(path, needs=(CONFIG, WEIGHTS))
+    saved, ours = pipeline_config(ckpt.read_json(CONFIG)), pipe.config
+    parts = {"backbone": (saved.backbone, ours.backbone), "text_encoder": (saved.text_encoder, ours.text_encoder)}
+    for name in ("model", "text", "diffusion"):
+        a, b = to_dict(getattr(saved, name)), to_dict(getattr(ours, name))
+        parts.update({f"{name}.{k}": (a.get(k), b.get(k)) for k in sorted(set(a) | set(b))})
+    parts.update({f"latent.{k}": (getattr(saved.latent, k), getattr(ours.latent, k)) for k in ("kind", "model", "sha256")})
+    differ = [f"{k} ({a!r} there, {b!r} here)" for k, (a, b) in parts.items() if to_dict(a) != to_dict(b)]
+    if differ:
+        raise ConfigError(f"train.init_from={path!r} holds another model than this run's: {'; '.join(differ[:6])}"
+                          f"{f' (+{len(differ) - 6} more)' if len(differ) > 6 else ''}. Use the config it was written "
+                          "with (`vdmkit inflate` writes finetune.yaml beside it)")
+    load_strict(pipe, ckpt.load_tensors(WEIGHTS), ckpt.directory)
 
 
 def resumed_state(ckpt: Checkpoint, cfg: RunConfig, pipe, ema) -> tuple[dict[str, torch.Tensor], dict]:

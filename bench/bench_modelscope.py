@@ -1,0 +1,162 @@
+"""ModelScope T2V at full size on this machine: vdmkit against diffusers on identical random weights.
+
+    .venv/bin/python bench/bench_modelscope.py build --out /tmp/modelscope-random      # once: diffusers saves it
+    .venv/bin/python bench/bench_modelscope.py step --folder /tmp/modelscope-random --lib diffusers   # then vdmkit
+    .venv/bin/python bench/bench_modelscope.py e2e --folder ... --lib vdmkit --dtype bf16 --steps 10
+
+``build`` makes a TextToVideoSDPipeline folder of the real configs (UNet3DConditionModel's defaults are
+text-to-video-ms-1.7b's, SD's AutoencoderKL, OpenCLIP ViT-H's text tower; a byte-level tokenizer stands in for the
+real vocabulary, the embedding table keeps its 49408 rows) with random weights and saves it with diffusers' own
+save_pretrained: never committed. ``step --lib L`` times one denoising step (the UNet on the CFG batch, 2 x 4 x 16 x 32 x 32
+latents: 16 frames of 256x256) for one library per process, after a warm-up; fp32 and bf16 (weights cast, pure);
+run it for both libraries back to back on an idle machine. ``e2e`` samples 16 frames at 256x256 end to end in a fresh process and reports its time and
+peak resident memory (VmHWM). Every line printed is JSON with the date, the machine and the torch threads.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import time
+from pathlib import Path
+
+import torch
+
+LATENTS = (2, 4, 16, 32, 32)  # CFG batch of one 16 x 256 x 256 video
+OPENCLIP_H_TEXT = dict(hidden_size=1024, intermediate_size=4096, num_hidden_layers=23, num_attention_heads=16,
+                       max_position_embeddings=77, vocab_size=49408, hidden_act="gelu", projection_dim=1024)
+SD_VAE = dict(block_out_channels=(128, 256, 512, 512), down_block_types=("DownEncoderBlock2D",) * 4,
+              up_block_types=("UpDecoderBlock2D",) * 4, layers_per_block=2, latent_channels=4, sample_size=256)
+MODELSCOPE_DDIM = dict(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012, clip_sample=False,
+                       prediction_type="epsilon", set_alpha_to_one=False, steps_offset=1)
+
+
+def record(**fields) -> None:
+    print(json.dumps({**fields, "date": time.strftime("%Y-%m-%d"), "machine": platform.machine(),
+                      "cpus": os.cpu_count(), "threads": torch.get_num_threads(),
+                      "load_1min": round(os.getloadavg()[0], 2)}), flush=True)
+
+
+def peak_rss_gib() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return round(int(line.split()[1]) / 2**20, 2)
+    return float("nan")
+
+
+def build(out: Path) -> None:
+    import diffusers
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+    from transformers.convert_slow_tokenizer import bytes_to_unicode
+
+    torch.manual_seed(0)
+    chars = list(bytes_to_unicode().values())
+    vocab = {t: i for i, t in enumerate(chars + [c + "</w>" for c in chars] + ["<|startoftext|>", "<|endoftext|>"])}
+    tokenizer = CLIPTokenizer(vocab=vocab, merges=[], model_max_length=77)
+    text = CLIPTextModel(CLIPTextConfig(**OPENCLIP_H_TEXT, bos_token_id=len(vocab) - 2, eos_token_id=len(vocab) - 1,
+                                        pad_token_id=len(vocab) - 1))
+    unet = diffusers.UNet3DConditionModel(sample_size=32)
+    with torch.no_grad():  # the zero-initialised temporal outputs too: every layer does work
+        for p in unet.parameters():
+            if not p.abs().sum():
+                p.normal_(std=0.02)
+    pipe = diffusers.TextToVideoSDPipeline(vae=diffusers.AutoencoderKL(**SD_VAE), text_encoder=text,
+                                           tokenizer=tokenizer, unet=unet,
+                                           scheduler=diffusers.DDIMScheduler(**MODELSCOPE_DDIM))
+    pipe.save_pretrained(str(out), safe_serialization=True)
+    record(stage="build", folder=str(out), unet_params=sum(p.numel() for p in unet.parameters()),
+           text_params=sum(p.numel() for p in text.parameters()))
+
+
+def timed(fn, repeats: int) -> float:
+    fn()  # warm-up
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+@torch.no_grad()
+def step(folder: Path, lib: str, repeats: int) -> None:
+    """One library per process (both UNets in one process would share, and fight over, 24 GiB)."""
+    g = torch.Generator().manual_seed(0)
+    x, ctx, t = torch.randn(LATENTS, generator=g), torch.randn(2, 77, 1024, generator=g), torch.tensor([500, 500])
+    if lib == "diffusers":
+        import diffusers
+
+        model = diffusers.UNet3DConditionModel.from_pretrained(str(folder / "unet")).eval()
+    else:
+        from vdmkit.pipelines import TextToVideo
+
+        model = TextToVideo.from_pretrained(folder).backbone.eval()  # the rest of the pipeline is dropped here
+    from vdmkit.conditioning.text import TextCondition
+
+    for dtype in (torch.float32, torch.bfloat16):
+        model.to(dtype)
+        xd, cd = x.to(dtype), ctx.to(dtype)
+        if lib == "diffusers":
+            def run():
+                return model(xd, t, encoder_hidden_states=cd).sample
+        else:
+            text = TextCondition(cd, torch.ones(2, 77, dtype=torch.bool), cd[:, 0])
+
+            def run():
+                return model(xd, t, text)
+        seconds = timed(run, repeats)
+        record(stage="unet step (CFG batch 2, 16x32x32 latents)", lib=lib, dtype=str(dtype).split(".")[-1],
+               seconds=round(seconds, 2), repeats=repeats, peak_rss_gib=peak_rss_gib())
+
+
+@torch.no_grad()
+def e2e(folder: Path, lib: str, dtype: str, steps: int) -> None:
+    latents = torch.randn(1, 4, 16, 32, 32, generator=torch.Generator().manual_seed(0))
+    prompt = ["a panda playing the guitar on a sunny beach"]
+    t0 = time.perf_counter()
+    if lib == "vdmkit":
+        from vdmkit.pipelines import TextToVideo
+
+        pipe = TextToVideo.from_pretrained(folder, dtype=dtype)
+        loaded = time.perf_counter()
+        video = pipe(prompt, steps=steps, frames=16, latents=latents)
+    else:
+        import diffusers
+
+        torch_dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[dtype]
+        pipe = diffusers.TextToVideoSDPipeline.from_pretrained(str(folder), torch_dtype=torch_dtype)
+        loaded = time.perf_counter()
+        video = pipe(prompt, num_inference_steps=steps, num_frames=16, latents=latents.to(torch_dtype),
+                     output_type="pt").frames
+    done = time.perf_counter()
+    record(stage="end to end, 16 frames 256x256", lib=lib, dtype=dtype, steps=steps, load_s=round(loaded - t0, 1),
+           sample_s=round(done - loaded, 1), per_step_s=round((done - loaded) / steps, 2),
+           output_shape=list(video.shape), peak_rss_gib=peak_rss_gib())
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("what", choices=("build", "step", "e2e"))
+    ap.add_argument("--out", type=Path, default=Path("/tmp/modelscope-random"))
+    ap.add_argument("--folder", type=Path, default=Path("/tmp/modelscope-random"))
+    ap.add_argument("--lib", choices=("vdmkit", "diffusers"), default="vdmkit")
+    ap.add_argument("--dtype", choices=("fp32", "bf16"), default="bf16")
+    ap.add_argument("--steps", type=int, default=10)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=0)
+    args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.what == "build":
+        build(args.out)
+    elif args.what == "step":
+        step(args.folder, args.lib, args.repeats)
+    else:
+        e2e(args.folder, args.lib, args.dtype, args.steps)
+
+
+if __name__ == "__main__":
+    main()

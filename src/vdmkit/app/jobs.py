@@ -1,0 +1,165 @@
+"""The generation queue: requests validated on submission, run one at a time by one worker thread (a CPU has no
+room for two), each job's state, sampler step and place in the queue readable at any time."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import threading
+import time
+from collections import OrderedDict, deque
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from vdmkit.errors import VdmkitError
+
+log = logging.getLogger("vdmkit.app")
+MAX_QUEUED = 16  # waiting jobs; more are refused with QueueFullError
+KEEP_FINISHED = 256  # finished jobs remembered for polling
+QUEUED, RUNNING, DONE, FAILED = "queued", "running", "done", "error"
+
+
+class QueueFullError(VdmkitError):
+    """Too many generation jobs are waiting; try again when some have finished."""
+
+
+@dataclass(eq=False)  # a job is itself: compared by identity
+class Job:
+    id: str
+    model: str  # the model's key in the app
+    path: Path  # its checkpoint or run folder
+    request: object = field(repr=False)  # a validated SampleRequest
+    status: str = QUEUED
+    step: int = 0
+    steps: int = 0  # sampler steps to run
+    file: str | None = None  # the video's name in the output folder, when done
+    error: str | None = None
+    warnings: list[str] = field(default_factory=list)
+    submitted: float = field(default_factory=time.time)
+    started: float | None = None
+    finished: float | None = None
+
+
+class JobQueue:
+    """``submit`` a validated request for a model; one worker thread samples jobs in order into ``out_dir``.
+
+    ``device`` and ``threads`` (torch CPU threads, 0 = torch's default) apply to the worker. The most recently used
+    pipeline stays loaded, so a series of requests to one model loads its weights once."""
+
+    def __init__(self, out_dir: str | Path, *, device: str = "auto", threads: int = 0, max_queued: int = MAX_QUEUED):
+        self.out_dir = Path(out_dir)
+        self.device, self.threads, self.max_queued = device, threads, max_queued
+        self._cond = threading.Condition()
+        self._pending: deque[Job] = deque()
+        self._jobs: OrderedDict[str, Job] = OrderedDict()
+        self._running: Job | None = None
+        self._worker: threading.Thread | None = None
+        self._closed = False
+        self._pipe = (None, None)  # (folder, loaded pipeline)
+
+    def submit(self, model: str, path: Path, request) -> Job:
+        job = Job(secrets.token_hex(8), model, Path(path), request, steps=len(request.ts))
+        with self._cond:
+            if self._closed:
+                raise QueueFullError("the server is shutting down; no new jobs are taken")
+            if len(self._pending) >= self.max_queued:
+                raise QueueFullError(f"{len(self._pending)} generations are already waiting (the limit is "
+                                     f"{self.max_queued}); try again in a minute")
+            self._pending.append(job)
+            self._jobs[job.id] = job
+            while len(self._jobs) > KEEP_FINISHED + self.max_queued + 1:
+                oldest = next(iter(self._jobs))
+                if self._jobs[oldest].status in (QUEUED, RUNNING):
+                    break
+                self._jobs.pop(oldest)
+            if self._worker is None:
+                self._worker = threading.Thread(target=self._work, name="vdmkit-generate", daemon=True)
+                self._worker.start()
+            self._cond.notify_all()
+        return job
+
+    def get(self, job_id: str) -> Job | None:
+        with self._cond:
+            return self._jobs.get(job_id)
+
+    def position(self, job: Job) -> int:
+        """How many jobs run or wait ahead of ``job`` (0 when it runs or has finished)."""
+        with self._cond:
+            if job.status != QUEUED:
+                return 0
+            ahead = list(self._pending).index(job) if job in self._pending else 0
+            return ahead + (self._running is not None)
+
+    def describe(self, job: Job) -> dict:
+        data = {"id": job.id, "model": job.model, "status": job.status, "step": job.step, "steps": job.steps,
+                "position": self.position(job), "error": job.error, "warnings": list(job.warnings),
+                "file": job.file, "seconds": None}
+        if job.started is not None:
+            data["seconds"] = round((job.finished or time.time()) - job.started, 2)
+        return data
+
+    def wait(self, job: Job, timeout: float = 60.0) -> Job:
+        """Block until ``job`` has finished (for tests and scripts); TimeoutError after ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while job.status in (QUEUED, RUNNING):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError(f"job {job.id} still {job.status} after {timeout} s")
+                self._cond.wait(left)
+        return job
+
+    def close(self, timeout: float = 30.0) -> None:
+        """Take no new jobs, drop the waiting ones, and let the running one finish."""
+        with self._cond:
+            self._closed = True
+            for job in self._pending:
+                job.status, job.error = FAILED, "the server stopped before this job ran"
+            self._pending.clear()
+            self._cond.notify_all()
+        if self._worker is not None:
+            self._worker.join(timeout)
+
+    def _work(self) -> None:
+        while True:
+            with self._cond:
+                while not self._pending and not self._closed:
+                    self._cond.wait()
+                if self._closed:
+                    return
+                job = self._running = self._pending.popleft()
+                job.status, job.started = RUNNING, time.time()
+            try:
+                self._run(job)
+                status, error = DONE, None
+            except (VdmkitError, ValueError, TypeError, MemoryError) as e:
+                status, error = FAILED, str(e)
+            except Exception as e:  # noqa: BLE001 - a job's failure must never stop the worker
+                log.exception("generation job %s failed", job.id)
+                status, error = FAILED, f"internal error ({type(e).__name__}: {e}); see the server's log"
+            with self._cond:
+                job.status, job.error, job.finished = status, error, time.time()
+                self._running = None
+                self._cond.notify_all()
+
+    def _run(self, job: Job) -> None:
+        import torch
+
+        from vdmkit.pipelines import TextToVideo
+        from vdmkit.pipelines.render import render_sample
+
+        if self.threads:
+            torch.set_num_threads(self.threads)
+        folder, pipe = self._pipe
+        if folder != job.path:
+            self._pipe = (None, None)  # free the old weights before loading new ones
+            pipe = TextToVideo.from_pretrained(job.path, device=self.device)
+            self._pipe = (job.path, pipe)
+
+        def progress(i, x, x0_hat):
+            job.step = i + 1
+
+        name = f"{time.strftime('%Y%m%d-%H%M%S')}-{job.id}.mp4"
+        result = render_sample(pipe, job.request, self.out_dir / name, callback=progress,
+                               extra={"model_name": job.model, "job": job.id})
+        job.warnings, job.file = result.warnings, name

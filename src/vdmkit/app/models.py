@@ -1,0 +1,56 @@
+"""The models the app offers: the bundled default (when this install has one) and every run or checkpoint folder
+under ``--runs``, found by their layout alone (no file is read), rescanned on each call so new runs appear. Requests
+name a model by its key here, never by a path."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from vdmkit.errors import ConfigError
+
+DEFAULT = "default"
+MANIFEST = "manifest.json"
+SCAN_DEPTH = 2  # runs/NAME and runs/GROUP/NAME
+
+
+def _is_model(path: Path) -> bool:
+    """A checkpoint folder (manifest.json) or a run folder (checkpoints/ with at least one step_*)."""
+    return (path / MANIFEST).is_file() or any((path / "checkpoints").glob("step_*"))
+
+
+def find_models(runs: str | os.PathLike | None) -> dict[str, Path]:
+    """Key -> checkpoint or run folder: ``default`` first when a default model is installed, then the folders under
+    ``runs`` (itself, or up to two levels below) keyed by their path relative to it."""
+    from vdmkit.pipelines.default import default_model
+
+    found: dict[str, Path] = {}
+    default = default_model()
+    if default is not None:
+        found[DEFAULT] = Path(default)
+    if runs is None or not Path(runs).is_dir():
+        return found
+    root = Path(runs)
+    if _is_model(root):
+        found[root.resolve().name] = root
+        return found
+    level = [root]
+    for _ in range(SCAN_DEPTH):
+        below = []
+        for folder in level:
+            for child in sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")):
+                if _is_model(child):
+                    key = child.relative_to(root).as_posix()
+                    found[key if key != DEFAULT or DEFAULT not in found else f"{key} (run)"] = child
+                else:
+                    below.append(child)
+        level = below
+    return found
+
+
+def resolve_model(models: dict[str, Path], key) -> Path:
+    """The folder of the model ``key``; a ConfigError listing the models on offer for any other name."""
+    if not isinstance(key, str) or key not in models:
+        offer = ", ".join(models) or f"none: train one into the --runs folder, e.g. `vdmkit train configs/tiny.yaml`"
+        raise ConfigError(f"unknown model {key!r}; models on offer: {offer}")
+    return models[key]

@@ -1,0 +1,387 @@
+"""`vdmkit serve`: the HTTP API and the pages (plain HTML/JS in static/) on FastAPI.
+
+Every bad request is a 4xx with ``{"error": "what to change"}``: the pages show that text. Requests name models,
+videos and studies by their keys, and file names are checked against a pattern and resolved inside their folder,
+so no request reaches a file outside the output and study folders. FastAPI is imported inside :func:`create_app`
+(the `app` extra), so importing this module costs nothing.
+"""
+
+# no `from __future__ import annotations`: FastAPI reads the request models from the route functions' annotations,
+# which must be the classes themselves (they are defined inside create_app, with the lazily imported pydantic)
+import json
+import re
+import secrets
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from vdmkit.app.jobs import MAX_QUEUED, JobQueue, QueueFullError
+from vdmkit.app.models import DEFAULT, find_models, resolve_model
+from vdmkit.app.ratings import CHOICES, summarise, summary_csv
+from vdmkit.app.store import DuplicateVoteError, Vote, VoteStore, check_rater
+from vdmkit.app.study import find_studies
+from vdmkit.app.text import MAX_PROMPT_CHARS, check_text
+from vdmkit.errors import ConstraintError, VdmkitError
+
+STATIC = Path(__file__).parent / "static"
+PAGES = {"/": ("generate.html", "generate"), "/gallery": ("gallery.html", "gallery"),
+         "/eval": ("eval.html", "human evaluation"), "/results": ("results.html", "results")}  # body, title
+MAX_BODY = 64 * 1024  # bytes of a request body: votes and generation requests are a few hundred
+MAX_FRAMES, MAX_SIDE = 64, 256  # a CPU demo: larger requests are refused before anything is allocated
+MAX_STEPS = 250
+MAX_GALLERY = 200
+MAX_BOOTSTRAP = 5000
+OUTPUT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}\.mp4(\.json)?$")
+
+
+@dataclass
+class Settings:
+    """Where the app finds models (``runs``) and studies, writes videos (``out``) and stores votes (``db``)."""
+
+    runs: Path | None = Path("runs")
+    out: Path = Path("outputs/app")
+    db: Path | None = None  # default: out/votes.sqlite
+    studies: list[Path] = field(default_factory=list)  # default: [out/studies]
+    device: str = "auto"
+    threads: int = 0
+    max_queued: int = MAX_QUEUED
+    allowed_hosts: list[str] | None = None  # Host headers to answer (None: any); refuses DNS-rebinding pages
+
+    def __post_init__(self):
+        self.out = Path(self.out)
+        self.db = Path(self.db) if self.db is not None else self.out / "votes.sqlite"
+        self.studies = [Path(p) for p in self.studies] or [self.out / "studies"]
+
+
+class NotFound(VdmkitError):
+    """A model, job, study, pair or file that does not exist (HTTP 404)."""
+
+
+def require_web_stack():
+    """Import FastAPI, or say how to install it."""
+    try:
+        import fastapi  # noqa: F401
+        import uvicorn  # noqa: F401
+    except ImportError as e:
+        raise VdmkitError(f"vdmkit serve needs the web stack ({e.name} is missing): pip install 'vdmkit[app]'") from e
+
+
+def check_prompt(prompt) -> str:
+    """The app samples text prompts only: unconditional sampling ("") is for `vdmkit sample`."""
+    return check_text(prompt, "prompt", MAX_PROMPT_CHARS, "describe the video, e.g. 'a slow red circle moving right'")
+
+
+def check_limits(frames: int | None, height: int | None, width: int | None, steps: int) -> None:
+    """The server's caps, checked before anything is allocated; the model's own rules come after."""
+    for name, value, cap in (("frames", frames, MAX_FRAMES), ("height", height, MAX_SIDE), ("width", width, MAX_SIDE),
+                             ("steps", steps, MAX_STEPS)):
+        if value is not None and value > cap:
+            raise ConstraintError(f"{name} {value} is above this server's limit of {cap}; ask for at most {cap} "
+                                  "(the command line `vdmkit sample` has no such limit)")
+
+
+def output_file(folder: Path, name: str) -> Path:
+    """The file ``name`` directly inside ``folder``: a generated video or its metadata, never anything else."""
+    if not isinstance(name, str) or not OUTPUT_NAME.match(name):
+        raise NotFound(f"no file {name!r} here")
+    root = folder.resolve()
+    path = (root / name).resolve()
+    if path.parent != root or not path.is_file():
+        raise NotFound(f"no file {name!r} here")
+    return path
+
+
+def gallery(folder: Path) -> list[dict]:
+    """Generated videos, newest first, with their metadata; files that are not plainly inside ``folder`` (links
+    out of it, files removed meanwhile) are left out, as :func:`output_file` would refuse them."""
+    found = []
+    for path in folder.glob("*.mp4") if folder.is_dir() else []:
+        try:
+            found.append((output_file(folder, path.name).stat().st_mtime, path.name))
+        except (NotFound, OSError):
+            continue
+    items = []
+    for _, name in sorted(found, reverse=True)[:MAX_GALLERY]:
+        try:
+            meta = json.loads(output_file(folder, name + ".json").read_text(encoding="utf-8"))
+        except (NotFound, OSError, ValueError):
+            meta = {}
+        items.append({"file": name, "url": f"/files/{name}", "metadata_url": f"/files/{name}.json", "metadata": meta})
+    return items
+
+
+def describe_model(key: str, path: Path) -> dict:
+    """A model's defaults and the samplers its process takes, from its config (no weights); or why it is unusable."""
+    from vdmkit.pipelines import open_model
+    from vdmkit.registry import SAMPLERS
+
+    try:
+        _, config = open_model(path)
+    except (VdmkitError, ValueError, OSError) as e:
+        return {"name": key, "usable": False, "error": str(e)}
+    process = config.diffusion.build_process().name
+    return {"name": key, "usable": True, "default": key == DEFAULT, "frames": config.frames, "height": config.height,
+            "width": config.width, "samplers": [n for n, e in SAMPLERS.items() if process in e.processes]}
+
+
+def create_app(settings: Settings):
+    """The FastAPI application of ``settings``; its job queue is ``app.state.jobs`` (close it when done)."""
+    require_web_stack()
+    from fastapi import FastAPI
+    from fastapi.exceptions import RequestValidationError
+    from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
+    from fastapi.staticfiles import StaticFiles
+    from pydantic import BaseModel, ConfigDict
+    from starlette.exceptions import HTTPException as StarletteHTTPException
+
+    from vdmkit.pipelines import make_request, open_model
+
+    settings.out.mkdir(parents=True, exist_ok=True)
+    store = VoteStore(settings.db)
+    jobs = JobQueue(settings.out, device=settings.device, threads=settings.threads, max_queued=settings.max_queued)
+
+    @asynccontextmanager
+    async def lifespan(app):
+        yield
+        jobs.close()  # the running job finishes; waiting ones are dropped
+
+    app = FastAPI(title="vdmkit", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
+    app.state.jobs, app.state.store, app.state.settings = jobs, store, settings
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+    class GenerateBody(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+        model: str | None = None
+        prompt: str
+        sampler: str = "ddim"
+        steps: int = 25
+        guidance: float = 3.0
+        seed: int | None = 0
+        frames: int | None = None
+        height: int | None = None
+        width: int | None = None
+
+    class VoteBody(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+        rater: str
+        pair: str
+        left: str
+        right: str
+        choice: str
+
+    def error(status: int, message: str) -> JSONResponse:
+        return JSONResponse({"error": message}, status_code=status)
+
+    @app.exception_handler(RequestValidationError)
+    def invalid(request, exc):
+        parts = []
+        for e in exc.errors():
+            if e.get("type") == "json_invalid":
+                parts.append(f"the request body is not valid JSON ({e.get('ctx', {}).get('error', 'parse error')})")
+                continue
+            where = ".".join(str(x) for x in e.get("loc", ()) if x != "body") or "request"
+            shown = repr(e.get("input"))
+            shown = shown if len(shown) <= 80 else shown[:77] + "..."
+            got = f" (got {shown})" if "input" in e and not isinstance(e["input"], dict) else ""
+            parts.append(f"{where}: {e.get('msg', 'invalid')}{got}")
+        return error(422, "; ".join(parts))
+
+    @app.exception_handler(StarletteHTTPException)
+    def http_error(request, exc):
+        return error(exc.status_code, str(exc.detail))
+
+    @app.exception_handler(NotFound)
+    def not_found(request, exc):
+        return error(404, str(exc))
+
+    @app.exception_handler(QueueFullError)
+    def busy(request, exc):
+        return error(429, str(exc))
+
+    @app.exception_handler(DuplicateVoteError)
+    def duplicate(request, exc):
+        return error(409, str(exc))
+
+    for kind in (VdmkitError, ValueError, TypeError):
+        app.add_exception_handler(kind, lambda request, exc: error(400, str(exc)))
+
+    def page(html: str):
+        return lambda: HTMLResponse(html)  # no parameters: FastAPI would read them from the query string
+
+    layout = (STATIC / "layout.html").read_text(encoding="utf-8")
+    for route, (name, title) in PAGES.items():
+        html = layout.replace("<!--title-->", title).replace("<!--body-->", (STATIC / name).read_text(encoding="utf-8"))
+        app.add_api_route(route, page(html), methods=["GET"], include_in_schema=False)
+
+    def studies():
+        return find_studies(settings.studies)
+
+    def study(name: str):
+        found = studies()[0]
+        if name not in found:
+            here = ", ".join(found) or "none (make one with `vdmkit human-eval create`)"
+            raise NotFound(f"no study {name!r}; studies here: {here}")
+        return found[name]
+
+    @app.get("/api/models")
+    def models():
+        found = find_models(settings.runs)
+        return {"models": [describe_model(k, p) for k, p in found.items()],
+                "limits": {"frames": MAX_FRAMES, "side": MAX_SIDE, "steps": MAX_STEPS, "prompt": MAX_PROMPT_CHARS}}
+
+    @app.post("/api/generate", status_code=202)
+    def generate(body: GenerateBody):
+        found = find_models(settings.runs)
+        if body.model is None and DEFAULT not in found:
+            raise ValueError(f"choose a model; on offer: {', '.join(found) or 'none'}")
+        key = body.model if body.model is not None else DEFAULT
+        path = resolve_model(found, key)
+        prompt = check_prompt(body.prompt)
+        check_limits(body.frames, body.height, body.width, body.steps)
+        ckpt, config = open_model(path)  # the config alone: no weights before the request is valid
+        request = make_request(config, [prompt], frames=body.frames, height=body.height, width=body.width,
+                               steps=body.steps, sampler=body.sampler, guidance=body.guidance, seed=body.seed)
+        return jobs.describe(jobs.submit(key, ckpt.directory, request))
+
+    @app.get("/api/jobs/{job_id}")
+    def job(job_id: str):
+        found = jobs.get(job_id)
+        if found is None:
+            raise NotFound(f"no job {job_id!r} (finished jobs are forgotten after a while, and when the server restarts)")
+        data = jobs.describe(found)
+        if data["file"]:
+            data["url"], data["metadata_url"] = f"/files/{data['file']}", f"/files/{data['file']}.json"
+        return data
+
+    @app.get("/api/gallery")
+    def list_gallery():
+        return {"videos": gallery(settings.out)}
+
+    @app.get("/files/{name}")
+    def files(name: str):
+        path = output_file(settings.out, name)
+        download = {"Content-Disposition": f'attachment; filename="{name}"'} if name.endswith(".json") else None
+        return FileResponse(path, media_type="application/json" if name.endswith(".json") else "video/mp4",
+                            headers=download)
+
+    @app.get("/api/studies")
+    def list_studies():
+        found, problems = studies()
+        return {"studies": [{"name": s.name, "models": list(s.models), "pairs": len(s.pairs),
+                             "votes": store.count(s.name)} for s in found.values()], "problems": problems}
+
+    @app.get("/api/studies/{name}/next")
+    def next_pair(name: str, rater: str):
+        s = study(name)
+        rater = check_rater(rater)
+        done = store.voted_pairs(s.name, rater)
+        left = [p for p in s.pairs.values() if p.id not in done]
+        if not left:
+            return {"finished": True, "done": len(done), "total": len(s.pairs)}
+        pair = secrets.choice(left)
+        order = list(pair.videos)
+        if secrets.randbelow(2):
+            order.reverse()
+        return {"finished": False, "pair": pair.id, "prompt": pair.prompt, "done": len(done), "total": len(s.pairs),
+                **{side: {"id": vid, "url": f"/studies/{s.name}/videos/{vid}.mp4"}
+                   for side, vid in zip(("left", "right"), order)}}
+
+    @app.post("/api/studies/{name}/votes", status_code=201)
+    def vote(name: str, body: VoteBody):
+        s = study(name)
+        rater = check_rater(body.rater)
+        if body.choice not in CHOICES:
+            raise ValueError(f"choice must be one of {', '.join(CHOICES)}, got {body.choice!r}")
+        pair = s.pairs.get(body.pair)
+        if pair is None:
+            raise NotFound(f"study {s.name!r} has no pair {body.pair!r}")
+        if sorted((body.left, body.right)) != sorted(pair.videos):
+            raise ValueError(f"left and right must be the two videos of pair {pair.id!r}, got {body.left!r} and "
+                             f"{body.right!r}; reload the page")
+        row = store.add(Vote(rater, s.name, pair.id, pair.prompt, pair.seed, s.videos[body.left]["model"],
+                             s.videos[body.right]["model"], body.choice))
+        return {"id": row, "done": len(store.voted_pairs(s.name, rater)), "total": len(s.pairs)}
+
+    @app.get("/studies/{name}/videos/{file}")
+    def study_video(name: str, file: str):
+        s = study(name)
+        if not file.endswith(".mp4"):
+            raise NotFound(f"no video {file!r} in study {name!r}")
+        try:
+            path = s.video_path(file[:-len(".mp4")])
+        except KeyError:
+            raise NotFound(f"no video {file!r} in study {name!r}") from None
+        return FileResponse(output_file(path.parent, path.name), media_type="video/mp4")
+
+    def results_of(name: str, bootstrap: int) -> dict:
+        s = study(name)
+        if not 0 <= bootstrap <= MAX_BOOTSTRAP:
+            raise ValueError(f"bootstrap must be in [0, {MAX_BOOTSTRAP}] resamples, got {bootstrap}")
+        votes = [(v.left_model, v.right_model, v.choice) for v in store.votes(s.name)]
+        return {"study": s.name, **summarise(votes, s.models, n_boot=bootstrap)}
+
+    @app.get("/api/studies/{name}/results")
+    def results(name: str, bootstrap: int = 1000):
+        return results_of(name, bootstrap)
+
+    @app.get("/api/studies/{name}/results.{fmt}")
+    def export(name: str, fmt: str, bootstrap: int = 1000):
+        data = results_of(name, bootstrap)
+        headers = {"Content-Disposition": f'attachment; filename="{data["study"]}-results.{fmt}"'}
+        if fmt == "json":
+            return Response(json.dumps(data, indent=1), media_type="application/json", headers=headers)
+        if fmt == "csv":
+            return Response(summary_csv(data), media_type="text/csv", headers=headers)
+        raise NotFound(f"results come as .json or .csv, not .{fmt}")
+
+    if settings.allowed_hosts is not None:
+        from starlette.middleware.trustedhost import TrustedHostMiddleware
+
+        app.add_middleware(TrustedHostMiddleware, allowed_hosts=settings.allowed_hosts)
+    app.add_middleware(BodyLimit, limit=MAX_BODY)
+    return app
+
+
+class BodyLimit:
+    """ASGI middleware: refuse request bodies over ``limit`` bytes with 413, by Content-Length or, for a streamed
+    body, as soon as it has sent too much (the application then sees the client disconnect and its answer is
+    dropped)."""
+
+    def __init__(self, app, limit: int):
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        length = dict(scope.get("headers") or []).get(b"content-length")
+        if length is not None and (not length.isdigit() or int(length) > self.limit):
+            return await self._refuse(send)
+        seen, refused, started = 0, False, False
+
+        async def counted():
+            nonlocal seen, refused
+            if refused:
+                return {"type": "http.disconnect"}
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > self.limit:
+                refused = True
+                if not started:
+                    await self._refuse(send)
+                return {"type": "http.disconnect"}
+            return message
+
+        async def guarded(message):
+            nonlocal started
+            if refused:
+                return  # the 413 has been sent
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        await self.app(scope, counted, guarded)
+
+    async def _refuse(self, send):
+        body = json.dumps({"error": f"request body over {self.limit // 1024} KiB; requests here are small JSON"}).encode()
+        await send({"type": "http.response.start", "status": 413,
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body", "body": body})

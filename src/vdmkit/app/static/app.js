@@ -1,0 +1,67 @@
+// Shared helpers of the vdmkit pages: JSON calls that turn any error into a readable message, and the nav bar.
+"use strict";
+
+async function api(path, options = {}) {
+  const init = { ...options, headers: { "Content-Type": "application/json", ...(options.headers || {}) } };
+  let response;
+  try {
+    response = await fetch(path, init);
+  } catch (err) {
+    throw new Error(`the server did not answer (${err.message}); is vdmkit serve still running?`);
+  }
+  let data = null;
+  try { data = await response.json(); } catch (_) { /* not JSON */ }
+  if (!response.ok) {
+    const message = data && data.error ? data.error : response.statusText;
+    const error = new Error(`${message} (HTTP ${response.status})`);
+    error.status = response.status;
+    throw error;
+  }
+  return data;
+}
+
+function showError(element, err) {
+  element.textContent = err ? (err.message || String(err)) : "";
+  element.hidden = !err;
+}
+
+function nav(here) {
+  const links = [["/", "Generate"], ["/gallery", "Gallery"], ["/eval", "Human evaluation"], ["/results", "Results"]];
+  const bar = document.createElement("nav");
+  const title = document.createElement("strong");
+  title.textContent = "vdmkit";
+  bar.append(title);
+  for (const [href, text] of links) {
+    const a = document.createElement("a");
+    a.href = href;
+    a.textContent = text;
+    if (href === here) a.className = "here";
+    bar.append(a);
+  }
+  document.body.prepend(bar);
+}
+
+function cell(row, text, cls) {
+  const td = document.createElement("td");
+  td.textContent = text;
+  if (cls) td.className = cls;
+  row.append(td);
+  return td;
+}
+
+function fmt(x, digits) {
+  return x === null || x === undefined ? "–" : Number(x).toFixed(digits);
+}
+
+async function fillStudies(select, chosen) {
+  const data = await api("/api/studies");
+  select.replaceChildren();
+  for (const study of data.studies) {
+    const option = document.createElement("option");
+    option.value = study.name;
+    option.textContent = `${study.name} (${study.pairs} pairs, ${study.votes} votes)`;
+    select.append(option);
+  }
+  if (chosen && data.studies.some(s => s.name === chosen)) select.value = chosen;
+  return data;
+}

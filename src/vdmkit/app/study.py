@@ -1,0 +1,237 @@
+"""A human-evaluation study on disk: every model sampled on the same prompts and seeds, and the pairs to compare.
+
+    STUDY_DIR/study.json         models, settings, videos (id -> model, prompt, seed), pairs (id -> two video ids)
+    STUDY_DIR/videos/<id>.mp4    pre-generated videos; ids are random, so a file name says nothing of its model
+    STUDY_DIR/videos/<id>.mp4.json  their sampling metadata (never served to raters: it names the model)
+
+:func:`create_study` makes one (`vdmkit human-eval create`); :func:`load_study` opens and checks one.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import re
+import secrets
+import shutil
+import sys
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable
+
+from vdmkit.app.text import MAX_PROMPT_CHARS, check_text
+from vdmkit.errors import ConfigError
+
+FORMAT, FORMAT_VERSION = "vdmkit-human-eval-study", 1
+STUDY_FILE, VIDEO_DIR = "study.json", "videos"
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+VIDEO_ID = re.compile(r"^[0-9a-f]{16}$")
+MAX_ITEMS = 10_000
+
+
+@dataclass(frozen=True)
+class Pair:
+    id: str
+    prompt: str
+    seed: int
+    videos: tuple[str, str]  # video ids, in no meaningful order (the page shuffles them)
+
+
+@dataclass
+class Study:
+    name: str
+    directory: Path
+    models: dict[str, dict]  # name -> {path, sha256}
+    videos: dict[str, dict]  # id -> {model, prompt, seed}
+    pairs: dict[str, Pair]
+    settings: dict
+
+    def video_path(self, video_id: str) -> Path:
+        """The file of a video of this study; KeyError for an id that is not one of its videos."""
+        if not isinstance(video_id, str) or not VIDEO_ID.match(video_id) or video_id not in self.videos:
+            raise KeyError(video_id)
+        return self.directory / VIDEO_DIR / f"{video_id}.mp4"
+
+
+def check_name(name: str, what: str = "study name") -> str:
+    if not isinstance(name, str) or not NAME_PATTERN.match(name):
+        raise ValueError(f"{what} {name!r} must be 1-64 letters, digits, '_', '.' or '-', starting with a letter "
+                         "or digit")
+    return name
+
+
+def read_prompts(path: str | os.PathLike) -> list[str]:
+    """One prompt per line (UTF-8); blank lines are skipped. Refuses a missing or empty file, invalid UTF-8, control
+    characters (NUL, tabs) and over-long lines, naming the line."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"--prompts {str(path)!r} is not a file; give a text file with one prompt per line")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise ValueError(f"--prompts {str(path)!r} is not UTF-8 text ({e})") from e
+    prompts = []
+    for number, line in enumerate(text.splitlines(), 1):
+        if line.strip():
+            prompts.append(check_text(line, f"{str(path)!r} line {number}", MAX_PROMPT_CHARS, "(not reached)"))
+    if not prompts:
+        raise ValueError(f"--prompts {str(path)!r} holds no prompt; write one prompt per line")
+    return prompts
+
+
+def plan_items(prompts: list[str], n: int, seed: int) -> list[tuple[str, int]]:
+    """The n (prompt, seed) items of a study: the prompts in turn; each pass over them uses the next seed."""
+    if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= MAX_ITEMS:
+        raise ValueError(f"--n must be an integer in [1, {MAX_ITEMS}], got {n!r}")
+    return [(prompts[k % len(prompts)], seed + k // len(prompts)) for k in range(n)]
+
+
+def write_study(directory: str | os.PathLike, name: str, models: dict[str, dict], videos: dict[str, dict],
+                settings: dict | None = None) -> Path:
+    """Write ``study.json`` for the videos already under ``directory/videos``: every two videos of one (prompt,
+    seed) from two different models make a pair. Returns the file."""
+    from vdmkit.io.atomic import write_text_atomic
+
+    groups: dict[tuple[str, int], list[str]] = {}
+    for vid, info in videos.items():
+        groups.setdefault((info["prompt"], info["seed"]), []).append(vid)
+    pairs = []
+    for (prompt, seed), ids in groups.items():
+        ids = sorted(ids, key=lambda v: list(models).index(videos[v]["model"]))
+        for a, b in itertools.combinations(ids, 2):
+            pairs.append({"id": f"p{len(pairs):05d}", "prompt": prompt, "seed": seed, "videos": [a, b]})
+    doc = {"format": FORMAT, "format_version": FORMAT_VERSION, "name": check_name(name),
+           "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "models": models,
+           "settings": settings or {}, "videos": videos, "pairs": pairs}
+    path = Path(directory) / STUDY_FILE
+    write_text_atomic(path, json.dumps(doc, indent=1, sort_keys=True))
+    return path
+
+
+def load_study(directory: str | os.PathLike) -> Study:
+    """Open the study in ``directory`` and check it: format, every video present, every pair two videos of the
+    same prompt and seed from two different models."""
+    directory = Path(directory)
+    path = directory / STUDY_FILE
+    if not path.is_file():
+        raise ConfigError(f"{str(directory)!r} holds no {STUDY_FILE}: not a study (make one with "
+                          "`vdmkit human-eval create`)")
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ConfigError(f"{str(path)!r} is not valid JSON ({e})") from e
+    if not isinstance(doc, dict) or doc.get("format") != FORMAT or doc.get("format_version") != FORMAT_VERSION:
+        raise ConfigError(f"{str(path)!r} is not a {FORMAT} v{FORMAT_VERSION} file")
+    try:
+        name = check_name(doc.get("name"))
+    except ValueError as e:
+        raise ConfigError(f"{str(path)!r}: {e}") from e
+    videos, models = doc.get("videos") or {}, doc.get("models") or {}
+    for vid, info in videos.items():
+        if not isinstance(info, dict) or not VIDEO_ID.match(vid) or info.get("model") not in models:
+            model = info.get("model") if isinstance(info, dict) else None
+            raise ConfigError(f"{str(path)!r}: video {vid!r} has a bad id or an unknown model {model!r}")
+        if not (directory / VIDEO_DIR / f"{vid}.mp4").is_file():
+            raise ConfigError(f"{str(directory)!r}: video {VIDEO_DIR}/{vid}.mp4 is missing")
+    pairs = {}
+    for item in doc.get("pairs") or []:
+        try:
+            a, b = item["videos"]
+            str(item["id"]), item["prompt"], item["seed"]
+        except (KeyError, TypeError, ValueError) as e:
+            raise ConfigError(f"{str(path)!r}: pair entry {item!r} is malformed ({type(e).__name__}: {e})") from e
+        if a not in videos or b not in videos or videos[a]["model"] == videos[b]["model"] or any(
+                (videos[v]["prompt"], videos[v]["seed"]) != (item["prompt"], item["seed"]) for v in (a, b)):
+            raise ConfigError(f"{str(path)!r}: pair {item['id']!r} is not two models' videos of one prompt and seed")
+        pairs[item["id"]] = Pair(item["id"], item["prompt"], item["seed"], (a, b))
+    if not pairs:
+        raise ConfigError(f"{str(path)!r} has no pairs to compare")
+    return Study(name, directory, models, videos, pairs, doc.get("settings") or {})
+
+
+def find_studies(folders: list[Path]) -> tuple[dict[str, Study], list[str]]:
+    """Studies in ``folders`` (each a study, or a folder of studies), and a line for each one that cannot be used
+    (broken, or a second study of one name), so that one bad study does not hide the others."""
+    found: dict[str, Study] = {}
+    problems: list[str] = []
+    for folder in map(Path, folders):
+        if (folder / STUDY_FILE).is_file():
+            candidates = [folder]
+        elif folder.is_dir():
+            candidates = sorted(p for p in folder.iterdir() if (p / STUDY_FILE).is_file())
+        else:
+            continue
+        for directory in candidates:
+            try:
+                study = load_study(directory)
+            except (ConfigError, ValueError, KeyError, TypeError) as e:
+                problems.append(f"{str(directory)!r}: {e}")
+                continue
+            if study.name in found and found[study.name].directory.resolve() != study.directory.resolve():
+                problems.append(f"{str(directory)!r}: another study is named {study.name!r} "
+                                f"({str(found[study.name].directory)!r}); rename one in its {STUDY_FILE}")
+                continue
+            found[study.name] = study
+    return found, problems
+
+
+def _progress(done: int, total: int, label: str) -> None:
+    print(f"[{done}/{total}] {label}", file=sys.stderr, flush=True)
+
+
+def create_study(models: list[str], prompts_file: str | os.PathLike, n: int, out: str | os.PathLike, *,
+                 steps: int = 25, sampler: str = "ddim", guidance: float = 3.0, seed: int = 0, device: str = "auto",
+                 name: str | None = None, progress: Callable[[int, int, str], None] = _progress) -> Path:
+    """Sample every model on n (prompt, seed) items of ``prompts_file`` (fixed seeds: item k uses prompt k mod P and
+    seed ``seed + k // P``) into a new study folder ``out``; every two models are paired on every item. Everything
+    is checked before any weights load; the folder appears only when complete. Returns it."""
+    from vdmkit.device import resolve_device
+    from vdmkit.pipelines import TextToVideo, make_request, open_model
+    from vdmkit.pipelines.render import render_sample
+
+    out = Path(out)
+    name = check_name(name if name is not None else out.name)
+    if len(models) < 2:
+        raise ValueError(f"--models needs at least two models to compare, got {len(models)}")
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise FileExistsError(f"--out {str(out)!r} exists and is not an empty folder; choose a new study folder")
+    items = plan_items(read_prompts(prompts_file), n, seed)
+    device = resolve_device(device)
+    opened, seen = {}, {}
+    for label in models:
+        ckpt, config = open_model(label)
+        if ckpt.directory.resolve() in seen:
+            raise ValueError(f"--models {seen[ckpt.directory.resolve()]!r} and {label!r} are the same checkpoint "
+                             f"{str(ckpt.directory)!r}; compare different models")
+        seen[ckpt.directory.resolve()] = label
+        requests = [make_request(config, [p], steps=steps, sampler=sampler, guidance=guidance, seed=s) for p, s in items]
+        opened[label] = (ckpt, requests)
+
+    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    (tmp / VIDEO_DIR).mkdir(parents=True)
+    try:
+        videos, info, total, done = {}, {}, len(models) * len(items), 0
+        for label, (ckpt, requests) in opened.items():
+            pipe = TextToVideo.from_pretrained(ckpt, device=device)
+            info[label] = {"path": str(ckpt.directory), "sha256": pipe.model_sha256}
+            for request in requests:
+                vid, start = secrets.token_hex(8), time.perf_counter()
+                render_sample(pipe, request, tmp / VIDEO_DIR / f"{vid}.mp4", extra={"study": name, "model_name": label})
+                videos[vid] = {"model": label, "prompt": request.prompts[0], "seed": request.seed}
+                done += 1
+                progress(done, total, f"{label}: {request.prompts[0]!r} seed {request.seed} "
+                                      f"({time.perf_counter() - start:.1f} s)")
+            del pipe
+        settings = {"steps": steps, "sampler": sampler, "guidance": guidance, "seed": seed, "n": n,
+                    "device": str(device), "prompts_file": str(prompts_file)}
+        write_study(tmp, name, info, videos, settings)
+        if out.exists():
+            out.rmdir()  # empty (checked above)
+        os.replace(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out

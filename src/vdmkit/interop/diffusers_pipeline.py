@@ -1,0 +1,214 @@
+"""A diffusers pipeline folder (``model_index.json``; ``unet/``, ``vae/`` AutoencoderKL, ``text_encoder/``
+CLIPTextModel, ``tokenizer/`` CLIPTokenizer, ``scheduler/``) read into vdmkit's own parts: a text-to-video folder's
+UNet3DConditionModel into UNet3D (interop.diffusers_unet), a Stable Diffusion folder's UNet2DConditionModel inflated
+into one, with AnimateDiff motion modules (interop.animatediff), the VAE into the frame VAE, the text encoder into
+conditioning.clip, the scheduler config into a noise process and sampling defaults. Only safetensors weights load;
+options vdmkit cannot reproduce are ConfigErrors naming them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from vdmkit.autoencoders.frame_vae import DIFFUSERS_WEIGHTS, FrameVAEConfig, config_from_diffusers, convert_legacy_attention
+from vdmkit.backbones.unet3d import UNet3DConfig
+from vdmkit.conditioning.clip import ClipTextConfig, read_clip_config
+from vdmkit.diffusion.config import DiffusionConfig
+from vdmkit.diffusion.schedules import SCALED_LINEAR_BETA_END, SCALED_LINEAR_BETA_START
+from vdmkit.errors import ConfigError, CorruptCheckpointError
+from vdmkit.interop.animatediff import MotionAdapterFile, inflate_weights, read_motion_adapter, unet2d_config
+from vdmkit.interop.diffusers_unet import from_diffusers, unet3d_config
+from vdmkit.io.checkpoint import MANIFEST, folder_config, folder_weights, load_tensors, sha256_file
+
+MODEL_INDEX = "model_index.json"
+TEXT_PARTS = {"vae": ("AutoencoderKL",), "text_encoder": ("CLIPTextModel", "CLIPTextModelWithProjection"),
+              "tokenizer": ("CLIPTokenizer", "CLIPTokenizerFast")}
+PIPELINES = {  # pipeline class -> {component: the classes vdmkit loads for it}
+    "TextToVideoSDPipeline": {"unet": ("UNet3DConditionModel",), **TEXT_PARTS},
+    "StableDiffusionPipeline": {"unet": ("UNet2DConditionModel",), **TEXT_PARTS},  # inflated to video
+}
+INFLATED = "StableDiffusionPipeline"
+# Stable Diffusion 1.x folders name PNDM, which vdmkit does not implement: the inflated model keeps its noise process
+# and timestep rules (set_alpha_to_one, steps_offset, spacing) and samples with DDIM
+SAMPLED_AS_DDIM = ("PNDMScheduler",)
+SD_GUIDANCE = 7.5  # StableDiffusionPipeline's and AnimateDiffPipeline's guidance_scale
+SCHEDULERS = {"DDIMScheduler": "ddim", "DDPMScheduler": "ddpm", "DPMSolverMultistepScheduler": "dpmpp_2m",
+              "UniPCMultistepScheduler": "unipc"}
+BETAS = {"linear": ("linear", 1e-4, 0.02), "scaled_linear": ("scaled_linear", SCALED_LINEAR_BETA_START,
+                                                              SCALED_LINEAR_BETA_END),
+         "squaredcos_cap_v2": ("cosine", None, None)}
+PREDICTIONS = {"epsilon": "eps", "v_prediction": "v", "sample": "x0"}
+TEXT_WEIGHTS = "model.safetensors"
+DEFAULT_FRAMES = 16  # TextToVideoSDPipeline's num_frames
+DEFAULT_GUIDANCE = 9.0  # TextToVideoSDPipeline's guidance_scale
+DEFAULT_STEPS = 50
+
+
+def is_diffusers_folder(path: str | os.PathLike) -> bool:
+    return (Path(path) / MODEL_INDEX).is_file()
+
+
+def refuse_component_folder(path: str | os.PathLike) -> None:
+    """ConfigError when ``path`` is one component of a diffusers pipeline (a UNet folder alone, ...), saying what a
+    text-to-video model needs besides it."""
+    config = Path(path) / "config.json"
+    if not (Path(path).is_dir() and config.is_file() and not (Path(path) / MANIFEST).is_file()):
+        return
+    try:
+        name = folder_config(path, "diffusers component").get("_class_name")
+    except CorruptCheckpointError:
+        return
+    if name in ("UNet2DConditionModel", "UNet3DConditionModel", "UNetMotionModel", "MotionAdapter", "AutoencoderKL"):
+        raise ConfigError(
+            f"{str(path)!r} is a diffusers {name} folder alone; a text-to-video model also needs the pipeline's vae/, "
+            f"text_encoder/, tokenizer/ and scheduler/: pass the pipeline folder that holds them (the one with "
+            f"{MODEL_INDEX}, e.g. a StableDiffusionPipeline saved by save_pretrained), and AnimateDiff motion modules "
+            "as motion_adapter= / --motion-adapter; for an inflated UNet alone use "
+            "vdmkit.interop.animatediff.inflated_unet(unet_folder, motion_adapter)")
+
+
+@dataclass
+class FolderParts:
+    """What a diffusers folder describes, in vdmkit's configs (no weights read)."""
+
+    unet: UNet3DConfig
+    text: ClipTextConfig
+    vae: FrameVAEConfig
+    diffusion: DiffusionConfig
+    sampling: dict
+    frames: int
+    height: int
+    width: int
+
+
+def scheduler_config(raw: dict) -> tuple[DiffusionConfig, dict]:
+    """(noise process, sampling defaults) of a diffusers scheduler config; ConfigError for what vdmkit cannot honour."""
+    name = raw.get("_class_name", "DDIMScheduler")
+    if name not in SCHEDULERS:
+        raise ConfigError(f"scheduler {name!r} is not supported; vdmkit maps {', '.join(SCHEDULERS)}")
+    schedule = raw.get("beta_schedule", "linear")
+    if schedule not in BETAS or raw.get("trained_betas") is not None:
+        raise ConfigError(f"beta_schedule={schedule!r} (trained_betas={raw.get('trained_betas') is not None}) cannot "
+                          f"be honoured; vdmkit has {', '.join(BETAS)}")
+    ours, start, end = BETAS[schedule]
+    given = (raw.get("beta_start", 0.0001), raw.get("beta_end", 0.02))  # diffusers' defaults
+    betas = None if start is None or (abs(given[0] - start) < 1e-12 and abs(given[1] - end) < 1e-12) else given
+    prediction = raw.get("prediction_type", "epsilon")
+    if prediction not in PREDICTIONS:
+        raise ConfigError(f"prediction_type={prediction!r} cannot be honoured; vdmkit has {', '.join(PREDICTIONS)}")
+    refused = {"clip_sample": False, "thresholding": False, "use_karras_sigmas": False, "use_exponential_sigmas": False,
+               "use_beta_sigmas": False, "final_sigmas_type": "zero", "timestep_type": "discrete",
+               "variance_type": "fixed_small", "algorithm_type": "dpmsolver++", "solver_order": 2, "solver_type": "bh2",
+               "lower_order_final": True, "euler_at_final": False}
+    applies = {"DDIMScheduler": ("clip_sample", "thresholding"), "DDPMScheduler": ("clip_sample", "thresholding",
+                                                                                   "variance_type"),
+               "DPMSolverMultistepScheduler": ("thresholding", "use_karras_sigmas", "use_exponential_sigmas",
+                                               "use_beta_sigmas", "final_sigmas_type", "algorithm_type", "solver_order",
+                                               "lower_order_final", "euler_at_final"),
+               "UniPCMultistepScheduler": ("thresholding", "use_karras_sigmas", "solver_type", "lower_order_final")}
+    for key in applies[name]:
+        if key in raw and raw[key] != refused[key] and not (key == "variance_type" and raw[key] is None):
+            raise ConfigError(f"{name} option {key}={raw[key]!r} cannot be honoured (vdmkit's sampler computes "
+                              f"{key}={refused[key]!r})")
+    spacing = raw.get("timestep_spacing", "leading")
+    multistep = name in ("DPMSolverMultistepScheduler", "UniPCMultistepScheduler")
+    if multistep and spacing != "trailing":
+        raise ConfigError(f"{name} with timestep_spacing={spacing!r} places its steps its own way; vdmkit reproduces "
+                          "it with timestep_spacing='trailing'")
+    if spacing not in ("leading", "linspace", "trailing"):
+        raise ConfigError(f"timestep_spacing={spacing!r} cannot be honoured")
+    diffusion = DiffusionConfig(process="vp", schedule=ours, num_train_steps=raw.get("num_train_timesteps", 1000),
+                                zero_terminal_snr=bool(raw.get("rescale_betas_zero_snr", False)),
+                                prediction=PREDICTIONS[prediction], betas=betas)
+    sampling = {"sampler": SCHEDULERS[name], "steps": DEFAULT_STEPS, "guidance": DEFAULT_GUIDANCE, "spacing": spacing,
+                "offset": raw.get("steps_offset", 0) if spacing == "leading" and not multistep else 0,
+                "final": "first" if name == "DDIMScheduler" and not raw.get("set_alpha_to_one", True) else "clean",
+                "previous": "stride" if name == "DDIMScheduler" else "next"}
+    return diffusion, sampling
+
+
+class DiffusersFolder:
+    """An opened diffusers pipeline folder: ``parts`` (configs, read now) and ``weights(own)`` (read on demand,
+    each file hashed once). A Stable Diffusion folder's image UNet is inflated to video, its motion modules from
+    ``motion_adapter`` (a MotionAdapter folder or safetensors file) or starting as the identity."""
+
+    def __init__(self, folder: str | os.PathLike, motion_adapter: str | os.PathLike | None = None):
+        self.directory = Path(folder)
+        index = folder_config(self.directory, "diffusers pipeline", MODEL_INDEX)
+        kind = index.get("_class_name")
+        if kind not in PIPELINES:
+            raise ConfigError(f"{str(self.directory / MODEL_INDEX)!r} names {kind!r}; vdmkit loads "
+                              f"{', '.join(PIPELINES)} folders")
+        self.inflated = kind == INFLATED
+        if motion_adapter is not None and not self.inflated:
+            raise ConfigError(f"motion adapters load onto Stable Diffusion image UNets ({INFLATED} folders); "
+                              f"{str(self.directory)!r} is a {kind} folder")
+        schedulers = tuple(SCHEDULERS) + (SAMPLED_AS_DDIM if self.inflated else ())
+        for component, classes in {**PIPELINES[kind], "scheduler": schedulers}.items():
+            entry = index.get(component)
+            named = entry[1] if isinstance(entry, (list, tuple)) and len(entry) == 2 else None
+            if named not in classes:
+                raise ConfigError(f"{MODEL_INDEX}: {component} is {named!r}; vdmkit loads {', '.join(classes)}")
+            if not (self.directory / component).is_dir():
+                raise CorruptCheckpointError(f"{str(self.directory)!r} lacks the {component}/ folder its "
+                                             f"{MODEL_INDEX} names")
+        unet_raw = folder_config(self.directory / "unet", f"diffusers {PIPELINES[kind]['unet'][0]}")
+        self.adapter: MotionAdapterFile | None = None
+        if self.inflated:
+            self.adapter = read_motion_adapter(motion_adapter) if motion_adapter is not None else None
+            unet = unet2d_config(unet_raw, self.adapter)
+        else:
+            unet = unet3d_config(unet_raw)
+        vae = config_from_diffusers(folder_config(self.directory / "vae", "diffusers AutoencoderKL"))
+        clip = read_clip_config(self.directory / "text_encoder")
+        tokenizer = folder_config(self.directory / "tokenizer", "CLIP tokenizer", "tokenizer_config.json")
+        raw = folder_config(self.directory / "scheduler", "diffusers scheduler", "scheduler_config.json")
+        if raw.get("_class_name") in SAMPLED_AS_DDIM:
+            raw = {**{k: v for k, v in raw.items() if k != "skip_prk_steps"}, "_class_name": "DDIMScheduler"}
+        diffusion, sampling = scheduler_config(raw)
+        if self.inflated:
+            sampling["guidance"] = SD_GUIDANCE
+        factor = 2 ** (len(vae.block_out_channels) - 1)
+        size = (unet_raw.get("sample_size") or 32) * factor
+        self.parts = FolderParts(
+            unet=unet,
+            text=ClipTextConfig(folder=str(self.directory / "text_encoder"), tokenizer=str(self.directory / "tokenizer"),
+                                dim=clip["hidden_size"], max_length=tokenizer.get("model_max_length", 77)),
+            vae=vae, diffusion=diffusion, sampling=sampling, frames=DEFAULT_FRAMES, height=size, width=size)
+        self._hashes: dict[str, str] = {}
+
+    def weights(self, own: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The pipeline's state dict (``backbone.``, ``text_encoder.model.``, ``autoencoder.`` keys) from the folder's
+        safetensors files; ``own`` is the pipeline's state dict (shapes)."""
+        backbone = {k[len("backbone."):]: v for k, v in own.items() if k.startswith("backbone.")}
+        unet = self._load("unet", DIFFUSERS_WEIGHTS)
+        if self.inflated:
+            adapter = None
+            if self.adapter is not None:
+                adapter = self.adapter.tensors()
+                self._hashes["motion_adapter"] = sha256_file(self.adapter.path)
+            converted = inflate_weights(unet, self.parts.unet, backbone, adapter)
+        else:
+            converted = from_diffusers(unet, self.parts.unet, backbone)
+        state = {f"backbone.{k}": v for k, v in converted.items()}
+        state.update({f"text_encoder.model.{k}": v for k, v in self._load("text_encoder", TEXT_WEIGHTS).items()
+                      if k != "text_model.embeddings.position_ids"})  # a buffer older transformers saved
+        state.update({f"autoencoder.{k}": v
+                      for k, v in convert_legacy_attention(self._load("vae", DIFFUSERS_WEIGHTS)).items()})
+        return state
+
+    def _load(self, component: str, filename: str) -> dict[str, torch.Tensor]:
+        path = folder_weights(self.directory / component, filename)
+        self._hashes[component] = sha256_file(path)
+        return load_tensors(path)
+
+    @property
+    def weights_sha256(self) -> str:
+        """sha256 over the sha256 of each weights file read (unet, text_encoder, vae, motion_adapter)."""
+        joined = ",".join(f"{k}:{v}" for k, v in sorted(self._hashes.items()))
+        return hashlib.sha256(joined.encode()).hexdigest()

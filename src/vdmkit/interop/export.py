@@ -1,0 +1,151 @@
+"""vdmkit models out to a diffusers TextToVideoSDPipeline folder, and pretrained folders in as vdmkit checkpoints.
+
+Export works for models diffusers can express: UNet3D in ModelScope's layout, a frame VAE, a CLIP text encoder and
+a scheduler vdmkit maps; every option is mapped back through the import path and compared, so what does not
+survive the round trip is refused, named. Weights are written as safetensors only, each folder atomically.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+from pathlib import Path
+
+import torch
+from safetensors.torch import save_file
+
+from vdmkit.autoencoders.frame_vae import DIFFUSERS_WEIGHTS, FrameVAEConfig, config_from_diffusers
+from vdmkit.backbones.unet3d import UNet3DConfig
+from vdmkit.errors import ConfigError, OutputError
+from vdmkit.interop.diffusers_pipeline import MODEL_INDEX, SCHEDULERS, TEXT_WEIGHTS, scheduler_config
+from vdmkit.interop.diffusers_unet import DOWN_TYPES, UP_TYPES, key_table, unet3d_config
+from vdmkit.io.atomic import atomic_directory
+
+DIFFUSERS_VERSION = "0.42.1"  # the version whose config keys are written
+SCHEDULER_CLASSES = {v: k for k, v in SCHEDULERS.items()}
+SCHEDULES = {"linear": ("linear", 1e-4, 0.02), "scaled_linear": ("scaled_linear", 0.00085, 0.012),
+             "cosine": ("squaredcos_cap_v2", 1e-4, 0.02)}
+PREDICTIONS = {"eps": "epsilon", "v": "v_prediction", "x0": "sample"}
+
+
+def unet_config(cfg: UNet3DConfig, sample_size: int | None = None) -> dict:
+    """diffusers' UNet3DConditionModel config of ``cfg``; ConfigError naming the options it cannot express."""
+    n = len(cfg.channels)
+    raw = {"_class_name": "UNet3DConditionModel", "_diffusers_version": DIFFUSERS_VERSION,
+           "in_channels": cfg.in_channels, "out_channels": cfg.out_channels, "block_out_channels": list(cfg.channels),
+           "layers_per_block": cfg.blocks_per_level, "attention_head_dim": cfg.head_dim,
+           "cross_attention_dim": cfg.text_dim, "norm_num_groups": cfg.norm_groups, "norm_eps": cfg.norm_eps,
+           "down_block_types": [DOWN_TYPES[0] if i in cfg.attention_levels else DOWN_TYPES[1] for i in range(n)],
+           "up_block_types": [UP_TYPES[0] if i in cfg.attention_levels else UP_TYPES[1] for i in reversed(range(n))],
+           "act_fn": "silu", "downsample_padding": 1, "mid_block_scale_factor": 1, "sample_size": sample_size}
+    try:
+        back = dataclasses.asdict(unet3d_config(raw))
+    except ConfigError as err:
+        raise ConfigError(f"this UNet3D cannot be written as diffusers' UNet3DConditionModel: {err}") from err
+    diff = sorted(k for k, v in dataclasses.asdict(cfg).items() if back[k] != v)
+    if diff:
+        raise ConfigError(f"this UNet3D cannot be written as diffusers' UNet3DConditionModel: its "
+                          f"{', '.join(f'model.{k}={getattr(cfg, k)!r}' for k in diff)} have no counterpart there "
+                          f"(diffusers computes {', '.join(f'{k}={back[k]!r}' for k in diff)})")
+    return raw
+
+
+def unet_weights(state: dict[str, torch.Tensor], cfg: UNet3DConfig) -> dict[str, torch.Tensor]:
+    """vdmkit UNet3D weights -> diffusers keys and shapes (the inverse of interop.diffusers_unet.from_diffusers)."""
+    out = {}
+    for src, dst in key_table(cfg):
+        if dst in state:
+            t = state[dst]
+            per_frame = t.ndim == 5 and t.shape[2] == 1 and ".temp_convs." not in src
+            out[src] = t[:, :, 0] if per_frame else t
+    table = dict((dst, src) for src, dst in key_table(cfg))
+    for dst, t in state.items():
+        if dst.endswith(".to_kv.weight"):
+            base = table[dst.replace(".to_kv.weight", ".to_q.weight")][: -len(".to_q.weight")]
+            out[f"{base}.to_k.weight"], out[f"{base}.to_v.weight"] = t.chunk(2)
+    return out
+
+
+def vae_config(cfg: FrameVAEConfig) -> dict:
+    raw = {"_class_name": "AutoencoderKL", "_diffusers_version": DIFFUSERS_VERSION, "in_channels": cfg.in_channels,
+           "out_channels": cfg.out_channels, "block_out_channels": list(cfg.block_out_channels),
+           "down_block_types": ["DownEncoderBlock2D"] * len(cfg.block_out_channels),
+           "up_block_types": ["UpDecoderBlock2D"] * len(cfg.block_out_channels),
+           "layers_per_block": cfg.layers_per_block, "latent_channels": cfg.latent_channels,
+           "norm_num_groups": cfg.norm_num_groups, "mid_block_add_attention": cfg.mid_attention,
+           "use_quant_conv": cfg.use_quant_conv, "use_post_quant_conv": cfg.use_post_quant_conv,
+           "scaling_factor": cfg.scaling_factor, "shift_factor": cfg.shift_factor or None, "act_fn": "silu"}
+    if config_from_diffusers(raw) != cfg:
+        raise ConfigError("this frame VAE cannot be written as diffusers' AutoencoderKL")
+    if cfg.shift_factor:
+        raise ConfigError(f"the frame VAE's shift_factor={cfg.shift_factor} is ignored by TextToVideoSDPipeline's "
+                          "decoding; diffusers would decode differently")
+    return raw
+
+
+def schedule_config(config) -> dict:
+    """The diffusers scheduler config of a PipelineConfig's process and sampling defaults."""
+    d, s = config.diffusion, config.sampling
+    name = SCHEDULER_CLASSES.get(s.sampler)
+    if d.process != "vp" or d.schedule not in SCHEDULES or d.prediction not in PREDICTIONS or name is None \
+            or d.schedule_shift != 1.0:
+        raise ConfigError(f"diffusion {d.process}/{d.schedule}/{d.prediction} (shift {d.schedule_shift}) sampled with "
+                          f"{s.sampler!r} has no diffusers scheduler; vdmkit writes {', '.join(SCHEDULER_CLASSES)} for "
+                          "discrete VP processes")
+    beta, start, end = SCHEDULES[d.schedule]
+    start, end = d.betas or (start, end)
+    spacing = s.spacing or "trailing"
+    raw = {"_class_name": name, "_diffusers_version": DIFFUSERS_VERSION, "beta_schedule": beta, "beta_start": start,
+           "beta_end": end, "num_train_timesteps": d.num_train_steps, "prediction_type": PREDICTIONS[d.prediction],
+           "timestep_spacing": spacing, "steps_offset": s.offset, "rescale_betas_zero_snr": d.zero_terminal_snr,
+           "clip_sample": False, "set_alpha_to_one": s.final == "clean", "trained_betas": None}
+    if name == "DPMSolverMultistepScheduler":
+        raw.update(algorithm_type="dpmsolver++", solver_order=2, lower_order_final=True)
+    back_diffusion, back = scheduler_config(raw)
+    want = {"sampler": s.sampler, "spacing": spacing, "offset": s.offset, "final": s.final,
+            "previous": "stride" if name == "DDIMScheduler" else "next"}
+    process = ("process", "schedule", "num_train_steps", "schedule_shift", "zero_terminal_snr", "prediction", "betas")
+    if any(getattr(back_diffusion, k) != getattr(d, k) for k in process) or {k: back[k] for k in want} != want \
+            or (s.spacing and s.previous != want["previous"]):
+        raise ConfigError(f"the sampling defaults {dataclasses.asdict(s)} have no exact diffusers scheduler config")
+    return raw
+
+
+def export_diffusers(pipe, out: str | os.PathLike) -> Path:
+    """Write ``pipe`` (a TextToVideo pipeline) as a TextToVideoSDPipeline folder; ConfigError before anything is
+    written when a part has no diffusers counterpart; the folder appears only when complete."""
+    cfg = pipe.config
+    if cfg.backbone not in ("unet3d", "modelscope_t2v") or cfg.text_encoder != "clip" or cfg.latent.kind != "frame_vae":
+        raise ConfigError(f"export to diffusers needs a UNet3D with a frame VAE and a CLIP text encoder; this model "
+                          f"has backbone {cfg.backbone!r}, text_encoder {cfg.text_encoder!r}, autoencoder "
+                          f"{cfg.latent.kind or 'none (pixel space)'!r}")
+    vae_cfg = pipe.autoencoder.cfg
+    sample_size = cfg.height // 2 ** (len(vae_cfg.block_out_channels) - 1)  # the default size, in latents
+    documents = {"unet/config.json": unet_config(cfg.model, sample_size), "vae/config.json": vae_config(vae_cfg),
+                 "scheduler/scheduler_config.json": schedule_config(cfg)}
+    out = Path(out)
+    if out.exists():
+        raise OutputError(f"{str(out)!r} exists; export writes a new folder")
+    state = {k: v.detach().cpu().contiguous() for k, v in pipe.state_dict().items()}
+    with atomic_directory(out) as tmp:
+        for name, doc in documents.items():
+            (tmp / name).parent.mkdir(parents=True, exist_ok=True)
+            (tmp / name).write_text(json.dumps(doc, indent=2), encoding="utf-8")
+        unet = unet_weights({k[len("backbone."):]: v for k, v in state.items() if k.startswith("backbone.")},
+                            cfg.model)
+        save_file(unet, str(tmp / "unet" / DIFFUSERS_WEIGHTS))
+        save_file({k[len("autoencoder."):]: v for k, v in state.items() if k.startswith("autoencoder.")},
+                  str(tmp / "vae" / DIFFUSERS_WEIGHTS))
+        shutil.copytree(cfg.text.folder, tmp / "text_encoder", ignore=shutil.ignore_patterns("*.safetensors", "*.bin"))
+        save_file({k[len("text_encoder.model."):]: v for k, v in state.items() if k.startswith("text_encoder.model.")},
+                  str(tmp / "text_encoder" / TEXT_WEIGHTS))
+        shutil.copytree(cfg.text.tokenizer or cfg.text.folder, tmp / "tokenizer",
+                        ignore=shutil.ignore_patterns("*.safetensors", "*.bin", "config.json"))
+        index = {"_class_name": "TextToVideoSDPipeline", "_diffusers_version": DIFFUSERS_VERSION,
+                 "unet": ["diffusers", "UNet3DConditionModel"], "vae": ["diffusers", "AutoencoderKL"],
+                 "text_encoder": ["transformers", "CLIPTextModel"], "tokenizer": ["transformers", "CLIPTokenizer"],
+                 "scheduler": ["diffusers", documents["scheduler/scheduler_config.json"]["_class_name"]]}
+        (tmp / MODEL_INDEX).write_text(json.dumps(index, indent=2), encoding="utf-8")
+    return out

@@ -1,0 +1,101 @@
+"""``vdmkit inflate``: a Stable Diffusion pipeline folder written as a vdmkit text-to-video model.
+
+The image UNet is inflated to video (interop.animatediff: spatial weights copied, AnimateDiff motion modules from a
+MotionAdapter or starting as the identity), the VAE becomes the frame VAE, CLIP stays in the folder (the checkpoint
+names its ``text_encoder/`` and ``tokenizer/`` and holds its weights), the scheduler gives the noise process and the
+sampling defaults. The output folder ``OUT`` holds:
+
+- ``checkpoints/step_0000000/``: the model (``model.safetensors``, ``config.json``, manifest), so ``OUT`` is what
+  ``vdmkit sample --model``, ``TextToVideo.from_pretrained`` and ``train.init_from`` take;
+- ``vae/``: the frame VAE as an autoencoder checkpoint, for a fine-tuning run's ``latent.autoencoder``;
+- ``finetune.yaml``: a run config describing this model, with ``train.init_from: OUT``; set its ``data``.
+
+Everything is checked and converted before anything is written, and the folder appears whole or not at all.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+
+import torch
+import yaml
+
+from vdmkit.config import to_dict
+from vdmkit.errors import ConfigError, ConstraintError
+from vdmkit.interop.diffusers_pipeline import DiffusersFolder
+from vdmkit.io.atomic import atomic_directory, fsync_file
+from vdmkit.io.checkpoint import (
+    CONFIG,
+    WEIGHTS,
+    Checkpoint,
+    load_strict,
+    save_checkpoint,
+)
+from vdmkit.pipelines.base import open_model, pipeline_weights
+from vdmkit.pipelines.config import LatentSpec, PipelineConfig
+from vdmkit.pipelines.text2video import TextToVideo
+
+MODEL = Path("checkpoints") / "step_0000000"
+VAE = "vae"
+FINETUNE = "finetune.yaml"
+FINETUNE_LR = 1e-5  # a pretrained model: small steps
+FINETUNE_NOTE = ("# A fine-tuning run of the model `vdmkit inflate` wrote: replace `data` with your clips (data.kind: "
+                 "folder, ...),\n# then `vdmkit train {path}`. train.init_from loads the model's weights; the model, "
+                 "text, diffusion and\n# latent sections must stay as they are.\n")
+
+
+def inflate(folder: str | os.PathLike, out: str | os.PathLike, *, motion_adapter: str | os.PathLike | None = None,
+            frames: int | None = None, size: int | None = None, seed: int = 0) -> Path:
+    """Write the Stable Diffusion pipeline ``folder`` (a diffusers StableDiffusionPipeline folder), inflated to video
+    with the motion modules of ``motion_adapter`` (a MotionAdapter folder or safetensors file; else new ones, their
+    non-zero weights drawn from ``seed``), as the vdmkit model folder ``out`` (see the module docstring). ``frames``
+    and ``size`` set the default request (16 frames; the UNet's sample_size times the VAE's factor). Returns
+    ``out``."""
+    out = Path(out)
+    if out.exists():
+        raise FileExistsError(f"--out {str(out)!r} already exists; choose a new folder")
+    source, config = open_model(folder, motion_adapter)  # configs only
+    if not (isinstance(source, DiffusersFolder) and source.inflated):
+        raise ConfigError(f"{str(folder)!r} is not a Stable Diffusion pipeline folder: vdmkit inflate reads a "
+                          "diffusers StableDiffusionPipeline folder (model_index.json, unet/ UNet2DConditionModel, "
+                          "vae/, text_encoder/, tokenizer/, scheduler/)")
+    size = (config.height, config.width) if size is None else (size, size)
+    config = dataclasses.replace(config, frames=config.frames if frames is None else frames, height=size[0],
+                                 width=size[1])  # ConfigError below 1
+    try:
+        config.model.check_shape(*config.latent_size(config.frames, config.height, config.width))
+    except ConstraintError as err:
+        factor = config.latent.autoencoder_config().spatial_compression
+        raise ConstraintError(f"frames={config.frames}, size={config.height} do not fit this model: {err} (sizes in "
+                              f"latent pixels: the VAE divides the size by {factor})") from err
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        pipe = TextToVideo(config)
+    load_strict(pipe, pipeline_weights(source, pipe), source.directory)
+
+    with atomic_directory(out) as tmp:
+        vae = save_checkpoint(tmp / VAE, {WEIGHTS: pipe.autoencoder.state_dict()},
+                              {CONFIG: {"autoencoder": config.latent.kind, "model": config.latent.model}})
+        config = dataclasses.replace(config, latent=LatentSpec(config.latent.kind, config.latent.model,
+                                                               Checkpoint(vae).sha256(WEIGHTS), str(out / VAE)))
+        save_checkpoint(tmp / MODEL, {WEIGHTS: pipe.state_dict()}, {CONFIG: to_dict(config)})
+        (tmp / FINETUNE).write_text(FINETUNE_NOTE.format(path=out / FINETUNE) + finetune_config(config, out),
+                                    encoding="utf-8")
+        fsync_file(tmp / FINETUNE)
+    return out
+
+
+def finetune_config(config: PipelineConfig, out: Path) -> str:
+    """A run config (YAML) training ``config``'s model from the weights in ``out``, on shapes at its size until
+    its ``data`` is set."""
+    latent = config.latent
+    doc = {"backbone": config.backbone, "model": to_dict(config.model), "text_encoder": config.text_encoder,
+           "text": to_dict(config.text), "diffusion": to_dict(config.diffusion),
+           "latent": {"autoencoder": str(out / VAE), "kind": latent.kind, "model": latent.model,
+                      "sha256": latent.sha256},
+           "data": {"kind": "shapes", "size": config.height, "frames": config.frames},
+           "train": {"init_from": str(out), "out_dir": f"{out}-finetune", "batch_size": 1, "lr": FINETUNE_LR,
+                     "sample_guidance": config.sampling.guidance}}
+    return yaml.safe_dump(doc, sort_keys=False)

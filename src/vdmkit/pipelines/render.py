@@ -1,0 +1,88 @@
+"""A validated request -> a video file with its metadata sidecar: the one way `vdmkit sample`, `vdmkit serve` and
+`vdmkit human-eval create` write samples, so every file records the same facts (prompt, seed, sampler, steps,
+guidance, model path and sha256, ...)."""
+
+from __future__ import annotations
+
+import math
+import os
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from vdmkit.errors import VocabularyWarning
+from vdmkit.io.checkpoint import save_tensors
+from vdmkit.io.video import upscale, write_video
+from vdmkit.pipelines.request import SampleRequest
+from vdmkit.video import to_uint8
+
+VIEW_SIZE = 128  # tiny videos are upscaled (nearest neighbour) to at least this many pixels for viewing
+LATENTS_SUFFIX = ".safetensors"  # a request with output="latents" is written as one tensor, "latents"
+MAX_FPS = 240
+
+
+@dataclass
+class Rendered:
+    """What :func:`render_sample` wrote: the file, its frames (uint8 (T, H, W, 3), upscaled; None for latents), the
+    metadata (also in the ``<file>.json`` sidecar) and the warnings raised while sampling (unknown words, cut
+    prompts)."""
+
+    path: Path
+    frames: np.ndarray | None = field(repr=False)
+    metadata: dict
+    warnings: list[str]
+
+
+def check_fps(fps: float) -> float:
+    if isinstance(fps, bool) or not isinstance(fps, (int, float)) or not (math.isfinite(fps) and 0 < fps <= MAX_FPS):
+        raise ValueError(f"fps must be in (0, {MAX_FPS}], got {fps!r}")
+    return float(fps)
+
+
+def view_factor(request: SampleRequest, factor: int | None = None) -> int:
+    """The upscale factor: as given (>= 1), else the smallest that brings the video to :data:`VIEW_SIZE` pixels."""
+    if factor is not None:
+        if isinstance(factor, bool) or not isinstance(factor, int) or factor < 1:
+            raise ValueError(f"upscale must be an integer >= 1, got {factor!r}")
+        return factor
+    return max(1, math.ceil(VIEW_SIZE / max(request.height, request.width)))
+
+
+def render_sample(pipe, request: SampleRequest, out: str | os.PathLike, *, fps: float = 8.0,
+                  upscale_factor: int | None = None, decode: dict | None = None, callback: Callable | None = None,
+                  extra: dict | None = None) -> Rendered:
+    """Sample the first prompt of ``request`` with ``pipe`` (a loaded TextToVideo) and write it to ``out`` (atomic,
+    with a ``<out>.json`` sidecar): a video, or the latents as a .safetensors file when ``request.output`` is
+    "latents". ``callback(i, x, x0_hat)`` is called per sampler step; ``extra`` adds keys to the metadata (never
+    replacing one of ours)."""
+    from vdmkit import __version__
+
+    fps = check_fps(fps)
+    factor = view_factor(request, upscale_factor)
+    prompt = request.prompts[0]
+    unknown = pipe.text_encoder.unknown_words(prompt)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", VocabularyWarning)
+        video = pipe.run(request, decode=decode, callback=callback)
+    config = pipe.config
+    meta = {"prompt": prompt, "negative_prompt": request.negative_prompt, "unknown_words": unknown,
+            "seed": request.seed, "seed_was_random": request.seed_was_random, "sampler": request.sampler,
+            "steps": request.steps, "spacing": request.spacing, "schedule_rules": request.rules,
+            "timesteps": None if request.timesteps is None else list(request.timesteps),
+            "guidance": request.guidance, "guidance_rescale": request.guidance_rescale, "knobs": request.knobs,
+            "frames": request.frames, "height": request.height, "width": request.width, "upscale": factor,
+            "fps": fps, "precision": request.precision, "model": pipe.source, "model_sha256": pipe.model_sha256,
+            "device": str(pipe.device), "vdmkit": __version__, "autoencoder": config.latent.kind or None,
+            "autoencoder_sha256": config.latent.sha256 or None, "decode": dict(decode or {}),
+            "output": request.output}
+    for key, value in (extra or {}).items():
+        meta.setdefault(key, value)
+    if request.output == "latents":
+        path, frames = save_tensors(out, {"latents": video}, meta), None
+    else:
+        frames = upscale(to_uint8(video[0]), factor)
+        path = write_video(out, frames, fps=fps, metadata=meta)
+    return Rendered(path, frames, meta, [str(w.message) for w in caught])

@@ -1,0 +1,258 @@
+"""The app in a real headless Chromium (Debian's chromium + chromedriver, driven by selenium): a video is generated
+and plays, the page shows its place in the queue, ten votes reach the results page, two browsers voting at once lose
+nothing, and bad input shows the server's message on the page.
+
+`make browser` installs Chromium; without it these tests skip, saying so (set VDMKIT_REQUIRE_BROWSER=1 to make a
+missing browser a failure instead: CI does once it has installed one). VDMKIT_SCREENSHOTS=docs saves the pages
+the README shows into docs/."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import threading
+from pathlib import Path
+
+import pytest
+
+from tests.app_support import ThreadedServer, make_study, train_tiny
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMEDRIVER = shutil.which("chromedriver")
+CHROME_FLAGS = ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                "--disable-dev-shm-usage", "--autoplay-policy=no-user-gesture-required", "--window-size=1000,760")
+TIMEOUT = 60
+
+
+def missing() -> str | None:
+    for module in ("selenium", "fastapi", "uvicorn"):
+        try:
+            __import__(module)
+        except ImportError:
+            return f"{module} is not installed: pip install -e '.[dev]'"
+    if CHROMIUM is None or CHROMEDRIVER is None:
+        return ("headless Chromium is not installed (no chromium or chromedriver on PATH): run `make browser`, "
+                "which runs apt-get install chromium chromium-driver")
+    return None
+
+
+MISSING = missing()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def browser_available():
+    if MISSING and os.environ.get("VDMKIT_REQUIRE_BROWSER"):
+        pytest.fail(f"VDMKIT_REQUIRE_BROWSER is set but {MISSING}")
+    if MISSING:
+        pytest.skip(MISSING)
+
+
+def chrome(profile: Path):
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in CHROME_FLAGS + (f"--user-data-dir={profile}",):
+        options.add_argument(flag)
+    return webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory):
+    from vdmkit.app.server import Settings, create_app
+
+    root = tmp_path_factory.mktemp("browser")
+    train_tiny(root / "runs" / "tiny")
+    make_study(root / "out" / "studies" / "ten", "ten", items=12)
+    make_study(root / "out" / "studies" / "duo", "duo", items=12)
+    application = create_app(Settings(runs=root / "runs", out=root / "out"))
+    with ThreadedServer(application) as server:
+        server.app = application
+        yield server
+
+
+@pytest.fixture(scope="module")
+def driver(app, tmp_path_factory):
+    d = chrome(tmp_path_factory.mktemp("profile"))
+    yield d
+    d.quit()
+
+
+def wait(driver, condition, what: str, timeout: float = TIMEOUT):
+    from selenium.common.exceptions import TimeoutException
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    try:
+        return WebDriverWait(driver, timeout, poll_frequency=0.05).until(lambda d: condition(d))
+    except TimeoutException:
+        error = driver.execute_script("const e = document.getElementById('error'); return e && e.textContent")
+        raise AssertionError(f"timed out waiting for {what}; the page's error: {error!r}") from None
+
+
+def by_id(driver, element_id: str):
+    from selenium.webdriver.common.by import By
+
+    return driver.find_element(By.ID, element_id)
+
+
+def fill(driver, element_id: str, value: str):
+    element = by_id(driver, element_id)
+    element.clear()
+    if value:
+        element.send_keys(value)
+
+
+def screenshot(driver, name: str, tmp_path: Path):
+    path = tmp_path / name
+    assert driver.save_screenshot(str(path)) and path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    folder = os.environ.get("VDMKIT_SCREENSHOTS")
+    if folder:  # a palette PNG: a third of the size, the same to the eye
+        from PIL import Image
+
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        Image.open(path).convert("RGB").quantize(colors=128).save(Path(folder) / name, optimize=True)
+
+
+def open_generate(driver, app):
+    driver.get(app.url + "/")
+    wait(driver, lambda d: d.execute_script("return document.querySelectorAll('#model option').length > 0"),
+         "the model list")
+
+
+def test_generate_a_video_and_see_it_play(app, driver, tmp_path):
+    open_generate(driver, app)
+    fill(driver, "prompt", "a slow red circle moving right")
+    fill(driver, "steps", "3")
+    by_id(driver, "generate").click()
+    wait(driver, lambda d: d.execute_script(
+        "const v = document.getElementById('video'); return v.readyState >= 2 && v.duration > 0"), "the video to play")
+    state = driver.execute_script("const v = document.getElementById('video');"
+                                  "return {ready: v.readyState, duration: v.duration, width: v.videoWidth, err: v.error}")
+    assert state["ready"] >= 2 and state["duration"] > 0 and state["width"] == 128 and state["err"] is None
+    assert by_id(driver, "status").text.startswith("done in")
+    assert by_id(driver, "download-video").get_attribute("href").endswith(".mp4")
+    assert by_id(driver, "download-metadata").get_attribute("href").endswith(".mp4.json")
+    assert '"prompt": "a slow red circle moving right"' in by_id(driver, "metadata").text
+    assert by_id(driver, "error").get_attribute("hidden") is not None
+    screenshot(driver, "webapp-generate.png", tmp_path)
+
+    driver.get(app.url + "/gallery")
+    wait(driver, lambda d: d.execute_script(
+        "const v = document.querySelector('.card video'); return v !== null && v.readyState >= 1 && v.duration > 0"),
+        "the gallery's video")
+    assert "a slow red circle moving right" in by_id(driver, "cards").text
+
+
+def test_the_page_shows_its_place_in_the_queue(app, driver, monkeypatch):
+    """A job already sampling (held at its first step) puts the page's job second: it says so, then plays."""
+    import httpx
+
+    from vdmkit.pipelines import render
+
+    real, gate, held = render.render_sample, threading.Event(), threading.Event()
+
+    def first_waits(pipe, request, out, **kw):
+        if request.prompts[0] == "hold":
+            held.set()
+            gate.wait(TIMEOUT)
+        return real(pipe, request, out, **kw)
+
+    monkeypatch.setattr(render, "render_sample", first_waits)
+    r = httpx.post(app.url + "/api/generate", json={"model": "tiny", "prompt": "hold", "steps": 2})
+    assert r.status_code == 202 and held.wait(TIMEOUT)
+    try:
+        open_generate(driver, app)
+        fill(driver, "prompt", "a fast blue square moving up")
+        fill(driver, "steps", "2")
+        by_id(driver, "generate").click()
+        wait(driver, lambda d: by_id(d, "status").text == "queued: 1 job(s) ahead of yours", "the queue position")
+    finally:
+        gate.set()
+    wait(driver, lambda d: d.execute_script(
+        "const v = document.getElementById('video'); return v.readyState >= 2 && v.duration > 0"), "the video")
+    assert "a fast blue square moving up" in by_id(driver, "metadata").text
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("prompt", "", "prompt is empty"),
+    ("steps", "0", "steps must be >= 1"),
+    ("height", "100000", "height 100000 is above this server's limit of 256"),
+    ("guidance", "-3", "guidance"),
+])
+def test_bad_input_shows_the_servers_message_on_the_page(app, driver, field, value, message):
+    open_generate(driver, app)
+    fill(driver, "prompt", "a red circle")
+    fill(driver, "steps", "2")
+    fill(driver, field, value)
+    by_id(driver, "generate").click()
+    wait(driver, lambda d: by_id(d, "error").is_displayed(), "an error message")
+    text = by_id(driver, "error").text
+    assert message in text and "(HTTP 400)" in text, text
+    assert not by_id(driver, "result").is_displayed()
+
+
+def rate(driver, app, study: str, rater: str, choices: list[str]) -> None:
+    """Open the evaluation page as ``rater`` and click ``choices`` in turn, each after the next pair has loaded."""
+    driver.get(f"{app.url}/eval?study={study}&rater={rater}")
+    wait(driver, lambda d: d.execute_script("return document.querySelectorAll('#study option').length > 0"), "studies")
+    by_id(driver, "start").click()
+    for k, choice in enumerate(choices):
+        wait(driver, lambda d: by_id(d, "count").text == f"({k} of 12 rated)" and by_id(d, "rating").is_displayed(),
+             f"pair {k + 1}")
+        assert by_id(driver, "prompt").text.startswith("prompt ")
+        by_id(driver, f"vote-{choice}").click()
+    wait(driver, lambda d: by_id(d, "count").text == f"({len(choices)} of 12 rated)", "the last vote")
+
+
+def results_table(driver, app, study: str, votes: int) -> dict[str, dict[str, int]]:
+    driver.get(f"{app.url}/results?study={study}")
+    wait(driver, lambda d: by_id(d, "total-votes").text == str(votes), f"{votes} votes on the results page")
+    rows = driver.execute_script("""
+        return [...document.querySelectorAll('#models tbody tr')].map(r => ({
+            model: r.dataset.model, votes: +r.querySelector('.votes').textContent,
+            wins: +r.querySelector('.wins').textContent, ties: +r.querySelector('.ties').textContent,
+            losses: +r.querySelector('.losses').textContent}));""")
+    return {row.pop("model"): row for row in rows}
+
+
+def test_ten_votes_reach_the_results_page(app, driver, tmp_path):
+    choices = ["left", "right", "tie"] * 3 + ["left"]
+    rate(driver, app, "ten", "alice", choices)
+    screenshot(driver, "webapp-eval.png", tmp_path)
+    rows = results_table(driver, app, "ten", 10)
+    assert set(rows) == {"A", "B"}
+    assert all(r["votes"] == 10 and r["ties"] == 3 for r in rows.values())
+    assert rows["A"]["wins"] + rows["B"]["wins"] == 7 and rows["A"]["wins"] == rows["B"]["losses"]
+    stored = app.app.state.store.votes("ten")
+    assert len(stored) == 10 and [v.choice for v in stored] == choices
+    assert rows["A"]["wins"] == sum((v.choice == "left") == (v.left_model == "A") for v in stored if v.choice != "tie")
+    screenshot(driver, "webapp-results.png", tmp_path)
+
+
+def test_two_browsers_voting_at_once_lose_no_vote(app, driver, tmp_path):
+    second = chrome(tmp_path / "profile-2")
+    start, errors = threading.Barrier(2), []
+
+    def voter(d, rater, choices):
+        try:
+            start.wait(30)
+            rate(d, app, "duo", rater, choices)
+        except BaseException as e:  # noqa: BLE001 - reported below, with the thread's rater
+            errors.append(f"{rater}: {e!r}")
+
+    threads = [threading.Thread(target=voter, args=(driver, "bob", ["left"] * 10)),
+               threading.Thread(target=voter, args=(second, "carol", ["right"] * 10))]
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(TIMEOUT * 2)
+    finally:
+        second.quit()
+    assert errors == []
+    stored = app.app.state.store.votes("duo")
+    assert len(stored) == 20 and sorted({v.rater for v in stored}) == ["bob", "carol"]
+    assert sum(v.rater == "bob" for v in stored) == 10
+    assert sum(r["votes"] for r in results_table(driver, app, "duo", 20).values()) == 40

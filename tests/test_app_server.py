@@ -1,0 +1,514 @@
+"""`vdmkit serve` without a browser: the HTTP API's validation, generation end to end, the vote store, paths that try
+to leave the output folder, and votes surviving a kill -9 of the server."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("fastapi", reason="the app extra is not installed: pip install -e '.[app]'")
+from fastapi.testclient import TestClient  # noqa: E402
+
+from tests.app_support import free_port, make_study, train_tiny  # noqa: E402
+from vdmkit.app import server as server_module  # noqa: E402
+from vdmkit.app.server import Settings, create_app, output_file  # noqa: E402
+from vdmkit.io.video import read_video  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("runs")
+    train_tiny(root / "tiny")
+    return root
+
+
+@pytest.fixture
+def app_dirs(tmp_path, runs):
+    out = tmp_path / "out"
+    make_study(out / "studies" / "demo", "demo", items=6)
+    return Settings(runs=runs, out=out)
+
+
+@pytest.fixture
+def client(app_dirs):
+    with TestClient(create_app(app_dirs)) as c:
+        yield c
+
+
+def wait_job(client, job_id, timeout=60):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job = client.get(f"/api/jobs/{job_id}").json()
+        if job["status"] in ("done", "error"):
+            return job
+        time.sleep(0.05)
+    raise AssertionError(f"job {job_id} did not finish")
+
+
+def test_models_pages_and_no_default(client):
+    models = client.get("/api/models").json()["models"]
+    assert [m["name"] for m in models] == ["tiny"]
+    assert models[0]["usable"] and (models[0]["frames"], models[0]["height"]) == (4, 16)
+    assert "ddim" in models[0]["samplers"] and "euler" not in models[0]["samplers"]  # a VP model
+    for page in ("/", "/gallery", "/eval", "/results", "/static/app.js"):
+        r = client.get(page, params={"html": "<b>injected</b>"})
+        assert r.status_code == 200 and len(r.content) > 100 and b"injected" not in r.content, page
+    assert b"<title>vdmkit: human evaluation</title>" in client.get("/eval").content
+    r = client.post("/api/generate", json={"prompt": "a red circle"})  # no model named and no default
+    assert r.status_code == 400 and "choose a model" in r.json()["error"]
+
+
+def test_the_default_model_is_offered_first_and_used_when_none_is_named(app_dirs, runs, monkeypatch):
+    from vdmkit.pipelines import default as default_module
+
+    monkeypatch.setattr(default_module, "default_model", lambda: runs / "tiny")
+    with TestClient(create_app(app_dirs)) as c:
+        models = c.get("/api/models").json()["models"]
+        assert [m["name"] for m in models] == ["default", "tiny"] and models[0]["default"]
+        r = c.post("/api/generate", json={"prompt": "a blue square moving up", "steps": 2})
+        assert r.status_code == 202 and wait_job(c, r.json()["id"])["status"] == "done"
+
+
+def test_generate_end_to_end(client):
+    r = client.post("/api/generate", json={"model": "tiny", "prompt": "a red circle moving left", "steps": 3,
+                                           "seed": 11, "sampler": "dpmpp_2m", "guidance": 2.0})
+    assert r.status_code == 202, r.text
+    job = wait_job(client, r.json()["id"])
+    assert job["status"] == "done" and job["step"] == job["steps"] == 3 and job["position"] == 0
+    video = client.get(job["url"])
+    assert video.status_code == 200 and video.headers["content-type"] == "video/mp4"
+    meta = client.get(job["metadata_url"]).json()
+    assert meta["prompt"] == "a red circle moving left" and meta["seed"] == 11 and meta["sampler"] == "dpmpp_2m"
+    assert meta["steps"] == 3 and meta["guidance"] == 2.0 and meta["model_name"] == "tiny"
+    assert len(meta["model_sha256"]) == 64 and meta["model"].endswith("step_0000004")
+    path = output_file(client.app.state.settings.out, job["file"])
+    assert read_video(path).shape == (4, 128, 128, 3)
+    gallery = client.get("/api/gallery").json()["videos"]
+    assert [g["file"] for g in gallery] == [job["file"]] and gallery[0]["metadata"]["seed"] == 11
+    random_seed = wait_job(client, client.post("/api/generate", json={"model": "tiny", "prompt": "a circle",
+                                                                      "steps": 2, "seed": None}).json()["id"])
+    meta = client.get(random_seed["metadata_url"]).json()
+    assert meta["seed_was_random"] and 0 <= meta["seed"] < 2**63
+
+
+DROP = object()  # remove the key from the request
+BAD_GENERATE = [
+    ({"prompt": ""}, 400, "prompt is empty"),
+    ({"prompt": "   "}, 400, "prompt is empty"),
+    ({"prompt": None}, 422, "prompt: Input should be a valid string"),
+    ({"prompt": DROP}, 422, "prompt: Field required"),
+    ({"prompt": "x" * 600}, 400, "limit is 500"),
+    ({"prompt": "a red\x00circle"}, 400, "control characters"),
+    ({"steps": 0}, 400, "steps must be >= 1"),
+    ({"steps": -1}, 400, "steps must be >= 1"),
+    ({"steps": 2.5}, 422, "steps: Input should be a valid integer"),
+    ({"steps": "abc"}, 422, "steps: Input should be a valid integer"),
+    ({"steps": "9" * 5000}, 422, "steps: "),  # pydantic says why; the answer stays short
+    ({"steps": None}, 422, "steps"),
+    ({"steps": 10**9}, 400, "limit of 250"),
+    ({"guidance": float("nan")}, 400, "finite"),
+    ({"guidance": "nan"}, 400, "finite"),
+    ({"guidance": "inf"}, 400, "finite"),
+    ({"guidance": -3}, 400, ">= 0"),
+    ({"height": 100000}, 400, "limit of 256"),
+    ({"width": 100000, "height": 100000}, 400, "limit of 256"),
+    ({"frames": 10**6}, 400, "limit of 64"),
+    ({"width": 0}, 400, "positive"),
+    ({"height": 17}, 400, "divisible by 2"),
+    ({"model": "nope"}, 400, "unknown model 'nope'; models on offer: tiny"),
+    ({"model": "../../etc"}, 400, "unknown model"),
+    ({"sampler": "euler_a"}, 400, "unknown sampler"),
+    ({"sampler": "euler"}, 400, "needs a flow process"),
+    ({"seed": -1}, 400, "seed"),
+    ({"seed": 2**64}, 400, "seed"),
+    ({"prompt": "x", "colour": "red"}, 422, "colour: Extra inputs are not permitted"),
+]
+
+
+@pytest.mark.parametrize("change, status, message", BAD_GENERATE)
+def test_bad_generate_requests_are_4xx_with_a_message(client, monkeypatch, change, status, message):
+    from vdmkit.pipelines import TextToVideo
+
+    loaded = []
+    monkeypatch.setattr(TextToVideo, "from_pretrained", lambda *a, **k: loaded.append(1))
+    body = {"model": "tiny", "prompt": "a red circle", "steps": 2, **change}
+    body = {k: v for k, v in body.items() if v is not DROP}
+    r = client.post("/api/generate", content=json.dumps(body), headers={"content-type": "application/json"})
+    assert r.status_code == status, r.text
+    assert message in r.json()["error"] and len(r.json()["error"]) < 400
+    assert client.get("/api/gallery").json()["videos"] == [] and not loaded
+
+
+@pytest.mark.parametrize("body, status, message", [
+    (b"[1, 2]", 422, "valid dictionary"),
+    (b"{not json", 422, "not valid JSON"),
+    (b"", 422, "Field required"),
+])
+def test_malformed_bodies(client, body, status, message):
+    r = client.post("/api/generate", content=body, headers={"content-type": "application/json"})
+    assert r.status_code == status and message in r.json()["error"]
+
+
+def test_request_bodies_are_capped(client):
+    big = json.dumps({"model": "tiny", "prompt": "x" * 100_000})
+    r = client.post("/api/generate", content=big, headers={"content-type": "application/json"})
+    assert r.status_code == 413 and "64" in r.json()["error"]
+
+    def chunks():  # no Content-Length: counted as it streams
+        for _ in range(20):
+            yield b" " * 8192
+
+    r = client.post("/api/generate", content=chunks(), headers={"content-type": "application/json"})
+    assert r.status_code == 413
+
+
+def test_only_local_host_headers_when_bound_locally(app_dirs):
+    app_dirs.allowed_hosts = ["127.0.0.1", "localhost"]
+    with TestClient(create_app(app_dirs), base_url="http://127.0.0.1") as c:
+        assert c.get("/api/models").status_code == 200
+        assert c.get("/api/models", headers={"host": "attacker.example"}).status_code == 400
+
+
+def test_the_queue_runs_one_job_at_a_time_and_reports_positions(tmp_path, monkeypatch):
+    """Three jobs submitted at once: positions 0 (running), 1, 2; never two running together; a full queue is a
+    429 through the API."""
+    from vdmkit.app import jobs as jobs_module
+    from vdmkit.pipelines import TextToVideo
+    from vdmkit.pipelines import render
+
+    gate, running, overlap = threading.Event(), [], []
+
+    def fake_render(pipe, request, out, callback=None, extra=None):
+        running.append(1)
+        overlap.append(len(running))
+        gate.wait(10)
+        for i in range(len(request.ts)):
+            callback(i, None, None)
+        running.pop()
+        return render.Rendered(Path(out), None, {}, [])
+
+    monkeypatch.setattr(render, "render_sample", fake_render)
+    monkeypatch.setattr(TextToVideo, "from_pretrained", lambda *a, **k: object())
+
+    class Request:
+        ts = [3, 2, 1]
+
+    queue = jobs_module.JobQueue(tmp_path, max_queued=2)
+    first = queue.submit("m", tmp_path, Request())
+    deadline = time.monotonic() + 10
+    while first.status != "running" and time.monotonic() < deadline:
+        time.sleep(0.01)
+    second, third = queue.submit("m", tmp_path, Request()), queue.submit("m", tmp_path, Request())
+    assert [queue.position(j) for j in (first, second, third)] == [0, 1, 2]
+    assert queue.describe(third)["status"] == "queued"
+    with pytest.raises(jobs_module.QueueFullError, match="limit is 2"):
+        queue.submit("m", tmp_path, Request())
+    gate.set()
+    for job in (first, second, third):
+        assert queue.wait(job).status == "done" and job.step == 3
+    assert max(overlap) == 1
+    queue.close()
+
+
+def test_a_full_queue_is_429(client, monkeypatch):
+    monkeypatch.setattr(client.app.state.jobs, "max_queued", 0)
+    r = client.post("/api/generate", json={"model": "tiny", "prompt": "a red circle", "steps": 2})
+    assert r.status_code == 429 and "try again" in r.json()["error"]
+
+
+def test_a_failing_job_reports_its_error(client, monkeypatch):
+    from vdmkit.diffusion import Denoiser
+
+    monkeypatch.setattr(Denoiser, "forward", lambda self, x, t, cond=None: x * float("nan"))
+    r = client.post("/api/generate", json={"model": "tiny", "prompt": "a red circle", "steps": 2})
+    job = wait_job(client, r.json()["id"])
+    assert job["status"] == "error" and "NaN" in job["error"] and job["file"] is None
+    assert client.get("/api/gallery").json()["videos"] == []
+    assert client.get("/api/jobs/ffffffffffffffff").status_code == 404
+
+
+SECRET = b"TOP-SECRET-BYTES"
+
+
+@pytest.fixture
+def outside(tmp_path, app_dirs):
+    """A file beside the output folder, a link to it inside, and a video that is really there."""
+    secret = tmp_path / "secret.mp4"
+    secret.write_bytes(SECRET)
+    (tmp_path / "secret.mp4.json").write_bytes(SECRET)
+    app_dirs.out.mkdir(parents=True, exist_ok=True)
+    (app_dirs.out / "link.mp4").symlink_to(secret)
+    (app_dirs.out / "real.mp4").write_bytes(b"real")
+    return secret
+
+
+@pytest.mark.parametrize("path", [
+    "/files/..%2Fsecret.mp4", "/files/%2e%2e%2fsecret.mp4", "/files/..%5Csecret.mp4", "/files/link.mp4",
+    "/files/%2e%2e", "/files/%2Fetc%2Fpasswd", "/files/.hidden.mp4", "/files/votes.sqlite", "/files/real.txt",
+    "/files/studies%2Fdemo%2Fstudy.json", "/files/..%2F..%2F..%2F..%2Fetc%2Fpasswd",
+    "/studies/demo/videos/..%2Fstudy.json", "/studies/demo/videos/..%2F..%2F..%2Fsecret.mp4",
+    "/studies/demo/videos/%2e%2e", "/studies/..%2F..%2Fsecret/videos/x.mp4", "/studies/demo/videos/ffff.mp4",
+    "/static/..%2Fserver.py", "/static/%2e%2e/server.py",
+])
+def test_request_paths_cannot_leave_the_output_folder(client, outside, path):
+    r = client.get(path)
+    assert r.status_code == 404, (path, r.status_code)
+    assert SECRET not in r.content and b"import" not in r.content
+
+
+def test_the_gallery_lists_nothing_from_outside(client, app_dirs, outside):
+    (app_dirs.out / "real.mp4.json").symlink_to(outside.with_name("secret.mp4.json"))
+    r = client.get("/api/gallery")
+    assert [v["file"] for v in r.json()["videos"]] == ["real.mp4"] and r.json()["videos"][0]["metadata"] == {}
+    assert SECRET not in r.content
+
+
+def test_output_file_resolves_inside_its_folder_only(app_dirs, outside):
+    out = app_dirs.out
+    assert output_file(out, "real.mp4") == (out / "real.mp4").resolve()
+    for name in ["../secret.mp4", str(outside), "link.mp4", "real.mp4/../../secret.mp4", "", None, "real.mp4\x00"]:
+        with pytest.raises(server_module.NotFound):
+            output_file(out, name)
+
+
+def test_a_study_video_of_one_study_is_not_served_under_another(client, app_dirs):
+    make_study(app_dirs.out / "studies" / "other", "other", items=2, models=("A", "C"))
+    pair = client.get("/api/studies/other/next", params={"rater": "r"}).json()
+    assert client.get(pair["left"]["url"]).status_code == 200
+    assert client.get(pair["left"]["url"].replace("/other/", "/demo/")).status_code == 404
+
+
+def test_eval_serves_hidden_randomised_pairs_and_stores_votes(client):
+    studies = client.get("/api/studies").json()
+    assert studies["studies"] == [{"name": "demo", "models": ["A", "B"], "pairs": 6, "votes": 0}]
+    orders = set()
+    for _ in range(40):
+        pair = client.get("/api/studies/demo/next", params={"rater": "ann"}).json()
+        assert pair["left"]["id"] != pair["right"]["id"] and pair["total"] == 6
+        assert all(name not in pair["left"]["url"] + pair["right"]["url"] for name in ("/A", "/B", "model"))
+        orders.add(pair["left"]["id"] < pair["right"]["id"])
+    assert orders == {True, False}  # both orders are shown
+    study = client.app.state.settings.studies[0] / "demo"
+    videos = json.loads((study / "study.json").read_text())["videos"]
+    pair = client.get("/api/studies/demo/next", params={"rater": "ann"}).json()
+    body = {"rater": "ann", "pair": pair["pair"], "left": pair["left"]["id"], "right": pair["right"]["id"],
+            "choice": "left"}
+    r = client.post("/api/studies/demo/votes", json=body)
+    assert r.status_code == 201 and r.json()["done"] == 1
+    vote = client.app.state.store.votes("demo")[0]
+    assert (vote.rater, vote.pair, vote.choice) == ("ann", pair["pair"], "left")
+    assert vote.left_model == videos[pair["left"]["id"]]["model"] != vote.right_model
+    assert vote.prompt == pair["prompt"] and vote.time.endswith("+00:00")
+    again = client.post("/api/studies/demo/votes", json=body)
+    assert again.status_code == 409 and "already voted" in again.json()["error"]
+    assert client.get("/api/studies/demo/next", params={"rater": "ann"}).json()["pair"] != pair["pair"]
+    results = client.get("/api/studies/demo/results").json()
+    rows = {row["model"]: row for row in results["models"]}
+    assert results["votes"] == 1 and rows[vote.left_model]["wins"] == 1 and rows[vote.right_model]["losses"] == 1
+
+
+def vote_all(client, rater, choices):
+    for choice in choices:
+        pair = client.get("/api/studies/demo/next", params={"rater": rater}).json()
+        r = client.post("/api/studies/demo/votes", json={"rater": rater, "pair": pair["pair"],
+                                                         "left": pair["left"]["id"], "right": pair["right"]["id"],
+                                                         "choice": choice})
+        assert r.status_code == 201, r.text
+
+
+def test_results_export_as_json_and_csv(client):
+    vote_all(client, "ann", ["left", "right", "tie", "left", "left", "tie"])
+    assert client.get("/api/studies/demo/next", params={"rater": "ann"}).json()["finished"]
+    data = client.get("/api/studies/demo/results.json", params={"bootstrap": 100})
+    assert data.status_code == 200 and "attachment" in data.headers["content-disposition"]
+    summary = json.loads(data.content)
+    assert summary["votes"] == 6 and summary["bootstrap"] == 100
+    assert sum(m["ties"] for m in summary["models"]) == 4 and sum(m["wins"] for m in summary["models"]) == 4
+    csv = client.get("/api/studies/demo/results.csv").text.splitlines()
+    assert csv[0].startswith("model,votes,wins,losses,ties,win_rate") and len(csv) == 3
+    assert client.get("/api/studies/demo/results.xml").status_code == 404
+    assert client.get("/api/studies/demo/results", params={"bootstrap": 10**6}).status_code == 400
+    assert client.get("/api/studies/demo/results", params={"bootstrap": "x"}).status_code == 422
+
+
+@pytest.mark.parametrize("change, status, message", [
+    ({"rater": ""}, 400, "rater id is empty"),
+    ({"rater": "x" * 65}, 400, "limit is 64"),
+    ({"rater": "a\nb"}, 400, "control characters"),
+    ({"choice": "up"}, 400, "left, right, tie"),
+    ({"pair": "p99999"}, 404, "no pair"),
+    ({"left": "0" * 16}, 400, "the two videos of pair"),
+    ({"left": None}, 422, "left"),
+    ({"extra": 1}, 422, "extra"),
+])
+def test_bad_votes(client, change, status, message):
+    pair = client.get("/api/studies/demo/next", params={"rater": "ann"}).json()
+    body = {"rater": "ann", "pair": pair["pair"], "left": pair["left"]["id"], "right": pair["right"]["id"],
+            "choice": "tie", **change}
+    r = client.post("/api/studies/demo/votes", json=body)
+    assert r.status_code == status and message in r.json()["error"], r.text
+    assert client.app.state.store.count() == 0
+
+
+def test_unknown_studies_and_bad_raters(client):
+    r = client.get("/api/studies/nope/next", params={"rater": "ann"})
+    assert r.status_code == 404 and "studies here: demo" in r.json()["error"]
+    assert client.get("/api/studies/demo/next", params={"rater": " "}).status_code == 400
+    assert client.get("/api/studies/demo/next").status_code == 422
+    assert client.post("/api/studies/nope/votes", json={}).status_code in (404, 422)
+
+
+def test_a_broken_study_is_reported_and_hides_no_other(client, app_dirs):
+    broken = app_dirs.out / "studies" / "broken"
+    broken.mkdir()
+    (broken / "study.json").write_text("{oops")
+    data = client.get("/api/studies").json()
+    assert [s["name"] for s in data["studies"]] == ["demo"] and "not valid JSON" in data["problems"][0]
+
+
+def serve_subprocess(tmp_path: Path, port: int) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src") + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    proc = subprocess.Popen([sys.executable, "-m", "vdmkit.cli", "serve", "--runs", str(tmp_path / "no-runs"),
+                             "--out", str(tmp_path / "out"), "--port", str(port), "--log-level", "warning"],
+                            env=env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    import httpx
+
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"vdmkit serve exited: {proc.stderr.read().decode()}")
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/api/studies", timeout=1).status_code == 200:
+                return proc
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    proc.kill()
+    raise AssertionError("vdmkit serve did not start in 60 s")
+
+
+def test_votes_survive_kill_9_and_concurrent_voters_lose_none(tmp_path):
+    """Four voters at once against a real server process; SIGKILL mid-voting; every vote the server acknowledged is
+    in the database afterwards, and a restarted server counts them and takes more."""
+    import httpx
+
+    make_study(tmp_path / "out" / "studies" / "demo", "demo", items=200, encode=False)
+    port = free_port()
+    proc = serve_subprocess(tmp_path, port)
+    base = f"http://127.0.0.1:{port}/api/studies/demo"
+    acked: dict[str, list[int]] = {}
+
+    def voter(rater, votes=200):
+        acked[rater] = []
+        with httpx.Client(timeout=10) as http:
+            for _ in range(votes):
+                try:
+                    pair = http.get(f"{base}/next", params={"rater": rater}).json()
+                    r = http.post(f"{base}/votes", json={"rater": rater, "pair": pair["pair"], "left": pair["left"]["id"],
+                                                         "right": pair["right"]["id"], "choice": "left"})
+                except httpx.HTTPError:
+                    return  # the server is gone
+                assert r.status_code == 201, r.text
+                acked[rater].append(r.json()["id"])
+
+    threads = [threading.Thread(target=voter, args=(f"rater{k}",)) for k in range(4)]
+    for t in threads:
+        t.start()
+    deadline = time.monotonic() + 60
+    while sum(map(len, acked.values())) < 80 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(10)
+    for t in threads:
+        t.join(30)
+    ids = [i for rows in acked.values() for i in rows]
+    assert len(ids) >= 80 and len(set(ids)) == len(ids)
+
+    db = tmp_path / "out" / "votes.sqlite"
+    with sqlite3.connect(db) as con:
+        assert con.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        stored = {row[0]: row[1] for row in con.execute("SELECT id, rater FROM votes")}
+    assert set(ids) <= set(stored)  # every acknowledged vote is there
+    assert len(stored) - len(ids) <= len(threads)  # at most one unacknowledged in flight per voter
+    for rater, rows in acked.items():
+        assert all(stored[i] == rater for i in rows)
+
+    proc = serve_subprocess(tmp_path, port)
+    try:
+        assert httpx.get(f"http://127.0.0.1:{port}/api/studies").json()["studies"][0]["votes"] == len(stored)
+        voter("after", votes=5)
+        assert len(acked["after"]) == 5
+    finally:
+        proc.kill()
+        proc.wait(10)
+
+
+SERVE_REFUSALS = {  # flag, value -> what the message says
+    ("--port", "70000"): "--port must be in [0, 65535]",
+    ("--threads", "-1"): "--threads must be >= 0",
+    ("--host", "no-such-host.invalid"): "is not an address of this machine",
+    ("--device", "tpu"): "tpu",
+    ("--db", "."): "is a folder",
+}
+
+
+@pytest.mark.parametrize("args, message", [(list(k), v) for k, v in SERVE_REFUSALS.items()])
+def test_serve_refuses_bad_arguments_before_serving(tmp_path, monkeypatch, capsys, args, message):
+    import uvicorn
+
+    from vdmkit import cli
+
+    monkeypatch.setattr(uvicorn, "run", lambda *a, **k: pytest.fail("the server started"))
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["serve", "--out", str(tmp_path / "out"), "--port", str(free_port()), *args]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_serve_says_when_its_port_is_taken(tmp_path, monkeypatch, capsys):
+    import socket
+
+    import uvicorn
+
+    from vdmkit import cli
+
+    monkeypatch.setattr(uvicorn, "run", lambda *a, **k: pytest.fail("the server started"))
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert cli.main(["serve", "--out", str(tmp_path / "out"), "--port", str(port)]) == 2
+    assert f"cannot listen on 127.0.0.1:{port}" in capsys.readouterr().err
+
+
+def test_serve_binds_locally_by_default_and_warns_otherwise(tmp_path, monkeypatch, capsys):
+    import uvicorn
+
+    from vdmkit import cli
+
+    calls = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, **k: calls.append((app, k)))
+    assert cli.main(["serve", "--out", str(tmp_path / "out"), "--port", str(free_port())]) == 0
+    app, options = calls[-1]
+    assert options["host"] == "127.0.0.1" and app.state.settings.allowed_hosts[:2] == ["127.0.0.1", "localhost"]
+    assert "warning" not in capsys.readouterr().err
+    assert cli.main(["serve", "--out", str(tmp_path / "out"), "--host", "0.0.0.0", "--port", str(free_port())]) == 0
+    assert calls[-1][0].state.settings.allowed_hosts is None
+    assert "exposes the app to the network" in capsys.readouterr().err
+
+
+def test_serve_without_the_web_stack_says_how_to_install_it(tmp_path, monkeypatch, capsys):
+    from vdmkit import cli
+
+    monkeypatch.setitem(sys.modules, "fastapi", None)
+    assert cli.main(["serve", "--out", str(tmp_path / "out")]) == 2
+    assert "pip install 'vdmkit[app]'" in capsys.readouterr().err

@@ -1,0 +1,203 @@
+"""`vdmkit human-eval create` and the study files: made from real (tiny) models, checked when opened, refused
+before any weights load when an argument is wrong."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.app_support import make_study, train_tiny
+from vdmkit import cli
+from vdmkit.app.study import find_studies, load_study, plan_items, write_study
+from vdmkit.errors import ConfigError
+from vdmkit.io.video import read_video
+from vdmkit.pipelines import TextToVideo
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    return train_tiny(tmp_path_factory.mktemp("study") / "tiny")
+
+
+@pytest.fixture
+def models(run):
+    """Two different models: the run's checkpoints at steps 2 and 4."""
+    return [str(run / "checkpoints" / "step_0000002"), str(run / "checkpoints" / "step_0000004")]
+
+
+@pytest.fixture
+def prompts(tmp_path):
+    path = tmp_path / "prompts.txt"
+    path.write_text("a red circle moving left\n\n  a blue square moving up  \na green triangle\n", encoding="utf-8")
+    return path
+
+
+def test_create_samples_every_model_on_fixed_seeds_and_pairs_them(models, prompts, tmp_path, capsys):
+    out = tmp_path / "shapes-study"
+    assert cli.main(["human-eval", "create", "--models", *models, "--prompts", str(prompts), "--n", "4",
+                     "--out", str(out), "--steps", "2"]) == 0
+    study = load_study(out)
+    assert study.name == "shapes-study" and list(study.models) == models
+    assert all(len(info["sha256"]) == 64 for info in study.models.values())
+    items = sorted({(v["prompt"], v["seed"]) for v in study.videos.values()})
+    assert items == sorted([("a red circle moving left", 0), ("a blue square moving up", 0),
+                            ("a green triangle", 0), ("a red circle moving left", 1)])
+    assert len(study.videos) == 8 and len(study.pairs) == 4
+    for pair in study.pairs.values():
+        a, b = (study.videos[v] for v in pair.videos)
+        assert {a["model"], b["model"]} == set(models) and a["prompt"] == b["prompt"] == pair.prompt
+        for vid in pair.videos:
+            assert read_video(study.video_path(vid)).shape == (4, 128, 128, 3)
+            meta = json.loads(study.video_path(vid).with_name(f"{vid}.mp4.json").read_text())
+            assert meta["study"] == "shapes-study" and meta["seed"] == pair.seed and meta["steps"] == 2
+            assert meta["model_name"] == study.videos[vid]["model"]
+    # file names say nothing of the model
+    assert not any(m in vid for vid in study.videos for m in ("step", "tiny"))
+    err = capsys.readouterr().err
+    assert "[1/8]" in err and "[8/8]" in err  # progress on stderr
+    assert not list(tmp_path.glob(".shapes-study.tmp-*"))  # no temporary folder left
+
+
+def test_a_study_is_served_and_rated(models, prompts, tmp_path):
+    pytest.importorskip("fastapi")
+    from fastapi.testclient import TestClient
+
+    from vdmkit.app.server import Settings, create_app
+
+    out = tmp_path / "studies" / "s1"
+    assert cli.main(["human-eval", "create", "--models", *models, "--prompts", str(prompts), "--n", "2",
+                     "--out", str(out), "--steps", "2"]) == 0
+    with TestClient(create_app(Settings(runs=None, out=tmp_path / "app", studies=[tmp_path / "studies"]))) as c:
+        pair = c.get("/api/studies/s1/next", params={"rater": "r1"}).json()
+        assert c.get(pair["left"]["url"]).status_code == 200
+        r = c.post("/api/studies/s1/votes", json={"rater": "r1", "pair": pair["pair"], "left": pair["left"]["id"],
+                                                  "right": pair["right"]["id"], "choice": "right"})
+        assert r.status_code == 201
+        rows = c.get("/api/studies/s1/results").json()["models"]
+        assert sorted(r["model"] for r in rows) == sorted(models) and sum(r["wins"] for r in rows) == 1
+
+
+@pytest.mark.parametrize("case, message", [
+    ("one model", "at least two models"),
+    ("same model twice", "are the same checkpoint"),
+    ("missing model", "does not exist"),
+    ("missing prompts", "is not a file"),
+    ("empty prompts", "holds no prompt"),
+    ("binary prompts", "is not UTF-8"),
+    ("NUL in prompts", "line 2 contains control characters"),
+    ("long prompt", "line 1 has 501 characters"),
+    ("n 0", "--n must be an integer in [1, 10000]"),
+    ("out not empty", "exists and is not an empty folder"),
+    ("bad name", "study name '.x'"),
+    ("steps 0", "steps must be >= 1"),
+    ("unknown sampler", "unknown sampler"),
+    ("guidance nan", "finite"),
+    ("no device", "cuda"),
+])
+def test_bad_create_arguments_fail_before_any_weights(models, prompts, run, tmp_path, monkeypatch, capsys, case,
+                                                     message):
+    monkeypatch.setattr(TextToVideo, "from_pretrained", lambda *a, **k: pytest.fail("weights were loaded"))
+    out = tmp_path / "study"
+    args = {"--models": models, "--prompts": [str(prompts)], "--n": ["3"], "--out": [str(out)], "--steps": ["2"]}
+    if case == "one model":
+        args["--models"] = models[:1]
+    elif case == "same model twice":
+        args["--models"] = [str(run), models[1]]  # a run folder is its newest checkpoint
+    elif case == "missing model":
+        args["--models"] = [models[0], str(tmp_path / "nope")]
+    elif case == "missing prompts":
+        args["--prompts"] = [str(tmp_path / "nope.txt")]
+    elif case.endswith("prompts") or case == "long prompt":
+        path = tmp_path / "bad.txt"
+        path.write_bytes({"empty prompts": b"\n  \n", "binary prompts": b"\xff\xfe\x00bad",
+                          "NUL in prompts": b"fine\nbad\x00prompt\n", "long prompt": b"x" * 501}[case])
+        args["--prompts"] = [str(path)]
+    elif case == "n 0":
+        args["--n"] = ["0"]
+    elif case == "out not empty":
+        out.mkdir()
+        (out / "keep.txt").write_text("mine")
+    elif case == "bad name":
+        args["--name"] = [".x"]
+    elif case == "steps 0":
+        args["--steps"] = ["0"]
+    elif case == "unknown sampler":
+        args["--sampler"] = ["euler_a"]
+    elif case == "guidance nan":
+        args["--guidance"] = ["nan"]
+    elif case == "no device":
+        import torch
+
+        if torch.cuda.is_available():
+            pytest.skip("this machine has CUDA")
+        args["--device"] = ["cuda"]
+    argv = ["human-eval", "create"] + [x for key, values in args.items() for x in (key, *values)]
+    assert cli.main(argv) == 2
+    assert message in capsys.readouterr().err
+    assert not out.exists() or [p.name for p in out.iterdir()] == ["keep.txt"]
+    assert not list(tmp_path.glob(".study.tmp-*"))
+
+
+def test_plan_items_cycles_prompts_with_new_seeds():
+    assert plan_items(["a", "b"], 5, 10) == [("a", 10), ("b", 10), ("a", 11), ("b", 11), ("a", 12)]
+    for n in (0, -1, 2.5, True, 10_001):
+        with pytest.raises(ValueError, match="--n"):
+            plan_items(["a"], n, 0)
+
+
+def test_three_models_make_every_pair(tmp_path):
+    study = load_study(make_study(tmp_path / "three", "three", items=2, models=("A", "B", "C"), encode=False))
+    pairs = sorted(tuple(sorted(study.videos[v]["model"] for v in p.videos)) for p in study.pairs.values())
+    assert pairs == [("A", "B"), ("A", "B"), ("A", "C"), ("A", "C"), ("B", "C"), ("B", "C")]
+
+
+def edit_study(directory, change):
+    doc = json.loads((directory / "study.json").read_text())
+    change(doc)
+    (directory / "study.json").write_text(json.dumps(doc))
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda d: d.update(format="other"), "is not a vdmkit-human-eval-study v1 file"),
+    (lambda d: d.update(name="../x"), "study name '../x'"),
+    (lambda d: d["pairs"][0].update(prompt="another"), "is not two models' videos of one prompt and seed"),
+    (lambda d: d["pairs"][0].update(videos=[d["pairs"][0]["videos"][0]] * 2), "is not two models' videos"),
+    (lambda d: d["pairs"][0].update(videos=["x"]), "malformed"),
+    (lambda d: d.update(pairs=[]), "has no pairs"),
+    (lambda d: d["videos"].update({"../../etc/passwd": {"model": "A", "prompt": "p", "seed": 0}}), "bad id"),
+    (lambda d: d["videos"][next(iter(d["videos"]))].update(model="Z"), "unknown model 'Z'"),
+])
+def test_load_study_refuses_broken_studies(tmp_path, change, message):
+    directory = make_study(tmp_path / "s", "s", items=2, encode=False)
+    edit_study(directory, change)
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace("[", r"\[")):
+        load_study(directory)
+
+
+def test_load_study_missing_files(tmp_path):
+    with pytest.raises(ConfigError, match="holds no study.json"):
+        load_study(tmp_path)
+    (tmp_path / "study.json").write_text("{")
+    with pytest.raises(ConfigError, match="not valid JSON"):
+        load_study(tmp_path)
+    directory = make_study(tmp_path / "s", "s", items=1, encode=False)
+    next((directory / "videos").glob("*.mp4")).unlink()
+    with pytest.raises(ConfigError, match="is missing"):
+        load_study(directory)
+
+
+def test_find_studies_keeps_the_good_and_names_the_bad(tmp_path):
+    make_study(tmp_path / "one", "one", items=1, encode=False)
+    make_study(tmp_path / "two", "one", items=1, encode=False)  # the same name again
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "study.json").write_text("[]")
+    found, problems = find_studies([tmp_path, tmp_path / "one", tmp_path / "missing"])
+    assert list(found) == ["one"] and len(problems) == 2
+    assert any("another study is named 'one'" in p for p in problems)
+    assert any("broken" in p for p in problems)
+
+
+def test_write_study_needs_a_good_name(tmp_path):
+    with pytest.raises(ValueError, match="study name"):
+        write_study(tmp_path, "a/b", {}, {})

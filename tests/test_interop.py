@@ -1,0 +1,354 @@
+"""Pretrained diffusers models in vdmkit's own modules: tiny random-weight models built and saved by diffusers /
+transformers themselves, loaded by vdmkit, outputs compared (diffusers is the test-time reference only)."""
+
+import dataclasses
+
+import pytest
+import torch
+
+from vdmkit.backbones.unet3d import UNet3D
+from vdmkit.conditioning.text import TextCondition
+from vdmkit.errors import CheckpointMismatchError, ConfigError
+from vdmkit.interop.diffusers_unet import from_diffusers, unet3d_config
+
+diffusers = pytest.importorskip("diffusers")
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")  # numpy 2 notes from inside diffusers
+
+TINY_UNET = dict(block_out_channels=(32, 64), layers_per_block=1, cross_attention_dim=16, attention_head_dim=4,
+                 norm_num_groups=8, down_block_types=("CrossAttnDownBlock3D", "DownBlock3D"),
+                 up_block_types=("UpBlock3D", "CrossAttnUpBlock3D"))
+
+
+def randomised(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
+    """Every weight random, zero-initialised temporal layers included, so that each one counts."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(torch.randn(p.shape, generator=g) * 0.1)
+    return model.eval()
+
+
+@pytest.fixture(scope="module")
+def tiny_unet():
+    return randomised(diffusers.UNet3DConditionModel(**TINY_UNET))
+
+
+def text(context: torch.Tensor) -> TextCondition:
+    return TextCondition(context, torch.ones(context.shape[:2], dtype=torch.bool), context.mean(1))
+
+
+@pytest.mark.parametrize("frames", [1, 5])
+def test_the_modelscope_unet_equals_diffusers(tiny_unet, frames):
+    cfg = unet3d_config(dict(tiny_unet.config))
+    ours = UNet3D(cfg).eval()
+    ours.load_state_dict(from_diffusers(tiny_unet.state_dict(), cfg, ours.state_dict()))
+    assert sum(p.numel() for p in ours.parameters()) == sum(p.numel() for p in tiny_unet.parameters())
+    g = torch.Generator().manual_seed(1)
+    x, ctx = torch.randn(2, 4, frames, 16, 16, generator=g), torch.randn(2, 7, 16, generator=g)
+    t = torch.tensor([10, 700])
+    with torch.no_grad():
+        ref = tiny_unet(x, t, encoder_hidden_states=ctx).sample
+        got = ours(x, t, text(ctx))
+    assert (got - ref).abs().max() < 1e-5
+
+
+def test_the_modelscope_preset_has_diffusers_parameter_count():
+    from vdmkit.backbones.flops import count_params
+    from vdmkit.backbones.unet3d import ModelScopeT2VConfig
+
+    with torch.device("meta"):
+        ours = UNet3D(ModelScopeT2VConfig())
+        ref = diffusers.UNet3DConditionModel()  # its defaults are text-to-video-ms-1.7b's config
+    assert count_params(ours) == sum(p.numel() for p in ref.parameters())
+    assert dataclasses.asdict(unet3d_config(dict(ref.config))) == dataclasses.asdict(ModelScopeT2VConfig())
+
+
+@pytest.mark.parametrize("change, match", [
+    ({"act_fn": "gelu"}, "act_fn='gelu' is not supported"),
+    ({"down_block_types": ("CrossAttnDownBlockMotion", "DownBlock3D")}, "vdmkit loads"),
+    ({"up_block_types": ("CrossAttnUpBlock3D", "UpBlock3D")}, "do not mirror"),
+    ({"attention_head_dim": [4, 8]}, "differs per level"),
+    ({"norm_eps": 1e-6}, "norm_eps=1e-06 is not supported"),
+    ({"_class_name": "UNet2DConditionModel"}, "expected a UNet3DConditionModel"),
+])
+def test_unet_configs_vdmkit_cannot_reproduce_are_refused(tiny_unet, change, match):
+    with pytest.raises(ConfigError, match=match):
+        unet3d_config({**dict(tiny_unet.config), **change})
+
+
+def test_weights_of_another_shape_or_with_keys_left_over_are_refused(tiny_unet):
+    cfg = unet3d_config(dict(tiny_unet.config))
+    own = UNet3D(cfg).state_dict()
+    state = dict(tiny_unet.state_dict())
+    with pytest.raises(CheckpointMismatchError, match="diffusers keys unused.*extra"):
+        from_diffusers({**state, "extra.weight": torch.zeros(1)}, cfg, own)
+    state["conv_in.weight"] = torch.zeros(32, 4, 5, 5)
+    with pytest.raises(CheckpointMismatchError, match="conv_in.weight.*does not fit"):
+        from_diffusers(state, cfg, own)
+    del state["conv_in.weight"]
+    with pytest.raises(CheckpointMismatchError, match="lack 'conv_in.weight'"):
+        from_diffusers(state, cfg, own)
+
+
+def tiny_clip_tokenizer(folder):
+    """A CLIP BPE tokenizer over single byte-level characters and a few merges."""
+    from transformers import CLIPTokenizer
+    from transformers.convert_slow_tokenizer import bytes_to_unicode
+
+    chars = list(bytes_to_unicode().values())
+    merges = [("a", "t</w>"), ("c", "at</w>"), ("r", "e"), ("re", "d</w>")]
+    tokens = chars + [c + "</w>" for c in chars] + ["".join(m) for m in merges] + ["<|startoftext|>", "<|endoftext|>"]
+    vocab = {tok: i for i, tok in enumerate(tokens)}
+    tokenizer = CLIPTokenizer(vocab=vocab, merges=merges, model_max_length=77)
+    return tokenizer, len(vocab)
+
+
+def tiny_text_parts(folder) -> dict:
+    """A pipeline's tokenizer, CLIP text encoder (16 wide) and VAE (4 latent channels, 2x down), random weights."""
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    tokenizer, vocab = tiny_clip_tokenizer(folder / "_tok")
+    text = CLIPTextModel(CLIPTextConfig(vocab_size=vocab, hidden_size=16, intermediate_size=32, num_hidden_layers=2,
+                                        num_attention_heads=2, max_position_embeddings=77, bos_token_id=vocab - 2,
+                                        eos_token_id=vocab - 1, pad_token_id=vocab - 1))
+    vae = diffusers.AutoencoderKL(block_out_channels=(8, 16), down_block_types=("DownEncoderBlock2D",) * 2,
+                                  up_block_types=("UpDecoderBlock2D",) * 2, latent_channels=4, norm_num_groups=4,
+                                  sample_size=32)
+    return {"vae": randomised(vae, 1), "text_encoder": randomised(text, 2), "tokenizer": tokenizer}
+
+
+def tiny_pipeline(folder, scheduler):
+    """A TextToVideoSDPipeline of random weights (zero-initialised layers too), saved by diffusers."""
+    unet = diffusers.UNet3DConditionModel(**TINY_UNET, sample_size=16)
+    pipe = diffusers.TextToVideoSDPipeline(**tiny_text_parts(folder), unet=randomised(unet, 3), scheduler=scheduler)
+    pipe.save_pretrained(str(folder), safe_serialization=True)
+    return pipe
+
+
+MODELSCOPE_SCHEDULER = dict(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012, clip_sample=False,
+                            prediction_type="epsilon", set_alpha_to_one=False, steps_offset=1)
+
+
+@pytest.fixture(scope="module")
+def ddim_folder(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("t2v") / "modelscope-tiny"
+    return folder, tiny_pipeline(folder, diffusers.DDIMScheduler(**MODELSCOPE_SCHEDULER))
+
+
+PROMPTS = ["a red panda", "a cat surfing a wave"]
+
+
+def diffusers_frames(pipe, latents, steps=4, guidance=9.0, negative=None):
+    out = pipe(PROMPTS, negative_prompt=negative, num_inference_steps=steps, guidance_scale=guidance, latents=latents,
+               num_frames=latents.shape[2], output_type="pt").frames  # (B, T, C, H, W) in [0, 1]
+    return out.permute(0, 2, 1, 3, 4)
+
+
+def test_a_diffusers_modelscope_folder_samples_as_diffusers(ddim_folder):
+    from vdmkit.pipelines import TextToVideo
+
+    folder, ref = ddim_folder
+    pipe = TextToVideo.from_pretrained(folder)
+    latents = torch.randn(2, 4, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        expected = diffusers_frames(ref, latents)
+    got = pipe(PROMPTS, steps=4, frames=3, latents=latents)  # the folder's DDIM, guidance 9 by default
+    assert got.shape == (2, 3, 3, 32, 32)
+    assert ((got + 1) / 2 - expected).abs().max() < 1e-4
+    assert pipe.config.sampling.final == "first" and pipe.config.sampling.offset == 1 and len(pipe.model_sha256) == 64
+
+
+@pytest.fixture(scope="module")
+def dpm_folder(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("t2v") / "dpm-tiny"
+    sched = diffusers.DPMSolverMultistepScheduler(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012,
+                                                  prediction_type="epsilon", timestep_spacing="trailing")
+    return folder, tiny_pipeline(folder, sched)
+
+
+def test_a_dpm_solver_folder_and_negative_prompts_sample_as_diffusers(dpm_folder):
+    from vdmkit.pipelines import TextToVideo
+
+    folder, ref = dpm_folder
+    pipe = TextToVideo.from_pretrained(folder)
+    assert pipe.config.sampling.sampler == "dpmpp_2m"
+    latents = torch.randn(2, 4, 4, 16, 16, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        expected = diffusers_frames(ref, latents, steps=5, guidance=5.0, negative=["a dog", "a dog"])
+    got = pipe(PROMPTS, steps=5, frames=4, guidance=5.0, negative_prompt="a dog", latents=latents)
+    assert ((got + 1) / 2 - expected).abs().max() < 1e-4
+
+
+def test_the_clip_text_encoder_equals_transformers(ddim_folder):
+    from vdmkit.pipelines import TextToVideo
+
+    folder, ref = ddim_folder
+    pipe = TextToVideo.from_pretrained(folder)
+    with torch.no_grad():
+        expected, _ = ref.encode_prompt(PROMPTS + [""], "cpu", 1, False)
+        got = pipe.text_encoder(PROMPTS + [""])
+    assert got.tokens.shape == (3, 77, 16) and bool(got.mask.all())
+    assert (got.tokens - expected).abs().max() < 1e-6
+
+
+def copy_folder(src, dst):
+    import shutil
+
+    shutil.copytree(src, dst)
+    return dst
+
+
+def test_bad_folders_are_typed_errors_before_any_weights(ddim_folder, tmp_path):
+    import json
+
+    from vdmkit.errors import CorruptCheckpointError, UnsafeFormatError
+    from vdmkit.pipelines import TextToVideo, open_model
+
+    folder, _ = ddim_folder
+    missing = copy_folder(folder, tmp_path / "missing")
+    import shutil
+    shutil.rmtree(missing / "vae")
+    with pytest.raises(CorruptCheckpointError, match="lacks the vae/ folder"):
+        open_model(missing)
+    other = copy_folder(folder, tmp_path / "other")
+    index = json.loads((other / "model_index.json").read_text())
+    (other / "model_index.json").write_text(json.dumps({**index, "_class_name": "StableVideoDiffusionPipeline"}))
+    with pytest.raises(ConfigError, match="names 'StableVideoDiffusionPipeline'; vdmkit loads TextToVideoSDPipeline, "
+                                          "StableDiffusionPipeline"):
+        open_model(other)
+    (other / "model_index.json").write_text(json.dumps({**index, "_class_name": "StableDiffusionPipeline"}))
+    with pytest.raises(ConfigError, match="unet is 'UNet3DConditionModel'; vdmkit loads UNet2DConditionModel"):
+        open_model(other)
+    (other / "model_index.json").write_text(json.dumps({**index, "scheduler": ["diffusers", "EulerDiscreteScheduler"]}))
+    with pytest.raises(ConfigError, match="scheduler is 'EulerDiscreteScheduler'; vdmkit loads DDIMScheduler"):
+        open_model(other)
+    clipped = copy_folder(folder, tmp_path / "clipped")
+    path = clipped / "scheduler" / "scheduler_config.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), "clip_sample": True}))
+    with pytest.raises(ConfigError, match="clip_sample=True cannot be honoured"):
+        open_model(clipped)
+    truncated = copy_folder(folder, tmp_path / "truncated")
+    weights = truncated / "unet" / "diffusion_pytorch_model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:1000])
+    open_model(truncated)  # configs only: fine
+    with pytest.raises(CorruptCheckpointError, match="truncated"):
+        TextToVideo.from_pretrained(truncated)
+    pickled = copy_folder(folder, tmp_path / "pickled")
+    (pickled / "text_encoder" / "model.safetensors").rename(pickled / "text_encoder" / "pytorch_model.bin")
+    with pytest.raises(UnsafeFormatError, match="only pickle weights .*pytorch_model.bin.*safe_serialization"):
+        TextToVideo.from_pretrained(pickled)
+
+
+def test_dpm_solver_spacings_vdmkit_cannot_place_are_refused():
+    from vdmkit.interop.diffusers_pipeline import scheduler_config
+
+    with pytest.raises(ConfigError, match="timestep_spacing='linspace' .* timestep_spacing='trailing'"):
+        scheduler_config({"_class_name": "DPMSolverMultistepScheduler", "timestep_spacing": "linspace"})
+    # AnimateDiff's: linear betas over SD's endpoints, honoured exactly
+    diffusion, _ = scheduler_config({"_class_name": "DDIMScheduler", "beta_schedule": "linear", "beta_start": 0.00085,
+                                     "beta_end": 0.012})
+    import diffusers as d
+    ref = d.DDIMScheduler(beta_schedule="linear", beta_start=0.00085, beta_end=0.012)
+    torch.testing.assert_close(diffusion.build_process().alphas_cumprod, ref.alphas_cumprod.double(), atol=1e-6, rtol=0)
+    with pytest.raises(ConfigError, match="beta_schedule='squaredcos_cap_v3'"):
+        scheduler_config({"_class_name": "DDIMScheduler", "beta_schedule": "squaredcos_cap_v3"})
+
+
+def test_the_cli_samples_a_diffusers_folder(ddim_folder, tmp_path):
+    import json
+
+    from vdmkit import cli
+
+    folder, _ = ddim_folder
+    out = tmp_path / "v.mp4"
+    assert cli.main(["sample", "--model", str(folder), "--prompt", "a red panda", "--steps", "2", "--frames", "2",
+                     "--out", str(out)]) == 0
+    meta = json.loads((tmp_path / "v.mp4.json").read_text())
+    assert meta["sampler"] == "ddim" and meta["guidance"] == 9.0 and meta["spacing"] == "leading"
+    assert meta["schedule_rules"] == {"offset": 1, "final": "first", "previous": "stride"}
+    assert meta["model"] == str(folder) and meta["autoencoder"] == "frame_vae"
+
+
+def test_given_latents_and_latent_outputs_from_the_cli_reproduce_python(ddim_folder, tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    from vdmkit import cli
+    from vdmkit.pipelines import TextToVideo
+
+    folder, _ = ddim_folder
+    noise = torch.randn(1, 4, 2, 16, 16, generator=torch.Generator().manual_seed(9))
+    save_file({"noise": noise}, str(tmp_path / "noise.safetensors"))
+    out = tmp_path / "latents.safetensors"
+    assert cli.main(["sample", "--model", str(folder), "--prompt", "a cat", "--steps", "2", "--frames", "2",
+                     "--latents", str(tmp_path / "noise.safetensors"), "--out", str(out)]) == 0
+    expected = TextToVideo.from_pretrained(folder)(["a cat"], steps=2, frames=2, latents=noise, output="latents")
+    assert torch.equal(load_file(str(out))["latents"], expected)
+    save_file({"a": noise, "b": noise.clone()}, str(tmp_path / "two.safetensors"))
+    assert cli.main(["sample", "--model", str(folder), "--prompt", "a cat", "--latents",
+                     str(tmp_path / "two.safetensors"), "--out", str(tmp_path / "x.mp4")]) == 2
+    assert cli.main(["sample", "--model", str(folder), "--prompt", "a cat", "--frames", "3", "--latents",
+                     str(tmp_path / "noise.safetensors"), "--out", str(tmp_path / "x.mp4")]) == 2
+    assert not (tmp_path / "x.mp4").exists()
+
+
+def test_export_to_diffusers_round_trips(ddim_folder, tmp_path):
+    """diffusers folder -> vdmkit -> a vdmkit checkpoint -> a diffusers folder that diffusers loads and runs,
+    every output equal to vdmkit's own."""
+    from vdmkit import cli
+    from vdmkit.pipelines import TextToVideo
+
+    folder, _ = ddim_folder
+    ckpt, exported = tmp_path / "ckpt", tmp_path / "exported"
+    assert cli.main(["convert", str(folder), "--to", "vdmkit", "--out", str(ckpt)]) == 0
+    assert cli.main(["convert", str(ckpt), "--to", "diffusers", "--out", str(exported)]) == 0
+    latents = torch.randn(2, 4, 3, 16, 16, generator=torch.Generator().manual_seed(3))
+    ours = TextToVideo.from_pretrained(ckpt)(PROMPTS, steps=3, frames=3, latents=latents)
+    assert torch.equal(ours, TextToVideo.from_pretrained(folder)(PROMPTS, steps=3, frames=3, latents=latents))
+    ref = diffusers.TextToVideoSDPipeline.from_pretrained(str(exported))
+    with torch.no_grad():
+        theirs = diffusers_frames(ref, latents, steps=3)
+    assert ((ours + 1) / 2 - theirs).abs().max() < 1e-4
+    assert cli.main(["convert", str(ckpt), "--to", "diffusers", "--out", str(exported)]) == 2  # never overwritten
+
+
+def test_export_refuses_models_diffusers_cannot_express(tmp_path, capsys):
+    from vdmkit import cli
+    from vdmkit.interop.export import unet_config
+    from vdmkit.training import load_config, train
+
+    run = train(load_config("configs/tiny.yaml", [f"train.out_dir={tmp_path / 'run'}", "train.steps=1",
+                                                  "train.sample_every=100", "train.precision=fp32"]), progress=False)
+    assert cli.main(["convert", str(run), "--to", "diffusers", "--out", str(tmp_path / "x")]) == 2
+    assert "text_encoder 'words'" in capsys.readouterr().err and not (tmp_path / "x").exists()
+    cfg = unet3d_config(dict(TINY_UNET))
+    with pytest.raises(ConfigError, match="model.upsample='conv_nearest'"):
+        unet_config(dataclasses.replace(cfg, upsample="conv_nearest"))
+
+
+def test_bf16_weights_sample_close_to_fp32(ddim_folder):
+    from vdmkit.pipelines import TextToVideo
+
+    folder, _ = ddim_folder
+    latents = torch.randn(2, 4, 3, 16, 16, generator=torch.Generator().manual_seed(4))
+    full = TextToVideo.from_pretrained(folder)(PROMPTS, steps=3, frames=3, latents=latents)
+    half = TextToVideo.from_pretrained(folder, dtype="bf16")
+    assert next(half.backbone.parameters()).dtype == torch.bfloat16
+    got = half(PROMPTS, steps=3, frames=3, latents=latents)
+    assert got.dtype == torch.float32
+    psnr = 10 * torch.log10(4 / (got - full).pow(2).mean())
+    assert psnr > 30, f"bf16 weights: {psnr:.1f} dB against fp32"
+    with pytest.raises(ValueError, match="dtype must be one of fp32, bf16, fp16"):
+        TextToVideo.from_pretrained(folder, dtype="int8")
+
+
+def test_a_bf16_load_equals_a_cast_fp32_load(ddim_folder):
+    """The model is cast before its weights are copied in (one full-precision copy fewer at the peak): the weights
+    must be those of an fp32 load cast afterwards, bit for bit."""
+    from vdmkit.pipelines import TextToVideo
+
+    folder, _ = ddim_folder
+    cast = TextToVideo.from_pretrained(folder).to(torch.bfloat16).state_dict()
+    read = TextToVideo.from_pretrained(folder, dtype="bf16").state_dict()
+    assert cast.keys() == read.keys()
+    for key in cast:
+        assert read[key].dtype == cast[key].dtype and torch.equal(read[key], cast[key]), key
