@@ -1,5 +1,11 @@
+import os
+
 import pytest
 import torch
+
+# commands choose their threads from OMP_NUM_THREADS when it is set (vdmkit.device.cpu_threads): the suite's
+# in-process and subprocess commands all run on one thread, whatever the machine's load
+os.environ["OMP_NUM_THREADS"] = "1"
 
 from vdmkit.training import load_config
 

@@ -147,3 +147,42 @@ def test_out_of_memory_says_what_would_fit(tiny_cfg, run_dir, monkeypatch, capsy
     monkeypatch.setattr(unet3d.UNet3D, "forward", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("other")))
     with pytest.raises(RuntimeError, match="^other$"):  # other errors pass through unchanged
         TextToVideo.from_pretrained(run_dir)(["a red circle"], steps=2)
+
+
+def test_auto_threads_leave_busy_cpus_alone_and_follow_omp_and_torchrun(monkeypatch):
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
+    monkeypatch.setattr(devices, "usable_cpus", lambda: 8)
+    for load, expected in [(0.0, 8), (0.4, 8), (3.0, 5), (7.6, 1), (20.0, 1)]:
+        monkeypatch.setattr(devices.os, "getloadavg", lambda load=load: (load, 0.0, 0.0))
+        assert devices.cpu_threads(0) == expected, load
+    monkeypatch.setattr(devices.os, "getloadavg", lambda: (0.0, 0.0, 0.0))
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "4")  # 4 processes on this machine: 2 CPUs each
+    assert devices.cpu_threads(0) == 2
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")  # said explicitly: taken as it is
+    assert devices.cpu_threads(0) == 3
+    assert devices.cpu_threads(5) == 5  # asked for: always that
+    for bad in (-1, 1.5, True, "2"):
+        with pytest.raises(ValueError, match="threads must be an integer >= 0"):
+            devices.cpu_threads(bad)
+
+
+def test_usable_cpus_counts_this_process_affinity():
+    import os
+
+    assert 1 <= devices.usable_cpus() <= len(os.sched_getaffinity(0))
+
+
+def test_sample_reports_its_threads_and_progress(run_dir, tmp_path, capsys, monkeypatch):
+    out = tmp_path / "v.mp4"
+    assert cli.main(["sample", "--model", str(run_dir), "--prompt", "a red circle", "--steps", "3", "--out", str(out),
+                     "--threads", "1", "--device", "cpu"]) == 0
+    captured = capsys.readouterr()
+    assert "3/3" in captured.err  # the progress bar over the sampler's steps
+    assert json.loads(captured.out.strip().splitlines()[-1])["threads"] == 1
+    assert json.loads(out.with_name("v.mp4.json").read_text())["threads"] == 1
+    assert cli.main(["sample", "--model", str(run_dir), "--prompt", "a red circle", "--steps", "3", "--out", str(out),
+                     "--device", "cpu", "--no-progress"]) == 0
+    assert "3/3" not in capsys.readouterr().err
+    assert cli.main(["sample", "--model", str(run_dir), "--prompt", "x", "--threads", "-2"]) == 2
+    assert "threads must be an integer >= 0" in capsys.readouterr().err

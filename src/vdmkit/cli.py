@@ -36,6 +36,7 @@ def _cmd_train(args) -> int:
     from vdmkit.training import load_config, train
 
     cfg = load_config(args.config, args.overrides + _device_overrides(args))
+    _threads(cfg.train.threads)
     out = train(cfg, resume=args.resume, progress=not args.no_progress)
     if current().main:
         print(f"trained {cfg.train.steps} steps; checkpoints in {out / 'checkpoints'}, previews in {out / 'samples'}")
@@ -121,8 +122,6 @@ def _cmd_sample(args) -> int:
     if model is None:
         raise ValueError("sample needs --model PATH (no default model is installed)")
 
-    import torch
-
     from vdmkit.device import resolve_device
     from vdmkit.io.video import VIDEO_FORMATS, check_output_path
     from vdmkit.pipelines import TextToVideo, make_request, open_model
@@ -162,8 +161,7 @@ def _cmd_sample(args) -> int:
     for name, value in decode.items():
         if value < 1:
             raise ValueError(f"--vae-{name.replace('_', '-')} must be >= 1, got {value}")
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    threads = _threads(args.threads)
     from vdmkit.distributed import all_gather_objects, join
 
     world, device = join(device)  # rank i of the processes torchrun started, or the only one
@@ -175,7 +173,7 @@ def _cmd_sample(args) -> int:
                     for i in world.share(len(prompts))}
     pipe = TextToVideo.from_pretrained(ckpt, device=device, dtype=args.dtype)  # reads and hashes the weights, once
     for i, req in requests.items():
-        _sample_one(pipe, req, outs[i], args, decode, quiet=args.prompts is not None)
+        _sample_one(pipe, req, outs[i], args, decode, threads, quiet=args.prompts is not None)
     if args.prompts is not None:
         from vdmkit.distributed import barrier
 
@@ -186,14 +184,25 @@ def _cmd_sample(args) -> int:
     return 0
 
 
-def _sample_one(pipe, request, out: Path, args, decode: dict, quiet: bool = False) -> None:
-    """Sample ``request`` (one prompt) and write it to ``out`` with its metadata sidecar (and --strip's PNG)."""
+def _sample_one(pipe, request, out: Path, args, decode: dict, threads: int, quiet: bool = False) -> None:
+    """Sample ``request`` (one prompt) and write it to ``out`` with its metadata sidecar (and --strip's PNG), with
+    a progress bar over the sampler's steps on stderr (unless --no-progress)."""
+    import time
+
+    from tqdm import tqdm
+
     from vdmkit.io.video import write_video
     from vdmkit.pipelines.render import render_sample
 
-    result = render_sample(pipe, request, out, fps=args.fps, upscale_factor=args.upscale, decode=decode,
-                           extra={"dtype": args.dtype, "latents_given": args.latents,
-                                  "motion_adapter": args.motion_adapter})
+    label = out.name if quiet else "sampling"
+    total = request.steps if request.timesteps is None else len(request.timesteps)
+    with tqdm(total=total, desc=label, unit="step", disable=args.no_progress, leave=False) as bar:
+        start = time.perf_counter()
+        result = render_sample(pipe, request, out, fps=args.fps, upscale_factor=args.upscale, decode=decode,
+                               callback=lambda *_: bar.update(1),
+                               extra={"dtype": args.dtype, "latents_given": args.latents,
+                                      "motion_adapter": args.motion_adapter, "threads": threads})
+        seconds = time.perf_counter() - start
     for message in result.warnings:
         print(f"warning: {message}", file=sys.stderr)
     written = [result.path]
@@ -202,7 +211,16 @@ def _sample_one(pipe, request, out: Path, args, decode: dict, quiet: bool = Fals
     for path in written:
         print(f"saved {path}")
     if not quiet:
-        print(json.dumps({k: result.metadata[k] for k in ("prompt", "seed", "sampler", "steps", "guidance")}))
+        print(json.dumps({**{k: result.metadata[k] for k in ("prompt", "seed", "sampler", "steps", "guidance")},
+                          "seconds": round(seconds, 2), "threads": threads}))
+
+
+def _threads(requested: int) -> int:
+    """Set torch's CPU threads for this command: ``requested``, or for 0 as many as the CPUs left free (see
+    :func:`vdmkit.device.cpu_threads`)."""
+    from vdmkit.device import apply_threads
+
+    return apply_threads(requested)
 
 
 def _read_latents(path: str | None):
@@ -357,7 +375,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fps", type=float, default=8.0)
     p.add_argument("--upscale", type=int, help="nearest-neighbour upscale factor (default: to >= 128 px)")
     p.add_argument("--strip", action="store_true", help="also write a PNG strip of the frames")
-    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = default)")
+    p.add_argument("--threads", type=int, default=0,
+                   help="torch CPU threads (0 = the CPUs other work leaves free; recorded in the sidecar)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar over the sampler's steps")
     p.add_argument("--device", default="auto", help=DEVICES_HELP)
     p.add_argument("--vae-tile", type=int, help="latent models: decode in spatial tiles of this many latent pixels")
     p.add_argument("--vae-frame-chunk", type=int, help="latent models: decode this many latent frames at a time")

@@ -48,7 +48,7 @@ def _cmd_serve(args) -> int:
     if not 0 <= args.port <= 65535:
         raise ValueError(f"--port must be in [0, 65535], got {args.port}")
     if args.threads < 0:
-        raise ValueError(f"--threads must be >= 0 (0 = torch's default), got {args.threads}")
+        raise ValueError(f"--threads must be >= 0 (0 = the CPUs other work leaves free), got {args.threads}")
     _check_port_free(args.host, args.port)
     local = _is_loopback(args.host)
     if not local:
@@ -83,7 +83,7 @@ def register(sub) -> None:
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=7860)
     p.add_argument("--device", default="auto", help=DEVICES_HELP)
-    p.add_argument("--threads", type=int, default=0, help="torch CPU threads for sampling (0 = torch's default)")
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads for sampling (0 = the CPUs other work leaves free)")
     p.add_argument("--log-level", default="info", choices=("critical", "error", "warning", "info", "debug"))
     p.set_defaults(func=_cmd_serve)
 

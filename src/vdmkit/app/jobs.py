@@ -49,6 +49,7 @@ class JobQueue:
     def __init__(self, out_dir: str | Path, *, device: str = "auto", threads: int = 0, max_queued: int = MAX_QUEUED):
         self.out_dir = Path(out_dir)
         self.device, self.threads, self.max_queued = device, threads, max_queued
+        self._threads_set = False
         self._cond = threading.Condition()
         self._pending: deque[Job] = deque()
         self._jobs: OrderedDict[str, Job] = OrderedDict()
@@ -143,13 +144,13 @@ class JobQueue:
                 self._cond.notify_all()
 
     def _run(self, job: Job) -> None:
-        import torch
-
+        from vdmkit.device import apply_threads
         from vdmkit.pipelines import TextToVideo
         from vdmkit.pipelines.render import render_sample
 
-        if self.threads:
-            torch.set_num_threads(self.threads)
+        if not self._threads_set:  # once, before the first job: later the load average counts our own sampling
+            apply_threads(self.threads)  # 0: the CPUs other work leaves free
+            self._threads_set = True
         folder, pipe = self._pipe
         if folder != job.path:
             self._pipe = (None, None)  # free the old weights before loading new ones

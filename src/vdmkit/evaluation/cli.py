@@ -49,6 +49,9 @@ def _cmd_eval(args) -> int:
     )
 
     resolve_device(args.device)  # a device that is not here fails before anything is read
+    from vdmkit.device import apply_threads
+
+    apply_threads(args.threads)
     if args.out and not args.out.endswith(".json"):
         raise ValueError(f"--out must end in .json, got {args.out!r}")
     if args.html and not args.html.endswith((".html", ".htm")):
@@ -159,6 +162,8 @@ def register(sub) -> None:
     p.add_argument("--html", help="HTML report with plots and sample frames (needs matplotlib)")
     p.add_argument("--compare", nargs=2, metavar=("A.json", "B.json"), help="compare two reports")
     p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--threads", type=int, default=0,
+                   help="torch CPU threads (0 = the CPUs other work leaves free)")
     p.add_argument("--device", default="auto", help="where a model is sampled and the feature networks run: auto "
                    "(CUDA when present), cpu (bit-reproducible reference numbers), cuda, cuda:N or mps")
     p.add_argument("--sample-steps", type=int, default=50, help="sampler steps when --fake is a model")

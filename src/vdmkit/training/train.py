@@ -173,7 +173,7 @@ def train(cfg: RunConfig, *, resume: bool = False, progress: bool = True) -> Pat
                     rate = bar.rate(step)
                     record = {"step": step, "loss": loss.item(), "grad_norm": float(grad_norm),
                               "lr": lr_at(step - 1, tc), "steps_per_s": rate, "global_batch": layout.global_batch,
-                              "time": time.time(), **peak_memory_record(device)}
+                              "threads": torch.get_num_threads(), "time": time.time(), **peak_memory_record(device)}
                     metrics.write(record)
                     bar.show(loss=f"{record['loss']:.4f}", it_s=f"{rate:.2f}")
                 save = step % tc.checkpoint_every == 0 or step == tc.steps
