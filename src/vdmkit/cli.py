@@ -142,6 +142,7 @@ def _cmd_sample(args) -> int:
     outs[0] = check_output_path(outs[0], VIDEO_FORMATS + (LATENTS_SUFFIX,))
     check_fps(args.fps)
     ckpt, config = open_model(model, args.motion_adapter)  # reads and hashes the config only
+    adapters = _check_loras(args.lora or [], ckpt, args.force_lora)
     knobs = {k: v for k, v in (("eta", args.eta), ("order", args.order)) if v is not None}
     latents = _read_latents(args.latents)
 
@@ -172,6 +173,8 @@ def _cmd_sample(args) -> int:
                                            seed_was_random=args.seed is None)
                     for i in world.share(len(prompts))}
     pipe = TextToVideo.from_pretrained(ckpt, device=device, dtype=args.dtype)  # reads and hashes the weights, once
+    for path, scale in adapters:
+        pipe.load_lora(path, scale, force=args.force_lora)
     for i, req in requests.items():
         _sample_one(pipe, req, outs[i], args, decode, threads, quiet=args.prompts is not None)
     if args.prompts is not None:
@@ -213,6 +216,22 @@ def _sample_one(pipe, request, out: Path, args, decode: dict, threads: int, quie
     if not quiet:
         print(json.dumps({**{k: result.metadata[k] for k in ("prompt", "seed", "sampler", "steps", "guidance")},
                           "seconds": round(seconds, 2), "threads": threads}))
+
+
+def _check_loras(values: list[str], ckpt, force: bool) -> list[tuple[str, float]]:
+    """--lora PATH[:SCALE] ...: each file read and checked (a LoRA adapter, trained on this base unless
+    --force-lora) before the model's weights load."""
+    from vdmkit.backbones.lora import parse_lora_argument, read_adapter
+    from vdmkit.pipelines.base import weights_sha256
+
+    adapters = [parse_lora_argument(v) for v in values]
+    base = weights_sha256(ckpt)
+    for path, _ in adapters:
+        recorded = read_adapter(path).base_sha256
+        if recorded and base and recorded != base and not force:
+            raise ValueError(f"--lora {path!r} was trained on the base model with weights {recorded[:12]}..., not "
+                             f"this one ({base[:12]}...); --force-lora applies it anyway")
+    return adapters
 
 
 def _threads(requested: int) -> int:
@@ -378,6 +397,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=0,
                    help="torch CPU threads (0 = the CPUs other work leaves free; recorded in the sidecar)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar over the sampler's steps")
+    p.add_argument("--lora", action="append", metavar="PATH[:SCALE]",
+                   help="apply a LoRA adapter (.safetensors from train.lora), its delta times SCALE (default 1); "
+                   "repeat for several")
+    p.add_argument("--force-lora", action="store_true", help="apply --lora adapters trained on another base model")
     p.add_argument("--device", default="auto", help=DEVICES_HELP)
     p.add_argument("--vae-tile", type=int, help="latent models: decode in spatial tiles of this many latent pixels")
     p.add_argument("--vae-frame-chunk", type=int, help="latent models: decode this many latent frames at a time")

@@ -19,7 +19,15 @@ from vdmkit.diffusion.denoiser import Denoiser
 from vdmkit.config import to_dict
 from vdmkit.errors import ConfigError
 from vdmkit.interop.diffusers_pipeline import DiffusersFolder, is_diffusers_folder, refuse_component_folder
-from vdmkit.io.checkpoint import CONFIG, WEIGHTS, Checkpoint, load_strict, open_checkpoint, save_checkpoint
+from vdmkit.io.checkpoint import (
+    CONFIG,
+    WEIGHTS,
+    Checkpoint,
+    load_strict,
+    open_checkpoint,
+    save_checkpoint,
+    sha256_file,
+)
 from vdmkit.pipelines.config import LatentSpec, PipelineConfig, SamplingDefaults, pipeline_config
 from vdmkit.pipelines.request import SampleRequest
 from vdmkit.registry import BACKBONES, TEXT_ENCODERS, lookup
@@ -85,6 +93,7 @@ class Pipeline(nn.Module):
             self.autoencoder = build_autoencoder(config.latent.kind, config.latent.model).eval().requires_grad_(False)
         self.source: str | None = None  # the checkpoint it was loaded from
         self.model_sha256: str | None = None  # of its weights file
+        self.adapters: list[dict] = []  # the LoRA files applied by load_lora: name, path, scale, sha256
 
     def train(self, mode: bool = True):
         super().train(mode)
@@ -142,8 +151,40 @@ class Pipeline(nn.Module):
 
     def save_pretrained(self, directory: str | os.PathLike) -> Path:
         """Write this model as a vdmkit checkpoint (model.safetensors, config.json, manifest), e.g. a pretrained
-        folder imported once; written under a temporary name and renamed when complete."""
-        return save_checkpoint(directory, {WEIGHTS: self.state_dict()}, {CONFIG: to_dict(self.config)})
+        folder imported once; written under a temporary name and renamed when complete. Active LoRA adapters are
+        folded into the weights written (the model itself is left as it was)."""
+        from vdmkit.backbones import lora
+
+        merged = lora.merge(self.backbone)
+        try:
+            state = {k: v for k, v in self.state_dict().items() if ".lora." not in k}
+            return save_checkpoint(directory, {WEIGHTS: state}, {CONFIG: to_dict(self.config)})
+        finally:
+            if merged:
+                lora.unmerge(self.backbone)
+
+    def load_lora(self, path: str | os.PathLike, scale: float = 1.0, *, name: str | None = None,
+                  force: bool = False) -> str:
+        """Apply the LoRA adapter file ``path`` to the backbone (several can be active at once), its delta times
+        ``scale``; returns the adapter's name (``name``, else the file's stem). An adapter records the sha256 of the
+        base weights it was trained on: another base is refused (ConfigError naming both) unless ``force``."""
+        from vdmkit.backbones import lora
+
+        adapter = lora.read_adapter(path)
+        base = adapter.base_sha256
+        if base and self.model_sha256 and base != self.model_sha256 and not force:
+            raise ConfigError(f"the adapter {str(path)!r} was trained on the base model with weights {base[:12]}..., "
+                              f"not this one ({self.model_sha256[:12]}...); apply it anyway with force=True "
+                              "(--force-lora)")
+        if name is None:
+            stem = "".join(c if c.isalnum() else "_" for c in Path(path).stem) or "adapter"
+            name, n = (stem if stem[0].isalpha() else f"a_{stem}"), 1
+            while name in lora.adapter_names(self.backbone):
+                n += 1
+                name = f"{stem}_{n}"
+        lora.load_adapter(self.backbone, adapter, name=name, scale=scale)
+        self.adapters.append({"name": name, "path": str(path), "scale": scale, "sha256": sha256_file(Path(path))})
+        return name
 
     @classmethod
     def from_pretrained(cls, path: str | os.PathLike | ModelSource, *, device: str | torch.device = "cpu",

@@ -77,7 +77,7 @@ def render_sample(pipe, request: SampleRequest, out: str | os.PathLike, *, fps: 
             "fps": fps, "precision": request.precision, "model": pipe.source, "model_sha256": pipe.model_sha256,
             "device": str(pipe.device), "vdmkit": __version__, "autoencoder": config.latent.kind or None,
             "autoencoder_sha256": config.latent.sha256 or None, "decode": dict(decode or {}),
-            "output": request.output}
+            "output": request.output, "lora": list(getattr(pipe, "adapters", [])) or None}
     for key, value in (extra or {}).items():
         meta.setdefault(key, value)
     if request.output == "latents":

@@ -1,0 +1,371 @@
+"""LoRA adapters for any vdmkit backbone (UNet3D, the video DiT, and pretrained models loaded into them).
+
+A LoRA adds ``scale * B @ A`` (rank r, ``scale = alpha / r``, B zero-initialised so a new adapter changes nothing)
+to the weight of chosen layers, named by what they do rather than where they sit:
+
+- ``attn``: the projections of spatial and cross attention (queries, keys/values, outputs; a transformer's
+  projections in and out),
+- ``temporal``: every layer that mixes frames (temporal attention, temporal convolutions, motion modules, the DiT's
+  time-axis attention): a motion-only LoRA (AnimateDiff's MotionLoRA idea),
+- ``ff``: the feed-forward layers (the UNet transformers' GEGLU, the DiT's MLP),
+- ``conv``: the spatial (and full-3D) convolutions of the residual blocks.
+
+Embeddings, adaLN modulation and the input/output layers are never adapted.
+
+Linear layers take the adapter on their input (``x @ A.T @ B.T``, with optional dropout on ``x``); convolutions,
+whose forwards read ``self.weight`` in their own ways, run with ``W + scale * B @ A`` swapped in for the call. Base
+weights keep their names (an adapted model's ``state_dict`` adds ``<layer>.lora.<adapter>.A/B``); several adapters
+can be active at once, each with its own scale. :func:`merge` folds the active adapters into the weights for
+hook-free inference and :func:`unmerge` restores the weights bit for bit (from a copy, not by subtraction).
+
+Files (:func:`save_adapter` / :func:`read_adapter`) are safetensors in peft's key layout (``<layer>.lora_A.weight``
+(r, in[, k...]), ``<layer>.lora_B.weight`` (out, r[, 1...])) with the rank, alpha, targets and the base model's
+weights sha256 in the header, so an adapter is refused on another base.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from vdmkit.errors import ConfigError
+
+TARGETS = ("attn", "temporal", "ff", "conv")
+FORMAT = "vdmkit-lora/1"
+# linear layers that condition rather than compute features: never adapted
+_SKIP_LEAVES = {"emb", "temporal_emb", "modulation", "text_proj", "text_to_emb", "time_mlp", "conv_in", "conv_out",
+                "downsample", "upsample"}
+_SKIP_ROOTS = {"time_mlp", "text_proj", "text_to_emb", "patch_embed", "final", "conv_in", "conv_out"}
+_ATTENTION_PARTS = {"attn", "attn1", "attn2", "cross", "spatial"}
+_FF_PARTS = {"ff", "mlp"}
+
+
+@dataclass
+class LoRAConfig:
+    """``train.lora`` and the header of an adapter file: rank r >= 1, ``alpha`` (None: r, so scale 1), the layer
+    kinds adapted (:data:`TARGETS`), and dropout on the adapted linear layers' input (training only)."""
+
+    rank: int = 8
+    alpha: float | None = None
+    targets: list[str] = field(default_factory=lambda: ["attn"])
+    dropout: float = 0.0
+
+    def __post_init__(self):
+        if isinstance(self.rank, bool) or not isinstance(self.rank, int) or self.rank < 1:
+            raise ConfigError(f"lora.rank must be an integer >= 1, got {self.rank!r}")
+        if self.alpha is not None and (isinstance(self.alpha, bool) or not isinstance(self.alpha, (int, float))
+                                       or not math.isfinite(self.alpha) or self.alpha <= 0):
+            raise ConfigError(f"lora.alpha must be a number > 0 (or null: the rank), got {self.alpha!r}")
+        targets = [self.targets] if isinstance(self.targets, str) else list(self.targets or [])
+        unknown = [t for t in targets if t not in TARGETS]
+        if not targets or unknown:
+            raise ConfigError(f"lora.targets {unknown or targets!r}: choose one or more of {', '.join(TARGETS)}")
+        self.targets = sorted(set(targets), key=TARGETS.index)
+        if isinstance(self.dropout, bool) or not isinstance(self.dropout, (int, float)) or not 0 <= self.dropout < 1:
+            raise ConfigError(f"lora.dropout must be in [0, 1), got {self.dropout!r}")
+
+    @property
+    def scale(self) -> float:
+        return (self.alpha if self.alpha is not None else self.rank) / self.rank
+
+
+def layer_kind(name: str, module: nn.Module, time_attention: tuple[str, ...] = ()) -> str | None:
+    """The target kind of the layer ``name`` (a Linear or a Conv), or None when it is never adapted.
+    ``time_attention``: prefixes of the attention modules that mix frames (the DiT's time-axis attention)."""
+    parts = name.split(".")
+    if any(p in _SKIP_LEAVES for p in parts) or parts[0] in _SKIP_ROOTS:
+        return None
+    if any(p.startswith(("temporal", "input_temporal", "motion")) for p in parts) or \
+            any(name.startswith(prefix + ".") for prefix in time_attention):
+        return "temporal"
+    if isinstance(module, (nn.Conv1d, nn.Conv2d, nn.Conv3d)):
+        return "conv"
+    if not isinstance(module, nn.Linear):
+        return None
+    if any(p in _FF_PARTS for p in parts):
+        return "ff"
+    if any(p in _ATTENTION_PARTS for p in parts) or parts[-1] in ("proj_in", "proj_out"):
+        return "attn"
+    return None
+
+
+def target_layers(backbone: nn.Module, targets) -> dict[str, nn.Module]:
+    """The layers of ``backbone`` a LoRA on ``targets`` adapts, by name."""
+    wanted = set(targets)
+    time_attention = tuple(n for n, m in backbone.named_modules() if getattr(m, "axis", None) == "time")
+    found = {}
+    for name, module in backbone.named_modules():
+        if isinstance(module, (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)):
+            if layer_kind(name, module, time_attention) in wanted:
+                found[name] = module
+    return found
+
+
+class LoRAPair(nn.Module):
+    """One adapter on one layer: A (r, fan_in) Kaiming-initialised, B (out, r) zero; ``scale`` multiplies B @ A."""
+
+    def __init__(self, weight: torch.Tensor, rank: int, scale: float, dropout: float = 0.0):
+        super().__init__()
+        fan_in = weight[0].numel()
+        self.A = nn.Parameter(torch.empty(rank, fan_in, device=weight.device, dtype=weight.dtype))
+        self.B = nn.Parameter(torch.zeros(weight.shape[0], rank, device=weight.device, dtype=weight.dtype))
+        nn.init.kaiming_uniform_(self.A, a=math.sqrt(5))
+        self.scale, self.dropout, self.enabled = float(scale), float(dropout), True
+
+    def delta(self, weight: torch.Tensor) -> torch.Tensor:
+        return (self.scale * (self.B @ self.A)).view_as(weight).to(weight.dtype)
+
+
+class LoRALayer(nn.Module):
+    """The adapters of one layer (a ModuleDict by adapter name) and the hooks that apply them."""
+
+    def __init__(self, layer: nn.Module):
+        super().__init__()
+        self.adapters = nn.ModuleDict()
+        self.merged: torch.Tensor | None = None  # the weight as it was before merge(), restored by unmerge()
+        self.conv = not isinstance(layer, nn.Linear)
+        self._saved: torch.Tensor | None = None
+        if self.conv:
+            layer.register_forward_pre_hook(self._swap_in)
+            layer.register_forward_hook(self._swap_out, always_call=True)
+        else:
+            layer.register_forward_hook(self._add)
+
+    def active(self):
+        return [] if self.merged is not None else [p for p in self.adapters.values() if p.enabled and p.scale != 0]
+
+    def _add(self, layer: nn.Linear, args, out: torch.Tensor) -> torch.Tensor:
+        (x,) = args[:1]
+        for pair in self.active():
+            h = F.dropout(x, pair.dropout, self.training) if pair.dropout else x
+            out = out + pair.scale * F.linear(F.linear(h, pair.A.to(h.dtype)), pair.B.to(h.dtype))
+        return out
+
+    def _swap_in(self, layer: nn.Module, args) -> None:
+        pairs = self.active()
+        if pairs:
+            weight = layer._parameters["weight"]
+            self._saved = weight
+            layer._parameters["weight"] = weight + sum(p.delta(weight) for p in pairs)  # for this call only
+
+    def _swap_out(self, layer: nn.Module, args, out) -> None:
+        if self._saved is not None:
+            layer._parameters["weight"], self._saved = self._saved, None
+
+
+def _layers(model: nn.Module) -> dict[str, tuple[nn.Module, LoRALayer]]:
+    return {name: (m, m.lora) for name, m in model.named_modules() if isinstance(getattr(m, "lora", None), LoRALayer)}
+
+
+def adapter_names(model: nn.Module) -> list[str]:
+    names = []
+    for _, holder in _layers(model).values():
+        names += [n for n in holder.adapters if n not in names]
+    return names
+
+
+def check_adapter_name(name: str) -> str:
+    if not isinstance(name, str) or not name.isidentifier():
+        raise ValueError(f"an adapter name must be a Python identifier (letters, digits, _), got {name!r}")
+    return name
+
+
+def add_lora(backbone: nn.Module, cfg: LoRAConfig, name: str = "default") -> list[str]:
+    """Add adapter ``name`` (B = 0: the model's outputs are unchanged) to the layers ``cfg.targets`` name; return
+    their names. ConfigError when no layer of this backbone is of those kinds, or the name is taken."""
+    check_adapter_name(name)
+    layers = target_layers(backbone, cfg.targets)
+    if not layers:
+        raise ConfigError(f"lora.targets {cfg.targets} match no layer of this {type(backbone).__name__}")
+    if name in adapter_names(backbone):
+        raise ConfigError(f"the model already has an adapter named {name!r}; remove it or choose another name")
+    for layer_name, layer in layers.items():
+        holder = getattr(layer, "lora", None)
+        if holder is None:
+            holder = LoRALayer(layer)
+            layer.lora = holder
+        if holder.merged is not None:
+            raise ConfigError("unmerge the model's adapters before adding another")
+        holder.adapters[name] = LoRAPair(layer.weight, cfg.rank, cfg.scale, cfg.dropout)
+    return list(layers)
+
+
+def lora_parameters(model: nn.Module, name: str | None = None) -> list[nn.Parameter]:
+    return [p for _, h in _layers(model).values() for n, pair in h.adapters.items() if name in (None, n)
+            for p in (pair.A, pair.B)]
+
+
+def train_only_adapters(model: nn.Module) -> list[nn.Parameter]:
+    """Freeze every parameter of ``model`` but its adapters'; return the adapters' (the optimizer's) parameters."""
+    model.requires_grad_(False)
+    params = lora_parameters(model)
+    for p in params:
+        p.requires_grad_(True)
+    return params
+
+
+def set_scale(model: nn.Module, name: str, scale: float) -> None:
+    """Scale adapter ``name`` (0 turns it off) everywhere it is applied; ``alpha / rank`` is replaced."""
+    if not math.isfinite(scale):
+        raise ValueError(f"an adapter scale must be finite, got {scale!r}")
+    found = False
+    for _, holder in _layers(model).values():
+        if name in holder.adapters:
+            holder.adapters[name].scale, found = float(scale), True
+    if not found:
+        raise KeyError(f"no adapter named {name!r} (the model has: {', '.join(adapter_names(model)) or 'none'})")
+
+
+def remove_lora(model: nn.Module, name: str | None = None) -> None:
+    """Remove adapter ``name`` (all with None); a merged model is unmerged first."""
+    unmerge(model)
+    for _, holder in _layers(model).values():
+        for n in list(holder.adapters):
+            if name in (None, n):
+                del holder.adapters[n]
+
+
+@torch.no_grad()
+def merge(model: nn.Module) -> int:
+    """Fold the active adapters into the weights (inference without the adapters' extra work); returns the number
+    of layers changed. The weights before are kept, so :func:`unmerge` restores them exactly."""
+    changed = 0
+    for layer, holder in _layers(model).values():
+        pairs = holder.active()
+        if pairs:
+            holder.merged = layer.weight.detach().clone()
+            layer.weight.add_(sum(p.delta(layer.weight) for p in pairs))
+            changed += 1
+    return changed
+
+
+@torch.no_grad()
+def unmerge(model: nn.Module) -> int:
+    """Put back the weights :func:`merge` changed, bit for bit; returns the number of layers restored."""
+    restored = 0
+    for layer, holder in _layers(model).values():
+        if holder.merged is not None:
+            layer.weight.copy_(holder.merged)
+            holder.merged, restored = None, restored + 1
+    return restored
+
+
+def adapter_state(model: nn.Module, name: str = "default") -> dict[str, torch.Tensor]:
+    """Adapter ``name`` in peft's key layout: ``<layer>.lora_A.weight`` (r, in[, k...]) and ``.lora_B.weight``
+    (out, r[, 1...]), A shaped like the layer's kernel for convolutions."""
+    out = {}
+    for layer_name, (layer, holder) in _layers(model).items():
+        if name in holder.adapters:
+            pair, kernel = holder.adapters[name], tuple(layer.weight.shape[2:])
+            out[f"{layer_name}.lora_A.weight"] = pair.A.detach().reshape(pair.A.shape[0], -1, *kernel).contiguous()
+            out[f"{layer_name}.lora_B.weight"] = pair.B.detach().reshape(*pair.B.shape, *[1] * len(kernel)).contiguous()
+    if not out:
+        raise KeyError(f"no adapter named {name!r} (the model has: {', '.join(adapter_names(model)) or 'none'})")
+    return out
+
+
+def save_adapter(path: str | os.PathLike, model: nn.Module, cfg: LoRAConfig, *, base_sha256: str | None,
+                 name: str = "default", extra: dict | None = None) -> Path:
+    """Write adapter ``name`` of ``model`` to ``path`` (.safetensors, atomic) with its config and the base model's
+    weights sha256 in the header."""
+    from vdmkit.io.checkpoint import save_tensors
+
+    path = Path(path)
+    if path.suffix != ".safetensors":
+        raise ValueError(f"an adapter file ends in .safetensors, got {str(path)!r}")
+    meta = {"format": FORMAT, "rank": cfg.rank, "alpha": cfg.alpha if cfg.alpha is not None else cfg.rank,
+            "targets": cfg.targets, "dropout": cfg.dropout, "base_sha256": base_sha256, **(extra or {})}
+    return save_tensors(path, {k: v.float().cpu() for k, v in adapter_state(model, name).items()}, meta)
+
+
+@dataclass
+class AdapterFile:
+    """An adapter read from disk: its config, tensors (peft layout) and header."""
+
+    path: Path
+    config: LoRAConfig
+    tensors: dict[str, torch.Tensor]
+    header: dict
+
+    @property
+    def base_sha256(self) -> str | None:
+        return self.header.get("base_sha256")
+
+
+def read_adapter(path: str | os.PathLike) -> AdapterFile:
+    """Read an adapter file written by :func:`save_adapter`: ConfigError when it is not one (no header, keys that
+    are not LoRA pairs, ranks that disagree)."""
+    from safetensors import safe_open
+
+    from vdmkit.io.checkpoint import load_tensors
+
+    path = Path(path)
+    tensors = load_tensors(path)  # refuses a missing, truncated or non-safetensors file with a clear error
+    with safe_open(str(path), "pt") as f:
+        raw = (f.metadata() or {}).get("vdmkit")
+    try:
+        header = json.loads(raw) if raw else {}
+    except ValueError:
+        header = {}
+    header = header if isinstance(header, dict) else {}
+    if header.get("format") != FORMAT:
+        raise ConfigError(f"{str(path)!r} is not a vdmkit LoRA adapter (its header has no format {FORMAT!r}); write "
+                          "adapters with `vdmkit train` (train.lora) or vdmkit.backbones.lora.save_adapter")
+    bad = [k for k in tensors if not k.endswith((".lora_A.weight", ".lora_B.weight"))]
+    if bad or not tensors:
+        raise ConfigError(f"{str(path)!r}: not LoRA pairs: {bad[:3] or 'no tensors'}")
+    try:
+        cfg = LoRAConfig(rank=header["rank"], alpha=header["alpha"], targets=header["targets"],
+                         dropout=header.get("dropout", 0.0))
+    except KeyError as err:
+        raise ConfigError(f"{str(path)!r}: the header misses {err}") from None
+    for key, value in tensors.items():
+        axis = 0 if key.endswith("lora_A.weight") else 1
+        if value.shape[axis] != cfg.rank:
+            raise ConfigError(f"{str(path)!r}: {key} has rank {value.shape[axis]}, the header says {cfg.rank}")
+    return AdapterFile(path, cfg, tensors, header)
+
+
+@torch.no_grad()
+def load_adapter(model: nn.Module, adapter: AdapterFile, *, name: str = "default", scale: float = 1.0) -> None:
+    """Add ``adapter`` to ``model`` as ``name``, its weights loaded and multiplied by ``scale`` (on top of alpha /
+    rank). ConfigError naming the layers when the file's layers are not this model's (another architecture)."""
+    layers = add_lora(model, adapter.config, name)
+    expected = {f"{n}.lora_{ab}.weight" for n in layers for ab in "AB"}
+    missing, unexpected = sorted(expected - set(adapter.tensors)), sorted(set(adapter.tensors) - expected)
+    if missing or unexpected:
+        remove_lora(model, name)
+        raise ConfigError(f"{str(adapter.path)!r} does not fit this model: {len(missing)} adapted layer(s) missing "
+                          f"(e.g. {missing[:2]}), {len(unexpected)} not in the model (e.g. {unexpected[:2]})")
+    modules = dict(model.named_modules())
+    for layer_name in layers:
+        pair = modules[layer_name].lora.adapters[name]
+        a, b = adapter.tensors[f"{layer_name}.lora_A.weight"], adapter.tensors[f"{layer_name}.lora_B.weight"]
+        if a.reshape(a.shape[0], -1).shape != pair.A.shape or b.reshape(b.shape[0], -1).shape != pair.B.shape:
+            remove_lora(model, name)
+            raise ConfigError(f"{str(adapter.path)!r}: {layer_name} has shapes {tuple(a.shape)}, {tuple(b.shape)}; the "
+                              f"model's layer needs A {tuple(pair.A.shape)} and B {tuple(pair.B.shape)}")
+        pair.A.copy_(a.reshape(pair.A.shape))
+        pair.B.copy_(b.reshape(pair.B.shape))
+        pair.scale *= float(scale)
+
+
+def parse_lora_argument(text: str) -> tuple[str, float]:
+    """``PATH`` or ``PATH:SCALE`` (--lora) -> (path, scale); a Windows drive letter is not a scale."""
+    path, _, scale = text.rpartition(":")
+    if path and scale and not (len(path) == 1 and path.isalpha()):
+        try:
+            value = float(scale)
+        except ValueError:
+            return text, 1.0
+        if not math.isfinite(value):
+            raise ValueError(f"--lora {text!r}: the scale must be finite")
+        return path, value
+    return text, 1.0

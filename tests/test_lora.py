@@ -1,0 +1,228 @@
+"""LoRA adapters on every backbone: a new adapter changes nothing, merge/unmerge is exact, only adapters train, the
+targets pick the layers they name, files round-trip and refuse another base, several adapters combine, and the
+sampling CLI applies them."""
+
+import copy
+import json
+
+import pytest
+import torch
+
+from vdmkit import cli
+from vdmkit.backbones import lora
+from vdmkit.backbones.lora import LoRAConfig
+from vdmkit.conditioning import Condition
+from vdmkit.errors import ConfigError
+from vdmkit.pipelines import TextToVideo
+from vdmkit.training import load_config
+
+TINY_UNET = ["backbone=unet3d", "model.channels=[32, 32]", "model.attention_levels=[1]", "text.dim=32",
+             "text.layers=1", "text.heads=2", "data.size=16", "data.frames=4"]
+TINY_DIT = ["backbone=dit", "model.width=32", "model.depth=2", "model.heads=2", "model.patch_size=4", "text.dim=32",
+            "text.layers=1", "text.heads=2", "data.size=16", "data.frames=4"]
+BACKBONES = {"unet3d": TINY_UNET, "dit": TINY_DIT}
+
+
+def make_pipe(kind):
+    torch.manual_seed(0)
+    pipe = TextToVideo(load_config(None, BACKBONES[kind]).pipeline()).eval()
+    with torch.no_grad():  # a trained model's zero-initialised output layers are not zero: nor are these
+        for p in pipe.backbone.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    return pipe
+
+
+def run(pipe, seed=1):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(2, 3, 4, 16, 16, generator=g)
+    t = torch.tensor([100.0, 700.0])
+    with torch.no_grad():
+        return pipe.forward(x, t, pipe.encode(["a red circle moving left", "a blue square"]))
+
+
+def randomise(model, name=None, std=0.05):
+    g = torch.Generator().manual_seed(5)
+    with torch.no_grad():
+        for p in lora.lora_parameters(model, name):
+            p.copy_(torch.randn(p.shape, generator=g) * std)
+
+
+@pytest.mark.parametrize("kind", BACKBONES)
+def test_a_new_adapter_changes_nothing_and_merge_unmerge_is_exact(kind):
+    pipe = make_pipe(kind)
+    before = run(pipe)
+    weights = {k: v.clone() for k, v in pipe.backbone.state_dict().items()}
+    targets = ["attn", "temporal", "ff"] + (["conv"] if kind == "unet3d" else [])
+    names = lora.add_lora(pipe.backbone, LoRAConfig(rank=4, targets=targets))
+    assert names and torch.equal(run(pipe), before)  # B = 0
+    randomise(pipe.backbone)
+    adapted = run(pipe)
+    assert (adapted - before).abs().max() > 1e-4  # the adapter acts
+    assert lora.merge(pipe.backbone) == len(names)
+    assert torch.allclose(run(pipe), adapted, atol=1e-5)  # merged weights compute what the hooks did
+    lora.unmerge(pipe.backbone)
+    for k, v in weights.items():
+        assert torch.equal(pipe.backbone.state_dict()[k], v), k  # bit for bit
+    assert torch.equal(run(pipe), adapted)
+    lora.set_scale(pipe.backbone, "default", 0.0)
+    assert torch.equal(run(pipe), before)
+
+
+@pytest.mark.parametrize("kind", BACKBONES)
+def test_only_adapter_parameters_get_gradients(kind):
+    pipe = make_pipe(kind).train()
+    lora.add_lora(pipe.backbone, LoRAConfig(rank=2, targets=["attn", "temporal"], dropout=0.1))
+    randomise(pipe.backbone)
+    lora.train_only_adapters(pipe)
+    x = torch.randn(1, 3, 4, 16, 16)
+    pipe.forward(x, torch.tensor([500.0]), pipe.encode(["a red circle"])).square().mean().backward()
+    adapters = {id(p) for p in lora.lora_parameters(pipe.backbone)}
+    for name, p in pipe.named_parameters():
+        if id(p) in adapters:
+            assert p.grad is not None and p.grad.abs().sum() > 0, name
+        else:
+            assert not p.requires_grad and p.grad is None, name
+    trainable = sum(p.numel() for p in pipe.parameters() if p.requires_grad)
+    assert 0 < trainable < 0.25 * sum(p.numel() for p in pipe.backbone.parameters())
+
+
+def test_targets_pick_the_layers_they_name():
+    unet, dit = make_pipe("unet3d").backbone, make_pipe("dit").backbone
+    temporal = lora.target_layers(unet, ["temporal"])
+    assert temporal and all("temporal" in n for n in temporal)
+    attn = lora.target_layers(unet, ["attn"])
+    assert attn and not any("temporal" in n for n in attn) and all(n.split(".")[-1].startswith("to_") for n in attn)
+    conv = lora.target_layers(unet, ["conv"])
+    assert conv and all(n.split(".")[-1] in ("conv1", "conv2", "skip") for n in conv)
+    assert not any(n.endswith(("emb", "time_mlp", "conv_in", "conv_out")) for n in lora.target_layers(unet, lora.TARGETS))
+    # the DiT's time-axis attention is temporal, its other attention and cross-attention are attn, its MLP ff
+    time_blocks = {n for n, m in dit.named_modules() if getattr(m, "axis", None) == "time"}
+    assert time_blocks and set(lora.target_layers(dit, ["temporal"])) == {f"{b}.{p}" for b in time_blocks
+                                                                       for p in ("qkv", "proj")}
+    assert all(".mlp." in n for n in lora.target_layers(dit, ["ff"]))
+    assert not any(n.startswith(("patch_embed", "final", "time_mlp")) or n.endswith("modulation")
+                   for n in lora.target_layers(dit, lora.TARGETS))
+    with pytest.raises(ConfigError, match="match no layer"):
+        lora.add_lora(dit, LoRAConfig(targets=["conv"]))
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"rank": 0}, "rank must be an integer >= 1"), ({"rank": -2}, "rank must be"), ({"rank": 2.5}, "rank must be"),
+    ({"alpha": 0}, "alpha must be a number > 0"), ({"alpha": float("nan")}, "alpha must be"),
+    ({"targets": ["attn", "mlp"]}, "choose one or more of attn, temporal, ff, conv"),
+    ({"targets": []}, "choose one or more of"), ({"dropout": 1.0}, r"dropout must be in \[0, 1\)"),
+])
+def test_bad_configs_are_refused(kwargs, match):
+    with pytest.raises(ConfigError, match=match):
+        LoRAConfig(**kwargs)
+
+
+def test_several_adapters_combine_and_are_removed():
+    pipe = make_pipe("unet3d")
+    before = run(pipe)
+    lora.add_lora(pipe.backbone, LoRAConfig(rank=2, targets=["attn"]), "a")
+    lora.add_lora(pipe.backbone, LoRAConfig(rank=3, targets=["temporal", "conv"]), "b")
+    with pytest.raises(ConfigError, match="already has an adapter named 'a'"):
+        lora.add_lora(pipe.backbone, LoRAConfig(), "a")
+    randomise(pipe.backbone)
+    both = run(pipe)
+    lora.merge(pipe.backbone)
+    assert torch.allclose(run(pipe), both, atol=1e-5)
+    lora.remove_lora(pipe.backbone, "a")  # unmerges first
+    assert lora.adapter_names(pipe.backbone) == ["b"]
+    lora.remove_lora(pipe.backbone)
+    assert torch.equal(run(pipe), before)
+    with pytest.raises(KeyError, match="no adapter named 'b'"):
+        lora.set_scale(pipe.backbone, "b", 1.0)
+
+
+def test_an_adapted_pipeline_copies_and_saves_with_the_adapter_folded_in(tmp_path):
+    pipe = make_pipe("dit")
+    lora.add_lora(pipe.backbone, LoRAConfig(rank=2, targets=["attn", "ff"]))
+    randomise(pipe.backbone)
+    adapted = run(pipe)
+    ema = copy.deepcopy(pipe)  # hooks follow the copy (EMA copies of a LoRA run)
+    randomise(ema.backbone, std=0.0)
+    assert torch.equal(run(pipe), adapted) and not torch.equal(run(ema), adapted)
+    pipe.save_pretrained(tmp_path / "merged")
+    assert lora.adapter_names(pipe.backbone) == ["default"] and torch.equal(run(pipe), adapted)  # left as it was
+    loaded = TextToVideo.from_pretrained(tmp_path / "merged")
+    assert torch.allclose(run(loaded), adapted, atol=1e-5)
+
+
+def test_adapter_files_round_trip_and_refuse_another_base(tmp_path):
+    pipe = make_pipe("unet3d")
+    pipe.save_pretrained(tmp_path / "base")
+    base = TextToVideo.from_pretrained(tmp_path / "base")
+    before = run(base)
+    cfg = LoRAConfig(rank=4, alpha=8, targets=["temporal"])
+    lora.add_lora(base.backbone, cfg)
+    randomise(base.backbone)
+    adapted = run(base)
+    path = lora.save_adapter(tmp_path / "motion.safetensors", base.backbone, cfg, base_sha256=base.model_sha256)
+    adapter = lora.read_adapter(path)
+    assert adapter.config == cfg and adapter.base_sha256 == base.model_sha256
+    assert all(k.endswith((".lora_A.weight", ".lora_B.weight")) for k in adapter.tensors)
+    assert path.stat().st_size < 0.2 * (tmp_path / "base" / "model.safetensors").stat().st_size
+
+    fresh = TextToVideo.from_pretrained(tmp_path / "base")
+    assert fresh.load_lora(path) == "motion"
+    assert torch.allclose(run(fresh), adapted, atol=1e-6)
+    assert fresh.adapters[0]["name"] == "motion" and len(fresh.adapters[0]["sha256"]) == 64
+    assert fresh.load_lora(path, 0.0) == "motion_2"  # a second copy at scale 0 adds nothing
+    assert torch.allclose(run(fresh), adapted, atol=1e-6)
+    lora.remove_lora(fresh.backbone)
+    assert torch.equal(run(fresh), before)
+
+    other = make_pipe("unet3d")
+    torch.manual_seed(3)
+    other.backbone.conv_in.weight.data.normal_()
+    other.save_pretrained(tmp_path / "other")
+    other = TextToVideo.from_pretrained(tmp_path / "other")
+    with pytest.raises(ConfigError, match="was trained on the base model with weights .*force=True"):
+        other.load_lora(path)
+    other.load_lora(path, force=True)  # the user's call
+    with pytest.raises(ConfigError, match="does not fit this model"):
+        make_pipe("dit").load_lora(path, force=True)  # another architecture: its layers are not there
+    (tmp_path / "plain.safetensors").write_bytes((tmp_path / "base" / "model.safetensors").read_bytes())
+    with pytest.raises(ConfigError, match="is not a vdmkit LoRA adapter"):
+        base.load_lora(tmp_path / "plain.safetensors")
+    (tmp_path / "junk.safetensors").write_bytes(b"not a file")
+    with pytest.raises(Exception, match="junk.safetensors"):
+        base.load_lora(tmp_path / "junk.safetensors")
+
+
+def test_parse_lora_argument():
+    assert lora.parse_lora_argument("a/b.safetensors") == ("a/b.safetensors", 1.0)
+    assert lora.parse_lora_argument("a/b.safetensors:0.5") == ("a/b.safetensors", 0.5)
+    assert lora.parse_lora_argument("C:b.safetensors") == ("C:b.safetensors", 1.0)
+    with pytest.raises(ValueError, match="finite"):
+        lora.parse_lora_argument("a.safetensors:inf")
+
+
+def test_sample_applies_loras_and_records_them(tmp_path, capsys):
+    pipe = make_pipe("unet3d")
+    pipe.save_pretrained(tmp_path / "base")
+    base = TextToVideo.from_pretrained(tmp_path / "base")
+    cfg = LoRAConfig(rank=2, targets=["attn"])
+    lora.add_lora(base.backbone, cfg)
+    randomise(base.backbone)
+    path = lora.save_adapter(tmp_path / "style.safetensors", base.backbone, cfg, base_sha256=base.model_sha256)
+    common = ["sample", "--model", str(tmp_path / "base"), "--prompt", "a red circle", "--steps", "2", "--seed", "0",
+              "--no-progress", "--device", "cpu"]
+    assert cli.main(common + ["--out", str(tmp_path / "plain.mp4")]) == 0
+    assert cli.main(common + ["--out", str(tmp_path / "lora.mp4"), "--lora", f"{path}:0.7"]) == 0
+    meta = json.loads((tmp_path / "lora.mp4.json").read_text())
+    assert meta["lora"] == [{"name": "style", "path": str(path), "scale": 0.7, "sha256": meta["lora"][0]["sha256"]}]
+    assert json.loads((tmp_path / "plain.mp4.json").read_text())["lora"] is None
+    capsys.readouterr()
+    assert cli.main(common + ["--out", str(tmp_path / "x.mp4"), "--lora", str(tmp_path / "missing.safetensors")]) == 2
+    assert "missing.safetensors" in capsys.readouterr().err
+    pipe.backbone.conv_in.weight.data.add_(1.0)
+    pipe.save_pretrained(tmp_path / "other")
+    assert cli.main([*common[:2], str(tmp_path / "other"), *common[3:], "--out", str(tmp_path / "y.mp4"),
+                     "--lora", str(path)]) == 2
+    assert "--force-lora applies it anyway" in capsys.readouterr().err
+    assert not (tmp_path / "x.mp4").exists() and not (tmp_path / "y.mp4").exists()
+    assert cli.main([*common[:2], str(tmp_path / "other"), *common[3:], "--out", str(tmp_path / "y.mp4"),
+                     "--lora", str(path), "--force-lora"]) == 0
