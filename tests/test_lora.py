@@ -6,6 +6,7 @@ import copy
 import json
 
 import pytest
+from safetensors.torch import load_file
 import torch
 
 from vdmkit import cli
@@ -226,3 +227,46 @@ def test_sample_applies_loras_and_records_them(tmp_path, capsys):
     assert not (tmp_path / "x.mp4").exists() and not (tmp_path / "y.mp4").exists()
     assert cli.main([*common[:2], str(tmp_path / "other"), *common[3:], "--out", str(tmp_path / "y.mp4"),
                      "--lora", str(path), "--force-lora"]) == 0
+
+
+def test_a_lora_run_trains_only_adapters_saves_them_and_resumes_exactly(tiny_cfg, tmp_path):
+    from vdmkit.training import train
+
+    base_dir = tmp_path / "base"
+    train(tiny_cfg(f"train.out_dir={base_dir}", "train.steps=2", "train.sample_every=1000"), progress=False)
+    base = TextToVideo.from_pretrained(base_dir)
+    lora_args = [f"train.init_from={base_dir}", "train.lora.rank=4", "train.lora.targets=[attn, temporal]",
+                 "train.sample_every=1000", "train.checkpoint_every=2", "train.lr=0.01"]
+    straight = train(tiny_cfg(f"train.out_dir={tmp_path / 'straight'}", "train.steps=4", *lora_args), progress=False)
+    ckpt = straight / "checkpoints" / "step_0000004"
+    adapter = lora.read_adapter(ckpt / "adapter.safetensors")
+    assert adapter.base_sha256 == base.model_sha256 and adapter.config.targets == ["attn", "temporal"]
+    tuned = TextToVideo.from_pretrained(straight)  # the merged weights: samples like any checkpoint
+    changed = {k for k, v in tuned.state_dict().items() if not torch.equal(v, base.state_dict()[k])}
+    adapted = {f"backbone.{n}.weight" for n in lora.target_layers(base.backbone, ["attn", "temporal"])}
+    assert changed and changed <= adapted  # nothing but the adapted layers moved (text encoder, biases, convs kept)
+    base.load_lora(ckpt / "adapter.safetensors")  # the same model: base + the shared adapter
+    assert torch.allclose(run(base), run(tuned), atol=1e-5)
+
+    resumed = tmp_path / "resumed"
+    train(tiny_cfg(f"train.out_dir={resumed}", "train.steps=2", *lora_args), progress=False)
+    train(tiny_cfg(f"train.out_dir={resumed}", "train.steps=4", *lora_args), resume=True, progress=False)
+    for name in ("model.safetensors", "adapter.safetensors", "training_state.safetensors"):
+        a = load_file(str(ckpt / name))
+        b = load_file(str(resumed / "checkpoints" / "step_0000004" / name))
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), name
+    with pytest.raises(ConfigError, match="trained with train.lora="):
+        train(tiny_cfg(f"train.out_dir={resumed}", "train.steps=6", *lora_args[:1], "train.lora.rank=2",
+                       *lora_args[2:]), resume=True, progress=False)
+
+
+@pytest.mark.parametrize("overrides, match", [
+    (["train.lora.rank=4"], "train.lora fine-tunes a trained model: set train.init_from"),
+    (["train.init_from=x", "train.lora.rank=4", "train.parallel=fsdp"], "nothing to shard; use train.parallel=ddp"),
+    (["train.init_from=x", "train.lora.targets=[attn, motion]"], "choose one or more of attn, temporal, ff, conv"),
+    (["train.init_from=x", "train.lora.rank=0"], "rank must be an integer >= 1"),
+    (["train.init_from=x", "train.lora.ranks=4"], "unknown key"),
+])
+def test_bad_lora_run_configs_are_refused(tiny_cfg, overrides, match):
+    with pytest.raises(ConfigError, match=match):
+        tiny_cfg(*overrides)

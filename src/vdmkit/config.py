@@ -33,6 +33,9 @@ def _check_type(hint, value, where: str):
         item = args[0] if args else typing.Any
         return tuple(_check_type(item, v, f"{where}[{i}]") for i, v in enumerate(value))
     if origin in (typing.Union, types.UnionType):
+        mappings = [a for a in typing.get_args(hint) if dataclasses.is_dataclass(a)]
+        if isinstance(value, dict) and len(mappings) == 1:  # an optional section: its own errors, not "no match"
+            return from_dict(mappings[0], value, where)
         for arg in typing.get_args(hint):
             try:
                 return _check_type(arg, value, where)

@@ -280,9 +280,39 @@ def save_adapter(path: str | os.PathLike, model: nn.Module, cfg: LoRAConfig, *, 
     path = Path(path)
     if path.suffix != ".safetensors":
         raise ValueError(f"an adapter file ends in .safetensors, got {str(path)!r}")
-    meta = {"format": FORMAT, "rank": cfg.rank, "alpha": cfg.alpha if cfg.alpha is not None else cfg.rank,
+    return save_tensors(path, {k: v.float().cpu() for k, v in adapter_state(model, name).items()},
+                        adapter_header(cfg, base_sha256, extra))
+
+
+def adapter_header(cfg: LoRAConfig, base_sha256: str | None, extra: dict | None = None) -> dict:
+    """What an adapter file's header records: the format, rank, alpha, targets, dropout and the base's sha256."""
+    return {"format": FORMAT, "rank": cfg.rank, "alpha": cfg.alpha if cfg.alpha is not None else cfg.rank,
             "targets": cfg.targets, "dropout": cfg.dropout, "base_sha256": base_sha256, **(extra or {})}
-    return save_tensors(path, {k: v.float().cpu() for k, v in adapter_state(model, name).items()}, meta)
+
+
+def pair_state(tensors: dict[str, torch.Tensor], name: str = "default", prefix: str = "") -> dict[str, torch.Tensor]:
+    """Adapter tensors in peft's layout -> the adapted model's state-dict entries of adapter ``name`` (A (r, fan_in),
+    B (out, r)), keys under ``prefix`` (e.g. "backbone.")."""
+    out = {}
+    for key, value in tensors.items():
+        layer, which = key.rsplit(".lora_", 1)
+        if which == "A.weight":
+            out[f"{prefix}{layer}.lora.adapters.{name}.A"] = value.reshape(value.shape[0], -1)
+        else:
+            out[f"{prefix}{layer}.lora.adapters.{name}.B"] = value.reshape(value.shape[0], -1)
+    return out
+
+
+@torch.no_grad()
+def merged_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    """``model``'s state dict with its active adapters folded into the weights and the adapter entries left out:
+    the weights of a plain (unadapted) model that computes what this one does. The model is left as it was."""
+    merged = merge(model)
+    try:
+        return {k: v.detach().clone() for k, v in model.state_dict().items() if ".lora." not in k}
+    finally:
+        if merged:
+            unmerge(model)
 
 
 @dataclass

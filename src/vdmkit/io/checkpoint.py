@@ -45,9 +45,10 @@ def sha256_file(path: Path) -> str:
 
 
 def save_checkpoint(directory: str | os.PathLike, tensors: dict[str, dict[str, torch.Tensor]],
-                    documents: dict[str, object]) -> Path:
+                    documents: dict[str, object], headers: dict[str, dict] | None = None) -> Path:
     """Write ``{name}.safetensors`` for each tensor dict and ``{name}.json`` for each document (a name may carry its
-    suffix already: WEIGHTS, CONFIG, ...)."""
+    suffix already: WEIGHTS, CONFIG, ...); ``headers[name]`` goes into that safetensors file's header as JSON (the
+    "vdmkit" entry, as :func:`save_tensors` writes it)."""
     directory = Path(directory)
     if directory.exists():
         raise FileExistsError(f"checkpoint {str(directory)!r} already exists; refusing to overwrite it")
@@ -55,7 +56,9 @@ def save_checkpoint(directory: str | os.PathLike, tensors: dict[str, dict[str, t
         files = {}
         for name, tdict in tensors.items():
             path = tmp / _with_suffix(name, ".safetensors")
-            save_file({k: v.detach().cpu().contiguous() for k, v in tdict.items()}, str(path))
+            header = (headers or {}).get(name)
+            save_file({k: v.detach().cpu().contiguous() for k, v in tdict.items()}, str(path),
+                      metadata={"vdmkit": json.dumps(header, sort_keys=True)} if header is not None else None)
             os.chmod(path, 0o666 & ~current_umask())  # safetensors creates 0600 files; others' tools need to read them
             files[path.name] = path
         for name, doc in documents.items():

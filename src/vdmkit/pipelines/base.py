@@ -155,13 +155,8 @@ class Pipeline(nn.Module):
         folded into the weights written (the model itself is left as it was)."""
         from vdmkit.backbones import lora
 
-        merged = lora.merge(self.backbone)
-        try:
-            state = {k: v for k, v in self.state_dict().items() if ".lora." not in k}
-            return save_checkpoint(directory, {WEIGHTS: state}, {CONFIG: to_dict(self.config)})
-        finally:
-            if merged:
-                lora.unmerge(self.backbone)
+        state = lora.merged_state(self) if lora.adapter_names(self.backbone) else self.state_dict()
+        return save_checkpoint(directory, {WEIGHTS: state}, {CONFIG: to_dict(self.config)})
 
     def load_lora(self, path: str | os.PathLike, scale: float = 1.0, *, name: str | None = None,
                   force: bool = False) -> str:

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from vdmkit.autoencoders.common import compressed_shape
 from vdmkit.autoencoders.load import read_autoencoder_config
+from vdmkit.backbones.lora import LoRAConfig
 from vdmkit.config import from_dict, read_config, to_dict
 from vdmkit.data.loader import data_config
 from vdmkit.data.shapes import ShapesConfig
@@ -120,11 +121,20 @@ class TrainConfig:
     # start from the weights of a text-to-video checkpoint or run (e.g. `vdmkit inflate`'s output) describing this
     # run's model (backbone, model, text encoder, diffusion, autoencoder); "" = from scratch. Ignored on --resume
     init_from: str = ""
+    # LoRA fine-tuning of the init_from model: {rank, alpha, targets: [attn, temporal, ff, conv], dropout}; only the
+    # adapters train; each checkpoint holds adapter.safetensors (the small file to share) and the merged weights
+    lora: LoRAConfig | None = None
 
     def __post_init__(self):
         check_positive(self, ["steps", "batch_size", "log_every", "checkpoint_every", "keep_checkpoints",
                               "sample_every", "sample_steps", "grad_accum"])
         check_processes(self)
+        if self.lora is not None:
+            if not self.init_from:
+                raise ConfigError("train.lora fine-tunes a trained model: set train.init_from to its checkpoint or run")
+            if self.parallel == "fsdp":
+                raise ConfigError("train.lora with train.parallel=fsdp: the adapters are small, there is nothing to "
+                                  "shard; use train.parallel=ddp")
         if not 0 <= self.cond_dropout < 1:
             raise ConfigError(f"train.cond_dropout must be in [0, 1), got {self.cond_dropout}")
         if not 0 <= self.ema_decay < 1:

@@ -25,6 +25,7 @@ from vdmkit.config import to_dict
 from vdmkit.data.loader import build_dataset
 from vdmkit.device import autocast, grad_scaler, memory_guard, resolve_device
 from vdmkit.diffusion.losses import diffusion_loss
+from vdmkit.backbones import lora
 from vdmkit.distributed import barrier, collectives, join, mean
 from vdmkit.errors import ConfigError, NonFiniteError
 from vdmkit.io.checkpoint import CONFIG, WEIGHTS, Checkpoint, load_strict, open_checkpoint
@@ -66,6 +67,7 @@ from vdmkit.video import to_uint8
 
 PREVIEW_FPS = 8
 PREVIEW_MIN_SIZE = 128  # sample previews are upscaled (nearest) to at least this many pixels
+ADAPTER = "adapter.safetensors"  # a LoRA run's checkpoints: the EMA adapter, to apply with --lora
 
 
 class DiffusionObjective(nn.Module):
@@ -105,13 +107,18 @@ def train(cfg: RunConfig, *, resume: bool = False, progress: bool = True) -> Pat
     pipe = TextToVideo(cfg.pipeline()).train()  # initialised on the CPU: the same weights on every device
     if cfg.latent.enabled:
         load_autoencoder_into(pipe, cfg.latent)  # frozen and trained: it travels in every checkpoint
+    base_sha256 = None
     if tc.init_from and start is None:
-        init_from(pipe, tc.init_from)  # pretrained weights (e.g. `vdmkit inflate`'s), for this very model
+        base_sha256 = init_from(pipe, tc.init_from)  # pretrained weights (e.g. `vdmkit inflate`'s), for this model
+    if tc.lora is not None:  # adapters on the backbone; everything else frozen
+        lora.add_lora(pipe.backbone, tc.lora)
+        lora.train_only_adapters(pipe)
     pipe.to(device)
     ema = pipe.ema_copy().eval().requires_grad_(False)  # shares the frozen parts, copies the trained ones
     if world.distributed:
         torch.manual_seed(rank_seed(tc.seed, world.rank))  # model dropout: each rank its own masks
     state, doc = ({}, {}) if start is None else resumed_state(start, cfg, pipe, ema)
+    base_sha256 = doc.get("lora_base_sha256", base_sha256)
     scheme = choose_scheme(tc.randomness, world.distributed or layout.accum > 1,
                            doc.get("randomness", "stream") if start is not None else None)
     model = parallelize(DiffusionObjective(pipe, cfg, device), pipe, ema, mode, tc, device)
@@ -181,7 +188,8 @@ def train(cfg: RunConfig, *, resume: bool = False, progress: bool = True) -> Pat
                 if save or preview:
                     weights = full_state(ema, mode)  # every rank takes part in gathering FSDP shards
                 if save:
-                    save_checkpoint_step(out, step, cfg, pipe, weights, opt, scaler, generator, mode, layout, scheme)
+                    save_checkpoint_step(out, step, cfg, pipe, weights, opt, scaler, generator, mode, layout, scheme,
+                                         ema, base_sha256)
                 if preview and world.main:
                     write_previews(inference_copy(ema, weights, mode, device), cfg,
                                    out / "samples" / f"step_{step:07d}.mp4", step)
@@ -195,13 +203,20 @@ def train(cfg: RunConfig, *, resume: bool = False, progress: bool = True) -> Pat
 
 
 def save_checkpoint_step(out: Path, step: int, cfg: RunConfig, pipe, weights: dict, opt, scaler, generator,
-                         mode: str, layout: Layout, scheme: str) -> None:
-    """Gather the training state on rank 0 (every rank calls this) and write checkpoint ``step`` there."""
+                         mode: str, layout: Layout, scheme: str, ema=None, base_sha256: str | None = None) -> None:
+    """Gather the training state on rank 0 (every rank calls this) and write checkpoint ``step`` there. A LoRA
+    run's checkpoint holds the EMA adapter (adapter.safetensors, with the base's sha256) and, as its inference
+    weights, the EMA adapter folded into the base: it samples like any checkpoint."""
     model_state = full_state(pipe, mode)
     optimizer = full_optimizer_tensors(pipe, opt, mode, "optim")
     rng = rng_states(layout.world)
     if not layout.world.main:
         return
+    extra, lora_doc = {}, {}
+    if cfg.train.lora is not None:
+        extra = {ADAPTER: ({k: v.float().cpu() for k, v in lora.adapter_state(ema.backbone).items()},
+                           lora.adapter_header(cfg.train.lora, base_sha256, {"step": step}))}
+        weights, lora_doc = lora.merged_state(ema), {"lora_base_sha256": base_sha256}
     save_training_checkpoint(
         out, step, weights=weights, config=to_dict(pipe.config), run=to_dict(cfg),
         state={**{f"model.{k}": v for k, v in model_state.items()}, **optimizer,
@@ -209,8 +224,8 @@ def save_checkpoint_step(out: Path, step: int, cfg: RunConfig, pipe, weights: di
         state_doc={"param_groups": opt.state_dict()["param_groups"], **scaler_state(scaler), "randomness": scheme,
                    "samples_seen": layout.offset + step * layout.global_batch,
                    "layout": {"processes": layout.world.size, "grad_accum": layout.accum, "micro_batch": layout.micro,
-                              "global_batch": layout.global_batch, "parallel": mode}},
-        keep=cfg.train.keep_checkpoints)
+                              "global_batch": layout.global_batch, "parallel": mode}, **lora_doc},
+        keep=cfg.train.keep_checkpoints, extra=extra)
 
 
 def load_autoencoder_into(pipe: TextToVideo, latent: LatentConfig) -> None:
@@ -250,9 +265,10 @@ def write_previews(pipe: TextToVideo, cfg: RunConfig, path: Path, step: int) -> 
     return path
 
 
-def init_from(pipe: TextToVideo, path: str) -> None:
+def init_from(pipe: TextToVideo, path: str) -> str:
     """Load the weights of the text-to-video checkpoint (or run) at ``path``, strictly; ConfigError naming what
-    differs unless it describes the model ``pipe`` is (backbone, model, text encoder, diffusion, autoencoder)."""
+    differs unless it describes the model ``pipe`` is (backbone, model, text encoder, diffusion, autoencoder).
+    Returns the sha256 of the weights loaded."""
     ckpt = open_checkpoint(path, needs=(CONFIG, WEIGHTS))
     saved, ours = pipeline_config(ckpt.read_json(CONFIG)), pipe.config
     parts = {"backbone": (saved.backbone, ours.backbone), "text_encoder": (saved.text_encoder, ours.text_encoder)}
@@ -266,6 +282,7 @@ def init_from(pipe: TextToVideo, path: str) -> None:
                           f"{f' (+{len(differ) - 6} more)' if len(differ) > 6 else ''}. Use the config it was written "
                           "with (`vdmkit inflate` writes finetune.yaml beside it)")
     load_strict(pipe, ckpt.load_tensors(WEIGHTS), ckpt.directory)
+    return ckpt.sha256(WEIGHTS)
 
 
 def resumed_state(ckpt: Checkpoint, cfg: RunConfig, pipe, ema) -> tuple[dict[str, torch.Tensor], dict]:
@@ -278,9 +295,19 @@ def resumed_state(ckpt: Checkpoint, cfg: RunConfig, pipe, ema) -> tuple[dict[str
     if saved is None or saved.backbone != cfg.backbone or to_dict(saved.model) != to_dict(pipe.config.model):
         raise ConfigError(f"--resume: the run's checkpoint {str(ckpt.directory)!r} was trained with a different "
                           "model config; resume with the same config (only train.steps and logging may change)")
+    saved_lora = (ckpt.run_document() or {}).get("train", {}).get("lora")
+    ours = to_dict(cfg.train.lora) if cfg.train.lora is not None else None
+    if saved_lora != ours:
+        raise ConfigError(f"--resume: the run's checkpoint {str(ckpt.directory)!r} was trained with train.lora="
+                          f"{saved_lora!r}, this config says {ours!r}; resume with the same adapters")
     state, doc = training_state(ckpt)
-    load_strict(pipe, {k[6:]: v for k, v in state.items() if k.startswith("model.")}, ckpt.directory)
-    load_strict(ema, ckpt.load_tensors(WEIGHTS), ckpt.directory)
+    model = {k[6:]: v for k, v in state.items() if k.startswith("model.")}
+    load_strict(pipe, model, ckpt.directory)
+    if cfg.train.lora is None:
+        load_strict(ema, ckpt.load_tensors(WEIGHTS), ckpt.directory)
+    else:  # the EMA: the frozen base (as trained) with the EMA adapter
+        adapter = lora.pair_state(ckpt.load_tensors(ADAPTER), prefix="backbone.")
+        load_strict(ema, {**{k: v for k, v in model.items() if ".lora." not in k}, **adapter}, ckpt.directory)
     if cfg.latent.enabled:  # frozen: always the recorded autoencoder, whatever an older checkpoint held
         load_autoencoder_into(pipe, cfg.latent)
     return state, doc
