@@ -59,10 +59,17 @@ def main() -> None:
     ap.add_argument("--precision", default="fp32")
     ap.add_argument("--prompt-seed", type=int, default=1234)
     ap.add_argument("--out", default="outputs/eval")
+    ap.add_argument("--data-from", help="take the data recipe (and its held-out set) from this run instead of --model's "
+                    "(e.g. a fine-tune that drew everything, scored on its base's held-out combinations)")
+    ap.add_argument("--lora", action="append", default=[], metavar="PATH[:SCALE]", help="apply LoRA adapters")
     args = ap.parse_args()
 
     pipe = TextToVideo.from_pretrained(args.model)
-    cfg = read_run_config(args.model).data
+    for value in args.lora:
+        from vdmkit.backbones.lora import parse_lora_argument
+
+        pipe.load_lora(*parse_lora_argument(value))
+    cfg = read_run_config(args.data_from or args.model).data
     out = Path(args.out)
     rows, results, seconds = [], [], []
     chosen = prompts(cfg, args.set, args.n, args.prompt_seed)
@@ -79,7 +86,7 @@ def main() -> None:
         write_video(out / f"{i:02d}.mp4", upscale(u8, 4))
     write_video(out / "grid.png", upscale(np.concatenate(rows, axis=0)[None], 3))
     summary = {
-        "model": str(args.model), "set": args.set, "sampler": args.sampler, "steps": args.steps,
+        "model": str(args.model), "lora": args.lora, "set": args.set, "sampler": args.sampler, "steps": args.steps,
         "guidance": args.guidance, "precision": args.precision, "n": args.n,
         "seconds_per_video": round(float(np.median(seconds)), 3), "torch_threads": torch.get_num_threads(),
         "single_object_frames": round(float(np.mean([r["single_object_rate"] for r in results])), 3),

@@ -13,7 +13,7 @@ from vdmkit.errors import CorruptCheckpointError
 from vdmkit.io.checkpoint import WEIGHTS, Checkpoint
 
 DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "weights" / "default"
-DEFAULT_SHA256 = ""  # of model.safetensors; set when the trained default is committed
+DEFAULT_SHA256 = "2bd017ff3242863e9a0d2e45a268665c3c495599d73900ac49dc08363183abfd"  # of model.safetensors
 
 
 def default_model() -> Path | None:
