@@ -29,6 +29,7 @@ from vdmkit.sampling.guidance import guided
 from vdmkit.registry import check_sampler
 
 MODES = ("windows", "freenoise", "autoregressive")
+DEFAULT_MODE = "freenoise"  # `vdmkit sample --frames N` beyond the training length (BENCHMARKS.md, long videos)
 WEIGHTINGS = ("linear", "gaussian")
 GAUSSIAN_SIGMA = 0.25  # of the window length: the Gaussian weights' standard deviation
 
@@ -63,7 +64,7 @@ def check_prompt_at(prompt_at, frames: int) -> tuple[tuple[int, str], ...]:
 
 
 def long_request(config, prompt: str, *, frames: int, window: int | None = None, overlap: int | None = None,
-                 mode: str = "freenoise", weighting: str = "linear", prompt_at: dict | None = None,
+                 mode: str = DEFAULT_MODE, weighting: str = "linear", prompt_at: dict | None = None,
                  latents: torch.Tensor | None = None, **kwargs) -> LongRequest:
     """Check a long-video request against the model (no weights needed). ``window`` defaults to the model's training
     length, ``overlap`` to half the window; a window longer than the model's frames, an overlap >= window, or
