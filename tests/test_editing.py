@@ -64,6 +64,16 @@ def test_sdedit_runs_the_last_strength_fraction_of_the_schedule(model):
     assert not torch.equal(out, videos)
 
 
+def test_sdedit_on_a_flow_model_with_euler_keeps_its_end_points():
+    pipe, cfg = random_pipe("unet_flow")
+    videos, captions = ShapesDataset(cfg.data).batch(0, 1)
+    assert torch.equal(edit(pipe, videos, captions, strength=1.0, steps=4, sampler="euler", seed=1),
+                       pipe(captions, steps=4, sampler="euler", seed=1))
+    half = edit(pipe, videos, captions, strength=0.5, steps=4, sampler="euler")
+    assert half.shape == videos.shape and torch.isfinite(half).all() and not torch.equal(half, videos)
+    assert torch.equal(edit(pipe, videos, captions, strength=0.0, steps=4, output="latents"), videos)  # pixel model
+
+
 # measured on these random models, 50 steps (mean / max abs error, PSNR over [-1, 1]): UNet 0.0048 / 0.028, 48 dB;
 # DiT 0.017 / 0.10, 37 dB; flow UNet with Euler 0.0029 / 0.020, 52 dB (10 steps: 34, 26, 42 dB). Bounds: ~2x.
 INVERSION_BOUND = {"unet": (0.01, 0.06), "dit": (0.03, 0.2), "unet_flow": (0.01, 0.06)}  # (mean, max) abs

@@ -74,8 +74,8 @@ def edit(pipe, video: torch.Tensor, prompts, *, strength: float = 0.6, callback:
     strength = check_fraction("strength", strength)
     request = edit_request(pipe.config, video, prompts, **kwargs)
     run = steps_for_strength(request.ts, strength)
-    if run == 0:
-        return video.to(pipe.device).clone()
+    if run == 0:  # nothing to denoise: the input itself (what the backbone sees of it, for output="latents")
+        return pipe.to_latents(video.to(pipe.device)) if request.output == "latents" else video.to(pipe.device).clone()
     noise, generator = pipe.starting_noise(request)  # (B, C, T, h, w)
     ts = request.ts[len(request.ts) - run:]
     x = noise
