@@ -5,7 +5,8 @@
 Sources: ``--n`` clips of the shapes generator showing the source prompt's object (a red circle moving left; speed,
 size and start drawn per clip). Each is edited to the target prompt (a blue circle moving left) by SDEdit at three
 strengths and by DDIM inversion, without and with reuse of the source pass's self-attention maps; all with DDIM at
-``--steps`` and guidance ``--guidance`` (inversion: negative-prompt inversion, the source prompt as the negative).
+``--steps`` and guidance ``--guidance`` (inversion: ``--cfg-inversion source``, negative-prompt inversion, guides
+against the source prompt; ``plain`` against the empty prompt).
 Per method: how often the detector sees the target colour, the median over clips of the mean distance (pixels at
 32x32) between the edit's object centre and the source's, frame by frame, the single-object rate, and seconds per
 clip; for inversion also the reconstruction PSNR of the source branch. Results: ``OUT/results.json`` and a PNG grid
@@ -66,7 +67,9 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=15)
     ap.add_argument("--guidance", type=float, default=3.0)
     ap.add_argument("--strengths", default="0.4,0.6,0.8")
-    ap.add_argument("--reuse", default="0.5", help="attention-reuse fractions to try besides 0")
+    ap.add_argument("--reuse", default="0,0.5", help="attention-reuse fractions to try (empty: no inversion)")
+    ap.add_argument("--cfg-inversion", choices=("plain", "source"), default="source",
+                    help="inversion's negative prompt: the empty prompt, or the source prompt")
     ap.add_argument("--batch", type=int, default=4)
     ap.add_argument("--out", default="outputs/bench_editing")
     args = ap.parse_args()
@@ -81,7 +84,7 @@ def main() -> None:
     source_colour = sum(detect_shapes(v).colour == "red" for v in sources)
     print(f"sources: detector sees red in {source_colour}/{args.n}")
 
-    for strength in [float(s) for s in args.strengths.split(",")]:
+    for strength in [float(s) for s in args.strengths.split(",") if s]:
         t0 = time.perf_counter()
         edits = torch.cat([edit(pipe, b, target_prompt, strength=strength, seed=i, **common)
                            for i, b in enumerate(batches)])
@@ -93,14 +96,15 @@ def main() -> None:
     t0 = time.perf_counter()
     inversions = [invert(pipe, b, source_prompt, **common) for b in batches]
     invert_seconds = time.perf_counter() - t0
-    for reuse in [0.0] + [float(r) for r in args.reuse.split(",") if r]:
+    for reuse in [float(r) for r in args.reuse.split(",") if r]:
         t0 = time.perf_counter()
-        results = [edit_inverted(pipe, inv, target_prompt, cfg_inversion="source", attention_reuse=reuse)
+        results = [edit_inverted(pipe, inv, target_prompt, cfg_inversion=args.cfg_inversion,
+                                  attention_reuse=reuse)
                    for inv in inversions]
         seconds = time.perf_counter() - t0 + invert_seconds
         edits = torch.cat([r.video for r in results])
         recon = reconstruction_error(sources, torch.cat([r.source for r in results]))
-        name = f"inversion, attention reuse {reuse}"
+        name = f"inversion ({args.cfg_inversion} CFG), attention reuse {reuse}"
         rows.append(summarise(name, sources, edits, "blue", cfg.size, seconds,
                               {"reconstruction_psnr_db": round(recon["psnr_db"], 2)}))
         strips[name] = edits[0]
@@ -111,6 +115,7 @@ def main() -> None:
     write_video(out / "grid.png", upscale(grid[None], 3))
     summary = {"model": args.model, "source": source_prompt, "target": target_prompt, "n": args.n,
                "steps": args.steps, "sampler": "ddim", "guidance": args.guidance, "rows": list(strips),
+               "cfg_inversion": args.cfg_inversion,
                "torch_threads": torch.get_num_threads(), "date": time.strftime("%Y-%m-%d"),
                "source_red": source_colour, "results": rows}
     (out / "results.json").write_text(json.dumps(summary, indent=2))

@@ -76,6 +76,7 @@ def main() -> None:
     common = dict(steps=args.steps, sampler=args.sampler, guidance=args.guidance, seed=0)
     rows = []
     base_seconds = []
+    pipe([PROMPTS[0][0]], steps=1, sampler=args.sampler, guidance=args.guidance)  # warm-up, not timed
     for prompt, colour, direction in PROMPTS[:args.prompts]:
         t0 = time.perf_counter()
         short = pipe([prompt], **common)
