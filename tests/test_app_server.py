@@ -34,7 +34,11 @@ def runs(tmp_path_factory):
 
 
 @pytest.fixture
-def app_dirs(tmp_path, runs):
+def app_dirs(tmp_path, runs, monkeypatch):
+    from vdmkit.pipelines import default as default_module
+
+    # the tiny runs alone: tests that want the bundled default model offer it themselves
+    monkeypatch.setattr(default_module, "default_model", lambda: None)
     out = tmp_path / "out"
     make_study(out / "studies" / "demo", "demo", items=6)
     return Settings(runs=runs, out=out)

@@ -1,3 +1,5 @@
+import math
+
 import torch
 
 from vdmkit.data import ShapesConfig, ShapesDataset
@@ -31,3 +33,17 @@ def test_two_objects_are_counted():
     if detect_shapes(both).single_object_rate == 1.0:  # the two happened to overlap: shift one
         both = torch.maximum(a, torch.roll(b, 16, dims=-1))
     assert detect_shapes(both).single_object_rate < 1.0
+
+
+def test_object_centres_follow_the_rendered_trajectory():
+    from vdmkit.data import ShapesConfig
+    from vdmkit.data.shapes import render_shapes_sample
+    from vdmkit.evaluation import object_centres
+
+    sample = render_shapes_sample(ShapesConfig(bounce=False), 3)
+    centres = object_centres(sample["video"])
+    truth = sample["attributes"]["trajectory"]
+    assert len(centres) == 16 and all(c is not None for c in centres)
+    # the foreground's centroid: within a pixel and a half of the shape's centre (a triangle's centroid lies off it)
+    assert max(math.hypot(c[0] - x, c[1] - y) for c, (x, y) in zip(centres, truth)) < 1.5
+    assert object_centres(torch.full((3, 2, 8, 8), -1.0)) == [None, None]  # black frames: no object

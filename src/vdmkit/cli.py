@@ -146,15 +146,27 @@ def _cmd_sample(args) -> int:
     knobs = {k: v for k, v in (("eta", args.eta), ("order", args.order)) if v is not None}
     latents = _read_latents(args.latents)
 
-    def request(prompt: str, seed, out: Path):
-        return make_request(config, [prompt], frames=args.frames, height=args.height, width=args.width,
-                            steps=args.steps, sampler=args.sampler, guidance=args.guidance, seed=seed,
-                            spacing=args.spacing, timesteps=_timesteps(args.timesteps),
-                            guidance_rescale=args.guidance_rescale, precision=args.precision,
-                            negative_prompt=args.negative_prompt, latents=latents,
-                            output="latents" if out.suffix.lower() == LATENTS_SUFFIX else "pixels", **knobs)
+    def options(seed, out: Path) -> dict:
+        return dict(height=args.height, width=args.width, steps=args.steps, sampler=args.sampler,
+                    guidance=args.guidance, seed=seed, spacing=args.spacing, timesteps=_timesteps(args.timesteps),
+                    guidance_rescale=args.guidance_rescale, precision=args.precision,
+                    negative_prompt=args.negative_prompt, latents=latents,
+                    output="latents" if out.suffix.lower() == LATENTS_SUFFIX else "pixels", **knobs)
 
-    first = request(prompts[0], args.seed, outs[0])
+    def request(prompt: str, seed, out: Path):
+        return make_request(config, [prompt], frames=args.frames, **options(seed, out))
+
+    long = None
+    if args.prompts is None:
+        long = _long_request(args, config, options(args.seed, outs[0]))
+    elif args.long_mode not in (None, "full"):
+        raise ValueError("--long-mode samples one long video: give --prompt, not --prompts")
+    if long is not None:
+        from vdmkit.pipelines.long_video import as_sample_request
+
+        first = as_sample_request(long)
+    else:
+        first = request(prompts[0], args.seed, outs[0])
     view_factor(first, args.upscale)
     decode = {k: v for k, v in (("tile", args.vae_tile), ("frame_chunk", args.vae_frame_chunk)) if v is not None}
     if decode and not config.latent.enabled:
@@ -175,8 +187,15 @@ def _cmd_sample(args) -> int:
     pipe = TextToVideo.from_pretrained(ckpt, device=device, dtype=args.dtype)  # reads and hashes the weights, once
     for path, scale in adapters:
         pipe.load_lora(path, scale, force=args.force_lora)
+    extra, produce = {}, None
+    if long is not None:
+        from vdmkit.pipelines.long_video import long_metadata, run_long
+
+        extra = long_metadata(long)
+        produce = lambda: run_long(pipe, long, decode=decode)  # noqa: E731
     for i, req in requests.items():
-        _sample_one(pipe, req, outs[i], args, decode, threads, quiet=args.prompts is not None)
+        _sample_one(pipe, req, outs[i], args, decode, threads, quiet=args.prompts is not None, extra=extra,
+                    produce=produce)
     if args.prompts is not None:
         from vdmkit.distributed import barrier
 
@@ -187,35 +206,45 @@ def _cmd_sample(args) -> int:
     return 0
 
 
-def _sample_one(pipe, request, out: Path, args, decode: dict, threads: int, quiet: bool = False) -> None:
-    """Sample ``request`` (one prompt) and write it to ``out`` with its metadata sidecar (and --strip's PNG), with
-    a progress bar over the sampler's steps on stderr (unless --no-progress)."""
+def _sample_one(pipe, request, out: Path, args, decode: dict, threads: int, quiet: bool = False,
+                extra: dict | None = None, produce=None) -> None:
+    """Sample ``request`` (one prompt; ``produce`` makes the video instead when given: a long video) and write it
+    to ``out`` with its metadata sidecar (and --strip's PNG), with a progress bar over the sampler's steps on
+    stderr (unless --no-progress)."""
     import time
 
     from tqdm import tqdm
 
-    from vdmkit.io.video import write_video
     from vdmkit.pipelines.render import render_sample
 
     label = out.name if quiet else "sampling"
     total = request.steps if request.timesteps is None else len(request.timesteps)
-    with tqdm(total=total, desc=label, unit="step", disable=args.no_progress, leave=False) as bar:
+    with tqdm(total=total, desc=label, unit="step", disable=args.no_progress or produce is not None,
+              leave=True) as bar:
         start = time.perf_counter()
         result = render_sample(pipe, request, out, fps=args.fps, upscale_factor=args.upscale, decode=decode,
-                               callback=lambda *_: bar.update(1),
+                               callback=lambda *_: bar.update(1), produce=produce,
                                extra={"dtype": args.dtype, "latents_given": args.latents,
-                                      "motion_adapter": args.motion_adapter, "threads": threads})
+                                      "motion_adapter": args.motion_adapter, "threads": threads, **(extra or {})})
         seconds = time.perf_counter() - start
+    _report(result, out, args.strip, None if quiet else {"seconds": round(seconds, 2), "threads": threads})
+
+
+def _report(result, out: Path, strip: bool, info: dict | None = None) -> None:
+    """Warnings to stderr, the written files and (unless ``info`` is None) the key metadata and ``info`` to
+    stdout."""
+    from vdmkit.io.video import write_video
+
     for message in result.warnings:
         print(f"warning: {message}", file=sys.stderr)
     written = [result.path]
-    if args.strip and result.frames is not None and out.suffix != ".png":
+    if strip and result.frames is not None and out.suffix != ".png":
         written.append(write_video(out.with_suffix(".png"), result.frames))
     for path in written:
         print(f"saved {path}")
-    if not quiet:
-        print(json.dumps({**{k: result.metadata[k] for k in ("prompt", "seed", "sampler", "steps", "guidance")},
-                          "seconds": round(seconds, 2), "threads": threads}))
+    if info is not None:
+        keys = ("prompt", "seed", "sampler", "steps", "guidance", "strength", "reconstruction")
+        print(json.dumps({**{k: result.metadata[k] for k in keys if k in result.metadata}, **info}))
 
 
 def _check_loras(values: list[str], ckpt, force: bool) -> list[tuple[str, float]]:
@@ -240,6 +269,103 @@ def _threads(requested: int) -> int:
     from vdmkit.device import apply_threads
 
     return apply_threads(requested)
+
+
+LONG_FLAGS = ("window", "overlap", "prompt_at", "weighting")
+
+
+def _long_request(args, config, options: dict):
+    """The LongRequest of `vdmkit sample` when it samples in windows: --frames beyond the model's training length
+    (unless --long-mode full), or --long-mode windows|freenoise|autoregressive; else None."""
+    from vdmkit.pipelines.long_video import DEFAULT_MODE, long_request
+
+    mode = args.long_mode
+    if mode is None and args.frames is not None:
+        height = args.height or config.height
+        width = args.width or config.width
+        longer = config.latent_size(args.frames, height, width)[0] > config.latent_size(config.frames, height, width)[0]
+        mode = DEFAULT_MODE if longer else None
+    if mode in (None, "full"):
+        given = [f"--{f.replace('_', '-')}" for f in LONG_FLAGS if getattr(args, f) not in (None, [])]
+        if given:
+            raise ValueError(f"{', '.join(given)} apply to long videos: ask for more --frames than the model's "
+                             f"{config.frames}, or give --long-mode windows|freenoise|autoregressive")
+        return None
+    if args.frames is None:
+        raise ValueError(f"--long-mode {mode} needs --frames N")
+    return long_request(config, args.prompt, frames=args.frames, window=args.window, overlap=args.overlap, mode=mode,
+                        weighting=args.weighting or "linear", prompt_at=_prompt_at(args.prompt_at), **options)
+
+
+def _prompt_at(items: list[str] | None) -> dict[int, str]:
+    """['32:a blue square', ...] -> {32: 'a blue square'}."""
+    result = {}
+    for item in items or []:
+        frame, sep, prompt = item.partition(":")
+        if not sep or not frame.strip().isdigit():
+            raise ValueError(f"--prompt-at takes FRAME:PROMPT, e.g. 32:\"a blue square\", got {item!r}")
+        result[int(frame)] = prompt
+    return result
+
+
+def _cmd_edit(args) -> int:
+    """vdmkit edit: SDEdit, or DDIM inversion then the target prompt (with source attention reuse)."""
+    from vdmkit.device import resolve_device
+    from vdmkit.io.video import VIDEO_FORMATS, check_output_path, read_video
+    from vdmkit.pipelines import TextToVideo, open_model
+    from vdmkit.pipelines.editing import (check_fraction, check_invertible, edit, edit_inverted, edit_request, invert,
+                                          reconstruction_error)
+    from vdmkit.pipelines.render import check_fps, render_sample, view_factor
+    from vdmkit.video import from_uint8, resize_cover
+
+    # every check that needs no weights runs before loading them
+    device = resolve_device(args.device)
+    out = check_output_path(args.out, VIDEO_FORMATS)
+    check_fps(args.fps)
+    if args.mode == "invert" and args.source_prompt is None:
+        raise ValueError("--mode invert needs --source-prompt (what the input video shows)")
+    if args.mode == "sdedit" and (args.source_prompt is not None or args.attention_reuse):
+        raise ValueError("--source-prompt and --attention-reuse belong to --mode invert")
+    strength = check_fraction("strength", args.strength)
+    reuse = check_fraction("attention_reuse", args.attention_reuse)
+    ckpt, config = open_model(args.model, args.motion_adapter)
+    video = from_uint8(read_video(args.video))  # (1, 3, T, H, W); InvalidVideoError names the file
+    if args.frames is not None:
+        if not 1 <= args.frames <= video.shape[2]:
+            raise ValueError(f"--frames must be in [1, {video.shape[2]}] (the frames of {args.video}), got "
+                             f"{args.frames}")
+        video = video[:, :, :args.frames]
+    if args.height or args.width:
+        video = resize_cover(video[0], args.height or video.shape[3], args.width or video.shape[4])[None]
+    knobs = {k: v for k, v in (("eta", args.eta), ("order", args.order)) if v is not None}
+    options = dict(steps=args.steps, sampler=args.sampler, guidance=args.guidance, seed=args.seed,
+                   precision=args.precision, **knobs)
+    request = edit_request(config, video, [args.prompt], negative_prompt=args.negative_prompt, **options)
+    if args.mode == "invert":
+        check_invertible(request)
+    view_factor(request, args.upscale)
+    threads = _threads(args.threads)
+
+    pipe = TextToVideo.from_pretrained(ckpt, device=device, dtype=args.dtype)
+    extra = {"mode": args.mode, "input_video": str(args.video), "dtype": args.dtype, "threads": threads}
+    if args.mode == "sdedit":
+        extra["strength"] = strength
+        produce = lambda: edit(pipe, video, [args.prompt], strength=strength,  # noqa: E731
+                               negative_prompt=args.negative_prompt, **options)
+    else:
+        extra.update(source_prompt=args.source_prompt, attention_reuse=reuse, cfg_inversion=args.cfg_inversion)
+
+        def produce():
+            inversion = invert(pipe, video, [args.source_prompt], **options)
+            result = edit_inverted(pipe, inversion, [args.prompt], negative_prompt=args.negative_prompt,
+                                   cfg_inversion=args.cfg_inversion, attention_reuse=reuse)
+            extra["reconstruction"] = {k: round(v, 5) for k, v in reconstruction_error(video, result.source).items()}
+            return result.video
+
+    result = render_sample(pipe, request, out, fps=args.fps, upscale_factor=args.upscale, extra=extra,
+                           produce=produce)
+    _report(result, out, args.strip, {"threads": threads})
+    return 0
 
 
 def _read_latents(path: str | None):
@@ -405,7 +531,55 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--vae-tile", type=int, help="latent models: decode in spatial tiles of this many latent pixels")
     p.add_argument("--vae-frame-chunk", type=int, help="latent models: decode this many latent frames at a time")
     p.add_argument("--list-samplers", action="store_true", help="list the samplers and exit")
+    p.add_argument("--long-mode", choices=("windows", "freenoise", "autoregressive", "full"),
+                   help="how --frames beyond the model's training length are made (default: freenoise when they are): "
+                   "overlapping windows fused every step; the same with FreeNoise's rescheduled noise; window by "
+                   "window, continuing from the last --overlap frames; full: the whole clip at once")
+    p.add_argument("--window", type=int, help="long videos: frames per window (default: the model's training length; "
+                   "latent frames for a time-compressing autoencoder)")
+    p.add_argument("--overlap", type=int, help="long videos: frames shared by consecutive windows (default: half)")
+    p.add_argument("--weighting", choices=("linear", "gaussian"), help="long videos: window fusion weights")
+    p.add_argument("--prompt-at", action="append", metavar='FRAME:"PROMPT"',
+                   help="long videos: switch to PROMPT from FRAME on (repeatable)")
     p.set_defaults(func=_cmd_sample)
+
+    p = sub.add_parser("edit", help="edit a video with a new prompt: SDEdit, or DDIM inversion + attention reuse")
+    p.add_argument("--model", required=True, help="checkpoint or run directory, or a diffusers pipeline folder")
+    p.add_argument("--motion-adapter", help="with a Stable Diffusion folder as --model: AnimateDiff motion modules")
+    p.add_argument("--video", required=True, help="the clip to edit (its frames and size must suit the model: "
+                   "see --frames, --height, --width)")
+    p.add_argument("--prompt", required=True, help="what the edited video should show")
+    p.add_argument("--mode", choices=("sdedit", "invert"), default="sdedit",
+                   help="sdedit: noise to --strength and denoise; invert: DDIM-invert under --source-prompt, then "
+                   "sample --prompt from the inverted noise")
+    p.add_argument("--strength", type=float, default=0.6, help="sdedit: 0 keeps the input, 1 ignores it (plain "
+                   "text-to-video with the same seed)")
+    p.add_argument("--source-prompt", help="invert: what the input video shows")
+    p.add_argument("--attention-reuse", type=float, default=0.0,
+                   help="invert: fraction of the first steps that take their self-attention maps from the source "
+                   "pass (keeps layout and motion; 0 = off)")
+    p.add_argument("--cfg-inversion", choices=("plain", "source"), default="plain",
+                   help="invert with --guidance > 1: guide against --negative-prompt (plain) or against the source "
+                   "prompt (negative-prompt inversion: the source still reconstructs)")
+    p.add_argument("--negative-prompt", default="")
+    p.add_argument("--out", default="edit.mp4", help="output file: .mp4, .gif, .webp or .png (frame strip)")
+    p.add_argument("--frames", type=int, help="edit the first N frames of the video")
+    p.add_argument("--height", type=int, help="resize the video first (centre crop to the aspect)")
+    p.add_argument("--width", type=int)
+    p.add_argument("--steps", type=int)
+    p.add_argument("--sampler", help="see vdmkit sample --list-samplers; invert needs a deterministic one")
+    p.add_argument("--eta", type=float)
+    p.add_argument("--order", type=int)
+    p.add_argument("--guidance", type=float, help="classifier-free guidance (invert: 1 reconstructs exactly)")
+    p.add_argument("--seed", type=_seed, default=0)
+    p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32")
+    p.add_argument("--dtype", choices=("fp32", "bf16", "fp16"), default="fp32")
+    p.add_argument("--fps", type=float, default=8.0)
+    p.add_argument("--upscale", type=int)
+    p.add_argument("--strip", action="store_true")
+    p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--device", default="auto", help=DEVICES_HELP)
+    p.set_defaults(func=_cmd_edit)
 
     p = sub.add_parser("convert", help="convert a model: a diffusers folder into a vdmkit checkpoint, or a vdmkit "
                        "model into a diffusers TextToVideoSDPipeline folder")

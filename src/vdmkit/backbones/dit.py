@@ -257,10 +257,13 @@ class SelfAttention(nn.Module):
         self.axis, self.heads = axis, heads
         self.qkv = nn.Linear(width, 3 * width)
         self.proj = nn.Linear(width, width)
+        self.self_attention_hook = None  # layers.self_attention_hook; never saved
 
     def forward(self, x: torch.Tensor, ctx: Context) -> torch.Tensor:
         q, k, v = rearrange(self.qkv(x), "b n (three heads d) -> three b n heads d", three=3, heads=self.heads)
         q, k, v = self._fold(q, ctx, True), self._fold(k, ctx, True), self._fold(v, ctx, False)  # (B', heads, S, d)
+        if self.self_attention_hook is not None:
+            q, k = self.self_attention_hook(q, k)
         out = attention(q, k, v, ctx.masks[self.axis])
         out_p, out_v = out[:, :, : ctx.prefix], out[:, :, ctx.prefix:]
         out_v = rearrange(out_v, f"{FOLDS[self.axis]} -> b (t h w) (heads d)", **ctx.grid)  # (B, N, C)

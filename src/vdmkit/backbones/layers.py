@@ -5,8 +5,10 @@ All attention goes through ``torch.nn.functional.scaled_dot_product_attention``.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
+from typing import Callable, Iterator
 from dataclasses import dataclass
 
 import torch
@@ -221,11 +223,15 @@ class Attention(nn.Module):
         self.to_q = nn.Linear(dim, dim, bias=False)
         self.to_kv = nn.Linear(context_dim or dim, 2 * dim, bias=False)
         self.to_out = zero_init(nn.Linear(dim, dim))
+        self.self_attention_hook: SelfAttentionHook | None = None  # see self_attention_hook(); never saved
 
     def forward(self, x: torch.Tensor, context: torch.Tensor | None = None, mask: torch.Tensor | None = None):
+        is_self = context is None
         context = x if context is None else context
         q = rearrange(self.to_q(x), "n l (h d) -> n h l d", h=self.heads)
         k, v = rearrange(self.to_kv(context), "n s (two h d) -> two n h s d", two=2, h=self.heads)
+        if is_self and self.self_attention_hook is not None:
+            q, k = self.self_attention_hook(q, k)
         out = attention(q, k, v, mask)  # (N, heads, L, d)
         return self.to_out(rearrange(out, "n h l d -> n l (h d)"))
 
@@ -244,6 +250,26 @@ class FeedForward(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         a, gate = self.proj_in(x).chunk(2, dim=-1)
         return self.proj_out(a * F.gelu(gate))
+
+
+SelfAttentionHook = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+
+
+@contextlib.contextmanager
+def self_attention_hook(model: nn.Module, hook: SelfAttentionHook) -> Iterator[int]:
+    """Within the block, every self-attention of ``model`` (UNet3D's spatial, temporal and joint ones, the
+    transformer blocks' and motion modules', the DiT's) computes its map from ``hook(q, k) -> (q, k)`` on the
+    (N, heads, L, d) queries and keys it would use, N running batch-major (batch item, then its frames or pixels).
+    Cross-attention is left alone. Yields how many layers were hooked; afterwards none is (hook off: the model
+    unchanged). Used by prompt-to-prompt-style attention reuse (pipelines/editing.py)."""
+    layers = [m for m in model.modules() if hasattr(m, "self_attention_hook")]
+    for layer in layers:
+        layer.self_attention_hook = hook
+    try:
+        yield len(layers)
+    finally:
+        for layer in layers:
+            layer.self_attention_hook = None
 
 
 def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:

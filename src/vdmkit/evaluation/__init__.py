@@ -14,7 +14,7 @@ _EXPORTS = {
     "vdmkit.evaluation.features.i3d": ("i3d_features", "iter_i3d_features", "load_i3d"),
     "vdmkit.evaluation.features.inception": ("inception_features", "iter_inception_features", "load_fid_inception"),
     "vdmkit.evaluation.perceptual": ("LPIPS", "load_lpips", "lpips", "lpips_per_frame"),
-    "vdmkit.evaluation.shapes": ("ShapeDetection", "detect_shapes", "score_video"),
+    "vdmkit.evaluation.shapes": ("ShapeDetection", "detect_shapes", "object_centres", "score_video"),
     "vdmkit.evaluation.shapes_classifier": ("load_shapes_classifier",),
     "vdmkit.evaluation.statistics": (
         "FeatureMoments", "accumulate_moments", "clip_score_torchmetrics", "clipsim", "frame_consistency_all_pairs",

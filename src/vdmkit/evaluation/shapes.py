@@ -71,14 +71,37 @@ def _classify_shape(pixels: np.ndarray, distance: np.ndarray, width: int) -> str
     return "square" if fill >= SQUARE_FILL else "circle" if fill >= CIRCLE_FILL else "triangle"
 
 
+def _foreground(video: torch.Tensor, background: str) -> tuple[np.ndarray, np.ndarray]:
+    """uint8-valued frames (T, H, W, 3) as int16, and each pixel's max-channel distance from the background."""
+    frames = to_uint8(video).astype(np.int16)  # (T, H, W, 3)
+    return frames, np.abs(frames - np.asarray(BACKGROUNDS[background], np.int16)).max(-1)  # (T, H, W)
+
+
+def _objects(distance: np.ndarray) -> list[np.ndarray]:
+    """The object components of one frame's distance map (flat pixel indices), noise-sized ones dropped."""
+    return [c for c in _components(distance > FOREGROUND_DISTANCE) if len(c) >= MIN_COMPONENT]
+
+
+def object_centres(video: torch.Tensor, background: str = "black") -> list[tuple[float, float] | None]:
+    """Per frame of one video ``(C, T, H, W)`` in [-1, 1], the centre (x, y) in pixels of its largest object, None
+    where there is none: the track that editing and long-video benchmarks compare."""
+    _, distance = _foreground(video, background)
+    w = distance.shape[2]
+    centres = []
+    for frame in distance:
+        comps = _objects(frame)
+        big = max(comps, key=len) if comps else None
+        centres.append(None if big is None else (float((big % w).mean()), float((big // w).mean())))
+    return centres
+
+
 def detect_shapes(video: torch.Tensor, background: str = "black", directions=tuple(DIRECTIONS)) -> ShapeDetection:
     """Detect the object in one video ``(C, T, H, W)`` in [-1, 1] (C = 3)."""
-    frames = to_uint8(video).astype(np.int16)  # (T, H, W, 3)
+    frames, distance = _foreground(video, background)
     t, h, w, _ = frames.shape
-    distance = np.abs(frames - np.asarray(BACKGROUNDS[background], np.int16)).max(-1)  # (T, H, W)
     colours, shapes, centres, single_centres, singles, empty = [], [], [], [], 0, 0
     for i in range(t):
-        comps = [c for c in _components(distance[i] > FOREGROUND_DISTANCE) if len(c) >= MIN_COMPONENT]
+        comps = _objects(distance[i])
         if not comps:
             empty += 1
             continue

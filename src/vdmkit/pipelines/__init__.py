@@ -1,13 +1,17 @@
 """Pipelines: a model's parts loaded and saved as one checkpoint (base.py), requests validated once (request.py),
-the tasks on top: text-to-video; render.py writes a sample with its metadata; Stable Diffusion folders inflated to
+the tasks on top: text-to-video, training-free editing (editing.py: SDEdit, DDIM inversion with attention reuse) and long
+videos in windows (long_video.py); render.py writes a sample with its metadata; Stable Diffusion folders inflated to
 video models (inflate.py)."""
 
 from vdmkit.pipelines.base import Pipeline, open_model
 from vdmkit.pipelines.config import LatentSpec, PipelineConfig, pipeline_config
 from vdmkit.pipelines.default import default_model
+from vdmkit.pipelines.editing import Edited, Inversion, edit, edit_inverted, invert
 from vdmkit.pipelines.inflate import inflate
+from vdmkit.pipelines.long_video import LongRequest, long_request, long_video
 from vdmkit.pipelines.request import SampleRequest, make_request
 from vdmkit.pipelines.text2video import TextToVideo
 
-__all__ = ["LatentSpec", "Pipeline", "PipelineConfig", "SampleRequest", "TextToVideo", "default_model", "inflate",
+__all__ = ["Edited", "Inversion", "LatentSpec", "LongRequest", "Pipeline", "PipelineConfig", "SampleRequest",
+           "TextToVideo", "default_model", "edit", "edit_inverted", "inflate", "invert", "long_request", "long_video",
            "make_request", "open_model", "pipeline_config"]

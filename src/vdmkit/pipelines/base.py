@@ -118,6 +118,13 @@ class Pipeline(nn.Module):
         """Prompts -> the backbone's Condition (one batch, so every prompt is padded alike)."""
         return Condition(text=self.text_encoder(list(prompts)))
 
+    def conditions(self, prompts: list[str], negatives: list[str]) -> tuple[Condition, Condition]:
+        """(cond, uncond) of a batch: the prompts and their negative prompts, encoded in one call so that both are
+        padded alike."""
+        n = len(prompts)
+        both = self.encode(list(prompts) + list(negatives))
+        return both[:n], both[n:]
+
     @torch.no_grad()
     def to_latents(self, videos: torch.Tensor) -> torch.Tensor:
         """Pixel videos (B, 3, T, H, W) -> what the backbone denoises (scaled latents, or the pixels themselves)."""

@@ -53,11 +53,12 @@ def view_factor(request: SampleRequest, factor: int | None = None) -> int:
 
 def render_sample(pipe, request: SampleRequest, out: str | os.PathLike, *, fps: float = 8.0,
                   upscale_factor: int | None = None, decode: dict | None = None, callback: Callable | None = None,
-                  extra: dict | None = None) -> Rendered:
+                  extra: dict | None = None, produce: Callable | None = None) -> Rendered:
     """Sample the first prompt of ``request`` with ``pipe`` (a loaded TextToVideo) and write it to ``out`` (atomic,
     with a ``<out>.json`` sidecar): a video, or the latents as a .safetensors file when ``request.output`` is
     "latents". ``callback(i, x, x0_hat)`` is called per sampler step; ``extra`` adds keys to the metadata (never
-    replacing one of ours)."""
+    replacing one of ours). ``produce()``, if given, makes the video (B, 3, T, H, W) instead of ``pipe.run(request)``
+    (editing, long videos); ``request`` then describes it."""
     from vdmkit import __version__
 
     fps = check_fps(fps)
@@ -66,7 +67,7 @@ def render_sample(pipe, request: SampleRequest, out: str | os.PathLike, *, fps: 
     unknown = pipe.text_encoder.unknown_words(prompt)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", VocabularyWarning)
-        video = pipe.run(request, decode=decode, callback=callback)
+        video = produce() if produce is not None else pipe.run(request, decode=decode, callback=callback)
     config = pipe.config
     meta = {"prompt": prompt, "negative_prompt": request.negative_prompt, "unknown_words": unknown,
             "seed": request.seed, "seed_was_random": request.seed_was_random, "sampler": request.sampler,

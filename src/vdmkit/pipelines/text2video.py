@@ -40,8 +40,7 @@ class TextToVideo(Pipeline):
                      if self.autoencoder is not None else ""))
         with memory_guard(f"sampling on {self.device}", advice):
             n = len(request.prompts)
-            both = self.encode(list(request.prompts) + [request.negative_prompt] * n)  # one call: same padding
-            cond, uncond = both[:n], both[n:]
+            cond, uncond = self.conditions(request.prompts, [request.negative_prompt] * n)
             x, generator = self.starting_noise(request)  # (B, C, T, H, W)
             x = generate(self.denoiser(request.precision), x, request.ts, cond, uncond, sampler=request.sampler,
                          guidance=request.guidance, guidance_rescale=request.guidance_rescale, generator=generator,

@@ -9,6 +9,7 @@ import torch
 
 from vdmkit.device import randn
 from vdmkit.diffusion.denoiser import Denoiser
+from vdmkit.diffusion.process import NoiseProcess
 from vdmkit.registry import check_sampler
 from vdmkit.sampling.guidance import guided
 from vdmkit.sampling.timesteps import CONTINUOUS_SPACINGS, DISCRETE_SPACINGS
@@ -41,7 +42,7 @@ def initial_noise(shape: tuple[int, ...], generator: torch.Generator, device: to
 
 
 def generate(
-    denoiser: Denoiser,
+    denoiser: Denoiser | Callable,
     x: torch.Tensor,
     ts: torch.Tensor,
     cond: Any,
@@ -52,10 +53,13 @@ def generate(
     guidance_rescale: float = 0.0,
     generator: torch.Generator | None = None,
     callback: Callable | None = None,
+    process: NoiseProcess | None = None,
     **knobs,
 ) -> torch.Tensor:
     """Denoise the starting noise ``x`` (B, C, T, H, W) along the times ``ts`` with ``sampler``, guided by ``cond``
-    against ``uncond``. ``generator`` (a CPU generator) feeds the stochastic samplers' noise."""
-    entry = check_sampler(sampler, denoiser.process.name)
+    against ``uncond``. ``generator`` (a CPU generator) feeds the stochastic samplers' noise. ``denoiser`` is a
+    Denoiser, or any ``(x_t, t, cond) -> x0_hat`` wrapped around one, with its ``process`` given."""
+    process = process or denoiser.process
+    entry = check_sampler(sampler, process.name)
     fn = guided(denoiser, cond, uncond, guidance, guidance_rescale)
-    return entry.build(fn, x, ts, denoiser.process, generator=generator, callback=callback, **knobs)
+    return entry.build(fn, x, ts, process, generator=generator, callback=callback, **knobs)

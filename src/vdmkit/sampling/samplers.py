@@ -232,3 +232,21 @@ def sample_lcm(denoiser: Denoise, x: torch.Tensor, ts: torch.Tensor, process: No
         x = a_n * x0 + s_n * _noise(x, generator) if s_n > 0 else x0
         _finish(x, x0, i, t, callback)
     return x
+
+
+@torch.no_grad()
+def invert_ddim(denoiser: Denoise, x: torch.Tensor, ts: torch.Tensor, process: NoiseProcess, *,
+                callback: Callback | None = None) -> torch.Tensor:
+    """DDIM inversion (Song et al. 2021, sec. 4.3; Mokady et al. 2023, eq. 2): clean data ``x`` -> the noise at
+    ``ts[0]`` that :func:`sample_ddim` (eta 0) along the same ``ts`` maps back to ``x``. The deterministic ODE step of
+    each sampling pair (t, t_next) is run backwards, t_next -> t, with the model evaluated at the noisier time t on
+    the current x (the usual approximation eps(x_t_next, t) ~ eps(x_t, t), exact as the steps shrink)."""
+    for i, (t, t_next) in enumerate(reversed(_pairs(ts, process))):
+        a_c, s_c = _coeffs(process, t_next, x)  # where x is now
+        a_t, s_t = _coeffs(process, t, x)  # where it goes
+        x0 = denoiser(x, _batch_t(t, x))
+        eps = x0_to_eps(x0, x, a_t, s_t)  # the model's noise estimate at time t
+        x0 = (x - s_c * eps) / a_c  # the clean data x implies under that noise (x itself at the first step)
+        x = a_t * x0 + s_t * eps
+        _finish(x, x0, i, t, callback)
+    return x

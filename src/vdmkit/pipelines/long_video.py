@@ -1,0 +1,234 @@
+"""Videos longer than a model was trained on, without training: a pure function over a loaded pipeline and the
+existing samplers.
+
+- ``windows``: overlapping temporal windows of the model's length, denoised at every step and their x0 estimates
+  fused with weights that sum to one on every frame (Gen-L-Video, Wang et al. 2023; MultiDiffusion in time, Bar-Tal
+  et al. 2023). Fusing x0 fuses the sampler's update, since each step is affine in x0 given x_t.
+- ``freenoise``: the same windows, the starting noise rescheduled (Qiu et al. 2024, FreeNoise): the first window's
+  noise frames repeat, shuffled within each stride, so every window starts from a permutation of the same frames.
+- ``autoregressive``: a baseline: the first window sampled alone, then each next window with its first ``overlap``
+  frames known (the last ones generated), imposed by replacement at every step (Ho et al. 2022, VDM sec. 3.1).
+
+``window`` and ``overlap`` count the frames the backbone denoises (pixel frames, or latent frames when the
+autoencoder compresses time); the whole latent video is decoded at the end (a causal VAE decodes in frame chunks
+exactly). Window prompts: ``prompt_at={32: "..."}`` switches the prompt from that frame on; a window takes the prompt
+in effect at its centre.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Callable
+
+import torch
+
+from vdmkit.errors import ConstraintError
+from vdmkit.pipelines.request import SampleRequest, check_latents, check_size, make_request
+from vdmkit.sampling.generate import initial_noise
+from vdmkit.sampling.guidance import guided
+from vdmkit.registry import check_sampler
+
+MODES = ("windows", "freenoise", "autoregressive")
+DEFAULT_MODE = "freenoise"  # `vdmkit sample --frames N` beyond the training length (BENCHMARKS.md, long videos)
+WEIGHTINGS = ("linear", "gaussian")
+GAUSSIAN_SIGMA = 0.25  # of the window length: the Gaussian weights' standard deviation
+
+
+@dataclass(frozen=True)
+class LongRequest:
+    """A checked long-video request: the window-sized :class:`SampleRequest` (sampler, schedule, guidance, seed, ...)
+    plus the long video's frames and windows."""
+
+    base: SampleRequest  # frames = the model's training length
+    frames: int  # of the output video, in pixels
+    latent_frames: int  # what the backbone denoises in all
+    window: int  # in the backbone's frames
+    overlap: int
+    mode: str
+    weighting: str
+    prompt_at: tuple[tuple[int, str], ...] = ()  # (first frame, prompt), ascending; frame 0 is base.prompts[0]
+    latents: torch.Tensor | None = field(default=None, repr=False)
+
+
+def check_prompt_at(prompt_at, frames: int) -> tuple[tuple[int, str], ...]:
+    """{frame: prompt} -> ((frame, prompt), ...) sorted, each frame in [1, frames)."""
+    items = []
+    for frame, prompt in dict(prompt_at or {}).items():
+        if isinstance(frame, bool) or not isinstance(frame, int) or not 0 < frame < frames:
+            raise ConstraintError(f"prompt_at frame must be an integer in [1, {frames - 1}] (frame 0 takes the main "
+                                  f"prompt), got {frame!r}")
+        if not isinstance(prompt, str):
+            raise TypeError(f"prompt_at[{frame}] must be a string, got {type(prompt).__name__}")
+        items.append((frame, prompt))
+    return tuple(sorted(items))
+
+
+def long_request(config, prompt: str, *, frames: int, window: int | None = None, overlap: int | None = None,
+                 mode: str = DEFAULT_MODE, weighting: str = "linear", prompt_at: dict | None = None,
+                 latents: torch.Tensor | None = None, **kwargs) -> LongRequest:
+    """Check a long-video request against the model (no weights needed). ``window`` defaults to the model's training
+    length, ``overlap`` to half the window; a window longer than the model's frames, an overlap >= window, or
+    fewer frames than one window are ConstraintErrors naming the valid values. ``kwargs`` as text-to-video."""
+    if not isinstance(prompt, str):
+        raise TypeError(f"long_video takes one prompt string, got {type(prompt).__name__}")
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
+    if weighting not in WEIGHTINGS:
+        raise ValueError(f"weighting must be one of {', '.join(WEIGHTINGS)}, got {weighting!r}")
+    base = make_request(config, [prompt], **kwargs)  # at the training length: everything but the length checked
+    frames = check_size("frames", frames)
+    latent_frames, h, w = config.latent_size(frames, base.height, base.width)
+    trained = config.latent_size(config.frames, base.height, base.width)[0]
+    window = trained if window is None else check_size("window", window)
+    if window > trained:
+        raise ConstraintError(f"window={window} is more than the {trained} frames this model was trained on; use "
+                              f"window <= {trained}")
+    config.model.check_shape(window, h, w)
+    overlap = window // 2 if overlap is None else overlap
+    if isinstance(overlap, bool) or not isinstance(overlap, int) or not 0 <= overlap < window:
+        raise ConstraintError(f"overlap must be an integer in [0, {window - 1}] (less than window={window}), got "
+                              f"{overlap!r}")
+    if mode == "autoregressive" and overlap == 0:
+        raise ConstraintError("autoregressive extension continues from the last `overlap` frames: use overlap >= 1")
+    if latent_frames < window:
+        raise ConstraintError(f"{frames} frames ({latent_frames} for the backbone) are fewer than one window of "
+                              f"{window}: ask for at least {window} frames or a smaller window")
+    if latents is not None:
+        check_latents(latents, (1, config.latent_channels, latent_frames, h, w))
+    return LongRequest(base, frames, latent_frames, window, overlap, mode, weighting,
+                       check_prompt_at(prompt_at, frames), latents)
+
+
+def window_starts(frames: int, window: int, overlap: int) -> list[int]:
+    """First frame of each window: a stride of window - overlap, the last window ending on the last frame."""
+    stride = window - overlap
+    starts = list(range(0, frames - window + 1, stride))
+    if starts[-1] != frames - window:
+        starts.append(frames - window)
+    return starts
+
+
+def fusion_weights(frames: int, starts: list[int], window: int, weighting: str = "linear") -> torch.Tensor:
+    """(windows, frames) float64 weights, zero outside each window, summing to one on every frame: ``linear``
+    (a tent peaking at the window's centre, Gen-L-Video) or ``gaussian`` (std GAUSSIAN_SIGMA x window)."""
+    i = torch.arange(window, dtype=torch.float64)
+    if weighting == "linear":
+        profile = torch.minimum(i + 1, window - i)
+    else:
+        profile = torch.exp(-0.5 * ((i - (window - 1) / 2) / (GAUSSIAN_SIGMA * window)) ** 2)
+    weights = torch.zeros(len(starts), frames, dtype=torch.float64)
+    for k, s in enumerate(starts):
+        weights[k, s:s + window] = profile
+    return weights / weights.sum(0, keepdim=True)
+
+
+def freenoise(noise: torch.Tensor, frames: int, window: int, overlap: int, generator: torch.Generator) -> torch.Tensor:
+    """FreeNoise's rescheduling: (B, C, window, H, W) -> (B, C, frames, H, W): each later block of ``stride`` frames
+    is the block one window earlier, its frames shuffled (permutations from the CPU ``generator``)."""
+    stride = window - overlap
+    x = noise
+    while x.shape[2] < frames:
+        start = x.shape[2] - window
+        block = x[:, :, start:start + min(stride, frames - x.shape[2])]
+        x = torch.cat([x, block[:, :, torch.randperm(block.shape[2], generator=generator)]], dim=2)
+    return x
+
+
+def window_prompt(request: LongRequest, start: int) -> str:
+    """The prompt in effect at the window's centre frame (in output frames)."""
+    centre = (start + request.window / 2) * request.frames / request.latent_frames
+    prompt = request.base.prompts[0]
+    for frame, text in request.prompt_at:
+        if frame <= centre:
+            prompt = text
+    return prompt
+
+
+@torch.no_grad()
+def long_video(pipe, prompt: str, *, frames: int, callback: Callable | None = None, decode: dict | None = None,
+               **kwargs) -> torch.Tensor:
+    """A (1, 3, frames, H, W) video in [-1, 1] from a model trained on fewer frames. ``kwargs``: window, overlap,
+    mode (windows, freenoise, autoregressive), weighting (linear, gaussian), prompt_at ({frame: prompt}), latents
+    ((1, C, frames', h, w) starting noise) and the text-to-video options (steps, sampler, guidance, seed, ...)."""
+    request = long_request(pipe.config, prompt, frames=frames, **kwargs)
+    return run_long(pipe, request, callback=callback, decode=decode)
+
+
+@torch.no_grad()
+def run_long(pipe, request: LongRequest, *, callback: Callable | None = None,
+             decode: dict | None = None) -> torch.Tensor:
+    """The video of a checked :class:`LongRequest` (or its latents, with output="latents")."""
+    base = request.base
+    generator = torch.Generator().manual_seed(base.seed)
+    _, h, w = pipe.config.latent_size(base.frames, base.height, base.width)
+    shape = (1, pipe.config.latent_channels, request.latent_frames, h, w)
+    if request.latents is not None:
+        x = request.latents
+    elif request.mode == "freenoise":
+        x = freenoise(initial_noise((*shape[:2], request.window, h, w), generator), request.latent_frames,
+                      request.window, request.overlap, generator)
+    else:
+        x = initial_noise(shape, generator)
+    x = x.to(pipe.device, torch.float32)
+    starts = window_starts(request.latent_frames, request.window, request.overlap)
+    prompts = [window_prompt(request, s) for s in starts]
+    cond, uncond = pipe.conditions(prompts, [base.negative_prompt] * len(prompts))
+    denoiser = pipe.denoiser(base.precision)
+    fns = [guided(denoiser, cond[k:k + 1], uncond[k:k + 1], base.guidance, base.guidance_rescale)
+           for k in range(len(starts))]
+    sampler = check_sampler(base.sampler, pipe.process.name).build
+    if request.mode == "autoregressive":
+        x = _autoregressive(pipe, request, x, starts, fns, sampler, generator, callback)
+    else:
+        weights = fusion_weights(request.latent_frames, starts, request.window, request.weighting).to(x.device)
+        window = request.window
+
+        def fused(x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+            x0 = torch.zeros_like(x_t)
+            for k, (s, fn) in enumerate(zip(starts, fns)):
+                wk = weights[k, s:s + window].to(x_t.dtype)[None, None, :, None, None]
+                x0[:, :, s:s + window] += wk * fn(x_t[:, :, s:s + window], t)
+            return x0
+
+        x = sampler(fused, x, base.ts, pipe.process, generator=generator, callback=callback, **base.knobs)
+    return x if base.output == "latents" else pipe.decode(x, **(decode or {}))
+
+
+def _autoregressive(pipe, request: LongRequest, x, starts, fns, sampler, generator, callback) -> torch.Tensor:
+    """Window by window: the first sampled alone, each next one with its first ``overlap`` frames known (the video
+    so far), replaced at every step by the known frames noised to the step's time with fixed noise."""
+    base, window = request.base, request.window
+    video = sampler(fns[0], x[:, :, :window], base.ts, pipe.process, generator=generator, callback=callback,
+                    **base.knobs)
+    process = pipe.process
+    for k in range(1, len(starts)):
+        s = starts[k]
+        n_known = video.shape[2] - s  # `overlap`, or more for the last window
+        known = video[:, :, s:s + n_known]
+        noise = x[:, :, s:s + window]
+        fn = fns[k]
+
+        def with_known(x_t: torch.Tensor, t: torch.Tensor, fn=fn, known=known, noise=noise, n=n_known):
+            alpha, sigma = process.alpha_sigma(t, x_t)
+            x_t = torch.cat([(alpha * known + sigma * noise[:, :, :n]).to(x_t.dtype), x_t[:, :, n:]], dim=2)
+            x0 = fn(x_t, t)
+            return torch.cat([known, x0[:, :, n:]], dim=2)
+
+        t0 = base.ts[0] if base.ts.ndim == 1 else base.ts[0, 0]
+        alpha, sigma = process.alpha_sigma(torch.as_tensor(t0)[None], noise)
+        start = torch.cat([(alpha * known + sigma * noise[:, :, :n_known]).float(), noise[:, :, n_known:]], dim=2)
+        part = sampler(with_known, start, base.ts, process, generator=generator, callback=callback, **base.knobs)
+        video = torch.cat([video, part[:, :, n_known:]], dim=2)
+    return video
+
+
+def long_metadata(request: LongRequest) -> dict:
+    """What a long video's sidecar records beyond a sample's."""
+    return {"long_mode": request.mode, "window": request.window, "overlap": request.overlap,
+            "weighting": request.weighting, "prompt_at": {str(f): p for f, p in request.prompt_at},
+            "windows": len(window_starts(request.latent_frames, request.window, request.overlap))}
+
+
+def as_sample_request(request: LongRequest) -> SampleRequest:
+    """The window request with the long video's frame count, for writing metadata."""
+    return replace(request.base, frames=request.frames)

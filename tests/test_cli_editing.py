@@ -1,0 +1,101 @@
+"""`vdmkit edit` and `vdmkit sample --frames N` beyond the training length, on a tiny trained run."""
+
+import json
+
+import numpy as np
+import pytest
+
+from vdmkit import cli
+from vdmkit.data import ShapesConfig, ShapesDataset
+from vdmkit.io.video import read_video, write_video
+from vdmkit.pipelines import TextToVideo
+from vdmkit.video import to_uint8
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    import torch
+
+    torch.set_num_threads(1)
+    out = tmp_path_factory.mktemp("cli_edit") / "run"
+    assert cli.main(["train", "configs/tiny.yaml", f"train.out_dir={out}", "train.precision=fp32",
+                     "--no-progress"]) == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory):
+    """A 4-frame 16x16 shapes clip as an mp4 (what the tiny model takes)."""
+    video = ShapesDataset(ShapesConfig(size=16, frames=4)).batch(0, 1)[0]
+    path = tmp_path_factory.mktemp("clip") / "in.mp4"
+    write_video(path, to_uint8(video[0]))
+    return path
+
+
+def test_sample_beyond_the_training_length_runs_in_windows(run_dir, tmp_path, capsys):
+    out = tmp_path / "long.mp4"
+    assert cli.main(["sample", "--model", str(run_dir), "--prompt", "a red circle moving left", "--steps", "2",
+                     "--frames", "10", "--overlap", "2", "--prompt-at", '6:a blue square', "--out", str(out)]) == 0
+    assert read_video(out).shape[0] == 10
+    meta = json.loads((tmp_path / "long.mp4.json").read_text())
+    assert meta["long_mode"] == "freenoise" and meta["window"] == 4 and meta["overlap"] == 2 and meta["frames"] == 10
+    assert meta["prompt_at"] == {"6": "a blue square"} and meta["windows"] == 4
+    for mode in ("windows", "autoregressive", "full"):
+        assert cli.main(["sample", "--model", str(run_dir), "--prompt", "a red circle", "--steps", "2", "--frames", "7",
+                         "--long-mode", mode, "--out", str(tmp_path / f"{mode}.mp4")]) == 0
+        assert read_video(tmp_path / f"{mode}.mp4").shape[0] == 7
+
+
+@pytest.mark.parametrize("args, match", [
+    (["--frames", "10", "--window", "5"], "window=5 is more than the 4 frames"),
+    (["--frames", "10", "--overlap", "4"], "overlap must be an integer in [0, 3]"),
+    (["--frames", "4", "--window", "2"], "--window apply to long videos"),
+    (["--frames", "10", "--prompt-at", "x:y"], "--prompt-at takes FRAME:PROMPT"),
+    (["--long-mode", "windows"], "needs --frames N"),
+])
+def test_bad_long_video_flags_fail_before_loading_weights(run_dir, tmp_path, monkeypatch, capsys, args, match):
+    monkeypatch.setattr(TextToVideo, "from_pretrained", lambda *a, **k: pytest.fail("weights loaded"))
+    rc = cli.main(["sample", "--model", str(run_dir), "--prompt", "a red circle", "--steps", "2",
+                   "--out", str(tmp_path / "x.mp4"), *args])
+    assert rc == 2 and match in capsys.readouterr().err.replace("\\", "")
+
+
+def test_edit_sdedit_and_invert_write_videos_with_their_metadata(run_dir, clip, tmp_path, capsys):
+    out = tmp_path / "sdedit.mp4"
+    assert cli.main(["edit", "--model", str(run_dir), "--video", str(clip), "--prompt", "a blue circle moving left",
+                     "--strength", "0.5", "--steps", "4", "--out", str(out), "--strip"]) == 0
+    assert read_video(out).shape[0] == 4 and (tmp_path / "sdedit.png").is_file()
+    meta = json.loads((tmp_path / "sdedit.mp4.json").read_text())
+    assert meta["mode"] == "sdedit" and meta["strength"] == 0.5 and meta["input_video"] == str(clip)
+    out = tmp_path / "invert.mp4"
+    assert cli.main(["edit", "--model", str(run_dir), "--video", str(clip), "--prompt", "a blue circle moving left",
+                     "--mode", "invert", "--source-prompt", "a red circle moving left", "--attention-reuse", "0.5",
+                     "--guidance", "3", "--cfg-inversion", "source", "--steps", "4", "--out", str(out)]) == 0
+    meta = json.loads((tmp_path / "invert.mp4.json").read_text())
+    assert meta["attention_reuse"] == 0.5 and meta["cfg_inversion"] == "source"
+    assert np.isfinite(meta["reconstruction"]["psnr_db"]) and "reconstruction" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("args, match", [
+    (["--strength", "1.5"], r"strength must be a number in [0, 1]"),
+    (["--mode", "invert", "--source-prompt", "a red circle", "--sampler", "ddpm"], "draws fresh noise"),
+    (["--mode", "invert", "--source-prompt", "a red circle", "--eta", "1"], "ddim with eta=1.0 draws fresh noise"),
+    (["--mode", "invert"], "--mode invert needs --source-prompt"),
+    (["--attention-reuse", "0.5"], "belong to --mode invert"),
+    (["--height", "15", "--width", "15"], "nearest valid: 16x16"),
+    (["--frames", "9"], "--frames must be in [1, 4]"),
+])
+def test_bad_edit_inputs_fail_before_loading_weights(run_dir, clip, tmp_path, monkeypatch, capsys, args, match):
+    monkeypatch.setattr(TextToVideo, "from_pretrained", lambda *a, **k: pytest.fail("weights loaded"))
+    rc = cli.main(["edit", "--model", str(run_dir), "--video", str(clip), "--prompt", "a blue circle", "--steps", "2",
+                   "--out", str(tmp_path / "x.mp4"), *args])
+    assert rc == 2 and match in capsys.readouterr().err
+    assert not (tmp_path / "x.mp4").exists()
+
+
+def test_edit_refuses_a_broken_video_naming_it(run_dir, tmp_path, capsys):
+    empty = tmp_path / "empty.mp4"
+    empty.write_bytes(b"")
+    rc = cli.main(["edit", "--model", str(run_dir), "--video", str(empty), "--prompt", "a blue circle",
+                   "--out", str(tmp_path / "x.mp4")])
+    assert rc == 2 and "empty.mp4" in capsys.readouterr().err

@@ -1,0 +1,100 @@
+"""Long videos from short-clip models: one window is plain sampling, fusion weights sum to one, FreeNoise's
+rescheduled noise, autoregressive extension keeping what it continues from, and the inputs they refuse."""
+
+import pytest
+import torch
+
+from vdmkit.errors import ConstraintError
+from vdmkit.pipelines.long_video import (MODES, freenoise, fusion_weights, long_request, long_video, window_prompt,
+                                         window_starts)
+from tests.test_editing import random_pipe
+
+
+@pytest.fixture(scope="module", params=["unet", "dit"])
+def pipe(request):
+    torch.set_num_threads(1)
+    return random_pipe(request.param)[0]  # trained on 4 frames of 16x16
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("sampler", ["ddim", "dpmpp_2m"])
+def test_one_window_is_plain_sampling(pipe, mode, sampler):
+    plain = pipe(["a red circle moving left"], steps=4, sampler=sampler, guidance=3.0, seed=9)
+    long = long_video(pipe, "a red circle moving left", frames=4, steps=4, sampler=sampler, guidance=3.0, seed=9,
+                      mode=mode, overlap=1)
+    assert torch.equal(long, plain)
+
+
+@pytest.mark.parametrize("frames, window, overlap", [(11, 4, 2), (16, 4, 3), (9, 4, 0), (64, 16, 8), (70, 16, 4),
+                                                     (16, 16, 8), (5, 1, 0)])
+@pytest.mark.parametrize("weighting", ["linear", "gaussian"])
+def test_fusion_weights_sum_to_one_inside_their_windows(frames, window, overlap, weighting):
+    starts = window_starts(frames, window, overlap)
+    assert starts[0] == 0 and starts[-1] == frames - window
+    assert all(0 < b - a <= window - overlap for a, b in zip(starts, starts[1:]))
+    weights = fusion_weights(frames, starts, window, weighting)
+    assert weights.shape == (len(starts), frames)
+    assert torch.allclose(weights.sum(0), torch.ones(frames, dtype=torch.float64), atol=1e-12)
+    for k, s in enumerate(starts):
+        assert (weights[k, :s] == 0).all() and (weights[k, s + window:] == 0).all() and (weights[k, s:s + window] > 0).all()
+
+
+def test_freenoise_repeats_shuffled_window_noise():
+    g = torch.Generator().manual_seed(0)
+    base = torch.randn(1, 2, 8, 3, 3, generator=g)
+    x = freenoise(base, 20, 8, 4, g)
+    assert x.shape == (1, 2, 20, 3, 3) and torch.equal(x[:, :, :8], base)
+    for s in range(8, 20, 4):  # each block of 4 frames: the block one window earlier, permuted
+        block, earlier = x[:, :, s:s + 4], x[:, :, s - 8:s - 4][:, :, :x.shape[2] - s]
+        key = lambda z: sorted(z[0, 0, :, 0, 0].tolist())
+        assert key(block) == key(earlier)
+
+
+def test_long_videos_in_every_mode_have_the_asked_length(pipe):
+    for mode in MODES:
+        video = long_video(pipe, "a red circle moving left", frames=11, window=4, overlap=2, steps=3, mode=mode)
+        assert video.shape == (1, 3, 11, 16, 16) and torch.isfinite(video).all()
+
+
+def test_autoregressive_extension_keeps_its_first_window(pipe):
+    long = long_video(pipe, "a red circle moving left", frames=10, steps=4, seed=3, mode="autoregressive", overlap=2)
+    # the first window is plain sampling of the first 4 frames of the same noise
+    noise = torch.randn(1, 3, 10, 16, 16, generator=torch.Generator().manual_seed(3))
+    assert torch.equal(long[:, :, :4], pipe(["a red circle moving left"], steps=4, latents=noise[:, :, :4]))
+    assert long.shape[2] == 10 and torch.isfinite(long).all()
+
+
+def test_window_prompts_switch_at_their_frame(pipe):
+    request = long_request(pipe.config, "a red circle", frames=16, window=4, overlap=0, prompt_at={8: "a blue square"},
+                           steps=2)
+    assert [window_prompt(request, s) for s in window_starts(16, 4, 0)] == ["a red circle"] * 2 + ["a blue square"] * 2
+    a = long_video(pipe, "a red circle", frames=8, window=4, overlap=0, steps=2, seed=1)
+    b = long_video(pipe, "a red circle", frames=8, window=4, overlap=0, steps=2, seed=1, prompt_at={4: "a blue square"})
+    assert torch.equal(a[:, :, :4], b[:, :, :4]) and not torch.equal(a[:, :, 4:], b[:, :, 4:])
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"window": 5}, r"window=5 is more than the 4 frames this model was trained on; use window <= 4"),
+    ({"window": 4, "overlap": 4}, r"overlap must be an integer in \[0, 3\] \(less than window=4\)"),
+    ({"window": 4, "overlap": -1}, r"overlap must be an integer in \[0, 3\]"),
+    ({"window": 0}, "window must be a positive integer"),
+    ({"frames": 3}, "fewer than one window of 4"),
+    ({"frames": 0}, "frames must be a positive integer"),
+    ({"mode": "autoregressive", "overlap": 0}, "overlap >= 1"),
+    ({"mode": "loop"}, "mode must be one of windows, freenoise, autoregressive"),
+    ({"weighting": "cosine"}, "weighting must be one of linear, gaussian"),
+    ({"prompt_at": {40: "x"}}, r"prompt_at frame must be an integer in \[1, 11\]"),
+    ({"prompt_at": {0: "x"}}, r"prompt_at frame must be an integer in \[1, 11\]"),
+    ({"height": 15}, "nearest valid: 16x16"),
+    ({"latents": torch.zeros(1, 3, 4, 16, 16)}, r"this request needs \(1, 3, 12, 16, 16\)"),
+])
+def test_bad_long_video_requests(pipe, kwargs, match):
+    args = {"frames": 12, "steps": 2, **kwargs}
+    with pytest.raises((ConstraintError, ValueError), match=match):
+        long_request(pipe.config, "a red circle", **args)
+
+
+def test_dit_tubelet_windows_must_fit_the_tubelet():
+    pipe = random_pipe("dit", "model.tubelet_t=2")[0]
+    with pytest.raises(ConstraintError, match="multiple of tubelet_t=2"):
+        long_request(pipe.config, "a red circle", frames=12, window=3, overlap=1, steps=2)
