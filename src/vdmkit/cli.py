@@ -328,7 +328,12 @@ def _cmd_edit(args) -> int:
         raise ValueError("--source-prompt and --attention-reuse belong to --mode invert")
     strength = check_fraction("strength", args.strength)
     reuse = check_fraction("attention_reuse", args.attention_reuse)
-    ckpt, config = open_model(args.model, args.motion_adapter)
+    from vdmkit.pipelines import default_model
+
+    model = args.model or default_model()
+    if model is None:
+        raise ValueError("edit needs --model PATH (no default model is installed)")
+    ckpt, config = open_model(model, args.motion_adapter)
     video = from_uint8(read_video(args.video))  # (1, 3, T, H, W); InvalidVideoError names the file
     if args.frames is not None:
         if not 1 <= args.frames <= video.shape[2]:
@@ -544,7 +549,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_sample)
 
     p = sub.add_parser("edit", help="edit a video with a new prompt: SDEdit, or DDIM inversion + attention reuse")
-    p.add_argument("--model", required=True, help="checkpoint or run directory, or a diffusers pipeline folder")
+    p.add_argument("--model", help="checkpoint or run directory, or a diffusers pipeline folder (default: the "
+                   "bundled default model)")
     p.add_argument("--motion-adapter", help="with a Stable Diffusion folder as --model: AnimateDiff motion modules")
     p.add_argument("--video", required=True, help="the clip to edit (its frames and size must suit the model: "
                    "see --frames, --height, --width)")
