@@ -57,3 +57,14 @@ def test_a_tampered_or_missing_default_is_refused_or_reported(tmp_path, monkeypa
     assert default_module.default_model() is None
     assert cli.main(["sample", "--prompt", "a red circle", "--out", str(tmp_path / "y.mp4")]) == 2
     assert "no default model is installed" in capsys.readouterr().err
+
+
+def test_edit_without_model_uses_the_default(tmp_path):
+    source = tmp_path / "src.mp4"
+    assert cli.main(["sample", "--prompt", "a slow red circle moving left", "--steps", "2", "--seed", "0",
+                     "--upscale", "1", "--out", str(source), "--no-progress"]) == 0
+    out = tmp_path / "blue.mp4"
+    assert cli.main(["edit", "--video", str(source), "--prompt", "a slow blue circle moving left", "--strength", "0.5",
+                     "--steps", "2", "--seed", "0", "--out", str(out)]) == 0
+    meta = json.loads(out.with_name("blue.mp4.json").read_text())
+    assert meta["model_sha256"] == DEFAULT_SHA256 and meta["strength"] == 0.5
