@@ -270,3 +270,13 @@ def test_a_lora_run_trains_only_adapters_saves_them_and_resumes_exactly(tiny_cfg
 def test_bad_lora_run_configs_are_refused(tiny_cfg, overrides, match):
     with pytest.raises(ConfigError, match=match):
         tiny_cfg(*overrides)
+
+
+def test_adapter_names_from_file_stems_are_identifiers(tmp_path):
+    pipe = make_pipe("dit")
+    cfg = LoRAConfig(rank=2, targets=["ff"])
+    lora.add_lora(pipe.backbone, cfg)
+    path = lora.save_adapter(tmp_path / "2x-zoom.safetensors", pipe.backbone, cfg, base_sha256=None)
+    fresh = make_pipe("dit")
+    assert [fresh.load_lora(path), fresh.load_lora(path)] == ["a_2x_zoom", "a_2x_zoom_2"]
+    assert fresh.load_lora(lora.read_adapter(path), name="third") == "third"  # an adapter already read

@@ -9,7 +9,7 @@ import json
 import sys
 from pathlib import Path
 
-from vdmkit.device import DEVICES_HELP
+from vdmkit.device import DEVICES_HELP, apply_threads
 from vdmkit.errors import VdmkitError
 
 EXIT_USAGE = 2
@@ -36,7 +36,7 @@ def _cmd_train(args) -> int:
     from vdmkit.training import load_config, train
 
     cfg = load_config(args.config, args.overrides + _device_overrides(args))
-    _threads(cfg.train.threads)
+    apply_threads(cfg.train.threads)
     out = train(cfg, resume=args.resume, progress=not args.no_progress)
     if current().main:
         print(f"trained {cfg.train.steps} steps; checkpoints in {out / 'checkpoints'}, previews in {out / 'samples'}")
@@ -116,11 +116,7 @@ def _cmd_sample(args) -> int:
         raise ValueError("give --prompt TEXT (one video, --out) or --prompts FILE (one video per line, --out-dir)")
     if args.prompt is None and args.prompts is None:
         raise ValueError("sample needs --prompt TEXT, or --prompts FILE --out-dir DIR (or --list-samplers)")
-    from vdmkit.pipelines import default_model
-
-    model = args.model or default_model()
-    if model is None:
-        raise ValueError("sample needs --model PATH (no default model is installed)")
+    model = _model_or_default(args.model, "sample")
 
     from vdmkit.device import resolve_device
     from vdmkit.io.video import VIDEO_FORMATS, check_output_path
@@ -142,7 +138,7 @@ def _cmd_sample(args) -> int:
     outs[0] = check_output_path(outs[0], VIDEO_FORMATS + (LATENTS_SUFFIX,))
     check_fps(args.fps)
     ckpt, config = open_model(model, args.motion_adapter)  # reads and hashes the config only
-    adapters = _check_loras(args.lora or [], ckpt, args.force_lora)
+    adapters = _read_loras(args.lora or [], ckpt, args.force_lora)
     knobs = {k: v for k, v in (("eta", args.eta), ("order", args.order)) if v is not None}
     latents = _read_latents(args.latents)
 
@@ -174,7 +170,7 @@ def _cmd_sample(args) -> int:
     for name, value in decode.items():
         if value < 1:
             raise ValueError(f"--vae-{name.replace('_', '-')} must be >= 1, got {value}")
-    threads = _threads(args.threads)
+    threads = apply_threads(args.threads)
     from vdmkit.distributed import all_gather_objects, join
 
     world, device = join(device)  # rank i of the processes torchrun started, or the only one
@@ -185,8 +181,8 @@ def _cmd_sample(args) -> int:
                                            seed_was_random=args.seed is None)
                     for i in world.share(len(prompts))}
     pipe = TextToVideo.from_pretrained(ckpt, device=device, dtype=args.dtype)  # reads and hashes the weights, once
-    for path, scale in adapters:
-        pipe.load_lora(path, scale, force=args.force_lora)
+    for adapter, scale in adapters:
+        pipe.load_lora(adapter, scale, force=args.force_lora)
     extra, produce = {}, None
     if long is not None:
         from vdmkit.pipelines.long_video import long_metadata, run_long
@@ -247,28 +243,29 @@ def _report(result, out: Path, strip: bool, info: dict | None = None) -> None:
         print(json.dumps({**{k: result.metadata[k] for k in keys if k in result.metadata}, **info}))
 
 
-def _check_loras(values: list[str], ckpt, force: bool) -> list[tuple[str, float]]:
-    """--lora PATH[:SCALE] ...: each file read and checked (a LoRA adapter, trained on this base unless
-    --force-lora) before the model's weights load."""
-    from vdmkit.backbones.lora import parse_lora_argument, read_adapter
+def _read_loras(values: list[str], ckpt, force: bool) -> list[tuple]:
+    """--lora PATH[:SCALE] ...: each file read once and checked (a LoRA adapter, trained on this base unless
+    --force-lora) before the model's weights load; (adapter, scale) pairs for ``Pipeline.load_lora``."""
+    from vdmkit.backbones.lora import check_base, parse_lora_argument, read_adapter
     from vdmkit.pipelines.base import weights_sha256
 
-    adapters = [parse_lora_argument(v) for v in values]
     base = weights_sha256(ckpt)
-    for path, _ in adapters:
-        recorded = read_adapter(path).base_sha256
-        if recorded and base and recorded != base and not force:
-            raise ValueError(f"--lora {path!r} was trained on the base model with weights {recorded[:12]}..., not "
-                             f"this one ({base[:12]}...); --force-lora applies it anyway")
+    adapters = []
+    for path, scale in map(parse_lora_argument, values):
+        adapter = read_adapter(path)
+        check_base(adapter, base, force=force, override="--force-lora applies it anyway")
+        adapters.append((adapter, scale))
     return adapters
 
 
-def _threads(requested: int) -> int:
-    """Set torch's CPU threads for this command: ``requested``, or for 0 as many as the CPUs left free (see
-    :func:`vdmkit.device.cpu_threads`)."""
-    from vdmkit.device import apply_threads
+def _model_or_default(model: str | None, command: str):
+    """--model, or the bundled default model when none is given (its pinned sha256 checked)."""
+    from vdmkit.pipelines import default_model
 
-    return apply_threads(requested)
+    model = model or default_model()
+    if model is None:
+        raise ValueError(f"{command} needs --model PATH (no default model is installed)")
+    return model
 
 
 LONG_FLAGS = ("window", "overlap", "prompt_at", "weighting")
@@ -328,11 +325,7 @@ def _cmd_edit(args) -> int:
         raise ValueError("--source-prompt and --attention-reuse belong to --mode invert")
     strength = check_fraction("strength", args.strength)
     reuse = check_fraction("attention_reuse", args.attention_reuse)
-    from vdmkit.pipelines import default_model
-
-    model = args.model or default_model()
-    if model is None:
-        raise ValueError("edit needs --model PATH (no default model is installed)")
+    model = _model_or_default(args.model, "edit")
     ckpt, config = open_model(model, args.motion_adapter)
     video = from_uint8(read_video(args.video))  # (1, 3, T, H, W); InvalidVideoError names the file
     if args.frames is not None:
@@ -349,7 +342,7 @@ def _cmd_edit(args) -> int:
     if args.mode == "invert":
         check_invertible(request)
     view_factor(request, args.upscale)
-    threads = _threads(args.threads)
+    threads = apply_threads(args.threads)
 
     pipe = TextToVideo.from_pretrained(ckpt, device=device, dtype=args.dtype)
     extra = {"mode": args.mode, "input_video": str(args.video), "dtype": args.dtype, "threads": threads}

@@ -363,28 +363,37 @@ def read_adapter(path: str | os.PathLike) -> AdapterFile:
     return AdapterFile(path, cfg, tensors, header)
 
 
+def check_base(adapter: AdapterFile, base_sha256: str | None, *, force: bool, override: str) -> None:
+    """ConfigError when ``adapter`` was trained on a base whose weights are not ``base_sha256`` (unless ``force``);
+    ``override`` tells the caller's way to apply it anyway."""
+    recorded = adapter.base_sha256
+    if recorded and base_sha256 and recorded != base_sha256 and not force:
+        raise ConfigError(f"the adapter {str(adapter.path)!r} was trained on the base model with weights "
+                          f"{recorded[:12]}..., not this one ({base_sha256[:12]}...); {override}")
+
+
 @torch.no_grad()
 def load_adapter(model: nn.Module, adapter: AdapterFile, *, name: str = "default", scale: float = 1.0) -> None:
     """Add ``adapter`` to ``model`` as ``name``, its weights loaded and multiplied by ``scale`` (on top of alpha /
     rank). ConfigError naming the layers when the file's layers are not this model's (another architecture)."""
     layers = add_lora(model, adapter.config, name)
-    expected = {f"{n}.lora_{ab}.weight" for n in layers for ab in "AB"}
-    missing, unexpected = sorted(expected - set(adapter.tensors)), sorted(set(adapter.tensors) - expected)
+    state = pair_state(adapter.tensors, name)
+    params = dict(model.named_parameters())
+    expected = {f"{n}.lora.adapters.{name}.{ab}" for n in layers for ab in "AB"}
+    missing, unexpected = sorted(expected - set(state)), sorted(set(state) - expected)
     if missing or unexpected:
         remove_lora(model, name)
         raise ConfigError(f"{str(adapter.path)!r} does not fit this model: {len(missing)} adapted layer(s) missing "
                           f"(e.g. {missing[:2]}), {len(unexpected)} not in the model (e.g. {unexpected[:2]})")
-    modules = dict(model.named_modules())
+    wrong = [f"{k} {tuple(v.shape)} (the model's: {tuple(params[k].shape)})" for k, v in state.items()
+             if v.shape != params[k].shape]
+    if wrong:
+        remove_lora(model, name)
+        raise ConfigError(f"{str(adapter.path)!r}: shapes that do not fit this model: {'; '.join(wrong[:3])}")
+    for key, value in state.items():
+        params[key].copy_(value)
     for layer_name in layers:
-        pair = modules[layer_name].lora.adapters[name]
-        a, b = adapter.tensors[f"{layer_name}.lora_A.weight"], adapter.tensors[f"{layer_name}.lora_B.weight"]
-        if a.reshape(a.shape[0], -1).shape != pair.A.shape or b.reshape(b.shape[0], -1).shape != pair.B.shape:
-            remove_lora(model, name)
-            raise ConfigError(f"{str(adapter.path)!r}: {layer_name} has shapes {tuple(a.shape)}, {tuple(b.shape)}; the "
-                              f"model's layer needs A {tuple(pair.A.shape)} and B {tuple(pair.B.shape)}")
-        pair.A.copy_(a.reshape(pair.A.shape))
-        pair.B.copy_(b.reshape(pair.B.shape))
-        pair.scale *= float(scale)
+        model.get_submodule(layer_name).lora.adapters[name].scale *= float(scale)
 
 
 def parse_lora_argument(text: str) -> tuple[str, float]:

@@ -165,27 +165,26 @@ class Pipeline(nn.Module):
         state = lora.merged_state(self) if lora.adapter_names(self.backbone) else self.state_dict()
         return save_checkpoint(directory, {WEIGHTS: state}, {CONFIG: to_dict(self.config)})
 
-    def load_lora(self, path: str | os.PathLike, scale: float = 1.0, *, name: str | None = None,
-                  force: bool = False) -> str:
-        """Apply the LoRA adapter file ``path`` to the backbone (several can be active at once), its delta times
-        ``scale``; returns the adapter's name (``name``, else the file's stem). An adapter records the sha256 of the
-        base weights it was trained on: another base is refused (ConfigError naming both) unless ``force``."""
+    def load_lora(self, path, scale: float = 1.0, *, name: str | None = None, force: bool = False) -> str:
+        """Apply the LoRA adapter file ``path`` (or an adapter already read by ``lora.read_adapter``) to the
+        backbone (several can be active at once), its delta times ``scale``; returns the adapter's name (``name``,
+        else the file's stem). An adapter records the sha256 of the base weights it was trained on: another base is
+        refused (ConfigError naming both) unless ``force``."""
         from vdmkit.backbones import lora
 
-        adapter = lora.read_adapter(path)
-        base = adapter.base_sha256
-        if base and self.model_sha256 and base != self.model_sha256 and not force:
-            raise ConfigError(f"the adapter {str(path)!r} was trained on the base model with weights {base[:12]}..., "
-                              f"not this one ({self.model_sha256[:12]}...); apply it anyway with force=True "
-                              "(--force-lora)")
+        adapter = path if isinstance(path, lora.AdapterFile) else lora.read_adapter(path)
+        lora.check_base(adapter, self.model_sha256, force=force,
+                        override="apply it anyway with force=True (--force-lora)")
         if name is None:
-            stem = "".join(c if c.isalnum() else "_" for c in Path(path).stem) or "adapter"
-            name, n = (stem if stem[0].isalpha() else f"a_{stem}"), 1
+            stem = "".join(c if c.isalnum() else "_" for c in adapter.path.stem) or "adapter"
+            base = stem if stem[0].isalpha() else f"a_{stem}"
+            name, n = base, 1
             while name in lora.adapter_names(self.backbone):
                 n += 1
-                name = f"{stem}_{n}"
+                name = f"{base}_{n}"
         lora.load_adapter(self.backbone, adapter, name=name, scale=scale)
-        self.adapters.append({"name": name, "path": str(path), "scale": scale, "sha256": sha256_file(Path(path))})
+        self.adapters.append({"name": name, "path": str(adapter.path), "scale": scale,
+                              "sha256": sha256_file(adapter.path)})
         return name
 
     @classmethod
