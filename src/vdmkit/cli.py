@@ -92,6 +92,24 @@ def _cmd_cache_latents(args) -> int:
     return 0
 
 
+def _cmd_distill(args) -> int:
+    from vdmkit.training.distill import distill, load_distill_config
+
+    if args.teacher is not None and "=" in args.teacher:  # `vdmkit distill key=value ...`: the config's teacher
+        args.overrides, args.teacher = [args.teacher] + args.overrides, None
+    overrides = args.overrides + ([f"distill.device={args.device}"] if args.device else [])
+    if args.device:
+        from vdmkit.device import resolve_device
+
+        resolve_device(args.device)
+    cfg = load_distill_config(args.teacher, args.config, overrides)
+    apply_threads(cfg.distill.threads)
+    out = distill(cfg, resume=args.resume, progress=not args.no_progress)
+    print(f"distilled {cfg.distill.steps} steps; checkpoints in {out / 'checkpoints'} (sample them with "
+          f"`vdmkit sample --model {out}`: lcm, {cfg.distill.student_steps} steps)")
+    return 0
+
+
 def _timesteps(text: str | None) -> list | None:
     """'999,759,499' -> [999, 759, 499]; floats stay floats (continuous-time models)."""
     if text is None:
@@ -472,6 +490,18 @@ def build_parser() -> argparse.ArgumentParser:
                          "YAML autoencoder config, e.g. configs/vae_frame.yaml or configs/vae_video.yaml",
                          "train.steps=100 model.latent_channels=8")
 
+    p = sub.add_parser("distill", help="consistency-distil a model into a few-step student (LCM): sample it with "
+                       "--sampler lcm --steps 1..8")
+    p.add_argument("teacher", nargs="?", help="the teacher: a checkpoint or run directory, a diffusers pipeline folder, "
+                   "or 'default' (the bundled model); default: the config's teacher")
+    p.add_argument("overrides", nargs="*", help="key=value overrides, e.g. distill.steps=500 distill.guidance=3")
+    p.add_argument("--config", help="YAML distillation config, e.g. configs/distill.yaml (default: the built-in "
+                   "settings, the teacher's training data)")
+    p.add_argument("--resume", action="store_true", help="continue from the run's newest complete checkpoint")
+    p.add_argument("--device", help=f"{DEVICES_HELP}; sets distill.device (default: the config's, auto)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (logs still go to metrics.jsonl)")
+    p.set_defaults(func=_cmd_distill)
+
     p = sub.add_parser("cache-latents", help="encode a latent run's training data once, for fast training")
     p.add_argument("config", help="YAML run config with latent.autoencoder set, e.g. configs/shapes_latent.yaml")
     p.add_argument("overrides", nargs="*", help="key=value overrides")
@@ -620,7 +650,7 @@ def main(argv: list[str] | None = None) -> int:
     args, extra = parser.parse_known_args(argv)
     args.argv = argv
     # `vdmkit train CONFIG --resume key=value`: overrides may follow the flags
-    if extra and args.command in ("train", "train-vae", "cache-latents") and all("=" in e and not e.startswith("-") for e in extra):
+    if extra and args.command in ("train", "train-vae", "cache-latents", "distill") and all("=" in e and not e.startswith("-") for e in extra):
         args.overrides += extra
     elif extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")

@@ -215,6 +215,16 @@ def sample_unipc(denoiser: Denoise, x: torch.Tensor, ts: torch.Tensor, process: 
     return x
 
 
+def lcm_boundary(process: NoiseProcess, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """LCM's (c_skip, c_out) at times ``t`` (float64, shaped as ``t``): the consistency function is
+    ``c_skip x_t + c_out x0_hat``, so that it is the identity at t = 0 (c_skip 1, c_out 0) and the model's estimate
+    elsewhere. What the sampler applies and what consistency distillation trains, the same numbers."""
+    scaled = process.model_time(t).to(torch.float64) * LCM_TIMESTEP_SCALING
+    c_skip = LCM_SIGMA_DATA**2 / (scaled**2 + LCM_SIGMA_DATA**2)
+    c_out = scaled / (scaled**2 + LCM_SIGMA_DATA**2).sqrt()
+    return c_skip, c_out
+
+
 @torch.no_grad()
 def sample_lcm(denoiser: Denoise, x: torch.Tensor, ts: torch.Tensor, process: NoiseProcess, *,
                boundary: bool = True, generator: torch.Generator | None = None,
@@ -224,10 +234,8 @@ def sample_lcm(denoiser: Denoise, x: torch.Tensor, ts: torch.Tensor, process: No
     for i, (t, t_next) in enumerate(_pairs(ts, process)):
         x0 = denoiser(x, _batch_t(t, x))
         if boundary:
-            scaled = float(process.model_time(torch.tensor(t))) * LCM_TIMESTEP_SCALING
-            c_skip = LCM_SIGMA_DATA**2 / (scaled**2 + LCM_SIGMA_DATA**2)
-            c_out = scaled / (scaled**2 + LCM_SIGMA_DATA**2) ** 0.5
-            x0 = c_out * x0 + c_skip * x
+            c_skip, c_out = lcm_boundary(process, torch.tensor(t))
+            x0 = c_out.item() * x0 + c_skip.item() * x
         a_n, s_n = _coeffs(process, t_next, x)
         x = a_n * x0 + s_n * _noise(x, generator) if s_n > 0 else x0
         _finish(x, x0, i, t, callback)

@@ -42,20 +42,22 @@ PARALLEL_MODES = ("none", "ddp", "fsdp")
 RANDOMNESS = ("auto", "stream", "per_sample")
 
 
-def check_optimisation(cfg) -> None:
-    """Checks every training config shares: learning rate, precision, seed, device and data workers."""
+def check_optimisation(cfg, section: str = "train") -> None:
+    """Checks every training config shares: learning rate, precision, seed, device and data workers (the config's
+    ``section`` names them in errors)."""
     try:
         check_device_name(cfg.device)
     except DeviceError as err:
-        raise ConfigError(f"train.device: {err}") from err
+        raise ConfigError(f"{section}.device: {err}") from err
     if cfg.workers < 0:
-        raise ConfigError(f"train.workers must be >= 0 (0 = load batches in the training process), got {cfg.workers}")
+        raise ConfigError(f"{section}.workers must be >= 0 (0 = load batches in the training process), got "
+                          f"{cfg.workers}")
     if not cfg.lr > 0:
-        raise ConfigError(f"train.lr must be > 0, got {cfg.lr}")
+        raise ConfigError(f"{section}.lr must be > 0, got {cfg.lr}")
     if cfg.precision not in PRECISIONS:
-        raise ConfigError(f"train.precision={cfg.precision!r} unknown; valid: {', '.join(PRECISIONS)}")
+        raise ConfigError(f"{section}.precision={cfg.precision!r} unknown; valid: {', '.join(PRECISIONS)}")
     if not 0 <= cfg.seed < 2**63:
-        raise ConfigError(f"train.seed must be in [0, 2**63), got {cfg.seed}")
+        raise ConfigError(f"{section}.seed must be in [0, 2**63), got {cfg.seed}")
 
 
 def check_processes(cfg) -> None:
@@ -76,10 +78,10 @@ def divisors(n: int) -> list[int]:
     return [d for d in range(1, n + 1) if n % d == 0]
 
 
-def check_positive(cfg, names: list[str]) -> None:
+def check_positive(cfg, names: list[str], section: str = "train") -> None:
     for name in names:
         if getattr(cfg, name) < 1:
-            raise ConfigError(f"train.{name} must be >= 1, got {getattr(cfg, name)}")
+            raise ConfigError(f"{section}.{name} must be >= 1, got {getattr(cfg, name)}")
 
 
 @dataclass

@@ -191,7 +191,7 @@ def train(cfg: RunConfig, *, resume: bool = False, progress: bool = True) -> Pat
                     save_checkpoint_step(out, step, cfg, pipe, weights, opt, scaler, generator, mode, layout, scheme,
                                          ema, base_sha256)
                 if preview and world.main:
-                    write_previews(inference_copy(ema, weights, mode, device), cfg,
+                    write_previews(inference_copy(ema, weights, mode, device), tc,
                                    out / "samples" / f"step_{step:07d}.mp4", step)
                 if save or preview:
                     barrier(world)  # no rank runs ahead (or exits) while rank 0 writes
@@ -250,15 +250,17 @@ def inference_copy(ema: TextToVideo, weights: dict, mode: str, device: torch.dev
     return whole.to(device).eval()
 
 
-def write_previews(pipe: TextToVideo, cfg: RunConfig, path: Path, step: int) -> Path:
-    """Sample the configured prompts with the EMA model; write them side by side as mp4 and a PNG strip."""
-    tc = cfg.train
+def write_previews(pipe: TextToVideo, tc, path: Path, step: int) -> Path:
+    """Sample the prompts ``tc`` configures (``sample_prompts``, ``sample_steps``, ``sample_guidance``, ``precision``:
+    a run's train or distill section) with the model's own sampler; write them side by side as mp4 and a PNG
+    strip."""
     videos = pipe(list(tc.sample_prompts), steps=tc.sample_steps, guidance=tc.sample_guidance, seed=0,
                   precision=tc.precision)  # (B, C, T, H, W)
     frames = torch.cat(list(videos), dim=-1)  # prompts side by side: (C, T, H, B*W)
     factor = max(1, math.ceil(PREVIEW_MIN_SIZE / frames.shape[-2]))
     u8 = upscale(to_uint8(frames), factor)
-    meta = {"step": step, "prompts": list(tc.sample_prompts), "sampler": "ddim", "steps": tc.sample_steps,
+    meta = {"step": step, "prompts": list(tc.sample_prompts), "sampler": pipe.config.sampling.sampler,
+            "steps": tc.sample_steps,
             "guidance": tc.sample_guidance, "seed": 0}
     write_video(path, u8, fps=PREVIEW_FPS, metadata=meta)
     write_video(path.with_suffix(".png"), u8[:: max(1, len(u8) // 8)])

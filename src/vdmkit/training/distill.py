@@ -1,0 +1,338 @@
+"""distill(cfg): latent (or pixel) consistency distillation of a text-to-video teacher into a few-step student, read
+top to bottom (LCM, Luo et al. 2023, algorithm 1; VideoLCM, Wang et al. 2023, applies it to video).
+
+Each step takes clean training data x0 (the teacher's own training data unless the config says otherwise), noises
+it to a time t_n of LCM's skipping schedule (the 50 times N/50 - 1, 2N/50 - 1, ..., N - 1 of an N-step process),
+and lets the teacher take one guided DDIM step from t_n to t_{n-k} = t_n - N/50 (classifier-free guidance folded in
+at the fixed scale ``distill.guidance``: the student needs no unconditional pass). The student's consistency
+function ``f(x, t) = c_skip(t) x + c_out(t) x0_hat(x, t)`` at (x_{t_n}, t_n) is pulled towards the target network's
+``f`` at the teacher's (x_{t_{n-k}}, t_{n-k}) (clean data at the last step, where f is the identity) under a
+pseudo-Huber or L2 loss. The target network is an EMA of the student (``target_decay``, LCM's mu = 0.95) and is what
+the checkpoints hold as their inference weights: a distilled checkpoint samples with ``--sampler lcm --steps 1..8``
+and guidance 1, its defaults, like any model.
+
+Checkpoints resume exactly (student, target, optimizer, generator, step) and record the teacher's weights hash: a
+resume against another teacher is refused. One process; the teacher, the student and its target are three copies
+of the backbone in memory.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+import typing
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from vdmkit.config import read_config, to_dict
+from vdmkit.data.loader import build_dataset, data_config
+from vdmkit.device import autocast, memory_guard, resolve_device
+from vdmkit.diffusion.process import x0_to_eps
+from vdmkit.errors import ConfigError, NonFiniteError
+from vdmkit.io.checkpoint import WEIGHTS, load_strict
+from vdmkit.pipelines import TextToVideo
+from vdmkit.pipelines.base import open_model
+from vdmkit.pipelines.config import SamplingDefaults
+from vdmkit.sampling.guidance import check_guidance, guided
+from vdmkit.sampling.samplers import lcm_boundary
+from vdmkit.sampling.timesteps import LCM_ORIGINAL_STEPS
+from vdmkit.training.config import check_optimisation, check_positive
+from vdmkit.training.scaffold import (
+    MetricsLog,
+    Progress,
+    batches,
+    clip_and_step,
+    lr_at,
+    open_run,
+    optimizer_tensors,
+    peak_memory_record,
+    restore_optimizer,
+    save_training_checkpoint,
+    set_lr,
+    set_threads,
+    start_run_folder,
+    step_starts,
+    training_state,
+)
+
+LOSSES = ("huber", "l2")
+SKIPPING_STEPS = LCM_ORIGINAL_STEPS  # the teacher's schedule: the `lcm` spacing samples from these times
+
+
+@dataclass
+class DistillSettings:
+    steps: int = 1000
+    batch_size: int = 8
+    lr: float = 1e-4
+    warmup_steps: int = 50
+    weight_decay: float = 0.0
+    grad_clip: float = 1.0
+    guidance: float = 3.0  # the teacher's classifier-free guidance scale, folded into the student
+    loss: str = "huber"  # huber (LCM's pseudo-Huber, sqrt(d^2 + c^2) - c) or l2
+    huber_c: float = 0.001
+    target_decay: float = 0.95  # the target network: EMA of the student (LCM's mu); the weights sampled
+    student_steps: int = 4  # the distilled model's default step count (its sampler: lcm, guidance 1)
+    precision: str = "bf16"
+    seed: int = 0
+    threads: int = 0
+    device: str = "auto"
+    workers: int = 0
+    out_dir: str = "runs/distill"
+    log_every: int = 10
+    checkpoint_every: int = 250
+    keep_checkpoints: int = 2
+    sample_every: int = 500
+    sample_prompts: tuple[str, ...] = ("a slow red circle moving right", "a fast blue square moving up")
+    sample_steps: int = 4
+    sample_guidance: float = 1.0
+
+    def __post_init__(self):
+        check_positive(self, ["steps", "batch_size", "log_every", "checkpoint_every", "keep_checkpoints",
+                              "sample_every", "sample_steps", "student_steps"], "distill")
+        check_optimisation(self, "distill")
+        if self.loss not in LOSSES:
+            raise ConfigError(f"distill.loss={self.loss!r} unknown; valid: {', '.join(LOSSES)}")
+        if not self.huber_c > 0:
+            raise ConfigError(f"distill.huber_c must be > 0, got {self.huber_c}")
+        if not 0 <= self.target_decay < 1:
+            raise ConfigError(f"distill.target_decay must be in [0, 1), got {self.target_decay}")
+        if self.student_steps > SKIPPING_STEPS:
+            raise ConfigError(f"distill.student_steps={self.student_steps}: a consistency model samples in 1 to "
+                              f"{SKIPPING_STEPS} steps (usually 1-8)")
+        try:
+            check_guidance(self.guidance)
+            check_guidance(self.sample_guidance)
+        except ValueError as err:
+            raise ConfigError(f"distill: {err}") from err
+
+
+@dataclass
+class DistillConfig:
+    """A distillation run: the ``teacher`` (a text-to-video checkpoint, run or diffusers folder; "default" for the
+    bundled model), the run's settings, and the training data (``data``; None: the teacher's own, from its run.json)."""
+
+    teacher: str = ""
+    distill: DistillSettings = dataclasses.field(default_factory=DistillSettings)
+    data: typing.Any = None
+
+    def __post_init__(self):
+        if not self.teacher:
+            raise ConfigError("distill needs a teacher: a checkpoint or run directory, a diffusers pipeline folder, or "
+                              "'default' (the bundled model)")
+        if self.data is not None:
+            self.data = data_config(self.data)
+
+
+def load_distill_config(teacher: str | None, path=None, overrides: list[str] = ()) -> DistillConfig:
+    """A distillation config from YAML (``path``; None: the defaults) and ``key=value`` overrides; ``teacher`` given
+    replaces the file's."""
+    extra = [f"teacher={teacher}"] if teacher else []
+    return read_config(DistillConfig, path, list(overrides) + extra)
+
+
+def teacher_path(teacher: str) -> str:
+    """The folder ``teacher`` names; "default" is the bundled default model."""
+    if teacher != "default":
+        return teacher
+    from vdmkit.pipelines.default import default_model
+
+    found = default_model()
+    if found is None:
+        raise ConfigError("teacher 'default': this install has no bundled default model (reinstall vdmkit, or name a "
+                          "checkpoint)")
+    return str(found)
+
+
+def check_teacher(config, where: str) -> None:
+    """The student takes LCM's discrete skipping schedule and boundary condition: refuse a teacher whose noise
+    process does not have them, saying why."""
+    process = config.diffusion.build_process()
+    if process.continuous:
+        raise ConfigError(f"teacher {where!r} uses a continuous-time {process.name!r} process; consistency "
+                          "distillation here follows LCM's discrete skipping schedule (a DDPM/DDIM variance-preserving "
+                          "process of N steps), which the student's lcm sampler then visits. Distil a discrete vp "
+                          "teacher (diffusion.process: vp)")
+    if process.num_train_steps < SKIPPING_STEPS:
+        raise ConfigError(f"teacher {where!r} has {process.num_train_steps} training timesteps; LCM's skipping "
+                          f"schedule needs at least {SKIPPING_STEPS}")
+
+
+def teacher_data(cfg: DistillConfig, teacher_dir: str):
+    """The data to distil on: the config's, else what the teacher trained on (its run.json)."""
+    if cfg.data is not None:
+        return cfg.data
+    source, _ = open_model(teacher_dir)
+    doc = source.run_document() if hasattr(source, "run_document") else None
+    if not doc or "data" not in doc:
+        raise ConfigError(f"the teacher {teacher_dir!r} records no training data (run.json): give the data to distil "
+                          "on as data: in the distill config (a shapes or video dataset section, as in a train config)")
+    return data_config(doc["data"])
+
+
+def skipping_schedule(process) -> tuple[torch.Tensor, torch.Tensor]:
+    """(t_n, t_{n-k}) of LCM's skipping schedule: the 50 times the `lcm` spacing picks from, and each one's
+    previous time k = N // 50 steps earlier (-1, the clean time, after the last)."""
+    k = process.num_train_steps // SKIPPING_STEPS
+    t = torch.arange(1, SKIPPING_STEPS + 1) * k - 1
+    return t, (t - k).clamp(min=-1)
+
+
+def consistency(denoiser, x: torch.Tensor, t: torch.Tensor, cond, process) -> torch.Tensor:
+    """The consistency function ``c_skip(t) x + c_out(t) x0_hat(x, t)``, as the lcm sampler applies it."""
+    t = t.clamp(min=0)  # the clean time -1 as LCM's t = 0, where c_skip = 1 and c_out = 0: f(x) = x
+    c_skip, c_out = lcm_boundary(process, t)
+    shape = (-1,) + (1,) * (x.ndim - 1)
+    x0 = denoiser(x, t, cond)
+    return c_skip.to(x.dtype).view(shape) * x + c_out.to(x.dtype).view(shape) * x0
+
+
+def consistency_loss(pred: torch.Tensor, target: torch.Tensor, kind: str, c: float) -> torch.Tensor:
+    diff = pred.float() - target.float()
+    if kind == "l2":
+        return diff.pow(2).mean()
+    return (diff.pow(2) + c * c).sqrt().sub(c).mean()
+
+
+class Distiller:
+    """The three models of a step (teacher, student, target) and the maths between them; :func:`distill` runs it."""
+
+    def __init__(self, teacher: TextToVideo, student: TextToVideo, target: TextToVideo, settings: DistillSettings,
+                 device: torch.device):
+        self.teacher, self.student, self.target, self.s, self.device = teacher, student, target, settings, device
+        self.process = teacher.process
+        self.ts, self.ts_prev = skipping_schedule(self.process)
+        precision = settings.precision
+        self.teacher_fn = teacher.denoiser(precision)
+        self.student_fn = student.denoiser(precision)
+        self.target_fn = target.denoiser(precision)
+
+    def loss(self, x0: torch.Tensor, captions: list[str], generator: torch.Generator) -> torch.Tensor:
+        """One batch's consistency loss (with the student's graph); the draws come from ``generator``."""
+        n = x0.shape[0]
+        index = torch.randint(0, SKIPPING_STEPS, (n,), generator=generator)
+        eps = torch.randn(x0.shape, generator=generator).to(self.device)
+        t, t_prev = self.ts[index].to(self.device), self.ts_prev[index].to(self.device)
+        x_t = self.process.add_noise(x0, eps, t).float()
+        with torch.no_grad(), autocast(self.device, self.s.precision):
+            cond, uncond = self.teacher.conditions(captions, [""] * n)
+            x0_teacher = guided(self.teacher_fn, cond, uncond, self.s.guidance)(x_t, t)
+            a_t, s_t = self.process.alpha_sigma(t, x_t)
+            a_p, s_p = self.process.alpha_sigma(t_prev, x_t)
+            x_prev = (a_p * x0_teacher + s_p * x0_to_eps(x0_teacher, x_t, a_t, s_t)).float()  # DDIM, t_n -> t_{n-k}
+            target = consistency(self.target_fn, x_prev, t_prev, cond, self.process)
+        with autocast(self.device, self.s.precision):
+            pred = consistency(self.student_fn, x_t, t, cond, self.process)
+        return consistency_loss(pred, target, self.s.loss, self.s.huber_c)
+
+
+def build_models(cfg: DistillConfig, device: torch.device) -> tuple[TextToVideo, TextToVideo, TextToVideo, str]:
+    """(teacher, student, target, the teacher's weights sha256): the student and its target start as the teacher,
+    with the distilled model's sampling defaults (lcm, ``student_steps``, guidance 1); only their backbones train."""
+    path = teacher_path(cfg.teacher)
+    source, config = open_model(path)
+    check_teacher(config, path)
+    teacher = TextToVideo.from_pretrained(source).to(device).requires_grad_(False).eval()
+    student_config = dataclasses.replace(teacher.config, sampling=SamplingDefaults(
+        sampler="lcm", steps=cfg.distill.student_steps, guidance=1.0))
+    student = TextToVideo(student_config)
+    load_strict(student, teacher.state_dict(), path)
+    student.requires_grad_(False)
+    student.backbone.requires_grad_(True)
+    student = student.to(device).train()
+    target = student.ema_copy().eval().requires_grad_(False)
+    return teacher, student, target, teacher.model_sha256
+
+
+def distill(cfg: DistillConfig, *, resume: bool = False, progress: bool = True) -> Path:
+    """Distil ``cfg.teacher`` into a consistency student; return the run directory, whose checkpoints sample in a few
+    lcm steps (``vdmkit sample --model RUN``)."""
+    s = cfg.distill
+    out = Path(s.out_dir)
+    device = resolve_device(s.device)  # a missing device fails before any work
+    start = open_run(out, resume)
+    set_threads(s.threads)
+    torch.manual_seed(s.seed)
+    teacher, student, target, teacher_sha = build_models(cfg, device)
+    data = teacher_data(cfg, teacher_path(cfg.teacher))
+    cfg = dataclasses.replace(cfg, data=data)  # recorded whole in run.json: the data distilled on
+    dataset = build_dataset(data, batch_size=s.batch_size, rank=0, world_size=1)
+    params = list(student.backbone.parameters())
+    opt = torch.optim.AdamW(params, lr=s.lr, weight_decay=s.weight_decay)
+    generator = torch.Generator().manual_seed(s.seed)
+    step = 0
+    if start is not None:
+        step = resume_state(start, cfg, student, target, opt, generator, teacher_sha)
+    start_run_folder(out, cfg)
+    engine = Distiller(teacher, student, target, s, device)
+    metrics = MetricsLog(out, step if start is not None else None)
+    bar = Progress(s.steps, step, "distill", progress)
+    micro_batches = batches(dataset, step_starts(step, s.steps, s.batch_size), s.batch_size, device, s.workers)
+    advice = (f"lower distill.batch_size ({s.batch_size}) or use distill.precision=bf16; the teacher, the student and "
+              "its target are three copies of the backbone")
+    no_scaler = torch.amp.GradScaler("cpu", enabled=False)
+    try:
+        with memory_guard(lambda: f"distillation step {step + 1} on {device}", advice):
+            while step < s.steps:
+                set_lr([opt], lr_at(step, s))
+                opt.zero_grad(set_to_none=True)
+                videos, captions = next(micro_batches)
+                with autocast(device, s.precision):
+                    x0 = teacher.to_latents(videos).float()
+                loss = engine.loss(x0, captions, generator)
+                loss.backward()
+                if not torch.isfinite(loss):
+                    raise NonFiniteError(f"distillation loss is {loss.item()} at step {step}; lower distill.lr. The "
+                                         "last checkpoint is intact.")
+                grad_norm = clip_and_step(opt, params, s.grad_clip, no_scaler)
+                with torch.no_grad():
+                    for e, p in zip(target.backbone.parameters(), student.backbone.parameters()):
+                        e.lerp_(p, 1 - s.target_decay)
+                step += 1
+                bar.advance()
+                if step % s.log_every == 0 or step == s.steps:
+                    rate = bar.rate(step)
+                    metrics.write({"step": step, "loss": loss.item(), "grad_norm": float(grad_norm),
+                                   "lr": lr_at(step - 1, s), "steps_per_s": rate, "threads": torch.get_num_threads(),
+                                   "time": time.time(), **peak_memory_record(device)})
+                    bar.show(loss=f"{loss.item():.4f}", it_s=f"{rate:.2f}")
+                if step % s.checkpoint_every == 0 or step == s.steps:
+                    save_training_checkpoint(
+                        out, step, weights=target.state_dict(), config=to_dict(target.config), run=to_dict(cfg),
+                        state={**{f"student.{k}": v for k, v in student.backbone.state_dict().items()},
+                               **optimizer_tensors(opt, "optim"), "rng.generator": generator.get_state()},
+                        state_doc={"param_groups": opt.state_dict()["param_groups"], "teacher_sha256": teacher_sha,
+                                   "samples_seen": step * s.batch_size},
+                        keep=s.keep_checkpoints)
+                if step % s.sample_every == 0 or step == s.steps:
+                    from vdmkit.training.train import write_previews
+
+                    write_previews(target, s, out / "samples" / f"step_{step:07d}.mp4", step)
+    finally:
+        bar.close()
+        metrics.close()
+    return out
+
+
+def resume_state(ckpt, cfg: DistillConfig, student, target, opt, generator, teacher_sha: str) -> int:
+    """Load the student, its target, the optimizer and the generator of checkpoint ``ckpt``; return its step.
+    Refuses a checkpoint distilled from another teacher or with other settings that shape the model."""
+    state, doc = training_state(ckpt)
+    if doc.get("teacher_sha256") != teacher_sha:
+        raise ConfigError(f"--resume: {str(ckpt.directory)!r} was distilled from a teacher with weights "
+                          f"{str(doc.get('teacher_sha256'))[:12]}..., but {cfg.teacher!r} holds {teacher_sha[:12]}...; "
+                          "resume with the same teacher")
+    saved = ckpt.run_document() or {}
+    for key in ("guidance", "loss", "huber_c", "target_decay", "batch_size"):
+        if saved.get("distill", {}).get(key) != getattr(cfg.distill, key):
+            raise ConfigError(f"--resume: the run was distilled with distill.{key}="
+                              f"{saved.get('distill', {}).get(key)!r}, this config says {getattr(cfg.distill, key)!r}; "
+                              "resume with the same settings (only distill.steps and logging may change)")
+    load_strict(student.backbone, {k[8:]: v for k, v in state.items() if k.startswith("student.")}, ckpt.directory)
+    load_strict(target, ckpt.load_tensors(WEIGHTS), ckpt.directory)
+    restore_optimizer(opt, {k: v for k, v in state.items() if k.startswith("optim.")}, "optim",
+                      doc["param_groups"], ckpt.directory)
+    generator.set_state(state["rng.generator"])
+    return int(doc["step"])
+

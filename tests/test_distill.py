@@ -1,0 +1,161 @@
+"""Consistency distillation: the student trains on both backbones and samples with lcm by default, resume is exact,
+the consistency function is the identity at the clean end, and bad teachers and settings are refused clearly."""
+
+import json
+
+import pytest
+import torch
+
+from vdmkit import cli
+from vdmkit.errors import ConfigError
+from vdmkit.io.checkpoint import Checkpoint, latest_checkpoint
+from vdmkit.pipelines import TextToVideo
+from vdmkit.sampling.samplers import lcm_boundary
+from vdmkit.training import load_config, train
+from vdmkit.training.distill import (
+    SKIPPING_STEPS,
+    consistency,
+    distill,
+    load_distill_config,
+    skipping_schedule,
+)
+
+UNET = ["model.channels=[32, 32]", "model.attention_levels=[1]"]
+TINY = ["text.dim=32", "text.layers=1", "text.heads=2", "data.size=16", "data.frames=4", "train.batch_size=2", "train.steps=1", "train.warmup_steps=1",
+        "train.sample_every=100", "train.precision=fp32"]
+DIT = ["backbone=dit", "model.width=32", "model.depth=2", "model.heads=2", "model.patch_size=4"]
+SETTINGS = ["distill.batch_size=2", "distill.log_every=1", "distill.checkpoint_every=2", "distill.sample_every=100",
+            "distill.warmup_steps=1", "distill.precision=fp32", "distill.lr=0.001", "distill.target_decay=0.5"]
+
+
+def teacher_run(tmp_path, *extra, name="teacher") -> str:
+    out = tmp_path / name
+    model = extra if "backbone=dit" in extra else UNET + list(extra)
+    train(load_config(None, TINY + [f"train.out_dir={out}", *model]), progress=False)
+    return str(out)
+
+
+def distill_config(teacher, out, *extra):
+    return load_distill_config(teacher, None, SETTINGS + [f"distill.out_dir={out}", *extra])
+
+
+@pytest.fixture(scope="module")
+def unet_teacher(tmp_path_factory):
+    return teacher_run(tmp_path_factory.mktemp("unet"))
+
+
+@pytest.mark.parametrize("backbone", ["unet3d", "dit"])
+def test_the_student_trains_and_samples_with_lcm_by_default(backbone, tmp_path, unet_teacher):
+    teacher = unet_teacher if backbone == "unet3d" else teacher_run(tmp_path, *DIT)
+    out = distill(distill_config(teacher, tmp_path / "student", "distill.steps=2"), progress=False)
+    student = TextToVideo.from_pretrained(out)
+    assert (student.config.sampling.sampler, student.config.sampling.steps, student.config.sampling.guidance) == \
+        ("lcm", 4, 1.0)
+    base = TextToVideo.from_pretrained(teacher)
+    moved = [not torch.equal(a, b) for a, b in zip(student.backbone.parameters(), base.backbone.parameters())]
+    assert any(moved)  # the backbone trained
+    for a, b in zip(student.text_encoder.parameters(), base.text_encoder.parameters()):
+        assert torch.equal(a, b)  # the text encoder is the teacher's, frozen
+    video = student(["a red circle moving left"], seed=0)
+    assert video.shape == (1, 3, 4, 16, 16) and torch.isfinite(video).all()
+    run = json.loads((latest_checkpoint(out).directory / "run.json").read_text())
+    assert run["data"]["size"] == 16  # the teacher's data, recorded
+    assert (out / "samples" / "step_0000002.mp4").is_file()
+
+
+def test_resume_equals_uninterrupted(unet_teacher, tmp_path):
+    whole = distill(distill_config(unet_teacher, tmp_path / "whole", "distill.steps=4"), progress=False)
+    part = distill(distill_config(unet_teacher, tmp_path / "part", "distill.steps=2"), progress=False)
+    distill(distill_config(unet_teacher, part, "distill.steps=4"), resume=True, progress=False)
+    a, b = latest_checkpoint(whole), latest_checkpoint(part)
+    for name in ("model.safetensors", "training_state.safetensors"):
+        ta, tb = a.load_tensors(name), b.load_tensors(name)
+        assert ta.keys() == tb.keys()
+        for k in ta:
+            assert torch.equal(ta[k], tb[k]), (name, k)
+    losses = [[json.loads(line)["loss"] for line in (d / "metrics.jsonl").read_text().splitlines()]
+              for d in (whole, part)]
+    assert losses[0] == losses[1]
+
+
+def test_resume_refuses_another_teacher_or_other_settings(unet_teacher, tmp_path):
+    part = distill(distill_config(unet_teacher, tmp_path / "part", "distill.steps=2"), progress=False)
+    other = teacher_run(tmp_path, "train.seed=3", name="other")
+    with pytest.raises(ConfigError, match="another teacher|same teacher"):
+        distill(distill_config(other, part, "distill.steps=4"), resume=True, progress=False)
+    with pytest.raises(ConfigError, match="distill.guidance"):
+        distill(distill_config(unet_teacher, part, "distill.steps=4", "distill.guidance=5"), resume=True,
+                progress=False)
+
+
+def test_the_consistency_function_is_the_identity_at_the_clean_end(unet_teacher):
+    pipe = TextToVideo.from_pretrained(unet_teacher)
+    c_skip, c_out = lcm_boundary(pipe.process, torch.tensor([0, 19, 999]))
+    assert c_skip[0] == 1 and c_out[0] == 0
+    assert c_skip[1] < 1e-4 and abs(c_out[1] - 1) < 1e-4  # away from t = 0: the model's x0 estimate
+    x = torch.randn(2, 3, 4, 16, 16)
+    cond = pipe.encode(["a red circle", "a blue square"])
+    f = consistency(pipe.denoiser(), x, torch.tensor([-1, 499]), cond, pipe.process)
+    assert torch.equal(f[0], x[0])
+    assert not torch.equal(f[1], x[1])
+
+
+def test_the_skipping_schedule_is_what_the_lcm_spacing_samples_from():
+    from vdmkit.diffusion.process import make_process
+    from vdmkit.sampling.timesteps import discrete_timesteps
+
+    process = make_process("vp", num_train_steps=1000)
+    t, t_prev = skipping_schedule(process)
+    assert len(t) == SKIPPING_STEPS and t[-1] == 999 and t[0] == 19 and t_prev[0] == -1
+    assert (t[1:] - t_prev[1:] == 20).all()
+    for steps in (1, 2, 4, 8):
+        assert set(discrete_timesteps(1000, steps, "lcm").tolist()) <= set(t.tolist())
+
+
+def test_a_teacher_the_student_cannot_follow_is_refused(tmp_path):
+    flow = teacher_run(tmp_path, "diffusion.process=flow", "diffusion.prediction=velocity",
+                       "diffusion.loss_weighting=uniform")
+    with pytest.raises(ConfigError, match="continuous-time 'flow' process"):
+        distill(distill_config(flow, tmp_path / "s", "distill.steps=1"), progress=False)
+    assert not (tmp_path / "s" / "checkpoints").exists()
+
+
+def test_a_teacher_without_training_data_needs_a_data_section(unet_teacher, tmp_path):
+    bare = TextToVideo.from_pretrained(unet_teacher).save_pretrained(tmp_path / "bare")  # no run.json
+    with pytest.raises(ConfigError, match="records no training data"):
+        distill(distill_config(str(bare), tmp_path / "s", "distill.steps=1"), progress=False)
+    out = distill(distill_config(str(bare), tmp_path / "s", "distill.steps=1", "data.size=16", "data.frames=4"),
+                  progress=False)
+    assert latest_checkpoint(out) is not None
+
+
+@pytest.mark.parametrize("override, message", [
+    ("distill.steps=0", "distill.steps must be >= 1"),
+    ("distill.loss=l1", "distill.loss='l1' unknown; valid: huber, l2"),
+    ("distill.student_steps=0", "distill.student_steps must be >= 1"),
+    ("distill.student_steps=51", "1 to 50 steps"),
+    ("distill.guidance=-1", "guidance must be >= 0"),
+    ("distill.target_decay=1", r"target_decay must be in \[0, 1\)"),
+    ("distill.lr=0", "distill.lr must be > 0"),
+    ("distill.huber_c=0", "huber_c must be > 0"),
+    ("distill.rank=4", "unknown key"),
+])
+def test_bad_settings_are_refused_naming_the_key(override, message):
+    with pytest.raises(ConfigError, match=message):
+        load_distill_config("default", None, [override])
+
+
+def test_the_cli_distils_and_reports_bad_input(unet_teacher, tmp_path, capsys):
+    out = tmp_path / "cli"
+    assert cli.main(["distill", unet_teacher, *SETTINGS, "distill.steps=1", f"distill.out_dir={out}",
+                     "--no-progress"]) == 0
+    assert "lcm, 4 steps" in capsys.readouterr().out
+    assert Checkpoint(latest_checkpoint(out).directory).read_json("config.json")["sampling"]["sampler"] == "lcm"
+    assert cli.main(["distill", unet_teacher, f"distill.out_dir={out}", "--no-progress"]) == 2  # would clobber
+    assert "already holds checkpoints" in capsys.readouterr().err
+    assert cli.main(["distill", str(tmp_path / "missing"), f"distill.out_dir={tmp_path / 'x'}"]) == 2
+    assert "missing" in capsys.readouterr().err
+    assert cli.main(["distill", "distill.steps=1"]) == 2  # overrides only: no teacher
+    assert "needs a teacher" in capsys.readouterr().err
+    assert cli.main(["distill", unet_teacher, "--device", "cuda:7"]) == 2
+    assert "cuda" in capsys.readouterr().err.lower()
