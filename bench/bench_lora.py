@@ -6,7 +6,13 @@
    e.g. every "orange triangle", are now drawn), scored by bench/eval_shapes_model.py on the base's held-out
    combinations and on fresh prompts (forgetting), base against base + adapter.
 
+3. A new concept (``--new-colour purple``): the base never saw the colour (nor its word, which its frozen word
+   encoder reads as <unk>); a rank-r LoRA trained on the base recipe with the colour added to the palette, scored on
+   prompts of the new colour (base against base + adapter) and on fresh prompts of the base's colours (forgetting).
+
     .venv/bin/python bench/bench_lora.py --base runs/default --steps 300 --rank 8 --out runs/lora_holdout
+    .venv/bin/python bench/bench_lora.py --base runs/default --steps 400 --new-colour purple --skip cost \
+        --out runs/lora_purple
 """
 
 from __future__ import annotations
@@ -21,6 +27,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "configs" / "default.yaml"
+# the base's word encoder reads a new colour's word as <unk> and says so for every prompt: expected here
+QUIET_VOCABULARY = {**os.environ, "PYTHONWARNINGS": "ignore:prompt"}
 
 
 def train_process(overrides: list[str], threads: int) -> dict:
@@ -51,13 +59,15 @@ def trainable(base: str, rank: int, targets: list[str]) -> dict:
 
 
 def evaluate(model: str, lora_path: str | None, which: str, n: int, data_from: str, sampler: str, steps: int,
-             out: Path) -> dict:
+             out: Path, colours: list[str] = ()) -> dict:
     command = [sys.executable, str(ROOT / "bench" / "eval_shapes_model.py"), "--model", model, "--set", which,
                "--n", str(n), "--sampler", sampler, "--steps", str(steps), "--data-from", data_from,
                "--out", str(out)]
     if lora_path:
         command += ["--lora", lora_path]
-    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    if colours:
+        command += ["--colours", *colours]
+    done = subprocess.run(command, capture_output=True, text=True, check=False, env=QUIET_VOCABULARY)
     if done.returncode != 0:
         raise SystemExit(f"{' '.join(command)} failed:\n{done.stderr[-3000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -76,12 +86,20 @@ def main() -> None:
     ap.add_argument("--sampler", default="dpmpp_2m")
     ap.add_argument("--sample-steps", type=int, default=10)
     ap.add_argument("--out", default="runs/lora_holdout")
+    ap.add_argument("--new-colour", help="teach the base a colour it never saw (vdmkit.data.shapes.EXTRA_COLOURS)")
     ap.add_argument("--skip", nargs="*", default=[], choices=["cost", "train", "eval"])
     args = ap.parse_args()
     out = Path(args.out)
     stamp = {"date": time.strftime("%Y-%m-%d"), "cpus": os.cpu_count(), "base": args.base}
     lora_cfg = [f"train.lora.rank={args.rank}", f"train.lora.targets=[{', '.join(args.targets)}]"]
     common = [f"train.init_from={args.base}", "data.holdout=[]", "train.sample_every=100000"]
+    if args.new_colour:  # the base recipe (its held-out combinations too) with one colour more; the base's vocabulary
+        from vdmkit.data.shapes import COLOURS
+        from vdmkit.io.checkpoint import open_checkpoint
+
+        vocab = open_checkpoint(args.base).read_json("config.json")["text"]["vocab"]
+        common = [f"train.init_from={args.base}", f"data.colours=[{', '.join([*COLOURS, args.new_colour])}]",
+                  f"text.vocab=[{', '.join(vocab)}]", "train.sample_every=100000"]
     if "cost" not in args.skip:
         print(json.dumps({"trainable": trainable(args.base, args.rank, args.targets), **stamp}), flush=True)
         for name, extra in (("full fine-tune", []), (f"LoRA r={args.rank}", lora_cfg)):
@@ -95,16 +113,21 @@ def main() -> None:
                    "train.warmup_steps=20", f"train.steps={args.steps}", "train.checkpoint_every=100",
                    f"train.out_dir={out}", f"train.threads={args.threads}", "--no-progress", *resume]
         t0 = time.perf_counter()
-        subprocess.run(command, check=True)
+        subprocess.run(command, check=True, env=QUIET_VOCABULARY)
         print(json.dumps({"lora_training_s": round(time.perf_counter() - t0, 1), "steps": args.steps, **stamp}),
               flush=True)
     if "eval" not in args.skip:
         adapter = str(sorted((out / "checkpoints").iterdir())[-1] / "adapter.safetensors")
-        for which in ("holdout", "fresh"):
+        # the new colour's prompts (in the LoRA run's recipe) and fresh prompts of the base's colours; or the base's
+        # held-out combinations and fresh prompts
+        sets = [("new colour", "fresh", str(out), [args.new_colour]), ("fresh", "fresh", args.base, [])] \
+            if args.new_colour else [("holdout", "holdout", args.base, []), ("fresh", "fresh", args.base, [])]
+        for name, which, data_from, colours in sets:
             for label, lora_path in (("base", None), ("base + LoRA", adapter)):
-                summary = evaluate(args.base, lora_path, which, args.n, args.base, args.sampler, args.sample_steps,
-                                   out.with_name(out.name + f"_eval_{which}_{'lora' if lora_path else 'base'}"))
-                print(json.dumps({"eval": which, "model": label, **summary}), flush=True)
+                tag = f"{name.replace(' ', '_')}_{'lora' if lora_path else 'base'}"
+                summary = evaluate(args.base, lora_path, which, args.n, data_from, args.sampler, args.sample_steps,
+                                   out.with_name(out.name + f"_eval_{tag}"), colours)
+                print(json.dumps({"eval": name, "model": label, **summary}), flush=True)
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ samples. Sampling time per video is measured with the torch thread count printed
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import itertools
 import json
 import time
@@ -24,6 +25,7 @@ import torch
 from tqdm import tqdm
 
 from vdmkit.data import ShapesConfig, ShapesDataset
+from vdmkit.data.shapes import COLOURS
 from vdmkit.evaluation import score_video
 from vdmkit.io.video import upscale, write_video
 from vdmkit.pipelines import TextToVideo
@@ -61,6 +63,7 @@ def main() -> None:
     ap.add_argument("--out", default="outputs/eval")
     ap.add_argument("--data-from", help="take the data recipe (and its held-out set) from this run instead of --model's "
                     "(e.g. a fine-tune that drew everything, scored on its base's held-out combinations)")
+    ap.add_argument("--colours", nargs="+", help="prompts of these colours only (--set fresh)")
     ap.add_argument("--lora", action="append", default=[], metavar="PATH[:SCALE]", help="apply LoRA adapters")
     args = ap.parse_args()
 
@@ -70,6 +73,9 @@ def main() -> None:
 
         pipe.load_lora(*parse_lora_argument(value))
     cfg = read_run_config(args.data_from or args.model).data
+    palette = tuple(dict.fromkeys([*COLOURS, *cfg.colours]))  # the detector's choices: the default palette + the data's
+    if args.colours:  # prompts of these colours only (e.g. a colour a LoRA taught)
+        cfg = dataclasses.replace(cfg, colours=tuple(args.colours))
     out = Path(args.out)
     rows, results, seconds = [], [], []
     chosen = prompts(cfg, args.set, args.n, args.prompt_seed)
@@ -79,14 +85,15 @@ def main() -> None:
         video = pipe([caption], steps=args.steps, sampler=args.sampler, guidance=args.guidance, seed=i,
                      precision=args.precision)[0]
         seconds.append(time.perf_counter() - t0)
-        score = score_video(video, attributes, background=cfg.background, directions=cfg.directions)
+        score = score_video(video, attributes, background=cfg.background, directions=cfg.directions,
+                            colours=palette)
         results.append({"prompt": caption, "truth": attributes["shape"], **score})
         u8 = to_uint8(video)
         rows.append(np.concatenate(list(u8[::2]), axis=1))
         write_video(out / f"{i:02d}.mp4", upscale(u8, 4))
     write_video(out / "grid.png", upscale(np.concatenate(rows, axis=0)[None], 3))
     summary = {
-        "model": str(args.model), "lora": args.lora, "set": args.set, "sampler": args.sampler, "steps": args.steps,
+        "model": str(args.model), "lora": args.lora, "colours": args.colours, "set": args.set, "sampler": args.sampler, "steps": args.steps,
         "guidance": args.guidance, "precision": args.precision, "n": args.n,
         "seconds_per_video": round(float(np.median(seconds)), 3), "torch_threads": torch.get_num_threads(),
         "single_object_frames": round(float(np.mean([r["single_object_rate"] for r in results])), 3),

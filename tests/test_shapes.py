@@ -78,3 +78,17 @@ def test_held_out_combinations_are_never_drawn_and_the_rest_unchanged():
         ShapesConfig(holdout=("purple triangle",))
     with pytest.raises(ConfigError, match="leaves no combination"):
         ShapesConfig(shapes=("circle",), holdout=("circle",))
+
+
+def test_an_extra_colour_renders_and_the_detector_names_it_only_when_asked():
+    from vdmkit.data.shapes import PALETTE
+    from vdmkit.evaluation.shapes import detect_shapes
+
+    cfg = ShapesConfig(colours=("purple",), seed=3)
+    assert "purple" not in ShapesConfig().colours and "purple" in cfg.vocabulary()  # never in the default data
+    data = ShapesDataset(cfg)
+    videos = [data[i]["video"] for i in range(6)]
+    assert all(detect_shapes(v, colours=tuple(PALETTE)).colour == "purple" for v in videos)
+    assert all(detect_shapes(v).colour in COLOURS for v in videos)  # the default palette: the nearest of the eight
+    with pytest.raises(ConfigError, match="purple"):
+        ShapesConfig(colours=("violet",))  # the valid names include the extra colours

@@ -25,6 +25,10 @@ COLOURS = {
     "white": (245, 245, 245),
     "orange": (250, 140, 20),
 }
+# colours outside the default palette (which the bundled classifier's colour head and the default data use): a
+# concept a model trained on the default data never saw, to teach it later (a LoRA, bench/bench_lora.py)
+EXTRA_COLOURS = {"purple": (120, 30, 170)}
+PALETTE = {**COLOURS, **EXTRA_COLOURS}
 BACKGROUNDS = {"black": (0, 0, 0), "gray": (96, 96, 96), "white": (255, 255, 255)}
 SHAPES = ("circle", "square", "triangle")
 # unit direction vectors in image coordinates (x right, y down)
@@ -56,7 +60,7 @@ class ShapesConfig:
     holdout: tuple[str, ...] = ()
 
     def __post_init__(self):
-        for name, chosen, valid in [("shapes", self.shapes, SHAPES), ("colours", self.colours, COLOURS),
+        for name, chosen, valid in [("shapes", self.shapes, SHAPES), ("colours", self.colours, PALETTE),
                                     ("directions", self.directions, DIRECTIONS), ("speeds", self.speeds, SPEEDS)]:
             chosen = tuple(chosen)
             setattr(self, name, chosen)
@@ -151,7 +155,7 @@ def render_shapes_sample(cfg: ShapesConfig, index: int) -> dict:
     centres = np.arange(cfg.size) + 0.5
     py, px = np.meshgrid(centres, centres, indexing="ij")
     cov = _coverage(shape, px[None], py[None], cx, cy, r)[..., None]  # (T, H, W, 1)
-    fg = np.asarray(COLOURS[colour], dtype=np.float32)
+    fg = np.asarray(PALETTE[colour], dtype=np.float32)
     bg = np.asarray(BACKGROUNDS[cfg.background], dtype=np.float32)
     frames = cov * fg + (1 - cov) * bg  # (T, H, W, 3) in [0, 255]
     video = torch.from_numpy(frames.astype(np.float32) / 127.5 - 1).permute(3, 0, 1, 2).contiguous()

@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 
-from vdmkit.data.shapes import BACKGROUNDS, COLOURS, DIRECTIONS, REFERENCE_SIZE
+from vdmkit.data.shapes import BACKGROUNDS, COLOURS, DIRECTIONS, PALETTE, REFERENCE_SIZE
 from vdmkit.video import to_uint8
 
 FOREGROUND_DISTANCE = 100  # max-channel distance from the background (0-255) that counts as object
@@ -95,11 +95,14 @@ def object_centres(video: torch.Tensor, background: str = "black") -> list[tuple
     return centres
 
 
-def detect_shapes(video: torch.Tensor, background: str = "black", directions=tuple(DIRECTIONS)) -> ShapeDetection:
-    """Detect the object in one video ``(C, T, H, W)`` in [-1, 1] (C = 3)."""
+def detect_shapes(video: torch.Tensor, background: str = "black", directions=tuple(DIRECTIONS),
+                  colours=tuple(COLOURS)) -> ShapeDetection:
+    """Detect the object in one video ``(C, T, H, W)`` in [-1, 1] (C = 3). Its colour is the nearest of ``colours``
+    (names of vdmkit.data.shapes.PALETTE; default: the default palette)."""
+    palette = {name: np.asarray(PALETTE[name]) for name in colours}
     frames, distance = _foreground(video, background)
     t, h, w, _ = frames.shape
-    colours, shapes, centres, single_centres, singles, empty = [], [], [], [], 0, 0
+    seen, shapes, centres, single_centres, singles, empty = [], [], [], [], 0, 0
     for i in range(t):
         comps = _objects(distance[i])
         if not comps:
@@ -111,7 +114,7 @@ def detect_shapes(video: torch.Tensor, background: str = "black", directions=tup
         d = distance[i].reshape(-1)[big]
         core = big[d > CORE_DISTANCE] if (d > CORE_DISTANCE).any() else big
         rgb = frames[i].reshape(-1, 3)[core].mean(0)
-        colours.append(min(COLOURS, key=lambda name: np.abs(rgb - COLOURS[name]).sum()))
+        seen.append(min(palette, key=lambda name: np.abs(rgb - palette[name]).sum()))
         shapes.append(_classify_shape(big, d, w))
         centres.append((i, (big % w).mean(), (big // w).mean()))
         if single:
@@ -131,7 +134,7 @@ def detect_shapes(video: torch.Tensor, background: str = "black", directions=tup
             acc = [np.hypot(*(c[k + 1, 1:] - 2 * c[k, 1:] + c[k - 1, 1:])) for k in runs]
             jerk = float(np.mean(acc)) * REFERENCE_SIZE / w
     vote = lambda xs: Counter(xs).most_common(1)[0][0] if xs else None
-    return ShapeDetection(vote(colours), vote(shapes), direction, speed, singles / t, empty, jerk)
+    return ShapeDetection(vote(seen), vote(shapes), direction, speed, singles / t, empty, jerk)
 
 
 def score_video(video: torch.Tensor, attributes: dict, **kw) -> dict:
