@@ -159,3 +159,19 @@ def test_the_cli_distils_and_reports_bad_input(unet_teacher, tmp_path, capsys):
     assert "needs a teacher" in capsys.readouterr().err
     assert cli.main(["distill", unet_teacher, "--device", "cuda:7"]) == 2
     assert "cuda" in capsys.readouterr().err.lower()
+
+
+def test_a_pretrained_diffusers_folder_distils_given_data(tmp_path):
+    """A ModelScope-layout folder (random weights, saved by diffusers): latent space, CLIP text, its own scheduler."""
+    diffusers = pytest.importorskip("diffusers")
+    from tests.test_interop import MODELSCOPE_SCHEDULER, tiny_pipeline
+
+    folder = tmp_path / "modelscope-tiny"
+    tiny_pipeline(folder, diffusers.DDIMScheduler(**MODELSCOPE_SCHEDULER))
+    out = distill(distill_config(str(folder), tmp_path / "student", "distill.steps=2", "data.size=32",
+                                 "data.frames=3"), progress=False)
+    student = TextToVideo.from_pretrained(out)
+    assert student.config.latent.enabled and student.config.text_encoder == "clip"
+    assert student.config.sampling.sampler == "lcm"
+    video = student(["a red panda"], frames=3, seed=0)
+    assert video.shape == (1, 3, 3, 32, 32) and torch.isfinite(video).all()
