@@ -175,3 +175,38 @@ def test_a_pretrained_diffusers_folder_distils_given_data(tmp_path):
     assert student.config.sampling.sampler == "lcm"
     video = student(["a red panda"], frames=3, seed=0)
     assert video.shape == (1, 3, 3, 32, 32) and torch.isfinite(video).all()
+
+
+def test_lcm_lora_trains_only_adapters_resumes_exactly_and_its_file_carries_the_lcm_defaults(unet_teacher, tmp_path):
+    adapters = ["distill.lora.rank=4", "distill.lora.targets=[attn, temporal]"]
+    whole = distill(distill_config(unet_teacher, tmp_path / "whole", "distill.steps=4", *adapters), progress=False)
+    part = distill(distill_config(unet_teacher, tmp_path / "part", "distill.steps=2", *adapters), progress=False)
+    distill(distill_config(unet_teacher, part, "distill.steps=4", *adapters), resume=True, progress=False)
+    for name in ("model.safetensors", "adapter.safetensors", "training_state.safetensors"):
+        ta, tb = latest_checkpoint(whole).load_tensors(name), latest_checkpoint(part).load_tensors(name)
+        assert ta.keys() == tb.keys() and all(torch.equal(ta[k], tb[k]) for k in ta), name
+    with pytest.raises(ConfigError, match="distill.lora"):  # resuming without the adapters
+        distill(distill_config(unet_teacher, part, "distill.steps=6"), resume=True, progress=False)
+
+    adapter = latest_checkpoint(whole).directory / "adapter.safetensors"
+    base = TextToVideo.from_pretrained(unet_teacher)
+    assert base.config.sampling.sampler != "lcm"
+    base.load_lora(adapter)  # checked against the teacher's hash, and its lcm defaults taken
+    assert (base.config.sampling.sampler, base.config.sampling.steps, base.config.sampling.guidance) == ("lcm", 4, 1.0)
+    merged = TextToVideo.from_pretrained(whole)
+    assert torch.allclose(base(["a red circle moving left"], seed=3), merged(["a red circle moving left"], seed=3),
+                          atol=1e-5)
+    teacher = TextToVideo.from_pretrained(unet_teacher)
+    changed = [k for k, v in merged.state_dict().items() if not torch.equal(v, teacher.state_dict()[k])]
+    assert changed and all(any(t in k for t in ("attn", "temporal", "to_", "proj")) for k in changed)
+
+
+def test_the_sample_cli_takes_a_consistency_adapters_sampler(unet_teacher, tmp_path):
+    run = distill(distill_config(unet_teacher, tmp_path / "lcm", "distill.steps=1", "distill.lora.rank=2"),
+                  progress=False)
+    adapter = latest_checkpoint(run).directory / "adapter.safetensors"
+    out = tmp_path / "v.mp4"
+    assert cli.main(["sample", "--model", unet_teacher, "--prompt", "a red circle", "--lora", str(adapter),
+                     "--out", str(out), "--no-progress"]) == 0
+    meta = json.loads(out.with_name(out.name + ".json").read_text())
+    assert (meta["sampler"], meta["steps"], meta["guidance"]) == ("lcm", 4, 1.0)

@@ -139,6 +139,7 @@ def _cmd_sample(args) -> int:
     from vdmkit.device import resolve_device
     from vdmkit.io.video import VIDEO_FORMATS, check_output_path
     from vdmkit.pipelines import TextToVideo, make_request, open_model
+    from vdmkit.pipelines.base import with_adapter_sampling
     from vdmkit.pipelines.render import LATENTS_SUFFIX, check_fps, view_factor
 
     # every check that needs no weights runs before loading them
@@ -157,6 +158,7 @@ def _cmd_sample(args) -> int:
     check_fps(args.fps)
     ckpt, config = open_model(model, args.motion_adapter)  # reads and hashes the config only
     adapters = _read_loras(args.lora or [], ckpt, args.force_lora)
+    config = with_adapter_sampling(config, [adapter for adapter, _ in adapters])  # a consistency adapter: lcm
     knobs = {k: v for k, v in (("eta", args.eta), ("order", args.order)) if v is not None}
     latents = _read_latents(args.latents)
 

@@ -6,6 +6,7 @@ subclasses that turn a validated request into a video.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import os
 from pathlib import Path
 
@@ -73,6 +74,20 @@ def pipeline_weights(source: ModelSource, pipe: nn.Module) -> dict[str, torch.Te
 
 def weights_sha256(source: ModelSource) -> str:
     return source.sha256(WEIGHTS) if isinstance(source, Checkpoint) else source.weights_sha256
+
+
+def with_adapter_sampling(config: PipelineConfig, adapters) -> PipelineConfig:
+    """``config`` with the sampling defaults the adapters (lora.AdapterFile) record, the last one's (a consistency
+    adapter is sampled with lcm and guidance 1); unchanged when none records any."""
+    for adapter in adapters:
+        recorded = adapter.header.get("sampling")
+        if isinstance(recorded, dict):
+            try:
+                config = dataclasses.replace(config, sampling=SamplingDefaults(**recorded))
+            except TypeError as err:
+                raise ConfigError(f"{str(adapter.path)!r}: its header's sampling defaults are not valid ({err})") \
+                    from None
+    return config
 
 
 class Pipeline(nn.Module):
@@ -169,7 +184,8 @@ class Pipeline(nn.Module):
         """Apply the LoRA adapter file ``path`` (or an adapter already read by ``lora.read_adapter``) to the
         backbone (several can be active at once), its delta times ``scale``; returns the adapter's name (``name``,
         else the file's stem). An adapter records the sha256 of the base weights it was trained on: another base is
-        refused (ConfigError naming both) unless ``force``."""
+        refused (ConfigError naming both) unless ``force``. An adapter that records sampling defaults (a consistency
+        adapter of ``vdmkit distill``: lcm, 4 steps, guidance 1) makes them this pipeline's."""
         from vdmkit.backbones import lora
 
         adapter = path if isinstance(path, lora.AdapterFile) else lora.read_adapter(path)
@@ -185,6 +201,7 @@ class Pipeline(nn.Module):
         lora.load_adapter(self.backbone, adapter, name=name, scale=scale)
         self.adapters.append({"name": name, "path": str(adapter.path), "scale": scale,
                               "sha256": sha256_file(adapter.path)})
+        self.config = with_adapter_sampling(self.config, [adapter])
         return name
 
     @classmethod

@@ -26,6 +26,8 @@ from pathlib import Path
 
 import torch
 
+from vdmkit.backbones import lora
+from vdmkit.backbones.lora import LoRAConfig
 from vdmkit.config import read_config, to_dict
 from vdmkit.data.loader import build_dataset, data_config
 from vdmkit.device import autocast, memory_guard, resolve_device
@@ -44,6 +46,7 @@ from vdmkit.training.scaffold import (
     Progress,
     batches,
     clip_and_step,
+    ema_update,
     lr_at,
     open_run,
     optimizer_tensors,
@@ -58,6 +61,7 @@ from vdmkit.training.scaffold import (
 )
 
 LOSSES = ("huber", "l2")
+ADAPTER = "adapter.safetensors"  # an LCM-LoRA run's checkpoints: the consistency adapter, to apply with --lora
 SKIPPING_STEPS = LCM_ORIGINAL_STEPS  # the teacher's schedule: the `lcm` spacing samples from these times
 
 
@@ -87,6 +91,10 @@ class DistillSettings:
     sample_prompts: tuple[str, ...] = ("a slow red circle moving right", "a fast blue square moving up")
     sample_steps: int = 4
     sample_guidance: float = 1.0
+    # LCM-LoRA (Luo et al. 2023b): the student is the teacher plus low-rank adapters {rank, alpha, targets, dropout},
+    # only they train; each checkpoint holds adapter.safetensors (the consistency adapter with the teacher's sha256
+    # and the lcm sampling defaults, to apply with --lora) and the merged weights
+    lora: LoRAConfig | None = None
 
     def __post_init__(self):
         check_positive(self, ["steps", "batch_size", "log_every", "checkpoint_every", "keep_checkpoints",
@@ -229,7 +237,8 @@ class Distiller:
 
 def build_models(cfg: DistillConfig, device: torch.device) -> tuple[TextToVideo, TextToVideo, TextToVideo, str]:
     """(teacher, student, target, the teacher's weights sha256): the student and its target start as the teacher,
-    with the distilled model's sampling defaults (lcm, ``student_steps``, guidance 1); only their backbones train."""
+    with the distilled model's sampling defaults (lcm, ``student_steps``, guidance 1); only their backbones train (or,
+    with ``distill.lora``, only the adapters added to them)."""
     path = teacher_path(cfg.teacher)
     source, config = open_model(path)
     check_teacher(config, path)
@@ -239,7 +248,11 @@ def build_models(cfg: DistillConfig, device: torch.device) -> tuple[TextToVideo,
     student = TextToVideo(student_config)
     load_strict(student, teacher.state_dict(), path)
     student.requires_grad_(False)
-    student.backbone.requires_grad_(True)
+    if cfg.distill.lora is not None:
+        lora.add_lora(student.backbone, cfg.distill.lora)
+        lora.train_only_adapters(student.backbone)
+    else:
+        student.backbone.requires_grad_(True)
     student = student.to(device).train()
     target = student.ema_copy().eval().requires_grad_(False)
     return teacher, student, target, teacher.model_sha256
@@ -258,7 +271,7 @@ def distill(cfg: DistillConfig, *, resume: bool = False, progress: bool = True) 
     data = teacher_data(cfg, teacher_path(cfg.teacher))
     cfg = dataclasses.replace(cfg, data=data)  # recorded whole in run.json: the data distilled on
     dataset = build_dataset(data, batch_size=s.batch_size, rank=0, world_size=1)
-    params = list(student.backbone.parameters())
+    params = [p for p in student.backbone.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=s.lr, weight_decay=s.weight_decay)
     generator = torch.Generator().manual_seed(s.seed)
     step = 0
@@ -286,9 +299,7 @@ def distill(cfg: DistillConfig, *, resume: bool = False, progress: bool = True) 
                     raise NonFiniteError(f"distillation loss is {loss.item()} at step {step}; lower distill.lr. The "
                                          "last checkpoint is intact.")
                 grad_norm = clip_and_step(opt, params, s.grad_clip, no_scaler)
-                with torch.no_grad():
-                    for e, p in zip(target.backbone.parameters(), student.backbone.parameters()):
-                        e.lerp_(p, 1 - s.target_decay)
+                ema_update(target.backbone, student.backbone, s.target_decay)
                 step += 1
                 bar.advance()
                 if step % s.log_every == 0 or step == s.steps:
@@ -298,13 +309,7 @@ def distill(cfg: DistillConfig, *, resume: bool = False, progress: bool = True) 
                                    "time": time.time(), **peak_memory_record(device)})
                     bar.show(loss=f"{loss.item():.4f}", it_s=f"{rate:.2f}")
                 if step % s.checkpoint_every == 0 or step == s.steps:
-                    save_training_checkpoint(
-                        out, step, weights=target.state_dict(), config=to_dict(target.config), run=to_dict(cfg),
-                        state={**{f"student.{k}": v for k, v in student.backbone.state_dict().items()},
-                               **optimizer_tensors(opt, "optim"), "rng.generator": generator.get_state()},
-                        state_doc={"param_groups": opt.state_dict()["param_groups"], "teacher_sha256": teacher_sha,
-                                   "samples_seen": step * s.batch_size},
-                        keep=s.keep_checkpoints)
+                    save_step(out, step, cfg, student, target, opt, generator, teacher_sha)
                 if step % s.sample_every == 0 or step == s.steps:
                     from vdmkit.training.train import write_previews
 
@@ -313,6 +318,25 @@ def distill(cfg: DistillConfig, *, resume: bool = False, progress: bool = True) 
         bar.close()
         metrics.close()
     return out
+
+
+def save_step(out: Path, step: int, cfg: DistillConfig, student, target, opt, generator, teacher_sha: str) -> None:
+    """Checkpoint ``step``: the target network as the inference weights (the adapter folded in, for LCM-LoRA, which
+    also writes the adapter file), and the student, the optimizer and the generator to resume from."""
+    s, weights, extra = cfg.distill, target.state_dict(), {}
+    trained = {f"student.{k}": v for k, v in student.backbone.state_dict().items()}
+    if s.lora is not None:
+        sampling = dataclasses.asdict(target.config.sampling)
+        extra = {ADAPTER: ({k: v.float().cpu() for k, v in lora.adapter_state(target.backbone).items()},
+                           lora.adapter_header(s.lora, teacher_sha, {"step": step, "sampling": sampling}))}
+        weights = lora.merged_state(target)
+        trained.update({f"target.{k}": v for k, v in target.backbone.state_dict().items() if ".lora." in k})
+    save_training_checkpoint(
+        out, step, weights=weights, config=to_dict(target.config), run=to_dict(cfg),
+        state={**trained, **optimizer_tensors(opt, "optim"), "rng.generator": generator.get_state()},
+        state_doc={"param_groups": opt.state_dict()["param_groups"], "teacher_sha256": teacher_sha,
+                   "samples_seen": step * s.batch_size},
+        keep=s.keep_checkpoints, extra=extra)
 
 
 def resume_state(ckpt, cfg: DistillConfig, student, target, opt, generator, teacher_sha: str) -> int:
@@ -324,13 +348,20 @@ def resume_state(ckpt, cfg: DistillConfig, student, target, opt, generator, teac
                           f"{str(doc.get('teacher_sha256'))[:12]}..., but {cfg.teacher!r} holds {teacher_sha[:12]}...; "
                           "resume with the same teacher")
     saved = ckpt.run_document() or {}
-    for key in ("guidance", "loss", "huber_c", "target_decay", "batch_size"):
-        if saved.get("distill", {}).get(key) != getattr(cfg.distill, key):
+    ours = {**to_dict(cfg.distill)}
+    for key in ("guidance", "loss", "huber_c", "target_decay", "batch_size", "lora"):
+        if saved.get("distill", {}).get(key) != ours[key]:
             raise ConfigError(f"--resume: the run was distilled with distill.{key}="
-                              f"{saved.get('distill', {}).get(key)!r}, this config says {getattr(cfg.distill, key)!r}; "
+                              f"{saved.get('distill', {}).get(key)!r}, this config says {ours[key]!r}; "
                               "resume with the same settings (only distill.steps and logging may change)")
-    load_strict(student.backbone, {k[8:]: v for k, v in state.items() if k.startswith("student.")}, ckpt.directory)
-    load_strict(target, ckpt.load_tensors(WEIGHTS), ckpt.directory)
+    trained = {k[8:]: v for k, v in state.items() if k.startswith("student.")}
+    load_strict(student.backbone, trained, ckpt.directory)
+    if cfg.distill.lora is None:
+        load_strict(target, ckpt.load_tensors(WEIGHTS), ckpt.directory)
+    else:  # the frozen base (the teacher's) with the target's adapters
+        adapters = {k[7:]: v for k, v in state.items() if k.startswith("target.")}
+        load_strict(target.backbone, {**{k: v for k, v in trained.items() if ".lora." not in k}, **adapters},
+                    ckpt.directory)
     restore_optimizer(opt, {k: v for k, v in state.items() if k.startswith("optim.")}, "optim",
                       doc["param_groups"], ckpt.directory)
     generator.set_state(state["rng.generator"])
