@@ -160,3 +160,18 @@ def test_cli_searches_saves_and_samples_with_auto(saved, tmp_path, capsys):
                         (["--steps", "4"], "needs --prompts FILE")):
         assert cli.main(["search-schedule", "--model", str(saved), *argv]) == 2, argv
         assert match in capsys.readouterr().err
+
+
+def test_the_bundled_default_ships_a_searched_8_step_schedule():
+    from vdmkit.pipelines import default_model, make_request, open_model
+    from vdmkit.pipelines.default import DEFAULT_SHA256
+
+    ckpt, config = open_model(default_model())
+    request = make_request(config, ["a red circle"], sampler="dpmpp_2m", steps=8, timesteps="auto",
+                           schedules=ckpt.directory / SCHEDULES_FILE, model_sha256=DEFAULT_SHA256)
+    plain = make_request(config, ["a red circle"], sampler="dpmpp_2m", steps=8)
+    ts = request.ts
+    assert len(ts) == 8 and (ts[1:] < ts[:-1]).all() and ts[0] == 999 and ts[-1] >= 0
+    assert not torch.equal(ts, plain.ts)
+    entry = read_schedules(ckpt.directory / SCHEDULES_FILE)["dpmpp_2m/8/guidance=3"]
+    assert entry["objective"] < entry["start_objective"] and entry["start"] == plain.ts.tolist()

@@ -207,12 +207,13 @@ def save_schedule(path: str | os.PathLike, sampler: str, steps: int, guidance: f
 
 
 def saved_timesteps(path: str | os.PathLike | None, sampler: str, steps: int, guidance: float, process,
-                    model_sha256: str | None = None, model: str = "MODEL") -> list:
+                    model_sha256: str | None = None) -> list:
     """The searched timesteps of ``sampler`` / ``steps`` in the schedules file ``path``, for ``timesteps="auto"``:
     the entry of this ``guidance``, else the one of the nearest guidance. A ConfigError, saying the command that makes
     one, when there is none, or when it was searched on other weights than ``model_sha256``."""
+    model = Path(path).parent if path is not None and Path(path).name == SCHEDULES_FILE else "MODEL"
     make = (f"make one with `vdmkit search-schedule --model {model} --sampler {sampler} --steps {steps} "
-            f"--guidance {float(guidance):g}`")
+            f"--guidance {float(guidance):g}` (with --out FILE for a read-only model, then --schedules FILE)")
     schedules = {} if path is None else read_schedules(path)
     matches = [e for e in schedules.values() if e.get("sampler") == sampler and e.get("steps") == steps]
     if not matches:
