@@ -1,6 +1,7 @@
 """Step caching on the bundled default model: backbone calls saved against the quality lost.
 
     python bench/bench_caching.py --threads 1                  # 8 prompts, dpmpp_2m 20 and ddim 50, about 20 minutes
+    python bench/bench_caching.py --threads 1 --probe          # per-step input/output changes, seconds
 
 The same 8 fresh shapes captions and starting noise go through each sampler uncached, then cached at each setting.
 Reported per setting: guided model calls computed / reused (one call = the conditional and unconditional passes in
@@ -60,6 +61,31 @@ def reference(pipe, prompts: list[str], seed: int, path: Path) -> torch.Tensor:
     return videos
 
 
+def probe(pipe, steps: int = 20) -> None:
+    """Per step of an uncached dpmpp_2m run on 2 prompts: the relative L1 change of the input x_t and of the guided
+    output x0_hat (what the cache wrapper sees) since the previous call, and their ratio (teacache's rate k)."""
+    from vdmkit.registry import SAMPLERS
+    from vdmkit.sampling.guidance import guided
+
+    request = pipe.request(["a fast blue square moving up", "a slow red circle moving left"], sampler="dpmpp_2m",
+                           steps=steps, seed=0)
+    cond, uncond = pipe.conditions(request.prompts, ["", ""])
+    x, generator = pipe.starting_noise(request)
+    fn, calls = guided(pipe.denoiser(), cond, uncond, request.guidance), []
+
+    def recorded(x_t, t):
+        calls.append((x_t, fn(x_t, t)))
+        return calls[-1][1]
+
+    def rel(new, old):
+        return ((new - old).abs().mean() / old.abs().mean()).item()
+
+    SAMPLERS["dpmpp_2m"].build(recorded, x, request.ts, pipe.process, generator=generator)
+    for i in range(1, len(calls)):
+        d_in, d_out = rel(calls[i][0], calls[i - 1][0]), rel(calls[i][1], calls[i - 1][1])
+        print(f"step {i:2d} t={int(request.ts[i]):4d}  rel-L1 x_t {d_in:.4f}  x0_hat {d_out:.4f}  ratio {d_out / d_in:.2f}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", help="default: the bundled default model")
@@ -67,10 +93,13 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", default="outputs/bench_caching")
+    ap.add_argument("--probe", action="store_true", help="only print the per-step changes that motivate teacache's rate")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     model = args.model or default_model()
     pipe = TextToVideo.from_pretrained(model)
+    if args.probe:
+        return probe(pipe)
     prompts = captions(model, args.prompts, seed=1)
     out = Path(args.out)
     ref = reference(pipe, prompts, args.seed, out.parent / "reference_dpmpp_2m_100.safetensors")

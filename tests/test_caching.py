@@ -10,6 +10,8 @@ import torch
 from vdmkit import cli
 from vdmkit.diffusion import make_process
 from vdmkit.errors import ConfigError
+from vdmkit.pipelines.editing import edit
+from vdmkit.pipelines.long_video import long_request
 from vdmkit.sampling.caching import CacheSpec, check_cache, cached
 from vdmkit.sampling.timesteps import make_timesteps
 from tests.test_editing import random_pipe
@@ -152,9 +154,19 @@ def test_cli_records_the_cache_in_the_sidecar(tmp_path, capsys):
     for argv, match in ((["--cache", "teacache", "--cache-threshold", "-1"], "threshold must be a finite number"),
                         (["--cache", "every:2", "--cache-threshold", "0.1"], "goes with --cache teacache"),
                         (["--cache-threshold", "0.1"], "go with --cache teacache"),
-                        (["--cache", "sometimes"], "teacache:THRESHOLD or every:INTERVAL")):
+                        (["--cache", "sometimes"], "teacache:THRESHOLD or every:INTERVAL"),
+                        (["--cache", "every:2", "--frames", "8"], "not to long videos")):
         rc = cli.main(["sample", "--model", str(model), "--prompt", "a red circle", "--steps", "4",
                        "--out", str(tmp_path / "bad.mp4"), *argv])
         assert rc == 2, argv
         assert match in capsys.readouterr().err
         assert not (tmp_path / "bad.mp4").exists()
+
+
+def test_long_videos_and_editing_refuse_a_cache():
+    pipe = random_pipe("unet")[0]
+    every = {"mode": "every", "interval": 2}
+    with pytest.raises(ConfigError, match="not to long videos"):
+        long_request(pipe.config, "a red circle", frames=8, cache=every)
+    with pytest.raises(ConfigError, match="not to editing"):
+        edit(pipe, torch.zeros(1, 3, 4, 16, 16), ["a red circle"], steps=2, cache=every)

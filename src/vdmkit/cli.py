@@ -169,10 +169,10 @@ def _cmd_sample(args) -> int:
     long = None
     if args.prompts is None:
         long = _long_request(args, config, options(args.seed, outs[0]))
-    if long is not None and cache is not None:
-        raise ValueError("--cache applies to text-to-video sampling at the model's length, not to long videos")
     elif args.long_mode not in (None, "full"):
         raise ValueError("--long-mode samples one long video: give --prompt, not --prompts")
+    if long is not None and cache is not None:
+        raise ValueError("--cache applies to text-to-video sampling at the model's length, not to long videos")
     if long is not None:
         from vdmkit.pipelines.long_video import as_sample_request
 
