@@ -93,6 +93,10 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", default="outputs/bench_caching")
+    ap.add_argument("--run", metavar="SAMPLER:STEPS", help="only this sampler and step count (default: both)")
+    ap.add_argument("--settings", help="comma-separated cache settings for --run, e.g. teacache:0.01,teacache:0.02")
+    ap.add_argument("--plain", help="comma-separated SAMPLER:STEPS to run uncached only (fewer steps instead of caching, "
+                    "at the same number of calls), e.g. ddim:24,dpmpp_2m:10")
     ap.add_argument("--probe", action="store_true", help="only print the per-step changes that motivate teacache's rate")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -103,7 +107,12 @@ def main() -> None:
     prompts = captions(model, args.prompts, seed=1)
     out = Path(args.out)
     ref = reference(pipe, prompts, args.seed, out.parent / "reference_dpmpp_2m_100.safetensors")
-    rows = []
+    rows, runs = [], SETTINGS
+    if args.plain:
+        runs = {(sampler, int(steps)): [] for sampler, steps in (item.split(":") for item in args.plain.split(","))}
+    if args.run:
+        sampler, steps = args.run.split(":")
+        runs = {(sampler, int(steps)): args.settings.split(",") if args.settings else SETTINGS[(sampler, int(steps))]}
 
     def run(sampler, steps, cache):
         record, start = {}, time.perf_counter()
@@ -111,7 +120,7 @@ def main() -> None:
                           record=record)
         return videos, record.get("cache"), time.perf_counter() - start
 
-    for (sampler, steps), settings in SETTINGS.items():
+    for (sampler, steps), settings in runs.items():
         plain, _, plain_s = run(sampler, steps, None)
         base = {"sampler": sampler, "steps": steps}
         rows.append({**base, "cache": "none", "computed": steps, "reused": 0, "speedup": 1.0,

@@ -20,7 +20,7 @@ def _cmd_search_schedule(args) -> int:
 
     # every check that needs no weights runs before loading them
     check_search_steps(args.steps)
-    for name in ("num_prompts", "seeds", "sweeps"):
+    for name in ("num_prompts", "draws", "sweeps"):
         if getattr(args, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
     device = resolve_device(args.device)
@@ -33,15 +33,15 @@ def _cmd_search_schedule(args) -> int:
     check_writable_folder(out.parent, f"the schedules file {str(out)!r} (for a read-only model give --out FILE, then "
                           "sample with --timesteps auto --schedules FILE)")
     prompts = _prompts(args, ckpt)
-    seeds = list(range(args.seeds))
     guidance = make_request(config, prompts[:1], sampler=args.sampler, steps=args.steps, guidance=args.guidance).guidance
     apply_threads(args.threads)
     pipe = TextToVideo.from_pretrained(ckpt, device=device)
     report = None if args.no_progress else (lambda line: print(line, file=sys.stderr, flush=True))
-    result = search_schedule(pipe, args.sampler, args.steps, prompts, seeds=seeds, guidance=guidance,
+    result = search_schedule(pipe, args.sampler, args.steps, prompts, seed=args.seed, draws=args.draws,
+                             guidance=guidance,
                              reference_steps=args.reference_steps, sweeps=args.sweeps, progress=report)
     key = save_schedule(out, args.sampler, args.steps, guidance, result, pipe.model_sha256,
-                        {"prompts": prompts, "seeds": seeds, "reference": f"dpmpp_2m/{args.reference_steps}"})
+                        {"prompts": prompts, "seed": args.seed, "draws": args.draws, "reference": f"dpmpp_2m/{args.reference_steps}"})
     print(json.dumps({"saved": str(out), "key": key, "timesteps": result.timesteps, "start": result.start,
                       "mse": result.objective, "start_mse": result.start_objective,
                       "evaluations": result.evaluations}))
@@ -78,7 +78,8 @@ def register(sub) -> None:
     p.add_argument("--prompts", metavar="FILE", help="prompts to fit on, one per line (default: --num-prompts "
                    "captions of the model's training data)")
     p.add_argument("--num-prompts", type=int, default=3, help="without --prompts: how many training captions")
-    p.add_argument("--seeds", type=int, default=1, help="noise seeds per prompt (0 .. N-1)")
+    p.add_argument("--draws", type=int, default=1, help="noises per prompt (sample k starts from seed --seed + k)")
+    p.add_argument("--seed", type=int, default=0, help="the first sample's noise seed")
     p.add_argument("--reference-steps", type=int, default=100, help="steps of the DPM-Solver++(2M) reference")
     p.add_argument("--sweeps", type=int, default=2, help="coordinate-descent sweeps over the timesteps")
     p.add_argument("--out", metavar="FILE", help="schedules file to add the result to (default: the model "

@@ -130,22 +130,25 @@ def _candidates(current: float, lower: float, upper: float, scale: float, contin
     return out
 
 
-def search_schedule(pipe, sampler: str, steps: int, prompts: Sequence[str], *, seeds: Sequence[int] = (0,),
+def search_schedule(pipe, sampler: str, steps: int, prompts: Sequence[str], *, seed: int = 0, draws: int = 1,
                     guidance: float | None = None, reference_steps: int = 100, sweeps: int = 2,
                     progress: Callable[[str], None] | None = None) -> SearchResult:
-    """Search ``sampler``'s ``steps``-step schedule for ``pipe`` (a loaded TextToVideo) on every prompt x seed, in
-    one batch, against a ``reference_steps`` DPM-Solver++(2M) sample from the same noise; starts from the sampler's
-    default spacing. ``guidance`` None: the model's default."""
+    """Search ``sampler``'s ``steps``-step schedule for ``pipe`` (a loaded TextToVideo) on ``draws`` noises for each
+    prompt, in one batch (sample k, counting prompt by prompt, starts from the noise of seed ``seed + k``, as `vdmkit
+    sample --prompts` seeds line k), against a ``reference_steps`` DPM-Solver++(2M) sample from the same noise;
+    starts from the sampler's default spacing. ``guidance`` None: the model's default."""
     steps = check_search_steps(steps)
     if sampler in STOCHASTIC:
         raise ConfigError(f"schedule search needs a deterministic sampler (one trajectory per noise); {sampler!r} "
                           f"draws fresh noise each step. Choose one of ddim, dpmpp_2m, unipc, euler, heun")
-    if not prompts or not seeds:
-        raise ValueError("schedule search needs at least one prompt and one seed")
+    if not prompts:
+        raise ValueError("schedule search needs at least one prompt")
+    if isinstance(draws, bool) or not isinstance(draws, int) or draws < 1:
+        raise ValueError(f"draws (noises per prompt) must be a whole number >= 1, got {draws!r}")
     check_sampler(sampler, pipe.process.name)
     if isinstance(reference_steps, bool) or not isinstance(reference_steps, int) or reference_steps <= steps:
         raise ValueError(f"reference_steps must be a whole number above steps={steps}, got {reference_steps!r}")
-    pairs = [(p, s) for p in prompts for s in seeds]
+    pairs = [(p, seed + k) for k, p in enumerate(p for p in prompts for _ in range(draws))]
     request = pipe.request([p for p, _ in pairs], sampler=sampler, steps=steps, guidance=guidance)
     noise = torch.cat([pipe.starting_noise(pipe.request([p], seed=s))[0] for p, s in pairs])
     cond, uncond = pipe.conditions(request.prompts, [request.negative_prompt] * len(pairs))
