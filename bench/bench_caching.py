@@ -83,7 +83,8 @@ def probe(pipe, steps: int = 20) -> None:
     SAMPLERS["dpmpp_2m"].build(recorded, x, request.ts, pipe.process, generator=generator)
     for i in range(1, len(calls)):
         d_in, d_out = rel(calls[i][0], calls[i - 1][0]), rel(calls[i][1], calls[i - 1][1])
-        print(f"step {i:2d} t={int(request.ts[i]):4d}  rel-L1 x_t {d_in:.4f}  x0_hat {d_out:.4f}  ratio {d_out / d_in:.2f}")
+        print(f"step {i:2d} t={int(request.ts[i]):4d}  rel-L1 x_t {d_in:.4f}  x0_hat {d_out:.4f}  "
+              f"ratio {d_out / d_in:.2f}")
 
 
 def main() -> None:
@@ -95,9 +96,10 @@ def main() -> None:
     ap.add_argument("--out", default="outputs/bench_caching")
     ap.add_argument("--run", metavar="SAMPLER:STEPS", help="only this sampler and step count (default: both)")
     ap.add_argument("--settings", help="comma-separated cache settings for --run, e.g. teacache:0.01,teacache:0.02")
-    ap.add_argument("--plain", help="comma-separated SAMPLER:STEPS to run uncached only (fewer steps instead of caching, "
-                    "at the same number of calls), e.g. ddim:24,dpmpp_2m:10")
-    ap.add_argument("--probe", action="store_true", help="only print the per-step changes that motivate teacache's rate")
+    ap.add_argument("--plain", help="comma-separated SAMPLER:STEPS to run uncached only (fewer steps instead of "
+                    "caching, at the same number of calls), e.g. ddim:24,dpmpp_2m:10")
+    ap.add_argument("--probe", action="store_true",
+                    help="only print the per-step changes that motivate teacache's rate")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     model = args.model or default_model()

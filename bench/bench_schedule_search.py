@@ -5,7 +5,7 @@ prompts and noise the search never saw.
     python bench/bench_schedule_search.py --threads 1 --save src/vdmkit/weights/default/schedules.json
 
 Search: dpmpp_2m, 8 steps, guidance 3, on 3 captions of a fresh draw of the training data (dataset seed 2), noise
-seeds 100, 101, 102, against DPM-Solver++(2M) with 100 steps (the objective is the MSE of the final sample, pixel space).
+seeds 100, 101, 102, against DPM-Solver++(2M) with 100 steps (the objective: the MSE of the final sample, pixels).
 Held out: the 8 captions of bench_caching.py (dataset seed 1) with noise seed 0, against their own 100-step sample
 (shared with bench_caching.py). Reported per schedule: MSE and PSNR (dB, videos in [-1, 1]) to the reference, and
 the shapes detector's colour / shape / direction counts (the reference's too). ``--save`` adds the schedule to a
@@ -80,7 +80,8 @@ def main() -> None:
     if args.save and wins:
         key = save_schedule(args.save, args.sampler, args.steps, guidance, result, pipe.model_sha256,
                             {"prompts": fitted, "seed": args.search_seed, "reference": "dpmpp_2m/100",
-                             "held_out": {k: {m: v[m] for m in ("mse", "psnr")} for k, v in rows.items() if "mse" in v}})
+                             "held_out": {k: {m: v[m] for m in ("mse", "psnr")}
+                                          for k, v in rows.items() if "mse" in v}})
         print(f"saved {key} in {args.save}")
     summary = {"date": time.strftime("%Y-%m-%d"), "model": str(model), "sampler": args.sampler, "steps": args.steps,
                "guidance": guidance, "threads": torch.get_num_threads(), "search_prompts": fitted,

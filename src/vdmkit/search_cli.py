@@ -33,7 +33,8 @@ def _cmd_search_schedule(args) -> int:
     check_writable_folder(out.parent, f"the schedules file {str(out)!r} (for a read-only model give --out FILE, then "
                           "sample with --timesteps auto --schedules FILE)")
     prompts = _prompts(args, ckpt)
-    guidance = make_request(config, prompts[:1], sampler=args.sampler, steps=args.steps, guidance=args.guidance).guidance
+    request = make_request(config, prompts[:1], sampler=args.sampler, steps=args.steps, guidance=args.guidance)
+    guidance = request.guidance
     apply_threads(args.threads)
     pipe = TextToVideo.from_pretrained(ckpt, device=device)
     report = None if args.no_progress else (lambda line: print(line, file=sys.stderr, flush=True))
@@ -41,7 +42,8 @@ def _cmd_search_schedule(args) -> int:
                              guidance=guidance,
                              reference_steps=args.reference_steps, sweeps=args.sweeps, progress=report)
     key = save_schedule(out, args.sampler, args.steps, guidance, result, pipe.model_sha256,
-                        {"prompts": prompts, "seed": args.seed, "draws": args.draws, "reference": f"dpmpp_2m/{args.reference_steps}"})
+                        {"prompts": prompts, "seed": args.seed, "draws": args.draws,
+                         "reference": f"dpmpp_2m/{args.reference_steps}"})
     print(json.dumps({"saved": str(out), "key": key, "timesteps": result.timesteps, "start": result.start,
                       "mse": result.objective, "start_mse": result.start_objective,
                       "evaluations": result.evaluations}))

@@ -31,7 +31,8 @@ class TextToVideo(Pipeline):
         """``kwargs``: frames, height, width (pixels; default: the training size), steps, sampler, guidance, seed
         (None: random), spacing or timesteps, guidance_rescale, precision, negative_prompt, latents (the starting
         noise (B, C, T, H, W), replacing the seed's), output ("pixels" or "latents": not decoded) and the
-        sampler's options (eta, order, ...), timesteps="auto" (the schedule searched for the sampler and steps), cache (step caching: {"mode": "teacache", "threshold": 0.1}).
+        sampler's options (eta, order, ...); timesteps="auto" takes the schedule searched for the sampler and steps;
+        cache skips model calls (step caching: {"mode": "teacache", "threshold": 0.05}).
         ``decode``: memory options of the autoencoder (tile, overlap, frame_chunk, batch_chunk)."""
         return self.run(self.request(prompts, **kwargs), callback=callback, decode=decode)
 

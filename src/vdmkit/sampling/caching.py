@@ -4,11 +4,11 @@ reuse that call's output, re-expressed at the new input.
 Rules (``CacheSpec.mode``):
 
 - ``teacache``: TeaCache's rule (Liu et al. 2024, "Timestep Embedding Tells: It's Time to Cache for Video Diffusion
-  Model", sec. 3.3-3.4): accumulate an estimate of the relative L1 change of the model's output since the last
-  computed call; compute (and reset) when it reaches ``threshold``, reuse otherwise. TeaCache estimates the output
-  change from the timestep-modulated input of the first transformer block, rescaled by a polynomial fitted offline
-  per model. vdmkit's samplers see only ``denoiser(x_t, t)``, so the input here is ``x_t`` itself and the rescale is
-  measured online: the ratio k = rel-L1(output) / rel-L1(x_t) between the last two computed calls (EasyCache's
+  Model"): accumulate an estimate of the relative L1 change of the model's output since the last computed call;
+  compute (and reset) when it reaches ``threshold``, reuse otherwise. TeaCache estimates the output change from the
+  timestep-modulated input of the first transformer block, rescaled by a polynomial fitted offline per model.
+  vdmkit's samplers see only ``denoiser(x_t, t)``, so the input here is ``x_t`` itself and the rescale is measured
+  online: the ratio k = rel-L1(output) / rel-L1(x_t) between the last two computed calls (EasyCache's
   "transformation rate", Zhou et al. 2025). On the default model the raw rel-L1 of x_t *grows* along the trajectory
   while the output's change shrinks (BENCHMARKS.md, "Step caching"), so the unscaled x_t change would skip the wrong
   steps; k falls smoothly along the trajectory and, taken from the previous pair, errs on the side of computing.
@@ -16,7 +16,7 @@ Rules (``CacheSpec.mode``):
 - ``every``: a fixed schedule, compute call 0, ``interval``, 2 ``interval``, ... and the last time; reuse between.
 
 What is reused (``CacheSpec.reuse``) is the computed output in one parameterisation, converted to the x0 estimate
-at the new ``x_t``: ``eps`` (the noise estimate: x0 = (x_t - sigma eps) / alpha; the default, it changes least on
+at the new ``x_t``: ``eps`` (the noise estimate: x0 = (x_t - sigma eps) / alpha; the default, the least error on
 the default model), ``x0`` (the clean estimate as is) or ``residual`` (TeaCache's choice for transformer hidden
 states, here x0_hat - x_t). The wrapper wraps the already-guided denoiser, so a skipped step skips the conditional
 and unconditional passes together. Threshold 0 computes every call: exactly the uncached sample.
