@@ -16,7 +16,8 @@ EXIT_USAGE = 2
 
 # Subcommands that live beside their subpackage: each module defines ``register(sub)``, which adds its
 # parser(s) and sets ``func``. Keep their top-level imports light: they run on every `vdmkit` call.
-SUBCOMMAND_MODULES: tuple[str, ...] = ("vdmkit.evaluation.cli", "vdmkit.curation.cli", "vdmkit.app.cli")
+SUBCOMMAND_MODULES: tuple[str, ...] = ("vdmkit.evaluation.cli", "vdmkit.curation.cli", "vdmkit.app.cli",
+                                       "vdmkit.fast_cli")
 
 
 def _device_overrides(args) -> list[str]:
@@ -92,28 +93,11 @@ def _cmd_cache_latents(args) -> int:
     return 0
 
 
-def _cmd_distill(args) -> int:
-    from vdmkit.training.distill import distill, load_distill_config
-
-    if args.teacher is not None and "=" in args.teacher:  # `vdmkit distill key=value ...`: the config's teacher
-        args.overrides, args.teacher = [args.teacher] + args.overrides, None
-    overrides = args.overrides + ([f"distill.device={args.device}"] if args.device else [])
-    if args.device:
-        from vdmkit.device import resolve_device
-
-        resolve_device(args.device)
-    cfg = load_distill_config(args.teacher, args.config, overrides)
-    apply_threads(cfg.distill.threads)
-    out = distill(cfg, resume=args.resume, progress=not args.no_progress)
-    print(f"distilled {cfg.distill.steps} steps; checkpoints in {out / 'checkpoints'} (sample them with "
-          f"`vdmkit sample --model {out}`: lcm, {cfg.distill.student_steps} steps)")
-    return 0
-
-
-def _timesteps(text: str | None) -> list | None:
-    """'999,759,499' -> [999, 759, 499]; floats stay floats (continuous-time models)."""
-    if text is None:
-        return None
+def _timesteps(text: str | None) -> list | str | None:
+    """'999,759,499' -> [999, 759, 499]; floats stay floats (continuous-time models); 'auto' stays (a searched
+    schedule)."""
+    if text is None or text == "auto":
+        return text
     try:
         values = [float(v) for v in text.split(",") if v.strip()]
     except ValueError as err:
@@ -161,22 +145,36 @@ def _cmd_sample(args) -> int:
     config = with_adapter_sampling(config, [adapter for adapter, _ in adapters])  # a consistency adapter: lcm
     knobs = {k: v for k, v in (("eta", args.eta), ("order", args.order)) if v is not None}
     latents = _read_latents(args.latents)
+    from vdmkit.sampling.caching import cache_from_flags
+
+    cache = cache_from_flags(args.cache, args.cache_threshold, args.cache_reuse)
+    searched = {}
+    if args.timesteps == "auto":
+        from vdmkit.pipelines.base import weights_sha256
+        from vdmkit.sampling.schedule_search import SCHEDULES_FILE
+
+        searched = {"schedules": args.schedules or Path(ckpt.directory) / SCHEDULES_FILE,
+                    "model_sha256": weights_sha256(ckpt)}
+    elif args.schedules is not None:
+        raise ValueError("--schedules FILE is read by --timesteps auto; give both")
 
     def options(seed, out: Path) -> dict:
         return dict(height=args.height, width=args.width, steps=args.steps, sampler=args.sampler,
                     guidance=args.guidance, seed=seed, spacing=args.spacing, timesteps=_timesteps(args.timesteps),
                     guidance_rescale=args.guidance_rescale, precision=args.precision,
                     negative_prompt=args.negative_prompt, latents=latents,
-                    output="latents" if out.suffix.lower() == LATENTS_SUFFIX else "pixels", **knobs)
+                    output="latents" if out.suffix.lower() == LATENTS_SUFFIX else "pixels", **searched, **knobs)
 
     def request(prompt: str, seed, out: Path):
-        return make_request(config, [prompt], frames=args.frames, **options(seed, out))
+        return make_request(config, [prompt], frames=args.frames, cache=cache, **options(seed, out))
 
     long = None
     if args.prompts is None:
         long = _long_request(args, config, options(args.seed, outs[0]))
     elif args.long_mode not in (None, "full"):
         raise ValueError("--long-mode samples one long video: give --prompt, not --prompts")
+    if long is not None and cache is not None:
+        raise ValueError("--cache applies to text-to-video sampling at the model's length, not to long videos")
     if long is not None:
         from vdmkit.pipelines.long_video import as_sample_request
 
@@ -492,18 +490,6 @@ def build_parser() -> argparse.ArgumentParser:
                          "YAML autoencoder config, e.g. configs/vae_frame.yaml or configs/vae_video.yaml",
                          "train.steps=100 model.latent_channels=8")
 
-    p = sub.add_parser("distill", help="consistency-distil a model into a few-step student (LCM): sample it with "
-                       "--sampler lcm --steps 1..8")
-    p.add_argument("teacher", nargs="?", help="the teacher: a checkpoint or run directory, a diffusers pipeline folder, "
-                   "or 'default' (the bundled model); default: the config's teacher")
-    p.add_argument("overrides", nargs="*", help="key=value overrides, e.g. distill.steps=500 distill.guidance=3")
-    p.add_argument("--config", help="YAML distillation config, e.g. configs/distill.yaml (default: the built-in "
-                   "settings, the teacher's training data)")
-    p.add_argument("--resume", action="store_true", help="continue from the run's newest complete checkpoint")
-    p.add_argument("--device", help=f"{DEVICES_HELP}; sets distill.device (default: the config's, auto)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar (logs still go to metrics.jsonl)")
-    p.set_defaults(func=_cmd_distill)
-
     p = sub.add_parser("cache-latents", help="encode a latent run's training data once, for fast training")
     p.add_argument("config", help="YAML run config with latent.autoencoder set, e.g. configs/shapes_latent.yaml")
     p.add_argument("overrides", nargs="*", help="key=value overrides")
@@ -535,11 +521,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sampler", help="see --list-samplers (default: the model's, ddim for vdmkit's own)")
     p.add_argument("--spacing", help="timestep spacing: leading, linspace, trailing or lcm (discrete processes); "
                    "linspace or trailing (continuous). Default: the sampler's or process's own")
-    p.add_argument("--timesteps", help="custom descending times, comma-separated (overrides --steps/--spacing)")
+    p.add_argument("--timesteps", help="custom descending times, comma-separated (overrides --steps/--spacing); "
+                   "'auto': the schedule `vdmkit search-schedule` found for this --sampler and --steps")
+    p.add_argument("--schedules", metavar="FILE", help="with --timesteps auto: the searched schedules (default: "
+                   "the model folder's schedules.json)")
     p.add_argument("--eta", type=float, help="DDIM noise (default 0: deterministic)")
     p.add_argument("--order", type=int, help="UniPC order (1-3, default 2)")
     p.add_argument("--guidance", type=float, help="classifier-free guidance scale; <= 1 disables it (default: the "
                    "model's, 3 for vdmkit's own)")
+    p.add_argument("--cache", metavar="teacache[:T]|every:K", help="step caching: skip model calls whose input "
+                   "changed little and reuse the last output (TeaCache's rule, threshold T; or compute every K-th "
+                   "call). Calls computed and reused go to the sidecar")
+    p.add_argument("--cache-threshold", type=float, help="--cache teacache: the accumulated change that forces a "
+                   "computed call (0 = every call; higher = fewer calls, more error)")
+    p.add_argument("--cache-reuse", choices=("eps", "x0", "residual"), help="what a skipped call reuses (default: "
+                   "eps, the noise estimate)")
     p.add_argument("--guidance-rescale", type=float, default=0.0,
                    help="guidance rescale in [0, 1] (Lin et al. 2024; 0.7 is typical with zero-terminal-SNR models)")
     p.add_argument("--seed", type=_seed, default=0, help="integer in [0, 2**63), or 'random' (recorded)")

@@ -33,6 +33,7 @@ from vdmkit.pipelines.config import LatentSpec, PipelineConfig, SamplingDefaults
 from vdmkit.pipelines.request import SampleRequest
 from vdmkit.registry import BACKBONES, TEXT_ENCODERS, lookup
 from vdmkit.sampling.generate import initial_noise
+from vdmkit.sampling.schedule_search import SCHEDULES_FILE
 
 
 ModelSource = Checkpoint | DiffusersFolder
@@ -170,6 +171,11 @@ class Pipeline(nn.Module):
                  *self.config.latent_size(request.frames, request.height, request.width))
         x = request.latents if request.latents is not None else initial_noise(shape, generator)
         return x.to(self.device, torch.float32), generator
+
+    def schedules_path(self) -> Path | None:
+        """The searched step schedules of the checkpoint this model was loaded from (``timesteps="auto"``), or None
+        for a model built in memory."""
+        return None if self.source is None else Path(self.source) / SCHEDULES_FILE
 
     def save_pretrained(self, directory: str | os.PathLike) -> Path:
         """Write this model as a vdmkit checkpoint (model.safetensors, config.json, manifest), e.g. a pretrained

@@ -20,7 +20,7 @@ from typing import Callable
 import torch
 
 from vdmkit.backbones.layers import self_attention_hook
-from vdmkit.errors import ConstraintError
+from vdmkit.errors import ConfigError, ConstraintError
 from vdmkit.pipelines.request import SampleRequest, check_prompts, make_request
 from vdmkit.sampling.generate import generate
 from vdmkit.sampling.samplers import invert_ddim
@@ -47,6 +47,8 @@ def edit_request(config, video: torch.Tensor, prompts, **kwargs) -> SampleReques
         if name in kwargs:
             raise ConstraintError(f"{name} comes from the video ({tuple(video.shape)} (B, C, T, H, W)); resize or cut "
                                   "the video instead of passing it")
+    if kwargs.get("cache") is not None:
+        raise ConfigError("cache (step caching) applies to text-to-video sampling, not to editing; drop it")
     prompts = check_prompts(prompts)
     batch = video.shape[0]
     if len(prompts) == 1:

@@ -22,7 +22,7 @@ from typing import Callable
 
 import torch
 
-from vdmkit.errors import ConstraintError
+from vdmkit.errors import ConfigError, ConstraintError
 from vdmkit.pipelines.request import SampleRequest, check_latents, check_size, make_request
 from vdmkit.sampling.generate import initial_noise
 from vdmkit.sampling.guidance import guided
@@ -75,6 +75,9 @@ def long_request(config, prompt: str, *, frames: int, window: int | None = None,
         raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
     if weighting not in WEIGHTINGS:
         raise ValueError(f"weighting must be one of {', '.join(WEIGHTINGS)}, got {weighting!r}")
+    if kwargs.get("cache") is not None:
+        raise ConfigError("cache (step caching) applies to text-to-video sampling at the model's length, not to "
+                          "long videos; drop it")
     base = make_request(config, [prompt], **kwargs)  # at the training length: everything but the length checked
     frames = check_size("frames", frames)
     latent_frames, h, w = config.latent_size(frames, base.height, base.width)

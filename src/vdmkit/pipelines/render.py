@@ -65,9 +65,10 @@ def render_sample(pipe, request: SampleRequest, out: str | os.PathLike, *, fps: 
     factor = view_factor(request, upscale_factor)
     prompt = request.prompts[0]
     unknown = pipe.text_encoder.unknown_words(prompt)
+    record = {}
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", VocabularyWarning)
-        video = produce() if produce is not None else pipe.run(request, decode=decode, callback=callback)
+        video = produce() if produce is not None else pipe.run(request, decode=decode, callback=callback, record=record)
     config = pipe.config
     meta = {"prompt": prompt, "negative_prompt": request.negative_prompt, "unknown_words": unknown,
             "seed": request.seed, "seed_was_random": request.seed_was_random, "sampler": request.sampler,
@@ -78,7 +79,8 @@ def render_sample(pipe, request: SampleRequest, out: str | os.PathLike, *, fps: 
             "fps": fps, "precision": request.precision, "model": pipe.source, "model_sha256": pipe.model_sha256,
             "device": str(pipe.device), "vdmkit": __version__, "autoencoder": config.latent.kind or None,
             "autoencoder_sha256": config.latent.sha256 or None, "decode": dict(decode or {}),
-            "output": request.output, "lora": list(getattr(pipe, "adapters", [])) or None}
+            "output": request.output, "lora": list(getattr(pipe, "adapters", [])) or None,
+            "cache": record.get("cache")}
     for key, value in (extra or {}).items():
         meta.setdefault(key, value)
     if request.output == "latents":

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import inspect
 import math
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -13,9 +14,11 @@ import torch
 from vdmkit.errors import ConstraintError
 from vdmkit.pipelines.config import PipelineConfig
 from vdmkit.registry import SAMPLERS, check_sampler
+from vdmkit.sampling.caching import CacheSpec, check_cache
 from vdmkit.sampling.generate import check_seed, default_spacing
 from vdmkit.sampling.guidance import check_guidance, check_rescale
-from vdmkit.sampling.timesteps import make_timesteps
+from vdmkit.sampling.schedule_search import saved_timesteps
+from vdmkit.sampling.timesteps import check_steps, make_timesteps
 
 PRECISIONS = ("fp32", "bf16")
 OUTPUTS = ("pixels", "latents")  # decoded videos (B, 3, T, H, W) in [-1, 1], or what the backbone denoised
@@ -45,6 +48,7 @@ class SampleRequest:
     latents: torch.Tensor | None = field(default=None, repr=False)  # given starting noise (B, C, T, H, W)
     rules: dict[str, Any] = field(default_factory=dict)  # offset, final, previous: the schedule's rules (timesteps.py)
     output: str = "pixels"
+    cache: CacheSpec | None = None  # step caching (sampling/caching.py), or None
 
 
 def check_size(name: str, value) -> int:
@@ -92,6 +96,7 @@ def make_request(config: PipelineConfig, prompts, *, frames: int | None = None, 
                  guidance: float | None = None, seed: int | None = 0, spacing: str | None = None,
                  timesteps: list | None = None, guidance_rescale: float = 0.0, precision: str = "fp32",
                  negative_prompt: str = "", latents: torch.Tensor | None = None, output: str = "pixels",
+                 cache=None, schedules: str | os.PathLike | None = None, model_sha256: str | None = None,
                  **knobs) -> SampleRequest:
     """Check every argument of a sampling request against the model's ``config`` (cheap: no weights needed).
 
@@ -100,7 +105,11 @@ def make_request(config: PipelineConfig, prompts, *, frames: int | None = None, 
     refused. ``spacing`` or ``timesteps`` given replace the model's schedule and its rules.
     ``latents``: unit Gaussian starting noise (B, C, T, H, W) in the latent shape of the request, used instead of
     the seed's noise (the seed still feeds a stochastic sampler's own noise). ``output``: "pixels" (decoded videos)
-    or "latents" (what the backbone denoised, not decoded)."""
+    or "latents" (what the backbone denoised, not decoded). ``cache``: skip model calls whose input changed little,
+    ``{"mode": "teacache", "threshold": 0.1}`` or ``{"mode": "every", "interval": 2}`` (see
+    :func:`vdmkit.sampling.caching.check_cache`); None computes every call. ``timesteps="auto"``: the schedule searched
+    for this sampler and step count (``vdmkit search-schedule``), read from the ``schedules`` file (a model's
+    ``schedules.json``), which must have been searched on the weights ``model_sha256`` when that is given."""
     defaults = config.sampling
     prompts = check_prompts(prompts)
     if not isinstance(negative_prompt, str):
@@ -114,6 +123,11 @@ def make_request(config: PipelineConfig, prompts, *, frames: int | None = None, 
     process = config.diffusion.build_process()
     entry = check_sampler(sampler, process.name)
     knobs = check_knobs(sampler, knobs)
+    if isinstance(timesteps, str):
+        if timesteps != "auto":
+            raise ValueError(f"timesteps must be a list of times or 'auto' (a searched schedule), got {timesteps!r}")
+        timesteps = saved_timesteps(schedules, sampler, check_steps(steps, process.num_train_steps),
+                                    check_guidance(guidance), process, model_sha256)
     rules = {}
     if spacing is None and timesteps is None and defaults.spacing is not None:
         spacing = defaults.spacing
@@ -129,9 +143,11 @@ def make_request(config: PipelineConfig, prompts, *, frames: int | None = None, 
         raise ValueError(f"output must be one of {', '.join(OUTPUTS)}, got {output!r}")
     if latents is not None:
         check_latents(latents, (len(prompts), config.latent_channels, *latent_size))
+    cache = check_cache(cache)
     return SampleRequest(prompts, frames, height, width, steps, sampler, spacing,
                          None if timesteps is None else tuple(timesteps), ts, guidance, guidance_rescale,
-                         check_seed(seed), seed is None, negative_prompt, precision, knobs, latents, rules, output)
+                         check_seed(seed), seed is None, negative_prompt, precision, knobs, latents, rules, output,
+                         cache)
 
 
 def check_latents(latents, shape: tuple[int, ...]) -> None:

@@ -17,7 +17,12 @@ class TextToVideo(Pipeline):
     ``pipe.run(request)`` runs a validated request; ``pipe(...)`` does both."""
 
     def request(self, prompts, **kwargs) -> SampleRequest:
-        """Check a request against this model (see :func:`vdmkit.pipelines.request.make_request`)."""
+        """Check a request against this model (see :func:`vdmkit.pipelines.request.make_request`);
+        ``timesteps="auto"`` reads the schedules searched for this model (its folder's schedules.json unless
+        ``schedules=`` names another file)."""
+        if kwargs.get("timesteps") == "auto":
+            kwargs.setdefault("schedules", self.schedules_path())
+            kwargs.setdefault("model_sha256", self.model_sha256)
         return make_request(self.config, prompts, **kwargs)
 
     @torch.no_grad()
@@ -26,14 +31,17 @@ class TextToVideo(Pipeline):
         """``kwargs``: frames, height, width (pixels; default: the training size), steps, sampler, guidance, seed
         (None: random), spacing or timesteps, guidance_rescale, precision, negative_prompt, latents (the starting
         noise (B, C, T, H, W), replacing the seed's), output ("pixels" or "latents": not decoded) and the
-        sampler's options (eta, order, ...).
+        sampler's options (eta, order, ...); timesteps="auto" takes the schedule searched for the sampler and steps;
+        cache skips model calls (step caching: {"mode": "teacache", "threshold": 0.05}).
         ``decode``: memory options of the autoencoder (tile, overlap, frame_chunk, batch_chunk)."""
         return self.run(self.request(prompts, **kwargs), callback=callback, decode=decode)
 
     @torch.no_grad()
-    def run(self, request: SampleRequest, *, callback: Callable | None = None,
-            decode: dict | None = None) -> torch.Tensor:
-        """The videos (B, 3, T, H, W) of a validated request (or its latents), on this pipeline's device."""
+    def run(self, request: SampleRequest, *, callback: Callable | None = None, decode: dict | None = None,
+            record: dict | None = None) -> torch.Tensor:
+        """The videos (B, 3, T, H, W) of a validated request (or its latents), on this pipeline's device.
+        ``record``, if given, receives facts of the run for its metadata: ``"cache"``, the calls computed and reused
+        when the request caches."""
         advice = (f"fewer prompts per call ({len(request.prompts)}), fewer frames ({request.frames}), a smaller "
                   f"height x width ({request.height}x{request.width}), precision='bf16'"
                   + (", or decode in tiles / frame chunks (decode={'tile': 32, 'frame_chunk': 4})"
@@ -44,5 +52,5 @@ class TextToVideo(Pipeline):
             x, generator = self.starting_noise(request)  # (B, C, T, H, W)
             x = generate(self.denoiser(request.precision), x, request.ts, cond, uncond, sampler=request.sampler,
                          guidance=request.guidance, guidance_rescale=request.guidance_rescale, generator=generator,
-                         callback=callback, **request.knobs)
+                         callback=callback, cache=request.cache, record=record, **request.knobs)
             return x if request.output == "latents" else self.decode(x, **(decode or {}))

@@ -11,6 +11,7 @@ from vdmkit.device import randn
 from vdmkit.diffusion.denoiser import Denoiser
 from vdmkit.diffusion.process import NoiseProcess
 from vdmkit.registry import check_sampler
+from vdmkit.sampling.caching import CacheSpec, cached
 from vdmkit.sampling.guidance import guided
 from vdmkit.sampling.timesteps import CONTINUOUS_SPACINGS, DISCRETE_SPACINGS
 
@@ -54,12 +55,19 @@ def generate(
     generator: torch.Generator | None = None,
     callback: Callable | None = None,
     process: NoiseProcess | None = None,
+    cache: CacheSpec | None = None,
+    record: dict | None = None,
     **knobs,
 ) -> torch.Tensor:
     """Denoise the starting noise ``x`` (B, C, T, H, W) along the times ``ts`` with ``sampler``, guided by ``cond``
     against ``uncond``. ``generator`` (a CPU generator) feeds the stochastic samplers' noise. ``denoiser`` is a
-    Denoiser, or any ``(x_t, t, cond) -> x0_hat`` wrapped around one, with its ``process`` given."""
+    Denoiser, or any ``(x_t, t, cond) -> x0_hat`` wrapped around one, with its ``process`` given. ``cache`` skips
+    guided calls (caching.py): its settings and counts of computed and reused calls go to ``record["cache"]``."""
     process = process or denoiser.process
     entry = check_sampler(sampler, process.name)
     fn = guided(denoiser, cond, uncond, guidance, guidance_rescale)
-    return entry.build(fn, x, ts, process, generator=generator, callback=callback, **knobs)
+    run = fn if cache is None else cached(fn, cache, process, ts)
+    x = entry.build(run, x, ts, process, generator=generator, callback=callback, **knobs)
+    if cache is not None and record is not None:
+        record["cache"] = run.stats()
+    return x

@@ -1,0 +1,234 @@
+"""Step-schedule search: for a model, a sampler and a step budget, the timesteps that bring the few-step sample
+closest to a many-step one from the same noise, found by coordinate descent; saved beside the model and used by
+``timesteps="auto"`` (``vdmkit sample --timesteps auto``).
+
+The objective is the MSE, over a few prompts and seeds, between the sampler's final output along the candidate
+schedule and a ``reference_steps`` DPM-Solver++(2M) output from the same noise, in the space the backbone denoises
+(latents for a latent model). Coordinate descent (in the spirit of Sabour et al. 2024, "Align Your Steps", which
+optimises the schedule per model and sampler; here against the reference directly): each timestep but the first in
+turn tries positions between its neighbours, a fraction of the way towards either, and keeps the best if the error
+goes down; the fractions halve each sweep. The first (noisiest) time stays: the starting noise is drawn for it.
+Moving timestep i leaves the trajectory before step i - 1 unchanged, so :class:`MemoDenoiser` answers those calls
+from memory and a candidate costs the steps after it, not a whole run.
+
+Schedules are kept in ``schedules.json`` (:data:`SCHEDULES_FILE`) in the checkpoint folder, or in a file given
+with ``--out`` / ``schedules=`` (a read-only install such as the bundled default model), keyed by sampler, steps and
+guidance; each records the weights' sha256 it was searched on.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+import torch
+
+from vdmkit.errors import ConfigError, ConstraintError
+from vdmkit.io.atomic import write_text_atomic
+from vdmkit.registry import check_sampler
+from vdmkit.sampling.guidance import guided
+from vdmkit.sampling.timesteps import check_custom_timesteps
+
+SCHEDULES_FILE = "schedules.json"
+FORMAT = "vdmkit-schedules"
+FORMAT_VERSION = 1
+REFERENCE_SAMPLER = "dpmpp_2m"
+STOCHASTIC = ("ddpm", "lcm")  # samplers that draw fresh noise each step: no single trajectory to fit
+FRACTIONS = (0.5, 0.2)  # of the gap to each neighbour, tried on the first sweep; halved on each later one
+MEMO_ENTRIES = 256
+
+
+class MemoDenoiser:
+    """``denoiser(x_t, t)`` that remembers its answers and returns them for a bit-identical ``(x_t, t)``: the
+    unchanged prefix of a trajectory is not recomputed. ``computed`` counts the calls that ran the model."""
+
+    def __init__(self, denoiser: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], entries: int = MEMO_ENTRIES):
+        self.denoiser, self.entries = denoiser, entries
+        self.memory: dict[int, tuple] = {}  # insertion order is age: the oldest goes first
+        self.computed = 0
+
+    def __call__(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        for key, (mx, mt, out) in self.memory.items():
+            if torch.equal(mt, t) and torch.equal(mx, x):
+                self.memory[key] = self.memory.pop(key)  # recently used: keep it longest
+                return out
+        out = self.denoiser(x, t)
+        self.computed += 1
+        self.memory[id(out)] = (x, t, out)
+        if len(self.memory) > self.entries:
+            self.memory.pop(next(iter(self.memory)))
+        return out
+
+
+@dataclass
+class SearchResult:
+    """The searched ``timesteps`` (descending), where it started and the objective (MSE to the reference) of both;
+    ``history``: (sweep, index, timestep, objective) for every accepted move."""
+
+    timesteps: list
+    start: list
+    objective: float
+    start_objective: float
+    evaluations: int
+    history: list = field(default_factory=list)
+
+
+def check_search_steps(steps) -> int:
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 2:
+        raise ValueError(f"schedule search needs steps >= 2 (one timestep is fixed at the noisiest time), "
+                         f"got {steps!r}")
+    return steps
+
+
+def search_timesteps(objective: Callable[[torch.Tensor], float], start: torch.Tensor, process, *, sweeps: int = 2,
+                     progress: Callable[[str], None] | None = None) -> SearchResult:
+    """Coordinate descent over ``start`` (descending (steps,) times of ``process``) minimising ``objective(ts)``.
+    Every schedule tried is valid (strictly descending, inside the process's range); the result's objective is never
+    above the start's."""
+    if start.ndim != 1:
+        raise ConstraintError("schedule search works on a plain list of times, not a (steps, 2) schedule of pairs "
+                              "(final / previous rules)")
+    if isinstance(sweeps, bool) or not isinstance(sweeps, int) or sweeps < 1:
+        raise ValueError(f"sweeps must be a whole number >= 1, got {sweeps!r}")
+    ts = check_custom_timesteps(start.tolist(), process)
+    best = objective(ts)
+    result = SearchResult(ts.tolist(), ts.tolist(), best, best, 1)
+    # the clean end, below which no time may go: -1 for discrete times (0 is allowed), 0 for continuous (excluded)
+    floor = 0.0 if process.continuous else -1.0
+    for sweep in range(sweeps):
+        scale = 0.5**sweep
+        for i in range(1, len(ts)):
+            current = float(ts[i])
+            upper, lower = float(ts[i - 1]), float(ts[i + 1]) if i + 1 < len(ts) else floor
+            for candidate in _candidates(current, lower, upper, scale, process.continuous):
+                trial = ts.clone()
+                trial[i] = candidate
+                value = objective(trial)
+                result.evaluations += 1
+                if value < best:
+                    best, ts = value, trial
+                    result.history.append((sweep, i, candidate, value))
+            if progress is not None:
+                progress(f"sweep {sweep + 1}/{sweeps}, timestep {i}/{len(ts) - 1}: {float(ts[i]):g}, mse {best:.6g}")
+    result.timesteps, result.objective = ts.tolist(), best
+    return result
+
+
+def _candidates(current: float, lower: float, upper: float, scale: float, continuous: bool) -> list:
+    """Positions strictly between ``lower`` and ``upper``, a fraction of the way from ``current`` towards each."""
+    out = []
+    for f in FRACTIONS:
+        for bound in (upper, lower):
+            value = current + scale * f * (bound - current)
+            value = value if continuous else float(round(value))
+            if lower < value < upper and value != current and value not in out:
+                out.append(value)
+    return out
+
+
+def search_schedule(pipe, sampler: str, steps: int, prompts: Sequence[str], *, seed: int = 0, draws: int = 1,
+                    guidance: float | None = None, reference_steps: int = 100, sweeps: int = 2,
+                    progress: Callable[[str], None] | None = None) -> SearchResult:
+    """Search ``sampler``'s ``steps``-step schedule for ``pipe`` (a loaded TextToVideo) on ``draws`` noises for each
+    prompt, in one batch (sample k, counting prompt by prompt, starts from the noise of seed ``seed + k``, as `vdmkit
+    sample --prompts` seeds line k), against a ``reference_steps`` DPM-Solver++(2M) sample from the same noise;
+    starts from the sampler's default spacing. ``guidance`` None: the model's default."""
+    steps = check_search_steps(steps)
+    if sampler in STOCHASTIC:
+        raise ConfigError(f"schedule search needs a deterministic sampler (one trajectory per noise); {sampler!r} "
+                          f"draws fresh noise each step. Choose one of ddim, dpmpp_2m, unipc, euler, heun")
+    if not prompts:
+        raise ValueError("schedule search needs at least one prompt")
+    if isinstance(draws, bool) or not isinstance(draws, int) or draws < 1:
+        raise ValueError(f"draws (noises per prompt) must be a whole number >= 1, got {draws!r}")
+    check_sampler(sampler, pipe.process.name)
+    if isinstance(reference_steps, bool) or not isinstance(reference_steps, int) or reference_steps <= steps:
+        raise ValueError(f"reference_steps must be a whole number above steps={steps}, got {reference_steps!r}")
+    pairs = [(p, seed + k) for k, p in enumerate(p for p in prompts for _ in range(draws))]
+    request = pipe.request([p for p, _ in pairs], sampler=sampler, steps=steps, guidance=guidance)
+    noise = torch.cat([pipe.starting_noise(pipe.request([p], seed=s))[0] for p, s in pairs])
+    cond, uncond = pipe.conditions(request.prompts, [request.negative_prompt] * len(pairs))
+    denoise = MemoDenoiser(guided(pipe.denoiser(), cond, uncond, request.guidance))
+    ref_request = pipe.request(list(request.prompts), sampler=REFERENCE_SAMPLER, steps=reference_steps,
+                               guidance=request.guidance)
+    with torch.no_grad():
+        reference = check_sampler(REFERENCE_SAMPLER, pipe.process.name).build(denoise, noise, ref_request.ts,
+                                                                               pipe.process)
+    build = check_sampler(sampler, pipe.process.name).build
+
+    def objective(ts: torch.Tensor) -> float:
+        with torch.no_grad():
+            x = build(denoise, noise, ts, pipe.process)
+        return float(((x.double() - reference.double()) ** 2).mean())
+
+    return search_timesteps(objective, request.ts, pipe.process, sweeps=sweeps, progress=progress)
+
+
+def schedule_key(sampler: str, steps: int, guidance: float) -> str:
+    return f"{sampler}/{steps}/guidance={float(guidance):g}"
+
+
+def read_schedules(path: str | os.PathLike) -> dict:
+    """The schedules of ``path`` ({key: entry}); {} when there is no file. A file that is not a schedules file is a
+    ConfigError naming it."""
+    path = Path(path)
+    if not path.is_file():
+        return {}
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ConfigError(f"{str(path)!r} is not a readable schedules file ({err}); delete it and run `vdmkit "
+                          "search-schedule` again") from None
+    if not isinstance(doc, dict) or doc.get("format") != FORMAT or not isinstance(doc.get("schedules"), dict):
+        raise ConfigError(f"{str(path)!r} is not a {FORMAT} file (format {FORMAT!r} with a 'schedules' mapping); "
+                          "delete it and run `vdmkit search-schedule` again")
+    if doc.get("format_version") != FORMAT_VERSION:
+        raise ConfigError(f"{str(path)!r} has format_version {doc.get('format_version')!r}; this vdmkit reads "
+                          f"{FORMAT_VERSION}")
+    for key, entry in doc["schedules"].items():
+        if not isinstance(entry, dict) or not isinstance(entry.get("timesteps"), list) or not entry["timesteps"]:
+            raise ConfigError(f"{str(path)!r}: schedule {key!r} has no list of timesteps; delete the entry or the "
+                              "file and search again")
+    return doc["schedules"]
+
+
+def save_schedule(path: str | os.PathLike, sampler: str, steps: int, guidance: float, result: SearchResult,
+                  model_sha256: str | None, about: dict | None = None) -> str:
+    """Add (or replace) the schedule of ``sampler`` / ``steps`` / ``guidance`` in ``path``, written atomically; the
+    other entries stay. Returns its key."""
+    schedules = read_schedules(path)
+    key = schedule_key(sampler, steps, guidance)
+    schedules[key] = {"sampler": sampler, "steps": steps, "guidance": float(guidance),
+                      "timesteps": result.timesteps, "model_sha256": model_sha256, **asdict(result), **(about or {})}
+    doc = {"format": FORMAT, "format_version": FORMAT_VERSION, "schedules": schedules}
+    write_text_atomic(path, json.dumps(doc, indent=2, sort_keys=True))
+    return key
+
+
+def saved_timesteps(path: str | os.PathLike | None, sampler: str, steps: int, guidance: float, process,
+                    model_sha256: str | None = None) -> list:
+    """The searched timesteps of ``sampler`` / ``steps`` in the schedules file ``path``, for ``timesteps="auto"``:
+    the entry of this ``guidance``, else the one of the nearest guidance. A ConfigError, saying the command that makes
+    one, when there is none, or when it was searched on other weights than ``model_sha256``."""
+    model = Path(path).parent if path is not None and Path(path).name == SCHEDULES_FILE else "MODEL"
+    make = (f"make one with `vdmkit search-schedule --model {model} --sampler {sampler} --steps {steps} "
+            f"--guidance {float(guidance):g}` (with --out FILE for a read-only model, then --schedules FILE)")
+    schedules = {} if path is None else read_schedules(path)
+    matches = [e for e in schedules.values() if e.get("sampler") == sampler and e.get("steps") == steps]
+    if not matches:
+        have = ", ".join(sorted(schedules)) or "none"
+        raise ConfigError(f"timesteps='auto': no searched schedule for sampler {sampler!r} with {steps} steps in "
+                          f"{str(path) if path is not None else 'this model'} (it has: {have}); {make}")
+    entry = min(matches, key=lambda e: abs(float(e.get("guidance", math.inf)) - guidance))
+    if model_sha256 and entry.get("model_sha256") not in (None, model_sha256):
+        raise ConfigError(f"the schedule {schedule_key(sampler, steps, entry.get('guidance', 0))!r} in {str(path)!r} "
+                          f"was searched on other weights ({str(entry['model_sha256'])[:12]}...); {make}")
+    try:
+        return check_custom_timesteps(entry["timesteps"], process).tolist()
+    except ValueError as err:
+        raise ConfigError(f"{str(path)!r}: the saved schedule for {sampler!r} with {steps} steps is not valid for "
+                          f"this model ({err}); {make}") from None

@@ -1,0 +1,172 @@
+"""Step caching on tiny random-weight models of both backbone families: threshold 0 is the uncached sample bit for
+bit with every sampler, skipped calls are counted and recorded, the fixed schedule computes what it says, reuse in
+each parameterisation is exact when the model's output does not change, and the inputs it refuses."""
+
+import json
+
+import pytest
+import torch
+
+from vdmkit import cli
+from vdmkit.diffusion import make_process
+from vdmkit.errors import ConfigError
+from vdmkit.pipelines.editing import edit
+from vdmkit.pipelines.long_video import long_request
+from vdmkit.sampling.caching import CacheSpec, check_cache, cached
+from vdmkit.sampling.timesteps import make_timesteps
+from tests.test_editing import random_pipe
+
+PROMPTS = ["a red circle moving left", "a fast blue square moving up"]
+SAMPLERS = {"unet": ["ddim", "dpmpp_2m", "unipc", "ddpm", "lcm"], "dit": ["ddim", "dpmpp_2m", "unipc"],
+            "unet_flow": ["euler", "heun", "dpmpp_2m"]}
+
+
+@pytest.fixture(scope="module", params=list(SAMPLERS))
+def model(request):
+    torch.set_num_threads(1)
+    return request.param, random_pipe(request.param)[0]
+
+
+def test_threshold_zero_is_the_uncached_sample_bit_for_bit(model):
+    name, pipe = model
+    for sampler in SAMPLERS[name]:
+        plain = pipe(PROMPTS, steps=5, sampler=sampler, guidance=3.0, seed=3)
+        for cache in ({"mode": "teacache", "threshold": 0.0}, {"mode": "every", "interval": 1}):
+            record = {}
+            request = pipe.request(PROMPTS, steps=5, sampler=sampler, guidance=3.0, seed=3, cache=cache)
+            assert torch.equal(pipe.run(request, record=record), plain), (sampler, cache)
+            assert record["cache"]["calls_reused"] == 0
+            assert record["cache"]["calls_computed"] == (9 if sampler == "heun" else 5)
+
+
+def test_caching_skips_calls_counts_them_and_changes_the_sample(model):
+    name, pipe = model
+    sampler = SAMPLERS[name][1]
+    plain = pipe(PROMPTS, steps=8, sampler=sampler, guidance=3.0, seed=3)
+    record = {}
+    request = pipe.request(PROMPTS, steps=8, sampler=sampler, guidance=3.0, seed=3, cache={"mode": "every",
+                                                                                           "interval": 3})
+    cached_video = pipe.run(request, record=record)
+    stats = record["cache"]
+    calls = 15 if sampler == "heun" else 8
+    assert stats["calls_computed"] + stats["calls_reused"] == calls and stats["calls_reused"] > 0
+    assert not torch.equal(cached_video, plain) and torch.isfinite(cached_video).all()
+    record = {}
+    pipe.run(pipe.request(PROMPTS, steps=8, sampler=sampler, guidance=3.0, seed=3,
+                          cache={"mode": "teacache", "threshold": 1e6}), record=record)
+    # an unreachable threshold: only the two warm-up calls and the last time are computed
+    assert record["cache"]["calls_computed"] == 3 + (sampler == "heun")
+
+
+def counting_denoiser(outputs):
+    """(x, t) -> a fixed x0 per call, recording each call's time."""
+    calls = []
+
+    def denoise(x, t):
+        calls.append(int(t[0]))
+        return outputs(x, t)
+    return denoise, calls
+
+
+def test_every_computes_its_schedule_and_always_the_first_and_last_time():
+    process = make_process("vp", schedule="cosine", num_train_steps=1000)
+    ts = make_timesteps(process, 10, "trailing")
+    denoise, calls = counting_denoiser(lambda x, t: torch.zeros_like(x))
+    run = cached(denoise, check_cache({"mode": "every", "interval": 4}), process, ts)
+    x = torch.randn(1, 1, 2, 2, 2)
+    for t in ts:
+        run(x, torch.full((1,), int(t)))
+    assert calls == [int(ts[0]), int(ts[4]), int(ts[8]), int(ts[9])]
+    assert (run.computed, run.reused) == (4, 6)
+
+
+@pytest.mark.parametrize("reuse", ["eps", "x0", "residual"])
+def test_reuse_is_exact_for_the_quantity_it_carries(reuse):
+    """A model whose carried quantity is constant along the trajectory is reproduced exactly by reuse."""
+    process = make_process("vp", schedule="cosine", num_train_steps=1000)
+    ts = make_timesteps(process, 6, "trailing")
+    fixed = torch.randn(1, 1, 2, 2, 2, dtype=torch.float64)
+
+    def model(x, t):
+        alpha, sigma = process.alpha_sigma(t[:1].reshape(()), x)
+        if reuse == "eps":
+            return (x - sigma * fixed) / alpha
+        return fixed if reuse == "x0" else x + fixed
+
+    run = cached(model, CacheSpec("every", interval=100, reuse=reuse), process, ts)
+    x = torch.randn(1, 1, 2, 2, 2, dtype=torch.float64)
+    for t in ts:
+        x = x * 0.9 + 0.01  # any path: the carried quantity does not depend on it
+        tt = torch.full((1,), int(t))
+        assert torch.allclose(run(x, tt), model(x, tt), atol=1e-9)
+    assert run.reused == len(ts) - 2
+
+
+def test_teacache_computes_more_often_when_the_output_moves_more():
+    process = make_process("vp", schedule="cosine", num_train_steps=1000)
+    ts = make_timesteps(process, 30, "trailing")
+    counts = {}
+    for speed in (0.1, 10.0):
+        denoise, _ = counting_denoiser(lambda x, t, s=speed: 1 + s * x)
+        run = cached(denoise, check_cache({"mode": "teacache", "threshold": 0.05}), process, ts)
+        x = torch.ones(1, 1, 2, 2, 2)
+        for i, t in enumerate(ts):
+            run(x * (1 + 0.02 * i), torch.full((1,), int(t)))
+        counts[speed] = run.computed
+    # the same inputs; the output of the second model moves about 10x as much relative to its size
+    assert counts[0.1] == 3 and counts[10.0] > 6
+
+
+@pytest.mark.parametrize("cache, match", [
+    ({"mode": "teacache", "threshold": -0.1}, "threshold must be a finite number >= 0"),
+    ({"mode": "teacache", "threshold": float("nan")}, "threshold must be a finite number >= 0"),
+    ({"mode": "teacache", "threshold": "0.1"}, "threshold must be a finite number >= 0"),
+    ({"mode": "fastcache"}, "unknown cache mode 'fastcache'; valid: teacache, every"),
+    ({"mode": "every", "interval": 0}, "interval must be a whole number >= 1"),
+    ({"mode": "every", "interval": 2, "threshold": 0.1}, "got unknown threshold"),
+    ({"mode": "teacache", "reuse": "v"}, "unknown cache reuse 'v'; valid: eps, x0, residual"),
+    ("teacache:abc", "takes a number"),
+    ("every", "teacache:THRESHOLD or every:INTERVAL"),
+    (0.1, "cache must be a dict"),
+])
+def test_bad_cache_settings_are_refused_before_sampling(cache, match):
+    pipe = random_pipe("unet")[0]
+    with pytest.raises(ConfigError, match=match):
+        pipe.request(PROMPTS, steps=4, cache=cache)
+
+
+def test_cli_records_the_cache_in_the_sidecar(tmp_path, capsys):
+    pipe = random_pipe("unet")[0]
+    model = pipe.save_pretrained(tmp_path / "model")
+    out = tmp_path / "v.mp4"
+    rc = cli.main(["sample", "--model", str(model), "--prompt", "a red circle", "--steps", "6", "--sampler", "ddim",
+                   "--guidance", "3", "--cache", "every:2", "--out", str(out), "--no-progress"])
+    assert rc == 0
+    meta = json.loads((tmp_path / "v.mp4.json").read_text())
+    assert meta["cache"] == {"mode": "every", "interval": 2, "reuse": "eps", "calls_computed": 4,
+                             "calls_reused": 2, "speedup": 1.5}
+    rc = cli.main(["sample", "--model", str(model), "--prompt", "a red circle", "--steps", "4", "--cache", "teacache",
+                   "--cache-threshold", "0.3", "--cache-reuse", "x0", "--out", str(out), "--no-progress"])
+    assert rc == 0
+    meta = json.loads((tmp_path / "v.mp4.json").read_text())
+    assert meta["cache"]["threshold"] == 0.3 and meta["cache"]["reuse"] == "x0"
+    capsys.readouterr()
+    for argv, match in ((["--cache", "teacache", "--cache-threshold", "-1"], "threshold must be a finite number"),
+                        (["--cache", "every:2", "--cache-threshold", "0.1"], "goes with --cache teacache"),
+                        (["--cache-threshold", "0.1"], "go with --cache teacache"),
+                        (["--cache", "sometimes"], "teacache:THRESHOLD or every:INTERVAL"),
+                        (["--cache", "every:2", "--frames", "8"], "not to long videos")):
+        rc = cli.main(["sample", "--model", str(model), "--prompt", "a red circle", "--steps", "4",
+                       "--out", str(tmp_path / "bad.mp4"), *argv])
+        assert rc == 2, argv
+        assert match in capsys.readouterr().err
+        assert not (tmp_path / "bad.mp4").exists()
+
+
+def test_long_videos_and_editing_refuse_a_cache():
+    pipe = random_pipe("unet")[0]
+    every = {"mode": "every", "interval": 2}
+    with pytest.raises(ConfigError, match="not to long videos"):
+        long_request(pipe.config, "a red circle", frames=8, cache=every)
+    with pytest.raises(ConfigError, match="not to editing"):
+        edit(pipe, torch.zeros(1, 3, 4, 16, 16), ["a red circle"], steps=2, cache=every)

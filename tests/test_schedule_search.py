@@ -1,0 +1,178 @@
+"""Step-schedule search on tiny random-weight models: valid, strictly descending schedules that never do worse than
+where they started, on discrete and continuous processes and both backbone families; the memo that makes candidates
+cheap; schedules saved beside the model and used by timesteps="auto"; and the inputs they refuse."""
+
+import json
+
+import pytest
+import torch
+
+from vdmkit import cli
+from vdmkit.errors import ConfigError
+from vdmkit.pipelines import TextToVideo
+from vdmkit.registry import SAMPLERS
+from vdmkit.sampling.guidance import guided
+from vdmkit.sampling.schedule_search import (SCHEDULES_FILE, MemoDenoiser, read_schedules, save_schedule,
+                                             search_schedule)
+from tests.test_editing import random_pipe
+
+PROMPTS = ["a red circle moving left", "a fast blue square moving up"]
+
+
+@pytest.fixture(scope="module", params=["unet", "dit", "unet_flow"])
+def model(request):
+    torch.set_num_threads(1)
+    return request.param, random_pipe(request.param)[0]
+
+
+def final_mse(pipe, sampler, ts, reference_steps=12):
+    """The search's objective, computed apart from it: MSE of the sample along ``ts`` to the dpmpp_2m reference."""
+    pairs = [(p, 7 + k) for k, p in enumerate(PROMPTS)]
+    noise = torch.cat([pipe.starting_noise(pipe.request([p], seed=s))[0] for p, s in pairs])
+    cond, uncond = pipe.conditions([p for p, _ in pairs], [""] * len(pairs))
+    fn = guided(pipe.denoiser(), cond, uncond, 3.0)
+    ref_ts = pipe.request(PROMPTS, sampler="dpmpp_2m", steps=reference_steps).ts
+    ref = SAMPLERS["dpmpp_2m"].build(fn, noise, ref_ts, pipe.process)
+    x = SAMPLERS[sampler].build(fn, noise, torch.as_tensor(ts), pipe.process)
+    return float(((x.double() - ref.double()) ** 2).mean())
+
+
+def test_search_returns_valid_descending_times_that_do_not_do_worse(model):
+    name, pipe = model
+    sampler = "euler" if name == "unet_flow" else "dpmpp_2m"
+    result = search_schedule(pipe, sampler, 4, PROMPTS, seed=7, guidance=3.0, reference_steps=12, sweeps=2)
+    ts = torch.tensor(result.timesteps, dtype=torch.float64)
+    assert len(ts) == 4 and (ts[1:] < ts[:-1]).all()
+    if pipe.process.continuous:
+        assert 0 < ts[-1] and ts[0] <= 1
+    else:
+        assert ts[-1] >= 0 and ts[0] <= pipe.process.num_train_steps - 1 and (ts == ts.round()).all()
+    assert result.timesteps[0] == result.start[0]  # the noisiest time stays where the noise was drawn
+    assert result.objective <= result.start_objective
+    assert result.evaluations > 1
+    # the objectives it reports are the sampler's real error, not an artefact of the memo
+    assert final_mse(pipe, sampler, result.timesteps) == pytest.approx(result.objective, rel=1e-9)
+    assert final_mse(pipe, sampler, result.start) == pytest.approx(result.start_objective, rel=1e-9)
+    if result.history:
+        assert result.objective < result.start_objective and result.timesteps != result.start
+
+
+def test_memo_answers_identical_calls_only():
+    calls = []
+
+    def denoise(x, t):
+        calls.append(1)
+        return x * 2
+    memo = MemoDenoiser(denoise, entries=2)
+    x, y, t = torch.randn(1, 1, 2, 2, 2), torch.randn(1, 1, 2, 2, 2), torch.tensor([5])
+    first = memo(x, t)
+    assert memo(x.clone(), t.clone()) is first and memo.computed == 1
+    memo(x + 1e-7, torch.tensor([4]))  # another input, or another time: computed
+    assert memo.computed == 2
+    memo(x, t)  # used again: now the newest
+    memo(y, t)  # a third entry pushes out the oldest, (x + 1e-7, 4)
+    memo(x, t)
+    assert memo.computed == 3
+    memo(x + 1e-7, torch.tensor([4]))
+    assert memo.computed == 4 == len(calls)
+
+
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory):
+    torch.set_num_threads(1)
+    folder = tmp_path_factory.mktemp("search") / "model"
+    random_pipe("unet")[0].save_pretrained(folder)
+    return folder
+
+
+def test_auto_timesteps_use_the_saved_schedule(saved, tmp_path):
+    pipe = TextToVideo.from_pretrained(saved)
+    with pytest.raises(ConfigError, match=r"no searched schedule for sampler 'ddim' with 3 steps.*vdmkit "
+                                          r"search-schedule --model .* --sampler ddim --steps 3"):
+        pipe.request(PROMPTS, sampler="ddim", steps=3, timesteps="auto")
+    result = search_schedule(pipe, "ddim", 3, PROMPTS[:1], guidance=3.0, reference_steps=8, sweeps=1)
+    target = tmp_path / "elsewhere.json"  # a read-only model folder: the schedule lives beside it
+    save_schedule(target, "ddim", 3, 3.0, result, pipe.model_sha256)
+    request = pipe.request(PROMPTS, sampler="ddim", steps=3, guidance=3.0, timesteps="auto", schedules=target)
+    assert request.ts.tolist() == result.timesteps
+    assert torch.equal(pipe.run(request), pipe(PROMPTS, sampler="ddim", guidance=3.0, timesteps=result.timesteps))
+    # another guidance with no schedule of its own takes the nearest one's
+    assert pipe.request(PROMPTS, sampler="ddim", steps=3, guidance=5.0, timesteps="auto",
+                        schedules=target).ts.tolist() == result.timesteps
+    save_schedule(target, "dpmpp_2m", 3, 3.0, result, "0" * 64)  # searched on other weights
+    with pytest.raises(ConfigError, match="searched on other weights"):
+        pipe.request(PROMPTS, sampler="dpmpp_2m", steps=3, timesteps="auto", schedules=target)
+    assert sorted(read_schedules(target)) == ["ddim/3/guidance=3", "dpmpp_2m/3/guidance=3"]
+
+
+@pytest.mark.parametrize("content, match", [
+    ("{not json", "not a readable schedules file"),
+    ('{"format": "something-else", "schedules": {}}', "is not a vdmkit-schedules file"),
+    ('{"format": "vdmkit-schedules", "format_version": 1, "schedules": {"ddim/3/guidance=3": {"timesteps": 5}}}',
+     "has no list of timesteps"),
+    ('{"format": "vdmkit-schedules", "format_version": 1, "schedules": {"a": {"sampler": "ddim", "steps": 3, '
+     '"timesteps": [5, 9, 2]}}}', "not valid for this model"),
+])
+def test_corrupt_schedules_files_are_config_errors(saved, tmp_path, content, match):
+    bad = tmp_path / SCHEDULES_FILE
+    bad.write_text(content)
+    pipe = random_pipe("unet")[0]
+    with pytest.raises(ConfigError, match=match):
+        pipe.request(PROMPTS, sampler="ddim", steps=3, timesteps="auto", schedules=bad)
+
+
+@pytest.mark.parametrize("kwargs, error, match", [
+    ({"steps": 0}, ValueError, "steps >= 2"),
+    ({"steps": -1}, ValueError, "steps >= 2"),
+    ({"steps": 2.5}, ValueError, "steps >= 2"),
+    ({"sampler": "rk45"}, ConfigError, "unknown sampler 'rk45'"),
+    ({"sampler": "lcm"}, ConfigError, "needs a deterministic sampler"),
+    ({"sampler": "euler"}, ConfigError, "needs a flow process"),
+    ({"reference_steps": 3}, ValueError, "reference_steps must be a whole number above steps=4"),
+    ({"sweeps": 0}, ValueError, "sweeps must be a whole number >= 1"),
+    ({"draws": 0}, ValueError, "draws \\(noises per prompt\\) must be a whole number >= 1"),
+])
+def test_bad_search_inputs(kwargs, error, match):
+    pipe = random_pipe("unet")[0]
+    options = {"sampler": "ddim", "steps": 4, "reference_steps": 8, **kwargs}
+    with pytest.raises(error, match=match):
+        search_schedule(pipe, options.pop("sampler"), options.pop("steps"), PROMPTS, **options)
+
+
+def test_cli_searches_saves_and_samples_with_auto(saved, tmp_path, capsys):
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("a red circle moving left\n")
+    out = tmp_path / "v.mp4"
+    base = ["sample", "--model", str(saved), "--prompt", "a red circle", "--sampler", "dpmpp_2m", "--steps", "3",
+            "--out", str(out), "--no-progress"]
+    assert cli.main(base + ["--timesteps", "auto"]) == 2
+    assert "vdmkit search-schedule --model" in capsys.readouterr().err and not out.exists()
+    rc = cli.main(["search-schedule", "--model", str(saved), "--sampler", "dpmpp_2m", "--steps", "3", "--prompts",
+                   str(prompts), "--reference-steps", "8", "--sweeps", "1", "--no-progress"])
+    assert rc == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["saved"] == str(saved / SCHEDULES_FILE) and report["mse"] <= report["start_mse"]
+    assert cli.main(base + ["--timesteps", "auto"]) == 0
+    meta = json.loads((tmp_path / "v.mp4.json").read_text())
+    assert meta["timesteps"] == report["timesteps"]
+    capsys.readouterr()
+    for argv, match in ((["--steps", "0"], "steps >= 2"), (["--steps", "4", "--sampler", "nope"], "unknown sampler"),
+                        (["--steps", "4", "--draws", "0"], "--draws must be >= 1"),
+                        (["--steps", "4"], "needs --prompts FILE")):
+        assert cli.main(["search-schedule", "--model", str(saved), *argv]) == 2, argv
+        assert match in capsys.readouterr().err
+
+
+def test_the_bundled_default_ships_a_searched_8_step_schedule():
+    from vdmkit.pipelines import default_model, make_request, open_model
+    from vdmkit.pipelines.default import DEFAULT_SHA256
+
+    ckpt, config = open_model(default_model())
+    request = make_request(config, ["a red circle"], sampler="dpmpp_2m", steps=8, timesteps="auto",
+                           schedules=ckpt.directory / SCHEDULES_FILE, model_sha256=DEFAULT_SHA256)
+    plain = make_request(config, ["a red circle"], sampler="dpmpp_2m", steps=8)
+    ts = request.ts
+    assert len(ts) == 8 and (ts[1:] < ts[:-1]).all() and ts[0] == 999 and ts[-1] >= 0
+    assert not torch.equal(ts, plain.ts)
+    entry = read_schedules(ckpt.directory / SCHEDULES_FILE)["dpmpp_2m/8/guidance=3"]
+    assert entry["objective"] < entry["start_objective"] and entry["start"] == plain.ts.tolist()
