@@ -12,7 +12,6 @@ import torch
 from vdmkit import cli
 from vdmkit.backbones import lora
 from vdmkit.backbones.lora import LoRAConfig
-from vdmkit.conditioning import Condition
 from vdmkit.errors import ConfigError
 from vdmkit.pipelines import TextToVideo
 from vdmkit.training import load_config

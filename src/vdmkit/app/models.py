@@ -51,6 +51,6 @@ def find_models(runs: str | os.PathLike | None) -> dict[str, Path]:
 def resolve_model(models: dict[str, Path], key) -> Path:
     """The folder of the model ``key``; a ConfigError listing the models on offer for any other name."""
     if not isinstance(key, str) or key not in models:
-        offer = ", ".join(models) or f"none: train one into the --runs folder, e.g. `vdmkit train configs/tiny.yaml`"
+        offer = ", ".join(models) or "none: train one into the --runs folder, e.g. `vdmkit train configs/tiny.yaml`"
         raise ConfigError(f"unknown model {key!r}; models on offer: {offer}")
     return models[key]
