@@ -41,6 +41,7 @@ from vdmkit.video import to_uint8
 PROTOCOL_SEED = 1234  # the shapes protocol's real set: its captions are the prompts
 BATCH = 8
 REFERENCE = "default:ddim:50"
+PRECISION = ["bf16"]  # --precision: every row's, unless the row says otherwise
 
 
 def parse_row(row: str) -> tuple[str, str, int, dict]:
@@ -72,7 +73,7 @@ def shapes_prompts(n: int) -> list[str]:
 
 
 def sample(pipe: TextToVideo, prompts: list[str], sampler: str, steps: int, extra: dict, seed: int) -> torch.Tensor:
-    return pipe(prompts, sampler=sampler, steps=steps, seed=seed, **extra)
+    return pipe(prompts, sampler=sampler, steps=steps, seed=seed, **{"precision": PRECISION[0], **extra})
 
 
 def quality(args) -> None:
@@ -98,6 +99,7 @@ def quality(args) -> None:
                       device="cpu")
         metrics = ev.report["metrics"]
         result = {"row": row, "model": model, "sampler": sampler, "steps": steps, **extra, "n": args.n,
+                  "precision": extra.get("precision", args.precision),
                   "fvd": metrics["fvd"]["value"] if isinstance(metrics["fvd"], dict) else metrics["fvd"],
                   "kvd": metrics["kvd"]["value"] if isinstance(metrics["kvd"], dict) else metrics["kvd"],
                   "shapes": metrics.get("shapes"), "date": time.strftime("%Y-%m-%d")}
@@ -123,7 +125,8 @@ def timing(args) -> None:
             t0 = time.perf_counter()
             sample(pipe, [prompt], sampler, steps, extra, i)
             seconds.append(time.perf_counter() - t0)
-        result = {"row": row, "seconds_per_video": round(statistics.median(seconds), 3),
+        result = {"row": row, "precision": extra.get("precision", args.precision),
+                  "seconds_per_video": round(statistics.median(seconds), 3),
                   "backbone_calls_per_video": calls[0] / len(prompts), "threads": torch.get_num_threads(),
                   "machine": f"{platform.machine()} {torch.get_num_threads()} threads", "date": time.strftime("%Y-%m-%d")}
         save_row(out, row, "timing", result)
@@ -149,7 +152,15 @@ def save_row(out: Path, row: str, part: str, result: dict) -> None:
 
 
 def table(args) -> None:
-    rows = [json.loads(p.read_text()) for p in sorted((Path(args.out) / "rows").glob("*.json"))]
+    out = Path(args.out)
+    reference = out / "videos" / row_name(args.reference) / "videos.pt"
+    for path in sorted((out / "rows").glob("*.json")):  # rows measured before the reference existed
+        q = json.loads(path.read_text()).get("quality", {})
+        mine = out / "videos" / path.stem / "videos.pt"
+        if q and "psnr_to_reference" not in q and reference.is_file() and mine.is_file():
+            q.update(psnr_to_reference=round(psnr(torch.load(mine), torch.load(reference)), 2), reference=args.reference)
+            save_row(out, q["row"], "quality", q)
+    rows = [json.loads(p.read_text()) for p in sorted((out / "rows").glob("*.json"))]
     print("| row | calls | s/video | FVD | KVD | colour | shape | direction | PSNR to ref (dB) |")
     print("|---|---|---|---|---|---|---|---|---|")
     for doc in sorted(rows, key=lambda d: -(d.get("timing", {}).get("seconds_per_video") or 0)):
@@ -171,11 +182,13 @@ def main() -> None:
     ap.add_argument("part", choices=("quality", "timing", "table"))
     ap.add_argument("--rows", nargs="*", default=[REFERENCE])
     ap.add_argument("--reference", default=REFERENCE)
-    ap.add_argument("--n", type=int, default=128)
+    ap.add_argument("--n", type=int, default=64)
     ap.add_argument("--videos", type=int, default=6)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--precision", default="bf16", choices=("fp32", "bf16"))
     ap.add_argument("--out", default="outputs/bench_efficiency")
     args = ap.parse_args()
+    PRECISION[0] = args.precision
     if args.part != "timing":
         torch.set_num_threads(args.threads)
     {"quality": quality, "timing": timing, "table": table}[args.part](args)

@@ -68,3 +68,28 @@ def test_edit_without_model_uses_the_default(tmp_path):
                      "--steps", "2", "--seed", "0", "--out", str(out)]) == 0
     meta = json.loads(out.with_name("blue.mp4.json").read_text())
     assert meta["model_sha256"] == DEFAULT_SHA256 and meta["strength"] == 0.5
+
+
+def test_fast_samples_the_default_with_its_pinned_consistency_adapter(tmp_path, capsys):
+    from vdmkit.pipelines.default import DEFAULT_LCM_SHA256, default_lcm_adapter
+
+    out = tmp_path / "fast.mp4"
+    assert cli.main(["sample", "--fast", "--prompt", "a fast blue square moving up", "--out", str(out),
+                     "--no-progress"]) == 0
+    meta = json.loads(out.with_name("fast.mp4.json").read_text())
+    assert (meta["sampler"], meta["steps"], meta["guidance"]) == ("lcm", 4, 1.0)  # the adapter's defaults
+    assert meta["lora"][0]["sha256"] == DEFAULT_LCM_SHA256 and meta["model_sha256"] == DEFAULT_SHA256
+    pipe = TextToVideo.from_pretrained(DEFAULT_MODEL)
+    pipe.load_lora(default_lcm_adapter())
+    assert pipe.config.sampling.sampler == "lcm"
+
+    assert cli.main(["sample", "--fast", "--model", str(tmp_path), "--prompt", "x", "--out", str(out)]) == 2
+    assert "bundled default model's consistency adapter" in capsys.readouterr().err
+
+
+def test_a_replaced_consistency_adapter_is_refused(monkeypatch):
+    from vdmkit.pipelines.default import default_lcm_adapter
+
+    monkeypatch.setattr(default_module, "DEFAULT_LCM_SHA256", "0" * 64)
+    with pytest.raises(CorruptCheckpointError, match="reinstall vdmkit"):
+        default_lcm_adapter()

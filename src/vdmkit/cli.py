@@ -118,6 +118,10 @@ def _cmd_sample(args) -> int:
         raise ValueError("give --prompt TEXT (one video, --out) or --prompts FILE (one video per line, --out-dir)")
     if args.prompt is None and args.prompts is None:
         raise ValueError("sample needs --prompt TEXT, or --prompts FILE --out-dir DIR (or --list-samplers)")
+    if args.fast:
+        from vdmkit.pipelines.default import fast_adapters
+
+        args.lora = fast_adapters(args.model, args.lora)
     model = _model_or_default(args.model, "sample")
 
     from vdmkit.device import resolve_device
@@ -553,6 +557,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="apply a LoRA adapter (.safetensors from train.lora), its delta times SCALE (default 1); "
                    "repeat for several")
     p.add_argument("--force-lora", action="store_true", help="apply --lora adapters trained on another base model")
+    p.add_argument("--fast", action="store_true", help="the default model with its consistency adapter: 4 lcm steps")
     p.add_argument("--device", default="auto", help=DEVICES_HELP)
     p.add_argument("--vae-tile", type=int, help="latent models: decode in spatial tiles of this many latent pixels")
     p.add_argument("--vae-frame-chunk", type=int, help="latent models: decode this many latent frames at a time")

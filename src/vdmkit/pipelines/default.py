@@ -10,10 +10,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from vdmkit.errors import CorruptCheckpointError
-from vdmkit.io.checkpoint import WEIGHTS, Checkpoint
+from vdmkit.io.checkpoint import WEIGHTS, Checkpoint, sha256_file
 
 DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "weights" / "default"
 DEFAULT_SHA256 = "2bd017ff3242863e9a0d2e45a268665c3c495599d73900ac49dc08363183abfd"  # of model.safetensors
+# its consistency adapter (LCM-LoRA, configs/distill_lora.yaml): 4 lcm steps without guidance, `vdmkit sample --fast`
+DEFAULT_LCM = DEFAULT_MODEL / "lcm_lora.safetensors"
+DEFAULT_LCM_SHA256 = "72bb2ffaf4f21076c686716bb9e3d161178136c56dd269be12dd1396c6c351b7"
 
 
 def default_model() -> Path | None:
@@ -28,3 +31,27 @@ def default_model() -> Path | None:
         raise CorruptCheckpointError(f"the bundled default model at {str(DEFAULT_MODEL)!r} records weights "
                                      f"{recorded[:12]}..., not the pinned {DEFAULT_SHA256[:12]}...: reinstall vdmkit")
     return DEFAULT_MODEL
+
+
+def default_lcm_adapter() -> Path | None:
+    """The bundled default's consistency adapter (apply it with ``pipe.load_lora``: the pipeline then samples with lcm,
+    4 steps, guidance 1), or None when this install has none; CorruptCheckpointError when it is not the pinned file."""
+    if not DEFAULT_LCM.is_file():
+        return None
+    found = sha256_file(DEFAULT_LCM)
+    if found != DEFAULT_LCM_SHA256:
+        raise CorruptCheckpointError(f"the bundled consistency adapter {str(DEFAULT_LCM)!r} has sha256 {found[:12]}..., "
+                                     f"not the pinned {DEFAULT_LCM_SHA256[:12]}...: reinstall vdmkit")
+    return DEFAULT_LCM
+
+
+def fast_adapters(model, loras: list[str] | None) -> list[str]:
+    """`vdmkit sample --fast`: the default's consistency adapter first, then ``loras``; ValueError for another model
+    or an install without it."""
+    if model is not None and Path(model).resolve() != DEFAULT_MODEL:
+        raise ValueError("--fast applies the bundled default model's consistency adapter; for another model distil "
+                         "one (`vdmkit distill MODEL --config configs/distill_lora.yaml`) and give it as --lora")
+    adapter = default_lcm_adapter()
+    if adapter is None:
+        raise ValueError(f"--fast: this install has no consistency adapter at {str(DEFAULT_LCM)!r}")
+    return [str(adapter), *(loras or [])]
