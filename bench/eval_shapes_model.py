@@ -75,7 +75,7 @@ def main() -> None:
     cfg = read_run_config(args.data_from or args.model).data
     palette = tuple(dict.fromkeys([*COLOURS, *cfg.colours]))  # the detector's choices: the default palette + the data's
     if args.colours:  # prompts of these colours only (e.g. a colour a LoRA taught)
-        cfg = dataclasses.replace(cfg, colours=tuple(args.colours))
+        cfg = dataclasses.replace(cfg, colours=tuple(args.colours), holdout=())
     out = Path(args.out)
     rows, results, seconds = [], [], []
     chosen = prompts(cfg, args.set, args.n, args.prompt_seed)
