@@ -30,7 +30,7 @@ from vdmkit.backbones import lora
 from vdmkit.backbones.lora import LoRAConfig
 from vdmkit.config import read_config, to_dict
 from vdmkit.data.loader import build_dataset, data_config
-from vdmkit.device import autocast, memory_guard, resolve_device
+from vdmkit.device import autocast, grad_scaler, memory_guard, resolve_device
 from vdmkit.diffusion.process import x0_to_eps
 from vdmkit.errors import ConfigError, NonFiniteError
 from vdmkit.io.checkpoint import WEIGHTS, load_strict
@@ -52,7 +52,9 @@ from vdmkit.training.scaffold import (
     optimizer_tensors,
     peak_memory_record,
     restore_optimizer,
+    restore_scaler,
     save_training_checkpoint,
+    scaler_state,
     set_lr,
     set_threads,
     start_run_folder,
@@ -167,11 +169,10 @@ def check_teacher(config, where: str) -> None:
                           f"schedule needs at least {SKIPPING_STEPS}")
 
 
-def teacher_data(cfg: DistillConfig, teacher_dir: str):
-    """The data to distil on: the config's, else what the teacher trained on (its run.json)."""
+def teacher_data(cfg: DistillConfig, source, teacher_dir: str):
+    """The data to distil on: the config's, else what the teacher (``source``, opened) trained on (its run.json)."""
     if cfg.data is not None:
         return cfg.data
-    source, _ = open_model(teacher_dir)
     doc = source.run_document() if hasattr(source, "run_document") else None
     if not doc or "data" not in doc:
         raise ConfigError(f"the teacher {teacher_dir!r} records no training data (run.json): give the data to distil "
@@ -208,7 +209,7 @@ class Distiller:
 
     def __init__(self, teacher: TextToVideo, student: TextToVideo, target: TextToVideo, settings: DistillSettings,
                  device: torch.device):
-        self.teacher, self.student, self.target, self.s, self.device = teacher, student, target, settings, device
+        self.teacher, self.s, self.device = teacher, settings, device
         self.process = teacher.process
         self.ts, self.ts_prev = skipping_schedule(self.process)
         precision = settings.precision
@@ -235,13 +236,12 @@ class Distiller:
         return consistency_loss(pred, target, self.s.loss, self.s.huber_c)
 
 
-def build_models(cfg: DistillConfig, device: torch.device) -> tuple[TextToVideo, TextToVideo, TextToVideo, str]:
-    """(teacher, student, target, the teacher's weights sha256): the student and its target start as the teacher,
-    with the distilled model's sampling defaults (lcm, ``student_steps``, guidance 1); only their backbones train (or,
-    with ``distill.lora``, only the adapters added to them)."""
-    path = teacher_path(cfg.teacher)
-    source, config = open_model(path)
-    check_teacher(config, path)
+def build_models(cfg: DistillConfig, source, path: str,
+                 device: torch.device) -> tuple[TextToVideo, TextToVideo, TextToVideo, str]:
+    """(teacher, student, target, the teacher's weights sha256) from the opened teacher ``source`` (at ``path``): the
+    student and its target start as the teacher, with the distilled model's sampling defaults (lcm,
+    ``student_steps``, guidance 1); only their backbones train (or, with ``distill.lora``, only the adapters added to
+    them)."""
     teacher = TextToVideo.from_pretrained(source).to(device).requires_grad_(False).eval()
     student_config = dataclasses.replace(teacher.config, sampling=SamplingDefaults(
         sampler="lcm", steps=cfg.distill.student_steps, guidance=1.0))
@@ -265,18 +265,22 @@ def distill(cfg: DistillConfig, *, resume: bool = False, progress: bool = True) 
     out = Path(s.out_dir)
     device = resolve_device(s.device)  # a missing device fails before any work
     start = open_run(out, resume)
+    path = teacher_path(cfg.teacher)
+    source, config = open_model(path)  # the teacher's config only: what it cannot be, refused before any weights load
+    check_teacher(config, path)
+    data = teacher_data(cfg, source, path)
+    cfg = dataclasses.replace(cfg, data=data)  # recorded whole in run.json: the data distilled on
     set_threads(s.threads)
     torch.manual_seed(s.seed)
-    teacher, student, target, teacher_sha = build_models(cfg, device)
-    data = teacher_data(cfg, teacher_path(cfg.teacher))
-    cfg = dataclasses.replace(cfg, data=data)  # recorded whole in run.json: the data distilled on
+    teacher, student, target, teacher_sha = build_models(cfg, source, path, device)
     dataset = build_dataset(data, batch_size=s.batch_size, rank=0, world_size=1)
     params = [p for p in student.backbone.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=s.lr, weight_decay=s.weight_decay)
+    scaler = grad_scaler(device, s.precision)  # fp16 devices only; a pass-through elsewhere
     generator = torch.Generator().manual_seed(s.seed)
     step = 0
     if start is not None:
-        step = resume_state(start, cfg, student, target, opt, generator, teacher_sha)
+        step = resume_state(start, cfg, student, target, opt, scaler, generator, teacher_sha)
     start_run_folder(out, cfg)
     engine = Distiller(teacher, student, target, s, device)
     metrics = MetricsLog(out, step if start is not None else None)
@@ -284,7 +288,6 @@ def distill(cfg: DistillConfig, *, resume: bool = False, progress: bool = True) 
     micro_batches = batches(dataset, step_starts(step, s.steps, s.batch_size), s.batch_size, device, s.workers)
     advice = (f"lower distill.batch_size ({s.batch_size}) or use distill.precision=bf16; the teacher, the student and "
               "its target are three copies of the backbone")
-    no_scaler = torch.amp.GradScaler("cpu", enabled=False)
     try:
         with memory_guard(lambda: f"distillation step {step + 1} on {device}", advice):
             while step < s.steps:
@@ -294,11 +297,12 @@ def distill(cfg: DistillConfig, *, resume: bool = False, progress: bool = True) 
                 with autocast(device, s.precision):
                     x0 = teacher.to_latents(videos).float()
                 loss = engine.loss(x0, captions, generator)
-                loss.backward()
+                scaler.scale(loss).backward()
                 if not torch.isfinite(loss):
                     raise NonFiniteError(f"distillation loss is {loss.item()} at step {step}; lower distill.lr. The "
                                          "last checkpoint is intact.")
-                grad_norm = clip_and_step(opt, params, s.grad_clip, no_scaler)
+                grad_norm = clip_and_step(opt, params, s.grad_clip, scaler)
+                scaler.update()
                 ema_update(target.backbone, student.backbone, s.target_decay)
                 step += 1
                 bar.advance()
@@ -309,7 +313,7 @@ def distill(cfg: DistillConfig, *, resume: bool = False, progress: bool = True) 
                                    "time": time.time(), **peak_memory_record(device)})
                     bar.show(loss=f"{loss.item():.4f}", it_s=f"{rate:.2f}")
                 if step % s.checkpoint_every == 0 or step == s.steps:
-                    save_step(out, step, cfg, student, target, opt, generator, teacher_sha)
+                    save_step(out, step, cfg, student, target, opt, scaler, generator, teacher_sha)
                 if step % s.sample_every == 0 or step == s.steps:
                     from vdmkit.training.train import write_previews
 
@@ -320,9 +324,11 @@ def distill(cfg: DistillConfig, *, resume: bool = False, progress: bool = True) 
     return out
 
 
-def save_step(out: Path, step: int, cfg: DistillConfig, student, target, opt, generator, teacher_sha: str) -> None:
+def save_step(out: Path, step: int, cfg: DistillConfig, student, target, opt, scaler, generator,
+              teacher_sha: str) -> None:
     """Checkpoint ``step``: the target network as the inference weights (the adapter folded in, for LCM-LoRA, which
-    also writes the adapter file), and the student, the optimizer and the generator to resume from."""
+    also writes the adapter file), and the student, the optimizer, the loss scaler and the generator to resume
+    from."""
     s, weights, extra = cfg.distill, target.state_dict(), {}
     trained = {f"student.{k}": v for k, v in student.backbone.state_dict().items()}
     if s.lora is not None:
@@ -335,12 +341,13 @@ def save_step(out: Path, step: int, cfg: DistillConfig, student, target, opt, ge
         out, step, weights=weights, config=to_dict(target.config), run=to_dict(cfg),
         state={**trained, **optimizer_tensors(opt, "optim"), "rng.generator": generator.get_state()},
         state_doc={"param_groups": opt.state_dict()["param_groups"], "teacher_sha256": teacher_sha,
-                   "samples_seen": step * s.batch_size},
+                   "samples_seen": step * s.batch_size, **scaler_state(scaler)},
         keep=s.keep_checkpoints, extra=extra)
 
 
-def resume_state(ckpt, cfg: DistillConfig, student, target, opt, generator, teacher_sha: str) -> int:
-    """Load the student, its target, the optimizer and the generator of checkpoint ``ckpt``; return its step.
+def resume_state(ckpt, cfg: DistillConfig, student, target, opt, scaler, generator, teacher_sha: str) -> int:
+    """Load the student, its target, the optimizer, the loss scaler and the generator of checkpoint ``ckpt``; return
+    its step.
     Refuses a checkpoint distilled from another teacher or with other settings that shape the model."""
     state, doc = training_state(ckpt)
     if doc.get("teacher_sha256") != teacher_sha:
@@ -348,7 +355,7 @@ def resume_state(ckpt, cfg: DistillConfig, student, target, opt, generator, teac
                           f"{str(doc.get('teacher_sha256'))[:12]}..., but {cfg.teacher!r} holds {teacher_sha[:12]}...; "
                           "resume with the same teacher")
     saved = ckpt.run_document() or {}
-    ours = {**to_dict(cfg.distill)}
+    ours = to_dict(cfg.distill)
     for key in ("guidance", "loss", "huber_c", "target_decay", "batch_size", "lora"):
         if saved.get("distill", {}).get(key) != ours[key]:
             raise ConfigError(f"--resume: the run was distilled with distill.{key}="
@@ -364,6 +371,7 @@ def resume_state(ckpt, cfg: DistillConfig, student, target, opt, generator, teac
                     ckpt.directory)
     restore_optimizer(opt, {k: v for k, v in state.items() if k.startswith("optim.")}, "optim",
                       doc["param_groups"], ckpt.directory)
+    restore_scaler(scaler, doc)
     generator.set_state(state["rng.generator"])
     return int(doc["step"])
 
