@@ -114,11 +114,13 @@ def timing(args) -> None:
     out = Path(args.out)
     torch.set_num_threads(args.threads)
     prompts = shapes_prompts(args.videos)
-    models: dict = {}
+    models, counters = {}, {}
     for row in args.rows:
         model, sampler, steps, extra = parse_row(row)
         pipe = load(model, models)
-        calls = count_calls(pipe)
+        if model not in counters:  # one hook per loaded model
+            counters[model] = count_calls(pipe)
+        calls = counters[model]
         sample(pipe, prompts[:1], sampler, steps, extra, 0)  # warm-up
         seconds, calls[0] = [], 0
         for i, prompt in enumerate(prompts):
@@ -136,11 +138,8 @@ def timing(args) -> None:
 def count_calls(pipe: TextToVideo) -> list[int]:
     """A counter of backbone forward calls (a CFG pair batched as one call counts once)."""
     calls = [0]
-    if not getattr(pipe.backbone, "_bench_counted", False):
-        pipe.backbone.register_forward_pre_hook(lambda *_: calls.__setitem__(0, calls[0] + 1))
-        pipe.backbone._bench_counted = True
-        pipe._bench_calls = calls
-    return pipe._bench_calls
+    pipe.backbone.register_forward_pre_hook(lambda *_: calls.__setitem__(0, calls[0] + 1))
+    return calls
 
 
 def save_row(out: Path, row: str, part: str, result: dict) -> None:
