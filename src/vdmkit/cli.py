@@ -9,6 +9,7 @@ import json
 import sys
 from pathlib import Path
 
+from vdmkit.cli_common import model_or_default as _model_or_default, report as _report, seed as _seed
 from vdmkit.device import DEVICES_HELP, apply_threads
 from vdmkit.errors import VdmkitError
 
@@ -17,7 +18,7 @@ EXIT_USAGE = 2
 # Subcommands that live beside their subpackage: each module defines ``register(sub)``, which adds its
 # parser(s) and sets ``func``. Keep their top-level imports light: they run on every `vdmkit` call.
 SUBCOMMAND_MODULES: tuple[str, ...] = ("vdmkit.evaluation.cli", "vdmkit.curation.cli", "vdmkit.app.cli",
-                                       "vdmkit.fast_cli")
+                                       "vdmkit.fast_cli", "vdmkit.tasks_cli")
 
 
 def _device_overrides(args) -> list[str]:
@@ -118,6 +119,10 @@ def _cmd_sample(args) -> int:
         raise ValueError("give --prompt TEXT (one video, --out) or --prompts FILE (one video per line, --out-dir)")
     if args.prompt is None and args.prompts is None:
         raise ValueError("sample needs --prompt TEXT, or --prompts FILE --out-dir DIR (or --list-samplers)")
+    if args.image is not None or args.image_guidance is not None:
+        from vdmkit.tasks_cli import sample_image
+
+        return sample_image(args)  # image-to-video
     if args.fast:
         from vdmkit.pipelines.default import fast_adapters
 
@@ -129,6 +134,7 @@ def _cmd_sample(args) -> int:
     from vdmkit.pipelines import TextToVideo, make_request, open_model
     from vdmkit.pipelines.base import with_adapter_sampling
     from vdmkit.pipelines.render import LATENTS_SUFFIX, check_fps, view_factor
+    from vdmkit.pipelines.text2video import refuse_conditioned
 
     # every check that needs no weights runs before loading them
     device = resolve_device(args.device)
@@ -145,6 +151,7 @@ def _cmd_sample(args) -> int:
     outs[0] = check_output_path(outs[0], VIDEO_FORMATS + (LATENTS_SUFFIX,))
     check_fps(args.fps)
     ckpt, config = open_model(model, args.motion_adapter)  # reads and hashes the config only
+    refuse_conditioned(config)  # a model trained on known frames or low-res videos runs by its task
     adapters = _read_loras(args.lora or [], ckpt, args.force_lora)
     config = with_adapter_sampling(config, [adapter for adapter, _ in adapters])  # a consistency adapter: lcm
     knobs = {k: v for k, v in (("eta", args.eta), ("order", args.order)) if v is not None}
@@ -248,23 +255,6 @@ def _sample_one(pipe, request, out: Path, args, decode: dict, threads: int, quie
     _report(result, out, args.strip, None if quiet else {"seconds": round(seconds, 2), "threads": threads})
 
 
-def _report(result, out: Path, strip: bool, info: dict | None = None) -> None:
-    """Warnings to stderr, the written files and (unless ``info`` is None) the key metadata and ``info`` to
-    stdout."""
-    from vdmkit.io.video import write_video
-
-    for message in result.warnings:
-        print(f"warning: {message}", file=sys.stderr)
-    written = [result.path]
-    if strip and result.frames is not None and out.suffix != ".png":
-        written.append(write_video(out.with_suffix(".png"), result.frames))
-    for path in written:
-        print(f"saved {path}")
-    if info is not None:
-        keys = ("prompt", "seed", "sampler", "steps", "guidance", "strength", "reconstruction")
-        print(json.dumps({**{k: result.metadata[k] for k in keys if k in result.metadata}, **info}))
-
-
 def _read_loras(values: list[str], ckpt, force: bool) -> list[tuple]:
     """--lora PATH[:SCALE] ...: each file read once and checked (a LoRA adapter, trained on this base unless
     --force-lora) before the model's weights load; (adapter, scale) pairs for ``Pipeline.load_lora``."""
@@ -278,16 +268,6 @@ def _read_loras(values: list[str], ckpt, force: bool) -> list[tuple]:
         check_base(adapter, base, force=force, override="--force-lora applies it anyway")
         adapters.append((adapter, scale))
     return adapters
-
-
-def _model_or_default(model: str | None, command: str):
-    """--model, or the bundled default model when none is given (its pinned sha256 checked)."""
-    from vdmkit.pipelines import default_model
-
-    model = model or default_model()
-    if model is None:
-        raise ValueError(f"{command} needs --model PATH (no default model is installed)")
-    return model
 
 
 LONG_FLAGS = ("window", "overlap", "prompt_at", "weighting")
@@ -325,67 +305,6 @@ def _prompt_at(items: list[str] | None) -> dict[int, str]:
             raise ValueError(f"--prompt-at takes FRAME:PROMPT, e.g. 32:\"a blue square\", got {item!r}")
         result[int(frame)] = prompt
     return result
-
-
-def _cmd_edit(args) -> int:
-    """vdmkit edit: SDEdit, or DDIM inversion then the target prompt (with source attention reuse)."""
-    from vdmkit.device import resolve_device
-    from vdmkit.io.video import VIDEO_FORMATS, check_output_path, read_video
-    from vdmkit.pipelines import TextToVideo, open_model
-    from vdmkit.pipelines.editing import (check_fraction, check_invertible, edit, edit_inverted, edit_request, invert,
-                                          reconstruction_error)
-    from vdmkit.pipelines.render import check_fps, render_sample, view_factor
-    from vdmkit.video import from_uint8, resize_cover
-
-    # every check that needs no weights runs before loading them
-    device = resolve_device(args.device)
-    out = check_output_path(args.out, VIDEO_FORMATS)
-    check_fps(args.fps)
-    if args.mode == "invert" and args.source_prompt is None:
-        raise ValueError("--mode invert needs --source-prompt (what the input video shows)")
-    if args.mode == "sdedit" and (args.source_prompt is not None or args.attention_reuse):
-        raise ValueError("--source-prompt and --attention-reuse belong to --mode invert")
-    strength = check_fraction("strength", args.strength)
-    reuse = check_fraction("attention_reuse", args.attention_reuse)
-    model = _model_or_default(args.model, "edit")
-    ckpt, config = open_model(model, args.motion_adapter)
-    video = from_uint8(read_video(args.video))  # (1, 3, T, H, W); InvalidVideoError names the file
-    if args.frames is not None:
-        if not 1 <= args.frames <= video.shape[2]:
-            raise ValueError(f"--frames must be in [1, {video.shape[2]}] (the frames of {args.video}), got "
-                             f"{args.frames}")
-        video = video[:, :, :args.frames]
-    if args.height or args.width:
-        video = resize_cover(video[0], args.height or video.shape[3], args.width or video.shape[4])[None]
-    knobs = {k: v for k, v in (("eta", args.eta), ("order", args.order)) if v is not None}
-    options = dict(steps=args.steps, sampler=args.sampler, guidance=args.guidance, seed=args.seed,
-                   precision=args.precision, **knobs)
-    request = edit_request(config, video, [args.prompt], negative_prompt=args.negative_prompt, **options)
-    if args.mode == "invert":
-        check_invertible(request)
-    view_factor(request, args.upscale)
-    threads = apply_threads(args.threads)
-
-    pipe = TextToVideo.from_pretrained(ckpt, device=device, dtype=args.dtype)
-    extra = {"mode": args.mode, "input_video": str(args.video), "dtype": args.dtype, "threads": threads}
-    if args.mode == "sdedit":
-        extra["strength"] = strength
-        produce = lambda: edit(pipe, video, [args.prompt], strength=strength,  # noqa: E731
-                               negative_prompt=args.negative_prompt, **options)
-    else:
-        extra.update(source_prompt=args.source_prompt, attention_reuse=reuse, cfg_inversion=args.cfg_inversion)
-
-        def produce():
-            inversion = invert(pipe, video, [args.source_prompt], **options)
-            result = edit_inverted(pipe, inversion, [args.prompt], negative_prompt=args.negative_prompt,
-                                   cfg_inversion=args.cfg_inversion, attention_reuse=reuse)
-            extra["reconstruction"] = {k: round(v, 5) for k, v in reconstruction_error(video, result.source).items()}
-            return result.video
-
-    result = render_sample(pipe, request, out, fps=args.fps, upscale_factor=args.upscale, extra=extra,
-                           produce=produce)
-    _report(result, out, args.strip, {"threads": threads})
-    return 0
 
 
 def _read_latents(path: str | None):
@@ -458,15 +377,6 @@ def _shape(text: str) -> tuple[int, int, int]:
     if min(t, h, w) < 1:
         raise ValueError(f"--shape sizes must be positive, got {text!r}")
     return t, h, w
-
-
-def _seed(text: str):
-    if text.lower() in ("none", "random"):
-        return None
-    try:
-        return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"seed must be an integer or 'random', got {text!r}") from None
 
 
 def _add_training_parser(sub, name: str, func, help: str, config_help: str, example: str) -> None:
@@ -572,46 +482,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--weighting", choices=("linear", "gaussian"), help="long videos: window fusion weights")
     p.add_argument("--prompt-at", action="append", metavar='FRAME:"PROMPT"',
                    help="long videos: switch to PROMPT from FRAME on (repeatable)")
+    p.add_argument("--image", help="image-to-video: this image (.png, .jpg) is the first frame")
+    p.add_argument("--image-guidance", type=float, help="with --image: guidance on the image, the text guided by "
+                   "--guidance on top (two-scale; needs a model trained with known frames)")
+    p.add_argument("--condition-mode", choices=("auto", "concat", "replace"), default="auto", help="with --image: "
+                   "concat (a model trained with known frames), replace (training-free, any model); auto picks")
+    p.add_argument("--noise-level", type=float, default=0.0, help="with --image: noise augmentation of the image")
     p.set_defaults(func=_cmd_sample)
-
-    p = sub.add_parser("edit", help="edit a video with a new prompt: SDEdit, or DDIM inversion + attention reuse")
-    p.add_argument("--model", help="checkpoint or run directory, or a diffusers pipeline folder (default: the "
-                   "bundled default model)")
-    p.add_argument("--motion-adapter", help="with a Stable Diffusion folder as --model: AnimateDiff motion modules")
-    p.add_argument("--video", required=True, help="the clip to edit (its frames and size must suit the model: "
-                   "see --frames, --height, --width)")
-    p.add_argument("--prompt", required=True, help="what the edited video should show")
-    p.add_argument("--mode", choices=("sdedit", "invert"), default="sdedit",
-                   help="sdedit: noise to --strength and denoise; invert: DDIM-invert under --source-prompt, then "
-                   "sample --prompt from the inverted noise")
-    p.add_argument("--strength", type=float, default=0.6, help="sdedit: 0 keeps the input, 1 ignores it (plain "
-                   "text-to-video with the same seed)")
-    p.add_argument("--source-prompt", help="invert: what the input video shows")
-    p.add_argument("--attention-reuse", type=float, default=0.0,
-                   help="invert: fraction of the first steps that take their self-attention maps from the source "
-                   "pass (keeps layout and motion; 0 = off)")
-    p.add_argument("--cfg-inversion", choices=("plain", "source"), default="plain",
-                   help="invert with --guidance > 1: guide against --negative-prompt (plain) or against the source "
-                   "prompt (negative-prompt inversion: the source still reconstructs)")
-    p.add_argument("--negative-prompt", default="")
-    p.add_argument("--out", default="edit.mp4", help="output file: .mp4, .gif, .webp or .png (frame strip)")
-    p.add_argument("--frames", type=int, help="edit the first N frames of the video")
-    p.add_argument("--height", type=int, help="resize the video first (centre crop to the aspect)")
-    p.add_argument("--width", type=int)
-    p.add_argument("--steps", type=int)
-    p.add_argument("--sampler", help="see vdmkit sample --list-samplers; invert needs a deterministic one")
-    p.add_argument("--eta", type=float)
-    p.add_argument("--order", type=int)
-    p.add_argument("--guidance", type=float, help="classifier-free guidance (invert: 1 reconstructs exactly)")
-    p.add_argument("--seed", type=_seed, default=0)
-    p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32")
-    p.add_argument("--dtype", choices=("fp32", "bf16", "fp16"), default="fp32")
-    p.add_argument("--fps", type=float, default=8.0)
-    p.add_argument("--upscale", type=int)
-    p.add_argument("--strip", action="store_true")
-    p.add_argument("--threads", type=int, default=0)
-    p.add_argument("--device", default="auto", help=DEVICES_HELP)
-    p.set_defaults(func=_cmd_edit)
 
     p = sub.add_parser("convert", help="convert a model: a diffusers folder into a vdmkit checkpoint, or a vdmkit "
                        "model into a diffusers TextToVideoSDPipeline folder")

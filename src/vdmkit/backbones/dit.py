@@ -22,6 +22,7 @@ untrained model predicts zeros; in adaLN modes every block also starts as the id
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import torch
@@ -43,6 +44,7 @@ from vdmkit.backbones.layers import (
     travelling_waves,
     zero_init,
 )
+from vdmkit.backbones.condition_inputs import ConditionInputs, check_condition, check_condition_inputs
 from vdmkit.conditioning.condition import Condition, as_condition
 from vdmkit.conditioning.text import TextCondition
 from vdmkit.errors import ConfigError, ConstraintError
@@ -85,8 +87,11 @@ class DiTConfig:
     max_size: int = 32
     text_dim: int = 128  # width of the text encoder's tokens; 0 = unconditional
     checkpoint: bool = False  # recompute block activations in backward (less memory, ~30% more compute)
+    # conditioned generation (backbones/condition_inputs.py): "frames" and / or "low_res" extra input channels
+    condition_inputs: tuple[str, ...] = ()
 
     def __post_init__(self):
+        self.condition_inputs = check_condition_inputs(self.condition_inputs)
         for name, value, valid in [("layout", self.layout, tuple(LAYOUTS)),
                                    ("conditioning", self.conditioning, CONDITIONINGS),
                                    ("position", self.position, tuple(POSITIONS)),
@@ -337,10 +342,10 @@ class DiTBlock(nn.Module):
 class PatchEmbed(nn.Module):
     """(B, C, T, H, W) -> (B, T'H'W', width): non-overlapping (tubelet_t, p, p) patches, one linear layer."""
 
-    def __init__(self, cfg: DiTConfig):
+    def __init__(self, cfg: DiTConfig, channels: int | None = None):
         super().__init__()
         self.k, self.p = cfg.tubelet_t, cfg.patch_size
-        self.proj = nn.Linear(cfg.in_channels * self.k * self.p ** 2, cfg.width)
+        self.proj = nn.Linear((channels or cfg.in_channels) * self.k * self.p ** 2, cfg.width)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         patches = rearrange(x, "b c (t k) (h p) (w q) -> b (t h w) (k p q c)", k=self.k, p=self.p, q=self.p)
@@ -389,6 +394,9 @@ class VideoDiT(nn.Module):
         self.cfg = cfg
         w = cfg.width
         self.patch_embed = PatchEmbed(cfg)
+        self.condition_in = None
+        if cfg.condition_inputs:  # extra input channels, their patch embedding summed with x_t's; zero at init
+            self.condition_in = ConditionInputs(cfg.in_channels, cfg.condition_inputs, w, lambda c: PatchEmbed(cfg, c))
         self.position = POSITIONS[cfg.position](cfg)
         if cfg.cross_position == "fourier":
             self.register_buffer("cross_frequencies", fourier_frequencies(w, cfg.cross_fourier_scale))
@@ -411,6 +419,8 @@ class VideoDiT(nn.Module):
         zeroed = [self.final.modulation, self.final.linear]
         for block in self.blocks:
             zeroed += [block.modulation, block.cross.to_out if block.cross is not None else None]
+        if self.condition_in is not None:  # the conditioning inputs start at zero (condition_inputs.py)
+            zeroed += [self.condition_in.proj, self.condition_in.noise_mlp]
         for layer in zeroed:
             if layer is not None:
                 zero_init(layer)
@@ -427,13 +437,16 @@ class VideoDiT(nn.Module):
             raise ConstraintError(f"VideoDiT expects {cfg.in_channels} input channels, got {x.shape[1]}")
         cfg.check_shape(*x.shape[2:])
         check_conditioning(cond, cfg.text_dim, x.shape[0], x.shape[2], cfg.tubelet_t)
+        check_condition(cond, cfg.condition_inputs, tuple(x.shape), "this VideoDiT")
+        if cfg.condition_inputs and cond.is_image is not None:
+            raise ConstraintError("joint image-video masks (is_image) and conditioning inputs cannot be combined")
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, cond: Condition | TextCondition | None = None) -> torch.Tensor:
         cond = as_condition(cond)
         self.check_input(x, cond)
         frames = image_frames(cond.is_image, x)
         if frames is None:
-            return self._denoise(x, t, cond.text)
+            return self._denoise(x, t, cond.text, condition=cond if self.condition_in is not None else None)
         return self._denoise_images_apart(x, t, cond.text, frames)
 
     def _denoise_images_apart(self, x: torch.Tensor, t: torch.Tensor, text: TextCondition | None,
@@ -453,16 +466,25 @@ class VideoDiT(nn.Module):
         return rearrange(out, "b t c h w -> b c t h w")
 
     def _denoise(self, x: torch.Tensor, t: torch.Tensor, text: TextCondition | None,
-                 video: torch.Tensor | None = None) -> torch.Tensor:
+                 video: torch.Tensor | None = None, condition: Condition | None = None) -> torch.Tensor:
         """The network; ``video`` (B, T) bool (tubelet_t = 1, every row with a True) hides the other frames from
         attention and the in-context prefix and numbers time positions among the video frames only."""
         k = self.cfg.tubelet_t
         still = x.shape[2] == 1 and k > 1
         if still:
             x = repeat(x, "b c 1 h w -> b c k h w", k=k)  # an image is a still clip of one tubelet
+            if condition is not None:
+                condition = dataclasses.replace(condition, **{
+                    name: repeat(getattr(condition, name), "b c 1 h w -> b c k h w", k=k)
+                    for name in ("known", "low_res") if getattr(condition, name) is not None})
+                if condition.mask is not None:
+                    condition.mask = repeat(condition.mask, "b 1 -> b k", k=k) if condition.mask.ndim == 2 else \
+                        repeat(condition.mask, "b c 1 h w -> b c k h w", k=k)
         p = self.cfg.patch_size
         grid = {"t": x.shape[2] // k, "h": x.shape[3] // p, "w": x.shape[4] // p}
         tokens = self.patch_embed(x)  # (B, N, C)
+        if condition is not None:  # [known * mask, mask, upsampled low-res] as tokens of their own embedding
+            tokens = tokens + self.condition_in(x, condition)
         add, rope = self.position(grid, x.device)  # (N, C) or None; (N, 1, d) pairs or None
         if video is not None:  # each sample's own time positions: (B, N, C) and (B, N, 1, d)
             rows = video_rows(video, grid)
@@ -471,6 +493,8 @@ class VideoDiT(nn.Module):
         if add is not None:
             tokens = tokens + add.to(x.dtype)
         emb = self.time_mlp(timestep_embedding(t, FREQUENCY_DIM).to(x.dtype))  # (B, C)
+        if condition is not None:
+            emb = emb + self.condition_in.embedding(condition, x.shape[0], emb)
         if not self.cfg.adaln:
             prefix, keep = self._prefix(emb, text)  # (B, P, C), (B, P) bool
             ctx = Context(grid, prefix.shape[1], None, rope, self._masks(keep, grid, video), text, video)

@@ -38,6 +38,7 @@ from vdmkit.backbones.layers import (
 )
 from vdmkit.backbones.space_time import SpaceTimeAttention, gated, repeat_text
 from vdmkit.backbones.transformer_blocks import MotionModule, SpatialTransformer, TemporalTransformer
+from vdmkit.backbones.condition_inputs import ConditionInputs, check_condition, check_condition_inputs
 from vdmkit.conditioning.condition import Condition, as_condition
 from vdmkit.conditioning.text import TextCondition
 from vdmkit.errors import ConfigError, ConstraintError
@@ -129,9 +130,13 @@ class UNet3DConfig:
     motion_layers: int = 1  # transformer blocks per motion module
     motion_max_frames: int = 32  # frame positions the modules know: the most frames a clip may have
     motion_mid: bool = True  # a motion module in the middle block too (AnimateDiff v2 and later; v1 has none)
+    # conditioned generation (backbones/condition_inputs.py): "frames" (known frames and their mask: image-to-video,
+    # interpolation, prediction) and / or "low_res" (super-resolution), as zero-initialised extra input channels
+    condition_inputs: tuple[str, ...] = ()
 
     def __post_init__(self):
         self.channels = tuple(int(c) for c in self.channels)
+        self.condition_inputs = check_condition_inputs(self.condition_inputs)
         self.attention_levels = tuple(int(a) for a in self.attention_levels)
         if not self.channels or any(c <= 0 or (not self.attention_heads and c % self.head_dim) for c in self.channels):
             raise ConfigError(f"model.channels {self.channels} must be positive multiples of head_dim={self.head_dim}")
@@ -414,6 +419,10 @@ class UNet3D(nn.Module):
         self.time_mlp = nn.Sequential(nn.Linear(ch[0], emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
         self.text_to_emb = nn.Linear(cfg.text_dim, emb_dim) if cfg.text_dim and cfg.pooled_text else None
         self.conv_in = FrameConv(cfg.in_channels, ch[0], SPATIAL_3X3, padding=SPATIAL_PAD)
+        self.condition_in = None
+        if cfg.condition_inputs:  # extra input channels, summed with conv_in's output; zero at init
+            self.condition_in = ConditionInputs(cfg.in_channels, cfg.condition_inputs, emb_dim,
+                                                lambda c: FrameConv(c, ch[0], SPATIAL_3X3, padding=SPATIAL_PAD))
         self.input_temporal = None
         if cfg.input_temporal_heads:  # ModelScope's transformer_in
             self.input_temporal = TemporalTransformer(ch[0], cfg.input_temporal_heads, cfg.head_dim, cfg.ff_mult,
@@ -459,6 +468,7 @@ class UNet3D(nn.Module):
             raise ConstraintError(f"UNet3D expects {self.cfg.in_channels} input channels, got {c}")
         self.cfg.check_shape(t, h, w)
         check_conditioning(cond, self.cfg.text_dim, b, t)
+        check_condition(cond, self.cfg.condition_inputs, tuple(x.shape), "this UNet")
         clip_wide = self.cfg.temporal_norm == "clip" or self.cfg.attention_block == "transformer"
         if cond.is_image is not None and t > 1 and (clip_wide or self.cfg.motion_heads):
             raise ConstraintError("joint image-video masks (is_image) need temporal layers that keep frames apart: "
@@ -474,6 +484,9 @@ class UNet3D(nn.Module):
         if self.text_to_emb is not None and text is not None:
             emb = emb + self.text_to_emb(text.pooled)
         h = self.conv_in(x)  # (B, C0, T, H, W)
+        if self.condition_in is not None:  # [known * mask, mask, upsampled low-res] and their noise level
+            h = h + self.condition_in(x, cond)
+            emb = emb + self.condition_in.embedding(cond, x.shape[0], emb)
         if self.input_temporal is not None:
             h = self.input_temporal(h)
         skips = [h]

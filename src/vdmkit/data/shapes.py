@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from vdmkit.conditioning.masks import ConditionConfig
 from vdmkit.errors import ConfigError
 
 COLOURS = {
@@ -58,6 +59,9 @@ class ShapesConfig:
     # "cyan square up"); a sample whose shape, colour, direction and speed include all of an entry's words is
     # redrawn (from the same per-sample generator: still a pure function of (seed, index))
     holdout: tuple[str, ...] = ()
+    # conditioned generation: the known-frame masks, low-res factor, dropout and noise augmentation drawn per sample
+    # (vdmkit.conditioning.masks); None trains text-to-video
+    condition: ConditionConfig | None = None
 
     def __post_init__(self):
         for name, chosen, valid in [("shapes", self.shapes, SHAPES), ("colours", self.colours, PALETTE),

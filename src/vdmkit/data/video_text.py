@@ -23,6 +23,7 @@ import tarfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+from vdmkit.conditioning.masks import ConditionConfig
 from vdmkit.data.captions import (
     CaptionRow,
     check_caption,
@@ -53,6 +54,7 @@ class VideoDataConfig:
     lengths: tuple[int, ...] = ()  # clip-length buckets (frames); default: (frames,)
     aspect_ratios: tuple[float, ...] = (0.5625, 1.0, 1.7778)  # width / height of the aspect buckets
     multiple: int = 8  # bucket heights and widths are multiples of this (the model's factor)
+    condition: ConditionConfig | None = None  # conditioned generation (vdmkit.conditioning.masks); None: text-to-video
     fps: float | None = 8.0  # clips are sampled at this rate (never above the source's); null: use stride
     stride: int = 1  # source frames between sampled frames when fps is null
     images: bool = True  # allow T=1 samples: image files, 1-frame videos, single frames of videos

@@ -10,6 +10,7 @@ import typing
 from dataclasses import dataclass, field
 
 from vdmkit.autoencoders.common import compressed_shape
+from vdmkit.conditioning.masks import ConditionConfig
 from vdmkit.config import from_dict
 from vdmkit.diffusion.config import DiffusionConfig
 from vdmkit.errors import ConfigError, ConstraintError
@@ -102,6 +103,8 @@ class PipelineConfig:
     height: int = 32
     width: int = 32
     sampling: SamplingDefaults = field(default_factory=SamplingDefaults)
+    # what a conditioned model was trained to take (its run's data.condition); None: text-to-video
+    condition: ConditionConfig | None = None
 
     def __post_init__(self):
         self.model, self.text = build_parts(self.backbone, self.model, self.text_encoder, self.text)

@@ -7,6 +7,7 @@ from typing import Callable
 import torch
 
 from vdmkit.device import memory_guard
+from vdmkit.errors import ConstraintError
 from vdmkit.pipelines.base import Pipeline
 from vdmkit.pipelines.request import SampleRequest, make_request
 from vdmkit.sampling.generate import generate
@@ -20,6 +21,7 @@ class TextToVideo(Pipeline):
         """Check a request against this model (see :func:`vdmkit.pipelines.request.make_request`);
         ``timesteps="auto"`` reads the schedules searched for this model (its folder's schedules.json unless
         ``schedules=`` names another file)."""
+        refuse_conditioned(self.config)
         if kwargs.get("timesteps") == "auto":
             kwargs.setdefault("schedules", self.schedules_path())
             kwargs.setdefault("model_sha256", self.model_sha256)
@@ -54,3 +56,14 @@ class TextToVideo(Pipeline):
                          guidance=request.guidance, guidance_rescale=request.guidance_rescale, generator=generator,
                          callback=callback, cache=request.cache, record=record, **request.knobs)
             return x if request.output == "latents" else self.decode(x, **(decode or {}))
+
+
+def refuse_conditioned(config) -> None:
+    """ConstraintError for a model trained to take known frames or a low-resolution video: it is run by its task."""
+    inputs = tuple(getattr(config.model, "condition_inputs", ()))
+    if inputs:
+        tasks = ("`vdmkit upscale --video LOW_RES.mp4` (upscale())" if "low_res" in inputs else
+                 "`vdmkit sample --image FIRST.png`, `vdmkit interpolate`, `vdmkit extend` (image_to_video(), "
+                 "interpolate(), extend())")
+        raise ConstraintError(f"this model is conditioned (condition_inputs={list(inputs)}), not a text-to-video "
+                              f"model: run it with {tasks}")

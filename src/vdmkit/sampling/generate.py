@@ -12,7 +12,7 @@ from vdmkit.diffusion.denoiser import Denoiser
 from vdmkit.diffusion.process import NoiseProcess
 from vdmkit.registry import check_sampler
 from vdmkit.sampling.caching import CacheSpec, cached
-from vdmkit.sampling.guidance import guided
+from vdmkit.sampling.guidance import guided, guided_two_scale, replaced
 from vdmkit.sampling.timesteps import CONTINUOUS_SPACINGS, DISCRETE_SPACINGS
 
 MAX_SEED = 2**63 - 1
@@ -57,17 +57,34 @@ def generate(
     process: NoiseProcess | None = None,
     cache: CacheSpec | None = None,
     record: dict | None = None,
+    image_guidance: float | None = None,
+    neither: Any = None,
+    replace: tuple[torch.Tensor, torch.Tensor] | None = None,
     **knobs,
 ) -> torch.Tensor:
     """Denoise the starting noise ``x`` (B, C, T, H, W) along the times ``ts`` with ``sampler``, guided by ``cond``
     against ``uncond``. ``generator`` (a CPU generator) feeds the stochastic samplers' noise. ``denoiser`` is a
     Denoiser, or any ``(x_t, t, cond) -> x0_hat`` wrapped around one, with its ``process`` given. ``cache`` skips
-    guided calls (caching.py): its settings and counts of computed and reused calls go to ``record["cache"]``."""
+    guided calls (caching.py): its settings and counts of computed and reused calls go to ``record["cache"]``.
+
+    Conditioned generation: with ``image_guidance``, ``uncond`` is the image-only condition and ``neither`` the one
+    without image and text (two-scale guidance, guidance.guided_two_scale); ``replace=(known, mask)`` imposes known
+    values where the mask is 1 (guidance.replaced) and pastes them into the result."""
     process = process or denoiser.process
     entry = check_sampler(sampler, process.name)
-    fn = guided(denoiser, cond, uncond, guidance, guidance_rescale)
+    if image_guidance is not None:
+        if guidance_rescale:
+            raise ValueError("guidance_rescale applies to one-scale guidance; drop it or image_guidance")
+        fn = guided_two_scale(denoiser, cond, uncond, neither, guidance, image_guidance)
+    else:
+        fn = guided(denoiser, cond, uncond, guidance, guidance_rescale)
+    if replace is not None:
+        fn = replaced(fn, *replace)
     run = fn if cache is None else cached(fn, cache, process, ts)
     x = entry.build(run, x, ts, process, generator=generator, callback=callback, **knobs)
     if cache is not None and record is not None:
         record["cache"] = run.stats()
+    if replace is not None:  # exactly the known values (a sampler's last update may round them)
+        known, mask = replace
+        x = torch.where(mask.to(x.device).expand_as(x) > 0, known.to(x), x)
     return x

@@ -1,5 +1,7 @@
-"""Classifier-free guidance (Ho & Salimans 2022) in x0 space, with cond and uncond in one batch, and the
-guidance rescale of Lin et al. 2024 ("Common Diffusion Noise Schedules and Sample Steps are Flawed", eq. 15-16)."""
+"""Classifier-free guidance (Ho & Salimans 2022) in x0 space, with cond and uncond in one batch, the guidance
+rescale of Lin et al. 2024 ("Common Diffusion Noise Schedules and Sample Steps are Flawed", eq. 15-16), two-scale
+guidance on an image and a text condition (InstructPix2Pix, Brooks et al. 2023, eq. 3; SVD), and replacement of known
+values (the training-free way to condition any model on known frames)."""
 
 from __future__ import annotations
 
@@ -77,3 +79,47 @@ def guided(
         return rescale_guided(x0, x0_c, rescale) if rescale else x0
 
     return guided_denoiser
+
+
+def guided_two_scale(
+    denoiser: Callable[[torch.Tensor, torch.Tensor, Any], torch.Tensor],
+    full: Any,
+    image_only: Any,
+    neither: Any,
+    text_scale: float,
+    image_scale: float,
+) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """``(x_t, t) -> x0_hat`` guided separately on the image and the text (InstructPix2Pix eq. 3):
+    ``x0(-, -) + image_scale (x0(img, -) - x0(-, -)) + text_scale (x0(img, txt) - x0(img, -))``, the three
+    conditions ``neither``, ``image_only`` and ``full`` evaluated in one batch; branches whose weight is zero
+    (a scale of 1) are not computed."""
+    text_scale, image_scale = check_guidance(text_scale), check_guidance(image_scale)
+    terms = [(full, text_scale), (image_only, image_scale - text_scale), (neither, 1.0 - image_scale)]
+    terms = [(c, w) for c, w in terms if w != 0.0]
+    if len(terms) == 1:
+        return lambda x, t: denoiser(x, t, terms[0][0])
+    batched = terms[0][0]
+    for c, _ in terms[1:]:
+        batched = concat_conditions(batched, c)
+    weights = [w for _, w in terms]
+
+    def two_scale_denoiser(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        k = len(weights)
+        parts = denoiser(torch.cat([x] * k), torch.cat([t] * k), batched).chunk(k)
+        return sum(w * p for w, p in zip(weights, parts))
+
+    return two_scale_denoiser
+
+
+def replaced(fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], known: torch.Tensor,
+             mask: torch.Tensor) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """``fn`` whose x0 estimate is ``known`` where ``mask`` (broadcastable, 1 = known) is set: every sampler, which
+    sees the model only through x0, then keeps x_t on the known values' own noising trajectory (q(x_t | known) with
+    the starting noise) and ends on them (replacement: Ho et al. 2022, VDM sec. 3.1; RePaint without resampling).
+    Works on any model, pretrained ones included."""
+    def replaced_denoiser(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        x0 = fn(x, t)
+        m = mask.to(x0)
+        return m * known.to(x0) + (1 - m) * x0
+
+    return replaced_denoiser

@@ -198,6 +198,7 @@ class RunConfig:
     def __post_init__(self):
         self.data = data_config(self.data)
         self.model, self.text = build_parts(self.backbone, self.model, self.text_encoder, self.text)
+        self.model = condition_model(self.model, self.data.condition, self.train.image_ratio)
         if self.latent.resolved:  # else resolve() checks them, once the autoencoder is known
             self.check_shapes()
 
@@ -232,7 +233,7 @@ class RunConfig:
             backbone=self.backbone, model=self.model, text_encoder=self.text_encoder, text=self.text,
             diffusion=self.diffusion,
             latent=LatentSpec(self.latent.kind, self.latent.model, self.latent.sha256, self.latent.autoencoder),
-            frames=self.data.frames, height=self.data.size, width=self.data.size)
+            frames=self.data.frames, height=self.data.size, width=self.data.size, condition=self.data.condition)
 
 
 def resolve(cfg: RunConfig) -> RunConfig:
@@ -359,3 +360,26 @@ class AERunConfig:
     def describes(self) -> dict:
         """What the autoencoder checkpoints of this run hold in their config file: the model alone."""
         return {"autoencoder": self.autoencoder, "model": to_dict(self.model)}
+
+
+def condition_model(model, condition, image_ratio: float):
+    """The backbone config with the inputs ``data.condition`` feeds (``model.condition_inputs`` filled in when left
+    empty); ConfigError when the two disagree, or when conditioning meets joint image-video training."""
+    inputs = tuple(getattr(model, "condition_inputs", ()))
+    if condition is None:
+        if inputs:
+            raise ConfigError(f"model.condition_inputs={list(inputs)} but data.condition is not set: a conditioned "
+                              "model is trained with data.condition (masks, low_res); or drop model.condition_inputs")
+        return model
+    if not hasattr(model, "condition_inputs"):
+        raise ConfigError(f"data.condition is set, but this backbone ({type(model).__name__}) takes no conditioning "
+                          "inputs: use unet3d or dit")
+    if image_ratio > 0:
+        raise ConfigError("data.condition and train.image_ratio > 0 cannot be combined: joint image-video training "
+                          "trains text-to-video; set train.image_ratio=0")
+    if not inputs:
+        return dataclasses.replace(model, condition_inputs=condition.inputs)
+    if set(inputs) != set(condition.inputs):
+        raise ConfigError(f"model.condition_inputs={list(inputs)} but data.condition feeds {list(condition.inputs)}: "
+                          "leave model.condition_inputs empty (it follows data.condition) or make them agree")
+    return model

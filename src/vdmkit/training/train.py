@@ -26,6 +26,7 @@ from vdmkit.data.loader import build_dataset
 from vdmkit.device import autocast, grad_scaler, memory_guard, resolve_device
 from vdmkit.diffusion.losses import diffusion_loss
 from vdmkit.backbones import lora
+from vdmkit.conditioning import masks
 from vdmkit.distributed import barrier, collectives, join, mean
 from vdmkit.errors import ConfigError, NonFiniteError
 from vdmkit.io.checkpoint import CONFIG, WEIGHTS, Checkpoint, load_strict, open_checkpoint
@@ -78,10 +79,15 @@ class DiffusionObjective(nn.Module):
         super().__init__()
         self.pipe, self.device, self.precision = pipe, device, cfg.train.precision
         self.prediction, self.weighting = cfg.diffusion.prediction, cfg.diffusion.loss_weighting
+        self.condition = cfg.data.condition
 
-    def forward(self, videos: torch.Tensor, captions: list[str], draws) -> torch.Tensor:
+    def forward(self, videos: torch.Tensor, captions: list[str], draws, condition=None) -> torch.Tensor:
+        """``condition``: the conditioning draws (vdmkit.conditioning.masks.Draws) when the run trains a conditioned
+        model (data.condition), else None."""
         with autocast(self.device, self.precision):
             cond = dataclasses.replace(self.pipe.encode(captions), is_image=draws.is_image)
+            if condition is not None:
+                cond = masks.conditioned(cond, videos, condition, self.condition)
             return diffusion_loss(self.pipe.backbone, videos, cond, self.pipe.process, self.prediction,
                                   weighting=self.weighting, noise=(draws.t, draws.eps))
 
@@ -163,8 +169,11 @@ def train(cfg: RunConfig, *, resume: bool = False, progress: bool = True) -> Pat
                     draws = step_draws(scheme, videos.shape, tc, pipe.process, cfg.diffusion.loss_weighting,
                                        generator=generator, step=step, positions=layout.positions(m),
                                        global_batch=layout.global_batch, device=device)
+                    condition = None if cfg.data.condition is None else masks.draw(
+                        cfg.data.condition, tuple(videos.shape), seed=tc.seed, step=step,
+                        positions=list(layout.positions(m)))  # a pure function of (seed, step, position)
                     with accumulating(model, pipe, mode, last=m == layout.accum - 1):
-                        loss = model(videos, draws.captions(captions), draws)
+                        loss = model(videos, draws.captions(captions), draws, condition)
                         scaler.scale(loss / layout.accum if layout.accum > 1 else loss).backward()
                     losses.append(loss.detach())
                 loss = mean(torch.stack(losses).mean(), world)  # the global batch's loss, on every rank
@@ -253,9 +262,14 @@ def inference_copy(ema: TextToVideo, weights: dict, mode: str, device: torch.dev
 def write_previews(pipe: TextToVideo, tc, path: Path, step: int) -> Path:
     """Sample the prompts ``tc`` configures (``sample_prompts``, ``sample_steps``, ``sample_guidance``, ``precision``:
     a run's train or distill section) with the model's own sampler; write them side by side as mp4 and a PNG
-    strip."""
-    videos = pipe(list(tc.sample_prompts), steps=tc.sample_steps, guidance=tc.sample_guidance, seed=0,
-                  precision=tc.precision)  # (B, C, T, H, W)
+    strip. A model trained on known frames previews its image-free branch; a super-resolution model none."""
+    from vdmkit.pipelines.request import make_request
+
+    if "low_res" in getattr(pipe.config.model, "condition_inputs", ()):
+        return path
+    request = make_request(pipe.config, list(tc.sample_prompts), steps=tc.sample_steps, guidance=tc.sample_guidance,
+                           seed=0, precision=tc.precision)
+    videos = pipe.run(request)  # (B, C, T, H, W)
     frames = torch.cat(list(videos), dim=-1)  # prompts side by side: (C, T, H, B*W)
     factor = max(1, math.ceil(PREVIEW_MIN_SIZE / frames.shape[-2]))
     u8 = upscale(to_uint8(frames), factor)
@@ -269,13 +283,18 @@ def write_previews(pipe: TextToVideo, tc, path: Path, step: int) -> Path:
 
 def init_from(pipe: TextToVideo, path: str) -> str:
     """Load the weights of the text-to-video checkpoint (or run) at ``path``, strictly; ConfigError naming what
-    differs unless it describes the model ``pipe`` is (backbone, model, text encoder, diffusion, autoencoder).
+    differs unless it describes the model ``pipe`` is (backbone, model, text encoder, diffusion, autoencoder). A
+    conditioned model (model.condition_inputs) fine-tunes from its text-to-video checkpoint: every weight loads
+    but the zero-initialised conditioning inputs, so it starts as exactly that model.
     Returns the sha256 of the weights loaded."""
     ckpt = open_checkpoint(path, needs=(CONFIG, WEIGHTS))
     saved, ours = pipeline_config(ckpt.read_json(CONFIG)), pipe.config
     parts = {"backbone": (saved.backbone, ours.backbone), "text_encoder": (saved.text_encoder, ours.text_encoder)}
+    grows = not getattr(saved.model, "condition_inputs", ()) and getattr(ours.model, "condition_inputs", ())
     for name in ("model", "text", "diffusion"):
         a, b = to_dict(getattr(saved, name)), to_dict(getattr(ours, name))
+        if name == "model" and grows:  # text-to-video weights into a conditioned model: its new inputs start at zero
+            a.pop("condition_inputs", None), b.pop("condition_inputs", None)
         parts.update({f"{name}.{k}": (a.get(k), b.get(k)) for k in sorted(set(a) | set(b))})
     parts.update({f"latent.{k}": (getattr(saved.latent, k), getattr(ours.latent, k)) for k in ("kind", "model", "sha256")})
     differ = [f"{k} ({a!r} there, {b!r} here)" for k, (a, b) in parts.items() if to_dict(a) != to_dict(b)]
@@ -283,7 +302,10 @@ def init_from(pipe: TextToVideo, path: str) -> str:
         raise ConfigError(f"train.init_from={path!r} holds another model than this run's: {'; '.join(differ[:6])}"
                           f"{f' (+{len(differ) - 6} more)' if len(differ) > 6 else ''}. Use the config it was written "
                           "with (`vdmkit inflate` writes finetune.yaml beside it)")
-    load_strict(pipe, ckpt.load_tensors(WEIGHTS), ckpt.directory)
+    state = ckpt.load_tensors(WEIGHTS)
+    if grows:  # the zero-initialised conditioning inputs keep their initial values
+        state.update({k: v for k, v in pipe.state_dict().items() if ".condition_in." in f".{k}"})
+    load_strict(pipe, state, ckpt.directory)
     return ckpt.sha256(WEIGHTS)
 
 

@@ -1,0 +1,184 @@
+"""Cascades (Imagen Video, Show-1, LaVie): stages named in a YAML file, each any vdmkit model, run one at a time.
+
+A base text-to-video stage makes keyframes (``stride`` keeps every n-th frame: low fps), an ``interpolate`` stage
+fills in ``factor`` x the frames between them, an ``upscale`` stage raises the resolution by its model's factor
+(``extend`` continues a video). Every stage is checked against the one before it (frames and size) from the models'
+configs alone, before any weights load; each stage's model is loaded, run and freed before the next one loads. The
+result records every stage (model, sha256, seconds, output shape).
+"""
+
+from __future__ import annotations
+
+import gc
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+
+from vdmkit.config import read_config
+from vdmkit.errors import ConfigError, ConstraintError
+
+TASKS = ("text_to_video", "interpolate", "extend", "upscale")
+
+
+@dataclass
+class StageConfig:
+    """One stage: ``task``, ``model`` (a checkpoint or run directory; "default": the bundled model) and its options:
+    ``stride`` (text_to_video: keep frames 0, stride, 2 stride, ...), ``factor`` (interpolate), ``frames``
+    (text_to_video: how many to make; extend: the total), ``noise_level``, ``mode`` and ``image_guidance`` (the
+    conditioned tasks), and the sampler's ``steps``, ``sampler``, ``guidance``."""
+
+    task: str = "text_to_video"
+    model: str = "default"
+    name: str = ""
+    stride: int = 1
+    factor: int = 4
+    frames: int | None = None
+    steps: int | None = None
+    sampler: str | None = None
+    guidance: float | None = None
+    noise_level: float = 0.0
+    mode: str = "auto"
+    image_guidance: float | None = None
+
+    def __post_init__(self):
+        if self.task not in TASKS:
+            raise ConfigError(f"cascade stage task must be one of {', '.join(TASKS)}, got {self.task!r}")
+        self.name = self.name or self.task
+        if self.stride < 1 or (self.stride > 1 and self.task != "text_to_video"):
+            raise ConfigError(f"stage {self.name!r}: stride must be >= 1 and applies to text_to_video stages")
+        if self.factor < 2:
+            raise ConfigError(f"stage {self.name!r}: factor must be >= 2, got {self.factor}")
+
+
+@dataclass
+class CascadeConfig:
+    """The stages, in order; the first makes a video from the prompt (text_to_video)."""
+
+    stages: tuple[StageConfig, ...] = ()
+    fps: float = 8.0
+
+    def __post_init__(self):
+        if not self.stages:
+            raise ConfigError("a cascade needs at least one stage (stages: [{task: text_to_video, model: ...}, ...])")
+        if self.stages[0].task != "text_to_video":
+            raise ConfigError(f"the first cascade stage must be text_to_video (it makes the video the others "
+                              f"refine), got {self.stages[0].task!r}")
+        late = [s.name for s in self.stages[1:] if s.task == "text_to_video"]
+        if late:
+            raise ConfigError(f"only the first stage makes a video from text; stage(s) {late} must be interpolate, "
+                              "extend or upscale")
+
+
+def load_cascade(path, overrides: list[str] | None = None) -> CascadeConfig:
+    return read_config(CascadeConfig, path, overrides or [])
+
+
+@dataclass
+class Planned:
+    """A stage with its model opened (config only) and the shape (frames, height, width) it makes."""
+
+    stage: StageConfig
+    source: object = field(repr=False)
+    config: object = field(repr=False)
+    shape: tuple[int, int, int] = (0, 0, 0)
+
+
+def model_path(stage: StageConfig):
+    if stage.model != "default":
+        return stage.model
+    from vdmkit.pipelines.default import default_model
+
+    path = default_model()
+    if path is None:
+        raise ConfigError(f"stage {stage.name!r} asks for the default model, which is not installed")
+    return path
+
+
+def plan(cfg: CascadeConfig) -> list[Planned]:
+    """Open every stage's model (configs only) and check that each stage takes what the one before makes;
+    ConstraintError naming both shapes otherwise."""
+    from vdmkit.pipelines.base import open_model
+
+    planned, shape = [], None
+    for stage in cfg.stages:
+        source, config = open_model(model_path(stage))
+        inputs = tuple(getattr(config.model, "condition_inputs", ()))
+        where = f"stage {stage.name!r} ({stage.task}, model {stage.model!r})"
+        if stage.task == "text_to_video":
+            if inputs and "frames" not in inputs:
+                raise ConstraintError(f"{where}: a super-resolution model cannot make a video from text")
+            frames = stage.frames or config.frames
+            made = (len(range(0, frames, stage.stride)), config.height, config.width)
+        else:
+            frames, height, width = shape
+            if stage.task == "upscale":
+                factor = config.condition.low_res if config.condition is not None else 1
+                if "low_res" not in inputs:
+                    raise ConstraintError(f"{where}: its model takes no low-resolution video (train it with "
+                                          "data.condition.low_res > 1)")
+                wants = (config.height // factor, config.width // factor)
+                if (height, width) != wants:
+                    raise ConstraintError(f"{where} takes {wants[0]}x{wants[1]} frames (its model makes "
+                                          f"{config.height}x{config.width}, x{factor}), but the stage before makes "
+                                          f"{height}x{width}")
+                made = (frames, config.height, config.width)
+            else:
+                if (height, width) != (config.height, config.width):
+                    raise ConstraintError(f"{where} takes {config.height}x{config.width} frames (its model's size), "
+                                          f"but the stage before makes {height}x{width}")
+                if stage.task == "interpolate":
+                    if frames < 2:
+                        raise ConstraintError(f"{where} needs at least 2 keyframes; the stage before makes {frames}")
+                    made = ((frames - 1) * stage.factor + 1, height, width)
+                else:
+                    if stage.frames is None or stage.frames <= frames:
+                        raise ConstraintError(f"{where}: frames must exceed the {frames} frames the stage before "
+                                              f"makes, got {stage.frames}")
+                    made = (stage.frames, height, width)
+        planned.append(Planned(stage, source, config, made))
+        shape = made
+    return planned
+
+
+def sampling_options(stage: StageConfig) -> dict:
+    return {k: v for k, v in (("steps", stage.steps), ("sampler", stage.sampler), ("guidance", stage.guidance))
+            if v is not None}
+
+
+@torch.no_grad()
+def run_cascade(cfg: CascadeConfig, prompt: str, *, seed: int = 0, device="cpu", precision: str = "fp32",
+                progress: Callable[[str], None] | None = None) -> tuple[torch.Tensor, list[dict]]:
+    """The video (1, 3, T, H, W) in [-1, 1] the stages make from ``prompt``, and one record per stage."""
+    from vdmkit.pipelines import TextToVideo
+    from vdmkit.pipelines.conditioned import extend, interpolate, upscale
+
+    planned = plan(cfg)
+    video, records = None, []
+    for k, p in enumerate(planned):
+        stage = p.stage
+        start = time.perf_counter()
+        pipe = TextToVideo.from_pretrained(p.source, device=device)
+        options = {**sampling_options(stage), "seed": seed + k, "precision": precision}
+        conditioned = {"noise_level": stage.noise_level, "mode": stage.mode, "image_guidance": stage.image_guidance}
+        if stage.task == "text_to_video":
+            video = pipe.run(pipe.request([prompt], frames=stage.frames, **options))[:, :, ::stage.stride]
+        elif stage.task == "interpolate":
+            video = interpolate(pipe, video, prompt, factor=stage.factor, **conditioned, **options)
+        elif stage.task == "extend":
+            video = extend(pipe, video, prompt, frames=stage.frames, **conditioned, **options)
+        else:
+            video = upscale(pipe, video, prompt, noise_level=stage.noise_level, **options)
+        video = video.cpu()
+        records.append({"name": stage.name, "task": stage.task, "model": pipe.source, "model_sha256": pipe.model_sha256,
+                        "seconds": round(time.perf_counter() - start, 3), "shape": list(video.shape[2:]),
+                        "seed": seed + k})
+        del pipe  # one stage's model in memory at a time
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        if progress is not None:
+            progress(f"stage {k + 1}/{len(planned)} {stage.name}: {tuple(video.shape[2:])} in "
+                     f"{records[-1]['seconds']} s")
+    return video, records

@@ -1,0 +1,376 @@
+"""Conditioned generation on a loaded pipeline: known frames (image-to-video, interpolation, prediction and
+extension) and a low-resolution video (super-resolution), as pure functions over a
+:class:`~vdmkit.pipelines.TextToVideo` and the existing samplers.
+
+Two ways to condition (``mode``):
+
+- ``concat``: a model trained with ``data.condition`` takes ``[x_t, known * mask, mask]`` (and the upsampled
+  low-res video) as extra input channels (SVD, I2VGen-XL, Emu Video; VDT's masks), optionally with two-scale
+  guidance on the image and the text (``image_guidance``: InstructPix2Pix, SVD).
+- ``replace``: training-free, for any model (pretrained folders included): the known frames replace the model's
+  estimate at every step (VDM's replacement method), so the output keeps them and fills in the rest.
+
+``auto`` picks ``concat`` when the model takes known frames, else ``replace``. Sizes are pixels; a latent model
+conditions on the encoded frames (a latent frame is known when every pixel frame it encodes is).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+
+from vdmkit.conditioning.masks import augment, check_noise_level
+from vdmkit.errors import ConstraintError
+from vdmkit.pipelines.request import SampleRequest, check_prompts, check_size, make_request
+from vdmkit.sampling.generate import generate
+from vdmkit.sampling.guidance import check_guidance
+from vdmkit.video import check_video
+
+MODES = ("auto", "concat", "replace")
+AUGMENT_SEED = 0x1A6E  # the conditioning's augmentation noise: its own stream, so the starting noise is the seed's
+
+
+@dataclass(frozen=True)
+class ConditionedRequest:
+    """A checked conditioned request: ``base`` (prompts, output frames and size, sampler, schedule, guidance, seed),
+    the known pixel frames (B, 3, T, H, W) and their frame mask (B, T) (None: no known frames), the low-resolution
+    pixel video (None: no super-resolution), the resolved mode, two-scale ``image_guidance`` (None: one-scale CFG on
+    the text), the conditioning's noise level and whether known frames are pasted into the output."""
+
+    base: SampleRequest
+    known: torch.Tensor | None = field(default=None, repr=False)
+    mask: torch.Tensor | None = field(default=None, repr=False)
+    low_res: torch.Tensor | None = field(default=None, repr=False)
+    mode: str = "concat"
+    image_guidance: float | None = None
+    noise_level: float = 0.0
+    keep_known: bool = False
+
+    def metadata(self) -> dict:
+        """What a conditioned sample's sidecar records beyond a text-to-video one."""
+        known = None if self.mask is None else [int(i) for i in self.mask[0].nonzero()[:, 0]]
+        return {"condition_mode": self.mode, "known_frames": known, "image_guidance": self.image_guidance,
+                "noise_level": self.noise_level, "keep_known": self.keep_known,
+                "low_res": None if self.low_res is None else list(self.low_res.shape[2:])}
+
+
+def resolve_mode(config, mode: str, *, frames: bool, low_res: bool) -> str:
+    """The mode a request runs in; ConstraintError when the model cannot take what is asked (naming what it was
+    trained for)."""
+    if mode not in MODES:
+        raise ConstraintError(f"condition_mode must be one of {', '.join(MODES)}, got {mode!r}")
+    inputs = tuple(getattr(config.model, "condition_inputs", ()))
+    trained = f"this model takes condition_inputs={list(inputs)}"
+    if low_res:
+        if "low_res" not in inputs:
+            raise ConstraintError(f"super-resolution needs a model trained on low-resolution inputs "
+                                  f"(data.condition.low_res > 1); {trained}")
+        if mode == "replace":
+            raise ConstraintError("super-resolution has no training-free mode: condition_mode must be concat or auto")
+        return "concat"
+    if not frames:
+        raise ConstraintError("a conditioned request needs known frames or a low-resolution video")
+    if "low_res" in inputs:
+        raise ConstraintError(f"a super-resolution model makes videos from low-resolution ones ({trained}): run it "
+                              "with upscale() / `vdmkit upscale`")
+    if mode == "concat" and "frames" not in inputs:
+        raise ConstraintError(f"condition_mode='concat' needs a model trained with known frames (data.condition "
+                              f"masks); {trained}. Use condition_mode='replace' (training-free, any model)")
+    if mode == "auto":
+        return "concat" if "frames" in inputs else "replace"
+    return mode
+
+
+def check_frame_mask(mask, batch: int, frames: int) -> torch.Tensor:
+    """(B, T) or (T,) of 0/1 -> (B, T) float; ConstraintError when it knows no frame or every frame."""
+    if not isinstance(mask, torch.Tensor):
+        mask = torch.as_tensor(mask)
+    if mask.ndim == 1:
+        mask = mask[None].expand(batch, -1)
+    if tuple(mask.shape) != (batch, frames) or not bool(((mask == 0) | (mask == 1)).all()):
+        raise ConstraintError(f"the known-frame mask must be 0/1 of shape ({batch}, {frames}) or ({frames},), got "
+                              f"shape {tuple(mask.shape)}")
+    mask = mask.float()
+    counts = mask.sum(dim=1)
+    if bool((counts == 0).any()):
+        raise ConstraintError("the known-frame mask marks no frame as known: give at least one known frame "
+                              "(or sample text-to-video)")
+    if bool((counts == frames).any()):
+        raise ConstraintError(f"the known-frame mask marks all {frames} frames as known: nothing is left to generate")
+    return mask
+
+
+def conditioned_request(config, prompts, *, known: torch.Tensor | None = None, mask=None,
+                        low_res: torch.Tensor | None = None, mode: str = "auto", image_guidance: float | None = None,
+                        noise_level: float = 0.0, keep_known: bool = False, **kwargs) -> ConditionedRequest:
+    """Check a conditioned request against the model (no weights needed). ``known``: pixel frames (B, 3, T, H, W)
+    in [-1, 1], read where the frame ``mask`` ((B, T) or (T,), 1 = known) is set; the output has the same frames and
+    size. ``low_res``: a pixel video (B, 3, T, h, w) to upscale by the model's factor. One prompt for every video or
+    one per video; ``kwargs`` as :func:`~vdmkit.pipelines.request.make_request` (steps, sampler, guidance, seed, ...)."""
+    resolved = resolve_mode(config, mode, frames=known is not None, low_res=low_res is not None)
+    if (known is None) != (mask is None):
+        raise ConstraintError("known frames need their mask, and a mask needs the known frames")
+    for name in ("frames", "height", "width"):
+        if name in kwargs:
+            raise ConstraintError(f"{name} comes from the conditioning video; resize or cut it instead")
+    if low_res is not None:
+        check_video(low_res, channels=3, name="the low-resolution video")
+        factor = config.condition.low_res if config.condition is not None else 1
+        batch, _, frames, h, w = low_res.shape
+        height, width = h * factor, w * factor
+        if known is not None and tuple(known.shape[2:]) != (frames, height, width):
+            raise ConstraintError(f"known frames {tuple(known.shape[2:])} do not match the upscaled low-res video "
+                                  f"{(frames, height, width)}")
+    else:
+        check_video(known, channels=3, name="the known frames")
+        batch, _, frames, height, width = known.shape
+    if known is not None:
+        mask = check_frame_mask(mask, batch, frames)
+    if image_guidance is not None:
+        if resolved != "concat":
+            raise ConstraintError("image_guidance (two-scale guidance) needs a model trained with known frames "
+                                  "(condition_mode concat); with replacement there is no image-free branch")
+        image_guidance = check_guidance(image_guidance)
+    if not isinstance(keep_known, bool):
+        raise ConstraintError(f"keep_known must be true or false, got {keep_known!r}")
+    prompts = check_prompts(prompts)
+    if len(prompts) == 1:
+        prompts = prompts * batch
+    if len(prompts) != batch:
+        raise ConstraintError(f"{len(prompts)} prompts for {batch} videos: give one prompt, or one per video")
+    base = make_request(config, list(prompts), frames=frames, height=height, width=width, **kwargs)
+    if base.cache is not None:
+        raise ConstraintError("cache (step caching) applies to text-to-video sampling; drop it")
+    return ConditionedRequest(base, known, mask, low_res, resolved, image_guidance, check_noise_level(noise_level),
+                              keep_known)
+
+
+def latent_frame_mask(mask: torch.Tensor, compression: int) -> torch.Tensor:
+    """A pixel frame mask (B, T) -> the latent frames' (B, 1 + (T - 1) / c): latent 0 is pixel frame 0, latent j
+    encodes pixel frames (j - 1) c + 1 .. j c and is known when all of them are."""
+    if compression == 1:
+        return mask
+    rest = mask[:, 1:].reshape(mask.shape[0], -1, compression).amin(dim=2)
+    return torch.cat([mask[:, :1], rest], dim=1)
+
+
+@torch.no_grad()
+def run_conditioned(pipe, request: ConditionedRequest, *, callback: Callable | None = None,
+                    decode: dict | None = None) -> torch.Tensor:
+    """The videos (B, 3, T, H, W) in [-1, 1] of a checked conditioned request (or their latents, for
+    ``output="latents"``)."""
+    base = request.base
+    n = len(base.prompts)
+    device = pipe.device
+    cond, uncond = pipe.conditions(base.prompts, [base.negative_prompt] * n)
+    x, generator = pipe.starting_noise(base)
+    aug = torch.Generator().manual_seed((base.seed + AUGMENT_SEED) % 2 ** 63)
+    level = torch.full((n,), request.noise_level, device=device)
+    fields, known, mask = {}, None, None
+    if request.known is not None:
+        known = pipe.to_latents(request.known.to(device)).float()
+        compression = 1 if pipe.autoencoder is None else pipe.autoencoder.temporal_compression
+        mask = latent_frame_mask(request.mask.to(device), compression)[:, None, :, None, None].expand(
+            n, 1, *known.shape[2:])
+        if request.mode == "concat":
+            eps = torch.randn(known.shape, generator=aug).to(device)
+            fields.update(known=augment(known, level, eps), mask=mask)
+    if request.low_res is not None:
+        small = pipe.to_latents(request.low_res.to(device)).float()
+        fields["low_res"] = augment(small, level, torch.randn(small.shape, generator=aug).to(device))
+    options = {}
+    if request.mode == "concat":
+        fields["noise_level"] = level
+        full, image_only = dataclasses.replace(cond, **fields), dataclasses.replace(uncond, **fields)
+        if request.image_guidance is not None:
+            empty = {k: torch.zeros_like(v) for k, v in fields.items() if k in ("known", "mask", "low_res")}
+            options = {"image_guidance": request.image_guidance,
+                       "neither": dataclasses.replace(image_only, **empty)}
+        cond, uncond = full, image_only
+    else:
+        options = {"replace": (known, mask)}
+    x = generate(pipe.denoiser(base.precision), x, base.ts, cond, uncond, sampler=base.sampler,
+                 guidance=base.guidance, guidance_rescale=base.guidance_rescale, generator=generator,
+                 callback=callback, **options, **base.knobs)
+    if base.output == "latents":
+        return x
+    video = pipe.decode(x, **(decode or {}))
+    if request.keep_known and request.known is not None:  # the given pixels themselves on the known frames
+        keep = request.mask.to(device)[:, None, :, None, None] > 0
+        video = torch.where(keep, request.known.to(video), video)
+    return video
+
+
+def sample_conditioned(pipe, prompts, *, callback: Callable | None = None, decode: dict | None = None,
+                       **kwargs) -> torch.Tensor:
+    """:func:`conditioned_request` then :func:`run_conditioned`."""
+    return run_conditioned(pipe, conditioned_request(pipe.config, prompts, **kwargs), callback=callback,
+                           decode=decode)
+
+
+def as_clip(image: torch.Tensor) -> torch.Tensor:
+    """An image (B, 3, H, W) or (B, 3, 1, H, W) in [-1, 1] -> (B, 3, 1, H, W)."""
+    if isinstance(image, torch.Tensor) and image.ndim == 4:
+        image = image[:, :, None]
+    check_video(image, channels=3, name="the image")
+    if image.shape[2] != 1:
+        raise ConstraintError(f"the image must be one frame (B, 3, H, W), got {image.shape[2]} frames")
+    return image
+
+
+def first_frame_request(config, image: torch.Tensor, prompts, *, frames: int | None = None,
+                        **kwargs) -> ConditionedRequest:
+    """Image-to-video: ``image`` (B, 3, H, W) in [-1, 1] is the first of ``frames`` (default: the model's)."""
+    image = as_clip(image)
+    frames = check_size("frames", config.frames if frames is None else frames)
+    if frames < 2:
+        raise ConstraintError(f"image-to-video makes at least 2 frames, got frames={frames}")
+    known = torch.cat([image, image.new_zeros(*image.shape[:2], frames - 1, *image.shape[3:])], dim=2)
+    mask = torch.zeros(frames)
+    mask[0] = 1
+    return conditioned_request(config, prompts, known=known, mask=mask, **kwargs)
+
+
+def image_to_video(pipe, image: torch.Tensor, prompts, *, frames: int | None = None, callback: Callable | None = None,
+                   decode: dict | None = None, **kwargs) -> torch.Tensor:
+    """Image-to-video: a video (B, 3, T, H, W) whose first frame is ``image`` (B, 3, H, W) and whose motion follows
+    ``prompts``. ``kwargs``: mode, image_guidance, noise_level, keep_known, and steps, sampler, guidance, seed, ..."""
+    request = first_frame_request(pipe.config, image, prompts, frames=frames, **kwargs)
+    return run_conditioned(pipe, request, callback=callback, decode=decode)
+
+
+def interpolation_windows(keyframes: int, factor: int, window: int) -> list[tuple[int, int]]:
+    """(first, last) keyframe index of each window: consecutive windows share their boundary keyframe and each
+    spans at most ``window`` output frames ((last - first) * factor + 1)."""
+    per = (window - 1) // factor  # keyframe intervals per window
+    if per < 1:
+        raise ConstraintError(f"interpolating x{factor} needs windows of at least {factor + 1} frames; the model "
+                              f"makes {window}")
+    return [(s, min(s + per, keyframes - 1)) for s in range(0, keyframes - 1, per)]
+
+
+def check_factor(factor) -> int:
+    if isinstance(factor, bool) or not isinstance(factor, int) or factor < 2:
+        raise ConstraintError(f"factor must be an integer >= 2, got {factor!r}")
+    return factor
+
+
+@torch.no_grad()
+def interpolate(pipe, video: torch.Tensor, prompts="", *, factor: int = 4, callback: Callable | None = None,
+                decode: dict | None = None, **kwargs) -> torch.Tensor:
+    """Temporal interpolation: keyframes ``video`` (B, 3, N, H, W) -> (B, 3, (N - 1) factor + 1, H, W), the
+    keyframes at every ``factor``-th frame. Windows of the model's length, each conditioned on its keyframes (the
+    frames after its last keyframe generated and dropped), share their boundary keyframes; window k is sampled with
+    seed + k. ``kwargs``: mode, image_guidance, noise_level, keep_known (default True: the keyframes exactly), steps,
+    sampler, guidance, seed, ..."""
+    factor = check_factor(factor)
+    check_video(video, channels=3, name="the keyframes")
+    if video.shape[2] < 2:
+        raise ConstraintError(f"interpolation needs at least 2 keyframes, got {video.shape[2]}")
+    kwargs.setdefault("keep_known", True)
+    window = pipe.config.frames
+    parts, seed = [], kwargs.pop("seed", 0)
+    for k, (first, last) in enumerate(interpolation_windows(video.shape[2], factor, window)):
+        known = video.new_zeros(*video.shape[:2], window, *video.shape[3:])
+        mask = torch.zeros(window)
+        for j in range(first, last + 1):
+            known[:, :, (j - first) * factor] = video[:, :, j]
+            mask[(j - first) * factor] = 1
+        request = conditioned_request(pipe.config, prompts, known=known, mask=mask,
+                                      seed=None if seed is None else seed + k, **kwargs)
+        out = run_conditioned(pipe, request, callback=callback, decode=decode)
+        span = (last - first) * factor + 1
+        parts.append(out[:, :, :span] if k == 0 else out[:, :, 1:span])
+    return torch.cat(parts, dim=2)
+
+
+@torch.no_grad()
+def extend(pipe, video: torch.Tensor, prompts="", *, frames: int, context: int | None = None,
+           callback: Callable | None = None, decode: dict | None = None, **kwargs) -> torch.Tensor:
+    """Prediction / extension: ``video`` (B, 3, N, H, W) continued to ``frames`` frames, window by window of the
+    model's length, each conditioned on the last ``context`` frames so far (default: half the window, at most the
+    N given). The input frames are kept as given; window k is sampled with seed + k."""
+    check_video(video, channels=3, name="the video to extend")
+    window, given = pipe.config.frames, video.shape[2]
+    frames = check_size("frames", frames)
+    if frames <= given:
+        raise ConstraintError(f"extend to frames={frames}: the video already has {given}; ask for more")
+    if context is None:  # a trained model: the most frames its prediction masks knew; replacement: half a window
+        condition = pipe.config.condition
+        trained = condition is not None and condition.masks.get("first_k", 0) > 0 and \
+            resolve_mode(pipe.config, kwargs.get("mode", "auto"), frames=True, low_res=False) == "concat"
+        context = min(condition.first_k if trained else window // 2, given)
+    context = check_size("context", context)
+    if context >= window or context > given:
+        raise ConstraintError(f"context={context} must be below the model's {window} frames and at most the "
+                              f"{given} frames given")
+    seed = kwargs.pop("seed", 0)
+    out, k = video.to(pipe.device), 0
+    while out.shape[2] < frames:
+        known = out.new_zeros(*out.shape[:2], window, *out.shape[3:])
+        known[:, :, :context] = out[:, :, -context:]
+        mask = torch.zeros(window)
+        mask[:context] = 1
+        request = conditioned_request(pipe.config, prompts, known=known, mask=mask,
+                                      seed=None if seed is None else seed + k, **kwargs)
+        part = run_conditioned(pipe, request, callback=callback, decode=decode)
+        out = torch.cat([out, part[:, :, context:].to(out)], dim=2)
+        k += 1
+    return out[:, :, :frames]
+
+
+@torch.no_grad()
+def upscale(pipe, video: torch.Tensor, prompts="", *, callback: Callable | None = None, decode: dict | None = None,
+            **kwargs) -> torch.Tensor:
+    """Super-resolution: ``video`` (B, 3, T, h, w) -> (B, 3, T, h f, w f) with a model trained on low-res inputs
+    (f = its data.condition.low_res), in chunks of the model's frames (chunk k sampled with seed + k).
+    ``kwargs``: noise_level (the conditioning augmentation to sample with), steps, sampler, guidance, seed, ..."""
+    check_video(video, channels=3, name="the video to upscale")
+    window = pipe.config.frames
+    seed = kwargs.pop("seed", 0)
+    parts = []
+    for k, start in enumerate(range(0, video.shape[2], window)):
+        chunk = video[:, :, start:start + window]
+        request = conditioned_request(pipe.config, prompts, low_res=chunk,
+                                      seed=None if seed is None else seed + k, **kwargs)
+        parts.append(run_conditioned(pipe, request, callback=callback, decode=decode))
+    return torch.cat(parts, dim=2)
+
+
+def task_request(config, task: str, video: torch.Tensor, prompts="", *, factor: int = 4, frames: int | None = None,
+                 context: int | None = None, **kwargs) -> ConditionedRequest:
+    """The request of a task's first window (``interpolate``, ``extend``, ``upscale``, ``image_to_video``), built
+    from the model's config alone: every check the task makes before any weights load (sizes, frames, mode, the
+    model's conditioning inputs). ``video``: the task's input (an image (B, 3, H, W) for image_to_video)."""
+    if task == "image_to_video":
+        return first_frame_request(config, video, prompts, frames=frames, **kwargs)
+    resolve_mode(config, kwargs.get("mode", "auto"), frames=task != "upscale", low_res=task == "upscale")
+    check_video(video, channels=3, name=f"the video to {task.replace('_', ' ')}")
+    kwargs.pop("seed", None)
+    window = config.frames
+    if task == "upscale":
+        return conditioned_request(config, prompts, low_res=video[:, :, :window], **kwargs)
+    known = video.new_zeros(*video.shape[:2], window, *video.shape[3:])
+    mask = torch.zeros(window)
+    if task == "interpolate":
+        factor = check_factor(factor)
+        if video.shape[2] < 2:
+            raise ConstraintError(f"interpolation needs at least 2 keyframes, got {video.shape[2]}")
+        first, last = interpolation_windows(video.shape[2], factor, window)[0]
+        for j in range(first, last + 1):
+            known[:, :, j * factor], mask[j * factor] = video[:, :, j], 1
+    elif task == "extend":
+        given = video.shape[2]
+        if frames is None or check_size("frames", frames) <= given:
+            raise ConstraintError(f"extend needs frames above the {given} frames given, got {frames}")
+        n = min(window // 2, given) if context is None else check_size("context", context)
+        if n >= window or n > given:
+            raise ConstraintError(f"context={n} must be below the model's {window} frames and at most the {given} "
+                                  "frames given")
+        known[:, :, :n], mask[:n] = video[:, :, -n:], 1
+    else:
+        raise ConstraintError(f"unknown task {task!r}: interpolate, extend, upscale or image_to_video")
+    return conditioned_request(config, prompts, known=known, mask=mask, **kwargs)

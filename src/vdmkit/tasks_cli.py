@@ -1,0 +1,304 @@
+"""The task commands on a model: `vdmkit edit` (SDEdit, DDIM inversion: pipelines/editing.py), the conditioned
+tasks `vdmkit interpolate | extend | upscale` and `vdmkit sample --image` (pipelines/conditioned.py), and
+`vdmkit cascade` (pipelines/cascade.py). Every check that needs no weights runs before any load."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from vdmkit.cli_common import model_or_default, report, seed
+from vdmkit.device import DEVICES_HELP, apply_threads
+
+
+def _cmd_edit(args) -> int:
+    """vdmkit edit: SDEdit, or DDIM inversion then the target prompt (with source attention reuse)."""
+    from vdmkit.device import resolve_device
+    from vdmkit.io.video import VIDEO_FORMATS, check_output_path, read_video
+    from vdmkit.pipelines import TextToVideo, open_model
+    from vdmkit.pipelines.editing import (check_fraction, check_invertible, edit, edit_inverted, edit_request, invert,
+                                          reconstruction_error)
+    from vdmkit.pipelines.render import check_fps, render_sample, view_factor
+    from vdmkit.video import from_uint8, resize_cover
+
+    # every check that needs no weights runs before loading them
+    device = resolve_device(args.device)
+    out = check_output_path(args.out, VIDEO_FORMATS)
+    check_fps(args.fps)
+    if args.mode == "invert" and args.source_prompt is None:
+        raise ValueError("--mode invert needs --source-prompt (what the input video shows)")
+    if args.mode == "sdedit" and (args.source_prompt is not None or args.attention_reuse):
+        raise ValueError("--source-prompt and --attention-reuse belong to --mode invert")
+    strength = check_fraction("strength", args.strength)
+    reuse = check_fraction("attention_reuse", args.attention_reuse)
+    model = model_or_default(args.model, "edit")
+    ckpt, config = open_model(model, args.motion_adapter)
+    video = from_uint8(read_video(args.video))  # (1, 3, T, H, W); InvalidVideoError names the file
+    if args.frames is not None:
+        if not 1 <= args.frames <= video.shape[2]:
+            raise ValueError(f"--frames must be in [1, {video.shape[2]}] (the frames of {args.video}), got "
+                             f"{args.frames}")
+        video = video[:, :, :args.frames]
+    if args.height or args.width:
+        video = resize_cover(video[0], args.height or video.shape[3], args.width or video.shape[4])[None]
+    knobs = {k: v for k, v in (("eta", args.eta), ("order", args.order)) if v is not None}
+    options = dict(steps=args.steps, sampler=args.sampler, guidance=args.guidance, seed=args.seed,
+                   precision=args.precision, **knobs)
+    request = edit_request(config, video, [args.prompt], negative_prompt=args.negative_prompt, **options)
+    if args.mode == "invert":
+        check_invertible(request)
+    view_factor(request, args.upscale)
+    threads = apply_threads(args.threads)
+
+    pipe = TextToVideo.from_pretrained(ckpt, device=device, dtype=args.dtype)
+    extra = {"mode": args.mode, "input_video": str(args.video), "dtype": args.dtype, "threads": threads}
+    if args.mode == "sdedit":
+        extra["strength"] = strength
+        produce = lambda: edit(pipe, video, [args.prompt], strength=strength,  # noqa: E731
+                               negative_prompt=args.negative_prompt, **options)
+    else:
+        extra.update(source_prompt=args.source_prompt, attention_reuse=reuse, cfg_inversion=args.cfg_inversion)
+
+        def produce():
+            inversion = invert(pipe, video, [args.source_prompt], **options)
+            result = edit_inverted(pipe, inversion, [args.prompt], negative_prompt=args.negative_prompt,
+                                   cfg_inversion=args.cfg_inversion, attention_reuse=reuse)
+            extra["reconstruction"] = {k: round(v, 5) for k, v in reconstruction_error(video, result.source).items()}
+            return result.video
+
+    result = render_sample(pipe, request, out, fps=args.fps, upscale_factor=args.upscale, extra=extra,
+                           produce=produce)
+    report(result, out, args.strip, {"threads": threads})
+    return 0
+
+
+def _read(path: str, what: str, frames: int | None = None):
+    """A video (or image) file -> (1, 3, T, H, W) in [-1, 1]; InvalidVideoError names the file."""
+    from vdmkit.io.video import read_video
+    from vdmkit.video import from_uint8
+
+    video = from_uint8(read_video(path))
+    if frames is not None:
+        if not 1 <= frames <= video.shape[2]:
+            raise ValueError(f"--frames must be in [1, {video.shape[2]}] (the frames of {what} {path}), got {frames}")
+        video = video[:, :, :frames]
+    return video
+
+
+def _conditioning(args) -> dict:
+    knobs = {k: v for k, v in (("eta", getattr(args, "eta", None)),) if v is not None}
+    return dict(steps=args.steps, sampler=args.sampler, guidance=args.guidance, seed=args.seed,
+                precision=args.precision, negative_prompt=args.negative_prompt, mode=args.condition_mode,
+                image_guidance=args.image_guidance, noise_level=args.noise_level, **knobs)
+
+
+def _run_task(args, task: str, video, prompt: str, produce_args: dict, extra: dict) -> int:
+    """Check the task's request against the model, load it, run the task and write the video + sidecar."""
+    from vdmkit.device import resolve_device
+    from vdmkit.io.video import VIDEO_FORMATS, check_output_path
+    from vdmkit.pipelines import TextToVideo, open_model
+    from vdmkit.pipelines import conditioned as tasks
+    from vdmkit.pipelines.render import check_fps, render_sample, view_factor
+
+    device = resolve_device(args.device)
+    out = check_output_path(args.out, VIDEO_FORMATS)
+    check_fps(args.fps)
+    ckpt, config = open_model(model_or_default(args.model, task))
+    options = _conditioning(args)
+    if task != "image_to_video":
+        options["keep_known"] = not args.no_keep
+    request = tasks.task_request(config, task, video, prompt, **produce_args, **options)
+    view_factor(request.base, args.upscale)
+    threads = apply_threads(args.threads)
+    pipe = TextToVideo.from_pretrained(ckpt, device=device, dtype=getattr(args, "dtype", "fp32"))
+    run = {"image_to_video": tasks.image_to_video, "interpolate": tasks.interpolate, "extend": tasks.extend,
+           "upscale": tasks.upscale}[task]
+    if task == "upscale":
+        for name in ("mode", "image_guidance", "keep_known"):
+            options.pop(name)
+    produced = {}
+
+    def produce():
+        produced["video"] = run(pipe, video, prompt, **produce_args, **options)
+        return produced["video"]
+
+    extra = {"task": task, **extra, **request.metadata(), "threads": threads}
+    result = render_sample(pipe, request.base, out, fps=args.fps, upscale_factor=args.upscale, extra=extra,
+                           produce=produce)
+    report(result, out, args.strip, {"task": task, "frames": int(produced["video"].shape[2]),
+                                     "size": list(produced["video"].shape[3:]), "threads": threads})
+    return 0
+
+
+def sample_image(args) -> int:
+    """`vdmkit sample --image FILE --prompt TEXT`: image-to-video."""
+    if args.image is None:
+        raise ValueError("--image-guidance belongs to image-to-video: give --image FILE")
+    if args.prompts is not None:
+        raise ValueError("--image makes one video: give --prompt, not --prompts")
+    unsupported = [flag for flag, value in (("--lora", args.lora), ("--fast", args.fast), ("--latents", args.latents),
+                                            ("--cache", args.cache), ("--long-mode", args.long_mode),
+                                            ("--timesteps", args.timesteps)) if value]
+    if unsupported:
+        raise ValueError(f"{', '.join(unsupported)} do(es) not apply to image-to-video (--image)")
+    image = _read(args.image, "the image")
+    if image.shape[2] != 1:
+        raise ValueError(f"--image must be one image (.png, .jpg), {args.image} has {image.shape[2]} frames")
+    if args.height or args.width:
+        from vdmkit.video import resize_cover
+
+        image = resize_cover(image[0], args.height or image.shape[3], args.width or image.shape[4])[None]
+    args.no_keep = True
+    return _run_task(args, "image_to_video", image[:, :, 0], args.prompt, {"frames": args.frames},
+                     {"input_image": str(args.image)})
+
+
+def _cmd_interpolate(args) -> int:
+    video = _read(args.video, "the keyframes", args.keyframes)
+    return _run_task(args, "interpolate", video, args.prompt, {"factor": args.factor},
+                     {"input_video": str(args.video), "factor": args.factor})
+
+
+def _cmd_extend(args) -> int:
+    video = _read(args.video, "the video")
+    return _run_task(args, "extend", video, args.prompt, {"frames": args.frames, "context": args.context},
+                     {"input_video": str(args.video)})
+
+
+def _cmd_upscale(args) -> int:
+    video = _read(args.video, "the video")
+    return _run_task(args, "upscale", video, args.prompt, {}, {"input_video": str(args.video)})
+
+
+def _cmd_cascade(args) -> int:
+    """vdmkit cascade CONFIG --prompt TEXT: the stages one at a time; the video and a sidecar of every stage."""
+    from vdmkit import __version__
+    from vdmkit.device import resolve_device
+    from vdmkit.io.video import VIDEO_FORMATS, check_output_path, upscale, write_video
+    from vdmkit.pipelines.cascade import load_cascade, plan, run_cascade
+    from vdmkit.pipelines.render import check_fps
+    from vdmkit.video import to_uint8
+
+    device = resolve_device(args.device)
+    out = check_output_path(args.out, VIDEO_FORMATS)
+    cfg = load_cascade(args.config, args.overrides)
+    fps = check_fps(args.fps or cfg.fps)
+    planned = plan(cfg)  # every stage's model opened and checked against the one before it: no weights yet
+    threads = apply_threads(args.threads)
+    report_line = None if args.no_progress else (lambda line: print(line, file=sys.stderr, flush=True))
+    video, stages = run_cascade(cfg, args.prompt, seed=args.seed, device=device, precision=args.precision,
+                                progress=report_line)
+    frames = to_uint8(video[0])
+    factor = args.upscale or max(1, -(-128 // max(frames.shape[1:3])))
+    meta = {"prompt": args.prompt, "cascade": str(args.config), "seed": args.seed, "stages": stages, "fps": fps,
+            "precision": args.precision, "device": str(device), "threads": threads, "vdmkit": __version__,
+            "upscale": factor, "shapes": [list(p.shape) for p in planned]}
+    path = write_video(out, upscale(frames, factor), fps=fps, metadata=meta)
+    written = [path]
+    if args.strip and out.suffix != ".png":
+        written.append(write_video(out.with_suffix(".png"), upscale(frames, factor)))
+    for p in written:
+        print(f"saved {p}")
+    print(json.dumps({"prompt": args.prompt, "seconds": round(sum(s["seconds"] for s in stages), 2),
+                      "stages": [{k: s[k] for k in ("name", "seconds", "shape")} for s in stages]}))
+    return 0
+
+
+def _task_parser(sub, name: str, func, help: str, video_help: str):
+    p = sub.add_parser(name, help=help)
+    p.add_argument("--model", required=name == "upscale", help="checkpoint or run directory"
+                   + ("" if name == "upscale" else " (default: the bundled default model, by replacement)"))
+    p.add_argument("--video", required=True, help=video_help)
+    p.add_argument("--prompt", default="", help="what the video shows (default: empty, the model's image-free text)")
+    p.add_argument("--negative-prompt", default="")
+    p.add_argument("--out", default=f"{name}.mp4", help="output file: .mp4, .gif, .webp or .png (frame strip)")
+    p.add_argument("--condition-mode", choices=("auto", "concat", "replace"), default="auto",
+                   help="concat: a model trained with known frames; replace: training-free, any model; auto picks")
+    p.add_argument("--image-guidance", type=float, help="two-scale guidance: the scale on the known frames")
+    p.add_argument("--noise-level", type=float, default=0.0, help="noise augmentation of the conditioning, [0, 0.99]")
+    p.add_argument("--no-keep", action="store_true", help="keep the model's own frames where they were given "
+                   "(default: the given frames exactly)")
+    p.add_argument("--steps", type=int)
+    p.add_argument("--sampler", help="see vdmkit sample --list-samplers")
+    p.add_argument("--eta", type=float)
+    p.add_argument("--guidance", type=float, help="classifier-free guidance on the text")
+    p.add_argument("--seed", type=seed, default=0, help="window k is sampled with seed + k")
+    p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32")
+    p.add_argument("--dtype", choices=("fp32", "bf16", "fp16"), default="fp32")
+    p.add_argument("--fps", type=float, default=8.0)
+    p.add_argument("--upscale", type=int, help="nearest-neighbour upscale factor of the file (default: to >= 128 px)")
+    p.add_argument("--strip", action="store_true", help="also write a PNG strip of the frames")
+    p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--device", default="auto", help=DEVICES_HELP)
+    p.set_defaults(func=func)
+    return p
+
+
+def register(sub) -> None:
+    p = sub.add_parser("edit", help="edit a video with a new prompt: SDEdit, or DDIM inversion + attention reuse")
+    p.add_argument("--model", help="checkpoint or run directory, or a diffusers pipeline folder (default: the "
+                   "bundled default model)")
+    p.add_argument("--motion-adapter", help="with a Stable Diffusion folder as --model: AnimateDiff motion modules")
+    p.add_argument("--video", required=True, help="the clip to edit (its frames and size must suit the model: "
+                   "see --frames, --height, --width)")
+    p.add_argument("--prompt", required=True, help="what the edited video should show")
+    p.add_argument("--mode", choices=("sdedit", "invert"), default="sdedit",
+                   help="sdedit: noise to --strength and denoise; invert: DDIM-invert under --source-prompt, then "
+                   "sample --prompt from the inverted noise")
+    p.add_argument("--strength", type=float, default=0.6, help="sdedit: 0 keeps the input, 1 ignores it (plain "
+                   "text-to-video with the same seed)")
+    p.add_argument("--source-prompt", help="invert: what the input video shows")
+    p.add_argument("--attention-reuse", type=float, default=0.0,
+                   help="invert: fraction of the first steps that take their self-attention maps from the source "
+                   "pass (keeps layout and motion; 0 = off)")
+    p.add_argument("--cfg-inversion", choices=("plain", "source"), default="plain",
+                   help="invert with --guidance > 1: guide against --negative-prompt (plain) or against the source "
+                   "prompt (negative-prompt inversion: the source still reconstructs)")
+    p.add_argument("--negative-prompt", default="")
+    p.add_argument("--out", default="edit.mp4", help="output file: .mp4, .gif, .webp or .png (frame strip)")
+    p.add_argument("--frames", type=int, help="edit the first N frames of the video")
+    p.add_argument("--height", type=int, help="resize the video first (centre crop to the aspect)")
+    p.add_argument("--width", type=int)
+    p.add_argument("--steps", type=int)
+    p.add_argument("--sampler", help="see vdmkit sample --list-samplers; invert needs a deterministic one")
+    p.add_argument("--eta", type=float)
+    p.add_argument("--order", type=int)
+    p.add_argument("--guidance", type=float, help="classifier-free guidance (invert: 1 reconstructs exactly)")
+    p.add_argument("--seed", type=seed, default=0)
+    p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32")
+    p.add_argument("--dtype", choices=("fp32", "bf16", "fp16"), default="fp32")
+    p.add_argument("--fps", type=float, default=8.0)
+    p.add_argument("--upscale", type=int)
+    p.add_argument("--strip", action="store_true")
+    p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--device", default="auto", help=DEVICES_HELP)
+    p.set_defaults(func=_cmd_edit)
+
+
+    p = _task_parser(sub, "interpolate", _cmd_interpolate, "make a video smoother: factor x the frames between "
+                     "keyframes (a model trained with known frames, or any model by replacement)",
+                     "the keyframes (a video file)")
+    p.add_argument("--factor", type=int, default=4, help="frames out per keyframe interval (default 4)")
+    p.add_argument("--keyframes", type=int, help="use the first N frames of --video as keyframes")
+    p = _task_parser(sub, "extend", _cmd_extend, "continue a video past its last frame, window by window",
+                     "the video to continue")
+    p.add_argument("--frames", type=int, required=True, help="total frames of the result")
+    p.add_argument("--context", type=int, help="frames each window continues from (default: what the model was "
+                   "trained to know, at most half a window)")
+    _task_parser(sub, "upscale", _cmd_upscale, "raise a video's resolution with a super-resolution model",
+                 "the low-resolution video")
+
+    p = sub.add_parser("cascade", help="run a cascade of models: keyframes -> interpolation -> super-resolution")
+    p.add_argument("config", help="cascade YAML, e.g. configs/cascade.yaml")
+    p.add_argument("overrides", nargs="*", help="key=value overrides, e.g. fps=12")
+    p.add_argument("--prompt", required=True)
+    p.add_argument("--out", default="cascade.mp4", help="output file: .mp4, .gif, .webp or .png (frame strip)")
+    p.add_argument("--seed", type=int, default=0, help="stage k is sampled with seed + k")
+    p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32")
+    p.add_argument("--fps", type=float, help="of the written file (default: the config's)")
+    p.add_argument("--upscale", type=int, help="nearest-neighbour upscale factor of the file (default: to >= 128 px)")
+    p.add_argument("--strip", action="store_true")
+    p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--device", default="auto", help=DEVICES_HELP)
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=_cmd_cascade)

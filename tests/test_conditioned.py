@@ -1,0 +1,381 @@
+"""Conditioned generation: the masked-conditioning contract of both backbones, zero-initialised inputs, the training
+draws, two-scale guidance, replacement, the tasks (image-to-video, interpolation, extension, super-resolution),
+cascades, and their bad inputs."""
+
+import json
+
+import pytest
+import torch
+
+from vdmkit import cli
+from vdmkit.backbones.dit import DiTConfig, VideoDiT
+from vdmkit.backbones.unet3d import UNet3D, UNet3DConfig
+from vdmkit.conditioning.condition import Condition
+from vdmkit.conditioning.masks import ConditionConfig, augment, conditioned, draw, frame_mask
+from vdmkit.errors import ConfigError, ConstraintError
+from vdmkit.pipelines import TextToVideo
+from vdmkit.pipelines.cascade import CascadeConfig, StageConfig, plan, run_cascade
+from vdmkit.pipelines.conditioned import (
+    check_frame_mask,
+    conditioned_request,
+    extend,
+    image_to_video,
+    interpolate,
+    interpolation_windows,
+    latent_frame_mask,
+    task_request,
+    upscale,
+)
+from vdmkit.sampling.guidance import guided_two_scale
+from vdmkit.training import load_config, train
+
+from tests.conftest import TINY
+
+BACKBONES = [(UNet3D, UNet3DConfig, {"channels": (32, 32), "attention_levels": (1,)}),
+             (VideoDiT, DiTConfig, {"width": 32, "depth": 2, "heads": 2, "patch_size": 4})]
+MIX = "data.condition={masks: {first_frame: 1, every_n: 1, first_k: 1}, noise_aug: 0.1, drop_image: 0.3}"
+SR = "data.condition={masks: {}, low_res: 2, noise_aug: 0.2, drop_image: 0.0}"
+
+
+def run(tmp_path, name, *extra) -> str:
+    out = tmp_path / name
+    train(load_config(None, TINY + ["train.steps=2", "train.sample_every=100", f"train.out_dir={out}", *extra]),
+          progress=False)
+    return str(out)
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    root = tmp_path_factory.mktemp("conditioned")
+    return {"t2v": run(root, "t2v"), "frames": run(root, "frames", MIX), "sr": run(root, "sr", SR, "data.size=16",
+                                                                                     "data.frames=4")}
+
+
+def clip(b=1, t=4, size=16, seed=0):
+    return torch.rand(b, 3, t, size, size, generator=torch.Generator().manual_seed(seed)) * 2 - 1
+
+
+# --- the contract --------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("cls, cfg, kw", BACKBONES)
+def test_zero_initialised_inputs_leave_a_text_to_video_model_unchanged(cls, cfg, kw):
+    torch.manual_seed(0)
+    base = cls(cfg(**kw))
+    with torch.no_grad():  # a trained model: its zero-initialised output layers moved
+        for p in base.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    model = cls(cfg(**kw, condition_inputs=("frames", "low_res")))
+    result = model.load_state_dict(base.state_dict(), strict=False)
+    assert sorted(result.missing_keys) == sorted(k for k in model.state_dict() if k.startswith("condition_in."))
+    x, t = clip(2), torch.tensor([10, 700])
+    mask = torch.tensor([[1, 0, 0, 0], [1, 0, 1, 0]])
+    cond = Condition(known=clip(2, seed=1), mask=mask, low_res=clip(2, size=8, seed=2),
+                     noise_level=torch.tensor([0.0, 0.3]))
+    assert torch.equal(model(x, t, cond), base(x, t))
+    with torch.no_grad():  # once trained the inputs matter, and a per-frame mask is its per-pixel expansion
+        for p in model.condition_in.parameters():
+            p.normal_(0, 0.05)
+    out = model(x, t, cond)
+    assert not torch.allclose(out, base(x, t))
+    pixel = mask[:, None, :, None, None].expand(2, 1, 4, 16, 16)
+    assert torch.allclose(model(x, t, Condition(known=cond.known, mask=pixel, low_res=cond.low_res,
+                                                noise_level=cond.noise_level)), out)
+
+
+@pytest.mark.parametrize("cls, cfg, kw", BACKBONES)
+def test_backbones_refuse_conditioning_they_were_not_built_for(cls, cfg, kw):
+    x, t = clip(1), torch.tensor([5])
+    plain, sr = cls(cfg(**kw)), cls(cfg(**kw, condition_inputs=("low_res",)))
+    with pytest.raises(ConstraintError, match="replace"):
+        plain(x, t, Condition(known=x, mask=torch.ones(1, 4)))
+    with pytest.raises(ConstraintError, match="low_res"):
+        plain(x, t, Condition(low_res=clip(1, size=8)))
+    with pytest.raises(ConstraintError, match="known frames"):
+        sr(x, t, Condition(known=x, mask=torch.ones(1, 4)))
+    frames = cls(cfg(**kw, condition_inputs=("frames",)))
+    with pytest.raises(ConstraintError, match="both cond.known"):
+        frames(x, t, Condition(mask=torch.ones(1, 4)))
+    with pytest.raises(ConstraintError, match="cond.mask must be"):
+        frames(x, t, Condition(known=x, mask=torch.ones(1, 3)))
+    with pytest.raises(ConstraintError, match="h <= 16"):
+        sr(x, t, Condition(low_res=clip(1, size=32)))
+    with pytest.raises(ConfigError, match="condition_inputs"):
+        cfg(**kw, condition_inputs=("depth",))
+    assert frames(x, t).shape == x.shape  # nothing given: the dropped condition (zeros), as in training
+
+
+# --- training draws ------------------------------------------------------------------------------------------------
+
+def test_frame_masks_know_what_their_kind_says():
+    cfg = ConditionConfig(masks={"first_frame": 1}, first_k=3, keyframes=4, every_n=(4,))
+    g = torch.Generator().manual_seed(0)
+    assert frame_mask("first_frame", 16, g, cfg).tolist() == [1] + [0] * 15
+    assert frame_mask("every_n", 16, g, cfg).nonzero()[:, 0].tolist() == [0, 4, 8, 12]
+    assert frame_mask("none", 16, g, cfg).sum() == 0
+    for _ in range(20):
+        k = frame_mask("first_k", 16, g, cfg)
+        assert 1 <= k.sum() <= 3 and k[:int(k.sum())].all()
+        key = frame_mask("keyframes", 16, g, cfg)
+        assert key[0] == 1 and key[-1] == 1 and 2 <= key.sum() <= 4
+
+
+def test_draws_are_a_pure_function_of_seed_step_and_position():
+    cfg = ConditionConfig(masks={"first_frame": 1, "every_n": 1, "first_k": 1}, noise_aug=0.2, drop_image=0.5)
+    whole = draw(cfg, (4, 3, 8, 4, 4), seed=3, step=7, positions=[0, 1, 2, 3])
+    halves = [draw(cfg, (2, 3, 8, 4, 4), seed=3, step=7, positions=p) for p in ([0, 1], [2, 3])]
+    assert torch.equal(whole.mask, torch.cat([h.mask for h in halves]))
+    assert torch.equal(whole.eps, torch.cat([h.eps for h in halves]))
+    assert torch.equal(whole.noise_level, torch.cat([h.noise_level for h in halves]))
+    other = draw(cfg, (4, 3, 8, 4, 4), seed=3, step=8, positions=[0, 1, 2, 3])
+    assert not torch.equal(whole.eps, other.eps)
+    assert (whole.noise_level <= 0.2).all()
+
+
+def test_dropped_samples_get_no_image_and_augmentation_preserves_variance():
+    cfg = ConditionConfig(masks={"first_frame": 1}, low_res=2, noise_aug=0.5, drop_image=0.5)
+    videos = clip(64, t=2, size=4)
+    d = draw(cfg, tuple(videos.shape), seed=0, step=0, positions=list(range(64)))
+    cond = conditioned(Condition(), videos, d, cfg)
+    dropped = ~d.keep_image
+    assert 10 < int(dropped.sum()) < 54
+    assert cond.mask[dropped].sum() == 0 and cond.mask[~dropped][:, 0].eq(1).all()
+    assert cond.low_res[dropped].abs().sum() == 0 and cond.low_res.shape == (64, 3, 2, 2, 2)
+    x = torch.randn(20000)
+    assert abs(float(augment(x, torch.tensor(0.6), torch.randn(20000)).std()) - 1) < 0.03
+    assert torch.equal(augment(x, torch.tensor(0.0), torch.randn(20000)), x)
+
+
+@pytest.mark.parametrize("bad, match", [({"masks": {"middle": 1}}, "unknown kind"), ({"masks": {}}, "nothing"),
+                                         ({"masks": {"first_frame": -1}}, ">= 0"), ({"every_n": [1]}, "strides"),
+                                         ({"noise_aug": 1.5}, "noise_aug"), ({"low_res": 0}, "low_res")])
+def test_condition_config_refuses_bad_values(bad, match):
+    with pytest.raises(ConfigError, match=match):
+        ConditionConfig(**bad)
+
+
+def test_run_configs_keep_the_model_and_data_conditioning_in_agreement():
+    cfg = load_config(None, TINY + [MIX])
+    assert cfg.model.condition_inputs == ("frames",) and cfg.pipeline().condition.masks["first_frame"] == 1
+    with pytest.raises(ConfigError, match="data.condition is not set"):
+        load_config(None, TINY + ["model.condition_inputs=[frames]"])
+    with pytest.raises(ConfigError, match="feeds"):
+        load_config(None, TINY + [MIX, "model.condition_inputs=[low_res]"])
+    with pytest.raises(ConfigError, match="image_ratio"):
+        load_config(None, TINY + [MIX, "train.image_ratio=0.5"])
+
+
+def test_resume_with_conditioning_equals_uninterrupted(tmp_path):
+    from safetensors.torch import load_file
+
+    common = TINY + [MIX, "train.checkpoint_every=2", "train.sample_every=100"]
+    full = train(load_config(None, common + ["train.steps=4", f"train.out_dir={tmp_path / 'full'}"]), progress=False)
+    half = load_config(None, common + ["train.steps=2", f"train.out_dir={tmp_path / 'half'}"])
+    train(half, progress=False)
+    half.train.steps = 4
+    resumed = train(half, resume=True, progress=False)
+    a, b = (load_file(str(r / "checkpoints" / "step_0000004" / "model.safetensors")) for r in (full, resumed))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert any(k.startswith("backbone.condition_in.") for k in a)
+
+
+def test_a_conditioned_model_fine_tunes_from_its_text_to_video_checkpoint(models):
+    from vdmkit.training.train import init_from
+
+    cfg = load_config(None, TINY + [MIX])
+    tuned, base = TextToVideo(cfg.pipeline()), TextToVideo.from_pretrained(models["t2v"])
+    assert init_from(tuned, models["t2v"]) == base.model_sha256
+    x, t = clip(1), torch.tensor([300])
+    cond = base.encode(["a red circle moving left"])
+    with torch.no_grad():  # step 0 of the fine-tuning is the text-to-video model, whatever the known frames
+        assert torch.equal(tuned.backbone(x, t, Condition(text=cond.text, known=clip(1, seed=4),
+                                                          mask=torch.tensor([[1, 0, 0, 0]]))),
+                           base.backbone(x, t, cond))
+    with pytest.raises(ConfigError, match="another model"):  # but not into another architecture
+        init_from(TextToVideo(load_config(None, TINY + [MIX, "model.channels=[32, 64]"]).pipeline()), models["t2v"])
+
+
+# --- sampling ------------------------------------------------------------------------------------------------------
+
+def test_two_scale_guidance_combines_the_three_branches():
+    values = torch.tensor([3.0, 2.0, 0.5])  # the estimates under (image, text), (image, -), (-, -)
+    calls = []
+
+    def denoiser(x, t, cond):  # a condition is its branch's index; each branch's estimate is its constant
+        calls.append(len(cond))
+        return values[cond].view(-1, 1, 1, 1, 1).expand(len(cond), *x.shape[1:])
+
+    full, image, neither = torch.tensor([0]), torch.tensor([1]), torch.tensor([2])
+    x, t = torch.zeros(1, 1, 1, 1, 1), torch.zeros(1)
+    fn = guided_two_scale(denoiser, full, image, neither, text_scale=2.0, image_scale=1.5)
+    assert fn(x, t).item() == pytest.approx(0.5 + 1.5 * (2.0 - 0.5) + 2.0 * (3.0 - 2.0))
+    assert calls == [3]  # one batch
+    calls.clear()
+    assert guided_two_scale(denoiser, full, image, neither, 1.0, 1.0)(x, t).item() == 3.0 and calls == [1]
+    calls.clear()  # image scale 1: plain CFG on the text against the image-only branch
+    assert guided_two_scale(denoiser, full, image, neither, 4.0, 1.0)(x, t).item() == pytest.approx(2 + 4 * 1)
+    assert calls == [2]
+
+
+@pytest.mark.parametrize("sampler", ["ddim", "dpmpp_2m", "unipc"])
+def test_replacement_keeps_the_known_frames_exactly_on_any_model(models, sampler):
+    pipe = TextToVideo.from_pretrained(models["t2v"])
+    image = clip(1, t=1, seed=5)[:, :, 0]
+    video = image_to_video(pipe, image, "a red circle moving left", steps=3, sampler=sampler, mode="replace")
+    assert torch.equal(video[:, :, 0], image) and video.shape == (1, 3, 4, 16, 16)
+    assert not torch.equal(video[:, :, 1], image)
+
+
+def test_concat_tasks_make_the_frames_and_sizes_they_promise(models):
+    pipe = TextToVideo.from_pretrained(models["frames"])
+    image = clip(1, t=1, seed=6)[:, :, 0]
+    video = image_to_video(pipe, image, "a blue square moving up", steps=2, image_guidance=1.5)
+    assert video.shape == (1, 3, 4, 16, 16) and torch.isfinite(video).all()
+    keys = clip(1, t=5, seed=7)
+    out = interpolate(pipe, keys, factor=3, steps=2)  # windows of 4 frames: one interval each
+    assert out.shape[2] == 13 and torch.equal(out[:, :, ::3], keys)  # keyframes kept exactly
+    longer = extend(pipe, clip(1, t=3), frames=9, steps=2)
+    assert longer.shape[2] == 9 and torch.equal(longer[:, :, :3], clip(1, t=3))
+    sr = TextToVideo.from_pretrained(models["sr"])
+    up = upscale(sr, clip(1, t=6, size=8), steps=2, noise_level=0.05)
+    assert up.shape == (1, 3, 6, 16, 16)
+    assert latent_frame_mask(torch.tensor([[1, 1, 1, 0, 0]]), 2).tolist() == [[1, 1, 0]]
+
+
+def test_interpolation_windows_share_their_boundary_keyframes():
+    assert interpolation_windows(5, 4, 16) == [(0, 3), (3, 4)]
+    assert interpolation_windows(4, 4, 16) == [(0, 3)]
+    with pytest.raises(ConstraintError, match="at least 5 frames"):
+        interpolation_windows(4, 4, 4)
+
+
+# --- bad inputs ----------------------------------------------------------------------------------------------------
+
+def test_conditioned_requests_refuse_bad_inputs_before_any_weights(models):
+    from vdmkit.pipelines import open_model
+
+    _, frames_cfg = open_model(models["frames"])
+    _, t2v_cfg = open_model(models["t2v"])
+    _, sr_cfg = open_model(models["sr"])
+    with pytest.raises(ConstraintError, match="no frame"):
+        check_frame_mask(torch.zeros(4), 1, 4)
+    with pytest.raises(ConstraintError, match="all 4 frames"):
+        check_frame_mask(torch.ones(4), 1, 4)
+    with pytest.raises(ConstraintError, match="divisible by 2.*nearest valid: 16x16"):
+        task_request(frames_cfg, "image_to_video", clip(1, t=1, size=17)[:, :, 0], "x")
+    with pytest.raises(ConstraintError, match="at least 2 keyframes"):
+        task_request(frames_cfg, "interpolate", clip(1, t=1), "x")
+    with pytest.raises(ConstraintError, match="above the 4 frames"):
+        task_request(frames_cfg, "extend", clip(1, t=4), "x", frames=4)
+    with pytest.raises(ConstraintError, match="condition_mode='replace'"):
+        conditioned_request(t2v_cfg, "x", known=clip(1), mask=[1, 0, 0, 0], mode="concat")
+    with pytest.raises(ConstraintError, match="no image-free branch"):
+        conditioned_request(t2v_cfg, "x", known=clip(1), mask=[1, 0, 0, 0], image_guidance=2.0)
+    with pytest.raises(ConstraintError, match="super-resolution needs"):
+        conditioned_request(frames_cfg, "x", low_res=clip(1, size=8))
+    with pytest.raises(ConstraintError, match="upscale"):
+        task_request(sr_cfg, "interpolate", clip(1, t=3), "x")
+    with pytest.raises(ConstraintError, match="noise_level"):
+        conditioned_request(frames_cfg, "x", known=clip(1), mask=[1, 0, 0, 0], noise_level=2)
+    with pytest.raises(ConstraintError, match="2 prompts for 1"):
+        conditioned_request(frames_cfg, ["a", "b"], known=clip(1), mask=[1, 0, 0, 0])
+
+
+def test_a_conditioned_model_refuses_plain_text_to_video(models):
+    for name in ("frames", "sr"):
+        with pytest.raises(ConstraintError, match="not a text-to-video model"):
+            TextToVideo.from_pretrained(models[name])(["a red circle"], steps=2)
+
+
+# --- cascades ------------------------------------------------------------------------------------------------------
+
+def test_cascade_plans_check_each_stage_against_the_one_before(models):
+    stages = (StageConfig(task="text_to_video", model=models["t2v"], stride=2, steps=2),
+              StageConfig(task="interpolate", model=models["frames"], factor=2, steps=2))
+    assert [p.shape for p in plan(CascadeConfig(stages=stages))] == [(2, 16, 16), (3, 16, 16)]
+    # the SR model makes 16x16 from 8x8: after 16x16 stages it is refused, naming both shapes
+    with pytest.raises(ConstraintError, match="takes 8x8 frames .* makes 16x16"):
+        plan(CascadeConfig(stages=stages + (StageConfig(task="upscale", model=models["sr"]),)))
+    with pytest.raises(ConstraintError, match="at least 2 keyframes"):
+        plan(CascadeConfig(stages=(StageConfig(task="text_to_video", model=models["t2v"], stride=4),
+                                   StageConfig(task="interpolate", model=models["frames"]))))
+    with pytest.raises(ConfigError, match="first cascade stage"):
+        CascadeConfig(stages=(StageConfig(task="upscale", model=models["sr"]),))
+
+
+def test_cascade_plumbing_end_to_end(models):
+    cfg = CascadeConfig(stages=(StageConfig(task="text_to_video", model=models["t2v"], stride=2, steps=2),
+                                StageConfig(task="interpolate", model=models["frames"], factor=2, steps=2)))
+    video, stages = run_cascade(cfg, "a red circle moving left", seed=3)
+    assert video.shape == (1, 3, 3, 16, 16)
+    assert [s["name"] for s in stages] == ["text_to_video", "interpolate"] and [s["seed"] for s in stages] == [3, 4]
+    assert all(s["model_sha256"] and s["seconds"] > 0 for s in stages)
+
+
+# --- CLI -----------------------------------------------------------------------------------------------------------
+
+def write_clip(path, t, size):
+    from vdmkit.io.video import write_video
+    from vdmkit.video import to_uint8
+
+    write_video(path, to_uint8(clip(1, t=t, size=size)[0]))
+    return str(path)
+
+
+def test_task_commands_write_videos_with_their_sidecars(models, tmp_path, capsys):
+    from PIL import Image
+
+    Image.fromarray(torch.randint(0, 255, (16, 16, 3), dtype=torch.uint8).numpy()).save(tmp_path / "first.png")
+    common = ["--steps", "2", "--no-progress"]
+    assert cli.main(["sample", "--model", models["frames"], "--image", str(tmp_path / "first.png"), "--prompt",
+                     "a red circle moving left", "--image-guidance", "1.5", "--out", str(tmp_path / "i2v.mp4"),
+                     *common]) == 0
+    meta = json.loads((tmp_path / "i2v.mp4.json").read_text())
+    assert meta["task"] == "image_to_video" and meta["condition_mode"] == "concat" and meta["known_frames"] == [0]
+    keys = write_clip(tmp_path / "keys.mp4", 3, 16)
+    assert cli.main(["interpolate", "--model", models["frames"], "--video", keys, "--factor", "3", "--out",
+                     str(tmp_path / "in.mp4"), "--steps", "2"]) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["frames"] == 7
+    assert cli.main(["extend", "--video", keys, "--frames", "10", "--out", str(tmp_path / "ex.mp4"),
+                     "--steps", "2"]) == 0  # the default model, by replacement
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["frames"] == 10
+    small = write_clip(tmp_path / "small.mp4", 5, 8)
+    assert cli.main(["upscale", "--model", models["sr"], "--video", small, "--out", str(tmp_path / "up.mp4"),
+                     "--steps", "2"]) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["size"] == [16, 16]
+
+
+def test_task_commands_refuse_bad_inputs_with_exit_2(models, tmp_path, monkeypatch, capsys):
+    keys = write_clip(tmp_path / "keys.mp4", 3, 16)
+    one = write_clip(tmp_path / "one.mp4", 1, 16)
+
+    def refuse(*a, **k):
+        raise AssertionError("weights were loaded before the inputs were checked")
+
+    monkeypatch.setattr(TextToVideo, "from_pretrained", refuse)
+    cases = [
+        (["sample", "--model", models["sr"], "--prompt", "a red circle"], "not a text-to-video model"),
+        (["sample", "--model", models["frames"], "--prompt", "a red circle"], "not a text-to-video model"),
+        (["sample", "--model", models["t2v"], "--image", keys, "--prompt", "x"], "one image"),
+        (["interpolate", "--model", models["frames"], "--video", one], "at least 2 keyframes"),
+        (["interpolate", "--model", models["t2v"], "--video", keys, "--condition-mode", "concat"], "replace"),
+        (["extend", "--model", models["frames"], "--video", keys, "--frames", "3"], "above the 3 frames"),
+        (["upscale", "--model", models["frames"], "--video", keys], "super-resolution needs"),
+        (["interpolate", "--model", models["frames"], "--video", keys, "--device", "cuda"], "no CUDA"),
+        (["upscale", "--model", models["sr"], "--video", str(tmp_path / "missing.mp4")], "missing"),
+    ]
+    for argv, match in cases:
+        assert cli.main([*argv, "--out", str(tmp_path / "o.mp4")]) == 2, argv
+        assert match in capsys.readouterr().err, argv
+    assert not (tmp_path / "o.mp4").exists()
+
+
+def test_cascade_command_refuses_mismatched_stages_before_any_weights(models, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(TextToVideo, "from_pretrained", lambda *a, **k: pytest.fail("weights loaded"))
+    config = tmp_path / "c.yaml"
+    config.write_text(f"stages:\n  - {{task: text_to_video, model: {models['t2v']}}}\n"
+                      f"  - {{task: upscale, model: {models['sr']}}}\n")
+    assert cli.main(["cascade", str(config), "--prompt", "x", "--out", str(tmp_path / "c.mp4")]) == 2
+    assert "takes 8x8 frames" in capsys.readouterr().err
+    config.write_text(f"stages:\n  - {{task: interpolate, model: {models['frames']}}}\n")
+    assert cli.main(["cascade", str(config), "--prompt", "x", "--out", str(tmp_path / "c.mp4")]) == 2
+    assert "first cascade stage must be text_to_video" in capsys.readouterr().err
