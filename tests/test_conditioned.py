@@ -379,3 +379,34 @@ def test_cascade_command_refuses_mismatched_stages_before_any_weights(models, tm
     config.write_text(f"stages:\n  - {{task: interpolate, model: {models['frames']}}}\n")
     assert cli.main(["cascade", str(config), "--prompt", "x", "--out", str(tmp_path / "c.mp4")]) == 2
     assert "first cascade stage must be text_to_video" in capsys.readouterr().err
+
+
+def test_the_video_dit_trains_on_masks_and_does_image_to_video(tmp_path):
+    dit = ["backbone=dit", "model.width=32", "model.depth=2", "model.heads=2", "model.patch_size=4"]
+    out = tmp_path / "dit"
+    train(load_config(None, [t for t in TINY if not t.startswith("model.")] + dit + [
+        MIX, "train.steps=2", "train.sample_every=100", f"train.out_dir={out}"]), progress=False)
+    pipe = TextToVideo.from_pretrained(out)
+    assert pipe.config.backbone == "dit" and pipe.config.model.condition_inputs == ("frames",)
+    assert any(k.startswith("backbone.condition_in.") for k in pipe.state_dict())
+    video = image_to_video(pipe, clip(1, t=1)[:, :, 0], "a red circle moving left", steps=2, image_guidance=2.0)
+    assert video.shape == (1, 3, 4, 16, 16) and torch.isfinite(video).all()
+
+
+def test_a_pretrained_diffusers_folder_conditions_by_replacement(tmp_path):
+    """A ModelScope-layout folder (random weights, saved by diffusers; latent, CLIP): the known frame's latents are
+    kept, and with keep_known its pixels exactly."""
+    diffusers = pytest.importorskip("diffusers")
+    from tests.test_interop import MODELSCOPE_SCHEDULER, tiny_pipeline
+
+    folder = tmp_path / "modelscope-tiny"
+    tiny_pipeline(folder, diffusers.DDIMScheduler(**MODELSCOPE_SCHEDULER))
+    pipe = TextToVideo.from_pretrained(folder)
+    image = clip(1, t=1, size=32, seed=9)[:, :, 0]
+    latents = image_to_video(pipe, image, "a red panda", frames=3, steps=2, output="latents")
+    # the frame VAE encodes frame by frame (the clip's batch of frames may round differently from one frame alone)
+    assert torch.allclose(latents[:, :, 0], pipe.to_latents(image[:, :, None])[:, :, 0], atol=1e-5)
+    video = image_to_video(pipe, image, "a red panda", frames=3, steps=2, keep_known=True)
+    assert video.shape == (1, 3, 3, 32, 32) and torch.equal(video[:, :, 0], image)
+    with pytest.raises(ConstraintError, match="replace"):
+        image_to_video(pipe, image, "a red panda", frames=3, mode="concat")

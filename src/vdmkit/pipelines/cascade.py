@@ -170,7 +170,7 @@ def run_cascade(cfg: CascadeConfig, prompt: str, *, seed: int = 0, device="cpu",
             video = extend(pipe, video, prompt, frames=stage.frames, **conditioned, **options)
         else:
             video = upscale(pipe, video, prompt, noise_level=stage.noise_level, **options)
-        video = video.cpu()
+        video = video.cpu().clamp(-1, 1)  # a few-step sampler may overshoot the data range slightly
         records.append({"name": stage.name, "task": stage.task, "model": pipe.source, "model_sha256": pipe.model_sha256,
                         "seconds": round(time.perf_counter() - start, 3), "shape": list(video.shape[2:]),
                         "seed": seed + k})

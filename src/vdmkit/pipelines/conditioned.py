@@ -30,6 +30,7 @@ from vdmkit.sampling.guidance import check_guidance
 from vdmkit.video import check_video
 
 MODES = ("auto", "concat", "replace")
+UPSCALE_GUIDANCE = 1.0  # super-resolution samples without text guidance unless asked
 AUGMENT_SEED = 0x1A6E  # the conditioning's augmentation noise: its own stream, so the starting noise is the seed's
 
 
@@ -327,8 +328,10 @@ def upscale(pipe, video: torch.Tensor, prompts="", *, callback: Callable | None 
             **kwargs) -> torch.Tensor:
     """Super-resolution: ``video`` (B, 3, T, h, w) -> (B, 3, T, h f, w f) with a model trained on low-res inputs
     (f = its data.condition.low_res), in chunks of the model's frames (chunk k sampled with seed + k).
-    ``kwargs``: noise_level (the conditioning augmentation to sample with), steps, sampler, guidance, seed, ..."""
+    ``kwargs``: noise_level (the conditioning augmentation to sample with), steps, sampler, seed, ..., and guidance
+    on the text (default 1: none; the low-res video determines the content)."""
     check_video(video, channels=3, name="the video to upscale")
+    kwargs["guidance"] = UPSCALE_GUIDANCE if kwargs.get("guidance") is None else kwargs["guidance"]
     window = pipe.config.frames
     seed = kwargs.pop("seed", 0)
     parts = []
@@ -352,6 +355,7 @@ def task_request(config, task: str, video: torch.Tensor, prompts="", *, factor: 
     kwargs.pop("seed", None)
     window = config.frames
     if task == "upscale":
+        kwargs["guidance"] = UPSCALE_GUIDANCE if kwargs.get("guidance") is None else kwargs["guidance"]
         return conditioned_request(config, prompts, low_res=video[:, :, :window], **kwargs)
     known = video.new_zeros(*video.shape[:2], window, *video.shape[3:])
     mask = torch.zeros(window)
