@@ -113,10 +113,12 @@ def gallery(folder: Path) -> list[dict]:
 def describe_model(key: str, path: Path) -> dict:
     """A model's defaults and the samplers its process takes, from its config (no weights); or why it is unusable."""
     from vdmkit.pipelines import open_model
+    from vdmkit.pipelines.text2video import refuse_conditioned
     from vdmkit.registry import SAMPLERS
 
     try:
         _, config = open_model(path)
+        refuse_conditioned(config)  # the app samples text-to-video: conditioned models are listed as unusable
     except (VdmkitError, ValueError, OSError) as e:
         return {"name": key, "usable": False, "error": str(e)}
     process = config.diffusion.build_process().name

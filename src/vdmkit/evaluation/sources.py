@@ -355,7 +355,10 @@ def open_model(path, *, frames: int, size: int, steps: int, guidance: float, sam
     from vdmkit.pipelines import TextToVideo, make_request
     from vdmkit.pipelines import open_model as open_pipeline_model
 
+    from vdmkit.pipelines.text2video import refuse_conditioned
+
     ckpt, config = open_pipeline_model(path)  # reads and hashes the config only
+    refuse_conditioned(config)  # a model trained on known frames or low-res videos is evaluated by its task
     make_request(config, ["a prompt"], frames=frames, height=size, width=size, steps=steps, guidance=guidance,
                  seed=seed, sampler=sampler)
     pipe = None
