@@ -189,6 +189,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--sampler", default="dpmpp_2m")
     parser.add_argument("--precision", default="bf16")
+    parser.add_argument("--guidance", type=float, help="CFG on the text (default: each model's own)")
     parser.add_argument("--image-guidance", type=float, default=2.0)
     parser.add_argument("--noise-levels", type=float, nargs="+", default=[0.0, 0.05])
     parser.add_argument("--data-seed", type=int, default=4242)
@@ -199,7 +200,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    sample = {"steps": args.steps, "sampler": args.sampler, "precision": args.precision}
+    sample = {"steps": args.steps, "sampler": args.sampler, "precision": args.precision, "guidance": args.guidance}
     rows = []
     for task in args.tasks:
         if task == "image_to_video":

@@ -367,6 +367,9 @@ def test_task_commands_refuse_bad_inputs_with_exit_2(models, tmp_path, monkeypat
         assert cli.main([*argv, "--out", str(tmp_path / "o.mp4")]) == 2, argv
         assert match in capsys.readouterr().err, argv
     assert not (tmp_path / "o.mp4").exists()
+    assert cli.main(["cascade", "configs/cascade.yaml", "--prompt", "x", "--device", "cuda", "--out",
+                     str(tmp_path / "o.mp4")]) == 2
+    assert "no CUDA" in capsys.readouterr().err
     assert cli.main(["eval", "--real", "shapes", "--fake", models["sr"], "--out", str(tmp_path / "r.json")]) == 2
     assert "not a text-to-video model" in capsys.readouterr().err
 

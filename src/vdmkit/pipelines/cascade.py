@@ -107,8 +107,9 @@ def plan(cfg: CascadeConfig) -> list[Planned]:
         inputs = tuple(getattr(config.model, "condition_inputs", ()))
         where = f"stage {stage.name!r} ({stage.task}, model {stage.model!r})"
         if stage.task == "text_to_video":
-            if inputs and "frames" not in inputs:
-                raise ConstraintError(f"{where}: a super-resolution model cannot make a video from text")
+            if inputs:
+                raise ConstraintError(f"{where}: a conditioned model (condition_inputs={list(inputs)}) does not "
+                                      "make videos from text; use a text-to-video model")
             frames = stage.frames or config.frames
             made = (len(range(0, frames, stage.stride)), config.height, config.width)
         else:
