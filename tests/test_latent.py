@@ -158,3 +158,26 @@ def test_joint_image_video_training_masks_latent_frames_of_a_frame_vae(tmp_path,
     assert len(losses) == 2 and all(map(math.isfinite, losses))
     with pytest.raises(ConfigError, match="train.image_ratio=0.5 needs an autoencoder that keeps frames apart"):
         load_config("configs/tiny.yaml", [f"latent.autoencoder={video_vae}", "data.frames=5", "train.image_ratio=0.5"])
+
+
+def test_conditioned_latent_models_train_and_run_their_tasks(tmp_path, video_vae):
+    """Known frames and low-res videos in latent space: the conditioning is the encoded clip (a time-compressing
+    VAE: a latent frame is known when every pixel frame it encodes is), training draws masks over latent frames."""
+    from vdmkit.pipelines import image_to_video, interpolate, upscale
+
+    frames = tmp_path / "frames"
+    assert cli.main(["train", "configs/tiny.yaml", f"latent.autoencoder={video_vae}", "data.frames=5", *T2V_TINY,
+                     "data.condition={masks: {first_frame: 1, every_n: 1}}", f"train.out_dir={frames}",
+                     "--no-progress"]) == 0
+    pipe = TextToVideo.from_pretrained(frames)
+    image = torch.rand(1, 3, 16, 16) * 2 - 1
+    latents = image_to_video(pipe, image, "a red circle moving left", frames=5, steps=2, output="latents")
+    assert latents.shape == (1, pipe.config.latent_channels, 3, 8, 8)  # 5 frames, 2x in time and space
+    video = interpolate(pipe, torch.rand(1, 3, 2, 16, 16) * 2 - 1, factor=4, steps=2)
+    assert video.shape == (1, 3, 5, 16, 16)
+    sr = tmp_path / "sr"
+    assert cli.main(["train", "configs/tiny.yaml", f"latent.autoencoder={video_vae}", "data.frames=5", *T2V_TINY,
+                     "data.size=32", "data.condition={masks: {}, low_res: 2}", f"train.out_dir={sr}",
+                     "--no-progress"]) == 0
+    big = upscale(TextToVideo.from_pretrained(sr), torch.rand(1, 3, 5, 16, 16) * 2 - 1, steps=2)
+    assert big.shape == (1, 3, 5, 32, 32) and torch.isfinite(big).all()
