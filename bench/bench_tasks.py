@@ -39,7 +39,7 @@ from vdmkit.io.video import upscale as nearest, write_video
 from vdmkit.pipelines import TextToVideo, default_model
 from vdmkit.pipelines.cascade import load_cascade, run_cascade
 from vdmkit.pipelines.conditioned import image_to_video, interpolate, upscale
-from vdmkit.video import to_uint8
+from vdmkit.video import fold_time, to_uint8, unfold_time
 
 
 def clips(n: int, seed: int, size: int = 32, frames: int = 16):
@@ -139,9 +139,8 @@ def interpolation_rows(args, sample, out: Path) -> list[dict]:
 def upscale_rows(args, sample, out: Path) -> list[dict]:
     videos, captions, attributes = clips(args.n, args.data_seed + 2, size=64, frames=8)
     small = downsample(videos, 2)
-    b, c, t, h, w = small.shape
-    bicubic = F.interpolate(small.transpose(1, 2).reshape(b * t, c, h, w), scale_factor=2, mode="bicubic",
-                            align_corners=False).clamp(-1, 1).reshape(b, t, c, 2 * h, 2 * w).transpose(1, 2)
+    bicubic = unfold_time(F.interpolate(fold_time(small), scale_factor=2, mode="bicubic", align_corners=False),
+                          small.shape[2]).clamp(-1, 1)
 
     def row(name, made, seconds):
         return {"task": "super-resolution 32->64", "method": name,

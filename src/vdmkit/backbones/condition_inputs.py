@@ -21,6 +21,7 @@ from torch import nn
 from vdmkit.backbones.layers import timestep_embedding, zero_init
 from vdmkit.conditioning.condition import Condition
 from vdmkit.errors import ConfigError, ConstraintError
+from vdmkit.video import fold_time, unfold_time
 
 CONDITION_INPUTS = ("frames", "low_res")
 NOISE_FEATURES = 256  # sinusoidal features of the conditioning's noise level (x 1000, as a timestep)
@@ -84,12 +85,10 @@ def check_condition(cond: Condition, inputs: tuple[str, ...], shape: tuple[int, 
 
 def upsample(low_res: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """(B, C, T, h, w) -> (B, C, T, H, W), bicubic per frame (the identity at the same size)."""
-    b, c, t, h, w = low_res.shape
-    if (h, w) == tuple(size):
+    if tuple(low_res.shape[3:]) == tuple(size):
         return low_res
-    frames = low_res.transpose(1, 2).reshape(b * t, c, h, w)
-    big = F.interpolate(frames, size=size, mode="bicubic", align_corners=False)
-    return big.reshape(b, t, c, *size).transpose(1, 2)
+    big = F.interpolate(fold_time(low_res), size=size, mode="bicubic", align_corners=False)  # (B T, C, H, W)
+    return unfold_time(big, low_res.shape[2])
 
 
 class ConditionInputs(nn.Module):

@@ -24,6 +24,7 @@ import torch.nn.functional as F
 
 from vdmkit.conditioning.condition import Condition
 from vdmkit.errors import ConfigError, ConstraintError
+from vdmkit.video import fold_time, unfold_time
 
 MASKS = ("first_frame", "first_k", "keyframes", "every_n", "none")
 MAX_NOISE_LEVEL = 0.99  # a level of 1 would leave nothing of the conditioning
@@ -160,13 +161,11 @@ def augment(x: torch.Tensor, level: torch.Tensor, eps: torch.Tensor) -> torch.Te
 def downsample(x: torch.Tensor, factor: int) -> torch.Tensor:
     """(B, C, T, H, W) -> (B, C, T, H/factor, W/factor), area-averaged per frame: the low-resolution input of
     super-resolution training."""
-    b, c, t, h, w = x.shape
+    h, w = x.shape[3:]
     if h % factor or w % factor:
         raise ConstraintError(f"super-resolution x{factor} needs clips whose height and width divide by {factor}, "
                               f"got {h}x{w}")
-    frames = x.transpose(1, 2).reshape(b * t, c, h, w)
-    small = F.avg_pool2d(frames, factor)
-    return small.reshape(b, t, c, h // factor, w // factor).transpose(1, 2)
+    return unfold_time(F.avg_pool2d(fold_time(x), factor), x.shape[2])  # (B T, C, H/f, W/f) per frame
 
 
 def check_noise_level(level) -> float:
