@@ -52,7 +52,7 @@ def test_a_new_adapter_changes_nothing_and_merge_unmerge_is_exact(kind):
     pipe = make_pipe(kind)
     before = run(pipe)
     weights = {k: v.clone() for k, v in pipe.backbone.state_dict().items()}
-    targets = ["attn", "temporal", "ff"] + (["conv"] if kind == "unet3d" else [])
+    targets = ["attn", "temporal", "ff", "film"] + (["conv"] if kind == "unet3d" else [])
     names = lora.add_lora(pipe.backbone, LoRAConfig(rank=4, targets=targets))
     assert names and torch.equal(run(pipe), before)  # B = 0
     randomise(pipe.backbone)
@@ -94,14 +94,20 @@ def test_targets_pick_the_layers_they_name():
     assert attn and not any("temporal" in n for n in attn) and all(n.split(".")[-1].startswith("to_") for n in attn)
     conv = lora.target_layers(unet, ["conv"])
     assert conv and all(n.split(".")[-1] in ("conv1", "conv2", "skip") for n in conv)
-    assert not any(n.endswith(("emb", "time_mlp", "conv_in", "conv_out")) for n in lora.target_layers(unet, lora.TARGETS))
+    features = [t for t in lora.TARGETS if t != "film"]
+    assert not any(n.endswith(("emb", "time_mlp", "conv_in", "conv_out")) for n in lora.target_layers(unet, features))
+    film = lora.target_layers(unet, ["film"])  # the conditioning projections: FiLM and the pooled text
+    assert "text_to_emb" in film and film and all(n.split(".")[-1] in ("emb", "temporal_emb", "text_to_emb")
+                                                   for n in film)
+    assert all(n.endswith(("modulation", "text_proj")) and not n.startswith("final")
+               for n in lora.target_layers(dit, ["film"]))
     # the DiT's time-axis attention is temporal, its other attention and cross-attention are attn, its MLP ff
     time_blocks = {n for n, m in dit.named_modules() if getattr(m, "axis", None) == "time"}
     assert time_blocks and set(lora.target_layers(dit, ["temporal"])) == {f"{b}.{p}" for b in time_blocks
                                                                        for p in ("qkv", "proj")}
     assert all(".mlp." in n for n in lora.target_layers(dit, ["ff"]))
     assert not any(n.startswith(("patch_embed", "final", "time_mlp")) or n.endswith("modulation")
-                   for n in lora.target_layers(dit, lora.TARGETS))
+                   for n in lora.target_layers(dit, features))
     with pytest.raises(ConfigError, match="match no layer"):
         lora.add_lora(dit, LoRAConfig(targets=["conv"]))
 
@@ -109,7 +115,7 @@ def test_targets_pick_the_layers_they_name():
 @pytest.mark.parametrize("kwargs, match", [
     ({"rank": 0}, "rank must be an integer >= 1"), ({"rank": -2}, "rank must be"), ({"rank": 2.5}, "rank must be"),
     ({"alpha": 0}, "alpha must be a number > 0"), ({"alpha": float("nan")}, "alpha must be"),
-    ({"targets": ["attn", "mlp"]}, "choose one or more of attn, temporal, ff, conv"),
+    ({"targets": ["attn", "mlp"]}, "choose one or more of attn, temporal, ff, conv, film"),
     ({"targets": []}, "choose one or more of"), ({"dropout": 1.0}, r"dropout must be in \[0, 1\)"),
 ])
 def test_bad_configs_are_refused(kwargs, match):
@@ -262,7 +268,7 @@ def test_a_lora_run_trains_only_adapters_saves_them_and_resumes_exactly(tiny_cfg
 @pytest.mark.parametrize("overrides, match", [
     (["train.lora.rank=4"], "train.lora fine-tunes a trained model: set train.init_from"),
     (["train.init_from=x", "train.lora.rank=4", "train.parallel=fsdp"], "nothing to shard; use train.parallel=ddp"),
-    (["train.init_from=x", "train.lora.targets=[attn, motion]"], "choose one or more of attn, temporal, ff, conv"),
+    (["train.init_from=x", "train.lora.targets=[attn, motion]"], "choose one or more of attn, temporal, ff, conv, film"),
     (["train.init_from=x", "train.lora.rank=0"], "rank must be an integer >= 1"),
     (["train.init_from=x", "train.lora.ranks=4"], "unknown key"),
 ])

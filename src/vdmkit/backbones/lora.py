@@ -8,9 +8,12 @@ to the weight of chosen layers, named by what they do rather than where they sit
 - ``temporal``: every layer that mixes frames (temporal attention, temporal convolutions, motion modules, the DiT's
   time-axis attention): a motion-only LoRA (AnimateDiff's MotionLoRA idea),
 - ``ff``: the feed-forward layers (the UNet transformers' GEGLU, the DiT's MLP),
-- ``conv``: the spatial (and full-3D) convolutions of the residual blocks.
+- ``conv``: the spatial (and full-3D) convolutions of the residual blocks,
+- ``film``: the conditioning projections: the residual blocks' FiLM scale/shift from the time and pooled-text
+  embedding, the pooled text's projection into it, the DiT's adaLN modulations and text projection (where a prompt
+  word such as a colour reaches the features in vdmkit's UNet).
 
-Embeddings, adaLN modulation and the input/output layers are never adapted.
+The timestep MLP, the input/output layers and the conditioning inputs are never adapted.
 
 Linear layers take the adapter on their input (``x @ A.T @ B.T``, with optional dropout on ``x``); convolutions,
 whose forwards read ``self.weight`` in their own ways, run with ``W + scale * B @ A`` swapped in for the call. Base
@@ -37,12 +40,14 @@ from torch import nn
 
 from vdmkit.errors import ConfigError
 
-TARGETS = ("attn", "temporal", "ff", "conv")
+TARGETS = ("attn", "temporal", "ff", "conv", "film")
 FORMAT = "vdmkit-lora/1"
 # linear layers that condition rather than compute features: never adapted
 _SKIP_LEAVES = {"emb", "temporal_emb", "modulation", "text_proj", "text_to_emb", "time_mlp", "conv_in", "conv_out",
                 "downsample", "upsample"}
-_SKIP_ROOTS = {"time_mlp", "text_proj", "text_to_emb", "patch_embed", "final", "conv_in", "conv_out"}
+_SKIP_ROOTS = {"time_mlp", "text_proj", "text_to_emb", "patch_embed", "final", "conv_in", "conv_out",
+               "condition_in"}
+_FILM_LEAVES = {"emb", "temporal_emb", "modulation", "text_to_emb", "text_proj"}  # the ``film`` target
 _ATTENTION_PARTS = {"attn", "attn1", "attn2", "cross", "spatial"}
 _FF_PARTS = {"ff", "mlp"}
 
@@ -80,6 +85,8 @@ def layer_kind(name: str, module: nn.Module, time_attention: tuple[str, ...] = (
     """The target kind of the layer ``name`` (a Linear or a Conv), or None when it is never adapted.
     ``time_attention``: prefixes of the attention modules that mix frames (the DiT's time-axis attention)."""
     parts = name.split(".")
+    if isinstance(module, nn.Linear) and parts[-1] in _FILM_LEAVES and parts[0] not in ("final", "condition_in"):
+        return "film"
     if any(p in _SKIP_LEAVES for p in parts) or parts[0] in _SKIP_ROOTS:
         return None
     if any(p.startswith(("temporal", "input_temporal", "motion")) for p in parts) or \
