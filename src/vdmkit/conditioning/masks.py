@@ -36,7 +36,9 @@ class ConditionConfig:
     ``first_k``: prediction knows the first k frames, k uniform in 1..first_k. ``keyframes``: 2..keyframes frames at
     random positions, the first and last always among them. ``every_n``: frames 0, n, 2n, ... known, n drawn from this
     list. ``low_res``: > 1 trains super-resolution from the clip downsampled this many times (area), alone or with
-    masks. ``drop_image``: probability of dropping the image condition (mask and known frames zero; the low-res video
+    masks; with ``residual`` the model generates the clip minus the bicubic upsampling of its clean low-res input
+    (SRDiff, Li et al. 2022: a clean background is then zero). ``drop_image``: probability of dropping the image
+    condition (mask and known frames zero; the low-res video
     too). ``noise_aug``: the largest conditioning noise level drawn in training."""
 
     masks: dict = field(default_factory=lambda: {"first_frame": 1.0})
@@ -44,6 +46,7 @@ class ConditionConfig:
     keyframes: int = 4
     every_n: tuple[int, ...] = (2, 4)
     low_res: int = 1
+    residual: bool = False
     drop_image: float = 0.1
     noise_aug: float = 0.0
 
@@ -61,6 +64,8 @@ class ConditionConfig:
         if self.low_res < 1:
             raise ConfigError(f"data.condition.low_res must be an integer >= 1 (1: no super-resolution), "
                               f"got {self.low_res!r}")
+        if self.residual and self.low_res == 1:
+            raise ConfigError("data.condition.residual applies to super-resolution: set low_res > 1")
         if not any(self.masks.values()) and self.low_res == 1:
             raise ConfigError("data.condition conditions on nothing: give a mask kind a weight > 0 "
                               f"({', '.join(MASKS[:-1])}) or low_res > 1")
@@ -150,6 +155,14 @@ def conditioned(cond: Condition, videos: torch.Tensor, draws: Draws, cfg: Condit
         small = augment(downsample(videos, f), level, downsample(eps, f) * f)  # area-averaged noise rescaled to unit
         fields["low_res"] = small * keep.to(videos).view(-1, 1, 1, 1, 1)
     return dataclasses.replace(cond, **fields)
+
+
+def residual_base(videos: torch.Tensor, factor: int) -> torch.Tensor:
+    """What a residual super-resolution model adds its output to: the bicubic upsampling of the clean clip
+    downsampled ``factor`` times (its low-res input before augmentation)."""
+    from vdmkit.backbones.condition_inputs import upsample
+
+    return upsample(downsample(videos, factor), tuple(videos.shape[3:]))
 
 
 def augment(x: torch.Tensor, level: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:

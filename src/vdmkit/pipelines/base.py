@@ -160,6 +160,8 @@ class Pipeline(nn.Module):
 
     def denoiser(self, precision: str = "fp32") -> Denoiser:
         clip = (-1.0, 1.0) if self.autoencoder is None else None  # latents have no fixed range
+        if clip is not None and self.config.condition is not None and self.config.condition.residual:
+            clip = (-2.0, 2.0)  # a residual super-resolution model: the difference of two [-1, 1] videos
         return Denoiser(self.backbone, self.process, self.config.diffusion.prediction, clip_x0=clip,
                         autocast_dtype=None if precision == "fp32" else low_precision_dtype(self.device))
 

@@ -22,6 +22,7 @@ from typing import Callable
 
 import torch
 
+from vdmkit.backbones.condition_inputs import upsample
 from vdmkit.conditioning.masks import augment, check_noise_level
 from vdmkit.errors import ConstraintError
 from vdmkit.pipelines.request import SampleRequest, check_prompts, check_size, make_request
@@ -179,9 +180,12 @@ def run_conditioned(pipe, request: ConditionedRequest, *, callback: Callable | N
         if request.mode == "concat":
             eps = torch.randn(known.shape, generator=aug).to(device)
             fields.update(known=augment(known, level, eps), mask=mask)
+    base_video = None
     if request.low_res is not None:
         small = pipe.to_latents(request.low_res.to(device)).float()
         fields["low_res"] = augment(small, level, torch.randn(small.shape, generator=aug).to(device))
+        if pipe.config.condition is not None and pipe.config.condition.residual:  # it generates the difference
+            base_video = upsample(small, tuple(x.shape[3:]))
     options = {}
     if request.mode == "concat":
         fields["noise_level"] = level
@@ -196,6 +200,8 @@ def run_conditioned(pipe, request: ConditionedRequest, *, callback: Callable | N
     x = generate(pipe.denoiser(base.precision), x, base.ts, cond, uncond, sampler=base.sampler,
                  guidance=base.guidance, guidance_rescale=base.guidance_rescale, generator=generator,
                  callback=callback, **options, **base.knobs)
+    if base_video is not None:
+        x = x + base_video
     if base.output == "latents":
         return x
     video = pipe.decode(x, **(decode or {}))

@@ -88,6 +88,8 @@ class DiffusionObjective(nn.Module):
             cond = dataclasses.replace(self.pipe.encode(captions), is_image=draws.is_image)
             if condition is not None:
                 cond = masks.conditioned(cond, videos, condition, self.condition)
+                if self.condition.residual:  # the model generates what the upsampled low-res clip lacks
+                    videos = videos - masks.residual_base(videos, self.condition.low_res)
             return diffusion_loss(self.pipe.backbone, videos, cond, self.pipe.process, self.prediction,
                                   weighting=self.weighting, noise=(draws.t, draws.eps))
 
