@@ -415,3 +415,27 @@ def test_a_pretrained_diffusers_folder_conditions_by_replacement(tmp_path):
     assert video.shape == (1, 3, 3, 32, 32) and torch.equal(video[:, :, 0], image)
     with pytest.raises(ConstraintError, match="replace"):
         image_to_video(pipe, image, "a red panda", frames=3, mode="concat")
+
+
+def test_residual_super_resolution_adds_its_output_to_the_upsampled_input(tmp_path):
+    from vdmkit.backbones.condition_inputs import upsample
+    from vdmkit.conditioning.masks import downsample, residual_base
+
+    out = run(tmp_path, "residual", "data.condition={masks: {}, low_res: 2, residual: true}")
+    pipe = TextToVideo.from_pretrained(out)
+    assert pipe.config.condition.residual and pipe.denoiser().clip_x0 == (-2.0, 2.0)
+    small = clip(1, t=3, size=8)
+    assert upscale(pipe, small, steps=2).shape == (1, 3, 3, 16, 16)
+
+    class NoResidual:  # a model whose every estimate is "nothing to add"
+        process = pipe.process
+
+        def __call__(self, x, t, cond):
+            return torch.zeros_like(x)
+
+    pipe.denoiser = lambda precision="fp32": NoResidual()
+    assert torch.allclose(upscale(pipe, small, steps=3, sampler="ddim"), upsample(small, (16, 16)), atol=1e-6)
+    video = clip(2, t=2, size=16)
+    assert torch.equal(residual_base(video, 2), upsample(downsample(video, 2), (16, 16)))
+    with pytest.raises(ConfigError, match="residual applies to super-resolution"):
+        ConditionConfig(masks={"first_frame": 1}, residual=True)

@@ -31,7 +31,9 @@ from vdmkit.sampling.guidance import check_guidance
 from vdmkit.video import check_video
 
 MODES = ("auto", "concat", "replace")
-UPSCALE_GUIDANCE = 1.0  # super-resolution samples without text guidance unless asked
+# a conditioned model (known frames, low-res video) samples without text guidance unless asked: the conditioning
+# carries the content, and guidance 3 on the text cost 3-4 dB on the shapes tasks (BENCHMARKS.md, conditioned tasks)
+CONCAT_GUIDANCE = 1.0
 AUGMENT_SEED = 0x1A6E  # the conditioning's augmentation noise: its own stream, so the starting noise is the seed's
 
 
@@ -111,7 +113,8 @@ def conditioned_request(config, prompts, *, known: torch.Tensor | None = None, m
     """Check a conditioned request against the model (no weights needed). ``known``: pixel frames (B, 3, T, H, W)
     in [-1, 1], read where the frame ``mask`` ((B, T) or (T,), 1 = known) is set; the output has the same frames and
     size. ``low_res``: a pixel video (B, 3, T, h, w) to upscale by the model's factor. One prompt for every video or
-    one per video; ``kwargs`` as :func:`~vdmkit.pipelines.request.make_request` (steps, sampler, guidance, seed, ...)."""
+    one per video; ``kwargs`` as :func:`~vdmkit.pipelines.request.make_request` (steps, sampler, guidance, seed, ...);
+    in concat mode the text guidance defaults to 1 (none: the known frames carry the content), not the model's."""
     resolved = resolve_mode(config, mode, frames=known is not None, low_res=low_res is not None)
     if (known is None) != (mask is None):
         raise ConstraintError("known frames need their mask, and a mask needs the known frames")
@@ -138,6 +141,8 @@ def conditioned_request(config, prompts, *, known: torch.Tensor | None = None, m
         image_guidance = check_guidance(image_guidance)
     if not isinstance(keep_known, bool):
         raise ConstraintError(f"keep_known must be true or false, got {keep_known!r}")
+    if resolved == "concat" and kwargs.get("guidance") is None:
+        kwargs["guidance"] = CONCAT_GUIDANCE
     prompts = check_prompts(prompts)
     if len(prompts) == 1:
         prompts = prompts * batch
@@ -337,7 +342,6 @@ def upscale(pipe, video: torch.Tensor, prompts="", *, callback: Callable | None 
     ``kwargs``: noise_level (the conditioning augmentation to sample with), steps, sampler, seed, ..., and guidance
     on the text (default 1: none; the low-res video determines the content)."""
     check_video(video, channels=3, name="the video to upscale")
-    kwargs["guidance"] = UPSCALE_GUIDANCE if kwargs.get("guidance") is None else kwargs["guidance"]
     window = pipe.config.frames
     seed = kwargs.pop("seed", 0)
     parts = []
@@ -361,7 +365,6 @@ def task_request(config, task: str, video: torch.Tensor, prompts="", *, factor: 
     kwargs.pop("seed", None)
     window = config.frames
     if task == "upscale":
-        kwargs["guidance"] = UPSCALE_GUIDANCE if kwargs.get("guidance") is None else kwargs["guidance"]
         return conditioned_request(config, prompts, low_res=video[:, :, :window], **kwargs)
     known = video.new_zeros(*video.shape[:2], window, *video.shape[3:])
     mask = torch.zeros(window)
