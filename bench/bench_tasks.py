@@ -31,6 +31,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from vdmkit.backbones.condition_inputs import upsample
 from vdmkit.conditioning.masks import downsample
 from vdmkit.data import ShapesConfig, ShapesDataset
 from vdmkit.evaluation import detect_shapes
@@ -39,7 +40,7 @@ from vdmkit.io.video import upscale as nearest, write_video
 from vdmkit.pipelines import TextToVideo, default_model
 from vdmkit.pipelines.cascade import load_cascade, run_cascade
 from vdmkit.pipelines.conditioned import image_to_video, interpolate, upscale
-from vdmkit.video import fold_time, to_uint8, unfold_time
+from vdmkit.video import to_uint8
 
 
 def clips(n: int, seed: int, size: int = 32, frames: int = 16):
@@ -139,8 +140,7 @@ def interpolation_rows(args, sample, out: Path) -> list[dict]:
 def upscale_rows(args, sample, out: Path) -> list[dict]:
     videos, captions, attributes = clips(args.n, args.data_seed + 2, size=64, frames=8)
     small = downsample(videos, 2)
-    bicubic = unfold_time(F.interpolate(fold_time(small), scale_factor=2, mode="bicubic", align_corners=False),
-                          small.shape[2]).clamp(-1, 1)
+    bicubic = upsample(small, tuple(videos.shape[3:])).clamp(-1, 1)  # what the SR models are conditioned on
 
     def row(name, made, seconds):
         return {"task": "super-resolution 32->64", "method": name,

@@ -5,6 +5,7 @@ tasks `vdmkit interpolate | extend | upscale` and `vdmkit sample --image` (pipel
 from __future__ import annotations
 
 import json
+import math
 import sys
 
 from vdmkit.cli_common import model_or_default, report, seed
@@ -176,7 +177,7 @@ def _cmd_cascade(args) -> int:
     from vdmkit.device import resolve_device
     from vdmkit.io.video import VIDEO_FORMATS, check_output_path, upscale, write_video
     from vdmkit.pipelines.cascade import load_cascade, plan, run_cascade
-    from vdmkit.pipelines.render import check_fps
+    from vdmkit.pipelines.render import VIEW_SIZE, check_fps
     from vdmkit.video import to_uint8
 
     device = resolve_device(args.device)
@@ -189,7 +190,7 @@ def _cmd_cascade(args) -> int:
     video, stages = run_cascade(cfg, args.prompt, seed=args.seed, device=device, precision=args.precision,
                                 progress=report_line)
     frames = to_uint8(video[0])
-    factor = args.upscale or max(1, -(-128 // max(frames.shape[1:3])))
+    factor = args.upscale or max(1, math.ceil(VIEW_SIZE / max(frames.shape[1:3])))
     meta = {"prompt": args.prompt, "cascade": str(args.config), "seed": args.seed, "stages": stages, "fps": fps,
             "precision": args.precision, "device": str(device), "threads": threads, "vdmkit": __version__,
             "upscale": factor, "shapes": [list(p.shape) for p in planned]}

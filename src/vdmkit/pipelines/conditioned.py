@@ -264,10 +264,54 @@ def interpolation_windows(keyframes: int, factor: int, window: int) -> list[tupl
     return [(s, min(s + per, keyframes - 1)) for s in range(0, keyframes - 1, per)]
 
 
-def check_factor(factor) -> int:
+def check_keyframes(video: torch.Tensor, factor) -> int:
+    """The interpolation factor, after checking it (an integer >= 2) and the keyframes (a video of >= 2 frames)."""
     if isinstance(factor, bool) or not isinstance(factor, int) or factor < 2:
         raise ConstraintError(f"factor must be an integer >= 2, got {factor!r}")
+    check_video(video, channels=3, name="the keyframes")
+    if video.shape[2] < 2:
+        raise ConstraintError(f"interpolation needs at least 2 keyframes, got {video.shape[2]}")
     return factor
+
+
+def keyframe_window(video: torch.Tensor, first: int, last: int, factor: int,
+                    window: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(known (B, 3, window, H, W), frame mask (window,)) of one interpolation window: keyframes ``first`` ..
+    ``last`` of ``video`` at every ``factor``-th frame."""
+    known = video.new_zeros(*video.shape[:2], window, *video.shape[3:])
+    mask = torch.zeros(window)
+    for j in range(first, last + 1):
+        known[:, :, (j - first) * factor], mask[(j - first) * factor] = video[:, :, j], 1
+    return known, mask
+
+
+def extension_context(config, given: int, frames, context, mode: str) -> int:
+    """How many of the last frames each extension window knows: ``context``, or by default the most frames the
+    model's prediction masks knew (a trained model in concat mode) or half a window (replacement), at most the
+    ``given`` frames; ConstraintError when ``frames`` is not above ``given`` or the context does not fit."""
+    window = config.frames
+    if frames is None or check_size("frames", frames) <= given:
+        raise ConstraintError(f"extend needs frames above the {given} frames given, got {frames}")
+    if context is None:
+        condition = config.condition
+        trained = condition is not None and condition.masks.get("first_k", 0) > 0 and \
+            resolve_mode(config, mode, frames=True, low_res=False) == "concat"
+        context = min(condition.first_k if trained else window // 2, given)
+    context = check_size("context", context)
+    if context >= window or context > given:
+        raise ConstraintError(f"context={context} must be below the model's {window} frames and at most the "
+                              f"{given} frames given")
+    return context
+
+
+def context_window(video: torch.Tensor, context: int, window: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(known (B, 3, window, H, W), frame mask (window,)) of one extension window: the last ``context`` frames of
+    ``video`` first."""
+    known = video.new_zeros(*video.shape[:2], window, *video.shape[3:])
+    known[:, :, :context] = video[:, :, -context:]
+    mask = torch.zeros(window)
+    mask[:context] = 1
+    return known, mask
 
 
 @torch.no_grad()
@@ -278,19 +322,12 @@ def interpolate(pipe, video: torch.Tensor, prompts="", *, factor: int = 4, callb
     frames after its last keyframe generated and dropped), share their boundary keyframes; window k is sampled with
     seed + k. ``kwargs``: mode, image_guidance, noise_level, keep_known (default True: the keyframes exactly), steps,
     sampler, guidance, seed, ..."""
-    factor = check_factor(factor)
-    check_video(video, channels=3, name="the keyframes")
-    if video.shape[2] < 2:
-        raise ConstraintError(f"interpolation needs at least 2 keyframes, got {video.shape[2]}")
+    factor = check_keyframes(video, factor)
     kwargs.setdefault("keep_known", True)
     window = pipe.config.frames
     parts, seed = [], kwargs.pop("seed", 0)
     for k, (first, last) in enumerate(interpolation_windows(video.shape[2], factor, window)):
-        known = video.new_zeros(*video.shape[:2], window, *video.shape[3:])
-        mask = torch.zeros(window)
-        for j in range(first, last + 1):
-            known[:, :, (j - first) * factor] = video[:, :, j]
-            mask[(j - first) * factor] = 1
+        known, mask = keyframe_window(video, first, last, factor, window)
         request = conditioned_request(pipe.config, prompts, known=known, mask=mask,
                                       seed=None if seed is None else seed + k, **kwargs)
         out = run_conditioned(pipe, request, callback=callback, decode=decode)
@@ -303,29 +340,15 @@ def interpolate(pipe, video: torch.Tensor, prompts="", *, factor: int = 4, callb
 def extend(pipe, video: torch.Tensor, prompts="", *, frames: int, context: int | None = None,
            callback: Callable | None = None, decode: dict | None = None, **kwargs) -> torch.Tensor:
     """Prediction / extension: ``video`` (B, 3, N, H, W) continued to ``frames`` frames, window by window of the
-    model's length, each conditioned on the last ``context`` frames so far (default: half the window, at most the
-    N given). The input frames are kept as given; window k is sampled with seed + k."""
+    model's length, each conditioned on the last ``context`` frames so far (default: :func:`extension_context`).
+    The input frames are kept as given; window k is sampled with seed + k."""
     check_video(video, channels=3, name="the video to extend")
-    window, given = pipe.config.frames, video.shape[2]
-    frames = check_size("frames", frames)
-    if frames <= given:
-        raise ConstraintError(f"extend to frames={frames}: the video already has {given}; ask for more")
-    if context is None:  # a trained model: the most frames its prediction masks knew; replacement: half a window
-        condition = pipe.config.condition
-        trained = condition is not None and condition.masks.get("first_k", 0) > 0 and \
-            resolve_mode(pipe.config, kwargs.get("mode", "auto"), frames=True, low_res=False) == "concat"
-        context = min(condition.first_k if trained else window // 2, given)
-    context = check_size("context", context)
-    if context >= window or context > given:
-        raise ConstraintError(f"context={context} must be below the model's {window} frames and at most the "
-                              f"{given} frames given")
+    window = pipe.config.frames
+    context = extension_context(pipe.config, video.shape[2], frames, context, kwargs.get("mode", "auto"))
     seed = kwargs.pop("seed", 0)
     out, k = video.to(pipe.device), 0
     while out.shape[2] < frames:
-        known = out.new_zeros(*out.shape[:2], window, *out.shape[3:])
-        known[:, :, :context] = out[:, :, -context:]
-        mask = torch.zeros(window)
-        mask[:context] = 1
+        known, mask = context_window(out, context, window)
         request = conditioned_request(pipe.config, prompts, known=known, mask=mask,
                                       seed=None if seed is None else seed + k, **kwargs)
         part = run_conditioned(pipe, request, callback=callback, decode=decode)
@@ -366,24 +389,12 @@ def task_request(config, task: str, video: torch.Tensor, prompts="", *, factor: 
     window = config.frames
     if task == "upscale":
         return conditioned_request(config, prompts, low_res=video[:, :, :window], **kwargs)
-    known = video.new_zeros(*video.shape[:2], window, *video.shape[3:])
-    mask = torch.zeros(window)
     if task == "interpolate":
-        factor = check_factor(factor)
-        if video.shape[2] < 2:
-            raise ConstraintError(f"interpolation needs at least 2 keyframes, got {video.shape[2]}")
-        first, last = interpolation_windows(video.shape[2], factor, window)[0]
-        for j in range(first, last + 1):
-            known[:, :, j * factor], mask[j * factor] = video[:, :, j], 1
+        factor = check_keyframes(video, factor)
+        known, mask = keyframe_window(video, *interpolation_windows(video.shape[2], factor, window)[0], factor, window)
     elif task == "extend":
-        given = video.shape[2]
-        if frames is None or check_size("frames", frames) <= given:
-            raise ConstraintError(f"extend needs frames above the {given} frames given, got {frames}")
-        n = min(window // 2, given) if context is None else check_size("context", context)
-        if n >= window or n > given:
-            raise ConstraintError(f"context={n} must be below the model's {window} frames and at most the {given} "
-                                  "frames given")
-        known[:, :, :n], mask[:n] = video[:, :, -n:], 1
+        context = extension_context(config, video.shape[2], frames, context, kwargs.get("mode", "auto"))
+        known, mask = context_window(video, context, window)
     else:
         raise ConstraintError(f"unknown task {task!r}: interpolate, extend, upscale or image_to_video")
     return conditioned_request(config, prompts, known=known, mask=mask, **kwargs)
