@@ -44,6 +44,16 @@ def test_latent_config_follows_the_autoencoder(video_vae, frame_vae):
     assert cfg.model.in_channels == 6
 
 
+def test_memory_estimates_count_the_decode(video_vae):
+    from vdmkit import memory
+
+    config = load_config("configs/tiny.yaml", [f"latent.autoencoder={video_vae}", "data.frames=5"]).pipeline()
+    size = dict(batch=1, frames=config.frames, height=config.height, width=config.width)
+    assert memory.sampling_estimate(config, **size).parts["decode"] > 0
+    latents_only = memory.sampling_estimate(config, **size, output="latents").parts
+    assert "decode" not in latents_only and "output" not in latents_only
+
+
 @pytest.mark.parametrize("overrides, match", [
     (["model.in_channels=8", "model.out_channels=8"], "mismatched latent channels"),
     (["data.frames=4"], "temporal compression 2"),

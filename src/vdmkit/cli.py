@@ -132,7 +132,7 @@ def _cmd_sample(args) -> int:
     from vdmkit.device import resolve_device
     from vdmkit.io.video import VIDEO_FORMATS, check_output_path
     from vdmkit.pipelines import TextToVideo, make_request, open_model
-    from vdmkit.pipelines.base import with_adapter_sampling
+    from vdmkit.pipelines.base import check_sampling_memory, with_adapter_sampling
     from vdmkit.pipelines.render import LATENTS_SUFFIX, check_fps, view_factor
     from vdmkit.pipelines.text2video import refuse_conditioned
 
@@ -209,6 +209,8 @@ def _cmd_sample(args) -> int:
         requests = {i: dataclasses.replace(request(prompts[i], (base + i) % 2**63, outs[i]),
                                            seed_was_random=args.seed is None)
                     for i in world.share(len(prompts))}
+    check_sampling_memory(config, first, device, args.dtype, decode=decode, window=long and long.window,
+                          view_factor=view_factor(first, args.upscale))  # before any weights load
     pipe = TextToVideo.from_pretrained(ckpt, device=device, dtype=args.dtype)  # reads and hashes the weights, once
     for adapter, scale in adapters:
         pipe.load_lora(adapter, scale, force=args.force_lora)

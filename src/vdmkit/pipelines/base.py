@@ -77,6 +77,33 @@ def weights_sha256(source: ModelSource) -> str:
     return source.sha256(WEIGHTS) if isinstance(source, Checkpoint) else source.weights_sha256
 
 
+def check_sampling_memory(config: PipelineConfig, request: SampleRequest, device, dtype: str = "fp32", *,
+                          decode: dict | None = None, window: int | None = None, view_factor: int = 1,
+                          loaded: bool = False) -> None:
+    """OutOfMemoryError when sampling ``request`` with the model of ``config`` on ``device``, weights stored as
+    ``dtype`` (counted unless ``loaded``), would need more memory than the device has free: the estimate of memory.py
+    (a meta-device run of the backbone and autoencoder at the request's shapes), so the CLI refuses before it loads any
+    weights, and a loaded pipeline before it allocates the noise."""
+    from vdmkit.memory import check_fits, sampling_estimate
+
+    estimate = sampling_estimate(config, batch=len(request.prompts), frames=request.frames, height=request.height,
+                                 width=request.width, dtype=dtype, guided=request.guidance != 1, window=window,
+                                 decode=decode, view_factor=view_factor, weights=not loaded, output=request.output)
+    check_fits(estimate, device, f"sampling {len(request.prompts)} x {request.frames} frames at {request.height}x"
+               f"{request.width} ({dtype})", sampling_advice(config, dtype))
+
+
+def sampling_advice(config: PipelineConfig, dtype: str) -> str:
+    """What lowers a sampling job's memory, for the errors that refuse one."""
+    tips = ["fewer prompts per call", f"fewer frames (the model was trained on {config.frames})",
+            f"a smaller height x width (trained: {config.height}x{config.width})"]
+    if dtype == "fp32":
+        tips.append("bf16 weights (--dtype bf16 / dtype='bf16': half the weights and activations)")
+    if config.latent.enabled:
+        tips.append("decoding in tiles / frame chunks (--vae-tile 32 --vae-frame-chunk 4)")
+    return ", ".join(tips)
+
+
 def with_adapter_sampling(config: PipelineConfig, adapters) -> PipelineConfig:
     """``config`` with the sampling defaults the adapters (lora.AdapterFile) record, the last one's (a consistency
     adapter is sampled with lcm and guidance 1); unchanged when none records any."""
@@ -164,6 +191,13 @@ class Pipeline(nn.Module):
             clip = (-2.0, 2.0)  # a residual super-resolution model: the difference of two [-1, 1] videos
         return Denoiser(self.backbone, self.process, self.config.diffusion.prediction, clip_x0=clip,
                         autocast_dtype=None if precision == "fp32" else low_precision_dtype(self.device))
+
+    def check_memory(self, request: SampleRequest, decode: dict | None = None, *, window: int | None = None) -> None:
+        """OutOfMemoryError, before any work, when sampling ``request`` (``window`` latent frames per model call for a
+        long video) would need more memory than this pipeline's device has free (memory.py); its weights are loaded
+        already, so they are not counted again."""
+        dtype = {v: k for k, v in DTYPES.items()}.get(next(self.backbone.parameters()).dtype, "fp32")
+        check_sampling_memory(self.config, request, self.device, dtype, decode=decode, window=window, loaded=True)
 
     def starting_noise(self, request: SampleRequest) -> tuple[torch.Tensor, torch.Generator]:
         """(x_T on this pipeline's device, the CPU generator seeded with the request's seed, which then feeds a

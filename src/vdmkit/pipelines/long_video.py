@@ -162,6 +162,7 @@ def run_long(pipe, request: LongRequest, *, callback: Callable | None = None,
              decode: dict | None = None) -> torch.Tensor:
     """The video of a checked :class:`LongRequest` (or its latents, with output="latents")."""
     base = request.base
+    pipe.check_memory(as_sample_request(request), decode, window=request.window)
     generator = torch.Generator().manual_seed(base.seed)
     _, h, w = pipe.config.latent_size(base.frames, base.height, base.width)
     shape = (1, pipe.config.latent_channels, request.latent_frames, h, w)

@@ -48,6 +48,7 @@ class TextToVideo(Pipeline):
                   f"height x width ({request.height}x{request.width}), precision='bf16'"
                   + (", or decode in tiles / frame chunks (decode={'tile': 32, 'frame_chunk': 4})"
                      if self.autoencoder is not None else ""))
+        self.check_memory(request, decode)  # a request too large for the machine is refused before any work
         with memory_guard(f"sampling on {self.device}", advice):
             n = len(request.prompts)
             cond, uncond = self.conditions(request.prompts, [request.negative_prompt] * n)

@@ -24,6 +24,7 @@ from vdmkit.autoencoders.load import load_autoencoder
 from vdmkit.config import to_dict
 from vdmkit.data.loader import build_dataset
 from vdmkit.device import autocast, grad_scaler, memory_guard, resolve_device
+from vdmkit.memory import check_fits, training_estimate
 from vdmkit.diffusion.losses import diffusion_loss
 from vdmkit.backbones import lora
 from vdmkit.conditioning import masks
@@ -103,6 +104,12 @@ def train(cfg: RunConfig, *, resume: bool = False, progress: bool = True) -> Pat
     world, device = join(resolve_device(tc.device), tc.timeout)  # a missing device fails before any work
     layout = batch_layout(tc, world)  # the global batch over processes and micro-batches, or why it cannot split
     mode = parallel_mode(tc, world, device)  # none | ddp | fsdp, or what FSDP cannot shard
+    advice = (f"lower train.batch_size ({tc.batch_size}), data.frames or data.size, use train.precision=bf16, "
+              "model.checkpoint=true (DiT: recompute activations in the backward pass), or more processes with "
+              "train.parallel=fsdp")
+    if mode != "fsdp":  # FSDP shards the states over the processes: the whole-model estimate would overstate it
+        check_fits(training_estimate(cfg.pipeline(), batch=layout.micro, adapters=tc.lora is not None,
+                                     ema=True), device, f"a training step at micro-batch {layout.micro}", advice)
     start = open_run(out, resume, world)  # the checkpoint to continue, or None; refuses to clobber a run
     set_threads(tc.threads)
     torch.manual_seed(tc.seed)  # every rank builds the same initial weights
@@ -150,9 +157,6 @@ def train(cfg: RunConfig, *, resume: bool = False, progress: bool = True) -> Pat
     bar = Progress(tc.steps, step, "train", progress and world.main)
     if (world.distributed or layout.accum > 1) and progress and world.main:
         bar.write(f"{layout.describe()}; parallel {mode}; randomness {scheme}")
-    advice = (f"lower train.batch_size ({tc.batch_size}), data.frames or data.size, use train.precision=bf16, "
-              "model.checkpoint=true (DiT: recompute activations in the backward pass), or more processes with "
-              "train.parallel=fsdp")
     resume_advice = f"Rerun with --resume: it continues from the last complete checkpoint in {str(out)!r}"
     starts = [layout.first_sample(s, m) for s in range(step, tc.steps) for m in range(layout.accum)]
     micro_batches = batches(dataset, starts, layout.micro, device, tc.workers)

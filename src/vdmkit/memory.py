@@ -1,0 +1,289 @@
+"""Memory estimates made before any work, so that a request too large for the machine is refused with the estimate
+and what would fit, instead of an allocator traceback or the kernel's out-of-memory killer.
+
+The backbone and the autoencoder run once on the ``meta`` device (shapes, no data, no allocation: about 0.2 s for
+the shapes model at any size) while a dispatch mode adds up the bytes of the tensors alive at each moment, so the peak
+follows the model's own code, whatever its layout. Scaled dot-product attention is counted as the fused kernels
+compute it (the output only, no (L, S) score matrix), as on CPU and GPU. What the sampler and the output keep (the
+latents and a few sampler states in float32, the decoded video, the uint8 frames written) is added by formula.
+
+The count misses what the allocator and oneDNN keep on the side, so model calls are scaled by ``OVERHEAD``; against
+the growth of the process's peak resident memory over two sampler steps of the shapes model the estimate is 0.58-1.17x
+(BENCHMARKS.md, "Memory estimates"). A request is refused only when the estimate exceeds what the device has free
+(``available_bytes``), so a run that fits is never refused for a rough estimate.
+"""
+
+from __future__ import annotations
+
+import functools
+import weakref
+from dataclasses import dataclass, field
+from typing import Callable
+
+from vdmkit.errors import OutOfMemoryError
+
+GIB = 2**30
+DTYPE_BYTES = {"fp32": 4, "bf16": 2, "fp16": 2}
+SAMPLER_STATES = 5  # float32 tensors the size of the latents a sampler keeps: x, x0, a multistep history, the noise
+TEXT_TOKENS = 77  # prompt tokens assumed when the text config names no max_length (CLIP's)
+# the counted peak of a model call times this: what the meta count cannot see (the allocator's slack, oneDNN's
+# reordered copies of weights and inputs). Measured peak RSS growth / counted peak, shapes model, 2 sampler steps:
+# 16x128x128 fp32 1.09, bf16 2.3 (oneDNN's fixed bf16 buffers weigh at small sizes); 32x192x192 fp32 1.19;
+# 64x128x128 bf16 1.25
+OVERHEAD = 1.25
+
+
+@dataclass(frozen=True)
+class MemoryEstimate:
+    """Bytes per part of a job (weights, denoiser, sampler state, decode, output, ...): the peak is their sum."""
+
+    parts: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def total(self) -> int:
+        return sum(self.parts.values())
+
+    def describe(self) -> str:
+        items = ", ".join(f"{name} {size / GIB:.2f}" for name, size in self.parts.items() if size)
+        return f"{self.total / GIB:.2f} GiB ({items} GiB)"
+
+
+def available_bytes(device=None) -> int | None:
+    """Memory free for new work on ``device`` (a torch device; None: the CPU): CUDA's free memory, or on Linux the
+    kernel's MemAvailable, capped by a cgroup v2 limit less its usage (containers); None where unknown (mps, other
+    systems), and then nothing is refused."""
+    import torch
+
+    device = torch.device(device or "cpu")
+    if device.type == "cuda":
+        return int(torch.cuda.mem_get_info(device)[0])
+    if device.type != "cpu":
+        return None
+    try:
+        with open("/proc/meminfo") as f:
+            info = {line.split(":")[0]: line.split()[1] for line in f}
+        free = int(info["MemAvailable"]) * 1024
+    except (OSError, KeyError, ValueError, IndexError):
+        return None
+    try:
+        with open("/sys/fs/cgroup/memory.max") as f:
+            limit = f.read().strip()
+        if limit != "max":
+            with open("/sys/fs/cgroup/memory.current") as f:
+                free = min(free, int(limit) - int(f.read().strip()))
+    except (OSError, ValueError):
+        pass
+    return max(0, free)
+
+
+def _live_bytes_mode():
+    """A dispatch mode counting the bytes of live tensor storages: ``.peak`` after the work."""
+    import torch
+    from torch.utils._python_dispatch import TorchDispatchMode
+    from torch.utils._pytree import tree_leaves
+
+    class LiveBytes(TorchDispatchMode):
+        def __init__(self):
+            super().__init__()
+            self.live = self.peak = 0
+            self.refs: dict[int, int] = {}  # storage -> tensors alive that use it (a view shares its base's)
+            self.sizes: dict[int, int] = {}
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            out = func(*args, **(kwargs or {}))
+            for t in tree_leaves(out):
+                if isinstance(t, torch.Tensor):
+                    self._count(t)
+            return out
+
+        def _count(self, tensor):
+            storage = tensor.untyped_storage()
+            key = storage._cdata  # the storage itself (each untyped_storage() call makes a new Python wrapper)
+            if not self.refs.get(key):
+                self.sizes[key] = storage.nbytes()
+                self.live += self.sizes[key]
+                self.peak = max(self.peak, self.live)
+            self.refs[key] = self.refs.get(key, 0) + 1
+            weakref.finalize(tensor, self._release, key)  # a tensor's Python object lives as long as the tensor
+
+        def _release(self, key):
+            self.refs[key] -= 1
+            if not self.refs[key]:
+                self.live -= self.sizes.pop(key)
+                del self.refs[key]
+
+    return LiveBytes()
+
+
+def _fused_attention_mode():
+    """A function mode that computes scaled dot-product attention as an empty output of the right shape, so that the
+    meta run counts what the fused (flash / memory-efficient) kernels allocate, not a decomposed score matrix."""
+    import torch
+    import torch.nn.functional as F
+    from torch.overrides import TorchFunctionMode
+
+    class FusedAttention(TorchFunctionMode):
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            if func is F.scaled_dot_product_attention:
+                q, v = args[0], args[2]
+                return torch.empty(*q.shape[:-1], v.shape[-1], dtype=q.dtype, device=q.device)
+            return func(*args, **(kwargs or {}))
+
+    return FusedAttention()
+
+
+def meta_peak(run: Callable[[], object], grad: bool = False) -> int:
+    """Peak bytes of live tensors while ``run()`` works on meta tensors it creates (nothing is allocated)."""
+    import torch
+
+    counter = _live_bytes_mode()
+    with torch.set_grad_enabled(grad), _fused_attention_mode(), counter:
+        out = run()
+        if grad:
+            out.float().mean().backward()
+    return counter.peak
+
+
+def text_tokens(config) -> int:
+    """The most tokens a prompt of the model of ``config`` encodes to (the estimate assumes full-length prompts: the
+    temporal cross-attention repeats them once per pixel)."""
+    return int(getattr(config.text, "max_length", 0) or TEXT_TOKENS)
+
+
+def _meta_condition(config, batch: int, frames: int, height: int, width: int, dtype, tokens: int):
+    """A Condition of meta tensors for the backbone of ``config`` (a PipelineConfig): text, and the known frames or
+    low-resolution video a conditioned model takes."""
+    import torch
+
+    from vdmkit.conditioning.condition import Condition
+    from vdmkit.conditioning.text import TextCondition
+
+    dim = getattr(config.model, "text_dim", 0) or getattr(config.text, "dim", 0)
+    text = None
+    if dim:
+        text = TextCondition(tokens=torch.empty(batch, tokens, dim, dtype=dtype),
+                             mask=torch.ones(batch, tokens, dtype=torch.bool),
+                             pooled=torch.empty(batch, dim, dtype=dtype))
+    inputs = tuple(getattr(config.model, "condition_inputs", ()))
+    c = config.latent_channels
+    extra = {}
+    if "frames" in inputs:
+        extra.update(known=torch.empty(batch, c, frames, height, width, dtype=dtype),
+                     mask=torch.ones(batch, frames, dtype=dtype))
+    if "low_res" in inputs:
+        extra.update(low_res=torch.empty(batch, c, frames, max(1, height // 2), max(1, width // 2), dtype=dtype),
+                     noise_level=torch.zeros(batch))
+    return Condition(text=text, **extra)
+
+
+_PEAKS: dict[tuple, int] = {}  # (what, config as JSON, shape, dtype, ...) -> peak bytes: a model's estimates repeat
+
+
+def _cached(fn):
+    """``fn(config, *args)`` remembered by the config's contents (configs are not hashable)."""
+    @functools.wraps(fn)
+    def wrapper(config, *args):
+        import json
+
+        from vdmkit.config import to_dict
+
+        key = (fn.__name__, json.dumps(to_dict(config), sort_keys=True, default=str), *args)
+        if key not in _PEAKS:
+            _PEAKS[key] = fn(config, *args)
+        return _PEAKS[key]
+    return wrapper
+
+
+@_cached
+def _backbone_peak(config, batch: int, frames: int, height: int, width: int, dtype_name: str, grad: bool,
+                   tokens: int | None = None) -> int:
+    import torch
+
+    from vdmkit.registry import BACKBONES, lookup
+
+    dtype = getattr(torch, {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}[dtype_name])
+
+    with torch.device("meta"):  # built outside the count: the weights are counted apart
+        model = lookup(BACKBONES, config.backbone, "backbone").build(config.model).to(dtype)
+        x = torch.empty(batch, config.latent_channels, frames, height, width, dtype=dtype)
+        t = torch.full((batch,), 500.0)
+        cond = _meta_condition(config, batch, frames, height, width, dtype, tokens or text_tokens(config))
+    return meta_peak(lambda: model(x, t, cond), grad)
+
+
+@_cached
+def _decode_peak(config, batch: int, frames: int, height: int, width: int, dtype_name: str,
+                 memory: tuple[tuple[str, int], ...]) -> int:
+    import torch
+
+    from vdmkit.autoencoders.load import build_autoencoder
+
+    dtype = getattr(torch, {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}[dtype_name])
+
+    with torch.device("meta"):
+        ae = build_autoencoder(config.latent.kind, config.latent.model).to(dtype)
+        z = torch.empty(batch, config.latent_channels, frames, height, width, dtype=dtype)
+    options = dict(memory)
+    if "frame_chunk" not in options and "tile" not in options:
+        options["frame_chunk"] = ae.default_frame_chunk(z)
+    return meta_peak(lambda: ae.decode(z, **options))
+
+
+def parameter_bytes(config, dtype: str = "fp32") -> int:
+    """Bytes of the pipeline's weights (backbone, text encoder, autoencoder) stored as ``dtype``, counted on meta."""
+    import torch
+
+    from vdmkit.pipelines.base import Pipeline
+
+    with torch.device("meta"):
+        pipe = Pipeline(config)
+    return sum(p.numel() for p in pipe.parameters()) * DTYPE_BYTES[dtype]
+
+
+def sampling_estimate(config, *, batch: int, frames: int, height: int, width: int, dtype: str = "fp32",
+                      guided: bool = True, window: int | None = None, decode: dict | None = None,
+                      view_factor: int = 1, weights: bool = True, output: str = "pixels") -> MemoryEstimate:
+    """What sampling ``batch`` videos of ``frames`` x ``height`` x ``width`` pixels with the model of ``config`` (a
+    PipelineConfig) needs: its weights as ``dtype`` (unless ``weights`` is False: a loaded model's are resident
+    already), one denoiser call (the batch doubled by classifier-free guidance, ``window`` latent frames at a time for
+    long videos), the sampler's float32 states over the whole video, the decode (``decode``: the autoencoder's memory
+    options) and the output (float32 pixels, and uint8 frames upscaled by ``view_factor`` for writing)."""
+    t, h, w = config.latent_size(frames, height, width)
+    c = config.latent_channels
+    calls = batch * (2 if guided else 1)
+    parts = {"weights": parameter_bytes(config, dtype) if weights else 0,
+             "denoiser": int(OVERHEAD * _backbone_peak(config, calls, min(t, window or t), h, w, dtype, False)),
+             "sampler": SAMPLER_STATES * batch * c * t * h * w * 4}
+    if output == "pixels":
+        if config.latent.enabled:
+            parts["decode"] = int(OVERHEAD * _decode_peak(config, batch, t, h, w, dtype,
+                                                           tuple(sorted((decode or {}).items()))))
+        parts["output"] = batch * 3 * frames * height * width * 4 + frames * height * width * 3 * view_factor ** 2
+    return MemoryEstimate(parts)
+
+
+def training_estimate(config, *, batch: int, adapters: bool = False, ema: bool = True) -> MemoryEstimate:
+    """One training step of the model of ``config`` (a PipelineConfig) on ``batch`` clips of its training size:
+    float32 weights, and for each trained parameter its gradient, AdamW's two moments and the EMA copy (16 bytes;
+    not counted with LoRA ``adapters``, whose few parameters are added later), and the forward + backward's
+    activations (the float32 run: autocast keeps smaller copies, so this errs on the large side)."""
+    import torch
+
+    from vdmkit.registry import BACKBONES, lookup
+
+    with torch.device("meta"):
+        backbone = lookup(BACKBONES, config.backbone, "backbone").build(config.model)
+    trained = sum(p.numel() for p in backbone.parameters())
+    frozen = parameter_bytes(config) - trained * 4
+    t, h, w = config.latent_size(config.frames, config.height, config.width)
+    states = 0 if adapters else trained * (12 + (4 if ema else 0))
+    return MemoryEstimate({"weights": trained * 4 + frozen, "optimizer": states,
+                           "activations": int(OVERHEAD * _backbone_peak(config, batch, t, h, w, "fp32", True))})
+
+
+def check_fits(estimate: MemoryEstimate, device, what: str, advice: str) -> None:
+    """OutOfMemoryError (before any work) when ``estimate`` exceeds the memory ``device`` has free."""
+    free = available_bytes(device)
+    if free is not None and estimate.total > free:
+        raise OutOfMemoryError(f"{what} needs about {estimate.describe()}, more than the {free / GIB:.2f} GiB free on "
+                               f"{device or 'cpu'}. To fit: {advice}")

@@ -1,0 +1,118 @@
+"""Memory estimates before any work (vdmkit.memory): the meta-device count, and the refusals built on it."""
+
+import pytest
+import torch
+
+from vdmkit import cli, memory
+from vdmkit.errors import OutOfMemoryError
+from vdmkit.pipelines import TextToVideo
+from vdmkit.pipelines.default import DEFAULT_MODEL
+from vdmkit.training import load_config, train
+from tests.conftest import TINY
+
+
+def tiny_config(*overrides, dit: bool = False):
+    if dit:
+        return load_config("configs/tiny_dit.yaml", ["data.size=16", "data.frames=4", *overrides]).pipeline()
+    return load_config(None, TINY + list(overrides)).pipeline()
+
+
+def real_peak(model, x, t, cond) -> int:
+    """The same live-bytes count over a real CPU forward (SDPA runs its own fused kernel there)."""
+    counter = memory._live_bytes_mode()
+    with torch.no_grad(), counter:
+        model(x, t, cond)
+    return counter.peak
+
+
+@pytest.mark.parametrize("backbone", ["unet3d", "dit"])
+def test_meta_count_matches_a_real_forward(backbone):
+    config = tiny_config(dit=backbone == "dit")
+    pipe = TextToVideo(config).eval()
+    x = torch.randn(2, 3, 4, 16, 16)
+    cond = pipe.encode(["a red circle", "a blue square"])
+    measured = real_peak(pipe.backbone, x, torch.full((2,), 500.0), cond)
+    counted = memory._backbone_peak(config, 2, 4, 16, 16, "fp32", False, cond.text.tokens.shape[1])
+    assert 0.8 * measured <= counted <= 1.5 * measured, (counted, measured)
+
+
+def test_estimate_grows_with_the_request_and_halves_in_bf16():
+    config = tiny_config()
+    small = memory.sampling_estimate(config, batch=1, frames=4, height=16, width=16)
+    long = memory.sampling_estimate(config, batch=1, frames=16, height=16, width=16)
+    wide = memory.sampling_estimate(config, batch=1, frames=4, height=64, width=64)
+    assert 3 * small.parts["denoiser"] <= long.parts["denoiser"] <= 5 * small.parts["denoiser"]
+    assert wide.parts["denoiser"] >= 12 * small.parts["denoiser"]
+    half = memory.sampling_estimate(config, batch=1, frames=16, height=16, width=16, dtype="bf16")
+    assert half.parts["weights"] * 2 == long.parts["weights"]
+    assert half.parts["denoiser"] < 0.75 * long.parts["denoiser"]
+    unguided = memory.sampling_estimate(config, batch=1, frames=16, height=16, width=16, guided=False)
+    assert unguided.parts["denoiser"] < long.parts["denoiser"]
+    # a long video runs its model on windows: the call's share stays that of the window
+    windows = memory.sampling_estimate(config, batch=1, frames=64, height=16, width=16, window=4)
+    assert windows.parts["denoiser"] == small.parts["denoiser"]
+    assert windows.parts["sampler"] == 16 * small.parts["sampler"]
+
+
+def test_available_memory_is_read_from_the_machine():
+    free = memory.available_bytes()
+    assert free is None or 0 < free < 2**50
+    assert memory.available_bytes(torch.device("meta")) is None  # unknown: nothing is refused
+
+
+def test_check_fits_refuses_only_above_the_free_memory(monkeypatch):
+    estimate = memory.MemoryEstimate({"weights": 3 * memory.GIB, "denoiser": memory.GIB})
+    monkeypatch.setattr(memory, "available_bytes", lambda device=None: 5 * memory.GIB)
+    memory.check_fits(estimate, "cpu", "x", "less")  # fits
+    monkeypatch.setattr(memory, "available_bytes", lambda device=None: 2 * memory.GIB)
+    with pytest.raises(OutOfMemoryError, match=r"needs about 4\.00 GiB \(weights 3\.00, denoiser 1\.00 GiB\).*2\.00 "
+                                               r"GiB free.*To fit: less"):
+        memory.check_fits(estimate, "cpu", "x", "less")
+
+
+def test_the_issue_s_request_is_refused_before_any_weights_load(tmp_path, capsys, monkeypatch):
+    """Measured before: `vdmkit sample --frames 100000 --height 4096 --width 4096` was killed by the kernel."""
+    loaded = []
+    monkeypatch.setattr(TextToVideo, "from_pretrained", classmethod(lambda *a, **k: loaded.append(1)))
+    out = tmp_path / "huge.mp4"
+    rc = cli.main(["sample", "--model", str(DEFAULT_MODEL), "--prompt", "a red circle moving left", "--frames",
+                   "100000", "--height", "4096", "--width", "4096", "--out", str(out), "--no-progress"])
+    err = capsys.readouterr().err
+    assert rc == 2 and not loaded and not list(tmp_path.iterdir())
+    assert "needs about" in err and "GiB free" in err and "fewer frames" in err and "bf16" in err
+
+
+def test_a_loaded_pipeline_refuses_before_it_samples(monkeypatch):
+    pipe = TextToVideo(tiny_config()).eval()
+    monkeypatch.setattr(memory, "available_bytes", lambda device=None: 1024)
+    import vdmkit.pipelines.text2video as t2v
+
+    monkeypatch.setattr(t2v, "generate", lambda *a, **k: pytest.fail("sampled although refused"))
+    with pytest.raises(OutOfMemoryError, match="sampling 1 x 4 frames at 16x16"):
+        pipe(["a red circle"], steps=2, seed=0)
+
+
+def test_long_videos_are_checked_for_their_whole_length(monkeypatch):
+    from vdmkit.pipelines.long_video import long_video
+
+    pipe = TextToVideo(tiny_config()).eval()
+    monkeypatch.setattr(memory, "available_bytes", lambda device=None: 1024)
+    with pytest.raises(OutOfMemoryError, match="x 12 frames"):
+        long_video(pipe, "a red circle", frames=12, steps=2, seed=0)
+
+
+def test_training_is_refused_before_the_run_folder_exists(tiny_cfg, tmp_path, monkeypatch):
+    monkeypatch.setattr(memory, "available_bytes", lambda device=None: 1024)
+    with pytest.raises(OutOfMemoryError, match="training step at micro-batch 2.*lower train.batch_size"):
+        train(tiny_cfg("train.steps=1"), progress=False)
+    assert not (tmp_path / "run").exists()
+
+
+def test_training_estimate_counts_the_optimizer_unless_adapters():
+    config = tiny_config()
+    full = memory.training_estimate(config, batch=2)
+    lora = memory.training_estimate(config, batch=2, adapters=True)
+    params = sum(p.numel() for p in TextToVideo(config).backbone.parameters())
+    assert full.parts["optimizer"] == 16 * params and lora.parts["optimizer"] == 0
+    assert full.parts["activations"] > memory.sampling_estimate(config, batch=1, frames=4, height=16, width=16,
+                                                                guided=True).parts["denoiser"]
