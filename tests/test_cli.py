@@ -193,3 +193,35 @@ def test_unwritable_outputs_fail_before_loading_weights(run_dir, tmp_path, monke
         assert cli.main(["sample", "--model", str(run_dir), "--prompt", "a red circle", "--out", str(out)]) == 2
         assert match in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["file.txt"]
+
+
+def test_sample_precision_bf16_casts_the_weights_and_compile_runs_the_package(run_dir, tmp_path, monkeypatch):
+    """--precision bf16 is the pure path (weights loaded in bf16; --dtype fp32 keeps autocast), --compile routes the
+    model calls through Pipeline.compile (here with compile_new=False: the wiring, not a 30 s compile; packages
+    themselves are tested in test_compiled.py)."""
+    from vdmkit.pipelines.base import Pipeline
+
+    seen = {}
+    original = Pipeline.compile
+
+    def spy(self, **kwargs):
+        seen["dtype"] = next(self.backbone.parameters()).dtype
+        seen["compiled"] = original(self, compile_new=False, directory=tmp_path / "cache")
+        return seen["compiled"]
+
+    monkeypatch.setattr(Pipeline, "compile", spy)
+    out = tmp_path / "c.mp4"
+    assert cli.main(["sample", "--model", str(run_dir), "--prompt", "a red circle", "--steps", "2", "--precision",
+                     "bf16", "--compile", "--out", str(out), "--no-progress"]) == 0
+    meta = json.loads((tmp_path / "c.mp4.json").read_text())
+    assert meta["dtype"] == "bf16" and meta["precision"] == "bf16" and meta["compiled"] is True
+    assert seen["dtype"] == torch_bf16() and seen["compiled"].stats["eager_calls"] == 2
+    assert cli.main(["sample", "--model", str(run_dir), "--prompt", "a red circle", "--steps", "2", "--precision",
+                     "bf16", "--dtype", "fp32", "--out", str(tmp_path / "a.mp4"), "--no-progress"]) == 0
+    assert json.loads((tmp_path / "a.mp4.json").read_text())["dtype"] == "fp32"  # autocast over fp32 weights
+
+
+def torch_bf16():
+    import torch
+
+    return torch.bfloat16

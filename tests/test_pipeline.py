@@ -129,3 +129,29 @@ def test_ema_shares_the_frozen_parts_and_copies_the_trained_ones(run):
     assert ema.autoencoder is pipe.autoencoder
     assert ema.backbone is not pipe.backbone and ema.text_encoder is not pipe.text_encoder
     assert all(torch.equal(a, b) for a, b in zip(ema.backbone.parameters(), pipe.backbone.parameters()))
+
+
+@pytest.mark.parametrize("which", ["default", "dit"])
+def test_pure_bf16_sampling_stays_close_to_fp32(which, tmp_path):
+    """The pure bf16 path (weights cast, model computed in bf16, the sampler's arithmetic fp32) against fp32 on the
+    same seed: the bundled model measured 52 dB median over 32 twenty-step videos (BENCHMARKS.md, "Speed")."""
+    from vdmkit.pipelines.default import DEFAULT_MODEL
+    from vdmkit.training import load_config
+
+    if which == "default":
+        full, half = (TextToVideo.from_pretrained(DEFAULT_MODEL, dtype=d) for d in ("fp32", "bf16"))
+        bound = 40.0  # measured 46.1 dB
+    else:
+        torch.manual_seed(0)
+        full = TextToVideo(load_config("configs/tiny_dit.yaml", ["data.size=16", "data.frames=4"]).pipeline()).eval()
+        for p in full.backbone.parameters():
+            torch.nn.init.normal_(p, std=0.05)
+        full.save_pretrained(tmp_path / "dit")
+        half = TextToVideo.from_pretrained(tmp_path / "dit", dtype="bf16")
+        bound = 40.0  # measured 51.2 dB
+    assert next(half.backbone.parameters()).dtype == torch.bfloat16
+    a = full(["a red circle moving left"], steps=4, seed=1)
+    b = half(["a red circle moving left"], steps=4, seed=1, precision="bf16")
+    assert b.dtype == torch.float32
+    psnr = 10 * torch.log10(4 / (a - b).pow(2).mean())
+    assert psnr > bound, f"{which}: pure bf16 {psnr:.1f} dB against fp32"

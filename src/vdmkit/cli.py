@@ -9,6 +9,7 @@ import json
 import sys
 from pathlib import Path
 
+from vdmkit.cli_common import DTYPE_HELP, PRECISION_HELP, weights_dtype
 from vdmkit.cli_common import model_or_default as _model_or_default, report as _report, seed as _seed
 from vdmkit.device import DEVICES_HELP, apply_threads
 from vdmkit.errors import VdmkitError
@@ -209,11 +210,14 @@ def _cmd_sample(args) -> int:
         requests = {i: dataclasses.replace(request(prompts[i], (base + i) % 2**63, outs[i]),
                                            seed_was_random=args.seed is None)
                     for i in world.share(len(prompts))}
-    check_sampling_memory(config, first, device, args.dtype, decode=decode, window=long and long.window,
+    dtype = weights_dtype(args)
+    check_sampling_memory(config, first, device, dtype, decode=decode, window=long and long.window,
                           view_factor=view_factor(first, args.upscale))  # before any weights load
-    pipe = TextToVideo.from_pretrained(ckpt, device=device, dtype=args.dtype)  # reads and hashes the weights, once
+    pipe = TextToVideo.from_pretrained(ckpt, device=device, dtype=dtype)  # reads and hashes the weights, once
     for adapter, scale in adapters:
         pipe.load_lora(adapter, scale, force=args.force_lora)
+    if args.compile:
+        pipe.compile()
     extra, produce = {}, None
     if long is not None:
         from vdmkit.pipelines.long_video import long_metadata, run_long
@@ -251,7 +255,8 @@ def _sample_one(pipe, request, out: Path, args, decode: dict, threads: int, quie
         start = time.perf_counter()
         result = render_sample(pipe, request, out, fps=args.fps, upscale_factor=args.upscale, decode=decode,
                                callback=lambda *_: bar.update(1), produce=produce,
-                               extra={"dtype": args.dtype, "latents_given": args.latents,
+                               extra={"dtype": weights_dtype(args), "compiled": args.compile,
+                                      "latents_given": args.latents,
                                       "motion_adapter": args.motion_adapter, "threads": threads, **(extra or {})})
         seconds = time.perf_counter() - start
     _report(result, out, args.strip, None if quiet else {"seconds": round(seconds, 2), "threads": threads})
@@ -455,10 +460,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--guidance-rescale", type=float, default=0.0,
                    help="guidance rescale in [0, 1] (Lin et al. 2024; 0.7 is typical with zero-terminal-SNR models)")
     p.add_argument("--seed", type=_seed, default=0, help="integer in [0, 2**63), or 'random' (recorded)")
-    p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
-                   help="bf16: the backbone under bf16 autocast, weights kept fp32")
-    p.add_argument("--dtype", choices=("fp32", "bf16", "fp16"), default="fp32",
-                   help="weights stored (and computed) in this type: bf16/fp16 halve the memory of large models")
+    p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32", help=PRECISION_HELP)
+    p.add_argument("--dtype", choices=("fp32", "bf16", "fp16"), help=DTYPE_HELP)
+    p.add_argument("--compile", action="store_true", help="run the model through an ahead-of-time compiled package "
+                   "(about 1.7x faster per step than eager bf16 on CPU): compiled once per model, size and dtype "
+                   "(about a minute), then cached in ~/.cache/vdmkit/compiled ($VDMKIT_CACHE) for every later run")
     p.add_argument("--fps", type=float, default=8.0)
     p.add_argument("--upscale", type=int, help="nearest-neighbour upscale factor (default: to >= 128 px)")
     p.add_argument("--strip", action="store_true", help="also write a PNG strip of the frames")

@@ -42,3 +42,19 @@ def report(result, out: Path, strip: bool, info: dict | None = None) -> None:
     if info is not None:
         keys = ("prompt", "seed", "sampler", "steps", "guidance", "strength", "reconstruction")
         print(json.dumps({**{k: result.metadata[k] for k in keys if k in result.metadata}, **info}))
+
+
+PRECISION_HELP = ("bf16: the model computes in bf16 with its weights cast to bf16 (the pure low-precision path: half "
+                  "the memory, AMX / tensor-core speed; the sampler's update stays fp32); with --dtype fp32 given, "
+                  "bf16 autocast over fp32 weights instead")
+DTYPE_HELP = ("weights stored (and computed) in this type (default: bf16 with --precision bf16, else fp32): bf16 / "
+              "fp16 halve the memory of large models")
+
+
+def weights_dtype(args) -> str:
+    """The dtype the model's weights load in: --dtype when given, else bf16 for --precision bf16 (the pure path)."""
+    dtype = getattr(args, "dtype", None)
+    if dtype is not None:
+        return dtype
+    return "bf16" if getattr(args, "precision", "fp32") == "bf16" else "fp32"
+

@@ -8,7 +8,7 @@ import json
 import math
 import sys
 
-from vdmkit.cli_common import model_or_default, report, seed
+from vdmkit.cli_common import DTYPE_HELP, PRECISION_HELP, model_or_default, report, seed, weights_dtype
 from vdmkit.device import DEVICES_HELP, apply_threads
 
 
@@ -51,8 +51,8 @@ def _cmd_edit(args) -> int:
     view_factor(request, args.upscale)
     threads = apply_threads(args.threads)
 
-    pipe = TextToVideo.from_pretrained(ckpt, device=device, dtype=args.dtype)
-    extra = {"mode": args.mode, "input_video": str(args.video), "dtype": args.dtype, "threads": threads}
+    pipe = TextToVideo.from_pretrained(ckpt, device=device, dtype=weights_dtype(args))
+    extra = {"mode": args.mode, "input_video": str(args.video), "dtype": weights_dtype(args), "threads": threads}
     if args.mode == "sdedit":
         extra["strength"] = strength
         produce = lambda: edit(pipe, video, [args.prompt], strength=strength,  # noqa: E731
@@ -111,7 +111,7 @@ def _run_task(args, task: str, video, prompt: str, produce_args: dict, extra: di
     request = tasks.task_request(config, task, video, prompt, **produce_args, **options)
     view_factor(request.base, args.upscale)
     threads = apply_threads(args.threads)
-    pipe = TextToVideo.from_pretrained(ckpt, device=device, dtype=getattr(args, "dtype", "fp32"))
+    pipe = TextToVideo.from_pretrained(ckpt, device=device, dtype=weights_dtype(args))
     run = {"image_to_video": tasks.image_to_video, "interpolate": tasks.interpolate, "extend": tasks.extend,
            "upscale": tasks.upscale}[task]
     if task == "upscale":
@@ -224,8 +224,8 @@ def _task_parser(sub, name: str, func, help: str, video_help: str):
     p.add_argument("--eta", type=float)
     p.add_argument("--guidance", type=float, help="classifier-free guidance on the text")
     p.add_argument("--seed", type=seed, default=0, help="window k is sampled with seed + k")
-    p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32")
-    p.add_argument("--dtype", choices=("fp32", "bf16", "fp16"), default="fp32")
+    p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32", help=PRECISION_HELP)
+    p.add_argument("--dtype", choices=("fp32", "bf16", "fp16"), help=DTYPE_HELP)
     p.add_argument("--fps", type=float, default=8.0)
     p.add_argument("--upscale", type=int, help="nearest-neighbour upscale factor of the file (default: to >= 128 px)")
     p.add_argument("--strip", action="store_true", help="also write a PNG strip of the frames")
@@ -266,8 +266,8 @@ def register(sub) -> None:
     p.add_argument("--order", type=int)
     p.add_argument("--guidance", type=float, help="classifier-free guidance (invert: 1 reconstructs exactly)")
     p.add_argument("--seed", type=seed, default=0)
-    p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32")
-    p.add_argument("--dtype", choices=("fp32", "bf16", "fp16"), default="fp32")
+    p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32", help=PRECISION_HELP)
+    p.add_argument("--dtype", choices=("fp32", "bf16", "fp16"), help=DTYPE_HELP)
     p.add_argument("--fps", type=float, default=8.0)
     p.add_argument("--upscale", type=int)
     p.add_argument("--strip", action="store_true")
@@ -295,7 +295,7 @@ def register(sub) -> None:
     p.add_argument("--prompt", required=True)
     p.add_argument("--out", default="cascade.mp4", help="output file: .mp4, .gif, .webp or .png (frame strip)")
     p.add_argument("--seed", type=int, default=0, help="stage k is sampled with seed + k")
-    p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32")
+    p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32", help=PRECISION_HELP)
     p.add_argument("--fps", type=float, help="of the written file (default: the config's)")
     p.add_argument("--upscale", type=int, help="nearest-neighbour upscale factor of the file (default: to >= 128 px)")
     p.add_argument("--strip", action="store_true")

@@ -137,6 +137,7 @@ class Pipeline(nn.Module):
         self.source: str | None = None  # the checkpoint it was loaded from
         self.model_sha256: str | None = None  # of its weights file
         self.adapters: list[dict] = []  # the LoRA files applied by load_lora: name, path, scale, sha256
+        self.compiled = None  # a CompiledBackbone once compile() is called: the denoiser runs it
 
     def train(self, mode: bool = True):
         super().train(mode)
@@ -185,12 +186,31 @@ class Pipeline(nn.Module):
     def forward(self, x_t: torch.Tensor, t: torch.Tensor, cond: Condition) -> torch.Tensor:
         return self.backbone(x_t, t, cond)
 
+    def compile(self, *, compile_new: bool = True, directory: str | os.PathLike | None = None, log=None):
+        """Run the backbone's sampling calls through ahead-of-time compiled packages (pipelines/compiled.py): each
+        input signature is compiled once (about a minute for the shapes model on 2 CPU cores) and cached on disk
+        (``directory``, default ``compiled.cache_dir()``), later loaded in milliseconds by any process. Returns the
+        CompiledBackbone, whose ``stats`` count compiled and eager calls."""
+        from vdmkit.memory import text_tokens
+        from vdmkit.pipelines.compiled import CompiledBackbone
+
+        if self.backbone.training:
+            raise ConfigError("compile() is for sampling: call pipe.eval() first")
+        compiled = CompiledBackbone(self.backbone, text_length=text_tokens(self.config), compile_new=compile_new,
+                                    directory=directory, log=log)
+        object.__setattr__(self, "compiled", compiled)  # not a submodule: no second copy in state_dict()
+        return compiled
+
     def denoiser(self, precision: str = "fp32") -> Denoiser:
         clip = (-1.0, 1.0) if self.autoencoder is None else None  # latents have no fixed range
         if clip is not None and self.config.condition is not None and self.config.condition.residual:
             clip = (-2.0, 2.0)  # a residual super-resolution model: the difference of two [-1, 1] videos
-        return Denoiser(self.backbone, self.process, self.config.diffusion.prediction, clip_x0=clip,
-                        autocast_dtype=None if precision == "fp32" else low_precision_dtype(self.device))
+        # low precision: weights stored in bf16 / fp16 compute in their type (the pure path); fp32 weights run under
+        # autocast. A compiled package computes as it was traced, so autocast runs eager
+        autocast = precision != "fp32" and next(self.backbone.parameters()).dtype == torch.float32
+        model = self.compiled if self.compiled is not None and not autocast else self.backbone
+        return Denoiser(model, self.process, self.config.diffusion.prediction, clip_x0=clip,
+                        autocast_dtype=low_precision_dtype(self.device) if autocast else None)
 
     def check_memory(self, request: SampleRequest, decode: dict | None = None, *, window: int | None = None) -> None:
         """OutOfMemoryError, before any work, when sampling ``request`` (``window`` latent frames per model call for a
@@ -241,6 +261,8 @@ class Pipeline(nn.Module):
                 n += 1
                 name = f"{base}_{n}"
         lora.load_adapter(self.backbone, adapter, name=name, scale=scale)
+        if self.compiled is not None:
+            self.compiled.reset()  # other weights: other packages
         self.adapters.append({"name": name, "path": str(adapter.path), "scale": scale,
                               "sha256": sha256_file(adapter.path)})
         self.config = with_adapter_sampling(self.config, [adapter])

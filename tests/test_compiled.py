@@ -1,0 +1,136 @@
+"""Compiled backbones (pipelines/compiled.py): ahead-of-time packages that equal the eager model, cached on disk by
+signature and weights, for both backbone families. Each backbone compiles once per module (about 10-35 s on one
+thread); everything else reuses that package."""
+
+import pytest
+import torch
+
+from vdmkit.errors import ConfigError
+from vdmkit.pipelines import TextToVideo
+from vdmkit.pipelines.compiled import CompiledBackbone, cache_dir, pad_text
+from vdmkit.training import load_config
+from tests.conftest import TINY
+
+# the smallest configs that still hold every kind of layer (residual, spatial, cross and temporal attention)
+CONFIGS = {
+    "unet3d": lambda: load_config(None, TINY + ["model.channels=[32]", "model.attention_levels=[0]",
+                                                "model.mid_attentions=1"]).pipeline(),
+    "dit": lambda: load_config("configs/tiny_dit.yaml", ["data.size=16", "data.frames=4"]).pipeline(),
+}
+
+
+def random_pipe(backbone: str) -> TextToVideo:
+    torch.manual_seed(0)
+    pipe = TextToVideo(CONFIGS[backbone]()).eval()
+    for p in pipe.backbone.parameters():  # zero-initialised outputs would make any package look right
+        torch.nn.init.normal_(p, std=0.05)
+    return pipe
+
+
+@pytest.fixture(scope="module", params=sorted(CONFIGS))
+def compiled(request, tmp_path_factory):
+    """(pipeline, its eager videos, its compiled videos, the CompiledBackbone, the cache folder)."""
+    cache = tmp_path_factory.mktemp("compiled")
+    pipe = random_pipe(request.param)
+    eager = pipe(["a red circle", "a blue square"], steps=2, seed=0)
+    messages = []
+    backbone = pipe.compile(directory=cache, log=messages.append)
+    videos = pipe(["a red circle", "a blue square"], steps=2, seed=0)
+    assert any("compiling the backbone" in m for m in messages)
+    return pipe, eager, videos, backbone, cache
+
+
+def test_compiled_sampling_equals_eager(compiled):
+    pipe, eager, videos, backbone, _ = compiled
+    assert backbone.stats["compiled"] == 1 and backbone.stats["eager_calls"] == 0
+    assert backbone.stats["compiled_calls"] == 2  # one guided (batched) call per step
+    assert (videos - eager).abs().max() < 1e-4
+
+
+def test_other_prompts_reuse_the_package_through_padding(compiled):
+    pipe, _, _, backbone, _ = compiled
+    before = dict(backbone.stats)
+    videos = pipe(["a green triangle moving down quickly", "a red circle"], steps=2, seed=3)
+    assert backbone.stats["compiled"] == before["compiled"]  # no new package for another prompt length
+    pipe.compiled = None
+    eager = pipe(["a green triangle moving down quickly", "a red circle"], steps=2, seed=3)
+    object.__setattr__(pipe, "compiled", backbone)
+    assert (videos - eager).abs().max() < 1e-4
+
+
+def test_padding_the_prompt_changes_nothing():
+    pipe = random_pipe("unet3d")
+    cond = pipe.encode(["a red circle", "a blue square moving left"])
+    x, t = torch.randn(2, 3, 4, 16, 16), torch.full((2,), 300.0)
+    with torch.no_grad():
+        plain = pipe.backbone(x, t, cond)
+        padded = pipe.backbone(x, t, pad_text(cond, 16))
+    assert pad_text(cond, 16).text.tokens.shape[1] == 16
+    assert (plain - padded).abs().max() < 1e-5
+
+
+def test_a_new_process_loads_the_cached_package(compiled):
+    pipe, _, videos, _, cache = compiled
+    fresh = CompiledBackbone(pipe.backbone, text_length=16, directory=cache, log=lambda m: None)
+    object.__setattr__(pipe, "compiled", fresh)
+    again = pipe(["a red circle", "a blue square"], steps=2, seed=0)
+    assert fresh.stats["loaded"] == 1 and fresh.stats["compiled"] == 0
+    assert torch.equal(again, videos)
+
+
+def test_other_shapes_run_eager_without_compile_new(compiled):
+    pipe, _, _, _, cache = compiled
+    lazy = CompiledBackbone(pipe.backbone, text_length=16, directory=cache, compile_new=False, log=lambda m: None)
+    x = torch.randn(1, 3, 2, 16, 16)  # a signature with no package
+    with torch.no_grad():
+        out = lazy(x, torch.full((1,), 10.0), pipe.encode(["a red circle"]))
+    assert lazy.stats == {**lazy.stats, "eager_calls": 1, "compiled_calls": 0, "compiled": 0}
+    assert out.shape == (1, 3, 2, 16, 16)
+
+
+def test_changed_weights_name_another_package(compiled):
+    pipe, _, _, backbone, _ = compiled
+    key = ("signature",)
+    before = backbone.path(key)
+    first = next(pipe.backbone.parameters())
+    saved = first.detach().clone()
+    with torch.no_grad():
+        first.add_(1.0)
+    backbone.reset()  # what load_lora does
+    after = backbone.path(key)
+    with torch.no_grad():
+        first.copy_(saved)
+    backbone.reset()
+    assert before != after and backbone.path(key) == before
+
+
+def test_a_damaged_package_is_compiled_again(compiled, tmp_path):
+    pipe, _, videos, _, cache = compiled
+    for package in cache.glob("*.pt2"):
+        target = tmp_path / package.name
+        target.write_bytes(package.read_bytes()[:100])  # truncated
+    messages = []
+    fresh = CompiledBackbone(pipe.backbone, text_length=16, directory=tmp_path, compile_new=False, log=messages.append)
+    object.__setattr__(pipe, "compiled", fresh)
+    again = pipe(["a red circle", "a blue square"], steps=2, seed=0)
+    assert any("does not load" in m for m in messages)
+    assert not list(tmp_path.glob("*.pt2"))  # the damaged file is gone; without compile_new the calls ran eager
+    assert fresh.stats["eager_calls"] == 2 and (again - videos).abs().max() < 1e-4
+
+
+def test_compile_is_for_eval_mode_and_leaves_the_state_dict_alone(tmp_path):
+    pipe = random_pipe("unet3d")
+    keys = set(pipe.state_dict())
+    pipe.compile(directory=tmp_path)
+    assert set(pipe.state_dict()) == keys  # the compiled wrapper is no submodule: nothing saved twice
+    pipe.train()
+    with pytest.raises(ConfigError, match="eval"):
+        pipe.compile(directory=tmp_path)
+
+
+def test_the_cache_folder_follows_the_environment(monkeypatch, tmp_path):
+    monkeypatch.setenv("VDMKIT_CACHE", str(tmp_path))
+    assert cache_dir() == tmp_path / "compiled"
+    monkeypatch.delenv("VDMKIT_CACHE")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert cache_dir() == tmp_path / "xdg" / "vdmkit" / "compiled"
