@@ -3,6 +3,8 @@
     .venv/bin/python bench/bench_modelscope.py build --out /tmp/modelscope-random      # once: diffusers saves it
     .venv/bin/python bench/bench_modelscope.py step --folder /tmp/modelscope-random --lib diffusers   # then vdmkit
     .venv/bin/python bench/bench_modelscope.py e2e --folder ... --lib vdmkit --dtype bf16 --steps 10
+    .venv/bin/python bench/bench_modelscope.py build --size small --out /tmp/modelscope-small   # 57M UNet, seconds/step
+    .venv/bin/python bench/bench_modelscope.py e2e --folder /tmp/modelscope-small --lib vdmkit --compile /tmp/pkgs
 
 ``build`` makes a TextToVideoSDPipeline folder of the real configs (UNet3DConditionModel's defaults are
 text-to-video-ms-1.7b's, SD's AutoencoderKL, OpenCLIP ViT-H's text tower; a byte-level tokenizer stands in for the
@@ -30,6 +32,15 @@ OPENCLIP_H_TEXT = dict(hidden_size=1024, intermediate_size=4096, num_hidden_laye
                        max_position_embeddings=77, vocab_size=49408, hidden_act="gelu", projection_dim=1024)
 SD_VAE = dict(block_out_channels=(128, 256, 512, 512), down_block_types=("DownEncoderBlock2D",) * 4,
               up_block_types=("UpDecoderBlock2D",) * 4, layers_per_block=2, latent_channels=4, sample_size=256)
+# --size small: bench_backbones.py's small UNet in ModelScope's layout (diffusers' UNet3DConditionModel, 57M), a small
+# SD-style VAE and a 2-layer CLIP text tower, so that whole runs take seconds per step on this CPU
+SMALL_UNET = dict(block_out_channels=(64, 128, 256, 256), attention_head_dim=8, cross_attention_dim=256,
+                  norm_num_groups=32, sample_size=32)
+SMALL_TEXT = dict(hidden_size=256, intermediate_size=1024, num_hidden_layers=2, num_attention_heads=4,
+                  max_position_embeddings=77, vocab_size=49408, hidden_act="gelu", projection_dim=256)
+SMALL_VAE = dict(block_out_channels=(32, 64, 64, 64), down_block_types=("DownEncoderBlock2D",) * 4,
+                 up_block_types=("UpDecoderBlock2D",) * 4, layers_per_block=1, latent_channels=4, norm_num_groups=32,
+                 sample_size=256)
 MODELSCOPE_DDIM = dict(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012, clip_sample=False,
                        prediction_type="epsilon", set_alpha_to_one=False, steps_offset=1)
 
@@ -47,7 +58,7 @@ def peak_rss_gib() -> float:
     return float("nan")
 
 
-def build(out: Path) -> None:
+def build(out: Path, size: str = "full") -> None:
     import diffusers
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
     from transformers.convert_slow_tokenizer import bytes_to_unicode
@@ -56,18 +67,20 @@ def build(out: Path) -> None:
     chars = list(bytes_to_unicode().values())
     vocab = {t: i for i, t in enumerate(chars + [c + "</w>" for c in chars] + ["<|startoftext|>", "<|endoftext|>"])}
     tokenizer = CLIPTokenizer(vocab=vocab, merges=[], model_max_length=77)
-    text = CLIPTextModel(CLIPTextConfig(**OPENCLIP_H_TEXT, bos_token_id=len(vocab) - 2, eos_token_id=len(vocab) - 1,
-                                        pad_token_id=len(vocab) - 1))
-    unet = diffusers.UNet3DConditionModel(sample_size=32)
+    small = size == "small"
+    text = CLIPTextModel(CLIPTextConfig(**(SMALL_TEXT if small else OPENCLIP_H_TEXT), bos_token_id=len(vocab) - 2,
+                                        eos_token_id=len(vocab) - 1, pad_token_id=len(vocab) - 1))
+    unet = diffusers.UNet3DConditionModel(**SMALL_UNET) if small else diffusers.UNet3DConditionModel(sample_size=32)
     with torch.no_grad():  # the zero-initialised temporal outputs too: every layer does work
         for p in unet.parameters():
             if not p.abs().sum():
                 p.normal_(std=0.02)
-    pipe = diffusers.TextToVideoSDPipeline(vae=diffusers.AutoencoderKL(**SD_VAE), text_encoder=text,
+    pipe = diffusers.TextToVideoSDPipeline(vae=diffusers.AutoencoderKL(**(SMALL_VAE if small else SD_VAE)),
+                                           text_encoder=text,
                                            tokenizer=tokenizer, unet=unet,
                                            scheduler=diffusers.DDIMScheduler(**MODELSCOPE_DDIM))
     pipe.save_pretrained(str(out), safe_serialization=True)
-    record(stage="build", folder=str(out), unet_params=sum(p.numel() for p in unet.parameters()),
+    record(stage="build", folder=str(out), size=size, unet_params=sum(p.numel() for p in unet.parameters()),
            text_params=sum(p.numel() for p in text.parameters()))
 
 
@@ -113,7 +126,7 @@ def step(folder: Path, lib: str, repeats: int) -> None:
 
 
 @torch.no_grad()
-def e2e(folder: Path, lib: str, dtype: str, steps: int) -> None:
+def e2e(folder: Path, lib: str, dtype: str, steps: int, compile_dir: Path | None = None) -> None:
     latents = torch.randn(1, 4, 16, 32, 32, generator=torch.Generator().manual_seed(0))
     prompt = ["a panda playing the guitar on a sunny beach"]
     t0 = time.perf_counter()
@@ -121,6 +134,7 @@ def e2e(folder: Path, lib: str, dtype: str, steps: int) -> None:
         from vdmkit.pipelines import TextToVideo
 
         pipe = TextToVideo.from_pretrained(folder, dtype=dtype)
+        stats = pipe.compile(directory=compile_dir).stats if compile_dir is not None else None
         loaded = time.perf_counter()
         video = pipe(prompt, steps=steps, frames=16, latents=latents)
     else:
@@ -132,6 +146,8 @@ def e2e(folder: Path, lib: str, dtype: str, steps: int) -> None:
         video = pipe(prompt, num_inference_steps=steps, num_frames=16, latents=latents.to(torch_dtype),
                      output_type="pt").frames
     done = time.perf_counter()
+    if lib == "vdmkit" and compile_dir is not None:
+        lib = f"vdmkit compiled ({stats['compiled']} compiled in {stats['compile_seconds']:.0f} s, {stats['loaded']} loaded)"
     record(stage="end to end, 16 frames 256x256", lib=lib, dtype=dtype, steps=steps, load_s=round(loaded - t0, 1),
            sample_s=round(done - loaded, 1), per_step_s=round((done - loaded) / steps, 2),
            output_shape=list(video.shape), peak_rss_gib=peak_rss_gib())
@@ -147,15 +163,18 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--size", choices=("full", "small"), default="full", help="build: the real configs or small ones")
+    ap.add_argument("--compile", type=Path, metavar="CACHE", help="e2e --lib vdmkit: compiled packages in CACHE "
+                    "(the first run compiles and counts it in sample_s; run again for the cached time)")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.what == "build":
-        build(args.out)
+        build(args.out, args.size)
     elif args.what == "step":
         step(args.folder, args.lib, args.repeats)
     else:
-        e2e(args.folder, args.lib, args.dtype, args.steps)
+        e2e(args.folder, args.lib, args.dtype, args.steps, args.compile)
 
 
 if __name__ == "__main__":

@@ -233,11 +233,15 @@ def parameter_bytes(config, dtype: str = "fp32") -> int:
     """Bytes of the pipeline's weights (backbone, text encoder, autoencoder) stored as ``dtype``, counted on meta."""
     import torch
 
-    from vdmkit.pipelines.base import Pipeline
+    from vdmkit.autoencoders.load import build_autoencoder
+    from vdmkit.registry import BACKBONES, TEXT_ENCODERS, lookup
 
-    with torch.device("meta"):
-        pipe = Pipeline(config)
-    return sum(p.numel() for p in pipe.parameters()) * DTYPE_BYTES[dtype]
+    with torch.device("meta"):  # the parts Pipeline builds, without importing it (it imports this module)
+        parts = [lookup(BACKBONES, config.backbone, "backbone").build(config.model),
+                 lookup(TEXT_ENCODERS, config.text_encoder, "text_encoder").build(config.text)]
+        if config.latent.enabled:
+            parts.append(build_autoencoder(config.latent.kind, config.latent.model))
+    return sum(p.numel() for part in parts for p in part.parameters()) * DTYPE_BYTES[dtype]
 
 
 def sampling_estimate(config, *, batch: int, frames: int, height: int, width: int, dtype: str = "fp32",

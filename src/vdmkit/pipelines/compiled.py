@@ -29,8 +29,6 @@ from torch import nn
 from vdmkit.conditioning.condition import Condition, as_condition
 from vdmkit.conditioning.text import TextCondition
 
-FIELDS = ("tokens", "mask", "pooled", "is_image", "known", "cond_mask", "low_res", "noise_level")  # flatten()'s names
-
 
 def cache_dir() -> Path:
     """Where packages are kept: ``$VDMKIT_CACHE/compiled``, else ``$XDG_CACHE_HOME/vdmkit/compiled``, else
