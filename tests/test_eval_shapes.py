@@ -111,3 +111,30 @@ def test_shapes_protocol_samples_a_model_directory(tiny_cfg):
     assert [s["batch_seed"] for s in r["samples"]["fake"]] == [1234, 1234, 1236]
     assert r["real"]["config"]["size"] == 16 and r["clip_shape"] == [3, 4, 16, 16]
     assert 0 <= r["metrics"]["shapes"]["all_three_ok"] <= 1
+
+
+def test_a_model_is_evaluated_in_pure_bf16_and_through_its_package(tiny_cfg, tmp_path, monkeypatch):
+    """sample_dtype="bf16" loads the weights in bf16, compile_model routes the full batches through a package (here
+    compile_new=False stands in for the 30 s compile: the wiring is what is tested); both are recorded."""
+    from vdmkit.pipelines.base import Pipeline
+    from vdmkit.training import train
+
+    run = train(tiny_cfg("train.steps=1", "train.sample_every=100"), progress=False)
+    made = []
+    original = Pipeline.compile
+
+    def spy(self, **kwargs):
+        made.append((next(self.backbone.parameters()).dtype, original(self, compile_new=False, directory=tmp_path)))
+        return made[-1][1]
+
+    monkeypatch.setattr(Pipeline, "compile", spy)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", VocabularyWarning)
+        ev = evaluate("shapes", run, protocol="shapes", metrics="shapes", num_real=3, num_fake=3, frames=4,
+                      resolution=16, sample_steps=2, batch_size=2, progress=False, sample_dtype="bf16",
+                      compile_model=True)
+    fake = ev.report["fake"]
+    assert fake["dtype"] == "bf16" and fake["compiled"] is True and ev.report["counts"]["fake"] == 3
+    (dtype, compiled), = made
+    assert dtype == torch.bfloat16 and compiled.stats["eager_calls"] == 4  # 2 batches x 2 steps
+    assert not compiled.compile_new  # after the first batch: a smaller last batch never compiles again

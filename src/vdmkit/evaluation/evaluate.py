@@ -318,7 +318,8 @@ def evaluate(real, fake, *, metrics=None, protocol: str | Protocol = "folders", 
              strict: bool = False, batch_size: int = 8, progress: bool = True, annotations=None, real_split=None,
              expected_sha256: dict | None = None, sample_steps: int = 50, guidance: float = 3.0,
              sampler: str = "ddim", keep_samples: int = 4, lpips_backbone=None, lpips_heads=None,
-             lpips_net: str = "alex", device: str | torch.device = "auto", **overrides) -> Evaluation:
+             lpips_net: str = "alex", device: str | torch.device = "auto", sample_dtype: str = "fp32",
+             compile_model: bool = False, **overrides) -> Evaluation:
     """Evaluate ``fake`` against ``real`` under ``protocol``.
 
     ``real``: a folder of videos or ``"shapes"``; ``fake``: a folder, ``"shapes"``, ``"noise"`` or a vdmkit
@@ -327,7 +328,9 @@ def evaluate(real, fake, *, metrics=None, protocol: str | Protocol = "folders", 
     ``clip``: a transformers CLIP folder. ``lpips_backbone`` / ``lpips_heads``: torchvision's backbone file
     and the lpips heads file, or their folders (default ``weights``); ``lpips_net``: "alex" or "vgg".
     ``device``: where a model is sampled and the feature networks run ("auto": CUDA when present; "cpu" gives
-    the bit-reproducible reference numbers; recorded in the report). ``expected_sha256``: ``{file name: sha256}`` to accept a file
+    the bit-reproducible reference numbers; recorded in the report). ``sample_dtype`` ("bf16": a model samples in
+    pure bf16) and ``compile_model`` (its calls through a compiled package) speed up a model's sampling; both are
+    recorded with the source. ``expected_sha256``: ``{file name: sha256}`` to accept a file
     other than the published one (recorded as such). ``overrides``: protocol fields (frames, stride,
     resolution, num_real, num_fake, seed, ...). Sample counts below the protocol's warn with the
     number (:class:`SampleCountWarning`), or raise under ``strict``. Videos are decoded and features
@@ -346,7 +349,8 @@ def evaluate(real, fake, *, metrics=None, protocol: str | Protocol = "folders", 
         warnings.simplefilter("always")
         real_src, fake_src = build_sources(real, fake, protocol, annotations=annotations, real_split=real_split,
                                            sample_steps=sample_steps, guidance=guidance, sampler=sampler,
-                                           batch_size=batch_size, device=device)
+                                           batch_size=batch_size, device=device, sample_dtype=sample_dtype,
+                                           compile_model=compile_model)
         n_real, n_fake = planned_count(real_src), planned_count(fake_src)
         paired = paired_metrics(metrics)
         if paired and n_real != n_fake:
