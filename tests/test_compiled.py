@@ -134,3 +134,29 @@ def test_the_cache_folder_follows_the_environment(monkeypatch, tmp_path):
     monkeypatch.delenv("VDMKIT_CACHE")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     assert cache_dir() == tmp_path / "xdg" / "vdmkit" / "compiled"
+
+
+def test_a_model_that_cannot_compile_runs_eager(tmp_path, monkeypatch):
+    """Export or compile failing (an operator torch.export cannot trace, an unwritable cache) costs the speed-up,
+    never the video: the call runs eager, once logged, and that signature is not tried again."""
+    pipe = random_pipe("dit")
+    eager = pipe(["a red circle"], steps=2, seed=0)
+    calls = []
+
+    def broken(*args, **kwargs):
+        calls.append(1)
+        raise RuntimeError("unsupported operator")
+
+    monkeypatch.setattr(torch.export, "export", broken)
+    messages = []
+    backbone = pipe.compile(directory=tmp_path / "cache", log=messages.append)
+    videos = pipe(["a red circle"], steps=2, seed=0)
+    assert (videos - eager).abs().max() < 1e-5 and len(calls) == 1  # eager, on the padded prompt
+    assert backbone.stats["eager_calls"] == 2 and backbone.stats["compiled"] == 0
+    assert any("could not compile" in m and "unsupported operator" in m for m in messages)
+    unwritable = tmp_path / "file"
+    unwritable.write_text("not a folder")
+    monkeypatch.undo()
+    blocked = pipe.compile(directory=unwritable / "cache", log=messages.append)
+    assert (pipe(["a red circle"], steps=2, seed=0) - eager).abs().max() < 1e-5
+    assert blocked.stats["eager_calls"] == 2

@@ -131,12 +131,14 @@ class CompiledBackbone(nn.Module):
         self.log = log if log is not None else (lambda message: print(message, file=sys.stderr))
         self._fingerprint: str | None = None
         self._packages: dict[tuple, object] = {}
+        self._eager: set[tuple] = set()  # signatures whose compile failed: run eager, not compiled again
         self.stats = {"compiled_calls": 0, "eager_calls": 0, "compiled": 0, "loaded": 0, "compile_seconds": 0.0}
 
     def reset(self) -> None:
         """Forget the loaded packages and the weights' fingerprint (the backbone's weights or adapters changed)."""
         self._fingerprint = None
         self._packages.clear()
+        self._eager.clear()
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, cond=None) -> torch.Tensor:
         cond = pad_text(as_condition(cond), self.text_length)
@@ -145,7 +147,7 @@ class CompiledBackbone(nn.Module):
         fields = {k: v.contiguous() for k, v in flatten(cond).items()}
         key = signature(x, t, fields)
         package = self._packages.get(key)
-        if package is None:
+        if package is None and key not in self._eager:
             package = self._package(key, x, t, fields)
         if package is None:
             self.stats["eager_calls"] += 1
@@ -169,7 +171,9 @@ class CompiledBackbone(nn.Module):
         if not path.is_file():
             if not self.compile_new:
                 return None
-            self._compile(path, x, t, fields)
+            if not self._compile(path, x, t, fields):
+                self._eager.add(key)
+                return None
             self.stats["compiled"] += 1
         else:
             self.stats["loaded"] += 1
@@ -179,15 +183,25 @@ class CompiledBackbone(nn.Module):
             self.log(f"cached package {path.name} does not load ({type(err).__name__}: {str(err)[:120]}); "
                      "compiling it again")
             path.unlink(missing_ok=True)
-            if not self.compile_new:
+            if not self.compile_new or not self._compile(path, x, t, fields):
                 return None
-            self._compile(path, x, t, fields)
             self.stats["compiled"] += 1
             package = load_package(path)
         self._packages[key] = package
         return package
 
-    def _compile(self, path: Path, x, t, fields) -> None:
+    def _compile(self, path: Path, x, t, fields) -> bool:
+        """Compile and save the package for this input; False (logged, the calls run eager) when the model cannot be
+        exported or compiled, or the folder cannot be written: eager is always correct, a package only faster."""
+        try:
+            self._build(path, x, t, fields)
+            return True
+        except Exception as err:
+            self.log(f"could not compile the backbone for input {tuple(x.shape)} ({type(err).__name__}: "
+                     f"{str(err).strip()[:200]}); running it eager")
+            return False
+
+    def _build(self, path: Path, x, t, fields) -> None:
         self.log(f"compiling the backbone for input {tuple(x.shape)} {str(x.dtype).replace('torch.', '')} on "
                  f"{x.device.type} (once; cached in {path.parent})")
         start = time.perf_counter()
