@@ -364,11 +364,13 @@ def test_joint_image_video_batches_leave_image_samples_per_frame(temporal_conv, 
     torch.testing.assert_close(m(x, t, Condition(c, torch.tensor([False, False]))), unmasked, atol=0, rtol=0)
 
 
-@pytest.mark.parametrize("temporal_conv,temporal_attention", OPTIONS)
-def test_images_appended_to_a_clip_are_masked_per_frame(temporal_conv, temporal_attention):
+@pytest.mark.parametrize("temporal_conv,temporal_attention,temporal_position",
+                         [(*o, "bias") for o in OPTIONS] + [("pseudo3d", "divided", p) for p in ("rope", "none")])
+def test_images_appended_to_a_clip_are_masked_per_frame(temporal_conv, temporal_attention, temporal_position):
     """VDM's joint training: images appended to each clip. The 3 video frames equal the clip alone, each of the 2
-    image frames equals that image alone: no information crosses between them."""
-    m = randomise(tiny(temporal_conv=temporal_conv, temporal_attention=temporal_attention), std=0.1)
+    image frames equals that image alone: no information crosses between them (every temporal_position too)."""
+    m = randomise(tiny(temporal_conv=temporal_conv, temporal_attention=temporal_attention,
+                       temporal_position=temporal_position), std=0.1)
     x, t, c = torch.randn(2, 3, 5, 16, 16), torch.tensor([30, 800]), text(2)
     is_image = torch.tensor([[False, False, False, True, True]] * 2)
     with torch.no_grad():
@@ -454,3 +456,48 @@ def test_a_tiny_model_with_new_options_trains_and_samples(tiny_cfg):
     run = train(cfg, progress=False)
     video = TextToVideo.from_pretrained(run)(["a red circle"], steps=2, guidance=1.0, seed=0, frames=4)
     assert video.shape == (1, 3, 4, 16, 16) and torch.isfinite(video).all()
+
+
+def test_temporal_position_options():
+    """model.temporal_position: "bias" (the default, what every earlier checkpoint has) keeps the learned offset
+    table; "rope" and "none" have none and pass no additive mask, so SDPA may take its flash kernel. RoPE scores
+    depend on frame offsets only; image frames still see only themselves."""
+    from vdmkit.backbones.layers import rope_table, rotate_half
+
+    assert UNet3DConfig().temporal_position == "bias"
+    keys = {p: {k for k in tiny(temporal_position=p).state_dict() if "position.table" in k}
+            for p in ("bias", "rope", "none")}
+    assert keys["bias"] and not keys["rope"] and not keys["none"]
+    q, k = torch.randn(2, 5, 8), torch.randn(2, 5, 8)
+    table = rope_table(12, 8)
+    shifted = (table[0][3:8], table[1][3:8])
+    scores = rotate_half(q, (table[0][:5], table[1][:5])) @ rotate_half(k, (table[0][:5], table[1][:5])).mT
+    scores_shifted = rotate_half(q, shifted) @ rotate_half(k, shifted).mT
+    assert torch.allclose(scores, scores_shifted, atol=1e-5)  # offsets only
+    torch.manual_seed(0)
+    model = tiny(temporal_position="rope").eval()
+    for p in model.parameters():
+        torch.nn.init.normal_(p, std=0.05)
+    x = torch.randn(2, 3, 4, 16, 16)
+    cond = Condition(text=text(2))
+    plain = tiny(temporal_position="none").eval()
+    plain.load_state_dict(model.state_dict())  # the same weights: only the rotation differs
+    t = torch.tensor([10.0, 500.0])
+    with torch.no_grad():
+        out = model(x, t, cond)
+        image = model(x, t, Condition(text=text(2), is_image=torch.tensor([True, False])))
+        unrotated = plain(x, t, cond)
+    assert out.shape == x.shape and torch.isfinite(out).all() and torch.isfinite(image).all()
+    assert not torch.equal(out, unrotated)  # the rotation reaches the output
+    from vdmkit.backbones.layers import Attention
+
+    layer = Attention(8, 2)
+    for p in layer.parameters():
+        torch.nn.init.normal_(p)
+    seq = torch.randn(3, 5, 8)
+    with torch.no_grad():
+        assert (layer(seq, rope=rope_table(5, 4)) - layer(seq)).abs().max() > 0.1
+    with pytest.raises(ConfigError, match="temporal_position"):
+        UNet3DConfig(temporal_position="alibi")
+    with pytest.raises(ConfigError, match="odd"):
+        UNet3DConfig(temporal_position="rope", channels=(36, 36), attention_levels=(1,), head_dim=9)

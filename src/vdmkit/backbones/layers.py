@@ -225,11 +225,15 @@ class Attention(nn.Module):
         self.to_out = zero_init(nn.Linear(dim, dim))
         self.self_attention_hook: SelfAttentionHook | None = None  # see self_attention_hook(); never saved
 
-    def forward(self, x: torch.Tensor, context: torch.Tensor | None = None, mask: torch.Tensor | None = None):
+    def forward(self, x: torch.Tensor, context: torch.Tensor | None = None, mask: torch.Tensor | None = None,
+                rope: tuple[torch.Tensor, torch.Tensor] | None = None):
+        """``rope``: (cos, sin) tables (L, d) rotating queries and keys by their positions (self-attention)."""
         is_self = context is None
         context = x if context is None else context
         q = rearrange(self.to_q(x), "n l (h d) -> n h l d", h=self.heads)
         k, v = rearrange(self.to_kv(context), "n s (two h d) -> two n h s d", two=2, h=self.heads)
+        if rope is not None:
+            q, k = rotate_half(q, rope), rotate_half(k, rope)
         if is_self and self.self_attention_hook is not None:
             q, k = self.self_attention_hook(q, k)
         out = attention(q, k, v, mask)  # (N, heads, L, d)
@@ -283,6 +287,25 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Ten
     if mask is not None:
         scores = scores + mask if mask.is_floating_point() else scores.masked_fill(~mask, float("-inf"))
     return scores.softmax(dim=-1) @ v
+
+
+ROPE_BASE = 10_000  # RoPE (Su et al. 2021) frequency base
+
+
+def rope_table(positions: int, dim: int, device=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(cos, sin) of RoPE angles for ``positions`` x ``dim`` channels in the "rotate half" layout (channel i and
+    i + dim/2 form a pair): rotated queries and keys give scores that depend on the offset of their positions only."""
+    freqs = ROPE_BASE ** (-torch.arange(0, dim // 2, device=device, dtype=torch.float32) * 2 / dim)  # (dim/2,)
+    angles = torch.arange(positions, device=device, dtype=torch.float32)[:, None] * freqs
+    angles = torch.cat([angles, angles], dim=-1)  # (positions, dim)
+    return angles.cos(), angles.sin()
+
+
+def rotate_half(x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+    """RoPE on (..., L, d) with (L, d) tables, in ``x``'s dtype."""
+    cos, sin = (r.to(x.dtype) for r in rope)
+    x1, x2 = x.chunk(2, dim=-1)
+    return x * cos + torch.cat([-x2, x1], dim=-1) * sin
 
 
 class RelativePositionBias(nn.Module):

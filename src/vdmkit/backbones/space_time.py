@@ -16,6 +16,7 @@ from vdmkit.backbones.layers import (
     RelativePositionBias,
     fourier_frequencies,
     grid_features,
+    rope_table,
     timestep_embedding,
     travelling_waves,
 )
@@ -40,8 +41,10 @@ class SpaceTimeAttention(nn.Module):
 
     def __init__(self, dim: int, head_dim: int, text_dim: int, frame_position: str = "sinusoidal",
                  temporal_text: bool = False, spatial_position: str = "none", cross_position: str = "none",
-                 temporal_attention: str = "divided", ff_mult: int = 0, cross_fourier_scale: float = 1.5):
+                 temporal_attention: str = "divided", ff_mult: int = 0, cross_fourier_scale: float = 1.5,
+                 temporal_position: str = "bias"):
         super().__init__()
+        self.temporal_position = temporal_position  # UNet3DConfig.temporal_position
         self.frame_position = frame_position
         self.spatial_position = spatial_position
         self.cross_position = cross_position  # "none", "sincos" or "fourier" (UNet3DConfig.cross_position)
@@ -61,7 +64,7 @@ class SpaceTimeAttention(nn.Module):
         if divided:
             self.norm_temporal = nn.LayerNorm(dim)
             self.temporal = Attention(dim, heads)
-            self.position = RelativePositionBias(heads)
+            self.position = RelativePositionBias(heads) if temporal_position == "bias" else None
             self.norm_temporal_cross = nn.LayerNorm(dim) if text_dim and temporal_text else None
             self.temporal_cross = Attention(dim, heads, context_dim=text_dim) if text_dim and temporal_text else None
         if ff_mult:
@@ -148,8 +151,12 @@ class SpaceTimeAttention(nn.Module):
                   frames: ImageFrames | None, pixels: int) -> torch.Tensor:
         """Temporal self-attention, cross-attention and feed-forward on each pixel's frames ((B H W), T, C)."""
         t = s.shape[1]
-        bias, keep = self.position(t), None
+        bias = self.position(t) if self.position is not None else None  # (heads, T, T): an additive bias
+        rope = rope_table(t, s.shape[-1] // self.temporal.heads, s.device) if self.temporal_position == "rope" else None
+        keep = None
         if frames is not None:  # image frames: attend to themselves only, residuals gated off
+            if bias is None:
+                bias = torch.zeros(self.temporal.heads, t, t, device=s.device)
             bias = bias[None].masked_fill(~frames.pairs()[:, None], float("-inf"))  # (B, heads, T, T)
             bias = repeat(bias, "b heads i j -> (b n) heads i j", n=pixels)
             keep = repeat(frames.video, "b t -> (b n) t 1", n=pixels).to(s.dtype)
@@ -160,7 +167,7 @@ class SpaceTimeAttention(nn.Module):
         if frame_pos is not None:
             pos = frame_pos.to(q.dtype)  # (T, C) or ((B H W), T, C)
             q = q + pos
-        s = s + gated(self.temporal(q, mask=bias), keep)
+        s = s + gated(self.temporal(q, mask=bias, rope=rope), keep)
         if self.temporal_cross is not None and text is not None:  # each pixel's frame sequence reads the prompt
             q = self.norm_temporal_cross(s)
             if self.cross_position != "none" and pos is not None:

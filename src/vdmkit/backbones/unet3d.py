@@ -53,6 +53,7 @@ ATTENTION_BLOCKS = ("space_time", "transformer")
 TIME_EMBEDDINGS = ("scale_shift", "add")
 TEMPORAL_NORMS = ("frame", "clip")
 UPSAMPLES = ("conv_nearest", "nearest_conv")
+TEMPORAL_POSITIONS = ("bias", "rope", "none")
 
 
 @dataclass
@@ -103,6 +104,10 @@ class UNet3DConfig:
     # attention at attention levels: "divided" (spatial, cross, then temporal attention with zero-initialised
     # output), "full" (one joint space-time attention over T*H*W tokens with 3D positions, then cross) or "none"
     temporal_attention: str = "divided"
+    # how divided temporal attention (space_time block) knows frame offsets: "bias" (a learned per-head bias on the
+    # offset, VDM; checkpoints before this option have it), "rope" (rotary positions on queries and keys: no additive
+    # mask, so GPU flash kernels take the call) or "none" (the absolute frame_position features only)
+    temporal_position: str = "bias"
     temporal_conv_layers: int = 1  # pseudo3d: (norm, SiLU, conv) layers, the last zero-init (ModelScope: 4)
     ff_mult: int = 0  # GEGLU feed-forward after the attentions, hidden = ff_mult * width (SD/ModelScope: 4); 0 = none
     # --- the layout of Stable Diffusion / ModelScope UNets (defaults: vdmkit's own), so their weights load ---
@@ -150,9 +155,13 @@ class UNet3DConfig:
         if self.position_in_cross and self.cross_position == "none":  # the older boolean spelling
             self.cross_position = "sincos"
         for name, valid in (("temporal_conv", TEMPORAL_CONVS), ("temporal_attention", TEMPORAL_ATTENTIONS),
-                            ("cross_position", CROSS_POSITIONS)):
+                            ("cross_position", CROSS_POSITIONS), ("temporal_position", TEMPORAL_POSITIONS)):
             if getattr(self, name) not in valid:
                 raise ConfigError(f"model.{name}={getattr(self, name)!r} unknown; valid: {', '.join(valid)}")
+        odd = [c for c in self.channels if (c // self.heads(c)) % 2]
+        if self.temporal_position == "rope" and odd:
+            raise ConfigError(f"model.temporal_position=rope rotates channel pairs: the head width at channels {odd} "
+                              "is odd; choose head_dim / attention_heads giving even head widths")
         if self.temporal_kernel % 2 != 1:
             raise ConfigError(f"model.temporal_kernel must be odd, got {self.temporal_kernel}")
         if self.temporal_conv_layers < 1:
@@ -193,7 +202,8 @@ class UNet3DConfig:
             vdmkit_only = {"temporal_attention": self.temporal_attention == "full", "temporal_text": self.temporal_text,
                            "frame_position": self.frame_position != "none",
                            "spatial_position": self.spatial_position != "none",
-                           "cross_position": self.cross_position != "none"}
+                           "cross_position": self.cross_position != "none",
+                           "temporal_position": self.temporal_position == "rope"}
             bad = [k for k, on in vdmkit_only.items() if on]
             if bad:
                 raise ConfigError(f"model.attention_block='transformer' (the SD / ModelScope layout) has no "
@@ -398,7 +408,7 @@ def attention_layer(dim: int, cfg: UNet3DConfig) -> nn.Module:
         return TransformerAttention(dim, cfg)
     return SpaceTimeAttention(dim, dim // cfg.heads(dim), cfg.text_dim, cfg.frame_position, cfg.temporal_text,
                               cfg.spatial_position, cfg.cross_position, cfg.temporal_attention, cfg.ff_mult,
-                              cfg.cross_fourier_scale)
+                              cfg.cross_fourier_scale, cfg.temporal_position)
 
 
 class UNet3D(nn.Module):
