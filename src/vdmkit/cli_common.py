@@ -1,4 +1,5 @@
-"""Helpers the command modules share (cli.py, tasks_cli.py): the model argument, the seed type, the report."""
+"""Helpers the command modules share (cli.py, tasks_cli.py, evaluation/cli.py): the model argument, the seed type,
+the report, the weights' dtype."""
 
 from __future__ import annotations
 

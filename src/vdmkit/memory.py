@@ -24,6 +24,7 @@ from vdmkit.errors import OutOfMemoryError
 
 GIB = 2**30
 DTYPE_BYTES = {"fp32": 4, "bf16": 2, "fp16": 2}
+TORCH_DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}  # torch attribute names
 SAMPLER_STATES = 5  # float32 tensors the size of the latents a sampler keeps: x, x0, a multistep history, the noise
 TEXT_TOKENS = 77  # prompt tokens assumed when the text config names no max_length (CLIP's)
 # the counted peak of a model call times this: what the meta count cannot see (the allocator's slack, oneDNN's
@@ -201,8 +202,7 @@ def _backbone_peak(config, batch: int, frames: int, height: int, width: int, dty
 
     from vdmkit.registry import BACKBONES, lookup
 
-    dtype = getattr(torch, {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}[dtype_name])
-
+    dtype = getattr(torch, TORCH_DTYPES[dtype_name])
     with torch.device("meta"):  # built outside the count: the weights are counted apart
         model = lookup(BACKBONES, config.backbone, "backbone").build(config.model).to(dtype)
         x = torch.empty(batch, config.latent_channels, frames, height, width, dtype=dtype)
@@ -218,8 +218,7 @@ def _decode_peak(config, batch: int, frames: int, height: int, width: int, dtype
 
     from vdmkit.autoencoders.load import build_autoencoder
 
-    dtype = getattr(torch, {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}[dtype_name])
-
+    dtype = getattr(torch, TORCH_DTYPES[dtype_name])
     with torch.device("meta"):
         ae = build_autoencoder(config.latent.kind, config.latent.model).to(dtype)
         z = torch.empty(batch, config.latent_channels, frames, height, width, dtype=dtype)
@@ -229,8 +228,9 @@ def _decode_peak(config, batch: int, frames: int, height: int, width: int, dtype
     return meta_peak(lambda: ae.decode(z, **options))
 
 
-def parameter_bytes(config, dtype: str = "fp32") -> int:
-    """Bytes of the pipeline's weights (backbone, text encoder, autoencoder) stored as ``dtype``, counted on meta."""
+def parameter_counts(config) -> tuple[int, int]:
+    """(backbone, whole pipeline) parameter counts of ``config``'s model (backbone, text encoder, autoencoder),
+    counted on meta."""
     import torch
 
     from vdmkit.autoencoders.load import build_autoencoder
@@ -241,7 +241,13 @@ def parameter_bytes(config, dtype: str = "fp32") -> int:
                  lookup(TEXT_ENCODERS, config.text_encoder, "text_encoder").build(config.text)]
         if config.latent.enabled:
             parts.append(build_autoencoder(config.latent.kind, config.latent.model))
-    return sum(p.numel() for part in parts for p in part.parameters()) * DTYPE_BYTES[dtype]
+    counts = [sum(p.numel() for p in part.parameters()) for part in parts]
+    return counts[0], sum(counts)
+
+
+def parameter_bytes(config, dtype: str = "fp32") -> int:
+    """Bytes of the pipeline's weights stored as ``dtype``."""
+    return parameter_counts(config)[1] * DTYPE_BYTES[dtype]
 
 
 def sampling_estimate(config, *, batch: int, frames: int, height: int, width: int, dtype: str = "fp32",
@@ -271,14 +277,8 @@ def training_estimate(config, *, batch: int, adapters: bool = False, ema: bool =
     float32 weights, and for each trained parameter its gradient, AdamW's two moments and the EMA copy (16 bytes;
     not counted with LoRA ``adapters``, whose few parameters are added later), and the forward + backward's
     activations (the float32 run: autocast keeps smaller copies, so this errs on the large side)."""
-    import torch
-
-    from vdmkit.registry import BACKBONES, lookup
-
-    with torch.device("meta"):
-        backbone = lookup(BACKBONES, config.backbone, "backbone").build(config.model)
-    trained = sum(p.numel() for p in backbone.parameters())
-    frozen = parameter_bytes(config) - trained * 4
+    trained, total = parameter_counts(config)
+    frozen = (total - trained) * 4
     t, h, w = config.latent_size(config.frames, config.height, config.width)
     states = 0 if adapters else trained * (12 + (4 if ema else 0))
     return MemoryEstimate({"weights": trained * 4 + frozen, "optimizer": states,

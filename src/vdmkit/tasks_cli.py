@@ -295,7 +295,8 @@ def register(sub) -> None:
     p.add_argument("--prompt", required=True)
     p.add_argument("--out", default="cascade.mp4", help="output file: .mp4, .gif, .webp or .png (frame strip)")
     p.add_argument("--seed", type=int, default=0, help="stage k is sampled with seed + k")
-    p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32", help=PRECISION_HELP)
+    p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
+                   help="bf16: each stage under bf16 autocast (its weights stay fp32)")
     p.add_argument("--fps", type=float, help="of the written file (default: the config's)")
     p.add_argument("--upscale", type=int, help="nearest-neighbour upscale factor of the file (default: to >= 128 px)")
     p.add_argument("--strip", action="store_true")

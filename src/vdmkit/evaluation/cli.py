@@ -39,6 +39,7 @@ def _cmd_eval(args) -> int:
     if args.real is None or args.fake is None:
         raise ValueError("eval needs --real DIR|shapes and --fake DIR|MODEL_DIR|shapes|noise "
                          "(or: vdmkit eval compare A.json B.json)")
+    from vdmkit.cli_common import weights_dtype
     from vdmkit.device import resolve_device
     from vdmkit.errors import SampleCountWarning
     from vdmkit.evaluation.evaluate import evaluate
@@ -66,7 +67,7 @@ def _cmd_eval(args) -> int:
                       num_real=args.num_real, num_fake=args.num_fake, seed=args.seed, video_extractor=args.extractor,
                       clip_sampling=args.clip_sampling,
                       lpips_backbone=args.lpips_backbone, lpips_heads=args.lpips_heads, lpips_net=args.lpips_net,
-                      device=args.device, sample_dtype=args.dtype or ("bf16" if args.precision == "bf16" else "fp32"),
+                      device=args.device, sample_dtype=weights_dtype(args),
                       compile_model=args.compile)
     from vdmkit.distributed import current
 

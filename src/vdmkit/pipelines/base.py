@@ -90,17 +90,20 @@ def check_sampling_memory(config: PipelineConfig, request: SampleRequest, device
                                  width=request.width, dtype=dtype, guided=request.guidance != 1, window=window,
                                  decode=decode, view_factor=view_factor, weights=not loaded, output=request.output)
     check_fits(estimate, device, f"sampling {len(request.prompts)} x {request.frames} frames at {request.height}x"
-               f"{request.width} ({dtype})", sampling_advice(config, dtype))
+               f"{request.width} ({dtype})", sampling_advice(config, request, dtype))
 
 
-def sampling_advice(config: PipelineConfig, dtype: str) -> str:
-    """What lowers a sampling job's memory, for the errors that refuse one."""
-    tips = ["fewer prompts per call", f"fewer frames (the model was trained on {config.frames})",
-            f"a smaller height x width (trained: {config.height}x{config.width})"]
+def sampling_advice(config: PipelineConfig, request: SampleRequest, dtype: str) -> str:
+    """What lowers the memory of sampling ``request`` with the model of ``config`` (weights as ``dtype``), for the
+    errors that refuse or stop one."""
+    tips = [f"fewer prompts per call ({len(request.prompts)})",
+            f"fewer frames ({request.frames}) (the model was trained on {config.frames})",
+            f"a smaller height x width ({request.height}x{request.width}) (trained: {config.height}x{config.width})"]
     if dtype == "fp32":
-        tips.append("bf16 weights (--dtype bf16 / dtype='bf16': half the weights and activations)")
+        tips.append("bf16 weights (--precision bf16 / dtype='bf16': half the weights and activations)")
     if config.latent.enabled:
-        tips.append("decoding in tiles / frame chunks (--vae-tile 32 --vae-frame-chunk 4)")
+        tips.append("decoding in tiles / frame chunks (--vae-tile 32 --vae-frame-chunk 4 / "
+                    "decode={'tile': 32, 'frame_chunk': 4})")
     return ", ".join(tips)
 
 
@@ -216,8 +219,13 @@ class Pipeline(nn.Module):
         """OutOfMemoryError, before any work, when sampling ``request`` (``window`` latent frames per model call for a
         long video) would need more memory than this pipeline's device has free (memory.py); its weights are loaded
         already, so they are not counted again."""
-        dtype = {v: k for k, v in DTYPES.items()}.get(next(self.backbone.parameters()).dtype, "fp32")
-        check_sampling_memory(self.config, request, self.device, dtype, decode=decode, window=window, loaded=True)
+        check_sampling_memory(self.config, request, self.device, self.weights_dtype, decode=decode, window=window,
+                              loaded=True)
+
+    @property
+    def weights_dtype(self) -> str:
+        """The backbone's weights' type by name: fp32, bf16 or fp16."""
+        return {v: k for k, v in DTYPES.items()}.get(next(self.backbone.parameters()).dtype, "fp32")
 
     def starting_noise(self, request: SampleRequest) -> tuple[torch.Tensor, torch.Generator]:
         """(x_T on this pipeline's device, the CPU generator seeded with the request's seed, which then feeds a

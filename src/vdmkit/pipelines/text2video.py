@@ -8,7 +8,7 @@ import torch
 
 from vdmkit.device import memory_guard
 from vdmkit.errors import ConstraintError
-from vdmkit.pipelines.base import Pipeline
+from vdmkit.pipelines.base import Pipeline, sampling_advice
 from vdmkit.pipelines.request import SampleRequest, make_request
 from vdmkit.sampling.generate import generate
 
@@ -44,12 +44,8 @@ class TextToVideo(Pipeline):
         """The videos (B, 3, T, H, W) of a validated request (or its latents), on this pipeline's device.
         ``record``, if given, receives facts of the run for its metadata: ``"cache"``, the calls computed and reused
         when the request caches."""
-        advice = (f"fewer prompts per call ({len(request.prompts)}), fewer frames ({request.frames}), a smaller "
-                  f"height x width ({request.height}x{request.width}), precision='bf16'"
-                  + (", or decode in tiles / frame chunks (decode={'tile': 32, 'frame_chunk': 4})"
-                     if self.autoencoder is not None else ""))
         self.check_memory(request, decode)  # a request too large for the machine is refused before any work
-        with memory_guard(f"sampling on {self.device}", advice):
+        with memory_guard(f"sampling on {self.device}", sampling_advice(self.config, request, self.weights_dtype)):
             n = len(request.prompts)
             cond, uncond = self.conditions(request.prompts, [request.negative_prompt] * n)
             x, generator = self.starting_noise(request)  # (B, C, T, H, W)
