@@ -98,6 +98,8 @@ def main() -> None:
     ap.add_argument("--settings", help="comma-separated cache settings for --run, e.g. teacache:0.01,teacache:0.02")
     ap.add_argument("--plain", help="comma-separated SAMPLER:STEPS to run uncached only (fewer steps instead of "
                     "caching, at the same number of calls), e.g. ddim:24,dpmpp_2m:10")
+    ap.add_argument("--reuse", help="comma-separated reuse variants for every setting (default: eps, and all of them "
+                    "at dpmpp_2m 20 teacache:0.1), e.g. eps,extrapolate")
     ap.add_argument("--probe", action="store_true",
                     help="only print the per-step changes that motivate teacache's rate")
     args = ap.parse_args()
@@ -129,9 +131,9 @@ def main() -> None:
                      "psnr_vs_uncached": float("inf"), "psnr_vs_ref": psnr(plain, ref).mean().item(),
                      "seconds": round(plain_s, 1)})
         print(json.dumps(rows[-1]), flush=True)
-        reuses = ("eps", "x0", "residual") if (sampler, steps) == REUSE_AT[:2] else ("eps",)
+        reuses = ("eps", "x0", "residual", "extrapolate") if (sampler, steps) == REUSE_AT[:2] else ("eps",)
         for setting in settings:
-            for reuse in reuses if setting == REUSE_AT[2] else ("eps",):
+            for reuse in args.reuse.split(",") if args.reuse else reuses if setting == REUSE_AT[2] else ("eps",):
                 mode, _, value = setting.partition(":")
                 spec = {"mode": mode, "reuse": reuse,
                         **({"threshold": float(value)} if mode == "teacache" else {"interval": int(value)})}

@@ -102,6 +102,35 @@ def test_reuse_is_exact_for_the_quantity_it_carries(reuse):
     assert run.reused == len(ts) - 2
 
 
+def test_extrapolate_is_exact_for_a_noise_estimate_linear_in_log_snr_and_beats_plain_reuse():
+    process = make_process("vp", schedule="cosine", num_train_steps=1000)
+    ts = make_timesteps(process, 8, "trailing")
+    a, b = (torch.randn(1, 1, 2, 2, 2, dtype=torch.float64) for _ in range(2))
+
+    def log_snr(x, t):
+        alpha, sigma = process.alpha_sigma(t[:1].reshape(()), x)
+        return alpha, sigma, torch.log(alpha / sigma)
+
+    def model(x, t):  # eps = a + b * lambda(t)
+        alpha, sigma, lam = log_snr(x, t)
+        return (x - sigma * (a + b * lam)) / alpha
+
+    errors = {}
+    for reuse in ("extrapolate", "eps"):
+        run = cached(model, CacheSpec("every", interval=3, reuse=reuse), process, ts)
+        x, errors[reuse] = torch.randn(1, 1, 2, 2, 2, dtype=torch.float64), []
+        for t in ts:
+            tt = torch.full((1,), int(t))
+            errors[reuse].append(float((run(x, tt) - model(x, tt)).abs().max()))
+            x = x * 0.9
+    # calls 0, 3, 6 and the last are computed; 1 and 2 follow one computed call, so both carry eps unchanged;
+    # 4 and 5 follow two, on whose line the model's eps lies
+    assert errors["extrapolate"][1:3] == pytest.approx(errors["eps"][1:3], rel=1e-9)
+    assert min(errors["eps"][1:3]) > 1e-3
+    for exact, plain in zip(errors["extrapolate"][4:6], errors["eps"][4:6]):
+        assert plain > 1e-3 and exact < 1e-9 * max(1.0, plain)
+
+
 def test_teacache_computes_more_often_when_the_output_moves_more():
     process = make_process("vp", schedule="cosine", num_train_steps=1000)
     ts = make_timesteps(process, 30, "trailing")
@@ -124,7 +153,7 @@ def test_teacache_computes_more_often_when_the_output_moves_more():
     ({"mode": "fastcache"}, "unknown cache mode 'fastcache'; valid: teacache, every"),
     ({"mode": "every", "interval": 0}, "interval must be a whole number >= 1"),
     ({"mode": "every", "interval": 2, "threshold": 0.1}, "got unknown threshold"),
-    ({"mode": "teacache", "reuse": "v"}, "unknown cache reuse 'v'; valid: eps, x0, residual"),
+    ({"mode": "teacache", "reuse": "v"}, "unknown cache reuse 'v'; valid: eps, x0, residual, extrapolate"),
     ("teacache:abc", "takes a number"),
     ("every", "teacache:THRESHOLD or every:INTERVAL"),
     (0.1, "cache must be a dict"),
@@ -146,10 +175,10 @@ def test_cli_records_the_cache_in_the_sidecar(tmp_path, capsys):
     assert meta["cache"] == {"mode": "every", "interval": 2, "reuse": "eps", "calls_computed": 4,
                              "calls_reused": 2, "speedup": 1.5}
     rc = cli.main(["sample", "--model", str(model), "--prompt", "a red circle", "--steps", "4", "--cache", "teacache",
-                   "--cache-threshold", "0.3", "--cache-reuse", "x0", "--out", str(out), "--no-progress"])
+                   "--cache-threshold", "0.3", "--cache-reuse", "extrapolate", "--out", str(out), "--no-progress"])
     assert rc == 0
     meta = json.loads((tmp_path / "v.mp4.json").read_text())
-    assert meta["cache"]["threshold"] == 0.3 and meta["cache"]["reuse"] == "x0"
+    assert meta["cache"]["threshold"] == 0.3 and meta["cache"]["reuse"] == "extrapolate"
     capsys.readouterr()
     for argv, match in ((["--cache", "teacache", "--cache-threshold", "-1"], "threshold must be a finite number"),
                         (["--cache", "every:2", "--cache-threshold", "0.1"], "goes with --cache teacache"),

@@ -455,8 +455,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "call). Calls computed and reused go to the sidecar")
     p.add_argument("--cache-threshold", type=float, help="--cache teacache: the accumulated change that forces a "
                    "computed call (0 = every call; higher = fewer calls, more error)")
-    p.add_argument("--cache-reuse", choices=("eps", "x0", "residual"), help="what a skipped call reuses (default: "
-                   "eps, the noise estimate)")
+    p.add_argument("--cache-reuse", choices=("eps", "x0", "residual", "extrapolate"),
+                   help="what a skipped call reuses (default: eps, the noise estimate; extrapolate: the noise "
+                   "estimate on the line through the last two computed ones)")
     p.add_argument("--guidance-rescale", type=float, default=0.0,
                    help="guidance rescale in [0, 1] (Lin et al. 2024; 0.7 is typical with zero-terminal-SNR models)")
     p.add_argument("--seed", type=_seed, default=0, help="integer in [0, 2**63), or 'random' (recorded)")

@@ -16,9 +16,10 @@ Rules (``CacheSpec.mode``):
 - ``every``: a fixed schedule, compute call 0, ``interval``, 2 ``interval``, ... and the last time; reuse between.
 
 What is reused (``CacheSpec.reuse``) is the computed output in one parameterisation, converted to the x0 estimate
-at the new ``x_t``: ``eps`` (the noise estimate: x0 = (x_t - sigma eps) / alpha; the default, the least error on
-the default model), ``x0`` (the clean estimate as is) or ``residual`` (TeaCache's choice for transformer hidden
-states, here x0_hat - x_t). The wrapper wraps the already-guided denoiser, so a skipped step skips the conditional
+at the new ``x_t``: ``eps`` (the noise estimate: x0 = (x_t - sigma eps) / alpha; the default), ``x0`` (the clean
+estimate as is), ``residual`` (TeaCache's choice for transformer hidden states, here x0_hat - x_t) or
+``extrapolate``: the noise estimate on the line through the last two computed ones, in log-SNR (a first-order
+Taylor step, as TaylorSeer (Liu et al. 2025) does on features; one computed call: plain ``eps``). The wrapper wraps the already-guided denoiser, so a skipped step skips the conditional
 and unconditional passes together. Threshold 0 computes every call: exactly the uncached sample.
 """
 
@@ -36,7 +37,7 @@ from vdmkit.errors import ConfigError
 
 Denoise = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 CACHE_MODES = ("teacache", "every")
-REUSE = ("eps", "x0", "residual")
+REUSE = ("eps", "x0", "residual", "extrapolate")
 # teacache without a threshold: on the default model's dpmpp_2m 20 steps, half the calls for 0.17 dB against a
 # 100-step sample (BENCHMARKS.md, "Step caching"); a 50-step schedule wants about 0.01
 DEFAULT_THRESHOLD = 0.05
@@ -121,6 +122,7 @@ class CachedDenoiser:
         self.accumulated = 0.0
         self.rate = None  # teacache's k: rel-L1 output change per rel-L1 input change, between the last two computed
         self.last = None  # (x_t, t, x0_hat, carried) of the last computed call
+        self.before = None  # (log-SNR, eps) of the computed call before it (reuse "extrapolate")
         self.previous_x = None  # the input of the previous call, computed or not
 
     def __call__(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
@@ -130,6 +132,8 @@ class CachedDenoiser:
             if self.last is not None and self.spec.mode == "teacache":
                 moved = _rel_l1(x, self.last[0])
                 self.rate = _rel_l1(x0, self.last[2]) / max(moved, 1e-12)
+            if self.spec.reuse == "extrapolate" and self.last is not None:
+                self.before = (self._log_snr(self.last[0], self.last[1]), self.last[3])
             self.last = (x, t, x0, self._carried(x0, x, t))
             self.computed += 1
             self.accumulated = 0.0
@@ -152,6 +156,10 @@ class CachedDenoiser:
     def _coeffs(self, x: torch.Tensor, t: torch.Tensor):
         return self.process.alpha_sigma(t[:1].reshape(()), x)
 
+    def _log_snr(self, x: torch.Tensor, t: torch.Tensor) -> float:
+        alpha, sigma = self._coeffs(x, t)
+        return float(torch.log(alpha / sigma)) if float(sigma) > 0 and float(alpha) > 0 else math.nan
+
     def _carried(self, x0: torch.Tensor, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         if self.spec.reuse == "x0":
             return x0
@@ -166,7 +174,16 @@ class CachedDenoiser:
         if self.spec.reuse == "residual":
             return x + carried
         alpha, sigma = self._coeffs(x, t)
+        if self.spec.reuse == "extrapolate" and self.before is not None:
+            carried = self._extrapolated(self._log_snr(x, t))
         return ((x - sigma * carried) / alpha).to(x.dtype)
+
+    def _extrapolated(self, at: float) -> torch.Tensor:
+        """The noise estimate at log-SNR ``at``, on the line through the last two computed ones (first order)."""
+        (lam1, eps1), (lam2, eps2) = self.before, (self._log_snr(self.last[0], self.last[1]), self.last[3])
+        if not all(math.isfinite(v) for v in (lam1, lam2, at)) or lam2 == lam1:
+            return eps2
+        return eps2 + (eps2 - eps1) * ((at - lam2) / (lam2 - lam1))
 
     def stats(self) -> dict:
         """The cache settings and the counts, as recorded in a sample's metadata."""
