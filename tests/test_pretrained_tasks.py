@@ -1,0 +1,100 @@
+"""The training-free tasks on pretrained folders: a diffusers ModelScope text-to-video folder and a Stable Diffusion
+folder under an AnimateDiff motion adapter (tiny random-weight models saved by diffusers itself) take SDEdit, DDIM
+inversion with attention reuse, long videos in windows, step caching and replacement-guided image-to-video, as
+vdmkit's own backbones do (tests/test_editing.py, test_long_video.py, test_caching.py, test_conditioned.py)."""
+
+import pytest
+import torch
+
+from vdmkit.backbones.layers import self_attention_hook
+from vdmkit.errors import ConstraintError
+from vdmkit.pipelines import TextToVideo
+from vdmkit.pipelines.conditioned import image_to_video
+from vdmkit.pipelines.editing import edit, edit_inverted, invert, reconstruction_error
+from vdmkit.pipelines.long_video import long_video
+
+diffusers = pytest.importorskip("diffusers")
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::UserWarning")
+
+PROMPT = "a red panda"
+
+
+@pytest.fixture(scope="module", params=["modelscope", "animatediff"])
+def pipe(request, tmp_path_factory):
+    from tests.test_animatediff import ADAPTER, SD1_UNET, tiny_sd_pipeline
+    from tests.test_interop import MODELSCOPE_SCHEDULER, randomised, tiny_pipeline
+
+    torch.set_num_threads(1)
+    root = tmp_path_factory.mktemp(request.param)
+    if request.param == "modelscope":
+        tiny_pipeline(root / "t2v", diffusers.DDIMScheduler(**MODELSCOPE_SCHEDULER))
+        return TextToVideo.from_pretrained(root / "t2v")
+    tiny_sd_pipeline(root / "sd", randomised(diffusers.UNet2DConditionModel(**SD1_UNET), 3))
+    randomised(diffusers.MotionAdapter(**ADAPTER), 4).save_pretrained(str(root / "adapter"))
+    return TextToVideo.from_pretrained(root / "sd", motion_adapter=root / "adapter")
+
+
+def clip(frames=4, seed=0):
+    """A (1, 3, frames, 32, 32) clip in [-1, 1] (the tiny folders' VAE works at 32x32)."""
+    return torch.rand(1, 3, frames, 32, 32, generator=torch.Generator().manual_seed(seed)) * 2 - 1
+
+
+def test_sdedit_end_points(pipe):
+    video = clip()
+    assert torch.equal(edit(pipe, video, PROMPT, strength=0.0, steps=4), video)
+    plain = pipe([PROMPT], steps=4, frames=4, seed=5)
+    assert torch.equal(edit(pipe, video, PROMPT, strength=1.0, steps=4, seed=5), plain)
+    half = edit(pipe, video, PROMPT, strength=0.5, steps=4, seed=5)
+    assert half.shape == video.shape and not torch.equal(half, plain) and torch.isfinite(half).all()
+
+
+def test_inversion_retraces_the_clip_and_attention_reuse_reaches_the_folder_attention(pipe):
+    video = clip()
+    seen = pipe.decode(pipe.to_latents(video))  # what the folder's VAE keeps of the clip
+    errors = {}
+    for steps in (5, 25):
+        inversion = invert(pipe, video, PROMPT, steps=steps, guidance=1.0)
+        result = edit_inverted(pipe, inversion, PROMPT)
+        assert torch.equal(result.video, result.source)
+        errors[steps] = reconstruction_error(seen, result.source)["mean_abs"]
+    assert errors[25] < errors[5] and errors[25] < 0.05, errors
+    with self_attention_hook(pipe.backbone, lambda q, k: (q, k)) as hooked:
+        assert hooked >= 2  # spatial self-attention and the temporal / motion-module attention
+    off = edit_inverted(pipe, inversion, "a cat surfing a wave", attention_reuse=0.0)
+    on = edit_inverted(pipe, inversion, "a cat surfing a wave", attention_reuse=0.5)
+    assert torch.equal(on.source, off.source) and not torch.equal(on.video, off.video)
+
+
+def test_long_videos_in_windows(pipe):
+    plain = pipe([PROMPT], steps=3, frames=4, seed=2)
+    assert torch.equal(long_video(pipe, PROMPT, frames=4, window=4, overlap=1, steps=3, seed=2), plain)
+    for mode in ("freenoise", "windows", "autoregressive"):
+        video = long_video(pipe, PROMPT, frames=10, window=4, overlap=2, steps=3, seed=2, mode=mode)
+        assert video.shape == (1, 3, 10, 32, 32) and torch.isfinite(video).all(), mode
+    with pytest.raises(ConstraintError, match="window"):
+        long_video(pipe, PROMPT, frames=40, window=32, steps=3)  # more frames per window than the model takes
+
+
+def test_step_caching(pipe):
+    plain = pipe([PROMPT], steps=6, frames=4, seed=1)
+    record = {}
+    exact = pipe.run(pipe.request([PROMPT], steps=6, frames=4, seed=1, cache={"mode": "teacache", "threshold": 0}),
+                     record=record)
+    assert torch.equal(exact, plain) and record["cache"]["calls_reused"] == 0
+    for reuse in ("eps", "extrapolate"):
+        record = {}
+        cached = pipe.run(pipe.request([PROMPT], steps=6, frames=4, seed=1,
+                                       cache={"mode": "every", "interval": 2, "reuse": reuse}), record=record)
+        assert record["cache"]["calls_reused"] == 2 and torch.isfinite(cached).all()
+        assert not torch.equal(cached, plain)
+
+
+def test_image_to_video_by_replacement_keeps_the_given_frame(pipe):
+    image = clip(frames=1)[:, :, 0]
+    latents = image_to_video(pipe, image, PROMPT, frames=4, steps=3, seed=0, output="latents")
+    # replacement pastes the known latent (encoded with the rest of the request: equal up to batching)
+    assert torch.allclose(latents[:, :, :1], pipe.to_latents(image[:, :, None]), atol=1e-5)
+    video = image_to_video(pipe, image, PROMPT, frames=4, steps=3, seed=0, keep_known=True)
+    assert video.shape == (1, 3, 4, 32, 32)
+    assert torch.equal(video[:, :, 0], image)  # and the given pixels themselves on the known frame
+    assert not torch.equal(video[:, :, 1], image)
