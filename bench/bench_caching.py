@@ -8,7 +8,9 @@ Reported per setting: guided model calls computed / reused (one call = the condi
 one batch), the speedup in calls, ``psnr_vs_uncached`` (dB, decoded videos in [-1, 1], mean over the videos) and
 ``psnr_vs_ref`` for the cached and the uncached video against a 100-step DPM-Solver++(2M) sample of the same noise
 (the ODE solution the few-step samplers approximate): the difference is the quality the caching costs.
-Also the reuse variants (eps / x0 / residual) at one threshold, and the per-step relative L1 changes of the input x_t
+``pab[:S,T,C]`` settings (attention broadcast, broadcast.py) count attention-layer calls instead of model calls;
+their saving is in ``wall_speedup`` (seconds against the uncached run of the same process).
+Also the reuse variants (eps / x0 / residual / extrapolate) at one threshold, and the per-step relative L1 changes of the input x_t
 and of the output x0_hat that motivate the rescaled indicator (caching.py).
 """
 
@@ -24,6 +26,7 @@ import torch
 from vdmkit.data import ShapesConfig, ShapesDataset
 from vdmkit.io.checkpoint import load_tensors, save_tensors
 from vdmkit.pipelines import TextToVideo, default_model
+from vdmkit.sampling.caching import check_cache
 from vdmkit.training.config import read_run_config
 
 REFERENCE = ("dpmpp_2m", 100)
@@ -32,6 +35,18 @@ SETTINGS = {  # sampler, steps -> cache settings
     ("ddim", 50): ["teacache:0.05", "teacache:0.1", "teacache:0.2", "every:2"],
 }
 REUSE_AT = ("dpmpp_2m", 20, "teacache:0.1")
+
+
+def settings_list(text: str) -> list[str]:
+    """'teacache:0.01,pab:3,6,9,every:2' -> ['teacache:0.01', 'pab:3,6,9', 'every:2'] (pab's ranges keep their
+    commas)."""
+    out = []
+    for part in text.split(","):
+        if part.isdigit() and out and out[-1].startswith("pab:"):
+            out[-1] += "," + part
+        else:
+            out.append(part)
+    return out
 
 
 def captions(model, n: int, seed: int) -> list[str]:
@@ -116,7 +131,8 @@ def main() -> None:
         runs = {(sampler, int(steps)): [] for sampler, steps in (item.split(":") for item in args.plain.split(","))}
     if args.run:
         sampler, steps = args.run.split(":")
-        runs = {(sampler, int(steps)): args.settings.split(",") if args.settings else SETTINGS[(sampler, int(steps))]}
+        runs = {(sampler, int(steps)): settings_list(args.settings) if args.settings else
+                SETTINGS[(sampler, int(steps))]}
 
     def run(sampler, steps, cache):
         record, start = {}, time.perf_counter()
@@ -133,13 +149,15 @@ def main() -> None:
         print(json.dumps(rows[-1]), flush=True)
         reuses = ("eps", "x0", "residual", "extrapolate") if (sampler, steps) == REUSE_AT[:2] else ("eps",)
         for setting in settings:
-            for reuse in args.reuse.split(",") if args.reuse else reuses if setting == REUSE_AT[2] else ("eps",):
-                mode, _, value = setting.partition(":")
-                spec = {"mode": mode, "reuse": reuse,
-                        **({"threshold": float(value)} if mode == "teacache" else {"interval": int(value)})}
-                videos, stats, seconds = run(sampler, steps, spec)
-                rows.append({**base, "cache": setting, "reuse": reuse, "computed": stats["calls_computed"],
-                             "reused": stats["calls_reused"], "speedup": stats["speedup"],
+            pab = setting.startswith("pab")
+            for reuse in [None] if pab else args.reuse.split(",") if args.reuse else \
+                    reuses if setting == REUSE_AT[2] else ("eps",):
+                spec = check_cache(setting).as_dict()
+                videos, stats, seconds = run(sampler, steps, spec if pab else {**spec, "reuse": reuse})
+                counts = ("attention_computed", "attention_reused") if pab else ("calls_computed", "calls_reused")
+                rows.append({**base, "cache": setting, "reuse": reuse, "computed": stats[counts[0]],
+                             "reused": stats[counts[1]], "speedup": stats.get("speedup"),
+                             "wall_speedup": round(plain_s / seconds, 2),
                              "psnr_vs_uncached": round(psnr(videos, plain).mean().item(), 2),
                              "psnr_vs_ref": round(psnr(videos, ref).mean().item(), 2),
                              "uncached_psnr_vs_ref": round(psnr(plain, ref).mean().item(), 2),

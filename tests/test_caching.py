@@ -150,12 +150,17 @@ def test_teacache_computes_more_often_when_the_output_moves_more():
     ({"mode": "teacache", "threshold": -0.1}, "threshold must be a finite number >= 0"),
     ({"mode": "teacache", "threshold": float("nan")}, "threshold must be a finite number >= 0"),
     ({"mode": "teacache", "threshold": "0.1"}, "threshold must be a finite number >= 0"),
-    ({"mode": "fastcache"}, "unknown cache mode 'fastcache'; valid: teacache, every"),
+    ({"mode": "fastcache"}, "unknown cache mode 'fastcache'; valid: teacache, every, pab"),
+    ({"mode": "pab", "spatial": 0}, "pab spatial range must be a whole number >= 1"),
+    ({"mode": "pab", "cross": 2.5}, "pab cross range must be a whole number >= 1"),
+    ({"mode": "pab", "reuse": "eps"}, "got unknown reuse"),
+    ("pab:2,4", "takes three whole numbers SPATIAL,TEMPORAL,CROSS"),
+    ("pab:a,b,c", "takes three whole numbers"),
     ({"mode": "every", "interval": 0}, "interval must be a whole number >= 1"),
     ({"mode": "every", "interval": 2, "threshold": 0.1}, "got unknown threshold"),
     ({"mode": "teacache", "reuse": "v"}, "unknown cache reuse 'v'; valid: eps, x0, residual, extrapolate"),
     ("teacache:abc", "takes a number"),
-    ("every", "teacache:THRESHOLD or every:INTERVAL"),
+    ("every", "teacache:THRESHOLD, every:INTERVAL or pab"),
     (0.1, "cache must be a dict"),
 ])
 def test_bad_cache_settings_are_refused_before_sampling(cache, match):
@@ -183,7 +188,9 @@ def test_cli_records_the_cache_in_the_sidecar(tmp_path, capsys):
     for argv, match in ((["--cache", "teacache", "--cache-threshold", "-1"], "threshold must be a finite number"),
                         (["--cache", "every:2", "--cache-threshold", "0.1"], "goes with --cache teacache"),
                         (["--cache-threshold", "0.1"], "go with --cache teacache"),
-                        (["--cache", "sometimes"], "teacache:THRESHOLD or every:INTERVAL"),
+                        (["--cache", "sometimes"], "teacache:THRESHOLD, every:INTERVAL or pab"),
+                        (["--cache", "pab", "--cache-reuse", "eps"], "pab carries attention outputs"),
+                        (["--cache", "pab", "--compile"], "drop --compile"),
                         (["--cache", "every:2", "--frames", "8"], "not to long videos")):
         rc = cli.main(["sample", "--model", str(model), "--prompt", "a red circle", "--steps", "4",
                        "--out", str(tmp_path / "bad.mp4"), *argv])
@@ -199,3 +206,63 @@ def test_long_videos_and_editing_refuse_a_cache():
         long_request(pipe.config, "a red circle", frames=8, cache=every)
     with pytest.raises(ConfigError, match="not to editing"):
         edit(pipe, torch.zeros(1, 3, 4, 16, 16), ["a red circle"], steps=2, cache=every)
+
+
+def test_pab_with_every_range_one_is_the_plain_sample_and_counts_what_it_reuses(model):
+    name, pipe = model
+    sampler = SAMPLERS[name][0]
+    plain = pipe(PROMPTS, steps=10, sampler=sampler, guidance=3.0, seed=3)
+    record = {}
+    same = pipe.run(pipe.request(PROMPTS, steps=10, sampler=sampler, guidance=3.0, seed=3, cache="pab:1,1,1"),
+                    record=record)
+    assert torch.equal(same, plain) and record["cache"]["attention_reused"] == 0
+    layers = record["cache"]["attention_computed"] // 10  # attention layer calls per step
+    record = {}
+    broadcast = pipe.run(pipe.request(PROMPTS, steps=10, sampler=sampler, guidance=3.0, seed=3,
+                                      cache={"mode": "pab", "spatial": 2, "temporal": 3, "cross": 4}), record=record)
+    stats = record["cache"]
+    assert stats["attention_computed"] + stats["attention_reused"] == 10 * layers
+    assert stats["spatial_reused"] > 0 and stats["temporal_reused"] > 0 and stats["cross_reused"] > 0
+    assert torch.isfinite(broadcast).all() and not torch.equal(broadcast, plain)
+
+
+def test_pab_reuses_inside_its_window_by_kind_and_restores_the_layers():
+    from vdmkit.sampling.broadcast import AttentionBroadcast, attention_layers
+
+    pipe = random_pipe("unet")[0]
+    kinds = attention_layers(pipe.backbone)
+    names = [name.rsplit(".", 1)[-1] for name, m in pipe.backbone.named_modules() if m in kinds]
+    assert [kinds[m] for m in kinds] == ["temporal" in n for n in names]  # temporal layers told apart by name
+    cond = pipe.encode(PROMPTS)
+    x = torch.randn(2, 3, 4, 16, 16)
+    calls = []
+
+    def fn(x_t, t):
+        calls.append(float(t[0]))
+        return pipe.backbone(x_t, t, cond)
+
+    times = [950, 750, 650, 550, 450, 50]  # window 0.1-0.8 of 1000: the middle four
+    broadcast = AttentionBroadcast(pipe.backbone, (2, 4, 100), 1000)
+    with broadcast:
+        run = broadcast.wrap(fn)
+        outs = [run(x, torch.full((2,), t)) for t in times]
+    assert all("forward" not in vars(layer) for layer in kinds)  # the class's forward again
+    stats = broadcast.stats()
+    # inside the window, its steps 1-3 reuse: spatial (range 2) at 1 and 3, temporal (4) and cross (100) at 1-3
+    assert stats["spatial_reused"] == 2 * names.count("spatial")
+    assert stats["temporal_reused"] == 3 * names.count("temporal")
+    assert stats["cross_reused"] == 3 * (names.count("cross") + names.count("temporal_cross"))
+    assert torch.equal(outs[0], pipe.backbone(x, torch.full((2,), 950), cond))  # outside the window: computed
+    assert torch.equal(outs[-1], pipe.backbone(x, torch.full((2,), 50), cond))
+
+
+def test_pab_refuses_a_compiled_backbone_and_a_model_without_attention():
+    from vdmkit.sampling.broadcast import AttentionBroadcast
+
+    class Opaque(torch.nn.Module):
+        opaque = True
+
+    with pytest.raises(ConfigError, match="drop --compile"):
+        AttentionBroadcast(Opaque(), (2, 4, 6), 1000)
+    with pytest.raises(ConfigError, match="has none"):
+        AttentionBroadcast(torch.nn.Linear(2, 2), (2, 4, 6), 1000)

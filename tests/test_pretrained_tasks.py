@@ -87,6 +87,13 @@ def test_step_caching(pipe):
                                        cache={"mode": "every", "interval": 2, "reuse": reuse}), record=record)
         assert record["cache"]["calls_reused"] == 2 and torch.isfinite(cached).all()
         assert not torch.equal(cached, plain)
+    record = {}
+    same = pipe.run(pipe.request([PROMPT], steps=6, frames=4, seed=1, cache="pab:1,1,1"), record=record)
+    assert torch.equal(same, plain) and record["cache"]["attention_reused"] == 0
+    record = {}
+    pipe.run(pipe.request([PROMPT], steps=6, frames=4, seed=1, cache="pab:2,2,2"), record=record)
+    # the folder's spatial transformers, temporal transformers / motion modules and cross-attention all broadcast
+    assert min(record["cache"][f"{kind}_reused"] for kind in ("spatial", "temporal", "cross")) > 0
 
 
 def test_image_to_video_by_replacement_keeps_the_given_frame(pipe):

@@ -160,6 +160,9 @@ def _cmd_sample(args) -> int:
     from vdmkit.sampling.caching import cache_from_flags
 
     cache = cache_from_flags(args.cache, args.cache_threshold, args.cache_reuse)
+    if cache is not None and cache.mode == "pab" and getattr(args, "compile", False):
+        raise ValueError("--cache pab reuses attention outputs inside the backbone, which a compiled package runs as "
+                         "one graph: drop --compile, or use --cache teacache")
     searched = {}
     if args.timesteps == "auto":
         from vdmkit.pipelines.base import weights_sha256
@@ -450,9 +453,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--order", type=int, help="UniPC order (1-3, default 2)")
     p.add_argument("--guidance", type=float, help="classifier-free guidance scale; <= 1 disables it (default: the "
                    "model's, 3 for vdmkit's own)")
-    p.add_argument("--cache", metavar="teacache[:T]|every:K", help="step caching: skip model calls whose input "
-                   "changed little and reuse the last output (TeaCache's rule, threshold T; or compute every K-th "
-                   "call). Calls computed and reused go to the sidecar")
+    p.add_argument("--cache", metavar="teacache[:T]|every:K|pab[:S,T,C]", help="step caching: skip model calls "
+                   "whose input changed little and reuse the last output (TeaCache's rule, threshold T; or compute "
+                   "every K-th call); or pab: attention layers reuse their output for S (spatial), T (temporal), C "
+                   "(cross) steps in the middle of sampling (default 2,4,6). Counts go to the sidecar")
     p.add_argument("--cache-threshold", type=float, help="--cache teacache: the accumulated change that forces a "
                    "computed call (0 = every call; higher = fewer calls, more error)")
     p.add_argument("--cache-reuse", choices=("eps", "x0", "residual", "extrapolate"),

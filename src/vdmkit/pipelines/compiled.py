@@ -121,6 +121,8 @@ class CompiledBackbone(nn.Module):
     package for a signature that has none (False: run those calls eager). ``log``: where compile messages go.
     ``stats``: calls run compiled and eager, packages compiled and loaded, seconds spent compiling."""
 
+    opaque = True  # its calls run a package, not the backbone's modules: no hook inside them runs (broadcast.py)
+
     def __init__(self, backbone: nn.Module, *, text_length: int = 0, compile_new: bool = True,
                  directory: str | os.PathLike | None = None, log=None):
         super().__init__()

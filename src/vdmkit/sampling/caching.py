@@ -14,6 +14,8 @@ Rules (``CacheSpec.mode``):
   steps; k falls smoothly along the trajectory and, taken from the previous pair, errs on the side of computing.
   The first two calls are always computed (k needs them), and so is every call at the schedule's last time.
 - ``every``: a fixed schedule, compute call 0, ``interval``, 2 ``interval``, ... and the last time; reuse between.
+- ``pab``: no call is skipped; inside the backbone, attention layers reuse their outputs for a range of steps per
+  kind (spatial, temporal, cross): broadcast.py.
 
 What is reused (``CacheSpec.reuse``) is the computed output in one parameterisation, converted to the x0 estimate
 at the new ``x_t``: ``eps`` (the noise estimate: x0 = (x_t - sigma eps) / alpha; the default), ``x0`` (the clean
@@ -34,9 +36,10 @@ import torch
 
 from vdmkit.diffusion.process import NoiseProcess, x0_to_eps
 from vdmkit.errors import ConfigError
+from vdmkit.sampling.broadcast import KINDS, check_ranges
 
 Denoise = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-CACHE_MODES = ("teacache", "every")
+CACHE_MODES = ("teacache", "every", "pab")
 REUSE = ("eps", "x0", "residual", "extrapolate")
 # teacache without a threshold: on the default model's dpmpp_2m 20 steps, half the calls for 0.17 dB against a
 # 100-step sample (BENCHMARKS.md, "Step caching"); a 50-step schedule wants about 0.01
@@ -47,20 +50,24 @@ WARMUP_CALLS = 2  # computed before any reuse: teacache's rate k needs two compu
 @dataclass(frozen=True)
 class CacheSpec:
     """A checked caching request: ``teacache`` with ``threshold`` (>= 0; 0 computes every call), or ``every`` with
-    ``interval`` (>= 1; 1 computes every call); ``reuse`` names what is carried over a skipped call."""
+    ``interval`` (>= 1; 1 computes every call); ``reuse`` names what is carried over a skipped call. ``pab`` with
+    ``ranges`` (spatial, temporal, cross), each >= 1, and no reuse (attention outputs are carried as they are)."""
 
     mode: str
     threshold: float | None = None
     interval: int | None = None
-    reuse: str = "eps"
+    reuse: str | None = "eps"
+    ranges: tuple[int, int, int] | None = None
 
     def as_dict(self) -> dict:
-        return {k: v for k, v in asdict(self).items() if v is not None}
+        out = {k: v for k, v in asdict(self).items() if v is not None and k != "ranges"}
+        return out if self.ranges is None else {**out, **dict(zip(KINDS, self.ranges))}
 
 
 def check_cache(cache) -> CacheSpec | None:
     """None (no caching), a CacheSpec, a mapping ``{"mode": "teacache", "threshold": 0.1, "reuse": "eps"}`` /
-    ``{"mode": "every", "interval": 2}``, or the CLI's text ``"teacache:0.1"`` / ``"every:2"``."""
+    ``{"mode": "every", "interval": 2}`` / ``{"mode": "pab", "spatial": 2, "temporal": 4, "cross": 6}``, or the CLI's
+    text ``"teacache:0.1"`` / ``"every:2"`` / ``"pab"`` / ``"pab:2,4,6"``."""
     if cache is None or isinstance(cache, CacheSpec):
         return cache
     if isinstance(cache, str):
@@ -70,10 +77,12 @@ def check_cache(cache) -> CacheSpec | None:
     mode = cache.get("mode")
     if mode not in CACHE_MODES:
         raise ConfigError(f"unknown cache mode {mode!r}; valid: {', '.join(CACHE_MODES)}")
-    allowed = {"mode", "reuse", "threshold" if mode == "teacache" else "interval"}
+    allowed = {"mode", *KINDS} if mode == "pab" else {"mode", "reuse", "threshold" if mode == "teacache" else "interval"}
     unknown = sorted(set(cache) - allowed)
     if unknown:
         raise ConfigError(f"cache mode {mode!r} takes {', '.join(sorted(allowed))}; got unknown {', '.join(unknown)}")
+    if mode == "pab":
+        return CacheSpec(mode, reuse=None, ranges=check_ranges(cache))
     reuse = cache.get("reuse", "eps")
     if reuse not in REUSE:
         raise ConfigError(f"unknown cache reuse {reuse!r}; valid: {', '.join(REUSE)}")
@@ -93,11 +102,21 @@ def check_cache(cache) -> CacheSpec | None:
 def _parse(text: str) -> dict:
     """'teacache:0.1' -> {'mode': 'teacache', 'threshold': 0.1}; 'every:2' -> {'mode': 'every', 'interval': 2}."""
     mode, _, value = text.partition(":")
-    if text == "teacache":
+    if text in ("teacache", "pab"):
         return {"mode": mode}
+    if mode == "pab":
+        parts = value.split(",")
+        try:
+            numbers_ = [int(v) for v in parts]
+        except ValueError:
+            numbers_ = []
+        if len(numbers_) != len(KINDS):
+            raise ConfigError(f"cache pab: takes three whole numbers SPATIAL,TEMPORAL,CROSS (e.g. pab:2,4,6), "
+                              f"got {value!r}")
+        return {"mode": mode, **dict(zip(KINDS, numbers_))}
     if mode not in CACHE_MODES or not value:
-        raise ConfigError(f"cache must be teacache:THRESHOLD or every:INTERVAL (e.g. teacache:0.1, every:2), "
-                          f"got {text!r}")
+        raise ConfigError(f"cache must be teacache:THRESHOLD, every:INTERVAL or pab[:S,T,C] (e.g. teacache:0.1, "
+                          f"every:2, pab:2,4,6), got {text!r}")
     try:
         number = float(value) if mode == "teacache" else int(value)
     except ValueError:
@@ -199,7 +218,8 @@ def cached(denoiser: Denoise, spec: CacheSpec, process: NoiseProcess, ts: torch.
 
 
 def cache_from_flags(cache: str | None, threshold: float | None, reuse: str | None) -> CacheSpec | None:
-    """`vdmkit sample --cache teacache[:T] | every:K [--cache-threshold T] [--cache-reuse R]` as a CacheSpec."""
+    """`vdmkit sample --cache teacache[:T] | every:K | pab[:S,T,C] [--cache-threshold T] [--cache-reuse R]` as a
+    CacheSpec."""
     if cache is None:
         if threshold is not None or reuse is not None:
             raise ConfigError("--cache-threshold and --cache-reuse go with --cache teacache (or --cache every:K)")
@@ -209,4 +229,7 @@ def cache_from_flags(cache: str | None, threshold: float | None, reuse: str | No
             raise ConfigError(f"--cache-threshold goes with --cache teacache, not --cache {cache}")
         cache = f"teacache:{threshold}"
     spec = check_cache(cache)
+    if spec.mode == "pab" and reuse is not None:
+        raise ConfigError("--cache-reuse goes with --cache teacache or every:K; pab carries attention outputs as they "
+                          "are")
     return spec if reuse is None else check_cache({**spec.as_dict(), "reuse": reuse})

@@ -11,6 +11,7 @@ from vdmkit.device import randn
 from vdmkit.diffusion.denoiser import Denoiser
 from vdmkit.diffusion.process import NoiseProcess
 from vdmkit.registry import check_sampler
+from vdmkit.sampling.broadcast import AttentionBroadcast
 from vdmkit.sampling.caching import CacheSpec, cached
 from vdmkit.sampling.guidance import guided, guided_two_scale, replaced
 from vdmkit.sampling.timesteps import CONTINUOUS_SPACINGS, DISCRETE_SPACINGS
@@ -65,7 +66,8 @@ def generate(
     """Denoise the starting noise ``x`` (B, C, T, H, W) along the times ``ts`` with ``sampler``, guided by ``cond``
     against ``uncond``. ``generator`` (a CPU generator) feeds the stochastic samplers' noise. ``denoiser`` is a
     Denoiser, or any ``(x_t, t, cond) -> x0_hat`` wrapped around one, with its ``process`` given. ``cache`` skips
-    guided calls (caching.py): its settings and counts of computed and reused calls go to ``record["cache"]``.
+    guided calls (caching.py), or with mode pab reuses the backbone's attention outputs (broadcast.py; ``denoiser``
+    must then be a Denoiser of an eager vdmkit backbone): its settings and counts go to ``record["cache"]``.
 
     Conditioned generation: with ``image_guidance``, ``uncond`` is the image-only condition and ``neither`` the one
     without image and text (two-scale guidance, guidance.guided_two_scale); ``replace=(known, mask)`` imposes known
@@ -80,8 +82,14 @@ def generate(
         fn = guided(denoiser, cond, uncond, guidance, guidance_rescale)
     if replace is not None:
         fn = replaced(fn, *replace)
-    run = fn if cache is None else cached(fn, cache, process, ts)
-    x = entry.build(run, x, ts, process, generator=generator, callback=callback, **knobs)
+    if cache is not None and cache.mode == "pab":
+        model = getattr(denoiser, "model", denoiser)
+        run = AttentionBroadcast(model, cache.ranges, 1.0 if process.continuous else process.num_train_steps)
+        with run:
+            x = entry.build(run.wrap(fn), x, ts, process, generator=generator, callback=callback, **knobs)
+    else:
+        run = fn if cache is None else cached(fn, cache, process, ts)
+        x = entry.build(run, x, ts, process, generator=generator, callback=callback, **knobs)
     if cache is not None and record is not None:
         record["cache"] = run.stats()
     if replace is not None:  # exactly the known values (a sampler's last update may round them)
