@@ -98,3 +98,11 @@ def test_dit_tubelet_windows_must_fit_the_tubelet():
     pipe = random_pipe("dit", "model.tubelet_t=2")[0]
     with pytest.raises(ConstraintError, match="multiple of tubelet_t=2"):
         long_request(pipe.config, "a red circle", frames=12, window=3, overlap=1, steps=2)
+
+
+def test_default_overlap_is_three_quarters_of_the_window_when_fused_and_half_when_extending(pipe):
+    config = pipe.config  # trained on 4 frames
+    assert long_request(config, "a red circle", frames=12, mode="freenoise").overlap == 3
+    assert long_request(config, "a red circle", frames=12, mode="windows").overlap == 3
+    assert long_request(config, "a red circle", frames=12, mode="autoregressive").overlap == 2
+    assert long_request(config, "a red circle", frames=12, mode="freenoise", overlap=1).overlap == 1

@@ -491,7 +491,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "window, continuing from the last --overlap frames; full: the whole clip at once")
     p.add_argument("--window", type=int, help="long videos: frames per window (default: the model's training length; "
                    "latent frames for a time-compressing autoencoder)")
-    p.add_argument("--overlap", type=int, help="long videos: frames shared by consecutive windows (default: half)")
+    p.add_argument("--overlap", type=int, help="long videos: frames shared by consecutive windows (default: 3/4 of the "
+                   "window; autoregressive: half)")
     p.add_argument("--weighting", choices=("linear", "gaussian"), help="long videos: window fusion weights")
     p.add_argument("--prompt-at", action="append", metavar='FRAME:"PROMPT"',
                    help="long videos: switch to PROMPT from FRAME on (repeatable)")

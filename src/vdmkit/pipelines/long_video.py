@@ -67,7 +67,9 @@ def long_request(config, prompt: str, *, frames: int, window: int | None = None,
                  mode: str = DEFAULT_MODE, weighting: str = "linear", prompt_at: dict | None = None,
                  latents: torch.Tensor | None = None, **kwargs) -> LongRequest:
     """Check a long-video request against the model (no weights needed). ``window`` defaults to the model's training
-    length, ``overlap`` to half the window; a window longer than the model's frames, an overlap >= window, or
+    length, ``overlap`` to 3/4 of the window for the fused modes (FreeNoise's stride of window / 4: one object in
+    every frame where half the window let a second one fade in; BENCHMARKS.md) and to half of it for autoregressive
+    extension; a window longer than the model's frames, an overlap >= window, or
     fewer frames than one window are ConstraintErrors naming the valid values. ``kwargs`` as text-to-video."""
     if not isinstance(prompt, str):
         raise TypeError(f"long_video takes one prompt string, got {type(prompt).__name__}")
@@ -87,7 +89,8 @@ def long_request(config, prompt: str, *, frames: int, window: int | None = None,
         raise ConstraintError(f"window={window} is more than the {trained} frames this model was trained on; use "
                               f"window <= {trained}")
     config.model.check_shape(window, h, w)
-    overlap = window // 2 if overlap is None else overlap
+    if overlap is None:
+        overlap = window // 2 if mode == "autoregressive" else (3 * window) // 4
     if isinstance(overlap, bool) or not isinstance(overlap, int) or not 0 <= overlap < window:
         raise ConstraintError(f"overlap must be an integer in [0, {window - 1}] (less than window={window}), got "
                               f"{overlap!r}")
