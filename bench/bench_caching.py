@@ -102,6 +102,25 @@ def probe(pipe, steps: int = 20) -> None:
               f"ratio {d_out / d_in:.2f}")
 
 
+def timing(pipe, prompts: list[str], sampler: str, steps: int, settings: list[str], repeats: int) -> None:
+    """Seconds per run of the ``prompts`` batch, plain and with each cache setting, interleaved ``repeats`` times after
+    an untimed warm-up, so that neither side gets the cold first run."""
+    pipe.run(pipe.request(prompts[:2], sampler=sampler, steps=2, seed=0))
+    seconds: dict[str, list[float]] = {}
+    for _ in range(repeats):
+        for setting in ["none", *settings]:
+            start = time.perf_counter()
+            pipe.run(pipe.request(prompts, sampler=sampler, steps=steps, seed=0,
+                                  cache=None if setting == "none" else setting))
+            seconds.setdefault(setting, []).append(round(time.perf_counter() - start, 2))
+    plain = sum(seconds["none"]) / repeats
+    for setting, values in seconds.items():
+        mean = sum(values) / repeats
+        print(json.dumps({"sampler": sampler, "steps": steps, "cache": setting, "seconds": values,
+                          "mean": round(mean, 2), "speedup": round(plain / mean, 3),
+                          "threads": torch.get_num_threads()}), flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", help="default: the bundled default model")
@@ -115,6 +134,9 @@ def main() -> None:
                     "caching, at the same number of calls), e.g. ddim:24,dpmpp_2m:10")
     ap.add_argument("--reuse", help="comma-separated reuse variants for every setting (default: eps, and all of them "
                     "at dpmpp_2m 20 teacache:0.1), e.g. eps,extrapolate")
+    ap.add_argument("--time", metavar="SAMPLER:STEPS", help="only time plain sampling against each of --settings, "
+                    "interleaved, --repeats times after a warm-up (what the pab rows' seconds come from)")
+    ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--probe", action="store_true",
                     help="only print the per-step changes that motivate teacache's rate")
     args = ap.parse_args()
@@ -124,6 +146,9 @@ def main() -> None:
     if args.probe:
         return probe(pipe)
     prompts = captions(model, args.prompts, seed=1)
+    if args.time:
+        sampler, steps = args.time.split(":")
+        return timing(pipe, prompts, sampler, int(steps), settings_list(args.settings or "pab"), args.repeats)
     out = Path(args.out)
     ref = reference(pipe, prompts, args.seed, out.parent / "reference_dpmpp_2m_100.safetensors")
     rows, runs = [], SETTINGS

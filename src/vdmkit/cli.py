@@ -456,7 +456,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cache", metavar="teacache[:T]|every:K|pab[:S,T,C]", help="step caching: skip model calls "
                    "whose input changed little and reuse the last output (TeaCache's rule, threshold T; or compute "
                    "every K-th call); or pab: attention layers reuse their output for S (spatial), T (temporal), C "
-                   "(cross) steps in the middle of sampling (default 2,4,6). Counts go to the sidecar")
+                   "(cross) steps in the middle of sampling (default 2,2,2). Counts go to the sidecar")
     p.add_argument("--cache-threshold", type=float, help="--cache teacache: the accumulated change that forces a "
                    "computed call (0 = every call; higher = fewer calls, more error)")
     p.add_argument("--cache-reuse", choices=("eps", "x0", "residual", "extrapolate"),

@@ -26,7 +26,10 @@ from torch import nn
 from vdmkit.errors import ConfigError
 
 KINDS = ("spatial", "temporal", "cross")
-DEFAULT_RANGES = {"spatial": 2, "temporal": 4, "cross": 6}  # PAB's ordering: the more global, the longer
+# PAB orders the ranges by how global the mixing is (spatial 2, temporal 4, cross 6 in its paper). On the bundled model
+# the longer temporal and cross ranges saved no time (those layers are cheap; spatial attention is the cost) and lost
+# 0.36 dB more against a 100-step sample, so every kind defaults to 2 (BENCHMARKS.md, "Attention broadcast")
+DEFAULT_RANGES = {"spatial": 2, "temporal": 2, "cross": 2}
 WINDOW = (0.1, 0.8)  # broadcast only while the model time is inside this fraction of the process's time range
 TEMPORAL_NAMES = ("temporal", "motion")
 
