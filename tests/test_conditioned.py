@@ -192,6 +192,11 @@ def test_a_conditioned_model_fine_tunes_from_its_text_to_video_checkpoint(models
                            base.backbone(x, t, cond))
     with pytest.raises(ConfigError, match="another model"):  # but not into another architecture
         init_from(TextToVideo(load_config(None, TINY + [MIX, "model.channels=[32, 64]"]).pipeline()), models["t2v"])
+    # another prediction target is a re-parameterisation fine-tune of the same weights; another schedule is not
+    x0 = TextToVideo(load_config(None, TINY + [MIX, "diffusion.prediction=x0"]).pipeline())
+    assert init_from(x0, models["t2v"]) == base.model_sha256 and x0.config.diffusion.prediction == "x0"
+    with pytest.raises(ConfigError, match="diffusion.schedule"):
+        init_from(TextToVideo(load_config(None, TINY + [MIX, "diffusion.schedule=linear"]).pipeline()), models["t2v"])
 
 
 # --- sampling ------------------------------------------------------------------------------------------------------

@@ -291,7 +291,8 @@ def init_from(pipe: TextToVideo, path: str) -> str:
     """Load the weights of the text-to-video checkpoint (or run) at ``path``, strictly; ConfigError naming what
     differs unless it describes the model ``pipe`` is (backbone, model, text encoder, diffusion, autoencoder). A
     conditioned model (model.condition_inputs) fine-tunes from its text-to-video checkpoint: every weight loads
-    but the zero-initialised conditioning inputs, so it starts as exactly that model.
+    but the zero-initialised conditioning inputs, so it starts as exactly that model. ``diffusion.prediction`` may
+    differ: the same network re-trained to another target (as SD 2's v-model was fine-tuned from its eps-model).
     Returns the sha256 of the weights loaded."""
     ckpt = open_checkpoint(path, needs=(CONFIG, WEIGHTS))
     saved, ours = pipeline_config(ckpt.read_json(CONFIG)), pipe.config
@@ -301,6 +302,8 @@ def init_from(pipe: TextToVideo, path: str) -> str:
         a, b = to_dict(getattr(saved, name)), to_dict(getattr(ours, name))
         if name == "model" and grows:  # text-to-video weights into a conditioned model: its new inputs start at zero
             a.pop("condition_inputs", None), b.pop("condition_inputs", None)
+        if name == "diffusion":  # a re-parameterisation fine-tune: the weights fit, the target is the run's
+            a.pop("prediction", None), b.pop("prediction", None)
         parts.update({f"{name}.{k}": (a.get(k), b.get(k)) for k in sorted(set(a) | set(b))})
     parts.update({f"latent.{k}": (getattr(saved.latent, k), getattr(ours.latent, k)) for k in ("kind", "model", "sha256")})
     differ = [f"{k} ({a!r} there, {b!r} here)" for k, (a, b) in parts.items() if to_dict(a) != to_dict(b)]
