@@ -10,8 +10,8 @@ one batch), the speedup in calls, ``psnr_vs_uncached`` (dB, decoded videos in [-
 (the ODE solution the few-step samplers approximate): the difference is the quality the caching costs.
 ``pab[:S,T,C]`` settings (attention broadcast, broadcast.py) count attention-layer calls instead of model calls;
 their saving is in ``wall_speedup`` (seconds against the uncached run of the same process).
-Also the reuse variants (eps / x0 / residual / extrapolate) at one threshold, and the per-step relative L1 changes of the input x_t
-and of the output x0_hat that motivate the rescaled indicator (caching.py).
+Also the reuse variants (eps / x0 / residual / extrapolate) at one threshold, and the per-step relative L1 changes of
+the input x_t and of the output x0_hat that motivate the rescaled indicator (caching.py).
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ from pathlib import Path
 from vdmkit.cli_common import DTYPE_HELP, PRECISION_HELP, weights_dtype
 from vdmkit.cli_common import model_or_default as _model_or_default, report as _report, seed as _seed
 from vdmkit.device import DEVICES_HELP, apply_threads
-from vdmkit.errors import VdmkitError
+from vdmkit.errors import ConfigError, VdmkitError
 
 EXIT_USAGE = 2
 
@@ -160,9 +160,10 @@ def _cmd_sample(args) -> int:
     from vdmkit.sampling.caching import cache_from_flags
 
     cache = cache_from_flags(args.cache, args.cache_threshold, args.cache_reuse)
-    if cache is not None and cache.mode == "pab" and getattr(args, "compile", False):
-        raise ValueError("--cache pab reuses attention outputs inside the backbone, which a compiled package runs as "
-                         "one graph: drop --compile, or use --cache teacache")
+    if cache is not None and cache.mode == "pab" and args.compile:  # refused before the weights load
+        from vdmkit.sampling.broadcast import COMPILED_REFUSAL
+
+        raise ConfigError(COMPILED_REFUSAL)
     searched = {}
     if args.timesteps == "auto":
         from vdmkit.pipelines.base import weights_sha256

@@ -106,8 +106,8 @@ def make_request(config: PipelineConfig, prompts, *, frames: int | None = None, 
     ``latents``: unit Gaussian starting noise (B, C, T, H, W) in the latent shape of the request, used instead of
     the seed's noise (the seed still feeds a stochastic sampler's own noise). ``output``: "pixels" (decoded videos)
     or "latents" (what the backbone denoised, not decoded). ``cache``: skip model calls whose input changed little,
-    ``{"mode": "teacache", "threshold": 0.1}`` or ``{"mode": "every", "interval": 2}`` (see
-    :func:`vdmkit.sampling.caching.check_cache`); None computes every call. ``timesteps="auto"``: the schedule searched
+    ``{"mode": "teacache", "threshold": 0.1}`` or ``{"mode": "every", "interval": 2}``, or let attention layers reuse
+    their outputs, ``"pab"`` (see :func:`vdmkit.sampling.caching.check_cache`); None computes every call. ``timesteps="auto"``: the schedule searched
     for this sampler and step count (``vdmkit search-schedule``), read from the ``schedules`` file (a model's
     ``schedules.json``), which must have been searched on the weights ``model_sha256`` when that is given."""
     defaults = config.sampling

@@ -32,6 +32,9 @@ KINDS = ("spatial", "temporal", "cross")
 DEFAULT_RANGES = {"spatial": 2, "temporal": 2, "cross": 2}
 WINDOW = (0.1, 0.8)  # broadcast only while the model time is inside this fraction of the process's time range
 TEMPORAL_NAMES = ("temporal", "motion")
+COMPILED_REFUSAL = ("cache pab reuses attention outputs inside the backbone, which a compiled package runs as one "
+                    "kernel graph: sample with the eager backbone (drop --compile / pipe.compile()), or use --cache "
+                    "teacache")
 
 
 def check_ranges(ranges: dict) -> tuple[int, int, int]:
@@ -62,16 +65,13 @@ class AttentionBroadcast:
 
     def __init__(self, model: nn.Module, ranges: tuple[int, int, int], time_range: float):
         if getattr(model, "opaque", False):
-            raise ConfigError("cache pab reuses attention outputs inside the backbone, which a compiled package "
-                              "runs as one kernel graph: sample with the eager backbone (drop --compile / "
-                              "pipe.compile()), or use --cache teacache")
+            raise ConfigError(COMPILED_REFUSAL)
         self.layers = attention_layers(model)
         if not self.layers:
             raise ConfigError(f"cache pab needs a vdmkit backbone with attention layers; {type(model).__name__} "
                               "has none")
         self.ranges = dict(zip(KINDS, ranges))
         self.bounds = (WINDOW[0] * time_range, WINDOW[1] * time_range)
-        self.step = -1
         self.window_step = -1  # calls so far inside the window
         self.outputs: dict[tuple[nn.Module, int], tuple[torch.Size, torch.Tensor]] = {}
         self.calls: dict[nn.Module, int] = {}  # calls of each layer during the current step
@@ -79,7 +79,6 @@ class AttentionBroadcast:
 
     def wrap(self, fn: Callable) -> Callable:
         def stepped(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-            self.step += 1
             time = float(torch.as_tensor(t).reshape(-1)[0])
             inside = self.bounds[0] <= time <= self.bounds[1]
             self.window_step = self.window_step + 1 if inside else -1

@@ -21,8 +21,9 @@ What is reused (``CacheSpec.reuse``) is the computed output in one parameterisat
 at the new ``x_t``: ``eps`` (the noise estimate: x0 = (x_t - sigma eps) / alpha; the default), ``x0`` (the clean
 estimate as is), ``residual`` (TeaCache's choice for transformer hidden states, here x0_hat - x_t) or
 ``extrapolate``: the noise estimate on the line through the last two computed ones, in log-SNR (a first-order
-Taylor step, as TaylorSeer (Liu et al. 2025) does on features; one computed call: plain ``eps``). The wrapper wraps the already-guided denoiser, so a skipped step skips the conditional
-and unconditional passes together. Threshold 0 computes every call: exactly the uncached sample.
+Taylor step, as TaylorSeer (Liu et al. 2025) does on features; one computed call: plain ``eps``). The wrapper wraps
+the already-guided denoiser, so a skipped step skips the conditional and unconditional passes together. Threshold 0
+computes every call: exactly the uncached sample.
 """
 
 from __future__ import annotations
@@ -77,7 +78,8 @@ def check_cache(cache) -> CacheSpec | None:
     mode = cache.get("mode")
     if mode not in CACHE_MODES:
         raise ConfigError(f"unknown cache mode {mode!r}; valid: {', '.join(CACHE_MODES)}")
-    allowed = {"mode", *KINDS} if mode == "pab" else {"mode", "reuse", "threshold" if mode == "teacache" else "interval"}
+    allowed = {"mode", *KINDS} if mode == "pab" else \
+        {"mode", "reuse", "threshold" if mode == "teacache" else "interval"}
     unknown = sorted(set(cache) - allowed)
     if unknown:
         raise ConfigError(f"cache mode {mode!r} takes {', '.join(sorted(allowed))}; got unknown {', '.join(unknown)}")
@@ -141,7 +143,7 @@ class CachedDenoiser:
         self.accumulated = 0.0
         self.rate = None  # teacache's k: rel-L1 output change per rel-L1 input change, between the last two computed
         self.last = None  # (x_t, t, x0_hat, carried) of the last computed call
-        self.before = None  # (log-SNR, eps) of the computed call before it (reuse "extrapolate")
+        self.line: list[tuple[float, torch.Tensor]] = []  # (log-SNR, eps) of the last two computed (extrapolate)
         self.previous_x = None  # the input of the previous call, computed or not
 
     def __call__(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
@@ -151,9 +153,9 @@ class CachedDenoiser:
             if self.last is not None and self.spec.mode == "teacache":
                 moved = _rel_l1(x, self.last[0])
                 self.rate = _rel_l1(x0, self.last[2]) / max(moved, 1e-12)
-            if self.spec.reuse == "extrapolate" and self.last is not None:
-                self.before = (self._log_snr(self.last[0], self.last[1]), self.last[3])
             self.last = (x, t, x0, self._carried(x0, x, t))
+            if self.spec.reuse == "extrapolate":
+                self.line = [*self.line[-1:], (self._log_snr(x, t), self.last[3])]
             self.computed += 1
             self.accumulated = 0.0
         else:
@@ -193,13 +195,13 @@ class CachedDenoiser:
         if self.spec.reuse == "residual":
             return x + carried
         alpha, sigma = self._coeffs(x, t)
-        if self.spec.reuse == "extrapolate" and self.before is not None:
+        if self.spec.reuse == "extrapolate" and len(self.line) == 2:
             carried = self._extrapolated(self._log_snr(x, t))
         return ((x - sigma * carried) / alpha).to(x.dtype)
 
     def _extrapolated(self, at: float) -> torch.Tensor:
         """The noise estimate at log-SNR ``at``, on the line through the last two computed ones (first order)."""
-        (lam1, eps1), (lam2, eps2) = self.before, (self._log_snr(self.last[0], self.last[1]), self.last[3])
+        (lam1, eps1), (lam2, eps2) = self.line
         if not all(math.isfinite(v) for v in (lam1, lam2, at)) or lam2 == lam1:
             return eps2
         return eps2 + (eps2 - eps1) * ((at - lam2) / (lam2 - lam1))
