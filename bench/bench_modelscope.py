@@ -9,10 +9,11 @@
 ``build`` makes a TextToVideoSDPipeline folder of the real configs (UNet3DConditionModel's defaults are
 text-to-video-ms-1.7b's, SD's AutoencoderKL, OpenCLIP ViT-H's text tower; a byte-level tokenizer stands in for the
 real vocabulary, the embedding table keeps its 49408 rows) with random weights and saves it with diffusers' own
-save_pretrained: never committed. ``step --lib L`` times one denoising step (the UNet on the CFG batch, 2 x 4 x 16 x 32 x 32
-latents: 16 frames of 256x256) for one library per process, after a warm-up; fp32 and bf16 (weights cast, pure);
-run it for both libraries back to back on an idle machine. ``e2e`` samples 16 frames at 256x256 end to end in a fresh process and reports its time and
-peak resident memory (VmHWM). Every line printed is JSON with the date, the machine and the torch threads.
+save_pretrained: never committed. ``step --lib L`` times one denoising step (the UNet on the CFG batch,
+2 x 4 x 16 x 32 x 32 latents: 16 frames of 256x256) for one library per process, after a warm-up, in fp32 and bf16
+(weights cast, pure; ``--dtypes``), with the achieved TFLOP/s against a matmul peak measured first in the same
+process; run it for both libraries back to back on an idle machine. ``e2e`` samples 16 frames at 256x256 end to end
+in a fresh process and reports its time and peak resident memory (VmHWM). Every line printed is JSON with the date, the machine and the torch threads.
 """
 
 from __future__ import annotations
@@ -94,9 +95,32 @@ def timed(fn, repeats: int) -> float:
     return statistics.median(times)
 
 
+def step_flops(folder: Path) -> int:
+    """FLOPs of one UNet call on the CFG batch (the same maths in both libraries), counted on a meta-device twin."""
+    from vdmkit.backbones.flops import count_flops
+    from vdmkit.backbones.unet3d import UNet3D
+    from vdmkit.conditioning.text import TextCondition
+    from vdmkit.interop.diffusers_unet import unet3d_config
+
+    cfg = unet3d_config(json.loads((folder / "unet" / "config.json").read_text()))
+    with torch.device("meta"):
+        model, x, ctx = UNet3D(cfg), torch.empty(LATENTS), torch.empty(2, 77, cfg.text_dim)
+        text = TextCondition(ctx, torch.ones(2, 77, dtype=torch.bool), ctx[:, 0])
+        return count_flops(lambda: model(x, torch.tensor([500, 500]), text))
+
+
 @torch.no_grad()
-def step(folder: Path, lib: str, repeats: int) -> None:
-    """One library per process (both UNets in one process would share, and fight over, 24 GiB)."""
+def step(folder: Path, lib: str, repeats: int, dtypes: list[str]) -> None:
+    """One library per process (both UNets in one process would share, and fight over, 24 GiB). The matmul peak is
+    measured first in the same process, and each step's achieved TFLOP/s is reported against it."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from bench_backbones import matmul_peak
+
+    peak = matmul_peak(2048, 5)
+    flops = step_flops(folder)
+    record(stage="matmul peak (2048^3)", gflops={k: round(v) for k, v in peak.items()}, step_tflop=round(flops / 1e12, 2))
     g = torch.Generator().manual_seed(0)
     x, ctx, t = torch.randn(LATENTS, generator=g), torch.randn(2, 77, 1024, generator=g), torch.tensor([500, 500])
     if lib == "diffusers":
@@ -109,7 +133,8 @@ def step(folder: Path, lib: str, repeats: int) -> None:
         model = TextToVideo.from_pretrained(folder).backbone.eval()  # the rest of the pipeline is dropped here
     from vdmkit.conditioning.text import TextCondition
 
-    for dtype in (torch.float32, torch.bfloat16):
+    for name in dtypes:
+        dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[name]
         model.to(dtype)
         xd, cd = x.to(dtype), ctx.to(dtype)
         if lib == "diffusers":
@@ -121,8 +146,9 @@ def step(folder: Path, lib: str, repeats: int) -> None:
             def run():
                 return model(xd, t, text)
         seconds = timed(run, repeats)
-        record(stage="unet step (CFG batch 2, 16x32x32 latents)", lib=lib, dtype=str(dtype).split(".")[-1],
-               seconds=round(seconds, 2), repeats=repeats, peak_rss_gib=peak_rss_gib())
+        rate = flops / seconds / 1e9
+        record(stage="unet step (CFG batch 2, 16x32x32 latents)", lib=lib, dtype=name, seconds=round(seconds, 2),
+               repeats=repeats, gflops=round(rate), of_peak=f"{rate / peak[name]:.0%}", peak_rss_gib=peak_rss_gib())
 
 
 @torch.no_grad()
@@ -162,6 +188,7 @@ def main() -> None:
     ap.add_argument("--dtype", choices=("fp32", "bf16"), default="bf16")
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--dtypes", default="fp32,bf16", help="step: the dtypes to time, comma-separated")
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--size", choices=("full", "small"), default="full", help="build: the real configs or small ones")
     ap.add_argument("--compile", type=Path, metavar="CACHE", help="e2e --lib vdmkit: compiled packages in CACHE "
@@ -172,7 +199,7 @@ def main() -> None:
     if args.what == "build":
         build(args.out, args.size)
     elif args.what == "step":
-        step(args.folder, args.lib, args.repeats)
+        step(args.folder, args.lib, args.repeats, args.dtypes.split(","))
     else:
         e2e(args.folder, args.lib, args.dtype, args.steps, args.compile)
 

@@ -37,8 +37,13 @@ def text(context: torch.Tensor) -> TextCondition:
     return TextCondition(context, torch.ones(context.shape[:2], dtype=torch.bool), context.mean(1))
 
 
-@pytest.mark.parametrize("frames", [1, 5])
-def test_the_modelscope_unet_equals_diffusers(tiny_unet, frames):
+@pytest.mark.parametrize("frames, chunk", [(1, None), (5, None), (5, 1)])
+def test_the_modelscope_unet_equals_diffusers(tiny_unet, frames, chunk, monkeypatch):
+    """``chunk``: CHUNK_ELEMENTS forced to 1, so that inference runs every token, frame and pixel alone."""
+    if chunk is not None:
+        from vdmkit.backbones import layers
+
+        monkeypatch.setattr(layers, "CHUNK_ELEMENTS", chunk)
     cfg = unet3d_config(dict(tiny_unet.config))
     ours = UNet3D(cfg).eval()
     ours.load_state_dict(from_diffusers(tiny_unet.state_dict(), cfg, ours.state_dict()))

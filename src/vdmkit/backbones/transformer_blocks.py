@@ -21,7 +21,8 @@ import torch
 from einops import rearrange
 from torch import nn
 
-from vdmkit.backbones.layers import MAX_PERIOD, Attention, FeedForward, group_norm, zero_init
+from vdmkit.backbones.layers import (MAX_PERIOD, Attention, FeedForward, chunk_rows, chunkable, group_norm, in_chunks,
+                                     zero_init)
 
 TRANSFORMER_NORM_EPS = 1e-6  # the GroupNorm in front of every SD / ModelScope transformer
 
@@ -64,10 +65,17 @@ class SpatialTransformer(nn.Module):
         self.proj_out = nn.Linear(channels, channels)
 
     def forward(self, x: torch.Tensor, context: torch.Tensor | None, mask: torch.Tensor | None) -> torch.Tensor:
-        t, h = x.shape[2], x.shape[3]
-        s = self.proj_in(rearrange(self.norm(x), "b c t h w -> (b t) (h w) c"))
-        s = self.proj_out(self.block(s, context, mask))  # ((B T), (H W), C)
-        return x + rearrange(s, "(b t) (h w) c -> b c t h w", t=t, h=h)
+        b, c, t, h, w = x.shape
+        frames = rearrange(x, "b c t h w -> (b t) c h w")  # frames are independent here: inference chunks them
+        step = chunk_rows(b * t, h * w * self.block.ff.proj_in.out_features) if chunkable(self) else b * t
+        return rearrange(in_chunks(self.frames, step, frames, context, mask), "(b t) c h w -> b c t h w", b=b)
+
+    def frames(self, x: torch.Tensor, context: torch.Tensor | None, mask: torch.Tensor | None) -> torch.Tensor:
+        """(N, C, H, W) frames with their (N, L, D) context and mask -> the same frames transformed."""
+        h = x.shape[2]
+        s = self.proj_in(rearrange(self.norm(x), "n c h w -> n (h w) c"))
+        s = self.proj_out(self.block(s, context, mask))  # (N, (H W), C)
+        return x + rearrange(s, "n (h w) c -> n c h w", h=h)
 
 
 class OverTime(nn.Module):
@@ -84,9 +92,14 @@ class OverTime(nn.Module):
         b, _, t, h, w = x.shape
         if t == 1 and not self.on_images:
             return x
-        s = self.proj_in(rearrange(self.norm(x), "b c t h w -> (b h w) t c"))  # statistics over the whole clip
-        s = self.proj_out(self.mix(s))
+        s = rearrange(self.norm(x), "b c t h w -> (b h w) t c")  # statistics over the whole clip
+        step = chunk_rows(b * h * w, t * self.width()) if chunkable(self) else b * h * w  # pixels are independent
+        s = in_chunks(lambda part: self.proj_out(self.mix(self.proj_in(part))), step, s)
         return x + rearrange(s, "(b h w) t c -> b c t h w", b=b, h=h)
+
+    def width(self) -> int:
+        """Elements per frame of the widest temporary inside (the feed-forward's hidden pair)."""
+        return max(m.proj_in.out_features for m in self.modules() if isinstance(m, FeedForward))
 
 
 class TemporalTransformer(OverTime):
