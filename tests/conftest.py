@@ -1,4 +1,5 @@
 import os
+import tempfile
 
 import pytest
 import torch
@@ -6,6 +7,8 @@ import torch
 # commands choose their threads from OMP_NUM_THREADS when it is set (vdmkit.device.cpu_threads): the suite's
 # in-process and subprocess commands all run on one thread, whatever the machine's load
 os.environ["OMP_NUM_THREADS"] = "1"
+# the user cache (weights hashes, compiled packages) of the suite is its own, never the user's
+os.environ["VDMKIT_CACHE"] = tempfile.mkdtemp(prefix="vdmkit-test-cache-")
 
 from vdmkit.training import load_config
 

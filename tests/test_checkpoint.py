@@ -1,4 +1,5 @@
 import json
+import os
 
 import pytest
 import torch
@@ -110,3 +111,44 @@ def test_checkpoint_is_never_overwritten_and_tmp_is_cleaned(tmp_path):
     with pytest.raises(FileExistsError):
         save_checkpoint(tmp_path / "c", {"w": {"a": torch.zeros(2)}}, {})
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c"]
+
+
+def test_skipped_init_draws_nothing_and_restores_torch_init():
+    from vdmkit.io.checkpoint import init_skipped, skipped_init
+
+    original = torch.nn.init.kaiming_uniform_
+    with pytest.raises(RuntimeError, match="inside"):
+        with skipped_init():
+            assert init_skipped()
+            layer = torch.nn.Linear(4, 4)
+            with torch.no_grad():
+                layer.weight.fill_(7.0)
+                torch.nn.init.normal_(layer.weight)  # a no-op inside
+            assert torch.all(layer.weight == 7.0)
+            raise RuntimeError("inside")
+    assert torch.nn.init.kaiming_uniform_ is original and not init_skipped()
+    assert torch.nn.Linear(64, 64).weight.std() > 0.01  # drawn again outside
+
+
+def test_large_file_hashes_are_cached_until_the_file_changes(tmp_path, monkeypatch):
+    from vdmkit.io import checkpoint
+    from vdmkit.io.checkpoint import HASH_CACHE, cached_sha256, sha256_file
+
+    monkeypatch.setenv("VDMKIT_CACHE", str(tmp_path / "cache"))
+    weights = tmp_path / "unet.safetensors"
+    weights.write_bytes(b"a" * 1000)
+    calls = []
+    monkeypatch.setattr(checkpoint, "sha256_file", lambda p: calls.append(p) or sha256_file(p))
+    first = cached_sha256(weights)
+    assert first == sha256_file(weights) and cached_sha256(weights) == first and len(calls) == 1
+    weights.write_bytes(b"b" * 1000)  # same size, new content and mtime: hashed again
+    os.utime(weights, ns=(1, 1))
+    assert cached_sha256(weights) == sha256_file(weights) != first and len(calls) == 2
+    (tmp_path / "cache" / HASH_CACHE).write_text("{not json")  # a damaged cache only costs the hash
+    assert cached_sha256(weights) == sha256_file(weights) and len(calls) == 3
+    (tmp_path / "cache" / HASH_CACHE).unlink()
+    (tmp_path / "cache").chmod(0o500)  # unwritable: still the right hash
+    try:
+        assert cached_sha256(weights) == sha256_file(weights)
+    finally:
+        (tmp_path / "cache").chmod(0o700)

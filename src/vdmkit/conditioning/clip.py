@@ -8,6 +8,7 @@ Stable Diffusion and ModelScope were trained; ``tokens`` is CLIP's last hidden s
 
 from __future__ import annotations
 
+import contextlib
 import os
 import warnings
 from dataclasses import dataclass
@@ -18,7 +19,7 @@ from torch import nn
 
 from vdmkit.conditioning.text import TextCondition
 from vdmkit.errors import ConfigError, CorruptCheckpointError, VocabularyWarning
-from vdmkit.io.checkpoint import folder_config
+from vdmkit.io.checkpoint import folder_config, init_skipped
 
 TOKENIZER_FILES = (("tokenizer.json",), ("vocab.json", "merges.txt"))  # either set loads
 
@@ -48,6 +49,19 @@ def read_clip_config(folder: str | os.PathLike) -> dict:
     return raw
 
 
+def hf_init_skipped() -> contextlib.AbstractContextManager:
+    """transformers' own switch that skips a model's weight initialisation (its location moved in transformers 5);
+    a no-op context where neither location has it."""
+    try:
+        from transformers.initialization import no_init_weights
+    except ImportError:
+        try:
+            from transformers.modeling_utils import no_init_weights
+        except ImportError:
+            return contextlib.nullcontext()
+    return no_init_weights()
+
+
 class ClipTextEncoder(nn.Module):
     """``encoder(prompts) -> TextCondition``: tokens (B, max_length, dim), mask all True, pooled (B, dim). The
     network is built from the folder's config.json; its weights are a pipeline checkpoint's ``text_encoder.model.*``
@@ -62,7 +76,8 @@ class ClipTextEncoder(nn.Module):
         config = CLIPTextConfig(**{k: v for k, v in raw.items() if not k.startswith("_")})
         if config.hidden_size != cfg.dim:
             raise ConfigError(f"text.dim={cfg.dim} but the CLIP folder's hidden_size is {config.hidden_size}")
-        self.model = CLIPTextModel(config).eval().requires_grad_(False)  # frozen, as in SD and ModelScope
+        with hf_init_skipped() if init_skipped() else contextlib.nullcontext():  # the weights are loaded next
+            self.model = CLIPTextModel(config).eval().requires_grad_(False)  # frozen, as in SD and ModelScope
         tok = Path(cfg.tokenizer or cfg.folder)
         if not any(all((tok / f).is_file() for f in files) for files in TOKENIZER_FILES):
             raise CorruptCheckpointError(f"tokenizer folder {str(tok)!r} holds neither tokenizer.json nor vocab.json "

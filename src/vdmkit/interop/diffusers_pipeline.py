@@ -23,7 +23,7 @@ from vdmkit.diffusion.schedules import SCALED_LINEAR_BETA_END, SCALED_LINEAR_BET
 from vdmkit.errors import ConfigError, CorruptCheckpointError
 from vdmkit.interop.animatediff import MotionAdapterFile, inflate_weights, read_motion_adapter, unet2d_config
 from vdmkit.interop.diffusers_unet import from_diffusers, unet3d_config
-from vdmkit.io.checkpoint import MANIFEST, folder_config, folder_weights, load_tensors, sha256_file
+from vdmkit.io.checkpoint import MANIFEST, cached_sha256, folder_config, folder_weights, load_tensors
 
 MODEL_INDEX = "model_index.json"
 TEXT_PARTS = {"vae": ("AutoencoderKL",), "text_encoder": ("CLIPTextModel", "CLIPTextModelWithProjection"),
@@ -191,7 +191,7 @@ class DiffusersFolder:
             adapter = None
             if self.adapter is not None:
                 adapter = self.adapter.tensors()
-                self._hashes["motion_adapter"] = sha256_file(self.adapter.path)
+                self._hashes["motion_adapter"] = cached_sha256(self.adapter.path)
             converted = inflate_weights(unet, self.parts.unet, backbone, adapter)
         else:
             converted = from_diffusers(unet, self.parts.unet, backbone)
@@ -204,7 +204,7 @@ class DiffusersFolder:
 
     def _load(self, component: str, filename: str) -> dict[str, torch.Tensor]:
         path = folder_weights(self.directory / component, filename)
-        self._hashes[component] = sha256_file(path)
+        self._hashes[component] = cached_sha256(path)  # several GB: hashed once, then cached
         return load_tensors(path)
 
     @property

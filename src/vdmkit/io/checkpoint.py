@@ -10,11 +10,14 @@ hashes the config and the inference weights, never the training state it does no
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import hashlib
 import json
 import os
 import shutil
 from pathlib import Path
+from typing import Iterator
 
 import torch
 from safetensors.torch import load_file, save_file
@@ -35,6 +38,33 @@ RUN = "run.json"  # the training run that wrote it (data, optimiser, steps); abs
 STATE_TENSORS = "training_state.safetensors"  # raw weights, optimizer, RNG states (resume only)
 STATE_DOC = "training_state.json"  # step, optimizer settings (resume only)
 
+# torch.nn.init's in-place fills: what module constructors draw their random initial weights with
+INIT_FILLS = ("uniform_", "normal_", "trunc_normal_", "constant_", "ones_", "zeros_", "eye_", "dirac_",
+              "xavier_uniform_", "xavier_normal_", "kaiming_uniform_", "kaiming_normal_", "orthogonal_", "sparse_")
+INIT_SKIPPED = contextvars.ContextVar("vdmkit_init_skipped", default=False)
+
+
+@contextlib.contextmanager
+def skipped_init() -> Iterator[None]:
+    """Build modules whose every weight is loaded right after (a strict load) without drawing random initial weights:
+    torch.nn.init's fills do nothing inside, and :func:`init_skipped` tells wrappers of other libraries' models (the
+    CLIP text encoder) to skip theirs. Non-persistent buffers are computed as usual. ModelScope's 1.4B UNet and its
+    text tower spent ~20 of a ~30 s load drawing weights that the load then overwrote."""
+    originals = {name: getattr(nn.init, name) for name in INIT_FILLS if hasattr(nn.init, name)}
+    token = INIT_SKIPPED.set(True)
+    try:
+        for name in originals:
+            setattr(nn.init, name, lambda tensor, *args, **kwargs: tensor)
+        yield
+    finally:
+        for name, fn in originals.items():
+            setattr(nn.init, name, fn)
+        INIT_SKIPPED.reset(token)
+
+
+def init_skipped() -> bool:
+    return INIT_SKIPPED.get()
+
 
 def sha256_file(path: Path) -> str:
     h = hashlib.sha256()
@@ -42,6 +72,41 @@ def sha256_file(path: Path) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+def user_cache() -> Path:
+    """vdmkit's cache directory: ``$VDMKIT_CACHE``, else ``$XDG_CACHE_HOME/vdmkit``, else ``~/.cache/vdmkit``."""
+    root = os.environ.get("VDMKIT_CACHE")
+    return Path(root) if root else Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "vdmkit"
+
+
+HASH_CACHE = "sha256.json"  # in user_cache(): {real path: [size, mtime_ns, inode, sha256]}
+
+
+def cached_sha256(path: Path) -> str:
+    """sha256 of a large file that vdmkit does not own (a diffusers folder's weights, several GB): computed once, then
+    taken from the user cache while the file's size, modification time and inode are unchanged (as git's index does).
+    An unreadable or unwritable cache only costs the hash."""
+    path = Path(path).resolve()
+    st = path.stat()
+    stamp = [st.st_size, st.st_mtime_ns, st.st_ino]
+    cache = user_cache() / HASH_CACHE
+    try:
+        known = json.loads(cache.read_text())
+        known = known if isinstance(known, dict) else {}
+    except (OSError, ValueError):
+        known = {}
+    entry = known.get(str(path))
+    if isinstance(entry, list) and len(entry) == 4 and entry[:3] == stamp and isinstance(entry[3], str):
+        return entry[3]
+    digest = sha256_file(path)
+    known[str(path)] = [*stamp, digest]
+    try:
+        with atomic_path(cache) as tmp:
+            tmp.write_text(json.dumps(known, indent=0))
+    except OSError:
+        pass
+    return digest
 
 
 def save_checkpoint(directory: str | os.PathLike, tensors: dict[str, dict[str, torch.Tensor]],

@@ -28,15 +28,13 @@ from torch import nn
 
 from vdmkit.conditioning.condition import Condition, as_condition
 from vdmkit.conditioning.text import TextCondition
+from vdmkit.io.checkpoint import user_cache
 
 
 def cache_dir() -> Path:
     """Where packages are kept: ``$VDMKIT_CACHE/compiled``, else ``$XDG_CACHE_HOME/vdmkit/compiled``, else
     ``~/.cache/vdmkit/compiled``."""
-    root = os.environ.get("VDMKIT_CACHE")
-    if root:
-        return Path(root) / "compiled"
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "vdmkit" / "compiled"
+    return user_cache() / "compiled"
 
 
 def flatten(cond: Condition) -> dict[str, torch.Tensor]:
