@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/bench_modelscope.py build --out /tmp/modelscope-random      # once: diffusers saves it
     .venv/bin/python bench/bench_modelscope.py step --folder /tmp/modelscope-random --lib diffusers   # then vdmkit
+    .venv/bin/python bench/bench_modelscope.py step --lib both --repeats 5     # bf16, both in one process, in turn
     .venv/bin/python bench/bench_modelscope.py e2e --folder ... --lib vdmkit --dtype bf16 --steps 10
     .venv/bin/python bench/bench_modelscope.py build --size small --out /tmp/modelscope-small   # 57M UNet, seconds/step
     .venv/bin/python bench/bench_modelscope.py e2e --folder /tmp/modelscope-small --lib vdmkit --compile /tmp/pkgs
@@ -110,6 +111,49 @@ def step_flops(folder: Path) -> int:
 
 
 @torch.no_grad()
+def interleaved(folder: Path, repeats: int) -> None:
+    """Both UNets in bf16 in one process (2 x 2.8 GB of weights fit beside the activations), called in turn after a
+    warm-up each, with the matmul peak re-measured between rounds: the ratio is free of the drift between processes
+    on this shared machine (a peak read 2.25 and 2.47 TFLOP/s in two processes a minute apart)."""
+    import sys
+
+    import diffusers
+
+    from vdmkit.conditioning.text import TextCondition
+    from vdmkit.pipelines import TextToVideo
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from bench_backbones import matmul_peak
+
+    flops = step_flops(folder)
+    g = torch.Generator().manual_seed(0)
+    x, ctx = torch.randn(LATENTS, generator=g).bfloat16(), torch.randn(2, 77, 1024, generator=g).bfloat16()
+    t = torch.tensor([500, 500])
+    theirs = diffusers.UNet3DConditionModel.from_pretrained(str(folder / "unet"), torch_dtype=torch.bfloat16).eval()
+    ours = TextToVideo.from_pretrained(folder, dtype="bf16").backbone.eval()
+    text = TextCondition(ctx, torch.ones(2, 77, dtype=torch.bool), ctx[:, 0])
+    runs = {"diffusers": lambda: theirs(x, t, encoder_hidden_states=ctx).sample, "vdmkit": lambda: ours(x, t, text)}
+    gap = (runs["vdmkit"]() - runs["diffusers"]()).abs().max().item()  # also the warm-up of each
+    times, peaks = {lib: [] for lib in runs}, []
+    for _ in range(repeats):
+        peaks.append(matmul_peak(2048, 3)["bf16"])
+        for lib, run in runs.items():
+            t0 = time.perf_counter()
+            run()
+            times[lib].append(time.perf_counter() - t0)
+    peak = statistics.median(peaks)
+    for lib, ts in times.items():
+        seconds = statistics.median(ts)
+        record(stage="unet step, interleaved (CFG batch 2, 16x32x32 latents)", lib=lib, dtype="bf16",
+               seconds=round(seconds, 2), all_seconds=[round(v, 2) for v in ts], repeats=repeats,
+               gflops=round(flops / seconds / 1e9), bf16_peak_gflops=round(peak),
+               of_peak=f"{flops / seconds / 1e9 / peak:.0%}")
+    record(stage="interleaved summary", vdmkit_speedup=round(statistics.median(times["diffusers"]) /
+                                                             statistics.median(times["vdmkit"]), 3),
+           max_abs_difference_bf16=gap, peak_rss_gib=peak_rss_gib())
+
+
+@torch.no_grad()
 def step(folder: Path, lib: str, repeats: int, dtypes: list[str]) -> None:
     """One library per process (both UNets in one process would share, and fight over, 24 GiB). The matmul peak is
     measured first in the same process, and each step's achieved TFLOP/s is reported against it."""
@@ -184,7 +228,8 @@ def main() -> None:
     ap.add_argument("what", choices=("build", "step", "e2e"))
     ap.add_argument("--out", type=Path, default=Path("/tmp/modelscope-random"))
     ap.add_argument("--folder", type=Path, default=Path("/tmp/modelscope-random"))
-    ap.add_argument("--lib", choices=("vdmkit", "diffusers"), default="vdmkit")
+    ap.add_argument("--lib", choices=("vdmkit", "diffusers", "both"), default="vdmkit",
+                    help="step --lib both: both UNets in bf16 in one process, called in turn")
     ap.add_argument("--dtype", choices=("fp32", "bf16"), default="bf16")
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--repeats", type=int, default=3)
@@ -198,6 +243,8 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     if args.what == "build":
         build(args.out, args.size)
+    elif args.what == "step" and args.lib == "both":
+        interleaved(args.folder, args.repeats)
     elif args.what == "step":
         step(args.folder, args.lib, args.repeats, args.dtypes.split(","))
     else:

@@ -29,12 +29,18 @@ def references():
     return load_file(str(LEGACY / "references.safetensors"))
 
 
+# Since 2026-12-05 the UNets' frame convolutions run channels-last (backbones/layers.py frame_conv), which sums
+# in another order: their videos agree with the references to float rounding (measured: at most 1.4e-6), the
+# DiTs' and the autoencoders' stay bit-identical.
+ROUNDING = {"unet": 1e-5, "unet_latent": 1e-5, "dit": 0.0, "dit_latent": 0.0}
+
+
 @pytest.mark.parametrize("run", ["unet", "dit", "unet_latent", "dit_latent"])
 def test_legacy_checkpoints_sample_bit_identically(run, references):
     pipe = TextToVideo.from_pretrained(LEGACY / run)
     for case, kw in CASES.items():
         video = pipe(PROMPTS, **kw)
-        assert torch.equal(video, references[f"{run}.{case}"]), f"{run} {case}"
+        assert (video - references[f"{run}.{case}"]).abs().max() <= ROUNDING[run], f"{run} {case}"
 
 
 @pytest.mark.parametrize("run", ["vae_frame", "vae_video"])

@@ -33,7 +33,7 @@ def final_mse(pipe, sampler, ts, reference_steps=12):
     fn = guided(pipe.denoiser(), cond, uncond, 3.0)
     ref_ts = pipe.request(PROMPTS, sampler="dpmpp_2m", steps=reference_steps).ts
     ref = SAMPLERS["dpmpp_2m"].build(fn, noise, ref_ts, pipe.process)
-    x = SAMPLERS[sampler].build(fn, noise, torch.as_tensor(ts), pipe.process)
+    x = SAMPLERS[sampler].build(fn, noise, torch.as_tensor(ts, dtype=ref_ts.dtype), pipe.process)  # the search's dtype
     return float(((x.double() - ref.double()) ** 2).mean())
 
 

@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from vdmkit.backbones.layers import PlaneGroupNorm
 from vdmkit.device import randn
 from vdmkit.errors import ConstraintError, NonFiniteError
 
@@ -53,7 +54,7 @@ class SpatialAttention(nn.Module):
 
     def __init__(self, channels: int, groups: int):
         super().__init__()
-        self.group_norm = nn.GroupNorm(groups, channels, eps=1e-6)
+        self.group_norm = PlaneGroupNorm(groups, channels, eps=1e-6)
         self.to_q = nn.Linear(channels, channels)
         self.to_k = nn.Linear(channels, channels)
         self.to_v = nn.Linear(channels, channels)

@@ -149,7 +149,22 @@ def zero_init(module: nn.Module) -> nn.Module:
     return module
 
 
-class FrameGroupNorm(nn.GroupNorm):
+# Below this many pixels per plane, PyTorch's CPU GroupNorm on channels-last input is 2-15x slower than on the standard
+# layout (bf16, this machine: 128 channels at 16 x 16, 10.6 vs 0.7 ms; at 32 x 32 the two are level), so smaller
+# channels-last planes are made contiguous first (a cheap copy at these sizes).
+CHANNELS_LAST_NORM_PIXELS = 32 * 32
+
+
+class PlaneGroupNorm(nn.GroupNorm):
+    """nn.GroupNorm (same parameters) that takes small channels-last planes in the standard layout."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.ndim == 4 and x.shape[-2] * x.shape[-1] < CHANNELS_LAST_NORM_PIXELS and not x.is_contiguous():
+            x = x.contiguous()
+        return super().forward(x)
+
+
+class FrameGroupNorm(PlaneGroupNorm):
     """GroupNorm with statistics per frame, so a video layer equals the image layer applied frame by frame
     (as in an inflated text-to-image UNet); costs about 10% more than GroupNorm over the whole clip.
 
@@ -165,8 +180,13 @@ class FrameGroupNorm(nn.GroupNorm):
 
 def frame_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, stride=1, padding=0) -> torch.Tensor:
     """A 2D convolution (weight (C', C, kh, kw)) on every frame of (B, C, T, H, W), with the frames folded into
-    the batch: (B, C', T, H', W'), stored frame after frame."""
-    y = F.conv2d(rearrange(x, "b c t h w -> (b t) c h w"), weight, bias, stride, padding)
+    the batch: (B, C', T, H', W'), stored frame after frame, each frame channels-last (NHWC).
+
+    Channels-last is the layout oneDNN's (and cuDNN's) convolutions prefer; the layers in between keep it (the
+    transformers' token view of a channels-last frame is free). Measured on this 2-core CPU: ModelScope's 1.4B UNet
+    step in bf16 10.4 -> 8.5 s; the shapes model's 20-step video 2.15 -> 1.85 s in bf16 and 3.75 -> 3.3 s in fp32."""
+    frames = rearrange(x, "b c t h w -> (b t) c h w").contiguous(memory_format=torch.channels_last)
+    y = F.conv2d(frames, weight, bias, stride, padding)
     return rearrange(y, "(b t) c h w -> b c t h w", b=x.shape[0])
 
 

@@ -514,7 +514,9 @@ class UNet3D(nn.Module):
                 h = self._block(*block, torch.cat([h, skips.pop()], dim=1), emb, text, frames)
             if i < len(self.upsample):
                 h = self._upsample(self.upsample[i], h)  # (B, C, T, 2H, 2W)
-        return self.conv_out(F.silu(self.norm_out(h)))
+        # in the standard layout: the frame convolutions leave channels-last frames, and a sampler's arithmetic would
+        # carry that layout into the next call's input
+        return self.conv_out(F.silu(self.norm_out(h))).contiguous()
 
     def _upsample(self, conv: FrameConv, h: torch.Tensor) -> torch.Tensor:
         def double(z):
