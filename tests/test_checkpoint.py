@@ -152,3 +152,19 @@ def test_large_file_hashes_are_cached_until_the_file_changes(tmp_path, monkeypat
         assert cached_sha256(weights) == sha256_file(weights)
     finally:
         (tmp_path / "cache").chmod(0o700)
+
+
+def test_a_state_in_parts_loads_part_by_part_and_reports_what_no_part_gave():
+    from vdmkit.io.checkpoint import load_strict
+
+    model = torch.nn.Sequential(torch.nn.Linear(2, 3), torch.nn.Linear(3, 1))
+    state = {k: torch.full_like(v, 0.5) for k, v in model.state_dict().items()}
+    parts = [{k: v for k, v in state.items() if k.startswith("0.")}, {k: v for k, v in state.items() if k.startswith("1.")}]
+    load_strict(model, iter(parts), "parts")
+    assert all(torch.all(v == 0.5) for v in model.state_dict().values())
+    with pytest.raises(CheckpointMismatchError, match="missing 1.bias, 1.weight"):
+        load_strict(model, iter(parts[:1]), "parts")
+    with pytest.raises(CheckpointMismatchError, match="unexpected 2.weight"):
+        load_strict(model, iter([parts[0], {"2.weight": torch.zeros(1)}]), "parts")
+    with pytest.raises(CheckpointMismatchError, match="shape mismatch 1.bias"):
+        load_strict(model, iter([parts[0], {**parts[1], "1.bias": torch.zeros(2)}]), "parts")

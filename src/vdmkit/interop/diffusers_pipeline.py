@@ -12,6 +12,7 @@ import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import torch
 
@@ -182,9 +183,10 @@ class DiffusersFolder:
             vae=vae, diffusion=diffusion, sampling=sampling, frames=DEFAULT_FRAMES, height=size, width=size)
         self._hashes: dict[str, str] = {}
 
-    def weights(self, own: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    def weights(self, own: dict[str, torch.Tensor]) -> Iterator[dict[str, torch.Tensor]]:
         """The pipeline's state dict (``backbone.``, ``text_encoder.model.``, ``autoencoder.`` keys) from the folder's
-        safetensors files; ``own`` is the pipeline's state dict (shapes)."""
+        safetensors files, one component at a time (the UNet, the text encoder, the VAE), so that only one file's
+        tensors are held at once; ``own`` is the pipeline's state dict (shapes)."""
         backbone = {k[len("backbone."):]: v for k, v in own.items() if k.startswith("backbone.")}
         unet = self._load("unet", DIFFUSERS_WEIGHTS)
         if self.inflated:
@@ -195,12 +197,12 @@ class DiffusersFolder:
             converted = inflate_weights(unet, self.parts.unet, backbone, adapter)
         else:
             converted = from_diffusers(unet, self.parts.unet, backbone)
-        state = {f"backbone.{k}": v for k, v in converted.items()}
-        state.update({f"text_encoder.model.{k}": v for k, v in self._load("text_encoder", TEXT_WEIGHTS).items()
-                      if k != "text_model.embeddings.position_ids"})  # a buffer older transformers saved
-        state.update({f"autoencoder.{k}": v
-                      for k, v in convert_legacy_attention(self._load("vae", DIFFUSERS_WEIGHTS)).items()})
-        return state
+        del unet, backbone
+        yield {f"backbone.{k}": v for k, v in converted.items()}
+        del converted
+        yield {f"text_encoder.model.{k}": v for k, v in self._load("text_encoder", TEXT_WEIGHTS).items()
+               if k != "text_model.embeddings.position_ids"}  # a buffer older transformers saved
+        yield {f"autoencoder.{k}": v for k, v in convert_legacy_attention(self._load("vae", DIFFUSERS_WEIGHTS)).items()}
 
     def _load(self, component: str, filename: str) -> dict[str, torch.Tensor]:
         path = folder_weights(self.directory / component, filename)

@@ -17,7 +17,7 @@ import json
 import os
 import shutil
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Iterator
 
 import torch
 from safetensors.torch import load_file, save_file
@@ -259,21 +259,36 @@ def _no_manifest(path: Path):
     raise CorruptCheckpointError(f"{str(path)!r} holds no {MANIFEST}: not a complete vdmkit checkpoint")
 
 
-def load_strict(module: nn.Module, state: dict[str, torch.Tensor], source: str | os.PathLike) -> None:
-    """Load every tensor or fail listing missing, unexpected and mis-shaped keys."""
+def load_strict(module: nn.Module, state: dict[str, torch.Tensor] | Iterable[dict[str, torch.Tensor]],
+                source: str | os.PathLike) -> None:
+    """Load every tensor or fail listing missing, unexpected and mis-shaped keys. ``state`` may come in parts (an
+    iterable of dicts, e.g. one per component file): each is checked and copied in before the next is read, so only
+    one part's tensors are held at once; keys no part gave are missing at the end."""
     own = module.state_dict()
-    missing = sorted(set(own) - set(state))
-    unexpected = sorted(set(state) - set(own))
-    shapes = sorted(f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
-                    for k in set(own) & set(state) if own[k].shape != state[k].shape)
-    if missing or unexpected or shapes:
-        def show(items):
-            return ", ".join(items[:8]) + (f" (+{len(items) - 8} more)" if len(items) > 8 else "")
-        parts = [f"missing {show(missing)}" if missing else "", f"unexpected {show(unexpected)}" if unexpected else "",
-                 f"shape mismatch {show(shapes)}" if shapes else ""]
-        raise CheckpointMismatchError(
-            f"checkpoint {str(source)!r} does not fit this model: " + "; ".join(p for p in parts if p))
-    module.load_state_dict(state, strict=True)
+    whole = isinstance(state, dict)
+    seen: set[str] = set()
+    for part in [state] if whole else state:
+        missing = sorted(set(own) - set(part)) if whole else []
+        unexpected = sorted(set(part) - set(own))
+        shapes = sorted(f"{k}: checkpoint {tuple(part[k].shape)} vs model {tuple(own[k].shape)}"
+                        for k in set(own) & set(part) if own[k].shape != part[k].shape)
+        if missing or unexpected or shapes:
+            mismatch(source, missing, unexpected, shapes)
+        module.load_state_dict(part, strict=False)
+        seen.update(part)
+        del part
+    missing = sorted(set(own) - seen)
+    if missing:
+        mismatch(source, missing, [], [])
+
+
+def mismatch(source: str | os.PathLike, missing: list[str], unexpected: list[str], shapes: list[str]) -> None:
+    def show(items):
+        return ", ".join(items[:8]) + (f" (+{len(items) - 8} more)" if len(items) > 8 else "")
+    parts = [f"missing {show(missing)}" if missing else "", f"unexpected {show(unexpected)}" if unexpected else "",
+             f"shape mismatch {show(shapes)}" if shapes else ""]
+    raise CheckpointMismatchError(
+        f"checkpoint {str(source)!r} does not fit this model: " + "; ".join(p for p in parts if p))
 
 
 def check_safetensors_file(path: Path) -> None:

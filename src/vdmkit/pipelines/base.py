@@ -10,6 +10,7 @@ import copy
 import dataclasses
 import os
 from pathlib import Path
+from typing import Iterator
 
 import torch
 from torch import nn
@@ -68,8 +69,9 @@ def open_model(path: str | os.PathLike | ModelSource,
     return ckpt, pipeline_config(ckpt.read_json(CONFIG))
 
 
-def pipeline_weights(source: ModelSource, pipe: nn.Module) -> dict[str, torch.Tensor]:
-    """The state dict of ``pipe`` from its source: a checkpoint's weights file, or a folder's converted parts."""
+def pipeline_weights(source: ModelSource, pipe: nn.Module) -> dict[str, torch.Tensor] | Iterator[dict]:
+    """The state dict of ``pipe`` from its source: a checkpoint's weights file, or a folder's converted components
+    one at a time (load_strict takes either)."""
     if isinstance(source, Checkpoint):
         return source.load_tensors(WEIGHTS)
     return source.weights(pipe.state_dict())
