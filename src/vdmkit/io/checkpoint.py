@@ -49,7 +49,8 @@ def skipped_init() -> Iterator[None]:
     """Build modules whose every weight is loaded right after (a strict load) without drawing random initial weights:
     torch.nn.init's fills do nothing inside, and :func:`init_skipped` tells wrappers of other libraries' models (the
     CLIP text encoder) to skip theirs. Non-persistent buffers are computed as usual. ModelScope's 1.4B UNet and its
-    text tower spent ~20 of a ~30 s load drawing weights that the load then overwrote."""
+    text tower spent ~20 of a ~30 s load drawing weights that the load then overwrote. The switch is process-wide while
+    it lasts: a module built by another thread meanwhile would not be initialised either."""
     originals = {name: getattr(nn.init, name) for name in INIT_FILLS if hasattr(nn.init, name)}
     token = INIT_SKIPPED.set(True)
     try:
