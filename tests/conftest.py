@@ -27,3 +27,13 @@ def tiny_cfg(tmp_path):
     def make(*overrides):
         return load_config(None, TINY + [f"train.out_dir={tmp_path / 'run'}", *overrides])
     return make
+
+
+def randomised(model: torch.nn.Module, seed: int = 0, scale: float = 0.1) -> torch.nn.Module:
+    """Every weight random, N(0, scale^2) (zero-initialised temporal layers and output projections included), so that
+    each one counts; in eval mode."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(torch.randn(p.shape, generator=g) * scale)
+    return model.eval()

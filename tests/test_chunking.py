@@ -8,15 +8,7 @@ import torch
 from vdmkit.backbones import layers
 from vdmkit.backbones.layers import FeedForward, chunk_rows, in_chunks, self_attention_hook
 from vdmkit.backbones.transformer_blocks import MotionModule, SpatialTransformer, TemporalTransformer
-
-
-def randomised(module: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
-    """Every weight random (zero-initialised output projections included), so each layer counts."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in module.parameters():
-            p.copy_(torch.randn(p.shape, generator=g) * 0.2)
-    return module.eval()
+from tests.conftest import randomised
 
 
 def counted(module: torch.nn.Module) -> list[int]:
@@ -56,7 +48,7 @@ def run(name: str, module: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
 @pytest.mark.parametrize("name", sorted(LAYERS))
 @pytest.mark.parametrize("budget", [1, 700])  # one row per chunk; ragged chunks of a few rows
 def test_chunked_layers_equal_the_whole_batch(monkeypatch, name, budget):
-    module, x = randomised(LAYERS[name]()), video()
+    module, x = randomised(LAYERS[name](), scale=0.2), video()
     with torch.no_grad():
         whole = run(name, module, x)
         calls = counted(module)
@@ -68,7 +60,7 @@ def test_chunked_layers_equal_the_whole_batch(monkeypatch, name, budget):
 
 
 def test_a_chunked_feed_forward_keeps_leading_dims(monkeypatch):
-    ff = randomised(FeedForward(8, 4))
+    ff = randomised(FeedForward(8, 4), scale=0.2)
     x = torch.randn(3, 7, 8, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         whole = ff(x)
@@ -87,7 +79,7 @@ def test_training_never_chunks(monkeypatch):
         assert chunk_rows(10, 100) == 1
         monkeypatch.setattr(layers, "CHUNK_ELEMENTS", 350)
         assert chunk_rows(10, 100) == 3
-    module = randomised(LAYERS["temporal"]())
+    module = randomised(LAYERS["temporal"](), scale=0.2)
     calls = counted(module)
     out = run("temporal", module, video().requires_grad_())
     out.sum().backward()
@@ -97,7 +89,7 @@ def test_training_never_chunks(monkeypatch):
 def test_hooked_attention_sees_whole_batches(monkeypatch):
     """Self-attention hooks (editing's attention reuse) and attention broadcast's per-call forwards see the batch
     whole: chunking is off while one is set."""
-    module, x = randomised(LAYERS["spatial"]()), video()
+    module, x = randomised(LAYERS["spatial"](), scale=0.2), video()
     seen = []
 
     def hook(q, k):

@@ -10,6 +10,7 @@ from vdmkit.backbones.unet3d import UNet3D
 from vdmkit.conditioning.text import TextCondition
 from vdmkit.errors import CheckpointMismatchError, ConfigError
 from vdmkit.interop.diffusers_unet import from_diffusers, unet3d_config
+from tests.conftest import randomised  # noqa: F401 - test_animatediff imports it from here
 
 diffusers = pytest.importorskip("diffusers")
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")  # numpy 2 notes from inside diffusers
@@ -17,15 +18,6 @@ pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")  # numpy 2
 TINY_UNET = dict(block_out_channels=(32, 64), layers_per_block=1, cross_attention_dim=16, attention_head_dim=4,
                  norm_num_groups=8, down_block_types=("CrossAttnDownBlock3D", "DownBlock3D"),
                  up_block_types=("UpBlock3D", "CrossAttnUpBlock3D"))
-
-
-def randomised(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
-    """Every weight random, zero-initialised temporal layers included, so that each one counts."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.copy_(torch.randn(p.shape, generator=g) * 0.1)
-    return model.eval()
 
 
 @pytest.fixture(scope="module")
