@@ -24,13 +24,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 from dataclasses import dataclass
 from datetime import date
 from typing import Callable
 
 import torch
-from bench_precision import timed  # median of repeats after a warm-up (this folder is on sys.path)
+from bench_precision import cpu_description, timed  # median of repeats after a warm-up (this folder is on sys.path)
 
 from vdmkit.backbones import DiTConfig, DiTSConfig, UNet3D, UNet3DConfig, VideoDiT
 from vdmkit.backbones.unet3d import TEMPORAL_ATTENTIONS, TEMPORAL_CONVS
@@ -190,7 +189,7 @@ def main() -> None:
             if case is not None:
                 rows.append(measure(case, peak, repeats))
                 print(json.dumps(rows[-1]), flush=True)
-    results = {"date": str(date.today()), "machine": f"{platform.processor() or platform.machine()}, "
+    results = {"date": str(date.today()), "machine": f"{cpu_description()}, "
                f"{torch.get_num_threads()} threads, torch {torch.__version__}", "input": list(INPUT),
                "text_tokens": TEXT_TOKENS, "repeats": repeats, "quick": args.quick,
                f"matmul_{peak_size}_gflops": {k: round(v, 1) for k, v in peak.items()}, "rows": rows}

@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import time
 from pathlib import Path
@@ -48,8 +47,12 @@ MODELSCOPE_DDIM = dict(beta_schedule="scaled_linear", beta_start=0.00085, beta_e
 
 
 def record(**fields) -> None:
-    print(json.dumps({**fields, "date": time.strftime("%Y-%m-%d"), "machine": platform.machine(),
-                      "cpus": os.cpu_count(), "threads": torch.get_num_threads(),
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from bench_precision import cpu_description
+
+    print(json.dumps({**fields, "date": time.strftime("%Y-%m-%d"), "machine": cpu_description(), "threads": torch.get_num_threads(),
                       "load_1min": round(os.getloadavg()[0], 2)}), flush=True)
 
 
@@ -111,7 +114,7 @@ def step_flops(folder: Path) -> int:
 
 
 @torch.no_grad()
-def interleaved(folder: Path, repeats: int) -> None:
+def interleaved(folder: Path, repeats: int, malloc: str | None = None) -> None:
     """Both UNets in bf16 in one process (2 x 2.8 GB of weights fit beside the activations), called in turn after a
     warm-up each, with the matmul peak re-measured between rounds: the ratio is free of the drift between processes
     on this shared machine (a peak read 2.25 and 2.47 TFLOP/s in two processes a minute apart)."""
@@ -125,6 +128,7 @@ def interleaved(folder: Path, repeats: int) -> None:
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from bench_backbones import matmul_peak
 
+    malloc = set_malloc(malloc or "keep", "both")  # one process: both libraries run under the same allocation
     flops = step_flops(folder)
     g = torch.Generator().manual_seed(0)
     x, ctx = torch.randn(LATENTS, generator=g).bfloat16(), torch.randn(2, 77, 1024, generator=g).bfloat16()
@@ -150,7 +154,7 @@ def interleaved(folder: Path, repeats: int) -> None:
                of_peak=f"{flops / seconds / 1e9 / peak:.0%}")
     record(stage="interleaved summary", vdmkit_speedup=round(statistics.median(times["diffusers"]) /
                                                              statistics.median(times["vdmkit"]), 3),
-           max_abs_difference_bf16=gap, peak_rss_gib=peak_rss_gib())
+           max_abs_difference_bf16=gap, malloc=malloc, peak_rss_gib=peak_rss_gib())
 
 
 @torch.no_grad()
@@ -196,7 +200,18 @@ def step(folder: Path, lib: str, repeats: int, dtypes: list[str]) -> None:
 
 
 @torch.no_grad()
-def e2e(folder: Path, lib: str, dtype: str, steps: int, compile_dir: Path | None = None) -> None:
+def set_malloc(choice: str | None, lib: str) -> str:
+    """glibc's allocation for this process: ``keep`` (vdmkit.device.keep_freed_memory, what the vdmkit command line
+    sets) or ``default``; None: what each library's users get (keep for vdmkit, default for diffusers)."""
+    from vdmkit.device import keep_freed_memory
+
+    choice = choice or ("keep" if lib.startswith("vdmkit") else "default")
+    return "keep" if choice == "keep" and keep_freed_memory() else "default"
+
+
+def e2e(folder: Path, lib: str, dtype: str, steps: int, compile_dir: Path | None = None,
+        malloc: str | None = None) -> None:
+    malloc = set_malloc(malloc, lib)
     latents = torch.randn(1, 4, 16, 32, 32, generator=torch.Generator().manual_seed(0))
     prompt = ["a panda playing the guitar on a sunny beach"]
     t0 = time.perf_counter()
@@ -218,7 +233,8 @@ def e2e(folder: Path, lib: str, dtype: str, steps: int, compile_dir: Path | None
     done = time.perf_counter()
     if lib == "vdmkit" and compile_dir is not None:
         lib = f"vdmkit compiled ({stats['compiled']} compiled in {stats['compile_seconds']:.0f} s, {stats['loaded']} loaded)"
-    record(stage="end to end, 16 frames 256x256", lib=lib, dtype=dtype, steps=steps, load_s=round(loaded - t0, 1),
+    record(stage="end to end, 16 frames 256x256", lib=lib, dtype=dtype, malloc=malloc, steps=steps,
+           load_s=round(loaded - t0, 1),
            sample_s=round(done - loaded, 1), per_step_s=round((done - loaded) / steps, 2),
            output_shape=list(video.shape), peak_rss_gib=peak_rss_gib())
 
@@ -235,6 +251,8 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--dtypes", default="fp32,bf16", help="step: the dtypes to time, comma-separated")
     ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--malloc", choices=("keep", "default"), help="glibc allocation (vdmkit.device.keep_freed_memory):"
+                    " e2e default: keep for vdmkit (as its command line), default for diffusers; step --lib both: keep")
     ap.add_argument("--size", choices=("full", "small"), default="full", help="build: the real configs or small ones")
     ap.add_argument("--compile", type=Path, metavar="CACHE", help="e2e --lib vdmkit: compiled packages in CACHE "
                     "(the first run compiles and counts it in sample_s; run again for the cached time)")
@@ -244,11 +262,11 @@ def main() -> None:
     if args.what == "build":
         build(args.out, args.size)
     elif args.what == "step" and args.lib == "both":
-        interleaved(args.folder, args.repeats)
+        interleaved(args.folder, args.repeats, args.malloc)
     elif args.what == "step":
         step(args.folder, args.lib, args.repeats, args.dtypes.split(","))
     else:
-        e2e(args.folder, args.lib, args.dtype, args.steps, args.compile)
+        e2e(args.folder, args.lib, args.dtype, args.steps, args.compile, args.malloc)
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import time
@@ -22,6 +23,15 @@ from vdmkit.training import load_config
 from vdmkit.data import ShapesDataset
 from vdmkit.diffusion import diffusion_loss
 from vdmkit.pipelines import TextToVideo
+
+
+def cpu_description() -> str:
+    """The CPU's name and its bf16 matmul units, e.g. "AMD EPYC, avx512_bf16, 2 CPUs": results from machines with AMX
+    tiles and from ones without are not comparable (this project's machines have been both)."""
+    caps = torch.cpu.get_capabilities() if hasattr(torch.cpu, "get_capabilities") else {}
+    name = caps.get("cpu_name") or platform.processor() or platform.machine()
+    units = "AMX" if caps.get("amx_bf16") else "avx512_bf16" if caps.get("avx512_bf16") else "no bf16 units"
+    return f"{name}, {units}, {os.cpu_count()} CPUs"
 
 
 def timed(fn, repeats: int) -> float:
@@ -47,7 +57,7 @@ def main() -> None:
             torch.nn.init.normal_(p, std=0.5 / p[0].numel() ** 0.5)
     opt = torch.optim.AdamW(pipe.parameters(), lr=1e-4)
     videos, captions = ShapesDataset(cfg.data).batch(0, cfg.train.batch_size)
-    results = {"date": str(date.today()), "machine": f"{platform.processor() or platform.machine()}, "
+    results = {"date": str(date.today()), "machine": f"{cpu_description()}, "
                f"{torch.get_num_threads()} threads, torch {torch.__version__}",
                "params_M": round(sum(p.numel() for p in pipe.backbone.parameters()) / 1e6, 2),
                "input": list(videos.shape)}

@@ -20,7 +20,6 @@ import argparse
 import json
 import math
 import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -31,6 +30,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_precision import cpu_description  # noqa: E402
 from bench_backbones import DIT_SIZES, HEAD_DIM, INPUT, TEXT_TOKENS, UNET_SIZES, matmul_peak  # noqa: E402
 from eval_shapes_model import prompts as fresh_prompts  # noqa: E402
 
@@ -141,7 +141,7 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     cache = args.cache or Path(tempfile.mkdtemp(prefix="vdmkit-compiled-"))
-    result = {"date": str(date.today()), "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, "
+    result = {"date": str(date.today()), "machine": f"{cpu_description()}, "
               f"{args.threads} threads, torch {torch.__version__}", "load_1min": round(os.getloadavg()[0], 2)}
     result["peak_gflops"] = peak = matmul_peak(2048, 5)
     print(json.dumps({"peak_gflops": peak}), flush=True)

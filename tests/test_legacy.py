@@ -29,10 +29,17 @@ def references():
     return load_file(str(LEGACY / "references.safetensors"))
 
 
-# Since 2026-12-05 the UNets' frame convolutions run channels-last (backbones/layers.py frame_conv), which sums
-# in another order: their videos agree with the references to float rounding (measured: at most 1.4e-6), the
-# DiTs' and the autoencoders' stay bit-identical.
-ROUNDING = {"unet": 1e-5, "unet_latent": 1e-5, "dit": 0.0, "dit_latent": 0.0}
+# The references were computed on an AMX CPU (tests/data/legacy/refs.py); there the DiTs and the autoencoders
+# reproduce them bit for bit, and the UNets to float rounding since their frame convolutions run channels-last
+# (2026-12-05: at most 1.4e-6). On a CPU without AMX oneDNN runs other kernels, which sum in other orders: measured
+# on a 2-core AMD EPYC (avx512_bf16) at most 1.9e-6 in fp32 and 2.6e-4 under bf16, autoencoders 3.1e-6, resumed
+# losses and gradient norms 2e-7 relative. The bounds below are those measurements with margin.
+SAME_KIND = bool(getattr(torch.cpu, "get_capabilities", dict)().get("amx_bf16"))
+ROUNDING = {"unet": 1e-5, "unet_latent": 1e-5, "dit": 0.0, "dit_latent": 0.0} if SAME_KIND else {
+    "unet": 1e-5, "unet_latent": 1e-5, "dit": 1e-5, "dit_latent": 1e-5}
+BF16_ROUNDING = 0.0 if SAME_KIND else 2e-3  # added for the bf16 case off the reference kind
+VAE_ROUNDING = 0.0 if SAME_KIND else 2e-5
+LOSS_RELATIVE = 0.0 if SAME_KIND else 1e-5
 
 
 @pytest.mark.parametrize("run", ["unet", "dit", "unet_latent", "dit_latent"])
@@ -40,7 +47,8 @@ def test_legacy_checkpoints_sample_bit_identically(run, references):
     pipe = TextToVideo.from_pretrained(LEGACY / run)
     for case, kw in CASES.items():
         video = pipe(PROMPTS, **kw)
-        assert (video - references[f"{run}.{case}"]).abs().max() <= ROUNDING[run], f"{run} {case}"
+        bound = ROUNDING[run] + (BF16_ROUNDING if kw.get("precision") == "bf16" else 0.0)
+        assert (video - references[f"{run}.{case}"]).abs().max() <= bound, f"{run} {case}"
 
 
 @pytest.mark.parametrize("run", ["vae_frame", "vae_video"])
@@ -49,8 +57,8 @@ def test_legacy_autoencoders_round_trip_bit_identically(run, references):
     with torch.no_grad():
         latents = vae.encode_latents(references[f"{run}.input"])
         decoded = vae.decode_latents(latents)
-    assert torch.equal(latents, references[f"{run}.latents"])
-    assert torch.equal(decoded, references[f"{run}.decoded"])
+    assert (latents - references[f"{run}.latents"]).abs().max() <= VAE_ROUNDING
+    assert (decoded - references[f"{run}.decoded"]).abs().max() <= VAE_ROUNDING
 
 
 @pytest.mark.parametrize("run", ["unet", "dit"])
@@ -62,4 +70,7 @@ def test_legacy_runs_resume_with_the_same_losses(run, tmp_path):
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     got = [{"step": r["step"], "loss": r["loss"], "grad_norm": r["grad_norm"]} for r in rows]
     expected = json.loads((LEGACY / "resume_expected.json").read_text())[run]
-    assert got == expected
+    assert [r["step"] for r in got] == [r["step"] for r in expected]
+    for row, ref in zip(got, expected):
+        for key in ("loss", "grad_norm"):
+            assert abs(row[key] - ref[key]) <= LOSS_RELATIVE * abs(ref[key]), (row, ref)

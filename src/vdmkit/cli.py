@@ -11,7 +11,7 @@ from pathlib import Path
 
 from vdmkit.cli_common import DTYPE_HELP, PRECISION_HELP, weights_dtype
 from vdmkit.cli_common import model_or_default as _model_or_default, report as _report, seed as _seed
-from vdmkit.device import DEVICES_HELP, apply_threads
+from vdmkit.device import DEVICES_HELP, apply_threads, keep_freed_memory
 from vdmkit.errors import ConfigError, VdmkitError
 
 EXIT_USAGE = 2
@@ -549,6 +549,7 @@ def main(argv: list[str] | None = None) -> int:
         args.overrides += extra
     elif extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    keep_freed_memory()  # this process's large buffers are reused, not mapped afresh per layer (device.py)
     try:
         _check_processes(args)
         return args.func(args)

@@ -52,12 +52,16 @@ class MemoryEstimate:
 def available_bytes(device=None) -> int | None:
     """Memory free for new work on ``device`` (a torch device; None: the CPU): CUDA's free memory, or on Linux the
     kernel's MemAvailable, capped by a cgroup v2 limit less its usage (containers); None where unknown (mps, other
-    systems), and then nothing is refused."""
+    systems), and then nothing is refused. Memory the process's allocator holds free for reuse counts as free
+    (PyTorch's CUDA cache; malloc's heap, which device.keep_freed_memory keeps)."""
     import torch
+
+    from vdmkit.device import heap_free_bytes
 
     device = torch.device(device or "cpu")
     if device.type == "cuda":
-        return int(torch.cuda.mem_get_info(device)[0])
+        cached = torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
+        return int(torch.cuda.mem_get_info(device)[0]) + max(0, int(cached))
     if device.type != "cpu":
         return None
     try:
@@ -74,7 +78,7 @@ def available_bytes(device=None) -> int | None:
                 free = min(free, int(limit) - int(f.read().strip()))
     except (OSError, ValueError):
         pass
-    return max(0, free)
+    return max(0, free) + heap_free_bytes()
 
 
 def _live_bytes_mode():

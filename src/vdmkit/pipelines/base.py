@@ -26,6 +26,7 @@ from vdmkit.io.checkpoint import (
     CONFIG,
     WEIGHTS,
     Checkpoint,
+    empty_parameters,
     load_strict,
     open_checkpoint,
     save_checkpoint,
@@ -298,8 +299,11 @@ class Pipeline(nn.Module):
         # UNet in bf16: peak RSS 14.4 -> 10.9 GiB)
         # every weight is loaded next, so drawing random ones first is wasted time; an SD folder inflated to video
         # is the exception: its new temporal layers keep their (identity) initialisation
-        with contextlib.nullcontext() if getattr(source, "inflated", False) else skipped_init():
+        initialised = getattr(source, "inflated", False)
+        with contextlib.nullcontext() if initialised else skipped_init():
             pipe = cls(config)
+        if not initialised:
+            empty_parameters(pipe, device, DTYPES[dtype])
         pipe = pipe.to(device=device, dtype=DTYPES[dtype])
         load_strict(pipe, pipeline_weights(source, pipe), source.directory)
         pipe.source, pipe.model_sha256 = str(source.directory), weights_sha256(source)
