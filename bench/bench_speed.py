@@ -37,6 +37,7 @@ from eval_shapes_model import prompts as fresh_prompts  # noqa: E402
 from vdmkit.backbones import UNet3D, UNet3DConfig, VideoDiT  # noqa: E402
 from vdmkit.backbones.flops import backbone_flops, backbone_inputs, count_params  # noqa: E402
 from vdmkit.data import ShapesConfig  # noqa: E402
+from vdmkit.device import keep_freed_memory  # noqa: E402
 from vdmkit.evaluation import score_video  # noqa: E402
 from vdmkit.pipelines import TextToVideo  # noqa: E402
 from vdmkit.pipelines.default import DEFAULT_MODEL  # noqa: E402
@@ -138,11 +139,16 @@ def main() -> None:
     ap.add_argument("--skip-backbones", action="store_true")
     ap.add_argument("--compile-backbones", action="store_true", help="also the small backbones compiled (slow)")
     ap.add_argument("--json", type=Path)
+    ap.add_argument("--malloc", choices=("keep", "default"), default="keep",
+                    help="glibc allocation: keep (vdmkit.device.keep_freed_memory, as the vdmkit command runs) or "
+                    "default (as this benchmark ran until 2026-12-05)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    kept = args.malloc == "keep" and keep_freed_memory()
     cache = args.cache or Path(tempfile.mkdtemp(prefix="vdmkit-compiled-"))
     result = {"date": str(date.today()), "machine": f"{cpu_description()}, "
-              f"{args.threads} threads, torch {torch.__version__}", "load_1min": round(os.getloadavg()[0], 2)}
+              f"{args.threads} threads, torch {torch.__version__}", "load_1min": round(os.getloadavg()[0], 2),
+              "malloc": "keep" if kept else "default"}
     result["peak_gflops"] = peak = matmul_peak(2048, 5)
     print(json.dumps({"peak_gflops": peak}), flush=True)
     recipe = read_run_config(args.model).data
