@@ -130,6 +130,23 @@ def test_skipped_init_draws_nothing_and_restores_torch_init():
     assert torch.nn.Linear(64, 64).weight.std() > 0.01  # drawn again outside
 
 
+def test_empty_parameters_give_target_dtype_storage_that_a_strict_load_fills():
+    from vdmkit.io.checkpoint import empty_parameters
+
+    source = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.Linear(4, 4))
+    model = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.Linear(4, 4))
+    model[1].weight = model[0].weight  # tied, as a text encoder's embeddings and head can be
+    model.register_buffer("steps", torch.arange(3))  # not a parameter: left alone
+    empty_parameters(model, torch.device("cpu"), torch.bfloat16)
+    assert {p.dtype for p in model.parameters()} == {torch.bfloat16}
+    assert model[1].weight is model[0].weight and model.steps.dtype == torch.int64
+    state = {k: v for k, v in source.state_dict().items()}
+    state["1.weight"] = state["0.weight"]
+    load_strict(model, {**state, "steps": torch.arange(3)}, "source")
+    assert torch.equal(model[0].bias, source[0].bias.bfloat16())
+    assert torch.equal(model[1].weight, source[0].weight.bfloat16())
+
+
 def test_large_file_hashes_are_cached_until_the_file_changes(tmp_path, monkeypatch):
     from vdmkit.io import checkpoint
     from vdmkit.io.checkpoint import HASH_CACHE, cached_sha256, sha256_file

@@ -74,7 +74,7 @@ def empty_parameters(module: nn.Module, device: torch.device, dtype: torch.dtype
     that its unwritten float32 values are never converted or moved (buffers are left to ``module.to``). ModelScope's
     1.4B UNet and text tower loaded in bf16: the cast of 7 GB of unwritten float32 took 2.9 of an 11 s load."""
     for param in {id(p): p for p in module.parameters()}.values():
-        if param.is_floating_point():
+        if param.is_floating_point() and (param.dtype != dtype or param.device != device):
             param.data = torch.empty(param.shape, dtype=dtype, device=device)
 
 
