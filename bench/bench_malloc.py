@@ -19,7 +19,6 @@ import statistics
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import torch
 
@@ -28,18 +27,12 @@ WORKS = ("dit", "unet", "shapes", "shapes-fp32")
 
 def workload(name: str):
     """(function, repeats) for one workload, built before timing."""
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    if name in ("dit", "unet"):
-        from bench_backbones import INPUT, TEXT_TOKENS
-        from bench_speed import small_backbones
-
-        from vdmkit.backbones.flops import backbone_inputs
+    if name in ("dit", "unet"):  # this script's folder is on sys.path: parent and children run it as a script
+        from bench_speed import bf16_inputs, small_backbones
 
         model = dict(small_backbones())["VideoDiT-S" if name == "dit" else "UNet3D small"].eval().bfloat16()
-        x, t, cond = backbone_inputs(model, INPUT, TEXT_TOKENS)
-        text = cond.text
-        cond.text = type(text)(text.tokens.bfloat16(), text.mask, text.pooled.bfloat16())
-        return (lambda: model(x.bfloat16(), t, cond)), 7
+        x, t, cond = bf16_inputs(model)
+        return (lambda: model(x, t, cond)), 7
     if name in ("shapes", "shapes-fp32"):
         from vdmkit.pipelines import TextToVideo
         from vdmkit.pipelines.default import DEFAULT_MODEL
@@ -87,14 +80,14 @@ def child(name: str, keep: bool) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--work", default=",".join(WORKS), help=f"comma-separated: {', '.join(WORKS)}, modelscope (default: all but modelscope)")
+    ap.add_argument("--work", default=",".join(WORKS),
+                    help=f"comma-separated: {', '.join(WORKS)}, modelscope (default: all but modelscope)")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--child", help=argparse.SUPPRESS)
     ap.add_argument("--keep", type=int, default=0, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
         return child(args.child, bool(args.keep))
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
     from bench_precision import cpu_description
 
     for name in args.work.split(","):

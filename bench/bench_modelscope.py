@@ -47,13 +47,10 @@ MODELSCOPE_DDIM = dict(beta_schedule="scaled_linear", beta_start=0.00085, beta_e
 
 
 def record(**fields) -> None:
-    import sys
+    from bench_precision import cpu_description  # lazily: it imports vdmkit, whose import e2e times in load_s
 
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from bench_precision import cpu_description
-
-    print(json.dumps({**fields, "date": time.strftime("%Y-%m-%d"), "machine": cpu_description(), "threads": torch.get_num_threads(),
-                      "load_1min": round(os.getloadavg()[0], 2)}), flush=True)
+    print(json.dumps({**fields, "date": time.strftime("%Y-%m-%d"), "machine": cpu_description(),
+                      "threads": torch.get_num_threads(), "load_1min": round(os.getloadavg()[0], 2)}), flush=True)
 
 
 def peak_rss_gib() -> float:
@@ -118,15 +115,11 @@ def interleaved(folder: Path, repeats: int, malloc: str | None = None) -> None:
     """Both UNets in bf16 in one process (2 x 2.8 GB of weights fit beside the activations), called in turn after a
     warm-up each, with the matmul peak re-measured between rounds: the ratio is free of the drift between processes
     on this shared machine (a peak read 2.25 and 2.47 TFLOP/s in two processes a minute apart)."""
-    import sys
-
     import diffusers
+    from bench_backbones import matmul_peak  # this script's folder is on sys.path
 
     from vdmkit.conditioning.text import TextCondition
     from vdmkit.pipelines import TextToVideo
-
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from bench_backbones import matmul_peak
 
     malloc = set_malloc(malloc or "keep", "both")  # one process: both libraries run under the same allocation
     flops = step_flops(folder)
@@ -161,10 +154,7 @@ def interleaved(folder: Path, repeats: int, malloc: str | None = None) -> None:
 def step(folder: Path, lib: str, repeats: int, dtypes: list[str]) -> None:
     """One library per process (both UNets in one process would share, and fight over, 24 GiB). The matmul peak is
     measured first in the same process, and each step's achieved TFLOP/s is reported against it."""
-    import sys
-
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from bench_backbones import matmul_peak
+    from bench_backbones import matmul_peak  # this script's folder is on sys.path
 
     peak = matmul_peak(2048, 5)
     flops = step_flops(folder)

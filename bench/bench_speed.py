@@ -105,6 +105,15 @@ def small_backbones() -> list[tuple[str, torch.nn.Module]]:
     return [("UNet3D small", unet), ("VideoDiT-S", dit)]
 
 
+def bf16_inputs(model: torch.nn.Module):
+    """Random (x, t, cond) at INPUT for a bf16 backbone, the latents and text in bf16 as a bf16 pipeline hands them
+    over."""
+    x, t, cond = backbone_inputs(model, INPUT, TEXT_TOKENS)
+    if cond.text is not None:
+        cond.text = type(cond.text)(cond.text.tokens.bfloat16(), cond.text.mask, cond.text.pooled.bfloat16())
+    return x.bfloat16(), t, cond
+
+
 def backbone_rows(peak: dict, compile_cache: Path, compile_backbones: bool) -> list[dict]:
     from vdmkit.pipelines.compiled import CompiledBackbone
 
@@ -113,10 +122,7 @@ def backbone_rows(peak: dict, compile_cache: Path, compile_backbones: bool) -> l
         with torch.device("meta"):
             flops = backbone_flops(type(model)(model.cfg), INPUT)
         model = model.eval().to(torch.bfloat16)
-        x, t, cond = backbone_inputs(model, INPUT, TEXT_TOKENS)
-        x = x.to(torch.bfloat16)
-        if cond.text is not None:  # as a bf16 pipeline's text encoder hands them over
-            cond.text = type(cond.text)(cond.text.tokens.bfloat16(), cond.text.mask, cond.text.pooled.bfloat16())
+        x, t, cond = bf16_inputs(model)
         for mode in ("bf16 pure", "bf16 compiled") if compile_backbones else ("bf16 pure",):
             run = CompiledBackbone(model, directory=compile_cache, log=lambda m: None) if "compiled" in mode else model
             with torch.no_grad():
