@@ -21,7 +21,8 @@ from vdmkit.errors import (
 )
 from vdmkit.interop.animatediff import inflated_unet, read_motion_adapter, unet2d_config
 
-from tests.test_interop import PROMPTS, randomised, text, tiny_text_parts
+from tests.conftest import randomised
+from tests.test_interop import PROMPTS, text, tiny_text_parts
 
 diffusers = pytest.importorskip("diffusers")
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::UserWarning")

@@ -10,7 +10,7 @@ from vdmkit.backbones.unet3d import UNet3D
 from vdmkit.conditioning.text import TextCondition
 from vdmkit.errors import CheckpointMismatchError, ConfigError
 from vdmkit.interop.diffusers_unet import from_diffusers, unet3d_config
-from tests.conftest import randomised  # noqa: F401 - test_animatediff imports it from here
+from tests.conftest import randomised
 
 diffusers = pytest.importorskip("diffusers")
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")  # numpy 2 notes from inside diffusers

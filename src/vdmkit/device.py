@@ -105,6 +105,19 @@ M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4
 KEEP_FREED_BYTES = 2**31 - 1
 
 
+def _glibc():
+    """The process's C library (ctypes) when it is glibc, else None (musl, macOS, Windows)."""
+    import ctypes
+    import platform
+
+    if platform.libc_ver()[0] != "glibc":
+        return None
+    try:
+        return ctypes.CDLL(None)
+    except OSError:
+        return None
+
+
 def keep_freed_memory() -> bool:
     """Make glibc's malloc serve every allocation from its heap and keep what is freed there for reuse, instead of
     mapping each large block fresh from the system and unmapping it when freed (its default above 128 KiB-32 MiB).
@@ -117,14 +130,11 @@ def keep_freed_memory() -> bool:
     (``VDMKIT_KEEP_FREED_MEMORY=0`` turns it off); Python users may call it once at start. Returns whether it took
     effect (False off glibc, or when turned off)."""
     import ctypes
-    import platform
 
-    if os.environ.get("VDMKIT_KEEP_FREED_MEMORY", "1").strip() == "0" or platform.libc_ver()[0] != "glibc":
+    libc = _glibc()
+    if os.environ.get("VDMKIT_KEEP_FREED_MEMORY", "1").strip() == "0" or libc is None:
         return False
-    try:
-        mallopt = ctypes.CDLL(None).mallopt
-    except (OSError, AttributeError):
-        return False
+    mallopt = libc.mallopt
     mallopt.argtypes, mallopt.restype = (ctypes.c_int, ctypes.c_int), ctypes.c_int
     return bool(mallopt(M_MMAP_MAX, 0)) and bool(mallopt(M_TRIM_THRESHOLD, KEEP_FREED_BYTES))
 
@@ -133,13 +143,10 @@ def heap_free_bytes() -> int:
     """Bytes malloc holds free for this process's next allocations (glibc's mallinfo2 ``fordblks``; 0 elsewhere):
     memory the system counts as used but new work reuses first (see keep_freed_memory)."""
     import ctypes
-    import platform
 
-    if platform.libc_ver()[0] != "glibc":
-        return 0
-    try:
-        mallinfo2 = ctypes.CDLL(None).mallinfo2  # glibc >= 2.33
-    except (OSError, AttributeError):
+    libc = _glibc()
+    mallinfo2 = getattr(libc, "mallinfo2", None)  # glibc >= 2.33
+    if mallinfo2 is None:
         return 0
 
     class MallInfo2(ctypes.Structure):
