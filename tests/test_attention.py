@@ -1,0 +1,93 @@
+"""backbones.layers.attention: which CPU path each shape takes, and that every path computes the same attention."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from vdmkit.backbones import layers
+from vdmkit.backbones.layers import PADDED_HEAD, SHORT_ATTENTION, attention
+
+
+def qkv(n: int, heads: int, length: int, width: int, dtype=torch.float32, context: int | None = None):
+    g = torch.Generator().manual_seed(length * width)
+    shapes = [(n, heads, length, width)] + [(n, heads, context or length, width)] * 2
+    return [torch.randn(s, generator=g).to(dtype) for s in shapes]
+
+
+def masks(n: int, heads: int, length: int, context: int):
+    g = torch.Generator().manual_seed(3)
+    keep = torch.rand(n, 1, 1, context, generator=g) > 0.3
+    keep[..., 0] = True  # every query attends somewhere
+    return [None, keep, torch.randn(heads, length, context, generator=g)]
+
+
+def reference(q, k, v, mask=None) -> torch.Tensor:
+    """softmax(q k^T / sqrt(d) + mask) v in float64."""
+    q, k, v = (a.double() for a in (q, k, v))
+    scores = q @ k.transpose(-1, -2) / q.shape[-1] ** 0.5
+    if mask is not None:
+        scores = scores + mask.double() if mask.is_floating_point() else scores.masked_fill(~mask, float("-inf"))
+    return scores.softmax(-1) @ v
+
+
+class Spy:
+    """Records the head width every SDPA call gets."""
+
+    def __init__(self, monkeypatch):
+        self.widths = []
+        real = F.scaled_dot_product_attention
+
+        def spy(q, *args, **kwargs):
+            self.widths.append(q.shape[-1])
+            return real(q, *args, **kwargs)
+
+        monkeypatch.setattr(layers.F, "scaled_dot_product_attention", spy)
+
+
+@pytest.mark.parametrize("width", [4, 8, 12])
+def test_narrow_heads_of_long_sequences_are_padded_and_equal_the_unpadded_attention(width, monkeypatch):
+    length, context = 160, 144  # 160 x 144 pairs: above SHORT_ATTENTION
+    assert length * context > SHORT_ATTENTION
+    q, k, v = qkv(2, 3, length, width, context=context)
+    spy = Spy(monkeypatch)
+    for mask in masks(2, 3, length, context):
+        got = attention(q, k, v, mask)
+        assert got.shape == q.shape
+        assert (got - reference(q, k, v, mask)).abs().max() <= 2e-6  # fp32 rounding: measured at most 8.5e-7
+    assert spy.widths == [PADDED_HEAD] * 3
+
+
+def test_padded_fp32_attention_trains_like_the_unpadded_one():
+    q, k, v = (a.requires_grad_() for a in qkv(1, 2, 160, 8))
+    grad = torch.randn(1, 2, 160, 8, generator=torch.Generator().manual_seed(0))
+    attention(q, k, v).backward(grad)
+    padded = [a.grad.clone() for a in (q, k, v)]
+    for a in (q, k, v):
+        a.grad = None
+    F.scaled_dot_product_attention(q, k, v).backward(grad)
+    for got, expected in zip(padded, (q.grad, k.grad, v.grad)):
+        assert (got - expected).abs().max() <= 5e-6
+
+
+def test_bf16_narrow_heads_pad_for_inference_only(monkeypatch):
+    q, k, v = qkv(1, 2, 160, 8, torch.bfloat16)
+    expected = reference(q, k, v)
+    spy = Spy(monkeypatch)
+    with torch.no_grad():
+        inference = attention(q, k, v)
+    training = attention(q, k, v)  # grad mode: bf16 training gains nothing from the padding (BENCHMARKS.md)
+    assert spy.widths == [PADDED_HEAD, 8]
+    for out in (inference, training):
+        assert out.dtype == torch.bfloat16
+        assert (out.double() - expected).abs().max() <= 2e-2  # bf16 rounding: measured 1.6e-3
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_wide_heads_and_short_sequences_are_not_padded(dtype, monkeypatch):
+    spy = Spy(monkeypatch)
+    with torch.no_grad():
+        wide = attention(*qkv(1, 2, 160, PADDED_HEAD, dtype))
+        short = attention(*qkv(1, 2, 64, 8, dtype))  # 64 x 64 pairs; bf16 takes plain matmul-softmax
+    assert spy.widths == ([PADDED_HEAD, 8] if dtype == torch.float32 else [PADDED_HEAD])
+    for out, args in ((wide, qkv(1, 2, 160, PADDED_HEAD, dtype)), (short, qkv(1, 2, 64, 8, dtype))):
+        assert (out.double() - reference(*args)).abs().max() <= (2e-6 if dtype == torch.float32 else 2e-2)
