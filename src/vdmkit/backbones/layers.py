@@ -25,11 +25,11 @@ MAX_PERIOD = 10_000
 # (measured on this project's 2-core AMX machine: 2048 x 16-token sequences, fwd+bwd 136 ms vs 13 ms);
 # above this many query x key pairs the flash kernel wins again (256 x 256: 87 ms vs 112 ms).
 SHORT_ATTENTION = 128 * 128
-# SDPA's CPU flash kernel runs heads narrower than 16 slower than 16-wide ones (2026-12-05, 2-core AMD EPYC, 8 x 8
-# heads of 1024 tokens: 8-wide 33 ms, 16-wide 23 ms, both in bf16 and fp32), so longer sequences get their narrow heads
-# zero-padded to 16 (the zeros add nothing to q.k and give output columns that are dropped): inference 1.25-1.46x for
-# 4- and 8-wide heads over 256-1024 tokens, fp32 training 1.4x; bf16 training gains nothing (0.94-1.05x) and is left
-# as is. See BENCHMARKS.md "Narrow heads".
+# SDPA's CPU flash kernel runs heads narrower than 16 slower than 16-wide ones (2026-12-05, 2-core AMD EPYC, 8 heads x
+# 4 clips of 1,024 tokens: 8-wide 33 ms, 16-wide 23 ms, in bf16 and fp32 alike), so longer sequences get their narrow
+# heads zero-padded to 16 (the zeros add nothing to q.k and give output columns that are dropped): inference
+# 1.22-1.47x for 4- and 8-wide heads over 256-1,024 tokens, fp32 training 1.3-1.45x; bf16 training gains nothing
+# (0.94-1.05x) and is left as is. BENCHMARKS.md, "Session 9: narrow attention heads padded to 16".
 PADDED_HEAD = 16
 
 
@@ -346,7 +346,8 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Ten
         mask = mask.to(q.dtype)
     short = q.shape[-2] * k.shape[-2] <= SHORT_ATTENTION
     cpu = q.device.type == "cpu"
-    if cpu and not short and q.shape[-1] < PADDED_HEAD and not (q.dtype == torch.bfloat16 and torch.is_grad_enabled()):
+    training = torch.is_grad_enabled() and any(a.requires_grad for a in (q, k, v))
+    if cpu and not short and q.shape[-1] < PADDED_HEAD and not (q.dtype == torch.bfloat16 and training):
         width = q.shape[-1]
         q, k, v = (F.pad(a, (0, PADDED_HEAD - width)) for a in (q, k, v))
         return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=width ** -0.5)[..., :width]
