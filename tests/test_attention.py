@@ -92,3 +92,12 @@ def test_wide_heads_and_short_sequences_are_not_padded(dtype, monkeypatch):
     assert spy.widths == ([PADDED_HEAD, 8] if dtype == torch.float32 else [PADDED_HEAD])
     for out, args in ((wide, qkv(1, 2, 160, PADDED_HEAD, dtype)), (short, qkv(1, 2, 64, 8, dtype))):
         assert (out.double() - reference(*args)).abs().max() <= (2e-6 if dtype == torch.float32 else 2e-2)
+
+
+def test_values_of_another_width_are_not_padded(monkeypatch):
+    q, k, _ = qkv(1, 2, 160, 8)
+    v = torch.randn(1, 2, 160, 12, generator=torch.Generator().manual_seed(1))
+    spy = Spy(monkeypatch)
+    out = attention(q, k, v)
+    assert spy.widths == [8] and out.shape == (1, 2, 160, 12)
+    assert (out - reference(q, k, v)).abs().max() <= 2e-6

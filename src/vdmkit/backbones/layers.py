@@ -347,7 +347,8 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Ten
     short = q.shape[-2] * k.shape[-2] <= SHORT_ATTENTION
     cpu = q.device.type == "cpu"
     training = torch.is_grad_enabled() and any(a.requires_grad for a in (q, k, v))
-    if cpu and not short and q.shape[-1] < PADDED_HEAD and not (q.dtype == torch.bfloat16 and training):
+    if (cpu and not short and q.shape[-1] < PADDED_HEAD and v.shape[-1] == q.shape[-1]
+            and not (q.dtype == torch.bfloat16 and training)):
         width = q.shape[-1]
         q, k, v = (F.pad(a, (0, PADDED_HEAD - width)) for a in (q, k, v))
         return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=width ** -0.5)[..., :width]
