@@ -34,9 +34,10 @@ PAIRS = 1 << 22  # query x key pairs per call, summed over the clips: about 34 m
 
 
 def with_padding(on: bool, fn):
-    """``fn`` run with the padding on or off."""
+    """``fn`` run with the padding on (the library's ``PADDED_HEAD``) or off (0: no head is narrower)."""
     def run():
-        saved, layers.PADDED_HEAD = layers.PADDED_HEAD, (16 if on else 0)
+        saved = layers.PADDED_HEAD
+        layers.PADDED_HEAD = saved if on else 0
         try:
             return fn()
         finally:

@@ -85,12 +85,12 @@ def test_bf16_narrow_heads_pad_for_inference_only(monkeypatch):
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_wide_heads_and_short_sequences_are_not_padded(dtype, monkeypatch):
+    wide, short = qkv(1, 2, 160, PADDED_HEAD, dtype), qkv(1, 2, 64, 8, dtype)  # short: 64 x 64 pairs
     spy = Spy(monkeypatch)
     with torch.no_grad():
-        wide = attention(*qkv(1, 2, 160, PADDED_HEAD, dtype))
-        short = attention(*qkv(1, 2, 64, 8, dtype))  # 64 x 64 pairs; bf16 takes plain matmul-softmax
+        outs = [attention(*args) for args in (wide, short)]  # bf16 short: plain matmul-softmax, no SDPA call
     assert spy.widths == ([PADDED_HEAD, 8] if dtype == torch.float32 else [PADDED_HEAD])
-    for out, args in ((wide, qkv(1, 2, 160, PADDED_HEAD, dtype)), (short, qkv(1, 2, 64, 8, dtype))):
+    for out, args in zip(outs, (wide, short)):
         assert (out.double() - reference(*args)).abs().max() <= (2e-6 if dtype == torch.float32 else 2e-2)
 
 
