@@ -322,3 +322,16 @@ def test_cross_fourier_positions_make_the_prompt_read_place_and_time():
     with torch.no_grad():
         assert not torch.allclose(waves(x, t, c), plain(x, t, c), atol=1e-4)
         assert torch.equal(waves(x, t, None), plain(x, t, None))
+
+
+@pytest.mark.parametrize("conditioning", ["cross", "adaln", "in_context"])
+def test_every_conditioning_samples_through_the_pipeline(conditioning):
+    """The pipeline estimates memory on the meta device before sampling; an in-context DiT's prompt-padding shortcut
+    read a value there and failed every sample (fixed 2026-12-05)."""
+    from vdmkit.pipelines import TextToVideo
+
+    cfg = load_config("configs/tiny_dit.yaml", ["data.size=16", "data.frames=4", f"model.conditioning={conditioning}"])
+    torch.manual_seed(0)
+    pipe = TextToVideo(cfg.pipeline()).eval()
+    video = pipe(["a red circle", "a blue square moving left"], steps=2, seed=0)
+    assert video.shape == (2, 3, 4, 16, 16) and torch.isfinite(video).all()

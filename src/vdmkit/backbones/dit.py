@@ -42,6 +42,7 @@ from vdmkit.backbones.layers import (
     image_frames,
     timestep_embedding,
     travelling_waves,
+    values_readable,
     zero_init,
 )
 from vdmkit.backbones.condition_inputs import ConditionInputs, check_condition, check_condition_inputs
@@ -536,7 +537,8 @@ class VideoDiT(nn.Module):
     def _masks(keep: torch.Tensor, grid: dict[str, int], video: torch.Tensor | None) -> dict[str, torch.Tensor | None]:
         """Per-fold keys masks (B', 1, 1, P + L) hiding padded prefix tokens and, with ``video`` (B, T'), the
         tokens of image frames from the joint and temporal folds; None for a fold where nothing is hidden."""
-        padded = keep.shape[1] > 0 and not bool(keep.all())  # no prefix (adaLN): no host sync
+        # no prefix (adaLN): no host sync; when the values cannot be read the mask is kept (it may hide nothing)
+        padded = keep.shape[1] > 0 and (not values_readable(keep) or not bool(keep.all()))
         if not padded and video is None:
             return dict.fromkeys(FOLDS)
         hw = grid["h"] * grid["w"]

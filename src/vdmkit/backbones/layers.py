@@ -61,6 +61,22 @@ class ImageFrames:
         return eye | (self.video[:, :, None] & self.video[:, None, :])
 
 
+def capturing() -> bool:
+    """True while torch.compile / torch.export traces a model or a CUDA graph is being captured. Nothing may read a
+    tensor's value back to Python then (a traced value has none; a captured stream cannot wait on the host), so the
+    backbones skip their value-dependent shortcuts (an all-video batch, an unpadded prompt) and take the general
+    path, whose result is the same."""
+    if torch.compiler.is_compiling():
+        return True
+    return torch.cuda.is_available() and torch.cuda.is_current_stream_capturing()
+
+
+def values_readable(tensor: torch.Tensor) -> bool:
+    """Whether a shortcut may read ``tensor``'s values: not while :func:`capturing`, nor on the meta device (the memory
+    estimates run the backbones there, on shapes without values)."""
+    return tensor.device.type != "meta" and not capturing()
+
+
 def image_frames(is_image: torch.Tensor | None, x: torch.Tensor) -> ImageFrames | None:
     """``is_image`` ((B,) per sample or (B, T) per frame, bool) for input x; None if no clip has an image frame."""
     if is_image is None or x.shape[2] == 1:
@@ -68,7 +84,7 @@ def image_frames(is_image: torch.Tensor | None, x: torch.Tensor) -> ImageFrames 
     image = is_image.to(x.device)
     if image.ndim == 1:
         image = image[:, None].expand(-1, x.shape[2])
-    if not bool(image.any()):  # a host sync, once per forward: no mask at all for all-video batches
+    if values_readable(image) and not bool(image.any()):  # a host sync, once per forward: no mask for all-video batches
         return None
     return ImageFrames(image)
 
