@@ -160,3 +160,17 @@ def test_a_model_that_cannot_compile_runs_eager(tmp_path, monkeypatch):
     blocked = pipe.compile(directory=unwritable / "cache", log=messages.append)
     assert (pipe(["a red circle"], steps=2, seed=0) - eager).abs().max() < 1e-5
     assert blocked.stats["eager_calls"] == 2
+
+
+def test_calls_with_an_attention_hook_run_eager(compiled):
+    """Editing's attention reuse hooks the eager modules, which a package does not run: hooked calls run eager."""
+    from vdmkit.backbones.layers import self_attention_hook
+
+    pipe, _, _, backbone, _ = compiled
+    cond, x, t = pipe.encode(["a red circle", "a blue square"]), torch.randn(2, 3, 4, 16, 16), torch.full((2,), 300.0)
+    seen = []
+    before = dict(backbone.stats)
+    with torch.no_grad(), self_attention_hook(pipe.backbone, lambda q, k: (seen.append(1), (q, k))[1]):
+        backbone(x, t, cond)
+    assert seen and backbone.stats["eager_calls"] == before["eager_calls"] + 1
+    assert backbone.stats["compiled_calls"] == before["compiled_calls"]

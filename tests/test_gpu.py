@@ -68,3 +68,56 @@ def test_cli_sample_and_eval_on_the_gpu(tmp_path):
                      "--num-fake", "8", "--frames", "4", "--metrics", "fvd,shapes", "--sample-steps", "2",
                      "--device", "cuda", "--out", str(tmp_path / "r.json"), "--no-progress"]) == 0
     assert json.loads((tmp_path / "r.json").read_text())["device"] == "cuda"
+
+
+@pytest.mark.parametrize("config", ["configs/tiny.yaml", "configs/tiny_dit.yaml"])
+def test_cuda_graphs_replay_what_eager_samples(config, tmp_path):
+    from vdmkit.training import load_config
+
+    run = train(load_config(config, [f"train.out_dir={tmp_path / 'run'}", "train.steps=2", "train.precision=fp32",
+                                     "train.device=cuda"]), progress=False)
+    prompts = ["a slow red circle moving right", "a fast blue square moving up"]
+    for dtype, precision, bound in (("fp32", "fp32", 1e-5), ("bf16", "bf16", 2e-2)):
+        pipe = TextToVideo.from_pretrained(run, device="cuda", dtype=dtype)
+        eager = pipe(prompts, steps=5, seed=1, precision=precision)
+        messages = []
+        runner = pipe.cuda_graphs(log=messages.append)
+        replayed = pipe(prompts, steps=5, seed=1, precision=precision)
+        assert runner.stats["captured"] == 1, messages
+        assert runner.stats["replayed_calls"] == 5 and runner.stats["eager_calls"] == 0
+        assert (replayed - eager).abs().max().item() < bound
+
+
+def test_every_backbone_layout_captures_and_replays_exactly():
+    """The layouts of tests/test_capture_safe.py, real weights on the GPU: captured, replayed, equal to eager."""
+    from tests.test_capture_safe import MODELS
+    from vdmkit.memory import _meta_condition
+    from vdmkit.pipelines.graphed import GraphedBackbone
+    from vdmkit.registry import BACKBONES, lookup
+
+    for name in ("unet3d tiny", "unet3d rope", "unet3d frames task", "modelscope_t2v", "animatediff", "dit cross",
+                 "dit in-context", "dit joint rope tubelets", "dit frames task"):
+        factory, frames, height, width = MODELS[name]
+        config = factory()
+        torch.manual_seed(0)
+        model = lookup(BACKBONES, config.backbone, "backbone").build(config.model).cuda().eval()
+        for p in model.parameters():
+            torch.nn.init.normal_(p, std=0.02)
+        with torch.device("meta"):
+            shapes = _meta_condition(config, 2, frames, height, width, torch.float32, 16)
+        cond = type(shapes)(**{k: None if v is None else (
+            torch.ones(v.shape, dtype=torch.bool, device="cuda") if v.dtype == torch.bool else
+            torch.randn(v.shape, device="cuda")) for k, v in vars(shapes).items() if k != "text"},
+            text=None if shapes.text is None else type(shapes.text)(
+                torch.randn(shapes.text.tokens.shape, device="cuda"),
+                torch.ones(shapes.text.mask.shape, dtype=torch.bool, device="cuda"),
+                torch.randn(shapes.text.pooled.shape, device="cuda")))
+        x = torch.randn(2, config.latent_channels, frames, height, width, device="cuda")
+        t = torch.full((2,), 500.0, device="cuda")
+        messages = []
+        runner = GraphedBackbone(model, log=messages.append)
+        with torch.no_grad():
+            eager = model(x, t, cond)
+            replayed = [runner(x, t, cond) for _ in range(2)]
+        assert runner.stats["captured"] == 1 and runner.stats["replayed_calls"] == 2, (name, messages)
+        assert all((r - eager).abs().max().item() < 1e-4 for r in replayed), name

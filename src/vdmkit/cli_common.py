@@ -1,5 +1,5 @@
 """Helpers the command modules share (cli.py, tasks_cli.py, evaluation/cli.py): the model argument, the seed type,
-the report, the weights' dtype."""
+the report, the weights' dtype, the backbone runner (--compile, --cuda-graphs)."""
 
 from __future__ import annotations
 
@@ -59,3 +59,26 @@ def weights_dtype(args) -> str:
         return dtype
     return "bf16" if getattr(args, "precision", "fp32") == "bf16" else "fp32"
 
+CUDA_GRAPHS_HELP = ("CUDA devices: replay each model call from a CUDA graph captured on its first call (no kernel "
+                    "launch overhead; nothing compiled); with --precision bf16 for a bf16 model")
+
+
+def check_runner(args, device) -> None:
+    """--compile and --cuda-graphs, refused before any weights load: not both, and graphs only on a CUDA device."""
+    from vdmkit.errors import ConfigError
+    from vdmkit.pipelines.base import BOTH_RUNNERS
+
+    graphs = getattr(args, "cuda_graphs", False)
+    if graphs and getattr(args, "compile", False):
+        raise ConfigError(BOTH_RUNNERS)
+    if graphs and device.type != "cuda":
+        raise ConfigError(f"--cuda-graphs needs a CUDA device; this command runs on {device.type} (--device "
+                          f"{getattr(args, 'device', None) or 'auto'}): give --device cuda, or drop --cuda-graphs")
+
+
+def apply_runner(pipe, args) -> None:
+    """Run the loaded pipeline's backbone as --compile / --cuda-graphs ask."""
+    if getattr(args, "compile", False):
+        pipe.compile()
+    if getattr(args, "cuda_graphs", False):
+        pipe.cuda_graphs()

@@ -8,7 +8,8 @@ import json
 import math
 import sys
 
-from vdmkit.cli_common import DTYPE_HELP, PRECISION_HELP, model_or_default, report, seed, weights_dtype
+from vdmkit.cli_common import (DTYPE_HELP, PRECISION_HELP, apply_runner, check_runner, model_or_default, report, seed,
+                               weights_dtype)
 from vdmkit.device import DEVICES_HELP, apply_threads
 
 
@@ -102,6 +103,7 @@ def _run_task(args, task: str, video, prompt: str, produce_args: dict, extra: di
     from vdmkit.pipelines.render import check_fps, render_sample, view_factor
 
     device = resolve_device(args.device)
+    check_runner(args, device)
     out = check_output_path(args.out, VIDEO_FORMATS)
     check_fps(args.fps)
     ckpt, config = open_model(model_or_default(args.model, task))
@@ -112,6 +114,7 @@ def _run_task(args, task: str, video, prompt: str, produce_args: dict, extra: di
     view_factor(request.base, args.upscale)
     threads = apply_threads(args.threads)
     pipe = TextToVideo.from_pretrained(ckpt, device=device, dtype=weights_dtype(args))
+    apply_runner(pipe, args)  # sample --image: --compile / --cuda-graphs
     run = {"image_to_video": tasks.image_to_video, "interpolate": tasks.interpolate, "extend": tasks.extend,
            "upscale": tasks.upscale}[task]
     if task == "upscale":

@@ -42,6 +42,8 @@ from vdmkit.sampling.schedule_search import SCHEDULES_FILE
 
 ModelSource = Checkpoint | DiffusersFolder
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}  # weight storage on load
+BOTH_RUNNERS = ("a compiled package and CUDA graphs are two ways to run the backbone: use compile() (--compile) or "
+                "cuda_graphs() (--cuda-graphs), not both")
 
 
 def open_model(path: str | os.PathLike | ModelSource,
@@ -145,7 +147,7 @@ class Pipeline(nn.Module):
         self.source: str | None = None  # the checkpoint it was loaded from
         self.model_sha256: str | None = None  # of its weights file
         self.adapters: list[dict] = []  # the LoRA files applied by load_lora: name, path, scale, sha256
-        self.compiled = None  # a CompiledBackbone once compile() is called: the denoiser runs it
+        self.compiled = None  # a CompiledBackbone (compile()) or GraphedBackbone (cuda_graphs()): the denoiser runs it
 
     def train(self, mode: bool = True):
         super().train(mode)
@@ -204,10 +206,33 @@ class Pipeline(nn.Module):
 
         if self.backbone.training:
             raise ConfigError("compile() is for sampling: call pipe.eval() first")
+        if self.compiled is not None and not isinstance(self.compiled, CompiledBackbone):
+            raise ConfigError(BOTH_RUNNERS)
         compiled = CompiledBackbone(self.backbone, text_length=text_tokens(self.config), compile_new=compile_new,
                                     directory=directory, log=log)
         object.__setattr__(self, "compiled", compiled)  # not a submodule: no second copy in state_dict()
         return compiled
+
+    def cuda_graphs(self, *, max_graphs: int | None = None, log=None):
+        """Replay the backbone's sampling calls from CUDA graphs (pipelines/graphed.py): each input signature is
+        captured on its first call (a few eager calls; nothing is compiled), later calls replay it with no launch
+        overhead. For a model on a CUDA device, in eval mode, with its weights in the type it computes in (fp32, or
+        bf16 / fp16 weights: a call under autocast runs eager). Returns the GraphedBackbone, whose ``stats`` count
+        replayed and eager calls."""
+        from vdmkit.memory import text_tokens
+        from vdmkit.pipelines.graphed import MAX_GRAPHS, GraphedBackbone
+
+        if self.device.type != "cuda":
+            raise ConfigError(f"CUDA graphs need the model on a CUDA device; it is on {self.device.type}: load it "
+                              "with device='cuda' (--device cuda), or sample without cuda_graphs() (--cuda-graphs)")
+        if self.backbone.training:
+            raise ConfigError("cuda_graphs() is for sampling: call pipe.eval() first")
+        if self.compiled is not None and not isinstance(self.compiled, GraphedBackbone):
+            raise ConfigError(BOTH_RUNNERS)
+        graphed = GraphedBackbone(self.backbone, text_length=text_tokens(self.config),
+                                  max_graphs=MAX_GRAPHS if max_graphs is None else max_graphs, log=log)
+        object.__setattr__(self, "compiled", graphed)  # not a submodule: no second copy in state_dict()
+        return graphed
 
     def denoiser(self, precision: str = "fp32") -> Denoiser:
         clip = (-1.0, 1.0) if self.autoencoder is None else None  # latents have no fixed range
