@@ -158,3 +158,10 @@ def test_cli_refuses_cuda_graphs_before_loading(tmp_path, capsys):
     assert cli.main(["sample", "--prompt", "a red circle", "--cuda-graphs", "--compile", "--out", str(out)]) == 2
     assert "not both" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_eval_refuses_cuda_graphs_off_a_cuda_device(tmp_path, capsys):
+    report = tmp_path / "report.json"
+    assert cli.main(["eval", "--real", "shapes", "--fake", "shapes", "--protocol", "shapes", "--cuda-graphs",
+                     "--device", "cpu", "--out", str(report), "--no-progress"]) == 2
+    assert "CUDA device" in capsys.readouterr().err and not report.exists()

@@ -68,7 +68,7 @@ def _cmd_eval(args) -> int:
                       clip_sampling=args.clip_sampling,
                       lpips_backbone=args.lpips_backbone, lpips_heads=args.lpips_heads, lpips_net=args.lpips_net,
                       device=args.device, sample_dtype=weights_dtype(args),
-                      compile_model=args.compile)
+                      compile_model=args.compile, cuda_graphs=args.cuda_graphs)
     from vdmkit.distributed import current
 
     if not current().main:  # under torchrun every rank holds the gathered result; rank 0 reports it
@@ -176,6 +176,8 @@ def register(sub) -> None:
                    "(default: bf16 with --precision bf16, else fp32)")
     p.add_argument("--compile", action="store_true", help="when --fake is a model: its calls through a compiled "
                    "package (compiled once per model and batch size, then cached; see `vdmkit sample --compile`)")
+    p.add_argument("--cuda-graphs", action="store_true", help="when --fake is a model on a CUDA device: its calls "
+                   "replayed from CUDA graphs (see `vdmkit sample --cuda-graphs`)")
     p.add_argument("--train-steps", type=int, help="train-classifier: optimisation steps")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--quiet", action="store_true", help="print only the metric lines")

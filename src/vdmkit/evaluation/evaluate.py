@@ -319,7 +319,7 @@ def evaluate(real, fake, *, metrics=None, protocol: str | Protocol = "folders", 
              expected_sha256: dict | None = None, sample_steps: int = 50, guidance: float = 3.0,
              sampler: str = "ddim", keep_samples: int = 4, lpips_backbone=None, lpips_heads=None,
              lpips_net: str = "alex", device: str | torch.device = "auto", sample_dtype: str = "fp32",
-             compile_model: bool = False, **overrides) -> Evaluation:
+             compile_model: bool = False, cuda_graphs: bool = False, **overrides) -> Evaluation:
     """Evaluate ``fake`` against ``real`` under ``protocol``.
 
     ``real``: a folder of videos or ``"shapes"``; ``fake``: a folder, ``"shapes"``, ``"noise"`` or a vdmkit
@@ -329,8 +329,8 @@ def evaluate(real, fake, *, metrics=None, protocol: str | Protocol = "folders", 
     and the lpips heads file, or their folders (default ``weights``); ``lpips_net``: "alex" or "vgg".
     ``device``: where a model is sampled and the feature networks run ("auto": CUDA when present; "cpu" gives
     the bit-reproducible reference numbers; recorded in the report). ``sample_dtype`` ("bf16": a model samples in
-    pure bf16) and ``compile_model`` (its calls through a compiled package) speed up a model's sampling; both are
-    recorded with the source. ``expected_sha256``: ``{file name: sha256}`` to accept a file
+    pure bf16), ``compile_model`` (its calls through a compiled package) and ``cuda_graphs`` (replayed from CUDA
+    graphs, on a CUDA device) speed up a model's sampling; each is recorded with the source. ``expected_sha256``: ``{file name: sha256}`` to accept a file
     other than the published one (recorded as such). ``overrides``: protocol fields (frames, stride,
     resolution, num_real, num_fake, seed, ...). Sample counts below the protocol's warn with the
     number (:class:`SampleCountWarning`), or raise under ``strict``. Videos are decoded and features
@@ -340,6 +340,10 @@ def evaluate(real, fake, *, metrics=None, protocol: str | Protocol = "folders", 
     t0 = time.perf_counter()
     device = device if isinstance(device, torch.device) else resolve_device(device)
     world, device = join(device)  # under torchrun: batch j of each set is measured by rank j % processes
+    if cuda_graphs and (compile_model or device.type != "cuda"):
+        raise ConfigError("cuda_graphs (--cuda-graphs) replays a model's calls on a CUDA device, without "
+                          f"compile_model (--compile); here the device is {device.type} and compile_model is "
+                          f"{compile_model}")
     protocol = get_protocol(protocol, **overrides)
     metrics = parse_metrics(metrics, protocol)
     if batch_size < 1:
@@ -350,7 +354,7 @@ def evaluate(real, fake, *, metrics=None, protocol: str | Protocol = "folders", 
         real_src, fake_src = build_sources(real, fake, protocol, annotations=annotations, real_split=real_split,
                                            sample_steps=sample_steps, guidance=guidance, sampler=sampler,
                                            batch_size=batch_size, device=device, sample_dtype=sample_dtype,
-                                           compile_model=compile_model)
+                                           compile_model=compile_model, cuda_graphs=cuda_graphs)
         n_real, n_fake = planned_count(real_src), planned_count(fake_src)
         paired = paired_metrics(metrics)
         if paired and n_real != n_fake:

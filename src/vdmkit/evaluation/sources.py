@@ -305,11 +305,11 @@ class ModelSource:
 
     def __init__(self, path, protocol: Protocol, n: int, prompts, *, size: int, steps: int, guidance: float,
                  sampler: str, batch_size: int, seed: int, device=None, dtype: str = "fp32",
-                 compiled: bool = False):
+                 compiled: bool = False, cuda_graphs: bool = False):
         self.frames = protocol.frames
-        self.dtype, self.compiled = dtype, compiled
+        self.dtype, self.compiled, self.cuda_graphs = dtype, compiled, cuda_graphs
         self.model = open_model(path, frames=self.frames, size=size, steps=steps, guidance=guidance, sampler=sampler,
-                                seed=seed, device=device, dtype=dtype, compiled=compiled)
+                                seed=seed, device=device, dtype=dtype, compiled=compiled, cuda_graphs=cuda_graphs)
         self.directory, self.size = self.model.directory, self.model.size
         if not prompts:
             raise DatasetError("the real set gives no prompts to sample the model with")
@@ -336,7 +336,7 @@ class ModelSource:
         return {"kind": self.kind, "path": str(self.directory), "model_sha256": self.model_sha256,
                 "used": self.used, "sampler": self.sampler, "steps": self.steps, "guidance": self.guidance,
                 "seed": self.seed, "batch_size": self.batch_size, "frames": self.frames, "size": self.size,
-                "dtype": self.dtype, "compiled": self.compiled,
+                "dtype": self.dtype, "compiled": self.compiled, "cuda_graphs": self.cuda_graphs,
                 "clip_sampling": "generated clips, frames 0..T-1; batch k seeded with seed + its first index"}
 
 
@@ -351,12 +351,13 @@ class OpenedModel:
 
 
 def open_model(path, *, frames: int, size: int, steps: int, guidance: float, sampler: str,
-               seed: int, device=None, dtype: str = "fp32", compiled: bool = False) -> OpenedModel:
+               seed: int, device=None, dtype: str = "fp32", compiled: bool = False,
+               cuda_graphs: bool = False) -> OpenedModel:
     """The checkpoint at ``path`` (a checkpoint or run directory), the request validated against its config
     before any weights load; the weights load on ``device`` at the first batch, stored as ``dtype`` (bf16: the pure
     low-precision path). ``compiled``: the model calls of the full batches run through a compiled package
-    (Pipeline.compile; a smaller last batch runs eager rather than compiling again). The only function of
-    vdmkit.evaluation that imports vdmkit.pipelines."""
+    (Pipeline.compile; a smaller last batch runs eager rather than compiling again); ``cuda_graphs``: replayed from
+    CUDA graphs (Pipeline.cuda_graphs). The only function of vdmkit.evaluation that imports vdmkit.pipelines."""
     from vdmkit.pipelines import TextToVideo, make_request
     from vdmkit.pipelines import open_model as open_pipeline_model
 
@@ -374,9 +375,11 @@ def open_model(path, *, frames: int, size: int, steps: int, guidance: float, sam
             pipe = TextToVideo.from_pretrained(ckpt, device=device or "cpu", dtype=dtype)
             if compiled:
                 pipe.compile()
+            if cuda_graphs:
+                pipe.cuda_graphs()
         videos = pipe(prompts, frames=frames, height=size, width=size, steps=steps, sampler=sampler,
                       guidance=guidance, seed=batch_seed)
-        if pipe.compiled is not None:
+        if compiled:
             pipe.compiled.compile_new = False  # the first batch's size has its package; others run eager
         return videos.cpu(), pipe.model_sha256
 
@@ -408,7 +411,7 @@ def _shapes_config(protocol: Protocol, seed: int, base=None):
 
 def build_sources(real, fake, protocol: Protocol, *, annotations=None, real_split=None, sample_steps: int = 50,
                   guidance: float = 3.0, sampler: str = "ddim", batch_size: int = 8, device=None,
-                  sample_dtype: str = "fp32", compile_model: bool = False):
+                  sample_dtype: str = "fp32", compile_model: bool = False, cuda_graphs: bool = False):
     """Resolve ``--real`` and ``--fake`` into sources (no decoding, no weights)."""
     real, fake = str(real), str(fake)
     model_data = None
@@ -437,7 +440,7 @@ def build_sources(real, fake, protocol: Protocol, *, annotations=None, real_spli
         fake_src = ModelSource(fake, protocol, n_fake or len(prompts), prompts,
                                size=protocol.resolution or model_data.size, steps=sample_steps, guidance=guidance,
                                sampler=sampler, batch_size=batch_size, seed=protocol.seed, device=device,
-                               dtype=sample_dtype, compiled=compile_model)
+                               dtype=sample_dtype, compiled=compile_model, cuda_graphs=cuda_graphs)
     else:
         fake_src = FolderSource(fake, protocol, "fake", limit=protocol.num_fake, annotations=annotations)
     return real_src, fake_src
