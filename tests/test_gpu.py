@@ -88,7 +88,7 @@ def test_cuda_graphs_replay_what_eager_samples(config, tmp_path):
         runner = pipe.cuda_graphs(log=messages.append)
         replayed = pipe(prompts, steps=5, seed=1, precision=precision)
         assert runner.stats["captured"] == 1, messages
-        assert runner.stats["replayed_calls"] == 5 and runner.stats["eager_calls"] == 0
+        assert runner.stats["replayed_calls"] >= 5 and runner.stats["eager_calls"] == 0  # a call or more per step
         assert (replayed - eager).abs().max().item() < bound
 
 

@@ -26,7 +26,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from vdmkit.backbones.layers import chunkable
+from vdmkit.backbones.layers import hookable_layers, hooked
 from vdmkit.conditioning.condition import Condition, as_condition
 from vdmkit.conditioning.text import TextCondition
 from vdmkit.io.checkpoint import user_cache
@@ -131,6 +131,7 @@ class CompiledBackbone(nn.Module):
         self.directory = Path(directory) if directory is not None else cache_dir()
         self.log = log if log is not None else (lambda message: print(message, file=sys.stderr))
         self._fingerprint: str | None = None
+        self._hookable = hookable_layers(backbone)
         self._packages: dict[tuple, object] = {}
         self._eager: set[tuple] = set()  # signatures whose compile failed: run eager, not compiled again
         self.stats = {"compiled_calls": 0, "eager_calls": 0, "compiled": 0, "loaded": 0, "compile_seconds": 0.0}
@@ -138,11 +139,12 @@ class CompiledBackbone(nn.Module):
     def reset(self) -> None:
         """Forget the loaded packages and the weights' fingerprint (the backbone's weights or adapters changed)."""
         self._fingerprint = None
+        self._hookable = hookable_layers(self.backbone)
         self._packages.clear()
         self._eager.clear()
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, cond=None) -> torch.Tensor:
-        if not chunkable(self.backbone):  # an attention hook is set (editing): only the eager modules run it
+        if hooked(self._hookable):  # an attention hook is set (editing): only the eager modules run it
             self.stats["eager_calls"] += 1
             return self.backbone(x, t, cond)
         cond = pad_text(as_condition(cond), self.text_length)

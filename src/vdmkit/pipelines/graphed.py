@@ -24,7 +24,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from vdmkit.backbones.layers import chunkable
+from vdmkit.backbones.layers import hookable_layers, hooked
 from vdmkit.conditioning.condition import as_condition
 from vdmkit.pipelines.compiled import flatten, pad_text, signature, unflatten
 
@@ -68,19 +68,21 @@ class GraphedBackbone(nn.Module):
         self.text_length = text_length
         self.max_graphs = max_graphs
         self.log = log if log is not None else (lambda message: print(message, file=sys.stderr))
+        self._hookable = hookable_layers(backbone)  # checked at every call: hooks run only in eager modules
         self._graphs: OrderedDict[tuple, _Graph] = OrderedDict()
         self._eager: set[tuple] = set()  # signatures whose capture failed
         self.stats = {"replayed_calls": 0, "eager_calls": 0, "captured": 0, "capture_seconds": 0.0}
 
     def reset(self) -> None:
         """Forget every graph (the backbone's modules or the Python state they read changed)."""
+        self._hookable = hookable_layers(self.backbone)
         self._graphs.clear()
         self._eager.clear()
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, cond=None) -> torch.Tensor:
         cond = as_condition(cond)
         if (x.device.type not in self.devices or torch.is_grad_enabled() or cond.is_image is not None
-                or not chunkable(self.backbone)):
+                or hooked(self._hookable)):
             self.stats["eager_calls"] += 1
             return self.backbone(x, t, cond)
         cond = pad_text(cond, self.text_length)
