@@ -326,6 +326,28 @@ def write_clip(path, t, size):
     return str(path)
 
 
+def test_image_to_video_runs_its_model_through_compile(models, tmp_path, monkeypatch):
+    """sample --image honours --compile (it was ignored before 2026-12-05): the calls go through Pipeline.compile's
+    package runner (here with compile_new=False: the wiring, not a compile; packages are tested in test_compiled)."""
+    from PIL import Image
+
+    from vdmkit.pipelines.base import Pipeline
+
+    Image.fromarray(torch.randint(0, 255, (16, 16, 3), dtype=torch.uint8).numpy()).save(tmp_path / "first.png")
+    seen = {}
+    original = Pipeline.compile
+
+    def spy(self, **kwargs):
+        seen["runner"] = original(self, compile_new=False, directory=tmp_path / "cache")
+        return seen["runner"]
+
+    monkeypatch.setattr(Pipeline, "compile", spy)
+    assert cli.main(["sample", "--model", models["frames"], "--image", str(tmp_path / "first.png"), "--prompt",
+                     "a red circle moving left", "--steps", "2", "--compile", "--out", str(tmp_path / "i2v.mp4"),
+                     "--no-progress"]) == 0
+    assert seen["runner"].stats["eager_calls"] >= 2  # every model call went through the runner
+
+
 def test_task_commands_write_videos_with_their_sidecars(models, tmp_path, capsys):
     from PIL import Image
 
