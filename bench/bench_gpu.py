@@ -324,17 +324,32 @@ def main() -> None:
         except ImportError as err:
             record(args.json, row="unet", skipped=f"diffusers is not installed ({err})")
         else:
-            if "unet" in rows:
-                unet_rows(device, *models, args.tiny, round(peak["bf16"]), args.json, args.repeats)
-            if "kernels" in rows:
-                kernel_rows(device, *models, args.json)
-            if "loop" in rows:
-                loop_rows(device, *models, args.tiny, args.json)
+            for name, fn in (("unet", lambda: unet_rows(device, *models, args.tiny, round(peak["bf16"]), args.json,
+                                                         args.repeats)),
+                             ("kernels", lambda: kernel_rows(device, *models, args.json)),
+                             ("loop", lambda: loop_rows(device, *models, args.tiny, args.json))):
+                if name in rows:
+                    guarded(name, fn, args.json)
             del models
     if "dit" in rows:
-        dit_rows(device, args.tiny, peak["bf16"], args.json, args.repeats)
+        guarded("dit", lambda: dit_rows(device, args.tiny, peak["bf16"], args.json, args.repeats), args.json)
     if "shapes" in rows:
-        shapes_rows(device, args.tiny, args.json)
+        guarded("shapes", lambda: shapes_rows(device, args.tiny, args.json), args.json)
+
+
+def guarded(name: str, fn, json_path) -> None:
+    """Run one row group; a failure (out of memory, a missing kernel) is recorded and the next group runs: one GPU
+    lease, every row that can be measured."""
+    try:
+        fn()
+    except Exception as err:  # noqa: BLE001 - recorded, with its type and message
+        import traceback
+
+        traceback.print_exc()
+        record(json_path, row=name, failed=f"{type(err).__name__}: {str(err)[:300]}")
+    finally:
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
 
 
 DEVICE_NAME = ""
