@@ -137,12 +137,18 @@ def test_a_failed_capture_runs_eager_and_is_not_tried_again():
     assert all((o - expected).abs().max() < 1e-5 for o in out)  # eager on the padded prompt
 
 
-def test_cuda_graphs_refuses_what_it_cannot_run():
+def test_cuda_graphs_refuses_what_it_cannot_run(monkeypatch):
     pipe = random_pipe("unet3d")
     with pytest.raises(ConfigError, match="CUDA device; it is on cpu"):
         pipe.cuda_graphs()
     with pytest.raises(ValueError, match="max_graphs"):
         GraphedBackbone(pipe.backbone, max_graphs=0)
+    with monkeypatch.context() as patch:  # as if on a GPU: a model in training mode is refused next
+        patch.setattr(TextToVideo, "device", property(lambda self: torch.device("cuda")))
+        pipe.train()
+        with pytest.raises(ConfigError, match="eval"):
+            pipe.cuda_graphs()
+        pipe.eval()
     runner = graphed(pipe)
     with pytest.raises(ConfigError, match="not both"):
         pipe.compile()
