@@ -19,6 +19,9 @@ Rows, each a JSON line (stdout, and --json):
 - ``shapes``: the bundled default model, 16 frames, DPM-Solver++ 20 steps, guidance as shipped, 4 prompts: seconds
   per video in fp32, pure bf16, and bf16 with CUDA graphs; the largest difference to fp32 (issue 22's "seconds per
   sampled video").
+- ``e2e`` (only when asked: ``--only e2e``): a ModelScope T2V folder of the real configs, built on the device, prompt
+  to 16 frames of 256 x 256 with 25 DDIM steps: diffusers bf16 against vdmkit fp32, bf16 and bf16 with CUDA graphs,
+  seconds per video and PSNR against vdmkit's fp32 video (issue 21's end-to-end acceptance).
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import math
 import statistics
 import sys
 import time
@@ -41,7 +45,8 @@ from vdmkit.conditioning.condition import Condition
 from vdmkit.conditioning.text import TextCondition
 from vdmkit.pipelines.graphed import GraphedBackbone
 
-ROWS = ("peak", "unet", "kernels", "loop", "dit", "shapes")
+ROWS = ("peak", "unet", "kernels", "loop", "dit", "shapes", "e2e")
+DEFAULT_ROWS = ("peak", "unet", "kernels", "loop", "dit", "shapes")  # e2e builds a 7 GB folder: its own device call
 RESULTS: list[dict] = []
 PROMPTS = ["a fast red circle moving left", "a slow blue square moving up", "a green triangle moving right",
            "a fast yellow circle moving down"]
@@ -298,12 +303,80 @@ def shapes_rows(device, tiny: bool, json_path) -> None:
                graph_stats=dict(stats) if stats else None)
 
 
+def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
+    """PSNR in dB of two videos in [-1, 1] (peak-to-peak 2); None for identical ones."""
+    mse = (a.float() - b.float()).square().mean().item()
+    return None if mse == 0 else round(10 * math.log10(4 / mse), 2)
+
+
+def e2e_rows(device, tiny: bool, json_path, repeats: int, steps: int = 25) -> None:
+    """Issue 21's end-to-end acceptance: a ModelScope T2V pipeline folder (random weights, the real configs; built on
+    the device, saved by diffusers), prompt to 16 frames of 256 x 256 with DDIM and guidance as the folder says,
+    in diffusers (bf16) and vdmkit (fp32, bf16, bf16 with CUDA graphs) on the same given latents: seconds per video
+    and PSNR against vdmkit's own fp32 video."""
+    import shutil
+    import tempfile
+
+    root = Path(tempfile.mkdtemp(prefix="vdmkit-e2e-"))
+    try:
+        _e2e(root / "modelscope", device, tiny, json_path, repeats, steps)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)  # 7 GB at full size
+
+
+def _e2e(folder: Path, device, tiny: bool, json_path, repeats: int, steps: int) -> None:
+    import diffusers
+    from bench_modelscope import build
+
+    from vdmkit.pipelines import TextToVideo
+
+    start = time.perf_counter()
+    with torch.device(device):  # random weights drawn on the device: seconds, not minutes
+        build(folder, "small" if tiny else "full")
+    record(json_path, row="e2e build", folder=str(folder), seconds=round(time.perf_counter() - start, 1))
+    if tiny:
+        steps = 2
+    latents = torch.randn(1, 4, 16, 32, 32, generator=torch.Generator().manual_seed(0))
+    prompt = ["a panda playing the guitar on a sunny beach"]
+    seconds, videos = {}, {}
+    with torch.no_grad():
+        for name, dtype, graphs in (("vdmkit fp32", "fp32", False), ("vdmkit bf16", "bf16", False),
+                                    ("vdmkit bf16 + CUDA graphs", "bf16", True)):
+            if graphs and device.type != "cuda":
+                continue
+            pipe = TextToVideo.from_pretrained(folder, device=device, dtype=dtype)
+            stats = pipe.cuda_graphs(log=lambda m: None).stats if graphs else None
+            out = {}
+
+            def run(pipe=pipe, dtype=dtype, out=out):
+                out["video"] = pipe(prompt, steps=steps, frames=16, latents=latents, precision=dtype)
+
+            seconds[name], samples = timed(run, device, repeats)
+            videos[name] = out["video"].float().cpu()
+            record(json_path, row="e2e", lib=name, steps=steps, frames=16, size=256, s_per_video=round(seconds[name], 3),
+                   samples=samples, psnr_to_vdmkit_fp32_db=psnr(videos[name], videos["vdmkit fp32"]),
+                   graph_stats=dict(stats) if stats else None)
+            del pipe
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
+        theirs = diffusers.TextToVideoSDPipeline.from_pretrained(str(folder), torch_dtype=torch.bfloat16).to(device)
+        theirs.set_progress_bar_config(disable=True)
+        seconds["diffusers bf16"], samples = timed(
+            lambda: theirs(prompt, num_inference_steps=steps, num_frames=16, output_type="pt",
+                           latents=latents.to(device, torch.bfloat16)).frames, device, repeats)
+        record(json_path, row="e2e", lib="diffusers bf16", steps=steps, frames=16, size=256,
+               s_per_video=round(seconds["diffusers bf16"], 3), samples=samples)
+    record(json_path, row="e2e summary", **{f"speedup over diffusers bf16: {name}":
+                                            round(seconds["diffusers bf16"] / s, 3) for name, s in seconds.items()})
+
+
 def main() -> None:
     global DEVICE_NAME
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--device", default="cuda")
     ap.add_argument("--tiny", action="store_true", help="small sizes: the dry run of the script")
-    ap.add_argument("--only", default=",".join(ROWS), help=f"comma-separated rows ({', '.join(ROWS)})")
+    ap.add_argument("--only", default=",".join(DEFAULT_ROWS), help=f"comma-separated rows ({', '.join(ROWS)}; "
+                    f"default: all but e2e)")
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--json", type=Path, help="append the rows to this file (JSON lines)")
     args = ap.parse_args()
@@ -335,6 +408,8 @@ def main() -> None:
         guarded("dit", lambda: dit_rows(device, args.tiny, peak["bf16"], args.json, args.repeats), args.json)
     if "shapes" in rows:
         guarded("shapes", lambda: shapes_rows(device, args.tiny, args.json), args.json)
+    if "e2e" in rows:
+        guarded("e2e", lambda: e2e_rows(device, args.tiny, args.json, min(args.repeats, 2)), args.json)
 
 
 def guarded(name: str, fn, json_path) -> None:

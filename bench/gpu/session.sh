@@ -1,15 +1,16 @@
 #!/usr/bin/env bash
-# On a lent GPU machine (bench/gpu/prepare.sh first, here), two calls of the device tool on one warm machine:
+# On a lent GPU machine (bench/gpu/prepare.sh first, here), calls of the device tool on one warm machine:
 #   run(command="bash bench/gpu/session.sh tests", carry=[".whl-tests"], timeout_s=420)   # issue 22
-#   run(command="bash bench/gpu/session.sh bench", carry=[".whl-bench"], timeout_s=420)   # issue 21
+#   run(command="bash bench/gpu/session.sh bench", carry=[".whl-bench"], timeout_s=420)   # issue 21, per step
+#   run(command="bash bench/gpu/session.sh e2e", carry=[".whl-bench"], timeout_s=420)     # issue 21, end to end
 # Everything it prints and writes under $OUT comes back; the numbers go to BENCHMARKS.md with the date and the GPU.
 # The dry run here, on the CPU at tiny sizes (python3 = .venv's):
 #   PATH=$PWD/.venv/bin:$PATH DRY_RUN=1 bash bench/gpu/session.sh bench
 set -uo pipefail
-what=${1:?usage: session.sh tests|bench}
+what=${1:?usage: session.sh tests|bench|e2e}
 OUT=${OUT:-/tmp/vdmkit-gpu}
 mkdir -p "$OUT"
-wheels=.whl-$what
+wheels=.whl-${what/e2e/bench}
 device=cuda bench_args=()
 [ -n "${DRY_RUN:-}" ] && device=cpu bench_args=(--tiny --device cpu --repeats 2)
 [ -n "${DRY_RUN:-}" ] || python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
@@ -30,7 +31,12 @@ tests)
 bench)
     timeout 360 python3 bench/bench_gpu.py --json "$OUT/gpu.jsonl" "${bench_args[@]}" 2>&1 | tee "$OUT/bench-gpu.log"
     ;;
+e2e)
+    # a ModelScope folder of the real configs built on the GPU (7 GB, removed after), both libraries end to end
+    timeout 360 python3 bench/bench_gpu.py --only e2e --json "$OUT/e2e.jsonl" "${bench_args[@]}" 2>&1 \
+        | tee "$OUT/e2e.log"
+    ;;
 *)
-    echo "usage: session.sh tests|bench"; exit 2
+    echo "usage: session.sh tests|bench|e2e"; exit 2
     ;;
 esac
