@@ -353,8 +353,8 @@ def _e2e(folder: Path, device, tiny: bool, json_path, repeats: int, steps: int) 
 
             seconds[name], samples = timed(run, device, repeats)
             videos[name] = out["video"].float().cpu()
-            record(json_path, row="e2e", lib=name, steps=steps, frames=16, size=256, s_per_video=round(seconds[name], 3),
-                   samples=samples, psnr_to_vdmkit_fp32_db=psnr(videos[name], videos["vdmkit fp32"]),
+            record(json_path, row="e2e", lib=name, steps=steps, frames=16, size=256,
+                   s_per_video=round(seconds[name], 3), samples=samples, psnr_to_vdmkit_fp32_db=psnr(videos[name], videos["vdmkit fp32"]),
                    graph_stats=dict(stats) if stats else None)
             del pipe
             if device.type == "cuda":
