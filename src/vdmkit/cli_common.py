@@ -59,6 +59,7 @@ def weights_dtype(args) -> str:
         return dtype
     return "bf16" if getattr(args, "precision", "fp32") == "bf16" else "fp32"
 
+
 CUDA_GRAPHS_HELP = ("CUDA devices: replay each model call from a CUDA graph captured on its first call (no kernel "
                     "launch overhead; nothing compiled); with --precision bf16 for a bf16 model")
 
