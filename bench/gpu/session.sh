@@ -12,7 +12,8 @@ OUT=${OUT:-/tmp/vdmkit-gpu}
 mkdir -p "$OUT"
 wheels=.whl-${what/e2e/bench}
 device=cuda bench_args=()
-[ -n "${DRY_RUN:-}" ] && device=cpu bench_args=(--tiny --device cpu --repeats 2)
+[ -n "${DRY_RUN:-}" ] && device=cpu bench_args=(--tiny --device cpu --repeats 2) LATENT_STEPS=3 \
+    DEVICE_STEPS=2
 [ -n "${DRY_RUN:-}" ] || python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
     --target /tmp/site "$wheels"/*.whl \
     || { echo "could not install $wheels (run bench/gpu/prepare.sh here and carry $wheels)"; exit 1; }
@@ -25,8 +26,11 @@ tests)
     # the gpu-marker tests (train, resume across devices, CPU-GPU bound, CLI, CUDA graphs), their prints shown
     timeout 300 python3 -m pytest -m gpu tests/test_gpu.py -q -rP -p no:cacheprovider 2>&1 | tee "$OUT/gpu-tests.log"
     # configs/shapes.yaml training steps/s on the GPU (0 and 2 data workers)
-    timeout 90 python3 bench/bench_devices.py --device "$device" --steps 30 --workers 0 2 --setups shapes 2>&1 \
-        | tee "$OUT/devices.jsonl"
+    timeout 90 python3 bench/bench_devices.py --device "$device" --steps "${DEVICE_STEPS:-30}" --workers 0 2 \
+        --setups shapes 2>&1 | tee "$OUT/devices.jsonl"
+    # the 64x64 latent recipe: a frame VAE, then the latent UNet on it, then a sampled video
+    timeout 120 python3 bench/bench_latent_recipe.py --device "$device" --steps "${LATENT_STEPS:-60}" 2>&1 \
+        | tee "$OUT/latent.jsonl"
     ;;
 bench)
     timeout 360 python3 bench/bench_gpu.py --json "$OUT/gpu.jsonl" "${bench_args[@]}" 2>&1 | tee "$OUT/bench-gpu.log"
