@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # On a lent GPU machine (bench/gpu/prepare.sh first, here), calls of the device tool on one warm machine:
-#   run(command="bash bench/gpu/session.sh tests", carry=[".whl-tests"], timeout_s=420)   # issue 22
+#   run(command="bash bench/gpu/session.sh tests", carry=[".whl-tests"], timeout_s=540)   # issue 22
 #   run(command="bash bench/gpu/session.sh bench", carry=[".whl-bench"], timeout_s=420)   # issue 21, per step
 #   run(command="bash bench/gpu/session.sh e2e", carry=[".whl-bench"], timeout_s=420)     # issue 21, end to end
 # Everything it prints and writes under $OUT comes back; the numbers go to BENCHMARKS.md with the date and the GPU.
