@@ -172,7 +172,7 @@ def kernel_rows(device, theirs, ours, cfg, json_path) -> None:
             sync(device)
         events = [e for e in prof.events() if (e.device_type.name == "CUDA") == (device.type == "cuda")]
         names = [e.name for e in events]
-        kinds = {"flash": "flash", "memory-efficient": "fmha_cutlass", "cudnn attention": "cudnn", "math softmax":
+        kinds = {"flash": "flash", "memory-efficient": "fmha_cutlass", "cudnn attention": "_sdpa", "math softmax":
                  "softmax"}
         record(json_path, row="kernels", lib=lib, input=list(x.shape), kernels=len(names),
                attention={k: sum(pattern in n.lower() for n in names) for k, pattern in kinds.items()},
