@@ -163,6 +163,12 @@ def test_cli_refuses_cuda_graphs_before_loading(tmp_path, capsys):
     assert "--cuda-graphs needs a CUDA device" in capsys.readouterr().err
     assert cli.main(["sample", "--prompt", "a red circle", "--cuda-graphs", "--compile", "--out", str(out)]) == 2
     assert "not both" in capsys.readouterr().err
+    from PIL import Image
+
+    Image.new("RGB", (16, 16)).save(tmp_path / "first.png")
+    assert cli.main(["sample", "--image", str(tmp_path / "first.png"), "--prompt", "a red circle", "--cuda-graphs",
+                     "--out", str(out)]) == 2  # image-to-video: the same refusal
+    assert "--cuda-graphs needs a CUDA device" in capsys.readouterr().err
     assert not out.exists()
 
 
