@@ -13,14 +13,8 @@ from vdmkit.errors import ConfigError
 from vdmkit.pipelines import TextToVideo
 from vdmkit.pipelines.graphed import GraphedBackbone
 from vdmkit.sampling.broadcast import COMPILED_REFUSAL, AttentionBroadcast
-from vdmkit.training import load_config
-from tests.conftest import TINY
+from tests.test_compiled import CONFIGS, random_pipe  # random weights: zero-init outputs would hide a bad replay
 
-CONFIGS = {
-    "unet3d": lambda: load_config(None, TINY + ["model.channels=[32]", "model.attention_levels=[0]",
-                                                "model.mid_attentions=1"]).pipeline(),
-    "dit": lambda: load_config("configs/tiny_dit.yaml", ["data.size=16", "data.frames=4"]).pipeline(),
-}
 PROMPTS = ["a red circle", "a blue square"]
 
 
@@ -36,14 +30,6 @@ class RecordedOnCpu(GraphedBackbone):
             out.copy_(call())  # the same output storage every time, as a graph's
 
         return replay, out
-
-
-def random_pipe(backbone: str) -> TextToVideo:
-    torch.manual_seed(0)
-    pipe = TextToVideo(CONFIGS[backbone]()).eval()
-    for p in pipe.backbone.parameters():  # zero-initialised outputs would make any replay look right
-        torch.nn.init.normal_(p, std=0.05)
-    return pipe
 
 
 def graphed(pipe: TextToVideo, **options) -> RecordedOnCpu:

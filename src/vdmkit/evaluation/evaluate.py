@@ -330,10 +330,10 @@ def evaluate(real, fake, *, metrics=None, protocol: str | Protocol = "folders", 
     ``device``: where a model is sampled and the feature networks run ("auto": CUDA when present; "cpu" gives
     the bit-reproducible reference numbers; recorded in the report). ``sample_dtype`` ("bf16": a model samples in
     pure bf16), ``compile_model`` (its calls through a compiled package) and ``cuda_graphs`` (replayed from CUDA
-    graphs, on a CUDA device) speed up a model's sampling; each is recorded with the source. ``expected_sha256``: ``{file name: sha256}`` to accept a file
-    other than the published one (recorded as such). ``overrides``: protocol fields (frames, stride,
-    resolution, num_real, num_fake, seed, ...). Sample counts below the protocol's warn with the
-    number (:class:`SampleCountWarning`), or raise under ``strict``. Videos are decoded and features
+    graphs, on a CUDA device) speed up a model's sampling; each is recorded with the source. ``expected_sha256``:
+    ``{file name: sha256}`` to accept a file other than the published one (recorded as such). ``overrides``:
+    protocol fields (frames, stride, resolution, num_real, num_fake, seed, ...). Sample counts below the protocol's
+    warn with the number (:class:`SampleCountWarning`), or raise under ``strict``. Videos are decoded and features
     extracted batch by batch; only features (not videos) are kept. In processes torchrun started, batch j of
     each set is measured by rank j % processes and every rank returns the Evaluation one process would.
     """

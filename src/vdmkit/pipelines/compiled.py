@@ -93,6 +93,13 @@ class _Flat(nn.Module):
         return self.backbone(x, t, unflatten(fields))
 
 
+def flat_inputs(x: torch.Tensor, t, cond: Condition) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
+    """(x, t, the condition's fields), contiguous, with t a (B,) float32 tensor on x's device: one signature per
+    shape, however a sampler hands times over (float64, expanded scalars) and inputs (views)."""
+    t = torch.as_tensor(t, device=x.device).float().expand(x.shape[0]).contiguous()
+    return x.contiguous(), t, {k: v.contiguous() for k, v in flatten(cond).items()}
+
+
 def signature(x: torch.Tensor, t: torch.Tensor, fields: dict[str, torch.Tensor]) -> tuple:
     return (tuple(x.shape), str(x.dtype), str(x.device.type), tuple(t.shape), str(t.dtype),
             tuple((k, tuple(v.shape), str(v.dtype)) for k, v in sorted(fields.items())))
@@ -148,9 +155,7 @@ class CompiledBackbone(nn.Module):
             self.stats["eager_calls"] += 1
             return self.backbone(x, t, cond)
         cond = pad_text(as_condition(cond), self.text_length)
-        # one signature per shape: samplers hand over times in float64 or as expanded scalars, inputs as views
-        x, t = x.contiguous(), torch.as_tensor(t, device=x.device).float().expand(x.shape[0]).contiguous()
-        fields = {k: v.contiguous() for k, v in flatten(cond).items()}
+        x, t, fields = flat_inputs(x, t, cond)
         key = signature(x, t, fields)
         package = self._packages.get(key)
         if package is None and key not in self._eager:

@@ -26,7 +26,7 @@ from torch import nn
 
 from vdmkit.backbones.layers import hookable_layers, hooked
 from vdmkit.conditioning.condition import as_condition
-from vdmkit.pipelines.compiled import flatten, pad_text, signature, unflatten
+from vdmkit.pipelines.compiled import flat_inputs, pad_text, signature, unflatten
 
 # graphs kept per backbone: a sampler uses one signature (two with a final unguided call); each graph holds its own
 # activation memory, so a long-running server that sees many sizes keeps only the most recent
@@ -86,8 +86,7 @@ class GraphedBackbone(nn.Module):
             self.stats["eager_calls"] += 1
             return self.backbone(x, t, cond)
         cond = pad_text(cond, self.text_length)
-        x, t = x.contiguous(), torch.as_tensor(t, device=x.device).float().expand(x.shape[0]).contiguous()
-        fields = {k: v.contiguous() for k, v in flatten(cond).items()}
+        x, t, fields = flat_inputs(x, t, cond)
         key = signature(x, t, fields) + (str(x.device),)
         graph = self._graphs.get(key)
         if graph is None and key not in self._eager:
