@@ -15,7 +15,8 @@ Rows, each a JSON line (stdout, and --json):
 - ``loop``: 25 DDIM steps with guidance 9 at 16x32x32 (issue 21 measured diffusers 3.44 s, vdmkit 3.69 s on an H200):
   diffusers' UNet with its DDIMScheduler, vdmkit's sampler eager and with CUDA graphs.
 - ``dit``: video DiT-XL (2x2 patches, 4 x 16 x 32 x 32 latents, 77 text tokens), bf16 autocast, a training step
-  (forward, backward, AdamW) at batch 8 and 2: model FLOPs utilisation against the bf16 peak above.
+  (forward, backward, AdamW) at batch 8 and 2, and at batch 8 with its blocks compiled (``train.compile``: one block
+  compiled, its first step's seconds recorded): model FLOPs utilisation against the bf16 peak above.
 - ``shapes``: the bundled default model, 16 frames, DPM-Solver++ 20 steps, guidance as shipped, 4 prompts: seconds
   per video in fp32, pure bf16, and bf16 with CUDA graphs; the largest difference to fp32 (issue 22's "seconds per
   sampled video").
@@ -41,6 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench_modelscope's c
 
 from bench_modelscope import MODELSCOPE_DDIM, SMALL_UNET
 
+from vdmkit.backbones.regional import RegionalCompile
 from vdmkit.conditioning.condition import Condition
 from vdmkit.conditioning.text import TextCondition
 from vdmkit.pipelines.graphed import GraphedBackbone
@@ -248,29 +250,38 @@ def dit_rows(device, tiny: bool, peak: float, json_path, repeats: int) -> None:
     params = sum(p.numel() for p in model.parameters())
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=device.type == "cuda")
     autocast = torch.autocast(device.type, dtype=torch.bfloat16)
-    for batch in (8, 2):
+    regions = RegionalCompile(model)  # train.compile: each kind of block compiled once (one for a DiT)
+    for mode, batch in (("eager", 8), ("eager", 2), ("regional compile", 8)):
         flops = backbone_flops(twin, (batch, 4, frames, size, size), backward=True, text_tokens=77)
         g = torch.Generator().manual_seed(0)
         x = torch.randn(batch, 4, frames, size, size, generator=g).to(device)
         t = torch.randint(0, 1000, (batch,), generator=g).to(device)
         ctx = torch.randn(batch, 77, 1024, generator=g).to(device)
         text = TextCondition(ctx, torch.ones(batch, 77, dtype=torch.bool, device=device), ctx[:, 0])
+        compiled = mode != "eager"
 
         def step():
-            with autocast:
+            with autocast, regions.active() if compiled else contextlib.nullcontext():
                 loss = (model(x, t, text).float() - x).square().mean()
             loss.backward()
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
 
+        compile_s = None
+        if compiled:  # the first step compiles the block (forward and backward)
+            start = time.perf_counter()
+            step()
+            sync(device)
+            compile_s = round(time.perf_counter() - start, 1)
         memory = {}
         with peak_memory(device, memory):
             seconds, samples = timed(step, device, repeats)
         achieved = flops / seconds / 1e9
         record(json_path, row="dit", model="VideoDiT-XL" if not tiny else "VideoDiT tiny", params=params,
                input=[batch, 4, frames, size, size], what="training step (fwd + bwd + AdamW), bf16 autocast",
-               ms=round(seconds * 1e3, 1), samples=samples, gflop_per_step=round(flops / 1e9),
-               achieved_gflops=round(achieved), mfu=f"{achieved / peak:.1%}", bf16_peak_gflops=round(peak), **memory)
+               mode=mode, first_step_s=compile_s, ms=round(seconds * 1e3, 1), samples=samples,
+               gflop_per_step=round(flops / 1e9), achieved_gflops=round(achieved), mfu=f"{achieved / peak:.1%}",
+               bf16_peak_gflops=round(peak), **memory)
 
 
 @torch.no_grad()

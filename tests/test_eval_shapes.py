@@ -134,7 +134,7 @@ def test_a_model_is_evaluated_in_pure_bf16_and_through_its_package(tiny_cfg, tmp
                       resolution=16, sample_steps=2, batch_size=2, progress=False, sample_dtype="bf16",
                       compile_model=True)
     fake = ev.report["fake"]
-    assert fake["dtype"] == "bf16" and fake["compiled"] is True and ev.report["counts"]["fake"] == 3
+    assert fake["dtype"] == "bf16" and fake["compiled"] == "package" and ev.report["counts"]["fake"] == 3
     (dtype, compiled), = made
     assert dtype == torch.bfloat16 and compiled.stats["eager_calls"] == 4  # 2 batches x 2 steps
     assert not compiled.compile_new  # after the first batch: a smaller last batch never compiles again

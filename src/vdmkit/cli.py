@@ -9,9 +9,10 @@ import json
 import sys
 from pathlib import Path
 
-from vdmkit.cli_common import CUDA_GRAPHS_HELP, DTYPE_HELP, PRECISION_HELP, apply_runner, check_runner, weights_dtype
+from vdmkit.cli_common import (COMPILE_HELP, CUDA_GRAPHS_HELP, DTYPE_HELP, PRECISION_HELP, apply_runner, check_runner,
+                               weights_dtype)
 from vdmkit.cli_common import model_or_default as _model_or_default, report as _report, seed as _seed
-from vdmkit.device import DEVICES_HELP, apply_threads, keep_freed_memory
+from vdmkit.device import COMPILE_MODES, DEVICES_HELP, apply_threads, keep_freed_memory
 from vdmkit.errors import ConfigError, VdmkitError
 
 EXIT_USAGE = 2
@@ -469,9 +470,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=_seed, default=0, help="integer in [0, 2**63), or 'random' (recorded)")
     p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32", help=PRECISION_HELP)
     p.add_argument("--dtype", choices=("fp32", "bf16", "fp16"), help=DTYPE_HELP)
-    p.add_argument("--compile", action="store_true", help="run the model through an ahead-of-time compiled package "
-                   "(about 1.7x faster per step than eager bf16 on CPU): compiled once per model, size and dtype "
-                   "(about a minute), then cached in ~/.cache/vdmkit/compiled ($VDMKIT_CACHE) for every later run")
+    p.add_argument("--compile", nargs="?", const="package", choices=COMPILE_MODES, help=COMPILE_HELP)
     p.add_argument("--cuda-graphs", action="store_true", help=CUDA_GRAPHS_HELP)
     p.add_argument("--fps", type=float, default=8.0)
     p.add_argument("--upscale", type=int, help="nearest-neighbour upscale factor (default: to >= 128 px)")

@@ -64,6 +64,13 @@ CUDA_GRAPHS_HELP = ("CUDA devices: replay each model call from a CUDA graph capt
                     "launch overhead; nothing compiled); with --precision bf16 for a bf16 model")
 
 
+COMPILE_HELP = ("compile the model's calls. package (the default): an ahead-of-time compiled package, about 1.7x "
+                "faster per step than eager bf16 on CPU, compiled once per model, size and dtype (about a minute), then "
+                "cached in ~/.cache/vdmkit/compiled ($VDMKIT_CACHE) for every later run. regional: torch.compile each "
+                "kind of block once and reuse it for every block (a DiT compiles one block), in this process, "
+                "whatever the weights; for GPUs, where whole-model compiles take minutes")
+
+
 def check_runner(args, device) -> None:
     """--compile and --cuda-graphs, refused before any weights load: not both, and graphs only on a CUDA device."""
     from vdmkit.errors import ConfigError
@@ -79,7 +86,7 @@ def check_runner(args, device) -> None:
 
 def apply_runner(pipe, args) -> None:
     """Run the loaded pipeline's backbone as --compile / --cuda-graphs ask."""
-    if getattr(args, "compile", False):
-        pipe.compile()
+    if getattr(args, "compile", None):
+        pipe.compile(regional=args.compile == "regional")
     if getattr(args, "cuda_graphs", False):
         pipe.cuda_graphs()

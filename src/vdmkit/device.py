@@ -11,7 +11,7 @@ import os
 import re
 from contextlib import contextmanager
 
-from vdmkit.errors import DeviceError, OutOfMemoryError
+from vdmkit.errors import ConfigError, DeviceError, OutOfMemoryError
 
 DEVICE_PATTERN = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
 DEVICES_HELP = "auto (CUDA when present, else the CPU), cpu, cuda, cuda:N or mps"
@@ -241,3 +241,19 @@ def memory_guard(what, advice: str):
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         where = what() if callable(what) else what
         raise OutOfMemoryError(f"{where} ran out of memory ({first[:200]}). To fit: {advice}") from None
+
+
+# how a sampling backbone is compiled (Pipeline.compile), by the CLI names: --compile [package|regional]
+COMPILE_MODES = ("package", "regional")
+
+
+def compile_mode(value) -> str | None:
+    """A compile request as a mode name: None or False (eager), True or "package" (compile()), "regional"
+    (compile(regional=True)); ConfigError for anything else."""
+    if value is None or value is False:
+        return None
+    if value is True:
+        return "package"
+    if value in COMPILE_MODES:
+        return value
+    raise ConfigError(f"compile mode {value!r} unknown; valid: {', '.join(COMPILE_MODES)} (or True / False)")

@@ -113,6 +113,7 @@ def _compare(files: list[str]) -> int:
 
 def register(sub) -> None:
     """Add `vdmkit eval` to the CLI's subparsers."""
+    from vdmkit.device import COMPILE_MODES
     from vdmkit.evaluation.metrics import METRICS
     from vdmkit.evaluation.protocols import (
         CLIP_SAMPLINGS,
@@ -174,8 +175,9 @@ def register(sub) -> None:
                    "it in pure bf16 (weights cast; 1.7x faster on the shapes model, detector scores unchanged)")
     p.add_argument("--dtype", choices=("fp32", "bf16", "fp16"), help="when --fake is a model: its weights' type "
                    "(default: bf16 with --precision bf16, else fp32)")
-    p.add_argument("--compile", action="store_true", help="when --fake is a model: its calls through a compiled "
-                   "package (compiled once per model and batch size, then cached; see `vdmkit sample --compile`)")
+    p.add_argument("--compile", nargs="?", const="package", choices=COMPILE_MODES, help="when --fake is a model: "
+                   "its calls compiled: package (the default; compiled once per model and batch size, then cached) "
+                   "or regional (each kind of block compiled in this process); see `vdmkit sample --compile`")
     p.add_argument("--cuda-graphs", action="store_true", help="when --fake is a model on a CUDA device: its calls "
                    "replayed from CUDA graphs (see `vdmkit sample --cuda-graphs`)")
     p.add_argument("--train-steps", type=int, help="train-classifier: optimisation steps")

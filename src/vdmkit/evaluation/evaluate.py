@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from vdmkit.device import resolve_device
+from vdmkit.device import compile_mode, resolve_device
 from vdmkit.distributed import ONE_PROCESS, World, all_gather_objects, join
 from vdmkit.errors import ClassSetWarning, ConfigError, ConstraintError, DatasetError
 from vdmkit.evaluation import perceptual
@@ -319,7 +319,7 @@ def evaluate(real, fake, *, metrics=None, protocol: str | Protocol = "folders", 
              expected_sha256: dict | None = None, sample_steps: int = 50, guidance: float = 3.0,
              sampler: str = "ddim", keep_samples: int = 4, lpips_backbone=None, lpips_heads=None,
              lpips_net: str = "alex", device: str | torch.device = "auto", sample_dtype: str = "fp32",
-             compile_model: bool = False, cuda_graphs: bool = False, **overrides) -> Evaluation:
+             compile_model: bool | str = False, cuda_graphs: bool = False, **overrides) -> Evaluation:
     """Evaluate ``fake`` against ``real`` under ``protocol``.
 
     ``real``: a folder of videos or ``"shapes"``; ``fake``: a folder, ``"shapes"``, ``"noise"`` or a vdmkit
@@ -329,7 +329,8 @@ def evaluate(real, fake, *, metrics=None, protocol: str | Protocol = "folders", 
     and the lpips heads file, or their folders (default ``weights``); ``lpips_net``: "alex" or "vgg".
     ``device``: where a model is sampled and the feature networks run ("auto": CUDA when present; "cpu" gives
     the bit-reproducible reference numbers; recorded in the report). ``sample_dtype`` ("bf16": a model samples in
-    pure bf16), ``compile_model`` (its calls through a compiled package) and ``cuda_graphs`` (replayed from CUDA
+    pure bf16), ``compile_model`` (its calls compiled: True or "package" through a compiled package, "regional"
+    each kind of block compiled in this process) and ``cuda_graphs`` (replayed from CUDA
     graphs, on a CUDA device) speed up a model's sampling; each is recorded with the source. ``expected_sha256``:
     ``{file name: sha256}`` to accept a file other than the published one (recorded as such). ``overrides``:
     protocol fields (frames, stride, resolution, num_real, num_fake, seed, ...). Sample counts below the protocol's
@@ -340,6 +341,7 @@ def evaluate(real, fake, *, metrics=None, protocol: str | Protocol = "folders", 
     t0 = time.perf_counter()
     device = device if isinstance(device, torch.device) else resolve_device(device)
     world, device = join(device)  # under torchrun: batch j of each set is measured by rank j % processes
+    compile_model = compile_mode(compile_model)  # None, "package" or "regional"; ConfigError for anything else
     if cuda_graphs and (compile_model or device.type != "cuda"):
         raise ConfigError("cuda_graphs (--cuda-graphs) replays a model's calls on a CUDA device, without "
                           f"compile_model (--compile); here the device is {device.type} and compile_model is "

@@ -305,7 +305,7 @@ class ModelSource:
 
     def __init__(self, path, protocol: Protocol, n: int, prompts, *, size: int, steps: int, guidance: float,
                  sampler: str, batch_size: int, seed: int, device=None, dtype: str = "fp32",
-                 compiled: bool = False, cuda_graphs: bool = False):
+                 compiled: str | None = None, cuda_graphs: bool = False):
         self.frames = protocol.frames
         self.dtype, self.compiled, self.cuda_graphs = dtype, compiled, cuda_graphs
         self.model = open_model(path, frames=self.frames, size=size, steps=steps, guidance=guidance, sampler=sampler,
@@ -351,12 +351,12 @@ class OpenedModel:
 
 
 def open_model(path, *, frames: int, size: int, steps: int, guidance: float, sampler: str,
-               seed: int, device=None, dtype: str = "fp32", compiled: bool = False,
+               seed: int, device=None, dtype: str = "fp32", compiled: str | None = None,
                cuda_graphs: bool = False) -> OpenedModel:
     """The checkpoint at ``path`` (a checkpoint or run directory), the request validated against its config
     before any weights load; the weights load on ``device`` at the first batch, stored as ``dtype`` (bf16: the pure
-    low-precision path). ``compiled``: the model calls of the full batches run through a compiled package
-    (Pipeline.compile; a smaller last batch runs eager rather than compiling again); ``cuda_graphs``: replayed from
+    low-precision path). ``compiled``: "package": the model calls of the full batches run through a compiled package
+    (Pipeline.compile; a smaller last batch runs eager rather than compiling again); "regional": its blocks compiled; ``cuda_graphs``: replayed from
     CUDA graphs (Pipeline.cuda_graphs). The only function of vdmkit.evaluation that imports vdmkit.pipelines."""
     from vdmkit.pipelines import TextToVideo, make_request
     from vdmkit.pipelines import open_model as open_pipeline_model
@@ -374,12 +374,12 @@ def open_model(path, *, frames: int, size: int, steps: int, guidance: float, sam
         if pipe is None:  # the weights load when the first batch is asked for
             pipe = TextToVideo.from_pretrained(ckpt, device=device or "cpu", dtype=dtype)
             if compiled:
-                pipe.compile()
+                pipe.compile(regional=compiled == "regional")
             if cuda_graphs:
                 pipe.cuda_graphs()
         videos = pipe(prompts, frames=frames, height=size, width=size, steps=steps, sampler=sampler,
                       guidance=guidance, seed=batch_seed)
-        if compiled:
+        if compiled == "package":
             pipe.compiled.compile_new = False  # the first batch's size has its package; others run eager
         return videos.cpu(), pipe.model_sha256
 
@@ -411,7 +411,7 @@ def _shapes_config(protocol: Protocol, seed: int, base=None):
 
 def build_sources(real, fake, protocol: Protocol, *, annotations=None, real_split=None, sample_steps: int = 50,
                   guidance: float = 3.0, sampler: str = "ddim", batch_size: int = 8, device=None,
-                  sample_dtype: str = "fp32", compile_model: bool = False, cuda_graphs: bool = False):
+                  sample_dtype: str = "fp32", compile_model: str | None = None, cuda_graphs: bool = False):
     """Resolve ``--real`` and ``--fake`` into sources (no decoding, no weights)."""
     real, fake = str(real), str(fake)
     model_data = None

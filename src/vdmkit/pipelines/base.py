@@ -42,8 +42,8 @@ from vdmkit.sampling.schedule_search import SCHEDULES_FILE
 
 ModelSource = Checkpoint | DiffusersFolder
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}  # weight storage on load
-BOTH_RUNNERS = ("a compiled package and CUDA graphs are two ways to run the backbone: use compile() (--compile) or "
-                "cuda_graphs() (--cuda-graphs), not both")
+BOTH_RUNNERS = ("compiling (compile(), --compile) and CUDA graphs (cuda_graphs(), --cuda-graphs) are two ways to run "
+                "the backbone: use one, not both")
 
 
 def open_model(path: str | os.PathLike | ModelSource,
@@ -147,7 +147,8 @@ class Pipeline(nn.Module):
         self.source: str | None = None  # the checkpoint it was loaded from
         self.model_sha256: str | None = None  # of its weights file
         self.adapters: list[dict] = []  # the LoRA files applied by load_lora: name, path, scale, sha256
-        self.compiled = None  # a CompiledBackbone (compile()) or GraphedBackbone (cuda_graphs()): the denoiser runs it
+        # a CompiledBackbone or RegionalBackbone (compile()) or a GraphedBackbone (cuda_graphs()): the denoiser runs it
+        self.compiled = None
 
     def train(self, mode: bool = True):
         super().train(mode)
@@ -196,20 +197,29 @@ class Pipeline(nn.Module):
     def forward(self, x_t: torch.Tensor, t: torch.Tensor, cond: Condition) -> torch.Tensor:
         return self.backbone(x_t, t, cond)
 
-    def compile(self, *, compile_new: bool = True, directory: str | os.PathLike | None = None, log=None):
-        """Run the backbone's sampling calls through ahead-of-time compiled packages (pipelines/compiled.py): each
-        input signature is compiled once (about a minute for the shapes model on 2 CPU cores) and cached on disk
-        (``directory``, default ``compiled.cache_dir()``), later loaded in milliseconds by any process. Returns the
-        CompiledBackbone, whose ``stats`` count compiled and eager calls."""
+    def compile(self, *, regional: bool = False, compile_new: bool = True, directory: str | os.PathLike | None = None,
+                log=None, dynamic: bool | None = False, mode: str | None = None, backend="inductor"):
+        """Run the backbone's sampling calls compiled. By default through ahead-of-time compiled packages
+        (pipelines/compiled.py): each input signature is compiled once (about a minute for the shapes model on 2 CPU
+        cores) and cached on disk (``directory``, default ``compiled.cache_dir()``), later loaded in milliseconds by
+        any process; returns the CompiledBackbone. ``regional``: instead torch.compile each kind of block once and
+        reuse it for every block of that kind (pipelines/regional.py; ``dynamic``, ``mode`` and ``backend`` are
+        torch.compile's), in this process, whatever the weights; returns the RegionalBackbone. Either's ``stats``
+        count compiled and eager calls."""
         from vdmkit.memory import text_tokens
         from vdmkit.pipelines.compiled import CompiledBackbone
+        from vdmkit.pipelines.regional import RegionalBackbone
 
         if self.backbone.training:
             raise ConfigError("compile() is for sampling: call pipe.eval() first")
-        if self.compiled is not None and not isinstance(self.compiled, CompiledBackbone):
+        if self.compiled is not None and not isinstance(self.compiled, (CompiledBackbone, RegionalBackbone)):
             raise ConfigError(BOTH_RUNNERS)
-        compiled = CompiledBackbone(self.backbone, text_length=text_tokens(self.config), compile_new=compile_new,
-                                    directory=directory, log=log)
+        if regional:
+            compiled = RegionalBackbone(self.backbone, text_length=text_tokens(self.config), dynamic=dynamic,
+                                        mode=mode, backend=backend, log=log)
+        else:
+            compiled = CompiledBackbone(self.backbone, text_length=text_tokens(self.config), compile_new=compile_new,
+                                        directory=directory, log=log)
         object.__setattr__(self, "compiled", compiled)  # not a submodule: no second copy in state_dict()
         return compiled
 
@@ -239,9 +249,11 @@ class Pipeline(nn.Module):
         if clip is not None and self.config.condition is not None and self.config.condition.residual:
             clip = (-2.0, 2.0)  # a residual super-resolution model: the difference of two [-1, 1] videos
         # low precision: weights stored in bf16 / fp16 compute in their type (the pure path); fp32 weights run under
-        # autocast. A compiled package computes as it was traced, so autocast runs eager
+        # autocast. A compiled package or graph computes as it was traced, so autocast runs eager; compiled blocks
+        # are traced under the autocast they run in
         autocast = precision != "fp32" and next(self.backbone.parameters()).dtype == torch.float32
-        model = self.compiled if self.compiled is not None and not autocast else self.backbone
+        runs_autocast = getattr(self.compiled, "follows_autocast", False)
+        model = self.compiled if self.compiled is not None and (not autocast or runs_autocast) else self.backbone
         return Denoiser(model, self.process, self.config.diffusion.prediction, clip_x0=clip,
                         autocast_dtype=low_precision_dtype(self.device) if autocast else None)
 

@@ -126,6 +126,9 @@ class TrainConfig:
     # LoRA fine-tuning of the init_from model: {rank, alpha, targets: [attn, temporal, ff, conv], dropout}; only the
     # adapters train; each checkpoint holds adapter.safetensors (the small file to share) and the merged weights
     lora: LoRAConfig | None = None
+    # regional compilation: torch.compile each kind of the backbone's blocks once, reused by every block of that kind
+    # (backbones/regional.py); compiled in each process at the first steps, eager everywhere else (previews, EMA)
+    compile: bool = False
 
     def __post_init__(self):
         check_positive(self, ["steps", "batch_size", "log_every", "checkpoint_every", "keep_checkpoints",
@@ -137,6 +140,11 @@ class TrainConfig:
             if self.parallel == "fsdp":
                 raise ConfigError("train.lora with train.parallel=fsdp: the adapters are small, there is nothing to "
                                   "shard; use train.parallel=ddp")
+        if not isinstance(self.compile, bool):
+            raise ConfigError(f"train.compile must be true or false, got {self.compile!r}")
+        if self.compile and self.parallel == "fsdp":
+            raise ConfigError("train.compile with train.parallel=fsdp is not supported (FSDP's sharded blocks are not "
+                              "compiled here); use train.parallel=ddp, or train.compile=false")
         if not 0 <= self.cond_dropout < 1:
             raise ConfigError(f"train.cond_dropout must be in [0, 1), got {self.cond_dropout}")
         if not 0 <= self.ema_decay < 1:

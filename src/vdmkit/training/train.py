@@ -12,6 +12,7 @@ states, the data position, step), the same files for any number of processes; ra
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import time
@@ -27,6 +28,7 @@ from vdmkit.device import autocast, grad_scaler, memory_guard, resolve_device
 from vdmkit.memory import check_fits, training_estimate
 from vdmkit.diffusion.losses import diffusion_loss
 from vdmkit.backbones import lora
+from vdmkit.backbones.regional import RegionalCompile
 from vdmkit.conditioning import masks
 from vdmkit.distributed import barrier, collectives, join, mean
 from vdmkit.errors import ConfigError, NonFiniteError
@@ -81,6 +83,8 @@ class DiffusionObjective(nn.Module):
         self.pipe, self.device, self.precision = pipe, device, cfg.train.precision
         self.prediction, self.weighting = cfg.diffusion.prediction, cfg.diffusion.loss_weighting
         self.condition = cfg.data.condition
+        # train.compile: the backbone's blocks compiled (regional compilation), only while this objective runs
+        self.regions = RegionalCompile(pipe.backbone) if cfg.train.compile else None
 
     def forward(self, videos: torch.Tensor, captions: list[str], draws, condition=None) -> torch.Tensor:
         """``condition``: the conditioning draws (vdmkit.conditioning.masks.Draws) when the run trains a conditioned
@@ -91,8 +95,9 @@ class DiffusionObjective(nn.Module):
                 cond = masks.conditioned(cond, videos, condition, self.condition)
                 if self.condition.residual:  # the model generates what the upsampled low-res clip lacks
                     videos = videos - masks.residual_base(videos, self.condition.low_res)
-            return diffusion_loss(self.pipe.backbone, videos, cond, self.pipe.process, self.prediction,
-                                  weighting=self.weighting, noise=(draws.t, draws.eps))
+            with self.regions.active() if self.regions is not None else contextlib.nullcontext():
+                return diffusion_loss(self.pipe.backbone, videos, cond, self.pipe.process, self.prediction,
+                                      weighting=self.weighting, noise=(draws.t, draws.eps))
 
 
 def train(cfg: RunConfig, *, resume: bool = False, progress: bool = True) -> Path:
