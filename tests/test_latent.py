@@ -85,6 +85,10 @@ def test_latent_train_and_sample_end_to_end(tmp_path, video_vae, capsys):
                      "--out", str(out), "--vae-frame-chunk", "1"]) == 0
     meta = json.loads((tmp_path / "latent.mp4.json").read_text())
     assert meta["autoencoder"] == "video_vae" and meta["frames"] == 5 and meta["decode"] == {"frame_chunk": 1}
+    # tiles smaller than the 8 x 8 latent: decoded in 4 blended tiles (the memory estimate decodes them on meta)
+    assert cli.main(["sample", "--model", str(run), "--prompt", "a red circle moving left", "--steps", "2",
+                     "--out", str(tmp_path / "tiled.mp4"), "--vae-tile", "4"]) == 0
+    assert json.loads((tmp_path / "tiled.mp4.json").read_text())["decode"] == {"tile": 4}
     pipe = TextToVideo.from_pretrained(run)  # the checkpoint carries the trained autoencoder: no path needed
     assert pipe.autoencoder is not None and not any(p.requires_grad for p in pipe.autoencoder.parameters())
     from vdmkit.autoencoders.load import load_autoencoder
@@ -95,6 +99,9 @@ def test_latent_train_and_sample_end_to_end(tmp_path, video_vae, capsys):
         torch.testing.assert_close(pipe.autoencoder.state_dict()[k], v, atol=0, rtol=0)
     video = pipe(["a red circle moving left"], steps=2, frames=9)
     assert video.shape == (1, 3, 9, 16, 16) and video.abs().max() <= 1
+    tiled = pipe(["a red circle moving left"], steps=2, frames=9, decode={"tile": 4})
+    assert tiled.shape == video.shape and tiled.isfinite().all() and tiled.abs().max() <= 1
+    assert not torch.equal(tiled, video)  # really tiled (this 2-step VAE sees past a 4-pixel tile's edges)
     with pytest.raises(ConstraintError, match="temporal compression 2"):
         pipe(["a red circle"], steps=2, frames=8)
     assert cli.main(["sample", "--model", str(run), "--prompt", "a red circle", "--frames", "8", "--out",

@@ -116,3 +116,17 @@ def test_training_estimate_counts_the_optimizer_unless_adapters():
     assert full.parts["optimizer"] == 16 * params and lora.parts["optimizer"] == 0
     assert full.parts["activations"] > memory.sampling_estimate(config, batch=1, frames=4, height=16, width=16,
                                                                 guided=True).parts["denoiser"]
+
+
+def test_training_estimate_of_a_dit_with_recomputed_activations(tmp_path):
+    """model.checkpoint=true (activations recomputed in backward): the estimate's meta run recomputes under the same
+    attention stand-in as its forward (it raised CheckpointError before 2026-12-05), counts fewer activation bytes
+    than storing them, and the run trains."""
+    stored = memory.training_estimate(tiny_config("model.depth=4", dit=True), batch=2).parts["activations"]
+    recomputed = memory.training_estimate(tiny_config("model.depth=4", "model.checkpoint=true", dit=True),
+                                          batch=2).parts["activations"]
+    assert 0 < recomputed < stored
+    cfg = load_config("configs/tiny_dit.yaml", ["data.size=16", "data.frames=4", "model.checkpoint=true",
+                                                "train.steps=1", "train.sample_every=100", f"train.out_dir={tmp_path}"])
+    train(cfg, progress=False)
+    assert (tmp_path / "metrics.jsonl").read_text().count("loss") == 1

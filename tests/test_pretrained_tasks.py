@@ -3,6 +3,8 @@ folder under an AnimateDiff motion adapter (tiny random-weight models saved by d
 inversion with attention reuse, long videos in windows, step caching and replacement-guided image-to-video, as
 vdmkit's own backbones do (tests/test_editing.py, test_long_video.py, test_caching.py, test_conditioned.py)."""
 
+import hashlib
+
 import pytest
 import torch
 
@@ -105,3 +107,43 @@ def test_image_to_video_by_replacement_keeps_the_given_frame(pipe):
     assert video.shape == (1, 3, 4, 32, 32)
     assert torch.equal(video[:, :, 0], image)  # and the given pixels themselves on the known frame
     assert not torch.equal(video[:, :, 1], image)
+
+
+
+@pytest.fixture(scope="module", params=["modelscope", "animatediff"])
+def folder(request, tmp_path_factory):
+    """(pipeline folder, the extra `vdmkit sample` arguments it needs) for the two folder kinds."""
+    from tests.test_animatediff import ADAPTER, SD1_UNET, tiny_sd_pipeline
+    from tests.test_interop import MODELSCOPE_SCHEDULER, randomised, tiny_pipeline
+
+    root = tmp_path_factory.mktemp(request.param)
+    if request.param == "modelscope":
+        tiny_pipeline(root / "t2v", diffusers.DDIMScheduler(**MODELSCOPE_SCHEDULER))
+        return root / "t2v", []
+    tiny_sd_pipeline(root / "sd", randomised(diffusers.UNet2DConditionModel(**SD1_UNET), 3))
+    randomised(diffusers.MotionAdapter(**ADAPTER), 4).save_pretrained(str(root / "adapter"))
+    return root / "sd", ["--motion-adapter", str(root / "adapter")]
+
+
+def test_cli_lora_on_a_folder_checks_the_folder_s_weights(folder, tmp_path, capsys):
+    """sample --model FOLDER --lora ADAPTER: the adapter's recorded base is compared with the folder's weights before
+    they load (it was compared with the hash of nothing before 2026-12-05, so every folder adapter was refused and an
+    adapter recorded against nothing would have passed for any folder)."""
+    from vdmkit import cli
+    from vdmkit.backbones.lora import LoRAConfig, add_lora, save_adapter
+    from vdmkit.interop.diffusers_pipeline import DiffusersFolder
+
+    path, extra = folder
+    adapter = extra[1] if extra else None
+    before = DiffusersFolder(path, adapter).weights_sha256  # nothing loaded yet
+    pipe = TextToVideo.from_pretrained(path, motion_adapter=adapter)
+    assert before == pipe.model_sha256 and before != hashlib.sha256(b"").hexdigest()
+    cfg = LoRAConfig(rank=2, targets=["attn"])
+    add_lora(pipe.backbone, cfg)
+    save_adapter(tmp_path / "ok.safetensors", pipe.backbone, cfg, base_sha256=pipe.model_sha256)
+    save_adapter(tmp_path / "other.safetensors", pipe.backbone, cfg, base_sha256="0" * 64)
+    args = ["sample", "--model", str(path), *extra, "--prompt", PROMPT, "--frames", "4", "--height", "32",
+            "--width", "32", "--steps", "1", "--no-progress"]
+    assert cli.main([*args, "--lora", str(tmp_path / "ok.safetensors"), "--out", str(tmp_path / "ok.mp4")]) == 0
+    assert cli.main([*args, "--lora", str(tmp_path / "other.safetensors"), "--out", str(tmp_path / "no.mp4")]) == 2
+    assert "not this one" in capsys.readouterr().err and not (tmp_path / "no.mp4").exists()

@@ -244,7 +244,7 @@ def _tiled(fn: Callable, x: torch.Tensor, tile: int | None, overlap: int, scale:
             th, tw = piece.shape[-2:]
             wy = _ramp(th, overlap, scale, top == 0, top + tile >= h)
             wx = _ramp(tw, overlap, scale, left == 0, left + tile >= w)
-            wt = (wy[:, None] * wx[None, :]).to(piece.dtype)
+            wt = (wy[:, None] * wx[None, :]).to(device=piece.device, dtype=piece.dtype)  # meta in the estimates
             if out is None:
                 shape = (*piece.shape[:-2], round(h * scale), round(w * scale))
                 out = piece.new_zeros(shape)

@@ -22,6 +22,7 @@ untrained model predicts zeros; in adaLN modes every block also starts as the id
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from dataclasses import dataclass
 
@@ -29,6 +30,7 @@ import torch
 import torch.nn.functional as F
 from einops import rearrange, reduce, repeat
 from torch import nn
+from torch.overrides import _get_current_function_mode_stack
 from torch.utils.checkpoint import checkpoint as recompute
 
 from vdmkit.backbones.layers import (
@@ -372,9 +374,22 @@ class FinalLayer(nn.Module):
 
 
 def maybe_checkpoint(fn, *args, enabled: bool):
-    """``fn(*args)``; with ``enabled`` and autograd on, activations are recomputed in backward instead of stored."""
+    """``fn(*args)``; with ``enabled`` and autograd on, activations are recomputed in backward instead of stored.
+    The recomputation runs under the torch function modes the forward ran under (the backward pass drops them),
+    so that it computes what the forward did: the memory estimate's meta run swaps attention for its output shape."""
     if enabled and torch.is_grad_enabled():
-        return recompute(fn, *args, use_reentrant=False)
+        modes = _get_current_function_mode_stack()
+
+        @contextlib.contextmanager
+        def forward_modes():
+            with contextlib.ExitStack() as stack:
+                if not _get_current_function_mode_stack():  # in backward: the forward's modes again
+                    for mode in modes:
+                        stack.enter_context(mode)
+                yield
+
+        return recompute(fn, *args, use_reentrant=False,
+                         context_fn=lambda: (contextlib.nullcontext(), forward_modes()))
     return fn(*args)
 
 

@@ -211,6 +211,16 @@ class DiffusersFolder:
 
     @property
     def weights_sha256(self) -> str:
-        """sha256 over the sha256 of each weights file read (unet, text_encoder, vae, motion_adapter)."""
+        """sha256 over the sha256 of each weights file the model reads (unet, text_encoder, vae, motion_adapter),
+        before or after they load: an adapter's base is checked before the weights load (each file is hashed once,
+        then cached)."""
+        files = {"unet": folder_weights(self.directory / "unet", DIFFUSERS_WEIGHTS),
+                 "text_encoder": folder_weights(self.directory / "text_encoder", TEXT_WEIGHTS),
+                 "vae": folder_weights(self.directory / "vae", DIFFUSERS_WEIGHTS)}
+        if self.inflated and self.adapter is not None:
+            files["motion_adapter"] = self.adapter.path
+        for component, path in files.items():
+            if component not in self._hashes:
+                self._hashes[component] = cached_sha256(path)
         joined = ",".join(f"{k}:{v}" for k, v in sorted(self._hashes.items()))
         return hashlib.sha256(joined.encode()).hexdigest()
