@@ -104,6 +104,9 @@ def test_latent_train_and_sample_end_to_end(tmp_path, video_vae, capsys):
     assert not torch.equal(tiled, video)  # really tiled (this 2-step VAE sees past a 4-pixel tile's edges)
     with pytest.raises(ConstraintError, match="temporal compression 2"):
         pipe(["a red circle"], steps=2, frames=8)
+    # sizes are checked in the video's pixels (the UNet's own check counts latent pixels: "got 9x9")
+    with pytest.raises(ConstraintError, match=r"multiples of 4 for this model .* got 18x18; nearest valid: 16x16"):
+        pipe(["a red circle"], steps=2, frames=9, height=18, width=18)
     assert cli.main(["sample", "--model", str(run), "--prompt", "a red circle", "--frames", "8", "--out",
                      str(tmp_path / "bad.mp4")]) == 2
     assert "1 + k * 2" in capsys.readouterr().err and not (tmp_path / "bad.mp4").exists()

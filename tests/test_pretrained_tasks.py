@@ -4,6 +4,7 @@ inversion with attention reuse, long videos in windows, step caching and replace
 vdmkit's own backbones do (tests/test_editing.py, test_long_video.py, test_caching.py, test_conditioned.py)."""
 
 import hashlib
+import json
 
 import pytest
 import torch
@@ -147,3 +148,19 @@ def test_cli_lora_on_a_folder_checks_the_folder_s_weights(folder, tmp_path, caps
     assert cli.main([*args, "--lora", str(tmp_path / "ok.safetensors"), "--out", str(tmp_path / "ok.mp4")]) == 0
     assert cli.main([*args, "--lora", str(tmp_path / "other.safetensors"), "--out", str(tmp_path / "no.mp4")]) == 2
     assert "not this one" in capsys.readouterr().err and not (tmp_path / "no.mp4").exists()
+
+
+def test_eval_samples_a_folder_given_as_fake(folder, tmp_path):
+    """vdmkit eval --fake FOLDER samples the pretrained folder on the real set's prompts (it was taken for a folder
+    of videos, and refused as holding none, before 2026-12-05)."""
+    from vdmkit import cli
+
+    path, extra = folder
+    if extra:
+        pytest.skip("eval has no --motion-adapter: a Stable Diffusion folder alone is the ModelScope case's twin")
+    out = tmp_path / "report.json"
+    assert cli.main(["eval", "--protocol", "shapes", "--real", "shapes", "--fake", str(path), "--num-real", "2",
+                     "--num-fake", "2", "--frames", "4", "--resolution", "32", "--sample-steps", "1",
+                     "--metrics", "psnr", "--out", str(out), "--no-progress", "--quiet"]) == 0
+    fake = json.loads(out.read_text())["fake"]
+    assert fake["kind"] == "model" and fake["path"] == str(path) and fake["used"] == 2 and fake["size"] == 32

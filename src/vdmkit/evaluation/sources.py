@@ -356,8 +356,8 @@ def open_model(path, *, frames: int, size: int, steps: int, guidance: float, sam
     """The checkpoint at ``path`` (a checkpoint or run directory), the request validated against its config
     before any weights load; the weights load on ``device`` at the first batch, stored as ``dtype`` (bf16: the pure
     low-precision path). ``compiled``: "package": the model calls of the full batches run through a compiled package
-    (Pipeline.compile; a smaller last batch runs eager rather than compiling again); "regional": its blocks compiled; ``cuda_graphs``: replayed from
-    CUDA graphs (Pipeline.cuda_graphs). The only function of vdmkit.evaluation that imports vdmkit.pipelines."""
+    (Pipeline.compile; a smaller last batch runs eager rather than compiling again); "regional": its blocks compiled.
+    ``cuda_graphs``: replayed from CUDA graphs (Pipeline.cuda_graphs). The only function of vdmkit.evaluation that imports vdmkit.pipelines."""
     from vdmkit.pipelines import TextToVideo, make_request
     from vdmkit.pipelines import open_model as open_pipeline_model
 
@@ -398,7 +398,20 @@ def model_data_config(path):
 
 
 def _is_model_dir(path: Path) -> bool:
-    return path.is_dir() and ((path / "manifest.json").is_file() or (path / "checkpoints").is_dir())
+    """A vdmkit checkpoint or run directory, or a diffusers pipeline folder (``model_index.json``)."""
+    return path.is_dir() and ((path / "manifest.json").is_file() or (path / "checkpoints").is_dir()
+                              or (path / "model_index.json").is_file())
+
+
+def _model_size(path: str) -> tuple[int, object]:
+    """(the size a model samples at by default, its training data config or None): a checkpoint's data size, or a
+    diffusers folder's sample size (its data is unknown)."""
+    from vdmkit.interop.diffusers_pipeline import DiffusersFolder, is_diffusers_folder
+
+    if is_diffusers_folder(path):
+        return DiffusersFolder(path).parts.height, None
+    data = model_data_config(path)
+    return data.size, data
 
 
 def _shapes_config(protocol: Protocol, seed: int, base=None):
@@ -414,9 +427,9 @@ def build_sources(real, fake, protocol: Protocol, *, annotations=None, real_spli
                   sample_dtype: str = "fp32", compile_model: str | None = None, cuda_graphs: bool = False):
     """Resolve ``--real`` and ``--fake`` into sources (no decoding, no weights)."""
     real, fake = str(real), str(fake)
-    model_data = None
+    model_size = model_data = None
     if fake not in (SHAPES_KEYWORD, NOISE_KEYWORD) and _is_model_dir(Path(fake)):
-        model_data = model_data_config(fake)
+        model_size, model_data = _model_size(fake)
     if real == SHAPES_KEYWORD:
         n_real = protocol.num_real or 256
         real_src = ShapesSource(_shapes_config(protocol, protocol.seed, model_data), n_real)
@@ -435,10 +448,10 @@ def build_sources(real, fake, protocol: Protocol, *, annotations=None, real_spli
             raise ConfigError("--fake noise needs a protocol resolution (pass --resolution)")
         prompts = real_src.prompts()
         fake_src = NoiseSource((protocol.frames, size, size), n_fake or len(prompts), protocol.seed + 2, prompts)
-    elif model_data is not None:
+    elif model_size is not None:
         prompts = real_src.prompts()
         fake_src = ModelSource(fake, protocol, n_fake or len(prompts), prompts,
-                               size=protocol.resolution or model_data.size, steps=sample_steps, guidance=guidance,
+                               size=protocol.resolution or model_size, steps=sample_steps, guidance=guidance,
                                sampler=sampler, batch_size=batch_size, seed=protocol.seed, device=device,
                                dtype=sample_dtype, compiled=compile_model, cuda_graphs=cuda_graphs)
     else:

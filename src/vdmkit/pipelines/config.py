@@ -126,6 +126,20 @@ class PipelineConfig:
         ae = self.latent.autoencoder_config()
         return compressed_shape(ae.spatial_compression, ae.temporal_compression, frames, height, width)
 
+    def check_pixels(self, height: int, width: int) -> None:
+        """ConstraintError, in the video's pixels, when a latent model's backbone cannot take the latents of a
+        ``height`` x ``width`` video (the backbone's own check counts latent pixels, which the user never typed)."""
+        if not self.latent.enabled:
+            return
+        s = self.latent.autoencoder_config().spatial_compression
+        f = self.model.spatial_factor
+        m = s * f
+        if height % m or width % m:
+            raise ConstraintError(
+                f"height and width must be multiples of {m} for this model (its autoencoder makes latents {s}x "
+                f"smaller, and its backbone needs latents divisible by {f}), got {height}x{width}; nearest valid: "
+                f"{max(m, round(height / m) * m)}x{max(m, round(width / m) * m)}")
+
 
 def pipeline_config(doc: dict) -> PipelineConfig:
     """A checkpoint's ``config.json`` as a PipelineConfig; a training run's document (checkpoints written before

@@ -135,6 +135,7 @@ def make_request(config: PipelineConfig, prompts, *, frames: int | None = None, 
     ts = make_timesteps(process, steps, spacing or default_spacing(entry, process), timesteps, **rules)
     guidance_rescale = check_rescale(guidance_rescale)
     latent_size = config.latent_size(frames, height, width)
+    config.check_pixels(height, width)
     config.model.check_shape(*latent_size)
     guidance = check_guidance(guidance)
     if precision not in PRECISIONS:
