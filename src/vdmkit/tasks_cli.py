@@ -12,6 +12,8 @@ from vdmkit.cli_common import (DTYPE_HELP, PRECISION_HELP, apply_runner, check_r
                                weights_dtype)
 from vdmkit.device import DEVICES_HELP, apply_threads
 
+SDEDIT_STRENGTH = 0.6  # edit --mode sdedit: noise the input this far (of the process time) and denoise
+
 
 def _cmd_edit(args) -> int:
     """vdmkit edit: SDEdit, or DDIM inversion then the target prompt (with source attention reuse)."""
@@ -31,7 +33,10 @@ def _cmd_edit(args) -> int:
         raise ValueError("--mode invert needs --source-prompt (what the input video shows)")
     if args.mode == "sdedit" and (args.source_prompt is not None or args.attention_reuse):
         raise ValueError("--source-prompt and --attention-reuse belong to --mode invert")
-    strength = check_fraction("strength", args.strength)
+    if args.mode == "invert" and args.strength is not None:
+        raise ValueError("--strength belongs to --mode sdedit (--mode invert starts from the inverted noise; "
+                         "--attention-reuse sets how much of the input it keeps)")
+    strength = check_fraction("strength", SDEDIT_STRENGTH if args.strength is None else args.strength)
     reuse = check_fraction("attention_reuse", args.attention_reuse)
     model = model_or_default(args.model, "edit")
     ckpt, config = open_model(model, args.motion_adapter)
@@ -126,7 +131,7 @@ def _run_task(args, task: str, video, prompt: str, produce_args: dict, extra: di
         produced["video"] = run(pipe, video, prompt, **produce_args, **options)
         return produced["video"]
 
-    extra = {"task": task, **extra, **request.metadata(), "threads": threads}
+    extra = {"task": task, **extra, **request.metadata(), "dtype": weights_dtype(args), "threads": threads}
     result = render_sample(pipe, request.base, out, fps=args.fps, upscale_factor=args.upscale, extra=extra,
                            produce=produce)
     report(result, out, args.strip, {"task": task, "frames": int(produced["video"].shape[2]),
@@ -249,8 +254,8 @@ def register(sub) -> None:
     p.add_argument("--mode", choices=("sdedit", "invert"), default="sdedit",
                    help="sdedit: noise to --strength and denoise; invert: DDIM-invert under --source-prompt, then "
                    "sample --prompt from the inverted noise")
-    p.add_argument("--strength", type=float, default=0.6, help="sdedit: 0 keeps the input, 1 ignores it (plain "
-                   "text-to-video with the same seed)")
+    p.add_argument("--strength", type=float, help=f"sdedit: 0 keeps the input, 1 ignores it (plain text-to-video "
+                   f"with the same seed); default {SDEDIT_STRENGTH}")
     p.add_argument("--source-prompt", help="invert: what the input video shows")
     p.add_argument("--attention-reuse", type=float, default=0.0,
                    help="invert: fraction of the first steps that take their self-attention maps from the source "

@@ -189,9 +189,10 @@ class Pipeline(nn.Module):
 
     def decode(self, x: torch.Tensor, **options) -> torch.Tensor:
         """What the backbone denoised -> pixel videos. ``options``: the autoencoder's memory options (tile,
-        overlap, frame_chunk, batch_chunk); NonFiniteError on NaN, so no black video is ever written."""
+        overlap, frame_chunk, batch_chunk); NonFiniteError on NaN, so no black video is ever written. Pixels come
+        back in [-1, 1], as the autoencoder's do (a sampler's last step may overshoot the data range slightly)."""
         if self.autoencoder is None:
-            return x
+            return x.clamp(-1.0, 1.0)
         return self.autoencoder.decode_latents(x, **options)
 
     def forward(self, x_t: torch.Tensor, t: torch.Tensor, cond: Condition) -> torch.Tensor:

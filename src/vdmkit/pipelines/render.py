@@ -58,7 +58,8 @@ def render_sample(pipe, request: SampleRequest, out: str | os.PathLike, *, fps: 
     with a ``<out>.json`` sidecar): a video, or the latents as a .safetensors file when ``request.output`` is
     "latents". ``callback(i, x, x0_hat)`` is called per sampler step; ``extra`` adds keys to the metadata (never
     replacing one of ours). ``produce()``, if given, makes the video (B, 3, T, H, W) instead of ``pipe.run(request)``
-    (editing, long videos); ``request`` then describes it."""
+    (editing, long videos, the conditioned tasks); ``request`` then describes how it was sampled, and the video's
+    own frames and size are recorded (a task's output may be longer than the model's window)."""
     from vdmkit import __version__
 
     fps = check_fps(fps)
@@ -81,6 +82,8 @@ def render_sample(pipe, request: SampleRequest, out: str | os.PathLike, *, fps: 
             "autoencoder_sha256": config.latent.sha256 or None, "decode": dict(decode or {}),
             "output": request.output, "lora": list(getattr(pipe, "adapters", [])) or None,
             "cache": record.get("cache")}
+    if request.output != "latents":  # what was written: a task or a long video may differ from the request's window
+        meta.update(frames=int(video.shape[2]), height=int(video.shape[3]), width=int(video.shape[4]))
     for key, value in (extra or {}).items():
         meta.setdefault(key, value)
     if request.output == "latents":
