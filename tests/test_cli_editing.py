@@ -73,7 +73,12 @@ def test_edit_sdedit_and_invert_write_videos_with_their_metadata(run_dir, clip, 
                      "--guidance", "3", "--cfg-inversion", "source", "--steps", "4", "--out", str(out)]) == 0
     meta = json.loads((tmp_path / "invert.mp4.json").read_text())
     assert meta["attention_reuse"] == 0.5 and meta["cfg_inversion"] == "source"
-    assert np.isfinite(meta["reconstruction"]["psnr_db"]) and "reconstruction" in capsys.readouterr().out
+    captured = capsys.readouterr()
+    assert np.isfinite(meta["reconstruction"]["psnr_db"]) and "reconstruction" in captured.out
+    assert "editing: " in captured.err and "step" in captured.err  # inversion and sampling steps on stderr
+    assert cli.main(["edit", "--model", str(run_dir), "--video", str(clip), "--prompt", "a blue circle",
+                     "--steps", "2", "--out", str(tmp_path / "quiet.mp4"), "--no-progress"]) == 0
+    assert "editing: " not in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("args, match", [

@@ -361,11 +361,14 @@ def test_task_commands_write_videos_with_their_sidecars(models, tmp_path, capsys
     keys = write_clip(tmp_path / "keys.mp4", 3, 16)
     assert cli.main(["interpolate", "--model", models["frames"], "--video", keys, "--factor", "3", "--out",
                      str(tmp_path / "in.mp4"), "--steps", "2"]) == 0
-    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["frames"] == 7
+    captured = capsys.readouterr()
+    assert json.loads(captured.out.strip().splitlines()[-1])["frames"] == 7
+    assert "interpolate: " in captured.err and "step" in captured.err  # the sampler's steps, counted on stderr
     assert json.loads((tmp_path / "in.mp4.json").read_text())["frames"] == 7  # the video's, not the model's window
     assert cli.main(["extend", "--video", keys, "--frames", "10", "--out", str(tmp_path / "ex.mp4"),
-                     "--steps", "2"]) == 0  # the default model, by replacement
-    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["frames"] == 10
+                     "--steps", "2", "--no-progress"]) == 0  # the default model, by replacement
+    captured = capsys.readouterr()
+    assert json.loads(captured.out.strip().splitlines()[-1])["frames"] == 10 and "extend: " not in captured.err
     meta = json.loads((tmp_path / "ex.mp4.json").read_text())
     assert meta["frames"] == 10 and meta["dtype"] == "fp32"
     small = write_clip(tmp_path / "small.mp4", 5, 8)

@@ -4,6 +4,7 @@ the report, the weights' dtype, the backbone runner (--compile, --cuda-graphs)."
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 from pathlib import Path
@@ -90,3 +91,16 @@ def apply_runner(pipe, args) -> None:
         pipe.compile(regional=args.compile == "regional")
     if getattr(args, "cuda_graphs", False):
         pipe.cuda_graphs()
+
+
+NO_PROGRESS_HELP = "no progress bar over the sampler's steps"
+
+
+@contextlib.contextmanager
+def step_bar(args, label: str = "sampling"):
+    """A progress bar on stderr counting sampler steps (every pass of a task: inversion, windows), unless
+    --no-progress; yields the per-step callback a pipeline function takes."""
+    from tqdm import tqdm
+
+    with tqdm(desc=label, unit="step", disable=getattr(args, "no_progress", False), leave=True) as bar:
+        yield lambda *_: bar.update(1)

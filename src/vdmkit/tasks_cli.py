@@ -8,8 +8,8 @@ import json
 import math
 import sys
 
-from vdmkit.cli_common import (DTYPE_HELP, PRECISION_HELP, apply_runner, check_runner, model_or_default, report, seed,
-                               weights_dtype)
+from vdmkit.cli_common import (DTYPE_HELP, NO_PROGRESS_HELP, PRECISION_HELP, apply_runner, check_runner, model_or_default,
+                               report, seed, step_bar, weights_dtype)
 from vdmkit.device import DEVICES_HELP, apply_threads
 
 SDEDIT_STRENGTH = 0.6  # edit --mode sdedit: noise the input this far (of the process time) and denoise
@@ -61,20 +61,23 @@ def _cmd_edit(args) -> int:
     extra = {"mode": args.mode, "input_video": str(args.video), "dtype": weights_dtype(args), "threads": threads}
     if args.mode == "sdedit":
         extra["strength"] = strength
-        produce = lambda: edit(pipe, video, [args.prompt], strength=strength,  # noqa: E731
-                               negative_prompt=args.negative_prompt, **options)
+
+        def produce(step):
+            return edit(pipe, video, [args.prompt], strength=strength, negative_prompt=args.negative_prompt,
+                        callback=step, **options)
     else:
         extra.update(source_prompt=args.source_prompt, attention_reuse=reuse, cfg_inversion=args.cfg_inversion)
 
-        def produce():
-            inversion = invert(pipe, video, [args.source_prompt], **options)
+        def produce(step):
+            inversion = invert(pipe, video, [args.source_prompt], callback=step, **options)
             result = edit_inverted(pipe, inversion, [args.prompt], negative_prompt=args.negative_prompt,
-                                   cfg_inversion=args.cfg_inversion, attention_reuse=reuse)
+                                   cfg_inversion=args.cfg_inversion, attention_reuse=reuse, callback=step)
             extra["reconstruction"] = {k: round(v, 5) for k, v in reconstruction_error(video, result.source).items()}
             return result.video
 
-    result = render_sample(pipe, request, out, fps=args.fps, upscale_factor=args.upscale, extra=extra,
-                           produce=produce)
+    with step_bar(args, "editing") as step:
+        result = render_sample(pipe, request, out, fps=args.fps, upscale_factor=args.upscale, extra=extra,
+                               produce=lambda: produce(step))
     report(result, out, args.strip, {"threads": threads})
     return 0
 
@@ -127,13 +130,14 @@ def _run_task(args, task: str, video, prompt: str, produce_args: dict, extra: di
             options.pop(name)
     produced = {}
 
-    def produce():
-        produced["video"] = run(pipe, video, prompt, **produce_args, **options)
-        return produced["video"]
-
     extra = {"task": task, **extra, **request.metadata(), "dtype": weights_dtype(args), "threads": threads}
-    result = render_sample(pipe, request.base, out, fps=args.fps, upscale_factor=args.upscale, extra=extra,
-                           produce=produce)
+    with step_bar(args, task.replace("_", "-")) as step:
+        def produce():
+            produced["video"] = run(pipe, video, prompt, **produce_args, **options, callback=step)
+            return produced["video"]
+
+        result = render_sample(pipe, request.base, out, fps=args.fps, upscale_factor=args.upscale, extra=extra,
+                               produce=produce)
     report(result, out, args.strip, {"task": task, "frames": int(produced["video"].shape[2]),
                                      "size": list(produced["video"].shape[3:]), "threads": threads})
     return 0
@@ -239,6 +243,7 @@ def _task_parser(sub, name: str, func, help: str, video_help: str):
     p.add_argument("--strip", action="store_true", help="also write a PNG strip of the frames")
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--device", default="auto", help=DEVICES_HELP)
+    p.add_argument("--no-progress", action="store_true", help=NO_PROGRESS_HELP)
     p.set_defaults(func=func)
     return p
 
@@ -281,6 +286,7 @@ def register(sub) -> None:
     p.add_argument("--strip", action="store_true")
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--device", default="auto", help=DEVICES_HELP)
+    p.add_argument("--no-progress", action="store_true", help=NO_PROGRESS_HELP)
     p.set_defaults(func=_cmd_edit)
 
 
