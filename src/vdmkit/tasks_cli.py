@@ -8,8 +8,8 @@ import json
 import math
 import sys
 
-from vdmkit.cli_common import (DTYPE_HELP, NO_PROGRESS_HELP, PRECISION_HELP, apply_runner, check_runner, model_or_default,
-                               report, seed, step_bar, weights_dtype)
+from vdmkit.cli_common import (DTYPE_HELP, NO_PROGRESS_HELP, PRECISION_HELP, apply_runner, check_runner,
+                               model_or_default, report, seed, step_bar, weights_dtype)
 from vdmkit.device import DEVICES_HELP, apply_threads
 
 SDEDIT_STRENGTH = 0.6  # edit --mode sdedit: noise the input this far (of the process time) and denoise

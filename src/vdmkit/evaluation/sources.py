@@ -357,7 +357,8 @@ def open_model(path, *, frames: int, size: int, steps: int, guidance: float, sam
     before any weights load; the weights load on ``device`` at the first batch, stored as ``dtype`` (bf16: the pure
     low-precision path). ``compiled``: "package": the model calls of the full batches run through a compiled package
     (Pipeline.compile; a smaller last batch runs eager rather than compiling again); "regional": its blocks compiled.
-    ``cuda_graphs``: replayed from CUDA graphs (Pipeline.cuda_graphs). The only function of vdmkit.evaluation that imports vdmkit.pipelines."""
+    ``cuda_graphs``: replayed from CUDA graphs (Pipeline.cuda_graphs). The only function of vdmkit.evaluation that
+    imports vdmkit.pipelines."""
     from vdmkit.pipelines import TextToVideo, make_request
     from vdmkit.pipelines import open_model as open_pipeline_model
 

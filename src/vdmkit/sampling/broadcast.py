@@ -33,8 +33,8 @@ DEFAULT_RANGES = {"spatial": 2, "temporal": 2, "cross": 2}
 WINDOW = (0.1, 0.8)  # broadcast only while the model time is inside this fraction of the process's time range
 TEMPORAL_NAMES = ("temporal", "motion")
 COMPILED_REFUSAL = ("cache pab reuses attention outputs inside the backbone, which compiled blocks, a compiled package "
-                    "or a CUDA graph run as recorded wholes: sample with the eager backbone (drop --compile / --cuda-graphs, "
-                    "pipe.compile() / pipe.cuda_graphs()), or use --cache teacache")
+                    "or a CUDA graph run as recorded wholes: sample with the eager backbone (drop --compile / "
+                    "--cuda-graphs, pipe.compile() / pipe.cuda_graphs()), or use --cache teacache")
 
 
 def check_ranges(ranges: dict) -> tuple[int, int, int]:
