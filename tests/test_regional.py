@@ -88,6 +88,10 @@ def test_active_is_reentrant_and_copies_never_run_compiled():
     assert all(unit._compiled_call_impl is None for unit in compiled.units)
     copied = copy.deepcopy(pipe.backbone)  # an EMA or inference copy made outside active()
     assert all(unit._compiled_call_impl is None for unit in copied.shard_units())
+    own = compiled.units[0]._compiled_call_impl = object()  # as a user's own module.compile() leaves it
+    with compiled.active():
+        assert compiled.units[0]._compiled_call_impl is not own
+    assert compiled.units[0]._compiled_call_impl is own  # given back
 
 
 def test_regions_are_the_shard_units_and_motion_modules():

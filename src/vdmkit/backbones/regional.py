@@ -17,7 +17,6 @@ the compiled function is the module's whole call, hooks included.
 from __future__ import annotations
 
 import contextlib
-import time
 from collections.abc import Iterator
 
 import torch
@@ -47,8 +46,7 @@ class RegionalCompile:
     """``backbone``'s blocks (:func:`regions`), each run through ``torch.compile`` of its call inside
     :meth:`active`. ``dynamic``: torch.compile's (False: a compiled variant per input shape, the fastest kernels; None:
     sizes that change are made symbolic after the first recompile). ``mode`` and ``backend``: torch.compile's (e.g.
-    "max-autotune-no-cudagraphs"; "inductor", or "aot_eager" to check tracing without code generation). ``stats``:
-    seconds of calls that compiled something, and their count."""
+    "max-autotune-no-cudagraphs"; "inductor", or "aot_eager" to check tracing without code generation)."""
 
     def __init__(self, backbone: nn.Module, *, dynamic: bool | None = False, mode: str | None = None,
                  backend="inductor"):
@@ -61,7 +59,7 @@ class RegionalCompile:
         self._calls = [torch.compile(unit._call_impl, dynamic=dynamic, mode=mode, backend=backend)
                        for unit in self.units]
         self._depth = 0
-        self.stats = {"compiling_calls": 0, "compile_seconds": 0.0}
+        self._before: list = []
 
     def kinds(self) -> list[str]:
         """The block classes compiled, by name, in the order they first run."""
@@ -71,6 +69,7 @@ class RegionalCompile:
     def active(self) -> Iterator[None]:
         """The blocks run compiled within this context (re-entrant)."""
         if self._depth == 0:
+            self._before = [unit._compiled_call_impl for unit in self.units]  # a user's own module.compile()
             for unit, call in zip(self.units, self._calls):
                 unit._compiled_call_impl = call  # what nn.Module.__call__ runs when set (nn.Module.compile's slot)
         self._depth += 1
@@ -80,15 +79,5 @@ class RegionalCompile:
         finally:
             self._depth -= 1
             if self._depth == 0:
-                for unit in self.units:
-                    unit._compiled_call_impl = None
-
-    @contextlib.contextmanager
-    def timed(self, compiles: bool) -> Iterator[None]:
-        """``active()``, counting the call's seconds as compile time when ``compiles`` (a new input signature)."""
-        start = time.perf_counter()
-        with self.active():
-            yield
-        if compiles:
-            self.stats["compiling_calls"] += 1
-            self.stats["compile_seconds"] += time.perf_counter() - start
+                for unit, before in zip(self.units, self._before):
+                    unit._compiled_call_impl = before
