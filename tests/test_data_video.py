@@ -226,3 +226,19 @@ def test_train_from_a_folder_of_real_clips_cli(tmp_path, clips):
     assert code == 0
     assert (out / "checkpoints" / "step_0000003").is_dir()
     assert len((out / "metrics.jsonl").read_text().splitlines()) == 3
+
+
+def test_kind_groups_keep_a_step_s_batches_of_one_kind(clips):
+    """kind_group=g (training: processes x grad_accum): each aligned run of g batches is all video or all images, so
+    that every process of a step runs the same layers (mixed kinds broke the collectives of 2-process training on
+    folders with images before 2026-12-05); g=1 is the order single-process runs always had."""
+    cfg = config(clips, seed=3, image_ratio=0.4)
+    plain = VideoTextDataset(cfg, batch_size=2).epoch_batches(0)
+    grouped = VideoTextDataset(cfg, batch_size=2, kind_group=2).epoch_batches(0)
+    kinds = [shape[0] == 1 for shape, _ in grouped]
+    assert len(grouped) % 2 == 0 and any(kinds) and not all(kinds)
+    assert all(kinds[i] == kinds[i + 1] for i in range(0, len(kinds), 2))
+    assert any(plain[i][0][0] == 1 and plain[i + 1][0][0] != 1 for i in range(0, len(plain) - 1, 2)), \
+        "the ungrouped order mixes kinds in a pair (else this test shows nothing)"
+    with pytest.raises(ValueError, match="kind_group"):
+        VideoTextDataset(cfg, batch_size=2, kind_group=0)

@@ -357,3 +357,21 @@ def test_sharded_sampling_writes_what_one_process_writes(runs, tmp_path, capsys)
     assert cli.main(["sample", "--model", str(ddp), "--prompt", "a fast blue square moving up", "--steps", "2",
                      "--seed", "6", "--out", str(tmp_path / "single.mp4")]) == 0  # prompt 1 alone, seed 5 + 1
     assert np.array_equal(read_video(tmp_path / "single.mp4"), read_video(tmp_path / "two" / "00001.mp4"))
+
+
+@pytest.mark.distributed
+@pytest.mark.parametrize("parallel", ["ddp", "fsdp"])
+def test_two_processes_train_on_a_folder_with_image_batches(parallel, tmp_path):
+    """configs/folder_tiny.yaml as shipped (one image batch in four) on 2 processes: a step's micro-batches are all
+    video or all images, so both processes run the same layers (before 2026-12-05 one ran an image batch while the
+    other ran a video batch, and gloo aborted on mismatched collectives)."""
+    from tests.test_data_video import cut_clips
+
+    clips = cut_clips(tmp_path / "clips")
+    done = subprocess.run([sys.executable, "-m", "vdmkit", "train", "configs/folder_tiny.yaml", f"data.root={clips}",
+                           "data.image_ratio=0.5", f"train.parallel={parallel}", "train.steps=4",
+                           f"train.out_dir={tmp_path / 'run'}", "--nproc", "2", "--no-progress"],
+                          capture_output=True, text=True, timeout=240,
+                          env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(SRC)}, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert len(metrics(tmp_path / "run")) == 4

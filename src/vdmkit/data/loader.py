@@ -59,10 +59,17 @@ def _reason_kind(message: str) -> str:
 class VideoTextDataset:
     """Indexes ``cfg`` (probing every file, or trusting a curation manifest), then serves batches."""
 
-    def __init__(self, cfg: VideoDataConfig, *, batch_size: int = 1, rank: int = 0, world_size: int = 1):
+    def __init__(self, cfg: VideoDataConfig, *, batch_size: int = 1, rank: int = 0, world_size: int = 1,
+                 kind_group: int = 1):
+        """``kind_group``: runs of this many consecutive batches are all video or all image batches (training passes
+        its micro-batches per step, processes x grad_accum: a step's micro-batches are then of one kind, so that
+        every process runs the same layers and their collectives match)."""
         if not 0 <= rank < world_size:
             raise ValueError(f"rank {rank} must be in [0, world_size={world_size})")
+        if kind_group < 1:
+            raise ValueError(f"kind_group must be >= 1, got {kind_group}")
         self.cfg, self.batch_size, self.rank, self.world_size = cfg, batch_size, rank, world_size
+        self.kind_group = kind_group
         self.limits = DecodeLimits(max_decode_errors=cfg.max_decode_errors)
         self.skipped: Counter[str] = Counter()
         self.adjusted: Counter[str] = Counter()
@@ -168,9 +175,10 @@ class VideoTextDataset:
             image = [image[j % len(image)] for j in rng.permutation(max(n_image, len(image)))[:n_image]]
         if not cfg.images or cfg.image_ratio == 0:
             image = [] if video else image  # a dataset of images only still trains, on images
-        batches = video + image
-        order = rng.permutation(len(batches))
-        batches = [batches[j] for j in order]
+        g = self.kind_group  # runs of g batches of one kind (1: any order), shuffled as wholes
+        runs = [kind[i:i + g] for kind in (video, image) for i in range(0, len(kind) - g + 1, g)]
+        order = rng.permutation(len(runs))
+        batches = [batch for j in order for batch in runs[j]]
         per_rank = len(batches) // self.world_size
         if per_rank == 0:
             raise DatasetError(f"{len(batches)} batch(es) per epoch cannot be split over {self.world_size} ranks; "
@@ -252,10 +260,12 @@ def _chunk(groups: dict, b: int, rng: np.random.Generator) -> list[tuple[tuple[i
     return out
 
 
-def build_dataset(data, *, batch_size: int = 1, rank: int | None = None, world_size: int | None = None):
+def build_dataset(data, *, batch_size: int = 1, rank: int | None = None, world_size: int | None = None,
+                  kind_group: int = 1):
     """The training dataset ``data`` (a ShapesConfig or VideoDataConfig) describes; both have ``batch()``.
 
-    ``rank``/``world_size`` default to torch.distributed's when it is initialised.
+    ``rank``/``world_size`` default to torch.distributed's when it is initialised; ``kind_group``: see
+    VideoTextDataset.
     """
     from vdmkit.data.shapes import ShapesConfig, ShapesDataset
 
@@ -265,7 +275,7 @@ def build_dataset(data, *, batch_size: int = 1, rank: int | None = None, world_s
         dist = torch.distributed
         ready = dist.is_available() and dist.is_initialized()
         rank, world_size = (dist.get_rank(), dist.get_world_size()) if ready else (0, 1)
-    return VideoTextDataset(data, batch_size=batch_size, rank=rank, world_size=world_size)
+    return VideoTextDataset(data, batch_size=batch_size, rank=rank, world_size=world_size, kind_group=kind_group)
 
 
 def data_config(value):

@@ -90,14 +90,15 @@ def trained_parts(pipe) -> list[str]:
             if any(p.requires_grad for p in getattr(pipe, name).parameters())]
 
 
-def parallelize(objective: nn.Module, pipe, ema, mode: str, tc, device: torch.device) -> nn.Module:
+def parallelize(objective: nn.Module, pipe, ema, mode: str, tc, device: torch.device, *,
+                images: bool = False) -> nn.Module:
     """The module the loop calls for a micro-batch's loss: ``objective`` itself, in DDP, or over FSDP-sharded
-    parts (the EMA ``ema`` sharded alike)."""
+    parts (the EMA ``ema`` sharded alike). ``images``: the data also makes batches of images (data.image_ratio)."""
     if mode == "ddp":
         # image samples skip the temporal layers: a micro-batch of images leaves their parameters unused
         return nn.parallel.DistributedDataParallel(
             objective, device_ids=[device.index] if device.type == "cuda" else None,
-            find_unused_parameters=tc.image_ratio > 0)
+            find_unused_parameters=tc.image_ratio > 0 or images)
     if mode == "fsdp":
         from torch.distributed.fsdp import MixedPrecisionPolicy
 

@@ -123,7 +123,10 @@ def train(cfg: RunConfig, *, resume: bool = False, progress: bool = True) -> Pat
 
         dataset = LatentCache(cfg.latent.cache, cfg)
     else:  # shapes, or real clips in buckets; the loop numbers the micro-batches of all ranks itself
-        dataset = build_dataset(cfg.data, batch_size=layout.micro, rank=0, world_size=1)
+        # a step's micro-batches (of every process) are of one kind, video or image: the processes run the same
+        # layers, and a run splits its batches the same way on any number of processes
+        dataset = build_dataset(cfg.data, batch_size=layout.micro, rank=0, world_size=1,
+                                kind_group=world.size * layout.accum)
     pipe = TextToVideo(cfg.pipeline()).train()  # initialised on the CPU: the same weights on every device
     if cfg.latent.enabled:
         load_autoencoder_into(pipe, cfg.latent)  # frozen and trained: it travels in every checkpoint
@@ -141,7 +144,8 @@ def train(cfg: RunConfig, *, resume: bool = False, progress: bool = True) -> Pat
     base_sha256 = doc.get("lora_base_sha256", base_sha256)
     scheme = choose_scheme(tc.randomness, world.distributed or layout.accum > 1,
                            doc.get("randomness", "stream") if start is not None else None)
-    model = parallelize(DiffusionObjective(pipe, cfg, device), pipe, ema, mode, tc, device)
+    data_images = getattr(cfg.data, "images", False) and getattr(cfg.data, "image_ratio", 0) > 0
+    model = parallelize(DiffusionObjective(pipe, cfg, device), pipe, ema, mode, tc, device, images=data_images)
     params = [p for p in pipe.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=tc.lr, weight_decay=tc.weight_decay, betas=(0.9, 0.999))
     scaler = grad_scaler(device, tc.precision)  # fp16 devices only; a pass-through elsewhere
