@@ -10,7 +10,7 @@ import json
 
 import pytest
 import torch
-from torch._dynamo.testing import CompileCounter
+from torch._dynamo.testing import CompileCounter, CompileCounterWithBackend
 
 from tests.test_compiled import CONFIGS, random_pipe
 from vdmkit import cli
@@ -195,16 +195,18 @@ def test_evaluate_refuses_an_unknown_compile_mode():
         evaluate("shapes", "shapes", compile_model="fast")
 
 
-def test_training_with_compiled_blocks_equals_eager(tmp_path, monkeypatch):
-    """train.compile=true: the objective's forward runs the compiled blocks (aot_eager here), the losses equal an
-    eager run's, and the checkpoint's weights are the same modules' (nothing compiled is saved)."""
+@pytest.mark.parametrize("recompute", [[], ["model.checkpoint=true"]])
+def test_training_with_compiled_blocks_equals_eager(recompute, tmp_path, monkeypatch):
+    """train.compile=true: the objective's forward runs the compiled blocks (aot_eager, counted, here), the losses
+    equal an eager run's; with recomputed activations (model.checkpoint) the backward pass recomputes each block with
+    the compiled call its forward ran (it recomputed eagerly, and failed, before 2026-12-05)."""
     import importlib
 
     training = importlib.import_module("vdmkit.training.train")  # the module: the package exports train() by the name
     made = []
 
     def counted(backbone):
-        made.append(CompileCounter())
+        made.append(CompileCounterWithBackend("aot_eager"))  # AOT autograd: its own saved tensors, as Inductor's
         return RegionalCompile(backbone, backend=made[-1])
 
     def run(name, *extra):
@@ -212,7 +214,7 @@ def test_training_with_compiled_blocks_equals_eager(tmp_path, monkeypatch):
         cfg = load_config("configs/tiny_dit.yaml", ["data.size=16", "data.frames=4", "train.steps=2",
                                                     "train.batch_size=2", "train.sample_every=100",
                                                     "train.log_every=1", "train.precision=fp32",
-                                                    f"train.out_dir={out}", *extra])
+                                                    f"train.out_dir={out}", *recompute, *extra])
         train(cfg, progress=False)
         return [json.loads(line)["loss"] for line in (out / "metrics.jsonl").read_text().splitlines()]
 

@@ -380,10 +380,14 @@ class FinalLayer(nn.Module):
 
 def maybe_checkpoint(fn, *args, enabled: bool):
     """``fn(*args)``; with ``enabled`` and autograd on, activations are recomputed in backward instead of stored.
-    The recomputation runs under the torch function modes the forward ran under (the backward pass drops them),
-    so that it computes what the forward did: the memory estimate's meta run swaps attention for its output shape."""
+    The recomputation runs the function the forward ran, under the torch function modes the forward ran under (the
+    backward pass drops them), so that it computes what the forward did: the memory estimate's meta run swaps
+    attention for its output shape, and regional compilation swaps a block's call for a compiled one."""
     if enabled and torch.is_grad_enabled():
         modes = _get_current_function_mode_stack()
+        # a block compiled now (regional compilation) is recomputed by the same compiled call, not by its eager
+        # modules: the backward pass runs outside the window in which the block's call is swapped
+        fn = getattr(fn, "_compiled_call_impl", None) or fn
 
         @contextlib.contextmanager
         def forward_modes():
