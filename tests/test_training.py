@@ -70,6 +70,12 @@ def test_run_dir_is_not_clobbered_and_resume_needs_a_checkpoint(tiny_cfg, tmp_pa
     changed = tiny_cfg("train.steps=3", "model.channels=[32, 64]")
     with pytest.raises(ConfigError, match="different model config"):
         train(changed, resume=True, progress=False)
+    # another objective on the same weights was accepted before 2026-12-05, and recorded as if trained so
+    for override, name in (("diffusion.prediction=x0", "diffusion"), ("text.layers=2", "text encoder")):
+        with pytest.raises(ConfigError, match=f"another {name} config"):
+            train(tiny_cfg("train.steps=3", override), resume=True, progress=False)
+    train(tiny_cfg("train.steps=3", "train.lr=1e-4"), resume=True, progress=False)  # optimisation may change (1e-4:
+    # a number, though YAML 1.1 reads it as a string)
 
 
 def test_nan_loss_aborts_with_the_step_and_keeps_the_last_checkpoint(tiny_cfg, monkeypatch):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import types
 import typing
 from pathlib import Path
@@ -17,6 +18,9 @@ from pathlib import Path
 import yaml
 
 from vdmkit.errors import ConfigError
+
+# a number in exponent notation, which YAML 1.1 (PyYAML) reads as a string unless its mantissa has a dot: 1e-4, 3E+2
+EXPONENT_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+")
 
 
 def _check_type(hint, value, where: str):
@@ -57,6 +61,8 @@ def _check_type(hint, value, where: str):
             raise ConfigError(f"{where} must be an integer, got {value!r}")
         return value
     if hint is float:
+        if isinstance(value, str) and EXPONENT_NUMBER.fullmatch(value.strip()):
+            value = float(value)  # YAML 1.1 reads 1e-4 (no dot in the mantissa) as a string
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{where} must be a number, got {value!r}")
         return float(value)

@@ -70,6 +70,8 @@ from vdmkit.training.scaffold import (
 from vdmkit.video import to_uint8
 
 PREVIEW_FPS = 8
+# what a resumed run must keep; the rest (train.steps, lr and schedule, logging, data) may change
+RESUME_FIXED = "backbone, model, text, diffusion and data.condition sections"
 PREVIEW_MIN_SIZE = 128  # sample previews are upscaled (nearest) to at least this many pixels
 ADAPTER = "adapter.safetensors"  # a LoRA run's checkpoints: the EMA adapter, to apply with --lora
 
@@ -336,7 +338,17 @@ def resumed_state(ckpt: Checkpoint, cfg: RunConfig, pipe, ema) -> tuple[dict[str
         saved = None
     if saved is None or saved.backbone != cfg.backbone or to_dict(saved.model) != to_dict(pipe.config.model):
         raise ConfigError(f"--resume: the run's checkpoint {str(ckpt.directory)!r} was trained with a different "
-                          "model config; resume with the same config (only train.steps and logging may change)")
+                          f"model config; resume with the same {RESUME_FIXED}")
+    ours = pipe.config
+    for name, theirs, mine in (("text encoder", (saved.text_encoder, to_dict(saved.text)),
+                                (ours.text_encoder, to_dict(ours.text))),
+                               ("diffusion", to_dict(saved.diffusion), to_dict(ours.diffusion)),
+                               ("condition", to_dict(saved.condition) if saved.condition else None,
+                                to_dict(ours.condition) if ours.condition else None)):
+        if theirs != mine:
+            raise ConfigError(f"--resume: the run's checkpoint {str(ckpt.directory)!r} was trained with another "
+                              f"{name} config ({theirs!r}, this config says {mine!r}); resume with the same "
+                              f"{RESUME_FIXED}")
     saved_lora = (ckpt.run_document() or {}).get("train", {}).get("lora")
     ours = to_dict(cfg.train.lora) if cfg.train.lora is not None else None
     if saved_lora != ours:

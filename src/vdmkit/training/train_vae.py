@@ -196,7 +196,7 @@ def restore(ckpt: Checkpoint, cfg: AERunConfig, model, disc, opt, opt_d, scaler,
     theirs = {k: v for k, v in (saved.get("model") or {}).items() if k not in ignore}
     if saved.get("autoencoder") != cfg.autoencoder or mine != theirs:
         raise ConfigError(f"--resume: {str(ckpt.directory)!r} was trained with a different autoencoder config; resume "
-                          "with the same config (only train.steps and logging may change)")
+                          "with the same autoencoder and model sections (train and data settings may change)")
     load_strict(model, ckpt.load_tensors(WEIGHTS), ckpt.directory)
     state, doc = scaffold.training_state(ckpt)
     if disc is not None:
