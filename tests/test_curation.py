@@ -102,3 +102,38 @@ def test_custom_scorer_and_manifest_feeds_a_dataset(tmp_path):
     ds = VideoTextDataset(VideoDataConfig(root=str(tmp_path), manifest="m.jsonl", size=16, lengths=(4,), frames=4,
                                           image_ratio=0.0), batch_size=1)
     assert [s.row.path.name for s in ds.samples] == ["a.mp4"] and ds.skipped
+
+
+@pytest.mark.parametrize("name, match", [("m.mp4", "unknown format '.mp4'; use one of .jsonl"),
+                                         ("sub.jsonl", "is a directory")])
+def test_an_unwritable_manifest_is_refused_before_the_scan(tmp_path, capsys, name, match):
+    """--out is checked before any file is scanned (a folder or an existing video as --out failed, or was
+    overwritten, after the whole scan before 2026-12-05)."""
+    folder = tmp_path / "clips"
+    folder.mkdir()
+    (tmp_path / "sub.jsonl").mkdir()
+    (tmp_path / "m.mp4").write_bytes(b"a video")
+    assert main(["curate", str(folder), "--out", str(tmp_path / name)]) == 2
+    assert match in capsys.readouterr().err and (tmp_path / "m.mp4").read_bytes() == b"a video"
+
+
+def test_images_pass_the_length_filter_and_filtered_rows_are_left_out_not_bad(tmp_path):
+    """An image file is not "too short" (a one-frame video still is), and rows curation filtered out (keep: false)
+    are left out of training without counting as bad samples (every image was rejected, and a folder whose manifest
+    filtered half its files could not train, before 2026-12-05)."""
+    from PIL import Image
+
+    from vdmkit.data import VideoDataConfig
+    from vdmkit.data.loader import VideoTextDataset
+
+    rng = np.random.default_rng(0)
+    write_video(tmp_path / "moving.mp4", rng.integers(0, 255, (16, 32, 32, 3), dtype=np.uint8), fps=8)
+    write_video(tmp_path / "black.mp4", np.zeros((16, 32, 32, 3), np.uint8), fps=8)
+    Image.fromarray(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)).save(tmp_path / "still.png")
+    curate(tmp_path, tmp_path / "m.jsonl")
+    rows = {r["path"]: r for r in map(json.loads, (tmp_path / "m.jsonl").read_text().splitlines())}
+    assert rows["still.png"]["keep"] and rows["moving.mp4"]["keep"] and not rows["black.mp4"]["keep"]
+    ds = VideoTextDataset(VideoDataConfig(root=str(tmp_path), manifest="m.jsonl", size=16, lengths=(4,), frames=4,
+                                          image_ratio=0.5, max_skip_fraction=0.2), batch_size=1)
+    assert sorted(s.row.path.name for s in ds.samples) == ["moving.mp4", "still.png"]
+    assert ds.stats()["excluded_by_manifest"] == 1 and ds.stats()["skipped"] == {}

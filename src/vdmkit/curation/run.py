@@ -106,7 +106,9 @@ def _every(timestamps: np.ndarray, step: float) -> np.ndarray:
 
 def _filters(row: dict, cfg: CurateConfig) -> list[str]:
     reject = []
-    if row["frames"] < cfg.min_frames or row["duration"] < cfg.min_duration_s:
+    # an image file is one frame by nature: the length filters are for videos (a one-frame video is too short)
+    still = Path(row["path"]).suffix.lower() in IMAGE_SUFFIXES
+    if not still and (row["frames"] < cfg.min_frames or row["duration"] < cfg.min_duration_s):
         reject.append(f"too_short: {row['frames']} frames, {row['duration']:.2f}s "
                       f"(min {cfg.min_frames} frames, {cfg.min_duration_s}s)")
     if row["scores"]["brightness"] < cfg.black_threshold:
@@ -125,11 +127,13 @@ def curate(root: str | os.PathLike, out: str | os.PathLike, cfg: CurateConfig | 
     ``scorers``/``captioner`` default to the built-ins ``cfg`` names. Returns the summary counts.
     """
     from vdmkit.config import to_dict
+    from vdmkit.io.video import check_output_path
 
     cfg = cfg or CurateConfig()
     root, out = Path(root), Path(out)
     if not root.is_dir():
         raise DatasetError(f"curate: {str(root)!r} is not a directory")
+    check_output_path(out, (".jsonl",))  # before the scan: a .jsonl file in a writable folder, never a video
     if scorers is None:
         scorers = [SCORERS[name]() for name in cfg.scorers]
     if captioner is None and cfg.captioner is not None:

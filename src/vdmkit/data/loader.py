@@ -56,6 +56,8 @@ def _reason_kind(message: str) -> str:
     return text.split(" (")[0][:80]
 
 
+EXCLUDED = object()  # a manifest row curation filtered out (keep: false)
+
 class VideoTextDataset:
     """Indexes ``cfg`` (probing every file, or trusting a curation manifest), then serves batches."""
 
@@ -72,6 +74,7 @@ class VideoTextDataset:
         self.kind_group = kind_group
         self.limits = DecodeLimits(max_decode_errors=cfg.max_decode_errors)
         self.skipped: Counter[str] = Counter()
+        self.excluded = 0  # rows the curation manifest left out on purpose: not bad samples
         self.adjusted: Counter[str] = Counter()
         self.bad: set[int] = set()
         rows, refused = list_samples(cfg)
@@ -91,7 +94,10 @@ class VideoTextDataset:
             try:
                 info = known.get(row.path.resolve()) if known is not None else decode(row.path, rgb=False,
                                                                                      limits=self.limits).info
-                if info is None:
+                if info is EXCLUDED:  # `vdmkit curate` filtered it out (keep: false): left out, not a bad sample
+                    self.excluded += 1
+                    continue
+                if info is None:  # a decode error in the scan, or a file the scan never saw
                     raise InvalidVideoError(f"{str(row.path)!r}: not kept in the manifest")
                 samples.append(self._place(row, info))
             except InvalidVideoError as e:
@@ -112,7 +118,9 @@ class VideoTextDataset:
             raise DatasetError(f"data.manifest {str(path)!r} cannot be read: {e}") from e
         for line in lines:
             r = json.loads(line)
-            if r.get("status") == "ok" and r.get("keep", True):
+            if r.get("status") == "ok" and not r.get("keep", True):  # filtered out on purpose: no bad sample
+                infos[(Path(self.cfg.root) / r["path"]).resolve()] = EXCLUDED
+            elif r.get("status") == "ok":
                 p = (Path(self.cfg.root) / r["path"]).resolve()
                 infos[p] = VideoInfo(path=str(p), width=r["width"], height=r["height"], frames=r["frames"],
                                      fps=r["fps"], duration=r["duration"], codec=r.get("codec", ""),
@@ -146,12 +154,13 @@ class VideoTextDataset:
             self.bad.add(index)
         self.skipped[_reason_kind(reason)] += 1
         log.warning("skipping sample: %s", reason)
-        if sum(self.skipped.values()) > self.cfg.max_skip_fraction * self.total:
+        if sum(self.skipped.values()) > self.cfg.max_skip_fraction * (self.total - self.excluded):
             raise DatasetError(f"more than {self.cfg.max_skip_fraction:.0%} of the samples are bad: {self.stats()}")
 
     def stats(self) -> dict:
         return {"samples": len(getattr(self, "samples", [])), "bad_at_read": len(self.bad),
-                "skipped": dict(self.skipped), "adjusted": dict(self.adjusted)}
+                "skipped": dict(self.skipped), "adjusted": dict(self.adjusted),
+                "excluded_by_manifest": getattr(self, "excluded", 0)}
 
     # ---- batches ---------------------------------------------------------------------------------
     def epoch_batches(self, epoch: int) -> list[tuple[tuple[int, int, int], list[int]]]:
