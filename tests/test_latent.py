@@ -201,3 +201,14 @@ def test_conditioned_latent_models_train_and_run_their_tasks(tmp_path, video_vae
                      "--no-progress"]) == 0
     big = upscale(TextToVideo.from_pretrained(sr), torch.rand(1, 3, 5, 16, 16) * 2 - 1, steps=2)
     assert big.shape == (1, 3, 5, 32, 32) and torch.isfinite(big).all()
+
+
+def test_an_autoencoder_is_not_a_text_to_video_model(frame_vae, tmp_path, capsys):
+    """An autoencoder run given where a text-to-video model goes says what it is and what to do (it listed the
+    config keys a text-to-video model has before 2026-12-05)."""
+    out = tmp_path / "x.mp4"
+    assert cli.main(["sample", "--model", str(frame_vae), "--prompt", "a red circle", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "this is an autoencoder (frame_vae" in err and "latent.autoencoder=" in err and not out.exists()
+    with pytest.raises(ConfigError, match="not a text-to-video model"):
+        TextToVideo.from_pretrained(frame_vae)

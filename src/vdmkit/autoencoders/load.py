@@ -27,7 +27,7 @@ def read_autoencoder_config(path: str | os.PathLike):
     doc = ckpt.read_json(CONFIG)
     if not isinstance(doc.get("autoencoder"), str):
         raise CorruptCheckpointError(f"{str(ckpt.directory)!r} is not an autoencoder checkpoint (its config names no "
-                                     "autoencoder); train one with `vdmkit train-vae`")
+                                     "autoencoder)")
     return ckpt, doc["autoencoder"], doc.get("model") or {}
 
 

@@ -146,6 +146,10 @@ def pipeline_config(doc: dict) -> PipelineConfig:
     the split, with its ``train`` and ``data`` sections) is reduced to the model it describes."""
     if not isinstance(doc, dict):
         raise ConfigError(f"a model config must be a mapping, got {type(doc).__name__}")
+    if isinstance(doc.get("autoencoder"), str) and "backbone" not in doc:
+        raise ConfigError(f"this is an autoencoder ({doc['autoencoder']}, a `vdmkit train-vae` run), not a "
+                          "text-to-video model: train a latent model on it (latent.autoencoder=THIS_RUN in a `vdmkit "
+                          "train` config, e.g. configs/shapes_latent.yaml) and sample that")
     if "train" not in doc:
         return from_dict(PipelineConfig, doc)
     data = doc.get("data") or {}
