@@ -516,3 +516,44 @@ def test_serve_without_the_web_stack_says_how_to_install_it(tmp_path, monkeypatc
     monkeypatch.setitem(sys.modules, "fastapi", None)
     assert cli.main(["serve", "--out", str(tmp_path / "out")]) == 2
     assert "pip install 'vdmkit[app]'" in capsys.readouterr().err
+
+
+def test_each_job_reports_its_own_warnings(client):
+    """A request's warnings (guidance far above the usual range) belong to its job, never to the job sampling while
+    it was checked (Python's warning state is process-wide; before 2026-12-05 the running job took them)."""
+    slow = client.post("/api/generate", json={"model": "tiny", "prompt": "a red circle moving left", "steps": 200,
+                                              "guidance": 2.0})
+    deadline = time.monotonic() + 30
+    while client.get(f"/api/jobs/{slow.json()['id']}").json()["step"] < 1 and time.monotonic() < deadline:
+        time.sleep(0.01)  # sampling has begun: the next request is checked while it runs
+    loud = client.post("/api/generate", json={"model": "tiny", "prompt": "a blue square moving up", "steps": 2,
+                                              "guidance": 60})
+    assert slow.status_code == loud.status_code == 202
+    assert client.get(f"/api/jobs/{slow.json()['id']}").json()["status"] == "running"
+    first, second = wait_job(client, slow.json()["id"]), wait_job(client, loud.json()["id"])
+    assert first["status"] == second["status"] == "done"
+    assert not any("guidance" in w for w in first["warnings"])
+    assert any("guidance 60" in w for w in second["warnings"])
+
+
+def test_thread_warnings_keep_other_threads_warnings_out():
+    import threading
+    import warnings
+
+    from vdmkit.pipelines.render import thread_warnings
+
+    inside, outside = threading.Event(), threading.Event()
+
+    def elsewhere():
+        inside.wait(5)
+        warnings.warn("from another thread")  # goes to stderr, as it would without the recording
+        outside.set()
+
+    thread = threading.Thread(target=elsewhere)
+    thread.start()
+    with thread_warnings() as caught:
+        inside.set()
+        outside.wait(5)
+        warnings.warn("from this thread")
+    thread.join()
+    assert [str(w.message) for w in caught] == ["from this thread"]

@@ -58,8 +58,10 @@ class JobQueue:
         self._closed = False
         self._pipe = (None, None)  # (folder, loaded pipeline)
 
-    def submit(self, model: str, path: Path, request) -> Job:
-        job = Job(secrets.token_hex(8), model, Path(path), request, steps=len(request.ts))
+    def submit(self, model: str, path: Path, request, warnings: list[str] | None = None) -> Job:
+        """Queue ``request``; ``warnings``: what checking it raised, reported with the job's own."""
+        job = Job(secrets.token_hex(8), model, Path(path), request, steps=len(request.ts),
+                  warnings=list(warnings or []))
         with self._cond:
             if self._closed:
                 raise QueueFullError("the server is shutting down; no new jobs are taken")
@@ -163,4 +165,4 @@ class JobQueue:
         name = f"{time.strftime('%Y%m%d-%H%M%S')}-{job.id}.mp4"
         result = render_sample(pipe, job.request, self.out_dir / name, callback=progress,
                                extra={"model_name": job.model, "job": job.id})
-        job.warnings, job.file = result.warnings, name
+        job.warnings, job.file = job.warnings + result.warnings, name

@@ -137,6 +137,7 @@ def create_app(settings: Settings):
     from starlette.exceptions import HTTPException as StarletteHTTPException
 
     from vdmkit.pipelines import make_request, open_model
+    from vdmkit.pipelines.render import thread_warnings
 
     settings.out.mkdir(parents=True, exist_ok=True)
     store = VoteStore(settings.db)
@@ -241,9 +242,10 @@ def create_app(settings: Settings):
         prompt = check_prompt(body.prompt)
         check_limits(body.frames, body.height, body.width, body.steps)
         ckpt, config = open_model(path)  # the config alone: no weights before the request is valid
-        request = make_request(config, [prompt], frames=body.frames, height=body.height, width=body.width,
-                               steps=body.steps, sampler=body.sampler, guidance=body.guidance, seed=body.seed)
-        return jobs.describe(jobs.submit(key, ckpt.directory, request))
+        with thread_warnings() as caught:  # this request's own (a far guidance...), never a running job's
+            request = make_request(config, [prompt], frames=body.frames, height=body.height, width=body.width,
+                                   steps=body.steps, sampler=body.sampler, guidance=body.guidance, seed=body.seed)
+        return jobs.describe(jobs.submit(key, ckpt.directory, request, [str(w.message) for w in caught]))
 
     @app.get("/api/jobs/{job_id}")
     def job(job_id: str):

@@ -4,8 +4,10 @@ guidance, model path and sha256, ...)."""
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
+import threading
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -67,8 +69,7 @@ def render_sample(pipe, request: SampleRequest, out: str | os.PathLike, *, fps: 
     prompt = request.prompts[0]
     unknown = pipe.text_encoder.unknown_words(prompt)
     record = {}
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", VocabularyWarning)
+    with thread_warnings() as caught:
         video = produce() if produce is not None else pipe.run(request, decode=decode, callback=callback, record=record)
     config = pipe.config
     meta = {"prompt": prompt, "negative_prompt": request.negative_prompt, "unknown_words": unknown,
@@ -92,3 +93,23 @@ def render_sample(pipe, request: SampleRequest, out: str | os.PathLike, *, fps: 
         frames = upscale(to_uint8(video[0]), factor)
         path = write_video(out, frames, fps=fps, metadata=meta)
     return Rendered(path, frames, meta, [str(w.message) for w in caught])
+
+
+@contextlib.contextmanager
+def thread_warnings():
+    """The warnings this thread raises inside the block, as a list (VocabularyWarning every time it is raised).
+    Python's warning state is process-wide: another thread's warnings (a web app's request checks while it samples)
+    go where they went before instead of into this list."""
+    me, caught = threading.get_ident(), []
+    with warnings.catch_warnings():
+        previous = warnings.showwarning
+
+        def show(message, category, filename, lineno, file=None, line=None):
+            if threading.get_ident() == me:
+                caught.append(warnings.WarningMessage(message, category, filename, lineno, file, line))
+            else:
+                previous(message, category, filename, lineno, file, line)
+
+        warnings.showwarning = show
+        warnings.simplefilter("always", VocabularyWarning)
+        yield caught
