@@ -120,6 +120,8 @@ BAD_GENERATE = [
     ({"steps": "abc"}, 422, "steps: Input should be a valid integer"),
     ({"steps": "9" * 5000}, 422, "steps: "),  # pydantic says why; the answer stays short
     ({"steps": None}, 422, "steps"),
+    ({"steps": True}, 422, "steps: Input should be a valid integer"),  # was taken as 1 before 2026-12-05
+    ({"frames": "8"}, 422, "frames: Input should be a valid integer"),
     ({"steps": 10**9}, 400, "limit of 250"),
     ({"guidance": float("nan")}, 400, "finite"),
     ({"guidance": "nan"}, 400, "finite"),

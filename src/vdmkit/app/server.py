@@ -133,7 +133,7 @@ def create_app(settings: Settings):
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
     from fastapi.staticfiles import StaticFiles
-    from pydantic import BaseModel, ConfigDict
+    from pydantic import BaseModel, ConfigDict, StrictInt
     from starlette.exceptions import HTTPException as StarletteHTTPException
 
     from vdmkit.pipelines import make_request, open_model
@@ -157,12 +157,12 @@ def create_app(settings: Settings):
         model: str | None = None
         prompt: str
         sampler: str = "ddim"
-        steps: int = 25
+        steps: StrictInt = 25  # strict: true is not 1, "3" is not 3
         guidance: float = 3.0
-        seed: int | None = 0
-        frames: int | None = None
-        height: int | None = None
-        width: int | None = None
+        seed: StrictInt | None = 0
+        frames: StrictInt | None = None
+        height: StrictInt | None = None
+        width: StrictInt | None = None
 
     class VoteBody(BaseModel):
         model_config = ConfigDict(extra="forbid")
