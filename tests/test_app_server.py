@@ -510,6 +510,9 @@ def test_serve_binds_locally_by_default_and_warns_otherwise(tmp_path, monkeypatc
     assert cli.main(["serve", "--out", str(tmp_path / "out"), "--host", "0.0.0.0", "--port", str(free_port())]) == 0
     assert calls[-1][0].state.settings.allowed_hosts is None
     assert "exposes the app to the network" in capsys.readouterr().err
+    assert cli.main(["serve", "--out", str(tmp_path / "out"), "--port", "0"]) == 0  # any free port: the one printed
+    port = calls[-1][1]["port"]
+    assert port > 0 and f"http://127.0.0.1:{port}/" in capsys.readouterr().err
 
 
 def test_serve_without_the_web_stack_says_how_to_install_it(tmp_path, monkeypatch, capsys):

@@ -49,6 +49,10 @@ def _cmd_serve(args) -> int:
         raise ValueError(f"--port must be in [0, 65535], got {args.port}")
     if args.threads < 0:
         raise ValueError(f"--threads must be >= 0 (0 = the CPUs other work leaves free), got {args.threads}")
+    if args.port == 0:  # any free port: chosen here, so that the address printed below is the one served
+        with socket.socket(socket.AF_INET6 if ":" in args.host else socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind((args.host.strip("[]"), 0))
+            args.port = s.getsockname()[1]
     _check_port_free(args.host, args.port)
     local = _is_loopback(args.host)
     if not local:
