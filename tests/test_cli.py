@@ -122,6 +122,19 @@ def test_list_samplers_and_models(capsys):
     assert "unet3d" in out and "dit_xl" in out and "GFLOP per forward at 4x16x16" in out
     assert cli.main(["models", "--flops", "--shape", "16x32"]) == 2
     assert "TxHxW" in capsys.readouterr().err
+    assert cli.main(["models", "--shape", "4x16x16"]) == 0  # a shape asks for the count at it
+    assert "GFLOP per forward at 4x16x16" in capsys.readouterr().out
+
+
+def test_version_and_a_closed_pipe():
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "vdmkit", "--version"], capture_output=True, text=True, check=False)
+    assert done.returncode == 0 and done.stdout.strip().startswith("vdmkit ")
+    piped = subprocess.run(f"{sys.executable} -m vdmkit models --params | head -1", shell=True, capture_output=True,
+                           text=True, check=False)
+    assert piped.stdout.startswith("unet3d") and "Traceback" not in piped.stderr  # `| head` closes the pipe early
 
 
 def test_nan_during_sampling_writes_no_video(run_dir, tmp_path, monkeypatch, capsys):

@@ -366,6 +366,8 @@ def _cmd_inflate(args) -> int:
 def _cmd_models(args) -> int:
     from vdmkit.registry import BACKBONES
 
+    args.flops = args.flops or args.shape is not None  # a shape is only asked for to count at it
+    args.shape = args.shape or "16x32x32"
     shape = _shape(args.shape)
     width = max(map(len, BACKBONES))
     for name, entry in BACKBONES.items():
@@ -408,7 +410,10 @@ def _add_training_parser(sub, name: str, func, help: str, config_help: str, exam
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from vdmkit import __version__
+
     parser = argparse.ArgumentParser(prog="vdmkit", description="Train, sample and evaluate video diffusion models.")
+    parser.add_argument("--version", action="version", version=f"vdmkit {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     _add_training_parser(sub, "train", _cmd_train, "train a text-to-video model from a YAML config",
@@ -528,7 +533,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("models", help="list the registered backbones")
     p.add_argument("--params", action="store_true", help="also count parameters of each default preset")
     p.add_argument("--flops", action="store_true", help="also count forward FLOPs at --shape")
-    p.add_argument("--shape", default="16x32x32", help="input frames x height x width for --flops")
+    p.add_argument("--shape", help="input frames x height x width for --flops (default 16x32x32; implies --flops)")
     p.set_defaults(func=_cmd_models)
 
     for name in SUBCOMMAND_MODULES:
@@ -560,6 +565,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted; the last complete checkpoint is intact", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader went away (`vdmkit models | head`): stop quietly, as Unix tools do
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error when Python flushes
+        return 141
     finally:
         if "vdmkit.distributed" in sys.modules:
             sys.modules["vdmkit.distributed"].leave()
