@@ -130,10 +130,13 @@ def test_images_pass_the_length_filter_and_filtered_rows_are_left_out_not_bad(tm
     write_video(tmp_path / "moving.mp4", rng.integers(0, 255, (16, 32, 32, 3), dtype=np.uint8), fps=8)
     write_video(tmp_path / "black.mp4", np.zeros((16, 32, 32, 3), np.uint8), fps=8)
     Image.fromarray(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)).save(tmp_path / "still.png")
-    curate(tmp_path, tmp_path / "m.jsonl")
+    curate(tmp_path, tmp_path / "m.jsonl", CurateConfig(captioner="basic"))
     rows = {r["path"]: r for r in map(json.loads, (tmp_path / "m.jsonl").read_text().splitlines())}
     assert rows["still.png"]["keep"] and rows["moving.mp4"]["keep"] and not rows["black.mp4"]["keep"]
+    assert "a still image at 32x32" in rows["still.png"]["captions"]["summary"]  # not "a 1.0 second clip"
     ds = VideoTextDataset(VideoDataConfig(root=str(tmp_path), manifest="m.jsonl", size=16, lengths=(4,), frames=4,
                                           image_ratio=0.5, max_skip_fraction=0.2), batch_size=1)
     assert sorted(s.row.path.name for s in ds.samples) == ["moving.mp4", "still.png"]
     assert ds.stats()["excluded_by_manifest"] == 1 and ds.stats()["skipped"] == {}
+    # without a captions file the curated captions (their summary) are the training captions, not the file names
+    assert {s.row.caption for s in ds.samples} == {rows[n]["captions"]["summary"] for n in ("moving.mp4", "still.png")}

@@ -70,6 +70,8 @@ class BasicCaptioner:
         return f"a {light} mostly {colour} scene"
 
     def caption_video(self, frames: np.ndarray, info: VideoInfo) -> str:
+        if info.frames == 1:  # an image has no length
+            return f"a still image at {info.width}x{info.height}"
         return f"a {info.duration:.1f} second clip at {info.width}x{info.height}"
 
     def summarise(self, image_caption: str, video_caption: str) -> str:

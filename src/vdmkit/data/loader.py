@@ -17,6 +17,7 @@ Clips shorter than the smallest length bucket follow ``short``: ``drop`` (skippe
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 from collections import Counter
@@ -88,9 +89,14 @@ class VideoTextDataset:
 
     # ---- indexing --------------------------------------------------------------------------------
     def _index(self, rows: list[CaptionRow]) -> list[Sample]:
+        self._captions: dict[Path, str] = {}
         known = self._manifest_infos()
+        # a folder without a captions file: the captions `vdmkit curate` wrote (its summary) over the file names'
+        curated = self.cfg.kind == "folder" and self.cfg.captions is None
         samples = []
         for row in rows:
+            if curated and row.path.resolve() in self._captions:
+                row = dataclasses.replace(row, caption=self._captions[row.path.resolve()])
             try:
                 info = known.get(row.path.resolve()) if known is not None else decode(row.path, rgb=False,
                                                                                      limits=self.limits).info
@@ -122,6 +128,9 @@ class VideoTextDataset:
                 infos[(Path(self.cfg.root) / r["path"]).resolve()] = EXCLUDED
             elif r.get("status") == "ok":
                 p = (Path(self.cfg.root) / r["path"]).resolve()
+                summary = (r.get("captions") or {}).get("summary")
+                if isinstance(summary, str) and summary.strip():
+                    self._captions[p] = summary.strip()
                 infos[p] = VideoInfo(path=str(p), width=r["width"], height=r["height"], frames=r["frames"],
                                      fps=r["fps"], duration=r["duration"], codec=r.get("codec", ""),
                                      rotation=r.get("rotation", 0), decode_errors=r.get("decode_errors", 0),
