@@ -138,3 +138,23 @@ def test_a_model_is_evaluated_in_pure_bf16_and_through_its_package(tiny_cfg, tmp
     (dtype, compiled), = made
     assert dtype == torch.bfloat16 and compiled.stats["eager_calls"] == 4  # 2 batches x 2 steps
     assert not compiled.compile_new  # after the first batch: a smaller last batch never compiles again
+
+
+def test_a_model_against_uncaptioned_videos_is_sampled_unconditionally_with_a_warning(tiny_cfg, tmp_path):
+    """Real videos without captions give the model empty prompts: evaluate() says so (it sampled unconditionally
+    without a word before 2026-12-05)."""
+    import numpy as np
+
+    from vdmkit.io.video import write_video
+    from vdmkit.training import train
+
+    run = train(tiny_cfg("train.steps=1", "train.sample_every=100"), progress=False)
+    real = tmp_path / "real"
+    real.mkdir()
+    rng = np.random.default_rng(0)
+    for k in range(2):
+        write_video(real / f"{k:03d}.mp4", rng.integers(0, 255, (4, 16, 16, 3), dtype=np.uint8))
+    with pytest.warns(UserWarning, match="has no captions .* empty prompts, unconditionally"):
+        ev = evaluate(str(real), run, protocol="folders", metrics="psnr", num_fake=2, frames=4,
+                      resolution=16, sample_steps=1, batch_size=2, progress=False)
+    assert ev.report["counts"]["fake"] == 2

@@ -451,6 +451,10 @@ def build_sources(real, fake, protocol: Protocol, *, annotations=None, real_spli
         fake_src = NoiseSource((protocol.frames, size, size), n_fake or len(prompts), protocol.seed + 2, prompts)
     elif model_size is not None:
         prompts = real_src.prompts()
+        if prompts and not any(p[0] for p in prompts):
+            warnings.warn(f"the real set {real!r} has no captions (no captions file, label or caption sidecar): the "
+                          "model is sampled with empty prompts, unconditionally; give the real videos captions to "
+                          "evaluate it as text-to-video", UserWarning, stacklevel=2)
         fake_src = ModelSource(fake, protocol, n_fake or len(prompts), prompts,
                                size=protocol.resolution or model_size, steps=sample_steps, guidance=guidance,
                                sampler=sampler, batch_size=batch_size, seed=protocol.seed, device=device,
