@@ -145,12 +145,13 @@ def read_prompt_file(path: str | os.PathLike) -> list[str]:
     prompt is ``--prompt ""``), or a file without prompts."""
     path = Path(path)
     text = read_text_file(path, "prompt file")
+    lines = text.split("\n")
+    while lines and not lines[-1].strip():  # the newline ending the last prompt, and blank lines after it
+        lines.pop()
     prompts = []
-    for n, line in enumerate(text.split("\n"), 1):
+    for n, line in enumerate(lines, 1):
         where = f"{path.name}:{n}"
         if not line.strip():
-            if n == len(text.split("\n")):  # the newline that ends the last prompt
-                continue
             raise CaptionError(f"{where}: empty line; write one prompt per line without blank lines (sample the "
                                "unconditional prompt with --prompt \"\")")
         prompts.append(check_caption(line, where))
