@@ -59,3 +59,13 @@ def test_a_new_metric_is_one_registry_entry(monkeypatch):
     assert report["metrics"]["psnr_min"] == {"value": pytest.approx(min(per_video), rel=1e-12), "n_pairs": 5}
     assert report["metrics"]["psnr"]["value"] == pytest.approx(np.mean(per_video), rel=1e-12)
     assert parse_metrics("psnr_min", protocol) == ("psnr_min",)
+
+
+def test_a_changed_protocol_says_what_changed():
+    """A preset's description describes the preset: overridden fields are named after it (a report said "16-frame
+    clips, sizes kept" for 8-frame clips at 64 pixels before 2026-12-05)."""
+    from vdmkit.evaluation.protocols import PROTOCOLS, get_protocol
+
+    changed = get_protocol("folders", frames=8, resolution=64)
+    assert changed.description.endswith("; changed here: frames=8, resolution=64")
+    assert get_protocol("folders", frames=16).description == PROTOCOLS["folders"].description  # 16 is the preset's

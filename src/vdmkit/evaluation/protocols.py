@@ -164,6 +164,10 @@ def get_protocol(name: str | Protocol, **overrides) -> Protocol:
     for k in ("num_real", "num_fake", "resolution"):  # 0 clears a requirement (None means "not given")
         if changes.get(k) == 0:
             changes[k] = None
+    changed = {k: v for k, v in changes.items() if k != "description" and getattr(base, k) != v}
+    if changed and "description" not in changes:  # the preset's words no longer describe it all: say what differs
+        changes["description"] = (f"{base.description}; changed here: "
+                                  + ", ".join(f"{k}={v}" for k, v in sorted(changed.items())))
     return dataclasses.replace(base, **changes) if changes else base
 
 
