@@ -164,3 +164,23 @@ def test_eval_samples_a_folder_given_as_fake(folder, tmp_path):
                      "--metrics", "psnr", "--out", str(out), "--no-progress", "--quiet"]) == 0
     fake = json.loads(out.read_text())["fake"]
     assert fake["kind"] == "model" and fake["path"] == str(path) and fake["used"] == 2 and fake["size"] == 32
+
+
+def test_regional_compilation_on_pretrained_folders(pipe):
+    """compile(regional=True) on both folder kinds (ModelScope's blocks; the inflated SD UNet's with AnimateDiff's
+    motion modules among the regions): the blocks are traced and the video equals eager's."""
+    from torch._dynamo.testing import CompileCounter
+
+    torch._dynamo.reset()
+    eager = pipe(PROMPT, frames=4, height=32, width=32, steps=2, seed=0)
+    counter = CompileCounter()
+    runner = pipe.compile(regional=True, backend=counter, log=lambda m: None)
+    try:
+        compiled = pipe(PROMPT, frames=4, height=32, width=32, steps=2, seed=0)
+    finally:
+        object.__setattr__(pipe, "compiled", None)  # the module-scoped pipeline goes back to eager for other tests
+        torch._dynamo.reset()
+    kinds = runner.regions.kinds()
+    assert counter.frame_count >= len(kinds) and runner.stats["compiled_calls"] == 2
+    assert ("MotionModule" in kinds) == (pipe.backbone.cfg.motion_heads > 0)
+    assert (compiled - eager).abs().max() < 1e-5
