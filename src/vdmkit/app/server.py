@@ -339,11 +339,31 @@ def create_app(settings: Settings):
         raise NotFound(f"results come as .json or .csv, not .{fmt}")
 
     if settings.allowed_hosts is not None:
-        from starlette.middleware.trustedhost import TrustedHostMiddleware
-
-        app.add_middleware(TrustedHostMiddleware, allowed_hosts=settings.allowed_hosts)
+        app.add_middleware(LocalHosts, allowed=settings.allowed_hosts)
     app.add_middleware(BodyLimit, limit=MAX_BODY)
     return app
+
+
+class LocalHosts:
+    """ASGI middleware: answer only requests whose Host header names one of ``allowed`` (a page on another site
+    cannot reach a locally bound server through DNS rebinding); others get a 400 with the app's JSON error."""
+
+    def __init__(self, app, allowed: list[str]):
+        self.app, self.allowed = app, {h.lower() for h in allowed}
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] not in ("http", "websocket"):
+            return await self.app(scope, receive, send)
+        host = dict(scope.get("headers") or []).get(b"host", b"").decode("latin-1").strip().lower()
+        # without the port: "localhost:8000" -> "localhost", "[::1]:8000" -> "[::1]"
+        name = host[: host.find("]") + 1] if host.startswith("[") and "]" in host else host.split(":", 1)[0]
+        if name in self.allowed:
+            return await self.app(scope, receive, send)
+        body = json.dumps({"error": f"this server answers requests for {', '.join(sorted(self.allowed))} only, not "
+                                    f"Host {host!r}; open it by one of those names"}).encode()
+        await send({"type": "http.response.start", "status": 400,
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body", "body": body})
 
 
 class BodyLimit:
