@@ -105,3 +105,15 @@ def test_edit_refuses_a_broken_video_naming_it(run_dir, tmp_path, capsys):
     rc = cli.main(["edit", "--model", str(run_dir), "--video", str(empty), "--prompt", "a blue circle",
                    "--out", str(tmp_path / "x.mp4")])
     assert rc == 2 and "empty.mp4" in capsys.readouterr().err
+
+
+def test_edit_with_a_random_seed_records_the_one_it_used(run_dir, clip, tmp_path):
+    """--seed random: the seed in the sidecar gives the same edit back (the request drew one seed and the edit
+    another before 2026-12-05)."""
+    common = ["edit", "--model", str(run_dir), "--video", str(clip), "--prompt", "a blue circle", "--strength", "0.7",
+              "--sampler", "ddpm", "--steps", "3"]
+    assert cli.main([*common, "--seed", "random", "--out", str(tmp_path / "r.mp4")]) == 0
+    meta = json.loads((tmp_path / "r.mp4.json").read_text())
+    assert meta["seed_was_random"]
+    assert cli.main([*common, "--seed", str(meta["seed"]), "--out", str(tmp_path / "again.mp4")]) == 0
+    assert (read_video(tmp_path / "again.mp4") == read_video(tmp_path / "r.mp4")).all()

@@ -474,3 +474,24 @@ def test_residual_super_resolution_adds_its_output_to_the_upsampled_input(tmp_pa
     assert torch.equal(residual_base(video, 2), upsample(downsample(video, 2), (16, 16)))
     with pytest.raises(ConfigError, match="residual applies to super-resolution"):
         ConditionConfig(masks={"first_frame": 1}, residual=True)
+
+
+def test_task_sidecars_record_the_seed_that_reproduces_the_video(tmp_path):
+    """extend / interpolate record the seed they sampled with: a given one, or the one --seed random drew, which
+    gives the same video back (the sidecar said 0 for any seed before 2026-12-05)."""
+    from vdmkit.io.video import read_video
+
+    keys = write_clip(tmp_path / "keys.mp4", 3, 16)
+    common = ["--steps", "2", "--sampler", "ddpm", "--no-progress"]  # a stochastic sampler: the seed matters
+    for task, args in (("extend", ["--frames", "6"]), ("interpolate", ["--factor", "2"])):
+        out = tmp_path / f"{task}_7.mp4"
+        assert cli.main([task, "--video", keys, *args, *common, "--seed", "7", "--out", str(out)]) == 0
+        assert json.loads((tmp_path / f"{task}_7.mp4.json").read_text())["seed"] == 7
+        drawn = tmp_path / f"{task}_r.mp4"
+        assert cli.main([task, "--video", keys, *args, *common, "--seed", "random", "--out", str(drawn)]) == 0
+        meta = json.loads((tmp_path / f"{task}_r.mp4.json").read_text())
+        assert meta["seed_was_random"]
+        again = tmp_path / f"{task}_again.mp4"
+        assert cli.main([task, "--video", keys, *args, *common, "--seed", str(meta["seed"]), "--out",
+                         str(again)]) == 0
+        assert (read_video(again) == read_video(drawn)).all()

@@ -52,6 +52,7 @@ def _cmd_edit(args) -> int:
     options = dict(steps=args.steps, sampler=args.sampler, guidance=args.guidance, seed=args.seed,
                    precision=args.precision, **knobs)
     request = edit_request(config, video, [args.prompt], negative_prompt=args.negative_prompt, **options)
+    options["seed"] = request.seed  # --seed random: the seed drawn and recorded is the one sampled with
     if args.mode == "invert":
         check_invertible(request)
     view_factor(request, args.upscale)
@@ -119,6 +120,7 @@ def _run_task(args, task: str, video, prompt: str, produce_args: dict, extra: di
     if task != "image_to_video":
         options["keep_known"] = not args.no_keep
     request = tasks.task_request(config, task, video, prompt, **produce_args, **options)
+    options["seed"] = request.base.seed  # --seed random: the seed drawn and recorded is the one sampled with
     view_factor(request.base, args.upscale)
     threads = apply_threads(args.threads)
     pipe = TextToVideo.from_pretrained(ckpt, device=device, dtype=weights_dtype(args))
@@ -130,7 +132,8 @@ def _run_task(args, task: str, video, prompt: str, produce_args: dict, extra: di
             options.pop(name)
     produced = {}
 
-    extra = {"task": task, **extra, **request.metadata(), "dtype": weights_dtype(args), "threads": threads}
+    extra = {"task": task, **extra, **request.metadata(), "dtype": weights_dtype(args), "threads": threads,
+             "compiled": getattr(args, "compile", None), "cuda_graphs": getattr(args, "cuda_graphs", False)}
     with step_bar(args, task.replace("_", "-")) as step:
         def produce():
             produced["video"] = run(pipe, video, prompt, **produce_args, **options, callback=step)

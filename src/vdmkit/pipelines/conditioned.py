@@ -26,7 +26,7 @@ from vdmkit.backbones.condition_inputs import upsample
 from vdmkit.conditioning.masks import augment, check_noise_level
 from vdmkit.errors import ConstraintError
 from vdmkit.pipelines.request import SampleRequest, check_prompts, check_size, make_request
-from vdmkit.sampling.generate import generate
+from vdmkit.sampling.generate import check_seed, generate
 from vdmkit.sampling.guidance import check_guidance
 from vdmkit.video import check_video
 
@@ -325,11 +325,11 @@ def interpolate(pipe, video: torch.Tensor, prompts="", *, factor: int = 4, callb
     factor = check_keyframes(video, factor)
     kwargs.setdefault("keep_known", True)
     window = pipe.config.frames
-    parts, seed = [], kwargs.pop("seed", 0)
+    parts, seed = [], check_seed(kwargs.pop("seed", 0))  # None: one random seed, window k gets seed + k
     for k, (first, last) in enumerate(interpolation_windows(video.shape[2], factor, window)):
         known, mask = keyframe_window(video, first, last, factor, window)
         request = conditioned_request(pipe.config, prompts, known=known, mask=mask,
-                                      seed=None if seed is None else seed + k, **kwargs)
+                                      seed=seed + k, **kwargs)
         out = run_conditioned(pipe, request, callback=callback, decode=decode)
         span = (last - first) * factor + 1
         parts.append(out[:, :, :span] if k == 0 else out[:, :, 1:span])
@@ -345,12 +345,12 @@ def extend(pipe, video: torch.Tensor, prompts="", *, frames: int, context: int |
     check_video(video, channels=3, name="the video to extend")
     window = pipe.config.frames
     context = extension_context(pipe.config, video.shape[2], frames, context, kwargs.get("mode", "auto"))
-    seed = kwargs.pop("seed", 0)
+    seed = check_seed(kwargs.pop("seed", 0))  # None: one random seed, window k gets seed + k
     out, k = video.to(pipe.device), 0
     while out.shape[2] < frames:
         known, mask = context_window(out, context, window)
         request = conditioned_request(pipe.config, prompts, known=known, mask=mask,
-                                      seed=None if seed is None else seed + k, **kwargs)
+                                      seed=seed + k, **kwargs)
         part = run_conditioned(pipe, request, callback=callback, decode=decode)
         out = torch.cat([out, part[:, :, context:].to(out)], dim=2)
         k += 1
@@ -366,12 +366,12 @@ def upscale(pipe, video: torch.Tensor, prompts="", *, callback: Callable | None 
     on the text (default 1: none; the low-res video determines the content)."""
     check_video(video, channels=3, name="the video to upscale")
     window = pipe.config.frames
-    seed = kwargs.pop("seed", 0)
+    seed = check_seed(kwargs.pop("seed", 0))  # None: one random seed, window k gets seed + k
     parts = []
     for k, start in enumerate(range(0, video.shape[2], window)):
         chunk = video[:, :, start:start + window]
         request = conditioned_request(pipe.config, prompts, low_res=chunk,
-                                      seed=None if seed is None else seed + k, **kwargs)
+                                      seed=seed + k, **kwargs)
         parts.append(run_conditioned(pipe, request, callback=callback, decode=decode))
     return torch.cat(parts, dim=2)
 
@@ -385,7 +385,6 @@ def task_request(config, task: str, video: torch.Tensor, prompts="", *, factor: 
         return first_frame_request(config, video, prompts, frames=frames, **kwargs)
     resolve_mode(config, kwargs.get("mode", "auto"), frames=task != "upscale", low_res=task == "upscale")
     check_video(video, channels=3, name=f"the video to {task.replace('_', ' ')}")
-    kwargs.pop("seed", None)
     window = config.frames
     if task == "upscale":
         return conditioned_request(config, prompts, low_res=video[:, :, :window], **kwargs)
