@@ -76,3 +76,23 @@ def test_atomic_writes_get_the_usual_file_mode(tmp_path):
         assert stat.S_IMODE((tmp_path / "report.json").stat().st_mode) == 0o640
     finally:
         os.umask(mask)
+
+
+def test_outputs_are_checked_with_their_sidecar_before_any_work(tmp_path, capsys):
+    """A video's metadata file would replace a directory, an evaluation report or a schedules file is a directory or
+    not .json: refused before any work (each failed with a traceback after all the work before 2026-12-05, the video
+    already written without its sidecar)."""
+    from vdmkit import cli
+    from vdmkit.errors import OutputError
+    from vdmkit.io.video import check_output_path
+
+    (tmp_path / "v.mp4.json").mkdir()
+    with pytest.raises(OutputError, match="would replace a directory"):
+        check_output_path(tmp_path / "v.mp4")
+    assert cli.main(["sample", "--prompt", "a red circle", "--steps", "1", "--out", str(tmp_path / "v.mp4")]) == 2
+    assert "would replace a directory" in capsys.readouterr().err and not (tmp_path / "v.mp4").exists()
+    (tmp_path / "report.json").mkdir()
+    assert cli.main(["eval", "--real", "shapes", "--fake", "shapes", "--out", str(tmp_path / "report.json")]) == 2
+    assert "is a directory" in capsys.readouterr().err
+    assert cli.main(["eval", "--real", "shapes", "--fake", "shapes", "--out", str(tmp_path / "report.txt")]) == 2
+    assert "use one of .json" in capsys.readouterr().err

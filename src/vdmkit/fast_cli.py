@@ -49,6 +49,10 @@ def _cmd_search_schedule(args) -> int:
     ckpt, config = open_model(model)
     check_sampler(args.sampler, config.diffusion.build_process().name)
     out = Path(args.out) if args.out else Path(ckpt.directory) / SCHEDULES_FILE
+    if args.out:
+        from vdmkit.io.video import check_output_path
+
+        check_output_path(out, (".json",))  # a JSON file (it is read back by --schedules), not a folder
     check_writable_folder(out.parent, f"the schedules file {str(out)!r} (for a read-only model give --out FILE, then "
                           "sample with --timesteps auto --schedules FILE)")
     prompts = _prompts(args, ckpt)

@@ -53,8 +53,10 @@ def _cmd_eval(args) -> int:
     from vdmkit.device import apply_threads
 
     apply_threads(args.threads)
-    if args.out and not args.out.endswith(".json"):
-        raise ValueError(f"--out must end in .json, got {args.out!r}")
+    if args.out:  # before any work: an evaluation can take hours
+        from vdmkit.io.video import check_output_path
+
+        check_output_path(args.out, (".json",))
     if args.html and not args.html.endswith((".html", ".htm")):
         raise ValueError(f"--html must end in .html, got {args.html!r}")
     with warnings.catch_warnings(record=True) as caught:

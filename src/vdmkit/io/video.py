@@ -24,6 +24,10 @@ def check_output_path(path: str | os.PathLike, formats: tuple[str, ...] = VIDEO_
         raise OutputError(f"output {str(path)!r}: unknown format {path.suffix!r}; use one of {', '.join(formats)}")
     if path.is_dir():
         raise OutputError(f"output {str(path)!r} is a directory; give a file name ending in {', '.join(formats)}")
+    sidecar = path.with_name(path.name + ".json")  # every video and latents file gets its metadata beside it
+    if path.suffix.lower() not in (".json", ".jsonl") and sidecar.is_dir():
+        raise OutputError(f"output {str(path)!r}: its metadata file {str(sidecar)!r} would replace a directory; "
+                          "choose another output name")
     check_writable_folder(path.parent, f"output {str(path)!r}")
     return path
 
