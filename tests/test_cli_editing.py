@@ -88,6 +88,7 @@ def test_edit_sdedit_and_invert_write_videos_with_their_metadata(run_dir, clip, 
     (["--mode", "invert"], "--mode invert needs --source-prompt"),
     (["--attention-reuse", "0.5"], "belong to --mode invert"),
     (["--mode", "invert", "--source-prompt", "a red circle", "--strength", "0.3"], "--strength belongs to --mode sdedit"),
+    (["--strength", "0.4"], "strength 0.4 of 2 steps rounds to no denoising step"),  # ran 0 steps before 2026-12-05
     (["--height", "15", "--width", "15"], "nearest valid: 16x16"),
     (["--frames", "9"], "--frames must be in [1, 4]"),
 ])

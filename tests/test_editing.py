@@ -52,7 +52,9 @@ def test_strength_one_is_text_to_video_with_the_same_seed(model, sampler):
 def test_strength_zero_returns_the_input(model):
     _, pipe, videos, captions = model
     assert torch.equal(edit(pipe, videos, captions, strength=0.0, steps=4), videos)
-    assert torch.equal(edit(pipe, videos, captions, strength=0.1, steps=4), videos)  # int(4 x 0.1) = 0 steps
+    # int(4 x 0.1) = 0 steps: the input would come back unchanged, which a strength above 0 never asks for
+    with pytest.raises(ConstraintError, match=r"rounds to no denoising step.* at least 10 steps, or strength >= 0.25"):
+        edit(pipe, videos, captions, strength=0.1, steps=4)
 
 
 def test_sdedit_runs_the_last_strength_fraction_of_the_schedule(model):

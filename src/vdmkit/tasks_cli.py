@@ -21,7 +21,7 @@ def _cmd_edit(args) -> int:
     from vdmkit.io.video import VIDEO_FORMATS, check_output_path, read_video
     from vdmkit.pipelines import TextToVideo, open_model
     from vdmkit.pipelines.editing import (check_fraction, check_invertible, edit, edit_inverted, edit_request, invert,
-                                          reconstruction_error)
+                                          reconstruction_error, steps_for_strength)
     from vdmkit.pipelines.render import check_fps, render_sample, view_factor
     from vdmkit.video import from_uint8, resize_cover
 
@@ -55,6 +55,8 @@ def _cmd_edit(args) -> int:
     options["seed"] = request.seed  # --seed random: the seed drawn and recorded is the one sampled with
     if args.mode == "invert":
         check_invertible(request)
+    else:
+        steps_for_strength(request.ts, strength)  # a strength that rounds to no step is refused before loading
     view_factor(request, args.upscale)
     threads = apply_threads(args.threads)
 

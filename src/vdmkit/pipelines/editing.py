@@ -60,8 +60,14 @@ def edit_request(config, video: torch.Tensor, prompts, **kwargs) -> SampleReques
 
 
 def steps_for_strength(ts: torch.Tensor, strength: float) -> int:
-    """How many of the schedule's steps SDEdit runs: int(steps x strength), as diffusers' img2img pipelines."""
-    return int(round(len(ts) * strength, 9))
+    """How many of the schedule's steps SDEdit runs: int(steps x strength), as diffusers' img2img pipelines.
+    ConstraintError when a strength above 0 rounds to no step (the input would come back unchanged)."""
+    run = int(round(len(ts) * strength, 9))
+    if run == 0 and strength > 0:
+        needed = math.ceil(1 / strength - 1e-9)
+        raise ConstraintError(f"strength {strength} of {len(ts)} steps rounds to no denoising step, so the video would "
+                              f"come back unchanged: use at least {needed} steps, or strength >= {1 / len(ts):.3g}")
+    return run
 
 
 @torch.no_grad()
