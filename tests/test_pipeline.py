@@ -167,3 +167,15 @@ def test_pixel_videos_come_back_in_the_data_range():
     video = pipe(["a red circle"], steps=2, seed=0)
     assert raw.abs().max() > 1 and video.abs().max() <= 1
     assert torch.equal(video, raw.clamp(-1, 1))
+
+
+def test_given_timesteps_set_the_steps():
+    """timesteps=[...] decides the steps (recorded as their count); a different steps= alongside is refused (it was
+    ignored, and the sidecar recorded it, before 2026-12-05)."""
+    from tests.test_compiled import random_pipe
+
+    config = random_pipe("unet3d").config
+    assert make_request(config, ["a"], timesteps=[999, 500]).steps == 2
+    assert make_request(config, ["a"], timesteps=[999, 500], steps=2).steps == 2
+    with pytest.raises(ConstraintError, match="steps=5 with 2 timesteps"):
+        make_request(config, ["a"], timesteps=[999, 500], steps=5)

@@ -33,7 +33,7 @@ class SampleRequest:
     frames: int
     height: int
     width: int
-    steps: int  # as asked or the model's default (ignored when timesteps were given)
+    steps: int  # as asked or the model's default; the number of timesteps when they were given
     sampler: str
     spacing: str | None  # as asked or the model's default (None: the sampler's or the process's own)
     timesteps: tuple | None  # as asked, or None
@@ -118,6 +118,11 @@ def make_request(config: PipelineConfig, prompts, *, frames: int | None = None, 
     height = check_size("height", config.height if height is None else height)
     width = check_size("width", config.width if width is None else width)
     sampler = defaults.sampler if sampler is None else sampler
+    if timesteps is not None and not isinstance(timesteps, str):  # the list decides the steps
+        if steps is not None and not isinstance(steps, bool) and isinstance(steps, int) and steps != len(timesteps):
+            raise ConstraintError(f"steps={steps} with {len(timesteps)} timesteps: the list sets the steps; drop steps "
+                                  f"(--steps) or give {steps} timesteps")
+        steps = len(timesteps) if isinstance(timesteps, (list, tuple)) else steps
     steps = defaults.steps if steps is None else steps
     guidance = defaults.guidance if guidance is None else guidance
     process = config.diffusion.build_process()
