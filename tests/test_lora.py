@@ -176,6 +176,9 @@ def test_adapter_files_round_trip_and_refuse_another_base(tmp_path):
     assert torch.allclose(run(fresh), adapted, atol=1e-6)
     assert fresh.adapters[0]["name"] == "motion" and len(fresh.adapters[0]["sha256"]) == 64
     assert fresh.load_lora(path, 0.0) == "motion_2"  # a second copy at scale 0 adds nothing
+    for scale in (float("nan"), "0.5", True):  # taken, then failing or misread at sampling, before 2026-12-05
+        with pytest.raises(ConfigError, match="scale must be a finite number"):
+            fresh.load_lora(path, scale)
     assert torch.allclose(run(fresh), adapted, atol=1e-6)
     lora.remove_lora(fresh.backbone)
     assert torch.equal(run(fresh), before)

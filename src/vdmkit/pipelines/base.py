@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import dataclasses
+import math
 import os
 from pathlib import Path
 from typing import Iterator
@@ -301,6 +302,8 @@ class Pipeline(nn.Module):
         adapter of ``vdmkit distill``: lcm, 4 steps, guidance 1) makes them this pipeline's."""
         from vdmkit.backbones import lora
 
+        if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not math.isfinite(scale):
+            raise ConfigError(f"an adapter's scale must be a finite number, got {scale!r}")
         adapter = path if isinstance(path, lora.AdapterFile) else lora.read_adapter(path)
         lora.check_base(adapter, self.model_sha256, force=force,
                         override="apply it anyway with force=True (--force-lora)")
