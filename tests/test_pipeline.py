@@ -46,6 +46,13 @@ def test_bad_latents_name_the_shape_they_need(pipe):
         pipe(["a red circle"], steps=2, latents=torch.full((1, 3, 4, 16, 16), float("nan")))
     with pytest.raises(ConstraintError, match="float tensor"):
         pipe(["a red circle"], steps=2, latents=[[0.0]])
+    with pytest.raises(ConstraintError, match="meta device"):  # a torch error about .item() before 2026-12-05
+        pipe(["a red circle"], steps=2, latents=torch.empty(1, 3, 4, 16, 16, device="meta"))
+    from vdmkit.errors import InvalidVideoError
+    from vdmkit.pipelines import edit
+
+    with pytest.raises(InvalidVideoError, match="the video to edit is on the meta device"):
+        edit(pipe, torch.empty(1, 3, 4, 16, 16, device="meta"), ["a red circle"], steps=2)
 
 
 @pytest.mark.parametrize("name", ["frames", "height", "width"])

@@ -31,6 +31,8 @@ def check_video(
     """
     if not isinstance(x, torch.Tensor):
         raise InvalidVideoError(f"{name} must be a torch.Tensor {VIDEO_AXES}, got {type(x).__name__}")
+    if x.device.type == "meta":
+        raise InvalidVideoError(f"{name} is on the meta device: it has a shape but no values; give a real tensor")
     if x.ndim != 5:
         hint = ""
         if x.ndim == 4:

@@ -159,6 +159,8 @@ def make_request(config: PipelineConfig, prompts, *, frames: int | None = None, 
 def check_latents(latents, shape: tuple[int, ...]) -> None:
     if not isinstance(latents, torch.Tensor) or not latents.is_floating_point():
         raise ConstraintError(f"latents must be a float tensor of shape {shape}, got {type(latents).__name__}")
+    if latents.device.type == "meta":
+        raise ConstraintError("latents are on the meta device: they have a shape but no values; give real noise")
     if tuple(latents.shape) != shape:
         raise ConstraintError(f"latents have shape {tuple(latents.shape)}; this request needs {shape} (batch = number "
                               "of prompts, then the latent channels, frames, height and width)")
