@@ -74,6 +74,8 @@ def test_run_dir_is_not_clobbered_and_resume_needs_a_checkpoint(tiny_cfg, tmp_pa
     for override, name in (("diffusion.prediction=x0", "diffusion"), ("text.layers=2", "text encoder")):
         with pytest.raises(ConfigError, match=f"another {name} config"):
             train(tiny_cfg("train.steps=3", override), resume=True, progress=False)
+    with pytest.raises(ConfigError, match="checkpoint is at step 2, past train.steps=1: nothing to train"):
+        train(tiny_cfg("train.steps=1"), resume=True, progress=False)  # it trained nothing and said "trained 1 steps"
     train(tiny_cfg("train.steps=3", "train.lr=1e-4"), resume=True, progress=False)  # optimisation may change (1e-4:
     # a number, though YAML 1.1 reads it as a string)
 

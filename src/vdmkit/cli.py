@@ -563,7 +563,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {_error_text(e)}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
-        print("interrupted; the last complete checkpoint is intact", file=sys.stderr)
+        trains = args.command in ("train", "train-vae", "distill")
+        print("interrupted; the last complete checkpoint is intact (--resume continues from it)" if trains else
+              "interrupted; nothing partial was written (outputs appear only when complete)", file=sys.stderr)
         return 130
     except BrokenPipeError:  # the reader went away (`vdmkit models | head`): stop quietly, as Unix tools do
         import os

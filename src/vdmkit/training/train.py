@@ -159,6 +159,9 @@ def train(cfg: RunConfig, *, resume: bool = False, progress: bool = True) -> Pat
         generator.set_state(state["rng.generator"])
         restore_rng_state(state, world, tc.seed)
         step = int(doc["step"])
+        if step > tc.steps:
+            raise ConfigError(f"--resume: the run's checkpoint is at step {step}, past train.steps={tc.steps}: nothing "
+                              f"to train; set train.steps above {step} to continue it")
         # the data position: where the next step's samples start (continued as is when the global batch changed)
         layout = dataclasses.replace(layout, offset=doc.get("samples_seen", step * layout.global_batch)
                                      - step * layout.global_batch)
