@@ -388,7 +388,8 @@ def evaluate(real, fake, *, metrics=None, protocol: str | Protocol = "folders", 
     ev.report = build_report(
         ev.report, protocol, metrics, strict=strict, real={"argument": str(real), **real_src.describe()},
         fake={"argument": str(fake), **fake_src.describe()}, preprocessing=clip_preprocessing(protocol),
-        extractors=records, warnings=sorted({str(w.message) for w in caught}),
+        extractors=records, warnings=sorted({str(w.message) for w in caught if not issubclass(w.category, (
+            DeprecationWarning, PendingDeprecationWarning, FutureWarning))}),  # about the measurement, not libraries
         wall_seconds=round(time.perf_counter() - t0, 2), device=str(device))
     for w in caught:  # the caller still sees them
         warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
