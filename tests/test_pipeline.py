@@ -186,3 +186,15 @@ def test_given_timesteps_set_the_steps():
     assert make_request(config, ["a"], timesteps=[999, 500], steps=2).steps == 2
     with pytest.raises(ConstraintError, match="steps=5 with 2 timesteps"):
         make_request(config, ["a"], timesteps=[999, 500], steps=5)
+
+
+def test_unknown_decode_options_and_compile_modes_are_refused():
+    """decode={"foo": 1} was ignored on pixel models and a TypeError deep in the autoencoder on latent ones;
+    compile(regional="yes") was taken as true (before 2026-12-05)."""
+    from tests.test_compiled import random_pipe
+
+    pipe = random_pipe("dit")
+    with pytest.raises(ConfigError, match=r"decode options \['foo'\] unknown; valid: tile, overlap"):
+        pipe(["a red circle"], steps=1, decode={"foo": 1})
+    with pytest.raises(ConfigError, match="regional must be True or False"):
+        pipe.compile(regional="yes")

@@ -43,6 +43,7 @@ from vdmkit.sampling.schedule_search import SCHEDULES_FILE
 
 ModelSource = Checkpoint | DiffusersFolder
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}  # weight storage on load
+DECODE_OPTIONS = ("tile", "overlap", "frame_chunk", "batch_chunk")  # Pipeline.decode / decode= (autoencoders)
 BOTH_RUNNERS = ("compiling (compile(), --compile) and CUDA graphs (cuda_graphs(), --cuda-graphs) are two ways to run "
                 "the backbone: use one, not both")
 
@@ -214,6 +215,8 @@ class Pipeline(nn.Module):
 
         if self.backbone.training:
             raise ConfigError("compile() is for sampling: call pipe.eval() first")
+        if not isinstance(regional, bool):
+            raise ConfigError(f"regional must be True or False, got {regional!r}")
         if self.compiled is not None and not isinstance(self.compiled, (CompiledBackbone, RegionalBackbone)):
             raise ConfigError(BOTH_RUNNERS)
         if regional:
@@ -262,7 +265,11 @@ class Pipeline(nn.Module):
     def check_memory(self, request: SampleRequest, decode: dict | None = None, *, window: int | None = None) -> None:
         """OutOfMemoryError, before any work, when sampling ``request`` (``window`` latent frames per model call for a
         long video) would need more memory than this pipeline's device has free (memory.py); its weights are loaded
-        already, so they are not counted again."""
+        already, so they are not counted again. ``decode``'s options are checked too."""
+        unknown = sorted(set(decode or {}) - set(DECODE_OPTIONS))
+        if unknown:
+            raise ConfigError(f"decode options {unknown} unknown; valid: {', '.join(DECODE_OPTIONS)} (latent models: "
+                              "the autoencoder's memory options)")
         check_sampling_memory(self.config, request, self.device, self.weights_dtype, decode=decode, window=window,
                               loaded=True)
 
