@@ -150,14 +150,14 @@ def test_cli_lora_on_a_folder_checks_the_folder_s_weights(folder, tmp_path, caps
     assert "not this one" in capsys.readouterr().err and not (tmp_path / "no.mp4").exists()
 
 
-def test_eval_samples_a_folder_given_as_fake(folder, tmp_path):
-    """vdmkit eval --fake FOLDER samples the pretrained folder on the real set's prompts (it was taken for a folder
-    of videos, and refused as holding none, before 2026-12-05)."""
+def test_eval_samples_a_folder_given_as_fake(tmp_path):
+    """vdmkit eval --fake FOLDER samples the pretrained (ModelScope) folder on the real set's prompts (it was taken
+    for a folder of videos, and refused as holding none, before 2026-12-05)."""
+    from tests.test_interop import MODELSCOPE_SCHEDULER, tiny_pipeline
     from vdmkit import cli
 
-    path, extra = folder
-    if extra:
-        pytest.skip("eval has no --motion-adapter: a Stable Diffusion folder alone is the ModelScope case's twin")
+    path = tmp_path / "t2v"
+    tiny_pipeline(path, diffusers.DDIMScheduler(**MODELSCOPE_SCHEDULER))
     out = tmp_path / "report.json"
     assert cli.main(["eval", "--protocol", "shapes", "--real", "shapes", "--fake", str(path), "--num-real", "2",
                      "--num-fake", "2", "--frames", "4", "--resolution", "32", "--sample-steps", "1",
