@@ -495,3 +495,15 @@ def test_task_sidecars_record_the_seed_that_reproduces_the_video(tmp_path):
         assert cli.main([task, "--video", keys, *args, *common, "--seed", str(meta["seed"]), "--out",
                          str(again)]) == 0
         assert (read_video(again) == read_video(drawn)).all()
+
+
+def test_text_to_video_only_commands_refuse_a_conditioned_model(models, tmp_path, capsys):
+    """A human-evaluation study and consistency distillation sample text-to-video, as `vdmkit sample` does: a model
+    trained with known frames is refused before any weights load (both took it, and sampled it without its frames,
+    before 2026-12-05)."""
+    (tmp_path / "p.txt").write_text("a red circle\n")
+    assert cli.main(["human-eval", "create", "--models", models["frames"], models["frames"] + "/", "--prompts",
+                     str(tmp_path / "p.txt"), "--n", "1", "--out", str(tmp_path / "study"), "--steps", "1"]) == 2
+    assert "this model is conditioned" in capsys.readouterr().err and not (tmp_path / "study").exists()
+    assert cli.main(["distill", models["frames"], "distill.steps=1", f"distill.out_dir={tmp_path / 'student'}"]) == 2
+    assert "this model is conditioned" in capsys.readouterr().err and not (tmp_path / "student").exists()

@@ -184,3 +184,29 @@ def test_regional_compilation_on_pretrained_folders(pipe):
     assert counter.frame_count >= len(kinds) and runner.stats["compiled_calls"] == 2
     assert ("MotionModule" in kinds) == (pipe.backbone.cfg.motion_heads > 0)
     assert (compiled - eager).abs().max() < 1e-5
+
+
+def test_task_options_that_cannot_be_honoured_are_refused_before_sampling(pipe, tmp_path, capsys):
+    """extend with output="latents" (it chains windows through pixels) and an unknown decode option on a task were
+    a shape error after the first window and a TypeError after sampling (before 2026-12-05)."""
+    from vdmkit.errors import ConfigError
+    from vdmkit.pipelines.conditioned import extend
+
+    with pytest.raises(ConstraintError, match="returns pixels only"):
+        extend(pipe, clip(3), PROMPT, frames=5, steps=1, output="latents")
+    with pytest.raises(ConfigError, match=r"decode options \['tiles'\] unknown"):
+        image_to_video(pipe, clip(1)[:, :, 0], PROMPT, frames=4, steps=1, decode={"tiles": 4})
+
+
+def test_schedule_search_refuses_a_folder_whose_scheduler_steps_by_pairs(tmp_path, capsys):
+    """A ModelScope folder's DDIM (final / previous rules) steps by pairs of times, which schedule search cannot
+    search: refused before the weights load (it failed after the whole reference run before 2026-12-05)."""
+    from tests.test_interop import MODELSCOPE_SCHEDULER, tiny_pipeline
+    from vdmkit import cli
+
+    tiny_pipeline(tmp_path / "t2v", diffusers.DDIMScheduler(**MODELSCOPE_SCHEDULER))
+    (tmp_path / "p.txt").write_text("a red panda\n")
+    out = tmp_path / "s.json"
+    assert cli.main(["search-schedule", "--model", str(tmp_path / "t2v"), "--steps", "2", "--prompts",
+                     str(tmp_path / "p.txt"), "--out", str(out)]) == 2
+    assert "steps by pairs of times" in capsys.readouterr().err and not out.exists()

@@ -190,6 +190,7 @@ def create_study(models: list[str], prompts_file: str | os.PathLike, n: int, out
     is checked before any weights load; the folder appears only when complete. Returns it."""
     from vdmkit.device import resolve_device
     from vdmkit.pipelines import TextToVideo, make_request, open_model
+    from vdmkit.pipelines.text2video import refuse_conditioned
     from vdmkit.pipelines.render import render_sample
 
     out = Path(out)
@@ -203,6 +204,7 @@ def create_study(models: list[str], prompts_file: str | os.PathLike, n: int, out
     opened, seen = {}, {}
     for label in models:
         ckpt, config = open_model(label)
+        refuse_conditioned(config)  # a study samples text-to-video, as `vdmkit sample` does
         if ckpt.directory.resolve() in seen:
             raise ValueError(f"--models {seen[ckpt.directory.resolve()]!r} and {label!r} are the same checkpoint "
                              f"{str(ckpt.directory)!r}; compare different models")

@@ -48,6 +48,15 @@ BOTH_RUNNERS = ("compiling (compile(), --compile) and CUDA graphs (cuda_graphs()
                 "the backbone: use one, not both")
 
 
+def check_decode(decode: dict | None) -> dict:
+    """``decode=`` (the autoencoder's memory options) as a dict; ConfigError naming unknown options."""
+    unknown = sorted(set(decode or {}) - set(DECODE_OPTIONS))
+    if unknown:
+        raise ConfigError(f"decode options {unknown} unknown; valid: {', '.join(DECODE_OPTIONS)} (latent models: the "
+                          "autoencoder's memory options)")
+    return dict(decode or {})
+
+
 def open_model(path: str | os.PathLike | ModelSource,
                motion_adapter: str | os.PathLike | None = None) -> tuple[ModelSource, PipelineConfig]:
     """The model at ``path`` and its config: a vdmkit checkpoint or run directory, or a diffusers pipeline folder
@@ -266,10 +275,7 @@ class Pipeline(nn.Module):
         """OutOfMemoryError, before any work, when sampling ``request`` (``window`` latent frames per model call for a
         long video) would need more memory than this pipeline's device has free (memory.py); its weights are loaded
         already, so they are not counted again. ``decode``'s options are checked too."""
-        unknown = sorted(set(decode or {}) - set(DECODE_OPTIONS))
-        if unknown:
-            raise ConfigError(f"decode options {unknown} unknown; valid: {', '.join(DECODE_OPTIONS)} (latent models: "
-                              "the autoencoder's memory options)")
+        check_decode(decode)
         check_sampling_memory(self.config, request, self.device, self.weights_dtype, decode=decode, window=window,
                               loaded=True)
 

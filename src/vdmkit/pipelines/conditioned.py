@@ -25,6 +25,7 @@ import torch
 from vdmkit.backbones.condition_inputs import upsample
 from vdmkit.conditioning.masks import augment, check_noise_level
 from vdmkit.errors import ConstraintError
+from vdmkit.pipelines.base import check_decode
 from vdmkit.pipelines.request import SampleRequest, check_prompts, check_size, make_request
 from vdmkit.sampling.generate import check_seed, generate
 from vdmkit.sampling.guidance import check_guidance
@@ -170,6 +171,7 @@ def run_conditioned(pipe, request: ConditionedRequest, *, callback: Callable | N
     """The videos (B, 3, T, H, W) in [-1, 1] of a checked conditioned request (or their latents, for
     ``output="latents"``)."""
     base = request.base
+    check_decode(decode)  # before any sampling
     n = len(base.prompts)
     device = pipe.device
     cond, uncond = pipe.conditions(base.prompts, [base.negative_prompt] * n)
@@ -343,6 +345,9 @@ def extend(pipe, video: torch.Tensor, prompts="", *, frames: int, context: int |
     model's length, each conditioned on the last ``context`` frames so far (default: :func:`extension_context`).
     The input frames are kept as given; window k is sampled with seed + k."""
     check_video(video, channels=3, name="the video to extend")
+    if kwargs.get("output", "pixels") != "pixels":
+        raise ConstraintError("extend continues the video from its pixels, window by window: it returns pixels only "
+                              "(drop output=\"latents\"; pipe.to_latents(video) encodes the result)")
     window = pipe.config.frames
     context = extension_context(pipe.config, video.shape[2], frames, context, kwargs.get("mode", "auto"))
     seed = check_seed(kwargs.pop("seed", 0))  # None: one random seed, window k gets seed + k

@@ -36,6 +36,7 @@ from vdmkit.errors import ConfigError, NonFiniteError
 from vdmkit.io.checkpoint import WEIGHTS, load_strict
 from vdmkit.pipelines import TextToVideo
 from vdmkit.pipelines.base import open_model
+from vdmkit.pipelines.text2video import refuse_conditioned
 from vdmkit.pipelines.config import SamplingDefaults
 from vdmkit.sampling.guidance import check_guidance, guided
 from vdmkit.sampling.samplers import lcm_boundary
@@ -268,6 +269,7 @@ def distill(cfg: DistillConfig, *, resume: bool = False, progress: bool = True) 
     path = teacher_path(cfg.teacher)
     source, config = open_model(path)  # the teacher's config only: what it cannot be, refused before any weights load
     check_teacher(config, path)
+    refuse_conditioned(config)  # consistency distillation here is of text-to-video models (no known frames)
     data = teacher_data(cfg, source, path)
     cfg = dataclasses.replace(cfg, data=data)  # recorded whole in run.json: the data distilled on
     set_threads(s.threads)
