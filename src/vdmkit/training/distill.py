@@ -265,7 +265,7 @@ def distill(cfg: DistillConfig, *, resume: bool = False, progress: bool = True) 
     s = cfg.distill
     out = Path(s.out_dir)
     device = resolve_device(s.device)  # a missing device fails before any work
-    start = open_run(out, resume)
+    start = open_run(out, resume, section="distill")
     path = teacher_path(cfg.teacher)
     source, config = open_model(path)  # the teacher's config only: what it cannot be, refused before any weights load
     check_teacher(config, path)

@@ -40,14 +40,15 @@ METRICS = "metrics.jsonl"
 RESUME_FILES = (CONFIG, WEIGHTS, STATE_TENSORS, STATE_DOC)  # what a resume reads, so what must verify
 
 
-def open_run(out: Path, resume: bool, world: World = ONE_PROCESS) -> Checkpoint | None:
-    """The checkpoint to resume from (None for a fresh run). A fresh run refuses a folder that holds checkpoints;
-    ``--resume`` removes what killed checkpoint writes left behind (rank 0, while the others wait) and picks the
-    newest complete checkpoint, saying why each newer one was skipped (CorruptCheckpointError when there is none)."""
+def open_run(out: Path, resume: bool, world: World = ONE_PROCESS, section: str = "train") -> Checkpoint | None:
+    """The checkpoint to resume from (None for a fresh run). A fresh run refuses a folder that holds checkpoints
+    (naming ``section``.out_dir); ``--resume`` removes what killed checkpoint writes left behind (rank 0, while the
+    others wait) and picks the newest complete checkpoint, saying why each newer one was skipped
+    (CorruptCheckpointError when there is none)."""
     if not resume:
         if checkpoint_dirs(out):
             raise ConfigError(f"{str(out)!r} already holds checkpoints; pass --resume to continue it or choose a new "
-                              "train.out_dir")
+                              f"{section}.out_dir")
         return None
     if world.main:
         remove_stale_temporaries(out)
