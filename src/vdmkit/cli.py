@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from vdmkit.cli_common import (COMPILE_HELP, CUDA_GRAPHS_HELP, DTYPE_HELP, PRECISION_HELP, apply_runner, check_runner,
-                               weights_dtype)
+                               step_bar, weights_dtype)
 from vdmkit.cli_common import model_or_default as _model_or_default, report as _report, seed as _seed
 from vdmkit.device import COMPILE_MODES, DEVICES_HELP, apply_threads, keep_freed_memory
 from vdmkit.errors import ConfigError, VdmkitError
@@ -249,17 +249,14 @@ def _sample_one(pipe, request, out: Path, args, decode: dict, threads: int, quie
     stderr (unless --no-progress)."""
     import time
 
-    from tqdm import tqdm
-
     from vdmkit.pipelines.render import render_sample
 
     label = out.name if quiet else "sampling"
     total = request.steps if request.timesteps is None else len(request.timesteps)
-    with tqdm(total=total, desc=label, unit="step", disable=args.no_progress or produce is not None,
-              leave=True) as bar:
+    with step_bar(args, label, total=total, show=produce is None) as step:
         start = time.perf_counter()
         result = render_sample(pipe, request, out, fps=args.fps, upscale_factor=args.upscale, decode=decode,
-                               callback=lambda *_: bar.update(1), produce=produce,
+                               callback=step, produce=produce,
                                extra={"dtype": weights_dtype(args), "compiled": args.compile,
                                       "cuda_graphs": args.cuda_graphs,
                                       "latents_given": args.latents,

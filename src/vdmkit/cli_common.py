@@ -97,10 +97,12 @@ NO_PROGRESS_HELP = "no progress bar over the sampler's steps"
 
 
 @contextlib.contextmanager
-def step_bar(args, label: str = "sampling"):
-    """A progress bar on stderr counting sampler steps (every pass of a task: inversion, windows), unless
-    --no-progress; yields the per-step callback a pipeline function takes."""
+def step_bar(args, label: str = "sampling", *, total: int | None = None, show: bool = True):
+    """A progress bar on stderr counting sampler steps (``total`` when known; every pass of a task otherwise:
+    inversion, windows), unless --no-progress or not ``show``; yields the per-step callback a pipeline function
+    takes."""
     from tqdm import tqdm
 
-    with tqdm(desc=label, unit="step", disable=getattr(args, "no_progress", False), leave=True) as bar:
+    with tqdm(total=total, desc=label, unit="step", disable=getattr(args, "no_progress", False) or not show,
+              leave=True) as bar:
         yield lambda *_: bar.update(1)

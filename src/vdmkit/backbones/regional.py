@@ -54,7 +54,6 @@ class RegionalCompile:
         self.units = regions(backbone)
         if not self.units:
             raise ConfigError(f"{type(backbone).__name__} has no blocks to compile")
-        self.dynamic, self.mode = dynamic, mode
         # one torch.compile per block: their code (nn.Module._call_impl) is shared, so is the compiled cache on it
         self._calls = [torch.compile(unit._call_impl, dynamic=dynamic, mode=mode, backend=backend)
                        for unit in self.units]

@@ -59,6 +59,7 @@ def _reason_kind(message: str) -> str:
 
 EXCLUDED = object()  # a manifest row curation filtered out (keep: false)
 
+
 class VideoTextDataset:
     """Indexes ``cfg`` (probing every file, or trusting a curation manifest), then serves batches."""
 
@@ -89,14 +90,13 @@ class VideoTextDataset:
 
     # ---- indexing --------------------------------------------------------------------------------
     def _index(self, rows: list[CaptionRow]) -> list[Sample]:
-        self._captions: dict[Path, str] = {}
-        known = self._manifest_infos()
+        known, captions = self._manifest_infos()
         # a folder without a captions file: the captions `vdmkit curate` wrote (its summary) over the file names'
         curated = self.cfg.kind == "folder" and self.cfg.captions is None
         samples = []
         for row in rows:
-            if curated and row.path.resolve() in self._captions:
-                row = dataclasses.replace(row, caption=self._captions[row.path.resolve()])
+            if curated and row.path.resolve() in captions:
+                row = dataclasses.replace(row, caption=captions[row.path.resolve()])
             try:
                 info = known.get(row.path.resolve()) if known is not None else decode(row.path, rgb=False,
                                                                                      limits=self.limits).info
@@ -110,14 +110,16 @@ class VideoTextDataset:
                 self._skip(None, str(e))
         return samples
 
-    def _manifest_infos(self) -> dict | None:
+    def _manifest_infos(self) -> tuple[dict | None, dict[Path, str]]:
+        """(path -> VideoInfo, or EXCLUDED for rows curation filtered out; None without a manifest), (path -> the
+        manifest's summary caption)."""
         if self.cfg.manifest is None:
-            return None
+            return None, {}
         import json
 
         path = Path(self.cfg.manifest)
         path = path if path.is_absolute() else Path(self.cfg.root) / path
-        infos = {}
+        infos, captions = {}, {}
         try:
             lines = path.read_text(encoding="utf-8").splitlines()
         except (OSError, UnicodeDecodeError) as e:
@@ -130,12 +132,12 @@ class VideoTextDataset:
                 p = (Path(self.cfg.root) / r["path"]).resolve()
                 summary = (r.get("captions") or {}).get("summary")
                 if isinstance(summary, str) and summary.strip():
-                    self._captions[p] = summary.strip()
+                    captions[p] = summary.strip()
                 infos[p] = VideoInfo(path=str(p), width=r["width"], height=r["height"], frames=r["frames"],
                                      fps=r["fps"], duration=r["duration"], codec=r.get("codec", ""),
                                      rotation=r.get("rotation", 0), decode_errors=r.get("decode_errors", 0),
                                      frames_declared=r.get("frames_declared", 0), is_image=r.get("kind") == "image")
-        return infos
+        return infos, captions
 
     def _place(self, row: CaptionRow, info: VideoInfo) -> Sample:
         cfg = self.cfg
@@ -169,7 +171,7 @@ class VideoTextDataset:
     def stats(self) -> dict:
         return {"samples": len(getattr(self, "samples", [])), "bad_at_read": len(self.bad),
                 "skipped": dict(self.skipped), "adjusted": dict(self.adjusted),
-                "excluded_by_manifest": getattr(self, "excluded", 0)}
+                "excluded_by_manifest": self.excluded}
 
     # ---- batches ---------------------------------------------------------------------------------
     def epoch_batches(self, epoch: int) -> list[tuple[tuple[int, int, int], list[int]]]:

@@ -45,6 +45,8 @@ BETAS = {"linear": ("linear", 1e-4, 0.02), "scaled_linear": ("scaled_linear", SC
          "squaredcos_cap_v2": ("cosine", None, None)}
 PREDICTIONS = {"epsilon": "eps", "v_prediction": "v", "sample": "x0"}
 TEXT_WEIGHTS = "model.safetensors"
+# the weights file of each component a pipeline folder loads (a MotionAdapter is read apart)
+COMPONENT_WEIGHTS = {"unet": DIFFUSERS_WEIGHTS, "text_encoder": TEXT_WEIGHTS, "vae": DIFFUSERS_WEIGHTS}
 DEFAULT_FRAMES = 16  # TextToVideoSDPipeline's num_frames
 DEFAULT_GUIDANCE = 9.0  # TextToVideoSDPipeline's guidance_scale
 DEFAULT_STEPS = 50
@@ -181,46 +183,41 @@ class DiffusersFolder:
             text=ClipTextConfig(folder=str(self.directory / "text_encoder"), tokenizer=str(self.directory / "tokenizer"),
                                 dim=clip["hidden_size"], max_length=tokenizer.get("model_max_length", 77)),
             vae=vae, diffusion=diffusion, sampling=sampling, frames=DEFAULT_FRAMES, height=size, width=size)
-        self._hashes: dict[str, str] = {}
+        self._sha256: str | None = None
 
     def weights(self, own: dict[str, torch.Tensor]) -> Iterator[dict[str, torch.Tensor]]:
         """The pipeline's state dict (``backbone.``, ``text_encoder.model.``, ``autoencoder.`` keys) from the folder's
         safetensors files, one component at a time (the UNet, the text encoder, the VAE), so that only one file's
         tensors are held at once; ``own`` is the pipeline's state dict (shapes)."""
         backbone = {k[len("backbone."):]: v for k, v in own.items() if k.startswith("backbone.")}
-        unet = self._load("unet", DIFFUSERS_WEIGHTS)
+        unet = self._load("unet")
         if self.inflated:
             adapter = None
             if self.adapter is not None:
                 adapter = self.adapter.tensors()
-                self._hashes["motion_adapter"] = cached_sha256(self.adapter.path)
             converted = inflate_weights(unet, self.parts.unet, backbone, adapter)
         else:
             converted = from_diffusers(unet, self.parts.unet, backbone)
         del unet, backbone
         yield {f"backbone.{k}": v for k, v in converted.items()}
         del converted
-        yield {f"text_encoder.model.{k}": v for k, v in self._load("text_encoder", TEXT_WEIGHTS).items()
+        yield {f"text_encoder.model.{k}": v for k, v in self._load("text_encoder").items()
                if k != "text_model.embeddings.position_ids"}  # a buffer older transformers saved
-        yield {f"autoencoder.{k}": v for k, v in convert_legacy_attention(self._load("vae", DIFFUSERS_WEIGHTS)).items()}
+        yield {f"autoencoder.{k}": v for k, v in convert_legacy_attention(self._load("vae")).items()}
 
-    def _load(self, component: str, filename: str) -> dict[str, torch.Tensor]:
-        path = folder_weights(self.directory / component, filename)
-        self._hashes[component] = cached_sha256(path)  # several GB: hashed once, then cached
-        return load_tensors(path)
+    def _load(self, component: str) -> dict[str, torch.Tensor]:
+        return load_tensors(folder_weights(self.directory / component, COMPONENT_WEIGHTS[component]))
 
     @property
     def weights_sha256(self) -> str:
         """sha256 over the sha256 of each weights file the model reads (unet, text_encoder, vae, motion_adapter),
-        before or after they load: an adapter's base is checked before the weights load (each file is hashed once,
-        then cached)."""
-        files = {"unet": folder_weights(self.directory / "unet", DIFFUSERS_WEIGHTS),
-                 "text_encoder": folder_weights(self.directory / "text_encoder", TEXT_WEIGHTS),
-                 "vae": folder_weights(self.directory / "vae", DIFFUSERS_WEIGHTS)}
-        if self.inflated and self.adapter is not None:
-            files["motion_adapter"] = self.adapter.path
-        for component, path in files.items():
-            if component not in self._hashes:
-                self._hashes[component] = cached_sha256(path)
-        joined = ",".join(f"{k}:{v}" for k, v in sorted(self._hashes.items()))
-        return hashlib.sha256(joined.encode()).hexdigest()
+        before or after they load: an adapter's base is checked before the weights load (several GB each: hashed
+        once, then cached)."""
+        if self._sha256 is None:
+            files = {component: folder_weights(self.directory / component, name)
+                     for component, name in COMPONENT_WEIGHTS.items()}
+            if self.inflated and self.adapter is not None:
+                files["motion_adapter"] = self.adapter.path
+            joined = ",".join(f"{k}:{cached_sha256(v)}" for k, v in sorted(files.items()))
+            self._sha256 = hashlib.sha256(joined.encode()).hexdigest()
+        return self._sha256

@@ -118,11 +118,11 @@ def make_request(config: PipelineConfig, prompts, *, frames: int | None = None, 
     height = check_size("height", config.height if height is None else height)
     width = check_size("width", config.width if width is None else width)
     sampler = defaults.sampler if sampler is None else sampler
-    if timesteps is not None and not isinstance(timesteps, str):  # the list decides the steps
-        if steps is not None and not isinstance(steps, bool) and isinstance(steps, int) and steps != len(timesteps):
+    if not isinstance(timesteps, str) and hasattr(timesteps, "__len__"):  # given times decide the steps
+        if isinstance(steps, int) and not isinstance(steps, bool) and steps != len(timesteps):
             raise ConstraintError(f"steps={steps} with {len(timesteps)} timesteps: the list sets the steps; drop steps "
                                   f"(--steps) or give {steps} timesteps")
-        steps = len(timesteps) if isinstance(timesteps, (list, tuple)) else steps
+        steps = len(timesteps)
     steps = defaults.steps if steps is None else steps
     guidance = defaults.guidance if guidance is None else guidance
     process = config.diffusion.build_process()

@@ -342,12 +342,12 @@ def resumed_state(ckpt: Checkpoint, cfg: RunConfig, pipe, ema) -> tuple[dict[str
     if saved is None or saved.backbone != cfg.backbone or to_dict(saved.model) != to_dict(pipe.config.model):
         raise ConfigError(f"--resume: the run's checkpoint {str(ckpt.directory)!r} was trained with a different "
                           f"model config; resume with the same {RESUME_FIXED}")
-    ours = pipe.config
+    config = pipe.config
     for name, theirs, mine in (("text encoder", (saved.text_encoder, to_dict(saved.text)),
-                                (ours.text_encoder, to_dict(ours.text))),
-                               ("diffusion", to_dict(saved.diffusion), to_dict(ours.diffusion)),
+                                (config.text_encoder, to_dict(config.text))),
+                               ("diffusion", to_dict(saved.diffusion), to_dict(config.diffusion)),
                                ("condition", to_dict(saved.condition) if saved.condition else None,
-                                to_dict(ours.condition) if ours.condition else None)):
+                                to_dict(config.condition) if config.condition else None)):
         if theirs != mine:
             raise ConfigError(f"--resume: the run's checkpoint {str(ckpt.directory)!r} was trained with another "
                               f"{name} config ({theirs!r}, this config says {mine!r}); resume with the same "
