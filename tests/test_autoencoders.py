@@ -181,6 +181,9 @@ def test_tiling_blend_weights_and_placement_are_exact():
         _tiled(up, x, tile=8, overlap=8, scale=4)
     with pytest.raises(ConstraintError, match="multiples"):
         _tiled(lambda v: v, x, tile=6, overlap=2, scale=0.25)
+    for tile in (0, -4, 2.5, True):  # the tile itself named, not the overlap
+        with pytest.raises(ConstraintError, match=r"tile must be a positive whole number.*got " + repr(tile)):
+            _tiled(up, x, tile=tile, overlap=0, scale=4)
 
 
 def test_decode_latents_refuses_non_finite(vae3d):

@@ -118,3 +118,13 @@ def test_edit_with_a_random_seed_records_the_one_it_used(run_dir, clip, tmp_path
     assert meta["seed_was_random"]
     assert cli.main([*common, "--seed", str(meta["seed"]), "--out", str(tmp_path / "again.mp4")]) == 0
     assert (read_video(tmp_path / "again.mp4") == read_video(tmp_path / "r.mp4")).all()
+
+
+def test_the_cli_edit_strength_default_is_the_python_one():
+    """`vdmkit edit` states its default without importing torch at parse time; it must be edit()'s."""
+    import inspect
+
+    from vdmkit.pipelines.editing import edit
+    from vdmkit.tasks_cli import SDEDIT_STRENGTH
+
+    assert inspect.signature(edit).parameters["strength"].default == SDEDIT_STRENGTH

@@ -65,7 +65,8 @@ def test_python_requests_refuse_bad_sizes_instead_of_using_the_default(pipe, nam
 @pytest.mark.parametrize("kwargs, error, match", [
     ({"precision": "fp8"}, ValueError, "precision must be one of fp32, bf16"),
     ({"eta": 0.5, "sampler": "unipc"}, ValueError, "eta applies to the ddim sampler, not 'unipc'"),
-    ({"eta": -1.0}, ValueError, "eta must be >= 0"),
+    ({"eta": -1.0}, ValueError, r"eta must be in \[0, 1\]"),
+    ({"eta": 1.5}, ValueError, r"eta must be in \[0, 1\].*got 1.5"),
     ({"order": 5, "sampler": "unipc"}, ValueError, "order must be 1, 2 or 3"),
     ({"churn": 1}, ValueError, "churn is no sampler option"),
     ({"negative_prompt": 3}, TypeError, "negative_prompt must be a string"),
@@ -75,7 +76,8 @@ def test_requests_refuse_bad_options(pipe, kwargs, error, match):
         pipe.request(["a red circle"], steps=2, **kwargs)
 
 
-@pytest.mark.parametrize("prompts, error", [([], ValueError), ([3], TypeError), (None, ValueError)])
+@pytest.mark.parametrize("prompts, error", [([], ValueError), ([3], TypeError), (None, TypeError), (3, TypeError),
+                                            (["a", b"x"], TypeError)])
 def test_requests_refuse_bad_prompts(pipe, prompts, error):
     with pytest.raises(error, match="prompt"):
         pipe.request(prompts, steps=2)

@@ -198,15 +198,23 @@ def test_task_options_that_cannot_be_honoured_are_refused_before_sampling(pipe, 
         image_to_video(pipe, clip(1)[:, :, 0], PROMPT, frames=4, steps=1, decode={"tiles": 4})
 
 
-def test_schedule_search_refuses_a_folder_whose_scheduler_steps_by_pairs(tmp_path, capsys):
-    """A ModelScope folder's DDIM (final / previous rules) steps by pairs of times, which schedule search cannot
-    search: refused before the weights load (it failed after the whole reference run before 2026-12-05)."""
+def test_schedule_search_on_a_folder_whose_scheduler_steps_by_pairs(tmp_path, capsys):
+    """A ModelScope folder's DDIM (final / previous rules) steps by pairs of times: the search runs on the plain list of
+    its spacing, which `sample --timesteps auto` then follows (refused, or failing after the whole reference run,
+    before 2026-12-06; and `--timesteps auto` pointed at a search that refused the folder)."""
     from tests.test_interop import MODELSCOPE_SCHEDULER, tiny_pipeline
     from vdmkit import cli
 
-    tiny_pipeline(tmp_path / "t2v", diffusers.DDIMScheduler(**MODELSCOPE_SCHEDULER))
+    folder = tmp_path / "t2v"
+    tiny_pipeline(folder, diffusers.DDIMScheduler(**MODELSCOPE_SCHEDULER))
     (tmp_path / "p.txt").write_text("a red panda\n")
     out = tmp_path / "s.json"
-    assert cli.main(["search-schedule", "--model", str(tmp_path / "t2v"), "--steps", "2", "--prompts",
-                     str(tmp_path / "p.txt"), "--out", str(out)]) == 2
-    assert "steps by pairs of times" in capsys.readouterr().err and not out.exists()
+    assert cli.main(["search-schedule", "--model", str(folder), "--sampler", "ddim", "--steps", "2", "--prompts",
+                     str(tmp_path / "p.txt"), "--out", str(out), "--reference-steps", "4", "--sweeps", "1",
+                     "--no-progress"]) == 0
+    times = json.loads(capsys.readouterr().out)["timesteps"]
+    assert len(times) == 2 and out.exists()
+    video = tmp_path / "v.mp4"
+    assert cli.main(["sample", "--model", str(folder), "--prompt", "a red panda", "--steps", "2", "--sampler", "ddim",
+                     "--timesteps", "auto", "--schedules", str(out), "--out", str(video), "--no-progress"]) == 0
+    assert json.loads(video.with_name("v.mp4.json").read_text())["timesteps"] == times

@@ -454,7 +454,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "'auto': the schedule `vdmkit search-schedule` found for this --sampler and --steps")
     p.add_argument("--schedules", metavar="FILE", help="with --timesteps auto: the searched schedules (default: "
                    "the model folder's schedules.json)")
-    p.add_argument("--eta", type=float, help="DDIM noise (default 0: deterministic)")
+    p.add_argument("--eta", type=float, help="DDIM noise in [0, 1] (default 0: deterministic; 1: DDPM-like)")
     p.add_argument("--order", type=int, help="UniPC order (1-3, default 2)")
     p.add_argument("--guidance", type=float, help="classifier-free guidance scale; <= 1 disables it (default: the "
                    "model's, 3 for vdmkit's own)")

@@ -56,12 +56,8 @@ def _cmd_search_schedule(args) -> int:
     check_writable_folder(out.parent, f"the schedules file {str(out)!r} (for a read-only model give --out FILE, then "
                           "sample with --timesteps auto --schedules FILE)")
     prompts = _prompts(args, ckpt)
-    request = make_request(config, prompts[:1], sampler=args.sampler, steps=args.steps, guidance=args.guidance)
-    if request.ts.ndim != 1:  # before any weights load (it failed after the whole reference run)
-        raise ValueError(f"this model's scheduler steps by pairs of times (its final / previous rules: "
-                         f"{request.rules}, as a diffusers folder's DDIM), and schedule search works on a plain list "
-                         "of times: sample this model with its own schedule (--steps) or a --spacing")
-    guidance = request.guidance
+    guidance = make_request(config, prompts[:1], sampler=args.sampler, steps=args.steps,
+                            guidance=args.guidance).guidance
     apply_threads(args.threads)
     pipe = TextToVideo.from_pretrained(ckpt, device=device)
     report = None if args.no_progress else (lambda line: print(line, file=sys.stderr, flush=True))

@@ -230,6 +230,8 @@ def _tiled(fn: Callable, x: torch.Tensor, tile: int | None, overlap: int, scale:
     zero across the overlap (and stay 1 at the video's borders).
     """
     h, w = x.shape[-2:]
+    if tile is not None and (isinstance(tile, bool) or not isinstance(tile, int) or tile < 1):
+        raise ConstraintError(f"tile must be a positive whole number of pixels (or None: no tiling), got {tile!r}")
     if tile is None or (h <= tile and w <= tile):
         return fn(x)
     if not 0 <= overlap < tile:

@@ -60,8 +60,11 @@ def check_size(name: str, value) -> int:
 def check_prompts(prompts) -> tuple[str, ...]:
     if isinstance(prompts, str):
         prompts = [prompts]
-    if not isinstance(prompts, (list, tuple)) or not prompts:
-        raise ValueError(f"prompts must be a string or a non-empty list of strings, got {prompts!r}")
+    if not isinstance(prompts, (list, tuple)):
+        raise TypeError(f"prompts must be a string or a list of strings, got {type(prompts).__name__}: {prompts!r}")
+    if not prompts:
+        raise ValueError("prompts must not be empty: give a string or a list of at least one string (\"\" is "
+                         "the unconditional prompt)")
     bad = [p for p in prompts if not isinstance(p, str)]
     if bad:
         raise TypeError(f"every prompt must be a string, got {type(bad[0]).__name__}: {bad[0]!r}")
@@ -79,8 +82,8 @@ def check_knobs(sampler: str, knobs: dict) -> dict:
     for name, value in knobs.items():
         if isinstance(value, float) and not math.isfinite(value):
             raise ValueError(f"{name} must be finite, got {value}")
-    if "eta" in knobs and not knobs["eta"] >= 0:
-        raise ValueError(f"eta must be >= 0 (0 = deterministic DDIM), got {knobs['eta']}")
+    if "eta" in knobs and not 0 <= knobs["eta"] <= 1:  # above 1 the noise outgrows the step's variance
+        raise ValueError(f"eta must be in [0, 1] (0 = deterministic DDIM, 1 = DDPM-like), got {knobs['eta']}")
     if "order" in knobs and knobs["order"] not in (1, 2, 3):
         raise ValueError(f"order must be 1, 2 or 3, got {knobs['order']!r}")
     return dict(knobs)

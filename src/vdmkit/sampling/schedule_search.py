@@ -136,7 +136,9 @@ def search_schedule(pipe, sampler: str, steps: int, prompts: Sequence[str], *, s
     """Search ``sampler``'s ``steps``-step schedule for ``pipe`` (a loaded TextToVideo) on ``draws`` noises for each
     prompt, in one batch (sample k, counting prompt by prompt, starts from the noise of seed ``seed + k``, as `vdmkit
     sample --prompts` seeds line k), against a ``reference_steps`` DPM-Solver++(2M) sample from the same noise;
-    starts from the sampler's default spacing. ``guidance`` None: the model's default."""
+    starts from the sampler's default spacing (a pretrained folder's: its scheduler's spacing, as a plain list of
+    times without its final-alpha or previous-time rules, which given timesteps replace). ``guidance`` None: the
+    model's default."""
     steps = check_search_steps(steps)
     if sampler in STOCHASTIC:
         raise ConfigError(f"schedule search needs a deterministic sampler (one trajectory per noise); {sampler!r} "
@@ -150,11 +152,15 @@ def search_schedule(pipe, sampler: str, steps: int, prompts: Sequence[str], *, s
         raise ValueError(f"reference_steps must be a whole number above steps={steps}, got {reference_steps!r}")
     pairs = [(p, seed + k) for k, p in enumerate(p for p in prompts for _ in range(draws))]
     request = pipe.request([p for p, _ in pairs], sampler=sampler, steps=steps, guidance=guidance)
+    plain = {}
+    if request.ts.ndim != 1:  # a folder's scheduler rules (final alpha, previous time) step by pairs of times: search
+        plain = {"spacing": request.spacing}  # the plain list of its spacing, as `--timesteps auto` will sample it
+        request = pipe.request([p for p, _ in pairs], sampler=sampler, steps=steps, guidance=guidance, **plain)
     noise = torch.cat([pipe.starting_noise(pipe.request([p], seed=s))[0] for p, s in pairs])
     cond, uncond = pipe.conditions(request.prompts, [request.negative_prompt] * len(pairs))
     denoise = MemoDenoiser(guided(pipe.denoiser(), cond, uncond, request.guidance))
     ref_request = pipe.request(list(request.prompts), sampler=REFERENCE_SAMPLER, steps=reference_steps,
-                               guidance=request.guidance)
+                               guidance=request.guidance, **plain)
     with torch.no_grad():
         reference = check_sampler(REFERENCE_SAMPLER, pipe.process.name).build(denoise, noise, ref_request.ts,
                                                                                pipe.process)
