@@ -83,9 +83,12 @@ def test_resume_refuses_another_teacher_or_other_settings(unet_teacher, tmp_path
     other = teacher_run(tmp_path, "train.seed=3", name="other")
     with pytest.raises(ConfigError, match="another teacher|same teacher"):
         distill(distill_config(other, part, "distill.steps=4"), resume=True, progress=False)
-    with pytest.raises(ConfigError, match="distill.guidance"):
+    with pytest.raises(ConfigError, match="distill.guidance.*steps, lr and its schedule, logging and data may change"):
         distill(distill_config(unet_teacher, part, "distill.steps=4", "distill.guidance=5"), resume=True,
                 progress=False)
+    # as in training, the learning rate may change on resume (a fine-tuning practice), and the run records it
+    distill(distill_config(unet_teacher, part, "distill.steps=3", "distill.lr=5e-5"), resume=True, progress=False)
+    assert json.loads((latest_checkpoint(part).directory / "run.json").read_text())["distill"]["lr"] == 5e-5
 
 
 def test_the_consistency_function_is_the_identity_at_the_clean_end(unet_teacher):

@@ -362,7 +362,9 @@ def resume_state(ckpt, cfg: DistillConfig, student, target, opt, scaler, generat
         if saved.get("distill", {}).get(key) != ours[key]:
             raise ConfigError(f"--resume: the run was distilled with distill.{key}="
                               f"{saved.get('distill', {}).get(key)!r}, this config says {ours[key]!r}; "
-                              "resume with the same settings (only distill.steps and logging may change)")
+                              "resume with the same settings (those that shape the student: guidance, loss, huber_c, "
+                              "target_decay, batch_size, lora; as in training, steps, lr and its schedule, logging "
+                              "and data may change)")
     trained = {k[8:]: v for k, v in state.items() if k.startswith("student.")}
     load_strict(student.backbone, trained, ckpt.directory)
     if cfg.distill.lora is None:
