@@ -11,6 +11,7 @@ from vdmkit.backbones.dit import DiTBConfig, DiTConfig, DiTLConfig, DiTSConfig, 
 from vdmkit.backbones.unet3d import (AnimateDiffConfig, ModelScopeT2VConfig, UNet3D, UNet3DConfig, UNet3DSmallConfig,
                                      UNet3DTinyConfig)
 from vdmkit.conditioning.clip import ClipTextConfig, ClipTextEncoder
+from vdmkit.conditioning.t5 import T5TextConfig, T5TextEncoder
 from vdmkit.conditioning.text import WordEncoderConfig, WordTextEncoder
 from vdmkit.config import from_dict
 from vdmkit.diffusion.process import PROCESSES
@@ -66,6 +67,8 @@ TEXT_ENCODERS = {
                    "the backbone (the built-in synthetic data)"),
     "clip": Entry(ClipTextEncoder, ClipTextConfig, "a CLIP text encoder from a local transformers folder (SD, "
                   "ModelScope T2V), frozen; needs the interop extra"),
+    "t5": Entry(T5TextEncoder, T5TextConfig, "a T5 encoder from a local transformers folder (Imagen, PixArt, Latte, "
+                "Open-Sora, CogVideoX), frozen; padding masked; needs the interop extra"),
 }
 
 SAMPLERS = {

@@ -10,15 +10,15 @@ from __future__ import annotations
 
 import contextlib
 import os
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from vdmkit.conditioning.pretrained import FolderWeights, check_prompt_strings, hf_init_skipped, warn_cut
 from vdmkit.conditioning.text import TextCondition
-from vdmkit.errors import ConfigError, CorruptCheckpointError, VocabularyWarning
+from vdmkit.errors import ConfigError, CorruptCheckpointError
 from vdmkit.io.checkpoint import folder_config, init_skipped
 
 TOKENIZER_FILES = (("tokenizer.json",), ("vocab.json", "merges.txt"))  # either set loads
@@ -49,23 +49,12 @@ def read_clip_config(folder: str | os.PathLike) -> dict:
     return raw
 
 
-def hf_init_skipped() -> contextlib.AbstractContextManager:
-    """transformers' own switch that skips a model's weight initialisation (its location moved in transformers 5);
-    a no-op context where neither location has it."""
-    try:
-        from transformers.initialization import no_init_weights
-    except ImportError:
-        try:
-            from transformers.modeling_utils import no_init_weights
-        except ImportError:
-            return contextlib.nullcontext()
-    return no_init_weights()
-
-
-class ClipTextEncoder(nn.Module):
+class ClipTextEncoder(FolderWeights, nn.Module):
     """``encoder(prompts) -> TextCondition``: tokens (B, max_length, dim), mask all True, pooled (B, dim). The
     network is built from the folder's config.json; its weights are a pipeline checkpoint's ``text_encoder.model.*``
-    (the folder's model.safetensors for diffusers folders)."""
+    (the folder's model.safetensors for diffusers folders, and for a fresh training run: ``load_folder_weights``)."""
+
+    LEVELS = ("text_model.",)  # the module level transformers 4 had and transformers 5 dropped
 
     def __init__(self, cfg: ClipTextConfig):
         super().__init__()
@@ -92,17 +81,9 @@ class ClipTextEncoder(nn.Module):
         return []  # byte-level BPE: every string has tokens
 
     def forward(self, prompts: list[str]) -> TextCondition:
-        for p in prompts:
-            if not isinstance(p, str):
-                raise TypeError(f"prompt must be a string, got {type(p).__name__}")
-            if "\x00" in p:
-                raise ValueError(f"prompt contains a NUL character: {p!r}")
-        full = self.tokenizer(list(prompts))["input_ids"]
-        over = {i: len(ids) - self.cfg.max_length for i, ids in enumerate(full) if len(ids) > self.cfg.max_length}
-        if over:
-            warnings.warn(f"{len(over)} prompt(s) longer than {self.cfg.max_length} CLIP tokens were cut; tokens "
-                          f"dropped per prompt index: {over}", VocabularyWarning, stacklevel=2)
-        ids = self.tokenizer(list(prompts), padding="max_length", max_length=self.cfg.max_length, truncation=True,
+        prompts = check_prompt_strings(prompts)
+        warn_cut(self.tokenizer(prompts)["input_ids"], self.cfg.max_length, "CLIP")
+        ids = self.tokenizer(prompts, padding="max_length", max_length=self.cfg.max_length, truncation=True,
                              return_tensors="pt").input_ids.to(self.model.device)
         out = self.model(ids)
         mask = torch.ones(ids.shape, dtype=torch.bool, device=ids.device)  # SD / ModelScope attend to the padding

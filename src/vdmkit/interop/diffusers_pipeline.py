@@ -18,7 +18,8 @@ import torch
 
 from vdmkit.autoencoders.frame_vae import DIFFUSERS_WEIGHTS, FrameVAEConfig, config_from_diffusers, convert_legacy_attention
 from vdmkit.backbones.unet3d import UNet3DConfig
-from vdmkit.conditioning.clip import ClipTextConfig, read_clip_config
+from vdmkit.conditioning.clip import ClipTextConfig, ClipTextEncoder, read_clip_config
+from vdmkit.conditioning.pretrained import matched_state
 from vdmkit.diffusion.config import DiffusionConfig
 from vdmkit.diffusion.schedules import SCALED_LINEAR_BETA_END, SCALED_LINEAR_BETA_START
 from vdmkit.errors import ConfigError, CorruptCheckpointError
@@ -201,8 +202,10 @@ class DiffusersFolder:
         del unet, backbone
         yield {f"backbone.{k}": v for k, v in converted.items()}
         del converted
-        yield {f"text_encoder.model.{k}": v for k, v in self._load("text_encoder").items()
-               if k != "text_model.embeddings.position_ids"}  # a buffer older transformers saved
+        text = [k[len("text_encoder.model."):] for k in own if k.startswith("text_encoder.model.")]
+        # keyed as the installed transformers names them (files saved by transformers 4 have a text_model. level)
+        yield {f"text_encoder.model.{k}": v
+               for k, v in matched_state(self._load("text_encoder"), text, ClipTextEncoder.LEVELS).items()}
         yield {f"autoencoder.{k}": v for k, v in convert_legacy_attention(self._load("vae")).items()}
 
     def _load(self, component: str) -> dict[str, torch.Tensor]:

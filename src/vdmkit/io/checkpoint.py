@@ -121,6 +121,19 @@ def cached_sha256(path: Path) -> str:
     return digest
 
 
+def unshared(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """CPU copies safetensors can write: a tensor whose storage an earlier one already uses (tied weights, such as
+    T5's shared embedding under its two names) is written as a copy of its own; a load puts the same values in."""
+    seen, out = set(), {}
+    for key, value in tensors.items():
+        value = value.detach().cpu().contiguous()
+        if value.numel() and value.untyped_storage().data_ptr() in seen:
+            value = value.clone()
+        seen.add(value.untyped_storage().data_ptr())
+        out[key] = value
+    return out
+
+
 def save_checkpoint(directory: str | os.PathLike, tensors: dict[str, dict[str, torch.Tensor]],
                     documents: dict[str, object], headers: dict[str, dict] | None = None) -> Path:
     """Write ``{name}.safetensors`` for each tensor dict and ``{name}.json`` for each document (a name may carry its
@@ -134,7 +147,7 @@ def save_checkpoint(directory: str | os.PathLike, tensors: dict[str, dict[str, t
         for name, tdict in tensors.items():
             path = tmp / _with_suffix(name, ".safetensors")
             header = (headers or {}).get(name)
-            save_file({k: v.detach().cpu().contiguous() for k, v in tdict.items()}, str(path),
+            save_file(unshared(tdict), str(path),
                       metadata={"vdmkit": json.dumps(header, sort_keys=True)} if header is not None else None)
             os.chmod(path, 0o666 & ~current_umask())  # safetensors creates 0600 files; others' tools need to read them
             files[path.name] = path

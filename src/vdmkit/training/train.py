@@ -135,6 +135,8 @@ def train(cfg: RunConfig, *, resume: bool = False, progress: bool = True) -> Pat
     base_sha256 = None
     if tc.init_from and start is None:
         base_sha256 = init_from(pipe, tc.init_from)  # pretrained weights (e.g. `vdmkit inflate`'s), for this model
+    elif start is None and hasattr(pipe.text_encoder, "load_folder_weights"):
+        pipe.text_encoder.load_folder_weights()  # a pretrained text encoder (clip, t5) starts as its folder's
     if tc.lora is not None:  # adapters on the backbone; everything else frozen
         lora.add_lora(pipe.backbone, tc.lora)
         lora.train_only_adapters(pipe)

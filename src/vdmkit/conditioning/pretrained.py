@@ -1,0 +1,137 @@
+"""What the text encoders from local transformers folders (``clip``, ``t5``) share: the folder's weights (one
+``model.safetensors`` or the shards its index names) in the key form the installed transformers uses, prompt checks,
+and the over-length warning. Nothing is ever downloaded; pickled weights are refused.
+
+transformers 5 names CLIPTextModel's weights without the ``text_model.`` level that files saved by transformers 4
+carry (every Stable Diffusion and ModelScope folder published before 2026), and T5 files may hold the shared
+embedding once for the two tied names; :func:`matched_state` maps either form onto the model in this process.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import warnings
+from pathlib import Path
+
+import torch
+
+from vdmkit.errors import CorruptCheckpointError, VocabularyWarning
+from vdmkit.io.checkpoint import cached_sha256, folder_weights, load_strict, load_tensors
+
+WEIGHTS = "model.safetensors"
+INDEX = "model.safetensors.index.json"  # sharded weights: {"weight_map": {key: shard file}}
+
+
+def hf_init_skipped() -> contextlib.AbstractContextManager:
+    """transformers' own switch that skips a model's weight initialisation (its location moved in transformers 5);
+    a no-op context where neither location has it."""
+    try:
+        from transformers.initialization import no_init_weights
+    except ImportError:
+        try:
+            from transformers.modeling_utils import no_init_weights
+        except ImportError:
+            return contextlib.nullcontext()
+    return no_init_weights()
+
+
+def weight_files(folder: str | os.PathLike) -> list[Path]:
+    """The safetensors files of a transformers model folder: ``model.safetensors``, or the shards named by
+    ``model.safetensors.index.json`` (large T5 encoders). A folder of pickles only is refused, naming the
+    conversion; a missing shard is a CorruptCheckpointError naming it."""
+    folder = Path(folder)
+    index = folder / INDEX
+    if not (folder / WEIGHTS).is_file() and index.is_file():
+        try:
+            shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+        except (ValueError, KeyError, TypeError, AttributeError) as err:
+            raise CorruptCheckpointError(f"{str(index)!r} is not a safetensors index (a weight_map): {err}") from err
+        missing = [s for s in shards if not (folder / s).is_file()]
+        if missing or not shards:
+            raise CorruptCheckpointError(f"{str(index)!r} names shards that are not in the folder: "
+                                         f"{', '.join(missing) or 'none listed'}")
+        return [folder / s for s in shards]
+    return [folder_weights(folder, WEIGHTS)]
+
+
+def files_sha256(files: list[Path]) -> str:
+    """sha256 of one weights file; for shards, the sha256 over their names and sha256."""
+    if len(files) == 1:
+        return cached_sha256(files[0])
+    return hashlib.sha256(",".join(f"{p.name}:{cached_sha256(p)}" for p in files).encode()).hexdigest()
+
+
+def matched_state(state: dict[str, torch.Tensor], own_keys, levels: tuple[str, ...] = (),
+                  tied: tuple[tuple[str, str], ...] = (), dropped: tuple[str, ...] = ("position_ids",)) -> dict:
+    """``state`` (a transformers file's tensors) keyed as the model whose state-dict keys are ``own_keys``: a key one
+    of ``levels`` (a module level, e.g. ``"text_model."``) away from an own key is renamed to it; buffers ending in
+    one of ``dropped`` that the model does not have are left out; of a ``tied`` pair of names (one tensor) the one
+    the file lacks is filled from the other. Keys that fit nowhere stay, so a strict load names them."""
+    own = set(own_keys)
+    out = {}
+    for key, value in state.items():
+        if key not in own:
+            for level in levels:
+                if key.startswith(level) and key[len(level):] in own:
+                    key = key[len(level):]
+                    break
+                if level + key in own:
+                    key = level + key
+                    break
+        if key not in own and key.endswith(dropped):
+            continue
+        out[key] = value
+    for a, b in tied:
+        for have, lack in ((a, b), (b, a)):
+            if have in out and lack in own and lack not in out:
+                out[lack] = out[have]
+    return out
+
+
+def check_prompt_strings(prompts) -> list[str]:
+    for p in prompts:
+        if not isinstance(p, str):
+            raise TypeError(f"prompt must be a string, got {type(p).__name__}")
+        if "\x00" in p:
+            raise ValueError(f"prompt contains a NUL character: {p!r}")
+    return list(prompts)
+
+
+def warn_cut(ids: list[list[int]], max_length: int, what: str) -> None:
+    """A VocabularyWarning giving, per prompt index, how many tokens past ``max_length`` were cut."""
+    over = {i: len(row) - max_length for i, row in enumerate(ids) if len(row) > max_length}
+    if over:
+        warnings.warn(f"{len(over)} prompt(s) longer than {max_length} {what} tokens were cut; tokens dropped per "
+                      f"prompt index: {over}", VocabularyWarning, stacklevel=3)
+
+
+class FolderWeights:
+    """Mixin of the transformers-folder text encoders: ``self.model`` (the transformers module), ``self.cfg.folder``,
+    and the key forms of :func:`matched_state` in ``LEVELS``, ``TIED`` and ``DROPPED``."""
+
+    LEVELS: tuple[str, ...] = ()
+    TIED: tuple[tuple[str, str], ...] = ()
+    DROPPED: tuple[str, ...] = ("position_ids",)
+
+    def train(self, mode: bool = True):
+        """The encoder is frozen: its network stays in evaluation mode (T5's dropout off) whatever ``mode``."""
+        super().train(mode)
+        self.model.eval()
+        return self
+
+    def folder_state(self, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """A file's tensors keyed as ``self.model`` names its weights."""
+        return matched_state(state, self.model.state_dict().keys(), self.LEVELS, self.TIED, self.DROPPED)
+
+    def load_folder_weights(self) -> str:
+        """Load the folder's own weights into the encoder, strictly (a fresh training run starts from them; a trained
+        run's checkpoints carry them); return their sha256."""
+        files = weight_files(self.cfg.folder)
+        state: dict[str, torch.Tensor] = {}
+        for path in files:
+            state.update(load_tensors(path))
+        load_strict(self.model, self.folder_state(state), self.cfg.folder)
+        return files_sha256(files)

@@ -1,0 +1,107 @@
+"""A T5 text encoder from a local transformers folder, frozen, as the ``t5`` entry of
+vdmkit.registry.TEXT_ENCODERS: the text tower of Imagen, PixArt-alpha, Latte, Open-Sora and CogVideoX.
+
+The folder is a ``T5EncoderModel`` (or a whole ``T5ForConditionalGeneration``, whose decoder is left out):
+``config.json`` and ``model.safetensors`` (or shards with ``model.safetensors.index.json``); the tokenizer
+(``tokenizer.json``, or SentencePiece's ``spiece.model`` with the ``sentencepiece`` package) in ``text.tokenizer``
+or the same folder. Prompts are padded to ``max_length`` tokens (120, PixArt-alpha's and Latte's; CogVideoX uses
+226) so shapes stay fixed for compiled and captured sampling, and the mask hides the padding from cross-attention,
+as those models do. ``tokens`` is the encoder's last hidden state; T5 has no pooled output, so ``pooled`` (which the
+backbones add to the timestep embedding where ``pooled_text`` is on) is the mean of the real tokens' states.
+Longer prompts are cut with a VocabularyWarning giving the count; nothing is ever downloaded.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from vdmkit.conditioning.pretrained import FolderWeights, check_prompt_strings, hf_init_skipped, warn_cut
+from vdmkit.conditioning.text import TextCondition
+from vdmkit.errors import ConfigError, CorruptCheckpointError
+from vdmkit.io.checkpoint import folder_config, init_skipped
+
+ARCHITECTURES = ("T5EncoderModel", "T5ForConditionalGeneration", "T5Model")
+TOKENIZER_FILES = ("tokenizer.json", "spiece.model")  # either loads (spiece.model needs sentencepiece)
+
+
+@dataclass
+class T5TextConfig:
+    folder: str = ""  # transformers T5 folder: config.json (+ model.safetensors, or shards with their index)
+    tokenizer: str = ""  # folder with tokenizer.json or spiece.model ("" = ``folder``)
+    dim: int = 4096  # d_model: T5-XXL's (4096) as the video models use it; T5-base 768, T5-large 1024
+    max_length: int = 120
+
+    def __post_init__(self):
+        if not self.folder:
+            raise ConfigError("text.folder must name a local transformers T5 encoder folder (config.json); vdmkit "
+                              "never downloads weights")
+        if self.max_length < 2:
+            raise ConfigError(f"text.max_length must be >= 2, got {self.max_length}")
+
+
+def read_t5_config(folder) -> dict:
+    raw = folder_config(folder, "transformers T5 encoder")
+    name = (raw.get("architectures") or ["T5EncoderModel"])[0]
+    if name not in ARCHITECTURES or raw.get("model_type", "t5") != "t5":
+        raise ConfigError(f"{str(folder)!r} describes a {name} ({raw.get('model_type')}); the t5 text encoder loads "
+                          f"{', '.join(ARCHITECTURES)} folders (model_type t5)")
+    return raw
+
+
+class T5TextEncoder(FolderWeights, nn.Module):
+    """``encoder(prompts) -> TextCondition``: tokens (B, max_length, dim), mask True on the real tokens (the
+    end-of-sequence token included), pooled (B, dim) the mean over them. Built from the folder's config.json; its
+    weights are a checkpoint's ``text_encoder.model.*`` (a fresh training run: ``load_folder_weights``)."""
+
+    TIED = (("shared.weight", "encoder.embed_tokens.weight"),)  # one tensor; files may hold either name
+
+    def __init__(self, cfg: T5TextConfig):
+        super().__init__()
+        from transformers import T5Config, T5EncoderModel, T5TokenizerFast
+
+        raw = read_t5_config(cfg.folder)
+        self.cfg = cfg
+        config = T5Config(**{k: v for k, v in raw.items() if not k.startswith("_")})
+        if config.d_model != cfg.dim:
+            raise ConfigError(f"text.dim={cfg.dim} but the T5 folder's d_model is {config.d_model}")
+        with hf_init_skipped() if init_skipped() else contextlib.nullcontext():  # the weights are loaded next
+            self.model = T5EncoderModel(config).eval().requires_grad_(False)  # frozen, as in every T5 video model
+        tok = Path(cfg.tokenizer or cfg.folder)
+        if not any((tok / f).is_file() for f in TOKENIZER_FILES):
+            raise CorruptCheckpointError(f"tokenizer folder {str(tok)!r} holds neither tokenizer.json nor spiece.model")
+        try:
+            self.tokenizer = T5TokenizerFast.from_pretrained(str(tok), local_files_only=True)
+        except (ImportError, ValueError) as err:  # spiece.model alone needs sentencepiece to be converted
+            raise CorruptCheckpointError(f"the T5 tokenizer in {str(tok)!r} did not load ({err}); a folder with only "
+                                         "spiece.model needs `pip install sentencepiece protobuf`") from err
+
+    @property
+    def dim(self) -> int:
+        return self.cfg.dim
+
+    def folder_state(self, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The encoder's tensors of a T5 file; a whole model's decoder and output head are left out."""
+        encoder = {k: v for k, v in state.items() if not k.startswith(("decoder.", "lm_head."))}
+        return super().folder_state(encoder)
+
+    def unknown_words(self, prompt: str) -> list[str]:
+        """Words the SentencePiece vocabulary maps to its unknown token (they reach the model as <unk>)."""
+        unk = self.tokenizer.unk_token_id
+        return [w for w in prompt.split() if unk in self.tokenizer(w, add_special_tokens=False)["input_ids"]]
+
+    def forward(self, prompts: list[str]) -> TextCondition:
+        prompts = check_prompt_strings(prompts)
+        warn_cut(self.tokenizer(prompts)["input_ids"], self.cfg.max_length, "T5")
+        batch = self.tokenizer(prompts, padding="max_length", max_length=self.cfg.max_length, truncation=True,
+                               return_tensors="pt")
+        ids = batch.input_ids.to(self.model.device)
+        mask = batch.attention_mask.to(self.model.device).bool()
+        tokens = self.model(input_ids=ids, attention_mask=mask.long()).last_hidden_state
+        weights = mask[..., None].to(tokens.dtype)
+        pooled = (tokens * weights).sum(1) / weights.sum(1).clamp(min=1)
+        return TextCondition(tokens=tokens, mask=mask, pooled=pooled)

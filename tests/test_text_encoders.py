@@ -1,0 +1,273 @@
+"""Text encoders from local transformers folders: T5 (``text_encoder: t5``) against transformers' own T5EncoderModel,
+the key forms real folders carry (CLIP's transformers-4 ``text_model.`` level, T5's tied embedding, a whole T5 with its
+decoder, shards), fresh training runs that start from the folder's weights (both backbone families), and the bad
+inputs. Tiny random-weight models saved by transformers itself."""
+
+import json
+import warnings
+
+import pytest
+import torch
+import yaml
+from safetensors.torch import load_file, save_file
+
+from vdmkit import cli
+from vdmkit.conditioning.t5 import T5TextConfig, T5TextEncoder
+from vdmkit.errors import (CheckpointMismatchError, ConfigError, CorruptCheckpointError, UnsafeFormatError,
+                           VocabularyWarning)
+from vdmkit.io.checkpoint import latest_checkpoint, skipped_init
+
+transformers = pytest.importorskip("transformers")
+
+WORDS = ["▁a", "▁red", "▁blue", "▁circle", "▁square", "▁moving", "▁left", "▁right", "▁up", "▁down", "▁fast", "▁slow"]
+PROMPTS = ["a red circle moving left", "", "a fast blue square moving up, then 7 times down"]
+
+
+def t5_tokenizer():
+    """A T5 (Unigram, SentencePiece-style) tokenizer over a few words and single letters; digits are unknown."""
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers
+
+    letters = list("abcdefghijklmnopqrstuvwxyz,") + ["▁"]
+    vocab = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0)] + [(w, -2.0) for w in WORDS] + [(c, -5.0) for c in letters]
+    tk = Tokenizer(models.Unigram(vocab, unk_id=2))
+    tk.normalizer = normalizers.Lowercase()
+    tk.pre_tokenizer = pre_tokenizers.Metaspace()
+    tk.decoder = decoders.Metaspace()
+    return transformers.T5TokenizerFast(tokenizer_object=tk, pad_token="<pad>", eos_token="</s>", unk_token="<unk>",
+                                        extra_ids=0)
+
+
+def t5_config(vocab: int) -> "transformers.T5Config":
+    return transformers.T5Config(vocab_size=vocab, d_model=16, d_kv=8, d_ff=32, num_layers=2, num_decoder_layers=1,
+                                 num_heads=2, relative_attention_num_buckets=8, feed_forward_proj="gated-gelu",
+                                 dropout_rate=0.1, decoder_start_token_id=0)
+
+
+def save_t5(folder, model_class="T5EncoderModel", **save):
+    tokenizer = t5_tokenizer()
+    torch.manual_seed(0)
+    model = getattr(transformers, model_class)(t5_config(len(tokenizer))).eval()
+    model.save_pretrained(folder, safe_serialization=True, **save)
+    tokenizer.save_pretrained(folder)
+    return model, tokenizer
+
+
+@pytest.fixture(scope="module")
+def t5_folder(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("t5") / "text_encoder"
+    model, tokenizer = save_t5(folder)
+    return folder, model, tokenizer
+
+
+def encoder(folder, **kw) -> T5TextEncoder:
+    with skipped_init():
+        enc = T5TextEncoder(T5TextConfig(folder=str(folder), dim=16, **kw))
+    enc.load_folder_weights()
+    return enc
+
+
+def reference(model, tokenizer, prompts, max_length=120):
+    batch = tokenizer(prompts, padding="max_length", max_length=max_length, truncation=True, return_tensors="pt")
+    with torch.no_grad():
+        return model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).last_hidden_state, batch
+
+
+def test_t5_equals_transformers_and_masks_the_padding(t5_folder):
+    folder, model, tokenizer = t5_folder
+    ours = encoder(folder)
+    with torch.no_grad():
+        cond = ours(PROMPTS)
+    ref, batch = reference(model, tokenizer, PROMPTS)
+    assert cond.tokens.shape == (3, 120, 16)
+    torch.testing.assert_close(cond.tokens, ref, atol=1e-6, rtol=0)
+    assert torch.equal(cond.mask, batch.attention_mask.bool())
+    assert cond.mask[1].sum() == 1  # "" is the end-of-sequence token alone: the unconditional prompt
+    real = batch.attention_mask[..., None].float()
+    torch.testing.assert_close(cond.pooled, (ref * real).sum(1) / real.sum(1), atol=1e-6, rtol=0)
+    ours.train()  # frozen: T5's dropout stays off
+    assert not ours.model.training and not any(p.requires_grad for p in ours.parameters())
+    with torch.no_grad():
+        assert torch.equal(ours(PROMPTS).tokens, cond.tokens)
+    # the real tokens do not see the padding: the same prompt padded to 24 gives the same states
+    with torch.no_grad():
+        short = encoder(folder, max_length=24)(PROMPTS)
+    n = int(cond.mask[0].sum())
+    torch.testing.assert_close(short.tokens[0, :n], cond.tokens[0, :n], atol=1e-6, rtol=0)
+    assert ours.unknown_words(PROMPTS[2]) == ["7"]
+
+
+def test_t5_files_in_the_forms_real_folders_carry(t5_folder, tmp_path):
+    """The shared embedding under one name only, a whole T5ForConditionalGeneration (decoder left out), and shards
+    with their index all load to the same encoder."""
+    _, model, tokenizer = t5_folder
+    want, _ = reference(model, tokenizer, PROMPTS)
+    tied = tmp_path / "tied"
+    save_t5(tied)
+    state = load_file(tied / "model.safetensors")
+    state.pop("encoder.embed_tokens.weight", None)
+    save_file(state, tied / "model.safetensors", metadata={"format": "pt"})
+    whole = tmp_path / "whole"
+    whole_model, _ = save_t5(whole, "T5ForConditionalGeneration")
+    assert any(k.startswith("decoder.") for k in load_file(whole / "model.safetensors"))
+    shards = tmp_path / "shards"
+    save_t5(shards, max_shard_size="20KB")
+    assert (shards / "model.safetensors.index.json").is_file() and not (shards / "model.safetensors").exists()
+    for f in (tied, shards):
+        with torch.no_grad():
+            torch.testing.assert_close(encoder(f)(PROMPTS).tokens, want, atol=1e-6, rtol=0)
+    with torch.no_grad():
+        got = encoder(whole)(PROMPTS).tokens
+        ref, _ = reference(whole_model.encoder, tokenizer, PROMPTS)
+    torch.testing.assert_close(got, ref, atol=1e-6, rtol=0)
+
+
+def test_t5_in_bf16_stays_close_to_fp32(t5_folder):
+    folder, _, _ = t5_folder
+    ours = encoder(folder)
+    with torch.no_grad():
+        full = ours(PROMPTS).tokens
+        half = ours.to(torch.bfloat16)(PROMPTS).tokens
+    assert half.dtype == torch.bfloat16
+    err = (half.float() - full).abs().max() / full.abs().max()
+    assert err < 0.03, float(err)  # measured 0.0087 on this tiny model
+
+
+def test_over_length_prompts_warn_with_the_count(t5_folder):
+    folder, _, _ = t5_folder
+    ours = encoder(folder, max_length=8)
+    with pytest.warns(VocabularyWarning, match=r"1 prompt\(s\) longer than 8 T5 tokens were cut.*\{0: 2\}"):
+        cond = ours(["a red circle moving left fast slow up down"])  # 9 words + </s> = 10 tokens
+    assert cond.tokens.shape[1] == 8 and bool(cond.mask.all())
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ours(["a red circle"])
+
+
+@pytest.mark.parametrize("bad, error, match", [
+    (["a", 3], TypeError, "prompt must be a string"),
+    (["a\x00b"], ValueError, "NUL"),
+])
+def test_t5_refuses_bad_prompts(t5_folder, bad, error, match):
+    with pytest.raises(error, match=match):
+        encoder(t5_folder[0])(bad)
+
+
+def test_t5_bad_folders_are_typed_errors(t5_folder, tmp_path):
+    import shutil
+
+    folder = t5_folder[0]
+    with pytest.raises(ConfigError, match="text.folder must name a local transformers T5"):
+        T5TextConfig()
+    with pytest.raises(CorruptCheckpointError, match="holds no config.json: not a transformers T5 encoder folder"):
+        T5TextEncoder(T5TextConfig(folder=str(tmp_path), dim=16))
+    clip_like = tmp_path / "clip"
+    clip_like.mkdir()
+    (clip_like / "config.json").write_text(json.dumps({"architectures": ["CLIPTextModel"],
+                                                       "model_type": "clip_text_model"}))
+    with pytest.raises(ConfigError, match="describes a CLIPTextModel.*loads T5EncoderModel"):
+        T5TextEncoder(T5TextConfig(folder=str(clip_like), dim=16))
+    with pytest.raises(ConfigError, match="text.dim=32 but the T5 folder's d_model is 16"):
+        T5TextEncoder(T5TextConfig(folder=str(folder), dim=32))
+    no_tok = tmp_path / "no_tok"
+    no_tok.mkdir()
+    shutil.copy(folder / "config.json", no_tok / "config.json")
+    with pytest.raises(CorruptCheckpointError, match="holds neither tokenizer.json nor spiece.model"):
+        T5TextEncoder(T5TextConfig(folder=str(no_tok), dim=16))
+    # weights: truncated, pickle only, a shard missing, another model's keys
+    broken = tmp_path / "broken"
+    shutil.copytree(folder, broken)
+    data = (broken / "model.safetensors").read_bytes()
+    (broken / "model.safetensors").write_bytes(data[: len(data) * 2 // 3])
+    with pytest.raises(CorruptCheckpointError, match="model.safetensors"):
+        encoder(broken)
+    (broken / "model.safetensors").unlink()
+    (broken / "pytorch_model.bin").write_bytes(b"\x80\x02pickle")
+    with pytest.raises(UnsafeFormatError, match="holds only pickle weights.*safe_serialization=True"):
+        encoder(broken)
+    (broken / "pytorch_model.bin").unlink()
+    (broken / "model.safetensors.index.json").write_text(json.dumps({"weight_map": {"x": "model-1-of-2.safetensors"}}))
+    with pytest.raises(CorruptCheckpointError, match="names shards that are not in the folder: model-1-of-2"):
+        encoder(broken)
+    (broken / "model.safetensors.index.json").unlink()
+    save_file({"other.weight": torch.zeros(2)}, broken / "model.safetensors")
+    with pytest.raises(CheckpointMismatchError, match="unexpected other.weight"):
+        encoder(broken)
+
+
+# ---- CLIP: the key form of folders saved by transformers 4 ------------------------------------------------------
+
+def test_a_pipeline_folder_saved_by_transformers_4_loads(tmp_path):
+    """Every SD and ModelScope folder published before transformers 5 names the CLIP weights with a ``text_model.``
+    level (and often the position_ids buffer); both load to the same pipeline as the transformers 5 form."""
+    diffusers = pytest.importorskip("diffusers")
+    from tests.test_interop import MODELSCOPE_SCHEDULER, tiny_pipeline
+    from vdmkit.pipelines import TextToVideo
+
+    new, old = tmp_path / "new", tmp_path / "old"
+    tiny_pipeline(new, diffusers.DDIMScheduler(**MODELSCOPE_SCHEDULER))
+    import shutil
+
+    shutil.copytree(new, old)
+    path = old / "text_encoder" / "model.safetensors"
+    state = {f"text_model.{k}": v for k, v in load_file(path).items()}
+    state["text_model.embeddings.position_ids"] = torch.arange(77)[None]
+    save_file(state, path, metadata={"format": "pt"})
+    a, b = TextToVideo.from_pretrained(new), TextToVideo.from_pretrained(old)
+    with torch.no_grad():
+        ta, tb = a.text_encoder(["a red panda"]).tokens, b.text_encoder(["a red panda"]).tokens
+    assert torch.equal(ta, tb)
+
+
+# ---- fresh training runs start from the folder's weights ------------------------------------------------------
+
+def run_config(tmp_path, backbone: str, encoder_kind: str, folder, tokenizer=None) -> str:
+    model = ({"channels": [16, 16], "attention_levels": [1], "norm_groups": 8, "head_dim": 8} if backbone == "unet3d"
+             else {"width": 16, "depth": 2, "heads": 2, "patch_size": 2})
+    text = {"folder": str(folder), "dim": 16}
+    if tokenizer is not None:
+        text["tokenizer"] = str(tokenizer)
+    if encoder_kind == "t5":
+        text["max_length"] = 64  # the shapes captions spelled in letters fit
+    doc = {"backbone": backbone, "model": model, "text_encoder": encoder_kind, "text": text,
+           "data": {"size": 16, "frames": 4},
+           "train": {"steps": 2, "batch_size": 2, "warmup_steps": 1, "out_dir": str(tmp_path / f"{backbone}_run"),
+                     "log_every": 1, "checkpoint_every": 2, "sample_every": 10, "precision": "fp32", "threads": 1}}
+    path = tmp_path / f"{backbone}_{encoder_kind}.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    return str(path)
+
+
+def trained_text_weights(run) -> dict:
+    state = latest_checkpoint(run).load_tensors("model.safetensors")
+    return {k[len("text_encoder.model."):]: v for k, v in state.items() if k.startswith("text_encoder.model.")}
+
+
+@pytest.mark.parametrize("backbone", ["unet3d", "dit"])
+def test_a_fresh_run_with_t5_starts_from_the_folders_weights_and_samples(t5_folder, tmp_path, backbone):
+    folder = t5_folder[0]
+    config = run_config(tmp_path, backbone, "t5", folder)
+    assert cli.main(["train", config, "--no-progress"]) == 0
+    run = tmp_path / f"{backbone}_run"
+    saved = trained_text_weights(run)
+    folder_state = load_file(folder / "model.safetensors")
+    assert saved.keys() >= folder_state.keys()
+    for k, v in folder_state.items():
+        assert torch.equal(saved[k], v), k  # loaded, and frozen through the steps
+    out = tmp_path / f"{backbone}.mp4"
+    assert cli.main(["sample", "--model", str(run), "--prompt", "a red circle moving left", "--steps", "2",
+                     "--out", str(out), "--no-progress"]) == 0
+    assert json.loads(out.with_name(out.name + ".json").read_text())["prompt"] == "a red circle moving left"
+
+
+def test_a_fresh_run_with_clip_starts_from_the_folders_weights(tmp_path):
+    """It trained on a randomly initialised, frozen CLIP before 2026-12-06: the folder's weights never loaded."""
+    from tests.test_interop import tiny_text_parts
+
+    parts = tiny_text_parts(tmp_path)
+    parts["text_encoder"].save_pretrained(tmp_path / "text_encoder", safe_serialization=True)
+    parts["tokenizer"].save_pretrained(tmp_path / "tokenizer")
+    config = run_config(tmp_path, "unet3d", "clip", tmp_path / "text_encoder", tmp_path / "tokenizer")
+    assert cli.main(["train", config, "--no-progress"]) == 0
+    saved = trained_text_weights(tmp_path / "unet3d_run")
+    for k, v in load_file(tmp_path / "text_encoder" / "model.safetensors").items():
+        assert torch.equal(saved[k], v), k
