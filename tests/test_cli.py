@@ -124,6 +124,9 @@ def test_list_samplers_and_models(capsys):
     assert "TxHxW" in capsys.readouterr().err
     assert cli.main(["models", "--shape", "4x16x16"]) == 0  # a shape asks for the count at it
     assert "GFLOP per forward at 4x16x16" in capsys.readouterr().out
+    assert cli.main(["models"]) == 0
+    listed = capsys.readouterr().out.split("text encoders (text_encoder:)")[1].split()
+    assert {"words", "clip", "t5"} <= set(listed)
 
 
 def test_version_and_a_closed_pipe():

@@ -361,7 +361,7 @@ def _cmd_inflate(args) -> int:
 
 
 def _cmd_models(args) -> int:
-    from vdmkit.registry import BACKBONES
+    from vdmkit.registry import BACKBONES, TEXT_ENCODERS
 
     args.flops = args.flops or args.shape is not None  # a shape is only asked for to count at it
     args.shape = args.shape or "16x32x32"
@@ -377,6 +377,10 @@ def _cmd_models(args) -> int:
             line += f"  [{params / 1e6:.2f}M parameters"
             line += f", {flops / 1e9:.1f} GFLOP per forward at {args.shape}]" if args.flops else "]"
         print(line)
+    if not (args.params or args.flops):
+        print("\ntext encoders (text_encoder:)")
+        for name, entry in TEXT_ENCODERS.items():
+            print(f"{name:{width}s} {entry.description}")
     return 0
 
 
