@@ -212,3 +212,42 @@ def test_an_autoencoder_is_not_a_text_to_video_model(frame_vae, tmp_path, capsys
     assert "this is an autoencoder (frame_vae" in err and "latent.autoencoder=" in err and not out.exists()
     with pytest.raises(ConfigError, match="not a text-to-video model"):
         TextToVideo.from_pretrained(frame_vae)
+
+
+def test_resume_refuses_another_autoencoder(tmp_path, video_vae, capsys):
+    """The backbone learnt in one autoencoder's latent space: --resume on other autoencoder weights was accepted, and
+    the next checkpoint recorded them (before 2026-12-06)."""
+    other = tmp_path / "other_vae"
+    assert cli.main(["train-vae", "configs/vae_video.yaml", *VAE_TINY, "model.temporal_downsample=[true]",
+                     "data.frames=5", "train.seed=3", f"train.out_dir={other}", "--no-progress"]) == 0
+    run = tmp_path / "run"
+    base = ["train", "configs/tiny.yaml", "data.frames=5", *T2V_TINY, f"train.out_dir={run}", "--no-progress"]
+    assert cli.main([*base, f"latent.autoencoder={video_vae}"]) == 0
+    capsys.readouterr()
+    assert cli.main([*base, f"latent.autoencoder={other}", "train.steps=4", "--resume"]) == 2
+    assert "another latent autoencoder config" in capsys.readouterr().err
+    assert cli.main([*base, f"latent.autoencoder={video_vae}", "train.steps=4", "--resume"]) == 0
+
+
+def test_an_interrupted_latent_cache_resumes_only_its_own_shards(tmp_path, video_vae, capsys):
+    """A rerun of an interrupted cache-latents kept shards written with another autoencoder or data config and wrote a
+    fresh manifest over them (before 2026-12-06)."""
+    from vdmkit.training.latent_cache import PROGRESS
+
+    cache = tmp_path / "cache"
+    base = ["cache-latents", "configs/tiny.yaml", f"latent.autoencoder={video_vae}", "data.frames=5", "--samples",
+            "4", "--out", str(cache), "--no-progress"]
+    assert cli.main(base) == 0
+    assert not (cache / PROGRESS).exists()
+    # interrupted: the manifest not yet written, its record of what the shards hold still there
+    manifest = json.loads((cache / "manifest.json").read_text())
+    (cache / "manifest.json").unlink()
+    identity = {k: manifest[k] for k in ("autoencoder_sha256", "autoencoder_kind", "autoencoder_model", "data")}
+    (cache / PROGRESS).write_text(json.dumps({**identity, "samples": 4, "shard_size": 256}))
+    assert cli.main([*base[:4], "data.seed=5", *base[4:]]) == 2  # other data: refused, nothing rewritten
+    assert "another data" in capsys.readouterr().err and not (cache / "manifest.json").exists()
+    assert cli.main(base) == 0  # the same config finishes it
+    assert json.loads((cache / "manifest.json").read_text())["shards"] == manifest["shards"]
+    (cache / "manifest.json").unlink()  # shards without any record of their origin
+    assert cli.main(base) == 2
+    assert "unknown origin" in capsys.readouterr().err

@@ -29,6 +29,7 @@ from vdmkit.training.config import RunConfig
 FORMAT = "vdmkit-latent-cache"
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
+PROGRESS = "in_progress.json"  # what an unfinished cache's shards were written with (a rerun resumes only those)
 
 
 def _identity(cfg: RunConfig) -> dict:
@@ -61,6 +62,25 @@ def write_latent_cache(cfg: RunConfig, samples: int, out: str | os.PathLike | No
         raise ConfigError(f"the autoencoder at {cfg.latent.autoencoder!r} changed since the config was read")
     dataset = ShapesDataset(cfg.data)
     out.mkdir(parents=True, exist_ok=True)
+    # a rerun resumes an interrupted cache: only one written for this very autoencoder, data and layout
+    started = {**_identity(cfg), "samples": samples, "shard_size": shard_size}
+    progress_file = out / PROGRESS
+    if progress_file.is_file():
+        try:
+            before = json.loads(progress_file.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            before = None
+        started = json.loads(json.dumps(started))  # as stored: lists for tuples
+        if before != started:
+            differ = sorted(k for k in started if not isinstance(before, dict) or before.get(k) != started[k])
+            raise ConfigError(f"{str(out)!r} holds the shards of an interrupted cache written with another "
+                              f"{', '.join(differ) or 'configuration'}; finish it with the same config and --samples, "
+                              "or delete the folder (or choose another)")
+    elif any(out.glob("shard_*.safetensors")):
+        raise ConfigError(f"{str(out)!r} holds latent shards of unknown origin (no {PROGRESS}); delete them or choose "
+                          "another directory")
+    else:
+        write_text_atomic(progress_file, json.dumps(started, indent=2, sort_keys=True))
     shards = []
     bar = tqdm(total=samples, disable=not progress, desc="cache-latents", dynamic_ncols=True)
     for start in range(0, samples, shard_size):
@@ -86,6 +106,7 @@ def write_latent_cache(cfg: RunConfig, samples: int, out: str | os.PathLike | No
     manifest = {"format": FORMAT, "format_version": FORMAT_VERSION, "samples": samples, "shards": shards,
                 **_identity(cfg)}
     write_text_atomic(out / MANIFEST, json.dumps(manifest, indent=2, sort_keys=True))
+    progress_file.unlink(missing_ok=True)
     return out
 
 

@@ -71,7 +71,7 @@ from vdmkit.video import to_uint8
 
 PREVIEW_FPS = 8
 # what a resumed run must keep; the rest (train.steps, lr and schedule, logging, data) may change
-RESUME_FIXED = "backbone, model, text, diffusion and data.condition sections"
+RESUME_FIXED = "backbone, model, text, diffusion and data.condition sections and latent autoencoder"
 PREVIEW_MIN_SIZE = 128  # sample previews are upscaled (nearest) to at least this many pixels
 ADAPTER = "adapter.safetensors"  # a LoRA run's checkpoints: the EMA adapter, to apply with --lora
 
@@ -349,7 +349,11 @@ def resumed_state(ckpt: Checkpoint, cfg: RunConfig, pipe, ema) -> tuple[dict[str
                                 (config.text_encoder, to_dict(config.text))),
                                ("diffusion", to_dict(saved.diffusion), to_dict(config.diffusion)),
                                ("condition", to_dict(saved.condition) if saved.condition else None,
-                                to_dict(config.condition) if config.condition else None)):
+                                to_dict(config.condition) if config.condition else None),
+                               # the latent space the backbone learnt in: the autoencoder's kind, shape and weights
+                               ("latent autoencoder", (saved.latent.kind, to_dict(saved.latent.model),
+                                                       saved.latent.sha256),
+                                (config.latent.kind, to_dict(config.latent.model), config.latent.sha256))):
         if theirs != mine:
             raise ConfigError(f"--resume: the run's checkpoint {str(ckpt.directory)!r} was trained with another "
                               f"{name} config ({theirs!r}, this config says {mine!r}); resume with the same "
