@@ -198,3 +198,21 @@ def test_an_empty_config_file_is_refused(tmp_path):
         (tmp_path / "empty.yaml").write_text(text)
         with pytest.raises(ConfigError, match="is empty: it would run every default"):
             load_config(tmp_path / "empty.yaml")
+
+
+def test_resume_sets_a_corrupt_newest_checkpoint_aside_and_says_why(tiny_cfg, tmp_path, capsys):
+    """A corrupt newest checkpoint was skipped silently, its step retrained, and the run then failed on the folder
+    left in place ("already exists"), at every later --resume too (before 2026-12-06)."""
+    cfg = tiny_cfg("train.steps=4", "train.checkpoint_every=2", "train.sample_every=100", "train.keep_checkpoints=3")
+    run = train(cfg, progress=False)
+    state = run / "checkpoints" / "step_0000004" / "training_state.safetensors"
+    state.write_bytes(state.read_bytes()[:1000])  # a disk that filled up
+    cfg.train.steps = 6
+    train(cfg, resume=True, progress=False)
+    err = capsys.readouterr().err
+    assert "--resume: skipped" in err and "step_0000004" in err and "moved it to" in err
+    names = sorted(p.name for p in (run / "checkpoints").iterdir())
+    assert names[:3] == ["corrupt.step_0000004." + names[0].rsplit(".", 1)[1], "step_0000002", "step_0000004"]
+    assert names[3] == "step_0000006"
+    corrupt = run / "checkpoints" / names[0]
+    assert (corrupt / "training_state.safetensors").stat().st_size == 1000  # kept as it was, not deleted

@@ -410,16 +410,23 @@ def checkpoint_dirs(run_dir: Path) -> list[Path]:
 def latest_checkpoint(run_dir: str | os.PathLike, *, needs: tuple[str, ...] = (CONFIG,)) -> Checkpoint:
     """The newest complete checkpoint of a run whose files ``needs`` match their sha256; incomplete or corrupt
     ones are skipped with the reason."""
+    return complete_checkpoint(run_dir, needs=needs)[0]
+
+
+def complete_checkpoint(run_dir: str | os.PathLike, *,
+                        needs: tuple[str, ...] = (CONFIG,)) -> tuple[Checkpoint, list[tuple[Path, str]]]:
+    """The newest complete checkpoint of a run (as :func:`latest_checkpoint`), and the newer ones skipped, each with
+    the reason; CorruptCheckpointError naming every reason when none is complete."""
     run_dir = Path(run_dir)
-    reasons = []
+    skipped = []
     for path in reversed(checkpoint_dirs(run_dir)):
         try:
             ckpt = Checkpoint(path)
             ckpt.verify(*needs)
-            return ckpt
+            return ckpt, skipped
         except CorruptCheckpointError as e:
-            reasons.append(str(e))
-    detail = ("; skipped: " + " | ".join(reasons)) if reasons else ""
+            skipped.append((path, str(e)))
+    detail = ("; skipped: " + " | ".join(reason for _, reason in skipped)) if skipped else ""
     raise CorruptCheckpointError(f"no complete checkpoint under {str(run_dir / 'checkpoints')!r}{detail}")
 
 

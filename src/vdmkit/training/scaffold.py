@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
 import time
 from pathlib import Path
 
@@ -31,7 +32,7 @@ from vdmkit.io.checkpoint import (
     WEIGHTS,
     Checkpoint,
     checkpoint_dirs,
-    latest_checkpoint,
+    complete_checkpoint,
     remove_stale_temporaries,
     save_checkpoint,
 )
@@ -53,7 +54,15 @@ def open_run(out: Path, resume: bool, world: World = ONE_PROCESS, section: str =
     if world.main:
         remove_stale_temporaries(out)
     barrier(world)
-    return latest_checkpoint(out, needs=RESUME_FILES)
+    ckpt, skipped = complete_checkpoint(out, needs=RESUME_FILES)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    for path, reason in skipped:  # set aside, never deleted: the run writes that step again
+        aside = path.with_name(f"corrupt.{path.name}.{stamp}")
+        if world.main:
+            path.rename(aside)
+            print(f"--resume: skipped {str(path)!r} ({reason}); moved it to {str(aside)!r}", file=sys.stderr)
+    barrier(world)
+    return ckpt
 
 
 def start_run_folder(out: Path, cfg) -> None:
