@@ -32,6 +32,8 @@ def test_yaml_round_trip(tmp_path):
     ("train.seed=-1", "seed"),
     ("nokey", "key=value"),
     ("train.precision=fp8", "precision"),
+    ("train.warmup_steps=-1", "train.warmup_steps must be >= 0"),
+    ("train.out_dir=", "train.out_dir is empty: name the run's folder"),  # it trained into the current folder
 ])
 def test_bad_overrides_are_typed_errors(override, match):
     with pytest.raises(ConfigError, match=match):

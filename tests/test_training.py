@@ -216,3 +216,24 @@ def test_resume_sets_a_corrupt_newest_checkpoint_aside_and_says_why(tiny_cfg, tm
     assert names[3] == "step_0000006"
     corrupt = run / "checkpoints" / names[0]
     assert (corrupt / "training_state.safetensors").stat().st_size == 1000  # kept as it was, not deleted
+
+
+def test_a_run_pointed_at_its_own_config_keeps_it_and_a_torn_metrics_line_does_not_block_resume(tiny_cfg, tmp_path,
+                                                                                                capsys):
+    """`vdmkit train exp/config.yaml train.out_dir=exp` replaced the user's config (comments and values); a metrics
+    record cut off by a kill failed every --resume with a JSON error naming no file (before 2026-12-06)."""
+    out = tmp_path / "exp"
+    out.mkdir()
+    (out / "config.yaml").write_text("# my commented config\n")
+    cfg = tiny_cfg("train.steps=2", "train.checkpoint_every=2", "train.sample_every=100", f"train.out_dir={out}")
+    train(cfg, progress=False)
+    assert (out / "config.1.yaml").read_text() == "# my commented config\n"
+    assert "kept the" in capsys.readouterr().err
+    assert (out / "config.yaml").read_text().startswith("backbone:")
+    with open(out / "metrics.jsonl", "a") as f:
+        f.write('{"step": 3, "loss": 0.5, "lr"')  # killed mid-write
+    cfg.train.steps = 3
+    train(cfg, resume=True, progress=False)
+    steps = [json.loads(line)["step"] for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert steps == [1, 2, 3]
+    assert not (out / "config.2.yaml").exists()  # the run's own config.yaml is rewritten in place

@@ -54,6 +54,11 @@ def check_optimisation(cfg, section: str = "train") -> None:
                           f"{cfg.workers}")
     if not cfg.lr > 0:
         raise ConfigError(f"{section}.lr must be > 0, got {cfg.lr}")
+    if cfg.warmup_steps < 0:
+        raise ConfigError(f"{section}.warmup_steps must be >= 0, got {cfg.warmup_steps}")
+    if not isinstance(cfg.out_dir, str) or not cfg.out_dir.strip():
+        raise ConfigError(f"{section}.out_dir is empty: name the run's folder (e.g. runs/my_run); an empty one would "
+                          "write the run into the current folder")
     if cfg.precision not in PRECISIONS:
         raise ConfigError(f"{section}.precision={cfg.precision!r} unknown; valid: {', '.join(PRECISIONS)}")
     if not 0 <= cfg.seed < 2**63:

@@ -11,6 +11,7 @@ the optimizer state follows the parameters' device when loaded.
 from __future__ import annotations
 
 import json
+import math
 import shutil
 import sys
 import time
@@ -65,9 +66,24 @@ def open_run(out: Path, resume: bool, world: World = ONE_PROCESS, section: str =
     return ckpt
 
 
-def start_run_folder(out: Path, cfg) -> None:
+def start_run_folder(out: Path, cfg, resumed: bool = False) -> None:
+    """The run folder with the run's ``config.yaml`` (a resumed run rewrites its own); a fresh run keeps another file
+    of that name (the config given, when the run was pointed at its folder) as ``config.N.yaml``, never overwritten."""
     out.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(out / "config.yaml", dump_config(cfg))
+    text, path = dump_config(cfg), out / "config.yaml"
+    if not resumed and path.is_file() and path.read_bytes() != text.encode("utf-8"):
+        kept = keep_aside(path)
+        print(f"kept the {str(path)!r} that was there as {str(kept)!r}", file=sys.stderr)
+    write_text_atomic(path, text)
+
+
+def keep_aside(path: Path) -> Path:
+    """Rename ``path`` (name.ext) to the first free name.N.ext; return it."""
+    n = 1
+    while (kept := path.with_name(f"{path.stem}.{n}{path.suffix}")).exists():
+        n += 1
+    path.rename(kept)
+    return kept
 
 
 def set_threads(threads: int) -> None:
@@ -83,13 +99,10 @@ class MetricsLog:
     def __init__(self, out: Path, resumed_step: int | None):
         path = out / METRICS
         if path.exists() and resumed_step is None:
-            n = 1
-            while (out / f"metrics.{n}.jsonl").exists():
-                n += 1
-            path.rename(out / f"metrics.{n}.jsonl")
+            keep_aside(path)
         elif path.exists():
-            kept = [line for line in path.read_text(encoding="utf-8").splitlines()
-                    if line.strip() and json.loads(line).get("step", 0) <= resumed_step]
+            kept = [line for line in path.read_text(encoding="utf-8", errors="replace").split("\n")
+                    if _record_step(line) <= resumed_step]
             write_text_atomic(path, "".join(line + "\n" for line in kept))
         self.file = open(path, "a", encoding="utf-8")
 
@@ -99,6 +112,16 @@ class MetricsLog:
 
     def close(self) -> None:
         self.file.close()
+
+
+def _record_step(line: str) -> float:
+    """The step of a metrics line; infinity for a blank or torn one (a record cut off by a kill or a full disk,
+    which a resume drops: the step is logged again)."""
+    try:
+        record = json.loads(line)
+        return float(record.get("step", 0)) if isinstance(record, dict) else math.inf
+    except (ValueError, TypeError):
+        return math.inf
 
 
 class Progress:

@@ -168,7 +168,7 @@ def train(cfg: RunConfig, *, resume: bool = False, progress: bool = True) -> Pat
         layout = dataclasses.replace(layout, offset=doc.get("samples_seen", step * layout.global_batch)
                                      - step * layout.global_batch)
     if world.main:
-        start_run_folder(out, cfg)
+        start_run_folder(out, cfg, resumed=start is not None)
     metrics = MetricsLog(out, step if start is not None else None) if world.main else None
     bar = Progress(tc.steps, step, "train", progress and world.main)
     if (world.distributed or layout.accum > 1) and progress and world.main:

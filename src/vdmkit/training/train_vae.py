@@ -75,7 +75,7 @@ def train_autoencoder(cfg: AERunConfig, *, resume: bool = False, progress: bool 
         step = restore(start, cfg, model, disc, opt, opt_d, scaler, generator)
     elif tc.init_from:
         initialise_from(model, tc.init_from)
-    scaffold.start_run_folder(out, cfg)
+    scaffold.start_run_folder(out, cfg, resumed=start is not None)
     metrics = scaffold.MetricsLog(out, step if start is not None else None)
     pixels = cfg.data.frames * cfg.data.size * cfg.data.size * cfg.model.in_channels
     bar = scaffold.Progress(tc.steps, step, "train-vae", progress)
