@@ -140,3 +140,50 @@ def test_images_pass_the_length_filter_and_filtered_rows_are_left_out_not_bad(tm
     assert ds.stats()["excluded_by_manifest"] == 1 and ds.stats()["skipped"] == {}
     # without a captions file the curated captions (their summary) are the training captions, not the file names
     assert {s.row.caption for s in ds.samples} == {rows[n]["captions"]["summary"] for n in ("moving.mp4", "still.png")}
+
+
+def test_manifest_rows_are_checked_and_lines_end_at_newlines_only(tmp_path):
+    """A blank, torn, hand-written or non-object manifest line was a JSON or KeyError traceback naming no file, and a
+    file name holding U+2028 split its row in two (before 2026-12-06)."""
+    from vdmkit.data.loader import VideoTextDataset
+    from vdmkit.data.video_text import VideoDataConfig
+    from vdmkit.errors import DatasetError
+
+    rng = np.random.default_rng(0)
+    odd = "line\u2028sep.mp4"
+    for name in ("a.mp4", odd):
+        write_video(tmp_path / name, rng.integers(0, 255, (8, 32, 32, 3), dtype=np.uint8), fps=8)
+    (tmp_path / "captions.csv").write_text("path,caption\na.mp4,a clip\n")  # a dataset's own file: no error row
+    summary = curate(tmp_path, tmp_path / "m.jsonl")
+    assert (summary["ok"], summary["errors"]) == (2, 0)
+    text = (tmp_path / "m.jsonl").read_text(encoding="utf-8")
+
+    def dataset(manifest_text):
+        (tmp_path / "m2.jsonl").write_text(manifest_text, encoding="utf-8")
+        return VideoTextDataset(VideoDataConfig(root=str(tmp_path), manifest="m2.jsonl", size=16, lengths=(4,),
+                                                frames=4, image_ratio=0.0), batch_size=1)
+
+    assert sorted(s.row.path.name for s in dataset(text + "\n\n").samples) == ["a.mp4", odd]  # blank lines skipped
+    first = text.split("\n")[0]
+    for bad, why in ((text + first[:-40] + "\n", "m2.jsonl:3: not a manifest row"),
+                     (text + '{"path": "a.mp4", "status": "ok"}\n', r"m2.jsonl:3: not a manifest row \(lacks 'width'\)"),
+                     ("[1, 2]\n", "m2.jsonl:1: not a manifest row")):
+        with pytest.raises(DatasetError, match=why):
+            dataset(bad)
+
+
+def test_curate_gives_a_file_whose_name_is_not_utf8_an_error_row(tmp_path):
+    """One such name aborted the whole scan with a UnicodeEncodeError (before 2026-12-06)."""
+    import os
+
+    rng = np.random.default_rng(0)
+    write_video(tmp_path / "ok.mp4", rng.integers(0, 255, (8, 32, 32, 3), dtype=np.uint8), fps=8)
+    try:
+        shutil.copy(tmp_path / "ok.mp4", os.fsencode(tmp_path) + b"/bad\xff.mp4")
+    except OSError:
+        pytest.skip("this file system refuses names that are not UTF-8")
+    summary = curate(tmp_path, tmp_path / "m.jsonl")
+    assert (summary["ok"], summary["errors"]) == (1, 1)
+    rows = [json.loads(line) for line in (tmp_path / "m.jsonl").read_text(encoding="utf-8").split("\n") if line]
+    bad = next(r for r in rows if r["status"] == "error")
+    assert bad["path"] == "bad\\xff.mp4" and "not UTF-8" in bad["error"]

@@ -242,3 +242,27 @@ def test_kind_groups_keep_a_step_s_batches_of_one_kind(clips):
         "the ungrouped order mixes kinds in a pair (else this test shows nothing)"
     with pytest.raises(ValueError, match="kind_group"):
         VideoTextDataset(cfg, batch_size=2, kind_group=0)
+
+
+def test_caption_rows_beyond_csvs_field_limit_and_starts_without_ends(tmp_path, clips):
+    """A caption over csv's 128 KiB field limit was a _csv.Error traceback; JSONL captions holding U+2028 were split
+    into two broken rows; a row with a start and no end was bucketed as if it began at 0 s (before 2026-12-06)."""
+    (tmp_path / "huge.csv").write_text("path,caption\nbikes_0.mp4," + "x" * 200_000 + "\nbikes_1.mp4,ok\n")
+    good, refused = read_caption_file(tmp_path / "huge.csv", clips)
+    assert [r.caption for r in good] == ["ok"] and len(refused) == 1 and "huge.csv:2" in refused[0]
+    (tmp_path / "sep.jsonl").write_text(json.dumps({"path": "bikes_0.mp4", "caption": "first\u2028second"},
+                                                   ensure_ascii=False) + "\n", encoding="utf-8")
+    good, refused = read_caption_file(tmp_path / "sep.jsonl", clips)
+    assert [r.caption for r in good] == ["first second"] and not refused  # one row, its separator a space
+    from vdmkit.data.loader import VideoTextDataset
+
+    from vdmkit.io.decode import probe_video
+
+    info = probe_video(clips / "bikes_0.mp4")
+    late = info.duration - 0.3  # 0.3 s left after the start: 2 frames at 8 fps
+    (tmp_path / "late.csv").write_text(f"path,caption,start,end\nbikes_0.mp4,late,{late},\n")
+    ds = VideoTextDataset(VideoDataConfig(root=str(clips), captions=str(tmp_path / "late.csv"), size=16, frames=8,
+                                          lengths=(4, 8), images=False, image_ratio=0, fps=8, short="pad"),
+                          batch_size=1)
+    assert [(s.length, s.frames_available) for s in ds.samples] == [(4, 2)]  # from its start, not from 0 s
+    assert ds.adjusted["short clip (pad)"] == 1

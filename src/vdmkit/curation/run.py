@@ -44,6 +44,10 @@ def walk(root: Path) -> Iterator[Path]:
                 yield Path(dirpath) / name
 
 
+# a dataset's own text files (captions, manifests, curate's thresholds, cards): not media, so no error rows
+METADATA_SUFFIXES = (".jsonl", ".json", ".csv", ".tsv", ".txt", ".yaml", ".yml", ".md")
+
+
 def _reason(err: Exception, path: Path) -> str:
     """The error message without the leading ``'path': `` (the row already names the file)."""
     text = str(err)
@@ -57,6 +61,11 @@ def scan_file(path: Path, cfg: CurateConfig, scorers: Iterable[Scorer] = (), cap
               root: Path | None = None) -> dict:
     """The manifest row of one file; never raises for a bad file (the row says why it is bad)."""
     rel = path.relative_to(root).as_posix() if root is not None else str(path)
+    try:
+        rel.encode("utf-8")
+    except UnicodeEncodeError:  # bytes the file system gave that are not UTF-8: the row names them escaped
+        return {"path": os.fsencode(rel).decode("utf-8", "backslashreplace"), "status": "error",
+                "error": "the file name is not UTF-8 text (a manifest cannot name it): rename the file"}
     row = {"path": rel}
     suffix = path.suffix.lower()
     try:
@@ -143,7 +152,7 @@ def curate(root: str | os.PathLike, out: str | os.PathLike, cfg: CurateConfig | 
     out_resolved = out.resolve()
     with atomic_path(out) as tmp, open(tmp, "w", encoding="utf-8") as f:
         for path in walk(root):
-            if path.resolve() == out_resolved:
+            if path.resolve() == out_resolved or path.suffix.lower() in METADATA_SUFFIXES:
                 continue
             row = scan_file(path, cfg, scorers, captioner, root=root)
             rows.append(row)

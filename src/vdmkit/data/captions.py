@@ -91,15 +91,20 @@ def read_caption_file(path: str | os.PathLike, root: str | os.PathLike) -> tuple
     text = read_text_file(path, "caption file")
     if path.suffix.lower() in (".jsonl", ".json"):
         records = []
-        for n, line in enumerate(text.splitlines(), 1):
+        for n, line in enumerate(text.split("\n"), 1):  # "\n" only: captions may hold U+2028 and the like, raw
             if line.strip():
                 try:
                     records.append((n, json.loads(line)))
                 except json.JSONDecodeError as e:
                     records.append((n, f"not JSON ({e.msg})"))
     elif path.suffix.lower() in (".csv", ".tsv"):
+        # captions longer than csv's default field limit (128 KiB) are refused as rows by check_caption, not by csv
+        csv.field_size_limit(max(csv.field_size_limit(), len(text) + 1))
         reader = csv.DictReader(io.StringIO(text), delimiter="\t" if path.suffix.lower() == ".tsv" else ",")
-        records = [(n, dict(r)) for n, r in enumerate(reader, 2)]
+        try:
+            records = [(reader.line_num, dict(r)) for r in reader]  # the line the record ends on
+        except csv.Error as e:
+            raise DatasetError(f"caption file {str(path)!r}:{reader.line_num}: not CSV ({e})") from e
     else:
         raise DatasetError(f"caption file {str(path)!r}: unknown format; use .csv, .tsv or .jsonl")
     rows, skipped = [], []

@@ -120,30 +120,40 @@ class VideoTextDataset:
         path = Path(self.cfg.manifest)
         path = path if path.is_absolute() else Path(self.cfg.root) / path
         infos, captions = {}, {}
-        try:
-            lines = path.read_text(encoding="utf-8").splitlines()
+        try:  # JSON lines end at "\n" only: names and captions may hold U+2028 and the like, raw
+            lines = path.read_text(encoding="utf-8").split("\n")
         except (OSError, UnicodeDecodeError) as e:
             raise DatasetError(f"data.manifest {str(path)!r} cannot be read: {e}") from e
-        for line in lines:
-            r = json.loads(line)
-            if r.get("status") == "ok" and not r.get("keep", True):  # filtered out on purpose: no bad sample
-                infos[(Path(self.cfg.root) / r["path"]).resolve()] = EXCLUDED
-            elif r.get("status") == "ok":
-                p = (Path(self.cfg.root) / r["path"]).resolve()
-                summary = (r.get("captions") or {}).get("summary")
-                if isinstance(summary, str) and summary.strip():
-                    captions[p] = summary.strip()
-                infos[p] = VideoInfo(path=str(p), width=r["width"], height=r["height"], frames=r["frames"],
-                                     fps=r["fps"], duration=r["duration"], codec=r.get("codec", ""),
-                                     rotation=r.get("rotation", 0), decode_errors=r.get("decode_errors", 0),
-                                     frames_declared=r.get("frames_declared", 0), is_image=r.get("kind") == "image")
+        for number, line in enumerate(lines, 1):
+            if not line.strip():
+                continue
+            try:
+                r = json.loads(line)
+                if not isinstance(r, dict) or not isinstance(r.get("path"), str):
+                    raise ValueError("not a JSON object with a path")
+                if r.get("status") == "ok" and not r.get("keep", True):  # filtered out on purpose: no bad sample
+                    infos[(Path(self.cfg.root) / r["path"]).resolve()] = EXCLUDED
+                elif r.get("status") == "ok":
+                    p = (Path(self.cfg.root) / r["path"]).resolve()
+                    summary = (r.get("captions") or {}).get("summary")
+                    if isinstance(summary, str) and summary.strip():
+                        captions[p] = summary.strip()
+                    infos[p] = VideoInfo(path=str(p), width=int(r["width"]), height=int(r["height"]),
+                                         frames=int(r["frames"]), fps=float(r["fps"]), duration=float(r["duration"]),
+                                         codec=r.get("codec", ""), rotation=r.get("rotation", 0),
+                                         decode_errors=r.get("decode_errors", 0),
+                                         frames_declared=r.get("frames_declared", 0), is_image=r.get("kind") == "image")
+            except (ValueError, KeyError, TypeError, AttributeError) as e:
+                what = f"lacks {e}" if isinstance(e, KeyError) else str(e)
+                raise DatasetError(f"data.manifest {str(path)}:{number}: not a manifest row ({what}); write the "
+                                   "manifest with `vdmkit curate`, or fix that line") from e
         return infos, captions
 
     def _place(self, row: CaptionRow, info: VideoInfo) -> Sample:
         cfg = self.cfg
         ratio = info.width / info.height
         aspect = int(np.argmin([abs(math.log(ratio / r)) for r in cfg.aspect_ratios]))
-        span = info.duration if row.end is None else min(info.duration, row.end) - (row.start or 0.0)
+        span = (info.duration if row.end is None else min(info.duration, row.end)) - (row.start or 0.0)
         rate = min(cfg.fps, info.fps) if cfg.fps is not None else info.fps / cfg.stride
         available = info.frames if info.frames == 1 else max(1, int(span * rate + 1e-6))
         if info.frames == 1:
