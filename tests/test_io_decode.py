@@ -213,3 +213,48 @@ def test_rotation_metadata_is_applied(tmp_path):
     assert (info.width, info.height, info.rotation) == (144, 176, 270)
     upright = read_video(src)[:3]
     np.testing.assert_array_equal(read_video(rotated)[:3], np.rot90(upright, k=-1, axes=(1, 2)))
+
+
+def variable_rate_clip(path: Path, switch: float = 2.0, end: float = 4.0) -> Path:
+    """A clean clip recorded as phones do: 30 fps, then 10 fps from ``switch`` seconds (no frame damaged)."""
+    import fractions
+
+    import av
+
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264", rate=30)
+        stream.width = stream.height = 32
+        stream.pix_fmt = "yuv420p"
+        stream.codec_context.time_base = fractions.Fraction(1, 90000)
+        t, i = 0.0, 0
+        while t < end:
+            img = np.zeros((32, 32, 3), np.uint8)
+            img[..., 0], img[:, : i % 32 + 1, 1] = (i * 7) % 255, 200
+            frame = av.VideoFrame.from_ndarray(img, format="rgb24")
+            frame.pts, frame.time_base = int(round(t * 90000)), fractions.Fraction(1, 90000)
+            for p in stream.encode(frame):
+                out.mux(p)
+            t, i = t + (1 / 30 if t < switch else 1 / 10), i + 1
+        for p in stream.encode():
+            out.mux(p)
+    return path
+
+
+def test_a_clean_variable_frame_rate_clip_samples_in_every_window(tmp_path, broken):
+    """Row 7: the tolerance came from the average rate (20 fps here), so 8 fps windows in the 10 fps half failed as
+    "a gap in the decoded stream" 23 times in 40, and training dropped the file (before 2026-12-06). Frames dropped
+    as damaged still leave refused gaps."""
+    path = variable_rate_clip(tmp_path / "phone.mp4")
+    for seed in range(40):
+        clip = read_clip(path, 8, fps=8, window="random", rng=np.random.default_rng(seed))
+        gaps = np.diff(clip.timestamps)  # 8 distinct frames, each the nearest to its instant 1/8 s apart
+        assert (gaps > 0.03).all() and gaps.max() <= 0.2 + 1e-6
+        assert clip.timestamps[-1] - clip.timestamps[0] == pytest.approx(7 / 8, abs=0.1)
+    folder, _ = broken
+    damaged = decode(folder / "flipped.mp4", limits=DecodeLimits(max_decode_errors=1000))
+    gaps = np.diff(damaged.timestamps)
+    assert gaps.max() > 1.6 / damaged.info.fps  # frames dropped as damaged: a real gap
+    with pytest.raises(InvalidVideoError, match="gap in the decoded stream"):
+        for seed in range(200):  # some window of the full-rate clip crosses the gap
+            read_clip(folder / "flipped.mp4", 16, fps=damaged.info.fps, window="random",
+                      rng=np.random.default_rng(seed), limits=DecodeLimits(max_decode_errors=1000))

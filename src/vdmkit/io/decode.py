@@ -392,7 +392,13 @@ def _choose(decoded: Decoded, frames: int, step: float, rng, window: str) -> np.
     ts = decoded.timestamps
     src_step = 1 / decoded.info.fps
     targets = clip_times(ts, frames, max(step, src_step * (1 - 1e-6)), float(ts[0]), rng, window)
-    return match_frames(ts, targets, tolerance=0.5 * src_step + 1e-4)
+    tolerance = 0.5 * src_step
+    if decoded.info.decode_errors == 0 and len(ts) > 1:
+        # nothing was dropped: every interval between frames is the stream's own (a variable frame rate, as phones
+        # record), and each frame stands for the time halfway to its neighbours. Frames dropped as damaged leave gaps
+        # that the average interval still refuses.
+        tolerance = max(tolerance, 0.5 * float(np.diff(ts).max()))
+    return match_frames(ts, targets, tolerance=tolerance + 1e-4)
 
 
 def _pick(decoded: Decoded, frames: int, step: float, rng, window: str) -> Clip:
