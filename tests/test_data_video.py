@@ -266,3 +266,29 @@ def test_caption_rows_beyond_csvs_field_limit_and_starts_without_ends(tmp_path, 
                           batch_size=1)
     assert [(s.length, s.frames_available) for s in ds.samples] == [(4, 2)]  # from its start, not from 0 s
     assert ds.adjusted["short clip (pad)"] == 1
+
+
+def test_a_rewritten_webdataset_shard_is_extracted_again(tmp_path, clips):
+    """Extracted members were reused whenever their size matched, so a rewritten shard trained on the old videos
+    with the new captions (before 2026-12-06)."""
+    import os
+
+    shards = tmp_path / "shards"
+    shards.mkdir()
+
+    def shard(data: bytes, caption: str, mtime: int) -> None:
+        with tarfile.open(shards / "000.tar", "w") as tar:
+            for name, payload in (("s1.mp4", data), ("s1.txt", caption.encode())):
+                member = tarfile.TarInfo(name)
+                member.size = len(payload)
+                tar.addfile(member, io.BytesIO(payload))
+        os.utime(shards / "000.tar", ns=(mtime, mtime))
+
+    old = (clips / "bikes_0.mp4").read_bytes()
+    new = old[::-1]  # another member of the same size
+    shard(old, "first", 10**18)
+    rows, _ = list_samples(VideoDataConfig(kind="webdataset", root=str(shards)))
+    assert rows[0].path.read_bytes() == old and rows[0].caption == "first"
+    shard(new, "second", 2 * 10**18)
+    rows, _ = list_samples(VideoDataConfig(kind="webdataset", root=str(shards)))
+    assert rows[0].path.read_bytes() == new and rows[0].caption == "second"

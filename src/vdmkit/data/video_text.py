@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -32,7 +33,7 @@ from vdmkit.data.captions import (
     safe_member,
 )
 from vdmkit.errors import ConfigError, DatasetError
-from vdmkit.io.atomic import atomic_path
+from vdmkit.io.atomic import atomic_path, write_text_atomic
 from vdmkit.io.decode import IMAGE_SUFFIXES, VIDEO_SUFFIXES
 
 KINDS = ("folder", "ucf101", "msrvtt", "webdataset")
@@ -218,6 +219,21 @@ def check_tar_member(member: tarfile.TarInfo, shard: Path) -> PurePosixPath:
 
 
 
+SHARD_STAMP = ".shard"  # in a shard's extraction folder: the size and modification time of the shard it holds
+
+
+def fresh_extraction(shard: Path, folder: Path) -> None:
+    """Empty ``folder`` (a shard's extracted media) when the shard changed since it was extracted there, so that a
+    rewritten shard's videos are never served from the old extraction (same-size members were, before 2026-12-06)."""
+    st = shard.stat()
+    stamp, want = folder / SHARD_STAMP, f"{st.st_size} {st.st_mtime_ns}"
+    if folder.is_dir() and not (stamp.is_file() and stamp.read_text() == want):
+        shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True, exist_ok=True)
+    if not stamp.is_file():
+        write_text_atomic(stamp, want)
+
+
 def webdataset_rows(root: Path, cache: Path) -> tuple[list[CaptionRow], list[str]]:
     """WebDataset shards: samples grouped by key (name up to the first dot); media extracted to ``cache``."""
     shards = sorted(p for p in root.glob("*.tar") if p.is_file())
@@ -227,6 +243,7 @@ def webdataset_rows(root: Path, cache: Path) -> tuple[list[CaptionRow], list[str
     for shard in shards:
         samples: dict[str, dict] = {}
         try:
+            fresh_extraction(shard, cache / shard.stem)
             with tarfile.open(shard) as tar:
                 for member in tar:
                     try:
