@@ -172,6 +172,8 @@ class VideoTextDataset:
 
     def _skip(self, index: int | None, reason: str) -> None:
         if index is not None:
+            if index in self.bad:  # reported and counted at its first failure
+                return
             self.bad.add(index)
         self.skipped[_reason_kind(reason)] += 1
         log.warning("skipping sample: %s", reason)
@@ -233,7 +235,10 @@ class VideoTextDataset:
         return self.load_batch(shape, indices, seed=(epoch, k))
 
     def load_batch(self, shape: tuple[int, int, int], indices: list[int], seed=(0, 0)):
-        """Read samples ``indices`` at ``shape`` = (T, H, W); bad ones are replaced from the same bucket."""
+        """Read samples ``indices`` at ``shape`` = (T, H, W); bad ones are replaced from the same bucket.
+        A batch is a function of its number alone, never of earlier failures: a sample that failed before is tried
+        again (its failure may have been one random window's), so a resumed run, and one with other data workers,
+        reads the very batches an uninterrupted one does."""
         t = shape[0]
         same = [i for i, s in enumerate(self.samples) if s.aspect == self.samples[indices[0]].aspect
                 and (t == 1 or s.length == self.samples[indices[0]].length)]
@@ -241,8 +246,6 @@ class VideoTextDataset:
         for j, i in enumerate(indices):
             tries = [i] + [same[(same.index(i) + d) % len(same)] for d in range(1, len(same))]
             for cand in tries:
-                if cand in self.bad:
-                    continue
                 rng = np.random.default_rng([self.cfg.seed, *seed, j, cand])
                 try:
                     videos.append(self.load(cand, shape, rng))
