@@ -237,3 +237,26 @@ def test_a_run_pointed_at_its_own_config_keeps_it_and_a_torn_metrics_line_does_n
     steps = [json.loads(line)["step"] for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert steps == [1, 2, 3]
     assert not (out / "config.2.yaml").exists()  # the run's own config.yaml is rewritten in place
+
+
+def test_resume_keeps_the_models_vocabulary_when_the_data_changed(tmp_path, capsys):
+    """Deleting the bad files the log named (or adding clips) changed the word vocabulary derived from the folder,
+    and --resume was refused, telling the user to keep a text section they never wrote (before 2026-12-06)."""
+    import shutil
+
+    from tests.test_data_video import cut_clips
+
+    clips = cut_clips(tmp_path / "clips")
+    common = ["configs/folder_tiny.yaml", f"data.root={clips}", f"train.out_dir={tmp_path / 'run'}",
+              "train.checkpoint_every=2", "train.sample_every=100", "train.threads=1"]
+    first = train(load_config(common[0], common[1:] + ["train.steps=2"]), progress=False)
+    shutil.copy(next(clips.glob("*.mp4")), clips / "zebra_crossing.mp4")  # a clip with new words in its name
+    cfg = load_config(common[0], common[1:] + ["train.steps=3"])
+    assert "zebra" in cfg.text.vocab
+    train(cfg, resume=True, progress=False)
+    err = capsys.readouterr().err
+    assert "keeping its vocabulary" in err and "'crossing', 'zebra'" in err
+    saved = json.loads((first / "checkpoints" / "step_0000003" / "config.json").read_text())
+    assert "zebra" not in saved["text"]["vocab"]
+    with pytest.raises(ConfigError, match="another text encoder config"):  # other text settings: still refused
+        train(load_config(common[0], common[1:] + ["train.steps=4", "text.layers=2"]), resume=True, progress=False)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import math
+import sys
 import time
 from pathlib import Path
 
@@ -118,6 +119,8 @@ def train(cfg: RunConfig, *, resume: bool = False, progress: bool = True) -> Pat
         check_fits(training_estimate(cfg.pipeline(), batch=layout.micro, adapters=tc.lora is not None,
                                      ema=True), device, f"a training step at micro-batch {layout.micro}", advice)
     start = open_run(out, resume, world)  # the checkpoint to continue, or None; refuses to clobber a run
+    if start is not None:
+        cfg = keep_vocabulary(cfg, start, world)
     set_threads(tc.threads)
     torch.manual_seed(tc.seed)  # every rank builds the same initial weights
     if cfg.latent.cache:  # latents encoded once by `vdmkit cache-latents`
@@ -332,6 +335,28 @@ def init_from(pipe: TextToVideo, path: str) -> str:
         state.update({k: v for k, v in pipe.state_dict().items() if ".condition_in." in f".{k}"})
     load_strict(pipe, state, ckpt.directory)
     return ckpt.sha256(WEIGHTS)
+
+
+def keep_vocabulary(cfg: RunConfig, ckpt: Checkpoint, world) -> RunConfig:
+    """A word encoder's vocabulary belongs to the model: a resumed run whose data now spell other words (clips added,
+    or the bad ones the log named deleted) keeps the checkpoint's, and says which words of the data the model does
+    not know (they reach it as unknown, as at sampling). Any other change of the text section is refused later."""
+    try:
+        saved = pipeline_config(ckpt.read_json(CONFIG))
+    except ConfigError:
+        return cfg
+    if saved.text_encoder != "words" or cfg.text_encoder != "words":
+        return cfg
+    theirs, mine = to_dict(saved.text), to_dict(cfg.text)
+    if theirs == mine or {**theirs, "vocab": None} != {**mine, "vocab": None}:
+        return cfg
+    unknown = sorted(set(cfg.text.vocab) - set(saved.text.vocab))
+    if world.main:
+        print(f"--resume: the data's words differ from the model's; keeping its vocabulary of {len(saved.text.vocab)} "
+              f"words{f' ({len(unknown)} words of the data are unknown to it: {unknown[:8]})' if unknown else ''}",
+              file=sys.stderr)
+    cfg.text = saved.text
+    return cfg
 
 
 def resumed_state(ckpt: Checkpoint, cfg: RunConfig, pipe, ema) -> tuple[dict[str, torch.Tensor], dict]:
