@@ -52,3 +52,29 @@ def test_bad_files(tmp_path):
     (tmp_path / "tag.yaml").write_text("backbone: !!python/object/apply:os.system ['true']\n")
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_config(tmp_path / "tag.yaml")
+
+
+def test_config_files_with_repeated_keys_folders_and_string_overrides_are_refused(tmp_path):
+    """A key written twice silently kept the last value; a folder was "not found"; load_config(path, "a=b") took
+    each character as an override (before 2026-12-06)."""
+    (tmp_path / "twice.yaml").write_text("backbone: unet3d\ntrain:\n  steps: 4\n  steps: 8\n")
+    with pytest.raises(ConfigError, match=r"config key 'steps' is written twice in one section \(line 4\)"):
+        load_config(tmp_path / "twice.yaml")
+    with pytest.raises(ConfigError, match="is a folder: give a YAML file"):
+        load_config(tmp_path)
+    with pytest.raises(TypeError, match="overrides must be a list"):
+        load_config("configs/tiny.yaml", "train.steps=1")
+    for override, match in (("text.dim=0", "text.dim must be >= 1"), ("text.heads=3", "multiple of text.heads=3")):
+        with pytest.raises(ConfigError, match=match):
+            load_config("configs/tiny.yaml", [override])
+
+
+def test_an_empty_data_folder_says_so(tmp_path):
+    """It was an internal "the run config is not resolved" error (before 2026-12-06)."""
+    from vdmkit.errors import DatasetError
+
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DatasetError, match="has none \\(no captioned sample found\\)"):
+        load_config("configs/folder_tiny.yaml", [f"data.root={tmp_path / 'empty'}"])
+    with pytest.raises(ConfigError, match="data.max_decode_errors must be >= 0"):
+        load_config("configs/folder_tiny.yaml", [f"data.root={tmp_path}", "data.max_decode_errors=-1"])

@@ -245,7 +245,7 @@ def test_kind_groups_keep_a_step_s_batches_of_one_kind(clips):
         VideoTextDataset(cfg, batch_size=2, kind_group=0)
 
 
-def test_caption_rows_beyond_csvs_field_limit_and_starts_without_ends(tmp_path, clips):
+def test_caption_rows_beyond_csvs_field_limit_and_starts_without_ends(tmp_path, clips, caplog):
     """A caption over csv's 128 KiB field limit was a _csv.Error traceback; JSONL captions holding U+2028 were split
     into two broken rows; a row with a start and no end was bucketed as if it began at 0 s (before 2026-12-06)."""
     (tmp_path / "huge.csv").write_text("path,caption\nbikes_0.mp4," + "x" * 200_000 + "\nbikes_1.mp4,ok\n")
@@ -267,6 +267,7 @@ def test_caption_rows_beyond_csvs_field_limit_and_starts_without_ends(tmp_path, 
                           batch_size=1)
     assert [(s.length, s.frames_available) for s in ds.samples] == [(4, 2)]  # from its start, not from 0 s
     assert ds.adjusted["short clip (pad)"] == 1
+    assert "1 of 1 samples: short clip (pad), to the smallest length bucket 4" in caplog.text  # said, not only INFO
 
 
 def test_a_rewritten_webdataset_shard_is_extracted_again(tmp_path, clips):

@@ -130,12 +130,16 @@ def read_config(cls, path: str | os.PathLike | None, overrides: list[str] = ()):
 
     A file with no keys is refused: it would silently run every default."""
     data: dict = {}
+    if isinstance(overrides, str):  # load_config(path, "train.steps=1") would take each character as an override
+        raise TypeError(f"overrides must be a list of key=value strings, got the string {overrides!r}")
     if path is not None:
         path = Path(path)
+        if path.is_dir():
+            raise ConfigError(f"config file {str(path)!r} is a folder: give a YAML file (e.g. configs/tiny.yaml)")
         if not path.is_file():
             raise ConfigError(f"config file {str(path)!r} not found")
         try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8"))
+            data = yaml.load(path.read_text(encoding="utf-8"), Loader=StrictLoader)  # noqa: S506 (a SafeLoader)
         except (yaml.YAMLError, UnicodeDecodeError) as e:
             raise ConfigError(f"config file {str(path)!r} is not valid YAML: {e}") from e
         if data is None or data == {}:
@@ -145,6 +149,25 @@ def read_config(cls, path: str | os.PathLike | None, overrides: list[str] = ()):
             raise ConfigError(f"config file {str(path)!r} must hold a mapping at the top level")
     data = apply_overrides(data, list(overrides))
     return from_dict(cls, data)
+
+
+class StrictLoader(yaml.SafeLoader):
+    """PyYAML's safe loader without its silent overwrite: a key written twice in one mapping is an error (the last
+    one used to win unseen)."""
+
+
+def _unique_mapping(loader: StrictLoader, node: yaml.MappingNode) -> dict:
+    seen = set()
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=True)
+        if key in seen:
+            raise ConfigError(f"config key {key!r} is written twice in one section (line {key_node.start_mark.line + 1}"
+                              "): keep one")
+        seen.add(key)
+    return loader.construct_mapping(node, deep=True)
+
+
+StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _unique_mapping)
 
 
 def dump_config(cfg) -> str:

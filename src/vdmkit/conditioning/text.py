@@ -92,6 +92,11 @@ class WordEncoderConfig:
     pooling: str = "first"
 
     def __post_init__(self):
+        for name in ("dim", "layers", "heads", "max_length"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"text.{name} must be >= 1, got {getattr(self, name)}")
+        if self.dim % self.heads:
+            raise ConfigError(f"text.dim={self.dim} must be a multiple of text.heads={self.heads}")
         if self.pooling not in POOLINGS:
             raise ConfigError(f"text.pooling={self.pooling!r} unknown; valid: {', '.join(POOLINGS)}")
 

@@ -86,6 +86,9 @@ class VideoTextDataset:
         self.samples = self._index(rows)
         if not self.samples:
             raise DatasetError(f"no usable sample in {cfg.root!r}: {self.stats()}")
+        for what, count in self.adjusted.items():  # the short policy, said once (each clip is logged at INFO)
+            log.warning("%d of %d samples: %s, to the smallest length bucket %d", count, len(self.samples), what,
+                        cfg.lengths[0])
         self._epoch, self._batches = None, []
 
     # ---- indexing --------------------------------------------------------------------------------

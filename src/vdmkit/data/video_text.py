@@ -70,6 +70,9 @@ class VideoDataConfig:
             raise ConfigError(f"data.kind={self.kind!r} unknown; valid: shapes, {', '.join(KINDS)}")
         if not self.root:
             raise ConfigError("data.root must name the dataset folder")
+        if self.max_decode_errors < 0:
+            raise ConfigError(f"data.max_decode_errors must be >= 0 (damaged frames a file may have), got "
+                              f"{self.max_decode_errors}")
         if self.short not in SHORT_POLICIES:
             raise ConfigError(f"data.short={self.short!r} unknown; valid: {', '.join(SHORT_POLICIES)}")
         for name in ("size", "frames", "multiple", "stride"):

@@ -20,7 +20,7 @@ from vdmkit.data.loader import data_config
 from vdmkit.data.shapes import ShapesConfig
 from vdmkit.device import check_device_name
 from vdmkit.diffusion.config import DiffusionConfig
-from vdmkit.errors import ConfigError, ConstraintError, DeviceError, VdmkitError
+from vdmkit.errors import ConfigError, ConstraintError, DatasetError, DeviceError, VdmkitError
 from vdmkit.evaluation.protocols import LPIPS_NETS
 from vdmkit.io.checkpoint import WEIGHTS, open_checkpoint
 from vdmkit.pipelines.config import (
@@ -254,7 +254,12 @@ def resolve(cfg: RunConfig) -> RunConfig:
     captions) and the kind, config and weights hash of the autoencoder ``latent.autoencoder`` names (its config
     file only), then check the run's shapes against that autoencoder. Returns ``cfg``."""
     if hasattr(cfg.text, "vocab") and not cfg.text.vocab:
-        cfg.text = dataclasses.replace(cfg.text, vocab=tuple(cfg.data.vocabulary()))
+        words = tuple(cfg.data.vocabulary())
+        if not words:
+            raise DatasetError(f"the word text encoder learns the words of the data's captions, and "
+                               f"{getattr(cfg.data, 'root', 'the data')!r} has none (no captioned sample found): give "
+                               "data.root a folder of clips, or captions (data.captions)")
+        cfg.text = dataclasses.replace(cfg.text, vocab=words)
     latent = cfg.latent
     if latent.resolved:
         return cfg
