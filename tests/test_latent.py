@@ -251,3 +251,6 @@ def test_an_interrupted_latent_cache_resumes_only_its_own_shards(tmp_path, video
     (cache / "manifest.json").unlink()  # shards without any record of their origin
     assert cli.main(base) == 2
     assert "unknown origin" in capsys.readouterr().err
+    (tmp_path / "file").write_text("x")
+    assert cli.main([*base[:-2], str(tmp_path / "file"), "--no-progress"]) == 2
+    assert "is a file; give a new or existing folder" in capsys.readouterr().err

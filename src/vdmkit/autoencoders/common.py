@@ -190,7 +190,9 @@ def compressed_shape(spatial: int, temporal: int, frames: int, height: int, widt
     are checked without building the network.
     """
     if height % spatial or width % spatial:
-        raise ConstraintError(f"size {height}x{width} is not divisible by the spatial compression {spatial}")
+        near = [max(spatial, round(v / spatial) * spatial) for v in (height, width)]
+        raise ConstraintError(f"size {height}x{width} is not divisible by the spatial compression {spatial}; nearest "
+                              f"valid: {near[0]}x{near[1]}")
     if (frames - 1) % temporal:
         raise ConstraintError(f"frames={frames} does not fit the temporal compression {temporal}: "
                               f"use 1 + k * {temporal} frames")

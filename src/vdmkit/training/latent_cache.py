@@ -54,6 +54,8 @@ def write_latent_cache(cfg: RunConfig, samples: int, out: str | os.PathLike | No
         raise ConfigError("give the cache directory: --out DIR or latent.cache=DIR")
     if samples < 1 or shard_size < 1 or batch_size < 1:
         raise ConfigError(f"samples, shard_size and batch_size must be >= 1, got {samples}, {shard_size}, {batch_size}")
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"the cache directory {str(out)!r} is a file; give a new or existing folder (--out DIR)")
     if (out / MANIFEST).exists():
         raise FileExistsError(f"{str(out)!r} already holds a complete latent cache; choose another directory")
     device = resolve_device(cfg.train.device)
