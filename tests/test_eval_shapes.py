@@ -158,3 +158,32 @@ def test_a_model_against_uncaptioned_videos_is_sampled_unconditionally_with_a_wa
         ev = evaluate(str(real), run, protocol="folders", metrics="psnr", num_fake=2, frames=4,
                       resolution=16, sample_steps=1, batch_size=2, progress=False)
     assert ev.report["counts"]["fake"] == 2
+
+
+def test_retraining_never_replaces_the_shipped_classifier(tmp_path, capsys, monkeypatch):
+    """`vdmkit eval train-classifier` without --out wrote over the pinned file in the package, and every shapes
+    evaluation then refused it, advising the same command (before 2026-12-06)."""
+    from vdmkit.evaluation.shapes_classifier import WEIGHTS_DIR, WEIGHTS_FILE
+
+    shipped = sha256_file(WEIGHTS_DIR / WEIGHTS_FILE)
+    assert cli.main(["eval", "train-classifier", "--out", str(WEIGHTS_DIR / WEIGHTS_FILE), "--train-steps", "1"]) == 2
+    assert "shipped, sha256-pinned classifier" in capsys.readouterr().err
+    monkeypatch.chdir(tmp_path)  # the default: a new file in the current folder
+    assert cli.main(["eval", "train-classifier", "--train-steps", "1"]) == 0
+    assert (tmp_path / WEIGHTS_FILE).is_file() and sha256_file(WEIGHTS_DIR / WEIGHTS_FILE) == shipped
+    assert cli.main(["eval", "train-classifier", "--train-steps", "1"]) == 2  # never over an existing file
+    assert "exists; choose a new file" in capsys.readouterr().err
+
+
+def test_html_and_weights_paths_are_checked_before_any_work(tmp_path, capsys):
+    """A folder as --html was a traceback after the whole evaluation; a missing --weights folder was taken for the
+    weight file's own name (before 2026-12-06)."""
+    from vdmkit.evaluation import load_i3d
+    from vdmkit.errors import CorruptCheckpointError
+
+    (tmp_path / "page.html").mkdir()
+    assert cli.main(["eval", "--real", "shapes", "--fake", "shapes", "--metrics", "psnr", "--num-real", "2",
+                     "--num-fake", "2", "--html", str(tmp_path / "page.html")]) == 2
+    assert "is a directory" in capsys.readouterr().err
+    with pytest.raises(CorruptCheckpointError, match=r"put it at '.*missing/i3d_torchscript.pt'"):
+        load_i3d(tmp_path / "missing")

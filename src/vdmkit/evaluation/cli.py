@@ -27,14 +27,9 @@ def _cmd_eval(args) -> int:
     if args.files:
         raise ValueError(f"unexpected arguments {args.files}; `vdmkit eval compare A.json B.json` takes two reports")
     if action == "train-classifier":
-        from vdmkit.evaluation.shapes_classifier import (
-            TRAIN_STEPS,
-            WEIGHTS_DIR,
-            WEIGHTS_FILE,
-            main,
-        )
+        from vdmkit.evaluation.shapes_classifier import TRAIN_STEPS, WEIGHTS_FILE, main
 
-        argv = ["--out", args.out or str(WEIGHTS_DIR / WEIGHTS_FILE), "--steps", str(args.train_steps or TRAIN_STEPS)]
+        argv = ["--out", args.out or WEIGHTS_FILE, "--steps", str(args.train_steps or TRAIN_STEPS)]
         return main(argv)
     if args.real is None or args.fake is None:
         raise ValueError("eval needs --real DIR|shapes and --fake DIR|MODEL_DIR|shapes|noise "
@@ -53,12 +48,12 @@ def _cmd_eval(args) -> int:
     from vdmkit.device import apply_threads
 
     apply_threads(args.threads)
-    if args.out:  # before any work: an evaluation can take hours
-        from vdmkit.io.video import check_output_path
+    from vdmkit.io.video import check_output_path
 
+    if args.out:  # before any work: an evaluation can take hours
         check_output_path(args.out, (".json",))
-    if args.html and not args.html.endswith((".html", ".htm")):
-        raise ValueError(f"--html must end in .html, got {args.html!r}")
+    if args.html:
+        check_output_path(args.html, (".html", ".htm"))
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         ev = evaluate(args.real, args.fake, metrics=args.metrics, protocol=args.protocol, weights=args.weights,

@@ -113,8 +113,8 @@ def joint_log_probs(logits: dict[str, torch.Tensor]) -> torch.Tensor:
 def _weight_spec():
     from vdmkit.evaluation.features.weights import WeightFile
 
-    return WeightFile(WEIGHTS_FILE, SHIPPED_SHA256, SHIPPED_BYTES, "shipped with vdmkit (src/vdmkit/evaluation/weights/); "
-                      "retrain with `vdmkit eval train-classifier`", "the shapes benchmark (FVD/KVD/IS features)")
+    return WeightFile(WEIGHTS_FILE, SHIPPED_SHA256, SHIPPED_BYTES, "a fresh install of vdmkit (the package ships it in "
+                      "src/vdmkit/evaluation/weights/)", "the shapes benchmark (FVD/KVD/IS features)")
 
 
 def load_shapes_classifier(path: str | os.PathLike | None = None, *, expected_sha256=None):
@@ -229,16 +229,33 @@ def train_classifier(out: str | os.PathLike, *, steps: int = TRAIN_STEPS, batch_
     return {**meta, "train_seconds": round(seconds, 1)}
 
 
+def check_retrain_output(out: str | os.PathLike) -> None:
+    """A retrained classifier is a new file: never the pinned one the package ships (every shapes evaluation checks its
+    sha256, and a retrain on other threads or another CPU is not bit-identical), never an existing file."""
+    from vdmkit.errors import OutputError
+    from vdmkit.io.video import check_output_path
+
+    out = Path(out)
+    if out.resolve() == (WEIGHTS_DIR / WEIGHTS_FILE).resolve():
+        raise OutputError(f"{str(out)!r} is the shipped, sha256-pinned classifier: write the retrained one elsewhere "
+                          "(--out FILE) and evaluate with it by --weights FOLDER --weights-sha256 "
+                          f"{WEIGHTS_FILE}=SHA256")
+    check_output_path(out, (".safetensors",))
+    if out.exists():
+        raise OutputError(f"{str(out)!r} exists; choose a new file for the retrained classifier")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m vdmkit.evaluation.shapes_classifier",
                                  description="train the shapes-benchmark video classifier (FVD features)")
-    ap.add_argument("--out", default=str(WEIGHTS_DIR / WEIGHTS_FILE))
+    ap.add_argument("--out", default=WEIGHTS_FILE)
     ap.add_argument("--steps", type=int, default=TRAIN_STEPS)
     ap.add_argument("--batch-size", type=int, default=TRAIN_BATCH)
     ap.add_argument("--lr", type=float, default=TRAIN_LR)
     ap.add_argument("--seed", type=int, default=TRAIN_SEED)
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args(argv)
+    check_retrain_output(args.out)
     meta = train_classifier(args.out, steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
                             threads=args.threads)
     from vdmkit.io.checkpoint import sha256_file

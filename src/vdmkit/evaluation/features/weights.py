@@ -50,7 +50,8 @@ def locate_weight_file(spec: WeightFile, path: str | os.PathLike) -> Path:
     """``path`` is the file or a folder holding ``spec.filename``; a missing file is an error saying
     which file to get and where to put it."""
     path = Path(path)
-    target = path / spec.filename if path.is_dir() else path
+    folder = path.is_dir() or (not path.exists() and path.suffix == "")  # a missing folder is a folder too
+    target = path / spec.filename if folder else path
     if not target.is_file():
         raise CorruptCheckpointError(
             f"weight file {str(target)!r} not found: get {spec.filename} ({spec.used_by}) from {spec.url} "
