@@ -171,6 +171,43 @@ def test_paired_metrics_need_equal_counts(folders, tmp_path):
         evaluate(real, three, metrics="psnr", frames=12, progress=False)
 
 
+def test_a_real_video_left_out_never_shifts_the_pairs_and_a_broken_one_is_skipped(folders, tmp_path):
+    """A real video too short for a clip was skipped, and every later real video was then paired with the wrong
+    fake (identical sets scored 13 dB, exit 0); one unreadable real file ended the whole evaluation when its batch
+    came, after the work before it (before 2026-12-06)."""
+    import shutil
+
+    from vdmkit.errors import InvalidVideoError
+
+    real, _ = folders
+    mixed = tmp_path / "mixed"
+    shutil.copytree(real, mixed)
+    write_clips(mixed, 1, t=4, seed=9, names=["v00"])  # the first real video: 4 frames, too short for 12
+    with pytest.raises(ConstraintError, match=r"psnr compare the i-th real video.*'v00.mp4' gives no clip"):
+        evaluate(mixed, real, metrics="psnr", frames=12, progress=False)
+    broken = tmp_path / "broken"
+    shutil.copytree(real, broken)
+    (broken / "v01.mp4").write_bytes(b"not a video")
+    with pytest.raises(InvalidVideoError, match="v01.mp4"):  # paired: refused, never shifted
+        evaluate(broken, real, metrics="psnr", frames=12, progress=False)
+    from vdmkit.evaluation.sources import FolderSource  # unpaired metrics: the broken real video is left out, said
+
+    source = FolderSource(broken, get_protocol("folders", frames=12), "real", limit=None)
+    assert len([s for s in source.samples() if s is not None]) == 3
+    assert source.skipped[0]["file"] == "v01.mp4" and "no video stream" in source.skipped[0]["reason"]
+
+
+def test_prompts_planned_from_a_real_folder_carry_the_shapes_attributes(tmp_path):
+    """A model sampled against a captioned real folder had no attributes for the shapes detector, which then refused
+    a valid caption after sampling (before 2026-12-06)."""
+    from vdmkit.evaluation.sources import FolderSource
+
+    folder = write_clips(tmp_path / "real", 2, captions=["a slow red circle moving left", "a waving flag"])
+    planned = FolderSource(folder, get_protocol("folders", frames=12), "real", limit=None).prompts()
+    assert planned[0][2] == {"speed": "slow", "colour": "red", "shape": "circle", "direction": "left"}
+    assert planned[1] == ("a waving flag", None, None)
+
+
 def test_nan_features_are_refused(folders, tmp_path, capsys):
     real, fake = folders
     path = tmp_path / I3D_TORCHSCRIPT.filename
@@ -218,6 +255,17 @@ def test_fewer_than_ten_frames_for_i3d_is_refused_before_weights_load(folders, c
         evaluate(real, fake, metrics="fvd", frames=8, weights=None, progress=False)
     code, _, err = run_cli(capsys, "--real", real, "--fake", fake, "--metrics", "kvd", "--frames", 8)
     assert code == 2 and "at least 10 frames" in err
+
+
+def test_model_flags_with_a_folder_warn_and_a_bad_seed_names_the_flag(folders, capsys):
+    """--guidance and the like were accepted and silently ignored with a folder as --fake; --seed -1 gave numpy's
+    message naming no option (before 2026-12-06)."""
+    real, fake = folders
+    code, _, err = run_cli(capsys, "--real", real, "--fake", fake, "--metrics", "psnr", "--frames", 12,
+                           "--guidance", 5, "--sampler", "unipc")
+    assert code == 0 and "warning: --sampler, --guidance apply when --fake is a model" in err
+    code, _, err = run_cli(capsys, "--real", real, "--fake", fake, "--metrics", "psnr", "--frames", 12, "--seed", -1)
+    assert code == 2 and "seed (--seed) must be an integer in [0, 2**32)" in err
 
 
 def test_unknown_metric_protocol_and_missing_weights(folders, capsys):

@@ -69,3 +69,24 @@ def test_a_changed_protocol_says_what_changed():
     changed = get_protocol("folders", frames=8, resolution=64)
     assert changed.description.endswith("; changed here: frames=8, resolution=64")
     assert get_protocol("folders", frames=16).description == PROTOCOLS["folders"].description  # 16 is the preset's
+
+
+def test_inception_score_never_splits_into_tiny_sets():
+    """With fewer fakes than splits each split held one video and IS came out exactly 1 +- 0, silently (before
+    2026-12-06); now the splits hold at least IS_MIN_PER_SPLIT videos, said in a warning and in the result."""
+    from vdmkit.errors import SampleCountWarning
+    from vdmkit.evaluation.metrics import IS_MIN_PER_SPLIT
+    from vdmkit.evaluation.statistics import inception_score
+
+    rng = np.random.default_rng(0)
+    logits = rng.normal(0, 3, (6, 20))
+    lp = logits - np.log(np.exp(logits).sum(1, keepdims=True))
+    ev = Evaluation({"counts": {"real": 0, "fake": 6}}, features={"fake_log_probs": lp})
+    with pytest.warns(SampleCountWarning, match="6 fake videos: 1 split"):
+        result = compute_metrics(ev, ("is",), get_protocol("folders", video_extractor="shapes"))["is"]
+    assert result["splits"] == 1 and result["splits_asked"] == 10 and result["value"] > 1.5
+    assert result["value"] == pytest.approx(inception_score(lp, splits=1)[0])
+    big = np.concatenate([lp] * (2 * IS_MIN_PER_SPLIT))  # 600 videos: 10 splits as asked, no note
+    result = compute_metrics(Evaluation({"counts": {"real": 0, "fake": 600}}, features={"fake_log_probs": big}),
+                             ("is",), get_protocol("folders", video_extractor="shapes"))["is"]
+    assert result["splits"] == 10 and "note" not in result

@@ -160,10 +160,11 @@ def test_eval_samples_a_folder_given_as_fake(tmp_path):
     tiny_pipeline(path, diffusers.DDIMScheduler(**MODELSCOPE_SCHEDULER))
     out = tmp_path / "report.json"
     assert cli.main(["eval", "--protocol", "shapes", "--real", "shapes", "--fake", str(path), "--num-real", "2",
-                     "--num-fake", "2", "--frames", "4", "--resolution", "32", "--sample-steps", "1",
-                     "--metrics", "psnr", "--out", str(out), "--no-progress", "--quiet"]) == 0
+                     "--num-fake", "2", "--frames", "4", "--resolution", "32", "--sample-steps", "2",
+                     "--sampler", "dpmpp_2m", "--metrics", "psnr", "--out", str(out), "--no-progress", "--quiet"]) == 0
     fake = json.loads(out.read_text())["fake"]
     assert fake["kind"] == "model" and fake["path"] == str(path) and fake["used"] == 2 and fake["size"] == 32
+    assert fake["sampler"] == "dpmpp_2m"  # `vdmkit eval` could only sample with ddim before 2026-12-06
 
 
 def test_regional_compilation_on_pretrained_folders(pipe):

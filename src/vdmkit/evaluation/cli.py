@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import sys
 import warnings
+from pathlib import Path
 
 ACTIONS = ("run", "compare", "train-classifier")
 
@@ -48,8 +49,18 @@ def _cmd_eval(args) -> int:
     from vdmkit.device import apply_threads
 
     apply_threads(args.threads)
+    from vdmkit.evaluation.sources import NOISE_KEYWORD, SHAPES_KEYWORD, is_model_dir
     from vdmkit.io.video import check_output_path
 
+    if args.fake in (SHAPES_KEYWORD, NOISE_KEYWORD) or not is_model_dir(Path(args.fake)):
+        ignored = [flag for flag, value, default in (
+            ("--sampler", args.sampler, "ddim"), ("--sample-steps", args.sample_steps, 50),
+            ("--guidance", args.guidance, 3.0),
+            ("--precision", args.precision, "fp32"), ("--dtype", args.dtype, None), ("--compile", args.compile, None),
+            ("--cuda-graphs", args.cuda_graphs, False)) if value != default]
+        if ignored:
+            print(f"warning: {', '.join(ignored)} apply when --fake is a model; {args.fake!r} is not one, so they are "
+                  "ignored", file=sys.stderr)
     if args.out:  # before any work: an evaluation can take hours
         check_output_path(args.out, (".json",))
     if args.html:
@@ -60,7 +71,7 @@ def _cmd_eval(args) -> int:
                       clip=args.clip, strict=args.strict, batch_size=args.batch_size, progress=not args.no_progress,
                       annotations=args.annotations, real_split=args.real_split,
                       expected_sha256=_sha_pins(args.weights_sha256), sample_steps=args.sample_steps,
-                      guidance=args.guidance, frames=args.frames, stride=args.stride, resolution=args.resolution,
+                      guidance=args.guidance, sampler=args.sampler, frames=args.frames, stride=args.stride, resolution=args.resolution,
                       num_real=args.num_real, num_fake=args.num_fake, seed=args.seed, video_extractor=args.extractor,
                       clip_sampling=args.clip_sampling,
                       lpips_backbone=args.lpips_backbone, lpips_heads=args.lpips_heads, lpips_net=args.lpips_net,
@@ -166,6 +177,8 @@ def register(sub) -> None:
                    help="torch CPU threads (0 = the CPUs other work leaves free)")
     p.add_argument("--device", default="auto", help="where a model is sampled and the feature networks run: auto "
                    "(CUDA when present), cpu (bit-reproducible reference numbers), cuda, cuda:N or mps")
+    p.add_argument("--sampler", default="ddim", help="when --fake is a model: its sampler (default ddim, as the "
+                   "protocols record it; `vdmkit sample --list-samplers` lists them)")
     p.add_argument("--sample-steps", type=int, default=50, help="sampler steps when --fake is a model")
     p.add_argument("--guidance", type=float, default=3.0, help="guidance when --fake is a model")
     p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32", help="when --fake is a model: bf16 samples "

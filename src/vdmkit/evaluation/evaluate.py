@@ -362,6 +362,9 @@ def evaluate(real, fake, *, metrics=None, protocol: str | Protocol = "folders", 
         if paired and n_real != n_fake:
             raise ConstraintError(f"{'/'.join(paired)} compare real and fake videos pairwise (sorted order) but there "
                                   f"are {n_real} real and {n_fake} fake; give both folders the same videos")
+        for source in (real_src, fake_src):  # a real video left out would pair every later one with the wrong fake
+            if hasattr(source, "paired"):
+                source.paired = "/".join(paired) if paired else None
         st.check_sample_count(n_real, protocol.num_real, what=f"{protocol.name} real set", strict=strict)
         st.check_sample_count(n_fake, protocol.num_fake, what=f"{protocol.name} fake set", strict=strict)
         # the first clip of each set is decoded before any weights load: sizes no network can take fail first

@@ -9,10 +9,13 @@ Imports nothing heavy at module level (the CLI lists the names); the maths is im
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from vdmkit.errors import ConstraintError
+from vdmkit.errors import ConstraintError, SampleCountWarning
+
+IS_MIN_PER_SPLIT = 50  # fake videos per inception-score split, at least (the protocols' 10 splits need 500)
 
 BOTH, FAKE = ("real", "fake"), ("fake",)
 
@@ -92,9 +95,17 @@ def _is(ev, protocol) -> dict:
     from vdmkit.evaluation.statistics import inception_score, inception_score_tgan2
 
     lp = ev.features["fake_log_probs"]
-    splits = min(protocol.is_splits, len(lp))
+    # a split of a few videos scores about 1 whatever they are (one video per split: exactly 1): fewer splits then
+    splits = max(1, min(protocol.is_splits, len(lp) // IS_MIN_PER_SPLIT))
+    note = {}
+    if splits < protocol.is_splits:
+        note = {"splits_asked": protocol.is_splits,
+                "note": f"{len(lp)} fake videos: {splits} split(s) of at least {IS_MIN_PER_SPLIT} instead of the "
+                        f"protocol's {protocol.is_splits} (tiny splits make the score about 1)"}
+        warnings.warn(f"inception score: {note['note']}; not comparable with scores over {protocol.is_splits} splits",
+                      SampleCountWarning, stacklevel=2)
     mean, std = inception_score(lp, splits=splits)
-    return {"value": mean, "std": std, "splits": splits, "n_fake": len(lp),
+    return {"value": mean, "std": std, "splits": splits, "n_fake": len(lp), **note,
             "classifier": "shapes classifier, joint colour x shape x direction (192 classes)"
             if protocol.video_extractor == "shapes" else "C3D UCF-101 (101 classes)",
             "tgan2_single_split": inception_score_tgan2(lp)}

@@ -145,6 +145,7 @@ class FolderSource:
         self.limit = limit
         self.skipped: list[dict] = []
         self.used = 0
+        self.paired: str | None = None  # the paired metrics measured on this set (then no video may be left out)
 
     def label(self, path: Path) -> str | None:
         rel = path.relative_to(self.root).parts
@@ -165,12 +166,14 @@ class FolderSource:
             out = []
             for p in files:
                 caps = self.captions_by_id.get(p.stem, [])
-                out += [(c, None, None) for c in (caps if self.protocol.captions == "all" else caps[:1])]
+                chosen = caps if self.protocol.captions == "all" else caps[:1]
+                out += [(c, None, parse_shapes_caption(c)) for c in chosen]
             return out
         out = []
         for p in files:
             label = self.label(p)
-            out.append((self.caption(p) or (_humanise_label(label) if label else ""), label, None))
+            caption = self.caption(p) or (_humanise_label(label) if label else "")
+            out.append((caption, label, parse_shapes_caption(caption)))
         return out
 
     def samples(self, wanted: Callable[[int], bool] = lambda i: True) -> Iterator[Sample | None]:
@@ -186,7 +189,13 @@ class FolderSource:
             if self.limit is not None and self.used >= self.limit:
                 return
             rel = path.relative_to(self.root).as_posix()
-            frames = read_video(path)
+            try:
+                frames = read_video(path)
+            except InvalidVideoError as err:  # a real set loses the video (recorded); a fake set is the model's
+                if self.role == "fake" or self.paired:
+                    raise
+                self.skipped.append({"file": rel, "reason": str(err)})
+                continue
             longest = max(longest, frames.shape[0])
             start = sampling.start(frames.shape[0], p.frames, p.stride, rng)
             if start is None:
@@ -197,6 +206,11 @@ class FolderSource:
                     raise ConstraintError(f"fake video {str(path)!r} has {reason}; real and fake clips must have the "
                                           f"same frame count (generate {clip_span(p.frames, p.stride)} frames or "
                                           "pass --frames)")
+                if self.paired:
+                    raise ConstraintError(f"{self.paired} compare the i-th real video with the i-th fake, and real "
+                                          f"video {rel!r} gives no clip ({reason}): leaving it out would pair every "
+                                          "later video with the wrong fake; remove it from both sets or pass a "
+                                          "smaller --frames")
                 self.skipped.append({"file": rel, "reason": reason})
                 continue
             self.used += 1
@@ -398,7 +412,7 @@ def model_data_config(path):
     return data_config(run.get("data", {}))
 
 
-def _is_model_dir(path: Path) -> bool:
+def is_model_dir(path: Path) -> bool:
     """A vdmkit checkpoint or run directory, or a diffusers pipeline folder (``model_index.json``)."""
     return path.is_dir() and ((path / "manifest.json").is_file() or (path / "checkpoints").is_dir()
                               or (path / "model_index.json").is_file())
@@ -429,7 +443,7 @@ def build_sources(real, fake, protocol: Protocol, *, annotations=None, real_spli
     """Resolve ``--real`` and ``--fake`` into sources (no decoding, no weights)."""
     real, fake = str(real), str(fake)
     model_size = model_data = None
-    if fake not in (SHAPES_KEYWORD, NOISE_KEYWORD) and _is_model_dir(Path(fake)):
+    if fake not in (SHAPES_KEYWORD, NOISE_KEYWORD) and is_model_dir(Path(fake)):
         model_size, model_data = _model_size(fake)
     if real == SHAPES_KEYWORD:
         n_real = protocol.num_real or 256
