@@ -61,6 +61,15 @@ def test_curate_cli_on_real_and_broken_files(mixed, tmp_path, capsys):
     assert "## Errors" in (card / "README.md").read_text() and (card / "index.html").is_file()
     assert f"{len(rows)} files, 7 ok (4 kept, 3 rejected by filters), 7 errors" in capsys.readouterr().out
     assert not list(out.parent.glob(".*tmp*"))  # atomic writes leave no temporaries
+    # an earlier card is replaced; a project's own README.md is not (it was, silently, before 2026-12-06)
+    assert main(["curate", str(folder), "--out", str(out.with_name("again.jsonl")), "--card", str(card)]) == 0
+    (tmp_path / "project").mkdir()
+    (tmp_path / "project" / "README.md").write_text("# My project\n")
+    assert main(["curate", str(folder), "--out", str(out.with_name("third.jsonl")), "--card",
+                 str(tmp_path / "project")]) == 2
+    assert "holds a README.md that is not a dataset card" in capsys.readouterr().err
+    assert (tmp_path / "project" / "README.md").read_text() == "# My project\n"
+    assert not out.with_name("third.jsonl").exists()  # refused before the scan
 
 
 def test_scene_cut_at_a_join_of_two_real_shots():

@@ -2,6 +2,7 @@
 the consistency function is the identity at the clean end, and bad teachers and settings are refused clearly."""
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -214,3 +215,22 @@ def test_the_sample_cli_takes_a_consistency_adapters_sampler(unet_teacher, tmp_p
                      "--out", str(out), "--no-progress"]) == 0
     meta = json.loads(out.with_name(out.name + ".json").read_text())
     assert (meta["sampler"], meta["steps"], meta["guidance"]) == ("lcm", 4, 1.0)
+
+
+def test_a_teacher_trained_on_a_relative_folder_names_it_from_another_folder(tmp_path, monkeypatch):
+    """From another working folder the teacher's relative data.root failed as "'clips' is not a directory", with no
+    word of where it came from or how to give the data (before 2026-12-06)."""
+    from tests.test_data_video import cut_clips
+
+    monkeypatch.chdir(tmp_path)
+    cut_clips(tmp_path / "clips")
+    configs = Path(__file__).resolve().parent.parent / "configs"
+    assert cli.main(["train", str(configs / "folder_tiny.yaml"),
+                     "data.root=clips", "train.steps=2", "train.sample_every=100", "train.out_dir=teacher",
+                     "train.threads=1", "--no-progress"]) == 0
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    with pytest.raises(ConfigError, match=r"trained on data.root 'clips' \(its run.json\), which is not a folder "
+                                          r"from here.*data.kind=folder data.root=/absolute/path"):
+        distill(distill_config(str(tmp_path / "teacher"), elsewhere / "out"), progress=False)

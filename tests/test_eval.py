@@ -288,8 +288,9 @@ def test_ucf101_random_offsets_are_seeded_short_videos_skipped_and_classes_recor
     write_clips(root / "Basketball", 2, t=20, seed=7)
     write_video(root / "Basketball" / "a_short.mp4", np.zeros((5, 32, 32, 3), np.uint8))
     fake = write_clips(tmp_path / "fake", 4, t=12, seed=8)
-    kw = {"metrics": "psnr", "protocol": "ucf101", "frames": 12, "resolution": 16, "num_real": 4, "num_fake": 4,
-          "progress": False}
+    # unpaired metrics (a paired one refuses a real video that gives no clip: it would shift the pairs)
+    kw = {"metrics": "fvd", "video_extractor": "shapes", "protocol": "ucf101", "frames": 12, "resolution": 16,
+          "num_real": 4, "num_fake": 4, "progress": False}
     a = evaluate(root, fake, **kw).report
     b = evaluate(root, fake, **kw).report
     starts = [s["start"] for s in a["samples"]["real"]]
@@ -302,8 +303,7 @@ def test_ucf101_random_offsets_are_seeded_short_videos_skipped_and_classes_recor
     assert a["clip_shape"] == [3, 12, 16, 16] and a["protocol"]["class_conditional"]
     split = tmp_path / "testlist01.txt"
     split.write_text("Basketball/v00.mp4\nApplyEyeMakeup/v01.mp4\n")
-    d = evaluate(root, fake, real_split=split, **{**kw, "num_real": 0, "num_fake": 0, "metrics": "fvd",
-                                                  "video_extractor": "shapes"}).report
+    d = evaluate(root, fake, real_split=split, **{**kw, "num_real": 0, "num_fake": 0}).report
     assert sorted(s["file"] for s in d["samples"]["real"]) == ["ApplyEyeMakeup/v01.mp4", "Basketball/v00.mp4"]
     assert "testlist01.txt" in d["real"]["split"]
 
@@ -313,8 +313,9 @@ def test_class_conditional_sets_with_different_classes_warn_or_refuse_under_stri
     for root, classes, seed in ((real, ("ApplyEyeMakeup", "Basketball"), 1), (fake, ("ApplyEyeMakeup", "Drumming"), 2)):
         for k, name in enumerate(classes):
             write_clips(root / name, 2, t=12, seed=seed + 10 * k)
-    kw = {"metrics": "psnr", "protocol": "ucf101", "frames": 12, "resolution": 16, "num_real": 4, "num_fake": 4,
-          "progress": False}
+    # unpaired metrics (a paired one refuses a real video that gives no clip: it would shift the pairs)
+    kw = {"metrics": "fvd", "video_extractor": "shapes", "protocol": "ucf101", "frames": 12, "resolution": 16,
+          "num_real": 4, "num_fake": 4, "progress": False}
     with pytest.warns(ClassSetWarning, match="only in real: Basketball; only in fake: Drumming"):
         report = evaluate(real, fake, **kw).report
     assert any("only in real: Basketball" in w for w in report["warnings"])  # and the report keeps it

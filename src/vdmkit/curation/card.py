@@ -26,6 +26,24 @@ def _histograms(rows: list[dict]) -> dict[str, tuple[list[float], str]]:
     }
 
 
+CARD_FILES = {"README.md": "# Dataset card", "index.html": "<!doctype html><meta charset='utf-8'><title>Dataset card"}
+
+
+def check_card_folder(directory: str | os.PathLike) -> None:
+    """Before the scan: the card folder may hold an earlier card (it is replaced), never another README.md or
+    index.html (a project's own would be overwritten)."""
+    from vdmkit.errors import OutputError
+
+    directory = Path(directory)
+    if directory.exists() and not directory.is_dir():
+        raise OutputError(f"--card {str(directory)!r} is a file; give a folder for the dataset card")
+    for name, start in CARD_FILES.items():
+        path = directory / name
+        if path.is_file() and not path.read_text(encoding="utf-8", errors="replace").startswith(start):
+            raise OutputError(f"--card {str(directory)!r} holds a {name} that is not a dataset card; the card would "
+                              "replace it: choose an empty or new folder")
+
+
 def write_card(directory: str | os.PathLike, rows: list[dict], cfg, summary: dict) -> Path:
     """Write ``README.md``, ``index.html``, ``thresholds.yaml`` and one PNG per histogram into ``directory``."""
     import matplotlib

@@ -143,6 +143,10 @@ def curate(root: str | os.PathLike, out: str | os.PathLike, cfg: CurateConfig | 
     if not root.is_dir():
         raise DatasetError(f"curate: {str(root)!r} is not a directory")
     check_output_path(out, (".jsonl",))  # before the scan: a .jsonl file in a writable folder, never a video
+    if card is not None:
+        from vdmkit.curation.card import check_card_folder
+
+        check_card_folder(card)
     if scorers is None:
         scorers = [SCORERS[name]() for name in cfg.scorers]
     if captioner is None and cfg.captioner is not None:

@@ -178,7 +178,13 @@ def teacher_data(cfg: DistillConfig, source, teacher_dir: str):
     if not doc or "data" not in doc:
         raise ConfigError(f"the teacher {teacher_dir!r} records no training data (run.json): give the data to distil "
                           "on as data: in the distill config (a shapes or video dataset section, as in a train config)")
-    return data_config(doc["data"])
+    data = data_config(doc["data"])
+    root = getattr(data, "root", None)
+    if root is not None and not Path(root).is_dir():  # a relative root names the folder from where it trained
+        raise ConfigError(f"the teacher {teacher_dir!r} trained on data.root {root!r} (its run.json), which is not a "
+                          f"folder from here ({str(Path.cwd())!r}): run distill from where the teacher trained, or "
+                          f"give the data, e.g. data.kind={data.kind} data.root=/absolute/path/to/the/clips")
+    return data
 
 
 def skipping_schedule(process) -> tuple[torch.Tensor, torch.Tensor]:
