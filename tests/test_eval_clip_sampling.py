@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from vdmkit import cli
-from vdmkit.errors import ConfigError, DatasetError
+from vdmkit.errors import ConfigError, ConstraintError, DatasetError
 from vdmkit.evaluation import CLIP_SAMPLINGS, evaluate, get_protocol, plan_real_clips
 from vdmkit.evaluation.protocols import Protocol
 from vdmkit.evaluation.sources import build_sources
@@ -118,7 +118,9 @@ def test_folder_source_takes_the_planned_frames_at_the_stride(videos):
 def test_eval_cli_selects_the_sampler_and_the_report_records_it(videos, tmp_path, capsys):
     real, lengths, fake = videos
     out = tmp_path / "r.json"
-    argv = ["eval", "--real", str(real), "--fake", str(fake), "--metrics", "psnr", "--frames", "4", "--stride", "3",
+    # an unpaired metric: a paired one refuses the set's too-short video (leaving it out would shift the pairs)
+    argv = ["eval", "--real", str(real), "--fake", str(fake), "--metrics", "fvd", "--extractor", "shapes", "--frames",
+            "4", "--stride", "3",
             "--num-real", "3", "--num-fake", "3", "--seed", "11", "--clip-sampling", "stylegan-v", "--out", str(out),
             "--no-progress"]
     assert cli.main(argv) == 0
@@ -132,11 +134,15 @@ def test_eval_cli_selects_the_sampler_and_the_report_records_it(videos, tmp_path
     assert [(s["file"], s["start"]) for s in report["samples"]["real"]] == [(f"v{i:02d}.mp4", st) for i, st in plan]
     assert [s["start"] for s in report["samples"]["fake"]] == [0, 0, 0]
     # the same from the Python API, twice: identical clips
-    kw = {"metrics": "psnr", "frames": 4, "stride": 3, "num_real": 3, "num_fake": 3, "seed": 11,
+    kw = {"metrics": "fvd", "video_extractor": "shapes", "frames": 4, "stride": 3, "num_real": 3, "num_fake": 3,
+          "seed": 11,
           "clip_sampling": "stylegan-v", "progress": False}
     a, b = (evaluate(real, fake, **kw).report for _ in range(2))
     assert a["samples"]["real"] == b["samples"]["real"] == report["samples"]["real"]
-    assert a["metrics"]["psnr"]["value"] == report["metrics"]["psnr"]["value"]
+    assert a["metrics"]["fvd"]["value"] == report["metrics"]["fvd"]["value"]
+    with pytest.raises(ConstraintError, match="psnr compare the i-th real video with the i-th fake, and real video "
+                                              "'v00.mp4' gives no clip"):
+        evaluate(real, fake, **{**kw, "metrics": "psnr"})
     with pytest.raises(SystemExit) as bad:
         cli.main([("sideways" if a == "stylegan-v" else a) for a in argv])
     assert bad.value.code == 2 and "sideways" in capsys.readouterr().err

@@ -206,13 +206,12 @@ class FolderSource:
                     raise ConstraintError(f"fake video {str(path)!r} has {reason}; real and fake clips must have the "
                                           f"same frame count (generate {clip_span(p.frames, p.stride)} frames or "
                                           "pass --frames)")
-                if self.paired:
-                    raise ConstraintError(f"{self.paired} compare the i-th real video with the i-th fake, and real "
-                                          f"video {rel!r} gives no clip ({reason}): leaving it out would pair every "
-                                          "later video with the wrong fake; remove it from both sets or pass a "
-                                          "smaller --frames")
                 self.skipped.append({"file": rel, "reason": reason})
+                if self.paired and self.used:
+                    self._shifted_pairs()
                 continue
+            if self.paired and self.skipped:  # (a set where no video gives a clip is refused below, saying so)
+                self._shifted_pairs()
             self.used += 1
             if not wanted(self.used - 1):
                 yield None
@@ -224,6 +223,12 @@ class FolderSource:
                           "source_size": list(frames.shape[1:3])})
         if self.used == 0:
             self._too_short(longest, sampling)
+
+    def _shifted_pairs(self) -> None:
+        first = self.skipped[0]
+        raise ConstraintError(f"{self.paired} compare the i-th real video with the i-th fake, and real video "
+                              f"{first['file']!r} gives no clip ({first['reason']}): leaving it out would pair every "
+                              "later video with the wrong fake; remove it from both sets or pass a smaller --frames")
 
     def _too_short(self, longest: int, sampling) -> None:
         p = self.protocol
