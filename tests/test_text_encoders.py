@@ -271,3 +271,44 @@ def test_a_fresh_run_with_clip_starts_from_the_folders_weights(tmp_path):
     saved = trained_text_weights(tmp_path / "unet3d_run")
     for k, v in load_file(tmp_path / "text_encoder" / "model.safetensors").items():
         assert torch.equal(saved[k], v), k
+
+
+def test_runs_and_conversions_carry_the_encoder_files_and_outlive_the_folder(t5_folder, tmp_path, monkeypatch):
+    """A model whose text encoder came from a folder needed that folder at its recorded (often relative) path to
+    sample, resume or fine-tune, though its checkpoints carry the weights; a moved folder or another working directory
+    made it unusable, and --resume compared the folder's spelling (before 2026-12-06)."""
+    import shutil
+
+    diffusers = pytest.importorskip("diffusers")
+    from tests.test_interop import MODELSCOPE_SCHEDULER, tiny_pipeline
+    from vdmkit.pipelines import TextToVideo
+
+    work = tmp_path / "work"
+    work.mkdir()
+    shutil.copytree(t5_folder[0], work / "t5")
+    monkeypatch.chdir(work)
+    config = run_config(work, "dit", "t5", "t5")  # a relative folder, as the README's examples write it
+    assert cli.main(["train", config, "--no-progress"]) == 0
+    ckpt = latest_checkpoint(work / "dit_run")
+    assert {"text_encoder/config.json", "text_encoder/tokenizer/tokenizer.json"} <= set(ckpt.manifest["files"])
+    tiny_pipeline(work / "ms", diffusers.DDIMScheduler(**MODELSCOPE_SCHEDULER))
+    assert cli.main(["convert", "ms", "--to", "vdmkit", "--out", str(tmp_path / "ms_vdmkit")]) == 0
+    shutil.move(work / "t5", tmp_path / "t5_moved")  # the folders are gone from where the runs recorded them
+    shutil.rmtree(work / "ms")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    with torch.no_grad():
+        video = TextToVideo.from_pretrained(work / "dit_run")(["a red circle"], steps=2, seed=0)
+        converted = TextToVideo.from_pretrained(tmp_path / "ms_vdmkit")(["a red panda"], frames=2, steps=2, seed=0)
+    assert torch.isfinite(video).all() and torch.isfinite(converted).all()
+    monkeypatch.chdir(work)  # the same config, its folder gone: the run continues from its checkpoint's copy
+    doc = yaml.safe_load(open(config))
+    doc["train"]["steps"] = 3
+    (work / "more.yaml").write_text(yaml.safe_dump(doc))
+    assert cli.main(["train", str(work / "more.yaml"), "--resume", "--no-progress"]) == 0
+    doc["text"]["folder"] = str(tmp_path / "t5_moved") + "/"  # or the moved folder, spelt any way
+    doc["train"]["steps"] = 4
+    (work / "moved.yaml").write_text(yaml.safe_dump(doc))
+    assert cli.main(["train", str(work / "moved.yaml"), "--resume", "--no-progress"]) == 0
+    assert latest_checkpoint(work / "dit_run").directory.name == "step_0000004"

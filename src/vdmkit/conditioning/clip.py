@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from vdmkit.conditioning.pretrained import FolderWeights, check_prompt_strings, hf_init_skipped, warn_cut
+from vdmkit.conditioning.pretrained import FolderWeights, check_prompt_strings, hf_init_skipped, snapshot, warn_cut
 from vdmkit.conditioning.text import TextCondition
 from vdmkit.errors import ConfigError, CorruptCheckpointError
 from vdmkit.io.checkpoint import folder_config, init_skipped
@@ -72,6 +72,7 @@ class ClipTextEncoder(FolderWeights, nn.Module):
             raise CorruptCheckpointError(f"tokenizer folder {str(tok)!r} holds neither tokenizer.json nor vocab.json "
                                          "with merges.txt")
         self.tokenizer = CLIPTokenizer.from_pretrained(str(tok), local_files_only=True)
+        self.carried = snapshot(cfg.folder, tok)  # what checkpoints carry besides the weights
 
     @property
     def dim(self) -> int:

@@ -10,6 +10,7 @@ embedding once for the two tied names; :func:`matched_state` maps either form on
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import json
 import os
@@ -21,6 +22,9 @@ import torch
 from vdmkit.errors import CorruptCheckpointError, VocabularyWarning
 from vdmkit.io.checkpoint import cached_sha256, folder_weights, load_strict, load_tensors
 
+COPY = "text_encoder"  # in a checkpoint: the encoder's config.json and tokenizer/ files (its weights are its tensors)
+TOKENIZER_NAMES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",
+                   "vocab.json", "merges.txt", "spiece.model")
 WEIGHTS = "model.safetensors"
 INDEX = "model.safetensors.index.json"  # sharded weights: {"weight_map": {key: shard file}}
 
@@ -36,6 +40,32 @@ def hf_init_skipped() -> contextlib.AbstractContextManager:
         except ImportError:
             return contextlib.nullcontext()
     return no_init_weights()
+
+
+def snapshot(folder: str | os.PathLike, tokenizer: str | os.PathLike) -> dict[str, bytes]:
+    """The encoder's small files, read once, as checkpoints carry them (``text_encoder/config.json`` and
+    ``text_encoder/tokenizer/*``): a trained or converted model then samples, resumes and fine-tunes without the
+    folder it came from, from any working directory."""
+    files = {f"{COPY}/config.json": (Path(folder) / "config.json").read_bytes()}
+    for name in TOKENIZER_NAMES:
+        if (Path(tokenizer) / name).is_file():
+            files[f"{COPY}/tokenizer/{name}"] = (Path(tokenizer) / name).read_bytes()
+    return files
+
+
+def checkpoint_copy(text_cfg, directory: str | os.PathLike):
+    """``text_cfg`` reading the encoder's files from the copy checkpoint ``directory`` carries, when it has one (and
+    the config names a folder at all)."""
+    copy = Path(directory) / COPY
+    if getattr(text_cfg, "folder", None) and (copy / "config.json").is_file():
+        return dataclasses.replace(text_cfg, folder=str(copy), tokenizer=str(copy / "tokenizer"))
+    return text_cfg
+
+
+def without_paths(text: dict) -> dict:
+    """A text section as compared between runs: where its folder lay is no part of the model (the checkpoint carries
+    the weights and the files)."""
+    return {k: v for k, v in text.items() if k not in ("folder", "tokenizer")}
 
 
 def weight_files(folder: str | os.PathLike) -> list[Path]:
@@ -110,7 +140,8 @@ def warn_cut(ids: list[list[int]], max_length: int, what: str) -> None:
 
 class FolderWeights:
     """Mixin of the transformers-folder text encoders: ``self.model`` (the transformers module), ``self.cfg.folder``,
-    and the key forms of :func:`matched_state` in ``LEVELS``, ``TIED`` and ``DROPPED``."""
+    ``self.carried`` (:func:`snapshot`), and the key forms of :func:`matched_state` in ``LEVELS``, ``TIED`` and
+    ``DROPPED``."""
 
     LEVELS: tuple[str, ...] = ()
     TIED: tuple[tuple[str, str], ...] = ()

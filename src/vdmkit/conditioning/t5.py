@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from vdmkit.conditioning.pretrained import FolderWeights, check_prompt_strings, hf_init_skipped, warn_cut
+from vdmkit.conditioning.pretrained import FolderWeights, check_prompt_strings, hf_init_skipped, snapshot, warn_cut
 from vdmkit.conditioning.text import TextCondition
 from vdmkit.errors import ConfigError, CorruptCheckpointError
 from vdmkit.io.checkpoint import folder_config, init_skipped
@@ -79,6 +79,7 @@ class T5TextEncoder(FolderWeights, nn.Module):
         except (ImportError, ValueError) as err:  # spiece.model alone needs sentencepiece to be converted
             raise CorruptCheckpointError(f"the T5 tokenizer in {str(tok)!r} did not load ({err}); a folder with only "
                                          "spiece.model needs `pip install sentencepiece protobuf`") from err
+        self.carried = snapshot(cfg.folder, tok)  # what checkpoints carry besides the weights
 
     @property
     def dim(self) -> int:

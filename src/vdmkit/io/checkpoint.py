@@ -135,10 +135,12 @@ def unshared(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 
 def save_checkpoint(directory: str | os.PathLike, tensors: dict[str, dict[str, torch.Tensor]],
-                    documents: dict[str, object], headers: dict[str, dict] | None = None) -> Path:
+                    documents: dict[str, object], headers: dict[str, dict] | None = None,
+                    blobs: dict[str, bytes] | None = None) -> Path:
     """Write ``{name}.safetensors`` for each tensor dict and ``{name}.json`` for each document (a name may carry its
     suffix already: WEIGHTS, CONFIG, ...); ``headers[name]`` goes into that safetensors file's header as JSON (the
-    "vdmkit" entry, as :func:`save_tensors` writes it)."""
+    "vdmkit" entry, as :func:`save_tensors` writes it); ``blobs``: more files, relative name -> bytes (a pretrained
+    text encoder's config and tokenizer files). Every file is in the manifest."""
     directory = Path(directory)
     if directory.exists():
         raise FileExistsError(f"checkpoint {str(directory)!r} already exists; refusing to overwrite it")
@@ -155,6 +157,11 @@ def save_checkpoint(directory: str | os.PathLike, tensors: dict[str, dict[str, t
             path = tmp / _with_suffix(name, ".json")
             path.write_text(json.dumps(doc, indent=2, sort_keys=True), encoding="utf-8")
             files[path.name] = path
+        for name, data in (blobs or {}).items():
+            path = tmp / name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(data)
+            files[Path(name).as_posix()] = path
         for path in files.values():
             fsync_file(path)
         manifest = {"format": FORMAT, "format_version": FORMAT_VERSION,

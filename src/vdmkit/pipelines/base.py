@@ -18,6 +18,7 @@ from torch import nn
 
 from vdmkit.autoencoders.load import build_autoencoder
 from vdmkit.conditioning.condition import Condition
+from vdmkit.conditioning.pretrained import checkpoint_copy
 from vdmkit.device import low_precision_dtype, resolve_device
 from vdmkit.diffusion.denoiser import Denoiser
 from vdmkit.config import to_dict
@@ -80,7 +81,9 @@ def open_model(path: str | os.PathLike | ModelSource,
     if not isinstance(path, Checkpoint):
         refuse_component_folder(path)
     ckpt = path if isinstance(path, Checkpoint) else open_checkpoint(path, needs=(CONFIG,))
-    return ckpt, pipeline_config(ckpt.read_json(CONFIG))
+    config = pipeline_config(ckpt.read_json(CONFIG))
+    # a pretrained text encoder is built from the files the checkpoint carries (its folder may be gone or relative)
+    return ckpt, dataclasses.replace(config, text=checkpoint_copy(config.text, ckpt.directory))
 
 
 def pipeline_weights(source: ModelSource, pipe: nn.Module) -> dict[str, torch.Tensor] | Iterator[dict]:
@@ -171,6 +174,11 @@ class Pipeline(nn.Module):
         """Parts that are not trained (the autoencoder; a pretrained text encoder): shared, never copied, by EMA."""
         parts = [self.text_encoder, self.autoencoder]
         return [m for m in parts if m is not None and not any(p.requires_grad for p in m.parameters())]
+
+    def carried_files(self) -> dict[str, bytes]:
+        """Files a checkpoint of this model carries besides its tensors: a pretrained text encoder's config and
+        tokenizer (``text_encoder/``), so that it loads without the folder they came from."""
+        return dict(getattr(self.text_encoder, "carried", {}))
 
     def ema_copy(self) -> "Pipeline":
         """A copy whose trained parts are deep copies and whose frozen parts are these very modules."""
@@ -305,7 +313,8 @@ class Pipeline(nn.Module):
         from vdmkit.backbones import lora
 
         state = lora.merged_state(self) if lora.adapter_names(self.backbone) else self.state_dict()
-        return save_checkpoint(directory, {WEIGHTS: state}, {CONFIG: to_dict(self.config)})
+        return save_checkpoint(directory, {WEIGHTS: state}, {CONFIG: to_dict(self.config)},
+                               blobs=self.carried_files())
 
     def load_lora(self, path, scale: float = 1.0, *, name: str | None = None, force: bool = False) -> str:
         """Apply the LoRA adapter file ``path`` (or an adapter already read by ``lora.read_adapter``) to the

@@ -80,7 +80,8 @@ def inflate(folder: str | os.PathLike, out: str | os.PathLike, *, motion_adapter
                               {CONFIG: {"autoencoder": config.latent.kind, "model": config.latent.model}})
         config = dataclasses.replace(config, latent=LatentSpec(config.latent.kind, config.latent.model,
                                                                Checkpoint(vae).sha256(WEIGHTS), str(out / VAE)))
-        save_checkpoint(tmp / MODEL, {WEIGHTS: pipe.state_dict()}, {CONFIG: to_dict(config)})
+        save_checkpoint(tmp / MODEL, {WEIGHTS: pipe.state_dict()}, {CONFIG: to_dict(config)},
+                        blobs=pipe.carried_files())
         (tmp / FINETUNE).write_text(FINETUNE_NOTE.format(path=out / FINETUNE) + finetune_config(config, out),
                                     encoding="utf-8")
         fsync_file(tmp / FINETUNE)

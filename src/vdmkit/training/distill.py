@@ -350,7 +350,7 @@ def save_step(out: Path, step: int, cfg: DistillConfig, student, target, opt, sc
         state={**trained, **optimizer_tensors(opt, "optim"), "rng.generator": generator.get_state()},
         state_doc={"param_groups": opt.state_dict()["param_groups"], "teacher_sha256": teacher_sha,
                    "samples_seen": step * s.batch_size, **scaler_state(scaler)},
-        keep=s.keep_checkpoints, extra=extra)
+        keep=s.keep_checkpoints, extra=extra, blobs=target.carried_files())
 
 
 def resume_state(ckpt, cfg: DistillConfig, student, target, opt, scaler, generator, teacher_sha: str) -> int:

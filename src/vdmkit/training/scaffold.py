@@ -272,16 +272,17 @@ def restore_rng(state: dict[str, torch.Tensor], generator: torch.Generator) -> N
 
 
 def save_training_checkpoint(out: Path, step: int, *, weights: dict, state: dict, state_doc: dict, config: dict,
-                             run: dict, keep: int, extra: dict | None = None) -> Path:
+                             run: dict, keep: int, extra: dict | None = None, blobs: dict | None = None) -> Path:
     """``checkpoints/step_N``: inference ``weights`` and the model ``config`` (what sampling reads), the ``run``
     config, and the training ``state`` (tensors) with ``state_doc`` (step, optimizer settings) for resuming;
-    ``extra``: more tensor files, name -> (tensors, header) (a LoRA run's adapter). Older checkpoints beyond
-    ``keep`` are deleted only once the new one is complete."""
+    ``extra``: more tensor files, name -> (tensors, header) (a LoRA run's adapter); ``blobs``: more files (a
+    pretrained text encoder's config and tokenizer). Older checkpoints beyond ``keep`` are deleted only once the new
+    one is complete."""
     extra = extra or {}
     path = save_checkpoint(out / "checkpoints" / f"step_{step:07d}",
                            {WEIGHTS: weights, STATE_TENSORS: state, **{k: v[0] for k, v in extra.items()}},
                            {CONFIG: config, RUN: run, STATE_DOC: {"step": step, **state_doc}},
-                           headers={k: v[1] for k, v in extra.items()})
+                           headers={k: v[1] for k, v in extra.items()}, blobs=blobs)
     for old in checkpoint_dirs(out)[:-keep]:
         shutil.rmtree(old, ignore_errors=True)
     return path

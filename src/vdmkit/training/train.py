@@ -31,6 +31,7 @@ from vdmkit.diffusion.losses import diffusion_loss
 from vdmkit.backbones import lora
 from vdmkit.backbones.regional import RegionalCompile
 from vdmkit.conditioning import masks
+from vdmkit.conditioning.pretrained import checkpoint_copy, without_paths
 from vdmkit.distributed import barrier, collectives, join, mean
 from vdmkit.errors import ConfigError, NonFiniteError
 from vdmkit.io.checkpoint import CONFIG, WEIGHTS, Checkpoint, load_strict, open_checkpoint
@@ -115,12 +116,15 @@ def train(cfg: RunConfig, *, resume: bool = False, progress: bool = True) -> Pat
     advice = (f"lower train.batch_size ({tc.batch_size}), data.frames or data.size, use train.precision=bf16, "
               "model.checkpoint=true (DiT: recompute activations in the backward pass), or more processes with "
               "train.parallel=fsdp")
-    if mode != "fsdp":  # FSDP shards the states over the processes: the whole-model estimate would overstate it
-        check_fits(training_estimate(cfg.pipeline(), batch=layout.micro, adapters=tc.lora is not None,
-                                     ema=True), device, f"a training step at micro-batch {layout.micro}", advice)
     start = open_run(out, resume, world)  # the checkpoint to continue, or None; refuses to clobber a run
     if start is not None:
         cfg = keep_vocabulary(cfg, start, world)
+    base = start if start is not None else open_checkpoint(tc.init_from, needs=(CONFIG,)) if tc.init_from else None
+    if base is not None:  # a pretrained text encoder's files from the checkpoint its weights come from
+        cfg.text = checkpoint_copy(cfg.text, base.directory)
+    if mode != "fsdp":  # FSDP shards the states over the processes: the whole-model estimate would overstate it
+        check_fits(training_estimate(cfg.pipeline(), batch=layout.micro, adapters=tc.lora is not None,
+                                     ema=True), device, f"a training step at micro-batch {layout.micro}", advice)
     set_threads(tc.threads)
     torch.manual_seed(tc.seed)  # every rank builds the same initial weights
     if cfg.latent.cache:  # latents encoded once by `vdmkit cache-latents`
@@ -259,7 +263,7 @@ def save_checkpoint_step(out: Path, step: int, cfg: RunConfig, pipe, weights: di
                    "samples_seen": layout.offset + step * layout.global_batch,
                    "layout": {"processes": layout.world.size, "grad_accum": layout.accum, "micro_batch": layout.micro,
                               "global_batch": layout.global_batch, "parallel": mode}, **lora_doc},
-        keep=cfg.train.keep_checkpoints, extra=extra)
+        keep=cfg.train.keep_checkpoints, extra=extra, blobs=pipe.carried_files())
 
 
 def load_autoencoder_into(pipe: TextToVideo, latent: LatentConfig) -> None:
@@ -323,6 +327,8 @@ def init_from(pipe: TextToVideo, path: str) -> str:
             a.pop("condition_inputs", None), b.pop("condition_inputs", None)
         if name == "diffusion":  # a re-parameterisation fine-tune: the weights fit, the target is the run's
             a.pop("prediction", None), b.pop("prediction", None)
+        if name == "text":  # where a pretrained encoder's folder lies is no part of the model
+            a, b = without_paths(a), without_paths(b)
         parts.update({f"{name}.{k}": (a.get(k), b.get(k)) for k in sorted(set(a) | set(b))})
     parts.update({f"latent.{k}": (getattr(saved.latent, k), getattr(ours.latent, k)) for k in ("kind", "model", "sha256")})
     differ = [f"{k} ({a!r} there, {b!r} here)" for k, (a, b) in parts.items() if to_dict(a) != to_dict(b)]
@@ -370,8 +376,8 @@ def resumed_state(ckpt: Checkpoint, cfg: RunConfig, pipe, ema) -> tuple[dict[str
         raise ConfigError(f"--resume: the run's checkpoint {str(ckpt.directory)!r} was trained with a different "
                           f"model config; resume with the same {RESUME_FIXED}")
     config = pipe.config
-    for name, theirs, mine in (("text encoder", (saved.text_encoder, to_dict(saved.text)),
-                                (config.text_encoder, to_dict(config.text))),
+    for name, theirs, mine in (("text encoder", (saved.text_encoder, without_paths(to_dict(saved.text))),
+                                (config.text_encoder, without_paths(to_dict(config.text)))),
                                ("diffusion", to_dict(saved.diffusion), to_dict(config.diffusion)),
                                ("condition", to_dict(saved.condition) if saved.condition else None,
                                 to_dict(config.condition) if config.condition else None),
