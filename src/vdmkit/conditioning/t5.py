@@ -85,6 +85,23 @@ class T5TextEncoder(FolderWeights, nn.Module):
     def dim(self) -> int:
         return self.cfg.dim
 
+    def _apply(self, fn, recurse=True):
+        """Every cast keeps T5's feed-forward outputs (``wo``, transformers' ``_keep_in_fp32_modules``) out of float16,
+        as transformers' own float16 load does: their activations overflow float16 in T5 v1.1 and XXL (bfloat16's range
+        is wide enough)."""
+        keep_names = tuple(getattr(self.model, "_keep_in_fp32_modules", None) or ())
+        keep = {id(p) for name, module in self.model.named_modules() if name.rsplit(".", 1)[-1] in keep_names
+                for p in module.parameters(recurse=False)}
+
+        def cast(t: torch.Tensor) -> torch.Tensor:
+            if id(t) in keep and t.is_floating_point():  # where and in what dtype ``fn`` would put it, on no data
+                probe = fn(torch.empty(0, dtype=t.dtype, device=t.device))
+                if probe.dtype == torch.float16:  # never through float16: large weights would overflow on the way
+                    return t.to(device=probe.device, dtype=torch.float32)
+            return fn(t)
+
+        return super()._apply(cast, recurse)
+
     def folder_state(self, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """The encoder's tensors of a T5 file; a whole model's decoder and output head are left out."""
         encoder = {k: v for k, v in state.items() if not k.startswith(("decoder.", "lm_head."))}
