@@ -333,3 +333,37 @@ def test_t5_in_float16_keeps_its_feed_forward_outputs_in_float32(t5_folder, tmp_
     assert wo.dtype == torch.float32 and ours.model.encoder.block[0].layer[0].SelfAttention.q.weight.dtype == torch.float16
     assert torch.isfinite(half).all()
     assert float((half - full).abs().max() / full.abs().max()) < 0.01  # measured 0.0032, as transformers' own load
+
+
+def test_tokenizers_of_another_model_and_limits_are_refused(t5_folder, tmp_path):
+    """A CLIP encoder trained silently on a T5 tokenizer, a T5 encoder given CLIP's died in a TypeError traceback, a
+    CLIP max_length past its positions failed at the first step, and a CLIPTextModelWithProjection folder (SDXL's
+    second encoder) passed the check and failed to load (before 2026-12-06)."""
+    from tests.test_interop import tiny_text_parts
+    from vdmkit.conditioning.clip import ClipTextConfig, ClipTextEncoder
+
+    parts = tiny_text_parts(tmp_path)
+    parts["text_encoder"].save_pretrained(tmp_path / "clip", safe_serialization=True)
+    parts["tokenizer"].save_pretrained(tmp_path / "clip_tok")
+    t5 = t5_folder[0]
+    with pytest.raises(ConfigError, match="is a Unigram tokenizer; a CLIP text encoder takes CLIP's own"):
+        ClipTextEncoder(ClipTextConfig(folder=str(tmp_path / "clip"), tokenizer=str(t5), dim=16))
+    with pytest.raises((ConfigError, CorruptCheckpointError), match="tokenizer"):
+        T5TextEncoder(T5TextConfig(folder=str(t5), tokenizer=str(tmp_path / "clip_tok"), dim=16))
+    with pytest.raises(ConfigError, match=r"text.max_length=100 exceeds the CLIP folder's max_position_embeddings \(77\)"):
+        ClipTextEncoder(ClipTextConfig(folder=str(tmp_path / "clip"), tokenizer=str(tmp_path / "clip_tok"), dim=16,
+                                       max_length=100))
+    with pytest.raises(ConfigError, match=r"text.max_length must be in \[2, 1024\]"):
+        T5TextConfig(folder=str(t5), dim=16, max_length=100_000)
+    torch.manual_seed(0)
+    projected = transformers.CLIPTextModelWithProjection(parts["text_encoder"].config).eval()
+    projected.save_pretrained(tmp_path / "clip_proj", safe_serialization=True)
+    assert any("text_projection" in k for k in load_file(tmp_path / "clip_proj" / "model.safetensors"))
+    with skipped_init():
+        ours = ClipTextEncoder(ClipTextConfig(folder=str(tmp_path / "clip_proj"), tokenizer=str(tmp_path / "clip_tok"),
+                                              dim=16))
+    ours.load_folder_weights()
+    with torch.no_grad():
+        want = projected(ours.tokenizer(["a red cat"], padding="max_length", max_length=77,
+                                        return_tensors="pt").input_ids).last_hidden_state
+        torch.testing.assert_close(ours(["a red cat"]).tokens, want, atol=1e-6, rtol=0)

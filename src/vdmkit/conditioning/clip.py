@@ -16,7 +16,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from vdmkit.conditioning.pretrained import FolderWeights, check_prompt_strings, hf_init_skipped, snapshot, warn_cut
+from vdmkit.conditioning.pretrained import (FolderWeights, check_prompt_strings, check_tokenizer, hf_init_skipped,
+                                           snapshot, warn_cut)
 from vdmkit.conditioning.text import TextCondition
 from vdmkit.errors import ConfigError, CorruptCheckpointError
 from vdmkit.io.checkpoint import folder_config, init_skipped
@@ -55,6 +56,8 @@ class ClipTextEncoder(FolderWeights, nn.Module):
     (the folder's model.safetensors for diffusers folders, and for a fresh training run: ``load_folder_weights``)."""
 
     LEVELS = ("text_model.",)  # the module level transformers 4 had and transformers 5 dropped
+    # a CLIPTextModelWithProjection's projection (SDXL's second encoder): the last hidden state does not use it
+    DROPPED = ("position_ids", "text_projection.weight")
 
     def __init__(self, cfg: ClipTextConfig):
         super().__init__()
@@ -65,6 +68,9 @@ class ClipTextEncoder(FolderWeights, nn.Module):
         config = CLIPTextConfig(**{k: v for k, v in raw.items() if not k.startswith("_")})
         if config.hidden_size != cfg.dim:
             raise ConfigError(f"text.dim={cfg.dim} but the CLIP folder's hidden_size is {config.hidden_size}")
+        if cfg.max_length > config.max_position_embeddings:
+            raise ConfigError(f"text.max_length={cfg.max_length} exceeds the CLIP folder's max_position_embeddings "
+                              f"({config.max_position_embeddings}): CLIP has a position for each of its tokens")
         with hf_init_skipped() if init_skipped() else contextlib.nullcontext():  # the weights are loaded next
             self.model = CLIPTextModel(config).eval().requires_grad_(False)  # frozen, as in SD and ModelScope
         tok = Path(cfg.tokenizer or cfg.folder)
@@ -72,6 +78,7 @@ class ClipTextEncoder(FolderWeights, nn.Module):
             raise CorruptCheckpointError(f"tokenizer folder {str(tok)!r} holds neither tokenizer.json nor vocab.json "
                                          "with merges.txt")
         self.tokenizer = CLIPTokenizer.from_pretrained(str(tok), local_files_only=True)
+        check_tokenizer(self.tokenizer, tok, "CLIP", "BPE", config.vocab_size)
         self.carried = snapshot(cfg.folder, tok)  # what checkpoints carry besides the weights
 
     @property

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from vdmkit.errors import CorruptCheckpointError, VocabularyWarning
+from vdmkit.errors import ConfigError, CorruptCheckpointError, VocabularyWarning
 from vdmkit.io.checkpoint import cached_sha256, folder_weights, load_strict, load_tensors
 
 COPY = "text_encoder"  # in a checkpoint: the encoder's config.json and tokenizer/ files (its weights are its tensors)
@@ -51,6 +51,22 @@ def snapshot(folder: str | os.PathLike, tokenizer: str | os.PathLike) -> dict[st
         if (Path(tokenizer) / name).is_file():
             files[f"{COPY}/tokenizer/{name}"] = (Path(tokenizer) / name).read_bytes()
     return files
+
+
+def check_tokenizer(tokenizer, folder, kind: str, model: str, vocab_size: int) -> None:
+    """``tokenizer`` (loaded from ``folder``) is one of ``model`` type (CLIP: BPE; T5: Unigram) whose ids fit the
+    encoder's ``vocab_size``: another model's tokenizer loads without complaint and feeds wrong ids."""
+    found = None
+    try:
+        found = json.loads((Path(folder) / "tokenizer.json").read_text(encoding="utf-8"))["model"]["type"]
+    except (OSError, ValueError, KeyError, TypeError):
+        pass  # vocab.json + merges.txt (BPE) or spiece.model (Unigram): the loader itself took the kind
+    if found is not None and found != model:
+        raise ConfigError(f"the tokenizer in {str(folder)!r} is a {found} tokenizer; a {kind} text encoder takes "
+                          f"{kind}'s own ({model}): give text.tokenizer the folder that came with the encoder")
+    if len(tokenizer) > vocab_size:
+        raise ConfigError(f"the tokenizer in {str(folder)!r} has {len(tokenizer)} tokens, more than the {kind} "
+                          f"encoder's vocabulary of {vocab_size}: it belongs to another model")
 
 
 def checkpoint_copy(text_cfg, directory: str | os.PathLike):

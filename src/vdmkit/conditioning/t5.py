@@ -20,13 +20,15 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from vdmkit.conditioning.pretrained import FolderWeights, check_prompt_strings, hf_init_skipped, snapshot, warn_cut
+from vdmkit.conditioning.pretrained import (FolderWeights, check_prompt_strings, check_tokenizer, hf_init_skipped,
+                                           snapshot, warn_cut)
 from vdmkit.conditioning.text import TextCondition
 from vdmkit.errors import ConfigError, CorruptCheckpointError
 from vdmkit.io.checkpoint import folder_config, init_skipped
 
 ARCHITECTURES = ("T5EncoderModel", "T5ForConditionalGeneration", "T5Model")
 TOKENIZER_FILES = ("tokenizer.json", "spiece.model")  # either loads (spiece.model needs sentencepiece)
+MAX_LENGTH = 1024  # tokens per prompt, at most
 
 
 @dataclass
@@ -40,8 +42,9 @@ class T5TextConfig:
         if not self.folder:
             raise ConfigError("text.folder must name a local transformers T5 encoder folder (config.json); vdmkit "
                               "never downloads weights")
-        if self.max_length < 2:
-            raise ConfigError(f"text.max_length must be >= 2, got {self.max_length}")
+        if not 2 <= self.max_length <= MAX_LENGTH:
+            raise ConfigError(f"text.max_length must be in [2, {MAX_LENGTH}] (T5 video models use 120 to 512 tokens; "
+                              f"the encoder's attention grows with its square), got {self.max_length}")
 
 
 def read_t5_config(folder) -> dict:
@@ -76,9 +79,12 @@ class T5TextEncoder(FolderWeights, nn.Module):
             raise CorruptCheckpointError(f"tokenizer folder {str(tok)!r} holds neither tokenizer.json nor spiece.model")
         try:
             self.tokenizer = T5TokenizerFast.from_pretrained(str(tok), local_files_only=True)
-        except (ImportError, ValueError) as err:  # spiece.model alone needs sentencepiece to be converted
-            raise CorruptCheckpointError(f"the T5 tokenizer in {str(tok)!r} did not load ({err}); a folder with only "
-                                         "spiece.model needs `pip install sentencepiece protobuf`") from err
+        except (ImportError, ValueError, TypeError, OSError) as err:
+            hint = ("; a folder with only spiece.model needs `pip install sentencepiece protobuf`"
+                    if not (tok / "tokenizer.json").is_file() else " (is it T5's tokenizer.json?)")
+            raise CorruptCheckpointError(f"the T5 tokenizer in {str(tok)!r} did not load "
+                                         f"({str(err).splitlines()[0][:200]}){hint}") from err
+        check_tokenizer(self.tokenizer, tok, "T5", "Unigram", config.vocab_size)
         self.carried = snapshot(cfg.folder, tok)  # what checkpoints carry besides the weights
 
     @property

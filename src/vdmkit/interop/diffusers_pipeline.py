@@ -205,7 +205,8 @@ class DiffusersFolder:
         text = [k[len("text_encoder.model."):] for k in own if k.startswith("text_encoder.model.")]
         # keyed as the installed transformers names them (files saved by transformers 4 have a text_model. level)
         yield {f"text_encoder.model.{k}": v
-               for k, v in matched_state(self._load("text_encoder"), text, ClipTextEncoder.LEVELS).items()}
+               for k, v in matched_state(self._load("text_encoder"), text, ClipTextEncoder.LEVELS,
+                                         dropped=ClipTextEncoder.DROPPED).items()}
         yield {f"autoencoder.{k}": v for k, v in convert_legacy_attention(self._load("vae")).items()}
 
     def _load(self, component: str) -> dict[str, torch.Tensor]:
