@@ -220,14 +220,14 @@ def test_a_pipeline_folder_saved_by_transformers_4_loads(tmp_path):
 
 # ---- fresh training runs start from the folder's weights ------------------------------------------------------
 
-def run_config(tmp_path, backbone: str, encoder_kind: str, folder, tokenizer=None) -> str:
+def run_config(tmp_path, backbone: str, encoder_kind: str, folder, tokenizer=None, max_length: int = 64) -> str:
     model = ({"channels": [16, 16], "attention_levels": [1], "norm_groups": 8, "head_dim": 8} if backbone == "unet3d"
              else {"width": 16, "depth": 2, "heads": 2, "patch_size": 2})
     text = {"folder": str(folder), "dim": 16}
     if tokenizer is not None:
         text["tokenizer"] = str(tokenizer)
     if encoder_kind == "t5":
-        text["max_length"] = 64  # the shapes captions spelled in letters fit
+        text["max_length"] = max_length  # 64: the shapes captions spelled in letters fit
     doc = {"backbone": backbone, "model": model, "text_encoder": encoder_kind, "text": text,
            "data": {"size": 16, "frames": 4},
            "train": {"steps": 2, "batch_size": 2, "warmup_steps": 1, "out_dir": str(tmp_path / f"{backbone}_run"),
@@ -367,3 +367,15 @@ def test_tokenizers_of_another_model_and_limits_are_refused(t5_folder, tmp_path)
         want = projected(ours.tokenizer(["a red cat"], padding="max_length", max_length=77,
                                         return_tensors="pt").input_ids).last_hidden_state
         torch.testing.assert_close(ours(["a red cat"]).tokens, want, atol=1e-6, rtol=0)
+
+
+def test_training_says_once_that_captions_are_cut(t5_folder, tmp_path):
+    """Every training step printed the cut-caption warning again, each with other counts (before 2026-12-06)."""
+    config = run_config(tmp_path, "dit", "t5", t5_folder[0], max_length=8)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert cli.main(["train", config, "train.steps=3", "--no-progress"]) == 0
+    cut = [w for w in caught if issubclass(w.category, VocabularyWarning)]
+    assert len(cut) == 1 and "said for the first batch only" in str(cut[0].message)
+    records = [json.loads(line) for line in (tmp_path / "dit_run" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["cut_caption_batches"] for r in records] == [1, 2, 3]  # counted, not repeated

@@ -90,7 +90,7 @@ class ClipTextEncoder(FolderWeights, nn.Module):
 
     def forward(self, prompts: list[str]) -> TextCondition:
         prompts = check_prompt_strings(prompts)
-        warn_cut(self.tokenizer(prompts)["input_ids"], self.cfg.max_length, "CLIP")
+        warn_cut(self.tokenizer(prompts, verbose=False)["input_ids"], self.cfg.max_length, "CLIP")
         ids = self.tokenizer(prompts, padding="max_length", max_length=self.cfg.max_length, truncation=True,
                              return_tensors="pt").input_ids.to(self.model.device)
         out = self.model(ids)

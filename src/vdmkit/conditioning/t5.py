@@ -120,7 +120,7 @@ class T5TextEncoder(FolderWeights, nn.Module):
 
     def forward(self, prompts: list[str]) -> TextCondition:
         prompts = check_prompt_strings(prompts)
-        warn_cut(self.tokenizer(prompts)["input_ids"], self.cfg.max_length, "T5")
+        warn_cut(self.tokenizer(prompts, verbose=False)["input_ids"], self.cfg.max_length, "T5")
         batch = self.tokenizer(prompts, padding="max_length", max_length=self.cfg.max_length, truncation=True,
                                return_tensors="pt")
         ids = batch.input_ids.to(self.model.device)

@@ -17,6 +17,7 @@ import dataclasses
 import math
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import torch
@@ -33,7 +34,7 @@ from vdmkit.backbones.regional import RegionalCompile
 from vdmkit.conditioning import masks
 from vdmkit.conditioning.pretrained import checkpoint_copy, without_paths
 from vdmkit.distributed import barrier, collectives, join, mean
-from vdmkit.errors import ConfigError, NonFiniteError
+from vdmkit.errors import ConfigError, NonFiniteError, VocabularyWarning
 from vdmkit.io.checkpoint import CONFIG, WEIGHTS, Checkpoint, load_strict, open_checkpoint
 from vdmkit.io.video import upscale, write_video
 from vdmkit.pipelines import TextToVideo, pipeline_config
@@ -89,12 +90,30 @@ class DiffusionObjective(nn.Module):
         self.condition = cfg.data.condition
         # train.compile: the backbone's blocks compiled (regional compilation), only while this objective runs
         self.regions = RegionalCompile(pipe.backbone) if cfg.train.compile else None
+        self.cut_batches = 0  # batches whose captions the text encoder cut (or found words unknown to it in)
+
+    def encode(self, captions: list[str]):
+        """The captions' text condition; the text encoder's warning about cut captions is said once per run (the
+        captions of every batch would repeat it), then counted in ``cut_batches`` (metrics.jsonl:
+        ``cut_caption_batches``)."""
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", VocabularyWarning)
+            text = self.pipe.encode(captions)
+        for w in caught:
+            if not issubclass(w.category, VocabularyWarning):
+                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+                continue
+            if not self.cut_batches:
+                warnings.warn(f"{w.message} (said for the first batch only; later ones are counted)", VocabularyWarning,
+                              stacklevel=2)
+            self.cut_batches += 1
+        return text
 
     def forward(self, videos: torch.Tensor, captions: list[str], draws, condition=None) -> torch.Tensor:
         """``condition``: the conditioning draws (vdmkit.conditioning.masks.Draws) when the run trains a conditioned
         model (data.condition), else None."""
         with autocast(self.device, self.precision):
-            cond = dataclasses.replace(self.pipe.encode(captions), is_image=draws.is_image)
+            cond = dataclasses.replace(self.encode(captions), is_image=draws.is_image)
             if condition is not None:
                 cond = masks.conditioned(cond, videos, condition, self.condition)
                 if self.condition.residual:  # the model generates what the upsampled low-res clip lacks
@@ -156,7 +175,8 @@ def train(cfg: RunConfig, *, resume: bool = False, progress: bool = True) -> Pat
     scheme = choose_scheme(tc.randomness, world.distributed or layout.accum > 1,
                            doc.get("randomness", "stream") if start is not None else None)
     data_images = getattr(cfg.data, "images", False) and getattr(cfg.data, "image_ratio", 0) > 0
-    model = parallelize(DiffusionObjective(pipe, cfg, device), pipe, ema, mode, tc, device, images=data_images)
+    objective = DiffusionObjective(pipe, cfg, device)
+    model = parallelize(objective, pipe, ema, mode, tc, device, images=data_images)
     params = [p for p in pipe.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=tc.lr, weight_decay=tc.weight_decay, betas=(0.9, 0.999))
     scaler = grad_scaler(device, tc.precision)  # fp16 devices only; a pass-through elsewhere
@@ -219,6 +239,8 @@ def train(cfg: RunConfig, *, resume: bool = False, progress: bool = True) -> Pat
                     record = {"step": step, "loss": loss.item(), "grad_norm": float(grad_norm),
                               "lr": lr_at(step - 1, tc), "steps_per_s": rate, "global_batch": layout.global_batch,
                               "threads": torch.get_num_threads(), "time": time.time(), **peak_memory_record(device)}
+                    if objective.cut_batches:  # micro-batches with captions the text encoder cut, so far
+                        record["cut_caption_batches"] = objective.cut_batches
                     metrics.write(record)
                     bar.show(loss=f"{record['loss']:.4f}", it_s=f"{rate:.2f}")
                 save = step % tc.checkpoint_every == 0 or step == tc.steps
