@@ -231,7 +231,7 @@ def variable_rate_clip(path: Path, switch: float = 2.0, end: float = 4.0) -> Pat
             img = np.zeros((32, 32, 3), np.uint8)
             img[..., 0], img[:, : i % 32 + 1, 1] = (i * 7) % 255, 200
             frame = av.VideoFrame.from_ndarray(img, format="rgb24")
-            frame.pts, frame.time_base = int(round(t * 90000)), fractions.Fraction(1, 90000)
+            frame.pts, frame.time_base = round(t * 90000), fractions.Fraction(1, 90000)
             for p in stream.encode(frame):
                 out.mux(p)
             t, i = t + (1 / 30 if t < switch else 1 / 10), i + 1

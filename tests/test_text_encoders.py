@@ -5,6 +5,7 @@ inputs. Tiny random-weight models saved by transformers itself."""
 
 import json
 import warnings
+from pathlib import Path
 
 import pytest
 import torch
@@ -303,7 +304,7 @@ def test_runs_and_conversions_carry_the_encoder_files_and_outlive_the_folder(t5_
         converted = TextToVideo.from_pretrained(tmp_path / "ms_vdmkit")(["a red panda"], frames=2, steps=2, seed=0)
     assert torch.isfinite(video).all() and torch.isfinite(converted).all()
     monkeypatch.chdir(work)  # the same config, its folder gone: the run continues from its checkpoint's copy
-    doc = yaml.safe_load(open(config))
+    doc = yaml.safe_load(Path(config).read_text())
     doc["train"]["steps"] = 3
     (work / "more.yaml").write_text(yaml.safe_dump(doc))
     assert cli.main(["train", str(work / "more.yaml"), "--resume", "--no-progress"]) == 0

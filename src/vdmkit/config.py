@@ -139,7 +139,7 @@ def read_config(cls, path: str | os.PathLike | None, overrides: list[str] = ()):
         if not path.is_file():
             raise ConfigError(f"config file {str(path)!r} not found")
         try:
-            data = yaml.load(path.read_text(encoding="utf-8"), Loader=StrictLoader)  # noqa: S506 (a SafeLoader)
+            data = yaml.load(path.read_text(encoding="utf-8"), Loader=StrictLoader)  # a SafeLoader subclass
         except (yaml.YAMLError, UnicodeDecodeError) as e:
             raise ConfigError(f"config file {str(path)!r} is not valid YAML: {e}") from e
         if data is None or data == {}:

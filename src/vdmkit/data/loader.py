@@ -148,7 +148,7 @@ class VideoTextDataset:
                                          frames_declared=r.get("frames_declared", 0), is_image=r.get("kind") == "image")
             except (ValueError, KeyError, TypeError, AttributeError) as e:
                 what = f"lacks {e}" if isinstance(e, KeyError) else str(e)
-                raise DatasetError(f"data.manifest {str(path)}:{number}: not a manifest row ({what}); write the "
+                raise DatasetError(f"data.manifest {path}:{number}: not a manifest row ({what}); write the "
                                    "manifest with `vdmkit curate`, or fix that line") from e
         return infos, captions
 
