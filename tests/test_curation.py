@@ -111,6 +111,8 @@ def test_custom_scorer_and_manifest_feeds_a_dataset(tmp_path):
     ds = VideoTextDataset(VideoDataConfig(root=str(tmp_path), manifest="m.jsonl", size=16, lengths=(4,), frames=4,
                                           image_ratio=0.0), batch_size=1)
     assert [s.row.path.name for s in ds.samples] == ["a.mp4"] and ds.skipped
+    # the scan's own reason, not "not kept in the manifest" (before 2026-12-06)
+    assert any("empty file" in reason for reason in ds.stats()["skipped"]), ds.stats()
 
 
 @pytest.mark.parametrize("name, match", [("m.mp4", "unknown format '.mp4'; use one of .jsonl"),

@@ -106,16 +106,18 @@ class VideoTextDataset:
                 if info is EXCLUDED:  # `vdmkit curate` filtered it out (keep: false): left out, not a bad sample
                     self.excluded += 1
                     continue
-                if info is None:  # a decode error in the scan, or a file the scan never saw
-                    raise InvalidVideoError(f"{str(row.path)!r}: not kept in the manifest")
+                if isinstance(info, str):  # the scan's reason (a decode error, a bad file)
+                    raise InvalidVideoError(f"{str(row.path)!r}: {info} (in the manifest)")
+                if info is None:  # a file the scan never saw
+                    raise InvalidVideoError(f"{str(row.path)!r}: not in the manifest (curate again to scan it)")
                 samples.append(self._place(row, info))
             except InvalidVideoError as e:
                 self._skip(None, str(e))
         return samples
 
     def _manifest_infos(self) -> tuple[dict | None, dict[Path, str]]:
-        """(path -> VideoInfo, or EXCLUDED for rows curation filtered out; None without a manifest), (path -> the
-        manifest's summary caption)."""
+        """(path -> VideoInfo, EXCLUDED for rows curation filtered out, or the scan's error for a bad file; None
+        without a manifest), (path -> the manifest's summary caption)."""
         if self.cfg.manifest is None:
             return None, {}
         import json
@@ -134,7 +136,9 @@ class VideoTextDataset:
                 r = json.loads(line)
                 if not isinstance(r, dict) or not isinstance(r.get("path"), str):
                     raise ValueError("not a JSON object with a path")
-                if r.get("status") == "ok" and not r.get("keep", True):  # filtered out on purpose: no bad sample
+                if r.get("status") == "error":  # the scan's reason, given when training meets the file
+                    infos[(Path(self.cfg.root) / r["path"]).resolve()] = str(r.get("error") or "an error in the scan")
+                elif r.get("status") == "ok" and not r.get("keep", True):  # filtered out on purpose: no bad sample
                     infos[(Path(self.cfg.root) / r["path"]).resolve()] = EXCLUDED
                 elif r.get("status") == "ok":
                     p = (Path(self.cfg.root) / r["path"]).resolve()
