@@ -176,9 +176,6 @@ class FolderWeights:
     def load_folder_weights(self) -> str:
         """Load the folder's own weights into the encoder, strictly (a fresh training run starts from them; a trained
         run's checkpoints carry them); return their sha256."""
-        files = weight_files(self.cfg.folder)
-        state: dict[str, torch.Tensor] = {}
-        for path in files:
-            state.update(load_tensors(path))
-        load_strict(self.model, self.folder_state(state), self.cfg.folder)
+        files = weight_files(self.cfg.folder)  # shard by shard: one shard's tensors held at a time (T5-XXL: 19 GB)
+        load_strict(self.model, (self.folder_state(load_tensors(path)) for path in files), self.cfg.folder)
         return files_sha256(files)
