@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vdmkit.backbones.layers import timestep_embedding, zero_init
+from vdmkit.backbones.layers import Linear, timestep_embedding, zero_init
 from vdmkit.conditioning.condition import Condition
 from vdmkit.errors import ConfigError, ConstraintError
 from vdmkit.video import fold_time, unfold_time
@@ -101,7 +101,7 @@ class ConditionInputs(nn.Module):
         self.in_channels, self.inputs = in_channels, inputs
         self.channels = condition_channels(in_channels, inputs)
         self.proj = zero_init(make_proj(self.channels))
-        self.noise_mlp = zero_init(nn.Linear(NOISE_FEATURES, emb_dim))
+        self.noise_mlp = zero_init(Linear(NOISE_FEATURES, emb_dim))
 
     def forward(self, x: torch.Tensor, cond: Condition) -> torch.Tensor:
         """What the conditioning adds to the first layer's output for x_t ``x``."""

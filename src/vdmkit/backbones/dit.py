@@ -36,10 +36,13 @@ from torch.utils.checkpoint import checkpoint as recompute
 from vdmkit.backbones.layers import (
     Attention,
     ImageFrames,
+    Linear,
     attention,
     check_conditioning,
     config_preset,
     fourier_frequencies,
+    fused_linear,
+    fused_linear_applies,
     grid_features,
     image_frames,
     timestep_embedding,
@@ -268,8 +271,8 @@ class SelfAttention(nn.Module):
     def __init__(self, width: int, heads: int, axis: str):
         super().__init__()
         self.axis, self.heads = axis, heads
-        self.qkv = nn.Linear(width, 3 * width)
-        self.proj = nn.Linear(width, width)
+        self.qkv = Linear(width, 3 * width)
+        self.proj = Linear(width, width)
         self.self_attention_hook = None  # layers.self_attention_hook; never saved
 
     def forward(self, x: torch.Tensor, ctx: Context) -> torch.Tensor:
@@ -305,6 +308,20 @@ def gated(x: torch.Tensor, gate: torch.Tensor | None) -> torch.Tensor:
     return x if gate is None else gate * x
 
 
+class GeluMLP(nn.Sequential):
+    """Linear -> exact GELU -> Linear, keyed as the ``nn.Sequential`` it replaces (0 and 2); bf16 inference on CPU
+    runs the GELU in the first layer's oneDNN call (layers.fused_linear)."""
+
+    def __init__(self, width: int, hidden: int):
+        super().__init__(Linear(width, hidden), nn.GELU(), Linear(hidden, width))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        first = self[0]
+        if fused_linear_applies(x, first.weight) and not (first._forward_hooks or first._forward_pre_hooks):
+            return self[2](fused_linear(x, first.weight, first.bias, gelu=True))  # a LoRA hooks its layer: not here
+        return super().forward(x)
+
+
 class DiTBlock(nn.Module):
     """Pre-norm block: self-attention over each of ``axes`` in turn, cross-attention to the text tokens
     (cross conditioning), MLP. With adaLN-Zero each attention and the MLP read
@@ -323,8 +340,8 @@ class DiTBlock(nn.Module):
             self.cross = Attention(cfg.width, cfg.heads, context_dim=cfg.text_dim)  # output starts at zero
         hidden = int(cfg.width * cfg.mlp_ratio)
         # exact (erf) GELU, not DiT's tanh approximation: 6x faster in bf16 on CPU (measured here, 2048 x 256)
-        self.mlp = nn.Sequential(nn.Linear(cfg.width, hidden), nn.GELU(), nn.Linear(hidden, cfg.width))
-        self.modulation = nn.Linear(cfg.width, 3 * self.sublayers * cfg.width) if cfg.adaln else None
+        self.mlp = GeluMLP(cfg.width, hidden)
+        self.modulation = Linear(cfg.width, 3 * self.sublayers * cfg.width) if cfg.adaln else None
 
     def forward(self, x: torch.Tensor, ctx: Context) -> torch.Tensor:
         mods = self._modulation(ctx.cond)
@@ -353,7 +370,7 @@ class PatchEmbed(nn.Module):
     def __init__(self, cfg: DiTConfig, channels: int | None = None):
         super().__init__()
         self.k, self.p = cfg.tubelet_t, cfg.patch_size
-        self.proj = nn.Linear((channels or cfg.in_channels) * self.k * self.p ** 2, cfg.width)
+        self.proj = Linear((channels or cfg.in_channels) * self.k * self.p ** 2, cfg.width)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         patches = rearrange(x, "b c (t k) (h p) (w q) -> b (t h w) (k p q c)", k=self.k, p=self.p, q=self.p)
@@ -367,8 +384,8 @@ class FinalLayer(nn.Module):
         super().__init__()
         self.k, self.p = cfg.tubelet_t, cfg.patch_size
         self.norm = nn.LayerNorm(cfg.width, elementwise_affine=not cfg.adaln, eps=NORM_EPS)
-        self.modulation = nn.Linear(cfg.width, 2 * cfg.width) if cfg.adaln else None
-        self.linear = nn.Linear(cfg.width, cfg.out_channels * self.k * self.p ** 2)
+        self.modulation = Linear(cfg.width, 2 * cfg.width) if cfg.adaln else None
+        self.linear = Linear(cfg.width, cfg.out_channels * self.k * self.p ** 2)
 
     def forward(self, x: torch.Tensor, cond: torch.Tensor | None, grid: dict[str, int]) -> torch.Tensor:
         shift = scale = None
@@ -425,8 +442,8 @@ class VideoDiT(nn.Module):
         self.position = POSITIONS[cfg.position](cfg)
         if cfg.cross_position == "fourier":
             self.register_buffer("cross_frequencies", fourier_frequencies(w, cfg.cross_fourier_scale))
-        self.time_mlp = nn.Sequential(nn.Linear(FREQUENCY_DIM, w), nn.SiLU(), nn.Linear(w, w))
-        self.text_proj = nn.Linear(cfg.text_dim, w) if cfg.text_dim else None  # pooled (adaLN) or tokens (in-context)
+        self.time_mlp = nn.Sequential(Linear(FREQUENCY_DIM, w), nn.SiLU(), Linear(w, w))
+        self.text_proj = Linear(cfg.text_dim, w) if cfg.text_dim else None  # pooled (adaLN) or tokens (in-context)
         self.blocks = nn.ModuleList(DiTBlock(cfg, axes) for axes in LAYOUTS[cfg.layout](cfg.depth))
         self.final = FinalLayer(cfg)
         self._init_weights()

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import math
 from typing import Callable, Iterator
 from dataclasses import dataclass
@@ -200,6 +201,60 @@ class FrameGroupNorm(PlaneGroupNorm):
         return rearrange(y, "(b t) c h w -> b c t h w", t=x.shape[2])
 
 
+# oneDNN's matmul with the bias (and a GELU) applied in its epilogue, on the fp32 accumulator: aten's bf16 linear on
+# CPU first copies the broadcast bias into the output and then accumulates onto it, and its bf16 GELU is a separate
+# pass. Measured on this project's 2-core AMX CPU, one thread, bf16 (BENCHMARKS.md "Session 13"): a 6,544 x 320 ->
+# 2,560 projection 8.8 -> 6.7 ms; the GEGLU's GELU half 1.5 G -> about 4 G elements/s.
+@functools.cache
+def _onednn_bf16() -> bool:
+    try:
+        return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+                    and hasattr(torch.ops.mkldnn, "_linear_pointwise"))
+    except (AttributeError, RuntimeError):  # a build without oneDNN, or one whose private ops moved
+        return False
+
+
+def fused_linear_applies(x: torch.Tensor, weight: torch.Tensor) -> bool:
+    """Whether :func:`fused_linear` runs oneDNN's fused kernel for these operands: bf16 inference on a CPU with
+    oneDNN's bf16 support, no gradient taken, not while tracing (a compiler fuses on its own)."""
+    return (x.dtype == torch.bfloat16 and weight.dtype == torch.bfloat16 and x.device.type == "cpu"
+            and not torch.is_grad_enabled() and not capturing() and _onednn_bf16())
+
+
+def fused_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, gelu: bool = False) -> torch.Tensor:
+    """``F.linear(x, weight, bias)``, then the exact (erf) GELU when ``gelu``; in one oneDNN call where
+    :func:`fused_linear_applies`. Its results differ from the unfused ones by bf16 rounding only (the bias and the
+    GELU see the fp32 accumulator instead of its bf16 rounding)."""
+    if fused_linear_applies(x, weight):
+        return torch.ops.mkldnn._linear_pointwise(x, weight, bias, "gelu" if gelu else "none", [],
+                                                   "none" if gelu else "")
+    y = F.linear(x, weight, bias)
+    return F.gelu(y) if gelu else y
+
+
+class Linear(nn.Linear):
+    """``nn.Linear`` (same parameters, same checkpoints, same LoRA hooks) whose bf16 inference on CPU runs
+    :func:`fused_linear`."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return fused_linear(x, self.weight, self.bias)
+
+
+def channels_last_weights(module: nn.Module) -> int:
+    """Store the weights of ``module``'s :class:`FrameConv` and :class:`TemporalConv` layers channels-last, the layout
+    of the frames they convolve, so that oneDNN (or cuDNN) does not reorder every weight at every call (ModelScope's
+    1280-channel 3 x 3 convolutions on 8 x 8 latents, bf16, one thread: 113 -> 75 ms). Values, parameter names and
+    checkpoints are unchanged (files are written contiguous). For inference: ``from_pretrained`` calls it; a model
+    that trains next, distributed or sharded, keeps the layout it was built with. Returns how many were changed."""
+    changed, layout = 0, torch.channels_last_3d
+    for m in module.modules():
+        if isinstance(m, (FrameConv, TemporalConv)) and not m.weight.is_contiguous(memory_format=layout):
+            with torch.no_grad():
+                m.weight.data = m.weight.data.contiguous(memory_format=layout)
+            changed += 1
+    return changed
+
+
 def frame_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, stride=1, padding=0) -> torch.Tensor:
     """A 2D convolution (weight (C', C, kh, kw)) on every frame of (B, C, T, H, W), with the frames folded into
     the batch: (B, C', T, H', W'), stored frame after frame, each frame channels-last (NHWC).
@@ -262,9 +317,9 @@ class Attention(nn.Module):
         if dim % heads:
             raise ValueError(f"attention width {dim} is not divisible by heads={heads}")
         self.heads = heads
-        self.to_q = nn.Linear(dim, dim, bias=False)
-        self.to_kv = nn.Linear(context_dim or dim, 2 * dim, bias=False)
-        self.to_out = zero_init(nn.Linear(dim, dim))
+        self.to_q = Linear(dim, dim, bias=False)
+        self.to_kv = Linear(context_dim or dim, 2 * dim, bias=False)
+        self.to_out = zero_init(Linear(dim, dim))
         self.self_attention_hook: SelfAttentionHook | None = None  # see self_attention_hook(); never saved
 
     def forward(self, x: torch.Tensor, context: torch.Tensor | None = None, mask: torch.Tensor | None = None,
@@ -331,8 +386,8 @@ class FeedForward(nn.Module):
 
     def __init__(self, dim: int, mult: int, zero_out: bool = False):
         super().__init__()
-        self.proj_in = nn.Linear(dim, 2 * mult * dim)
-        self.proj_out = nn.Linear(mult * dim, dim)
+        self.proj_in = Linear(dim, 2 * mult * dim)
+        self.proj_out = Linear(mult * dim, dim)
         if zero_out:
             zero_init(self.proj_out)
 
@@ -342,7 +397,15 @@ class FeedForward(nn.Module):
         return out.view(*x.shape[:-1], out.shape[-1])
 
     def geglu(self, x: torch.Tensor) -> torch.Tensor:
-        a, gate = self.proj_in(x).chunk(2, dim=-1)
+        proj = self.proj_in
+        if fused_linear_applies(x, proj.weight) and not (proj._forward_hooks or proj._forward_pre_hooks):
+            # the value half and the GELU half as two oneDNN calls, the GELU fused into the second (a LoRA on
+            # proj_in hooks the layer's call, so a hooked proj_in takes the path below)
+            half = proj.out_features // 2
+            bias = (None, None) if proj.bias is None else (proj.bias[:half], proj.bias[half:])
+            a = fused_linear(x, proj.weight[:half], bias[0])
+            return self.proj_out(a.mul_(fused_linear(x, proj.weight[half:], bias[1], gelu=True)))
+        a, gate = proj(x).chunk(2, dim=-1)
         return self.proj_out(a * F.gelu(gate))
 
 

@@ -21,8 +21,8 @@ import torch
 from einops import rearrange
 from torch import nn
 
-from vdmkit.backbones.layers import (MAX_PERIOD, Attention, FeedForward, chunk_rows, chunkable, group_norm, in_chunks,
-                                     zero_init)
+from vdmkit.backbones.layers import (MAX_PERIOD, Attention, FeedForward, Linear, chunk_rows, chunkable, group_norm,
+                                     in_chunks, zero_init)
 
 TRANSFORMER_NORM_EPS = 1e-6  # the GroupNorm in front of every SD / ModelScope transformer
 
@@ -60,9 +60,9 @@ class SpatialTransformer(nn.Module):
     def __init__(self, channels: int, heads: int, text_dim: int, ff_mult: int = 4, groups: int = 32):
         super().__init__()
         self.norm = group_norm(channels, groups, TRANSFORMER_NORM_EPS)
-        self.proj_in = nn.Linear(channels, channels)
+        self.proj_in = Linear(channels, channels)
         self.block = TransformerBlock(channels, heads, text_dim, ff_mult)
-        self.proj_out = nn.Linear(channels, channels)
+        self.proj_out = Linear(channels, channels)
 
     def forward(self, x: torch.Tensor, context: torch.Tensor | None, mask: torch.Tensor | None) -> torch.Tensor:
         b, c, t, h, w = x.shape
@@ -112,9 +112,9 @@ class TemporalTransformer(OverTime):
         self.on_images = on_images
         inner = heads * head_dim
         self.norm = group_norm(channels, groups, TRANSFORMER_NORM_EPS, per_frame=False)
-        self.proj_in = nn.Linear(channels, inner)
+        self.proj_in = Linear(channels, inner)
         self.block = TransformerBlock(inner, heads, 0, ff_mult)
-        self.proj_out = nn.Linear(inner, channels)
+        self.proj_out = Linear(inner, channels)
 
     def mix(self, s: torch.Tensor) -> torch.Tensor:
         return self.block(s)
@@ -130,9 +130,9 @@ class MotionModule(OverTime):
         super().__init__()
         self.on_images = True
         self.norm = group_norm(channels, groups, TRANSFORMER_NORM_EPS, per_frame=False)
-        self.proj_in = nn.Linear(channels, channels)
+        self.proj_in = Linear(channels, channels)
         self.blocks = nn.ModuleList(TransformerBlock(channels, heads, 0) for _ in range(layers))
-        self.proj_out = zero_init(nn.Linear(channels, channels))
+        self.proj_out = zero_init(Linear(channels, channels))
         self.register_buffer("positions", frame_positions(max_frames, channels), persistent=False)
 
     @property

@@ -27,6 +27,7 @@ from torch import nn
 from vdmkit.backbones.layers import (
     FrameConv,
     ImageFrames,
+    Linear,
     TemporalConv,
     check_conditioning,
     config_preset,
@@ -324,7 +325,7 @@ class ResBlock3D(nn.Module):
         self.temporal_on_images = cfg.temporal_on_images
         self.norm1 = group_norm(c_in, groups, eps)
         self.conv1 = SpaceTimeConv(c_in, c_out, kernel, padding=pad)
-        self.emb = nn.Linear(emb_dim, c_out if self.add_embedding else 2 * c_out)
+        self.emb = Linear(emb_dim, c_out if self.add_embedding else 2 * c_out)
         self.norm2 = group_norm(c_out, groups, eps)
         self.dropout = nn.Dropout(cfg.dropout)
         self.conv2 = zero_init(SpaceTimeConv(c_out, c_out, kernel, padding=pad))
@@ -334,7 +335,7 @@ class ResBlock3D(nn.Module):
             per_frame = cfg.temporal_norm == "frame"
             self.temporal_norm = group_norm(c_out, groups, eps, per_frame)
             self.temporal_conv = zero_init(TemporalConv(c_out, cfg.temporal_kernel))
-            self.temporal_emb = zero_init(nn.Linear(emb_dim, 2 * c_out)) if cfg.temporal_text else None
+            self.temporal_emb = zero_init(Linear(emb_dim, 2 * c_out)) if cfg.temporal_text else None
             if cfg.temporal_conv_layers > 1:  # ModelScope's TemporalConvLayer: more (norm, SiLU, conv) layers first
                 self.temporal_stack = nn.ModuleList(
                     nn.ModuleDict({"norm": group_norm(c_out, groups, eps, per_frame),
@@ -426,8 +427,8 @@ class UNet3D(nn.Module):
         self.cfg = cfg
         ch = cfg.channels
         emb_dim = 4 * ch[0]
-        self.time_mlp = nn.Sequential(nn.Linear(ch[0], emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
-        self.text_to_emb = nn.Linear(cfg.text_dim, emb_dim) if cfg.text_dim and cfg.pooled_text else None
+        self.time_mlp = nn.Sequential(Linear(ch[0], emb_dim), nn.SiLU(), Linear(emb_dim, emb_dim))
+        self.text_to_emb = Linear(cfg.text_dim, emb_dim) if cfg.text_dim and cfg.pooled_text else None
         self.conv_in = FrameConv(cfg.in_channels, ch[0], SPATIAL_3X3, padding=SPATIAL_PAD)
         self.condition_in = None
         if cfg.condition_inputs:  # extra input channels, summed with conv_in's output; zero at init

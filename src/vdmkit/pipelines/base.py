@@ -16,6 +16,7 @@ from typing import Iterator
 import torch
 from torch import nn
 
+from vdmkit.backbones.layers import channels_last_weights
 from vdmkit.autoencoders.load import build_autoencoder
 from vdmkit.conditioning.condition import Condition
 from vdmkit.conditioning.pretrained import checkpoint_copy
@@ -369,5 +370,6 @@ class Pipeline(nn.Module):
             empty_parameters(pipe, device, DTYPES[dtype])
         pipe = pipe.to(device=device, dtype=DTYPES[dtype])
         load_strict(pipe, pipeline_weights(source, pipe), source.directory)
+        channels_last_weights(pipe)  # the layout its convolutions' frames have: no reorder per call
         pipe.source, pipe.model_sha256 = str(source.directory), weights_sha256(source)
         return pipe.eval()
