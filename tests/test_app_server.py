@@ -124,8 +124,9 @@ BAD_GENERATE = [
     ({"frames": "8"}, 422, "frames: Input should be a valid integer"),
     ({"steps": 10**9}, 400, "limit of 250"),
     ({"guidance": float("nan")}, 400, "finite"),
-    ({"guidance": "nan"}, 400, "finite"),
-    ({"guidance": "inf"}, 400, "finite"),
+    ({"guidance": "nan"}, 422, "guidance: Input should be a valid number"),
+    ({"guidance": "3"}, 422, "guidance: Input should be a valid number"),  # strict, as steps: "3" is not 3
+    ({"guidance": True}, 422, "guidance: Input should be a valid number"),
     ({"guidance": -3}, 400, ">= 0"),
     ({"height": 100000}, 400, "limit of 256"),
     ({"width": 100000, "height": 100000}, 400, "limit of 256"),
@@ -154,6 +155,24 @@ def test_bad_generate_requests_are_4xx_with_a_message(client, monkeypatch, chang
     assert r.status_code == status, r.text
     assert message in r.json()["error"] and len(r.json()["error"]) < 400
     assert client.get("/api/gallery").json()["videos"] == [] and not loaded
+
+
+def test_generate_refuses_a_conditioned_model_as_its_listing_does(tmp_path, monkeypatch):
+    """A model trained on known frames is listed unusable; asking for it anyway is refused before any weights load
+    (it was sampled as plain text-to-video before 2026-12-05)."""
+    from tests.test_conditioned import MIX, run
+    from vdmkit.pipelines import TextToVideo
+    from vdmkit.pipelines import default as default_module
+
+    monkeypatch.setattr(default_module, "default_model", lambda: None)
+    run(tmp_path / "runs", "frames", MIX)
+    loaded = []
+    monkeypatch.setattr(TextToVideo, "from_pretrained", lambda *a, **k: loaded.append(1))
+    with TestClient(create_app(Settings(runs=tmp_path / "runs", out=tmp_path / "out"))) as client:
+        assert client.get("/api/models").json()["models"][0]["usable"] is False
+        r = client.post("/api/generate", json={"model": "frames", "prompt": "a red circle", "steps": 2})
+        assert r.status_code == 400 and "not a text-to-video model" in r.json()["error"], r.text
+        assert client.get("/api/gallery").json()["videos"] == [] and not loaded
 
 
 @pytest.mark.parametrize("body, status, message", [

@@ -9,6 +9,7 @@ import torch
 
 from vdmkit import cli
 from vdmkit.backbones.dit import DiTConfig, VideoDiT
+from vdmkit.backbones.layers import channels_last_weights
 from vdmkit.backbones.unet3d import UNet3D, UNet3DConfig
 from vdmkit.conditioning.condition import Condition
 from vdmkit.conditioning.masks import ConditionConfig, augment, conditioned, draw, frame_mask
@@ -186,6 +187,7 @@ def test_a_conditioned_model_fine_tunes_from_its_text_to_video_checkpoint(models
     assert init_from(tuned, models["t2v"]) == base.model_sha256
     x, t = clip(1), torch.tensor([300])
     cond = base.encode(["a red circle moving left"])
+    channels_last_weights(tuned)  # as the loaded one's: the same kernels, so the same sums in the same order
     with torch.no_grad():  # step 0 of the fine-tuning is the text-to-video model, whatever the known frames
         assert torch.equal(tuned.backbone(x, t, Condition(text=cond.text, known=clip(1, seed=4),
                                                           mask=torch.tensor([[1, 0, 0, 0]]))),
@@ -228,6 +230,18 @@ def test_replacement_keeps_the_known_frames_exactly_on_any_model(models, sampler
     video = image_to_video(pipe, image, "a red circle moving left", steps=3, sampler=sampler, mode="replace")
     assert torch.equal(video[:, :, 0], image) and video.shape == (1, 3, 4, 16, 16)
     assert not torch.equal(video[:, :, 1], image)
+
+
+def test_tasks_refuse_outputs_beyond_memory_before_sampling(models, monkeypatch):
+    from vdmkit.errors import OutOfMemoryError
+    from vdmkit.pipelines import conditioned as tasks
+
+    pipe = TextToVideo.from_pretrained(models["frames"])
+    monkeypatch.setattr(tasks, "run_conditioned", lambda *a, **k: pytest.fail("sampled before the memory check"))
+    with pytest.raises(OutOfMemoryError, match="100000000 frames"):
+        extend(pipe, clip(1, t=3), frames=10**8, steps=2)
+    with pytest.raises(OutOfMemoryError, match="needs about"):
+        tasks.image_to_video(pipe, clip(1, t=1)[:, :, 0], "x", frames=10**8, steps=2)
 
 
 def test_concat_tasks_make_the_frames_and_sizes_they_promise(models):
@@ -378,6 +392,9 @@ def test_task_commands_write_videos_with_their_sidecars(models, tmp_path, capsys
 
 
 def test_task_commands_refuse_bad_inputs_with_exit_2(models, tmp_path, monkeypatch, capsys):
+    from PIL import Image
+
+    Image.fromarray(torch.zeros(16, 16, 3, dtype=torch.uint8).numpy()).save(tmp_path / "first.png")
     keys = write_clip(tmp_path / "keys.mp4", 3, 16)
     one = write_clip(tmp_path / "one.mp4", 1, 16)
 
@@ -395,6 +412,13 @@ def test_task_commands_refuse_bad_inputs_with_exit_2(models, tmp_path, monkeypat
         (["upscale", "--model", models["frames"], "--video", keys], "super-resolution needs"),
         (["interpolate", "--model", models["frames"], "--video", keys, "--device", "cuda"], "no CUDA"),
         (["upscale", "--model", models["sr"], "--video", str(tmp_path / "missing.mp4")], "missing"),
+        # the whole output's memory is estimated before anything is built (these hung, or died in the allocator,
+        # before 2026-12-05)
+        (["extend", "--video", keys, "--frames", "100000000"], "needs about"),
+        (["sample", "--model", models["frames"], "--image", str(tmp_path / "first.png"), "--prompt", "x",
+          "--frames", "100000000"], "needs about"),
+        (["sample", "--model", models["frames"], "--image", str(tmp_path / "first.png"), "--prompt", "x",
+          "--frames", "1000000"], "needs about"),
     ]
     for argv, match in cases:
         assert cli.main([*argv, "--out", str(tmp_path / "o.mp4")]) == 2, argv

@@ -4,6 +4,8 @@ tasks `vdmkit interpolate | extend | upscale` and `vdmkit sample --image` (pipel
 
 from __future__ import annotations
 
+import dataclasses
+
 import json
 import math
 import sys
@@ -121,9 +123,18 @@ def _run_task(args, task: str, video, prompt: str, produce_args: dict, extra: di
     options = _conditioning(args)
     if task != "image_to_video":
         options["keep_known"] = not args.no_keep
+    if task == "image_to_video":  # its known frames are the whole video: checked on a 2-frame probe before built
+        probe = tasks.task_request(config, task, video, prompt, **{**produce_args, "frames": 2}, **options)
+        frames = produce_args["frames"] or config.frames
+        probe = dataclasses.replace(probe, base=dataclasses.replace(probe.base, frames=frames))
+        tasks.check_task_memory(config, probe, device, weights_dtype(args),
+                                view_factor=view_factor(probe.base, args.upscale))
     request = tasks.task_request(config, task, video, prompt, **produce_args, **options)
     options["seed"] = request.base.seed  # --seed random: the seed drawn and recorded is the one sampled with
-    view_factor(request.base, args.upscale)
+    factor = view_factor(request.base, args.upscale)
+    tasks.check_task_memory(config, request, device, weights_dtype(args), view_factor=factor,
+                            frames=tasks.task_frames(task, video, **{k: v for k, v in produce_args.items()
+                                                                     if k in ("factor", "frames")}))
     threads = apply_threads(args.threads)
     pipe = TextToVideo.from_pretrained(ckpt, device=device, dtype=weights_dtype(args))
     apply_runner(pipe, args)  # sample --image: --compile / --cuda-graphs

@@ -133,11 +133,12 @@ def create_app(settings: Settings):
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
     from fastapi.staticfiles import StaticFiles
-    from pydantic import BaseModel, ConfigDict, StrictInt
+    from pydantic import BaseModel, ConfigDict, StrictFloat, StrictInt
     from starlette.exceptions import HTTPException as StarletteHTTPException
 
     from vdmkit.pipelines import make_request, open_model
     from vdmkit.pipelines.render import thread_warnings
+    from vdmkit.pipelines.text2video import refuse_conditioned
 
     settings.out.mkdir(parents=True, exist_ok=True)
     store = VoteStore(settings.db)
@@ -158,7 +159,7 @@ def create_app(settings: Settings):
         prompt: str
         sampler: str = "ddim"
         steps: StrictInt = 25  # strict: true is not 1, "3" is not 3
-        guidance: float = 3.0
+        guidance: StrictFloat = 3.0  # an int is a number; true and "3" are not
         seed: StrictInt | None = 0
         frames: StrictInt | None = None
         height: StrictInt | None = None
@@ -242,6 +243,7 @@ def create_app(settings: Settings):
         prompt = check_prompt(body.prompt)
         check_limits(body.frames, body.height, body.width, body.steps)
         ckpt, config = open_model(path)  # the config alone: no weights before the request is valid
+        refuse_conditioned(config)  # text-to-video only, as /api/models says and `vdmkit sample` does
         with thread_warnings() as caught:  # this request's own (a far guidance...), never a running job's
             request = make_request(config, [prompt], frames=body.frames, height=body.height, width=body.width,
                                    steps=body.steps, sampler=body.sampler, guidance=body.guidance, seed=body.seed)

@@ -25,7 +25,7 @@ import torch
 from vdmkit.backbones.condition_inputs import upsample
 from vdmkit.conditioning.masks import augment, check_noise_level
 from vdmkit.errors import ConstraintError
-from vdmkit.pipelines.base import check_decode
+from vdmkit.pipelines.base import check_decode, sampling_advice
 from vdmkit.pipelines.request import SampleRequest, check_prompts, check_size, make_request
 from vdmkit.sampling.generate import check_seed, generate
 from vdmkit.sampling.guidance import check_guidance
@@ -225,6 +225,38 @@ def sample_conditioned(pipe, prompts, *, callback: Callable | None = None, decod
                            decode=decode)
 
 
+def task_frames(task: str, video: torch.Tensor, *, factor: int = 4, frames: int | None = None) -> int:
+    """How many frames ``task`` makes from its input ``video`` (an image for image_to_video)."""
+    given = video.shape[2] if video.ndim == 5 else 1
+    if task == "interpolate":
+        return (given - 1) * factor + 1
+    if task == "upscale":
+        return given
+    return frames if frames is not None else given
+
+
+def check_task_memory(config, request: ConditionedRequest, device, dtype: str = "fp32", *, frames: int | None = None,
+                      decode: dict | None = None, view_factor: int = 1, loaded: bool = False) -> None:
+    """OutOfMemoryError, before any work, when a task whose windows are ``request`` and whose whole output is
+    ``frames`` frames (default: the request's) would need more memory than ``device`` has free: one window's sampling
+    (memory.py's estimate), its inputs and the whole output video. ``loaded``: the weights are resident already."""
+    from vdmkit.memory import MemoryEstimate, check_fits, sampling_estimate
+
+    check_decode(decode)  # its options are estimated below
+    base = request.base
+    total = frames or base.frames
+    batch, pixels = len(base.prompts), base.height * base.width
+    estimate = sampling_estimate(config, batch=batch, frames=base.frames, height=base.height, width=base.width,
+                                 dtype=dtype, guided=base.guidance != 1, decode=decode, view_factor=view_factor,
+                                 weights=not loaded, output=base.output)
+    parts = dict(estimate.parts)
+    parts["inputs"] = sum(4 * t.numel() for t in (request.known, request.low_res) if t is not None)
+    parts["output"] = batch * 3 * total * pixels * 4 + total * pixels * 3 * view_factor ** 2
+    windows = f" in windows of {base.frames}" if total != base.frames else ""
+    check_fits(MemoryEstimate(parts), device, f"{len(base.prompts)} x {total} frames at {base.height}x{base.width}"
+               f"{windows} ({dtype})", sampling_advice(config, dataclasses.replace(base, frames=total), dtype))
+
+
 def as_clip(image: torch.Tensor) -> torch.Tensor:
     """An image (B, 3, H, W) or (B, 3, 1, H, W) in [-1, 1] -> (B, 3, 1, H, W)."""
     if isinstance(image, torch.Tensor) and image.ndim == 4:
@@ -242,6 +274,14 @@ def first_frame_request(config, image: torch.Tensor, prompts, *, frames: int | N
     frames = check_size("frames", config.frames if frames is None else frames)
     if frames < 2:
         raise ConstraintError(f"image-to-video makes at least 2 frames, got frames={frames}")
+    from vdmkit.memory import MemoryEstimate, check_fits
+
+    # the known frames are built here, where the image is, and checked (a temporary of their size): with the output
+    # video, the least any image-to-video of this length needs; refused before any of it is allocated
+    b, c, _, h, w = image.shape
+    video = b * c * frames * h * w * 4
+    check_fits(MemoryEstimate({"known frames": video, "their check": video, "output": video}), image.device,
+               f"image-to-video of {frames} frames at {h}x{w}", "fewer frames, a smaller image")
     known = torch.cat([image, image.new_zeros(*image.shape[:2], frames - 1, *image.shape[3:])], dim=2)
     mask = torch.zeros(frames)
     mask[0] = 1
@@ -253,6 +293,7 @@ def image_to_video(pipe, image: torch.Tensor, prompts, *, frames: int | None = N
     """Image-to-video: a video (B, 3, T, H, W) whose first frame is ``image`` (B, 3, H, W) and whose motion follows
     ``prompts``. ``kwargs``: mode, image_guidance, noise_level, keep_known, and steps, sampler, guidance, seed, ..."""
     request = first_frame_request(pipe.config, image, prompts, frames=frames, **kwargs)
+    check_task_memory(pipe.config, request, pipe.device, pipe.weights_dtype, decode=decode, loaded=True)
     return run_conditioned(pipe, request, callback=callback, decode=decode)
 
 
@@ -332,6 +373,9 @@ def interpolate(pipe, video: torch.Tensor, prompts="", *, factor: int = 4, callb
         known, mask = keyframe_window(video, first, last, factor, window)
         request = conditioned_request(pipe.config, prompts, known=known, mask=mask,
                                       seed=seed + k, **kwargs)
+        if k == 0:
+            check_task_memory(pipe.config, request, pipe.device, pipe.weights_dtype, decode=decode, loaded=True,
+                              frames=task_frames("interpolate", video, factor=factor))
         out = run_conditioned(pipe, request, callback=callback, decode=decode)
         span = (last - first) * factor + 1
         parts.append(out[:, :, :span] if k == 0 else out[:, :, 1:span])
@@ -351,15 +395,22 @@ def extend(pipe, video: torch.Tensor, prompts="", *, frames: int, context: int |
     window = pipe.config.frames
     context = extension_context(pipe.config, video.shape[2], frames, context, kwargs.get("mode", "auto"))
     seed = check_seed(kwargs.pop("seed", 0))  # None: one random seed, window k gets seed + k
-    out, k = video.to(pipe.device), 0
-    while out.shape[2] < frames:
-        known, mask = context_window(out, context, window)
+    given, k = video.shape[2], 0
+    out = None
+    while given < frames:
+        known, mask = context_window(video if out is None else out[:, :, :given], context, window)
         request = conditioned_request(pipe.config, prompts, known=known, mask=mask,
                                       seed=seed + k, **kwargs)
-        part = run_conditioned(pipe, request, callback=callback, decode=decode)
-        out = torch.cat([out, part[:, :, context:].to(out)], dim=2)
-        k += 1
-    return out[:, :, :frames]
+        if out is None:  # the whole video is allocated once, after its memory is checked
+            check_task_memory(pipe.config, request, pipe.device, pipe.weights_dtype, decode=decode, loaded=True,
+                              frames=frames)
+            out = video.new_empty(*video.shape[:2], frames, *video.shape[3:], device=pipe.device)
+            out[:, :, :given] = video
+        part = run_conditioned(pipe, request, callback=callback, decode=decode)[:, :, context:]
+        take = min(part.shape[2], frames - given)
+        out[:, :, given:given + take] = part[:, :, :take]
+        given, k = given + take, k + 1
+    return out
 
 
 @torch.no_grad()
@@ -377,6 +428,9 @@ def upscale(pipe, video: torch.Tensor, prompts="", *, callback: Callable | None 
         chunk = video[:, :, start:start + window]
         request = conditioned_request(pipe.config, prompts, low_res=chunk,
                                       seed=seed + k, **kwargs)
+        if k == 0:
+            check_task_memory(pipe.config, request, pipe.device, pipe.weights_dtype, decode=decode, loaded=True,
+                              frames=video.shape[2])
         parts.append(run_conditioned(pipe, request, callback=callback, decode=decode))
     return torch.cat(parts, dim=2)
 
