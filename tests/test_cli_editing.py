@@ -91,6 +91,8 @@ def test_edit_sdedit_and_invert_write_videos_with_their_metadata(run_dir, clip, 
     (["--strength", "0.4"], "strength 0.4 of 2 steps rounds to no denoising step"),  # ran 0 steps before 2026-12-05
     (["--height", "15", "--width", "15"], "nearest valid: 16x16"),
     (["--frames", "9"], "--frames must be in [1, 4]"),
+    (["--height", "-5"], "--height must be a positive integer, got -5"),  # said "empty axis" before 2026-12-05
+    (["--width", "0"], "--width must be a positive integer, got 0"),  # was taken as not given
 ])
 def test_bad_edit_inputs_fail_before_loading_weights(run_dir, clip, tmp_path, monkeypatch, capsys, args, match):
     monkeypatch.setattr(TextToVideo, "from_pretrained", lambda *a, **k: pytest.fail("weights loaded"))

@@ -419,6 +419,9 @@ def test_task_commands_refuse_bad_inputs_with_exit_2(models, tmp_path, monkeypat
           "--frames", "100000000"], "needs about"),
         (["sample", "--model", models["frames"], "--image", str(tmp_path / "first.png"), "--prompt", "x",
           "--frames", "1000000"], "needs about"),
+        # options the task would ignore (accepted silently before 2026-12-05)
+        (["upscale", "--model", models["sr"], "--video", keys, "--image-guidance", "2"], "--image-guidance apply"),
+        (["upscale", "--model", models["sr"], "--video", keys, "--no-keep"], "--no-keep apply"),
     ]
     for argv, match in cases:
         assert cli.main([*argv, "--out", str(tmp_path / "o.mp4")]) == 2, argv
@@ -431,6 +434,20 @@ def test_task_commands_refuse_bad_inputs_with_exit_2(models, tmp_path, monkeypat
     assert "not a text-to-video model" in capsys.readouterr().err
 
 
+def test_cascade_draws_and_records_a_random_seed_and_tasks_warn_about_oversized_inputs(models, tmp_path, capsys):
+    config = tmp_path / "c.yaml"
+    config.write_text(f"stages:\n  - {{task: text_to_video, model: {models['t2v']}, stride: 2, steps: 2}}\n")
+    assert cli.main(["cascade", str(config), "--prompt", "x", "--seed", "random", "--out", str(tmp_path / "c.mp4"),
+                     "--no-progress"]) == 0  # an argparse error before 2026-12-05
+    meta = json.loads((tmp_path / "c.mp4.json").read_text())
+    assert meta["seed_was_random"] and 0 <= meta["seed"] < 2**63 and meta["stages"][0]["seed"] == meta["seed"]
+    capsys.readouterr()
+    big = write_clip(tmp_path / "big.mp4", 3, 32)  # the models make 16 x 16
+    assert cli.main(["interpolate", "--model", models["frames"], "--video", big, "--factor", "2", "--steps", "1",
+                     "--out", str(tmp_path / "i.mp4"), "--no-progress"]) == 0
+    assert "warning: the input is 32x32, 4x the pixels of the 16x16 the model was trained on" in capsys.readouterr().err
+
+
 def test_cascade_command_refuses_mismatched_stages_before_any_weights(models, tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(TextToVideo, "from_pretrained", lambda *a, **k: pytest.fail("weights loaded"))
     config = tmp_path / "c.yaml"
@@ -441,6 +458,21 @@ def test_cascade_command_refuses_mismatched_stages_before_any_weights(models, tm
     config.write_text(f"stages:\n  - {{task: interpolate, model: {models['frames']}}}\n")
     assert cli.main(["cascade", str(config), "--prompt", "x", "--out", str(tmp_path / "c.mp4")]) == 2
     assert "first cascade stage must be text_to_video" in capsys.readouterr().err
+    # a later stage's own options are checked before the first stage runs (they were found after it, 2026-12-05)
+    first = f"  - {{task: text_to_video, model: {models['t2v']}, stride: 2, steps: 2}}\n"
+    for later, match in [("sampler: bogus", "unknown sampler 'bogus'"), ("steps: 0", "steps must be >= 1"),
+                         ("noise_level: 5.0", "noise_level must be"), ("factor: 100", "interpolating x100"),
+                         ("mode: replace, image_guidance: 2", "image_guidance (two-scale guidance) needs")]:
+        later = later if later.startswith("factor") else f"factor: 2, {later}"
+        config.write_text(f"stages:\n{first}  - {{task: interpolate, model: {models['frames']}, {later}}}\n")
+        assert cli.main(["cascade", str(config), "--prompt", "x", "--out", str(tmp_path / "c.mp4"),
+                         "--no-progress"]) == 2, later  # from_pretrained fails this test if a stage ran
+        assert match in capsys.readouterr().err, later
+    config.write_text(f"stages:\n{first}  - {{task: interpolate, model: {models['frames']}, factor: 2}}\n")
+    for flags, match in [(["--upscale", "-1"], "--upscale must be an integer >= 1"), (["--fps", "0"], "fps must be")]:
+        assert cli.main(["cascade", str(config), "--prompt", "x", "--out", str(tmp_path / "c.mp4"), *flags]) == 2
+        assert match in capsys.readouterr().err
+    assert not (tmp_path / "c.mp4").exists()
 
 
 def test_the_video_dit_trains_on_masks_and_does_image_to_video(tmp_path):

@@ -40,6 +40,9 @@ def _cmd_edit(args) -> int:
                          "--attention-reuse sets how much of the input it keeps)")
     strength = check_fraction("strength", SDEDIT_STRENGTH if args.strength is None else args.strength)
     reuse = check_fraction("attention_reuse", args.attention_reuse)
+    for name in ("height", "width"):
+        if getattr(args, name) is not None and getattr(args, name) < 1:
+            raise ValueError(f"--{name} must be a positive integer, got {getattr(args, name)}")
     model = model_or_default(args.model, "edit")
     ckpt, config = open_model(model, args.motion_adapter)
     video = from_uint8(read_video(args.video))  # (1, 3, T, H, W); InvalidVideoError names the file
@@ -48,8 +51,10 @@ def _cmd_edit(args) -> int:
             raise ValueError(f"--frames must be in [1, {video.shape[2]}] (the frames of {args.video}), got "
                              f"{args.frames}")
         video = video[:, :, :args.frames]
-    if args.height or args.width:
+    if args.height is not None or args.width is not None:
         video = resize_cover(video[0], args.height or video.shape[3], args.width or video.shape[4])[None]
+    else:
+        warn_larger_than_trained(video, config, "--height / --width")
     knobs = {k: v for k, v in (("eta", args.eta), ("order", args.order)) if v is not None}
     options = dict(steps=args.steps, sampler=args.sampler, guidance=args.guidance, seed=args.seed,
                    precision=args.precision, **knobs)
@@ -100,6 +105,18 @@ def _read(path: str, what: str, frames: int | None = None):
     return video
 
 
+def warn_larger_than_trained(video, config, remedy: str) -> None:
+    """A warning when ``video``'s frames hold more pixels than the model was trained on: a task runs at the input's
+    size, so `vdmkit sample`'s own output (nearest-neighbour upscaled for viewing; its sidecar's "upscale") would run
+    at 16x the pixels, slowly and off the model's training size."""
+    height, width = video.shape[-2:]
+    if height * width > config.height * config.width:
+        print(f"warning: the input is {height}x{width}, {height * width / (config.height * config.width):.3g}x the "
+                      f"pixels of the {config.height}x{config.width} the model was trained on: the task runs at the "
+                      f"input's size (a file written by `vdmkit sample` is upscaled for viewing: write it with "
+                      f"--upscale 1, or use {remedy})", file=sys.stderr)
+
+
 def _conditioning(args) -> dict:
     knobs = {k: v for k, v in (("eta", getattr(args, "eta", None)),) if v is not None}
     return dict(steps=args.steps, sampler=args.sampler, guidance=args.guidance, seed=args.seed,
@@ -120,6 +137,14 @@ def _run_task(args, task: str, video, prompt: str, produce_args: dict, extra: di
     out = check_output_path(args.out, VIDEO_FORMATS)
     check_fps(args.fps)
     ckpt, config = open_model(model_or_default(args.model, task))
+    if task == "upscale":
+        ignored = [flag for flag, given in (("--image-guidance", args.image_guidance is not None),
+                                            ("--no-keep", args.no_keep)) if given]
+        if ignored:
+            raise ValueError(f"{', '.join(ignored)} apply to the tasks with known frames (image-to-video, "
+                             "interpolate, extend); upscale conditions on the whole low-resolution video")
+    elif task != "image_to_video":
+        warn_larger_than_trained(video, config, "a resized input")
     options = _conditioning(args)
     if task != "image_to_video":
         options["keep_known"] = not args.no_keep
@@ -206,20 +231,25 @@ def _cmd_cascade(args) -> int:
     from vdmkit.io.video import VIDEO_FORMATS, check_output_path, upscale, write_video
     from vdmkit.pipelines.cascade import load_cascade, plan, run_cascade
     from vdmkit.pipelines.render import VIEW_SIZE, check_fps
+    from vdmkit.sampling.generate import check_seed
     from vdmkit.video import to_uint8
 
     device = resolve_device(args.device)
     out = check_output_path(args.out, VIDEO_FORMATS)
     cfg = load_cascade(args.config, args.overrides)
-    fps = check_fps(args.fps or cfg.fps)
-    planned = plan(cfg)  # every stage's model opened and checked against the one before it: no weights yet
+    fps = check_fps(cfg.fps if args.fps is None else args.fps)
+    if args.upscale is not None and args.upscale < 1:
+        raise ValueError(f"--upscale must be an integer >= 1, got {args.upscale}")
+    seed = check_seed(args.seed)  # random: drawn here, recorded
+    planned = plan(cfg)  # every stage's model opened and its options checked against the one before it: no weights
     threads = apply_threads(args.threads)
     report_line = None if args.no_progress else (lambda line: print(line, file=sys.stderr, flush=True))
-    video, stages = run_cascade(cfg, args.prompt, seed=args.seed, device=device, precision=args.precision,
+    video, stages = run_cascade(cfg, args.prompt, seed=seed, device=device, precision=args.precision,
                                 progress=report_line)
     frames = to_uint8(video[0])
     factor = args.upscale or max(1, math.ceil(VIEW_SIZE / max(frames.shape[1:3])))
-    meta = {"prompt": args.prompt, "cascade": str(args.config), "seed": args.seed, "stages": stages, "fps": fps,
+    meta = {"prompt": args.prompt, "cascade": str(args.config), "seed": seed, "seed_was_random": args.seed is None,
+            "stages": stages, "fps": fps,
             "precision": args.precision, "device": str(device), "threads": threads, "vdmkit": __version__,
             "upscale": factor, "shapes": [list(p.shape) for p in planned]}
     path = write_video(out, upscale(frames, factor), fps=fps, metadata=meta)
@@ -324,7 +354,7 @@ def register(sub) -> None:
     p.add_argument("overrides", nargs="*", help="key=value overrides, e.g. fps=12")
     p.add_argument("--prompt", required=True)
     p.add_argument("--out", default="cascade.mp4", help="output file: .mp4, .gif, .webp or .png (frame strip)")
-    p.add_argument("--seed", type=int, default=0, help="stage k is sampled with seed + k")
+    p.add_argument("--seed", type=seed, default=0, help="stage k is sampled with seed + k; 'random': drawn, recorded")
     p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
                    help="bf16: each stage under bf16 autocast (its weights stay fp32)")
     p.add_argument("--fps", type=float, help="of the written file (default: the config's)")

@@ -138,9 +138,35 @@ def plan(cfg: CascadeConfig) -> list[Planned]:
                         raise ConstraintError(f"{where}: frames must exceed the {frames} frames the stage before "
                                               f"makes, got {stage.frames}")
                     made = (stage.frames, height, width)
+        check_stage_options(stage, config, shape, where)
         planned.append(Planned(stage, source, config, made))
         shape = made
     return planned
+
+
+def check_stage_options(stage: StageConfig, config, before: tuple[int, int, int] | None, where: str) -> None:
+    """The stage's own options (sampler, steps, guidance, noise level, mode, image guidance, factor) checked as its
+    task checks them, on a stand-in of the video the stage before makes (zeros: only shapes matter), from the model's
+    config alone: a bad option in the last stage is refused before the first one runs."""
+    from vdmkit.pipelines.conditioned import task_request
+    from vdmkit.pipelines.request import make_request
+
+    options = sampling_options(stage)
+    try:
+        if stage.task == "text_to_video":
+            make_request(config, ["a prompt"], frames=stage.frames, **options)
+            return
+        if stage.task == "upscale" and (stage.mode != "auto" or stage.image_guidance is not None):
+            raise ConstraintError("mode and image_guidance apply to interpolate and extend stages; an upscale stage "
+                                  "takes the low-resolution video as its model was trained to")
+        conditioned = {"noise_level": stage.noise_level}
+        if stage.task != "upscale":
+            conditioned.update(mode=stage.mode, image_guidance=stage.image_guidance)
+        stand_in = torch.zeros(1, 3, *before)
+        task_request(config, stage.task, stand_in, "", factor=stage.factor, frames=stage.frames, **conditioned,
+                     **options)
+    except (ConstraintError, ConfigError, ValueError) as e:
+        raise type(e)(f"{where}: {e}") from e
 
 
 def sampling_options(stage: StageConfig) -> dict:
