@@ -334,7 +334,10 @@ def test_eval_serves_hidden_randomised_pairs_and_stores_votes(client):
             "choice": "left"}
     r = client.post("/api/studies/demo/votes", json=body)
     assert r.status_code == 201 and r.json()["done"] == 1
-    vote = client.app.state.store.votes("demo")[0]
+    from vdmkit.app.study import load_study
+
+    assert client.app.state.store.votes("demo") == []  # stored under the study's key: its name and uid
+    vote = client.app.state.store.votes(load_study(study).key)[0]
     assert (vote.rater, vote.pair, vote.choice) == ("ann", pair["pair"], "left")
     assert vote.left_model == videos[pair["left"]["id"]]["model"] != vote.right_model
     assert vote.prompt == pair["prompt"] and vote.time.endswith("+00:00")
@@ -487,6 +490,7 @@ SERVE_REFUSALS = {  # flag, value -> what the message says
     ("--host", "no-such-host.invalid"): "is not an address of this machine",
     ("--device", "tpu"): "tpu",
     ("--db", "."): "is a folder",
+    ("--db", "text.sqlite"): "not an SQLite database",  # a traceback before 2026-12-05
 }
 
 
@@ -498,8 +502,11 @@ def test_serve_refuses_bad_arguments_before_serving(tmp_path, monkeypatch, capsy
 
     monkeypatch.setattr(uvicorn, "run", lambda *a, **k: pytest.fail("the server started"))
     monkeypatch.chdir(tmp_path)
+    text = b"not a database at all, just text" * 8
+    (tmp_path / "text.sqlite").write_bytes(text)
     assert cli.main(["serve", "--out", str(tmp_path / "out"), "--port", str(free_port()), *args]) == 2
     assert message in capsys.readouterr().err
+    assert (tmp_path / "text.sqlite").read_bytes() == text  # never written
 
 
 def test_serve_says_when_its_port_is_taken(tmp_path, monkeypatch, capsys):

@@ -4,6 +4,7 @@ before any weights load when an argument is wrong."""
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 
@@ -167,6 +168,13 @@ def edit_study(directory, change):
     (lambda d: d.update(pairs=[]), "has no pairs"),
     (lambda d: d["videos"].update({"../../etc/passwd": {"model": "A", "prompt": "p", "seed": 0}}), "bad id"),
     (lambda d: d["videos"][next(iter(d["videos"]))].update(model="Z"), "unknown model 'Z'"),
+    # hand-edited files: wrong JSON types were an AttributeError that made every study endpoint a 500 (2026-12-05)
+    (lambda d: d.update(videos=list(d["videos"])), "'videos' must be a JSON object, got list"),
+    (lambda d: d.update(models="x"), "'models' must be a JSON object, got str"),
+    (lambda d: d.update(pairs={"p": 1}), "'pairs' must be a JSON array, got dict"),
+    (lambda d: d["pairs"][0].update(id=7), "its id must be a string"),
+    (lambda d: d["pairs"].append(dict(d["pairs"][0])), "pair id 'p00000' is used twice"),
+    (lambda d: d.update(uid="../x"), "uid must be a hex string"),
 ])
 def test_load_study_refuses_broken_studies(tmp_path, change, message):
     directory = make_study(tmp_path / "s", "s", items=2, encode=False)
@@ -196,6 +204,67 @@ def test_find_studies_keeps_the_good_and_names_the_bad(tmp_path):
     assert list(found) == ["one"] and len(problems) == 2
     assert any("another study is named 'one'" in p for p in problems)
     assert any("broken" in p for p in problems)
+
+
+def test_a_broken_study_hides_no_other_when_served(tmp_path):
+    pytest.importorskip("fastapi")
+    from fastapi.testclient import TestClient
+
+    from vdmkit.app.server import Settings, create_app
+
+    make_study(tmp_path / "studies" / "good", "good", items=2, encode=False)
+    edit_study(make_study(tmp_path / "studies" / "bad", "bad", items=2, encode=False),
+               lambda d: d.update(videos=list(d["videos"])))
+    with TestClient(create_app(Settings(runs=None, out=tmp_path / "app", studies=[tmp_path / "studies"]))) as c:
+        listed = c.get("/api/studies").json()
+        assert [s["name"] for s in listed["studies"]] == ["good"] and "'videos' must be" in listed["problems"][0]
+        assert c.get("/api/studies/good/next", params={"rater": "r"}).json()["finished"] is False
+
+
+def vote_all(c, name: str, rater: str) -> int:
+    votes = 0
+    while not (pair := c.get(f"/api/studies/{name}/next", params={"rater": rater}).json())["finished"]:
+        r = c.post(f"/api/studies/{name}/votes", json={"rater": rater, "pair": pair["pair"], "choice": "left",
+                                                       "left": pair["left"]["id"], "right": pair["right"]["id"]})
+        assert r.status_code == 201, r.text
+        votes += 1
+    return votes
+
+
+def test_a_new_study_under_an_old_name_starts_without_its_votes(tmp_path):
+    """Votes were stored under the study's name, and pair ids restart at p00000: a new study given an old one's name
+    showed the old votes (other models included) and told the old raters they had finished (2026-12-05)."""
+    pytest.importorskip("fastapi")
+    from fastapi.testclient import TestClient
+
+    from vdmkit.app.server import Settings, create_app
+
+    studies = tmp_path / "studies"
+    settings = Settings(runs=None, out=tmp_path / "app", studies=[studies])
+    make_study(studies / "s", "s", items=2, models=("A", "B"), encode=False)
+    with TestClient(create_app(settings)) as c:
+        assert vote_all(c, "s", "r1") == 2
+        assert c.get("/api/studies").json()["studies"][0]["votes"] == 2
+    shutil.rmtree(studies / "s")
+    make_study(studies / "s", "s", items=3, models=("C", "D"), encode=False)
+    with TestClient(create_app(settings)) as c:
+        assert c.get("/api/studies").json()["studies"][0]["votes"] == 0
+        rows = c.get("/api/studies/s/results", params={"bootstrap": 0}).json()["models"]
+        assert sorted(r["model"] for r in rows) == ["C", "D"] and sum(r["wins"] for r in rows) == 0
+        assert vote_all(c, "s", "r1") == 3  # the old rater rates the new study
+    # a pair taken out of a served study's file no longer counts in its results
+    edit_study(studies / "s", lambda d: d.update(pairs=d["pairs"][:1]))
+    with TestClient(create_app(settings)) as c:
+        rows = c.get("/api/studies/s/results", params={"bootstrap": 0}).json()["models"]
+        assert sum(r["wins"] for r in rows) == 1
+
+
+def test_create_refuses_an_out_below_a_file(models, prompts, tmp_path, capsys):
+    (tmp_path / "afile").write_text("mine")
+    assert cli.main(["human-eval", "create", "--models", *models, "--prompts", str(prompts), "--n", "1",
+                     "--out", str(tmp_path / "afile" / "s"), "--steps", "2"]) == 2
+    assert "is a file, not a folder" in capsys.readouterr().err
+    assert (tmp_path / "afile").read_text() == "mine"
 
 
 def test_write_study_needs_a_good_name(tmp_path):

@@ -274,13 +274,13 @@ def create_app(settings: Settings):
     def list_studies():
         found, problems = studies()
         return {"studies": [{"name": s.name, "models": list(s.models), "pairs": len(s.pairs),
-                             "votes": store.count(s.name)} for s in found.values()], "problems": problems}
+                             "votes": store.count(s.key)} for s in found.values()], "problems": problems}
 
     @app.get("/api/studies/{name}/next")
     def next_pair(name: str, rater: str):
         s = study(name)
         rater = check_rater(rater)
-        done = store.voted_pairs(s.name, rater)
+        done = store.voted_pairs(s.key, rater) & set(s.pairs)
         left = [p for p in s.pairs.values() if p.id not in done]
         if not left:
             return {"finished": True, "done": len(done), "total": len(s.pairs)}
@@ -304,9 +304,9 @@ def create_app(settings: Settings):
         if sorted((body.left, body.right)) != sorted(pair.videos):
             raise ValueError(f"left and right must be the two videos of pair {pair.id!r}, got {body.left!r} and "
                              f"{body.right!r}; reload the page")
-        row = store.add(Vote(rater, s.name, pair.id, pair.prompt, pair.seed, s.videos[body.left]["model"],
+        row = store.add(Vote(rater, s.key, pair.id, pair.prompt, pair.seed, s.videos[body.left]["model"],
                              s.videos[body.right]["model"], body.choice))
-        return {"id": row, "done": len(store.voted_pairs(s.name, rater)), "total": len(s.pairs)}
+        return {"id": row, "done": len(store.voted_pairs(s.key, rater) & set(s.pairs)), "total": len(s.pairs)}
 
     @app.get("/studies/{name}/videos/{file}")
     def study_video(name: str, file: str):
@@ -323,7 +323,10 @@ def create_app(settings: Settings):
         s = study(name)
         if not 0 <= bootstrap <= MAX_BOOTSTRAP:
             raise ValueError(f"bootstrap must be in [0, {MAX_BOOTSTRAP}] resamples, got {bootstrap}")
-        votes = [(v.left_model, v.right_model, v.choice) for v in store.votes(s.name)]
+        # the study's votes on its pairs and models as they are now (a pair or model taken out of study.json is not
+        # counted)
+        votes = [(v.left_model, v.right_model, v.choice) for v in store.votes(s.key)
+                 if v.pair in s.pairs and v.left_model in s.models and v.right_model in s.models]
         return {"study": s.name, **summarise(votes, s.models, n_boot=bootstrap)}
 
     @app.get("/api/studies/{name}/results")

@@ -68,17 +68,22 @@ class VoteStore:
             raise ValueError(f"--db {str(self.path)!r} is a folder; give a file name, e.g. votes.sqlite")
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with closing(self._connect()) as con:
-            mode = con.execute("PRAGMA journal_mode=WAL").fetchone()[0]
-            if mode.lower() != "wal":
-                raise VdmkitError(f"{str(self.path)!r}: SQLite refused WAL mode ({mode}); put --db on a local disk")
-            con.executescript(SCHEMA)
+            try:
+                mode = con.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+                if mode.lower() != "wal":
+                    raise VdmkitError(f"{str(self.path)!r}: SQLite refused WAL mode ({mode}); put --db on a local "
+                                      "disk")
+                con.executescript(SCHEMA)
+            except sqlite3.Error as e:
+                raise VdmkitError(f"the vote store {str(self.path)!r} cannot be used ({e}): give --db a new file "
+                                  "name, or the votes.sqlite of an earlier `vdmkit serve`") from e
 
     def _connect(self) -> sqlite3.Connection:
         try:
             con = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
+            con.execute("PRAGMA synchronous=FULL")  # the first statement: a file that is not SQLite fails here
         except sqlite3.Error as e:
-            raise VdmkitError(f"cannot open the vote store {str(self.path)!r}: {e}") from e
-        con.execute("PRAGMA synchronous=FULL")
+            raise VdmkitError(f"cannot open the vote store {str(self.path)!r}: {e} (not an SQLite database?)") from e
         return con
 
     def add(self, vote: Vote) -> int:
@@ -94,8 +99,9 @@ class VoteStore:
                     con.execute("BEGIN IMMEDIATE")
                     return con.execute(sql, row).lastrowid
             except sqlite3.IntegrityError as e:
+                name = vote.study.split("#")[0]  # the study's key: its name and uid
                 raise DuplicateVoteError(f"rater {vote.rater!r} has already voted on pair {vote.pair!r} of study "
-                                         f"{vote.study!r}; each rater votes once per pair") from e
+                                         f"{name!r}; each rater votes once per pair") from e
 
     def votes(self, study: str) -> list[Vote]:
         with closing(self._connect()) as con:

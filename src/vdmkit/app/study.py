@@ -48,6 +48,13 @@ class Study:
     videos: dict[str, dict]  # id -> {model, prompt, seed}
     pairs: dict[str, Pair]
     settings: dict
+    uid: str = ""  # drawn when the study is written; a study of an earlier format has none
+
+    @property
+    def key(self) -> str:
+        """What its votes are stored under: the name and the uid, so that a new study given an old one's name starts
+        with no votes (pair ids restart at p00000 in every study); the name alone for a study without a uid."""
+        return f"{self.name}#{self.uid}" if self.uid else self.name
 
     def video_path(self, video_id: str) -> Path:
         """The file of a video of this study; KeyError for an id that is not one of its videos."""
@@ -103,7 +110,7 @@ def write_study(directory: str | os.PathLike, name: str, models: dict[str, dict]
         ids = sorted(ids, key=lambda v: list(models).index(videos[v]["model"]))
         for a, b in itertools.combinations(ids, 2):
             pairs.append({"id": f"p{len(pairs):05d}", "prompt": prompt, "seed": seed, "videos": [a, b]})
-    doc = {"format": FORMAT, "format_version": FORMAT_VERSION, "name": check_name(name),
+    doc = {"format": FORMAT, "format_version": FORMAT_VERSION, "name": check_name(name), "uid": secrets.token_hex(8),
            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "models": models,
            "settings": settings or {}, "videos": videos, "pairs": pairs}
     path = Path(directory) / STUDY_FILE
@@ -129,7 +136,14 @@ def load_study(directory: str | os.PathLike) -> Study:
         name = check_name(doc.get("name"))
     except ValueError as e:
         raise ConfigError(f"{str(path)!r}: {e}") from e
-    videos, models = doc.get("videos") or {}, doc.get("models") or {}
+    videos, models, listed = doc.get("videos") or {}, doc.get("models") or {}, doc.get("pairs") or []
+    for key, value, kind in (("videos", videos, dict), ("models", models, dict), ("pairs", listed, list)):
+        if not isinstance(value, kind):
+            raise ConfigError(f"{str(path)!r}: {key!r} must be a JSON {'object' if kind is dict else 'array'}, got "
+                              f"{type(value).__name__}")
+    uid = doc.get("uid", "")
+    if not isinstance(uid, str) or not re.fullmatch(r"[0-9a-f]{0,32}", uid):
+        raise ConfigError(f"{str(path)!r}: uid must be a hex string, got {uid!r}")
     for vid, info in videos.items():
         if not isinstance(info, dict) or not VIDEO_ID.match(vid) or info.get("model") not in models:
             model = info.get("model") if isinstance(info, dict) else None
@@ -137,19 +151,23 @@ def load_study(directory: str | os.PathLike) -> Study:
         if not (directory / VIDEO_DIR / f"{vid}.mp4").is_file():
             raise ConfigError(f"{str(directory)!r}: video {VIDEO_DIR}/{vid}.mp4 is missing")
     pairs = {}
-    for item in doc.get("pairs") or []:
+    for item in listed:
         try:
             a, b = item["videos"]
-            str(item["id"]), item["prompt"], item["seed"]
+            item["prompt"], item["seed"]
+            if not isinstance(item["id"], str):
+                raise TypeError(f"its id must be a string, got {item['id']!r}")
         except (KeyError, TypeError, ValueError) as e:
             raise ConfigError(f"{str(path)!r}: pair entry {item!r} is malformed ({type(e).__name__}: {e})") from e
+        if item["id"] in pairs:
+            raise ConfigError(f"{str(path)!r}: pair id {item['id']!r} is used twice")
         if a not in videos or b not in videos or videos[a]["model"] == videos[b]["model"] or any(
                 (videos[v]["prompt"], videos[v]["seed"]) != (item["prompt"], item["seed"]) for v in (a, b)):
             raise ConfigError(f"{str(path)!r}: pair {item['id']!r} is not two models' videos of one prompt and seed")
         pairs[item["id"]] = Pair(item["id"], item["prompt"], item["seed"], (a, b))
     if not pairs:
         raise ConfigError(f"{str(path)!r} has no pairs to compare")
-    return Study(name, directory, models, videos, pairs, doc.get("settings") or {})
+    return Study(name, directory, models, videos, pairs, doc.get("settings") or {}, uid)
 
 
 def find_studies(folders: list[Path]) -> tuple[dict[str, Study], list[str]]:
@@ -167,7 +185,7 @@ def find_studies(folders: list[Path]) -> tuple[dict[str, Study], list[str]]:
         for directory in candidates:
             try:
                 study = load_study(directory)
-            except (ConfigError, ValueError, KeyError, TypeError) as e:
+            except (ConfigError, ValueError, KeyError, TypeError, AttributeError, OSError) as e:
                 problems.append(f"{str(directory)!r}: {e}")
                 continue
             if study.name in found and found[study.name].directory.resolve() != study.directory.resolve():
@@ -199,6 +217,9 @@ def create_study(models: list[str], prompts_file: str | os.PathLike, n: int, out
         raise ValueError(f"--models needs at least two models to compare, got {len(models)}")
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise FileExistsError(f"--out {str(out)!r} exists and is not an empty folder; choose a new study folder")
+    above = next((p for p in out.absolute().parents if p.exists()), None)
+    if above is not None and not above.is_dir():
+        raise ValueError(f"--out {str(out)!r}: {str(above)!r} is a file, not a folder; choose a study folder elsewhere")
     items = plan_items(read_prompts(prompts_file), n, seed)
     device = resolve_device(device)
     opened, seen = {}, {}
