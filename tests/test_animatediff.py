@@ -272,6 +272,24 @@ def test_an_sd_folder_with_a_motion_adapter_samples_as_animatediff(models, sd_fo
     assert len(pipe.model_sha256) == 64
 
 
+def test_an_inflated_folders_finetune_config_works_from_any_directory(models, sd_folder, tmp_path, monkeypatch):
+    """finetune.yaml held the paths as typed, relative to where inflate ran: `vdmkit train` failed elsewhere."""
+    import os
+
+    import yaml
+
+    from vdmkit import cli
+
+    (folder, _), adapter_folder = sd_folder, models["adapter"][1]
+    monkeypatch.chdir(folder.parent)
+    assert cli.main(["inflate", folder.name, "--motion-adapter", os.path.relpath(adapter_folder), "--frames", "4",
+                     "--out", "relative-out"]) == 0
+    doc = yaml.safe_load((folder.parent / "relative-out" / "finetune.yaml").read_text())
+    paths = [doc["train"]["init_from"], doc["train"]["out_dir"], doc["latent"]["autoencoder"], doc["text"]["folder"]]
+    assert all(os.path.isabs(p) for p in paths), paths
+    assert all(os.path.exists(p) for p in paths[:1] + paths[2:])
+
+
 def test_the_cli_inflates_an_sd_folder_that_samples_trains_and_refuses_bad_inputs(models, sd_folder, tmp_path):
     from safetensors.torch import load_file, save_file
 

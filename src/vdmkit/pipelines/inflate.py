@@ -82,7 +82,7 @@ def inflate(folder: str | os.PathLike, out: str | os.PathLike, *, motion_adapter
                                                                Checkpoint(vae).sha256(WEIGHTS), str(out / VAE)))
         save_checkpoint(tmp / MODEL, {WEIGHTS: pipe.state_dict()}, {CONFIG: to_dict(config)},
                         blobs=pipe.carried_files())
-        (tmp / FINETUNE).write_text(FINETUNE_NOTE.format(path=out / FINETUNE) + finetune_config(config, out),
+        (tmp / FINETUNE).write_text(FINETUNE_NOTE.format(path=out.absolute() / FINETUNE) + finetune_config(config, out),
                                     encoding="utf-8")
         fsync_file(tmp / FINETUNE)
     return out
@@ -91,9 +91,13 @@ def inflate(folder: str | os.PathLike, out: str | os.PathLike, *, motion_adapter
 def finetune_config(config: PipelineConfig, out: Path) -> str:
     """A run config (YAML) training ``config``'s model from the weights in ``out``, on shapes at its size until
     its ``data`` is set."""
-    latent = config.latent
+    latent, out = config.latent, out.absolute()  # absolute paths: the file works from any working directory
+    text = to_dict(config.text)
+    for key in ("folder", "tokenizer"):
+        if text.get(key):
+            text[key] = str(Path(text[key]).absolute())
     doc = {"backbone": config.backbone, "model": to_dict(config.model), "text_encoder": config.text_encoder,
-           "text": to_dict(config.text), "diffusion": to_dict(config.diffusion),
+           "text": text, "diffusion": to_dict(config.diffusion),
            "latent": {"autoencoder": str(out / VAE), "kind": latent.kind, "model": latent.model,
                       "sha256": latent.sha256},
            "data": {"kind": "shapes", "size": config.height, "frames": config.frames},
