@@ -12,7 +12,7 @@ import torch
 from vdmkit import cli
 from vdmkit.backbones import lora
 from vdmkit.backbones.lora import LoRAConfig
-from vdmkit.errors import ConfigError
+from vdmkit.errors import ConfigError, CorruptCheckpointError
 from vdmkit.pipelines import TextToVideo
 from vdmkit.training import load_config
 
@@ -207,6 +207,35 @@ def test_parse_lora_argument():
     assert lora.parse_lora_argument("C:b.safetensors") == ("C:b.safetensors", 1.0)
     with pytest.raises(ValueError, match="finite"):
         lora.parse_lora_argument("a.safetensors:inf")
+    with pytest.raises(ValueError, match="'abc' after the last ':' is not a number"):  # said "not found" before
+        lora.parse_lora_argument("a.safetensors:abc")
+
+
+def test_adapter_files_find_changed_bytes_and_pipelines_record_what_is_applied(tmp_path):
+    pipe = make_pipe("unet3d")
+    pipe.save_pretrained(tmp_path / "base")
+    base = TextToVideo.from_pretrained(tmp_path / "base")
+    cfg = LoRAConfig(rank=4, alpha=8, targets=["temporal"])
+    lora.add_lora(base.backbone, cfg)
+    randomise(base.backbone)
+    path = lora.save_adapter(tmp_path / "a.safetensors", base.backbone, cfg, base_sha256=base.model_sha256)
+    # the same size, 100 bytes zeroed at the end: loaded silently before 2026-12-05
+    data = path.read_bytes()
+    (tmp_path / "zeroed.safetensors").write_bytes(data[:-100] + bytes(100))
+    with pytest.raises(CorruptCheckpointError, match="do not match the sha256 its header records"):
+        lora.read_adapter(tmp_path / "zeroed.safetensors")
+
+    fresh = TextToVideo.from_pretrained(tmp_path / "base")
+    name = fresh.load_lora(path, 0.5)
+    assert [(r["name"], r["scale"]) for r in fresh.applied_adapters()] == [(name, 0.5)]
+    lora.set_scale(fresh.backbone, name, 0.0)
+    assert [(r["name"], r["scale"]) for r in fresh.applied_adapters()] == [(name, 0.0)]
+    lora.set_scale(fresh.backbone, name, 2 * cfg.scale)
+    lora.merge(fresh.backbone)
+    with pytest.raises(ConfigError, match="merged into the weights"):  # silently ignored before 2026-12-05
+        lora.set_scale(fresh.backbone, name, 0.0)
+    lora.remove_lora(fresh.backbone)
+    assert fresh.applied_adapters() == []  # what a sidecar records: nothing that is not applied
 
 
 def test_sample_applies_loras_and_records_them(tmp_path, capsys):

@@ -28,6 +28,7 @@ weights sha256 in the header, so an adapter is refused on another base.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -38,7 +39,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vdmkit.errors import ConfigError
+from vdmkit.errors import ConfigError, CorruptCheckpointError
 
 TARGETS = ("attn", "temporal", "ff", "conv", "film")
 FORMAT = "vdmkit-lora/1"
@@ -178,6 +179,16 @@ def adapter_names(model: nn.Module) -> list[str]:
     return names
 
 
+def adapter_scales(model: nn.Module) -> dict[str, float]:
+    """Each adapter's name -> the scale its layers apply now (alpha / rank times the scale it was loaded with, or
+    what :func:`set_scale` set; 0 for a disabled one)."""
+    scales = {}
+    for _, holder in _layers(model).values():
+        for name, pair in holder.adapters.items():
+            scales.setdefault(name, pair.scale if pair.enabled else 0.0)
+    return scales
+
+
 def check_adapter_name(name: str) -> str:
     if not isinstance(name, str) or not name.isidentifier():
         raise ValueError(f"an adapter name must be a Python identifier (letters, digits, _), got {name!r}")
@@ -222,10 +233,13 @@ def set_scale(model: nn.Module, name: str, scale: float) -> None:
     """Scale adapter ``name`` (0 turns it off) everywhere it is applied; ``alpha / rank`` is replaced."""
     if not math.isfinite(scale):
         raise ValueError(f"an adapter scale must be finite, got {scale!r}")
+    holders = [holder for _, holder in _layers(model).values() if name in holder.adapters]
+    if any(holder.merged is not None for holder in holders):
+        raise ConfigError(f"adapter {name!r} is merged into the weights, so its scale is fixed there: unmerge first "
+                          "(lora.unmerge), then set the scale (and merge again)")
     found = False
-    for _, holder in _layers(model).values():
-        if name in holder.adapters:
-            holder.adapters[name].scale, found = float(scale), True
+    for holder in holders:
+        holder.adapters[name].scale, found = float(scale), True
     if not found:
         raise KeyError(f"no adapter named {name!r} (the model has: {', '.join(adapter_names(model)) or 'none'})")
 
@@ -287,8 +301,26 @@ def save_adapter(path: str | os.PathLike, model: nn.Module, cfg: LoRAConfig, *, 
     path = Path(path)
     if path.suffix != ".safetensors":
         raise ValueError(f"an adapter file ends in .safetensors, got {str(path)!r}")
-    return save_tensors(path, {k: v.float().cpu() for k, v in adapter_state(model, name).items()},
-                        adapter_header(cfg, base_sha256, extra))
+    return save_tensors(path, *adapter_payload(model, cfg, base_sha256, extra, name))
+
+
+def adapter_payload(model: nn.Module, cfg: LoRAConfig, base_sha256: str | None, extra: dict | None = None,
+                    name: str = "default") -> tuple[dict[str, torch.Tensor], dict]:
+    """(tensors, header) of an adapter file of adapter ``name``: fp32 tensors in peft's layout, and the header with
+    the sha256 of those tensors, checked when the file is read."""
+    tensors = {k: v.float().cpu().contiguous() for k, v in adapter_state(model, name).items()}
+    return tensors, {**adapter_header(cfg, base_sha256, extra), "tensors_sha256": tensors_sha256(tensors)}
+
+
+def tensors_sha256(tensors: dict[str, torch.Tensor]) -> str:
+    """sha256 over the tensors' names, dtypes, shapes and bytes, in name order: an adapter file records it, so that
+    bytes changed in place (a flipped or zeroed block of the same size) are found when it is read."""
+    digest = hashlib.sha256()
+    for key in sorted(tensors):
+        value = tensors[key].detach().cpu().contiguous()
+        digest.update(f"{key}:{value.dtype}:{tuple(value.shape)}".encode())
+        digest.update(value.view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
 
 
 def adapter_header(cfg: LoRAConfig, base_sha256: str | None, extra: dict | None = None) -> dict:
@@ -367,6 +399,10 @@ def read_adapter(path: str | os.PathLike) -> AdapterFile:
         axis = 0 if key.endswith("lora_A.weight") else 1
         if value.shape[axis] != cfg.rank:
             raise ConfigError(f"{str(path)!r}: {key} has rank {value.shape[axis]}, the header says {cfg.rank}")
+    recorded = header.get("tensors_sha256")  # adapters written before 2026-12-05 record none
+    if recorded is not None and recorded != tensors_sha256(tensors):
+        raise CorruptCheckpointError(f"{str(path)!r}: its tensors do not match the sha256 its header records: the "
+                                     "file was changed or damaged after it was written; write it again")
     return AdapterFile(path, cfg, tensors, header)
 
 
@@ -410,7 +446,10 @@ def parse_lora_argument(text: str) -> tuple[str, float]:
         try:
             value = float(scale)
         except ValueError:
-            return text, 1.0
+            if Path(text).exists():  # a file whose name holds a colon
+                return text, 1.0
+            raise ValueError(f"--lora {text!r}: {scale!r} after the last ':' is not a number (PATH or PATH:SCALE)") \
+                from None
         if not math.isfinite(value):
             raise ValueError(f"--lora {text!r}: the scale must be finite")
         return path, value

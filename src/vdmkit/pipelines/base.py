@@ -341,9 +341,23 @@ class Pipeline(nn.Module):
         if self.compiled is not None:
             self.compiled.reset()  # other weights: other packages
         self.adapters.append({"name": name, "path": str(adapter.path), "scale": scale,
-                              "sha256": sha256_file(adapter.path)})
+                              "sha256": sha256_file(adapter.path), "alpha_over_rank": adapter.config.scale})
         self.config = with_adapter_sampling(self.config, [adapter])
         return name
+
+    def applied_adapters(self) -> list[dict]:
+        """What :meth:`load_lora` applied and is still on the backbone (an adapter taken off with
+        ``lora.remove_lora`` is not), each with the scale it applies now (``lora.set_scale`` may have changed it), as
+        the sidecars of sampled videos record it: name, path, scale, sha256."""
+        from vdmkit.backbones import lora
+
+        now, out = lora.adapter_scales(self.backbone), []
+        for record in self.adapters:
+            if record["name"] in now:
+                factor = record.get("alpha_over_rank") or 1.0
+                out.append({**{k: v for k, v in record.items() if k != "alpha_over_rank"},
+                            "scale": round(now[record["name"]] / factor, 12)})
+        return out
 
     @classmethod
     def from_pretrained(cls, path: str | os.PathLike | ModelSource, *, device: str | torch.device = "cpu",

@@ -341,8 +341,8 @@ def save_step(out: Path, step: int, cfg: DistillConfig, student, target, opt, sc
     trained = {f"student.{k}": v for k, v in student.backbone.state_dict().items()}
     if s.lora is not None:
         sampling = dataclasses.asdict(target.config.sampling)
-        extra = {ADAPTER: ({k: v.float().cpu() for k, v in lora.adapter_state(target.backbone).items()},
-                           lora.adapter_header(s.lora, teacher_sha, {"step": step, "sampling": sampling}))}
+        extra = {ADAPTER: lora.adapter_payload(target.backbone, s.lora, teacher_sha, {"step": step,
+                                                                                     "sampling": sampling})}
         weights = lora.merged_state(target)
         trained.update({f"target.{k}": v for k, v in target.backbone.state_dict().items() if ".lora." in k})
     save_training_checkpoint(

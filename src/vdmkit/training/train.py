@@ -274,8 +274,7 @@ def save_checkpoint_step(out: Path, step: int, cfg: RunConfig, pipe, weights: di
         return
     extra, lora_doc = {}, {}
     if cfg.train.lora is not None:
-        extra = {ADAPTER: ({k: v.float().cpu() for k, v in lora.adapter_state(ema.backbone).items()},
-                           lora.adapter_header(cfg.train.lora, base_sha256, {"step": step}))}
+        extra = {ADAPTER: lora.adapter_payload(ema.backbone, cfg.train.lora, base_sha256, {"step": step})}
         weights, lora_doc = lora.merged_state(ema), {"lora_base_sha256": base_sha256}
     save_training_checkpoint(
         out, step, weights=weights, config=to_dict(pipe.config), run=to_dict(cfg),
