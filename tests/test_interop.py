@@ -308,6 +308,23 @@ def test_export_to_diffusers_round_trips(ddim_folder, tmp_path):
     assert cli.main(["convert", str(ckpt), "--to", "diffusers", "--out", str(exported)]) == 2  # never overwritten
 
 
+def test_a_converted_folder_fine_tunes_with_a_lora_from_its_finetune_config(ddim_folder, tmp_path, monkeypatch):
+    """`convert --to vdmkit` wrote a bare checkpoint whose config could not start a run (the README's LoRA route for
+    converted models had none, 2026-12-05); it now writes a model folder as `inflate` does."""
+    from vdmkit import cli
+    from vdmkit.training import load_config, train
+
+    folder, _ = ddim_folder
+    out = tmp_path / "converted"
+    assert cli.main(["convert", str(folder), "--to", "vdmkit", "--out", str(out)]) == 0
+    assert {p.name for p in out.iterdir()} == {"checkpoints", "vae", "finetune.yaml"}
+    monkeypatch.chdir(tmp_path)  # any working directory
+    run = train(load_config(out / "finetune.yaml", ["train.steps=1", "train.lora.rank=2", "train.sample_every=100",
+                                                    f"train.out_dir={tmp_path / 'lora'}", "train.precision=fp32"]),
+                progress=False)
+    assert (run / "checkpoints" / "step_0000001" / "adapter.safetensors").is_file()
+
+
 def test_export_refuses_models_diffusers_cannot_express(tmp_path, capsys):
     from vdmkit import cli
     from vdmkit.interop.export import unet_config

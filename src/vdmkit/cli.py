@@ -344,6 +344,13 @@ def _cmd_convert(args) -> int:
         from vdmkit.interop.export import export_diffusers
 
         export_diffusers(pipe, out)
+    elif pipe.autoencoder is not None:  # a model folder: the checkpoint, its VAE and finetune.yaml, as inflate writes
+        from vdmkit.pipelines.inflate import FINETUNE, write_model_folder
+
+        write_model_folder(pipe, pipe.config, out)
+        print(f"saved {out} (vdmkit): sample it with `vdmkit sample --model {out}`; fine-tune it (or train a LoRA) "
+              f"from {out / FINETUNE} (set its data)")
+        return 0
     else:
         pipe.save_pretrained(out)
     print(f"saved {out} ({args.to})")

@@ -41,9 +41,10 @@ MODEL = Path("checkpoints") / "step_0000000"
 VAE = "vae"
 FINETUNE = "finetune.yaml"
 FINETUNE_LR = 1e-5  # a pretrained model: small steps
-FINETUNE_NOTE = ("# A fine-tuning run of the model `vdmkit inflate` wrote: replace `data` with your clips (data.kind: "
-                 "folder, ...),\n# then `vdmkit train {path}`. train.init_from loads the model's weights; the model, "
-                 "text, diffusion and\n# latent sections must stay as they are.\n")
+FINETUNE_NOTE = ("# A fine-tuning run of this model folder (written by `vdmkit inflate` or `vdmkit convert`): replace"
+                 " `data` with\n# your clips (data.kind: folder, ...), then `vdmkit train {path}`. train.init_from "
+                 "loads the model's weights;\n# the model, text, diffusion and latent sections must stay as they are."
+                 "\n")
 
 
 def inflate(folder: str | os.PathLike, out: str | os.PathLike, *, motion_adapter: str | os.PathLike | None = None,
@@ -74,7 +75,14 @@ def inflate(folder: str | os.PathLike, out: str | os.PathLike, *, motion_adapter
         torch.manual_seed(seed)
         pipe = TextToVideo(config)
     load_strict(pipe, pipeline_weights(source, pipe), source.directory)
+    return write_model_folder(pipe, config, out)
 
+
+def write_model_folder(pipe: TextToVideo, config: PipelineConfig, out: Path) -> Path:
+    """Write a latent ``pipe`` (with ``config`` as its config) as the model folder ``out`` of the module docstring:
+    the checkpoint, its VAE as an autoencoder checkpoint and a fine-tuning run config, whole or not at all
+    (`vdmkit inflate`, and `vdmkit convert --to vdmkit` of a diffusers folder)."""
+    out = Path(out)
     with atomic_directory(out) as tmp:
         vae = save_checkpoint(tmp / VAE, {WEIGHTS: pipe.autoencoder.state_dict()},
                               {CONFIG: {"autoencoder": config.latent.kind, "model": config.latent.model}})

@@ -290,6 +290,10 @@ def save_checkpoint_step(out: Path, step: int, cfg: RunConfig, pipe, weights: di
 def load_autoencoder_into(pipe: TextToVideo, latent: LatentConfig) -> None:
     """Copy the trained autoencoder the run names into the pipeline; refuse one that changed since the run's
     config recorded its hash."""
+    if not latent.autoencoder:  # a checkpoint's own config holds its VAE in model.safetensors, not as a path
+        raise ConfigError("latent.autoencoder is not set: name the autoencoder checkpoint to train over (a model "
+                          "folder from `vdmkit convert` or `vdmkit inflate` has one in vae/, and a finetune.yaml "
+                          "that names it)")
     source = load_autoencoder(latent.autoencoder)
     if source.sha256 != latent.sha256:
         raise ConfigError(f"the autoencoder at {latent.autoencoder!r} changed since this run's config recorded it "
