@@ -57,7 +57,38 @@ def test_create_samples_every_model_on_fixed_seeds_and_pairs_them(models, prompt
     assert not any(m in vid for vid in study.videos for m in ("step", "tiny"))
     err = capsys.readouterr().err
     assert "[1/8]" in err and "[8/8]" in err  # progress on stderr
+    assert "different shapes" not in err
     assert not list(tmp_path.glob(".shapes-study.tmp-*"))  # no temporary folder left
+
+
+def test_create_samples_each_model_as_its_own_defaults_say_and_warns_of_telling_shapes(models, prompts, tmp_path,
+                                                                                       monkeypatch, capsys):
+    """Every model was sampled with ddim, 25 steps and guidance 3 whatever its own defaults (a ModelScope folder's
+    guidance 9, a consistency student's lcm), and models of other lengths or sizes gave pairs told apart by their
+    shape (2026-12-05)."""
+    import dataclasses
+
+    from vdmkit.app import study as study_module
+    from vdmkit.pipelines import open_model
+
+    def opened(label):  # the second model says it makes 2 frames of 16 x 16
+        ckpt, config = open_model(label)
+        if label == models[1]:
+            config = dataclasses.replace(config, frames=2, sampling=dataclasses.replace(config.sampling, steps=3))
+        return ckpt, config
+
+    monkeypatch.setattr("vdmkit.pipelines.open_model", opened)
+    study_module.create_study(models, prompts, 1, tmp_path / "own", progress=lambda *a: None)
+    study = load_study(tmp_path / "own")
+    metas = {study.videos[v]["model"]: json.loads(study.video_path(v).with_name(f"{v}.mp4.json").read_text())
+             for v in study.videos}
+    assert metas[models[0]]["steps"] == open_model(models[0])[1].sampling.steps and metas[models[1]]["steps"] == 3
+    assert metas[models[0]]["frames"] == 4 and metas[models[1]]["frames"] == 2
+    assert "different shapes" in capsys.readouterr().err
+    study_module.create_study(models, prompts, 1, tmp_path / "even", frames=4, steps=2, progress=lambda *a: None)
+    assert "different shapes" not in capsys.readouterr().err
+    study = load_study(tmp_path / "even")
+    assert {read_video(study.video_path(v)).shape[0] for v in study.videos} == {4}
 
 
 def test_a_study_is_served_and_rated(models, prompts, tmp_path):

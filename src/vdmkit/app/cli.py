@@ -72,7 +72,8 @@ def _cmd_human_eval(args) -> int:
     from vdmkit.app.study import create_study
 
     out = create_study(args.models, args.prompts, args.n, args.out, steps=args.steps, sampler=args.sampler,
-                       guidance=args.guidance, seed=args.seed, device=args.device, name=args.name)
+                       guidance=args.guidance, seed=args.seed, device=args.device, name=args.name, frames=args.frames,
+                       height=args.height, width=args.width)
     print(f"study ready: {out} (rate it with `vdmkit serve --study {out}`, page /eval)")
     return 0
 
@@ -100,9 +101,13 @@ def register(sub) -> None:
                    "seed when there are fewer (default 32)")
     c.add_argument("--out", required=True, help="new study folder (its name is the study's name unless --name)")
     c.add_argument("--name", help="study name (default: the --out folder's name)")
-    c.add_argument("--steps", type=int, default=25)
-    c.add_argument("--sampler", default="ddim")
-    c.add_argument("--guidance", type=float, default=3.0)
+    own = " (default: each model's own, as `vdmkit sample` samples it)"
+    c.add_argument("--steps", type=int, help="sampler steps" + own)
+    c.add_argument("--sampler", help="sampler" + own)
+    c.add_argument("--guidance", type=float, help="classifier-free guidance" + own)
+    c.add_argument("--frames", type=int, help="frames of every video" + own)
+    c.add_argument("--height", type=int, help="height of every video" + own)
+    c.add_argument("--width", type=int, help="width of every video" + own)
     c.add_argument("--seed", type=int, default=0, help="seed of the first pass over the prompts")
     c.add_argument("--device", default="auto", help=DEVICES_HELP)
     c.set_defaults(func=_cmd_human_eval)

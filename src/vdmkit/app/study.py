@@ -201,8 +201,9 @@ def _progress(done: int, total: int, label: str) -> None:
 
 
 def create_study(models: list[str], prompts_file: str | os.PathLike, n: int, out: str | os.PathLike, *,
-                 steps: int = 25, sampler: str = "ddim", guidance: float = 3.0, seed: int = 0, device: str = "auto",
-                 name: str | None = None, progress: Callable[[int, int, str], None] = _progress) -> Path:
+                 steps: int | None = None, sampler: str | None = None, guidance: float | None = None, seed: int = 0,
+                 device: str = "auto", name: str | None = None, frames: int | None = None, height: int | None = None,
+                 width: int | None = None, progress: Callable[[int, int, str], None] = _progress) -> Path:
     """Sample every model on n (prompt, seed) items of ``prompts_file`` (fixed seeds: item k uses prompt k mod P and
     seed ``seed + k // P``) into a new study folder ``out``; every two models are paired on every item. Everything
     is checked before any weights load; the folder appears only when complete. Returns it."""
@@ -230,8 +231,14 @@ def create_study(models: list[str], prompts_file: str | os.PathLike, n: int, out
             raise ValueError(f"--models {seen[ckpt.directory.resolve()]!r} and {label!r} are the same checkpoint "
                              f"{str(ckpt.directory)!r}; compare different models")
         seen[ckpt.directory.resolve()] = label
-        requests = [make_request(config, [p], steps=steps, sampler=sampler, guidance=guidance, seed=s) for p, s in items]
+        requests = [make_request(config, [p], steps=steps, sampler=sampler, guidance=guidance, seed=s, frames=frames,
+                                 height=height, width=width) for p, s in items]
         opened[label] = (ckpt, requests)
+    shapes = {label: (r[0].frames, r[0].height, r[0].width) for label, (_, r) in opened.items()}
+    if len(set(shapes.values())) > 1:  # each model samples at its own length and size unless they are given
+        listed = ", ".join(f"{label} {t}x{h}x{w}" for label, (t, h, w) in shapes.items())
+        print(f"warning: the models make videos of different shapes ({listed}): raters can tell them apart by it; "
+              "give --frames / --height / --width to sample every model at one", file=sys.stderr, flush=True)
 
     tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
@@ -249,7 +256,8 @@ def create_study(models: list[str], prompts_file: str | os.PathLike, n: int, out
                 progress(done, total, f"{label}: {request.prompts[0]!r} seed {request.seed} "
                                       f"({time.perf_counter() - start:.1f} s)")
             del pipe
-        settings = {"steps": steps, "sampler": sampler, "guidance": guidance, "seed": seed, "n": n,
+        settings = {"steps": steps, "sampler": sampler, "guidance": guidance, "seed": seed, "n": n,  # None: own
+                    "frames": frames, "height": height, "width": width,
                     "device": str(device), "prompts_file": str(prompts_file)}
         write_study(tmp, name, info, videos, settings)
         if out.exists():
