@@ -289,6 +289,25 @@ def test_an_inflated_folders_finetune_config_works_from_any_directory(models, sd
     assert all(os.path.isabs(p) for p in paths), paths
     assert all(os.path.exists(p) for p in paths[:1] + paths[2:])
 
+    # a LoRA trained on the inflated model applies to the SD folder + MotionAdapter it came from (the same weights),
+    # without --force-lora (refused before 2026-12-05: each was known only by its own files' sha256)
+    from vdmkit.pipelines import TextToVideo
+    from vdmkit.training import load_config, train
+
+    run = train(load_config(folder.parent / "relative-out" / "finetune.yaml",
+                            ["train.steps=1", "train.lora.rank=2", "train.lora.targets=[attn, temporal]",
+                             "train.sample_every=100", f"train.out_dir={tmp_path / 'lora'}", "train.precision=fp32"]),
+                progress=False)
+    adapter = run / "checkpoints" / "step_0000001" / "adapter.safetensors"
+    direct = TextToVideo.from_pretrained(folder, motion_adapter=adapter_folder)
+    inflated = TextToVideo.from_pretrained(folder.parent / "relative-out")
+    assert direct.model_sha256 != inflated.model_sha256
+    direct.load_lora(adapter)
+    inflated.load_lora(adapter)
+    noise = torch.randn(1, 4, 4, 16, 16, generator=torch.Generator().manual_seed(2))
+    run_both = [p(["a cat"], steps=2, frames=4, latents=noise, output="latents") for p in (direct, inflated)]
+    torch.testing.assert_close(run_both[0], run_both[1], rtol=1e-5, atol=1e-5)
+
 
 def test_the_cli_inflates_an_sd_folder_that_samples_trains_and_refuses_bad_inputs(models, sd_folder, tmp_path):
     from safetensors.torch import load_file, save_file

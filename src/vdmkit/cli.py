@@ -269,9 +269,9 @@ def _read_loras(values: list[str], ckpt, force: bool) -> list[tuple]:
     """--lora PATH[:SCALE] ...: each file read once and checked (a LoRA adapter, trained on this base unless
     --force-lora) before the model's weights load; (adapter, scale) pairs for ``Pipeline.load_lora``."""
     from vdmkit.backbones.lora import check_base, parse_lora_argument, read_adapter
-    from vdmkit.pipelines.base import weights_sha256
+    from vdmkit.pipelines.base import weights_identities
 
-    base = weights_sha256(ckpt)
+    base = weights_identities(ckpt)
     adapters = []
     for path, scale in map(parse_lora_argument, values):
         adapter = read_adapter(path)
@@ -345,9 +345,16 @@ def _cmd_convert(args) -> int:
 
         export_diffusers(pipe, out)
     elif pipe.autoencoder is not None:  # a model folder: the checkpoint, its VAE and finetune.yaml, as inflate writes
+        from vdmkit.interop.diffusers_pipeline import DiffusersFolder
+        from vdmkit.pipelines.base import open_model
         from vdmkit.pipelines.inflate import FINETUNE, write_model_folder
 
-        write_model_folder(pipe, pipe.config, out)
+        source = open_model(args.source)[0]
+        # a diffusers folder's adapters apply to its conversion (an SD folder without motion modules draws new ones);
+        # a checkpoint converted again keeps the folder it came from
+        same = isinstance(source, DiffusersFolder) and not source.inflated
+        known = pipe.model_sha256 if same else (pipe.identities[1] if len(pipe.identities) > 1 else None)
+        write_model_folder(pipe, pipe.config, out, source_sha256=known)
         print(f"saved {out} (vdmkit): sample it with `vdmkit sample --model {out}`; fine-tune it (or train a LoRA) "
               f"from {out / FINETUNE} (set its data)")
         return 0

@@ -406,13 +406,17 @@ def read_adapter(path: str | os.PathLike) -> AdapterFile:
     return AdapterFile(path, cfg, tensors, header)
 
 
-def check_base(adapter: AdapterFile, base_sha256: str | None, *, force: bool, override: str) -> None:
+def check_base(adapter: AdapterFile, base_sha256: str | list[str] | None, *, force: bool, override: str) -> None:
     """ConfigError when ``adapter`` was trained on a base whose weights are not ``base_sha256`` (unless ``force``);
-    ``override`` tells the caller's way to apply it anyway."""
-    recorded = adapter.base_sha256
-    if recorded and base_sha256 and recorded != base_sha256 and not force:
+    ``base_sha256`` may list every sha256 the base is known by (``weights_identities``: a converted checkpoint and
+    the diffusers folder it came from), and the adapter may record its base's source folder too
+    (``base_source_sha256``). ``override`` tells the caller's way to apply it anyway."""
+    recorded = {adapter.base_sha256, adapter.header.get("base_source_sha256")} - {None, ""}
+    known = [base_sha256] if isinstance(base_sha256, str) else [s for s in (base_sha256 or []) if s]
+    if recorded and known and not recorded & set(known) and not force:
         raise ConfigError(f"the adapter {str(adapter.path)!r} was trained on the base model with weights "
-                          f"{recorded[:12]}..., not this one ({base_sha256[:12]}...); {override}")
+                          f"{adapter.base_sha256[:12] if adapter.base_sha256 else '?'}..., not this one "
+                          f"({known[0][:12]}...); {override}")
 
 
 @torch.no_grad()

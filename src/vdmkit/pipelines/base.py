@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import dataclasses
+import json
 import math
 import os
 from pathlib import Path
@@ -99,6 +100,25 @@ def weights_sha256(source: ModelSource) -> str:
     return source.sha256(WEIGHTS) if isinstance(source, Checkpoint) else source.weights_sha256
 
 
+SOURCE_DOCUMENT = "source"  # source.json in a checkpoint written from a diffusers folder: that folder's weights sha256
+
+
+def weights_identities(source: ModelSource) -> list[str]:
+    """The sha256s a model is known by, its own first: its weights', and for a checkpoint `vdmkit convert` or
+    `vdmkit inflate` wrote from a diffusers folder, the folder's (its ``source.json``), so that a LoRA adapter trained
+    on either applies to both."""
+    ids = [weights_sha256(source)]
+    path = source.directory / f"{SOURCE_DOCUMENT}.json"
+    if isinstance(source, Checkpoint) and path.is_file():
+        try:
+            recorded = json.loads(path.read_text(encoding="utf-8")).get("sha256")
+        except (OSError, ValueError, AttributeError):
+            recorded = None
+        if isinstance(recorded, str) and recorded not in ids:
+            ids.append(recorded)
+    return ids
+
+
 def check_sampling_memory(config: PipelineConfig, request: SampleRequest, device, dtype: str = "fp32", *,
                           decode: dict | None = None, window: int | None = None, view_factor: int = 1,
                           loaded: bool = False) -> None:
@@ -161,6 +181,7 @@ class Pipeline(nn.Module):
             self.autoencoder = build_autoencoder(config.latent.kind, config.latent.model).eval().requires_grad_(False)
         self.source: str | None = None  # the checkpoint it was loaded from
         self.model_sha256: str | None = None  # of its weights file
+        self.identities: list[str] = []  # weights_identities of what it was loaded from: the sha256s adapters may name
         self.adapters: list[dict] = []  # the LoRA files applied by load_lora: name, path, scale, sha256
         # a CompiledBackbone or RegionalBackbone (compile()) or a GraphedBackbone (cuda_graphs()): the denoiser runs it
         self.compiled = None
@@ -328,7 +349,7 @@ class Pipeline(nn.Module):
         if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not math.isfinite(scale):
             raise ConfigError(f"an adapter's scale must be a finite number, got {scale!r}")
         adapter = path if isinstance(path, lora.AdapterFile) else lora.read_adapter(path)
-        lora.check_base(adapter, self.model_sha256, force=force,
+        lora.check_base(adapter, self.identities or self.model_sha256, force=force,
                         override="apply it anyway with force=True (--force-lora)")
         if name is None:
             stem = "".join(c if c.isalnum() else "_" for c in adapter.path.stem) or "adapter"
@@ -386,4 +407,5 @@ class Pipeline(nn.Module):
         load_strict(pipe, pipeline_weights(source, pipe), source.directory)
         channels_last_weights(pipe)  # the layout its convolutions' frames have: no reorder per call
         pipe.source, pipe.model_sha256 = str(source.directory), weights_sha256(source)
+        pipe.identities = weights_identities(source)
         return pipe.eval()

@@ -33,7 +33,7 @@ from vdmkit.io.checkpoint import (
     load_strict,
     save_checkpoint,
 )
-from vdmkit.pipelines.base import open_model, pipeline_weights
+from vdmkit.pipelines.base import SOURCE_DOCUMENT, open_model, pipeline_weights
 from vdmkit.pipelines.config import LatentSpec, PipelineConfig
 from vdmkit.pipelines.text2video import TextToVideo
 
@@ -75,10 +75,12 @@ def inflate(folder: str | os.PathLike, out: str | os.PathLike, *, motion_adapter
         torch.manual_seed(seed)
         pipe = TextToVideo(config)
     load_strict(pipe, pipeline_weights(source, pipe), source.directory)
-    return write_model_folder(pipe, config, out)
+    # with a MotionAdapter every weight comes from the files, so the folder and adapter loaded directly are this model
+    return write_model_folder(pipe, config, out, source_sha256=source.weights_sha256 if motion_adapter else None)
 
 
-def write_model_folder(pipe: TextToVideo, config: PipelineConfig, out: Path) -> Path:
+def write_model_folder(pipe: TextToVideo, config: PipelineConfig, out: Path, *,
+                       source_sha256: str | None = None) -> Path:
     """Write a latent ``pipe`` (with ``config`` as its config) as the model folder ``out`` of the module docstring:
     the checkpoint, its VAE as an autoencoder checkpoint and a fine-tuning run config, whole or not at all
     (`vdmkit inflate`, and `vdmkit convert --to vdmkit` of a diffusers folder)."""
@@ -88,8 +90,10 @@ def write_model_folder(pipe: TextToVideo, config: PipelineConfig, out: Path) -> 
                               {CONFIG: {"autoencoder": config.latent.kind, "model": config.latent.model}})
         config = dataclasses.replace(config, latent=LatentSpec(config.latent.kind, config.latent.model,
                                                                Checkpoint(vae).sha256(WEIGHTS), str(out / VAE)))
-        save_checkpoint(tmp / MODEL, {WEIGHTS: pipe.state_dict()}, {CONFIG: to_dict(config)},
-                        blobs=pipe.carried_files())
+        documents = {CONFIG: to_dict(config)}
+        if source_sha256:  # what the diffusers folder is known by: its adapters apply here (weights_identities)
+            documents[SOURCE_DOCUMENT] = {"sha256": source_sha256}
+        save_checkpoint(tmp / MODEL, {WEIGHTS: pipe.state_dict()}, documents, blobs=pipe.carried_files())
         (tmp / FINETUNE).write_text(FINETUNE_NOTE.format(path=out.absolute() / FINETUNE) + finetune_config(config, out),
                                     encoding="utf-8")
         fsync_file(tmp / FINETUNE)

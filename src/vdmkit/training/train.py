@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import math
 import sys
 import time
@@ -274,7 +275,11 @@ def save_checkpoint_step(out: Path, step: int, cfg: RunConfig, pipe, weights: di
         return
     extra, lora_doc = {}, {}
     if cfg.train.lora is not None:
-        extra = {ADAPTER: lora.adapter_payload(ema.backbone, cfg.train.lora, base_sha256, {"step": step})}
+        header = {"step": step}
+        source = base_source_sha256(cfg.train.init_from)
+        if source:  # the diffusers folder the base was converted from: the adapter applies to it too
+            header["base_source_sha256"] = source
+        extra = {ADAPTER: lora.adapter_payload(ema.backbone, cfg.train.lora, base_sha256, header)}
         weights, lora_doc = lora.merged_state(ema), {"lora_base_sha256": base_sha256}
     save_training_checkpoint(
         out, step, weights=weights, config=to_dict(pipe.config), run=to_dict(cfg),
@@ -285,6 +290,18 @@ def save_checkpoint_step(out: Path, step: int, cfg: RunConfig, pipe, weights: di
                    "layout": {"processes": layout.world.size, "grad_accum": layout.accum, "micro_batch": layout.micro,
                               "global_batch": layout.global_batch, "parallel": mode}, **lora_doc},
         keep=cfg.train.keep_checkpoints, extra=extra, blobs=pipe.carried_files())
+
+
+@functools.lru_cache(maxsize=4)
+def base_source_sha256(init_from: str | None) -> str | None:
+    """The sha256 of the diffusers folder a LoRA run's base checkpoint was converted or inflated from (its
+    ``source.json``), or None."""
+    from vdmkit.pipelines.base import open_model, weights_identities
+
+    if not init_from:
+        return None
+    ids = weights_identities(open_model(init_from)[0])
+    return ids[1] if len(ids) > 1 else None
 
 
 def load_autoencoder_into(pipe: TextToVideo, latent: LatentConfig) -> None:
