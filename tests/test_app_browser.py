@@ -217,6 +217,13 @@ def results_table(driver, app, study: str, votes: int) -> dict[str, dict[str, in
     return {row.pop("model"): row for row in rows}
 
 
+def votes_of(app, name: str):
+    """The stored votes of study ``name`` (kept under its key: the name and the uid of its study.json)."""
+    from vdmkit.app.study import find_studies
+
+    return app.app.state.store.votes(find_studies(app.app.state.settings.studies)[0][name].key)
+
+
 def test_ten_votes_reach_the_results_page(app, driver, tmp_path):
     choices = ["left", "right", "tie"] * 3 + ["left"]
     rate(driver, app, "ten", "alice", choices)
@@ -225,7 +232,7 @@ def test_ten_votes_reach_the_results_page(app, driver, tmp_path):
     assert set(rows) == {"A", "B"}
     assert all(r["votes"] == 10 and r["ties"] == 3 for r in rows.values())
     assert rows["A"]["wins"] + rows["B"]["wins"] == 7 and rows["A"]["wins"] == rows["B"]["losses"]
-    stored = app.app.state.store.votes("ten")
+    stored = votes_of(app, "ten")
     assert len(stored) == 10 and [v.choice for v in stored] == choices
     assert rows["A"]["wins"] == sum((v.choice == "left") == (v.left_model == "A") for v in stored if v.choice != "tie")
     screenshot(driver, "webapp-results.png", tmp_path)
@@ -252,7 +259,7 @@ def test_two_browsers_voting_at_once_lose_no_vote(app, driver, tmp_path):
     finally:
         second.quit()
     assert errors == []
-    stored = app.app.state.store.votes("duo")
+    stored = votes_of(app, "duo")
     assert len(stored) == 20 and sorted({v.rater for v in stored}) == ["bob", "carol"]
     assert sum(v.rater == "bob" for v in stored) == 10
     assert sum(r["votes"] for r in results_table(driver, app, "duo", 20).values()) == 40

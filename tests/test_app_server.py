@@ -329,6 +329,8 @@ def test_eval_serves_hidden_randomised_pairs_and_stores_votes(client):
     assert orders == {True, False}  # both orders are shown
     study = client.app.state.settings.studies[0] / "demo"
     videos = json.loads((study / "study.json").read_text())["videos"]
+    served = client.get(client.get("/api/studies/demo/next", params={"rater": "ann"}).json()["left"]["url"])
+    assert served.status_code == 200 and not {"etag", "last-modified"} & set(served.headers)  # no sampling order
     pair = client.get("/api/studies/demo/next", params={"rater": "ann"}).json()
     body = {"rater": "ann", "pair": pair["pair"], "left": pair["left"]["id"], "right": pair["right"]["id"],
             "choice": "left"}
@@ -384,6 +386,8 @@ def test_results_export_as_json_and_csv(client):
     ({"extra": 1}, 422, "extra"),
 ])
 def test_bad_votes(client, change, status, message):
+    served = client.get(client.get("/api/studies/demo/next", params={"rater": "ann"}).json()["left"]["url"])
+    assert served.status_code == 200 and not {"etag", "last-modified"} & set(served.headers)  # no sampling order
     pair = client.get("/api/studies/demo/next", params={"rater": "ann"}).json()
     body = {"rater": "ann", "pair": pair["pair"], "left": pair["left"]["id"], "right": pair["right"]["id"],
             "choice": "tie", **change}

@@ -53,12 +53,29 @@ def test_create_samples_every_model_on_fixed_seeds_and_pairs_them(models, prompt
             meta = json.loads(study.video_path(vid).with_name(f"{vid}.mp4.json").read_text())
             assert meta["study"] == "shapes-study" and meta["seed"] == pair.seed and meta["steps"] == 2
             assert meta["model_name"] == study.videos[vid]["model"]
-    # file names say nothing of the model
+    # file names say nothing of the model, nor do the files: the sampling metadata (model name, path, sha256) was in
+    # every mp4's comment tag, served to the raters as it was (2026-12-05); it is in the sidecar only
     assert not any(m in vid for vid in study.videos for m in ("step", "tiny"))
+    for vid in study.videos:
+        data = study.video_path(vid).read_bytes()
+        assert b"model_name" not in data and b"step_000000" not in data and b"sha256" not in data
     err = capsys.readouterr().err
     assert "[1/8]" in err and "[8/8]" in err  # progress on stderr
     assert "different shapes" not in err
     assert not list(tmp_path.glob(".shapes-study.tmp-*"))  # no temporary folder left
+
+
+def test_a_repeated_prompt_line_is_used_once(models, tmp_path, capsys):
+    """Two lines of one prompt made two items of one (prompt, seed): the study paired a model with itself, said
+    "study ready", and serve refused it (2026-12-05)."""
+    prompts = tmp_path / "p.txt"
+    prompts.write_text("a red circle\na blue square\na red circle\n")
+    assert cli.main(["human-eval", "create", "--models", *models, "--prompts", str(prompts), "--n", "3",
+                     "--out", str(tmp_path / "s"), "--steps", "1"]) == 0
+    assert "line 3 repeats line 1" in capsys.readouterr().err
+    study = load_study(tmp_path / "s")  # it loads: every pair is two models' videos
+    assert sorted((p.prompt, p.seed) for p in study.pairs.values()) == [("a blue square", 0), ("a red circle", 0),
+                                                                      ("a red circle", 1)]
 
 
 def test_create_samples_each_model_as_its_own_defaults_say_and_warns_of_telling_shapes(models, prompts, tmp_path,

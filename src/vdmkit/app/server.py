@@ -9,6 +9,7 @@ so no request reaches a file outside the output and study folders. FastAPI is im
 # no `from __future__ import annotations`: FastAPI reads the request models from the route functions' annotations,
 # which must be the classes themselves (they are defined inside create_app, with the lazily imported pydantic)
 import json
+import os
 import re
 import secrets
 from contextlib import asynccontextmanager
@@ -317,7 +318,12 @@ def create_app(settings: Settings):
             path = s.video_path(file[:-len(".mp4")])
         except KeyError:
             raise NotFound(f"no video {file!r} in study {name!r}") from None
-        return FileResponse(output_file(path.parent, path.name), media_type="video/mp4")
+        file = output_file(path.parent, path.name)
+        response = FileResponse(file, media_type="video/mp4", stat_result=os.stat(file))
+        for header in ("etag", "last-modified"):  # both follow the file's time: the order models were sampled in
+            del response.headers[header]
+        response.headers["cache-control"] = "no-store"
+        return response
 
     def results_of(name: str, bootstrap: int) -> dict:
         s = study(name)

@@ -80,12 +80,20 @@ def read_prompts(path: str | os.PathLike) -> list[str]:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as e:
         raise ValueError(f"--prompts {str(path)!r} is not UTF-8 text ({e})") from e
-    prompts = []
+    prompts, first, repeats = [], {}, []
     for number, line in enumerate(text.splitlines(), 1):
         if line.strip():
-            prompts.append(check_text(line, f"{str(path)!r} line {number}", MAX_PROMPT_CHARS, "(not reached)"))
+            prompt = check_text(line, f"{str(path)!r} line {number}", MAX_PROMPT_CHARS, "(not reached)")
+            if prompt in first:  # the same (prompt, seed) twice would pair a model's videos with each other
+                repeats.append(f"line {number} repeats line {first[prompt]}")
+                continue
+            first[prompt] = number
+            prompts.append(prompt)
     if not prompts:
         raise ValueError(f"--prompts {str(path)!r} holds no prompt; write one prompt per line")
+    if repeats:
+        print(f"warning: --prompts {str(path)!r}: {', '.join(repeats[:5])}{' ...' if len(repeats) > 5 else ''}: each "
+              "prompt is used once per pass (a later pass gives it the next seed)", file=sys.stderr, flush=True)
     return prompts
 
 
@@ -250,7 +258,8 @@ def create_study(models: list[str], prompts_file: str | os.PathLike, n: int, out
             info[label] = {"path": str(ckpt.directory), "sha256": pipe.model_sha256}
             for request in requests:
                 vid, start = secrets.token_hex(8), time.perf_counter()
-                render_sample(pipe, request, tmp / VIDEO_DIR / f"{vid}.mp4", extra={"study": name, "model_name": label})
+                render_sample(pipe, request, tmp / VIDEO_DIR / f"{vid}.mp4", extra={"study": name, "model_name": label},
+                              blind=True)  # the file raters get names no model; the sidecar (never served) does
                 videos[vid] = {"model": label, "prompt": request.prompts[0], "seed": request.seed}
                 done += 1
                 progress(done, total, f"{label}: {request.prompts[0]!r} seed {request.seed} "

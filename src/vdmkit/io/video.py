@@ -46,11 +46,13 @@ def upscale(frames: np.ndarray, factor: int) -> np.ndarray:
     return frames.repeat(factor, axis=1).repeat(factor, axis=2)
 
 
-def write_video(path: str | os.PathLike, frames: np.ndarray, fps: float = 8.0, metadata: dict | None = None) -> Path:
+def write_video(path: str | os.PathLike, frames: np.ndarray, fps: float = 8.0, metadata: dict | None = None, *,
+                in_container: bool = True) -> Path:
     """Write uint8 ``(T, H, W, 3)`` frames to ``path`` (.mp4, .gif, .webp, or .png for a strip of frames).
 
     The file appears only when complete. ``metadata`` is stored in the container where the format has a
-    place for it (mp4 comment) and always in a sidecar ``<path>.json``.
+    place for it (mp4 comment; not with ``in_container=False``: a blind study's videos must not name their model) and
+    always in a sidecar ``<path>.json``.
     """
     path = check_output_path(path)
     frames = _check_frames(frames)
@@ -59,7 +61,7 @@ def write_video(path: str | os.PathLike, frames: np.ndarray, fps: float = 8.0, m
     suffix = path.suffix.lower()
     with atomic_path(path) as tmp:
         if suffix == ".mp4":
-            _write_mp4(tmp, frames, fps, metadata)
+            _write_mp4(tmp, frames, fps, metadata if in_container else None)
         else:
             _write_pillow(tmp, frames, fps, suffix)
     if metadata is not None:

@@ -55,13 +55,14 @@ def view_factor(request: SampleRequest, factor: int | None = None) -> int:
 
 def render_sample(pipe, request: SampleRequest, out: str | os.PathLike, *, fps: float = 8.0,
                   upscale_factor: int | None = None, decode: dict | None = None, callback: Callable | None = None,
-                  extra: dict | None = None, produce: Callable | None = None) -> Rendered:
+                  extra: dict | None = None, produce: Callable | None = None, blind: bool = False) -> Rendered:
     """Sample the first prompt of ``request`` with ``pipe`` (a loaded TextToVideo) and write it to ``out`` (atomic,
     with a ``<out>.json`` sidecar): a video, or the latents as a .safetensors file when ``request.output`` is
     "latents". ``callback(i, x, x0_hat)`` is called per sampler step; ``extra`` adds keys to the metadata (never
     replacing one of ours). ``produce()``, if given, makes the video (B, 3, T, H, W) instead of ``pipe.run(request)``
     (editing, long videos, the conditioned tasks); ``request`` then describes how it was sampled, and the video's
-    own frames and size are recorded (a task's output may be longer than the model's window)."""
+    own frames and size are recorded (a task's output may be longer than the model's window). ``blind``: the metadata
+    goes to the sidecar only, not into the video file (a human-evaluation study serves the file to raters)."""
     from vdmkit import __version__
 
     fps = check_fps(fps)
@@ -92,7 +93,7 @@ def render_sample(pipe, request: SampleRequest, out: str | os.PathLike, *, fps: 
         path, frames = save_tensors(out, {"latents": video}, meta), None
     else:
         frames = upscale(to_uint8(video[0]), factor)
-        path = write_video(out, frames, fps=fps, metadata=meta)
+        path = write_video(out, frames, fps=fps, metadata=meta, in_container=not blind)
     return Rendered(path, frames, meta, [str(w.message) for w in caught])
 
 
