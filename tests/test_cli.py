@@ -124,6 +124,14 @@ def test_list_samplers_and_models(capsys):
     assert "TxHxW" in capsys.readouterr().err
     assert cli.main(["models", "--shape", "4x16x16"]) == 0  # a shape asks for the count at it
     assert "GFLOP per forward at 4x16x16" in capsys.readouterr().out
+    # a shape some presets cannot take lists the others and says why for those (a traceback, or an empty list, before
+    # 2026-12-05)
+    assert cli.main(["models", "--shape", "64x512x512"]) == 0
+    out = capsys.readouterr().out
+    assert "dit_xl" in out and "GFLOP per forward at 64x512x512" in out and "animatediff" in out
+    assert "[not at 64x512x512: " in out.split("animatediff")[1].splitlines()[0]
+    assert cli.main(["models", "--shape", "100000x4096x4096"]) == 0
+    assert "[not at 100000x4096x4096: " in capsys.readouterr().out
     assert cli.main(["models"]) == 0
     listed = capsys.readouterr().out.split("text encoders (text_encoder:)")[1].split()
     assert {"words", "clip", "t5"} <= set(listed)

@@ -387,7 +387,11 @@ def _cmd_models(args) -> int:
             from vdmkit.backbones.flops import preset_cost
 
             cfg = entry.config()
-            params, flops = preset_cost(entry.build, cfg, (1, cfg.in_channels, *shape))
+            try:
+                params, flops = preset_cost(entry.build, cfg, (1, cfg.in_channels, *shape))
+            except (VdmkitError, ValueError, RuntimeError) as e:  # this preset cannot take the shape: say why, go on
+                print(f"{line}  [not at {args.shape}: {str(e).splitlines()[0][:200]}]")
+                continue
             line += f"  [{params / 1e6:.2f}M parameters"
             line += f", {flops / 1e9:.1f} GFLOP per forward at {args.shape}]" if args.flops else "]"
         print(line)
