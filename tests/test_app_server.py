@@ -595,3 +595,20 @@ def test_thread_warnings_keep_other_threads_warnings_out():
         warnings.warn("from this thread")
     thread.join()
     assert [str(w.message) for w in caught] == ["from this thread"]
+
+
+def test_the_vote_store_goes_on_when_its_file_is_moved_away(tmp_path):
+    """Moving votes.sqlite away while the server ran made every study request a 500 (no such table): the store now
+    sets up a new file and the votes go on there; the moved file keeps the votes it had."""
+    from vdmkit.app.store import Vote, VoteStore
+
+    path = tmp_path / "votes.sqlite"
+    store = VoteStore(path)
+    store.add(Vote("r", "s#1", "p00000", "x", 0, "A", "B", "left"))
+    path.rename(tmp_path / "kept.sqlite")
+    for extra in tmp_path.glob("votes.sqlite-*"):
+        extra.unlink()
+    assert store.votes("s#1") == [] and store.count() == 0
+    store.add(Vote("r", "s#1", "p00000", "x", 0, "A", "B", "right"))
+    assert [v.choice for v in store.votes("s#1")] == ["right"]
+    assert [v.choice for v in VoteStore(tmp_path / "kept.sqlite").votes("s#1")] == ["left"]

@@ -67,7 +67,18 @@ class VoteStore:
         if self.path.is_dir():
             raise ValueError(f"--db {str(self.path)!r} is a folder; give a file name, e.g. votes.sqlite")
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        with closing(self._connect()) as con:
+        self._connect().close()  # checked and set up now, before the server starts
+
+    def _connect(self) -> sqlite3.Connection:
+        """A connection to the store, its file set up first when it is new: at start, and again should the file be
+        moved or deleted while the server runs (votes then go on in a new file instead of every request failing)."""
+        fresh = not self.path.exists()
+        try:
+            con = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
+            con.execute("PRAGMA synchronous=FULL")  # the first statement: a file that is not SQLite fails here
+        except sqlite3.Error as e:
+            raise VdmkitError(f"cannot open the vote store {str(self.path)!r}: {e} (not an SQLite database?)") from e
+        if fresh or not self._ready:
             try:
                 mode = con.execute("PRAGMA journal_mode=WAL").fetchone()[0]
                 if mode.lower() != "wal":
@@ -75,16 +86,16 @@ class VoteStore:
                                       "disk")
                 con.executescript(SCHEMA)
             except sqlite3.Error as e:
+                con.close()
                 raise VdmkitError(f"the vote store {str(self.path)!r} cannot be used ({e}): give --db a new file "
                                   "name, or the votes.sqlite of an earlier `vdmkit serve`") from e
-
-    def _connect(self) -> sqlite3.Connection:
-        try:
-            con = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
-            con.execute("PRAGMA synchronous=FULL")  # the first statement: a file that is not SQLite fails here
-        except sqlite3.Error as e:
-            raise VdmkitError(f"cannot open the vote store {str(self.path)!r}: {e} (not an SQLite database?)") from e
+            except VdmkitError:
+                con.close()
+                raise
+            self._ready = True
         return con
+
+    _ready = False  # the file has been checked and set up (WAL, schema) by this store
 
     def add(self, vote: Vote) -> int:
         """Store ``vote`` (committed when this returns) and return its row id; DuplicateVoteError if the rater
