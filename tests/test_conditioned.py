@@ -446,6 +446,21 @@ def test_cascade_draws_and_records_a_random_seed_and_tasks_warn_about_oversized_
     assert cli.main(["interpolate", "--model", models["frames"], "--video", big, "--factor", "2", "--steps", "1",
                      "--out", str(tmp_path / "i.mp4"), "--no-progress"]) == 0
     assert "warning: the input is 32x32, 4x the pixels of the 16x16 the model was trained on" in capsys.readouterr().err
+    from PIL import Image
+
+    Image.fromarray(torch.zeros(32, 32, 3, dtype=torch.uint8).numpy()).save(tmp_path / "big.png")
+    assert cli.main(["sample", "--model", models["frames"], "--image", str(tmp_path / "big.png"), "--prompt", "x",
+                     "--steps", "1", "--out", str(tmp_path / "i2v.mp4"), "--no-progress"]) == 0
+    assert "warning: the input is 32x32" in capsys.readouterr().err
+    # a cascade stage's options that its task would ignore are refused, and planning allocates no stand-in video
+    from vdmkit.pipelines.cascade import CascadeConfig, StageConfig, plan
+
+    with pytest.raises(ConstraintError, match="noise_level do.es. not apply to a text_to_video stage"):
+        plan(CascadeConfig(stages=(StageConfig(task="text_to_video", model=models["t2v"], noise_level=-1),)))
+    long = CascadeConfig(stages=(StageConfig(task="text_to_video", model=models["t2v"], stride=2),
+                                 StageConfig(task="extend", model=models["frames"], frames=10**5),
+                                 StageConfig(task="interpolate", model=models["frames"], factor=2)))
+    assert [p.shape[0] for p in plan(long)] == [2, 10**5, 2 * 10**5 - 1]  # a stand-in of 0 bytes (it was 300 MB)
 
 
 def test_cascade_command_refuses_mismatched_stages_before_any_weights(models, tmp_path, monkeypatch, capsys):
@@ -462,7 +477,8 @@ def test_cascade_command_refuses_mismatched_stages_before_any_weights(models, tm
     first = f"  - {{task: text_to_video, model: {models['t2v']}, stride: 2, steps: 2}}\n"
     for later, match in [("sampler: bogus", "unknown sampler 'bogus'"), ("steps: 0", "steps must be >= 1"),
                          ("noise_level: 5.0", "noise_level must be"), ("factor: 100", "interpolating x100"),
-                         ("mode: replace, image_guidance: 2", "image_guidance (two-scale guidance) needs")]:
+                         ("mode: replace, image_guidance: 2", "image_guidance (two-scale guidance) needs"),
+                         ("frames: 9", "frames do(es) not apply to a interpolate stage")]:
         later = later if later.startswith("factor") else f"factor: 2, {later}"
         config.write_text(f"stages:\n{first}  - {{task: interpolate, model: {models['frames']}, {later}}}\n")
         assert cli.main(["cascade", str(config), "--prompt", "x", "--out", str(tmp_path / "c.mp4"),

@@ -236,6 +236,8 @@ def test_adapter_files_find_changed_bytes_and_pipelines_record_what_is_applied(t
         lora.set_scale(fresh.backbone, name, 0.0)
     lora.remove_lora(fresh.backbone)
     assert fresh.applied_adapters() == []  # what a sidecar records: nothing that is not applied
+    fresh.load_lora(path, 0.25, name=name)  # the same name again: one record, the new one
+    assert [(r["name"], r["scale"]) for r in fresh.applied_adapters()] == [(name, 0.25)]
 
 
 def test_sample_applies_loras_and_records_them(tmp_path, capsys):

@@ -42,3 +42,15 @@ def test_fold_unfold_inverse():
     assert f.shape == (10, 3, 4, 6)
     torch.testing.assert_close(f[1], x[0, :, 1])
     torch.testing.assert_close(unfold_time(f, 5), x)
+
+
+def test_check_video_reads_an_expanded_tensor_without_materialising_it():
+    """A stand-in video (zeros expanded to any shape, as cascade planning uses) is checked on one copy of its values:
+    an (1, 3, 10^7, 16, 16) one costs nothing, and a NaN in the copy is still found."""
+    from vdmkit.video import check_video
+
+    check_video(torch.zeros(()).expand(1, 3, 10**7, 16, 16))
+    with pytest.raises(InvalidVideoError, match="NaN"):
+        check_video(torch.tensor(float("nan")).expand(1, 3, 4, 8, 8))
+    with pytest.raises(InvalidVideoError, match="values must lie in"):
+        check_video(torch.full((1, 3, 1, 8, 8), 5.0).expand(1, 3, 100, 8, 8))

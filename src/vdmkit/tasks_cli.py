@@ -143,8 +143,8 @@ def _run_task(args, task: str, video, prompt: str, produce_args: dict, extra: di
         if ignored:
             raise ValueError(f"{', '.join(ignored)} apply to the tasks with known frames (image-to-video, "
                              "interpolate, extend); upscale conditions on the whole low-resolution video")
-    elif task != "image_to_video":
-        warn_larger_than_trained(video, config, "a resized input")
+    else:
+        warn_larger_than_trained(video, config, "--height / --width" if task == "image_to_video" else "a resized input")
     options = _conditioning(args)
     if task != "image_to_video":
         options["keep_known"] = not args.no_keep
@@ -158,8 +158,9 @@ def _run_task(args, task: str, video, prompt: str, produce_args: dict, extra: di
     options["seed"] = request.base.seed  # --seed random: the seed drawn and recorded is the one sampled with
     factor = view_factor(request.base, args.upscale)
     tasks.check_task_memory(config, request, device, weights_dtype(args), view_factor=factor,
-                            frames=tasks.task_frames(task, video, **{k: v for k, v in produce_args.items()
-                                                                     if k in ("factor", "frames")}))
+                            frames=tasks.task_frames(task, video, window=config.frames,
+                                                     **{k: v for k, v in produce_args.items()
+                                                        if k in ("factor", "frames")}))
     threads = apply_threads(args.threads)
     pipe = TextToVideo.from_pretrained(ckpt, device=device, dtype=weights_dtype(args))
     apply_runner(pipe, args)  # sample --image: --compile / --cuda-graphs

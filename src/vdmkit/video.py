@@ -49,11 +49,15 @@ def check_video(
             f"{name} must have {channels} channels on axis 1 {VIDEO_AXES}, got shape {tuple(x.shape)};"
             " is the channel axis last? use x.permute(0, 4, 1, 2, 3) for (B, T, H, W, C)"
         )
-    if not torch.isfinite(x).all():
+    values = x  # an expanded tensor repeats its values along its stride-0 axes: check one copy of them
+    for dim in range(x.ndim):
+        if x.stride(dim) == 0:
+            values = values.narrow(dim, 0, 1)
+    if not torch.isfinite(values).all():
         raise InvalidVideoError(f"{name} contains NaN or inf values")
     if value_range is not None:
         lo, hi = value_range
-        xmin, xmax = float(x.min()), float(x.max())
+        xmin, xmax = float(values.min()), float(values.max())
         if xmin < lo - atol or xmax > hi + atol:
             hint = " (it looks like [0, 255]: use from_uint8())" if xmax > 2 else ""
             hint = hint or (" (it looks like [0, 1]: use x * 2 - 1)" if xmin >= 0 and lo < 0 else "")

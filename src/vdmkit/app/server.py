@@ -275,7 +275,7 @@ def create_app(settings: Settings):
     def list_studies():
         found, problems = studies()
         return {"studies": [{"name": s.name, "models": list(s.models), "pairs": len(s.pairs),
-                             "votes": store.count(s.key)} for s in found.values()], "problems": problems}
+                             "votes": len(current_votes(s))} for s in found.values()], "problems": problems}
 
     @app.get("/api/studies/{name}/next")
     def next_pair(name: str, rater: str):
@@ -320,19 +320,24 @@ def create_app(settings: Settings):
             raise NotFound(f"no video {file!r} in study {name!r}") from None
         file = output_file(path.parent, path.name)
         response = FileResponse(file, media_type="video/mp4", stat_result=os.stat(file))
-        for header in ("etag", "last-modified"):  # both follow the file's time: the order models were sampled in
-            del response.headers[header]
+        # the file's own ETag and Last-Modified follow its time, the order the models were sampled in: the video's
+        # random id and a fixed date instead (Range + If-Range still work)
+        response.headers["etag"] = f'"{path.stem}"'
+        response.headers["last-modified"] = "Thu, 01 Jan 1970 00:00:00 GMT"
         response.headers["cache-control"] = "no-store"
         return response
+
+    def current_votes(s) -> list:
+        """The study's votes on its pairs and models as they are now (a pair or model taken out of study.json is
+        not counted)."""
+        return [v for v in store.votes(s.key) if v.pair in s.pairs and v.left_model in s.models
+                and v.right_model in s.models]
 
     def results_of(name: str, bootstrap: int) -> dict:
         s = study(name)
         if not 0 <= bootstrap <= MAX_BOOTSTRAP:
             raise ValueError(f"bootstrap must be in [0, {MAX_BOOTSTRAP}] resamples, got {bootstrap}")
-        # the study's votes on its pairs and models as they are now (a pair or model taken out of study.json is not
-        # counted)
-        votes = [(v.left_model, v.right_model, v.choice) for v in store.votes(s.key)
-                 if v.pair in s.pairs and v.left_model in s.models and v.right_model in s.models]
+        votes = [(v.left_model, v.right_model, v.choice) for v in current_votes(s)]
         return {"study": s.name, **summarise(votes, s.models, n_boot=bootstrap)}
 
     @app.get("/api/studies/{name}/results")

@@ -359,6 +359,8 @@ class Pipeline(nn.Module):
                 n += 1
                 name = f"{base}_{n}"
         lora.load_adapter(self.backbone, adapter, name=name, scale=scale)
+        present = lora.adapter_names(self.backbone)  # records of adapters removed since (or replaced under this name)
+        self.adapters = [r for r in self.adapters if r["name"] in present and r["name"] != name]
         if self.compiled is not None:
             self.compiled.reset()  # other weights: other packages
         self.adapters.append({"name": name, "path": str(adapter.path), "scale": scale,

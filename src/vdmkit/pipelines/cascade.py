@@ -153,6 +153,13 @@ def check_stage_options(stage: StageConfig, config, before: tuple[int, int, int]
 
     options = sampling_options(stage)
     try:
+        ignored = {"text_to_video": [("mode", stage.mode != "auto"), ("image_guidance", stage.image_guidance is not None),
+                                     ("noise_level", stage.noise_level != 0)],
+                   "interpolate": [("frames", stage.frames is not None)],
+                   "extend": [("factor", stage.factor != 4)], "upscale": [("factor", stage.factor != 4)]}[stage.task]
+        if any(given for _, given in ignored):
+            raise ConstraintError(f"{', '.join(k for k, given in ignored if given)} do(es) not apply to a "
+                                  f"{stage.task} stage")
         if stage.task == "text_to_video":
             make_request(config, ["a prompt"], frames=stage.frames, **options)
             return
@@ -162,7 +169,7 @@ def check_stage_options(stage: StageConfig, config, before: tuple[int, int, int]
         conditioned = {"noise_level": stage.noise_level}
         if stage.task != "upscale":
             conditioned.update(mode=stage.mode, image_guidance=stage.image_guidance)
-        stand_in = torch.zeros(1, 3, *before)
+        stand_in = torch.zeros(()).expand(1, 3, *before)  # no memory: only its shape and first window are read
         task_request(config, stage.task, stand_in, "", factor=stage.factor, frames=stage.frames, **conditioned,
                      **options)
     except (ConstraintError, ConfigError, ValueError) as e:

@@ -225,14 +225,16 @@ def sample_conditioned(pipe, prompts, *, callback: Callable | None = None, decod
                            decode=decode)
 
 
-def task_frames(task: str, video: torch.Tensor, *, factor: int = 4, frames: int | None = None) -> int:
-    """How many frames ``task`` makes from its input ``video`` (an image for image_to_video)."""
+def task_frames(task: str, video: torch.Tensor, *, factor: int = 4, frames: int | None = None,
+                window: int | None = None) -> int:
+    """How many frames ``task`` makes from its input ``video`` (an image for image_to_video, which makes ``frames``,
+    by default the model's ``window``)."""
     given = video.shape[2] if video.ndim == 5 else 1
     if task == "interpolate":
         return (given - 1) * factor + 1
     if task == "upscale":
         return given
-    return frames if frames is not None else given
+    return frames if frames is not None else (window or given)
 
 
 def check_task_memory(config, request: ConditionedRequest, device, dtype: str = "fp32", *, frames: int | None = None,
@@ -368,7 +370,8 @@ def interpolate(pipe, video: torch.Tensor, prompts="", *, factor: int = 4, callb
     factor = check_keyframes(video, factor)
     kwargs.setdefault("keep_known", True)
     window = pipe.config.frames
-    parts, seed = [], check_seed(kwargs.pop("seed", 0))  # None: one random seed, window k gets seed + k
+    seed = check_seed(kwargs.pop("seed", 0))  # None: one random seed, window k gets seed + k
+    parts = Frames(task_frames("interpolate", video, factor=factor), kwargs)
     for k, (first, last) in enumerate(interpolation_windows(video.shape[2], factor, window)):
         known, mask = keyframe_window(video, first, last, factor, window)
         request = conditioned_request(pipe.config, prompts, known=known, mask=mask,
@@ -379,7 +382,7 @@ def interpolate(pipe, video: torch.Tensor, prompts="", *, factor: int = 4, callb
         out = run_conditioned(pipe, request, callback=callback, decode=decode)
         span = (last - first) * factor + 1
         parts.append(out[:, :, :span] if k == 0 else out[:, :, 1:span])
-    return torch.cat(parts, dim=2)
+    return parts.result()
 
 
 @torch.no_grad()
@@ -423,7 +426,7 @@ def upscale(pipe, video: torch.Tensor, prompts="", *, callback: Callable | None 
     check_video(video, channels=3, name="the video to upscale")
     window = pipe.config.frames
     seed = check_seed(kwargs.pop("seed", 0))  # None: one random seed, window k gets seed + k
-    parts = []
+    parts = Frames(video.shape[2], kwargs)
     for k, start in enumerate(range(0, video.shape[2], window)):
         chunk = video[:, :, start:start + window]
         request = conditioned_request(pipe.config, prompts, low_res=chunk,
@@ -432,7 +435,29 @@ def upscale(pipe, video: torch.Tensor, prompts="", *, callback: Callable | None 
             check_task_memory(pipe.config, request, pipe.device, pipe.weights_dtype, decode=decode, loaded=True,
                               frames=video.shape[2])
         parts.append(run_conditioned(pipe, request, callback=callback, decode=decode))
-    return torch.cat(parts, dim=2)
+    return parts.result()
+
+
+class Frames:
+    """A task's output, window by window: pixel windows are copied into one video of ``total`` frames allocated at
+    the first (before, the windows and their concatenation were alive together); latents are concatenated at the
+    end (their frame count is the autoencoder's)."""
+
+    def __init__(self, total: int, kwargs: dict):
+        self.total, self.pixels = total, kwargs.get("output", "pixels") == "pixels"
+        self.video, self.filled, self.parts = None, 0, []
+
+    def append(self, piece: torch.Tensor) -> None:
+        if not self.pixels:
+            self.parts.append(piece)
+            return
+        if self.video is None:
+            self.video = piece.new_empty(*piece.shape[:2], self.total, *piece.shape[3:])
+        self.video[:, :, self.filled:self.filled + piece.shape[2]] = piece
+        self.filled += piece.shape[2]
+
+    def result(self) -> torch.Tensor:
+        return self.video[:, :, :self.filled] if self.pixels else torch.cat(self.parts, dim=2)
 
 
 def task_request(config, task: str, video: torch.Tensor, prompts="", *, factor: int = 4, frames: int | None = None,
