@@ -153,3 +153,14 @@ def test_a_loaded_pipeline_stores_its_conv_weights_channels_last_and_saves_them_
         assert k == k2 and torch.equal(v, v2)
     out = [p(["a red circle moving left"], steps=2, seed=0, output="latents") for p in (pipe, again)]
     assert torch.equal(out[0], out[1])
+
+
+def test_the_flop_counter_sees_fused_layers():
+    """count_flops on a real bf16 model under no_grad: the fused oneDNN call is invisible to the counter, so it counts
+    through aten's linear (it would count 0 for the layer)."""
+    from vdmkit.backbones.flops import count_flops
+
+    layer, x = Linear(64, 32).bfloat16(), rand(10, 64).bfloat16()
+    with torch.no_grad():
+        assert count_flops(lambda: layer(x)) == 2 * 10 * 64 * 32
+        assert count_flops(lambda: GeluMLP(64, 16).bfloat16()(x)) == 2 * 10 * 64 * 16 * 2

@@ -27,9 +27,12 @@ def count_params(model: nn.Module) -> int:
 def count_flops(fn: Callable[[], Any]) -> int:
     """FLOPs of running ``fn()`` (forward, or forward and backward if ``fn`` calls it).
 
-    Attention runs through SDPA's math backend here: the fused CPU kernels are invisible to the counter.
+    Attention runs through SDPA's math backend here, and linear layers through aten's: the fused CPU kernels are
+    invisible to the counter.
     """
-    with FlopCounterMode(display=False) as counter, sdpa_kernel(SDPBackend.MATH):
+    from vdmkit.backbones.layers import unfused
+
+    with FlopCounterMode(display=False) as counter, sdpa_kernel(SDPBackend.MATH), unfused():
         fn()
     return counter.get_total_flops()
 

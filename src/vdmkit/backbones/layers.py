@@ -6,6 +6,7 @@ All attention goes through ``torch.nn.functional.scaled_dot_product_attention``.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import dataclasses
 import functools
 import math
@@ -214,11 +215,25 @@ def _onednn_bf16() -> bool:
         return False
 
 
+_FUSION = contextvars.ContextVar("vdmkit_fusion", default=True)
+
+
+@contextlib.contextmanager
+def unfused() -> Iterator[None]:
+    """Within the block, :func:`fused_linear` runs aten's ops (the FLOP counter sees only those)."""
+    token = _FUSION.set(False)
+    try:
+        yield
+    finally:
+        _FUSION.reset(token)
+
+
 def fused_linear_applies(x: torch.Tensor, weight: torch.Tensor) -> bool:
     """Whether :func:`fused_linear` runs oneDNN's fused kernel for these operands: bf16 inference on a CPU with
-    oneDNN's bf16 support, no gradient taken, not while tracing (a compiler fuses on its own)."""
+    oneDNN's bf16 support, no gradient taken, not while tracing (a compiler fuses on its own) nor within
+    :func:`unfused`."""
     return (x.dtype == torch.bfloat16 and weight.dtype == torch.bfloat16 and x.device.type == "cpu"
-            and not torch.is_grad_enabled() and not capturing() and _onednn_bf16())
+            and not torch.is_grad_enabled() and _FUSION.get() and not capturing() and _onednn_bf16())
 
 
 def fused_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, gelu: bool = False) -> torch.Tensor:
