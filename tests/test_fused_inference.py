@@ -42,7 +42,7 @@ def test_fused_linear_is_as_close_to_fp32_as_the_unfused_one(gelu):
         plain = F.linear(x, w, b)
         plain = F.gelu(plain) if gelu else plain
     assert fused.dtype == torch.bfloat16 and fused.shape == (3, 50, 96)
-    # bf16 keeps 8 bits: a relative error of a few 2^-9; the fused kernel rounds once, the unfused one two or three times
+    # bf16 keeps 8 bits: a relative error of a few 2^-9; the fused kernel rounds once, the unfused one 2 or 3 times
     assert relative_error(fused, ref) < 4e-3
     assert relative_error(fused, ref) <= relative_error(plain, ref) * 1.05
 

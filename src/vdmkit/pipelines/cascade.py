@@ -153,7 +153,8 @@ def check_stage_options(stage: StageConfig, config, before: tuple[int, int, int]
 
     options = sampling_options(stage)
     try:
-        ignored = {"text_to_video": [("mode", stage.mode != "auto"), ("image_guidance", stage.image_guidance is not None),
+        ignored = {"text_to_video": [("mode", stage.mode != "auto"),
+                                     ("image_guidance", stage.image_guidance is not None),
                                      ("noise_level", stage.noise_level != 0)],
                    "interpolate": [("frames", stage.frames is not None)],
                    "extend": [("factor", stage.factor != 4)], "upscale": [("factor", stage.factor != 4)]}[stage.task]

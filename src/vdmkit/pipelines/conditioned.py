@@ -293,7 +293,8 @@ def first_frame_request(config, image: torch.Tensor, prompts, *, frames: int | N
 def image_to_video(pipe, image: torch.Tensor, prompts, *, frames: int | None = None, callback: Callable | None = None,
                    decode: dict | None = None, **kwargs) -> torch.Tensor:
     """Image-to-video: a video (B, 3, T, H, W) that starts from ``image`` (B, 3, H, W) and whose motion follows
-    ``prompts``; its first frame is the model's rendering of the image (``keep_known=True``: the image itself). ``kwargs``: mode, image_guidance, noise_level, keep_known, and steps, sampler, guidance, seed, ..."""
+    ``prompts``; its first frame is the model's rendering of the image (``keep_known=True``: the image itself).
+    ``kwargs``: mode, image_guidance, noise_level, keep_known, and steps, sampler, guidance, seed, ..."""
     request = first_frame_request(pipe.config, image, prompts, frames=frames, **kwargs)
     check_task_memory(pipe.config, request, pipe.device, pipe.weights_dtype, decode=decode, loaded=True)
     return run_conditioned(pipe, request, callback=callback, decode=decode)
