@@ -35,6 +35,7 @@ from bench_backbones import DIT_SIZES, HEAD_DIM, INPUT, TEXT_TOKENS, UNET_SIZES,
 from eval_shapes_model import prompts as fresh_prompts  # noqa: E402
 
 from vdmkit.backbones import UNet3D, UNet3DConfig, VideoDiT  # noqa: E402
+from vdmkit.backbones.layers import channels_last_weights  # noqa: E402
 from vdmkit.backbones.flops import backbone_flops, backbone_inputs, count_params  # noqa: E402
 from vdmkit.data import ShapesConfig  # noqa: E402
 from vdmkit.device import keep_freed_memory  # noqa: E402
@@ -122,6 +123,7 @@ def backbone_rows(peak: dict, compile_cache: Path, compile_backbones: bool) -> l
         with torch.device("meta"):
             flops = backbone_flops(type(model)(model.cfg), INPUT)
         model = model.eval().to(torch.bfloat16)
+        channels_last_weights(model)  # as from_pretrained leaves a model's convolutions
         x, t, cond = bf16_inputs(model)
         for mode in ("bf16 pure", "bf16 compiled") if compile_backbones else ("bf16 pure",):
             run = CompiledBackbone(model, directory=compile_cache, log=lambda m: None) if "compiled" in mode else model
