@@ -308,11 +308,6 @@ def gated(x: torch.Tensor, gate: torch.Tensor | None) -> torch.Tensor:
     return x if gate is None else gate * x
 
 
-def add_gated(x: torch.Tensor, y: torch.Tensor, gate: torch.Tensor | None) -> torch.Tensor:
-    """The residual ``x + gate * y`` (``x + y`` without adaLN) as one kernel."""
-    return x + y if gate is None else torch.addcmul(x, gate, y)
-
-
 class GeluMLP(nn.Sequential):
     """Linear -> exact GELU -> Linear, keyed as the ``nn.Sequential`` it replaces (0 and 2); bf16 inference on CPU
     runs the GELU in the first layer's oneDNN call (layers.fused_linear)."""
@@ -353,14 +348,14 @@ class DiTBlock(nn.Module):
         for attn, norm, (shift, scale, gate) in zip(self.attn, self.norms, mods):
             if attn.axis == "time" and ctx.grid["t"] == 1:
                 continue  # images (and single tubelets) skip temporal attention
-            x = add_gated(x, attn(modulate(norm(x), shift, scale), ctx), gate)  # (B, P + N, C)
+            x = x + gated(attn(modulate(norm(x), shift, scale), ctx), gate)  # (B, P + N, C)
         if self.cross is not None and ctx.text is not None:
             q = self.norm_cross(x)
             if ctx.cross_pos is not None:
                 q = q + ctx.cross_pos.to(q.dtype)
             x = x + self.cross(q, ctx.text.tokens, ctx.text.mask[:, None, None, :])
         shift, scale, gate = mods[-1]
-        return add_gated(x, self.mlp(modulate(self.norms[-1](x), shift, scale)), gate)
+        return x + gated(self.mlp(modulate(self.norms[-1](x), shift, scale)), gate)
 
     def _modulation(self, cond: torch.Tensor | None) -> list[tuple]:
         if self.modulation is None:
