@@ -457,6 +457,12 @@ def test_cascade_draws_and_records_a_random_seed_and_tasks_warn_about_oversized_
 
     with pytest.raises(ConstraintError, match="noise_level do.es. not apply to a text_to_video stage"):
         plan(CascadeConfig(stages=(StageConfig(task="text_to_video", model=models["t2v"], noise_level=-1),)))
+    from vdmkit.pipelines.base import open_model
+    from vdmkit.pipelines.cascade import check_stage_options
+
+    with pytest.raises(ConstraintError, match="mode do.es. not apply to a upscale stage"):
+        check_stage_options(StageConfig(task="upscale", model=models["sr"], mode="concat"),
+                            open_model(models["sr"])[1], (4, 8, 8), "stage 'upscale'")
     long = CascadeConfig(stages=(StageConfig(task="text_to_video", model=models["t2v"], stride=2),
                                  StageConfig(task="extend", model=models["frames"], frames=10**5),
                                  StageConfig(task="interpolate", model=models["frames"], factor=2)))

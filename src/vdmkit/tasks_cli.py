@@ -5,7 +5,6 @@ tasks `vdmkit interpolate | extend | upscale` and `vdmkit sample --image` (pipel
 from __future__ import annotations
 
 import dataclasses
-
 import json
 import math
 import sys
@@ -112,9 +111,9 @@ def warn_larger_than_trained(video, config, remedy: str) -> None:
     height, width = video.shape[-2:]
     if height * width > config.height * config.width:
         print(f"warning: the input is {height}x{width}, {height * width / (config.height * config.width):.3g}x the "
-                      f"pixels of the {config.height}x{config.width} the model was trained on: the task runs at the "
-                      f"input's size (a file written by `vdmkit sample` is upscaled for viewing: write it with "
-                      f"--upscale 1, or use {remedy})", file=sys.stderr)
+              f"pixels of the {config.height}x{config.width} the model was trained on: the task runs at the input's "
+              f"size (a file written by `vdmkit sample` is upscaled for viewing: write it with --upscale 1, or use "
+              f"{remedy})", file=sys.stderr)
 
 
 def _conditioning(args) -> dict:

@@ -67,6 +67,7 @@ class VoteStore:
         if self.path.is_dir():
             raise ValueError(f"--db {str(self.path)!r} is a folder; give a file name, e.g. votes.sqlite")
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._ready = False  # the file has been checked and set up (WAL, schema) by this store
         self._connect().close()  # checked and set up now, before the server starts
 
     def _connect(self) -> sqlite3.Connection:
@@ -94,8 +95,6 @@ class VoteStore:
                 raise
             self._ready = True
         return con
-
-    _ready = False  # the file has been checked and set up (WAL, schema) by this store
 
     def add(self, vote: Vote) -> int:
         """Store ``vote`` (committed when this returns) and return its row id; DuplicateVoteError if the rater

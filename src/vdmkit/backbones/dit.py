@@ -41,8 +41,8 @@ from vdmkit.backbones.layers import (
     check_conditioning,
     config_preset,
     fourier_frequencies,
+    fusable,
     fused_linear,
-    fused_linear_applies,
     grid_features,
     image_frames,
     timestep_embedding,
@@ -317,8 +317,8 @@ class GeluMLP(nn.Sequential):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         first = self[0]
-        if fused_linear_applies(x, first.weight) and not (first._forward_hooks or first._forward_pre_hooks):
-            return self[2](fused_linear(x, first.weight, first.bias, gelu=True))  # a LoRA hooks its layer: not here
+        if fusable(first, x):
+            return self[2](fused_linear(x, first.weight, first.bias, gelu=True))
         return super().forward(x)
 
 

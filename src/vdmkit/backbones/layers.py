@@ -247,6 +247,13 @@ def fused_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | Non
     return F.gelu(y) if gelu else y
 
 
+def fusable(layer: nn.Linear, x: torch.Tensor) -> bool:
+    """Whether a block may run ``layer`` on ``x`` through :func:`fused_linear` itself (with a GELU after it, or on
+    part of its weight): :func:`fused_linear_applies`, and no hook on the layer (a LoRA adapter hooks its layer's
+    call, which such a block would bypass)."""
+    return fused_linear_applies(x, layer.weight) and not (layer._forward_hooks or layer._forward_pre_hooks)
+
+
 class Linear(nn.Linear):
     """``nn.Linear`` (same parameters, same checkpoints, same LoRA hooks) whose bf16 inference on CPU runs
     :func:`fused_linear`."""
@@ -413,9 +420,7 @@ class FeedForward(nn.Module):
 
     def geglu(self, x: torch.Tensor) -> torch.Tensor:
         proj = self.proj_in
-        if fused_linear_applies(x, proj.weight) and not (proj._forward_hooks or proj._forward_pre_hooks):
-            # the value half and the GELU half as two oneDNN calls, the GELU fused into the second (a LoRA on
-            # proj_in hooks the layer's call, so a hooked proj_in takes the path below)
+        if fusable(proj, x):  # the value half and the GELU half as two oneDNN calls, the GELU fused into the second
             half = proj.out_features // 2
             bias = (None, None) if proj.bias is None else (proj.bias[:half], proj.bias[half:])
             a = fused_linear(x, proj.weight[:half], bias[0])

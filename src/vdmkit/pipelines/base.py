@@ -17,8 +17,8 @@ from typing import Iterator
 import torch
 from torch import nn
 
-from vdmkit.backbones.layers import channels_last_weights
 from vdmkit.autoencoders.load import build_autoencoder
+from vdmkit.backbones.layers import channels_last_weights
 from vdmkit.conditioning.condition import Condition
 from vdmkit.conditioning.pretrained import checkpoint_copy
 from vdmkit.device import low_precision_dtype, resolve_device
@@ -349,7 +349,7 @@ class Pipeline(nn.Module):
         if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not math.isfinite(scale):
             raise ConfigError(f"an adapter's scale must be a finite number, got {scale!r}")
         adapter = path if isinstance(path, lora.AdapterFile) else lora.read_adapter(path)
-        lora.check_base(adapter, self.identities or self.model_sha256, force=force,
+        lora.check_base(adapter, self.identities, force=force,
                         override="apply it anyway with force=True (--force-lora)")
         if name is None:
             stem = "".join(c if c.isalnum() else "_" for c in adapter.path.stem) or "adapter"
@@ -408,6 +408,6 @@ class Pipeline(nn.Module):
         pipe = pipe.to(device=device, dtype=DTYPES[dtype])
         load_strict(pipe, pipeline_weights(source, pipe), source.directory)
         channels_last_weights(pipe)  # the layout its convolutions' frames have: no reorder per call
-        pipe.source, pipe.model_sha256 = str(source.directory), weights_sha256(source)
         pipe.identities = weights_identities(source)
+        pipe.source, pipe.model_sha256 = str(source.directory), pipe.identities[0]
         return pipe.eval()

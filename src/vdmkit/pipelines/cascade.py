@@ -157,16 +157,15 @@ def check_stage_options(stage: StageConfig, config, before: tuple[int, int, int]
                                      ("image_guidance", stage.image_guidance is not None),
                                      ("noise_level", stage.noise_level != 0)],
                    "interpolate": [("frames", stage.frames is not None)],
-                   "extend": [("factor", stage.factor != 4)], "upscale": [("factor", stage.factor != 4)]}[stage.task]
+                   "extend": [("factor", stage.factor != 4)],
+                   "upscale": [("factor", stage.factor != 4), ("mode", stage.mode != "auto"),  # the low-res video,
+                               ("image_guidance", stage.image_guidance is not None)]}[stage.task]  # as trained
         if any(given for _, given in ignored):
             raise ConstraintError(f"{', '.join(k for k, given in ignored if given)} do(es) not apply to a "
                                   f"{stage.task} stage")
         if stage.task == "text_to_video":
             make_request(config, ["a prompt"], frames=stage.frames, **options)
             return
-        if stage.task == "upscale" and (stage.mode != "auto" or stage.image_guidance is not None):
-            raise ConstraintError("mode and image_guidance apply to interpolate and extend stages; an upscale stage "
-                                  "takes the low-resolution video as its model was trained to")
         conditioned = {"noise_level": stage.noise_level}
         if stage.task != "upscale":
             conditioned.update(mode=stage.mode, image_guidance=stage.image_guidance)

@@ -372,14 +372,15 @@ def interpolate(pipe, video: torch.Tensor, prompts="", *, factor: int = 4, callb
     kwargs.setdefault("keep_known", True)
     window = pipe.config.frames
     seed = check_seed(kwargs.pop("seed", 0))  # None: one random seed, window k gets seed + k
-    parts = Frames(task_frames("interpolate", video, factor=factor), kwargs)
+    total = task_frames("interpolate", video, factor=factor)
+    parts = Frames(total, kwargs)
     for k, (first, last) in enumerate(interpolation_windows(video.shape[2], factor, window)):
         known, mask = keyframe_window(video, first, last, factor, window)
         request = conditioned_request(pipe.config, prompts, known=known, mask=mask,
                                       seed=seed + k, **kwargs)
         if k == 0:
             check_task_memory(pipe.config, request, pipe.device, pipe.weights_dtype, decode=decode, loaded=True,
-                              frames=task_frames("interpolate", video, factor=factor))
+                              frames=total)
         out = run_conditioned(pipe, request, callback=callback, decode=decode)
         span = (last - first) * factor + 1
         parts.append(out[:, :, :span] if k == 0 else out[:, :, 1:span])

@@ -83,7 +83,7 @@ def render_sample(pipe, request: SampleRequest, out: str | os.PathLike, *, fps: 
             "device": str(pipe.device), "vdmkit": __version__, "autoencoder": config.latent.kind or None,
             "autoencoder_sha256": config.latent.sha256 or None, "decode": dict(decode or {}),
             "output": request.output,
-            "lora": (pipe.applied_adapters() if hasattr(pipe, "applied_adapters") else None) or None,
+            "lora": (pipe.applied_adapters() if hasattr(pipe, "applied_adapters") else []) or None,
             "cache": record.get("cache")}
     if request.output != "latents":  # what was written: a task or a long video may differ from the request's window
         meta.update(frames=int(video.shape[2]), height=int(video.shape[3]), width=int(video.shape[4]))
