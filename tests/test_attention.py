@@ -101,3 +101,34 @@ def test_values_of_another_width_are_not_padded(monkeypatch):
     out = attention(q, k, v)
     assert spy.widths == [8] and out.shape == (1, 2, 160, 12)
     assert (out - reference(q, k, v)).abs().max() <= 2e-6
+
+
+@pytest.mark.parametrize("keys", [3, 8, 15])
+def test_bf16_rows_shorter_than_a_vector_take_the_fp32_softmax_and_match_aten(keys, monkeypatch):
+    q, k, v = qkv(4, 2, 8, 8, torch.bfloat16, context=keys)
+    calls = []
+    real = layers.short_row_softmax
+    monkeypatch.setattr(layers, "short_row_softmax", lambda s: calls.append(s.shape) or real(s))
+    for mask in masks(4, 2, 8, keys):
+        with torch.no_grad():
+            got = attention(q, k, v, mask)
+        expected = reference(q, k, v, mask)
+        unfused = ((q.float() @ k.float().transpose(-1, -2)) * 8 ** -0.5)
+        if mask is not None:
+            unfused = unfused + mask if mask.is_floating_point() else unfused.masked_fill(~mask, float("-inf"))
+        aten = (unfused.softmax(-1).bfloat16() @ v).double()
+        assert got.dtype == torch.bfloat16 and got.shape == q.shape
+        # within bf16 rounding of the float64 attention, and no further from it than aten's own softmax path
+        assert (got.double() - expected).abs().max() <= max(2e-2, 1.5 * (aten - expected).abs().max())
+    assert calls == [(4, 2, 8, keys)] * 3
+    training = attention(*(a.clone().requires_grad_() for a in (q, k, v)))  # training keeps aten's softmax
+    training.float().sum().backward()
+    assert len(calls) == 3
+
+
+def test_short_row_softmax_sums_to_one_and_handles_large_scores():
+    scores = torch.tensor([[1e4, 1e4 - 1.0, -1e4], [0.0, 0.0, 0.0]], dtype=torch.bfloat16)
+    got = layers.short_row_softmax(scores)
+    assert got.dtype == torch.float32
+    assert torch.allclose(got, scores.float().softmax(-1), atol=1e-6)
+    assert torch.allclose(got.sum(-1), torch.ones(2))

@@ -466,7 +466,28 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Ten
     scores = (q @ k.transpose(-1, -2)) * q.shape[-1] ** -0.5  # (N, heads, L, S)
     if mask is not None:
         scores = scores + mask if mask.is_floating_point() else scores.masked_fill(~mask, float("-inf"))
+    if FP32_SOFTMAX and not training:
+        weights = short_row_softmax(scores) if scores.shape[-1] < SHORT_ROW else scores.float().softmax(-1)
+        return weights.to(v.dtype) @ v
     return scores.softmax(dim=-1) @ v
+
+
+# Short bf16 attention on CPU takes its softmax in fp32 (one rounding, to the weights; aten's bf16 softmax was slower
+# for rows of 16 keys: 4.8 against 1.5 ms on 2.6M scores). aten's CPU softmax also pays a fixed cost per row, so rows
+# shorter than a vector register (8 keys: a temporal attention over 8 frames; about 6 ns per score in bf16 and fp32
+# alike) are written as whole-tensor max, exp and sum, 1.7x faster. Measured in one process (2-core AMX CPU, 15 rounds
+# alternating): the small UNet's bf16 forward 1.05x, the shapes model's call and DiT-S level within noise
+# (BENCHMARKS.md, session 14). FP32_SOFTMAX = False restores the bf16 softmax.
+SHORT_ROW = 16
+FP32_SOFTMAX = True
+
+
+def short_row_softmax(scores: torch.Tensor) -> torch.Tensor:
+    """softmax over the last axis of a (..., S) tensor with S < SHORT_ROW, computed in fp32 (in place on an fp32
+    ``scores``, which must not need a gradient)."""
+    x = scores.float()
+    x = x.sub_(x.amax(-1, keepdim=True)).exp_()
+    return x.div_(x.sum(-1, keepdim=True))
 
 
 ROPE_BASE = 10_000  # RoPE (Su et al. 2021) frequency base
