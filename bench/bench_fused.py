@@ -1,8 +1,11 @@
-"""Before / after in one process: bf16 inference with oneDNN's fused linear (``layers.fused_linear``) and channels-last
-convolution weights (``layers.channels_last_weights``) switched off and on in turn, on the same weights and inputs.
+"""Before / after in one process: a bf16 CPU inference change switched off and on in turn, on the same weights and
+inputs. ``--change fused`` (the default): oneDNN's fused linear (``layers.fused_linear``) and channels-last convolution
+weights (``layers.channels_last_weights``); ``--change softmax``: short attention's fp32 softmax
+(``layers.FP32_SOFTMAX``).
 
     python bench/bench_fused.py --models shapes,small --rounds 9
     python bench/bench_fused.py --models modelscope --rounds 4 --folder /tmp/modelscope-random  # bench_modelscope build
+    python bench/bench_fused.py --change softmax --models shapes,small --rounds 15
 
 Each round times one call with the change off, then one with it on (medians reported), after a warm-up of each; the
 matmul peak is measured before and after. "off" is aten's linear and the weights in their standard layout; "on" what
@@ -33,7 +36,10 @@ from vdmkit.pipelines.default import DEFAULT_MODEL  # noqa: E402
 FUSED = layers._onednn_bf16
 
 
-def switch(model: torch.nn.Module, on: bool) -> None:
+def switch(model: torch.nn.Module, on: bool, change: str = "fused") -> None:
+    if change == "softmax":
+        layers.FP32_SOFTMAX = on
+        return
     layers._onednn_bf16 = FUSED if on else (lambda: False)
     layout = torch.channels_last_3d if on else torch.contiguous_format
     for m in model.modules():
@@ -64,6 +70,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--models", default="shapes,small", help="comma-separated: shapes, small, modelscope")
     ap.add_argument("--rounds", type=int, default=9)
+    ap.add_argument("--change", choices=["fused", "softmax"], default="fused")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--folder", type=Path, default=Path("/tmp/modelscope-random"))
     args = ap.parse_args()
@@ -73,11 +80,11 @@ def main() -> None:
     for name, model, inputs in cases(args.models.split(","), args.folder):
         times, outs = {False: [], True: []}, {}
         for on in (False, True):
-            switch(model, on)
+            switch(model, on, args.change)
             outs[on] = model(*inputs)
         for _ in range(args.rounds):
             for on in (False, True):
-                switch(model, on)
+                switch(model, on, args.change)
                 start = time.perf_counter()
                 model(*inputs)
                 times[on].append(time.perf_counter() - start)
