@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from vdmkit.errors import CheckpointMismatchError, CorruptCheckpointError, UnsafeFormatError
-from vdmkit.io.checkpoint import latest_checkpoint, load_tensors, read_manifest, save_checkpoint
+from vdmkit.io.checkpoint import CheckpointSkippedWarning, latest_checkpoint, load_tensors, open_checkpoint
+from vdmkit.io.checkpoint import read_manifest, save_checkpoint
 from vdmkit.io.checkpoint import load_strict
 from vdmkit.pipelines import TextToVideo
 from vdmkit.training import train
@@ -81,7 +82,8 @@ def test_latest_checkpoint_skips_incomplete(trained):
     half = run / "checkpoints" / "step_0000009"  # killed mid-save: no manifest
     half.mkdir()
     (half / "model.safetensors").write_bytes(b"\x00" * 10)
-    assert latest_checkpoint(run).name == "step_0000002"
+    with pytest.warns(CheckpointSkippedWarning, match="using step_0000002; skipped the newer step_0000009 .*manifest"):
+        assert latest_checkpoint(run).name == "step_0000002"
     (run / "checkpoints" / "step_0000002" / "manifest.json").unlink()
     with pytest.raises(CorruptCheckpointError, match="no complete checkpoint.*no manifest"):
         latest_checkpoint(run)
@@ -185,3 +187,16 @@ def test_a_state_in_parts_loads_part_by_part_and_reports_what_no_part_gave():
         load_strict(model, iter([parts[0], {"2.weight": torch.zeros(1)}]), "parts")
     with pytest.raises(CheckpointMismatchError, match="shape mismatch 1.bias"):
         load_strict(model, iter([parts[0], {**parts[1], "1.bias": torch.zeros(2)}]), "parts")
+
+
+def test_a_weights_file_opens_its_checkpoint_only_when_it_is_one_of_its_files(trained, tmp_path):
+    _, run = trained
+    step = run / "checkpoints" / "step_0000002"
+    assert open_checkpoint(step / "model.safetensors").directory == step
+    (step / "adapter.safetensors").write_bytes((step / "model.safetensors").read_bytes()[:64])  # e.g. a LoRA beside it
+    with pytest.raises(CorruptCheckpointError, match="not one of its checkpoint's files.*load_lora"):
+        open_checkpoint(step / "adapter.safetensors")
+    loose = tmp_path / "loose.safetensors"
+    loose.write_bytes((step / "model.safetensors").read_bytes())
+    with pytest.raises(CorruptCheckpointError, match="loose weights file"):
+        open_checkpoint(loose)

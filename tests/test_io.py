@@ -96,3 +96,33 @@ def test_outputs_are_checked_with_their_sidecar_before_any_work(tmp_path, capsys
     assert "is a directory" in capsys.readouterr().err
     assert cli.main(["eval", "--real", "shapes", "--fake", "shapes", "--out", str(tmp_path / "report.txt")]) == 2
     assert "use one of .json" in capsys.readouterr().err
+
+
+def test_names_too_long_for_the_sidecar_are_refused_before_writing(tmp_path):
+    from vdmkit.errors import OutputError
+    from vdmkit.io.video import check_output_path
+
+    fits = tmp_path / ("d" * 245 + ".mp4")  # 249 bytes; its sidecar 254
+    assert check_output_path(fits) == fits
+    write_video(fits, frames(), metadata={"a": 1})  # the temporaries' names are cut: nothing too long on the way
+    assert sorted(os.listdir(tmp_path)) == [fits.name, fits.name + ".json"]
+    for name in ("e" * 247 + ".mp4", "f" * 300 + ".mp4"):  # the sidecar would be 256 bytes; the video itself too long
+        with pytest.raises(OutputError, match="shorter name"):
+            write_video(tmp_path / name, frames(), metadata={"a": 1})
+    assert sorted(os.listdir(tmp_path)) == [fits.name, fits.name + ".json"]
+
+
+def test_a_failed_sidecar_write_removes_the_video(tmp_path, monkeypatch):
+    import vdmkit.io.video as video
+
+    real = video.atomic_path
+
+    def failing(target):
+        if str(target).endswith(".json"):
+            raise OSError("disk full")
+        return real(target)
+
+    monkeypatch.setattr(video, "atomic_path", failing)
+    with pytest.raises(OSError, match="disk full"):
+        write_video(tmp_path / "x.mp4", frames(), metadata={"a": 1})
+    assert os.listdir(tmp_path) == []

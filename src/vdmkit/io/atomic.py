@@ -11,6 +11,7 @@ from pathlib import Path
 from vdmkit.errors import OutputError
 
 TMP_MARK = ".tmp-"  # atomic_directory's temporary folders: .{name}.tmp-{pid}
+TMP_STEM = 32  # atomic_path's temporaries: .{the target's stem, cut to this}.{random}.tmp{suffix}
 
 
 @contextlib.contextmanager
@@ -21,7 +22,9 @@ def atomic_path(target: str | os.PathLike):
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.stem}.", suffix=f".tmp{target.suffix}", dir=target.parent)
+    # the stem is cut so that the temporary's name stays within the file system's limit wherever the target's does
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.stem[:TMP_STEM]}.", suffix=f".tmp{target.suffix[:16]}",
+                               dir=target.parent)
     os.close(fd)
     tmp = Path(tmp)
     try:
@@ -50,6 +53,23 @@ def atomic_directory(target: str | os.PathLike):
         fsync_dir(target.parent)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def check_name_length(path: str | os.PathLike, what: str, extra: str = "") -> None:
+    """OutputError if ``path``'s file name, with ``extra`` appended (a sidecar's ".json"), is longer than its file
+    system allows (255 bytes on most), checked before any work rather than failing at the write."""
+    path = Path(path)
+    name = os.fsencode(path.name + extra)
+    existing = path.absolute().parent
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    try:
+        limit = os.pathconf(existing, "PC_NAME_MAX")
+    except (OSError, ValueError):
+        limit = 255
+    if len(name) > limit:
+        raise OutputError(f"{what}: the file name {path.name[:40]!r}... is {len(name)} bytes with {extra or 'nothing'} "
+                          f"appended; this file system allows {limit}: choose a shorter name")
 
 
 def check_writable_folder(folder: str | os.PathLike, what: str) -> None:

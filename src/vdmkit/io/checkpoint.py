@@ -16,6 +16,7 @@ import hashlib
 import json
 import os
 import shutil
+import warnings
 from pathlib import Path
 from typing import Iterable, Iterator
 
@@ -266,9 +267,15 @@ def open_checkpoint(path: str | os.PathLike, *, needs: tuple[str, ...] = (CONFIG
         if path.suffix.lower() in PICKLE_SUFFIXES:
             raise UnsafeFormatError(f"{str(path)!r}: pickle checkpoints are refused; vdmkit loads safetensors only")
         if path.suffix == ".safetensors" or path.name == MANIFEST:
+            if not (path.parent / MANIFEST).is_file():
+                raise CorruptCheckpointError(
+                    f"{str(path)!r} is a loose weights file, not in a vdmkit checkpoint folder (no {MANIFEST} beside "
+                    "it): pass the checkpoint or run folder; a diffusers folder's weights load through its folder")
+            if path.name != MANIFEST and path.name not in Checkpoint(path.parent):
+                raise CorruptCheckpointError(
+                    f"{str(path)!r} is not one of its checkpoint's files (a LoRA adapter or another file beside it?): "
+                    f"pass the folder {str(path.parent)!r}, and apply an adapter with --lora / load_lora")
             path = path.parent
-            if not (path / MANIFEST).is_file():
-                _no_manifest(path)
         else:
             raise CorruptCheckpointError(f"{str(path)!r} is a file; pass a checkpoint directory (holding {MANIFEST})")
     elif not path.exists():
@@ -416,8 +423,17 @@ def checkpoint_dirs(run_dir: Path) -> list[Path]:
 
 def latest_checkpoint(run_dir: str | os.PathLike, *, needs: tuple[str, ...] = (CONFIG,)) -> Checkpoint:
     """The newest complete checkpoint of a run whose files ``needs`` match their sha256; incomplete or corrupt
-    ones are skipped with the reason."""
-    return complete_checkpoint(run_dir, needs=needs)[0]
+    ones are skipped, with a warning that names each and its reason."""
+    ckpt, skipped = complete_checkpoint(run_dir, needs=needs)
+    if skipped:
+        warnings.warn(f"{str(run_dir)!r}: using {ckpt.name}; skipped the newer "
+                      + "; ".join(f"{path.name} ({reason})" for path, reason in skipped), CheckpointSkippedWarning,
+                      stacklevel=2)
+    return ckpt
+
+
+class CheckpointSkippedWarning(UserWarning):
+    """A run's newest checkpoint was incomplete or corrupt, and an older one is used."""
 
 
 def complete_checkpoint(run_dir: str | os.PathLike, *,

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from vdmkit.errors import InvalidVideoError, OutputError
-from vdmkit.io.atomic import atomic_path, check_writable_folder
+from vdmkit.io.atomic import atomic_path, check_name_length, check_writable_folder
 from vdmkit.io.decode import DEFAULT_LIMITS, DecodeLimits, decode
 
 VIDEO_FORMATS = (".mp4", ".gif", ".webp", ".png")
@@ -20,6 +20,7 @@ H264_CRF = "18"  # visually lossless for small synthetic frames
 def check_output_path(path: str | os.PathLike, formats: tuple[str, ...] = VIDEO_FORMATS) -> Path:
     """The suffix picks the format; say which are valid, and whether the place can be written, before any work."""
     path = Path(path)
+    check_name_length(path, f"output {str(path)!r}", ".json")  # the longest name written: the metadata sidecar
     if path.suffix.lower() not in formats:
         raise OutputError(f"output {str(path)!r}: unknown format {path.suffix!r}; use one of {', '.join(formats)}")
     if path.is_dir():
@@ -65,8 +66,12 @@ def write_video(path: str | os.PathLike, frames: np.ndarray, fps: float = 8.0, m
         else:
             _write_pillow(tmp, frames, fps, suffix)
     if metadata is not None:
-        with atomic_path(path.with_name(path.name + ".json")) as tmp:
-            tmp.write_text(json.dumps(metadata, indent=2, sort_keys=True), encoding="utf-8")
+        try:
+            with atomic_path(path.with_name(path.name + ".json")) as tmp:
+                tmp.write_text(json.dumps(metadata, indent=2, sort_keys=True), encoding="utf-8")
+        except BaseException:
+            path.unlink(missing_ok=True)  # never a video without the metadata that says what made it
+            raise
     return path
 
 
