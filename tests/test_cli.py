@@ -240,6 +240,7 @@ def test_sample_precision_bf16_casts_the_weights_and_compile_runs_the_package(ru
     meta = json.loads((tmp_path / "c.mp4.json").read_text())
     assert meta["dtype"] == "bf16" and meta["precision"] == "bf16" and meta["compiled"] == "package"
     assert seen["dtype"] == torch_bf16() and seen["compiled"].stats["eager_calls"] == 2
+    assert meta["runner_calls"] == {"compiled_calls": 0, "eager_calls": 2}  # what ran: no package, so eager
     assert cli.main(["sample", "--model", str(run_dir), "--prompt", "a red circle", "--steps", "2", "--precision",
                      "bf16", "--dtype", "fp32", "--out", str(tmp_path / "a.mp4"), "--no-progress"]) == 0
     assert json.loads((tmp_path / "a.mp4.json").read_text())["dtype"] == "fp32"  # autocast over fp32 weights

@@ -71,6 +71,7 @@ def test_edit_without_model_uses_the_default(tmp_path):
 
 
 def test_fast_samples_the_default_with_its_pinned_consistency_adapter(tmp_path, capsys):
+    from vdmkit.backbones import lora
     from vdmkit.pipelines.default import DEFAULT_LCM_SHA256, default_lcm_adapter
 
     out = tmp_path / "fast.mp4"
@@ -80,8 +81,13 @@ def test_fast_samples_the_default_with_its_pinned_consistency_adapter(tmp_path, 
     assert (meta["sampler"], meta["steps"], meta["guidance"]) == ("lcm", 4, 1.0)  # the adapter's defaults
     assert meta["lora"][0]["sha256"] == DEFAULT_LCM_SHA256 and meta["model_sha256"] == DEFAULT_SHA256
     pipe = TextToVideo.from_pretrained(DEFAULT_MODEL)
+    own = pipe.config.sampling
     pipe.load_lora(default_lcm_adapter())
     assert pipe.config.sampling.sampler == "lcm"
+    assert (pipe.request(["x"]).sampler, pipe.request(["x"]).steps) == ("lcm", 4)
+    lora.remove_lora(pipe.backbone, "lcm_lora")  # taken off: the model's own defaults again
+    assert pipe.config.sampling == own and pipe.request(["x"]).sampler == own.sampler != "lcm"
+    assert pipe.applied_adapters() == []
 
     assert cli.main(["sample", "--fast", "--model", str(tmp_path), "--prompt", "x", "--out", str(out)]) == 2
     assert "bundled default model's consistency adapter" in capsys.readouterr().err

@@ -172,6 +172,7 @@ class Pipeline(nn.Module):
 
     def __init__(self, config: PipelineConfig):
         super().__init__()
+        self.adapters: list[dict] = []  # the LoRA files applied by load_lora: name, path, scale, sha256
         self.config = config
         self.backbone = lookup(BACKBONES, config.backbone, "backbone").build(config.model)
         self.text_encoder = lookup(TEXT_ENCODERS, config.text_encoder, "text_encoder").build(config.text)
@@ -182,7 +183,6 @@ class Pipeline(nn.Module):
         self.source: str | None = None  # the checkpoint it was loaded from
         self.model_sha256: str | None = None  # of its weights file
         self.identities: list[str] = []  # weights_identities of what it was loaded from: the sha256s adapters may name
-        self.adapters: list[dict] = []  # the LoRA files applied by load_lora: name, path, scale, sha256
         # a CompiledBackbone or RegionalBackbone (compile()) or a GraphedBackbone (cuda_graphs()): the denoiser runs it
         self.compiled = None
 
@@ -338,6 +338,23 @@ class Pipeline(nn.Module):
         return save_checkpoint(directory, {WEIGHTS: state}, {CONFIG: to_dict(self.config)},
                                blobs=self.carried_files())
 
+    @property
+    def config(self) -> PipelineConfig:
+        """The model's configuration. Its sampling defaults are those the last applied adapter records, while it is
+        applied (a consistency adapter: lcm, 4 steps, guidance 1); the model's own once it is taken off."""
+        config = self._config
+        if not self.adapters:
+            return config
+        from vdmkit.backbones import lora
+
+        present = lora.adapter_names(self.backbone)
+        recorded = [r["sampling"] for r in self.adapters if r.get("sampling") is not None and r["name"] in present]
+        return dataclasses.replace(config, sampling=recorded[-1]) if recorded else config
+
+    @config.setter
+    def config(self, value: PipelineConfig) -> None:
+        self._config = value
+
     def load_lora(self, path, scale: float = 1.0, *, name: str | None = None, force: bool = False) -> str:
         """Apply the LoRA adapter file ``path`` (or an adapter already read by ``lora.read_adapter``) to the
         backbone (several can be active at once), its delta times ``scale``; returns the adapter's name (``name``,
@@ -363,9 +380,10 @@ class Pipeline(nn.Module):
         self.adapters = [r for r in self.adapters if r["name"] in present and r["name"] != name]
         if self.compiled is not None:
             self.compiled.reset()  # other weights: other packages
+        recorded = with_adapter_sampling(self._config, [adapter]).sampling  # checked here, applied by `config`
         self.adapters.append({"name": name, "path": str(adapter.path), "scale": scale,
-                              "sha256": sha256_file(adapter.path), "alpha_over_rank": adapter.config.scale})
-        self.config = with_adapter_sampling(self.config, [adapter])
+                              "sha256": sha256_file(adapter.path), "alpha_over_rank": adapter.config.scale,
+                              "sampling": recorded if isinstance(adapter.header.get("sampling"), dict) else None})
         return name
 
     def applied_adapters(self) -> list[dict]:
@@ -378,7 +396,7 @@ class Pipeline(nn.Module):
         for record in self.adapters:
             if record["name"] in now:
                 factor = record.get("alpha_over_rank") or 1.0
-                out.append({**{k: v for k, v in record.items() if k != "alpha_over_rank"},
+                out.append({**{k: v for k, v in record.items() if k not in ("alpha_over_rank", "sampling")},
                             "scale": round(now[record["name"]] / factor, 12)})
         return out
 

@@ -70,8 +70,12 @@ def render_sample(pipe, request: SampleRequest, out: str | os.PathLike, *, fps: 
     prompt = request.prompts[0]
     unknown = pipe.text_encoder.unknown_words(prompt)
     record = {}
+    runner = getattr(pipe, "compiled", None)  # a compiled or graphed runner: how many of its calls ran it is recorded
+    before = dict(getattr(runner, "stats", {}))
     with thread_warnings() as caught:
         video = produce() if produce is not None else pipe.run(request, decode=decode, callback=callback, record=record)
+    calls = {key: value - before.get(key, 0) for key, value in getattr(runner, "stats", {}).items()
+             if key.endswith("_calls")}
     config = pipe.config
     meta = {"prompt": prompt, "negative_prompt": request.negative_prompt, "unknown_words": unknown,
             "seed": request.seed, "seed_was_random": request.seed_was_random, "sampler": request.sampler,
@@ -84,7 +88,8 @@ def render_sample(pipe, request: SampleRequest, out: str | os.PathLike, *, fps: 
             "autoencoder_sha256": config.latent.sha256 or None, "decode": dict(decode or {}),
             "output": request.output,
             "lora": (pipe.applied_adapters() if hasattr(pipe, "applied_adapters") else []) or None,
-            "cache": record.get("cache")}
+            "cache": record.get("cache"),
+            "runner_calls": calls or None}  # e.g. {"compiled_calls": 0, "eager_calls": 40}: a compile that failed
     if request.output != "latents":  # what was written: a task or a long video may differ from the request's window
         meta.update(frames=int(video.shape[2]), height=int(video.shape[3]), width=int(video.shape[4]))
     for key, value in (extra or {}).items():
