@@ -266,3 +266,23 @@ def test_pab_refuses_a_compiled_backbone_and_a_model_without_attention():
         AttentionBroadcast(Opaque(), (2, 4, 6), 1000)
     with pytest.raises(ConfigError, match="has none"):
         AttentionBroadcast(torch.nn.Linear(2, 2), (2, 4, 6), 1000)
+
+
+def test_runs_on_one_pipeline_take_turns_so_no_thread_runs_through_anothers_hooks():
+    import threading
+
+    from vdmkit.pipelines.base import exclusive
+
+    pipe = random_pipe("unet")[0]
+    plain = pipe.request(PROMPTS[:1], steps=3, seed=1)
+    expected = pipe.run(plain)
+    got = {}
+    with exclusive(pipe.backbone):  # as a pab run holds it while its hooks are installed
+        worker = threading.Thread(target=lambda: got.setdefault("video", pipe.run(plain)))
+        worker.start()
+        worker.join(timeout=1.0)
+        assert worker.is_alive() and "video" not in got  # waiting for the lock, not running through the hooks
+        hooked = pipe.run(pipe.request(PROMPTS[:1], steps=3, seed=1, cache="pab:2,2,2"))  # re-entrant in this thread
+    worker.join(timeout=60)
+    assert not worker.is_alive() and torch.equal(got["video"], expected)
+    assert hooked.shape == expected.shape

@@ -11,6 +11,8 @@ import dataclasses
 import json
 import math
 import os
+import threading
+import weakref
 from pathlib import Path
 from typing import Iterator
 
@@ -161,6 +163,21 @@ def with_adapter_sampling(config: PipelineConfig, adapters) -> PipelineConfig:
                 raise ConfigError(f"{str(adapter.path)!r}: its header's sampling defaults are not valid ({err})") \
                     from None
     return config
+
+
+_RUN_LOCKS: "weakref.WeakKeyDictionary[nn.Module, threading.RLock]" = weakref.WeakKeyDictionary()
+_LOCKS_LOCK = threading.Lock()
+
+
+def exclusive(backbone: nn.Module) -> threading.RLock:
+    """The lock a sampling run holds on ``backbone`` (``with exclusive(pipe.backbone): ...``): runs on one backbone
+    take turns, since some install hooks on its layers for their duration (attention broadcast, editing's attention
+    reuse) that another thread's calls would otherwise run through. Re-entrant: a run may start another inside."""
+    with _LOCKS_LOCK:
+        lock = _RUN_LOCKS.get(backbone)
+        if lock is None:
+            lock = _RUN_LOCKS[backbone] = threading.RLock()
+        return lock
 
 
 class Pipeline(nn.Module):

@@ -21,6 +21,7 @@ import torch
 
 from vdmkit.backbones.layers import self_attention_hook
 from vdmkit.errors import ConfigError, ConstraintError
+from vdmkit.pipelines.base import exclusive
 from vdmkit.pipelines.request import SampleRequest, check_prompts, make_request
 from vdmkit.sampling.generate import generate
 from vdmkit.sampling.samplers import invert_ddim
@@ -192,7 +193,7 @@ def edit_inverted(pipe, inversion: Inversion, prompts, *, guidance: float | None
         hook.batch, hook.active = x_t.shape[0], bool(t.max() >= until)
         return denoiser(x_t, t, c)
 
-    with self_attention_hook(pipe.backbone, hook):
+    with exclusive(pipe.backbone), self_attention_hook(pipe.backbone, hook):  # no other thread's calls see the hook
         x = generate(hooked, x, request.ts, cond, uncond, sampler=request.sampler,
                      guidance=request.guidance if guidance is None else guidance,
                      guidance_rescale=request.guidance_rescale, generator=torch.Generator().manual_seed(request.seed),
