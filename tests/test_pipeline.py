@@ -62,25 +62,44 @@ def test_python_requests_refuse_bad_sizes_instead_of_using_the_default(pipe, nam
         pipe(["a red circle"], steps=2, **{name: value})
 
 
-@pytest.mark.parametrize("kwargs, error, match", [
-    ({"precision": "fp8"}, ValueError, "precision must be one of fp32, bf16"),
-    ({"eta": 0.5, "sampler": "unipc"}, ValueError, "eta applies to the ddim sampler, not 'unipc'"),
-    ({"eta": -1.0}, ValueError, r"eta must be in \[0, 1\]"),
-    ({"eta": 1.5}, ValueError, r"eta must be in \[0, 1\].*got 1.5"),
-    ({"order": 5, "sampler": "unipc"}, ValueError, "order must be 1, 2 or 3"),
-    ({"churn": 1}, ValueError, "churn is no sampler option"),
-    ({"negative_prompt": 3}, TypeError, "negative_prompt must be a string"),
+@pytest.mark.parametrize("kwargs, match", [
+    ({"precision": "fp8"}, "precision must be one of fp32, bf16"),
+    ({"eta": 0.5, "sampler": "unipc"}, "eta applies to the ddim sampler, not 'unipc'"),
+    ({"eta": -1.0}, r"eta must be in \[0, 1\]"),
+    ({"eta": 1.5}, r"eta must be in \[0, 1\].*got 1.5"),
+    ({"eta": "0.5", "sampler": "ddim"}, "eta must be a number, got '0.5'"),
+    ({"eta": None, "sampler": "ddim"}, "eta must be a number, got None"),
+    ({"order": 5, "sampler": "unipc"}, "order must be 1, 2 or 3"),
+    ({"churn": 1}, "churn is no sampler option"),
+    ({"generator": torch.Generator()}, "generator is no sampler option.*seed= or latents= set the noise"),
+    ({"negative_prompt": 3}, "negative_prompt must be a string"),
+    ({"negative_prompt": "a\x00"}, "NUL"),
+    ({"output": "video"}, "output must be one of pixels, latents"),
+    ({"seed": -1}, r"seed must be an integer in \[0, 2\*\*63 - 1\]"),
+    ({"guidance": float("nan")}, "guidance must be finite"),
+    ({"timesteps": [999, 500], "spacing": "leading"}, "spacing='leading' with a list of timesteps"),
+    ({"timesteps": "auto", "spacing": "leading"}, "spacing='leading' with timesteps='auto'"),
+    ({"timesteps": [999, 500], "steps": 2.5}, "steps must be a whole number, got 2.5"),
+    ({"timesteps": torch.tensor(3)}, "flat list of times, got a 0-d tensor"),
+    ({"timesteps": 3}, "timesteps must be a list of times or 'auto', got int"),
 ])
-def test_requests_refuse_bad_options(pipe, kwargs, error, match):
-    with pytest.raises(error, match=match):
-        pipe.request(["a red circle"], steps=2, **kwargs)
+def test_requests_refuse_bad_options(pipe, kwargs, match):
+    """Every refusal is a ConfigError (a vdmkit error, and a ValueError), raised before any weights would run."""
+    kwargs = {"steps": 2, **kwargs} if "timesteps" not in kwargs else kwargs
+    with pytest.raises(ConfigError, match=match):
+        pipe.request(["a red circle"], **kwargs)
 
 
-@pytest.mark.parametrize("prompts, error", [([], ValueError), ([3], TypeError), (None, TypeError), (3, TypeError),
-                                            (["a", b"x"], TypeError)])
-def test_requests_refuse_bad_prompts(pipe, prompts, error):
-    with pytest.raises(error, match="prompt"):
+@pytest.mark.parametrize("prompts", [[], [3], None, 3, ["a", b"x"], ["a\x00b"], ["a\ud800"]])
+def test_requests_refuse_bad_prompts(pipe, prompts):
+    with pytest.raises(ConfigError, match="prompt"):
         pipe.request(prompts, steps=2)
+
+
+def test_given_timesteps_are_read_once_whatever_holds_them(pipe):
+    for given in (iter([999, 500]), (999, 500), torch.tensor([999, 500]), [999, 500]):
+        req = pipe.request(["a red circle"], timesteps=given)
+        assert req.steps == 2 and req.timesteps == (999, 500) and len(req.ts) == 2
 
 
 def test_a_request_takes_the_models_training_size_and_records_the_seed(pipe):

@@ -15,7 +15,7 @@ from typing import Callable
 
 import numpy as np
 
-from vdmkit.errors import VocabularyWarning
+from vdmkit.errors import ConfigError, VocabularyWarning
 from vdmkit.io.checkpoint import save_tensors
 from vdmkit.io.video import upscale, write_video
 from vdmkit.pipelines.request import SampleRequest
@@ -40,7 +40,7 @@ class Rendered:
 
 def check_fps(fps: float) -> float:
     if isinstance(fps, bool) or not isinstance(fps, (int, float)) or not (math.isfinite(fps) and 0 < fps <= MAX_FPS):
-        raise ValueError(f"fps must be in (0, {MAX_FPS}], got {fps!r}")
+        raise ConfigError(f"fps must be in (0, {MAX_FPS}], got {fps!r}")
     return float(fps)
 
 
@@ -48,7 +48,7 @@ def view_factor(request: SampleRequest, factor: int | None = None) -> int:
     """The upscale factor: as given (>= 1), else the smallest that brings the video to :data:`VIEW_SIZE` pixels."""
     if factor is not None:
         if isinstance(factor, bool) or not isinstance(factor, int) or factor < 1:
-            raise ValueError(f"upscale must be an integer >= 1, got {factor!r}")
+            raise ConfigError(f"upscale must be an integer >= 1, got {factor!r}")
         return factor
     return max(1, math.ceil(VIEW_SIZE / max(request.height, request.width)))
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-from vdmkit.errors import ConstraintError
+from vdmkit.errors import ConfigError, ConstraintError
 from vdmkit.pipelines.config import PipelineConfig
 from vdmkit.registry import SAMPLERS, check_sampler
 from vdmkit.sampling.caching import CacheSpec, check_cache
@@ -61,13 +61,21 @@ def check_prompts(prompts) -> tuple[str, ...]:
     if isinstance(prompts, str):
         prompts = [prompts]
     if not isinstance(prompts, (list, tuple)):
-        raise TypeError(f"prompts must be a string or a list of strings, got {type(prompts).__name__}: {prompts!r}")
+        raise ConfigError(f"prompts must be a string or a list of strings, got {type(prompts).__name__}: {prompts!r}")
     if not prompts:
-        raise ValueError("prompts must not be empty: give a string or a list of at least one string (\"\" is "
+        raise ConfigError("prompts must not be empty: give a string or a list of at least one string (\"\" is "
                          "the unconditional prompt)")
     bad = [p for p in prompts if not isinstance(p, str)]
     if bad:
-        raise TypeError(f"every prompt must be a string, got {type(bad[0]).__name__}: {bad[0]!r}")
+        raise ConfigError(f"every prompt must be a string, got {type(bad[0]).__name__}: {bad[0]!r}")
+    for prompt in prompts:
+        if "\x00" in prompt:
+            raise ConfigError(f"prompt {prompt!r} contains a NUL character; remove it")
+        try:
+            prompt.encode("utf-8")
+        except UnicodeEncodeError as err:
+            raise ConfigError(f"prompt {prompt!r} is not valid text ({err.reason} at {err.start}): a lone surrogate; "
+                              "decode the source as UTF-8") from None
     return tuple(prompts)
 
 
@@ -78,14 +86,17 @@ def check_knobs(sampler: str, knobs: dict) -> dict:
     for name in sorted(set(knobs) - set(valid)):
         takers = [n for n, e in SAMPLERS.items() if name in sampler_options(e.build)]
         where = f"applies to the {' and '.join(takers)} sampler" if takers else "is no sampler option"
-        raise ValueError(f"{name} {where}, not {sampler!r} (whose options are: {', '.join(valid) or 'none'})")
+        hint = "; seed= or latents= set the noise" if name == "generator" else ""
+        raise ConfigError(f"{name} {where}, not {sampler!r} (whose options are: {', '.join(valid) or 'none'}){hint}")
     for name, value in knobs.items():
-        if isinstance(value, float) and not math.isfinite(value):
-            raise ValueError(f"{name} must be finite, got {value}")
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{name} must be a number, got {value!r}")
+        if not math.isfinite(value):
+            raise ConfigError(f"{name} must be finite, got {value}")
     if "eta" in knobs and not 0 <= knobs["eta"] <= 1:  # above 1 the noise outgrows the step's variance
-        raise ValueError(f"eta must be in [0, 1] (0 = deterministic DDIM, 1 = DDPM-like), got {knobs['eta']}")
+        raise ConfigError(f"eta must be in [0, 1] (0 = deterministic DDIM, 1 = DDPM-like), got {knobs['eta']}")
     if "order" in knobs and knobs["order"] not in (1, 2, 3):
-        raise ValueError(f"order must be 1, 2 or 3, got {knobs['order']!r}")
+        raise ConfigError(f"order must be 1, 2 or 3, got {knobs['order']!r}")
     return dict(knobs)
 
 
@@ -116,24 +127,30 @@ def make_request(config: PipelineConfig, prompts, *, frames: int | None = None, 
     defaults = config.sampling
     prompts = check_prompts(prompts)
     if not isinstance(negative_prompt, str):
-        raise TypeError(f"negative_prompt must be a string, got {type(negative_prompt).__name__}")
+        raise ConfigError(f"negative_prompt must be a string, got {type(negative_prompt).__name__}")
+    check_prompts([negative_prompt])
     frames = check_size("frames", config.frames if frames is None else frames)
     height = check_size("height", config.height if height is None else height)
     width = check_size("width", config.width if width is None else width)
     sampler = defaults.sampler if sampler is None else sampler
-    if not isinstance(timesteps, str) and hasattr(timesteps, "__len__"):  # given times decide the steps
-        if isinstance(steps, int) and not isinstance(steps, bool) and steps != len(timesteps):
+    process = config.diffusion.build_process()
+    if timesteps is not None and not isinstance(timesteps, str):  # given times decide the steps
+        timesteps = listed_timesteps(timesteps)
+        if spacing is not None:
+            raise ConfigError(f"spacing={spacing!r} with a list of timesteps: the list is the schedule; drop one")
+        if steps is not None and check_steps(steps, process.num_train_steps) != len(timesteps):
             raise ConstraintError(f"steps={steps} with {len(timesteps)} timesteps: the list sets the steps; drop steps "
                                   f"(--steps) or give {steps} timesteps")
         steps = len(timesteps)
+    elif timesteps == "auto" and spacing is not None:
+        raise ConfigError(f"spacing={spacing!r} with timesteps='auto': the searched schedule is the schedule; drop one")
     steps = defaults.steps if steps is None else steps
     guidance = defaults.guidance if guidance is None else guidance
-    process = config.diffusion.build_process()
     entry = check_sampler(sampler, process.name)
     knobs = check_knobs(sampler, knobs)
     if isinstance(timesteps, str):
         if timesteps != "auto":
-            raise ValueError(f"timesteps must be a list of times or 'auto' (a searched schedule), got {timesteps!r}")
+            raise ConfigError(f"timesteps must be a list of times or 'auto' (a searched schedule), got {timesteps!r}")
         timesteps = saved_timesteps(schedules, sampler, check_steps(steps, process.num_train_steps),
                                     check_guidance(guidance), process, model_sha256)
     rules = {}
@@ -147,9 +164,9 @@ def make_request(config: PipelineConfig, prompts, *, frames: int | None = None, 
     config.model.check_shape(*latent_size)
     guidance = check_guidance(guidance)
     if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+        raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     if output not in OUTPUTS:
-        raise ValueError(f"output must be one of {', '.join(OUTPUTS)}, got {output!r}")
+        raise ConfigError(f"output must be one of {', '.join(OUTPUTS)}, got {output!r}")
     if latents is not None:
         check_latents(latents, (len(prompts), config.latent_channels, *latent_size))
     cache = check_cache(cache)
@@ -157,6 +174,16 @@ def make_request(config: PipelineConfig, prompts, *, frames: int | None = None, 
                          None if timesteps is None else tuple(timesteps), ts, guidance, guidance_rescale,
                          check_seed(seed), seed is None, negative_prompt, precision, knobs, latents, rules, output,
                          cache)
+
+
+def listed_timesteps(timesteps) -> list:
+    """Given times as a list, read once (an iterator, a tuple, a 1-D tensor or array)."""
+    if isinstance(timesteps, torch.Tensor) and timesteps.ndim != 1:
+        raise ConfigError(f"timesteps must be a flat list of times, got a {timesteps.ndim}-d tensor")
+    try:
+        return timesteps.tolist() if hasattr(timesteps, "tolist") else list(timesteps)
+    except TypeError:
+        raise ConfigError(f"timesteps must be a list of times or 'auto', got {type(timesteps).__name__}") from None
 
 
 def check_latents(latents, shape: tuple[int, ...]) -> None:

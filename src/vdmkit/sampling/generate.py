@@ -10,6 +10,7 @@ import torch
 from vdmkit.device import randn
 from vdmkit.diffusion.denoiser import Denoiser
 from vdmkit.diffusion.process import NoiseProcess
+from vdmkit.errors import ConfigError
 from vdmkit.registry import check_sampler
 from vdmkit.sampling.broadcast import AttentionBroadcast
 from vdmkit.sampling.caching import CacheSpec, cached
@@ -24,7 +25,7 @@ def check_seed(seed) -> int:
     if seed is None:
         return secrets.randbelow(MAX_SEED)
     if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
-        raise ValueError(f"seed must be an integer in [0, 2**63 - 1] or None for random, got {seed!r}")
+        raise ConfigError(f"seed must be an integer in [0, 2**63 - 1] or None for random, got {seed!r}")
     return seed
 
 
@@ -76,7 +77,7 @@ def generate(
     entry = check_sampler(sampler, process.name)
     if image_guidance is not None:
         if guidance_rescale:
-            raise ValueError("guidance_rescale applies to one-scale guidance; drop it or image_guidance")
+            raise ConfigError("guidance_rescale applies to one-scale guidance; drop it or image_guidance")
         fn = guided_two_scale(denoiser, cond, uncond, neither, guidance, image_guidance)
     else:
         fn = guided(denoiser, cond, uncond, guidance, guidance_rescale)

@@ -12,18 +12,20 @@ from typing import Any, Callable
 
 import torch
 
+from vdmkit.errors import ConfigError
+
 HUGE_GUIDANCE = 50.0
 
 
 def check_guidance(scale) -> float:
     """Finite and >= 0. Scales <= 1 need no unconditional pass; very large ones warn."""
     if isinstance(scale, bool) or not isinstance(scale, (int, float)):
-        raise ValueError(f"guidance must be a number, got {scale!r}")
+        raise ConfigError(f"guidance must be a number, got {scale!r}")
     scale = float(scale)
     if not math.isfinite(scale):
-        raise ValueError(f"guidance must be finite, got {scale}")
+        raise ConfigError(f"guidance must be finite, got {scale}")
     if scale < 0:
-        raise ValueError(f"guidance must be >= 0 (1 = no guidance), got {scale}")
+        raise ConfigError(f"guidance must be >= 0 (1 = no guidance), got {scale}")
     if scale > HUGE_GUIDANCE:
         warnings.warn(f"guidance {scale} is far above the usual 1-15 range; samples will likely saturate", stacklevel=2)
     return scale
@@ -31,7 +33,7 @@ def check_guidance(scale) -> float:
 
 def check_rescale(rescale) -> float:
     if isinstance(rescale, bool) or not isinstance(rescale, (int, float)) or not 0 <= rescale <= 1:
-        raise ValueError(f"guidance rescale must be a number in [0, 1], got {rescale!r}")
+        raise ConfigError(f"guidance rescale must be a number in [0, 1], got {rescale!r}")
     return float(rescale)
 
 

@@ -19,7 +19,7 @@ import torch
 
 from vdmkit.device import randn
 from vdmkit.diffusion.process import NoiseProcess, x0_to_eps
-from vdmkit.errors import NonFiniteError
+from vdmkit.errors import ConfigError, NonFiniteError
 
 Denoise = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 Callback = Callable[[int, torch.Tensor, torch.Tensor], None]
@@ -182,7 +182,7 @@ def sample_unipc(denoiser: Denoise, x: torch.Tensor, ts: torch.Tensor, process: 
     """UniPC (Zhao et al. 2023): a multistep predictor (UniP) of ``order`` with a corrector (UniC) that reuses
     the next step's model call, so it costs one call per step; lower orders on the first and last steps."""
     if order not in (1, 2, 3):
-        raise ValueError(f"UniPC order must be 1, 2 or 3, got {order!r}")
+        raise ConfigError(f"UniPC order must be 1, 2 or 3, got {order!r}")
     pairs = _pairs(ts, process)
     lams, x0s = [], []
     x_before, s_before, prev_order = None, None, 0

@@ -79,7 +79,7 @@ class SearchResult:
 
 def check_search_steps(steps) -> int:
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 2:
-        raise ValueError(f"schedule search needs steps >= 2 (one timestep is fixed at the noisiest time), "
+        raise ConfigError(f"schedule search needs steps >= 2 (one timestep is fixed at the noisiest time), "
                          f"got {steps!r}")
     return steps
 
@@ -93,7 +93,7 @@ def search_timesteps(objective: Callable[[torch.Tensor], float], start: torch.Te
         raise ConstraintError("schedule search works on a plain list of times, not a (steps, 2) schedule of pairs "
                               "(final / previous rules)")
     if isinstance(sweeps, bool) or not isinstance(sweeps, int) or sweeps < 1:
-        raise ValueError(f"sweeps must be a whole number >= 1, got {sweeps!r}")
+        raise ConfigError(f"sweeps must be a whole number >= 1, got {sweeps!r}")
     ts = check_custom_timesteps(start.tolist(), process)
     best = objective(ts)
     result = SearchResult(ts.tolist(), ts.tolist(), best, best, 1)
@@ -144,12 +144,12 @@ def search_schedule(pipe, sampler: str, steps: int, prompts: Sequence[str], *, s
         raise ConfigError(f"schedule search needs a deterministic sampler (one trajectory per noise); {sampler!r} "
                           f"draws fresh noise each step. Choose one of ddim, dpmpp_2m, unipc, euler, heun")
     if not prompts:
-        raise ValueError("schedule search needs at least one prompt")
+        raise ConfigError("schedule search needs at least one prompt")
     if isinstance(draws, bool) or not isinstance(draws, int) or draws < 1:
-        raise ValueError(f"draws (noises per prompt) must be a whole number >= 1, got {draws!r}")
+        raise ConfigError(f"draws (noises per prompt) must be a whole number >= 1, got {draws!r}")
     check_sampler(sampler, pipe.process.name)
     if isinstance(reference_steps, bool) or not isinstance(reference_steps, int) or reference_steps <= steps:
-        raise ValueError(f"reference_steps must be a whole number above steps={steps}, got {reference_steps!r}")
+        raise ConfigError(f"reference_steps must be a whole number above steps={steps}, got {reference_steps!r}")
     pairs = [(p, seed + k) for k, p in enumerate(p for p in prompts for _ in range(draws))]
     request = pipe.request([p for p, _ in pairs], sampler=sampler, steps=steps, guidance=guidance)
     plain = {}

@@ -21,6 +21,8 @@ from typing import Sequence
 
 import torch
 
+from vdmkit.errors import ConfigError
+
 DISCRETE_SPACINGS = ("leading", "linspace", "trailing", "lcm")
 FINAL_STEPS = ("clean", "first")  # where the last step lands: clean data, or the first training time
 PREVIOUS_RULES = ("next", "stride")  # where a step goes: the next visited time, or t - N // steps
@@ -32,11 +34,11 @@ LCM_ORIGINAL_STEPS = 50  # LCM distils onto a 50-step DDIM skipping schedule (Lu
 def check_steps(steps, num_train_steps: int) -> int:
     """Validate a step count before any model is loaded."""
     if isinstance(steps, bool) or not isinstance(steps, numbers.Integral):
-        raise ValueError(f"steps must be a whole number, got {steps!r}")
+        raise ConfigError(f"steps must be a whole number, got {steps!r}")
     if steps < 1:
-        raise ValueError(f"steps must be >= 1, got {steps}")
+        raise ConfigError(f"steps must be >= 1, got {steps}")
     if steps > num_train_steps:
-        raise ValueError(f"steps={steps} is more than the model's {num_train_steps} training timesteps; "
+        raise ConfigError(f"steps={steps} is more than the model's {num_train_steps} training timesteps; "
                          f"use <= {num_train_steps}")
     return int(steps)
 
@@ -45,7 +47,7 @@ def check_spacing(spacing: str, continuous: bool = False) -> str:
     valid = CONTINUOUS_SPACINGS if continuous else DISCRETE_SPACINGS
     if spacing not in valid:
         kind = "continuous-time" if continuous else "discrete"
-        raise ValueError(f"unknown timestep spacing {spacing!r} for a {kind} process; valid: {', '.join(valid)}")
+        raise ConfigError(f"unknown timestep spacing {spacing!r} for a {kind} process; valid: {', '.join(valid)}")
     return spacing
 
 
@@ -60,7 +62,7 @@ def discrete_timesteps(num_train_steps: int, steps: int, spacing: str = "trailin
         ts = torch.arange(steps, dtype=torch.float64) * (n // steps)
     elif spacing == "lcm":
         if steps > LCM_ORIGINAL_STEPS:
-            raise ValueError(f"the lcm spacing picks from {LCM_ORIGINAL_STEPS} steps; got steps={steps}")
+            raise ConfigError(f"the lcm spacing picks from {LCM_ORIGINAL_STEPS} steps; got steps={steps}")
         origin = (torch.arange(1, LCM_ORIGINAL_STEPS + 1, dtype=torch.float64) * (n // LCM_ORIGINAL_STEPS) - 1).flip(0)
         index = torch.floor(torch.arange(steps, dtype=torch.float64) * LCM_ORIGINAL_STEPS / steps).long()
         return origin[index].long()
@@ -87,21 +89,21 @@ def check_custom_timesteps(timesteps: Sequence, process) -> torch.Tensor:
     try:
         ts = torch.as_tensor(list(timesteps), dtype=torch.float64)
     except (TypeError, ValueError) as err:
-        raise ValueError(f"timesteps must be a list of numbers, got {timesteps!r}") from err
+        raise ConfigError(f"timesteps must be a list of numbers, got {timesteps!r}") from err
     if ts.ndim != 1 or ts.numel() == 0:
-        raise ValueError("timesteps must be a non-empty flat list")
+        raise ConfigError("timesteps must be a non-empty flat list")
     if not torch.isfinite(ts).all():
-        raise ValueError(f"timesteps must be finite, got {ts.tolist()}")
+        raise ConfigError(f"timesteps must be finite, got {ts.tolist()}")
     if (ts[1:] >= ts[:-1]).any():
-        raise ValueError(f"timesteps must be strictly descending (noisiest first), got {ts.tolist()}")
+        raise ConfigError(f"timesteps must be strictly descending (noisiest first), got {ts.tolist()}")
     if process.continuous:
         if ts[0] > 1 or ts[-1] <= 0:
-            raise ValueError(f"continuous timesteps must lie in (0, 1], got {ts.tolist()}")
+            raise ConfigError(f"continuous timesteps must lie in (0, 1], got {ts.tolist()}")
         return ts
     if (ts != ts.round()).any():
-        raise ValueError(f"discrete timesteps must be whole numbers, got {ts.tolist()}")
+        raise ConfigError(f"discrete timesteps must be whole numbers, got {ts.tolist()}")
     if ts[0] > process.num_train_steps - 1 or ts[-1] < 0:
-        raise ValueError(f"timesteps must lie in [0, {process.num_train_steps - 1}], got {ts.tolist()}")
+        raise ConfigError(f"timesteps must lie in [0, {process.num_train_steps - 1}], got {ts.tolist()}")
     return ts.long()
 
 
@@ -114,7 +116,7 @@ def make_timesteps(process, steps: int | None = None, spacing: str | None = None
     Returns (steps,) times, each step going to the next and the last to clean data; with ``final="first"`` or
     ``previous="stride"`` (discrete processes), a (steps, 2) tensor of (t, t_next) pairs (module docstring)."""
     if final not in FINAL_STEPS or previous not in PREVIOUS_RULES:
-        raise ValueError(f"final must be one of {FINAL_STEPS} and previous one of {PREVIOUS_RULES}, got {final!r}, "
+        raise ConfigError(f"final must be one of {FINAL_STEPS} and previous one of {PREVIOUS_RULES}, got {final!r}, "
                          f"{previous!r}")
     if isinstance(process, numbers.Integral):
         n, continuous, default = int(process), False, "trailing"
@@ -128,13 +130,13 @@ def make_timesteps(process, steps: int | None = None, spacing: str | None = None
         ts = discrete_timesteps(n, steps, spacing or default)
     if offset:
         if continuous or (spacing or default) != "leading" or timesteps is not None or offset < 0 or ts[0] + offset >= n:
-            raise ValueError(f"offset={offset} applies to leading spacing of a discrete process and must keep "
+            raise ConfigError(f"offset={offset} applies to leading spacing of a discrete process and must keep "
                              f"timesteps below {n}")
         ts = ts + offset
     if final == "clean" and previous == "next":
         return ts
     if continuous:
-        raise ValueError("final='first' and previous='stride' are rules of discrete (DDPM/DDIM) schedules")
+        raise ConfigError("final='first' and previous='stride' are rules of discrete (DDPM/DDIM) schedules")
     end = -1 if final == "clean" else 0  # -1: the processes' clean time
     following = ts - n // len(ts) if previous == "stride" else torch.cat([ts[1:], ts.new_tensor([end])])
     return torch.stack([ts, torch.where(following < 0, torch.full_like(ts, end), following)], dim=1)
