@@ -250,3 +250,26 @@ def torch_bf16():
     import torch
 
     return torch.bfloat16
+
+
+def test_sample_checks_every_output_and_the_noise_file_before_sampling(run_dir, tmp_path, capsys):
+    import torch
+    from safetensors.torch import save_file
+
+    base = ["sample", "--model", str(run_dir), "--steps", "2", "--no-progress"]
+    (tmp_path / "a.png").mkdir()  # --strip's PNG would replace a folder
+    assert cli.main(base + ["--prompt", "x", "--out", str(tmp_path / "a.mp4"), "--strip"]) == 2
+    assert "a.png" in capsys.readouterr().err
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("one\ntwo\n")
+    (tmp_path / "many" / "00001.mp4").mkdir(parents=True)  # the second output is a folder
+    assert cli.main(base + ["--prompts", str(prompts), "--out-dir", str(tmp_path / "many")]) == 2
+    assert "00001.mp4" in capsys.readouterr().err
+    save_file({"latents": torch.zeros(1, 3, 4, 16, 16, dtype=torch.bool)}, str(tmp_path / "bool.safetensors"))
+    assert cli.main(base + ["--prompt", "x", "--latents", str(tmp_path / "bool.safetensors"), "--out",
+                            str(tmp_path / "b.mp4")]) == 2
+    assert "torch.bool tensor; the starting noise is float" in capsys.readouterr().err
+    assert cli.main(base + ["--prompt", "x", "--latents", str(tmp_path / "many"), "--out", str(tmp_path / "c.mp4")]) == 2
+    assert "is a folder" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.png", "bool.safetensors", "many", "prompts.txt"]
+    assert [p.name for p in (tmp_path / "many").iterdir()] == ["00001.mp4"]

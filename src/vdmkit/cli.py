@@ -13,7 +13,7 @@ from vdmkit.cli_common import (COMPILE_HELP, CUDA_GRAPHS_HELP, DTYPE_HELP, PRECI
                                step_bar, weights_dtype)
 from vdmkit.cli_common import model_or_default as _model_or_default, report as _report, seed as _seed
 from vdmkit.device import COMPILE_MODES, DEVICES_HELP, apply_threads, keep_freed_memory
-from vdmkit.errors import ConfigError, VdmkitError
+from vdmkit.errors import ConfigError, ConstraintError, VdmkitError
 
 EXIT_USAGE = 2
 
@@ -151,7 +151,11 @@ def _cmd_sample(args) -> int:
             raise ValueError("--latents gives the starting noise of one video: use it with --prompt, not --prompts")
     else:
         prompts, outs = [args.prompt], [Path(args.out)]
-    outs[0] = check_output_path(outs[0], VIDEO_FORMATS + (LATENTS_SUFFIX,))
+    outs = [check_output_path(out, VIDEO_FORMATS + (LATENTS_SUFFIX,)) for out in outs]  # every one, before any work
+    if args.strip:
+        for out in outs:
+            if out.suffix.lower() not in (".png", LATENTS_SUFFIX):
+                check_output_path(out.with_suffix(".png"))
     check_fps(args.fps)
     ckpt, config = open_model(model, args.motion_adapter)  # reads and hashes the config only
     refuse_conditioned(config)  # a model trained on known frames or low-res videos runs by its task
@@ -323,11 +327,17 @@ def _read_latents(path: str | None):
         return None
     from vdmkit.io.checkpoint import load_tensors
 
+    if Path(path).is_dir():
+        raise ConfigError(f"--latents {path!r} is a folder; give a .safetensors file holding the noise")
     tensors = load_tensors(path)
     if len(tensors) != 1:
-        raise ValueError(f"--latents {path!r} must hold exactly one tensor (the starting noise), holds "
-                         f"{', '.join(tensors) or 'none'}")
-    return next(iter(tensors.values())).float()
+        raise ConfigError(f"--latents {path!r} must hold exactly one tensor (the starting noise), holds "
+                          f"{', '.join(tensors) or 'none'}")
+    noise = next(iter(tensors.values()))
+    if not noise.is_floating_point():
+        raise ConstraintError(f"--latents {path!r} holds a {noise.dtype} tensor; the starting noise is float "
+                              "(unit Gaussian)")
+    return noise.float()
 
 
 def _cmd_convert(args) -> int:
