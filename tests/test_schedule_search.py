@@ -103,6 +103,17 @@ def test_auto_timesteps_use_the_saved_schedule(saved, tmp_path):
     with pytest.raises(ConfigError, match="searched on other weights"):
         pipe.request(PROMPTS, sampler="dpmpp_2m", steps=3, timesteps="auto", schedules=target)
     assert sorted(read_schedules(target)) == ["ddim/3/guidance=3", "dpmpp_2m/3/guidance=3"]
+    with pytest.raises(ConfigError, match=r"nope.json \(it does not exist\)"):
+        pipe.request(PROMPTS, sampler="ddim", steps=3, timesteps="auto", schedules=tmp_path / "nope.json")
+    with pytest.raises(ConfigError, match="is a folder"):
+        pipe.request(PROMPTS, sampler="ddim", steps=3, timesteps="auto", schedules=tmp_path)
+
+
+def test_a_model_loaded_by_a_relative_path_keeps_its_folder_after_a_change_of_directory(saved, monkeypatch):
+    monkeypatch.chdir(saved.parent)
+    pipe = TextToVideo.from_pretrained(saved.name)
+    monkeypatch.chdir("/")
+    assert pipe.source == str(saved) and pipe.schedules_path() == saved / "schedules.json"
 
 
 @pytest.mark.parametrize("content, match", [

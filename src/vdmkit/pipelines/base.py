@@ -444,5 +444,5 @@ class Pipeline(nn.Module):
         load_strict(pipe, pipeline_weights(source, pipe), source.directory)
         channels_last_weights(pipe)  # the layout its convolutions' frames have: no reorder per call
         pipe.identities = weights_identities(source)
-        pipe.source, pipe.model_sha256 = str(source.directory), pipe.identities[0]
+        pipe.source, pipe.model_sha256 = str(Path(source.directory).absolute()), pipe.identities[0]  # cwd may change
         return pipe.eval()

@@ -223,12 +223,16 @@ def saved_timesteps(path: str | os.PathLike | None, sampler: str, steps: int, gu
     model = Path(path).parent if path is not None and Path(path).name == SCHEDULES_FILE else "MODEL"
     make = (f"make one with `vdmkit search-schedule --model {model} --sampler {sampler} --steps {steps} "
             f"--guidance {float(guidance):g}` (with --out FILE for a read-only model, then --schedules FILE)")
+    if path is not None and Path(path).is_dir():
+        raise ConfigError(f"timesteps='auto': the schedules file {str(path)!r} is a folder; give the schedules.json "
+                          "file `vdmkit search-schedule` wrote")
     schedules = {} if path is None else read_schedules(path)
     matches = [e for e in schedules.values() if e.get("sampler") == sampler and e.get("steps") == steps]
     if not matches:
-        have = ", ".join(sorted(schedules)) or "none"
+        have = ("it does not exist" if path is not None and not Path(path).exists()
+                else f"it has: {', '.join(sorted(schedules)) or 'none'}")
         raise ConfigError(f"timesteps='auto': no searched schedule for sampler {sampler!r} with {steps} steps in "
-                          f"{str(path) if path is not None else 'this model'} (it has: {have}); {make}")
+                          f"{str(path) if path is not None else 'this model'} ({have}); {make}")
     entry = min(matches, key=lambda e: abs(float(e.get("guidance", math.inf)) - guidance))
     if model_sha256 and entry.get("model_sha256") not in (None, model_sha256):
         raise ConfigError(f"the schedule {schedule_key(sampler, steps, entry.get('guidance', 0))!r} in {str(path)!r} "
