@@ -80,6 +80,10 @@ def test_the_issue_s_request_is_refused_before_any_weights_load(tmp_path, capsys
     err = capsys.readouterr().err
     assert rc == 2 and not loaded and not list(tmp_path.iterdir())
     assert "needs about" in err and "GiB free" in err and "fewer frames" in err and "bf16" in err
+    assert "--upscale" not in err
+    rc = cli.main(["sample", "--model", str(DEFAULT_MODEL), "--prompt", "a", "--frames", "4", "--upscale", "10000",
+                   "--out", str(out), "--no-progress"])  # small to sample, huge to write: the advice names --upscale
+    assert rc == 2 and not loaded and "a smaller --upscale (10000" in capsys.readouterr().err.split("To fit:")[1]
 
 
 def test_a_loaded_pipeline_refuses_before_it_samples(monkeypatch):

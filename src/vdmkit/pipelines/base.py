@@ -134,13 +134,15 @@ def check_sampling_memory(config: PipelineConfig, request: SampleRequest, device
                                  width=request.width, dtype=dtype, guided=request.guidance != 1, window=window,
                                  decode=decode, view_factor=view_factor, weights=not loaded, output=request.output)
     check_fits(estimate, device, f"sampling {len(request.prompts)} x {request.frames} frames at {request.height}x"
-               f"{request.width} ({dtype})", sampling_advice(config, request, dtype))
+               f"{request.width} ({dtype})", sampling_advice(config, request, dtype, view_factor))
 
 
-def sampling_advice(config: PipelineConfig, request: SampleRequest, dtype: str) -> str:
-    """What lowers the memory of sampling ``request`` with the model of ``config`` (weights as ``dtype``), for the
-    errors that refuse or stop one."""
-    tips = [f"fewer prompts per call ({len(request.prompts)})",
+def sampling_advice(config: PipelineConfig, request: SampleRequest, dtype: str, view_factor: int = 1) -> str:
+    """What lowers the memory of sampling ``request`` with the model of ``config`` (weights as ``dtype``; the written
+    video upscaled ``view_factor`` times), for the errors that refuse or stop one."""
+    tips = [f"a smaller --upscale ({view_factor}: the written video is {view_factor}x larger on each side)"] \
+        if view_factor > 1 else []
+    tips += [f"fewer prompts per call ({len(request.prompts)})",
             f"fewer frames ({request.frames}) (the model was trained on {config.frames})",
             f"a smaller height x width ({request.height}x{request.width}) (trained: {config.height}x{config.width})"]
     if dtype == "fp32":
