@@ -161,7 +161,9 @@ def test_auto_threads_leave_busy_cpus_alone_and_follow_omp_and_torchrun(monkeypa
     assert devices.cpu_threads(0) == 2
     monkeypatch.setenv("OMP_NUM_THREADS", "3")  # said explicitly: taken as it is
     assert devices.cpu_threads(0) == 3
-    assert devices.cpu_threads(5) == 5  # asked for: always that
+    assert devices.cpu_threads(5) == 5  # asked for: that, up to the CPUs this process may use
+    with pytest.warns(UserWarning, match="threads=10000 is more than the 8 CPUs this process may use; using 8"):
+        assert devices.cpu_threads(10000) == 8
     for bad in (-1, 1.5, True, "2"):
         with pytest.raises(ValueError, match="threads must be an integer >= 0"):
             devices.cpu_threads(bad)
