@@ -78,3 +78,22 @@ def test_an_empty_data_folder_says_so(tmp_path):
         load_config("configs/folder_tiny.yaml", [f"data.root={tmp_path / 'empty'}"])
     with pytest.raises(ConfigError, match="data.max_decode_errors must be >= 0"):
         load_config("configs/folder_tiny.yaml", [f"data.root={tmp_path}", "data.max_decode_errors=-1"])
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"steps": 2.5}, "steps must be int, got 2.5"), ({"batch_size": 2.0}, "batch_size must be int"),
+    ({"seed": 2.5}, "seed must be int"), ({"steps": "3"}, "steps must be int, got '3'"),
+    ({"grad_clip": 0}, r"grad_clip must be > 0 \(the largest gradient norm; .inf: no clipping\), got 0"),
+    ({"grad_clip": -1.0}, "grad_clip must be > 0"), ({"grad_clip": float("nan")}, "grad_clip must be > 0.*got nan"),
+    ({"lr": float("inf")}, "lr must be finite and > 0"), ({"weight_decay": -1.0}, "weight_decay must be"),
+    ({"weight_decay": float("nan")}, "weight_decay must be.*got nan"),
+])
+def test_training_configs_built_in_python_are_checked_like_yaml_ones(kwargs, match):
+    """grad_clip=0 trained nothing and -1 trained uphill, silently; steps=2.5 failed after the weights loaded."""
+    from vdmkit.training.config import AETrainConfig, TrainConfig
+    from vdmkit.training.distill import DistillSettings
+
+    for cls in (TrainConfig, AETrainConfig, DistillSettings):
+        with pytest.raises(ConfigError, match=match):
+            cls(**kwargs)
+        assert cls(grad_clip=float("inf")).grad_clip == float("inf")  # no clipping

@@ -140,9 +140,9 @@ def test_a_teacher_without_training_data_needs_a_data_section(unet_teacher, tmp_
     ("distill.student_steps=51", "1 to 50 steps"),
     ("distill.guidance=-1", "guidance must be >= 0"),
     ("distill.target_decay=1", r"target_decay must be in \[0, 1\)"),
-    ("distill.lr=0", "distill.lr must be > 0"),
+    ("distill.lr=0", "distill.lr must be finite and > 0"),
     ("distill.out_dir= ", "distill.out_dir is empty"),
-    ("distill.huber_c=0", "huber_c must be > 0"),
+    ("distill.huber_c=0", "huber_c must be finite and > 0"),
     ("distill.rank=4", "unknown key"),
 ])
 def test_bad_settings_are_refused_naming_the_key(override, message):

@@ -8,6 +8,7 @@ and the run itself (data, optimiser, steps, output). Constructors check values a
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import typing
 from dataclasses import dataclass, field
@@ -52,8 +53,13 @@ def check_optimisation(cfg, section: str = "train") -> None:
     if cfg.workers < 0:
         raise ConfigError(f"{section}.workers must be >= 0 (0 = load batches in the training process), got "
                           f"{cfg.workers}")
-    if not cfg.lr > 0:
-        raise ConfigError(f"{section}.lr must be > 0, got {cfg.lr}")
+    if not 0 < cfg.lr < math.inf:
+        raise ConfigError(f"{section}.lr must be finite and > 0, got {cfg.lr}")
+    if not cfg.grad_clip > 0:  # 0 would zero every gradient, a negative one flip it
+        raise ConfigError(f"{section}.grad_clip must be > 0 (the largest gradient norm; .inf: no clipping), got "
+                          f"{cfg.grad_clip}")
+    if not 0 <= cfg.weight_decay < math.inf:
+        raise ConfigError(f"{section}.weight_decay must be finite and >= 0, got {cfg.weight_decay}")
     if cfg.warmup_steps < 0:
         raise ConfigError(f"{section}.warmup_steps must be >= 0, got {cfg.warmup_steps}")
     if not isinstance(cfg.out_dir, str) or not cfg.out_dir.strip():
@@ -83,7 +89,27 @@ def divisors(n: int) -> list[int]:
     return [d for d in range(1, n + 1) if n % d == 0]
 
 
+def check_scalars(cfg, section: str = "train") -> None:
+    """Each int, float, bool and str field of the config dataclass ``cfg`` holds a value of its type (a config built
+    in Python is not checked by the YAML loader: ``steps=2.5`` failed deep in the run); ranges are checked after."""
+    hints = typing.get_type_hints(type(cfg))
+    for f in dataclasses.fields(cfg):
+        kind, value = hints.get(f.name), getattr(cfg, f.name)
+        if kind is int:
+            ok = isinstance(value, int) and not isinstance(value, bool)
+        elif kind is float:
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        elif kind in (bool, str):
+            ok = isinstance(value, kind)
+        else:
+            continue
+        if not ok:
+            raise ConfigError(f"{section}.{f.name} must be {'a number' if kind is float else kind.__name__}, "
+                              f"got {value!r}")
+
+
 def check_positive(cfg, names: list[str], section: str = "train") -> None:
+    check_scalars(cfg, section)
     for name in names:
         if getattr(cfg, name) < 1:
             raise ConfigError(f"{section}.{name} must be >= 1, got {getattr(cfg, name)}")

@@ -19,6 +19,7 @@ of the backbone in memory.
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 import typing
 from dataclasses import dataclass
@@ -105,8 +106,8 @@ class DistillSettings:
         check_optimisation(self, "distill")
         if self.loss not in LOSSES:
             raise ConfigError(f"distill.loss={self.loss!r} unknown; valid: {', '.join(LOSSES)}")
-        if not self.huber_c > 0:
-            raise ConfigError(f"distill.huber_c must be > 0, got {self.huber_c}")
+        if not 0 < self.huber_c < math.inf:
+            raise ConfigError(f"distill.huber_c must be finite and > 0, got {self.huber_c}")
         if not 0 <= self.target_decay < 1:
             raise ConfigError(f"distill.target_decay must be in [0, 1), got {self.target_decay}")
         if self.student_steps > SKIPPING_STEPS:
