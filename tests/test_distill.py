@@ -87,6 +87,11 @@ def test_resume_refuses_another_teacher_or_other_settings(unet_teacher, tmp_path
     with pytest.raises(ConfigError, match="distill.guidance.*steps, lr and its schedule, logging and data may change"):
         distill(distill_config(unet_teacher, part, "distill.steps=4", "distill.guidance=5"), resume=True,
                 progress=False)
+    import shutil
+
+    shutil.copytree(unet_teacher, tmp_path / "trained")  # a training run, not a distillation one
+    with pytest.raises(ConfigError, match="not a distillation run's checkpoint"):
+        distill(distill_config(unet_teacher, tmp_path / "trained", "distill.steps=4"), resume=True, progress=False)
     # as in training, the learning rate may change on resume (a fine-tuning practice), and the run records it
     distill(distill_config(unet_teacher, part, "distill.steps=3", "distill.lr=5e-5"), resume=True, progress=False)
     assert json.loads((latest_checkpoint(part).directory / "run.json").read_text())["distill"]["lr"] == 5e-5
@@ -204,6 +209,17 @@ def test_lcm_lora_trains_only_adapters_resumes_exactly_and_its_file_carries_the_
     teacher = TextToVideo.from_pretrained(unet_teacher)
     changed = [k for k, v in merged.state_dict().items() if not torch.equal(v, teacher.state_dict()[k])]
     assert changed and all(any(t in k for t in ("attn", "temporal", "to_", "proj")) for k in changed)
+
+
+def test_lcm_lora_with_dropout_resumes_exactly(unet_teacher, tmp_path):
+    """Dropout draws from torch's global generator: resuming exactly needs its state too (it differed from step 3)."""
+    adapters = ["distill.lora.rank=2", "distill.lora.dropout=0.5"]
+    whole = distill(distill_config(unet_teacher, tmp_path / "whole", "distill.steps=4", *adapters), progress=False)
+    part = distill(distill_config(unet_teacher, tmp_path / "part", "distill.steps=2", *adapters), progress=False)
+    torch.manual_seed(1234)  # whatever ran in between
+    distill(distill_config(unet_teacher, part, "distill.steps=4", *adapters), resume=True, progress=False)
+    ta, tb = (latest_checkpoint(d).load_tensors("adapter.safetensors") for d in (whole, part))
+    assert ta.keys() == tb.keys() and all(torch.equal(ta[k], tb[k]) for k in ta)
 
 
 def test_the_sample_cli_takes_a_consistency_adapters_sampler(unet_teacher, tmp_path):

@@ -54,7 +54,9 @@ from vdmkit.training.scaffold import (
     optimizer_tensors,
     peak_memory_record,
     restore_optimizer,
+    restore_rng,
     restore_scaler,
+    rng_tensors,
     save_training_checkpoint,
     scaler_state,
     set_lr,
@@ -348,7 +350,7 @@ def save_step(out: Path, step: int, cfg: DistillConfig, student, target, opt, sc
         trained.update({f"target.{k}": v for k, v in target.backbone.state_dict().items() if ".lora." in k})
     save_training_checkpoint(
         out, step, weights=weights, config=to_dict(target.config), run=to_dict(cfg),
-        state={**trained, **optimizer_tensors(opt, "optim"), "rng.generator": generator.get_state()},
+        state={**trained, **optimizer_tensors(opt, "optim"), **rng_tensors(generator)},  # torch's: LoRA dropout
         state_doc={"param_groups": opt.state_dict()["param_groups"], "teacher_sha256": teacher_sha,
                    "samples_seen": step * s.batch_size, **scaler_state(scaler)},
         keep=s.keep_checkpoints, extra=extra, blobs=target.carried_files())
@@ -359,6 +361,9 @@ def resume_state(ckpt, cfg: DistillConfig, student, target, opt, scaler, generat
     its step.
     Refuses a checkpoint distilled from another teacher or with other settings that shape the model."""
     state, doc = training_state(ckpt)
+    if doc.get("teacher_sha256") is None:
+        raise ConfigError(f"--resume: {str(ckpt.directory)!r} is not a distillation run's checkpoint (it records no "
+                          "teacher); resume it with the command that made it, or give distill.out_dir a new folder")
     if doc.get("teacher_sha256") != teacher_sha:
         raise ConfigError(f"--resume: {str(ckpt.directory)!r} was distilled from a teacher with weights "
                           f"{str(doc.get('teacher_sha256'))[:12]}..., but {cfg.teacher!r} holds {teacher_sha[:12]}...; "
@@ -383,6 +388,9 @@ def resume_state(ckpt, cfg: DistillConfig, student, target, opt, scaler, generat
     restore_optimizer(opt, {k: v for k, v in state.items() if k.startswith("optim.")}, "optim",
                       doc["param_groups"], ckpt.directory)
     restore_scaler(scaler, doc)
-    generator.set_state(state["rng.generator"])
+    if "rng.torch" in state:  # checkpoints before 2026-12-06 kept only the data generator
+        restore_rng(state, generator)
+    else:
+        generator.set_state(state["rng.generator"])
     return int(doc["step"])
 
