@@ -107,6 +107,8 @@ def test_auto_timesteps_use_the_saved_schedule(saved, tmp_path):
         pipe.request(PROMPTS, sampler="ddim", steps=3, timesteps="auto", schedules=tmp_path / "nope.json")
     with pytest.raises(ConfigError, match="is a folder"):
         pipe.request(PROMPTS, sampler="ddim", steps=3, timesteps="auto", schedules=tmp_path)
+    with pytest.raises(ConfigError, match="'lcm' sampler: it draws fresh noise.*cannot be searched"):
+        pipe.request(PROMPTS, sampler="lcm", steps=3, timesteps="auto", schedules=target)  # no search can make one
 
 
 def test_a_model_loaded_by_a_relative_path_keeps_its_folder_after_a_change_of_directory(saved, monkeypatch):
@@ -123,6 +125,10 @@ def test_a_model_loaded_by_a_relative_path_keeps_its_folder_after_a_change_of_di
      "has no list of timesteps"),
     ('{"format": "vdmkit-schedules", "format_version": 1, "schedules": {"a": {"sampler": "ddim", "steps": 3, '
      '"timesteps": [5, 9, 2]}}}', "not valid for this model"),
+    ('{"format": "vdmkit-schedules", "format_version": 1, "schedules": {"a": {"sampler": "ddim", "steps": 3, '
+     '"timesteps": [999, 666]}}}', "'a' is for 3 steps but lists 2 timesteps"),  # ran 2 steps, recorded 3
+    ('{"format": "vdmkit-schedules", "format_version": 1, "schedules": {"a": {"sampler": "ddim", "steps": 3, '
+     '"guidance": "abc", "timesteps": [999, 666, 333]}}}', "numeric guidance, has 'ddim', 3, 'abc'"),
 ])
 def test_corrupt_schedules_files_are_config_errors(saved, tmp_path, content, match):
     bad = tmp_path / SCHEDULES_FILE

@@ -199,6 +199,15 @@ def read_schedules(path: str | os.PathLike) -> dict:
         if not isinstance(entry, dict) or not isinstance(entry.get("timesteps"), list) or not entry["timesteps"]:
             raise ConfigError(f"{str(path)!r}: schedule {key!r} has no list of timesteps; delete the entry or the "
                               "file and search again")
+        steps, guidance = entry.get("steps"), entry.get("guidance", 0.0)
+        if (not isinstance(entry.get("sampler"), str) or isinstance(steps, bool) or not isinstance(steps, int)
+                or isinstance(guidance, bool) or not isinstance(guidance, (int, float))):
+            raise ConfigError(f"{str(path)!r}: schedule {key!r} needs a sampler name, whole steps and a numeric "
+                              f"guidance, has {entry.get('sampler')!r}, {steps!r}, {guidance!r}; delete the entry or "
+                              "the file and search again")
+        if len(entry["timesteps"]) != steps:
+            raise ConfigError(f"{str(path)!r}: schedule {key!r} is for {steps} steps but lists "
+                              f"{len(entry['timesteps'])} timesteps; delete the entry or the file and search again")
     return doc["schedules"]
 
 
@@ -220,6 +229,10 @@ def saved_timesteps(path: str | os.PathLike | None, sampler: str, steps: int, gu
     """The searched timesteps of ``sampler`` / ``steps`` in the schedules file ``path``, for ``timesteps="auto"``:
     the entry of this ``guidance``, else the one of the nearest guidance. A ConfigError, saying the command that makes
     one, when there is none, or when it was searched on other weights than ``model_sha256``."""
+    if sampler in STOCHASTIC:
+        raise ConfigError(f"timesteps='auto' with the {sampler!r} sampler: it draws fresh noise at every step, so its "
+                          "schedules cannot be searched; drop --timesteps auto (its own spacing is used) or give a "
+                          "list of timesteps")
     model = Path(path).parent if path is not None and Path(path).name == SCHEDULES_FILE else "MODEL"
     make = (f"make one with `vdmkit search-schedule --model {model} --sampler {sampler} --steps {steps} "
             f"--guidance {float(guidance):g}` (with --out FILE for a read-only model, then --schedules FILE)")
