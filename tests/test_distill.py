@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from vdmkit import cli
-from vdmkit.errors import ConfigError
+from vdmkit.errors import ConfigError, OutputError
 from vdmkit.io.checkpoint import Checkpoint, latest_checkpoint
 from vdmkit.pipelines import TextToVideo
 from vdmkit.sampling.samplers import lcm_boundary
@@ -250,3 +250,12 @@ def test_a_teacher_trained_on_a_relative_folder_names_it_from_another_folder(tmp
     with pytest.raises(ConfigError, match=r"trained on data.root 'clips' \(its run.json\), which is not a folder "
                                           r"from here.*data.kind=folder data.root=/absolute/path"):
         distill(distill_config(str(tmp_path / "teacher"), elsewhere / "out"), progress=False)
+
+
+def test_an_out_dir_that_is_or_lies_below_a_file_is_refused_before_the_teacher_loads(tmp_path, monkeypatch):
+    (tmp_path / "afile").write_text("x")
+    monkeypatch.setattr(TextToVideo, "from_pretrained", classmethod(lambda *a, **k: pytest.fail("teacher loaded")))
+    for out, match in ((tmp_path / "afile", "distill.out_dir .* is a file; name a folder"),
+                       (tmp_path / "afile" / "sub", "distill.out_dir .* is a file, not a folder")):
+        with pytest.raises(OutputError, match=match):
+            distill(load_distill_config("default", None, [f"distill.out_dir={out}"]), progress=False)

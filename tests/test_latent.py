@@ -254,3 +254,11 @@ def test_an_interrupted_latent_cache_resumes_only_its_own_shards(tmp_path, video
     (tmp_path / "file").write_text("x")
     assert cli.main([*base[:-2], str(tmp_path / "file"), "--no-progress"]) == 2
     assert "is a file; give a new or existing folder" in capsys.readouterr().err
+    assert cli.main([*base[:-2], str(tmp_path / "file" / "sub"), "--no-progress"]) == 2  # below a file
+    assert "is a file, not a folder" in capsys.readouterr().err
+    # interrupted before its first shard: its record of settings alone does not bind a corrected rerun
+    early = tmp_path / "early"
+    early.mkdir()
+    (early / PROGRESS).write_text(json.dumps({**identity, "samples": 3000, "shard_size": 256}))
+    assert cli.main([*base[:-2], str(early), "--no-progress"]) == 0
+    assert (early / "manifest.json").is_file() and not (early / PROGRESS).exists()

@@ -593,8 +593,12 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     except KeyboardInterrupt:
         trains = args.command in ("train", "train-vae", "distill")
-        print("interrupted; the last complete checkpoint is intact (--resume continues from it)" if trains else
-              "interrupted; nothing partial was written (outputs appear only when complete)", file=sys.stderr)
+        message = ("interrupted; checkpoints are written whole, so --resume continues from the last one (a run "
+                   "stopped before its first checkpoint starts again without --resume)" if trains else
+                   "interrupted; the complete shards are kept: the same command resumes the cache"
+                   if args.command == "cache-latents" else
+                   "interrupted; nothing partial was written (outputs appear only when complete)")
+        print(message, file=sys.stderr)
         return 130
     except BrokenPipeError:  # the reader went away (`vdmkit models | head`): stop quietly, as Unix tools do
         import os

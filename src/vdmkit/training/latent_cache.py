@@ -22,7 +22,7 @@ from tqdm import tqdm
 from vdmkit.config import to_dict
 from vdmkit.device import resolve_device
 from vdmkit.errors import ConfigError, CorruptCheckpointError
-from vdmkit.io.atomic import atomic_path, write_text_atomic
+from vdmkit.io.atomic import atomic_path, check_writable_folder, write_text_atomic
 from vdmkit.io.checkpoint import sha256_file
 from vdmkit.training.config import RunConfig
 
@@ -52,10 +52,13 @@ def write_latent_cache(cfg: RunConfig, samples: int, out: str | os.PathLike | No
     out = Path(out or cfg.latent.cache or "")
     if not str(out) or str(out) == ".":
         raise ConfigError("give the cache directory: --out DIR or latent.cache=DIR")
-    if samples < 1 or shard_size < 1 or batch_size < 1:
-        raise ConfigError(f"samples, shard_size and batch_size must be >= 1, got {samples}, {shard_size}, {batch_size}")
+    counts = {"samples": samples, "shard_size": shard_size, "batch_size": batch_size}
+    for name, value in counts.items():
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ConfigError(f"{name} must be a whole number >= 1, got {value!r}")
     if out.exists() and not out.is_dir():
         raise ConfigError(f"the cache directory {str(out)!r} is a file; give a new or existing folder (--out DIR)")
+    check_writable_folder(out, f"the cache directory {str(out)!r}")  # below a file, or unwritable: before loading
     if (out / MANIFEST).exists():
         raise FileExistsError(f"{str(out)!r} already holds a complete latent cache; choose another directory")
     device = resolve_device(cfg.train.device)
@@ -67,6 +70,8 @@ def write_latent_cache(cfg: RunConfig, samples: int, out: str | os.PathLike | No
     # a rerun resumes an interrupted cache: only one written for this very autoencoder, data and layout
     started = {**_identity(cfg), "samples": samples, "shard_size": shard_size}
     progress_file = out / PROGRESS
+    if progress_file.is_file() and not any(out.glob("shard_*.safetensors")):
+        progress_file.unlink()  # interrupted before its first shard: nothing to resume, any settings may start anew
     if progress_file.is_file():
         try:
             before = json.loads(progress_file.read_text(encoding="utf-8"))

@@ -23,8 +23,8 @@ from tqdm import tqdm
 from vdmkit.config import dump_config
 from vdmkit.device import peak_memory
 from vdmkit.distributed import ONE_PROCESS, World, barrier
-from vdmkit.errors import ConfigError, CorruptCheckpointError
-from vdmkit.io.atomic import write_text_atomic
+from vdmkit.errors import ConfigError, CorruptCheckpointError, OutputError
+from vdmkit.io.atomic import check_writable_folder, write_text_atomic
 from vdmkit.io.checkpoint import (
     CONFIG,
     RUN,
@@ -47,6 +47,9 @@ def open_run(out: Path, resume: bool, world: World = ONE_PROCESS, section: str =
     (naming ``section``.out_dir); ``--resume`` removes what killed checkpoint writes left behind (rank 0, while the
     others wait) and picks the newest complete checkpoint, saying why each newer one was skipped
     (CorruptCheckpointError when there is none)."""
+    if out.exists() and not out.is_dir():
+        raise OutputError(f"{section}.out_dir {str(out)!r} is a file; name a folder for the run")
+    check_writable_folder(out, f"{section}.out_dir {str(out)!r}")  # below a file, or unwritable: before any work
     if not resume:
         if checkpoint_dirs(out):
             raise ConfigError(f"{str(out)!r} already holds checkpoints; pass --resume to continue it or choose a new "
