@@ -145,7 +145,7 @@ def test_corrupt_schedules_files_are_config_errors(saved, tmp_path, content, mat
     ({"sampler": "rk45"}, ConfigError, "unknown sampler 'rk45'"),
     ({"sampler": "lcm"}, ConfigError, "needs a deterministic sampler"),
     ({"sampler": "euler"}, ConfigError, "needs a flow process"),
-    ({"reference_steps": 3}, ValueError, "reference_steps must be a whole number above steps=4"),
+    ({"reference_steps": 3}, ValueError, r"reference_steps \(--reference-steps\) must be a whole number above steps=4"),
     ({"sweeps": 0}, ValueError, "sweeps must be a whole number >= 1"),
     ({"draws": 0}, ValueError, "draws \\(noises per prompt\\) must be a whole number >= 1"),
 ])
@@ -173,9 +173,17 @@ def test_cli_searches_saves_and_samples_with_auto(saved, tmp_path, capsys):
     meta = json.loads((tmp_path / "v.mp4.json").read_text())
     assert meta["timesteps"] == report["timesteps"]
     capsys.readouterr()
+    not_schedules = tmp_path / "other.json"
+    not_schedules.write_text('{"format": "nope"}')
     for argv, match in ((["--steps", "0"], "steps >= 2"), (["--steps", "4", "--sampler", "nope"], "unknown sampler"),
                         (["--steps", "4", "--draws", "0"], "--draws must be >= 1"),
-                        (["--steps", "4"], "needs --prompts FILE")):
+                        (["--steps", "4"], "needs --prompts FILE"),
+                        # checked before any weights load (these ran for minutes, or failed only after loading)
+                        (["--steps", "4", "--num-prompts", "1000000"], "needs about"),
+                        (["--steps", "4", "--draws", "1000000"], "needs about"),
+                        (["--steps", "4", "--reference-steps", "5000"], "reference_steps (--reference-steps)"),
+                        (["--steps", "4", "--sampler", "lcm"], "needs a deterministic sampler"),
+                        (["--steps", "4", "--out", str(not_schedules)], "is not a vdmkit-schedules file")):
         assert cli.main(["search-schedule", "--model", str(saved), *argv]) == 2, argv
         assert match in capsys.readouterr().err
 

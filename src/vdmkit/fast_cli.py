@@ -35,7 +35,10 @@ def _cmd_search_schedule(args) -> int:
     from vdmkit.io.atomic import check_writable_folder
     from vdmkit.pipelines import TextToVideo, default_model, make_request, open_model
     from vdmkit.registry import check_sampler
-    from vdmkit.sampling.schedule_search import SCHEDULES_FILE, check_search_steps, save_schedule, search_schedule
+    from vdmkit.data.captions import read_prompt_file
+    from vdmkit.pipelines.base import check_sampling_memory
+    from vdmkit.sampling.schedule_search import (SCHEDULES_FILE, check_search, check_search_steps, read_schedules,
+                                                 save_schedule, search_schedule)
 
     # every check that needs no weights runs before loading them
     check_search_steps(args.steps)
@@ -47,7 +50,7 @@ def _cmd_search_schedule(args) -> int:
     if model is None:
         raise ValueError("search-schedule needs --model PATH (no default model is installed)")
     ckpt, config = open_model(model)
-    check_sampler(args.sampler, config.diffusion.build_process().name)
+    check_search(args.sampler, args.steps, args.draws, args.reference_steps, config.diffusion.build_process())
     out = Path(args.out) if args.out else Path(ckpt.directory) / SCHEDULES_FILE
     if args.out:
         from vdmkit.io.video import check_output_path
@@ -55,9 +58,13 @@ def _cmd_search_schedule(args) -> int:
         check_output_path(out, (".json",))  # a JSON file (it is read back by --schedules), not a folder
     check_writable_folder(out.parent, f"the schedules file {str(out)!r} (for a read-only model give --out FILE, then "
                           "sample with --timesteps auto --schedules FILE)")
+    read_schedules(out)  # a file there that is not a schedules file: refused now, not after the search
+    count = (len(read_prompt_file(args.prompts)) if args.prompts is not None else args.num_prompts) * args.draws
+    batch = make_request(config, [""] * count, sampler=args.sampler, steps=args.steps, guidance=args.guidance,
+                         output="latents")  # the search runs every prompt and draw as one batch
+    check_sampling_memory(config, batch, device)
     prompts = _prompts(args, ckpt)
-    guidance = make_request(config, prompts[:1], sampler=args.sampler, steps=args.steps,
-                            guidance=args.guidance).guidance
+    guidance = batch.guidance
     apply_threads(args.threads)
     pipe = TextToVideo.from_pretrained(ckpt, device=device)
     report = None if args.no_progress else (lambda line: print(line, file=sys.stderr, flush=True))

@@ -31,7 +31,7 @@ from vdmkit.errors import ConfigError, ConstraintError
 from vdmkit.io.atomic import write_text_atomic
 from vdmkit.registry import check_sampler
 from vdmkit.sampling.guidance import guided
-from vdmkit.sampling.timesteps import check_custom_timesteps
+from vdmkit.sampling.timesteps import check_custom_timesteps, check_steps
 
 SCHEDULES_FILE = "schedules.json"
 FORMAT = "vdmkit-schedules"
@@ -130,6 +130,25 @@ def _candidates(current: float, lower: float, upper: float, scale: float, contin
     return out
 
 
+def check_search(sampler: str, steps: int, draws: int, reference_steps: int, process) -> int:
+    """The checks of a schedule search that need no weights (the CLI runs them before loading any); returns steps."""
+    steps = check_search_steps(steps)
+    if sampler in STOCHASTIC:
+        raise ConfigError(f"schedule search needs a deterministic sampler (one trajectory per noise); {sampler!r} "
+                          f"draws fresh noise each step. Choose one of ddim, dpmpp_2m, unipc, euler, heun")
+    if isinstance(draws, bool) or not isinstance(draws, int) or draws < 1:
+        raise ConfigError(f"draws (noises per prompt) must be a whole number >= 1, got {draws!r}")
+    check_sampler(sampler, process.name)
+    if isinstance(reference_steps, bool) or not isinstance(reference_steps, int) or reference_steps <= steps:
+        raise ConfigError(f"reference_steps (--reference-steps) must be a whole number above steps={steps}, got "
+                          f"{reference_steps!r}")
+    try:
+        check_steps(reference_steps, process.num_train_steps)
+    except ConfigError as err:
+        raise ConfigError(f"reference_steps (--reference-steps): {err}") from None
+    return steps
+
+
 def search_schedule(pipe, sampler: str, steps: int, prompts: Sequence[str], *, seed: int = 0, draws: int = 1,
                     guidance: float | None = None, reference_steps: int = 100, sweeps: int = 2,
                     progress: Callable[[str], None] | None = None) -> SearchResult:
@@ -139,17 +158,9 @@ def search_schedule(pipe, sampler: str, steps: int, prompts: Sequence[str], *, s
     starts from the sampler's default spacing (a pretrained folder's: its scheduler's spacing, as a plain list of
     times without its final-alpha or previous-time rules, which given timesteps replace). ``guidance`` None: the
     model's default."""
-    steps = check_search_steps(steps)
-    if sampler in STOCHASTIC:
-        raise ConfigError(f"schedule search needs a deterministic sampler (one trajectory per noise); {sampler!r} "
-                          f"draws fresh noise each step. Choose one of ddim, dpmpp_2m, unipc, euler, heun")
     if not prompts:
         raise ConfigError("schedule search needs at least one prompt")
-    if isinstance(draws, bool) or not isinstance(draws, int) or draws < 1:
-        raise ConfigError(f"draws (noises per prompt) must be a whole number >= 1, got {draws!r}")
-    check_sampler(sampler, pipe.process.name)
-    if isinstance(reference_steps, bool) or not isinstance(reference_steps, int) or reference_steps <= steps:
-        raise ConfigError(f"reference_steps must be a whole number above steps={steps}, got {reference_steps!r}")
+    steps = check_search(sampler, steps, draws, reference_steps, pipe.process)
     pairs = [(p, seed + k) for k, p in enumerate(p for p in prompts for _ in range(draws))]
     request = pipe.request([p for p, _ in pairs], sampler=sampler, steps=steps, guidance=guidance)
     plain = {}
