@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from vdmkit.device import DEVICES_HELP, apply_threads
-from vdmkit.errors import VdmkitError
+from vdmkit.errors import ConfigError, VdmkitError
 
 
 def _cmd_distill(args) -> int:
@@ -87,12 +87,15 @@ def _prompts(args, ckpt) -> list[str]:
 
         return list(read_prompt_file(args.prompts))
     from vdmkit.data import ShapesConfig, ShapesDataset
-    from vdmkit.training.config import read_run_config
+    from vdmkit.data.loader import data_config
 
+    doc = ckpt.run_document() if hasattr(ckpt, "run_document") else None  # a training or a distillation run's
     try:
-        data = read_run_config(ckpt.directory).data
+        if not doc or "data" not in doc:
+            raise ConfigError("the checkpoint records no training data (run.json)")
+        data = data_config(doc["data"])
     except (VdmkitError, ValueError, OSError) as err:
-        raise ValueError(f"search-schedule needs --prompts FILE: the model's training captions are unknown ({err})")
+        raise ConfigError(f"search-schedule needs --prompts FILE: the model's training captions are unknown ({err})")
     if not isinstance(data, ShapesConfig):
         raise ValueError("search-schedule needs --prompts FILE: the model was trained on a video folder, whose "
                          "captions are not in the checkpoint")
