@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from vdmkit import cli
-from vdmkit.errors import ConfigError, OutputError
+from vdmkit.errors import ConfigError, ConstraintError, OutputError
 from vdmkit.io.checkpoint import Checkpoint, latest_checkpoint
 from vdmkit.pipelines import TextToVideo
 from vdmkit.sampling.samplers import lcm_boundary
@@ -259,3 +259,14 @@ def test_an_out_dir_that_is_or_lies_below_a_file_is_refused_before_the_teacher_l
                        (tmp_path / "afile" / "sub", "distill.out_dir .* is a file, not a folder")):
         with pytest.raises(OutputError, match=match):
             distill(load_distill_config("default", None, [f"distill.out_dir={out}"]), progress=False)
+
+
+def test_a_student_as_teacher_and_data_the_teacher_cannot_take_are_refused_before_any_weights_load(unet_teacher,
+                                                                                                   tmp_path):
+    student = distill(distill_config(unet_teacher, tmp_path / "student", "distill.steps=1"), progress=False)
+    with pytest.raises(ConfigError, match="itself a consistency-distilled student"):
+        distill(distill_config(str(student), tmp_path / "again", "distill.steps=1"), progress=False)
+    with pytest.raises(ConstraintError, match=r"data to distil on \(4 frames at 17x17; data.frames, data.size\)"):
+        distill(distill_config(unet_teacher, tmp_path / "odd", "distill.steps=1", "data.kind=shapes", "data.size=17",
+                               "data.frames=4"), progress=False)
+    assert not (tmp_path / "again").exists() and not (tmp_path / "odd").exists()

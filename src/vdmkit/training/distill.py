@@ -22,6 +22,7 @@ import dataclasses
 import math
 import time
 import typing
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,7 +34,7 @@ from vdmkit.config import read_config, to_dict
 from vdmkit.data.loader import build_dataset, data_config
 from vdmkit.device import autocast, grad_scaler, memory_guard, resolve_device
 from vdmkit.diffusion.process import x0_to_eps
-from vdmkit.errors import ConfigError, NonFiniteError
+from vdmkit.errors import ConfigError, ConstraintError, NonFiniteError
 from vdmkit.io.checkpoint import WEIGHTS, load_strict
 from vdmkit.pipelines import TextToVideo
 from vdmkit.pipelines.base import open_model
@@ -171,6 +172,25 @@ def check_teacher(config, where: str) -> None:
     if process.num_train_steps < SKIPPING_STEPS:
         raise ConfigError(f"teacher {where!r} has {process.num_train_steps} training timesteps; LCM's skipping "
                           f"schedule needs at least {SKIPPING_STEPS}")
+    k = process.num_train_steps // SKIPPING_STEPS
+    if process.num_train_steps % SKIPPING_STEPS:
+        warnings.warn(f"teacher {where!r} has {process.num_train_steps} training timesteps, not a multiple of "
+                      f"{SKIPPING_STEPS}: the skipping schedule (and the student's lcm sampler) reaches only t <= "
+                      f"{SKIPPING_STEPS * k - 1}, so sampling starts from pure noise at a partly noised time",
+                      stacklevel=2)
+
+
+def check_data_fits(data, config) -> None:
+    """ConstraintError, in the data's pixels and naming data.frames / data.size, when the teacher cannot take the
+    batches of ``data`` (checked before any weights load; it failed at the first step, in latent sizes)."""
+    shapes = getattr(data, "train_shapes", lambda: [(data.frames, data.size, data.size)])()
+    for frames, height, width in shapes:
+        try:
+            config.check_pixels(height, width)
+            config.model.check_shape(*config.latent_size(frames, height, width))
+        except ConstraintError as err:
+            raise ConstraintError(f"the data to distil on ({frames} frames at {height}x{width}; data.frames, "
+                                  f"data.size) does not fit the teacher: {err}") from None
 
 
 def teacher_data(cfg: DistillConfig, source, teacher_dir: str):
@@ -279,7 +299,13 @@ def distill(cfg: DistillConfig, *, resume: bool = False, progress: bool = True) 
     source, config = open_model(path)  # the teacher's config only: what it cannot be, refused before any weights load
     check_teacher(config, path)
     refuse_conditioned(config)  # consistency distillation here is of text-to-video models (no known frames)
+    student_of = (source.run_document() or {}).get("teacher") if hasattr(source, "run_document") else None
+    if student_of is not None:
+        raise ConfigError(f"the teacher {path!r} is itself a consistency-distilled student (of {student_of!r}): its "
+                          "guidance is folded in and it predicts x0 in a few steps, so it cannot teach the ODE; "
+                          "distil from the original teacher")
     data = teacher_data(cfg, source, path)
+    check_data_fits(data, config)
     cfg = dataclasses.replace(cfg, data=data)  # recorded whole in run.json: the data distilled on
     set_threads(s.threads)
     torch.manual_seed(s.seed)
