@@ -292,6 +292,17 @@ def test_init_from_a_missing_run_says_what_to_do(tmp_path, capsys):
     assert "train.init_from" in err and "configs/vae_frame.yaml" in err and not (tmp_path / "v" / "checkpoints").exists()
 
 
+@pytest.mark.parametrize("override", ["data.size=100000", "train.eval_videos=100000000"])
+def test_train_vae_refuses_what_would_not_fit_before_any_work(tmp_path, capsys, override):
+    """data.size=100000 died with numpy's 74.5 GiB allocation error; train.eval_videos=100000 rendered for minutes and
+    was killed evaluating them at the first checkpoint."""
+    assert main(["train-vae", "configs/vae_frame.yaml", *TINY_RUN, override, f"train.out_dir={tmp_path / 'v'}",
+                 "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "autoencoder training on" in err and "GiB free" in err and "train.eval_videos" in err
+    assert not (tmp_path / "v").exists()
+
+
 def test_load_autoencoder_rejects_other_checkpoints(tmp_path):
     with pytest.raises(CorruptCheckpointError):
         load_autoencoder(tmp_path / "missing")

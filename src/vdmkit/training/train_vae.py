@@ -50,12 +50,34 @@ def eval_videos(cfg: AERunConfig) -> torch.Tensor:
     return videos
 
 
+def check_training_memory(cfg: AERunConfig, device) -> None:
+    """OutOfMemoryError, before any work, when the held-out videos, the model with AdamW's state, and one training
+    step's activations (a meta-device run of the encode and decode at the batch's shape, fp32) would not fit."""
+    from vdmkit.memory import OVERHEAD, MemoryEstimate, check_fits, meta_peak
+
+    tc, data = cfg.train, cfg.data
+    video = 4 * cfg.model.in_channels * data.frames * data.size * data.size
+    with torch.device("meta"):
+        model = build_autoencoder(cfg.autoencoder, cfg.model)
+        x = torch.empty(tc.batch_size, cfg.model.in_channels, data.frames, data.size, data.size)
+        activations = meta_peak(lambda: model.decode(model.encode(x).mode()), grad=True)
+        held_out = torch.empty(tc.eval_videos, *x.shape[1:])
+        evaluation = meta_peak(lambda: model.decode(model.encode(held_out).mode()))  # all held-out videos at once
+    params = sum(p.numel() for p in model.parameters())
+    estimate = MemoryEstimate({"weights and optimizer": 16 * params, "held-out videos": tc.eval_videos * video,
+                               "activations": int(OVERHEAD * max(activations, evaluation))})
+    check_fits(estimate, device, f"autoencoder training on {tc.batch_size} x {data.frames} frames at "
+               f"{data.size}x{data.size}", f"lower train.batch_size ({tc.batch_size}), train.eval_videos "
+               f"({tc.eval_videos}), data.frames or data.size")
+
+
 def train_autoencoder(cfg: AERunConfig, *, resume: bool = False, progress: bool = True) -> Path:
     """Train the autoencoder described by ``cfg``; return the run directory."""
     tc = cfg.train
     out = Path(tc.out_dir)
     device = resolve_device(tc.device)  # a device that is not here fails before any work
     start = scaffold.open_run(out, resume)  # the checkpoint to continue, or None; refuses to clobber a run
+    check_training_memory(cfg, device)  # before the held-out videos are rendered: data.size=100000 wanted 74.5 GiB
     scaffold.set_threads(tc.threads)
     torch.manual_seed(tc.seed)
     dataset = ShapesDataset(cfg.data)
