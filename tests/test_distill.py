@@ -222,7 +222,7 @@ def test_lcm_lora_with_dropout_resumes_exactly(unet_teacher, tmp_path):
     assert ta.keys() == tb.keys() and all(torch.equal(ta[k], tb[k]) for k in ta)
 
 
-def test_the_sample_cli_takes_a_consistency_adapters_sampler(unet_teacher, tmp_path):
+def test_the_sample_cli_takes_a_consistency_adapters_sampler(unet_teacher, tmp_path, capsys):
     run = distill(distill_config(unet_teacher, tmp_path / "lcm", "distill.steps=1", "distill.lora.rank=2"),
                   progress=False)
     adapter = latest_checkpoint(run).directory / "adapter.safetensors"
@@ -231,6 +231,13 @@ def test_the_sample_cli_takes_a_consistency_adapters_sampler(unet_teacher, tmp_p
                      "--out", str(out), "--no-progress"]) == 0
     meta = json.loads(out.with_name(out.name + ".json").read_text())
     assert (meta["sampler"], meta["steps"], meta["guidance"]) == ("lcm", 4, 1.0)
+    twice = ["sample", "--model", unet_teacher, "--prompt", "x", "--lora", str(adapter), "--lora", f"{adapter}:0.5",
+             "--out", str(tmp_path / "twice.mp4"), "--no-progress"]  # acted as one adapter at scale 1.5, silently
+    assert cli.main(twice) == 2 and not (tmp_path / "twice.mp4").exists()
+    assert "gives the same adapter as --lora" in capsys.readouterr().err
+    with pytest.warns(UserWarning, match="scale 1e\\+12 is far outside the usual 0-2"):
+        assert cli.main(["sample", "--model", unet_teacher, "--prompt", "x", "--lora", f"{adapter}:1e12", "--steps",
+                         "1", "--out", str(tmp_path / "huge.mp4"), "--no-progress"]) == 0  # warned, not refused
 
 
 def test_a_teacher_trained_on_a_relative_folder_names_it_from_another_folder(tmp_path, monkeypatch):

@@ -209,6 +209,22 @@ def test_parse_lora_argument():
         lora.parse_lora_argument("a.safetensors:inf")
     with pytest.raises(ValueError, match="'abc' after the last ':' is not a number"):  # said "not found" before
         lora.parse_lora_argument("a.safetensors:abc")
+    for empty in ("", " ", ":0.5"):  # said "weights file '.' not found"
+        with pytest.raises(ConfigError, match="give an adapter file"):
+            lora.parse_lora_argument(empty)
+
+
+def test_folders_and_loose_files_given_as_weights_are_named_as_such(tmp_path):
+    from vdmkit.io.checkpoint import load_tensors, open_checkpoint
+
+    with pytest.raises(CorruptCheckpointError, match="is a folder; give its .safetensors file"):
+        load_tensors(tmp_path)
+    (tmp_path / "zero.safetensors").write_bytes(b"")
+    (tmp_path / "page.safetensors").write_text("<html><body>404</body></html>")
+    with pytest.raises(CorruptCheckpointError, match=r"is empty \(0 bytes\)"):
+        open_checkpoint(tmp_path / "zero.safetensors")
+    with pytest.raises(CorruptCheckpointError, match="HTML page"):
+        open_checkpoint(tmp_path / "page.safetensors")
 
 
 def test_adapter_files_find_changed_bytes_and_pipelines_record_what_is_applied(tmp_path):

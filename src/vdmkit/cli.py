@@ -7,6 +7,7 @@ import dataclasses
 import importlib
 import json
 import sys
+import warnings
 from pathlib import Path
 
 from vdmkit.cli_common import (COMPILE_HELP, CUDA_GRAPHS_HELP, DTYPE_HELP, PRECISION_HELP, apply_runner, check_runner,
@@ -276,12 +277,23 @@ def _read_loras(values: list[str], ckpt, force: bool) -> list[tuple]:
     from vdmkit.pipelines.base import weights_identities
 
     base = weights_identities(ckpt)
-    adapters = []
+    adapters, seen = [], {}
     for path, scale in map(parse_lora_argument, values):
         adapter = read_adapter(path)
         check_base(adapter, base, force=force, override="--force-lora applies it anyway")
+        key = adapter.header.get("tensors_sha256") or str(Path(path).resolve())
+        if key in seen:  # applied twice it would act as one adapter at the sum of the scales
+            raise ConfigError(f"--lora {path!r} gives the same adapter as --lora {seen[key]!r}; give it once, with the "
+                              "scale wanted (PATH:SCALE)")
+        seen[key] = path
+        if abs(scale) > LARGE_LORA_SCALE:
+            warnings.warn(f"--lora {path!r}: scale {scale:g} is far outside the usual 0-2; samples will likely break",
+                          stacklevel=2)
         adapters.append((adapter, scale))
     return adapters
+
+
+LARGE_LORA_SCALE = 10.0
 
 
 LONG_FLAGS = ("window", "overlap", "prompt_at", "weighting")

@@ -445,6 +445,8 @@ def load_adapter(model: nn.Module, adapter: AdapterFile, *, name: str = "default
 
 def parse_lora_argument(text: str) -> tuple[str, float]:
     """``PATH`` or ``PATH:SCALE`` (--lora) -> (path, scale); a Windows drive letter is not a scale."""
+    if not text.strip() or text.strip().startswith(":"):
+        raise ConfigError(f"--lora {text!r}: give an adapter file, PATH or PATH:SCALE")
     path, _, scale = text.rpartition(":")
     if path and scale and not (len(path) == 1 and path.isalpha()):
         try:

@@ -268,6 +268,8 @@ def open_checkpoint(path: str | os.PathLike, *, needs: tuple[str, ...] = (CONFIG
             raise UnsafeFormatError(f"{str(path)!r}: pickle checkpoints are refused; vdmkit loads safetensors only")
         if path.suffix == ".safetensors" or path.name == MANIFEST:
             if not (path.parent / MANIFEST).is_file():
+                if path.suffix == ".safetensors":
+                    check_safetensors_file(path)  # empty, truncated, an HTML page or an LFS pointer: said as such
                 raise CorruptCheckpointError(
                     f"{str(path)!r} is a loose weights file, not in a vdmkit checkpoint folder (no {MANIFEST} beside "
                     "it): pass the checkpoint or run folder; a diffusers folder's weights load through its folder")
@@ -370,7 +372,11 @@ def save_tensors(path: str | os.PathLike, tensors: dict[str, torch.Tensor], meta
 
 
 def load_tensors(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    if not str(path).strip():
+        raise CorruptCheckpointError("no weights file given (an empty path)")
     path = Path(path)
+    if path.is_dir():
+        raise CorruptCheckpointError(f"{str(path)!r} is a folder; give its .safetensors file")
     if not path.is_file():
         raise CorruptCheckpointError(f"weights file {str(path)!r} not found")
     check_safetensors_file(path)
