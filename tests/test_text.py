@@ -60,3 +60,12 @@ def test_bad_prompts():
         enc([None])
     with pytest.raises(ConfigError, match="vocab"):
         WordTextEncoder(WordEncoderConfig(vocab=()))
+
+
+def test_symbols_no_token_covers_are_reported_not_silently_dropped():
+    """An all-emoji prompt sampled unconditionally with no word said (the README promises none is silently dropped)."""
+    enc = encoder()
+    assert enc.tokenizer.unknown_words("a red 😀 circle, moving left!") == ["😀"]  # punctuation is not reported
+    with pytest.warns(VocabularyWarning, match="symbols no word token covers are dropped: 🟥⬆️ .*unconditionally"):
+        ids, _ = enc.tokenizer(["🟥⬆️"])
+    assert ids.shape == (1, 1)  # <bos> alone: the unconditional prompt

@@ -8,6 +8,7 @@ than ``max_length`` words are cut with a warning saying how many words were drop
 from __future__ import annotations
 
 import re
+import string
 import warnings
 from dataclasses import dataclass
 
@@ -21,8 +22,18 @@ SPECIAL_TOKENS = (PAD, BOS, UNK)
 _WORD = re.compile(r"[^\W_]+", re.UNICODE)
 
 
+# characters that are neither word characters, spaces nor ASCII punctuation (emoji, symbols): the word tokenizer has
+# no token for them, so they are reported with the unknown words instead of vanishing
+_SYMBOLS = re.compile(r"[^\w\s" + re.escape(string.punctuation) + r"]+", re.UNICODE)
+
+
 def split_words(text: str) -> list[str]:
     return _WORD.findall(text.lower())
+
+
+def dropped_symbols(text: str) -> list[str]:
+    """The runs of characters in ``text`` that no word token covers (an all-emoji prompt is unconditional)."""
+    return _SYMBOLS.findall(text)
 
 
 @dataclass
@@ -47,7 +58,8 @@ class WordTokenizer:
         self.max_length = max_length
 
     def unknown_words(self, prompt: str) -> list[str]:
-        return [w for w in split_words(prompt) if w not in self.index]
+        """Words the vocabulary lacks (encoded as <unk>), then symbols no token covers (dropped)."""
+        return [w for w in split_words(prompt) if w not in self.index] + dropped_symbols(prompt)
 
     def __call__(self, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
         """Token ids (B, L) int64 and mask (B, L) bool."""
@@ -63,6 +75,11 @@ class WordTokenizer:
                 warnings.warn(
                     f"prompt {prompt!r}: {len(unknown)} word(s) not in the model's vocabulary, encoded as {UNK}: "
                     f"{', '.join(unknown)}", VocabularyWarning, stacklevel=2)
+            symbols = dropped_symbols(prompt)
+            if symbols:
+                warnings.warn(f"prompt {prompt!r}: symbols no word token covers are dropped: {' '.join(symbols)}"
+                              + (" (nothing is left: the prompt samples unconditionally)" if not words else ""),
+                              VocabularyWarning, stacklevel=2)
             if len(words) > self.max_length - 1:
                 dropped = len(words) - (self.max_length - 1)
                 warnings.warn(
