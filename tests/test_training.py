@@ -260,3 +260,31 @@ def test_resume_keeps_the_models_vocabulary_when_the_data_changed(tmp_path, caps
     assert "zebra" not in saved["text"]["vocab"]
     with pytest.raises(ConfigError, match="another text encoder config"):  # other text settings: still refused
         train(load_config(common[0], common[1:] + ["train.steps=4", "text.layers=2"]), resume=True, progress=False)
+
+
+def test_a_run_folder_another_live_run_writes_is_refused_before_anything_is_touched(tiny_cfg, tmp_path):
+    """Two runs on one folder collided: the second failed renaming step_2 over the first's, after the first had moved
+    the second's metrics.jsonl and config.yaml aside (before 2026-12-06)."""
+    import subprocess
+    import sys
+
+    from vdmkit.errors import OutputError
+    from vdmkit.training import train
+
+    out = tmp_path / "run"
+    out.mkdir()
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from pathlib import Path; "
+                               "from vdmkit.training.scaffold import lock_run_folder; "
+                               f"lock_run_folder(Path({str(out)!r})); print('held', flush=True); time.sleep(60)"],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(OutputError, match=f"being written by another run \\(process {holder.pid}\\)"):
+            train(tiny_cfg("train.steps=1"), progress=False)
+        assert sorted(p.name for p in out.iterdir()) == [".lock"]  # no config.yaml, metrics or checkpoint of ours
+    finally:
+        holder.kill()
+        holder.wait()
+    run = train(tiny_cfg("train.steps=1", "train.checkpoint_every=1"), progress=False)  # the holder is gone
+    assert (run / "checkpoints").is_dir()
+    train(tiny_cfg("train.steps=2", "train.checkpoint_every=1"), resume=True, progress=False)  # same process again

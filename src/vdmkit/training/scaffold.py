@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import shutil
 import sys
 import time
@@ -73,11 +74,46 @@ def start_run_folder(out: Path, cfg, resumed: bool = False) -> None:
     """The run folder with the run's ``config.yaml`` (a resumed run rewrites its own); a fresh run keeps another file
     of that name (the config given, when the run was pointed at its folder) as ``config.N.yaml``, never overwritten."""
     out.mkdir(parents=True, exist_ok=True)
+    lock_run_folder(out)  # another live run writing here is refused before anything of its is touched
     text, path = dump_config(cfg), out / "config.yaml"
     if not resumed and path.is_file() and path.read_bytes() != text.encode("utf-8"):
         kept = keep_aside(path)
         print(f"kept the {str(path)!r} that was there as {str(kept)!r}", file=sys.stderr)
     write_text_atomic(path, text)
+
+
+RUN_LOCK = ".lock"  # held (flock) by the process writing a run folder; its pid inside, for the message
+_HELD_LOCKS: dict[str, int] = {}
+
+
+def lock_run_folder(out: Path) -> None:
+    """Hold an exclusive lock on the run folder ``out`` until :func:`release_run_folder` (``MetricsLog.close``) or
+    the process ends (the system drops it then, even on SIGKILL). A second live run on the same folder (both would
+    write step_N, move each other's metrics and config aside) is an OutputError naming the holder's pid."""
+    try:
+        import fcntl
+    except ImportError:  # not a POSIX system: no lock
+        return
+    key = str(out.resolve())
+    if key in _HELD_LOCKS:  # this process holds it already (a run after a run in one Python session)
+        return
+    fd = os.open(out / RUN_LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        holder = os.read(fd, 32).decode("ascii", "replace").strip() or "unknown"
+        os.close(fd)
+        raise OutputError(f"{str(out)!r} is being written by another run (process {holder}); wait for it to finish, "
+                          "or choose another out_dir") from None
+    os.ftruncate(fd, 0)
+    os.write(fd, str(os.getpid()).encode())
+    _HELD_LOCKS[key] = fd
+
+
+def release_run_folder(out: Path) -> None:
+    fd = _HELD_LOCKS.pop(str(out.resolve()), None)
+    if fd is not None:
+        os.close(fd)  # closing the only descriptor releases the flock
 
 
 def keep_aside(path: Path) -> Path:
@@ -100,6 +136,7 @@ class MetricsLog:
     the later ones, which it is about to log again. Never are steps logged twice."""
 
     def __init__(self, out: Path, resumed_step: int | None):
+        self.out = out
         path = out / METRICS
         if path.exists() and resumed_step is None:
             keep_aside(path)
@@ -114,7 +151,9 @@ class MetricsLog:
         self.file.flush()
 
     def close(self) -> None:
+        """Close the log and release the run folder (the run is over)."""
         self.file.close()
+        release_run_folder(self.out)
 
 
 def _record_step(line: str) -> float:
