@@ -262,3 +262,16 @@ def test_an_interrupted_latent_cache_resumes_only_its_own_shards(tmp_path, video
     (early / PROGRESS).write_text(json.dumps({**identity, "samples": 3000, "shard_size": 256}))
     assert cli.main([*base[:-2], str(early), "--no-progress"]) == 0
     assert (early / "manifest.json").is_file() and not (early / PROGRESS).exists()
+    from vdmkit.errors import CorruptCheckpointError
+    from vdmkit.training import load_config
+    from vdmkit.training.latent_cache import LatentCache
+
+    cfg = load_config("configs/tiny.yaml", [f"latent.autoencoder={video_vae}", "data.frames=5"])
+    good = json.loads((early / "manifest.json").read_text())
+    assert len(LatentCache(early, cfg)) == 4
+    for broken, match in (({k: v for k, v in good.items() if k != "shards"}, "lacks its list of shards"),
+                          ({**good, "format_version": 99}, "format_version 99"),
+                          ({**good, "shards": [{"name": "x"}]}, "shard entry without its file")):
+        (early / "manifest.json").write_text(json.dumps(broken))  # a raw KeyError before
+        with pytest.raises(CorruptCheckpointError, match=match):
+            LatentCache(early, cfg)

@@ -130,8 +130,14 @@ class LatentCache:
             manifest = json.loads(path.read_text(encoding="utf-8"))
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
             raise CorruptCheckpointError(f"{str(path)!r} is not valid JSON: {e}") from e
-        if manifest.get("format") != FORMAT:
+        if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
             raise CorruptCheckpointError(f"{str(path)!r} is not a vdmkit latent cache manifest")
+        if manifest.get("format_version") != FORMAT_VERSION:
+            raise CorruptCheckpointError(f"{str(path)!r} has format_version {manifest.get('format_version')!r}; this "
+                                         f"vdmkit reads {FORMAT_VERSION}: rewrite the cache with `vdmkit cache-latents`")
+        if not isinstance(manifest.get("shards"), list) or not isinstance(manifest.get("samples"), int):
+            raise CorruptCheckpointError(f"{str(path)!r} lacks its list of shards or its sample count: an edited or "
+                                         "broken manifest; rewrite the cache with `vdmkit cache-latents`")
         want = _identity(cfg)
         stale = [k for k in want if manifest.get(k) != want[k]]
         if stale:
@@ -139,6 +145,8 @@ class LatentCache:
                               "this run's; rewrite it with `vdmkit cache-latents`")
         latents, captions = [], []
         for shard in manifest["shards"]:
+            if not isinstance(shard, dict) or not isinstance(shard.get("file"), str) or "sha256" not in shard:
+                raise CorruptCheckpointError(f"{str(path)!r}: a shard entry without its file and sha256 ({shard!r})")
             file = self.directory / shard["file"]
             if not file.is_file():
                 raise CorruptCheckpointError(f"latent cache shard {str(file)!r} is missing")

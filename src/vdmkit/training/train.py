@@ -151,6 +151,10 @@ def train(cfg: RunConfig, *, resume: bool = False, progress: bool = True) -> Pat
         from vdmkit.training.latent_cache import LatentCache
 
         dataset = LatentCache(cfg.latent.cache, cfg)
+        if world.main and len(dataset) < tc.batch_size:  # every batch repeats the same few latents
+            warnings.warn(f"the latent cache {cfg.latent.cache!r} holds {len(dataset)} samples, fewer than one batch "
+                          f"({tc.batch_size}): every batch repeats them; write more with `vdmkit cache-latents "
+                          "--samples N`", stacklevel=2)
     else:  # shapes, or real clips in buckets; the loop numbers the micro-batches of all ranks itself
         # a step's micro-batches (of every process) are of one kind, video or image: the processes run the same
         # layers, and a run splits its batches the same way on any number of processes
