@@ -277,3 +277,12 @@ def test_a_student_as_teacher_and_data_the_teacher_cannot_take_are_refused_befor
         distill(distill_config(unet_teacher, tmp_path / "odd", "distill.steps=1", "data.kind=shapes", "data.size=17",
                                "data.frames=4"), progress=False)
     assert not (tmp_path / "again").exists() and not (tmp_path / "odd").exists()
+
+
+def test_a_teacher_whose_timesteps_are_not_a_multiple_of_50_is_warned():
+    from tests.conftest import TINY
+    from vdmkit.training import load_config
+    from vdmkit.training.distill import check_teacher
+
+    with pytest.warns(UserWarning, match="75 training timesteps, not a multiple of 50.*reaches only t <= 49"):
+        check_teacher(load_config(None, TINY + ["diffusion.num_train_steps=75"]).pipeline(), "t75")
