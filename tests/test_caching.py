@@ -286,3 +286,10 @@ def test_runs_on_one_pipeline_take_turns_so_no_thread_runs_through_anothers_hook
     worker.join(timeout=60)
     assert not worker.is_alive() and torch.equal(got["video"], expected)
     assert hooked.shape == expected.shape
+    with exclusive(pipe.backbone):  # editing (and the tasks, long videos and schedule search) take turns too
+        worker = threading.Thread(target=lambda: got.setdefault("edited", edit(pipe, expected, PROMPTS[:1], steps=2)))
+        worker.start()
+        worker.join(timeout=1.0)
+        assert worker.is_alive() and "edited" not in got
+    worker.join(timeout=60)
+    assert not worker.is_alive() and got["edited"].shape == expected.shape

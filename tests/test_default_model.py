@@ -85,6 +85,10 @@ def test_fast_samples_the_default_with_its_pinned_consistency_adapter(tmp_path, 
     pipe.load_lora(default_lcm_adapter())
     assert pipe.config.sampling.sampler == "lcm"
     assert (pipe.request(["x"]).sampler, pipe.request(["x"]).steps) == ("lcm", 4)
+    lora.set_scale(pipe.backbone, "lcm_lora", 0.0)  # turned off: the model's own defaults
+    assert pipe.config.sampling == own
+    lora.set_scale(pipe.backbone, "lcm_lora", 1.0)
+    assert pipe.config.sampling.sampler == "lcm"
     lora.remove_lora(pipe.backbone, "lcm_lora")  # taken off: the model's own defaults again
     assert pipe.config.sampling == own and pipe.request(["x"]).sampler == own.sampler != "lcm"
     assert pipe.applied_adapters() == []

@@ -211,9 +211,11 @@ def test_lcm_lora_trains_only_adapters_resumes_exactly_and_its_file_carries_the_
     assert changed and all(any(t in k for t in ("attn", "temporal", "to_", "proj")) for k in changed)
 
 
-def test_lcm_lora_with_dropout_resumes_exactly(unet_teacher, tmp_path):
-    """Dropout draws from torch's global generator: resuming exactly needs its state too (it differed from step 3)."""
-    adapters = ["distill.lora.rank=2", "distill.lora.dropout=0.5"]
+@pytest.mark.parametrize("workers", [0, 1])
+def test_lcm_lora_with_dropout_resumes_exactly(unet_teacher, tmp_path, workers):
+    """Dropout draws from torch's global generator: resuming exactly needs its state too (it differed from step 3),
+    and data workers must not draw their seeds from it (a resumed run starts them at its first step)."""
+    adapters = ["distill.lora.rank=2", "distill.lora.dropout=0.5", f"distill.workers={workers}"]
     whole = distill(distill_config(unet_teacher, tmp_path / "whole", "distill.steps=4", *adapters), progress=False)
     part = distill(distill_config(unet_teacher, tmp_path / "part", "distill.steps=2", *adapters), progress=False)
     torch.manual_seed(1234)  # whatever ran in between

@@ -110,6 +110,10 @@ def test_names_too_long_for_the_sidecar_are_refused_before_writing(tmp_path):
         with pytest.raises(OutputError, match="shorter name"):
             write_video(tmp_path / name, frames(), metadata={"a": 1})
     assert sorted(os.listdir(tmp_path)) == [fits.name, fits.name + ".json"]
+    strip = tmp_path / ("p" * 247 + ".png")  # 251 bytes: written without a sidecar (--strip's PNG), it fits
+    assert check_output_path(strip, (".png",), sidecar=False) == strip
+    with pytest.raises(OutputError, match="shorter name"):
+        check_output_path(strip, (".png",))
 
 
 def test_a_failed_sidecar_write_removes_the_video(tmp_path, monkeypatch):

@@ -335,3 +335,17 @@ def test_adapter_names_from_file_stems_are_identifiers(tmp_path):
     fresh = make_pipe("dit")
     assert [fresh.load_lora(path), fresh.load_lora(path)] == ["a_2x_zoom", "a_2x_zoom_2"]
     assert fresh.load_lora(lora.read_adapter(path), name="third") == "third"  # an adapter already read
+
+
+def test_an_adapter_with_broken_sampling_defaults_is_refused_before_it_is_applied(tmp_path):
+    pipe = make_pipe("unet3d")
+    pipe.save_pretrained(tmp_path / "base")
+    base = TextToVideo.from_pretrained(tmp_path / "base")
+    cfg = LoRAConfig(rank=2, targets=["temporal"])
+    lora.add_lora(base.backbone, cfg)
+    path = lora.save_adapter(tmp_path / "a.safetensors", base.backbone, cfg, base_sha256=base.model_sha256,
+                             extra={"sampling": {"sampler": "lcm", "bogus": 1}})
+    fresh = TextToVideo.from_pretrained(tmp_path / "base")
+    with pytest.raises(ConfigError, match="sampling defaults are not valid"):
+        fresh.load_lora(path)
+    assert lora.adapter_names(fresh.backbone) == [] and fresh.applied_adapters() == []  # nothing half-applied

@@ -96,6 +96,15 @@ def test_requests_refuse_bad_prompts(pipe, prompts):
         pipe.request(prompts, steps=2)
 
 
+def test_switch_options_take_booleans_and_numeric_ones_numbers(pipe):
+    assert pipe.request(["a"], steps=2, sampler="unipc", corrector=False).knobs == {"corrector": False}
+    assert pipe.request(["a"], steps=2, sampler="lcm", boundary=False).knobs == {"boundary": False}
+    with pytest.raises(ConfigError, match="corrector must be True or False, got 1"):
+        pipe.request(["a"], steps=2, sampler="unipc", corrector=1)
+    with pytest.raises(ConfigError, match="eta must be a number, got True"):
+        pipe.request(["a"], steps=2, sampler="ddim", eta=True)
+
+
 def test_given_timesteps_are_read_once_whatever_holds_them(pipe):
     for given in (iter([999, 500]), (999, 500), torch.tensor([999, 500]), [999, 500]):
         req = pipe.request(["a red circle"], timesteps=given)

@@ -156,7 +156,7 @@ def _cmd_sample(args) -> int:
     if args.strip:
         for out in outs:
             if out.suffix.lower() not in (".png", LATENTS_SUFFIX):
-                check_output_path(out.with_suffix(".png"))
+                check_output_path(out.with_suffix(".png"), sidecar=False)
     check_fps(args.fps)
     ckpt, config = open_model(model, args.motion_adapter)  # reads and hashes the config only
     refuse_conditioned(config)  # a model trained on known frames or low-res videos runs by its task

@@ -10,6 +10,8 @@ import contextvars
 import dataclasses
 import functools
 import math
+import threading
+import weakref
 from typing import Callable, Iterator
 from dataclasses import dataclass
 
@@ -447,6 +449,30 @@ def self_attention_hook(model: nn.Module, hook: SelfAttentionHook) -> Iterator[i
     finally:
         for layer in layers:
             layer.self_attention_hook = None
+
+
+_RUN_LOCKS: "weakref.WeakKeyDictionary[nn.Module, threading.RLock]" = weakref.WeakKeyDictionary()
+_LOCKS_LOCK = threading.Lock()
+
+
+def exclusive(backbone: nn.Module) -> threading.RLock:
+    """The lock a sampling run holds on ``backbone`` (``with exclusive(pipe.backbone): ...``): runs on one backbone
+    take turns, since some install hooks on its layers for their duration (attention broadcast, editing's attention
+    reuse) that another thread's calls would otherwise run through. Re-entrant: a run may start another inside."""
+    with _LOCKS_LOCK:
+        lock = _RUN_LOCKS.get(backbone)
+        if lock is None:
+            lock = _RUN_LOCKS[backbone] = threading.RLock()
+        return lock
+
+
+def one_run_at_a_time(fn: Callable) -> Callable:
+    """``fn(pipe, ...)`` run holding :func:`exclusive` on ``pipe.backbone``."""
+    @functools.wraps(fn)
+    def run(pipe, *args, **kwargs):
+        with exclusive(pipe.backbone):
+            return fn(pipe, *args, **kwargs)
+    return run
 
 
 def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:

@@ -8,7 +8,7 @@ than ``max_length`` words are cut with a warning saying how many words were drop
 from __future__ import annotations
 
 import re
-import string
+import unicodedata
 import warnings
 from dataclasses import dataclass
 
@@ -22,9 +22,6 @@ SPECIAL_TOKENS = (PAD, BOS, UNK)
 _WORD = re.compile(r"[^\W_]+", re.UNICODE)
 
 
-# characters that are neither word characters, spaces nor ASCII punctuation (emoji, symbols): the word tokenizer has
-# no token for them, so they are reported with the unknown words instead of vanishing
-_SYMBOLS = re.compile(r"[^\w\s" + re.escape(string.punctuation) + r"]+", re.UNICODE)
 
 
 def split_words(text: str) -> list[str]:
@@ -32,8 +29,17 @@ def split_words(text: str) -> list[str]:
 
 
 def dropped_symbols(text: str) -> list[str]:
-    """The runs of characters in ``text`` that no word token covers (an all-emoji prompt is unconditional)."""
-    return _SYMBOLS.findall(text)
+    """The runs of symbols in ``text`` (Unicode category S: emoji, arrows, math and currency signs, with the
+    variation selectors and joiners that build emoji) that no word token covers: an all-emoji prompt is
+    unconditional. Punctuation, accents and spaces are not reported."""
+    runs, run = [], ""
+    for c in text:
+        if unicodedata.category(c).startswith("S") or (run and (c in "\u200d" or 0xFE00 <= ord(c) <= 0xFE0F)):
+            run += c
+        elif run:
+            runs.append(run)
+            run = ""
+    return runs + ([run] if run else [])
 
 
 @dataclass

@@ -17,17 +17,21 @@ MP4_CODECS = ("libx264", "mpeg4")  # H.264 where this FFmpeg build has it, else 
 H264_CRF = "18"  # visually lossless for small synthetic frames
 
 
-def check_output_path(path: str | os.PathLike, formats: tuple[str, ...] = VIDEO_FORMATS) -> Path:
-    """The suffix picks the format; say which are valid, and whether the place can be written, before any work."""
+def check_output_path(path: str | os.PathLike, formats: tuple[str, ...] = VIDEO_FORMATS, *,
+                      sidecar: bool | None = None) -> Path:
+    """The suffix picks the format; say which are valid, and whether the place can be written, before any work.
+    ``sidecar``: a ``<path>.json`` metadata file is written beside it (default: unless the output is JSON or HTML)."""
     path = Path(path)
-    check_name_length(path, f"output {str(path)!r}", ".json")  # the longest name written: the metadata sidecar
+    if sidecar is None:
+        sidecar = path.suffix.lower() not in (".json", ".jsonl", ".html", ".htm")
+    check_name_length(path, f"output {str(path)!r}", ".json" if sidecar else "")  # the longest name it writes
     if path.suffix.lower() not in formats:
         raise OutputError(f"output {str(path)!r}: unknown format {path.suffix!r}; use one of {', '.join(formats)}")
     if path.is_dir():
         raise OutputError(f"output {str(path)!r} is a directory; give a file name ending in {', '.join(formats)}")
-    sidecar = path.with_name(path.name + ".json")  # every video and latents file gets its metadata beside it
-    if path.suffix.lower() not in (".json", ".jsonl") and sidecar.is_dir():
-        raise OutputError(f"output {str(path)!r}: its metadata file {str(sidecar)!r} would replace a directory; "
+    metadata_path = path.with_name(path.name + ".json")  # every video and latents file gets its metadata beside it
+    if sidecar and metadata_path.is_dir():
+        raise OutputError(f"output {str(path)!r}: its metadata file {str(metadata_path)!r} would replace a directory; "
                           "choose another output name")
     check_writable_folder(path.parent, f"output {str(path)!r}")
     return path
@@ -55,7 +59,7 @@ def write_video(path: str | os.PathLike, frames: np.ndarray, fps: float = 8.0, m
     place for it (mp4 comment; not with ``in_container=False``: a blind study's videos must not name their model) and
     always in a sidecar ``<path>.json``.
     """
-    path = check_output_path(path)
+    path = check_output_path(path, sidecar=metadata is not None)
     frames = _check_frames(frames)
     if not (isinstance(fps, (int, float)) and 0 < fps <= 240):
         raise ValueError(f"fps must be in (0, 240], got {fps!r}")

@@ -11,8 +11,6 @@ import dataclasses
 import json
 import math
 import os
-import threading
-import weakref
 from pathlib import Path
 from typing import Iterator
 
@@ -20,7 +18,7 @@ import torch
 from torch import nn
 
 from vdmkit.autoencoders.load import build_autoencoder
-from vdmkit.backbones.layers import channels_last_weights
+from vdmkit.backbones.layers import channels_last_weights, exclusive  # noqa: F401 (exclusive: re-exported)
 from vdmkit.conditioning.condition import Condition
 from vdmkit.conditioning.pretrained import checkpoint_copy
 from vdmkit.device import low_precision_dtype, resolve_device
@@ -165,21 +163,6 @@ def with_adapter_sampling(config: PipelineConfig, adapters) -> PipelineConfig:
                 raise ConfigError(f"{str(adapter.path)!r}: its header's sampling defaults are not valid ({err})") \
                     from None
     return config
-
-
-_RUN_LOCKS: "weakref.WeakKeyDictionary[nn.Module, threading.RLock]" = weakref.WeakKeyDictionary()
-_LOCKS_LOCK = threading.Lock()
-
-
-def exclusive(backbone: nn.Module) -> threading.RLock:
-    """The lock a sampling run holds on ``backbone`` (``with exclusive(pipe.backbone): ...``): runs on one backbone
-    take turns, since some install hooks on its layers for their duration (attention broadcast, editing's attention
-    reuse) that another thread's calls would otherwise run through. Re-entrant: a run may start another inside."""
-    with _LOCKS_LOCK:
-        lock = _RUN_LOCKS.get(backbone)
-        if lock is None:
-            lock = _RUN_LOCKS[backbone] = threading.RLock()
-        return lock
 
 
 class Pipeline(nn.Module):
@@ -360,14 +343,15 @@ class Pipeline(nn.Module):
     @property
     def config(self) -> PipelineConfig:
         """The model's configuration. Its sampling defaults are those the last applied adapter records, while it is
-        applied (a consistency adapter: lcm, 4 steps, guidance 1); the model's own once it is taken off."""
+        applied and on (a consistency adapter: lcm, 4 steps, guidance 1); the model's own once it is taken off or its
+        scale set to 0."""
         config = self._config
         if not self.adapters:
             return config
         from vdmkit.backbones import lora
 
-        present = lora.adapter_names(self.backbone)
-        recorded = [r["sampling"] for r in self.adapters if r.get("sampling") is not None and r["name"] in present]
+        on = {name for name, scale in lora.adapter_scales(self.backbone).items() if scale != 0}  # scale 0: off
+        recorded = [r["sampling"] for r in self.adapters if r.get("sampling") is not None and r["name"] in on]
         return dataclasses.replace(config, sampling=recorded[-1]) if recorded else config
 
     @config.setter
@@ -387,6 +371,7 @@ class Pipeline(nn.Module):
         adapter = path if isinstance(path, lora.AdapterFile) else lora.read_adapter(path)
         lora.check_base(adapter, self.identities, force=force,
                         override="apply it anyway with force=True (--force-lora)")
+        recorded = with_adapter_sampling(self._config, [adapter]).sampling  # its header checked before it is applied
         if name is None:
             stem = "".join(c if c.isalnum() else "_" for c in adapter.path.stem) or "adapter"
             base = stem if stem[0].isalpha() else f"a_{stem}"
@@ -399,7 +384,6 @@ class Pipeline(nn.Module):
         self.adapters = [r for r in self.adapters if r["name"] in present and r["name"] != name]
         if self.compiled is not None:
             self.compiled.reset()  # other weights: other packages
-        recorded = with_adapter_sampling(self._config, [adapter]).sampling  # checked here, applied by `config`
         self.adapters.append({"name": name, "path": str(adapter.path), "scale": scale,
                               "sha256": sha256_file(adapter.path), "alpha_over_rank": adapter.config.scale,
                               "sampling": recorded if isinstance(adapter.header.get("sampling"), dict) else None})

@@ -23,6 +23,7 @@ from typing import Callable
 import torch
 
 from vdmkit.backbones.condition_inputs import upsample
+from vdmkit.backbones.layers import one_run_at_a_time
 from vdmkit.conditioning.masks import augment, check_noise_level
 from vdmkit.errors import ConstraintError
 from vdmkit.pipelines.base import check_decode, sampling_advice
@@ -166,6 +167,7 @@ def latent_frame_mask(mask: torch.Tensor, compression: int) -> torch.Tensor:
 
 
 @torch.no_grad()
+@one_run_at_a_time
 def run_conditioned(pipe, request: ConditionedRequest, *, callback: Callable | None = None,
                     decode: dict | None = None) -> torch.Tensor:
     """The videos (B, 3, T, H, W) in [-1, 1] of a checked conditioned request (or their latents, for

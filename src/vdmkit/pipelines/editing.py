@@ -19,9 +19,8 @@ from typing import Callable
 
 import torch
 
-from vdmkit.backbones.layers import self_attention_hook
+from vdmkit.backbones.layers import exclusive, one_run_at_a_time, self_attention_hook
 from vdmkit.errors import ConfigError, ConstraintError
-from vdmkit.pipelines.base import exclusive
 from vdmkit.pipelines.request import SampleRequest, check_prompts, make_request
 from vdmkit.sampling.generate import generate
 from vdmkit.sampling.samplers import invert_ddim
@@ -72,6 +71,7 @@ def steps_for_strength(ts: torch.Tensor, strength: float) -> int:
 
 
 @torch.no_grad()
+@one_run_at_a_time
 def edit(pipe, video: torch.Tensor, prompts, *, strength: float = 0.6, callback: Callable | None = None,
          decode: dict | None = None, **kwargs) -> torch.Tensor:
     """SDEdit: ``video`` (B, 3, T, H, W) in [-1, 1] -> the edited videos (B, 3, T, H, W) in [-1, 1].
@@ -119,6 +119,7 @@ class Inversion:
 
 
 @torch.no_grad()
+@one_run_at_a_time
 def invert(pipe, video: torch.Tensor, source_prompts, *, callback: Callable | None = None, **kwargs) -> Inversion:
     """DDIM-invert ``video`` (B, 3, T, H, W) in [-1, 1] under ``source_prompts`` (the conditional model alone, as DDIM
     inversion does) along the request's schedule. ``kwargs`` as text-to-video (steps, sampler, guidance, ...): the

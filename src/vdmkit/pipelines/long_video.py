@@ -22,6 +22,7 @@ from typing import Callable
 
 import torch
 
+from vdmkit.backbones.layers import one_run_at_a_time
 from vdmkit.errors import ConfigError, ConstraintError
 from vdmkit.pipelines.request import SampleRequest, check_latents, check_size, make_request
 from vdmkit.sampling.generate import initial_noise
@@ -161,6 +162,7 @@ def long_video(pipe, prompt: str, *, frames: int, callback: Callable | None = No
 
 
 @torch.no_grad()
+@one_run_at_a_time
 def run_long(pipe, request: LongRequest, *, callback: Callable | None = None,
              decode: dict | None = None) -> torch.Tensor:
     """The video of a checked :class:`LongRequest` (or its latents, with output="latents")."""

@@ -88,7 +88,12 @@ def check_knobs(sampler: str, knobs: dict) -> dict:
         where = f"applies to the {' and '.join(takers)} sampler" if takers else "is no sampler option"
         hint = "; seed= or latents= set the noise" if name == "generator" else ""
         raise ConfigError(f"{name} {where}, not {sampler!r} (whose options are: {', '.join(valid) or 'none'}){hint}")
+    defaults = {n: p.default for n, p in inspect.signature(SAMPLERS[sampler].build).parameters.items()}
     for name, value in knobs.items():
+        if isinstance(defaults.get(name), bool):  # a switch (unipc's corrector, lcm's boundary)
+            if not isinstance(value, bool):
+                raise ConfigError(f"{name} must be True or False, got {value!r}")
+            continue
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{name} must be a number, got {value!r}")
         if not math.isfinite(value):

@@ -27,6 +27,7 @@ from typing import Callable, Sequence
 
 import torch
 
+from vdmkit.backbones.layers import one_run_at_a_time
 from vdmkit.errors import ConfigError, ConstraintError
 from vdmkit.io.atomic import write_text_atomic
 from vdmkit.registry import check_sampler
@@ -149,6 +150,7 @@ def check_search(sampler: str, steps: int, draws: int, reference_steps: int, pro
     return steps
 
 
+@one_run_at_a_time
 def search_schedule(pipe, sampler: str, steps: int, prompts: Sequence[str], *, seed: int = 0, draws: int = 1,
                     guidance: float | None = None, reference_steps: int = 100, sweeps: int = 2,
                     progress: Callable[[str], None] | None = None) -> SearchResult:

@@ -16,6 +16,7 @@ import os
 import shutil
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import torch
@@ -83,7 +84,7 @@ def start_run_folder(out: Path, cfg, resumed: bool = False) -> None:
 
 
 RUN_LOCK = ".lock"  # held (flock) by the process writing a run folder; its pid inside, for the message
-_HELD_LOCKS: dict[str, int] = {}
+_HELD_LOCKS: dict[str, list[int]] = {}  # folder -> [descriptor, holds in this process]
 
 
 def lock_run_folder(out: Path) -> None:
@@ -95,25 +96,37 @@ def lock_run_folder(out: Path) -> None:
     except ImportError:  # not a POSIX system: no lock
         return
     key = str(out.resolve())
-    if key in _HELD_LOCKS:  # this process holds it already (a run after a run in one Python session)
+    if key in _HELD_LOCKS:  # this process holds it already (another run in one Python session): counted
+        _HELD_LOCKS[key][1] += 1
         return
     fd = os.open(out / RUN_LOCK, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
+    except BlockingIOError:
         holder = os.read(fd, 32).decode("ascii", "replace").strip() or "unknown"
         os.close(fd)
         raise OutputError(f"{str(out)!r} is being written by another run (process {holder}); wait for it to finish, "
                           "or choose another out_dir") from None
+    except OSError as err:  # a file system without flock (Lustre without -o flock, some NFS): run unlocked
+        os.close(fd)
+        warnings.warn(f"{str(out)!r}: cannot lock the run folder ({err.strerror or err}); two runs started on it "
+                      "would collide", stacklevel=2)
+        return
     os.ftruncate(fd, 0)
     os.write(fd, str(os.getpid()).encode())
-    _HELD_LOCKS[key] = fd
+    _HELD_LOCKS[key] = [fd, 1]
 
 
 def release_run_folder(out: Path) -> None:
-    fd = _HELD_LOCKS.pop(str(out.resolve()), None)
-    if fd is not None:
-        os.close(fd)  # closing the only descriptor releases the flock
+    """Release one hold of :func:`lock_run_folder` on ``out``; the lock goes with the last."""
+    key = str(out.resolve())
+    held = _HELD_LOCKS.get(key)
+    if held is None:
+        return
+    held[1] -= 1
+    if held[1] == 0:
+        del _HELD_LOCKS[key]
+        os.close(held[0])  # closing the only descriptor releases the flock
 
 
 def keep_aside(path: Path) -> Path:
@@ -219,9 +232,12 @@ def batches(dataset, starts: list[int], batch_size: int, device: torch.device, w
     if workers == 0:
         loader = (dataset.batch(start, batch_size) for start in starts)
     else:
+        # its own generator: starting the workers draws their seeds from it, not from torch's global one, which
+        # dropout draws from (a resumed run started them at step N, an uninterrupted one at step 0)
         loader = torch.utils.data.DataLoader(StartBatches(dataset, batch_size), sampler=starts,
                                              batch_size=None, num_workers=workers, prefetch_factor=2,
-                                             pin_memory=device.type == "cuda")
+                                             pin_memory=device.type == "cuda",
+                                             generator=torch.Generator().manual_seed(0))
     for videos, captions in loader:
         yield videos.to(device, non_blocking=True), list(captions)
 
@@ -305,12 +321,19 @@ def restore_scaler(scaler: torch.amp.GradScaler, doc: dict) -> None:
 
 
 def rng_tensors(generator: torch.Generator) -> dict[str, torch.Tensor]:
-    return {"rng.generator": generator.get_state(), "rng.torch": torch.get_rng_state()}
+    """The data ``generator``'s state and torch's global ones (CPU, and the current CUDA device's: dropout on GPU
+    tensors draws from it)."""
+    state = {"rng.generator": generator.get_state(), "rng.torch": torch.get_rng_state()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["rng.cuda"] = torch.cuda.get_rng_state()
+    return state
 
 
 def restore_rng(state: dict[str, torch.Tensor], generator: torch.Generator) -> None:
     generator.set_state(state["rng.generator"])
     torch.set_rng_state(state["rng.torch"])
+    if "rng.cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state(state["rng.cuda"])
 
 
 def save_training_checkpoint(out: Path, step: int, *, weights: dict, state: dict, state_doc: dict, config: dict,
