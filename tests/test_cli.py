@@ -269,7 +269,8 @@ def test_sample_checks_every_output_and_the_noise_file_before_sampling(run_dir, 
     assert cli.main(base + ["--prompt", "x", "--latents", str(tmp_path / "bool.safetensors"), "--out",
                             str(tmp_path / "b.mp4")]) == 2
     assert "torch.bool tensor; the starting noise is float" in capsys.readouterr().err
-    assert cli.main(base + ["--prompt", "x", "--latents", str(tmp_path / "many"), "--out", str(tmp_path / "c.mp4")]) == 2
+    assert cli.main(base + ["--prompt", "x", "--latents", str(tmp_path / "many"), "--out",
+                            str(tmp_path / "c.mp4")]) == 2
     assert "is a folder" in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.png", "bool.safetensors", "many", "prompts.txt"]
     assert [p.name for p in (tmp_path / "many").iterdir()] == ["00001.mp4"]

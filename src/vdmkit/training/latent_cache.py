@@ -134,7 +134,8 @@ class LatentCache:
             raise CorruptCheckpointError(f"{str(path)!r} is not a vdmkit latent cache manifest")
         if manifest.get("format_version") != FORMAT_VERSION:
             raise CorruptCheckpointError(f"{str(path)!r} has format_version {manifest.get('format_version')!r}; this "
-                                         f"vdmkit reads {FORMAT_VERSION}: rewrite the cache with `vdmkit cache-latents`")
+                                         f"vdmkit reads {FORMAT_VERSION}: rewrite the cache with `vdmkit "
+                                         "cache-latents`")
         if not isinstance(manifest.get("shards"), list) or not isinstance(manifest.get("samples"), int):
             raise CorruptCheckpointError(f"{str(path)!r} lacks its list of shards or its sample count: an edited or "
                                          "broken manifest; rewrite the cache with `vdmkit cache-latents`")
