@@ -336,8 +336,9 @@ def distill(cfg: DistillConfig, *, resume: bool = False, progress: bool = True) 
                 loss = engine.loss(x0, captions, generator)
                 scaler.scale(loss).backward()
                 if not torch.isfinite(loss):
-                    raise NonFiniteError(f"distillation loss is {loss.item()} at step {step}; lower distill.lr. The "
-                                         "last checkpoint is intact.")
+                    raise NonFiniteError(f"distillation loss is {loss.item()} at step {step}; lower distill.lr. "
+                                         "Checkpoints already written are intact (--resume continues from the last "
+                                         "one).")
                 grad_norm = clip_and_step(opt, params, s.grad_clip, scaler)
                 scaler.update()
                 ema_update(target.backbone, student.backbone, s.target_decay)

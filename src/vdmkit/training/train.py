@@ -233,7 +233,8 @@ def train(cfg: RunConfig, *, resume: bool = False, progress: bool = True) -> Pat
                 loss = mean(torch.stack(losses).mean(), world)  # the global batch's loss, on every rank
                 if not torch.isfinite(loss):
                     raise NonFiniteError(f"loss is {loss.item()} at step {step}; lower train.lr or use "
-                                         "train.precision=fp32. The last checkpoint is intact.")
+                                         "train.precision=fp32. Checkpoints already written are intact (--resume "
+                                         "continues from the last one).")
                 grad_norm = clip_and_step(opt, params, tc.grad_clip, scaler)
                 scaler.update()
                 ema_update(ema, pipe, ema_decay_at(step, tc.ema_decay))

@@ -124,7 +124,8 @@ def train_autoencoder(cfg: AERunConfig, *, resume: bool = False, progress: bool 
                         loss = loss + tc.gan_weight * g_loss
                 if not torch.isfinite(loss):
                     raise NonFiniteError(f"loss is {loss.item()} at step {step}; lower train.lr or use "
-                                         "train.precision=fp32. The last checkpoint is intact.")
+                                         "train.precision=fp32. Checkpoints already written are intact (--resume "
+                                         "continues from the last one).")
                 grad_norm = scaffold.optimizer_step(loss, opt, model.parameters(), tc.grad_clip, scaler)
                 record = {"step": step + 1, "loss": loss.item(), "recon": rec.item(), "kl": kl.item(),
                           "grad_norm": float(grad_norm), "lr": lr}
