@@ -271,7 +271,7 @@ def test_pab_refuses_a_compiled_backbone_and_a_model_without_attention():
 def test_runs_on_one_pipeline_take_turns_so_no_thread_runs_through_anothers_hooks():
     import threading
 
-    from vdmkit.pipelines.base import exclusive
+    from vdmkit.backbones.layers import exclusive
 
     pipe = random_pipe("unet")[0]
     plain = pipe.request(PROMPTS[:1], steps=3, seed=1)

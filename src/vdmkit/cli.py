@@ -339,9 +339,7 @@ def _read_latents(path: str | None):
         return None
     from vdmkit.io.checkpoint import load_tensors
 
-    if Path(path).is_dir():
-        raise ConfigError(f"--latents {path!r} is a folder; give a .safetensors file holding the noise")
-    tensors = load_tensors(path)
+    tensors = load_tensors(path)  # a folder, or no valid file, is named as such
     if len(tensors) != 1:
         raise ConfigError(f"--latents {path!r} must hold exactly one tensor (the starting noise), holds "
                           f"{', '.join(tensors) or 'none'}")

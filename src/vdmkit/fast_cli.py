@@ -34,14 +34,12 @@ def _cmd_search_schedule(args) -> int:
     from vdmkit.device import resolve_device
     from vdmkit.io.atomic import check_writable_folder
     from vdmkit.pipelines import TextToVideo, default_model, make_request, open_model
-    from vdmkit.registry import check_sampler
     from vdmkit.data.captions import read_prompt_file
     from vdmkit.pipelines.base import check_sampling_memory
-    from vdmkit.sampling.schedule_search import (SCHEDULES_FILE, check_search, check_search_steps, read_schedules,
-                                                 save_schedule, search_schedule)
+    from vdmkit.sampling.schedule_search import (SCHEDULES_FILE, check_search, read_schedules, save_schedule,
+                                                 search_schedule)
 
     # every check that needs no weights runs before loading them
-    check_search_steps(args.steps)
     for name in ("num_prompts", "draws", "sweeps"):
         if getattr(args, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
@@ -59,11 +57,12 @@ def _cmd_search_schedule(args) -> int:
     check_writable_folder(out.parent, f"the schedules file {str(out)!r} (for a read-only model give --out FILE, then "
                           "sample with --timesteps auto --schedules FILE)")
     read_schedules(out)  # a file there that is not a schedules file: refused now, not after the search
-    count = (len(read_prompt_file(args.prompts)) if args.prompts is not None else args.num_prompts) * args.draws
+    given = list(read_prompt_file(args.prompts)) if args.prompts is not None else None
+    count = (len(given) if given is not None else args.num_prompts) * args.draws
     batch = make_request(config, [""] * count, sampler=args.sampler, steps=args.steps, guidance=args.guidance,
                          output="latents")  # the search runs every prompt and draw as one batch
     check_sampling_memory(config, batch, device)
-    prompts = _prompts(args, ckpt)
+    prompts = given if given is not None else _prompts(args, ckpt)
     guidance = batch.guidance
     apply_threads(args.threads)
     pipe = TextToVideo.from_pretrained(ckpt, device=device)
@@ -81,11 +80,7 @@ def _cmd_search_schedule(args) -> int:
 
 
 def _prompts(args, ckpt) -> list[str]:
-    """--prompts FILE, else the first --num-prompts captions of the model's training data (its run.json)."""
-    if args.prompts is not None:
-        from vdmkit.data.captions import read_prompt_file
-
-        return list(read_prompt_file(args.prompts))
+    """The first --num-prompts captions of the model's training data (its run.json), when no --prompts FILE is given."""
     from vdmkit.data import ShapesConfig, ShapesDataset
     from vdmkit.data.loader import data_config
 

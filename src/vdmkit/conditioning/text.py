@@ -22,8 +22,6 @@ SPECIAL_TOKENS = (PAD, BOS, UNK)
 _WORD = re.compile(r"[^\W_]+", re.UNICODE)
 
 
-
-
 def split_words(text: str) -> list[str]:
     return _WORD.findall(text.lower())
 

@@ -55,16 +55,20 @@ def atomic_directory(target: str | os.PathLike):
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def nearest_existing(path: Path) -> Path:
+    """``path`` (absolute) if it exists, else its nearest existing parent: where missing folders would be made."""
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
 def check_name_length(path: str | os.PathLike, what: str, extra: str = "") -> None:
     """OutputError if ``path``'s file name, with ``extra`` appended (a sidecar's ".json"), is longer than its file
     system allows (255 bytes on most), checked before any work rather than failing at the write."""
     path = Path(path)
     name = os.fsencode(path.name + extra)
-    existing = path.absolute().parent
-    while not existing.exists() and existing != existing.parent:
-        existing = existing.parent
     try:
-        limit = os.pathconf(existing, "PC_NAME_MAX")
+        limit = os.pathconf(nearest_existing(path.absolute().parent), "PC_NAME_MAX")
     except (OSError, ValueError):
         limit = 255
     if len(name) > limit:
@@ -77,9 +81,7 @@ def check_writable_folder(folder: str | os.PathLike, what: str) -> None:
     the missing ones would be made): not below a regular file, and writable by this process (probed, since
     permission bits say nothing for root or read-only mounts)."""
     folder = Path(folder).absolute()
-    existing = folder
-    while not existing.exists():
-        existing = existing.parent
+    existing = nearest_existing(folder)
     if not existing.is_dir():
         raise OutputError(f"{what}: {str(existing)!r} is a file, not a folder; choose a path in a folder")
     try:

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from vdmkit.autoencoders.load import build_autoencoder
-from vdmkit.backbones.layers import channels_last_weights, exclusive  # noqa: F401 (exclusive: re-exported)
+from vdmkit.backbones.layers import channels_last_weights
 from vdmkit.conditioning.condition import Condition
 from vdmkit.conditioning.pretrained import checkpoint_copy
 from vdmkit.device import low_precision_dtype, resolve_device

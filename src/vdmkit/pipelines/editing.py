@@ -19,7 +19,7 @@ from typing import Callable
 
 import torch
 
-from vdmkit.backbones.layers import exclusive, one_run_at_a_time, self_attention_hook
+from vdmkit.backbones.layers import one_run_at_a_time, self_attention_hook
 from vdmkit.errors import ConfigError, ConstraintError
 from vdmkit.pipelines.request import SampleRequest, check_prompts, make_request
 from vdmkit.sampling.generate import generate
@@ -159,6 +159,7 @@ class Edited:
 
 
 @torch.no_grad()
+@one_run_at_a_time
 def edit_inverted(pipe, inversion: Inversion, prompts, *, guidance: float | None = None, negative_prompt: str = "",
                   cfg_inversion: str = "plain", attention_reuse: float = 0.0, callback: Callable | None = None,
                   decode: dict | None = None) -> Edited:
@@ -194,7 +195,7 @@ def edit_inverted(pipe, inversion: Inversion, prompts, *, guidance: float | None
         hook.batch, hook.active = x_t.shape[0], bool(t.max() >= until)
         return denoiser(x_t, t, c)
 
-    with exclusive(pipe.backbone), self_attention_hook(pipe.backbone, hook):  # no other thread's calls see the hook
+    with self_attention_hook(pipe.backbone, hook):  # the run lock (decorator) keeps other threads' calls out
         x = generate(hooked, x, request.ts, cond, uncond, sampler=request.sampler,
                      guidance=request.guidance if guidance is None else guidance,
                      guidance_rescale=request.guidance_rescale, generator=torch.Generator().manual_seed(request.seed),

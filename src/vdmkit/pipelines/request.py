@@ -64,7 +64,7 @@ def check_prompts(prompts) -> tuple[str, ...]:
         raise ConfigError(f"prompts must be a string or a list of strings, got {type(prompts).__name__}: {prompts!r}")
     if not prompts:
         raise ConfigError("prompts must not be empty: give a string or a list of at least one string (\"\" is "
-                         "the unconditional prompt)")
+                          "the unconditional prompt)")
     bad = [p for p in prompts if not isinstance(p, str)]
     if bad:
         raise ConfigError(f"every prompt must be a string, got {type(bad[0]).__name__}: {bad[0]!r}")

@@ -8,7 +8,8 @@ import torch
 
 from vdmkit.device import memory_guard
 from vdmkit.errors import ConstraintError
-from vdmkit.pipelines.base import Pipeline, exclusive, sampling_advice
+from vdmkit.backbones.layers import one_run_at_a_time
+from vdmkit.pipelines.base import Pipeline, sampling_advice
 from vdmkit.pipelines.request import SampleRequest, make_request
 from vdmkit.sampling.generate import generate
 
@@ -39,14 +40,15 @@ class TextToVideo(Pipeline):
         return self.run(self.request(prompts, **kwargs), callback=callback, decode=decode)
 
     @torch.no_grad()
+    @one_run_at_a_time
     def run(self, request: SampleRequest, *, callback: Callable | None = None, decode: dict | None = None,
             record: dict | None = None) -> torch.Tensor:
         """The videos (B, 3, T, H, W) of a validated request (or its latents), on this pipeline's device.
         ``record``, if given, receives facts of the run for its metadata: ``"cache"``, the calls computed and reused
-        when the request caches. Calls on one pipeline from several threads run one at a time (``exclusive``)."""
+        when the request caches. Calls on one pipeline from several threads run one at a time
+        (``layers.exclusive``)."""
         self.check_memory(request, decode)  # a request too large for the machine is refused before any work
-        with exclusive(self.backbone), \
-                memory_guard(f"sampling on {self.device}", sampling_advice(self.config, request, self.weights_dtype)):
+        with memory_guard(f"sampling on {self.device}", sampling_advice(self.config, request, self.weights_dtype)):
             n = len(request.prompts)
             cond, uncond = self.conditions(request.prompts, [request.negative_prompt] * n)
             x, generator = self.starting_noise(request)  # (B, C, T, H, W)

@@ -81,7 +81,7 @@ class SearchResult:
 def check_search_steps(steps) -> int:
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 2:
         raise ConfigError(f"schedule search needs steps >= 2 (one timestep is fixed at the noisiest time), "
-                         f"got {steps!r}")
+                          f"got {steps!r}")
     return steps
 
 

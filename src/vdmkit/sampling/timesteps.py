@@ -39,7 +39,7 @@ def check_steps(steps, num_train_steps: int) -> int:
         raise ConfigError(f"steps must be >= 1, got {steps}")
     if steps > num_train_steps:
         raise ConfigError(f"steps={steps} is more than the model's {num_train_steps} training timesteps; "
-                         f"use <= {num_train_steps}")
+                          f"use <= {num_train_steps}")
     return int(steps)
 
 
@@ -117,7 +117,7 @@ def make_timesteps(process, steps: int | None = None, spacing: str | None = None
     ``previous="stride"`` (discrete processes), a (steps, 2) tensor of (t, t_next) pairs (module docstring)."""
     if final not in FINAL_STEPS or previous not in PREVIOUS_RULES:
         raise ConfigError(f"final must be one of {FINAL_STEPS} and previous one of {PREVIOUS_RULES}, got {final!r}, "
-                         f"{previous!r}")
+                          f"{previous!r}")
     if isinstance(process, numbers.Integral):
         n, continuous, default = int(process), False, "trailing"
     else:
@@ -131,7 +131,7 @@ def make_timesteps(process, steps: int | None = None, spacing: str | None = None
     if offset:
         if continuous or (spacing or default) != "leading" or timesteps is not None or offset < 0 or ts[0] + offset >= n:
             raise ConfigError(f"offset={offset} applies to leading spacing of a discrete process and must keep "
-                             f"timesteps below {n}")
+                              f"timesteps below {n}")
         ts = ts + offset
     if final == "clean" and previous == "next":
         return ts
