@@ -288,3 +288,30 @@ def test_a_run_folder_another_live_run_writes_is_refused_before_anything_is_touc
     run = train(tiny_cfg("train.steps=1", "train.checkpoint_every=1"), progress=False)  # the holder is gone
     assert (run / "checkpoints").is_dir()
     train(tiny_cfg("train.steps=2", "train.checkpoint_every=1"), resume=True, progress=False)  # same process again
+
+
+def test_a_run_that_fails_before_its_first_step_releases_its_folder_and_a_second_run_in_one_process_is_refused(
+        tiny_cfg, tmp_path, monkeypatch):
+    """A failure writing config.yaml or opening metrics.jsonl kept the folder locked until the process ended, and a
+    second run started in the same process (a thread) on a held folder was let in (before 2026-12-06)."""
+    from vdmkit.errors import OutputError
+    from vdmkit.training import scaffold, train
+
+    out = tmp_path / "run"
+    (out / "metrics.jsonl").mkdir(parents=True)  # opening the log fails
+    (out / "metrics.jsonl" / "x").write_text("x")
+    monkeypatch.setattr(scaffold, "keep_aside", lambda path: (_ for _ in ()).throw(PermissionError(13, "denied")))
+    with pytest.raises(PermissionError):
+        train(tiny_cfg("train.steps=1"), progress=False)
+    assert str(out.resolve()) not in scaffold._HELD_LOCKS
+    monkeypatch.undo()
+    (out / "metrics.jsonl" / "x").unlink()
+    (out / "metrics.jsonl").rmdir()
+    scaffold.lock_run_folder(out)  # a run of this process holds it
+    try:
+        with pytest.raises(OutputError, match="another run in this process"):
+            train(tiny_cfg("train.steps=1"), progress=False)
+        assert not (out / "checkpoints").exists()
+    finally:
+        scaffold.release_run_folder(out)
+    assert (train(tiny_cfg("train.steps=1", "train.checkpoint_every=1"), progress=False) / "checkpoints").is_dir()

@@ -318,8 +318,8 @@ def distill(cfg: DistillConfig, *, resume: bool = False, progress: bool = True) 
     step = 0
     if start is not None:
         step = resume_state(start, cfg, student, target, opt, scaler, generator, teacher_sha)
-    start_run_folder(out, cfg, resumed=start is not None)
     engine = Distiller(teacher, student, target, s, device)
+    start_run_folder(out, cfg, resumed=start is not None)
     metrics = MetricsLog(out, step if start is not None else None)
     bar = Progress(s.steps, step, "distill", progress)
     micro_batches = batches(dataset, step_starts(step, s.steps, s.batch_size), s.batch_size, device, s.workers)

@@ -76,29 +76,34 @@ def start_run_folder(out: Path, cfg, resumed: bool = False) -> None:
     of that name (the config given, when the run was pointed at its folder) as ``config.N.yaml``, never overwritten."""
     out.mkdir(parents=True, exist_ok=True)
     lock_run_folder(out)  # another live run writing here is refused before anything of its is touched
-    text, path = dump_config(cfg), out / "config.yaml"
-    if not resumed and path.is_file() and path.read_bytes() != text.encode("utf-8"):
-        kept = keep_aside(path)
-        print(f"kept the {str(path)!r} that was there as {str(kept)!r}", file=sys.stderr)
-    write_text_atomic(path, text)
+    try:
+        text, path = dump_config(cfg), out / "config.yaml"
+        if not resumed and path.is_file() and path.read_bytes() != text.encode("utf-8"):
+            kept = keep_aside(path)
+            print(f"kept the {str(path)!r} that was there as {str(kept)!r}", file=sys.stderr)
+        write_text_atomic(path, text)
+    except BaseException:  # the run never starts: a rerun in this process must not find the folder held
+        release_run_folder(out)
+        raise
 
 
 RUN_LOCK = ".lock"  # held (flock) by the process writing a run folder; its pid inside, for the message
-_HELD_LOCKS: dict[str, list[int]] = {}  # folder -> [descriptor, holds in this process]
+_HELD_LOCKS: dict[str, int] = {}  # folder -> the descriptor holding its lock in this process
 
 
 def lock_run_folder(out: Path) -> None:
     """Hold an exclusive lock on the run folder ``out`` until :func:`release_run_folder` (``MetricsLog.close``) or
     the process ends (the system drops it then, even on SIGKILL). A second live run on the same folder (both would
-    write step_N, move each other's metrics and config aside) is an OutputError naming the holder's pid."""
+    write step_N, move each other's metrics and config aside) is an OutputError naming the holder's pid, whether it
+    is another process or another run (a thread) of this one."""
     try:
         import fcntl
     except ImportError:  # not a POSIX system: no lock
         return
     key = str(out.resolve())
-    if key in _HELD_LOCKS:  # this process holds it already (another run in one Python session): counted
-        _HELD_LOCKS[key][1] += 1
-        return
+    if key in _HELD_LOCKS:  # flock would let this process take it again: refused here instead
+        raise OutputError(f"{str(out)!r} is being written by another run in this process ({os.getpid()}); wait for "
+                          "it to finish, or choose another out_dir")
     fd = os.open(out / RUN_LOCK, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -114,19 +119,14 @@ def lock_run_folder(out: Path) -> None:
         return
     os.ftruncate(fd, 0)
     os.write(fd, str(os.getpid()).encode())
-    _HELD_LOCKS[key] = [fd, 1]
+    _HELD_LOCKS[key] = fd
 
 
 def release_run_folder(out: Path) -> None:
-    """Release one hold of :func:`lock_run_folder` on ``out``; the lock goes with the last."""
-    key = str(out.resolve())
-    held = _HELD_LOCKS.get(key)
-    if held is None:
-        return
-    held[1] -= 1
-    if held[1] == 0:
-        del _HELD_LOCKS[key]
-        os.close(held[0])  # closing the only descriptor releases the flock
+    """Release the lock :func:`lock_run_folder` took on ``out``."""
+    fd = _HELD_LOCKS.pop(str(out.resolve()), None)
+    if fd is not None:
+        os.close(fd)  # closing the only descriptor releases the flock
 
 
 def keep_aside(path: Path) -> Path:
@@ -151,13 +151,17 @@ class MetricsLog:
     def __init__(self, out: Path, resumed_step: int | None):
         self.out = out
         path = out / METRICS
-        if path.exists() and resumed_step is None:
-            keep_aside(path)
-        elif path.exists():
-            kept = [line for line in path.read_text(encoding="utf-8", errors="replace").split("\n")
-                    if _record_step(line) <= resumed_step]
-            write_text_atomic(path, "".join(line + "\n" for line in kept))
-        self.file = open(path, "a", encoding="utf-8")
+        try:
+            if path.exists() and resumed_step is None:
+                keep_aside(path)
+            elif path.exists():
+                kept = [line for line in path.read_text(encoding="utf-8", errors="replace").split("\n")
+                        if _record_step(line) <= resumed_step]
+                write_text_atomic(path, "".join(line + "\n" for line in kept))
+            self.file = open(path, "a", encoding="utf-8")
+        except BaseException:  # the run never starts: its folder is released
+            release_run_folder(out)
+            raise
 
     def write(self, record: dict) -> None:
         self.file.write(json.dumps(record) + "\n")
