@@ -130,6 +130,7 @@ def test_a_study_is_served_and_rated(models, prompts, tmp_path):
 @pytest.mark.parametrize("case, message", [
     ("one model", "at least two models"),
     ("same model twice", "are the same checkpoint"),
+    ("a copy of a model", "hold the same weights"),
     ("missing model", "does not exist"),
     ("missing prompts", "is not a file"),
     ("empty prompts", "holds no prompt"),
@@ -153,6 +154,9 @@ def test_bad_create_arguments_fail_before_any_weights(models, prompts, run, tmp_
         args["--models"] = models[:1]
     elif case == "same model twice":
         args["--models"] = [str(run), models[1]]  # a run folder is its newest checkpoint
+    elif case == "a copy of a model":  # a copied folder passed the path check (before 2026-12-06)
+        shutil.copytree(models[1], tmp_path / "copy")
+        args["--models"] = [models[1], str(tmp_path / "copy")]
     elif case == "missing model":
         args["--models"] = [models[0], str(tmp_path / "nope")]
     elif case == "missing prompts":

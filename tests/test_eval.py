@@ -369,3 +369,91 @@ def test_msrvtt_test_split_captions_and_clipsim(tmp_path, clip_folder):  # noqa:
     with pytest.raises(DatasetError, match="caption"):  # a fake folder without captions
         evaluate(tmp_path / "real", tmp_path / "fake", protocol="msrvtt", metrics="clipsim", clip=clip_folder,
                  resolution=32, num_real=0, num_fake=0, progress=False)
+
+
+# ---- sweep 11 (2026-12-06) -------------------------------------------------------------------------
+
+def test_paired_metrics_compare_the_same_frames_under_random_clip_sampling(tmp_path):
+    """Real clips started at a random offset and fake ones at frame 0: a folder compared with itself read 32.9 dB
+    under --clip-sampling random (before 2026-12-06). Now a paired fake set draws the real set's offsets, and clips
+    that still start at different frames are refused."""
+    real = write_clips(tmp_path / "real", 3, t=20, seed=1)
+    same = evaluate(real, real, metrics="psnr,ssim", frames=6, num_real=3, num_fake=3, clip_sampling="random",
+                    progress=False).report
+    assert [s["start"] for s in same["samples"]["real"]] != [0, 0, 0]  # offsets drawn, and the same for the fakes
+    assert same["metrics"]["psnr"]["value"] == 100 and same["metrics"]["ssim"]["value"] == pytest.approx(1)
+    clips = write_clips(tmp_path / "clips", 3, t=6, seed=1)  # generated clips: exactly 6 frames, offset 0
+    with pytest.raises(ConstraintError, match="starts at frame .* --clip-sampling start"):
+        evaluate(real, clips, metrics="psnr", frames=6, num_real=3, num_fake=3, clip_sampling="random",
+                 progress=False)
+    fine = evaluate(real, clips, metrics="psnr", frames=6, num_real=3, num_fake=3, clip_sampling="start",
+                    progress=False).report
+    assert fine["counts"] == {"real": 3, "fake": 3}
+
+
+def test_hidden_files_are_not_videos_of_a_set_and_every_decodable_suffix_is(tmp_path):
+    """.ipynb_checkpoints/ and an interrupted sample's .name.tmp.mp4 were counted as fakes; .m4v and .mpg files were
+    silently left out (before 2026-12-06)."""
+    real = write_clips(tmp_path / "real", 3, seed=1)
+    fake = write_clips(tmp_path / "fake", 2, seed=2)
+    write_clips(tmp_path / "fake", 1, seed=3, names=[".v00.k3j2.tmp"])
+    write_clips(tmp_path / "fake" / ".ipynb_checkpoints", 1, seed=4)
+    (real / "v01.mp4").rename(real / "v01.m4v")
+    from vdmkit.evaluation.sources import FolderSource
+
+    proto = get_protocol("folders", frames=4)
+    assert [p.name for p in FolderSource(fake, proto, "fake", limit=None).files] == ["v00.mp4", "v01.mp4"]
+    assert [p.name for p in FolderSource(real, proto, "real", limit=None).files] == ["v00.mp4", "v01.m4v",
+                                                                                      "v02.mp4"]
+    report = evaluate(real, write_clips(tmp_path / "fake3", 3, seed=2), metrics="psnr", frames=4, num_real=3,
+                      num_fake=3, progress=False).report
+    assert [s["file"] for s in report["samples"]["real"]] == ["v00.mp4", "v01.m4v", "v02.mp4"]
+    assert report["counts"] == {"real": 3, "fake": 3}
+
+
+def test_a_set_whose_files_cannot_be_read_says_so_and_a_bad_split_or_annotation_file_is_named(folders, tmp_path):
+    real, fake = folders
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "a.mp4").write_bytes(b"")
+    for name in ("b", "c", "d"):
+        (broken / f"{name}.mp4").write_text("not a video")
+    with pytest.raises(DatasetError, match="none of its 4 video files could be read .*; and 1 more") as err:
+        evaluate(broken, fake, metrics="fvd", video_extractor="shapes", frames=8, progress=False)
+    assert "--frames" not in str(err.value)  # it used to blame the clip length
+    split = tmp_path / "split.txt"
+    split.write_bytes(b"v00.mp4\n\xff\xfe bad\n")
+    with pytest.raises(DatasetError, match="split file .*split.txt' is not UTF-8"):
+        evaluate(real, fake, metrics="psnr", frames=4, real_split=split, progress=False)
+    annotations = tmp_path / "ann.json"
+    annotations.write_text('{"videos": {"a": 1}, "sentences": []}')
+    with pytest.raises(DatasetError, match="not an MSR-VTT annotation JSON"):
+        evaluate(real, fake, metrics="psnr", frames=4, annotations=annotations, progress=False)
+    with pytest.raises(ConfigError, match="batch_size must be an integer"):
+        evaluate(real, fake, metrics="psnr", frames=4, batch_size=2.5, progress=False)
+
+
+def test_compare_refuses_reports_without_metrics_or_protocol_and_malformed_entries(tmp_path, capsys):
+    """A report with "metrics": {"fvd": 1} crashed `eval compare` with an AttributeError, and an empty one was called
+    comparable (before 2026-12-06)."""
+    bad = {"m1.json": {"format": "vdmkit-eval-report"},
+           "m2.json": {"format": "vdmkit-eval-report", "metrics": {"fvd": 1}, "protocol": {}},
+           "m3.json": {"format": "vdmkit-eval-report", "metrics": {}, "protocol": {}, "extractors": [1]}}
+    for name, body in bad.items():
+        (tmp_path / name).write_text(json.dumps(body))
+    with pytest.raises(ConfigError, match="'metrics' is missing"):
+        load_report(tmp_path / "m1.json")
+    with pytest.raises(ConfigError, match="metric 'fvd' is 1, not an object"):
+        load_report(tmp_path / "m2.json")
+    with pytest.raises(ConfigError, match="'extractors'"):
+        load_report(tmp_path / "m3.json")
+    code = cli.main(["eval", "compare", str(tmp_path / "m2.json"), str(tmp_path / "m1.json")])
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err
+
+
+def test_train_classifier_with_zero_steps_is_refused_not_the_default(tmp_path, capsys):
+    """--train-steps 0 fell through to the default 2000 steps (before 2026-12-06)."""
+    code = cli.main(["eval", "train-classifier", "--train-steps", "0", "--out", str(tmp_path / "c.safetensors")])
+    assert code == 2 and "steps and batch_size must be >= 1, got 0" in capsys.readouterr().err
+    assert not (tmp_path / "c.safetensors").exists()

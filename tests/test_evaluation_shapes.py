@@ -47,3 +47,22 @@ def test_object_centres_follow_the_rendered_trajectory():
     # the foreground's centroid: within a pixel and a half of the shape's centre (a triangle's centroid lies off it)
     assert max(math.hypot(c[0] - x, c[1] - y) for c, (x, y) in zip(centres, truth)) < 1.5
     assert object_centres(torch.full((3, 2, 8, 8), -1.0)) == [None, None]  # black frames: no object
+
+
+def test_sweep11_the_detector_refuses_what_is_not_one_video_in_minus_one_to_one():
+    """Frames in [0, 255] were clamped and detected as a white square; an empty time axis divided by zero; missing
+    prompt attributes were a KeyError (before 2026-12-06)."""
+    import pytest
+
+    from vdmkit.errors import ConfigError, InvalidVideoError
+
+    video = ShapesDataset(ShapesConfig(frames=8, size=32))[0]["video"]
+    assert detect_shapes(video).shape is not None
+    for bad, words in [((video + 1) * 127.5, "must lie in"), (video[:, :0], "empty axis"), (video[:1], "3 channels"),
+                       (video[None], "one video (C, T, H, W)"), (video.numpy(), "one video")]:
+        with pytest.raises(InvalidVideoError, match=words.replace("(", r"\(").replace(")", r"\)")):
+            detect_shapes(bad)
+    with pytest.raises(ConfigError, match="unknown background 'grey'"):
+        detect_shapes(video, background="grey")
+    with pytest.raises(ConfigError, match=r"\['shape', 'direction'\] missing"):
+        score_video(video, {"colour": "red"})

@@ -425,3 +425,32 @@ def test_frechet_distance_bad_inputs(pair_256):
         frechet_distance_stylegan_v(x, y, min_samples=2048, strict=True)
     with pytest.raises(ConstraintError, match="stream was empty"):
         accumulate_moments([])
+
+
+def test_sweep11_statistics_refuse_non_covariances_and_fractional_counts():
+    """A negative identity was accepted as a covariance (FD 0.0), and splits=2.5 gave a raw TypeError (before
+    2026-12-06)."""
+    from vdmkit.errors import ConstraintError
+    from vdmkit.evaluation import statistics as st
+
+    z, eye = np.zeros(3), np.eye(3)
+    assert st.frechet_distance_from_stats(z, eye, z, 2 * eye) == pytest.approx(3 * (3 - 2 * 2 ** 0.5))
+    with pytest.raises(ConstraintError, match="sigma2 is not a covariance"):
+        st.frechet_distance_from_stats(z, eye, z, -eye)
+    with pytest.raises(ConstraintError, match="sigma1 has a negative eigenvalue"):
+        st.frechet_distance_from_stats(z[:2], np.array([[1.0, 2.0], [2.0, 1.0]]), z[:2], np.eye(2))
+    with pytest.raises(ConstraintError, match="sigma1 is not a covariance"):
+        st.frechet_distance_from_stats(z, np.triu(np.ones((3, 3))), z, eye)
+    rank_deficient = np.random.default_rng(0).normal(size=(5, 64)).astype(np.float32)  # 5 samples, 64 dims
+    sigma = np.cov(rank_deficient, rowvar=False).astype(np.float32)  # float32 rounding of a singular covariance
+    assert st.frechet_distance_from_stats(np.zeros(64), sigma, np.zeros(64), sigma) == pytest.approx(0, abs=1e-3)
+    logits = np.random.default_rng(1).normal(size=(10, 5))
+    for bad in (2.5, True, "2"):
+        with pytest.raises(ConstraintError, match="splits must be an integer"):
+            st.inception_score(logits, splits=bad)
+    assert st.inception_score(logits, splits=np.int64(2))[0] > 1
+    feats = np.random.default_rng(2).normal(size=(8, 4))
+    with pytest.raises(ConstraintError, match="subset_size must be an integer"):
+        st.kernel_distance(feats, feats, subsets=2, subset_size=2.5)
+    with pytest.raises(ConstraintError, match="subsets must be an integer"):
+        st.kernel_distance(feats, feats, subsets=1.5, subset_size=4)

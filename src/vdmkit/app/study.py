@@ -216,7 +216,9 @@ def create_study(models: list[str], prompts_file: str | os.PathLike, n: int, out
     seed ``seed + k // P``) into a new study folder ``out``; every two models are paired on every item. Everything
     is checked before any weights load; the folder appears only when complete. Returns it."""
     from vdmkit.device import resolve_device
+    from vdmkit.io.checkpoint import Checkpoint
     from vdmkit.pipelines import TextToVideo, make_request, open_model
+    from vdmkit.pipelines.base import weights_sha256
     from vdmkit.pipelines.text2video import refuse_conditioned
     from vdmkit.pipelines.render import render_sample
 
@@ -239,6 +241,12 @@ def create_study(models: list[str], prompts_file: str | os.PathLike, n: int, out
             raise ValueError(f"--models {seen[ckpt.directory.resolve()]!r} and {label!r} are the same checkpoint "
                              f"{str(ckpt.directory)!r}; compare different models")
         seen[ckpt.directory.resolve()] = label
+        if isinstance(ckpt, Checkpoint):  # a copy of one model under another name: its manifest's hash, not re-read
+            sha = weights_sha256(ckpt)
+            if sha in seen:
+                raise ValueError(f"--models {seen[sha]!r} and {label!r} hold the same weights (sha256 {sha[:12]}...); "
+                                 "compare different models")
+            seen[sha] = label
         requests = [make_request(config, [p], steps=steps, sampler=sampler, guidance=guidance, seed=s, frames=frames,
                                  height=height, width=width) for p, s in items]
         opened[label] = (ckpt, requests)

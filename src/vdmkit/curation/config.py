@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 
@@ -36,6 +37,10 @@ class CurateConfig:
         for name in ("analysis_fps", "scene_threshold"):
             if not getattr(self, name) > 0:
                 raise ConfigError(f"curate.{name} must be > 0, got {getattr(self, name)}")
+        for name in ("analysis_fps", "scene_threshold", "min_scene_s", "min_duration_s", "black_threshold",
+                     "static_threshold"):  # a NaN threshold compares false: its filter would silently keep all
+            if not math.isfinite(getattr(self, name)):
+                raise ConfigError(f"curate.{name} must be a finite number, got {getattr(self, name)}")
         if self.max_decode_errors < 0:
             raise ConfigError(f"curate.max_decode_errors must be >= 0, got {self.max_decode_errors}")
         self.scorers = tuple(self.scorers)

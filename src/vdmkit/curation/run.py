@@ -28,7 +28,7 @@ from vdmkit.curation.scores import (
     scenes_from_cuts,
 )
 from vdmkit.data.captions import check_caption
-from vdmkit.errors import DatasetError, InvalidVideoError, VdmkitError
+from vdmkit.errors import DatasetError, InvalidVideoError, OutputError, VdmkitError
 from vdmkit.io.atomic import atomic_path, write_text_atomic
 from vdmkit.io.decode import IMAGE_SUFFIXES, VIDEO_SUFFIXES, decode
 
@@ -113,10 +113,15 @@ def _every(timestamps: np.ndarray, step: float) -> np.ndarray:
     return np.asarray(keep, dtype=int)
 
 
+STILL_OR_ANIMATED = (".webp", ".gif")
+
+
 def _filters(row: dict, cfg: CurateConfig) -> list[str]:
     reject = []
-    # an image file is one frame by nature: the length filters are for videos (a one-frame video is too short)
-    still = Path(row["path"]).suffix.lower() in IMAGE_SUFFIXES
+    # an image file is one frame by nature: the length filters are for videos (a one-frame video is too short); a
+    # one-frame WebP or GIF is a still image in a format that also holds animations
+    suffix = Path(row["path"]).suffix.lower()
+    still = suffix in IMAGE_SUFFIXES or (suffix in STILL_OR_ANIMATED and row["frames"] == 1)
     if not still and (row["frames"] < cfg.min_frames or row["duration"] < cfg.min_duration_s):
         reject.append(f"too_short: {row['frames']} frames, {row['duration']:.2f}s "
                       f"(min {cfg.min_frames} frames, {cfg.min_duration_s}s)")
@@ -136,6 +141,7 @@ def curate(root: str | os.PathLike, out: str | os.PathLike, cfg: CurateConfig | 
     ``scorers``/``captioner`` default to the built-ins ``cfg`` names. Returns the summary counts.
     """
     from vdmkit.config import to_dict
+    from vdmkit.io.atomic import check_name_length
     from vdmkit.io.video import check_output_path
 
     cfg = cfg or CurateConfig()
@@ -143,10 +149,17 @@ def curate(root: str | os.PathLike, out: str | os.PathLike, cfg: CurateConfig | 
     if not root.is_dir():
         raise DatasetError(f"curate: {str(root)!r} is not a directory")
     check_output_path(out, (".jsonl",))  # before the scan: a .jsonl file in a writable folder, never a video
+    thresholds = out.with_name(out.stem + ".thresholds.yaml")
+    check_name_length(thresholds, f"curate: the thresholds file {str(thresholds)!r} written beside the manifest")
+    if thresholds.is_dir():
+        raise OutputError(f"curate: the thresholds file {str(thresholds)!r} written beside the manifest is a "
+                          "directory; move it or choose another --out")
+    card_resolved = None
     if card is not None:
         from vdmkit.curation.card import check_card_folder
 
         check_card_folder(card)
+        card_resolved = Path(card).resolve()
     if scorers is None:
         scorers = [SCORERS[name]() for name in cfg.scorers]
     if captioner is None and cfg.captioner is not None:
@@ -156,7 +169,10 @@ def curate(root: str | os.PathLike, out: str | os.PathLike, cfg: CurateConfig | 
     out_resolved = out.resolve()
     with atomic_path(out) as tmp, open(tmp, "w", encoding="utf-8") as f:
         for path in walk(root):
-            if path.resolve() == out_resolved or path.suffix.lower() in METADATA_SUFFIXES:
+            resolved = path.resolve()
+            if resolved == out_resolved or path.suffix.lower() in METADATA_SUFFIXES:
+                continue
+            if card_resolved is not None and resolved.is_relative_to(card_resolved):  # the card's own charts
                 continue
             row = scan_file(path, cfg, scorers, captioner, root=root)
             rows.append(row)
@@ -165,8 +181,8 @@ def curate(root: str | os.PathLike, out: str | os.PathLike, cfg: CurateConfig | 
                 log.info("curate: %s: %s", row["path"], row["error"])
             if on_row is not None:
                 on_row(row)
-    thresholds = out.with_name(out.stem + ".thresholds.yaml")
-    write_text_atomic(thresholds, yaml.safe_dump(to_dict(cfg), sort_keys=False))
+        # before the manifest replaces the old one: a manifest is never left without the thresholds it was made with
+        write_text_atomic(thresholds, yaml.safe_dump(to_dict(cfg), sort_keys=False))
     summary = summarise(rows)
     summary["seconds"] = round(time.perf_counter() - t0, 2)
     if card is not None:

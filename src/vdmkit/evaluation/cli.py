@@ -30,7 +30,8 @@ def _cmd_eval(args) -> int:
     if action == "train-classifier":
         from vdmkit.evaluation.shapes_classifier import TRAIN_STEPS, WEIGHTS_FILE, main
 
-        argv = ["--out", args.out or WEIGHTS_FILE, "--steps", str(args.train_steps or TRAIN_STEPS)]
+        steps = TRAIN_STEPS if args.train_steps is None else args.train_steps  # 0 is refused, not the default
+        argv = ["--out", args.out or WEIGHTS_FILE, "--steps", str(steps)]
         return main(argv)
     if args.real is None or args.fake is None:
         raise ValueError("eval needs --real DIR|shapes and --fake DIR|MODEL_DIR|shapes|noise "

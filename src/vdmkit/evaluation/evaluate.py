@@ -348,8 +348,8 @@ def evaluate(real, fake, *, metrics=None, protocol: str | Protocol = "folders", 
                           f"{compile_model}")
     protocol = get_protocol(protocol, **overrides)
     metrics = parse_metrics(metrics, protocol)
-    if batch_size < 1:
-        raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ConfigError(f"batch_size must be an integer >= 1, got {batch_size!r}")
     check_protocol_inputs(metrics, protocol, lpips_net)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -449,6 +449,8 @@ def _run(streams: dict[str, Iterator[Sample | None]], measured: dict[str, tuple[
             if paired:
                 pending[role].extend(batch)
                 k = min(len(pending["real"]), len(pending["fake"]))
+                for real_clip, fake_clip in zip(pending["real"][:k], pending["fake"][:k]):
+                    _check_same_frames(real_clip, fake_clip, paired)
                 if k:
                     a = torch.stack([s.video for s in pending["real"][:k]])
                     b = torch.stack([s.video for s in pending["fake"][:k]])
@@ -458,6 +460,16 @@ def _run(streams: dict[str, Iterator[Sample | None]], measured: dict[str, tuple[
     bar.close()
     ranks = all_gather_objects({"taken": mine, "seen": seen, "frames": frames}, world)
     return _merge(ranks, keep_samples)
+
+
+def _check_same_frames(real: Sample, fake: Sample, paired: list[str]) -> None:
+    """Paired metrics compare frame k of a real clip with frame k of its fake: both clips must start at the same
+    frame of their videos (a random or StyleGAN-V offset on a long real video against a generated clip did not)."""
+    starts = real.record.get("start", 0), fake.record.get("start", 0)
+    if starts[0] != starts[1]:
+        raise ConstraintError(f"{'/'.join(paired)} compare frame k of each real clip with frame k of its fake, but real "
+                              f"{real.name!r}'s clip starts at frame {starts[0]} and fake {fake.name!r}'s at frame "
+                              f"{starts[1]}; pass --clip-sampling start, or give the fakes the real videos' lengths")
 
 
 def _in_order(entries) -> list:

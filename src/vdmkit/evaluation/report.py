@@ -93,7 +93,30 @@ def load_report(path: str | os.PathLike) -> dict:
         raise ConfigError(f"{str(path)!r} is not a readable JSON report ({e})") from e
     if not isinstance(report, dict) or report.get("format") != REPORT_FORMAT:
         raise ConfigError(f"{str(path)!r} is not a vdmkit evaluation report (no \"format\": \"{REPORT_FORMAT}\")")
+    check_report(report, str(path))
     return report
+
+
+def check_report(report: dict, name: str) -> None:
+    """The parts of a report :func:`compare_reports` reads: objects where objects belong, metric values numbers or
+    null (ConfigError naming the first that is not)."""
+    for key in ("metrics", "protocol"):
+        if not isinstance(report.get(key), dict):
+            raise ConfigError(f"{name!r}: its {key!r} is {'missing' if key not in report else 'not an object'}; "
+                              "a report `vdmkit eval --out` wrote has both")
+    for key in ("preprocessing", "extractors", "counts", "clip_shape", "real"):
+        if key in report and report[key] is not None and not isinstance(report[key], dict | list):
+            raise ConfigError(f"{name!r}: its {key!r} is a {type(report[key]).__name__}, not an object")
+    if not isinstance(report.get("extractors") or {}, dict) or not all(
+            isinstance(v, dict) for v in (report.get("extractors") or {}).values()):
+        raise ConfigError(f"{name!r}: its 'extractors' must map names to objects")
+    if not isinstance(report.get("real") or {}, dict):
+        raise ConfigError(f"{name!r}: its 'real' must be an object")
+    for metric, entry in report["metrics"].items():
+        value = entry.get("value") if isinstance(entry, dict) else entry
+        if not isinstance(entry, dict) or not (value is None or isinstance(value, int | float)
+                                               and not isinstance(value, bool)):
+            raise ConfigError(f"{name!r}: metric {metric!r} is {entry!r}, not an object with a numeric \"value\"")
 
 
 # ---- comparison -----------------------------------------------------------------------------------

@@ -16,7 +16,8 @@ import numpy as np
 import torch
 
 from vdmkit.data.shapes import BACKGROUNDS, COLOURS, DIRECTIONS, PALETTE, REFERENCE_SIZE
-from vdmkit.video import to_uint8
+from vdmkit.errors import ConfigError, InvalidVideoError
+from vdmkit.video import check_video, to_uint8
 
 FOREGROUND_DISTANCE = 100  # max-channel distance from the background (0-255) that counts as object
 CORE_DISTANCE = 160  # pixels this far from the background are object interior: used for colour
@@ -73,6 +74,12 @@ def _classify_shape(pixels: np.ndarray, distance: np.ndarray, width: int) -> str
 
 def _foreground(video: torch.Tensor, background: str) -> tuple[np.ndarray, np.ndarray]:
     """uint8-valued frames (T, H, W, 3) as int16, and each pixel's max-channel distance from the background."""
+    if not isinstance(video, torch.Tensor) or video.ndim != 4:
+        raise InvalidVideoError(f"the shapes detector takes one video (C, T, H, W), got "
+                                f"{tuple(video.shape) if isinstance(video, torch.Tensor) else type(video).__name__}")
+    check_video(video[None], channels=3, name="the shapes detector's video")  # floats in [-1, 1], no empty axis
+    if background not in BACKGROUNDS:
+        raise ConfigError(f"unknown background {background!r}; valid: {', '.join(BACKGROUNDS)}")
     frames = to_uint8(video).astype(np.int16)  # (T, H, W, 3)
     return frames, np.abs(frames - np.asarray(BACKGROUNDS[background], np.int16)).max(-1)  # (T, H, W)
 
@@ -139,6 +146,10 @@ def detect_shapes(video: torch.Tensor, background: str = "black", directions=tup
 
 def score_video(video: torch.Tensor, attributes: dict, **kw) -> dict:
     """Detection plus per-attribute agreement with the prompt's attributes (shape, colour, direction)."""
+    missing = [k for k in ("colour", "shape", "direction") if k not in attributes]
+    if missing:
+        raise ConfigError(f"score_video needs the prompt's colour, shape and direction; {missing} missing from "
+                          f"{attributes!r}")
     det = detect_shapes(video, **kw)
     return {**asdict(det), **{f"{k}_ok": getattr(det, k) == attributes[k] for k in ("colour", "shape", "direction")}}
 

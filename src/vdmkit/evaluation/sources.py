@@ -26,9 +26,9 @@ from vdmkit.errors import (
     SampleCountWarning,
 )
 from vdmkit.evaluation.protocols import CLIP_SAMPLINGS, Protocol, clip_span
+from vdmkit.io.decode import VIDEO_SUFFIXES
 from vdmkit.video import resize_cover
 
-VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".webm", ".mov", ".gif", ".webp")
 SHAPES_KEYWORD, NOISE_KEYWORD = "shapes", "noise"
 
 
@@ -96,7 +96,7 @@ def read_msrvtt_annotations(path: str | os.PathLike, split: str = "test") -> dic
         for s in sorted(data["sentences"], key=lambda s: (s["video_id"], s.get("sen_id", 0))):
             if s["video_id"] in captions:
                 captions[s["video_id"]].append(str(s["caption"]))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as e:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, AttributeError) as e:
         raise DatasetError(f"{str(path)!r} is not an MSR-VTT annotation JSON with 'videos' and 'sentences' "
                            f"({type(e).__name__}: {e})") from e
     if not captions:
@@ -109,7 +109,11 @@ def read_split_file(path: str | os.PathLike) -> list[str]:
     path = Path(path)
     if not path.is_file():
         raise DatasetError(f"split file {str(path)!r} not found")
-    return [line.split()[0] for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise DatasetError(f"split file {str(path)!r} is not UTF-8 text ({err.reason} at byte {err.start})") from None
+    return [line.split()[0] for line in text.splitlines() if line.strip()]
 
 
 # ---- sources ------------------------------------------------------------------------------------
@@ -125,7 +129,9 @@ class FolderSource:
         self.root, self.protocol, self.role = Path(root), protocol, role
         if not self.root.is_dir():
             raise DatasetError(f"--{role} {str(self.root)!r} is not a folder of videos (nor 'shapes'/'noise'/a model)")
-        files = sorted(p for p in self.root.rglob("*") if p.suffix.lower() in VIDEO_SUFFIXES and p.is_file())
+        # hidden entries are not the set's videos: .ipynb_checkpoints/, an interrupted sample's .name.tmp.mp4
+        files = sorted(p for p in self.root.rglob("*") if p.suffix.lower() in VIDEO_SUFFIXES and p.is_file()
+                       and not any(part.startswith(".") for part in p.relative_to(self.root).parts))
         self.split = protocol.real_split
         self.captions_by_id = None
         if real_split is not None:
@@ -182,7 +188,7 @@ class FolderSource:
         from vdmkit.io.video import read_video
 
         p = self.protocol
-        sampling = CLIP_SAMPLINGS[p.clip_sampling if self.role == "real" else "start"]  # fakes: from frame 0
+        sampling = CLIP_SAMPLINGS[self.clip_sampling]
         rng = np.random.RandomState(p.seed)  # one stream over the sorted videos, as plan_real_clips draws it
         longest = 0
         for path in self.files:
@@ -232,6 +238,11 @@ class FolderSource:
 
     def _too_short(self, longest: int, sampling) -> None:
         p = self.protocol
+        if longest == 0 and self.skipped:  # nothing decoded: the files are the problem, not the clip length
+            shown = "; ".join(f"{s['file']}: {s['reason']}" for s in self.skipped[:3])
+            raise DatasetError(f"--{self.role} {str(self.root)!r}: none of its {len(self.files)} video files could "
+                               f"be read ({shown}" + (f"; and {len(self.skipped) - 3} more" if len(self.skipped) > 3
+                                                      else "") + ")")
         need, span = sampling.min_length(p.frames, p.stride), clip_span(p.frames, p.stride)
         hint = ("pass a smaller --frames or --stride"
                 + (f", or --clip-sampling random (it keeps videos of {span} frames or more)"
@@ -240,8 +251,14 @@ class FolderSource:
                            f"for one clip: clip sampling {p.clip_sampling!r} needs at least {need} frames ({p.frames} "
                            f"at stride {p.stride}) and the longest has {longest}; {hint}")
 
+    @property
+    def clip_sampling(self) -> str:
+        """The protocol's clip sampling for a real set, and for a fake one under paired metrics (its offsets then
+        match the real set's when the videos are as long: reconstructions); a fake set's clips start at frame 0."""
+        return self.protocol.clip_sampling if self.role == "real" or self.paired else "start"
+
     def describe(self) -> dict:
-        name = self.protocol.clip_sampling if self.role == "real" else "start"
+        name = self.clip_sampling
         return {"kind": self.kind, "path": str(self.root), "split": self.split, "files_found": self.files_found,
                 "skipped": self.skipped, "used": self.used,
                 "clip_sampling": f"{name}: {CLIP_SAMPLINGS[name].description}"

@@ -192,10 +192,22 @@ def _lapack_threads(n: int):
     return threadpool_limits(n)
 
 
-def _sqrt_psd(s: np.ndarray) -> np.ndarray:
-    """Symmetric square root of a symmetric positive semi-definite matrix by eigendecomposition."""
+COVARIANCE_TOL = 1e-4  # relative to the largest entry or eigenvalue: float32 rounding of rank-deficient stats passes
+
+
+def _sqrt_psd(s: np.ndarray, name: str = "covariance") -> np.ndarray:
+    """Symmetric square root of a symmetric positive semi-definite matrix by eigendecomposition (ConstraintError for
+    an eigenvalue negative beyond rounding: no covariance has one)."""
     w, v = np.linalg.eigh(s)
+    if w.size and w.min() < -COVARIANCE_TOL * max(float(np.abs(w).max()), 1e-300):
+        raise ConstraintError(f"{name} has a negative eigenvalue ({w.min():.3g}): it is not a covariance matrix")
     return (v * np.sqrt(np.clip(w, 0.0, None))) @ v.T
+
+
+def check_count(value, name: str) -> None:
+    """ConstraintError unless ``value`` is an integer (Python or numpy; not a bool): a count of splits or subsets."""
+    if isinstance(value, bool) or not isinstance(value, int | np.integer):
+        raise ConstraintError(f"{name} must be an integer, got {value!r}")
 
 
 def frechet_distance_from_stats(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray,
@@ -213,8 +225,13 @@ def frechet_distance_from_stats(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.nda
     for name, v in (("mu1", mu1), ("sigma1", sigma1), ("mu2", mu2), ("sigma2", sigma2)):
         if not np.isfinite(v).all():
             raise NonFiniteError(f"{name} has NaN or inf values; recompute the statistics")
+    for name, v in (("sigma1", sigma1), ("sigma2", sigma2)):  # what no covariance can be (cheap tests)
+        scale = max(float(np.abs(v).max()), 1e-300)
+        if (np.diag(v) < -COVARIANCE_TOL * scale).any() or np.abs(v - v.T).max() > COVARIANCE_TOL * scale:
+            raise ConstraintError(f"{name} is not a covariance matrix (it must be symmetric with a non-negative "
+                                  "diagonal); pass the statistics' covariance, not its inverse or a difference")
     with _lapack_threads(EIGH_THREADS):
-        a = _sqrt_psd(sigma1)
+        a = _sqrt_psd(sigma1, "sigma1")
         m = a @ sigma2 @ a
         ev = np.clip(np.linalg.eigvalsh((m + m.T) / 2), 0.0, None)
     diff = mu1 - mu2
@@ -288,6 +305,8 @@ def kernel_distance(real: ArrayLike, fake: ArrayLike, *, subsets: int = KID_SUBS
     """
     x, y = features_2d(real, "real features"), features_2d(fake, "fake features")
     _same_width(x, y)
+    check_count(subsets, "subsets")
+    check_count(subset_size, "subset_size")
     if subsets < 1 or subset_size < 2:
         raise ConstraintError(f"kernel_distance needs subsets >= 1 and subset_size >= 2, got {subsets}, {subset_size}")
     size = min(subset_size, x.shape[0], y.shape[0])
@@ -340,6 +359,7 @@ def _is_splits(p: np.ndarray, log_p: np.ndarray, splits: int) -> np.ndarray:
 
 def _is_checked(x: ArrayLike, splits: int, min_samples: int | None, strict: bool, name: str) -> np.ndarray:
     x = _as_float64(x, name, 2)
+    check_count(splits, "splits")
     if splits < 1 or x.shape[0] < splits:
         raise ConstraintError(f"inception score needs 1 <= splits <= N, got splits={splits}, N={x.shape[0]}")
     check_sample_count(x.shape[0], min_samples, what="inception score", strict=strict)
