@@ -497,6 +497,8 @@ SERVE_REFUSALS = {  # flag, value -> what the message says
     ("--device", "tpu"): "tpu",
     ("--db", "."): "is a folder",
     ("--db", "text.sqlite"): "not an SQLite database",  # a traceback before 2026-12-05
+    ("--out", "text.sqlite/videos"): "is a file, not a folder",  # tracebacks before 2026-12-06
+    ("--host", "999.1.1.1", "--port", "0"): "is not an address of this machine",
 }
 
 
@@ -513,6 +515,25 @@ def test_serve_refuses_bad_arguments_before_serving(tmp_path, monkeypatch, capsy
     assert cli.main(["serve", "--out", str(tmp_path / "out"), "--port", str(free_port()), *args]) == 2
     assert message in capsys.readouterr().err
     assert (tmp_path / "text.sqlite").read_bytes() == text  # never written
+
+
+def test_the_app_removes_the_temporaries_a_killed_server_left_and_keeps_fresh_ones(tmp_path):
+    import os
+    import time
+
+    from vdmkit.app.server import Settings, create_app
+
+    out = tmp_path / "out"
+    out.mkdir()
+    stale, fresh, video = out / ".20261206-0502-4e3f.fzgr_04y.tmp.mp4", out / ".x.abc.tmp.mp4", out / "kept.mp4"
+    for path in (stale, fresh, video):
+        path.write_bytes(b"partial")
+    old = time.time() - 2 * 3600
+    os.utime(stale, (old, old))
+    os.utime(video, (old, old))
+    app = create_app(Settings(runs=tmp_path / "runs", out=out))
+    app.state.jobs.close()
+    assert not stale.exists() and fresh.exists() and video.exists()
 
 
 def test_serve_says_when_its_port_is_taken(tmp_path, monkeypatch, capsys):
@@ -573,7 +594,7 @@ def test_each_job_reports_its_own_warnings(client):
     first, second = wait_job(client, slow.json()["id"]), wait_job(client, loud.json()["id"])
     assert first["status"] == second["status"] == "done"
     assert not any("guidance" in w for w in first["warnings"])
-    assert any("guidance 60" in w for w in second["warnings"])
+    assert sum("guidance 60" in w for w in second["warnings"]) == 1  # the request's and the run's: listed once
 
 
 def test_thread_warnings_keep_other_threads_warnings_out():
@@ -597,6 +618,49 @@ def test_thread_warnings_keep_other_threads_warnings_out():
         warnings.warn("from this thread")
     thread.join()
     assert [str(w.message) for w in caught] == ["from this thread"]
+
+
+def test_overlapping_thread_warnings_blocks_each_keep_their_own_and_leave_nothing_installed_wrong():
+    """A job's block ending while a request's block was open restored the process's showwarning under the request,
+    whose warning then went to stderr, not to its record (before 2026-12-06)."""
+    import threading
+    import warnings
+
+    from vdmkit.pipelines.render import thread_warnings
+
+    job_in, request_in, job_out = threading.Event(), threading.Event(), threading.Event()
+    got = {}
+
+    def job():
+        with thread_warnings() as caught:
+            job_in.set()
+            request_in.wait(5)
+            warnings.warn("the job's")
+        got["job"] = [str(w.message) for w in caught]
+        job_out.set()
+
+    def request():
+        job_in.wait(5)
+        with thread_warnings() as caught:
+            request_in.set()
+            job_out.wait(5)
+            warnings.warn("guidance 100.0 is far above the usual range")
+        got["request"] = [str(w.message) for w in caught]
+
+    threads = [threading.Thread(target=job), threading.Thread(target=request)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert got == {"job": ["the job's"], "request": ["guidance 100.0 is far above the usual range"]}
+    for _ in range(2):  # the same warning at the same place, in two blocks one after the other: both get it
+        with thread_warnings() as caught:
+            warnings.warn("once per location by default")
+        assert [str(w.message) for w in caught] == ["once per location by default"]
+    with warnings.catch_warnings(record=True) as outside:  # outside any block: where warnings went before
+        warnings.simplefilter("always")
+        warnings.warn("not in a block")
+    assert [str(w.message) for w in outside] == ["not in a block"]
 
 
 def test_the_vote_store_goes_on_when_its_file_is_moved_away(tmp_path):

@@ -200,3 +200,39 @@ def test_a_weights_file_opens_its_checkpoint_only_when_it_is_one_of_its_files(tr
     loose.write_bytes((step / "model.safetensors").read_bytes())
     with pytest.raises(CorruptCheckpointError, match="loose weights file"):
         open_checkpoint(loose)
+
+
+@pytest.fixture(scope="module")
+def two_checkpoints(tmp_path_factory):
+    from tests.conftest import TINY
+    from vdmkit.training import load_config
+
+    out = tmp_path_factory.mktemp("two") / "run"
+    return train(load_config(None, TINY + [f"train.out_dir={out}", "train.steps=4", "train.checkpoint_every=2"]),
+                 progress=False)
+
+
+@pytest.mark.parametrize("manifest, words", [
+    ([], "a JSON list, not an object"),
+    ({"format": "vdmkit-checkpoint", "format_version": 1}, "no 'files' object"),
+    ({"format": "vdmkit-checkpoint", "format_version": 1, "files": {"config.json": {}}}, "lacks an integer 'bytes'"),
+    ({"format": "vdmkit-checkpoint", "format_version": 1,
+      "files": {"../../x.json": {"bytes": 1, "sha256": "0"}}}, "is not a path inside the checkpoint"),
+])
+def test_a_manifest_of_the_wrong_shape_is_a_corrupt_checkpoint_that_latest_checkpoint_skips(two_checkpoints,
+                                                                                           tmp_path, manifest, words):
+    """A manifest that was valid JSON of another shape crashed --resume, `vdmkit sample` and the web app's model list
+    with AttributeError or KeyError (before 2026-12-06)."""
+    import shutil
+    import warnings
+
+    run = tmp_path / "run"
+    shutil.copytree(two_checkpoints, run)
+    newest = sorted((run / "checkpoints").iterdir())[-1]
+    (newest / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(CorruptCheckpointError, match=words.replace("(", r"\(")):
+        open_checkpoint(newest)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        older = latest_checkpoint(run)
+    assert older.directory != newest and any(words in str(w.message) for w in caught)

@@ -273,4 +273,17 @@ def test_sample_checks_every_output_and_the_noise_file_before_sampling(run_dir, 
                             str(tmp_path / "c.mp4")]) == 2
     assert "is a folder" in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.png", "bool.safetensors", "many", "prompts.txt"]
+    earlier = tmp_path / "earlier"  # another run's videos: replaced in part and measured as one set by eval, before
+    earlier.mkdir()  # 2026-12-06
+    for name in ("00000.mp4", "00000.mp4.json", "00002.mp4", "notes.txt"):
+        (earlier / name).write_text("mine")
+    assert cli.main(base + ["--prompts", str(prompts), "--out-dir", str(earlier)]) == 2
+    assert "already holds the videos of an earlier run (00000.mp4, 00000.mp4.json, 00002.mp4)" in \
+        capsys.readouterr().err
+    assert all((earlier / name).read_text() == "mine" for name in ("00000.mp4", "00002.mp4"))
+    (tmp_path / "fresh").mkdir()
+    (tmp_path / "fresh" / "notes.txt").write_text("mine")  # other files do not count
+    assert cli.main(base + ["--prompts", str(prompts), "--out-dir", str(tmp_path / "fresh")]) == 0
+    assert sorted(p.name for p in (tmp_path / "fresh").iterdir()) == ["00000.mp4", "00000.mp4.json", "00001.mp4",
+                                                                     "00001.mp4.json", "notes.txt"]
     assert [p.name for p in (tmp_path / "many").iterdir()] == ["00001.mp4"]

@@ -148,6 +148,7 @@ def _cmd_sample(args) -> int:
         prompts = read_prompt_file(args.prompts)
         width = max(5, len(str(len(prompts) - 1)))
         outs = [Path(args.out_dir) / f"{i:0{width}d}.mp4" for i in range(len(prompts))]
+        _refuse_earlier_videos(Path(args.out_dir))
         if args.latents is not None:
             raise ValueError("--latents gives the starting noise of one video: use it with --prompt, not --prompts")
     else:
@@ -245,6 +246,22 @@ def _cmd_sample(args) -> int:
             print(json.dumps({"prompts": len(prompts), "out_dir": args.out_dir, "processes": world.size,
                               "seed": base, "sampler": first.sampler, "steps": first.steps}))
     return 0
+
+
+def _refuse_earlier_videos(folder: Path) -> None:
+    """An --out-dir holding another run's numbered videos is refused: this run would replace some and leave others,
+    and `vdmkit eval --fake DIR` would measure the two runs' videos as one model's. (Every process torchrun started
+    checks this before the first collective, so before any of them writes.)"""
+    import re
+
+    earlier = sorted(p.name for p in folder.iterdir() if re.fullmatch(r"\d+\.mp4(\.json)?", p.name)) \
+        if folder.is_dir() else []
+    if earlier:
+        from vdmkit.errors import OutputError
+
+        shown = ", ".join(earlier[:3]) + (", ..." if len(earlier) > 3 else "")
+        raise OutputError(f"--out-dir {str(folder)!r} already holds the videos of an earlier run ({shown}); choose a "
+                          "new folder, or move them away")
 
 
 def _sample_one(pipe, request, out: Path, args, decode: dict, threads: int, quiet: bool = False,

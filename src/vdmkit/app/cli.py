@@ -51,7 +51,11 @@ def _cmd_serve(args) -> int:
         raise ValueError(f"--threads must be >= 0 (0 = the CPUs other work leaves free), got {args.threads}")
     if args.port == 0:  # any free port: chosen here, so that the address printed below is the one served
         with socket.socket(socket.AF_INET6 if ":" in args.host else socket.AF_INET, socket.SOCK_STREAM) as s:
-            s.bind((args.host.strip("[]"), 0))
+            try:
+                s.bind((args.host.strip("[]"), 0))
+            except OSError as e:  # socket.gaierror included: a name or address this machine does not have
+                raise ValueError(f"--host {args.host!r} is not an address of this machine "
+                                 f"({e.strerror or e})") from None
             args.port = s.getsockname()[1]
     _check_port_free(args.host, args.port)
     local = _is_loopback(args.host)

@@ -165,4 +165,5 @@ class JobQueue:
         name = f"{time.strftime('%Y%m%d-%H%M%S')}-{job.id}.mp4"
         result = render_sample(pipe, job.request, self.out_dir / name, callback=progress,
                                extra={"model_name": job.model, "job": job.id})
-        job.warnings, job.file = job.warnings + result.warnings, name
+        # the request's checks and the run can say the same thing (a far guidance): listed once
+        job.warnings, job.file = list(dict.fromkeys(job.warnings + result.warnings)), name

@@ -137,11 +137,14 @@ def create_app(settings: Settings):
     from pydantic import BaseModel, ConfigDict, StrictFloat, StrictInt
     from starlette.exceptions import HTTPException as StarletteHTTPException
 
+    from vdmkit.io.atomic import check_writable_folder, remove_stale_temporaries
     from vdmkit.pipelines import make_request, open_model
     from vdmkit.pipelines.render import thread_warnings
     from vdmkit.pipelines.text2video import refuse_conditioned
 
+    check_writable_folder(settings.out, f"--out {str(settings.out)!r}")  # under a file, unwritable: said, not raised
     settings.out.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(settings.out)  # what a server killed mid-write left; the gallery never showed them
     store = VoteStore(settings.db)
     jobs = JobQueue(settings.out, device=settings.device, threads=settings.threads, max_queued=settings.max_queued)
 

@@ -6,12 +6,30 @@ import contextlib
 import os
 import shutil
 import tempfile
+import time
 from pathlib import Path
 
 from vdmkit.errors import OutputError
 
 TMP_MARK = ".tmp-"  # atomic_directory's temporary folders: .{name}.tmp-{pid}
 TMP_STEM = 32  # atomic_path's temporaries: .{the target's stem, cut to this}.{random}.tmp{suffix}
+
+
+STALE_TEMPORARY_S = 3600  # an atomic_path temporary this old is no live write's: encodes take minutes
+
+
+def remove_stale_temporaries(folder: str | os.PathLike, older_than_s: float = STALE_TEMPORARY_S) -> list[Path]:
+    """Delete the :func:`atomic_path` temporaries (``.name.random.tmp.ext``) directly in ``folder`` that a killed
+    process left there, last written over ``older_than_s`` seconds ago (a live writer's are newer); return them."""
+    removed, now = [], time.time()
+    for path in Path(folder).glob(".*.tmp*"):
+        try:
+            if path.is_file() and now - path.stat().st_mtime > older_than_s:
+                path.unlink()
+                removed.append(path)
+        except OSError:  # gone meanwhile, or not ours to remove: left as it is
+            continue
+    return removed
 
 
 @contextlib.contextmanager

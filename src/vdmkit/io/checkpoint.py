@@ -186,6 +186,26 @@ def read_manifest(directory: str | os.PathLike, *, check_hashes: bool = True) ->
     return ckpt.manifest
 
 
+def check_manifest(manifest, path: Path) -> None:
+    """CorruptCheckpointError unless ``manifest`` has the shape a checkpoint's manifest has: an object whose
+    ``files`` maps relative paths inside the checkpoint to ``{"bytes": int, "sha256": str}``."""
+    def bad(what: str) -> CorruptCheckpointError:
+        return CorruptCheckpointError(f"{str(path)!r} is not a checkpoint manifest ({what}): damaged or hand-edited")
+
+    if not isinstance(manifest, dict):
+        raise bad(f"a JSON {type(manifest).__name__}, not an object")
+    files = manifest.get("files")
+    if not isinstance(files, dict):
+        raise bad("no 'files' object")
+    for name, info in files.items():
+        parts = name.split("/")
+        if name.startswith("/") or "\\" in name or any(part in ("", ".", "..") for part in parts):
+            raise bad(f"file name {name!r} is not a path inside the checkpoint")
+        if not (isinstance(info, dict) and isinstance(info.get("bytes"), int) and not isinstance(info["bytes"], bool)
+                and isinstance(info.get("sha256"), str)):
+            raise bad(f"its entry for {name!r} lacks an integer 'bytes' and a 'sha256'")
+
+
 class Checkpoint:
     """An opened checkpoint directory: manifest read, every file present at its recorded size.
 
@@ -201,6 +221,7 @@ class Checkpoint:
             raise CorruptCheckpointError(f"checkpoint {str(directory)!r} has no {MANIFEST}: incomplete or not a "
                                          "vdmkit checkpoint")
         manifest = load_json(mpath)
+        check_manifest(manifest, mpath)
         if manifest.get("format") != FORMAT or manifest.get("format_version") != FORMAT_VERSION:
             raise CorruptCheckpointError(
                 f"{str(mpath)!r}: format {manifest.get('format')!r} v{manifest.get('format_version')!r}, "

@@ -102,21 +102,39 @@ def render_sample(pipe, request: SampleRequest, out: str | os.PathLike, *, fps: 
     return Rendered(path, frames, meta, [str(w.message) for w in caught])
 
 
+_CAPTURES = threading.local()  # .lists: this thread's open thread_warnings() blocks, innermost last
+_DISPATCH_LOCK = threading.Lock()
+_ORIGINAL_SHOW: list = []  # the showwarning the dispatcher replaced (once per process)
+
+
+def _dispatch(message, category, filename, lineno, file=None, line=None):
+    """``warnings.showwarning`` while any thread_warnings() block has run: a warning goes into the innermost block of
+    the thread that raised it, else wherever warnings went before."""
+    lists = getattr(_CAPTURES, "lists", None)
+    if lists:
+        lists[-1].append(warnings.WarningMessage(message, category, filename, lineno, file, line))
+    else:
+        _ORIGINAL_SHOW[0](message, category, filename, lineno, file, line)
+
+
 @contextlib.contextmanager
 def thread_warnings():
     """The warnings this thread raises inside the block, as a list (VocabularyWarning every time it is raised).
-    Python's warning state is process-wide: another thread's warnings (a web app's request checks while it samples)
-    go where they went before instead of into this list."""
-    me, caught = threading.get_ident(), []
-    with warnings.catch_warnings():
-        previous = warnings.showwarning
-
-        def show(message, category, filename, lineno, file=None, line=None):
-            if threading.get_ident() == me:
-                caught.append(warnings.WarningMessage(message, category, filename, lineno, file, line))
-            else:
-                previous(message, category, filename, lineno, file, line)
-
-        warnings.showwarning = show
+    Python's warning state is process-wide: one dispatcher is installed once and sends each warning to the block of
+    the thread that raised it, so another thread's warnings (a web app's request checks while it samples) go where
+    they went before; no block saves or restores the process's state for another to overwrite."""
+    with _DISPATCH_LOCK:
+        if warnings.showwarning is not _dispatch:  # first use (or someone replaced it since): wrap what is there
+            _ORIGINAL_SHOW[:] = [warnings.showwarning]
+            warnings.showwarning = _dispatch
+        # re-adding the filter moves it to the front and resets the "once per location" registries, so a warning
+        # already shown to an earlier block is shown to this one too
         warnings.simplefilter("always", VocabularyWarning)
+    caught: list = []
+    if not hasattr(_CAPTURES, "lists"):
+        _CAPTURES.lists = []
+    _CAPTURES.lists.append(caught)
+    try:
         yield caught
+    finally:
+        _CAPTURES.lists.remove(caught)
