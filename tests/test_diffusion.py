@@ -54,6 +54,24 @@ def test_min_snr_weights_equal_clipped_snr_in_x0_space():
         loss_weight(snr, "v", "bogus")
 
 
+def test_min_snr_weight_of_the_v_target_under_rectified_flow_is_the_x0_weight():
+    """The v target's factor assumed alpha^2 + sigma^2 = 1: under rectified flow it was off by 1/(alpha^2 + sigma^2),
+    2x at t = 0.5 (before 2026-12-06)."""
+    from vdmkit.diffusion.process import make_process
+
+    flow = make_process("flow")
+    t = torch.tensor([0.1, 0.5, 0.9], dtype=torch.float64)
+    g = torch.Generator().manual_seed(0)
+    x0, eps, error = (torch.randn(3, 8, generator=g, dtype=torch.float64) for _ in range(3))
+    a, s = flow.alpha_sigma(t, x0)
+    x_t = a * x0 + s * eps
+    v = training_target(x0, eps, a, s, "v")
+    x0_error = (prediction_to_x0(v + error, x_t, a, s, "v") - x0).pow(2).mean(1)
+    snr = flow.snr(t)
+    w = loss_weight(snr, "v", "min_snr", sigma_sq=flow.alpha_sigma(t, snr)[1] ** 2)
+    torch.testing.assert_close(w * error.pow(2).mean(1), snr.clamp(max=5.0) * x0_error)
+
+
 @pytest.mark.parametrize("spacing", ["leading", "linspace", "trailing"])
 @pytest.mark.parametrize("steps", [1, 4, 25, 1000])
 def test_timesteps_exact_length_descending_in_range(spacing, steps):
@@ -88,3 +106,24 @@ def test_schedule_shift_divides_the_snr():
     assert (shifted.alphas_cumprod[1:] < shifted.alphas_cumprod[:-1]).all()
     with pytest.raises(ConfigError, match="shift"):
         DiscreteVP.from_schedule("cosine", 1000, shift=0)
+
+
+def test_process_times_outside_the_process_are_refused_and_clean_time_has_infinite_snr():
+    """add_noise at t=0.9 truncated to t=0, t=1000 raised IndexError, snr(-1) was t=999's and vp_continuous at
+    t=1.5 gave NaN (before 2026-12-06)."""
+    from vdmkit.diffusion.process import make_process
+
+    vp = make_process("vp")
+    x = torch.zeros(1, 3)
+    assert vp.snr(-1) == float("inf") and vp.snr(torch.tensor([0]))[0] > 1e4
+    for t, words in ((0.9, "integers"), (-7, "outside"), (1000, "outside"), (torch.tensor([0.5]), "integers")):
+        with pytest.raises(ConfigError, match=words):
+            vp.add_noise(x, x, t)
+    with pytest.raises(ConfigError, match="outside"):
+        vp.snr(1000)
+    for kind in ("vp_continuous", "flow"):
+        process = make_process(kind)
+        for t in (1.5, float("nan"), -0.1):
+            with pytest.raises(ConfigError, match="continuous process's"):
+                process.alpha_sigma(t, x)
+        assert torch.isfinite(torch.stack(process.alpha_sigma(torch.tensor([0.0, 1.0 + 1e-9]), x))).all()

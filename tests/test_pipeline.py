@@ -228,3 +228,24 @@ def test_unknown_decode_options_and_compile_modes_are_refused():
         pipe(["a red circle"], steps=1, decode={"foo": 1})
     with pytest.raises(ConfigError, match="regional must be True or False"):
         pipe.compile(regional="yes")
+
+
+def test_from_pretrained_checks_a_torch_device_like_its_name_and_the_path_type(tmp_path):
+    """torch.device("cuda") on a machine without CUDA raised torch's AssertionError, torch.device("meta") a
+    set_data RuntimeError, and a None path a TypeError (before 2026-12-06)."""
+    from vdmkit.errors import DeviceError
+    from vdmkit.pipelines.default import DEFAULT_MODEL
+
+    if not torch.cuda.is_available():
+        with pytest.raises(DeviceError, match="no CUDA device"):
+            TextToVideo.from_pretrained(DEFAULT_MODEL, device=torch.device("cuda"))
+    with pytest.raises(DeviceError, match="device 'meta' unknown"):
+        TextToVideo.from_pretrained(DEFAULT_MODEL, device=torch.device("meta"))
+    with pytest.raises(ConfigError, match="got NoneType"):
+        TextToVideo.from_pretrained(None)
+    pipe = TextToVideo.from_pretrained(DEFAULT_MODEL, device=torch.device("cpu"))
+    import numpy as np
+
+    given = pipe("a red circle moving left", steps=2, timesteps=np.array([999, 500]), seed=0, frames=4)
+    listed = pipe("a red circle moving left", steps=2, timesteps=[999, 500], seed=0, frames=4)
+    assert torch.equal(given, listed)  # an array's == "auto" raised "truth value is ambiguous" (before 2026-12-06)

@@ -173,3 +173,36 @@ def test_prediction_must_fit_the_process(kind, prediction, zero_snr, match):
 
     with pytest.raises(ConfigError, match=match):
         DiffusionConfig(process=kind, prediction=prediction, zero_terminal_snr=zero_snr)
+
+
+def test_direct_sampler_calls_refuse_empty_or_rising_timesteps_and_ddpm_on_a_flow():
+    """An empty schedule returned the starting noise from every sampler, and sample_ddpm on rectified flow returned
+    999 where the data was 0.5 (before 2026-12-06)."""
+    from vdmkit.registry import SAMPLERS
+
+    vp, flow = make_process("vp"), make_process("flow")
+    x = torch.randn(1, 2, 2, 4, 4, generator=torch.Generator().manual_seed(0))
+    half = lambda x, t: torch.full_like(x, 0.5)  # noqa: E731 - a denoiser that knows the data
+    for name, entry in SAMPLERS.items():
+        process = vp if "vp" in entry.processes else flow
+        for ts, words in ((torch.tensor([], dtype=torch.long), "no timesteps"),
+                          (torch.tensor([10, 500]), "strictly downwards"), (torch.tensor([500, 500]), "downwards")):
+            with pytest.raises(ConfigError, match=words):
+                entry.build(half, x, ts.to(torch.float64) / 1000 if process is flow else ts, process)
+    with pytest.raises(ConfigError, match="DDPM sampling needs a variance-preserving process, not 'flow'"):
+        sample_ddpm(half, x, torch.tensor([1.0, 0.5]), flow)
+    out = sample_ddpm(half, x, make_timesteps(1000, 10), vp, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(out, torch.full_like(x, 0.5), atol=1e-3, rtol=0)
+
+
+def test_unipc_runs_in_half_precision_as_the_other_samplers_do():
+    """torch has no fp16 solver: UniPC's order-3 system raised NotImplementedError on fp16 latents (before
+    2026-12-06). fp32 still solves in fp32 (diffusers' numbers)."""
+    vp = make_process("vp")
+    x = torch.randn(1, 2, 2, 4, 4, generator=torch.Generator().manual_seed(0))
+    half = lambda x, t: torch.full_like(x, 0.5)  # noqa: E731
+    ts = make_timesteps(1000, 6)
+    want = sample_unipc(half, x, ts, vp, order=3)
+    got = sample_unipc(half, x.half(), ts, vp, order=3)
+    assert got.dtype == torch.float16
+    torch.testing.assert_close(got.float(), want, atol=2e-2, rtol=0)

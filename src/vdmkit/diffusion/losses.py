@@ -18,16 +18,21 @@ WEIGHTINGS = ("uniform", "min_snr", "logit_normal")
 MIN_SNR_GAMMA = 5.0  # the paper's recommended gamma
 
 
-def loss_weight(snr: torch.Tensor, prediction: str, weighting: str, gamma: float = MIN_SNR_GAMMA) -> torch.Tensor:
-    """Per-sample weight that turns the target's MSE into min-SNR-gamma weighted x0 error."""
+def loss_weight(snr: torch.Tensor, prediction: str, weighting: str, gamma: float = MIN_SNR_GAMMA,
+                sigma_sq: torch.Tensor | None = None) -> torch.Tensor:
+    """Per-sample weight that turns the target's MSE into min-SNR-gamma weighted x0 error. ``sigma_sq``: the noise
+    variance at each sample's time, which the v target's factor needs outside variance-preserving processes (None:
+    a VP process, sigma^2 = 1 / (snr + 1))."""
     if weighting in ("uniform", "logit_normal"):
         return torch.ones_like(snr)
     if weighting != "min_snr":
         raise ConfigError(f"unknown loss weighting {weighting!r}; valid: {', '.join(WEIGHTINGS)}")
     clipped = snr.clamp(max=gamma)
     # the x0-space weight min(snr, gamma) expressed for each target's MSE: |x0 err|^2 = |target err|^2 * factor
-    # (eps: 1/snr; v under VP: 1/(snr+1); velocity under rectified flow, sigma = t = 1/(1+sqrt(snr)): t^2)
-    factor = {"x0": torch.ones_like(snr), "eps": 1 / snr, "v": 1 / (snr + 1),
+    # (eps: 1/snr; v: sigma^2 / (alpha^2 + sigma^2)^2 = 1 / (sigma^2 (snr + 1)^2), 1/(snr+1) under VP; velocity
+    # under rectified flow, sigma = t = 1/(1+sqrt(snr)): t^2)
+    v_factor = 1 / (snr + 1) if sigma_sq is None else 1 / (sigma_sq * (snr + 1) ** 2)
+    factor = {"x0": torch.ones_like(snr), "eps": 1 / snr, "v": v_factor,
               "velocity": 1 / (1 + snr.sqrt()) ** 2}[prediction]
     return clipped * factor
 
@@ -60,5 +65,6 @@ def diffusion_loss(
     pred = model(x_t, process.model_time(t), cond).float()
     target = training_target(x0, eps, alpha, sigma, prediction)
     per_sample = (pred - target).pow(2).flatten(1).mean(1)
-    weight = loss_weight(process.snr(t).to(per_sample), prediction, weighting)
+    sigma_sq = None if process.name.startswith("vp") else process.alpha_sigma(t, per_sample)[1].pow(2)
+    weight = loss_weight(process.snr(t).to(per_sample), prediction, weighting, sigma_sq=sigma_sq)
     return (weight * per_sample).mean()

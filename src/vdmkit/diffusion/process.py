@@ -51,6 +51,28 @@ def _shaped(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     return values.reshape(shape).to(device=like.device, dtype=like.dtype)
 
 
+TIME_TOLERANCE = 1e-6  # a continuous time this far outside [0, 1] is rounding (a solver's midpoint), not an error
+
+
+def _checked_time(t, discrete_steps: int | None = None) -> torch.Tensor:
+    """``t`` as a tensor, ConfigError where it is no time of the process: for a discrete process an integer in
+    [-1, N - 1] (-1 is clean), for a continuous one a number in [0, 1]. Checked on CPU times only (what a user
+    passes, and every sampler step's): on an accelerator it would stall the stream at every training step."""
+    t = torch.as_tensor(t)
+    if t.device.type != "cpu" or t.numel() == 0:
+        return t
+    if discrete_steps is not None:
+        if t.is_floating_point() and not torch.equal(t, t.round()):
+            raise ConfigError(f"a discrete process's times are integers in [-1, {discrete_steps - 1}], got "
+                              f"{t.flatten()[:4].tolist()}")
+        if not (t.min() >= -1 and t.max() <= discrete_steps - 1):
+            raise ConfigError(f"time {t.flatten()[:4].tolist()} is outside the process's [-1, {discrete_steps - 1}] "
+                              "(-1 is clean data)")
+    elif not (t.min() >= -TIME_TOLERANCE and t.max() <= 1 + TIME_TOLERANCE):  # NaN fails too; rounding passes
+        raise ConfigError(f"time {t.flatten()[:4].tolist()} is outside a continuous process's [0, 1]")
+    return t
+
+
 def logit_normal_time(n: int, generator, device, mean: float = 0.0, std: float = 1.0) -> torch.Tensor:
     """t = sigmoid(m + s z), z ~ N(0, 1): SD3's density (Esser et al. 2024, eq. 19), which favours mid times."""
     z = torch.randn(n, generator=generator, device=device, dtype=torch.float64)
@@ -131,7 +153,7 @@ class DiscreteVP(NoiseProcess):
 
     def alpha_sigma(self, t, like):
         """alpha(t), sigma(t) shaped to broadcast against ``like`` (B, ...). ``t = -1`` is clean data."""
-        t = torch.as_tensor(t, device=self.alphas_cumprod.device).long()
+        t = torch.as_tensor(_checked_time(t, self.num_train_steps), device=self.alphas_cumprod.device).long()
         clean = torch.ones((), dtype=torch.float64, device=self.alphas_cumprod.device)
         ac = _shaped(torch.where(t >= 0, self.alphas_cumprod[t.clamp(min=0)], clean), like)
         return ac.sqrt(), (1 - ac).sqrt()
@@ -140,8 +162,9 @@ class DiscreteVP(NoiseProcess):
         return torch.as_tensor(t)
 
     def snr(self, t):
-        ac = self.alphas_cumprod[torch.as_tensor(t).long()]
-        return ac / (1 - ac)
+        t = torch.as_tensor(_checked_time(t, self.num_train_steps), device=self.alphas_cumprod.device).long()
+        ac = self.alphas_cumprod[t.clamp(min=0)]
+        return torch.where(t >= 0, ac / (1 - ac), torch.full_like(ac, math.inf))  # t = -1: clean, infinite SNR
 
     def _from_unit(self, u):
         return (u * self.num_train_steps).long().clamp(max=self.num_train_steps - 1)
@@ -160,7 +183,7 @@ class ContinuousVP(NoiseProcess):
         return (-2 * torch.log(torch.tan(math.pi * t / 2)) - 2 * math.log(self.shift)).clamp(LOGSNR_MIN, LOGSNR_MAX)
 
     def alpha_sigma(self, t, like):
-        t = torch.as_tensor(t, dtype=torch.float64)
+        t = torch.as_tensor(_checked_time(t), dtype=torch.float64)
         ac = torch.where(t <= 0, torch.ones_like(t), torch.sigmoid(self.log_snr(t)))
         ac = _shaped(ac, like)
         return ac.sqrt(), (1 - ac).sqrt()
@@ -179,7 +202,7 @@ class RectifiedFlow(NoiseProcess):
         return self.shift * t / (1 + (self.shift - 1) * t)
 
     def alpha_sigma(self, t, like):
-        t = _shaped(torch.as_tensor(t, dtype=torch.float64), like)
+        t = _shaped(torch.as_tensor(_checked_time(t), dtype=torch.float64), like)
         return 1 - t, t
 
     def _from_unit(self, u):

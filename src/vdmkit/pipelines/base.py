@@ -66,6 +66,8 @@ def open_model(path: str | os.PathLike | ModelSource,
     (``model_index.json``: ModelScope T2V, or Stable Diffusion inflated to video with the AnimateDiff
     ``motion_adapter``, a MotionAdapter folder or safetensors file, if given). Only configs are read (and a
     checkpoint's config hashed), so requests can be checked before any weights load."""
+    if not isinstance(path, str | os.PathLike | Checkpoint | DiffusersFolder):
+        raise ConfigError(f"a model is a checkpoint, run or diffusers folder path, got {type(path).__name__}")
     if isinstance(path, DiffusersFolder) and motion_adapter is not None:
         raise ConfigError("this DiffusersFolder is open already: pass motion_adapter when opening it, "
                           "DiffusersFolder(folder, motion_adapter)")
@@ -412,7 +414,8 @@ class Pipeline(nn.Module):
         weights are read), weights stored as ``dtype`` (fp32, bf16 or fp16: half the memory; the samplers'
         arithmetic stays fp32). Reads and hashes the config and the inference weights, once each; never a
         training state."""
-        device = device if isinstance(device, torch.device) else resolve_device(device)
+        # a torch.device is checked like its name ("cuda" on a machine without CUDA: DeviceError, not an assertion)
+        device = resolve_device(str(device) if isinstance(device, torch.device) else device)
         if dtype not in DTYPES:
             raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
         source, config = open_model(path, motion_adapter)

@@ -23,7 +23,7 @@ class TextToVideo(Pipeline):
         ``timesteps="auto"`` reads the schedules searched for this model (its folder's schedules.json unless
         ``schedules=`` names another file)."""
         refuse_conditioned(self.config)
-        if kwargs.get("timesteps") == "auto":
+        if isinstance(kwargs.get("timesteps"), str) and kwargs["timesteps"] == "auto":  # not an array's ==
             kwargs.setdefault("schedules", self.schedules_path())
             kwargs.setdefault("model_sha256", self.model_sha256)
         return make_request(self.config, prompts, **kwargs)

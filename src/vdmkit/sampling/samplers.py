@@ -33,9 +33,14 @@ def _pairs(ts: torch.Tensor, process: NoiseProcess) -> list[tuple]:
     """(t, t_next) along the trajectory: consecutive visited times, the last t_next the process's clean time;
     or the explicit pairs of a (steps, 2) schedule (timesteps.make_timesteps with final / previous rules)."""
     cast = float if process.continuous else int
+    if ts.numel() == 0:  # every sampler returned its starting noise unchanged (before 2026-12-06)
+        raise ConfigError("the sampler was given no timesteps; pass at least one")
     if ts.ndim == 2:
         return [(cast(t), cast(n)) for t, n in ts.tolist()]
     ts = [cast(t) for t in ts]
+    if any(a <= b for a, b in zip(ts, ts[1:])):
+        raise ConfigError(f"timesteps must run strictly downwards (noise to data), got {ts[:8]}"
+                          + (" ..." if len(ts) > 8 else ""))
     return list(zip(ts, ts[1:] + [process.clean_time]))
 
 
@@ -93,6 +98,8 @@ def sample_ddpm(denoiser: Denoise, x: torch.Tensor, ts: torch.Tensor, process: N
                 generator: torch.Generator | None = None, callback: Callback | None = None) -> torch.Tensor:
     """DDPM ancestral sampling from the posterior q(x_prev | x_t, x0_hat) (Ho et al. 2020, eq. 6-7),
     generalised to strided timesteps; variance-preserving processes only."""
+    if not process.name.startswith("vp"):  # its posterior is VP's: on rectified flow it returned 999 for 0.5
+        raise ConfigError(f"DDPM sampling needs a variance-preserving process, not {process.name!r}; use ddim or euler")
     for i, (t, t_next) in enumerate(_pairs(ts, process)):
         a_t, s_t = _coeffs(process, t, x)
         a_n, s_n = _coeffs(process, t_next, x)
@@ -175,6 +182,13 @@ def _unipc_terms(h: torch.Tensor, rks: list[torch.Tensor], order: int):
     return h_phi_1, b_h, torch.stack(rows), torch.stack(b)
 
 
+def _solve(rows: torch.Tensor, b: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """``rows^-1 b`` in ``dtype``; a half-precision system is solved in float64 (torch has no fp16/bf16 solver)."""
+    if rows.dtype in (torch.float16, torch.bfloat16):
+        rows, b = rows.double(), b.double()
+    return torch.linalg.solve(rows, b).to(dtype)
+
+
 @torch.no_grad()
 def sample_unipc(denoiser: Denoise, x: torch.Tensor, ts: torch.Tensor, process: NoiseProcess, *, order: int = 2,
                  corrector: bool = True, generator: torch.Generator | None = None,
@@ -186,29 +200,32 @@ def sample_unipc(denoiser: Denoise, x: torch.Tensor, ts: torch.Tensor, process: 
     pairs = _pairs(ts, process)
     lams, x0s = [], []
     x_before, s_before, prev_order = None, None, 0
+    # the step coefficients (log-SNR differences, phi functions, the rho system) in fp32 at least: in fp16 they
+    # overflow within three steps
+    coef = x if x.dtype in (torch.float32, torch.float64) else x.new_empty((), dtype=torch.float32)
     for i, (t, t_next) in enumerate(pairs):
-        a_t, s_t = _coeffs(process, t, x)
+        a_t, s_t = _coeffs(process, t, coef)
         x0 = denoiser(x, _batch_t(t, x))
         lam = _lambda(a_t, s_t)
         if corrector and x_before is not None:  # UniC: correct x_t with the model call just made at x_t
             h = lam - lams[-1]
             rks = [(lams[-1 - k] - lams[-1]) / h for k in range(1, prev_order)]
             h_phi_1, b_h, rows, b = _unipc_terms(h, rks, prev_order)
-            rhos = torch.tensor([0.5], dtype=x.dtype) if prev_order == 1 else torch.linalg.solve(rows, b).to(x.dtype)
+            rhos = torch.tensor([0.5], dtype=coef.dtype) if prev_order == 1 else _solve(rows, b, coef.dtype)
             res = sum(rho * (x0s[-1 - k] - x0s[-1]) / rk for k, (rho, rk) in enumerate(zip(rhos[:-1], rks), 1))
             x = (s_t / s_before) * x_before - a_t * h_phi_1 * x0s[-1] - a_t * b_h * (res + rhos[-1] * (x0 - x0s[-1]))
         lams.append(lam)
         x0s.append(x0)
         this_order = min(order, len(pairs) - i, len(x0s))
-        a_n, s_n = _coeffs(process, t_next, x)
+        a_n, s_n = _coeffs(process, t_next, coef)
         h = _lambda(a_n, s_n) - lam
         rks = [(lams[-1 - k] - lam) / h for k in range(1, this_order)]
         h_phi_1, b_h, rows, b = _unipc_terms(h, rks, this_order)
         x_before, s_before = x, s_t
         x = (s_n / s_t) * x - a_n * h_phi_1 * x0
         if this_order > 1:  # UniP: rho solves the (order-1) system; 1/2 for order 2
-            rhos = torch.tensor([0.5], dtype=x.dtype) if this_order == 2 else \
-                torch.linalg.solve(rows[:-1, :-1], b[:-1]).to(x.dtype)
+            rhos = torch.tensor([0.5], dtype=coef.dtype) if this_order == 2 else \
+                _solve(rows[:-1, :-1], b[:-1], coef.dtype)
             x = x - a_n * b_h * sum(rho * (x0s[-1 - k] - x0) / rk for k, (rho, rk) in enumerate(zip(rhos, rks), 1))
         prev_order = this_order
         _finish(x, x0, i, t, callback)
