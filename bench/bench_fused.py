@@ -1,13 +1,11 @@
 """Before / after in one process: a bf16 CPU inference change switched off and on in turn, on the same weights and
 inputs. ``--change fused`` (the default): oneDNN's fused linear (``layers.fused_linear``) and channels-last convolution
 weights (``layers.channels_last_weights``); ``--change softmax``: short attention's fp32 softmax
-(``layers.FP32_SOFTMAX``); ``--change residual``: the DiT's gated residual as one ``addcmul`` (``dit.residual``)
-against ``x + gate * y``.
+(``layers.FP32_SOFTMAX``).
 
     python bench/bench_fused.py --models shapes,small --rounds 9
     python bench/bench_fused.py --models modelscope --rounds 4 --folder /tmp/modelscope-random  # bench_modelscope build
     python bench/bench_fused.py --change softmax --models shapes,small --rounds 15
-    python bench/bench_fused.py --change residual --models small --rounds 15
 
 Each round times one call with the change off, then one with it on (medians reported), after a warm-up of each; the
 matmul peak is measured before and after. "off" is aten's linear and the weights in their standard layout; "on" what
@@ -29,7 +27,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_backbones import matmul_peak  # noqa: E402
 from bench_speed import bf16_inputs, small_backbones  # noqa: E402
 
-import vdmkit.backbones.dit as dit  # noqa: E402
 import vdmkit.backbones.layers as layers  # noqa: E402
 from vdmkit.conditioning.text import TextCondition  # noqa: E402
 from vdmkit.device import keep_freed_memory  # noqa: E402
@@ -37,19 +34,11 @@ from vdmkit.pipelines import TextToVideo  # noqa: E402
 from vdmkit.pipelines.default import DEFAULT_MODEL  # noqa: E402
 
 FUSED = layers._onednn_bf16
-RESIDUAL = dit.residual
-
-
-def unfused_residual(x: torch.Tensor, y: torch.Tensor, gate: torch.Tensor | None) -> torch.Tensor:
-    return x + (y if gate is None else gate * y)
 
 
 def switch(model: torch.nn.Module, on: bool, change: str = "fused") -> None:
     if change == "softmax":
         layers.FP32_SOFTMAX = on
-        return
-    if change == "residual":
-        dit.residual = RESIDUAL if on else unfused_residual
         return
     layers._onednn_bf16 = FUSED if on else (lambda: False)
     layout = torch.channels_last_3d if on else torch.contiguous_format
@@ -81,7 +70,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--models", default="shapes,small", help="comma-separated: shapes, small, modelscope")
     ap.add_argument("--rounds", type=int, default=9)
-    ap.add_argument("--change", choices=["fused", "softmax", "residual"], default="fused")
+    ap.add_argument("--change", choices=["fused", "softmax"], default="fused")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--folder", type=Path, default=Path("/tmp/modelscope-random"))
     args = ap.parse_args()

@@ -123,6 +123,11 @@ def open_generate(driver, app):
 
 def test_generate_a_video_and_see_it_play(app, driver, tmp_path):
     open_generate(driver, app)
+    import httpx
+
+    own = httpx.get(app.url + "/api/models").json()["models"][0]["sampling"]  # the page said 25 steps for any model
+    assert [by_id(driver, key).get_attribute("value") for key in ("sampler", "steps", "guidance")] == \
+        [own["sampler"], str(own["steps"]), f"{own['guidance']:g}"]  # before 2026-12-06
     fill(driver, "prompt", "a slow red circle moving right")
     fill(driver, "steps", "3")
     by_id(driver, "generate").click()

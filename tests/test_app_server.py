@@ -65,6 +65,7 @@ def test_models_pages_and_no_default(client):
     assert [m["name"] for m in models] == ["tiny"]
     assert models[0]["usable"] and (models[0]["frames"], models[0]["height"]) == (4, 16)
     assert "ddim" in models[0]["samplers"] and "euler" not in models[0]["samplers"]  # a VP model
+    assert models[0]["sampling"] == {"sampler": "ddim", "steps": 50, "guidance": 3.0}  # the model's own defaults
     for page in ("/", "/gallery", "/eval", "/results", "/static/app.js"):
         r = client.get(page, params={"html": "<b>injected</b>"})
         assert r.status_code == 200 and len(r.content) > 100 and b"injected" not in r.content, page
@@ -119,7 +120,6 @@ BAD_GENERATE = [
     ({"steps": 2.5}, 422, "steps: Input should be a valid integer"),
     ({"steps": "abc"}, 422, "steps: Input should be a valid integer"),
     ({"steps": "9" * 5000}, 422, "steps: "),  # pydantic says why; the answer stays short
-    ({"steps": None}, 422, "steps"),
     ({"steps": True}, 422, "steps: Input should be a valid integer"),  # was taken as 1 before 2026-12-05
     ({"frames": "8"}, 422, "frames: Input should be a valid integer"),
     ({"steps": 10**9}, 400, "limit of 250"),
@@ -577,6 +577,19 @@ def test_serve_without_the_web_stack_says_how_to_install_it(tmp_path, monkeypatc
     monkeypatch.setitem(sys.modules, "fastapi", None)
     assert cli.main(["serve", "--out", str(tmp_path / "out")]) == 2
     assert "pip install 'vdmkit[app]'" in capsys.readouterr().err
+
+
+def test_a_request_without_sampler_steps_or_guidance_samples_as_the_model_says(client):
+    """The app sampled ddim, 25 steps, guidance 3 whatever the model's defaults (a distilled student's lcm, 4 steps,
+    guidance 1) (before 2026-12-06)."""
+    defaults = client.get("/api/models").json()["models"][0]["sampling"]
+    job = client.post("/api/generate", json={"model": "tiny", "prompt": "a red circle moving left", "frames": 4,
+                                             "steps": None})  # null: the model's, as when left out
+    assert job.status_code == 202 and job.json()["steps"] == defaults["steps"]
+    done = wait_job(client, job.json()["id"])
+    meta = client.get(done["metadata_url"]).json()
+    assert (meta["sampler"], meta["steps"], meta["guidance"]) == (defaults["sampler"], defaults["steps"],
+                                                                  defaults["guidance"])
 
 
 def test_each_job_reports_its_own_warnings(client):

@@ -127,3 +127,7 @@ def test_process_times_outside_the_process_are_refused_and_clean_time_has_infini
             with pytest.raises(ConfigError, match="continuous process's"):
                 process.alpha_sigma(t, x)
         assert torch.isfinite(torch.stack(process.alpha_sigma(torch.tensor([0.0, 1.0 + 1e-9]), x))).all()
+        like = torch.zeros((), dtype=torch.float64)  # a Python float time stays exact (the check must not round it)
+        exact = torch.tensor(0.1, dtype=torch.float64)
+        assert process.alpha_sigma(0.1, like)[0] == process.alpha_sigma(exact, like)[0]
+    assert make_process("flow").alpha_sigma(0.1, torch.zeros((), dtype=torch.float64))[0].item() == 1 - 0.1

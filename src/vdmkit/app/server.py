@@ -72,7 +72,7 @@ def check_prompt(prompt) -> str:
     return check_text(prompt, "prompt", MAX_PROMPT_CHARS, "describe the video, e.g. 'a slow red circle moving right'")
 
 
-def check_limits(frames: int | None, height: int | None, width: int | None, steps: int) -> None:
+def check_limits(frames: int | None, height: int | None, width: int | None, steps: int | None) -> None:
     """The server's caps, checked before anything is allocated; the model's own rules come after."""
     for name, value, cap in (("frames", frames, MAX_FRAMES), ("height", height, MAX_SIDE), ("width", width, MAX_SIDE),
                              ("steps", steps, MAX_STEPS)):
@@ -123,8 +123,10 @@ def describe_model(key: str, path: Path) -> dict:
     except (VdmkitError, ValueError, OSError) as e:
         return {"name": key, "usable": False, "error": str(e)}
     process = config.diffusion.build_process().name
+    sampling = config.sampling  # the model's own (a distilled student: lcm, 4 steps, guidance 1)
     return {"name": key, "usable": True, "default": key == DEFAULT, "frames": config.frames, "height": config.height,
-            "width": config.width, "samplers": [n for n, e in SAMPLERS.items() if process in e.processes]}
+            "width": config.width, "samplers": [n for n, e in SAMPLERS.items() if process in e.processes],
+            "sampling": {"sampler": sampling.sampler, "steps": sampling.steps, "guidance": sampling.guidance}}
 
 
 def create_app(settings: Settings):
@@ -161,9 +163,9 @@ def create_app(settings: Settings):
         model_config = ConfigDict(extra="forbid")
         model: str | None = None
         prompt: str
-        sampler: str = "ddim"
-        steps: StrictInt = 25  # strict: true is not 1, "3" is not 3
-        guidance: StrictFloat = 3.0  # an int is a number; true and "3" are not
+        sampler: str | None = None  # None: the model's own sampler, steps and guidance (/api/models lists them)
+        steps: StrictInt | None = None  # strict: true is not 1, "3" is not 3
+        guidance: StrictFloat | None = None  # an int is a number; true and "3" are not
         seed: StrictInt | None = 0
         frames: StrictInt | None = None
         height: StrictInt | None = None
@@ -251,6 +253,7 @@ def create_app(settings: Settings):
         with thread_warnings() as caught:  # this request's own (a far guidance...), never a running job's
             request = make_request(config, [prompt], frames=body.frames, height=body.height, width=body.width,
                                    steps=body.steps, sampler=body.sampler, guidance=body.guidance, seed=body.seed)
+        check_limits(None, None, None, request.steps)  # the model's default step count, when none was asked for
         return jobs.describe(jobs.submit(key, ckpt.directory, request, [str(w.message) for w in caught]))
 
     @app.get("/api/jobs/{job_id}")

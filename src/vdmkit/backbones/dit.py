@@ -304,9 +304,8 @@ def modulate(x: torch.Tensor, shift: torch.Tensor | None, scale: torch.Tensor | 
     return x if shift is None else torch.addcmul(shift, x, 1 + scale)
 
 
-def residual(x: torch.Tensor, y: torch.Tensor, gate: torch.Tensor | None) -> torch.Tensor:
-    """adaLN-Zero's gated residual ``x + gate * y`` as one pass over the tokens (``x + y`` without conditioning)."""
-    return x + y if gate is None else torch.addcmul(x, gate, y)
+def gated(x: torch.Tensor, gate: torch.Tensor | None) -> torch.Tensor:
+    return x if gate is None else gate * x
 
 
 class GeluMLP(nn.Sequential):
@@ -349,14 +348,14 @@ class DiTBlock(nn.Module):
         for attn, norm, (shift, scale, gate) in zip(self.attn, self.norms, mods):
             if attn.axis == "time" and ctx.grid["t"] == 1:
                 continue  # images (and single tubelets) skip temporal attention
-            x = residual(x, attn(modulate(norm(x), shift, scale), ctx), gate)  # (B, P + N, C)
+            x = x + gated(attn(modulate(norm(x), shift, scale), ctx), gate)  # (B, P + N, C)
         if self.cross is not None and ctx.text is not None:
             q = self.norm_cross(x)
             if ctx.cross_pos is not None:
                 q = q + ctx.cross_pos.to(q.dtype)
             x = x + self.cross(q, ctx.text.tokens, ctx.text.mask[:, None, None, :])
         shift, scale, gate = mods[-1]
-        return residual(x, self.mlp(modulate(self.norms[-1](x), shift, scale)), gate)
+        return x + gated(self.mlp(modulate(self.norms[-1](x), shift, scale)), gate)
 
     def _modulation(self, cond: torch.Tensor | None) -> list[tuple]:
         if self.modulation is None:

@@ -54,13 +54,14 @@ def _shaped(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
 TIME_TOLERANCE = 1e-6  # a continuous time this far outside [0, 1] is rounding (a solver's midpoint), not an error
 
 
-def _checked_time(t, discrete_steps: int | None = None) -> torch.Tensor:
-    """``t`` as a tensor, ConfigError where it is no time of the process: for a discrete process an integer in
+def _checked_time(t, discrete_steps: int | None = None):
+    """``t`` itself, ConfigError where it is no time of the process: for a discrete process an integer in
     [-1, N - 1] (-1 is clean), for a continuous one a number in [0, 1]. Checked on CPU times only (what a user
     passes, and every sampler step's): on an accelerator it would stall the stream at every training step."""
-    t = torch.as_tensor(t)
+    given = t
+    t = torch.as_tensor(t, dtype=torch.float64) if isinstance(t, float) else torch.as_tensor(t)
     if t.device.type != "cpu" or t.numel() == 0:
-        return t
+        return given
     if discrete_steps is not None:
         if t.is_floating_point() and not torch.equal(t, t.round()):
             raise ConfigError(f"a discrete process's times are integers in [-1, {discrete_steps - 1}], got "
@@ -70,7 +71,7 @@ def _checked_time(t, discrete_steps: int | None = None) -> torch.Tensor:
                               "(-1 is clean data)")
     elif not (t.min() >= -TIME_TOLERANCE and t.max() <= 1 + TIME_TOLERANCE):  # NaN fails too; rounding passes
         raise ConfigError(f"time {t.flatten()[:4].tolist()} is outside a continuous process's [0, 1]")
-    return t
+    return given  # as given: a Python float stays exact (as_tensor would make it float32)
 
 
 def logit_normal_time(n: int, generator, device, mean: float = 0.0, std: float = 1.0) -> torch.Tensor:
