@@ -258,3 +258,40 @@ def test_a_clean_variable_frame_rate_clip_samples_in_every_window(tmp_path, brok
         for seed in range(200):  # some window of the full-rate clip crosses the gap
             read_clip(folder / "flipped.mp4", 16, fps=damaged.info.fps, window="random",
                       rng=np.random.default_rng(seed), limits=DecodeLimits(max_decode_errors=1000))
+
+
+def test_animated_webp_honours_start_end_and_random_windows(tmp_path):
+    """Before 2026-12-06 Pillow's path ignored start/end/only: every random window gave the first frames and a
+    16-frame WebP was refused as "a non-deterministic decoder"."""
+    from PIL import Image
+
+    shades = [Image.fromarray(np.full((16, 16, 3), 10 * k, np.uint8)) for k in range(16)]
+    shades[0].save(tmp_path / "a.webp", save_all=True, append_images=shades[1:], duration=125, lossless=True, loop=0)
+    part = decode(tmp_path / "a.webp", start=0.5, end=1.0)
+    assert part.timestamps.tolist() == [0.5, 0.625, 0.75, 0.875, 1.0] and part.info.frames == 5
+    assert part.frames[:, 0, 0, 0].tolist() == [40, 50, 60, 70, 80]
+    firsts = {int(read_clip(tmp_path / "a.webp", 4, fps=8, window="random", rng=np.random.default_rng(seed))
+                  .frames[0, 0, 0, 0]) for seed in range(8)}
+    assert len(firsts) > 1 and firsts <= {10 * k for k in range(13)}
+
+
+def test_exif_rotated_photo_is_measured_as_displayed(tmp_path):
+    """Before 2026-12-06 the probe (rgb=False) gave a portrait photo's landscape sensor size."""
+    from PIL import Image
+
+    photo = Image.fromarray(np.zeros((20, 40, 3), np.uint8))  # 40 wide, 20 high as stored
+    exif = photo.getexif()
+    exif[0x0112] = 6  # Orientation: rotate 90 degrees to display
+    photo.save(tmp_path / "p.jpg", exif=exif)
+    probed, full = decode(tmp_path / "p.jpg", rgb=False).info, decode(tmp_path / "p.jpg")
+    assert (probed.width, probed.height) == (full.info.width, full.info.height) == (20, 40)
+    assert full.frames.shape == (1, 40, 20, 3)
+
+
+def test_16_bit_png_is_scaled_not_saturated(tmp_path):
+    """Before 2026-12-06 a 16-bit grey PNG came out all white (255) from convert("RGB")."""
+    from PIL import Image
+
+    grey = np.array([[0, 32896, 65535]], np.uint16).repeat(4, axis=0)
+    Image.fromarray(grey).save(tmp_path / "deep.png")
+    assert decode(tmp_path / "deep.png").frames[0, 0].tolist() == [[0, 0, 0], [128, 128, 128], [255, 255, 255]]

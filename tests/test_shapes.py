@@ -61,6 +61,19 @@ def test_bad_config(kw):
         ShapesConfig(**kw)
 
 
+@pytest.mark.parametrize("kw, match", [
+    ({"radius": (-5, -2)}, "data.radius"), ({"radius": (100, 200), "size": 16}, "data.radius"),
+    ({"radius": (3,)}, "data.radius"), ({"radius": (6, 4)}, "data.radius"),
+    ({"radius": (1, float("nan"))}, "data.radius"),
+    ({"seed": -1}, "data.seed must be an integer >= 0")])
+def test_bad_radius_and_seed_name_the_field(kw, match):
+    """Before 2026-12-06 negative radii drew black videos, too large or one radius failed later with "high - low < 0",
+    and seed -1 failed without naming data.seed."""
+    with pytest.raises(ConfigError, match=match):
+        ShapesConfig(**kw)
+    assert ShapesConfig(radius=(2, 16), size=16).radius == (2.0, 16.0)
+
+
 def test_held_out_combinations_are_never_drawn_and_the_rest_unchanged():
     from vdmkit.data.shapes import ShapesConfig, ShapesDataset
 

@@ -380,3 +380,54 @@ def test_training_says_once_that_captions_are_cut(t5_folder, tmp_path):
     assert len(cut) == 1 and "said for the first batch only" in str(cut[0].message)
     records = [json.loads(line) for line in (tmp_path / "dit_run" / "metrics.jsonl").read_text().splitlines()]
     assert [r["cut_caption_batches"] for r in records] == [1, 2, 3]  # counted, not repeated
+
+
+def test_bad_clip_and_t5_folder_files_are_typed_errors_naming_the_file(t5_folder, tmp_path):
+    """Before 2026-12-06 an HTML tokenizer.json or a torn tokenizer_config.json in a CLIP folder gave errors naming no
+    file, and "num_hidden_layers": "2" (T5: "num_layers") a raw StrictDataclassFieldValidationError traceback."""
+    import shutil
+
+    from tests.test_interop import tiny_text_parts
+    from vdmkit.conditioning.clip import ClipTextConfig, ClipTextEncoder
+
+    parts = tiny_text_parts(tmp_path)
+    good = tmp_path / "clip"
+    parts["text_encoder"].save_pretrained(good, safe_serialization=True)
+    parts["tokenizer"].save_pretrained(good)
+    for name, text in (("tokenizer.json", "<html><body>Sign in</body></html>"), ("tokenizer_config.json", '{"model_')):
+        bad = tmp_path / f"bad_{name}"
+        shutil.copytree(good, bad)
+        (bad / name).write_text(text)
+        with pytest.raises(CorruptCheckpointError, match=f"bad_{name}/{name}' is not valid JSON"):
+            ClipTextEncoder(ClipTextConfig(folder=str(bad), dim=16))
+    for folder, key, build in ((good, "num_hidden_layers", lambda f: ClipTextEncoder(ClipTextConfig(folder=f, dim=16))),
+                               (t5_folder[0], "num_layers", lambda f: T5TextEncoder(T5TextConfig(folder=f, dim=16)))):
+        typed = tmp_path / f"typed_{key}"
+        shutil.copytree(folder, typed)
+        config = json.loads((typed / "config.json").read_text())
+        (typed / "config.json").write_text(json.dumps({**config, key: "2"}))
+        with pytest.raises(ConfigError, match=f"typed_{key}/config.json' is not a valid .* config: .*{key}"):
+            build(str(typed))
+
+
+def test_cut_caption_batches_counts_cut_captions_only():
+    """Before 2026-12-06 batches with unknown words counted as cut, and a batch counted once per cut caption."""
+    from types import SimpleNamespace
+
+    from vdmkit.conditioning.pretrained import warn_cut
+    from vdmkit.conditioning.text import WordTokenizer
+    from vdmkit.training.train import DiffusionObjective
+
+    words = WordTokenizer(["a", "red", "cat"], max_length=4)  # 3 words and the start token
+
+    def encode(prompts):
+        if prompts == ["t5"]:
+            warn_cut([[1] * 9], 8, "T5")
+        return words(prompts)
+
+    objective = SimpleNamespace(pipe=SimpleNamespace(encode=encode), cut_batches=0, vocabulary_said=False)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for batch in (["a blue cat"], ["a red red cat", "cat cat cat cat"], ["a red"], ["t5"]):
+            DiffusionObjective.encode(objective, batch)
+    assert objective.cut_batches == 2 and len(caught) == 1 and "blue" in str(caught[0].message)

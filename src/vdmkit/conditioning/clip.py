@@ -16,8 +16,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from vdmkit.conditioning.pretrained import (FolderWeights, check_prompt_strings, check_tokenizer, hf_init_skipped,
-                                           snapshot, warn_cut)
+from vdmkit.conditioning.pretrained import (FolderWeights, check_prompt_strings, check_tokenizer, hf_config,
+                                           hf_init_skipped, snapshot, tokenizer_json, warn_cut)
 from vdmkit.conditioning.text import TextCondition
 from vdmkit.errors import ConfigError, CorruptCheckpointError
 from vdmkit.io.checkpoint import folder_config, init_skipped
@@ -65,7 +65,7 @@ class ClipTextEncoder(FolderWeights, nn.Module):
 
         raw = read_clip_config(cfg.folder)
         self.cfg = cfg
-        config = CLIPTextConfig(**{k: v for k, v in raw.items() if not k.startswith("_")})
+        config = hf_config(CLIPTextConfig, raw, cfg.folder, "CLIP text encoder")
         if config.hidden_size != cfg.dim:
             raise ConfigError(f"text.dim={cfg.dim} but the CLIP folder's hidden_size is {config.hidden_size}")
         if cfg.max_length > config.max_position_embeddings:
@@ -77,7 +77,13 @@ class ClipTextEncoder(FolderWeights, nn.Module):
         if not any(all((tok / f).is_file() for f in files) for files in TOKENIZER_FILES):
             raise CorruptCheckpointError(f"tokenizer folder {str(tok)!r} holds neither tokenizer.json nor vocab.json "
                                          "with merges.txt")
-        self.tokenizer = CLIPTokenizer.from_pretrained(str(tok), local_files_only=True)
+        tokenizer_json(tok)
+        try:
+            self.tokenizer = CLIPTokenizer.from_pretrained(str(tok), local_files_only=True)
+        except (ValueError, TypeError, OSError, KeyError) as err:
+            why = str(err).splitlines()[0][:200] if str(err) else type(err).__name__
+            raise CorruptCheckpointError(f"the CLIP tokenizer in {str(tok)!r} did not load ({why}): are these CLIP's "
+                                         "tokenizer files?") from err
         check_tokenizer(self.tokenizer, tok, "CLIP", "BPE", config.vocab_size)
         self.carried = snapshot(cfg.folder, tok)  # what checkpoints carry besides the weights
 

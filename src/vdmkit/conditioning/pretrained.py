@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 from vdmkit.errors import ConfigError, CorruptCheckpointError, VocabularyWarning
-from vdmkit.io.checkpoint import cached_sha256, folder_weights, load_strict, load_tensors
+from vdmkit.io.checkpoint import cached_sha256, folder_weights, load_json, load_strict, load_tensors
 
 COPY = "text_encoder"  # in a checkpoint: the encoder's config.json and tokenizer/ files (its weights are its tensors)
 TOKENIZER_NAMES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",
@@ -51,6 +51,28 @@ def snapshot(folder: str | os.PathLike, tokenizer: str | os.PathLike) -> dict[st
         if (Path(tokenizer) / name).is_file():
             files[f"{COPY}/tokenizer/{name}"] = (Path(tokenizer) / name).read_bytes()
     return files
+
+
+def hf_config(config_class, raw: dict, folder, what: str):
+    """``config_class`` built from a folder's config.json (``raw``, its private keys left out); ConfigError naming the
+    file for a value of the wrong type (transformers 5 checks them with huggingface_hub's strict dataclasses)."""
+    errors: tuple[type[Exception], ...] = (TypeError, ValueError)
+    with contextlib.suppress(ImportError):
+        from huggingface_hub.errors import StrictDataclassError
+        errors += (StrictDataclassError,)
+    try:
+        return config_class(**{k: v for k, v in raw.items() if not k.startswith("_")})
+    except errors as err:
+        raise ConfigError(f"{str(Path(folder) / 'config.json')!r} is not a valid {what} config: "
+                          f"{str(err).splitlines()[0][:200]}") from err
+
+
+def tokenizer_json(folder) -> None:
+    """CorruptCheckpointError naming the file when a tokenizer folder's JSON file is not JSON (truncated, an HTML
+    page saved in its place): the tokenizers' own errors do not say which file."""
+    for name in TOKENIZER_NAMES:
+        if name.endswith(".json") and (Path(folder) / name).is_file():
+            load_json(Path(folder) / name)
 
 
 def check_tokenizer(tokenizer, folder, kind: str, model: str, vocab_size: int) -> None:

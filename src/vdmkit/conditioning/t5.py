@@ -20,8 +20,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from vdmkit.conditioning.pretrained import (FolderWeights, check_prompt_strings, check_tokenizer, hf_init_skipped,
-                                           snapshot, warn_cut)
+from vdmkit.conditioning.pretrained import (FolderWeights, check_prompt_strings, check_tokenizer, hf_config,
+                                           hf_init_skipped, snapshot, tokenizer_json, warn_cut)
 from vdmkit.conditioning.text import TextCondition
 from vdmkit.errors import ConfigError, CorruptCheckpointError
 from vdmkit.io.checkpoint import folder_config, init_skipped
@@ -69,7 +69,7 @@ class T5TextEncoder(FolderWeights, nn.Module):
 
         raw = read_t5_config(cfg.folder)
         self.cfg = cfg
-        config = T5Config(**{k: v for k, v in raw.items() if not k.startswith("_")})
+        config = hf_config(T5Config, raw, cfg.folder, "T5 encoder")
         if config.d_model != cfg.dim:
             raise ConfigError(f"text.dim={cfg.dim} but the T5 folder's d_model is {config.d_model}")
         with hf_init_skipped() if init_skipped() else contextlib.nullcontext():  # the weights are loaded next
@@ -77,6 +77,7 @@ class T5TextEncoder(FolderWeights, nn.Module):
         tok = Path(cfg.tokenizer or cfg.folder)
         if not any((tok / f).is_file() for f in TOKENIZER_FILES):
             raise CorruptCheckpointError(f"tokenizer folder {str(tok)!r} holds neither tokenizer.json nor spiece.model")
+        tokenizer_json(tok)
         try:
             self.tokenizer = T5TokenizerFast.from_pretrained(str(tok), local_files_only=True)
         except (ImportError, ValueError, TypeError, OSError) as err:

@@ -113,18 +113,23 @@ def read_caption_file(path: str | os.PathLike, root: str | os.PathLike) -> tuple
         try:
             if not isinstance(rec, dict):
                 raise DatasetError(f"{where}: {rec if isinstance(rec, str) else 'not an object'}")
+            if None in rec:  # csv puts the fields beyond the header under None
+                raise DatasetError(f"{where}: {len(rec[None])} field(s) more than the header names; quote a caption "
+                                   "that holds the delimiter")
             key = next((k for k in PATH_KEYS if rec.get(k) not in (None, "")), None)
-            ckey = next((k for k in CAPTION_KEYS if k in rec), None)
+            ckey = next((k for k in CAPTION_KEYS if rec.get(k) is not None), None)
             if key is None:
                 raise DatasetError(f"{where}: no path column (one of {', '.join(PATH_KEYS)})")
+            if ckey is None:  # a missing field is not the unconditional prompt: that is an explicit ""
+                raise DatasetError(f"{where}: no caption (one of {', '.join(CAPTION_KEYS)}); write \"\" for the "
+                                   "unconditional prompt")
             name = str(rec[key])
             if key in ("videoid", "video_id") and not PurePosixPath(name).suffix:
                 name += ".mp4"  # WebVid/MSR-VTT name videos by id
             start, end = (_seconds(rec.get(k), f"{where} {k}") for k in ("start", "end"))
             if start is not None and end is not None and end <= start:
                 raise DatasetError(f"{where}: end {end} <= start {start}")
-            rows.append(CaptionRow(resolve_under(root, name, where),
-                                   check_caption(rec.get(ckey) if ckey else "", where), start, end))
+            rows.append(CaptionRow(resolve_under(root, name, where), check_caption(rec[ckey], where), start, end))
         except DatasetError as e:
             skipped.append(str(e))
     if records and not rows and skipped:
@@ -133,9 +138,11 @@ def read_caption_file(path: str | os.PathLike, root: str | os.PathLike) -> tuple
 
 
 def _seconds(value, where: str) -> float | None:
-    if value in (None, ""):
+    if value is None or value == "":
         return None
     try:
+        if isinstance(value, bool):  # float(True) is 1.0
+            raise TypeError
         t = float(value)
     except (TypeError, ValueError):
         raise DatasetError(f"{where}: {value!r} is not a number of seconds") from None

@@ -77,7 +77,17 @@ class ShapesConfig:
             raise ConfigError(f"data.size must be an integer >= 8, got {self.size!r}")
         if isinstance(self.frames, bool) or not isinstance(self.frames, int) or self.frames < 1:
             raise ConfigError(f"data.frames must be an integer >= 1, got {self.frames!r}")
-        self.radius = tuple(float(r) for r in self.radius)
+        try:
+            self.radius = tuple(float(r) for r in self.radius)
+        except (TypeError, ValueError):
+            raise ConfigError(f"data.radius must be two numbers [low, high], got {self.radius!r}") from None
+        most = REFERENCE_SIZE / 2  # radii are at a 32-pixel frame: a larger shape leaves no room to move
+        if len(self.radius) != 2 or not all(math.isfinite(r) for r in self.radius) or \
+                not 0 < self.radius[0] <= self.radius[1] <= most:
+            raise ConfigError(f"data.radius must be two numbers [low, high] with 0 < low <= high <= {most:g} "
+                              f"(pixels at a {REFERENCE_SIZE}-pixel frame), got {list(self.radius)}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise ConfigError(f"data.seed must be an integer >= 0, got {self.seed!r}")
         self.holdout = tuple(self.holdout)
         known = set(self.shapes) | set(self.colours) | set(self.directions) | set(self.speeds)
         for entry in self.holdout:

@@ -17,6 +17,7 @@ Every path is resolved under the dataset root; rows that escape it are refused w
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import shutil
@@ -83,10 +84,11 @@ class VideoDataConfig:
             raise ConfigError(f"data.lengths {list(self.lengths)} must lie in [2, data.frames={self.frames}] "
                               "(images are the T=1 batches)")
         self.aspect_ratios = tuple(float(r) for r in self.aspect_ratios)
-        if not self.aspect_ratios or min(self.aspect_ratios) <= 0:
-            raise ConfigError(f"data.aspect_ratios must be positive width/height ratios, got {self.aspect_ratios}")
-        if self.fps is not None and not self.fps > 0:
-            raise ConfigError(f"data.fps must be > 0 or null, got {self.fps}")
+        if not self.aspect_ratios or not all(math.isfinite(r) and r > 0 for r in self.aspect_ratios):
+            raise ConfigError(f"data.aspect_ratios must be finite positive width/height ratios, got "
+                              f"{list(self.aspect_ratios)}")
+        if self.fps is not None and not (math.isfinite(self.fps) and self.fps > 0):
+            raise ConfigError(f"data.fps must be a finite number > 0, or null, got {self.fps}")
         if not 0 <= self.image_ratio < 1:
             raise ConfigError(f"data.image_ratio must be in [0, 1), got {self.image_ratio}")
         if self.image_ratio > 0 and not self.images:
@@ -107,11 +109,13 @@ class VideoDataConfig:
         return [(t, *self.bucket_size(r)) for t in lengths for r in self.aspect_ratios]
 
     def vocabulary(self) -> list[str]:
+        """The words of the captions training serves (a manifest's summaries, not the file names)."""
         from vdmkit.conditioning.text import split_words
+        from vdmkit.data.loader import served_captions
 
         words = set()
-        for row in list_samples(self)[0]:
-            words |= set(split_words(row.caption))
+        for caption in served_captions(self):
+            words |= set(split_words(caption))
         return sorted(words)
 
 
@@ -238,7 +242,8 @@ def fresh_extraction(shard: Path, folder: Path) -> None:
 
 
 def webdataset_rows(root: Path, cache: Path) -> tuple[list[CaptionRow], list[str]]:
-    """WebDataset shards: samples grouped by key (name up to the first dot); media extracted to ``cache``."""
+    """WebDataset shards: samples grouped by key (the folder, and the file name up to its first dot, as WebDataset
+    groups them); media extracted to ``cache``. A sample needs one video or image member and a caption member."""
     shards = sorted(p for p in root.glob("*.tar") if p.is_file())
     if not shards:
         raise DatasetError(f"data.root {str(root)!r} holds no .tar shards")
@@ -255,15 +260,15 @@ def webdataset_rows(root: Path, cache: Path) -> tuple[list[CaptionRow], list[str
                         if not member.isdir():
                             skipped.append(str(e))
                         continue
-                    key, _, ext = name.as_posix().partition(".")
-                    ext = "." + ext.lower()
+                    stem, _, ext = name.name.partition(".")
+                    key, ext = (name.parent / stem).as_posix(), "." + ext.lower()
                     entry = samples.setdefault(key, {})
                     if ext in MEDIA_SUFFIXES:
                         target = cache / shard.stem / name
                         if not target.is_file() or target.stat().st_size != member.size:
                             with atomic_path(target) as tmp, tar.extractfile(member) as src:
                                 tmp.write_bytes(src.read())
-                        entry["path"] = target
+                        entry.setdefault("media", []).append(target)
                     elif ext in (".txt", ".json"):
                         raw = tar.extractfile(member).read()
                         entry[ext] = raw
@@ -273,21 +278,33 @@ def webdataset_rows(root: Path, cache: Path) -> tuple[list[CaptionRow], list[str
         for key, entry in samples.items():
             where = f"{shard.name} sample {key!r}"
             try:
-                if "path" not in entry:
+                media = entry.get("media", [])
+                if not media:
                     raise DatasetError(f"{where}: no video or image member")
-                rows.append(CaptionRow(entry["path"], check_caption(_wds_caption(entry, where), where)))
+                if len(media) > 1:
+                    raise DatasetError(f"{where}: {len(media)} media members ({', '.join(p.name for p in media)}); "
+                                       "give each sample one video or image")
+                rows.append(CaptionRow(media[0], check_caption(_wds_caption(entry, where), where)))
             except DatasetError as e:
                 skipped.append(str(e))
     return rows, skipped
 
 
-def _wds_caption(entry: dict, where: str) -> str:
+def _wds_caption(entry: dict, where: str):
+    """The .txt caption, or the .json one when the .txt is missing or blank; an empty .txt alone is the
+    unconditional prompt. DatasetError for a sample without a caption member."""
     try:
-        if ".txt" in entry:
-            return entry[".txt"].decode("utf-8")
-        if ".json" in entry:
+        text = entry[".txt"].decode("utf-8") if ".txt" in entry else None
+        if ".json" in entry and not (text or "").strip():
             doc = json.loads(entry[".json"].decode("utf-8"))
-            return next((doc[k] for k in ("caption", "text", "prompt") if isinstance(doc, dict) and k in doc), "")
+            found = [doc[k] for k in ("caption", "text", "prompt") if isinstance(doc, dict) and k in doc]
+            if found:
+                return found[0]
+            if text is None:
+                raise DatasetError(f"{where}: its .json holds no caption, text or prompt")
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise DatasetError(f"{where}: caption is not UTF-8 text/JSON ({e})") from e
-    return ""
+    if text is None:
+        raise DatasetError(f"{where}: no caption member (.txt or .json); write an empty .txt for the unconditional "
+                           "prompt")
+    return text

@@ -141,7 +141,7 @@ def decode(path: str | os.PathLike, *, rgb: bool = True, max_side: int | None = 
 
     path = Path(path)
     if path.suffix.lower() in IMAGE_SUFFIXES + (".webp",):
-        return _decode_pillow(path, rgb=rgb, max_side=max_side, limits=limits)
+        return _decode_pillow(path, rgb=rgb, max_side=max_side, start=start, end=end, only=only, limits=limits)
     with _open(path) as container:
         if not container.streams.video:
             kinds = sorted({s.type for s in container.streams}) or ["no streams"]
@@ -238,8 +238,10 @@ def _measured_fps(ts: np.ndarray, stream) -> float:
     return float(rate) if rate else 1.0
 
 
-def _decode_pillow(path: Path, *, rgb: bool, max_side: int | None, limits: DecodeLimits) -> Decoded:
-    """Still images (T=1) and animated WebP (FFmpeg cannot decode it) through Pillow."""
+def _decode_pillow(path: Path, *, rgb: bool, max_side: int | None, start: float | None, end: float | None,
+                   only: set[float] | None, limits: DecodeLimits) -> Decoded:
+    """Still images (T=1) and animated WebP (FFmpeg cannot decode it) through Pillow; ``start``, ``end`` and ``only``
+    select frames by timestamp as :func:`decode` does."""
     from PIL import Image, ImageOps, ImageSequence, UnidentifiedImageError
 
     if not path.is_file() or path.stat().st_size == 0:
@@ -249,26 +251,42 @@ def _decode_pillow(path: Path, *, rgb: bool, max_side: int | None, limits: Decod
             limits.check_size(path, *im.size, what="the header")  # before Pillow allocates pixels
             n = getattr(im, "n_frames", 1)
             limits.check_frames(path, n, "the header claims")
-            frames = []
+            frames, size = [], None
             for f in ImageSequence.Iterator(im):
-                f = ImageOps.exif_transpose(f.convert("RGB"))
+                f = ImageOps.exif_transpose(_as_rgb(f))
                 if max_side is not None and max(f.size) > max_side:
                     f = f.resize(_scaled(*f.size, max_side))
+                size = size or f.size  # as displayed: after the EXIF orientation
                 frames.append(np.asarray(f) if rgb else None)
             duration_ms = im.info.get("duration") or 0
+            codec = (im.format or "image").lower()
     except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as e:
         raise InvalidVideoError(f"{str(path)!r}: cannot decode ({e})") from e
-    if not frames:
-        raise InvalidVideoError(f"{str(path)!r}: 0 decodable frames")
     fps = 1000 / duration_ms if duration_ms else 1.0
     ts = np.arange(len(frames)) / fps
-    first = frames[0]
-    h, w = (first.shape[:2]) if rgb else (im.size[1], im.size[0])
-    info = VideoInfo(path=str(path), width=int(w), height=int(h), frames=len(frames), fps=float(fps),
-                     duration=len(frames) / fps, codec=(im.format or "image").lower(), rotation=0, decode_errors=0,
-                     frames_declared=n, is_image=path.suffix.lower() in IMAGE_SUFFIXES)
-    array = np.stack(frames) if rgb else None
-    return Decoded(array, ts, info)
+    keep = [i for i, t in enumerate(ts.tolist()) if not (start is not None and t < start or end is not None
+                                                          and t > end or only is not None and t not in only)]
+    if not keep:
+        where = "" if start is None and end is None else f" between {start}s and {end}s"
+        raise NoFramesError(f"{str(path)!r}: 0 decodable frames{where}")
+    w, h = size
+    info = VideoInfo(path=str(path), width=int(w), height=int(h), frames=len(keep), fps=float(fps),
+                     duration=len(keep) / fps, codec=codec, rotation=0, decode_errors=0, frames_declared=n,
+                     is_image=path.suffix.lower() in IMAGE_SUFFIXES)
+    array = np.stack([frames[i] for i in keep]) if rgb else None
+    return Decoded(array, ts[keep], info)
+
+
+def _as_rgb(image):
+    """An 8-bit RGB copy of a Pillow image; 16-bit ones are scaled to 8 bits (convert("RGB") saturates them)."""
+    from PIL import Image
+
+    if image.mode in ("I", "I;16", "I;16L", "I;16B", "I;16N"):
+        wide = np.asarray(image).astype(np.float64) / 257  # 0..65535 -> 0..255
+        narrow = Image.fromarray(np.clip(np.rint(wide), 0, 255).astype(np.uint8), "L")
+        narrow.info = image.info  # the EXIF orientation comes along
+        return narrow.convert("RGB")
+    return image.convert("RGB")
 
 
 def probe_video(path: str | os.PathLike, limits: DecodeLimits = DEFAULT_LIMITS) -> VideoInfo:

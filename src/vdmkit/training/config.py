@@ -237,7 +237,8 @@ class RunConfig:
     def __post_init__(self):
         self.data = data_config(self.data)
         self.model, self.text = build_parts(self.backbone, self.model, self.text_encoder, self.text)
-        self.model = condition_model(self.model, self.data.condition, self.train.image_ratio)
+        self.model = condition_model(self.model, self.data.condition, self.train.image_ratio,
+                                     getattr(self.data, "image_ratio", 0.0))
         if self.latent.resolved:  # else resolve() checks them, once the autoencoder is known
             self.check_shapes()
 
@@ -406,9 +407,10 @@ class AERunConfig:
         return {"autoencoder": self.autoencoder, "model": to_dict(self.model)}
 
 
-def condition_model(model, condition, image_ratio: float):
+def condition_model(model, condition, image_ratio: float, data_image_ratio: float = 0.0):
     """The backbone config with the inputs ``data.condition`` feeds (``model.condition_inputs`` filled in when left
-    empty); ConfigError when the two disagree, or when conditioning meets joint image-video training."""
+    empty); ConfigError when the two disagree, or when conditioning meets joint image-video training (``image_ratio``:
+    train.image_ratio, ``data_image_ratio``: a real-video dataset's share of T=1 batches)."""
     inputs = tuple(getattr(model, "condition_inputs", ()))
     if condition is None:
         if inputs:
@@ -421,6 +423,10 @@ def condition_model(model, condition, image_ratio: float):
     if image_ratio > 0:
         raise ConfigError("data.condition and train.image_ratio > 0 cannot be combined: joint image-video training "
                           "trains text-to-video; set train.image_ratio=0")
+    if data_image_ratio > 0:
+        raise ConfigError(f"data.condition and data.image_ratio={data_image_ratio} cannot be combined: the only frame "
+                          "of an image batch (T=1) is the known frame, so the model would learn to copy it; set "
+                          "data.image_ratio=0")
     if not inputs:
         return dataclasses.replace(model, condition_inputs=condition.inputs)
     if set(inputs) != set(condition.inputs):

@@ -78,6 +78,8 @@ PREVIEW_FPS = 8
 RESUME_FIXED = "backbone, model, text, diffusion and data.condition sections and latent autoencoder"
 PREVIEW_MIN_SIZE = 128  # sample previews are upscaled (nearest) to at least this many pixels
 ADAPTER = "adapter.safetensors"  # a LoRA run's checkpoints: the EMA adapter, to apply with --lora
+# words of the text encoders' cut-caption warnings (pretrained.warn_cut, the word tokenizer's), not of unknown words
+CUT_MARKS = ("tokens were cut;", "beyond the maximum of")
 
 
 class DiffusionObjective(nn.Module):
@@ -91,7 +93,8 @@ class DiffusionObjective(nn.Module):
         self.condition = cfg.data.condition
         # train.compile: the backbone's blocks compiled (regional compilation), only while this objective runs
         self.regions = RegionalCompile(pipe.backbone) if cfg.train.compile else None
-        self.cut_batches = 0  # batches whose captions the text encoder cut (or found words unknown to it in)
+        self.cut_batches = 0  # batches with a caption the text encoder cut
+        self.vocabulary_said = False  # the first VocabularyWarning (cut, unknown words) is said, later ones not
 
     def encode(self, captions: list[str]):
         """The captions' text condition; the text encoder's warning about cut captions is said once per run (the
@@ -100,14 +103,17 @@ class DiffusionObjective(nn.Module):
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", VocabularyWarning)
             text = self.pipe.encode(captions)
+        cut = False
         for w in caught:
             if not issubclass(w.category, VocabularyWarning):
                 warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
                 continue
-            if not self.cut_batches:
+            if not self.vocabulary_said:
                 warnings.warn(f"{w.message} (said for the first batch only; later ones are counted)", VocabularyWarning,
                               stacklevel=2)
-            self.cut_batches += 1
+                self.vocabulary_said = True
+            cut = cut or any(mark in str(w.message) for mark in CUT_MARKS)
+        self.cut_batches += cut
         return text
 
     def forward(self, videos: torch.Tensor, captions: list[str], draws, condition=None) -> torch.Tensor:
