@@ -293,3 +293,15 @@ def test_runs_on_one_pipeline_take_turns_so_no_thread_runs_through_anothers_hook
         assert worker.is_alive() and "edited" not in got
     worker.join(timeout=60)
     assert not worker.is_alive() and got["edited"].shape == expected.shape
+
+
+def test_a_cache_spec_built_by_hand_is_checked_like_a_dict():
+    """CacheSpec("teacache") failed mid-sampling with a TypeError, CacheSpec("every", interval=0) divided by zero and
+    a negative threshold was run and recorded (before 2026-12-06)."""
+    assert check_cache(CacheSpec("teacache")).threshold > 0  # the default threshold
+    assert check_cache(CacheSpec("pab")).ranges is not None
+    assert check_cache(CacheSpec("every", interval=2)) == CacheSpec("every", interval=2)
+    for bad, words in ((CacheSpec("every"), "interval must be"), (CacheSpec("every", interval=0), "interval must be"),
+                       (CacheSpec("teacache", threshold=-5.0), "threshold must be"), (CacheSpec("bogus"), "unknown")):
+        with pytest.raises(ConfigError, match=words):
+            check_cache(bad)

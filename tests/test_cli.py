@@ -287,3 +287,16 @@ def test_sample_checks_every_output_and_the_noise_file_before_sampling(run_dir, 
     assert sorted(p.name for p in (tmp_path / "fresh").iterdir()) == ["00000.mp4", "00000.mp4.json", "00001.mp4",
                                                                      "00001.mp4.json", "notes.txt"]
     assert [p.name for p in (tmp_path / "many").iterdir()] == ["00001.mp4"]
+
+
+def test_sample_refuses_a_runner_autocast_would_bypass_and_a_frame_given_two_prompts(run_dir, tmp_path, capsys):
+    """--compile with --dtype fp32 --precision bf16 ran every call eager while the sidecar said compiled, and a
+    repeated --prompt-at frame kept the later prompt silently (before 2026-12-06)."""
+    base = ["sample", "--model", str(run_dir), "--steps", "2", "--no-progress", "--prompt", "x"]
+    assert cli.main(base + ["--compile", "--dtype", "fp32", "--precision", "bf16", "--out", str(tmp_path / "a.mp4")]) \
+        == 2
+    assert "every call would run eager" in capsys.readouterr().err
+    assert cli.main(base + ["--frames", "10", "--prompt-at", "5:a", "--prompt-at", "5:b", "--out",
+                            str(tmp_path / "b.mp4")]) == 2
+    assert "--prompt-at names frame 5 twice ('a' and 'b')" in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())

@@ -104,6 +104,34 @@ def test_changed_weights_name_another_package(compiled):
     assert before != after and backbone.path(key) == before
 
 
+def test_an_adapter_changed_after_compiling_runs_as_changed(compiled):
+    """After pipe.compile(), set_scale / remove_lora / merge kept running the package traced with the adapters as
+    they were, while the sidecar recorded the change (before 2026-12-06): the runner now follows the adapters."""
+    from vdmkit.backbones import lora
+
+    pipe, _, _, _, cache = compiled
+    runner = CompiledBackbone(pipe.backbone, text_length=16, directory=cache, compile_new=False, log=lambda m: None)
+    x = torch.randn(4, 3, 4, 16, 16, generator=torch.Generator().manual_seed(0))  # the fixture's guided batch
+    t, cond = torch.full((4,), 500.0), pipe.encode(["a red circle", "a blue square", "", ""])
+    with torch.no_grad():
+        plain = runner(x, t, cond)
+        assert runner.stats["compiled_calls"] == 1  # the fixture's package, from the cache
+        lora.add_lora(pipe.backbone, lora.LoRAConfig(rank=2), "sharp")
+        try:
+            for p in lora.lora_parameters(pipe.backbone, "sharp"):
+                torch.nn.init.normal_(p, std=0.5)
+            adapted, eager = runner(x, t, cond), pipe.backbone(x, t, cond)
+            assert runner.stats["eager_calls"] == 1  # no package for these adapters: eager (text padded: rounding)
+            torch.testing.assert_close(adapted, eager, atol=1e-5, rtol=0)
+            assert (adapted - plain).abs().max() > 1e-3
+            lora.set_scale(pipe.backbone, "sharp", 0.0)
+            torch.testing.assert_close(runner(x, t, cond), pipe.backbone(x, t, cond), atol=1e-5, rtol=0)
+        finally:
+            lora.remove_lora(pipe.backbone, "sharp")
+        torch.testing.assert_close(runner(x, t, cond), plain, atol=1e-6, rtol=0)
+        assert runner.stats["compiled_calls"] == 2  # the adapters as traced: the package again
+
+
 def test_a_damaged_package_is_compiled_again(compiled, tmp_path):
     pipe, _, videos, _, cache = compiled
     for package in cache.glob("*.pt2"):

@@ -585,3 +585,61 @@ def test_text_to_video_only_commands_refuse_a_conditioned_model(models, tmp_path
     assert "this model is conditioned" in capsys.readouterr().err and not (tmp_path / "study").exists()
     assert cli.main(["distill", models["frames"], "distill.steps=1", f"distill.out_dir={tmp_path / 'student'}"]) == 2
     assert "this model is conditioned" in capsys.readouterr().err and not (tmp_path / "student").exists()
+
+
+# --- sweep 12 (2026-12-06) -----------------------------------------------------------------------------------------
+
+def test_sweep12_cascade_and_task_requests_check_everything_before_weights_and_record_the_whole_task(
+        models, tmp_path, monkeypatch, capsys):
+    from vdmkit.pipelines.conditioned import extension_context
+
+    frames = TextToVideo.from_pretrained(models["frames"])
+    # extend's default context leaves each window a new frame (first_k >= the model's frames was refused)
+    long = extend(frames, clip(t=4), frames=6, steps=1)
+    assert long.shape[2] == 6 and extension_context(frames.config, 4, 6, None, "auto") == frames.config.frames - 1
+    # the largest seed is a valid first seed: window / stage k wraps instead of failing after window 0
+    last = 2**63 - 1
+    assert interpolate(frames, clip(t=2), factor=2, steps=1, seed=last).shape[2] == 3
+    # noise_level is refused where it would be ignored (replacement), keep_known where nothing is known (upscale)
+    with pytest.raises(ConstraintError, match="noise_level=0.5 .* with replacement it would be ignored"):
+        interpolate(frames, clip(t=2), factor=2, steps=1, noise_level=0.5, mode="replace")
+    with pytest.raises(ConstraintError, match="keep_known keeps the given known frames"):
+        upscale(TextToVideo.from_pretrained(models["sr"]), clip(t=4, size=8), keep_known=True, steps=1)
+    # run_cascade: a random seed drawn (None), every check before the first weights load
+    t2v = CascadeConfig(stages=(StageConfig(task="text_to_video", model=models["t2v"], stride=2, steps=2),))
+    video, stages = run_cascade(t2v, "a red circle", seed=None)
+    assert 0 <= stages[0]["seed"] < 2**63 and video.shape[2] == 2
+    assert run_cascade(t2v, "a red circle", seed=last)[1][0]["seed"] == last
+    two = CascadeConfig(stages=t2v.stages + (StageConfig(task="interpolate", model=models["frames"], factor=2,
+                                                         steps=1),))
+    assert [s["seed"] for s in run_cascade(two, "a red circle", seed=last)[1]] == [last, 0]
+    loads = []
+    monkeypatch.setattr(TextToVideo, "from_pretrained", lambda *a, **k: loads.append(a) or pytest.fail("loaded"))
+    for kwargs, words in ((dict(precision="bogus"), "precision must be one of"), (dict(prompt=["x"]), "one prompt"),
+                          (dict(prompt=None), "one prompt"), (dict(seed=-1), "seed must be")):
+        with pytest.raises(ConfigError, match=words):
+            run_cascade(t2v, **{"prompt": "a red circle", **kwargs})
+    assert not loads
+    from vdmkit.pipelines.base import open_model
+    from vdmkit.pipelines.cascade import check_stage_options
+
+    with pytest.raises(ConstraintError, match="factor do.es. not apply to a text_to_video stage"):
+        plan(CascadeConfig(stages=(StageConfig(task="text_to_video", model=models["t2v"], factor=8),)))
+    with pytest.raises(ConstraintError, match="frames do.es. not apply to a upscale stage"):
+        check_stage_options(StageConfig(task="upscale", model=models["sr"], frames=20), open_model(models["sr"])[1],
+                            (4, 8, 8), "stage 'upscale'")
+    for bad, words in ((dict(stride=2.5), "stride must be an integer"), (dict(steps="2"), "steps must be an integer")):
+        with pytest.raises(ConfigError, match=words):
+            StageConfig(**bad)
+    with pytest.raises(ConfigError, match="unexpected keyword argument 'bogus'"):
+        CascadeConfig(stages=({"task": "text_to_video", "bogus": 1},))
+    monkeypatch.undo()
+    # a task's sidecar records the whole task's conditioning, not its first window's
+    keyframes = write_clip(tmp_path / "kf.mp4", 3, 16)
+    assert cli.main(["interpolate", "--model", models["frames"], "--video", keyframes, "--factor", "2", "--steps",
+                     "1", "--out", str(tmp_path / "i.mp4"), "--no-progress"]) == 0
+    assert json.loads((tmp_path / "i.mp4.json").read_text())["known_frames"] == [0, 2, 4]
+    small = write_clip(tmp_path / "small.mp4", 6, 8)
+    assert cli.main(["upscale", "--model", models["sr"], "--video", small, "--steps", "1", "--out",
+                     str(tmp_path / "u.mp4"), "--no-progress"]) == 0
+    assert json.loads((tmp_path / "u.mp4.json").read_text())["low_res"] == [6, 8, 8]

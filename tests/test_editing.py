@@ -193,3 +193,18 @@ def test_dit_tubelets_refuse_frame_counts_naming_the_nearest_valid():
     videos, captions = ShapesDataset(cfg.data).batch(0, 1)
     with pytest.raises(ConstraintError, match="frames=3 must be 1 .* multiple of tubelet_t=2; nearest valid: 4"):
         edit(pipe, videos[:, :, :3], captions, steps=2)
+
+
+def test_edit_inverted_takes_the_inversion_requests_negative_prompt_and_invert_refuses_latents(model):
+    """The inversion request's negative prompt was dropped for "" unless edit_inverted was given it again, and latents
+    given to invert() were silently unused (before 2026-12-06)."""
+    from vdmkit.errors import ConstraintError
+
+    _, pipe, videos, captions = model
+    inversion = invert(pipe, videos, captions, steps=3, guidance=3.0, negative_prompt="a green triangle")
+    default = edit_inverted(pipe, inversion, ["a blue square moving up"])
+    given = edit_inverted(pipe, inversion, ["a blue square moving up"], negative_prompt="a green triangle")
+    empty = edit_inverted(pipe, inversion, ["a blue square moving up"], negative_prompt="")
+    assert torch.equal(default.video, given.video) and not torch.equal(default.video, empty.video)
+    with pytest.raises(ConstraintError, match="takes no latents"):
+        invert(pipe, videos, captions, steps=3, latents=torch.zeros(2, 3, 4, 16, 16))

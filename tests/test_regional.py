@@ -236,3 +236,18 @@ def test_train_compile_refuses_fsdp(tmp_path):
     with pytest.raises(ConfigError, match="train.compile with train.parallel=fsdp"):
         load_config("configs/tiny_dit.yaml", ["train.compile=true", "train.parallel=fsdp",
                                               f"train.out_dir={tmp_path}"])
+
+
+def test_compile_refuses_the_other_runners_options_and_bad_torch_compile_options():
+    """pipe.compile(mode="max-autotune") (package runner) ignored mode, compile(regional=True, directory=...) ignored
+    the directory, and a bad mode or backend raised torch's own errors late (before 2026-12-06)."""
+    pipe = random_pipe("dit")
+    for kwargs, words in ((dict(mode="max-autotune"), "mode apply to the regional runner"),
+                          (dict(backend="eager"), "backend apply to the regional runner"),
+                          (dict(regional=True, directory="x"), "directory apply to the package runner"),
+                          (dict(regional=True, compile_new=False), "compile_new apply to the package runner"),
+                          (dict(regional=True, mode="bogus"), "compile mode must be one of"),
+                          (dict(regional=True, backend="nope"), "unknown torch.compile backend 'nope'")):
+        with pytest.raises(ConfigError, match=words):
+            pipe.compile(**kwargs)
+    assert pipe.compiled is None

@@ -346,6 +346,9 @@ def _prompt_at(items: list[str] | None) -> dict[int, str]:
         frame, sep, prompt = item.partition(":")
         if not sep or not frame.strip().isdigit():
             raise ValueError(f"--prompt-at takes FRAME:PROMPT, e.g. 32:\"a blue square\", got {item!r}")
+        if int(frame) in result:  # the later one silently replaced the earlier (before 2026-12-06)
+            raise ValueError(f"--prompt-at names frame {int(frame)} twice ({result[int(frame)]!r} and {prompt!r}); "
+                             "give each frame one prompt")
         result[int(frame)] = prompt
     return result
 

@@ -83,6 +83,13 @@ def check_runner(args, device) -> None:
     if graphs and device.type != "cuda":
         raise ConfigError(f"--cuda-graphs needs a CUDA device; this command runs on {device.type} (--device "
                           f"{getattr(args, 'device', None) or 'auto'}): give --device cuda, or drop --cuda-graphs")
+    compile_mode = getattr(args, "compile", None)
+    if (compile_mode or graphs) and compile_mode != "regional" and getattr(args, "precision", "fp32") != "fp32" \
+            and weights_dtype(args) == "fp32":  # autocast over fp32 weights: every call would run eager
+        flag = "--cuda-graphs" if graphs else "--compile"
+        raise ConfigError(f"{flag} runs the model as traced, in its weights' dtype: with --dtype fp32 and --precision "
+                          f"{args.precision} (autocast) every call would run eager; drop --dtype fp32 (bf16 weights: "
+                          "the pure path)" + ("" if graphs else ", or use --compile regional"))
 
 
 def apply_runner(pipe, args) -> None:

@@ -145,7 +145,7 @@ def _run_task(args, task: str, video, prompt: str, produce_args: dict, extra: di
     else:
         warn_larger_than_trained(video, config, "--height / --width" if task == "image_to_video" else "a resized input")
     options = _conditioning(args)
-    if task != "image_to_video":
+    if task not in ("image_to_video", "upscale"):  # upscale has no known frames to keep
         options["keep_known"] = not args.no_keep
     if task == "image_to_video":  # its known frames are the whole video: checked on a 2-frame probe before built
         probe = tasks.task_request(config, task, video, prompt, **{**produce_args, "frames": 2}, **options)
@@ -167,10 +167,11 @@ def _run_task(args, task: str, video, prompt: str, produce_args: dict, extra: di
            "upscale": tasks.upscale}[task]
     if task == "upscale":
         for name in ("mode", "image_guidance", "keep_known"):
-            options.pop(name)
+            options.pop(name, None)
     produced = {}
 
-    extra = {"task": task, **extra, **request.metadata(), "dtype": weights_dtype(args), "threads": threads,
+    extra = {"task": task, **extra, **request.metadata(), **tasks.task_conditioning(task, video, **produce_args),
+             "dtype": weights_dtype(args), "threads": threads,
              "compiled": getattr(args, "compile", None), "cuda_graphs": getattr(args, "cuda_graphs", False)}
     with step_bar(args, task.replace("_", "-")) as step:
         def produce():

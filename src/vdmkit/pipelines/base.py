@@ -98,6 +98,20 @@ def pipeline_weights(source: ModelSource, pipe: nn.Module) -> dict[str, torch.Te
     return source.weights(pipe.state_dict())
 
 
+COMPILE_MODES = (None, "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+
+
+def check_compile_options(mode, backend) -> None:
+    """torch.compile's ``mode`` and ``backend`` checked before anything compiles (torch raises its own errors late)."""
+    if mode not in COMPILE_MODES:
+        raise ConfigError(f"compile mode must be one of {', '.join(map(str, COMPILE_MODES))}, got {mode!r}")
+    if isinstance(backend, str) and backend not in torch.compiler.list_backends(exclude_tags=()):
+        raise ConfigError(f"unknown torch.compile backend {backend!r}; valid: "
+                          f"{', '.join(torch.compiler.list_backends())}")
+    if not isinstance(backend, str) and not callable(backend):
+        raise ConfigError(f"backend must be a backend name or a callable, got {backend!r}")
+
+
 def weights_sha256(source: ModelSource) -> str:
     return source.sha256(WEIGHTS) if isinstance(source, Checkpoint) else source.weights_sha256
 
@@ -262,7 +276,15 @@ class Pipeline(nn.Module):
             raise ConfigError(f"regional must be True or False, got {regional!r}")
         if self.compiled is not None and not isinstance(self.compiled, (CompiledBackbone, RegionalBackbone)):
             raise ConfigError(BOTH_RUNNERS)
+        # each runner's own options: given to the other, they were silently ignored (before 2026-12-06)
+        others = ((("compile_new", compile_new is not True), ("directory", directory is not None)) if regional else
+                  (("dynamic", dynamic is not False), ("mode", mode is not None), ("backend", backend != "inductor")))
+        other = [name for name, given in others if given]
+        if other:
+            raise ConfigError(f"{', '.join(other)} apply to the {'package' if regional else 'regional'} runner "
+                              f"(regional={not regional}); drop {'it' if len(other) == 1 else 'them'}")
         if regional:
+            check_compile_options(mode, backend)
             compiled = RegionalBackbone(self.backbone, text_length=text_tokens(self.config), dynamic=dynamic,
                                         mode=mode, backend=backend, log=log)
         else:

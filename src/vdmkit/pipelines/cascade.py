@@ -45,6 +45,14 @@ class StageConfig:
     def __post_init__(self):
         if self.task not in TASKS:
             raise ConfigError(f"cascade stage task must be one of {', '.join(TASKS)}, got {self.task!r}")
+        for key in ("stride", "factor", "frames", "steps"):  # YAML is type-checked on reading; Python is here
+            value = getattr(self, key)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+                raise ConfigError(f"cascade stage {self.name or self.task!r}: {key} must be an integer, got {value!r}")
+        for key in ("model", "name", "mode"):
+            if not isinstance(getattr(self, key), str):
+                raise ConfigError(f"cascade stage {self.name or self.task!r}: {key} must be a string, got "
+                                  f"{getattr(self, key)!r}")
         self.name = self.name or self.task
         if self.stride < 1 or (self.stride > 1 and self.task != "text_to_video"):
             raise ConfigError(f"stage {self.name!r}: stride must be >= 1 and applies to text_to_video stages")
@@ -60,6 +68,12 @@ class CascadeConfig:
     fps: float = 8.0
 
     def __post_init__(self):
+        try:
+            self.stages = tuple(StageConfig(**s) if isinstance(s, dict) else s for s in self.stages)
+        except TypeError as e:  # not a sequence, or a mapping with unknown fields
+            raise ConfigError(f"cascade stages must be StageConfig objects or mappings of their fields ({e})") from None
+        if not all(isinstance(s, StageConfig) for s in self.stages):
+            raise ConfigError("cascade stages must be StageConfig objects or mappings of their fields")
         if not self.stages:
             raise ConfigError("a cascade needs at least one stage (stages: [{task: text_to_video, model: ...}, ...])")
         if self.stages[0].task != "text_to_video":
@@ -155,11 +169,12 @@ def check_stage_options(stage: StageConfig, config, before: tuple[int, int, int]
     try:
         ignored = {"text_to_video": [("mode", stage.mode != "auto"),
                                      ("image_guidance", stage.image_guidance is not None),
-                                     ("noise_level", stage.noise_level != 0)],
+                                     ("noise_level", stage.noise_level != 0), ("factor", stage.factor != 4)],
                    "interpolate": [("frames", stage.frames is not None)],
                    "extend": [("factor", stage.factor != 4)],
                    "upscale": [("factor", stage.factor != 4), ("mode", stage.mode != "auto"),  # the low-res video,
-                               ("image_guidance", stage.image_guidance is not None)]}[stage.task]  # as trained
+                               ("image_guidance", stage.image_guidance is not None),  # as trained
+                               ("frames", stage.frames is not None)]}[stage.task]
         if any(given for _, given in ignored):
             raise ConstraintError(f"{', '.join(k for k, given in ignored if given)} do(es) not apply to a "
                                   f"{stage.task} stage")
@@ -182,19 +197,28 @@ def sampling_options(stage: StageConfig) -> dict:
 
 
 @torch.no_grad()
-def run_cascade(cfg: CascadeConfig, prompt: str, *, seed: int = 0, device="cpu", precision: str = "fp32",
+def run_cascade(cfg: CascadeConfig, prompt: str, *, seed: int | None = 0, device="cpu", precision: str = "fp32",
                 progress: Callable[[str], None] | None = None) -> tuple[torch.Tensor, list[dict]]:
     """The video (1, 3, T, H, W) in [-1, 1] the stages make from ``prompt``, and one record per stage."""
     from vdmkit.pipelines import TextToVideo
     from vdmkit.pipelines.conditioned import extend, interpolate, upscale
 
-    planned = plan(cfg)
+    from vdmkit.pipelines.request import PRECISIONS, check_prompts
+    from vdmkit.sampling.generate import check_seed, offset_seed
+
+    seed = check_seed(seed)  # None: drawn once, recorded; stage k gets seed + k
+    if not isinstance(prompt, str):
+        raise ConfigError(f"a cascade makes one video from one prompt (a str), got {type(prompt).__name__}")
+    check_prompts([prompt])
+    if precision not in PRECISIONS:
+        raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    planned = plan(cfg)  # and every stage's options: all before the first weights load
     video, records = None, []
     for k, p in enumerate(planned):
         stage = p.stage
         start = time.perf_counter()
         pipe = TextToVideo.from_pretrained(p.source, device=device)
-        options = {**sampling_options(stage), "seed": seed + k, "precision": precision}
+        options = {**sampling_options(stage), "seed": offset_seed(seed, k), "precision": precision}
         conditioned = {"noise_level": stage.noise_level, "mode": stage.mode, "image_guidance": stage.image_guidance}
         if stage.task == "text_to_video":
             video = pipe.run(pipe.request([prompt], frames=stage.frames, **options))[:, :, ::stage.stride]
@@ -207,7 +231,7 @@ def run_cascade(cfg: CascadeConfig, prompt: str, *, seed: int = 0, device="cpu",
         video = video.cpu().clamp(-1, 1)  # a few-step sampler may overshoot the data range slightly
         records.append({"name": stage.name, "task": stage.task, "model": pipe.source, "model_sha256": pipe.model_sha256,
                         "seconds": round(time.perf_counter() - start, 3), "shape": list(video.shape[2:]),
-                        "seed": seed + k})
+                        "seed": offset_seed(seed, k)})
         del pipe  # one stage's model in memory at a time
         gc.collect()
         if torch.cuda.is_available():

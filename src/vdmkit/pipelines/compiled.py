@@ -105,16 +105,20 @@ def signature(x: torch.Tensor, t: torch.Tensor, fields: dict[str, torch.Tensor])
             tuple((k, tuple(v.shape), str(v.dtype)) for k, v in sorted(fields.items())))
 
 
+def adapter_signature(backbone: nn.Module) -> str:
+    """The backbone's LoRA adapters as they apply now: each adapted layer's adapters, scales, on/off and merged
+    state (a layer whose adapters were all removed computes as one that never had any)."""
+    from vdmkit.backbones import lora
+
+    return repr([(name, holder.merged is not None, sorted((k, p.scale, p.enabled) for k, p in holder.adapters.items()))
+                 for name, (_, holder) in sorted(lora._layers(backbone).items())
+                 if holder.adapters or holder.merged is not None])
+
+
 def weights_fingerprint(backbone: nn.Module) -> str:
     """sha256 over the backbone's parameters and buffers (names, shapes, dtypes, values; the package folds them in)
     and its LoRA adapters' scales and states (a package computes the adapters as they were when it was traced)."""
-    from vdmkit.backbones import lora
-
-    digest = hashlib.sha256()
-    for name, (_, holder) in sorted(lora._layers(backbone).items()):
-        merged = holder.merged is not None
-        digest.update(repr((name, merged, sorted((k, p.scale, p.enabled) for k, p in holder.adapters.items())))
-                      .encode())
+    digest = hashlib.sha256(adapter_signature(backbone).encode())
     for name, tensor in sorted(backbone.state_dict().items()):
         digest.update(f"{name}:{tuple(tensor.shape)}:{tensor.dtype}".encode())
         digest.update(tensor.detach().to("cpu").contiguous().view(torch.uint8).numpy().tobytes())
@@ -138,6 +142,7 @@ class CompiledBackbone(nn.Module):
         self.directory = Path(directory) if directory is not None else cache_dir()
         self.log = log if log is not None else (lambda message: print(message, file=sys.stderr))
         self._fingerprint: str | None = None
+        self._adapters = adapter_signature(backbone)  # a package computes the adapters as they were when traced
         self._hookable = hookable_layers(backbone)
         self._packages: dict[tuple, object] = {}
         self._eager: set[tuple] = set()  # signatures whose compile failed: run eager, not compiled again
@@ -146,6 +151,7 @@ class CompiledBackbone(nn.Module):
     def reset(self) -> None:
         """Forget the loaded packages and the weights' fingerprint (the backbone's weights or adapters changed)."""
         self._fingerprint = None
+        self._adapters = adapter_signature(self.backbone)
         self._hookable = hookable_layers(self.backbone)
         self._packages.clear()
         self._eager.clear()
@@ -154,6 +160,8 @@ class CompiledBackbone(nn.Module):
         if hooked(self._hookable):  # an attention hook is set (editing): only the eager modules run it
             self.stats["eager_calls"] += 1
             return self.backbone(x, t, cond)
+        if adapter_signature(self.backbone) != self._adapters:  # set_scale, remove_lora, merge since: other packages
+            self.reset()
         cond = pad_text(as_condition(cond), self.text_length)
         x, t, fields = flat_inputs(x, t, cond)
         key = signature(x, t, fields)

@@ -28,7 +28,7 @@ from vdmkit.conditioning.masks import augment, check_noise_level
 from vdmkit.errors import ConstraintError
 from vdmkit.pipelines.base import check_decode, sampling_advice
 from vdmkit.pipelines.request import SampleRequest, check_prompts, check_size, make_request
-from vdmkit.sampling.generate import check_seed, generate
+from vdmkit.sampling.generate import check_seed, generate, offset_seed
 from vdmkit.sampling.guidance import check_guidance
 from vdmkit.video import check_video
 
@@ -143,6 +143,12 @@ def conditioned_request(config, prompts, *, known: torch.Tensor | None = None, m
         image_guidance = check_guidance(image_guidance)
     if not isinstance(keep_known, bool):
         raise ConstraintError(f"keep_known must be true or false, got {keep_known!r}")
+    if keep_known and known is None:
+        raise ConstraintError("keep_known keeps the given known frames; super-resolution has none (drop it)")
+    noise_level = check_noise_level(noise_level)
+    if noise_level and resolved != "concat":  # replacement pastes the known frames as given: nothing is augmented
+        raise ConstraintError(f"noise_level={noise_level} (conditioning augmentation) applies to a model trained with "
+                              "known frames (condition_mode concat); with replacement it would be ignored")
     if resolved == "concat" and kwargs.get("guidance") is None:
         kwargs["guidance"] = CONCAT_GUIDANCE
     prompts = check_prompts(prompts)
@@ -153,8 +159,7 @@ def conditioned_request(config, prompts, *, known: torch.Tensor | None = None, m
     base = make_request(config, list(prompts), frames=frames, height=height, width=width, **kwargs)
     if base.cache is not None:
         raise ConstraintError("cache (step caching) applies to text-to-video sampling; drop it")
-    return ConditionedRequest(base, known, mask, low_res, resolved, image_guidance, check_noise_level(noise_level),
-                              keep_known)
+    return ConditionedRequest(base, known, mask, low_res, resolved, image_guidance, noise_level, keep_known)
 
 
 def latent_frame_mask(mask: torch.Tensor, compression: int) -> torch.Tensor:
@@ -225,6 +230,20 @@ def sample_conditioned(pipe, prompts, *, callback: Callable | None = None, decod
     """:func:`conditioned_request` then :func:`run_conditioned`."""
     return run_conditioned(pipe, conditioned_request(pipe.config, prompts, **kwargs), callback=callback,
                            decode=decode)
+
+
+def task_conditioning(task: str, video: torch.Tensor, *, factor: int = 4, **_) -> dict:
+    """What a task's whole output was conditioned on, for its sidecar (a request describes its first window only):
+    the output frames that are given ones (interpolate: every factor-th; extend: the input's) and the full
+    low-resolution input's (T, h, w) for upscale."""
+    given = video.shape[2] if video.ndim == 5 else 1
+    if task == "interpolate":
+        return {"known_frames": list(range(0, (given - 1) * factor + 1, factor))}
+    if task == "extend":
+        return {"known_frames": list(range(given))}
+    if task == "upscale":
+        return {"low_res": list(video.shape[2:])}
+    return {}
 
 
 def task_frames(task: str, video: torch.Tensor, *, factor: int = 4, frames: int | None = None,
@@ -344,7 +363,8 @@ def extension_context(config, given: int, frames, context, mode: str) -> int:
         condition = config.condition
         trained = condition is not None and condition.masks.get("first_k", 0) > 0 and \
             resolve_mode(config, mode, frames=True, low_res=False) == "concat"
-        context = min(condition.first_k if trained else window // 2, given)
+        # a model trained with first_k >= its frames still needs one new frame per window
+        context = min(condition.first_k if trained else window // 2, window - 1, given)
     context = check_size("context", context)
     if context >= window or context > given:
         raise ConstraintError(f"context={context} must be below the model's {window} frames and at most the "
@@ -379,7 +399,7 @@ def interpolate(pipe, video: torch.Tensor, prompts="", *, factor: int = 4, callb
     for k, (first, last) in enumerate(interpolation_windows(video.shape[2], factor, window)):
         known, mask = keyframe_window(video, first, last, factor, window)
         request = conditioned_request(pipe.config, prompts, known=known, mask=mask,
-                                      seed=seed + k, **kwargs)
+                                      seed=offset_seed(seed, k), **kwargs)
         if k == 0:
             check_task_memory(pipe.config, request, pipe.device, pipe.weights_dtype, decode=decode, loaded=True,
                               frames=total)
@@ -407,7 +427,7 @@ def extend(pipe, video: torch.Tensor, prompts="", *, frames: int, context: int |
     while given < frames:
         known, mask = context_window(video if out is None else out[:, :, :given], context, window)
         request = conditioned_request(pipe.config, prompts, known=known, mask=mask,
-                                      seed=seed + k, **kwargs)
+                                      seed=offset_seed(seed, k), **kwargs)
         if out is None:  # the whole video is allocated once, after its memory is checked
             check_task_memory(pipe.config, request, pipe.device, pipe.weights_dtype, decode=decode, loaded=True,
                               frames=frames)
@@ -434,7 +454,7 @@ def upscale(pipe, video: torch.Tensor, prompts="", *, callback: Callable | None 
     for k, start in enumerate(range(0, video.shape[2], window)):
         chunk = video[:, :, start:start + window]
         request = conditioned_request(pipe.config, prompts, low_res=chunk,
-                                      seed=seed + k, **kwargs)
+                                      seed=offset_seed(seed, k), **kwargs)
         if k == 0:
             check_task_memory(pipe.config, request, pipe.device, pipe.weights_dtype, decode=decode, loaded=True,
                               frames=video.shape[2])

@@ -124,7 +124,9 @@ def invert(pipe, video: torch.Tensor, source_prompts, *, callback: Callable | No
     """DDIM-invert ``video`` (B, 3, T, H, W) in [-1, 1] under ``source_prompts`` (the conditional model alone, as DDIM
     inversion does) along the request's schedule. ``kwargs`` as text-to-video (steps, sampler, guidance, ...): the
     sampler is the one :func:`edit_inverted` will retrace with and must be deterministic (a ConstraintError
-    otherwise); the guidance is the edit's."""
+    otherwise); the guidance and negative prompt are the edit's defaults."""
+    if kwargs.get("latents") is not None:  # inversion computes the starting noise: given noise would be unused
+        raise ConstraintError("invert() computes the starting noise from the video: it takes no latents")
     request = edit_request(pipe.config, video, source_prompts, **kwargs)
     check_invertible(request)
     latents = pipe.to_latents(video.to(pipe.device, torch.float32))
@@ -160,19 +162,22 @@ class Edited:
 
 @torch.no_grad()
 @one_run_at_a_time
-def edit_inverted(pipe, inversion: Inversion, prompts, *, guidance: float | None = None, negative_prompt: str = "",
-                  cfg_inversion: str = "plain", attention_reuse: float = 0.0, callback: Callable | None = None,
-                  decode: dict | None = None) -> Edited:
+def edit_inverted(pipe, inversion: Inversion, prompts, *, guidance: float | None = None,
+                  negative_prompt: str | None = None, cfg_inversion: str = "plain", attention_reuse: float = 0.0,
+                  callback: Callable | None = None, decode: dict | None = None) -> Edited:
     """Sample ``prompts`` from the inverted noise, beside the source branch (the source prompts from the same noise:
     the reconstruction), with the inversion's sampler and schedule. ``guidance`` (default: the inversion request's)
-    above 1 guides both branches against ``negative_prompt``, or against the source prompt with
-    ``cfg_inversion="source"`` (negative-prompt inversion: the source branch then still retraces the clip).
+    above 1 guides both branches against ``negative_prompt`` (default: the inversion request's), or against the
+    source prompt with ``cfg_inversion="source"`` (negative-prompt inversion: the source branch then still retraces
+    the clip).
     ``attention_reuse`` in [0, 1]: the fraction of the first steps in which the target's self-attention maps are the
     source's (0: off, the model unchanged)."""
     request = inversion.request
     reuse = check_fraction("attention_reuse", attention_reuse)
     if cfg_inversion not in CFG_INVERSION:
         raise ValueError(f"cfg_inversion must be one of {', '.join(CFG_INVERSION)}, got {cfg_inversion!r}")
+    if negative_prompt is None:
+        negative_prompt = request.negative_prompt
     if not isinstance(negative_prompt, str):
         raise TypeError(f"negative_prompt must be a string, got {type(negative_prompt).__name__}")
     targets = check_prompts(prompts)

@@ -69,8 +69,10 @@ def check_cache(cache) -> CacheSpec | None:
     """None (no caching), a CacheSpec, a mapping ``{"mode": "teacache", "threshold": 0.1, "reuse": "eps"}`` /
     ``{"mode": "every", "interval": 2}`` / ``{"mode": "pab", "spatial": 2, "temporal": 4, "cross": 6}``, or the CLI's
     text ``"teacache:0.1"`` / ``"every:2"`` / ``"pab"`` / ``"pab:2,4,6"``."""
-    if cache is None or isinstance(cache, CacheSpec):
-        return cache
+    if cache is None:
+        return None
+    if isinstance(cache, CacheSpec):  # built by hand: checked as its fields (a missing threshold takes the default)
+        cache = {k: v for k, v in cache.as_dict().items() if not (cache.mode == "pab" and k == "reuse")}
     if isinstance(cache, str):
         cache = _parse(cache)
     if not isinstance(cache, dict):

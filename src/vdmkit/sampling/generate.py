@@ -29,6 +29,11 @@ def check_seed(seed) -> int:
     return seed
 
 
+def offset_seed(seed: int, k: int) -> int:
+    """Seed ``seed + k`` (window, stage or prompt k), wrapped into the seed range: 2**63 - 1 is a valid first seed."""
+    return (seed + k) % (MAX_SEED + 1)
+
+
 def default_spacing(sampler_entry, process) -> str:
     """The sampler's own spacing where the process offers it, else the process's default."""
     valid = CONTINUOUS_SPACINGS if process.continuous else DISCRETE_SPACINGS
