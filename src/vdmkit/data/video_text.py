@@ -16,6 +16,7 @@ Every path is resolved under the dataset root; rows that escape it are refused w
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -27,6 +28,7 @@ from pathlib import Path, PurePosixPath
 
 from vdmkit.conditioning.masks import ConditionConfig
 from vdmkit.data.captions import (
+    CaptionError,
     CaptionRow,
     check_caption,
     read_caption_file,
@@ -35,7 +37,7 @@ from vdmkit.data.captions import (
 )
 from vdmkit.errors import ConfigError, DatasetError
 from vdmkit.io.atomic import atomic_path, write_text_atomic
-from vdmkit.io.decode import IMAGE_SUFFIXES, VIDEO_SUFFIXES
+from vdmkit.io.decode import IMAGE_SUFFIXES, VIDEO_SUFFIXES, VideoInfo
 
 KINDS = ("folder", "ucf101", "msrvtt", "webdataset")
 SHORT_POLICIES = ("drop", "loop", "pad")
@@ -111,7 +113,6 @@ class VideoDataConfig:
     def vocabulary(self) -> list[str]:
         """The words of the captions training serves (a manifest's summaries, not the file names)."""
         from vdmkit.conditioning.text import split_words
-        from vdmkit.data.loader import served_captions
 
         words = set()
         for caption in served_captions(self):
@@ -308,3 +309,79 @@ def _wds_caption(entry: dict, where: str):
         raise DatasetError(f"{where}: no caption member (.txt or .json); write an empty .txt for the unconditional "
                            "prompt")
     return text
+
+
+EXCLUDED = object()  # a manifest row curation filtered out (keep: false)
+
+
+def read_data_manifest(cfg: VideoDataConfig) -> tuple[dict | None, dict[Path, str]]:
+    """(path -> VideoInfo, EXCLUDED for rows curation filtered out, or the reason a row is refused (the scan's error,
+    a caption that is not text); None without a manifest), (path -> the manifest's summary caption)."""
+    if cfg.manifest is None:
+        return None, {}
+    path = Path(cfg.manifest)
+    path = path if path.is_absolute() else Path(cfg.root) / path
+    infos, captions = {}, {}
+    try:  # JSON lines end at "\n" only: names and captions may hold U+2028 and the like, raw
+        lines = path.read_text(encoding="utf-8").split("\n")
+    except (OSError, UnicodeDecodeError) as e:
+        raise DatasetError(f"data.manifest {str(path)!r} cannot be read: {e}") from e
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            r = json.loads(line)
+            if not isinstance(r, dict) or not isinstance(r.get("path"), str):
+                raise ValueError("not a JSON object with a path")
+            p = (Path(cfg.root) / r["path"]).resolve()
+            keep = r.get("keep", True)
+            if not isinstance(keep, bool):
+                raise ValueError(f"keep must be true or false, got {keep!r}")
+            if r.get("status") == "error":  # the scan's reason, given when training meets the file
+                infos[p] = str(r.get("error") or "an error in the scan")
+            elif r.get("status") == "ok" and not keep:  # filtered out on purpose: no bad sample
+                infos[p] = EXCLUDED
+            elif r.get("status") == "ok":
+                infos[p] = _manifest_info(r, p)
+                try:
+                    summary = check_caption((r.get("captions") or {}).get("summary"), f"{path.name}:{number}")
+                except CaptionError as e:  # refused like a caption file's row, with the reason
+                    infos[p] = f"captions.summary refused: {e}"
+                    continue
+                if summary:
+                    captions[p] = summary
+        except (ValueError, KeyError, TypeError, AttributeError) as e:
+            what = f"lacks {e}" if isinstance(e, KeyError) else str(e)
+            raise DatasetError(f"data.manifest {path}:{number}: not a manifest row ({what}); write the "
+                               "manifest with `vdmkit curate`, or fix that line") from e
+    return infos, captions
+
+
+def _manifest_info(r: dict, p: Path) -> VideoInfo:
+    """A manifest row's VideoInfo; ValueError for sizes, frames, rates or durations that are not positive numbers."""
+    width, height, frames = int(r["width"]), int(r["height"]), int(r["frames"])
+    fps, duration = float(r["fps"]), float(r["duration"])
+    for name, value in (("width", width), ("height", height), ("frames", frames), ("fps", fps),
+                        ("duration", duration)):
+        if not (math.isfinite(value) and value > 0):
+            raise ValueError(f"{name} must be a positive number, got {r[name]!r}")
+    return VideoInfo(path=str(p), width=width, height=height, frames=frames, fps=fps, duration=duration,
+                     codec=r.get("codec", ""), rotation=r.get("rotation", 0), decode_errors=r.get("decode_errors", 0),
+                     frames_declared=r.get("frames_declared", 0), is_image=r.get("kind") == "image")
+
+
+def curated_row(cfg: VideoDataConfig, row: CaptionRow, captions: dict[Path, str]) -> CaptionRow:
+    """``row`` with the caption training gives it: a folder without a captions file takes the captions
+    `vdmkit curate` wrote (their summary) over the file names'."""
+    if cfg.kind == "folder" and cfg.captions is None and row.path.resolve() in captions:
+        return dataclasses.replace(row, caption=captions[row.path.resolve()])
+    return row
+
+
+def served_captions(cfg: VideoDataConfig) -> list[str]:
+    """The captions of the rows a VideoTextDataset of ``cfg`` serves (a manifest's summaries, its refused and
+    filtered-out rows left out), without decoding: what a word encoder's vocabulary is built from."""
+    rows, _ = list_samples(cfg)
+    known, captions = read_data_manifest(cfg)
+    return [curated_row(cfg, row, captions).caption for row in rows
+            if known is None or isinstance(known.get(row.path.resolve()), VideoInfo)]
