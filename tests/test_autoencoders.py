@@ -306,3 +306,26 @@ def test_train_vae_refuses_what_would_not_fit_before_any_work(tmp_path, capsys, 
 def test_load_autoencoder_rejects_other_checkpoints(tmp_path):
     with pytest.raises(CorruptCheckpointError):
         load_autoencoder(tmp_path / "missing")
+
+
+def test_train_vae_checks_a_changed_config_and_refuses_resuming_below_its_step(tmp_path):
+    """checkpoint_every=0 set in Python failed with ZeroDivisionError after a step, threads=-1 raised a raw
+    RuntimeError, and --resume with train.steps below the checkpoint returned normally, trained nothing and rewrote
+    config.yaml (before 2026-12-06)."""
+    from vdmkit.training.train_vae import train_autoencoder
+
+    out = tmp_path / "vae"
+    args = ["configs/vae_frame.yaml", [*TINY_RUN, "data.frames=1", f"train.out_dir={out}"]]
+    with pytest.raises(ConfigError, match="train.threads must be an integer >= 0"):
+        load_config(args[0], args[1] + ["train.threads=-1"], cls=AERunConfig)
+    cfg = load_config(args[0], args[1] + ["train.steps=2"], cls=AERunConfig)
+    cfg.train.checkpoint_every = 0
+    with pytest.raises(ConfigError, match="train.checkpoint_every must be >= 1, got 0"):
+        train_autoencoder(cfg, progress=False)
+    assert not out.exists()
+    train_autoencoder(load_config(args[0], args[1] + ["train.steps=2"], cls=AERunConfig), progress=False)
+    before = (out / "config.yaml").read_text()
+    with pytest.raises(ConfigError, match="checkpoint is at step 2, past train.steps=1"):
+        train_autoencoder(load_config(args[0], args[1] + ["train.steps=1"], cls=AERunConfig), resume=True,
+                          progress=False)
+    assert (out / "config.yaml").read_text() == before

@@ -288,3 +288,37 @@ def test_a_teacher_whose_timesteps_are_not_a_multiple_of_50_is_warned():
 
     with pytest.warns(UserWarning, match="75 training timesteps, not a multiple of 50.*reaches only t <= 49"):
         check_teacher(load_config(None, TINY + ["diffusion.num_train_steps=75"]).pipeline(), "t75")
+
+
+@pytest.mark.parametrize("override, message", [
+    ("distill.sample_prompts=[]", "distill.sample_prompts: prompts must not be empty"),
+    ("distill.sample_guidance=.nan", "distill.sample_guidance: guidance must be finite"),
+    ("distill.sample_steps=51", "distill.sample_steps=51: the student's lcm sampler takes 1 to 50 steps"),
+    ("distill.threads=-1", "distill.threads must be an integer >= 0"),
+])
+def test_bad_preview_and_thread_settings_are_refused_when_the_config_is_built(override, message):
+    """Bad preview settings distilled and checkpointed up to the first preview, then failed there; threads=-1 raised
+    a raw RuntimeError (before 2026-12-06)."""
+    with pytest.raises(ConfigError, match=message):
+        load_distill_config("default", None, [override])
+
+
+def test_a_distill_config_changed_in_python_is_checked_again(tmp_path, monkeypatch):
+    """distill.checkpoint_every=0 set after the config was loaded failed with ZeroDivisionError after a step
+    (before 2026-12-06)."""
+    monkeypatch.setattr(TextToVideo, "from_pretrained", classmethod(lambda *a, **k: pytest.fail("teacher loaded")))
+    cfg = load_distill_config("default", None, [f"distill.out_dir={tmp_path / 'out'}"])
+    cfg.distill.checkpoint_every = 0
+    with pytest.raises(ConfigError, match="distill.checkpoint_every must be >= 1, got 0"):
+        distill(cfg, progress=False)
+    assert not (tmp_path / "out").exists()
+
+
+def test_resume_with_steps_below_the_checkpoint_is_refused(unet_teacher, tmp_path):
+    """--resume with distill.steps below the checkpoint's step returned normally, trained nothing and rewrote
+    config.yaml to the lower steps (before 2026-12-06)."""
+    part = distill(distill_config(unet_teacher, tmp_path / "part", "distill.steps=2"), progress=False)
+    before = (part / "config.yaml").read_text()
+    with pytest.raises(ConfigError, match="checkpoint is at step 2, past distill.steps=1"):
+        distill(distill_config(unet_teacher, part, "distill.steps=1"), resume=True, progress=False)
+    assert (part / "config.yaml").read_text() == before

@@ -275,3 +275,16 @@ def test_an_interrupted_latent_cache_resumes_only_its_own_shards(tmp_path, video
         (early / "manifest.json").write_text(json.dumps(broken))  # a raw KeyError before
         with pytest.raises(CorruptCheckpointError, match=match):
             LatentCache(early, cfg)
+
+
+def test_a_folder_with_a_complete_latent_cache_is_refused_with_a_vdmkit_error(tmp_path, video_vae):
+    """A complete cache in the folder raised a builtin FileExistsError (before 2026-12-06)."""
+    from vdmkit.errors import OutputError
+    from vdmkit.training.latent_cache import MANIFEST, write_latent_cache
+
+    cfg = load_config("configs/tiny.yaml", [f"latent.autoencoder={video_vae}", "data.frames=5"])
+    (tmp_path / "cache").mkdir()
+    (tmp_path / "cache" / MANIFEST).write_text("{}")
+    with pytest.raises(OutputError, match="already holds a complete latent cache; choose another directory"):
+        write_latent_cache(cfg, 2, tmp_path / "cache", progress=False)
+    assert (tmp_path / "cache" / MANIFEST).read_text() == "{}"

@@ -315,3 +315,66 @@ def test_a_run_that_fails_before_its_first_step_releases_its_folder_and_a_second
     finally:
         scaffold.release_run_folder(out)
     assert (train(tiny_cfg("train.steps=1", "train.checkpoint_every=1"), progress=False) / "checkpoints").is_dir()
+
+
+def test_train_threads_are_checked_capped_at_the_cpus_recorded_as_used_and_restored(tiny_cfg, monkeypatch):
+    """train.threads=-1 raised a raw RuntimeError, and threads above the CPUs were set as given (100000 crashed, 4 on
+    2 CPUs was recorded as 4) and stayed in force after train() returned (before 2026-12-06)."""
+    from vdmkit import device
+    from vdmkit.training import scaffold
+
+    with pytest.raises(ConfigError, match="train.threads must be an integer >= 0.*got -1"):
+        tiny_cfg("train.threads=-1")
+    monkeypatch.setattr(device, "usable_cpus", lambda: 2)
+    monkeypatch.setattr(scaffold, "usable_cpus", lambda: 2)
+    with pytest.warns(UserWarning, match="threads=100000 is more than the 2 CPUs this process may use; using 2"):
+        out = train(tiny_cfg("train.steps=1", "train.threads=100000", "train.sample_every=100"), progress=False)
+    record = json.loads((out / "metrics.jsonl").read_text().splitlines()[-1])
+    assert record["threads"] == 2
+    assert torch.get_num_threads() == 1  # the caller's setting is back
+
+
+@pytest.mark.parametrize("override, match", [
+    ("train.sample_prompts=[]", "train.sample_prompts: prompts must not be empty"),
+    ("train.sample_guidance=.nan", "train.sample_guidance: guidance must be finite"),
+    ("train.sample_guidance=-3", "train.sample_guidance: guidance must be >= 0"),
+    ("train.sample_steps=5000", "train.sample_steps=5000 is more than the 1000 training timesteps"),
+])
+def test_preview_settings_are_refused_when_the_config_is_built(tiny_cfg, override, match):
+    """Bad preview settings trained and checkpointed up to the first preview, then failed there (before
+    2026-12-06)."""
+    with pytest.raises(ConfigError, match=match):
+        tiny_cfg(override)
+
+
+def test_a_config_changed_in_python_is_checked_again_by_train(tiny_cfg, tmp_path):
+    """checkpoint_every=0 set after load_config failed with ZeroDivisionError after a step, and lora without init_from
+    trained adapters on a random base (before 2026-12-06)."""
+    from vdmkit.backbones.lora import LoRAConfig
+
+    cfg = tiny_cfg("train.steps=1")
+    cfg.train.checkpoint_every = 0
+    with pytest.raises(ConfigError, match="train.checkpoint_every must be >= 1, got 0"):
+        train(cfg, progress=False)
+    cfg = tiny_cfg("train.steps=1")
+    cfg.train.lora = LoRAConfig(rank=2)
+    with pytest.raises(ConfigError, match="train.lora fine-tunes a trained model: set train.init_from"):
+        train(cfg, progress=False)
+    assert not (tmp_path / "run").exists()
+
+
+def test_resuming_a_lora_run_with_another_init_from_is_refused(tiny_cfg, tmp_path):
+    """A LoRA run resumed with another train.init_from recorded the new base while its adapters belong to the first
+    (before 2026-12-06)."""
+    import shutil
+
+    base = tmp_path / "base"
+    train(tiny_cfg(f"train.out_dir={base}", "train.steps=1", "train.sample_every=100"), progress=False)
+    shutil.copytree(base, tmp_path / "other")
+    lora_args = ["train.lora.rank=2", "train.sample_every=100", f"train.out_dir={tmp_path / 'lora'}"]
+    train(tiny_cfg(f"train.init_from={base}", "train.steps=1", *lora_args), progress=False)
+    with pytest.raises(ConfigError, match=f"trained on the base train.init_from='{base}'.*says '{tmp_path / 'other'}'"):
+        train(tiny_cfg(f"train.init_from={tmp_path / 'other'}", "train.steps=2", *lora_args), resume=True,
+              progress=False)
+    run = json.loads((tmp_path / "lora" / "checkpoints" / "step_0000001" / "run.json").read_text())
+    assert run["train"]["init_from"] == str(base) and not (tmp_path / "lora" / "checkpoints" / "step_0000002").exists()

@@ -69,6 +69,37 @@ def check_optimisation(cfg, section: str = "train") -> None:
         raise ConfigError(f"{section}.precision={cfg.precision!r} unknown; valid: {', '.join(PRECISIONS)}")
     if not 0 <= cfg.seed < 2**63:
         raise ConfigError(f"{section}.seed must be in [0, 2**63), got {cfg.seed}")
+    if isinstance(cfg.threads, bool) or not isinstance(cfg.threads, int) or cfg.threads < 0:
+        raise ConfigError(f"{section}.threads must be an integer >= 0 (0 = chosen from the free CPUs; more than the "
+                          f"CPUs this process may use are capped to them), got {cfg.threads!r}")
+
+
+def check_previews(cfg, section: str = "train") -> None:
+    """The preview settings (``sample_prompts``, ``sample_guidance``), checked when the config is built: a bad one
+    failed at the first preview, after training and checkpointing up to it."""
+    from vdmkit.pipelines.request import check_prompts
+    from vdmkit.sampling.guidance import check_guidance
+
+    if isinstance(cfg.sample_prompts, str):
+        raise ConfigError(f"{section}.sample_prompts must be a list of prompts, got the string {cfg.sample_prompts!r}")
+    try:
+        check_prompts(cfg.sample_prompts)
+    except ConfigError as err:
+        raise ConfigError(f"{section}.sample_prompts: {err}") from None
+    try:
+        check_guidance(cfg.sample_guidance)
+    except ConfigError as err:
+        raise ConfigError(f"{section}.sample_guidance: {err}") from None
+
+
+def check_config(cfg):
+    """``cfg`` (a config dataclass) built again from its fields, nested configs first, so that every constructor
+    check runs on values set in Python after it was built (the YAML loader's refusals); ConfigError as from YAML.
+    Returns the rebuilt copy; ``cfg`` itself is not changed."""
+    if not dataclasses.is_dataclass(cfg) or isinstance(cfg, type):
+        return cfg
+    return dataclasses.replace(cfg, **{f.name: check_config(getattr(cfg, f.name))
+                                       for f in dataclasses.fields(cfg) if f.init})
 
 
 def check_processes(cfg) -> None:
@@ -185,6 +216,7 @@ class TrainConfig:
             raise ConfigError(f"train.image_ratio must be a number in [0, 1] (the fraction of each batch trained as "
                               f"independent images; 0 = video only), got {ratio!r}")
         check_optimisation(self)
+        check_previews(self)
 
 
 @dataclass
@@ -239,6 +271,10 @@ class RunConfig:
         self.model, self.text = build_parts(self.backbone, self.model, self.text_encoder, self.text)
         self.model = condition_model(self.model, self.data.condition, self.train.image_ratio,
                                      getattr(self.data, "image_ratio", 0.0))
+        num_train_steps = self.diffusion.build_process().num_train_steps
+        if self.train.sample_steps > num_train_steps:  # the previews sample from this process
+            raise ConfigError(f"train.sample_steps={self.train.sample_steps} is more than the {num_train_steps} "
+                              f"training timesteps of the diffusion process; use <= {num_train_steps}")
         if self.latent.resolved:  # else resolve() checks them, once the autoencoder is known
             self.check_shapes()
 

@@ -43,13 +43,15 @@ from vdmkit.pipelines.config import SamplingDefaults
 from vdmkit.sampling.guidance import check_guidance, guided
 from vdmkit.sampling.samplers import lcm_boundary
 from vdmkit.sampling.timesteps import LCM_ORIGINAL_STEPS
-from vdmkit.training.config import check_optimisation, check_positive
+from vdmkit.training.config import check_config, check_optimisation, check_positive, check_previews
 from vdmkit.training.scaffold import (
     MetricsLog,
     Progress,
     batches,
+    check_resume_steps,
     clip_and_step,
     ema_update,
+    keeps_threads,
     lr_at,
     open_run,
     optimizer_tensors,
@@ -118,9 +120,12 @@ class DistillSettings:
                               f"{SKIPPING_STEPS} steps (usually 1-8)")
         try:
             check_guidance(self.guidance)
-            check_guidance(self.sample_guidance)
         except ValueError as err:
             raise ConfigError(f"distill: {err}") from err
+        check_previews(self, "distill")
+        if self.sample_steps > SKIPPING_STEPS:  # the previews sample with the student's lcm sampler
+            raise ConfigError(f"distill.sample_steps={self.sample_steps}: the student's lcm sampler takes 1 to "
+                              f"{SKIPPING_STEPS} steps (usually 1-8)")
 
 
 @dataclass
@@ -288,13 +293,16 @@ def build_models(cfg: DistillConfig, source, path: str,
     return teacher, student, target, teacher.model_sha256
 
 
+@keeps_threads
 def distill(cfg: DistillConfig, *, resume: bool = False, progress: bool = True) -> Path:
     """Distil ``cfg.teacher`` into a consistency student; return the run directory, whose checkpoints sample in a few
     lcm steps (``vdmkit sample --model RUN``)."""
+    check_config(cfg)  # a config built or changed in Python is refused as its YAML would be
     s = cfg.distill
     out = Path(s.out_dir)
     device = resolve_device(s.device)  # a missing device fails before any work
     start = open_run(out, resume, section="distill")
+    check_resume_steps(start, s.steps, "distill")
     path = teacher_path(cfg.teacher)
     source, config = open_model(path)  # the teacher's config only: what it cannot be, refused before any weights load
     check_teacher(config, path)

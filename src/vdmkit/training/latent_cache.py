@@ -21,7 +21,7 @@ from tqdm import tqdm
 
 from vdmkit.config import to_dict
 from vdmkit.device import resolve_device
-from vdmkit.errors import ConfigError, CorruptCheckpointError
+from vdmkit.errors import ConfigError, CorruptCheckpointError, OutputError
 from vdmkit.io.atomic import atomic_path, check_writable_folder, write_text_atomic
 from vdmkit.io.checkpoint import sha256_file
 from vdmkit.training.config import RunConfig
@@ -60,7 +60,7 @@ def write_latent_cache(cfg: RunConfig, samples: int, out: str | os.PathLike | No
         raise ConfigError(f"the cache directory {str(out)!r} is a file; give a new or existing folder (--out DIR)")
     check_writable_folder(out, f"the cache directory {str(out)!r}")  # below a file, or unwritable: before loading
     if (out / MANIFEST).exists():
-        raise FileExistsError(f"{str(out)!r} already holds a complete latent cache; choose another directory")
+        raise OutputError(f"{str(out)!r} already holds a complete latent cache; choose another directory")
     device = resolve_device(cfg.train.device)
     vae = load_autoencoder(cfg.latent.autoencoder).to(device)
     if vae.sha256 != cfg.latent.sha256:

@@ -10,6 +10,7 @@ the optimizer state follows the parameters' device when loaded.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -23,7 +24,7 @@ import torch
 from tqdm import tqdm
 
 from vdmkit.config import dump_config
-from vdmkit.device import peak_memory
+from vdmkit.device import apply_threads, peak_memory, usable_cpus
 from vdmkit.distributed import ONE_PROCESS, World, barrier
 from vdmkit.errors import ConfigError, CorruptCheckpointError, OutputError
 from vdmkit.io.atomic import check_writable_folder, write_text_atomic
@@ -138,9 +139,34 @@ def keep_aside(path: Path) -> Path:
     return kept
 
 
-def set_threads(threads: int) -> None:
-    if threads:
-        torch.set_num_threads(threads)
+def set_threads(threads: int) -> int:
+    """Use ``threads`` torch intra-op threads, capped (with a warning) at the CPUs this process may use; 0 leaves
+    the current setting. Returns the number in use, which the metrics record."""
+    if threads and torch.get_num_threads() != min(threads, usable_cpus()):  # the CLI may have applied (and warned)
+        return apply_threads(threads)
+    return torch.get_num_threads()
+
+
+def keeps_threads(fn):
+    """``fn`` (a training loop) leaves torch's thread count as it found it, whatever ``set_threads`` chose inside."""
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        before = torch.get_num_threads()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            torch.set_num_threads(before)
+    return wrapper
+
+
+def check_resume_steps(ckpt: Checkpoint | None, steps: int, section: str = "train") -> None:
+    """ConfigError, before any work, when the checkpoint to resume is past ``section``.steps: nothing to train."""
+    if ckpt is None:
+        return
+    step = int(ckpt.read_json(STATE_DOC)["step"])
+    if step > steps:
+        raise ConfigError(f"--resume: the run's checkpoint is at step {step}, past {section}.steps={steps}: nothing "
+                          f"to train; set {section}.steps above {step} to continue it")
 
 
 class MetricsLog:

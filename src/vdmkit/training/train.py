@@ -39,7 +39,7 @@ from vdmkit.errors import ConfigError, NonFiniteError, VocabularyWarning
 from vdmkit.io.checkpoint import CONFIG, WEIGHTS, Checkpoint, load_strict, open_checkpoint
 from vdmkit.io.video import upscale, write_video
 from vdmkit.pipelines import TextToVideo, pipeline_config
-from vdmkit.training.config import LatentConfig, RunConfig, resolve
+from vdmkit.training.config import LatentConfig, RunConfig, check_config, resolve
 from vdmkit.training.parallel import (
     Layout,
     accumulating,
@@ -60,6 +60,7 @@ from vdmkit.training.scaffold import (
     clip_and_step,
     ema_decay_at,
     ema_update,
+    keeps_threads,
     lr_at,
     open_run,
     peak_memory_record,
@@ -130,9 +131,11 @@ class DiffusionObjective(nn.Module):
                                       weighting=self.weighting, noise=(draws.t, draws.eps))
 
 
+@keeps_threads
 def train(cfg: RunConfig, *, resume: bool = False, progress: bool = True) -> Path:
     """Train the text-to-video model described by ``cfg``, in this process or as one rank of the processes
     torchrun started (``torchrun --nproc-per-node N -m vdmkit train CONFIG``); return the run directory."""
+    check_config(cfg)  # a config built or changed in Python is refused as its YAML would be
     cfg = resolve(cfg)
     tc = cfg.train
     out = Path(tc.out_dir)
@@ -442,11 +445,16 @@ def resumed_state(ckpt: Checkpoint, cfg: RunConfig, pipe, ema) -> tuple[dict[str
             raise ConfigError(f"--resume: the run's checkpoint {str(ckpt.directory)!r} was trained with another "
                               f"{name} config ({theirs!r}, this config says {mine!r}); resume with the same "
                               f"{RESUME_FIXED}")
-    saved_lora = (ckpt.run_document() or {}).get("train", {}).get("lora")
+    saved_train = (ckpt.run_document() or {}).get("train", {})
+    saved_lora = saved_train.get("lora")
     ours = to_dict(cfg.train.lora) if cfg.train.lora is not None else None
     if saved_lora != ours:
         raise ConfigError(f"--resume: the run's checkpoint {str(ckpt.directory)!r} was trained with train.lora="
                           f"{saved_lora!r}, this config says {ours!r}; resume with the same adapters")
+    base, mine = saved_train.get("init_from") or "", cfg.train.init_from
+    if ours is not None and base != mine and not (base and Path(base).resolve() == Path(mine).resolve()):
+        raise ConfigError(f"--resume: the run's adapters were trained on the base train.init_from={base!r}, this "
+                          f"config says {mine!r}; resume with train.init_from={base!r} (the adapters belong to it)")
     state, doc = training_state(ckpt)
     model = {k[6:]: v for k, v in state.items() if k.startswith("model.")}
     load_strict(pipe, model, ckpt.directory)

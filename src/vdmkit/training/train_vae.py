@@ -38,7 +38,7 @@ from vdmkit.evaluation.statistics import psnr
 from vdmkit.io.checkpoint import CONFIG, WEIGHTS, Checkpoint, load_strict
 from vdmkit.io.video import upscale, write_video
 from vdmkit.training import scaffold
-from vdmkit.training.config import AERunConfig
+from vdmkit.training.config import AERunConfig, check_config
 from vdmkit.video import fold_time, to_uint8
 
 HELD_OUT_SEED_OFFSET = 7919  # held-out videos come from another seed of the same generator
@@ -71,12 +71,15 @@ def check_training_memory(cfg: AERunConfig, device) -> None:
                f"({tc.eval_videos}), data.frames or data.size")
 
 
+@scaffold.keeps_threads
 def train_autoencoder(cfg: AERunConfig, *, resume: bool = False, progress: bool = True) -> Path:
     """Train the autoencoder described by ``cfg``; return the run directory."""
+    check_config(cfg)  # a config built or changed in Python is refused as its YAML would be
     tc = cfg.train
     out = Path(tc.out_dir)
     device = resolve_device(tc.device)  # a device that is not here fails before any work
     start = scaffold.open_run(out, resume)  # the checkpoint to continue, or None; refuses to clobber a run
+    scaffold.check_resume_steps(start, tc.steps)
     check_training_memory(cfg, device)  # before the held-out videos are rendered: data.size=100000 wanted 74.5 GiB
     scaffold.set_threads(tc.threads)
     torch.manual_seed(tc.seed)
@@ -128,7 +131,7 @@ def train_autoencoder(cfg: AERunConfig, *, resume: bool = False, progress: bool 
                                          "continues from the last one).")
                 grad_norm = scaffold.optimizer_step(loss, opt, model.parameters(), tc.grad_clip, scaler)
                 record = {"step": step + 1, "loss": loss.item(), "recon": rec.item(), "kl": kl.item(),
-                          "grad_norm": float(grad_norm), "lr": lr}
+                          "grad_norm": float(grad_norm), "lr": lr, "threads": torch.get_num_threads()}
                 if perceptual is not None:
                     record["perceptual"] = lp.item()
                 if gan_on:
