@@ -194,8 +194,13 @@ def test_a_weights_file_opens_its_checkpoint_only_when_it_is_one_of_its_files(tr
     step = run / "checkpoints" / "step_0000002"
     assert open_checkpoint(step / "model.safetensors").directory == step
     (step / "adapter.safetensors").write_bytes((step / "model.safetensors").read_bytes()[:64])  # e.g. a LoRA beside it
-    with pytest.raises(CorruptCheckpointError, match="not one of its checkpoint's files.*load_lora"):
+    with pytest.raises(CorruptCheckpointError, match="not its checkpoint's model weights.*load_lora"):
         open_checkpoint(step / "adapter.safetensors")
+    # a file the manifest lists is still not the model: a LoRA run's adapter, its training state (they opened the
+    # merged model.safetensors beside them before 2026-12-06)
+    with pytest.raises(CorruptCheckpointError, match="not its checkpoint's model weights"):
+        open_checkpoint(step / "training_state.safetensors")  # listed in the manifest
+    assert open_checkpoint(step / "manifest.json").directory == step
     loose = tmp_path / "loose.safetensors"
     loose.write_bytes((step / "model.safetensors").read_bytes())
     with pytest.raises(CorruptCheckpointError, match="loose weights file"):

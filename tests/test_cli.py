@@ -300,3 +300,23 @@ def test_sample_refuses_a_runner_autocast_would_bypass_and_a_frame_given_two_pro
                             str(tmp_path / "b.mp4")]) == 2
     assert "--prompt-at names frame 5 twice ('a' and 'b')" in capsys.readouterr().err
     assert not list(tmp_path.iterdir())
+
+
+def test_a_consistency_adapter_at_scale_0_leaves_the_models_sampling_defaults(run_dir, tmp_path):
+    """--lora LCM_ADAPTER:0 sampled the unadapted model with the adapter's lcm, 4 steps and guidance 1 (the Python
+    API's Pipeline.config did not) (before 2026-12-06)."""
+    from vdmkit.backbones import lora
+    from vdmkit.pipelines import TextToVideo
+
+    pipe = TextToVideo.from_pretrained(run_dir)
+    cfg = lora.LoRAConfig(rank=2, targets=["attn"])
+    lora.add_lora(pipe.backbone, cfg)
+    adapter = lora.save_adapter(tmp_path / "lcm.safetensors", pipe.backbone, cfg, base_sha256=pipe.model_sha256,
+                                extra={"sampling": {"sampler": "lcm", "steps": 4, "guidance": 1.0}})
+    own = pipe.config.sampling  # without the adapter applied
+    for scale, expected in ((0, (own.sampler, own.steps, own.guidance)), (1, ("lcm", 4, 1.0))):
+        out = tmp_path / f"s{scale}.mp4"
+        assert cli.main(["sample", "--model", str(run_dir), "--prompt", "x", "--lora", f"{adapter}:{scale}",
+                         "--frames", "2", "--out", str(out), "--no-progress"]) == 0
+        meta = json.loads(out.with_name(out.name + ".json").read_text())
+        assert (meta["sampler"], meta["steps"], meta["guidance"]) == expected

@@ -242,7 +242,7 @@ def runs(tmp_path_factory):
                            f"train.out_dir={root / 'ddp'}", "--no-progress"], capture_output=True, text=True,
                           timeout=120, env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(SRC)}, check=False)
     assert done.returncode == 0, done.stderr[-3000:]
-    assert done.stdout.count("trained 4 steps") == 1  # rank 0 reports
+    assert done.stdout.count("trained to step 4") == 1  # rank 0 reports
     accum = train(load_config("configs/tiny.yaml", [*RUN, "train.grad_accum=2", f"train.out_dir={root / 'accum'}"]),
                   progress=False)
     return root, root / "ddp", accum

@@ -4,6 +4,8 @@ sampling CLI applies them."""
 
 import copy
 import json
+import tempfile
+from pathlib import Path
 
 import pytest
 from safetensors.torch import load_file
@@ -52,7 +54,7 @@ def test_a_new_adapter_changes_nothing_and_merge_unmerge_is_exact(kind):
     pipe = make_pipe(kind)
     before = run(pipe)
     weights = {k: v.clone() for k, v in pipe.backbone.state_dict().items()}
-    targets = ["attn", "temporal", "ff", "film"] + (["conv"] if kind == "unet3d" else [])
+    targets = ["attn", "temporal", "film"] + (["conv"] if kind == "unet3d" else ["ff"])  # the kinds each has
     names = lora.add_lora(pipe.backbone, LoRAConfig(rank=4, targets=targets))
     assert names and torch.equal(run(pipe), before)  # B = 0
     randomise(pipe.backbone)
@@ -175,7 +177,8 @@ def test_adapter_files_round_trip_and_refuse_another_base(tmp_path):
     assert fresh.load_lora(path) == "motion"
     assert torch.allclose(run(fresh), adapted, atol=1e-6)
     assert fresh.adapters[0]["name"] == "motion" and len(fresh.adapters[0]["sha256"]) == 64
-    assert fresh.load_lora(path, 0.0) == "motion_2"  # a second copy at scale 0 adds nothing
+    with pytest.raises(ConfigError, match="is applied already"):  # a second copy (it was "motion_2") is refused
+        fresh.load_lora(path, 0.0)
     for scale in (float("nan"), "0.5", True):  # taken, then failing or misread at sampling, before 2026-12-05
         with pytest.raises(ConfigError, match="scale must be a finite number"):
             fresh.load_lora(path, scale)
@@ -332,9 +335,16 @@ def test_adapter_names_from_file_stems_are_identifiers(tmp_path):
     cfg = LoRAConfig(rank=2, targets=["ff"])
     lora.add_lora(pipe.backbone, cfg)
     path = lora.save_adapter(tmp_path / "2x-zoom.safetensors", pipe.backbone, cfg, base_sha256=None)
+    randomise(pipe.backbone)  # another adapter under the same file name
+    other = lora.save_adapter(tmp_path / "b" / "2x-zoom.safetensors", pipe.backbone, cfg, base_sha256=None)
     fresh = make_pipe("dit")
-    assert [fresh.load_lora(path), fresh.load_lora(path)] == ["a_2x_zoom", "a_2x_zoom_2"]
-    assert fresh.load_lora(lora.read_adapter(path), name="third") == "third"  # an adapter already read
+    assert [fresh.load_lora(path), fresh.load_lora(other)] == ["a_2x_zoom", "a_2x_zoom_2"]
+    # the same file again would act as one adapter at twice the scale (a notebook cell run twice): refused
+    with pytest.raises(ConfigError, match="is applied already \\(as 'a_2x_zoom'\\)"):
+        fresh.load_lora(lora.read_adapter(path), name="third")
+    lora.remove_lora(fresh.backbone, "a_2x_zoom")
+    assert fresh.load_lora(path, 0.5) == "a_2x_zoom"  # once taken off, it applies again
+    assert [(r["name"], r["scale"]) for r in fresh.applied_adapters()] == [("a_2x_zoom_2", 1.0), ("a_2x_zoom", 0.5)]
 
 
 def test_an_adapter_with_broken_sampling_defaults_is_refused_before_it_is_applied(tmp_path):
@@ -349,3 +359,49 @@ def test_an_adapter_with_broken_sampling_defaults_is_refused_before_it_is_applie
     with pytest.raises(ConfigError, match="sampling defaults are not valid"):
         fresh.load_lora(path)
     assert lora.adapter_names(fresh.backbone) == [] and fresh.applied_adapters() == []  # nothing half-applied
+
+
+def test_sweep13_targets_failed_adds_saved_strength_and_scales():
+    """Before 2026-12-06: a target matching no layer of the backbone was silently dropped (yet recorded); a refused
+    add_lora left a ghost adapter on the layers it had reached; a failed load unmerged every other adapter;
+    save_adapter wrote the caller's rank and alpha (an unreadable file, or another strength); a NaN scale loaded."""
+    dit = make_pipe("dit").backbone
+    with pytest.raises(ConfigError, match=r"lora.targets \['conv'\] match no layer of this VideoDiT"):
+        lora.add_lora(dit, LoRAConfig(targets=["attn", "conv"]))
+    assert lora.adapter_names(dit) == []
+    lora.add_lora(dit, LoRAConfig(rank=2, targets=["attn"]), "a")
+    randomise(dit, "a")
+    lora.merge(dit)
+    with pytest.raises(ConfigError, match="unmerge the model's adapters"):
+        lora.add_lora(dit, LoRAConfig(rank=2, targets=["ff", "attn"]), "b")
+    assert lora.adapter_names(dit) == ["a"]  # no ghost "b" on the ff layers
+    pipe = make_pipe("unet3d")
+    lora.add_lora(pipe.backbone, LoRAConfig(rank=2, targets=["attn"]), "a")
+    randomise(pipe.backbone, "a")
+    lora.merge(pipe.backbone)
+    merged = run(pipe)
+    other = make_pipe("unet3d")
+    lora.add_lora(other.backbone, LoRAConfig(rank=2, targets=["temporal"]), "t")
+    path = lora.save_adapter(Path(tempfile.mkdtemp()) / "t.safetensors", other.backbone, LoRAConfig(rank=2,
+                             targets=["temporal"]), base_sha256=None, name="t")
+    bad = lora.read_adapter(path)
+    bad.tensors = {k: v[..., :1] if k.endswith("lora_A.weight") else v for k, v in bad.tensors.items()}
+    with pytest.raises(ConfigError, match="shapes that do not fit"):
+        lora.load_adapter(pipe.backbone, bad, name="t")
+    assert torch.equal(run(pipe), merged) and lora.adapter_names(pipe.backbone) == ["a"]  # still merged, as it was
+    with pytest.raises(ConfigError, match="scale must be a finite number"):
+        lora.load_adapter(pipe.backbone, lora.read_adapter(path), name="n", scale=float("nan"))
+    # the header says the adapter's own rank and the strength it applies now
+    with pytest.raises(ConfigError, match="adapter 't' has rank 2, the config given says 8"):
+        lora.save_adapter(path.with_name("x.safetensors"), other.backbone, LoRAConfig(rank=8), base_sha256=None,
+                          name="t")
+    randomise(other.backbone, "t")
+    lora.set_scale(other.backbone, "t", 0.5)
+    half = run(other)
+    saved = lora.save_adapter(path.with_name("half.safetensors"), other.backbone,
+                              LoRAConfig(rank=2, targets=["temporal"]), base_sha256=None, name="t")
+    fresh = make_pipe("unet3d")
+    assert fresh.load_lora(saved) == "a_half"  # "half" is a torch module's method: a raw KeyError before
+    torch.testing.assert_close(run(fresh), half)
+    with pytest.raises(ValueError, match="cannot be named 'cuda'"):
+        lora.add_lora(fresh.backbone, LoRAConfig(rank=2), "cuda")

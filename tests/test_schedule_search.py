@@ -2,6 +2,7 @@
 where they started, on discrete and continuous processes and both backbone families; the memo that makes candidates
 cheap; schedules saved beside the model and used by timesteps="auto"; and the inputs they refuse."""
 
+import dataclasses
 import json
 
 import pytest
@@ -103,6 +104,14 @@ def test_auto_timesteps_use_the_saved_schedule(saved, tmp_path):
     with pytest.raises(ConfigError, match="searched on other weights"):
         pipe.request(PROMPTS, sampler="dpmpp_2m", steps=3, timesteps="auto", schedules=target)
     assert sorted(read_schedules(target)) == ["ddim/3/guidance=3", "dpmpp_2m/3/guidance=3"]
+    # a file two models share: the other model's entry of the same settings stays (it was replaced, silently, and
+    # the first model's `timesteps auto` then failed, before 2026-12-06)
+    other = dataclasses.replace(result, timesteps=[t - 1 for t in result.timesteps])
+    assert save_schedule(target, "ddim", 3, 3.0, other, "1" * 64) == "ddim/3/guidance=3@111111111111"
+    assert pipe.request(PROMPTS, sampler="ddim", steps=3, guidance=3.0, timesteps="auto",
+                        schedules=target).ts.tolist() == result.timesteps
+    assert save_schedule(target, "ddim", 3, 3.0, result, pipe.model_sha256) == "ddim/3/guidance=3"  # its own: replaced
+    assert len(read_schedules(target)) == 3
     with pytest.raises(ConfigError, match=r"nope.json \(it does not exist\)"):
         pipe.request(PROMPTS, sampler="ddim", steps=3, timesteps="auto", schedules=tmp_path / "nope.json")
     with pytest.raises(ConfigError, match="is a folder"):
@@ -201,3 +210,28 @@ def test_the_bundled_default_ships_a_searched_8_step_schedule():
     assert not torch.equal(ts, plain.ts)
     entry = read_schedules(ckpt.directory / SCHEDULES_FILE)["dpmpp_2m/8/guidance=3"]
     assert entry["objective"] < entry["start_objective"] and entry["start"] == plain.ts.tolist()
+
+
+def test_a_schedule_belongs_to_the_weights_with_their_adapters(saved, tmp_path):
+    """timesteps="auto" took the base model's schedule with a LoRA applied, and a schedule searched with one applied
+    was saved under the base's sha256 (before 2026-12-06)."""
+    from vdmkit.backbones import lora
+    from vdmkit.sampling.schedule_search import pipeline_identity, save_schedule, search_schedule
+
+    pipe = TextToVideo.from_pretrained(saved)
+    cfg = lora.LoRAConfig(rank=2, targets=["attn"])
+    lora.add_lora(pipe.backbone, cfg, "tmp")
+    adapter = lora.save_adapter(tmp_path / "style.safetensors", pipe.backbone, cfg, base_sha256=pipe.model_sha256,
+                                name="tmp")
+    lora.remove_lora(pipe.backbone, "tmp")
+    target = tmp_path / "schedules.json"
+    result = search_schedule(pipe, "ddim", 3, PROMPTS[:1], guidance=3.0, reference_steps=8, sweeps=1)
+    save_schedule(target, "ddim", 3, 3.0, result, pipeline_identity(pipe))
+    assert pipeline_identity(pipe) == pipe.model_sha256
+    name = pipe.load_lora(adapter)
+    assert pipeline_identity(pipe) != pipe.model_sha256
+    with pytest.raises(ConfigError, match="searched on other weights"):
+        pipe.request(PROMPTS, sampler="ddim", steps=3, guidance=3.0, timesteps="auto", schedules=target)
+    lora.set_scale(pipe.backbone, name, 0.0)  # off: the base's schedule again
+    assert pipe.request(PROMPTS, sampler="ddim", steps=3, guidance=3.0, timesteps="auto",
+                        schedules=target).ts.tolist() == result.timesteps

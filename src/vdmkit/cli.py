@@ -44,7 +44,7 @@ def _cmd_train(args) -> int:
     apply_threads(cfg.train.threads)
     out = train(cfg, resume=args.resume, progress=not args.no_progress)
     if current().main:
-        print(f"trained {cfg.train.steps} steps; checkpoints in {out / 'checkpoints'}, previews in {out / 'samples'}")
+        print(f"trained to step {cfg.train.steps}; checkpoints in {out / 'checkpoints'}, previews in {out / 'samples'}")
     return 0
 
 
@@ -83,7 +83,8 @@ def _cmd_train_vae(args) -> int:
 
     cfg = load_config(args.config, args.overrides + _device_overrides(args), cls=AERunConfig)
     out = train_autoencoder(cfg, resume=args.resume, progress=not args.no_progress)
-    print(f"trained {cfg.train.steps} steps; checkpoints in {out / 'checkpoints'}, reconstructions in {out / 'samples'}")
+    print(f"trained to step {cfg.train.steps}; checkpoints in {out / 'checkpoints'}, reconstructions in "
+          f"{out / 'samples'}")
     return 0
 
 
@@ -162,7 +163,8 @@ def _cmd_sample(args) -> int:
     ckpt, config = open_model(model, args.motion_adapter)  # reads and hashes the config only
     refuse_conditioned(config)  # a model trained on known frames or low-res videos runs by its task
     adapters = _read_loras(args.lora or [], ckpt, args.force_lora)
-    config = with_adapter_sampling(config, [adapter for adapter, _ in adapters])  # a consistency adapter: lcm
+    # a consistency adapter at a scale other than 0: lcm, its steps, no guidance
+    config = with_adapter_sampling(config, [adapter for adapter, scale in adapters if scale != 0])
     knobs = {k: v for k, v in (("eta", args.eta), ("order", args.order)) if v is not None}
     latents = _read_latents(args.latents)
     from vdmkit.sampling.caching import cache_from_flags
@@ -174,11 +176,13 @@ def _cmd_sample(args) -> int:
         raise ConfigError(COMPILED_REFUSAL)
     searched = {}
     if args.timesteps == "auto":
+        from vdmkit.io.checkpoint import sha256_file
         from vdmkit.pipelines.base import weights_sha256
-        from vdmkit.sampling.schedule_search import SCHEDULES_FILE
+        from vdmkit.sampling.schedule_search import SCHEDULES_FILE, schedule_identity
 
-        searched = {"schedules": args.schedules or Path(ckpt.directory) / SCHEDULES_FILE,
-                    "model_sha256": weights_sha256(ckpt)}
+        searched = {"schedules": args.schedules or Path(ckpt.directory) / SCHEDULES_FILE,  # --lora: its own schedules
+                    "model_sha256": schedule_identity(weights_sha256(ckpt),
+                                                      [(sha256_file(a.path), s) for a, s in adapters])}
     elif args.schedules is not None:
         raise ValueError("--schedules FILE is read by --timesteps auto; give both")
 

@@ -25,7 +25,7 @@ def _cmd_distill(args) -> int:
     cfg = load_distill_config(args.teacher, args.config, overrides)
     apply_threads(cfg.distill.threads)
     out = distill(cfg, resume=args.resume, progress=not args.no_progress)
-    print(f"distilled {cfg.distill.steps} steps; checkpoints in {out / 'checkpoints'} (sample them with "
+    print(f"distilled to step {cfg.distill.steps}; checkpoints in {out / 'checkpoints'} (sample them with "
           f"`vdmkit sample --model {out}`: lcm, {cfg.distill.student_steps} steps)")
     return 0
 
@@ -36,8 +36,8 @@ def _cmd_search_schedule(args) -> int:
     from vdmkit.pipelines import TextToVideo, default_model, make_request, open_model
     from vdmkit.data.captions import read_prompt_file
     from vdmkit.pipelines.base import check_sampling_memory
-    from vdmkit.sampling.schedule_search import (SCHEDULES_FILE, check_search, read_schedules, save_schedule,
-                                                 search_schedule)
+    from vdmkit.sampling.schedule_search import (SCHEDULES_FILE, check_search, pipeline_identity, read_schedules,
+                                                 save_schedule, search_schedule)
 
     # every check that needs no weights runs before loading them
     for name in ("num_prompts", "draws", "sweeps"):
@@ -70,7 +70,7 @@ def _cmd_search_schedule(args) -> int:
     result = search_schedule(pipe, args.sampler, args.steps, prompts, seed=args.seed, draws=args.draws,
                              guidance=guidance,
                              reference_steps=args.reference_steps, sweeps=args.sweeps, progress=report)
-    key = save_schedule(out, args.sampler, args.steps, guidance, result, pipe.model_sha256,
+    key = save_schedule(out, args.sampler, args.steps, guidance, result, pipeline_identity(pipe),
                         {"prompts": prompts, "seed": args.seed, "draws": args.draws,
                          "reference": f"dpmpp_2m/{args.reference_steps}"})
     print(json.dumps({"saved": str(out), "key": key, "timesteps": result.timesteps, "start": result.start,

@@ -32,6 +32,7 @@ import hashlib
 import json
 import math
 import os
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -107,13 +108,7 @@ def layer_kind(name: str, module: nn.Module, time_attention: tuple[str, ...] = (
 def target_layers(backbone: nn.Module, targets) -> dict[str, nn.Module]:
     """The layers of ``backbone`` a LoRA on ``targets`` adapts, by name."""
     wanted = set(targets)
-    time_attention = tuple(n for n, m in backbone.named_modules() if getattr(m, "axis", None) == "time")
-    found = {}
-    for name, module in backbone.named_modules():
-        if isinstance(module, (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)):
-            if layer_kind(name, module, time_attention) in wanted:
-                found[name] = module
-    return found
+    return {name: backbone.get_submodule(name) for name, kind in layer_kinds(backbone).items() if kind in wanted}
 
 
 class LoRAPair(nn.Module):
@@ -192,6 +187,8 @@ def adapter_scales(model: nn.Module) -> dict[str, float]:
 def check_adapter_name(name: str) -> str:
     if not isinstance(name, str) or not name.isidentifier():
         raise ValueError(f"an adapter name must be a Python identifier (letters, digits, _), got {name!r}")
+    if hasattr(nn.ModuleDict, name):  # "half", "cuda", "train": a module's own attributes (a raw KeyError before)
+        raise ValueError(f"an adapter cannot be named {name!r}: that is a torch module attribute; choose another name")
     return name
 
 
@@ -202,17 +199,29 @@ def add_lora(backbone: nn.Module, cfg: LoRAConfig, name: str = "default") -> lis
     layers = target_layers(backbone, cfg.targets)
     if not layers:
         raise ConfigError(f"lora.targets {cfg.targets} match no layer of this {type(backbone).__name__}")
+    kinds = set(layer_kinds(backbone).values()) - {None}
+    unmatched = [t for t in cfg.targets if t not in kinds]
+    if unmatched:  # adapted nowhere, yet recorded in the adapter's header (before 2026-12-06)
+        raise ConfigError(f"lora.targets {unmatched} match no layer of this {type(backbone).__name__} (its kinds of "
+                          f"layer: {', '.join(sorted(kinds))}); drop {'it' if len(unmatched) == 1 else 'them'}")
     if name in adapter_names(backbone):
         raise ConfigError(f"the model already has an adapter named {name!r}; remove it or choose another name")
+    if any(getattr(getattr(layer, "lora", None), "merged", None) is not None for layer in layers.values()):
+        raise ConfigError("unmerge the model's adapters before adding another")  # checked before any layer changes
     for layer_name, layer in layers.items():
         holder = getattr(layer, "lora", None)
         if holder is None:
             holder = LoRALayer(layer)
             layer.lora = holder
-        if holder.merged is not None:
-            raise ConfigError("unmerge the model's adapters before adding another")
         holder.adapters[name] = LoRAPair(layer.weight, cfg.rank, cfg.scale, cfg.dropout)
     return list(layers)
+
+
+def layer_kinds(backbone: nn.Module) -> dict[str, str | None]:
+    """Every linear and convolution layer of ``backbone`` with its target kind (None: never adapted)."""
+    time_attention = tuple(n for n, m in backbone.named_modules() if getattr(m, "axis", None) == "time")
+    return {name: layer_kind(name, module, time_attention) for name, module in backbone.named_modules()
+            if isinstance(module, (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d))}
 
 
 def lora_parameters(model: nn.Module, name: str | None = None) -> list[nn.Parameter]:
@@ -247,6 +256,12 @@ def set_scale(model: nn.Module, name: str, scale: float) -> None:
 def remove_lora(model: nn.Module, name: str | None = None) -> None:
     """Remove adapter ``name`` (all with None); a merged model is unmerged first."""
     unmerge(model)
+    _drop(model, name)
+
+
+def _drop(model: nn.Module, name: str | None) -> None:
+    """Delete adapter ``name``'s pairs (all with None), touching nothing else: a failed load takes off only what
+    it added, leaving other adapters merged as they were."""
     for _, holder in _layers(model).values():
         for n in list(holder.adapters):
             if name in (None, n):
@@ -309,6 +324,14 @@ def adapter_payload(model: nn.Module, cfg: LoRAConfig, base_sha256: str | None, 
     """(tensors, header) of an adapter file of adapter ``name``: fp32 tensors in peft's layout, and the header with
     the sha256 of those tensors, checked when the file is read."""
     tensors = {k: v.float().cpu().contiguous() for k, v in adapter_state(model, name).items()}
+    pair = next(h.adapters[name] for _, h in _layers(model).values() if name in h.adapters)
+    if pair.A.shape[0] != cfg.rank:  # the file would not read back ("has rank r, the header says ...")
+        raise ConfigError(f"adapter {name!r} has rank {pair.A.shape[0]}, the config given says {cfg.rank}")
+    if not math.isclose(pair.scale, cfg.scale, rel_tol=1e-9):  # set_scale since: the strength it applies now
+        if pair.scale <= 0:
+            raise ConfigError(f"adapter {name!r} applies at scale {pair.scale}: a file records a positive strength "
+                              "(alpha); set its scale above 0 before saving it")
+        cfg = dataclasses.replace(cfg, alpha=pair.scale * cfg.rank)
     return tensors, {**adapter_header(cfg, base_sha256, extra), "tensors_sha256": tensors_sha256(tensors)}
 
 
@@ -423,19 +446,21 @@ def check_base(adapter: AdapterFile, base_sha256: str | list[str] | None, *, for
 def load_adapter(model: nn.Module, adapter: AdapterFile, *, name: str = "default", scale: float = 1.0) -> None:
     """Add ``adapter`` to ``model`` as ``name``, its weights loaded and multiplied by ``scale`` (on top of alpha /
     rank). ConfigError naming the layers when the file's layers are not this model's (another architecture)."""
+    if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not math.isfinite(scale):
+        raise ConfigError(f"an adapter's scale must be a finite number, got {scale!r}")
     layers = add_lora(model, adapter.config, name)
     state = pair_state(adapter.tensors, name)
     params = dict(model.named_parameters())
     expected = {f"{n}.lora.adapters.{name}.{ab}" for n in layers for ab in "AB"}
     missing, unexpected = sorted(expected - set(state)), sorted(set(state) - expected)
     if missing or unexpected:
-        remove_lora(model, name)
+        _drop(model, name)
         raise ConfigError(f"{str(adapter.path)!r} does not fit this model: {len(missing)} adapted layer(s) missing "
                           f"(e.g. {missing[:2]}), {len(unexpected)} not in the model (e.g. {unexpected[:2]})")
     wrong = [f"{k} {tuple(v.shape)} (the model's: {tuple(params[k].shape)})" for k, v in state.items()
              if v.shape != params[k].shape]
     if wrong:
-        remove_lora(model, name)
+        _drop(model, name)
         raise ConfigError(f"{str(adapter.path)!r}: shapes that do not fit this model: {'; '.join(wrong[:3])}")
     for key, value in state.items():
         params[key].copy_(value)

@@ -294,10 +294,10 @@ def open_checkpoint(path: str | os.PathLike, *, needs: tuple[str, ...] = (CONFIG
                 raise CorruptCheckpointError(
                     f"{str(path)!r} is a loose weights file, not in a vdmkit checkpoint folder (no {MANIFEST} beside "
                     "it): pass the checkpoint or run folder; a diffusers folder's weights load through its folder")
-            if path.name != MANIFEST and path.name not in Checkpoint(path.parent):
+            if path.name not in (MANIFEST, WEIGHTS):  # an adapter or a training state is not the model beside it
                 raise CorruptCheckpointError(
-                    f"{str(path)!r} is not one of its checkpoint's files (a LoRA adapter or another file beside it?): "
-                    f"pass the folder {str(path.parent)!r}, and apply an adapter with --lora / load_lora")
+                    f"{str(path)!r} is not its checkpoint's model weights ({WEIGHTS}; a LoRA adapter or a training "
+                    f"state?): pass the folder {str(path.parent)!r}, and apply an adapter with --lora / load_lora")
             path = path.parent
         else:
             raise CorruptCheckpointError(f"{str(path)!r} is a file; pass a checkpoint directory (holding {MANIFEST})")

@@ -396,9 +396,16 @@ class Pipeline(nn.Module):
         lora.check_base(adapter, self.identities, force=force,
                         override="apply it anyway with force=True (--force-lora)")
         recorded = with_adapter_sampling(self._config, [adapter]).sampling  # its header checked before it is applied
+        sha = sha256_file(adapter.path)
+        present = lora.adapter_names(self.backbone)
+        twin = next((r["name"] for r in self.adapters if r["sha256"] == sha and r["name"] in present), None)
+        if twin is not None:  # a notebook cell run twice: the adapter at the sum of its scales
+            raise ConfigError(f"{str(adapter.path)!r} is applied already (as {twin!r}); applied twice it would act as "
+                              f"one adapter at the sum of the scales: change its scale with lora.set_scale(backbone, "
+                              f"{twin!r}, s), or take it off with lora.remove_lora(backbone, {twin!r}) first")
         if name is None:
             stem = "".join(c if c.isalnum() else "_" for c in adapter.path.stem) or "adapter"
-            base = stem if stem[0].isalpha() else f"a_{stem}"
+            base = stem if stem[0].isalpha() and not hasattr(torch.nn.ModuleDict, stem) else f"a_{stem}"
             name, n = base, 1
             while name in lora.adapter_names(self.backbone):
                 n += 1
@@ -409,7 +416,7 @@ class Pipeline(nn.Module):
         if self.compiled is not None:
             self.compiled.reset()  # other weights: other packages
         self.adapters.append({"name": name, "path": str(adapter.path), "scale": scale,
-                              "sha256": sha256_file(adapter.path), "alpha_over_rank": adapter.config.scale,
+                              "sha256": sha, "alpha_over_rank": adapter.config.scale,
                               "sampling": recorded if isinstance(adapter.header.get("sampling"), dict) else None})
         return name
 

@@ -25,7 +25,9 @@ class TextToVideo(Pipeline):
         refuse_conditioned(self.config)
         if isinstance(kwargs.get("timesteps"), str) and kwargs["timesteps"] == "auto":  # not an array's ==
             kwargs.setdefault("schedules", self.schedules_path())
-            kwargs.setdefault("model_sha256", self.model_sha256)
+            from vdmkit.sampling.schedule_search import pipeline_identity
+
+            kwargs.setdefault("model_sha256", pipeline_identity(self))  # with its adapters: their own schedules
         return make_request(self.config, prompts, **kwargs)
 
     @torch.no_grad()

@@ -18,6 +18,7 @@ guidance; each records the weights' sha256 it was searched on.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -187,6 +188,22 @@ def search_schedule(pipe, sampler: str, steps: int, prompts: Sequence[str], *, s
     return search_timesteps(objective, request.ts, pipe.process, sweeps=sweeps, progress=progress)
 
 
+def schedule_identity(model_sha256: str | None, adapters: Sequence[tuple[str, float]] = ()) -> str | None:
+    """The weights a schedule is searched on and used with: the model's sha256, or with LoRA adapters applied
+    (``(file sha256, scale)`` pairs; scale 0 is off) a sha256 of the model's and theirs, so that a schedule searched
+    on the base is not taken for base + adapter, nor the other way round."""
+    on = sorted((sha, float(scale)) for sha, scale in adapters if scale != 0)
+    if not on or model_sha256 is None:
+        return model_sha256
+    return hashlib.sha256(json.dumps([model_sha256, on]).encode()).hexdigest()
+
+
+def pipeline_identity(pipe) -> str | None:
+    """:func:`schedule_identity` of a loaded pipeline with the adapters it applies now."""
+    applied = pipe.applied_adapters() if hasattr(pipe, "applied_adapters") else []
+    return schedule_identity(pipe.model_sha256, [(r["sha256"], r["scale"]) for r in applied])
+
+
 def schedule_key(sampler: str, steps: int, guidance: float) -> str:
     return f"{sampler}/{steps}/guidance={float(guidance):g}"
 
@@ -227,9 +244,12 @@ def read_schedules(path: str | os.PathLike) -> dict:
 def save_schedule(path: str | os.PathLike, sampler: str, steps: int, guidance: float, result: SearchResult,
                   model_sha256: str | None, about: dict | None = None) -> str:
     """Add (or replace) the schedule of ``sampler`` / ``steps`` / ``guidance`` in ``path``, written atomically; the
-    other entries stay. Returns its key."""
+    other entries stay, another model's of the same settings too (this one's key then names its weights). Returns its
+    key."""
     schedules = read_schedules(path)
     key = schedule_key(sampler, steps, guidance)
+    if model_sha256 and schedules.get(key, {}).get("model_sha256") not in (None, model_sha256):
+        key = f"{key}@{model_sha256[:12]}"  # a file shared by models: another model's entry stays (it was replaced)
     schedules[key] = {"sampler": sampler, "steps": steps, "guidance": float(guidance),
                       "timesteps": result.timesteps, "model_sha256": model_sha256, **asdict(result), **(about or {})}
     doc = {"format": FORMAT, "format_version": FORMAT_VERSION, "schedules": schedules}
@@ -259,7 +279,8 @@ def saved_timesteps(path: str | os.PathLike | None, sampler: str, steps: int, gu
                 else f"it has: {', '.join(sorted(schedules)) or 'none'}")
         raise ConfigError(f"timesteps='auto': no searched schedule for sampler {sampler!r} with {steps} steps in "
                           f"{str(path) if path is not None else 'this model'} ({have}); {make}")
-    entry = min(matches, key=lambda e: abs(float(e.get("guidance", math.inf)) - guidance))
+    mine = [e for e in matches if e.get("model_sha256") in (None, model_sha256)] if model_sha256 else matches
+    entry = min(mine or matches, key=lambda e: abs(float(e.get("guidance", math.inf)) - guidance))
     if model_sha256 and entry.get("model_sha256") not in (None, model_sha256):
         raise ConfigError(f"the schedule {schedule_key(sampler, steps, entry.get('guidance', 0))!r} in {str(path)!r} "
                           f"was searched on other weights ({str(entry['model_sha256'])[:12]}...); {make}")
