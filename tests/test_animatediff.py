@@ -336,6 +336,8 @@ def test_the_cli_inflates_an_sd_folder_that_samples_trains_and_refuses_bad_input
                        load_file(str(tmp_path / "cli.safetensors"))["latents"])
     assert cli.main(["sample", "--model", str(out), "--motion-adapter", str(adapter_folder), "--prompt", "a cat",
                      "--out", str(tmp_path / "no.mp4")]) == 2  # a checkpoint has its motion modules already
+    (tmp_path / "a_file").write_text("x")  # an --out it cannot make: said before any weights (a raw traceback after
+    assert cli.main(["inflate", str(folder), "--out", str(tmp_path / "a_file" / "inflated")]) == 2  # them before)
 
     # train.init_from: the run starts from the inflated weights (a learning rate too small to move them)
     run_cfg = load_config(out / "finetune.yaml", ["train.steps=1", "train.precision=fp32", "train.lr=1.0e-20",

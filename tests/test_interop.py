@@ -243,12 +243,35 @@ def test_dpm_solver_spacings_vdmkit_cannot_place_are_refused():
         scheduler_config({"_class_name": "DPMSolverMultistepScheduler", "timestep_spacing": "linspace"})
     # AnimateDiff's: linear betas over SD's endpoints, honoured exactly
     diffusion, _ = scheduler_config({"_class_name": "DDIMScheduler", "beta_schedule": "linear", "beta_start": 0.00085,
-                                     "beta_end": 0.012})
+                                     "beta_end": 0.012, "clip_sample": False})
     import diffusers as d
     ref = d.DDIMScheduler(beta_schedule="linear", beta_start=0.00085, beta_end=0.012)
     torch.testing.assert_close(diffusion.build_process().alphas_cumprod, ref.alphas_cumprod.double(), atol=1e-6, rtol=0)
     with pytest.raises(ConfigError, match="beta_schedule='squaredcos_cap_v3'"):
         scheduler_config({"_class_name": "DDIMScheduler", "beta_schedule": "squaredcos_cap_v3"})
+
+
+@pytest.mark.parametrize("name, option, value", [
+    ("DDIMScheduler", "clip_sample", None),  # left out: diffusers' default clips (frames 0.095 apart, before 2026-12-06)
+    ("DDPMScheduler", "clip_sample", None),
+    ("DPMSolverMultistepScheduler", "lambda_min_clipped", -2.0),
+    ("DPMSolverMultistepScheduler", "solver_type", "heun"),
+    ("UniPCMultistepScheduler", "disable_corrector", [0]),
+    ("UniPCMultistepScheduler", "solver_order", 3),
+    ("UniPCMultistepScheduler", "final_sigmas_type", "sigma_min"),
+    ("UniPCMultistepScheduler", "predict_x0", False),
+])
+def test_scheduler_options_vdmkit_does_not_compute_are_refused_given_or_by_diffusers_default(name, option, value):
+    """Each was silently sampled with vdmkit's own value before 2026-12-06."""
+    from vdmkit.interop.diffusers_pipeline import scheduler_config
+
+    raw = {"_class_name": name, "timestep_spacing": "trailing", "clip_sample": False}
+    raw.pop(option) if value is None else raw.update({option: value})
+    with pytest.raises(ConfigError, match=f"{name} option {option}="):
+        scheduler_config(raw)
+    raw.pop(option, None)
+    if option != "clip_sample":
+        scheduler_config(raw)  # left out: diffusers' default is what vdmkit computes
 
 
 def test_the_cli_samples_a_diffusers_folder(ddim_folder, tmp_path):
@@ -366,3 +389,28 @@ def test_a_bf16_load_equals_a_cast_fp32_load(ddim_folder):
     assert cast.keys() == read.keys()
     for key in cast:
         assert read[key].dtype == cast[key].dtype and torch.equal(read[key], cast[key]), key
+
+
+@pytest.mark.parametrize("component, file, change", [
+    ("", "model_index.json", {"_class_name": ["x"]}),
+    ("scheduler", "scheduler_config.json", {"beta_schedule": ["x"]}),
+    ("scheduler", "scheduler_config.json", {"num_train_timesteps": "1000"}),
+    ("unet", "config.json", {"down_block_types": None}),
+    ("text_encoder", "config.json", {"hidden_size": None}),
+])
+def test_hand_edited_config_values_of_the_wrong_type_are_config_errors(ddim_folder, tmp_path, component, file,
+                                                                       change):
+    """Each gave a raw TypeError or KeyError traceback before 2026-12-06."""
+    import json
+    import shutil
+
+    from vdmkit.pipelines import TextToVideo
+
+    folder = tmp_path / "edited"
+    shutil.copytree(ddim_folder[0], folder)
+    path = folder / component / file if component else folder / file
+    doc = json.loads(path.read_text())
+    doc.update(change)
+    path.write_text(json.dumps({k: v for k, v in doc.items() if v is not None or k != "hidden_size"}))
+    with pytest.raises(ConfigError):
+        TextToVideo.from_pretrained(folder)

@@ -9,6 +9,7 @@ options vdmkit cannot reproduce are ConfigErrors naming them.
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +23,7 @@ from vdmkit.conditioning.clip import ClipTextConfig, ClipTextEncoder, read_clip_
 from vdmkit.conditioning.pretrained import matched_state
 from vdmkit.diffusion.config import DiffusionConfig
 from vdmkit.diffusion.schedules import SCALED_LINEAR_BETA_END, SCALED_LINEAR_BETA_START
-from vdmkit.errors import ConfigError, CorruptCheckpointError
+from vdmkit.errors import ConfigError, CorruptCheckpointError, VdmkitError
 from vdmkit.interop.animatediff import MotionAdapterFile, inflate_weights, read_motion_adapter, unet2d_config
 from vdmkit.interop.diffusers_unet import from_diffusers, unet3d_config
 from vdmkit.io.checkpoint import MANIFEST, cached_sha256, folder_config, folder_weights, load_tensors
@@ -90,6 +91,26 @@ class FolderParts:
     width: int
 
 
+_NO_SIGMA_SCHEDULES = {"use_karras_sigmas": (False, False), "use_exponential_sigmas": (False, False),
+                       "use_beta_sigmas": (False, False), "use_flow_sigmas": (False, False)}
+# each scheduler's options: (diffusers' default, the value vdmkit's sampler computes); any other is refused
+SCHEDULER_OPTIONS = {
+    "DDIMScheduler": {"clip_sample": (True, False), "thresholding": (False, False)},
+    "DDPMScheduler": {"clip_sample": (True, False), "thresholding": (False, False),
+                      "variance_type": ("fixed_small", "fixed_small")},
+    "DPMSolverMultistepScheduler": {"thresholding": (False, False), **_NO_SIGMA_SCHEDULES,
+                                    "use_lu_lambdas": (False, False), "final_sigmas_type": ("zero", "zero"),
+                                    "algorithm_type": ("dpmsolver++", "dpmsolver++"), "solver_order": (2, 2),
+                                    "solver_type": ("midpoint", "midpoint"), "lower_order_final": (True, True),
+                                    "euler_at_final": (False, False), "lambda_min_clipped": (-math.inf, -math.inf),
+                                    "variance_type": (None, None)},
+    "UniPCMultistepScheduler": {"thresholding": (False, False), **_NO_SIGMA_SCHEDULES, "solver_order": (2, 2),
+                                "solver_type": ("bh2", "bh2"), "lower_order_final": (True, True),
+                                "disable_corrector": ([], []), "final_sigmas_type": ("zero", "zero"),
+                                "predict_x0": (True, True)},
+}
+
+
 def scheduler_config(raw: dict) -> tuple[DiffusionConfig, dict]:
     """(noise process, sampling defaults) of a diffusers scheduler config; ConfigError for what vdmkit cannot honour."""
     name = raw.get("_class_name", "DDIMScheduler")
@@ -105,20 +126,11 @@ def scheduler_config(raw: dict) -> tuple[DiffusionConfig, dict]:
     prediction = raw.get("prediction_type", "epsilon")
     if prediction not in PREDICTIONS:
         raise ConfigError(f"prediction_type={prediction!r} cannot be honoured; vdmkit has {', '.join(PREDICTIONS)}")
-    refused = {"clip_sample": False, "thresholding": False, "use_karras_sigmas": False, "use_exponential_sigmas": False,
-               "use_beta_sigmas": False, "final_sigmas_type": "zero", "timestep_type": "discrete",
-               "variance_type": "fixed_small", "algorithm_type": "dpmsolver++", "solver_order": 2, "solver_type": "bh2",
-               "lower_order_final": True, "euler_at_final": False}
-    applies = {"DDIMScheduler": ("clip_sample", "thresholding"), "DDPMScheduler": ("clip_sample", "thresholding",
-                                                                                   "variance_type"),
-               "DPMSolverMultistepScheduler": ("thresholding", "use_karras_sigmas", "use_exponential_sigmas",
-                                               "use_beta_sigmas", "final_sigmas_type", "algorithm_type", "solver_order",
-                                               "lower_order_final", "euler_at_final"),
-               "UniPCMultistepScheduler": ("thresholding", "use_karras_sigmas", "solver_type", "lower_order_final")}
-    for key in applies[name]:
-        if key in raw and raw[key] != refused[key] and not (key == "variance_type" and raw[key] is None):
-            raise ConfigError(f"{name} option {key}={raw[key]!r} cannot be honoured (vdmkit's sampler computes "
-                              f"{key}={refused[key]!r})")
+    for key, (default, computed) in SCHEDULER_OPTIONS[name].items():
+        value = raw.get(key, default)  # a key left out means diffusers' default, not vdmkit's value
+        if value != computed and not (key == "variance_type" and value is None):
+            raise ConfigError(f"{name} option {key}={value!r}{'' if key in raw else ' (diffusers default)'} cannot be "
+                              f"honoured (vdmkit's sampler computes {key}={computed!r})")
     spacing = raw.get("timestep_spacing", "leading")
     multistep = name in ("DPMSolverMultistepScheduler", "UniPCMultistepScheduler")
     if multistep and spacing != "trailing":
@@ -145,7 +157,7 @@ class DiffusersFolder:
         self.directory = Path(folder)
         index = folder_config(self.directory, "diffusers pipeline", MODEL_INDEX)
         kind = index.get("_class_name")
-        if kind not in PIPELINES:
+        if not isinstance(kind, str) or kind not in PIPELINES:
             raise ConfigError(f"{str(self.directory / MODEL_INDEX)!r} names {kind!r}; vdmkit loads "
                               f"{', '.join(PIPELINES)} folders")
         self.inflated = kind == INFLATED
@@ -161,6 +173,18 @@ class DiffusersFolder:
             if not (self.directory / component).is_dir():
                 raise CorruptCheckpointError(f"{str(self.directory)!r} lacks the {component}/ folder its "
                                              f"{MODEL_INDEX} names")
+        try:
+            self._read_parts(kind, motion_adapter)
+        except VdmkitError:
+            raise
+        except (TypeError, KeyError, ValueError, AttributeError, IndexError) as err:  # a hand-edited config
+            raise ConfigError(f"{str(self.directory)!r}: a component's config holds a value of the wrong type or lacks "
+                              f"a key ({type(err).__name__}: {err}); compare it with one diffusers' save_pretrained "
+                              "wrote") from None
+        self._sha256: str | None = None
+
+    def _read_parts(self, kind: str, motion_adapter) -> None:
+        """``parts`` and ``adapter`` from the component folders' configs."""
         unet_raw = folder_config(self.directory / "unet", f"diffusers {PIPELINES[kind]['unet'][0]}")
         self.adapter: MotionAdapterFile | None = None
         if self.inflated:
@@ -173,7 +197,8 @@ class DiffusersFolder:
         tokenizer = folder_config(self.directory / "tokenizer", "CLIP tokenizer", "tokenizer_config.json")
         raw = folder_config(self.directory / "scheduler", "diffusers scheduler", "scheduler_config.json")
         if raw.get("_class_name") in SAMPLED_AS_DDIM:
-            raw = {**{k: v for k, v in raw.items() if k != "skip_prk_steps"}, "_class_name": "DDIMScheduler"}
+            raw = {**{k: v for k, v in raw.items() if k != "skip_prk_steps"}, "_class_name": "DDIMScheduler",
+                   "clip_sample": False}  # PNDM never clips (DDIM's default would)
         diffusion, sampling = scheduler_config(raw)
         if self.inflated:
             sampling["guidance"] = SD_GUIDANCE
@@ -184,7 +209,6 @@ class DiffusersFolder:
             text=ClipTextConfig(folder=str(self.directory / "text_encoder"), tokenizer=str(self.directory / "tokenizer"),
                                 dim=clip["hidden_size"], max_length=tokenizer.get("model_max_length", 77)),
             vae=vae, diffusion=diffusion, sampling=sampling, frames=DEFAULT_FRAMES, height=size, width=size)
-        self._sha256: str | None = None
 
     def weights(self, own: dict[str, torch.Tensor]) -> Iterator[dict[str, torch.Tensor]]:
         """The pipeline's state dict (``backbone.``, ``text_encoder.model.``, ``autoencoder.`` keys) from the folder's

@@ -116,17 +116,19 @@ def window_starts(frames: int, window: int, overlap: int) -> list[int]:
 
 
 def fusion_weights(frames: int, starts: list[int], window: int, weighting: str = "linear") -> torch.Tensor:
-    """(windows, frames) float64 weights, zero outside each window, summing to one on every frame: ``linear``
-    (a tent peaking at the window's centre, Gen-L-Video) or ``gaussian`` (std GAUSSIAN_SIGMA x window)."""
+    """(windows, window) float64 weights of each window's frames, summing to one on every frame of the video
+    (window k covers frames starts[k] ... starts[k] + window - 1): ``linear`` (a tent peaking at the window's centre,
+    Gen-L-Video) or ``gaussian`` (std GAUSSIAN_SIGMA x window). Sized by the windows, not windows x frames (a dense
+    matrix was 40 GB for 100,000 frames)."""
     i = torch.arange(window, dtype=torch.float64)
     if weighting == "linear":
         profile = torch.minimum(i + 1, window - i)
     else:
         profile = torch.exp(-0.5 * ((i - (window - 1) / 2) / (GAUSSIAN_SIGMA * window)) ** 2)
-    weights = torch.zeros(len(starts), frames, dtype=torch.float64)
-    for k, s in enumerate(starts):
-        weights[k, s:s + window] = profile
-    return weights / weights.sum(0, keepdim=True)
+    total = torch.zeros(frames, dtype=torch.float64)
+    for s in starts:
+        total[s:s + window] += profile
+    return torch.stack([profile / total[s:s + window] for s in starts])
 
 
 def freenoise(noise: torch.Tensor, frames: int, window: int, overlap: int, generator: torch.Generator) -> torch.Tensor:
@@ -195,7 +197,7 @@ def run_long(pipe, request: LongRequest, *, callback: Callable | None = None,
         def fused(x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
             x0 = torch.zeros_like(x_t)
             for k, (s, fn) in enumerate(zip(starts, fns)):
-                wk = weights[k, s:s + window].to(x_t.dtype)[None, None, :, None, None]
+                wk = weights[k].to(x_t.dtype)[None, None, :, None, None]
                 x0[:, :, s:s + window] += wk * fn(x_t[:, :, s:s + window], t)
             return x0
 
