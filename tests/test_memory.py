@@ -134,3 +134,34 @@ def test_training_estimate_of_a_dit_with_recomputed_activations(tmp_path):
                                                 "train.steps=1", "train.sample_every=100", f"train.out_dir={tmp_path}"])
     train(cfg, progress=False)
     assert (tmp_path / "metrics.jsonl").read_text().count("loss") == 1
+
+
+def test_a_chunked_estimate_counts_one_chunk_for_all_and_equals_the_chunk_by_chunk_count(tmp_path, monkeypatch):
+    """The meta-device count ran every inference chunk in Python: a 100,000-frame request on a diffusers folder took
+    minutes to be refused (before 2026-12-06). One chunk now stands for the others, with the same peak."""
+    from tests.test_interop import MODELSCOPE_SCHEDULER, tiny_pipeline
+    from vdmkit.backbones import layers
+    from vdmkit.pipelines import open_model
+
+    import diffusers
+
+    folder = tmp_path / "t2v"
+    tiny_pipeline(folder, diffusers.DDIMScheduler(**MODELSCOPE_SCHEDULER))
+    _, config = open_model(folder)
+    from vdmkit.backbones import transformer_blocks
+
+    chunk_rows = layers.chunk_rows
+    smaller = lambda rows, width: max(1, min(rows, chunk_rows(rows, width)) // 8)  # noqa: E731 - chunked here
+    for module in (layers, transformer_blocks):
+        monkeypatch.setattr(module, "chunk_rows", smaller)
+    shortcut = memory.sampling_estimate(config, batch=1, frames=64, height=32, width=32)
+
+    def every_chunk(fn, step, x, *rest):
+        if step >= x.shape[0]:
+            return fn(x, *rest)
+        return torch.cat([fn(x[i:i + step], *(r if r is None else r[i:i + step] for r in rest))
+                          for i in range(0, x.shape[0], step)])
+
+    for module in (layers, transformer_blocks):
+        monkeypatch.setattr(module, "in_chunks", every_chunk)
+    assert memory.sampling_estimate(config, batch=1, frames=64, height=32, width=32).describe() == shortcut.describe()
