@@ -243,6 +243,11 @@ def test_kind_groups_keep_a_step_s_batches_of_one_kind(clips):
         "the ungrouped order mixes kinds in a pair (else this test shows nothing)"
     with pytest.raises(ValueError, match="kind_group"):
         VideoTextDataset(cfg, batch_size=2, kind_group=0)
+    # fewer image batches than one run of the group: rounded up to a run, not all dropped (before 2026-12-06)
+    few = config(clips, seed=3, image_ratio=0.05)
+    assert any(shape[0] == 1 for shape, _ in VideoTextDataset(few, batch_size=2).epoch_batches(0))
+    wide = VideoTextDataset(few, batch_size=2, kind_group=4).epoch_batches(0)
+    assert sum(shape[0] == 1 for shape, _ in wide) == 4
 
 
 def test_caption_rows_beyond_csvs_field_limit_and_starts_without_ends(tmp_path, clips, caplog):

@@ -397,6 +397,7 @@ def test_a_bf16_load_equals_a_cast_fp32_load(ddim_folder):
     ("scheduler", "scheduler_config.json", {"num_train_timesteps": "1000"}),
     ("unet", "config.json", {"down_block_types": None}),
     ("text_encoder", "config.json", {"hidden_size": None}),
+    ("vae", "config.json", {"scaling_factor": "x"}),  # failed at sampling
 ])
 def test_hand_edited_config_values_of_the_wrong_type_are_config_errors(ddim_folder, tmp_path, component, file,
                                                                        change):

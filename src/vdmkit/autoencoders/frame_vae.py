@@ -8,6 +8,7 @@ SD 1.x/2.x VAE is ``FrameVAEConfig.sd()``. Spatial compression is ``2 ** (len(bl
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -250,6 +251,11 @@ def config_from_diffusers(raw: dict) -> FrameVAEConfig:
             raise ConfigError(f"{key}={raw[key]} is not supported (only {want})")
     if raw.get("act_fn", "silu") != "silu":
         raise ConfigError(f"act_fn={raw['act_fn']!r} is not supported (only silu)")
+    for key in ("scaling_factor", "shift_factor"):  # used at sampling only: a bad one failed there, untyped
+        value = raw.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                  or not math.isfinite(value)):
+            raise ConfigError(f"the AutoencoderKL config's {key} must be a finite number, got {value!r}")
     return FrameVAEConfig(
         in_channels=raw.get("in_channels", 3), out_channels=raw.get("out_channels", 3),
         block_out_channels=tuple(raw.get("block_out_channels", (64,))), layers_per_block=raw.get("layers_per_block", 1),

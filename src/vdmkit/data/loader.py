@@ -160,6 +160,9 @@ class VideoTextDataset:
         n_image = 0
         if cfg.image_ratio > 0 and images:
             n_image = max(1, round(len(video) * cfg.image_ratio / (1 - cfg.image_ratio))) if video else len(images)
+            # whole runs of kind_group batches only (a shorter tail is dropped below): fewer image batches than
+            # one run left none (before 2026-12-06)
+            n_image = -(-n_image // self.kind_group) * self.kind_group
         image = _chunk(images, b, rng)
         if image:
             image = [image[j % len(image)] for j in rng.permutation(max(n_image, len(image)))[:n_image]]
@@ -171,8 +174,9 @@ class VideoTextDataset:
         batches = [batch for j in order for batch in runs[j]]
         per_rank = len(batches) // self.world_size
         if per_rank == 0:
-            raise DatasetError(f"{len(batches)} batch(es) per epoch cannot be split over {self.world_size} ranks; "
-                               "use a smaller train.batch_size or more data")
+            raise DatasetError(f"{len(batches)} batch(es) per epoch cannot be split over {self.world_size} ranks "
+                               f"(in runs of {self.kind_group} batches of one kind: processes x train.grad_accum); "
+                               "use a smaller train.batch_size or train.grad_accum, or more data")
         mine = batches[self.rank::self.world_size][:per_rank]
         return [((length, *cfg.bucket_size(cfg.aspect_ratios[aspect])), idx) for (length, aspect), idx in mine]
 
