@@ -295,3 +295,35 @@ def test_16_bit_png_is_scaled_not_saturated(tmp_path):
     grey = np.array([[0, 32896, 65535]], np.uint16).repeat(4, axis=0)
     Image.fromarray(grey).save(tmp_path / "deep.png")
     assert decode(tmp_path / "deep.png").frames[0, 0].tolist() == [[0, 0, 0], [128, 128, 128], [255, 255, 255]]
+
+
+def test_a_variable_frame_rate_video_is_sampled_holding_its_slow_frames(tmp_path):
+    """30 fps for a second, then 15 fps (as phones record): sampled at 20 fps, two instants fall on one slow frame,
+    which was refused as "a gap in the decoded stream" (before 2026-12-06). An intact stream shows that frame twice;
+    a stream with frames dropped as damaged is still refused."""
+    import fractions
+
+    import av
+
+    from vdmkit.io.decode import match_frames
+
+    times = [i / 30 for i in range(30)] + [1 + i / 15 for i in range(15)]
+    path = tmp_path / "vfr.mp4"
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=30)
+        stream.width, stream.height, stream.pix_fmt = 32, 32, "yuv420p"
+        stream.time_base = fractions.Fraction(1, 1000)
+        for i, t in enumerate(times):
+            frame = av.VideoFrame.from_ndarray(np.full((32, 32, 3), i * 5 % 256, np.uint8), format="rgb24")
+            frame.pts, frame.time_base = int(round(t * 1000)), fractions.Fraction(1, 1000)
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    clip = read_clip(path, 16, fps=20.0)  # the centre: 0.8 s of which the slow part holds the second half
+    assert clip.frames.shape[0] == 16
+    steps = np.diff(clip.timestamps)
+    assert (steps >= 0).all() and (steps == 0).any()  # slow frames held, never out of order
+    ts = np.array(times)
+    with pytest.raises(InvalidVideoError, match="two sampled instants fall on one decoded frame"):
+        match_frames(ts, np.array([1.0, 1.02]), tolerance=0.05)  # a damaged stream: still a gap

@@ -319,9 +319,12 @@ def clip_times(timestamps: np.ndarray, frames: int, step: float, start: float, r
     return t0 + step * np.arange(frames)
 
 
-def match_frames(timestamps: np.ndarray, targets: np.ndarray, tolerance: float) -> np.ndarray:
+def match_frames(timestamps: np.ndarray, targets: np.ndarray, tolerance: float,
+                 repeats: bool = False) -> np.ndarray:
     """Index of the decoded frame nearest each target; refuses a target with no frame within ``tolerance``
-    and two targets on one frame (a gap in the decoded stream would otherwise become a duplicate)."""
+    and, unless ``repeats``, two targets on one frame (a gap in the decoded stream would otherwise become a
+    duplicate). ``repeats``: the stream dropped nothing, so a frame held longer (a variable frame rate's slow part)
+    is shown at each instant it covers."""
     idx = np.clip(np.searchsorted(timestamps, targets), 1, len(timestamps) - 1) if len(timestamps) > 1 else \
         np.zeros(len(targets), dtype=int)
     if len(timestamps) > 1:
@@ -332,7 +335,7 @@ def match_frames(timestamps: np.ndarray, targets: np.ndarray, tolerance: float) 
         worst = int(np.argmax(off))
         raise InvalidVideoError(f"no decoded frame within {tolerance * 1000:.0f} ms of {targets[worst]:.3f}s "
                                 "(a gap in the decoded stream)")
-    if len(idx) > 1 and (np.diff(idx) <= 0).any():
+    if len(idx) > 1 and (np.diff(idx) < (0 if repeats else 1)).any():
         raise InvalidVideoError("two sampled instants fall on one decoded frame (a gap in the decoded stream)")
     return idx
 
@@ -393,10 +396,12 @@ def read_clip(path: str | os.PathLike, frames: int, *, fps: float | None = None,
         chosen = timed.timestamps[_choose(timed, frames, step, rng, window)]
         picked = decode(path, max_side=max_side, start=float(chosen[0]), end=float(chosen[-1]),
                         only=set(chosen.tolist()), limits=limits)
-        if len(picked.timestamps) != len(chosen):
-            raise InvalidVideoError(f"decoding again gave {len(picked.timestamps)} of the {len(chosen)} frames "
+        unique = np.unique(chosen)  # a frame held over two instants (a variable frame rate) is decoded once
+        if len(picked.timestamps) != len(unique):
+            raise InvalidVideoError(f"decoding again gave {len(picked.timestamps)} of the {len(unique)} frames "
                                     "the first pass timed (a non-deterministic decoder)")
-        return Clip(picked.frames, picked.timestamps, timed.info)
+        at = np.searchsorted(picked.timestamps, chosen)
+        return Clip(picked.frames[at], picked.timestamps[at], timed.info)
     except InvalidVideoError as e:
         if str(e).startswith(repr(str(path))):
             raise
@@ -411,12 +416,13 @@ def _choose(decoded: Decoded, frames: int, step: float, rng, window: str) -> np.
     src_step = 1 / decoded.info.fps
     targets = clip_times(ts, frames, max(step, src_step * (1 - 1e-6)), float(ts[0]), rng, window)
     tolerance = 0.5 * src_step
-    if decoded.info.decode_errors == 0 and len(ts) > 1:
+    intact = decoded.info.decode_errors == 0 and len(ts) > 1
+    if intact:
         # nothing was dropped: every interval between frames is the stream's own (a variable frame rate, as phones
-        # record), and each frame stands for the time halfway to its neighbours. Frames dropped as damaged leave gaps
-        # that the average interval still refuses.
+        # record), and each frame stands for the time halfway to its neighbours (so for two sampled instants in a
+        # slow part). Frames dropped as damaged leave gaps that the average interval still refuses.
         tolerance = max(tolerance, 0.5 * float(np.diff(ts).max()))
-    return match_frames(ts, targets, tolerance=tolerance + 1e-4)
+    return match_frames(ts, targets, tolerance=tolerance + 1e-4, repeats=intact)
 
 
 def _pick(decoded: Decoded, frames: int, step: float, rng, window: str) -> Clip:
