@@ -268,3 +268,36 @@ def test_two_browsers_voting_at_once_lose_no_vote(app, driver, tmp_path):
     assert len(stored) == 20 and sorted({v.rater for v in stored}) == ["bob", "carol"]
     assert sum(v.rater == "bob" for v in stored) == 10
     assert sum(r["votes"] for r in results_table(driver, app, "duo", 20).values()) == 40
+
+
+def test_the_cancel_button_stops_a_waiting_job(app, driver, monkeypatch):
+    """Cancel takes the page's job out of the queue: the page says so and shows no video (before 2026-12-06 a job
+    could not be stopped)."""
+    import threading
+
+    import httpx
+
+    from vdmkit.pipelines import render
+
+    real, gate, held = render.render_sample, threading.Event(), threading.Event()
+
+    def first_waits(pipe, request, out, **kw):
+        if request.prompts[0] == "hold":
+            held.set()
+            gate.wait(TIMEOUT)
+        return real(pipe, request, out, **kw)
+
+    monkeypatch.setattr(render, "render_sample", first_waits)
+    assert httpx.post(app.url + "/api/generate", json={"model": "tiny", "prompt": "hold", "steps": 2}).status_code \
+        == 202 and held.wait(TIMEOUT)
+    try:
+        open_generate(driver, app)
+        fill(driver, "prompt", "a fast blue square moving up")
+        fill(driver, "steps", "2")
+        by_id(driver, "generate").click()
+        wait(driver, lambda d: by_id(d, "cancel").is_displayed(), "the cancel button")
+        by_id(driver, "cancel").click()
+        wait(driver, lambda d: by_id(d, "status").text == "cancelled", "the cancelled status")
+        assert not by_id(driver, "result").is_displayed() and not by_id(driver, "cancel").is_displayed()
+    finally:
+        gate.set()

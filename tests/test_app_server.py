@@ -54,7 +54,7 @@ def wait_job(client, job_id, timeout=60):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         job = client.get(f"/api/jobs/{job_id}").json()
-        if job["status"] in ("done", "error"):
+        if job["status"] in ("done", "error", "cancelled"):
             return job
         time.sleep(0.05)
     raise AssertionError(f"job {job_id} did not finish")
@@ -691,3 +691,24 @@ def test_the_vote_store_goes_on_when_its_file_is_moved_away(tmp_path):
     store.add(Vote("r", "s#1", "p00000", "x", 0, "A", "B", "right"))
     assert [v.choice for v in store.votes("s#1")] == ["right"]
     assert [v.choice for v in VoteStore(tmp_path / "kept.sqlite").votes("s#1")] == ["left"]
+
+
+def test_a_waiting_or_running_job_is_cancelled_and_writes_nothing(client):
+    """A long request held the only worker with no way to stop it (before 2026-12-06): DELETE /api/jobs/ID now takes
+    a waiting job out of the queue and stops a running one at its next step."""
+    body = {"model": "tiny", "prompt": "a red circle moving left", "steps": 250, "guidance": 2.0}
+    running = client.post("/api/generate", json=body).json()
+    waiting = client.post("/api/generate", json=body).json()
+    deadline = time.monotonic() + 30
+    while client.get(f"/api/jobs/{running['id']}").json()["step"] < 1 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert client.delete(f"/api/jobs/{waiting['id']}").json()["status"] == "cancelled"  # at once, from the queue
+    assert client.delete(f"/api/jobs/{running['id']}").status_code == 200
+    stopped = wait_job(client, running["id"])
+    assert stopped["status"] == "cancelled" and stopped["file"] is None and stopped["step"] < 250
+    assert client.delete(f"/api/jobs/{running['id']}").status_code == 409  # finished: nothing to cancel
+    assert client.delete("/api/jobs/nope").status_code == 404
+    gallery = client.get("/api/gallery").json()["videos"]
+    assert not any(running["id"] in v.get("file", "") or waiting["id"] in v.get("file", "") for v in gallery)
+    after = client.post("/api/generate", json={**body, "steps": 2}).json()  # the worker goes on
+    assert wait_job(client, after["id"])["status"] == "done"

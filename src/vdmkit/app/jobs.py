@@ -16,11 +16,15 @@ from vdmkit.errors import VdmkitError
 log = logging.getLogger("vdmkit.app")
 MAX_QUEUED = 16  # waiting jobs; more are refused with QueueFullError
 KEEP_FINISHED = 256  # finished jobs remembered for polling
-QUEUED, RUNNING, DONE, FAILED = "queued", "running", "done", "error"
+QUEUED, RUNNING, DONE, FAILED, CANCELLED = "queued", "running", "done", "error", "cancelled"
 
 
 class QueueFullError(VdmkitError):
     """Too many generation jobs are waiting; try again when some have finished."""
+
+
+class JobCancelled(VdmkitError):
+    """Raised inside a running job's sampling loop at the step after :meth:`JobQueue.cancel`: nothing is written."""
 
 
 @dataclass(eq=False)  # a job is itself: compared by identity
@@ -38,6 +42,7 @@ class Job:
     submitted: float = field(default_factory=time.time)
     started: float | None = None
     finished: float | None = None
+    cancel_requested: bool = False  # set by JobQueue.cancel; the running job stops at its next sampler step
 
 
 class JobQueue:
@@ -112,6 +117,20 @@ class JobQueue:
                 self._cond.wait(left)
         return job
 
+    def cancel(self, job: Job) -> bool:
+        """Cancel ``job``: a waiting one leaves the queue now, a running one stops at its next sampler step (the
+        worker then takes the next job; nothing of it is written). False when it had finished already."""
+        with self._cond:
+            if job.status == QUEUED and job in self._pending:
+                self._pending.remove(job)
+                job.status, job.finished = CANCELLED, time.time()
+                self._cond.notify_all()
+                return True
+            if job.status == RUNNING:
+                job.cancel_requested = True
+                return True
+            return False
+
     def close(self, timeout: float = 30.0) -> None:
         """Take no new jobs, drop the waiting ones, and let the running one finish."""
         with self._cond:
@@ -135,6 +154,8 @@ class JobQueue:
             try:
                 self._run(job)
                 status, error = DONE, None
+            except JobCancelled:
+                status, error = CANCELLED, None
             except (VdmkitError, ValueError, TypeError, MemoryError) as e:
                 status, error = FAILED, str(e)
             except Exception as e:  # noqa: BLE001 - a job's failure must never stop the worker
@@ -153,6 +174,8 @@ class JobQueue:
         if not self._threads_set:  # once, before the first job: later the load average counts our own sampling
             apply_threads(self.threads)  # 0: the CPUs other work leaves free
             self._threads_set = True
+        if job.cancel_requested:  # cancelled while its weights were to load
+            raise JobCancelled(f"job {job.id} was cancelled before it started")
         folder, pipe = self._pipe
         if folder != job.path:
             self._pipe = (None, None)  # free the old weights before loading new ones
@@ -160,6 +183,8 @@ class JobQueue:
             self._pipe = (job.path, pipe)
 
         def progress(i, x, x0_hat):
+            if job.cancel_requested:
+                raise JobCancelled(f"job {job.id} was cancelled at step {i + 1} of {job.steps}")
             job.step = i + 1
 
         name = f"{time.strftime('%Y%m%d-%H%M%S')}-{job.id}.mp4"

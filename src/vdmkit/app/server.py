@@ -266,6 +266,17 @@ def create_app(settings: Settings):
             data["url"], data["metadata_url"] = f"/files/{data['file']}", f"/files/{data['file']}.json"
         return data
 
+    @app.delete("/api/jobs/{job_id}")
+    def cancel_job(job_id: str):
+        """Cancel a waiting or running job (a running one stops at its next step; nothing is written)."""
+        found = jobs.get(job_id)
+        if found is None:
+            raise NotFound(f"no job {job_id!r} (finished jobs are forgotten after a while, and when the server "
+                           "restarts)")
+        if not jobs.cancel(found):
+            return error(409, f"job {job_id!r} has finished ({found.status}); there is nothing to cancel")
+        return jobs.describe(found)
+
     @app.get("/api/gallery")
     def list_gallery():
         return {"videos": gallery(settings.out)}
