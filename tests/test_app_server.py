@@ -712,3 +712,24 @@ def test_a_waiting_or_running_job_is_cancelled_and_writes_nothing(client):
     assert not any(running["id"] in v.get("file", "") or waiting["id"] in v.get("file", "") for v in gallery)
     after = client.post("/api/generate", json={**body, "steps": 2}).json()  # the worker goes on
     assert wait_job(client, after["id"])["status"] == "done"
+
+
+def test_nested_thread_warnings_blocks_each_keep_their_own_and_vocabulary_warnings_outside_show_once():
+    """Nested blocks: the inner one's exit removed the outer one's (equal, empty) list and the outer one's exit
+    raised ValueError (before 2026-12-06)."""
+    import warnings
+
+    from vdmkit.errors import VocabularyWarning
+    from vdmkit.pipelines.render import thread_warnings
+
+    with thread_warnings() as outer:
+        with thread_warnings() as inner:
+            pass
+        warnings.warn("the outer block's")
+    assert [str(w.message) for w in outer] == ["the outer block's"] and inner == []
+    with warnings.catch_warnings(record=True) as seen:
+        with thread_warnings():
+            pass  # installs the dispatcher and the "always" filter for the blocks
+        for _ in range(3):
+            warnings.warn("an unknown word", VocabularyWarning)  # outside any block: once per place
+    assert sum("an unknown word" in str(w.message) for w in seen) == 1

@@ -405,3 +405,17 @@ def test_sweep13_targets_failed_adds_saved_strength_and_scales():
     torch.testing.assert_close(run(fresh), half)
     with pytest.raises(ValueError, match="cannot be named 'cuda'"):
         lora.add_lora(fresh.backbone, LoRAConfig(rank=2), "cuda")
+
+
+def test_an_adapter_file_recording_a_target_its_base_lacks_still_loads(tmp_path):
+    """Files written before 2026-12-06 could record targets that matched no layer ([attn, ff] on a UNet without
+    feed-forward layers); new adapters refuse such targets, but those files still load."""
+    pipe = make_pipe("unet3d")
+    lora.add_lora(pipe.backbone, LoRAConfig(rank=2, targets=["attn"]))
+    randomise(pipe.backbone)
+    adapted = run(pipe)
+    path = lora.save_adapter(tmp_path / "old.safetensors", pipe.backbone, LoRAConfig(rank=2, targets=["attn", "ff"]),
+                             base_sha256=None)
+    fresh = make_pipe("unet3d")
+    fresh.load_lora(path)
+    torch.testing.assert_close(run(fresh), adapted)

@@ -119,14 +119,15 @@ class JobQueue:
 
     def cancel(self, job: Job) -> bool:
         """Cancel ``job``: a waiting one leaves the queue now, a running one stops at its next sampler step (the
-        worker then takes the next job; nothing of it is written). False when it had finished already."""
+        worker then takes the next job; nothing of it is written). False when it has finished, or sampled its last
+        step (its video is being written)."""
         with self._cond:
             if job.status == QUEUED and job in self._pending:
                 self._pending.remove(job)
                 job.status, job.finished = CANCELLED, time.time()
                 self._cond.notify_all()
                 return True
-            if job.status == RUNNING:
+            if job.status == RUNNING and job.step < job.steps:  # after the last step its video is being written
                 job.cancel_requested = True
                 return True
             return False

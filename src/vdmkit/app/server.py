@@ -274,7 +274,8 @@ def create_app(settings: Settings):
             raise NotFound(f"no job {job_id!r} (finished jobs are forgotten after a while, and when the server "
                            "restarts)")
         if not jobs.cancel(found):
-            return error(409, f"job {job_id!r} has finished ({found.status}); there is nothing to cancel")
+            state = "sampled its last step" if found.status == "running" else f"finished ({found.status})"
+            return error(409, f"job {job_id!r} has {state}; there is nothing to cancel")
         return jobs.describe(found)
 
     @app.get("/api/gallery")

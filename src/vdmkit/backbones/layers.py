@@ -399,12 +399,14 @@ def in_chunks(fn: Callable[..., torch.Tensor], step: int, x: torch.Tensor, *rest
     the results concatenated: equal to ``fn(x, *rest)`` when fn treats rows independently."""
     if step >= x.shape[0]:
         return fn(x, *rest)
-    if x.device.type == "meta":  # a memory estimate (memory.py): every chunk costs what the first does, so one runs;
-        # the others' results stand as one block, held (as the list is) until the cat: the same peak, not 100,000
-        # Python iterations for a 100,000-frame request
-        first = fn(x[:step], *(r if r is None else r[:step] for r in rest))
-        others = first.new_empty((x.shape[0] - step, *first.shape[1:]))
-        return torch.cat([first, others])
+    if x.device.type == "meta":  # a memory estimate (memory.py): every chunk costs what the last does, so one runs,
+        # with the others' results held as one block (as the list holds them) and then the cat: the same peak, not
+        # 100,000 Python iterations for a 100,000-frame request
+        probe = fn(x[:1], *(r if r is None else r[:1] for r in rest))  # one row's output: their shape and dtype
+        others = probe.new_empty((x.shape[0] - step, *probe.shape[1:]))
+        del probe
+        last = fn(x[:step], *(r if r is None else r[:step] for r in rest))
+        return torch.cat([others, last])
     return torch.cat([fn(x[i:i + step], *(r if r is None else r[i:i + step] for r in rest))
                       for i in range(0, x.shape[0], step)])
 

@@ -192,7 +192,7 @@ def check_adapter_name(name: str) -> str:
     return name
 
 
-def add_lora(backbone: nn.Module, cfg: LoRAConfig, name: str = "default") -> list[str]:
+def add_lora(backbone: nn.Module, cfg: LoRAConfig, name: str = "default", *, strict: bool = True) -> list[str]:
     """Add adapter ``name`` (B = 0: the model's outputs are unchanged) to the layers ``cfg.targets`` name; return
     their names. ConfigError when no layer of this backbone is of those kinds, or the name is taken."""
     check_adapter_name(name)
@@ -201,7 +201,7 @@ def add_lora(backbone: nn.Module, cfg: LoRAConfig, name: str = "default") -> lis
         raise ConfigError(f"lora.targets {cfg.targets} match no layer of this {type(backbone).__name__}")
     kinds = set(layer_kinds(backbone).values()) - {None}
     unmatched = [t for t in cfg.targets if t not in kinds]
-    if unmatched:  # adapted nowhere, yet recorded in the adapter's header (before 2026-12-06)
+    if unmatched and strict:  # a file written before 2026-12-06 may record such targets: it still loads  # adapted nowhere, yet recorded in the adapter's header (before 2026-12-06)
         raise ConfigError(f"lora.targets {unmatched} match no layer of this {type(backbone).__name__} (its kinds of "
                           f"layer: {', '.join(sorted(kinds))}); drop {'it' if len(unmatched) == 1 else 'them'}")
     if name in adapter_names(backbone):
@@ -448,7 +448,7 @@ def load_adapter(model: nn.Module, adapter: AdapterFile, *, name: str = "default
     rank). ConfigError naming the layers when the file's layers are not this model's (another architecture)."""
     if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not math.isfinite(scale):
         raise ConfigError(f"an adapter's scale must be a finite number, got {scale!r}")
-    layers = add_lora(model, adapter.config, name)
+    layers = add_lora(model, adapter.config, name, strict=False)
     state = pair_state(adapter.tensors, name)
     params = dict(model.named_parameters())
     expected = {f"{n}.lora.adapters.{name}.{ab}" for n in layers for ab in "AB"}

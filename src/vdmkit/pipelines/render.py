@@ -105,6 +105,7 @@ def render_sample(pipe, request: SampleRequest, out: str | os.PathLike, *, fps: 
 _CAPTURES = threading.local()  # .lists: this thread's open thread_warnings() blocks, innermost last
 _DISPATCH_LOCK = threading.Lock()
 _ORIGINAL_SHOW: list = []  # the showwarning the dispatcher replaced (once per process)
+_SHOWN_OUTSIDE: set = set()  # VocabularyWarnings shown outside any block (the filter says "always" for the blocks)
 
 
 def _dispatch(message, category, filename, lineno, file=None, line=None):
@@ -113,8 +114,13 @@ def _dispatch(message, category, filename, lineno, file=None, line=None):
     lists = getattr(_CAPTURES, "lists", None)
     if lists:
         lists[-1].append(warnings.WarningMessage(message, category, filename, lineno, file, line))
-    else:
-        _ORIGINAL_SHOW[0](message, category, filename, lineno, file, line)
+        return
+    if issubclass(category, VocabularyWarning):  # "always" is for the blocks; elsewhere once per place, as default
+        key = (str(message), category, filename, lineno)
+        if key in _SHOWN_OUTSIDE:
+            return
+        _SHOWN_OUTSIDE.add(key)
+    _ORIGINAL_SHOW[0](message, category, filename, lineno, file, line)
 
 
 @contextlib.contextmanager
@@ -136,5 +142,5 @@ def thread_warnings():
     _CAPTURES.lists.append(caught)
     try:
         yield caught
-    finally:
-        _CAPTURES.lists.remove(caught)
+    finally:  # by identity: two empty lists are equal, and list.remove took an outer block's
+        _CAPTURES.lists[:] = [c for c in _CAPTURES.lists if c is not caught]
