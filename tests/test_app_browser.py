@@ -150,8 +150,9 @@ def test_generate_a_video_and_see_it_play(app, driver, tmp_path):
     assert "a slow red circle moving right" in by_id(driver, "cards").text
 
 
-def test_the_page_shows_its_place_in_the_queue(app, driver, monkeypatch):
-    """A job already sampling (held at its first step) puts the page's job second: it says so, then plays."""
+def hold_a_job(app, monkeypatch) -> threading.Event:
+    """Submit a job that the worker holds before it samples (the next job waits behind it) until the returned
+    event is set."""
     import httpx
 
     from vdmkit.pipelines import render
@@ -167,6 +168,12 @@ def test_the_page_shows_its_place_in_the_queue(app, driver, monkeypatch):
     monkeypatch.setattr(render, "render_sample", first_waits)
     r = httpx.post(app.url + "/api/generate", json={"model": "tiny", "prompt": "hold", "steps": 2})
     assert r.status_code == 202 and held.wait(TIMEOUT)
+    return gate
+
+
+def test_the_page_shows_its_place_in_the_queue(app, driver, monkeypatch):
+    """A job already sampling (held at its first step) puts the page's job second: it says so, then plays."""
+    gate = hold_a_job(app, monkeypatch)
     try:
         open_generate(driver, app)
         fill(driver, "prompt", "a fast blue square moving up")
@@ -273,23 +280,7 @@ def test_two_browsers_voting_at_once_lose_no_vote(app, driver, tmp_path):
 def test_the_cancel_button_stops_a_waiting_job(app, driver, monkeypatch):
     """Cancel takes the page's job out of the queue: the page says so and shows no video (before 2026-12-06 a job
     could not be stopped)."""
-    import threading
-
-    import httpx
-
-    from vdmkit.pipelines import render
-
-    real, gate, held = render.render_sample, threading.Event(), threading.Event()
-
-    def first_waits(pipe, request, out, **kw):
-        if request.prompts[0] == "hold":
-            held.set()
-            gate.wait(TIMEOUT)
-        return real(pipe, request, out, **kw)
-
-    monkeypatch.setattr(render, "render_sample", first_waits)
-    assert httpx.post(app.url + "/api/generate", json={"model": "tiny", "prompt": "hold", "steps": 2}).status_code \
-        == 202 and held.wait(TIMEOUT)
+    gate = hold_a_job(app, monkeypatch)
     try:
         open_generate(driver, app)
         fill(driver, "prompt", "a fast blue square moving up")
