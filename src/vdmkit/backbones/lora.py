@@ -184,24 +184,40 @@ def adapter_scales(model: nn.Module) -> dict[str, float]:
     return scales
 
 
+def torch_attribute(name: str) -> bool:
+    """Whether ``name`` is a torch module's own attribute ("half", "cuda", "train"): no adapter can be named so (the
+    adapters are a ModuleDict; it was a raw KeyError before 2026-12-06)."""
+    return hasattr(nn.ModuleDict, name)
+
+
 def check_adapter_name(name: str) -> str:
     if not isinstance(name, str) or not name.isidentifier():
         raise ValueError(f"an adapter name must be a Python identifier (letters, digits, _), got {name!r}")
-    if hasattr(nn.ModuleDict, name):  # "half", "cuda", "train": a module's own attributes (a raw KeyError before)
+    if torch_attribute(name):
         raise ValueError(f"an adapter cannot be named {name!r}: that is a torch module attribute; choose another name")
     return name
+
+
+def check_scale(scale) -> float:
+    """The scale an adapter is loaded with: a finite number (ConfigError otherwise)."""
+    if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not math.isfinite(scale):
+        raise ConfigError(f"an adapter's scale must be a finite number, got {scale!r}")
+    return float(scale)
 
 
 def add_lora(backbone: nn.Module, cfg: LoRAConfig, name: str = "default", *, strict: bool = True) -> list[str]:
     """Add adapter ``name`` (B = 0: the model's outputs are unchanged) to the layers ``cfg.targets`` name; return
     their names. ConfigError when no layer of this backbone is of those kinds, or the name is taken."""
     check_adapter_name(name)
-    layers = target_layers(backbone, cfg.targets)
+    kind_of = layer_kinds(backbone)
+    layers = {n: backbone.get_submodule(n) for n, kind in kind_of.items() if kind in set(cfg.targets)}
     if not layers:
         raise ConfigError(f"lora.targets {cfg.targets} match no layer of this {type(backbone).__name__}")
-    kinds = set(layer_kinds(backbone).values()) - {None}
+    kinds = set(kind_of.values()) - {None}
     unmatched = [t for t in cfg.targets if t not in kinds]
-    if unmatched and strict:  # a file written before 2026-12-06 may record such targets: it still loads  # adapted nowhere, yet recorded in the adapter's header (before 2026-12-06)
+    # such targets were recorded in an adapter's header, adapted nowhere (before 2026-12-06); files written then
+    # still load (strict=False)
+    if unmatched and strict:
         raise ConfigError(f"lora.targets {unmatched} match no layer of this {type(backbone).__name__} (its kinds of "
                           f"layer: {', '.join(sorted(kinds))}); drop {'it' if len(unmatched) == 1 else 'them'}")
     if name in adapter_names(backbone):
@@ -446,8 +462,7 @@ def check_base(adapter: AdapterFile, base_sha256: str | list[str] | None, *, for
 def load_adapter(model: nn.Module, adapter: AdapterFile, *, name: str = "default", scale: float = 1.0) -> None:
     """Add ``adapter`` to ``model`` as ``name``, its weights loaded and multiplied by ``scale`` (on top of alpha /
     rank). ConfigError naming the layers when the file's layers are not this model's (another architecture)."""
-    if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not math.isfinite(scale):
-        raise ConfigError(f"an adapter's scale must be a finite number, got {scale!r}")
+    scale = check_scale(scale)
     layers = add_lora(model, adapter.config, name, strict=False)
     state = pair_state(adapter.tensors, name)
     params = dict(model.named_parameters())
@@ -465,7 +480,7 @@ def load_adapter(model: nn.Module, adapter: AdapterFile, *, name: str = "default
     for key, value in state.items():
         params[key].copy_(value)
     for layer_name in layers:
-        model.get_submodule(layer_name).lora.adapters[name].scale *= float(scale)
+        model.get_submodule(layer_name).lora.adapters[name].scale *= scale
 
 
 def parse_lora_argument(text: str) -> tuple[str, float]:

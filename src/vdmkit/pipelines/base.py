@@ -9,7 +9,6 @@ import contextlib
 import copy
 import dataclasses
 import json
-import math
 import os
 from pathlib import Path
 from typing import Iterator
@@ -390,8 +389,7 @@ class Pipeline(nn.Module):
         adapter of ``vdmkit distill``: lcm, 4 steps, guidance 1) makes them this pipeline's."""
         from vdmkit.backbones import lora
 
-        if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not math.isfinite(scale):
-            raise ConfigError(f"an adapter's scale must be a finite number, got {scale!r}")
+        lora.check_scale(scale)  # before the file is read
         adapter = path if isinstance(path, lora.AdapterFile) else lora.read_adapter(path)
         lora.check_base(adapter, self.identities, force=force,
                         override="apply it anyway with force=True (--force-lora)")
@@ -405,7 +403,7 @@ class Pipeline(nn.Module):
                               f"{twin!r}, s), or take it off with lora.remove_lora(backbone, {twin!r}) first")
         if name is None:
             stem = "".join(c if c.isalnum() else "_" for c in adapter.path.stem) or "adapter"
-            base = stem if stem[0].isalpha() and not hasattr(torch.nn.ModuleDict, stem) else f"a_{stem}"
+            base = stem if stem[0].isalpha() and not lora.torch_attribute(stem) else f"a_{stem}"
             name, n = base, 1
             while name in lora.adapter_names(self.backbone):
                 n += 1
