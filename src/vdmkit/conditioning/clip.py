@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from vdmkit.conditioning.pretrained import (FolderWeights, check_prompt_strings, check_tokenizer, hf_config,
-                                           hf_init_skipped, snapshot, tokenizer_json, warn_cut)
+                                           hf_init_skipped, load_tokenizer, snapshot, warn_cut)
 from vdmkit.conditioning.text import TextCondition
 from vdmkit.errors import ConfigError, CorruptCheckpointError
 from vdmkit.io.checkpoint import folder_config, init_skipped
@@ -77,13 +77,7 @@ class ClipTextEncoder(FolderWeights, nn.Module):
         if not any(all((tok / f).is_file() for f in files) for files in TOKENIZER_FILES):
             raise CorruptCheckpointError(f"tokenizer folder {str(tok)!r} holds neither tokenizer.json nor vocab.json "
                                          "with merges.txt")
-        tokenizer_json(tok)
-        try:
-            self.tokenizer = CLIPTokenizer.from_pretrained(str(tok), local_files_only=True)
-        except (ValueError, TypeError, OSError, KeyError) as err:
-            why = str(err).splitlines()[0][:200] if str(err) else type(err).__name__
-            raise CorruptCheckpointError(f"the CLIP tokenizer in {str(tok)!r} did not load ({why}): are these CLIP's "
-                                         "tokenizer files?") from err
+        self.tokenizer = load_tokenizer(CLIPTokenizer, tok, "CLIP", ": are these CLIP's tokenizer files?")
         check_tokenizer(self.tokenizer, tok, "CLIP", "BPE", config.vocab_size)
         self.carried = snapshot(cfg.folder, tok)  # what checkpoints carry besides the weights
 

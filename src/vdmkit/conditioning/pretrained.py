@@ -75,6 +75,17 @@ def tokenizer_json(folder) -> None:
             load_json(Path(folder) / name)
 
 
+def load_tokenizer(tokenizer_class, folder: Path, kind: str, hint: str):
+    """``tokenizer_class.from_pretrained(folder)`` (local files only); CorruptCheckpointError naming the folder, and
+    the file for a JSON file that is not JSON, when it does not load (``hint``: what to check)."""
+    tokenizer_json(folder)
+    try:
+        return tokenizer_class.from_pretrained(str(folder), local_files_only=True)
+    except (ImportError, ValueError, TypeError, OSError, KeyError) as err:
+        why = str(err).splitlines()[0][:200] if str(err) else type(err).__name__
+        raise CorruptCheckpointError(f"the {kind} tokenizer in {str(folder)!r} did not load ({why}){hint}") from err
+
+
 def check_tokenizer(tokenizer, folder, kind: str, model: str, vocab_size: int) -> None:
     """``tokenizer`` (loaded from ``folder``) is one of ``model`` type (CLIP: BPE; T5: Unigram) whose ids fit the
     encoder's ``vocab_size``: another model's tokenizer loads without complaint and feeds wrong ids."""

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from vdmkit.conditioning.pretrained import (FolderWeights, check_prompt_strings, check_tokenizer, hf_config,
-                                           hf_init_skipped, snapshot, tokenizer_json, warn_cut)
+                                           hf_init_skipped, load_tokenizer, snapshot, warn_cut)
 from vdmkit.conditioning.text import TextCondition
 from vdmkit.errors import ConfigError, CorruptCheckpointError
 from vdmkit.io.checkpoint import folder_config, init_skipped
@@ -77,14 +77,9 @@ class T5TextEncoder(FolderWeights, nn.Module):
         tok = Path(cfg.tokenizer or cfg.folder)
         if not any((tok / f).is_file() for f in TOKENIZER_FILES):
             raise CorruptCheckpointError(f"tokenizer folder {str(tok)!r} holds neither tokenizer.json nor spiece.model")
-        tokenizer_json(tok)
-        try:
-            self.tokenizer = T5TokenizerFast.from_pretrained(str(tok), local_files_only=True)
-        except (ImportError, ValueError, TypeError, OSError) as err:
-            hint = ("; a folder with only spiece.model needs `pip install sentencepiece protobuf`"
-                    if not (tok / "tokenizer.json").is_file() else " (is it T5's tokenizer.json?)")
-            raise CorruptCheckpointError(f"the T5 tokenizer in {str(tok)!r} did not load "
-                                         f"({str(err).splitlines()[0][:200]}){hint}") from err
+        hint = ("; a folder with only spiece.model needs `pip install sentencepiece protobuf`"
+                if not (tok / "tokenizer.json").is_file() else " (is it T5's tokenizer.json?)")
+        self.tokenizer = load_tokenizer(T5TokenizerFast, tok, "T5", hint)
         check_tokenizer(self.tokenizer, tok, "T5", "Unigram", config.vocab_size)
         self.carried = snapshot(cfg.folder, tok)  # what checkpoints carry besides the weights
 
