@@ -104,7 +104,7 @@ def check_report(report: dict, name: str) -> None:
         if not isinstance(report.get(key), dict):
             raise ConfigError(f"{name!r}: its {key!r} is {'missing' if key not in report else 'not an object'}; "
                               "a report `vdmkit eval --out` wrote has both")
-    for key in ("preprocessing", "extractors", "counts", "clip_shape", "real"):
+    for key in ("preprocessing", "counts", "clip_shape"):  # extractors and real: checked more closely below
         if key in report and report[key] is not None and not isinstance(report[key], dict | list):
             raise ConfigError(f"{name!r}: its {key!r} is a {type(report[key]).__name__}, not an object")
     if not isinstance(report.get("extractors") or {}, dict) or not all(

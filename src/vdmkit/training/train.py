@@ -57,6 +57,7 @@ from vdmkit.training.scaffold import (
     MetricsLog,
     Progress,
     batches,
+    check_resume_steps,
     clip_and_step,
     ema_decay_at,
     ema_update,
@@ -146,6 +147,7 @@ def train(cfg: RunConfig, *, resume: bool = False, progress: bool = True) -> Pat
               "model.checkpoint=true (DiT: recompute activations in the backward pass), or more processes with "
               "train.parallel=fsdp")
     start = open_run(out, resume, world)  # the checkpoint to continue, or None; refuses to clobber a run
+    check_resume_steps(start, tc.steps)  # before any weights load
     if start is not None:
         cfg = keep_vocabulary(cfg, start, world)
     base = start if start is not None else open_checkpoint(tc.init_from, needs=(CONFIG,)) if tc.init_from else None
@@ -202,9 +204,6 @@ def train(cfg: RunConfig, *, resume: bool = False, progress: bool = True) -> Pat
         generator.set_state(state["rng.generator"])
         restore_rng_state(state, world, tc.seed)
         step = int(doc["step"])
-        if step > tc.steps:
-            raise ConfigError(f"--resume: the run's checkpoint is at step {step}, past train.steps={tc.steps}: nothing "
-                              f"to train; set train.steps above {step} to continue it")
         # the data position: where the next step's samples start (continued as is when the global batch changed)
         layout = dataclasses.replace(layout, offset=doc.get("samples_seen", step * layout.global_batch)
                                      - step * layout.global_batch)
