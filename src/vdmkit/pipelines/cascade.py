@@ -203,15 +203,14 @@ def run_cascade(cfg: CascadeConfig, prompt: str, *, seed: int | None = 0, device
     from vdmkit.pipelines import TextToVideo
     from vdmkit.pipelines.conditioned import extend, interpolate, upscale
 
-    from vdmkit.pipelines.request import PRECISIONS, check_prompts
+    from vdmkit.pipelines.request import check_precision, check_prompts
     from vdmkit.sampling.generate import check_seed, offset_seed
 
     seed = check_seed(seed)  # None: drawn once, recorded; stage k gets seed + k
     if not isinstance(prompt, str):
         raise ConfigError(f"a cascade makes one video from one prompt (a str), got {type(prompt).__name__}")
     check_prompts([prompt])
-    if precision not in PRECISIONS:
-        raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    check_precision(precision)
     planned = plan(cfg)  # and every stage's options: all before the first weights load
     video, records = None, []
     for k, p in enumerate(planned):

@@ -57,6 +57,13 @@ def check_size(name: str, value) -> int:
     return value
 
 
+def check_precision(precision) -> str:
+    """A sampling precision: one of PRECISIONS (ConfigError naming them otherwise)."""
+    if precision not in PRECISIONS:
+        raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    return precision
+
+
 def check_prompts(prompts) -> tuple[str, ...]:
     if isinstance(prompts, str):
         prompts = [prompts]
@@ -168,8 +175,7 @@ def make_request(config: PipelineConfig, prompts, *, frames: int | None = None, 
     config.check_pixels(height, width)
     config.model.check_shape(*latent_size)
     guidance = check_guidance(guidance)
-    if precision not in PRECISIONS:
-        raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    check_precision(precision)
     if output not in OUTPUTS:
         raise ConfigError(f"output must be one of {', '.join(OUTPUTS)}, got {output!r}")
     if latents is not None:
