@@ -498,6 +498,8 @@ SERVE_REFUSALS = {  # flag, value -> what the message says
     ("--db", "."): "is a folder",
     ("--db", "text.sqlite"): "not an SQLite database",  # a traceback before 2026-12-05
     ("--out", "text.sqlite/videos"): "is a file, not a folder",  # tracebacks before 2026-12-06
+    ("--db", "/proc/x/votes.sqlite"): "--db '/proc/x/votes.sqlite': cannot write in '/proc'",  # tracebacks before
+    ("--db", "text.sqlite/votes.sqlite"): "text.sqlite' is a file, not a folder",  # 2026-12-06
     ("--host", "999.1.1.1", "--port", "0"): "is not an address of this machine",
 }
 
@@ -526,14 +528,16 @@ def test_the_app_removes_the_temporaries_a_killed_server_left_and_keeps_fresh_on
     out = tmp_path / "out"
     out.mkdir()
     stale, fresh, video = out / ".20261206-0502-4e3f.fzgr_04y.tmp.mp4", out / ".x.abc.tmp.mp4", out / "kept.mp4"
-    for path in (stale, fresh, video):
+    # a user's own hidden files that only look like temporaries were deleted too (2026-12-06)
+    users = [out / ".bashrc.tmp", out / ".draft.tmpl", out / ".notes.tmp.txt"]
+    for path in (stale, fresh, video, *users):
         path.write_bytes(b"partial")
     old = time.time() - 2 * 3600
-    os.utime(stale, (old, old))
-    os.utime(video, (old, old))
+    for path in (stale, video, *users):
+        os.utime(path, (old, old))
     app = create_app(Settings(runs=tmp_path / "runs", out=out))
     app.state.jobs.close()
-    assert not stale.exists() and fresh.exists() and video.exists()
+    assert not stale.exists() and fresh.exists() and video.exists() and all(p.exists() for p in users)
 
 
 def test_serve_says_when_its_port_is_taken(tmp_path, monkeypatch, capsys):

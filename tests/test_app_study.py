@@ -10,7 +10,7 @@ import pytest
 
 from tests.app_support import make_study, train_tiny
 from vdmkit import cli
-from vdmkit.app.study import find_studies, load_study, plan_items, write_study
+from vdmkit.app.study import find_studies, load_study, plan_items, read_prompts, write_study
 from vdmkit.errors import ConfigError
 from vdmkit.io.video import read_video
 from vdmkit.pipelines import TextToVideo
@@ -252,10 +252,67 @@ def test_find_studies_keeps_the_good_and_names_the_bad(tmp_path):
     make_study(tmp_path / "two", "one", items=1, encode=False)  # the same name again
     (tmp_path / "broken").mkdir()
     (tmp_path / "broken" / "study.json").write_text("[]")
-    found, problems = find_studies([tmp_path, tmp_path / "one", tmp_path / "missing"])
-    assert list(found) == ["one"] and len(problems) == 2
+    found, problems = find_studies([tmp_path, tmp_path / "one", tmp_path / "missing", tmp_path / "one" / "study.json"])
+    assert list(found) == ["one"] and len(problems) == 4
     assert any("another study is named 'one'" in p for p in problems)
     assert any("broken" in p for p in problems)
+    # a --study path that is not there, or the study.json file itself, was left out without a word (2026-12-06)
+    assert any("missing' does not exist" in p for p in problems)
+    assert any("study.json' is a file: give --study the study's folder" in p for p in problems)
+
+
+def test_a_study_with_a_video_gone_keeps_its_votes_and_serves_its_other_pairs(tmp_path):
+    """One deleted video made the whole study a 404 'no study' for /next, /results and the exports, though its
+    votes were in the database (2026-12-06)."""
+    pytest.importorskip("fastapi")
+    from fastapi.testclient import TestClient
+
+    from vdmkit.app.server import Settings, create_app
+
+    studies = tmp_path / "studies"
+    directory = make_study(studies / "s", "s", items=3, encode=False)
+    with TestClient(create_app(Settings(runs=None, out=tmp_path / "app", studies=[studies]))) as c:
+        pair = c.get("/api/studies/s/next", params={"rater": "r"}).json()
+        assert c.post("/api/studies/s/votes", json={"rater": "r", "pair": pair["pair"], "choice": "left",
+                                                    "left": pair["left"]["id"], "right": pair["right"]["id"]}
+                      ).status_code == 201
+        study = load_study(directory)
+        other = next(p for k, p in study.pairs.items() if k != pair["pair"])
+        (directory / "videos" / f"{other.videos[0]}.mp4").unlink()
+        listed = c.get("/api/studies").json()
+        assert listed["studies"][0]["votes"] == 1 and "1 of 6 videos are missing" in listed["problems"][0]
+        assert "other 2 of 3 pairs" in listed["problems"][0]
+        assert c.get("/api/studies/s/results", params={"bootstrap": 0}).json()["study"] == "s"
+        assert c.get("/api/studies/s/results.csv", params={"bootstrap": 0}).status_code == 200
+        served = set()
+        while not (nxt := c.get("/api/studies/s/next", params={"rater": "r2"}).json())["finished"]:
+            served.add(nxt["pair"])
+            assert c.post("/api/studies/s/votes", json={"rater": "r2", "pair": nxt["pair"], "choice": "tie",
+                                                        "left": nxt["left"]["id"], "right": nxt["right"]["id"]}
+                          ).status_code == 201
+        assert other.id not in served and len(served) == 2 and nxt["total"] == 2
+    with pytest.raises(ConfigError, match="is missing"):
+        load_study(directory)  # the strict check stays for a caller that needs every file
+    assert load_study(directory, allow_missing=True).missing == {other.videos[0]}
+
+
+def test_a_broken_study_is_named_when_asked_for(tmp_path):
+    pytest.importorskip("fastapi")
+    from fastapi.testclient import TestClient
+
+    from vdmkit.app.server import Settings, create_app
+
+    edit_study(make_study(tmp_path / "studies" / "bad", "bad", items=1, encode=False), lambda d: d.update(pairs={}))
+    with TestClient(create_app(Settings(runs=None, out=tmp_path / "app", studies=[tmp_path / "studies"]))) as c:
+        r = c.get("/api/studies/bad/results")
+        assert r.status_code == 404 and "cannot be used" in r.json()["error"] and "has no pairs to compare" in r.text
+
+
+def test_prompts_with_a_byte_order_mark(tmp_path):
+    """A Notepad file's BOM stayed in the first prompt, so its repeat on the next line was a new prompt and the study
+    compared a model's two identical videos (2026-12-06)."""
+    (tmp_path / "p.txt").write_bytes("\ufeffa red circle\na red circle\nblue square\n".encode("utf-8"))
+    assert read_prompts(tmp_path / "p.txt") == ["a red circle", "blue square"]
 
 
 def test_a_broken_study_hides_no_other_when_served(tmp_path):
@@ -317,6 +374,10 @@ def test_create_refuses_an_out_below_a_file(models, prompts, tmp_path, capsys):
                      "--out", str(tmp_path / "afile" / "s"), "--steps", "2"]) == 2
     assert "is a file, not a folder" in capsys.readouterr().err
     assert (tmp_path / "afile").read_text() == "mine"
+    # a folder it cannot write in was a FileNotFoundError / PermissionError traceback (2026-12-06)
+    assert cli.main(["human-eval", "create", "--models", *models, "--prompts", str(prompts), "--n", "1",
+                     "--out", "/proc/a-study", "--steps", "2"]) == 2
+    assert "--out '/proc/a-study': cannot write in '/proc'" in capsys.readouterr().err
 
 
 def test_write_study_needs_a_good_name(tmp_path):

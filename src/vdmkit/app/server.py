@@ -227,10 +227,11 @@ def create_app(settings: Settings):
         return find_studies(settings.studies)
 
     def study(name: str):
-        found = studies()[0]
+        found, problems = studies()
         if name not in found:
             here = ", ".join(found) or "none (make one with `vdmkit human-eval create`)"
-            raise NotFound(f"no study {name!r}; studies here: {here}")
+            broken = f"; studies that cannot be used: {' | '.join(problems)}" if problems else ""
+            raise NotFound(f"no study {name!r}; studies here: {here}{broken}")
         return found[name]
 
     @app.get("/api/models")
@@ -299,15 +300,16 @@ def create_app(settings: Settings):
     def next_pair(name: str, rater: str):
         s = study(name)
         rater = check_rater(rater)
-        done = store.voted_pairs(s.key, rater) & set(s.pairs)
-        left = [p for p in s.pairs.values() if p.id not in done]
+        servable = s.servable  # a pair whose video file is gone is not shown (GET /api/studies names them)
+        done = store.voted_pairs(s.key, rater) & set(servable)
+        left = [p for p in servable.values() if p.id not in done]
         if not left:
-            return {"finished": True, "done": len(done), "total": len(s.pairs)}
+            return {"finished": True, "done": len(done), "total": len(servable)}
         pair = secrets.choice(left)
         order = list(pair.videos)
         if secrets.randbelow(2):
             order.reverse()
-        return {"finished": False, "pair": pair.id, "prompt": pair.prompt, "done": len(done), "total": len(s.pairs),
+        return {"finished": False, "pair": pair.id, "prompt": pair.prompt, "done": len(done), "total": len(servable),
                 **{side: {"id": vid, "url": f"/studies/{s.name}/videos/{vid}.mp4"}
                    for side, vid in zip(("left", "right"), order)}}
 
@@ -325,7 +327,8 @@ def create_app(settings: Settings):
                              f"{body.right!r}; reload the page")
         row = store.add(Vote(rater, s.key, pair.id, pair.prompt, pair.seed, s.videos[body.left]["model"],
                              s.videos[body.right]["model"], body.choice))
-        return {"id": row, "done": len(store.voted_pairs(s.key, rater) & set(s.pairs)), "total": len(s.pairs)}
+        servable = s.servable
+        return {"id": row, "done": len(store.voted_pairs(s.key, rater) & set(servable)), "total": len(servable)}
 
     @app.get("/studies/{name}/videos/{file}")
     def study_video(name: str, file: str):

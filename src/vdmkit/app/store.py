@@ -14,6 +14,7 @@ from pathlib import Path
 from vdmkit.app.ratings import CHOICES
 from vdmkit.app.text import check_text
 from vdmkit.errors import VdmkitError
+from vdmkit.io.atomic import check_writable_folder
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS votes (
@@ -66,6 +67,7 @@ class VoteStore:
         self.path = Path(path)
         if self.path.is_dir():
             raise ValueError(f"--db {str(self.path)!r} is a folder; give a file name, e.g. votes.sqlite")
+        check_writable_folder(self.path.absolute().parent, f"--db {str(self.path)!r}")  # under a file, read-only
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._ready = False  # the file has been checked and set up (WAL, schema) by this store
         self._connect().close()  # checked and set up now, before the server starts

@@ -24,6 +24,7 @@ from typing import Callable
 
 from vdmkit.app.text import MAX_PROMPT_CHARS, check_text
 from vdmkit.errors import ConfigError
+from vdmkit.io.atomic import check_writable_folder
 
 FORMAT, FORMAT_VERSION = "vdmkit-human-eval-study", 1
 STUDY_FILE, VIDEO_DIR = "study.json", "videos"
@@ -49,6 +50,12 @@ class Study:
     pairs: dict[str, Pair]
     settings: dict
     uid: str = ""  # drawn when the study is written; a study of an earlier format has none
+    missing: frozenset = frozenset()  # ids of videos whose file is gone (load_study(allow_missing=True))
+
+    @property
+    def servable(self) -> dict[str, Pair]:
+        """The pairs raters can be shown: both videos on disk."""
+        return {k: p for k, p in self.pairs.items() if not self.missing.intersection(p.videos)}
 
     @property
     def key(self) -> str:
@@ -77,7 +84,7 @@ def read_prompts(path: str | os.PathLike) -> list[str]:
     if not path.is_file():
         raise ValueError(f"--prompts {str(path)!r} is not a file; give a text file with one prompt per line")
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # a byte-order mark (Notepad) is no part of the first prompt
     except UnicodeDecodeError as e:
         raise ValueError(f"--prompts {str(path)!r} is not UTF-8 text ({e})") from e
     prompts, first, repeats = [], {}, []
@@ -126,9 +133,10 @@ def write_study(directory: str | os.PathLike, name: str, models: dict[str, dict]
     return path
 
 
-def load_study(directory: str | os.PathLike) -> Study:
+def load_study(directory: str | os.PathLike, *, allow_missing: bool = False) -> Study:
     """Open the study in ``directory`` and check it: format, every video present, every pair two videos of the
-    same prompt and seed from two different models."""
+    same prompt and seed from two different models. ``allow_missing``: a video file that is gone is recorded in
+    ``Study.missing`` instead (its votes still count; its pairs are not shown to raters)."""
     directory = Path(directory)
     path = directory / STUDY_FILE
     if not path.is_file():
@@ -152,12 +160,15 @@ def load_study(directory: str | os.PathLike) -> Study:
     uid = doc.get("uid", "")
     if not isinstance(uid, str) or not re.fullmatch(r"[0-9a-f]{0,32}", uid):
         raise ConfigError(f"{str(path)!r}: uid must be a hex string, got {uid!r}")
+    missing = set()
     for vid, info in videos.items():
         if not isinstance(info, dict) or not VIDEO_ID.match(vid) or info.get("model") not in models:
             model = info.get("model") if isinstance(info, dict) else None
             raise ConfigError(f"{str(path)!r}: video {vid!r} has a bad id or an unknown model {model!r}")
         if not (directory / VIDEO_DIR / f"{vid}.mp4").is_file():
-            raise ConfigError(f"{str(directory)!r}: video {VIDEO_DIR}/{vid}.mp4 is missing")
+            if not allow_missing:
+                raise ConfigError(f"{str(directory)!r}: video {VIDEO_DIR}/{vid}.mp4 is missing")
+            missing.add(vid)
     pairs = {}
     for item in listed:
         try:
@@ -175,12 +186,14 @@ def load_study(directory: str | os.PathLike) -> Study:
         pairs[item["id"]] = Pair(item["id"], item["prompt"], item["seed"], (a, b))
     if not pairs:
         raise ConfigError(f"{str(path)!r} has no pairs to compare")
-    return Study(name, directory, models, videos, pairs, doc.get("settings") or {}, uid)
+    return Study(name, directory, models, videos, pairs, doc.get("settings") or {}, uid, frozenset(missing))
 
 
 def find_studies(folders: list[Path]) -> tuple[dict[str, Study], list[str]]:
     """Studies in ``folders`` (each a study, or a folder of studies), and a line for each one that cannot be used
-    (broken, or a second study of one name), so that one bad study does not hide the others."""
+    (broken, or a second study of one name), each folder given that is not there or is a file, and each study with
+    videos missing (served without their pairs; its results still count every vote), so that one bad study does not
+    hide the others."""
     found: dict[str, Study] = {}
     problems: list[str] = []
     for folder in map(Path, folders):
@@ -188,14 +201,25 @@ def find_studies(folders: list[Path]) -> tuple[dict[str, Study], list[str]]:
             candidates = [folder]
         elif folder.is_dir():
             candidates = sorted(p for p in folder.iterdir() if (p / STUDY_FILE).is_file())
+        elif folder.is_file():
+            problems.append(f"{str(folder)!r} is a file: give --study the study's folder (the one holding "
+                            f"{STUDY_FILE} and {VIDEO_DIR}/) or a folder of studies")
+            continue
         else:
+            problems.append(f"{str(folder)!r} does not exist (yet): no study there")
             continue
         for directory in candidates:
             try:
-                study = load_study(directory)
+                study = load_study(directory, allow_missing=True)
             except (ConfigError, ValueError, KeyError, TypeError, AttributeError, OSError) as e:
                 problems.append(f"{str(directory)!r}: {e}")
                 continue
+            if study.missing:
+                gone = sorted(study.missing)
+                problems.append(f"{str(directory)!r}: {len(gone)} of {len(study.videos)} videos are missing "
+                                f"({', '.join(f'{VIDEO_DIR}/{v}.mp4' for v in gone[:3])}"
+                                f"{', ...' if len(gone) > 3 else ''}): raters are shown its other "
+                                f"{len(study.servable)} of {len(study.pairs)} pairs; its results count every vote")
             if study.name in found and found[study.name].directory.resolve() != study.directory.resolve():
                 problems.append(f"{str(directory)!r}: another study is named {study.name!r} "
                                 f"({str(found[study.name].directory)!r}); rename one in its {STUDY_FILE}")
@@ -228,9 +252,7 @@ def create_study(models: list[str], prompts_file: str | os.PathLike, n: int, out
         raise ValueError(f"--models needs at least two models to compare, got {len(models)}")
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise FileExistsError(f"--out {str(out)!r} exists and is not an empty folder; choose a new study folder")
-    above = next((p for p in out.absolute().parents if p.exists()), None)
-    if above is not None and not above.is_dir():
-        raise ValueError(f"--out {str(out)!r}: {str(above)!r} is a file, not a folder; choose a study folder elsewhere")
+    check_writable_folder(out.absolute().parent, f"--out {str(out)!r}")  # under a file, read-only, /proc
     items = plan_items(read_prompts(prompts_file), n, seed)
     device = resolve_device(device)
     opened, seen = {}, {}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -16,6 +17,9 @@ TMP_STEM = 32  # atomic_path's temporaries: .{the target's stem, cut to this}.{r
 
 
 STALE_TEMPORARY_S = 3600  # an atomic_path temporary this old is no live write's: encodes take minutes
+# atomic_path's temporaries and only them: a dot, the stem, mkstemp's 8 random characters, .tmp and the suffix
+# (a user's own .notes.tmp or .draft.tmpl beside the outputs is not one)
+TEMPORARY_NAME = re.compile(r"\..{0,%d}\.[a-z0-9_]{8}\.tmp(\.[^/]{0,15})?" % TMP_STEM, re.DOTALL)
 
 
 def remove_stale_temporaries(folder: str | os.PathLike, older_than_s: float = STALE_TEMPORARY_S) -> list[Path]:
@@ -24,7 +28,7 @@ def remove_stale_temporaries(folder: str | os.PathLike, older_than_s: float = ST
     removed, now = [], time.time()
     for path in Path(folder).glob(".*.tmp*"):
         try:
-            if path.is_file() and now - path.stat().st_mtime > older_than_s:
+            if TEMPORARY_NAME.fullmatch(path.name) and path.is_file() and now - path.stat().st_mtime > older_than_s:
                 path.unlink()
                 removed.append(path)
         except OSError:  # gone meanwhile, or not ours to remove: left as it is
