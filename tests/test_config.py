@@ -97,3 +97,15 @@ def test_training_configs_built_in_python_are_checked_like_yaml_ones(kwargs, mat
         with pytest.raises(ConfigError, match=match):
             cls(**kwargs)
         assert cls(grad_clip=float("inf")).grad_clip == float("inf")  # no clipping
+
+
+@pytest.mark.parametrize("name", ["kl_weight", "gan_weight", "perceptual_weight", "weight_decay"])
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), -1.0])
+def test_autoencoder_loss_weights_are_finite(name, value):
+    """train-vae took kl_weight=.nan and failed at step 0 blaming the learning rate; gan_weight=.nan and
+    perceptual_weight=.nan trained without their term, the config recording NaN (2026-12-06)."""
+    from vdmkit.training.config import AETrainConfig
+
+    with pytest.raises(ConfigError, match=f"train.{name} must be a finite number >= 0"):
+        AETrainConfig(**{name: value})
+    assert getattr(AETrainConfig(**{name: 0.0}), name) == 0.0

@@ -331,6 +331,31 @@ def test_export_to_diffusers_round_trips(ddim_folder, tmp_path):
     assert cli.main(["convert", str(ckpt), "--to", "diffusers", "--out", str(exported)]) == 2  # never overwritten
 
 
+def test_export_folds_applied_lora_adapters_in(ddim_folder, tmp_path):
+    """export_diffusers wrote the base weights of a pipeline with a LoRA applied: the folder sampled the base model,
+    4.5e-3 away from what vdmkit ran, without a word (2026-12-06)."""
+    from vdmkit.backbones import lora
+    from vdmkit.interop.export import export_diffusers
+    from vdmkit.pipelines import TextToVideo
+
+    folder, _ = ddim_folder
+    pipe = TextToVideo.from_pretrained(folder)
+    latents = torch.randn(2, 4, 3, 16, 16, generator=torch.Generator().manual_seed(3))
+    base = pipe(PROMPTS, steps=3, frames=3, latents=latents)
+    lora.add_lora(pipe.backbone, lora.LoRAConfig(rank=2, targets=["attn"]))
+    with torch.no_grad():
+        for param in lora.lora_parameters(pipe.backbone):
+            param.normal_(0, 0.5, generator=torch.Generator().manual_seed(param.numel()))
+    ours = pipe(PROMPTS, steps=3, frames=3, latents=latents)
+    assert (ours - base).abs().max() > 1e-3  # the adapter counts
+    export_diffusers(pipe, tmp_path / "exported")
+    assert lora.adapter_names(pipe.backbone) == ["default"]  # the pipeline keeps its adapter
+    with torch.no_grad():
+        theirs = diffusers_frames(diffusers.TextToVideoSDPipeline.from_pretrained(str(tmp_path / "exported")),
+                                  latents, steps=3)
+    assert ((ours + 1) / 2 - theirs).abs().max() < 1e-4
+
+
 def test_a_converted_folder_fine_tunes_with_a_lora_from_its_finetune_config(ddim_folder, tmp_path, monkeypatch):
     """`convert --to vdmkit` wrote a bare checkpoint whose config could not start a run (the README's LoRA route for
     converted models had none, 2026-12-05); it now writes a model folder as `inflate` does."""
@@ -346,6 +371,16 @@ def test_a_converted_folder_fine_tunes_with_a_lora_from_its_finetune_config(ddim
                                                     f"train.out_dir={tmp_path / 'lora'}", "train.precision=fp32"]),
                 progress=False)
     assert (run / "checkpoints" / "step_0000001" / "adapter.safetensors").is_file()
+    # the folder's sampling defaults (DDIM, leading spacing, steps_offset 1, set_alpha_to_one False, guidance 9) carry
+    # into the fine-tune: it sampled with vdmkit's defaults, guidance 3 and other steps, before 2026-12-06
+    from vdmkit.pipelines import open_model
+
+    converted = open_model(out)[1].sampling
+    assert converted.guidance == 9.0 and converted.final == "first" and converted.offset == 1
+    full = train(load_config(out / "finetune.yaml", ["train.steps=1", "train.sample_every=100",
+                                                     f"train.out_dir={tmp_path / 'full'}", "train.precision=fp32"]),
+                 progress=False)
+    assert open_model(full)[1].sampling == converted
 
 
 def test_export_refuses_models_diffusers_cannot_express(tmp_path, capsys):

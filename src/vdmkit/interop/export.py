@@ -128,7 +128,8 @@ def export_diffusers(pipe, out: str | os.PathLike) -> Path:
     out = Path(out)
     if out.exists():
         raise OutputError(f"{str(out)!r} exists; export writes a new folder")
-    state = {k: v.detach().cpu().contiguous() for k, v in pipe.state_dict().items()}
+    # applied LoRA adapters folded in: the folder computes what the pipeline does now (they were dropped before)
+    state = {k: v.detach().cpu().contiguous() for k, v in pipe.plain_state_dict().items()}
     with atomic_directory(out) as tmp:
         for name, doc in documents.items():
             (tmp / name).parent.mkdir(parents=True, exist_ok=True)

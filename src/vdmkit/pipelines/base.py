@@ -357,11 +357,15 @@ class Pipeline(nn.Module):
         """Write this model as a vdmkit checkpoint (model.safetensors, config.json, manifest), e.g. a pretrained
         folder imported once; written under a temporary name and renamed when complete. Active LoRA adapters are
         folded into the weights written (the model itself is left as it was)."""
+        return save_checkpoint(directory, {WEIGHTS: self.plain_state_dict()}, {CONFIG: to_dict(self.config)},
+                               blobs=self.carried_files())
+
+    def plain_state_dict(self) -> dict[str, torch.Tensor]:
+        """The weights of a model without adapters that computes what this one does now: the state dict with active
+        LoRA adapters folded in and their entries left out (what save_pretrained and export_diffusers write)."""
         from vdmkit.backbones import lora
 
-        state = lora.merged_state(self) if lora.adapter_names(self.backbone) else self.state_dict()
-        return save_checkpoint(directory, {WEIGHTS: state}, {CONFIG: to_dict(self.config)},
-                               blobs=self.carried_files())
+        return lora.merged_state(self) if lora.adapter_names(self.backbone) else self.state_dict()
 
     @property
     def config(self) -> PipelineConfig:

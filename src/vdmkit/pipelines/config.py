@@ -88,6 +88,26 @@ class SamplingDefaults:
     previous: str = "next"  # or "stride": diffusers' DDIM steps t -> t - N // steps
 
 
+def check_sampling(sampling: SamplingDefaults, diffusion: DiffusionConfig, where: str = "sampling") -> None:
+    """ConfigError, naming ``where``, unless ``sampling`` can sample a model of ``diffusion`` (a run config's own
+    defaults: a converted folder's scheduler rules carried into its fine-tuning)."""
+    from vdmkit.registry import check_sampler
+    from vdmkit.sampling.guidance import check_guidance
+    from vdmkit.sampling.timesteps import make_timesteps
+
+    process = diffusion.build_process()
+    steps = sampling.steps
+    if isinstance(steps, bool) or not isinstance(steps, int) or not 1 <= steps <= process.num_train_steps:
+        raise ConfigError(f"{where}.steps must be an integer in [1, {process.num_train_steps}], got {steps!r}")
+    try:
+        entry = check_sampler(sampling.sampler, diffusion.process)
+        check_guidance(sampling.guidance)
+        make_timesteps(process, steps, sampling.spacing or entry.spacing, offset=sampling.offset,
+                       final=sampling.final, previous=sampling.previous)
+    except ConfigError as e:
+        raise ConfigError(f"{where}: {e}") from e
+
+
 @dataclass
 class PipelineConfig:
     """A text-to-video model: ``pipe(prompts)`` needs nothing else. ``frames``, ``height`` and ``width`` are the

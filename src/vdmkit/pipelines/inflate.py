@@ -116,6 +116,7 @@ def finetune_config(config: PipelineConfig, out: Path) -> str:
            "latent": {"autoencoder": str(out / VAE), "kind": latent.kind, "model": latent.model,
                       "sha256": latent.sha256},
            "data": {"kind": "shapes", "size": config.height, "frames": config.frames},
+           "sampling": to_dict(config.sampling),  # the folder's scheduler rules and guidance, kept by the fine-tune
            "train": {"init_from": str(out), "out_dir": f"{out}-finetune", "batch_size": 1, "lr": FINETUNE_LR,
                      "sample_guidance": config.sampling.guidance}}
     return yaml.safe_dump(doc, sort_keys=False)

@@ -27,9 +27,11 @@ from vdmkit.io.checkpoint import WEIGHTS, open_checkpoint
 from vdmkit.pipelines.config import (
     LatentSpec,
     PipelineConfig,
+    SamplingDefaults,
     autoencoder_config,
     build_parts,
     check_fits,
+    check_sampling,
     fit_latent,
 )
 from vdmkit.registry import AUTOENCODERS, entry_config
@@ -265,12 +267,16 @@ class RunConfig:
     data: typing.Any = field(default_factory=ShapesConfig)  # ShapesConfig, or a VideoDataConfig by data.kind
     train: TrainConfig = field(default_factory=TrainConfig)
     latent: LatentConfig = field(default_factory=LatentConfig)  # pixel space unless latent.autoencoder is set
+    # how the trained model samples unless a request says otherwise (its checkpoints record it): vdmkit's defaults,
+    # or those of the folder a finetune.yaml was written for (its scheduler's spacing and step rules, its guidance)
+    sampling: SamplingDefaults = field(default_factory=SamplingDefaults)
 
     def __post_init__(self):
         self.data = data_config(self.data)
         self.model, self.text = build_parts(self.backbone, self.model, self.text_encoder, self.text)
         self.model = condition_model(self.model, self.data.condition, self.train.image_ratio,
                                      getattr(self.data, "image_ratio", 0.0))
+        check_sampling(self.sampling, self.diffusion)
         num_train_steps = self.diffusion.build_process().num_train_steps
         if self.train.sample_steps > num_train_steps:  # the previews sample from this process
             raise ConfigError(f"train.sample_steps={self.train.sample_steps} is more than the {num_train_steps} "
@@ -309,7 +315,8 @@ class RunConfig:
             backbone=self.backbone, model=self.model, text_encoder=self.text_encoder, text=self.text,
             diffusion=self.diffusion,
             latent=LatentSpec(self.latent.kind, self.latent.model, self.latent.sha256, self.latent.autoencoder),
-            frames=self.data.frames, height=self.data.size, width=self.data.size, condition=self.data.condition)
+            frames=self.data.frames, height=self.data.size, width=self.data.size, condition=self.data.condition,
+            sampling=self.sampling)
 
 
 def resolve(cfg: RunConfig) -> RunConfig:
@@ -398,8 +405,8 @@ class AETrainConfig:
         if self.recon not in RECON_LOSSES:
             raise ConfigError(f"train.recon={self.recon!r} unknown; valid: {', '.join(RECON_LOSSES)}")
         for name in ["kl_weight", "gan_weight", "weight_decay", "gan_start", "warmup_steps", "perceptual_weight"]:
-            if getattr(self, name) < 0:
-                raise ConfigError(f"train.{name} must be >= 0, got {getattr(self, name)}")
+            if not 0 <= getattr(self, name) < math.inf:  # NaN passed `< 0` and switched a weighted term off
+                raise ConfigError(f"train.{name} must be a finite number >= 0, got {getattr(self, name)}")
         if self.perceptual_net not in LPIPS_NETS:
             raise ConfigError(f"train.perceptual_net={self.perceptual_net!r} unknown; valid: {', '.join(LPIPS_NETS)}")
         if self.perceptual_weight > 0 and not self.perceptual_backbone:
