@@ -322,3 +322,50 @@ def test_resume_with_steps_below_the_checkpoint_is_refused(unet_teacher, tmp_pat
     with pytest.raises(ConfigError, match="checkpoint is at step 2, past distill.steps=1"):
         distill(distill_config(unet_teacher, part, "distill.steps=1"), resume=True, progress=False)
     assert (part / "config.yaml").read_text() == before
+
+
+def test_resume_settings_lora_targets_and_a_re_saved_student_are_refused_before_the_teacher_loads(unet_teacher,
+                                                                                                   tmp_path,
+                                                                                                   monkeypatch):
+    """--resume against another teacher, with other settings that shape the student or into a training run, and LoRA
+    targets matching no layer of the teacher were refused only after the teacher's weights loaded and three backbones
+    were built; a distilled student re-saved without its run.json (save_pretrained) was taken as a teacher (before
+    2026-12-06). All are refused now from the documents and a meta-device backbone alone."""
+    import shutil
+
+    part = distill(distill_config(unet_teacher, tmp_path / "part", "distill.steps=1"), progress=False)
+    resaved = TextToVideo.from_pretrained(part).save_pretrained(tmp_path / "resaved")  # no run.json
+    other = TextToVideo.from_pretrained(unet_teacher)
+    with torch.no_grad():
+        next(other.backbone.parameters()).add_(1.0)
+    other = other.save_pretrained(tmp_path / "other")  # other weights: another sha256
+    shutil.copytree(unet_teacher, tmp_path / "trained")  # a training run, not a distillation one
+    before = {p: p.read_bytes() for p in part.rglob("*") if p.is_file()}
+    monkeypatch.setattr(TextToVideo, "from_pretrained", classmethod(lambda *a, **k: pytest.fail("teacher loaded")))
+    resumed = [
+        (str(other), part, ["data.size=16", "data.frames=4"],  # data given: it records none
+         "distilled from a teacher with weights .*resume with the same teacher"),
+        (unet_teacher, tmp_path / "trained", [], "not a distillation run's checkpoint"),
+        (unet_teacher, part, ["distill.guidance=5"], "distill.guidance=3.0, this config says 5.0"),
+        (unet_teacher, part, ["distill.loss=l2"], "distill.loss='huber', this config says 'l2'"),
+        (unet_teacher, part, ["distill.huber_c=0.01"], "distill.huber_c=0.001, this config says 0.01"),
+        (unet_teacher, part, ["distill.target_decay=0.9"], "distill.target_decay=0.5, this config says 0.9"),
+        (unet_teacher, part, ["distill.batch_size=1"], "distill.batch_size=2, this config says 1"),
+        (unet_teacher, part, ["distill.lora.rank=2"], "distill.lora=None, this config says"),
+    ]
+    for teacher, out, extra, match in resumed:
+        with pytest.raises(ConfigError, match=match):
+            distill(distill_config(teacher, out, "distill.steps=2", *extra), resume=True, progress=False)
+    assert {p: p.read_bytes() for p in part.rglob("*") if p.is_file()} == before
+    fresh = [
+        (unet_teacher, ["distill.lora.targets=[attn, ff]"],
+         r"distill.lora.targets \['ff'\] match no layer of this UNet3D \(its kinds of layer: attn, conv, film, "
+         r"temporal\); drop it"),
+        (str(resaved), ["data.size=16", "data.frames=4"],  # data given: only its sampling defaults say what it is
+         r"itself a consistency-distilled student \(its sampling defaults are a student's: sampler 'lcm' at guidance "
+         r"1.0\).*distil from the original teacher"),
+    ]
+    for i, (teacher, extra, match) in enumerate(fresh):
+        with pytest.raises(ConfigError, match=match):
+            distill(distill_config(teacher, tmp_path / f"fresh{i}", "distill.steps=1", *extra), progress=False)
+        assert not (tmp_path / f"fresh{i}").exists()

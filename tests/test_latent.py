@@ -284,7 +284,46 @@ def test_a_folder_with_a_complete_latent_cache_is_refused_with_a_vdmkit_error(tm
 
     cfg = load_config("configs/tiny.yaml", [f"latent.autoencoder={video_vae}", "data.frames=5"])
     (tmp_path / "cache").mkdir()
-    (tmp_path / "cache" / MANIFEST).write_text("{}")
+    (tmp_path / "cache" / MANIFEST).write_text(json.dumps({"format": "vdmkit-latent-cache"}))
     with pytest.raises(OutputError, match="already holds a complete latent cache; choose another directory"):
         write_latent_cache(cfg, 2, tmp_path / "cache", progress=False)
-    assert (tmp_path / "cache" / MANIFEST).read_text() == "{}"
+    assert json.loads((tmp_path / "cache" / MANIFEST).read_text()) == {"format": "vdmkit-latent-cache"}
+
+
+def test_cache_latents_refuses_a_folder_holding_anything_but_a_cache(tmp_path, video_vae, monkeypatch, capsys):
+    """cache-latents --out into a training or VAE run wrote its manifest.json and shards at the run's top, over the
+    run's own manifest.json, and exited 0: the run was unusable (before 2026-12-06). Now such a folder is refused
+    before the autoencoder loads, and nothing is written; an interrupted cache's own files are still resumed."""
+    import shutil
+
+    import vdmkit.autoencoders.load as load
+
+    run = tmp_path / "vae_run"
+    shutil.copytree(video_vae, run)
+    (run / "manifest.json").write_text(json.dumps({"format": "vdmkit-checkpoint"}))  # another run's manifest
+    before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    base = ["cache-latents", "configs/tiny.yaml", f"latent.autoencoder={video_vae}", "data.frames=5", "--samples",
+            "2", "--no-progress", "--out"]
+    real_loader = load.load_autoencoder
+
+    def never(*args, **kwargs):
+        raise AssertionError("the autoencoder was loaded before the output folder was checked")
+
+    monkeypatch.setattr(load, "load_autoencoder", never)
+    assert cli.main([*base, str(run)]) == 2
+    err = capsys.readouterr().err
+    assert "holds files that are not a latent cache's" in err and "'checkpoints'" in err and "'manifest.json'" in err
+    assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
+    only_checkpoints = tmp_path / "other"
+    (only_checkpoints / "checkpoints").mkdir(parents=True)
+    assert cli.main([*base, str(only_checkpoints)]) == 2
+    assert "'checkpoints'" in capsys.readouterr().err
+    assert sorted(p.name for p in only_checkpoints.iterdir()) == ["checkpoints"]
+    # a cache killed mid-write: its progress record and a shard's temporary are its own, and it finishes
+    monkeypatch.setattr(load, "load_autoencoder", real_loader)
+    interrupted = tmp_path / "interrupted"
+    interrupted.mkdir()
+    (interrupted / ".shard_00000.abcd1234.tmp.safetensors").write_bytes(b"half")
+    (interrupted / ".manifest.abcd_123.tmp.json").write_text("{")
+    assert cli.main([*base, str(interrupted)]) == 0
+    assert json.loads((interrupted / "manifest.json").read_text())["samples"] == 2

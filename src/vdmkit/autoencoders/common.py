@@ -113,6 +113,7 @@ class Autoencoder(nn.Module):
         if not torch.is_tensor(x) or x.ndim != 5 or x.shape[1] != self.in_channels:
             raise ConstraintError(f"expected a video (B, {self.in_channels}, T, H, W), got "
                                   f"{tuple(x.shape) if torch.is_tensor(x) else type(x).__name__}")
+        _check_not_empty(x, "video (B, C, T, H, W)")
         self.check_size(x.shape[2], x.shape[3], x.shape[4])
 
     def check_size(self, frames: int, height: int, width: int) -> None:
@@ -127,6 +128,7 @@ class Autoencoder(nn.Module):
         if not torch.is_tensor(z) or z.ndim != 5 or z.shape[1] != self.latent_channels:
             raise ConstraintError(f"expected latents (B, {self.latent_channels}, T, h, w), got "
                                   f"{tuple(z.shape) if torch.is_tensor(z) else type(z).__name__}")
+        _check_not_empty(z, "latents (B, C, T, h, w)")
 
     def latent_shape(self, frames: int, height: int, width: int) -> tuple[int, int, int, int]:
         self.check_size(frames, height, width)
@@ -152,9 +154,12 @@ class Autoencoder(nn.Module):
     # --- what diffusion sees ---------------------------------------------------------------------------
     def encode_latents(self, x: torch.Tensor, *, sample: bool = False, generator: torch.Generator | None = None,
                        **memory) -> torch.Tensor:
-        posterior = self.encode(x, **memory)
+        """Pixels in [-1, 1] -> scaled float32 latents (the posterior's mode, or a sample of it)."""
+        self.check_pixels(x)  # before the cast: a non-tensor is named, not an AttributeError
+        dtype = next(self.parameters()).dtype  # weights stored in bf16 / fp16 encode in that type, as decode_latents
+        posterior = self.encode(x.to(dtype), **memory)
         z = posterior.sample(generator) if sample else posterior.mode()
-        return (z - self.shift_factor) * self.scaling_factor
+        return (z.float() - self.shift_factor) * self.scaling_factor
 
     def decode_latents(self, z: torch.Tensor, **memory) -> torch.Tensor:
         """Scaled latents -> pixels in [-1, 1]. Non-finite latents abort: no black video is ever written."""
@@ -181,6 +186,15 @@ class Autoencoder(nn.Module):
 
     def _decode_chunked(self, z: torch.Tensor, frame_chunk: int | None) -> torch.Tensor:
         raise NotImplementedError
+
+
+def _check_not_empty(x: torch.Tensor, what: str) -> None:
+    """ConstraintError when a batch, frame, height or width axis is empty (a zero chunk step or a division by zero
+    deep inside the networks otherwise)."""
+    empty = [name for name, n in zip("BTHW", (x.shape[0], *x.shape[2:])) if n < 1]
+    if empty:
+        raise ConstraintError(f"the {what} has shape {tuple(x.shape)}: its {', '.join(empty)} must be >= 1; give at "
+                              "least one video of at least one frame and one pixel")
 
 
 def compressed_shape(spatial: int, temporal: int, frames: int, height: int, width: int) -> tuple[int, int, int]:

@@ -35,11 +35,12 @@ from vdmkit.data.loader import build_dataset, data_config
 from vdmkit.device import autocast, grad_scaler, memory_guard, resolve_device
 from vdmkit.diffusion.process import x0_to_eps
 from vdmkit.errors import ConfigError, ConstraintError, NonFiniteError
-from vdmkit.io.checkpoint import WEIGHTS, load_strict
+from vdmkit.io.checkpoint import STATE_DOC, WEIGHTS, load_strict
 from vdmkit.pipelines import TextToVideo
-from vdmkit.pipelines.base import open_model
+from vdmkit.pipelines.base import open_model, weights_sha256
 from vdmkit.pipelines.text2video import refuse_conditioned
 from vdmkit.pipelines.config import SamplingDefaults
+from vdmkit.registry import BACKBONES, lookup
 from vdmkit.sampling.guidance import check_guidance, guided
 from vdmkit.sampling.samplers import lcm_boundary
 from vdmkit.sampling.timesteps import LCM_ORIGINAL_STEPS
@@ -185,6 +186,59 @@ def check_teacher(config, where: str) -> None:
                       stacklevel=2)
 
 
+def refuse_student(config, source, where: str) -> None:
+    """ConfigError when the teacher is itself a consistency-distilled student: a distillation run (its run.json names
+    its teacher), or a model whose sampling defaults are a student's (lcm at guidance 1: a student re-saved without
+    its run.json, or a model with a consistency adapter merged)."""
+    student_of = (source.run_document() or {}).get("teacher") if hasattr(source, "run_document") else None
+    sampling = config.sampling
+    if student_of is None and not (sampling.sampler == "lcm" and sampling.guidance == 1):
+        return
+    what = (f"of {student_of!r}" if student_of is not None else
+            f"its sampling defaults are a student's: sampler {sampling.sampler!r} at guidance {sampling.guidance}")
+    raise ConfigError(f"the teacher {where!r} is itself a consistency-distilled student ({what}): its guidance is "
+                      "folded in and it predicts x0 in a few steps, so it cannot teach the ODE; distil from the "
+                      "original teacher")
+
+
+def check_lora_targets(config, settings: DistillSettings) -> None:
+    """ConfigError when ``distill.lora``'s targets match no layer of the teacher's backbone, found on a copy built on
+    the meta device (no weights: checked before the teacher's load)."""
+    if settings.lora is None:
+        return
+    with torch.device("meta"):
+        backbone = lookup(BACKBONES, config.backbone, "backbone").build(config.model)
+        try:
+            lora.add_lora(backbone, settings.lora)
+        except ConfigError as err:  # its key in this config
+            raise ConfigError(f"distill.{err}") from None
+
+
+RESUME_SETTINGS = ("guidance", "loss", "huber_c", "target_decay", "batch_size", "lora")  # what shapes the student
+
+
+def check_resume(ckpt, cfg: DistillConfig, teacher_sha: str) -> None:
+    """ConfigError, from the documents of checkpoint ``ckpt`` alone (before any weights load), unless it is a
+    distillation run's, distilled from the teacher whose weights hash ``teacher_sha``, with the settings that shape
+    the student."""
+    doc = ckpt.read_json(STATE_DOC)
+    if doc.get("teacher_sha256") is None:
+        raise ConfigError(f"--resume: {str(ckpt.directory)!r} is not a distillation run's checkpoint (it records no "
+                          "teacher); resume it with the command that made it, or give distill.out_dir a new folder")
+    if doc.get("teacher_sha256") != teacher_sha:
+        raise ConfigError(f"--resume: {str(ckpt.directory)!r} was distilled from a teacher with weights "
+                          f"{str(doc.get('teacher_sha256'))[:12]}..., but {cfg.teacher!r} holds {teacher_sha[:12]}...; "
+                          "resume with the same teacher")
+    saved = (ckpt.run_document() or {}).get("distill", {})
+    ours = to_dict(cfg.distill)
+    for key in RESUME_SETTINGS:
+        if saved.get(key) != ours[key]:
+            raise ConfigError(f"--resume: the run was distilled with distill.{key}={saved.get(key)!r}, this config "
+                              f"says {ours[key]!r}; resume with the same settings (those that shape the student: "
+                              f"{', '.join(RESUME_SETTINGS)}; as in training, steps, lr and its schedule, logging and "
+                              "data may change)")
+
+
 def check_data_fits(data, config) -> None:
     """ConstraintError, in the data's pixels and naming data.frames / data.size, when the teacher cannot take the
     batches of ``data`` (checked before any weights load; it failed at the first step, in latent sizes)."""
@@ -307,11 +361,10 @@ def distill(cfg: DistillConfig, *, resume: bool = False, progress: bool = True) 
     source, config = open_model(path)  # the teacher's config only: what it cannot be, refused before any weights load
     check_teacher(config, path)
     refuse_conditioned(config)  # consistency distillation here is of text-to-video models (no known frames)
-    student_of = (source.run_document() or {}).get("teacher") if hasattr(source, "run_document") else None
-    if student_of is not None:
-        raise ConfigError(f"the teacher {path!r} is itself a consistency-distilled student (of {student_of!r}): its "
-                          "guidance is folded in and it predicts x0 in a few steps, so it cannot teach the ODE; "
-                          "distil from the original teacher")
+    refuse_student(config, source, path)
+    if start is not None:  # the teacher's hash from its manifest (a diffusers folder's: hashed once, then cached)
+        check_resume(start, cfg, weights_sha256(source))
+    check_lora_targets(config, s)
     data = teacher_data(cfg, source, path)
     check_data_fits(data, config)
     cfg = dataclasses.replace(cfg, data=data)  # recorded whole in run.json: the data distilled on
@@ -325,7 +378,7 @@ def distill(cfg: DistillConfig, *, resume: bool = False, progress: bool = True) 
     generator = torch.Generator().manual_seed(s.seed)
     step = 0
     if start is not None:
-        step = resume_state(start, cfg, student, target, opt, scaler, generator, teacher_sha)
+        step = resume_state(start, cfg, student, target, opt, scaler, generator)
     engine = Distiller(teacher, student, target, s, device)
     start_run_folder(out, cfg, resumed=start is not None)
     metrics = MetricsLog(out, step if start is not None else None)
@@ -391,27 +444,10 @@ def save_step(out: Path, step: int, cfg: DistillConfig, student, target, opt, sc
         keep=s.keep_checkpoints, extra=extra, blobs=target.carried_files())
 
 
-def resume_state(ckpt, cfg: DistillConfig, student, target, opt, scaler, generator, teacher_sha: str) -> int:
-    """Load the student, its target, the optimizer, the loss scaler and the generator of checkpoint ``ckpt``; return
-    its step.
-    Refuses a checkpoint distilled from another teacher or with other settings that shape the model."""
+def resume_state(ckpt, cfg: DistillConfig, student, target, opt, scaler, generator) -> int:
+    """Load the student, its target, the optimizer, the loss scaler and the generator of checkpoint ``ckpt`` (checked
+    by :func:`check_resume` before any weights loaded); return its step."""
     state, doc = training_state(ckpt)
-    if doc.get("teacher_sha256") is None:
-        raise ConfigError(f"--resume: {str(ckpt.directory)!r} is not a distillation run's checkpoint (it records no "
-                          "teacher); resume it with the command that made it, or give distill.out_dir a new folder")
-    if doc.get("teacher_sha256") != teacher_sha:
-        raise ConfigError(f"--resume: {str(ckpt.directory)!r} was distilled from a teacher with weights "
-                          f"{str(doc.get('teacher_sha256'))[:12]}..., but {cfg.teacher!r} holds {teacher_sha[:12]}...; "
-                          "resume with the same teacher")
-    saved = ckpt.run_document() or {}
-    ours = to_dict(cfg.distill)
-    for key in ("guidance", "loss", "huber_c", "target_decay", "batch_size", "lora"):
-        if saved.get("distill", {}).get(key) != ours[key]:
-            raise ConfigError(f"--resume: the run was distilled with distill.{key}="
-                              f"{saved.get('distill', {}).get(key)!r}, this config says {ours[key]!r}; "
-                              "resume with the same settings (those that shape the student: guidance, loss, huber_c, "
-                              "target_decay, batch_size, lora; as in training, steps, lr and its schedule, logging "
-                              "and data may change)")
     trained = {k[8:]: v for k, v in state.items() if k.startswith("student.")}
     load_strict(student.backbone, trained, ckpt.directory)
     if cfg.distill.lora is None:

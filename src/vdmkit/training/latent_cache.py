@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 
 import torch
@@ -22,7 +23,7 @@ from tqdm import tqdm
 from vdmkit.config import to_dict
 from vdmkit.device import resolve_device
 from vdmkit.errors import ConfigError, CorruptCheckpointError, OutputError
-from vdmkit.io.atomic import atomic_path, check_writable_folder, write_text_atomic
+from vdmkit.io.atomic import TEMPORARY_NAME, atomic_path, check_writable_folder, write_text_atomic
 from vdmkit.io.checkpoint import sha256_file
 from vdmkit.training.config import RunConfig
 
@@ -30,12 +31,41 @@ FORMAT = "vdmkit-latent-cache"
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 PROGRESS = "in_progress.json"  # what an unfinished cache's shards were written with (a rerun resumes only those)
+SHARD_NAME = re.compile(r"shard_\d{5,}\.safetensors")
 
 
 def _identity(cfg: RunConfig) -> dict:
     """What the cached latents depend on; a cache is valid for a run only when this matches."""
     return {"autoencoder_sha256": cfg.latent.sha256, "autoencoder_kind": cfg.latent.kind,
             "autoencoder_model": cfg.latent.model, "data": to_dict(cfg.data)}
+
+
+def _is_cache_file(path: Path) -> bool:
+    """A file a cache writes: its shards, its progress record, its manifest, or an interrupted write of one."""
+    name = path.name
+    if TEMPORARY_NAME.fullmatch(name):  # atomic_path's temporary: .{stem}.{random}.tmp{suffix}
+        name = name[1:].split(".", 1)[0] + name[name.rindex(".tmp") + 4:]
+    return path.is_file() and (name in (MANIFEST, PROGRESS) or SHARD_NAME.fullmatch(name) is not None)
+
+
+def _check_cache_folder(out: Path) -> None:
+    """OutputError unless ``out`` is new, empty, or an unfinished cache: a complete cache is never rewritten, and a
+    folder holding anything else (a training run, another tool's manifest.json) is never written into."""
+    if not out.is_dir():
+        return
+    manifest = out / MANIFEST
+    if manifest.is_file():
+        try:
+            is_cache = json.loads(manifest.read_text(encoding="utf-8")).get("format") == FORMAT
+        except (json.JSONDecodeError, UnicodeDecodeError, AttributeError, OSError):
+            is_cache = False
+        if is_cache:
+            raise OutputError(f"{str(out)!r} already holds a complete latent cache; choose another directory")
+    foreign = sorted(p.name for p in out.iterdir() if not _is_cache_file(p) or p == manifest)
+    if foreign:
+        shown = ", ".join(repr(n) for n in foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
+        raise OutputError(f"{str(out)!r} holds files that are not a latent cache's ({shown}): a cache is written only "
+                          "into a new or empty folder (or an interrupted cache's); choose another directory")
 
 
 def write_latent_cache(cfg: RunConfig, samples: int, out: str | os.PathLike | None = None, *,
@@ -59,8 +89,7 @@ def write_latent_cache(cfg: RunConfig, samples: int, out: str | os.PathLike | No
     if out.exists() and not out.is_dir():
         raise ConfigError(f"the cache directory {str(out)!r} is a file; give a new or existing folder (--out DIR)")
     check_writable_folder(out, f"the cache directory {str(out)!r}")  # below a file, or unwritable: before loading
-    if (out / MANIFEST).exists():
-        raise OutputError(f"{str(out)!r} already holds a complete latent cache; choose another directory")
+    _check_cache_folder(out)
     device = resolve_device(cfg.train.device)
     vae = load_autoencoder(cfg.latent.autoencoder).to(device)
     if vae.sha256 != cfg.latent.sha256:
