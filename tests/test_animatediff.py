@@ -203,6 +203,14 @@ def test_bad_motion_adapters_are_typed_errors(models, tmp_path):
     save_file({**state, key: state[key].flip(1).contiguous()}, str(weights))
     with pytest.raises(CheckpointMismatchError, match="pos_embed.pe is not AnimateDiff's sinusoidal table"):
         inflated_unet(unet_folder, moved)
+    # an adapter stored in fp16 (most published ones) was refused as "trained with other frame positions": its
+    # tables are the sinusoid rounded to fp16, 2.4e-4 away (2026-12-06); a moved fp16 table is still refused
+    half = shutil.copytree(adapter_folder, tmp_path / "half") / "diffusion_pytorch_model.safetensors"
+    save_file({k: v.half() for k, v in state.items()}, str(half))
+    inflated_unet(unet_folder, half.parent)
+    save_file({k: (v.flip(1) if k == key else v).half().contiguous() for k, v in state.items()}, str(half))
+    with pytest.raises(CheckpointMismatchError, match="pos_embed.pe is not AnimateDiff's sinusoidal table"):
+        inflated_unet(unet_folder, half.parent)
     pickled = shutil.copytree(adapter_folder, tmp_path / "pickled")
     (pickled / "diffusion_pytorch_model.safetensors").rename(pickled / "diffusion_pytorch_model.bin")
     with pytest.raises(UnsafeFormatError, match="only pickle weights .*safe_serialization=True"):
@@ -385,3 +393,66 @@ def test_an_sd_folder_without_adapter_samples_its_image_model_frame_by_frame(sd_
         images = torch.stack([sd(PROMPTS[:1], num_inference_steps=2, latents=latents[:, :, i], output_type="latent",
                                  guidance_scale=7.5).images for i in range(3)], 2)
     assert (video - images).abs().max() < 1e-4
+
+
+def test_an_sd_folder_converts_to_the_same_weights_every_time(sd_folder, tmp_path):
+    """`convert SD_FOLDER --to vdmkit` drew the new motion modules from the global RNG: two conversions hashed
+    differently, and a LoRA trained on one was refused on the other (2026-12-06). They come from inflate's seed."""
+    from safetensors.torch import load_file
+
+    from vdmkit import cli
+
+    folder, _ = sd_folder
+    torch.manual_seed(123)  # what the caller's RNG holds does not matter
+    assert cli.main(["convert", str(folder), "--to", "vdmkit", "--out", str(tmp_path / "a")]) == 0
+    assert cli.main(["convert", str(folder), "--to", "vdmkit", "--out", str(tmp_path / "b")]) == 0
+    assert cli.main(["inflate", str(folder), "--out", str(tmp_path / "c")]) == 0
+    a, b, c = (load_file(str(tmp_path / n / "checkpoints" / "step_0000000" / "model.safetensors")) for n in "abc")
+    assert a.keys() == b.keys() == c.keys() and all(torch.equal(a[k], b[k]) and torch.equal(a[k], c[k]) for k in a)
+
+
+def test_image_to_video_and_edit_on_an_sd_folder_take_the_motion_adapter_and_bf16(models, sd_folder, tmp_path):
+    """`sample --image --motion-adapter` sampled without the adapter (the video was byte-identical, the sidecar said
+    None) and `edit --motion-adapter` did not record it; with --dtype bf16 every task that encodes a video died in
+    the VAE (float input, bf16 weights) (2026-12-06)."""
+    import json
+
+    from PIL import Image
+
+    from vdmkit import cli
+    from vdmkit.io.video import read_video
+
+    (folder, _), adapter_folder = sd_folder, models["adapter"][1]
+    Image.fromarray(torch.randint(0, 255, (32, 32, 3), dtype=torch.uint8,
+                                  generator=torch.Generator().manual_seed(0)).numpy()).save(tmp_path / "first.png")
+    common = ["--model", str(folder), "--prompt", "a cat", "--steps", "2", "--frames", "4", "--no-progress"]
+    videos = {}
+    for name, extra in (("plain", []), ("adapted", ["--motion-adapter", str(adapter_folder)]),
+                        ("bf16", ["--motion-adapter", str(adapter_folder), "--dtype", "bf16"])):
+        out = tmp_path / f"{name}.mp4"
+        assert cli.main(["sample", *common, "--image", str(tmp_path / "first.png"), *extra, "--out", str(out)]) == 0
+        assert json.loads(out.with_name(out.name + ".json").read_text())["motion_adapter"] == \
+            (str(adapter_folder) if extra else None)
+        videos[name] = torch.from_numpy(read_video(out)).float()
+    assert (videos["plain"] - videos["adapted"]).abs().max() > 2  # the adapter's motion modules ran
+    assert (videos["bf16"] - videos["adapted"]).abs().mean() < 2  # bf16 weights: close (0.52 levels measured)
+    out = tmp_path / "edited.mp4"
+    assert cli.main(["edit", "--model", str(folder), "--motion-adapter", str(adapter_folder), "--video",
+                     str(tmp_path / "adapted.mp4"), "--prompt", "a dog", "--steps", "2", "--dtype", "bf16",
+                     "--no-progress", "--out", str(out)]) == 0
+    assert json.loads(out.with_name(out.name + ".json").read_text())["motion_adapter"] == str(adapter_folder)
+
+
+def test_folder_parts_that_do_not_fit_are_named_before_weights_and_short_adapters_set_the_length(models, sd_folder,
+                                                                                                 tmp_path):
+    """A UNet whose cross-attention width is not its text encoder's failed at weight load with a bare shape message;
+    an adapter of 8 frame positions refused the folder's own default of 16 frames (2026-12-06)."""
+    from vdmkit.pipelines import open_model
+
+    folder = tmp_path / "mixed"
+    tiny_sd_pipeline(folder, models["sd2"][0])  # SD 2's 24-wide cross-attention over a 16-wide text encoder
+    with pytest.raises(ConfigError, match="attends to 24-wide text .* gives 16-wide states"):
+        open_model(folder)
+    short = saved(diffusers.MotionAdapter(**{**ADAPTER, "motion_max_seq_length": 8}), tmp_path / "short")
+    assert open_model(sd_folder[0], short)[1].frames == 8
+    assert open_model(sd_folder[0], models["adapter"][1])[1].frames == 16  # 24 positions: the default stays

@@ -422,6 +422,11 @@ def test_task_commands_refuse_bad_inputs_with_exit_2(models, tmp_path, monkeypat
         # options the task would ignore (accepted silently before 2026-12-05)
         (["upscale", "--model", models["sr"], "--video", keys, "--image-guidance", "2"], "--image-guidance apply"),
         (["upscale", "--model", models["sr"], "--video", keys, "--no-keep"], "--no-keep apply"),
+        # sample's options image-to-video does not take: accepted and ignored, the video unchanged, before 2026-12-06
+        *[(["sample", "--model", models["frames"], "--image", str(tmp_path / "first.png"), "--prompt", "x", *flag],
+           f"{flag[0]} do(es) not apply to image-to-video")
+          for flag in (["--spacing", "trailing"], ["--order", "2"], ["--guidance-rescale", "0.7"],
+                       ["--vae-tile", "64"], ["--window", "8"], ["--prompt-at", "0:x"], ["--schedules", "s.json"])],
     ]
     for argv, match in cases:
         assert cli.main([*argv, "--out", str(tmp_path / "o.mp4")]) == 2, argv

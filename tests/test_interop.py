@@ -450,3 +450,18 @@ def test_hand_edited_config_values_of_the_wrong_type_are_config_errors(ddim_fold
     path.write_text(json.dumps({k: v for k, v in doc.items() if v is not None or k != "hidden_size"}))
     with pytest.raises(ConfigError):
         TextToVideo.from_pretrained(folder)
+
+
+def test_a_variant_only_component_is_named_with_what_to_do(ddim_folder, tmp_path):
+    """A folder saved with save_pretrained(variant="fp16") was "holds no diffusion_pytorch_model.safetensors",
+    naming neither the file that is there nor what to do (2026-12-06)."""
+    import shutil
+
+    from vdmkit.errors import CorruptCheckpointError
+    from vdmkit.pipelines import TextToVideo
+
+    folder = shutil.copytree(ddim_folder[0], tmp_path / "variant")
+    unet = folder / "unet" / "diffusion_pytorch_model.safetensors"
+    unet.rename(unet.with_name("diffusion_pytorch_model.fp16.safetensors"))
+    with pytest.raises(CorruptCheckpointError, match="but diffusion_pytorch_model.fp16.safetensors: .* rename it"):
+        TextToVideo.from_pretrained(folder)

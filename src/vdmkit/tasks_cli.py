@@ -67,7 +67,8 @@ def _cmd_edit(args) -> int:
     threads = apply_threads(args.threads)
 
     pipe = TextToVideo.from_pretrained(ckpt, device=device, dtype=weights_dtype(args))
-    extra = {"mode": args.mode, "input_video": str(args.video), "dtype": weights_dtype(args), "threads": threads}
+    extra = {"mode": args.mode, "input_video": str(args.video), "dtype": weights_dtype(args), "threads": threads,
+             "motion_adapter": args.motion_adapter}  # as `vdmkit sample` records it (left out before 2026-12-06)
     if args.mode == "sdedit":
         extra["strength"] = strength
 
@@ -135,7 +136,8 @@ def _run_task(args, task: str, video, prompt: str, produce_args: dict, extra: di
     check_runner(args, device)
     out = check_output_path(args.out, VIDEO_FORMATS)
     check_fps(args.fps)
-    ckpt, config = open_model(model_or_default(args.model, task))
+    motion_adapter = getattr(args, "motion_adapter", None)  # sample --image takes one (it was ignored)
+    ckpt, config = open_model(model_or_default(args.model, task), motion_adapter)
     if task == "upscale":
         ignored = [flag for flag, given in (("--image-guidance", args.image_guidance is not None),
                                             ("--no-keep", args.no_keep)) if given]
@@ -171,7 +173,7 @@ def _run_task(args, task: str, video, prompt: str, produce_args: dict, extra: di
     produced = {}
 
     extra = {"task": task, **extra, **request.metadata(), **tasks.task_conditioning(task, video, **produce_args),
-             "dtype": weights_dtype(args), "threads": threads,
+             "dtype": weights_dtype(args), "threads": threads, "motion_adapter": motion_adapter,
              "compiled": getattr(args, "compile", None), "cuda_graphs": getattr(args, "cuda_graphs", False)}
     with step_bar(args, task.replace("_", "-")) as step:
         def produce():
@@ -191,9 +193,16 @@ def sample_image(args) -> int:
         raise ValueError("--image-guidance belongs to image-to-video: give --image FILE")
     if args.prompts is not None:
         raise ValueError("--image makes one video: give --prompt, not --prompts")
-    unsupported = [flag for flag, value in (("--lora", args.lora), ("--fast", args.fast), ("--latents", args.latents),
-                                            ("--cache", args.cache), ("--long-mode", args.long_mode),
-                                            ("--timesteps", args.timesteps)) if value]
+    # what image-to-video does not take (each was accepted and ignored until 2026-12-06, the video unchanged)
+    unsupported = [flag for flag, value in (
+        ("--lora", args.lora), ("--fast", args.fast), ("--latents", args.latents), ("--cache", args.cache),
+        ("--cache-threshold", args.cache_threshold), ("--cache-reuse", args.cache_reuse),
+        ("--long-mode", args.long_mode), ("--window", args.window), ("--overlap", args.overlap),
+        ("--weighting", args.weighting), ("--prompt-at", args.prompt_at), ("--timesteps", args.timesteps),
+        ("--schedules", args.schedules), ("--spacing", args.spacing), ("--order", args.order),
+        ("--guidance-rescale", args.guidance_rescale), ("--vae-tile", args.vae_tile),
+        ("--vae-frame-chunk", args.vae_frame_chunk), ("--out-dir", args.out_dir), ("--force-lora", args.force_lora))
+        if value]
     if unsupported:
         raise ValueError(f"{', '.join(unsupported)} do(es) not apply to image-to-video (--image)")
     image = _read(args.image, "the image")

@@ -94,7 +94,9 @@ class MotionAdapterFile:
             table = state.pop(key)
             table = table.reshape(-1, table.shape[-1])  # (frames, C); saved as (1, frames, C)
             expected = frame_positions(*table.shape)
-            if len(table) != self.layout.max_frames or (table - expected).abs().max() > POSITION_TOLERANCE:
+            # a table stored in fp16 / bf16 (many published adapters) is the sinusoid rounded: within its dtype's eps
+            tolerance = max(POSITION_TOLERANCE, torch.finfo(table.dtype).eps if table.is_floating_point() else 0)
+            if len(table) != self.layout.max_frames or (table.float() - expected).abs().max() > tolerance:
                 raise CheckpointMismatchError(
                     f"{str(self.path)!r}: {key} is not AnimateDiff's sinusoidal table of {self.layout.max_frames} "
                     "frames (motion_max_seq_length), which vdmkit computes: these motion modules were trained with "

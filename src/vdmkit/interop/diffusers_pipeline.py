@@ -194,6 +194,11 @@ class DiffusersFolder:
             unet = unet3d_config(unet_raw)
         vae = config_from_diffusers(folder_config(self.directory / "vae", "diffusers AutoencoderKL"))
         clip = read_clip_config(self.directory / "text_encoder")
+        if unet.text_dim != clip["hidden_size"]:  # it failed at weight load, as a shape naming neither cause
+            raise ConfigError(f"{str(self.directory)!r}: the UNet attends to {unet.text_dim}-wide text "
+                              f"(unet/config.json cross_attention_dim) but its text encoder gives "
+                              f"{clip['hidden_size']}-wide states (text_encoder/config.json hidden_size): the folder "
+                              "mixes parts of two models; use the text encoder the UNet was trained with")
         tokenizer = folder_config(self.directory / "tokenizer", "CLIP tokenizer", "tokenizer_config.json")
         raw = folder_config(self.directory / "scheduler", "diffusers scheduler", "scheduler_config.json")
         if raw.get("_class_name") in SAMPLED_AS_DDIM:
@@ -208,7 +213,9 @@ class DiffusersFolder:
             unet=unet,
             text=ClipTextConfig(folder=str(self.directory / "text_encoder"), tokenizer=str(self.directory / "tokenizer"),
                                 dim=clip["hidden_size"], max_length=tokenizer.get("model_max_length", 77)),
-            vae=vae, diffusion=diffusion, sampling=sampling, frames=DEFAULT_FRAMES, height=size, width=size)
+            vae=vae, diffusion=diffusion, sampling=sampling, height=size, width=size,
+            # a motion adapter trained on fewer positions than the default length sets it (it refused its own default)
+            frames=min(DEFAULT_FRAMES, unet.motion_max_frames) if self.inflated else DEFAULT_FRAMES)
 
     def weights(self, own: dict[str, torch.Tensor]) -> Iterator[dict[str, torch.Tensor]]:
         """The pipeline's state dict (``backbone.``, ``text_encoder.model.``, ``autoencoder.`` keys) from the folder's

@@ -439,6 +439,13 @@ def folder_weights(folder: str | os.PathLike, filename: str) -> Path:
     if pickled:
         raise UnsafeFormatError(f"{str(folder)!r} holds only pickle weights ({', '.join(pickled)}); vdmkit loads "
                                 "safetensors only: convert them, e.g. save_pretrained(..., safe_serialization=True)")
+    stem, suffix = filename.rsplit(".", 1) if "." in filename else (filename, "")
+    others = sorted(p.name for p in folder.glob(f"{stem}*.{suffix}")) if folder.is_dir() and suffix else []
+    if others:  # a variant (save_pretrained(variant="fp16")) or shards: said, with what to do (2026-12-06)
+        raise CorruptCheckpointError(f"{str(folder)!r} holds no {filename} but {', '.join(others)}: vdmkit reads the "
+                                     f"one file {filename}; for a variant (e.g. .fp16.) rename it to {filename} (its "
+                                     "dtype loads as stored; --dtype sets the weights' type); merge shards into one "
+                                     "file with diffusers' save_pretrained(..., max_shard_size=\"100GB\")")
     raise CorruptCheckpointError(f"{str(folder)!r} holds no {filename}")
 
 

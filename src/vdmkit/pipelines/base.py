@@ -44,6 +44,7 @@ from vdmkit.sampling.schedule_search import SCHEDULES_FILE
 
 
 ModelSource = Checkpoint | DiffusersFolder
+INFLATION_SEED = 0  # an SD folder inflated to video draws its new temporal weights from it (and inflate by default)
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}  # weight storage on load
 DECODE_OPTIONS = ("tile", "overlap", "frame_chunk", "batch_chunk")  # Pipeline.decode / decode= (autoencoders)
 BOTH_RUNNERS = ("compiling (compile(), --compile) and CUDA graphs (cuda_graphs(), --cuda-graphs) are two ways to run "
@@ -456,8 +457,9 @@ class Pipeline(nn.Module):
         # every weight is loaded next, so drawing random ones first is wasted time; an SD folder inflated to video
         # is the exception: its new temporal layers keep their (identity) initialisation
         initialised = getattr(source, "inflated", False)
-        with contextlib.nullcontext() if initialised else skipped_init():
-            pipe = cls(config)
+        with contextlib.nullcontext() if initialised else skipped_init(), torch.random.fork_rng(devices=[]):
+            torch.manual_seed(INFLATION_SEED)  # the non-zero new weights as `vdmkit inflate` draws them by default
+            pipe = cls(config)  # (they came from the global RNG: two conversions of one folder differed)
         if not initialised:
             empty_parameters(pipe, device, DTYPES[dtype])
         pipe = pipe.to(device=device, dtype=DTYPES[dtype])

@@ -33,7 +33,7 @@ from vdmkit.io.checkpoint import (
     load_strict,
     save_checkpoint,
 )
-from vdmkit.pipelines.base import SOURCE_DOCUMENT, open_model, pipeline_weights
+from vdmkit.pipelines.base import INFLATION_SEED, SOURCE_DOCUMENT, open_model, pipeline_weights
 from vdmkit.pipelines.config import LatentSpec, PipelineConfig
 from vdmkit.pipelines.text2video import TextToVideo
 
@@ -48,7 +48,7 @@ FINETUNE_NOTE = ("# A fine-tuning run of this model folder (written by `vdmkit i
 
 
 def inflate(folder: str | os.PathLike, out: str | os.PathLike, *, motion_adapter: str | os.PathLike | None = None,
-            frames: int | None = None, size: int | None = None, seed: int = 0) -> Path:
+            frames: int | None = None, size: int | None = None, seed: int = INFLATION_SEED) -> Path:
     """Write the Stable Diffusion pipeline ``folder`` (a diffusers StableDiffusionPipeline folder), inflated to video
     with the motion modules of ``motion_adapter`` (a MotionAdapter folder or safetensors file; else new ones, their
     non-zero weights drawn from ``seed``), as the vdmkit model folder ``out`` (see the module docstring). ``frames``
