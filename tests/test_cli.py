@@ -320,3 +320,25 @@ def test_a_consistency_adapter_at_scale_0_leaves_the_models_sampling_defaults(ru
                          "--frames", "2", "--out", str(out), "--no-progress"]) == 0
         meta = json.loads(out.with_name(out.name + ".json").read_text())
         assert (meta["sampler"], meta["steps"], meta["guidance"]) == expected
+
+
+def test_fps_a_format_cannot_store_is_refused_before_weights_and_the_played_rate_recorded(run_dir, tmp_path, capsys,
+                                                                                          monkeypatch):
+    """--fps 0.0004 wrote an mp4 playing at 24 fps while the sidecar said 0.0004; a GIF at 0.0001 fps died in Pillow
+    after sampling; a GIF at 24 fps plays at 25 (whole hundredths of a second) and was recorded as 24 (2026-12-06)."""
+    common = ["sample", "--model", str(run_dir), "--prompt", "a red circle", "--steps", "2", "--no-progress"]
+    assert cli.main([*common, "--fps", "24", "--out", str(tmp_path / "a.gif")]) == 0
+    assert json.loads((tmp_path / "a.gif.json").read_text())["fps"] == 25.0
+    monkeypatch.setattr(TextToVideo, "from_pretrained", lambda *a, **k: pytest.fail("weights loaded"))
+    for fps, out in (("0.0004", "a.mp4"), ("0.0001", "b.gif")):
+        assert cli.main([*common, "--fps", fps, "--out", str(tmp_path / out)]) == 2
+        assert f"fps {float(fps)!r} is too low" in capsys.readouterr().err and not (tmp_path / out).exists()
+
+
+def test_a_bad_local_world_size_is_one_process(monkeypatch):
+    from vdmkit.device import cpu_threads, local_processes
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)  # else cpu_threads takes it and never reads LOCAL_WORLD_SIZE
+    for value, expected in (("abc", 1), ("0", 1), ("-2", 1), ("", 1), ("2", 2)):
+        monkeypatch.setenv("LOCAL_WORLD_SIZE", value)
+        assert local_processes() == expected and cpu_threads() >= 1  # "abc" was a raw ValueError (2026-12-06)

@@ -202,6 +202,40 @@ def test_a_failed_collective_names_the_rank_and_says_to_resume():
         raise RuntimeError("shape mismatch")  # not a collective: left alone
 
 
+def test_a_collective_failing_before_the_loop_or_in_a_checkpoint_write_names_what_it_was_doing(tiny_cfg, tmp_path,
+                                                                                                 monkeypatch):
+    """Before 2026-12-06 a collective failing before the loop (open_run's barriers, DDP's parameter check, FSDP's
+    optimizer state) was a raw gloo RuntimeError (exit 1), and one failing while rank 0 wrote checkpoint 4 of a
+    4-step run said "training step 5". Here one process plays rank 1 of 2 and its collectives fail as gloo's do."""
+    train_module = sys.modules["vdmkit.training.train"]  # the package's `train` is the function
+    real_collectives, real_parallelize = train_module.collectives, train_module.parallelize
+    monkeypatch.setattr(train_module, "collectives",
+                        lambda world, what, advice: real_collectives(World(1, 2), what, advice))
+    peer = RuntimeError("[gloo/transport/tcp/unbound_buffer.cc:78] Timed out waiting 5000ms for recv operation")
+
+    def fails(*args, **kwargs):
+        raise peer
+
+    monkeypatch.setattr(train_module, "parallelize", fails)
+    with pytest.raises(DistributedError, match=r"^rank 1 of 2: a collective failed during setup \(loading the run, "
+                                               r"wrapping the model\) \(.*Timed out.*\).*Rerun the same command"):
+        train(tiny_cfg(f"train.out_dir={tmp_path / 'setup'}"), progress=False)
+    monkeypatch.setattr(train_module, "parallelize", real_parallelize)
+    barriers = []
+
+    def barrier(world):  # the one after each checkpoint and preview write: the second, at step 4, fails
+        barriers.append(world)
+        if len(barriers) == 2:
+            raise peer
+
+    monkeypatch.setattr(train_module, "barrier", barrier)
+    with pytest.raises(DistributedError, match=r"rank 1 of 2: a collective failed during writing checkpoint 4 and "
+                                               r"its previews \(.*\).*Rerun with --resume"):
+        train(tiny_cfg("train.steps=4", "train.checkpoint_every=2", "train.sample_every=4",
+                       f"train.out_dir={tmp_path / 'run'}"), progress=False)
+    assert sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir()) == ["step_0000002", "step_0000004"]
+
+
 @pytest.mark.parametrize("text, match", [("a red circle\n\na blue square\n", "prompts.txt:2: empty line"),
                                          ("a red\x00circle\n", "prompts.txt:1: caption contains control"),
                                          ("\n", "holds no prompt"), ("", "holds no prompt")])
@@ -324,6 +358,48 @@ def test_a_rank_that_hangs_ends_the_job_after_the_timeout(tmp_path):
     assert done.returncode != 0 and time.monotonic() - t0 < 60
     assert re.search(r"error: rank 0 of 2: a collective failed during training step 3 \(.*Timed out.*\).*--resume",
                      done.stderr)
+
+
+HANGS = '''"""Run by torchrun: `vdmkit train` whose rank 1 hangs building its dataset (FAULT=setup), or whose rank 0
+hangs writing a checkpoint's weights (FAULT=save)."""
+import importlib
+import os
+import sys
+import time
+
+from vdmkit import cli
+
+if __name__ == "__main__":
+    train_module = importlib.import_module("vdmkit.training.train")
+    checkpoint = importlib.import_module("vdmkit.io.checkpoint")
+
+    def hang(*args, **kwargs):
+        time.sleep(3600)
+
+    if os.environ["FAULT"] == "setup" and os.environ["RANK"] == "1":
+        train_module.build_dataset = hang
+    if os.environ["FAULT"] == "save" and os.environ["RANK"] == "0":
+        checkpoint.save_file = hang
+    sys.exit(cli.main(sys.argv[1:]))
+'''
+
+
+@pytest.mark.slow
+@pytest.mark.distributed
+@pytest.mark.parametrize("fault, message", [
+    ("setup", r"error: rank 0 of 2: a collective failed during setup \(loading the run, wrapping the model\) "
+              r"\(.*Timed out.*\).*Rerun the same command"),
+    ("save", r"error: rank 1 of 2: a collective failed during writing checkpoint 2 \(.*Timed out.*\).*--resume")])
+def test_a_rank_that_hangs_before_the_loop_or_in_a_checkpoint_write_is_named_with_what_the_others_did(
+        tmp_path, fault, message):
+    """Before 2026-12-06 a hang before the loop left rank 0 with a raw gloo traceback (exit 1, DDP's parameter check),
+    and a hang while rank 0 wrote checkpoint 2 made rank 1 say "training step 3"."""
+    script = tmp_path / "hangs.py"
+    script.write_text(HANGS)
+    done = torchrun("train", "configs/tiny.yaml", *RUN, "train.timeout=5", f"train.out_dir={tmp_path / 'hung'}",
+                    "--no-progress", script=script, env={"FAULT": fault})
+    assert done.returncode != 0 and re.search(message, done.stderr), done.stderr[-3000:]
+    assert re.search(r"exitcode\s*: 2 ", done.stderr)  # the typed error's exit status, not a traceback's 1
 
 
 @pytest.mark.distributed

@@ -25,13 +25,100 @@ def test_write_read_video_formats(tmp_path, suffix):
     assert json.loads((tmp_path / f"v{suffix}.json").read_text())["seed"] == 3
 
 
-def test_mp4_is_h264_and_odd_sizes_are_padded(tmp_path):
+def test_mp4_is_h264_and_odd_sizes_are_refused_before_writing(tmp_path):
+    """Before 2026-12-06 an odd-sized mp4 was padded to even and read back bigger than written ((4, 17, 33, 3) came
+    back (4, 18, 34, 3)); H.264 in yuv420p crops in steps of 2 and libx264 refuses odd sizes, so it is refused."""
     import av
 
-    path = write_video(tmp_path / "odd.mp4", frames(4, 31, 33))
+    from vdmkit.errors import ConfigError
+    from vdmkit.io.video import check_video_size
+
+    path = write_video(tmp_path / "even.mp4", frames(4, 32, 34))
     with av.open(str(path)) as c:
         assert c.streams.video[0].codec_context.name in ("h264", "mpeg4")
     assert read_video(path).shape == (4, 32, 34, 3)
+    for h, w in ((17, 33), (17, 34), (32, 33)):
+        with pytest.raises(ConfigError, match=rf"a {h}x{w} video cannot be written as mp4.*even size"):
+            write_video(tmp_path / "odd.mp4", frames(4, h, w), metadata={"a": 1})
+        with pytest.raises(ConfigError, match=r"\.png, \.gif or \.webp"):
+            check_video_size(tmp_path / "odd.MP4", h, w)  # what the CLI calls before sampling
+    assert sorted(os.listdir(tmp_path)) == ["even.mp4"]
+    for suffix in (".png", ".gif", ".webp"):  # the other formats keep any size
+        check_video_size(tmp_path / f"odd{suffix}", 17, 33)
+        assert read_video(write_video(tmp_path / f"odd{suffix}", frames(4, 17, 33))).shape[1:] == \
+            ((17, 33 * 4, 3) if suffix == ".png" else (17, 33, 3))
+
+
+def test_the_fps_a_format_cannot_store_is_refused_and_the_played_rate_is_told(tmp_path):
+    """Before 2026-12-06 --fps 0.0004 wrote an mp4 playing at 24 fps (its rate rounded to 0), a GIF below 1/655 fps
+    failed in Pillow with an OverflowError after sampling, and a GIF at 60 fps played at 100 (Pillow truncated the
+    delay to 1 hundredth of a second, which browsers play at 10 fps)."""
+    from vdmkit.errors import ConfigError
+    from vdmkit.io.decode import decode
+    from vdmkit.io.video import check_video_fps, played_fps
+
+    for name, fps, match in [("a.mp4", 0.0004, r"fps 0\.0004 is too low .*a\.mp4.*\[0\.0005, 240\]"),
+                             ("a.gif", 0.001, r"fps 0\.001 is too low .*a\.gif.*\[0\.00152589\d*, 240\]"),
+                             ("a.webp", 1e-5, r"fps 1e-05 is too low .*a\.webp"),
+                             ("a.png", 0, r"fps must be in \(0, 240\], got 0"),
+                             ("a.mp4", float("nan"), "got nan"), ("a.gif", 241, "got 241")]:
+        with pytest.raises(ConfigError, match=match):
+            check_video_fps(tmp_path / name, fps)
+        with pytest.raises(ConfigError, match=match):
+            write_video(tmp_path / name, frames(4), fps=fps)
+    assert os.listdir(tmp_path) == []
+    assert check_video_fps(tmp_path / "a.mp4", 0.0005) == 0.0005 and check_video_fps(tmp_path / "a.gif", 0.0016)
+    assert check_video_fps(tmp_path / "a.png", 1e-9) == 1e-9  # a strip of frames does not play
+    still = np.zeros((3, 8, 8, 3), np.uint8)  # Pillow merges identical GIF frames: 3 x 500 s is too long for one
+    with pytest.raises(ConfigError, match=r"fps 0\.002 is too low for these frames as \.gif.*655\.35 s"):
+        write_video(tmp_path / "still.gif", still, fps=0.002)
+    assert os.listdir(tmp_path) == []
+    expected = {("a.mp4", 29.97): 29.97, ("a.mp4", 0.0007): 0.001, ("a.gif", 60): 50, ("a.gif", 24): 25,
+                ("a.gif", 240): 50, ("a.gif", 8): 100 / 12, ("a.webp", 24): 1000 / 42, ("a.png", 7.5): 7.5}
+    for (name, fps), played in expected.items():
+        assert played_fps(tmp_path / name, fps) == pytest.approx(played, rel=1e-12), (name, fps)
+    for name, fps in [("v.gif", 60), ("v.gif", 24), ("v.gif", 8), ("v.gif", 0.002), ("v.webp", 24), ("v.mp4", 29.97)]:
+        seen = decode(write_video(tmp_path / name, frames(4), fps=fps)).timestamps  # what a player reads
+        assert 1 / (seen[1] - seen[0]) == pytest.approx(played_fps(tmp_path / name, fps), rel=1e-3), (name, fps)
+
+
+def test_a_full_disk_is_an_output_error_naming_the_target_and_leaves_nothing(tmp_path, monkeypatch):
+    """Before 2026-12-06 a full disk (ENOSPC from an encode, safetensors' "No space left on device (os error 28)"
+    from a checkpoint) ended the command with a raw traceback; the atomic writers' cleanup already worked."""
+    import errno
+
+    import torch
+    from safetensors import SafetensorError
+
+    import vdmkit.io.checkpoint as checkpoint
+    from vdmkit.errors import OutputError
+    from vdmkit.io.atomic import atomic_directory, atomic_path
+
+    (tmp_path / "old.txt").write_text("before")
+    for code in (errno.ENOSPC, errno.EDQUOT, errno.EROFS):
+        with pytest.raises(OutputError, match=r"cannot write .*old\.txt.*free space \(or choose another folder\), "
+                                              r"then rerun \(training: --resume") as caught:
+            with atomic_path(tmp_path / "old.txt") as tmp:
+                tmp.write_text("half")
+                raise OSError(code, os.strerror(code))
+        assert isinstance(caught.value.__cause__, OSError) and caught.value.__cause__.errno == code
+        with pytest.raises(OutputError, match="cannot write .*step_1"):
+            with atomic_directory(tmp_path / "step_1") as tmp:
+                raise OSError(code, os.strerror(code))
+    assert sorted(os.listdir(tmp_path)) == ["old.txt"] and (tmp_path / "old.txt").read_text() == "before"
+    with pytest.raises(OSError, match="Permission denied"):  # other failures are left as they are
+        with atomic_path(tmp_path / "old.txt"):
+            raise OSError(errno.EACCES, "Permission denied")
+
+    def full_disk(*args, **kwargs):
+        raise SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)")
+
+    monkeypatch.setattr(checkpoint, "save_file", full_disk)
+    with pytest.raises(OutputError, match=r"cannot write .*step_2.*the disk is full .*os error 28.*--resume"):
+        checkpoint.save_checkpoint(tmp_path / "step_2", {"model": {"w": torch.zeros(2)}}, {"config": {}})
+    with pytest.raises(OutputError, match="the disk is full"):
+        checkpoint.save_tensors(tmp_path / "latents.safetensors", {"z": torch.zeros(2)})
+    assert sorted(os.listdir(tmp_path)) == ["old.txt"]
 
 
 def test_png_strip(tmp_path):

@@ -70,6 +70,23 @@ def test_check_fits_refuses_only_above_the_free_memory(monkeypatch):
         memory.check_fits(estimate, "cpu", "x", "less")
 
 
+def test_the_processes_torchrun_started_share_the_cpu_memory(monkeypatch):
+    """Before 2026-12-06 each of the LOCAL_WORLD_SIZE processes torchrun started compared its own estimate with the
+    whole machine's free memory: two ranks each accepted 0.6 of it."""
+    estimate = memory.MemoryEstimate({"weights": 3 * memory.GIB})
+    monkeypatch.setattr(memory, "available_bytes", lambda device=None: 5 * memory.GIB)
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
+    with pytest.raises(OutOfMemoryError, match=r"more than the 2\.50 GiB free on cpu \(5\.00 GiB shared by 2 local "
+                                               r"processes\)"):
+        memory.check_fits(estimate, "cpu", "x", "less")
+    with pytest.raises(OutOfMemoryError, match="shared by 2 local processes"):
+        memory.check_fits(estimate, None, "x", "less")  # None: the CPU
+    memory.check_fits(estimate, torch.device("cuda", 0), "x", "less")  # a GPU is each process's own
+    for value in ("1", "", "two", "0", "-2"):  # one process, or a value that is not a count: the whole machine's
+        monkeypatch.setenv("LOCAL_WORLD_SIZE", value)
+        memory.check_fits(estimate, "cpu", "x", "less")
+
+
 def test_the_issue_s_request_is_refused_before_any_weights_load(tmp_path, capsys, monkeypatch):
     """Measured before: `vdmkit sample --frames 100000 --height 4096 --width 4096` was killed by the kernel."""
     loaded = []

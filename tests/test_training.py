@@ -378,3 +378,15 @@ def test_resuming_a_lora_run_with_another_init_from_is_refused(tiny_cfg, tmp_pat
               progress=False)
     run = json.loads((tmp_path / "lora" / "checkpoints" / "step_0000001" / "run.json").read_text())
     assert run["train"]["init_from"] == str(base) and not (tmp_path / "lora" / "checkpoints" / "step_0000002").exists()
+
+
+def test_previews_are_upscaled_to_even_sizes_an_mp4_takes():
+    """Since 2026-12-06 an odd-sized mp4 is refused (it came back a pixel bigger); a pixel-space model with patch
+    size 1 can make odd previews, so their factor is made even rather than failing the run at its first preview."""
+    from vdmkit.training.train import PREVIEW_MIN_SIZE, preview_factor
+
+    for height, width in [(16, 32), (17, 34), (129, 258), (130, 131), (15, 45), (128, 256), (1, 1)]:
+        factor = preview_factor(height, width)
+        assert height * factor >= PREVIEW_MIN_SIZE and (height * factor) % 2 == (width * factor) % 2 == 0
+        assert factor <= max(1, -(-PREVIEW_MIN_SIZE // height)) + 1  # no bigger than needed
+    assert preview_factor(16, 32) == 8 and preview_factor(128, 256) == 1

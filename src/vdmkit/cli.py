@@ -137,7 +137,7 @@ def _cmd_sample(args) -> int:
     from vdmkit.io.video import VIDEO_FORMATS, check_output_path
     from vdmkit.pipelines import TextToVideo, make_request, open_model
     from vdmkit.pipelines.base import check_sampling_memory, with_adapter_sampling
-    from vdmkit.pipelines.render import LATENTS_SUFFIX, check_fps, view_factor
+    from vdmkit.pipelines.render import LATENTS_SUFFIX, check_fps, check_output_size, view_factor
     from vdmkit.pipelines.text2video import refuse_conditioned
 
     # every check that needs no weights runs before loading them
@@ -159,7 +159,8 @@ def _cmd_sample(args) -> int:
         for out in outs:
             if out.suffix.lower() not in (".png", LATENTS_SUFFIX):
                 check_output_path(out.with_suffix(".png"), sidecar=False)
-    check_fps(args.fps)
+    for out in outs:  # a rate the format cannot store (an mp4 below 0.0005 fps, a GIF below 1/655 fps)
+        check_fps(args.fps, out)
     ckpt, config = open_model(model, args.motion_adapter)  # reads and hashes the config only
     refuse_conditioned(config)  # a model trained on known frames or low-res videos runs by its task
     adapters = _read_loras(args.lora or [], ckpt, args.force_lora)
@@ -209,7 +210,8 @@ def _cmd_sample(args) -> int:
         first = as_sample_request(long)
     else:
         first = request(prompts[0], args.seed, outs[0])
-    view_factor(first, args.upscale)
+    for out in outs:  # an mp4 takes even sizes only: refused before any weights load
+        check_output_size(out, first, view_factor(first, args.upscale))
     decode = {k: v for k, v in (("tile", args.vae_tile), ("frame_chunk", args.vae_frame_chunk)) if v is not None}
     if decode and not config.latent.enabled:
         raise ValueError("--vae-tile / --vae-frame-chunk apply to latent models; this one works in pixel space")

@@ -87,13 +87,20 @@ def cpu_threads(requested: int = 0) -> int:
     if told.isdigit() and int(told) > 0:
         return int(told)
     cpus = usable_cpus()
-    local = int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1)
-    share = max(1, cpus // max(1, local))
+    local = local_processes()  # a bad LOCAL_WORLD_SIZE was a raw ValueError (2026-12-06)
+    share = max(1, cpus // local)
     try:
         busy = os.getloadavg()[0]
     except (AttributeError, OSError):
         busy = 0.0
     return max(1, min(share, math.floor(cpus - busy + 0.5) // max(1, local)))
+
+
+def local_processes() -> int:
+    """The processes torchrun started on this machine (LOCAL_WORLD_SIZE), which share its CPUs and memory; 1 without
+    it or for a value that is not a positive integer."""
+    text = os.environ.get("LOCAL_WORLD_SIZE", "").strip()
+    return int(text) if text.isdigit() and int(text) > 0 else 1
 
 
 def apply_threads(requested: int = 0) -> int:

@@ -290,8 +290,17 @@ def training_estimate(config, *, batch: int, adapters: bool = False, ema: bool =
 
 
 def check_fits(estimate: MemoryEstimate, device, what: str, advice: str) -> None:
-    """OutOfMemoryError (before any work) when ``estimate`` exceeds the memory ``device`` has free."""
+    """OutOfMemoryError (before any work) when ``estimate`` exceeds the memory ``device`` has free; on the CPU, this
+    process's share of it: every process torchrun started on this machine makes the same request."""
+    import torch
+
+    from vdmkit.device import local_processes
+
     free = available_bytes(device)
-    if free is not None and estimate.total > free:
-        raise OutOfMemoryError(f"{what} needs about {estimate.describe()}, more than the {free / GIB:.2f} GiB free on "
-                               f"{device or 'cpu'}. To fit: {advice}")
+    if free is None:
+        return
+    local = local_processes() if torch.device(device or "cpu").type == "cpu" else 1
+    if estimate.total > free // local:
+        shared = f" ({free / GIB:.2f} GiB shared by {local} local processes)" if local > 1 else ""
+        raise OutOfMemoryError(f"{what} needs about {estimate.describe()}, more than the {free // local / GIB:.2f} GiB "
+                               f"free on {device or 'cpu'}{shared}. To fit: {advice}")

@@ -23,13 +23,13 @@ def _cmd_edit(args) -> int:
     from vdmkit.pipelines import TextToVideo, open_model
     from vdmkit.pipelines.editing import (check_fraction, check_invertible, edit, edit_inverted, edit_request, invert,
                                           reconstruction_error, steps_for_strength)
-    from vdmkit.pipelines.render import check_fps, render_sample, view_factor
+    from vdmkit.pipelines.render import check_fps, check_output_size, render_sample, view_factor
     from vdmkit.video import from_uint8, resize_cover
 
     # every check that needs no weights runs before loading them
     device = resolve_device(args.device)
     out = check_output_path(args.out, VIDEO_FORMATS)
-    check_fps(args.fps)
+    check_fps(args.fps, out)
     if args.mode == "invert" and args.source_prompt is None:
         raise ValueError("--mode invert needs --source-prompt (what the input video shows)")
     if args.mode == "sdedit" and (args.source_prompt is not None or args.attention_reuse):
@@ -63,7 +63,7 @@ def _cmd_edit(args) -> int:
         check_invertible(request)
     else:
         steps_for_strength(request.ts, strength)  # a strength that rounds to no step is refused before loading
-    view_factor(request, args.upscale)
+    check_output_size(out, request, view_factor(request, args.upscale))
     threads = apply_threads(args.threads)
 
     pipe = TextToVideo.from_pretrained(ckpt, device=device, dtype=weights_dtype(args))
@@ -130,12 +130,12 @@ def _run_task(args, task: str, video, prompt: str, produce_args: dict, extra: di
     from vdmkit.io.video import VIDEO_FORMATS, check_output_path
     from vdmkit.pipelines import TextToVideo, open_model
     from vdmkit.pipelines import conditioned as tasks
-    from vdmkit.pipelines.render import check_fps, render_sample, view_factor
+    from vdmkit.pipelines.render import check_fps, check_output_size, render_sample, view_factor
 
     device = resolve_device(args.device)
     check_runner(args, device)
     out = check_output_path(args.out, VIDEO_FORMATS)
-    check_fps(args.fps)
+    check_fps(args.fps, out)
     motion_adapter = getattr(args, "motion_adapter", None)  # sample --image takes one (it was ignored)
     ckpt, config = open_model(model_or_default(args.model, task), motion_adapter)
     if task == "upscale":
@@ -158,6 +158,7 @@ def _run_task(args, task: str, video, prompt: str, produce_args: dict, extra: di
     request = tasks.task_request(config, task, video, prompt, **produce_args, **options)
     options["seed"] = request.base.seed  # --seed random: the seed drawn and recorded is the one sampled with
     factor = view_factor(request.base, args.upscale)
+    check_output_size(out, request.base, factor)
     tasks.check_task_memory(config, request, device, weights_dtype(args), view_factor=factor,
                             frames=tasks.task_frames(task, video, window=config.frames,
                                                      **{k: v for k, v in produce_args.items()
@@ -238,7 +239,7 @@ def _cmd_cascade(args) -> int:
     """vdmkit cascade CONFIG --prompt TEXT: the stages one at a time; the video and a sidecar of every stage."""
     from vdmkit import __version__
     from vdmkit.device import resolve_device
-    from vdmkit.io.video import VIDEO_FORMATS, check_output_path, upscale, write_video
+    from vdmkit.io.video import VIDEO_FORMATS, check_output_path, played_fps, upscale, write_video
     from vdmkit.pipelines.cascade import load_cascade, plan, run_cascade
     from vdmkit.pipelines.render import VIEW_SIZE, check_fps
     from vdmkit.sampling.generate import check_seed
@@ -247,7 +248,7 @@ def _cmd_cascade(args) -> int:
     device = resolve_device(args.device)
     out = check_output_path(args.out, VIDEO_FORMATS)
     cfg = load_cascade(args.config, args.overrides)
-    fps = check_fps(cfg.fps if args.fps is None else args.fps)
+    fps = played_fps(out, check_fps(cfg.fps if args.fps is None else args.fps, out))  # recorded as the file plays
     if args.upscale is not None and args.upscale < 1:
         raise ValueError(f"--upscale must be an integer >= 1, got {args.upscale}")
     seed = check_seed(args.seed)  # random: drawn here, recorded

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import re
 import shutil
@@ -20,6 +21,11 @@ STALE_TEMPORARY_S = 3600  # an atomic_path temporary this old is no live write's
 # atomic_path's temporaries and only them: a dot, the stem, mkstemp's 8 random characters, .tmp and the suffix
 # (a user's own .notes.tmp or .draft.tmpl beside the outputs is not one)
 TEMPORARY_NAME = re.compile(r"\..{0,%d}\.[a-z0-9_]{8}\.tmp(\.[^/]{0,15})?" % TMP_STEM, re.DOTALL)
+# a write that failed for want of room (a full disk, a quota) or a read-only file system, not for what was written
+NO_ROOM = {errno.ENOSPC: "the disk is full", errno.EDQUOT: "the disk quota is used up",
+           errno.EROFS: "the file system is read-only"}
+# safetensors' Rust writer says it as "No space left on device (os error 28)": no errno on the exception
+RUST_OS_ERROR = re.compile(r"\(os error (\d+)\)")
 
 
 def remove_stale_temporaries(folder: str | os.PathLike, older_than_s: float = STALE_TEMPORARY_S) -> list[Path]:
@@ -50,12 +56,13 @@ def atomic_path(target: str | os.PathLike):
     os.close(fd)
     tmp = Path(tmp)
     try:
-        yield tmp
-        # mkstemp makes the file private (0600); give it the mode a plain open() would (or the old file's)
-        os.chmod(tmp, target.stat().st_mode & 0o7777 if target.exists() else 0o666 & ~current_umask())
-        fsync_file(tmp)
-        os.replace(tmp, target)
-        fsync_dir(target.parent)
+        with no_room_is_output_error(target):
+            yield tmp
+            # mkstemp makes the file private (0600); give it the mode a plain open() would (or the old file's)
+            os.chmod(tmp, target.stat().st_mode & 0o7777 if target.exists() else 0o666 & ~current_umask())
+            fsync_file(tmp)
+            os.replace(tmp, target)
+            fsync_dir(target.parent)
     finally:
         tmp.unlink(missing_ok=True)
 
@@ -69,12 +76,36 @@ def atomic_directory(target: str | os.PathLike):
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     try:
-        yield tmp
-        fsync_dir(tmp)
-        os.replace(tmp, target)
-        fsync_dir(target.parent)
+        with no_room_is_output_error(target):
+            yield tmp
+            fsync_dir(tmp)
+            os.replace(tmp, target)
+            fsync_dir(target.parent)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def no_room(err: BaseException) -> str | None:
+    """Why ``err`` is a write that found no room (:data:`NO_ROOM`: an OSError's errno, or the "(os error N)" of a
+    safetensors SafetensorError), else None."""
+    if isinstance(err, OSError):
+        return NO_ROOM.get(err.errno)
+    match = RUST_OS_ERROR.search(str(err)) if type(err).__name__ == "SafetensorError" else None
+    return NO_ROOM.get(int(match.group(1))) if match else None
+
+
+@contextlib.contextmanager
+def no_room_is_output_error(target: Path):
+    """Turn a write inside that found no room (a full disk, a quota, a read-only file system) into an OutputError
+    naming ``target`` and saying what to do (the atomic writers still remove their temporary: nothing partial)."""
+    try:
+        yield
+    except Exception as err:
+        reason = no_room(err)
+        if reason is None:
+            raise
+        raise OutputError(f"cannot write {str(target)!r}: {reason} ({err}); free space (or choose another folder), "
+                          "then rerun (training: --resume continues from the last checkpoint)") from err
 
 
 def nearest_existing(path: Path) -> Path:

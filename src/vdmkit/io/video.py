@@ -3,18 +3,25 @@
 from __future__ import annotations
 
 import json
+import math
 import os
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
 
-from vdmkit.errors import InvalidVideoError, OutputError
+from vdmkit.errors import ConfigError, InvalidVideoError, OutputError
 from vdmkit.io.atomic import atomic_path, check_name_length, check_writable_folder
 from vdmkit.io.decode import DEFAULT_LIMITS, DecodeLimits, decode
 
 VIDEO_FORMATS = (".mp4", ".gif", ".webp", ".png")
 MP4_CODECS = ("libx264", "mpeg4")  # H.264 where this FFmpeg build has it, else MPEG-4 part 2
 H264_CRF = "18"  # visually lossless for small synthetic frames
+MAX_FPS = 240  # the highest rate a video may declare
+MP4_RATE_DENOMINATOR = 1000  # an mp4's frame rate is written as a fraction with at most this denominator
+# GIF stores a frame's delay in hundredths of a second as a 16-bit count; browsers play a delay of 0 or 1 as 10
+GIF_MAX_DELAY, GIF_MIN_DELAY = 65535, 2
+WEBP_MAX_DELAY_MS = 2 ** 24 - 1  # WebP: milliseconds, a 24-bit count
 
 
 def check_output_path(path: str | os.PathLike, formats: tuple[str, ...] = VIDEO_FORMATS, *,
@@ -35,6 +42,53 @@ def check_output_path(path: str | os.PathLike, formats: tuple[str, ...] = VIDEO_
                           "choose another output name")
     check_writable_folder(path.parent, f"output {str(path)!r}")
     return path
+
+
+def check_video_fps(path: str | os.PathLike, fps: float) -> float:
+    """``fps`` as a float if the format of ``path`` (its suffix) can store it, else a ConfigError naming it and the
+    valid range: checked before any work (:func:`played_fps` says the rate the file will play at)."""
+    if isinstance(fps, bool) or not isinstance(fps, (int, float)) or not (math.isfinite(fps) and 0 < fps <= MAX_FPS):
+        raise ConfigError(f"fps must be in (0, {MAX_FPS}], got {fps!r}")
+    suffix, lowest = Path(path).suffix.lower(), None
+    if suffix == ".mp4" and Fraction(fps).limit_denominator(MP4_RATE_DENOMINATOR) == 0:
+        lowest, why = 1 / (2 * MP4_RATE_DENOMINATOR), f"a fraction with a denominator of at most {MP4_RATE_DENOMINATOR}"
+    elif suffix == ".gif" and round(100 / fps) > GIF_MAX_DELAY:
+        lowest, why = 100 / (GIF_MAX_DELAY + 0.5), f"a delay of at most {GIF_MAX_DELAY / 100} s a frame"
+    elif suffix == ".webp" and round(1000 / fps) > WEBP_MAX_DELAY_MS:
+        lowest, why = 1000 / (WEBP_MAX_DELAY_MS + 0.5), f"a delay of at most {WEBP_MAX_DELAY_MS / 1000} s a frame"
+    if lowest is not None:
+        raise ConfigError(f"fps {fps!r} is too low for {str(path)!r}: {suffix} stores the rate as {why}, so fps must "
+                          f"be in [{lowest:.7g}, {MAX_FPS}]; choose a higher fps")
+    return float(fps)
+
+
+def played_fps(path: str | os.PathLike, fps: float) -> float:
+    """The rate a video written to ``path`` at ``fps`` plays at: what its format can store (mp4: a fraction with a
+    denominator of at most 1000; GIF: whole hundredths of a second a frame, at least 2, so at most 50 fps; WebP:
+    whole milliseconds), the number to record beside it. A .png strip keeps ``fps`` as given."""
+    fps, suffix = check_video_fps(path, fps), Path(path).suffix.lower()
+    if suffix == ".mp4":
+        return float(Fraction(fps).limit_denominator(MP4_RATE_DENOMINATOR))
+    if suffix in (".gif", ".webp"):
+        return 1000 / _frame_delay_ms(fps, suffix)
+    return fps
+
+
+def _frame_delay_ms(fps: float, suffix: str) -> int:
+    """A GIF or WebP frame's delay as written: GIF's in whole hundredths of a second."""
+    if suffix == ".gif":
+        return 10 * max(GIF_MIN_DELAY, round(100 / fps))
+    return max(1, round(1000 / fps))
+
+
+def check_video_size(path: str | os.PathLike, height: int, width: int) -> None:
+    """ConfigError, before any work, for a ``height`` x ``width`` video the format of ``path`` cannot store as it is:
+    an mp4 (H.264 in yuv420p, what players take) needs even sizes, and padding would change the size read back."""
+    if Path(path).suffix.lower() == ".mp4" and (height % 2 or width % 2):
+        even = f"{height + height % 2}x{width + width % 2}"
+        raise ConfigError(f"output {str(path)!r}: a {height}x{width} video cannot be written as mp4, which needs an "
+                          f"even height and width; choose an even size (e.g. {even}, or an even --upscale), or write "
+                          ".png, .gif or .webp")
 
 
 def _check_frames(frames: np.ndarray) -> np.ndarray:
@@ -61,8 +115,8 @@ def write_video(path: str | os.PathLike, frames: np.ndarray, fps: float = 8.0, m
     """
     path = check_output_path(path, sidecar=metadata is not None)
     frames = _check_frames(frames)
-    if not (isinstance(fps, (int, float)) and 0 < fps <= 240):
-        raise ValueError(f"fps must be in (0, 240], got {fps!r}")
+    fps = check_video_fps(path, fps)
+    check_video_size(path, frames.shape[1], frames.shape[2])
     suffix = path.suffix.lower()
     with atomic_path(path) as tmp:
         if suffix == ".mp4":
@@ -81,16 +135,12 @@ def write_video(path: str | os.PathLike, frames: np.ndarray, fps: float = 8.0, m
 
 def _write_mp4(path: Path, frames: np.ndarray, fps: float, metadata: dict | None) -> None:
     import av
-    from fractions import Fraction
 
-    # yuv420p needs even sizes: pad by repeating the last row/column
-    t, h, w, _ = frames.shape
-    frames = np.pad(frames, ((0, 0), (0, h % 2), (0, w % 2), (0, 0)), mode="edge")
     codec = next(c for c in MP4_CODECS if c in av.codecs_available)
     with av.open(str(path), "w", format="mp4") as container:
         if metadata is not None:
             container.metadata["comment"] = json.dumps(metadata, sort_keys=True)
-        stream = container.add_stream(codec, rate=Fraction(fps).limit_denominator(1000))
+        stream = container.add_stream(codec, rate=Fraction(fps).limit_denominator(MP4_RATE_DENOMINATOR))
         stream.width, stream.height, stream.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
         if codec == "libx264":
             stream.options = {"crf": H264_CRF}
@@ -108,10 +158,15 @@ def _write_pillow(path: Path, frames: np.ndarray, fps: float, suffix: str) -> No
         Image.fromarray(np.concatenate(list(frames), axis=1)).save(path, format="PNG")
         return
     images = [Image.fromarray(f) for f in frames]
-    duration = max(1, round(1000 / fps))
+    duration = _frame_delay_ms(fps, suffix)
     fmt = {".gif": "GIF", ".webp": "WEBP"}[suffix]
     extra = {"lossless": True} if fmt == "WEBP" else {"disposal": 1}
-    images[0].save(path, format=fmt, save_all=True, append_images=images[1:], duration=duration, loop=0, **extra)
+    try:
+        images[0].save(path, format=fmt, save_all=True, append_images=images[1:], duration=duration, loop=0, **extra)
+    except OverflowError as err:  # Pillow merges identical frames in a row into one: its delay is their sum
+        raise ConfigError(f"fps {fps!r} is too low for these frames as {suffix}: identical frames in a row become one "
+                          f"frame whose delay must fit in {GIF_MAX_DELAY / 100} s; choose a higher fps, or write "
+                          ".mp4") from err
 
 
 def read_video(path: str | os.PathLike, limits: DecodeLimits = DEFAULT_LIMITS) -> np.ndarray:

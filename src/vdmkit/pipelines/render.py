@@ -17,13 +17,12 @@ import numpy as np
 
 from vdmkit.errors import ConfigError, VocabularyWarning
 from vdmkit.io.checkpoint import save_tensors
-from vdmkit.io.video import upscale, write_video
+from vdmkit.io.video import check_video_fps, check_video_size, played_fps, upscale, write_video
 from vdmkit.pipelines.request import SampleRequest
 from vdmkit.video import to_uint8
 
 VIEW_SIZE = 128  # tiny videos are upscaled (nearest neighbour) to at least this many pixels for viewing
 LATENTS_SUFFIX = ".safetensors"  # a request with output="latents" is written as one tensor, "latents"
-MAX_FPS = 240
 
 
 @dataclass
@@ -38,10 +37,16 @@ class Rendered:
     warnings: list[str]
 
 
-def check_fps(fps: float) -> float:
-    if isinstance(fps, bool) or not isinstance(fps, (int, float)) or not (math.isfinite(fps) and 0 < fps <= MAX_FPS):
-        raise ConfigError(f"fps must be in (0, {MAX_FPS}], got {fps!r}")
-    return float(fps)
+def check_fps(fps: float, out: str | os.PathLike | None = None) -> float:
+    """``fps`` as a float: in (0, io.video.MAX_FPS], and a rate the format of ``out`` (when given) can store."""
+    return check_video_fps(out if out is not None else "", fps)
+
+
+def check_output_size(out: str | os.PathLike, request: SampleRequest, factor: int) -> None:
+    """ConfigError, before any work, when ``request``'s video upscaled by ``factor`` has a size ``out``'s format
+    cannot store (an mp4 takes even sizes only)."""
+    if Path(out).suffix.lower() != LATENTS_SUFFIX:
+        check_video_size(out, request.height * factor, request.width * factor)
 
 
 def view_factor(request: SampleRequest, factor: int | None = None) -> int:
@@ -83,7 +88,8 @@ def render_sample(pipe, request: SampleRequest, out: str | os.PathLike, *, fps: 
             "timesteps": None if request.timesteps is None else list(request.timesteps),
             "guidance": request.guidance, "guidance_rescale": request.guidance_rescale, "knobs": request.knobs,
             "frames": request.frames, "height": request.height, "width": request.width, "upscale": factor,
-            "fps": fps, "precision": request.precision, "model": pipe.source, "model_sha256": pipe.model_sha256,
+            # the rate the file plays at (a GIF's delays are whole hundredths of a second: 24 fps plays at 25)
+            "fps": fps if request.output == "latents" else played_fps(out, fps), "precision": request.precision, "model": pipe.source, "model_sha256": pipe.model_sha256,
             "device": str(pipe.device), "vdmkit": __version__, "autoencoder": config.latent.kind or None,
             "autoencoder_sha256": config.latent.sha256 or None, "decode": dict(decode or {}),
             "output": request.output,

@@ -141,85 +141,90 @@ def train(cfg: RunConfig, *, resume: bool = False, progress: bool = True) -> Pat
     tc = cfg.train
     out = Path(tc.out_dir)
     world, device = join(resolve_device(tc.device), tc.timeout)  # a missing device fails before any work
-    layout = batch_layout(tc, world)  # the global batch over processes and micro-batches, or why it cannot split
-    mode = parallel_mode(tc, world, device)  # none | ddp | fsdp, or what FSDP cannot shard
     advice = (f"lower train.batch_size ({tc.batch_size}), data.frames or data.size, use train.precision=bf16, "
               "model.checkpoint=true (DiT: recompute activations in the backward pass), or more processes with "
               "train.parallel=fsdp")
-    start = open_run(out, resume, world)  # the checkpoint to continue, or None; refuses to clobber a run
-    check_resume_steps(start, tc.steps)  # before any weights load
-    if start is not None:
-        cfg = keep_vocabulary(cfg, start, world)
-    base = start if start is not None else open_checkpoint(tc.init_from, needs=(CONFIG,)) if tc.init_from else None
-    if base is not None:  # a pretrained text encoder's files from the checkpoint its weights come from
-        cfg.text = checkpoint_copy(cfg.text, base.directory)
-    if mode != "fsdp":  # FSDP shards the states over the processes: the whole-model estimate would overstate it
-        check_fits(training_estimate(cfg.pipeline(), batch=layout.micro, adapters=tc.lora is not None,
-                                     ema=True), device, f"a training step at micro-batch {layout.micro}", advice)
-    set_threads(tc.threads)
-    torch.manual_seed(tc.seed)  # every rank builds the same initial weights
-    if cfg.latent.cache:  # latents encoded once by `vdmkit cache-latents`
-        from vdmkit.training.latent_cache import LatentCache
+    resume_advice = f"Rerun with --resume: it continues from the last complete checkpoint in {str(out)!r}"
+    # the collectives before the loop (open_run's barriers, DDP's parameter check, FSDP's optimizer state): a peer
+    # that dies or hangs there ends this rank with a DistributedError too
+    with collectives(world, "setup (loading the run, wrapping the model)",
+                     resume_advice if resume else "Rerun the same command: no step had run"):
+        layout = batch_layout(tc, world)  # the global batch over processes and micro-batches, or why it cannot split
+        mode = parallel_mode(tc, world, device)  # none | ddp | fsdp, or what FSDP cannot shard
+        start = open_run(out, resume, world)  # the checkpoint to continue, or None; refuses to clobber a run
+        check_resume_steps(start, tc.steps)  # before any weights load
+        if start is not None:
+            cfg = keep_vocabulary(cfg, start, world)
+        base = start if start is not None else open_checkpoint(tc.init_from, needs=(CONFIG,)) if tc.init_from else None
+        if base is not None:  # a pretrained text encoder's files from the checkpoint its weights come from
+            cfg.text = checkpoint_copy(cfg.text, base.directory)
+        if mode != "fsdp":  # FSDP shards the states over the processes: the whole-model estimate would overstate it
+            check_fits(training_estimate(cfg.pipeline(), batch=layout.micro, adapters=tc.lora is not None,
+                                         ema=True), device, f"a training step at micro-batch {layout.micro}", advice)
+        set_threads(tc.threads)
+        torch.manual_seed(tc.seed)  # every rank builds the same initial weights
+        if cfg.latent.cache:  # latents encoded once by `vdmkit cache-latents`
+            from vdmkit.training.latent_cache import LatentCache
 
-        dataset = LatentCache(cfg.latent.cache, cfg)
-        if world.main and len(dataset) < tc.batch_size:  # every batch repeats the same few latents
-            warnings.warn(f"the latent cache {cfg.latent.cache!r} holds {len(dataset)} samples, fewer than one batch "
-                          f"({tc.batch_size}): every batch repeats them; write more with `vdmkit cache-latents "
-                          "--samples N`", stacklevel=2)
-    else:  # shapes, or real clips in buckets; the loop numbers the micro-batches of all ranks itself
-        # a step's micro-batches (of every process) are of one kind, video or image: the processes run the same
-        # layers, and a run splits its batches the same way on any number of processes
-        dataset = build_dataset(cfg.data, batch_size=layout.micro, rank=0, world_size=1,
-                                kind_group=world.size * layout.accum)
-    pipe = TextToVideo(cfg.pipeline()).train()  # initialised on the CPU: the same weights on every device
-    if cfg.latent.enabled:
-        load_autoencoder_into(pipe, cfg.latent)  # frozen and trained: it travels in every checkpoint
-    base_sha256 = None
-    if tc.init_from and start is None:
-        base_sha256 = init_from(pipe, tc.init_from)  # pretrained weights (e.g. `vdmkit inflate`'s), for this model
-    elif start is None and hasattr(pipe.text_encoder, "load_folder_weights"):
-        pipe.text_encoder.load_folder_weights()  # a pretrained text encoder (clip, t5) starts as its folder's
-    if tc.lora is not None:  # adapters on the backbone; everything else frozen
-        lora.add_lora(pipe.backbone, tc.lora)
-        lora.train_only_adapters(pipe)
-    pipe.to(device)
-    ema = pipe.ema_copy().eval().requires_grad_(False)  # shares the frozen parts, copies the trained ones
-    if world.distributed:
-        torch.manual_seed(rank_seed(tc.seed, world.rank))  # model dropout: each rank its own masks
-    state, doc = ({}, {}) if start is None else resumed_state(start, cfg, pipe, ema)
-    base_sha256 = doc.get("lora_base_sha256", base_sha256)
-    scheme = choose_scheme(tc.randomness, world.distributed or layout.accum > 1,
-                           doc.get("randomness", "stream") if start is not None else None)
-    data_images = getattr(cfg.data, "images", False) and getattr(cfg.data, "image_ratio", 0) > 0
-    objective = DiffusionObjective(pipe, cfg, device)
-    model = parallelize(objective, pipe, ema, mode, tc, device, images=data_images)
-    params = [p for p in pipe.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=tc.lr, weight_decay=tc.weight_decay, betas=(0.9, 0.999))
-    scaler = grad_scaler(device, tc.precision)  # fp16 devices only; a pass-through elsewhere
-    generator = torch.Generator().manual_seed(tc.seed)  # on the CPU: the same draws on every device
-    step = 0
-    if start is not None:
-        load_optimizer(pipe, opt, mode, state, "optim", doc["param_groups"], start.directory)
-        restore_scaler(scaler, doc)
-        generator.set_state(state["rng.generator"])
-        restore_rng_state(state, world, tc.seed)
-        step = int(doc["step"])
-        # the data position: where the next step's samples start (continued as is when the global batch changed)
-        layout = dataclasses.replace(layout, offset=doc.get("samples_seen", step * layout.global_batch)
-                                     - step * layout.global_batch)
+            dataset = LatentCache(cfg.latent.cache, cfg)
+            if world.main and len(dataset) < tc.batch_size:  # every batch repeats the same few latents
+                warnings.warn(f"the latent cache {cfg.latent.cache!r} holds {len(dataset)} samples, fewer than one "
+                              f"batch ({tc.batch_size}): every batch repeats them; write more with `vdmkit "
+                              "cache-latents --samples N`", stacklevel=2)
+        else:  # shapes, or real clips in buckets; the loop numbers the micro-batches of all ranks itself
+            # a step's micro-batches (of every process) are of one kind, video or image: the processes run the same
+            # layers, and a run splits its batches the same way on any number of processes
+            dataset = build_dataset(cfg.data, batch_size=layout.micro, rank=0, world_size=1,
+                                    kind_group=world.size * layout.accum)
+        pipe = TextToVideo(cfg.pipeline()).train()  # initialised on the CPU: the same weights on every device
+        if cfg.latent.enabled:
+            load_autoencoder_into(pipe, cfg.latent)  # frozen and trained: it travels in every checkpoint
+        base_sha256 = None
+        if tc.init_from and start is None:
+            base_sha256 = init_from(pipe, tc.init_from)  # pretrained weights (e.g. `vdmkit inflate`'s), for this model
+        elif start is None and hasattr(pipe.text_encoder, "load_folder_weights"):
+            pipe.text_encoder.load_folder_weights()  # a pretrained text encoder (clip, t5) starts as its folder's
+        if tc.lora is not None:  # adapters on the backbone; everything else frozen
+            lora.add_lora(pipe.backbone, tc.lora)
+            lora.train_only_adapters(pipe)
+        pipe.to(device)
+        ema = pipe.ema_copy().eval().requires_grad_(False)  # shares the frozen parts, copies the trained ones
+        if world.distributed:
+            torch.manual_seed(rank_seed(tc.seed, world.rank))  # model dropout: each rank its own masks
+        state, doc = ({}, {}) if start is None else resumed_state(start, cfg, pipe, ema)
+        base_sha256 = doc.get("lora_base_sha256", base_sha256)
+        scheme = choose_scheme(tc.randomness, world.distributed or layout.accum > 1,
+                               doc.get("randomness", "stream") if start is not None else None)
+        data_images = getattr(cfg.data, "images", False) and getattr(cfg.data, "image_ratio", 0) > 0
+        objective = DiffusionObjective(pipe, cfg, device)
+        model = parallelize(objective, pipe, ema, mode, tc, device, images=data_images)
+        params = [p for p in pipe.parameters() if p.requires_grad]
+        opt = torch.optim.AdamW(params, lr=tc.lr, weight_decay=tc.weight_decay, betas=(0.9, 0.999))
+        scaler = grad_scaler(device, tc.precision)  # fp16 devices only; a pass-through elsewhere
+        generator = torch.Generator().manual_seed(tc.seed)  # on the CPU: the same draws on every device
+        step = 0
+        if start is not None:
+            load_optimizer(pipe, opt, mode, state, "optim", doc["param_groups"], start.directory)
+            restore_scaler(scaler, doc)
+            generator.set_state(state["rng.generator"])
+            restore_rng_state(state, world, tc.seed)
+            step = int(doc["step"])
+            # the data position: where the next step's samples start (continued as is when the global batch changed)
+            layout = dataclasses.replace(layout, offset=doc.get("samples_seen", step * layout.global_batch)
+                                         - step * layout.global_batch)
     if world.main:
         start_run_folder(out, cfg, resumed=start is not None)
     metrics = MetricsLog(out, step if start is not None else None) if world.main else None
     bar = Progress(tc.steps, step, "train", progress and world.main)
     if (world.distributed or layout.accum > 1) and progress and world.main:
         bar.write(f"{layout.describe()}; parallel {mode}; randomness {scheme}")
-    resume_advice = f"Rerun with --resume: it continues from the last complete checkpoint in {str(out)!r}"
     starts = [layout.first_sample(s, m) for s in range(step, tc.steps) for m in range(layout.accum)]
     micro_batches = batches(dataset, starts, layout.micro, device, tc.workers)
+    phase = f"training step {step + 1}"  # what the loop is doing, for the errors that name it
     try:
-        with memory_guard(lambda: f"training step {step + 1} on {device}", advice), \
-                collectives(world, lambda: f"training step {step + 1}", resume_advice):
+        with memory_guard(lambda: f"{phase} on {device}", advice), collectives(world, lambda: phase, resume_advice):
             while step < tc.steps:
+                phase = f"training step {step + 1}"
                 set_lr([opt], lr_at(step, tc))
                 opt.zero_grad(set_to_none=True)
                 losses = []
@@ -259,7 +264,9 @@ def train(cfg: RunConfig, *, resume: bool = False, progress: bool = True) -> Pat
                     bar.show(loss=f"{record['loss']:.4f}", it_s=f"{rate:.2f}")
                 save = step % tc.checkpoint_every == 0 or step == tc.steps
                 preview = step % tc.sample_every == 0 or step == tc.steps
-                if save or preview:
+                if save or preview:  # step was counted: the checkpoint is of the step just trained
+                    phase = (f"writing checkpoint {step}{' and its previews' if preview else ''}" if save
+                             else f"writing the previews of step {step}")
                     weights = full_state(ema, mode)  # every rank takes part in gathering FSDP shards
                 if save:
                     save_checkpoint_step(out, step, cfg, pipe, weights, opt, scaler, generator, mode, layout, scheme,
@@ -343,6 +350,13 @@ def inference_copy(ema: TextToVideo, weights: dict, mode: str, device: torch.dev
     return whole.to(device).eval()
 
 
+def preview_factor(height: int, width: int) -> int:
+    """The nearest-neighbour upscale of a ``height`` x ``width`` preview: to at least PREVIEW_MIN_SIZE pixels high,
+    and to even sizes, the only ones an mp4 takes (a pixel-space model with patch size 1 can make odd ones)."""
+    factor = max(1, math.ceil(PREVIEW_MIN_SIZE / height))
+    return factor + 1 if factor % 2 and (height % 2 or width % 2) else factor
+
+
 def write_previews(pipe: TextToVideo, tc, path: Path, step: int) -> Path:
     """Sample the prompts ``tc`` configures (``sample_prompts``, ``sample_steps``, ``sample_guidance``, ``precision``:
     a run's train or distill section) with the model's own sampler; write them side by side as mp4 and a PNG
@@ -355,8 +369,7 @@ def write_previews(pipe: TextToVideo, tc, path: Path, step: int) -> Path:
                            seed=0, precision=tc.precision)
     videos = pipe.run(request)  # (B, C, T, H, W)
     frames = torch.cat(list(videos), dim=-1)  # prompts side by side: (C, T, H, B*W)
-    factor = max(1, math.ceil(PREVIEW_MIN_SIZE / frames.shape[-2]))
-    u8 = upscale(to_uint8(frames), factor)
+    u8 = upscale(to_uint8(frames), preview_factor(frames.shape[-2], frames.shape[-1]))
     meta = {"step": step, "prompts": list(tc.sample_prompts), "sampler": pipe.config.sampling.sampler,
             "steps": tc.sample_steps,
             "guidance": tc.sample_guidance, "seed": 0}
