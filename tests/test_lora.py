@@ -419,3 +419,18 @@ def test_an_adapter_file_recording_a_target_its_base_lacks_still_loads(tmp_path)
     fresh = make_pipe("unet3d")
     fresh.load_lora(path)
     torch.testing.assert_close(run(fresh), adapted)
+
+
+def test_train_refuses_lora_targets_no_layer_matches_before_the_model_is_built(tmp_path, monkeypatch):
+    """train found unmatched train.lora.targets after building the model and loading init_from (2026-12-06)."""
+    import importlib
+
+    from vdmkit.training import load_config, train
+
+    monkeypatch.setattr(importlib.import_module("vdmkit.training.train"), "TextToVideo", lambda *a, **k: pytest.fail("the model was built"))
+    from vdmkit.pipelines import default_model
+
+    cfg = load_config("configs/tiny.yaml", [f"train.out_dir={tmp_path / 'run'}", "train.steps=1", "train.lora.rank=2",
+                                            "train.lora.targets=[attn,ff]", f"train.init_from={default_model()}"])
+    with pytest.raises(ConfigError, match=r"train.lora.targets \['ff'\] match no layer of this UNet3D"):
+        train(cfg, progress=False)

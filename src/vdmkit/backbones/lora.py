@@ -233,6 +233,20 @@ def add_lora(backbone: nn.Module, cfg: LoRAConfig, name: str = "default", *, str
     return list(layers)
 
 
+def check_targets(backbone: str, model, cfg: LoRAConfig, section: str) -> None:
+    """ConfigError, its key under ``section`` (``train``, ``distill``), when ``cfg``'s targets match no layer of a
+    ``backbone`` (a registry name) of config ``model``: found on a copy built on the meta device, before any weights
+    load (training found it after loading them)."""
+    from vdmkit.registry import BACKBONES, lookup
+
+    with torch.device("meta"):
+        built = lookup(BACKBONES, backbone, "backbone").build(model)
+        try:
+            add_lora(built, cfg)
+        except ConfigError as err:
+            raise ConfigError(f"{section}.{err}") from None
+
+
 def layer_kinds(backbone: nn.Module) -> dict[str, str | None]:
     """Every linear and convolution layer of ``backbone`` with its target kind (None: never adapted)."""
     time_attention = tuple(n for n, m in backbone.named_modules() if getattr(m, "axis", None) == "time")

@@ -40,7 +40,6 @@ from vdmkit.pipelines import TextToVideo
 from vdmkit.pipelines.base import open_model, weights_sha256
 from vdmkit.pipelines.text2video import refuse_conditioned
 from vdmkit.pipelines.config import SamplingDefaults
-from vdmkit.registry import BACKBONES, lookup
 from vdmkit.sampling.guidance import check_guidance, guided
 from vdmkit.sampling.samplers import lcm_boundary
 from vdmkit.sampling.timesteps import LCM_ORIGINAL_STEPS
@@ -201,19 +200,6 @@ def refuse_student(config, source, where: str) -> None:
                       "original teacher")
 
 
-def check_lora_targets(config, settings: DistillSettings) -> None:
-    """ConfigError when ``distill.lora``'s targets match no layer of the teacher's backbone, found on a copy built on
-    the meta device (no weights: checked before the teacher's load)."""
-    if settings.lora is None:
-        return
-    with torch.device("meta"):
-        backbone = lookup(BACKBONES, config.backbone, "backbone").build(config.model)
-        try:
-            lora.add_lora(backbone, settings.lora)
-        except ConfigError as err:  # its key in this config
-            raise ConfigError(f"distill.{err}") from None
-
-
 RESUME_SETTINGS = ("guidance", "loss", "huber_c", "target_decay", "batch_size", "lora")  # what shapes the student
 
 
@@ -364,7 +350,8 @@ def distill(cfg: DistillConfig, *, resume: bool = False, progress: bool = True) 
     refuse_student(config, source, path)
     if start is not None:  # the teacher's hash from its manifest (a diffusers folder's: hashed once, then cached)
         check_resume(start, cfg, weights_sha256(source))
-    check_lora_targets(config, s)
+    if s.lora is not None:  # on the teacher's backbone, before its weights load
+        lora.check_targets(config.backbone, config.model, s.lora, "distill")
     data = teacher_data(cfg, source, path)
     check_data_fits(data, config)
     cfg = dataclasses.replace(cfg, data=data)  # recorded whole in run.json: the data distilled on

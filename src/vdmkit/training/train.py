@@ -161,6 +161,8 @@ def train(cfg: RunConfig, *, resume: bool = False, progress: bool = True) -> Pat
         if mode != "fsdp":  # FSDP shards the states over the processes: the whole-model estimate would overstate it
             check_fits(training_estimate(cfg.pipeline(), batch=layout.micro, adapters=tc.lora is not None,
                                          ema=True), device, f"a training step at micro-batch {layout.micro}", advice)
+        if tc.lora is not None:  # targets no layer matches: said before the data, the model or init_from load
+            lora.check_targets(cfg.backbone, cfg.model, tc.lora, "train")
         set_threads(tc.threads)
         torch.manual_seed(tc.seed)  # every rank builds the same initial weights
         if cfg.latent.cache:  # latents encoded once by `vdmkit cache-latents`
