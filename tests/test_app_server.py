@@ -737,3 +737,18 @@ def test_nested_thread_warnings_blocks_each_keep_their_own_and_vocabulary_warnin
         for _ in range(3):
             warnings.warn("an unknown word", VocabularyWarning)  # outside any block: once per place
     assert sum("an unknown word" in str(w.message) for w in seen) == 1
+
+
+def test_a_latent_cache_under_runs_is_not_a_model(tmp_path):
+    """`vdmkit cache-latents` writes its manifest.json under runs/ by default; the app listed the cache as a damaged
+    model (2026-12-06). A checkpoint folder has its config.json beside the manifest."""
+    from vdmkit.app.models import find_models
+
+    cache, checkpoint = tmp_path / "runs" / "latents_frame", tmp_path / "runs" / "model"
+    for folder in (cache, checkpoint):
+        folder.mkdir(parents=True)
+        (folder / "manifest.json").write_text("{}")
+    (cache / "shard_00000.safetensors").write_bytes(b"")
+    (checkpoint / "config.json").write_text("{}")
+    found = find_models(tmp_path / "runs")
+    assert "model" in found and "latents_frame" not in found

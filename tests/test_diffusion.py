@@ -131,3 +131,15 @@ def test_process_times_outside_the_process_are_refused_and_clean_time_has_infini
         exact = torch.tensor(0.1, dtype=torch.float64)
         assert process.alpha_sigma(0.1, like)[0] == process.alpha_sigma(exact, like)[0]
     assert make_process("flow").alpha_sigma(0.1, torch.zeros((), dtype=torch.float64))[0].item() == 1 - 0.1
+
+
+@pytest.mark.parametrize("process, prediction", [("flow", "velocity"), ("vp_continuous", "v")])
+def test_discrete_schedule_options_are_refused_for_continuous_processes(process, prediction):
+    """diffusion.schedule=linear or num_train_steps=7 on flow / vp_continuous trained the process's own schedule
+    while the checkpoint recorded the ignored value (2026-12-06)."""
+    from vdmkit.diffusion.config import DiffusionConfig
+
+    DiffusionConfig(process=process, prediction=prediction)
+    for option in ({"schedule": "linear"}, {"num_train_steps": 7}):
+        with pytest.raises(ConfigError, match="apply to the discrete 'vp' process"):
+            DiffusionConfig(process=process, prediction=prediction, **option)

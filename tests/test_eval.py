@@ -94,6 +94,7 @@ def test_folder_metrics_equal_the_statistics_functions_and_the_report_records_pr
     assert r["protocol"]["frames"] == 12 and r["clip_shape"] == [3, 12, 32, 32]
     assert [s["file"] for s in r["samples"]["real"]] == [f"v{i:02d}.mp4" for i in range(4)]
     assert r["software"]["torch"] and r["seeds"]["protocol"] == 0 and r["real"]["split"]
+    assert r["fake"]["split"] == "every video file under --fake, sorted"  # it said --real's (2026-12-06)
     assert r["preprocessing"]["resize"].startswith("none") and "12 frames at stride 1" in r["preprocessing"]["frames"]
     out = tmp_path / "report.json"
     code = cli.main(["eval", "--real", str(real), "--fake", str(fake), "--metrics", "psnr,ssim", "--frames", "12",

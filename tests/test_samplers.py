@@ -93,7 +93,7 @@ from vdmkit.sampling.guidance import check_rescale  # noqa: E402
     ("ddpm", "flow", "needs a vp or vp_continuous process"),
     ("euler", "vp", "needs a flow process"),
     ("heun", "vp_continuous", "Samplers for it: ddim, ddpm, dpmpp_2m, unipc, lcm"),
-    ("euler_a", "vp", "valid: ddim, ddpm, dpmpp_2m, euler, heun, lcm, unipc"),
+    ("euler_a", "vp", "valid for this model's 'vp' process: ddim, ddpm, dpmpp_2m, unipc, lcm"),
 ])
 def test_sampler_process_mismatch_says_what_fits(sampler, process, match):
     with pytest.raises(ConfigError, match=match):
@@ -206,3 +206,13 @@ def test_unipc_runs_in_half_precision_as_the_other_samplers_do():
     got = sample_unipc(half, x.half(), ts, vp, order=3)
     assert got.dtype == torch.float16
     torch.testing.assert_close(got.float(), want, atol=2e-2, rtol=0)
+
+
+def test_an_unknown_sampler_lists_the_samplers_of_the_model_s_process():
+    """It listed every sampler, euler and heun for a vp model among them (2026-12-06)."""
+    from vdmkit.errors import ConfigError
+    from vdmkit.registry import check_sampler
+
+    with pytest.raises(ConfigError, match="unknown sampler 'foo'; valid for this model's 'vp' process") as err:
+        check_sampler("foo", "vp")
+    assert "ddim" in str(err.value) and "euler" not in str(err.value)

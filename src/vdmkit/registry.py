@@ -88,9 +88,12 @@ SAMPLERS = {
 
 def check_sampler(name: str, process_name: str) -> Entry:
     """The sampler's entry, if its maths holds for the process; a ConfigError naming the ones that do."""
-    entry = lookup(SAMPLERS, name, "sampler")
+    fits = [n for n, e in SAMPLERS.items() if process_name in e.processes]
+    if name not in SAMPLERS:  # the samplers of this model's process (it listed every one: euler for a vp model)
+        raise ConfigError(f"unknown sampler {name!r}; valid for this model's {process_name!r} process: "
+                          f"{', '.join(fits)}")
+    entry = SAMPLERS[name]
     if process_name not in entry.processes:
-        fits = [n for n, e in SAMPLERS.items() if process_name in e.processes]
         raise ConfigError(f"sampler {name!r} needs a {' or '.join(entry.processes)} process; this model uses "
                           f"{process_name!r}. Samplers for it: {', '.join(fits)}")
     return entry

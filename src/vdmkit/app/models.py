@@ -11,12 +11,14 @@ from vdmkit.errors import ConfigError
 
 DEFAULT = "default"
 MANIFEST = "manifest.json"
+CONFIG = "config.json"
 SCAN_DEPTH = 2  # runs/NAME and runs/GROUP/NAME
 
 
 def _is_model(path: Path) -> bool:
-    """A checkpoint folder (manifest.json) or a run folder (checkpoints/ with at least one step_*)."""
-    return (path / MANIFEST).is_file() or any((path / "checkpoints").glob("step_*"))
+    """A checkpoint folder (manifest.json beside config.json: a latent cache has a manifest and no config, and was
+    listed as a damaged model) or a run folder (checkpoints/ with at least one step_*)."""
+    return ((path / MANIFEST).is_file() and (path / CONFIG).is_file()) or any((path / "checkpoints").glob("step_*"))
 
 
 def find_models(runs: str | os.PathLike | None) -> dict[str, Path]:

@@ -11,8 +11,9 @@ Every block is a per-frame image layer followed by temporal layers, chosen along
 
 Zero-initialised temporal layers start as the identity and are skipped for T = 1, so with ``pseudo3d`` or
 ``none`` convolutions and ``divided`` or no temporal attention the network is a per-frame image model at
-initialisation and on images. ``full3d`` and ``full`` mix frames inside the image layers themselves, so
-that holds only at T = 1 (an image sees the centre time taps and its own frame). Joint image-video
+initialisation and on images; so with ``full`` attention, whose joint attention's output starts at zero (frames mix
+once it trains). ``full3d`` convolutions mix frames inside the image layers themselves, so that holds only at T = 1
+(an image sees the centre time taps). Joint image-video
 batches mark image samples or frames with ``is_image``: temporal layers leave them unchanged.
 """
 

@@ -132,7 +132,8 @@ class FolderSource:
         # hidden entries are not the set's videos: .ipynb_checkpoints/, an interrupted sample's .name.tmp.mp4
         files = sorted(p for p in self.root.rglob("*") if p.suffix.lower() in VIDEO_SUFFIXES and p.is_file()
                        and not any(part.startswith(".") for part in p.relative_to(self.root).parts))
-        self.split = protocol.real_split
+        # the protocol's split describes the real set; a fake folder is all its videos (it said the real set's)
+        self.split = protocol.real_split if role == "real" else f"every video file under --{role}, sorted"
         self.captions_by_id = None
         if real_split is not None:
             wanted = set(read_split_file(real_split))
