@@ -49,7 +49,11 @@ def test_sample_beyond_the_training_length_runs_in_windows(run_dir, tmp_path, ca
 @pytest.mark.parametrize("args, match", [
     (["--frames", "10", "--window", "5"], "window=5 is more than the 4 frames"),
     (["--frames", "10", "--overlap", "4"], "overlap must be an integer in [0, 3]"),
-    (["--frames", "4", "--window", "2"], "--window apply to long videos"),
+    (["--frames", "4", "--window", "2"], "--window applies to long videos"),
+    # it said "ask for more --frames" of a 64-frame request (2026-12-06)
+    (["--frames", "64", "--long-mode", "full", "--window", "8"], "--long-mode full samples every frame at once"),
+    # it said "--cache-threshold goes with --cache teacache, not --cache teacache:0.1" (2026-12-06)
+    (["--cache", "teacache:0.1", "--cache-threshold", "0.3"], "the teacache threshold is given twice"),
     (["--frames", "10", "--prompt-at", "x:y"], "--prompt-at takes FRAME:PROMPT"),
     (["--long-mode", "windows"], "needs --frames N"),
 ])

@@ -648,3 +648,11 @@ def test_sweep12_cascade_and_task_requests_check_everything_before_weights_and_r
     assert cli.main(["upscale", "--model", models["sr"], "--video", small, "--steps", "1", "--out",
                      str(tmp_path / "u.mp4"), "--no-progress"]) == 0
     assert json.loads((tmp_path / "u.mp4.json").read_text())["low_res"] == [6, 8, 8]
+
+
+def test_training_a_super_resolution_model_names_no_previews_it_did_not_write(tmp_path, capsys):
+    """`vdmkit train` said "previews in RUN/samples" of a super-resolution run, which writes none (2026-12-06)."""
+    assert cli.main(["train", "configs/tiny.yaml", SR, "data.size=16", "data.frames=4", "train.steps=1",
+                     f"train.out_dir={tmp_path / 'sr'}", "train.precision=fp32", "--no-progress"]) == 0
+    said = capsys.readouterr().out
+    assert "trained to step 1" in said and "previews" not in said and not (tmp_path / "sr" / "samples").exists()

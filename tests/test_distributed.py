@@ -178,6 +178,14 @@ def test_launch_environment_devices_and_nproc_are_checked(monkeypatch, tmp_path,
     for n in ("0", "-2"):
         assert cli.main(["train", "configs/tiny.yaml", "--nproc", n]) == 2
         assert "--nproc must be an integer >= 1" in capsys.readouterr().err
+    # what every process would refuse is said once, before torchrun starts them (each printed it, then torchrun its
+    # traceback, exit 1, before 2026-12-06)
+    monkeypatch.setattr(os, "execv", lambda *a: pytest.fail("torchrun was started"))
+    for argv, message in ((["--device", "cuda"], "no CUDA"), (["train.batch_size=6"], "cannot be split over 4"),
+                          (["train.nope=1"], "unknown key")):
+        assert cli.main(["train", "configs/tiny.yaml", *argv, "--nproc", "4"]) == 2
+        assert message in capsys.readouterr().err
+    assert cli.main(["train", "missing.yaml", "--nproc", "2"]) == 2 and "not found" in capsys.readouterr().err
     command = torchrun_command(3, ["train", "c.yaml", "--resume"])
     assert command[1:] == ["-m", "torch.distributed.run", "--standalone", "--nproc-per-node=3", "-m", "vdmkit",
                            "train", "c.yaml", "--resume"]

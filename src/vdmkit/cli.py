@@ -36,21 +36,42 @@ def _device_overrides(args) -> list[str]:
 
 def _cmd_train(args) -> int:
     if args.nproc is not None and args.nproc != 1:
-        return _launch(args.nproc, args.argv)
+        return _launch(args.nproc, args.argv, check=lambda: _check_launch(args))
     from vdmkit.distributed import current
     from vdmkit.training import load_config, train
 
     cfg = load_config(args.config, args.overrides + _device_overrides(args))
     apply_threads(cfg.train.threads)
     out = train(cfg, resume=args.resume, progress=not args.no_progress)
-    if current().main:
-        print(f"trained to step {cfg.train.steps}; checkpoints in {out / 'checkpoints'}, previews in {out / 'samples'}")
+    if current().main:  # a super-resolution model writes no previews (they need a low-resolution input)
+        previews = f", previews in {out / 'samples'}" if (out / "samples").is_dir() else ""
+        print(f"trained to step {cfg.train.steps}; checkpoints in {out / 'checkpoints'}{previews}")
     return 0
 
 
-def _launch(nproc: int, argv: list[str]) -> int:
+def _check_launch(args) -> None:
+    """What each of the ``--nproc`` processes would refuse (the config, the device, the batch's split over them),
+    said once before torchrun starts them: each printed it, then torchrun its traceback, exit 1 (2026-12-06)."""
+    import torch
+
+    from vdmkit.device import resolve_device
+    from vdmkit.distributed import World
+    from vdmkit.errors import DeviceError
+    from vdmkit.training import load_config
+    from vdmkit.training.parallel import batch_layout, parallel_mode
+
+    cfg = load_config(args.config, args.overrides + _device_overrides(args))
+    device, world = resolve_device(cfg.train.device), World(0, args.nproc)
+    if device.type == "cuda" and args.nproc > torch.cuda.device_count():
+        raise DeviceError(f"--nproc {args.nproc} starts one process per GPU, and this machine has "
+                          f"{torch.cuda.device_count()}; use --nproc {torch.cuda.device_count()} or fewer")
+    batch_layout(cfg.train, world)
+    parallel_mode(cfg.train, world, device)
+
+
+def _launch(nproc: int, argv: list[str], check=None) -> int:
     """``vdmkit train --nproc N ...``: replace this process by torchrun starting N processes of the same command
-    (without --nproc) on this machine."""
+    (without --nproc) on this machine, once ``check()`` (what they would refuse) has passed."""
     import os
 
     from vdmkit.distributed import launched, torchrun_command
@@ -59,6 +80,8 @@ def _launch(nproc: int, argv: list[str]) -> int:
     if launched().distributed:
         raise ValueError("--nproc starts processes with torchrun; this process already is one of "
                          f"{launched().size}: drop --nproc when launching with torchrun")
+    if check is not None:
+        check()
     sys.stdout.flush()
     sys.stderr.flush()
     os.execv(command[0], command)  # an argument list, never a shell string; returns only on failure
@@ -335,9 +358,14 @@ def _long_request(args, config, options: dict):
         mode = DEFAULT_MODE if longer else None
     if mode in (None, "full"):
         given = [f"--{f.replace('_', '-')}" for f in LONG_FLAGS if getattr(args, f) not in (None, [])]
+        if given and mode == "full":  # it said "ask for more --frames" of 64 frames asked for
+            raise ValueError(f"{', '.join(given)} {'applies' if len(given) == 1 else 'apply'} to sampling in windows; "
+                             "--long-mode full samples every frame at once: drop them, or give --long-mode "
+                             "windows|freenoise|autoregressive")
         if given:
-            raise ValueError(f"{', '.join(given)} apply to long videos: ask for more --frames than the model's "
-                             f"{config.frames}, or give --long-mode windows|freenoise|autoregressive")
+            raise ValueError(f"{', '.join(given)} {'applies' if len(given) == 1 else 'apply'} to long videos: ask for "
+                             f"more --frames than the model's {config.frames}, or give --long-mode "
+                             "windows|freenoise|autoregressive")
         return None
     if args.frames is None:
         raise ValueError(f"--long-mode {mode} needs --frames N")

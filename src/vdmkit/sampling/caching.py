@@ -229,6 +229,9 @@ def cache_from_flags(cache: str | None, threshold: float | None, reuse: str | No
             raise ConfigError("--cache-threshold and --cache-reuse go with --cache teacache (or --cache every:K)")
         return None
     if threshold is not None:
+        if cache.startswith("teacache:"):  # it said "goes with teacache, not teacache:0.1"
+            raise ConfigError(f"the teacache threshold is given twice (--cache {cache} and --cache-threshold "
+                              f"{threshold}); give one")
         if cache != "teacache":
             raise ConfigError(f"--cache-threshold goes with --cache teacache, not --cache {cache}")
         cache = f"teacache:{threshold}"
