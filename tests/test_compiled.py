@@ -132,6 +132,29 @@ def test_an_adapter_changed_after_compiling_runs_as_changed(compiled):
         assert runner.stats["compiled_calls"] == 2  # the adapters as traced: the package again
 
 
+def test_weights_loaded_after_compiling_run_as_loaded(compiled):
+    """After pipe.compile(), load_state_dict kept running the package with the old weights folded in: the video was
+    the old model's, 2.0 away from the loaded one's (before 2026-12-06)."""
+    pipe, _, _, _, cache = compiled
+    runner = CompiledBackbone(pipe.backbone, text_length=16, directory=cache, compile_new=False, log=lambda m: None)
+    x = torch.randn(4, 3, 4, 16, 16, generator=torch.Generator().manual_seed(0))  # the fixture's guided batch
+    t, cond = torch.full((4,), 500.0), pipe.encode(["a red circle", "a blue square", "", ""])
+    saved = {k: v.clone() for k, v in pipe.backbone.state_dict().items()}
+    with torch.no_grad():
+        plain = runner(x, t, cond)
+        assert runner.stats["compiled_calls"] == 1
+        pipe.backbone.load_state_dict({k: v + 0.01 * torch.randn_like(v) if v.is_floating_point() else v
+                                       for k, v in saved.items()})
+        try:
+            changed, eager = runner(x, t, cond), pipe.backbone(x, t, cond)
+            assert runner.stats["eager_calls"] == 1 and (changed - plain).abs().max() > 1e-3  # no package for them
+            torch.testing.assert_close(changed, eager, atol=1e-5, rtol=0)
+        finally:
+            pipe.backbone.load_state_dict(saved)
+        torch.testing.assert_close(runner(x, t, cond), plain, atol=1e-6, rtol=0)
+        assert runner.stats["compiled_calls"] == 2  # the first weights again: their package
+
+
 def test_a_damaged_package_is_compiled_again(compiled, tmp_path):
     pipe, _, videos, _, cache = compiled
     for package in cache.glob("*.pt2"):
@@ -202,3 +225,33 @@ def test_calls_with_an_attention_hook_run_eager(compiled):
         backbone(x, t, cond)
     assert seen and backbone.stats["eager_calls"] == before["eager_calls"] + 1
     assert backbone.stats["compiled_calls"] == before["compiled_calls"]
+
+
+def test_each_sidecar_counts_its_own_runner_calls_when_threads_share_a_pipeline(tmp_path):
+    """A render waiting for another thread's run on the same pipeline recorded that run's runner calls as its own
+    (a 3-step video claimed 15 calls, before 2026-12-06): the count is taken holding the pipeline's run lock."""
+    import threading
+
+    from vdmkit.pipelines.render import render_sample
+
+    pipe = random_pipe("unet3d")
+    runner = CompiledBackbone(pipe.backbone, text_length=16, directory=tmp_path / "none", compile_new=False,
+                              log=lambda m: None)
+    object.__setattr__(pipe, "compiled", runner)  # every call eager, each one counted
+    started, results = threading.Event(), {}
+
+    def render(name, steps):
+        def callback(*args):
+            started.set()
+        request = pipe.request(["a red circle"], steps=steps, seed=0)
+        results[name] = render_sample(pipe, request, tmp_path / f"{name}.png", callback=callback).metadata
+
+    long = threading.Thread(target=render, args=("long", 12))
+    long.start()
+    started.wait(60)  # the long run holds the pipeline: the short one waits for it
+    short = threading.Thread(target=render, args=("short", 3))
+    short.start()
+    long.join(120)
+    short.join(120)
+    assert results["long"]["runner_calls"]["eager_calls"] == 12
+    assert results["short"]["runner_calls"]["eager_calls"] == 3

@@ -249,3 +249,31 @@ def test_from_pretrained_checks_a_torch_device_like_its_name_and_the_path_type(t
     given = pipe("a red circle moving left", steps=2, timesteps=np.array([999, 500]), seed=0, frames=4)
     listed = pipe("a red circle moving left", steps=2, timesteps=[999, 500], seed=0, frames=4)
     assert torch.equal(given, listed)  # an array's == "auto" raised "truth value is ambiguous" (before 2026-12-06)
+
+
+def test_python_api_errors_are_typed(run, pipe, tmp_path):
+    """from_pretrained(dtype="bf17") was a plain ValueError and a torch dtype was refused; long_video's mode, weighting
+    and prompt types were ValueError / TypeError; set_scale of a missing adapter a plain KeyError; save_pretrained
+    into an existing folder a FileExistsError, below a file a NotADirectoryError naming its temporary (2026-12-06)."""
+    from vdmkit.backbones import lora
+    from vdmkit.errors import OutputError, UnknownAdapterError, VdmkitError
+    from vdmkit.pipelines.long_video import long_video
+
+    with pytest.raises(ConfigError, match="dtype must be one of fp32, bf16, fp16"):
+        TextToVideo.from_pretrained(run, dtype="bf17")
+    assert next(TextToVideo.from_pretrained(run, dtype=torch.bfloat16).backbone.parameters()).dtype == torch.bfloat16
+    for kwargs in ({"mode": "bogus"}, {"weighting": "x"}, {"prompt_at": {2: 5}}):
+        with pytest.raises(ConfigError):
+            long_video(pipe, "a red circle", frames=8, steps=2, **kwargs)
+    with pytest.raises(ConfigError, match="one prompt string"):
+        long_video(pipe, ["a red circle"], frames=8, steps=2)
+    with pytest.raises(UnknownAdapterError, match="no adapter named 'nope'") as err:
+        lora.set_scale(pipe.backbone, "nope", 1.0)
+    assert isinstance(err.value, (VdmkitError, KeyError))
+    (tmp_path / "taken").mkdir()
+    (tmp_path / "afile").write_text("x")
+    for target, match in ((tmp_path / "taken", "exists"), (tmp_path / "afile" / "m", "afile' is a file, not a folder"),
+                          (tmp_path.parents[-1] / "proc" / "m", "cannot write in '/proc'")):
+        with pytest.raises(OutputError, match=match):
+            pipe.save_pretrained(target)
+    assert not list((tmp_path / "taken").iterdir())

@@ -4,6 +4,7 @@ cheap; schedules saved beside the model and used by timesteps="auto"; and the in
 
 import dataclasses
 import json
+import shutil
 
 import pytest
 import torch
@@ -96,6 +97,17 @@ def test_auto_timesteps_use_the_saved_schedule(saved, tmp_path):
     save_schedule(target, "ddim", 3, 3.0, result, pipe.model_sha256)
     request = pipe.request(PROMPTS, sampler="ddim", steps=3, guidance=3.0, timesteps="auto", schedules=target)
     assert request.ts.tolist() == result.timesteps
+    # long videos read the model's own schedules too (long_video found none in the model folder before 2026-12-06)
+    from vdmkit.pipelines.long_video import long_video
+
+    mine = tmp_path / "mine"
+    shutil.copytree(saved, mine)
+    save_schedule(mine / "schedules.json", "ddim", 3, 3.0, result, pipe.model_sha256)
+    own = TextToVideo.from_pretrained(mine)
+    auto = long_video(own, PROMPTS[0], frames=8, sampler="ddim", steps=3, guidance=3.0, timesteps="auto", seed=0)
+    given = long_video(own, PROMPTS[0], frames=8, sampler="ddim", steps=3, guidance=3.0, timesteps=result.timesteps,
+                       seed=0)
+    assert torch.equal(auto, given)
     assert torch.equal(pipe.run(request), pipe(PROMPTS, sampler="ddim", guidance=3.0, timesteps=result.timesteps))
     # another guidance with no schedule of its own takes the nearest one's
     assert pipe.request(PROMPTS, sampler="ddim", steps=3, guidance=5.0, timesteps="auto",

@@ -35,10 +35,17 @@ def _device_overrides(args) -> list[str]:
 
 
 def _cmd_train(args) -> int:
+    from vdmkit.training import load_config
+
     if args.nproc is not None and args.nproc != 1:
-        return _launch(args.nproc, args.argv, check=lambda: _check_launch(args))
+        from vdmkit.training.parallel import check_launch
+
+        # what each process would refuse, said once before torchrun starts them (each printed it, then torchrun its
+        # traceback, exit 1, before 2026-12-06)
+        return _launch(args.nproc, args.argv, check=lambda: check_launch(
+            load_config(args.config, args.overrides + _device_overrides(args)), args.nproc))
     from vdmkit.distributed import current
-    from vdmkit.training import load_config, train
+    from vdmkit.training import train
 
     cfg = load_config(args.config, args.overrides + _device_overrides(args))
     apply_threads(cfg.train.threads)
@@ -47,26 +54,6 @@ def _cmd_train(args) -> int:
         previews = f", previews in {out / 'samples'}" if (out / "samples").is_dir() else ""
         print(f"trained to step {cfg.train.steps}; checkpoints in {out / 'checkpoints'}{previews}")
     return 0
-
-
-def _check_launch(args) -> None:
-    """What each of the ``--nproc`` processes would refuse (the config, the device, the batch's split over them),
-    said once before torchrun starts them: each printed it, then torchrun its traceback, exit 1 (2026-12-06)."""
-    import torch
-
-    from vdmkit.device import resolve_device
-    from vdmkit.distributed import World
-    from vdmkit.errors import DeviceError
-    from vdmkit.training import load_config
-    from vdmkit.training.parallel import batch_layout, parallel_mode
-
-    cfg = load_config(args.config, args.overrides + _device_overrides(args))
-    device, world = resolve_device(cfg.train.device), World(0, args.nproc)
-    if device.type == "cuda" and args.nproc > torch.cuda.device_count():
-        raise DeviceError(f"--nproc {args.nproc} starts one process per GPU, and this machine has "
-                          f"{torch.cuda.device_count()}; use --nproc {torch.cuda.device_count()} or fewer")
-    batch_layout(cfg.train, world)
-    parallel_mode(cfg.train, world, device)
 
 
 def _launch(nproc: int, argv: list[str], check=None) -> int:

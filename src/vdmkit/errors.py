@@ -43,6 +43,13 @@ class UnsafeFormatError(VdmkitError):
     """A refused format: pickle weights, or a config naming something outside the registry."""
 
 
+class UnknownAdapterError(VdmkitError, KeyError):
+    """A LoRA adapter name the model does not have (a KeyError too, as it was)."""
+
+    def __str__(self) -> str:  # KeyError's own would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
 class NonFiniteError(VdmkitError, FloatingPointError):
     """NaN or inf appeared in a tensor during training or sampling."""
 

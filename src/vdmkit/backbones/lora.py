@@ -40,7 +40,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vdmkit.errors import ConfigError, CorruptCheckpointError
+from vdmkit.errors import ConfigError, CorruptCheckpointError, UnknownAdapterError
 
 TARGETS = ("attn", "temporal", "ff", "conv", "film")
 FORMAT = "vdmkit-lora/1"
@@ -280,7 +280,8 @@ def set_scale(model: nn.Module, name: str, scale: float) -> None:
     for holder in holders:
         holder.adapters[name].scale, found = float(scale), True
     if not found:
-        raise KeyError(f"no adapter named {name!r} (the model has: {', '.join(adapter_names(model)) or 'none'})")
+        raise UnknownAdapterError(f"no adapter named {name!r} (the model has: "
+                                  f"{', '.join(adapter_names(model)) or 'none'})")
 
 
 def remove_lora(model: nn.Module, name: str | None = None) -> None:
@@ -333,7 +334,8 @@ def adapter_state(model: nn.Module, name: str = "default") -> dict[str, torch.Te
             out[f"{layer_name}.lora_A.weight"] = pair.A.detach().reshape(pair.A.shape[0], -1, *kernel).contiguous()
             out[f"{layer_name}.lora_B.weight"] = pair.B.detach().reshape(*pair.B.shape, *[1] * len(kernel)).contiguous()
     if not out:
-        raise KeyError(f"no adapter named {name!r} (the model has: {', '.join(adapter_names(model)) or 'none'})")
+        raise UnknownAdapterError(f"no adapter named {name!r} (the model has: "
+                                  f"{', '.join(adapter_names(model)) or 'none'})")
     return out
 
 

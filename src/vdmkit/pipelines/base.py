@@ -23,7 +23,7 @@ from vdmkit.conditioning.pretrained import checkpoint_copy
 from vdmkit.device import low_precision_dtype, resolve_device
 from vdmkit.diffusion.denoiser import Denoiser
 from vdmkit.config import to_dict
-from vdmkit.errors import ConfigError
+from vdmkit.errors import ConfigError, OutputError
 from vdmkit.interop.diffusers_pipeline import DiffusersFolder, is_diffusers_folder, refuse_component_folder
 from vdmkit.io.checkpoint import (
     CONFIG,
@@ -354,10 +354,27 @@ class Pipeline(nn.Module):
         for a model built in memory."""
         return None if self.source is None else Path(self.source) / SCHEDULES_FILE
 
+    def searched_schedules(self, kwargs: dict) -> dict:
+        """``kwargs`` with, for ``timesteps="auto"``, where this model's searched schedules are (its folder's
+        schedules.json unless ``schedules=`` names another file) and what they are keyed by (the model and its
+        adapters): text-to-video and long videos read them alike."""
+        if isinstance(kwargs.get("timesteps"), str) and kwargs["timesteps"] == "auto":  # not an array's ==
+            from vdmkit.sampling.schedule_search import pipeline_identity
+
+            kwargs = {"schedules": self.schedules_path(), "model_sha256": pipeline_identity(self), **kwargs}
+        return kwargs
+
     def save_pretrained(self, directory: str | os.PathLike) -> Path:
         """Write this model as a vdmkit checkpoint (model.safetensors, config.json, manifest), e.g. a pretrained
         folder imported once; written under a temporary name and renamed when complete. Active LoRA adapters are
-        folded into the weights written (the model itself is left as it was)."""
+        folded into the weights written (the model itself is left as it was). An existing ``directory``, or one that
+        cannot be written, is an OutputError before anything is written."""
+        from vdmkit.io.atomic import check_writable_folder
+
+        directory = Path(directory)
+        if directory.exists():
+            raise OutputError(f"{str(directory)!r} exists; save_pretrained writes a new folder")
+        check_writable_folder(directory.absolute().parent, f"save_pretrained({str(directory)!r})")
         return save_checkpoint(directory, {WEIGHTS: self.plain_state_dict()}, {CONFIG: to_dict(self.config)},
                                blobs=self.carried_files())
 
@@ -448,8 +465,11 @@ class Pipeline(nn.Module):
         training state."""
         # a torch.device is checked like its name ("cuda" on a machine without CUDA: DeviceError, not an assertion)
         device = resolve_device(str(device) if isinstance(device, torch.device) else device)
+        if isinstance(dtype, torch.dtype):  # as pipe.to() takes it
+            dtype = next((name for name, value in DTYPES.items() if value == dtype), str(dtype))
         if dtype not in DTYPES:
-            raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
+            raise ConfigError(f"dtype must be one of {', '.join(DTYPES)} (or torch.float32, torch.bfloat16, "
+                              f"torch.float16), got {dtype!r}")
         source, config = open_model(path, motion_adapter)
         # cast and move before loading: the weights are copied into the model's own (bf16, GPU) storage, so the peak
         # is one full-precision copy of the file plus the model, not two full-precision copies (ModelScope's 1.4B

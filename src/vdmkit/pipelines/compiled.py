@@ -17,6 +17,7 @@ has none yet compiles one (or, with ``compile_new=False``, runs eager).
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import os
 import sys
@@ -115,6 +116,13 @@ def adapter_signature(backbone: nn.Module) -> str:
                  if holder.adapters or holder.merged is not None])
 
 
+def weights_version(backbone: nn.Module) -> tuple:
+    """Which tensors the backbone holds and how often each was written in place (torch's version counters): it moves
+    with load_state_dict, an in-place update under no_grad or a tensor replaced, in microseconds per call (writes
+    through ``.data`` bypass the counters, as they bypass autograd's)."""
+    return tuple((t.data_ptr(), t._version) for t in itertools.chain(backbone.parameters(), backbone.buffers()))
+
+
 def weights_fingerprint(backbone: nn.Module) -> str:
     """sha256 over the backbone's parameters and buffers (names, shapes, dtypes, values; the package folds them in)
     and its LoRA adapters' scales and states (a package computes the adapters as they were when it was traced)."""
@@ -143,6 +151,7 @@ class CompiledBackbone(nn.Module):
         self.log = log if log is not None else (lambda message: print(message, file=sys.stderr))
         self._fingerprint: str | None = None
         self._adapters = adapter_signature(backbone)  # a package computes the adapters as they were when traced
+        self._weights = weights_version(backbone)  # and the weights (it kept them after load_state_dict)
         self._hookable = hookable_layers(backbone)
         self._packages: dict[tuple, object] = {}
         self._eager: set[tuple] = set()  # signatures whose compile failed: run eager, not compiled again
@@ -152,6 +161,7 @@ class CompiledBackbone(nn.Module):
         """Forget the loaded packages and the weights' fingerprint (the backbone's weights or adapters changed)."""
         self._fingerprint = None
         self._adapters = adapter_signature(self.backbone)
+        self._weights = weights_version(self.backbone)
         self._hookable = hookable_layers(self.backbone)
         self._packages.clear()
         self._eager.clear()
@@ -160,7 +170,8 @@ class CompiledBackbone(nn.Module):
         if hooked(self._hookable):  # an attention hook is set (editing): only the eager modules run it
             self.stats["eager_calls"] += 1
             return self.backbone(x, t, cond)
-        if adapter_signature(self.backbone) != self._adapters:  # set_scale, remove_lora, merge since: other packages
+        # set_scale, remove_lora, merge, or new weights since (load_state_dict): other packages
+        if adapter_signature(self.backbone) != self._adapters or weights_version(self.backbone) != self._weights:
             self.reset()
         cond = pad_text(as_condition(cond), self.text_length)
         x, t, fields = flat_inputs(x, t, cond)

@@ -59,7 +59,7 @@ def check_prompt_at(prompt_at, frames: int) -> tuple[tuple[int, str], ...]:
             raise ConstraintError(f"prompt_at frame must be an integer in [1, {frames - 1}] (frame 0 takes the main "
                                   f"prompt), got {frame!r}")
         if not isinstance(prompt, str):
-            raise TypeError(f"prompt_at[{frame}] must be a string, got {type(prompt).__name__}")
+            raise ConfigError(f"prompt_at[{frame}] must be a string, got {type(prompt).__name__}")
         items.append((frame, prompt))
     return tuple(sorted(items))
 
@@ -73,11 +73,11 @@ def long_request(config, prompt: str, *, frames: int, window: int | None = None,
     extension; a window longer than the model's frames, an overlap >= window, or
     fewer frames than one window are ConstraintErrors naming the valid values. ``kwargs`` as text-to-video."""
     if not isinstance(prompt, str):
-        raise TypeError(f"long_video takes one prompt string, got {type(prompt).__name__}")
+        raise ConfigError(f"long_video takes one prompt string, got {type(prompt).__name__}")
     if mode not in MODES:
-        raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
+        raise ConfigError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
     if weighting not in WEIGHTINGS:
-        raise ValueError(f"weighting must be one of {', '.join(WEIGHTINGS)}, got {weighting!r}")
+        raise ConfigError(f"weighting must be one of {', '.join(WEIGHTINGS)}, got {weighting!r}")
     if kwargs.get("cache") is not None:
         raise ConfigError("cache (step caching) applies to text-to-video sampling at the model's length, not to "
                           "long videos; drop it")
@@ -159,7 +159,8 @@ def long_video(pipe, prompt: str, *, frames: int, callback: Callable | None = No
     """A (1, 3, frames, H, W) video in [-1, 1] from a model trained on fewer frames. ``kwargs``: window, overlap,
     mode (windows, freenoise, autoregressive), weighting (linear, gaussian), prompt_at ({frame: prompt}), latents
     ((1, C, frames', h, w) starting noise) and the text-to-video options (steps, sampler, guidance, seed, ...)."""
-    request = long_request(pipe.config, prompt, frames=frames, **kwargs)
+    # timesteps="auto": the model's own searched schedules, as pipe(...) reads them (it found none before 2026-12-06)
+    request = long_request(pipe.config, prompt, frames=frames, **pipe.searched_schedules(kwargs))
     return run_long(pipe, request, callback=callback, decode=decode)
 
 

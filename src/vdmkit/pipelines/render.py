@@ -15,6 +15,7 @@ from typing import Callable
 
 import numpy as np
 
+from vdmkit.backbones.layers import exclusive
 from vdmkit.errors import ConfigError, VocabularyWarning
 from vdmkit.io.checkpoint import save_tensors
 from vdmkit.io.video import check_video_fps, check_video_size, played_fps, upscale, write_video
@@ -76,11 +77,14 @@ def render_sample(pipe, request: SampleRequest, out: str | os.PathLike, *, fps: 
     unknown = pipe.text_encoder.unknown_words(prompt)
     record = {}
     runner = getattr(pipe, "compiled", None)  # a compiled or graphed runner: how many of its calls ran it is recorded
-    before = dict(getattr(runner, "stats", {}))
-    with thread_warnings() as caught:
-        video = produce() if produce is not None else pipe.run(request, decode=decode, callback=callback, record=record)
-    calls = {key: value - before.get(key, 0) for key, value in getattr(runner, "stats", {}).items()
-             if key.endswith("_calls")}
+    # held across the count: a call waiting for another thread's run counted that run's calls too (before 2026-12-06)
+    with exclusive(pipe.backbone):
+        before = dict(getattr(runner, "stats", {}))
+        with thread_warnings() as caught:
+            video = produce() if produce is not None else pipe.run(request, decode=decode, callback=callback,
+                                                                   record=record)
+        calls = {key: value - before.get(key, 0) for key, value in getattr(runner, "stats", {}).items()
+                 if key.endswith("_calls")}
     config = pipe.config
     meta = {"prompt": prompt, "negative_prompt": request.negative_prompt, "unknown_words": unknown,
             "seed": request.seed, "seed_was_random": request.seed_was_random, "sampler": request.sampler,

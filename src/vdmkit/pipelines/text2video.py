@@ -23,12 +23,7 @@ class TextToVideo(Pipeline):
         ``timesteps="auto"`` reads the schedules searched for this model (its folder's schedules.json unless
         ``schedules=`` names another file)."""
         refuse_conditioned(self.config)
-        if isinstance(kwargs.get("timesteps"), str) and kwargs["timesteps"] == "auto":  # not an array's ==
-            kwargs.setdefault("schedules", self.schedules_path())
-            from vdmkit.sampling.schedule_search import pipeline_identity
-
-            kwargs.setdefault("model_sha256", pipeline_identity(self))  # with its adapters: their own schedules
-        return make_request(self.config, prompts, **kwargs)
+        return make_request(self.config, prompts, **self.searched_schedules(kwargs))
 
     @torch.no_grad()
     def __call__(self, prompts: list[str] | str, *, callback: Callable | None = None, decode: dict | None = None,

@@ -71,6 +71,20 @@ def batch_layout(tc, world: World) -> Layout:
     return Layout(world, tc.batch_size // split, tc.grad_accum)
 
 
+def check_launch(cfg, nproc: int) -> None:
+    """What each of ``nproc`` processes of run config ``cfg`` would refuse (its device, the GPUs there are, the
+    batch's split over them, what FSDP cannot shard), checked before they are started."""
+    from vdmkit.device import resolve_device
+    from vdmkit.errors import DeviceError
+
+    device, world = resolve_device(cfg.train.device), World(0, nproc)
+    if device.type == "cuda" and nproc > torch.cuda.device_count():
+        raise DeviceError(f"--nproc {nproc} starts one process per GPU, and this machine has "
+                          f"{torch.cuda.device_count()}; use --nproc {torch.cuda.device_count()} or fewer")
+    batch_layout(cfg.train, world)
+    parallel_mode(cfg.train, world, device)
+
+
 def parallel_mode(tc, world: World, device: torch.device) -> str:
     """What wraps the model: ``none`` with one process (nothing to split), ``ddp`` for ``none``/``ddp`` with several,
     ``fsdp``; a ConfigError for what FSDP cannot shard."""
