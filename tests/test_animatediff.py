@@ -221,6 +221,13 @@ def test_bad_motion_adapters_are_typed_errors(models, tmp_path):
         read_motion_adapter(truncated)
     with pytest.raises(CorruptCheckpointError, match="truncated"):
         inflated_unet(unet_folder, truncated.parent)
+    # a folder's damaged weights are said when it is read (only its header), not after the image UNet loaded
+    # (before 2026-12-06 only the single-file form was checked then)
+    with pytest.raises(CorruptCheckpointError, match="truncated"):
+        read_motion_adapter(truncated.parent)
+    (truncated.parent / "diffusion_pytorch_model.safetensors").write_text("<!DOCTYPE html><html></html>")
+    with pytest.raises(CorruptCheckpointError, match="HTML"):
+        read_motion_adapter(truncated.parent)
     ckpt = tmp_path / "mm_sd_v15_v2.ckpt"
     ckpt.write_bytes(b"\x80\x02" + bytes(100))
     with pytest.raises(UnsafeFormatError, match="pickle"):
@@ -456,3 +463,20 @@ def test_folder_parts_that_do_not_fit_are_named_before_weights_and_short_adapter
     short = saved(diffusers.MotionAdapter(**{**ADAPTER, "motion_max_seq_length": 8}), tmp_path / "short")
     assert open_model(sd_folder[0], short)[1].frames == 8
     assert open_model(sd_folder[0], models["adapter"][1])[1].frames == 16  # 24 positions: the default stays
+
+
+def test_inflate_checks_and_records_its_seed(sd_folder, tmp_path, capsys):
+    """inflate --seed -5 ran (torch wraps it onto another seed) and 2**64 was an untyped overflow; the seed of the
+    new motion modules was recorded nowhere (2026-12-06)."""
+    import json
+
+    from vdmkit import cli
+
+    folder, _ = sd_folder
+    for seed in ("-5", str(2 ** 64)):
+        assert cli.main(["inflate", str(folder), "--out", str(tmp_path / "bad"), "--seed", seed]) == 2
+        assert "seed must be an integer in [0, 2**63 - 1]" in capsys.readouterr().err
+    assert not (tmp_path / "bad").exists()
+    assert cli.main(["inflate", str(folder), "--out", str(tmp_path / "seven"), "--seed", "7"]) == 0
+    made = json.loads((tmp_path / "seven" / "checkpoints" / "step_0000000" / "made.json").read_text())
+    assert made["seed"] == 7 and made["motion_adapter"] is None and made["inflated_from"] == str(folder.absolute())

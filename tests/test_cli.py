@@ -342,3 +342,11 @@ def test_a_bad_local_world_size_is_one_process(monkeypatch):
     for value, expected in (("abc", 1), ("0", 1), ("-2", 1), ("", 1), ("2", 2)):
         monkeypatch.setenv("LOCAL_WORLD_SIZE", value)
         assert local_processes() == expected and cpu_threads() >= 1  # "abc" was a raw ValueError (2026-12-06)
+
+
+def test_the_sidecar_records_the_prompt_tokens_cut(run_dir, tmp_path):
+    prompt = " ".join(["ball"] * 40)
+    assert cli.main(["sample", "--model", str(run_dir), "--prompt", prompt, "--steps", "2", "--no-progress",
+                     "--out", str(tmp_path / "a.png")]) == 0
+    meta = json.loads((tmp_path / "a.png.json").read_text())
+    assert meta["prompt_tokens_cut"] == 25 and len(meta["unknown_words"]) <= 15

@@ -446,6 +446,10 @@ def test_cascade_draws_and_records_a_random_seed_and_tasks_warn_about_oversized_
                      "--no-progress"]) == 0  # an argparse error before 2026-12-05
     meta = json.loads((tmp_path / "c.mp4.json").read_text())
     assert meta["seed_was_random"] and 0 <= meta["seed"] < 2**63 and meta["stages"][0]["seed"] == meta["seed"]
+    # overrides after the flags, as the help's example gives them (an argparse error before 2026-12-06)
+    assert cli.main(["cascade", str(config), "--prompt", "x", "--out", str(tmp_path / "d.gif"), "--no-progress",
+                     "fps=10"]) == 0
+    assert json.loads((tmp_path / "d.gif.json").read_text())["fps"] == 10
     capsys.readouterr()
     big = write_clip(tmp_path / "big.mp4", 3, 32)  # the models make 16 x 16
     assert cli.main(["interpolate", "--model", models["frames"], "--video", big, "--factor", "2", "--steps", "1",

@@ -69,3 +69,21 @@ def test_symbols_no_token_covers_are_reported_not_silently_dropped():
     with pytest.warns(VocabularyWarning, match="symbols no word token covers are dropped: 🟥⬆️ .*unconditionally"):
         ids, _ = enc.tokenizer(["🟥⬆️"])
     assert ids.shape == (1, 1)  # <bos> alone: the unconditional prompt
+
+
+def test_unknown_words_are_counted_among_the_words_encoded():
+    """A 2000-word prompt warned of 2000 unknown words (a 22 KB line) and its sidecar listed them, though 15 were
+    encoded and the rest dropped (2026-12-06)."""
+    import warnings
+
+    from vdmkit.conditioning.text import WordTokenizer
+
+    tok = WordTokenizer(["red", "ball"], max_length=16)
+    prompt = " ".join(["zebra"] * 2000)
+    assert tok.unknown_words(prompt) == ["zebra"] * 15 and tok.cut_tokens(prompt) == 1985
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        tok([prompt])
+    said = [str(w.message) for w in caught]
+    assert any("15 word(s) not in the model's vocabulary" in m for m in said) and max(map(len, said)) < 300
+    assert tok.cut_tokens("red ball") == 0

@@ -631,7 +631,8 @@ def main(argv: list[str] | None = None) -> int:
     args, extra = parser.parse_known_args(argv)
     args.argv = argv
     # `vdmkit train CONFIG --resume key=value`: overrides may follow the flags
-    if extra and args.command in ("train", "train-vae", "cache-latents", "distill") and all("=" in e and not e.startswith("-") for e in extra):
+    takes = ("train", "train-vae", "cache-latents", "distill", "cascade")  # cascade's were refused (2026-12-06)
+    if extra and args.command in takes and all("=" in e and not e.startswith("-") for e in extra):
         args.overrides += extra
     elif extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")

@@ -36,6 +36,7 @@ def _cmd_search_schedule(args) -> int:
     from vdmkit.pipelines import TextToVideo, default_model, make_request, open_model
     from vdmkit.data.captions import read_prompt_file
     from vdmkit.pipelines.base import check_sampling_memory
+    from vdmkit.sampling.generate import check_seed
     from vdmkit.sampling.schedule_search import (SCHEDULES_FILE, check_search, pipeline_identity, read_schedules,
                                                  save_schedule, search_schedule)
 
@@ -43,6 +44,7 @@ def _cmd_search_schedule(args) -> int:
     for name in ("num_prompts", "draws", "sweeps"):
         if getattr(args, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+    seed = check_seed(args.seed)  # checked before any weights load (it was checked inside the search)
     device = resolve_device(args.device)
     model = args.model or default_model()
     if model is None:
@@ -67,11 +69,11 @@ def _cmd_search_schedule(args) -> int:
     apply_threads(args.threads)
     pipe = TextToVideo.from_pretrained(ckpt, device=device)
     report = None if args.no_progress else (lambda line: print(line, file=sys.stderr, flush=True))
-    result = search_schedule(pipe, args.sampler, args.steps, prompts, seed=args.seed, draws=args.draws,
+    result = search_schedule(pipe, args.sampler, args.steps, prompts, seed=seed, draws=args.draws,
                              guidance=guidance,
                              reference_steps=args.reference_steps, sweeps=args.sweeps, progress=report)
     key = save_schedule(out, args.sampler, args.steps, guidance, result, pipeline_identity(pipe),
-                        {"prompts": prompts, "seed": args.seed, "draws": args.draws,
+                        {"prompts": prompts, "seed": seed, "draws": args.draws,
                          "reference": f"dpmpp_2m/{args.reference_steps}"})
     print(json.dumps({"saved": str(out), "key": key, "timesteps": result.timesteps, "start": result.start,
                       "mse": result.objective, "start_mse": result.start_objective,

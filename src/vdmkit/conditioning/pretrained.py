@@ -193,6 +193,10 @@ class FolderWeights:
     ``DROPPED``."""
 
     LEVELS: tuple[str, ...] = ()
+
+    def cut_tokens(self, prompt: str) -> int:
+        """Tokens of ``prompt`` past ``max_length`` (cut), as the sidecar records them."""
+        return max(0, len(self.tokenizer(prompt, verbose=False)["input_ids"]) - self.cfg.max_length)
     TIED: tuple[tuple[str, str], ...] = ()
     DROPPED: tuple[str, ...] = ("position_ids",)
 

@@ -203,19 +203,26 @@ def read_motion_adapter(path: str | os.PathLike) -> MotionAdapterFile:
     path = Path(path)
     if path.is_dir():
         raw = folder_config(path, "diffusers MotionAdapter")
-        return dataclasses.replace(motion_adapter_config(raw, path), path=folder_weights(path, DIFFUSERS_WEIGHTS))
+        weights = folder_weights(path, DIFFUSERS_WEIGHTS)
+        _tensor_shapes(weights)  # a damaged file is said now, not after the image UNet's weights loaded
+        return dataclasses.replace(motion_adapter_config(raw, path), path=weights)
     if not path.is_file():
         raise CorruptCheckpointError(f"motion adapter {str(path)!r} does not exist: pass a MotionAdapter folder or its "
                                      ".safetensors file")
+    return _single_file_layout(path, _tensor_shapes(path))
+
+
+def _tensor_shapes(path: Path) -> dict[str, tuple[int, ...]]:
+    """The shapes a safetensors file's header lists; CorruptCheckpointError for an HTML page, an LFS pointer, a
+    truncated or malformed file (its header read only)."""
     check_safetensors_file(path)
     from safetensors import safe_open
 
     try:
         with safe_open(str(path), framework="pt") as f:
-            shapes = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
+            return {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
     except Exception as e:  # safetensors raises its own SafetensorError for malformed headers
         raise CorruptCheckpointError(f"{str(path)!r} is not a valid safetensors file ({e})") from e
-    return _single_file_layout(path, shapes)
 
 
 def _diffusers_name(key: str) -> str:

@@ -327,7 +327,7 @@ def interpolation_windows(keyframes: int, factor: int, window: int) -> list[tupl
     per = (window - 1) // factor  # keyframe intervals per window
     if per < 1:
         raise ConstraintError(f"interpolating x{factor} needs windows of at least {factor + 1} frames; the model "
-                              f"makes {window}")
+                              f"makes {window}: use --factor {window - 1} or less")
     return [(s, min(s + per, keyframes - 1)) for s in range(0, keyframes - 1, per)]
 
 

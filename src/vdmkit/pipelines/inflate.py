@@ -55,7 +55,9 @@ def inflate(folder: str | os.PathLike, out: str | os.PathLike, *, motion_adapter
     and ``size`` set the default request (16 frames; the UNet's sample_size times the VAE's factor). Returns
     ``out``."""
     from vdmkit.io.atomic import check_writable_folder
+    from vdmkit.sampling.generate import check_seed
 
+    seed = check_seed(seed)  # -5 was wrapped by torch, 2**64 an untyped overflow (before 2026-12-06)
     out = Path(out)
     if out.exists():
         raise FileExistsError(f"--out {str(out)!r} already exists; choose a new folder")
@@ -79,11 +81,14 @@ def inflate(folder: str | os.PathLike, out: str | os.PathLike, *, motion_adapter
         pipe = TextToVideo(config)
     load_strict(pipe, pipeline_weights(source, pipe), source.directory)
     # with a MotionAdapter every weight comes from the files, so the folder and adapter loaded directly are this model
-    return write_model_folder(pipe, config, out, source_sha256=source.weights_sha256 if motion_adapter else None)
+    return write_model_folder(pipe, config, out, source_sha256=source.weights_sha256 if motion_adapter else None,
+                              about={"inflated_from": str(Path(folder).absolute()), "motion_adapter":
+                                     None if motion_adapter is None else str(Path(motion_adapter).absolute()),
+                                     "seed": None if motion_adapter else seed})
 
 
 def write_model_folder(pipe: TextToVideo, config: PipelineConfig, out: Path, *,
-                       source_sha256: str | None = None) -> Path:
+                       source_sha256: str | None = None, about: dict | None = None) -> Path:
     """Write a latent ``pipe`` (with ``config`` as its config) as the model folder ``out`` of the module docstring:
     the checkpoint, its VAE as an autoencoder checkpoint and a fine-tuning run config, whole or not at all
     (`vdmkit inflate`, and `vdmkit convert --to vdmkit` of a diffusers folder)."""
@@ -96,11 +101,16 @@ def write_model_folder(pipe: TextToVideo, config: PipelineConfig, out: Path, *,
         documents = {CONFIG: to_dict(config)}
         if source_sha256:  # what the diffusers folder is known by: its adapters apply here (weights_identities)
             documents[SOURCE_DOCUMENT] = {"sha256": source_sha256}
+        if about:  # how it was made (inflate: the folder, the adapter, the seed of new motion modules)
+            documents[MADE_DOCUMENT] = about
         save_checkpoint(tmp / MODEL, {WEIGHTS: pipe.state_dict()}, documents, blobs=pipe.carried_files())
         (tmp / FINETUNE).write_text(FINETUNE_NOTE.format(path=out.absolute() / FINETUNE) + finetune_config(config, out),
                                     encoding="utf-8")
         fsync_file(tmp / FINETUNE)
     return out
+
+
+MADE_DOCUMENT = "made"  # made.json in a checkpoint `vdmkit inflate` wrote: what it was made from, and with which seed
 
 
 def finetune_config(config: PipelineConfig, out: Path) -> str:

@@ -74,7 +74,8 @@ def render_sample(pipe, request: SampleRequest, out: str | os.PathLike, *, fps: 
     fps = check_fps(fps)
     factor = view_factor(request, upscale_factor)
     prompt = request.prompts[0]
-    unknown = pipe.text_encoder.unknown_words(prompt)
+    unknown = pipe.text_encoder.unknown_words(prompt)  # among the tokens encoded
+    cut = getattr(pipe.text_encoder, "cut_tokens", lambda p: 0)(prompt)  # past the encoder's length: dropped
     record = {}
     runner = getattr(pipe, "compiled", None)  # a compiled or graphed runner: how many of its calls ran it is recorded
     # held across the count: a call waiting for another thread's run counted that run's calls too (before 2026-12-06)
@@ -87,6 +88,7 @@ def render_sample(pipe, request: SampleRequest, out: str | os.PathLike, *, fps: 
                  if key.endswith("_calls")}
     config = pipe.config
     meta = {"prompt": prompt, "negative_prompt": request.negative_prompt, "unknown_words": unknown,
+            "prompt_tokens_cut": cut,
             "seed": request.seed, "seed_was_random": request.seed_was_random, "sampler": request.sampler,
             "steps": request.steps, "spacing": request.spacing, "schedule_rules": request.rules,
             "timesteps": None if request.timesteps is None else list(request.timesteps),

@@ -32,6 +32,7 @@ from vdmkit.backbones.layers import one_run_at_a_time
 from vdmkit.errors import ConfigError, ConstraintError
 from vdmkit.io.atomic import write_text_atomic
 from vdmkit.registry import check_sampler
+from vdmkit.sampling.generate import check_seed, offset_seed
 from vdmkit.sampling.guidance import guided
 from vdmkit.sampling.timesteps import check_custom_timesteps, check_steps
 
@@ -164,7 +165,9 @@ def search_schedule(pipe, sampler: str, steps: int, prompts: Sequence[str], *, s
     if not prompts:
         raise ConfigError("schedule search needs at least one prompt")
     steps = check_search(sampler, steps, draws, reference_steps, pipe.process)
-    pairs = [(p, seed + k) for k, p in enumerate(p for p in prompts for _ in range(draws))]
+    seed = check_seed(seed)  # None: random
+    # seed + k wraps past 2**63 - 1 as `vdmkit sample --prompts` wraps it (it failed there, after the model loaded)
+    pairs = [(p, offset_seed(seed, k)) for k, p in enumerate(p for p in prompts for _ in range(draws))]
     request = pipe.request([p for p, _ in pairs], sampler=sampler, steps=steps, guidance=guidance)
     plain = {}
     if request.ts.ndim != 1:  # a folder's scheduler rules (final alpha, previous time) step by pairs of times: search
