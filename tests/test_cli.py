@@ -350,3 +350,20 @@ def test_the_sidecar_records_the_prompt_tokens_cut(run_dir, tmp_path):
                      "--out", str(tmp_path / "a.png")]) == 0
     meta = json.loads((tmp_path / "a.png.json").read_text())
     assert meta["prompt_tokens_cut"] == 25 and len(meta["unknown_words"]) <= 15
+
+
+def test_an_odd_sized_model_samples_to_mp4_and_refuses_an_odd_factor_first(tmp_path, capsys, monkeypatch):
+    """A 9x9 pixel model: the automatic factor made a 135x135 mp4, refused after sampling (found in review,
+    2026-12-06); now an even factor is chosen, and a given odd --upscale is refused before any weights load."""
+    run = tmp_path / "run9"
+    assert cli.main(["train", "configs/tiny.yaml", "model.channels=[32]", "model.attention_levels=[]", "data.size=9",
+                     "train.steps=1", "train.precision=fp32", f"train.out_dir={run}", "--no-progress"]) == 0
+    out = tmp_path / "a.mp4"
+    assert cli.main(["sample", "--model", str(run), "--prompt", "a red circle", "--steps", "2", "--no-progress",
+                     "--out", str(out)]) == 0
+    assert read_video(out).shape[1:3] == (144, 144) and json.loads(out.with_name("a.mp4.json").read_text())[
+        "upscale"] == 16
+    monkeypatch.setattr(TextToVideo, "from_pretrained", lambda *a, **k: pytest.fail("weights loaded"))
+    assert cli.main(["sample", "--model", str(run), "--prompt", "a red circle", "--steps", "2", "--upscale", "3",
+                     "--out", str(tmp_path / "b.mp4")]) == 2
+    assert "27x27 video cannot be written as mp4" in capsys.readouterr().err and not (tmp_path / "b.mp4").exists()

@@ -255,3 +255,13 @@ def test_each_sidecar_counts_its_own_runner_calls_when_threads_share_a_pipeline(
     short.join(120)
     assert results["long"]["runner_calls"]["eager_calls"] == 12
     assert results["short"]["runner_calls"]["eager_calls"] == 3
+
+
+def test_a_pipeline_loaded_under_inference_mode_compiles(tmp_path):
+    """weights_version read torch's version counters, which inference tensors lack: pipe.compile() then sampling
+    under torch.inference_mode raised "Inference tensors do not track version counter" (found in review)."""
+    with torch.inference_mode():
+        pipe = random_pipe("unet3d")
+        pipe.compile(directory=tmp_path, compile_new=False, log=lambda m: None)
+        video = pipe(["a red circle"], steps=2, seed=0)
+    assert video.shape[:3] == (1, 3, 4)

@@ -136,10 +136,27 @@ def test_process_times_outside_the_process_are_refused_and_clean_time_has_infini
 @pytest.mark.parametrize("process, prediction", [("flow", "velocity"), ("vp_continuous", "v")])
 def test_discrete_schedule_options_are_refused_for_continuous_processes(process, prediction):
     """diffusion.schedule=linear or num_train_steps=7 on flow / vp_continuous trained the process's own schedule
-    while the checkpoint recorded the ignored value (2026-12-06)."""
+    while the checkpoint recorded the ignored value (2026-12-06): a new run refuses them; a checkpoint that recorded
+    them still loads."""
     from vdmkit.diffusion.config import DiffusionConfig
+    from vdmkit.training import load_config
 
-    DiffusionConfig(process=process, prediction=prediction)
+    DiffusionConfig(process=process, prediction=prediction).check_for_training()
     for option in ({"schedule": "linear"}, {"num_train_steps": 7}):
+        recorded = DiffusionConfig(process=process, prediction=prediction, **option)  # as a checkpoint holds it
         with pytest.raises(ConfigError, match="apply to the discrete 'vp' process"):
-            DiffusionConfig(process=process, prediction=prediction, **option)
+            recorded.check_for_training()
+        key, value = next(iter(option.items()))
+        with pytest.raises(ConfigError, match="apply to the discrete 'vp' process"):
+            load_config("configs/tiny.yaml", [f"diffusion.process={process}", f"diffusion.prediction={prediction}",
+                                              f"diffusion.{key}={value}"])
+
+
+def test_a_short_vp_process_takes_default_sampling_steps_it_has():
+    """The run config's sampling section (2026-12-06) refused diffusion.num_train_steps=20, its default 50 steps being
+    more than the process has: the default now fits the process; steps asked for are still checked."""
+    from vdmkit.training import load_config
+
+    assert load_config("configs/tiny.yaml", ["diffusion.num_train_steps=20"]).sampling.steps == 20
+    with pytest.raises(ConfigError, match=r"sampling.steps must be an integer in \[1, 20\], got 30"):
+        load_config("configs/tiny.yaml", ["diffusion.num_train_steps=20", "sampling.steps=30"])

@@ -38,7 +38,7 @@ def test_mp4_is_h264_and_odd_sizes_are_refused_before_writing(tmp_path):
         assert c.streams.video[0].codec_context.name in ("h264", "mpeg4")
     assert read_video(path).shape == (4, 32, 34, 3)
     for h, w in ((17, 33), (17, 34), (32, 33)):
-        with pytest.raises(ConfigError, match=rf"a {h}x{w} video cannot be written as mp4.*even size"):
+        with pytest.raises(ConfigError, match=rf"a {h}x{w} video cannot be written as mp4, which needs an even height"):
             write_video(tmp_path / "odd.mp4", frames(4, h, w), metadata={"a": 1})
         with pytest.raises(ConfigError, match=r"\.png, \.gif or \.webp"):
             check_video_size(tmp_path / "odd.MP4", h, w)  # what the CLI calls before sampling
@@ -217,3 +217,14 @@ def test_a_failed_sidecar_write_removes_the_video(tmp_path, monkeypatch):
     with pytest.raises(OSError, match="disk full"):
         write_video(tmp_path / "x.mp4", frames(), metadata={"a": 1})
     assert os.listdir(tmp_path) == []
+
+
+def test_the_viewing_factor_keeps_mp4_sizes_even():
+    """A 9x9 model's automatic factor 15 made a 135x135 mp4, which the odd-size check then refused (found in review,
+    2026-12-06): for an mp4 the factor is bumped to an even one; other formats and even sizes keep theirs."""
+    from vdmkit.io.video import viewing_factor
+
+    assert viewing_factor(9, 9, 128, "a.mp4") == 16 and viewing_factor(9, 9, 128, "a.gif") == 15
+    assert viewing_factor(16, 16, 128, "a.mp4") == 8 and viewing_factor(200, 200, 128, "a.mp4") == 1
+    assert viewing_factor(9, 36, 128, "a.mp4", side=9) == 16  # previews: by the height
+    assert viewing_factor(7, 8, 128) == 16  # the longer side; no format: as computed

@@ -427,10 +427,23 @@ def test_train_refuses_lora_targets_no_layer_matches_before_the_model_is_built(t
 
     from vdmkit.training import load_config, train
 
-    monkeypatch.setattr(importlib.import_module("vdmkit.training.train"), "TextToVideo", lambda *a, **k: pytest.fail("the model was built"))
+    monkeypatch.setattr(importlib.import_module("vdmkit.training.train"), "TextToVideo",
+                        lambda *a, **k: pytest.fail("the model was built"))
     from vdmkit.pipelines import default_model
 
     cfg = load_config("configs/tiny.yaml", [f"train.out_dir={tmp_path / 'run'}", "train.steps=1", "train.lora.rank=2",
                                             "train.lora.targets=[attn,ff]", f"train.init_from={default_model()}"])
     with pytest.raises(ConfigError, match=r"train.lora.targets \['ff'\] match no layer of this UNet3D"):
         train(cfg, progress=False)
+
+
+def test_removing_an_adapter_the_model_lacks_is_an_error():
+    """remove_lora(model, "nope") returned quietly, as a typo would (found in review, 2026-12-06)."""
+    from vdmkit.errors import UnknownAdapterError
+
+    dit = make_pipe("dit").backbone
+    lora.add_lora(dit, LoRAConfig(rank=2, targets=["attn"]), "a")
+    with pytest.raises(UnknownAdapterError, match="no adapter named 'nope' \\(the model has: a\\)"):
+        lora.remove_lora(dit, "nope")
+    lora.remove_lora(dit, "a")
+    assert lora.adapter_names(dit) == []

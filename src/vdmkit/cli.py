@@ -221,7 +221,7 @@ def _cmd_sample(args) -> int:
     else:
         first = request(prompts[0], args.seed, outs[0])
     for out in outs:  # an mp4 takes even sizes only: refused before any weights load
-        check_output_size(out, first, view_factor(first, args.upscale))
+        check_output_size(out, first, view_factor(first, args.upscale, out), "an even --upscale")
     decode = {k: v for k, v in (("tile", args.vae_tile), ("frame_chunk", args.vae_frame_chunk)) if v is not None}
     if decode and not config.latent.enabled:
         raise ValueError("--vae-tile / --vae-frame-chunk apply to latent models; this one works in pixel space")

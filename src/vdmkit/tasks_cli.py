@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import sys
 
 from vdmkit.cli_common import (DTYPE_HELP, NO_PROGRESS_HELP, PRECISION_HELP, apply_runner, check_runner,
@@ -63,7 +62,7 @@ def _cmd_edit(args) -> int:
         check_invertible(request)
     else:
         steps_for_strength(request.ts, strength)  # a strength that rounds to no step is refused before loading
-    check_output_size(out, request, view_factor(request, args.upscale))
+    check_output_size(out, request, view_factor(request, args.upscale, out), "an even --upscale")
     threads = apply_threads(args.threads)
 
     pipe = TextToVideo.from_pretrained(ckpt, device=device, dtype=weights_dtype(args))
@@ -157,8 +156,8 @@ def _run_task(args, task: str, video, prompt: str, produce_args: dict, extra: di
                                 view_factor=view_factor(probe.base, args.upscale))
     request = tasks.task_request(config, task, video, prompt, **produce_args, **options)
     options["seed"] = request.base.seed  # --seed random: the seed drawn and recorded is the one sampled with
-    factor = view_factor(request.base, args.upscale)
-    check_output_size(out, request.base, factor)
+    factor = view_factor(request.base, args.upscale, out)
+    check_output_size(out, request.base, factor, "an even --upscale")
     tasks.check_task_memory(config, request, device, weights_dtype(args), view_factor=factor,
                             frames=tasks.task_frames(task, video, window=config.frames,
                                                      **{k: v for k, v in produce_args.items()
@@ -239,7 +238,8 @@ def _cmd_cascade(args) -> int:
     """vdmkit cascade CONFIG --prompt TEXT: the stages one at a time; the video and a sidecar of every stage."""
     from vdmkit import __version__
     from vdmkit.device import resolve_device
-    from vdmkit.io.video import VIDEO_FORMATS, check_output_path, played_fps, upscale, write_video
+    from vdmkit.io.video import (VIDEO_FORMATS, check_output_path, check_video_size, played_fps, upscale,
+                                 viewing_factor, write_video)
     from vdmkit.pipelines.cascade import load_cascade, plan, run_cascade
     from vdmkit.pipelines.render import VIEW_SIZE, check_fps
     from vdmkit.sampling.generate import check_seed
@@ -253,12 +253,14 @@ def _cmd_cascade(args) -> int:
         raise ValueError(f"--upscale must be an integer >= 1, got {args.upscale}")
     seed = check_seed(args.seed)  # random: drawn here, recorded
     planned = plan(cfg)  # every stage's model opened and its options checked against the one before it: no weights
+    _, height, width = planned[-1].shape  # the video the last stage makes, and how it is viewed: checked now
+    factor = args.upscale or viewing_factor(height, width, VIEW_SIZE, out)
+    check_video_size(out, height * factor, width * factor, "an even --upscale")
     threads = apply_threads(args.threads)
     report_line = None if args.no_progress else (lambda line: print(line, file=sys.stderr, flush=True))
     video, stages = run_cascade(cfg, args.prompt, seed=seed, device=device, precision=args.precision,
                                 progress=report_line)
     frames = to_uint8(video[0])
-    factor = args.upscale or max(1, math.ceil(VIEW_SIZE / max(frames.shape[1:3])))
     meta = {"prompt": args.prompt, "cascade": str(args.config), "seed": seed, "seed_was_random": args.seed is None,
             "stages": stages, "fps": fps,
             "precision": args.precision, "device": str(device), "threads": threads, "vdmkit": __version__,

@@ -285,7 +285,11 @@ def set_scale(model: nn.Module, name: str, scale: float) -> None:
 
 
 def remove_lora(model: nn.Module, name: str | None = None) -> None:
-    """Remove adapter ``name`` (all with None); a merged model is unmerged first."""
+    """Remove adapter ``name`` (all with None); a merged model is unmerged first. UnknownAdapterError for a name the
+    model does not have (it was ignored, as a typo would be)."""
+    if name is not None and name not in adapter_names(model):
+        raise UnknownAdapterError(f"no adapter named {name!r} (the model has: "
+                                  f"{', '.join(adapter_names(model)) or 'none'})")
     unmerge(model)
     _drop(model, name)
 

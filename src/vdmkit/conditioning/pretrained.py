@@ -193,10 +193,6 @@ class FolderWeights:
     ``DROPPED``."""
 
     LEVELS: tuple[str, ...] = ()
-
-    def cut_tokens(self, prompt: str) -> int:
-        """Tokens of ``prompt`` past ``max_length`` (cut), as the sidecar records them."""
-        return max(0, len(self.tokenizer(prompt, verbose=False)["input_ids"]) - self.cfg.max_length)
     TIED: tuple[tuple[str, str], ...] = ()
     DROPPED: tuple[str, ...] = ("position_ids",)
 
@@ -205,6 +201,10 @@ class FolderWeights:
         super().train(mode)
         self.model.eval()
         return self
+
+    def cut_tokens(self, prompt: str) -> int:
+        """Tokens of ``prompt`` past ``max_length`` (cut), as the sidecar records them."""
+        return max(0, len(self.tokenizer(prompt, verbose=False)["input_ids"]) - self.cfg.max_length)
 
     def folder_state(self, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """A file's tensors keyed as ``self.model`` names its weights."""

@@ -82,9 +82,9 @@ class WordTokenizer:
                 raise TypeError(f"prompt must be a string, got {type(prompt).__name__}")
             if "\x00" in prompt:
                 raise ValueError(f"prompt contains a NUL character: {prompt!r}")
-            words = split_words(prompt)
+            words, kept = split_words(prompt), self.kept_words(prompt)
             # among the words encoded: a 2000-word prompt listed 2000 unknown words of which 15 were encoded
-            unknown = [w for w in words[: self.max_length - 1] if w not in self.index]
+            unknown = [w for w in kept if w not in self.index]
             if unknown:
                 warnings.warn(
                     f"prompt {prompt[:40]!r}{'...' if len(prompt) > 40 else ''}: {len(unknown)} word(s) not in the "
@@ -94,13 +94,11 @@ class WordTokenizer:
                 warnings.warn(f"prompt {prompt!r}: symbols no word token covers are dropped: {' '.join(symbols)}"
                               + (" (nothing is left: the prompt samples unconditionally)" if not words else ""),
                               VocabularyWarning, stacklevel=2)
-            if len(words) > self.max_length - 1:
-                dropped = len(words) - (self.max_length - 1)
+            if len(kept) < len(words):
                 warnings.warn(
-                    f"prompt {prompt[:40]!r}... has {len(words)} words; the last {dropped} beyond the "
+                    f"prompt {prompt[:40]!r}... has {len(words)} words; the last {len(words) - len(kept)} beyond the "
                     f"maximum of {self.max_length - 1} are dropped", VocabularyWarning, stacklevel=2)
-                words = words[: self.max_length - 1]
-            rows.append([self.index[BOS]] + [self.index.get(w, self.index[UNK]) for w in words])
+            rows.append([self.index[BOS]] + [self.index.get(w, self.index[UNK]) for w in kept])
         length = max(len(r) for r in rows)
         ids = torch.full((len(rows), length), self.index[PAD], dtype=torch.long)
         for i, r in enumerate(rows):

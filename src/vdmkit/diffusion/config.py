@@ -37,6 +37,14 @@ class DiffusionConfig:
             raise ConfigError(f"diffusion.num_train_steps must be >= 2, got {self.num_train_steps}")
         check_prediction(self.prediction, self.build_process())
 
+    def check_for_training(self) -> None:
+        """ConfigError for options a new run would record but its process ignores: diffusion.schedule and
+        num_train_steps belong to the discrete 'vp' process (checkpoints that recorded them still load)."""
+        if self.process != "vp" and (self.schedule != "cosine" or self.num_train_steps != 1000):
+            raise ConfigError(f"diffusion.schedule ({self.schedule!r}) and diffusion.num_train_steps "
+                              f"({self.num_train_steps}) apply to the discrete 'vp' process; {self.process!r} has its "
+                              "own time axis (leave them at cosine, 1000; diffusion.schedule_shift shifts its times)")
+
     def build_process(self) -> NoiseProcess:
         return make_process(self.process, schedule=self.schedule, num_train_steps=self.num_train_steps,
                             shift=self.schedule_shift, zero_terminal_snr=self.zero_terminal_snr, betas=self.betas)

@@ -226,10 +226,6 @@ def make_process(kind: str = "vp", *, schedule: str = "cosine", num_train_steps:
         return DiscreteVP.from_schedule(schedule, num_train_steps, shift, zero_terminal_snr, betas)
     if betas is not None:
         raise ConfigError(f"beta endpoints apply to the discrete 'vp' process, not {kind!r}")
-    if kind in PROCESSES and (schedule != "cosine" or num_train_steps != 1000):  # accepted, ignored and recorded
-        raise ConfigError(f"diffusion.schedule ({schedule!r}) and diffusion.num_train_steps ({num_train_steps}) apply "
-                          f"to the discrete 'vp' process; {kind!r} has its own time axis (leave them at cosine, 1000; "
-                          "diffusion.schedule_shift shifts its times)")
     if kind not in PROCESSES:
         raise ConfigError(f"unknown noise process {kind!r}; valid: {_names(PROCESSES)}")
     if zero_terminal_snr:

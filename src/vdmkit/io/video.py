@@ -81,14 +81,24 @@ def _frame_delay_ms(fps: float, suffix: str) -> int:
     return max(1, round(1000 / fps))
 
 
-def check_video_size(path: str | os.PathLike, height: int, width: int) -> None:
+def check_video_size(path: str | os.PathLike, height: int, width: int, advice: str = "") -> None:
     """ConfigError, before any work, for a ``height`` x ``width`` video the format of ``path`` cannot store as it is:
-    an mp4 (H.264 in yuv420p, what players take) needs even sizes, and padding would change the size read back."""
+    an mp4 (H.264 in yuv420p, what players take) needs even sizes, and padding would change the size read back.
+    ``advice``: what the caller can change (e.g. "an even --upscale"), said first."""
     if Path(path).suffix.lower() == ".mp4" and (height % 2 or width % 2):
-        even = f"{height + height % 2}x{width + width % 2}"
         raise ConfigError(f"output {str(path)!r}: a {height}x{width} video cannot be written as mp4, which needs an "
-                          f"even height and width; choose an even size (e.g. {even}, or an even --upscale), or write "
-                          ".png, .gif or .webp")
+                          f"even height and width; {advice + ', or ' if advice else ''}write .png, .gif or .webp")
+
+
+def viewing_factor(height: int, width: int, minimum: int, path: str | os.PathLike | None = None, *,
+                   side: int | None = None) -> int:
+    """The nearest-neighbour upscale that brings ``side`` (default: the longer of ``height`` and ``width``) to at
+    least ``minimum`` pixels, small videos being hard to see; for an mp4 (even sizes only) the next factor when it
+    would leave a size odd (vdmkit's outputs, its previews and its app's, all take their factor from here)."""
+    factor = max(1, math.ceil(minimum / (side or max(height, width))))
+    if path is not None and Path(path).suffix.lower() == ".mp4" and factor % 2 and (height % 2 or width % 2):
+        factor += 1
+    return factor
 
 
 def _check_frames(frames: np.ndarray) -> np.ndarray:

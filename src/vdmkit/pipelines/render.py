@@ -5,7 +5,6 @@ guidance, model path and sha256, ...)."""
 from __future__ import annotations
 
 import contextlib
-import math
 import os
 import threading
 import warnings
@@ -18,7 +17,8 @@ import numpy as np
 from vdmkit.backbones.layers import exclusive
 from vdmkit.errors import ConfigError, VocabularyWarning
 from vdmkit.io.checkpoint import save_tensors
-from vdmkit.io.video import check_video_fps, check_video_size, played_fps, upscale, write_video
+from vdmkit.io.video import (check_video_fps, check_video_size, played_fps, upscale, viewing_factor,
+                             write_video)
 from vdmkit.pipelines.request import SampleRequest
 from vdmkit.video import to_uint8
 
@@ -43,20 +43,21 @@ def check_fps(fps: float, out: str | os.PathLike | None = None) -> float:
     return check_video_fps(out if out is not None else "", fps)
 
 
-def check_output_size(out: str | os.PathLike, request: SampleRequest, factor: int) -> None:
+def check_output_size(out: str | os.PathLike, request: SampleRequest, factor: int, advice: str = "") -> None:
     """ConfigError, before any work, when ``request``'s video upscaled by ``factor`` has a size ``out``'s format
-    cannot store (an mp4 takes even sizes only)."""
+    cannot store (an mp4 takes even sizes only); ``advice``: what the caller can change."""
     if Path(out).suffix.lower() != LATENTS_SUFFIX:
-        check_video_size(out, request.height * factor, request.width * factor)
+        check_video_size(out, request.height * factor, request.width * factor, advice)
 
 
-def view_factor(request: SampleRequest, factor: int | None = None) -> int:
-    """The upscale factor: as given (>= 1), else the smallest that brings the video to :data:`VIEW_SIZE` pixels."""
+def view_factor(request: SampleRequest, factor: int | None = None, out: str | os.PathLike | None = None) -> int:
+    """The upscale factor: as given (>= 1), else the smallest that brings the video to :data:`VIEW_SIZE` pixels (and,
+    for an mp4 ``out``, to even sizes)."""
     if factor is not None:
         if isinstance(factor, bool) or not isinstance(factor, int) or factor < 1:
             raise ConfigError(f"upscale must be an integer >= 1, got {factor!r}")
         return factor
-    return max(1, math.ceil(VIEW_SIZE / max(request.height, request.width)))
+    return viewing_factor(request.height, request.width, VIEW_SIZE, out)
 
 
 def render_sample(pipe, request: SampleRequest, out: str | os.PathLike, *, fps: float = 8.0,
@@ -71,8 +72,12 @@ def render_sample(pipe, request: SampleRequest, out: str | os.PathLike, *, fps: 
     goes to the sidecar only, not into the video file (a human-evaluation study serves the file to raters)."""
     from vdmkit import __version__
 
-    fps = check_fps(fps)
-    factor = view_factor(request, upscale_factor)
+    factor = view_factor(request, upscale_factor, out)
+    if request.output != "latents":  # what the file cannot store, said before sampling (the app, studies, Python)
+        fps = check_fps(fps, out)
+        check_output_size(out, request, factor, "an even upscale_factor" if upscale_factor else "")
+    else:
+        fps = check_fps(fps)
     prompt = request.prompts[0]
     unknown = pipe.text_encoder.unknown_words(prompt)  # among the tokens encoded
     cut = getattr(pipe.text_encoder, "cut_tokens", lambda p: 0)(prompt)  # past the encoder's length: dropped
@@ -95,7 +100,8 @@ def render_sample(pipe, request: SampleRequest, out: str | os.PathLike, *, fps: 
             "guidance": request.guidance, "guidance_rescale": request.guidance_rescale, "knobs": request.knobs,
             "frames": request.frames, "height": request.height, "width": request.width, "upscale": factor,
             # the rate the file plays at (a GIF's delays are whole hundredths of a second: 24 fps plays at 25)
-            "fps": fps if request.output == "latents" else played_fps(out, fps), "precision": request.precision, "model": pipe.source, "model_sha256": pipe.model_sha256,
+            "fps": fps if request.output == "latents" else played_fps(out, fps),
+            "precision": request.precision, "model": pipe.source, "model_sha256": pipe.model_sha256,
             "device": str(pipe.device), "vdmkit": __version__, "autoencoder": config.latent.kind or None,
             "autoencoder_sha256": config.latent.sha256 or None, "decode": dict(decode or {}),
             "output": request.output,

@@ -276,8 +276,11 @@ class RunConfig:
         self.model, self.text = build_parts(self.backbone, self.model, self.text_encoder, self.text)
         self.model = condition_model(self.model, self.data.condition, self.train.image_ratio,
                                      getattr(self.data, "image_ratio", 0.0))
-        check_sampling(self.sampling, self.diffusion)
+        self.diffusion.check_for_training()
         num_train_steps = self.diffusion.build_process().num_train_steps
+        if self.sampling == SamplingDefaults() and self.sampling.steps > num_train_steps:  # the default, not asked for
+            self.sampling = dataclasses.replace(self.sampling, steps=num_train_steps)
+        check_sampling(self.sampling, self.diffusion)
         if self.train.sample_steps > num_train_steps:  # the previews sample from this process
             raise ConfigError(f"train.sample_steps={self.train.sample_steps} is more than the {num_train_steps} "
                               f"training timesteps of the diffusion process; use <= {num_train_steps}")

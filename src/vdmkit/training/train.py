@@ -15,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
-import math
 import sys
 import time
 import warnings
@@ -37,7 +36,7 @@ from vdmkit.conditioning.pretrained import checkpoint_copy, without_paths
 from vdmkit.distributed import barrier, collectives, join, mean
 from vdmkit.errors import ConfigError, NonFiniteError, VocabularyWarning
 from vdmkit.io.checkpoint import CONFIG, WEIGHTS, Checkpoint, load_strict, open_checkpoint
-from vdmkit.io.video import upscale, write_video
+from vdmkit.io.video import upscale, viewing_factor, write_video
 from vdmkit.pipelines import TextToVideo, pipeline_config
 from vdmkit.training.config import LatentConfig, RunConfig, check_config, resolve
 from vdmkit.training.parallel import (
@@ -353,10 +352,9 @@ def inference_copy(ema: TextToVideo, weights: dict, mode: str, device: torch.dev
 
 
 def preview_factor(height: int, width: int) -> int:
-    """The nearest-neighbour upscale of a ``height`` x ``width`` preview: to at least PREVIEW_MIN_SIZE pixels high,
-    and to even sizes, the only ones an mp4 takes (a pixel-space model with patch size 1 can make odd ones)."""
-    factor = max(1, math.ceil(PREVIEW_MIN_SIZE / height))
-    return factor + 1 if factor % 2 and (height % 2 or width % 2) else factor
+    """The nearest-neighbour upscale of a ``height`` x ``width`` preview (prompts side by side): to at least
+    PREVIEW_MIN_SIZE pixels high, and to even sizes, the only ones an mp4 takes."""
+    return viewing_factor(height, width, PREVIEW_MIN_SIZE, "preview.mp4", side=height)
 
 
 def write_previews(pipe: TextToVideo, tc, path: Path, step: int) -> Path:

@@ -10,7 +10,6 @@ original|reconstruction preview, and can be resumed exactly.
 from __future__ import annotations
 
 import dataclasses
-import math
 import time
 from pathlib import Path
 
@@ -36,7 +35,7 @@ from vdmkit.device import autocast, grad_scaler, memory_guard, resolve_device
 from vdmkit.errors import ConfigError, CorruptCheckpointError, NonFiniteError
 from vdmkit.evaluation.statistics import psnr
 from vdmkit.io.checkpoint import CONFIG, WEIGHTS, Checkpoint, load_strict
-from vdmkit.io.video import upscale, write_video
+from vdmkit.io.video import upscale, viewing_factor, write_video
 from vdmkit.training import scaffold
 from vdmkit.training.config import AERunConfig, check_config
 from vdmkit.video import fold_time, to_uint8
@@ -196,8 +195,9 @@ def evaluate_and_save(out: Path, step: int, cfg: AERunConfig, model, disc, opt, 
     model.train()
     pairs = torch.cat([held_out[:4], recon[:4]], dim=-2)  # original above reconstruction
     frames = torch.cat(list(pairs), dim=-1)  # videos side by side
-    u8 = upscale(to_uint8(frames), max(1, math.ceil(128 / cfg.data.size)))
     path = out / "samples" / f"recon_{step:07d}.mp4"
+    # to 128 pixels a clip, and even sizes for the mp4 (a 9-pixel VAE died at its first evaluation, 2026-12-06)
+    u8 = upscale(to_uint8(frames), viewing_factor(frames.shape[-2], frames.shape[-1], 128, path, side=cfg.data.size))
     write_video(path, u8, fps=8, metadata=report)
     write_video(path.with_suffix(".png"), u8[:: max(1, len(u8) // 4)])
 
