@@ -390,3 +390,24 @@ def test_previews_are_upscaled_to_even_sizes_an_mp4_takes():
         assert height * factor >= PREVIEW_MIN_SIZE and (height * factor) % 2 == (width * factor) % 2 == 0
         assert factor <= max(1, -(-PREVIEW_MIN_SIZE // height)) + 1  # no bigger than needed
     assert preview_factor(16, 32) == 8 and preview_factor(128, 256) == 1
+
+
+class _FailingData:
+    """batch() raises what a dataset with too many bad files raises (picklable for the worker processes)."""
+
+    def batch(self, start, size):
+        from vdmkit.errors import DatasetError
+
+        raise DatasetError("more than 10% of the samples are bad: {'samples': 3}")
+
+
+def test_a_typed_error_in_a_loading_worker_reaches_the_user_as_it_was():
+    """With train.workers > 0 the DataLoader re-raised a worker's DatasetError with the worker's traceback in its
+    text (about 40 lines after "error:"); it now arrives as the same one-line typed error as with workers=0."""
+    from vdmkit.errors import DatasetError
+    from vdmkit.training.scaffold import batches
+
+    for workers in (0, 1):
+        with pytest.raises(DatasetError) as err:
+            next(batches(_FailingData(), [0], 2, torch.device("cpu"), workers=workers))
+        assert str(err.value) == "more than 10% of the samples are bad: {'samples': 3}"

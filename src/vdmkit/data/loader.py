@@ -153,6 +153,10 @@ class VideoTextDataset:
             if s.length > 1:
                 groups.setdefault((s.length, s.aspect), []).append(i)
         video = _chunk(groups, b, rng)
+        g = self.kind_group  # runs of g batches of one kind (1: any order), shuffled as wholes
+        if video and len(video) % g:  # a whole last run, filled by wrapping: the tail, the last-sorted bucket's
+            perm = rng.permutation(len(video))  # batch, was dropped in every epoch (never trained, before 2026-12-06)
+            video += [video[perm[j % len(video)]] for j in range(-len(video) % g)]
         images: dict[tuple[int, int], list[int]] = {}
         if cfg.images:
             for i, s in enumerate(self.samples):
@@ -168,15 +172,15 @@ class VideoTextDataset:
             image = [image[j % len(image)] for j in rng.permutation(max(n_image, len(image)))[:n_image]]
         if not cfg.images or cfg.image_ratio == 0:
             image = [] if video else image  # a dataset of images only still trains, on images
-        g = self.kind_group  # runs of g batches of one kind (1: any order), shuffled as wholes
         runs = [kind[i:i + g] for kind in (video, image) for i in range(0, len(kind) - g + 1, g)]
         order = rng.permutation(len(runs))
         batches = [batch for j in order for batch in runs[j]]
         per_rank = len(batches) // self.world_size
         if per_rank == 0:
-            raise DatasetError(f"{len(batches)} batch(es) per epoch cannot be split over {self.world_size} ranks "
-                               f"(in runs of {self.kind_group} batches of one kind: processes x train.grad_accum); "
-                               "use a smaller train.batch_size or train.grad_accum, or more data")
+            raise DatasetError(f"{len(batches)} batch(es) per epoch ({len(video)} of videos, {len(image)} of images) "
+                               f"cannot be split over {self.world_size} ranks (in runs of {self.kind_group} batches "
+                               "of one kind: processes x train.grad_accum); use a smaller train.batch_size or "
+                               "train.grad_accum, or more data")
         mine = batches[self.rank::self.world_size][:per_rank]
         return [((length, *cfg.bucket_size(cfg.aspect_ratios[aspect])), idx) for (length, aspect), idx in mine]
 

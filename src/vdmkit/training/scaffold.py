@@ -19,6 +19,7 @@ import sys
 import time
 import warnings
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 from tqdm import tqdm
@@ -26,7 +27,7 @@ from tqdm import tqdm
 from vdmkit.config import dump_config
 from vdmkit.device import apply_threads, peak_memory, usable_cpus
 from vdmkit.distributed import ONE_PROCESS, World, barrier
-from vdmkit.errors import ConfigError, CorruptCheckpointError, OutputError
+from vdmkit.errors import ConfigError, CorruptCheckpointError, OutputError, VdmkitError
 from vdmkit.io.atomic import check_writable_folder, write_text_atomic
 from vdmkit.io.checkpoint import (
     CONFIG,
@@ -246,7 +247,17 @@ class StartBatches(torch.utils.data.Dataset):
         return 2**62
 
     def __getitem__(self, start: int):
-        return self.dataset.batch(start, self.batch_size)
+        try:
+            return self.dataset.batch(start, self.batch_size)
+        except VdmkitError as err:  # carried as a value: the DataLoader would put the worker's traceback in its text
+            return WorkerError(type(err), str(err))
+
+
+class WorkerError(NamedTuple):
+    """A typed error a data-loading worker met, raised again as it was in the main process."""
+
+    kind: type
+    message: str
 
 
 def step_starts(start: int, steps: int, batch_size: int) -> list[int]:
@@ -268,7 +279,10 @@ def batches(dataset, starts: list[int], batch_size: int, device: torch.device, w
                                              batch_size=None, num_workers=workers, prefetch_factor=2,
                                              pin_memory=device.type == "cuda",
                                              generator=torch.Generator().manual_seed(0))
-    for videos, captions in loader:
+    for item in loader:
+        if isinstance(item, WorkerError):
+            raise item.kind(item.message)
+        videos, captions = item
         yield videos.to(device, non_blocking=True), list(captions)
 
 

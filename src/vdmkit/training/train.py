@@ -177,6 +177,8 @@ def train(cfg: RunConfig, *, resume: bool = False, progress: bool = True) -> Pat
             # layers, and a run splits its batches the same way on any number of processes
             dataset = build_dataset(cfg.data, batch_size=layout.micro, rank=0, world_size=1,
                                     kind_group=world.size * layout.accum)
+            if hasattr(dataset, "epoch_batches"):  # data too small for one step's batches: said before the model is
+                dataset.epoch_batches(0)  # built and the run folder written (it failed at the first batch)
         pipe = TextToVideo(cfg.pipeline()).train()  # initialised on the CPU: the same weights on every device
         if cfg.latent.enabled:
             load_autoencoder_into(pipe, cfg.latent)  # frozen and trained: it travels in every checkpoint
