@@ -262,6 +262,10 @@ def test_a_pipeline_loaded_under_inference_mode_compiles(tmp_path):
     under torch.inference_mode raised "Inference tensors do not track version counter" (found in review)."""
     with torch.inference_mode():
         pipe = random_pipe("unet3d")
-        pipe.compile(directory=tmp_path, compile_new=False, log=lambda m: None)
+        runner = pipe.compile(directory=tmp_path, compile_new=False, log=lambda m: None)
         video = pipe(["a red circle"], steps=2, seed=0)
-    assert video.shape[:3] == (1, 3, 4)
+        assert video.shape[:3] == (1, 3, 4)
+        # and new weights loaded there reset the runner, though inference tensors have no version counters
+        runner._packages[("stale",)] = object()  # a package traced with the old weights
+        pipe.backbone.load_state_dict(pipe.backbone.state_dict())
+        assert runner._packages == {}

@@ -158,5 +158,7 @@ def test_a_short_vp_process_takes_default_sampling_steps_it_has():
     from vdmkit.training import load_config
 
     assert load_config("configs/tiny.yaml", ["diffusion.num_train_steps=20"]).sampling.steps == 20
-    with pytest.raises(ConfigError, match=r"sampling.steps must be an integer in \[1, 20\], got 30"):
-        load_config("configs/tiny.yaml", ["diffusion.num_train_steps=20", "sampling.steps=30"])
+    for steps in (30, 50):  # 50, the default's value, asked for: refused too
+        with pytest.raises(ConfigError, match=rf"sampling.steps must be an integer in \[1, 20\], got {steps}"):
+            load_config("configs/tiny.yaml", ["diffusion.num_train_steps=20", f"sampling.steps={steps}"])
+    assert load_config("configs/tiny.yaml").sampling.steps == 50

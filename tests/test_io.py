@@ -228,3 +228,27 @@ def test_the_viewing_factor_keeps_mp4_sizes_even():
     assert viewing_factor(16, 16, 128, "a.mp4") == 8 and viewing_factor(200, 200, 128, "a.mp4") == 1
     assert viewing_factor(9, 36, 128, "a.mp4", side=9) == 16  # previews: by the height
     assert viewing_factor(7, 8, 128) == 16  # the longer side; no format: as computed
+
+
+def test_render_sample_checks_what_the_file_stores_before_sampling(tmp_path):
+    """The app, studies and Python callers reach render_sample without the CLI's checks: an odd mp4 size or a GIF
+    rate too low was found after every sampler step (found in review, 2026-12-06)."""
+    import dataclasses
+
+    import pytest
+
+    from vdmkit.errors import ConfigError
+    from vdmkit.pipelines.render import render_sample
+    from vdmkit.pipelines.request import SampleRequest
+
+    class Untouchable:
+        def __getattr__(self, name):
+            pytest.fail(f"the pipeline was used ({name}) before the output was checked")
+
+    fields = {f.name: None for f in dataclasses.fields(SampleRequest)}
+    request = SampleRequest(**{**fields, "height": 9, "width": 9, "output": "pixels", "prompts": ("a",)})
+    with pytest.raises(ConfigError, match="27x27 video cannot be written as mp4"):
+        render_sample(Untouchable(), request, tmp_path / "a.mp4", upscale_factor=3)
+    with pytest.raises(ConfigError, match="fps 0.001 is too low"):
+        render_sample(Untouchable(), request, tmp_path / "a.gif", fps=0.001)
+    assert not list(tmp_path.iterdir())

@@ -240,7 +240,7 @@ def _cmd_sample(args) -> int:
                     for i in world.share(len(prompts))}
     dtype = weights_dtype(args)
     check_sampling_memory(config, first, device, dtype, decode=decode, window=long and long.window,
-                          view_factor=view_factor(first, args.upscale))  # before any weights load
+                          view_factor=max(view_factor(first, args.upscale, o) for o in outs))  # before weights
     pipe = TextToVideo.from_pretrained(ckpt, device=device, dtype=dtype)  # reads and hashes the weights, once
     for adapter, scale in adapters:
         pipe.load_lora(adapter, scale, force=args.force_lora)

@@ -153,7 +153,7 @@ def _run_task(args, task: str, video, prompt: str, produce_args: dict, extra: di
         frames = produce_args["frames"] or config.frames
         probe = dataclasses.replace(probe, base=dataclasses.replace(probe.base, frames=frames))
         tasks.check_task_memory(config, probe, device, weights_dtype(args),
-                                view_factor=view_factor(probe.base, args.upscale))
+                                view_factor=view_factor(probe.base, args.upscale, out))
     request = tasks.task_request(config, task, video, prompt, **produce_args, **options)
     options["seed"] = request.base.seed  # --seed random: the seed drawn and recorded is the one sampled with
     factor = view_factor(request.base, args.upscale, out)

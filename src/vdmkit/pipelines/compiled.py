@@ -22,6 +22,7 @@ import json
 import os
 import sys
 import time
+import weakref
 from pathlib import Path
 
 import torch
@@ -160,6 +161,9 @@ class CompiledBackbone(nn.Module):
         self._fingerprint: str | None = None
         self._adapters = adapter_signature(backbone)  # a package computes the adapters as they were when traced
         self._weights = weights_version(backbone)  # and the weights (it kept them after load_state_dict)
+        # load_state_dict says so itself: under torch.inference_mode the tensors have no version counters to read
+        runner = weakref.ref(self)
+        backbone.register_load_state_dict_post_hook(lambda module, keys: runner() and runner().reset())
         self._hookable = hookable_layers(backbone)
         self._packages: dict[tuple, object] = {}
         self._eager: set[tuple] = set()  # signatures whose compile failed: run eager, not compiled again

@@ -267,9 +267,10 @@ class RunConfig:
     data: typing.Any = field(default_factory=ShapesConfig)  # ShapesConfig, or a VideoDataConfig by data.kind
     train: TrainConfig = field(default_factory=TrainConfig)
     latent: LatentConfig = field(default_factory=LatentConfig)  # pixel space unless latent.autoencoder is set
-    # how the trained model samples unless a request says otherwise (its checkpoints record it): vdmkit's defaults,
-    # or those of the folder a finetune.yaml was written for (its scheduler's spacing and step rules, its guidance)
-    sampling: SamplingDefaults = field(default_factory=SamplingDefaults)
+    # how the trained model samples unless a request says otherwise (its checkpoints record it): vdmkit's defaults
+    # (None; 50 steps, or all a shorter process has), or those of the folder a finetune.yaml was written for (its
+    # scheduler's spacing and step rules, its guidance)
+    sampling: SamplingDefaults | None = None
 
     def __post_init__(self):
         self.data = data_config(self.data)
@@ -278,8 +279,8 @@ class RunConfig:
                                      getattr(self.data, "image_ratio", 0.0))
         self.diffusion.check_for_training()
         num_train_steps = self.diffusion.build_process().num_train_steps
-        if self.sampling == SamplingDefaults() and self.sampling.steps > num_train_steps:  # the default, not asked for
-            self.sampling = dataclasses.replace(self.sampling, steps=num_train_steps)
+        if self.sampling is None:  # the defaults, within the process (a 20-step vp process was refused 50 steps)
+            self.sampling = SamplingDefaults(steps=min(SamplingDefaults.steps, num_train_steps))
         check_sampling(self.sampling, self.diffusion)
         if self.train.sample_steps > num_train_steps:  # the previews sample from this process
             raise ConfigError(f"train.sample_steps={self.train.sample_steps} is more than the {num_train_steps} "

@@ -250,14 +250,14 @@ class StartBatches(torch.utils.data.Dataset):
         try:
             return self.dataset.batch(start, self.batch_size)
         except VdmkitError as err:  # carried as a value: the DataLoader would put the worker's traceback in its text
-            return WorkerError(type(err), str(err))
+            return WorkerError(err)
 
 
 class WorkerError(NamedTuple):
-    """A typed error a data-loading worker met, raised again as it was in the main process."""
+    """A typed error a data-loading worker met (pickled with its arguments and attributes), raised again as it was
+    in the main process."""
 
-    kind: type
-    message: str
+    error: VdmkitError
 
 
 def step_starts(start: int, steps: int, batch_size: int) -> list[int]:
@@ -281,7 +281,7 @@ def batches(dataset, starts: list[int], batch_size: int, device: torch.device, w
                                              generator=torch.Generator().manual_seed(0))
     for item in loader:
         if isinstance(item, WorkerError):
-            raise item.kind(item.message)
+            raise item.error
         videos, captions = item
         yield videos.to(device, non_blocking=True), list(captions)
 
