@@ -220,6 +220,14 @@ def test_sweep11_curate_card_inside_the_folder_thresholds_dir_nan_thresholds_and
     rows = {r["path"]: r for r in map(json.loads, out.read_text().splitlines())}
     assert sorted(rows) == ["bikes.mp4", "still.png", "still.webp"], summary
     assert rows["still.webp"]["keep"] and rows["still.png"]["keep"], rows["still.webp"]
+    # a scan without --card still leaves the earlier card's charts out (they became image rows, kept for training),
+    # and a card at the dataset's root hides none of its videos (the scan found nothing and wrote an empty manifest)
+    curate(folder, out)
+    assert sorted(json.loads(line)["path"] for line in out.read_text().splitlines()) == sorted(rows)
+    curate(folder, out, card=folder)
+    assert sorted(json.loads(line)["path"] for line in out.read_text().splitlines()) == sorted(rows)
+    curate(folder, out)  # the root's card files themselves are left out too
+    assert sorted(json.loads(line)["path"] for line in out.read_text().splitlines()) == sorted(rows)
     before = out.read_bytes()
     (folder / "m2.jsonl").write_text('{"old": 1}\n')
     (folder / "m2.thresholds.yaml").mkdir()
@@ -229,3 +237,23 @@ def test_sweep11_curate_card_inside_the_folder_thresholds_dir_nan_thresholds_and
     for name in ("black_threshold", "static_threshold", "min_duration_s", "min_scene_s"):
         with pytest.raises(ConfigError, match=f"curate.{name} must be a finite number"):
             CurateConfig(**{name: float("nan")})
+
+
+def test_missing_optional_packages_are_named_before_any_work(tmp_path, capsys, monkeypatch):
+    """Without OpenCV, curate was a raw traceback at its first file; without matplotlib, curate --card and
+    eval --html failed after the whole scan or evaluation (2026-12-06)."""
+    import sys
+
+    (tmp_path / "data").mkdir()
+    monkeypatch.setitem(sys.modules, "cv2", None)
+    assert main(["curate", str(tmp_path / "data"), "--out", str(tmp_path / "m.jsonl")]) == 2
+    assert "needs cv2: pip install 'vdmkit[curate]'" in capsys.readouterr().err
+    monkeypatch.delitem(sys.modules, "cv2")
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    assert main(["curate", str(tmp_path / "data"), "--out", str(tmp_path / "m.jsonl"), "--card",
+                 str(tmp_path / "card")]) == 2
+    assert "needs matplotlib: pip install 'vdmkit[curate]'" in capsys.readouterr().err
+    assert main(["eval", "--real", "shapes", "--fake", "noise", "--metrics", "psnr", "--html",
+                 str(tmp_path / "r.html")]) == 2
+    assert "needs matplotlib: pip install 'vdmkit[eval]'" in capsys.readouterr().err
+    assert not (tmp_path / "m.jsonl").exists() and not (tmp_path / "r.html").exists()

@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 from vdmkit import cli
 from vdmkit.errors import ConfigError, ConstraintError, DatasetError
@@ -168,3 +169,28 @@ def test_all_videos_too_short_is_a_dataset_error_naming_the_need(videos, tmp_pat
     ok = evaluate(spans, fake, metrics="psnr", frames=4, stride=3, num_real=2, num_fake=2, clip_sampling="random",
                   progress=False).report
     assert ok["samples"]["real"][0]["start"] == 0 and ok["counts"]["real"] == 2  # 10 frames: offset 0 only
+    # a paired fake folder starts at the real offsets, and the preprocessing record says so (it said "from 0")
+    assert "fake: clip sampling 'random', at the real clips' offsets" in ok["preprocessing"]["frames"]
+
+
+def test_a_video_too_large_to_decode_whole_gives_the_same_clip_from_its_own_frames(videos, monkeypatch):
+    """A valid video past the decoder's byte cap (a minute of 720p) was left out of the real set with no warning,
+    and refused as a fake with advice no option follows (2026-12-06): its clip's frames alone are decoded now."""
+    from vdmkit.errors import InvalidVideoError
+    import importlib
+    from vdmkit.io.decode import ClipTooLargeError
+
+    real, lengths, fake = videos
+    proto = get_protocol("folders", frames=4, stride=3, num_real=3, clip_sampling="stylegan-v", seed=11)
+    whole = list(build_sources(real, fake, proto)[0].samples())
+
+    def too_large(path, *a, **k):
+        raise ClipTooLargeError(f"{str(path)!r}: too many bytes")
+
+    monkeypatch.setattr(importlib.import_module("vdmkit.io.video"), "read_video", too_large)
+    real_src, _ = build_sources(real, fake, proto)
+    parts = list(real_src.samples())
+    assert [s.record for s in parts] == [s.record for s in whole]
+    assert all(torch.equal(a.video, b.video) for a, b in zip(parts, whole))
+    assert [r["file"] for r in real_src.skipped] == ["v00.mp4", "v02.mp4", "v04.mp4"]  # too short, as before
+    assert issubclass(ClipTooLargeError, InvalidVideoError)

@@ -219,3 +219,19 @@ def test_schedule_search_on_a_folder_whose_scheduler_steps_by_pairs(tmp_path, ca
     assert cli.main(["sample", "--model", str(folder), "--prompt", "a red panda", "--steps", "2", "--sampler", "ddim",
                      "--timesteps", "auto", "--schedules", str(out), "--out", str(video), "--no-progress"]) == 0
     assert json.loads(video.with_name("v.mp4.json").read_text())["timesteps"] == times
+
+
+def test_eval_of_a_model_names_missing_feature_weights_before_sampling(tmp_path, monkeypatch, capsys):
+    """With a model as --fake, a missing I3D file was reported after a whole batch had been sampled for the first
+    clip's size check (found 2026-12-06): the feature networks load first for a model."""
+    from tests.test_interop import MODELSCOPE_SCHEDULER, tiny_pipeline
+    from vdmkit import cli
+
+    path = tmp_path / "t2v"
+    tiny_pipeline(path, diffusers.DDIMScheduler(**MODELSCOPE_SCHEDULER))
+    (tmp_path / "w").mkdir()
+    monkeypatch.setattr(TextToVideo, "__call__", lambda *a, **k: pytest.fail("the model sampled"))
+    assert cli.main(["eval", "--protocol", "shapes", "--real", "shapes", "--fake", str(path), "--num-real", "2",
+                     "--num-fake", "2", "--frames", "16", "--resolution", "32", "--metrics", "fvd", "--extractor",
+                     "i3d", "--weights", str(tmp_path / "w"), "--no-progress"]) == 2
+    assert "i3d_torchscript.pt" in capsys.readouterr().err

@@ -25,3 +25,14 @@ def lazy_exports(package: str, exports: dict[str, tuple[str, ...]]):
         return sorted(where)
 
     return __getattr__, __dir__, tuple(sorted(where))
+
+
+def require(module: str, extra: str, what: str) -> None:
+    """ConfigError, before any work, when the optional ``module`` is missing: ``what`` needs it, from the ``extra``
+    of the package (an evaluation's HTML page was refused after hours of work, a card after the scan)."""
+    from vdmkit.errors import ConfigError
+
+    try:
+        importlib.import_module(module)
+    except ImportError as e:
+        raise ConfigError(f"{what} needs {module}: pip install 'vdmkit[{extra}]'") from e

@@ -10,8 +10,14 @@ def _cmd_curate(args) -> int:
     from vdmkit.curation.config import load_curate_config
     from vdmkit.curation.run import curate
 
+    from vdmkit.lazy import require
+
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     cfg = load_curate_config(args.config)
+    # before the scan: they were a raw traceback at the first file (cv2), or after the whole scan (the card's plots)
+    require("cv2", "curate", "vdmkit curate (its motion and scene-cut scores)")
+    if args.card:
+        require("matplotlib", "curate", "the dataset card (--card)")
 
     def report(row):
         if not args.quiet:

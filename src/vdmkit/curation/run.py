@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from vdmkit.curation.card import CARD_NAMES, is_card_file
 from vdmkit.curation.config import CurateConfig
 from vdmkit.curation.hooks import CAPTIONERS, SCORERS, Captioner, Scorer
 from vdmkit.curation.scores import (
@@ -172,7 +173,8 @@ def curate(root: str | os.PathLike, out: str | os.PathLike, cfg: CurateConfig | 
             resolved = path.resolve()
             if resolved == out_resolved or path.suffix.lower() in METADATA_SUFFIXES:
                 continue
-            if card_resolved is not None and resolved.is_relative_to(card_resolved):  # the card's own charts
+            if is_card_file(path) or (card_resolved is not None and resolved.parent == card_resolved
+                                      and path.name in CARD_NAMES):  # a card's own files (a new one's too)
                 continue
             row = scan_file(path, cfg, scorers, captioner, root=root)
             rows.append(row)

@@ -65,7 +65,10 @@ def _cmd_eval(args) -> int:
     if args.out:  # before any work: an evaluation can take hours
         check_output_path(args.out, (".json",))
     if args.html:
+        from vdmkit.lazy import require
+
         check_output_path(args.html, (".html", ".htm"))
+        require("matplotlib", "eval", "the HTML report (--html)")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         ev = evaluate(args.real, args.fake, metrics=args.metrics, protocol=args.protocol, weights=args.weights,

@@ -44,6 +44,7 @@ from vdmkit.evaluation.protocols import Protocol, get_protocol, parse_metrics
 from vdmkit.evaluation.report import build_report
 from vdmkit.evaluation.shapes import score_video
 from vdmkit.evaluation.sources import (
+    ModelSource,
     Sample,
     build_sources,
     clip_preprocessing,
@@ -371,16 +372,20 @@ def evaluate(real, fake, *, metrics=None, protocol: str | Protocol = "folders", 
         def wanted(i: int) -> bool:  # the clips of this rank's batches (None in their stream for the others')
             return i // batch_size % world.size == world.rank
 
+        sets = measurement_sets(metrics, protocol)
+        measured = {name: sets[name] for name in MEASUREMENTS if name in sets}
+        setup = Setup(protocol, weights, clip, dict(expected_sha256 or {}), lpips_backbone, lpips_heads, lpips_net,
+                      real_src, device)
+        # a model's first clip is a whole sampled batch: the feature networks (a missing file) are loaded first
+        sampled = isinstance(fake_src, ModelSource)
+        runs, records = prepare_measurements(measured, setup) if sampled else (None, None)
         streams = {"real": real_src.samples(wanted), "fake": fake_src.samples(wanted)}
         firsts = {role: next(it, END) for role, it in streams.items()}
         check_first_clips(metrics, {role: None if x is END else x for role, x in firsts.items()}, lpips_net)
         streams = {role: itertools.chain([] if firsts[role] is END else [firsts[role]], it)
                    for role, it in streams.items()}
-        sets = measurement_sets(metrics, protocol)
-        measured = {name: sets[name] for name in MEASUREMENTS if name in sets}
-        runs, records = prepare_measurements(measured, Setup(protocol, weights, clip, dict(expected_sha256 or {}),
-                                                             lpips_backbone, lpips_heads, lpips_net, real_src,
-                                                             device))
+        if not sampled:
+            runs, records = prepare_measurements(measured, setup)
         ev = _run(streams, measured, runs, batch_size=batch_size, progress=progress, keep_samples=keep_samples,
                   world=world)
         if ev.report["counts"]["real"] < n_real:  # short videos were skipped
@@ -390,7 +395,9 @@ def evaluate(real, fake, *, metrics=None, protocol: str | Protocol = "folders", 
         ev.report["metrics"] = compute_metrics(ev, metrics, protocol)
     ev.report = build_report(
         ev.report, protocol, metrics, strict=strict, real={"argument": str(real), **real_src.describe()},
-        fake={"argument": str(fake), **fake_src.describe()}, preprocessing=clip_preprocessing(protocol),
+        fake={"argument": str(fake), **fake_src.describe()},
+        # a paired fake folder's clips start at the real set's offsets (it said "from 0")
+        preprocessing=clip_preprocessing(protocol, getattr(fake_src, "clip_sampling", "start")),
         extractors=records, warnings=sorted({str(w.message) for w in caught if not issubclass(w.category, (
             DeprecationWarning, PendingDeprecationWarning, FutureWarning))}),  # about the measurement, not libraries
         wall_seconds=round(time.perf_counter() - t0, 2), device=str(device))

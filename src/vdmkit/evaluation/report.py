@@ -288,10 +288,9 @@ def render_html(ev) -> str:
 
 def write_report_html(ev, path: str | os.PathLike) -> Path:
     """Write the HTML page atomically (matplotlib is imported here, only when a page is asked for)."""
+    from vdmkit.lazy import require
+
     path = Path(path)
-    try:
-        import matplotlib  # noqa: F401
-    except ImportError as e:
-        raise ConfigError("the HTML report needs matplotlib: pip install 'vdmkit[eval]'") from e
+    require("matplotlib", "eval", "the HTML report")
     write_text_atomic(path, render_html(ev))
     return path

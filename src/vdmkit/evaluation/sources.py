@@ -26,7 +26,7 @@ from vdmkit.errors import (
     SampleCountWarning,
 )
 from vdmkit.evaluation.protocols import CLIP_SAMPLINGS, Protocol, clip_span
-from vdmkit.io.decode import VIDEO_SUFFIXES
+from vdmkit.io.decode import VIDEO_SUFFIXES, ClipTooLargeError, decode
 from vdmkit.video import resize_cover
 
 SHAPES_KEYWORD, NOISE_KEYWORD = "shapes", "noise"
@@ -56,12 +56,14 @@ def prepare_clip(frames: np.ndarray, start: int, protocol: Protocol) -> torch.Te
     return clip.permute(1, 0, 2, 3).contiguous()  # (3, T, H, W)
 
 
-def clip_preprocessing(protocol: Protocol) -> dict:
-    """What :func:`prepare_clip` does, for the report (each extractor records its own on top)."""
+def clip_preprocessing(protocol: Protocol, fake_sampling: str = "start") -> dict:
+    """What :func:`prepare_clip` does, for the report (each extractor records its own on top); ``fake_sampling``:
+    how the fake set's clips start (a folder of a paired metric: at the real set's offsets)."""
     r = protocol.resolution
+    fake = "from 0" if fake_sampling == "start" else f"clip sampling {fake_sampling!r}, at the real clips' offsets"
     return {"decode": "PyAV, every frame to uint8 RGB (read_video)",
             "frames": f"{protocol.frames} frames at stride {protocol.stride} (real: clip sampling "
-                      f"{protocol.clip_sampling!r}; fake: from 0)",
+                      f"{protocol.clip_sampling!r}; fake: {fake})",
             "resize": (f"shorter side to {r}, torch bilinear antialias=True align_corners=False, centre crop {r}x{r}"
                        if r is not None else "none: sizes kept, real and fake must match"),
             "values": "float [-1, 1] = uint8 / 127.5 - 1"}
@@ -197,16 +199,21 @@ class FolderSource:
                 return
             rel = path.relative_to(self.root).as_posix()
             try:
-                frames = read_video(path)
+                try:
+                    frames = read_video(path)
+                    count, size = frames.shape[0], list(frames.shape[1:3])
+                except ClipTooLargeError:  # a long or large video (a minute of 720p): its clip's frames alone are
+                    probe = decode(path, rgb=False)  # decoded (it was left out of a real set, and refused as a fake
+                    frames, count, size = None, len(probe.timestamps), [probe.info.height, probe.info.width]
             except InvalidVideoError as err:  # a real set loses the video (recorded); a fake set is the model's
                 if self.role == "fake" or self.paired:
                     raise
                 self.skipped.append({"file": rel, "reason": str(err)})
                 continue
-            longest = max(longest, frames.shape[0])
-            start = sampling.start(frames.shape[0], p.frames, p.stride, rng)
+            longest = max(longest, count)
+            start = sampling.start(count, p.frames, p.stride, rng)
             if start is None:
-                reason = (f"{frames.shape[0]} frames, a clip of {p.frames} at stride {p.stride} needs "
+                reason = (f"{count} frames, a clip of {p.frames} at stride {p.stride} needs "
                           f"{sampling.min_length(p.frames, p.stride)}"
                           + (f" (clip sampling {p.clip_sampling!r})" if self.role == "real" else ""))
                 if self.role == "fake":
@@ -224,10 +231,13 @@ class FolderSource:
                 yield None
                 continue
             caption = self.caption(path)
-            yield Sample(rel, prepare_clip(frames, start, p), caption, self.label(path),
-                         parse_shapes_caption(caption),
-                         {"file": rel, "start": start, "source_frames": int(frames.shape[0]),
-                          "source_size": list(frames.shape[1:3])})
+            if frames is None:  # the clip's frames, decoded by their timestamps: the same pixels as a whole decode
+                wanted_times = {float(probe.timestamps[start + p.stride * k]) for k in range(p.frames)}
+                clip = prepare_clip(decode(path, only=wanted_times).frames, 0, dataclasses.replace(p, stride=1))
+            else:
+                clip = prepare_clip(frames, start, p)
+            yield Sample(rel, clip, caption, self.label(path), parse_shapes_caption(caption),
+                         {"file": rel, "start": start, "source_frames": int(count), "source_size": size})
         if self.used == 0:
             self._too_short(longest, sampling)
 

@@ -56,7 +56,7 @@ class DecodeLimits:
     def check_bytes(self, path, shape: tuple[int, ...]) -> None:
         size = math.prod(shape)
         if size > self.max_clip_bytes:
-            raise InvalidVideoError(f"{str(path)!r}: {shape} uint8 frames need {size} bytes, above the cap of "
+            raise ClipTooLargeError(f"{str(path)!r}: {shape} uint8 frames need {size} bytes, above the cap of "
                                     f"{self.max_clip_bytes}; ask for fewer or smaller frames")
 
 
@@ -338,6 +338,11 @@ def match_frames(timestamps: np.ndarray, targets: np.ndarray, tolerance: float,
     if len(idx) > 1 and (np.diff(idx) < (0 if repeats else 1)).any():
         raise InvalidVideoError("two sampled instants fall on one decoded frame (a gap in the decoded stream)")
     return idx
+
+
+class ClipTooLargeError(InvalidVideoError):
+    """The frames asked for are a valid video's, but more bytes than one array may hold (DecodeLimits.max_clip_bytes):
+    ask for fewer of them (``decode(only=...)``)."""
 
 
 class NoFramesError(InvalidVideoError):
