@@ -5,7 +5,9 @@ and `vdmkit train` from a folder of clips."""
 import io
 import json
 import logging
+import shutil
 import tarfile
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -338,3 +340,24 @@ def test_every_video_is_served_each_epoch_whatever_the_kind_group(clips, group):
     for epoch in range(3):
         batches = grouped.epoch_batches(epoch)
         assert len(batches) % group == 0 and videos <= {i for _, idx in batches for i in idx}
+
+
+def test_a_resume_over_changed_data_says_so(tmp_path, clips):
+    """A clip deleted between a run and its resume shifted the data position without a word (2026-12-06): the
+    checkpoints record the samples the position counts, and a resume over other ones warns."""
+    from vdmkit.training import load_config, train
+
+    data = shutil.copytree(clips, tmp_path / "clips")
+    out = tmp_path / "run"
+    args = [f"data.root={data}", f"train.out_dir={out}", "train.checkpoint_every=1", "train.sample_every=100",
+            "train.precision=fp32"]
+    train(load_config("configs/folder_tiny.yaml", [*args, "train.steps=1"]), progress=False)
+    doc = json.loads((out / "checkpoints" / "step_0000001" / "training_state.json").read_text())
+    assert doc["data"]["samples"] == len(list(data.iterdir()))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        train(load_config("configs/folder_tiny.yaml", [*args, "train.steps=2"]), resume=True, progress=False)
+    assert not [w for w in caught if "the data changed" in str(w.message)]  # the same data: nothing said
+    next(data.glob("*.mp4")).unlink()
+    with pytest.warns(UserWarning, match="the data changed since checkpoint 2"):
+        train(load_config("configs/folder_tiny.yaml", [*args, "train.steps=3"]), resume=True, progress=False)

@@ -17,10 +17,13 @@ Clips shorter than the smallest length bucket follow ``short``: ``drop`` (skippe
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
+import os
 from collections import Counter
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -137,6 +140,13 @@ class VideoTextDataset:
         log.warning("skipping sample: %s", reason)
         if sum(self.skipped.values()) > self.cfg.max_skip_fraction * (self.total - self.excluded):
             raise DatasetError(f"more than {self.cfg.max_skip_fraction:.0%} of the samples are bad: {self.stats()}")
+
+    def identity(self) -> dict:
+        """What the data position of a run is counted in: the samples (their paths under the root) in order. A run's
+        checkpoints record it, and a resume over other data says so (the position was silently shifted)."""
+        root = Path(self.cfg.root)
+        names = "\n".join(os.path.relpath(s.row.path, root) for s in self.samples)
+        return {"samples": len(self.samples), "sha256": hashlib.sha256(names.encode()).hexdigest()}
 
     def stats(self) -> dict:
         return {"samples": len(getattr(self, "samples", [])), "bad_at_read": len(self.bad),

@@ -179,6 +179,7 @@ def train(cfg: RunConfig, *, resume: bool = False, progress: bool = True) -> Pat
                                     kind_group=world.size * layout.accum)
             if hasattr(dataset, "epoch_batches"):  # data too small for one step's batches: said before the model is
                 dataset.epoch_batches(0)  # built and the run folder written (it failed at the first batch)
+        data = dataset.identity() if hasattr(dataset, "identity") else None  # real clips: recorded, compared on resume
         pipe = TextToVideo(cfg.pipeline()).train()  # initialised on the CPU: the same weights on every device
         if cfg.latent.enabled:
             load_autoencoder_into(pipe, cfg.latent)  # frozen and trained: it travels in every checkpoint
@@ -212,6 +213,10 @@ def train(cfg: RunConfig, *, resume: bool = False, progress: bool = True) -> Pat
             generator.set_state(state["rng.generator"])
             restore_rng_state(state, world, tc.seed)
             step = int(doc["step"])
+            if world.main and data and doc.get("data") and doc["data"] != data:  # the position counts these samples
+                warnings.warn(f"--resume: the data changed since checkpoint {step} ({doc['data']['samples']} samples "
+                              f"then, {data['samples']} now, or other files): training goes on from sample "
+                              f"{doc.get('samples_seen')} of the new list, not where the run left off", stacklevel=2)
             # the data position: where the next step's samples start (continued as is when the global batch changed)
             layout = dataclasses.replace(layout, offset=doc.get("samples_seen", step * layout.global_batch)
                                          - step * layout.global_batch)
@@ -273,7 +278,7 @@ def train(cfg: RunConfig, *, resume: bool = False, progress: bool = True) -> Pat
                     weights = full_state(ema, mode)  # every rank takes part in gathering FSDP shards
                 if save:
                     save_checkpoint_step(out, step, cfg, pipe, weights, opt, scaler, generator, mode, layout, scheme,
-                                         ema, base_sha256)
+                                         ema, base_sha256, data=data)
                 if preview and world.main:
                     write_previews(inference_copy(ema, weights, mode, device), tc,
                                    out / "samples" / f"step_{step:07d}.mp4", step)
@@ -287,7 +292,8 @@ def train(cfg: RunConfig, *, resume: bool = False, progress: bool = True) -> Pat
 
 
 def save_checkpoint_step(out: Path, step: int, cfg: RunConfig, pipe, weights: dict, opt, scaler, generator,
-                         mode: str, layout: Layout, scheme: str, ema=None, base_sha256: str | None = None) -> None:
+                         mode: str, layout: Layout, scheme: str, ema=None, base_sha256: str | None = None,
+                         data: dict | None = None) -> None:
     """Gather the training state on rank 0 (every rank calls this) and write checkpoint ``step`` there. A LoRA
     run's checkpoint holds the EMA adapter (adapter.safetensors, with the base's sha256) and, as its inference
     weights, the EMA adapter folded into the base: it samples like any checkpoint."""
@@ -309,7 +315,7 @@ def save_checkpoint_step(out: Path, step: int, cfg: RunConfig, pipe, weights: di
         state={**{f"model.{k}": v for k, v in model_state.items()}, **optimizer,
                "rng.generator": generator.get_state(), **rng},
         state_doc={"param_groups": opt.state_dict()["param_groups"], **scaler_state(scaler), "randomness": scheme,
-                   "samples_seen": layout.offset + step * layout.global_batch,
+                   "samples_seen": layout.offset + step * layout.global_batch, **({"data": data} if data else {}),
                    "layout": {"processes": layout.world.size, "grad_accum": layout.accum, "micro_batch": layout.micro,
                               "global_batch": layout.global_batch, "parallel": mode}, **lora_doc},
         keep=cfg.train.keep_checkpoints, extra=extra, blobs=pipe.carried_files())
