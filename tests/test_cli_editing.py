@@ -134,3 +134,14 @@ def test_the_cli_edit_strength_default_is_the_python_one():
     from vdmkit.tasks_cli import SDEDIT_STRENGTH
 
     assert inspect.signature(edit).parameters["strength"].default == SDEDIT_STRENGTH
+
+
+def test_edit_says_each_vocabulary_warning_once(run_dir, clip, tmp_path, capsys):
+    """Inversion encodes the source prompt, then the edit's source branch again: its unknown-word warning was
+    printed twice (2026-12-06)."""
+    assert cli.main(["edit", "--model", str(run_dir), "--video", str(clip), "--prompt", "a blue circle",
+                     "--mode", "invert", "--source-prompt", "a zebra circle", "--steps", "2", "--no-progress",
+                     "--out", str(tmp_path / "e.mp4")]) == 0
+    err = capsys.readouterr().err
+    said = [line for line in err.splitlines() if line.startswith("warning:") and "zebra" in line]
+    assert len(said) == 1, err

@@ -117,7 +117,8 @@ def render_sample(pipe, request: SampleRequest, out: str | os.PathLike, *, fps: 
     else:
         frames = upscale(to_uint8(video[0]), factor)
         path = write_video(out, frames, fps=fps, metadata=meta, in_container=not blind)
-    return Rendered(path, frames, meta, [str(w.message) for w in caught])
+    # each once: a task that encodes one prompt twice (inversion, then the edit's source branch) said it twice
+    return Rendered(path, frames, meta, list(dict.fromkeys(str(w.message) for w in caught)))
 
 
 _CAPTURES = threading.local()  # .lists: this thread's open thread_warnings() blocks, innermost last
