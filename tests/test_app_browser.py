@@ -171,14 +171,19 @@ def hold_a_job(app, monkeypatch) -> threading.Event:
     return gate
 
 
+def generate_behind(driver, app) -> None:
+    """The page asks for a 2-step video (behind the job hold_a_job holds)."""
+    open_generate(driver, app)
+    fill(driver, "prompt", "a fast blue square moving up")
+    fill(driver, "steps", "2")
+    by_id(driver, "generate").click()
+
+
 def test_the_page_shows_its_place_in_the_queue(app, driver, monkeypatch):
     """A job already sampling (held at its first step) puts the page's job second: it says so, then plays."""
     gate = hold_a_job(app, monkeypatch)
     try:
-        open_generate(driver, app)
-        fill(driver, "prompt", "a fast blue square moving up")
-        fill(driver, "steps", "2")
-        by_id(driver, "generate").click()
+        generate_behind(driver, app)
         wait(driver, lambda d: by_id(d, "status").text == "queued: 1 job(s) ahead of yours", "the queue position")
     finally:
         gate.set()
@@ -282,10 +287,7 @@ def test_the_cancel_button_stops_a_waiting_job(app, driver, monkeypatch):
     could not be stopped)."""
     gate = hold_a_job(app, monkeypatch)
     try:
-        open_generate(driver, app)
-        fill(driver, "prompt", "a fast blue square moving up")
-        fill(driver, "steps", "2")
-        by_id(driver, "generate").click()
+        generate_behind(driver, app)
         wait(driver, lambda d: by_id(d, "cancel").is_displayed(), "the cancel button")
         by_id(driver, "cancel").click()
         wait(driver, lambda d: by_id(d, "status").text == "cancelled", "the cancelled status")

@@ -220,8 +220,9 @@ def _cmd_sample(args) -> int:
         first = as_sample_request(long)
     else:
         first = request(prompts[0], args.seed, outs[0])
-    for out in outs:  # an mp4 takes even sizes only: refused before any weights load
-        check_output_size(out, first, view_factor(first, args.upscale, out), "an even --upscale")
+    factors = [view_factor(first, args.upscale, out) for out in outs]  # an mp4's automatic one is even
+    for out, factor in zip(outs, factors):  # an mp4 takes even sizes only: refused before any weights load
+        check_output_size(out, first, factor, "an even --upscale")
     decode = {k: v for k, v in (("tile", args.vae_tile), ("frame_chunk", args.vae_frame_chunk)) if v is not None}
     if decode and not config.latent.enabled:
         raise ValueError("--vae-tile / --vae-frame-chunk apply to latent models; this one works in pixel space")
@@ -240,7 +241,7 @@ def _cmd_sample(args) -> int:
                     for i in world.share(len(prompts))}
     dtype = weights_dtype(args)
     check_sampling_memory(config, first, device, dtype, decode=decode, window=long and long.window,
-                          view_factor=max(view_factor(first, args.upscale, o) for o in outs))  # before weights
+                          view_factor=max(factors))  # before any weights load
     pipe = TextToVideo.from_pretrained(ckpt, device=device, dtype=dtype)  # reads and hashes the weights, once
     for adapter, scale in adapters:
         pipe.load_lora(adapter, scale, force=args.force_lora)

@@ -241,14 +241,14 @@ def _cmd_cascade(args) -> int:
     from vdmkit.io.video import (VIDEO_FORMATS, check_output_path, check_video_size, played_fps, upscale,
                                  viewing_factor, write_video)
     from vdmkit.pipelines.cascade import load_cascade, plan, run_cascade
-    from vdmkit.pipelines.render import VIEW_SIZE, check_fps
+    from vdmkit.pipelines.render import VIEW_SIZE
     from vdmkit.sampling.generate import check_seed
     from vdmkit.video import to_uint8
 
     device = resolve_device(args.device)
     out = check_output_path(args.out, VIDEO_FORMATS)
     cfg = load_cascade(args.config, args.overrides)
-    fps = played_fps(out, check_fps(cfg.fps if args.fps is None else args.fps, out))  # recorded as the file plays
+    fps = played_fps(out, cfg.fps if args.fps is None else args.fps)  # checked for the format; as the file plays
     if args.upscale is not None and args.upscale < 1:
         raise ValueError(f"--upscale must be an integer >= 1, got {args.upscale}")
     seed = check_seed(args.seed)  # random: drawn here, recorded

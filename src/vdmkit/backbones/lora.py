@@ -184,6 +184,12 @@ def adapter_scales(model: nn.Module) -> dict[str, float]:
     return scales
 
 
+def unknown_adapter(model: nn.Module, name: str) -> UnknownAdapterError:
+    """The error for an adapter name ``model`` does not have, naming the ones it has."""
+    present = ", ".join(adapter_names(model)) or "none"
+    return UnknownAdapterError(f"no adapter named {name!r} (the model has: {present})")
+
+
 def torch_attribute(name: str) -> bool:
     """Whether ``name`` is a torch module's own attribute ("half", "cuda", "train"): no adapter can be named so (the
     adapters are a ModuleDict; it was a raw KeyError before 2026-12-06)."""
@@ -280,16 +286,14 @@ def set_scale(model: nn.Module, name: str, scale: float) -> None:
     for holder in holders:
         holder.adapters[name].scale, found = float(scale), True
     if not found:
-        raise UnknownAdapterError(f"no adapter named {name!r} (the model has: "
-                                  f"{', '.join(adapter_names(model)) or 'none'})")
+        raise unknown_adapter(model, name)
 
 
 def remove_lora(model: nn.Module, name: str | None = None) -> None:
     """Remove adapter ``name`` (all with None); a merged model is unmerged first. UnknownAdapterError for a name the
     model does not have (it was ignored, as a typo would be)."""
     if name is not None and name not in adapter_names(model):
-        raise UnknownAdapterError(f"no adapter named {name!r} (the model has: "
-                                  f"{', '.join(adapter_names(model)) or 'none'})")
+        raise unknown_adapter(model, name)
     unmerge(model)
     _drop(model, name)
 
@@ -338,8 +342,7 @@ def adapter_state(model: nn.Module, name: str = "default") -> dict[str, torch.Te
             out[f"{layer_name}.lora_A.weight"] = pair.A.detach().reshape(pair.A.shape[0], -1, *kernel).contiguous()
             out[f"{layer_name}.lora_B.weight"] = pair.B.detach().reshape(*pair.B.shape, *[1] * len(kernel)).contiguous()
     if not out:
-        raise UnknownAdapterError(f"no adapter named {name!r} (the model has: "
-                                  f"{', '.join(adapter_names(model)) or 'none'})")
+        raise unknown_adapter(model, name)
     return out
 
 
