@@ -327,3 +327,32 @@ def test_a_variable_frame_rate_video_is_sampled_holding_its_slow_frames(tmp_path
     ts = np.array(times)
     with pytest.raises(InvalidVideoError, match="two sampled instants fall on one decoded frame"):
         match_frames(ts, np.array([1.0, 1.02]), tolerance=0.05)  # a damaged stream: still a gap
+
+
+@pytest.mark.parametrize("suffix", [".gif", ".webp"])
+def test_identical_frames_in_a_row_read_back_as_written(tmp_path, suffix):
+    """Pillow and libwebp store identical frames in a row as one frame shown for their summed delay: a GIF vdmkit
+    wrote with 8 frames read back as 4, at uneven timestamps (before 2026-12-06). A held frame is one frame per
+    shortest delay again, on a constant-rate grid, and windows select from that grid."""
+    frames = np.zeros((8, 16, 16, 3), np.uint8)
+    frames[4:], frames[6] = 200, 90  # 0 0 0 0 200 200 90 200
+    path = write_video(tmp_path / f"v{suffix}", frames, fps=10)
+    whole = decode(path)
+    assert np.array_equal(whole.frames[:, 0, 0, 0], frames[:, 0, 0, 0])
+    np.testing.assert_allclose(np.diff(whole.timestamps), 0.1, atol=1e-9)
+    assert whole.info.frames == 8 and abs(whole.info.fps - 10) < 1e-6
+    assert probe_video(path).frames == 8
+    part = decode(path, start=0.25, end=0.65)
+    assert part.frames[:, 0, 0, 0].tolist() == [0, 200, 200, 90]  # 0.3 to 0.6 s
+    assert read_clip(path, 8, fps=10).frames[:, 0, 0, 0].tolist() == frames[:, 0, 0, 0].tolist()
+
+
+def test_a_variable_delay_gif_keeps_its_frames(tmp_path):
+    """Delays that are not whole multiples of the shortest (a hand-made animation) are left as they are."""
+    from PIL import Image
+
+    shades = [Image.fromarray(np.full((8, 8, 3), 60 * k, np.uint8)) for k in range(3)]
+    shades[0].save(tmp_path / "a.gif", save_all=True, append_images=shades[1:], duration=[100, 150, 100], loop=0)
+    out = decode(tmp_path / "a.gif")
+    assert out.info.frames == 3
+    np.testing.assert_allclose(out.timestamps, [0, 0.1, 0.25])

@@ -9,6 +9,8 @@ Every failure is an :class:`InvalidVideoError` naming the file and the reason. T
   counted; above ``DecodeLimits.max_decode_errors`` the file is refused, below it the damaged frames
   are dropped. Frames are never zero-filled or duplicated to hide a gap: clip sampling maps each target
   timestamp to a distinct decoded frame within half a frame interval, or refuses;
+- a GIF or animated WebP frame shown for k times the file's shortest delay is k frames: encoders (Pillow,
+  libwebp) store identical frames in a row as one frame with their summed delay;
 - rotation metadata (display matrix) is applied, so frames come out the way players show them.
 """
 
@@ -158,12 +160,16 @@ def decode(path: str | os.PathLike, *, rgb: bool = True, max_side: int | None = 
         base = stream.time_base
         if base is None:
             raise InvalidVideoError(f"{str(path)!r}: the video stream has no time base")
+        held = ctx.name == "gif"  # frames are expanded by their delays, then selected (GIFs are small)
+        window = dict(start=start, end=end, only=only)
+        if held:
+            start = end = only = None
         if start is not None and start > SEEK_MARGIN_S:
             try:
                 container.seek(int((start - SEEK_MARGIN_S) / base), stream=stream, backward=True)
             except av.FFmpegError as e:
                 raise InvalidVideoError(f"{str(path)!r}: cannot seek to {start:.3f}s ({_reason(e)})") from e
-        frames, times, errors, rotation, size, decoded = [], [], 0, 0, None, 0
+        frames, times, delays, errors, rotation, size, decoded = [], [], [], 0, 0, None, 0
         last, done = -math.inf, False
         try:
             for packet in _guarded(container.demux(stream), path):
@@ -194,6 +200,7 @@ def decode(path: str | os.PathLike, *, rgb: bool = True, max_side: int | None = 
                         size = size or _scaled(frame.width, frame.height, max_side) or (frame.width, frame.height)
                         frames.append(_rgb(frame, size, rotation))
                     times.append(t)
+                    delays.append(int(frame.duration or packet.duration or 0))
                 if done:
                     break
         except av.FFmpegError as e:
@@ -201,6 +208,11 @@ def decode(path: str | os.PathLike, *, rgb: bool = True, max_side: int | None = 
         if errors > limits.max_decode_errors:
             raise InvalidVideoError(f"{str(path)!r}: {errors} decode error(s) (damaged packets or concealed frames), "
                                     f"above the budget of {limits.max_decode_errors}")
+        if held and times:
+            frames, times = _expand_held(path, frames, times, delays, float(base), limits)
+            keep = _selected(times, **window)
+            frames, times = [frames[i] for i in keep] if rgb else frames, [times[i] for i in keep]
+            start, end = window["start"], window["end"]
         if not times:
             where = "" if start is None and end is None else f" between {start}s and {end}s"
             raise NoFramesError(f"{str(path)!r}: 0 decodable video frames{where}")
@@ -251,21 +263,22 @@ def _decode_pillow(path: Path, *, rgb: bool, max_side: int | None, start: float 
             limits.check_size(path, *im.size, what="the header")  # before Pillow allocates pixels
             n = getattr(im, "n_frames", 1)
             limits.check_frames(path, n, "the header claims")
-            frames, size = [], None
+            frames, delays, size = [], [], None
             for f in ImageSequence.Iterator(im):
                 f = ImageOps.exif_transpose(_as_rgb(f))
+                delays.append(int(im.info.get("duration") or 0))  # this frame's, once loaded
                 if max_side is not None and max(f.size) > max_side:
                     f = f.resize(_scaled(*f.size, max_side))
                 size = size or f.size  # as displayed: after the EXIF orientation
                 frames.append(np.asarray(f) if rgb else None)
-            duration_ms = im.info.get("duration") or 0
             codec = (im.format or "image").lower()
     except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as e:
         raise InvalidVideoError(f"{str(path)!r}: cannot decode ({e})") from e
-    fps = 1000 / duration_ms if duration_ms else 1.0
-    ts = np.arange(len(frames)) / fps
-    keep = [i for i, t in enumerate(ts.tolist()) if not (start is not None and t < start or end is not None
-                                                          and t > end or only is not None and t not in only)]
+    shortest = min((d for d in delays if d > 0), default=0)
+    fps = 1000 / shortest if shortest else 1.0
+    frames, times = _expand_held(path, frames, [i / fps for i in range(len(frames))], delays, 1e-3, limits)
+    ts = np.asarray(times)
+    keep = _selected(times, start, end, only)
     if not keep:
         where = "" if start is None and end is None else f" between {start}s and {end}s"
         raise NoFramesError(f"{str(path)!r}: 0 decodable frames{where}")
@@ -275,6 +288,32 @@ def _decode_pillow(path: Path, *, rgb: bool, max_side: int | None, start: float 
                      is_image=path.suffix.lower() in IMAGE_SUFFIXES)
     array = np.stack([frames[i] for i in keep]) if rgb else None
     return Decoded(array, ts[keep], info)
+
+
+def _expand_held(path, frames: list, times: list[float], delays: list[int], unit: float,
+                 limits: DecodeLimits) -> tuple[list, list[float]]:
+    """Each frame repeated once per shortest delay it is shown for, at constant-rate timestamps from its own.
+
+    ``delays`` are whole ``unit``s of seconds; when one is unknown (0) or not a whole multiple of the shortest (a
+    variable-rate animation), the frames are returned as they are.
+    """
+    shortest = min(delays, default=0)
+    if shortest <= 0 or any(d % shortest for d in delays):
+        return frames, times
+    counts = [d // shortest for d in delays]
+    limits.check_frames(path, sum(counts), "holds its frames for the time of")
+    step = shortest * unit
+    start = times[0]  # constant-rate from the first frame: each held frame's copies follow on the same grid
+    offsets = np.cumsum([0] + counts[:-1]).tolist()
+    out_frames = [f for f, c in zip(frames, counts) for _ in range(c)] if frames else frames
+    out_times = [start + (o + j) * step for o, c in zip(offsets, counts) for j in range(c)]
+    return out_frames, out_times
+
+
+def _selected(times: list[float], start: float | None, end: float | None, only: set[float] | None) -> list[int]:
+    """Indices of the timestamps in ``[start, end]`` (and in ``only`` when given)."""
+    return [i for i, t in enumerate(times) if not (start is not None and t < start or end is not None and t > end
+                                                    or only is not None and t not in only)]
 
 
 def _as_rgb(image):
