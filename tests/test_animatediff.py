@@ -480,3 +480,24 @@ def test_inflate_checks_and_records_its_seed(sd_folder, tmp_path, capsys):
     assert cli.main(["inflate", str(folder), "--out", str(tmp_path / "seven"), "--seed", "7"]) == 0
     made = json.loads((tmp_path / "seven" / "checkpoints" / "step_0000000" / "made.json").read_text())
     assert made["seed"] == 7 and made["motion_adapter"] is None and made["inflated_from"] == str(folder.absolute())
+
+
+def test_every_new_folder_writer_refuses_an_existing_path_with_one_typed_error(sd_folder, tmp_path, capsys):
+    """inflate and convert raised a builtin FileExistsError for an existing --out, export and save_pretrained an
+    OutputError, human-eval a FileExistsError again: a Python caller catching VdmkitError missed three of them
+    (before 2026-12-06). All say it with one OutputError, before any weights."""
+    from vdmkit import cli
+    from vdmkit.errors import OutputError, VdmkitError
+    from vdmkit.pipelines.inflate import inflate
+
+    folder, _ = sd_folder
+    taken = tmp_path / "taken"
+    taken.mkdir()
+    (taken / "mine.txt").write_text("keep")
+    with pytest.raises(OutputError, match="'.*taken' exists; inflate writes a new folder") as err:
+        inflate(folder, taken)
+    assert isinstance(err.value, VdmkitError)
+    for argv in (["inflate", str(folder)], ["convert", str(folder), "--to", "vdmkit"]):
+        assert cli.main([*argv, "--out", str(taken)]) == 2
+        assert "exists; " in capsys.readouterr().err
+    assert [p.name for p in taken.iterdir()] == ["mine.txt"]

@@ -394,13 +394,10 @@ def _read_latents(path: str | None):
 
 def _cmd_convert(args) -> int:
     """vdmkit convert SOURCE --to vdmkit|diffusers --out DIR."""
-    from vdmkit.io.atomic import check_writable_folder
+    from vdmkit.io.atomic import check_new_folder
     from vdmkit.pipelines import TextToVideo
 
-    out = Path(args.out)
-    if out.exists():
-        raise FileExistsError(f"--out {str(out)!r} exists; convert writes a new folder")
-    check_writable_folder(out.parent, f"--out {str(out)!r}")
+    out = check_new_folder(args.out, f"--out {args.out!r}", "convert")
     pipe = TextToVideo.from_pretrained(args.source)
     if args.to == "diffusers":
         from vdmkit.interop.export import export_diffusers

@@ -24,7 +24,7 @@ from typing import Callable
 
 from vdmkit.app.text import MAX_PROMPT_CHARS, check_text
 from vdmkit.errors import ConfigError
-from vdmkit.io.atomic import check_writable_folder
+from vdmkit.io.atomic import check_new_folder
 
 FORMAT, FORMAT_VERSION = "vdmkit-human-eval-study", 1
 STUDY_FILE, VIDEO_DIR = "study.json", "videos"
@@ -250,9 +250,7 @@ def create_study(models: list[str], prompts_file: str | os.PathLike, n: int, out
     name = check_name(name if name is not None else out.name)
     if len(models) < 2:
         raise ValueError(f"--models needs at least two models to compare, got {len(models)}")
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise FileExistsError(f"--out {str(out)!r} exists and is not an empty folder; choose a new study folder")
-    check_writable_folder(out.absolute().parent, f"--out {str(out)!r}")  # under a file, read-only, /proc
+    check_new_folder(out, f"--out {str(out)!r}", "human-eval", empty_ok=True)  # under a file, read-only, /proc
     items = plan_items(read_prompts(prompts_file), n, seed)
     device = resolve_device(device)
     opened, seen = {}, {}

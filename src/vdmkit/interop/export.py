@@ -18,10 +18,10 @@ from safetensors.torch import save_file
 
 from vdmkit.autoencoders.frame_vae import DIFFUSERS_WEIGHTS, FrameVAEConfig, config_from_diffusers
 from vdmkit.backbones.unet3d import UNet3DConfig
-from vdmkit.errors import ConfigError, OutputError
+from vdmkit.errors import ConfigError
 from vdmkit.interop.diffusers_pipeline import MODEL_INDEX, SCHEDULERS, TEXT_WEIGHTS, scheduler_config
 from vdmkit.interop.diffusers_unet import DOWN_TYPES, UP_TYPES, key_table, unet3d_config
-from vdmkit.io.atomic import atomic_directory
+from vdmkit.io.atomic import atomic_directory, check_new_folder
 
 DIFFUSERS_VERSION = "0.42.1"  # the version whose config keys are written
 SCHEDULER_CLASSES = {v: k for k, v in SCHEDULERS.items()}
@@ -125,9 +125,7 @@ def export_diffusers(pipe, out: str | os.PathLike) -> Path:
     sample_size = cfg.height // 2 ** (len(vae_cfg.block_out_channels) - 1)  # the default size, in latents
     documents = {"unet/config.json": unet_config(cfg.model, sample_size), "vae/config.json": vae_config(vae_cfg),
                  "scheduler/scheduler_config.json": schedule_config(cfg)}
-    out = Path(out)
-    if out.exists():
-        raise OutputError(f"{str(out)!r} exists; export writes a new folder")
+    out = check_new_folder(out, repr(str(out)), "export")
     # applied LoRA adapters folded in: the folder computes what the pipeline does now (they were dropped before)
     state = {k: v.detach().cpu().contiguous() for k, v in pipe.plain_state_dict().items()}
     with atomic_directory(out) as tmp:

@@ -145,6 +145,17 @@ def check_writable_folder(folder: str | os.PathLike, what: str) -> None:
                           "folder") from err
 
 
+def check_new_folder(folder: str | os.PathLike, what: str, writes: str, *, empty_ok: bool = False) -> Path:
+    """OutputError when ``folder`` exists (unless ``empty_ok`` and it is an empty folder) or cannot be made; ``writes``
+    names what would have written it ("convert", "save_pretrained")."""
+    folder = Path(folder)
+    if folder.exists() and not (empty_ok and folder.is_dir() and not any(folder.iterdir())):
+        kind = "exists and is not an empty folder" if empty_ok else "exists"
+        raise OutputError(f"{what} {kind}; {writes} writes a new folder: choose another path, or move it away")
+    check_writable_folder(folder.absolute().parent, what)
+    return folder
+
+
 def current_umask() -> int:
     mask = os.umask(0)
     os.umask(mask)

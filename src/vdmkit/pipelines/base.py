@@ -23,7 +23,7 @@ from vdmkit.conditioning.pretrained import checkpoint_copy
 from vdmkit.device import low_precision_dtype, resolve_device
 from vdmkit.diffusion.denoiser import Denoiser
 from vdmkit.config import to_dict
-from vdmkit.errors import ConfigError, OutputError
+from vdmkit.errors import ConfigError
 from vdmkit.interop.diffusers_pipeline import DiffusersFolder, is_diffusers_folder, refuse_component_folder
 from vdmkit.io.checkpoint import (
     CONFIG,
@@ -369,12 +369,9 @@ class Pipeline(nn.Module):
         folder imported once; written under a temporary name and renamed when complete. Active LoRA adapters are
         folded into the weights written (the model itself is left as it was). An existing ``directory``, or one that
         cannot be written, is an OutputError before anything is written."""
-        from vdmkit.io.atomic import check_writable_folder
+        from vdmkit.io.atomic import check_new_folder
 
-        directory = Path(directory)
-        if directory.exists():
-            raise OutputError(f"{str(directory)!r} exists; save_pretrained writes a new folder")
-        check_writable_folder(directory.absolute().parent, f"save_pretrained({str(directory)!r})")
+        directory = check_new_folder(directory, f"save_pretrained({str(directory)!r})", "save_pretrained")
         return save_checkpoint(directory, {WEIGHTS: self.plain_state_dict()}, {CONFIG: to_dict(self.config)},
                                blobs=self.carried_files())
 

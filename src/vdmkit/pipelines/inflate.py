@@ -54,14 +54,11 @@ def inflate(folder: str | os.PathLike, out: str | os.PathLike, *, motion_adapter
     non-zero weights drawn from ``seed``), as the vdmkit model folder ``out`` (see the module docstring). ``frames``
     and ``size`` set the default request (16 frames; the UNet's sample_size times the VAE's factor). Returns
     ``out``."""
-    from vdmkit.io.atomic import check_writable_folder
+    from vdmkit.io.atomic import check_new_folder
     from vdmkit.sampling.generate import check_seed
 
     seed = check_seed(seed)  # -5 was wrapped by torch, 2**64 an untyped overflow (before 2026-12-06)
-    out = Path(out)
-    if out.exists():
-        raise FileExistsError(f"--out {str(out)!r} already exists; choose a new folder")
-    check_writable_folder(out.parent, f"--out {str(out)!r}")  # before any weights (it failed after, untyped)
+    out = check_new_folder(out, f"--out {str(out)!r}", "inflate")  # before any weights (it failed after, untyped)
     source, config = open_model(folder, motion_adapter)  # configs only
     if not (isinstance(source, DiffusersFolder) and source.inflated):
         raise ConfigError(f"{str(folder)!r} is not a Stable Diffusion pipeline folder: vdmkit inflate reads a "
