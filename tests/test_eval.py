@@ -132,6 +132,47 @@ def test_compare_warns_when_protocols_differ(folders, tmp_path, capsys):
     assert code == 0 and "protocols differ" not in err and '"comparable": true' in out
 
 
+
+def test_compare_sees_reports_on_other_real_videos(folders, tmp_path, capsys):
+    """The folders protocol's split is one fixed string: reports against two different real folders (PSNR 38.5 vs
+    21.3) were "comparable"; a report whose "real" was null crashed compare with an AttributeError (before
+    2026-12-06). The real set's files (names and sizes) are recorded and compared."""
+    real, fake = folders
+    other = write_clips(tmp_path / "other", 4, seed=7)
+    reports = {}
+    for name, folder in (("a", real), ("b", other), ("c", real)):
+        reports[name] = evaluate(folder, fake, metrics="psnr", frames=12, progress=False).report
+    assert len(reports["a"]["real"]["files_sha256"]) == 64
+    cmp = compare_reports(reports["a"], reports["b"])
+    assert not cmp["comparable"] and [d["field"] for d in cmp["protocol_differences"]] == ["real.files_sha256"]
+    assert compare_reports(reports["a"], reports["c"])["comparable"]
+    moved = {**reports["c"], "real": {**reports["c"]["real"], "path": "/elsewhere"}}
+    assert compare_reports(reports["a"], moved)["comparable"]  # the same videos in another folder
+    old = {k: {**r, "real": {f: v for f, v in r["real"].items() if f != "files_sha256"}}
+           for k, r in reports.items()}  # reports written before the fingerprint: the path decides
+    assert [d["field"] for d in compare_reports(old["a"], old["b"])["protocol_differences"]] == ["real.path"]
+    nulled = {**reports["a"], "real": None}
+    (tmp_path / "a.json").write_text(json.dumps(reports["a"]))
+    (tmp_path / "n.json").write_text(json.dumps(nulled))
+    code, out, err = run_cli(capsys, "compare", tmp_path / "a.json", tmp_path / "n.json")
+    assert code == 0 and '"comparable": false' in out and "Traceback" not in err
+
+
+def test_fvd_and_kvd_of_a_one_video_set_are_refused_before_any_clip(folders, tmp_path, monkeypatch):
+    """FVD of one fake video failed after every clip had been decoded and run through the network (before
+    2026-12-06): the set sizes are checked first."""
+    from vdmkit.evaluation import sources
+
+    real, _ = folders
+    one = write_clips(tmp_path / "one", 1, seed=3)
+    monkeypatch.setattr(sources, "decode", None)  # any clip decoded would fail differently
+    monkeypatch.setattr("vdmkit.io.video.read_video", None)
+    for metric in ("fvd", "kvd"):
+        with pytest.raises(ConstraintError, match=f"{metric} needs at least 2 fake videos and the fake set has 1"):
+            evaluate(real, one, metrics=metric, frames=12, progress=False)
+    with pytest.raises(ConstraintError, match="fvd needs at least 2 real videos"):
+        evaluate(one, real, metrics="fvd", frames=12, progress=False)
+
 # ---- bad inputs (API and CLI) ---------------------------------------------------------------------
 
 def test_mismatched_frame_counts_and_sizes_are_refused(folders, tmp_path, capsys):

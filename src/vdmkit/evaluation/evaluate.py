@@ -39,7 +39,7 @@ from vdmkit.evaluation import statistics as st
 from vdmkit.evaluation.features import c3d, i3d, inception
 from vdmkit.evaluation.features import clip as clip_net
 from vdmkit.evaluation.features.weights import PINNED
-from vdmkit.evaluation.metrics import compute_metrics, measurement_sets, paired_metrics
+from vdmkit.evaluation.metrics import check_set_sizes, compute_metrics, measurement_sets, paired_metrics
 from vdmkit.evaluation.protocols import Protocol, get_protocol, parse_metrics
 from vdmkit.evaluation.report import build_report
 from vdmkit.evaluation.shapes import score_video
@@ -363,6 +363,7 @@ def evaluate(real, fake, *, metrics=None, protocol: str | Protocol = "folders", 
         if paired and n_real != n_fake:
             raise ConstraintError(f"{'/'.join(paired)} compare real and fake videos pairwise (sorted order) but there "
                                   f"are {n_real} real and {n_fake} fake; give both folders the same videos")
+        check_set_sizes(metrics, {"real": n_real, "fake": n_fake})
         for source in (real_src, fake_src):  # a real video left out would pair every later one with the wrong fake
             if hasattr(source, "paired"):
                 source.paired = "/".join(paired) if paired else None

@@ -25,13 +25,15 @@ class Metric:
     """``measurement``: what the loop gathers for it, a name or one name per protocol ``video_extractor``;
     metrics that read the same measurement share it (FVD and KVD: one I3D pass). ``sets``: whose clips are
     measured; ``paired``: the i-th real clip is measured with the i-th fake one. ``compute(ev, protocol)``:
-    its report entry from the gathered :class:`vdmkit.evaluation.evaluate.Evaluation`, ``"value"`` first."""
+    its report entry from the gathered :class:`vdmkit.evaluation.evaluate.Evaluation`, ``"value"`` first.
+    ``min_videos``: the fewest videos each of its sets needs (a covariance, an unbiased MMD: 2)."""
 
     description: str
     measurement: str | dict[str, str]
     sets: tuple[str, ...]
     compute: Callable[..., dict]
     paired: bool = False
+    min_videos: int = 1
 
     def measures(self, protocol) -> str:
         """The measurement this metric reads under ``protocol``."""
@@ -51,6 +53,18 @@ def measurement_sets(metrics, protocol) -> dict[str, tuple[str, ...]]:
 def paired_metrics(metrics) -> list[str]:
     """The requested metrics that compare real and fake clips pairwise."""
     return [m for m in metrics if METRICS[m].paired]
+
+
+def check_set_sizes(metrics, counts: dict[str, int]) -> None:
+    """ConstraintError, before any clip is decoded or any weights load, when a set has fewer videos than a requested
+    metric needs (FVD of one fake video failed after every clip had been through the network)."""
+    for name in metrics:
+        metric = METRICS[name]
+        for role in metric.sets:
+            if counts[role] < metric.min_videos:
+                raise ConstraintError(f"{name} needs at least {metric.min_videos} {role} videos and the {role} set has "
+                                      f"{counts[role]}; give it more videos (--num-{role}), or leave {name} out of "
+                                      "--metrics")
 
 
 def compute_metrics(ev, metrics, protocol) -> dict[str, dict]:
@@ -145,9 +159,9 @@ def _shapes(ev, protocol) -> dict:
 
 METRICS = {
     "fvd": Metric("Frechet distance of video features (I3D logits; shapes protocol: the shapes classifier)",
-                  "video", BOTH, _fvd),
+                  "video", BOTH, _fvd, min_videos=2),
     "kvd": Metric("unbiased polynomial-kernel MMD^2 of the same video features on the full sets (DIGAN/TATS KVD)",
-                  "video", BOTH, _kvd),
+                  "video", BOTH, _kvd, min_videos=2),
     "fid": Metric("Frechet distance of per-frame Inception pool3 features (pytorch-fid weights)",
                   "inception", BOTH, _fid),
     "is": Metric("Inception Score of the fake videos (C3D on UCF-101; shapes protocol: the shapes classifier)",

@@ -146,9 +146,13 @@ def compare_reports(a: dict, b: dict) -> dict:
                 continue
             if fa.get(name) != fb.get(name):
                 diffs.append({"field": name, "a": fa.get(name), "b": fb.get(name)})
-    split_a, split_b = a.get("real", {}).get("split"), b.get("real", {}).get("split")
-    if split_a != split_b:
-        diffs.append({"field": "real.split", "a": split_a, "b": split_b})
+    real_a, real_b = a.get("real") or {}, b.get("real") or {}  # (a null "real" crashed: AttributeError)
+    # the real set: its split, and the files read (by name and size) where both reports recorded them, else its path
+    # (the folders protocol's split is one fixed string: reports on other videos were "comparable")
+    fields = ["split", "files_sha256" if "files_sha256" in real_a and "files_sha256" in real_b else "path"]
+    for field in fields:
+        if real_a.get(field) != real_b.get(field):
+            diffs.append({"field": f"real.{field}", "a": real_a.get(field), "b": real_b.get(field)})
     metrics = {}
     ma, mb = a.get("metrics", {}), b.get("metrics", {})
     for name in list(dict.fromkeys([*ma, *mb])):

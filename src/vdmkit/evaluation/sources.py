@@ -7,6 +7,7 @@ labels. :func:`open_model` is the one place evaluation reaches into :mod:`vdmkit
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import os
 import re
@@ -154,6 +155,7 @@ class FolderSource:
         self.limit = limit
         self.skipped: list[dict] = []
         self.used = 0
+        self.visited = hashlib.sha256()  # the files read, by name and size: two reports on other videos differ here
         self.paired: str | None = None  # the paired metrics measured on this set (then no video may be left out)
 
     def label(self, path: Path) -> str | None:
@@ -198,6 +200,7 @@ class FolderSource:
             if self.limit is not None and self.used >= self.limit:
                 return
             rel = path.relative_to(self.root).as_posix()
+            self.visited.update(json.dumps([rel, _size(path)]).encode())
             try:
                 try:
                     frames = read_video(path)
@@ -271,7 +274,7 @@ class FolderSource:
     def describe(self) -> dict:
         name = self.clip_sampling
         return {"kind": self.kind, "path": str(self.root), "split": self.split, "files_found": self.files_found,
-                "skipped": self.skipped, "used": self.used,
+                "skipped": self.skipped, "used": self.used, "files_sha256": self.visited.hexdigest(),
                 "clip_sampling": f"{name}: {CLIP_SAMPLINGS[name].description}"
                                  + (f"; seed {self.protocol.seed}" if CLIP_SAMPLINGS[name].random_offset else "")}
 
@@ -516,3 +519,10 @@ def planned_count(src) -> int:
         return min(src.files_found, src.limit) if src.limit else src.files_found
     return src.n
 
+
+def _size(path: Path) -> int:
+    """A file's size in bytes; -1 when it is gone (its read then says why)."""
+    try:
+        return path.stat().st_size
+    except OSError:
+        return -1
