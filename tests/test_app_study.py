@@ -4,6 +4,7 @@ before any weights load when an argument is wrong."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 
 import pytest
@@ -234,6 +235,43 @@ def test_load_study_refuses_broken_studies(tmp_path, change, message):
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace("[", r"\[")):
         load_study(directory)
 
+
+
+def first_video(doc):
+    return doc["videos"][next(iter(doc["videos"]))]
+
+
+VID, PATH = r"'[0-9a-f]{16}'", r"'[^']*/s/study\.json'"
+
+
+@pytest.mark.parametrize("change, message", [
+    # a hand-edited video or pair with a field missing or of the wrong JSON type was a raw KeyError or TypeError,
+    # listed by find_studies as just "'/.../s': 'prompt'" (2026-12-06)
+    (lambda d: first_video(d).pop("prompt"), rf"video {VID} has no 'prompt'; give it one \(a string\)"),
+    (lambda d: first_video(d).pop("model"), rf"video {VID} has no 'model'"),
+    (lambda d: first_video(d).update(model=["A"]), rf"video {VID} has 'model' \['A'\]; it must be a string"),
+    (lambda d: first_video(d).update(prompt=None), rf"video {VID} has 'prompt' None; it must be a string"),
+    (lambda d: first_video(d).update(seed="0"), rf"video {VID} has 'seed' '0'; it must be an integer"),
+    (lambda d: first_video(d).update(seed=True), rf"video {VID} has 'seed' True; it must be an integer"),
+    (lambda d: d["videos"].update({next(iter(d["videos"])): "A"}), rf"video {VID} has a bad id"),
+    (lambda d: d["pairs"].__setitem__(0, ["x", "y"]), r"pair entry \['x', 'y'\] is malformed: a pair is an object"),
+    (lambda d: d["pairs"][0].pop("id"), r"pair entry .* is malformed: a pair is an object of its id"),
+    (lambda d: d["pairs"][0].update(id=["p"]), r"pair entry .* is malformed: its id must be a string, got \['p'\]"),
+    (lambda d: d["pairs"][0].update(videos=[["a"], ["b"]]), r"pair 'p00000' is malformed: 'videos' must be a list "
+                                                              r"of two video ids, got \[\['a'\], \['b'\]\]"),
+    (lambda d: d["pairs"][0].update(videos="ab"), r"pair 'p00000' is malformed: 'videos' must be a list"),
+    (lambda d: d["pairs"][0]["videos"].__setitem__(1, "f" * 16), rf"pair 'p00000' names video '{'f' * 16}', which "
+                                                                 "is not in 'videos'"),
+    (lambda d: d["pairs"][0].update(prompt={"a": 1}), r"pair 'p00000' has 'prompt' \{'a': 1\}; it must be a string"),
+    (lambda d: d["pairs"][0].pop("seed"), r"pair 'p00000' has no 'seed'; give it one \(an integer\)"),
+])
+def test_load_study_names_the_field_of_a_malformed_video_or_pair(tmp_path, change, message):
+    directory = make_study(tmp_path / "s", "s", items=2, encode=False)
+    edit_study(directory, change)
+    with pytest.raises(ConfigError, match=f"^{PATH}: {message}"):
+        load_study(directory)
+    found, problems = find_studies([tmp_path])  # serve lists it with the file, the video or pair and the field
+    assert not found and len(problems) == 1 and re.search(f"{PATH}: {message}", problems[0])
 
 def test_load_study_missing_files(tmp_path):
     with pytest.raises(ConfigError, match="holds no study.json"):

@@ -31,6 +31,8 @@ STUDY_FILE, VIDEO_DIR = "study.json", "videos"
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 VIDEO_ID = re.compile(r"^[0-9a-f]{16}$")
 MAX_ITEMS = 10_000
+VIDEO_FIELDS = {"model": str, "prompt": str, "seed": int}  # of each video in study.json
+PAIR_FIELDS = {"prompt": str, "seed": int}  # of each pair, besides its id and two video ids
 
 
 @dataclass(frozen=True)
@@ -162,31 +164,54 @@ def load_study(directory: str | os.PathLike, *, allow_missing: bool = False) -> 
         raise ConfigError(f"{str(path)!r}: uid must be a hex string, got {uid!r}")
     missing = set()
     for vid, info in videos.items():
-        if not isinstance(info, dict) or not VIDEO_ID.match(vid) or info.get("model") not in models:
-            model = info.get("model") if isinstance(info, dict) else None
-            raise ConfigError(f"{str(path)!r}: video {vid!r} has a bad id or an unknown model {model!r}")
+        if not isinstance(info, dict) or not VIDEO_ID.match(vid):
+            raise ConfigError(f"{str(path)!r}: video {vid!r} has a bad id (16 hex digits) or is not an object of "
+                              "its model, prompt and seed")
+        for field, kind in VIDEO_FIELDS.items():
+            _check_field(path, f"video {vid!r}", info, field, kind)
+        if info["model"] not in models:
+            raise ConfigError(f"{str(path)!r}: video {vid!r} has an unknown model {info['model']!r}; the models are "
+                              f"{', '.join(map(repr, models)) or 'none'}")
         if not (directory / VIDEO_DIR / f"{vid}.mp4").is_file():
             if not allow_missing:
                 raise ConfigError(f"{str(directory)!r}: video {VIDEO_DIR}/{vid}.mp4 is missing")
             missing.add(vid)
     pairs = {}
     for item in listed:
-        try:
-            a, b = item["videos"]
-            item["prompt"], item["seed"]
-            if not isinstance(item["id"], str):
-                raise TypeError(f"its id must be a string, got {item['id']!r}")
-        except (KeyError, TypeError, ValueError) as e:
-            raise ConfigError(f"{str(path)!r}: pair entry {item!r} is malformed ({type(e).__name__}: {e})") from e
-        if item["id"] in pairs:
-            raise ConfigError(f"{str(path)!r}: pair id {item['id']!r} is used twice")
-        if a not in videos or b not in videos or videos[a]["model"] == videos[b]["model"] or any(
+        if not isinstance(item, dict) or "id" not in item:
+            raise ConfigError(f"{str(path)!r}: pair entry {item!r} is malformed: a pair is an object of its id, "
+                              "prompt, seed and two videos")
+        if not isinstance(item["id"], str):
+            raise ConfigError(f"{str(path)!r}: pair entry {item!r} is malformed: its id must be a string, got "
+                              f"{item['id']!r}")
+        pid, ids = item["id"], item.get("videos")
+        if not isinstance(ids, list) or len(ids) != 2 or not all(isinstance(v, str) for v in ids):
+            raise ConfigError(f"{str(path)!r}: pair {pid!r} is malformed: 'videos' must be a list of two video ids, "
+                              f"got {ids!r}")
+        for field, kind in PAIR_FIELDS.items():
+            _check_field(path, f"pair {pid!r}", item, field, kind)
+        for v in ids:
+            if v not in videos:
+                raise ConfigError(f"{str(path)!r}: pair {pid!r} names video {v!r}, which is not in 'videos'")
+        if pid in pairs:
+            raise ConfigError(f"{str(path)!r}: pair id {pid!r} is used twice")
+        a, b = ids
+        if videos[a]["model"] == videos[b]["model"] or any(
                 (videos[v]["prompt"], videos[v]["seed"]) != (item["prompt"], item["seed"]) for v in (a, b)):
-            raise ConfigError(f"{str(path)!r}: pair {item['id']!r} is not two models' videos of one prompt and seed")
-        pairs[item["id"]] = Pair(item["id"], item["prompt"], item["seed"], (a, b))
+            raise ConfigError(f"{str(path)!r}: pair {pid!r} is not two models' videos of one prompt and seed")
+        pairs[pid] = Pair(pid, item["prompt"], item["seed"], (a, b))
     if not pairs:
         raise ConfigError(f"{str(path)!r} has no pairs to compare")
     return Study(name, directory, models, videos, pairs, doc.get("settings") or {}, uid, frozenset(missing))
+
+
+def _check_field(path: Path, what: str, entry: dict, field: str, kind: type) -> None:
+    """A video's or pair's ``field`` is there and of its JSON type (hand-edited ones were raw KeyErrors)."""
+    kind_name = "a string" if kind is str else "an integer"
+    if field not in entry:
+        raise ConfigError(f"{str(path)!r}: {what} has no {field!r}; give it one ({kind_name})")
+    if not isinstance(entry[field], kind) or isinstance(entry[field], bool):  # JSON true is no seed
+        raise ConfigError(f"{str(path)!r}: {what} has {field!r} {entry[field]!r}; it must be {kind_name}")
 
 
 def find_studies(folders: list[Path]) -> tuple[dict[str, Study], list[str]]:
