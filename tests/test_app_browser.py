@@ -192,6 +192,17 @@ def test_the_page_shows_its_place_in_the_queue(app, driver, monkeypatch):
     assert "a fast blue square moving up" in by_id(driver, "metadata").text
 
 
+def generate_with(driver, app, field: str, value: str) -> str:
+    """Ask for a 2-step video with ``field`` set to ``value``; the error the page then shows."""
+    open_generate(driver, app)
+    fill(driver, "prompt", "a red circle")
+    fill(driver, "steps", "2")
+    fill(driver, field, value)
+    by_id(driver, "generate").click()
+    wait(driver, lambda d: by_id(d, "error").is_displayed(), "an error message")
+    return by_id(driver, "error").text
+
+
 @pytest.mark.parametrize("field, value, message", [
     ("prompt", "", "prompt is empty"),
     ("steps", "0", "steps must be >= 1"),
@@ -199,13 +210,7 @@ def test_the_page_shows_its_place_in_the_queue(app, driver, monkeypatch):
     ("guidance", "-3", "guidance"),
 ])
 def test_bad_input_shows_the_servers_message_on_the_page(app, driver, field, value, message):
-    open_generate(driver, app)
-    fill(driver, "prompt", "a red circle")
-    fill(driver, "steps", "2")
-    fill(driver, field, value)
-    by_id(driver, "generate").click()
-    wait(driver, lambda d: by_id(d, "error").is_displayed(), "an error message")
-    text = by_id(driver, "error").text
+    text = generate_with(driver, app, field, value)
     assert message in text and "(HTTP 400)" in text, text
     assert not by_id(driver, "result").is_displayed()
 
@@ -294,3 +299,44 @@ def test_the_cancel_button_stops_a_waiting_job(app, driver, monkeypatch):
         assert not by_id(driver, "result").is_displayed() and not by_id(driver, "cancel").is_displayed()
     finally:
         gate.set()
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("steps", "2-", "steps is not a number"),
+    ("guidance", "1e", "guidance is not a number"),
+    ("seed", "9223372036854775807", "seed 9223372036854775807 is not a whole number from 0 to 9007199254740991"),
+    ("seed", "2.5", "seed 2.5 is not a whole number"),
+])
+def test_a_malformed_number_or_a_seed_the_page_cannot_send_is_refused_on_the_page(app, driver, field, value, message):
+    """A malformed number ("2-") reads as "" in a number box and took the model's default; a seed above 2**53 was
+    sent rounded (2**63 - 1 became 2**63, refused by the server) (before 2026-12-06). Both are refused before any
+    request: the message is the page's own (a server's ends in its HTTP status)."""
+    text = generate_with(driver, app, field, value)
+    assert message in text and "HTTP" not in text, text
+    assert by_id(driver, "status").text == "" and by_id(driver, "generate").is_enabled()
+
+
+def test_the_gallery_draws_every_card_past_a_null_sidecar_and_pages_to_the_oldest(driver, tmp_path, monkeypatch):
+    """A sidecar holding JSON null stopped the gallery's cards at that video, and only the newest 200 videos were
+    listed (before 2026-12-06): every card is drawn now, and Older videos loads the next page."""
+    from vdmkit.app import server as server_module
+    from vdmkit.app.server import Settings, create_app
+
+    out = tmp_path / "out"
+    out.mkdir()
+    for k, (name, sidecar) in enumerate([("old", '{"prompt": "the oldest", "seed": 1}'),
+                                         ("mid", '{"prompt": "in between", "seed": 2}'), ("new", "null")]):
+        (out / f"{name}.mp4").write_bytes(b"not a video: never played here")
+        (out / f"{name}.mp4.json").write_text(sidecar)
+        os.utime(out / f"{name}.mp4", (1000 + k, 1000 + k))
+    monkeypatch.setattr(server_module, "MAX_GALLERY", 2)
+    with ThreadedServer(create_app(Settings(runs=None, out=out))) as server:
+        driver.get(server.url + "/gallery")
+        wait(driver, lambda d: len(d.find_elements("css selector", ".card")) == 2, "the first page's two cards")
+        assert [p.text for p in driver.find_elements("css selector", ".card .prompt")] == ["new.mp4", "in between"]
+        assert by_id(driver, "older").is_displayed() and by_id(driver, "count").text == "2 of 3 shown"
+        by_id(driver, "older").click()
+        wait(driver, lambda d: len(d.find_elements("css selector", ".card")) == 3, "the oldest card")
+        assert driver.find_elements("css selector", ".card .prompt")[2].text == "the oldest"
+        assert "seed 1" in driver.find_elements("css selector", ".card .muted")[2].text
+        assert not by_id(driver, "older").is_displayed() and not by_id(driver, "error").is_displayed()

@@ -104,7 +104,7 @@ def test_generate_end_to_end(client):
     random_seed = wait_job(client, client.post("/api/generate", json={"model": "tiny", "prompt": "a circle",
                                                                       "steps": 2, "seed": None}).json()["id"])
     meta = client.get(random_seed["metadata_url"]).json()
-    assert meta["seed_was_random"] and 0 <= meta["seed"] < 2**63
+    assert meta["seed_was_random"] and 0 <= meta["seed"] < 2**53  # exact as a page's Number
 
 
 DROP = object()  # remove the key from the request
@@ -752,3 +752,121 @@ def test_a_latent_cache_under_runs_is_not_a_model(tmp_path):
     (checkpoint / "config.json").write_text("{}")
     found = find_models(tmp_path / "runs")
     assert "model" in found and "latents_frame" not in found
+
+
+def test_random_seeds_are_exact_as_a_pages_numbers():
+    """Random seeds were drawn below 2**63: the pages (JSON into JavaScript Numbers) showed 99.9% of them rounded,
+    and the shown seed typed back made another video (before 2026-12-06). They are drawn below 2**53 now; a seed
+    asked for keeps the full range."""
+    from vdmkit.sampling.generate import MAX_SEED, check_seed
+
+    drawn = [check_seed(None) for _ in range(2000)]  # all below 2**53 by chance: (2**-10)**2000 under the old draw
+    assert all(0 <= s < 2**53 and float(s) == s for s in drawn) and len(set(drawn)) > 1990
+    assert check_seed(MAX_SEED) == MAX_SEED and check_seed(2**53) == 2**53
+
+
+def test_a_request_too_big_for_the_machines_memory_is_refused_before_it_is_queued(client, monkeypatch):
+    """A request needing more memory than the machine has free got 202, queued, loaded the weights and then failed
+    (before 2026-12-06): it is a 400 now, with the estimate and advice the page can follow (no command-line flags),
+    and one that fits is still taken."""
+    import vdmkit.memory
+    from vdmkit.pipelines import TextToVideo
+
+    real, loaded = TextToVideo.from_pretrained, []
+    monkeypatch.setattr(TextToVideo, "from_pretrained", lambda *a, **k: loaded.append(1) or real(*a, **k))
+    monkeypatch.setattr(vdmkit.memory, "available_bytes", lambda device=None: 4 * 2**30)  # 4 GiB free
+    big = {"model": "tiny", "prompt": "a red circle", "frames": 64, "height": 256, "width": 256, "steps": 2}
+    r = client.post("/api/generate", json=big)
+    assert r.status_code == 400, r.text
+    message = r.json()["error"]
+    assert "64 frames at 256x256 needs about" in message and "GiB free on cpu" in message
+    assert "fewer frames (64" in message and "smaller height x width (256x256" in message and "guidance 1" in message
+    assert "--" not in message and "bf16" not in message and "tile" not in message  # what the page cannot set
+    assert "guidance 1" not in client.post("/api/generate", json={**big, "guidance": 1.0}).json()["error"]
+    assert not loaded and client.get("/api/gallery").json()["videos"] == []
+    small = client.post("/api/generate", json={"model": "tiny", "prompt": "a red circle", "steps": 2})
+    assert small.status_code == 202 and wait_job(client, small.json()["id"])["status"] == "done"
+
+
+def copy_with_config(source: Path, target: Path, **changes) -> Path:
+    """A copy of the checkpoint ``source`` whose config.json has ``changes``, its manifest updated to match."""
+    import shutil
+
+    from vdmkit.io.checkpoint import sha256_file
+
+    shutil.copytree(source, target)
+    config = target / "config.json"
+    config.write_text(json.dumps({**json.loads(config.read_text()), **changes}))
+    manifest = json.loads((target / "manifest.json").read_text())
+    manifest["files"]["config.json"] = {"bytes": config.stat().st_size, "sha256": sha256_file(config)}
+    (target / "manifest.json").write_text(json.dumps(manifest))
+    return target
+
+
+def test_the_servers_caps_hold_for_the_models_own_size(tmp_path, runs, monkeypatch):
+    """A model whose own length is 96 frames was sampled at 96 when the request left frames out: the caps were
+    checked on the request's values only (before 2026-12-06). The message says the value is the model's."""
+    from vdmkit.pipelines import TextToVideo
+    from vdmkit.pipelines import default as default_module
+
+    monkeypatch.setattr(default_module, "default_model", lambda: None)
+    copy_with_config(runs / "tiny" / "checkpoints" / "step_0000004", tmp_path / "runs" / "long", frames=96)
+    loaded = []
+    monkeypatch.setattr(TextToVideo, "from_pretrained", lambda *a, **k: loaded.append(1))
+    with TestClient(create_app(Settings(runs=tmp_path / "runs", out=tmp_path / "out"))) as c:
+        assert c.get("/api/models").json()["models"][0]["frames"] == 96
+        r = c.post("/api/generate", json={"model": "long", "prompt": "a red circle", "steps": 2})
+        assert r.status_code == 400 and "frames 96 (the model's default) is above this server's limit of 64" in \
+            r.json()["error"], r.text
+        asked = c.post("/api/generate", json={"model": "long", "prompt": "a red circle", "steps": 2, "frames": 96})
+        assert asked.status_code == 400 and "frames 96 is above" in asked.json()["error"]
+        assert c.get("/api/gallery").json()["videos"] == [] and not loaded
+
+
+def test_closing_the_queue_stops_the_running_job_at_its_next_step(tmp_path, runs, capsys):
+    """Ctrl+C or SIGTERM with a job running waited up to 30 s for it and then abandoned it (before 2026-12-06):
+    close() now stops it at its next sampler step, says so, and nothing of it is written."""
+    from vdmkit.app.jobs import JobQueue
+    from vdmkit.pipelines import make_request, open_model
+
+    _, config = open_model(runs / "tiny")
+    request = make_request(config, ["a red circle moving left"], steps=250, guidance=2.0)
+    out = tmp_path / "out"
+    out.mkdir()
+    queue = JobQueue(out, threads=1)
+    job = queue.submit("tiny", runs / "tiny", request)
+    deadline = time.monotonic() + 60
+    while job.step < 1 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    at_close = job.step
+    queue.close()
+    assert not queue._worker.is_alive()  # close() returned once the job stopped, not at its timeout
+    assert job.status == "cancelled" and job.file is None
+    assert at_close <= job.step <= at_close + 1 < job.steps == 250  # the step running when close() came, no more
+    assert list(out.iterdir()) == []  # no video, sidecar or temporary
+    assert f"stopping job {job.id} at its next sampler step" in capsys.readouterr().err
+
+
+def test_the_gallery_draws_every_video_whatever_its_sidecar_holds_and_pages_through_all(client, app_dirs,
+                                                                                     monkeypatch):
+    """A sidecar holding JSON null (or a list, or a NaN) broke the listing: metadata None stopped the page's cards
+    at that video, a NaN made the whole answer a 400; and only the newest 200 videos were listed, with no way to the
+    rest (before 2026-12-06)."""
+    out = app_dirs.out
+    sidecars = {"a": "null", "b": "[1, 2]", "c": '"text"', "d": '{"seed": 3, "guidance": NaN}', "e": "{oops",
+                "f": '{"seed": 5}'}
+    for k, (name, text) in enumerate(sidecars.items()):
+        (out / f"{name}.mp4").write_bytes(b"video")
+        (out / f"{name}.mp4.json").write_text(text)
+        os.utime(out / f"{name}.mp4", (1000 + k, 1000 + k))  # a is the oldest
+    monkeypatch.setattr(server_module, "MAX_GALLERY", 4)
+    first = client.get("/api/gallery").json()
+    assert [v["file"] for v in first["videos"]] == ["f.mp4", "e.mp4", "d.mp4", "c.mp4"]
+    assert (first["total"], first["next"]) == (6, 4)
+    assert [v["metadata"] for v in first["videos"]] == [{"seed": 5}, {}, {"seed": 3, "guidance": None}, {}]
+    rest = client.get("/api/gallery", params={"start": first["next"]}).json()
+    assert [v["file"] for v in rest["videos"]] == ["b.mp4", "a.mp4"] and rest["next"] is None
+    assert [v["metadata"] for v in rest["videos"]] == [{}, {}]
+    assert client.get("/api/gallery", params={"start": 6}).json() == {"videos": [], "total": 6, "next": None}
+    r = client.get("/api/gallery", params={"start": -1})
+    assert r.status_code == 400 and "start must be an integer >= 0" in r.json()["error"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+import sys
 import threading
 import time
 from collections import OrderedDict, deque
@@ -132,13 +133,30 @@ class JobQueue:
                 return True
             return False
 
+    def torch_device(self):
+        """The torch device the worker samples on (``device`` resolved: auto is CUDA where there is one)."""
+        from vdmkit.device import resolve_device
+
+        return resolve_device(self.device)
+
+    def holds(self, path: str | Path) -> bool:
+        """Whether the pipeline of ``path`` is loaded now (its weights are resident: a memory check leaves them out)."""
+        return self._pipe[0] == Path(path)
+
     def close(self, timeout: float = 30.0) -> None:
-        """Take no new jobs, drop the waiting ones, and let the running one finish."""
+        """Take no new jobs, drop the waiting ones, and stop the running one at its next sampler step, saying so on
+        stderr: Ctrl+C or SIGTERM then ends the server in about one step, with nothing of the job written (it waited
+        for the whole job, or 30 s and then abandoned it, before 2026-12-06). A job that has sampled its last step
+        finishes writing its video."""
         with self._cond:
             self._closed = True
             for job in self._pending:
                 job.status, job.error = FAILED, "the server stopped before this job ran"
             self._pending.clear()
+            running = self._running
+            if running is not None and self.cancel(running):
+                print(f"vdmkit serve: stopping job {running.id} at its next sampler step (step {running.step} of "
+                      f"{running.steps}); nothing of it is written", file=sys.stderr, flush=True)
             self._cond.notify_all()
         if self._worker is not None:
             self._worker.join(timeout)

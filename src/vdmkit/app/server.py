@@ -30,7 +30,7 @@ PAGES = {"/": ("generate.html", "generate"), "/gallery": ("gallery.html", "galle
 MAX_BODY = 64 * 1024  # bytes of a request body: votes and generation requests are a few hundred
 MAX_FRAMES, MAX_SIDE = 64, 256  # a CPU demo: larger requests are refused before anything is allocated
 MAX_STEPS = 250
-MAX_GALLERY = 200
+MAX_GALLERY = 200  # videos per page of /api/gallery (?start= pages through the rest)
 MAX_BOOTSTRAP = 5000
 OUTPUT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}\.mp4(\.json)?$")
 
@@ -72,13 +72,33 @@ def check_prompt(prompt) -> str:
     return check_text(prompt, "prompt", MAX_PROMPT_CHARS, "describe the video, e.g. 'a slow red circle moving right'")
 
 
-def check_limits(frames: int | None, height: int | None, width: int | None, steps: int | None) -> None:
-    """The server's caps, checked before anything is allocated; the model's own rules come after."""
+def check_limits(frames: int | None, height: int | None, width: int | None, steps: int | None, *,
+                 defaults: tuple[str, ...] = ()) -> None:
+    """The server's caps, checked before anything is allocated; the model's own rules come after. ``defaults``:
+    the names whose value is the model's own (none was asked for), said so in the message."""
     for name, value, cap in (("frames", frames, MAX_FRAMES), ("height", height, MAX_SIDE), ("width", width, MAX_SIDE),
                              ("steps", steps, MAX_STEPS)):
         if value is not None and value > cap:
-            raise ConstraintError(f"{name} {value} is above this server's limit of {cap}; ask for at most {cap} "
-                                  "(the command line `vdmkit sample` has no such limit)")
+            whose = " (the model's default)" if name in defaults else ""
+            raise ConstraintError(f"{name} {value}{whose} is above this server's limit of {cap}; ask for at most "
+                                  f"{cap} (the command line `vdmkit sample` has no such limit)")
+
+
+def check_memory(config, request, device, loaded: bool) -> None:
+    """OutOfMemoryError (a 400) when the machine lacks the memory ``request`` needs, before the job is queued; its
+    advice names only what the page can change (vdmkit.memory says why the estimate refuses nothing that fits).
+    ``loaded``: the model's weights are resident already (the queue holds its pipeline), so not counted again."""
+    from vdmkit.memory import check_fits, sampling_estimate
+
+    guided = request.guidance != 1
+    estimate = sampling_estimate(config, batch=1, frames=request.frames, height=request.height, width=request.width,
+                                 guided=guided, weights=not loaded, output=request.output)
+    tips = [f"fewer frames ({request.frames}; the model was trained on {config.frames})",
+            f"a smaller height x width ({request.height}x{request.width}; trained: {config.height}x{config.width})"]
+    if guided:
+        tips.append(f"guidance 1 (not {request.guidance:g}: one model call per step instead of two)")
+    check_fits(estimate, device, f"a video of {request.frames} frames at {request.height}x{request.width}",
+               ", ".join(tips))
 
 
 def output_file(folder: Path, name: str) -> Path:
@@ -92,9 +112,14 @@ def output_file(folder: Path, name: str) -> Path:
     return path
 
 
-def gallery(folder: Path) -> list[dict]:
-    """Generated videos, newest first, with their metadata; files that are not plainly inside ``folder`` (links
-    out of it, files removed meanwhile) are left out, as :func:`output_file` would refuse them."""
+def gallery(folder: Path, start: int = 0) -> dict:
+    """Generated videos, newest first, with their metadata: ``MAX_GALLERY`` of them from the ``start``-th, the
+    ``total`` and where the ``next`` page starts (None: no more). Files that are not plainly inside ``folder`` (links
+    out of it, files removed meanwhile) are left out, as :func:`output_file` would refuse them; metadata that is not
+    a JSON object (unreadable, ``null``, a list) is ``{}``, so every listed video has a dict to read, and its
+    non-finite numbers are null."""
+    if isinstance(start, bool) or not isinstance(start, int) or start < 0:
+        raise ValueError(f"start must be an integer >= 0 (videos to skip, newest first), got {start!r}")
     found = []
     for path in folder.glob("*.mp4") if folder.is_dir() else []:
         try:
@@ -102,13 +127,17 @@ def gallery(folder: Path) -> list[dict]:
         except (NotFound, OSError):
             continue
     items = []
-    for _, name in sorted(found, reverse=True)[:MAX_GALLERY]:
+    for _, name in sorted(found, reverse=True)[start:start + MAX_GALLERY]:
         try:
-            meta = json.loads(output_file(folder, name + ".json").read_text(encoding="utf-8"))
+            # NaN / Infinity (Python writes them, JSON has none) as null: one made the whole listing a 400
+            meta = json.loads(output_file(folder, name + ".json").read_text(encoding="utf-8"),
+                              parse_constant=lambda _: None)
         except (NotFound, OSError, ValueError):
             meta = {}
+        meta = meta if isinstance(meta, dict) else {}  # a null sidecar stopped the page's cards (before 2026-12-06)
         items.append({"file": name, "url": f"/files/{name}", "metadata_url": f"/files/{name}.json", "metadata": meta})
-    return items
+    more = start + MAX_GALLERY < len(found)
+    return {"videos": items, "total": len(found), "next": start + MAX_GALLERY if more else None}
 
 
 def describe_model(key: str, path: Path) -> dict:
@@ -254,7 +283,11 @@ def create_app(settings: Settings):
         with thread_warnings() as caught:  # this request's own (a far guidance...), never a running job's
             request = make_request(config, [prompt], frames=body.frames, height=body.height, width=body.width,
                                    steps=body.steps, sampler=body.sampler, guidance=body.guidance, seed=body.seed)
-        check_limits(None, None, None, request.steps)  # the model's default step count, when none was asked for
+        # again with the model's defaults filled in (its own size or step count can be over the caps)
+        check_limits(request.frames, request.height, request.width, request.steps,
+                     defaults=tuple(k for k in ("frames", "height", "width", "steps") if getattr(body, k) is None))
+        # refused now, with the estimate, rather than queued to fail after its weights load
+        check_memory(config, request, jobs.torch_device(), jobs.holds(ckpt.directory))
         return jobs.describe(jobs.submit(key, ckpt.directory, request, [str(w.message) for w in caught]))
 
     @app.get("/api/jobs/{job_id}")
@@ -280,8 +313,8 @@ def create_app(settings: Settings):
         return jobs.describe(found)
 
     @app.get("/api/gallery")
-    def list_gallery():
-        return {"videos": gallery(settings.out)}
+    def list_gallery(start: int = 0):
+        return gallery(settings.out, start)
 
     @app.get("/files/{name}")
     def files(name: str):

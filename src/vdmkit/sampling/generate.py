@@ -18,12 +18,15 @@ from vdmkit.sampling.guidance import guided, guided_two_scale, replaced
 from vdmkit.sampling.timesteps import CONTINUOUS_SPACINGS, DISCRETE_SPACINGS
 
 MAX_SEED = 2**63 - 1
+# random seeds stay below 2**53: every one is exact as a double, so a page or any JSON reader that holds numbers as
+# doubles (JavaScript's Number) shows the recorded seed exactly and typing it back gives the same video
+RANDOM_SEEDS = 2**53
 
 
 def check_seed(seed) -> int:
-    """None draws a random seed (return it, so it can be recorded); otherwise an int in [0, 2**63)."""
+    """None draws a random seed in [0, 2**53) (return it, so it can be recorded); otherwise an int in [0, 2**63)."""
     if seed is None:
-        return secrets.randbelow(MAX_SEED)
+        return secrets.randbelow(RANDOM_SEEDS)
     if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
         raise ConfigError(f"seed must be an integer in [0, 2**63 - 1] or None for random, got {seed!r}")
     return seed
