@@ -208,3 +208,34 @@ def test_edit_inverted_takes_the_inversion_requests_negative_prompt_and_invert_r
     assert torch.equal(default.video, given.video) and not torch.equal(default.video, empty.video)
     with pytest.raises(ConstraintError, match="takes no latents"):
         invert(pipe, videos, captions, steps=3, latents=torch.zeros(2, 3, 4, 16, 16))
+
+
+def test_negative_prompts_the_edit_would_ignore_are_refused(model):
+    """A negative prompt with cfg_inversion="source" (guided against the source prompt instead) or with guidance <= 1
+    (no unconditional pass) was accepted and ignored (before 2026-12-06)."""
+    from vdmkit.errors import ConfigError
+    from vdmkit.pipelines.editing import check_invertible
+
+    _, pipe, videos, captions = model
+    inversion = invert(pipe, videos, captions, steps=2, guidance=3.0)
+    negative = invert(pipe, videos, captions, steps=2, guidance=3.0, negative_prompt="a green triangle")
+    source = "with cfg_inversion='source': negative-prompt inversion guides against the source prompt"
+    for inv, kwargs, match in (
+            (inversion, {"cfg_inversion": "source", "negative_prompt": "a green triangle"}, source),
+            (negative, {"cfg_inversion": "source"}, source),  # the inversion request's, taken by default
+            (inversion, {"guidance": 1.0, "negative_prompt": "a green triangle"}, "raise --guidance above 1"),
+            (inversion, {"negative_prompt": "a\udcffb"}, r"negative_prompt 'a\\udcffb' is not valid text"),
+            (inversion, {"cfg_inversion": "both"}, "cfg_inversion must be one of plain, source")):
+        with pytest.raises(ConfigError, match=match):
+            edit_inverted(pipe, inv, ["a blue circle"], **kwargs)
+    with pytest.raises(ConfigError, match=source):
+        check_invertible(negative.request, "source")  # what the CLI can check before loading the weights
+    check_invertible(negative.request, "plain")
+    with pytest.raises(ConfigError, match="raise --guidance above 1"):
+        invert(pipe, videos, captions, steps=2, guidance=1.0, negative_prompt="a green triangle")
+    with pytest.raises(ConfigError, match="raise --guidance above 1"):
+        edit(pipe, videos, captions, steps=2, guidance=1.0, negative_prompt="a green triangle")
+    # a source-prompt edit with no negative prompt of its own, and one at guidance 1 with none, still run
+    edit_inverted(pipe, inversion, ["a blue circle"], cfg_inversion="source")
+    edit_inverted(pipe, negative, ["a blue circle"], cfg_inversion="source", negative_prompt="")
+    edit_inverted(pipe, inversion, ["a blue circle"], guidance=1.0)

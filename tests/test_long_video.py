@@ -4,9 +4,9 @@ rescheduled noise, autoregressive extension keeping what it continues from, and 
 import pytest
 import torch
 
-from vdmkit.errors import ConstraintError
-from vdmkit.pipelines.long_video import (MODES, freenoise, fusion_weights, long_request, long_video, window_prompt,
-                                         window_starts)
+from vdmkit.errors import ConfigError, ConstraintError
+from vdmkit.pipelines.long_video import (MODES, freenoise, fusion_weights, long_metadata, long_request, long_video,
+                                         window_prompt, window_starts)
 from tests.test_editing import random_pipe
 
 
@@ -72,6 +72,57 @@ def test_window_prompts_switch_at_their_frame(pipe):
     a = long_video(pipe, "a red circle", frames=8, window=4, overlap=0, steps=2, seed=1)
     b = long_video(pipe, "a red circle", frames=8, window=4, overlap=0, steps=2, seed=1, prompt_at={4: "a blue square"})
     assert torch.equal(a[:, :, :4], b[:, :, :4]) and not torch.equal(a[:, :, 4:], b[:, :, 4:])
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_the_sidecar_records_which_windows_take_each_prompt(pipe, mode):
+    request = long_request(pipe.config, "a red circle", frames=16, window=4, overlap=1, mode=mode, steps=2,
+                           prompt_at={8: "a blue square", 13: "a red square"})
+    assert long_metadata(request)["window_prompts"] == [  # centres 2, 5, 8, 11, 14
+        {"prompt": "a red circle", "windows": [0, 1], "centres": [2, 5]},
+        {"prompt": "a blue square", "windows": [2, 3], "centres": [8, 11]},
+        {"prompt": "a red square", "windows": [4, 4], "centres": [14, 14]}]
+    assert long_metadata(long_request(pipe.config, "a red circle", frames=10, window=4, overlap=1, mode=mode,
+                                      steps=2))["window_prompts"] == [
+        {"prompt": "a red circle", "windows": [0, 2], "centres": [2, 8]}]  # starts 0, 3, 6
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("prompt_at, match", [  # window centres 2, 5, 8, 11, 14
+    # after the last centre: a byte-identical video before 2026-12-06
+    ({15: "a blue square"}, r"prompt_at\[15\] \('a blue square'\) is used by no window: it comes after the last "
+                            r"window's centre .*: 2, 5, 8, 11, 14\); switch at a frame in \[3, 14\]"),
+    ({8: "a blue square", 15: "x"}, r"prompt_at\[15\] .* switch at a frame in \[9, 14\]"),
+    # at or before the first centre: the main prompt reached no window
+    ({2: "a blue square"}, r"the main prompt 'a red circle' is used by no window: prompt_at\[2\] takes effect at or "
+                           r"before the first window's centre .*; make 'a blue square' the main prompt, or switch "
+                           "after frame 2"),
+    ({1: "a blue square", 8: "x"}, "the main prompt 'a red circle' is used by no window"),
+    # two switches between the same centres: the first reached no window
+    ({6: "a blue square", 7: "x"}, r"prompt_at\[6\] \('a blue square'\) is used by no window: prompt_at\[7\] "
+                                   r"replaces it before the next window's centre, frame 8 .*move prompt_at\[7\] "
+                                   "after frame 8"),
+])
+def test_prompt_switches_no_window_takes_are_refused(pipe, mode, prompt_at, match):
+    with pytest.raises(ConstraintError, match=match):
+        long_request(pipe.config, "a red circle", frames=16, window=4, overlap=1, mode=mode, steps=2,
+                     prompt_at=prompt_at)
+
+
+def test_one_window_takes_one_prompt(pipe):
+    with pytest.raises(ConstraintError, match=r"prompt_at\[3\] .*no frame leaves a window to it"):
+        long_request(pipe.config, "a red circle", frames=4, steps=2, prompt_at={3: "x"})
+
+
+@pytest.mark.parametrize("text, match", [
+    ("a blue\x00 square", r"prompt_at\[8\] 'a blue\\x00 square' contains a NUL character"),
+    ("a\udcffb", r"prompt_at\[8\] 'a\\udcffb' is not valid text .* lone surrogate"),
+])
+def test_prompt_at_texts_are_checked_as_prompts(pipe, text, match):
+    """A NUL failed untyped at sampling time, a lone surrogate (the CLI's byte \\xff) was dropped (before
+    2026-12-06)."""
+    with pytest.raises(ConfigError, match=match):
+        long_video(pipe, "a red circle", frames=16, window=4, overlap=0, steps=2, prompt_at={8: text})
 
 
 @pytest.mark.parametrize("kwargs, match", [

@@ -144,13 +144,32 @@ def test_over_length_prompts_warn_with_the_count(t5_folder):
         ours(["a red circle"])
 
 
-@pytest.mark.parametrize("bad, error, match", [
-    (["a", 3], TypeError, "prompt must be a string"),
-    (["a\x00b"], ValueError, "NUL"),
+@pytest.mark.parametrize("bad, match", [
+    (["a", 3], "prompt must be a string, got int"),
+    (["a\x00b"], "contains a NUL character"),
+    (["a\udcffb"], "not valid text .* lone surrogate"),
 ])
-def test_t5_refuses_bad_prompts(t5_folder, bad, error, match):
-    with pytest.raises(error, match=match):
+def test_t5_refuses_bad_prompts(t5_folder, bad, match):
+    """A TypeError or ValueError before 2026-12-06 (a lone surrogate the tokenizer's own TypeError): the ConfigError a
+    request's prompt checks give."""
+    with pytest.raises(ConfigError, match=match):
         encoder(t5_folder[0])(bad)
+
+
+def test_t5_says_the_unknown_words_it_encodes(t5_folder):
+    """The README says unknown words are reported on stderr and in the metadata: T5 recorded them in the sidecar only,
+    and listed words past max_length that were cut, not encoded (before 2026-12-06)."""
+    ours = encoder(t5_folder[0], max_length=24)
+    with pytest.warns(VocabularyWarning, match=r"'a red 7 circle héllo 日本': 3 word\(s\) not in the T5 vocabulary, "
+                                               r"encoded as <unk>: 7, héllo, 日本") as caught:
+        ours(["a red 7 circle héllo 日本", "a red 7 circle héllo 日本", ""])
+    assert len([w for w in caught if "vocabulary" in str(w.message)]) == 1  # one prompt, said once
+    assert ours.unknown_words("a red 7 circle héllo 日本") == ["7", "héllo", "日本"]
+    # 13 tokens (a space and 7 are two) in 12: the last 7 is cut, not encoded as <unk>
+    assert encoder(t5_folder[0], max_length=12).unknown_words("a red circle moving left 7 up down fast 7") == ["7"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ours(["a red circle moving left", ""])
 
 
 def test_t5_bad_folders_are_typed_errors(t5_folder, tmp_path):

@@ -59,7 +59,7 @@ def _cmd_edit(args) -> int:
     request = edit_request(config, video, [args.prompt], negative_prompt=args.negative_prompt, **options)
     options["seed"] = request.seed  # --seed random: the seed drawn and recorded is the one sampled with
     if args.mode == "invert":
-        check_invertible(request)
+        check_invertible(request, args.cfg_inversion)  # and a --negative-prompt --cfg-inversion source ignores
     else:
         steps_for_strength(request.ts, strength)  # a strength that rounds to no step is refused before loading
     check_output_size(out, request, view_factor(request, args.upscale, out), "an even --upscale")

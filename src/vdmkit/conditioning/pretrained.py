@@ -1,6 +1,6 @@
 """What the text encoders from local transformers folders (``clip``, ``t5``) share: the folder's weights (one
 ``model.safetensors`` or the shards its index names) in the key form the installed transformers uses, prompt checks,
-and the over-length warning. Nothing is ever downloaded; pickled weights are refused.
+and the unknown-word and over-length warnings. Nothing is ever downloaded; pickled weights are refused.
 
 transformers 5 names CLIPTextModel's weights without the ``text_model.`` level that files saved by transformers 4
 carry (every Stable Diffusion and ModelScope folder published before 2026), and T5 files may hold the shared
@@ -14,11 +14,13 @@ import dataclasses
 import hashlib
 import json
 import os
+import re
 import warnings
 from pathlib import Path
 
 import torch
 
+from vdmkit.conditioning.text import check_prompt_text
 from vdmkit.errors import ConfigError, CorruptCheckpointError, VocabularyWarning
 from vdmkit.io.checkpoint import cached_sha256, folder_weights, load_json, load_strict, load_tensors
 
@@ -171,12 +173,22 @@ def matched_state(state: dict[str, torch.Tensor], own_keys, levels: tuple[str, .
 
 
 def check_prompt_strings(prompts) -> list[str]:
-    for p in prompts:
-        if not isinstance(p, str):
-            raise TypeError(f"prompt must be a string, got {type(p).__name__}")
-        if "\x00" in p:
-            raise ValueError(f"prompt contains a NUL character: {p!r}")
-    return list(prompts)
+    """ConfigError as a request's prompt checks give it (a TypeError or ValueError from here before 2026-12-06)."""
+    return [check_prompt_text(p) for p in prompts]
+
+
+def unknown_words(tokenizer, prompt: str, max_length: int) -> list[str]:
+    """The words (whitespace-separated, in order) of ``prompt`` with a token the vocabulary maps to its unknown token,
+    among the first ``max_length`` tokens (those encoded; words past them are cut, not encoded as <unk>)."""
+    unk = tokenizer.unk_token_id
+    if unk is None:
+        return []
+    encoded = tokenizer(prompt, max_length=max_length, truncation=True, return_offsets_mapping=True,
+                        return_special_tokens_mask=True, verbose=False)
+    unknown = [a for i, special, (a, _) in zip(encoded["input_ids"], encoded["special_tokens_mask"],
+                                               encoded["offset_mapping"]) if i == unk and not special]
+    words = [m for m in re.finditer(r"\S+", prompt) if any(m.start() <= a < m.end() for a in unknown)]
+    return [m.group() for m in words]
 
 
 def warn_cut(ids: list[list[int]], max_length: int, what: str) -> None:
@@ -205,6 +217,20 @@ class FolderWeights:
     def cut_tokens(self, prompt: str) -> int:
         """Tokens of ``prompt`` past ``max_length`` (cut), as the sidecar records them."""
         return max(0, len(self.tokenizer(prompt, verbose=False)["input_ids"]) - self.cfg.max_length)
+
+    def unknown_words(self, prompt: str) -> list[str]:
+        """Words of ``prompt`` the vocabulary cannot spell (they reach the model as <unk>), as the sidecar records
+        them."""
+        return unknown_words(self.tokenizer, prompt, self.cfg.max_length)
+
+    def warn_unknown(self, prompts: list[str], what: str) -> None:
+        """A VocabularyWarning per prompt with unknown words, listing them, as the word tokenizer says it."""
+        for prompt in dict.fromkeys(prompts):  # a long video's windows repeat their prompts
+            unknown = self.unknown_words(prompt)
+            if unknown:
+                warnings.warn(f"prompt {prompt[:40]!r}{'...' if len(prompt) > 40 else ''}: {len(unknown)} word(s) not "
+                              f"in the {what} vocabulary, encoded as {self.tokenizer.unk_token}: {', '.join(unknown)}",
+                              VocabularyWarning, stacklevel=3)
 
     def folder_state(self, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """A file's tensors keyed as ``self.model`` names its weights."""

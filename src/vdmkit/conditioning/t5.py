@@ -8,7 +8,8 @@ or the same folder. Prompts are padded to ``max_length`` tokens (120, PixArt-alp
 226) so shapes stay fixed for compiled and captured sampling, and the mask hides the padding from cross-attention,
 as those models do. ``tokens`` is the encoder's last hidden state; T5 has no pooled output, so ``pooled`` (which the
 backbones add to the timestep embedding where ``pooled_text`` is on) is the mean of the real tokens' states.
-Longer prompts are cut with a VocabularyWarning giving the count; nothing is ever downloaded.
+Words the vocabulary cannot spell (encoded as <unk>) are listed in a VocabularyWarning, and longer prompts are cut
+with one giving the count; nothing is ever downloaded.
 """
 
 from __future__ import annotations
@@ -109,13 +110,10 @@ class T5TextEncoder(FolderWeights, nn.Module):
         encoder = {k: v for k, v in state.items() if not k.startswith(("decoder.", "lm_head."))}
         return super().folder_state(encoder)
 
-    def unknown_words(self, prompt: str) -> list[str]:
-        """Words the SentencePiece vocabulary maps to its unknown token (they reach the model as <unk>)."""
-        unk = self.tokenizer.unk_token_id
-        return [w for w in prompt.split() if unk in self.tokenizer(w, add_special_tokens=False)["input_ids"]]
-
     def forward(self, prompts: list[str]) -> TextCondition:
         prompts = check_prompt_strings(prompts)
+        # said, as the README promises (before 2026-12-06 only the sidecar's unknown_words had them)
+        self.warn_unknown(prompts, "T5")
         warn_cut(self.tokenizer(prompts, verbose=False)["input_ids"], self.cfg.max_length, "T5")
         batch = self.tokenizer(prompts, padding="max_length", max_length=self.cfg.max_length, truncation=True,
                                return_tensors="pt")

@@ -26,6 +26,21 @@ def split_words(text: str) -> list[str]:
     return _WORD.findall(text.lower())
 
 
+def check_prompt_text(prompt, name: str = "prompt") -> str:
+    """``prompt`` itself; ConfigError naming ``name`` for what no tokenizer encodes as given: a non-string, a NUL (C
+    strings end there), a lone surrogate (undecodable bytes read with surrogateescape: tokenizers fail or drop it)."""
+    if not isinstance(prompt, str):
+        raise ConfigError(f"{name} must be a string, got {type(prompt).__name__}: {prompt!r}")
+    if "\x00" in prompt:
+        raise ConfigError(f"{name} {prompt!r} contains a NUL character; remove it")
+    try:
+        prompt.encode("utf-8")
+    except UnicodeEncodeError as err:
+        raise ConfigError(f"{name} {prompt!r} is not valid text ({err.reason} at {err.start}): a lone surrogate; "
+                          "decode the source as UTF-8") from None
+    return prompt
+
+
 def dropped_symbols(text: str) -> list[str]:
     """The runs of symbols in ``text`` (Unicode category S: emoji, arrows, math and currency signs, with the
     variation selectors and joiners that build emoji) that no word token covers: an all-emoji prompt is

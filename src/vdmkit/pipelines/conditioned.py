@@ -156,7 +156,9 @@ def conditioned_request(config, prompts, *, known: torch.Tensor | None = None, m
         prompts = prompts * batch
     if len(prompts) != batch:
         raise ConstraintError(f"{len(prompts)} prompts for {batch} videos: give one prompt, or one per video")
-    base = make_request(config, list(prompts), frames=frames, height=height, width=width, **kwargs)
+    # two-scale guidance evaluates the negative prompt (its image-only and neither branches) at any text scale
+    base = make_request(config, list(prompts), frames=frames, height=height, width=width,
+                        unconditional=True if image_guidance is not None else None, **kwargs)
     if base.cache is not None:
         raise ConstraintError("cache (step caching) applies to text-to-video sampling; drop it")
     return ConditionedRequest(base, known, mask, low_res, resolved, image_guidance, noise_level, keep_known)

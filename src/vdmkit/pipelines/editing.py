@@ -21,8 +21,9 @@ import torch
 
 from vdmkit.backbones.layers import one_run_at_a_time, self_attention_hook
 from vdmkit.errors import ConfigError, ConstraintError
-from vdmkit.pipelines.request import SampleRequest, check_prompts, make_request
+from vdmkit.pipelines.request import SampleRequest, check_negative, check_prompts, check_unconditional, make_request
 from vdmkit.sampling.generate import generate
+from vdmkit.sampling.guidance import check_guidance
 from vdmkit.sampling.samplers import invert_ddim
 from vdmkit.video import check_video
 
@@ -100,8 +101,21 @@ def edit(pipe, video: torch.Tensor, prompts, *, strength: float = 0.6, callback:
     return x if request.output == "latents" else pipe.decode(x, **(decode or {}))
 
 
-def check_invertible(request: SampleRequest) -> None:
-    """A ConstraintError for a sampler that draws fresh noise at every step: it cannot retrace an inversion."""
+def check_cfg_inversion(cfg_inversion: str, negative_prompt: str) -> None:
+    """ConfigError for an unknown ``cfg_inversion``, and for a negative prompt that ``"source"`` would replace by the
+    source prompt (before 2026-12-06 it was ignored, and recorded in the sidecar)."""
+    if cfg_inversion not in CFG_INVERSION:
+        raise ConfigError(f"cfg_inversion must be one of {', '.join(CFG_INVERSION)}, got {cfg_inversion!r}")
+    if cfg_inversion == "source" and negative_prompt:
+        raise ConfigError(f"negative_prompt {negative_prompt!r} with cfg_inversion='source': negative-prompt inversion "
+                          "guides against the source prompt, so it would be ignored; drop it (--negative-prompt), or "
+                          "guide against it with cfg_inversion='plain'")
+
+
+def check_invertible(request: SampleRequest, cfg_inversion: str = "plain") -> None:
+    """A ConstraintError for a sampler that draws fresh noise at every step: it cannot retrace an inversion; a
+    ConfigError for what ``cfg_inversion`` (as :func:`edit_inverted` will take it) would ignore."""
+    check_cfg_inversion(cfg_inversion, request.negative_prompt)
     if request.sampler in STOCHASTIC_SAMPLERS or (request.sampler == "ddim" and request.knobs.get("eta", 0) > 0):
         what = f"ddim with eta={request.knobs['eta']}" if request.sampler == "ddim" else repr(request.sampler)
         raise ConstraintError(f"sampler {what} draws fresh noise at every step, so it cannot retrace an inverted "
@@ -169,17 +183,17 @@ def edit_inverted(pipe, inversion: Inversion, prompts, *, guidance: float | None
     the reconstruction), with the inversion's sampler and schedule. ``guidance`` (default: the inversion request's)
     above 1 guides both branches against ``negative_prompt`` (default: the inversion request's), or against the
     source prompt with ``cfg_inversion="source"`` (negative-prompt inversion: the source branch then still retraces
-    the clip).
+    the clip); a negative prompt either would leave unused is a ConfigError.
     ``attention_reuse`` in [0, 1]: the fraction of the first steps in which the target's self-attention maps are the
     source's (0: off, the model unchanged)."""
     request = inversion.request
     reuse = check_fraction("attention_reuse", attention_reuse)
-    if cfg_inversion not in CFG_INVERSION:
-        raise ValueError(f"cfg_inversion must be one of {', '.join(CFG_INVERSION)}, got {cfg_inversion!r}")
-    if negative_prompt is None:
+    scale = request.guidance if guidance is None else check_guidance(guidance)
+    if negative_prompt is not None:
+        check_unconditional(scale, check_negative(negative_prompt), 0.0, scale > 1)
+    else:
         negative_prompt = request.negative_prompt
-    if not isinstance(negative_prompt, str):
-        raise TypeError(f"negative_prompt must be a string, got {type(negative_prompt).__name__}")
+    check_cfg_inversion(cfg_inversion, negative_prompt)
     targets = check_prompts(prompts)
     sources = request.prompts
     if len(targets) == 1:
@@ -202,7 +216,7 @@ def edit_inverted(pipe, inversion: Inversion, prompts, *, guidance: float | None
 
     with self_attention_hook(pipe.backbone, hook):  # the run lock (decorator) keeps other threads' calls out
         x = generate(hooked, x, request.ts, cond, uncond, sampler=request.sampler,
-                     guidance=request.guidance if guidance is None else guidance,
+                     guidance=scale,
                      guidance_rescale=request.guidance_rescale, generator=torch.Generator().manual_seed(request.seed),
                      callback=callback, process=pipe.process, **request.knobs)
     if request.output != "latents":

@@ -12,11 +12,13 @@ existing samplers.
 ``window`` and ``overlap`` count the frames the backbone denoises (pixel frames, or latent frames when the
 autoencoder compresses time); the whole latent video is decoded at the end (a causal VAE decodes in frame chunks
 exactly). Window prompts: ``prompt_at={32: "..."}`` switches the prompt from that frame on; a window takes the prompt
-in effect at its centre.
+in effect at its centre, so a switch no window centre selects, or one that leaves the main prompt to no window, is
+refused before any weights load.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, replace
 from typing import Callable
 
@@ -24,7 +26,7 @@ import torch
 
 from vdmkit.backbones.layers import one_run_at_a_time
 from vdmkit.errors import ConfigError, ConstraintError
-from vdmkit.pipelines.request import SampleRequest, check_latents, check_size, make_request
+from vdmkit.pipelines.request import SampleRequest, check_latents, check_prompts, check_size, make_request
 from vdmkit.sampling.generate import initial_noise
 from vdmkit.sampling.guidance import guided
 from vdmkit.registry import check_sampler
@@ -60,8 +62,37 @@ def check_prompt_at(prompt_at, frames: int) -> tuple[tuple[int, str], ...]:
                                   f"prompt), got {frame!r}")
         if not isinstance(prompt, str):
             raise ConfigError(f"prompt_at[{frame}] must be a string, got {type(prompt).__name__}")
+        check_prompts(prompt, f"prompt_at[{frame}]")  # a NUL failed at sampling, a lone surrogate was dropped
         items.append((frame, prompt))
     return tuple(sorted(items))
+
+
+def check_switches(prompt: str, prompt_at: tuple[tuple[int, str], ...], centres: list[float]) -> None:
+    """ConstraintError for a prompt no window takes: each window takes the prompt in effect at its centre (output
+    frames, ascending), so a switch needs a centre before the next one, and the main prompt one before the first
+    (before 2026-12-06 such a prompt was recorded in the sidecar and never sampled)."""
+    taken = {switch_index(prompt_at, c) for c in centres}
+    shown = ", ".join(f"{c:g}" for c in centres[:6]) + (f", ... {centres[-1]:g}" if len(centres) > 6 else "")
+    said = f"each window takes the prompt in effect at its centre frame: {shown}"
+    if 0 not in taken:
+        first, text = prompt_at[0]
+        raise ConstraintError(f"the main prompt {prompt!r} is used by no window: prompt_at[{first}] takes effect at or "
+                              f"before the first window's centre ({said}); make {text!r} the main prompt, or switch "
+                              f"after frame {centres[0]:g}")
+    for k, (frame, text) in enumerate(prompt_at, 1):
+        if k in taken:
+            continue
+        if frame > centres[-1]:  # the frames that leave a centre to it and one to the prompt before it
+            before = next(c for c in centres if c >= (prompt_at[k - 2][0] if k > 1 else 0))
+            low, high = math.floor(before) + 1, math.floor(centres[-1])
+            fix = (f"switch at a frame in [{low}, {high}]" if low <= high else "no frame leaves a window to it and "
+                   "one to the prompt before it: drop it, or sample more windows (more frames, a larger overlap)")
+            raise ConstraintError(f"prompt_at[{frame}] ({text!r}) is used by no window: it comes after the last "
+                                  f"window's centre ({said}); {fix}")
+        centre, after = next(c for c in centres if c >= frame), prompt_at[k][0]
+        raise ConstraintError(f"prompt_at[{frame}] ({text!r}) is used by no window: prompt_at[{after}] replaces it "
+                              f"before the next window's centre, frame {centre:g} ({said}); move prompt_at[{after}] "
+                              f"after frame {centre:g}, or drop one")
 
 
 def long_request(config, prompt: str, *, frames: int, window: int | None = None, overlap: int | None = None,
@@ -100,10 +131,12 @@ def long_request(config, prompt: str, *, frames: int, window: int | None = None,
     if latent_frames < window:
         raise ConstraintError(f"{frames} frames ({latent_frames} for the backbone) are fewer than one window of "
                               f"{window}: ask for at least {window} frames or a smaller window")
+    prompt_at = check_prompt_at(prompt_at, frames)
+    check_switches(prompt, prompt_at, [centre_frame(s, window, frames, latent_frames)
+                                       for s in window_starts(latent_frames, window, overlap)])
     if latents is not None:
         check_latents(latents, (1, config.latent_channels, latent_frames, h, w))
-    return LongRequest(base, frames, latent_frames, window, overlap, mode, weighting,
-                       check_prompt_at(prompt_at, frames), latents)
+    return LongRequest(base, frames, latent_frames, window, overlap, mode, weighting, prompt_at, latents)
 
 
 def window_starts(frames: int, window: int, overlap: int) -> list[int]:
@@ -143,14 +176,35 @@ def freenoise(noise: torch.Tensor, frames: int, window: int, overlap: int, gener
     return x
 
 
+def centre_frame(start: int, window: int, frames: int, latent_frames: int) -> float:
+    """The centre of the window from latent frame ``start``, in output frames: where it reads its prompt."""
+    return (start + window / 2) * frames / latent_frames
+
+
+def switch_index(prompt_at: tuple[tuple[int, str], ...], frame: float) -> int:
+    """Which prompt is in effect at ``frame``: 0 the main one, k the k-th of ``prompt_at`` (ascending)."""
+    return sum(first <= frame for first, _ in prompt_at)
+
+
 def window_prompt(request: LongRequest, start: int) -> str:
     """The prompt in effect at the window's centre frame (in output frames)."""
-    centre = (start + request.window / 2) * request.frames / request.latent_frames
-    prompt = request.base.prompts[0]
-    for frame, text in request.prompt_at:
-        if frame <= centre:
-            prompt = text
-    return prompt
+    k = switch_index(request.prompt_at, centre_frame(start, request.window, request.frames, request.latent_frames))
+    return request.prompt_at[k - 1][1] if k else request.base.prompts[0]
+
+
+def window_prompts(request: LongRequest) -> list[dict]:
+    """Each prompt with the windows that take it, in order: {"prompt", "windows": [first, last] (indices),
+    "centres": [first, last] (output frames)}; one entry per prompt, however many windows."""
+    runs: list[dict] = []
+    for k, start in enumerate(window_starts(request.latent_frames, request.window, request.overlap)):
+        prompt = window_prompt(request, start)
+        centre = round(centre_frame(start, request.window, request.frames, request.latent_frames), 3)
+        centre = int(centre) if centre == int(centre) else centre  # 8, not 8.0
+        if runs and runs[-1]["prompt"] == prompt:
+            runs[-1]["windows"][1], runs[-1]["centres"][1] = k, centre
+        else:
+            runs.append({"prompt": prompt, "windows": [k, k], "centres": [centre, centre]})
+    return runs
 
 
 @torch.no_grad()
@@ -238,7 +292,8 @@ def long_metadata(request: LongRequest) -> dict:
     """What a long video's sidecar records beyond a sample's."""
     return {"long_mode": request.mode, "window": request.window, "overlap": request.overlap,
             "weighting": request.weighting, "prompt_at": {str(f): p for f, p in request.prompt_at},
-            "windows": len(window_starts(request.latent_frames, request.window, request.overlap))}
+            "windows": len(window_starts(request.latent_frames, request.window, request.overlap)),
+            "window_prompts": window_prompts(request)}
 
 
 def as_sample_request(request: LongRequest) -> SampleRequest:

@@ -11,6 +11,7 @@ from typing import Any
 
 import torch
 
+from vdmkit.conditioning.text import check_prompt_text
 from vdmkit.errors import ConfigError, ConstraintError
 from vdmkit.pipelines.config import PipelineConfig
 from vdmkit.registry import SAMPLERS, check_sampler
@@ -64,26 +65,27 @@ def check_precision(precision) -> str:
     return precision
 
 
-def check_prompts(prompts) -> tuple[str, ...]:
+def check_prompts(prompts, name: str = "prompt") -> tuple[str, ...]:
+    """A string or a list of them -> a tuple; ConfigError naming ``name`` (a negative prompt's said "prompt" before
+    2026-12-06) for no prompt, a non-string, a NUL or a lone surrogate."""
     if isinstance(prompts, str):
         prompts = [prompts]
     if not isinstance(prompts, (list, tuple)):
-        raise ConfigError(f"prompts must be a string or a list of strings, got {type(prompts).__name__}: {prompts!r}")
+        raise ConfigError(f"{name}s must be a string or a list of strings, got {type(prompts).__name__}: {prompts!r}")
     if not prompts:
-        raise ConfigError("prompts must not be empty: give a string or a list of at least one string (\"\" is "
+        raise ConfigError(f"{name}s must not be empty: give a string or a list of at least one string (\"\" is "
                           "the unconditional prompt)")
     bad = [p for p in prompts if not isinstance(p, str)]
     if bad:
-        raise ConfigError(f"every prompt must be a string, got {type(bad[0]).__name__}: {bad[0]!r}")
-    for prompt in prompts:
-        if "\x00" in prompt:
-            raise ConfigError(f"prompt {prompt!r} contains a NUL character; remove it")
-        try:
-            prompt.encode("utf-8")
-        except UnicodeEncodeError as err:
-            raise ConfigError(f"prompt {prompt!r} is not valid text ({err.reason} at {err.start}): a lone surrogate; "
-                              "decode the source as UTF-8") from None
-    return tuple(prompts)
+        raise ConfigError(f"every {name} must be a string, got {type(bad[0]).__name__}: {bad[0]!r}")
+    return tuple(check_prompt_text(p, name) for p in prompts)
+
+
+def check_negative(negative_prompt) -> str:
+    """One negative prompt, checked as prompts are and named as itself."""
+    if not isinstance(negative_prompt, str):
+        raise ConfigError(f"negative_prompt must be a string, got {type(negative_prompt).__name__}")
+    return check_prompts(negative_prompt, "negative_prompt")[0]
 
 
 def check_knobs(sampler: str, knobs: dict) -> dict:
@@ -123,7 +125,7 @@ def make_request(config: PipelineConfig, prompts, *, frames: int | None = None, 
                  timesteps: list | None = None, guidance_rescale: float = 0.0, precision: str = "fp32",
                  negative_prompt: str = "", latents: torch.Tensor | None = None, output: str = "pixels",
                  cache=None, schedules: str | os.PathLike | None = None, model_sha256: str | None = None,
-                 **knobs) -> SampleRequest:
+                 unconditional: bool | None = None, **knobs) -> SampleRequest:
     """Check every argument of a sampling request against the model's ``config`` (cheap: no weights needed).
 
     Sizes left at None take the model's training size, and steps, sampler, guidance and the timestep schedule its
@@ -135,12 +137,14 @@ def make_request(config: PipelineConfig, prompts, *, frames: int | None = None, 
     ``{"mode": "teacache", "threshold": 0.1}`` or ``{"mode": "every", "interval": 2}``, or let attention layers reuse
     their outputs, ``"pab"`` (see :func:`vdmkit.sampling.caching.check_cache`); None computes every call. ``timesteps="auto"``: the schedule searched
     for this sampler and step count (``vdmkit search-schedule``), read from the ``schedules`` file (a model's
-    ``schedules.json``), which must have been searched on the weights ``model_sha256`` when that is given."""
+    ``schedules.json``), which must have been searched on the weights ``model_sha256`` when that is given.
+    ``negative_prompt`` and ``guidance_rescale`` act on the unconditional pass of classifier-free guidance, which
+    guidance <= 1 skips: given with it they are a ConfigError, never recorded and ignored. ``unconditional``: whether
+    the caller's sampling runs a pass on the negative prompt anyway (two-scale image guidance does at any text scale);
+    None: when guidance > 1."""
     defaults = config.sampling
     prompts = check_prompts(prompts)
-    if not isinstance(negative_prompt, str):
-        raise ConfigError(f"negative_prompt must be a string, got {type(negative_prompt).__name__}")
-    check_prompts([negative_prompt])
+    check_negative(negative_prompt)
     frames = check_size("frames", config.frames if frames is None else frames)
     height = check_size("height", config.height if height is None else height)
     width = check_size("width", config.width if width is None else width)
@@ -175,6 +179,8 @@ def make_request(config: PipelineConfig, prompts, *, frames: int | None = None, 
     config.check_pixels(height, width)
     config.model.check_shape(*latent_size)
     guidance = check_guidance(guidance)
+    check_unconditional(guidance, negative_prompt, guidance_rescale,
+                        guidance > 1 if unconditional is None else unconditional)
     check_precision(precision)
     if output not in OUTPUTS:
         raise ConfigError(f"output must be one of {', '.join(OUTPUTS)}, got {output!r}")
@@ -185,6 +191,19 @@ def make_request(config: PipelineConfig, prompts, *, frames: int | None = None, 
                          None if timesteps is None else tuple(timesteps), ts, guidance, guidance_rescale,
                          check_seed(seed), seed is None, negative_prompt, precision, knobs, latents, rules, output,
                          cache)
+
+
+def check_unconditional(guidance: float, negative_prompt: str, guidance_rescale: float, unconditional: bool) -> None:
+    """ConfigError for a negative prompt or guidance rescale that sampling would ignore (before 2026-12-06 both were
+    accepted at guidance <= 1, which runs the conditional pass alone, and recorded in the sidecar)."""
+    if negative_prompt and not unconditional:
+        raise ConfigError(f"negative_prompt {negative_prompt!r} steers the unconditional pass of classifier-free "
+                          f"guidance, which guidance={guidance:g} (<= 1: one conditional pass) does not run; raise "
+                          "--guidance above 1, or drop it")
+    if guidance_rescale and guidance <= 1:
+        raise ConfigError(f"guidance_rescale={guidance_rescale:g} rescales classifier-free guidance, which "
+                          f"guidance={guidance:g} (<= 1: one conditional pass) does not apply; raise --guidance above "
+                          "1, or drop it")
 
 
 def listed_timesteps(timesteps) -> list:
