@@ -72,6 +72,10 @@ def test_random_seed_is_recorded_and_unknown_words_reported(run_dir, tmp_path, c
     (["--guidance-rescale", "2"], "rescale"),
     (["--order", "2"], "applies to the unipc sampler"),
     (["--out", "x.avi"], ".mp4"),
+    # accepted and ignored before 2026-12-06: image-to-video's options without --image, --force-lora without --lora
+    (["--condition-mode", "concat"], "--condition-mode: not used by this request"),
+    (["--noise-level", "5"], "--noise-level: not used by this request"),
+    (["--force-lora"], "--force-lora: not used by this request"),
 ])
 def test_bad_sample_inputs_fail_before_loading_weights(run_dir, tmp_path, monkeypatch, capsys, args, match):
     def refuse(*a, **k):
@@ -367,3 +371,13 @@ def test_an_odd_sized_model_samples_to_mp4_and_refuses_an_odd_factor_first(tmp_p
     assert cli.main(["sample", "--model", str(run), "--prompt", "a red circle", "--steps", "2", "--upscale", "3",
                      "--out", str(tmp_path / "b.mp4")]) == 2
     assert "27x27 video cannot be written as mp4" in capsys.readouterr().err and not (tmp_path / "b.mp4").exists()
+
+
+def test_a_batch_refuses_out_which_it_would_ignore(run_dir, tmp_path, capsys):
+    """`sample --prompts FILE --out-dir DIR --out x.gif` wrote mp4s and no GIF, without a word (before
+    2026-12-06)."""
+    (tmp_path / "p.txt").write_text("a red circle\na blue square\n")
+    assert cli.main(["sample", "--model", str(run_dir), "--prompts", str(tmp_path / "p.txt"), "--out-dir",
+                     str(tmp_path / "vids"), "--out", str(tmp_path / "x.gif"), "--steps", "2"]) == 2
+    assert "--out (--prompts writes DIR/00000.mp4, ...): not used" in capsys.readouterr().err
+    assert not (tmp_path / "vids").exists() and not (tmp_path / "x.gif").exists()

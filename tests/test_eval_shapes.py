@@ -66,6 +66,18 @@ def test_training_recipe_runs_from_the_cli_and_is_byte_reproducible(tmp_path, ca
     assert load_shapes_classifier(out, expected_sha256=sha).record.sha256 == sha
     assert cli.main(["eval", "train-classifier", "--out", str(again), "--train-steps", "2"]) == 0
     assert sha256_file(again) == sha  # seeded init, data and noise; no wall-clock time in the file
+    # --seed, --batch-size and --threads reach the recipe; a device or evaluation flags it cannot honour are refused
+    # (all were ignored, and --device cuda trained on the CPU, before 2026-12-06)
+    other = tmp_path / "other.safetensors"
+    capsys.readouterr()
+    assert cli.main(["eval", "train-classifier", "--out", str(other), "--train-steps", "2", "--seed", "5",
+                     "--batch-size", "4", "--threads", "1"]) == 0
+    record = json.loads(capsys.readouterr().out)
+    assert (record["seed"], record["batch_size"], record["threads"]) == (5, 4, 1) and sha256_file(other) != sha
+    for flags in (["--device", "cuda"], ["--real", "shapes"], ["--metrics", "fvd"]):
+        assert cli.main(["eval", "train-classifier", "--out", str(tmp_path / "x.safetensors"), *flags]) == 2
+        assert "Traceback" not in capsys.readouterr().err
+    assert not (tmp_path / "x.safetensors").exists()
 
 
 @pytest.mark.slow

@@ -133,6 +133,15 @@ def _cmd_sample(args) -> int:
         raise ValueError("give --prompt TEXT (one video, --out) or --prompts FILE (one video per line, --out-dir)")
     if args.prompt is None and args.prompts is None:
         raise ValueError("sample needs --prompt TEXT, or --prompts FILE --out-dir DIR (or --list-samplers)")
+    # options that were accepted and ignored (a batch's --out; image-to-video's; --force-lora with no --lora)
+    stray = [f for f, bad in (("--out (--prompts writes DIR/00000.mp4, ...)", args.prompts and args.out),
+                              ("--condition-mode", args.image is None and args.condition_mode),
+                              ("--noise-level", args.image is None and args.noise_level is not None),
+                              ("--force-lora", args.force_lora and not args.lora)) if bad]
+    if stray:
+        raise ValueError(f"{', '.join(stray)}: not used by this request (image-to-video's need --image); drop them")
+    args.out, args.condition_mode = args.out or "sample.mp4", args.condition_mode or "auto"
+    args.noise_level = 0.0 if args.noise_level is None else args.noise_level
     if args.image is not None or args.image_guidance is not None:
         from vdmkit.tasks_cli import sample_image
 
@@ -520,7 +529,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "each process samples its share (prompt i on rank i %% processes)")
     p.add_argument("--out-dir", metavar="DIR", help="with --prompts: the folder the videos are written to")
     p.add_argument("--negative-prompt", default="", help="prompt to steer away from (default: unconditional)")
-    p.add_argument("--out", default="sample.mp4", help="output file: .mp4, .gif, .webp or .png (frame strip); "
+    p.add_argument("--out", help="output file (default sample.mp4): .mp4, .gif, .webp or .png (frame strip); "
                    ".safetensors writes the latents (not decoded) instead")
     p.add_argument("--latents", help="starting noise: a .safetensors file holding one (1, C, T, H, W) tensor, used "
                    "instead of the seed's (reproduces a run of another library exactly)")
@@ -584,9 +593,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--image", help="image-to-video: this image (.png, .jpg) is the first frame")
     p.add_argument("--image-guidance", type=float, help="with --image: guidance on the image, the text guided by "
                    "--guidance on top (two-scale; needs a model trained with known frames)")
-    p.add_argument("--condition-mode", choices=("auto", "concat", "replace"), default="auto", help="with --image: "
+    p.add_argument("--condition-mode", choices=("auto", "concat", "replace"), help="with --image (default auto): "
                    "concat (a model trained with known frames), replace (training-free, any model); auto picks")
-    p.add_argument("--noise-level", type=float, default=0.0, help="with --image: noise augmentation of the image")
+    p.add_argument("--noise-level", type=float, help="with --image (default 0): noise augmentation of the image")
     p.set_defaults(func=_cmd_sample)
 
     p = sub.add_parser("convert", help="convert a model: a diffusers folder into a vdmkit checkpoint, or a vdmkit "

@@ -30,8 +30,21 @@ def _cmd_eval(args) -> int:
     if action == "train-classifier":
         from vdmkit.evaluation.shapes_classifier import TRAIN_STEPS, WEIGHTS_FILE, main
 
+        from vdmkit.device import resolve_device
+
+        # it trains on the CPU: --device, --seed, --threads and --batch-size were ignored, a missing CUDA unsaid
+        if resolve_device(args.device).type != "cpu":
+            raise ValueError(f"eval train-classifier trains on the CPU (a few minutes); drop --device {args.device}")
+        given = [flag for flag, value in (("--real", args.real), ("--fake", args.fake), ("--metrics", args.metrics),
+                                          ("--html", args.html)) if value is not None]
+        if given:
+            raise ValueError(f"eval train-classifier takes --out, --train-steps, --seed, --threads and --batch-size; "
+                             f"drop {', '.join(given)}")
         steps = TRAIN_STEPS if args.train_steps is None else args.train_steps  # 0 is refused, not the default
         argv = ["--out", args.out or WEIGHTS_FILE, "--steps", str(steps)]
+        for flag, value in (("--seed", args.seed), ("--batch-size", args.batch_size),
+                            ("--threads", args.threads or None)):  # (0: the classifier's one thread)
+            argv += [] if value is None else [flag, str(value)]
         return main(argv)
     if args.real is None or args.fake is None:
         raise ValueError("eval needs --real DIR|shapes and --fake DIR|MODEL_DIR|shapes|noise "
@@ -72,7 +85,7 @@ def _cmd_eval(args) -> int:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         ev = evaluate(args.real, args.fake, metrics=args.metrics, protocol=args.protocol, weights=args.weights,
-                      clip=args.clip, strict=args.strict, batch_size=args.batch_size, progress=not args.no_progress,
+                      clip=args.clip, strict=args.strict, batch_size=8 if args.batch_size is None else args.batch_size, progress=not args.no_progress,
                       annotations=args.annotations, real_split=args.real_split,
                       expected_sha256=_sha_pins(args.weights_sha256), sample_steps=args.sample_steps,
                       guidance=args.guidance, sampler=args.sampler, frames=args.frames, stride=args.stride, resolution=args.resolution,
@@ -176,7 +189,7 @@ def register(sub) -> None:
     p.add_argument("--out", help="JSON report (written atomically); train-classifier: the weights file")
     p.add_argument("--html", help="HTML report with plots and sample frames (needs matplotlib)")
     p.add_argument("--compare", nargs=2, metavar=("A.json", "B.json"), help="compare two reports")
-    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--batch-size", type=int, help="clips per batch (default 8; train-classifier: its own)")
     p.add_argument("--threads", type=int, default=0,
                    help="torch CPU threads (0 = the CPUs other work leaves free)")
     p.add_argument("--device", default="auto", help="where a model is sampled and the feature networks run: auto "
