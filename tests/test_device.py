@@ -20,7 +20,9 @@ def test_device_names_resolve_or_say_what_is_here():
     assert devices.resolve_device("cpu") == torch.device("cpu")
     for name, match in [("cuda", "no CUDA device.*available: cpu"), ("cuda:1", "no CUDA device"),
                         ("mps", "Apple's Metal backend, not available here"), ("gpu", "unknown; use auto"),
-                        ("cuda:x", "unknown"), (3, "unknown")]:
+                        ("cuda:x", "unknown"), (3, "unknown"),
+                        # torch's own RuntimeError, a traceback, before 2026-12-06
+                        ("cuda:01", "unknown"), ("cuda:\u0663", "unknown"), ("cuda:" + "9" * 20, "unknown")]:
         with pytest.raises(DeviceError, match=match):
             devices.resolve_device(name)
 

@@ -126,6 +126,7 @@ def test_the_global_batch_splits_into_disjoint_positions_and_bad_splits_name_the
     ("train.parallel=zero", "train.parallel='zero' unknown; valid: none, ddp, fsdp"),
     ("train.randomness=fresh", "valid: auto, stream, per_sample"),
     ("train.timeout=0", "positive number of seconds"),
+    ("train.timeout=1e15", "at most 604800"),  # an OverflowError in every rank before 2026-12-06
 ])
 def test_bad_multi_process_options_are_refused_when_the_config_is_read(tiny_cfg, override, match):
     with pytest.raises(ConfigError, match=match):
@@ -186,6 +187,11 @@ def test_launch_environment_devices_and_nproc_are_checked(monkeypatch, tmp_path,
         assert cli.main(["train", "configs/tiny.yaml", *argv, "--nproc", "4"]) == 2
         assert message in capsys.readouterr().err
     assert cli.main(["train", "missing.yaml", "--nproc", "2"]) == 2 and "not found" in capsys.readouterr().err
+    (tmp_path / "run" / "checkpoints" / "step_0000002").mkdir(parents=True)  # the run folder, as open_run checks it
+    for argv, message in (([f"train.out_dir={tmp_path / 'run'}"], "already holds checkpoints; pass --resume"),
+                          ([f"train.out_dir={tmp_path / 'new'}", "--resume"], "no complete checkpoint under")):
+        assert cli.main(["train", "configs/tiny.yaml", *argv, "--nproc", "2"]) == 2
+        assert message in capsys.readouterr().err
     command = torchrun_command(3, ["train", "c.yaml", "--resume"])
     assert command[1:] == ["-m", "torch.distributed.run", "--standalone", "--nproc-per-node=3", "-m", "vdmkit",
                            "train", "c.yaml", "--resume"]
@@ -200,6 +206,10 @@ def test_commands_that_do_not_split_refuse_several_processes(monkeypatch, capsys
     assert "give --prompts FILE --out-dir DIR" in capsys.readouterr().err
     assert cli.main(["train", "configs/tiny.yaml", "--nproc", "2"]) == 2
     assert "drop --nproc when launching with torchrun" in capsys.readouterr().err
+    # eval's other actions do not split: each rank trained the classifier into one file (before 2026-12-06)
+    for argv in (["train-classifier", "--train-steps", "2"], ["compare", "a.json", "b.json"]):
+        assert cli.main(["eval", *argv]) == 2
+        assert f"`vdmkit eval {argv[0]}` runs in one process" in capsys.readouterr().err
 
 
 def test_a_failed_collective_names_the_rank_and_says_to_resume():

@@ -38,12 +38,13 @@ def _cmd_train(args) -> int:
     from vdmkit.training import load_config
 
     if args.nproc is not None and args.nproc != 1:
+        from vdmkit.distributed import launch
         from vdmkit.training.parallel import check_launch
 
         # what each process would refuse, said once before torchrun starts them (each printed it, then torchrun its
         # traceback, exit 1, before 2026-12-06)
-        return _launch(args.nproc, args.argv, check=lambda: check_launch(
-            load_config(args.config, args.overrides + _device_overrides(args)), args.nproc))
+        return launch(args.nproc, args.argv, check=lambda: check_launch(
+            load_config(args.config, args.overrides + _device_overrides(args)), args.nproc, args.resume))
     from vdmkit.distributed import current
     from vdmkit.training import train
 
@@ -54,37 +55,6 @@ def _cmd_train(args) -> int:
         previews = f", previews in {out / 'samples'}" if (out / "samples").is_dir() else ""
         print(f"trained to step {cfg.train.steps}; checkpoints in {out / 'checkpoints'}{previews}")
     return 0
-
-
-def _launch(nproc: int, argv: list[str], check=None) -> int:
-    """``vdmkit train --nproc N ...``: replace this process by torchrun starting N processes of the same command
-    (without --nproc) on this machine, once ``check()`` (what they would refuse) has passed."""
-    import os
-
-    from vdmkit.distributed import launched, torchrun_command
-
-    command = torchrun_command(nproc, _without_nproc(argv))  # refuses nproc < 1
-    if launched().distributed:
-        raise ValueError("--nproc starts processes with torchrun; this process already is one of "
-                         f"{launched().size}: drop --nproc when launching with torchrun")
-    if check is not None:
-        check()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os.execv(command[0], command)  # an argument list, never a shell string; returns only on failure
-    return 1
-
-
-def _without_nproc(argv: list[str]) -> list[str]:
-    out, skip = [], False
-    for arg in argv:
-        if skip:
-            skip = False
-        elif arg == "--nproc":
-            skip = True
-        elif not arg.startswith("--nproc="):
-            out.append(arg)
-    return out
 
 
 def _cmd_train_vae(args) -> int:
@@ -239,9 +209,9 @@ def _cmd_sample(args) -> int:
         if value < 1:
             raise ValueError(f"--vae-{name.replace('_', '-')} must be >= 1, got {value}")
     threads = apply_threads(args.threads)
-    from vdmkit.distributed import all_gather_objects, join
+    from vdmkit.distributed import SHARDED_TIMEOUT_S, all_gather_objects, join
 
-    world, device = join(device)  # rank i of the processes torchrun started, or the only one
+    world, device = join(device, SHARDED_TIMEOUT_S)  # rank i of the processes torchrun started, or the only one
     requests = {0: first}
     if args.prompts is not None:  # prompt i: rank i % processes, seed + i: the same video for any process count
         base = all_gather_objects(first.seed, world)[0]  # a random seed is drawn once, by rank 0
@@ -674,7 +644,9 @@ def _check_processes(args) -> None:
     import os
 
     size = os.environ.get("WORLD_SIZE", "1")
-    if size != "1" and args.command not in MULTI_PROCESS:
+    whole = args.command == "eval" and (args.action not in (None, "run") or args.compare)  # each rank redid it
+    if size != "1" and (args.command not in MULTI_PROCESS or whole):
+        args.command += f" {args.action or 'compare'}" if whole else ""
         raise ValueError(f"`vdmkit {args.command}` runs in one process, but torchrun started {size}: run it without "
                          f"torchrun (commands that split over processes: {', '.join(MULTI_PROCESS)})")
     if size != "1" and args.command == "sample" and getattr(args, "prompts", None) is None and not args.list_samplers:

@@ -14,7 +14,7 @@ from contextlib import contextmanager
 
 from vdmkit.errors import ConfigError, DeviceError, OutOfMemoryError
 
-DEVICE_PATTERN = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
+DEVICE_PATTERN = re.compile(r"auto|cpu|mps|cuda(:(0|[1-9][0-9]{0,3}))?", re.ASCII)  # cuda:01, cuda:٣: torch fails
 DEVICES_HELP = "auto (CUDA when present, else the CPU), cpu, cuda, cuda:N or mps"
 
 

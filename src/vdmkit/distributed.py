@@ -19,6 +19,11 @@ from dataclasses import dataclass
 from vdmkit.errors import ConfigError, DeviceError, DistributedError
 
 DEFAULT_TIMEOUT_S = 600.0  # longer than a checkpoint write or the previews rank 0 makes while the others wait
+# sharded sampling and evaluation: a rank with a smaller share waits at the end for one video or batch of the others,
+# which on a CPU or with a large model can take longer than 10 minutes (it failed there, a raw traceback, the last
+# videos lost: 2026-12-06). A rank that dies ends the job at once through torchrun, whatever the timeout.
+SHARDED_TIMEOUT_S = 3 * 3600.0
+MAX_TIMEOUT_S = 7 * 86400.0  # torch converts the timeout to milliseconds in a C integer: 1e15 s overflowed
 LAUNCH_VARIABLES = ("RANK", "WORLD_SIZE", "LOCAL_RANK")  # what torchrun sets for each process it starts
 _owned = False  # True when join() initialised the group (so leave() destroys it)
 
@@ -109,8 +114,9 @@ def join(device, timeout_s: float = DEFAULT_TIMEOUT_S):
     world = current()
     device = rank_device(device, world)
     if world.distributed and not dist.is_initialized():
-        if not timeout_s > 0:
-            raise ConfigError(f"the process-group timeout must be > 0 seconds, got {timeout_s}")
+        if not 0 < timeout_s <= MAX_TIMEOUT_S:
+            raise ConfigError(f"the process-group timeout must be > 0 and at most {MAX_TIMEOUT_S:.0f} seconds (a "
+                              f"week), got {timeout_s}")
         if device.type == "cuda":
             torch.cuda.set_device(device)
         from datetime import timedelta
@@ -194,3 +200,30 @@ def torchrun_command(nproc: int, argv: list[str]) -> list[str]:
                           f"{nproc!r}")
     return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
             "-m", "vdmkit", *argv]
+
+
+def launch(nproc: int, argv: list[str], check=None) -> int:
+    """``vdmkit train --nproc N ...``: replace this process by torchrun starting N processes of the same command
+    (without --nproc) on this machine, once ``check()`` (what they would refuse) has passed."""
+    command = torchrun_command(nproc, without_nproc(argv))  # refuses nproc < 1
+    if launched().distributed:
+        raise ValueError("--nproc starts processes with torchrun; this process already is one of "
+                         f"{launched().size}: drop --nproc when launching with torchrun")
+    if check is not None:
+        check()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(command[0], command)  # an argument list, never a shell string; returns only on failure
+    return 1
+
+
+def without_nproc(argv: list[str]) -> list[str]:
+    out, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == "--nproc":
+            skip = True
+        elif not arg.startswith("--nproc="):
+            out.append(arg)
+    return out

@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from vdmkit.device import compile_mode, resolve_device
-from vdmkit.distributed import ONE_PROCESS, World, all_gather_objects, join
+from vdmkit.distributed import ONE_PROCESS, SHARDED_TIMEOUT_S, World, all_gather_objects, join
 from vdmkit.errors import ClassSetWarning, ConfigError, ConstraintError, DatasetError
 from vdmkit.evaluation import perceptual
 from vdmkit.evaluation import shapes_classifier as shapes_net
@@ -341,7 +341,7 @@ def evaluate(real, fake, *, metrics=None, protocol: str | Protocol = "folders", 
     """
     t0 = time.perf_counter()
     device = device if isinstance(device, torch.device) else resolve_device(device)
-    world, device = join(device)  # under torchrun: batch j of each set is measured by rank j % processes
+    world, device = join(device, SHARDED_TIMEOUT_S)  # under torchrun: batch j of each set is measured by rank j % processes
     compile_model = compile_mode(compile_model)  # None, "package" or "regional"; ConfigError for anything else
     if cuda_graphs and (compile_model or device.type != "cuda"):
         raise ConfigError("cuda_graphs (--cuda-graphs) replays a model's calls on a CUDA device, without "

@@ -20,6 +20,7 @@ from vdmkit.config import from_dict, read_config, to_dict
 from vdmkit.data.loader import data_config
 from vdmkit.data.shapes import ShapesConfig
 from vdmkit.device import check_device_name
+from vdmkit.distributed import MAX_TIMEOUT_S
 from vdmkit.diffusion.config import DiffusionConfig
 from vdmkit.errors import ConfigError, ConstraintError, DatasetError, DeviceError, VdmkitError
 from vdmkit.evaluation.protocols import LPIPS_NETS
@@ -111,8 +112,10 @@ def check_processes(cfg) -> None:
         raise ConfigError(f"train.parallel={cfg.parallel!r} unknown; valid: {', '.join(PARALLEL_MODES)}")
     if cfg.randomness not in RANDOMNESS:
         raise ConfigError(f"train.randomness={cfg.randomness!r} unknown; valid: {', '.join(RANDOMNESS)}")
-    if isinstance(cfg.timeout, bool) or not isinstance(cfg.timeout, (int, float)) or not 0 < cfg.timeout < float("inf"):
-        raise ConfigError(f"train.timeout must be a positive number of seconds, got {cfg.timeout!r}")
+    timeout = cfg.timeout
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0 < timeout <= MAX_TIMEOUT_S:
+        raise ConfigError(f"train.timeout must be a positive number of seconds, at most {MAX_TIMEOUT_S:.0f} (a week), "
+                          f"got {cfg.timeout!r}")
     if cfg.batch_size % cfg.grad_accum:
         raise ConfigError(f"train.grad_accum={cfg.grad_accum} does not divide train.batch_size={cfg.batch_size} (the "
                           f"global batch): valid grad_accum values: {', '.join(map(str, divisors(cfg.batch_size)))}")

@@ -71,11 +71,16 @@ def batch_layout(tc, world: World) -> Layout:
     return Layout(world, tc.batch_size // split, tc.grad_accum)
 
 
-def check_launch(cfg, nproc: int) -> None:
+def check_launch(cfg, nproc: int, resume: bool = False) -> None:
     """What each of ``nproc`` processes of run config ``cfg`` would refuse (its device, the GPUs there are, the
-    batch's split over them, what FSDP cannot shard), checked before they are started."""
+    batch's split over them, what FSDP cannot shard, the run folder), checked before they are started."""
+    from pathlib import Path
+
     from vdmkit.device import resolve_device
     from vdmkit.errors import DeviceError
+    from vdmkit.training.scaffold import check_run_folder
+
+    check_run_folder(Path(cfg.train.out_dir), resume)  # each rank said it, then torchrun its traceback (2026-12-06)
 
     device, world = resolve_device(cfg.train.device), World(0, nproc)
     if device.type == "cuda" and nproc > torch.cuda.device_count():

@@ -51,13 +51,8 @@ def open_run(out: Path, resume: bool, world: World = ONE_PROCESS, section: str =
     (naming ``section``.out_dir); ``--resume`` removes what killed checkpoint writes left behind (rank 0, while the
     others wait) and picks the newest complete checkpoint, saying why each newer one was skipped
     (CorruptCheckpointError when there is none)."""
-    if out.exists() and not out.is_dir():
-        raise OutputError(f"{section}.out_dir {str(out)!r} is a file; name a folder for the run")
-    check_writable_folder(out, f"{section}.out_dir {str(out)!r}")  # below a file, or unwritable: before any work
+    check_run_folder(out, resume, section)
     if not resume:
-        if checkpoint_dirs(out):
-            raise ConfigError(f"{str(out)!r} already holds checkpoints; pass --resume to continue it or choose a new "
-                              f"{section}.out_dir")
         return None
     if world.main:
         remove_stale_temporaries(out)
@@ -71,6 +66,20 @@ def open_run(out: Path, resume: bool, world: World = ONE_PROCESS, section: str =
             print(f"--resume: skipped {str(path)!r} ({reason}); moved it to {str(aside)!r}", file=sys.stderr)
     barrier(world)
     return ckpt
+
+
+def check_run_folder(out: Path, resume: bool, section: str = "train") -> None:
+    """What :func:`open_run` refuses without touching the folder: a file, an unwritable place, a fresh run over
+    checkpoints, a resume with none (``train --nproc`` checks it before torchrun starts the processes)."""
+    if out.exists() and not out.is_dir():
+        raise OutputError(f"{section}.out_dir {str(out)!r} is a file; name a folder for the run")
+    check_writable_folder(out, f"{section}.out_dir {str(out)!r}")  # below a file, or unwritable: before any work
+    if not resume and checkpoint_dirs(out):
+        raise ConfigError(f"{str(out)!r} already holds checkpoints; pass --resume to continue it or choose a new "
+                          f"{section}.out_dir")
+    if resume and not checkpoint_dirs(out):
+        raise CorruptCheckpointError(f"no complete checkpoint under {str(out / 'checkpoints')!r}: --resume continues "
+                                     "a run that has written one; drop --resume to start it")
 
 
 def start_run_folder(out: Path, cfg, resumed: bool = False) -> None:
