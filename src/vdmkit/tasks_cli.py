@@ -4,7 +4,6 @@ tasks `vdmkit interpolate | extend | upscale` and `vdmkit sample --image` (pipel
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import sys
 
@@ -148,10 +147,9 @@ def _run_task(args, task: str, video, prompt: str, produce_args: dict, extra: di
     options = _conditioning(args)
     if task not in ("image_to_video", "upscale"):  # upscale has no known frames to keep
         options["keep_known"] = not args.no_keep
-    if task == "image_to_video":  # its known frames are the whole video: checked on a 2-frame probe before built
-        probe = tasks.task_request(config, task, video, prompt, **{**produce_args, "frames": 2}, **options)
-        frames = produce_args["frames"] or config.frames
-        probe = dataclasses.replace(probe, base=dataclasses.replace(probe.base, frames=frames))
+    if task == "image_to_video":  # its known frames are the whole video: checked on a stand-in before they are built
+        # (a 2-frame probe before 2026-12-06, which a video VAE or a tubelet DiT refused whatever --frames said)
+        probe = tasks.task_request(config, task, video, prompt, **produce_args, stand_in=True, **options)
         tasks.check_task_memory(config, probe, device, weights_dtype(args),
                                 view_factor=view_factor(probe.base, args.upscale, out))
     request = tasks.task_request(config, task, video, prompt, **produce_args, **options)
@@ -172,8 +170,9 @@ def _run_task(args, task: str, video, prompt: str, produce_args: dict, extra: di
             options.pop(name, None)
     produced = {}
 
-    extra = {"task": task, **extra, **request.metadata(), **tasks.task_conditioning(task, video, **produce_args),
-             "dtype": weights_dtype(args), "threads": threads, "motion_adapter": motion_adapter,
+    extra = {"task": task, **extra, **request.metadata(),
+             **tasks.task_conditioning(task, video, request, **produce_args), "dtype": weights_dtype(args),
+             "threads": threads, "motion_adapter": motion_adapter,
              "compiled": getattr(args, "compile", None), "cuda_graphs": getattr(args, "cuda_graphs", False)}
     with step_bar(args, task.replace("_", "-")) as step:
         def produce():

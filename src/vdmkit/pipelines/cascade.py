@@ -161,7 +161,9 @@ def plan(cfg: CascadeConfig) -> list[Planned]:
 def check_stage_options(stage: StageConfig, config, before: tuple[int, int, int] | None, where: str) -> None:
     """The stage's own options (sampler, steps, guidance, noise level, mode, image guidance, factor) checked as its
     task checks them, on a stand-in of the video the stage before makes (zeros: only shapes matter), from the model's
-    config alone: a bad option in the last stage is refused before the first one runs."""
+    config alone: a bad option in the last stage is refused before the first one runs, and so is an input the task
+    cannot take whole (every upscale chunk's length: only the first was checked before 2026-12-06, so a causal video
+    VAE's last chunk was refused after two stages had run; interpolation on a causal video VAE)."""
     from vdmkit.pipelines.conditioned import task_request
     from vdmkit.pipelines.request import make_request
 
@@ -184,7 +186,7 @@ def check_stage_options(stage: StageConfig, config, before: tuple[int, int, int]
         conditioned = {"noise_level": stage.noise_level}
         if stage.task != "upscale":
             conditioned.update(mode=stage.mode, image_guidance=stage.image_guidance)
-        stand_in = torch.zeros(()).expand(1, 3, *before)  # no memory: only its shape and first window are read
+        stand_in = torch.zeros(()).expand(1, 3, *before)  # no memory: only its shape and windows' shapes are read
         task_request(config, stage.task, stand_in, "", factor=stage.factor, frames=stage.frames, **conditioned,
                      **options)
     except (ConstraintError, ConfigError, ValueError) as e:

@@ -11,7 +11,10 @@ Two ways to condition (``mode``):
   estimate at every step (VDM's replacement method), so the output keeps them and fills in the rest.
 
 ``auto`` picks ``concat`` when the model takes known frames, else ``replace``. Sizes are pixels; a latent model
-conditions on the encoded frames (a latent frame is known when every pixel frame it encodes is).
+conditions on the encoded frames. A causal video autoencoder encodes pixel frame 0 alone and each later group of c
+into one latent frame, which is known only as a whole: known frames must fill whole groups (extend's context is
+1 + k c frames), interpolation's keyframes never do (refused), and upscale's chunks share a frame so that each has
+1 + k c frames.
 """
 
 from __future__ import annotations
@@ -161,12 +164,39 @@ def conditioned_request(config, prompts, *, known: torch.Tensor | None = None, m
                         unconditional=True if image_guidance is not None else None, **kwargs)
     if base.cache is not None:
         raise ConstraintError("cache (step caching) applies to text-to-video sampling; drop it")
+    if known is not None:
+        check_whole_groups(mask, temporal_compression(config))
     return ConditionedRequest(base, known, mask, low_res, resolved, image_guidance, noise_level, keep_known)
+
+
+def temporal_compression(config) -> int:
+    """Pixel frames per latent frame after the first: a causal video autoencoder's c; 1 in pixels or a frame VAE."""
+    return config.latent.autoencoder_config().temporal_compression if config.latent.enabled else 1
+
+
+def check_whole_groups(mask: torch.Tensor, compression: int) -> None:
+    """ConstraintError when known frames fill part of a latent frame's group of ``compression`` pixel frames: that
+    latent frame is not known, so the model never sees them (before 2026-12-06 they were dropped silently, listed in
+    the sidecar and pasted over frames generated without them)."""
+    if compression == 1:
+        return
+    groups = mask[:, 1:].reshape(mask.shape[0], -1, compression)
+    partial = (groups.amin(dim=2) != groups.amax(dim=2)).nonzero()
+    if len(partial):
+        b, j = (int(i) for i in partial[0])
+        first = j * compression + 1
+        known = [first + int(i) for i in groups[b, j].nonzero()[:, 0]]
+        raise ConstraintError(
+            f"known frame(s) {known} fill part of a latent frame: this model's causal video autoencoder encodes frame "
+            f"0 alone and then each {compression} frames together (here {first}..{first + compression - 1}), and a "
+            f"latent frame conditions only when all of its frames are known. Mark whole groups known (frame 0; "
+            f"1..{compression}; {compression + 1}..{2 * compression}; ...) or unknown")
 
 
 def latent_frame_mask(mask: torch.Tensor, compression: int) -> torch.Tensor:
     """A pixel frame mask (B, T) -> the latent frames' (B, 1 + (T - 1) / c): latent 0 is pixel frame 0, latent j
-    encodes pixel frames (j - 1) c + 1 .. j c and is known when all of them are."""
+    encodes pixel frames (j - 1) c + 1 .. j c and is known when all of them are (requests know whole groups:
+    :func:`check_whole_groups`)."""
     if compression == 1:
         return mask
     rest = mask[:, 1:].reshape(mask.shape[0], -1, compression).amin(dim=2)
@@ -234,15 +264,17 @@ def sample_conditioned(pipe, prompts, *, callback: Callable | None = None, decod
                            decode=decode)
 
 
-def task_conditioning(task: str, video: torch.Tensor, *, factor: int = 4, **_) -> dict:
-    """What a task's whole output was conditioned on, for its sidecar (a request describes its first window only):
-    the output frames that are given ones (interpolate: every factor-th; extend: the input's) and the full
+def task_conditioning(task: str, video: torch.Tensor, request: ConditionedRequest, *, factor: int = 4, **_) -> dict:
+    """What a task's whole output was conditioned on, for its sidecar (``request``, its first window's, describes that
+    window only): the output frames the model was given (interpolate: every factor-th; extend: the input's last
+    ``context``, its first window's known frames; the input's earlier frames are kept but never seen) and the full
     low-resolution input's (T, h, w) for upscale."""
     given = video.shape[2] if video.ndim == 5 else 1
     if task == "interpolate":
         return {"known_frames": list(range(0, (given - 1) * factor + 1, factor))}
     if task == "extend":
-        return {"known_frames": list(range(given))}
+        context = int(request.mask[0].sum())
+        return {"known_frames": list(range(given - context, given)), "context": context}
     if task == "upscale":
         return {"low_res": list(video.shape[2:])}
     return {}
@@ -292,9 +324,11 @@ def as_clip(image: torch.Tensor) -> torch.Tensor:
     return image
 
 
-def first_frame_request(config, image: torch.Tensor, prompts, *, frames: int | None = None,
+def first_frame_request(config, image: torch.Tensor, prompts, *, frames: int | None = None, stand_in: bool = False,
                         **kwargs) -> ConditionedRequest:
-    """Image-to-video: ``image`` (B, 3, H, W) in [-1, 1] is the first of ``frames`` (default: the model's)."""
+    """Image-to-video: ``image`` (B, 3, H, W) in [-1, 1] is the first of ``frames`` (default: the model's).
+    ``stand_in``: known frames of no memory (zeros expanded: shapes only), a request to check and estimate, never to
+    run, before the real ones are built."""
     image = as_clip(image)
     frames = check_size("frames", config.frames if frames is None else frames)
     if frames < 2:
@@ -307,7 +341,10 @@ def first_frame_request(config, image: torch.Tensor, prompts, *, frames: int | N
     video = b * c * frames * h * w * 4
     check_fits(MemoryEstimate({"known frames": video, "their check": video, "output": video}), image.device,
                f"image-to-video of {frames} frames at {h}x{w}", "fewer frames, a smaller image")
-    known = torch.cat([image, image.new_zeros(*image.shape[:2], frames - 1, *image.shape[3:])], dim=2)
+    if stand_in:
+        known = image.new_zeros(()).expand(b, c, frames, h, w)
+    else:
+        known = torch.cat([image, image.new_zeros(*image.shape[:2], frames - 1, *image.shape[3:])], dim=2)
     mask = torch.zeros(frames)
     mask[0] = 1
     return conditioned_request(config, prompts, known=known, mask=mask, **kwargs)
@@ -333,10 +370,22 @@ def interpolation_windows(keyframes: int, factor: int, window: int) -> list[tupl
     return [(s, min(s + per, keyframes - 1)) for s in range(0, keyframes - 1, per)]
 
 
-def check_keyframes(video: torch.Tensor, factor) -> int:
-    """The interpolation factor, after checking it (an integer >= 2) and the keyframes (a video of >= 2 frames)."""
+def check_keyframes(config, video: torch.Tensor, factor) -> int:
+    """The interpolation factor, after checking it (an integer >= 2), the keyframes (a video of >= 2 frames) and that
+    the model can be given them: a causal video autoencoder's latent frame after the first encodes c consecutive
+    frames and is known only when all of them are, which keyframes ``factor`` frames apart never are (before
+    2026-12-06 every keyframe but the first was ignored, yet pasted into the output and listed in the sidecar)."""
     if isinstance(factor, bool) or not isinstance(factor, int) or factor < 2:
         raise ConstraintError(f"factor must be an integer >= 2, got {factor!r}")
+    c = temporal_compression(config)
+    if c > 1:
+        raise ConstraintError(
+            f"interpolate cannot condition on keyframes with this model: its causal video autoencoder encodes frame 0 "
+            f"alone and then each {c} consecutive frames into one latent frame, which the model is given only when "
+            f"every one of them is known, and keyframes {factor} frames apart never fill such a group (all but the "
+            f"first would be ignored). Interpolate with a pixel-space model or one on a frame VAE (latent.kind "
+            f"frame_vae); in a cascade, as its interpolate stage (video-VAE models can make the keyframes before it "
+            f"and upscale or extend after it)")
     check_video(video, channels=3, name="the keyframes")
     if video.shape[2] < 2:
         raise ConstraintError(f"interpolation needs at least 2 keyframes, got {video.shape[2]}")
@@ -357,20 +406,30 @@ def keyframe_window(video: torch.Tensor, first: int, last: int, factor: int,
 def extension_context(config, given: int, frames, context, mode: str) -> int:
     """How many of the last frames each extension window knows: ``context``, or by default the most frames the
     model's prediction masks knew (a trained model in concat mode) or half a window (replacement), at most the
-    ``given`` frames; ConstraintError when ``frames`` is not above ``given`` or the context does not fit."""
-    window = config.frames
+    ``given`` frames; with a causal video autoencoder (c > 1) 1 + k c frames, whole latent frames (the default the
+    most that fits). ConstraintError when ``frames`` is not above ``given`` or the context does not fit."""
+    window, c = config.frames, temporal_compression(config)
     if frames is None or check_size("frames", frames) <= given:
         raise ConstraintError(f"extend needs frames above the {given} frames given, got {frames}")
     if context is None:
         condition = config.condition
         trained = condition is not None and condition.masks.get("first_k", 0) > 0 and \
             resolve_mode(config, mode, frames=True, low_res=False) == "concat"
+        # training draws first_k over the frames the backbone denoises: latent frames, 1 + (k - 1) c pixel frames
         # a model trained with first_k >= its frames still needs one new frame per window
-        context = min(condition.first_k if trained else window // 2, window - 1, given)
+        context = min(1 + (condition.first_k - 1) * c if trained else window // 2, window - 1, given)
+        context -= (context - 1) % c
     context = check_size("context", context)
     if context >= window or context > given:
         raise ConstraintError(f"context={context} must be below the model's {window} frames and at most the "
                               f"{given} frames given")
+    if (context - 1) % c:
+        valid = ", ".join(str(n) for n in range(1, min(window - 1, given) + 1, c))
+        raise ConstraintError(
+            f"context={context} leaves {(context - 1) % c} frame(s) out of whole latent frames: this model's causal "
+            f"video autoencoder encodes the context's first frame alone and then each {c} frames together, and a "
+            f"latent frame conditions only when all of its frames are known (the last context frames, the ones the "
+            f"continuation joins, would be ignored). Use 1 + k * {c} frames: --context {valid}")
     return context
 
 
@@ -392,7 +451,7 @@ def interpolate(pipe, video: torch.Tensor, prompts="", *, factor: int = 4, callb
     frames after its last keyframe generated and dropped), share their boundary keyframes; window k is sampled with
     seed + k. ``kwargs``: mode, image_guidance, noise_level, keep_known (default True: the keyframes exactly), steps,
     sampler, guidance, seed, ..."""
-    factor = check_keyframes(video, factor)
+    factor = check_keyframes(pipe.config, video, factor)
     kwargs.setdefault("keep_known", True)
     window = pipe.config.frames
     seed = check_seed(kwargs.pop("seed", 0))  # None: one random seed, window k gets seed + k
@@ -446,22 +505,71 @@ def extend(pipe, video: torch.Tensor, prompts="", *, frames: int, context: int |
 def upscale(pipe, video: torch.Tensor, prompts="", *, callback: Callable | None = None, decode: dict | None = None,
             **kwargs) -> torch.Tensor:
     """Super-resolution: ``video`` (B, 3, T, h, w) -> (B, 3, T, h f, w f) with a model trained on low-res inputs
-    (f = its data.condition.low_res), in chunks of the model's frames (chunk k sampled with seed + k).
+    (f = its data.condition.low_res), in chunks of the model's frames (:func:`upscale_chunks`; chunk k sampled with
+    seed + k), every chunk's length checked before the first is sampled.
     ``kwargs``: noise_level (the conditioning augmentation to sample with), steps, sampler, seed, ..., and guidance
     on the text (default 1: none; the low-res video determines the content)."""
     check_video(video, channels=3, name="the video to upscale")
-    window = pipe.config.frames
     seed = check_seed(kwargs.pop("seed", 0))  # None: one random seed, window k gets seed + k
+    chunks = check_chunks(pipe.config, video.shape[2])
     parts = Frames(video.shape[2], kwargs)
-    for k, start in enumerate(range(0, video.shape[2], window)):
-        chunk = video[:, :, start:start + window]
-        request = conditioned_request(pipe.config, prompts, low_res=chunk,
+    for k, (start, stop) in enumerate(chunks):
+        request = conditioned_request(pipe.config, prompts, low_res=video[:, :, start:stop],
                                       seed=offset_seed(seed, k), **kwargs)
         if k == 0:
             check_task_memory(pipe.config, request, pipe.device, pipe.weights_dtype, decode=decode, loaded=True,
                               frames=video.shape[2])
-        parts.append(run_conditioned(pipe, request, callback=callback, decode=decode))
+        out = run_conditioned(pipe, request, callback=callback, decode=decode)
+        shared = max(0, chunks[k - 1][1] - start) if k else 0  # the frame sampled by the chunk before: kept once
+        parts.append(out[:, :, shared:])  # latents too: a shared pixel frame is its chunk's latent frame 0
     return parts.result()
+
+
+def upscale_chunks(frames: int, window: int, compression: int = 1) -> list[tuple[int, int]]:
+    """(start, stop) of each chunk an upscale samples: ``window`` frames at a time, back to back; with a causal video
+    autoencoder (``compression`` c > 1) consecutive chunks share one frame (sampled twice, kept once), so that a
+    video of 1 + k c frames splits into chunks of 1 + k' c, the only lengths it encodes (back to back, 9 frames at
+    c = 2 made chunks of 5 and 4, and the 4 was refused after the 5 had been sampled)."""
+    step = window - 1 if compression > 1 and window > 1 else window
+    return [(s, min(s + window, frames)) for s in range(0, max(frames - (window - step), 1), step)]
+
+
+def check_chunks(config, frames: int) -> list[tuple[int, int]]:
+    """The chunks of an upscale of ``frames`` frames, after checking every one's length against the model (from its
+    config): ConstraintError naming the nearest lengths whose every chunk fits."""
+    window, c = config.frames, temporal_compression(config)
+
+    def refusal(n: int) -> str | None:  # why a chunk of n frames does not fit, None when it does
+        try:
+            config.model.check_shape(*config.latent_size(n, config.height, config.width))
+        except ConstraintError as e:
+            return str(e)
+        return None
+
+    def lengths(total: int) -> set[int]:  # every chunk is the window but the last
+        cut = upscale_chunks(total, window, c)
+        return {cut[0][1] - cut[0][0], cut[-1][1] - cut[-1][0]}
+
+    chunks = upscale_chunks(frames, window, c)
+    why = {n: refusal(n) for n in lengths(frames)}
+    bad = [n for n in sorted(why) if why[n] is not None]
+    if not bad:
+        return chunks
+    a, b = next((a, b) for a, b in reversed(chunks) if b - a == bad[0])
+
+    def fits(total: int) -> bool:
+        return all(refusal(n) is None for n in lengths(total))
+
+    valid = [n for n in (next((n for n in range(frames - 1, 0, -1) if fits(n)), None),
+                         next((n for n in range(frames + 1, frames + 2 * window + 1) if fits(n)), None))
+             if n is not None]
+    shared = f" sharing one frame (its causal video autoencoder takes 1 + k * {c} frames)" if c > 1 and window > 1 \
+        else ""
+    advice = f" Give {' or '.join(map(str, valid))} frames" if valid else ""
+    advice += f" (cut the video to {valid[0]})" if valid and valid[0] < frames else ""
+    raise ConstraintError(f"upscale: a video of {frames} frames does not split into chunks this model takes: it "
+                          f"samples {window} frames at a time{shared}, and frames {a}..{b - 1} ({b - a}) do not fit "
+                          f"({why[bad[0]]}).{advice}")
 
 
 class Frames:
@@ -490,16 +598,18 @@ def task_request(config, task: str, video: torch.Tensor, prompts="", *, factor: 
                  context: int | None = None, **kwargs) -> ConditionedRequest:
     """The request of a task's first window (``interpolate``, ``extend``, ``upscale``, ``image_to_video``), built
     from the model's config alone: every check the task makes before any weights load (sizes, frames, mode, the
-    model's conditioning inputs). ``video``: the task's input (an image (B, 3, H, W) for image_to_video)."""
+    model's conditioning inputs, every upscale chunk's length). ``video``: the task's input (an image (B, 3, H, W)
+    for image_to_video)."""
     if task == "image_to_video":
         return first_frame_request(config, video, prompts, frames=frames, **kwargs)
     resolve_mode(config, kwargs.get("mode", "auto"), frames=task != "upscale", low_res=task == "upscale")
     check_video(video, channels=3, name=f"the video to {task.replace('_', ' ')}")
     window = config.frames
-    if task == "upscale":
-        return conditioned_request(config, prompts, low_res=video[:, :, :window], **kwargs)
+    if task == "upscale":  # every chunk's length: the last one was found unfit after the others had been sampled
+        start, stop = check_chunks(config, video.shape[2])[0]
+        return conditioned_request(config, prompts, low_res=video[:, :, start:stop], **kwargs)
     if task == "interpolate":
-        factor = check_keyframes(video, factor)
+        factor = check_keyframes(config, video, factor)
         known, mask = keyframe_window(video, *interpolation_windows(video.shape[2], factor, window)[0], factor, window)
     elif task == "extend":
         context = extension_context(config, video.shape[2], frames, context, kwargs.get("mode", "auto"))
