@@ -216,3 +216,21 @@ def test_an_unknown_sampler_lists_the_samplers_of_the_model_s_process():
     with pytest.raises(ConfigError, match="unknown sampler 'foo'; valid for this model's 'vp' process") as err:
         check_sampler("foo", "vp")
     assert "ddim" in str(err.value) and "euler" not in str(err.value)
+
+
+def test_trailing_spacing_gives_exactly_the_steps_asked_and_diffusers_times():
+    """A float arange gave steps + 1 times for 62 step counts of 1000, the last -1 (clean data: the default sampler
+    divided by zero after the whole run), and torch's arange rounded other times than diffusers' numpy one (48 steps:
+    937 where diffusers visits 936) (before 2026-12-06); an lcm spacing on a model of fewer than 50 timesteps was all
+    -1 (one step returned the negated noise)."""
+    import numpy as np
+
+    from vdmkit.sampling.timesteps import discrete_timesteps
+
+    for n in (1000, 999, 50):
+        for steps in range(1, n + 1):
+            ts = discrete_timesteps(n, steps, "trailing")
+            reference = (np.round(np.arange(n, 0, -n / steps)).astype(np.int64) - 1)[:steps]  # diffusers' formula
+            assert ts.tolist() == reference.tolist() and len(ts) == steps and ts.min() >= 0, (n, steps)
+    with pytest.raises(ValueError, match="this model has 20; use spacing trailing or linspace"):
+        discrete_timesteps(20, 1, "lcm")

@@ -19,6 +19,7 @@ from __future__ import annotations
 import numbers
 from typing import Sequence
 
+import numpy as np
 import torch
 
 from vdmkit.errors import ConfigError
@@ -63,11 +64,16 @@ def discrete_timesteps(num_train_steps: int, steps: int, spacing: str = "trailin
     elif spacing == "lcm":
         if steps > LCM_ORIGINAL_STEPS:
             raise ConfigError(f"the lcm spacing picks from {LCM_ORIGINAL_STEPS} steps; got steps={steps}")
+        if n < LCM_ORIGINAL_STEPS:  # every time was -1 (clean data): one step returned the negated noise
+            raise ConfigError(f"the lcm spacing picks from {LCM_ORIGINAL_STEPS} of the model's training timesteps, "
+                              f"and this model has {n}; use spacing trailing or linspace")
         origin = (torch.arange(1, LCM_ORIGINAL_STEPS + 1, dtype=torch.float64) * (n // LCM_ORIGINAL_STEPS) - 1).flip(0)
         index = torch.floor(torch.arange(steps, dtype=torch.float64) * LCM_ORIGINAL_STEPS / steps).long()
         return origin[index].long()
-    else:  # trailing
-        ts = (torch.arange(n, 0, -n / steps, dtype=torch.float64).round() - 1).flip(0)
+    else:  # trailing: the first `steps` of diffusers' numpy arange, which gives steps + 1 for 62 step counts of 1000
+        # (the last -1, clean data: a division by zero at the end of the run; diffusers' schedulers share that slip);
+        # numpy's, not torch's: their arange rounds differently (step counts 48, 96, ... gave other times, 2026-12-06)
+        ts = torch.from_numpy(np.arange(n, 0, -n / steps)[:steps].round() - 1).flip(0)
     return ts.long().flip(0)
 
 
