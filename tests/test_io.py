@@ -252,3 +252,13 @@ def test_render_sample_checks_what_the_file_stores_before_sampling(tmp_path):
     with pytest.raises(ConfigError, match="fps 0.001 is too low"):
         render_sample(Untouchable(), request, tmp_path / "a.gif", fps=0.001)
     assert not list(tmp_path.iterdir())
+
+
+def test_a_video_written_without_metadata_takes_away_the_sidecar_of_the_one_it_replaces(tmp_path):
+    """`write_video(path, frames)` over a sampled video kept its sidecar, naming the old prompt and seed (eval read
+    that prompt as the new video's caption) (before 2026-12-06)."""
+    black, white = np.zeros((4, 16, 16, 3), np.uint8), np.full((4, 16, 16, 3), 255, np.uint8)
+    path = write_video(tmp_path / "s.mp4", black, metadata={"prompt": "black", "seed": 0})
+    assert (tmp_path / "s.mp4.json").is_file()
+    write_video(path, white)
+    assert not (tmp_path / "s.mp4.json").exists() and read_video(path)[0, 0, 0, 0] > 200

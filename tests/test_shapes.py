@@ -105,3 +105,20 @@ def test_an_extra_colour_renders_and_the_detector_names_it_only_when_asked():
     assert all(detect_shapes(v).colour in COLOURS for v in videos)  # the default palette: the nearest of the eight
     with pytest.raises(ConfigError, match="purple"):
         ShapesConfig(colours=("violet",))  # the valid names include the extra colours
+
+
+def test_the_dataset_checks_its_length_and_batch_arguments():
+    """length=0 was a ZeroDivisionError at the first batch, -1 a ValueError from len(), batch(0, 0) a stack error and
+    batch(-5, 2) read samples 5 and 6 (before 2026-12-06); past the last sample a batch starts again from 0."""
+    from vdmkit.data.shapes import ShapesConfig, ShapesDataset
+    from vdmkit.errors import ConfigError
+
+    cfg = ShapesConfig(size=16, frames=4)
+    for length in (0, -1, 2.5, True):
+        with pytest.raises(ConfigError, match="length must be an integer >= 1"):
+            ShapesDataset(cfg, length=length)
+    data = ShapesDataset(cfg, length=10)
+    for start, size, match in ((0, 0, "size"), (-5, 2, "start"), (0, 1.5, "size")):
+        with pytest.raises(ConfigError, match=f"{match} must be an integer"):
+            data.batch(start, size)
+    assert data.batch(8, 4)[1] == [data[i]["caption"] for i in (8, 9, 0, 1)]

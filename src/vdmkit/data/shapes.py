@@ -190,6 +190,11 @@ class ShapesDataset(torch.utils.data.Dataset):
     cfg: ShapesConfig = field(default_factory=ShapesConfig)
     length: int | None = None
 
+    def __post_init__(self):  # 0 was a ZeroDivisionError at the first batch, -1 a ValueError from len()
+        if self.length is not None and (isinstance(self.length, bool) or not isinstance(self.length, int)
+                                        or self.length < 1):
+            raise ConfigError(f"length must be an integer >= 1 (samples), or None for 2**31 - 1; got {self.length!r}")
+
     def __len__(self) -> int:
         return self.length if self.length is not None else 2**31 - 1
 
@@ -199,6 +204,10 @@ class ShapesDataset(torch.utils.data.Dataset):
         return render_shapes_sample(self.cfg, index)
 
     def batch(self, start: int, size: int) -> tuple[torch.Tensor, list[str]]:
-        """Samples ``start .. start+size-1`` stacked: videos (B, C, T, H, W) and captions."""
+        """Samples ``start .. start+size-1`` (past the last, from sample 0 again) stacked: videos (B, C, T, H, W) and
+        captions."""
+        for name, value, least in (("start", start, 0), ("size", size, 1)):  # -5 read from the end, 0 a stack error
+            if isinstance(value, bool) or not isinstance(value, int) or value < least:
+                raise ConfigError(f"{name} must be an integer >= {least}, got {value!r}")
         items = [self[(start + i) % len(self)] for i in range(size)]
         return torch.stack([it["video"] for it in items]), [it["caption"] for it in items]

@@ -121,7 +121,8 @@ def write_video(path: str | os.PathLike, frames: np.ndarray, fps: float = 8.0, m
 
     The file appears only when complete. ``metadata`` is stored in the container where the format has a
     place for it (mp4 comment; not with ``in_container=False``: a blind study's videos must not name their model) and
-    always in a sidecar ``<path>.json``.
+    always in a sidecar ``<path>.json``; without ``metadata`` an earlier video's sidecar there is removed (it kept
+    describing the video this one replaced: its prompt became eval's caption, before 2026-12-06).
     """
     path = check_output_path(path, sidecar=metadata is not None)
     frames = _check_frames(frames)
@@ -133,7 +134,9 @@ def write_video(path: str | os.PathLike, frames: np.ndarray, fps: float = 8.0, m
             _write_mp4(tmp, frames, fps, metadata if in_container else None)
         else:
             _write_pillow(tmp, frames, fps, suffix)
-    if metadata is not None:
+    if metadata is None:
+        path.with_name(path.name + ".json").unlink(missing_ok=True)
+    else:
         try:
             with atomic_path(path.with_name(path.name + ".json")) as tmp:
                 tmp.write_text(json.dumps(metadata, indent=2, sort_keys=True), encoding="utf-8")
