@@ -224,6 +224,7 @@ def test_negative_prompts_the_edit_would_ignore_are_refused(model):
             (inversion, {"cfg_inversion": "source", "negative_prompt": "a green triangle"}, source),
             (negative, {"cfg_inversion": "source"}, source),  # the inversion request's, taken by default
             (inversion, {"guidance": 1.0, "negative_prompt": "a green triangle"}, "raise --guidance above 1"),
+            (negative, {"guidance": 1.0}, "raise --guidance above 1"),  # inherited, then dropped unsaid (review)
             (inversion, {"negative_prompt": "a\udcffb"}, r"negative_prompt 'a\\udcffb' is not valid text"),
             (inversion, {"cfg_inversion": "both"}, "cfg_inversion must be one of plain, source")):
         with pytest.raises(ConfigError, match=match):

@@ -74,6 +74,13 @@ def test_training_recipe_runs_from_the_cli_and_is_byte_reproducible(tmp_path, ca
                      "--batch-size", "4", "--threads", "1"]) == 0
     record = json.loads(capsys.readouterr().out)
     assert (record["seed"], record["batch_size"], record["threads"]) == (5, 4, 1) and sha256_file(other) != sha
+    import torch
+
+    with pytest.MonkeyPatch.context() as patch:  # the default --device auto on a CUDA machine trains (on the CPU)
+        patch.setattr(torch.cuda, "is_available", lambda: True)
+        assert cli.main(["eval", "train-classifier", "--out", str(tmp_path / "auto.safetensors"), "--train-steps",
+                         "1"]) == 0
+    capsys.readouterr()
     for flags in (["--device", "cuda"], ["--real", "shapes"], ["--metrics", "fvd"]):
         assert cli.main(["eval", "train-classifier", "--out", str(tmp_path / "x.safetensors"), *flags]) == 2
         assert "Traceback" not in capsys.readouterr().err

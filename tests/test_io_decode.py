@@ -356,3 +356,19 @@ def test_a_variable_delay_gif_keeps_its_frames(tmp_path):
     out = decode(tmp_path / "a.gif")
     assert out.info.frames == 3
     np.testing.assert_allclose(out.timestamps, [0, 0.1, 0.25])
+
+
+def test_an_uneven_delay_webp_keeps_its_timestamps():
+    """A WebP whose delays are not whole multiples of the shortest was put on the shortest's grid ([0, .1, .2, .3]
+    for delays 100, 150, 100, 250 ms; before 2026-12-06): its frames are at the sums of the delays, as a GIF's."""
+    import tempfile
+
+    from PIL import Image
+
+    with tempfile.TemporaryDirectory() as folder:
+        shades = [Image.fromarray(np.full((8, 8, 3), 60 * k, np.uint8)) for k in range(4)]
+        for suffix in (".webp", ".gif"):
+            path = Path(folder) / f"a{suffix}"
+            shades[0].save(path, save_all=True, append_images=shades[1:], duration=[100, 150, 100, 250], loop=0,
+                           **({"lossless": True} if suffix == ".webp" else {}))
+            np.testing.assert_allclose(decode(path).timestamps, [0, 0.1, 0.25, 0.35], err_msg=suffix)

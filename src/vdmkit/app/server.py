@@ -88,17 +88,16 @@ def check_memory(config, request, device, loaded: bool) -> None:
     """OutOfMemoryError (a 400) when the machine lacks the memory ``request`` needs, before the job is queued; its
     advice names only what the page can change (vdmkit.memory says why the estimate refuses nothing that fits).
     ``loaded``: the model's weights are resident already (the queue holds its pipeline), so not counted again."""
-    from vdmkit.memory import check_fits, sampling_estimate
+    from vdmkit.pipelines.base import check_sampling_memory
+    from vdmkit.pipelines.render import view_factor
 
-    guided = request.guidance != 1
-    estimate = sampling_estimate(config, batch=1, frames=request.frames, height=request.height, width=request.width,
-                                 guided=guided, weights=not loaded, output=request.output)
     tips = [f"fewer frames ({request.frames}; the model was trained on {config.frames})",
             f"a smaller height x width ({request.height}x{request.width}; trained: {config.height}x{config.width})"]
-    if guided:
+    if request.guidance > 1:  # (<= 1 runs one pass already)
         tips.append(f"guidance 1 (not {request.guidance:g}: one model call per step instead of two)")
-    check_fits(estimate, device, f"a video of {request.frames} frames at {request.height}x{request.width}",
-               ", ".join(tips))
+    # as the job checks it once its weights load, written video included (mp4: view_factor's automatic upscale)
+    check_sampling_memory(config, request, device, loaded=loaded, view_factor=view_factor(request, out="v.mp4"),
+                          advice=", ".join(tips))
 
 
 def output_file(folder: Path, name: str) -> Path:

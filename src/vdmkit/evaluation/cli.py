@@ -33,7 +33,7 @@ def _cmd_eval(args) -> int:
         from vdmkit.device import resolve_device
 
         # it trains on the CPU: --device, --seed, --threads and --batch-size were ignored, a missing CUDA unsaid
-        if resolve_device(args.device).type != "cpu":
+        if resolve_device(args.device).type != "cpu" and args.device != "auto":  # auto: the CPU for this recipe
             raise ValueError(f"eval train-classifier trains on the CPU (a few minutes); drop --device {args.device}")
         given = [flag for flag, value in (("--real", args.real), ("--fake", args.fake), ("--metrics", args.metrics),
                                           ("--html", args.html)) if value is not None]
@@ -84,8 +84,9 @@ def _cmd_eval(args) -> int:
         require("matplotlib", "eval", "the HTML report (--html)")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
+        batch_size = 8 if args.batch_size is None else args.batch_size
         ev = evaluate(args.real, args.fake, metrics=args.metrics, protocol=args.protocol, weights=args.weights,
-                      clip=args.clip, strict=args.strict, batch_size=8 if args.batch_size is None else args.batch_size, progress=not args.no_progress,
+                      clip=args.clip, strict=args.strict, batch_size=batch_size, progress=not args.no_progress,
                       annotations=args.annotations, real_split=args.real_split,
                       expected_sha256=_sha_pins(args.weights_sha256), sample_steps=args.sample_steps,
                       guidance=args.guidance, sampler=args.sampler, frames=args.frames, stride=args.stride, resolution=args.resolution,

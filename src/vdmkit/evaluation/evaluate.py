@@ -341,7 +341,8 @@ def evaluate(real, fake, *, metrics=None, protocol: str | Protocol = "folders", 
     """
     t0 = time.perf_counter()
     device = device if isinstance(device, torch.device) else resolve_device(device)
-    world, device = join(device, SHARDED_TIMEOUT_S)  # under torchrun: batch j of each set is measured by rank j % processes
+    # under torchrun: batch j of each set is measured by rank j % processes
+    world, device = join(device, SHARDED_TIMEOUT_S)
     compile_model = compile_mode(compile_model)  # None, "package" or "regional"; ConfigError for anything else
     if cuda_graphs and (compile_model or device.type != "cuda"):
         raise ConfigError("cuda_graphs (--cuda-graphs) replays a model's calls on a CUDA device, without "

@@ -63,8 +63,8 @@ def check_set_sizes(metrics, counts: dict[str, int]) -> None:
         for role in metric.sets:
             if counts[role] < metric.min_videos:
                 raise ConstraintError(f"{name} needs at least {metric.min_videos} {role} videos and the {role} set has "
-                                      f"{counts[role]}; give it more videos (--num-{role}), or leave {name} out of "
-                                      "--metrics")
+                                      f"{counts[role]}; give it more (videos in a folder; --num-{role} for a model "
+                                      f"or a generator), or leave {name} out of --metrics")
 
 
 def compute_metrics(ev, metrics, protocol) -> dict[str, dict]:

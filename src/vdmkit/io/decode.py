@@ -276,7 +276,9 @@ def _decode_pillow(path: Path, *, rgb: bool, max_side: int | None, start: float 
         raise InvalidVideoError(f"{str(path)!r}: cannot decode ({e})") from e
     shortest = min((d for d in delays if d > 0), default=0)
     fps = 1000 / shortest if shortest else 1.0
-    frames, times = _expand_held(path, frames, [i / fps for i in range(len(frames))], delays, 1e-3, limits)
+    # each frame at the sum of the delays before it (uneven delays were put on the shortest's grid), when all known
+    times = (np.cumsum([0] + delays[:-1]) / 1000).tolist() if all(delays) else [i / fps for i in range(len(frames))]
+    frames, times = _expand_held(path, frames, times, delays, 1e-3, limits)
     ts = np.asarray(times)
     keep = _selected(times, start, end, only)
     if not keep:

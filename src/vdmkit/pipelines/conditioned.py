@@ -304,7 +304,7 @@ def check_task_memory(config, request: ConditionedRequest, device, dtype: str = 
     total = frames or base.frames
     batch, pixels = len(base.prompts), base.height * base.width
     estimate = sampling_estimate(config, batch=batch, frames=base.frames, height=base.height, width=base.width,
-                                 dtype=dtype, guided=base.guidance != 1, decode=decode, view_factor=view_factor,
+                                 dtype=dtype, guided=base.guidance > 1, decode=decode, view_factor=view_factor,
                                  weights=not loaded, output=base.output)
     parts = dict(estimate.parts)
     parts["inputs"] = sum(4 * t.numel() for t in (request.known, request.low_res) if t is not None)

@@ -189,10 +189,9 @@ def edit_inverted(pipe, inversion: Inversion, prompts, *, guidance: float | None
     request = inversion.request
     reuse = check_fraction("attention_reuse", attention_reuse)
     scale = request.guidance if guidance is None else check_guidance(guidance)
-    if negative_prompt is not None:
-        check_unconditional(scale, check_negative(negative_prompt), 0.0, scale > 1)
-    else:
-        negative_prompt = request.negative_prompt
+    # the one used, given or inherited from the inversion (an inherited one was dropped at guidance <= 1 unsaid)
+    negative_prompt = request.negative_prompt if negative_prompt is None else check_negative(negative_prompt)
+    check_unconditional(scale, negative_prompt, 0.0, scale > 1)
     check_cfg_inversion(cfg_inversion, negative_prompt)
     targets = check_prompts(prompts)
     sources = request.prompts
