@@ -45,7 +45,8 @@ def test_estimate_grows_with_the_request_and_halves_in_bf16():
     assert wide.parts["denoiser"] >= 12 * small.parts["denoiser"]
     half = memory.sampling_estimate(config, batch=1, frames=16, height=16, width=16, dtype="bf16")
     assert half.parts["weights"] * 2 == long.parts["weights"]
-    assert half.parts["denoiser"] < 0.75 * long.parts["denoiser"]
+    # the counted bf16 peak is about half fp32's; half-precision calls are scaled by their larger measured overhead
+    assert half.parts["denoiser"] < 0.6 * memory.BF16_OVERHEAD / memory.OVERHEAD * long.parts["denoiser"]
     unguided = memory.sampling_estimate(config, batch=1, frames=16, height=16, width=16, guided=False)
     assert unguided.parts["denoiser"] < long.parts["denoiser"]
     # a long video runs its model on windows: the call's share stays that of the window
@@ -182,3 +183,18 @@ def test_a_chunked_estimate_counts_one_chunk_for_all_and_equals_the_chunk_by_chu
     for module in (layers, transformer_blocks):
         monkeypatch.setattr(module, "in_chunks", every_chunk)
     assert memory.sampling_estimate(config, batch=1, frames=64, height=32, width=32).describe() == shortcut.describe()
+
+
+def test_the_advice_names_only_what_can_help():
+    """One prompt was told "fewer prompts per call (1)", a 16-pixel latent video "--vae-tile 32", and interpolate
+    sample's --frames/--height/--width, options it does not have (before 2026-12-06)."""
+    from vdmkit.pipelines import make_request
+    from vdmkit.pipelines.base import sampling_advice
+
+    config = tiny_config()
+    request = make_request(config, ["a red circle"], frames=4, height=16, width=16)
+    plain = sampling_advice(config, request, "fp32")
+    assert "prompts per call" not in plain and "fewer frames (4)" in plain and "--dtype bf16" in plain
+    assert "prompts per call (2)" in sampling_advice(config, make_request(config, ["a", "b"]), "fp32")
+    task = sampling_advice(config, request, "bf16", task="interpolate")
+    assert "--keyframes" in task and "--factor" in task and "height x width" not in task and "bf16" not in task

@@ -30,8 +30,11 @@ TEXT_TOKENS = 77  # prompt tokens assumed when the text config names no max_leng
 # the counted peak of a model call times this: what the meta count cannot see (the allocator's slack, oneDNN's
 # reordered copies of weights and inputs). Measured peak RSS growth / counted peak, shapes model, 2 sampler steps:
 # 16x128x128 fp32 1.09, bf16 2.3 (oneDNN's fixed bf16 buffers weigh at small sizes); 32x192x192 fp32 1.19;
-# 64x128x128 bf16 1.25
+# 64x128x128 bf16 1.25. Sweep 15L (2026-12-06, fresh processes, CLI sample): bf16 runs measured 1.7-2.5x the counted
+# peak (the default UNet 16x128x128 2.1, a latent UNet 1.7, a DiT on a video VAE 2.5), so half-precision calls take
+# BF16_OVERHEAD (estimate / measured then 0.9-1.2, where it was 0.5-0.7)
 OVERHEAD = 1.25
+BF16_OVERHEAD = 2.0
 
 
 @dataclass(frozen=True)
@@ -265,12 +268,13 @@ def sampling_estimate(config, *, batch: int, frames: int, height: int, width: in
     t, h, w = config.latent_size(frames, height, width)
     c = config.latent_channels
     calls = batch * (2 if guided else 1)
+    overhead = OVERHEAD if dtype == "fp32" else BF16_OVERHEAD
     parts = {"weights": parameter_bytes(config, dtype) if weights else 0,
-             "denoiser": int(OVERHEAD * _backbone_peak(config, calls, min(t, window or t), h, w, dtype, False)),
+             "denoiser": int(overhead * _backbone_peak(config, calls, min(t, window or t), h, w, dtype, False)),
              "sampler": SAMPLER_STATES * batch * c * t * h * w * 4}
     if output == "pixels":
         if config.latent.enabled:
-            parts["decode"] = int(OVERHEAD * _decode_peak(config, batch, t, h, w, dtype,
+            parts["decode"] = int(overhead * _decode_peak(config, batch, t, h, w, dtype,
                                                            tuple(sorted((decode or {}).items()))))
         parts["output"] = batch * 3 * frames * height * width * 4 + frames * height * width * 3 * view_factor ** 2
     return MemoryEstimate(parts)

@@ -151,12 +151,12 @@ def _run_task(args, task: str, video, prompt: str, produce_args: dict, extra: di
         # (a 2-frame probe before 2026-12-06, which a video VAE or a tubelet DiT refused whatever --frames said)
         probe = tasks.task_request(config, task, video, prompt, **produce_args, stand_in=True, **options)
         tasks.check_task_memory(config, probe, device, weights_dtype(args),
-                                view_factor=view_factor(probe.base, args.upscale, out))
+                                view_factor=view_factor(probe.base, args.upscale, out), task=task)
     request = tasks.task_request(config, task, video, prompt, **produce_args, **options)
     options["seed"] = request.base.seed  # --seed random: the seed drawn and recorded is the one sampled with
     factor = view_factor(request.base, args.upscale, out)
     check_output_size(out, request.base, factor, "an even --upscale")
-    tasks.check_task_memory(config, request, device, weights_dtype(args), view_factor=factor,
+    tasks.check_task_memory(config, request, device, weights_dtype(args), view_factor=factor, task=task,
                             frames=tasks.task_frames(task, video, window=config.frames,
                                                      **{k: v for k, v in produce_args.items()
                                                         if k in ("factor", "frames")}))

@@ -148,23 +148,42 @@ def check_sampling_memory(config: PipelineConfig, request: SampleRequest, device
     estimate = sampling_estimate(config, batch=len(request.prompts), frames=request.frames, height=request.height,
                                  width=request.width, dtype=dtype, guided=request.guidance > 1, window=window,
                                  decode=decode, view_factor=view_factor, weights=not loaded, output=request.output)
+    advice = advice or sampling_advice(config, request, dtype, view_factor, decode=decode)
     check_fits(estimate, device, f"sampling {len(request.prompts)} x {request.frames} frames at {request.height}x"
-               f"{request.width} ({dtype})", advice or sampling_advice(config, request, dtype, view_factor))
+               f"{request.width} ({dtype})", advice)
 
 
-def sampling_advice(config: PipelineConfig, request: SampleRequest, dtype: str, view_factor: int = 1) -> str:
+TASK_ADVICE = {  # what shrinks a task's memory, in its own options (it has no --frames/--height/--width of sample's)
+    "interpolate": "fewer --keyframes or a smaller --factor (the whole output is held), a smaller input video",
+    "extend": "fewer --frames (the whole output is held), a smaller input video",
+    "upscale": "a shorter or smaller input video",
+    "image_to_video": "fewer --frames, a smaller image"}
+
+
+def sampling_advice(config: PipelineConfig, request: SampleRequest, dtype: str, view_factor: int = 1, *,
+                    task: str | None = None, decode: dict | None = None) -> str:
     """What lowers the memory of sampling ``request`` with the model of ``config`` (weights as ``dtype``; the written
-    video upscaled ``view_factor`` times), for the errors that refuse or stop one."""
+    video upscaled ``view_factor`` times; ``decode``: the autoencoder's options asked for), for the errors that refuse
+    or stop one; a ``task`` names its own options (TASK_ADVICE). Only what can help: more prompts than one, a tile
+    smaller than both the video and the one asked for (tile 32 was advised to a 16-pixel latent video)."""
     tips = [f"a smaller --upscale ({view_factor}: the written video is {view_factor}x larger on each side)"] \
         if view_factor > 1 else []
-    tips += [f"fewer prompts per call ({len(request.prompts)})",
-            f"fewer frames ({request.frames}) (the model was trained on {config.frames})",
-            f"a smaller height x width ({request.height}x{request.width}) (trained: {config.height}x{config.width})"]
+    if task is not None:
+        tips.append(TASK_ADVICE[task])
+    else:
+        tips += [f"fewer prompts per call ({len(request.prompts)})"] if len(request.prompts) > 1 else []
+        tips += [f"fewer frames ({request.frames}) (the model was trained on {config.frames})",
+                 f"a smaller height x width ({request.height}x{request.width}) (trained: {config.height}x"
+                 f"{config.width})"]
     if dtype == "fp32":
-        tips.append("bf16 weights (--precision bf16 / dtype='bf16': half the weights and activations)")
-    if config.latent.enabled:
-        tips.append("decoding in tiles / frame chunks (--vae-tile 32 --vae-frame-chunk 4 / "
-                    "decode={'tile': 32, 'frame_chunk': 4})")
+        tips.append("bf16 weights (--dtype bf16 / dtype='bf16': half the weights and activations)")
+    if config.latent.enabled and task is None:
+        unit = max(1, request.height // config.latent_size(request.frames, request.height, request.width)[1])
+        asked = (decode or {}).get("tile") or min(request.height, request.width)
+        tile = min(request.height, request.width, asked) // 2 // unit * unit
+        if tile >= unit:
+            tips.append(f"decoding in tiles (--vae-tile {tile} / decode={{'tile': {tile}}}), or frame chunks "
+                        "(--vae-frame-chunk 4)")
     return ", ".join(tips)
 
 

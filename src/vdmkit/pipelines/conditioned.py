@@ -293,10 +293,12 @@ def task_frames(task: str, video: torch.Tensor, *, factor: int = 4, frames: int 
 
 
 def check_task_memory(config, request: ConditionedRequest, device, dtype: str = "fp32", *, frames: int | None = None,
-                      decode: dict | None = None, view_factor: int = 1, loaded: bool = False) -> None:
+                      decode: dict | None = None, view_factor: int = 1, loaded: bool = False,
+                      task: str | None = None) -> None:
     """OutOfMemoryError, before any work, when a task whose windows are ``request`` and whose whole output is
     ``frames`` frames (default: the request's) would need more memory than ``device`` has free: one window's sampling
-    (memory.py's estimate), its inputs and the whole output video. ``loaded``: the weights are resident already."""
+    (memory.py's estimate), its inputs and the whole output video. ``loaded``: the weights are resident already;
+    ``task``: the command whose options the advice names (None: the Python API's and sample's)."""
     from vdmkit.memory import MemoryEstimate, check_fits, sampling_estimate
 
     check_decode(decode)  # its options are estimated below
@@ -310,8 +312,10 @@ def check_task_memory(config, request: ConditionedRequest, device, dtype: str = 
     parts["inputs"] = sum(4 * t.numel() for t in (request.known, request.low_res) if t is not None)
     parts["output"] = batch * 3 * total * pixels * 4 + total * pixels * 3 * view_factor ** 2
     windows = f" in windows of {base.frames}" if total != base.frames else ""
+    advice = sampling_advice(config, dataclasses.replace(base, frames=total), dtype, view_factor, task=task,
+                             decode=decode)
     check_fits(MemoryEstimate(parts), device, f"{len(base.prompts)} x {total} frames at {base.height}x{base.width}"
-               f"{windows} ({dtype})", sampling_advice(config, dataclasses.replace(base, frames=total), dtype))
+               f"{windows} ({dtype})", advice)
 
 
 def as_clip(image: torch.Tensor) -> torch.Tensor:
