@@ -257,3 +257,14 @@ def test_missing_optional_packages_are_named_before_any_work(tmp_path, capsys, m
                  str(tmp_path / "r.html")]) == 2
     assert "needs matplotlib: pip install 'vdmkit[eval]'" in capsys.readouterr().err
     assert not (tmp_path / "m.jsonl").exists() and not (tmp_path / "r.html").exists()
+
+
+def test_kept_seconds_count_videos_only():
+    """An image's 1 s (a convention of its probe) was counted as footage in kept_seconds (before 2026-12-06)."""
+    from vdmkit.curation.run import summarise
+
+    rows = [{"status": "ok", "keep": True, "kind": "video", "duration": 2.5, "cuts": [1.0]},
+            {"status": "ok", "keep": True, "kind": "image", "duration": 1.0, "cuts": []},
+            {"status": "ok", "keep": False, "kind": "video", "duration": 9.0, "cuts": []}]
+    summary = summarise(rows)
+    assert summary["kept_seconds"] == 2.5 and summary["kept_images"] == 1 and summary["kept"] == 2

@@ -361,3 +361,44 @@ def test_a_resume_over_changed_data_says_so(tmp_path, clips):
     next(data.glob("*.mp4")).unlink()
     with pytest.warns(UserWarning, match="the data changed since checkpoint 2"):
         train(load_config("configs/folder_tiny.yaml", [*args, "train.steps=3"]), resume=True, progress=False)
+
+
+def write_timed(path: Path, frames: int, fps: int, first_s: float = 0.0) -> Path:
+    """An mp4 of ``frames`` grey frames at ``fps`` whose first timestamp is ``first_s`` (a file cut from a longer one
+    with its times kept)."""
+    import fractions
+
+    import av
+
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = 32, 32, "yuv420p"
+        stream.time_base = fractions.Fraction(1, 1000)
+        for i in range(frames):
+            frame = av.VideoFrame.from_ndarray(np.full((32, 32, 3), 8 * i % 256, np.uint8), format="rgb24")
+            frame.pts, frame.time_base = round((first_s + i / fps) * 1000), fractions.Fraction(1, 1000)
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
+
+
+def test_frames_available_count_the_instants_that_fit_on_the_files_own_timeline(tmp_path):
+    """13 frames at 30 fps hold 4 instants at 8 fps, counted 3 (the clip was dropped as too short); a caption window
+    on a file whose times start at 5 s was measured from 0: a valid scene was dropped, a window counted from 0 was
+    indexed and failed at every read (before 2026-12-06)."""
+    write_timed(tmp_path / "c13.mp4", 13, 30)
+    write_timed(tmp_path / "tail.mp4", 100, 25, first_s=5.0)
+    (tmp_path / "caps.csv").write_text("path,caption,start,end\nc13.mp4,short,,\ntail.mp4,a scene,5.48,7.52\n")
+    data = VideoTextDataset(config(tmp_path, captions="caps.csv", lengths=(4, 8, 16), frames=16, image_ratio=0.0),
+                            batch_size=1)
+    found = {s.row.path.name: s for s in data.samples}
+    assert found["c13.mp4"].frames_available == 4 and found["c13.mp4"].length == 4
+    assert found["tail.mp4"].frames_available == 17 and found["tail.mp4"].length == 16  # 5.48 .. 7.48 s at 8 fps
+    assert read_clip(tmp_path / "tail.mp4", 16, fps=8, window="start", start=5.48, end=7.52).frames.shape[0] == 16
+    (tmp_path / "rel.csv").write_text("path,caption,start,end\ntail.mp4,from zero,0,2\nc13.mp4,short,,\n")
+    data = VideoTextDataset(config(tmp_path, captions="rel.csv", image_ratio=0.0, max_skip_fraction=0.6),
+                            batch_size=1)
+    assert [s.row.path.name for s in data.samples] == ["c13.mp4"]
+    assert any("window [0.0, 2.0] s holds no frame of the file" in k for k in data.stats()["skipped"])

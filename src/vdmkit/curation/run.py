@@ -89,7 +89,7 @@ def scan_file(path: Path, cfg: CurateConfig, scorers: Iterable[Scorer] = (), cap
         row.update(status="ok", kind="image" if info.frames == 1 else "video", duration=round(info.duration, 4),
                    fps=round(info.fps, 4), width=info.width, height=info.height, frames=info.frames,
                    codec=info.codec, rotation=info.rotation, decode_errors=info.decode_errors,
-                   frames_declared=info.frames_declared, scores=scores, cuts=[round(c, 4) for c in cuts],
+                   frames_declared=info.frames_declared, first=round(info.first, 4), scores=scores, cuts=[round(c, 4) for c in cuts],
                    scenes=scenes_from_cuts(cuts, float(timed[0]), float(timed[0]) + info.duration))
         reject = _filters(row, cfg)
         if captioner is not None:
@@ -198,5 +198,8 @@ def summarise(rows: list[dict]) -> dict:
     ok = [r for r in rows if r["status"] == "ok"]
     kept = [r for r in ok if r["keep"]]
     return {"files": len(rows), "ok": len(ok), "errors": len(rows) - len(ok), "kept": len(kept),
-            "rejected": len(ok) - len(kept), "kept_seconds": round(sum(r["duration"] for r in kept), 2),
+            "rejected": len(ok) - len(kept),
+            # videos only: an image's duration of 1 s is a convention, not footage
+            "kept_seconds": round(sum(r["duration"] for r in kept if r.get("kind") != "image"), 2),
+            "kept_images": sum(r.get("kind") == "image" for r in kept),
             "cuts": sum(len(r["cuts"]) for r in ok)}

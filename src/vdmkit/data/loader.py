@@ -114,9 +114,18 @@ class VideoTextDataset:
         cfg = self.cfg
         ratio = info.width / info.height
         aspect = int(np.argmin([abs(math.log(ratio / r)) for r in cfg.aspect_ratios]))
-        span = (info.duration if row.end is None else min(info.duration, row.end)) - (row.start or 0.0)
         rate = min(cfg.fps, info.fps) if cfg.fps is not None else info.fps / cfg.stride
-        available = info.frames if info.frames == 1 else max(1, int(span * rate + 1e-6))
+        # on the file's own timeline (a file cut from a longer one starts at its cut: curate's scenes say 5.48 s);
+        # instants 1 / rate apart from the window's first frame to its last: floor(span * rate) + 1 (one short before
+        # 2026-12-06, and a window on such a file was measured from 0). A window's end is where the next scene starts
+        # (curate's scenes): its last frame is a frame interval before it
+        first, last = info.first, info.first + info.duration - 1 / info.fps
+        start = max(first, first if row.start is None else row.start)
+        end = last if row.end is None else min(last, row.end - 1 / info.fps)
+        if info.frames > 1 and end < start:
+            raise InvalidVideoError(f"{str(row.path)!r}: the caption's window [{row.start}, {row.end}] s holds no frame "
+                                    f"of the file, whose frames are at {first:.3f}..{last:.3f} s")
+        available = info.frames if info.frames == 1 else int((end - start) * rate + 1e-3) + 1  # (ms timestamps)
         if info.frames == 1:
             if not cfg.images:
                 raise InvalidVideoError(f"{str(row.path)!r}: 1 frame, and images are not allowed (data.images)")

@@ -367,7 +367,8 @@ def _manifest_info(r: dict, p: Path) -> VideoInfo:
             raise ValueError(f"{name} must be a positive number, got {r[name]!r}")
     return VideoInfo(path=str(p), width=width, height=height, frames=frames, fps=fps, duration=duration,
                      codec=r.get("codec", ""), rotation=r.get("rotation", 0), decode_errors=r.get("decode_errors", 0),
-                     frames_declared=r.get("frames_declared", 0), is_image=r.get("kind") == "image")
+                     frames_declared=r.get("frames_declared", 0), is_image=r.get("kind") == "image",
+                     first=float(r.get("first", 0.0)))  # (manifests before 2026-12-06: 0)
 
 
 def curated_row(cfg: VideoDataConfig, row: CaptionRow, captions: dict[Path, str]) -> CaptionRow:

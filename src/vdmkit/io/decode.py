@@ -80,6 +80,7 @@ class VideoInfo:
     decode_errors: int
     frames_declared: int  # what the container claimed (0 when it does not say)
     is_image: bool = False
+    first: float = 0.0  # the first frame's timestamp (a file cut from a longer one keeps its times: 5.48 s)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -221,7 +222,7 @@ def decode(path: str | os.PathLike, *, rgb: bool = True, max_side: int | None = 
         fps = _measured_fps(ts, stream)
         info = VideoInfo(path=str(path), width=int(width), height=int(height), frames=len(ts), fps=fps,
                          duration=float(ts[-1] - ts[0] + 1 / fps), codec=ctx.name, rotation=rotation,
-                         decode_errors=errors, frames_declared=declared)
+                         decode_errors=errors, frames_declared=declared, first=float(ts[0]))
     array = None
     if rgb:
         limits.check_bytes(path, (len(frames), *frames[0].shape))
