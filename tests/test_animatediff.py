@@ -501,3 +501,20 @@ def test_every_new_folder_writer_refuses_an_existing_path_with_one_typed_error(s
         assert cli.main([*argv, "--out", str(taken)]) == 2
         assert "exists; " in capsys.readouterr().err
     assert [p.name for p in taken.iterdir()] == ["mine.txt"]
+
+
+def test_a_pndm_config_without_set_alpha_to_one_takes_pndms_default(sd_folder, tmp_path):
+    """PNDM leaves the last alpha at alphas_cumprod[0] unless told (set_alpha_to_one defaults to False there); read
+    as DDIM, a config without the key ended on clean data (1.6e-4 off diffusers; before 2026-12-06)."""
+    import json
+    import shutil
+
+    from vdmkit.pipelines.base import open_model
+
+    folder, _ = sd_folder
+    copy = shutil.copytree(folder, tmp_path / "sd")
+    path = copy / "scheduler" / "scheduler_config.json"
+    raw = json.loads(path.read_text())
+    pndm = {k: v for k, v in raw.items() if k not in ("set_alpha_to_one", "clip_sample", "eta")}
+    path.write_text(json.dumps({**pndm, "_class_name": "PNDMScheduler", "skip_prk_steps": True}))
+    assert open_model(copy)[1].sampling.final == "first"

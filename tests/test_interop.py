@@ -383,13 +383,16 @@ def test_a_converted_folder_fine_tunes_with_a_lora_from_its_finetune_config(ddim
     assert open_model(full)[1].sampling == converted
 
 
-def test_export_refuses_models_diffusers_cannot_express(tmp_path, capsys):
+def test_export_refuses_models_diffusers_cannot_express(tmp_path, capsys, monkeypatch):
+    """... from the config, before any weights load (all were read first before 2026-12-06)."""
     from vdmkit import cli
     from vdmkit.interop.export import unet_config
+    from vdmkit.pipelines import TextToVideo
     from vdmkit.training import load_config, train
 
     run = train(load_config("configs/tiny.yaml", [f"train.out_dir={tmp_path / 'run'}", "train.steps=1",
                                                   "train.sample_every=100", "train.precision=fp32"]), progress=False)
+    monkeypatch.setattr(TextToVideo, "from_pretrained", lambda *a, **k: pytest.fail("weights were read"))
     assert cli.main(["convert", str(run), "--to", "diffusers", "--out", str(tmp_path / "x")]) == 2
     assert "text_encoder 'words'" in capsys.readouterr().err and not (tmp_path / "x").exists()
     cfg = unet3d_config(dict(TINY_UNET))
@@ -465,3 +468,38 @@ def test_a_variant_only_component_is_named_with_what_to_do(ddim_folder, tmp_path
     unet.rename(unet.with_name("diffusion_pytorch_model.fp16.safetensors"))
     with pytest.raises(CorruptCheckpointError, match="but diffusion_pytorch_model.fp16.safetensors: .* rename it"):
         TextToVideo.from_pretrained(folder)
+
+
+def test_folder_variants_load_as_diffusers_runs_them_and_export_keeps_what_it_can(ddim_folder, tmp_path):
+    """Sweep 15N (before 2026-12-06): a [height, width] sample_size was a raw TypeError; a VAE shift_factor was
+    applied, which diffusers' pipelines do not (5% off, unsaid); export wrote the tokenizer's 77 tokens for a model
+    encoding 16 and reset its guidance and steps without a word."""
+    import json
+
+    from vdmkit.interop.export import export_diffusers
+    from vdmkit.pipelines import TextToVideo
+    from vdmkit.pipelines.base import open_model
+
+    folder, _ = ddim_folder
+    wide = copy_folder(folder, tmp_path / "wide")
+    unet = json.loads((wide / "unet" / "config.json").read_text())
+    (wide / "unet" / "config.json").write_text(json.dumps({**unet, "sample_size": [8, 12]}))
+    config, factor = open_model(wide)[1], open_model(folder)[1].height // unet["sample_size"]  # the VAE's
+    assert (config.height, config.width) == (8 * factor, 12 * factor)
+    shifted = copy_folder(folder, tmp_path / "shifted")
+    vae = json.loads((shifted / "vae" / "config.json").read_text())
+    (shifted / "vae" / "config.json").write_text(json.dumps({**vae, "shift_factor": 1.0}))
+    latents = torch.randn(1, 4, 2, 16, 16, generator=torch.Generator().manual_seed(1))
+    with pytest.warns(UserWarning, match="shift_factor=1.0 is left out"):
+        pipe = TextToVideo.from_pretrained(shifted)
+    plain = TextToVideo.from_pretrained(folder)
+    assert torch.equal(pipe(["a cat"], steps=2, frames=2, latents=latents),
+                       plain(["a cat"], steps=2, frames=2, latents=latents))
+
+    short = dataclasses.replace(plain.config, text=dataclasses.replace(plain.config.text, max_length=16),
+                                sampling=dataclasses.replace(plain.config.sampling, guidance=4.0, steps=20))
+    plain.config = short
+    with pytest.warns(UserWarning, match="guidance 4 and 20 steps by default"):
+        export_diffusers(plain, tmp_path / "exported")
+    tokenizer = json.loads((tmp_path / "exported" / "tokenizer" / "tokenizer_config.json").read_text())
+    assert tokenizer["model_max_length"] == 16 and open_model(tmp_path / "exported")[1].text.max_length == 16

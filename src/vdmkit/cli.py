@@ -377,6 +377,11 @@ def _cmd_convert(args) -> int:
     from vdmkit.pipelines import TextToVideo
 
     out = check_new_folder(args.out, f"--out {args.out!r}", "convert")
+    if args.to == "diffusers":  # what diffusers cannot express, refused from the config before any weights load
+        from vdmkit.interop.export import export_documents
+        from vdmkit.pipelines.base import open_model
+
+        export_documents(open_model(args.source)[1])
     pipe = TextToVideo.from_pretrained(args.source)
     if args.to == "diffusers":
         from vdmkit.interop.export import export_diffusers

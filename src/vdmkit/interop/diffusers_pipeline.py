@@ -11,13 +11,15 @@ from __future__ import annotations
 import hashlib
 import math
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
 import torch
 
-from vdmkit.autoencoders.frame_vae import DIFFUSERS_WEIGHTS, FrameVAEConfig, config_from_diffusers, convert_legacy_attention
+from vdmkit.autoencoders.frame_vae import (DIFFUSERS_WEIGHTS, FrameVAEConfig, config_from_diffusers,
+                                           convert_legacy_attention, replace_factors)
 from vdmkit.backbones.unet3d import UNet3DConfig
 from vdmkit.conditioning.clip import ClipTextConfig, ClipTextEncoder, read_clip_config
 from vdmkit.conditioning.pretrained import matched_state
@@ -193,6 +195,10 @@ class DiffusersFolder:
         else:
             unet = unet3d_config(unet_raw)
         vae = config_from_diffusers(folder_config(self.directory / "vae", "diffusers AutoencoderKL"))
+        if vae.shift_factor:  # these pipelines decode z / scaling_factor: vdmkit shifted it (5% off, unsaid)
+            warnings.warn(f"{str(self.directory)!r}: vae/config.json's shift_factor={vae.shift_factor} is left out, as "
+                          f"diffusers' {kind} (and AnimateDiffPipeline) decode without it", stacklevel=3)
+            vae = replace_factors(vae, vae.scaling_factor, 0.0)
         clip = read_clip_config(self.directory / "text_encoder")
         if unet.text_dim != clip["hidden_size"]:  # it failed at weight load, as a shape naming neither cause
             raise ConfigError(f"{str(self.directory)!r}: the UNet attends to {unet.text_dim}-wide text "
@@ -202,18 +208,27 @@ class DiffusersFolder:
         tokenizer = folder_config(self.directory / "tokenizer", "CLIP tokenizer", "tokenizer_config.json")
         raw = folder_config(self.directory / "scheduler", "diffusers scheduler", "scheduler_config.json")
         if raw.get("_class_name") in SAMPLED_AS_DDIM:
+            # PNDM never clips (DDIM's default would) and leaves the last alpha at alphas_cumprod[0] unless told
             raw = {**{k: v for k, v in raw.items() if k != "skip_prk_steps"}, "_class_name": "DDIMScheduler",
-                   "clip_sample": False}  # PNDM never clips (DDIM's default would)
+                   "clip_sample": False, "set_alpha_to_one": raw.get("set_alpha_to_one", False)}
         diffusion, sampling = scheduler_config(raw)
         if self.inflated:
             sampling["guidance"] = SD_GUIDANCE
         factor = 2 ** (len(vae.block_out_channels) - 1)
-        size = (unet_raw.get("sample_size") or 32) * factor
+        sample_size = unet_raw.get("sample_size") or 32  # an int, or (height, width) as diffusers also takes
+        if isinstance(sample_size, list | tuple) and len(sample_size) == 2 and all(
+                isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in sample_size):
+            height, width = sample_size[0] * factor, sample_size[1] * factor
+        elif isinstance(sample_size, int) and not isinstance(sample_size, bool) and sample_size > 0:
+            height = width = sample_size * factor
+        else:  # a list was repeated, then a raw TypeError (2026-12-06)
+            raise ConfigError(f"{str(self.directory)!r}: unet/config.json sample_size must be a positive integer or "
+                              f"[height, width], got {sample_size!r}")
         self.parts = FolderParts(
             unet=unet,
             text=ClipTextConfig(folder=str(self.directory / "text_encoder"), tokenizer=str(self.directory / "tokenizer"),
                                 dim=clip["hidden_size"], max_length=tokenizer.get("model_max_length", 77)),
-            vae=vae, diffusion=diffusion, sampling=sampling, height=size, width=size,
+            vae=vae, diffusion=diffusion, sampling=sampling, height=height, width=width,
             # a motion adapter trained on fewer positions than the default length sets it (it refused its own default)
             frames=min(DEFAULT_FRAMES, unet.motion_max_frames) if self.inflated else DEFAULT_FRAMES)
 

@@ -11,6 +11,7 @@ import dataclasses
 import json
 import os
 import shutil
+import warnings
 from pathlib import Path
 
 import torch
@@ -19,7 +20,8 @@ from safetensors.torch import save_file
 from vdmkit.autoencoders.frame_vae import DIFFUSERS_WEIGHTS, FrameVAEConfig, config_from_diffusers
 from vdmkit.backbones.unet3d import UNet3DConfig
 from vdmkit.errors import ConfigError
-from vdmkit.interop.diffusers_pipeline import MODEL_INDEX, SCHEDULERS, TEXT_WEIGHTS, scheduler_config
+from vdmkit.interop.diffusers_pipeline import (DEFAULT_GUIDANCE, DEFAULT_STEPS, MODEL_INDEX, SCHEDULERS, TEXT_WEIGHTS,
+                                              scheduler_config)
 from vdmkit.interop.diffusers_unet import DOWN_TYPES, UP_TYPES, key_table, unet3d_config
 from vdmkit.io.atomic import atomic_directory, check_new_folder
 
@@ -113,19 +115,32 @@ def schedule_config(config) -> dict:
     return raw
 
 
-def export_diffusers(pipe, out: str | os.PathLike) -> Path:
-    """Write ``pipe`` (a TextToVideo pipeline) as a TextToVideoSDPipeline folder; ConfigError before anything is
-    written when a part has no diffusers counterpart; the folder appears only when complete."""
-    cfg = pipe.config
+def export_documents(cfg) -> dict[str, dict]:
+    """The component configs of the TextToVideoSDPipeline folder of a model of ``cfg`` (a PipelineConfig), from its
+    config alone (the CLI checks it before any weights load: they were all read before a refusal); ConfigError when a
+    part has no diffusers counterpart."""
     if cfg.backbone not in ("unet3d", "modelscope_t2v") or cfg.text_encoder != "clip" or cfg.latent.kind != "frame_vae":
         raise ConfigError(f"export to diffusers needs a UNet3D with a frame VAE and a CLIP text encoder; this model "
                           f"has backbone {cfg.backbone!r}, text_encoder {cfg.text_encoder!r}, autoencoder "
                           f"{cfg.latent.kind or 'none (pixel space)'!r}")
-    vae_cfg = pipe.autoencoder.cfg
+    vae_cfg = cfg.latent.autoencoder_config()
     sample_size = cfg.height // 2 ** (len(vae_cfg.block_out_channels) - 1)  # the default size, in latents
-    documents = {"unet/config.json": unet_config(cfg.model, sample_size), "vae/config.json": vae_config(vae_cfg),
-                 "scheduler/scheduler_config.json": schedule_config(cfg)}
+    return {"unet/config.json": unet_config(cfg.model, sample_size), "vae/config.json": vae_config(vae_cfg),
+            "scheduler/scheduler_config.json": schedule_config(cfg)}
+
+
+def export_diffusers(pipe, out: str | os.PathLike) -> Path:
+    """Write ``pipe`` (a TextToVideo pipeline) as a TextToVideoSDPipeline folder; ConfigError before anything is
+    written when a part has no diffusers counterpart; the folder appears only when complete. The folder holds no
+    default guidance or step count (diffusers' are 9 and 50): a model with others is exported with a warning."""
+    cfg = pipe.config
+    documents = export_documents(cfg)
     out = check_new_folder(out, repr(str(out)), "export")
+    s = cfg.sampling
+    if s is not None and (s.guidance, s.steps) != (DEFAULT_GUIDANCE, DEFAULT_STEPS):  # they were reset unsaid
+        warnings.warn(f"the model samples with guidance {s.guidance:g} and {s.steps} steps by default; a diffusers "
+                      f"folder holds no such defaults, so it samples with {DEFAULT_GUIDANCE:g} and {DEFAULT_STEPS} "
+                      "(TextToVideoSDPipeline, and vdmkit from the folder) unless they are given", stacklevel=2)
     # applied LoRA adapters folded in: the folder computes what the pipeline does now (they were dropped before)
     state = {k: v.detach().cpu().contiguous() for k, v in pipe.plain_state_dict().items()}
     with atomic_directory(out) as tmp:
@@ -142,6 +157,11 @@ def export_diffusers(pipe, out: str | os.PathLike) -> Path:
                   str(tmp / "text_encoder" / TEXT_WEIGHTS))
         shutil.copytree(cfg.text.tokenizer or cfg.text.folder, tmp / "tokenizer",
                         ignore=shutil.ignore_patterns("*.safetensors", "*.bin", "config.json"))
+        # the prompt length the model encodes at (a text.max_length of 16 came back as the tokenizer's 77)
+        tokenizer_config = tmp / "tokenizer" / "tokenizer_config.json"
+        settings = json.loads(tokenizer_config.read_text(encoding="utf-8")) if tokenizer_config.is_file() else {}
+        tokenizer_config.write_text(json.dumps({**settings, "model_max_length": cfg.text.max_length}, indent=2),
+                                    encoding="utf-8")
         index = {"_class_name": "TextToVideoSDPipeline", "_diffusers_version": DIFFUSERS_VERSION,
                  "unet": ["diffusers", "UNet3DConditionModel"], "vae": ["diffusers", "AutoencoderKL"],
                  "text_encoder": ["transformers", "CLIPTextModel"], "tokenizer": ["transformers", "CLIPTokenizer"],
