@@ -359,7 +359,8 @@ class ModelSource:
         self.frames = protocol.frames
         self.dtype, self.compiled, self.cuda_graphs = dtype, compiled, cuda_graphs
         self.model = open_model(path, frames=self.frames, size=size, steps=steps, guidance=guidance, sampler=sampler,
-                                seed=seed, device=device, dtype=dtype, compiled=compiled, cuda_graphs=cuda_graphs)
+                                seed=seed, device=device, dtype=dtype, compiled=compiled, cuda_graphs=cuda_graphs,
+                                batch=max(1, min(batch_size, n)))
         self.directory, self.size = self.model.directory, self.model.size
         if not prompts:
             raise DatasetError("the real set gives no prompts to sample the model with")
@@ -402,22 +403,24 @@ class OpenedModel:
 
 def open_model(path, *, frames: int, size: int, steps: int, guidance: float, sampler: str,
                seed: int, device=None, dtype: str = "fp32", compiled: str | None = None,
-               cuda_graphs: bool = False) -> OpenedModel:
-    """The checkpoint at ``path`` (a checkpoint or run directory), the request validated against its config
-    before any weights load; the weights load on ``device`` at the first batch, stored as ``dtype`` (bf16: the pure
-    low-precision path). ``compiled``: "package": the model calls of the full batches run through a compiled package
-    (Pipeline.compile; a smaller last batch runs eager rather than compiling again); "regional": its blocks compiled.
-    ``cuda_graphs``: replayed from CUDA graphs (Pipeline.cuda_graphs). The only function of vdmkit.evaluation that
-    imports vdmkit.pipelines."""
+               cuda_graphs: bool = False, batch: int = 1) -> OpenedModel:
+    """The checkpoint at ``path`` (a checkpoint or run directory), the request of ``batch`` videos at a time validated
+    against its config and the memory ``device`` has free before any weights load; the weights load on ``device`` at
+    the first batch, stored as ``dtype`` (bf16: the pure low-precision path). ``compiled``: "package": the model calls
+    of the full batches run through a compiled package (Pipeline.compile; a smaller last batch runs eager rather than
+    compiling again); "regional": its blocks compiled. ``cuda_graphs``: replayed from CUDA graphs
+    (Pipeline.cuda_graphs). The only function of vdmkit.evaluation that imports vdmkit.pipelines."""
     from vdmkit.pipelines import TextToVideo, make_request
     from vdmkit.pipelines import open_model as open_pipeline_model
+    from vdmkit.pipelines.base import check_sampling_memory
 
     from vdmkit.pipelines.text2video import refuse_conditioned
 
     ckpt, config = open_pipeline_model(path)  # reads and hashes the config only
     refuse_conditioned(config)  # a model trained on known frames or low-res videos is evaluated by its task
-    make_request(config, ["a prompt"], frames=frames, height=size, width=size, steps=steps, guidance=guidance,
-                 seed=seed, sampler=sampler)
+    request = make_request(config, ["a prompt"] * batch, frames=frames, height=size, width=size, steps=steps,
+                           guidance=guidance, seed=seed, sampler=sampler)
+    check_sampling_memory(config, request, device or "cpu", dtype, advice=sampling_advice(batch, frames, size, dtype))
     pipe = None
 
     def sample(prompts: list[str], batch_seed: int) -> tuple[torch.Tensor, str]:
@@ -435,6 +438,17 @@ def open_model(path, *, frames: int, size: int, steps: int, guidance: float, sam
         return videos.cpu(), pipe.model_sha256
 
     return OpenedModel(ckpt.directory, size, sample)
+
+
+def sampling_advice(batch: int, frames: int, size: int, dtype: str) -> str:
+    """What lowers the memory of sampling the fake set, in eval's options (sample's --frames, --height and prompts
+    per call are not eval's)."""
+    tips = [f"a smaller --batch-size ({batch}: videos sampled at once)"] if batch > 1 else []
+    if dtype == "fp32":
+        tips.append("bf16 weights (--precision bf16, or --dtype bf16)")
+    tips.append(f"a smaller --resolution ({size}) or fewer --frames ({frames}), though the protocol's own make the "
+                "reports comparable")
+    return ", ".join(tips)
 
 
 def model_data_config(path):

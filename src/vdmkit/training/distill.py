@@ -225,11 +225,15 @@ def check_resume(ckpt, cfg: DistillConfig, teacher_sha: str) -> None:
                               "data may change)")
 
 
+def data_shapes(data) -> list[tuple[int, int, int]]:
+    """(frames, height, width) of every batch shape ``data`` makes, in pixels."""
+    return getattr(data, "train_shapes", lambda: [(data.frames, data.size, data.size)])()
+
+
 def check_data_fits(data, config) -> None:
     """ConstraintError, in the data's pixels and naming data.frames / data.size, when the teacher cannot take the
     batches of ``data`` (checked before any weights load; it failed at the first step, in latent sizes)."""
-    shapes = getattr(data, "train_shapes", lambda: [(data.frames, data.size, data.size)])()
-    for frames, height, width in shapes:
+    for frames, height, width in data_shapes(data):
         try:
             config.check_pixels(height, width)
             config.model.check_shape(*config.latent_size(frames, height, width))
@@ -311,6 +315,48 @@ class Distiller:
         return consistency_loss(pred, target, self.s.loss, self.s.huber_c)
 
 
+def student_config(config, s: DistillSettings):
+    """The teacher's ``config`` with the distilled model's sampling defaults (lcm, ``student_steps``, guidance 1)."""
+    return dataclasses.replace(config, sampling=SamplingDefaults(sampler="lcm", steps=s.student_steps, guidance=1.0))
+
+
+def check_distill_memory(config, data, s: DistillSettings, device) -> None:
+    """OutOfMemoryError, from the teacher's ``config`` alone (before any weights load or the run folder is made), when
+    distilling on ``device`` would not fit: the teacher's float32 weights, the student's training step on the largest
+    batch of ``data`` (memory.py's training estimate: weights, optimizer state, target copy, activations) and the
+    teacher's guided call, or the previews when they need more. The teacher's call ends before the student's forward
+    starts, yet counted apart the estimate is 0.7-1.2x the measured growth of peak RSS (the default model, batch 1-8,
+    bf16 and fp32); the larger of the two alone, 0.57-0.97x."""
+    from vdmkit.memory import MemoryEstimate, check_fits, parameter_bytes, sampling_estimate, training_estimate
+    from vdmkit.pipelines.request import make_request
+
+    frames, height, width = max(data_shapes(data), key=lambda shape: shape[0] * shape[1] * shape[2])
+    step = dataclasses.replace(config, frames=frames, height=height, width=width)
+    student = training_estimate(step, batch=s.batch_size, adapters=s.lora is not None, ema=True).parts
+    teacher = sampling_estimate(step, batch=s.batch_size, frames=frames, height=height, width=width,
+                                guided=s.guidance > 1, weights=False, output="latents").parts["denoiser"]
+    preview = make_request(student_config(config, s), list(s.sample_prompts), steps=s.sample_steps,
+                           guidance=s.sample_guidance, seed=0, precision=s.precision)
+    previews = sampling_estimate(config, batch=len(preview.prompts), frames=preview.frames, height=preview.height,
+                                 width=preview.width, guided=preview.guidance > 1, weights=False).total
+    work = {"student step": student["activations"], "teacher call": teacher}
+    if previews > sum(work.values()):
+        work = {"previews": previews}
+    estimate = MemoryEstimate({"teacher": parameter_bytes(config), "student and target": student["weights"],
+                               "optimizer": student["optimizer"], **work})
+    tips = [f"lower distill.batch_size ({s.batch_size})"] if s.batch_size > 1 else []
+    tips += [f"shorter or smaller clips to distil on ({frames} frames at {height}x{width}: data.frames, data.size)"]
+    if s.lora is None:
+        tips.append("distill.lora (LCM-LoRA: only adapters train, no optimizer state or target copy of the backbone)")
+    if len(preview.prompts) > 1:
+        tips.append(f"fewer distill.sample_prompts ({len(preview.prompts)}; the previews sample {preview.frames} "
+                    f"frames at {preview.height}x{preview.width}, the teacher's size)")
+    if s.precision == "fp32":
+        tips.append("distill.precision=bf16")
+    check_fits(estimate, device, f"a distillation step at distill.batch_size {s.batch_size} ({frames} frames at "
+               f"{height}x{width}) with its previews", ", ".join(tips))
+
+
 def build_models(cfg: DistillConfig, source, path: str,
                  device: torch.device) -> tuple[TextToVideo, TextToVideo, TextToVideo, str]:
     """(teacher, student, target, the teacher's weights sha256) from the opened teacher ``source`` (at ``path``): the
@@ -318,9 +364,7 @@ def build_models(cfg: DistillConfig, source, path: str,
     ``student_steps``, guidance 1); only their backbones train (or, with ``distill.lora``, only the adapters added to
     them)."""
     teacher = TextToVideo.from_pretrained(source).to(device).requires_grad_(False).eval()
-    student_config = dataclasses.replace(teacher.config, sampling=SamplingDefaults(
-        sampler="lcm", steps=cfg.distill.student_steps, guidance=1.0))
-    student = TextToVideo(student_config)
+    student = TextToVideo(student_config(teacher.config, cfg.distill))
     load_strict(student, teacher.state_dict(), path)
     student.requires_grad_(False)
     if cfg.distill.lora is not None:
@@ -354,6 +398,7 @@ def distill(cfg: DistillConfig, *, resume: bool = False, progress: bool = True) 
         lora.check_targets(config.backbone, config.model, s.lora, "distill")
     data = teacher_data(cfg, source, path)
     check_data_fits(data, config)
+    check_distill_memory(config, data, s, device)  # before the teacher loads and the run folder is made
     cfg = dataclasses.replace(cfg, data=data)  # recorded whole in run.json: the data distilled on
     set_threads(s.threads)
     torch.manual_seed(s.seed)

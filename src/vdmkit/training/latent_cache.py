@@ -11,6 +11,7 @@ interrupted cache is never mistaken for a complete one, and rerunning the comman
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 from pathlib import Path
@@ -68,6 +69,33 @@ def _check_cache_folder(out: Path) -> None:
                           "into a new or empty folder (or an interrupted cache's); choose another directory")
 
 
+def check_encode_memory(cfg: RunConfig, batch: int, shard: int, device) -> None:
+    """OutOfMemoryError, from the configs alone (before the autoencoder loads or the cache folder is made), when
+    encoding ``batch`` clips of ``cfg.data`` on ``device`` would not fit: the autoencoder's float32 weights, the clips,
+    the encode (a meta-device run of it), and the ``shard`` latents a shard gathers, listed then joined, on the CPU
+    (counted with the rest there, checked apart on another device)."""
+    from vdmkit.autoencoders.load import build_autoencoder
+    from vdmkit.memory import OVERHEAD, MemoryEstimate, check_fits, meta_peak
+
+    data = cfg.data
+    with torch.device("meta"):
+        ae = build_autoencoder(cfg.latent.kind, cfg.latent.model)
+        x = torch.empty(batch, ae.in_channels, data.frames, data.size, data.size)
+    encode = meta_peak(lambda: ae.encode(x).mode())
+    latents = 2 * shard * math.prod(ae.latent_shape(data.frames, data.size, data.size)) * 4
+    parts = {"weights": 4 * sum(p.numel() for p in ae.parameters()), "clips": x.numel() * 4,
+             "encode": int(OVERHEAD * encode)}
+    what = f"encoding {batch} x {data.frames} frames at {data.size}x{data.size}"
+    advice = (f"shorter or smaller clips (data.frames {data.frames}, data.size {data.size}; a run trains on the "
+              "cache at the same size), or --device naming one with more free memory")
+    if device.type == "cpu":
+        check_fits(MemoryEstimate({**parts, "shard latents": latents}), device, what, advice)
+        return
+    check_fits(MemoryEstimate(parts), device, what, advice)
+    check_fits(MemoryEstimate({"clips": x.numel() * 4, "shard latents": latents}), "cpu",
+               f"{what}: a shard of {shard} latents gathered on the CPU", advice)
+
+
 def write_latent_cache(cfg: RunConfig, samples: int, out: str | os.PathLike | None = None, *,
                        shard_size: int = 256, batch_size: int = 16, progress: bool = True) -> Path:
     """Encode dataset samples ``0 .. samples-1`` of ``cfg.data`` into a cache at ``out`` (default: latent.cache)."""
@@ -91,6 +119,7 @@ def write_latent_cache(cfg: RunConfig, samples: int, out: str | os.PathLike | No
     check_writable_folder(out, f"the cache directory {str(out)!r}")  # below a file, or unwritable: before loading
     _check_cache_folder(out)
     device = resolve_device(cfg.train.device)
+    check_encode_memory(cfg, min(batch_size, samples), min(shard_size, samples), device)
     vae = load_autoencoder(cfg.latent.autoencoder).to(device)
     if vae.sha256 != cfg.latent.sha256:
         raise ConfigError(f"the autoencoder at {cfg.latent.autoencoder!r} changed since the config was read")
@@ -189,7 +218,8 @@ class LatentCache:
         self.captions = captions
         if len(self.captions) != len(self.latents) or len(self.latents) != manifest["samples"]:
             raise CorruptCheckpointError(f"latent cache {str(self.directory)!r}: shards hold {len(self.latents)} "
-                                         f"latents and {len(self.captions)} captions, manifest says {manifest['samples']}")
+                                         f"latents and {len(self.captions)} captions, manifest says "
+                                         f"{manifest['samples']}")
         if not torch.isfinite(self.latents).all():
             raise CorruptCheckpointError(f"latent cache {str(self.directory)!r} holds non-finite latents")
 
