@@ -397,6 +397,13 @@ def test_frames_available_count_the_instants_that_fit_on_the_files_own_timeline(
     assert found["c13.mp4"].frames_available == 4 and found["c13.mp4"].length == 4
     assert found["tail.mp4"].frames_available == 17 and found["tail.mp4"].length == 16  # 5.48 .. 7.48 s at 8 fps
     assert read_clip(tmp_path / "tail.mp4", 16, fps=8, window="start", start=5.48, end=7.52).frames.shape[0] == 16
+    # curate's 4-decimal times fall a hair beside a frame: 1.0417 is after frame 25 (1.04169) of a 24 fps file, so
+    # decoding starts at frame 26; the count snaps to the frames inside the window (6 was counted: a read failed)
+    write_timed(tmp_path / "f24.mp4", 60, 24)
+    (tmp_path / "hair.csv").write_text("path,caption,start,end\nf24.mp4,a scene,1.0417,1.7083\n")
+    data = VideoTextDataset(config(tmp_path, captions="hair.csv", lengths=(2, 6), image_ratio=0.0), batch_size=1)
+    assert data.samples[0].frames_available == 5
+    assert read_clip(tmp_path / "f24.mp4", 5, fps=8, window="start", start=1.0417, end=1.7083).frames.shape[0] == 5
     (tmp_path / "rel.csv").write_text("path,caption,start,end\ntail.mp4,from zero,0,2\nc13.mp4,short,,\n")
     data = VideoTextDataset(config(tmp_path, captions="rel.csv", image_ratio=0.0, max_skip_fraction=0.6),
                             batch_size=1)

@@ -191,3 +191,10 @@ def test_upscale_cuts_a_causal_vae_input_into_chunks_it_can_encode(models, tmp_p
     nine = CascadeConfig(stages=(StageConfig(task="text_to_video", model=models["dit"], frames=9, steps=1), to_sr))
     video, stages = run_cascade(nine, "a red circle")
     assert video.shape == (1, 3, 9, 32, 32) and [s["shape"] for s in stages] == [[9, 16, 16], [9, 32, 32]]
+
+
+def test_extend_to_a_length_the_autoencoder_cannot_encode_whole_still_runs(models):
+    """extend writes windows of the model's length; its whole output need not be 1 + k c frames. The memory advice
+    asked the autoencoder for the latent size of the whole output and refused 8 frames (a review, 2026-12-06)."""
+    pipe = TextToVideo.from_pretrained(models["unet"])
+    assert extend(pipe, clip(t=3, seed=1), frames=8, steps=1).shape == (1, 3, 8, 16, 16)

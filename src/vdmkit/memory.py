@@ -9,8 +9,9 @@ latents and a few sampler states in float32, the decoded video, the uint8 frames
 
 The count misses what the allocator and oneDNN keep on the side, so model calls are scaled by ``OVERHEAD``; against
 the growth of the process's peak resident memory over two sampler steps of the shapes model the estimate is 0.58-1.17x
-(BENCHMARKS.md, "Memory estimates"), and half-precision calls, 0.5-0.7x under ``OVERHEAD``, take ``BF16_OVERHEAD``. A request is refused only when the estimate exceeds what the device has free
-(``available_bytes``), so a run that fits is never refused for a rough estimate.
+(BENCHMARKS.md, "Memory estimates"); half-precision calls, 0.5-0.7x under ``OVERHEAD``, take ``BF16_OVERHEAD``
+(measured on CPU; on a GPU it errs on the large side). A request is refused only when the estimate exceeds what the
+device has free (``available_bytes``), so a run that fits is never refused for a rough estimate.
 """
 
 from __future__ import annotations

@@ -90,7 +90,8 @@ def scan_file(path: Path, cfg: CurateConfig, scorers: Iterable[Scorer] = (), cap
         row.update(status="ok", kind="image" if info.frames == 1 else "video", duration=round(info.duration, 4),
                    fps=round(info.fps, 4), width=info.width, height=info.height, frames=info.frames,
                    codec=info.codec, rotation=info.rotation, decode_errors=info.decode_errors,
-                   frames_declared=info.frames_declared, first=round(info.first, 4), scores=scores, cuts=[round(c, 4) for c in cuts],
+                   frames_declared=info.frames_declared, first=round(info.first, 4), scores=scores,
+                   cuts=[round(c, 4) for c in cuts],
                    scenes=scenes_from_cuts(cuts, float(timed[0]), float(timed[0]) + info.duration))
         reject = _filters(row, cfg)
         if captioner is not None:

@@ -117,15 +117,17 @@ class VideoTextDataset:
         rate = min(cfg.fps, info.fps) if cfg.fps is not None else info.fps / cfg.stride
         # on the file's own timeline (a file cut from a longer one starts at its cut: curate's scenes say 5.48 s);
         # instants 1 / rate apart from the window's first frame to its last: floor(span * rate) + 1 (one short before
-        # 2026-12-06, and a window on such a file was measured from 0). A window's end is where the next scene starts
-        # (curate's scenes): its last frame is a frame interval before it
-        first, last = info.first, info.first + info.duration - 1 / info.fps
-        start = max(first, first if row.start is None else row.start)
-        end = last if row.end is None else min(last, row.end - 1 / info.fps)
+        # 2026-12-06, and a window on such a file was measured from 0). The window's ends snap to the frames inside
+        # it, as decoding selects them (curate's 4-decimal times fall a hair beside a frame)
+        first, last, interval = info.first, info.first + info.duration - 1 / info.fps, 1 / info.fps
+        start = first if row.start is None else first + math.ceil((row.start - first) / interval - 1e-6) * interval
+        end = last if row.end is None else first + math.floor((row.end - first) / interval + 1e-6) * interval
+        start, end = max(first, start), min(last, end)
         if info.frames > 1 and end < start:
-            raise InvalidVideoError(f"{str(row.path)!r}: the caption's window [{row.start}, {row.end}] s holds no frame "
-                                    f"of the file, whose frames are at {first:.3f}..{last:.3f} s")
-        available = info.frames if info.frames == 1 else int((end - start) * rate + 1e-3) + 1  # (ms timestamps)
+            raise InvalidVideoError(f"{str(row.path)!r}: the caption's window [{row.start}, {row.end}] s holds no "
+                                    f"frame of the file, whose frames are at {first:.3f}..{last:.3f} s (a manifest "
+                                    "written before 2026-12-06 lacks their start: curate again)")
+        available = info.frames if info.frames == 1 else int((end - start) * rate + 1e-6) + 1
         if info.frames == 1:
             if not cfg.images:
                 raise InvalidVideoError(f"{str(row.path)!r}: 1 frame, and images are not allowed (data.images)")
@@ -255,7 +257,7 @@ class VideoTextDataset:
             else:
                 clip = read_clip(s.row.path, want, fps=fps, stride=cfg.stride, window="random", rng=rng,
                                  start=s.row.start, end=s.row.end, max_side=max_side,
-                                 duration_hint=s.info.duration, limits=self.limits)
+                                 duration_hint=s.info.first + s.info.duration, limits=self.limits)
                 frames = clip.frames
         except ClipTooShortError as e:
             raise InvalidVideoError(f"{e} (probed {s.frames_available} frames)") from e

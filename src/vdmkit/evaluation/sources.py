@@ -420,7 +420,7 @@ def open_model(path, *, frames: int, size: int, steps: int, guidance: float, sam
     refuse_conditioned(config)  # a model trained on known frames or low-res videos is evaluated by its task
     request = make_request(config, ["a prompt"] * batch, frames=frames, height=size, width=size, steps=steps,
                            guidance=guidance, seed=seed, sampler=sampler)
-    check_sampling_memory(config, request, device or "cpu", dtype, advice=sampling_advice(batch, frames, size, dtype))
+    check_sampling_memory(config, request, device or "cpu", dtype, advice=eval_advice(batch, frames, size, dtype))
     pipe = None
 
     def sample(prompts: list[str], batch_seed: int) -> tuple[torch.Tensor, str]:
@@ -440,7 +440,7 @@ def open_model(path, *, frames: int, size: int, steps: int, guidance: float, sam
     return OpenedModel(ckpt.directory, size, sample)
 
 
-def sampling_advice(batch: int, frames: int, size: int, dtype: str) -> str:
+def eval_advice(batch: int, frames: int, size: int, dtype: str) -> str:
     """What lowers the memory of sampling the fake set, in eval's options (sample's --frames, --height and prompts
     per call are not eval's)."""
     tips = [f"a smaller --batch-size ({batch}: videos sampled at once)"] if batch > 1 else []

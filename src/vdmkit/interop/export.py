@@ -136,6 +136,9 @@ def export_diffusers(pipe, out: str | os.PathLike) -> Path:
     cfg = pipe.config
     documents = export_documents(cfg)
     out = check_new_folder(out, repr(str(out)), "export")
+    if cfg.height != cfg.width:  # diffusers' pipelines read one sample_size (a [h, w] list breaks their default)
+        warnings.warn(f"the model's default size is {cfg.height}x{cfg.width}; a TextToVideoSDPipeline folder holds a "
+                      f"square one, {cfg.height}x{cfg.height}: give height and width when sampling it", stacklevel=2)
     s = cfg.sampling
     if s is not None and (s.guidance, s.steps) != (DEFAULT_GUIDANCE, DEFAULT_STEPS):  # they were reset unsaid
         warnings.warn(f"the model samples with guidance {s.guidance:g} and {s.steps} steps by default; a diffusers "
@@ -160,6 +163,7 @@ def export_diffusers(pipe, out: str | os.PathLike) -> Path:
         # the prompt length the model encodes at (a text.max_length of 16 came back as the tokenizer's 77)
         tokenizer_config = tmp / "tokenizer" / "tokenizer_config.json"
         settings = json.loads(tokenizer_config.read_text(encoding="utf-8")) if tokenizer_config.is_file() else {}
+        tokenizer_config.unlink(missing_ok=True)  # the copy keeps a read-only source's mode
         tokenizer_config.write_text(json.dumps({**settings, "model_max_length": cfg.text.max_length}, indent=2),
                                     encoding="utf-8")
         index = {"_class_name": "TextToVideoSDPipeline", "_diffusers_version": DIFFUSERS_VERSION,

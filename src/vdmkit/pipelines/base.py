@@ -177,11 +177,10 @@ def sampling_advice(config: PipelineConfig, request: SampleRequest, dtype: str, 
                  f"{config.width})"]
     if dtype == "fp32":
         tips.append("bf16 weights (--dtype bf16 / dtype='bf16': half the weights and activations)")
-    if config.latent.enabled and task is None:
-        unit = max(1, request.height // config.latent_size(request.frames, request.height, request.width)[1])
-        asked = (decode or {}).get("tile") or min(request.height, request.width)
-        tile = min(request.height, request.width, asked) // 2 // unit * unit
-        if tile >= unit:
+    if config.latent.enabled and task is None:  # --vae-tile counts latent pixels (a frame count may not encode)
+        _, height, width = config.latent_size(1, request.height, request.width)
+        tile = min(height, width, (decode or {}).get("tile") or height) // 2
+        if tile >= 2:
             tips.append(f"decoding in tiles (--vae-tile {tile} / decode={{'tile': {tile}}}), or frame chunks "
                         "(--vae-frame-chunk 4)")
     return ", ".join(tips)
