@@ -283,6 +283,14 @@ def test_video_vae_inflated_from_a_frame_vae(tmp_path, capsys):
     assert main(["train-vae", "configs/vae_frame.yaml", *TINY_RUN, "data.frames=1", "train.steps=2",
                  f"train.init_from={out}", f"train.out_dir={tmp_path / 'x'}", "--no-progress"]) == 2
     assert "must be a frame VAE" in capsys.readouterr().err
+    # settings whose weights fit but compute another model: the run started from another model, unsaid (before
+    # 2026-12-06: norm groups 8 for 4 encoded 0.39 away, mid_attention=false dropped 20 tensors)
+    for override, name in (("model.norm_num_groups=8", "norm_num_groups"), ("model.mid_attention=false",
+                                                                             "mid_attention")):
+        assert main(["train-vae", "configs/vae_video.yaml", *TINY_RUN, "model.temporal_downsample=[true]",
+                     "data.frames=3", "train.steps=1", override, f"train.init_from={frame}",
+                     f"train.out_dir={tmp_path / 'y'}", "--no-progress"]) == 2
+        assert f"model.{name} (" in capsys.readouterr().err and not (tmp_path / "y" / "checkpoints").exists()
 
 
 def test_init_from_a_missing_run_says_what_to_do(tmp_path, capsys):
@@ -369,3 +377,23 @@ def test_low_precision_autoencoders_encode_float32_videos(kind, dtype, bound):
         sampled = low.encode_latents(x, sample=True, generator=torch.Generator().manual_seed(0))
         assert sampled.dtype == torch.float32 and torch.isfinite(sampled).all()
         assert low.decode_latents(z).dtype == torch.float32  # the round trip at that precision
+
+
+def test_batch_chunk_and_norm_groups_are_checked():
+    """batch_chunk=-1 was a raw torch.cat error and 0 meant no chunks; norm_num_groups=0 a ZeroDivisionError; a size
+    the VAE cannot take did not say the nearest that it can (before 2026-12-06)."""
+    from vdmkit.autoencoders.frame_vae import FrameVAE, FrameVAEConfig
+    from vdmkit.errors import ConfigError, ConstraintError
+
+    vae = FrameVAE(FrameVAEConfig(block_out_channels=(8, 16), norm_num_groups=4)).eval()
+    x, z = torch.zeros(2, 3, 1, 16, 16), torch.zeros(2, 4, 1, 8, 8)
+    for chunk in (-1, 0, 1.5, True):
+        with pytest.raises(ConstraintError, match="batch_chunk must be a positive whole number"):
+            vae.decode_latents(z, batch_chunk=chunk)
+        with pytest.raises(ConstraintError, match="batch_chunk"):
+            vae.encode_latents(x, batch_chunk=chunk)
+    assert vae.decode_latents(z, batch_chunk=1).shape == (2, 3, 1, 16, 16)
+    with pytest.raises(ConfigError, match="norm_num_groups must be an integer >= 1, got 0"):
+        FrameVAE(FrameVAEConfig(block_out_channels=(8, 16), norm_num_groups=0))
+    with pytest.raises(ConstraintError, match="nearest valid: 18x16|nearest valid: 16x16"):
+        vae.encode(torch.zeros(1, 3, 1, 17, 16))

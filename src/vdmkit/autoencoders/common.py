@@ -119,8 +119,9 @@ class Autoencoder(nn.Module):
     def check_size(self, frames: int, height: int, width: int) -> None:
         s = self.spatial_compression
         if height % s or width % s or height < s or width < s:
+            near = [max(s, round(v / s) * s) for v in (height, width)]
             raise ConstraintError(f"{self.kind}: height and width must be positive multiples of the spatial "
-                                  f"compression {s}, got {height}x{width}")
+                                  f"compression {s}, got {height}x{width}; nearest valid: {near[0]}x{near[1]}")
         if not self.valid_frames(frames):
             raise ConstraintError(f"{self.kind}: cannot take {frames} frames: it needs {self.frame_rule()}")
 
@@ -214,7 +215,11 @@ def compressed_shape(spatial: int, temporal: int, frames: int, height: int, widt
 
 
 def _over_batch(x: torch.Tensor, batch_chunk: int | None, fn: Callable) -> torch.Tensor:
-    if not batch_chunk or batch_chunk >= x.shape[0]:
+    if batch_chunk is not None and (isinstance(batch_chunk, bool) or not isinstance(batch_chunk, int)
+                                    or batch_chunk < 1):  # -1 was a raw torch.cat error, 0 meant no chunks
+        raise ConstraintError(f"batch_chunk must be a positive whole number of videos (or None: the whole batch), got "
+                              f"{batch_chunk!r}")
+    if batch_chunk is None or batch_chunk >= x.shape[0]:
         return fn(x)
     return torch.cat([fn(x[i:i + batch_chunk]) for i in range(0, x.shape[0], batch_chunk)])
 

@@ -59,8 +59,10 @@ def check_common(cfg) -> None:
     """Checks both autoencoder configs share."""
     if not cfg.block_out_channels or any(c < 1 for c in cfg.block_out_channels):
         raise ConfigError(f"block_out_channels must be positive, got {cfg.block_out_channels}")
+    if isinstance(cfg.norm_num_groups, bool) or not isinstance(cfg.norm_num_groups, int) or cfg.norm_num_groups < 1:
+        raise ConfigError(f"norm_num_groups must be an integer >= 1, got {cfg.norm_num_groups!r}")  # 0: ZeroDivision
     bad = [c for c in cfg.block_out_channels if c % cfg.norm_num_groups]
-    if cfg.norm_num_groups < 1 or bad:
+    if bad:
         raise ConfigError(f"every block_out_channels entry must be divisible by norm_num_groups="
                           f"{cfg.norm_num_groups}; {bad} are not")
     for name in ("in_channels", "out_channels", "latent_channels", "layers_per_block"):

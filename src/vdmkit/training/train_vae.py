@@ -32,7 +32,7 @@ from vdmkit.autoencoders.video_vae import VideoVAE, inflate_frame_vae
 from vdmkit.config import to_dict
 from vdmkit.data.shapes import ShapesDataset
 from vdmkit.device import autocast, grad_scaler, memory_guard, resolve_device
-from vdmkit.errors import ConfigError, CorruptCheckpointError, NonFiniteError
+from vdmkit.errors import CheckpointMismatchError, ConfigError, CorruptCheckpointError, NonFiniteError
 from vdmkit.evaluation.statistics import psnr
 from vdmkit.io.checkpoint import CONFIG, WEIGHTS, Checkpoint, load_strict
 from vdmkit.io.video import upscale, viewing_factor, write_video
@@ -164,6 +164,14 @@ def perceptual_net(tc) -> torch.nn.Module:
     return load_lpips(tc.perceptual_backbone, tc.perceptual_heads or None, net=tc.perceptual_net).module
 
 
+SAME_FROM_INIT = ("block_out_channels", "layers_per_block", "latent_channels", "norm_num_groups", "mid_attention",
+                  "in_channels", "out_channels")
+
+
+def _listed(value):
+    return list(value) if isinstance(value, list | tuple) else value
+
+
 def initialise_from(model, path: str) -> None:
     """Start from a trained frame VAE: its weights as they are, or inflated into a causal video VAE."""
     try:
@@ -173,6 +181,13 @@ def initialise_from(model, path: str) -> None:
                           "configs/vae_frame.yaml) or pass train.init_from= to start from scratch") from err
     if not isinstance(source, FrameVAE):
         raise ConfigError(f"train.init_from={path!r} is a {source.kind}; it must be a frame VAE run or checkpoint")
+    # settings whose weights fit either way (GroupNorm's, or attention left out) but compute another model: the run
+    # started from a model that was not the frame VAE, unsaid (before 2026-12-06)
+    differ = [f"model.{name} ({getattr(source.cfg, name)!r} there, {getattr(model.cfg, name)!r} here)"
+              for name in SAME_FROM_INIT if _listed(getattr(source.cfg, name)) != _listed(getattr(model.cfg, name))]
+    if differ:
+        raise CheckpointMismatchError(f"train.init_from={path!r} was trained with other settings: {', '.join(differ)}; "
+                                      "use its settings, or train from scratch")
     if isinstance(model, VideoVAE):
         inflate_frame_vae(model, source.state_dict())
     else:
