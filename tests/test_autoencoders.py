@@ -395,5 +395,7 @@ def test_batch_chunk_and_norm_groups_are_checked():
     assert vae.decode_latents(z, batch_chunk=1).shape == (2, 3, 1, 16, 16)
     with pytest.raises(ConfigError, match="norm_num_groups must be an integer >= 1, got 0"):
         FrameVAE(FrameVAEConfig(block_out_channels=(8, 16), norm_num_groups=0))
+    with pytest.raises(ConfigError, match="layers_per_block must be an integer >= 1, got '2'"):
+        FrameVAE(FrameVAEConfig(block_out_channels=(8, 16), norm_num_groups=4, layers_per_block="2"))
     with pytest.raises(ConstraintError, match="nearest valid: 18x16|nearest valid: 16x16"):
         vae.encode(torch.zeros(1, 3, 1, 17, 16))

@@ -66,8 +66,9 @@ def check_common(cfg) -> None:
         raise ConfigError(f"every block_out_channels entry must be divisible by norm_num_groups="
                           f"{cfg.norm_num_groups}; {bad} are not")
     for name in ("in_channels", "out_channels", "latent_channels", "layers_per_block"):
-        if getattr(cfg, name) < 1:
-            raise ConfigError(f"{name} must be >= 1, got {getattr(cfg, name)}")
+        value = getattr(cfg, name)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:  # "2" was a raw TypeError
+            raise ConfigError(f"{name} must be an integer >= 1, got {value!r}")
     if not cfg.scaling_factor > 0:
         raise ConfigError(f"scaling_factor must be > 0, got {cfg.scaling_factor}")
 
