@@ -381,3 +381,11 @@ def test_a_batch_refuses_out_which_it_would_ignore(run_dir, tmp_path, capsys):
                      str(tmp_path / "vids"), "--out", str(tmp_path / "x.gif"), "--steps", "2"]) == 2
     assert "--out (--prompts writes DIR/00000.mp4, ...): not used" in capsys.readouterr().err
     assert not (tmp_path / "vids").exists() and not (tmp_path / "x.gif").exists()
+    # long videos' options and --frames beyond the model's were dropped: every frame sampled at once (sweep 15Q)
+    for extra, message in ((["--frames", "8"], "sample one --prompt, not --prompts"),
+                           (["--frames", "8", "--window", "2"], "sample one --prompt, not --prompts"),
+                           (["--prompt-at", "2:a blue square"], "--prompt-at applies to long videos")):
+        assert cli.main(["sample", "--model", str(run_dir), "--prompts", str(tmp_path / "p.txt"), "--out-dir",
+                         str(tmp_path / "vids"), "--steps", "2", *extra]) == 2
+        assert message in capsys.readouterr().err
+    assert not (tmp_path / "vids").exists()

@@ -594,6 +594,16 @@ def test_text_to_video_only_commands_refuse_a_conditioned_model(models, tmp_path
     assert "this model is conditioned" in capsys.readouterr().err and not (tmp_path / "study").exists()
     assert cli.main(["distill", models["frames"], "distill.steps=1", f"distill.out_dir={tmp_path / 'student'}"]) == 2
     assert "this model is conditioned" in capsys.readouterr().err and not (tmp_path / "student").exists()
+    # long_video() and search-schedule too (the first ran it as text-to-video, the second refused after loading;
+    # before 2026-12-06)
+    from vdmkit.pipelines.long_video import long_request
+    from vdmkit.pipelines.base import open_model
+
+    with pytest.raises(ConstraintError, match="this model is conditioned"):
+        long_request(open_model(models["frames"])[1], "a red circle", frames=16, steps=1)
+    assert cli.main(["search-schedule", "--model", models["frames"], "--steps", "2", "--prompts",
+                     str(tmp_path / "p.txt")]) == 2
+    assert "this model is conditioned" in capsys.readouterr().err
 
 
 # --- sweep 12 (2026-12-06) -----------------------------------------------------------------------------------------

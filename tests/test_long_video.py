@@ -138,7 +138,10 @@ def test_prompt_at_texts_are_checked_as_prompts(pipe, text, match):
     ({"prompt_at": {40: "x"}}, r"prompt_at frame must be an integer in \[1, 11\]"),
     ({"prompt_at": {0: "x"}}, r"prompt_at frame must be an integer in \[1, 11\]"),
     ({"height": 15}, "nearest valid: 16x16"),
-    ({"latents": torch.zeros(1, 3, 4, 16, 16)}, r"this request needs \(1, 3, 12, 16, 16\)"),
+    ({"latents": torch.zeros(1, 3, 4, 16, 16), "mode": "windows"}, r"this request needs \(1, 3, 12, 16, 16\)"),
+    # accepted and ignored before 2026-12-06: given noise skipped FreeNoise's, autoregressive blends no windows
+    ({"latents": torch.zeros(1, 3, 12, 16, 16)}, "FreeNoise's rescheduled noise would not be used"),
+    ({"mode": "autoregressive", "weighting": "gaussian"}, "autoregressive extension blends none"),
 ])
 def test_bad_long_video_requests(pipe, kwargs, match):
     args = {"frames": 12, "steps": 2, **kwargs}

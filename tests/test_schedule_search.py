@@ -250,3 +250,33 @@ def test_a_schedule_belongs_to_the_weights_with_their_adapters(saved, tmp_path):
     lora.set_scale(pipe.backbone, name, 0.0)  # off: the base's schedule again
     assert pipe.request(PROMPTS, sampler="ddim", steps=3, guidance=3.0, timesteps="auto",
                         schedules=target).ts.tolist() == result.timesteps
+
+
+def test_the_cli_searches_an_adapted_model_and_refuses_stochastic_ddim(saved, tmp_path, capsys):
+    """search-schedule had no --lora, so `sample --lora ... --timesteps auto` could never be given its schedule (the
+    advice named a search of the base); ddim with eta > 0 took ddim's searched schedule, which its own noise makes
+    meaningless (before 2026-12-06)."""
+    from vdmkit.backbones import lora
+
+    pipe = TextToVideo.from_pretrained(saved)
+    cfg = lora.LoRAConfig(rank=2, targets=["attn"])
+    lora.add_lora(pipe.backbone, cfg, "tmp")
+    for name, weight in pipe.backbone.named_parameters():  # B starts at zero: an adapter that changes the model
+        if name.endswith(".B"):
+            torch.nn.init.normal_(weight, std=0.1)
+    adapter = tmp_path / "style.safetensors"
+    lora.save_adapter(adapter, pipe.backbone, cfg, base_sha256=pipe.model_sha256, name="tmp")
+    (tmp_path / "p.txt").write_text("a red circle moving left\n")
+    target = tmp_path / "adapted.json"
+    assert cli.main(["search-schedule", "--model", str(saved), "--lora", str(adapter), "--sampler", "ddim", "--steps",
+                     "3", "--prompts", str(tmp_path / "p.txt"), "--reference-steps", "8", "--sweeps", "1",
+                     "--guidance", "3", "--out", str(target), "--no-progress"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    sample = ["sample", "--model", str(saved), "--prompt", "a red circle", "--sampler", "ddim", "--steps", "3",
+              "--guidance", "3", "--timesteps", "auto", "--schedules", str(target), "--no-progress"]
+    assert cli.main([*sample, "--lora", str(adapter), "--out", str(tmp_path / "a.mp4")]) == 0
+    assert json.loads((tmp_path / "a.mp4.json").read_text())["timesteps"] == report["timesteps"]
+    assert cli.main([*sample, "--out", str(tmp_path / "b.mp4")]) == 2  # the base: other weights
+    assert "searched on other weights" in capsys.readouterr().err
+    assert cli.main([*sample, "--lora", str(adapter), "--eta", "1", "--out", str(tmp_path / "c.mp4")]) == 2
+    assert "with eta=1: it draws fresh noise at every step" in capsys.readouterr().err

@@ -189,8 +189,10 @@ def _cmd_sample(args) -> int:
     long = None
     if args.prompts is None:
         long = _long_request(args, config, options(args.seed, outs[0]))
-    elif args.long_mode not in (None, "full"):
-        raise ValueError("--long-mode samples one long video: give --prompt, not --prompts")
+    elif args.long_mode not in (None, "full") or args.long_mode is None and _long_request(args, config, None):
+        # (the windows' flags and --frames beyond the model's were dropped, every frame sampled at once)
+        raise ValueError("long videos (windows, --long-mode, --frames beyond the model's, --window, --prompt-at ...) "
+                         "sample one --prompt, not --prompts; or give --long-mode full")
     if long is not None and cache is not None:
         raise ValueError("--cache applies to text-to-video sampling at the model's length, not to long videos")
     if long is not None:
@@ -336,8 +338,10 @@ def _long_request(args, config, options: dict):
         return None
     if args.frames is None:
         raise ValueError(f"--long-mode {mode} needs --frames N")
+    if options is None:  # only whether it is long
+        return True
     return long_request(config, args.prompt, frames=args.frames, window=args.window, overlap=args.overlap, mode=mode,
-                        weighting=args.weighting or "linear", prompt_at=_prompt_at(args.prompt_at), **options)
+                        weighting=args.weighting, prompt_at=_prompt_at(args.prompt_at), **options)
 
 
 def _prompt_at(items: list[str] | None) -> dict[int, str]:

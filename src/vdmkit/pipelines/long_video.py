@@ -27,6 +27,7 @@ import torch
 from vdmkit.backbones.layers import one_run_at_a_time
 from vdmkit.errors import ConfigError, ConstraintError
 from vdmkit.pipelines.request import SampleRequest, check_latents, check_prompts, check_size, make_request
+from vdmkit.pipelines.text2video import refuse_conditioned
 from vdmkit.sampling.generate import initial_noise
 from vdmkit.sampling.guidance import guided
 from vdmkit.registry import check_sampler
@@ -96,19 +97,31 @@ def check_switches(prompt: str, prompt_at: tuple[tuple[int, str], ...], centres:
 
 
 def long_request(config, prompt: str, *, frames: int, window: int | None = None, overlap: int | None = None,
-                 mode: str = DEFAULT_MODE, weighting: str = "linear", prompt_at: dict | None = None,
+                 mode: str = DEFAULT_MODE, weighting: str | None = None, prompt_at: dict | None = None,
                  latents: torch.Tensor | None = None, **kwargs) -> LongRequest:
     """Check a long-video request against the model (no weights needed). ``window`` defaults to the model's training
     length, ``overlap`` to 3/4 of the window for the fused modes (FreeNoise's stride of window / 4: one object in
     every frame where half the window let a second one fade in; BENCHMARKS.md) and to half of it for autoregressive
     extension; a window longer than the model's frames, an overlap >= window, or
-    fewer frames than one window are ConstraintErrors naming the valid values. ``kwargs`` as text-to-video."""
+    fewer frames than one window are ConstraintErrors naming the valid values. ``weighting`` blends the fused modes'
+    windows (default linear; autoregressive blends none: one given there is refused, it was recorded and ignored);
+    given ``latents`` replace the starting noise, FreeNoise's rescheduled one too (refused: use mode "windows", which
+    they then equal). A model trained on known frames or low-res inputs is refused (it ran as text-to-video).
+    ``kwargs`` as text-to-video."""
     if not isinstance(prompt, str):
         raise ConfigError(f"long_video takes one prompt string, got {type(prompt).__name__}")
     if mode not in MODES:
         raise ConfigError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
-    if weighting not in WEIGHTINGS:
+    if mode == "autoregressive" and weighting is not None:
+        raise ConfigError(f"weighting={weighting!r} blends overlapping windows, and autoregressive extension blends "
+                          "none (each window continues the frames before it); drop it")
+    weighting = None if mode == "autoregressive" else weighting or "linear"
+    if weighting not in WEIGHTINGS + (None,):
         raise ConfigError(f"weighting must be one of {', '.join(WEIGHTINGS)}, got {weighting!r}")
+    if mode == "freenoise" and latents is not None:
+        raise ConfigError("given latents replace the starting noise, so FreeNoise's rescheduled noise would not be "
+                          "used: give mode 'windows' (--long-mode windows) with latents")
+    refuse_conditioned(config)
     if kwargs.get("cache") is not None:
         raise ConfigError("cache (step caching) applies to text-to-video sampling at the model's length, not to "
                           "long videos; drop it")

@@ -168,7 +168,7 @@ def make_request(config: PipelineConfig, prompts, *, frames: int | None = None, 
         if timesteps != "auto":
             raise ConfigError(f"timesteps must be a list of times or 'auto' (a searched schedule), got {timesteps!r}")
         timesteps = saved_timesteps(schedules, sampler, check_steps(steps, process.num_train_steps),
-                                    check_guidance(guidance), process, model_sha256)
+                                    check_guidance(guidance), process, model_sha256, knobs)
     rules = {}
     if spacing is None and timesteps is None and defaults.spacing is not None:
         spacing = defaults.spacing

@@ -261,17 +261,19 @@ def save_schedule(path: str | os.PathLike, sampler: str, steps: int, guidance: f
 
 
 def saved_timesteps(path: str | os.PathLike | None, sampler: str, steps: int, guidance: float, process,
-                    model_sha256: str | None = None) -> list:
+                    model_sha256: str | None = None, knobs: dict | None = None) -> list:
     """The searched timesteps of ``sampler`` / ``steps`` in the schedules file ``path``, for ``timesteps="auto"``:
     the entry of this ``guidance``, else the one of the nearest guidance. A ConfigError, saying the command that makes
     one, when there is none, or when it was searched on other weights than ``model_sha256``."""
-    if sampler in STOCHASTIC:
-        raise ConfigError(f"timesteps='auto' with the {sampler!r} sampler: it draws fresh noise at every step, so its "
-                          "schedules cannot be searched; drop --timesteps auto (its own spacing is used) or give a "
-                          "list of timesteps")
+    if sampler in STOCHASTIC or (knobs or {}).get("eta", 0) > 0:  # ddim with eta was given ddim's searched one
+        drawn = f"the {sampler!r} sampler" + (f" with eta={knobs['eta']:g}" if sampler not in STOCHASTIC else "")
+        raise ConfigError(f"timesteps='auto' with {drawn}: it draws fresh noise at every step, so its schedules "
+                          "cannot be searched; drop --timesteps auto (its own spacing is used) or give a list of "
+                          "timesteps")
     model = Path(path).parent if path is not None and Path(path).name == SCHEDULES_FILE else "MODEL"
     make = (f"make one with `vdmkit search-schedule --model {model} --sampler {sampler} --steps {steps} "
-            f"--guidance {float(guidance):g}` (with --out FILE for a read-only model, then --schedules FILE)")
+            f"--guidance {float(guidance):g}` (--model: the model sampled, with the --lora adapters sampled with; "
+            "--out FILE for a read-only model, then --schedules FILE)")
     if path is not None and Path(path).is_dir():
         raise ConfigError(f"timesteps='auto': the schedules file {str(path)!r} is a folder; give the schedules.json "
                           "file `vdmkit search-schedule` wrote")
