@@ -384,7 +384,8 @@ def test_a_batch_refuses_out_which_it_would_ignore(run_dir, tmp_path, capsys):
     # long videos' options and --frames beyond the model's were dropped: every frame sampled at once (sweep 15Q)
     for extra, message in ((["--frames", "8"], "sample one --prompt, not --prompts"),
                            (["--frames", "8", "--window", "2"], "sample one --prompt, not --prompts"),
-                           (["--prompt-at", "2:a blue square"], "--prompt-at applies to long videos")):
+                           (["--prompt-at", "2:a blue square"], "--prompt-at applies to long videos"),
+                           (["--long-mode", "full", "--window", "2"], "--long-mode full samples every frame")):
         assert cli.main(["sample", "--model", str(run_dir), "--prompts", str(tmp_path / "p.txt"), "--out-dir",
                          str(tmp_path / "vids"), "--steps", "2", *extra]) == 2
         assert message in capsys.readouterr().err

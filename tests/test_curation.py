@@ -284,3 +284,9 @@ def test_a_scene_cut_is_dated_at_the_first_frame_of_the_new_shot(tmp_path):
         row = scan_file(path, CurateConfig(analysis_fps=12.0))
         assert row["cuts"] == [round(first_new / 25, 4)], (first_new, row["cuts"])
         assert row["scenes"][0][1] == row["scenes"][1][0] == round(first_new / 25, 4)
+    # a flash (one white frame) next to the cut is a frame of neither shot: the cut stays at the new shot (a review)
+    white = np.full_like(a[:1], 255)
+    for frames, cut in ((np.concatenate([a[:19], white, a[20:21], b[:29]]), 21),
+                        (np.concatenate([a[:19], b[:1], white, b[2:31]]), 19)):
+        row = scan_file(write_video(tmp_path / f"flash{cut}.mp4", frames, fps=25), CurateConfig(analysis_fps=12.0))
+        assert row["cuts"] == [round(cut / 25, 4)], (cut, row["cuts"])

@@ -403,6 +403,14 @@ def test_frames_available_count_the_instants_that_fit_on_the_files_own_timeline(
     (tmp_path / "hair.csv").write_text("path,caption,start,end\nf24.mp4,a scene,1.0417,1.7083\n")
     data = VideoTextDataset(config(tmp_path, captions="hair.csv", lengths=(2, 6), image_ratio=0.0), batch_size=1)
     assert data.samples[0].frames_available == 5
+    # a scene ends where the next begins (curate's scenes): the frame at its end is the next shot's first (a review)
+    write_timed(tmp_path / "f25.mp4", 50, 25)
+    (tmp_path / "shot.csv").write_text("path,caption,start,end\nf25.mp4,shot A,0.0,0.76\n")
+    data = VideoTextDataset(config(tmp_path, captions="shot.csv", lengths=(2, 6), fps=25.0, image_ratio=0.0),
+                            batch_size=1)
+    assert data.samples[0].frames_available == 19  # frames 0..18; 19 (at 0.76 s) belongs to the next shot
+    brightest = max(float(data.load(0, (6, 16, 16), np.random.default_rng(k)).max()) for k in range(12))
+    assert brightest < 148 / 127.5 - 1  # frame 18 is grey 144, frame 19 grey 152: never read
     assert read_clip(tmp_path / "f24.mp4", 5, fps=8, window="start", start=1.0417, end=1.7083).frames.shape[0] == 5
     (tmp_path / "rel.csv").write_text("path,caption,start,end\ntail.mp4,from zero,0,2\nc13.mp4,short,,\n")
     data = VideoTextDataset(config(tmp_path, captions="rel.csv", image_ratio=0.0, max_skip_fraction=0.6),

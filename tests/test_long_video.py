@@ -140,13 +140,19 @@ def test_prompt_at_texts_are_checked_as_prompts(pipe, text, match):
     ({"height": 15}, "nearest valid: 16x16"),
     ({"latents": torch.zeros(1, 3, 4, 16, 16), "mode": "windows"}, r"this request needs \(1, 3, 12, 16, 16\)"),
     # accepted and ignored before 2026-12-06: given noise skipped FreeNoise's, autoregressive blends no windows
-    ({"latents": torch.zeros(1, 3, 12, 16, 16)}, "FreeNoise's rescheduled noise would not be used"),
+    ({"latents": torch.zeros(1, 3, 12, 16, 16), "mode": "freenoise"}, "FreeNoise's rescheduled noise would not be"),
     ({"mode": "autoregressive", "weighting": "gaussian"}, "autoregressive extension blends none"),
 ])
 def test_bad_long_video_requests(pipe, kwargs, match):
     args = {"frames": 12, "steps": 2, **kwargs}
     with pytest.raises((ConstraintError, ValueError), match=match):
         long_request(pipe.config, "a red circle", **args)
+
+
+def test_given_latents_sample_in_windows_unless_freenoise_is_asked_for(pipe):
+    """The default mode is freenoise, whose noise given latents replace: they take windows (a review, 2026-12-06)."""
+    given = long_request(pipe.config, "a red circle", frames=12, steps=2, latents=torch.zeros(1, 3, 12, 16, 16))
+    assert given.mode == "windows" and long_request(pipe.config, "a red circle", frames=12, steps=2).mode == "freenoise"
 
 
 def test_dit_tubelet_windows_must_fit_the_tubelet():

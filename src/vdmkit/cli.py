@@ -189,7 +189,7 @@ def _cmd_sample(args) -> int:
     long = None
     if args.prompts is None:
         long = _long_request(args, config, options(args.seed, outs[0]))
-    elif args.long_mode not in (None, "full") or args.long_mode is None and _long_request(args, config, None):
+    elif args.long_mode not in (None, "full") or _long_request(args, config, None):
         # (the windows' flags and --frames beyond the model's were dropped, every frame sampled at once)
         raise ValueError("long videos (windows, --long-mode, --frames beyond the model's, --window, --prompt-at ...) "
                          "sample one --prompt, not --prompts; or give --long-mode full")
@@ -340,7 +340,8 @@ def _long_request(args, config, options: dict):
         raise ValueError(f"--long-mode {mode} needs --frames N")
     if options is None:  # only whether it is long
         return True
-    return long_request(config, args.prompt, frames=args.frames, window=args.window, overlap=args.overlap, mode=mode,
+    return long_request(config, args.prompt, frames=args.frames, window=args.window, overlap=args.overlap,
+                        mode=args.long_mode,  # None: freenoise, or windows for given --latents
                         weighting=args.weighting, prompt_at=_prompt_at(args.prompt_at), **options)
 
 

@@ -56,7 +56,7 @@ def _cmd_search_schedule(args) -> int:
 
     refuse_conditioned(config)  # before any weights (it was refused after loading them)
     # the adapted model's own schedules, which `sample --lora ... --timesteps auto` reads (no command made them)
-    adapters = _read_loras(args.lora or [], ckpt, False)
+    adapters = _read_loras(args.lora or [], ckpt, args.force_lora)
     config = with_adapter_sampling(config, [adapter for adapter, scale in adapters if scale != 0])
     check_search(args.sampler, args.steps, args.draws, args.reference_steps, config.diffusion.build_process())
     out = Path(args.out) if args.out else Path(ckpt.directory) / SCHEDULES_FILE
@@ -77,7 +77,7 @@ def _cmd_search_schedule(args) -> int:
     apply_threads(args.threads)
     pipe = TextToVideo.from_pretrained(ckpt, device=device)
     for adapter, scale in adapters:
-        pipe.load_lora(adapter, scale)
+        pipe.load_lora(adapter, scale, force=args.force_lora)
     report = None if args.no_progress else (lambda line: print(line, file=sys.stderr, flush=True))
     result = search_schedule(pipe, args.sampler, args.steps, prompts, seed=seed, draws=args.draws,
                              guidance=guidance,
@@ -128,6 +128,7 @@ def register(sub) -> None:
     p.add_argument("--model", help="checkpoint or run directory (default: the bundled default model)")
     p.add_argument("--lora", action="append", metavar="PATH[:SCALE]", help="LoRA adapters applied before the search, "
                    "as `sample --lora` applies them (the schedule is saved for the adapted weights)")
+    p.add_argument("--force-lora", action="store_true", help="apply --lora adapters trained on another base model")
     p.add_argument("--sampler", default="dpmpp_2m", help="a deterministic sampler (default dpmpp_2m)")
     p.add_argument("--steps", type=int, required=True, help="the step budget, >= 2")
     p.add_argument("--guidance", type=float, help="classifier-free guidance (default: the model's)")

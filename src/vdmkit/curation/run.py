@@ -24,7 +24,7 @@ from vdmkit.curation.config import CurateConfig
 from vdmkit.curation.hooks import CAPTIONERS, SCORERS, Captioner, Scorer
 from vdmkit.curation.scores import (
     black_level,
-    content_changes,
+    content_distances,
     motion_score,
     scene_cuts,
     scenes_from_cuts,
@@ -109,21 +109,21 @@ def scan_file(path: Path, cfg: CurateConfig, scorers: Iterable[Scorer] = (), cap
 def exact_cuts(path: Path, cuts: list[float], times: np.ndarray, timed: np.ndarray, cfg: CurateConfig) -> list[float]:
     """Each cut moved to the first source frame of its new shot: the analysis frames (``times``, every
     1 / analysis_fps) saw it between two of theirs, up to two source frames (``timed``) before the later one, where
-    it was dated (a scene then held the next shot's first frames: 2026-12-06). The source frames between are decoded
-    once for all cuts, at the analysis size, and the largest change among them is the cut."""
-    spans = []
+    it was dated (a scene then held the next shot's first frames: 2026-12-06). Each span's source frames are decoded
+    (after a seek), at the analysis size, and the cut splits them where the frames before look most like the old
+    shot's and those after like the new one's (a flash between is one frame of neither, not the cut)."""
+    exact = []
     for cut in cuts:
         i = int(np.searchsorted(times, cut))  # the analysis frame the cut was dated at
-        spans.append(timed[(timed >= times[i - 1]) & (timed <= cut)] if i > 0 else timed[:0])
-    wanted = {float(t) for span in spans if len(span) > 2 for t in span}
-    if not wanted:
-        return cuts
-    found = decode(path, max_side=cfg.analysis_side, only=wanted, limits=cfg.limits)
-    at = dict(zip(found.timestamps.tolist(), found.frames))
-    exact = []
-    for cut, span in zip(cuts, spans):
-        if len(span) > 2 and all(t in at for t in span.tolist()):
-            cut = float(span[int(np.argmax(content_changes(np.stack([at[t] for t in span.tolist()])))) + 1])
+        span = timed[(timed >= times[i - 1]) & (timed <= cut)] if i > 0 else timed[:0]
+        if len(span) > 2:
+            found = decode(path, max_side=cfg.analysis_side, start=float(span[0]), end=float(span[-1]),
+                           only=set(span.tolist()), limits=cfg.limits)
+            if len(found.timestamps) == len(span):
+                frames = found.frames
+                old, new = content_distances(frames, frames[0]), content_distances(frames, frames[-1])
+                cost = [old[1:j].sum() + new[j:-1].sum() for j in range(1, len(frames))]
+                cut = float(found.timestamps[1 + int(np.argmin(cost))])
         exact.append(cut)
     return exact
 

@@ -22,6 +22,14 @@ def content_changes(frames: np.ndarray) -> np.ndarray:
     return np.abs(np.diff(hsv, axis=0)).mean(axis=(1, 2, 3))
 
 
+def content_distances(frames: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """Mean absolute HSV difference (0-255) of each frame from ``reference``, ``(T,)``."""
+    import cv2
+
+    ref = cv2.cvtColor(reference, cv2.COLOR_RGB2HSV).astype(np.float32)
+    return np.array([np.abs(cv2.cvtColor(f, cv2.COLOR_RGB2HSV).astype(np.float32) - ref).mean() for f in frames])
+
+
 def scene_cuts(frames: np.ndarray, timestamps: np.ndarray, threshold: float = 27.0,
                min_scene_s: float = 0.5) -> list[float]:
     """Times (seconds) of the first frame of each new shot: content change above ``threshold``, at least

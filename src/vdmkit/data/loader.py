@@ -52,6 +52,18 @@ class Sample:
     frames_available: int  # at the sampling rate
 
 
+def frame_window(row: CaptionRow, info: VideoInfo) -> tuple[float, float]:
+    """The times of the first and last frames inside a caption row's window, on the file's own timeline: from the
+    first frame at or after ``start`` to the last one before ``end`` (a scene ends where the next begins: its first
+    frame was read into this one's clips), whole file where not given. Curate's 4-decimal times fall a hair beside a
+    frame: they snap to the frame grid."""
+    first, interval = info.first, 1 / info.fps
+    last = first + info.duration - interval
+    start = first if row.start is None else first + math.ceil((row.start - first) / interval - 1e-6) * interval
+    end = last if row.end is None else first + (math.ceil((row.end - first) / interval - 1e-6) - 1) * interval
+    return max(first, start), min(last, end)
+
+
 def _reason_kind(message: str) -> str:
     """A short, countable reason: the message without the file name and numbers."""
     text = message.split(": ", 1)[-1] if message.startswith("'") else message
@@ -117,12 +129,9 @@ class VideoTextDataset:
         rate = min(cfg.fps, info.fps) if cfg.fps is not None else info.fps / cfg.stride
         # on the file's own timeline (a file cut from a longer one starts at its cut: curate's scenes say 5.48 s);
         # instants 1 / rate apart from the window's first frame to its last: floor(span * rate) + 1 (one short before
-        # 2026-12-06, and a window on such a file was measured from 0). The window's ends snap to the frames inside
-        # it, as decoding selects them (curate's 4-decimal times fall a hair beside a frame)
-        first, last, interval = info.first, info.first + info.duration - 1 / info.fps, 1 / info.fps
-        start = first if row.start is None else first + math.ceil((row.start - first) / interval - 1e-6) * interval
-        end = last if row.end is None else first + math.floor((row.end - first) / interval + 1e-6) * interval
-        start, end = max(first, start), min(last, end)
+        # 2026-12-06, and a window on such a file was measured from 0)
+        start, end = frame_window(row, info)
+        first, last = info.first, info.first + info.duration - 1 / info.fps
         if info.frames > 1 and end < start:
             raise InvalidVideoError(f"{str(row.path)!r}: the caption's window [{row.start}, {row.end}] s holds no "
                                     f"frame of the file, whose frames are at {first:.3f}..{last:.3f} s (a manifest "
@@ -255,8 +264,11 @@ class VideoTextDataset:
             if s.info.frames == 1 or t == 1 and s.info.is_image:
                 frames = decode(s.row.path, max_side=max_side, limits=self.limits).frames[:1]
             else:
+                start, end = frame_window(s.row, s.info)  # half a frame out: the frames at either end decode
+                half = 0.5 / s.info.fps
                 clip = read_clip(s.row.path, want, fps=fps, stride=cfg.stride, window="random", rng=rng,
-                                 start=s.row.start, end=s.row.end, max_side=max_side,
+                                 start=None if s.row.start is None else start - half,
+                                 end=None if s.row.end is None else end + half, max_side=max_side,
                                  duration_hint=s.info.first + s.info.duration, limits=self.limits)
                 frames = clip.frames
         except ClipTooShortError as e:

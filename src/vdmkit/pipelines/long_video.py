@@ -97,7 +97,7 @@ def check_switches(prompt: str, prompt_at: tuple[tuple[int, str], ...], centres:
 
 
 def long_request(config, prompt: str, *, frames: int, window: int | None = None, overlap: int | None = None,
-                 mode: str = DEFAULT_MODE, weighting: str | None = None, prompt_at: dict | None = None,
+                 mode: str | None = None, weighting: str | None = None, prompt_at: dict | None = None,
                  latents: torch.Tensor | None = None, **kwargs) -> LongRequest:
     """Check a long-video request against the model (no weights needed). ``window`` defaults to the model's training
     length, ``overlap`` to 3/4 of the window for the fused modes (FreeNoise's stride of window / 4: one object in
@@ -105,11 +105,13 @@ def long_request(config, prompt: str, *, frames: int, window: int | None = None,
     extension; a window longer than the model's frames, an overlap >= window, or
     fewer frames than one window are ConstraintErrors naming the valid values. ``weighting`` blends the fused modes'
     windows (default linear; autoregressive blends none: one given there is refused, it was recorded and ignored);
-    given ``latents`` replace the starting noise, FreeNoise's rescheduled one too (refused: use mode "windows", which
-    they then equal). A model trained on known frames or low-res inputs is refused (it ran as text-to-video).
+    ``mode`` defaults to freenoise, or windows when ``latents`` are given: they replace the starting noise, so they
+    would skip FreeNoise's rescheduled one (mode "freenoise" with latents is refused). A model trained on known
+    frames or low-res inputs is refused (it ran as text-to-video).
     ``kwargs`` as text-to-video."""
     if not isinstance(prompt, str):
         raise ConfigError(f"long_video takes one prompt string, got {type(prompt).__name__}")
+    mode = ("windows" if latents is not None else DEFAULT_MODE) if mode is None else mode
     if mode not in MODES:
         raise ConfigError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
     if mode == "autoregressive" and weighting is not None:
