@@ -411,3 +411,15 @@ def test_a_typed_error_in_a_loading_worker_reaches_the_user_as_it_was():
         with pytest.raises(DatasetError) as err:
             next(batches(_FailingData(), [0], 2, torch.device("cpu"), workers=workers))
         assert str(err.value) == "more than 10% of the samples are bad: {'samples': 3}"
+
+
+@pytest.mark.parametrize("config", ["configs/tiny.yaml", "configs/tiny_dit.yaml"])
+@pytest.mark.parametrize("override", ["model.out_channels=1", "model.out_channels=4", "model.in_channels=4"])
+def test_a_pixel_model_takes_and_predicts_three_channels(config, override, tmp_path, capsys):
+    """out_channels=1 trained and sampled silently (one channel broadcast over three); 4 crashed at the first step
+    with a raw RuntimeError after the run folder was made (before 2026-12-06)."""
+    from vdmkit import cli
+
+    assert cli.main(["train", config, override, f"train.out_dir={tmp_path / 'run'}", "--no-progress"]) == 2
+    assert f"{override}: a pixel-space model takes and predicts RGB videos" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()

@@ -39,6 +39,16 @@ def autoencoder_config(kind: str, model):
     return entry_config(AUTOENCODERS, kind, model, "latent.kind", "latent.model")
 
 
+def check_pixel_channels(model) -> None:
+    """A pixel-space backbone takes and predicts RGB: out_channels=1 trained and sampled silently (a prediction broadcast
+    over three channels), 4 crashed at the first step (before 2026-12-06)."""
+    channels = {k: getattr(model, k) for k in ("in_channels", "out_channels") if hasattr(model, k)}
+    wrong = {k: v for k, v in channels.items() if v != 3}
+    if wrong:
+        raise ConfigError(f"{', '.join(f'model.{k}={v}' for k, v in wrong.items())}: a pixel-space model takes and "
+                          "predicts RGB videos, 3 channels; leave them at 3 (a latent model's follow its autoencoder)")
+
+
 def build_parts(backbone: str, model, text_encoder: str, text):
     """The backbone's and the text encoder's config dataclasses from their registry names (mappings are checked
     key by key). The backbone's context width is owned by the text encoder: model.text_dim = text.dim."""
@@ -133,6 +143,8 @@ class PipelineConfig:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.latent.enabled:  # the default size is checked with each request, as any other
             self.model, _ = fit_latent(self.model, self.latent.kind, self.latent.model, [])
+        else:
+            check_pixel_channels(self.model)
 
     @property
     def latent_channels(self) -> int:
