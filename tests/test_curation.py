@@ -290,3 +290,30 @@ def test_a_scene_cut_is_dated_at_the_first_frame_of_the_new_shot(tmp_path):
                         (np.concatenate([a[:19], b[:1], white, b[2:31]]), 19)):
         row = scan_file(write_video(tmp_path / f"flash{cut}.mp4", frames, fps=25), CurateConfig(analysis_fps=12.0))
         assert row["cuts"] == [round(cut / 25, 4)], (cut, row["cuts"])
+
+
+def test_custom_scorers_cannot_replace_the_built_ins_and_the_record_names_what_ran(tmp_path):
+    """A scorer named "motion" replaced the built-in score and the static filter rejected every clip on it; objects
+    passed to curate ran while the thresholds and the card named the config's scorers; a NaN score wrote a manifest
+    line that is not JSON (before 2026-12-06)."""
+    from vdmkit.curation import CurateConfig, curate
+
+    write_video(tmp_path / "v" / "a.mp4", np.random.default_rng(0).integers(0, 255, (8, 32, 32, 3), np.uint8), fps=8)
+
+    class Named:
+        def __init__(self, name, value):
+            self.name, self.value = name, value
+
+        def __call__(self, frames, info):
+            return self.value
+
+    for bad in ([Named("motion", 0.0)], [Named("mine", 1.0), Named("mine", 2.0)]):
+        with pytest.raises(ConfigError, match="clash"):
+            curate(tmp_path / "v", tmp_path / "m.jsonl", CurateConfig(), scorers=bad)
+    assert not (tmp_path / "m.jsonl").exists()
+    curate(tmp_path / "v", tmp_path / "m.jsonl", CurateConfig(scorers=("colorfulness",)), scorers=[Named("mine", 1.0)])
+    saved = yaml.safe_load((tmp_path / "m.thresholds.yaml").read_text())
+    assert saved["scorers"] == ["mine"]
+    curate(tmp_path / "v", tmp_path / "n.jsonl", CurateConfig(), scorers=[Named("odd", float("nan"))])
+    row = json.loads((tmp_path / "n.jsonl").read_text().splitlines()[0])  # strict JSON: no bare NaN
+    assert row["status"] == "error" and "scorer 'odd' gave nan" in row["error"]

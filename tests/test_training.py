@@ -423,3 +423,14 @@ def test_a_pixel_model_takes_and_predicts_three_channels(config, override, tmp_p
     assert cli.main(["train", config, override, f"train.out_dir={tmp_path / 'run'}", "--no-progress"]) == 2
     assert f"{override}: a pixel-space model takes and predicts RGB videos" in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
+
+
+def test_yaml_keys_that_are_not_strings_are_named(tmp_path, capsys):
+    """YAML reads `yes:` as True and `~:` as None: both were raw TypeErrors from the unknown-key message (before
+    2026-12-06)."""
+    from vdmkit import cli
+
+    for body, shown in (("backbone: unet3d\nyes: 1\n", "True"), ("backbone: unet3d\n~: 1\nfoo: 2\n", "None")):
+        (tmp_path / "c.yaml").write_text(body)
+        assert cli.main(["train", str(tmp_path / "c.yaml"), f"train.out_dir={tmp_path / 'run'}"]) == 2
+        assert f"unknown key(s) {shown}" in capsys.readouterr().err

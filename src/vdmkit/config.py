@@ -79,9 +79,9 @@ def from_dict(cls, data: dict, where: str = ""):
         raise ConfigError(f"{where or cls.__name__} must be a mapping, got {type(data).__name__}")
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - names)
+    unknown = sorted(set(data) - names, key=str)  # YAML reads `yes:` as True, `~:` as None: raw TypeErrors
     if unknown:
-        raise ConfigError(f"unknown key(s) {', '.join((where + '.' if where else '') + k for k in unknown)}; "
+        raise ConfigError(f"unknown key(s) {', '.join((where + '.' if where else '') + str(k) for k in unknown)}; "
                           f"valid keys{' of ' + where if where else ''}: {', '.join(sorted(names))}")
     kwargs = {}
     for name, value in data.items():

@@ -61,8 +61,10 @@ def check_card_folder(directory: str | os.PathLike) -> None:
                               "replace it: choose an empty or new folder")
 
 
-def write_card(directory: str | os.PathLike, rows: list[dict], cfg, summary: dict) -> Path:
-    """Write ``README.md``, ``index.html``, ``thresholds.yaml`` and one PNG per histogram into ``directory``."""
+def write_card(directory: str | os.PathLike, rows: list[dict], cfg, summary: dict,
+               record: dict | None = None) -> Path:
+    """Write ``README.md``, ``index.html``, ``thresholds.yaml`` and one PNG per histogram into ``directory``;
+    ``record``: the settings that ran (default ``cfg``'s)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -89,7 +91,7 @@ def write_card(directory: str | os.PathLike, rows: list[dict], cfg, summary: dic
         plots.append(name)
     errors = Counter(r["error"].split(" (")[0] for r in rows if r["status"] == "error")
     rejects = Counter(reason.split(":")[0] for r in rows if r["status"] == "ok" for reason in r["reject"])
-    thresholds = yaml.safe_dump(to_dict(cfg), sort_keys=False)
+    thresholds = yaml.safe_dump(record or to_dict(cfg), sort_keys=False)
     write_text_atomic(directory / "thresholds.yaml", thresholds)
     lines = ["# Dataset card", "", "| | |", "|---|---|"]
     lines += [f"| {k} | {v} |" for k, v in summary.items()]

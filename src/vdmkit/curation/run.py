@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -30,7 +31,7 @@ from vdmkit.curation.scores import (
     scenes_from_cuts,
 )
 from vdmkit.data.captions import check_caption
-from vdmkit.errors import DatasetError, InvalidVideoError, OutputError, VdmkitError
+from vdmkit.errors import ConfigError, DatasetError, InvalidVideoError, OutputError, VdmkitError
 from vdmkit.io.atomic import atomic_path, write_text_atomic
 from vdmkit.io.decode import IMAGE_SUFFIXES, VIDEO_SUFFIXES, decode
 
@@ -86,7 +87,10 @@ def scan_file(path: Path, cfg: CurateConfig, scorers: Iterable[Scorer] = (), cap
         scores = {"brightness": round(black_level(frames), 3),
                   "motion": round(motion_score(frames, times, cfg.motion_pairs, skip=cut_index), 5)}
         for scorer in scorers:
-            scores[scorer.name] = round(float(scorer(frames, info)), 5)
+            value = float(scorer(frames, info))
+            if not math.isfinite(value):  # a bare NaN made the manifest line invalid JSON
+                raise InvalidVideoError(f"scorer {scorer.name!r} gave {value} for this file")
+            scores[scorer.name] = round(value, 5)
         row.update(status="ok", kind="image" if info.frames == 1 else "video", duration=round(info.duration, 4),
                    fps=round(info.fps, 4), width=info.width, height=info.height, frames=info.frames,
                    codec=info.codec, rotation=info.rotation, decode_errors=info.decode_errors,
@@ -104,6 +108,9 @@ def scan_file(path: Path, cfg: CurateConfig, scorers: Iterable[Scorer] = (), cap
     except (VdmkitError, ValueError, OSError) as err:  # any bad file becomes a row, never a crash
         row = {"path": rel, "status": "error", "error": _reason(err, path)}
     return row
+
+
+BUILT_IN_SCORES = ("brightness", "motion")
 
 
 def exact_cuts(path: Path, cuts: list[float], times: np.ndarray, timed: np.ndarray, cfg: CurateConfig) -> list[float]:
@@ -187,8 +194,17 @@ def curate(root: str | os.PathLike, out: str | os.PathLike, cfg: CurateConfig | 
         card_resolved = Path(card).resolve()
     if scorers is None:
         scorers = [SCORERS[name]() for name in cfg.scorers]
+    given = captioner  # an object passed in is named by its name (or class), a config's by its registry name
     if captioner is None and cfg.captioner is not None:
         captioner = CAPTIONERS[cfg.captioner]()
+    names = [getattr(s, "name", None) for s in scorers]
+    clash = [n for n in names if not isinstance(n, str) or not n or n in BUILT_IN_SCORES or names.count(n) > 1]
+    if clash:  # "motion" replaced the built-in score, then the static filter rejected on it (before 2026-12-06)
+        raise ConfigError(f"curate: scorer name(s) {clash} clash: each scorer needs its own non-empty name, other than "
+                          f"the built-in {', '.join(BUILT_IN_SCORES)}")
+    # what ran, recorded beside the manifest and in the card (objects passed in ran, not cfg's names)
+    record = {**to_dict(cfg), "scorers": names,
+              "captioner": cfg.captioner if given is None else getattr(given, "name", type(given).__name__)}
     t0 = time.perf_counter()
     rows = []
     out_resolved = out.resolve()
@@ -208,13 +224,13 @@ def curate(root: str | os.PathLike, out: str | os.PathLike, cfg: CurateConfig | 
             if on_row is not None:
                 on_row(row)
         # before the manifest replaces the old one: a manifest is never left without the thresholds it was made with
-        write_text_atomic(thresholds, yaml.safe_dump(to_dict(cfg), sort_keys=False))
+        write_text_atomic(thresholds, yaml.safe_dump(record, sort_keys=False))
     summary = summarise(rows)
     summary["seconds"] = round(time.perf_counter() - t0, 2)
     if card is not None:
         from vdmkit.curation.card import write_card
 
-        write_card(card, rows, cfg, summary)
+        write_card(card, rows, cfg, summary, record)
     return summary
 
 
