@@ -314,7 +314,7 @@ def test_cascade_plans_check_each_stage_against_the_one_before(models):
     # the SR model makes 16x16 from 8x8: after 16x16 stages it is refused, naming both shapes
     with pytest.raises(ConstraintError, match="takes 8x8 frames .* makes 16x16"):
         plan(CascadeConfig(stages=stages + (StageConfig(task="upscale", model=models["sr"]),)))
-    with pytest.raises(ConstraintError, match="at least 2 keyframes"):
+    with pytest.raises(ConstraintError, match="stride=4 keeps one of its 4 frames"):  # one keyframe: none between
         plan(CascadeConfig(stages=(StageConfig(task="text_to_video", model=models["t2v"], stride=4),
                                    StageConfig(task="interpolate", model=models["frames"]))))
     with pytest.raises(ConfigError, match="first cascade stage"):
@@ -450,7 +450,23 @@ def test_cascade_draws_and_records_a_random_seed_and_tasks_warn_about_oversized_
     assert cli.main(["cascade", str(config), "--prompt", "x", "--out", str(tmp_path / "d.gif"), "--no-progress",
                      "fps=10"]) == 0
     assert json.loads((tmp_path / "d.gif.json").read_text())["fps"] == 10
+    # the stage's options and the config as run (overrides in) are recorded: runs of 1 and 2 steps had one record
+    recorded = json.loads((tmp_path / "d.gif.json").read_text())
+    assert recorded["stages"][0]["options"]["steps"] == 2 and recorded["stages"][0]["options"]["stride"] == 2
+    assert recorded["config"]["fps"] == 10 and recorded["config"]["stages"][0]["steps"] == 2
     capsys.readouterr()
+    # a strip that cannot be written is refused before any stage (it failed after all of them, leaving the video)
+    (tmp_path / "s.png").mkdir()
+    assert cli.main(["cascade", str(config), "--prompt", "x", "--out", str(tmp_path / "s.mp4"), "--strip",
+                     "--no-progress"]) == 2
+    assert not (tmp_path / "s.mp4").exists() and "stage 1/" not in capsys.readouterr().err
+    assert cli.main(["cascade", str(config), "--prompt", "x", "--out", str(tmp_path / "one.mp4"), "--no-progress",
+                     "stages=[{task: text_to_video, model: " + models["t2v"] + ", stride: 9}]"]) == 2
+    assert "stride=9 keeps one of its" in capsys.readouterr().err
+    keys = write_clip(tmp_path / "k.mp4", 3, 16)
+    assert cli.main(["interpolate", "--model", models["frames"], "--video", keys, "--factor", "2", "--steps", "1",
+                     "--image-guidance", "inf", "--out", str(tmp_path / "ig.mp4")]) == 2
+    assert "image_guidance must be finite" in capsys.readouterr().err
     big = write_clip(tmp_path / "big.mp4", 3, 32)  # the models make 16 x 16
     assert cli.main(["interpolate", "--model", models["frames"], "--video", big, "--factor", "2", "--steps", "1",
                      "--out", str(tmp_path / "i.mp4"), "--no-progress"]) == 0

@@ -29,6 +29,17 @@ def seed(text: str):
         raise argparse.ArgumentTypeError(f"seed must be an integer or 'random', got {text!r}") from None
 
 
+def check_outputs(out, strip: bool) -> Path:
+    """The output path checked (video formats), and its --strip PNG beside it, before any work: a strip that could
+    not be written failed after the whole run and left the video behind (exit 2; before 2026-12-06)."""
+    from vdmkit.io.video import VIDEO_FORMATS, check_output_path
+
+    out = check_output_path(out, VIDEO_FORMATS)
+    if strip and out.suffix.lower() != ".png":
+        check_output_path(out.with_suffix(".png"), sidecar=False)
+    return out
+
+
 def report(result, out: Path, strip: bool, info: dict | None = None) -> None:
     """Warnings to stderr, the written files and (unless ``info`` is None) the key metadata and ``info`` to
     stdout."""

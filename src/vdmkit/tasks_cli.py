@@ -7,8 +7,8 @@ from __future__ import annotations
 import json
 import sys
 
-from vdmkit.cli_common import (DTYPE_HELP, NO_PROGRESS_HELP, PRECISION_HELP, apply_runner, check_runner,
-                               model_or_default, report, seed, step_bar, weights_dtype)
+from vdmkit.cli_common import (DTYPE_HELP, NO_PROGRESS_HELP, PRECISION_HELP, apply_runner, check_outputs,
+                               check_runner, model_or_default, report, seed, step_bar, weights_dtype)
 from vdmkit.device import DEVICES_HELP, apply_threads
 
 SDEDIT_STRENGTH = 0.6  # edit --mode sdedit: noise the input this far (of the process time) and denoise
@@ -17,7 +17,7 @@ SDEDIT_STRENGTH = 0.6  # edit --mode sdedit: noise the input this far (of the pr
 def _cmd_edit(args) -> int:
     """vdmkit edit: SDEdit, or DDIM inversion then the target prompt (with source attention reuse)."""
     from vdmkit.device import resolve_device
-    from vdmkit.io.video import VIDEO_FORMATS, check_output_path, read_video
+    from vdmkit.io.video import read_video
     from vdmkit.pipelines import TextToVideo, open_model
     from vdmkit.pipelines.editing import (check_fraction, check_invertible, edit, edit_inverted, edit_request, invert,
                                           reconstruction_error, steps_for_strength)
@@ -26,7 +26,7 @@ def _cmd_edit(args) -> int:
 
     # every check that needs no weights runs before loading them
     device = resolve_device(args.device)
-    out = check_output_path(args.out, VIDEO_FORMATS)
+    out = check_outputs(args.out, args.strip)
     check_fps(args.fps, out)
     if args.mode == "invert" and args.source_prompt is None:
         raise ValueError("--mode invert needs --source-prompt (what the input video shows)")
@@ -125,14 +125,13 @@ def _conditioning(args) -> dict:
 def _run_task(args, task: str, video, prompt: str, produce_args: dict, extra: dict) -> int:
     """Check the task's request against the model, load it, run the task and write the video + sidecar."""
     from vdmkit.device import resolve_device
-    from vdmkit.io.video import VIDEO_FORMATS, check_output_path
     from vdmkit.pipelines import TextToVideo, open_model
     from vdmkit.pipelines import conditioned as tasks
     from vdmkit.pipelines.render import check_fps, check_output_size, render_sample, view_factor
 
     device = resolve_device(args.device)
     check_runner(args, device)
-    out = check_output_path(args.out, VIDEO_FORMATS)
+    out = check_outputs(args.out, args.strip)
     check_fps(args.fps, out)
     motion_adapter = getattr(args, "motion_adapter", None)  # sample --image takes one (it was ignored)
     ckpt, config = open_model(model_or_default(args.model, task), motion_adapter)
@@ -236,16 +235,16 @@ def _cmd_upscale(args) -> int:
 def _cmd_cascade(args) -> int:
     """vdmkit cascade CONFIG --prompt TEXT: the stages one at a time; the video and a sidecar of every stage."""
     from vdmkit import __version__
+    from vdmkit.config import to_dict
     from vdmkit.device import resolve_device
-    from vdmkit.io.video import (VIDEO_FORMATS, check_output_path, check_video_size, played_fps, upscale,
-                                 viewing_factor, write_video)
+    from vdmkit.io.video import check_video_size, played_fps, upscale, viewing_factor, write_video
     from vdmkit.pipelines.cascade import load_cascade, plan, run_cascade
     from vdmkit.pipelines.render import VIEW_SIZE
     from vdmkit.sampling.generate import check_seed
     from vdmkit.video import to_uint8
 
     device = resolve_device(args.device)
-    out = check_output_path(args.out, VIDEO_FORMATS)
+    out = check_outputs(args.out, args.strip)
     cfg = load_cascade(args.config, args.overrides)
     fps = played_fps(out, cfg.fps if args.fps is None else args.fps)  # checked for the format; as the file plays
     if args.upscale is not None and args.upscale < 1:
@@ -260,7 +259,8 @@ def _cmd_cascade(args) -> int:
     video, stages = run_cascade(cfg, args.prompt, seed=seed, device=device, precision=args.precision,
                                 progress=report_line)
     frames = to_uint8(video[0])
-    meta = {"prompt": args.prompt, "cascade": str(args.config), "seed": seed, "seed_was_random": args.seed is None,
+    meta = {"prompt": args.prompt, "cascade": str(args.config), "config": to_dict(cfg),  # as run, overrides in
+            "seed": seed, "seed_was_random": args.seed is None,
             "stages": stages, "fps": fps,
             "precision": args.precision, "device": str(device), "threads": threads, "vdmkit": __version__,
             "upscale": factor, "shapes": [list(p.shape) for p in planned]}

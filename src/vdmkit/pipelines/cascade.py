@@ -16,7 +16,7 @@ from typing import Callable
 
 import torch
 
-from vdmkit.config import read_config
+from vdmkit.config import read_config, to_dict
 from vdmkit.errors import ConfigError, ConstraintError
 
 TASKS = ("text_to_video", "interpolate", "extend", "upscale")
@@ -125,6 +125,9 @@ def plan(cfg: CascadeConfig) -> list[Planned]:
                 raise ConstraintError(f"{where}: a conditioned model (condition_inputs={list(inputs)}) does not "
                                       "make videos from text; use a text-to-video model")
             frames = stage.frames or config.frames
+            if stage.stride >= frames:  # one frame: a "video" of a single keyframe, unsaid (2026-12-06)
+                raise ConstraintError(f"{where}: stride={stage.stride} keeps one of its {frames} frames; use a stride "
+                                      f"below {frames}")
             made = (len(range(0, frames, stage.stride)), config.height, config.width)
         else:
             frames, height, width = shape
@@ -230,9 +233,11 @@ def run_cascade(cfg: CascadeConfig, prompt: str, *, seed: int | None = 0, device
         else:
             video = upscale(pipe, video, prompt, noise_level=stage.noise_level, **options)
         video = video.cpu().clamp(-1, 1)  # a few-step sampler may overshoot the data range slightly
+        # the stage's options as run (None: the model's own): two runs with other steps had the same record
+        asked = {k: v for k, v in to_dict(stage).items() if k not in ("name", "task", "model")}
         records.append({"name": stage.name, "task": stage.task, "model": pipe.source, "model_sha256": pipe.model_sha256,
                         "seconds": round(time.perf_counter() - start, 3), "shape": list(video.shape[2:]),
-                        "seed": offset_seed(seed, k)})
+                        "seed": offset_seed(seed, k), "options": asked})
         del pipe  # one stage's model in memory at a time
         gc.collect()
         if torch.cuda.is_available():

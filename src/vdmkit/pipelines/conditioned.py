@@ -143,7 +143,7 @@ def conditioned_request(config, prompts, *, known: torch.Tensor | None = None, m
         if resolved != "concat":
             raise ConstraintError("image_guidance (two-scale guidance) needs a model trained with known frames "
                                   "(condition_mode concat); with replacement there is no image-free branch")
-        image_guidance = check_guidance(image_guidance)
+        image_guidance = check_guidance(image_guidance, "image_guidance")  # (it said "guidance")
     if not isinstance(keep_known, bool):
         raise ConstraintError(f"keep_known must be true or false, got {keep_known!r}")
     if keep_known and known is None:

@@ -17,17 +17,17 @@ from vdmkit.errors import ConfigError
 HUGE_GUIDANCE = 50.0
 
 
-def check_guidance(scale) -> float:
-    """Finite and >= 0. Scales <= 1 need no unconditional pass; very large ones warn."""
+def check_guidance(scale, name: str = "guidance") -> float:
+    """Finite and >= 0. Scales <= 1 need no unconditional pass; very large ones warn. ``name``: the parameter's."""
     if isinstance(scale, bool) or not isinstance(scale, (int, float)):
-        raise ConfigError(f"guidance must be a number, got {scale!r}")
+        raise ConfigError(f"{name} must be a number, got {scale!r}")
     scale = float(scale)
     if not math.isfinite(scale):
-        raise ConfigError(f"guidance must be finite, got {scale}")
+        raise ConfigError(f"{name} must be finite, got {scale}")
     if scale < 0:
-        raise ConfigError(f"guidance must be >= 0 (1 = no guidance), got {scale}")
+        raise ConfigError(f"{name} must be >= 0 (1 = no guidance), got {scale}")
     if scale > HUGE_GUIDANCE:
-        warnings.warn(f"guidance {scale} is far above the usual 1-15 range; samples will likely saturate", stacklevel=2)
+        warnings.warn(f"{name} {scale} is far above the usual 1-15 range; samples will likely saturate", stacklevel=2)
     return scale
 
 
