@@ -492,6 +492,17 @@ def test_cascade_draws_and_records_a_random_seed_and_tasks_warn_about_oversized_
                                  StageConfig(task="extend", model=models["frames"], frames=10**5),
                                  StageConfig(task="interpolate", model=models["frames"], factor=2)))
     assert [p.shape[0] for p in plan(long)] == [2, 10**5, 2 * 10**5 - 1]  # a stand-in of 0 bytes (it was 300 MB)
+    # a later stage too big for the memory is refused before the first stage runs (after it, before 2026-12-06)
+    from vdmkit.errors import OutOfMemoryError
+    from vdmkit.pipelines import TextToVideo
+    from vdmkit.pipelines.cascade import run_cascade
+
+    huge = CascadeConfig(stages=(StageConfig(task="text_to_video", model=models["t2v"], steps=1),
+                                 StageConfig(task="extend", model=models["frames"], frames=10**7, steps=1)))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(TextToVideo, "from_pretrained", lambda *a, **k: pytest.fail("a stage ran"))
+        with pytest.raises(OutOfMemoryError, match="10000000 frames"):
+            run_cascade(huge, "a red circle")
 
 
 def test_cascade_command_refuses_mismatched_stages_before_any_weights(models, tmp_path, monkeypatch, capsys):

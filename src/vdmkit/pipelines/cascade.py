@@ -97,6 +97,7 @@ class Planned:
     source: object = field(repr=False)
     config: object = field(repr=False)
     shape: tuple[int, int, int] = (0, 0, 0)
+    request: object = field(default=None, repr=False)  # its checked request (a stand-in's, for a task)
 
 
 def model_path(stage: StageConfig):
@@ -155,18 +156,19 @@ def plan(cfg: CascadeConfig) -> list[Planned]:
                         raise ConstraintError(f"{where}: frames must exceed the {frames} frames the stage before "
                                               f"makes, got {stage.frames}")
                     made = (stage.frames, height, width)
-        check_stage_options(stage, config, shape, where)
-        planned.append(Planned(stage, source, config, made))
+        request = check_stage_options(stage, config, shape, where)
+        planned.append(Planned(stage, source, config, made, request))
         shape = made
     return planned
 
 
-def check_stage_options(stage: StageConfig, config, before: tuple[int, int, int] | None, where: str) -> None:
+def check_stage_options(stage: StageConfig, config, before: tuple[int, int, int] | None, where: str):
     """The stage's own options (sampler, steps, guidance, noise level, mode, image guidance, factor) checked as its
     task checks them, on a stand-in of the video the stage before makes (zeros: only shapes matter), from the model's
     config alone: a bad option in the last stage is refused before the first one runs, and so is an input the task
     cannot take whole (every upscale chunk's length: only the first was checked before 2026-12-06, so a causal video
-    VAE's last chunk was refused after two stages had run; interpolation on a causal video VAE)."""
+    VAE's last chunk was refused after two stages had run; interpolation on a causal video VAE). Returns the
+    request checked (a SampleRequest, or a task's ConditionedRequest on the stand-in)."""
     from vdmkit.pipelines.conditioned import task_request
     from vdmkit.pipelines.request import make_request
 
@@ -184,16 +186,30 @@ def check_stage_options(stage: StageConfig, config, before: tuple[int, int, int]
             raise ConstraintError(f"{', '.join(k for k, given in ignored if given)} do(es) not apply to a "
                                   f"{stage.task} stage")
         if stage.task == "text_to_video":
-            make_request(config, ["a prompt"], frames=stage.frames, **options)
-            return
+            return make_request(config, ["a prompt"], frames=stage.frames, **options)
         conditioned = {"noise_level": stage.noise_level}
         if stage.task != "upscale":
             conditioned.update(mode=stage.mode, image_guidance=stage.image_guidance)
         stand_in = torch.zeros(()).expand(1, 3, *before)  # no memory: only its shape and windows' shapes are read
-        task_request(config, stage.task, stand_in, "", factor=stage.factor, frames=stage.frames, **conditioned,
-                     **options)
+        return task_request(config, stage.task, stand_in, "", factor=stage.factor, frames=stage.frames,
+                            **conditioned, **options)
     except (ConstraintError, ConfigError, ValueError) as e:
         raise type(e)(f"{where}: {e}") from e
+
+
+def check_cascade_memory(planned: list[Planned], device) -> None:
+    """OutOfMemoryError, before any stage runs, when a stage would need more memory than ``device`` has free (one
+    stage's model is in memory at a time; each task holds its whole output)."""
+    from vdmkit.device import resolve_device
+    from vdmkit.pipelines.base import check_sampling_memory
+    from vdmkit.pipelines.conditioned import check_task_memory
+
+    device = device if isinstance(device, torch.device) else resolve_device(device)
+    for p in planned:
+        if p.stage.task == "text_to_video":
+            check_sampling_memory(p.config, p.request, device)
+        else:
+            check_task_memory(p.config, p.request, device, frames=p.shape[0], task=p.stage.task)
 
 
 def sampling_options(stage: StageConfig) -> dict:
@@ -217,6 +233,7 @@ def run_cascade(cfg: CascadeConfig, prompt: str, *, seed: int | None = 0, device
     check_prompts([prompt])
     check_precision(precision)
     planned = plan(cfg)  # and every stage's options: all before the first weights load
+    check_cascade_memory(planned, device)  # a later stage's was found after the earlier ones had run (2026-12-06)
     video, records = None, []
     for k, p in enumerate(planned):
         stage = p.stage
