@@ -57,6 +57,7 @@ def preset(config_path: str, backbone: str, **model):
                                model=entry.config(**{"text_dim": cfg.model.text_dim, **model}))
 
 
+RGB = {"in_channels": 3, "out_channels": 3}  # the pretrained layouts' own 4 are a latent model's; these run in pixels
 # (PipelineConfig factory, input frames, height, width): both families, every conditioning and layout, the
 # pretrained layouts (ModelScope, AnimateDiff) and the conditioned tasks
 MODELS = {
@@ -68,8 +69,8 @@ MODELS = {
                                                       "model.temporal_conv=full3d"), 4, 16, 16),
     "unet3d frames task": (lambda: pipeline_config("configs/conditioned.yaml"), 8, 32, 32),
     "unet3d upscale task": (lambda: pipeline_config("configs/upscale.yaml"), 8, 32, 32),
-    "modelscope_t2v": (lambda: preset("configs/tiny.yaml", "modelscope_t2v", text_dim=1024), 16, 32, 32),
-    "animatediff": (lambda: preset("configs/tiny.yaml", "animatediff", text_dim=768), 16, 32, 32),
+    "modelscope_t2v": (lambda: preset("configs/tiny.yaml", "modelscope_t2v", text_dim=1024, **RGB), 16, 32, 32),
+    "animatediff": (lambda: preset("configs/tiny.yaml", "animatediff", text_dim=768, **RGB), 16, 32, 32),
     "dit cross": (lambda: pipeline_config("configs/tiny_dit.yaml"), 4, 16, 16),
     "dit shapes": (lambda: pipeline_config("configs/shapes_dit.yaml"), 16, 32, 32),
     "dit adaln": (lambda: pipeline_config("configs/tiny_dit.yaml", "model.conditioning=adaln"), 4, 16, 16),
