@@ -1,3 +1,5 @@
+import re
+
 import pytest
 
 from vdmkit.config import dump_config
@@ -109,3 +111,27 @@ def test_autoencoder_loss_weights_are_finite(name, value):
     with pytest.raises(ConfigError, match=f"train.{name} must be a finite number >= 0"):
         AETrainConfig(**{name: value})
     assert getattr(AETrainConfig(**{name: 0.0}), name) == 0.0
+
+
+@pytest.mark.parametrize("text, line, kind", [
+    ("? [1, 2]\n: 3\n", 1, "list"), ("backbone: unet3d\n? {a: 1}\n: 2\n", 2, "mapping"),
+    ("train:\n  steps: 4\n  ? [1]\n  : 2\n", 3, "list"),
+])
+def test_a_list_or_mapping_written_as_a_key_is_named_with_its_file_and_line(tmp_path, text, line, kind):
+    """`? [1, 2]` was a raw "unhashable type" TypeError from the strict loader, for every command reading a config."""
+    (tmp_path / "k.yaml").write_text(text)
+    file = re.escape(str(tmp_path / "k.yaml"))
+    with pytest.raises(ConfigError, match=rf"^config file '{file}': config key .* \(line {line}\) is a {kind}, not a "
+                                          "name: write the key as a plain word$"):
+        load_config(tmp_path / "k.yaml")
+
+
+def test_overrides_given_as_one_string_are_a_config_error():
+    """load_config(path, "train.steps=3") raised a plain TypeError, not a vdmkit error; it stays a TypeError too."""
+    from vdmkit.config import apply_overrides
+
+    for call in (lambda: load_config("configs/tiny.yaml", "train.steps=3"), lambda: apply_overrides({}, "a=b")):
+        with pytest.raises(ConfigError, match=r"overrides must be a list of key=value strings, got the string '.*=.*'"
+                                              r": pass \['.*'\]$") as caught:
+            call()
+        assert isinstance(caught.value, TypeError)

