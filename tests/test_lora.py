@@ -447,3 +447,79 @@ def test_removing_an_adapter_the_model_lacks_is_an_error():
         lora.remove_lora(dit, "nope")
     lora.remove_lora(dit, "a")
     assert lora.adapter_names(dit) == []
+
+
+def test_save_adapter_refuses_a_folder_a_path_below_a_file_or_another_suffix_before_writing(tmp_path):
+    """A folder or a path below a regular file was a raw IsADirectoryError / FileExistsError from the write, another
+    suffix a plain ValueError (before 2026-12-06): OutputError now, and nothing is written."""
+    from vdmkit.errors import OutputError
+
+    pipe = make_pipe("unet3d")
+    cfg = LoRAConfig(rank=2)
+    lora.add_lora(pipe.backbone, cfg, "s1")
+    (tmp_path / "d.safetensors").mkdir()
+    (tmp_path / "file.yaml").write_text("x")
+    cases = {tmp_path / "d.safetensors": "is a directory", tmp_path / "file.yaml" / "a.safetensors": "is a file",
+             tmp_path / "a.pt": "unknown format '.pt'; use one of .safetensors"}
+    for path, message in cases.items():
+        with pytest.raises(OutputError, match=message):
+            lora.save_adapter(path, pipe.backbone, cfg, base_sha256=None, name="s1")
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["d.safetensors", "file.yaml"]  # no temporary left
+
+
+def test_save_adapter_records_the_targets_of_the_adapters_own_layers(tmp_path):
+    """save_adapter recorded the caller's targets, so an attn adapter saved with targets [ff] (or [attn, ff] on a
+    backbone with ff layers) wrote a file that never loaded (before 2026-12-06). The header now names the kinds of
+    the layers the adapter is on: load_adapter rebuilds exactly those layers, so the file loads and computes the
+    same; a cfg whose targets already match writes the same header as before."""
+    pipe = make_pipe("dit")
+    lora.add_lora(pipe.backbone, LoRAConfig(rank=2, targets=["attn"]), "s1")
+    randomise(pipe.backbone)
+    adapted = run(pipe)
+    for i, targets in enumerate((["ff"], ["attn", "ff"], ["attn"])):
+        path = lora.save_adapter(tmp_path / f"t{i}.safetensors", pipe.backbone, LoRAConfig(rank=2, targets=targets),
+                                 base_sha256=None, name="s1")
+        assert lora.read_adapter(path).config.targets == ["attn"]
+        fresh = make_pipe("dit")
+        fresh.load_lora(path)
+        torch.testing.assert_close(run(fresh), adapted, rtol=0, atol=0)
+
+
+def test_a_legacy_adapter_header_naming_a_target_its_base_lacks_still_loads(tmp_path):
+    """The file of test_an_adapter_file_recording_a_target_its_base_lacks_still_loads, written as files were before
+    2026-12-06 ([attn, ff] on a UNet without ff layers): save_adapter now records [attn], so write the header
+    directly."""
+    from vdmkit.io.checkpoint import save_tensors
+
+    pipe = make_pipe("unet3d")
+    lora.add_lora(pipe.backbone, LoRAConfig(rank=2, targets=["attn"]))
+    randomise(pipe.backbone)
+    adapted = run(pipe)
+    tensors, header = lora.adapter_payload(pipe.backbone, LoRAConfig(rank=2), None)
+    path = save_tensors(tmp_path / "old.safetensors", tensors, {**header, "targets": ["attn", "ff"]})
+    assert lora.read_adapter(path).config.targets == ["attn", "ff"]
+    fresh = make_pipe("unet3d")
+    fresh.load_lora(path)
+    torch.testing.assert_close(run(fresh), adapted)
+
+
+def test_lora_helper_refusals_are_config_errors():
+    """check_adapter_name, set_scale and parse_lora_argument raised plain ValueErrors (a str or None scale a raw
+    TypeError; True was taken as 1) before 2026-12-06: ConfigErrors now (still ValueErrors), as check_scale's."""
+    from vdmkit.errors import VdmkitError
+
+    pipe = make_pipe("unet3d")
+    for name in ("my style", "half", None, ""):
+        with pytest.raises(ConfigError, match="adapter name must be a Python identifier|cannot be named 'half'"):
+            lora.add_lora(pipe.backbone, LoRAConfig(rank=2), name)
+    assert lora.adapter_names(pipe.backbone) == []
+    lora.add_lora(pipe.backbone, LoRAConfig(rank=2), "s1")
+    for scale in (float("nan"), float("inf"), "1", None, True):
+        with pytest.raises(ConfigError, match="an adapter's scale must be a finite number"):
+            lora.set_scale(pipe.backbone, "s1", scale)
+    assert lora.adapter_scales(pipe.backbone) == {"s1": 1.0}  # unchanged
+    lora.set_scale(pipe.backbone, "s1", 2)
+    assert lora.adapter_scales(pipe.backbone) == {"s1": 2.0}
+    for text in ("a.safetensors:inf", "a.safetensors:abc"):
+        with pytest.raises(VdmkitError):
+            lora.parse_lora_argument(text)

@@ -197,10 +197,12 @@ def torch_attribute(name: str) -> bool:
 
 
 def check_adapter_name(name: str) -> str:
+    """``name`` if an adapter can be called so, else ConfigError (a plain ValueError before 2026-12-06)."""
     if not isinstance(name, str) or not name.isidentifier():
-        raise ValueError(f"an adapter name must be a Python identifier (letters, digits, _), got {name!r}")
+        raise ConfigError(f"an adapter name must be a Python identifier (letters, digits, _), got {name!r}")
     if torch_attribute(name):
-        raise ValueError(f"an adapter cannot be named {name!r}: that is a torch module attribute; choose another name")
+        raise ConfigError(f"an adapter cannot be named {name!r}: that is a torch module attribute; choose another "
+                          "name")
     return name
 
 
@@ -276,8 +278,7 @@ def train_only_adapters(model: nn.Module) -> list[nn.Parameter]:
 
 def set_scale(model: nn.Module, name: str, scale: float) -> None:
     """Scale adapter ``name`` (0 turns it off) everywhere it is applied; ``alpha / rank`` is replaced."""
-    if not math.isfinite(scale):
-        raise ValueError(f"an adapter scale must be finite, got {scale!r}")
+    scale = check_scale(scale)  # as load_adapter checks it (a str, None or NaN was a raw error, True a scale of 1)
     holders = [holder for _, holder in _layers(model).values() if name in holder.adapters]
     if any(holder.merged is not None for holder in holders):
         raise ConfigError(f"adapter {name!r} is merged into the weights, so its scale is fixed there: unmerge first "
@@ -349,21 +350,28 @@ def adapter_state(model: nn.Module, name: str = "default") -> dict[str, torch.Te
 def save_adapter(path: str | os.PathLike, model: nn.Module, cfg: LoRAConfig, *, base_sha256: str | None,
                  name: str = "default", extra: dict | None = None) -> Path:
     """Write adapter ``name`` of ``model`` to ``path`` (.safetensors, atomic) with its config and the base model's
-    weights sha256 in the header."""
+    weights sha256 in the header. OutputError, before anything is written, for a path that is not a .safetensors
+    file in a writable folder (a folder, below a regular file: raw OS errors from the write before 2026-12-06)."""
     from vdmkit.io.checkpoint import save_tensors
+    from vdmkit.io.video import check_output_path
 
-    path = Path(path)
-    if path.suffix != ".safetensors":
-        raise ValueError(f"an adapter file ends in .safetensors, got {str(path)!r}")
+    path = check_output_path(path, (".safetensors",))  # and its .json sidecar, which save_tensors writes too
     return save_tensors(path, *adapter_payload(model, cfg, base_sha256, extra, name))
 
 
 def adapter_payload(model: nn.Module, cfg: LoRAConfig, base_sha256: str | None, extra: dict | None = None,
                     name: str = "default") -> tuple[dict[str, torch.Tensor], dict]:
     """(tensors, header) of an adapter file of adapter ``name``: fp32 tensors in peft's layout, and the header with
-    the sha256 of those tensors, checked when the file is read."""
+    the sha256 of those tensors, checked when the file is read. The header records the adapter's own rank (another
+    is refused), strength and targets (the kinds of the layers it is on, whatever ``cfg`` says)."""
     tensors = {k: v.float().cpu().contiguous() for k, v in adapter_state(model, name).items()}
     pair = next(h.adapters[name] for _, h in _layers(model).values() if name in h.adapters)
+    kinds = layer_kinds(model)
+    targets = sorted({kinds[n] for n, (_, h) in _layers(model).items() if name in h.adapters}, key=TARGETS.index)
+    # load_adapter rebuilds the adapter on every layer of the recorded kinds: targets other than the adapter's own
+    # wrote a file that never loaded ("match no layer", or "does not fit this model"; before 2026-12-06)
+    if targets != cfg.targets:
+        cfg = dataclasses.replace(cfg, targets=targets)
     if pair.A.shape[0] != cfg.rank:  # the file would not read back ("has rank r, the header says ...")
         raise ConfigError(f"adapter {name!r} has rank {pair.A.shape[0]}, the config given says {cfg.rank}")
     if not math.isclose(pair.scale, cfg.scale, rel_tol=1e-9):  # set_scale since: the strength it applies now
@@ -517,9 +525,9 @@ def parse_lora_argument(text: str) -> tuple[str, float]:
         except ValueError:
             if Path(text).exists():  # a file whose name holds a colon
                 return text, 1.0
-            raise ValueError(f"--lora {text!r}: {scale!r} after the last ':' is not a number (PATH or PATH:SCALE)") \
+            raise ConfigError(f"--lora {text!r}: {scale!r} after the last ':' is not a number (PATH or PATH:SCALE)") \
                 from None
         if not math.isfinite(value):
-            raise ValueError(f"--lora {text!r}: the scale must be finite")
+            raise ConfigError(f"--lora {text!r}: the scale must be finite")
         return path, value
     return text, 1.0

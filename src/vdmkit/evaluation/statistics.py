@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import numbers
 import warnings
 from dataclasses import dataclass
 
@@ -42,6 +43,7 @@ KID_COEF = 1.0
 KID_SUBSETS = 100
 KID_SUBSET_SIZE = 1000
 KID_SEED = 2020  # torch-fidelity `defaults.py` rng_seed
+KID_MAX_SEED = 2 ** 32 - 1  # np.random.RandomState takes seeds in [0, 2**32 - 1]
 KID_STYLEGAN_SCALE = 1000.0  # StyleGAN2-ADA / StyleGAN-V `kid50k_full` report KID x 1000
 
 # Inception Score (Salimans et al. 2016): 10 splits (torch-fidelity, StyleGAN-V `isv2048_ucf`).
@@ -108,6 +110,10 @@ def check_sample_count(n: int, required: int | None, *, what: str, strict: bool 
     Metrics such as FVD are biased by about c / N, so a number from fewer samples than the protocol
     asks for is not comparable with published values.
     """
+    if required is not None:  # a str compared with n was a raw TypeError (before 2026-12-06)
+        check_count(required, "min_samples")
+        if required < 0:
+            raise ConstraintError(f"min_samples must be an integer >= 0 (or None), got {required!r}")
     if required is None or n >= required:
         return
     msg = f"{what}: {n} samples, fewer than the {required} the protocol needs; the value is not comparable"
@@ -158,9 +164,13 @@ def accumulate_moments(batches, *, chunk_rows: int = 4096) -> FeatureMoments:
     """Moments of a stream of ``(N_i, D)`` feature batches (any iterable). Batches are buffered up to
     ``chunk_rows`` rows and merged a chunk at a time: memory stays at one chunk, and the products stay
     large enough for BLAS (merging every 16-row extractor batch is 10x slower on 2 cores)."""
-    total, buffer, rows = None, [], 0
-    for batch in batches:
+    total, buffer, rows, width = None, [], 0, None
+    for i, batch in enumerate(batches):
         batch = features_2d(batch)
+        width = batch.shape[1] if width is None else width
+        if batch.shape[1] != width:  # inside one chunk np.concatenate raised a raw ValueError (before 2026-12-06)
+            raise ConstraintError(f"cannot merge moments of width {width} and {batch.shape[1]} (batch {i} of the "
+                                  "stream); extract every batch with the same network and layer")
         buffer.append(batch)
         rows += batch.shape[0]
         if rows >= chunk_rows:
@@ -268,6 +278,22 @@ def frechet_distance_stylegan_v(real: ArrayLike, fake: ArrayLike, *, min_samples
 # --------------------------------------------------------------------------------------------------
 # KID / KVD
 
+def _finite_number(value) -> bool:
+    return not isinstance(value, bool) and isinstance(value, numbers.Real) and math.isfinite(value)
+
+
+def check_kernel(degree, gamma, coef) -> None:
+    """ConstraintError unless the polynomial kernel's ``degree`` is an integer >= 1, ``gamma`` None or a finite
+    number > 0, and ``coef`` a finite number: a NaN or a fractional power made the metric NaN (before 2026-12-06)."""
+    check_count(degree, "degree")
+    if degree < 1:
+        raise ConstraintError(f"degree must be an integer >= 1 (KID uses {KID_DEGREE}), got {degree!r}")
+    if gamma is not None and not (_finite_number(gamma) and gamma > 0):
+        raise ConstraintError(f"gamma must be a finite number > 0 (or None: 1/D, the KID default), got {gamma!r}")
+    if not _finite_number(coef):
+        raise ConstraintError(f"coef must be a finite number (KID uses {KID_COEF}), got {coef!r}")
+
+
 def polynomial_kernel(x: np.ndarray, y: np.ndarray, *, degree: int = KID_DEGREE,
                       gamma: float | None = None, coef: float = KID_COEF) -> np.ndarray:
     """``(gamma x y^T + coef)^degree`` for ``(N, D)`` and ``(M, D)``; gamma defaults to 1/D."""
@@ -282,6 +308,7 @@ def mmd2_unbiased(x: ArrayLike, y: ArrayLike, *, degree: int = KID_DEGREE, gamma
     Within-set sums exclude the diagonal and divide by m(m-1); the cross sum keeps its diagonal and
     divides by m n (MMD-GAN ``mmd_est="unbiased"``; torch-fidelity ``kernel_mmd``). Can be negative.
     """
+    check_kernel(degree, gamma, coef)
     x, y = features_2d(x, "real features"), features_2d(y, "fake features")
     _same_width(x, y)
     m, n = x.shape[0], y.shape[0]
@@ -303,6 +330,10 @@ def kernel_distance(real: ArrayLike, fake: ArrayLike, *, subsets: int = KID_SUBS
     ``subset_size`` samples, the subset shrinks to the smaller set (clean-fid, StyleGAN) with a
     :class:`SampleCountWarning`; ``strict`` raises instead (torch-fidelity, torchmetrics).
     """
+    check_kernel(degree, gamma, coef)
+    check_count(seed, "seed")
+    if not 0 <= seed <= KID_MAX_SEED:  # numpy's own ValueError came from inside RandomState (before 2026-12-06)
+        raise ConstraintError(f"seed must be an integer in [0, 2**32 - 1] (default {KID_SEED}), got {seed!r}")
     x, y = features_2d(real, "real features"), features_2d(fake, "fake features")
     _same_width(x, y)
     check_count(subsets, "subsets")
@@ -467,6 +498,8 @@ def frame_consistency_vbench(frame_embeddings: ArrayLike) -> float:
 
 def _per_video(fn, x: torch.Tensor, y: torch.Tensor) -> np.ndarray:
     """Apply ``fn`` to one float64 [0, 1] video pair at a time (memory of one video): ``(B, T)``."""
+    # .numpy() refuses a tensor that requires grad (a raw RuntimeError before 2026-12-06); the Frechet path detaches
+    x, y = (v.detach() if isinstance(v, torch.Tensor) else v for v in (x, y))
     check_video(x, name="real video")
     check_video(y, name="fake video")
     if x.shape != y.shape:
