@@ -254,6 +254,12 @@ def test_concat_tasks_make_the_frames_and_sizes_they_promise(models):
     assert out.shape[2] == 13 and torch.equal(out[:, :, ::3], keys)  # keyframes kept exactly
     longer = extend(pipe, clip(1, t=3), frames=9, steps=2)
     assert longer.shape[2] == 9 and torch.equal(longer[:, :, :3], clip(1, t=3))
+    # extend keeps its input as given: keep_known=False changed nothing and was recorded (before 2026-12-06)
+    with pytest.raises(ConstraintError, match="keep_known=False: extend keeps the input video as given"):
+        extend(pipe, clip(1, t=3), frames=9, steps=2, keep_known=False)
+    assert torch.equal(extend(pipe, clip(1, t=3), frames=9, steps=2, keep_known=True), longer)
+    with pytest.raises(ConstraintError, match=r"must be \(B, 3, H, W\), got shape \(3, 16, 16\): add a batch axis"):
+        image_to_video(pipe, image[0], "a blue square moving up", steps=2)
     sr = TextToVideo.from_pretrained(models["sr"])
     up = upscale(sr, clip(1, t=6, size=8), steps=2, noise_level=0.05)
     assert up.shape == (1, 3, 6, 16, 16)
@@ -314,9 +320,18 @@ def test_cascade_plans_check_each_stage_against_the_one_before(models):
     # the SR model makes 16x16 from 8x8: after 16x16 stages it is refused, naming both shapes
     with pytest.raises(ConstraintError, match="takes 8x8 frames .* makes 16x16"):
         plan(CascadeConfig(stages=stages + (StageConfig(task="upscale", model=models["sr"]),)))
-    with pytest.raises(ConstraintError, match="stride=4 keeps one of its 4 frames"):  # one keyframe: none between
+    with pytest.raises(ConstraintError, match="needs at least 2 keyframes; the stage before makes 1"):
         plan(CascadeConfig(stages=(StageConfig(task="text_to_video", model=models["t2v"], stride=4),
                                    StageConfig(task="interpolate", model=models["frames"]))))
+    # one keyframe is an image, which `extend` animates (text -> image -> video): refused in a stride check before
+    for first in (StageConfig(task="text_to_video", model=models["t2v"], stride=4),
+                  StageConfig(task="text_to_video", model=models["t2v"], frames=1)):
+        extended = plan(CascadeConfig(stages=(first, StageConfig(task="extend", model=models["frames"], frames=6))))
+        assert [p.shape[0] for p in extended] == [1, 6]
+    with pytest.raises(ConstraintError, match="stride=4 keeps one of its 4 frames as the cascade's video"):
+        plan(CascadeConfig(stages=(StageConfig(task="text_to_video", model=models["t2v"], stride=4),)))
+    keyframe = StageConfig(task="text_to_video", model=models["t2v"], frames=1)
+    assert plan(CascadeConfig(stages=(keyframe,)))[0].shape[0] == 1
     with pytest.raises(ConfigError, match="first cascade stage"):
         CascadeConfig(stages=(StageConfig(task="upscale", model=models["sr"]),))
 
@@ -422,6 +437,8 @@ def test_task_commands_refuse_bad_inputs_with_exit_2(models, tmp_path, monkeypat
         # options the task would ignore (accepted silently before 2026-12-05)
         (["upscale", "--model", models["sr"], "--video", keys, "--image-guidance", "2"], "--image-guidance apply"),
         (["upscale", "--model", models["sr"], "--video", keys, "--no-keep"], "--no-keep apply"),
+        (["extend", "--model", models["frames"], "--video", keys, "--frames", "6", "--no-keep"],
+         "--no-keep does not apply to extend"),
         # sample's options image-to-video does not take: accepted and ignored, the video unchanged, before 2026-12-06
         *[(["sample", "--model", models["frames"], "--image", str(tmp_path / "first.png"), "--prompt", "x", *flag],
            f"{flag[0]} do(es) not apply to image-to-video")
@@ -501,8 +518,20 @@ def test_cascade_draws_and_records_a_random_seed_and_tasks_warn_about_oversized_
                                  StageConfig(task="extend", model=models["frames"], frames=10**7, steps=1)))
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(TextToVideo, "from_pretrained", lambda *a, **k: pytest.fail("a stage ran"))
-        with pytest.raises(OutOfMemoryError, match="10000000 frames"):
+        patch.setattr("vdmkit.memory.available_bytes", lambda device=None: 2**30)  # any machine: 36 GiB asked
+        with pytest.raises(OutOfMemoryError, match="10000000 frames.*stage 'extend': fewer frames \\(10000000\\)"):
             run_cascade(huge, "a red circle")
+        # the written video, upscaled for viewing (98 MB at x8 here), is counted: it was allocated after every stage
+        from vdmkit.pipelines.cascade import check_cascade_memory
+
+        patch.setattr("vdmkit.memory.available_bytes", lambda device=None: 50 * 2**20)
+        viewed = plan(CascadeConfig(stages=(StageConfig(task="text_to_video", model=models["t2v"]),
+                                            StageConfig(task="extend", model=models["frames"], frames=2000))))
+        check_cascade_memory(viewed, "cpu")  # written as made: fits
+        with pytest.raises(OutOfMemoryError, match=r"a smaller --upscale \(8"):
+            check_cascade_memory(viewed, "cpu", view_factor=8)
+        with pytest.raises(ConfigError, match="view_factor must be an integer >= 1, got 0"):
+            run_cascade(huge, "a red circle", view_factor=0)
 
 
 def test_cascade_command_refuses_mismatched_stages_before_any_weights(models, tmp_path, monkeypatch, capsys):

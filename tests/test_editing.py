@@ -223,8 +223,8 @@ def test_negative_prompts_the_edit_would_ignore_are_refused(model):
     for inv, kwargs, match in (
             (inversion, {"cfg_inversion": "source", "negative_prompt": "a green triangle"}, source),
             (negative, {"cfg_inversion": "source"}, source),  # the inversion request's, taken by default
-            (inversion, {"guidance": 1.0, "negative_prompt": "a green triangle"}, "raise --guidance above 1"),
-            (negative, {"guidance": 1.0}, "raise --guidance above 1"),  # inherited, then dropped unsaid (review)
+            (inversion, {"guidance": 1.0, "negative_prompt": "a green triangle"}, "raise guidance .--guidance. above"),
+            (negative, {"guidance": 1.0}, "raise guidance .--guidance. above"),  # inherited, then dropped unsaid
             (inversion, {"negative_prompt": "a\udcffb"}, r"negative_prompt 'a\\udcffb' is not valid text"),
             (inversion, {"cfg_inversion": "both"}, "cfg_inversion must be one of plain, source")):
         with pytest.raises(ConfigError, match=match):
@@ -232,11 +232,53 @@ def test_negative_prompts_the_edit_would_ignore_are_refused(model):
     with pytest.raises(ConfigError, match=source):
         check_invertible(negative.request, "source")  # what the CLI can check before loading the weights
     check_invertible(negative.request, "plain")
-    with pytest.raises(ConfigError, match="raise --guidance above 1"):
+    with pytest.raises(ConfigError, match="raise guidance .--guidance. above 1"):
         invert(pipe, videos, captions, steps=2, guidance=1.0, negative_prompt="a green triangle")
-    with pytest.raises(ConfigError, match="raise --guidance above 1"):
+    with pytest.raises(ConfigError, match="raise guidance .--guidance. above 1"):
         edit(pipe, videos, captions, steps=2, guidance=1.0, negative_prompt="a green triangle")
     # a source-prompt edit with no negative prompt of its own, and one at guidance 1 with none, still run
     edit_inverted(pipe, inversion, ["a blue circle"], cfg_inversion="source")
     edit_inverted(pipe, negative, ["a blue circle"], cfg_inversion="source", negative_prompt="")
     edit_inverted(pipe, inversion, ["a blue circle"], guidance=1.0)
+
+
+def test_editing_checks_memory_decode_options_and_callbacks_before_any_work(model, monkeypatch):
+    """A clip too large was an allocator error or the OOM killer (pipe() refused the same size), a decode typo was
+    ignored or failed after the sampling, a callback that is not callable failed inside the sampler, an inherited
+    guidance_rescale was dropped at guidance 1, and edit_inverted(None) was a raw AttributeError (before
+    2026-12-06)."""
+    from vdmkit import memory
+    from vdmkit.errors import ConfigError, OutOfMemoryError
+
+    _, pipe, videos, captions = model
+    rescaled = invert(pipe, videos, captions, steps=2, guidance=3.0, guidance_rescale=0.7)
+    with pytest.raises(ConfigError, match="guidance_rescale=0.7 .*guidance=1 "):
+        edit_inverted(pipe, rescaled, ["a blue circle"], guidance=1.0)
+    for call, decodes in ((lambda **k: edit(pipe, videos, captions, steps=2, **k), True),
+                          (lambda **k: invert(pipe, videos, captions, steps=2, **k), False),
+                          (lambda **k: edit_inverted(pipe, rescaled, ["a blue circle"], **k), True)):
+        with pytest.raises(ConfigError, match="callback must be callable .*got int"):
+            call(callback=5)
+        if decodes:
+            with pytest.raises(ConfigError, match=r"decode options \['foo'\] unknown"):
+                call(decode={"foo": 1})
+            with pytest.raises(ConfigError, match="decode must be a dict .*got int"):
+                call(decode=5)
+    with pytest.raises(ConfigError, match="inversion must be what invert\\(\\) returns .*got NoneType"):
+        edit_inverted(pipe, None, ["a blue circle"])
+    monkeypatch.setattr(memory, "available_bytes", lambda device=None: 1024)
+    monkeypatch.setattr(pipe, "starting_noise", lambda *a: pytest.fail("work started"))
+    monkeypatch.setattr(pipe, "encode", lambda *a: pytest.fail("work started"))
+    for call, what in ((lambda: edit(pipe, videos, captions, steps=2), "sampling 2 x 4 frames"),
+                       (lambda: invert(pipe, videos, captions, steps=2), "sampling 2 x 4 frames"),
+                       (lambda: edit_inverted(pipe, rescaled, ["a blue circle"]), "sampling 4 x 4 frames")):
+        with pytest.raises(OutOfMemoryError, match=what):  # edit_inverted samples (source, target) pairs
+            call()
+
+
+def test_edit_at_strength_zero_returns_float32_as_every_edit():
+    pipe, cfg = random_pipe("unet")
+    videos, captions = ShapesDataset(cfg.data).batch(0, 1)
+    same = edit(pipe, videos.double(), list(captions), strength=0.0, steps=2)
+    assert same.dtype == torch.float32 and torch.equal(same, videos.double().float())
+    assert edit(pipe, videos.double(), list(captions), strength=0.5, steps=2).dtype == torch.float32

@@ -277,3 +277,33 @@ def test_python_api_errors_are_typed(run, pipe, tmp_path):
         with pytest.raises(OutputError, match=match):
             pipe.save_pretrained(target)
     assert not list((tmp_path / "taken").iterdir())
+
+
+def test_numpy_numbers_malformed_arguments_and_callbacks_are_typed_errors_before_any_work(pipe, monkeypatch):
+    """NumPy integers were refused as frames and seeds (steps were taken) and np.float32 as a guidance; a None
+    config, decode=5, prompt_at=5, train(None) and a callback that cannot be called were raw errors (the callback's
+    inside the sampler after the first model call), before 2026-12-06."""
+    import numpy as np
+
+    from vdmkit.pipelines import long_video
+
+    request = make_request(pipe.config, ["a red circle"], frames=np.int64(4), seed=np.int64(3), steps=np.int64(2),
+                           guidance=np.float32(2.0))
+    assert (request.frames, request.seed, request.guidance) == (4, 3, 2.0) and type(request.seed) is int
+    assert torch.equal(pipe(["a red circle"], frames=np.int64(4), seed=np.int64(3), steps=2),
+                       pipe(["a red circle"], frames=4, seed=3, steps=2))
+    for config in (None, {"frames": 8}):
+        with pytest.raises(ConfigError, match="config must be a model's PipelineConfig"):
+            make_request(config, ["a red circle"])
+    with pytest.raises(ConfigError, match="train\\(\\) takes a RunConfig .*got NoneType"):
+        train(None)
+    monkeypatch.setattr(pipe, "starting_noise", lambda *a: pytest.fail("work started"))
+    for decode in (5, ["tile"]):
+        with pytest.raises(ConfigError, match="decode must be a dict"):
+            pipe(["a red circle"], steps=2, decode=decode)
+    with pytest.raises(ConfigError, match="callback must be callable"):
+        pipe(["a red circle"], steps=2, callback=5)
+    with pytest.raises(ConfigError, match="callback must be callable"):
+        long_video(pipe, "a red circle", frames=8, steps=2, callback="print")
+    with pytest.raises(ConfigError, match="prompt_at must be a dict"):
+        long_video(pipe, "a red circle", frames=8, steps=2, prompt_at=5)

@@ -32,7 +32,7 @@ def no_weights(monkeypatch):
 def test_options_of_the_unconditional_pass_are_refused_without_it(config, guidance, option, match):
     """guidance <= 1 samples the conditional pass alone: both were accepted, ignored and recorded in the sidecar
     (before 2026-12-06)."""
-    with pytest.raises(ConfigError, match=f"{match}.*guidance={guidance:g} .*raise --guidance above 1, or drop it"):
+    with pytest.raises(ConfigError, match=f"{match}.*guidance={guidance:g} .*raise guidance .--guidance. above 1, or "):
         make_request(config, ["a red circle"], guidance=guidance, **option)
     request = make_request(config, ["a red circle"], guidance=1.5, **option)  # above 1 both act
     assert (request.negative_prompt, request.guidance_rescale) != ("", 0.0)
@@ -76,15 +76,15 @@ LONG = ["--frames", "24", "--window", "16", "--overlap", "8", "--long-mode", "wi
 
 
 @pytest.mark.parametrize("argv, match", [
-    (["--negative-prompt", "a green triangle", "--guidance", "1"], "raise --guidance above 1, or drop it"),
-    (["--guidance-rescale", "0.7", "--guidance", "0.5"], "raise --guidance above 1, or drop it"),
-    (["--fast", "--negative-prompt", "a green triangle"], "guidance=1 .*raise --guidance above 1"),
+    (["--negative-prompt", "a green triangle", "--guidance", "1"], "raise guidance .--guidance. above 1, or drop it"),
+    (["--guidance-rescale", "0.7", "--guidance", "0.5"], "raise guidance .--guidance. above 1, or drop it"),
+    (["--fast", "--negative-prompt", "a green triangle"], "guidance=1 .*raise guidance .--guidance. above 1"),
     (["--negative-prompt", "a\udcffb"], "negative_prompt 'a\\\\udcffb' is not valid text"),
     # a byte-identical video, the switch recorded in the sidecar (before 2026-12-06)
     ([*LONG, "--prompt-at", "20:a blue square"], r"prompt_at\[20\] .*after the last window's centre .*\[9, 16\]"),
     ([*LONG, "--prompt-at", "8:a blue square"], "the main prompt 'a red circle' is used by no window"),
     ([*LONG, "--prompt-at", "12:a\udcffb"], r"prompt_at\[12\] 'a\\udcffb' is not valid text"),
-    ([*LONG, "--negative-prompt", "x", "--guidance", "1"], "raise --guidance above 1"),
+    ([*LONG, "--negative-prompt", "x", "--guidance", "1"], "raise guidance .--guidance. above 1"),
 ])
 def test_sample_refuses_them_before_loading_weights(tmp_path, no_weights, capsys, argv, match):
     import re

@@ -44,8 +44,8 @@ def resolve_device(name: str = "auto") -> torch.device:
     if device.type == "cuda":
         if not torch.cuda.is_available():
             raise DeviceError(f"device {name!r}: this machine has no CUDA device (torch {torch.__version__}, "
-                              f"CUDA build: {torch.version.cuda or 'no'}); available: {available()}. Use --device cpu "
-                              "or auto")
+                              f"CUDA build: {torch.version.cuda or 'no'}); available: {available()}. Use device "
+                              "'cpu' or 'auto' (--device cpu)")
         if device.index is not None and device.index >= torch.cuda.device_count():
             raise DeviceError(f"device {name!r}: only {torch.cuda.device_count()} CUDA device(s); available: "
                               f"{available()}")

@@ -141,6 +141,9 @@ def _run_task(args, task: str, video, prompt: str, produce_args: dict, extra: di
         if ignored:
             raise ValueError(f"{', '.join(ignored)} apply to the tasks with known frames (image-to-video, "
                              "interpolate, extend); upscale conditions on the whole low-resolution video")
+    if task == "extend" and args.no_keep:  # it changed nothing, and was recorded as keep_known false
+        raise ValueError("--no-keep does not apply to extend: the input video is kept as given, and each window's "
+                         "context frames are left out of the output")
     else:
         warn_larger_than_trained(video, config, "--height / --width" if task == "image_to_video" else "a resized input")
     options = _conditioning(args)
@@ -257,7 +260,7 @@ def _cmd_cascade(args) -> int:
     threads = apply_threads(args.threads)
     report_line = None if args.no_progress else (lambda line: print(line, file=sys.stderr, flush=True))
     video, stages = run_cascade(cfg, args.prompt, seed=seed, device=device, precision=args.precision,
-                                progress=report_line)
+                                progress=report_line, view_factor=factor)
     frames = to_uint8(video[0])
     meta = {"prompt": args.prompt, "cascade": str(args.config), "config": to_dict(cfg),  # as run, overrides in
             "seed": seed, "seed_was_random": args.seed is None,

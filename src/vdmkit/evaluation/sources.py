@@ -131,7 +131,8 @@ class FolderSource:
                  real_split=None):
         self.root, self.protocol, self.role = Path(root), protocol, role
         if not self.root.is_dir():
-            raise DatasetError(f"--{role} {str(self.root)!r} is not a folder of videos (nor 'shapes'/'noise'/a model)")
+            raise DatasetError(f"{role} (--{role}) {str(self.root)!r} is not a folder of videos (nor "
+                               "'shapes'/'noise'/a model)")
         # hidden entries are not the set's videos: .ipynb_checkpoints/, an interrupted sample's .name.tmp.mp4
         files = sorted(p for p in self.root.rglob("*") if p.suffix.lower() in VIDEO_SUFFIXES and p.is_file()
                        and not any(part.startswith(".") for part in p.relative_to(self.root).parts))

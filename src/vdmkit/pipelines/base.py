@@ -11,7 +11,7 @@ import dataclasses
 import json
 import os
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Mapping
 
 import torch
 from torch import nn
@@ -53,6 +53,9 @@ BOTH_RUNNERS = ("compiling (compile(), --compile) and CUDA graphs (cuda_graphs()
 
 def check_decode(decode: dict | None) -> dict:
     """``decode=`` (the autoencoder's memory options) as a dict; ConfigError naming unknown options."""
+    if decode is not None and not isinstance(decode, Mapping):  # 5 or ['tile'] were raw TypeError / ValueError
+        raise ConfigError(f"decode must be a dict of the autoencoder's memory options ({', '.join(DECODE_OPTIONS)}) "
+                          f"or None, got {type(decode).__name__}")
     unknown = sorted(set(decode or {}) - set(DECODE_OPTIONS))
     if unknown:
         raise ConfigError(f"decode options {unknown} unknown; valid: {', '.join(DECODE_OPTIONS)} (latent models: the "

@@ -126,10 +126,10 @@ def plan(cfg: CascadeConfig) -> list[Planned]:
                 raise ConstraintError(f"{where}: a conditioned model (condition_inputs={list(inputs)}) does not "
                                       "make videos from text; use a text-to-video model")
             frames = stage.frames or config.frames
-            if stage.stride >= frames:  # one frame: a "video" of a single keyframe, unsaid (2026-12-06)
-                raise ConstraintError(f"{where}: stride={stage.stride} keeps one of its {frames} frames; use a stride "
-                                      f"below {frames}")
             made = (len(range(0, frames, stage.stride)), config.height, config.width)
+            if made[0] == 1 < frames and stage is cfg.stages[-1]:  # one keyframe is an image for extend, not an output
+                raise ConstraintError(f"{where}: stride={stage.stride} keeps one of its {frames} frames as the "
+                                      f"cascade's video; use a stride below {frames}, or an extend stage after it")
         else:
             frames, height, width = shape
             if stage.task == "upscale":
@@ -149,7 +149,8 @@ def plan(cfg: CascadeConfig) -> list[Planned]:
                                           f"but the stage before makes {height}x{width}")
                 if stage.task == "interpolate":
                     if frames < 2:
-                        raise ConstraintError(f"{where} needs at least 2 keyframes; the stage before makes {frames}")
+                        raise ConstraintError(f"{where} needs at least 2 keyframes; the stage before makes {frames} "
+                                              "(a stride below its frame count keeps more)")
                     made = ((frames - 1) * stage.factor + 1, height, width)
                 else:
                     if stage.frames is None or stage.frames <= frames:
@@ -197,19 +198,34 @@ def check_stage_options(stage: StageConfig, config, before: tuple[int, int, int]
         raise type(e)(f"{where}: {e}") from e
 
 
-def check_cascade_memory(planned: list[Planned], device) -> None:
+def check_cascade_memory(planned: list[Planned], device, view_factor: int = 1) -> None:
     """OutOfMemoryError, before any stage runs, when a stage would need more memory than ``device`` has free (one
-    stage's model is in memory at a time; each task holds its whole output)."""
+    stage's model is in memory at a time; each task holds its whole output; the last stage's is written upscaled
+    ``view_factor`` times). The advice names the stage's own keys (a task command's flags are not a cascade's)."""
     from vdmkit.device import resolve_device
     from vdmkit.pipelines.base import check_sampling_memory
     from vdmkit.pipelines.conditioned import check_task_memory
 
     device = device if isinstance(device, torch.device) else resolve_device(device)
-    for p in planned:
+    for k, p in enumerate(planned):
+        factor = view_factor if k == len(planned) - 1 else 1
+        advice = stage_advice(p, factor)
         if p.stage.task == "text_to_video":
-            check_sampling_memory(p.config, p.request, device)
+            check_sampling_memory(p.config, p.request, device, view_factor=factor, advice=advice)
         else:
-            check_task_memory(p.config, p.request, device, frames=p.shape[0], task=p.stage.task)
+            check_task_memory(p.config, p.request, device, frames=p.shape[0], view_factor=factor, advice=advice)
+
+
+def stage_advice(p: Planned, view_factor: int) -> str:
+    """What lowers a stage's memory, in the cascade's terms: the stage's keys, the stages before it, --upscale."""
+    where = f"stage {p.stage.name!r}"
+    tips = {"text_to_video": f"{where}: fewer frames ({p.stage.frames or p.config.frames})",
+            "interpolate": f"{where}: a smaller factor ({p.stage.factor}), or fewer keyframes from the stage before",
+            "extend": f"{where}: fewer frames ({p.stage.frames})",
+            "upscale": f"{where}: a shorter video from the stages before"}[p.stage.task]
+    if view_factor > 1:
+        tips += f"; a smaller --upscale ({view_factor}: the written video is {view_factor}x larger on each side)"
+    return tips
 
 
 def sampling_options(stage: StageConfig) -> dict:
@@ -219,8 +235,9 @@ def sampling_options(stage: StageConfig) -> dict:
 
 @torch.no_grad()
 def run_cascade(cfg: CascadeConfig, prompt: str, *, seed: int | None = 0, device="cpu", precision: str = "fp32",
-                progress: Callable[[str], None] | None = None) -> tuple[torch.Tensor, list[dict]]:
-    """The video (1, 3, T, H, W) in [-1, 1] the stages make from ``prompt``, and one record per stage."""
+                progress: Callable[[str], None] | None = None, view_factor: int = 1) -> tuple[torch.Tensor, list[dict]]:
+    """The video (1, 3, T, H, W) in [-1, 1] the stages make from ``prompt``, and one record per stage.
+    ``view_factor``: how many times larger on each side the caller will write it (counted in the memory check)."""
     from vdmkit.pipelines import TextToVideo
     from vdmkit.pipelines.conditioned import extend, interpolate, upscale
 
@@ -232,8 +249,11 @@ def run_cascade(cfg: CascadeConfig, prompt: str, *, seed: int | None = 0, device
         raise ConfigError(f"a cascade makes one video from one prompt (a str), got {type(prompt).__name__}")
     check_prompts([prompt])
     check_precision(precision)
+    if isinstance(view_factor, bool) or not isinstance(view_factor, int) or view_factor < 1:
+        raise ConfigError(f"view_factor must be an integer >= 1, got {view_factor!r}")
     planned = plan(cfg)  # and every stage's options: all before the first weights load
-    check_cascade_memory(planned, device)  # a later stage's was found after the earlier ones had run (2026-12-06)
+    # a later stage's was found after the earlier ones had run, and the written video after all of them (2026-12-06)
+    check_cascade_memory(planned, device, view_factor)
     video, records = None, []
     for k, p in enumerate(planned):
         stage = p.stage

@@ -31,7 +31,7 @@ from vdmkit.conditioning.masks import augment, check_noise_level
 from vdmkit.errors import ConstraintError
 from vdmkit.pipelines.base import check_decode, sampling_advice
 from vdmkit.pipelines.request import SampleRequest, check_prompts, check_size, make_request
-from vdmkit.sampling.generate import check_seed, generate, offset_seed
+from vdmkit.sampling.generate import check_callback, check_seed, generate, offset_seed
 from vdmkit.sampling.guidance import check_guidance
 from vdmkit.video import check_video
 
@@ -211,6 +211,7 @@ def run_conditioned(pipe, request: ConditionedRequest, *, callback: Callable | N
     ``output="latents"``)."""
     base = request.base
     check_decode(decode)  # before any sampling
+    check_callback(callback)
     n = len(base.prompts)
     device = pipe.device
     cond, uncond = pipe.conditions(base.prompts, [base.negative_prompt] * n)
@@ -294,11 +295,12 @@ def task_frames(task: str, video: torch.Tensor, *, factor: int = 4, frames: int 
 
 def check_task_memory(config, request: ConditionedRequest, device, dtype: str = "fp32", *, frames: int | None = None,
                       decode: dict | None = None, view_factor: int = 1, loaded: bool = False,
-                      task: str | None = None) -> None:
+                      task: str | None = None, advice: str | None = None) -> None:
     """OutOfMemoryError, before any work, when a task whose windows are ``request`` and whose whole output is
     ``frames`` frames (default: the request's) would need more memory than ``device`` has free: one window's sampling
     (memory.py's estimate), its inputs and the whole output video. ``loaded``: the weights are resident already;
-    ``task``: the command whose options the advice names (None: the Python API's and sample's)."""
+    ``task``: the command whose options the advice names (None: the Python API's and sample's); ``advice``: the
+    caller's own (a cascade's)."""
     from vdmkit.memory import MemoryEstimate, check_fits, sampling_estimate
 
     check_decode(decode)  # its options are estimated below
@@ -312,8 +314,8 @@ def check_task_memory(config, request: ConditionedRequest, device, dtype: str = 
     parts["inputs"] = sum(4 * t.numel() for t in (request.known, request.low_res) if t is not None)
     parts["output"] = batch * 3 * total * pixels * 4 + total * pixels * 3 * view_factor ** 2
     windows = f" in windows of {base.frames}" if total != base.frames else ""
-    advice = sampling_advice(config, dataclasses.replace(base, frames=total), dtype, view_factor, task=task,
-                             decode=decode)
+    advice = advice or sampling_advice(config, dataclasses.replace(base, frames=total), dtype, view_factor,
+                                       task=task, decode=decode)
     check_fits(MemoryEstimate(parts), device, f"{len(base.prompts)} x {total} frames at {base.height}x{base.width}"
                f"{windows} ({dtype})", advice)
 
@@ -322,6 +324,9 @@ def as_clip(image: torch.Tensor) -> torch.Tensor:
     """An image (B, 3, H, W) or (B, 3, 1, H, W) in [-1, 1] -> (B, 3, 1, H, W)."""
     if isinstance(image, torch.Tensor) and image.ndim == 4:
         image = image[:, :, None]
+    elif isinstance(image, torch.Tensor) and image.ndim == 3:  # no batch axis: the error named the 5-d form
+        raise ConstraintError(f"the image must be (B, 3, H, W), got shape {tuple(image.shape)}: add a batch axis "
+                              "(image[None])")
     check_video(image, channels=3, name="the image")
     if image.shape[2] != 1:
         raise ConstraintError(f"the image must be one frame (B, 3, H, W), got {image.shape[2]} frames")
@@ -370,7 +375,7 @@ def interpolation_windows(keyframes: int, factor: int, window: int) -> list[tupl
     per = (window - 1) // factor  # keyframe intervals per window
     if per < 1:
         raise ConstraintError(f"interpolating x{factor} needs windows of at least {factor + 1} frames; the model "
-                              f"makes {window}: use --factor {window - 1} or less")
+                              f"makes {window}: use factor (--factor) {window - 1} or less")
     return [(s, min(s + per, keyframes - 1)) for s in range(0, keyframes - 1, per)]
 
 
@@ -481,6 +486,11 @@ def extend(pipe, video: torch.Tensor, prompts="", *, frames: int, context: int |
     model's length, each conditioned on the last ``context`` frames so far (default: :func:`extension_context`).
     The input frames are kept as given; window k is sampled with seed + k."""
     check_video(video, channels=3, name="the video to extend")
+    if kwargs.get("keep_known", True) is not True:  # accepted and recorded as false, while nothing changed
+        raise ConstraintError(f"keep_known={kwargs['keep_known']!r}: extend keeps the input video as given and "
+                              "leaves each window's context frames out of the output, so there are no model frames "
+                              "to keep instead; drop it")
+    kwargs["keep_known"] = True  # what it does: recorded so (the default false was recorded before 2026-12-06)
     if kwargs.get("output", "pixels") != "pixels":
         raise ConstraintError("extend continues the video from its pixels, window by window: it returns pixels only "
                               "(drop output=\"latents\"; pipe.to_latents(video) encodes the result)")

@@ -13,6 +13,7 @@ folders): pure functions over a :class:`~vdmkit.pipelines.TextToVideo` and the e
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 from typing import Callable
@@ -20,9 +21,11 @@ from typing import Callable
 import torch
 
 from vdmkit.backbones.layers import one_run_at_a_time, self_attention_hook
+from vdmkit.device import memory_guard
 from vdmkit.errors import ConfigError, ConstraintError
+from vdmkit.pipelines.base import check_decode, sampling_advice
 from vdmkit.pipelines.request import SampleRequest, check_negative, check_prompts, check_unconditional, make_request
-from vdmkit.sampling.generate import generate
+from vdmkit.sampling.generate import check_callback, generate
 from vdmkit.sampling.guidance import check_guidance
 from vdmkit.sampling.samplers import invert_ddim
 from vdmkit.video import check_video
@@ -82,10 +85,21 @@ def edit(pipe, video: torch.Tensor, prompts, *, strength: float = 0.6, callback:
     1 ignores it: exactly text-to-video with the same seed. ``kwargs``: steps, sampler, guidance, seed,
     negative_prompt, precision, ... as text-to-video."""
     strength = check_fraction("strength", strength)
+    check_callback(callback)
+    decode = check_decode(decode)  # a typo went unused (pixel models) or failed after the sampling (latent ones)
     request = edit_request(pipe.config, video, prompts, **kwargs)
     run = steps_for_strength(request.ts, strength)
-    if run == 0:  # nothing to denoise: the input itself (what the backbone sees of it, for output="latents")
-        return pipe.to_latents(video.to(pipe.device)) if request.output == "latents" else video.to(pipe.device).clone()
+    if run == 0:  # nothing to denoise: the input itself (what the backbone sees of it, for output="latents"), as
+        # float32 as every edit is (a float64 clip came back float64 at strength 0 only)
+        video = video.to(pipe.device, torch.float32)
+        return pipe.to_latents(video) if request.output == "latents" else video.clone()
+    # a clip too large is refused before any work (it was an allocator error or the OOM killer, before 2026-12-06)
+    pipe.check_memory(request, decode)
+    with memory_guard(f"editing on {pipe.device}", sampling_advice(pipe.config, request, pipe.weights_dtype)):
+        return _sdedit(pipe, video, request, run, strength, callback, decode)
+
+
+def _sdedit(pipe, video, request: SampleRequest, run: int, strength: float, callback, decode) -> torch.Tensor:
     noise, generator = pipe.starting_noise(request)  # (B, C, T, h, w)
     ts = request.ts[len(request.ts) - run:]
     x = noise
@@ -98,7 +112,7 @@ def edit(pipe, video: torch.Tensor, prompts, *, strength: float = 0.6, callback:
     x = generate(pipe.denoiser(request.precision), x, ts, cond, uncond, sampler=request.sampler,
                  guidance=request.guidance, guidance_rescale=request.guidance_rescale, generator=generator,
                  callback=callback, **request.knobs)
-    return x if request.output == "latents" else pipe.decode(x, **(decode or {}))
+    return x if request.output == "latents" else pipe.decode(x, **decode)
 
 
 def check_cfg_inversion(cfg_inversion: str, negative_prompt: str) -> None:
@@ -108,8 +122,8 @@ def check_cfg_inversion(cfg_inversion: str, negative_prompt: str) -> None:
         raise ConfigError(f"cfg_inversion must be one of {', '.join(CFG_INVERSION)}, got {cfg_inversion!r}")
     if cfg_inversion == "source" and negative_prompt:
         raise ConfigError(f"negative_prompt {negative_prompt!r} with cfg_inversion='source': negative-prompt inversion "
-                          "guides against the source prompt, so it would be ignored; drop it (--negative-prompt), or "
-                          "guide against it with cfg_inversion='plain'")
+                          "guides against the source prompt, so it would be ignored; drop it (negative_prompt, "
+                          "--negative-prompt), or guide against it with cfg_inversion='plain'")
 
 
 def check_invertible(request: SampleRequest, cfg_inversion: str = "plain") -> None:
@@ -141,13 +155,17 @@ def invert(pipe, video: torch.Tensor, source_prompts, *, callback: Callable | No
     otherwise); the guidance and negative prompt are the edit's defaults."""
     if kwargs.get("latents") is not None:  # inversion computes the starting noise: given noise would be unused
         raise ConstraintError("invert() computes the starting noise from the video: it takes no latents")
+    check_callback(callback)
     request = edit_request(pipe.config, video, source_prompts, **kwargs)
     check_invertible(request)
-    latents = pipe.to_latents(video.to(pipe.device, torch.float32))
-    cond = pipe.encode(list(request.prompts))
-    denoiser = pipe.denoiser(request.precision)
-    noise = invert_ddim(lambda x, t: denoiser(x, t, cond), latents.float(), request.ts, pipe.process,
-                        callback=callback)
+    unguided = dataclasses.replace(request, guidance=1.0, output="latents")  # the conditional model alone, no decode
+    pipe.check_memory(unguided)
+    with memory_guard(f"inverting on {pipe.device}", sampling_advice(pipe.config, request, pipe.weights_dtype)):
+        latents = pipe.to_latents(video.to(pipe.device, torch.float32))
+        cond = pipe.encode(list(request.prompts))
+        denoiser = pipe.denoiser(request.precision)
+        noise = invert_ddim(lambda x, t: denoiser(x, t, cond), latents.float(), request.ts, pipe.process,
+                            callback=callback)
     return Inversion(noise, latents, request)
 
 
@@ -186,12 +204,17 @@ def edit_inverted(pipe, inversion: Inversion, prompts, *, guidance: float | None
     the clip); a negative prompt either would leave unused is a ConfigError.
     ``attention_reuse`` in [0, 1]: the fraction of the first steps in which the target's self-attention maps are the
     source's (0: off, the model unchanged)."""
+    if not isinstance(inversion, Inversion):  # None or a tensor was a raw AttributeError
+        raise ConfigError(f"inversion must be what invert() returns (an Inversion), got {type(inversion).__name__}")
     request = inversion.request
     reuse = check_fraction("attention_reuse", attention_reuse)
+    check_callback(callback)
+    decode = check_decode(decode)  # a typo failed after the inversion's sampling (latent models) or went unused
     scale = request.guidance if guidance is None else check_guidance(guidance)
-    # the one used, given or inherited from the inversion (an inherited one was dropped at guidance <= 1 unsaid)
+    # the one used, given or inherited from the inversion (an inherited one was dropped at guidance <= 1 unsaid;
+    # so was the inversion's guidance_rescale, before 2026-12-06)
     negative_prompt = request.negative_prompt if negative_prompt is None else check_negative(negative_prompt)
-    check_unconditional(scale, negative_prompt, 0.0, scale > 1)
+    check_unconditional(scale, negative_prompt, request.guidance_rescale, scale > 1)
     check_cfg_inversion(cfg_inversion, negative_prompt)
     targets = check_prompts(prompts)
     sources = request.prompts
@@ -201,6 +224,15 @@ def edit_inverted(pipe, inversion: Inversion, prompts, *, guidance: float | None
         raise ConstraintError(f"{len(targets)} target prompts for {len(sources)} inverted videos: give one, or one "
                               "per video")
     pairs = [p for s, t in zip(sources, targets) for p in (s, t)]  # (source, target) interleaved
+    both = dataclasses.replace(request, prompts=tuple(pairs), guidance=scale)  # the batch sampled: 2B videos
+    pipe.check_memory(both, decode)
+    with memory_guard(f"editing on {pipe.device}", sampling_advice(pipe.config, both, pipe.weights_dtype)):
+        return _edit_pairs(pipe, inversion, both, sources, negative_prompt, cfg_inversion, reuse, callback, decode)
+
+
+def _edit_pairs(pipe, inversion: Inversion, request: SampleRequest, sources, negative_prompt: str,
+                cfg_inversion: str, reuse: float, callback, decode: dict) -> Edited:
+    pairs, scale = list(request.prompts), request.guidance
     negatives = [s if cfg_inversion == "source" else negative_prompt for s in sources for _ in range(2)]
     cond, uncond = pipe.conditions(pairs, negatives)
     x = inversion.noise.repeat_interleave(2, dim=0)  # (2B, C, T, h, w)
@@ -219,7 +251,7 @@ def edit_inverted(pipe, inversion: Inversion, prompts, *, guidance: float | None
                      guidance_rescale=request.guidance_rescale, generator=torch.Generator().manual_seed(request.seed),
                      callback=callback, process=pipe.process, **request.knobs)
     if request.output != "latents":
-        x = pipe.decode(x, **(decode or {}))
+        x = pipe.decode(x, **decode)
     return Edited(x[1::2], x[0::2])
 
 

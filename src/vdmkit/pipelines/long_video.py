@@ -28,7 +28,7 @@ from vdmkit.backbones.layers import one_run_at_a_time
 from vdmkit.errors import ConfigError, ConstraintError
 from vdmkit.pipelines.request import SampleRequest, check_latents, check_prompts, check_size, make_request
 from vdmkit.pipelines.text2video import refuse_conditioned
-from vdmkit.sampling.generate import initial_noise
+from vdmkit.sampling.generate import check_callback, initial_noise
 from vdmkit.sampling.guidance import guided
 from vdmkit.registry import check_sampler
 
@@ -57,6 +57,8 @@ class LongRequest:
 def check_prompt_at(prompt_at, frames: int) -> tuple[tuple[int, str], ...]:
     """{frame: prompt} -> ((frame, prompt), ...) sorted, each frame in [1, frames)."""
     items = []
+    if prompt_at is not None and not isinstance(prompt_at, (dict, list, tuple)):  # 5 was a raw TypeError
+        raise ConfigError(f"prompt_at must be a dict {{frame: prompt}} or None, got {type(prompt_at).__name__}")
     for frame, prompt in dict(prompt_at or {}).items():
         if isinstance(frame, bool) or not isinstance(frame, int) or not 0 < frame < frames:
             raise ConstraintError(f"prompt_at frame must be an integer in [1, {frames - 1}] (frame 0 takes the main "
@@ -239,6 +241,7 @@ def run_long(pipe, request: LongRequest, *, callback: Callable | None = None,
              decode: dict | None = None) -> torch.Tensor:
     """The video of a checked :class:`LongRequest` (or its latents, with output="latents")."""
     base = request.base
+    check_callback(callback)
     pipe.check_memory(as_sample_request(request), decode, window=request.window)
     generator = torch.Generator().manual_seed(base.seed)
     _, h, w = pipe.config.latent_size(base.frames, base.height, base.width)

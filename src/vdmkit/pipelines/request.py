@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import inspect
 import math
+import numbers
 import os
 from dataclasses import dataclass, field
 from typing import Any
@@ -53,9 +54,10 @@ class SampleRequest:
 
 
 def check_size(name: str, value) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+    """A positive int (a NumPy integer is taken as its value: np.int64(8) was refused, np.int64 steps taken)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
         raise ConstraintError(f"{name} must be a positive integer, got {value!r}")
-    return value
+    return int(value)
 
 
 def check_precision(precision) -> str:
@@ -142,6 +144,8 @@ def make_request(config: PipelineConfig, prompts, *, frames: int | None = None, 
     guidance <= 1 skips: given with it they are a ConfigError, never recorded and ignored. ``unconditional``: whether
     the caller's sampling runs a pass on the negative prompt anyway (two-scale image guidance does at any text scale);
     None: when guidance > 1."""
+    if not isinstance(config, PipelineConfig):  # None or a dict was a raw AttributeError
+        raise ConfigError(f"config must be a model's PipelineConfig (pipe.config), got {type(config).__name__}")
     defaults = config.sampling
     prompts = check_prompts(prompts)
     check_negative(negative_prompt)
@@ -199,11 +203,11 @@ def check_unconditional(guidance: float, negative_prompt: str, guidance_rescale:
     if negative_prompt and not unconditional:
         raise ConfigError(f"negative_prompt {negative_prompt!r} steers the unconditional pass of classifier-free "
                           f"guidance, which guidance={guidance:g} (<= 1: one conditional pass) does not run; raise "
-                          "--guidance above 1, or drop it")
+                          "guidance (--guidance) above 1, or drop it")
     if guidance_rescale and guidance <= 1:
         raise ConfigError(f"guidance_rescale={guidance_rescale:g} rescales classifier-free guidance, which "
-                          f"guidance={guidance:g} (<= 1: one conditional pass) does not apply; raise --guidance above "
-                          "1, or drop it")
+                          f"guidance={guidance:g} (<= 1: one conditional pass) does not apply; raise guidance "
+                          "(--guidance) above 1, or drop it")
 
 
 def listed_timesteps(timesteps) -> list:

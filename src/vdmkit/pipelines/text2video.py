@@ -11,7 +11,7 @@ from vdmkit.errors import ConstraintError
 from vdmkit.backbones.layers import one_run_at_a_time
 from vdmkit.pipelines.base import Pipeline, sampling_advice
 from vdmkit.pipelines.request import SampleRequest, make_request
-from vdmkit.sampling.generate import generate
+from vdmkit.sampling.generate import check_callback, generate
 
 
 class TextToVideo(Pipeline):
@@ -44,6 +44,7 @@ class TextToVideo(Pipeline):
         ``record``, if given, receives facts of the run for its metadata: ``"cache"``, the calls computed and reused
         when the request caches. Calls on one pipeline from several threads run one at a time
         (``layers.exclusive``)."""
+        check_callback(callback)
         self.check_memory(request, decode)  # a request too large for the machine is refused before any work
         with memory_guard(f"sampling on {self.device}", sampling_advice(self.config, request, self.weights_dtype)):
             n = len(request.prompts)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 import secrets
 from typing import Any, Callable
 
@@ -27,9 +28,17 @@ def check_seed(seed) -> int:
     """None draws a random seed in [0, 2**53) (return it, so it can be recorded); otherwise an int in [0, 2**63)."""
     if seed is None:
         return secrets.randbelow(RANDOM_SEEDS)
-    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or not 0 <= seed <= MAX_SEED:
         raise ConfigError(f"seed must be an integer in [0, 2**63 - 1] or None for random, got {seed!r}")
-    return seed
+    return int(seed)  # a NumPy integer as its value (recorded in JSON sidecars)
+
+
+def check_callback(callback) -> None:
+    """ConfigError for a ``callback`` that cannot be called: it failed inside the sampler, after the prompts were
+    encoded, the noise drawn and the first model call made (before 2026-12-06)."""
+    if callback is not None and not callable(callback):
+        raise ConfigError(f"callback must be callable (called as callback(step, t, x)) or None, got "
+                          f"{type(callback).__name__}")
 
 
 def offset_seed(seed: int, k: int) -> int:

@@ -6,6 +6,7 @@ values (the training-free way to condition any model on known frames)."""
 from __future__ import annotations
 
 import math
+import numbers
 import warnings
 from dataclasses import fields, is_dataclass, replace
 from typing import Any, Callable
@@ -19,7 +20,7 @@ HUGE_GUIDANCE = 50.0
 
 def check_guidance(scale, name: str = "guidance") -> float:
     """Finite and >= 0. Scales <= 1 need no unconditional pass; very large ones warn. ``name``: the parameter's."""
-    if isinstance(scale, bool) or not isinstance(scale, (int, float)):
+    if isinstance(scale, bool) or not isinstance(scale, numbers.Real):  # np.float32 too (np.float64 was taken)
         raise ConfigError(f"{name} must be a number, got {scale!r}")
     scale = float(scale)
     if not math.isfinite(scale):
