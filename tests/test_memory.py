@@ -140,6 +140,33 @@ def test_training_estimate_counts_the_optimizer_unless_adapters():
                                                                 guided=True).parts["denoiser"]
 
 
+def test_the_training_count_follows_gradients_through_attention_and_autocast_halves_activations(
+        tiny_cfg, tmp_path, monkeypatch):
+    """The fused-attention stand-in gives q, k and v gradients: its output outside the graph left the backward of
+    everything before each attention uncounted (a DiT step's count was 0.55x the bytes a real step keeps, before
+    2026-12-06). Under bf16 autocast the activations are AUTOCAST_SHARE of float32's (measured 0.54-0.56), and a
+    refusal in bf16 does not advise bf16."""
+    q, k, v = (torch.randn(1, 2, 8, 4, requires_grad=True) for _ in range(3))
+    with memory._fused_attention_mode():
+        out = torch.nn.functional.scaled_dot_product_attention(q, k, v)
+    out.sum().backward()
+    assert out.shape == (1, 2, 8, 4) and all(t.grad is not None and t.grad.shape == t.shape for t in (q, k, v))
+    config = tiny_config("model.depth=2", dit=True)
+    t, h, w = config.latent_size(config.frames, config.height, config.width)
+    forward = memory._backbone_peak(config, 2, t, h, w, "fp32", False)
+    step = memory._backbone_peak(config, 2, t, h, w, "fp32", True)
+    assert step > 4 * forward  # the backward of every block (3.1x without it, 4.7x with: a deterministic count)
+    fp32 = memory.training_estimate(config, batch=2).parts
+    bf16 = memory.training_estimate(config, batch=2, precision="bf16").parts
+    assert bf16["activations"] == int(memory.OVERHEAD * memory.AUTOCAST_SHARE * step)
+    assert fp32["activations"] == int(memory.OVERHEAD * step) and bf16["optimizer"] == fp32["optimizer"]
+    monkeypatch.setattr(memory, "available_bytes", lambda device=None: 1024)
+    for precision, advised in (("fp32", True), ("bf16", False)):
+        with pytest.raises(OutOfMemoryError, match=f"micro-batch 2 \\({precision}\\)") as refused:
+            train(tiny_cfg("train.steps=1", f"train.precision={precision}"), progress=False)
+        assert ("train.precision=bf16" in str(refused.value)) is advised
+
+
 def test_training_estimate_of_a_dit_with_recomputed_activations(tmp_path):
     """model.checkpoint=true (activations recomputed in backward): the estimate's meta run recomputes under the same
     attention stand-in as its forward (it raised CheckpointError before 2026-12-05), counts fewer activation bytes

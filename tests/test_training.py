@@ -1,5 +1,6 @@
 import importlib
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -58,6 +59,39 @@ def test_resume_equals_uninterrupted(tiny_cfg, tmp_path, image_ratio):
     # the resumed run really trained: weights moved since step 2
     ema_2, _ = weights(resumed, 2)
     assert any(not torch.equal(ema_2[k], ema_b[k]) for k in ema_b)
+
+
+def test_a_resume_on_another_thread_count_says_it_is_not_bit_identical(tiny_cfg, tmp_path):
+    """The sums' order follows the thread count (a resume on 2 threads of a 1-thread run moved the loss by 5e-6),
+    and `--threads 0` picks it from the load: it was unsaid, against the README's bit-identical (before 2026-12-06)."""
+    import warnings
+
+    cfg = tiny_cfg("train.steps=1", "train.checkpoint_every=1", "train.sample_every=100", "train.threads=1",
+                   f"train.out_dir={tmp_path / 'run'}")
+    train(cfg, progress=False)
+    cfg.train.steps = 2
+    with warnings.catch_warnings(record=True) as same:
+        warnings.simplefilter("always")
+        train(cfg, resume=True, progress=False)
+    assert not [w for w in same if "CPU threads" in str(w.message)]
+    cfg.train.steps, cfg.train.threads = 3, 2
+    with pytest.warns(UserWarning, match="checkpoint 2 was trained on 1 CPU threads, this run uses 2: .*--threads 1"):
+        train(cfg, resume=True, progress=False)
+
+
+def test_init_from_default_is_the_bundled_model_from_any_folder(tmp_path, monkeypatch):
+    """configs/conditioned.yaml named src/vdmkit/weights/default, which resolved only from a checkout's root; `default`
+    (as distill and cascades take it) is the bundled model's folder wherever the command runs (2026-12-06)."""
+    from vdmkit.pipelines.default import DEFAULT_MODEL
+    from vdmkit.training.config import load_config
+
+    config = (Path(__file__).parents[1] / "configs" / "conditioned.yaml").resolve()
+    monkeypatch.chdir(tmp_path)
+    cfg = load_config(config, [f"train.out_dir={tmp_path / 'run'}"])
+    assert cfg.train.init_from == str(DEFAULT_MODEL)
+    monkeypatch.setattr("vdmkit.pipelines.default.default_model", lambda: None)
+    with pytest.raises(ConfigError, match="train.init_from=default names the bundled default model, which is not"):
+        load_config(config, [f"train.out_dir={tmp_path / 'run'}"])
 
 
 def test_run_dir_is_not_clobbered_and_resume_needs_a_checkpoint(tiny_cfg, tmp_path):

@@ -36,6 +36,10 @@ TEXT_TOKENS = 77  # prompt tokens assumed when the text config names no max_leng
 # BF16_OVERHEAD (estimate / measured then 0.9-1.2, where it was 0.5-0.7)
 OVERHEAD = 1.25
 BF16_OVERHEAD = 2.0
+# a training step's activations under bf16 autocast / in float32: counted on real tensors (the shapes UNet and DiT,
+# 2026-12-06) 0.50-0.52; peak RSS growth of a step 0.54-0.56 (autocast keeps half-precision copies of the inputs of
+# matmuls and convolutions, float32 where it normalises)
+AUTOCAST_SHARE = 0.6
 
 
 @dataclass(frozen=True)
@@ -126,19 +130,31 @@ def _live_bytes_mode():
 
 def _fused_attention_mode():
     """A function mode that computes scaled dot-product attention as an empty output of the right shape, so that the
-    meta run counts what the fused (flash / memory-efficient) kernels allocate, not a decomposed score matrix."""
+    meta run counts what the fused (flash / memory-efficient) kernels allocate, not a decomposed score matrix. With
+    gradients it keeps q, k and v for the backward pass and gives them gradients, as the fused kernels do: an output
+    outside the graph left the backward of everything before each attention uncounted (a training step's count was
+    0.55-0.8x the tensors a real step keeps, 2026-12-06)."""
     import torch
     import torch.nn.functional as F
     from torch.overrides import TorchFunctionMode
 
-    class FusedAttention(TorchFunctionMode):
+    class FusedAttention(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, q, k, v):
+            ctx.save_for_backward(q, k, v)
+            return q.new_empty(*q.shape[:-1], v.shape[-1])
+
+        @staticmethod
+        def backward(ctx, grad):
+            return tuple(torch.empty_like(t) for t in ctx.saved_tensors)
+
+    class FusedAttentionMode(TorchFunctionMode):
         def __torch_function__(self, func, types, args=(), kwargs=None):
             if func is F.scaled_dot_product_attention:
-                q, v = args[0], args[2]
-                return torch.empty(*q.shape[:-1], v.shape[-1], dtype=q.dtype, device=q.device)
+                return FusedAttention.apply(*args[:3])
             return func(*args, **(kwargs or {}))
 
-    return FusedAttention()
+    return FusedAttentionMode()
 
 
 def meta_peak(run: Callable[[], object], grad: bool = False) -> int:
@@ -281,17 +297,19 @@ def sampling_estimate(config, *, batch: int, frames: int, height: int, width: in
     return MemoryEstimate(parts)
 
 
-def training_estimate(config, *, batch: int, adapters: bool = False, ema: bool = True) -> MemoryEstimate:
+def training_estimate(config, *, batch: int, adapters: bool = False, ema: bool = True,
+                      precision: str = "fp32") -> MemoryEstimate:
     """One training step of the model of ``config`` (a PipelineConfig) on ``batch`` clips of its training size:
     float32 weights, and for each trained parameter its gradient, AdamW's two moments and the EMA copy (16 bytes;
     not counted with LoRA ``adapters``, whose few parameters are added later), and the forward + backward's
-    activations (the float32 run: autocast keeps smaller copies, so this errs on the large side)."""
+    activations: the float32 run's, times ``AUTOCAST_SHARE`` under bf16/fp16 autocast (``precision``)."""
     trained, total = parameter_counts(config)
     frozen = (total - trained) * 4
     t, h, w = config.latent_size(config.frames, config.height, config.width)
     states = 0 if adapters else trained * (12 + (4 if ema else 0))
-    return MemoryEstimate({"weights": trained * 4 + frozen, "optimizer": states,
-                           "activations": int(OVERHEAD * _backbone_peak(config, batch, t, h, w, "fp32", True))})
+    share = 1.0 if precision == "fp32" else AUTOCAST_SHARE
+    activations = OVERHEAD * share * _backbone_peak(config, batch, t, h, w, "fp32", True)
+    return MemoryEstimate({"weights": trained * 4 + frozen, "optimizer": states, "activations": int(activations)})
 
 
 def check_fits(estimate: MemoryEstimate, device, what: str, advice: str) -> None:

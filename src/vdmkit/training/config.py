@@ -188,7 +188,8 @@ class TrainConfig:
     sample_steps: int = 25
     sample_guidance: float = 3.0
     # start from the weights of a text-to-video checkpoint or run (e.g. `vdmkit inflate`'s output) describing this
-    # run's model (backbone, model, text encoder, diffusion, autoencoder); "" = from scratch. Ignored on --resume
+    # run's model (backbone, model, text encoder, diffusion, autoencoder); "" = from scratch; "default": the bundled
+    # model. Ignored on --resume
     init_from: str = ""
     # LoRA fine-tuning of the init_from model: {rank, alpha, targets: [attn, temporal, ff, conv], dropout}; only the
     # adapters train; each checkpoint holds adapter.safetensors (the small file to share) and the merged weights
@@ -329,7 +330,16 @@ class RunConfig:
 def resolve(cfg: RunConfig) -> RunConfig:
     """Fill in what a run config takes from files, once: a word encoder's vocabulary (the words of the data's
     captions) and the kind, config and weights hash of the autoencoder ``latent.autoencoder`` names (its config
-    file only), then check the run's shapes against that autoencoder. Returns ``cfg``."""
+    file only), then check the run's shapes against that autoencoder; ``train.init_from: default`` becomes the
+    bundled default model's folder (as `vdmkit distill default` and a cascade's `model: default` take it; the
+    path written relative to a checkout worked only from its root). Returns ``cfg``."""
+    if cfg.train.init_from == "default":
+        from vdmkit.pipelines.default import default_model
+
+        path = default_model()
+        if path is None:
+            raise ConfigError("train.init_from=default names the bundled default model, which is not installed")
+        cfg.train = dataclasses.replace(cfg.train, init_from=str(path))
     if hasattr(cfg.text, "vocab") and not cfg.text.vocab:
         words = tuple(cfg.data.vocabulary())
         if not words:

@@ -135,14 +135,16 @@ class DiffusionObjective(nn.Module):
 def train(cfg: RunConfig, *, resume: bool = False, progress: bool = True) -> Path:
     """Train the text-to-video model described by ``cfg``, in this process or as one rank of the processes
     torchrun started (``torchrun --nproc-per-node N -m vdmkit train CONFIG``); return the run directory."""
+    if not isinstance(cfg, RunConfig):  # None or a dict was a raw AttributeError
+        raise ConfigError(f"train() takes a RunConfig (vdmkit.training.load_config(path)), got {type(cfg).__name__}")
     check_config(cfg)  # a config built or changed in Python is refused as its YAML would be
     cfg = resolve(cfg)
     tc = cfg.train
     out = Path(tc.out_dir)
     world, device = join(resolve_device(tc.device), tc.timeout)  # a missing device fails before any work
-    advice = (f"lower train.batch_size ({tc.batch_size}), data.frames or data.size, use train.precision=bf16, "
-              "model.checkpoint=true (DiT: recompute activations in the backward pass), or more processes with "
-              "train.parallel=fsdp")
+    bf16 = "use train.precision=bf16 (about 0.55x the activations), " if tc.precision == "fp32" else ""
+    advice = (f"lower train.batch_size ({tc.batch_size}), data.frames or data.size, {bf16}model.checkpoint=true "
+              "(DiT: recompute activations in the backward pass), or more processes with train.parallel=fsdp")
     resume_advice = f"Rerun with --resume: it continues from the last complete checkpoint in {str(out)!r}"
     # the collectives before the loop (open_run's barriers, DDP's parameter check, FSDP's optimizer state): a peer
     # that dies or hangs there ends this rank with a DistributedError too
@@ -158,8 +160,9 @@ def train(cfg: RunConfig, *, resume: bool = False, progress: bool = True) -> Pat
         if base is not None:  # a pretrained text encoder's files from the checkpoint its weights come from
             cfg.text = checkpoint_copy(cfg.text, base.directory)
         if mode != "fsdp":  # FSDP shards the states over the processes: the whole-model estimate would overstate it
-            check_fits(training_estimate(cfg.pipeline(), batch=layout.micro, adapters=tc.lora is not None,
-                                         ema=True), device, f"a training step at micro-batch {layout.micro}", advice)
+            check_fits(training_estimate(cfg.pipeline(), batch=layout.micro, adapters=tc.lora is not None, ema=True,
+                                         precision=tc.precision),
+                       device, f"a training step at micro-batch {layout.micro} ({tc.precision})", advice)
         if tc.lora is not None:  # targets no layer matches: said before the data, the model or init_from load
             lora.check_targets(cfg.backbone, cfg.model, tc.lora, "train")
         set_threads(tc.threads)
@@ -217,6 +220,11 @@ def train(cfg: RunConfig, *, resume: bool = False, progress: bool = True) -> Pat
                 warnings.warn(f"--resume: the data changed since checkpoint {step} ({doc['data']['samples']} samples "
                               f"then, {data['samples']} now, or other files): training goes on from sample "
                               f"{doc.get('samples_seen')} of the new list, not where the run left off", stacklevel=2)
+            if world.main and device.type == "cpu" and doc.get("threads", torch.get_num_threads()) != \
+                    torch.get_num_threads():  # the sums' order differs: close, not the same bits (unsaid before)
+                warnings.warn(f"--resume: checkpoint {step} was trained on {doc['threads']} CPU threads, this run uses "
+                              f"{torch.get_num_threads()}: the continuation is bit-identical to an uninterrupted run "
+                              f"only on as many threads (--threads {doc['threads']}, train.threads)", stacklevel=2)
             # the data position: where the next step's samples start (continued as is when the global batch changed)
             layout = dataclasses.replace(layout, offset=doc.get("samples_seen", step * layout.global_batch)
                                          - step * layout.global_batch)
@@ -316,6 +324,7 @@ def save_checkpoint_step(out: Path, step: int, cfg: RunConfig, pipe, weights: di
                "rng.generator": generator.get_state(), **rng},
         state_doc={"param_groups": opt.state_dict()["param_groups"], **scaler_state(scaler), "randomness": scheme,
                    "samples_seen": layout.offset + step * layout.global_batch, **({"data": data} if data else {}),
+                   "threads": torch.get_num_threads(),  # a resume on another count is close, not bit-identical
                    "layout": {"processes": layout.world.size, "grad_accum": layout.accum, "micro_batch": layout.micro,
                               "global_batch": layout.global_batch, "parallel": mode}, **lora_doc},
         keep=cfg.train.keep_checkpoints, extra=extra, blobs=pipe.carried_files())
