@@ -126,6 +126,15 @@ def test_a_list_or_mapping_written_as_a_key_is_named_with_its_file_and_line(tmp_
         load_config(tmp_path / "k.yaml")
 
 
+def test_an_override_value_is_read_as_strictly_as_a_file():
+    """train.lora={rank: 4, rank: 8} took rank 8 unsaid, where the same mapping in a file is refused (a review)."""
+    from vdmkit.training import load_config
+
+    with pytest.raises(ConfigError, match="override 'train.lora=.rank: 4, rank: 8.': config key 'rank' is written "
+                                          "twice"):
+        load_config("configs/tiny.yaml", ["train.init_from=default", "train.lora={rank: 4, rank: 8}"])
+
+
 def test_overrides_given_as_one_string_are_a_config_error():
     """load_config(path, "train.steps=3") raised a plain TypeError, not a vdmkit error; it stays a TypeError too."""
     from vdmkit.config import apply_overrides

@@ -72,9 +72,10 @@ def test_curate_cli_on_real_and_broken_files(mixed, tmp_path, capsys):
     assert not out.with_name("third.jsonl").exists()  # refused before the scan
 
 
-def test_noise_on_a_dark_background_is_no_cut_and_hue_wraps_around():
+def test_noise_on_a_dark_background_is_no_cut_and_lit_pixels_count_as_before():
     """Hue and saturation of near-black pixels are noise: `vdmkit sample`'s shapes videos (a square on black, blocky
-    noise of a few levels) read as a cut every half second, before 2026-12-06. Hue 179 is next to hue 0."""
+    noise of a few levels) read as a cut every half second, before 2026-12-06. Lit pixels count as PySceneDetect
+    counts them: a colour cut at any brightness above the dark floor is still a cut, a small patch is small."""
     from vdmkit.curation.scores import content_changes
 
     rng = np.random.default_rng(0)
@@ -83,11 +84,14 @@ def test_noise_on_a_dark_background_is_no_cut_and_hue_wraps_around():
         frame[:] = np.kron(rng.integers(0, 9, (16, 16, 3)), np.ones((4, 4, 1))).astype(np.uint8)  # noise 0-8
         frame[40 - 2 * k:52 - 2 * k, 24:36] = (30, 60, 200)  # a blue square moving up
     assert content_changes(frames).max() < 10 and scene_cuts(frames, np.arange(12) / 4) == []
-    red = np.zeros((2, 8, 8, 3), np.uint8)
-    red[0], red[1] = (255, 0, 3), (255, 3, 0)  # hue 179 and hue 0 in OpenCV's [0, 180)
-    assert content_changes(red)[0] < 2
-    lit = np.concatenate([frames[:6], np.full((6, 64, 64, 3), 200, np.uint8)])  # dark to bright: still a cut
-    assert scene_cuts(lit, np.arange(12) / 4) == [1.5]
+    times = np.arange(24) / 8
+    for first, second in (((120, 20, 20), (20, 20, 120)), ((30, 0, 0), (0, 0, 30)), ((40,) * 3, (200,) * 3)):
+        cut = np.zeros((24, 32, 32, 3), np.uint8)
+        cut[:12], cut[12:] = first, second
+        assert scene_cuts(cut, times) == [1.5], (first, second)  # red to blue, dark red to dark blue, dark to lit
+    grey = np.full((24, 32, 32, 3), 128, np.uint8)
+    grey[1::2, :2, :2], grey[::2, :2, :2] = (255, 0, 0), (0, 255, 255)  # a 2x2 sign flickering red / cyan
+    assert scene_cuts(grey, times) == []
 
 
 def test_scene_cut_at_a_join_of_two_real_shots():

@@ -252,8 +252,12 @@ def test_editing_checks_memory_decode_options_and_callbacks_before_any_work(mode
 
     _, pipe, videos, captions = model
     rescaled = invert(pipe, videos, captions, steps=2, guidance=3.0, guidance_rescale=0.7)
-    with pytest.raises(ConfigError, match="guidance_rescale=0.7 .*guidance=1 "):
+    with pytest.raises(ConfigError, match="the inversion's guidance_rescale=0.7 .*pass guidance_rescale=0"):
         edit_inverted(pipe, rescaled, ["a blue circle"], guidance=1.0)
+    unguided = edit_inverted(pipe, rescaled, ["a blue circle"], guidance=1.0, guidance_rescale=0)  # as it ran before
+    assert torch.isfinite(unguided.video).all()
+    with pytest.raises(ConfigError, match="guidance_rescale=0.5 rescales classifier-free guidance"):
+        edit_inverted(pipe, rescaled, ["a blue circle"], guidance=1.0, guidance_rescale=0.5)
     for call, decodes in ((lambda **k: edit(pipe, videos, captions, steps=2, **k), True),
                           (lambda **k: invert(pipe, videos, captions, steps=2, **k), False),
                           (lambda **k: edit_inverted(pipe, rescaled, ["a blue circle"], **k), True)):

@@ -520,6 +520,8 @@ def test_lora_helper_refusals_are_config_errors():
     assert lora.adapter_scales(pipe.backbone) == {"s1": 1.0}  # unchanged
     lora.set_scale(pipe.backbone, "s1", 2)
     assert lora.adapter_scales(pipe.backbone) == {"s1": 2.0}
+    lora.set_scale(pipe.backbone, "s1", __import__("numpy").float32(0.5))  # NumPy numbers, as before (a review)
+    assert lora.adapter_scales(pipe.backbone) == {"s1": 0.5}
     for text in ("a.safetensors:inf", "a.safetensors:abc"):
         with pytest.raises(VdmkitError):
             lora.parse_lora_argument(text)

@@ -121,11 +121,18 @@ def test_cache_latents_refuses_before_the_autoencoder_loads(frame_vae, tmp_path,
     err = capsys.readouterr().err
     assert not loads and not out.exists() and "encoding 3 x 4 frames at 16x16" in err
     tips = advice(err)
-    assert "data.frames 4, data.size 16" in tips and "--device" in tips
+    assert "data.frames 4, data.size 16" in tips and "--device" in tips and "--batch-size 3" in tips
     assert not any(option in tips for option in SAMPLE_OPTIONS)
+    assert cache_latents(frame_vae, out, "--batch-size", "1") == 2  # one clip at a time: no batch advice
+    assert "--batch-size" not in advice(capsys.readouterr().err) and not out.exists()
 
 
 def test_cache_latents_runs_with_the_memory_the_machine_has(frame_vae, tmp_path, capsys):
-    out = tmp_path / "cache"
-    assert cache_latents(frame_vae, out) == 0
+    """--batch-size (advised, but missing before 2026-12-06) changes the memory, not the cache."""
+    out, ones = tmp_path / "cache", tmp_path / "ones"
+    assert cache_latents(frame_vae, out) == 0 and cache_latents(frame_vae, ones, "--batch-size", "1") == 0
     assert json.loads((out / "manifest.json").read_text())["samples"] == 3
+    shards = sorted(out.rglob("*.safetensors"))
+    assert shards and all(s.read_bytes() == (ones / s.relative_to(out)).read_bytes() for s in shards)
+    assert cache_latents(frame_vae, tmp_path / "zero", "--batch-size", "0") == 2
+    assert "batch_size must be a whole number >= 1, got 0" in capsys.readouterr().err

@@ -472,7 +472,7 @@ def test_kernel_distance_refuses_bad_kernel_parameters_and_seeds_before_any_work
            ({"degree": -1}, "degree must be an integer >= 1"), ({"degree": 0}, "degree must be an integer >= 1"),
            ({"degree": True}, "degree must be an integer"), ({"seed": -1}, r"seed must be an integer in \[0, 2\*\*32"),
            ({"seed": 2 ** 32}, "seed must be an integer in"), ({"seed": 1.5}, "seed must be an integer"),
-           ({"seed": None}, "seed must be an integer")]
+           ({"seed": "1"}, "seed must be an integer")]
     for kw, message in bad:
         with pytest.raises(ConstraintError, match=message):
             kernel_distance(f1, f2, subset_size=20, **kw)
@@ -484,6 +484,7 @@ def test_kernel_distance_refuses_bad_kernel_parameters_and_seeds_before_any_work
     assert kernel_distance(f1, f2, subset_size=20, degree=np.int64(3), gamma=np.float32(0.125), coef=1,
                            seed=np.uint32(2020)) == default  # numpy scalars are numbers too
     assert kernel_distance(f1, f2, subset_size=20, seed=2 ** 32 - 1) != default
+    assert np.isfinite(kernel_distance(f1, f2, subset_size=20, seed=None)).all()  # fresh subsets, as numpy draws
     assert np.isfinite(kernel_distance(f1, f2, subset_size=20, degree=1, gamma=2.0, coef=-1.0)).all()
 
 

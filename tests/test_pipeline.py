@@ -288,8 +288,13 @@ def test_numpy_numbers_malformed_arguments_and_callbacks_are_typed_errors_before
     from vdmkit.pipelines import long_video
 
     request = make_request(pipe.config, ["a red circle"], frames=np.int64(4), seed=np.int64(3), steps=np.int64(2),
-                           guidance=np.float32(2.0))
+                           guidance=np.float32(2.0), eta=np.float32(0.5), guidance_rescale=np.float32(0.5))
     assert (request.frames, request.seed, request.guidance) == (4, 3, 2.0) and type(request.seed) is int
+    assert type(request.knobs["eta"]) is float and request.guidance_rescale == 0.5  # JSON-able in a sidecar
+    from vdmkit.io.video import check_video_fps
+    from vdmkit.pipelines.editing import check_fraction
+
+    assert check_video_fps("a.mp4", np.float32(8)) == 8.0 and check_fraction("strength", np.float32(0.5)) == 0.5
     assert torch.equal(pipe(["a red circle"], frames=np.int64(4), seed=np.int64(3), steps=2),
                        pipe(["a red circle"], frames=4, seed=3, steps=2))
     for config in (None, {"frames": 8}):

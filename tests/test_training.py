@@ -63,7 +63,7 @@ def test_resume_equals_uninterrupted(tiny_cfg, tmp_path, image_ratio):
 
 def test_a_resume_on_another_thread_count_says_it_is_not_bit_identical(tiny_cfg, tmp_path):
     """The sums' order follows the thread count (a resume on 2 threads of a 1-thread run moved the loss by 5e-6),
-    and `--threads 0` picks it from the load: it was unsaid, against the README's bit-identical (before 2026-12-06)."""
+    and train.threads 0 may pick it from the load: unsaid, against the README's bit-identical (before 2026-12-06)."""
     import warnings
 
     cfg = tiny_cfg("train.steps=1", "train.checkpoint_every=1", "train.sample_every=100", "train.threads=1",
@@ -75,7 +75,7 @@ def test_a_resume_on_another_thread_count_says_it_is_not_bit_identical(tiny_cfg,
         train(cfg, resume=True, progress=False)
     assert not [w for w in same if "CPU threads" in str(w.message)]
     cfg.train.steps, cfg.train.threads = 3, 2
-    with pytest.warns(UserWarning, match="checkpoint 2 was trained on 1 CPU threads, this run uses 2: .*--threads 1"):
+    with pytest.warns(UserWarning, match="2 was trained on 1 CPU threads, this run uses 2: .*train.threads=1\\)"):
         train(cfg, resume=True, progress=False)
 
 

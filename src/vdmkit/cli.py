@@ -73,7 +73,7 @@ def _cmd_cache_latents(args) -> int:
     from vdmkit.training.latent_cache import write_latent_cache
 
     cfg = load_config(args.config, args.overrides + _device_overrides(args))
-    out = write_latent_cache(cfg, args.samples, args.out, progress=not args.no_progress)
+    out = write_latent_cache(cfg, args.samples, args.out, batch_size=args.batch_size, progress=not args.no_progress)
     print(f"cached {args.samples} latents in {out}; train on them with latent.cache={out}")
     return 0
 
@@ -494,6 +494,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("overrides", nargs="*", help="key=value overrides")
     p.add_argument("--samples", type=int, required=True, help="number of dataset samples to encode")
     p.add_argument("--out", help="cache directory (default: the config's latent.cache)")
+    p.add_argument("--batch-size", type=int, default=16, help="clips encoded at once (default 16; lower it to fit "
+                   "memory: the cache is the same)")
     p.add_argument("--device", help=f"where the autoencoder encodes: {DEVICES_HELP} (default: train.device)")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_cmd_cache_latents)

@@ -118,10 +118,12 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
         if "=" not in item:
             raise ConfigError(f"override {item!r} must look like key=value, e.g. train.steps=100")
         key, raw = item.split("=", 1)
-        try:
-            value = yaml.safe_load(raw) if raw.strip() else ""
+        try:  # as strictly as a file: a key written twice in {rank: 4, rank: 8} was last-wins unsaid
+            value = yaml.load(raw, Loader=StrictLoader) if raw.strip() else ""
         except yaml.YAMLError as e:
             raise ConfigError(f"override {item!r}: cannot parse the value ({e})") from e
+        except ConfigError as e:
+            raise ConfigError(f"override {item!r}: {e}") from None
         node = data
         parts = key.strip().split(".")
         for part in parts[:-1]:

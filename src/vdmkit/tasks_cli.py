@@ -141,11 +141,11 @@ def _run_task(args, task: str, video, prompt: str, produce_args: dict, extra: di
         if ignored:
             raise ValueError(f"{', '.join(ignored)} apply to the tasks with known frames (image-to-video, "
                              "interpolate, extend); upscale conditions on the whole low-resolution video")
+    else:
+        warn_larger_than_trained(video, config, "--height / --width" if task == "image_to_video" else "a resized input")
     if task == "extend" and args.no_keep:  # it changed nothing, and was recorded as keep_known false
         raise ValueError("--no-keep does not apply to extend: the input video is kept as given, and each window's "
                          "context frames are left out of the output")
-    else:
-        warn_larger_than_trained(video, config, "--height / --width" if task == "image_to_video" else "a resized input")
     options = _conditioning(args)
     if task not in ("image_to_video", "upscale"):  # upscale has no known frames to keep
         options["keep_known"] = not args.no_keep

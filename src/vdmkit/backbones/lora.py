@@ -31,6 +31,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import numbers
 import os
 import dataclasses
 from dataclasses import dataclass, field
@@ -208,7 +209,7 @@ def check_adapter_name(name: str) -> str:
 
 def check_scale(scale) -> float:
     """The scale an adapter is loaded with: a finite number (ConfigError otherwise)."""
-    if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not math.isfinite(scale):
+    if isinstance(scale, bool) or not isinstance(scale, numbers.Real) or not math.isfinite(scale):  # NumPy's too
         raise ConfigError(f"an adapter's scale must be a finite number, got {scale!r}")
     return float(scale)
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 from dataclasses import dataclass, field
 
 import torch
@@ -182,7 +183,7 @@ def downsample(x: torch.Tensor, factor: int) -> torch.Tensor:
 
 
 def check_noise_level(level) -> float:
-    if isinstance(level, bool) or not isinstance(level, (int, float)) or not math.isfinite(level) \
+    if isinstance(level, bool) or not isinstance(level, numbers.Real) or not math.isfinite(level) \
             or not 0 <= level <= MAX_NOISE_LEVEL:
         raise ConstraintError(f"noise_level must be a number in [0, {MAX_NOISE_LEVEL}], got {level!r}")
     return float(level)

@@ -14,8 +14,8 @@ def black_level(frames: np.ndarray) -> float:
     return float((frames.astype(np.float32) @ LUMA).mean())
 
 
-# below this value (0-255) a pixel's hue and saturation are noise: black has no hue or saturation, grey no hue
-CHROMA_FLOOR = 32
+# a pixel darker than this value (0-255) has no hue or saturation to speak of: a few levels of noise turn them over
+DARK = 24
 
 
 def _hsv(frame: np.ndarray) -> np.ndarray:
@@ -25,19 +25,14 @@ def _hsv(frame: np.ndarray) -> np.ndarray:
 
 
 def hsv_difference(a: np.ndarray, b: np.ndarray) -> float:
-    """Mean absolute HSV difference (0-255) of two HSV frames, each channel averaged where it is defined: hue around
-    its circle, where both pixels have colour (saturation and value >= CHROMA_FLOOR); saturation where both are not
-    black; value everywhere (a channel defined nowhere is left out). On a dark, noisy background a few levels of
-    noise turned hue and saturation over (|dH| 86, |dS| 125 where the colours moved 5-8 levels), and one continuous
-    shot read as a cut every half second (before 2026-12-06)."""
-    dh = np.abs(a[..., 0] - b[..., 0])
-    dh = np.minimum(dh, 180 - dh)  # 179 and 0 are neighbours
-    lit = np.minimum(a[..., 2], b[..., 2]) >= CHROMA_FLOOR
-    coloured = lit & (np.minimum(a[..., 1], b[..., 1]) >= CHROMA_FLOOR)
-    ds = np.abs(a[..., 1] - b[..., 1])
-    dv = np.abs(a[..., 2] - b[..., 2])
-    means = [d[where].mean() for d, where in ((dh, coloured), (ds, lit)) if where.any()] + [dv.mean()]
-    return float(np.mean(means))
+    """Mean absolute HSV difference (0-255) of two HSV frames: PySceneDetect's content measure, except that hue and
+    saturation add nothing where either pixel is darker than ``DARK``. Counted there too (before 2026-12-06), a few
+    levels of noise on a dark background turned them over (|dH| 86, |dS| 125 where the colours moved 5-8 levels), and
+    one continuous shot of `vdmkit sample` read as a cut every half second; lit pixels count as PySceneDetect counts
+    them (linear hue), so the threshold keeps its meaning."""
+    lit = np.minimum(a[..., 2], b[..., 2]) >= DARK
+    diff = np.abs(a - b)
+    return float((np.where(lit, diff[..., 0] + diff[..., 1], 0).mean() + diff[..., 2].mean()) / 3)
 
 
 def content_changes(frames: np.ndarray) -> np.ndarray:

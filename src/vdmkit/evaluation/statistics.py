@@ -331,9 +331,11 @@ def kernel_distance(real: ArrayLike, fake: ArrayLike, *, subsets: int = KID_SUBS
     :class:`SampleCountWarning`; ``strict`` raises instead (torch-fidelity, torchmetrics).
     """
     check_kernel(degree, gamma, coef)
-    check_count(seed, "seed")
-    if not 0 <= seed <= KID_MAX_SEED:  # numpy's own ValueError came from inside RandomState (before 2026-12-06)
-        raise ConstraintError(f"seed must be an integer in [0, 2**32 - 1] (default {KID_SEED}), got {seed!r}")
+    if seed is not None:  # None: numpy draws the subsets from fresh entropy (a KID that differs run to run)
+        check_count(seed, "seed")
+        if not 0 <= seed <= KID_MAX_SEED:  # numpy's own ValueError came from inside RandomState (before 2026-12-06)
+            raise ConstraintError(f"seed must be an integer in [0, 2**32 - 1] or None (default {KID_SEED}), got "
+                                  f"{seed!r}")
     x, y = features_2d(real, "real features"), features_2d(fake, "fake features")
     _same_width(x, y)
     check_count(subsets, "subsets")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import numbers
 import os
 from fractions import Fraction
 from pathlib import Path
@@ -47,8 +48,9 @@ def check_output_path(path: str | os.PathLike, formats: tuple[str, ...] = VIDEO_
 def check_video_fps(path: str | os.PathLike, fps: float) -> float:
     """``fps`` as a float if the format of ``path`` (its suffix) can store it, else a ConfigError naming it and the
     valid range: checked before any work (:func:`played_fps` says the rate the file will play at)."""
-    if isinstance(fps, bool) or not isinstance(fps, (int, float)) or not (math.isfinite(fps) and 0 < fps <= MAX_FPS):
+    if isinstance(fps, bool) or not isinstance(fps, numbers.Real) or not (math.isfinite(fps) and 0 < fps <= MAX_FPS):
         raise ConfigError(f"fps must be in (0, {MAX_FPS}], got {fps!r}")
+    fps = float(fps)  # a NumPy number as a float (Fraction takes no np.float32)
     suffix, lowest = Path(path).suffix.lower(), None
     if suffix == ".mp4" and Fraction(fps).limit_denominator(MP4_RATE_DENOMINATOR) == 0:
         lowest, why = 1 / (2 * MP4_RATE_DENOMINATOR), f"a fraction with a denominator of at most {MP4_RATE_DENOMINATOR}"

@@ -116,7 +116,7 @@ def plan(cfg: CascadeConfig) -> list[Planned]:
     ConstraintError naming both shapes otherwise."""
     from vdmkit.pipelines.base import open_model
 
-    planned, shape = [], None
+    planned, shape, one_frame = [], None, None
     for stage in cfg.stages:
         source, config = open_model(model_path(stage))
         inputs = tuple(getattr(config.model, "condition_inputs", ()))
@@ -127,9 +127,8 @@ def plan(cfg: CascadeConfig) -> list[Planned]:
                                       "make videos from text; use a text-to-video model")
             frames = stage.frames or config.frames
             made = (len(range(0, frames, stage.stride)), config.height, config.width)
-            if made[0] == 1 < frames and stage is cfg.stages[-1]:  # one keyframe is an image for extend, not an output
-                raise ConstraintError(f"{where}: stride={stage.stride} keeps one of its {frames} frames as the "
-                                      f"cascade's video; use a stride below {frames}, or an extend stage after it")
+            if made[0] == 1 < frames:  # one keyframe: an image for extend, but not the cascade's video (checked below)
+                one_frame = (where, stage.stride, frames)
         else:
             frames, height, width = shape
             if stage.task == "upscale":
@@ -160,6 +159,10 @@ def plan(cfg: CascadeConfig) -> list[Planned]:
         request = check_stage_options(stage, config, shape, where)
         planned.append(Planned(stage, source, config, made, request))
         shape = made
+    if one_frame is not None and shape[0] == 1:  # an upscale after it kept the one frame (2026-12-06 review)
+        where, stride, frames = one_frame
+        raise ConstraintError(f"{where}: stride={stride} keeps one of its {frames} frames, and the cascade's video "
+                              f"stays one frame; use a stride below {frames}, or an extend stage after it")
     return planned
 
 

@@ -20,6 +20,7 @@ into one latent frame, which is known only as a whole: known frames must fill wh
 from __future__ import annotations
 
 import dataclasses
+import numbers
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -384,8 +385,9 @@ def check_keyframes(config, video: torch.Tensor, factor) -> int:
     the model can be given them: a causal video autoencoder's latent frame after the first encodes c consecutive
     frames and is known only when all of them are, which keyframes ``factor`` frames apart never are (before
     2026-12-06 every keyframe but the first was ignored, yet pasted into the output and listed in the sidecar)."""
-    if isinstance(factor, bool) or not isinstance(factor, int) or factor < 2:
+    if isinstance(factor, bool) or not isinstance(factor, numbers.Integral) or factor < 2:  # np.int64 too
         raise ConstraintError(f"factor must be an integer >= 2, got {factor!r}")
+    factor = int(factor)
     c = temporal_compression(config)
     if c > 1:
         raise ConstraintError(

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -26,7 +27,7 @@ from vdmkit.errors import ConfigError, ConstraintError
 from vdmkit.pipelines.base import check_decode, sampling_advice
 from vdmkit.pipelines.request import SampleRequest, check_negative, check_prompts, check_unconditional, make_request
 from vdmkit.sampling.generate import check_callback, generate
-from vdmkit.sampling.guidance import check_guidance
+from vdmkit.sampling.guidance import check_guidance, check_rescale
 from vdmkit.sampling.samplers import invert_ddim
 from vdmkit.video import check_video
 
@@ -36,7 +37,7 @@ CFG_INVERSION = ("plain", "source")  # the edit's negative prompt: as given, or 
 
 def check_fraction(name: str, value) -> float:
     """A number in [0, 1] (strength, attention_reuse)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) \
             or not 0 <= value <= 1:
         raise ConstraintError(f"{name} must be a number in [0, 1], got {value!r}")
     return float(value)
@@ -196,12 +197,14 @@ class Edited:
 @one_run_at_a_time
 def edit_inverted(pipe, inversion: Inversion, prompts, *, guidance: float | None = None,
                   negative_prompt: str | None = None, cfg_inversion: str = "plain", attention_reuse: float = 0.0,
-                  callback: Callable | None = None, decode: dict | None = None) -> Edited:
+                  callback: Callable | None = None, decode: dict | None = None,
+                  guidance_rescale: float | None = None) -> Edited:
     """Sample ``prompts`` from the inverted noise, beside the source branch (the source prompts from the same noise:
     the reconstruction), with the inversion's sampler and schedule. ``guidance`` (default: the inversion request's)
     above 1 guides both branches against ``negative_prompt`` (default: the inversion request's), or against the
     source prompt with ``cfg_inversion="source"`` (negative-prompt inversion: the source branch then still retraces
-    the clip); a negative prompt either would leave unused is a ConfigError.
+    the clip); a negative prompt either would leave unused is a ConfigError, and so is a ``guidance_rescale``
+    (default: the inversion request's) at guidance <= 1.
     ``attention_reuse`` in [0, 1]: the fraction of the first steps in which the target's self-attention maps are the
     source's (0: off, the model unchanged)."""
     if not isinstance(inversion, Inversion):  # None or a tensor was a raw AttributeError
@@ -214,7 +217,11 @@ def edit_inverted(pipe, inversion: Inversion, prompts, *, guidance: float | None
     # the one used, given or inherited from the inversion (an inherited one was dropped at guidance <= 1 unsaid;
     # so was the inversion's guidance_rescale, before 2026-12-06)
     negative_prompt = request.negative_prompt if negative_prompt is None else check_negative(negative_prompt)
-    check_unconditional(scale, negative_prompt, request.guidance_rescale, scale > 1)
+    rescale = request.guidance_rescale if guidance_rescale is None else check_rescale(guidance_rescale)
+    if guidance_rescale is None and rescale and scale <= 1:  # inherited: "drop it" meant an argument to give
+        raise ConfigError(f"the inversion's guidance_rescale={rescale:g} rescales classifier-free guidance, which "
+                          f"guidance={scale:g} does not run: pass guidance_rescale=0, or guidance above 1")
+    check_unconditional(scale, negative_prompt, rescale, scale > 1)
     check_cfg_inversion(cfg_inversion, negative_prompt)
     targets = check_prompts(prompts)
     sources = request.prompts
@@ -224,7 +231,7 @@ def edit_inverted(pipe, inversion: Inversion, prompts, *, guidance: float | None
         raise ConstraintError(f"{len(targets)} target prompts for {len(sources)} inverted videos: give one, or one "
                               "per video")
     pairs = [p for s, t in zip(sources, targets) for p in (s, t)]  # (source, target) interleaved
-    both = dataclasses.replace(request, prompts=tuple(pairs), guidance=scale)  # the batch sampled: 2B videos
+    both = dataclasses.replace(request, prompts=tuple(pairs), guidance=scale, guidance_rescale=rescale)  # 2B videos
     pipe.check_memory(both, decode)
     with memory_guard(f"editing on {pipe.device}", sampling_advice(pipe.config, both, pipe.weights_dtype)):
         return _edit_pairs(pipe, inversion, both, sources, negative_prompt, cfg_inversion, reuse, callback, decode)

@@ -100,15 +100,17 @@ def check_knobs(sampler: str, knobs: dict) -> dict:
         hint = "; seed= or latents= set the noise" if name == "generator" else ""
         raise ConfigError(f"{name} {where}, not {sampler!r} (whose options are: {', '.join(valid) or 'none'}){hint}")
     defaults = {n: p.default for n, p in inspect.signature(SAMPLERS[sampler].build).parameters.items()}
+    knobs = dict(knobs)
     for name, value in knobs.items():
         if isinstance(defaults.get(name), bool):  # a switch (unipc's corrector, lcm's boundary)
             if not isinstance(value, bool):
                 raise ConfigError(f"{name} must be True or False, got {value!r}")
             continue
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
             raise ConfigError(f"{name} must be a number, got {value!r}")
         if not math.isfinite(value):
             raise ConfigError(f"{name} must be finite, got {value}")
+        knobs[name] = int(value) if isinstance(value, numbers.Integral) else float(value)  # NumPy's: JSON-able
     if "eta" in knobs and not 0 <= knobs["eta"] <= 1:  # above 1 the noise outgrows the step's variance
         raise ConfigError(f"eta must be in [0, 1] (0 = deterministic DDIM, 1 = DDPM-like), got {knobs['eta']}")
     if "order" in knobs and knobs["order"] not in (1, 2, 3):

@@ -33,7 +33,7 @@ def check_guidance(scale, name: str = "guidance") -> float:
 
 
 def check_rescale(rescale) -> float:
-    if isinstance(rescale, bool) or not isinstance(rescale, (int, float)) or not 0 <= rescale <= 1:
+    if isinstance(rescale, bool) or not isinstance(rescale, numbers.Real) or not 0 <= rescale <= 1:
         raise ConfigError(f"guidance rescale must be a number in [0, 1], got {rescale!r}")
     return float(rescale)
 

@@ -325,14 +325,16 @@ def check_distill_memory(config, data, s: DistillSettings, device) -> None:
     distilling on ``device`` would not fit: the teacher's float32 weights, the student's training step on the largest
     batch of ``data`` (memory.py's training estimate: weights, optimizer state, target copy, activations) and the
     teacher's guided call, or the previews when they need more. The teacher's call ends before the student's forward
-    starts, yet counted apart the estimate is 0.7-1.2x the measured growth of peak RSS (the default model, batch 1-8,
-    bf16 and fp32); the larger of the two alone, 0.57-0.97x."""
+    starts, yet counted apart the estimate is 0.76-0.96x the measured growth of peak RSS (the default model, 2 steps,
+    batch 1 and 4, bf16 and fp32, 2026-12-06: the student step's count follows the gradients through attention and
+    takes bf16 autocast's share, as train's)."""
     from vdmkit.memory import MemoryEstimate, check_fits, parameter_bytes, sampling_estimate, training_estimate
     from vdmkit.pipelines.request import make_request
 
     frames, height, width = max(data_shapes(data), key=lambda shape: shape[0] * shape[1] * shape[2])
     step = dataclasses.replace(config, frames=frames, height=height, width=width)
-    student = training_estimate(step, batch=s.batch_size, adapters=s.lora is not None, ema=True).parts
+    student = training_estimate(step, batch=s.batch_size, adapters=s.lora is not None, ema=True,
+                                precision=s.precision).parts
     teacher = sampling_estimate(step, batch=s.batch_size, frames=frames, height=height, width=width,
                                 guided=s.guidance > 1, weights=False, output="latents").parts["denoiser"]
     preview = make_request(student_config(config, s), list(s.sample_prompts), steps=s.sample_steps,

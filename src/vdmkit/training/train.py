@@ -224,7 +224,7 @@ def train(cfg: RunConfig, *, resume: bool = False, progress: bool = True) -> Pat
                     torch.get_num_threads():  # the sums' order differs: close, not the same bits (unsaid before)
                 warnings.warn(f"--resume: checkpoint {step} was trained on {doc['threads']} CPU threads, this run uses "
                               f"{torch.get_num_threads()}: the continuation is bit-identical to an uninterrupted run "
-                              f"only on as many threads (--threads {doc['threads']}, train.threads)", stacklevel=2)
+                              f"only on as many threads (train.threads={doc['threads']})", stacklevel=2)
             # the data position: where the next step's samples start (continued as is when the global batch changed)
             layout = dataclasses.replace(layout, offset=doc.get("samples_seen", step * layout.global_batch)
                                          - step * layout.global_batch)
