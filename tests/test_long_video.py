@@ -142,11 +142,32 @@ def test_prompt_at_texts_are_checked_as_prompts(pipe, text, match):
     # accepted and ignored before 2026-12-06: given noise skipped FreeNoise's, autoregressive blends no windows
     ({"latents": torch.zeros(1, 3, 12, 16, 16), "mode": "freenoise"}, "FreeNoise's rescheduled noise would not be"),
     ({"mode": "autoregressive", "weighting": "gaussian"}, "autoregressive extension blends none"),
+    # said "use overlap >= 1", then "overlap must be in [0, 0]" (a sweep, 2026-12-06)
+    ({"mode": "autoregressive", "window": 1}, "autoregressive extension .* needs window >= 2, got 1"),
+    ({"prompt_at": ["x"]}, r"prompt_at must be a dict \{frame: prompt\} or a list of \(frame, prompt\) pairs"),
 ])
 def test_bad_long_video_requests(pipe, kwargs, match):
     args = {"frames": 12, "steps": 2, **kwargs}
     with pytest.raises((ConstraintError, ValueError), match=match):
         long_request(pipe.config, "a red circle", **args)
+
+
+def test_a_billion_frames_are_refused_in_seconds_and_numpy_integers_are_taken(pipe):
+    """The windows were listed before any check: 10**8 frames built a 1 GB list or raised MemoryError, 10**9 never
+    returned (before 2026-12-06). They are computed on demand now, and NumPy integers count as integers."""
+    import numpy as np
+
+    from vdmkit.errors import OutOfMemoryError
+
+    request = long_request(pipe.config, "a red circle", frames=10**9, steps=2)
+    starts = window_starts(request.latent_frames, request.window, request.overlap)
+    assert len(starts) == (10**9 - 4) // 1 + 1 and starts[-1] == 10**9 - 4 and starts[:3] == [0, 1, 2]
+    with pytest.raises(OutOfMemoryError, match="1000000000 frames"):
+        long_video(pipe, "a red circle", frames=10**9, steps=2)
+    assert window_starts(11, 4, 2)[:] == [0, 2, 4, 6, 7] and window_starts(11, 4, 2)[-2] == 6
+    numpy = long_request(pipe.config, "a red circle", frames=12, steps=2, overlap=np.int64(2),
+                         prompt_at={np.int64(6): "a blue square"})
+    assert numpy.overlap == 2 and numpy.prompt_at == ((6, "a blue square"),) and type(numpy.prompt_at[0][0]) is int
 
 
 def test_given_latents_sample_in_windows_unless_freenoise_is_asked_for(pipe):

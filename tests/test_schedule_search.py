@@ -109,9 +109,23 @@ def test_auto_timesteps_use_the_saved_schedule(saved, tmp_path):
                        seed=0)
     assert torch.equal(auto, given)
     assert torch.equal(pipe.run(request), pipe(PROMPTS, sampler="ddim", guidance=3.0, timesteps=result.timesteps))
-    # another guidance with no schedule of its own takes the nearest one's
-    assert pipe.request(PROMPTS, sampler="ddim", steps=3, guidance=5.0, timesteps="auto",
-                        schedules=target).ts.tolist() == result.timesteps
+    # another guidance with no schedule of its own takes the nearest one's, and says so (unsaid before 2026-12-06)
+    with pytest.warns(UserWarning, match="searched at guidance 5; using the one searched at guidance 3, the nearest"):
+        assert pipe.request(PROMPTS, sampler="ddim", steps=3, guidance=5.0, timesteps="auto",
+                            schedules=target).ts.tolist() == result.timesteps
+    # options the search did not use are refused: ddim's eta draws noise, another order fits another trajectory
+    for knobs, match in (({"eta": 0.5}, "with eta=0.5: it draws fresh noise"),):
+        with pytest.raises(ConfigError, match=match):
+            pipe.request(PROMPTS, sampler="ddim", steps=3, timesteps="auto", schedules=target, **knobs)
+    save_schedule(target, "unipc", 3, 3.0, result, pipe.model_sha256)
+    with pytest.raises(ConfigError, match=r"with order=3: schedules are searched with the sampler's own options "
+                                          r"\(order=2\)"):
+        pipe.request(PROMPTS, sampler="unipc", steps=3, timesteps="auto", schedules=target, order=3)
+    assert pipe.request(PROMPTS, sampler="unipc", steps=3, timesteps="auto", schedules=target,
+                        order=2).ts.tolist() == result.timesteps  # the search's own order
+    data = json.loads(target.read_text())
+    del data["schedules"]["unipc/3/guidance=3"]
+    target.write_text(json.dumps(data))
     save_schedule(target, "dpmpp_2m", 3, 3.0, result, "0" * 64)  # searched on other weights
     with pytest.raises(ConfigError, match="searched on other weights"):
         pipe.request(PROMPTS, sampler="dpmpp_2m", steps=3, timesteps="auto", schedules=target)

@@ -19,6 +19,8 @@ refused before any weights load.
 from __future__ import annotations
 
 import math
+import numbers
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Callable
 
@@ -57,12 +59,18 @@ class LongRequest:
 def check_prompt_at(prompt_at, frames: int) -> tuple[tuple[int, str], ...]:
     """{frame: prompt} -> ((frame, prompt), ...) sorted, each frame in [1, frames)."""
     items = []
+    shape = "a dict {frame: prompt} or a list of (frame, prompt) pairs"
     if prompt_at is not None and not isinstance(prompt_at, (dict, list, tuple)):  # 5 was a raw TypeError
-        raise ConfigError(f"prompt_at must be a dict {{frame: prompt}} or None, got {type(prompt_at).__name__}")
-    for frame, prompt in dict(prompt_at or {}).items():
-        if isinstance(frame, bool) or not isinstance(frame, int) or not 0 < frame < frames:
+        raise ConfigError(f"prompt_at must be {shape}, or None; got {type(prompt_at).__name__}")
+    try:
+        pairs = dict(prompt_at or {})
+    except (TypeError, ValueError):  # ["x"]: Python's "dictionary update sequence element #0 ..." (before 2026-12-06)
+        raise ConfigError(f"prompt_at must be {shape}, got {prompt_at!r}") from None
+    for frame, prompt in pairs.items():
+        if isinstance(frame, bool) or not isinstance(frame, numbers.Integral) or not 0 < frame < frames:
             raise ConstraintError(f"prompt_at frame must be an integer in [1, {frames - 1}] (frame 0 takes the main "
                                   f"prompt), got {frame!r}")
+        frame = int(frame)  # a NumPy integer as its value
         if not isinstance(prompt, str):
             raise ConfigError(f"prompt_at[{frame}] must be a string, got {type(prompt).__name__}")
         check_prompts(prompt, f"prompt_at[{frame}]")  # a NUL failed at sampling, a lone surrogate was dropped
@@ -138,31 +146,68 @@ def long_request(config, prompt: str, *, frames: int, window: int | None = None,
         raise ConstraintError(f"window={window} is more than the {trained} frames this model was trained on; use "
                               f"window <= {trained}")
     config.model.check_shape(window, h, w)
+    if mode == "autoregressive" and window < 2:  # it said "use overlap >= 1", then "overlap must be in [0, 0]"
+        raise ConstraintError(f"autoregressive extension continues each window from frames of the one before: it "
+                              f"needs window >= 2, got {window}")
     if overlap is None:
         overlap = window // 2 if mode == "autoregressive" else (3 * window) // 4
-    if isinstance(overlap, bool) or not isinstance(overlap, int) or not 0 <= overlap < window:
+    if isinstance(overlap, bool) or not isinstance(overlap, numbers.Integral) or not 0 <= overlap < window:
         raise ConstraintError(f"overlap must be an integer in [0, {window - 1}] (less than window={window}), got "
                               f"{overlap!r}")
+    overlap = int(overlap)
     if mode == "autoregressive" and overlap == 0:
         raise ConstraintError("autoregressive extension continues from the last `overlap` frames: use overlap >= 1")
     if latent_frames < window:
         raise ConstraintError(f"{frames} frames ({latent_frames} for the backbone) are fewer than one window of "
                               f"{window}: ask for at least {window} frames or a smaller window")
     prompt_at = check_prompt_at(prompt_at, frames)
-    check_switches(prompt, prompt_at, [centre_frame(s, window, frames, latent_frames)
-                                       for s in window_starts(latent_frames, window, overlap)])
+    if prompt_at:  # every window's centre is read only when the prompt switches
+        check_switches(prompt, prompt_at, Centres(window_starts(latent_frames, window, overlap), window, frames,
+                                                  latent_frames))
     if latents is not None:
         check_latents(latents, (1, config.latent_channels, latent_frames, h, w))
     return LongRequest(base, frames, latent_frames, window, overlap, mode, weighting, prompt_at, latents)
 
 
-def window_starts(frames: int, window: int, overlap: int) -> list[int]:
-    """First frame of each window: a stride of window - overlap, the last window ending on the last frame."""
-    stride = window - overlap
-    starts = list(range(0, frames - window + 1, stride))
-    if starts[-1] != frames - window:
-        starts.append(frames - window)
-    return starts
+class WindowStarts(Sequence):
+    """First frame of each window: a stride of window - overlap, the last window ending on the last frame. Computed
+    on demand: a list of 10**8 windows was built before the memory check refused them (1 GB, or a MemoryError)."""
+
+    def __init__(self, frames: int, window: int, overlap: int):
+        self.body = range(0, frames - window + 1, window - overlap)
+        self.last = frames - window
+        self.extra = int(self.body[-1] != self.last)
+
+    def __len__(self) -> int:
+        return len(self.body) + self.extra
+
+    def __getitem__(self, k):
+        if isinstance(k, slice):
+            return [self[i] for i in range(*k.indices(len(self)))]
+        k = k + len(self) if k < 0 else k
+        if not 0 <= k < len(self):
+            raise IndexError(k)
+        return self.body[k] if k < len(self.body) else self.last
+
+
+def window_starts(frames: int, window: int, overlap: int) -> WindowStarts:
+    """First frame of each window (see WindowStarts)."""
+    return WindowStarts(frames, window, overlap)
+
+
+class Centres(Sequence):
+    """The centre frame (output frames) of each window, on demand."""
+
+    def __init__(self, starts: WindowStarts, window: int, frames: int, latent_frames: int):
+        self.starts, self.args = starts, (window, frames, latent_frames)
+
+    def __len__(self) -> int:
+        return len(self.starts)
+
+    def __getitem__(self, k):
+        if isinstance(k, slice):
+            return [centre_frame(s, *self.args) for s in self.starts[k]]
+        return centre_frame(self.starts[k], *self.args)
 
 
 def fusion_weights(frames: int, starts: list[int], window: int, weighting: str = "linear") -> torch.Tensor:

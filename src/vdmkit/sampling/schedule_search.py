@@ -19,9 +19,11 @@ guidance; each records the weights' sha256 it was searched on.
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import math
 import os
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
@@ -31,7 +33,7 @@ import torch
 from vdmkit.backbones.layers import one_run_at_a_time
 from vdmkit.errors import ConfigError, ConstraintError
 from vdmkit.io.atomic import write_text_atomic
-from vdmkit.registry import check_sampler
+from vdmkit.registry import SAMPLERS, check_sampler
 from vdmkit.sampling.generate import check_seed, offset_seed
 from vdmkit.sampling.guidance import guided
 from vdmkit.sampling.timesteps import check_custom_timesteps, check_steps
@@ -270,6 +272,13 @@ def saved_timesteps(path: str | os.PathLike | None, sampler: str, steps: int, gu
         raise ConfigError(f"timesteps='auto' with {drawn}: it draws fresh noise at every step, so its schedules "
                           "cannot be searched; drop --timesteps auto (its own spacing is used) or give a list of "
                           "timesteps")
+    defaults = {n: p.default for n, p in inspect.signature(SAMPLERS[sampler].build).parameters.items()}
+    other = {k: v for k, v in (knobs or {}).items() if k in defaults and v != defaults[k]}
+    if other:  # unipc order 3 took the schedule searched at order 2, unsaid (before 2026-12-06)
+        given = ", ".join(f"{k}={v!r}" for k, v in other.items())
+        raise ConfigError(f"timesteps='auto' with {given}: schedules are searched with the sampler's own options "
+                          f"({', '.join(f'{k}={defaults[k]!r}' for k in other)}); drop them, or give a list of "
+                          "timesteps")
     model = Path(path).parent if path is not None and Path(path).name == SCHEDULES_FILE else "MODEL"
     make = (f"make one with `vdmkit search-schedule --model {model} --sampler {sampler} --steps {steps} "
             f"--guidance {float(guidance):g}` (--model: the model sampled, with the --lora adapters sampled with; "
@@ -289,6 +298,11 @@ def saved_timesteps(path: str | os.PathLike | None, sampler: str, steps: int, gu
     if model_sha256 and entry.get("model_sha256") not in (None, model_sha256):
         raise ConfigError(f"the schedule {schedule_key(sampler, steps, entry.get('guidance', 0))!r} in {str(path)!r} "
                           f"was searched on other weights ({str(entry['model_sha256'])[:12]}...); {make}")
+    searched = float(entry.get("guidance", math.nan))
+    if searched != float(guidance) and math.isfinite(searched):  # the nearest one is taken, and said (it was taken unsaid)
+        warnings.warn(f"timesteps='auto': no {sampler} schedule of {steps} steps was searched at guidance "
+                      f"{float(guidance):g}; using the one searched at guidance {searched:g}, the nearest ({make})",
+                      stacklevel=3)
     try:
         return check_custom_timesteps(entry["timesteps"], process).tolist()
     except ValueError as err:
