@@ -299,7 +299,7 @@ def saved_timesteps(path: str | os.PathLike | None, sampler: str, steps: int, gu
         raise ConfigError(f"the schedule {schedule_key(sampler, steps, entry.get('guidance', 0))!r} in {str(path)!r} "
                           f"was searched on other weights ({str(entry['model_sha256'])[:12]}...); {make}")
     searched = float(entry.get("guidance", math.nan))
-    if searched != float(guidance) and math.isfinite(searched):  # the nearest one is taken, and said (it was taken unsaid)
+    if searched != float(guidance) and math.isfinite(searched):  # the nearest one is taken, and said (it was unsaid)
         warnings.warn(f"timesteps='auto': no {sampler} schedule of {steps} steps was searched at guidance "
                       f"{float(guidance):g}; using the one searched at guidance {searched:g}, the nearest ({make})",
                       stacklevel=3)
