@@ -399,3 +399,22 @@ def test_batch_chunk_and_norm_groups_are_checked():
         FrameVAE(FrameVAEConfig(block_out_channels=(8, 16), norm_num_groups=4, layers_per_block="2"))
     with pytest.raises(ConstraintError, match="nearest valid: 18x16|nearest valid: 16x16"):
         vae.encode(torch.zeros(1, 3, 1, 17, 16))
+
+
+@torch.no_grad()
+def test_a_tile_no_larger_than_the_default_overlap_names_the_tile():
+    """decode(tile=2) said "tile overlap must be in [0, tile=2), got 2": an overlap never given (its default), and
+    `vdmkit sample` has no option for it (before 2026-12-06)."""
+    from vdmkit.autoencoders.common import DECODE_OVERLAP
+
+    vae = FrameVAE(FrameVAEConfig(**TINY_2D)).eval()
+    z = torch.randn(1, 4, 1, 8, 8)
+    for tile in range(1, DECODE_OVERLAP + 1):
+        with pytest.raises(ConstraintError, match=rf"^tile={tile} must be larger than overlap={DECODE_OVERLAP} .*"
+                                                  rf"give tile > {DECODE_OVERLAP}, or a smaller overlap$"):
+            vae.decode(z, tile=tile)
+    assert vae.decode(z, tile=DECODE_OVERLAP + 1).shape == vae.decode(z).shape
+    assert vae.decode(z, tile=2, overlap=1).shape == vae.decode(z).shape
+    for overlap in (-1, 1.5):
+        with pytest.raises(ConstraintError, match=rf"overlap must be a whole number of pixels >= 0, got {overlap}"):
+            vae.decode(z, tile=4, overlap=overlap)

@@ -390,3 +390,14 @@ def test_a_batch_refuses_out_which_it_would_ignore(run_dir, tmp_path, capsys):
                          str(tmp_path / "vids"), "--steps", "2", *extra]) == 2
         assert message in capsys.readouterr().err
     assert not (tmp_path / "vids").exists()
+
+
+def test_prompt_at_with_a_digit_symbol_gives_the_usage(run_dir, tmp_path, capsys):
+    """'²' passed str.isdigit() and reached int(): "invalid literal for int() with base 10" (before 2026-12-06)."""
+    base = ["sample", "--model", str(run_dir), "--steps", "2", "--no-progress", "--prompt", "x", "--frames", "10"]
+    for frame in ("²", "①", "5²"):
+        assert cli.main(base + ["--prompt-at", f"{frame}:abc", "--out", str(tmp_path / "a.mp4")]) == 2
+        err = capsys.readouterr().err
+        assert f"--prompt-at takes FRAME:PROMPT, e.g. 32:\"a blue square\", got '{frame}:abc'" in err
+        assert "int()" not in err
+    assert not list(tmp_path.iterdir())

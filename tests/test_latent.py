@@ -225,7 +225,9 @@ def test_resume_refuses_another_autoencoder(tmp_path, video_vae, capsys):
     assert cli.main([*base, f"latent.autoencoder={video_vae}"]) == 0
     capsys.readouterr()
     assert cli.main([*base, f"latent.autoencoder={other}", "train.steps=4", "--resume"]) == 2
-    assert "another latent autoencoder config" in capsys.readouterr().err
+    err = capsys.readouterr().err  # the same network with other weights: the checkpoint that has the run's is named
+    assert f"resume with latent.autoencoder={video_vae / 'checkpoints' / 'step_0000002'}" in err
+    assert "moved on" not in err and "{" not in err
     assert cli.main([*base, f"latent.autoencoder={video_vae}", "train.steps=4", "--resume"]) == 0
 
 
@@ -327,3 +329,107 @@ def test_cache_latents_refuses_a_folder_holding_anything_but_a_cache(tmp_path, v
     (interrupted / ".manifest.abcd_123.tmp.json").write_text("{")
     assert cli.main([*base, str(interrupted)]) == 0
     assert json.loads((interrupted / "manifest.json").read_text())["samples"] == 2
+
+
+def test_resume_after_the_autoencoder_run_trained_on_names_its_checkpoint(tmp_path, capsys):
+    """A run folder in latent.autoencoder resolves to its newest checkpoint: once the autoencoder run trained on, the
+    resume was refused with two 300-character config dumps that did not say why (before 2026-12-06)."""
+    vae = tmp_path / "vae"
+    train_vae = ["train-vae", "configs/vae_frame.yaml", *VAE_TINY, "data.frames=1", f"train.out_dir={vae}",
+                 "--no-progress"]
+    assert cli.main(train_vae) == 0
+    run = tmp_path / "run"
+    base = ["train", "configs/tiny.yaml", *T2V_TINY, f"train.out_dir={run}", "--no-progress"]
+    assert cli.main([*base, f"latent.autoencoder={vae}"]) == 0
+    assert cli.main([*train_vae, "train.steps=4", "--resume"]) == 0  # step_0000002 and step_0000004 kept
+    capsys.readouterr()
+    assert cli.main([*base, f"latent.autoencoder={vae}", "train.steps=4", "--resume"]) == 2
+    err = capsys.readouterr().err
+    first = vae / "checkpoints" / "step_0000002"
+    assert "the autoencoder run moved on" in err and f"resume with latent.autoencoder={first}" in err
+    assert "{" not in err and "pruned" not in err
+    assert cli.main([*base, f"latent.autoencoder={first}", "train.steps=4", "--resume"]) == 0  # the advice works
+    assert cli.main([*train_vae, "train.steps=6", "--resume"]) == 0  # keep_checkpoints=2: step_0000002 pruned
+    capsys.readouterr()
+    assert cli.main([*base, f"latent.autoencoder={vae}", "train.steps=6", "--resume"]) == 2
+    err = capsys.readouterr().err
+    assert "moved on" in err and f"No checkpoint under {str(vae / 'checkpoints')!r} holds those weights" in err
+    assert "pruned (train-vae keeps the newest train.keep_checkpoints" in err and "{" not in err
+    assert not (run / "checkpoints" / "step_0000006").exists()
+
+
+def test_a_resume_on_another_latent_cache_says_so(tmp_path, video_vae):
+    """A cache-trained run recorded nothing of its cache: a resume on one with other samples (whose wrap-around moves
+    the data position) went on silently (before 2026-12-06). The cache's identity is recorded and compared."""
+    import warnings
+
+    from vdmkit.training import train
+
+    base = ["configs/tiny.yaml", f"latent.autoencoder={video_vae}", "data.frames=5"]
+    caches = {n: tmp_path / f"cache{n}" for n in (6, 4)}
+    for n, cache in caches.items():
+        assert cli.main(["cache-latents", *base, "--samples", str(n), "--out", str(cache), "--no-progress"]) == 0
+    out = tmp_path / "run"
+    args = [*base[1:], *T2V_TINY, "train.sample_every=100", "train.checkpoint_every=1", f"train.out_dir={out}"]
+    train(load_config(base[0], [*args, f"latent.cache={caches[6]}", "train.steps=1"]), progress=False)
+    doc = json.loads((out / "checkpoints" / "step_0000001" / "training_state.json").read_text())
+    assert doc["data"]["samples"] == 6 and len(doc["data"]["sha256"]) == 64
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        train(load_config(base[0], [*args, f"latent.cache={caches[6]}", "train.steps=2"]), resume=True,
+              progress=False)
+    assert not [w for w in caught if "the data changed" in str(w.message)]  # the same cache: nothing said
+    with pytest.warns(UserWarning, match=r"the data changed since checkpoint 2 \(6 samples then, 4 now"):
+        train(load_config(base[0], [*args, f"latent.cache={caches[4]}", "train.steps=3"]), resume=True,
+              progress=False)
+
+
+def test_latents_output_and_small_tiles_say_what_applies(tmp_path, frame_vae, capsys):
+    """A .safetensors --out recorded a decode and an upscale it never did, and --vae-tile 1 / 2 failed on "tile
+    overlap must be in [0, tile=2), got 2", an overlap sample has no option for (before 2026-12-06)."""
+    run = tmp_path / "run"
+    assert cli.main(["train", "configs/tiny.yaml", f"latent.autoencoder={frame_vae}", *T2V_TINY, "train.sample_every=9",
+                     f"train.out_dir={run}", "--no-progress"]) == 0
+    base = ["sample", "--model", str(run), "--prompt", "a red circle", "--steps", "2", "--no-progress"]
+    out = tmp_path / "z.safetensors"
+    assert cli.main([*base, "--out", str(out)]) == 0
+    meta = json.loads((tmp_path / "z.safetensors.json").read_text())
+    assert meta["output"] == "latents" and meta["decode"] is None and meta["upscale"] is None
+    capsys.readouterr()
+    for flags in (["--vae-tile", "4"], ["--vae-frame-chunk", "1"], ["--upscale", "2"], ["--strip"],
+                  ["--vae-tile", "4", "--upscale", "1"]):
+        assert cli.main([*base, "--out", str(tmp_path / "y.safetensors"), *flags]) == 2
+        err = capsys.readouterr().err
+        named = ", ".join(f for f in flags if f.startswith("--"))
+        assert f"{named} apply to a decoded video; --out {str(tmp_path / 'y.safetensors')!r} writes the latents" in err
+    for tile in (0, 1, 2):  # the overlap is 2 latent pixels: the least tile is 3
+        assert cli.main([*base, "--out", str(tmp_path / "t.mp4"), "--vae-tile", str(tile)]) == 2
+        err = capsys.readouterr().err
+        assert f"--vae-tile must be >= 3 (neighbouring tiles overlap by 2 latent pixels), got {tile}" in err
+    assert cli.main([*base, "--out", str(tmp_path / "t.mp4"), "--vae-tile", "3"]) == 0
+    assert json.loads((tmp_path / "t.mp4.json").read_text())["decode"] == {"tile": 3}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run", "t.mp4", "t.mp4.json", "z.safetensors",
+                                                         "z.safetensors.json"]
+    # eval sets height and width with --resolution: its error names that, not sample's height and width
+    assert cli.main(["eval", "--real", "shapes", "--fake", str(run), "--metrics", "psnr", "--resolution", "18",
+                     "--frames", "4", "--sample-steps", "1", "--out", str(tmp_path / "e.json"), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "--resolution 18 does not fit the model" in err and "got 18x18; nearest valid: 16x16" in err
+    assert not (tmp_path / "e.json").exists()
+
+
+def test_a_latent_cache_given_to_a_real_clip_run_is_refused_as_such(tmp_path, frame_vae, capsys):
+    """Real clips are encoded on the fly: latent.cache on a folder run was called "stale; rewrite it with `vdmkit
+    cache-latents`", which refuses real clips (before 2026-12-06). Said before the cache is read."""
+    from tests.test_data_video import cut_clips
+
+    clips = cut_clips(tmp_path / "clips", frames=4)
+    run = tmp_path / "run"
+    assert cli.main(["train", "configs/folder_tiny.yaml", f"data.root={clips}", "data.lengths=[4]", "data.frames=4",
+                     f"latent.autoencoder={frame_vae}", f"latent.cache={tmp_path / 'nowhere'}", f"train.out_dir={run}",
+                     "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert f"latent.cache={str(tmp_path / 'nowhere')!r}: a latent cache holds the shapes data, and this run trains " \
+           "on real clips (data.kind=folder), which are encoded on the fly with latent.autoencoder: drop " \
+           "latent.cache" in err
+    assert "stale" not in err and "manifest" not in err and not run.exists()

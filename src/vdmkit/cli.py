@@ -122,6 +122,7 @@ def _cmd_sample(args) -> int:
         args.lora = fast_adapters(args.model, args.lora)
     model = _model_or_default(args.model, "sample")
 
+    from vdmkit.autoencoders.common import DECODE_OVERLAP
     from vdmkit.device import resolve_device
     from vdmkit.io.video import VIDEO_FORMATS, check_output_path
     from vdmkit.pipelines import TextToVideo, make_request, open_model
@@ -144,6 +145,12 @@ def _cmd_sample(args) -> int:
     else:
         prompts, outs = [args.prompt], [Path(args.out)]
     outs = [check_output_path(out, VIDEO_FORMATS + (LATENTS_SUFFIX,)) for out in outs]  # every one, before any work
+    given = [flag for flag, value in (("--vae-tile", args.vae_tile), ("--vae-frame-chunk", args.vae_frame_chunk),
+                                      ("--upscale", args.upscale), ("--strip", True if args.strip else None))
+             if value is not None]
+    if given and outs[0].suffix.lower() == LATENTS_SUFFIX:  # nothing decoded or upscaled (the sidecar said it was)
+        raise ValueError(f"{', '.join(given)} apply to a decoded video; --out {str(outs[0])!r} writes the latents, "
+                         "undecoded: drop them, or write a video (.mp4)")
     if args.strip:
         for out in outs:
             if out.suffix.lower() not in (".png", LATENTS_SUFFIX):
@@ -207,9 +214,11 @@ def _cmd_sample(args) -> int:
     decode = {k: v for k, v in (("tile", args.vae_tile), ("frame_chunk", args.vae_frame_chunk)) if v is not None}
     if decode and not config.latent.enabled:
         raise ValueError("--vae-tile / --vae-frame-chunk apply to latent models; this one works in pixel space")
-    for name, value in decode.items():
-        if value < 1:
-            raise ValueError(f"--vae-{name.replace('_', '-')} must be >= 1, got {value}")
+    for name, value in decode.items():  # a tile must exceed the decode overlap, which sample has no option for
+        least = DECODE_OVERLAP + 1 if name == "tile" else 1
+        if value < least:
+            why = f" (neighbouring tiles overlap by {DECODE_OVERLAP} latent pixels)" if name == "tile" else ""
+            raise ValueError(f"--vae-{name.replace('_', '-')} must be >= {least}{why}, got {value}")
     threads = apply_threads(args.threads)
     from vdmkit.distributed import SHARDED_TIMEOUT_S, all_gather_objects, join
 
@@ -350,7 +359,7 @@ def _prompt_at(items: list[str] | None) -> dict[int, str]:
     result = {}
     for item in items or []:
         frame, sep, prompt = item.partition(":")
-        if not sep or not frame.strip().isdigit():
+        if not sep or not frame.strip().isdecimal():  # isdigit() took '²', which int() refuses
             raise ValueError(f"--prompt-at takes FRAME:PROMPT, e.g. 32:\"a blue square\", got {item!r}")
         if int(frame) in result:  # the later one silently replaced the earlier (before 2026-12-06)
             raise ValueError(f"--prompt-at names frame {int(frame)} twice ({result[int(frame)]!r} and {prompt!r}); "

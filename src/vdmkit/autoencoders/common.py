@@ -70,6 +70,7 @@ class SpatialAttention(nn.Module):
 
 
 DECODE_PIXELS = 1 << 22  # 4M output pixels (16 frames of 512x512) decoded at once by default; more in frame chunks
+DECODE_OVERLAP = 2  # latent pixels two neighbouring decode tiles share (blended): a tile must be larger
 
 
 class Autoencoder(nn.Module):
@@ -145,8 +146,8 @@ class Autoencoder(nn.Module):
             lambda t: self._encode_chunked(t, frame_chunk), xb, tile, overlap, 1 / self.spatial_compression))
         return DiagonalGaussian(moments)
 
-    def decode(self, z: torch.Tensor, *, tile: int | None = None, overlap: int = 2, frame_chunk: int | None = None,
-               batch_chunk: int | None = None) -> torch.Tensor:
+    def decode(self, z: torch.Tensor, *, tile: int | None = None, overlap: int = DECODE_OVERLAP,
+               frame_chunk: int | None = None, batch_chunk: int | None = None) -> torch.Tensor:
         """Raw latents -> pixels. ``tile``/``overlap`` in latent pixels; ``frame_chunk`` in latent frames."""
         self.check_latents(z)
         return _over_batch(z, batch_chunk, lambda zb: _tiled(
@@ -255,8 +256,11 @@ def _tiled(fn: Callable, x: torch.Tensor, tile: int | None, overlap: int, scale:
         raise ConstraintError(f"tile must be a positive whole number of pixels (or None: no tiling), got {tile!r}")
     if tile is None or (h <= tile and w <= tile):
         return fn(x)
-    if not 0 <= overlap < tile:
-        raise ConstraintError(f"tile overlap must be in [0, tile={tile}), got {overlap}")
+    if isinstance(overlap, bool) or not isinstance(overlap, int) or overlap < 0:
+        raise ConstraintError(f"overlap must be a whole number of pixels >= 0, got {overlap!r}")
+    if overlap >= tile:  # no stride left between tiles; the overlap is a default the caller may never have set
+        raise ConstraintError(f"tile={tile} must be larger than overlap={overlap} (the pixels neighbouring tiles "
+                              f"share): give tile > {overlap}, or a smaller overlap")
     unit = round(1 / scale) if scale < 1 else 1  # tiles must stay whole multiples of the compression
     if tile % unit or overlap % unit:
         raise ConstraintError(f"tile ({tile}) and overlap ({overlap}) must be multiples of the compression {unit}")

@@ -16,6 +16,7 @@ from typing import Iterator, Mapping
 import torch
 from torch import nn
 
+from vdmkit.autoencoders.common import DECODE_OVERLAP
 from vdmkit.autoencoders.load import build_autoencoder
 from vdmkit.backbones.layers import channels_last_weights
 from vdmkit.conditioning.condition import Condition
@@ -183,7 +184,7 @@ def sampling_advice(config: PipelineConfig, request: SampleRequest, dtype: str, 
     if config.latent.enabled and task is None:  # --vae-tile counts latent pixels (a frame count may not encode)
         _, height, width = config.latent_size(1, request.height, request.width)
         tile = min(height, width, (decode or {}).get("tile") or height) // 2
-        if tile >= 2:
+        if tile > DECODE_OVERLAP:  # a tile no larger than the tiles' overlap is refused
             tips.append(f"decoding in tiles (--vae-tile {tile} / decode={{'tile': {tile}}}), or frame chunks "
                         "(--vae-frame-chunk 4)")
     return ", ".join(tips)

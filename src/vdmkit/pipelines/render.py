@@ -98,12 +98,14 @@ def render_sample(pipe, request: SampleRequest, out: str | os.PathLike, *, fps: 
             "steps": request.steps, "spacing": request.spacing, "schedule_rules": request.rules,
             "timesteps": None if request.timesteps is None else list(request.timesteps),
             "guidance": request.guidance, "guidance_rescale": request.guidance_rescale, "knobs": request.knobs,
-            "frames": request.frames, "height": request.height, "width": request.width, "upscale": factor,
+            "frames": request.frames, "height": request.height, "width": request.width,
+            "upscale": None if request.output == "latents" else factor,  # latents are neither decoded nor upscaled
             # the rate the file plays at (a GIF's delays are whole hundredths of a second: 24 fps plays at 25)
             "fps": fps if request.output == "latents" else played_fps(out, fps),
             "precision": request.precision, "model": pipe.source, "model_sha256": pipe.model_sha256,
             "device": str(pipe.device), "vdmkit": __version__, "autoencoder": config.latent.kind or None,
-            "autoencoder_sha256": config.latent.sha256 or None, "decode": dict(decode or {}),
+            "autoencoder_sha256": config.latent.sha256 or None,
+            "decode": None if request.output == "latents" else dict(decode or {}),
             "output": request.output,
             "lora": (pipe.applied_adapters() if hasattr(pipe, "applied_adapters") else []) or None,
             "cache": record.get("cache"),

@@ -10,6 +10,7 @@ interrupted cache is never mistaken for a complete one, and rerunning the comman
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -180,6 +181,12 @@ class LatentCache:
     """The stored latents as a dataset: ``batch(start, size)`` -> (latents, captions), indices wrap around."""
 
     def __init__(self, directory: str | os.PathLike, cfg: RunConfig, *, check_hashes: bool = True):
+        from vdmkit.data.shapes import ShapesConfig
+
+        if not isinstance(cfg.data, ShapesConfig):  # said before the cache is read: it was called stale
+            raise ConfigError(f"latent.cache={str(directory)!r}: a latent cache holds the shapes data, and this run "
+                              f"trains on real clips (data.kind={getattr(cfg.data, 'kind', '?')}), which are encoded "
+                              "on the fly with latent.autoencoder: drop latent.cache")
         self.directory = Path(directory)
         path = self.directory / MANIFEST
         if not path.is_file():
@@ -217,6 +224,7 @@ class LatentCache:
                 latents.append(f.get_tensor("latents"))
         self.latents = torch.cat(latents)
         self.captions = captions
+        self.shard_hashes = [shard["sha256"] for shard in manifest["shards"]]
         if len(self.captions) != len(self.latents) or len(self.latents) != manifest["samples"]:
             raise CorruptCheckpointError(f"latent cache {str(self.directory)!r}: shards hold {len(self.latents)} "
                                          f"latents and {len(self.captions)} captions, manifest says "
@@ -226,6 +234,11 @@ class LatentCache:
 
     def __len__(self) -> int:
         return len(self.latents)
+
+    def identity(self) -> dict:
+        """What a run's data position is counted in (as a folder dataset's): the samples, and a sha256 of the shards'
+        recorded sha256s in order. A run's checkpoints record it; a resume on another or rewritten cache says so."""
+        return {"samples": len(self), "sha256": hashlib.sha256("\n".join(self.shard_hashes).encode()).hexdigest()}
 
     def batch(self, start: int, size: int) -> tuple[torch.Tensor, list[str]]:
         idx = [(start + i) % len(self) for i in range(size)]

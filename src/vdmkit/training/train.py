@@ -34,8 +34,8 @@ from vdmkit.backbones.regional import RegionalCompile
 from vdmkit.conditioning import masks
 from vdmkit.conditioning.pretrained import checkpoint_copy, without_paths
 from vdmkit.distributed import barrier, collectives, join, mean
-from vdmkit.errors import ConfigError, NonFiniteError, VocabularyWarning
-from vdmkit.io.checkpoint import CONFIG, WEIGHTS, Checkpoint, load_strict, open_checkpoint
+from vdmkit.errors import ConfigError, CorruptCheckpointError, NonFiniteError, VocabularyWarning
+from vdmkit.io.checkpoint import CONFIG, WEIGHTS, Checkpoint, checkpoint_dirs, load_strict, open_checkpoint
 from vdmkit.io.video import upscale, viewing_factor, write_video
 from vdmkit.pipelines import TextToVideo, pipeline_config
 from vdmkit.training.config import LatentConfig, RunConfig, check_config, resolve
@@ -182,7 +182,7 @@ def train(cfg: RunConfig, *, resume: bool = False, progress: bool = True) -> Pat
                                     kind_group=world.size * layout.accum)
             if hasattr(dataset, "epoch_batches"):  # data too small for one step's batches: said before the model is
                 dataset.epoch_batches(0)  # built and the run folder written (it failed at the first batch)
-        data = dataset.identity() if hasattr(dataset, "identity") else None  # real clips: recorded, compared on resume
+        data = dataset.identity() if hasattr(dataset, "identity") else None  # clips or a cache: compared on resume
         pipe = TextToVideo(cfg.pipeline()).train()  # initialised on the CPU: the same weights on every device
         if cfg.latent.enabled:
             load_autoencoder_into(pipe, cfg.latent)  # frozen and trained: it travels in every checkpoint
@@ -450,6 +450,49 @@ def keep_vocabulary(cfg: RunConfig, ckpt: Checkpoint, world) -> RunConfig:
     return cfg
 
 
+def autoencoder_run(checkpoint: str) -> Path | None:
+    """The train-vae run whose checkpoint folder ``checkpoint`` is (RUN/checkpoints/step_N), or None."""
+    path = Path(checkpoint) if checkpoint else None
+    return path.parent.parent if path is not None and path.parent.name == "checkpoints" else None
+
+
+def same_architecture(theirs: tuple, mine: tuple) -> bool:
+    """Whether two (kind, model, sha256) autoencoder records are one network: training on rescales the latents."""
+    def shape(model):
+        return {k: v for k, v in (model or {}).items() if k not in ("scaling_factor", "shift_factor")}
+    return theirs[0] == mine[0] and shape(theirs[1]) == shape(mine[1])
+
+
+def moved_autoencoder(run_checkpoint: Path, saved, ours) -> str:
+    """Why a resume on the same autoencoder model with other weights is refused, and which checkpoint to name: a
+    run folder in latent.autoencoder resolves to its newest checkpoint, so training the autoencoder on moves it."""
+    runs = dict.fromkeys(r for r in (autoencoder_run(ours.source), autoencoder_run(saved.source)) if r is not None)
+    # the checkpoint it trained with (if still there), then those of its run and of this one, newest first
+    candidates = [Path(saved.source)] if saved.source else []
+    candidates += [p for run in runs for p in reversed(checkpoint_dirs(run))]
+    found = None
+    for path in candidates:
+        try:  # the manifest's sha256: no weights are hashed
+            if path.is_dir() and Checkpoint(path).sha256(WEIGHTS) == saved.sha256:
+                found = path
+                break
+        except CorruptCheckpointError:
+            continue
+    head = (f"--resume: the run's checkpoint {str(run_checkpoint)!r} was trained with the autoencoder weights of "
+            f"{saved.source!r} (sha256 {saved.sha256[:12]}...), but latent.autoencoder now resolves to "
+            f"{ours.source!r}, which holds other weights")
+    moved = autoencoder_run(ours.source) is not None and autoencoder_run(ours.source) == autoencoder_run(saved.source)
+    why = ": the autoencoder run moved on (it was trained further, and a run folder names its newest checkpoint)" \
+        if moved else ""
+    if found is not None:
+        return f"{head}{why}; resume with latent.autoencoder={str(found)}"
+    where = " or ".join(repr(str(r / "checkpoints")) for r in runs) or repr(saved.source)
+    return (f"{head}{why}. No checkpoint under {where} holds those weights any more: pruned (train-vae keeps the "
+            "newest train.keep_checkpoints of a run) or deleted. Restore that checkpoint to resume, or start a new "
+            "run (another train.out_dir) on this autoencoder; name a checkpoint (RUN/checkpoints/step_N) in "
+            "latent.autoencoder to keep it fixed")
+
+
 def resumed_state(ckpt: Checkpoint, cfg: RunConfig, pipe, ema) -> tuple[dict[str, torch.Tensor], dict]:
     """Load the model and EMA weights of ``ckpt`` (same model config only) into the whole, unsharded modules;
     return its training state (tensors, document) for the optimizer, RNG states and data position."""
@@ -470,6 +513,8 @@ def resumed_state(ckpt: Checkpoint, cfg: RunConfig, pipe, ema) -> tuple[dict[str
                                ("latent autoencoder", (saved.latent.kind, to_dict(saved.latent.model),
                                                        saved.latent.sha256),
                                 (config.latent.kind, to_dict(config.latent.model), config.latent.sha256))):
+        if name == "latent autoencoder" and theirs[2] != mine[2] and same_architecture(theirs, mine):
+            raise ConfigError(moved_autoencoder(ckpt.directory, saved.latent, config.latent))
         if theirs != mine:
             raise ConfigError(f"--resume: the run's checkpoint {str(ckpt.directory)!r} was trained with another "
                               f"{name} config ({theirs!r}, this config says {mine!r}); resume with the same "
