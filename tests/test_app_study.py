@@ -195,6 +195,8 @@ def test_bad_create_arguments_fail_before_any_weights(models, prompts, run, tmp_
 
 def test_plan_items_cycles_prompts_with_new_seeds():
     assert plan_items(["a", "b"], 5, 10) == [("a", 10), ("b", 10), ("a", 11), ("b", 11), ("a", 12)]
+    # the last seed wraps to 0 on the next pass, as every derived seed does (2**63 was refused, a review)
+    assert plan_items(["a"], 2, 2**63 - 1) == [("a", 2**63 - 1), ("a", 0)]
     for n in (0, -1, 2.5, True, 10_001):
         with pytest.raises(ValueError, match="--n"):
             plan_items(["a"], n, 0)

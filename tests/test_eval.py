@@ -499,3 +499,59 @@ def test_train_classifier_with_zero_steps_is_refused_not_the_default(tmp_path, c
     code = cli.main(["eval", "train-classifier", "--train-steps", "0", "--out", str(tmp_path / "c.safetensors")])
     assert code == 2 and "steps and batch_size must be >= 1, got 0" in capsys.readouterr().err
     assert not (tmp_path / "c.safetensors").exists()
+
+
+def test_the_uncaptioned_real_set_warning_names_what_eval_reads(tiny_cfg, tmp_path):
+    """It said "no captions file", an option eval does not have, while the folder held training's captions.csv
+    (before 2026-12-06): the warning names what eval reads, and the caption file it does not."""
+    from vdmkit.training import train
+
+    run = train(tiny_cfg("train.steps=1", "train.sample_every=100"), progress=False)
+    real = write_clips(tmp_path / "real", 2, t=4, h=16, w=16)
+    (real / "captions.csv").write_text("path,caption\nv00.mp4,a red circle\nv01.mp4,a blue square\n")
+    with pytest.warns(UserWarning) as caught:
+        evaluate(str(real), run, protocol="folders", metrics="psnr", num_fake=2, frames=4, resolution=16,
+                 sample_steps=1, batch_size=2, progress=False)
+    message = next(str(w.message) for w in caught if "has no captions" in str(w.message))
+    assert "eval reads a prompt from each video's <video>.json sidecar, MSR-VTT captions with --annotations, or " \
+           "sub-folder names as labels; it does not read 'captions.csv' (training's data.captions)" in message
+    assert "captions file" not in message and "empty prompts, unconditionally" in message
+    (real / "captions.csv").unlink()
+    with pytest.warns(UserWarning, match=r"sub-folder names as labels\): the model is sampled with empty prompts"):
+        evaluate(str(real), run, protocol="folders", metrics="psnr", num_fake=2, frames=4, resolution=16,
+                 sample_steps=1, batch_size=2, progress=False)
+
+
+def test_a_model_is_sampled_on_the_prompts_of_the_clips_the_real_set_uses(tmp_path):
+    """A skipped real video's caption was sampled and a used one's never, and the fake set had one sample per file
+    (a review, 2026-12-06): the prompts are those of the clips the set gives, in order."""
+    from vdmkit.evaluation.sources import FolderSource, build_sources
+
+    real = tmp_path / "real"
+    real.mkdir()
+    write_clips(real, 3, t=12, captions=["a red circle", "a blue square", "a green triangle"], names=["a", "b", "c"])
+    write_clips(real, 1, t=4, captions=["a blue square"], names=["b"], seed=3)  # too short for an 8-frame clip
+    protocol = get_protocol("folders", frames=8, resolution=16)
+    source = FolderSource(real, protocol, "real", limit=None)
+    assert [p[0] for p in source.prompts()] == ["a red circle", "a green triangle"]
+    assert [s.caption for s in source.samples()] == ["a red circle", "a green triangle"]
+    assert [p[0] for p in FolderSource(real, protocol, "real", limit=1).prompts()] == ["a red circle"]
+    _, fake = build_sources(real, "noise", protocol)
+    assert fake.n == 2  # one fake per real clip used (3: one per file, before)
+
+
+def test_reports_against_other_shapes_reference_sets_are_not_comparable_and_real_clip_models_get_the_default():
+    """The shapes reference set follows the evaluated model's training data (colours, motions, holdout): two such
+    reports were `comparable` (a review); a model trained on real clips gave a raw TypeError."""
+    from vdmkit.data.loader import VideoDataConfig
+    from vdmkit.data.shapes import ShapesConfig
+    from vdmkit.evaluation.sources import _shapes_config
+
+    base = {"real": {"split": "ShapesDataset(seed=1234) samples 0..15", "config": {"colours": ["red", "green"]}}}
+    other = {"real": {**base["real"], "config": {"colours": ["red", "green", "blue"]}}}
+    cmp = compare_reports(base, other)
+    assert not cmp["comparable"] and [d["field"] for d in cmp["protocol_differences"]] == ["real.config"]
+    assert compare_reports(base, base)["comparable"]
+    protocol = get_protocol("shapes")
+    default = _shapes_config(protocol, 7)
+    assert _shapes_config(protocol, 7, VideoDataConfig(root="clips")) == default and isinstance(default, ShapesConfig)

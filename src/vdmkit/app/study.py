@@ -25,6 +25,7 @@ from typing import Callable
 from vdmkit.app.text import MAX_PROMPT_CHARS, check_text
 from vdmkit.errors import ConfigError
 from vdmkit.io.atomic import check_new_folder
+from vdmkit.sampling.generate import offset_seed
 
 FORMAT, FORMAT_VERSION = "vdmkit-human-eval-study", 1
 STUDY_FILE, VIDEO_DIR = "study.json", "videos"
@@ -110,7 +111,8 @@ def plan_items(prompts: list[str], n: int, seed: int) -> list[tuple[str, int]]:
     """The n (prompt, seed) items of a study: the prompts in turn; each pass over them uses the next seed."""
     if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= MAX_ITEMS:
         raise ValueError(f"--n must be an integer in [1, {MAX_ITEMS}], got {n!r}")
-    return [(prompts[k % len(prompts)], seed + k // len(prompts)) for k in range(n)]
+    # wrapped into the seed range as every derived seed is: --seed 2**63 - 1 was refused naming 2**63 (a review)
+    return [(prompts[k % len(prompts)], offset_seed(seed, k // len(prompts))) for k in range(n)]
 
 
 def write_study(directory: str | os.PathLike, name: str, models: dict[str, dict], videos: dict[str, dict],

@@ -114,8 +114,9 @@ def _is(ev, protocol) -> dict:
     note = {}
     if splits < protocol.is_splits:
         note = {"splits_asked": protocol.is_splits,
-                "note": f"{len(lp)} fake videos: {splits} split(s) of at least {IS_MIN_PER_SPLIT} instead of the "
-                        f"protocol's {protocol.is_splits} (tiny splits make the score about 1)"}
+                "note": f"{len(lp)} fake videos: {splits} split(s) of {len(lp) // splits}"
+                        f"{'+' if len(lp) % splits else ''} (a split needs {IS_MIN_PER_SPLIT}, or the score is "
+                        f"about 1) instead of the protocol's {protocol.is_splits}"}
         warnings.warn(f"inception score: {note['note']}; not comparable with scores over {protocol.is_splits} splits",
                       SampleCountWarning, stacklevel=2)
     mean, std = inception_score(lp, splits=splits)

@@ -150,6 +150,8 @@ def compare_reports(a: dict, b: dict) -> dict:
     # the real set: its split, and the files read (by name and size) where both reports recorded them, else its path
     # (the folders protocol's split is one fixed string: reports on other videos were "comparable")
     fields = ["split", "files_sha256" if "files_sha256" in real_a and "files_sha256" in real_b else "path"]
+    if "config" in real_a or "config" in real_b:  # the shapes generator's reference set follows the model's data
+        fields.append("config")  # (colours, motions, holdout): another one is another reference set
     for field in fields:
         if real_a.get(field) != real_b.get(field):
             diffs.append({"field": f"real.{field}", "a": real_a.get(field), "b": real_b.get(field)})

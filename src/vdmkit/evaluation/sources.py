@@ -171,9 +171,25 @@ class FolderSource:
             return self.captions_by_id[path.stem][0]
         return None
 
+    def clip_files(self) -> list[Path]:
+        """The files that give a clip, in order, up to the limit: what ``samples`` will use (frame counts read by a
+        decode without pixels). The fake set was sampled on the first files' prompts, a skipped one's included, and
+        its count was that of the files (before 2026-12-06)."""
+        need = CLIP_SAMPLINGS[self.clip_sampling].min_length(self.protocol.frames, self.protocol.stride)
+        used = []
+        for path in self.files:
+            if self.limit is not None and len(used) >= self.limit:
+                break
+            try:
+                if len(decode(path, rgb=False).timestamps) >= need:
+                    used.append(path)
+            except InvalidVideoError:  # left out of the real set too (recorded there)
+                continue
+        return used
+
     def prompts(self) -> list[tuple[str, str | None, dict | None]]:
-        """(prompt, label, attributes) per planned sample, for sampling a model against this set."""
-        files = self.files[: self.limit] if self.limit else self.files
+        """(prompt, label, attributes) per sample the set will give, for sampling a model against this set."""
+        files = self.clip_files()
         if self.captions_by_id is not None:
             out = []
             for p in files:
@@ -419,6 +435,11 @@ def open_model(path, *, frames: int, size: int, steps: int, guidance: float, sam
 
     ckpt, config = open_pipeline_model(path)  # reads and hashes the config only
     refuse_conditioned(config)  # a model trained on known frames or low-res videos is evaluated by its task
+    try:  # the request's own check says "height and width": eval sets both with --resolution
+        config.check_pixels(size, size)
+        config.model.check_shape(*config.latent_size(1, size, size))
+    except ConstraintError as err:
+        raise ConstraintError(f"--resolution {size} does not fit the model {str(ckpt.directory)!r}: {err}") from err
     request = make_request(config, ["a prompt"] * batch, frames=frames, height=size, width=size, steps=steps,
                            guidance=guidance, seed=seed, sampler=sampler)
     check_sampling_memory(config, request, device or "cpu", dtype, advice=eval_advice(batch, frames, size, dtype))
@@ -481,9 +502,11 @@ def _model_size(path: str) -> tuple[int, object]:
 
 
 def _shapes_config(protocol: Protocol, seed: int, base=None):
+    """The shapes generator's config for a set: ``base``'s (a model's shapes training data), else the defaults (a
+    model trained on real clips: its data config was passed in, a raw TypeError before 2026-12-06)."""
     from vdmkit.data.shapes import ShapesConfig
 
-    fields = dataclasses.asdict(base) if base is not None else {}
+    fields = dataclasses.asdict(base) if isinstance(base, ShapesConfig) else {}
     fields.update(size=protocol.resolution or fields.get("size", 32), frames=protocol.frames, seed=seed)
     return ShapesConfig(**fields)
 
@@ -516,10 +539,14 @@ def build_sources(real, fake, protocol: Protocol, *, annotations=None, real_spli
         fake_src = NoiseSource((protocol.frames, size, size), n_fake or len(prompts), protocol.seed + 2, prompts)
     elif model_size is not None:
         prompts = real_src.prompts()
-        if prompts and not any(p[0] for p in prompts):
-            warnings.warn(f"the real set {real!r} has no captions (no captions file, label or caption sidecar): the "
-                          "model is sampled with empty prompts, unconditionally; give the real videos captions to "
-                          "evaluate it as text-to-video", UserWarning, stacklevel=2)
+        if prompts and not any(p[0] for p in prompts):  # eval has no option for a training caption file
+            unread = _caption_files(Path(real)) if isinstance(real_src, FolderSource) else []
+            unread = f"; it does not read {', '.join(map(repr, unread))} (training's data.captions)" if unread else ""
+            warnings.warn(f"the real set {real!r} has no captions (eval reads a prompt from each video's <video>.json "
+                          f"sidecar, MSR-VTT captions with --annotations, or sub-folder names as labels{unread}): the "
+                          "model is sampled with empty prompts, unconditionally; give the real videos captions (a "
+                          "<video>.json sidecar {\"prompt\": ...} each) to evaluate it as text-to-video", UserWarning,
+                          stacklevel=2)
         fake_src = ModelSource(fake, protocol, n_fake or len(prompts), prompts,
                                size=protocol.resolution or model_size, steps=sample_steps, guidance=guidance,
                                sampler=sampler, batch_size=batch_size, seed=protocol.seed, device=device,
@@ -527,6 +554,11 @@ def build_sources(real, fake, protocol: Protocol, *, annotations=None, real_spli
     else:
         fake_src = FolderSource(fake, protocol, "fake", limit=protocol.num_fake, annotations=annotations)
     return real_src, fake_src
+
+
+def _caption_files(root: Path) -> list[str]:
+    """The caption files training reads (data.captions: CSV, TSV, JSONL) at the top of ``root``, at most 3."""
+    return sorted(p.name for p in root.glob("*") if p.suffix.lower() in (".csv", ".tsv", ".jsonl") and p.is_file())[:3]
 
 
 def planned_count(src) -> int:
