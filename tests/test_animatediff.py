@@ -150,6 +150,18 @@ def test_a_motion_adapter_in_one_safetensors_file_loads_as_its_folder(models, tm
             assert torch.equal(inflated_unet(unet_folder, path)(x, t, text(ctx)), expected)
 
 
+def test_a_folders_weights_file_given_alone_reads_the_config_beside_it(models, tmp_path):
+    """Its heads (4) were taken as AnimateDiff's 8, another model with the same weights hash (a review, 2026-12-06)."""
+    unet_folder = models["sd1"][1]
+    folder = saved(randomised(diffusers.MotionAdapter(**ADAPTER), 7), tmp_path / "folder")
+    weights = folder / "diffusion_pytorch_model.safetensors"
+    assert read_motion_adapter(weights).layout.heads == ADAPTER["motion_num_attention_heads"] == 4
+    x, t, ctx = inputs(3, 16, seed=5)
+    with torch.no_grad():
+        assert torch.equal(inflated_unet(unet_folder, weights)(x, t, text(ctx)),
+                           inflated_unet(unet_folder, folder)(x, t, text(ctx)))
+
+
 def test_the_animatediff_preset_is_sd15_with_diffusers_motion_modules():
     from vdmkit.backbones.flops import count_params
     from vdmkit.backbones.unet3d import AnimateDiffConfig
@@ -517,4 +529,7 @@ def test_a_pndm_config_without_set_alpha_to_one_takes_pndms_default(sd_folder, t
     raw = json.loads(path.read_text())
     pndm = {k: v for k, v in raw.items() if k not in ("set_alpha_to_one", "clip_sample", "eta")}
     path.write_text(json.dumps({**pndm, "_class_name": "PNDMScheduler", "skip_prk_steps": True}))
+    index = json.loads((copy / "model_index.json").read_text())  # a PNDM folder names it in its index too (the
+    index["scheduler"] = ["diffusers", "PNDMScheduler"]  # class diffusers builds, and vdmkit samples)
+    (copy / "model_index.json").write_text(json.dumps(index))
     assert open_model(copy)[1].sampling.final == "first"

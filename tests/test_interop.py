@@ -163,6 +163,49 @@ def dpm_folder(tmp_path_factory):
     return folder, tiny_pipeline(folder, sched)
 
 
+def test_the_scheduler_class_is_the_one_model_index_names_as_in_diffusers(ddim_folder, tmp_path):
+    """diffusers builds the class model_index.json names with scheduler_config.json's options; vdmkit checked the
+    index and sampled the config's class (DDIM where diffusers ran DPM-Solver++, 1.1e-4 apart, a review)."""
+    import json
+    import shutil
+
+    from vdmkit.pipelines import TextToVideo
+
+    folder = tmp_path / "swapped"
+    shutil.copytree(ddim_folder[0], folder)
+    index = json.loads((folder / "model_index.json").read_text())
+    index["scheduler"] = ["diffusers", "DPMSolverMultistepScheduler"]
+    (folder / "model_index.json").write_text(json.dumps(index))
+    config = folder / "scheduler" / "scheduler_config.json"
+    config.write_text(json.dumps({**json.loads(config.read_text()), "timestep_spacing": "trailing", "steps_offset": 0}))
+    ref = diffusers.TextToVideoSDPipeline.from_pretrained(str(folder))
+    assert type(ref.scheduler).__name__ == "DPMSolverMultistepScheduler"
+    with pytest.warns(UserWarning, match="sampled as DPMSolverMultistepScheduler, as diffusers loads it"):
+        pipe = TextToVideo.from_pretrained(folder)
+    assert pipe.config.sampling.sampler == "dpmpp_2m"
+    latents = torch.randn(2, 4, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        expected = diffusers_frames(ref, latents, steps=3)
+    assert ((pipe(PROMPTS, steps=3, frames=3, latents=latents) + 1) / 2 - expected).abs().max() < 1e-4
+
+
+@pytest.mark.parametrize("name", ["DPMSolverMultistepScheduler", "UniPCMultistepScheduler"])
+def test_zero_snr_multistep_folders_sample_as_diffusers(name, tmp_path):
+    """diffusers' DPM-Solver and UniPC floor a zero-SNR schedule's last alpha_bar at 2**-24: vdmkit's started from
+    alpha 0 and was 3.3e-4 (DPM-Solver++) and 3.5e-5 (UniPC) off at 4 steps (a review, 2026-12-06); 2.3e-6 now."""
+    from vdmkit.pipelines import TextToVideo
+
+    scheduler = getattr(diffusers, name)(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012,
+                                         prediction_type="v_prediction", timestep_spacing="trailing",
+                                         rescale_betas_zero_snr=True)
+    ref = tiny_pipeline(tmp_path / "zero-snr", scheduler)
+    latents = torch.randn(2, 4, 3, 16, 16, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        expected = diffusers_frames(ref, latents, steps=4)
+    got = TextToVideo.from_pretrained(tmp_path / "zero-snr")(PROMPTS, steps=4, frames=3, latents=latents)
+    assert ((got + 1) / 2 - expected).abs().max() < 1e-5
+
+
 def test_a_dpm_solver_folder_and_negative_prompts_sample_as_diffusers(dpm_folder):
     from vdmkit.pipelines import TextToVideo
 

@@ -209,6 +209,12 @@ def read_motion_adapter(path: str | os.PathLike) -> MotionAdapterFile:
     if not path.is_file():
         raise CorruptCheckpointError(f"motion adapter {str(path)!r} does not exist: pass a MotionAdapter folder or its "
                                      ".safetensors file")
+    beside = path.parent / "config.json"
+    if beside.is_file():  # a folder's weights file: its config says what the key names cannot (the heads: 8 were
+        raw = folder_config(path.parent, "diffusers MotionAdapter")  # assumed, another model, before 2026-12-06)
+        if raw.get("_class_name") == "MotionAdapter":
+            _tensor_shapes(path)
+            return dataclasses.replace(motion_adapter_config(raw, path.parent), path=path)
     return _single_file_layout(path, _tensor_shapes(path))
 
 

@@ -175,6 +175,8 @@ class DiffusersFolder:
             if not (self.directory / component).is_dir():
                 raise CorruptCheckpointError(f"{str(self.directory)!r} lacks the {component}/ folder its "
                                              f"{MODEL_INDEX} names")
+            if component == "scheduler":
+                self.scheduler_class = named  # the class diffusers builds, with scheduler_config.json's options
         try:
             self._read_parts(kind, motion_adapter)
         except VdmkitError:
@@ -207,6 +209,11 @@ class DiffusersFolder:
                               "mixes parts of two models; use the text encoder the UNet was trained with")
         tokenizer = folder_config(self.directory / "tokenizer", "CLIP tokenizer", "tokenizer_config.json")
         raw = folder_config(self.directory / "scheduler", "diffusers scheduler", "scheduler_config.json")
+        if raw.get("_class_name") != self.scheduler_class:  # diffusers loads model_index.json's class (vdmkit took
+            warnings.warn(f"{str(self.directory)!r}: scheduler_config.json names {raw.get('_class_name')!r} and "
+                          f"{MODEL_INDEX} {self.scheduler_class!r}: sampled as {self.scheduler_class}, as diffusers "
+                          "loads it (the class the index names, the options of the config)", stacklevel=3)
+            raw = {**raw, "_class_name": self.scheduler_class}  # the other one, checked against neither, before)
         if raw.get("_class_name") in SAMPLED_AS_DDIM:
             # PNDM never clips (DDIM's default would) and leaves the last alpha at alphas_cumprod[0] unless told
             raw = {**{k: v for k, v in raw.items() if k != "skip_prk_steps"}, "_class_name": "DDIMScheduler",

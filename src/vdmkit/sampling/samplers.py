@@ -53,6 +53,21 @@ def _coeffs(process: NoiseProcess, t, x: torch.Tensor) -> tuple[torch.Tensor, to
     return process.alpha_sigma(torch.tensor(t), x)
 
 
+# diffusers' DPM-Solver and UniPC schedulers set a zero-SNR schedule's last alpha_bar to 2**-24 (a finite log-SNR for
+# the first step); vdmkit's samplers of those names do the same on discrete VP processes, to match them (3.3e-4 apart
+# at 4 steps before 2026-12-06)
+ZERO_SNR_ALPHA_BAR = 2.0**-24
+
+
+def _multistep_coeffs(process: NoiseProcess, t, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    a, s = _coeffs(process, t, x)
+    pure_noise = a == 0
+    if not process.continuous and bool(pure_noise.any()):
+        a = torch.where(pure_noise, torch.full_like(a, ZERO_SNR_ALPHA_BAR**0.5), a)
+        s = torch.where(pure_noise, torch.full_like(s, (1 - ZERO_SNR_ALPHA_BAR)**0.5), s)
+    return a, s
+
+
 def _check_finite(x: torch.Tensor, step: int, t) -> None:
     if not torch.isfinite(x).all():
         raise NonFiniteError(f"NaN/inf in the sample at step {step} (t={t}); nothing was written")
@@ -149,8 +164,8 @@ def sample_dpmpp_2m(denoiser: Denoise, x: torch.Tensor, ts: torch.Tensor, proces
     prediction, first order on the first step and on the last step into clean data (as diffusers)."""
     prev = None  # (lambda, x0) of the previous step
     for i, (t, t_next) in enumerate(_pairs(ts, process)):
-        a_t, s_t = _coeffs(process, t, x)
-        a_n, s_n = _coeffs(process, t_next, x)
+        a_t, s_t = _multistep_coeffs(process, t, x)
+        a_n, s_n = _multistep_coeffs(process, t_next, x)
         x0 = denoiser(x, _batch_t(t, x))
         lam, lam_n = _lambda(a_t, s_t), _lambda(a_n, s_n)
         h = lam_n - lam
@@ -204,7 +219,7 @@ def sample_unipc(denoiser: Denoise, x: torch.Tensor, ts: torch.Tensor, process: 
     # overflow within three steps
     coef = x if x.dtype in (torch.float32, torch.float64) else x.new_empty((), dtype=torch.float32)
     for i, (t, t_next) in enumerate(pairs):
-        a_t, s_t = _coeffs(process, t, coef)
+        a_t, s_t = _multistep_coeffs(process, t, coef)
         x0 = denoiser(x, _batch_t(t, x))
         lam = _lambda(a_t, s_t)
         if corrector and x_before is not None:  # UniC: correct x_t with the model call just made at x_t
@@ -217,7 +232,7 @@ def sample_unipc(denoiser: Denoise, x: torch.Tensor, ts: torch.Tensor, process: 
         lams.append(lam)
         x0s.append(x0)
         this_order = min(order, len(pairs) - i, len(x0s))
-        a_n, s_n = _coeffs(process, t_next, coef)
+        a_n, s_n = _multistep_coeffs(process, t_next, coef)
         h = _lambda(a_n, s_n) - lam
         rks = [(lams[-1 - k] - lam) / h for k in range(1, this_order)]
         h_phi_1, b_h, rows, b = _unipc_terms(h, rks, this_order)
