@@ -225,10 +225,24 @@ def test_train_from_a_folder_of_real_clips_cli(tmp_path, clips):
 
     out = tmp_path / "run"
     code = main(["train", "configs/folder_tiny.yaml", f"data.root={clips}", f"train.out_dir={out}", "train.steps=3",
-                 "train.checkpoint_every=3", "train.sample_every=3", "--no-progress"])
+                 "train.checkpoint_every=3", "train.sample_every=3", "data.fps=4", "--no-progress"])
     assert code == 0
     assert (out / "checkpoints" / "step_0000003").is_dir()
     assert len((out / "metrics.jsonl").read_text().splitlines()) == 3
+    # its videos play at the rate its clips were read at (8 fps whatever it was, before 2026-12-06): the preview,
+    # and `vdmkit sample` unless --fps says otherwise
+    import av
+
+    from vdmkit.pipelines import open_model
+
+    assert open_model(out)[1].sampling.fps == 4.0
+    with av.open(str(next((out / "samples").glob("*.mp4")))) as preview:
+        assert preview.streams.video[0].average_rate == 4
+    for fps, plays in ((None, 4.0), ("10", 10.0)):
+        video = tmp_path / f"s{plays:g}.mp4"
+        assert main(["sample", "--model", str(out), "--prompt", "a taxi", "--steps", "1", "--out", str(video),
+                     "--no-progress", *(["--fps", fps] if fps else [])]) == 0
+        assert json.loads(video.with_name(video.name + ".json").read_text())["fps"] == plays
 
 
 def test_kind_groups_keep_a_step_s_batches_of_one_kind(clips):

@@ -312,3 +312,18 @@ def test_numpy_numbers_malformed_arguments_and_callbacks_are_typed_errors_before
         long_video(pipe, "a red circle", frames=8, steps=2, callback="print")
     with pytest.raises(ConfigError, match="prompt_at must be a dict"):
         long_video(pipe, "a red circle", frames=8, steps=2, prompt_at=5)
+
+
+def test_a_model_records_the_rate_its_videos_play_at(tmp_path):
+    """sampling.fps: a run on real clips records data.fps (its videos played at 8 whatever the clips' rate, before
+    2026-12-06), shapes models and configs without it play at 8, and a bad one is refused as a config key."""
+    from vdmkit.pipelines.config import DEFAULT_FPS, video_fps
+    from vdmkit.training import load_config
+
+    shapes = load_config("configs/tiny.yaml", [f"train.out_dir={tmp_path}"]).pipeline()
+    assert shapes.sampling.fps is None and video_fps(shapes) == DEFAULT_FPS == 8.0
+    given = load_config("configs/tiny.yaml", [f"train.out_dir={tmp_path}", "sampling.fps=12"]).pipeline()
+    assert video_fps(given) == 12.0
+    for bad in ("0", "-1", ".nan"):
+        with pytest.raises(ConfigError, match="sampling.fps must be a finite number > 0"):
+            load_config("configs/tiny.yaml", [f"train.out_dir={tmp_path}", f"sampling.fps={bad}"])

@@ -10,8 +10,8 @@ import sys
 import warnings
 from pathlib import Path
 
-from vdmkit.cli_common import (COMPILE_HELP, CUDA_GRAPHS_HELP, DTYPE_HELP, PRECISION_HELP, apply_runner, check_runner,
-                               step_bar, weights_dtype)
+from vdmkit.cli_common import (COMPILE_HELP, CUDA_GRAPHS_HELP, DTYPE_HELP, PRECISION_HELP, absolute, apply_runner,
+                               check_runner, step_bar, weights_dtype)
 from vdmkit.cli_common import model_or_default as _model_or_default, report as _report, seed as _seed
 from vdmkit.device import COMPILE_MODES, DEVICES_HELP, apply_threads, keep_freed_memory
 from vdmkit.errors import ConfigError, ConstraintError, VdmkitError
@@ -127,6 +127,7 @@ def _cmd_sample(args) -> int:
     from vdmkit.io.video import VIDEO_FORMATS, check_output_path
     from vdmkit.pipelines import TextToVideo, make_request, open_model
     from vdmkit.pipelines.base import check_sampling_memory, with_adapter_sampling
+    from vdmkit.pipelines.config import video_fps
     from vdmkit.pipelines.render import LATENTS_SUFFIX, check_fps, check_output_size, view_factor
     from vdmkit.pipelines.text2video import refuse_conditioned
 
@@ -156,8 +157,13 @@ def _cmd_sample(args) -> int:
             if out.suffix.lower() not in (".png", LATENTS_SUFFIX):
                 check_output_path(out.with_suffix(".png"), sidecar=False)
     for out in outs:  # a rate the format cannot store (an mp4 below 0.0005 fps, a GIF below 1/655 fps)
-        check_fps(args.fps, out)
+        if args.fps is not None:
+            check_fps(args.fps, out)
     ckpt, config = open_model(model, args.motion_adapter)  # reads and hashes the config only
+    if args.fps is None:  # the model's own rate (its training clips'), checked for the format as a given one
+        args.fps = video_fps(config)
+        for out in outs:
+            check_fps(args.fps, out)
     refuse_conditioned(config)  # a model trained on known frames or low-res videos runs by its task
     adapters = _read_loras(args.lora or [], ckpt, args.force_lora)
     # a consistency adapter at a scale other than 0: lcm, its steps, no guidance
@@ -289,7 +295,8 @@ def _sample_one(pipe, request, out: Path, args, decode: dict, threads: int, quie
                                extra={"dtype": weights_dtype(args), "compiled": args.compile,
                                       "cuda_graphs": args.cuda_graphs,
                                       "latents_given": args.latents,
-                                      "motion_adapter": args.motion_adapter, "threads": threads, **(extra or {})})
+                                      "motion_adapter": absolute(args.motion_adapter), "threads": threads,
+                                      **(extra or {})})
         seconds = time.perf_counter() - start
     _report(result, out, args.strip, None if quiet else {"seconds": round(seconds, 2), "threads": threads})
 
@@ -555,7 +562,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dtype", choices=("fp32", "bf16", "fp16"), help=DTYPE_HELP)
     p.add_argument("--compile", nargs="?", const="package", choices=COMPILE_MODES, help=COMPILE_HELP)
     p.add_argument("--cuda-graphs", action="store_true", help=CUDA_GRAPHS_HELP)
-    p.add_argument("--fps", type=float, default=8.0)
+    p.add_argument("--fps", type=float, help="of the written file (default: the model's, its training clips' rate; "
+                   "8 for shapes models and pretrained folders)")
     p.add_argument("--upscale", type=int, help="nearest-neighbour upscale factor (default: to >= 128 px)")
     p.add_argument("--strip", action="store_true", help="also write a PNG strip of the frames")
     p.add_argument("--threads", type=int, default=0,

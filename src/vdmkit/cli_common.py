@@ -20,6 +20,11 @@ def model_or_default(model: str | None, command: str):
     return model
 
 
+def absolute(path) -> str | None:
+    """A path as a sidecar records it: absolute, as the model's (a motion adapter was recorded as typed)."""
+    return None if path is None else str(Path(path).absolute())
+
+
 def seed(text: str):
     if text.lower() in ("none", "random"):
         return None

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import sys
 
-from vdmkit.cli_common import (DTYPE_HELP, NO_PROGRESS_HELP, PRECISION_HELP, apply_runner, check_outputs,
+from vdmkit.cli_common import (DTYPE_HELP, NO_PROGRESS_HELP, PRECISION_HELP, absolute, apply_runner, check_outputs,
                                check_runner, model_or_default, report, seed, step_bar, weights_dtype)
 from vdmkit.device import DEVICES_HELP, apply_threads
 
@@ -21,13 +21,15 @@ def _cmd_edit(args) -> int:
     from vdmkit.pipelines import TextToVideo, open_model
     from vdmkit.pipelines.editing import (check_fraction, check_invertible, edit, edit_inverted, edit_request, invert,
                                           reconstruction_error, steps_for_strength)
+    from vdmkit.pipelines.config import video_fps
     from vdmkit.pipelines.render import check_fps, check_output_size, render_sample, view_factor
     from vdmkit.video import from_uint8, resize_cover
 
     # every check that needs no weights runs before loading them
     device = resolve_device(args.device)
     out = check_outputs(args.out, args.strip)
-    check_fps(args.fps, out)
+    if args.fps is not None:
+        check_fps(args.fps, out)
     if args.mode == "invert" and args.source_prompt is None:
         raise ValueError("--mode invert needs --source-prompt (what the input video shows)")
     if args.mode == "sdedit" and (args.source_prompt is not None or args.attention_reuse):
@@ -42,6 +44,7 @@ def _cmd_edit(args) -> int:
             raise ValueError(f"--{name} must be a positive integer, got {getattr(args, name)}")
     model = model_or_default(args.model, "edit")
     ckpt, config = open_model(model, args.motion_adapter)
+    args.fps = check_fps(video_fps(config) if args.fps is None else args.fps, out)  # default: the model's rate
     video = from_uint8(read_video(args.video))  # (1, 3, T, H, W); InvalidVideoError names the file
     if args.frames is not None:
         if not 1 <= args.frames <= video.shape[2]:
@@ -66,7 +69,7 @@ def _cmd_edit(args) -> int:
 
     pipe = TextToVideo.from_pretrained(ckpt, device=device, dtype=weights_dtype(args))
     extra = {"mode": args.mode, "input_video": str(args.video), "dtype": weights_dtype(args), "threads": threads,
-             "motion_adapter": args.motion_adapter}  # as `vdmkit sample` records it (left out before 2026-12-06)
+             "motion_adapter": absolute(args.motion_adapter)}  # as `vdmkit sample` records it
     if args.mode == "sdedit":
         extra["strength"] = strength
 
@@ -127,14 +130,17 @@ def _run_task(args, task: str, video, prompt: str, produce_args: dict, extra: di
     from vdmkit.device import resolve_device
     from vdmkit.pipelines import TextToVideo, open_model
     from vdmkit.pipelines import conditioned as tasks
+    from vdmkit.pipelines.config import video_fps
     from vdmkit.pipelines.render import check_fps, check_output_size, render_sample, view_factor
 
     device = resolve_device(args.device)
     check_runner(args, device)
     out = check_outputs(args.out, args.strip)
-    check_fps(args.fps, out)
+    if args.fps is not None:
+        check_fps(args.fps, out)
     motion_adapter = getattr(args, "motion_adapter", None)  # sample --image takes one (it was ignored)
     ckpt, config = open_model(model_or_default(args.model, task), motion_adapter)
+    args.fps = check_fps(video_fps(config) if args.fps is None else args.fps, out)  # default: the model's rate
     if task == "upscale":
         ignored = [flag for flag, given in (("--image-guidance", args.image_guidance is not None),
                                             ("--no-keep", args.no_keep)) if given]
@@ -174,7 +180,7 @@ def _run_task(args, task: str, video, prompt: str, produce_args: dict, extra: di
 
     extra = {"task": task, **extra, **request.metadata(),
              **tasks.task_conditioning(task, video, request, **produce_args), "dtype": weights_dtype(args),
-             "threads": threads, "motion_adapter": motion_adapter,
+             "threads": threads, "motion_adapter": absolute(motion_adapter),
              "compiled": getattr(args, "compile", None), "cuda_graphs": getattr(args, "cuda_graphs", False)}
     with step_bar(args, task.replace("_", "-")) as step:
         def produce():
@@ -299,7 +305,7 @@ def _task_parser(sub, name: str, func, help: str, video_help: str):
     p.add_argument("--seed", type=seed, default=0, help="window k is sampled with seed + k")
     p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32", help=PRECISION_HELP)
     p.add_argument("--dtype", choices=("fp32", "bf16", "fp16"), help=DTYPE_HELP)
-    p.add_argument("--fps", type=float, default=8.0)
+    p.add_argument("--fps", type=float, help="of the written file (default: the model's rate)")
     p.add_argument("--upscale", type=int, help="nearest-neighbour upscale factor of the file (default: to >= 128 px)")
     p.add_argument("--strip", action="store_true", help="also write a PNG strip of the frames")
     p.add_argument("--threads", type=int, default=0)
@@ -342,7 +348,7 @@ def register(sub) -> None:
     p.add_argument("--seed", type=seed, default=0)
     p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32", help=PRECISION_HELP)
     p.add_argument("--dtype", choices=("fp32", "bf16", "fp16"), help=DTYPE_HELP)
-    p.add_argument("--fps", type=float, default=8.0)
+    p.add_argument("--fps", type=float, help="of the written file (default: the model's rate)")
     p.add_argument("--upscale", type=int)
     p.add_argument("--strip", action="store_true")
     p.add_argument("--threads", type=int, default=0)

@@ -197,7 +197,8 @@ def with_adapter_sampling(config: PipelineConfig, adapters) -> PipelineConfig:
         recorded = adapter.header.get("sampling")
         if isinstance(recorded, dict):
             try:
-                config = dataclasses.replace(config, sampling=SamplingDefaults(**recorded))
+                fps = recorded.get("fps") or config.sampling.fps  # the model's rate: an adapter keeps it
+                config = dataclasses.replace(config, sampling=SamplingDefaults(**{**recorded, "fps": fps}))
             except TypeError as err:
                 raise ConfigError(f"{str(adapter.path)!r}: its header's sampling defaults are not valid ({err})") \
                     from None

@@ -6,6 +6,7 @@ checkpoints written before the split hold the whole run there and are read throu
 from __future__ import annotations
 
 import dataclasses
+import math
 import typing
 from dataclasses import dataclass, field
 
@@ -96,6 +97,17 @@ class SamplingDefaults:
     offset: int = 0  # diffusers' steps_offset (leading spacing)
     final: str = "clean"  # or "first": diffusers' set_alpha_to_one=False
     previous: str = "next"  # or "stride": diffusers' DDIM steps t -> t - N // steps
+    # the rate its videos play at: a run on real clips records its data.fps (its videos played at 8 whatever the
+    # clips' rate, before 2026-12-06); None: DEFAULT_FPS
+    fps: float | None = None
+
+
+DEFAULT_FPS = 8.0
+
+
+def video_fps(config) -> float:
+    """The frame rate a model's videos are written at unless asked otherwise (its sampling.fps, else DEFAULT_FPS)."""
+    return float(config.sampling.fps or DEFAULT_FPS)
 
 
 def check_sampling(sampling: SamplingDefaults, diffusion: DiffusionConfig, where: str = "sampling") -> None:
@@ -106,6 +118,11 @@ def check_sampling(sampling: SamplingDefaults, diffusion: DiffusionConfig, where
     from vdmkit.sampling.timesteps import make_timesteps
 
     process = diffusion.build_process()
+    fps = sampling.fps
+    if fps is not None and (isinstance(fps, bool) or not isinstance(fps, (int, float)) or not math.isfinite(fps)
+                            or fps <= 0):
+        raise ConfigError(f"{where}.fps must be a finite number > 0 (the rate its videos play at), or null, got "
+                          f"{fps!r}")
     steps = sampling.steps
     if isinstance(steps, bool) or not isinstance(steps, int) or not 1 <= steps <= process.num_train_steps:
         raise ConfigError(f"{where}.steps must be an integer in [1, {process.num_train_steps}], got {steps!r}")

@@ -60,7 +60,7 @@ def view_factor(request: SampleRequest, factor: int | None = None, out: str | os
     return viewing_factor(request.height, request.width, VIEW_SIZE, out)
 
 
-def render_sample(pipe, request: SampleRequest, out: str | os.PathLike, *, fps: float = 8.0,
+def render_sample(pipe, request: SampleRequest, out: str | os.PathLike, *, fps: float | None = None,
                   upscale_factor: int | None = None, decode: dict | None = None, callback: Callable | None = None,
                   extra: dict | None = None, produce: Callable | None = None, blind: bool = False) -> Rendered:
     """Sample the first prompt of ``request`` with ``pipe`` (a loaded TextToVideo) and write it to ``out`` (atomic,
@@ -69,15 +69,16 @@ def render_sample(pipe, request: SampleRequest, out: str | os.PathLike, *, fps: 
     replacing one of ours). ``produce()``, if given, makes the video (B, 3, T, H, W) instead of ``pipe.run(request)``
     (editing, long videos, the conditioned tasks); ``request`` then describes how it was sampled, and the video's
     own frames and size are recorded (a task's output may be longer than the model's window). ``blind``: the metadata
-    goes to the sidecar only, not into the video file (a human-evaluation study serves the file to raters)."""
+    goes to the sidecar only, not into the video file (a human-evaluation study serves the file to raters). ``fps``:
+    the file's rate (None: the model's, ``video_fps``)."""
     from vdmkit import __version__
+    from vdmkit.pipelines.config import video_fps
 
     factor = view_factor(request, upscale_factor, out)
     if request.output != "latents":  # what the file cannot store, said before sampling (the app, studies, Python)
-        fps = check_fps(fps, out)
         check_output_size(out, request, factor, "an even upscale_factor" if upscale_factor else "")
-    else:
-        fps = check_fps(fps)
+    fps = video_fps(pipe.config) if fps is None else fps
+    fps = check_fps(fps, out) if request.output != "latents" else check_fps(fps)
     prompt = request.prompts[0]
     unknown = pipe.text_encoder.unknown_words(prompt)  # among the tokens encoded
     cut = getattr(pipe.text_encoder, "cut_tokens", lambda p: 0)(prompt)  # past the encoder's length: dropped

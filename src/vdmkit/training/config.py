@@ -324,7 +324,8 @@ class RunConfig:
             diffusion=self.diffusion,
             latent=LatentSpec(self.latent.kind, self.latent.model, self.latent.sha256, self.latent.autoencoder),
             frames=self.data.frames, height=self.data.size, width=self.data.size, condition=self.data.condition,
-            sampling=self.sampling)
+            sampling=self.sampling if self.sampling.fps is not None or getattr(self.data, "fps", None) is None
+            else dataclasses.replace(self.sampling, fps=float(self.data.fps)))  # real clips: the rate they were read at
 
 
 def resolve(cfg: RunConfig) -> RunConfig:

@@ -38,6 +38,7 @@ from vdmkit.errors import ConfigError, CorruptCheckpointError, NonFiniteError, V
 from vdmkit.io.checkpoint import CONFIG, WEIGHTS, Checkpoint, checkpoint_dirs, load_strict, open_checkpoint
 from vdmkit.io.video import upscale, viewing_factor, write_video
 from vdmkit.pipelines import TextToVideo, pipeline_config
+from vdmkit.pipelines.config import video_fps
 from vdmkit.training.config import LatentConfig, RunConfig, check_config, resolve
 from vdmkit.training.parallel import (
     Layout,
@@ -74,7 +75,6 @@ from vdmkit.training.scaffold import (
 )
 from vdmkit.video import to_uint8
 
-PREVIEW_FPS = 8
 # what a resumed run must keep; the rest (train.steps, lr and schedule, logging, data) may change
 RESUME_FIXED = "backbone, model, text, diffusion and data.condition sections and latent autoencoder"
 PREVIEW_MIN_SIZE = 128  # sample previews are upscaled (nearest) to at least this many pixels
@@ -390,7 +390,7 @@ def write_previews(pipe: TextToVideo, tc, path: Path, step: int) -> Path:
     meta = {"step": step, "prompts": list(tc.sample_prompts), "sampler": pipe.config.sampling.sampler,
             "steps": tc.sample_steps,
             "guidance": tc.sample_guidance, "seed": 0}
-    write_video(path, u8, fps=PREVIEW_FPS, metadata=meta)
+    write_video(path, u8, fps=video_fps(pipe.config), metadata=meta)  # the clips' rate (8 whatever it was, before)
     write_video(path.with_suffix(".png"), u8[:: max(1, len(u8) // 8)])
     return path
 
