@@ -460,6 +460,18 @@ def test_image_to_video_and_edit_on_an_sd_folder_take_the_motion_adapter_and_bf1
                      str(tmp_path / "adapted.mp4"), "--prompt", "a dog", "--steps", "2", "--dtype", "bf16",
                      "--no-progress", "--out", str(out)]) == 0
     assert json.loads(out.with_name(out.name + ".json").read_text())["motion_adapter"] == str(adapter_folder)
+    # extend, interpolate and upscale take it too (refused as an unknown option, a review 2026-12-06): the adapter's
+    # modules run, as in `sample --image` (one task shown: they share the loading)
+    for task, extra in (("extend", ["--frames", "6"]),):
+        runs = {}
+        for name, adapter in (("plain", []), ("adapted", ["--motion-adapter", str(adapter_folder)])):
+            out = tmp_path / f"{task}-{name}.mp4"
+            assert cli.main([task, "--model", str(folder), *adapter, "--video", str(tmp_path / "adapted.mp4"),
+                             *extra, "--steps", "2", "--no-progress", "--out", str(out)]) == 0
+            runs[name] = torch.from_numpy(read_video(out)).float()
+            recorded = json.loads(out.with_name(out.name + ".json").read_text())["motion_adapter"]
+            assert recorded == (str(adapter_folder) if adapter else None)
+        assert (runs["plain"] - runs["adapted"]).abs().max() > 2
 
 
 def test_folder_parts_that_do_not_fit_are_named_before_weights_and_short_adapters_set_the_length(models, sd_folder,

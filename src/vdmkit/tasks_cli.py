@@ -288,6 +288,8 @@ def _task_parser(sub, name: str, func, help: str, video_help: str):
     p = sub.add_parser(name, help=help)
     p.add_argument("--model", required=name == "upscale", help="checkpoint or run directory"
                    + ("" if name == "upscale" else " (default: the bundled default model, by replacement)"))
+    p.add_argument("--motion-adapter", help="with a Stable Diffusion folder as --model: AnimateDiff motion modules "
+                   "(without them each frame is the image model's)")
     p.add_argument("--video", required=True, help=video_help)
     p.add_argument("--prompt", default="", help="what the video shows (default: empty, the model's image-free text)")
     p.add_argument("--negative-prompt", default="")
