@@ -555,3 +555,24 @@ def test_reports_against_other_shapes_reference_sets_are_not_comparable_and_real
     protocol = get_protocol("shapes")
     default = _shapes_config(protocol, 7)
     assert _shapes_config(protocol, 7, VideoDataConfig(root="clips")) == default and isinstance(default, ShapesConfig)
+
+
+def test_real_clips_another_size_than_the_model_samples_are_refused_before_any_weights(tiny_cfg, tmp_path,
+                                                                                      monkeypatch):
+    """The model's clips' shape is known before sampling: a size mismatch was refused after the weights loaded and a
+    whole batch was sampled (a review, 2026-12-06)."""
+    from vdmkit.pipelines import TextToVideo
+    from vdmkit.training import train
+
+    run = train(tiny_cfg("train.steps=1", "train.sample_every=100"), progress=False)  # samples 16x16
+    real = write_clips(tmp_path / "real", 2, t=4, h=32, w=32, captions=["a red circle", "a blue square"])
+    monkeypatch.setattr(TextToVideo, "from_pretrained", lambda *a, **k: pytest.fail("weights loaded"))
+    with pytest.raises(ConstraintError, match=r"fake clip 'model/0' has \(C, T, H, W\) \(3, 4, 16, 16\) but real clip "
+                                              r"'v00.mp4' has \(3, 4, 32, 32\).*--resolution"):
+        evaluate(str(real), run, protocol="folders", metrics="psnr", frames=4, sample_steps=1, batch_size=2,
+                 progress=False)
+    (real / "v00.mp4.json").unlink()  # the warnings before a refusal are said too (they were lost with it)
+    (real / "v01.mp4.json").unlink()
+    with pytest.warns(UserWarning, match="has no captions"), pytest.raises(ConstraintError, match="model/0"):
+        evaluate(str(real), run, protocol="folders", metrics="psnr", frames=4, sample_steps=1, batch_size=2,
+                 progress=False)

@@ -8,7 +8,7 @@ import torch
 
 from vdmkit.backbones.unet3d import UNet3D
 from vdmkit.conditioning.text import TextCondition
-from vdmkit.errors import CheckpointMismatchError, ConfigError
+from vdmkit.errors import CheckpointMismatchError, ConfigError, CorruptCheckpointError
 from vdmkit.interop.diffusers_unet import from_diffusers, unet3d_config
 from tests.conftest import randomised
 
@@ -187,6 +187,32 @@ def test_the_scheduler_class_is_the_one_model_index_names_as_in_diffusers(ddim_f
     with torch.no_grad():
         expected = diffusers_frames(ref, latents, steps=3)
     assert ((pipe(PROMPTS, steps=3, frames=3, latents=latents) + 1) / 2 - expected).abs().max() < 1e-4
+
+
+def test_a_folder_mixing_parts_or_with_a_text_width_as_a_string_is_named_as_such(ddim_folder, tmp_path):
+    """A string hidden_size said "16-wide text ... gives 16-wide states"; a VAE of other latent channels was told to
+    set run-config keys (model.in_channels) a folder has not (a review, 2026-12-06)."""
+    import json
+    import shutil
+
+    from vdmkit.io.checkpoint import folder_weights
+    from vdmkit.pipelines.base import open_model
+
+    for part, key, value, match in (("text_encoder", "hidden_size", "16", "hidden_size must be a positive integer, "
+                                     "got '16'"),
+                                    ("vae", "latent_channels", 8, r"the UNet takes 4-channel latents .* but its VAE "
+                                     r"makes 8 \(vae/config.json latent_channels\): the folder mixes parts")):
+        folder = shutil.copytree(ddim_folder[0], tmp_path / part)
+        config = folder / part / "config.json"
+        config.write_text(json.dumps({**json.loads(config.read_text()), key: value}))
+        with pytest.raises(ConfigError, match=match):
+            open_model(folder)
+    shards = tmp_path / "shards"
+    shards.mkdir()
+    for k in range(1, 30):
+        (shards / f"diffusion_pytorch_model-{k:05d}-of-00029.safetensors").write_bytes(b"")
+    with pytest.raises(CorruptCheckpointError, match="00003-of-00029.safetensors and 26 more: vdmkit reads"):
+        folder_weights(shards, "diffusion_pytorch_model.safetensors")
 
 
 @pytest.mark.parametrize("name", ["DPMSolverMultistepScheduler", "UniPCMultistepScheduler"])

@@ -32,7 +32,7 @@ import torch
 
 from vdmkit.device import compile_mode, resolve_device
 from vdmkit.distributed import ONE_PROCESS, SHARDED_TIMEOUT_S, World, all_gather_objects, join
-from vdmkit.errors import ClassSetWarning, ConfigError, ConstraintError, DatasetError
+from vdmkit.errors import ClassSetWarning, ConfigError, ConstraintError, DatasetError, VdmkitError
 from vdmkit.evaluation import perceptual
 from vdmkit.evaluation import shapes_classifier as shapes_net
 from vdmkit.evaluation import statistics as st
@@ -353,48 +353,58 @@ def evaluate(real, fake, *, metrics=None, protocol: str | Protocol = "folders", 
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ConfigError(f"batch_size must be an integer >= 1, got {batch_size!r}")
     check_protocol_inputs(metrics, protocol, lpips_net)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        real_src, fake_src = build_sources(real, fake, protocol, annotations=annotations, real_split=real_split,
-                                           sample_steps=sample_steps, guidance=guidance, sampler=sampler,
-                                           batch_size=batch_size, device=device, sample_dtype=sample_dtype,
-                                           compile_model=compile_model, cuda_graphs=cuda_graphs)
-        n_real, n_fake = planned_count(real_src), planned_count(fake_src)
-        paired = paired_metrics(metrics)
-        if paired and n_real != n_fake:
-            raise ConstraintError(f"{'/'.join(paired)} compare real and fake videos pairwise (sorted order) but there "
-                                  f"are {n_real} real and {n_fake} fake; give both folders the same videos")
-        check_set_sizes(metrics, {"real": n_real, "fake": n_fake})
-        for source in (real_src, fake_src):  # a real video left out would pair every later one with the wrong fake
-            if hasattr(source, "paired"):
-                source.paired = "/".join(paired) if paired else None
-        st.check_sample_count(n_real, protocol.num_real, what=f"{protocol.name} real set", strict=strict)
-        st.check_sample_count(n_fake, protocol.num_fake, what=f"{protocol.name} fake set", strict=strict)
-        # the first clip of each set is decoded before any weights load: sizes no network can take fail first
-        def wanted(i: int) -> bool:  # the clips of this rank's batches (None in their stream for the others')
-            return i // batch_size % world.size == world.rank
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            real_src, fake_src = build_sources(real, fake, protocol, annotations=annotations, real_split=real_split,
+                                               sample_steps=sample_steps, guidance=guidance, sampler=sampler,
+                                               batch_size=batch_size, device=device, sample_dtype=sample_dtype,
+                                               compile_model=compile_model, cuda_graphs=cuda_graphs)
+            n_real, n_fake = planned_count(real_src), planned_count(fake_src)
+            paired = paired_metrics(metrics)
+            if paired and n_real != n_fake:
+                raise ConstraintError(f"{'/'.join(paired)} compare real and fake videos pairwise (sorted order) but "
+                                      f"there are {n_real} real and {n_fake} fake; give both folders the same videos")
+            check_set_sizes(metrics, {"real": n_real, "fake": n_fake})
+            for source in (real_src, fake_src):  # a real video left out would pair every later one with the wrong fake
+                if hasattr(source, "paired"):
+                    source.paired = "/".join(paired) if paired else None
+            st.check_sample_count(n_real, protocol.num_real, what=f"{protocol.name} real set", strict=strict)
+            st.check_sample_count(n_fake, protocol.num_fake, what=f"{protocol.name} fake set", strict=strict)
+            # the first clip of each set is decoded before any weights load: sizes no network can take fail first
+            def wanted(i: int) -> bool:  # the clips of this rank's batches (None in their stream for the others')
+                return i // batch_size % world.size == world.rank
 
-        sets = measurement_sets(metrics, protocol)
-        measured = {name: sets[name] for name in MEASUREMENTS if name in sets}
-        setup = Setup(protocol, weights, clip, dict(expected_sha256 or {}), lpips_backbone, lpips_heads, lpips_net,
-                      real_src, device)
-        # a model's first clip is a whole sampled batch: the feature networks (a missing file) are loaded first
-        sampled = isinstance(fake_src, ModelSource)
-        runs, records = prepare_measurements(measured, setup) if sampled else (None, None)
-        streams = {"real": real_src.samples(wanted), "fake": fake_src.samples(wanted)}
-        firsts = {role: next(it, END) for role, it in streams.items()}
-        check_first_clips(metrics, {role: None if x is END else x for role, x in firsts.items()}, lpips_net)
-        streams = {role: itertools.chain([] if firsts[role] is END else [firsts[role]], it)
-                   for role, it in streams.items()}
-        if not sampled:
-            runs, records = prepare_measurements(measured, setup)
-        ev = _run(streams, measured, runs, batch_size=batch_size, progress=progress, keep_samples=keep_samples,
-                  world=world)
-        if ev.report["counts"]["real"] < n_real:  # short videos were skipped
-            st.check_sample_count(ev.report["counts"]["real"], protocol.num_real,
-                                  what=f"{protocol.name} real set after skipping short videos", strict=strict)
-        check_class_sets(ev.report.get("labels", {}), protocol, strict=strict)
-        ev.report["metrics"] = compute_metrics(ev, metrics, protocol)
+            sets = measurement_sets(metrics, protocol)
+            measured = {name: sets[name] for name in MEASUREMENTS if name in sets}
+            setup = Setup(protocol, weights, clip, dict(expected_sha256 or {}), lpips_backbone, lpips_heads, lpips_net,
+                          real_src, device)
+            # a model's first clip is a whole sampled batch: the feature networks (a missing file) are loaded first
+            sampled = isinstance(fake_src, ModelSource)
+            runs, records = prepare_measurements(measured, setup) if sampled else (None, None)
+            streams = {"real": real_src.samples(wanted), "fake": fake_src.samples(wanted)}
+            firsts = {"real": next(streams["real"], END)}
+            if sampled and firsts["real"] is not END and firsts["real"] is not None:  # the model's clips' shape is
+                made = (3, protocol.frames, fake_src.size, fake_src.size)  # known: said before a batch is sampled
+                _check_shape({"shape": tuple(firsts["real"].video.shape), "name": firsts["real"].name, "role": "real"},
+                             "model/0", made, "fake")
+            firsts["fake"] = next(streams["fake"], END)
+            check_first_clips(metrics, {role: None if x is END else x for role, x in firsts.items()}, lpips_net)
+            streams = {role: itertools.chain([] if firsts[role] is END else [firsts[role]], it)
+                       for role, it in streams.items()}
+            if not sampled:
+                runs, records = prepare_measurements(measured, setup)
+            ev = _run(streams, measured, runs, batch_size=batch_size, progress=progress, keep_samples=keep_samples,
+                      world=world)
+            if ev.report["counts"]["real"] < n_real:  # short videos were skipped
+                st.check_sample_count(ev.report["counts"]["real"], protocol.num_real,
+                                      what=f"{protocol.name} real set after skipping short videos", strict=strict)
+            check_class_sets(ev.report.get("labels", {}), protocol, strict=strict)
+            ev.report["metrics"] = compute_metrics(ev, metrics, protocol)
+    except VdmkitError:  # what was warned before the refusal (a real set without captions) is said too
+        for w in caught:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+        raise
     ev.report = build_report(
         ev.report, protocol, metrics, strict=strict, real={"argument": str(real), **real_src.describe()},
         fake={"argument": str(fake), **fake_src.describe()},

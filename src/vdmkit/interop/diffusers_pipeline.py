@@ -202,6 +202,15 @@ class DiffusersFolder:
                           f"diffusers' {kind} (and AnimateDiffPipeline) decode without it", stacklevel=3)
             vae = replace_factors(vae, vae.scaling_factor, 0.0)
         clip = read_clip_config(self.directory / "text_encoder")
+        width = clip.get("hidden_size")
+        if isinstance(width, bool) or not isinstance(width, int) or width < 1:  # "16" read as another width than 16
+            raise ConfigError(f"{str(self.directory)!r}: text_encoder/config.json hidden_size must be a positive "
+                              f"integer, got {width!r}")
+        if (unet.in_channels, unet.out_channels) != (vae.latent_channels,) * 2:  # the advice named run-config keys
+            raise ConfigError(f"{str(self.directory)!r}: the UNet takes {unet.in_channels}-channel latents "
+                              f"(unet/config.json in_channels, out_channels {unet.out_channels}) but its VAE makes "
+                              f"{vae.latent_channels} (vae/config.json latent_channels): the folder mixes parts of two "
+                              "models; use the VAE the UNet was trained with")
         if unet.text_dim != clip["hidden_size"]:  # it failed at weight load, as a shape naming neither cause
             raise ConfigError(f"{str(self.directory)!r}: the UNet attends to {unet.text_dim}-wide text "
                               f"(unet/config.json cross_attention_dim) but its text encoder gives "

@@ -442,7 +442,8 @@ def folder_weights(folder: str | os.PathLike, filename: str) -> Path:
     stem, suffix = filename.rsplit(".", 1) if "." in filename else (filename, "")
     others = sorted(p.name for p in folder.glob(f"{stem}*.{suffix}")) if folder.is_dir() and suffix else []
     if others:  # a variant (save_pretrained(variant="fp16")) or shards: said, with what to do (2026-12-06)
-        raise CorruptCheckpointError(f"{str(folder)!r} holds no {filename} but {', '.join(others)}: vdmkit reads the "
+        shown = ", ".join(others[:3]) + (f" and {len(others) - 3} more" if len(others) > 3 else "")  # 29 shards: 29
+        raise CorruptCheckpointError(f"{str(folder)!r} holds no {filename} but {shown}: vdmkit reads the "
                                      f"one file {filename}; for a variant (e.g. .fp16.) rename it to {filename} (its "
                                      "dtype loads as stored; --dtype sets the weights' type); merge shards into one "
                                      "file with diffusers' save_pretrained(..., max_shard_size=\"100GB\")")
