@@ -208,6 +208,16 @@ def test_cli_searches_saves_and_samples_with_auto(saved, tmp_path, capsys, monke
     meta = json.loads((tmp_path / "v.mp4.json").read_text())
     assert meta["timesteps"] == report["timesteps"]
     capsys.readouterr()
+    # the entry records the noise process it was searched for: the same weights under another scheduler config (a
+    # diffusers folder's identity is its weights) took it unsaid (a review, 2026-12-06)
+    entries = json.loads((saved / SCHEDULES_FILE).read_text())
+    entry = entries["schedules"]["dpmpp_2m/3/guidance=3"]
+    assert entry["diffusion"]["prediction"] == TextToVideo.from_pretrained(saved).config.diffusion.prediction
+    entry["diffusion"] = {**entry["diffusion"], "prediction": "velocity"}
+    other = tmp_path / "other_process.json"
+    other.write_text(json.dumps(entries))
+    assert cli.main(base + ["--timesteps", "auto", "--schedules", str(other)]) == 2
+    assert "was searched for another noise process (prediction differ)" in capsys.readouterr().err
     not_schedules = tmp_path / "other.json"
     not_schedules.write_text('{"format": "nope"}')
     monkeypatch.setattr(TextToVideo, "from_pretrained", lambda *a, **k: pytest.fail("weights loaded"))

@@ -31,6 +31,7 @@ def _cmd_distill(args) -> int:
 
 
 def _cmd_search_schedule(args) -> int:
+    from vdmkit.config import to_dict
     from vdmkit.device import resolve_device
     from vdmkit.io.atomic import check_writable_folder
     from vdmkit.pipelines import TextToVideo, default_model, make_request, open_model
@@ -84,7 +85,8 @@ def _cmd_search_schedule(args) -> int:
                              reference_steps=args.reference_steps, sweeps=args.sweeps, progress=report)
     key = save_schedule(out, args.sampler, args.steps, guidance, result, pipeline_identity(pipe),
                         {"prompts": prompts, "seed": seed, "draws": args.draws,
-                         "reference": f"dpmpp_2m/{args.reference_steps}"})
+                         "reference": f"dpmpp_2m/{args.reference_steps}",
+                         "diffusion": to_dict(pipe.config.diffusion)})  # checked when `auto` reads it
     print(json.dumps({"saved": str(out), "key": key, "timesteps": result.timesteps, "start": result.start,
                       "mse": result.objective, "start_mse": result.start_objective,
                       "evaluations": result.evaluations}))

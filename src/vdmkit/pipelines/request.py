@@ -13,6 +13,7 @@ from typing import Any
 import torch
 
 from vdmkit.conditioning.text import check_prompt_text
+from vdmkit.config import to_dict
 from vdmkit.errors import ConfigError, ConstraintError
 from vdmkit.pipelines.config import PipelineConfig
 from vdmkit.registry import SAMPLERS, check_sampler
@@ -174,7 +175,8 @@ def make_request(config: PipelineConfig, prompts, *, frames: int | None = None, 
         if timesteps != "auto":
             raise ConfigError(f"timesteps must be a list of times or 'auto' (a searched schedule), got {timesteps!r}")
         timesteps = saved_timesteps(schedules, sampler, check_steps(steps, process.num_train_steps),
-                                    check_guidance(guidance), process, model_sha256, knobs)
+                                    check_guidance(guidance), process, model_sha256, knobs,
+                                    diffusion=to_dict(config.diffusion))
     rules = {}
     if spacing is None and timesteps is None and defaults.spacing is not None:
         spacing = defaults.spacing

@@ -263,7 +263,7 @@ def save_schedule(path: str | os.PathLike, sampler: str, steps: int, guidance: f
 
 
 def saved_timesteps(path: str | os.PathLike | None, sampler: str, steps: int, guidance: float, process,
-                    model_sha256: str | None = None, knobs: dict | None = None) -> list:
+                    model_sha256: str | None = None, knobs: dict | None = None, diffusion: dict | None = None) -> list:
     """The searched timesteps of ``sampler`` / ``steps`` in the schedules file ``path``, for ``timesteps="auto"``:
     the entry of this ``guidance``, else the one of the nearest guidance. A ConfigError, saying the command that makes
     one, when there is none, or when it was searched on other weights than ``model_sha256``."""
@@ -298,6 +298,12 @@ def saved_timesteps(path: str | os.PathLike | None, sampler: str, steps: int, gu
     if model_sha256 and entry.get("model_sha256") not in (None, model_sha256):
         raise ConfigError(f"the schedule {schedule_key(sampler, steps, entry.get('guidance', 0))!r} in {str(path)!r} "
                           f"was searched on other weights ({str(entry['model_sha256'])[:12]}...); {make}")
+    if diffusion is not None and entry.get("diffusion") not in (None, diffusion):  # a folder's identity is its
+        # weights: the same weights under another scheduler config (prediction type, betas) took its schedule
+        differ = sorted(k for k in set(diffusion) | set(entry["diffusion"])
+                        if diffusion.get(k) != entry["diffusion"].get(k))
+        raise ConfigError(f"the schedule {schedule_key(sampler, steps, entry.get('guidance', 0))!r} in {str(path)!r} "
+                          f"was searched for another noise process ({', '.join(differ)} differ); {make}")
     searched = float(entry.get("guidance", math.nan))
     if searched != float(guidance) and math.isfinite(searched):  # the nearest one is taken, and said (it was unsaid)
         warnings.warn(f"timesteps='auto': no {sampler} schedule of {steps} steps was searched at guidance "
