@@ -58,6 +58,8 @@ def test_memory_estimates_count_the_decode(video_vae):
     (["model.in_channels=8", "model.out_channels=8"], "mismatched latent channels"),
     (["data.frames=4"], "temporal compression 2"),
     (["data.size=17"], "spatial compression 2"),
+    # in pixels, naming the data's key (latent sizes were given as the data's, a review 2026-12-06)
+    (["data.size=18"], r"data sizes 18x18 \(pixels\) do not fit .* multiples of 4 .*set data.size to a multiple of 4"),
     (["latent.autoencoder=/nonexistent/vae"], "does not exist"),
     (["latent.cache=/tmp/x", "latent.autoencoder="], "needs latent.autoencoder"),
 ])

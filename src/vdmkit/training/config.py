@@ -305,6 +305,16 @@ class RunConfig:
         """Data shapes fit the autoencoder and the backbone (once the autoencoder's kind is known)."""
         shapes = self.train_shapes()
         if self.latent.enabled:
+            # in pixels, naming the data's keys: the backbone's check gave latent sizes as the data's (a review)
+            m = self.latent.autoencoder_config().spatial_compression * self.model.spatial_factor
+            odd = sorted({(h, w) for _, h, w in shapes if h % m or w % m})
+            if odd:
+                fix = (f"set data.multiple={m} (bucket sizes snap to it)" if hasattr(self.data, "multiple")
+                       else f"set data.size to a multiple of {m}")
+                raise ConfigError(f"data sizes {', '.join(f'{h}x{w}' for h, w in odd[:4])} (pixels) do not fit this "
+                                  f"latent model: heights and widths must be multiples of {m} (its autoencoder's "
+                                  f"spatial compression {m // self.model.spatial_factor}, and its backbone needs "
+                                  f"latents divisible by {self.model.spatial_factor}); {fix}")
             self.model, shapes = fit_latent(self.model, self.latent.kind, self.latent.model, shapes)
             compression = self.latent.autoencoder_config().temporal_compression
             if self.train.image_ratio > 0 and compression != 1:
