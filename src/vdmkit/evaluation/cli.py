@@ -87,7 +87,7 @@ def _cmd_eval(args) -> int:
         batch_size = 8 if args.batch_size is None else args.batch_size
         ev = evaluate(args.real, args.fake, metrics=args.metrics, protocol=args.protocol, weights=args.weights,
                       clip=args.clip, strict=args.strict, batch_size=batch_size, progress=not args.no_progress,
-                      annotations=args.annotations, real_split=args.real_split,
+                      annotations=args.annotations, real_split=args.real_split, captions=args.captions,
                       expected_sha256=_sha_pins(args.weights_sha256), sample_steps=args.sample_steps,
                       guidance=args.guidance, sampler=args.sampler, frames=args.frames, stride=args.stride, resolution=args.resolution,
                       num_real=args.num_real, num_fake=args.num_fake, seed=args.seed, video_extractor=args.extractor,
@@ -173,6 +173,8 @@ def register(sub) -> None:
     p.add_argument("--lpips-net", choices=LPIPS_NETS, default="alex", help="lpips backbone (default alex, "
                    "the usual evaluation choice)")
     p.add_argument("--annotations", help="MSR-VTT annotation JSON (videos + sentences); the test split is used")
+    p.add_argument("--captions", help="the real videos' captions as training reads them (data.captions: a CSV or "
+                   "JSONL of path, caption under --real): a model is sampled on them")
     p.add_argument("--real-split", help="UCF-101 split list (e.g. testlist01.txt): only these real videos")
     p.add_argument("--frames", type=int, help="clip length (protocol default)")
     p.add_argument("--stride", type=int, help="frame stride within a clip")

@@ -317,7 +317,7 @@ class Evaluation:
 
 def evaluate(real, fake, *, metrics=None, protocol: str | Protocol = "folders", weights=None, clip=None,
              strict: bool = False, batch_size: int = 8, progress: bool = True, annotations=None, real_split=None,
-             expected_sha256: dict | None = None, sample_steps: int = 50, guidance: float = 3.0,
+             captions=None, expected_sha256: dict | None = None, sample_steps: int = 50, guidance: float = 3.0,
              sampler: str = "ddim", keep_samples: int = 4, lpips_backbone=None, lpips_heads=None,
              lpips_net: str = "alex", device: str | torch.device = "auto", sample_dtype: str = "fp32",
              compile_model: bool | str = False, cuda_graphs: bool = False, **overrides) -> Evaluation:
@@ -357,6 +357,7 @@ def evaluate(real, fake, *, metrics=None, protocol: str | Protocol = "folders", 
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             real_src, fake_src = build_sources(real, fake, protocol, annotations=annotations, real_split=real_split,
+                                               captions=captions,
                                                sample_steps=sample_steps, guidance=guidance, sampler=sampler,
                                                batch_size=batch_size, device=device, sample_dtype=sample_dtype,
                                                compile_model=compile_model, cuda_graphs=cuda_graphs)

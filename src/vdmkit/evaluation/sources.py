@@ -128,7 +128,7 @@ class FolderSource:
     kind = "folder"
 
     def __init__(self, root, protocol: Protocol, role: str, *, limit: int | None, annotations=None,
-                 real_split=None):
+                 real_split=None, captions=None):
         self.root, self.protocol, self.role = Path(root), protocol, role
         if not self.root.is_dir():
             raise DatasetError(f"{role} (--{role}) {str(self.root)!r} is not a folder of videos (nor "
@@ -139,6 +139,16 @@ class FolderSource:
         # the protocol's split describes the real set; a fake folder is all its videos (it said the real set's)
         self.split = protocol.real_split if role == "real" else f"every video file under --{role}, sorted"
         self.captions_by_id = None
+        self.captions_by_path: dict[Path, str] = {}
+        if captions is not None:  # training's caption file (data.captions): its first caption of each video
+            from vdmkit.data.captions import read_caption_file
+
+            rows, refused = read_caption_file(captions, self.root)
+            if refused:
+                warnings.warn(f"--captions {str(captions)!r}: {len(refused)} row(s) left out ({refused[0]}"
+                              f"{'; ...' if len(refused) > 1 else ''})", stacklevel=2)
+            for row in rows:
+                self.captions_by_path.setdefault(Path(row.path).resolve(), row.caption)
         if real_split is not None:
             wanted = set(read_split_file(real_split))
             files = [p for p in files if p.relative_to(self.root).as_posix() in wanted]
@@ -167,6 +177,8 @@ class FolderSource:
         side = _sidecar_caption(path)
         if side is not None:
             return side
+        if path.resolve() in self.captions_by_path:
+            return self.captions_by_path[path.resolve()]
         if self.captions_by_id and path.stem in self.captions_by_id and self.captions_by_id[path.stem]:
             return self.captions_by_id[path.stem][0]
         return None
@@ -511,7 +523,8 @@ def _shapes_config(protocol: Protocol, seed: int, base=None):
     return ShapesConfig(**fields)
 
 
-def build_sources(real, fake, protocol: Protocol, *, annotations=None, real_split=None, sample_steps: int = 50,
+def build_sources(real, fake, protocol: Protocol, *, annotations=None, real_split=None, captions=None,
+                  sample_steps: int = 50,
                   guidance: float = 3.0, sampler: str = "ddim", batch_size: int = 8, device=None,
                   sample_dtype: str = "fp32", compile_model: str | None = None, cuda_graphs: bool = False):
     """Resolve ``--real`` and ``--fake`` into sources (no decoding, no weights)."""
@@ -526,7 +539,7 @@ def build_sources(real, fake, protocol: Protocol, *, annotations=None, real_spli
         raise ConfigError("--real noise is not a reference set; use it as --fake (a lower bound)")
     else:
         real_src = FolderSource(real, protocol, "real", limit=protocol.num_real, annotations=annotations,
-                                real_split=real_split)
+                                real_split=real_split, captions=captions)
     n_fake = protocol.num_fake or (real_src.n if isinstance(real_src, ShapesSource) else None)
     if fake == SHAPES_KEYWORD:
         fake_src = ShapesSource(_shapes_config(protocol, protocol.seed + 1, getattr(real_src, "cfg", None)),
@@ -539,11 +552,13 @@ def build_sources(real, fake, protocol: Protocol, *, annotations=None, real_spli
         fake_src = NoiseSource((protocol.frames, size, size), n_fake or len(prompts), protocol.seed + 2, prompts)
     elif model_size is not None:
         prompts = real_src.prompts()
-        if prompts and not any(p[0] for p in prompts):  # eval has no option for a training caption file
-            unread = _caption_files(Path(real)) if isinstance(real_src, FolderSource) else []
-            unread = f"; it does not read {', '.join(map(repr, unread))} (training's data.captions)" if unread else ""
+        if prompts and not any(p[0] for p in prompts):  # a training caption file is read with --captions only
+            unread = _caption_files(Path(real)) if isinstance(real_src, FolderSource) and captions is None else []
+            unread = (f"; pass --captions {str(Path(real) / unread[0])!r} to read training's caption file"
+                      if unread else "")
             warnings.warn(f"the real set {real!r} has no captions (eval reads a prompt from each video's <video>.json "
-                          f"sidecar, MSR-VTT captions with --annotations, or sub-folder names as labels{unread}): the "
+                          f"sidecar, --captions FILE as training reads it, MSR-VTT captions with --annotations, or "
+                          f"sub-folder names as labels{unread}): the "
                           "model is sampled with empty prompts, unconditionally; give the real videos captions (a "
                           "<video>.json sidecar {\"prompt\": ...} each) to evaluate it as text-to-video", UserWarning,
                           stacklevel=2)
