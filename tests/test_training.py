@@ -322,6 +322,22 @@ def test_a_run_folder_another_live_run_writes_is_refused_before_anything_is_touc
     run = train(tiny_cfg("train.steps=1", "train.checkpoint_every=1"), progress=False)  # the holder is gone
     assert (run / "checkpoints").is_dir()
     train(tiny_cfg("train.steps=2", "train.checkpoint_every=1"), resume=True, progress=False)  # same process again
+    # a --resume while another run writes the folder is refused before it tidies, reads or sets aside anything (it
+    # picked a checkpoint the live run then pruned: "config.json not found", a review 2026-12-06)
+    stale = out / "checkpoints" / ".step_0000003.tmp-999999999"  # a killed write (no such process)
+    stale.mkdir()
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from pathlib import Path; "
+                               "from vdmkit.training.scaffold import lock_run_folder; "
+                               f"lock_run_folder(Path({str(out)!r})); print('held', flush=True); time.sleep(60)"],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(OutputError, match=f"being written by another run \\(process {holder.pid}\\)"):
+            train(tiny_cfg("train.steps=3", "train.checkpoint_every=1"), resume=True, progress=False)
+        assert stale.is_dir()  # what a killed write of the live run left: untouched
+    finally:
+        holder.kill()
+        holder.wait()
 
 
 def test_a_run_that_fails_before_its_first_step_releases_its_folder_and_a_second_run_in_one_process_is_refused(

@@ -52,6 +52,8 @@ def open_run(out: Path, resume: bool, world: World = ONE_PROCESS, section: str =
     others wait) and picks the newest complete checkpoint, saying why each newer one was skipped
     (CorruptCheckpointError when there is none)."""
     check_run_folder(out, resume, section)
+    if world.main:  # a live run writing here is refused before this one reads, tidies or sets aside anything of it
+        check_not_held(out)  # (a second --resume picked a checkpoint the live run then pruned, 2026-12-06)
     if not resume:
         return None
     if world.main:
@@ -131,6 +133,15 @@ def lock_run_folder(out: Path) -> None:
     os.ftruncate(fd, 0)
     os.write(fd, str(os.getpid()).encode())
     _HELD_LOCKS[key] = fd
+
+
+def check_not_held(out: Path) -> None:
+    """OutputError naming the holder when another live run holds ``out``'s lock (tested, not kept: the run takes it
+    in :func:`start_run_folder`)."""
+    if not (out / RUN_LOCK).is_file():
+        return
+    lock_run_folder(out)
+    release_run_folder(out)
 
 
 def release_run_folder(out: Path) -> None:
