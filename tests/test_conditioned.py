@@ -448,6 +448,8 @@ def test_task_commands_refuse_bad_inputs_with_exit_2(models, tmp_path, monkeypat
         # options the task would ignore (accepted silently before 2026-12-05)
         (["upscale", "--model", models["sr"], "--video", keys, "--image-guidance", "2"], "--image-guidance apply"),
         (["upscale", "--model", models["sr"], "--video", keys, "--no-keep"], "--no-keep apply"),
+        (["interpolate", "--model", models["frames"], "--video", keys, "--keyframes", "0"],
+         "--keyframes must be in [1, 3]"),  # it named --frames, which interpolate has not
         (["extend", "--model", models["frames"], "--video", keys, "--frames", "6", "--no-keep"],
          "--no-keep does not apply to extend"),
         # sample's options image-to-video does not take: accepted and ignored, the video unchanged, before 2026-12-06
@@ -460,6 +462,13 @@ def test_task_commands_refuse_bad_inputs_with_exit_2(models, tmp_path, monkeypat
         assert cli.main([*argv, "--out", str(tmp_path / "o.mp4")]) == 2, argv
         assert match in capsys.readouterr().err, argv
     assert not (tmp_path / "o.mp4").exists()
+    # an output that is the input: it replaced the clip and its sidecar (a review, 2026-12-06)
+    before = (tmp_path / "keys.mp4").read_bytes()
+    for argv in (["extend", "--model", models["frames"], "--video", keys, "--frames", "6", "--out", keys],
+                 ["edit", "--model", models["t2v"], "--video", keys, "--prompt", "x", "--out", keys]):
+        assert cli.main([*argv, "--steps", "1", "--no-progress"]) == 2
+        assert "would replace the input" in capsys.readouterr().err
+    assert (tmp_path / "keys.mp4").read_bytes() == before
     assert cli.main(["cascade", "configs/cascade.yaml", "--prompt", "x", "--device", "cuda", "--out",
                      str(tmp_path / "o.mp4")]) == 2
     assert "no CUDA" in capsys.readouterr().err

@@ -433,3 +433,53 @@ def test_a_config_listing_a_scorer_twice_and_a_dict_for_cfg_are_named(tmp_path):
         with pytest.raises(ConfigError, match=r"^curate: cfg must be a CurateConfig, got dict: build it with"):
             curate(tmp_path, tmp_path / "m.jsonl", cfg)
     assert not (tmp_path / "m.jsonl").exists()
+
+
+def test_a_rerun_whose_manifest_cannot_be_written_leaves_the_old_manifest_with_its_own_thresholds(tmp_path,
+                                                                                                  monkeypatch):
+    """The thresholds were replaced before the manifest's bytes reached the disk: on a full disk the old manifest
+    was left beside the new thresholds (a review, 2026-12-06). The manifest's write now fails before them."""
+    import vdmkit.curation.run as run
+
+    folder = _two_clips(tmp_path / "v")
+    out = tmp_path / "m.jsonl"
+    curate(folder, out, CurateConfig())
+    manifest, thresholds = out.read_bytes(), (tmp_path / "m.thresholds.yaml").read_bytes()
+
+    class FullDisk:  # the manifest's bytes do not fit: its flush (or close) fails
+        def __init__(self, *args, **kwargs):
+            self.f = open(*args, **kwargs)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.f.close()
+            if exc[0] is None:
+                raise OSError(28, "No space left on device")
+
+        def write(self, text):
+            return self.f.write(text)
+
+        def flush(self):
+            raise OSError(28, "No space left on device")
+
+        def fileno(self):
+            return self.f.fileno()
+
+    monkeypatch.setattr(run, "open", FullDisk, raising=False)
+    with pytest.raises(Exception, match="No space left|the disk is full"):
+        curate(folder, out, CurateConfig(scene_threshold=99.0))
+    assert out.read_bytes() == manifest and (tmp_path / "m.thresholds.yaml").read_bytes() == thresholds
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.jsonl", "m.thresholds.yaml", "v"]
+
+
+def test_a_card_folder_that_cannot_be_made_is_refused_before_the_scan(tmp_path, capsys):
+    """A read-only place or a path below a file was a raw OSError after the scan, the manifest and thresholds left
+    behind (a review, 2026-12-06)."""
+    folder = _two_clips(tmp_path / "v")
+    (tmp_path / "file.txt").write_text("x")
+    assert main(["curate", str(folder), "--out", str(tmp_path / "m.jsonl"), "--card",
+                 str(tmp_path / "file.txt" / "card")]) == 2
+    assert "--card" in capsys.readouterr().err and not (tmp_path / "m.jsonl").exists()
+    assert not (tmp_path / "m.thresholds.yaml").exists()

@@ -130,6 +130,9 @@ def test_compare_warns_when_protocols_differ(folders, tmp_path, capsys):
     assert code == 0 and "psnr" in out and "protocols differ: protocol.frames" in err
     code, out, err = run_cli(capsys, "--compare", a, a)
     assert code == 0 and "protocols differ" not in err and '"comparable": true' in out
+    # --html / --out were accepted with compare and nothing was written (a review, 2026-12-06)
+    code, out, err = run_cli(capsys, "compare", a, b, "--html", tmp_path / "c.html")
+    assert code == 2 and "--html do(es) not apply to eval compare" in err and not (tmp_path / "c.html").exists()
 
 
 

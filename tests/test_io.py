@@ -217,6 +217,23 @@ def test_a_failed_sidecar_write_removes_the_video(tmp_path, monkeypatch):
     with pytest.raises(OSError, match="disk full"):
         write_video(tmp_path / "x.mp4", frames(), metadata={"a": 1})
     assert os.listdir(tmp_path) == []
+    # over an earlier video: both stay as they were (the earlier video was deleted, its old sidecar left, before
+    # 2026-12-06: a review), whichever of the two writes fails
+    monkeypatch.undo()
+    first = write_video(tmp_path / "x.mp4", frames(), metadata={"run": 1})
+    kept = first.read_bytes()
+    for broken in (".json", ".mp4"):
+        def failing_write(target, broken=broken):
+            if str(target).endswith(broken):
+                raise OSError("disk full")
+            return real(target)
+
+        monkeypatch.setattr(video, "atomic_path", failing_write)
+        with pytest.raises(OSError, match="disk full"):
+            write_video(first, frames() // 2, metadata={"run": 2})
+        monkeypatch.undo()
+        assert first.read_bytes() == kept and json.loads((tmp_path / "x.mp4.json").read_text()) == {"run": 1}
+        assert sorted(os.listdir(tmp_path)) == ["x.mp4", "x.mp4.json"]
 
 
 def test_the_viewing_factor_keeps_mp4_sizes_even():

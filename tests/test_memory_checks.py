@@ -135,4 +135,4 @@ def test_cache_latents_runs_with_the_memory_the_machine_has(frame_vae, tmp_path,
     shards = sorted(out.rglob("*.safetensors"))
     assert shards and all(s.read_bytes() == (ones / s.relative_to(out)).read_bytes() for s in shards)
     assert cache_latents(frame_vae, tmp_path / "zero", "--batch-size", "0") == 2
-    assert "batch_size must be a whole number >= 1, got 0" in capsys.readouterr().err
+    assert "--samples and --batch-size must be >= 1, got 3 and 0" in capsys.readouterr().err

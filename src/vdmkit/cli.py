@@ -72,6 +72,8 @@ def _cmd_cache_latents(args) -> int:
     from vdmkit.training import load_config
     from vdmkit.training.latent_cache import write_latent_cache
 
+    if min(args.samples, args.batch_size) < 1:  # before the config's files are read
+        raise ValueError(f"--samples and --batch-size must be >= 1, got {args.samples} and {args.batch_size}")
     cfg = load_config(args.config, args.overrides + _device_overrides(args))
     out = write_latent_cache(cfg, args.samples, args.out, batch_size=args.batch_size, progress=not args.no_progress)
     print(f"cached {args.samples} latents in {out}; train on them with latent.cache={out}")
@@ -156,14 +158,10 @@ def _cmd_sample(args) -> int:
         for out in outs:
             if out.suffix.lower() not in (".png", LATENTS_SUFFIX):
                 check_output_path(out.with_suffix(".png"), sidecar=False)
-    for out in outs:  # a rate the format cannot store (an mp4 below 0.0005 fps, a GIF below 1/655 fps)
-        if args.fps is not None:
-            check_fps(args.fps, out)
     ckpt, config = open_model(model, args.motion_adapter)  # reads and hashes the config only
-    if args.fps is None:  # the model's own rate (its training clips'), checked for the format as a given one
-        args.fps = video_fps(config)
-        for out in outs:
-            check_fps(args.fps, out)
+    args.fps = video_fps(config) if args.fps is None else args.fps  # default: the model's rate (its clips')
+    for out in outs:  # a rate the format cannot store (an mp4 below 0.0005 fps, a GIF below 1/655 fps)
+        check_fps(args.fps, out)
     refuse_conditioned(config)  # a model trained on known frames or low-res videos runs by its task
     adapters = _read_loras(args.lora or [], ckpt, args.force_lora)
     # a consistency adapter at a scale other than 0: lcm, its steps, no guidance

@@ -34,14 +34,22 @@ def seed(text: str):
         raise argparse.ArgumentTypeError(f"seed must be an integer or 'random', got {text!r}") from None
 
 
-def check_outputs(out, strip: bool) -> Path:
+def check_outputs(out, strip: bool, inputs=()) -> Path:
     """The output path checked (video formats), and its --strip PNG beside it, before any work: a strip that could
-    not be written failed after the whole run and left the video behind (exit 2; before 2026-12-06)."""
+    not be written failed after the whole run and left the video behind (exit 2; before 2026-12-06). An output (or
+    its strip) that is one of the ``inputs`` files is refused: `edit --out in.mp4 --video in.mp4` replaced the clip
+    and its sidecar (a review, 2026-12-06)."""
     from vdmkit.io.video import VIDEO_FORMATS, check_output_path
 
     out = check_output_path(out, VIDEO_FORMATS)
-    if strip and out.suffix.lower() != ".png":
-        check_output_path(out.with_suffix(".png"), sidecar=False)
+    written = [out] + ([out.with_suffix(".png")] if strip and out.suffix.lower() != ".png" else [])
+    if len(written) > 1:
+        check_output_path(written[1], sidecar=False)
+    given = {Path(i).resolve() for i in inputs if i is not None}
+    for path in written:
+        if path.resolve() in given:
+            raise ValueError(f"--out {str(out)!r} would replace the input {str(path)!r} (and its sidecar): write the "
+                             "result to another file")
     return out
 
 
@@ -52,9 +60,14 @@ def report(result, out: Path, strip: bool, info: dict | None = None) -> None:
 
     for message in result.warnings:
         print(f"warning: {message}", file=sys.stderr)
+    from vdmkit.errors import OutputError
+
     written = [result.path]
     if strip and result.frames is not None and out.suffix != ".png":
-        written.append(write_video(out.with_suffix(".png"), result.frames))
+        try:
+            written.append(write_video(out.with_suffix(".png"), result.frames))
+        except OutputError as err:  # the video is complete: said, not left to look like a failed run's leftovers
+            raise OutputError(f"{result.path} and its sidecar were written; the --strip PNG was not: {err}") from None
     for path in written:
         print(f"saved {path}")
     if info is not None:

@@ -27,7 +27,7 @@ def _cmd_edit(args) -> int:
 
     # every check that needs no weights runs before loading them
     device = resolve_device(args.device)
-    out = check_outputs(args.out, args.strip)
+    out = check_outputs(args.out, args.strip, (getattr(args, "video", None), getattr(args, "image", None)))
     if args.fps is not None:
         check_fps(args.fps, out)
     if args.mode == "invert" and args.source_prompt is None:
@@ -93,7 +93,7 @@ def _cmd_edit(args) -> int:
     return 0
 
 
-def _read(path: str, what: str, frames: int | None = None):
+def _read(path: str, what: str, frames: int | None = None, flag: str = "--frames"):
     """A video (or image) file -> (1, 3, T, H, W) in [-1, 1]; InvalidVideoError names the file."""
     from vdmkit.io.video import read_video
     from vdmkit.video import from_uint8
@@ -101,7 +101,7 @@ def _read(path: str, what: str, frames: int | None = None):
     video = from_uint8(read_video(path))
     if frames is not None:
         if not 1 <= frames <= video.shape[2]:
-            raise ValueError(f"--frames must be in [1, {video.shape[2]}] (the frames of {what} {path}), got {frames}")
+            raise ValueError(f"{flag} must be in [1, {video.shape[2]}] (the frames of {what} {path}), got {frames}")
         video = video[:, :, :frames]
     return video
 
@@ -135,7 +135,7 @@ def _run_task(args, task: str, video, prompt: str, produce_args: dict, extra: di
 
     device = resolve_device(args.device)
     check_runner(args, device)
-    out = check_outputs(args.out, args.strip)
+    out = check_outputs(args.out, args.strip, (getattr(args, "video", None), getattr(args, "image", None)))
     if args.fps is not None:
         check_fps(args.fps, out)
     motion_adapter = getattr(args, "motion_adapter", None)  # sample --image takes one (it was ignored)
@@ -225,7 +225,7 @@ def sample_image(args) -> int:
 
 
 def _cmd_interpolate(args) -> int:
-    video = _read(args.video, "the keyframes", args.keyframes)
+    video = _read(args.video, "the keyframes", args.keyframes, "--keyframes")
     return _run_task(args, "interpolate", video, args.prompt, {"factor": args.factor},
                      {"input_video": str(args.video), "factor": args.factor})
 

@@ -51,9 +51,13 @@ def check_card_folder(directory: str | os.PathLike) -> None:
     index.html (a project's own would be overwritten)."""
     from vdmkit.errors import OutputError
 
+    from vdmkit.io.atomic import check_writable_folder
+
     directory = Path(directory)
     if directory.exists() and not directory.is_dir():
         raise OutputError(f"--card {str(directory)!r} is a file; give a folder for the dataset card")
+    # a read-only place was a raw OSError after the scan, the manifest written (a review, 2026-12-06)
+    check_writable_folder(directory, f"--card {str(directory)!r}")
     for name, start in CARD_FILES.items():
         path = directory / name
         if path.is_file() and not path.read_text(encoding="utf-8", errors="replace").startswith(start):

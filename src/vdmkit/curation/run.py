@@ -239,7 +239,11 @@ def curate(root: str | os.PathLike, out: str | os.PathLike, cfg: CurateConfig | 
                 log.info("curate: %s: %s", row["path"], row["error"])
             if on_row is not None:
                 on_row(row)
-        # before the manifest replaces the old one: a manifest is never left without the thresholds it was made with
+        # the manifest's bytes on disk first (a full disk failed its close after the thresholds were replaced: the old
+        # manifest stayed beside the new thresholds), then the thresholds, before the manifest replaces the old one:
+        # a manifest is never left without the thresholds it was made with
+        f.flush()
+        os.fsync(f.fileno())
         write_text_atomic(thresholds, yaml.safe_dump(record, sort_keys=False))
     summary = summarise(rows)
     summary["seconds"] = round(time.perf_counter() - t0, 2)

@@ -24,6 +24,10 @@ def _sha_pins(items: list[str] | None) -> dict[str, str]:
 def _cmd_eval(args) -> int:
     action = args.action or "run"
     if action == "compare" or args.compare:
+        ignored = [flag for flag in ("html", "out") if getattr(args, flag, None)]
+        if ignored:  # they were accepted and nothing was written (a review, 2026-12-06)
+            raise ValueError(f"{', '.join('--' + f for f in ignored)} do(es) not apply to eval compare, which prints "
+                             "its table: redirect it to a file")
         return _compare(args.compare or args.files)
     if args.files:
         raise ValueError(f"unexpected arguments {args.files}; `vdmkit eval compare A.json B.json` takes two reports")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import numbers
@@ -131,20 +132,20 @@ def write_video(path: str | os.PathLike, frames: np.ndarray, fps: float = 8.0, m
     fps = check_video_fps(path, fps)
     check_video_size(path, frames.shape[1], frames.shape[2])
     suffix = path.suffix.lower()
-    with atomic_path(path) as tmp:
-        if suffix == ".mp4":
-            _write_mp4(tmp, frames, fps, metadata if in_container else None)
-        else:
-            _write_pillow(tmp, frames, fps, suffix)
+    sidecar = path.with_name(path.name + ".json")
+    # both written in full before either replaces what is there: a sidecar that failed on a full disk took the new
+    # video with it, and the user's earlier video was gone, its old sidecar left (before 2026-12-06)
+    with contextlib.ExitStack() as files:
+        if metadata is not None:
+            side_tmp = files.enter_context(atomic_path(sidecar))  # replaced last: after the video
+            side_tmp.write_text(json.dumps(metadata, indent=2, sort_keys=True), encoding="utf-8")
+        with atomic_path(path) as tmp:
+            if suffix == ".mp4":
+                _write_mp4(tmp, frames, fps, metadata if in_container else None)
+            else:
+                _write_pillow(tmp, frames, fps, suffix)
     if metadata is None:
-        path.with_name(path.name + ".json").unlink(missing_ok=True)
-    else:
-        try:
-            with atomic_path(path.with_name(path.name + ".json")) as tmp:
-                tmp.write_text(json.dumps(metadata, indent=2, sort_keys=True), encoding="utf-8")
-        except BaseException:
-            path.unlink(missing_ok=True)  # never a video without the metadata that says what made it
-            raise
+        sidecar.unlink(missing_ok=True)
     return path
 
 
