@@ -471,3 +471,31 @@ def test_two_processes_train_on_a_folder_with_image_batches(parallel, tmp_path):
                           env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(SRC)}, check=False)
     assert done.returncode == 0, done.stderr[-3000:]
     assert len(metrics(tmp_path / "run")) == 4
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+def test_a_rank_ends_when_the_launcher_that_started_it_is_killed():
+    """A SIGKILL'd `train --nproc` (torchrun's agent cannot pass it on) left its ranks training, writing and pruning
+    checkpoints and holding the run folder (a review, 2026-12-06): each rank now ends with its launcher."""
+    import signal
+    import subprocess
+    import time
+
+    rank = ("import time; from vdmkit.distributed import die_with_launcher; die_with_launcher(); print('ready', "
+            "flush=True); time.sleep(60)")
+    launcher = subprocess.Popen([sys.executable, "-c", "import subprocess, sys, time; "
+                                 f"c = subprocess.Popen([sys.executable, '-c', {rank!r}], stdout=subprocess.PIPE, "
+                                 "text=True); assert c.stdout.readline().strip() == 'ready'; print(c.pid, flush=True); "
+                                 "time.sleep(60)"], stdout=subprocess.PIPE, text=True)
+    child = int(launcher.stdout.readline())
+    launcher.send_signal(signal.SIGKILL)
+    launcher.wait()
+    for _ in range(50):  # the kernel signals it at once; it is reaped by init
+        try:
+            os.kill(child, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.1)
+    else:
+        os.kill(child, signal.SIGKILL)
+        pytest.fail("the rank outlived its launcher")

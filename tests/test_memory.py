@@ -165,6 +165,10 @@ def test_the_training_count_follows_gradients_through_attention_and_autocast_hal
         with pytest.raises(OutOfMemoryError, match=f"micro-batch 2 \\({precision}\\)") as refused:
             train(tiny_cfg("train.steps=1", f"train.precision={precision}"), progress=False)
         assert ("train.precision=bf16" in str(refused.value)) is advised
+        assert "model.checkpoint" not in str(refused.value)  # a UNet3D has no such key (it was advised, a review)
+    with pytest.raises(OutOfMemoryError, match="model.checkpoint=true"):  # a DiT has
+        train(load_config("configs/tiny_dit.yaml", ["data.size=16", "data.frames=4", "train.steps=1",
+                                                    f"train.out_dir={tmp_path / 'dit'}"]), progress=False)
 
 
 def test_training_estimate_of_a_dit_with_recomputed_activations(tmp_path):

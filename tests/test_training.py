@@ -428,6 +428,12 @@ def test_resuming_a_lora_run_with_another_init_from_is_refused(tiny_cfg, tmp_pat
               progress=False)
     run = json.loads((tmp_path / "lora" / "checkpoints" / "step_0000001" / "run.json").read_text())
     assert run["train"]["init_from"] == str(base) and not (tmp_path / "lora" / "checkpoints" / "step_0000002").exists()
+    # a LoRA of another prediction target: its adapter would be read as the base predicts (1.16 off, a review)
+    other = "x0" if tiny_cfg().diffusion.prediction != "x0" else "eps"
+    with pytest.raises(ConfigError, match=f"train.lora with diffusion.prediction='{other}': its adapter is applied"):
+        train(tiny_cfg(f"train.init_from={base}", "train.steps=1", f"diffusion.prediction={other}", "train.lora.rank=2",
+                       "train.sample_every=100", f"train.out_dir={tmp_path / 'lora2'}"), progress=False)
+    assert not (tmp_path / "lora2" / "checkpoints").exists()
 
 
 def test_previews_are_upscaled_to_even_sizes_an_mp4_takes():

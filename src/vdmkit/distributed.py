@@ -113,6 +113,8 @@ def join(device, timeout_s: float = DEFAULT_TIMEOUT_S):
 
     world = current()
     device = rank_device(device, world)
+    if world.distributed:
+        die_with_launcher()
     if world.distributed and not dist.is_initialized():
         if not 0 < timeout_s <= MAX_TIMEOUT_S:
             raise ConfigError(f"the process-group timeout must be > 0 and at most {MAX_TIMEOUT_S:.0f} seconds (a "
@@ -124,6 +126,23 @@ def join(device, timeout_s: float = DEFAULT_TIMEOUT_S):
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo", timeout=timedelta(seconds=timeout_s))
         _owned = True
     return world, device
+
+
+def die_with_launcher() -> None:
+    """On Linux, this rank ends (SIGTERM) when the torchrun agent that started it dies: a SIGKILL'd `train --nproc`
+    (the agent, which cannot pass it on) left its ranks training, writing and pruning checkpoints, holding the run
+    folder (a review, 2026-12-06)."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+    import signal
+
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGTERM))  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # no prctl: as before
+        return
+    if os.getppid() == 1:  # the agent died before the call: the signal will not come
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 def leave() -> None:

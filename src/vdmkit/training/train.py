@@ -143,8 +143,10 @@ def train(cfg: RunConfig, *, resume: bool = False, progress: bool = True) -> Pat
     out = Path(tc.out_dir)
     world, device = join(resolve_device(tc.device), tc.timeout)  # a missing device fails before any work
     bf16 = "use train.precision=bf16 (about 0.55x the activations), " if tc.precision == "fp32" else ""
-    advice = (f"lower train.batch_size ({tc.batch_size}), data.frames or data.size, {bf16}model.checkpoint=true "
-              "(DiT: recompute activations in the backward pass), or more processes with train.parallel=fsdp")
+    recompute = ("model.checkpoint=true (recompute activations in the backward pass; a new run: --resume keeps the "
+                 "model section), " if getattr(cfg.model, "checkpoint", True) is False else "")  # DiTs have it
+    advice = (f"lower train.batch_size ({tc.batch_size}), data.frames or data.size, {bf16}{recompute}or more "
+              "processes with train.parallel=fsdp")
     resume_advice = f"Rerun with --resume: it continues from the last complete checkpoint in {str(out)!r}"
     # the collectives before the loop (open_run's barriers, DDP's parameter check, FSDP's optimizer state): a peer
     # that dies or hangs there ends this rank with a DistributedError too
@@ -159,6 +161,12 @@ def train(cfg: RunConfig, *, resume: bool = False, progress: bool = True) -> Pat
         base = start if start is not None else open_checkpoint(tc.init_from, needs=(CONFIG,)) if tc.init_from else None
         if base is not None:  # a pretrained text encoder's files from the checkpoint its weights come from
             cfg.text = checkpoint_copy(cfg.text, base.directory)
+        if tc.lora is not None and start is None and base is not None:  # an adapter is applied as its base predicts
+            predicts = pipeline_config(base.read_json(CONFIG)).diffusion.prediction
+            if predicts != cfg.diffusion.prediction:  # an eps-trained adapter on its v base sampled 1.16 off (a review)
+                raise ConfigError(f"train.lora with diffusion.prediction={cfg.diffusion.prediction!r}: its adapter is "
+                                  f"applied to the base, which predicts {predicts!r}, and would be read as that; train "
+                                  "a new prediction target without train.lora (a full fine-tune)")
         if mode != "fsdp":  # FSDP shards the states over the processes: the whole-model estimate would overstate it
             check_fits(training_estimate(cfg.pipeline(), batch=layout.micro, adapters=tc.lora is not None, ema=True,
                                          precision=tc.precision),
