@@ -183,9 +183,15 @@ def test_launch_environment_devices_and_nproc_are_checked(monkeypatch, tmp_path,
     # traceback, exit 1, before 2026-12-06)
     monkeypatch.setattr(os, "execv", lambda *a: pytest.fail("torchrun was started"))
     for argv, message in ((["--device", "cuda"], "no CUDA"), (["train.batch_size=6"], "cannot be split over 4"),
-                          (["train.nope=1"], "unknown key")):
-        assert cli.main(["train", "configs/tiny.yaml", *argv, "--nproc", "4"]) == 2
-        assert message in capsys.readouterr().err
+                          (["train.nope=1"], "unknown key"),
+                          # found by each rank, then torchrun's traceback (a review, 2026-12-06)
+                          ([f"train.init_from={tmp_path / 'nowhere'}", "train.batch_size=4"], "does not exist"),
+                          (["train.init_from=default", "train.lora.rank=2", "train.lora.targets=[conv]",
+                            "train.batch_size=4", "--config-dit"], "match no layer")):
+        config = "configs/tiny_dit.yaml" if "--config-dit" in argv else "configs/tiny.yaml"
+        argv = [a for a in argv if a != "--config-dit"]
+        assert cli.main(["train", config, *argv, "--nproc", "4"]) == 2
+        assert message in capsys.readouterr().err, argv
     assert cli.main(["train", "missing.yaml", "--nproc", "2"]) == 2 and "not found" in capsys.readouterr().err
     (tmp_path / "run" / "checkpoints" / "step_0000002").mkdir(parents=True)  # the run folder, as open_run checks it
     for argv, message in (([f"train.out_dir={tmp_path / 'run'}"], "already holds checkpoints; pass --resume"),
@@ -490,10 +496,15 @@ def test_a_rank_ends_when_the_launcher_that_started_it_is_killed():
     child = int(launcher.stdout.readline())
     launcher.send_signal(signal.SIGKILL)
     launcher.wait()
-    for _ in range(50):  # the kernel signals it at once; it is reaped by init
+    def ended(pid: int) -> bool:  # gone, or a zombie its new parent has not reaped (a container's init may not)
         try:
-            os.kill(child, 0)
-        except ProcessLookupError:
+            with open(f"/proc/{pid}/stat") as stat:
+                return stat.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
+        except (FileNotFoundError, ProcessLookupError):
+            return True
+
+    for _ in range(300):  # the kernel signals it at once; a loaded machine may take a moment to run it
+        if ended(child):
             break
         time.sleep(0.1)
     else:

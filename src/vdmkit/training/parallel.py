@@ -88,6 +88,14 @@ def check_launch(cfg, nproc: int, resume: bool = False) -> None:
                           f"{torch.cuda.device_count()}; use --nproc {torch.cuda.device_count()} or fewer")
     batch_layout(cfg.train, world)
     parallel_mode(cfg.train, world, device)
+    if cfg.train.init_from and not resume:  # found by each rank before, then torchrun's traceback (a review)
+        from vdmkit.io.checkpoint import CONFIG, open_checkpoint
+
+        open_checkpoint(cfg.train.init_from, needs=(CONFIG,))
+    if cfg.train.lora is not None:
+        from vdmkit.backbones import lora
+
+        lora.check_targets(cfg.backbone, cfg.model, cfg.train.lora, "train")
 
 
 def parallel_mode(tc, world: World, device: torch.device) -> str:
