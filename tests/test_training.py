@@ -1,3 +1,4 @@
+import contextlib
 import importlib
 import json
 from pathlib import Path
@@ -296,29 +297,36 @@ def test_resume_keeps_the_models_vocabulary_when_the_data_changed(tmp_path, caps
         train(load_config(common[0], common[1:] + ["train.steps=4", "text.layers=2"]), resume=True, progress=False)
 
 
-def test_a_run_folder_another_live_run_writes_is_refused_before_anything_is_touched(tiny_cfg, tmp_path):
-    """Two runs on one folder collided: the second failed renaming step_2 over the first's, after the first had moved
-    the second's metrics.jsonl and config.yaml aside (before 2026-12-06)."""
+@contextlib.contextmanager
+def held_by_another_process(out):
+    """Another live process holding the run folder ``out``'s lock; yields its pid."""
     import subprocess
     import sys
 
-    from vdmkit.errors import OutputError
-    from vdmkit.training import train
-
-    out = tmp_path / "run"
-    out.mkdir()
     holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from pathlib import Path; "
                                "from vdmkit.training.scaffold import lock_run_folder; "
                                f"lock_run_folder(Path({str(out)!r})); print('held', flush=True); time.sleep(60)"],
                               stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "held"
-        with pytest.raises(OutputError, match=f"being written by another run \\(process {holder.pid}\\)"):
-            train(tiny_cfg("train.steps=1"), progress=False)
-        assert sorted(p.name for p in out.iterdir()) == [".lock"]  # no config.yaml, metrics or checkpoint of ours
+        yield holder.pid
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_a_run_folder_another_live_run_writes_is_refused_before_anything_is_touched(tiny_cfg, tmp_path):
+    """Two runs on one folder collided: the second failed renaming step_2 over the first's, after the first had moved
+    the second's metrics.jsonl and config.yaml aside (before 2026-12-06)."""
+    from vdmkit.errors import OutputError
+    from vdmkit.training import train
+
+    out = tmp_path / "run"
+    out.mkdir()
+    with held_by_another_process(out) as pid:
+        with pytest.raises(OutputError, match=f"being written by another run \\(process {pid}\\)"):
+            train(tiny_cfg("train.steps=1"), progress=False)
+        assert sorted(p.name for p in out.iterdir()) == [".lock"]  # no config.yaml, metrics or checkpoint of ours
     run = train(tiny_cfg("train.steps=1", "train.checkpoint_every=1"), progress=False)  # the holder is gone
     assert (run / "checkpoints").is_dir()
     train(tiny_cfg("train.steps=2", "train.checkpoint_every=1"), resume=True, progress=False)  # same process again
@@ -326,18 +334,10 @@ def test_a_run_folder_another_live_run_writes_is_refused_before_anything_is_touc
     # picked a checkpoint the live run then pruned: "config.json not found", a review 2026-12-06)
     stale = out / "checkpoints" / ".step_0000003.tmp-999999999"  # a killed write (no such process)
     stale.mkdir()
-    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from pathlib import Path; "
-                               "from vdmkit.training.scaffold import lock_run_folder; "
-                               f"lock_run_folder(Path({str(out)!r})); print('held', flush=True); time.sleep(60)"],
-                              stdout=subprocess.PIPE, text=True)
-    try:
-        assert holder.stdout.readline().strip() == "held"
-        with pytest.raises(OutputError, match=f"being written by another run \\(process {holder.pid}\\)"):
+    with held_by_another_process(out) as pid:
+        with pytest.raises(OutputError, match=f"being written by another run \\(process {pid}\\)"):
             train(tiny_cfg("train.steps=3", "train.checkpoint_every=1"), resume=True, progress=False)
         assert stale.is_dir()  # what a killed write of the live run left: untouched
-    finally:
-        holder.kill()
-        holder.wait()
 
 
 def test_a_run_that_fails_before_its_first_step_releases_its_folder_and_a_second_run_in_one_process_is_refused(
