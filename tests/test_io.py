@@ -234,6 +234,21 @@ def test_a_failed_sidecar_write_removes_the_video(tmp_path, monkeypatch):
         monkeypatch.undo()
         assert first.read_bytes() == kept and json.loads((tmp_path / "x.mp4.json").read_text()) == {"run": 1}
         assert sorted(os.listdir(tmp_path)) == ["x.mp4", "x.mp4.json"]
+    # the sidecar's bytes reaching the disk fails (a delayed ENOSPC): before the video is swapped in (the new video
+    # was left beside the old sidecar, a review)
+    import vdmkit.io.atomic as atomic
+
+    def failing_sync(path, real_sync=atomic.fsync_file):
+        if str(path).endswith(".json"):
+            raise OSError(28, "No space left on device")
+        return real_sync(path)
+
+    monkeypatch.setattr(atomic, "fsync_file", failing_sync)
+    monkeypatch.setattr(video, "fsync_file", failing_sync)
+    with pytest.raises(Exception, match="No space left|disk is full"):
+        write_video(first, frames() // 3, metadata={"run": 3})
+    monkeypatch.undo()
+    assert first.read_bytes() == kept and json.loads((tmp_path / "x.mp4.json").read_text()) == {"run": 1}
 
 
 def test_the_viewing_factor_keeps_mp4_sizes_even():

@@ -137,12 +137,10 @@ def die_with_launcher() -> None:
     import ctypes
     import signal
 
-    try:
+    try:  # (no test of the parent's pid: a launcher that is a container's PID 1 is alive, a review 2026-12-06)
         ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGTERM))  # PR_SET_PDEATHSIG
     except (OSError, AttributeError):  # no prctl: as before
         return
-    if os.getppid() == 1:  # the agent died before the call: the signal will not come
-        os.kill(os.getpid(), signal.SIGTERM)
 
 
 def leave() -> None:

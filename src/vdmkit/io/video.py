@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from vdmkit.errors import ConfigError, InvalidVideoError, OutputError
-from vdmkit.io.atomic import atomic_path, check_name_length, check_writable_folder
+from vdmkit.io.atomic import atomic_path, check_name_length, check_writable_folder, fsync_file
 from vdmkit.io.decode import DEFAULT_LIMITS, DecodeLimits, decode
 
 VIDEO_FORMATS = (".mp4", ".gif", ".webp", ".png")
@@ -139,6 +139,7 @@ def write_video(path: str | os.PathLike, frames: np.ndarray, fps: float = 8.0, m
         if metadata is not None:
             side_tmp = files.enter_context(atomic_path(sidecar))  # replaced last: after the video
             side_tmp.write_text(json.dumps(metadata, indent=2, sort_keys=True), encoding="utf-8")
+            fsync_file(side_tmp)  # on disk before the video is swapped in: only its rename is left after that
         with atomic_path(path) as tmp:
             if suffix == ".mp4":
                 _write_mp4(tmp, frames, fps, metadata if in_container else None)
