@@ -56,12 +56,11 @@ def check_outputs(out, strip: bool, inputs=()) -> Path:
 def report(result, out: Path, strip: bool, info: dict | None = None) -> None:
     """Warnings to stderr, the written files and (unless ``info`` is None) the key metadata and ``info`` to
     stdout."""
+    from vdmkit.errors import OutputError
     from vdmkit.io.video import write_video
 
     for message in result.warnings:
         print(f"warning: {message}", file=sys.stderr)
-    from vdmkit.errors import OutputError
-
     written = [result.path]
     if strip and result.frames is not None and out.suffix != ".png":
         try:

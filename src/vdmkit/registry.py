@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 from typing import Callable
 
@@ -84,6 +85,11 @@ SAMPLERS = {
     "lcm": Entry(sm.sample_lcm, None, "LCM multistep consistency sampling (Luo et al. 2023) for distilled models, "
                  "1-8 steps", spacing="lcm"),
 }
+
+
+def sampler_defaults(name: str) -> dict:
+    """The options of sampler ``name`` and their defaults (its build function's keyword arguments)."""
+    return {n: p.default for n, p in inspect.signature(SAMPLERS[name].build).parameters.items()}
 
 
 def check_sampler(name: str, process_name: str) -> Entry:

@@ -16,7 +16,7 @@ from vdmkit.conditioning.text import check_prompt_text
 from vdmkit.config import to_dict
 from vdmkit.errors import ConfigError, ConstraintError
 from vdmkit.pipelines.config import PipelineConfig
-from vdmkit.registry import SAMPLERS, check_sampler
+from vdmkit.registry import SAMPLERS, check_sampler, sampler_defaults
 from vdmkit.sampling.caching import CacheSpec, check_cache
 from vdmkit.sampling.generate import check_seed, default_spacing
 from vdmkit.sampling.guidance import check_guidance, check_rescale
@@ -100,7 +100,7 @@ def check_knobs(sampler: str, knobs: dict) -> dict:
         where = f"applies to the {' and '.join(takers)} sampler" if takers else "is no sampler option"
         hint = "; seed= or latents= set the noise" if name == "generator" else ""
         raise ConfigError(f"{name} {where}, not {sampler!r} (whose options are: {', '.join(valid) or 'none'}){hint}")
-    defaults = {n: p.default for n, p in inspect.signature(SAMPLERS[sampler].build).parameters.items()}
+    defaults = sampler_defaults(sampler)
     knobs = dict(knobs)
     for name, value in knobs.items():
         if isinstance(defaults.get(name), bool):  # a switch (unipc's corrector, lcm's boundary)

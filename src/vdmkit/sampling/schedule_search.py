@@ -19,7 +19,6 @@ guidance; each records the weights' sha256 it was searched on.
 from __future__ import annotations
 
 import hashlib
-import inspect
 import json
 import math
 import os
@@ -33,7 +32,7 @@ import torch
 from vdmkit.backbones.layers import one_run_at_a_time
 from vdmkit.errors import ConfigError, ConstraintError
 from vdmkit.io.atomic import write_text_atomic
-from vdmkit.registry import SAMPLERS, check_sampler
+from vdmkit.registry import check_sampler, sampler_defaults
 from vdmkit.sampling.generate import check_seed, offset_seed
 from vdmkit.sampling.guidance import guided
 from vdmkit.sampling.timesteps import check_custom_timesteps, check_steps
@@ -272,7 +271,7 @@ def saved_timesteps(path: str | os.PathLike | None, sampler: str, steps: int, gu
         raise ConfigError(f"timesteps='auto' with {drawn}: it draws fresh noise at every step, so its schedules "
                           "cannot be searched; drop --timesteps auto (its own spacing is used) or give a list of "
                           "timesteps")
-    defaults = {n: p.default for n, p in inspect.signature(SAMPLERS[sampler].build).parameters.items()}
+    defaults = sampler_defaults(sampler)
     other = {k: v for k, v in (knobs or {}).items() if k in defaults and v != defaults[k]}
     if other:  # unipc order 3 took the schedule searched at order 2, unsaid (before 2026-12-06)
         given = ", ".join(f"{k}={v!r}" for k, v in other.items())
