@@ -27,9 +27,7 @@ def _cmd_edit(args) -> int:
 
     # every check that needs no weights runs before loading them
     device = resolve_device(args.device)
-    out = check_outputs(args.out, args.strip, (getattr(args, "video", None), getattr(args, "image", None)))
-    if args.fps is not None:
-        check_fps(args.fps, out)
+    out = check_outputs(args.out, args.strip, (args.video,))
     if args.mode == "invert" and args.source_prompt is None:
         raise ValueError("--mode invert needs --source-prompt (what the input video shows)")
     if args.mode == "sdedit" and (args.source_prompt is not None or args.attention_reuse):
@@ -136,8 +134,6 @@ def _run_task(args, task: str, video, prompt: str, produce_args: dict, extra: di
     device = resolve_device(args.device)
     check_runner(args, device)
     out = check_outputs(args.out, args.strip, (getattr(args, "video", None), getattr(args, "image", None)))
-    if args.fps is not None:
-        check_fps(args.fps, out)
     motion_adapter = getattr(args, "motion_adapter", None)  # sample --image takes one (it was ignored)
     ckpt, config = open_model(model_or_default(args.model, task), motion_adapter)
     args.fps = check_fps(video_fps(config) if args.fps is None else args.fps, out)  # default: the model's rate
