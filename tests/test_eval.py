@@ -586,3 +586,16 @@ def test_real_clips_another_size_than_the_model_samples_are_refused_before_any_w
     with pytest.warns(UserWarning, match="has no captions"), pytest.raises(ConstraintError, match="model/0"):
         evaluate(str(real), run, protocol="folders", metrics="psnr", frames=4, sample_steps=1, batch_size=2,
                  progress=False)
+
+
+def test_a_captions_file_that_cannot_be_read_is_refused_before_any_clip(folders, tmp_path, capsys):
+    """eval --captions (new, 2026-12-06) takes training's caption files; a missing, folder or captionless one is a
+    one-line error, exit 2, and no report."""
+    real, fake = folders
+    (tmp_path / "bad.csv").write_text("path,caption\nv00.mp4\n")
+    for captions, match in ((tmp_path / "missing.csv", "cannot be read"), (tmp_path, "cannot be read"),
+                            (tmp_path / "bad.csv", "no usable row")):
+        code, _, err = run_cli(capsys, "--real", real, "--fake", fake, "--metrics", "psnr", "--captions", captions,
+                               "--out", tmp_path / "r.json")
+        assert code == 2 and match in err, err
+    assert not (tmp_path / "r.json").exists()
