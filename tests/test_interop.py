@@ -356,6 +356,12 @@ def test_the_cli_samples_a_diffusers_folder(ddim_folder, tmp_path):
     assert meta["sampler"] == "ddim" and meta["guidance"] == 9.0 and meta["spacing"] == "leading"
     assert meta["schedule_rules"] == {"offset": 1, "final": "first", "previous": "stride"}
     assert meta["model"] == str(folder) and meta["autoencoder"] == "frame_vae"
+    # the noise process is recorded: the same weights under another scheduler config record otherwise
+    from vdmkit.interop.diffusers_pipeline import PREDICTIONS
+
+    raw = json.loads((folder / "scheduler" / "scheduler_config.json").read_text())
+    assert meta["diffusion"]["prediction"] == PREDICTIONS[raw.get("prediction_type", "epsilon")]
+    assert meta["diffusion"]["num_train_steps"] == raw["num_train_timesteps"]
 
 
 def test_given_latents_and_latent_outputs_from_the_cli_reproduce_python(ddim_folder, tmp_path):

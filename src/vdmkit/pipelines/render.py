@@ -15,6 +15,7 @@ from typing import Callable
 import numpy as np
 
 from vdmkit.backbones.layers import exclusive
+from vdmkit.config import to_dict
 from vdmkit.errors import ConfigError, VocabularyWarning
 from vdmkit.io.checkpoint import save_tensors
 from vdmkit.io.video import (check_video_fps, check_video_size, played_fps, upscale, viewing_factor,
@@ -104,6 +105,8 @@ def render_sample(pipe, request: SampleRequest, out: str | os.PathLike, *, fps: 
             # the rate the file plays at (a GIF's delays are whole hundredths of a second: 24 fps plays at 25)
             "fps": fps if request.output == "latents" else played_fps(out, fps),
             "precision": request.precision, "model": pipe.source, "model_sha256": pipe.model_sha256,
+            # the noise process sampled: a folder's identity is its weights, the same under another prediction type
+            "diffusion": to_dict(config.diffusion),
             "device": str(pipe.device), "vdmkit": __version__, "autoencoder": config.latent.kind or None,
             "autoencoder_sha256": config.latent.sha256 or None,
             "decode": None if request.output == "latents" else dict(decode or {}),
