@@ -74,9 +74,14 @@ def test_a_resume_on_another_thread_count_says_it_is_not_bit_identical(tiny_cfg,
     with warnings.catch_warnings(record=True) as same:
         warnings.simplefilter("always")
         train(cfg, resume=True, progress=False)
-    assert not [w for w in same if "CPU threads" in str(w.message)]
+    assert not [w for w in same if "CPU threads" in str(w.message) or "new values" in str(w.message)]
     cfg.train.steps, cfg.train.threads = 3, 2
     with pytest.warns(UserWarning, match="2 was trained on 1 CPU threads, this run uses 2: .*train.threads=1\\)"):
+        train(cfg, resume=True, progress=False)
+    # other settings that change what the steps compute go on as given, and are named (they were taken unsaid)
+    cfg.train.steps, cfg.train.lr, cfg.train.ema_decay = 4, 1e-3, 0.5
+    with pytest.warns(UserWarning, match=r"--resume: train.lr=0.001 \(was 0.0005\), train.ema_decay=0.5 \(was 0.999\) "
+                      "since checkpoint 3: training goes on with the new values"):
         train(cfg, resume=True, progress=False)
 
 

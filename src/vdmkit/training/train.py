@@ -39,7 +39,7 @@ from vdmkit.io.checkpoint import CONFIG, WEIGHTS, Checkpoint, checkpoint_dirs, l
 from vdmkit.io.video import upscale, viewing_factor, write_video
 from vdmkit.pipelines import TextToVideo, pipeline_config
 from vdmkit.pipelines.config import video_fps
-from vdmkit.training.config import LatentConfig, RunConfig, check_config, resolve
+from vdmkit.training.config import LatentConfig, RunConfig, TrainConfig, check_config, resolve
 from vdmkit.training.parallel import (
     Layout,
     accumulating,
@@ -233,6 +233,8 @@ def train(cfg: RunConfig, *, resume: bool = False, progress: bool = True) -> Pat
                 warnings.warn(f"--resume: checkpoint {step} was trained on {doc['threads']} CPU threads, this run uses "
                               f"{torch.get_num_threads()}: the continuation is bit-identical to an uninterrupted run "
                               f"only on as many threads (train.threads={doc['threads']})", stacklevel=2)
+            if world.main:
+                warn_changed_settings(start, cfg.train, step)
             # the data position: where the next step's samples start (continued as is when the global batch changed)
             layout = dataclasses.replace(layout, offset=doc.get("samples_seen", step * layout.global_batch)
                                          - step * layout.global_batch)
@@ -499,6 +501,22 @@ def moved_autoencoder(run_checkpoint: Path, saved, ours) -> str:
             "newest train.keep_checkpoints of a run) or deleted. Restore that checkpoint to resume, or start a new "
             "run (another train.out_dir) on this autoencoder; name a checkpoint (RUN/checkpoints/step_N) in "
             "latent.autoencoder to keep it fixed")
+
+
+# train settings that change what the steps compute: a resume with other values goes on with them (deliberate: a
+# run may be continued at a lower lr), and says so, since it is no longer the run that would have gone on
+TRAJECTORY = ("batch_size", "lr", "warmup_steps", "weight_decay", "grad_clip", "ema_decay",
+              "cond_dropout", "image_ratio", "precision", "seed")
+
+
+def warn_changed_settings(ckpt: Checkpoint, tc: TrainConfig, step: int) -> None:
+    """Warn, naming each, of the TRAJECTORY settings that differ from those the checkpoint's run recorded."""
+    saved = (ckpt.run_document() or {}).get("train", {})
+    changed = [f"train.{key}={getattr(tc, key)!r} (was {saved[key]!r})" for key in TRAJECTORY
+               if key in saved and saved[key] != getattr(tc, key)]
+    if changed:
+        warnings.warn(f"--resume: {', '.join(changed)} since checkpoint {step}: training goes on with the new "
+                      "values, so it is not the run an uninterrupted one would have been", stacklevel=3)
 
 
 def resumed_state(ckpt: Checkpoint, cfg: RunConfig, pipe, ema) -> tuple[dict[str, torch.Tensor], dict]:
