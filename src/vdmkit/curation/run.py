@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from vdmkit.curation.card import CARD_NAMES, is_card_file
+from vdmkit.data.cards import CARD_NAMES, is_card_file
 from vdmkit.curation.config import RAN, CurateConfig
 from vdmkit.curation.hooks import CAPTIONERS, SCORERS, Captioner, Scorer
 from vdmkit.curation.scores import (

@@ -107,6 +107,9 @@ def read_caption_file(path: str | os.PathLike, root: str | os.PathLike) -> tuple
             raise DatasetError(f"caption file {str(path)!r}:{reader.line_num}: not CSV ({e})") from e
     else:
         raise DatasetError(f"caption file {str(path)!r}: unknown format; use .csv, .tsv or .jsonl")
+    if not records:  # it read as "the data has no captions", naming data.root (a review, 2026-12-06)
+        raise DatasetError(f"caption file {str(path)!r} holds no rows (empty, or a header alone); write a row per "
+                           "video: path,caption")
     rows, skipped = [], []
     for n, rec in records:
         where = f"{path.name}:{n}"

@@ -99,6 +99,14 @@ class VideoTextDataset:
         for what, count in self.adjusted.items():  # the short policy, said once (each clip is logged at INFO)
             log.warning("%d of %d samples: %s, to the smallest length bucket %d", count, len(self.samples), what,
                         cfg.lengths[0])
+        shared = {}
+        for ratio in cfg.aspect_ratios:
+            shared.setdefault(cfg.bucket_size(ratio), []).append(ratio)
+        for (h, w), ratios in shared.items():  # on a coarse grid (a small size, a large multiple) ratios collapse
+            if len(ratios) > 1:
+                log.warning("data.aspect_ratios %s share the %dx%d bucket at data.size %d, data.multiple %d: their "
+                            "clips are cropped alike", " and ".join(f"{r:g}" for r in ratios), h, w, cfg.size,
+                            cfg.multiple)
         self._epoch, self._batches = None, []
 
     # ---- indexing --------------------------------------------------------------------------------

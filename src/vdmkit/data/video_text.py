@@ -35,6 +35,7 @@ from vdmkit.data.captions import (
     resolve_under,
     safe_member,
 )
+from vdmkit.data.cards import is_card_file
 from vdmkit.errors import ConfigError, DatasetError
 from vdmkit.io.atomic import atomic_path, write_text_atomic
 from vdmkit.io.decode import IMAGE_SUFFIXES, VIDEO_SUFFIXES, VideoInfo
@@ -81,6 +82,10 @@ class VideoDataConfig:
         for name in ("size", "frames", "multiple", "stride"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"data.{name} must be >= 1, got {getattr(self, name)}")
+        if self.size < self.multiple:  # every bucket is at least multiple a side: the model recorded a size it
+            # never trained at, and sampled it by default (a review, 2026-12-06)
+            raise ConfigError(f"data.size={self.size} is below data.multiple={self.multiple}, the smallest side a "
+                              f"bucket has; give data.size >= {self.multiple}")
         self.lengths = tuple(sorted(set(self.lengths or (self.frames,))))
         if self.lengths[0] < 2 or self.lengths[-1] > self.frames:
             raise ConfigError(f"data.lengths {list(self.lengths)} must lie in [2, data.frames={self.frames}] "
@@ -99,11 +104,20 @@ class VideoDataConfig:
             raise ConfigError(f"data.max_skip_fraction must be in [0, 1], got {self.max_skip_fraction}")
 
     def bucket_size(self, ratio: float) -> tuple[int, int]:
-        """(height, width) of the aspect bucket ``ratio``: about ``size**2`` pixels, multiples of ``multiple``."""
+        """(height, width) of the aspect bucket ``ratio``: multiples of ``multiple`` around ``size**2`` pixels, the
+        pair (each side rounded down or up) whose shape and area are nearest the ratio's (log distances; the shape
+        first on a tie). Rounding the sides apart made 1.7778 a 3:1 bucket at size 16 (8x24) and 16/9 a 3:2 one."""
         m = self.multiple
-        h = max(m, round(self.size / ratio ** 0.5 / m) * m)
-        w = max(m, round(self.size * ratio ** 0.5 / m) * m)
-        return h, w
+
+        def sides(exact: float) -> set[int]:
+            return {max(m, math.floor(exact / m) * m), max(m, math.ceil(exact / m) * m)}
+
+        def cost(hw: tuple[int, int]) -> tuple[float, float]:
+            shape, area = abs(math.log(hw[1] / hw[0] / ratio)), abs(math.log(hw[0] * hw[1] / self.size ** 2))
+            return round(shape + area / 2, 9), shape
+
+        pairs = [(h, w) for h in sides(self.size / ratio ** 0.5) for w in sides(self.size * ratio ** 0.5)]
+        return min(sorted(pairs), key=cost)
 
     def train_shapes(self) -> list[tuple[int, int, int]]:
         """Every (frames, height, width) a batch can have."""
@@ -138,7 +152,8 @@ def list_samples(cfg: VideoDataConfig) -> tuple[list[CaptionRow], list[str]]:
     if cfg.kind == "folder":
         if captions is not None:
             return read_caption_file(captions, root)
-        return [CaptionRow(p, name_caption(p.stem)) for p in media_files(root)], []
+        refused = []
+        return [CaptionRow(p, name_caption(p.stem)) for p in media_files(root, refused)], refused
     if cfg.kind == "ucf101":
         return ucf101_rows(root, captions)
     if cfg.kind == "msrvtt":
@@ -149,15 +164,21 @@ def list_samples(cfg: VideoDataConfig) -> tuple[list[CaptionRow], list[str]]:
     return webdataset_rows(root, cache)
 
 
-def media_files(root: Path) -> list[Path]:
-    """Video and image files under ``root`` (not hidden, no links), sorted."""
+def media_files(root: Path, refused: list[str] | None = None) -> list[Path]:
+    """Video and image files under ``root`` (not hidden, no links, not a dataset card's charts), sorted. A link is
+    refused with a reason appended to ``refused`` (it was left out unsaid; curate refuses it too)."""
     found = []
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         for name in sorted(filenames):
             p = Path(dirpath) / name
-            if not name.startswith(".") and p.suffix.lower() in MEDIA_SUFFIXES and not p.is_symlink():
-                found.append(p)
+            if name.startswith(".") or p.suffix.lower() not in MEDIA_SUFFIXES or is_card_file(p):
+                continue  # a card's histograms were trained on as images captioned "duration", "motion"
+            if p.is_symlink():
+                if refused is not None:
+                    refused.append(f"{str(p)!r}: symbolic link refused (links may point outside the dataset root)")
+                continue
+            found.append(p)
     return found
 
 
@@ -170,8 +191,9 @@ def name_caption(name: str) -> str:
 def ucf101_rows(root: Path, split: Path | None) -> tuple[list[CaptionRow], list[str]]:
     """UCF-101: class folders, and optionally an official split file of ``Class/v_X.avi [label]`` lines."""
     if split is None:
-        files = media_files(root)
-        return [CaptionRow(p, name_caption(p.parent.name)) for p in files if p.parent != root], []
+        refused = []
+        files = media_files(root, refused)
+        return [CaptionRow(p, name_caption(p.parent.name)) for p in files if p.parent != root], refused
     rows, skipped = [], []
     try:
         lines = split.read_text(encoding="utf-8").splitlines()
@@ -322,6 +344,7 @@ def read_data_manifest(cfg: VideoDataConfig) -> tuple[dict | None, dict[Path, st
     path = Path(cfg.manifest)
     path = path if path.is_absolute() else Path(cfg.root) / path
     infos, captions = {}, {}
+    own_rows = set()  # the paths whose own (not a link's) row was read
     try:  # JSON lines end at "\n" only: names and captions may hold U+2028 and the like, raw
         lines = path.read_text(encoding="utf-8").split("\n")
     except (OSError, UnicodeDecodeError) as e:
@@ -333,7 +356,12 @@ def read_data_manifest(cfg: VideoDataConfig) -> tuple[dict | None, dict[Path, st
             r = json.loads(line)
             if not isinstance(r, dict) or not isinstance(r.get("path"), str):
                 raise ValueError("not a JSON object with a path")
-            p = (Path(cfg.root) / r["path"]).resolve()
+            named = Path(cfg.root) / r["path"]
+            p = named.resolve()
+            if named.is_symlink() and p in own_rows:  # a link's row (curate's refusal) took its target's place:
+                continue  # the good file was skipped as "symbolic link refused" (whichever row came last won)
+            if not named.is_symlink():
+                own_rows.add(p)
             keep = r.get("keep", True)
             if not isinstance(keep, bool):
                 raise ValueError(f"keep must be true or false, got {keep!r}")
