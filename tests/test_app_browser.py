@@ -206,7 +206,8 @@ def generate_with(driver, app, field: str, value: str) -> str:
 @pytest.mark.parametrize("field, value, message", [
     ("prompt", "", "prompt is empty"),
     ("steps", "0", "steps must be >= 1"),
-    ("height", "100000", "height 100000 is above this server's limit of 256"),
+    ("height", "17", "must be divisible by"),
+    ("guidance", "1000", "guidance 1000 is above this server's limit of 100"),
     ("guidance", "-3", "guidance"),
 ])
 def test_bad_input_shows_the_servers_message_on_the_page(app, driver, field, value, message):
@@ -306,6 +307,9 @@ def test_the_cancel_button_stops_a_waiting_job(app, driver, monkeypatch):
     ("guidance", "1e", "guidance is not a number"),
     ("seed", "9223372036854775807", "seed 9223372036854775807 is not a whole number from 0 to 9007199254740991"),
     ("seed", "2.5", "seed 2.5 is not a whole number"),
+    ("height", "1e21", "height 1e21 is above this server's limit of 256"),  # was "should be a valid integer"
+    ("steps", "1e21", "steps 1e21 is above this server's limit of 250"),
+    ("frames", "100000", "frames 100000 is above this server's limit of 64"),
 ])
 def test_a_malformed_number_or_a_seed_the_page_cannot_send_is_refused_on_the_page(app, driver, field, value, message):
     """A malformed number ("2-") reads as "" in a number box and took the model's default; a seed above 2**53 was

@@ -131,6 +131,10 @@ BAD_GENERATE = [
     ({"height": 100000}, 400, "limit of 256"),
     ({"width": 100000, "height": 100000}, 400, "limit of 256"),
     ({"frames": 10**6}, 400, "limit of 64"),
+    # each side within its cap, together minutes a step on a CPU (the worker, Cancel and Ctrl+C held: a review)
+    ({"frames": 64, "height": 256, "width": 256}, 400, "64 frames of 256x256 is 4194304 pixels, above this server's "
+                                                       "limit of 262144 (frames x height x width"),
+    ({"guidance": 1e308}, 400, "guidance 1e+308 is above this server's limit of 100"),  # queued, then overflowed
     ({"width": 0}, 400, "positive"),
     ({"height": 17}, 400, "divisible by 2"),
     ({"model": "nope"}, 400, "unknown model 'nope'; models on offer: tiny"),
@@ -774,13 +778,13 @@ def test_a_request_too_big_for_the_machines_memory_is_refused_before_it_is_queue
 
     real, loaded = TextToVideo.from_pretrained, []
     monkeypatch.setattr(TextToVideo, "from_pretrained", lambda *a, **k: loaded.append(1) or real(*a, **k))
-    monkeypatch.setattr(vdmkit.memory, "available_bytes", lambda device=None: 4 * 2**30)  # 4 GiB free
-    big = {"model": "tiny", "prompt": "a red circle", "frames": 64, "height": 256, "width": 256, "steps": 2}
+    monkeypatch.setattr(vdmkit.memory, "available_bytes", lambda device=None: 2**27)  # 128 MiB free
+    big = {"model": "tiny", "prompt": "a red circle", "frames": 16, "height": 128, "width": 128, "steps": 2}
     r = client.post("/api/generate", json=big)
     assert r.status_code == 400, r.text
     message = r.json()["error"]
-    assert "64 frames at 256x256 (fp32) needs about" in message and "GiB free on cpu" in message
-    assert "fewer frames (64" in message and "smaller height x width (256x256" in message and "guidance 1" in message
+    assert "16 frames at 128x128 (fp32) needs about" in message and "GiB free on cpu" in message
+    assert "fewer frames (16" in message and "smaller height x width (128x128" in message and "guidance 1" in message
     assert "--" not in message and "bf16" not in message and "tile" not in message  # what the page cannot set
     for one_pass in (1.0, 0.5):  # guidance <= 1 runs one pass already: 0.5 was counted as two and told to lower it
         assert "guidance 1" not in client.post("/api/generate", json={**big, "guidance": one_pass}).json()["error"]
@@ -812,15 +816,20 @@ def test_the_servers_caps_hold_for_the_models_own_size(tmp_path, runs, monkeypat
 
     monkeypatch.setattr(default_module, "default_model", lambda: None)
     copy_with_config(runs / "tiny" / "checkpoints" / "step_0000004", tmp_path / "runs" / "long", frames=96)
+    copy_with_config(runs / "tiny" / "checkpoints" / "step_0000004", tmp_path / "runs" / "wide", height=256, width=256)
     loaded = []
     monkeypatch.setattr(TextToVideo, "from_pretrained", lambda *a, **k: loaded.append(1))
     with TestClient(create_app(Settings(runs=tmp_path / "runs", out=tmp_path / "out"))) as c:
         assert c.get("/api/models").json()["models"][0]["frames"] == 96
+        assert c.get("/api/models").json()["limits"]["voxels"] == 16 * 128 * 128
         r = c.post("/api/generate", json={"model": "long", "prompt": "a red circle", "steps": 2})
         assert r.status_code == 400 and "frames 96 (the model's default) is above this server's limit of 64" in \
             r.json()["error"], r.text
         asked = c.post("/api/generate", json={"model": "long", "prompt": "a red circle", "steps": 2, "frames": 96})
         assert asked.status_code == 400 and "frames 96 is above" in asked.json()["error"]
+        wide = c.post("/api/generate", json={"model": "wide", "prompt": "a red circle", "steps": 2, "frames": 8})
+        assert wide.status_code == 400 and "8 frames of 256x256 (height, width: the model's default) is 524288 " \
+            "pixels, above this server's limit of 262144" in wide.json()["error"], wide.text
         assert c.get("/api/gallery").json()["videos"] == [] and not loaded
 
 

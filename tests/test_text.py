@@ -69,6 +69,15 @@ def test_symbols_no_token_covers_are_reported_not_silently_dropped():
     with pytest.warns(VocabularyWarning, match="symbols no word token covers are dropped: 🟥⬆️ .*unconditionally"):
         ids, _ = enc.tokenizer(["🟥⬆️"])
     assert ids.shape == (1, 1)  # <bos> alone: the unconditional prompt
+    # punctuation or invisible characters alone encode as "" too, and said nothing (the app sampled "!!!" unsaid)
+    for prompt in ("!!!", "\u2014", "\u200b"):
+        with pytest.warns(VocabularyWarning, match="has no words .*nothing is left, the prompt samples uncond"):
+            assert enc.tokenizer([prompt])[0].shape == (1, 1)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        enc.tokenizer(["", " "])  # the unconditional prompt, as asked
 
 
 def test_unknown_words_are_counted_among_the_words_encoded():

@@ -30,6 +30,10 @@ PAGES = {"/": ("generate.html", "generate"), "/gallery": ("gallery.html", "galle
 MAX_BODY = 64 * 1024  # bytes of a request body: votes and generation requests are a few hundred
 MAX_FRAMES, MAX_SIDE = 64, 256  # a CPU demo: larger requests are refused before anything is allocated
 MAX_STEPS = 250
+# frames x height x width: each cap alone let in 64 x 256 x 256, minutes per step on a CPU (the one worker held, Cancel
+# and Ctrl+C waiting on that step); this is 16 x 128 x 128 (the bundled model: about 5 s a step on 2 idle cores)
+MAX_VOXELS = 16 * 128 * 128
+MAX_GUIDANCE = 100.0  # far beyond any useful scale; 1e308 was queued, then overflowed at step 0
 MAX_GALLERY = 200  # videos per page of /api/gallery (?start= pages through the rest)
 MAX_BOOTSTRAP = 5000
 OUTPUT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}\.mp4(\.json)?$")
@@ -82,6 +86,14 @@ def check_limits(frames: int | None, height: int | None, width: int | None, step
             whose = " (the model's default)" if name in defaults else ""
             raise ConstraintError(f"{name} {value}{whose} is above this server's limit of {cap}; ask for at most "
                                   f"{cap} (the command line `vdmkit sample` has no such limit)")
+    if None not in (frames, height, width) and frames * height * width > MAX_VOXELS:
+        whose = [k for k in ("frames", "height", "width") if k in defaults]
+        whose = f" ({', '.join(whose)}: the model's default)" if whose else ""
+        raise ConstraintError(f"{frames} frames of {height}x{width}{whose} is {frames * height * width} pixels, above "
+                              f"this server's limit of {MAX_VOXELS} (frames x height x width, e.g. 16 frames of "
+                              "128x128): "
+                              "ask for fewer frames or a smaller size (the command line `vdmkit sample` has no such "
+                              "limit)")
 
 
 def check_memory(config, request, device, loaded: bool) -> None:
@@ -266,7 +278,8 @@ def create_app(settings: Settings):
     def models():
         found = find_models(settings.runs)
         return {"models": [describe_model(k, p) for k, p in found.items()],
-                "limits": {"frames": MAX_FRAMES, "side": MAX_SIDE, "steps": MAX_STEPS, "prompt": MAX_PROMPT_CHARS}}
+                "limits": {"frames": MAX_FRAMES, "side": MAX_SIDE, "steps": MAX_STEPS, "prompt": MAX_PROMPT_CHARS,
+                           "voxels": MAX_VOXELS, "guidance": MAX_GUIDANCE}}
 
     @app.post("/api/generate", status_code=202)
     def generate(body: GenerateBody):
@@ -285,6 +298,9 @@ def create_app(settings: Settings):
         # again with the model's defaults filled in (its own size or step count can be over the caps)
         check_limits(request.frames, request.height, request.width, request.steps,
                      defaults=tuple(k for k in ("frames", "height", "width", "steps") if getattr(body, k) is None))
+        if request.guidance > MAX_GUIDANCE:
+            raise ConstraintError(f"guidance {request.guidance:g} is above this server's limit of {MAX_GUIDANCE:g}; "
+                                  "classifier-free guidance is useful from about 1 to 15")
         # refused now, with the estimate, rather than queued to fail after its weights load
         check_memory(config, request, jobs.torch_device(), jobs.holds(ckpt.directory))
         return jobs.describe(jobs.submit(key, ckpt.directory, request, [str(w.message) for w in caught]))

@@ -109,6 +109,10 @@ class WordTokenizer:
                 warnings.warn(f"prompt {prompt!r}: symbols no word token covers are dropped: {' '.join(symbols)}"
                               + (" (nothing is left: the prompt samples unconditionally)" if not words else ""),
                               VocabularyWarning, stacklevel=2)
+            if not words and not symbols and prompt.strip():  # "!!!", "—", a zero-width space: as "" unsaid
+                warnings.warn(f"prompt {prompt!r} has no words (punctuation and invisible characters are not "
+                              "encoded): nothing is left, the prompt samples unconditionally", VocabularyWarning,
+                              stacklevel=2)
             if len(kept) < len(words):
                 warnings.warn(
                     f"prompt {prompt[:40]!r}... has {len(words)} words; the last {len(words) - len(kept)} beyond the "
