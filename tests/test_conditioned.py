@@ -307,9 +307,16 @@ def test_conditioned_requests_refuse_bad_inputs_before_any_weights(models):
 
 
 def test_a_conditioned_model_refuses_plain_text_to_video(models):
+    from vdmkit.pipelines.editing import edit, invert
+
     for name in ("frames", "sr"):
+        pipe = TextToVideo.from_pretrained(models[name])
         with pytest.raises(ConstraintError, match="not a text-to-video model"):
-            TextToVideo.from_pretrained(models[name])(["a red circle"], steps=2)
+            pipe(["a red circle"], steps=2)
+        video = clip(1, size=pipe.config.height)
+        for task in (lambda: edit(pipe, video, "x", strength=0.5, steps=2), lambda: invert(pipe, video, "x", steps=2)):
+            with pytest.raises(ConstraintError, match="not a text-to-video model"):
+                task()
 
 
 # --- cascades ------------------------------------------------------------------------------------------------------
@@ -431,6 +438,11 @@ def test_task_commands_refuse_bad_inputs_with_exit_2(models, tmp_path, monkeypat
     cases = [
         (["sample", "--model", models["sr"], "--prompt", "a red circle"], "not a text-to-video model"),
         (["sample", "--model", models["frames"], "--prompt", "a red circle"], "not a text-to-video model"),
+        # edit ran them with their known frames / low-res video zeroed, exit 0 (a review, 2026-12-06)
+        (["edit", "--model", models["sr"], "--video", keys, "--prompt", "x"], "not a text-to-video model"),
+        (["edit", "--model", models["frames"], "--video", keys, "--prompt", "x", "--mode", "invert",
+          "--source-prompt", "y"],
+         "not a text-to-video model"),
         (["sample", "--model", models["t2v"], "--image", keys, "--prompt", "x"], "one image"),
         (["interpolate", "--model", models["frames"], "--video", one], "at least 2 keyframes"),
         (["interpolate", "--model", models["t2v"], "--video", keys, "--condition-mode", "concat"], "replace"),

@@ -26,6 +26,7 @@ from vdmkit.device import memory_guard
 from vdmkit.errors import ConfigError, ConstraintError
 from vdmkit.pipelines.base import check_decode, sampling_advice
 from vdmkit.pipelines.request import SampleRequest, check_negative, check_prompts, check_unconditional, make_request
+from vdmkit.pipelines.text2video import refuse_conditioned
 from vdmkit.sampling.generate import check_callback, generate
 from vdmkit.sampling.guidance import check_guidance, check_rescale
 from vdmkit.sampling.samplers import invert_ddim
@@ -47,6 +48,9 @@ def edit_request(config, video: torch.Tensor, prompts, **kwargs) -> SampleReques
     """The request for editing ``video`` (B, 3, T, H, W) in [-1, 1]: its frames and size, checked against the model
     (a size or frame count it cannot take is a ConstraintError naming the nearest valid one); one prompt for every
     video, or one per video; ``kwargs`` as :func:`~vdmkit.pipelines.request.make_request` (steps, sampler, ...)."""
+    # a model trained on known frames or a low-res video ran here with them zeroed (and a residual upscaler's
+    # difference decoded as the video), where sample refuses it (a review, 2026-12-06)
+    refuse_conditioned(config)
     check_video(video, channels=3, name="the video to edit")
     for name in ("frames", "height", "width"):
         if name in kwargs:
