@@ -144,3 +144,23 @@ def test_overrides_given_as_one_string_are_a_config_error():
                                               r": pass \['.*'\]$") as caught:
             call()
         assert isinstance(caught.value, TypeError)
+
+
+def test_a_run_s_own_config_takes_overrides_into_its_null_sections(tmp_path):
+    """A run's config.yaml writes `lora: null` and `condition: null`; train.lora.rank=4 on it was "'lora' is not a
+    section" where configs/tiny.yaml took it (a review, 2026-12-06)."""
+    import yaml
+
+    from vdmkit.config import apply_overrides
+    from vdmkit.training import load_config
+    from vdmkit.training.config import to_dict
+
+    saved = tmp_path / "config.yaml"
+    saved.write_text(yaml.safe_dump(to_dict(load_config("configs/tiny.yaml"))))
+    assert "lora: null" in saved.read_text()
+    cfg = load_config(saved, ["train.init_from=default", "train.lora.rank=4", "data.frames=4"])
+    assert cfg.train.lora.rank == 4
+    assert apply_overrides({"data": {"condition": None}}, ["data.condition.low_res=2"]) == \
+        {"data": {"condition": {"low_res": 2}}}
+    with pytest.raises(ConfigError, match="'steps' is not a section"):
+        apply_overrides({"train": {"steps": 3}}, ["train.steps.x=1"])
