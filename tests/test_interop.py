@@ -578,3 +578,22 @@ def test_folder_variants_load_as_diffusers_runs_them_and_export_keeps_what_it_ca
         export_diffusers(plain, tmp_path / "exported")
     tokenizer = json.loads((tmp_path / "exported" / "tokenizer" / "tokenizer_config.json").read_text())
     assert tokenizer["model_max_length"] == 16 and open_model(tmp_path / "exported")[1].text.max_length == 16
+
+
+def test_export_says_what_the_folder_samples_otherwise(ddim_folder):
+    """A model whose DDIM steps to the next listed time (vdmkit's own default) was exported as diffusers' DDIM, which
+    steps to t - 1000 // steps: 3% apart at 13 steps, unsaid; a 4-frame model came back making 16 (a review)."""
+    from vdmkit.interop.export import export_warnings, schedule_config
+    from vdmkit.pipelines import open_model
+
+    _, cfg = open_model(ddim_folder[0])
+    assert export_warnings(cfg) == []  # a diffusers folder's own settings go back as they came
+    own = dataclasses.replace(cfg, frames=4, sampling=dataclasses.replace(cfg.sampling, previous="next"))
+    said = export_warnings(own)
+    assert len(said) == 2 and "makes 4 frames by default" in said[0] and "makes 16" in said[0]
+    assert "sampling.previous='next'" in said[1] and "t - 1000 // steps" in said[1]
+    assert schedule_config(own)["_class_name"] == "DDIMScheduler"  # written, and said
+    student = dataclasses.replace(cfg, sampling=dataclasses.replace(cfg.sampling, sampler="lcm"))
+    with pytest.raises(ConfigError, match="sampling.sampler='lcm' .a consistency-distilled student: it samples in "
+                                          "vdmkit only. has no diffusers scheduler"):
+        schedule_config(student)

@@ -294,3 +294,31 @@ def test_a_video_written_without_metadata_takes_away_the_sidecar_of_the_one_it_r
     assert (tmp_path / "s.mp4.json").is_file()
     write_video(path, white)
     assert not (tmp_path / "s.mp4.json").exists() and read_video(path)[0, 0, 0, 0] > 200
+
+
+def test_atomic_directory_syncs_every_file_and_removes_what_killed_writes_left(tmp_path, monkeypatch):
+    """convert --to diffusers wrote its files with no sync before the folder's rename (a crash could leave a whole
+    looking folder of empty weights), and a SIGTERM'd write's .NAME.tmp-PID folder stayed for good (a review)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from vdmkit.errors import OutputError
+    from vdmkit.io import atomic
+    from vdmkit.io.atomic import atomic_directory, check_new_folder
+
+    synced = []
+    monkeypatch.setattr(atomic, "fsync_file", lambda path: synced.append(Path(path).name))
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead = tmp_path / f".out.tmp-{int(gone.stdout)}"  # a process that has ended
+    (dead / "unet").mkdir(parents=True)
+    live = tmp_path / f".out.tmp-{os.getppid()}"  # a live process's write: left alone
+    live.mkdir()
+    with atomic_directory(tmp_path / "out") as tmp:
+        (tmp / "unet").mkdir()
+        (tmp / "unet" / "weights.safetensors").write_bytes(b"x")
+        (tmp / "model_index.json").write_text("{}")
+    assert sorted(synced) == ["model_index.json", "weights.safetensors"]
+    assert not dead.exists() and live.is_dir() and (tmp_path / "out" / "unet" / "weights.safetensors").is_file()
+    with pytest.raises(OutputError, match="--out is empty; give the path of a new folder"):
+        check_new_folder("", "--out", "convert")

@@ -20,8 +20,8 @@ from safetensors.torch import save_file
 from vdmkit.autoencoders.frame_vae import DIFFUSERS_WEIGHTS, FrameVAEConfig, config_from_diffusers
 from vdmkit.backbones.unet3d import UNet3DConfig
 from vdmkit.errors import ConfigError
-from vdmkit.interop.diffusers_pipeline import (DEFAULT_GUIDANCE, DEFAULT_STEPS, MODEL_INDEX, SCHEDULERS, TEXT_WEIGHTS,
-                                              scheduler_config)
+from vdmkit.interop.diffusers_pipeline import (DEFAULT_FRAMES, DEFAULT_GUIDANCE, DEFAULT_STEPS, MODEL_INDEX,
+                                              SCHEDULERS, TEXT_WEIGHTS, scheduler_config)
 from vdmkit.interop.diffusers_unet import DOWN_TYPES, UP_TYPES, key_table, unet3d_config
 from vdmkit.io.atomic import atomic_directory, check_new_folder
 
@@ -83,7 +83,9 @@ def vae_config(cfg: FrameVAEConfig) -> dict:
         raise ConfigError("this frame VAE cannot be written as diffusers' AutoencoderKL")
     if cfg.shift_factor:
         raise ConfigError(f"the frame VAE's shift_factor={cfg.shift_factor} is ignored by TextToVideoSDPipeline's "
-                          "decoding; diffusers would decode differently")
+                          "decoding; diffusers would decode differently. A model over an autoencoder vdmkit trained "
+                          "(train-vae measures a shift) samples in vdmkit only (`vdmkit convert --to vdmkit` moves it); "
+                          "one over a diffusers VAE (shift 0) exports")
     return raw
 
 
@@ -93,9 +95,10 @@ def schedule_config(config) -> dict:
     name = SCHEDULER_CLASSES.get(s.sampler)
     if d.process != "vp" or d.schedule not in SCHEDULES or d.prediction not in PREDICTIONS or name is None \
             or d.schedule_shift != 1.0:
+        student = " (a consistency-distilled student: it samples in vdmkit only)" if s.sampler == "lcm" else ""
         raise ConfigError(f"diffusion {d.process}/{d.schedule}/{d.prediction} (shift {d.schedule_shift}) sampled with "
-                          f"{s.sampler!r} has no diffusers scheduler; vdmkit writes {', '.join(SCHEDULER_CLASSES)} for "
-                          "discrete VP processes")
+                          f"sampling.sampler={s.sampler!r}{student} has no diffusers scheduler; vdmkit writes "
+                          f"{', '.join(SCHEDULER_CLASSES)} for discrete VP processes")
     beta, start, end = SCHEDULES[d.schedule]
     start, end = d.betas or (start, end)
     spacing = s.spacing or "trailing"
@@ -109,10 +112,30 @@ def schedule_config(config) -> dict:
     want = {"sampler": s.sampler, "spacing": spacing, "offset": s.offset, "final": s.final,
             "previous": "stride" if name == "DDIMScheduler" else "next"}
     process = ("process", "schedule", "num_train_steps", "schedule_shift", "zero_terminal_snr", "prediction", "betas")
-    if any(getattr(back_diffusion, k) != getattr(d, k) for k in process) or {k: back[k] for k in want} != want \
-            or (s.spacing and s.previous != want["previous"]):
+    if any(getattr(back_diffusion, k) != getattr(d, k) for k in process) or {k: back[k] for k in want} != want:
         raise ConfigError(f"the sampling defaults {dataclasses.asdict(s)} have no exact diffusers scheduler config")
     return raw
+
+
+def export_warnings(cfg) -> list[str]:
+    """What a TextToVideoSDPipeline folder of a model of ``cfg`` samples otherwise than the model by default: a
+    default the folder cannot hold (size, length, guidance, steps) or DDIM's step rule."""
+    said, s = [], cfg.sampling
+    if cfg.height != cfg.width:  # diffusers' pipelines read one sample_size (a [h, w] list breaks their default)
+        said.append(f"the model's default size is {cfg.height}x{cfg.width}; a TextToVideoSDPipeline folder holds a "
+                    f"square one, {cfg.height}x{cfg.height}: give height and width when sampling it")
+    if cfg.frames != DEFAULT_FRAMES:  # a 4-frame model came back as 16, unsaid (a review, 2026-12-06)
+        said.append(f"the model makes {cfg.frames} frames by default; a diffusers folder holds no length, so it makes "
+                    f"{DEFAULT_FRAMES} (TextToVideoSDPipeline's num_frames, and vdmkit from the folder) unless given")
+    if s is not None and (s.guidance, s.steps) != (DEFAULT_GUIDANCE, DEFAULT_STEPS):  # they were reset unsaid
+        said.append(f"the model samples with guidance {s.guidance:g} and {s.steps} steps by default; a diffusers "
+                    f"folder holds no such defaults, so it samples with {DEFAULT_GUIDANCE:g} and {DEFAULT_STEPS} "
+                    "(TextToVideoSDPipeline, and vdmkit from the folder) unless they are given")
+    if s is not None and s.sampler == "ddim" and s.previous != "stride":  # exported unsaid: 3% apart at 13 steps
+        said.append(f"the model's DDIM steps to the next time of its schedule (sampling.previous={s.previous!r}); "
+                    "diffusers' DDIMScheduler steps to t - 1000 // steps, the same times at step counts that divide "
+                    "the training steps (20, 25, 50 ...) and a little apart at others (13 steps: latents up to 3%)")
+    return said
 
 
 def export_documents(cfg) -> dict[str, dict]:
@@ -136,14 +159,8 @@ def export_diffusers(pipe, out: str | os.PathLike) -> Path:
     cfg = pipe.config
     documents = export_documents(cfg)
     out = check_new_folder(out, repr(str(out)), "export")
-    if cfg.height != cfg.width:  # diffusers' pipelines read one sample_size (a [h, w] list breaks their default)
-        warnings.warn(f"the model's default size is {cfg.height}x{cfg.width}; a TextToVideoSDPipeline folder holds a "
-                      f"square one, {cfg.height}x{cfg.height}: give height and width when sampling it", stacklevel=2)
-    s = cfg.sampling
-    if s is not None and (s.guidance, s.steps) != (DEFAULT_GUIDANCE, DEFAULT_STEPS):  # they were reset unsaid
-        warnings.warn(f"the model samples with guidance {s.guidance:g} and {s.steps} steps by default; a diffusers "
-                      f"folder holds no such defaults, so it samples with {DEFAULT_GUIDANCE:g} and {DEFAULT_STEPS} "
-                      "(TextToVideoSDPipeline, and vdmkit from the folder) unless they are given", stacklevel=2)
+    for message in export_warnings(cfg):
+        warnings.warn(message, stacklevel=2)
     # applied LoRA adapters folded in: the folder computes what the pipeline does now (they were dropped before)
     state = {k: v.detach().cpu().contiguous() for k, v in pipe.plain_state_dict().items()}
     with atomic_directory(out) as tmp:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import glob
 import os
 import re
 import shutil
@@ -74,15 +75,41 @@ def atomic_directory(target: str | os.PathLike):
     target = Path(target)
     tmp = target.with_name(f".{target.name}{TMP_MARK}{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
+    remove_abandoned_folders(target)
     tmp.mkdir(parents=True)
     try:
         with no_room_is_output_error(target):
             yield tmp
-            fsync_dir(tmp)
+            # every file's bytes, then every folder's entries: a crash after the rename left a folder that looked
+            # whole with empty weights (convert --to diffusers wrote files without a sync; a review, 2026-12-06)
+            for folder, _, files in os.walk(tmp, topdown=False):
+                for name in files:
+                    fsync_file(Path(folder) / name)
+                fsync_dir(Path(folder))
             os.replace(tmp, target)
             fsync_dir(target.parent)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def remove_abandoned_folders(target: Path) -> list[Path]:
+    """Delete the atomic_directory temporaries of ``target`` (``.{name}.tmp-{pid}``) whose process is gone from this
+    machine: a write killed by SIGTERM or SIGKILL left them, and nothing removed them. Return them."""
+    removed = []
+    for path in target.parent.glob(f".{glob.escape(target.name)}{TMP_MARK}*"):
+        pid = path.name[len(f".{target.name}{TMP_MARK}"):]
+        if not pid.isdigit() or int(pid) == os.getpid() or not path.is_dir() or path.is_symlink():
+            continue
+        try:
+            os.kill(int(pid), 0)
+            continue  # alive (or another user's process of that pid): left alone
+        except ProcessLookupError:
+            pass
+        except (PermissionError, OverflowError):
+            continue
+        shutil.rmtree(path, ignore_errors=True)
+        removed.append(path)
+    return removed
 
 
 def no_room(err: BaseException) -> str | None:
@@ -148,6 +175,8 @@ def check_writable_folder(folder: str | os.PathLike, what: str) -> None:
 def check_new_folder(folder: str | os.PathLike, what: str, writes: str, *, empty_ok: bool = False) -> Path:
     """OutputError when ``folder`` exists (unless ``empty_ok`` and it is an empty folder) or cannot be made; ``writes``
     names what would have written it ("convert", "save_pretrained")."""
+    if str(folder) == "":  # read as "." and said to exist
+        raise OutputError(f"{what} is empty; give the path of a new folder")
     folder = Path(folder)
     if folder.exists() and not (empty_ok and folder.is_dir() and not any(folder.iterdir())):
         kind = "exists and is not an empty folder" if empty_ok else "exists"
