@@ -477,7 +477,39 @@ def test_buckets_are_the_ratios_they_name_and_sizes_below_the_multiple_are_refus
     VideoTextDataset(config(clips))  # 0.75 and 1.0 at size 16, multiple 8
     assert "data.aspect_ratios 0.75 and 1 share the 16x16 bucket at data.size 16, data.multiple 8" in caplog.text
     with pytest.raises(ConfigError, match="data.size=4 is below data.multiple=8, the smallest side a bucket has"):
-        VideoDataConfig(root="x", size=4, multiple=8)
+        VideoDataConfig(root="x", size=4, multiple=8).check_for_training()  # a new run's; a model's recorded data loads
+    # runs before the rule resume on the shapes they trained on (each side rounded apart)
+    old = VideoDataConfig(root="x", size=16, multiple=8, buckets="rounded")
+    assert old.bucket_size(1.7778) == (8, 24) and old.bucket_size(1.0) == (16, 16)
+    with pytest.raises(ConfigError, match="data.buckets='square' unknown; valid: nearest, rounded"):
+        VideoDataConfig(root="x", buckets="square")
+
+
+def test_a_run_from_before_the_bucket_rule_resumes_on_its_own_shapes(clips):
+    from types import SimpleNamespace
+
+    from vdmkit.training import load_config
+    from vdmkit.training.train import keep_bucket_rule
+
+    cfg = load_config("configs/folder_tiny.yaml", [f"data.root={clips}"])
+    before = SimpleNamespace(run_document=lambda: {"data": {"kind": "folder", "root": str(clips), "size": 16}})
+    after = SimpleNamespace(run_document=lambda: {"data": {"root": str(clips), "buckets": "nearest"}})
+    assert keep_bucket_rule(cfg, before).data.buckets == "rounded"
+    assert keep_bucket_rule(cfg, after).data.buckets == "nearest" and keep_bucket_rule(cfg, None) is cfg
+    assert (8, 8, 24) in keep_bucket_rule(cfg, before).train_shapes() and (8, 8, 24) not in cfg.train_shapes()
+
+
+def test_a_folder_of_links_with_one_file_trains_on_the_file(tmp_path, clips):
+    """Refused links counted as bad samples: a folder of mostly links (into a shared store) that trained on its one
+    real file stopped with "more than 50% of the samples are bad" (a review of the refusal, 2026-12-06)."""
+    root = tmp_path / "links"
+    root.mkdir()
+    shutil.copy(clips / "bikes_0.mp4", root / "real.mp4")
+    for k, name in enumerate(("bigbuckbunny_3.mp4", "carphone_pristine_5.mp4", "bikes_1.mp4")):
+        (root / f"linked_{k}.mp4").symlink_to(clips / name)
+    ds = VideoTextDataset(config(root, images=False, image_ratio=0.0))
+    assert [s.row.path.name for s in ds.samples] == ["real.mp4"]
+    assert ds.stats()["skipped"] == {"symbolic link refused": 3}
 
 
 @pytest.mark.parametrize("text", ["", "path,caption\n"])
@@ -485,3 +517,20 @@ def test_a_caption_file_without_rows_is_named(tmp_path, clips, text):
     (tmp_path / "captions.csv").write_text(text)
     with pytest.raises(DatasetError, match=r"caption file .*captions.csv' holds no rows \(empty, or a header"):
         VideoTextDataset(config(clips, captions=str(tmp_path / "captions.csv")))
+
+
+def test_a_new_run_refuses_data_size_below_the_multiple_and_records_its_bucket_rule(tmp_path, clips):
+    import json
+
+    from vdmkit.training import load_config, train
+
+    small = load_config("configs/folder_tiny.yaml", [f"data.root={clips}", "data.size=4",
+                                                     f"train.out_dir={tmp_path / 'small'}"])
+    with pytest.raises(ConfigError, match="data.size=4 is below data.multiple=8"):
+        train(small, progress=False)
+    assert not (tmp_path / "small").exists()
+    run = train(load_config("configs/folder_tiny.yaml", [f"data.root={clips}", "train.steps=1",
+                                                         "train.sample_every=100", f"train.out_dir={tmp_path / 'run'}"]),
+                progress=False)
+    doc = json.loads(next((run / "checkpoints").iterdir()).joinpath("run.json").read_text())
+    assert doc["data"]["buckets"] == "nearest" and doc["data"]["root"] == str(clips)

@@ -29,7 +29,8 @@ import numpy as np
 import torch
 
 from vdmkit.data.captions import CaptionRow
-from vdmkit.data.video_text import EXCLUDED, VideoDataConfig, curated_row, list_samples, read_data_manifest
+from vdmkit.data.video_text import (EXCLUDED, LINK_REFUSED, VideoDataConfig, curated_row, list_samples,
+                                    read_data_manifest)
 from vdmkit.errors import DatasetError, InvalidVideoError
 from vdmkit.io.decode import (
     ClipTooShortError,
@@ -87,6 +88,7 @@ class VideoTextDataset:
         self.limits = DecodeLimits(max_decode_errors=cfg.max_decode_errors)
         self.skipped: Counter[str] = Counter()
         self.excluded = 0  # rows the curation manifest left out on purpose: not bad samples
+        self.links = 0  # symbolic links refused: said and counted, but no bad samples (a folder of links trained)
         self.adjusted: Counter[str] = Counter()
         self.bad: set[int] = set()
         rows, refused = list_samples(cfg)
@@ -166,7 +168,10 @@ class VideoTextDataset:
             self.bad.add(index)
         self.skipped[_reason_kind(reason)] += 1
         log.warning("skipping sample: %s", reason)
-        if sum(self.skipped.values()) > self.cfg.max_skip_fraction * (self.total - self.excluded):
+        if index is None and LINK_REFUSED in reason:
+            self.links += 1
+        bad, total = sum(self.skipped.values()) - self.links, self.total - self.excluded - self.links
+        if bad > self.cfg.max_skip_fraction * total:
             raise DatasetError(f"more than {self.cfg.max_skip_fraction:.0%} of the samples are bad: {self.stats()}")
 
     def identity(self) -> dict:

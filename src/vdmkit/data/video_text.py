@@ -42,6 +42,8 @@ from vdmkit.io.decode import IMAGE_SUFFIXES, VIDEO_SUFFIXES, VideoInfo
 
 KINDS = ("folder", "ucf101", "msrvtt", "webdataset")
 SHORT_POLICIES = ("drop", "loop", "pad")
+BUCKET_RULES = ("nearest", "rounded")
+LINK_REFUSED = "symbolic link refused"  # a folder's links: said and counted, no bad sample
 MEDIA_SUFFIXES = VIDEO_SUFFIXES + IMAGE_SUFFIXES
 
 
@@ -65,6 +67,9 @@ class VideoDataConfig:
     images: bool = True  # allow T=1 samples: image files, 1-frame videos, single frames of videos
     image_ratio: float = 0.25  # fraction of batches that are image (T=1) batches
     short: str = "drop"  # a clip shorter than the smallest length bucket: drop, loop or pad (logged)
+    # how a bucket's sides are chosen: nearest (its ratio and size**2 pixels), or rounded (each side apart: runs
+    # before 2026-12-06, which a resume keeps; 1.7778 was 8x24 at size 16)
+    buckets: str = "nearest"
     max_skip_fraction: float = 0.5  # more bad samples than this fraction of the dataset stops training
     max_decode_errors: int = 0
     seed: int = 0
@@ -77,15 +82,13 @@ class VideoDataConfig:
         if self.max_decode_errors < 0:
             raise ConfigError(f"data.max_decode_errors must be >= 0 (damaged frames a file may have), got "
                               f"{self.max_decode_errors}")
+        if self.buckets not in BUCKET_RULES:
+            raise ConfigError(f"data.buckets={self.buckets!r} unknown; valid: {', '.join(BUCKET_RULES)}")
         if self.short not in SHORT_POLICIES:
             raise ConfigError(f"data.short={self.short!r} unknown; valid: {', '.join(SHORT_POLICIES)}")
         for name in ("size", "frames", "multiple", "stride"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"data.{name} must be >= 1, got {getattr(self, name)}")
-        if self.size < self.multiple:  # every bucket is at least multiple a side: the model recorded a size it
-            # never trained at, and sampled it by default (a review, 2026-12-06)
-            raise ConfigError(f"data.size={self.size} is below data.multiple={self.multiple}, the smallest side a "
-                              f"bucket has; give data.size >= {self.multiple}")
         self.lengths = tuple(sorted(set(self.lengths or (self.frames,))))
         if self.lengths[0] < 2 or self.lengths[-1] > self.frames:
             raise ConfigError(f"data.lengths {list(self.lengths)} must lie in [2, data.frames={self.frames}] "
@@ -105,19 +108,36 @@ class VideoDataConfig:
 
     def bucket_size(self, ratio: float) -> tuple[int, int]:
         """(height, width) of the aspect bucket ``ratio``: multiples of ``multiple`` around ``size**2`` pixels, the
-        pair (each side rounded down or up) whose shape and area are nearest the ratio's (log distances; the shape
-        first on a tie). Rounding the sides apart made 1.7778 a 3:1 bucket at size 16 (8x24) and 16/9 a 3:2 one."""
+        pair (each side rounded down or up) nearest the ratio in shape and ``size**2`` in area (the sum of the two log
+        distances; the shape first on a tie). Rounding the sides apart made 1.7778 a 3:1 bucket at size 16 (8x24)
+        and 16/9 a 3:2 one; runs before 2026-12-06 are resumed on their own shapes (``buckets: rounded``)."""
         m = self.multiple
+        if self.buckets == "rounded":
+            return self.legacy_bucket_size(ratio)
 
         def sides(exact: float) -> set[int]:
             return {max(m, math.floor(exact / m) * m), max(m, math.ceil(exact / m) * m)}
 
         def cost(hw: tuple[int, int]) -> tuple[float, float]:
             shape, area = abs(math.log(hw[1] / hw[0] / ratio)), abs(math.log(hw[0] * hw[1] / self.size ** 2))
-            return round(shape + area / 2, 9), shape
+            return round(shape + area, 9), shape
 
         pairs = [(h, w) for h in sides(self.size / ratio ** 0.5) for w in sides(self.size * ratio ** 0.5)]
         return min(sorted(pairs), key=cost)
+
+    def legacy_bucket_size(self, ratio: float) -> tuple[int, int]:
+        """The bucket of ``ratio`` as runs before 2026-12-06 sized it (each side rounded apart): a run whose checkpoint
+        records no bucket shapes is resumed on these, the shapes it trained on."""
+        m = self.multiple
+        return (max(m, round(self.size / ratio ** 0.5 / m) * m), max(m, round(self.size * ratio ** 0.5 / m) * m))
+
+    def check_for_training(self) -> None:
+        """ConfigError for a new run whose data.size is below data.multiple: every bucket is at least multiple a side,
+        so the model recorded a size it never trained at, and sampled it by default (a review, 2026-12-06). Models
+        trained so before still load, distill and evaluate: their recorded data is not checked."""
+        if self.size < self.multiple:
+            raise ConfigError(f"data.size={self.size} is below data.multiple={self.multiple}, the smallest side a "
+                              f"bucket has; give data.size >= {self.multiple}")
 
     def train_shapes(self) -> list[tuple[int, int, int]]:
         """Every (frames, height, width) a batch can have."""
@@ -176,7 +196,7 @@ def media_files(root: Path, refused: list[str] | None = None) -> list[Path]:
                 continue  # a card's histograms were trained on as images captioned "duration", "motion"
             if p.is_symlink():
                 if refused is not None:
-                    refused.append(f"{str(p)!r}: symbolic link refused (links may point outside the dataset root)")
+                    refused.append(f"{str(p)!r}: {LINK_REFUSED} (links may point outside the dataset root)")
                 continue
             found.append(p)
     return found

@@ -154,7 +154,10 @@ def train(cfg: RunConfig, *, resume: bool = False, progress: bool = True) -> Pat
                      resume_advice if resume else "Rerun the same command: no step had run"):
         layout = batch_layout(tc, world)  # the global batch over processes and micro-batches, or why it cannot split
         mode = parallel_mode(tc, world, device)  # none | ddp | fsdp, or what FSDP cannot shard
+        if not resume and hasattr(cfg.data, "check_for_training"):  # a new run's data (a model's is read back)
+            cfg.data.check_for_training()
         start = open_run(out, resume, world)  # the checkpoint to continue, or None; refuses to clobber a run
+        cfg = keep_bucket_rule(cfg, start)
         check_resume_steps(start, tc.steps)  # before any weights load
         if start is not None:
             cfg = keep_vocabulary(cfg, start, world)
@@ -507,6 +510,15 @@ def moved_autoencoder(run_checkpoint: Path, saved, ours) -> str:
 # run may be continued at a lower lr), and says so, since it is no longer the run that would have gone on
 TRAJECTORY = ("batch_size", "lr", "warmup_steps", "weight_decay", "grad_clip", "ema_decay",
               "cond_dropout", "image_ratio", "precision", "seed")
+
+
+def keep_bucket_rule(cfg: RunConfig, start: Checkpoint | None) -> RunConfig:
+    """A run on real clips started before buckets were chosen by their ratio (its run.json records no
+    ``data.buckets``) resumes on the shapes it trained on (``rounded``): 1.7778 at size 16 was 8x24, now 16x24."""
+    saved = ((start.run_document() or {}).get("data") or {}) if start is not None else {}
+    if not isinstance(saved, dict) or "buckets" in saved or not hasattr(cfg.data, "buckets") or "root" not in saved:
+        return cfg
+    return dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, buckets="rounded"))
 
 
 def warn_changed_settings(ckpt: Checkpoint, tc: TrainConfig, step: int) -> None:
