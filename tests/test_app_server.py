@@ -132,8 +132,8 @@ BAD_GENERATE = [
     ({"width": 100000, "height": 100000}, 400, "limit of 256"),
     ({"frames": 10**6}, 400, "limit of 64"),
     # each side within its cap, together minutes a step on a CPU (the worker, Cancel and Ctrl+C held: a review)
-    ({"frames": 64, "height": 256, "width": 256}, 400, "64 frames of 256x256 is 4194304 pixels, above this server's "
-                                                       "limit of 262144 (frames x height x width"),
+    ({"frames": 64, "height": 256, "width": 256}, 400, "64 frames of 256x256 is 4194304 positions for the model to "
+                                                       "denoise, above this server's limit of 262144 (frames x height"),
     ({"guidance": 1e308}, 400, "guidance 1e+308 is above this server's limit of 100"),  # queued, then overflowed
     ({"width": 0}, 400, "positive"),
     ({"height": 17}, 400, "divisible by 2"),
@@ -829,7 +829,7 @@ def test_the_servers_caps_hold_for_the_models_own_size(tmp_path, runs, monkeypat
         assert asked.status_code == 400 and "frames 96 is above" in asked.json()["error"]
         wide = c.post("/api/generate", json={"model": "wide", "prompt": "a red circle", "steps": 2, "frames": 8})
         assert wide.status_code == 400 and "8 frames of 256x256 (height, width: the model's default) is 524288 " \
-            "pixels, above this server's limit of 262144" in wide.json()["error"], wide.text
+            "positions for the model to denoise, above this server's limit of 262144" in wide.json()["error"], wide.text
         assert c.get("/api/gallery").json()["videos"] == [] and not loaded
 
 
@@ -880,3 +880,21 @@ def test_the_gallery_draws_every_video_whatever_its_sidecar_holds_and_pages_thro
     assert client.get("/api/gallery", params={"start": 6}).json() == {"videos": [], "total": 6, "next": None}
     r = client.get("/api/gallery", params={"start": -1})
     assert r.status_code == 400 and "start must be an integer >= 0" in r.json()["error"]
+
+
+def test_the_position_cap_counts_a_latent_models_latents():
+    """The cap counted pixels: a ModelScope-size folder's own 16 x 256 x 256 (16 x 32 x 32 latents, a second a step)
+    was refused, where the reason for the cap (minutes a step) holds for pixel models (a review, 2026-12-06)."""
+    from types import SimpleNamespace
+
+    from vdmkit.app.server import check_positions
+    from vdmkit.errors import ConstraintError
+
+    request = SimpleNamespace(frames=16, height=256, width=256)
+    latent = SimpleNamespace(latent_size=lambda t, h, w: (t, h // 8, w // 8), latent=SimpleNamespace(enabled=True))
+    check_positions(latent, request)  # 16 x 32 x 32 latents
+    pixels = SimpleNamespace(latent_size=lambda t, h, w: (t, h, w), latent=SimpleNamespace(enabled=False))
+    with pytest.raises(ConstraintError, match="16 frames of 256x256 is 1048576 positions"):
+        check_positions(pixels, request)
+    with pytest.raises(ConstraintError, match=r"64 frames of 1024x1024 \(64x128x128 latents\) is 1048576 positions"):
+        check_positions(latent, SimpleNamespace(frames=64, height=1024, width=1024))

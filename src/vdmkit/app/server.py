@@ -30,8 +30,8 @@ PAGES = {"/": ("generate.html", "generate"), "/gallery": ("gallery.html", "galle
 MAX_BODY = 64 * 1024  # bytes of a request body: votes and generation requests are a few hundred
 MAX_FRAMES, MAX_SIDE = 64, 256  # a CPU demo: larger requests are refused before anything is allocated
 MAX_STEPS = 250
-# frames x height x width: each cap alone let in 64 x 256 x 256, minutes per step on a CPU (the one worker held, Cancel
-# and Ctrl+C waiting on that step); this is 16 x 128 x 128 (the bundled model: about 5 s a step on 2 idle cores)
+# frames x height x width the backbone denoises (a latent model's latents): each cap alone let in 64 x 256 x 256 pixels,
+# minutes per step on a CPU (the one worker held, Cancel and Ctrl+C waiting on that step); this is 16 x 128 x 128
 MAX_VOXELS = 16 * 128 * 128
 MAX_GUIDANCE = 100.0  # far beyond any useful scale; 1e308 was queued, then overflowed at step 0
 MAX_GALLERY = 200  # videos per page of /api/gallery (?start= pages through the rest)
@@ -86,12 +86,19 @@ def check_limits(frames: int | None, height: int | None, width: int | None, step
             whose = " (the model's default)" if name in defaults else ""
             raise ConstraintError(f"{name} {value}{whose} is above this server's limit of {cap}; ask for at most "
                                   f"{cap} (the command line `vdmkit sample` has no such limit)")
-    if None not in (frames, height, width) and frames * height * width > MAX_VOXELS:
+
+
+def check_positions(config, request, defaults: tuple[str, ...] = ()) -> None:
+    """The server's cap on the positions the backbone denoises (frames x height x width of its input: a latent
+    model's latents, so a ModelScope-size folder's own 16 x 256 x 256 video, 16 x 32 x 32 latents, is taken)."""
+    frames, height, width = config.latent_size(request.frames, request.height, request.width)
+    if frames * height * width > MAX_VOXELS:
         whose = [k for k in ("frames", "height", "width") if k in defaults]
         whose = f" ({', '.join(whose)}: the model's default)" if whose else ""
-        raise ConstraintError(f"{frames} frames of {height}x{width}{whose} is {frames * height * width} pixels, above "
-                              f"this server's limit of {MAX_VOXELS} (frames x height x width, e.g. 16 frames of "
-                              "128x128): "
+        latent = f" ({frames}x{height}x{width} latents)" if config.latent.enabled else ""
+        raise ConstraintError(f"{request.frames} frames of {request.height}x{request.width}{whose}{latent} is "
+                              f"{frames * height * width} positions for the model to denoise, above this server's "
+                              f"limit of {MAX_VOXELS} (frames x height x width, e.g. 16 frames of 128x128 in pixels): "
                               "ask for fewer frames or a smaller size (the command line `vdmkit sample` has no such "
                               "limit)")
 
@@ -296,8 +303,9 @@ def create_app(settings: Settings):
             request = make_request(config, [prompt], frames=body.frames, height=body.height, width=body.width,
                                    steps=body.steps, sampler=body.sampler, guidance=body.guidance, seed=body.seed)
         # again with the model's defaults filled in (its own size or step count can be over the caps)
-        check_limits(request.frames, request.height, request.width, request.steps,
-                     defaults=tuple(k for k in ("frames", "height", "width", "steps") if getattr(body, k) is None))
+        defaults = tuple(k for k in ("frames", "height", "width", "steps") if getattr(body, k) is None)
+        check_limits(request.frames, request.height, request.width, request.steps, defaults=defaults)
+        check_positions(config, request, defaults)
         if request.guidance > MAX_GUIDANCE:
             raise ConstraintError(f"guidance {request.guidance:g} is above this server's limit of {MAX_GUIDANCE:g}; "
                                   "classifier-free guidance is useful from about 1 to 15")
