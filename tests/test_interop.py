@@ -597,3 +597,28 @@ def test_export_says_what_the_folder_samples_otherwise(ddim_folder):
     with pytest.raises(ConfigError, match="sampling.sampler='lcm' .a consistency-distilled student: it samples in "
                                           "vdmkit only. has no diffusers scheduler"):
         schedule_config(student)
+
+
+def test_dpm_options_that_change_nothing_are_taken_and_a_zero_snr_eps_folder_is_named():
+    """lower_order_final=False and euler_at_final=True give diffusers' default output with final_sigmas_type zero
+    (order 2): such folders were refused; a zero-SNR eps folder was told to "use v, x0 or velocity" (a review)."""
+    import diffusers as d
+
+    from vdmkit.interop.diffusers_pipeline import scheduler_config
+
+    base = {"_class_name": "DPMSolverMultistepScheduler", "timestep_spacing": "trailing"}
+    for option in ({"lower_order_final": False}, {"euler_at_final": True}):
+        assert scheduler_config({**base, **option}) == scheduler_config(base)
+        # and diffusers samples them alike (the analytic model of test_parity_diffusers)
+        x, outs = torch.randn(1, 4, 2, 4, 4, generator=torch.Generator().manual_seed(0)), []
+        for raw in (base, {**base, **option}):
+            sched = d.DPMSolverMultistepScheduler(**{k: v for k, v in raw.items() if k != "_class_name"})
+            sched.set_timesteps(7)
+            y = x.clone()
+            for t in sched.timesteps:
+                y = sched.step(0.6 * y * torch.cos(t / 700) + 0.2 * torch.sin(2 * y), t, y).prev_sample
+            outs.append(y)
+        assert torch.equal(*outs)
+    with pytest.raises(ConfigError, match="rescale_betas_zero_snr=True with prediction_type='epsilon' cannot be "
+                                          "honoured"):
+        scheduler_config({**base, "rescale_betas_zero_snr": True})

@@ -234,3 +234,13 @@ def test_trailing_spacing_gives_exactly_the_steps_asked_and_diffusers_times():
             assert ts.tolist() == reference.tolist() and len(ts) == steps and ts.min() >= 0, (n, steps)
     with pytest.raises(ValueError, match="this model has 20; use spacing trailing or linspace"):
         discrete_timesteps(20, 1, "lcm")
+    # linspace as diffusers' DDIM / DDPM build it (torch's linspace rounded 138 step counts of 1000 otherwise: 27 steps
+    # visited 500 where diffusers visits 499)
+    diffusers = pytest.importorskip("diffusers")
+    for steps in range(1, 1001):
+        ts = discrete_timesteps(1000, steps, "linspace")
+        reference = np.linspace(0, 999, steps).round()[::-1].astype(np.int64)
+        assert ts.tolist() == reference.tolist(), steps
+    sched = diffusers.DDIMScheduler(timestep_spacing="linspace")
+    sched.set_timesteps(27)
+    assert discrete_timesteps(1000, 27, "linspace").tolist() == sched.timesteps.tolist()

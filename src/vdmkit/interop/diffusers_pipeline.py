@@ -113,6 +113,13 @@ SCHEDULER_OPTIONS = {
 }
 
 
+# other values of an option that give what vdmkit computes: with final_sigmas_type "zero" (the only one taken),
+# diffusers' DPM-Solver++ takes a first-order last step whatever these say, and order 2 has no other lower-order step
+# (identical outputs; such folders were refused, a review 2026-12-06)
+SAME_AS_COMPUTED = {("DPMSolverMultistepScheduler", "lower_order_final"): (False,),
+                    ("DPMSolverMultistepScheduler", "euler_at_final"): (True,)}
+
+
 def scheduler_config(raw: dict) -> tuple[DiffusionConfig, dict]:
     """(noise process, sampling defaults) of a diffusers scheduler config; ConfigError for what vdmkit cannot honour."""
     name = raw.get("_class_name", "DDIMScheduler")
@@ -130,7 +137,8 @@ def scheduler_config(raw: dict) -> tuple[DiffusionConfig, dict]:
         raise ConfigError(f"prediction_type={prediction!r} cannot be honoured; vdmkit has {', '.join(PREDICTIONS)}")
     for key, (default, computed) in SCHEDULER_OPTIONS[name].items():
         value = raw.get(key, default)  # a key left out means diffusers' default, not vdmkit's value
-        if value != computed and not (key == "variance_type" and value is None):
+        if value != computed and not (key == "variance_type" and value is None) \
+                and value not in SAME_AS_COMPUTED.get((name, key), ()):
             raise ConfigError(f"{name} option {key}={value!r}{'' if key in raw else ' (diffusers default)'} cannot be "
                               f"honoured (vdmkit's sampler computes {key}={computed!r})")
     spacing = raw.get("timestep_spacing", "leading")
@@ -140,6 +148,11 @@ def scheduler_config(raw: dict) -> tuple[DiffusionConfig, dict]:
                           "it with timestep_spacing='trailing'")
     if spacing not in ("leading", "linspace", "trailing"):
         raise ConfigError(f"timestep_spacing={spacing!r} cannot be honoured")
+    if raw.get("rescale_betas_zero_snr") and prediction == "epsilon":  # named as the folder's options (it was
+        # "use v, x0 or velocity", which a pretrained folder cannot act on)
+        raise ConfigError("rescale_betas_zero_snr=True with prediction_type='epsilon' cannot be honoured: an eps "
+                          "prediction says nothing of the data where the last step is pure noise (alpha 0); vdmkit "
+                          "loads zero-SNR folders that predict v_prediction or sample")
     diffusion = DiffusionConfig(process="vp", schedule=ours, num_train_steps=raw.get("num_train_timesteps", 1000),
                                 zero_terminal_snr=bool(raw.get("rescale_betas_zero_snr", False)),
                                 prediction=PREDICTIONS[prediction], betas=betas)

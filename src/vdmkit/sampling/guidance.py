@@ -13,6 +13,7 @@ from typing import Any, Callable
 
 import torch
 
+from vdmkit.diffusion.process import convert_prediction, prediction_to_x0
 from vdmkit.errors import ConfigError
 
 HUGE_GUIDANCE = 50.0
@@ -79,9 +80,24 @@ def guided(
     def guided_denoiser(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         x0_c, x0_u = denoiser(torch.cat([x, x]), torch.cat([t, t]), both).chunk(2)
         x0 = x0_u + scale * (x0_c - x0_u)
-        return rescale_guided(x0, x0_c, rescale) if rescale else x0
+        return rescaled_in_prediction_space(denoiser, x0, x0_c, x, t, rescale) if rescale else x0
 
     return guided_denoiser
+
+
+def rescaled_in_prediction_space(denoiser, x0: torch.Tensor, x0_c: torch.Tensor, x: torch.Tensor, t: torch.Tensor,
+                                 rescale: float) -> torch.Tensor:
+    """:func:`rescale_guided` on the model's own output (eps, v or velocity), as Lin et al. and diffusers'
+    ``rescale_noise_cfg`` do, then back to x0: the std rescale is not linear, so on the x0 estimate it was 44-92% from
+    diffusers for eps and v models (before 2026-12-06). A denoiser without a process (any callable) rescales x0."""
+    space, process = getattr(denoiser, "prediction", "x0"), getattr(denoiser, "process", None)
+    if space == "x0" or process is None:
+        return rescale_guided(x0, x0_c, rescale)
+    alpha, sigma = process.alpha_sigma(torch.as_tensor(t, device=x.device).expand(x.shape[0]), x)
+    if not bool((sigma > 0).all()):  # no noise left: x0 is x_t, nothing to rescale
+        return rescale_guided(x0, x0_c, rescale)
+    guided_p, cond_p = (convert_prediction(v, x, alpha, sigma, "x0", space) for v in (x0, x0_c))
+    return prediction_to_x0(rescale_guided(guided_p, cond_p, rescale), x, alpha, sigma, space)
 
 
 def guided_two_scale(
