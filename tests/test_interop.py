@@ -404,6 +404,9 @@ def test_export_to_diffusers_round_trips(ddim_folder, tmp_path):
         theirs = diffusers_frames(ref, latents, steps=3)
     assert ((ours + 1) / 2 - theirs).abs().max() < 1e-4
     assert cli.main(["convert", str(ckpt), "--to", "diffusers", "--out", str(exported)]) == 2  # never overwritten
+    # the folder is known by the checkpoint's sha256s too: adapters trained on either apply to it (they were refused)
+    own = TextToVideo.from_pretrained(ckpt).identities
+    assert set(own) <= set(TextToVideo.from_pretrained(exported).identities)
 
 
 def test_export_folds_applied_lora_adapters_in(ddim_folder, tmp_path):
@@ -425,6 +428,7 @@ def test_export_folds_applied_lora_adapters_in(ddim_folder, tmp_path):
     assert (ours - base).abs().max() > 1e-3  # the adapter counts
     export_diffusers(pipe, tmp_path / "exported")
     assert lora.adapter_names(pipe.backbone) == ["default"]  # the pipeline keeps its adapter
+    assert not (tmp_path / "exported" / "source.json").exists()  # other weights: not known as the base's
     with torch.no_grad():
         theirs = diffusers_frames(diffusers.TextToVideoSDPipeline.from_pretrained(str(tmp_path / "exported")),
                                   latents, steps=3)

@@ -18,12 +18,14 @@ import torch
 from safetensors.torch import save_file
 
 from vdmkit.autoencoders.frame_vae import DIFFUSERS_WEIGHTS, FrameVAEConfig, config_from_diffusers
+from vdmkit.backbones import lora
 from vdmkit.backbones.unet3d import UNet3DConfig
 from vdmkit.errors import ConfigError
 from vdmkit.interop.diffusers_pipeline import (DEFAULT_FRAMES, DEFAULT_GUIDANCE, DEFAULT_STEPS, MODEL_INDEX,
                                               SCHEDULERS, TEXT_WEIGHTS, scheduler_config)
 from vdmkit.interop.diffusers_unet import DOWN_TYPES, UP_TYPES, key_table, unet3d_config
 from vdmkit.io.atomic import atomic_directory, check_new_folder
+from vdmkit.pipelines.base import SOURCE_DOCUMENT
 
 DIFFUSERS_VERSION = "0.42.1"  # the version whose config keys are written
 SCHEDULER_CLASSES = {v: k for k, v in SCHEDULERS.items()}
@@ -187,5 +189,9 @@ def export_diffusers(pipe, out: str | os.PathLike) -> Path:
                  "unet": ["diffusers", "UNet3DConditionModel"], "vae": ["diffusers", "AutoencoderKL"],
                  "text_encoder": ["transformers", "CLIPTextModel"], "tokenizer": ["transformers", "CLIPTokenizer"],
                  "scheduler": ["diffusers", documents["scheduler/scheduler_config.json"]["_class_name"]]}
+        if not lora.adapter_names(pipe.backbone):  # the model's own weights (no adapter folded in): the adapters
+            # trained on it apply to the folder (other files, so another hash: they were refused, a review)
+            (tmp / f"{SOURCE_DOCUMENT}.json").write_text(json.dumps({"identities": list(pipe.identities)}, indent=2),
+                                                         encoding="utf-8")
         (tmp / MODEL_INDEX).write_text(json.dumps(index, indent=2), encoding="utf-8")
     return out

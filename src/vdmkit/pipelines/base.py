@@ -129,13 +129,13 @@ def weights_identities(source: ModelSource) -> list[str]:
     on either applies to both."""
     ids = [weights_sha256(source)]
     path = source.directory / f"{SOURCE_DOCUMENT}.json"
-    if isinstance(source, Checkpoint) and path.is_file():
+    if path.is_file():  # a diffusers folder `vdmkit convert --to diffusers` wrote: the checkpoint's (a review)
         try:
-            recorded = json.loads(path.read_text(encoding="utf-8")).get("sha256")
-        except (OSError, ValueError, AttributeError):
-            recorded = None
-        if isinstance(recorded, str) and recorded not in ids:
-            ids.append(recorded)
+            doc = json.loads(path.read_text(encoding="utf-8"))
+            recorded = [doc.get("sha256"), *doc.get("identities", [])]
+        except (OSError, ValueError, AttributeError, TypeError):
+            recorded = []
+        ids += [r for r in dict.fromkeys(recorded) if isinstance(r, str) and r not in ids]
     return ids
 
 
