@@ -460,6 +460,10 @@ def test_task_commands_refuse_bad_inputs_with_exit_2(models, tmp_path, monkeypat
         # options the task would ignore (accepted silently before 2026-12-05)
         (["upscale", "--model", models["sr"], "--video", keys, "--image-guidance", "2"], "--image-guidance apply"),
         (["upscale", "--model", models["sr"], "--video", keys, "--no-keep"], "--no-keep apply"),
+        (["upscale", "--model", models["sr"], "--video", keys, "--condition-mode", "reconstruction"],
+         "--condition-mode reconstruction apply"),  # popped unsaid: upscale conditions on the whole low-res video
+        (["upscale", "--model", models["sr"], "--video", keys, "--reconstruction-weight", "5"],
+         "--reconstruction-weight apply"),
         (["interpolate", "--model", models["frames"], "--video", keys, "--keyframes", "0"],
          "--keyframes must be in [1, 3]"),  # it named --frames, which interpolate has not
         (["extend", "--model", models["frames"], "--video", keys, "--frames", "6", "--no-keep"],

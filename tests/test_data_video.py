@@ -529,8 +529,7 @@ def test_a_new_run_refuses_data_size_below_the_multiple_and_records_its_bucket_r
     with pytest.raises(ConfigError, match="data.size=4 is below data.multiple=8"):
         train(small, progress=False)
     assert not (tmp_path / "small").exists()
-    run = train(load_config("configs/folder_tiny.yaml", [f"data.root={clips}", "train.steps=1",
-                                                         "train.sample_every=100", f"train.out_dir={tmp_path / 'run'}"]),
-                progress=False)
+    overrides = [f"data.root={clips}", "train.steps=1", "train.sample_every=100", f"train.out_dir={tmp_path / 'run'}"]
+    run = train(load_config("configs/folder_tiny.yaml", overrides), progress=False)
     doc = json.loads(next((run / "checkpoints").iterdir()).joinpath("run.json").read_text())
     assert doc["data"]["buckets"] == "nearest" and doc["data"]["root"] == str(clips)

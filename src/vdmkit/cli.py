@@ -15,6 +15,7 @@ from vdmkit.cli_common import (COMPILE_HELP, CUDA_GRAPHS_HELP, DTYPE_HELP, PRECI
 from vdmkit.cli_common import model_or_default as _model_or_default, report as _report, seed as _seed
 from vdmkit.device import COMPILE_MODES, DEVICES_HELP, apply_threads, keep_freed_memory
 from vdmkit.errors import ConfigError, ConstraintError, VdmkitError
+from vdmkit.tasks_cli import condition_options
 
 EXIT_USAGE = 2
 
@@ -109,6 +110,7 @@ def _cmd_sample(args) -> int:
     stray = [f for f, bad in (("--out (--prompts writes DIR/00000.mp4, ...)", args.prompts and args.out),
                               ("--condition-mode", args.image is None and args.condition_mode),
                               ("--noise-level", args.image is None and args.noise_level is not None),
+                              ("--reconstruction-weight", not args.image and args.reconstruction_weight is not None),
                               ("--force-lora", args.force_lora and not args.lora)) if bad]
     if stray:
         raise ValueError(f"{', '.join(stray)}: not used by this request (image-to-video's need --image); drop them")
@@ -590,8 +592,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--image", help="image-to-video: this image (.png, .jpg) is the first frame")
     p.add_argument("--image-guidance", type=float, help="with --image: guidance on the image, the text guided by "
                    "--guidance on top (two-scale; needs a model trained with known frames)")
-    p.add_argument("--condition-mode", choices=("auto", "concat", "replace"), help="with --image (default auto): "
-                   "concat (a model trained with known frames), replace (training-free, any model); auto picks")
+    condition_options(p, image=True)
     p.add_argument("--noise-level", type=float, help="with --image (default 0): noise augmentation of the image")
     p.set_defaults(func=_cmd_sample)
 

@@ -127,8 +127,8 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
         node = data
         parts = key.strip().split(".")
         for part in parts[:-1]:
-            if node.get(part, "missing") is None:  # a section a saved config writes as null (train.lora, data.condition)
-                node[part] = {}  # is filled as a missing one is ("'lora' is not a section" on a run's own config.yaml)
+            if node.get(part, "missing") is None:  # a section a saved config writes as null (train.lora,
+                node[part] = {}  # data.condition) is filled as a missing one is ("'lora' is not a section" before)
             node = node.setdefault(part, {})
             if not isinstance(node, dict):
                 raise ConfigError(f"override {item!r}: {part!r} is not a section")

@@ -276,18 +276,21 @@ def parameter_bytes(config, dtype: str = "fp32") -> int:
 
 def sampling_estimate(config, *, batch: int, frames: int, height: int, width: int, dtype: str = "fp32",
                       guided: bool = True, window: int | None = None, decode: dict | None = None,
-                      view_factor: int = 1, weights: bool = True, output: str = "pixels") -> MemoryEstimate:
+                      view_factor: int = 1, weights: bool = True, output: str = "pixels",
+                      gradients: bool = False) -> MemoryEstimate:
     """What sampling ``batch`` videos of ``frames`` x ``height`` x ``width`` pixels with the model of ``config`` (a
     PipelineConfig) needs: its weights as ``dtype`` (unless ``weights`` is False: a loaded model's are resident
     already), one denoiser call (the batch doubled by classifier-free guidance, ``window`` latent frames at a time for
     long videos), the sampler's float32 states over the whole video, the decode (``decode``: the autoencoder's memory
-    options) and the output (float32 pixels, and uint8 frames upscaled by ``view_factor`` for writing)."""
+    options) and the output (float32 pixels, and uint8 frames upscaled by ``view_factor`` for writing).
+    ``gradients``: each call keeps its activations for a backward pass (reconstruction guidance differentiates the
+    denoiser with respect to its input; counted as a training step's, weights' gradients included: an upper bound)."""
     t, h, w = config.latent_size(frames, height, width)
     c = config.latent_channels
     calls = batch * (2 if guided else 1)
     overhead = OVERHEAD if dtype == "fp32" else BF16_OVERHEAD
     parts = {"weights": parameter_bytes(config, dtype) if weights else 0,
-             "denoiser": int(overhead * _backbone_peak(config, calls, min(t, window or t), h, w, dtype, False)),
+             "denoiser": int(overhead * _backbone_peak(config, calls, min(t, window or t), h, w, dtype, gradients)),
              "sampler": SAMPLER_STATES * batch * c * t * h * w * 4}
     if output == "pixels":
         if config.latent.enabled:

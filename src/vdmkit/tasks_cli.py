@@ -12,6 +12,18 @@ from vdmkit.cli_common import (DTYPE_HELP, NO_PROGRESS_HELP, PRECISION_HELP, abs
 from vdmkit.device import DEVICES_HELP, apply_threads
 
 SDEDIT_STRENGTH = 0.6  # edit --mode sdedit: noise the input this far (of the process time) and denoise
+CONDITION_MODES = ("auto", "concat", "replace", "reconstruction")  # pipelines.conditioned.MODES, without torch
+
+
+def condition_options(p, image: bool = False) -> None:
+    """--condition-mode and --reconstruction-weight, of `sample --image` (``image``) and the task commands."""
+    p.add_argument("--condition-mode", choices=CONDITION_MODES, default=None if image else "auto",
+                   help=("with --image (default auto): " if image else "") + "concat: a model trained with known "
+                   "frames; replace: training-free, any model; reconstruction: replace with VDM's reconstruction "
+                   "guidance (any model; frames that follow the known ones; a backward pass a step, ~3x slower); auto "
+                   "picks concat or replace")
+    p.add_argument("--reconstruction-weight", type=float, help="with --condition-mode reconstruction: its weight w_r "
+                   "(default: pipelines.conditioned.RECONSTRUCTION_WEIGHT; 0 is replace)")
 
 
 def _cmd_edit(args) -> int:
@@ -120,7 +132,8 @@ def _conditioning(args) -> dict:
     knobs = {k: v for k, v in (("eta", getattr(args, "eta", None)),) if v is not None}
     return dict(steps=args.steps, sampler=args.sampler, guidance=args.guidance, seed=args.seed,
                 precision=args.precision, negative_prompt=args.negative_prompt, mode=args.condition_mode,
-                image_guidance=args.image_guidance, noise_level=args.noise_level, **knobs)
+                image_guidance=args.image_guidance, noise_level=args.noise_level,
+                reconstruction_weight=args.reconstruction_weight, **knobs)
 
 
 def _run_task(args, task: str, video, prompt: str, produce_args: dict, extra: dict) -> int:
@@ -133,13 +146,19 @@ def _run_task(args, task: str, video, prompt: str, produce_args: dict, extra: di
 
     device = resolve_device(args.device)
     check_runner(args, device)
+    if args.condition_mode == "reconstruction" and (getattr(args, "compile", None) or getattr(args, "cuda_graphs", 0)):
+        raise ValueError("--condition-mode reconstruction differentiates the model, which a compiled package or CUDA "
+                         "graphs cannot (no backward pass): drop --compile / --cuda-graphs")
     out = check_outputs(args.out, args.strip, (getattr(args, "video", None), getattr(args, "image", None)))
     motion_adapter = getattr(args, "motion_adapter", None)  # sample --image takes one (it was ignored)
     ckpt, config = open_model(model_or_default(args.model, task), motion_adapter)
     args.fps = check_fps(video_fps(config) if args.fps is None else args.fps, out)  # default: the model's rate
     if task == "upscale":
         ignored = [flag for flag, given in (("--image-guidance", args.image_guidance is not None),
-                                            ("--no-keep", args.no_keep)) if given]
+                                            ("--no-keep", args.no_keep),
+                                            ("--reconstruction-weight", args.reconstruction_weight is not None),
+                                            (f"--condition-mode {args.condition_mode}",
+                                             args.condition_mode in ("replace", "reconstruction"))) if given]
         if ignored:
             raise ValueError(f"{', '.join(ignored)} apply to the tasks with known frames (image-to-video, "
                              "interpolate, extend); upscale conditions on the whole low-resolution video")
@@ -170,7 +189,7 @@ def _run_task(args, task: str, video, prompt: str, produce_args: dict, extra: di
     run = {"image_to_video": tasks.image_to_video, "interpolate": tasks.interpolate, "extend": tasks.extend,
            "upscale": tasks.upscale}[task]
     if task == "upscale":
-        for name in ("mode", "image_guidance", "keep_known"):
+        for name in ("mode", "image_guidance", "keep_known", "reconstruction_weight"):
             options.pop(name, None)
     produced = {}
 
@@ -290,8 +309,7 @@ def _task_parser(sub, name: str, func, help: str, video_help: str):
     p.add_argument("--prompt", default="", help="what the video shows (default: empty, the model's image-free text)")
     p.add_argument("--negative-prompt", default="")
     p.add_argument("--out", default=f"{name}.mp4", help="output file: .mp4, .gif, .webp or .png (frame strip)")
-    p.add_argument("--condition-mode", choices=("auto", "concat", "replace"), default="auto",
-                   help="concat: a model trained with known frames; replace: training-free, any model; auto picks")
+    condition_options(p)
     p.add_argument("--image-guidance", type=float, help="two-scale guidance: the scale on the known frames")
     p.add_argument("--noise-level", type=float, default=0.0, help="noise augmentation of the conditioning, [0, 0.99]")
     p.add_argument("--no-keep", action="store_true", help="keep the model's own frames where they were given "

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import yaml
 
-from vdmkit.data.cards import CARD_FILES, PLOTS
+from vdmkit.data.cards import CARD_FILES
 from vdmkit.io.atomic import atomic_path, write_text_atomic
 
 

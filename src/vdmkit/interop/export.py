@@ -86,8 +86,8 @@ def vae_config(cfg: FrameVAEConfig) -> dict:
     if cfg.shift_factor:
         raise ConfigError(f"the frame VAE's shift_factor={cfg.shift_factor} is ignored by TextToVideoSDPipeline's "
                           "decoding; diffusers would decode differently. A model over an autoencoder vdmkit trained "
-                          "(train-vae measures a shift) samples in vdmkit only (`vdmkit convert --to vdmkit` moves it); "
-                          "one over a diffusers VAE (shift 0) exports")
+                          "(train-vae measures a shift) samples in vdmkit only (`vdmkit convert --to vdmkit` moves "
+                          "it); one over a diffusers VAE (shift 0) exports")
     return raw
 
 

@@ -9,6 +9,9 @@ Two ways to condition (``mode``):
   guidance on the image and the text (``image_guidance``: InstructPix2Pix, SVD).
 - ``replace``: training-free, for any model (pretrained folders included): the known frames replace the model's
   estimate at every step (VDM's replacement method), so the output keeps them and fills in the rest.
+- ``reconstruction``: training-free too, any model: replacement plus VDM's reconstruction guidance (Ho et al. 2022,
+  sec. 3.1): the rest of the estimate follows the gradient of the known frames' reconstruction error, so that it
+  agrees with them (replacement alone barely moves it); a backward pass through the model per step.
 
 ``auto`` picks ``concat`` when the model takes known frames, else ``replace``. Sizes are pixels; a latent model
 conditions on the encoded frames. A causal video autoencoder encodes pixel frame 0 alone and each later group of c
@@ -29,14 +32,20 @@ import torch
 from vdmkit.backbones.condition_inputs import upsample
 from vdmkit.backbones.layers import one_run_at_a_time
 from vdmkit.conditioning.masks import augment, check_noise_level
-from vdmkit.errors import ConstraintError
+from vdmkit.errors import ConfigError, ConstraintError
 from vdmkit.pipelines.base import check_decode, sampling_advice
 from vdmkit.pipelines.request import SampleRequest, check_prompts, check_size, make_request
 from vdmkit.sampling.generate import check_callback, check_seed, generate, offset_seed
-from vdmkit.sampling.guidance import check_guidance
+from vdmkit.sampling.guidance import check_guidance, check_reconstruction_weight
 from vdmkit.video import check_video
 
-MODES = ("auto", "concat", "replace")
+MODES = ("auto", "concat", "replace", "reconstruction")
+TRAINING_FREE = ("replace", "reconstruction")
+# condition_mode reconstruction's w_r (guidance.reconstructed). The default model's image-to-video (32 shapes clips,
+# dpmpp_2m 20 steps, bf16): frames 1-15 vs the clip 14.9 dB by replacement, 15.9 / 17.8 / 20.4 / 20.7 at w_r 1 / 10 /
+# 20 / 30 (8 clips for 1 and 10), 19.5 at 50 (8 clips; the object's shape and track blur); frame 0 -> 1 jump 6.4 ->
+# 0.8 px (the clips' own: 1.0)
+RECONSTRUCTION_WEIGHT = 30.0
 # a conditioned model (known frames, low-res video) samples without text guidance unless asked: the conditioning
 # carries the content, and guidance 3 on the text cost 3-4 dB on the shapes tasks (BENCHMARKS.md, conditioned tasks)
 CONCAT_GUIDANCE = 1.0
@@ -48,7 +57,8 @@ class ConditionedRequest:
     """A checked conditioned request: ``base`` (prompts, output frames and size, sampler, schedule, guidance, seed),
     the known pixel frames (B, 3, T, H, W) and their frame mask (B, T) (None: no known frames), the low-resolution
     pixel video (None: no super-resolution), the resolved mode, two-scale ``image_guidance`` (None: one-scale CFG on
-    the text), the conditioning's noise level and whether known frames are pasted into the output."""
+    the text), the conditioning's noise level, whether known frames are pasted into the output and the reconstruction
+    guidance weight (None: not mode reconstruction)."""
 
     base: SampleRequest
     known: torch.Tensor | None = field(default=None, repr=False)
@@ -58,12 +68,14 @@ class ConditionedRequest:
     image_guidance: float | None = None
     noise_level: float = 0.0
     keep_known: bool = False
+    reconstruction_weight: float | None = None
 
     def metadata(self) -> dict:
         """What a conditioned sample's sidecar records beyond a text-to-video one."""
         known = None if self.mask is None else [int(i) for i in self.mask[0].nonzero()[:, 0]]
         return {"condition_mode": self.mode, "known_frames": known, "image_guidance": self.image_guidance,
                 "noise_level": self.noise_level, "keep_known": self.keep_known,
+                "reconstruction_weight": self.reconstruction_weight,
                 "low_res": None if self.low_res is None else list(self.low_res.shape[2:])}
 
 
@@ -78,7 +90,7 @@ def resolve_mode(config, mode: str, *, frames: bool, low_res: bool) -> str:
         if "low_res" not in inputs:
             raise ConstraintError(f"super-resolution needs a model trained on low-resolution inputs "
                                   f"(data.condition.low_res > 1); {trained}")
-        if mode == "replace":
+        if mode in TRAINING_FREE:
             raise ConstraintError("super-resolution has no training-free mode: condition_mode must be concat or auto")
         return "concat"
     if not frames:
@@ -88,7 +100,8 @@ def resolve_mode(config, mode: str, *, frames: bool, low_res: bool) -> str:
                               "with upscale() / `vdmkit upscale`")
     if mode == "concat" and "frames" not in inputs:
         raise ConstraintError(f"condition_mode='concat' needs a model trained with known frames (data.condition "
-                              f"masks); {trained}. Use condition_mode='replace' (training-free, any model)")
+                              f"masks); {trained}. Use condition_mode='replace' or 'reconstruction' (training-free, "
+                              "any model)")
     if mode == "auto":
         return "concat" if "frames" in inputs else "replace"
     return mode
@@ -115,12 +128,14 @@ def check_frame_mask(mask, batch: int, frames: int) -> torch.Tensor:
 
 def conditioned_request(config, prompts, *, known: torch.Tensor | None = None, mask=None,
                         low_res: torch.Tensor | None = None, mode: str = "auto", image_guidance: float | None = None,
-                        noise_level: float = 0.0, keep_known: bool = False, **kwargs) -> ConditionedRequest:
+                        noise_level: float = 0.0, keep_known: bool = False, reconstruction_weight=None,
+                        **kwargs) -> ConditionedRequest:
     """Check a conditioned request against the model (no weights needed). ``known``: pixel frames (B, 3, T, H, W)
     in [-1, 1], read where the frame ``mask`` ((B, T) or (T,), 1 = known) is set; the output has the same frames and
     size. ``low_res``: a pixel video (B, 3, T, h, w) to upscale by the model's factor. One prompt for every video or
     one per video; ``kwargs`` as :func:`~vdmkit.pipelines.request.make_request` (steps, sampler, guidance, seed, ...);
-    in concat mode the text guidance defaults to 1 (none: the known frames carry the content), not the model's."""
+    in concat mode the text guidance defaults to 1 (none: the known frames carry the content), not the model's.
+    ``reconstruction_weight``: mode reconstruction's w_r (default RECONSTRUCTION_WEIGHT; 0 is replacement)."""
     resolved = resolve_mode(config, mode, frames=known is not None, low_res=low_res is not None)
     if (known is None) != (mask is None):
         raise ConstraintError("known frames need their mask, and a mask needs the known frames")
@@ -145,6 +160,12 @@ def conditioned_request(config, prompts, *, known: torch.Tensor | None = None, m
             raise ConstraintError("image_guidance (two-scale guidance) needs a model trained with known frames "
                                   "(condition_mode concat); with replacement there is no image-free branch")
         image_guidance = check_guidance(image_guidance, "image_guidance")  # (it said "guidance")
+    if resolved == "reconstruction":
+        reconstruction_weight = check_reconstruction_weight(
+            RECONSTRUCTION_WEIGHT if reconstruction_weight is None else reconstruction_weight)
+    elif reconstruction_weight is not None:  # it would be ignored
+        raise ConfigError(f"reconstruction_weight={reconstruction_weight!r} applies to condition_mode="
+                          f"'reconstruction'; this request runs in {resolved}: drop it or set the mode")
     if not isinstance(keep_known, bool):
         raise ConstraintError(f"keep_known must be true or false, got {keep_known!r}")
     if keep_known and known is None:
@@ -163,11 +184,12 @@ def conditioned_request(config, prompts, *, known: torch.Tensor | None = None, m
     # two-scale guidance evaluates the negative prompt (its image-only and neither branches) at any text scale
     base = make_request(config, list(prompts), frames=frames, height=height, width=width,
                         unconditional=True if image_guidance is not None else None, **kwargs)
-    if base.cache is not None:
+    if base.cache is not None:  # (and reconstruction guidance differentiates every call, which a cache skips)
         raise ConstraintError("cache (step caching) applies to text-to-video sampling; drop it")
     if known is not None:
         check_whole_groups(mask, temporal_compression(config))
-    return ConditionedRequest(base, known, mask, low_res, resolved, image_guidance, noise_level, keep_known)
+    return ConditionedRequest(base, known, mask, low_res, resolved, image_guidance, noise_level, keep_known,
+                              reconstruction_weight)
 
 
 def temporal_compression(config) -> int:
@@ -213,6 +235,11 @@ def run_conditioned(pipe, request: ConditionedRequest, *, callback: Callable | N
     base = request.base
     check_decode(decode)  # before any sampling
     check_callback(callback)
+    denoiser = pipe.denoiser(base.precision)
+    if request.mode == "reconstruction" and denoiser.model is not pipe.backbone:
+        raise ConfigError("condition_mode='reconstruction' differentiates the backbone, and this pipeline runs a "
+                          "compiled package or CUDA graphs, which have no backward pass: sample it without compile / "
+                          "cuda_graphs (or in mode replace)")
     n = len(base.prompts)
     device = pipe.device
     cond, uncond = pipe.conditions(base.prompts, [base.negative_prompt] * n)
@@ -244,8 +271,8 @@ def run_conditioned(pipe, request: ConditionedRequest, *, callback: Callable | N
                        "neither": dataclasses.replace(image_only, **empty)}
         cond, uncond = full, image_only
     else:
-        options = {"replace": (known, mask)}
-    x = generate(pipe.denoiser(base.precision), x, base.ts, cond, uncond, sampler=base.sampler,
+        options = {"replace": (known, mask), "reconstruction": request.reconstruction_weight}
+    x = generate(denoiser, x, base.ts, cond, uncond, sampler=base.sampler,
                  guidance=base.guidance, guidance_rescale=base.guidance_rescale, generator=generator,
                  callback=callback, **options, **base.knobs)
     if base_video is not None:
@@ -310,7 +337,8 @@ def check_task_memory(config, request: ConditionedRequest, device, dtype: str = 
     batch, pixels = len(base.prompts), base.height * base.width
     estimate = sampling_estimate(config, batch=batch, frames=base.frames, height=base.height, width=base.width,
                                  dtype=dtype, guided=base.guidance > 1, decode=decode, view_factor=view_factor,
-                                 weights=not loaded, output=base.output)
+                                 weights=not loaded, output=base.output,
+                                 gradients=request.mode == "reconstruction")  # it differentiates every call
     parts = dict(estimate.parts)
     parts["inputs"] = sum(4 * t.numel() for t in (request.known, request.low_res) if t is not None)
     parts["output"] = batch * 3 * total * pixels * 4 + total * pixels * 3 * view_factor ** 2

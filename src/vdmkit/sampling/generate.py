@@ -15,7 +15,7 @@ from vdmkit.errors import ConfigError
 from vdmkit.registry import check_sampler
 from vdmkit.sampling.broadcast import AttentionBroadcast
 from vdmkit.sampling.caching import CacheSpec, cached
-from vdmkit.sampling.guidance import guided, guided_two_scale, replaced
+from vdmkit.sampling.guidance import guided, guided_two_scale, reconstructed, replaced
 from vdmkit.sampling.timesteps import CONTINUOUS_SPACINGS, DISCRETE_SPACINGS
 
 MAX_SEED = 2**63 - 1
@@ -79,6 +79,7 @@ def generate(
     image_guidance: float | None = None,
     neither: Any = None,
     replace: tuple[torch.Tensor, torch.Tensor] | None = None,
+    reconstruction: float | None = None,
     **knobs,
 ) -> torch.Tensor:
     """Denoise the starting noise ``x`` (B, C, T, H, W) along the times ``ts`` with ``sampler``, guided by ``cond``
@@ -89,7 +90,8 @@ def generate(
 
     Conditioned generation: with ``image_guidance``, ``uncond`` is the image-only condition and ``neither`` the one
     without image and text (two-scale guidance, guidance.guided_two_scale); ``replace=(known, mask)`` imposes known
-    values where the mask is 1 (guidance.replaced) and pastes them into the result."""
+    values where the mask is 1 (guidance.replaced) and pastes them into the result; with it, ``reconstruction`` (a
+    weight) adds VDM's reconstruction guidance on them (guidance.reconstructed)."""
     process = process or denoiser.process
     entry = check_sampler(sampler, process.name)
     if image_guidance is not None:
@@ -98,7 +100,15 @@ def generate(
         fn = guided_two_scale(denoiser, cond, uncond, neither, guidance, image_guidance)
     else:
         fn = guided(denoiser, cond, uncond, guidance, guidance_rescale)
-    if replace is not None:
+    if reconstruction is not None:
+        if replace is None:
+            raise ConfigError("reconstruction guidance corrects the estimate towards known values: give "
+                              "replace=(known, mask) with it, or drop reconstruction")
+        if cache is not None:  # a skipped call would reuse an estimate without its gradient (pab: frozen attention)
+            raise ConfigError(f"cache (mode {cache.mode}) skips or reuses model calls, which reconstruction "
+                              "guidance differentiates: drop cache or reconstruction")
+        fn = reconstructed(fn, *replace, process, reconstruction)
+    elif replace is not None:
         fn = replaced(fn, *replace)
     if cache is not None and cache.mode == "pab":
         model = getattr(denoiser, "model", denoiser)
