@@ -276,3 +276,24 @@ def test_guidance_rescale_is_diffusers_rescale_noise_cfg(prediction, zero_snr, r
     got = generate(Denoiser(batched, process, OUR_PREDICTION[prediction]), x, ts, torch.ones(SHAPE[0]),
                    torch.zeros(SHAPE[0]), sampler="ddim", guidance=7.5, guidance_rescale=rescale)
     assert (got - theirs).abs().max() / theirs.abs().max() < TOL
+
+
+@pytest.mark.parametrize("name", ["DPMSolverMultistepScheduler", "UniPCMultistepScheduler"])
+@pytest.mark.parametrize("steps", [1, 2, 13])
+def test_zero_snr_multistep_folders_floor_the_v_conversion_too(name, steps):
+    """A zero-SNR v folder's process has alpha 0 at t = 999; diffusers' DPM-Solver++ and UniPC floor alpha_bar at
+    2**-24 there, in the model output's conversion too: vdmkit floored only its coefficients, 2e-3 apart at 1 step
+    (a review, 2026-12-06)."""
+    from vdmkit.interop.diffusers_pipeline import scheduler_config
+    from vdmkit.sampling.generate import generate
+
+    sched = getattr(diffusers, name)(beta_schedule="scaled_linear", **SD_BETAS, prediction_type="v_prediction",
+                                     rescale_betas_zero_snr=True, timestep_spacing="trailing")
+    diffusion, sampling = scheduler_config({**sched.config, "_class_name": name})
+    process = diffusion.build_process()  # as a folder loads it: alpha_bar computed here, 0 at the end
+    sched.set_timesteps(steps)
+    x = start(5)
+    theirs = run_diffusers(sched, x.clone())
+    got = generate(ours(process, "v"), x, make_timesteps(process, steps, "trailing"), None, None,
+                   sampler=sampling["sampler"])
+    assert (got - theirs).abs().max() / theirs.abs().max() < 2e-5

@@ -16,6 +16,7 @@ from vdmkit.registry import check_sampler
 from vdmkit.sampling.broadcast import AttentionBroadcast
 from vdmkit.sampling.caching import CacheSpec, cached
 from vdmkit.sampling.guidance import guided, guided_two_scale, reconstructed, replaced
+from vdmkit.sampling.samplers import ZERO_SNR_ALPHA_BAR
 from vdmkit.sampling.timesteps import CONTINUOUS_SPACINGS, DISCRETE_SPACINGS
 
 MAX_SEED = 2**63 - 1
@@ -61,6 +62,24 @@ def initial_noise(shape: tuple[int, ...], generator: torch.Generator, device: to
     return randn(shape, generator, device or "cpu", dtype)
 
 
+FLOORED_SAMPLERS = ("dpmpp_2m", "unipc")  # the samplers whose diffusers schedulers floor a zero-SNR alpha_bar
+
+
+def floored_at_pure_noise(fn: Callable, process: NoiseProcess) -> Callable:
+    """``fn`` whose x0 estimate at a pure-noise time (alpha 0: zero terminal SNR) is a v model's under diffusers'
+    floored alpha_bar (ZERO_SNR_ALPHA_BAR): a_f x_t + s_f x0 (x0 = -v at alpha 0). The multistep samplers floored
+    their coefficients but not this conversion: 2e-3 from diffusers at 1 step, 1.5e-5 at 13 (a review, 2026-12-06)."""
+    a_f, s_f = ZERO_SNR_ALPHA_BAR ** 0.5, (1 - ZERO_SNR_ALPHA_BAR) ** 0.5
+
+    def floored(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        x0 = fn(x, t)
+        alpha, _ = process.alpha_sigma(torch.as_tensor(t, device=x.device).expand(x.shape[0]), x)
+        pure = alpha == 0
+        return torch.where(pure, a_f * x + s_f * x0, x0) if bool(pure.any()) else x0
+
+    return floored
+
+
 def generate(
     denoiser: Denoiser | Callable,
     x: torch.Tensor,
@@ -100,6 +119,8 @@ def generate(
         fn = guided_two_scale(denoiser, cond, uncond, neither, guidance, image_guidance)
     else:
         fn = guided(denoiser, cond, uncond, guidance, guidance_rescale)
+    if sampler in FLOORED_SAMPLERS and not process.continuous and getattr(denoiser, "prediction", None) == "v":
+        fn = floored_at_pure_noise(fn, process)
     if reconstruction is not None:
         if replace is None:
             raise ConfigError("reconstruction guidance corrects the estimate towards known values: give "
