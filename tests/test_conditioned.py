@@ -290,6 +290,15 @@ def test_conditioned_requests_refuse_bad_inputs_before_any_weights(models):
         task_request(frames_cfg, "image_to_video", clip(1, t=1, size=17)[:, :, 0], "x")
     with pytest.raises(ConstraintError, match="at least 2 keyframes"):
         task_request(frames_cfg, "interpolate", clip(1, t=1), "x")
+    # beyond the model's length: one clip, said (plain sample goes to windows there; this was unsaid, a review)
+    with pytest.warns(UserWarning, match="image-to-video of 8 frames, beyond the model's 4 .*: sampled as one clip"):
+        task_request(frames_cfg, "image_to_video", clip(1, t=1)[:, :, 0], "x", frames=8)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        task_request(frames_cfg, "image_to_video", clip(1, t=1)[:, :, 0], "x", frames=4)
+        task_request(frames_cfg, "image_to_video", clip(1, t=1)[:, :, 0], "x", frames=8, stand_in=True)
     with pytest.raises(ConstraintError, match="above the 4 frames"):
         task_request(frames_cfg, "extend", clip(1, t=4), "x", frames=4)
     with pytest.raises(ConstraintError, match="condition_mode='replace'"):

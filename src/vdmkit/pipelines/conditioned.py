@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import numbers
+import warnings
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -371,6 +372,10 @@ def first_frame_request(config, image: torch.Tensor, prompts, *, frames: int | N
     frames = check_size("frames", config.frames if frames is None else frames)
     if frames < 2:
         raise ConstraintError(f"image-to-video makes at least 2 frames, got frames={frames}")
+    if frames > config.frames and not stand_in:  # text-to-video goes to windows there; this ran one clip, unsaid
+        warnings.warn(f"image-to-video of {frames} frames, beyond the model's {config.frames} (its training length, "
+                      f"or a folder's default): sampled as one clip of {frames}; for a longer video, make "
+                      f"{config.frames} and extend them (`vdmkit extend`, extend())", stacklevel=3)
     from vdmkit.memory import MemoryEstimate, check_fits
 
     # the known frames are built here, where the image is, and checked (a temporary of their size): with the output
