@@ -771,3 +771,29 @@ def test_training_a_super_resolution_model_names_no_previews_it_did_not_write(tm
                      f"train.out_dir={tmp_path / 'sr'}", "train.precision=fp32", "--no-progress"]) == 0
     said = capsys.readouterr().out
     assert "trained to step 1" in said and "previews" not in said and not (tmp_path / "sr" / "samples").exists()
+
+
+def test_tasks_take_lora_adapters_and_the_fast_adapter(models, tmp_path):
+    """--lora and --fast were refused by sample --image and missing from interpolate, extend, upscale and edit: an
+    adapter applied to a task only through a merged copy (a review, 2026-12-06). They load before the task runs, and
+    a consistency adapter brings its sampling (lcm, 4 steps, guidance 1)."""
+    from PIL import Image
+
+    from vdmkit.pipelines.default import default_lcm_adapter
+
+    Image.fromarray(torch.zeros(32, 32, 3, dtype=torch.uint8).numpy()).save(tmp_path / "first.png")
+    keys = write_clip(tmp_path / "keys.mp4", 2, 32)
+    clip32 = write_clip(tmp_path / "clip.mp4", 4, 32)
+    runs = {"i2v": ["sample", "--image", str(tmp_path / "first.png"), "--prompt", "a red circle", "--frames", "4"],
+            "interp": ["interpolate", "--video", keys, "--factor", "2"],
+            "edit": ["edit", "--video", clip32, "--prompt", "a red circle", "--strength", "0.5"]}
+    for name, argv in runs.items():
+        out = tmp_path / f"{name}.mp4"
+        assert cli.main([*argv, "--fast", "--out", str(out), "--no-progress"]) == 0, name
+        meta = json.loads((tmp_path / f"{name}.mp4.json").read_text())
+        assert meta["sampler"] == "lcm" and meta["steps"] == 4 and meta["guidance"] == 1.0, (name, meta["sampler"])
+        assert [entry["path"] for entry in meta["lora"]] == [str(default_lcm_adapter())], name
+    # another model's adapter is refused before any weights load, naming --force-lora
+    assert cli.main(["interpolate", "--model", models["t2v"], "--video", write_clip(tmp_path / "k16.mp4", 2, 16),
+                     "--lora", str(default_lcm_adapter()), "--out", str(tmp_path / "x.mp4")]) == 2
+    assert not (tmp_path / "x.mp4").exists()

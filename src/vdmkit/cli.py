@@ -7,12 +7,11 @@ import dataclasses
 import importlib
 import json
 import sys
-import warnings
 from pathlib import Path
 
 from vdmkit.cli_common import (COMPILE_HELP, CUDA_GRAPHS_HELP, DTYPE_HELP, PRECISION_HELP, absolute, apply_runner,
                                check_runner, step_bar, weights_dtype)
-from vdmkit.cli_common import model_or_default as _model_or_default, report as _report, seed as _seed
+from vdmkit.cli_common import model_or_default as _model_or_default, read_loras, report as _report, seed as _seed
 from vdmkit.device import COMPILE_MODES, DEVICES_HELP, apply_threads, keep_freed_memory
 from vdmkit.errors import ConfigError, ConstraintError, VdmkitError
 from vdmkit.tasks_cli import condition_options
@@ -165,7 +164,7 @@ def _cmd_sample(args) -> int:
     for out in outs:  # a rate the format cannot store (an mp4 below 0.0005 fps, a GIF below 1/655 fps)
         check_fps(args.fps, out)
     refuse_conditioned(config)  # a model trained on known frames or low-res videos runs by its task
-    adapters = _read_loras(args.lora or [], ckpt, args.force_lora)
+    adapters = read_loras(args.lora or [], ckpt, args.force_lora)
     # a consistency adapter at a scale other than 0: lcm, its steps, no guidance
     config = with_adapter_sampling(config, [adapter for adapter, scale in adapters if scale != 0])
     knobs = {k: v for k, v in (("eta", args.eta), ("order", args.order)) if v is not None}
@@ -299,32 +298,6 @@ def _sample_one(pipe, request, out: Path, args, decode: dict, threads: int, quie
                                       **(extra or {})})
         seconds = time.perf_counter() - start
     _report(result, out, args.strip, None if quiet else {"seconds": round(seconds, 2), "threads": threads})
-
-
-def _read_loras(values: list[str], ckpt, force: bool) -> list[tuple]:
-    """--lora PATH[:SCALE] ...: each file read once and checked (a LoRA adapter, trained on this base unless
-    --force-lora) before the model's weights load; (adapter, scale) pairs for ``Pipeline.load_lora``."""
-    from vdmkit.backbones.lora import check_base, parse_lora_argument, read_adapter
-    from vdmkit.pipelines.base import weights_identities
-
-    base = weights_identities(ckpt)
-    adapters, seen = [], {}
-    for path, scale in map(parse_lora_argument, values):
-        adapter = read_adapter(path)
-        check_base(adapter, base, force=force, override="--force-lora applies it anyway")
-        key = adapter.header.get("tensors_sha256") or str(Path(path).resolve())
-        if key in seen:  # applied twice it would act as one adapter at the sum of the scales
-            raise ConfigError(f"--lora {path!r} gives the same adapter as --lora {seen[key]!r}; give it once, with the "
-                              "scale wanted (PATH:SCALE)")
-        seen[key] = path
-        if abs(scale) > LARGE_LORA_SCALE:
-            warnings.warn(f"--lora {path!r}: scale {scale:g} is far outside the usual 0-2; samples will likely break",
-                          stacklevel=2)
-        adapters.append((adapter, scale))
-    return adapters
-
-
-LARGE_LORA_SCALE = 10.0
 
 
 LONG_FLAGS = ("window", "overlap", "prompt_at", "weighting")

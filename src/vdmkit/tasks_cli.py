@@ -8,7 +8,7 @@ import json
 import sys
 
 from vdmkit.cli_common import (DTYPE_HELP, NO_PROGRESS_HELP, PRECISION_HELP, absolute, apply_runner, check_outputs,
-                               check_runner, model_or_default, report, seed, step_bar, weights_dtype)
+                               check_runner, model_or_default, read_loras, report, seed, step_bar, weights_dtype)
 from vdmkit.device import DEVICES_HELP, apply_threads
 
 SDEDIT_STRENGTH = 0.6  # edit --mode sdedit: noise the input this far (of the process time) and denoise
@@ -24,6 +24,30 @@ def condition_options(p, image: bool = False) -> None:
                    "picks concat or replace")
     p.add_argument("--reconstruction-weight", type=float, help="with --condition-mode reconstruction: its weight w_r "
                    "(default: pipelines.conditioned.RECONSTRUCTION_WEIGHT; 0 is replace)")
+
+
+def task_adapters(args, ckpt, config) -> tuple[list, object]:
+    """--lora / --force-lora / --fast of a task command, read and checked before any weights load: the (adapter,
+    scale) pairs to load, and ``config`` with the sampling defaults they record (a consistency adapter: lcm, its
+    steps, guidance 1). The tasks refused them before 2026-12-06 (an adapter applied only through a merged copy)."""
+    from vdmkit.pipelines.base import with_adapter_sampling
+
+    loras = list(getattr(args, "lora", None) or [])
+    if getattr(args, "fast", False):
+        from vdmkit.pipelines.default import fast_adapters
+
+        loras = fast_adapters(args.model, loras)
+    if getattr(args, "force_lora", False) and not loras:
+        raise ValueError("--force-lora applies --lora adapters trained on another base: give --lora PATH")
+    adapters = read_loras(loras, ckpt, getattr(args, "force_lora", False))
+    return adapters, with_adapter_sampling(config, [adapter for adapter, scale in adapters if scale != 0])
+
+
+def adapter_options(p) -> None:
+    p.add_argument("--lora", action="append", metavar="PATH[:SCALE]", help="apply a LoRA adapter (.safetensors from "
+                   "train.lora or distill), its delta times SCALE (default 1); repeat for several")
+    p.add_argument("--force-lora", action="store_true", help="apply --lora adapters trained on another base model")
+    p.add_argument("--fast", action="store_true", help="the default model with its consistency adapter (lcm, 4 steps)")
 
 
 def _cmd_edit(args) -> int:
@@ -54,6 +78,7 @@ def _cmd_edit(args) -> int:
             raise ValueError(f"--{name} must be a positive integer, got {getattr(args, name)}")
     model = model_or_default(args.model, "edit")
     ckpt, config = open_model(model, args.motion_adapter)
+    adapters, config = task_adapters(args, ckpt, config)
     args.fps = check_fps(video_fps(config) if args.fps is None else args.fps, out)  # default: the model's rate
     video = from_uint8(read_video(args.video))  # (1, 3, T, H, W); InvalidVideoError names the file
     if args.frames is not None:
@@ -78,6 +103,8 @@ def _cmd_edit(args) -> int:
     threads = apply_threads(args.threads)
 
     pipe = TextToVideo.from_pretrained(ckpt, device=device, dtype=weights_dtype(args))
+    for adapter, scale in adapters:
+        pipe.load_lora(adapter, scale, force=args.force_lora)
     extra = {"mode": args.mode, "input_video": str(args.video), "dtype": weights_dtype(args), "threads": threads,
              "motion_adapter": absolute(args.motion_adapter)}  # as `vdmkit sample` records it
     if args.mode == "sdedit":
@@ -152,6 +179,7 @@ def _run_task(args, task: str, video, prompt: str, produce_args: dict, extra: di
     out = check_outputs(args.out, args.strip, (getattr(args, "video", None), getattr(args, "image", None)))
     motion_adapter = getattr(args, "motion_adapter", None)  # sample --image takes one (it was ignored)
     ckpt, config = open_model(model_or_default(args.model, task), motion_adapter)
+    adapters, config = task_adapters(args, ckpt, config)
     args.fps = check_fps(video_fps(config) if args.fps is None else args.fps, out)  # default: the model's rate
     if task == "upscale":
         ignored = [flag for flag, given in (("--image-guidance", args.image_guidance is not None),
@@ -185,6 +213,8 @@ def _run_task(args, task: str, video, prompt: str, produce_args: dict, extra: di
                                                         if k in ("factor", "frames")}))
     threads = apply_threads(args.threads)
     pipe = TextToVideo.from_pretrained(ckpt, device=device, dtype=weights_dtype(args))
+    for adapter, scale in adapters:
+        pipe.load_lora(adapter, scale, force=getattr(args, "force_lora", False))
     apply_runner(pipe, args)  # sample --image: --compile / --cuda-graphs
     run = {"image_to_video": tasks.image_to_video, "interpolate": tasks.interpolate, "extend": tasks.extend,
            "upscale": tasks.upscale}[task]
@@ -217,13 +247,13 @@ def sample_image(args) -> int:
         raise ValueError("--image makes one video: give --prompt, not --prompts")
     # what image-to-video does not take (each was accepted and ignored until 2026-12-06, the video unchanged)
     unsupported = [flag for flag, value in (
-        ("--lora", args.lora), ("--fast", args.fast), ("--latents", args.latents), ("--cache", args.cache),
+        ("--latents", args.latents), ("--cache", args.cache),
         ("--cache-threshold", args.cache_threshold), ("--cache-reuse", args.cache_reuse),
         ("--long-mode", args.long_mode), ("--window", args.window), ("--overlap", args.overlap),
         ("--weighting", args.weighting), ("--prompt-at", args.prompt_at), ("--timesteps", args.timesteps),
         ("--schedules", args.schedules), ("--spacing", args.spacing), ("--order", args.order),
         ("--guidance-rescale", args.guidance_rescale), ("--vae-tile", args.vae_tile),
-        ("--vae-frame-chunk", args.vae_frame_chunk), ("--out-dir", args.out_dir), ("--force-lora", args.force_lora))
+        ("--vae-frame-chunk", args.vae_frame_chunk), ("--out-dir", args.out_dir))
         if value]
     if unsupported:
         raise ValueError(f"{', '.join(unsupported)} do(es) not apply to image-to-video (--image)")
@@ -310,6 +340,7 @@ def _task_parser(sub, name: str, func, help: str, video_help: str):
     p.add_argument("--negative-prompt", default="")
     p.add_argument("--out", default=f"{name}.mp4", help="output file: .mp4, .gif, .webp or .png (frame strip)")
     condition_options(p)
+    adapter_options(p)
     p.add_argument("--image-guidance", type=float, help="two-scale guidance: the scale on the known frames")
     p.add_argument("--noise-level", type=float, default=0.0, help="noise augmentation of the conditioning, [0, 0.99]")
     p.add_argument("--no-keep", action="store_true", help="keep the model's own frames where they were given "
@@ -336,6 +367,7 @@ def register(sub) -> None:
     p.add_argument("--model", help="checkpoint or run directory, or a diffusers pipeline folder (default: the "
                    "bundled default model)")
     p.add_argument("--motion-adapter", help="with a Stable Diffusion folder as --model: AnimateDiff motion modules")
+    adapter_options(p)
     p.add_argument("--video", required=True, help="the clip to edit (its frames and size must suit the model: "
                    "see --frames, --height, --width)")
     p.add_argument("--prompt", required=True, help="what the edited video should show")
