@@ -286,3 +286,18 @@ def test_edit_at_strength_zero_returns_float32_as_every_edit():
     same = edit(pipe, videos.double(), list(captions), strength=0.0, steps=2)
     assert same.dtype == torch.float32 and torch.equal(same, videos.double().float())
     assert edit(pipe, videos.double(), list(captions), strength=0.5, steps=2).dtype == torch.float32
+
+
+def test_edit_inverted_rescales_guidance_in_the_models_own_output_space(model, monkeypatch):
+    """The attention hook wrapped the denoiser in a plain function, so the rescale fell back to the x0 estimate unsaid
+    (0.46 from the prediction-space one on a tiny model), where every other path rescales eps / v (a review)."""
+    from vdmkit.sampling import guidance
+
+    _, pipe, videos, captions = model
+    inversion = invert(pipe, videos, captions, steps=2, guidance=3.0, guidance_rescale=0.7)
+    seen = []
+    real = guidance.rescaled_in_prediction_space
+    monkeypatch.setattr(guidance, "rescaled_in_prediction_space",
+                        lambda denoiser, *a: seen.append(getattr(denoiser, "prediction", None)) or real(denoiser, *a))
+    edit_inverted(pipe, inversion, ["a blue circle"], guidance=3.0, guidance_rescale=0.7)
+    assert seen and set(seen) == {pipe.denoiser().prediction}

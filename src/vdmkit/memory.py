@@ -284,7 +284,8 @@ def sampling_estimate(config, *, batch: int, frames: int, height: int, width: in
     long videos), the sampler's float32 states over the whole video, the decode (``decode``: the autoencoder's memory
     options) and the output (float32 pixels, and uint8 frames upscaled by ``view_factor`` for writing).
     ``gradients``: each call keeps its activations for a backward pass (reconstruction guidance differentiates the
-    denoiser with respect to its input; counted as a training step's, weights' gradients included: an upper bound)."""
+    denoiser with respect to its input; counted as a training step's forward and backward: 1.5x the measured growth
+    of peak RSS at 16x32x32 on the default model, 0.9x at 16x96x96)."""
     t, h, w = config.latent_size(frames, height, width)
     c = config.latent_channels
     calls = batch * (2 if guided else 1)

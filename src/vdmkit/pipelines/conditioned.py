@@ -346,6 +346,9 @@ def check_task_memory(config, request: ConditionedRequest, device, dtype: str = 
     windows = f" in windows of {base.frames}" if total != base.frames else ""
     advice = advice or sampling_advice(config, dataclasses.replace(base, frames=total), dtype, view_factor,
                                        task=task, decode=decode)
+    if request.mode == "reconstruction":  # its backward pass is most of the denoiser's figure (9x at 16x96x96)
+        advice += (", or condition mode replace (--condition-mode replace / mode='replace': the denoiser's figure "
+                   "includes reconstruction guidance's backward pass)")
     check_fits(MemoryEstimate(parts), device, f"{len(base.prompts)} x {total} frames at {base.height}x{base.width}"
                f"{windows} ({dtype})", advice)
 

@@ -256,6 +256,9 @@ def _edit_pairs(pipe, inversion: Inversion, request: SampleRequest, sources, neg
         hook.batch, hook.active = x_t.shape[0], bool(t.max() >= until)
         return denoiser(x_t, t, c)
 
+    # what guidance reads of the denoiser: its output's space (the rescale fell back to x0 unsaid, a review)
+    hooked.prediction, hooked.process = denoiser.prediction, denoiser.process
+
     with self_attention_hook(pipe.backbone, hook):  # the run lock (decorator) keeps other threads' calls out
         x = generate(hooked, x, request.ts, cond, uncond, sampler=request.sampler,
                      guidance=scale,

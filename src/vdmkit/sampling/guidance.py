@@ -89,7 +89,8 @@ def rescaled_in_prediction_space(denoiser, x0: torch.Tensor, x0_c: torch.Tensor,
                                  rescale: float) -> torch.Tensor:
     """:func:`rescale_guided` on the model's own output (eps, v or velocity), as Lin et al. and diffusers'
     ``rescale_noise_cfg`` do, then back to x0: the std rescale is not linear, so on the x0 estimate it was 44-92% from
-    diffusers for eps and v models (before 2026-12-06). A denoiser without a process (any callable) rescales x0."""
+    diffusers for eps and v models (before 2026-12-06). A denoiser without a process and a prediction (any callable:
+    give a wrapper the Denoiser's ``prediction`` and ``process`` attributes, as editing's does) rescales x0."""
     space, process = getattr(denoiser, "prediction", "x0"), getattr(denoiser, "process", None)
     if space == "x0" or process is None:
         return rescale_guided(x0, x0_c, rescale)
@@ -159,7 +160,9 @@ def reconstructed(fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], know
         x~0_b = x^0_b - (w_r alpha_t / 2) grad_{x_t} || x_a - x^0_a(x_t) ||^2
 
     (``known`` = x_a where ``mask`` is 1, ``process``'s alpha_t, ``weight`` = w_r), then the known entries are
-    replaced. Replacement alone keeps x_t on the known values' trajectory but never tells the rest of the video
+    replaced. The error is averaged over each video's known frames, so one weight serves one known frame or many:
+    summed, 30 (tuned on image-to-video) made interpolation from 4 keyframes 16.8 dB where replacement gives 23.2
+    (30 / 4 gave 29.4; a review, 2026-12-06). Replacement alone keeps x_t on the known values' trajectory but never tells the rest of the video
     what they are; the gradient does. It costs a backward pass through the model per call (the default model's
     image-to-video, bf16 on 2 CPU cores: about 3x replacement's time). Needs only gradients of ``fn`` with respect
     to its input: any model, frozen weights included (not a step cache, which skips calls, nor a compiled package
@@ -173,7 +176,8 @@ def reconstructed(fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], know
             x_t = x.detach().requires_grad_(True)
             x0 = fn(x_t, t)
             m, x_a = mask.to(x0), known.to(x0)
-            error = (m * (x_a - x0).square()).sum()  # || x_a - x^0_a ||^2 over the known entries only
+            frames = m.expand_as(x0).amax(dim=(1, 3, 4), keepdim=True).sum(dim=2, keepdim=True).clamp(min=1)
+            error = (m * (x_a - x0).square() / frames).sum()  # || x_a - x^0_a ||^2 over the known entries only
             (grad,) = torch.autograd.grad(error, x_t)  # the graph is freed here
         alpha, _ = process.alpha_sigma(t, x0)
         x0 = x0.detach() - (weight * alpha / 2) * grad.to(x0)
