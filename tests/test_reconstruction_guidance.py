@@ -48,16 +48,20 @@ def known_and_mask(shape=(1, 2, 3, 2, 2)):
 
 # --- the correction ------------------------------------------------------------------------------------------------
 
+def linear_case(known):
+    """A linear denoiser x0(x) = W x, a process, a time, its alpha and a starting x for ``known``'s shape."""
+    n = known.numel()
+    w_mat = torch.randn(n, n, generator=torch.Generator().manual_seed(2), dtype=torch.float64) / math.sqrt(n)
+    process, t = DiscreteVP.from_schedule("cosine"), torch.tensor([600])
+    x = torch.randn(known.shape, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    return w_mat, (lambda x, t: (w_mat @ x.flatten()).view_as(x)), process, t, process.alpha_sigma(t, known)[0], x
+
+
 def test_the_correction_is_the_gradient_of_the_known_frames_error_on_a_linear_denoiser():
     """x0(x) = W x: grad_x ||m (k - W x)||^2 = -2 W^T m (k - W x), so x~0 = W x + w alpha W^T m (k - W x) on the
     unknown entries; the known ones are k."""
     known, mask = known_and_mask()
-    n = known.numel()
-    w_mat = torch.randn(n, n, generator=torch.Generator().manual_seed(2), dtype=torch.float64) / math.sqrt(n)
-    fn = lambda x, t: (w_mat @ x.flatten()).view_as(x)  # noqa: E731
-    process, t = DiscreteVP.from_schedule("cosine"), torch.tensor([600])
-    alpha = process.alpha_sigma(t, known)[0]
-    x = torch.randn(known.shape, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    w_mat, fn, process, t, alpha, x = linear_case(known)
     m = mask.expand_as(known)
     residual = (m * (known - fn(x, t))).flatten()
     expected = fn(x, t) + 7.0 * alpha * (w_mat.T @ residual).view_as(x)
@@ -249,12 +253,7 @@ def test_the_error_is_averaged_over_the_known_frames():
     mask = torch.zeros(1, 1, 3, 1, 1, dtype=torch.float64)
     mask[:, :, 0] = mask[:, :, 2] = 1
     mask = mask.expand(1, 1, 3, 2, 2)
-    n = known.numel()
-    w_mat = torch.randn(n, n, generator=torch.Generator().manual_seed(2), dtype=torch.float64) / math.sqrt(n)
-    fn = lambda x, t: (w_mat @ x.flatten()).view_as(x)  # noqa: E731
-    process, t = DiscreteVP.from_schedule("cosine"), torch.tensor([600])
-    alpha = process.alpha_sigma(t, known)[0]
-    x = torch.randn(known.shape, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    w_mat, fn, process, t, alpha, x = linear_case(known)
     m = mask.expand_as(known)
     expected = fn(x, t) + (8.0 / 2) * alpha * (w_mat.T @ (m * (known - fn(x, t))).flatten()).view_as(x)
     with torch.no_grad():

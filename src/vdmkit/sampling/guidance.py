@@ -162,11 +162,11 @@ def reconstructed(fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], know
     (``known`` = x_a where ``mask`` is 1, ``process``'s alpha_t, ``weight`` = w_r), then the known entries are
     replaced. The error is averaged over each video's known frames, so one weight serves one known frame or many:
     summed, 30 (tuned on image-to-video) made interpolation from 4 keyframes 16.8 dB where replacement gives 23.2
-    (30 / 4 gave 29.4; a review, 2026-12-06). Replacement alone keeps x_t on the known values' trajectory but never tells the rest of the video
-    what they are; the gradient does. It costs a backward pass through the model per call (the default model's
-    image-to-video, bf16 on 2 CPU cores: about 3x replacement's time). Needs only gradients of ``fn`` with respect
-    to its input: any model, frozen weights included (not a step cache, which skips calls, nor a compiled package
-    or CUDA graph, which have no backward)."""
+    (30 / 4 gave 29.4; a review, 2026-12-06). Replacement alone keeps x_t on the known values' trajectory but never
+    tells the rest of the video what they are; the gradient does. It costs a backward pass through the model per
+    call (the default model's image-to-video, bf16 on 2 CPU cores: about 3x replacement's time). Needs only
+    gradients of ``fn`` with respect to its input: any model, frozen weights included (not a step cache, which skips
+    calls, nor a compiled package or CUDA graph, which have no backward)."""
     weight = check_reconstruction_weight(weight)
     if weight == 0:  # no gradient taken: exactly replacement (with grad on, bf16 kernels may round differently)
         return replaced(fn, known, mask)
