@@ -533,3 +533,18 @@ def test_a_new_run_refuses_data_size_below_the_multiple_and_records_its_bucket_r
     run = train(load_config("configs/folder_tiny.yaml", overrides), progress=False)
     doc = json.loads(next((run / "checkpoints").iterdir()).joinpath("run.json").read_text())
     assert doc["data"]["buckets"] == "nearest" and doc["data"]["root"] == str(clips)
+
+
+def test_a_run_records_the_rate_its_clips_were_read_at(tmp_path, clips):
+    """Clips are never read above their own rate: 8 fps clips under data.fps 24 were read at 8 and recorded as 24,
+    so the model's videos played 3x fast (a review, 2026-12-06)."""
+    import json
+
+    from vdmkit.training import load_config, train
+
+    overrides = [f"data.root={clips}", "data.fps=24", "train.steps=1", "train.sample_every=100",
+                 f"train.out_dir={tmp_path / 'run'}"]
+    with pytest.warns(UserWarning, match="data.fps=24 is above the clips' own rate .8 fps.: they are read at 8 fps"):
+        run = train(load_config("configs/folder_tiny.yaml", overrides), progress=False)
+    config = json.loads(next((run / "checkpoints").iterdir()).joinpath("config.json").read_text())
+    assert config["sampling"]["fps"] == 8.0

@@ -193,6 +193,7 @@ def train(cfg: RunConfig, *, resume: bool = False, progress: bool = True) -> Pat
                                     kind_group=world.size * layout.accum)
             if hasattr(dataset, "epoch_batches"):  # data too small for one step's batches: said before the model is
                 dataset.epoch_batches(0)  # built and the run folder written (it failed at the first batch)
+        cfg = clips_rate(cfg, dataset, world.main)  # the rate the model's videos play at: the clips' as read
         data = dataset.identity() if hasattr(dataset, "identity") else None  # clips or a cache: compared on resume
         pipe = TextToVideo(cfg.pipeline()).train()  # initialised on the CPU: the same weights on every device
         if cfg.latent.enabled:
@@ -510,6 +511,31 @@ def moved_autoencoder(run_checkpoint: Path, saved, ours) -> str:
 # run may be continued at a lower lr), and says so, since it is no longer the run that would have gone on
 TRAJECTORY = ("batch_size", "lr", "warmup_steps", "weight_decay", "grad_clip", "ema_decay",
               "cond_dropout", "image_ratio", "precision", "seed")
+
+
+def clips_rate(cfg: RunConfig, dataset, say: bool) -> RunConfig:
+    """Clips are read at data.fps, never above their own rate: a run whose clips are all slower records their rate
+    as the one its videos play at (it recorded data.fps: 8 fps clips under data.fps 24 played 3x fast, a review of
+    session 18's rate), and mixed rates below data.fps are said (their motion differs in speed)."""
+    fps, samples = getattr(cfg.data, "fps", None), getattr(dataset, "samples", None)
+    if fps is None or cfg.sampling.fps is not None or not samples:
+        return cfg
+    rates = sorted({round(min(fps, s.info.fps), 3) for s in samples if s.info.frames > 1})
+    slower = [r for r in rates if r < round(fps, 3)]
+    if not slower:
+        return cfg
+    if len(rates) == 1:
+        if say:
+            warnings.warn(f"data.fps={fps:g} is above the clips' own rate ({rates[0]:g} fps): they are read at "
+                          f"{rates[0]:g} fps, and the model records {rates[0]:g} fps as the rate its videos play at",
+                          stacklevel=3)
+        return dataclasses.replace(cfg, sampling=dataclasses.replace(cfg.sampling, fps=rates[0]))
+    if say:
+        listed = ", ".join(f"{r:g}" for r in slower)
+        warnings.warn(f"clips slower than data.fps={fps:g} are read at their own rate ({listed} fps): their motion "
+                      f"moves further per frame than the others'; the model records {fps:g} fps (set data.fps to the "
+                      "slowest rate for one speed)", stacklevel=3)
+    return cfg
 
 
 def keep_bucket_rule(cfg: RunConfig, start: Checkpoint | None) -> RunConfig:
