@@ -773,7 +773,7 @@ def test_training_a_super_resolution_model_names_no_previews_it_did_not_write(tm
     assert "trained to step 1" in said and "previews" not in said and not (tmp_path / "sr" / "samples").exists()
 
 
-def test_tasks_take_lora_adapters_and_the_fast_adapter(models, tmp_path):
+def test_tasks_take_lora_adapters_and_the_fast_adapter(models, tmp_path, capsys):
     """--lora and --fast were refused by sample --image and missing from interpolate, extend, upscale and edit: an
     adapter applied to a task only through a merged copy (a review, 2026-12-06). They load before the task runs, and
     a consistency adapter brings its sampling (lcm, 4 steps, guidance 1)."""
@@ -793,6 +793,17 @@ def test_tasks_take_lora_adapters_and_the_fast_adapter(models, tmp_path):
         meta = json.loads((tmp_path / f"{name}.mp4.json").read_text())
         assert meta["sampler"] == "lcm" and meta["steps"] == 4 and meta["guidance"] == 1.0, (name, meta["sampler"])
         assert [entry["path"] for entry in meta["lora"]] == [str(default_lcm_adapter())], name
+    # inversion cannot retrace the adapter's lcm: said as such (it named a sampler the user never chose)
+    assert cli.main(["edit", "--video", clip32, "--prompt", "x", "--mode", "invert", "--source-prompt", "y", "--fast",
+                     "--out", str(tmp_path / "inv.mp4")]) == 2
+    assert "--mode invert retraces a deterministic sampler, and the consistency adapter" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # the default model is no super-resolution model: upscale has no --fast
+        cli.main(["upscale", "--model", models["sr"], "--video", keys, "--fast"])
+    capsys.readouterr()
+    # beyond the model's length: said once (it came raw and then again as "warning:")
+    assert cli.main(["sample", "--image", str(tmp_path / "first.png"), "--prompt", "x", "--frames", "20", "--fast",
+                     "--out", str(tmp_path / "long.mp4"), "--no-progress"]) == 0
+    assert capsys.readouterr().err.count("image-to-video of 20 frames, beyond") == 1
     # another model's adapter is refused before any weights load, naming --force-lora
     assert cli.main(["interpolate", "--model", models["t2v"], "--video", write_clip(tmp_path / "k16.mp4", 2, 16),
                      "--lora", str(default_lcm_adapter()), "--out", str(tmp_path / "x.mp4")]) == 2

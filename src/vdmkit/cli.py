@@ -111,8 +111,9 @@ def _cmd_sample(args) -> int:
                               ("--noise-level", args.image is None and args.noise_level is not None),
                               ("--reconstruction-weight", not args.image and args.reconstruction_weight is not None),
                               ("--force-lora", args.force_lora and not args.lora)) if bad]
-    if stray:
-        raise ValueError(f"{', '.join(stray)}: not used by this request (image-to-video's need --image); drop them")
+    if stray:  # (--force-lora's is no image-to-video option: the hint misled with --image given)
+        hint = " (image-to-video's need --image)" if any("--force-lora" not in f for f in stray) else ""
+        raise ValueError(f"{', '.join(stray)}: not used by this request{hint}; drop them")
     args.out, args.condition_mode = args.out or "sample.mp4", args.condition_mode or "auto"
     args.noise_level = 0.0 if args.noise_level is None else args.noise_level
     if args.image is not None or args.image_guidance is not None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import sys
+import warnings
 
 from vdmkit.cli_common import (DTYPE_HELP, NO_PROGRESS_HELP, PRECISION_HELP, absolute, apply_runner, check_outputs,
                                check_runner, model_or_default, read_loras, report, seed, step_bar, weights_dtype)
@@ -37,17 +38,19 @@ def task_adapters(args, ckpt, config) -> tuple[list, object]:
         from vdmkit.pipelines.default import fast_adapters
 
         loras = fast_adapters(args.model, loras)
-    if getattr(args, "force_lora", False) and not loras:
+    if getattr(args, "force_lora", False) and not getattr(args, "lora", None):  # as sample refuses it, --fast or not
         raise ValueError("--force-lora applies --lora adapters trained on another base: give --lora PATH")
     adapters = read_loras(loras, ckpt, getattr(args, "force_lora", False))
     return adapters, with_adapter_sampling(config, [adapter for adapter, scale in adapters if scale != 0])
 
 
-def adapter_options(p) -> None:
+def adapter_options(p, fast: bool = True) -> None:
     p.add_argument("--lora", action="append", metavar="PATH[:SCALE]", help="apply a LoRA adapter (.safetensors from "
                    "train.lora or distill), its delta times SCALE (default 1); repeat for several")
     p.add_argument("--force-lora", action="store_true", help="apply --lora adapters trained on another base model")
-    p.add_argument("--fast", action="store_true", help="the default model with its consistency adapter (lcm, 4 steps)")
+    if fast:  # (not upscale's: the bundled default model is no super-resolution model)
+        p.add_argument("--fast", action="store_true", help="the default model with its consistency adapter (lcm, 4 "
+                       "steps)")
 
 
 def _cmd_edit(args) -> int:
@@ -79,6 +82,10 @@ def _cmd_edit(args) -> int:
     model = model_or_default(args.model, "edit")
     ckpt, config = open_model(model, args.motion_adapter)
     adapters, config = task_adapters(args, ckpt, config)
+    if args.mode == "invert" and config.sampling.sampler == "lcm" and args.sampler is None:  # named the sampler alone
+        raise ValueError("--mode invert retraces a deterministic sampler, and the consistency adapter (--fast, or a "
+                         "--lora that records lcm) samples with lcm: use --mode sdedit, or give --sampler ddim (with "
+                         "--steps and --guidance: the adapter's are 4 and 1)")
     args.fps = check_fps(video_fps(config) if args.fps is None else args.fps, out)  # default: the model's rate
     video = from_uint8(read_video(args.video))  # (1, 3, T, H, W); InvalidVideoError names the file
     if args.frames is not None:
@@ -203,7 +210,9 @@ def _run_task(args, task: str, video, prompt: str, produce_args: dict, extra: di
         probe = tasks.task_request(config, task, video, prompt, **produce_args, stand_in=True, **options)
         tasks.check_task_memory(config, probe, device, weights_dtype(args),
                                 view_factor=view_factor(probe.base, args.upscale, out), task=task)
-    request = tasks.task_request(config, task, video, prompt, **produce_args, **options)
+    with warnings.catch_warnings():  # said once, by the run below (it was said here too, raw)
+        warnings.filterwarnings("ignore", message="image-to-video of ")
+        request = tasks.task_request(config, task, video, prompt, **produce_args, **options)
     options["seed"] = request.base.seed  # --seed random: the seed drawn and recorded is the one sampled with
     factor = view_factor(request.base, args.upscale, out)
     check_output_size(out, request.base, factor, "an even --upscale")
@@ -340,7 +349,7 @@ def _task_parser(sub, name: str, func, help: str, video_help: str):
     p.add_argument("--negative-prompt", default="")
     p.add_argument("--out", default=f"{name}.mp4", help="output file: .mp4, .gif, .webp or .png (frame strip)")
     condition_options(p)
-    adapter_options(p)
+    adapter_options(p, fast=name != "upscale")
     p.add_argument("--image-guidance", type=float, help="two-scale guidance: the scale on the known frames")
     p.add_argument("--noise-level", type=float, default=0.0, help="noise augmentation of the conditioning, [0, 0.99]")
     p.add_argument("--no-keep", action="store_true", help="keep the model's own frames where they were given "
