@@ -274,6 +274,16 @@ def test_sample_applies_loras_and_records_them(tmp_path, capsys):
     meta = json.loads((tmp_path / "lora.mp4.json").read_text())
     assert meta["lora"] == [{"name": "style", "path": str(path), "scale": 0.7, "sha256": meta["lora"][0]["sha256"]}]
     assert json.loads((tmp_path / "plain.mp4.json").read_text())["lora"] is None
+    # a relative --lora is recorded absolute, as the model is (it was recorded as typed: a review, 2026-12-06)
+    import os
+
+    here = os.getcwd()
+    try:
+        os.chdir(tmp_path)
+        assert cli.main(common + ["--out", "rel.mp4", "--lora", "style.safetensors:0.7"]) == 0
+    finally:
+        os.chdir(here)
+    assert json.loads((tmp_path / "rel.mp4.json").read_text())["lora"][0]["path"] == str(path.absolute())
     capsys.readouterr()
     assert cli.main(common + ["--out", str(tmp_path / "x.mp4"), "--lora", str(tmp_path / "missing.safetensors")]) == 2
     assert "missing.safetensors" in capsys.readouterr().err

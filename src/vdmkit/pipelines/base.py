@@ -456,7 +456,7 @@ class Pipeline(nn.Module):
         self.adapters = [r for r in self.adapters if r["name"] in present and r["name"] != name]
         if self.compiled is not None:
             self.compiled.reset()  # other weights: other packages
-        self.adapters.append({"name": name, "path": str(adapter.path), "scale": scale,
+        self.adapters.append({"name": name, "path": str(Path(adapter.path).absolute()), "scale": scale,
                               "sha256": sha, "alpha_over_rank": adapter.config.scale,
                               "sampling": recorded if isinstance(adapter.header.get("sampling"), dict) else None})
         return name
