@@ -45,8 +45,8 @@ TRAINING_FREE = ("replace", "reconstruction")
 # condition_mode reconstruction's w_r (guidance.reconstructed). The default model's image-to-video (32 shapes clips,
 # dpmpp_2m 20 steps, bf16): frames 1-15 vs the clip 14.9 dB by replacement, 15.9 / 17.8 / 20.4 / 20.7 at w_r 1 / 10 /
 # 20 / 30 (8 clips for 1 and 10), 19.5 at 50 (8 clips; the object's shape and track blur); frame 0 -> 1 jump 6.4 ->
-# 0.8 px (the clips' own: 1.0); interpolation x4 26.3 dB (replace 17.4, 24 clips), extension 21.7 (17.0, 16 clips);
-# w_r 3-60 swept on 8 clips per task: 30 at or near the best of each
+# 0.8 px (the clips' own: 1.0); interpolation x4 26.3 dB (replace 17.4), extension 21.9 (17.4), 24 clips each;
+# w_r 3-120 swept on 8 clips per task: 30 at or near the best of each
 RECONSTRUCTION_WEIGHT = 30.0
 # a conditioned model (known frames, low-res video) samples without text guidance unless asked: the conditioning
 # carries the content, and guidance 3 on the text cost 3-4 dB on the shapes tasks (BENCHMARKS.md, conditioned tasks)
