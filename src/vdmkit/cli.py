@@ -11,7 +11,8 @@ from pathlib import Path
 
 from vdmkit.cli_common import (COMPILE_HELP, CUDA_GRAPHS_HELP, DTYPE_HELP, PRECISION_HELP, absolute, apply_runner,
                                check_runner, step_bar, weights_dtype)
-from vdmkit.cli_common import model_or_default as _model_or_default, read_loras, report as _report, seed as _seed
+from vdmkit.cli_common import model_or_default as _model_or_default, report as _report, sampling_adapters
+from vdmkit.cli_common import seed as _seed
 from vdmkit.device import COMPILE_MODES, DEVICES_HELP, apply_threads, keep_freed_memory
 from vdmkit.errors import ConfigError, ConstraintError, VdmkitError
 from vdmkit.tasks_cli import condition_options
@@ -130,7 +131,7 @@ def _cmd_sample(args) -> int:
     from vdmkit.device import resolve_device
     from vdmkit.io.video import VIDEO_FORMATS, check_output_path
     from vdmkit.pipelines import TextToVideo, make_request, open_model
-    from vdmkit.pipelines.base import check_sampling_memory, with_adapter_sampling
+    from vdmkit.pipelines.base import check_sampling_memory
     from vdmkit.pipelines.config import video_fps
     from vdmkit.pipelines.render import LATENTS_SUFFIX, check_fps, check_output_size, view_factor
     from vdmkit.pipelines.text2video import refuse_conditioned
@@ -165,9 +166,7 @@ def _cmd_sample(args) -> int:
     for out in outs:  # a rate the format cannot store (an mp4 below 0.0005 fps, a GIF below 1/655 fps)
         check_fps(args.fps, out)
     refuse_conditioned(config)  # a model trained on known frames or low-res videos runs by its task
-    adapters = read_loras(args.lora or [], ckpt, args.force_lora)
-    # a consistency adapter at a scale other than 0: lcm, its steps, no guidance
-    config = with_adapter_sampling(config, [adapter for adapter, scale in adapters if scale != 0])
+    adapters, config = sampling_adapters(args.lora or [], ckpt, args.force_lora, config)
     knobs = {k: v for k, v in (("eta", args.eta), ("order", args.order)) if v is not None}
     latents = _read_latents(args.latents)
     from vdmkit.sampling.caching import cache_from_flags

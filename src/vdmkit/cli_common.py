@@ -170,3 +170,12 @@ def read_loras(values: list[str], ckpt, force: bool) -> list[tuple]:
 
 
 LARGE_LORA_SCALE = 10.0
+
+
+def sampling_adapters(values: list[str], ckpt, force: bool, config) -> tuple[list[tuple], object]:
+    """:func:`read_loras`, and ``config`` with the sampling defaults the adapters record (a consistency adapter at a
+    scale other than 0: lcm, its steps, no guidance), as sample, the tasks and search-schedule take them."""
+    from vdmkit.pipelines.base import with_adapter_sampling
+
+    adapters = read_loras(values, ckpt, force)
+    return adapters, with_adapter_sampling(config, [adapter for adapter, scale in adapters if scale != 0])

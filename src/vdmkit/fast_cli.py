@@ -51,14 +51,12 @@ def _cmd_search_schedule(args) -> int:
     if model is None:
         raise ValueError("search-schedule needs --model PATH (no default model is installed)")
     ckpt, config = open_model(model)
-    from vdmkit.cli_common import read_loras
-    from vdmkit.pipelines.base import with_adapter_sampling
+    from vdmkit.cli_common import sampling_adapters
     from vdmkit.pipelines.text2video import refuse_conditioned
 
     refuse_conditioned(config)  # before any weights (it was refused after loading them)
     # the adapted model's own schedules, which `sample --lora ... --timesteps auto` reads (no command made them)
-    adapters = read_loras(args.lora or [], ckpt, args.force_lora)
-    config = with_adapter_sampling(config, [adapter for adapter, scale in adapters if scale != 0])
+    adapters, config = sampling_adapters(args.lora or [], ckpt, args.force_lora, config)
     check_search(args.sampler, args.steps, args.draws, args.reference_steps, config.diffusion.build_process())
     out = Path(args.out) if args.out else Path(ckpt.directory) / SCHEDULES_FILE
     if args.out:

@@ -9,7 +9,8 @@ import sys
 import warnings
 
 from vdmkit.cli_common import (DTYPE_HELP, NO_PROGRESS_HELP, PRECISION_HELP, absolute, apply_runner, check_outputs,
-                               check_runner, model_or_default, read_loras, report, seed, step_bar, weights_dtype)
+                               check_runner, model_or_default, report, sampling_adapters, seed, step_bar,
+                               weights_dtype)
 from vdmkit.device import DEVICES_HELP, apply_threads
 
 SDEDIT_STRENGTH = 0.6  # edit --mode sdedit: noise the input this far (of the process time) and denoise
@@ -31,8 +32,6 @@ def task_adapters(args, ckpt, config) -> tuple[list, object]:
     """--lora / --force-lora / --fast of a task command, read and checked before any weights load: the (adapter,
     scale) pairs to load, and ``config`` with the sampling defaults they record (a consistency adapter: lcm, its
     steps, guidance 1). The tasks refused them before 2026-12-06 (an adapter applied only through a merged copy)."""
-    from vdmkit.pipelines.base import with_adapter_sampling
-
     loras = list(getattr(args, "lora", None) or [])
     if getattr(args, "fast", False):
         from vdmkit.pipelines.default import fast_adapters
@@ -40,8 +39,7 @@ def task_adapters(args, ckpt, config) -> tuple[list, object]:
         loras = fast_adapters(args.model, loras)
     if getattr(args, "force_lora", False) and not getattr(args, "lora", None):  # as sample refuses it, --fast or not
         raise ValueError("--force-lora applies --lora adapters trained on another base: give --lora PATH")
-    adapters = read_loras(loras, ckpt, getattr(args, "force_lora", False))
-    return adapters, with_adapter_sampling(config, [adapter for adapter, scale in adapters if scale != 0])
+    return sampling_adapters(loras, ckpt, getattr(args, "force_lora", False), config)
 
 
 def adapter_options(p, fast: bool = True) -> None:

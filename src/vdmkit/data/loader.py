@@ -136,7 +136,7 @@ class VideoTextDataset:
         cfg = self.cfg
         ratio = info.width / info.height
         aspect = int(np.argmin([abs(math.log(ratio / r)) for r in cfg.aspect_ratios]))
-        rate = min(cfg.fps, info.fps) if cfg.fps is not None else info.fps / cfg.stride
+        rate = cfg.read_rate(info.fps)
         # on the file's own timeline (a file cut from a longer one starts at its cut: curate's scenes say 5.48 s);
         # instants 1 / rate apart from the window's first frame to its last: floor(span * rate) + 1 (one short before
         # 2026-12-06, and a window on such a file was measured from 0)

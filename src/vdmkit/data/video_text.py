@@ -125,6 +125,10 @@ class VideoDataConfig:
         pairs = [(h, w) for h in sides(self.size / ratio ** 0.5) for w in sides(self.size * ratio ** 0.5)]
         return min(sorted(pairs), key=cost)
 
+    def read_rate(self, source_fps: float) -> float:
+        """The rate a clip of ``source_fps`` is read at: data.fps, never above its own, or every stride-th frame."""
+        return min(self.fps, source_fps) if self.fps is not None else source_fps / self.stride
+
     def legacy_bucket_size(self, ratio: float) -> tuple[int, int]:
         """The bucket of ``ratio`` as runs before 2026-12-06 sized it (each side rounded apart): a run whose checkpoint
         records no bucket shapes is resumed on these, the shapes it trained on."""

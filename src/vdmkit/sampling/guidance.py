@@ -171,13 +171,15 @@ def reconstructed(fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], know
     if weight == 0:  # no gradient taken: exactly replacement (with grad on, bf16 kernels may round differently)
         return replaced(fn, known, mask)
 
+    # each video's known frames, once (the mask is the same at every step)
+    frames = mask.expand_as(known).amax(dim=(1, 3, 4), keepdim=True).sum(dim=2, keepdim=True).clamp(min=1)
+
     def reconstructed_denoiser(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         with torch.enable_grad():  # the samplers run under no_grad
             x_t = x.detach().requires_grad_(True)
             x0 = fn(x_t, t)
             m, x_a = mask.to(x0), known.to(x0)
-            frames = m.expand_as(x0).amax(dim=(1, 3, 4), keepdim=True).sum(dim=2, keepdim=True).clamp(min=1)
-            error = (m * (x_a - x0).square() / frames).sum()  # || x_a - x^0_a ||^2 over the known entries only
+            error = (m * (x_a - x0).square() / frames.to(x0)).sum()  # || x_a - x^0_a ||^2 over the known entries
             (grad,) = torch.autograd.grad(error, x_t)  # the graph is freed here
         alpha, _ = process.alpha_sigma(t, x0)
         x0 = x0.detach() - (weight * alpha / 2) * grad.to(x0)

@@ -520,7 +520,7 @@ def clips_rate(cfg: RunConfig, dataset, say: bool) -> RunConfig:
     fps, samples = getattr(cfg.data, "fps", None), getattr(dataset, "samples", None)
     if fps is None or cfg.sampling.fps is not None or not samples:
         return cfg
-    rates = sorted({round(min(fps, s.info.fps), 3) for s in samples if s.info.frames > 1})
+    rates = sorted({round(cfg.data.read_rate(s.info.fps), 3) for s in samples if s.info.frames > 1})
     slower = [r for r in rates if r < round(fps, 3)]
     if not slower:
         return cfg
