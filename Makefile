@@ -26,7 +26,7 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(VENV)/bin/vdmkit sample --prompt "$(DEMO_PROMPT)" --seed 0 --out outputs/demo.mp4 --strip
 
-# train the default model's recipe yourself (about 80 minutes on 2 CPU cores; resumable), then sample it
+# train the default model's recipe yourself (about 75 minutes on 2 CPU cores; resumable), then sample it
 demo-train: $(STAMP)
 	@if [ -d runs/default/checkpoints ]; then \
 		$(VENV)/bin/vdmkit train configs/default.yaml --resume; \
