@@ -400,6 +400,40 @@ def test_a_unet_folder_alone_says_what_a_video_model_needs(sd_folder):
         TextToVideo.from_pretrained(folder / "unet")
 
 
+def test_a_text_encoder_folder_or_a_pipeline_without_its_index_says_what_it_is(sd_folder, tmp_path, capsys):
+    import shutil
+
+    from vdmkit import cli
+    from vdmkit.pipelines import TextToVideo
+
+    folder, _ = sd_folder
+    with pytest.raises(ConfigError, match="is a transformers CLIPTextModel folder .a text encoder., not a video model"):
+        TextToVideo.from_pretrained(folder / "text_encoder")
+    lost = shutil.copytree(folder, tmp_path / "no_index")
+    (lost / "model_index.json").unlink()
+    with pytest.raises(ConfigError, match=r"holds diffusers components \(unet/, vae/, scheduler/, text_encoder/\) but "
+                                          "no model_index.json"):
+        TextToVideo.from_pretrained(lost)
+    assert cli.main(["sample", "--model", str(lost), "--prompt", "x", "--out", str(tmp_path / "x.mp4")]) == 2
+    assert "no model_index.json" in capsys.readouterr().err and not (tmp_path / "x.mp4").exists()
+
+
+def test_an_inflated_or_sd_model_is_not_exported_as_modelscope_and_the_error_says_why(models, sd_folder, tmp_path,
+                                                                                      capsys):
+    from vdmkit import cli
+
+    (folder, _), adapter_folder = sd_folder, models["adapter"][1]
+    animated = tmp_path / "animated"
+    assert cli.main(["inflate", str(folder), "--motion-adapter", str(adapter_folder), "--frames", "4",
+                     "--out", str(animated)]) == 0
+    capsys.readouterr()
+    for source in (animated, folder):
+        assert cli.main(["convert", str(source), "--to", "diffusers", "--out", str(tmp_path / "exported")]) == 2
+        err = capsys.readouterr().err
+        assert "a Stable Diffusion UNet with AnimateDiff motion modules" in err and "AnimateDiffPipeline / MotionAdapter folders are not written" in err
+        assert "model.temporal_conv" not in err and not (tmp_path / "exported").exists()
+
+
 def test_an_sd_folder_without_adapter_samples_its_image_model_frame_by_frame(sd_folder):
     """Inflated without motion modules' weights: every frame of the video is the image pipeline's image."""
     from vdmkit.pipelines import TextToVideo

@@ -63,13 +63,28 @@ def is_diffusers_folder(path: str | os.PathLike) -> bool:
 def refuse_component_folder(path: str | os.PathLike) -> None:
     """ConfigError when ``path`` is one component of a diffusers pipeline (a UNet folder alone, ...), saying what a
     text-to-video model needs besides it."""
-    config = Path(path) / "config.json"
-    if not (Path(path).is_dir() and config.is_file() and not (Path(path) / MANIFEST).is_file()):
+    folder = Path(path)
+    if not folder.is_dir() or (folder / MANIFEST).is_file():
+        return
+    parts = [p for p in ("unet", "vae", "scheduler", "text_encoder") if (folder / p / ("scheduler_config.json" if
+             p == "scheduler" else "config.json")).is_file()]
+    if "unet" in parts and not (folder / "config.json").is_file():  # a pipeline folder that lost its index
+        raise ConfigError(f"{str(path)!r} holds diffusers components ({', '.join(p + '/' for p in parts)}) but no "
+                          f"{MODEL_INDEX}, which names the pipeline and its parts: copy it from where the folder "
+                          "came from (save_pretrained writes it)")
+    if not (folder / "config.json").is_file():
         return
     try:
-        name = folder_config(path, "diffusers component").get("_class_name")
+        config = folder_config(path, "diffusers component")
     except CorruptCheckpointError:
         return
+    name = config.get("_class_name")
+    architectures = config.get("architectures") if isinstance(config.get("architectures"), list) else []
+    if "_class_name" not in config and architectures:  # transformers' config: a text encoder
+        raise ConfigError(f"{str(path)!r} is a transformers {architectures[0]} folder (a text encoder), not a "
+                          "video model: pass it as the model's text encoder (text.folder in a config, see the "
+                          "README's text encoder section), and --model a vdmkit checkpoint or a diffusers pipeline "
+                          f"folder (the one with {MODEL_INDEX})")
     if name in ("UNet2DConditionModel", "UNet3DConditionModel", "UNetMotionModel", "MotionAdapter", "AutoencoderKL"):
         raise ConfigError(
             f"{str(path)!r} is a diffusers {name} folder alone; a text-to-video model also needs the pipeline's vae/, "

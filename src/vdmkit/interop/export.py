@@ -36,6 +36,12 @@ PREDICTIONS = {"eps": "epsilon", "v": "v_prediction", "x0": "sample"}
 
 def unet_config(cfg: UNet3DConfig, sample_size: int | None = None) -> dict:
     """diffusers' UNet3DConditionModel config of ``cfg``; ConfigError naming the options it cannot express."""
+    if cfg.motion_heads > 0 or cfg.temporal_conv == "none":  # Stable Diffusion's layout: a 2D UNet, motion modules
+        raise ConfigError("this model is a Stable Diffusion UNet with AnimateDiff motion modules (an SD folder loads "
+                          "with new ones): the export writes ModelScope-layout folders "
+                          "(TextToVideoSDPipeline, UNet3DConditionModel) only, and AnimateDiffPipeline / MotionAdapter "
+                          "folders are not written; keep the model as a vdmkit checkpoint, or sample it from the "
+                          "Stable Diffusion folder with --motion-adapter")
     n = len(cfg.channels)
     raw = {"_class_name": "UNet3DConditionModel", "_diffusers_version": DIFFUSERS_VERSION,
            "in_channels": cfg.in_channels, "out_channels": cfg.out_channels, "block_out_channels": list(cfg.channels),
