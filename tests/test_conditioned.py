@@ -2,6 +2,7 @@
 draws, two-scale guidance, replacement, the tasks (image-to-video, interpolation, extension, super-resolution),
 cascades, and their bad inputs."""
 
+import dataclasses
 import json
 
 import pytest
@@ -17,6 +18,7 @@ from vdmkit.errors import ConfigError, ConstraintError
 from vdmkit.pipelines import TextToVideo
 from vdmkit.pipelines.cascade import CascadeConfig, StageConfig, plan, run_cascade
 from vdmkit.pipelines.conditioned import (
+    RECONSTRUCTION_WEIGHT,
     check_frame_mask,
     conditioned_request,
     extend,
@@ -365,6 +367,26 @@ def test_cascade_plumbing_end_to_end(models):
     assert video.shape == (1, 3, 3, 16, 16)
     assert [s["name"] for s in stages] == ["text_to_video", "interpolate"] and [s["seed"] for s in stages] == [3, 4]
     assert all(s["model_sha256"] and s["seconds"] > 0 for s in stages)
+
+
+def test_cascade_stages_take_and_record_the_reconstruction_weight(models):
+    """A stage's mode reconstruction had no w_r key, and its record said the mode without the weight (a sweep,
+    2026-12-06): the weight given, or the default it ran with, is recorded."""
+    first = StageConfig(task="text_to_video", model=models["t2v"], stride=2, steps=2)
+    for weight, recorded in ((2.0, 2.0), (None, RECONSTRUCTION_WEIGHT)):
+        cfg = CascadeConfig(stages=(first, StageConfig(task="interpolate", model=models["t2v"], factor=2, steps=2,
+                                                       mode="reconstruction", reconstruction_weight=weight)))
+        video, stages = run_cascade(cfg, "a red circle moving left", seed=3)
+        assert video.shape == (1, 3, 3, 16, 16) and torch.isfinite(video).all()
+        assert stages[1]["options"]["mode"] == "reconstruction"
+        assert stages[1]["options"]["reconstruction_weight"] == recorded
+        assert "reconstruction_weight" not in stages[0]["options"] or stages[0]["options"]["reconstruction_weight"] \
+            is None
+    for stages, match in (((dataclasses.replace(first, reconstruction_weight=2.0),), "reconstruction_weight do"),
+                          ((first, StageConfig(task="interpolate", model=models["t2v"], factor=2, steps=2,
+                                               mode="replace", reconstruction_weight=2.0)), "applies to condition_mode")):
+        with pytest.raises((ConfigError, ConstraintError), match=match):
+            plan(CascadeConfig(stages=stages))
 
 
 # --- CLI -----------------------------------------------------------------------------------------------------------

@@ -94,6 +94,23 @@ def test_sample_image_refuses_a_frame_count_the_model_cannot_take_before_weights
     assert not (tmp_path / "o.mp4").exists()
 
 
+def test_a_frame_count_a_tubelet_dit_on_a_video_vae_cannot_take_is_named_in_pixel_frames(models, no_weights):
+    """The backbone's check counted latent frames: --frames 5 was refused as 'frames=3 ... nearest valid: 4', and 4
+    is itself refused (a sweep, 2026-12-06)."""
+    import dataclasses
+
+    from vdmkit.pipelines.request import make_request
+
+    base = config(models["dit"])
+    tubelets = dataclasses.replace(base, model=dataclasses.replace(base.model, tubelet_t=2))
+    with pytest.raises(ConstraintError, match=r"frames=5 makes 3 latent frames \(the video autoencoder keeps 1 \+ "
+                                              r"\(frames - 1\) / 2\), which the backbone cannot take .*; nearest valid "
+                                              "frame counts: 3, 7"):
+        make_request(tubelets, ["x"], frames=5)
+    for frames in (3, 7):
+        assert make_request(tubelets, ["x"], frames=frames).frames == frames
+
+
 def test_interpolation_on_a_causal_video_vae_is_refused_and_elsewhere_conditions_on_every_keyframe(
         models, tmp_path, capsys, monkeypatch):
     """Keyframes 2 frames apart never fill a latent frame of 2 pixel frames: before 2026-12-06 every keyframe but

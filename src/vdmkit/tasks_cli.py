@@ -110,7 +110,7 @@ def _cmd_edit(args) -> int:
     pipe = TextToVideo.from_pretrained(ckpt, device=device, dtype=weights_dtype(args))
     for adapter, scale in adapters:
         pipe.load_lora(adapter, scale, force=args.force_lora)
-    extra = {"mode": args.mode, "input_video": str(args.video), "dtype": weights_dtype(args), "threads": threads,
+    extra = {"mode": args.mode, "input_video": absolute(args.video), "dtype": weights_dtype(args), "threads": threads,
              "motion_adapter": absolute(args.motion_adapter)}  # as `vdmkit sample` records it
     if args.mode == "sdedit":
         extra["strength"] = strength
@@ -273,24 +273,24 @@ def sample_image(args) -> int:
         image = resize_cover(image[0], args.height or image.shape[3], args.width or image.shape[4])[None]
     args.no_keep = True
     return _run_task(args, "image_to_video", image[:, :, 0], args.prompt, {"frames": args.frames},
-                     {"input_image": str(args.image)})
+                     {"input_image": absolute(args.image)})
 
 
 def _cmd_interpolate(args) -> int:
     video = _read(args.video, "the keyframes", args.keyframes, "--keyframes")
     return _run_task(args, "interpolate", video, args.prompt, {"factor": args.factor},
-                     {"input_video": str(args.video), "factor": args.factor})
+                     {"input_video": absolute(args.video), "factor": args.factor})
 
 
 def _cmd_extend(args) -> int:
     video = _read(args.video, "the video")
     return _run_task(args, "extend", video, args.prompt, {"frames": args.frames, "context": args.context},
-                     {"input_video": str(args.video)})
+                     {"input_video": absolute(args.video)})
 
 
 def _cmd_upscale(args) -> int:
     video = _read(args.video, "the video")
-    return _run_task(args, "upscale", video, args.prompt, {}, {"input_video": str(args.video)})
+    return _run_task(args, "upscale", video, args.prompt, {}, {"input_video": absolute(args.video)})
 
 
 def _cmd_cascade(args) -> int:

@@ -26,8 +26,8 @@ TASKS = ("text_to_video", "interpolate", "extend", "upscale")
 class StageConfig:
     """One stage: ``task``, ``model`` (a checkpoint or run directory; "default": the bundled model) and its options:
     ``stride`` (text_to_video: keep frames 0, stride, 2 stride, ...), ``factor`` (interpolate), ``frames``
-    (text_to_video: how many to make; extend: the total), ``noise_level``, ``mode`` and ``image_guidance`` (the
-    conditioned tasks), and the sampler's ``steps``, ``sampler``, ``guidance``."""
+    (text_to_video: how many to make; extend: the total), ``noise_level``, ``mode``, ``reconstruction_weight`` (mode
+    reconstruction's w_r; None: the default) and ``image_guidance`` (the conditioned tasks), and the sampler's ``steps``, ``sampler``, ``guidance``."""
 
     task: str = "text_to_video"
     model: str = "default"
@@ -41,6 +41,7 @@ class StageConfig:
     noise_level: float = 0.0
     mode: str = "auto"
     image_guidance: float | None = None
+    reconstruction_weight: float | None = None
 
     def __post_init__(self):
         if self.task not in TASKS:
@@ -178,14 +179,15 @@ def check_stage_options(stage: StageConfig, config, before: tuple[int, int, int]
 
     options = sampling_options(stage)
     try:
-        ignored = {"text_to_video": [("mode", stage.mode != "auto"),
+        weighted = ("reconstruction_weight", stage.reconstruction_weight is not None)
+        ignored = {"text_to_video": [("mode", stage.mode != "auto"), weighted,
                                      ("image_guidance", stage.image_guidance is not None),
                                      ("noise_level", stage.noise_level != 0), ("factor", stage.factor != 4)],
                    "interpolate": [("frames", stage.frames is not None)],
                    "extend": [("factor", stage.factor != 4)],
                    "upscale": [("factor", stage.factor != 4), ("mode", stage.mode != "auto"),  # the low-res video,
                                ("image_guidance", stage.image_guidance is not None),  # as trained
-                               ("frames", stage.frames is not None)]}[stage.task]
+                               ("frames", stage.frames is not None), weighted]}[stage.task]
         if any(given for _, given in ignored):
             raise ConstraintError(f"{', '.join(k for k, given in ignored if given)} do(es) not apply to a "
                                   f"{stage.task} stage")
@@ -193,7 +195,8 @@ def check_stage_options(stage: StageConfig, config, before: tuple[int, int, int]
             return make_request(config, ["a prompt"], frames=stage.frames, **options)
         conditioned = {"noise_level": stage.noise_level}
         if stage.task != "upscale":
-            conditioned.update(mode=stage.mode, image_guidance=stage.image_guidance)
+            conditioned.update(mode=stage.mode, image_guidance=stage.image_guidance,
+                               reconstruction_weight=stage.reconstruction_weight)
         stand_in = torch.zeros(()).expand(1, 3, *before)  # no memory: only its shape and windows' shapes are read
         return task_request(config, stage.task, stand_in, "", factor=stage.factor, frames=stage.frames,
                             **conditioned, **options)
@@ -263,7 +266,8 @@ def run_cascade(cfg: CascadeConfig, prompt: str, *, seed: int | None = 0, device
         start = time.perf_counter()
         pipe = TextToVideo.from_pretrained(p.source, device=device)
         options = {**sampling_options(stage), "seed": offset_seed(seed, k), "precision": precision}
-        conditioned = {"noise_level": stage.noise_level, "mode": stage.mode, "image_guidance": stage.image_guidance}
+        conditioned = {"noise_level": stage.noise_level, "mode": stage.mode, "image_guidance": stage.image_guidance,
+                       "reconstruction_weight": stage.reconstruction_weight}
         if stage.task == "text_to_video":
             video = pipe.run(pipe.request([prompt], frames=stage.frames, **options))[:, :, ::stage.stride]
         elif stage.task == "interpolate":
@@ -275,6 +279,8 @@ def run_cascade(cfg: CascadeConfig, prompt: str, *, seed: int | None = 0, device
         video = video.cpu().clamp(-1, 1)  # a few-step sampler may overshoot the data range slightly
         # the stage's options as run (None: the model's own): two runs with other steps had the same record
         asked = {k: v for k, v in to_dict(stage).items() if k not in ("name", "task", "model")}
+        if getattr(p.request, "reconstruction_weight", None) is not None:  # the w_r it ran with (the default too)
+            asked["reconstruction_weight"] = p.request.reconstruction_weight
         records.append({"name": stage.name, "task": stage.task, "model": pipe.source, "model_sha256": pipe.model_sha256,
                         "seconds": round(time.perf_counter() - start, 3), "shape": list(video.shape[2:]),
                         "seed": offset_seed(seed, k), "options": asked})

@@ -22,6 +22,7 @@ into one latent frame, which is known only as a whole: known frames must fill wh
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import numbers
 import warnings
@@ -37,7 +38,7 @@ from vdmkit.errors import ConfigError, ConstraintError
 from vdmkit.pipelines.base import check_decode, sampling_advice
 from vdmkit.pipelines.request import SampleRequest, check_prompts, check_size, make_request
 from vdmkit.sampling.generate import check_callback, check_seed, generate, offset_seed
-from vdmkit.sampling.guidance import check_guidance, check_reconstruction_weight
+from vdmkit.sampling.guidance import check_guidance, check_reconstruction_weight, weights_frozen
 from vdmkit.video import check_video
 
 MODES = ("auto", "concat", "replace", "reconstruction")
@@ -115,9 +116,12 @@ def check_frame_mask(mask, batch: int, frames: int) -> torch.Tensor:
         mask = torch.as_tensor(mask)
     if mask.ndim == 1:
         mask = mask[None].expand(batch, -1)
-    if tuple(mask.shape) != (batch, frames) or not bool(((mask == 0) | (mask == 1)).all()):
+    if tuple(mask.shape) != (batch, frames):
         raise ConstraintError(f"the known-frame mask must be 0/1 of shape ({batch}, {frames}) or ({frames},), got "
                               f"shape {tuple(mask.shape)}")
+    if not bool(((mask == 0) | (mask == 1)).all()):
+        raise ConstraintError(f"the known-frame mask must hold only 0 and 1, got values "
+                              f"{sorted(set(mask.flatten().tolist()))[:8]}")
     mask = mask.float()
     counts = mask.sum(dim=1)
     if bool((counts == 0).any()):
@@ -274,9 +278,10 @@ def run_conditioned(pipe, request: ConditionedRequest, *, callback: Callable | N
         cond, uncond = full, image_only
     else:
         options = {"replace": (known, mask), "reconstruction": request.reconstruction_weight}
-    x = generate(denoiser, x, base.ts, cond, uncond, sampler=base.sampler,
-                 guidance=base.guidance, guidance_rescale=base.guidance_rescale, generator=generator,
-                 callback=callback, **options, **base.knobs)
+    with weights_frozen(pipe) if request.mode == "reconstruction" else contextlib.nullcontext():
+        x = generate(denoiser, x, base.ts, cond, uncond, sampler=base.sampler,
+                     guidance=base.guidance, guidance_rescale=base.guidance_rescale, generator=generator,
+                     callback=callback, **options, **base.knobs)
     if base_video is not None:
         x = x + base_video
     if base.output == "latents":

@@ -190,6 +190,34 @@ class PipelineConfig:
                 f"{max(m, round(height / m) * m)}x{max(m, round(width / m) * m)}")
 
 
+    def check_latent_shape(self, frames: int, height: int, width: int) -> tuple[int, int, int]:
+        """The backbone's (frames, height, width) for a pixel request, checked; ConstraintError in the video's pixels
+        (the backbone's own check counts latent frames and pixels, which the user never typed)."""
+        self.check_pixels(height, width)
+        latent = self.latent_size(frames, height, width)
+        try:
+            self.model.check_shape(*latent)
+        except ConstraintError as e:
+            c = self.latent.autoencoder_config().temporal_compression if self.latent.enabled else 1
+            if c == 1 or latent[0] == frames:
+                raise
+
+            def fits(n: int) -> bool:
+                try:
+                    self.model.check_shape(*self.latent_size(n, height, width))
+                except ConstraintError:
+                    return False
+                return True
+
+            valid = [n for n in range(1, frames + 8 * c * 8, c) if fits(n)]
+            near = sorted(sorted(valid, key=lambda n: abs(n - frames))[:2])
+            raise ConstraintError(
+                f"frames={frames} makes {latent[0]} latent frames (the video autoencoder keeps 1 + (frames - 1) / "
+                f"{c}), which the backbone cannot take ({e}); nearest valid frame counts: "
+                f"{', '.join(map(str, near)) or 'none'}") from None
+        return latent
+
+
 def pipeline_config(doc: dict) -> PipelineConfig:
     """A checkpoint's ``config.json`` as a PipelineConfig; a training run's document (checkpoints written before
     the split, with its ``train`` and ``data`` sections) is reduced to the model it describes."""

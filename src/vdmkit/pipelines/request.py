@@ -183,9 +183,7 @@ def make_request(config: PipelineConfig, prompts, *, frames: int | None = None, 
         rules = {"offset": defaults.offset, "final": defaults.final, "previous": defaults.previous}
     ts = make_timesteps(process, steps, spacing or default_spacing(entry, process), timesteps, **rules)
     guidance_rescale = check_rescale(guidance_rescale)
-    latent_size = config.latent_size(frames, height, width)
-    config.check_pixels(height, width)
-    config.model.check_shape(*latent_size)
+    latent_size = config.check_latent_shape(frames, height, width)
     guidance = check_guidance(guidance)
     check_unconditional(guidance, negative_prompt, guidance_rescale,
                         guidance > 1 if unconditional is None else unconditional)
