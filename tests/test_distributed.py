@@ -260,6 +260,84 @@ def test_a_collective_failing_before_the_loop_or_in_a_checkpoint_write_names_wha
     assert sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir()) == ["step_0000002", "step_0000004"]
 
 
+def test_resume_is_advised_only_once_a_complete_checkpoint_exists(tiny_cfg, tmp_path, monkeypatch):
+    """A collective failing before the first checkpoint advised "Rerun with --resume", which then refused: "no
+    complete checkpoint" (a review, 2026-12-06). One process plays rank 1 of 2; its step-loss mean fails as gloo's."""
+    train_module = sys.modules["vdmkit.training.train"]
+    real_collectives, real_mean = train_module.collectives, train_module.mean
+    monkeypatch.setattr(train_module, "collectives",
+                        lambda world, what, advice: real_collectives(World(1, 2), what, advice))
+    fail_at = [1]
+
+    def mean(value, world):  # once per step: fails at step fail_at
+        fail_at[0] -= 1
+        if fail_at[0] == 0:
+            raise RuntimeError("[gloo/transport/tcp/pair.cc:553] Connection closed by peer [127.0.0.1]:3466")
+        return real_mean(value, world)
+
+    monkeypatch.setattr(train_module, "mean", mean)
+    cfg = tiny_cfg("train.steps=4", "train.checkpoint_every=2", "train.sample_every=100")
+    with pytest.raises(DistributedError, match=r"during training step 1 .*\. Rerun the same command: no checkpoint was "
+                                               r"written yet \(--resume needs one\)$"):
+        train(cfg, progress=False)
+    out = Path(cfg.train.out_dir)
+    fail_at[0] = 3  # the same command, as advised
+    with pytest.raises(DistributedError, match=rf"during training step 3 .*\. Rerun with --resume: it continues from "
+                                               rf"the last complete checkpoint in {re.escape(repr(str(out)))}$"):
+        train(cfg, progress=False)
+    fail_at[0] = 0  # no failure
+    train(cfg, resume=True, progress=False)  # as advised
+    assert len(metrics(out)) == 4
+
+
+def test_a_ddp_model_mismatch_between_processes_is_a_config_error(tiny_cfg, monkeypatch):
+    """DDP's check that every rank built the same parameters was a raw RuntimeError traceback on every rank."""
+    from torch import nn
+
+    from vdmkit.training import parallel
+
+    def ddp(*args, **kwargs):
+        raise RuntimeError("DDP expects same model across all ranks, but Rank 1 has 295 params, while rank 0 has "
+                           "inconsistent 293 params.")
+
+    monkeypatch.setattr(nn.parallel, "DistributedDataParallel", ddp)
+    cfg = tiny_cfg()
+    pipe = TextToVideo(cfg.pipeline())
+    with pytest.raises(ConfigError, match=r"^the processes built different models \(DDP expects same model .* 293 "
+                                          r"params\.\); start every process with the same config"):
+        parallel.parallelize(nn.Identity(), pipe, pipe, "ddp", cfg.train, torch.device("cpu"))
+
+
+PER_RANK = '''"""Run by torchrun: `vdmkit ARGS`, with RANK1_EXTRA (space-separated) appended to rank 1's arguments
+only, as a multi-node launch with differing config files or overrides would do."""
+import os
+import sys
+
+from vdmkit import cli
+
+if __name__ == "__main__":
+    extra = os.environ.get("RANK1_EXTRA", "").split() if os.environ["RANK"] == "1" else []
+    sys.exit(cli.main(sys.argv[1:] + extra))
+'''
+
+
+@pytest.mark.distributed
+def test_processes_started_with_different_configs_are_refused_naming_the_settings(tmp_path):
+    """Before 2026-12-06 another train.lr on rank 1 trained two diverging replicas without a word (rank 0's saved),
+    another model was DDP's raw traceback, and another train.steps ended rank 1 blaming a dead peer."""
+    script = tmp_path / "per_rank.py"
+    script.write_text(PER_RANK)
+    done = torchrun("train", "configs/tiny.yaml", f"train.out_dir={tmp_path / 'run'}", "--no-progress", script=script,
+                    env={"RANK1_EXTRA": "train.lr=0.01 train.steps=6"})
+    assert done.returncode != 0
+    for rank in (0, 1):
+        assert f"error: rank {rank}: the 2 processes were started with different settings: train.lr (0.0005 on rank " \
+               "0, 0.01 on rank 1); train.steps (4 on rank 0, 6 on rank 1); start every process with the same config " \
+               "file, overrides and flags\n" in done.stderr, done.stderr[-3000:]
+    assert re.search(r"exitcode\s*: 2 ", done.stderr) and "[rank" not in done.stderr  # typed, no traceback
+    assert not (tmp_path / "run").exists()  # refused before the run folder
+
+
 @pytest.mark.parametrize("text, match", [("a red circle\n\na blue square\n", "prompts.txt:2: empty line"),
                                          ("a red\x00circle\n", "prompts.txt:1: caption contains control"),
                                          ("\n", "holds no prompt"), ("", "holds no prompt")])
@@ -360,6 +438,24 @@ def test_a_killed_rank_ends_the_job_naming_it_and_resume_continues(runs, tmp_pat
     assert_bitwise(ddp, out)
 
 
+@pytest.mark.distributed
+def test_fsdp_trains_a_dit_on_image_and_video_samples_as_one_process_does(tmp_path):
+    """Each rank draws its own share of image samples, and a DiT runs its sharded blocks once for the stills and once
+    for the clips: before 2026-12-06 a rank of stills alone made 1 pass while its peer made 2, and gloo aborted at
+    step 1 (SIGABRT, mismatched all-gathers). Both passes now run on every rank, an empty one too."""
+    common = ["configs/tiny_dit.yaml", "data.frames=8", "train.precision=fp32", "train.batch_size=4",
+              "train.image_ratio=0.5", "train.steps=2", "train.checkpoint_every=2", "train.sample_every=100"]
+    done = torchrun("train", *common, "train.parallel=fsdp", f"train.out_dir={tmp_path / 'fsdp'}", "--no-progress")
+    assert done.returncode == 0, done.stderr[-3000:]
+    one = train(load_config(common[0], [*common[1:], "train.grad_accum=2", f"train.out_dir={tmp_path / 'one'}"]),
+                progress=False)
+    for a, b in zip(metrics(tmp_path / "fsdp"), metrics(one), strict=True):
+        assert abs(a["loss"] - b["loss"]) < 1e-6 and abs(a["grad_norm"] - b["grad_norm"]) < 1e-6, (a, b)
+    ta, tb = tensors(tmp_path / "fsdp", 2), tensors(one, 2)
+    diff = torch.cat([(ta[k] - tb[k]).abs().flatten() for k in ta if k.startswith(("ema.", "model."))])
+    assert (diff > 1e-6).float().mean() < 1e-3
+
+
 @pytest.mark.slow
 @pytest.mark.distributed
 def test_an_fsdp_run_resumes_under_fsdp_exactly(tmp_path):
@@ -413,7 +509,9 @@ if __name__ == "__main__":
 @pytest.mark.parametrize("fault, message", [
     ("setup", r"error: rank 0 of 2: a collective failed during setup \(loading the run, wrapping the model\) "
               r"\(.*Timed out.*\).*Rerun the same command"),
-    ("save", r"error: rank 1 of 2: a collective failed during writing checkpoint 2 \(.*Timed out.*\).*--resume")])
+    # checkpoint 2, the first, never completed: --resume would refuse the run (it was advised before 2026-12-06)
+    ("save", r"error: rank 1 of 2: a collective failed during writing checkpoint 2 \(.*Timed out.*\).* Rerun the "
+             r"same command: no checkpoint was written yet")])
 def test_a_rank_that_hangs_before_the_loop_or_in_a_checkpoint_write_is_named_with_what_the_others_did(
         tmp_path, fault, message):
     """Before 2026-12-06 a hang before the loop left rank 0 with a raw gloo traceback (exit 1, DDP's parameter check),
@@ -424,6 +522,68 @@ def test_a_rank_that_hangs_before_the_loop_or_in_a_checkpoint_write_is_named_wit
                     "--no-progress", script=script, env={"FAULT": fault})
     assert done.returncode != 0 and re.search(message, done.stderr), done.stderr[-3000:]
     assert re.search(r"exitcode\s*: 2 ", done.stderr)  # the typed error's exit status, not a traceback's 1
+
+
+FAILS = '''"""Run by torchrun: `vdmkit sample --prompts` whose rank 1 fails writing its video (FAULT=sample), or `vdmkit
+eval` whose rank 1 refuses its clips (FAULT=eval); it exits late, so that torchrun does not end rank 0 before it
+speaks."""
+import importlib
+import os
+import sys
+import time
+
+from vdmkit import cli
+from vdmkit.errors import ConstraintError, OutputError
+
+if __name__ == "__main__":
+    render = importlib.import_module("vdmkit.pipelines.render")
+    evaluate = importlib.import_module("vdmkit.evaluation.evaluate")
+
+    def fails(*args, **kwargs):
+        raise (OutputError if os.environ["FAULT"] == "sample" else ConstraintError)("simulated failure")
+
+    if os.environ["RANK"] == "1":
+        if os.environ["FAULT"] == "sample":
+            render.render_sample = fails
+        else:
+            evaluate._batches = fails
+    status = cli.main(sys.argv[1:])
+    if status:
+        time.sleep(5)  # rank 0 leaves the group only once this process has ended
+    sys.exit(status)
+'''
+
+
+@pytest.mark.distributed
+@pytest.mark.parametrize("fault, message", [
+    ("sample", r"rank 0 of 2: a collective failed during sampling \(waiting for the other processes' videos\) "
+               r"\(.*Connection .* by peer.*\).* rerun into a new --out-dir"),
+    ("eval", r"rank 0 of 2: a collective failed during evaluation \(gathering every process's measurements\) "
+             r"\(.*Connection .* by peer.*\).* No report was written")])
+def test_a_rank_that_fails_in_sharded_sampling_or_evaluation_ends_the_others_with_a_typed_line(tmp_path, fault,
+                                                                                              message):
+    """The sharded commands called their collectives bare: when rank 1 failed writing a video (or refused a clip),
+    rank 0 printed a raw gloo traceback (a review, 2026-12-06). Each rank now says one line."""
+    script = tmp_path / "fails.py"
+    script.write_text(FAILS)
+    if fault == "sample":
+        model = train(load_config("configs/tiny.yaml", ["train.steps=1", f"train.out_dir={tmp_path / 'run'}"]),
+                      progress=False)
+        prompts = tmp_path / "prompts.txt"
+        prompts.write_text("a slow red circle moving right\na fast blue square moving up\n")
+        argv = ["sample", "--model", str(model), "--prompts", str(prompts), "--steps", "2", "--out-dir",
+                str(tmp_path / "out")]
+    else:
+        argv = ["eval", "--real", "shapes", "--fake", "noise", "--protocol", "shapes", "--metrics", "fvd", "--num-real",
+                "4", "--num-fake", "4", "--batch-size", "2", "--device", "cpu", "--out", str(tmp_path / "r.json")]
+    done = torchrun(*argv, "--no-progress", script=script, env={"FAULT": fault})
+    assert done.returncode != 0 and "error: rank 1: simulated failure" in done.stderr, done.stderr[-3000:]
+    assert re.search(f"^error: {message}", done.stderr, re.MULTILINE), done.stderr[-3000:]
+    assert "[rank0]:" not in done.stderr  # no traceback
+    if fault == "sample":  # rank 0's video is complete, rank 1's absent
+        assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["00000.mp4", "00000.mp4.json"]
+    else:
+        assert not (tmp_path / "r.json").exists()
 
 
 @pytest.mark.distributed

@@ -225,12 +225,13 @@ def _cmd_sample(args) -> int:
             why = f" (neighbouring tiles overlap by {DECODE_OVERLAP} latent pixels)" if name == "tile" else ""
             raise ValueError(f"--vae-{name.replace('_', '-')} must be >= {least}{why}, got {value}")
     threads = apply_threads(args.threads)
-    from vdmkit.distributed import SHARDED_TIMEOUT_S, all_gather_objects, join
+    from vdmkit.distributed import SAMPLING_ADVICE, SHARDED_TIMEOUT_S, all_gather_objects, collectives, join
 
     world, device = join(device, SHARDED_TIMEOUT_S)  # rank i of the processes torchrun started, or the only one
     requests = {0: first}
     if args.prompts is not None:  # prompt i: rank i % processes, seed + i: the same video for any process count
-        base = all_gather_objects(first.seed, world)[0]  # a random seed is drawn once, by rank 0
+        with collectives(world, "sampling (sharing the seed)", SAMPLING_ADVICE):
+            base = all_gather_objects(first.seed, world)[0]  # a random seed is drawn once, by rank 0
         requests = {i: dataclasses.replace(request(prompts[i], (base + i) % 2**63, outs[i]),
                                            seed_was_random=args.seed is None)
                     for i in world.share(len(prompts))}
@@ -253,7 +254,8 @@ def _cmd_sample(args) -> int:
     if args.prompts is not None:
         from vdmkit.distributed import barrier
 
-        barrier(world)
+        with collectives(world, "sampling (waiting for the other processes' videos)", SAMPLING_ADVICE):
+            barrier(world)
         if world.main:
             print(json.dumps({"prompts": len(prompts), "out_dir": args.out_dir, "processes": world.size,
                               "seed": base, "sampler": first.sampler, "steps": first.steps}))

@@ -23,6 +23,11 @@ DEFAULT_TIMEOUT_S = 600.0  # longer than a checkpoint write or the previews rank
 # which on a CPU or with a large model can take longer than 10 minutes (it failed there, a raw traceback, the last
 # videos lost: 2026-12-06). A rank that dies ends the job at once through torchrun, whatever the timeout.
 SHARDED_TIMEOUT_S = 3 * 3600.0
+# what the sharded commands say when a collective fails (a peer died or hangs); their collectives were bare, and rank 0
+# printed a raw gloo traceback (a review, 2026-12-06)
+SAMPLING_ADVICE = ("The videos already in --out-dir are complete (each is written whole); rerun into a new --out-dir, "
+                   "or move them away first")
+EVALUATION_ADVICE = "No report was written; rerun the same command"
 MAX_TIMEOUT_S = 7 * 86400.0  # torch converts the timeout to milliseconds in a C integer: 1e15 s overflowed
 LAUNCH_VARIABLES = ("RANK", "WORLD_SIZE", "LOCAL_RANK")  # what torchrun sets for each process it starts
 _owned = False  # True when join() initialised the group (so leave() destroys it)
@@ -172,6 +177,19 @@ def all_gather_objects(obj, world: World) -> list:
     return out
 
 
+def differing(values: dict[str, str], world: World) -> dict[str, tuple[str, int, str]]:
+    """The keys of ``values`` (short strings) on which some rank differs from rank 0, each as (rank 0's value, the
+    first rank that differs, its value); a key a rank lacks reads "<missing>". Every rank must call this."""
+    ranks = all_gather_objects(values, world)
+    out = {}
+    for key in sorted(set().union(*ranks)):
+        first = ranks[0].get(key, "<missing>")
+        other = next((r for r in range(1, len(ranks)) if ranks[r].get(key, "<missing>") != first), None)
+        if other is not None:
+            out[key] = (first, other, ranks[other].get(key, "<missing>"))
+    return out
+
+
 def mean(value, world: World):
     """The mean of a tensor over the ranks (itself with one process)."""
     if not world.distributed:
@@ -194,9 +212,10 @@ def is_peer_failure(err: BaseException) -> bool:
 
 
 @contextmanager
-def collectives(world: World, what, advice: str):
+def collectives(world: World, what, advice):
     """Turn a failed collective inside into a DistributedError naming this rank, what it was doing (``what``: a
-    string or a function giving it then) and ``advice``; the other processes' own errors say why they stopped."""
+    string or a function giving it then) and ``advice`` (a string or a function giving it then: what the run left
+    decides it); the other processes' own errors say why they stopped."""
     try:
         yield
     except RuntimeError as err:
@@ -206,7 +225,7 @@ def collectives(world: World, what, advice: str):
         where = what() if callable(what) else what
         raise DistributedError(f"{world.describe()}: a collective failed during {where} ({first}): another process "
                                f"died (its own error, if any, is above) or did not answer within the timeout. "
-                               f"{advice}") from None
+                               f"{advice() if callable(advice) else advice}") from None
 
 
 def torchrun_command(nproc: int, argv: list[str]) -> list[str]:

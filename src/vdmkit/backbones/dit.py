@@ -446,6 +446,10 @@ class VideoDiT(nn.Module):
         self.text_proj = Linear(cfg.text_dim, w) if cfg.text_dim else None  # pooled (adaLN) or tokens (in-context)
         self.blocks = nn.ModuleList(DiTBlock(cfg, axes) for axes in LAYOUTS[cfg.layout](cfg.depth))
         self.final = FinalLayer(cfg)
+        # set by FSDP (training.parallel.shard_parts): each pass through the sharded blocks is a sequence of
+        # collectives, so every rank makes the same passes whatever its share of image samples (a rank of stills
+        # only made 1 pass, its peer 2, and gloo aborted: a review, 2026-12-06)
+        self.sharded_blocks = False
         self._init_weights()
 
     def _init_weights(self) -> None:
@@ -486,7 +490,7 @@ class VideoDiT(nn.Module):
     def forward(self, x: torch.Tensor, t: torch.Tensor, cond: Condition | TextCondition | None = None) -> torch.Tensor:
         cond = as_condition(cond)
         self.check_input(x, cond)
-        frames = image_frames(cond.is_image, x)
+        frames = image_frames(cond.is_image, x, always=self.sharded_blocks)
         if frames is None:
             return self._denoise(x, t, cond.text, condition=cond if self.condition_in is not None else None)
         return self._denoise_images_apart(x, t, cond.text, frames)
@@ -494,13 +498,14 @@ class VideoDiT(nn.Module):
     def _denoise_images_apart(self, x: torch.Tensor, t: torch.Tensor, text: TextCondition | None,
                               frames: ImageFrames) -> torch.Tensor:
         """Image frames run as one-frame clips of their own; the samples holding video frames run with their
-        image frames hidden (their outputs there are discarded). Both parts land back in (B, C_out, T, H, W)."""
+        image frames hidden (their outputs there are discarded). Both parts land back in (B, C_out, T, H, W). With
+        sharded blocks both passes run, an empty one too, so that every rank makes the same collectives."""
         rows, cols = frames.image.nonzero(as_tuple=True)  # (N,) sample and frame of every image frame
         stills = rearrange(x, "b c t h w -> b t c h w")[rows, cols]  # (N, C, H, W)
         stills = self._denoise(stills[:, :, None], t[rows], select(text, rows))  # (N, C_out, 1, H, W)
         out = stills.new_zeros(x.shape[0], x.shape[2], self.cfg.out_channels, *x.shape[3:])  # (B, T, C_out, H, W)
         clips = frames.video.any(dim=1).nonzero()[:, 0]  # samples with at least one video frame
-        if len(clips):
+        if len(clips) or self.sharded_blocks:
             video = frames.video[clips]
             videos = self._denoise(x[clips], t[clips], select(text, clips), None if bool(video.all()) else video)
             out = out.index_put((clips,), rearrange(videos, "b c t h w -> b t c h w").to(out.dtype))

@@ -81,14 +81,15 @@ def values_readable(tensor: torch.Tensor) -> bool:
     return tensor.device.type != "meta" and not capturing()
 
 
-def image_frames(is_image: torch.Tensor | None, x: torch.Tensor) -> ImageFrames | None:
-    """``is_image`` ((B,) per sample or (B, T) per frame, bool) for input x; None if no clip has an image frame."""
+def image_frames(is_image: torch.Tensor | None, x: torch.Tensor, *, always: bool = False) -> ImageFrames | None:
+    """``is_image`` ((B,) per sample or (B, T) per frame, bool) for input x; None if no clip has an image frame (with
+    ``always``: only without ``is_image`` or for T = 1, so that the route taken does not depend on the values)."""
     if is_image is None or x.shape[2] == 1:
         return None
     image = is_image.to(x.device)
     if image.ndim == 1:
         image = image[:, None].expand(-1, x.shape[2])
-    if values_readable(image) and not bool(image.any()):  # a host sync, once per forward: no mask for all-video batches
+    if not always and values_readable(image) and not bool(image.any()):  # a host sync: no mask for all-video batches
         return None
     return ImageFrames(image)
 

@@ -122,10 +122,15 @@ def parallelize(objective: nn.Module, pipe, ema, mode: str, tc, device: torch.de
     """The module the loop calls for a micro-batch's loss: ``objective`` itself, in DDP, or over FSDP-sharded
     parts (the EMA ``ema`` sharded alike). ``images``: the data also makes batches of images (data.image_ratio)."""
     if mode == "ddp":
-        # image samples skip the temporal layers: a micro-batch of images leaves their parameters unused
-        return nn.parallel.DistributedDataParallel(
-            objective, device_ids=[device.index] if device.type == "cuda" else None,
-            find_unused_parameters=tc.image_ratio > 0 or images)
+        try:  # image samples skip the temporal layers: a micro-batch of images leaves their parameters unused
+            return nn.parallel.DistributedDataParallel(
+                objective, device_ids=[device.index] if device.type == "cuda" else None,
+                find_unused_parameters=tc.image_ratio > 0 or images)
+        except RuntimeError as e:  # its check that every rank built the same parameters (a raw traceback before)
+            if not any(mark in str(e) for mark in ("expects same model", "of the same param in process 0")):
+                raise
+            raise ConfigError(f"the processes built different models ({str(e).strip().splitlines()[0][:300]}); start "
+                              "every process with the same config, data and vdmkit version") from None
     if mode == "fsdp":
         from torch.distributed.fsdp import MixedPrecisionPolicy
 
@@ -148,6 +153,8 @@ def shard_parts(pipe, parts: list[str], policy) -> None:
         part = getattr(pipe, name)
         for unit in part.shard_units() if name == "backbone" else []:
             fully_shard(unit, mp_policy=policy)
+        if name == "backbone" and hasattr(part, "sharded_blocks"):  # the same passes on every rank (a DiT's images)
+            part.sharded_blocks = True
         fully_shard(part, mp_policy=policy)
 
 

@@ -11,6 +11,7 @@ the optimizer state follows the parameters' device when loaded.
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import math
 import os
@@ -24,9 +25,9 @@ from typing import NamedTuple
 import torch
 from tqdm import tqdm
 
-from vdmkit.config import dump_config
+from vdmkit.config import dump_config, to_dict
 from vdmkit.device import apply_threads, peak_memory, usable_cpus
-from vdmkit.distributed import ONE_PROCESS, World, barrier
+from vdmkit.distributed import ONE_PROCESS, World, barrier, differing
 from vdmkit.errors import ConfigError, CorruptCheckpointError, OutputError, VdmkitError
 from vdmkit.io.atomic import check_writable_folder, write_text_atomic
 from vdmkit.io.checkpoint import (
@@ -82,6 +83,47 @@ def check_run_folder(out: Path, resume: bool, section: str = "train") -> None:
     if resume and not checkpoint_dirs(out):
         raise CorruptCheckpointError(f"no complete checkpoint under {str(out / 'checkpoints')!r}: --resume continues "
                                      "a run that has written one; drop --resume to start it")
+
+
+PER_PROCESS = ("train.workers",)  # loader processes: each node's own (they change no number, a review found)
+SHOWN_VALUE = 60  # longer setting values (a vocabulary) are compared and named by their hash
+
+
+def check_same_config(cfg, world: World, resume: bool = False) -> None:
+    """ConfigError naming the settings in which the processes' run configs (and --resume) differ (every rank calls
+    this, before any other collective): DDP replicas of another lr diverged silently, another model was a raw DDP
+    traceback, another train.steps blamed a dead peer (a review, 2026-12-06)."""
+    if not world.distributed:
+        return
+    flat = {"--resume": json.dumps(resume)}
+
+    def walk(value, key: str) -> None:
+        if isinstance(value, dict):
+            for name, item in value.items():
+                walk(item, f"{key}.{name}" if key else name)
+        elif key not in PER_PROCESS:
+            text = json.dumps(value, sort_keys=True)
+            flat[key] = text if len(text) <= SHOWN_VALUE else f"sha256 {hashlib.sha256(text.encode()).hexdigest()[:12]}"
+
+    walk(to_dict(cfg), "")
+    differ = [f"{key} ({a} on rank 0, {b} on rank {r})" for key, (a, r, b) in differing(flat, world).items()]
+    if differ:
+        more = f" (+{len(differ) - 6} more)" if len(differ) > 6 else ""
+        raise ConfigError(f"the {world.size} processes were started with different settings: {'; '.join(differ[:6])}"
+                          f"{more}; start every process with the same config file, overrides and flags")
+
+
+def rerun_advice(out: Path, section: str = "train") -> str:
+    """What a run stopped by a failed collective says to do, from what it left in ``out``: --resume from its last
+    complete checkpoint, else the same command again (--resume refuses a run without one)."""
+    try:
+        complete_checkpoint(out)
+    except CorruptCheckpointError:
+        if checkpoint_dirs(out):  # a fresh run refuses them, --resume finds none complete
+            return (f"{str(out)!r} holds no complete checkpoint: move {str(out / 'checkpoints')!r} away and rerun "
+                    f"the same command, or choose a new {section}.out_dir")
+        return "Rerun the same command: no checkpoint was written yet (--resume needs one)"
+    return f"Rerun with --resume: it continues from the last complete checkpoint in {str(out)!r}"
 
 
 def start_run_folder(out: Path, cfg, resumed: bool = False) -> None:

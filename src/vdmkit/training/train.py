@@ -58,6 +58,7 @@ from vdmkit.training.scaffold import (
     Progress,
     batches,
     check_resume_steps,
+    check_same_config,
     clip_and_step,
     ema_decay_at,
     ema_update,
@@ -65,6 +66,7 @@ from vdmkit.training.scaffold import (
     lr_at,
     open_run,
     peak_memory_record,
+    rerun_advice,
     restore_scaler,
     save_training_checkpoint,
     scaler_state,
@@ -147,11 +149,11 @@ def train(cfg: RunConfig, *, resume: bool = False, progress: bool = True) -> Pat
                  "model section), " if getattr(cfg.model, "checkpoint", True) is False else "")  # DiTs have it
     advice = (f"lower train.batch_size ({tc.batch_size}), data.frames or data.size, {bf16}{recompute}or more "
               "processes with train.parallel=fsdp")
-    resume_advice = f"Rerun with --resume: it continues from the last complete checkpoint in {str(out)!r}"
     # the collectives before the loop (open_run's barriers, DDP's parameter check, FSDP's optimizer state): a peer
     # that dies or hangs there ends this rank with a DistributedError too
     with collectives(world, "setup (loading the run, wrapping the model)",
-                     resume_advice if resume else "Rerun the same command: no step had run"):
+                     (lambda: rerun_advice(out)) if resume else "Rerun the same command: no step had run"):
+        check_same_config(cfg, world, resume)  # the first collective: what else differs between the processes is named
         layout = batch_layout(tc, world)  # the global batch over processes and micro-batches, or why it cannot split
         mode = parallel_mode(tc, world, device)  # none | ddp | fsdp, or what FSDP cannot shard
         if not resume and hasattr(cfg.data, "check_for_training"):  # a new run's data (a model's is read back)
@@ -252,7 +254,9 @@ def train(cfg: RunConfig, *, resume: bool = False, progress: bool = True) -> Pat
     micro_batches = batches(dataset, starts, layout.micro, device, tc.workers)
     phase = f"training step {step + 1}"  # what the loop is doing, for the errors that name it
     try:
-        with memory_guard(lambda: f"{phase} on {device}", advice), collectives(world, lambda: phase, resume_advice):
+        # the advice follows what the run left: --resume only once a complete checkpoint exists
+        with memory_guard(lambda: f"{phase} on {device}", advice), \
+                collectives(world, lambda: phase, lambda: rerun_advice(out)):
             while step < tc.steps:
                 phase = f"training step {step + 1}"
                 set_lr([opt], lr_at(step, tc))
