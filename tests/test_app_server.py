@@ -898,3 +898,34 @@ def test_the_position_cap_counts_a_latent_models_latents():
         check_positions(pixels, request)
     with pytest.raises(ConstraintError, match=r"64 frames of 1024x1024 \(64x128x128 latents\) is 1048576 positions"):
         check_positions(latent, SimpleNamespace(frames=64, height=1024, width=1024))
+
+
+def test_vote_rows_the_results_cannot_count_are_listed_and_the_results_and_exports_still_answer(client):
+    """One row inserted by hand (the same model on both sides) made results, results.csv and results.json a 400
+    naming no row, and the listing counted it; a text seed was counted (a user's review, 2026-12-06)."""
+    from vdmkit.app.study import load_study
+
+    vote_all(client, "ann", ["left", "tie"])
+    study = load_study(client.app.state.settings.studies[0] / "demo")
+    first, second = sorted(study.pairs)[:2]
+    with sqlite3.connect(client.app.state.settings.db) as con:
+        con.executemany("INSERT INTO votes (rater, study, pair, prompt, seed, left_model, right_model, choice, time) "
+                        "VALUES (?, ?, ?, 'x', ?, ?, ?, 'left', 'garbage')",
+                        [("hand", study.key, first, 0, "A", "A"), ("typo", study.key, second, "abc", "A", "B"),
+                         ("gone", study.key, "p99999", 0, "A", "B")])
+    con.close()
+    results = client.get("/api/studies/demo/results", params={"bootstrap": 10})
+    assert results.status_code == 200, results.text
+    data = results.json()
+    assert data["votes"] == 2 and sum(m["votes"] for m in data["models"]) == 4
+    assert data["skipped_votes"] == [
+        {"rater": "hand", "pair": first, "left_model": "A", "right_model": "A",
+         "reason": "the same model 'A' on both sides"},
+        {"rater": "typo", "pair": second, "left_model": "A", "right_model": "B",
+         "reason": "seed 'abc' is not an integer"}]
+    exported = client.get("/api/studies/demo/results.json", params={"bootstrap": 10})
+    assert exported.status_code == 200 and json.loads(exported.content)["skipped_votes"] == data["skipped_votes"]
+    csv = client.get("/api/studies/demo/results.csv", params={"bootstrap": 10})
+    assert csv.status_code == 200 and len(csv.text.splitlines()) == 3
+    listed = client.get("/api/studies").json()["studies"]
+    assert listed == [{"name": "demo", "models": ["A", "B"], "pairs": 6, "votes": 2, "skipped_votes": 2}]

@@ -423,3 +423,28 @@ def test_create_refuses_an_out_below_a_file(models, prompts, tmp_path, capsys):
 def test_write_study_needs_a_good_name(tmp_path):
     with pytest.raises(ValueError, match="study name"):
         write_study(tmp_path, "a/b", {}, {})
+
+
+def test_votes_a_study_cannot_count_are_set_aside_with_why(tmp_path):
+    """A vote row edited by hand (one model on both sides) made the whole results a 400, and a row whose models were
+    not its pair's counted a head-to-head the pair never showed (2026-12-06)."""
+    from vdmkit.app.store import Vote
+
+    study = load_study(make_study(tmp_path / "s", "s", items=3, models=("A", "B", "C"), encode=False))
+    pair = {frozenset(study.videos[v]["model"] for v in p.videos): p.id for p in study.pairs.values()}
+    ab, bc = pair[frozenset("AB")], pair[frozenset("BC")]
+    rows = [("ok", ab, 0, "B", "A"), ("gone", "p99999", 0, "A", "B"), ("same", ab, 0, "A", "A"),
+            ("other", bc, 0, "A", "B"), ("unknown", ab, 0, "A", "Z"), ("text", bc, "abc", "C", "B"),
+            ("bool", bc, True, "C", "B"), ("ok2", bc, 1, "C", "B")]
+    votes = [Vote(rater, study.key, p, "x", seed, left, right, "tie") for rater, p, seed, left, right in rows]
+    used, bad = study.sort_votes(votes)
+    assert [v.rater for v in used] == ["ok", "ok2"]  # a pair no longer in study.json is no vote of it: not listed
+    assert bad == [
+        {"rater": "same", "pair": ab, "left_model": "A", "right_model": "A",
+         "reason": "the same model 'A' on both sides"},
+        {"rater": "other", "pair": bc, "left_model": "A", "right_model": "B",
+         "reason": f"pair {bc!r} compares 'B' and 'C', not these models"},
+        {"rater": "unknown", "pair": ab, "left_model": "A", "right_model": "Z",
+         "reason": f"pair {ab!r} compares 'A' and 'B', not these models"},
+        {"rater": "text", "pair": bc, "left_model": "C", "right_model": "B", "reason": "seed 'abc' is not an integer"},
+        {"rater": "bool", "pair": bc, "left_model": "C", "right_model": "B", "reason": "seed True is not an integer"}]

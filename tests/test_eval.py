@@ -599,3 +599,114 @@ def test_a_captions_file_that_cannot_be_read_is_refused_before_any_clip(folders,
                                "--out", tmp_path / "r.json")
         assert code == 2 and match in err, err
     assert not (tmp_path / "r.json").exists()
+
+
+# ---- real videos left out, frame rates (a user's review, 2026-12-06) ------------------------------
+
+def mixed_folder(tmp_path, good: int = 1):
+    """``good`` readable 12-frame videos (a.mp4, ...) then b-... an empty file and c-... a text file."""
+    folder = write_clips(tmp_path / "mixed", good, seed=6, names=[f"a{i}" for i in range(good)])
+    (folder / "b.mp4").write_bytes(b"")
+    (folder / "c.mp4").write_text("not a video")
+    return folder
+
+
+def test_a_real_set_giving_too_few_clips_is_refused_before_any_clip_naming_the_files_left_out(folders, tmp_path,
+                                                                                            monkeypatch):
+    """Two files, one empty: FVD failed after every clip had been through the network with 'needs at least 2
+    samples, got 1', naming no file (2026-12-06)."""
+    import importlib
+
+    from vdmkit.evaluation.sources import FolderSource
+
+    evaluate_module = importlib.import_module("vdmkit.evaluation.evaluate")
+    _, fake = folders
+    real = mixed_folder(tmp_path)
+    monkeypatch.setattr(evaluate_module, "prepare_measurements", lambda *a: pytest.fail("networks loaded"))
+    monkeypatch.setattr(FolderSource, "samples", lambda *a, **k: pytest.fail("a clip was read"))
+    for metric in ("fvd", "kvd"):
+        with pytest.raises(ConstraintError, match=rf"^{metric} needs at least 2 real videos and --real '.*mixed' gives "
+                                                  r"a clip from 1 of its 3 video files \(b.mp4: '.*b.mp4': empty file "
+                                                  r"\(0 bytes\); c.mp4: '.*c.mp4': no video stream"):
+            evaluate(real, fake, metrics=metric, video_extractor="shapes", frames=8, progress=False)
+
+
+def test_the_probe_reads_files_only_until_enough_give_a_clip_and_says_what_the_read_records(tmp_path, monkeypatch):
+    from vdmkit.evaluation import sources
+
+    real = mixed_folder(tmp_path, good=1)
+    write_clips(real, 1, t=4, seed=7, names=["d"])  # too short for 8 frames
+    write_clips(real, 2, seed=8, names=["e0", "e1"])
+    seen = []
+    probe = sources.decode
+    monkeypatch.setattr(sources, "decode", lambda path, **k: seen.append(path.name) or probe(path, **k))
+    source = sources.FolderSource(real, get_protocol("folders", frames=8), "real", limit=None)
+    source.check_clips(2, "fvd")
+    assert seen == ["a0.mp4", "b.mp4", "c.mp4", "d.mp4", "e0.mp4"]  # e1.mp4 is not read: two clips were found
+    with pytest.raises(ConstraintError, match="gives a clip from 3 of its 6") as err:
+        source.check_clips(4, "fvd")
+    assert seen[5:] == ["e1.mp4"]  # each file probed once
+    list(source.samples())
+    assert [s["file"] for s in source.skipped] == ["b.mp4", "c.mp4", "d.mp4"]
+    assert all(f"{s['file']}: {s['reason']}" in str(err.value) for s in source.skipped)  # the read's own words
+    assert "4 frames, a clip of 8 at stride 1 needs 8 (clip sampling 'start')" in str(err.value)
+
+
+def test_a_model_fake_is_refused_before_sampling_when_the_real_files_give_too_few_clips(tiny_cfg, tmp_path,
+                                                                                       monkeypatch):
+    from vdmkit.pipelines import TextToVideo
+    from vdmkit.training import train
+
+    run = train(tiny_cfg("train.steps=1", "train.sample_every=100"), progress=False)
+    real = write_clips(tmp_path / "real", 1, t=8, h=16, w=16, captions=["a red circle"], names=["a"])
+    (real / "b.mp4").write_bytes(b"")
+    monkeypatch.setattr(TextToVideo, "from_pretrained", lambda *a, **k: pytest.fail("weights loaded"))
+    for extra in ({"num_fake": 4}, {}):  # without --num-fake the model's count is the real clips': still the real set
+        with pytest.raises(ConstraintError, match=r"fvd needs at least 2 real videos .* gives a clip from 1 of its 2 "
+                                                  r"video files \(b.mp4: .*empty file"):
+            evaluate(str(real), run, metrics="fvd", video_extractor="shapes", frames=8, sample_steps=1,
+                     progress=False, **extra)
+    (real / "a.mp4").unlink()
+    with pytest.raises(DatasetError, match=r"none of its 1 video files could be read \(b.mp4: .*empty file"):
+        evaluate(str(real), run, metrics="fvd", video_extractor="shapes", frames=8, sample_steps=1, progress=False)
+
+
+def test_real_videos_left_out_of_a_run_are_said_once_and_in_the_report(folders, tmp_path, capsys):
+    real, fake = folders
+    mixed = mixed_folder(tmp_path, good=3)
+    with pytest.warns(SampleCountWarning) as caught:
+        ev = evaluate(mixed, fake, metrics="fvd", video_extractor="shapes", frames=8, progress=False)
+    said = [str(w.message) for w in caught if "skipped" in str(w.message)]
+    assert len(said) == 1 and said[0].startswith("2 of 5 real videos skipped (b.mp4: ")
+    assert said[0].endswith("see real.skipped in the report") and "c.mp4: " in said[0]
+    assert said[0] in ev.report["warnings"] and ev.report["counts"]["real"] == 3
+    code, _, err = run_cli(capsys, "--real", mixed, "--fake", fake, "--metrics", "fvd", "--extractor", "shapes",
+                           "--frames", 8)
+    assert code == 0 and err.count("warning: 2 of 5 real videos skipped") == 1
+    with warnings.catch_warnings(record=True) as clean:
+        warnings.simplefilter("always")
+        ev = evaluate(real, fake, metrics="fvd", video_extractor="shapes", frames=8, progress=False)
+    assert not [w for w in clean if "skipped" in str(w.message)] and ev.report["warnings"] == []
+
+
+def test_each_sample_records_its_frame_rate_and_other_rates_warn(tmp_path, capsys):
+    """The same clips at 8 and at 30 fps scored PSNR 100 and FVD 0 with no word of the rates (2026-12-06)."""
+    rng = np.random.default_rng(0)
+    clips = [rng.integers(0, 256, (12, 32, 32, 3), dtype=np.uint8) for _ in range(2)]
+    for fps in (8, 30):
+        (tmp_path / f"r{fps}").mkdir()
+        for i, clip in enumerate(clips):
+            write_video(tmp_path / f"r{fps}" / f"v{i}.mp4", clip, fps=fps)
+    with pytest.warns(UserWarning, match=r"the real videos play at 8 fps and the fake ones at 30 fps: a clip of 12 "
+                                         r"frames at stride 1 spans 1.5 s of real motion and 0.4 s of fake") as caught:
+        ev = evaluate(tmp_path / "r8", tmp_path / "r30", metrics="psnr", frames=12, progress=False)
+    assert [s["source_fps"] for s in ev.report["samples"]["real"]] == [8.0, 8.0]
+    assert [s["source_fps"] for s in ev.report["samples"]["fake"]] == [30.0, 30.0]
+    assert any("fake ones at 30 fps" in w for w in ev.report["warnings"]) and len(caught) >= 1
+    code, _, err = run_cli(capsys, "--real", tmp_path / "r8", "--fake", tmp_path / "r30", "--metrics", "psnr",
+                           "--frames", 12)
+    assert code == 0 and "warning: the real videos play at 8 fps and the fake ones at 30 fps" in err
+    with warnings.catch_warnings(record=True) as same:  # one rate: nothing to say
+        warnings.simplefilter("always")
+        evaluate(tmp_path / "r30", tmp_path / "r30", metrics="psnr", frames=12, progress=False)
+    assert not [w for w in same if "fps" in str(w.message)]

@@ -194,3 +194,28 @@ def test_a_video_too_large_to_decode_whole_gives_the_same_clip_from_its_own_fram
     assert all(torch.equal(a.video, b.video) for a, b in zip(parts, whole))
     assert [r["file"] for r in real_src.skipped] == ["v00.mp4", "v02.mp4", "v04.mp4"]  # too short, as before
     assert issubclass(ClipTooLargeError, InvalidVideoError)
+
+
+def test_a_video_too_large_for_one_array_gives_the_same_clip_and_record_from_its_own_frames(videos, monkeypatch):
+    """The read keeps each video's measured frame rate (decode, not read_video, since 2026-12-06): a whole decode past
+    the byte cap still falls back to the clip's own frames, with the same record, rate included."""
+    from vdmkit.evaluation import sources
+    from vdmkit.io.decode import ClipTooLargeError
+
+    real, lengths, fake = videos
+    proto = get_protocol("folders", frames=4, stride=3, num_real=3, clip_sampling="stylegan-v", seed=11)
+    whole = list(build_sources(real, fake, proto)[0].samples())
+    decode, partial = sources.decode, []
+
+    def too_large(path, *, rgb=True, only=None, **k):
+        if rgb and only is None:
+            raise ClipTooLargeError(f"{str(path)!r}: too many bytes")
+        partial.append(only is not None)
+        return decode(path, rgb=rgb, only=only, **k)
+
+    monkeypatch.setattr(sources, "decode", too_large)
+    real_src, _ = build_sources(real, fake, proto)
+    parts = list(real_src.samples())
+    assert any(partial) and [s.record for s in parts] == [s.record for s in whole]
+    assert all(torch.equal(a.video, b.video) for a, b in zip(parts, whole))
+    assert [s.record["source_fps"] for s in parts] == [8.0] * 3

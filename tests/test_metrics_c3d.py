@@ -98,3 +98,20 @@ def test_c3d_random_weights_end_to_end(tmp_path):
     x = F.linear(F.relu(F.linear(x, t("fc7/W"), t("fc7/b"))), t("fc8/W"), t("fc8/b"))
     assert np.allclose(lp, torch.log_softmax(x.double(), -1).numpy(), atol=1e-4)
     assert inception_score(lp, splits=1)[0] >= 1.0
+
+
+def test_a_weight_file_that_is_no_zip_says_so_with_its_size_and_no_pickle_advice(tmp_path):
+    """Five bytes of text saved as the C3D file were called 'pickled (object) data' with numpy's advice to load it
+    unsafely with allow_pickle (2026-12-06)."""
+    np.savez(tmp_path / C3D_MEAN.filename, mean=mean_array())
+    for junk in (b"junk\n", b"<!DOCTYPE html><html>Not Found</html>", b"version https://git-lfs.github.com/spec/v1\n"):
+        (tmp_path / C3D_UCF101.filename).write_bytes(junk)
+        with pytest.warns(UserWarning, match="sha256 check skipped"), \
+                pytest.raises(CorruptCheckpointError, match=rf"conv3d_deepnetA_ucf.npz' is not a zip/npz archive "
+                                                           rf"\({len(junk)} bytes: truncated, an HTML page") as err:
+            load_c3d(tmp_path)
+        assert "pickle" not in str(err.value) and C3D_UCF101.url in str(err.value)
+    np.savez(tmp_path / C3D_UCF101.filename, **{"conv1a/W": np.zeros(3, np.float32)})
+    (tmp_path / C3D_UCF101.filename).write_bytes((tmp_path / C3D_UCF101.filename).read_bytes()[:-30])  # cut short
+    with pytest.warns(UserWarning), pytest.raises(CorruptCheckpointError, match="is not a zip/npz archive"):
+        load_c3d(tmp_path)

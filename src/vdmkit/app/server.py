@@ -349,8 +349,12 @@ def create_app(settings: Settings):
     @app.get("/api/studies")
     def list_studies():
         found, problems = studies()
-        return {"studies": [{"name": s.name, "models": list(s.models), "pairs": len(s.pairs),
-                             "votes": len(current_votes(s))} for s in found.values()], "problems": problems}
+        listed = []
+        for s in found.values():
+            used, skipped = current_votes(s)  # the votes the results count; rows they cannot, when there are any
+            listed.append({"name": s.name, "models": list(s.models), "pairs": len(s.pairs), "votes": len(used)}
+                          | ({"skipped_votes": len(skipped)} if skipped else {}))
+        return {"studies": listed, "problems": problems}
 
     @app.get("/api/studies/{name}/next")
     def next_pair(name: str, rater: str):
@@ -404,18 +408,18 @@ def create_app(settings: Settings):
         response.headers["cache-control"] = "no-store"
         return response
 
-    def current_votes(s) -> list:
-        """The study's votes on its pairs and models as they are now (a pair or model taken out of study.json is
-        not counted)."""
-        return [v for v in store.votes(s.key) if v.pair in s.pairs and v.left_model in s.models
-                and v.right_model in s.models]
+    def current_votes(s) -> tuple[list, list[dict]]:
+        """The study's votes on its pairs as they are now (a pair taken out of study.json is not counted), and the
+        rows it cannot count (Study.sort_votes)."""
+        return s.sort_votes(store.votes(s.key))
 
     def results_of(name: str, bootstrap: int) -> dict:
         s = study(name)
         if not 0 <= bootstrap <= MAX_BOOTSTRAP:
             raise ValueError(f"bootstrap must be in [0, {MAX_BOOTSTRAP}] resamples, got {bootstrap}")
-        votes = [(v.left_model, v.right_model, v.choice) for v in current_votes(s)]
-        return {"study": s.name, **summarise(votes, s.models, n_boot=bootstrap)}
+        used, skipped = current_votes(s)
+        votes = [(v.left_model, v.right_model, v.choice) for v in used]
+        return {"study": s.name, **summarise(votes, s.models, n_boot=bootstrap), "skipped_votes": skipped}
 
     @app.get("/api/studies/{name}/results")
     def results(name: str, bootstrap: int = 1000):

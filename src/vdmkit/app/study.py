@@ -66,6 +66,29 @@ class Study:
         with no votes (pair ids restart at p00000 in every study); the name alone for a study without a uid."""
         return f"{self.name}#{self.uid}" if self.uid else self.name
 
+    def sort_votes(self, votes: list) -> tuple[list, list[dict]]:
+        """The stored ``votes`` (:class:`vdmkit.app.store.Vote`) this study counts, in order, and those it cannot
+        count, each with its rater, pair, models and why (one row edited by hand made every results request a 400
+        naming no row, 2026-12-06). A vote on a pair taken out of study.json is neither: it is no vote of this study
+        now. One vote per rater and pair: the rater and pair name the row to delete."""
+        used, bad = [], []
+        for v in votes:
+            if v.pair not in self.pairs:
+                continue
+            shown = sorted(self.videos[vid]["model"] for vid in self.pairs[v.pair].videos)
+            if v.left_model == v.right_model:
+                why = f"the same model {v.left_model!r} on both sides"
+            elif sorted((v.left_model, v.right_model)) != shown:
+                why = f"pair {v.pair!r} compares {shown[0]!r} and {shown[1]!r}, not these models"
+            elif isinstance(v.seed, bool) or not isinstance(v.seed, int):
+                why = f"seed {v.seed!r} is not an integer"
+            else:
+                used.append(v)
+                continue
+            bad.append({"rater": v.rater, "pair": v.pair, "left_model": v.left_model, "right_model": v.right_model,
+                        "reason": why})
+        return used, bad
+
     def video_path(self, video_id: str) -> Path:
         """The file of a video of this study; KeyError for an id that is not one of its videos."""
         if not isinstance(video_id, str) or not VIDEO_ID.match(video_id) or video_id not in self.videos:

@@ -31,7 +31,15 @@ import numpy as np
 import torch
 
 from vdmkit.device import compile_mode, resolve_device
-from vdmkit.distributed import ONE_PROCESS, SHARDED_TIMEOUT_S, World, all_gather_objects, join
+from vdmkit.distributed import (
+    EVALUATION_ADVICE,
+    ONE_PROCESS,
+    SHARDED_TIMEOUT_S,
+    World,
+    all_gather_objects,
+    collectives,
+    join,
+)
 from vdmkit.errors import ClassSetWarning, ConfigError, ConstraintError, DatasetError, VdmkitError
 from vdmkit.evaluation import perceptual
 from vdmkit.evaluation import shapes_classifier as shapes_net
@@ -44,9 +52,12 @@ from vdmkit.evaluation.protocols import Protocol, get_protocol, parse_metrics
 from vdmkit.evaluation.report import build_report
 from vdmkit.evaluation.shapes import score_video
 from vdmkit.evaluation.sources import (
+    FolderSource,
     ModelSource,
     Sample,
     build_sources,
+    check_clips,
+    check_frame_rates,
     clip_preprocessing,
     planned_count,
 )
@@ -366,10 +377,13 @@ def evaluate(real, fake, *, metrics=None, protocol: str | Protocol = "folders", 
             if paired and n_real != n_fake:
                 raise ConstraintError(f"{'/'.join(paired)} compare real and fake videos pairwise (sorted order) but "
                                       f"there are {n_real} real and {n_fake} fake; give both folders the same videos")
-            check_set_sizes(metrics, {"real": n_real, "fake": n_fake})
             for source in (real_src, fake_src):  # a real video left out would pair every later one with the wrong fake
                 if hasattr(source, "paired"):
                     source.paired = "/".join(paired) if paired else None
+            if isinstance(fake_src, ModelSource):  # sampled on the real clips' prompts: why they are few comes first
+                check_clips(real_src, metrics)
+            check_set_sizes(metrics, {"real": n_real, "fake": n_fake})
+            check_clips(real_src, metrics)  # files were counted: enough must give a clip (probed until they do)
             st.check_sample_count(n_real, protocol.num_real, what=f"{protocol.name} real set", strict=strict)
             st.check_sample_count(n_fake, protocol.num_fake, what=f"{protocol.name} fake set", strict=strict)
             # the first clip of each set is decoded before any weights load: sizes no network can take fail first
@@ -397,6 +411,9 @@ def evaluate(real, fake, *, metrics=None, protocol: str | Protocol = "folders", 
                 runs, records = prepare_measurements(measured, setup)
             ev = _run(streams, measured, runs, batch_size=batch_size, progress=progress, keep_samples=keep_samples,
                       world=world)
+            if isinstance(real_src, FolderSource):
+                real_src.warn_skipped()
+            check_frame_rates(ev.report["samples"], protocol)
             if ev.report["counts"]["real"] < n_real:  # short videos were skipped
                 st.check_sample_count(ev.report["counts"]["real"], protocol.num_real,
                                       what=f"{protocol.name} real set after skipping short videos", strict=strict)
@@ -452,6 +469,7 @@ def _run(streams: dict[str, Iterator[Sample | None]], measured: dict[str, tuple[
             if batch is None:
                 del streams[role]
                 continue
+            bar.update(len(batch))  # every batch, rank 0's or not (it counted its own times the processes: 32 of 16)
             if j % world.size != world.rank:
                 continue
             for k, s in enumerate(batch):
@@ -462,7 +480,6 @@ def _run(streams: dict[str, Iterator[Sample | None]], measured: dict[str, tuple[
             seen[role].append((j, [(s.name, tuple(s.video.shape)) for s in batch],
                                [{"name": s.name, "caption": s.caption, "label": s.label, **s.record} for s in batch]))
             videos = torch.stack([s.video for s in batch])  # (B, 3, T, H, W)
-            bar.update(len(batch) * world.size)
             for name, sets in measured.items():
                 if role in sets and name not in paired:
                     mine[name][role].append((j, runs[name](batch, videos)))
@@ -478,7 +495,8 @@ def _run(streams: dict[str, Iterator[Sample | None]], measured: dict[str, tuple[
                         mine[name]["pairs"].append((j, runs[name](a, b)))
                     pending["real"], pending["fake"] = pending["real"][k:], pending["fake"][k:]
     bar.close()
-    ranks = all_gather_objects({"taken": mine, "seen": seen, "frames": frames}, world)
+    with collectives(world, "evaluation (gathering every process's measurements)", EVALUATION_ADVICE):
+        ranks = all_gather_objects({"taken": mine, "seen": seen, "frames": frames}, world)
     return _merge(ranks, keep_samples)
 
 

@@ -31,6 +31,7 @@ from vdmkit.io.decode import VIDEO_SUFFIXES, ClipTooLargeError, decode
 from vdmkit.video import resize_cover
 
 SHAPES_KEYWORD, NOISE_KEYWORD = "shapes", "noise"
+FPS_TOLERANCE = 0.01  # relative: frame rates this close are one rate (29.97 and 30)
 
 
 # ---- samples and clips ---------------------------------------------------------------------------
@@ -168,6 +169,7 @@ class FolderSource:
         self.used = 0
         self.visited = hashlib.sha256()  # the files read, by name and size: two reports on other videos differ here
         self.paired: str | None = None  # the paired metrics measured on this set (then no video may be left out)
+        self._probed: dict[Path, tuple[int, str | None]] = {}  # file -> (frames, why it gives no clip or None)
 
     def label(self, path: Path) -> str | None:
         rel = path.relative_to(self.root).parts
@@ -187,17 +189,55 @@ class FolderSource:
         """The files that give a clip, in order, up to the limit: what ``samples`` will use (frame counts read by a
         decode without pixels). The fake set was sampled on the first files' prompts, a skipped one's included, and
         its count was that of the files (before 2026-12-06)."""
-        need = CLIP_SAMPLINGS[self.clip_sampling].min_length(self.protocol.frames, self.protocol.stride)
         used = []
         for path in self.files:
             if self.limit is not None and len(used) >= self.limit:
                 break
-            try:
-                if len(decode(path, rgb=False).timestamps) >= need:
-                    used.append(path)
-            except InvalidVideoError:  # left out of the real set too (recorded there)
-                continue
+            if self._probe(path)[1] is None:  # the others are left out of the real set too (recorded there)
+                used.append(path)
         return used
+
+    def _probe(self, path: Path) -> tuple[int, str | None]:
+        """(frames, None) for a file that gives a clip, else (frames or 0, why not) in the words ``samples`` records:
+        the same decode without pixels as its read, once per file."""
+        if path not in self._probed:
+            try:
+                count = len(decode(path, rgb=False).timestamps)
+            except InvalidVideoError as err:
+                self._probed[path] = (0, str(err))
+            else:
+                need = CLIP_SAMPLINGS[self.clip_sampling].min_length(self.protocol.frames, self.protocol.stride)
+                self._probed[path] = (count, None if count >= need else self._short(count))
+        return self._probed[path]
+
+    def _short(self, count: int) -> str:
+        p = self.protocol
+        return (f"{count} frames, a clip of {p.frames} at stride {p.stride} needs "
+                f"{CLIP_SAMPLINGS[self.clip_sampling].min_length(p.frames, p.stride)}"
+                + (f" (clip sampling {p.clip_sampling!r})" if self.role == "real" else ""))
+
+    def check_clips(self, need: int, metric: str) -> None:
+        """Refuse a real set whose files give fewer than ``need`` clips (``metric`` needs them) before any clip is
+        read, naming the files left out and why; files are probed in order only until ``need`` give a clip (the
+        files were counted, and an unreadable or short real video is dropped later: FVD of the one clip left failed
+        after every clip had been through the network, before 2026-12-06)."""
+        if self.role != "real":  # a fake video that gives no clip is refused at its read, named
+            return
+        usable, skipped, longest = 0, [], 0
+        for path in self.files:
+            count, reason = self._probe(path)
+            if reason is None:
+                usable += 1
+                if usable >= need:
+                    return
+            else:
+                skipped.append({"file": path.relative_to(self.root).as_posix(), "reason": reason})
+                longest = max(longest, count)
+        if not usable:
+            self._too_short(longest, CLIP_SAMPLINGS[self.clip_sampling], skipped)
+        raise ConstraintError(f"{metric} needs at least {need} real videos and --real {str(self.root)!r} gives a clip "
+                              f"from {usable} of its {len(self.files)} video files ({_listed(skipped)}); add videos "
+                              f"that give a clip, or leave {metric} out of --metrics")
 
     def prompts(self) -> list[tuple[str, str | None, dict | None]]:
         """(prompt, label, attributes) per sample the set will give, for sampling a model against this set."""
@@ -219,8 +259,6 @@ class FolderSource:
     def samples(self, wanted: Callable[[int], bool] = lambda i: True) -> Iterator[Sample | None]:
         """The clips in order; None in place of a clip ``wanted(index)`` refuses (another process measures it). Every
         video is still decoded: its length decides whether it is used and where the seeded stream puts its clip."""
-        from vdmkit.io.video import read_video
-
         p = self.protocol
         sampling = CLIP_SAMPLINGS[self.clip_sampling]
         rng = np.random.RandomState(p.seed)  # one stream over the sorted videos, as plan_real_clips draws it
@@ -232,11 +270,13 @@ class FolderSource:
             self.visited.update(json.dumps([rel, _size(path)]).encode())
             try:
                 try:
-                    frames = read_video(path)
+                    whole = decode(path)  # read_video's read, its measured rate kept
+                    frames, fps = whole.frames, whole.info.fps
                     count, size = frames.shape[0], list(frames.shape[1:3])
                 except ClipTooLargeError:  # a long or large video (a minute of 720p): its clip's frames alone are
                     probe = decode(path, rgb=False)  # decoded (it was left out of a real set, and refused as a fake
                     frames, count, size = None, len(probe.timestamps), [probe.info.height, probe.info.width]
+                    fps = probe.info.fps
             except InvalidVideoError as err:  # a real set loses the video (recorded); a fake set is the model's
                 if self.role == "fake" or self.paired:
                     raise
@@ -245,9 +285,7 @@ class FolderSource:
             longest = max(longest, count)
             start = sampling.start(count, p.frames, p.stride, rng)
             if start is None:
-                reason = (f"{count} frames, a clip of {p.frames} at stride {p.stride} needs "
-                          f"{sampling.min_length(p.frames, p.stride)}"
-                          + (f" (clip sampling {p.clip_sampling!r})" if self.role == "real" else ""))
+                reason = self._short(count)
                 if self.role == "fake":
                     raise ConstraintError(f"fake video {str(path)!r} has {reason}; real and fake clips must have the "
                                           f"same frame count (generate {clip_span(p.frames, p.stride)} frames or "
@@ -269,9 +307,18 @@ class FolderSource:
             else:
                 clip = prepare_clip(frames, start, p)
             yield Sample(rel, clip, caption, self.label(path), parse_shapes_caption(caption),
-                         {"file": rel, "start": start, "source_frames": int(count), "source_size": size})
+                         {"file": rel, "start": start, "source_frames": int(count), "source_size": size,
+                          "source_fps": round(float(fps), 3)})
         if self.used == 0:
-            self._too_short(longest, sampling)
+            self._too_short(longest, sampling, self.skipped)
+
+    def warn_skipped(self) -> None:
+        """Say once (a warning: on stderr, in the report's warnings) that videos were left out: recorded only in
+        ``real.skipped``, half a real set could go unnoticed (2026-12-06)."""
+        if self.skipped:
+            warnings.warn(f"{len(self.skipped)} of {len(self.skipped) + self.used} {self.role} videos skipped "
+                          f"({_listed(self.skipped, 2)}); see {self.role}.skipped in the report", SampleCountWarning,
+                          stacklevel=2)
 
     def _shifted_pairs(self) -> None:
         first = self.skipped[0]
@@ -279,13 +326,11 @@ class FolderSource:
                               f"{first['file']!r} gives no clip ({first['reason']}): leaving it out would pair every "
                               "later video with the wrong fake; remove it from both sets or pass a smaller --frames")
 
-    def _too_short(self, longest: int, sampling) -> None:
+    def _too_short(self, longest: int, sampling, skipped: list[dict]) -> None:
         p = self.protocol
-        if longest == 0 and self.skipped:  # nothing decoded: the files are the problem, not the clip length
-            shown = "; ".join(f"{s['file']}: {s['reason']}" for s in self.skipped[:3])
+        if longest == 0 and skipped:  # nothing decoded: the files are the problem, not the clip length
             raise DatasetError(f"--{self.role} {str(self.root)!r}: none of its {len(self.files)} video files could "
-                               f"be read ({shown}" + (f"; and {len(self.skipped) - 3} more" if len(self.skipped) > 3
-                                                      else "") + ")")
+                               f"be read ({_listed(skipped)})")
         need, span = sampling.min_length(p.frames, p.stride), clip_span(p.frames, p.stride)
         hint = ("pass a smaller --frames or --stride"
                 + (f", or --clip-sampling random (it keeps videos of {span} frames or more)"
@@ -306,6 +351,45 @@ class FolderSource:
                 "skipped": self.skipped, "used": self.used, "files_sha256": self.visited.hexdigest(),
                 "clip_sampling": f"{name}: {CLIP_SAMPLINGS[name].description}"
                                  + (f"; seed {self.protocol.seed}" if CLIP_SAMPLINGS[name].random_offset else "")}
+
+
+def check_clips(src, metrics) -> None:
+    """Refuse a real folder whose files give fewer clips than a requested metric needs, before any clip is read
+    (:meth:`FolderSource.check_clips`); other sources give the clips they count."""
+    from vdmkit.evaluation.metrics import METRICS
+
+    needing = [m for m in metrics if "real" in METRICS[m].sets]
+    if isinstance(src, FolderSource) and needing:
+        metric = max(needing, key=lambda m: METRICS[m].min_videos)
+        src.check_clips(METRICS[metric].min_videos, metric)
+
+
+def check_frame_rates(samples: dict[str, list[dict]], protocol: Protocol) -> None:
+    """Warn when the real and fake clips come from videos at other frame rates (the median of each set's samples'
+    ``source_fps``, 1% apart or more): the protocol's clips then span other lengths of time, and FVD/KVD
+    compare motion. Not refused: StyleGAN-V does not resample either (a 25 fps real set against 8 fps samples
+    passed silently, 2026-12-06)."""
+    rates = {role: [r["source_fps"] for r in samples.get(role, []) if r.get("source_fps")] for role in ("real", "fake")}
+    if not rates["real"] or not rates["fake"]:  # a model, the generator or noise has no rate
+        return
+    real, fake = (float(np.median(rates[role])) for role in ("real", "fake"))
+    if abs(real - fake) <= FPS_TOLERANCE * max(real, fake):
+        return
+
+    def said(role: str, median: float) -> str:
+        lo, hi = min(rates[role]), max(rates[role])
+        return f"{median:g} fps" + (f" (median; {lo:g}-{hi:g})" if hi > lo else "")
+    frames = protocol.frames * protocol.stride  # source frames a clip covers
+    warnings.warn(f"the real videos play at {said('real', real)} and the fake ones at {said('fake', fake)}: a clip "
+                  f"of {protocol.frames} frames at stride {protocol.stride} spans {frames / real:.3g} s of real motion "
+                  f"and {frames / fake:.3g} s of fake, and FVD/KVD compare motion; eval does not resample, so write "
+                  "the fakes at the real rate (or compare sets of one rate)", UserWarning, stacklevel=2)
+
+
+def _listed(skipped: list[dict], shown: int = 3) -> str:
+    """'file: reason; ...' of the first ``shown`` files left out, and how many more."""
+    more = f"; and {len(skipped) - shown} more" if len(skipped) > shown else ""
+    return "; ".join(f"{s['file']}: {s['reason']}" for s in skipped[:shown]) + more
 
 
 def parse_shapes_caption(caption: str | None) -> dict | None:
@@ -552,6 +636,8 @@ def build_sources(real, fake, protocol: Protocol, *, annotations=None, real_spli
         fake_src = NoiseSource((protocol.frames, size, size), n_fake or len(prompts), protocol.seed + 2, prompts)
     elif model_size is not None:
         prompts = real_src.prompts()
+        if not prompts and isinstance(real_src, FolderSource):  # which files give no clip and why, not "no prompts"
+            real_src.check_clips(1, "sampling the model")
         if prompts and not any(p[0] for p in prompts):  # a training caption file is read with --captions only
             unread = _caption_files(Path(real)) if isinstance(real_src, FolderSource) and captions is None else []
             unread = (f"; pass --captions {str(Path(real) / unread[0])!r} to read training's caption file"

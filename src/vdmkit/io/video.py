@@ -18,7 +18,7 @@ from vdmkit.io.decode import DEFAULT_LIMITS, DecodeLimits, decode
 
 VIDEO_FORMATS = (".mp4", ".gif", ".webp", ".png")
 MP4_CODECS = ("libx264", "mpeg4")  # H.264 where this FFmpeg build has it, else MPEG-4 part 2
-H264_CRF = "18"  # visually lossless for small synthetic frames
+H264_CRF = "18"  # not lossless: sampled shapes videos (32-128 px) read back at 30-33 dB PSNR; .webp is lossless
 MAX_FPS = 240  # the highest rate a video may declare
 MP4_RATE_DENOMINATOR = 1000  # an mp4's frame rate is written as a fraction with at most this denominator
 # GIF stores a frame's delay in hundredths of a second as a 16-bit count; browsers play a delay of 0 or 1 as 10

@@ -5,6 +5,7 @@ mean; 101-class fc8 logits."""
 from __future__ import annotations
 
 import os
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -69,12 +70,16 @@ def c3d_reference_shapes() -> dict[str, tuple[int, ...]]:
 
 def _read_npz(path: Path, spec: weights.WeightFile) -> dict[str, np.ndarray]:
     """Arrays of an ``.npz`` without pickle (``allow_pickle=False``)."""
+    size = path.stat().st_size
+    if not zipfile.is_zipfile(path):  # numpy calls any other file pickled data and advises allow_pickle: never here
+        raise CorruptCheckpointError(f"{str(path)!r} is not a zip/npz archive ({size} bytes: truncated, an HTML page "
+                                     f"or an LFS pointer?); get {spec.filename} from {spec.url}")
     try:
         with np.load(str(path), allow_pickle=False) as data:
             return {k: data[k] for k in data.files}
-    except (ValueError, OSError, EOFError) as e:
-        raise CorruptCheckpointError(f"{str(path)!r} is not a numpy .npz archive without pickled objects ({e}); "
-                                     f"get {spec.filename} from {spec.url}") from e
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:  # object arrays; a damaged member
+        raise CorruptCheckpointError(f"{str(path)!r} is not a numpy .npz archive without pickled objects ({e}; "
+                                     f"{size} bytes); get {spec.filename} from {spec.url}") from e
 
 
 def load_c3d(path: str | os.PathLike, *, expected_sha256=weights.PINNED,
