@@ -76,7 +76,7 @@ def test_the_correction_is_the_gradient_of_the_known_frames_error_on_a_linear_de
 
 def test_weight_0_is_replacement_and_a_frozen_model_gets_no_gradients():
     known, mask = known_and_mask()
-    layer = torch.nn.Linear(3, 3, dtype=torch.float64).requires_grad_(False)  # frozen, as a loaded model
+    layer = torch.nn.Linear(3, 3, dtype=torch.float64).requires_grad_(False)  # frozen, as reconstruction guidance holds a model
     fn = lambda x, t: layer(x.movedim(2, -1)).movedim(-1, 2)  # noqa: E731  (mixes the frames)
     process, t, x = DiscreteVP.from_schedule("cosine"), torch.tensor([300]), torch.randn(known.shape).double()
     with torch.no_grad():
