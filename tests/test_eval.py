@@ -666,6 +666,10 @@ def test_a_model_fake_is_refused_before_sampling_when_the_real_files_give_too_fe
                                                   r"video files \(b.mp4: .*empty file"):
             evaluate(str(real), run, metrics="fvd", video_extractor="shapes", frames=8, sample_steps=1,
                      progress=False, **extra)
+    (real / "b.mp4").unlink()  # too few files, none left out: no empty list of them
+    with pytest.raises(ConstraintError, match=r"gives a clip from 1 of its 1 video files; add videos"):
+        evaluate(str(real), run, metrics="fvd", video_extractor="shapes", frames=8, sample_steps=1, progress=False)
+    (real / "b.mp4").write_bytes(b"")
     (real / "a.mp4").unlink()
     with pytest.raises(DatasetError, match=r"none of its 1 video files could be read \(b.mp4: .*empty file"):
         evaluate(str(real), run, metrics="fvd", video_extractor="shapes", frames=8, sample_steps=1, progress=False)
@@ -698,15 +702,23 @@ def test_each_sample_records_its_frame_rate_and_other_rates_warn(tmp_path, capsy
         for i, clip in enumerate(clips):
             write_video(tmp_path / f"r{fps}" / f"v{i}.mp4", clip, fps=fps)
     with pytest.warns(UserWarning, match=r"the real videos play at 8 fps and the fake ones at 30 fps: a clip of 12 "
-                                         r"frames at stride 1 spans 1.5 s of real motion and 0.4 s of fake") as caught:
-        ev = evaluate(tmp_path / "r8", tmp_path / "r30", metrics="psnr", frames=12, progress=False)
+                                         r"frames at stride 1 spans 1.5 s of real motion and 0.4 s of fake, and FVD "
+                                         r"compare\(s\) motion") as caught:
+        ev = evaluate(tmp_path / "r8", tmp_path / "r30", metrics="psnr,fvd", video_extractor="shapes", frames=12,
+                      progress=False)
     assert [s["source_fps"] for s in ev.report["samples"]["real"]] == [8.0, 8.0]
     assert [s["source_fps"] for s in ev.report["samples"]["fake"]] == [30.0, 30.0]
     assert any("fake ones at 30 fps" in w for w in ev.report["warnings"]) and len(caught) >= 1
-    code, _, err = run_cli(capsys, "--real", tmp_path / "r8", "--fake", tmp_path / "r30", "--metrics", "psnr",
-                           "--frames", 12)
+    code, _, err = run_cli(capsys, "--real", tmp_path / "r8", "--fake", tmp_path / "r30", "--metrics", "fvd",
+                           "--extractor", "shapes", "--frames", 12)
     assert code == 0 and "warning: the real videos play at 8 fps and the fake ones at 30 fps" in err
-    with warnings.catch_warnings(record=True) as same:  # one rate: nothing to say
-        warnings.simplefilter("always")
-        evaluate(tmp_path / "r30", tmp_path / "r30", metrics="psnr", frames=12, progress=False)
-    assert not [w for w in same if "fps" in str(w.message)]
+    (tmp_path / "g8").mkdir()  # a GIF stores delays in hundredths of a second: 8 fps plays at 8.333
+    for i, clip in enumerate(clips):
+        write_video(tmp_path / "g8" / f"v{i}.gif", clip, fps=8)
+    for real, fake, metrics in (("r30", "r30", "fvd"), ("r8", "g8", "fvd"), ("r8", "r30", "psnr")):
+        with warnings.catch_warnings(record=True) as same:  # one rate, or no motion metric: nothing to say
+            warnings.simplefilter("always")
+            ev = evaluate(tmp_path / real, tmp_path / fake, metrics=metrics, video_extractor="shapes", frames=12,
+                          progress=False)
+        assert not [w for w in same if "fps" in str(w.message)], (real, fake, metrics)
+    assert ev.report["samples"]["fake"][0]["source_fps"] == 30.0

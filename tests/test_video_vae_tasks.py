@@ -103,10 +103,14 @@ def test_a_frame_count_a_tubelet_dit_on_a_video_vae_cannot_take_is_named_in_pixe
 
     base = config(models["dit"])
     tubelets = dataclasses.replace(base, model=dataclasses.replace(base.model, tubelet_t=2))
-    with pytest.raises(ConstraintError, match=r"frames=5 makes 3 latent frames \(the video autoencoder keeps 1 \+ "
-                                              r"\(frames - 1\) / 2\), which the backbone cannot take .*; nearest valid "
-                                              "frame counts: 3, 7"):
+    with pytest.raises(ConstraintError, match=r"^frames=5 makes 3 latent frames \(the video autoencoder keeps 1 \+ "
+                                              r"\(frames - 1\) / 2\), which the backbone cannot take; nearest valid "
+                                              "frame counts: 3, 7$"):
         make_request(tubelets, ["x"], frames=5)
+    positions = dataclasses.replace(tubelets, model=dataclasses.replace(tubelets.model, position="learned",
+                                                                        max_frames=8, max_size=4))
+    with pytest.raises(ConstraintError, match="learned position tables cover"):  # the size, not the frames, is wrong
+        make_request(positions, ["x"], frames=7, height=64, width=64)
     for frames in (3, 7):
         assert make_request(tubelets, ["x"], frames=frames).frames == frames
 

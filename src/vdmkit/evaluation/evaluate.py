@@ -383,7 +383,8 @@ def evaluate(real, fake, *, metrics=None, protocol: str | Protocol = "folders", 
             if isinstance(fake_src, ModelSource):  # sampled on the real clips' prompts: why they are few comes first
                 check_clips(real_src, metrics)
             check_set_sizes(metrics, {"real": n_real, "fake": n_fake})
-            check_clips(real_src, metrics)  # files were counted: enough must give a clip (probed until they do)
+            if not isinstance(fake_src, ModelSource):  # files were counted: enough must give a clip (probed until so)
+                check_clips(real_src, metrics)
             st.check_sample_count(n_real, protocol.num_real, what=f"{protocol.name} real set", strict=strict)
             st.check_sample_count(n_fake, protocol.num_fake, what=f"{protocol.name} fake set", strict=strict)
             # the first clip of each set is decoded before any weights load: sizes no network can take fail first
@@ -413,7 +414,7 @@ def evaluate(real, fake, *, metrics=None, protocol: str | Protocol = "folders", 
                       world=world)
             if isinstance(real_src, FolderSource):
                 real_src.warn_skipped()
-            check_frame_rates(ev.report["samples"], protocol)
+            check_frame_rates(ev.report["samples"], protocol, metrics)
             if ev.report["counts"]["real"] < n_real:  # short videos were skipped
                 st.check_sample_count(ev.report["counts"]["real"], protocol.num_real,
                                       what=f"{protocol.name} real set after skipping short videos", strict=strict)

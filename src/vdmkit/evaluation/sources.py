@@ -32,6 +32,8 @@ from vdmkit.video import resize_cover
 
 SHAPES_KEYWORD, NOISE_KEYWORD = "shapes", "noise"
 FPS_TOLERANCE = 0.01  # relative: frame rates this close are one rate (29.97 and 30)
+GIF_DELAY_ROUNDING_S = 0.0051  # a GIF stores frame delays in hundredths of a second (half of one, and a margin)
+MOTION_METRICS = ("fvd", "kvd")  # the metrics whose features see motion: the clips' time span matters
 
 
 # ---- samples and clips ---------------------------------------------------------------------------
@@ -236,7 +238,8 @@ class FolderSource:
         if not usable:
             self._too_short(longest, CLIP_SAMPLINGS[self.clip_sampling], skipped)
         raise ConstraintError(f"{metric} needs at least {need} real videos and --real {str(self.root)!r} gives a clip "
-                              f"from {usable} of its {len(self.files)} video files ({_listed(skipped)}); add videos "
+                              f"from {usable} of its {len(self.files)} video files"
+                              + (f" ({_listed(skipped)})" if skipped else "") + "; add videos "
                               f"that give a clip, or leave {metric} out of --metrics")
 
     def prompts(self) -> list[tuple[str, str | None, dict | None]]:
@@ -364,16 +367,18 @@ def check_clips(src, metrics) -> None:
         src.check_clips(METRICS[metric].min_videos, metric)
 
 
-def check_frame_rates(samples: dict[str, list[dict]], protocol: Protocol) -> None:
+def check_frame_rates(samples: dict[str, list[dict]], protocol: Protocol, metrics=("fvd",)) -> None:
     """Warn when the real and fake clips come from videos at other frame rates (the median of each set's samples'
     ``source_fps``, 1% apart or more): the protocol's clips then span other lengths of time, and FVD/KVD
     compare motion. Not refused: StyleGAN-V does not resample either (a 25 fps real set against 8 fps samples
     passed silently, 2026-12-06)."""
+    motion = [m for m in metrics if m in MOTION_METRICS]
     rates = {role: [r["source_fps"] for r in samples.get(role, []) if r.get("source_fps")] for role in ("real", "fake")}
-    if not rates["real"] or not rates["fake"]:  # a model, the generator or noise has no rate
+    if not motion or not rates["real"] or not rates["fake"]:  # a model, the generator or noise has no rate
         return
     real, fake = (float(np.median(rates[role])) for role in ("real", "fake"))
-    if abs(real - fake) <= FPS_TOLERANCE * max(real, fake):
+    # one rate: 1% apart, or frame durations within a GIF's rounding (8 fps written as GIF plays at 8.333)
+    if abs(real - fake) <= FPS_TOLERANCE * max(real, fake) or abs(1 / real - 1 / fake) <= GIF_DELAY_ROUNDING_S:
         return
 
     def said(role: str, median: float) -> str:
@@ -382,7 +387,7 @@ def check_frame_rates(samples: dict[str, list[dict]], protocol: Protocol) -> Non
     frames = protocol.frames * protocol.stride  # source frames a clip covers
     warnings.warn(f"the real videos play at {said('real', real)} and the fake ones at {said('fake', fake)}: a clip "
                   f"of {protocol.frames} frames at stride {protocol.stride} spans {frames / real:.3g} s of real motion "
-                  f"and {frames / fake:.3g} s of fake, and FVD/KVD compare motion; eval does not resample, so write "
+                  f"and {frames / fake:.3g} s of fake, and {'/'.join(m.upper() for m in motion)} compare(s) motion; eval does not resample, so write "
                   "the fakes at the real rate (or compare sets of one rate)", UserWarning, stacklevel=2)
 
 

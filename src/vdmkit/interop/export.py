@@ -36,7 +36,7 @@ PREDICTIONS = {"eps": "epsilon", "v": "v_prediction", "x0": "sample"}
 
 def unet_config(cfg: UNet3DConfig, sample_size: int | None = None) -> dict:
     """diffusers' UNet3DConditionModel config of ``cfg``; ConfigError naming the options it cannot express."""
-    if cfg.motion_heads > 0 or cfg.temporal_conv == "none":  # Stable Diffusion's layout: a 2D UNet, motion modules
+    if cfg.motion_heads > 0:  # Stable Diffusion's layout with AnimateDiff's motion modules (an SD folder loads so)
         raise ConfigError("this model is a Stable Diffusion UNet with AnimateDiff motion modules (an SD folder loads "
                           "with new ones): the export writes ModelScope-layout folders "
                           "(TextToVideoSDPipeline, UNet3DConditionModel) only, and AnimateDiffPipeline / MotionAdapter "

@@ -210,11 +210,13 @@ class PipelineConfig:
                 return True
 
             valid = [n for n in range(1, frames + 8 * c * 8, c) if fits(n)]
+            if not valid:  # no frame count fits at this size: the size is the problem, in the backbone's words
+                raise
             near = sorted(sorted(valid, key=lambda n: abs(n - frames))[:2])
             raise ConstraintError(
                 f"frames={frames} makes {latent[0]} latent frames (the video autoencoder keeps 1 + (frames - 1) / "
-                f"{c}), which the backbone cannot take ({e}); nearest valid frame counts: "
-                f"{', '.join(map(str, near)) or 'none'}") from None
+                f"{c}), which the backbone cannot take; nearest valid frame counts: {', '.join(map(str, near))}"
+            ) from None
         return latent
 
 
