@@ -436,7 +436,7 @@ def test_an_inflated_or_sd_model_is_not_exported_as_modelscope_and_the_error_say
     from vdmkit.interop.export import unet_config
 
     with pytest.raises(ConfigError, match=r"its model\..*model.temporal_conv='none'.* have no counterpart"):  # vdmkit's
-        unet_config(UNet3DConfig(temporal_conv="none", norm_eps=1e-5))  # space-only convolutions: no SD model, named as they are
+        unet_config(UNet3DConfig(temporal_conv="none", norm_eps=1e-5))  # space-only convolutions: named as such
 
 
 def test_an_sd_folder_without_adapter_samples_its_image_model_frame_by_frame(sd_folder):

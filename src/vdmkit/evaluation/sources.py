@@ -387,8 +387,9 @@ def check_frame_rates(samples: dict[str, list[dict]], protocol: Protocol, metric
     frames = protocol.frames * protocol.stride  # source frames a clip covers
     warnings.warn(f"the real videos play at {said('real', real)} and the fake ones at {said('fake', fake)}: a clip "
                   f"of {protocol.frames} frames at stride {protocol.stride} spans {frames / real:.3g} s of real motion "
-                  f"and {frames / fake:.3g} s of fake, and {'/'.join(m.upper() for m in motion)} compare(s) motion; eval does not resample, so write "
-                  "the fakes at the real rate (or compare sets of one rate)", UserWarning, stacklevel=2)
+                  f"and {frames / fake:.3g} s of fake, and {'/'.join(m.upper() for m in motion)} compare(s) motion; "
+                  "eval does not resample, so write the fakes at the real rate (or compare sets of one rate)",
+                  UserWarning, stacklevel=2)
 
 
 def _listed(skipped: list[dict], shown: int = 3) -> str:
