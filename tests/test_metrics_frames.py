@@ -150,3 +150,30 @@ def test_video_metrics_refuse_mismatched_or_invalid_videos(videos64):
         psnr(real[:, :, :0], fake[:, :, :0])
     with pytest.raises(InvalidVideoError, match="5 axes"):
         ssim(real[0], fake[0])
+
+
+@pytest.mark.parametrize("layout", ["b t h w c", "b t c h w"])
+def test_video_metrics_refuse_a_video_whose_channel_axis_is_not_1(videos64, layout):
+    """_per_video took any axis 1: a (B, T, H, W, C) video gave a PSNR 6 dB off, (B, T, C, H, W) 3.7 dB, and SSIM
+    said its frames were 64x3 (before 2026-12-06)."""
+    from einops import rearrange
+
+    real, fake = (rearrange(v, f"b c t h w -> {layout}") for v in videos64)
+    for fn in (psnr, psnr_per_frame, psnr_pooled, ssim, ssim_per_frame):
+        with pytest.raises(InvalidVideoError, match=r"channels on axis 1 .*is the channel axis last\?"):
+            fn(real, fake)
+
+
+def test_one_channels_last_frame_is_no_grayscale_video(videos64):
+    """(B, 1, H, W, 3): one RGB frame channels last has 1 on axis 1, but a grayscale video is not 3 pixels wide."""
+    real, fake = (v[:, :, :1].permute(0, 2, 3, 4, 1) for v in videos64)
+    for fn in (psnr, psnr_pooled):
+        with pytest.raises(InvalidVideoError, match=r"shape \(2, 1, 64, 64, 3\): is the channel axis last\?"):
+            fn(real, fake)
+
+
+def test_grayscale_videos_are_measured_per_channel_as_rgb_ones(videos64):
+    """One channel is a grayscale video: PSNR and SSIM per frame as scikit-image's on (H, W, 1) frames."""
+    real, fake = (v[:, :1] for v in videos64)
+    assert np.abs(psnr_per_frame(real, fake).reshape(-1) - skimage_psnr(real, fake)).max() <= 1e-6
+    assert np.abs(ssim_per_frame(real, fake).reshape(-1) - skimage_ssim(real, fake)).max() <= 1e-7

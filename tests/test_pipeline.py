@@ -327,3 +327,47 @@ def test_a_model_records_the_rate_its_videos_play_at(tmp_path):
     for bad in ("0", "-1", ".nan"):
         with pytest.raises(ConfigError, match="sampling.fps must be a finite number > 0"):
             load_config("configs/tiny.yaml", [f"train.out_dir={tmp_path}", f"sampling.fps={bad}"])
+
+
+def test_run_refuses_a_conditioned_model_and_what_is_no_request(monkeypatch):
+    """pipe.run(make_request(config, ...)) ran a known-frames model with its frames zeroed and an upscaler's residual
+    as a video; pipe.run(a dict) was a raw AttributeError (before 2026-12-06)."""
+    from vdmkit.training import load_config
+
+    from tests.conftest import TINY
+
+    frames = load_config(None, TINY + ["data.condition={masks: {first_frame: 1}}"]).pipeline()
+    upscaler = load_config(None, TINY + ["data.condition={masks: {}, low_res: 2}"]).pipeline()
+    for config, task in ((frames, "image_to_video"), (upscaler, "upscale")):
+        pipe = TextToVideo(config).eval()
+        monkeypatch.setattr(pipe, "conditions", lambda *a: pytest.fail("sampled"))
+        with pytest.raises(ConstraintError, match=rf"this model is conditioned .*{task}\(\)"):
+            pipe.run(make_request(config, "a red circle moving left", steps=1))
+    with pytest.raises(ConstraintError, match="upscale"):  # an upscaler has no image-free video
+        pipe.run(make_request(upscaler, "a red circle moving left", steps=1), image_free=True)
+    pipe = TextToVideo(frames).eval()
+    video = pipe.run(make_request(frames, "a red circle moving left", steps=1), image_free=True)  # training previews' branch
+    assert video.shape == (1, 3, 4, 16, 16)
+    for request in ({"prompts": ["a red circle moving left"]}, None):
+        with pytest.raises(ConfigError, match=r"run takes a SampleRequest, got .*pipe\.request\(prompts, \.\.\.\)"):
+            pipe.run(request)
+
+
+def test_sampling_beyond_the_training_length_warns_that_it_is_one_clip():
+    """pipe(prompts, frames=N) beyond the model's length sampled one clip without a word, where `vdmkit sample
+    --frames N` samples windows (and image_to_video warned)."""
+    import warnings
+
+    from vdmkit.training import load_config
+
+    from tests.conftest import TINY
+
+    pipe = TextToVideo(load_config(None, TINY).pipeline()).eval()
+    with pytest.warns(UserWarning, match=r"text-to-video of 6 frames, beyond the model's 4 .*one clip .*windows .*"
+                                         r"long_video\(pipe, prompt, frames=N\)") as caught:
+        pipe("a red circle moving left", frames=6, steps=1)
+    assert len(caught) == 1 and caught[0].filename == __file__  # the caller's line
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        pipe("a red circle moving left", frames=4, steps=1)
+        pipe.run(pipe.request("a red circle moving left", frames=6, steps=1))  # a request of its own: as asked

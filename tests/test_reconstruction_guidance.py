@@ -312,3 +312,40 @@ def test_a_memory_refusal_in_reconstruction_names_replace(monkeypatch):
         check_task_memory(cfg, task_request(cfg, "image_to_video", torch.zeros(1, 3, 256, 256), "x", mode="replace"),
                           "cpu")
     assert "condition mode replace" not in str(caught.value)
+
+
+def test_condition_mode_is_another_name_of_mode():
+    """The README and the messages say condition_mode=; it was taken for a sampler option ("condition_mode is no
+    sampler option, not 'dpmpp_2m'") before 2026-12-06."""
+    from vdmkit.pipelines.conditioned import task_request
+
+    config = load_config(None, TINY).pipeline()
+    known, mask = torch.zeros(1, 3, 4, 16, 16), torch.tensor([1, 0, 0, 0])
+    request = conditioned_request(config, PROMPT, known=known, mask=mask, condition_mode="reconstruction")
+    assert request.mode == "reconstruction" and request.reconstruction_weight == RECONSTRUCTION_WEIGHT
+    assert conditioned_request(config, PROMPT, known=known, mask=mask, mode="replace",
+                               condition_mode="replace").mode == "replace"
+    with pytest.raises(ConfigError, match="mode='replace' and condition_mode='reconstruction': they name one setting"):
+        conditioned_request(config, PROMPT, known=known, mask=mask, mode="replace", condition_mode="reconstruction")
+    # extend's context follows the mode: a model trained on first_k masks knows 3 frames in concat, 2 in replace
+    trained = load_config(None, TINY + ["data.condition={masks: {first_k: 1}, first_k: 3}"]).pipeline()
+    video = torch.zeros(1, 3, 4, 16, 16)
+    for mode, known_frames in (("auto", 3), ("replace", 2)):
+        request = task_request(trained, "extend", video, PROMPT, frames=6, condition_mode=mode)
+        assert (request.mode, int(request.mask.sum())) == ("concat" if mode == "auto" else mode, known_frames)
+    pipe = random_pipe()
+    alias = image_to_video(pipe, image(), PROMPT, steps=2, seed=3, condition_mode="replace")
+    assert torch.equal(alias, image_to_video(pipe, image(), PROMPT, steps=2, seed=3, mode="replace"))
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float64])
+def test_extend_returns_float32_whatever_the_input_dtype(dtype):
+    """extend allocated its output in the input's dtype: the model's frames were rounded to fp16 / bf16, and each
+    next window read its context from them (every other task returns float32)."""
+    from vdmkit.pipelines.conditioned import extend
+
+    pipe = random_pipe()
+    video = (torch.rand(1, 3, 4, 16, 16, generator=torch.Generator().manual_seed(4)) * 2 - 1).to(dtype)
+    out = extend(pipe, video, PROMPT, frames=8, steps=2, seed=1, mode="replace")  # 2 windows of 2 new frames
+    assert out.dtype == torch.float32 and torch.equal(out[:, :, :4], video.float())
+    assert torch.equal(out, extend(pipe, video.float(), PROMPT, frames=8, steps=2, seed=1, mode="replace"))

@@ -54,3 +54,39 @@ def test_check_video_reads_an_expanded_tensor_without_materialising_it():
         check_video(torch.tensor(float("nan")).expand(1, 3, 4, 8, 8))
     with pytest.raises(InvalidVideoError, match="values must lie in"):
         check_video(torch.full((1, 3, 1, 8, 8), 5.0).expand(1, 3, 100, 8, 8))
+
+
+def test_check_video_takes_a_set_of_channel_counts():
+    check_video(torch.zeros(1, 1, 2, 4, 4), channels=(3, 1))
+    with pytest.raises(InvalidVideoError, match=r"must have 3 or 1 channels on axis 1 .*is the channel axis last\?"):
+        check_video(torch.zeros(1, 2, 4, 4, 3), channels=(3, 1))
+
+
+@pytest.mark.parametrize("view", [lambda u: u[:, ::-1], lambda u: u[..., ::-1], lambda u: u[::-1, :, ::-2]])
+def test_from_uint8_takes_views_with_negative_strides(view):
+    """A flipped or BGR->RGB NumPy view (frames[..., ::-1], as from OpenCV) was a raw torch ValueError."""
+    u = np.random.default_rng(0).integers(0, 256, (3, 4, 6, 3), dtype=np.uint8)
+    got = from_uint8(view(u))
+    assert torch.equal(got, from_uint8(view(u).copy())) and got.is_contiguous()
+    assert np.array_equal(to_uint8(got), view(u))
+
+
+def test_write_video_stores_numpy_metadata_and_refuses_what_json_cannot_store(tmp_path):
+    """A NumPy seed, a tensor or a set in metadata= was a raw TypeError from json.dumps."""
+    import json
+
+    from vdmkit.errors import ConfigError
+    from vdmkit.io.video import write_video
+
+    u = np.zeros((2, 8, 8, 3), np.uint8)
+    path = write_video(tmp_path / "a.gif", u, metadata={"seed": np.int64(3), "scale": np.float32(0.5),
+                                                         "on": np.bool_(True), "shape": np.arange(3)})
+    assert json.loads((tmp_path / "a.gif.json").read_text()) == {"seed": 3, "scale": 0.5, "on": True,
+                                                                 "shape": [0, 1, 2]}
+    assert path.is_file()
+    for metadata, key in (({"a": torch.tensor(1)}, r"metadata\['a'\]"), ({"a": {1, 2}}, r"metadata\['a'\]"),
+                          ({"x": [1, {"y": object()}]}, r"metadata\['x'\]\[1\]\['y'\]"),
+                          ({(1, 2): 0}, r"metadata\[\(1, 2\)\] \(the key\)")):
+        with pytest.raises(ConfigError, match=rf"^{key} cannot be stored as JSON"):
+            write_video(tmp_path / "b.mp4", u, metadata=metadata)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.gif", "a.gif.json"]  # nothing written

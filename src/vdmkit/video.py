@@ -19,15 +19,15 @@ VIDEO_AXES = "(B, C, T, H, W)"
 def check_video(
     x: torch.Tensor,
     *,
-    channels: int | None = None,
+    channels: int | tuple[int, ...] | None = None,
     value_range: tuple[float, float] | None = (-1.0, 1.0),
     name: str = "video",
     atol: float = 1e-3,
 ) -> torch.Tensor:
     """Validate ``x`` against the video contract and return it unchanged.
 
-    Raises :class:`InvalidVideoError` saying what is wrong and how to fix it. ``value_range=None``
-    skips the range check (latents are unbounded).
+    Raises :class:`InvalidVideoError` saying what is wrong and how to fix it. ``channels``: the channel count
+    axis 1 must have, or the counts it may have. ``value_range=None`` skips the range check (latents are unbounded).
     """
     if not isinstance(x, torch.Tensor):
         raise InvalidVideoError(f"{name} must be a torch.Tensor {VIDEO_AXES}, got {type(x).__name__}")
@@ -44,10 +44,11 @@ def check_video(
         )
     if any(s == 0 for s in x.shape):
         raise InvalidVideoError(f"{name} has an empty axis: shape {tuple(x.shape)} {VIDEO_AXES}")
-    if channels is not None and x.shape[1] != channels:
+    allowed = (channels,) if isinstance(channels, int) else channels
+    if allowed is not None and x.shape[1] not in allowed:
         raise InvalidVideoError(
-            f"{name} must have {channels} channels on axis 1 {VIDEO_AXES}, got shape {tuple(x.shape)};"
-            " is the channel axis last? use x.permute(0, 4, 1, 2, 3) for (B, T, H, W, C)"
+            f"{name} must have {' or '.join(map(str, allowed))} channels on axis 1 {VIDEO_AXES}, got shape "
+            f"{tuple(x.shape)}; is the channel axis last? use x.permute(0, 4, 1, 2, 3) for (B, T, H, W, C)"
         )
     values = x  # an expanded tensor repeats its values along its stride-0 axes: check one copy of them
     for dim in range(x.ndim):
@@ -106,6 +107,8 @@ def to_uint8(x: torch.Tensor) -> np.ndarray:
 
 def from_uint8(frames: np.ndarray | torch.Tensor) -> torch.Tensor:
     """uint8 ``(T, H, W, C)`` -> float ``(1, C, T, H, W)`` in [-1, 1]."""
+    if isinstance(frames, np.ndarray) and min(frames.strides, default=0) < 0:  # a flipped or BGR->RGB view
+        frames = np.ascontiguousarray(frames)  # (frames[..., ::-1]): torch takes no negative strides
     frames = torch.as_tensor(frames)
     if frames.dtype != torch.uint8 or frames.ndim != 4:
         raise InvalidVideoError(f"from_uint8 expects uint8 (T, H, W, C), got {frames.dtype} {tuple(frames.shape)}")

@@ -32,7 +32,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from vdmkit.errors import ConstraintError, NonFiniteError, SampleCountWarning
+from vdmkit.errors import ConstraintError, InvalidVideoError, NonFiniteError, SampleCountWarning
 from vdmkit.video import check_video
 
 # Kernel Inception Distance (Binkowski et al. 2018, "Demystifying MMD GANs"): polynomial kernel
@@ -57,6 +57,8 @@ CLIP_SCORE_SCALE = 100.0
 # units); skimage returns inf. We take the finite cap so means over frames stay finite.
 PSNR_IDENTICAL_DB = 100.0
 PSNR_MSE_FLOOR = 1e-10
+# PSNR and SSIM take RGB videos and grayscale ones (both are per channel: SSIM averages its channels)
+FRAME_CHANNELS = (3, 1)
 
 # SSIM (Wang et al. 2004): Gaussian window 11 x 11, sigma 1.5, K1 = 0.01, K2 = 0.03, population
 # covariance, mean over the valid region; equals skimage `structural_similarity(gaussian_weights=True,
@@ -498,15 +500,26 @@ def frame_consistency_vbench(frame_embeddings: ArrayLike) -> float:
 # --------------------------------------------------------------------------------------------------
 # PSNR / SSIM on videos
 
-def _per_video(fn, x: torch.Tensor, y: torch.Tensor) -> np.ndarray:
-    """Apply ``fn`` to one float64 [0, 1] video pair at a time (memory of one video): ``(B, T)``."""
+def _video_pair(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``x`` and ``y`` checked as videos of one shape, RGB or grayscale (FRAME_CHANNELS) on axis 1, detached."""
     # .numpy() refuses a tensor that requires grad (a raw RuntimeError before 2026-12-06); the Frechet path detaches
     x, y = (v.detach() if isinstance(v, torch.Tensor) else v for v in (x, y))
-    check_video(x, name="real video")
-    check_video(y, name="fake video")
+    for v, name in ((x, "real video"), (y, "fake video")):
+        # any axis 1 was measured: (B, T, H, W, C) or (B, T, C, H, W) gave a PSNR dB off (before 2026-12-06)
+        check_video(v, channels=FRAME_CHANNELS, name=name)
+        if v.shape[1] == 1 and v.shape[-1] == 3:  # one RGB frame channels last, not a grayscale video 3 px wide
+            raise InvalidVideoError(f"{name} has shape {tuple(v.shape)}: is the channel axis last? use "
+                                    "x.permute(0, 4, 1, 2, 3) for (B, T, H, W, C)")
     if x.shape != y.shape:
         raise ConstraintError(f"real and fake videos must match in (B, C, T, H, W), got {tuple(x.shape)} and "
                               f"{tuple(y.shape)}; resample to the same frame count and size first")
+    return x, y
+
+
+def _per_video(fn, x: torch.Tensor, y: torch.Tensor, *, checked: bool = False) -> np.ndarray:
+    """Apply ``fn`` to one float64 [0, 1] video pair at a time (memory of one video): ``(B, T)``. ``checked``: the
+    pair came from :func:`_video_pair`."""
+    x, y = (x, y) if checked else _video_pair(x, y)
     return np.stack([fn((a[None].double() + 1) / 2, (b[None].double() + 1) / 2)[0] for a, b in zip(x, y)])
 
 
@@ -524,7 +537,8 @@ def psnr_per_frame(x: torch.Tensor, y: torch.Tensor) -> np.ndarray:
 
 
 def psnr(x: torch.Tensor, y: torch.Tensor) -> float:
-    """PSNR of videos ``(B, C, T, H, W)`` in [-1, 1]: per frame, then mean over frames and videos."""
+    """PSNR of videos ``(B, C, T, H, W)`` in [-1, 1] (C = 3, or 1: grayscale): per frame, then mean over frames
+    and videos."""
     return float(psnr_per_frame(x, y).mean())
 
 
@@ -565,12 +579,14 @@ def _frame_ssim(a: torch.Tensor, b: torch.Tensor) -> np.ndarray:
 def ssim_per_frame(x: torch.Tensor, y: torch.Tensor) -> np.ndarray:
     """SSIM of every frame, ``(B, T)``: Wang et al. 2004 per channel on [0, 1] values, Gaussian window
     11 / sigma 1.5, population covariance, mean of the valid map, then mean over channels."""
-    if x.ndim == 5 and min(x.shape[-2:]) < SSIM_WINDOW:
+    x, y = _video_pair(x, y)  # the layout first: a channels-last video was said to have 32x3 frames
+    if min(x.shape[-2:]) < SSIM_WINDOW:
         raise ConstraintError(f"SSIM needs frames of at least {SSIM_WINDOW}x{SSIM_WINDOW}, got "
                               f"{x.shape[-2]}x{x.shape[-1]}")
-    return _per_video(_frame_ssim, x, y)
+    return _per_video(_frame_ssim, x, y, checked=True)
 
 
 def ssim(x: torch.Tensor, y: torch.Tensor) -> float:
-    """SSIM of videos ``(B, C, T, H, W)`` in [-1, 1]: per frame, then mean over frames and videos."""
+    """SSIM of videos ``(B, C, T, H, W)`` in [-1, 1] (C = 3, or 1: grayscale): per frame, then mean over frames
+    and videos."""
     return float(ssim_per_frame(x, y).mean())

@@ -129,6 +129,7 @@ def write_video(path: str | os.PathLike, frames: np.ndarray, fps: float = 8.0, m
     """
     path = check_output_path(path, sidecar=metadata is not None)
     frames = _check_frames(frames)
+    metadata = None if metadata is None else json_metadata(metadata)  # before anything is written
     fps = check_video_fps(path, fps)
     check_video_size(path, frames.shape[1], frames.shape[2])
     suffix = path.suffix.lower()
@@ -148,6 +149,42 @@ def write_video(path: str | os.PathLike, frames: np.ndarray, fps: float = 8.0, m
     if metadata is None:
         sidecar.unlink(missing_ok=True)
     return path
+
+
+def json_metadata(metadata: dict) -> dict:
+    """``metadata`` as JSON stores it, NumPy numbers and arrays as their values (a NumPy seed was a raw TypeError);
+    ConfigError naming the key of any other value JSON cannot store."""
+    try:
+        return json.loads(json.dumps(metadata, default=_numpy_value))
+    except (TypeError, ValueError) as err:
+        where = _unstorable(metadata, "metadata", ())
+        raise ConfigError(f"{where or 'metadata'} cannot be stored as JSON ({err}): give numbers, strings, lists or "
+                          "dicts of them (tensor.tolist())") from None
+
+
+def _numpy_value(value):
+    if isinstance(value, (np.ndarray, np.generic)):
+        return value.tolist()
+    raise TypeError(f"type {type(value).__name__}")
+
+
+def _unstorable(value, where: str, within: tuple) -> str | None:
+    """Where in ``value`` (a key path from ``where``) the first value JSON cannot store is; None if nowhere."""
+    if isinstance(value, (dict, list, tuple)):
+        if id(value) in within:  # a container inside itself
+            return where
+        for key, item in value.items() if isinstance(value, dict) else enumerate(value):
+            if isinstance(value, dict) and not (key is None or isinstance(key, (str, int, float))):
+                return f"{where}[{key!r}] (the key)"
+            found = _unstorable(item, f"{where}[{key!r}]", (*within, id(value)))
+            if found is not None:
+                return found
+        return None
+    try:
+        json.dumps(value, default=_numpy_value)
+    except (TypeError, ValueError):
+        return where
+    return None
 
 
 def _write_mp4(path: Path, frames: np.ndarray, fps: float, metadata: dict | None) -> None:

@@ -133,7 +133,8 @@ def check_frame_mask(mask, batch: int, frames: int) -> torch.Tensor:
 
 
 def conditioned_request(config, prompts, *, known: torch.Tensor | None = None, mask=None,
-                        low_res: torch.Tensor | None = None, mode: str = "auto", image_guidance: float | None = None,
+                        low_res: torch.Tensor | None = None, mode: str | None = None,
+                        condition_mode: str | None = None, image_guidance: float | None = None,
                         noise_level: float = 0.0, keep_known: bool = False, reconstruction_weight=None,
                         **kwargs) -> ConditionedRequest:
     """Check a conditioned request against the model (no weights needed). ``known``: pixel frames (B, 3, T, H, W)
@@ -141,7 +142,9 @@ def conditioned_request(config, prompts, *, known: torch.Tensor | None = None, m
     size. ``low_res``: a pixel video (B, 3, T, h, w) to upscale by the model's factor. One prompt for every video or
     one per video; ``kwargs`` as :func:`~vdmkit.pipelines.request.make_request` (steps, sampler, guidance, seed, ...);
     in concat mode the text guidance defaults to 1 (none: the known frames carry the content), not the model's.
-    ``reconstruction_weight``: mode reconstruction's w_r (default RECONSTRUCTION_WEIGHT; 0 is replacement)."""
+    ``reconstruction_weight``: mode reconstruction's w_r (default RECONSTRUCTION_WEIGHT; 0 is replacement).
+    ``condition_mode``: another name of ``mode`` (the CLI's and the sidecar's; default auto)."""
+    mode = one_mode({"mode": mode, "condition_mode": condition_mode})
     resolved = resolve_mode(config, mode, frames=known is not None, low_res=low_res is not None)
     if (known is None) != (mask is None):
         raise ConstraintError("known frames need their mask, and a mask needs the known frames")
@@ -196,6 +199,15 @@ def conditioned_request(config, prompts, *, known: torch.Tensor | None = None, m
         check_whole_groups(mask, temporal_compression(config))
     return ConditionedRequest(base, known, mask, low_res, resolved, image_guidance, noise_level, keep_known,
                               reconstruction_weight)
+
+
+def one_mode(kwargs: dict) -> str:
+    """The mode ``kwargs`` ask for by ``mode`` or ``condition_mode`` (a keyword the README and the messages name; it
+    was taken for a sampler option before 2026-12-06); ConfigError when both are given and differ."""
+    mode, alias = kwargs.get("mode"), kwargs.get("condition_mode")
+    if mode is not None and alias is not None and mode != alias:
+        raise ConfigError(f"mode={mode!r} and condition_mode={alias!r}: they name one setting; give one of them")
+    return next((m for m in (mode, alias) if m is not None), "auto")
 
 
 def temporal_compression(config) -> int:
@@ -539,7 +551,7 @@ def extend(pipe, video: torch.Tensor, prompts="", *, frames: int, context: int |
         raise ConstraintError("extend continues the video from its pixels, window by window: it returns pixels only "
                               "(drop output=\"latents\"; pipe.to_latents(video) encodes the result)")
     window = pipe.config.frames
-    context = extension_context(pipe.config, video.shape[2], frames, context, kwargs.get("mode", "auto"))
+    context = extension_context(pipe.config, video.shape[2], frames, context, one_mode(kwargs))
     seed = check_seed(kwargs.pop("seed", 0))  # None: one random seed, window k gets seed + k
     given, k = video.shape[2], 0
     out = None
@@ -550,7 +562,8 @@ def extend(pipe, video: torch.Tensor, prompts="", *, frames: int, context: int |
         if out is None:  # the whole video is allocated once, after its memory is checked
             check_task_memory(pipe.config, request, pipe.device, pipe.weights_dtype, decode=decode, loaded=True,
                               frames=frames)
-            out = video.new_empty(*video.shape[:2], frames, *video.shape[3:], device=pipe.device)
+            out = video.new_empty(*video.shape[:2], frames, *video.shape[3:], device=pipe.device,
+                                  dtype=torch.float32)  # as every task: fp16 input rounded the new frames
             out[:, :, :given] = video
         part = run_conditioned(pipe, request, callback=callback, decode=decode)[:, :, context:]
         take = min(part.shape[2], frames - given)
@@ -660,7 +673,7 @@ def task_request(config, task: str, video: torch.Tensor, prompts="", *, factor: 
     for image_to_video)."""
     if task == "image_to_video":
         return first_frame_request(config, video, prompts, frames=frames, **kwargs)
-    resolve_mode(config, kwargs.get("mode", "auto"), frames=task != "upscale", low_res=task == "upscale")
+    resolve_mode(config, one_mode(kwargs), frames=task != "upscale", low_res=task == "upscale")
     check_video(video, channels=3, name=f"the video to {task.replace('_', ' ')}")
     window = config.frames
     if task == "upscale":  # every chunk's length: the last one was found unfit after the others had been sampled
@@ -670,7 +683,7 @@ def task_request(config, task: str, video: torch.Tensor, prompts="", *, factor: 
         factor = check_keyframes(config, video, factor)
         known, mask = keyframe_window(video, *interpolation_windows(video.shape[2], factor, window)[0], factor, window)
     elif task == "extend":
-        context = extension_context(config, video.shape[2], frames, context, kwargs.get("mode", "auto"))
+        context = extension_context(config, video.shape[2], frames, context, one_mode(kwargs))
         known, mask = context_window(video, context, window)
     else:
         raise ConstraintError(f"unknown task {task!r}: interpolate, extend, upscale or image_to_video")

@@ -146,7 +146,8 @@ def make_request(config: PipelineConfig, prompts, *, frames: int | None = None, 
     ``negative_prompt`` and ``guidance_rescale`` act on the unconditional pass of classifier-free guidance, which
     guidance <= 1 skips: given with it they are a ConfigError, never recorded and ignored. ``unconditional``: whether
     the caller's sampling runs a pass on the negative prompt anyway (two-scale image guidance does at any text scale);
-    None: when guidance > 1."""
+    None: when guidance > 1. A request does not check that the model is a text-to-video one (the conditioned tasks
+    build theirs here): ``pipe.run`` refuses a conditioned or super-resolution model, as ``pipe.request`` does."""
     if not isinstance(config, PipelineConfig):  # None or a dict was a raw AttributeError
         raise ConfigError(f"config must be a model's PipelineConfig (pipe.config), got {type(config).__name__}")
     defaults = config.sampling

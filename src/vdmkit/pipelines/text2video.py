@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Callable
 
 import torch
 
 from vdmkit.device import memory_guard
-from vdmkit.errors import ConstraintError
+from vdmkit.errors import ConfigError, ConstraintError
 from vdmkit.backbones.layers import one_run_at_a_time
 from vdmkit.pipelines.base import Pipeline, sampling_advice
 from vdmkit.pipelines.request import SampleRequest, make_request
@@ -33,17 +34,32 @@ class TextToVideo(Pipeline):
         noise (B, C, T, H, W), replacing the seed's), output ("pixels" or "latents": not decoded) and the
         sampler's options (eta, order, ...); timesteps="auto" takes the schedule searched for the sampler and steps;
         cache skips model calls (step caching: {"mode": "teacache", "threshold": 0.05}).
-        ``decode``: memory options of the autoencoder (tile, overlap, frame_chunk, batch_chunk)."""
-        return self.run(self.request(prompts, **kwargs), callback=callback, decode=decode)
+        ``decode``: memory options of the autoencoder (tile, overlap, frame_chunk, batch_chunk).
+        One clip of ``frames`` at once (`vdmkit sample --long-mode full`): beyond the model's length it warns, since
+        `vdmkit sample --frames N` samples in windows there (:func:`~vdmkit.pipelines.long_video.long_video`)."""
+        request = self.request(prompts, **kwargs)
+        if request.frames > self.config.frames:  # image_to_video warns alike; sampled silently before 2026-12-06
+            warnings.warn(f"text-to-video of {request.frames} frames, beyond the model's {self.config.frames} (its "
+                          f"training length, or a folder's default): sampled as one clip of {request.frames} "
+                          "(`vdmkit sample --long-mode full`); `vdmkit sample --frames N` samples overlapping "
+                          "windows there, as long_video(pipe, prompt, frames=N) does", stacklevel=3)
+        return self.run(request, callback=callback, decode=decode)
 
     @torch.no_grad()
     @one_run_at_a_time
     def run(self, request: SampleRequest, *, callback: Callable | None = None, decode: dict | None = None,
-            record: dict | None = None) -> torch.Tensor:
+            record: dict | None = None, image_free: bool = False) -> torch.Tensor:
         """The videos (B, 3, T, H, W) of a validated request (or its latents), on this pipeline's device.
         ``record``, if given, receives facts of the run for its metadata: ``"cache"``, the calls computed and reused
         when the request caches. Calls on one pipeline from several threads run one at a time
-        (``layers.exclusive``)."""
+        (``layers.exclusive``). A conditioned model is refused as :meth:`request` refuses it (a request of
+        ``make_request`` does not know the model it runs on); ``image_free=True`` samples a model trained on known
+        frames without any (its image-free branch, as training previews show it)."""
+        if not isinstance(request, SampleRequest):  # a dict or None was a raw AttributeError
+            raise ConfigError(f"run takes a SampleRequest, got {type(request).__name__}: build one with "
+                              "pipe.request(prompts, ...), or call pipe(prompts, ...)")
+        if not image_free or "low_res" in getattr(self.config.model, "condition_inputs", ()):
+            refuse_conditioned(self.config)  # the known frames zeroed, an upscaler's residual: no video of its task
         check_callback(callback)
         self.check_memory(request, decode)  # a request too large for the machine is refused before any work
         with memory_guard(f"sampling on {self.device}", sampling_advice(self.config, request, self.weights_dtype)):

@@ -402,7 +402,7 @@ def write_previews(pipe: TextToVideo, tc, path: Path, step: int) -> Path:
         return path
     request = make_request(pipe.config, list(tc.sample_prompts), steps=tc.sample_steps, guidance=tc.sample_guidance,
                            seed=0, precision=tc.precision)
-    videos = pipe.run(request)  # (B, C, T, H, W)
+    videos = pipe.run(request, image_free=True)  # (B, C, T, H, W); a known-frames model: without any
     frames = torch.cat(list(videos), dim=-1)  # prompts side by side: (C, T, H, B*W)
     u8 = upscale(to_uint8(frames), preview_factor(frames.shape[-2], frames.shape[-1]))
     meta = {"step": step, "prompts": list(tc.sample_prompts), "sampler": pipe.config.sampling.sampler,
