@@ -418,3 +418,64 @@ def test_a_tile_no_larger_than_the_default_overlap_names_the_tile():
     for overlap in (-1, 1.5):
         with pytest.raises(ConstraintError, match=rf"overlap must be a whole number of pixels >= 0, got {overlap}"):
             vae.decode(z, tile=4, overlap=overlap)
+
+
+def test_train_vae_resume_names_each_changed_setting(tmp_path):
+    """`train-vae --resume` with another size, batch, loss, KL weight and precision trained on silently, and
+    config.yaml then said the whole run used them (sweep 20F): each is named, as `vdmkit train` names its own."""
+    import warnings
+
+    from vdmkit.training.train_vae import train_autoencoder
+
+    def run(steps, *extra):
+        cfg = load_config("configs/vae_frame.yaml", [*TINY_RUN, "data.frames=1", f"train.steps={steps}",
+                                                     f"train.out_dir={tmp_path / 'vae'}", *extra], cls=AERunConfig)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            train_autoencoder(cfg, resume=steps > 2, progress=False)
+        return [str(w.message) for w in caught if "--resume" in str(w.message)]
+
+    assert run(2) == [] and run(4) == []  # the same settings: nothing said
+    said = run(6, "data.size=32", "train.batch_size=4", "train.recon=l2", "train.kl_weight=0.1", "train.seed=5",
+               "train.precision=fp32", "train.lr=0.001")
+    assert said == ["--resume: train.batch_size=4 (was 2), train.lr=0.001 (was 0.0005), train.recon='l2' (was 'l1'), "
+                    "train.kl_weight=0.1 (was 1e-06), train.precision='fp32' (was 'bf16'), data.size=32 (was 16) "
+                    "since checkpoint 4: training goes on with the new values, so it is not the run an uninterrupted "
+                    "one would have been"]
+
+
+def test_train_vae_init_from_records_the_checkpoint_and_sha256_it_loaded(tmp_path, capsys):
+    """init_from recorded only the run folder it was given, which names another checkpoint once that run trains on
+    (sweep 20F): the checkpoint loaded and its weights' sha256 are recorded beside it, kept on --resume, and a sha256
+    given pins the weights."""
+    import yaml
+
+    from vdmkit.io.checkpoint import WEIGHTS, Checkpoint
+
+    frame = tmp_path / "frame"
+    train_frame = ["train-vae", "configs/vae_frame.yaml", *TINY_RUN, "data.frames=1", f"train.out_dir={frame}",
+                   "--no-progress"]
+    assert main([*train_frame, "train.steps=2"]) == 0
+    first = frame / "checkpoints" / "step_0000002"
+    sha = Checkpoint(first).sha256(WEIGHTS)
+    video = ["train-vae", "configs/vae_video.yaml", *TINY_RUN, "model.temporal_downsample=[true]", "data.frames=3",
+             f"train.init_from={frame}", "--no-progress"]
+    out = tmp_path / "video"
+    assert main([*video, "train.steps=2", f"train.out_dir={out}"]) == 0
+    assert main([*train_frame, "train.steps=4", "--resume"]) == 0  # the frame run moves on: its folder names step 4
+    assert main([*video, "train.steps=4", f"train.out_dir={out}", "--resume"]) == 0
+    for doc in (yaml.safe_load((out / "config.yaml").read_text()),
+                *(json.loads((out / "checkpoints" / s / "run.json").read_text()) for s in ("step_0000002",
+                                                                                         "step_0000004"))):
+        assert doc["train"]["init_from"] == str(frame)
+        assert (doc["train"]["init_source"], doc["train"]["init_sha256"]) == (str(first), sha)
+    capsys.readouterr()
+    pinned = [*video, "train.steps=1", f"train.init_sha256={sha}", f"train.out_dir={tmp_path / 'v2'}"]
+    assert main(pinned) == 2  # the folder now holds step 4's weights
+    err = capsys.readouterr().err
+    assert f"train.init_sha256={sha[:12]}... pins the weights" in err and "clear train.init_sha256=" in err
+    assert not (tmp_path / "v2" / "checkpoints").exists()
+    assert main([*pinned[:-1], f"train.init_from={first}", f"train.out_dir={tmp_path / 'v3'}"]) == 0
+    assert main(["train-vae", "configs/vae_frame.yaml", *TINY_RUN, "data.frames=1", "train.steps=1",
+                 f"train.init_sha256={sha}", f"train.out_dir={tmp_path / 'f2'}", "--no-progress"]) == 0
+    assert yaml.safe_load((tmp_path / "f2" / "config.yaml").read_text())["train"]["init_sha256"] == ""  # none loaded

@@ -830,3 +830,41 @@ def test_tasks_take_lora_adapters_and_the_fast_adapter(models, tmp_path, capsys)
     assert cli.main(["interpolate", "--model", models["t2v"], "--video", write_clip(tmp_path / "k16.mp4", 2, 16),
                      "--lora", str(default_lcm_adapter()), "--out", str(tmp_path / "x.mp4")]) == 2
     assert not (tmp_path / "x.mp4").exists()
+
+
+def test_cascade_records_only_the_options_each_stage_takes(models, tmp_path):
+    """Each stage recorded every option's default: an x2 upscale stage said factor 4, the text-to-video stage a
+    noise level and a factor (sweep 20F). A stage records its task's options; an upscale stage its model's factor."""
+    small = run(tmp_path, "t2v8", "data.size=8")  # makes what the x2 SR model takes
+    cfg = CascadeConfig(stages=(StageConfig(task="text_to_video", model=small, stride=2, steps=1),
+                                StageConfig(task="upscale", model=models["sr"], steps=1),
+                                StageConfig(task="interpolate", model=models["frames"], factor=2, steps=1)))
+    video, stages = run_cascade(cfg, "a red circle moving left", seed=0)
+    assert video.shape == (1, 3, 3, 16, 16)
+    assert stages[0]["options"] == {"stride": 2, "frames": None, "steps": 1, "sampler": None, "guidance": None}
+    assert stages[1]["options"] == {"noise_level": 0.0, "factor": 2, "steps": 1, "sampler": None, "guidance": None}
+    assert stages[2]["options"] == {"factor": 2, "noise_level": 0.0, "mode": "auto", "image_guidance": None,
+                                    "reconstruction_weight": None, "steps": 1, "sampler": None, "guidance": None}
+
+
+def test_cascade_messages_name_the_stage_and_the_config_to_start_from(models, tmp_path, monkeypatch, capsys):
+    """A missing model said neither its stage nor where it was looked for, an empty cascade file pointed at training
+    configs, and a super-resolution model in an interpolate stage was refused for its size (sweep 20F)."""
+    from vdmkit.errors import CorruptCheckpointError
+
+    monkeypatch.chdir(tmp_path)
+    said = (rf"stage 'interpolate' \(interpolate, model 'runs/conditioned'\): model path 'runs/conditioned' does not "
+            rf"exist \(relative to the working directory '{tmp_path}'\); train it first \(`vdmkit train "
+            r"configs/conditioned.yaml train.out_dir=runs/conditioned` makes a model for this task\)")
+    with pytest.raises(CorruptCheckpointError, match=said):
+        plan(CascadeConfig(stages=(StageConfig(task="text_to_video", model=models["t2v"]),
+                                   StageConfig(task="interpolate", model="runs/conditioned"))))
+    for task, frames in (("interpolate", None), ("extend", 8)):
+        with pytest.raises(ConstraintError, match=f"stage '{task}' .*: a super-resolution model makes videos from "
+                                                  f"low-resolution ones and cannot {task}; use it in an upscale stage"):
+            plan(CascadeConfig(stages=(StageConfig(task="text_to_video", model=models["t2v"]),
+                                       StageConfig(task=task, model=models["sr"], frames=frames))))
+    (tmp_path / "c.yaml").write_text("# nothing yet\n")
+    assert cli.main(["cascade", "c.yaml", "--prompt", "x", "--out", "c.mp4"]) == 2
+    err = capsys.readouterr().err
+    assert "is empty" in err and "(configs/cascade.yaml)" in err and "tiny.yaml" not in err

@@ -164,3 +164,20 @@ def test_a_run_s_own_config_takes_overrides_into_its_null_sections(tmp_path):
         {"data": {"condition": {"low_res": 2}}}
     with pytest.raises(ConfigError, match="'steps' is not a section"):
         apply_overrides({"train": {"steps": 3}}, ["train.steps.x=1"])
+
+
+def test_an_empty_config_file_points_to_the_shipped_config_of_its_kind(tmp_path):
+    """An empty cascade or autoencoder file was pointed to configs/tiny.yaml and configs/shapes.yaml, training configs
+    of another kind (sweep 20F)."""
+    from vdmkit.config import read_config
+    from vdmkit.pipelines.cascade import CascadeConfig
+    from vdmkit.training import AERunConfig, RunConfig
+
+    empty = tmp_path / "e.yaml"
+    empty.write_text("# nothing\n")
+    for cls, shipped in ((CascadeConfig, "configs/cascade.yaml"), (AERunConfig, "configs/vae_frame.yaml, "
+                                                                                "configs/vae_video.yaml"),
+                         (RunConfig, "configs/tiny.yaml, configs/shapes.yaml")):
+        with pytest.raises(ConfigError, match=rf"is empty: it would run every default. Start from a shipped config "
+                                              rf"\({shipped}\) and write"):
+            read_config(cls, empty)

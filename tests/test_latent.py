@@ -435,3 +435,86 @@ def test_a_latent_cache_given_to_a_real_clip_run_is_refused_as_such(tmp_path, fr
            "on real clips (data.kind=folder), which are encoded on the fly with latent.autoencoder: drop " \
            "latent.cache" in err
     assert "stale" not in err and "manifest" not in err and not run.exists()
+
+
+def test_a_latent_run_resumes_on_the_autoencoder_its_checkpoints_carry_once_that_checkpoint_is_gone(tmp_path, capsys):
+    """Once train-vae pruned (or a user deleted) the autoencoder checkpoint a latent run recorded, the run could not be
+    resumed, though every checkpoint carries those weights; and a resume on a cache blamed the cache first (sweep
+    20F). The recorded autoencoder is checked before the cache, and a resume takes the carried weights, saying so."""
+    import re
+    import shutil
+
+    from safetensors.torch import load_file
+
+    from vdmkit.autoencoders.load import load_autoencoder
+
+    vae = tmp_path / "vae"
+    train_vae = ["train-vae", "configs/vae_frame.yaml", *VAE_TINY, "data.frames=1", f"train.out_dir={vae}",
+                 "--no-progress"]
+    assert cli.main(train_vae) == 0
+    first = vae / "checkpoints" / "step_0000002"
+    cache, run = tmp_path / "cache", tmp_path / "run"
+    assert cli.main(["cache-latents", "configs/tiny.yaml", f"latent.autoencoder={vae}", "--samples", "4", "--out",
+                     str(cache), "--no-progress"]) == 0
+    base = ["train", "configs/tiny.yaml", *T2V_TINY, f"latent.cache={cache}", f"train.out_dir={run}", "--no-progress"]
+    assert cli.main([*base, f"latent.autoencoder={vae}"]) == 0
+    trained = load_autoencoder(first).state_dict()
+    assert cli.main([*train_vae, "train.steps=6", "--resume"]) == 0  # keep_checkpoints=2: step_0000002 pruned
+    capsys.readouterr()
+    assert cli.main([*base, f"latent.autoencoder={vae}", "train.steps=4", "--resume"]) == 2
+    err = capsys.readouterr().err  # the autoencoder's record first: the cache is stale because of it
+    assert "moved on" in err and "stale" not in err and f"Resume with latent.autoencoder={first} (the run's" in err
+    said = re.escape(f"the autoencoder checkpoint '{first}' is gone; the run goes on with the copy of its weights")
+    with pytest.warns(UserWarning, match=said + rf".*its checkpoint '{run / 'checkpoints' / 'step_0000002'}' carries"):
+        assert cli.main([*base, f"latent.autoencoder={first}", "train.steps=4", "--resume"]) == 0  # the advice works
+    shutil.rmtree(vae)  # the whole autoencoder run, named by its folder
+    with pytest.warns(UserWarning, match="is gone; the run goes on with the copy"):
+        assert cli.main([*base, f"latent.autoencoder={vae}", "train.steps=6", "--resume"]) == 0
+    configs = [json.loads((run / "checkpoints" / f"step_000000{s}" / "config.json").read_text()) for s in (4, 6)]
+    assert configs[0]["latent"] == configs[1]["latent"] and configs[1]["latent"]["source"] == str(first)
+    tensors = load_file(run / "checkpoints" / "step_0000006" / "model.safetensors")
+    assert trained and all(torch.equal(tensors[f"autoencoder.{k}"], v) for k, v in trained.items())
+    # the copy is taken only as the weights of the recorded sha256 (a train-vae checkpoint's file, written again)
+    from vdmkit.io.checkpoint import Checkpoint
+    from vdmkit.training.config import LatentConfig
+    from vdmkit.training.train import load_autoencoder_into
+
+    record, carrier = configs[1]["latent"], Checkpoint(run / "checkpoints" / "step_0000006")
+    latent = LatentConfig(autoencoder=str(first), kind=record["kind"], model=record["model"], sha256="0" * 64)
+    with pytest.raises(ConfigError, match="the copy of its weights that the run's checkpoint .* is not the one "
+                                          r"recorded \(sha256 000000000000...\): restore that checkpoint"):
+        load_autoencoder_into(TextToVideo.from_pretrained(run), latent, carrier=carrier)
+    # a new run on the gone autoencoder is refused as before
+    assert cli.main(["train", "configs/tiny.yaml", *T2V_TINY, f"latent.autoencoder={vae}",
+                     f"train.out_dir={tmp_path / 'new'}", "--no-progress"]) == 2
+    assert "does not exist" in capsys.readouterr().err
+
+
+def test_a_stale_latent_cache_names_the_keys_and_ignores_the_conditioning(tmp_path, frame_vae):
+    """A stale cache named only "data" (sweep 20F: a conditioned run's `data.condition`), and a cache written without
+    data.condition was refused for a conditioned run, whose clips it encodes the same."""
+    from vdmkit.training.latent_cache import LatentCache
+
+    cache = tmp_path / "cache"
+    base = ["configs/tiny.yaml", f"latent.autoencoder={frame_vae}"]
+    assert cli.main(["cache-latents", *base, "--samples", "2", "--out", str(cache), "--no-progress"]) == 0
+    conditioned = load_config(base[0], [*base[1:], "data.condition={masks: {first_frame: 1}}"])
+    assert len(LatentCache(cache, conditioned)) == 2
+    with pytest.raises(ConfigError, match=r"its data.seed, data.size differ\(s\) from this run's"):
+        LatentCache(cache, load_config(base[0], [*base[1:], "data.seed=1", "data.size=32"]))
+
+
+def test_a_bf16_latent_run_trains_on_the_latents_its_cache_holds(tmp_path, frame_vae):
+    """Live encoding ran inside the bf16 autocast and cache-latents in float32: the same run's losses differed with
+    and without its cache (sweep 20F). The frozen autoencoder encodes in float32 either way."""
+    cache = tmp_path / "cache"
+    base = ["configs/tiny.yaml", f"latent.autoencoder={frame_vae}"]
+    assert cli.main(["cache-latents", *base, "--samples", "4", "--batch-size", "2", "--out", str(cache),
+                     "--no-progress"]) == 0
+    losses = []
+    for name, cached in (("cached", str(cache)), ("live", "")):
+        out = tmp_path / name
+        assert cli.main(["train", *base, *T2V_TINY, "train.precision=bf16", "train.steps=2", f"latent.cache={cached}",
+                         f"train.out_dir={out}", "--no-progress"]) == 0
+        losses.append([json.loads(line)["loss"] for line in (out / "metrics.jsonl").read_text().splitlines()])
+    assert len(losses[0]) == 2 and losses[0] == losses[1]

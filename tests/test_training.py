@@ -495,3 +495,34 @@ def test_yaml_keys_that_are_not_strings_are_named(tmp_path, capsys):
         (tmp_path / "c.yaml").write_text(body)
         assert cli.main(["train", str(tmp_path / "c.yaml"), f"train.out_dir={tmp_path / 'run'}"]) == 2
         assert f"unknown key(s) {shown}" in capsys.readouterr().err
+
+
+def test_init_from_records_the_checkpoint_and_sha256_it_loaded(tiny_cfg, tmp_path):
+    """init_from recorded only the path given: once the run it names trained on, the record named other weights
+    (sweep 20F). The checkpoint loaded and its sha256 are recorded beside it (config.yaml, run.json), a resume keeps
+    them, and a sha256 given pins the weights (a run's config.yaml reused after its source moved on is refused)."""
+    import yaml
+
+    from vdmkit.io.checkpoint import WEIGHTS, Checkpoint
+
+    base, tuned = tmp_path / "base", tmp_path / "tuned"
+    common = ("train.checkpoint_every=1", "train.sample_every=100")
+    train(tiny_cfg(*common, "train.steps=1", f"train.out_dir={base}"), progress=False)
+    first = base / "checkpoints" / "step_0000001"
+    sha = Checkpoint(first).sha256(WEIGHTS)
+    train(tiny_cfg(*common, "train.steps=1", f"train.init_from={base}", f"train.out_dir={tuned}"), progress=False)
+    train(tiny_cfg(*common, "train.steps=2", f"train.out_dir={base}"), resume=True, progress=False)  # moves on
+    train(tiny_cfg(*common, "train.steps=2", f"train.init_from={base}", f"train.out_dir={tuned}"), resume=True,
+          progress=False)
+    recorded = [yaml.safe_load((tuned / "config.yaml").read_text())["train"]]
+    recorded += [json.loads((tuned / "checkpoints" / f"step_000000{s}" / "run.json").read_text())["train"]
+                 for s in (1, 2)]
+    assert [(r["init_from"], r["init_source"], r["init_sha256"]) for r in recorded] == [(str(base), str(first),
+                                                                                          sha)] * 3
+    with pytest.raises(ConfigError, match=rf"train.init_sha256={sha[:12]}... pins the weights .* now holds "
+                                          rf"'{base / 'checkpoints' / 'step_0000002'}'"):
+        train(tiny_cfg(*common, "train.steps=1", f"train.init_from={base}", f"train.init_sha256={sha}",
+                       f"train.out_dir={tmp_path / 'again'}"), progress=False)
+    assert not (tmp_path / "again").exists()
+    train(tiny_cfg(*common, "train.steps=1", f"train.init_from={first}", f"train.init_sha256={sha}",
+                   f"train.out_dir={tmp_path / 'pinned'}"), progress=False)

@@ -136,10 +136,13 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
     return data
 
 
-def read_mapping(path: str | os.PathLike) -> dict:
+SHIPPED = "configs/tiny.yaml, configs/shapes.yaml"  # what an empty file is pointed to, unless its kind names its own
+
+
+def read_mapping(path: str | os.PathLike, shipped: str = SHIPPED) -> dict:
     """The top-level mapping of YAML file ``path``, read strictly (a key written twice is an error).
 
-    A file with no keys is refused: it would silently run every default."""
+    A file with no keys is refused: it would silently run every default (``shipped``: the configs to start from)."""
     path = Path(path)
     if path.is_dir():
         raise ConfigError(f"config file {str(path)!r} is a folder: give a YAML file (e.g. configs/tiny.yaml)")
@@ -153,7 +156,7 @@ def read_mapping(path: str | os.PathLike) -> dict:
         raise ConfigError(f"config file {str(path)!r}: {e}") from None
     if data is None or data == {}:
         raise ConfigError(f"config file {str(path)!r} is empty: it would run every default. Start from a "
-                          "shipped config (configs/tiny.yaml, configs/shapes.yaml) and write the keys to change")
+                          f"shipped config ({shipped}) and write the keys to change")
     if not isinstance(data, dict):
         raise ConfigError(f"config file {str(path)!r} must hold a mapping at the top level")
     return data
@@ -163,7 +166,7 @@ def read_config(cls, path: str | os.PathLike | None, overrides: list[str] = ()):
     """Build dataclass ``cls`` from a YAML file (or from its defaults when ``path`` is None) and overrides."""
     if isinstance(overrides, str):  # refused before the file is read
         apply_overrides({}, overrides)
-    data = read_mapping(path) if path is not None else {}
+    data = read_mapping(path, getattr(cls, "shipped", SHIPPED)) if path is not None else {}
     return from_dict(cls, apply_overrides(data, list(overrides)))
 
 

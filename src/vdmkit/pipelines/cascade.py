@@ -9,17 +9,29 @@ result records every stage (model, sha256, seconds, output shape).
 
 from __future__ import annotations
 
+import dataclasses
 import gc
+import os
 import time
 from dataclasses import dataclass, field
-from typing import Callable
+from pathlib import Path
+from typing import Callable, ClassVar
 
 import torch
 
-from vdmkit.config import read_config, to_dict
-from vdmkit.errors import ConfigError, ConstraintError
+from vdmkit.config import read_config
+from vdmkit.errors import ConfigError, ConstraintError, VdmkitError
 
 TASKS = ("text_to_video", "interpolate", "extend", "upscale")
+# the stage options each task takes (besides the sampler's steps, sampler and guidance): others are refused when
+# given, and left out of the stage's record
+TASK_OPTIONS = {"text_to_video": ("stride", "frames"),
+                "interpolate": ("factor", "noise_level", "mode", "image_guidance", "reconstruction_weight"),
+                "extend": ("frames", "noise_level", "mode", "image_guidance", "reconstruction_weight"),
+                "upscale": ("noise_level",)}  # its factor is its model's
+# the shipped training config that makes a model for each task (said when a stage's model is not there)
+TASK_CONFIGS = {"text_to_video": "configs/shapes.yaml", "interpolate": "configs/conditioned.yaml",
+                "extend": "configs/conditioned.yaml", "upscale": "configs/upscale.yaml"}
 
 
 @dataclass
@@ -67,6 +79,7 @@ class CascadeConfig:
 
     stages: tuple[StageConfig, ...] = ()
     fps: float = 8.0
+    shipped: ClassVar[str] = "configs/cascade.yaml"  # the config an empty file is pointed to
 
     def __post_init__(self):
         try:
@@ -112,6 +125,15 @@ def model_path(stage: StageConfig):
     return path
 
 
+def missing_model_advice(stage: StageConfig, path) -> str:
+    """Where a stage's model path that is not there was looked for, and how to make one; "" for one that is."""
+    if Path(path).exists():
+        return ""
+    relative = "" if Path(path).is_absolute() else f" (relative to the working directory {os.getcwd()!r})"
+    return (f"{relative}; train it first (`vdmkit train {TASK_CONFIGS[stage.task]} train.out_dir={path}` makes a model "
+            "for this task) or name a trained checkpoint or run")
+
+
 def plan(cfg: CascadeConfig) -> list[Planned]:
     """Open every stage's model (configs only) and check that each stage takes what the one before makes;
     ConstraintError naming both shapes otherwise."""
@@ -119,9 +141,13 @@ def plan(cfg: CascadeConfig) -> list[Planned]:
 
     planned, shape, one_frame = [], None, None
     for stage in cfg.stages:
-        source, config = open_model(model_path(stage))
-        inputs = tuple(getattr(config.model, "condition_inputs", ()))
         where = f"stage {stage.name!r} ({stage.task}, model {stage.model!r})"
+        path = model_path(stage)
+        try:
+            source, config = open_model(path)
+        except VdmkitError as e:  # which stage's, and how to make the model when it is not there
+            raise type(e)(f"{where}: {e}{missing_model_advice(stage, path)}") from e
+        inputs = tuple(getattr(config.model, "condition_inputs", ()))
         if stage.task == "text_to_video":
             if inputs:
                 raise ConstraintError(f"{where}: a conditioned model (condition_inputs={list(inputs)}) does not "
@@ -144,6 +170,10 @@ def plan(cfg: CascadeConfig) -> list[Planned]:
                                           f"{height}x{width}")
                 made = (frames, config.height, config.width)
             else:
+                if "low_res" in inputs:  # said before its size, which differs from the stage before's by its factor
+                    raise ConstraintError(f"{where}: a super-resolution model makes videos from low-resolution ones "
+                                          f"and cannot {stage.task}; use it in an upscale stage, and a conditioned "
+                                          f"model here (e.g. {TASK_CONFIGS[stage.task]}'s)")
                 if (height, width) != (config.height, config.width):
                     raise ConstraintError(f"{where} takes {config.height}x{config.width} frames (its model's size), "
                                           f"but the stage before makes {height}x{width}")
@@ -178,19 +208,12 @@ def check_stage_options(stage: StageConfig, config, before: tuple[int, int, int]
     from vdmkit.pipelines.request import make_request
 
     options = sampling_options(stage)
-    try:
-        weighted = ("reconstruction_weight", stage.reconstruction_weight is not None)
-        ignored = {"text_to_video": [("mode", stage.mode != "auto"), weighted,
-                                     ("image_guidance", stage.image_guidance is not None),
-                                     ("noise_level", stage.noise_level != 0), ("factor", stage.factor != 4)],
-                   "interpolate": [("frames", stage.frames is not None)],
-                   "extend": [("factor", stage.factor != 4)],
-                   "upscale": [("factor", stage.factor != 4), ("mode", stage.mode != "auto"),  # the low-res video,
-                               ("image_guidance", stage.image_guidance is not None),  # as trained
-                               ("frames", stage.frames is not None), weighted]}[stage.task]
-        if any(given for _, given in ignored):
-            raise ConstraintError(f"{', '.join(k for k, given in ignored if given)} do(es) not apply to a "
-                                  f"{stage.task} stage")
+    try:  # an upscale stage takes the low-res video as trained: no mode, image guidance or frames of its own
+        defaults = {f.name: f.default for f in dataclasses.fields(StageConfig)}
+        ignored = [k for k in dict.fromkeys(k for keys in TASK_OPTIONS.values() for k in keys)
+                   if k not in TASK_OPTIONS[stage.task] and getattr(stage, k) != defaults[k]]
+        if ignored:
+            raise ConstraintError(f"{', '.join(ignored)} do(es) not apply to a {stage.task} stage")
         if stage.task == "text_to_video":
             return make_request(config, ["a prompt"], frames=stage.frames, **options)
         conditioned = {"noise_level": stage.noise_level}
@@ -277,8 +300,11 @@ def run_cascade(cfg: CascadeConfig, prompt: str, *, seed: int | None = 0, device
         else:
             video = upscale(pipe, video, prompt, noise_level=stage.noise_level, **options)
         video = video.cpu().clamp(-1, 1)  # a few-step sampler may overshoot the data range slightly
-        # the stage's options as run (None: the model's own): two runs with other steps had the same record
-        asked = {k: v for k, v in to_dict(stage).items() if k not in ("name", "task", "model")}
+        # the stage's options as run (None: the model's own): two runs with other steps had the same record; only
+        # those its task takes (every default was recorded: an x2 upscale stage said factor 4)
+        asked = {k: getattr(stage, k) for k in (*TASK_OPTIONS[stage.task], "steps", "sampler", "guidance")}
+        if stage.task == "upscale":  # its model's factor
+            asked["factor"] = p.config.condition.low_res
         if getattr(p.request, "reconstruction_weight", None) is not None:  # the w_r it ran with (the default too)
             asked["reconstruction_weight"] = p.request.reconstruction_weight
         records.append({"name": stage.name, "task": stage.task, "model": pipe.source, "model_sha256": pipe.model_sha256,

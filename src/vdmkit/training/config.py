@@ -191,6 +191,10 @@ class TrainConfig:
     # run's model (backbone, model, text encoder, diffusion, autoencoder); "" = from scratch; "default": the bundled
     # model. Ignored on --resume
     init_from: str = ""
+    # what init_from loaded, filled in by the run (a run folder names its newest checkpoint, which moves on): the
+    # checkpoint folder and its weights' sha256; a sha256 given pins them (other weights are refused)
+    init_source: str = ""
+    init_sha256: str = ""
     # LoRA fine-tuning of the init_from model: {rank, alpha, targets: [attn, temporal, ff, conv], dropout}; only the
     # adapters train; each checkpoint holds adapter.safetensors (the small file to share) and the merged weights
     lora: LoRAConfig | None = None
@@ -364,12 +368,40 @@ def resolve(cfg: RunConfig) -> RunConfig:
     try:
         ckpt, kind, model = read_autoencoder_config(latent.autoencoder)
     except VdmkitError as err:
-        raise ConfigError(f"latent.autoencoder={latent.autoencoder!r}: {err}; train one with `vdmkit train-vae` (e.g. "
-                          "configs/vae_frame.yaml) or set latent.autoencoder to its run") from err
+        carried = carried_autoencoder(cfg)
+        if carried is None:
+            raise ConfigError(f"latent.autoencoder={latent.autoencoder!r}: {err}; train one with `vdmkit train-vae` "
+                              "(e.g. configs/vae_frame.yaml) or set latent.autoencoder to its run") from err
+        cfg.latent = carried
+        cfg.check_shapes()
+        return cfg
     cfg.latent = dataclasses.replace(latent, autoencoder=str(ckpt.directory), kind=kind, model=model,
                                      sha256=ckpt.sha256(WEIGHTS))
     cfg.check_shapes()
     return cfg
+
+
+def carried_autoencoder(cfg: RunConfig) -> LatentConfig | None:
+    """The autoencoder that the run in ``train.out_dir`` recorded, when ``latent.autoencoder`` (gone) names its
+    checkpoint or that checkpoint's run: kind, config and sha256 as the run's newest checkpoint records them (a resume
+    takes the weights from the checkpoint, which carries them). None otherwise."""
+    from pathlib import Path
+
+    from vdmkit.io.checkpoint import CONFIG, Checkpoint, checkpoint_dirs
+
+    given = Path(os.path.abspath(cfg.latent.autoencoder))
+    for path in reversed(checkpoint_dirs(Path(cfg.train.out_dir))):
+        try:
+            record = Checkpoint(path).read_json(CONFIG).get("latent") or {}
+        except (VdmkitError, OSError):
+            continue  # a resume skips it too
+        source = Path(os.path.abspath(record.get("source") or "."))
+        run = source.parent.parent if source.parent.name == "checkpoints" else None
+        if record.get("kind") and record.get("sha256") and given in (source, run):
+            return dataclasses.replace(cfg.latent, autoencoder=record["source"], kind=record["kind"],
+                                       model=record.get("model") or {}, sha256=record["sha256"])
+        return None
+    return None
 
 
 def load_config(path: str | os.PathLike | None, overrides: list[str] = (), cls=None):
@@ -414,8 +446,11 @@ class AETrainConfig:
     perceptual_backbone: str = ""
     perceptual_heads: str = ""
     perceptual_net: str = "alex"  # alex or vgg
-    # start from a trained frame VAE run/checkpoint: copied into a frame VAE, inflated into a video VAE
+    # start from a trained frame VAE run/checkpoint: copied into a frame VAE, inflated into a video VAE; what it
+    # loaded is filled in by the run (checkpoint folder, weights' sha256; a sha256 given pins them), as train's
     init_from: str = ""
+    init_source: str = ""
+    init_sha256: str = ""
     precision: str = "bf16"
     seed: int = 0
     threads: int = 0
@@ -453,6 +488,7 @@ class AERunConfig:
     """An autoencoder training run: which autoencoder, its config, the data and the schedule."""
 
     autoencoder: str = "frame_vae"  # frame_vae or video_vae (see vdmkit.registry.AUTOENCODERS)
+    shipped: typing.ClassVar[str] = "configs/vae_frame.yaml, configs/vae_video.yaml"  # where an empty file is pointed
     model: typing.Any = None  # the autoencoder's config dataclass
     data: ShapesConfig = field(default_factory=lambda: ShapesConfig(size=64, frames=9))
     train: AETrainConfig = field(default_factory=AETrainConfig)

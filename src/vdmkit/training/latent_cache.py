@@ -37,9 +37,27 @@ SHARD_NAME = re.compile(r"shard_\d{5,}\.safetensors")
 
 
 def _identity(cfg: RunConfig) -> dict:
-    """What the cached latents depend on; a cache is valid for a run only when this matches."""
+    """What the cached latents depend on; a cache is valid for a run only when this matches. Not data.condition: the
+    training loop draws the known frames (or low-res input) from the latents, which it does not change."""
     return {"autoencoder_sha256": cfg.latent.sha256, "autoencoder_kind": cfg.latent.kind,
-            "autoencoder_model": cfg.latent.model, "data": to_dict(cfg.data)}
+            "autoencoder_model": cfg.latent.model, "data": _without_condition(to_dict(cfg.data))}
+
+
+def _without_condition(data):
+    return {k: v for k, v in data.items() if k != "condition"} if isinstance(data, dict) else data
+
+
+def _stale_keys(manifest: dict, want: dict) -> list[str]:
+    """The keys of ``want`` whose value the manifest does not hold; within a mapping (data, the autoencoder's
+    config) the keys in it that differ (data.seed)."""
+    stale = []
+    for key, ours in want.items():
+        theirs = _without_condition(manifest.get(key)) if key == "data" else manifest.get(key)
+        if isinstance(theirs, dict) and isinstance(ours, dict):
+            stale += [f"{key}.{k}" for k in sorted(set(theirs) | set(ours)) if theirs.get(k) != ours.get(k)]
+        elif theirs != ours:
+            stale.append(key)
+    return stale
 
 
 def _is_cache_file(path: Path) -> bool:
@@ -205,8 +223,7 @@ class LatentCache:
         if not isinstance(manifest.get("shards"), list) or not isinstance(manifest.get("samples"), int):
             raise CorruptCheckpointError(f"{str(path)!r} lacks its list of shards or its sample count: an edited or "
                                          "broken manifest; rewrite the cache with `vdmkit cache-latents`")
-        want = _identity(cfg)
-        stale = [k for k in want if manifest.get(k) != want[k]]
+        stale = _stale_keys(manifest, json.loads(json.dumps(_identity(cfg))))  # lists for tuples, as stored
         if stale:
             raise ConfigError(f"latent cache {str(self.directory)!r} is stale: its {', '.join(stale)} differ(s) from "
                               "this run's; rewrite it with `vdmkit cache-latents`")

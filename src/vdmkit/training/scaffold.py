@@ -10,6 +10,7 @@ the optimizer state follows the parameters' device when loaded.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import json
@@ -457,6 +458,47 @@ def save_training_checkpoint(out: Path, step: int, *, weights: dict, state: dict
     for old in checkpoint_dirs(out)[:-keep]:
         shutil.rmtree(old, ignore_errors=True)
     return path
+
+
+def warn_changed_settings(ckpt: Checkpoint, cfg, step: int, keys: tuple[str, ...]) -> None:
+    """Warn, naming each, of the settings ``keys`` that differ from those the checkpoint's run recorded (run.json): a
+    resume goes on with them (deliberate: a run may be continued at a lower lr), and says so, since it is no longer
+    the run an uninterrupted one would have been. A key is ``section.name``, or a section alone for all its keys."""
+    saved, ours = ckpt.run_document() or {}, json.loads(json.dumps(to_dict(cfg)))  # lists and numbers as stored
+    changed = []
+    for key in keys:
+        section, _, name = key.partition(".")
+        theirs, mine = saved.get(section), ours.get(section)
+        if not isinstance(theirs, dict) or not isinstance(mine, dict):
+            continue
+        changed += [f"{section}.{k}={mine.get(k)!r} (was {theirs[k]!r})" for k in ([name] if name else list(theirs))
+                    if k in theirs and theirs[k] != mine.get(k)]
+    if changed:
+        warnings.warn(f"--resume: {', '.join(changed)} since checkpoint {step}: training goes on with the new values, "
+                      "so it is not the run an uninterrupted one would have been", stacklevel=3)
+
+
+def record_init(cfg, source: str, sha256: str):
+    """``cfg`` with what ``train.init_from`` loaded recorded beside it (``train.init_source``, the checkpoint folder,
+    and ``train.init_sha256``, its weights'): a run folder names its newest checkpoint, which moves on as that run
+    trains. Called before the weights load: a sha256 the config gives pins them, and other ones are refused. A run
+    without init_from records none ("")."""
+    tc = cfg.train
+    if tc.init_from and tc.init_sha256 and tc.init_sha256 != sha256:
+        held = f" ({tc.init_source})" if tc.init_source else ""
+        raise ConfigError(f"train.init_sha256={tc.init_sha256[:12]}... pins the weights this run starts from, but "
+                          f"train.init_from={tc.init_from!r} now holds {source!r} (sha256 {sha256[:12]}...): set "
+                          f"train.init_from to the checkpoint that holds them{held}, or clear train.init_sha256= to "
+                          "start from what it holds now")
+    return dataclasses.replace(cfg, train=dataclasses.replace(tc, init_source=source, init_sha256=sha256))
+
+
+def resumed_init_record(cfg, ckpt: Checkpoint):
+    """``cfg`` with the ``train.init_source`` and ``init_sha256`` the resumed run recorded (what its first step started
+    from; init_from is not loaded again), whatever the config given says."""
+    saved = (ckpt.run_document() or {}).get("train") or {}
+    return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, init_source=saved.get("init_source", ""),
+                                                              init_sha256=saved.get("init_sha256", "")))
 
 
 def training_state(ckpt: Checkpoint) -> tuple[dict[str, torch.Tensor], dict]:

@@ -15,12 +15,14 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
+import hashlib
 import sys
 import time
 import warnings
 from pathlib import Path
 
 import torch
+from safetensors.torch import save as safetensors_bytes
 from torch import nn
 
 from vdmkit.autoencoders.load import load_autoencoder
@@ -39,7 +41,7 @@ from vdmkit.io.checkpoint import CONFIG, WEIGHTS, Checkpoint, checkpoint_dirs, l
 from vdmkit.io.video import upscale, viewing_factor, write_video
 from vdmkit.pipelines import TextToVideo, pipeline_config
 from vdmkit.pipelines.config import video_fps
-from vdmkit.training.config import LatentConfig, RunConfig, TrainConfig, check_config, resolve
+from vdmkit.training.config import LatentConfig, RunConfig, check_config, resolve
 from vdmkit.training.parallel import (
     Layout,
     accumulating,
@@ -66,14 +68,17 @@ from vdmkit.training.scaffold import (
     lr_at,
     open_run,
     peak_memory_record,
+    record_init,
     rerun_advice,
     restore_scaler,
+    resumed_init_record,
     save_training_checkpoint,
     scaler_state,
     set_lr,
     set_threads,
     start_run_folder,
     training_state,
+    warn_changed_settings,
 )
 from vdmkit.video import to_uint8
 
@@ -163,7 +168,11 @@ def train(cfg: RunConfig, *, resume: bool = False, progress: bool = True) -> Pat
         check_resume_steps(start, tc.steps)  # before any weights load
         if start is not None:
             cfg = keep_vocabulary(cfg, start, world)
+            check_resume_autoencoder(start, cfg)  # before the latent cache, whose staleness would follow from it
         base = start if start is not None else open_checkpoint(tc.init_from, needs=(CONFIG,)) if tc.init_from else None
+        # what init_from loads, recorded beside it (a resume keeps its run's record)
+        cfg = resumed_init_record(cfg, start) if start is not None else record_init(
+            cfg, *((str(base.directory), base.sha256(WEIGHTS)) if base is not None else ("", "")))
         if base is not None:  # a pretrained text encoder's files from the checkpoint its weights come from
             cfg.text = checkpoint_copy(cfg.text, base.directory)
         if tc.lora is not None and start is None and base is not None:  # an adapter is applied as its base predicts
@@ -198,7 +207,7 @@ def train(cfg: RunConfig, *, resume: bool = False, progress: bool = True) -> Pat
         cfg = clips_rate(cfg, dataset, world.main)  # the rate the model's videos play at: the clips' as read
         data = dataset.identity() if hasattr(dataset, "identity") else None  # clips or a cache: compared on resume
         pipe = TextToVideo(cfg.pipeline()).train()  # initialised on the CPU: the same weights on every device
-        if cfg.latent.enabled:
+        if cfg.latent.enabled and start is None:  # a resume's comes with its checkpoint (resumed_state)
             load_autoencoder_into(pipe, cfg.latent)  # frozen and trained: it travels in every checkpoint
         base_sha256 = None
         if tc.init_from and start is None:
@@ -240,7 +249,7 @@ def train(cfg: RunConfig, *, resume: bool = False, progress: bool = True) -> Pat
                               f"{torch.get_num_threads()}: the continuation is bit-identical to an uninterrupted run "
                               f"only on as many threads (train.threads={doc['threads']})", stacklevel=2)
             if world.main:
-                warn_changed_settings(start, cfg.train, step)
+                warn_changed_settings(start, cfg, step, TRAJECTORY)
             # the data position: where the next step's samples start (continued as is when the global batch changed)
             layout = dataclasses.replace(layout, offset=doc.get("samples_seen", step * layout.global_batch)
                                          - step * layout.global_batch)
@@ -264,9 +273,8 @@ def train(cfg: RunConfig, *, resume: bool = False, progress: bool = True) -> Pat
                 losses = []
                 for m in range(layout.accum):
                     videos, captions = next(micro_batches)
-                    if cfg.latent.enabled and not cfg.latent.cache:
-                        with autocast(device, tc.precision):
-                            videos = pipe.to_latents(videos).float()  # the frozen autoencoder's scaled latents
+                    if cfg.latent.enabled and not cfg.latent.cache:  # the frozen autoencoder's scaled latents, in
+                        videos = pipe.to_latents(videos).float()  # float32 outside autocast, as cache-latents writes
                     draws = step_draws(scheme, videos.shape, tc, pipe.process, cfg.diffusion.loss_weighting,
                                        generator=generator, step=step, positions=layout.positions(m),
                                        global_batch=layout.global_batch, device=device)
@@ -360,9 +368,22 @@ def base_source_sha256(init_from: str | None) -> str | None:
     return ids[1] if len(ids) > 1 else None
 
 
-def load_autoencoder_into(pipe: TextToVideo, latent: LatentConfig) -> None:
+def load_autoencoder_into(pipe: TextToVideo, latent: LatentConfig, carrier: Checkpoint | None = None) -> None:
     """Copy the trained autoencoder the run names into the pipeline; refuse one that changed since the run's
-    config recorded its hash."""
+    config recorded its hash. ``carrier``: the resumed checkpoint, whose weights (in ``pipe`` already) hold a copy of
+    the autoencoder, as every checkpoint of the run does: used, with a warning, once the autoencoder's own checkpoint
+    is gone, and only if they hash to the recorded sha256 (written as a train-vae checkpoint writes them)."""
+    if carrier is not None and latent.autoencoder and not Path(latent.autoencoder).exists():
+        carried = {k: v.detach().cpu().contiguous() for k, v in pipe.autoencoder.state_dict().items()}
+        if hashlib.sha256(safetensors_bytes(carried)).hexdigest() != latent.sha256:
+            raise ConfigError(f"--resume: the autoencoder checkpoint {latent.autoencoder!r} is gone, and the copy of "
+                              f"its weights that the run's checkpoint {str(carrier.directory)!r} carries is not the "
+                              f"one recorded (sha256 {latent.sha256[:12]}...): restore that checkpoint to resume (a "
+                              "newly trained autoencoder has other weights), or start a new run (another out_dir)")
+        warnings.warn(f"--resume: the autoencoder checkpoint {latent.autoencoder!r} is gone; the run goes on with the "
+                      f"copy of its weights (sha256 {latent.sha256[:12]}...) that its checkpoint "
+                      f"{str(carrier.directory)!r} carries", stacklevel=4)
+        return
     if not latent.autoencoder:  # a checkpoint's own config holds its VAE in model.safetensors, not as a path
         raise ConfigError("latent.autoencoder is not set: name the autoencoder checkpoint to train over (a model "
                           "folder from `vdmkit convert` or `vdmkit inflate` has one in vae/, and a finetune.yaml "
@@ -505,16 +526,20 @@ def moved_autoencoder(run_checkpoint: Path, saved, ours) -> str:
     if found is not None:
         return f"{head}{why}; resume with latent.autoencoder={str(found)}"
     where = " or ".join(repr(str(r / "checkpoints")) for r in runs) or repr(saved.source)
+    # gone: the run's own checkpoints carry those weights (load_autoencoder_into); a new train-vae run has others
+    carried = (f"Resume with latent.autoencoder={saved.source} (the run's checkpoints carry its weights: a resume "
+               "takes them from there; a newly trained autoencoder has others)" if saved.source
+               and not Path(saved.source).exists() else "Restore that checkpoint to resume")
     return (f"{head}{why}. No checkpoint under {where} holds those weights any more: pruned (train-vae keeps the "
-            "newest train.keep_checkpoints of a run) or deleted. Restore that checkpoint to resume, or start a new "
-            "run (another train.out_dir) on this autoencoder; name a checkpoint (RUN/checkpoints/step_N) in "
-            "latent.autoencoder to keep it fixed")
+            f"newest train.keep_checkpoints of a run) or deleted. {carried}, or start a new run (another "
+            "train.out_dir) on this autoencoder; name a checkpoint (RUN/checkpoints/step_N) in latent.autoencoder to "
+            "keep it fixed")
 
 
 # train settings that change what the steps compute: a resume with other values goes on with them (deliberate: a
 # run may be continued at a lower lr), and says so, since it is no longer the run that would have gone on
-TRAJECTORY = ("batch_size", "lr", "warmup_steps", "weight_decay", "grad_clip", "ema_decay",
-              "cond_dropout", "image_ratio", "precision", "seed")
+TRAJECTORY = tuple(f"train.{key}" for key in ("batch_size", "lr", "warmup_steps", "weight_decay", "grad_clip",
+                                              "ema_decay", "cond_dropout", "image_ratio", "precision", "seed"))
 
 
 def clips_rate(cfg: RunConfig, dataset, say: bool) -> RunConfig:
@@ -551,16 +576,6 @@ def keep_bucket_rule(cfg: RunConfig, start: Checkpoint | None) -> RunConfig:
     return dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, buckets="rounded"))
 
 
-def warn_changed_settings(ckpt: Checkpoint, tc: TrainConfig, step: int) -> None:
-    """Warn, naming each, of the TRAJECTORY settings that differ from those the checkpoint's run recorded."""
-    saved = (ckpt.run_document() or {}).get("train", {})
-    changed = [f"train.{key}={getattr(tc, key)!r} (was {saved[key]!r})" for key in TRAJECTORY
-               if key in saved and saved[key] != getattr(tc, key)]
-    if changed:
-        warnings.warn(f"--resume: {', '.join(changed)} since checkpoint {step}: training goes on with the new "
-                      "values, so it is not the run an uninterrupted one would have been", stacklevel=3)
-
-
 def resumed_state(ckpt: Checkpoint, cfg: RunConfig, pipe, ema) -> tuple[dict[str, torch.Tensor], dict]:
     """Load the model and EMA weights of ``ckpt`` (same model config only) into the whole, unsharded modules;
     return its training state (tensors, document) for the optimizer, RNG states and data position."""
@@ -576,13 +591,7 @@ def resumed_state(ckpt: Checkpoint, cfg: RunConfig, pipe, ema) -> tuple[dict[str
                                 (config.text_encoder, without_paths(to_dict(config.text)))),
                                ("diffusion", to_dict(saved.diffusion), to_dict(config.diffusion)),
                                ("condition", to_dict(saved.condition) if saved.condition else None,
-                                to_dict(config.condition) if config.condition else None),
-                               # the latent space the backbone learnt in: the autoencoder's kind, shape and weights
-                               ("latent autoencoder", (saved.latent.kind, to_dict(saved.latent.model),
-                                                       saved.latent.sha256),
-                                (config.latent.kind, to_dict(config.latent.model), config.latent.sha256))):
-        if name == "latent autoencoder" and theirs[2] != mine[2] and same_architecture(theirs, mine):
-            raise ConfigError(moved_autoencoder(ckpt.directory, saved.latent, config.latent))
+                                to_dict(config.condition) if config.condition else None)):
         if theirs != mine:
             raise ConfigError(f"--resume: the run's checkpoint {str(ckpt.directory)!r} was trained with another "
                               f"{name} config ({theirs!r}, this config says {mine!r}); resume with the same "
@@ -606,5 +615,22 @@ def resumed_state(ckpt: Checkpoint, cfg: RunConfig, pipe, ema) -> tuple[dict[str
         adapter = lora.pair_state(ckpt.load_tensors(ADAPTER), prefix="backbone.")
         load_strict(ema, {**{k: v for k, v in model.items() if ".lora." not in k}, **adapter}, ckpt.directory)
     if cfg.latent.enabled:  # frozen: always the recorded autoencoder, whatever an older checkpoint held
-        load_autoencoder_into(pipe, cfg.latent)
+        load_autoencoder_into(pipe, cfg.latent, carrier=ckpt)
     return state, doc
+
+
+def check_resume_autoencoder(ckpt: Checkpoint, cfg: RunConfig) -> None:
+    """ConfigError unless the run's checkpoint was trained in the latent space ``cfg.latent`` names: the autoencoder's
+    kind, shape and weights (another checkpoint of the same network: which one holds the run's weights)."""
+    try:  # an unreadable config: resumed_state says the model differs
+        saved = pipeline_config(ckpt.read_json(CONFIG)).latent
+    except ConfigError:
+        return
+    ours = cfg.pipeline().latent
+    theirs, mine = ((spec.kind, to_dict(spec.model), spec.sha256) for spec in (saved, ours))
+    if theirs[2] != mine[2] and same_architecture(theirs, mine):
+        raise ConfigError(moved_autoencoder(ckpt.directory, saved, ours))
+    if theirs != mine:
+        raise ConfigError(f"--resume: the run's checkpoint {str(ckpt.directory)!r} was trained with another latent "
+                          f"autoencoder config ({theirs!r}, this config says {mine!r}); resume with the same "
+                          f"{RESUME_FIXED}")

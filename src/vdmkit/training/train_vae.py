@@ -41,6 +41,12 @@ from vdmkit.training.config import AERunConfig, check_config
 from vdmkit.video import fold_time, to_uint8
 
 HELD_OUT_SEED_OFFSET = 7919  # held-out videos come from another seed of the same generator
+# what a resume may change but not unsaid (scaffold.warn_changed_settings): the settings a step computes with, and
+# the data (the clips trained on, and the held-out set the PSNR series is measured on). train.seed is not one: it
+# seeds the initial weights and the generator, which a resume restores
+TRAJECTORY = ("train.batch_size", "train.lr", "train.warmup_steps", "train.weight_decay", "train.grad_clip",
+              "train.recon", "train.kl_weight", "train.gan_weight", "train.gan_start", "train.perceptual_weight",
+              "train.perceptual_net", "train.precision", "train.eval_videos", "data")
 
 
 def eval_videos(cfg: AERunConfig) -> torch.Tensor:
@@ -97,8 +103,12 @@ def train_autoencoder(cfg: AERunConfig, *, resume: bool = False, progress: bool 
     step = 0
     if start is not None:
         step = restore(start, cfg, model, disc, opt, opt_d, scaler, generator)
+        scaffold.warn_changed_settings(start, cfg, step, TRAJECTORY)
+        cfg = scaffold.resumed_init_record(cfg, start)
     elif tc.init_from:
-        initialise_from(model, tc.init_from)
+        cfg = initialise_from(model, cfg)  # with what it loaded recorded
+    else:
+        cfg = scaffold.record_init(cfg, "", "")  # nothing loaded: nothing recorded
     scaffold.start_run_folder(out, cfg, resumed=start is not None)
     metrics = scaffold.MetricsLog(out, step if start is not None else None)
     pixels = cfg.data.frames * cfg.data.size * cfg.data.size * cfg.model.in_channels
@@ -172,8 +182,10 @@ def _listed(value):
     return list(value) if isinstance(value, list | tuple) else value
 
 
-def initialise_from(model, path: str) -> None:
-    """Start from a trained frame VAE: its weights as they are, or inflated into a causal video VAE."""
+def initialise_from(model, cfg: AERunConfig) -> AERunConfig:
+    """Start from a trained frame VAE: its weights as they are, or inflated into a causal video VAE. Returns ``cfg``
+    with what it loaded (checkpoint, sha256) recorded beside ``train.init_from``."""
+    path = cfg.train.init_from
     try:
         source = load_autoencoder(path)
     except CorruptCheckpointError as err:
@@ -188,10 +200,12 @@ def initialise_from(model, path: str) -> None:
     if differ:
         raise CheckpointMismatchError(f"train.init_from={path!r} was trained with other settings: {', '.join(differ)}; "
                                       "use its settings, or train from scratch")
+    cfg = scaffold.record_init(cfg, source.source, source.sha256)  # a pinned sha256 refuses other weights
     if isinstance(model, VideoVAE):
         inflate_frame_vae(model, source.state_dict())
     else:
         load_strict(model, source.state_dict(), path)
+    return cfg
 
 
 @torch.no_grad()
