@@ -369,6 +369,29 @@ def test_cascade_plumbing_end_to_end(models):
     assert all(s["model_sha256"] and s["seconds"] > 0 for s in stages)
 
 
+def test_cascade_configs_take_paths_numpy_integers_and_mappings_and_refuse_a_bad_fps(models, tmp_path):
+    """A Path model and NumPy integers were refused, a mapping to load_cascade a raw TypeError, fps "8" taken
+    (a sweep of the Python API, 2026-12-06)."""
+    import pathlib
+
+    import numpy as np
+
+    from vdmkit.pipelines.cascade import load_cascade
+
+    stage = StageConfig(task="text_to_video", model=pathlib.Path(models["t2v"]), steps=np.int64(2),
+                        stride=np.int32(2))
+    assert stage.model == models["t2v"] and stage.steps == 2 and type(stage.steps) is int and stage.stride == 2
+    cfg = load_cascade({"stages": [{"task": "text_to_video", "model": models["t2v"], "steps": 2}], "fps": 12})
+    assert cfg.stages[0].model == models["t2v"] and cfg.fps == 12.0
+    for fps in ("8", 0, -1, float("nan"), True):
+        with pytest.raises(ConfigError, match="cascade fps must be a number > 0"):
+            CascadeConfig(stages=(stage,), fps=fps)
+    with pytest.raises(ConfigError, match="load_cascade takes a YAML file's path"):
+        load_cascade(3)
+    with pytest.raises(ConfigError, match="steps must be an integer"):
+        StageConfig(steps=np.float64(2.0))
+
+
 def test_cascade_stages_take_and_record_the_reconstruction_weight(models):
     """A stage's mode reconstruction had no w_r key, and its record said the mode without the weight (a sweep,
     2026-12-06): the weight given, or the default it ran with, is recorded."""

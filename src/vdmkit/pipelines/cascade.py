@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import gc
+import numbers
 import os
 import time
 from dataclasses import dataclass, field
@@ -19,7 +20,7 @@ from typing import Callable, ClassVar
 
 import torch
 
-from vdmkit.config import read_config
+from vdmkit.config import from_dict, read_config
 from vdmkit.errors import ConfigError, ConstraintError, VdmkitError
 
 TASKS = ("text_to_video", "interpolate", "extend", "upscale")
@@ -58,10 +59,13 @@ class StageConfig:
     def __post_init__(self):
         if self.task not in TASKS:
             raise ConfigError(f"cascade stage task must be one of {', '.join(TASKS)}, got {self.task!r}")
+        if isinstance(self.model, os.PathLike):  # a Path, as from_pretrained takes
+            self.model = os.fspath(self.model)
         for key in ("stride", "factor", "frames", "steps"):  # YAML is type-checked on reading; Python is here
             value = getattr(self, key)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, numbers.Integral)):
                 raise ConfigError(f"cascade stage {self.name or self.task!r}: {key} must be an integer, got {value!r}")
+            setattr(self, key, None if value is None else int(value))  # a NumPy integer as its value
         for key in ("model", "name", "mode"):
             if not isinstance(getattr(self, key), str):
                 raise ConfigError(f"cascade stage {self.name or self.task!r}: {key} must be a string, got "
@@ -82,6 +86,9 @@ class CascadeConfig:
     shipped: ClassVar[str] = "configs/cascade.yaml"  # the config an empty file is pointed to
 
     def __post_init__(self):
+        if isinstance(self.fps, bool) or not isinstance(self.fps, numbers.Real) or not self.fps > 0:
+            raise ConfigError(f"cascade fps must be a number > 0, got {self.fps!r}")  # "8" was taken (the CLI refused)
+        self.fps = float(self.fps)
         try:
             self.stages = tuple(StageConfig(**s) if isinstance(s, dict) else s for s in self.stages)
         except TypeError as e:  # not a sequence, or a mapping with unknown fields
@@ -100,6 +107,12 @@ class CascadeConfig:
 
 
 def load_cascade(path, overrides: list[str] | None = None) -> CascadeConfig:
+    """The cascade a YAML file describes (with ``key=value`` overrides); a mapping is taken as the file's content."""
+    if isinstance(path, dict):  # was a raw TypeError
+        return from_dict(CascadeConfig, path)
+    if not isinstance(path, (str, os.PathLike)):
+        raise ConfigError(f"load_cascade takes a YAML file's path (or a mapping of its content), got "
+                          f"{type(path).__name__}")
     return read_config(CascadeConfig, path, overrides or [])
 
 

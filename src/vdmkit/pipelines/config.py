@@ -197,7 +197,7 @@ class PipelineConfig:
         latent = self.latent_size(frames, height, width)
         try:
             self.model.check_shape(*latent)
-        except ConstraintError as e:
+        except ConstraintError:
             c = self.latent.autoencoder_config().temporal_compression if self.latent.enabled else 1
             if c == 1 or latent[0] == frames:
                 raise
