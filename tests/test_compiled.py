@@ -269,3 +269,56 @@ def test_a_pipeline_loaded_under_inference_mode_compiles(tmp_path):
         runner._packages[("stale",)] = object()  # a package traced with the old weights
         pipe.backbone.load_state_dict(pipe.backbone.state_dict())
         assert runner._packages == {}
+
+
+def test_a_pipeline_with_a_package_pickles_and_copies_to_an_eager_one(compiled):
+    """The package runner's load_state_dict hook was a lambda: pickling the pipeline (or its backbone) was a raw
+    AttributeError, and a deep copy's load_state_dict reset the original's runner (before 2026-12-06). Copies and
+    unpickled pipelines run eager, as the original does eager; the original keeps its runner and packages."""
+    import copy
+    import pickle
+
+    pipe, _, _, backbone, _ = compiled
+    prompts = ["a red circle", "a blue square"]
+    object.__setattr__(pipe, "compiled", backbone)  # the fixture's runner, its package loaded (tests above reset it)
+    pipe(prompts, steps=2, seed=0)
+    back = pickle.loads(pickle.dumps(pipe))
+    twin = copy.deepcopy(pipe)
+    assert back.compiled is None and twin.compiled is None and pipe.compiled is backbone
+    object.__setattr__(pipe, "compiled", None)
+    eager = pipe(prompts, steps=2, seed=0)
+    object.__setattr__(pipe, "compiled", backbone)
+    assert torch.equal(back(prompts, steps=2, seed=0), eager) and torch.equal(twin(prompts, steps=2, seed=0), eager)
+    packages = dict(backbone._packages)
+    assert packages
+    for copied in (back, twin):
+        copied.backbone.load_state_dict(copied.backbone.state_dict())  # their hooks do nothing
+    assert backbone._packages == packages
+
+
+def test_a_package_of_the_base_model_is_not_used_with_an_adapter(compiled, tmp_path):
+    """A package folds in the weights it was traced with: its name hashes them and the adapters' scales and states,
+    so a pipeline with a LoRA loaded never runs the base model's package (here: none of its own, so eager)."""
+    import copy
+
+    from vdmkit.backbones import lora
+
+    pipe, _, _, backbone, cache = compiled
+    prompts = ["a red circle", "a blue square"]
+    adapted = copy.deepcopy(pipe)
+    cfg = lora.LoRAConfig(rank=2, targets=["attn", "temporal"])
+    lora.add_lora(adapted.backbone, cfg, "sharp")
+    with torch.no_grad():
+        for p in lora.lora_parameters(adapted.backbone):
+            torch.nn.init.normal_(p, std=0.3)
+    path = lora.save_adapter(tmp_path / "sharp.safetensors", adapted.backbone, cfg, base_sha256=None, name="sharp")
+    eager = adapted(prompts, steps=2, seed=0)
+    fresh = copy.deepcopy(pipe)
+    runner = fresh.compile(compile_new=False, directory=cache, log=lambda m: None)
+    plain = fresh(prompts, steps=2, seed=0)
+    assert runner.stats["compiled_calls"] == 2  # the base model: the fixture's package
+    fresh.load_lora(path)
+    videos = fresh(prompts, steps=2, seed=0)
+    assert runner.stats["compiled_calls"] == 2 and runner.stats["eager_calls"] == 2
+    assert (videos - plain).abs().max() > 1e-2  # the adapter applies (eager pads the prompt: rounding)
+    torch.testing.assert_close(videos, eager, atol=1e-5, rtol=0)

@@ -535,3 +535,21 @@ def test_lora_helper_refusals_are_config_errors():
     for text in ("a.safetensors:inf", "a.safetensors:abc"):
         with pytest.raises(VdmkitError):
             lora.parse_lora_argument(text)
+
+
+def test_add_lora_takes_a_mapping_as_train_lora_writes_it():
+    """lora.add_lora(backbone, {"rank": 4}) was a raw AttributeError (before 2026-12-06): a mapping is built and
+    checked as the YAML train.lora section is; other types are ConfigErrors."""
+    pipe, twin = make_pipe("dit"), make_pipe("dit")
+    names = lora.add_lora(pipe.backbone, {"rank": 4, "alpha": 8, "targets": ["attn", "temporal"]}, "style")
+    assert names == lora.add_lora(twin.backbone, LoRAConfig(rank=4, alpha=8, targets=["attn", "temporal"]), "style")
+    pair = pipe.backbone.get_submodule(names[0]).lora.adapters["style"]
+    assert pair.A.shape[0] == 4 and pair.scale == 2.0
+    for cfg, match in (({"rank": 0}, "lora.rank must be an integer >= 1"),
+                       ({"rnak": 4}, "unknown key.*lora.rnak; valid keys of lora: alpha, dropout, rank, targets"),
+                       ({"rank": "4"}, "lora.rank must be an integer"),
+                       ({"targets": ["nope"]}, "lora.targets"),
+                       (4, "must be a LoRAConfig or a mapping"), (None, "must be a LoRAConfig or a mapping")):
+        with pytest.raises(ConfigError, match=match):
+            lora.add_lora(pipe.backbone, cfg, "other")
+    assert lora.adapter_names(pipe.backbone) == ["style"]

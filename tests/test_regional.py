@@ -251,3 +251,114 @@ def test_compile_refuses_the_other_runners_options_and_bad_torch_compile_options
         with pytest.raises(ConfigError, match=words):
             pipe.compile(**kwargs)
     assert pipe.compiled is None
+
+
+def eager_videos(pipe, **kwargs):
+    """``pipe``'s videos with its runner set aside: the eager reference, adapters as they are now."""
+    runner = pipe.compiled
+    object.__setattr__(pipe, "compiled", None)
+    try:
+        return pipe(PROMPTS, steps=2, seed=0, **kwargs)
+    finally:
+        object.__setattr__(pipe, "compiled", runner)
+
+
+def add_adapter(pipe, name: str = "sharp", std: float = 0.3):
+    from vdmkit.backbones import lora
+
+    lora.add_lora(pipe.backbone, lora.LoRAConfig(rank=2, targets=["attn", "temporal"]), name)
+    g = torch.Generator().manual_seed(7)
+    with torch.no_grad():
+        for p in lora.lora_parameters(pipe.backbone, name):
+            p.copy_(torch.randn(p.shape, generator=g) * std)
+
+
+@pytest.mark.parametrize("name", sorted(CONFIGS))
+def test_regional_runner_follows_adapters_changed_after_compiling(name):
+    """Adapters added, rescaled, merged or removed after compile(regional=True) ran as the blocks first traced them:
+    an adapter loaded after the first call was ignored (the base model's video) and one set to scale 0 never came
+    back (before 2026-12-06). Each state now equals eager, compiling the blocks again (logged) once per state."""
+    from vdmkit.backbones import lora
+
+    pipe = random_pipe(name)
+    messages, counter = [], CompileCounter()
+    runner = pipe.compile(regional=True, backend=counter, log=messages.append)
+    plain = pipe(PROMPTS, steps=2, seed=0)
+    add_adapter(pipe)
+    adapted = pipe(PROMPTS, steps=2, seed=0)
+    assert (adapted - plain).abs().max() > 1e-2  # the adapter matters
+    torch.testing.assert_close(adapted, eager_videos(pipe), atol=1e-5, rtol=0)
+    assert runner.stats["compiling_calls"] == 2 and sum("LoRA adapter state" in m for m in messages) == 2
+    if name != "dit":  # the UNet's many kinds of block trace slowly: the DiT goes on through every change
+        return
+    for scale in (0.0, 1.0, 0.5):  # 1.0 after 0.0: the adapter comes back
+        lora.set_scale(pipe.backbone, "sharp", scale)
+        torch.testing.assert_close(pipe(PROMPTS, steps=2, seed=0), eager_videos(pipe), atol=1e-5, rtol=0)
+    lora.merge(pipe.backbone)
+    torch.testing.assert_close(pipe(PROMPTS, steps=2, seed=0), eager_videos(pipe), atol=1e-5, rtol=0)
+    lora.remove_lora(pipe.backbone)
+    torch.testing.assert_close(pipe(PROMPTS, steps=2, seed=0), plain, atol=1e-5, rtol=0)
+    add_adapter(pipe, std=0.2)  # other values under the same name
+    torch.testing.assert_close(pipe(PROMPTS, steps=2, seed=0), eager_videos(pipe), atol=1e-5, rtol=0)
+    assert runner.stats["eager_calls"] == 0
+
+
+def test_a_second_regional_pipeline_runs_its_own_adapters(tmp_path):
+    """A pipeline with a LoRA loaded, compiled in a process where an adapter-free one had compiled, ran the first
+    one's blocks: the base model's video (before 2026-12-06). Each now runs its own, through load_lora too."""
+    from vdmkit.backbones import lora
+
+    first = random_pipe("dit")
+    first.compile(regional=True, backend="aot_eager", log=lambda m: None)
+    plain = first(PROMPTS, steps=2, seed=0)
+    donor = random_pipe("dit")
+    add_adapter(donor)
+    path = lora.save_adapter(tmp_path / "sharp.safetensors", donor.backbone,
+                             lora.LoRAConfig(rank=2, targets=["attn", "temporal"]), base_sha256=None, name="sharp")
+    second = random_pipe("dit")
+    second.load_lora(path)
+    second.compile(regional=True, backend="aot_eager", log=lambda m: None)
+    adapted = second(PROMPTS, steps=2, seed=0)
+    assert (adapted - plain).abs().max() > 1e-2
+    torch.testing.assert_close(adapted, eager_videos(second), atol=1e-5, rtol=0)
+    torch.testing.assert_close(first(PROMPTS, steps=2, seed=0), plain, atol=0, rtol=0)  # and the first its own
+    first.load_lora(path, 0.5)  # after its first call, through the pipeline's API
+    torch.testing.assert_close(first(PROMPTS, steps=2, seed=0), eager_videos(first), atol=1e-5, rtol=0)
+    assert torch._dynamo.config.skip_nnmodule_hook_guards  # hooks are guarded inside the runner only: torch's default
+
+
+def test_regional_inductor_follows_an_adapter_loaded_after_compiling():
+    """As above with Inductor's kernels, as users compile: the adapter loaded after the first call is applied."""
+    pipe = random_pipe("dit")
+    runner = pipe.compile(regional=True, log=lambda m: None)
+    plain = pipe(PROMPTS, steps=2, seed=0)
+    add_adapter(pipe)
+    adapted = pipe(PROMPTS, steps=2, seed=0)
+    assert (adapted - plain).abs().max() > 1e-2
+    torch.testing.assert_close(adapted, eager_videos(pipe), atol=1e-4, rtol=0)
+    assert runner.stats["compiling_calls"] == 2 and runner.stats["eager_calls"] == 0
+
+
+def test_a_compiled_pipeline_pickles_and_copies_to_an_eager_one():
+    """pickle.dumps of a pipeline after compile(regional=True) was a raw PicklingError, and a deep copy's runner ran
+    the original's blocks: a copy whose weights changed gave neither model's video (before 2026-12-06). Copies and
+    unpickled pipelines run eager, bit for bit as the original does eager; the original stays compiled."""
+    import pickle
+
+    pipe = random_pipe("dit")
+    eager = pipe(PROMPTS, steps=2, seed=0)
+    runner = pipe.compile(regional=True, backend="aot_eager", log=lambda m: None)
+    pipe(PROMPTS, steps=2, seed=0)
+    back = pickle.loads(pickle.dumps(pipe))
+    assert back.compiled is None and pipe.compiled is runner
+    assert torch.equal(back(PROMPTS, steps=2, seed=0), eager)
+    twin = copy.deepcopy(pipe)
+    assert twin.compiled is None
+    with torch.no_grad():
+        for p in twin.backbone.parameters():
+            p.mul_(1.5)
+    changed = twin(PROMPTS, steps=2, seed=0)
+    twin.compile(regional=True, backend="aot_eager", log=lambda m: None)
+    torch.testing.assert_close(twin(PROMPTS, steps=2, seed=0), changed, atol=1e-5, rtol=0)  # compiled again: its own
+    torch.testing.assert_close(pipe(PROMPTS, steps=2, seed=0), eager, atol=1e-5, rtol=0)
+    assert runner.stats["compiled_calls"] == 4  # its two videos' calls only: the copies ran none of them

@@ -34,6 +34,7 @@ import math
 import numbers
 import os
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -214,9 +215,25 @@ def check_scale(scale) -> float:
     return float(scale)
 
 
-def add_lora(backbone: nn.Module, cfg: LoRAConfig, name: str = "default", *, strict: bool = True) -> list[str]:
+def lora_config(cfg: LoRAConfig | Mapping) -> LoRAConfig:
+    """``cfg`` as a LoRAConfig: a mapping (``train.lora``'s YAML shape, ``{"rank": 4}``) is built and checked as that
+    section is; anything else is a ConfigError (a dict was a raw AttributeError before 2026-12-06)."""
+    from vdmkit.config import from_dict
+
+    if isinstance(cfg, LoRAConfig):
+        return cfg
+    if isinstance(cfg, Mapping):
+        return from_dict(LoRAConfig, dict(cfg), "lora")
+    raise ConfigError(f"the LoRA config must be a LoRAConfig or a mapping like {{'rank': 8, 'targets': ['attn']}}, "
+                      f"got {type(cfg).__name__}")
+
+
+def add_lora(backbone: nn.Module, cfg: LoRAConfig | Mapping, name: str = "default", *,
+             strict: bool = True) -> list[str]:
     """Add adapter ``name`` (B = 0: the model's outputs are unchanged) to the layers ``cfg.targets`` name; return
-    their names. ConfigError when no layer of this backbone is of those kinds, or the name is taken."""
+    their names. ``cfg``: a LoRAConfig, or a mapping of its fields. ConfigError when no layer of this backbone is of
+    those kinds, or the name is taken."""
+    cfg = lora_config(cfg)
     check_adapter_name(name)
     kind_of = layer_kinds(backbone)
     layers = {n: backbone.get_submodule(n) for n, kind in kind_of.items() if kind in set(cfg.targets)}

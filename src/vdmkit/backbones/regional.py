@@ -6,8 +6,15 @@ A backbone is a stack of a few kinds of blocks (a DiT: one transformer block, 28
 and attention blocks at a few widths), which ``forward`` calls one by one (``shard_units()``, the same units FSDP
 shards). Compiling each block as ``nn.Module.compile`` does, with the block's weights as graph inputs, traces the
 block's code once per kind and input shape; every other block of that kind and shape reuses the compiled kernels:
-a DiT compiles one block whatever its depth, weights may change (training, LoRA) without recompiling, and Inductor
-keeps the kernels in its on-disk cache for later processes.
+a DiT compiles one block whatever its depth, weights may change (training, loaded weights, a LoRA's A and B) without
+recompiling, and Inductor keeps the kernels in its on-disk cache for later processes.
+
+LoRA adapters (backbones/lora.py) are forward hooks on the blocks' inner layers, with Python branches on their scale
+and state: torch.compile traces them into the graph. Inside :meth:`RegionalCompile.active` the compiled code is
+guarded on every layer's hooks (torch skips those guards by default), so a block whose adapters were added, removed,
+rescaled, merged or turned off since compiles a new variant instead of running one traced without them (before
+2026-12-06 the base model's output came back; the code is shared by every block of every backbone in the process,
+so a second pipeline ran the first one's). Each new adapter scale is a new variant (a compile).
 
 The blocks run compiled only inside :meth:`RegionalCompile.active`; outside it, the same modules run eager, and
 copies of them (an EMA, an inference copy) never run compiled. Hooks registered on the blocks (FSDP's) still run:
@@ -73,7 +80,9 @@ class RegionalCompile:
                 unit._compiled_call_impl = call  # what nn.Module.__call__ runs when set (nn.Module.compile's slot)
         self._depth += 1
         try:
-            with torch._dynamo.config.patch(recompile_limit=max(RECOMPILE_LIMIT, torch._dynamo.config.recompile_limit)):
+            # guards on the layers' hooks (LoRA adapters, see the module's docstring), for what compiles in here only
+            with torch._dynamo.config.patch(recompile_limit=max(RECOMPILE_LIMIT, torch._dynamo.config.recompile_limit),
+                                            skip_nnmodule_hook_guards=False):
                 yield
         finally:
             self._depth -= 1

@@ -317,6 +317,12 @@ class Pipeline(nn.Module):
         object.__setattr__(self, "compiled", compiled)  # not a submodule: no second copy in state_dict()
         return compiled
 
+    def __getstate__(self) -> dict:
+        # a runner's compiled code, packages and graphs belong to this pipeline's modules in this process: a deep
+        # copy's regional runner ran the original's blocks, and pickling one was a raw PicklingError (before
+        # 2026-12-06). Copies and unpickled pipelines run eager; compile() them again
+        return {**self.__dict__, "compiled": None}
+
     def cuda_graphs(self, *, max_graphs: int | None = None, log=None):
         """Replay the backbone's sampling calls from CUDA graphs (pipelines/graphed.py): each input signature is
         captured on its first call (a few eager calls; nothing is compiled), later calls replay it with no launch

@@ -142,6 +142,23 @@ def weights_fingerprint(backbone: nn.Module) -> str:
     return digest.hexdigest()
 
 
+class _ResetOnLoad:
+    """The backbone's load_state_dict post-hook that resets its package runner, held weakly. A copied or unpickled
+    backbone gets one that does nothing (its pipeline's runner is dropped; a lambda here made the backbone
+    unpicklable, before 2026-12-06)."""
+
+    def __init__(self, runner: CompiledBackbone | None = None):
+        self.runner = weakref.ref(runner) if runner is not None else None
+
+    def __call__(self, module: nn.Module, keys) -> None:
+        runner = self.runner() if self.runner is not None else None
+        if runner is not None:
+            runner.reset()
+
+    def __reduce__(self):
+        return _ResetOnLoad, ()
+
+
 class CompiledBackbone(nn.Module):
     """``model(x_t, t, cond)`` like ``backbone``, run by an AOTInductor package per input signature (compiled once,
     then loaded from ``cache_dir()``). ``text_length``: prompts are padded to it. ``compile_new``: compile a
@@ -162,8 +179,7 @@ class CompiledBackbone(nn.Module):
         self._adapters = adapter_signature(backbone)  # a package computes the adapters as they were when traced
         self._weights = weights_version(backbone)  # and the weights (it kept them after load_state_dict)
         # load_state_dict says so itself: under torch.inference_mode the tensors have no version counters to read
-        runner = weakref.ref(self)
-        backbone.register_load_state_dict_post_hook(lambda module, keys: runner() and runner().reset())
+        backbone.register_load_state_dict_post_hook(_ResetOnLoad(self))
         self._hookable = hookable_layers(backbone)
         self._packages: dict[tuple, object] = {}
         self._eager: set[tuple] = set()  # signatures whose compile failed: run eager, not compiled again

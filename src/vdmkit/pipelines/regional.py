@@ -3,7 +3,9 @@
 The third way to run a sampling backbone, beside an ahead-of-time package (``compile()``, pipelines/compiled.py) and
 CUDA graphs (``cuda_graphs()``, pipelines/graphed.py): ``compile(regional=True)`` compiles each kind of block once
 per input shape with torch.compile, in this process (Inductor caches the kernels on disk, so a later process
-compiles faster). Nothing is tied to the weights, so adapters, merged LoRAs and loaded weights need no new compile.
+compiles faster). Nothing is tied to the weights, so loaded weights need no new compile; LoRA adapters are hooks
+traced into the blocks, so adding, removing, rescaling or merging one compiles the blocks again for it (guarded:
+backbones/regional.py), once per adapter state.
 Prompts are padded to the text encoder's full length with masked tokens, so every prompt shares the compiled blocks.
 Calls with an attention hook set (editing's attention reuse) run eager: a hook is Python that a compiled block would
 freeze.
@@ -20,7 +22,7 @@ from torch import nn
 from vdmkit.backbones.layers import hookable_layers, hooked
 from vdmkit.backbones.regional import RegionalCompile
 from vdmkit.conditioning.condition import as_condition
-from vdmkit.pipelines.compiled import flat_inputs, pad_text, signature
+from vdmkit.pipelines.compiled import adapter_signature, flat_inputs, pad_text, signature
 
 
 class RegionalBackbone(nn.Module):
@@ -43,8 +45,9 @@ class RegionalBackbone(nn.Module):
         self.stats = {"compiled_calls": 0, "eager_calls": 0, "compiling_calls": 0, "compile_seconds": 0.0}
 
     def reset(self) -> None:
-        """After the backbone's modules changed (adapters added or merged): the compiled blocks' guards see new
-        structure themselves; only the hookable layers are collected again."""
+        """After the backbone's modules changed (adapters loaded): the hookable layers are collected again. The
+        compiled blocks need nothing: their guards check the layers' hooks and the adapters' scales and states, and a
+        change compiles the blocks again (logged, as the adapters are part of each call's key)."""
         self._hookable = hookable_layers(self.backbone)
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, cond=None) -> torch.Tensor:
@@ -52,11 +55,13 @@ class RegionalBackbone(nn.Module):
             self.stats["eager_calls"] += 1
             return self.backbone(x, t, cond)
         cond = pad_text(as_condition(cond), self.text_length)
-        key = signature(*flat_inputs(x, t, cond)) + (torch.is_grad_enabled(),)
+        # the adapters as they apply now: another set or scale compiles the blocks again (backbones/regional.py)
+        key = signature(*flat_inputs(x, t, cond)) + (torch.is_grad_enabled(), adapter_signature(self.backbone))
         new = key not in self._seen
         if new:
             self.log(f"compiling the backbone's blocks ({', '.join(self.regions.kinds())}) for input "
-                     f"{tuple(x.shape)} {str(x.dtype).replace('torch.', '')} on {x.device.type} (once per process)")
+                     f"{tuple(x.shape)} {str(x.dtype).replace('torch.', '')} on {x.device.type} (once per process "
+                     "and LoRA adapter state)")
         start = time.perf_counter()
         with self.regions.active():
             out = self.backbone(x, t, cond)
