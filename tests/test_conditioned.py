@@ -383,9 +383,12 @@ def test_cascade_configs_take_paths_numpy_integers_and_mappings_and_refuse_a_bad
     assert stage.model == models["t2v"] and stage.steps == 2 and type(stage.steps) is int and stage.stride == 2
     cfg = load_cascade({"stages": [{"task": "text_to_video", "model": models["t2v"], "steps": 2}], "fps": 12})
     assert cfg.stages[0].model == models["t2v"] and cfg.fps == 12.0
-    for fps in ("8", 0, -1, float("nan"), True):
-        with pytest.raises(ConfigError, match="cascade fps must be a number > 0"):
+    for fps in ("8", 0, -1, float("nan"), float("inf"), 1e9, True):
+        with pytest.raises(ConfigError, match=r"cascade fps must be a number in \(0, 240\]"):
             CascadeConfig(stages=(stage,), fps=fps)
+    overridden = load_cascade({"stages": [{"task": "text_to_video", "model": models["t2v"], "stride": 2}]},
+                              ["fps=4"])  # the overrides apply to a mapping as to a file (they were dropped)
+    assert overridden.fps == 4.0 and overridden.stages[0].stride == 2
     with pytest.raises(ConfigError, match="load_cascade takes a YAML file's path"):
         load_cascade(3)
     with pytest.raises(ConfigError, match="steps must be an integer"):

@@ -675,6 +675,21 @@ def test_a_model_fake_is_refused_before_sampling_when_the_real_files_give_too_fe
         evaluate(str(real), run, metrics="fvd", video_extractor="shapes", frames=8, sample_steps=1, progress=False)
 
 
+def test_a_model_sampled_beyond_its_length_for_eval_gets_no_long_video_advice(tiny_cfg, tmp_path):
+    """Eval samples one clip of the protocol's frames; pipe() warned to use long_video, which eval cannot (a review,
+    2026-12-06)."""
+    from vdmkit.training import train
+
+    run = train(tiny_cfg("train.steps=1", "train.sample_every=100"), progress=False)  # a 4-frame model
+    real = write_clips(tmp_path / "real", 2, t=8, h=16, w=16, captions=["a red circle", "a blue square"])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        ev = evaluate(str(real), run, metrics="fvd", video_extractor="shapes", frames=8, sample_steps=1,
+                      progress=False)
+    assert ev.report["counts"]["fake"] == 2
+    assert not [w for w in caught if "long_video" in str(w.message)]
+
+
 def test_real_videos_left_out_of_a_run_are_said_once_and_in_the_report(folders, tmp_path, capsys):
     real, fake = folders
     mixed = mixed_folder(tmp_path, good=3)

@@ -555,8 +555,9 @@ def open_model(path, *, frames: int, size: int, steps: int, guidance: float, sam
                 pipe.compile(regional=compiled == "regional")
             if cuda_graphs:
                 pipe.cuda_graphs()
-        videos = pipe(prompts, frames=frames, height=size, width=size, steps=steps, sampler=sampler,
-                      guidance=guidance, seed=batch_seed)
+        # run(request()): pipe() would warn of frames beyond the model's and advise long_video, which eval cannot use
+        videos = pipe.run(pipe.request(prompts, frames=frames, height=size, width=size, steps=steps, sampler=sampler,
+                                       guidance=guidance, seed=batch_seed))
         if compiled == "package":
             pipe.compiled.compile_new = False  # the first batch's size has its package; others run eager
         return videos.cpu(), pipe.model_sha256

@@ -9,8 +9,10 @@ result records every stage (model, sha256, seconds, output shape).
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import gc
+import math
 import numbers
 import os
 import time
@@ -20,7 +22,7 @@ from typing import Callable, ClassVar
 
 import torch
 
-from vdmkit.config import from_dict, read_config
+from vdmkit.config import apply_overrides, from_dict, read_config
 from vdmkit.errors import ConfigError, ConstraintError, VdmkitError
 
 TASKS = ("text_to_video", "interpolate", "extend", "upscale")
@@ -86,8 +88,12 @@ class CascadeConfig:
     shipped: ClassVar[str] = "configs/cascade.yaml"  # the config an empty file is pointed to
 
     def __post_init__(self):
-        if isinstance(self.fps, bool) or not isinstance(self.fps, numbers.Real) or not self.fps > 0:
-            raise ConfigError(f"cascade fps must be a number > 0, got {self.fps!r}")  # "8" was taken (the CLI refused)
+        from vdmkit.io.video import MAX_FPS
+
+        fps = self.fps  # "8", inf or 1e9 were taken (the CLI refused them; Python only at the write, after sampling)
+        if isinstance(fps, bool) or not isinstance(fps, numbers.Real) or not math.isfinite(fps) \
+                or not 0 < fps <= MAX_FPS:
+            raise ConfigError(f"cascade fps must be a number in (0, {MAX_FPS}], got {fps!r}")
         self.fps = float(self.fps)
         try:
             self.stages = tuple(StageConfig(**s) if isinstance(s, dict) else s for s in self.stages)
@@ -108,8 +114,8 @@ class CascadeConfig:
 
 def load_cascade(path, overrides: list[str] | None = None) -> CascadeConfig:
     """The cascade a YAML file describes (with ``key=value`` overrides); a mapping is taken as the file's content."""
-    if isinstance(path, dict):  # was a raw TypeError
-        return from_dict(CascadeConfig, path)
+    if isinstance(path, dict):  # was a raw TypeError; the overrides apply to it as to a file's content
+        return from_dict(CascadeConfig, apply_overrides(copy.deepcopy(path), list(overrides or [])))
     if not isinstance(path, (str, os.PathLike)):
         raise ConfigError(f"load_cascade takes a YAML file's path (or a mapping of its content), got "
                           f"{type(path).__name__}")
