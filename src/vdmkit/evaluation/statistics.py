@@ -516,10 +516,9 @@ def _video_pair(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.T
     return x, y
 
 
-def _per_video(fn, x: torch.Tensor, y: torch.Tensor, *, checked: bool = False) -> np.ndarray:
-    """Apply ``fn`` to one float64 [0, 1] video pair at a time (memory of one video): ``(B, T)``. ``checked``: the
-    pair came from :func:`_video_pair`."""
-    x, y = (x, y) if checked else _video_pair(x, y)
+def _per_video(fn, x: torch.Tensor, y: torch.Tensor) -> np.ndarray:
+    """Apply ``fn`` to one float64 [0, 1] video pair at a time (memory of one video): ``(B, T)``; the pair as
+    :func:`_video_pair` returns it."""
     return np.stack([fn((a[None].double() + 1) / 2, (b[None].double() + 1) / 2)[0] for a, b in zip(x, y)])
 
 
@@ -530,7 +529,7 @@ def _frame_mse(a: torch.Tensor, b: torch.Tensor) -> np.ndarray:
 def psnr_per_frame(x: torch.Tensor, y: torch.Tensor) -> np.ndarray:
     """PSNR in dB of every frame, ``(B, T)``: 10 log10(1 / MSE) on [0, 1] values, MSE over (C, H, W);
     identical frames (MSE < 1e-10) score 100 dB (common_metrics policy)."""
-    mse = _per_video(_frame_mse, x, y)
+    mse = _per_video(_frame_mse, *_video_pair(x, y))
     with np.errstate(divide="ignore"):
         db = 10.0 * np.log10(1.0 / mse)
     return np.where(mse < PSNR_MSE_FLOOR, PSNR_IDENTICAL_DB, db)
@@ -544,7 +543,7 @@ def psnr(x: torch.Tensor, y: torch.Tensor) -> float:
 
 def psnr_pooled(x: torch.Tensor, y: torch.Tensor) -> float:
     """PSNR of the MSE pooled over the whole batch: torchmetrics ``peak_signal_noise_ratio(dim=None)``."""
-    mse = float(_per_video(_frame_mse, x, y).mean())  # frames have equal size: mean of means
+    mse = float(_per_video(_frame_mse, *_video_pair(x, y)).mean())  # frames have equal size: mean of means
     return PSNR_IDENTICAL_DB if mse < PSNR_MSE_FLOOR else 10.0 * math.log10(1.0 / mse)
 
 
@@ -583,7 +582,7 @@ def ssim_per_frame(x: torch.Tensor, y: torch.Tensor) -> np.ndarray:
     if min(x.shape[-2:]) < SSIM_WINDOW:
         raise ConstraintError(f"SSIM needs frames of at least {SSIM_WINDOW}x{SSIM_WINDOW}, got "
                               f"{x.shape[-2]}x{x.shape[-1]}")
-    return _per_video(_frame_ssim, x, y, checked=True)
+    return _per_video(_frame_ssim, x, y)
 
 
 def ssim(x: torch.Tensor, y: torch.Tensor) -> float:

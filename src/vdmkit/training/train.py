@@ -169,7 +169,10 @@ def train(cfg: RunConfig, *, resume: bool = False, progress: bool = True) -> Pat
         if start is not None:
             cfg = keep_vocabulary(cfg, start, world)
             check_resume_autoencoder(start, cfg)  # before the latent cache, whose staleness would follow from it
-        base = start if start is not None else open_checkpoint(tc.init_from, needs=(CONFIG,)) if tc.init_from else None
+        # init_from opened once, weights verified: the checkpoint recorded is the one loaded (a run folder resolved
+        # twice could name a newer checkpoint the second time)
+        base = start if start is not None else open_checkpoint(tc.init_from, needs=(CONFIG, WEIGHTS)) \
+            if tc.init_from else None
         # what init_from loads, recorded beside it (a resume keeps its run's record)
         cfg = resumed_init_record(cfg, start) if start is not None else record_init(
             cfg, *((str(base.directory), base.sha256(WEIGHTS)) if base is not None else ("", "")))
@@ -211,7 +214,7 @@ def train(cfg: RunConfig, *, resume: bool = False, progress: bool = True) -> Pat
             load_autoencoder_into(pipe, cfg.latent)  # frozen and trained: it travels in every checkpoint
         base_sha256 = None
         if tc.init_from and start is None:
-            base_sha256 = init_from(pipe, tc.init_from)  # pretrained weights (e.g. `vdmkit inflate`'s), for this model
+            base_sha256 = init_from(pipe, tc.init_from, base)  # pretrained weights (`vdmkit inflate`'s), for this model
         elif start is None and hasattr(pipe.text_encoder, "load_folder_weights"):
             pipe.text_encoder.load_folder_weights()  # a pretrained text encoder (clip, t5) starts as its folder's
         if tc.lora is not None:  # adapters on the backbone; everything else frozen
@@ -434,14 +437,15 @@ def write_previews(pipe: TextToVideo, tc, path: Path, step: int) -> Path:
     return path
 
 
-def init_from(pipe: TextToVideo, path: str) -> str:
+def init_from(pipe: TextToVideo, path: str, ckpt: Checkpoint | None = None) -> str:
     """Load the weights of the text-to-video checkpoint (or run) at ``path``, strictly; ConfigError naming what
     differs unless it describes the model ``pipe`` is (backbone, model, text encoder, diffusion, autoencoder). A
     conditioned model (model.condition_inputs) fine-tunes from its text-to-video checkpoint: every weight loads
     but the zero-initialised conditioning inputs, so it starts as exactly that model. ``diffusion.prediction`` may
     differ: the same network re-trained to another target (as SD 2's v-model was fine-tuned from its eps-model).
-    Returns the sha256 of the weights loaded."""
-    ckpt = open_checkpoint(path, needs=(CONFIG, WEIGHTS))
+    ``ckpt``: the checkpoint ``path`` was resolved to (weights verified), when the caller opened it. Returns the sha256
+    of the weights loaded."""
+    ckpt = ckpt if ckpt is not None else open_checkpoint(path, needs=(CONFIG, WEIGHTS))
     saved, ours = pipeline_config(ckpt.read_json(CONFIG)), pipe.config
     parts = {"backbone": (saved.backbone, ours.backbone), "text_encoder": (saved.text_encoder, ours.text_encoder)}
     grows = not getattr(saved.model, "condition_inputs", ()) and getattr(ours.model, "condition_inputs", ())
