@@ -108,7 +108,15 @@ def test_the_summary_is_deterministic_and_exports():
 
 def test_no_votes_and_bad_inputs():
     empty = ratings.summarise([], models=["A", "B"])
-    assert empty["votes"] == 0 and all(r["votes"] == 0 and r["elo"] == ratings.ELO_BASE for r in empty["models"])
+    assert empty["votes"] == 0 and [r["votes"] for r in empty["models"]] == [0, 0]
+    # a model in no vote has no score: not the prior / Elo's start with an interval of width 0 (2026-12-06)
+    assert all(r[k] is None for r in empty["models"] for k in ratings.CSV_FIELDS[5:])
+    some = ratings.summarise([("A", "B", "left"), ("A", "B", "tie")], models=["A", "B", "C"], n_boot=50)
+    assert [r["model"] for r in some["models"]] == ["A", "B", "C"]  # the unvoted model last
+    c = some["models"][2]
+    assert c["votes"] == 0 and all(c[k] is None for k in ratings.CSV_FIELDS[5:])
+    assert some["models"][0]["elo"] > ratings.ELO_BASE and some["models"][0]["bt_lo"] is not None
+    assert ratings.summary_csv(some).splitlines()[-1] == "C,0,0,0,0" + "," * 9
     with pytest.raises(ValueError, match="left, right, tie"):
         ratings.summarise([("A", "B", "up")])
     with pytest.raises(ValueError, match="two different models"):

@@ -97,6 +97,9 @@ def test_generate_end_to_end(client):
     assert meta["prompt"] == "a red circle moving left" and meta["seed"] == 11 and meta["sampler"] == "dpmpp_2m"
     assert meta["steps"] == 3 and meta["guidance"] == 2.0 and meta["model_name"] == "tiny"
     assert len(meta["model_sha256"]) == 64 and meta["model"].endswith("step_0000004")
+    # as `vdmkit sample`'s sidecar: the threads the app chose (it depends on the load) were recorded nowhere
+    assert (meta["dtype"], meta["compiled"], meta["cuda_graphs"]) == ("fp32", False, False)
+    assert meta["threads"] == client.app.state.jobs.threads_used >= 1
     path = output_file(client.app.state.settings.out, job["file"])
     assert read_video(path).shape == (4, 128, 128, 3)
     gallery = client.get("/api/gallery").json()["videos"]
@@ -929,3 +932,27 @@ def test_vote_rows_the_results_cannot_count_are_listed_and_the_results_and_expor
     assert csv.status_code == 200 and len(csv.text.splitlines()) == 3
     listed = client.get("/api/studies").json()["studies"]
     assert listed == [{"name": "demo", "models": ["A", "B"], "pairs": 6, "votes": 2, "skipped_votes": 2}]
+
+
+def test_a_diffusers_folder_is_offered_and_a_folder_named_default_leaves_the_bundled_model_its_key(tmp_path,
+                                                                                                   monkeypatch):
+    """A diffusers pipeline folder (model_index.json) under --runs was left out without a word, though `vdmkit
+    sample --model` takes it; --runs naming a run folder called default replaced the bundled model (2026-12-06)."""
+    from vdmkit.app.models import find_models
+    from vdmkit.app.server import describe_model
+    from vdmkit.pipelines import default as default_module
+
+    diffusers = pytest.importorskip("diffusers")
+    from tests.test_interop import MODELSCOPE_SCHEDULER, tiny_pipeline
+
+    monkeypatch.setattr(default_module, "default_model", lambda: None)
+    tiny_pipeline(tmp_path / "runs" / "modelscope", diffusers.DDIMScheduler(**MODELSCOPE_SCHEDULER))
+    assert find_models(tmp_path / "runs") == {"modelscope": tmp_path / "runs" / "modelscope"}
+    listed = describe_model("modelscope", tmp_path / "runs" / "modelscope")
+    assert listed["usable"] and "ddim" in listed["samplers"], listed
+    run = tmp_path / "default"
+    (run / "checkpoints" / "step_0000001").mkdir(parents=True)
+    monkeypatch.setattr(default_module, "default_model", lambda: tmp_path / "bundled")
+    assert find_models(run) == {"default": tmp_path / "bundled", "default (run)": run}
+    monkeypatch.setattr(default_module, "default_model", lambda: None)
+    assert find_models(run) == {"default": run}  # no bundled model: the name is free

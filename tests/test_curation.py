@@ -51,7 +51,7 @@ def test_curate_cli_on_real_and_broken_files(mixed, tmp_path, capsys):
     for name, words in reasons.items():
         if words is not None:
             assert rows[name]["status"] == "error" and words in rows[name]["error"], rows[name]
-    assert rows["one_frame.mp4"]["kind"] == "image" and rows["one_frame.mp4"]["reject"][0].startswith("too_short")
+    assert rows["one_frame.mp4"]["kind"] == "video" and rows["one_frame.mp4"]["reject"][0].startswith("too_short")
     assert rows["sub/black.mp4"]["reject"][0].startswith("black")
     assert rows["sub/static.mp4"]["reject"][0].startswith("static")
     saved = yaml.safe_load((out.parent / "manifest.thresholds.yaml").read_text())
@@ -483,3 +483,66 @@ def test_a_card_folder_that_cannot_be_made_is_refused_before_the_scan(tmp_path, 
                  str(tmp_path / "file.txt" / "card")]) == 2
     assert "--card" in capsys.readouterr().err and not (tmp_path / "m.jsonl").exists()
     assert not (tmp_path / "m.thresholds.yaml").exists()
+
+
+class _Failing:
+    """A custom scorer (or captioner) of plug-in code that raises a plain RuntimeError on short files."""
+
+    name = "needs_long"
+
+    def __call__(self, frames, info):
+        if info.frames < 10:
+            raise RuntimeError("my model needs 10 frames")
+        return 1.0
+
+    def caption_image(self, frame):
+        raise ZeroDivisionError("division by zero")
+
+
+def test_a_plug_in_that_raises_on_one_file_is_that_files_error_and_the_scan_goes_on(tmp_path):
+    """A RuntimeError of a custom scorer (or captioner) aborted curate and wrote no manifest (2026-12-06)."""
+    folder = _two_clips(tmp_path / "v")
+    write_video(folder / "long.mp4", np.random.default_rng(1).integers(0, 255, (12, 32, 32, 3), np.uint8), fps=8)
+    curate(folder, tmp_path / "m.jsonl", CurateConfig(), scorers=[_Failing()])
+    rows = {r["path"]: r for r in map(json.loads, (tmp_path / "m.jsonl").read_text().splitlines())}
+    assert rows["long.mp4"]["status"] == "ok" and rows["long.mp4"]["scores"]["needs_long"] == 1.0
+    for name in ("a.mp4", "b.mp4"):
+        assert rows[name] == {"path": name, "status": "error", "error": "scorer 'needs_long' failed on this file: "
+                              "RuntimeError: my model needs 10 frames"}
+    curate(folder, tmp_path / "c.jsonl", CurateConfig(), captioner=_Failing())
+    rows = [json.loads(line) for line in (tmp_path / "c.jsonl").read_text().splitlines()]
+    assert [r["error"] for r in rows] == ["captioner _Failing failed on this file: ZeroDivisionError: division by "
+                                          "zero"] * 3
+
+
+def test_a_clip_shorter_than_one_analysis_interval_has_its_motion_measured(tmp_path):
+    """Two frames 40 ms apart kept one analysis frame (every 1/12 s): motion 0.0, and the moving clip was rejected as
+    static (2026-12-06). A one-frame video is a video (too short), not an image, in the manifest and the loader."""
+    from vdmkit.data.video_text import _manifest_info
+
+    frames = np.random.default_rng(0).integers(0, 255, (2, 32, 32, 3), np.uint8)
+    write_video(tmp_path / "two.mp4", frames, fps=25)
+    write_video(tmp_path / "one.mp4", frames[:1], fps=25)
+    curate(tmp_path, tmp_path / "m.jsonl", CurateConfig(min_frames=2, min_duration_s=0.0))
+    rows = {r["path"]: r for r in map(json.loads, (tmp_path / "m.jsonl").read_text().splitlines())}
+    two = rows["two.mp4"]
+    analysed = decode(tmp_path / "two.mp4", max_side=CurateConfig().analysis_side)
+    expected = motion_score(analysed.frames, analysed.timestamps, CurateConfig().motion_pairs)
+    assert two["scores"]["motion"] == round(expected, 5) > 0.01 and two["keep"], two
+    one = rows["one.mp4"]
+    assert one["kind"] == "video" and one["reject"] == ["too_short: 1 frames, 0.04s (min 2 frames, 0.0s)"]
+    assert _manifest_info(one, tmp_path / "one.mp4").is_image is False  # as a probe of the file says
+
+
+def test_a_caption_row_of_a_missing_file_is_not_a_file_not_curate_again(tmp_path, caplog):
+    """A captions row naming no file said "not in the manifest (curate again to scan it)", which cannot help."""
+    from vdmkit.data import VideoDataConfig
+    from vdmkit.data.loader import VideoTextDataset
+
+    _two_clips(tmp_path)
+    curate(tmp_path, tmp_path / "m.jsonl", CurateConfig(min_frames=2, min_duration_s=0.0))
+    (tmp_path / "captions.csv").write_text("path,caption\na.mp4,one\nb.mp4,two\ngone.mp4,three\n")
+    ds = VideoTextDataset(VideoDataConfig(root=str(tmp_path), manifest="m.jsonl", captions="captions.csv", size=16,
+                                          lengths=(4,), frames=4, max_skip_fraction=0.5), batch_size=1)
+    assert ds.stats()["skipped"] == {"not a file": 1}
+    assert f"{str(tmp_path / 'gone.mp4')!r}: not a file" in caplog.text and "curate again" not in caplog.text

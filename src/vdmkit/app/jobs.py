@@ -55,7 +55,7 @@ class JobQueue:
     def __init__(self, out_dir: str | Path, *, device: str = "auto", threads: int = 0, max_queued: int = MAX_QUEUED):
         self.out_dir = Path(out_dir)
         self.device, self.threads, self.max_queued = device, threads, max_queued
-        self._threads_set = False
+        self._threads_set, self.threads_used = False, None
         self._cond = threading.Condition()
         self._pending: deque[Job] = deque()
         self._jobs: OrderedDict[str, Job] = OrderedDict()
@@ -191,7 +191,7 @@ class JobQueue:
         from vdmkit.pipelines.render import render_sample
 
         if not self._threads_set:  # once, before the first job: later the load average counts our own sampling
-            apply_threads(self.threads)  # 0: the CPUs other work leaves free
+            self.threads_used = apply_threads(self.threads)  # 0: the CPUs other work leaves free
             self._threads_set = True
         if job.cancel_requested:  # cancelled while its weights were to load
             raise JobCancelled(f"job {job.id} was cancelled before it started")
@@ -208,6 +208,7 @@ class JobQueue:
 
         name = f"{time.strftime('%Y%m%d-%H%M%S')}-{job.id}.mp4"
         result = render_sample(pipe, job.request, self.out_dir / name, callback=progress,
-                               extra={"model_name": job.model, "job": job.id})
+                               extra={"dtype": "fp32", "compiled": False, "cuda_graphs": False,  # as sample's sidecar
+                                      "threads": self.threads_used, "model_name": job.model, "job": job.id})
         # the request's checks and the run can say the same thing (a far guidance): listed once
         job.warnings, job.file = list(dict.fromkeys(job.warnings + result.warnings)), name

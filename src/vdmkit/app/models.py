@@ -12,13 +12,16 @@ from vdmkit.errors import ConfigError
 DEFAULT = "default"
 MANIFEST = "manifest.json"
 CONFIG = "config.json"
+DIFFUSERS_INDEX = "model_index.json"
 SCAN_DEPTH = 2  # runs/NAME and runs/GROUP/NAME
 
 
 def _is_model(path: Path) -> bool:
     """A checkpoint folder (manifest.json beside config.json: a latent cache has a manifest and no config, and was
-    listed as a damaged model) or a run folder (checkpoints/ with at least one step_*)."""
-    return ((path / MANIFEST).is_file() and (path / CONFIG).is_file()) or any((path / "checkpoints").glob("step_*"))
+    listed as a damaged model), a run folder (checkpoints/ with at least one step_*) or a diffusers pipeline folder
+    (model_index.json, as `vdmkit sample --model` takes: it was left out without a word)."""
+    return (((path / MANIFEST).is_file() and (path / CONFIG).is_file()) or (path / DIFFUSERS_INDEX).is_file()
+            or any((path / "checkpoints").glob("step_*")))
 
 
 def find_models(runs: str | os.PathLike | None) -> dict[str, Path]:
@@ -33,8 +36,9 @@ def find_models(runs: str | os.PathLike | None) -> dict[str, Path]:
     if runs is None or not Path(runs).is_dir():
         return found
     root = Path(runs)
-    if _is_model(root):
-        found[root.resolve().name] = root
+    if _is_model(root):  # (a folder named default does not take the bundled model's place)
+        name = root.resolve().name
+        found[name if name != DEFAULT or DEFAULT not in found else f"{name} (run)"] = root
         return found
     level = [root]
     for _ in range(SCAN_DEPTH):

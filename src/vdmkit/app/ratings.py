@@ -226,11 +226,11 @@ def summarise(votes: Iterable[tuple[str, str, str]], models: Iterable[str] = (),
     for k, name in enumerate(names):
         row = {"model": name, "votes": int(games[k]), "wins": int(wins[k]), "losses": int(games[k] - wins[k] - ties[k]),
                "ties": int(ties[k])}
-        for key in point:
-            row[key] = _num(point[key][k])
-            row[f"{key}_lo"], row[f"{key}_hi"] = _num(lo[key][k]), _num(hi[key][k])
+        for key in point:  # a model in no vote: no score (the prior or Elo's start, with an interval of width 0)
+            row[key] = _num(point[key][k]) if games[k] else None
+            row[f"{key}_lo"], row[f"{key}_hi"] = (_num(lo[key][k]), _num(hi[key][k])) if games[k] else (None, None)
         rows.append(row)
-    rows.sort(key=lambda r: -r["bt"])
+    rows.sort(key=lambda r: (r["bt"] is None, -(r["bt"] or 0.0)))
     pairs = [{"a": names[a], "b": names[b], "a_wins": _count(i, j, s, a, b, 1.0), "b_wins": _count(i, j, s, a, b, 0.0),
               "ties": _count(i, j, s, a, b, 0.5)} for a in range(m) for b in range(a + 1, m)]
     return {"votes": n, "models": rows, "pairs": pairs, "bootstrap": n_boot if n else 0, "level": level,

@@ -9,6 +9,7 @@ else: ``path``, ``status: "error"``, ``error`` (the reason). No file stops the s
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -82,6 +83,8 @@ def scan_file(path: Path, cfg: CurateConfig, scorers: Iterable[Scorer] = (), cap
         info, timed = probe.info, probe.timestamps
         step = 1 / min(cfg.analysis_fps, info.fps)
         keep_times = timed[_every(timed, step)]
+        if len(keep_times) < 2 <= len(timed):  # shorter than one analysis interval: motion from all its frames (one
+            keep_times = timed                 # frame measured none, and a moving clip was rejected as static)
         analysis = decode(path, max_side=cfg.analysis_side, only=set(keep_times.tolist()), limits=cfg.limits)
         frames, times = analysis.frames, analysis.timestamps
         cuts = exact_cuts(path, scene_cuts(frames, times, cfg.scene_threshold, cfg.min_scene_s), times, timed, cfg)
@@ -90,7 +93,7 @@ def scan_file(path: Path, cfg: CurateConfig, scorers: Iterable[Scorer] = (), cap
                   "motion": round(motion_score(frames, times, cfg.motion_pairs, skip=cut_index), 5)}
         for scorer in scorers:
             scores[scorer.name] = round(_score(scorer, frames, info), 5)
-        row.update(status="ok", kind="image" if info.frames == 1 else "video", duration=round(info.duration, 4),
+        row.update(status="ok", kind="image" if _still(path, info.frames) else "video", duration=round(info.duration, 4),
                    fps=round(info.fps, 4), width=info.width, height=info.height, frames=info.frames,
                    codec=info.codec, rotation=info.rotation, decode_errors=info.decode_errors,
                    frames_declared=info.frames_declared, first=round(info.first, 4), scores=scores,
@@ -99,8 +102,9 @@ def scan_file(path: Path, cfg: CurateConfig, scorers: Iterable[Scorer] = (), cap
         reject = _filters(row, cfg)
         if captioner is not None:
             mid = frames[len(frames) // 2]
-            image, video = captioner.caption_image(mid), captioner.caption_video(frames, info)
-            summary = captioner.summarise(image, video)
+            with _plug_in(f"captioner {type(captioner).__name__}"):
+                image, video = captioner.caption_image(mid), captioner.caption_video(frames, info)
+                summary = captioner.summarise(image, video)
             row["captions"] = {k: check_caption(v, f"{rel} {k} caption") for k, v in
                                (("image", image), ("video", video), ("summary", summary))}
         row.update(keep=not reject, reject=reject)
@@ -112,7 +116,8 @@ def scan_file(path: Path, cfg: CurateConfig, scorers: Iterable[Scorer] = (), cap
 def _score(scorer: Scorer, frames: np.ndarray, info) -> float:
     """``scorer``'s value for one file as a float; anything but one finite real number is the file's error (a bare
     NaN made the manifest line invalid JSON; float(None) or float(array) aborted the whole scan)."""
-    raw = value = scorer(frames, info)
+    with _plug_in(f"scorer {scorer.name!r}"):
+        raw = value = scorer(frames, info)
     if hasattr(value, "item") and getattr(value, "ndim", None) == 0:  # a NumPy scalar, a 0-d array or tensor
         value = value.item()
     try:
@@ -124,6 +129,18 @@ def _score(scorer: Scorer, frames: np.ndarray, info) -> float:
         raise InvalidVideoError(f"scorer {scorer.name!r} gave {shown} for this file: a score must be one finite "
                                 "real number")
     return value
+
+
+@contextlib.contextmanager
+def _plug_in(what: str):
+    """A plug-in's failure on one file as that file's error row (a RuntimeError of a user's scorer, or a model's
+    out-of-memory, aborted the whole scan and wrote no manifest)."""
+    try:
+        yield
+    except (VdmkitError, ValueError, OSError):
+        raise
+    except Exception as err:
+        raise InvalidVideoError(f"{what} failed on this file: {type(err).__name__}: {err}") from err
 
 
 BUILT_IN_SCORES = ("brightness", "motion")
@@ -164,13 +181,18 @@ def _every(timestamps: np.ndarray, step: float) -> np.ndarray:
 STILL_OR_ANIMATED = (".webp", ".gif")
 
 
+def _still(path: Path, frames: int) -> bool:
+    """An image file, or a one-frame WebP or GIF (formats that also hold animations); a one-frame video is a
+    video (too short), not an image."""
+    suffix = path.suffix.lower()
+    return suffix in IMAGE_SUFFIXES or (suffix in STILL_OR_ANIMATED and frames == 1)
+
+
 def _filters(row: dict, cfg: CurateConfig) -> list[str]:
     reject = []
-    # an image file is one frame by nature: the length filters are for videos (a one-frame video is too short); a
-    # one-frame WebP or GIF is a still image in a format that also holds animations
-    suffix = Path(row["path"]).suffix.lower()
-    still = suffix in IMAGE_SUFFIXES or (suffix in STILL_OR_ANIMATED and row["frames"] == 1)
-    if not still and (row["frames"] < cfg.min_frames or row["duration"] < cfg.min_duration_s):
+    # an image file is one frame by nature: the length filters are for videos (a one-frame video is too short)
+    short = row["frames"] < cfg.min_frames or row["duration"] < cfg.min_duration_s
+    if short and not _still(Path(row["path"]), row["frames"]):
         reject.append(f"too_short: {row['frames']} frames, {row['duration']:.2f}s "
                       f"(min {cfg.min_frames} frames, {cfg.min_duration_s}s)")
     if row["scores"]["brightness"] < cfg.black_threshold:

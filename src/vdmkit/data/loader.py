@@ -125,6 +125,8 @@ class VideoTextDataset:
                     continue
                 if isinstance(info, str):  # the scan's reason (a decode error, a bad file)
                     raise InvalidVideoError(f"{str(row.path)!r}: {info} (in the manifest)")
+                if info is None and not row.path.is_file():  # (curating again cannot help)
+                    raise InvalidVideoError(f"{str(row.path)!r}: not a file")
                 if info is None:  # a file the scan never saw
                     raise InvalidVideoError(f"{str(row.path)!r}: not in the manifest (curate again to scan it)")
                 samples.append(self._place(row, info))
