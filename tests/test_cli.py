@@ -401,3 +401,56 @@ def test_prompt_at_with_a_digit_symbol_gives_the_usage(run_dir, tmp_path, capsys
         assert f"--prompt-at takes FRAME:PROMPT, e.g. 32:\"a blue square\", got '{frame}:abc'" in err
         assert "int()" not in err
     assert not list(tmp_path.iterdir())
+
+
+def test_an_unrecognized_argument_gives_its_subcommands_usage(capsys):
+    """Every subcommand's "unrecognized arguments" error printed the root parser's usage, the whole command list,
+    and named `vdmkit` (before 2026-12-07); argparse's own format names the subcommand, nested ones too."""
+    cases = [(["upscale", "--model", "m", "--video", "v.mp4", "--fast"], "upscale", "--fast"),
+             (["sample", "--prompt", "x", "--bogus", "1"], "sample", "--bogus 1"),
+             (["train", "configs/tiny.yaml", "--bogus"], "train", "--bogus"),
+             (["human-eval", "create", "--models", "a", "b", "--prompts", "p.txt", "--out", "o", "--bogus"],
+              "human-eval create", "--bogus")]
+    for argv, command, extra in cases:
+        with pytest.raises(SystemExit) as e:
+            cli.main(argv)
+        err = capsys.readouterr().err
+        assert e.value.code == 2, argv
+        assert err.startswith(f"usage: vdmkit {command} [-h]"), err
+        assert err.endswith(f"\nvdmkit {command}: error: unrecognized arguments: {extra}\n"), err
+
+
+def _help(command: str, capsys) -> str:
+    with pytest.raises(SystemExit) as e:
+        cli.main([command, "--help"])
+    assert e.value.code == 0
+    return capsys.readouterr().out
+
+
+def test_task_parsers_offer_only_the_options_their_task_takes(capsys):
+    """upscale's help listed --no-keep, --image-guidance, --condition-mode and --reconstruction-weight, extend's
+    --no-keep, each refused only when run, by two messages that contradicted each other (before 2026-12-07)."""
+    known_frames = ("--condition-mode", "--reconstruction-weight", "--image-guidance")
+    upscale = _help("upscale", capsys)
+    assert not any(flag in upscale for flag in (*known_frames, "--no-keep", "--fast"))
+    extend = _help("extend", capsys)
+    assert all(flag in extend for flag in known_frames) and "--no-keep" not in extend
+    interpolate = _help("interpolate", capsys)
+    assert all(flag in interpolate for flag in (*known_frames, "--no-keep"))
+    for argv in (["extend", "--video", "v.mp4", "--frames", "24", "--no-keep"],
+                 *[["upscale", "--model", "m", "--video", "v.mp4", flag] for flag in (*known_frames, "--no-keep")]):
+        with pytest.raises(SystemExit) as e:  # refused by argparse, before anything is read
+            cli.main(argv)
+        assert e.value.code == 2 and f"error: unrecognized arguments: {argv[-1]}" in capsys.readouterr().err
+
+
+def test_eval_quiet_prints_only_the_metric_lines(tmp_path, capsys):
+    """`eval --quiet` said "print only the metric lines" and printed `saved PATH` too (before 2026-12-07)."""
+    base = ["eval", "--real", "shapes", "--fake", "noise", "--metrics", "psnr", "--num-real", "2", "--num-fake", "2",
+            "--frames", "4", "--threads", "1", "--no-progress"]
+    assert cli.main([*base, "--out", str(tmp_path / "r.json"), "--quiet"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 1 and lines[0].split()[0] == "psnr" and float(lines[0].split()[1]) > 0
+    assert f'{json.loads((tmp_path / "r.json").read_text())["metrics"]["psnr"]["value"]:.6g}' == lines[0].split()[1]
+    assert cli.main([*base, "--out", str(tmp_path / "s.json")]) == 0  # without --quiet: the path is said
+    assert capsys.readouterr().out.splitlines()[1:] == [f"saved {tmp_path / 's.json'}"]

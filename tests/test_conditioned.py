@@ -514,17 +514,9 @@ def test_task_commands_refuse_bad_inputs_with_exit_2(models, tmp_path, monkeypat
           "--frames", "100000000"], "needs about"),
         (["sample", "--model", models["frames"], "--image", str(tmp_path / "first.png"), "--prompt", "x",
           "--frames", "1000000"], "needs about"),
-        # options the task would ignore (accepted silently before 2026-12-05)
-        (["upscale", "--model", models["sr"], "--video", keys, "--image-guidance", "2"], "--image-guidance apply"),
-        (["upscale", "--model", models["sr"], "--video", keys, "--no-keep"], "--no-keep apply"),
-        (["upscale", "--model", models["sr"], "--video", keys, "--condition-mode", "reconstruction"],
-         "--condition-mode reconstruction apply"),  # popped unsaid: upscale conditions on the whole low-res video
-        (["upscale", "--model", models["sr"], "--video", keys, "--reconstruction-weight", "5"],
-         "--reconstruction-weight apply"),
+        # (options a task would ignore are not in its parser: test_task_options_are_refused_by_their_parsers)
         (["interpolate", "--model", models["frames"], "--video", keys, "--keyframes", "0"],
          "--keyframes must be in [1, 3]"),  # it named --frames, which interpolate has not
-        (["extend", "--model", models["frames"], "--video", keys, "--frames", "6", "--no-keep"],
-         "--no-keep does not apply to extend"),
         # sample's options image-to-video does not take: accepted and ignored, the video unchanged, before 2026-12-06
         *[(["sample", "--model", models["frames"], "--image", str(tmp_path / "first.png"), "--prompt", "x", *flag],
            f"{flag[0]} do(es) not apply to image-to-video")
@@ -894,3 +886,33 @@ def test_cascade_messages_name_the_stage_and_the_config_to_start_from(models, tm
     assert cli.main(["cascade", "c.yaml", "--prompt", "x", "--out", "c.mp4"]) == 2
     err = capsys.readouterr().err
     assert "is empty" in err and "(configs/cascade.yaml)" in err and "tiny.yaml" not in err
+
+
+def test_task_options_are_refused_by_their_parsers_and_keep_known_is_recorded_as_run(models, tmp_path, capsys,
+                                                                                    monkeypatch):
+    """upscale offered --image-guidance, --no-keep, --condition-mode, --reconstruction-weight and extend --no-keep, each
+    refused only at run time, the two messages contradicting each other on extend --no-keep (before 2026-12-07): now
+    argparse refuses them, and interpolate (the one task --no-keep applies to) still records what it ran."""
+    keys = write_clip(tmp_path / "keys.mp4", 3, 16)
+    refused = [(["upscale", "--model", models["sr"], "--video", keys], flag)
+               for flag in ("--image-guidance 2", "--no-keep", "--condition-mode reconstruction",
+                            "--reconstruction-weight 5")]
+    refused.append((["extend", "--model", models["frames"], "--video", keys, "--frames", "6"], "--no-keep"))
+    for argv, flag in refused:
+        with pytest.raises(SystemExit) as e:
+            cli.main([*argv, *flag.split(), "--out", str(tmp_path / "o.mp4")])
+        err = capsys.readouterr().err
+        assert e.value.code == 2 and f"vdmkit {argv[0]}: error: unrecognized arguments: {flag}\n" in err, flag
+    assert not (tmp_path / "o.mp4").exists()
+    common = ["--steps", "1", "--no-progress"]
+    for name, flags, kept in (("in", [], True), ("in_own", ["--no-keep"], False)):
+        assert cli.main(["interpolate", "--model", models["frames"], "--video", keys, "--factor", "2", *flags,
+                         "--out", str(tmp_path / f"{name}.mp4"), *common]) == 0
+        assert json.loads((tmp_path / f"{name}.mp4.json").read_text())["keep_known"] is kept, name
+    assert cli.main(["extend", "--model", models["frames"], "--video", keys, "--frames", "6", "--out",
+                     str(tmp_path / "ex.mp4"), *common]) == 0
+    assert json.loads((tmp_path / "ex.mp4.json").read_text())["keep_known"] is True  # its input, as given
+    assert cli.main(["upscale", "--model", models["sr"], "--video", write_clip(tmp_path / "small.mp4", 5, 8), "--out",
+                     str(tmp_path / "up.mp4"), *common]) == 0
+    meta = json.loads((tmp_path / "up.mp4.json").read_text())
+    assert meta["condition_mode"] == "concat" and meta["keep_known"] is False and meta["image_guidance"] is None

@@ -518,3 +518,30 @@ def test_a_bf16_latent_run_trains_on_the_latents_its_cache_holds(tmp_path, frame
                          f"train.out_dir={out}", "--no-progress"]) == 0
         losses.append([json.loads(line)["loss"] for line in (out / "metrics.jsonl").read_text().splitlines()])
     assert len(losses[0]) == 2 and losses[0] == losses[1]
+
+
+def test_train_vae_and_cache_latents_choose_their_threads_as_train_does(tmp_path, video_vae, monkeypatch):
+    """threads 0 is chosen from the free CPUs (device.cpu_threads), as `vdmkit train` chooses it: train-vae ran on
+    torch's default instead, and cache-latents chose no threads at all (before 2026-12-07)."""
+    from vdmkit import device
+
+    monkeypatch.setattr(device, "cpu_threads", lambda requested=0: requested or 3)  # 3: what "auto" chose
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        out = tmp_path / "vae"
+        assert cli.main(["train-vae", "configs/vae_frame.yaml", *VAE_TINY, "data.frames=1", "train.threads=0",
+                         "train.log_every=1", f"train.out_dir={out}", "--no-progress"]) == 0
+        logged = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+        assert [row["threads"] for row in logged if "threads" in row] == [3, 3]
+        base = ["cache-latents", "configs/tiny.yaml", f"latent.autoencoder={video_vae}", "data.frames=5", "--samples",
+                "2", "--no-progress"]
+        torch.set_num_threads(1)
+        assert cli.main([*base, "--out", str(tmp_path / "a")]) == 0  # train.threads: 0, the default
+        assert torch.get_num_threads() == 3
+        assert cli.main([*base, "train.threads=2", "--out", str(tmp_path / "b")]) == 0  # the config's
+        assert torch.get_num_threads() == 2
+        assert cli.main([*base, "train.threads=2", "--threads", "1", "--out", str(tmp_path / "c")]) == 0  # --threads
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)

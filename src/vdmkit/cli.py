@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from vdmkit.cli_common import (COMPILE_HELP, CUDA_GRAPHS_HELP, DTYPE_HELP, PRECISION_HELP, absolute, apply_runner,
-                               check_runner, step_bar, weights_dtype)
+                               check_runner, command_parser, step_bar, weights_dtype)
 from vdmkit.cli_common import model_or_default as _model_or_default, report as _report, sampling_adapters
 from vdmkit.cli_common import seed as _seed
 from vdmkit.device import COMPILE_MODES, DEVICES_HELP, apply_threads, keep_freed_memory
@@ -63,6 +63,7 @@ def _cmd_train_vae(args) -> int:
     from vdmkit.training.train_vae import train_autoencoder
 
     cfg = load_config(args.config, args.overrides + _device_overrides(args), cls=AERunConfig)
+    apply_threads(cfg.train.threads)  # 0: chosen as train chooses them (train_autoencoder keeps what it finds)
     out = train_autoencoder(cfg, resume=args.resume, progress=not args.no_progress)
     print(f"trained to step {cfg.train.steps}; checkpoints in {out / 'checkpoints'}, reconstructions in "
           f"{out / 'samples'}")
@@ -76,6 +77,7 @@ def _cmd_cache_latents(args) -> int:
     if min(args.samples, args.batch_size) < 1:  # before the config's files are read
         raise ValueError(f"--samples and --batch-size must be >= 1, got {args.samples} and {args.batch_size}")
     cfg = load_config(args.config, args.overrides + _device_overrides(args))
+    apply_threads(cfg.train.threads if args.threads is None else args.threads)  # 0: as train chooses them
     out = write_latent_cache(cfg, args.samples, args.out, batch_size=args.batch_size, progress=not args.no_progress)
     print(f"cached {args.samples} latents in {out}; train on them with latent.cache={out}")
     return 0
@@ -488,6 +490,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=16, help="clips encoded at once (default 16; lower it to fit "
                    "memory: the cache is the same)")
     p.add_argument("--device", help=f"where the autoencoder encodes: {DEVICES_HELP} (default: train.device)")
+    p.add_argument("--threads", type=int, help="torch CPU threads (default: train.threads; 0 = the CPUs other work "
+                   "leaves free)")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_cmd_cache_latents)
 
@@ -561,7 +565,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "latent frames for a time-compressing autoencoder)")
     p.add_argument("--overlap", type=int, help="long videos: frames shared by consecutive windows (default: 3/4 of the "
                    "window; autoregressive: half)")
-    p.add_argument("--weighting", choices=("linear", "gaussian"), help="long videos: window fusion weights")
+    p.add_argument("--weighting", choices=("linear", "gaussian"), help="long videos: window fusion weights (default "
+                   "linear; autoregressive takes none)")
     p.add_argument("--prompt-at", action="append", metavar='FRAME:"PROMPT"',
                    help="long videos: switch to PROMPT from FRAME on (repeatable)")
     p.add_argument("--image", help="image-to-video: this image (.png, .jpg) is the first frame")
@@ -590,7 +595,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="initial weights of new motion modules")
     p.set_defaults(func=_cmd_inflate)
 
-    p = sub.add_parser("models", help="list the registered backbones")
+    p = sub.add_parser("models", help="list the registered backbones and text encoders")
     p.add_argument("--params", action="store_true", help="also count parameters of each default preset")
     p.add_argument("--flops", action="store_true", help="also count forward FLOPs at --shape")
     p.add_argument("--shape", help="input frames x height x width for --flops (default 16x32x32; implies --flops)")
@@ -614,8 +619,8 @@ def main(argv: list[str] | None = None) -> int:
     takes = ("train", "train-vae", "cache-latents", "distill", "cascade")  # cascade's were refused (2026-12-06)
     if extra and args.command in takes and all("=" in e and not e.startswith("-") for e in extra):
         args.overrides += extra
-    elif extra:
-        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    elif extra:  # named by the subcommand's parser: the root's usage listed every command, not its options
+        command_parser(parser, args).error(f"unrecognized arguments: {' '.join(extra)}")
     keep_freed_memory()  # this process's large buffers are reused, not mapped afresh per layer (device.py)
     try:
         _check_processes(args)

@@ -1,5 +1,5 @@
 """Helpers the command modules share (cli.py, tasks_cli.py, evaluation/cli.py): the model argument, the seed type,
-the report, the weights' dtype, the backbone runner (--compile, --cuda-graphs)."""
+the report, the weights' dtype, the backbone runner (--compile, --cuda-graphs), the parser a usage error names."""
 
 from __future__ import annotations
 
@@ -18,6 +18,16 @@ def model_or_default(model: str | None, command: str):
     if model is None:
         raise ValueError(f"{command} needs --model PATH (no default model is installed)")
     return model
+
+
+def command_parser(parser: argparse.ArgumentParser, args) -> argparse.ArgumentParser:
+    """The parser of the (sub)command ``args`` were read for (`vdmkit human-eval create`'s, ...): its errors show that
+    command's usage and name, as argparse's own do, not the whole command list."""
+    while True:  # argparse exposes its subparsers only through its actions
+        action = next((a for a in parser._actions if isinstance(a, argparse._SubParsersAction)), None)
+        if action is None or getattr(args, action.dest, None) not in action.choices:
+            return parser
+        parser = action.choices[getattr(args, action.dest)]
 
 
 def absolute(path) -> str | None:

@@ -134,14 +134,19 @@ def register(sub) -> None:
     p.add_argument("--guidance", type=float, help="classifier-free guidance (default: the model's)")
     p.add_argument("--prompts", metavar="FILE", help="prompts to fit on, one per line (default: --num-prompts "
                    "captions of the model's training data)")
-    p.add_argument("--num-prompts", type=int, default=3, help="without --prompts: how many training captions")
-    p.add_argument("--draws", type=int, default=1, help="noises per prompt (sample k starts from seed --seed + k)")
+    p.add_argument("--num-prompts", type=int, default=3, help="without --prompts: how many training captions "
+                   "(default 3)")
+    p.add_argument("--draws", type=int, default=1, help="noises per prompt (default 1; sample k starts "
+                   "from seed --seed + k)")
     p.add_argument("--seed", type=int, default=0, help="the first sample's noise seed")
-    p.add_argument("--reference-steps", type=int, default=100, help="steps of the DPM-Solver++(2M) reference")
-    p.add_argument("--sweeps", type=int, default=2, help="coordinate-descent sweeps over the timesteps")
+    p.add_argument("--reference-steps", type=int, default=100, help="steps of the DPM-Solver++(2M) reference "
+                   "(default 100)")
+    p.add_argument("--sweeps", type=int, default=2, help="coordinate-descent sweeps over the timesteps "
+                   "(default 2)")
     p.add_argument("--out", metavar="FILE", help="schedules file to add the result to (default: the model "
                    "folder's schedules.json)")
-    p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (default 0: the CPUs other work "
+                   "leaves free)")
     p.add_argument("--device", default="auto", help=DEVICES_HELP)
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_cmd_search_schedule)

@@ -162,10 +162,12 @@ def warn_larger_than_trained(video, config, remedy: str) -> None:
 
 def _conditioning(args) -> dict:
     knobs = {k: v for k, v in (("eta", getattr(args, "eta", None)),) if v is not None}
+    # upscale's parser has no known-frame options (its whole low-res video conditions): None, the defaults
     return dict(steps=args.steps, sampler=args.sampler, guidance=args.guidance, seed=args.seed,
-                precision=args.precision, negative_prompt=args.negative_prompt, mode=args.condition_mode,
-                image_guidance=args.image_guidance, noise_level=args.noise_level,
-                reconstruction_weight=args.reconstruction_weight, **knobs)
+                precision=args.precision, negative_prompt=args.negative_prompt,
+                mode=getattr(args, "condition_mode", None), image_guidance=getattr(args, "image_guidance", None),
+                noise_level=args.noise_level, reconstruction_weight=getattr(args, "reconstruction_weight", None),
+                **knobs)
 
 
 def _run_task(args, task: str, video, prompt: str, produce_args: dict, extra: dict) -> int:
@@ -178,7 +180,8 @@ def _run_task(args, task: str, video, prompt: str, produce_args: dict, extra: di
 
     device = resolve_device(args.device)
     check_runner(args, device)
-    if args.condition_mode == "reconstruction" and (getattr(args, "compile", None) or getattr(args, "cuda_graphs", 0)):
+    reconstruction = getattr(args, "condition_mode", None) == "reconstruction"  # (upscale has no --condition-mode)
+    if reconstruction and (getattr(args, "compile", None) or getattr(args, "cuda_graphs", False)):
         raise ValueError("--condition-mode reconstruction differentiates the model, which a compiled package or CUDA "
                          "graphs cannot (no backward pass): drop --compile / --cuda-graphs")
     out = check_outputs(args.out, args.strip, (getattr(args, "video", None), getattr(args, "image", None)))
@@ -186,23 +189,11 @@ def _run_task(args, task: str, video, prompt: str, produce_args: dict, extra: di
     ckpt, config = open_model(model_or_default(args.model, task), motion_adapter)
     adapters, config = task_adapters(args, ckpt, config)
     args.fps = check_fps(video_fps(config) if args.fps is None else args.fps, out)  # default: the model's rate
-    if task == "upscale":
-        ignored = [flag for flag, given in (("--image-guidance", args.image_guidance is not None),
-                                            ("--no-keep", args.no_keep),
-                                            ("--reconstruction-weight", args.reconstruction_weight is not None),
-                                            (f"--condition-mode {args.condition_mode}",
-                                             args.condition_mode in ("replace", "reconstruction"))) if given]
-        if ignored:
-            raise ValueError(f"{', '.join(ignored)} apply to the tasks with known frames (image-to-video, "
-                             "interpolate, extend); upscale conditions on the whole low-resolution video")
-    else:
+    if task != "upscale":  # (the options upscale would ignore are not in its parser: argparse refuses them)
         warn_larger_than_trained(video, config, "--height / --width" if task == "image_to_video" else "a resized input")
-    if task == "extend" and args.no_keep:  # it changed nothing, and was recorded as keep_known false
-        raise ValueError("--no-keep does not apply to extend: the input video is kept as given, and each window's "
-                         "context frames are left out of the output")
     options = _conditioning(args)
-    if task not in ("image_to_video", "upscale"):  # upscale has no known frames to keep
-        options["keep_known"] = not args.no_keep
+    if task in ("interpolate", "extend"):  # only interpolate has --no-keep: extend keeps its input as given
+        options["keep_known"] = not getattr(args, "no_keep", False)
     if task == "image_to_video":  # its known frames are the whole video: checked on a stand-in before they are built
         # (a 2-frame probe before 2026-12-06, which a video VAE or a tubelet DiT refused whatever --frames said)
         probe = tasks.task_request(config, task, video, prompt, **produce_args, stand_in=True, **options)
@@ -271,7 +262,6 @@ def sample_image(args) -> int:
         from vdmkit.video import resize_cover
 
         image = resize_cover(image[0], args.height or image.shape[3], args.width or image.shape[4])[None]
-    args.no_keep = True
     return _run_task(args, "image_to_video", image[:, :, 0], args.prompt, {"frames": args.frames},
                      {"input_image": absolute(args.image)})
 
@@ -346,12 +336,16 @@ def _task_parser(sub, name: str, func, help: str, video_help: str):
     p.add_argument("--prompt", default="", help="what the video shows (default: empty, the model's image-free text)")
     p.add_argument("--negative-prompt", default="")
     p.add_argument("--out", default=f"{name}.mp4", help="output file: .mp4, .gif, .webp or .png (frame strip)")
-    condition_options(p)
-    adapter_options(p, fast=name != "upscale")
-    p.add_argument("--image-guidance", type=float, help="two-scale guidance: the scale on the known frames")
+    known = name != "upscale"  # upscale conditions on its whole low-res video: no known frames, one mode (concat)
+    if known:
+        condition_options(p)
+    adapter_options(p, fast=known)  # (the bundled default model is no super-resolution model)
+    if known:
+        p.add_argument("--image-guidance", type=float, help="two-scale guidance: the scale on the known frames")
     p.add_argument("--noise-level", type=float, default=0.0, help="noise augmentation of the conditioning, [0, 0.99]")
-    p.add_argument("--no-keep", action="store_true", help="keep the model's own frames where they were given "
-                   "(default: the given frames exactly)")
+    if name == "interpolate":  # extend keeps its input as given and leaves each window's context frames out
+        p.add_argument("--no-keep", action="store_true", help="keep the model's own frames at the keyframes "
+                       "(default: the given keyframes exactly)")
     p.add_argument("--steps", type=int)
     p.add_argument("--sampler", help="see vdmkit sample --list-samplers")
     p.add_argument("--eta", type=float)
@@ -420,8 +414,10 @@ def register(sub) -> None:
     p = _task_parser(sub, "extend", _cmd_extend, "continue a video past its last frame, window by window",
                      "the video to continue")
     p.add_argument("--frames", type=int, required=True, help="total frames of the result")
-    p.add_argument("--context", type=int, help="frames each window continues from (default: what the model was "
-                   "trained to know, at most half a window)")
+    p.add_argument("--context", type=int, help="frames each window continues from (default: for a model trained "
+                   "with known frames, in concat mode, the first_k span it was trained on (4 for "
+                   "configs/conditioned.yaml); else half the model's window (8 for the default model); at most the "
+                   "window less one and the frames given)")
     _task_parser(sub, "upscale", _cmd_upscale, "raise a video's resolution with a super-resolution model",
                  "the low-resolution video")
 

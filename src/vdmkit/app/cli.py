@@ -90,7 +90,7 @@ def register(sub) -> None:
     p.add_argument("--study", action="append", help="a study folder, or a folder of studies (repeatable; "
                    "default: OUT/studies)")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
-    p.add_argument("--port", type=int, default=7860)
+    p.add_argument("--port", type=int, default=7860, help="port to listen on (default 7860)")
     p.add_argument("--device", default="auto", help=DEVICES_HELP)
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads for sampling (0 = the CPUs other work leaves free)")
     p.add_argument("--log-level", default="info", choices=("critical", "error", "warning", "info", "debug"))

@@ -115,7 +115,8 @@ def _cmd_eval(args) -> int:
         extra = f" ± {m['std']:.4g}" if m.get("splits", 1) > 1 else ""
         print(f"{name:8s} {m['value']:.6g}{extra}")
     for path in written:
-        print(f"saved {path}")
+        if not args.quiet:  # a script reading the metric lines gave these paths itself (--out, --html)
+            print(f"saved {path}")
     if not args.out and not args.quiet:  # no report file: show what a report would record
         print(report_text({k: ev.report[k] for k in ("protocol", "counts", "metrics", "extractors")}))
     return 0
@@ -216,5 +217,6 @@ def register(sub) -> None:
                    "replayed from CUDA graphs (see `vdmkit sample --cuda-graphs`)")
     p.add_argument("--train-steps", type=int, help="train-classifier: optimisation steps")
     p.add_argument("--no-progress", action="store_true")
-    p.add_argument("--quiet", action="store_true", help="print only the metric lines")
+    p.add_argument("--quiet", action="store_true", help="print only the metric lines (no report summary, no "
+                   "saved paths; warnings still go to stderr)")
     p.set_defaults(func=_cmd_eval)

@@ -167,7 +167,7 @@ class TrainConfig:
     # bf16 autocast for the backbone (fp16 with a loss scaler on devices without bf16); fp32 to check numerics
     precision: str = "bf16"
     seed: int = 0
-    threads: int = 0  # torch intra-op threads; 0 = leave torch's default
+    threads: int = 0  # torch intra-op threads; 0: the CLI picks the free CPUs, train() in Python keeps the current
     device: str = "auto"  # auto (CUDA when present), cpu, cuda, cuda:N, mps; --device overrides it
     workers: int = 0  # data-loading worker processes ahead of the loop (real clips); 0 = load in the loop
     # Processes (torchrun): batch_size is the global batch, samples per optimizer step over all processes and
@@ -453,7 +453,7 @@ class AETrainConfig:
     init_sha256: str = ""
     precision: str = "bf16"
     seed: int = 0
-    threads: int = 0
+    threads: int = 0  # as TrainConfig.threads
     device: str = "auto"
     workers: int = 0
     out_dir: str = "runs/vae"
