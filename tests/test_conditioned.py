@@ -865,6 +865,19 @@ def test_cascade_records_only_the_options_each_stage_takes(models, tmp_path):
                                     "reconstruction_weight": None, "steps": 1, "sampler": None, "guidance": None}
 
 
+def test_the_cascade_sidecars_config_holds_each_stages_own_options_and_loads_back():
+    """The sidecar's config showed every stage with the default factor 4 (an x2 upscale read as x4, sweep 21C)."""
+    from vdmkit.pipelines.cascade import cascade_record, load_cascade
+
+    cfg = CascadeConfig(stages=(StageConfig(task="text_to_video", stride=2), StageConfig(task="upscale", model="sr"),
+                                StageConfig(task="interpolate", model="i", factor=2)))
+    record = cascade_record(cfg)
+    assert record["stages"][0] == {"task": "text_to_video", "model": "default", "name": "text_to_video", "stride": 2,
+                                   "frames": None, "steps": None, "sampler": None, "guidance": None}
+    assert "factor" not in record["stages"][1] and record["stages"][2]["factor"] == 2
+    assert load_cascade(record) == cfg and record["fps"] == 8.0
+
+
 def test_cascade_messages_name_the_stage_and_the_config_to_start_from(models, tmp_path, monkeypatch, capsys):
     """A missing model said neither its stage nor where it was looked for, an empty cascade file pointed at training
     configs, and a super-resolution model in an interpolate stage was refused for its size (sweep 20F)."""

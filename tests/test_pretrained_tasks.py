@@ -144,7 +144,7 @@ def test_cli_lora_on_a_folder_checks_the_folder_s_weights(folder, tmp_path, caps
     save_adapter(tmp_path / "ok.safetensors", pipe.backbone, cfg, base_sha256=pipe.model_sha256)
     save_adapter(tmp_path / "other.safetensors", pipe.backbone, cfg, base_sha256="0" * 64)
     args = ["sample", "--model", str(path), *extra, "--prompt", PROMPT, "--frames", "4", "--height", "32",
-            "--width", "32", "--steps", "1", "--no-progress"]
+            "--width", "32", "--steps", "2", "--no-progress"]
     assert cli.main([*args, "--lora", str(tmp_path / "ok.safetensors"), "--out", str(tmp_path / "ok.mp4")]) == 0
     assert cli.main([*args, "--lora", str(tmp_path / "other.safetensors"), "--out", str(tmp_path / "no.mp4")]) == 2
     assert "not this one" in capsys.readouterr().err and not (tmp_path / "no.mp4").exists()
@@ -194,9 +194,9 @@ def test_task_options_that_cannot_be_honoured_are_refused_before_sampling(pipe, 
     from vdmkit.pipelines.conditioned import extend
 
     with pytest.raises(ConstraintError, match="returns pixels only"):
-        extend(pipe, clip(3), PROMPT, frames=5, steps=1, output="latents")
+        extend(pipe, clip(3), PROMPT, frames=5, steps=2, output="latents")
     with pytest.raises(ConfigError, match=r"decode options \['tiles'\] unknown"):
-        image_to_video(pipe, clip(1)[:, :, 0], PROMPT, frames=4, steps=1, decode={"tiles": 4})
+        image_to_video(pipe, clip(1)[:, :, 0], PROMPT, frames=4, steps=2, decode={"tiles": 4})
 
 
 def test_schedule_search_on_a_folder_whose_scheduler_steps_by_pairs(tmp_path, capsys):

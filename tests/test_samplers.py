@@ -131,6 +131,17 @@ def test_bad_spacings(spacing, process, steps, match):
         make_timesteps(make_process(process), steps, spacing)
 
 
+def test_one_step_that_would_visit_only_t0_is_refused():
+    """steps=1 with leading or linspace spacing visited t=0 alone: every sampler returned the starting noise as the
+    video, exit 0 (2026-12-06); trailing and lcm start at the noisiest time."""
+    vp = make_process("vp")
+    for spacing in ("leading", "linspace"):
+        with pytest.raises(ConfigError, match=f"steps=1 with spacing '{spacing}' visits t=0 only"):
+            make_timesteps(vp, 1, spacing)
+        assert make_timesteps(vp, 2, spacing).tolist()[0] > 0
+    assert make_timesteps(vp, 1, "trailing").tolist() == [999] and make_timesteps(vp, 1, "lcm").tolist() == [999]
+
+
 @pytest.mark.parametrize("steps", [0, -3, 2.5, True, 1001])
 def test_bad_steps_on_a_flow(steps):
     with pytest.raises(ValueError, match="steps"):
@@ -237,7 +248,7 @@ def test_trailing_spacing_gives_exactly_the_steps_asked_and_diffusers_times():
     # linspace as diffusers' DDIM / DDPM build it (torch's linspace rounded 138 step counts of 1000 otherwise: 27 steps
     # visited 500 where diffusers visits 499)
     diffusers = pytest.importorskip("diffusers")
-    for steps in range(1, 1001):
+    for steps in range(2, 1001):  # (one step visits t=0 only: refused)
         ts = discrete_timesteps(1000, steps, "linspace")
         reference = np.linspace(0, 999, steps).round()[::-1].astype(np.int64)
         assert ts.tolist() == reference.tolist(), steps

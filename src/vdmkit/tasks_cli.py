@@ -286,10 +286,9 @@ def _cmd_upscale(args) -> int:
 def _cmd_cascade(args) -> int:
     """vdmkit cascade CONFIG --prompt TEXT: the stages one at a time; the video and a sidecar of every stage."""
     from vdmkit import __version__
-    from vdmkit.config import to_dict
     from vdmkit.device import resolve_device
     from vdmkit.io.video import check_video_size, played_fps, upscale, viewing_factor, write_video
-    from vdmkit.pipelines.cascade import load_cascade, plan, run_cascade
+    from vdmkit.pipelines.cascade import cascade_record, load_cascade, plan, run_cascade
     from vdmkit.pipelines.render import VIEW_SIZE
     from vdmkit.sampling.generate import check_seed
     from vdmkit.video import to_uint8
@@ -310,7 +309,7 @@ def _cmd_cascade(args) -> int:
     video, stages = run_cascade(cfg, args.prompt, seed=seed, device=device, precision=args.precision,
                                 progress=report_line, view_factor=factor)
     frames = to_uint8(video[0])
-    meta = {"prompt": args.prompt, "cascade": str(args.config), "config": to_dict(cfg),  # as run, overrides in
+    meta = {"prompt": args.prompt, "cascade": str(args.config), "config": cascade_record(cfg),  # as run, overrides in
             "seed": seed, "seed_was_random": args.seed is None,
             "stages": stages, "fps": fps,
             "precision": args.precision, "device": str(device), "threads": threads, "vdmkit": __version__,

@@ -112,6 +112,21 @@ class CascadeConfig:
                               "extend or upscale")
 
 
+STAGE_KEYS = ("task", "model", "name", "steps", "sampler", "guidance")  # every task's
+
+
+def cascade_record(cfg: CascadeConfig) -> dict:
+    """``cfg`` as plain data for a sidecar, each stage with only the options its task takes (a text_to_video or
+    upscale stage showed the default factor 4, read as a x4 upscale where the model's x2 ran); it loads back as the
+    same cascade."""
+    from vdmkit.config import to_dict
+
+    record = to_dict(cfg)
+    record["stages"] = [{k: v for k, v in stage.items() if k in STAGE_KEYS + TASK_OPTIONS[stage["task"]]}
+                        for stage in record["stages"]]
+    return record
+
+
 def load_cascade(path, overrides: list[str] | None = None) -> CascadeConfig:
     """The cascade a YAML file describes (with ``key=value`` overrides); a mapping is taken as the file's content."""
     if isinstance(path, dict):  # was a raw TypeError; the overrides apply to it as to a file's content

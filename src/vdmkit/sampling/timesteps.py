@@ -57,6 +57,9 @@ def discrete_timesteps(num_train_steps: int, steps: int, spacing: str = "trailin
     steps = check_steps(steps, num_train_steps)
     check_spacing(spacing)
     n = num_train_steps
+    if steps == 1 and spacing in ("leading", "linspace"):  # its one time is t = 0: the "video" was the start noise
+        raise ConfigError(f"steps=1 with spacing {spacing!r} visits t=0 only (the cleanest time), so it would return "
+                          "the starting noise; use spacing trailing (t=999) or lcm for one step, or more steps")
     if spacing == "linspace":
         # numpy's, as diffusers': torch's linspace put 499.50000000000006 where numpy has 499.5 (rounded to even),
         # so 138 step counts of 1000 (27, 31, 47 ...) visited another time (a review, 2026-12-06)
