@@ -454,3 +454,142 @@ def test_eval_quiet_prints_only_the_metric_lines(tmp_path, capsys):
     assert f'{json.loads((tmp_path / "r.json").read_text())["metrics"]["psnr"]["value"]:.6g}' == lines[0].split()[1]
     assert cli.main([*base, "--out", str(tmp_path / "s.json")]) == 0  # without --quiet: the path is said
     assert capsys.readouterr().out.splitlines()[1:] == [f"saved {tmp_path / 's.json'}"]
+
+
+def test_an_interrupted_prompts_run_is_finished_by_resume(run_dir, tmp_path, monkeypatch, capsys):
+    """An interrupted `sample --prompts` could not be finished: the rerun was refused, and the message said nothing
+    partial was written though k of N videos were there (sweep 21B). --resume keeps the videos whose sidecars record
+    this run's request and samples the rest: the folder ends as an uninterrupted run's."""
+    import vdmkit.pipelines.render as render
+
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("a red circle moving left\na blue square moving up\na green circle moving right\n")
+    base = ["sample", "--model", str(run_dir), "--prompts", str(prompts), "--steps", "2", "--seed", "3",
+            "--no-progress"]
+    ref, out = tmp_path / "ref", tmp_path / "out"
+    assert cli.main([*base, "--out-dir", str(ref)]) == 0
+    real, calls = render.render_sample, []
+
+    def stopped_at_the_second(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(render, "render_sample", stopped_at_the_second)
+    assert cli.main([*base, "--out-dir", str(out)]) == 130
+    monkeypatch.undo()
+    err = capsys.readouterr().err
+    assert f"interrupted; 1 of 3 videos written to {str(out)!r}; the same command with --resume finishes it" in err
+    assert cli.main([*base, "--out-dir", str(out)]) == 2  # without --resume: refused, naming it
+    assert "add --resume to finish it" in capsys.readouterr().err
+    # another request than the kept video's: refused, naming the file and the field
+    assert cli.main([*base[:6], "3", *base[7:], "--out-dir", str(out), "--resume"]) == 2
+    assert f"--resume: {str(out / '00000.mp4.json')!r} records steps=2, this run would write 3" in \
+        capsys.readouterr().err
+    (out / "00002.mp4.json").write_text("{}")  # a sidecar without its video: sampled again
+    kept = {name: ((out / name).stat().st_mtime_ns, (out / name).read_bytes()) for name in ("00000.mp4",
+                                                                                           "00000.mp4.json")}
+    assert cli.main([*base, "--out-dir", str(out), "--resume"]) == 0
+    assert "--resume: kept the 1 finished videos" in capsys.readouterr().err
+    assert {name: ((out / name).stat().st_mtime_ns, (out / name).read_bytes()) for name in kept} == kept
+    assert sorted(p.name for p in out.iterdir()) == sorted(p.name for p in ref.iterdir())
+    for i in range(3):
+        assert np.array_equal(read_video(out / f"0000{i}.mp4"), read_video(ref / f"0000{i}.mp4"))
+        name = f"0000{i}.mp4.json"
+        assert json.loads((out / name).read_text()) == json.loads((ref / name).read_text())
+    # a finished folder resumes to nothing; a shorter prompts file's run would leave the other lines' videos
+    assert cli.main([*base, "--out-dir", str(out), "--resume"]) == 0
+    prompts.write_text("a red circle moving left\n")
+    assert cli.main([*base, "--out-dir", str(out), "--resume"]) == 2
+    assert "holds videos that are no line of this --prompts file (00001.mp4" in capsys.readouterr().err
+    single = ["sample", "--model", str(run_dir), "--prompt", "x", "--out", str(tmp_path / "x.mp4")]
+    assert cli.main([*single, "--resume"]) == 2
+    assert "--resume (it finishes a --prompts run): not used by this request; drop them" in capsys.readouterr().err
+
+
+def test_a_random_seed_run_resumes_on_the_seed_it_drew(run_dir, tmp_path, monkeypatch, capsys):
+    """--seed random: the resume takes the interrupted run's seed from its sidecars (line i: seed + i)."""
+    import vdmkit.pipelines.render as render
+
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("a red circle moving left\na blue square moving up\n")
+    base = ["sample", "--model", str(run_dir), "--prompts", str(prompts), "--steps", "2", "--seed", "random",
+            "--no-progress", "--out-dir", str(tmp_path / "out")]
+    real, calls = render.render_sample, []
+
+    def stopped_at_the_second(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(render, "render_sample", stopped_at_the_second)
+    assert cli.main(base) == 130
+    monkeypatch.undo()
+    assert cli.main([*base, "--resume"]) == 0
+    first, second = (json.loads((tmp_path / "out" / f"0000{i}.mp4.json").read_text()) for i in range(2))
+    assert second["seed"] == (first["seed"] + 1) % 2**63 and first["seed_was_random"] and second["seed_was_random"]
+
+
+def test_timesteps_with_an_empty_item_are_refused():
+    """`--timesteps 999,,5` sampled [999, 5], dropping the empty item unsaid (sweep 21D); one trailing comma is
+    taken."""
+    from vdmkit.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"--timesteps '999,,5' has an empty item; give comma-separated numbers"):
+        cli._timesteps("999,,5")
+    for text in (",999,5", "999,5,,", " , "):
+        with pytest.raises(ConfigError, match="has an empty item"):
+            cli._timesteps(text)
+    assert cli._timesteps("999,500,") == [999, 500]
+    assert cli._timesteps("999, 500") == [999, 500]
+
+
+def test_sigterm_ends_a_command_as_ctrl_c_does(tmp_path):
+    """SIGTERM (a scheduler's stop) ended `vdmkit train` silently with exit 143 (sweep 21B): now the one line
+    Ctrl-C prints, exit 143 kept (128 + 15)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    run = tmp_path / "run"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(Path(cli.__file__).parents[1]),
+                                                                     os.environ.get("PYTHONPATH")]))}
+    env.pop("WORLD_SIZE", None)
+    proc = subprocess.Popen([sys.executable, "-m", "vdmkit", "train", "configs/tiny.yaml", "train.steps=100000",
+                             "train.log_every=1", "train.checkpoint_every=100000", "train.sample_every=100000",
+                             "train.threads=1", f"train.out_dir={run}", "--no-progress"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        deadline = time.monotonic() + 120
+        while not ((run / "metrics.jsonl").is_file() and (run / "metrics.jsonl").read_text().strip()):
+            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+            time.sleep(0.1)
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 143
+    assert err.strip().splitlines()[-1] == ("interrupted; checkpoints are written whole, so --resume continues from "
+                                            "the last one (a run stopped before its first checkpoint starts again "
+                                            "without --resume)")
+    assert "Traceback" not in err
+
+
+def test_main_puts_the_sigterm_handler_back():
+    import signal
+
+    def mine(signum, frame):
+        pass
+
+    before = signal.signal(signal.SIGTERM, mine)
+    try:
+        assert cli.main(["sample", "--list-samplers"]) == 0
+        assert signal.getsignal(signal.SIGTERM) is mine
+    finally:
+        signal.signal(signal.SIGTERM, before)

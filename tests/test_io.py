@@ -322,3 +322,44 @@ def test_atomic_directory_syncs_every_file_and_removes_what_killed_writes_left(t
     assert not dead.exists() and live.is_dir() and (tmp_path / "out" / "unet" / "weights.safetensors").is_file()
     with pytest.raises(OutputError, match="--out is empty; give the path of a new folder"):
         check_new_folder("", "--out", "convert")
+
+
+def test_a_file_size_limit_is_an_output_error(tmp_path):
+    """EFBIG (ulimit -f, a per-file cap) escaped as a raw av.error.OSError traceback with exit 1 (sweep 21B)."""
+    import errno
+
+    from vdmkit.errors import OutputError
+    from vdmkit.io.atomic import atomic_path
+
+    with pytest.raises(OutputError, match=r"cannot write .*big\.mp4': the file is larger than this file system or a "
+                                          r"file-size limit \(ulimit -f\) allows .*free space"):
+        with atomic_path(tmp_path / "big.mp4") as tmp:
+            tmp.write_text("half")
+            raise OSError(errno.EFBIG, "File too large")
+    assert os.listdir(tmp_path) == []
+
+
+def test_an_output_that_is_a_symlink_gets_a_plain_files_mode(tmp_path):
+    """atomic_path gave the new file the mode of what a symlinked output pointed to: a link to /dev/full made a
+    world-writable (0666) video (sweep 21B). A replaced regular file's mode is still kept."""
+    from vdmkit.io.atomic import atomic_path
+
+    target = tmp_path / "device"
+    target.write_text("x")
+    os.chmod(target, 0o666)
+    link = tmp_path / "out.txt"
+    link.symlink_to(target)
+    plain = tmp_path / "plain.txt"
+    plain.write_text("old")
+    os.chmod(plain, 0o640)
+    before = os.umask(0o022)
+    try:
+        with atomic_path(link) as tmp:
+            tmp.write_text("video")
+        with atomic_path(plain) as tmp:
+            tmp.write_text("new")
+    finally:
+        os.umask(before)
+    assert not link.is_symlink() and link.read_text() == "video" and target.read_text() == "x"
+    assert link.stat().st_mode & 0o7777 == 0o644  # umask's, not the link target's 0666
+    assert plain.stat().st_mode & 0o7777 == 0o640

@@ -545,3 +545,40 @@ def test_train_vae_and_cache_latents_choose_their_threads_as_train_does(tmp_path
         assert torch.get_num_threads() == 1
     finally:
         torch.set_num_threads(before)
+
+
+def test_a_resumed_latent_cache_encodes_a_damaged_shard_again(tmp_path, video_vae, capsys):
+    """A resume kept any shard file that existed and wrote its sha256 into the manifest, vouching for a truncated
+    shard; training then died in safe_open with a raw SafetensorError (sweep 21B, before 2026-12-20)."""
+    import hashlib
+
+    from safetensors.torch import load_file, save_file
+
+    from vdmkit.errors import CorruptCheckpointError
+    from vdmkit.training.latent_cache import MANIFEST, PROGRESS, LatentCache, write_latent_cache
+
+    cfg = load_config("configs/tiny.yaml", [f"latent.autoencoder={video_vae}", "data.frames=5"])
+    cache = tmp_path / "cache"
+    write_latent_cache(cfg, 4, cache, shard_size=2, progress=False)
+    manifest = json.loads((cache / MANIFEST).read_text())
+    identity = {k: manifest[k] for k in ("autoencoder_sha256", "autoencoder_kind", "autoencoder_model", "data")}
+    shard, first = cache / "shard_00001.safetensors", cache / "shard_00000.safetensors"
+    one_latent = {"latents": load_file(first)["latents"][:1].contiguous()}
+    for damage in (lambda: shard.write_bytes(shard.read_bytes()[:300]),  # truncated
+                   lambda: shard.write_bytes(b"not safetensors"),
+                   lambda: save_file(one_latent, str(shard), metadata={"captions": json.dumps(["a"])})):
+        (cache / MANIFEST).unlink()  # interrupted: no manifest, its progress record there
+        (cache / PROGRESS).write_text(json.dumps({**identity, "samples": 4, "shard_size": 2}))
+        damage()
+        kept = first.stat().st_mtime_ns
+        assert write_latent_cache(cfg, 4, cache, shard_size=2, progress=False) == cache
+        err = capsys.readouterr().err
+        assert f"{str(shard)!r} of the interrupted cache is damaged" in err and "encoding it again" in err
+        assert json.loads((cache / MANIFEST).read_text())["shards"] == manifest["shards"]  # as an uninterrupted run
+        assert first.stat().st_mtime_ns == kept  # the good shard is kept as it was
+    # a shard that matches its recorded sha256 yet cannot be read: a typed error naming it, not a raw traceback
+    shard.write_bytes(b"not safetensors")
+    manifest["shards"][1].update(sha256=hashlib.sha256(b"not safetensors").hexdigest(), bytes=15)
+    (cache / MANIFEST).write_text(json.dumps(manifest))
+    with pytest.raises(CorruptCheckpointError, match=r"shard_00001.safetensors' cannot be read .*cache-latents"):
+        LatentCache(cache, cfg)

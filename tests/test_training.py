@@ -526,3 +526,78 @@ def test_init_from_records_the_checkpoint_and_sha256_it_loaded(tiny_cfg, tmp_pat
     assert not (tmp_path / "again").exists()
     train(tiny_cfg(*common, "train.steps=1", f"train.init_from={first}", f"train.init_sha256={sha}",
                    f"train.out_dir={tmp_path / 'pinned'}"), progress=False)
+
+
+def test_a_full_disk_while_logging_metrics_is_one_output_error(tmp_path, monkeypatch, capsys):
+    """ENOSPC on metrics.jsonl (MetricsLog.write's flush, then close in train's finally flushing the same bytes
+    again) gave three chained raw tracebacks and exit 1, not the README's OutputError with exit 2 (sweep 21B)."""
+    import errno
+    import os
+
+    from vdmkit import cli
+    from vdmkit.training import scaffold
+
+    real_open = open
+
+    class FullDisk:  # the metrics file: its first record is written, then the disk is full
+        def __init__(self, *args, **kwargs):
+            self.file, self.lines = real_open(*args, **kwargs), 0
+
+        def write(self, text):
+            self.lines += 1
+            if self.lines > 1:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            return self.file.write(text)
+
+        def flush(self):
+            self.file.flush()
+
+        def close(self):
+            self.file.close()
+            if self.lines > 1:  # closing flushes the failed bytes again
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(scaffold, "open", FullDisk, raising=False)
+    run = tmp_path / "run"
+    args = ["train", "configs/tiny.yaml", "train.steps=3", "train.checkpoint_every=1", "train.sample_every=100",
+            "train.log_every=1", "train.threads=1", f"train.out_dir={run}", "--no-progress"]
+    assert cli.main(args) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert err.startswith(f"error: cannot write {str(run / 'metrics.jsonl')!r}: the disk is full")
+    assert "--resume continues" in err
+    assert [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()] == [1]
+    monkeypatch.undo()  # room again: the run continues
+    assert cli.main([*args, "--resume"]) == 0
+    assert [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()] == [1, 2, 3]
+
+
+def test_a_kill_while_pruning_a_checkpoint_leaves_no_half_deleted_step_folder(tmp_path, monkeypatch):
+    """Pruning rmtree'd checkpoints/step_N in place: a kill mid-delete left a step_N with its manifest but not all
+    its files, and more folders than keep_checkpoints (sweep 21B). Now it is renamed to a hidden .step_N.del-PID
+    first, which the next save or --resume removes."""
+    import re
+    import shutil
+
+    from vdmkit import cli
+
+    real_rmtree = shutil.rmtree
+
+    def killed_mid_delete(path, *args, **kwargs):
+        path = Path(path)
+        if re.fullmatch(r"\.?step_\d+(\.del-\d+)?", path.name) and path.is_dir():
+            (path / "run.json").unlink()  # some files gone, then the kill
+            raise KeyboardInterrupt
+        return real_rmtree(path, *args, **kwargs)
+
+    monkeypatch.setattr(shutil, "rmtree", killed_mid_delete)
+    run = tmp_path / "run"
+    args = ["train", "configs/tiny.yaml", "train.steps=2", "train.checkpoint_every=1", "train.keep_checkpoints=1",
+            "train.sample_every=100", "train.threads=1", f"train.out_dir={run}", "--no-progress"]
+    assert cli.main(args) == 130
+    monkeypatch.undo()
+    names = sorted(p.name for p in (run / "checkpoints").iterdir())
+    assert names[-1] == "step_0000002" and [n for n in names if n.startswith("step_")] == ["step_0000002"]
+    assert [re.sub(r"\d+$", "PID", n) for n in names[:-1]] == [".step_0000001.del-PID"]
+    assert cli.main([*args[:2], "train.steps=3", *args[3:], "--resume"]) == 0
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["step_0000003"]

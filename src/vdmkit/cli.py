@@ -12,6 +12,8 @@ from pathlib import Path
 from vdmkit.cli_common import (COMPILE_HELP, CUDA_GRAPHS_HELP, DTYPE_HELP, PRECISION_HELP, absolute, apply_runner,
                                check_runner, command_parser, step_bar, weights_dtype)
 from vdmkit.cli_common import model_or_default as _model_or_default, report as _report, sampling_adapters
+from vdmkit.cli_common import (Terminated, finished_lines, interrupt_message, refuse_earlier_videos, resumed_seed,
+                               terminate_as_interrupt)
 from vdmkit.cli_common import seed as _seed
 from vdmkit.device import COMPILE_MODES, DEVICES_HELP, apply_threads, keep_freed_memory
 from vdmkit.errors import ConfigError, ConstraintError, VdmkitError
@@ -88,8 +90,12 @@ def _timesteps(text: str | None) -> list | str | None:
     schedule)."""
     if text is None or text == "auto":
         return text
+    items = text.split(",")
+    items = items[:-1] if len(items) > 1 and not items[-1].strip() else items  # one trailing comma is taken
+    if not all(v.strip() for v in items):  # '999,,500' sampled [999, 500], a typo unnoticed (sweep 21D)
+        raise ConfigError(f"--timesteps {text!r} has an empty item; give comma-separated numbers, e.g. 999,500,1")
     try:
-        values = [float(v) for v in text.split(",") if v.strip()]
+        values = [float(v) for v in items]
     except ValueError as err:
         raise ValueError(f"--timesteps must be comma-separated numbers, got {text!r}") from err
     return [int(v) if v.is_integer() and all(u.is_integer() for u in values) else v for v in values]
@@ -113,9 +119,10 @@ def _cmd_sample(args) -> int:
                               ("--condition-mode", args.image is None and args.condition_mode),
                               ("--noise-level", args.image is None and args.noise_level is not None),
                               ("--reconstruction-weight", not args.image and args.reconstruction_weight is not None),
-                              ("--force-lora", args.force_lora and not args.lora)) if bad]
+                              ("--force-lora", args.force_lora and not args.lora),
+                              ("--resume (it finishes a --prompts run)", args.resume and not args.prompts)) if bad]
     if stray:  # (--force-lora's is no image-to-video option: the hint misled with --image given)
-        hint = " (image-to-video's need --image)" if any("--force-lora" not in f for f in stray) else ""
+        hint = " (image-to-video's need --image)" if any(f[:7] not in ("--force", "--resum") for f in stray) else ""
         raise ValueError(f"{', '.join(stray)}: not used by this request{hint}; drop them")
     args.out, args.condition_mode = args.out or "sample.mp4", args.condition_mode or "auto"
     args.noise_level = 0.0 if args.noise_level is None else args.noise_level
@@ -147,12 +154,17 @@ def _cmd_sample(args) -> int:
         prompts = read_prompt_file(args.prompts)
         width = max(5, len(str(len(prompts) - 1)))
         outs = [Path(args.out_dir) / f"{i:0{width}d}.mp4" for i in range(len(prompts))]
-        _refuse_earlier_videos(Path(args.out_dir))
+        if not args.resume:
+            refuse_earlier_videos(Path(args.out_dir))
         if args.latents is not None:
             raise ValueError("--latents gives the starting noise of one video: use it with --prompt, not --prompts")
     else:
         prompts, outs = [args.prompt], [Path(args.out)]
     outs = [check_output_path(out, VIDEO_FORMATS + (LATENTS_SUFFIX,)) for out in outs]  # every one, before any work
+    if args.prompts is not None:
+        args.prompt_outputs = outs  # what an interruption reports as written
+    # --resume --seed random: the interrupted run's seed (its videos are kept only if their sidecars record it)
+    seed = resumed_seed(outs) if args.resume and args.seed is None else args.seed
     given = [flag for flag, value in (("--vae-tile", args.vae_tile), ("--vae-frame-chunk", args.vae_frame_chunk),
                                       ("--upscale", args.upscale), ("--strip", True if args.strip else None))
              if value is not None]
@@ -214,7 +226,7 @@ def _cmd_sample(args) -> int:
 
         first = as_sample_request(long)
     else:
-        first = request(prompts[0], args.seed, outs[0])
+        first = request(prompts[0], seed, outs[0])
     factors = [view_factor(first, args.upscale, out) for out in outs]  # an mp4's automatic one is even
     for out, factor in zip(outs, factors):  # an mp4 takes even sizes only: refused before any weights load
         check_output_size(out, first, factor, "an even --upscale")
@@ -226,6 +238,23 @@ def _cmd_sample(args) -> int:
         if value < least:
             why = f" (neighbouring tiles overlap by {DECODE_OVERLAP} latent pixels)" if name == "tile" else ""
             raise ValueError(f"--vae-{name.replace('_', '-')} must be >= {least}{why}, got {value}")
+    done = set()
+    if args.resume:  # every process checks every line before the first collective: a refusal is every rank's
+        from vdmkit.io.checkpoint import sha256_file
+        from vdmkit.io.video import played_fps
+        from vdmkit.pipelines.base import weights_sha256
+        from vdmkit.pipelines.render import request_metadata
+
+        same = {"model_sha256": weights_sha256(ckpt), "decode": dict(decode), "dtype": weights_dtype(args),
+                "lora": [[sha256_file(a.path), round(float(s), 12)] for a, s in adapters] or None,
+                "cache": cache and cache.as_dict()}
+
+        def expected(i: int) -> dict:  # what line i's sidecar records (not seed_was_random: a resumed seed was drawn)
+            made = request_metadata(request(prompts[i], (first.seed + i) % 2**63, outs[i]))
+            return {**{k: v for k, v in made.items() if k != "seed_was_random"}, **same, "upscale": factors[i],
+                    "fps": played_fps(outs[i], args.fps)}
+
+        done = finished_lines(outs, expected, strip=args.strip)
     threads = apply_threads(args.threads)
     from vdmkit.distributed import SAMPLING_ADVICE, SHARDED_TIMEOUT_S, all_gather_objects, collectives, join
 
@@ -236,7 +265,10 @@ def _cmd_sample(args) -> int:
             base = all_gather_objects(first.seed, world)[0]  # a random seed is drawn once, by rank 0
         requests = {i: dataclasses.replace(request(prompts[i], (base + i) % 2**63, outs[i]),
                                            seed_was_random=args.seed is None)
-                    for i in world.share(len(prompts))}
+                    for i in world.share(len(prompts)) if i not in done}  # --resume: each rank its own lines
+        if done and world.main:
+            print(f"--resume: kept the {len(done)} finished videos in {args.out_dir!r}; sampling the other "
+                  f"{len(prompts) - len(done)}", file=sys.stderr)
     dtype = weights_dtype(args)
     check_sampling_memory(config, first, device, dtype, decode=decode, window=long and long.window,
                           view_factor=max(factors))  # before any weights load
@@ -262,22 +294,6 @@ def _cmd_sample(args) -> int:
             print(json.dumps({"prompts": len(prompts), "out_dir": args.out_dir, "processes": world.size,
                               "seed": base, "sampler": first.sampler, "steps": first.steps}))
     return 0
-
-
-def _refuse_earlier_videos(folder: Path) -> None:
-    """An --out-dir holding another run's numbered videos is refused: this run would replace some and leave others,
-    and `vdmkit eval --fake DIR` would measure the two runs' videos as one model's. (Every process torchrun started
-    checks this before the first collective, so before any of them writes.)"""
-    import re
-
-    earlier = sorted(p.name for p in folder.iterdir() if re.fullmatch(r"\d+\.mp4(\.json)?", p.name)) \
-        if folder.is_dir() else []
-    if earlier:
-        from vdmkit.errors import OutputError
-
-        shown = ", ".join(earlier[:3]) + (", ..." if len(earlier) > 3 else "")
-        raise OutputError(f"--out-dir {str(folder)!r} already holds the videos of an earlier run ({shown}); choose a "
-                          "new folder, or move them away")
 
 
 def _sample_one(pipe, request, out: Path, args, decode: dict, threads: int, quiet: bool = False,
@@ -505,6 +521,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "--out-dir (DIR/00000.mp4 + .json for line 1, ...; prompt i seeded with --seed + i); under torchrun "
                    "each process samples its share (prompt i on rank i %% processes)")
     p.add_argument("--out-dir", metavar="DIR", help="with --prompts: the folder the videos are written to")
+    p.add_argument("--resume", action="store_true", help="with --prompts: finish an interrupted run in --out-dir, "
+                   "keeping each video whose sidecar records the same request and model")
     p.add_argument("--negative-prompt", default="", help="prompt to steer away from (default: unconditional)")
     p.add_argument("--out", help="output file (default sample.mp4): .mp4, .gif, .webp or .png (frame strip); "
                    ".safetensors writes the latents (not decoded) instead")
@@ -622,27 +640,23 @@ def main(argv: list[str] | None = None) -> int:
     elif extra:  # named by the subcommand's parser: the root's usage listed every command, not its options
         command_parser(parser, args).error(f"unrecognized arguments: {' '.join(extra)}")
     keep_freed_memory()  # this process's large buffers are reused, not mapped afresh per layer (device.py)
+    restore_sigterm = terminate_as_interrupt()  # a scheduler's stop ends the command as Ctrl-C does
     try:
         _check_processes(args)
         return args.func(args)
     except (VdmkitError, ValueError, FileExistsError) as e:
         print(f"error: {_error_text(e)}", file=sys.stderr)
         return EXIT_USAGE
-    except KeyboardInterrupt:
-        trains = args.command in ("train", "train-vae", "distill")
-        message = ("interrupted; checkpoints are written whole, so --resume continues from the last one (a run "
-                   "stopped before its first checkpoint starts again without --resume)" if trains else
-                   "interrupted; the complete shards are kept: the same command resumes the cache"
-                   if args.command == "cache-latents" else
-                   "interrupted; nothing partial was written (outputs appear only when complete)")
-        print(message, file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as stop:
+        print(interrupt_message(args), file=sys.stderr)
+        return 143 if isinstance(stop, Terminated) else 130
     except BrokenPipeError:  # the reader went away (`vdmkit models | head`): stop quietly, as Unix tools do
         import os
 
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error when Python flushes
         return 141
     finally:
+        restore_sigterm()
         if "vdmkit.distributed" in sys.modules:
             sys.modules["vdmkit.distributed"].leave()
 

@@ -1,11 +1,13 @@
 """Helpers the command modules share (cli.py, tasks_cli.py, evaluation/cli.py): the model argument, the seed type,
-the report, the weights' dtype, the backbone runner (--compile, --cuda-graphs), the parser a usage error names."""
+the report, the weights' dtype, the backbone runner (--compile, --cuda-graphs), the parser a usage error names; an
+interrupted command's message (SIGTERM taken as Ctrl-C) and what `sample --prompts --resume` keeps."""
 
 from __future__ import annotations
 
 import argparse
 import contextlib
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -189,3 +191,126 @@ def sampling_adapters(values: list[str], ckpt, force: bool, config) -> tuple[lis
 
     adapters = read_loras(values, ckpt, force)
     return adapters, with_adapter_sampling(config, [adapter for adapter, scale in adapters if scale != 0])
+
+
+# --- interruption: SIGTERM as Ctrl-C, the one-line message, `sample --prompts --resume` ---------------------------
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a scheduler stopping the job, `kill`), raised in the main thread: it ends a command as Ctrl-C does
+    (the same cleanup and one-line message), with exit status 143 (128 + 15)."""
+
+
+def terminate_as_interrupt():
+    """Make SIGTERM raise :class:`Terminated` in the main thread (it ended the command silently, exit 143); return
+    the function that puts the previous handler back. Not in a process torchrun started: its agent's SIGTERM (and the
+    launcher's death signal) must end a rank at once, even one waiting in a collective, where a Python handler would
+    only run once the wait is over."""
+    import os
+    import signal
+    import threading
+
+    if os.environ.get("WORLD_SIZE", "1") != "1" or threading.current_thread() is not threading.main_thread():
+        return lambda: None
+
+    def terminate(signum, frame):
+        raise Terminated(f"signal {signum}")
+
+    previous = signal.signal(signal.SIGTERM, terminate)
+    return lambda: signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
+
+
+def interrupt_message(args) -> str:
+    """The one line a command stopped by Ctrl-C or SIGTERM prints: what it left and how to go on."""
+    if args.command in ("train", "train-vae", "distill"):
+        return ("interrupted; checkpoints are written whole, so --resume continues from the last one (a run stopped "
+                "before its first checkpoint starts again without --resume)")
+    if args.command == "cache-latents":
+        return "interrupted; the complete shards are kept: the same command resumes the cache"
+    outs = getattr(args, "prompt_outputs", None)  # sample --prompts, once its files are known
+    if outs:
+        written = sum(out.is_file() and sidecar(out).is_file() for out in outs)
+        return (f"interrupted; {written} of {len(outs)} videos written to {str(outs[0].parent)!r}; the same command "
+                "with --resume finishes it")
+    return "interrupted; nothing partial was written (outputs appear only when complete)"
+
+
+NUMBERED_VIDEO = re.compile(r"\d+\.mp4(\.json)?")  # `sample --prompts`' files: DIR/00000.mp4 and its sidecar
+
+
+def sidecar(out: Path) -> Path:
+    return out.with_name(out.name + ".json")
+
+
+def refuse_earlier_videos(folder: Path) -> None:
+    """An --out-dir holding another run's numbered videos is refused: this run would replace some and leave others,
+    and `vdmkit eval --fake DIR` would measure the two runs' videos as one model's. (Every process torchrun started
+    checks this before the first collective, so before any of them writes.)"""
+    earlier = sorted(p.name for p in folder.iterdir() if NUMBERED_VIDEO.fullmatch(p.name)) if folder.is_dir() else []
+    if earlier:
+        from vdmkit.errors import OutputError
+
+        shown = ", ".join(earlier[:3]) + (", ..." if len(earlier) > 3 else "")
+        raise OutputError(f"--out-dir {str(folder)!r} already holds the videos of an earlier run ({shown}); choose a "
+                          "new folder, or move them away (an interrupted run of this very command: add --resume to "
+                          "finish it)")
+
+
+def _read_sidecar(out: Path) -> dict | None:
+    try:
+        doc = json.loads(sidecar(out).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    return doc if isinstance(doc, dict) else None
+
+
+def resumed_seed(outs: list[Path]) -> int | None:
+    """`--seed random --resume`: the seed the interrupted run drew (its line i was seeded with it + i), read from its
+    first complete video's sidecar; None when there is none (nothing to keep: a new one is drawn)."""
+    for i, out in enumerate(outs):
+        doc = _read_sidecar(out) if out.is_file() else None
+        seed = None if doc is None else doc.get("seed")
+        if isinstance(seed, int) and not isinstance(seed, bool):
+            return (seed - i) % 2**63
+    return None
+
+
+def _recorded(key: str, theirs, ours):
+    """A sidecar's ``key`` as the resume compares it with this run's ``ours``: LoRA adapters by [sha256, scale] (not
+    where they were), the cache by its settings (not the counts sampling added)."""
+    if key == "lora" and isinstance(theirs, list):
+        return [[a.get("sha256"), a.get("scale")] if isinstance(a, dict) else a for a in theirs] or None
+    if key == "cache" and isinstance(theirs, dict) and isinstance(ours, dict):
+        return {k: theirs.get(k) for k in ours}
+    return theirs
+
+
+def finished_lines(outs: list[Path], expected, strip: bool = False) -> set[int]:
+    """`sample --prompts FILE --out-dir DIR --resume`: the lines whose video and sidecar (and --strip PNG) are both
+    there, each sidecar recording what this run would write for that line: ``expected(i)``, the fields that decide
+    the video, compared as JSON stores them. The first differing field is an OutputError naming the file; a video
+    without its sidecar, or a sidecar without its video, is sampled again. Numbered videos that are no line of this
+    run's (a longer prompts file's) are refused: the folder would not hold one run's videos."""
+    from vdmkit.errors import OutputError
+    from vdmkit.io.video import json_metadata
+
+    folder = outs[0].parent
+    ours = {out.name for out in outs} | {sidecar(out).name for out in outs}
+    stray = sorted(p.name for p in folder.iterdir() if NUMBERED_VIDEO.fullmatch(p.name) and p.name not in ours) \
+        if folder.is_dir() else []
+    if stray:
+        raise OutputError(f"--resume: --out-dir {str(folder)!r} holds videos that are no line of this --prompts file "
+                          f"({', '.join(stray[:3])}{', ...' if len(stray) > 3 else ''}): another run's; choose a new "
+                          "--out-dir")
+    done = set()
+    for i, out in enumerate(outs):
+        doc = _read_sidecar(out) if out.is_file() else None
+        if doc is None or (strip and not out.with_suffix(".png").is_file()):
+            continue  # sampled again: its files are replaced whole
+        want = json_metadata(expected(i))
+        for key, value in want.items():
+            if _recorded(key, doc.get(key), value) != value:
+                raise OutputError(f"--resume: {str(sidecar(out))!r} records {key}={doc.get(key)!r}, this run would "
+                                  f"write {value!r}: it is another run's video; rerun with the interrupted run's "
+                                  "options, or choose a new --out-dir")
+        done.add(i)
+    return done

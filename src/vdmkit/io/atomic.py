@@ -8,6 +8,7 @@ import glob
 import os
 import re
 import shutil
+import stat
 import tempfile
 import time
 from pathlib import Path
@@ -24,7 +25,8 @@ STALE_TEMPORARY_S = 3600  # an atomic_path temporary this old is no live write's
 TEMPORARY_NAME = re.compile(r"\..{0,%d}\.[a-z0-9_]{8}\.tmp(\.[^/]{0,15})?" % TMP_STEM, re.DOTALL)
 # a write that failed for want of room (a full disk, a quota) or a read-only file system, not for what was written
 NO_ROOM = {errno.ENOSPC: "the disk is full", errno.EDQUOT: "the disk quota is used up",
-           errno.EROFS: "the file system is read-only"}
+           errno.EROFS: "the file system is read-only",
+           errno.EFBIG: "the file is larger than this file system or a file-size limit (ulimit -f) allows"}
 # safetensors' Rust writer says it as "No space left on device (os error 28)": no errno on the exception
 RUST_OS_ERROR = re.compile(r"\(os error (\d+)\)")
 
@@ -59,8 +61,9 @@ def atomic_path(target: str | os.PathLike):
     try:
         with no_room_is_output_error(target):
             yield tmp
-            # mkstemp makes the file private (0600); give it the mode a plain open() would (or the old file's)
-            os.chmod(tmp, target.stat().st_mode & 0o7777 if target.exists() else 0o666 & ~current_umask())
+            # mkstemp makes the file private (0600); give it the mode a plain open() would, or the replaced regular
+            # file's: not a symlink's target's (one to /dev/full made a world-writable video; sweep 21B)
+            os.chmod(tmp, replaced_mode(target))
             fsync_file(tmp)
             os.replace(tmp, target)
             fsync_dir(target.parent)
@@ -183,6 +186,43 @@ def check_new_folder(folder: str | os.PathLike, what: str, writes: str, *, empty
         raise OutputError(f"{what} {kind}; {writes} writes a new folder: choose another path, or move it away")
     check_writable_folder(folder.absolute().parent, what)
     return folder
+
+
+def replaced_mode(target: Path) -> int:
+    """The mode a new file at ``target`` gets: a regular file's there (not followed through a link), else umask's."""
+    try:
+        st = os.lstat(target)
+    except OSError:
+        st = None
+    return st.st_mode & 0o7777 if st is not None and stat.S_ISREG(st.st_mode) else 0o666 & ~current_umask()
+
+
+@contextlib.contextmanager
+def locked(target: str | os.PathLike):
+    """Hold an exclusive lock (flock on ``.{name}.lock`` beside ``target``) around a read-modify-write of ``target``,
+    waiting for another writer's: two writers' updates both survive. No lock where the system offers none."""
+    try:
+        import fcntl
+    except ImportError:  # not a POSIX system
+        fcntl = None
+    target = Path(target)
+    fd = None
+    if fcntl is not None:
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(target.with_name(f".{target.name}.lock"), os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError:  # an unwritable folder: the write itself will say so
+            fd = None
+    try:
+        if fd is not None:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+            except OSError:  # a file system without flock (some NFS): unlocked, as before
+                pass
+        yield
+    finally:
+        if fd is not None:
+            os.close(fd)  # releases the flock
 
 
 def current_umask() -> int:

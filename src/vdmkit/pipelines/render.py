@@ -94,23 +94,16 @@ def render_sample(pipe, request: SampleRequest, out: str | os.PathLike, *, fps: 
         calls = {key: value - before.get(key, 0) for key, value in getattr(runner, "stats", {}).items()
                  if key.endswith("_calls")}
     config = pipe.config
-    meta = {"prompt": prompt, "negative_prompt": request.negative_prompt, "unknown_words": unknown,
-            "prompt_tokens_cut": cut,
-            "seed": request.seed, "seed_was_random": request.seed_was_random, "sampler": request.sampler,
-            "steps": request.steps, "spacing": request.spacing, "schedule_rules": request.rules,
-            "timesteps": None if request.timesteps is None else list(request.timesteps),
-            "guidance": request.guidance, "guidance_rescale": request.guidance_rescale, "knobs": request.knobs,
-            "frames": request.frames, "height": request.height, "width": request.width,
+    meta = {**request_metadata(request), "unknown_words": unknown, "prompt_tokens_cut": cut,
             "upscale": None if request.output == "latents" else factor,  # latents are neither decoded nor upscaled
             # the rate the file plays at (a GIF's delays are whole hundredths of a second: 24 fps plays at 25)
             "fps": fps if request.output == "latents" else played_fps(out, fps),
-            "precision": request.precision, "model": pipe.source, "model_sha256": pipe.model_sha256,
+            "model": pipe.source, "model_sha256": pipe.model_sha256,
             # the noise process sampled: a folder's identity is its weights, the same under another prediction type
             "diffusion": to_dict(config.diffusion),
             "device": str(pipe.device), "vdmkit": __version__, "autoencoder": config.latent.kind or None,
             "autoencoder_sha256": config.latent.sha256 or None,
             "decode": None if request.output == "latents" else dict(decode or {}),
-            "output": request.output,
             "lora": (pipe.applied_adapters() if hasattr(pipe, "applied_adapters") else []) or None,
             "cache": record.get("cache"),
             "runner_calls": calls or None}  # e.g. {"compiled_calls": 0, "eager_calls": 40}: a compile that failed
@@ -125,6 +118,18 @@ def render_sample(pipe, request: SampleRequest, out: str | os.PathLike, *, fps: 
         path = write_video(out, frames, fps=fps, metadata=meta, in_container=not blind)
     # each once: a task that encodes one prompt twice (inversion, then the edit's source branch) said it twice
     return Rendered(path, frames, meta, list(dict.fromkeys(str(w.message) for w in caught)))
+
+
+def request_metadata(request: SampleRequest) -> dict:
+    """What a sample's metadata records of ``request`` itself (:func:`render_sample` adds the model, the file and
+    what sampling found); `sample --prompts --resume` compares a kept video's sidecar with it."""
+    return {"prompt": request.prompts[0], "negative_prompt": request.negative_prompt, "seed": request.seed,
+            "seed_was_random": request.seed_was_random, "sampler": request.sampler, "steps": request.steps,
+            "spacing": request.spacing, "schedule_rules": request.rules,
+            "timesteps": None if request.timesteps is None else list(request.timesteps),
+            "guidance": request.guidance, "guidance_rescale": request.guidance_rescale, "knobs": request.knobs,
+            "frames": request.frames, "height": request.height, "width": request.width,
+            "precision": request.precision, "output": request.output}
 
 
 _CAPTURES = threading.local()  # .lists: this thread's open thread_warnings() blocks, innermost last

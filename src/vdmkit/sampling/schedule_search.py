@@ -31,7 +31,7 @@ import torch
 
 from vdmkit.backbones.layers import one_run_at_a_time
 from vdmkit.errors import ConfigError, ConstraintError
-from vdmkit.io.atomic import write_text_atomic
+from vdmkit.io.atomic import locked, write_text_atomic
 from vdmkit.registry import check_sampler, sampler_defaults
 from vdmkit.sampling.generate import check_seed, offset_seed
 from vdmkit.sampling.guidance import guided
@@ -250,14 +250,17 @@ def save_schedule(path: str | os.PathLike, sampler: str, steps: int, guidance: f
     """Add (or replace) the schedule of ``sampler`` / ``steps`` / ``guidance`` in ``path``, written atomically; the
     other entries stay, another model's of the same settings too (this one's key then names its weights). Returns its
     key."""
-    schedules = read_schedules(path)
-    key = schedule_key(sampler, steps, guidance)
-    if model_sha256 and schedules.get(key, {}).get("model_sha256") not in (None, model_sha256):
-        key = f"{key}@{model_sha256[:12]}"  # a file shared by models: another model's entry stays (it was replaced)
-    schedules[key] = {"sampler": sampler, "steps": steps, "guidance": float(guidance),
-                      "timesteps": result.timesteps, "model_sha256": model_sha256, **asdict(result), **(about or {})}
-    doc = {"format": FORMAT, "format_version": FORMAT_VERSION, "schedules": schedules}
-    write_text_atomic(path, json.dumps(doc, indent=2, sort_keys=True))
+    # under a lock: concurrent searches each read the file, added theirs and replaced it: entries were lost (21B)
+    with locked(path):
+        schedules = read_schedules(path)
+        key = schedule_key(sampler, steps, guidance)
+        if model_sha256 and schedules.get(key, {}).get("model_sha256") not in (None, model_sha256):
+            key = f"{key}@{model_sha256[:12]}"  # a file shared by models: another model's entry stays (was replaced)
+        schedules[key] = {"sampler": sampler, "steps": steps, "guidance": float(guidance),
+                          "timesteps": result.timesteps, "model_sha256": model_sha256, **asdict(result),
+                          **(about or {})}
+        doc = {"format": FORMAT, "format_version": FORMAT_VERSION, "schedules": schedules}
+        write_text_atomic(path, json.dumps(doc, indent=2, sort_keys=True))
     return key
 
 

@@ -15,6 +15,7 @@ import json
 import math
 import os
 import re
+import sys
 from pathlib import Path
 
 import torch
@@ -167,11 +168,17 @@ def write_latent_cache(cfg: RunConfig, samples: int, out: str | os.PathLike | No
     else:
         write_text_atomic(progress_file, json.dumps(started, indent=2, sort_keys=True))
     shards = []
+    shape = (None, *vae.latent_shape(cfg.data.frames, cfg.data.size, cfg.data.size))
     bar = tqdm(total=samples, disable=not progress, desc="cache-latents", dynamic_ncols=True)
     for start in range(0, samples, shard_size):
         count = min(shard_size, samples - start)
         path = out / f"shard_{start // shard_size:05d}.safetensors"
-        if not path.exists():  # a rerun resumes: complete shards are kept
+        # a rerun resumes: the complete shards are kept, each read back first, since the manifest will vouch for it
+        damage = _shard_damage(path, count, shape) if path.exists() else None
+        if damage:
+            print(f"cache-latents: {str(path)!r} of the interrupted cache is damaged ({damage}); encoding it again",
+                  file=sys.stderr)
+        if not path.exists() or damage:
             latents, captions = [], []
             for b in range(start, start + count, batch_size):
                 n = min(batch_size, start + count - b)
@@ -193,6 +200,21 @@ def write_latent_cache(cfg: RunConfig, samples: int, out: str | os.PathLike | No
     write_text_atomic(out / MANIFEST, json.dumps(manifest, indent=2, sort_keys=True))
     progress_file.unlink(missing_ok=True)
     return out
+
+
+def _shard_damage(path: Path, count: int, shape: tuple) -> str | None:
+    """Why the shard at ``path`` is not ``count`` latents of ``shape`` (its first entry None) with their captions (it
+    is truncated, not safetensors, or of another shape), else None."""
+    try:
+        with safe_open(str(path), "pt") as f:
+            latents = f.get_tensor("latents")
+            captions = json.loads(f.metadata()["captions"])
+    except Exception as err:  # SafetensorError, a missing key or metadata, bad JSON: each a shard not to keep
+        return f"{type(err).__name__}: {err}"
+    want = (count, *shape[1:])
+    if tuple(latents.shape) != want or len(captions) != count:
+        return f"it holds latents of shape {tuple(latents.shape)} and {len(captions)} captions, not {want}"
+    return None
 
 
 class LatentCache:
@@ -236,9 +258,14 @@ class LatentCache:
                 raise CorruptCheckpointError(f"latent cache shard {str(file)!r} is missing")
             if check_hashes and sha256_file(file) != shard["sha256"]:
                 raise CorruptCheckpointError(f"latent cache shard {str(file)!r} does not match its sha256")
-            with safe_open(str(file), "pt") as f:  # one read: the tensor and the captions beside it
-                captions += json.loads(f.metadata()["captions"])
-                latents.append(f.get_tensor("latents"))
+            try:
+                with safe_open(str(file), "pt") as f:  # one read: the tensor and the captions beside it
+                    captions += json.loads(f.metadata()["captions"])
+                    latents.append(f.get_tensor("latents"))
+            except Exception as err:  # a shard that matches its sha256 yet cannot be read: written damaged
+                raise CorruptCheckpointError(f"latent cache shard {str(file)!r} cannot be read ({type(err).__name__}: "
+                                             f"{err}); delete the cache folder and write it again with `vdmkit "
+                                             "cache-latents`") from err
         self.latents = torch.cat(latents)
         self.captions = captions
         self.shard_hashes = [shard["sha256"] for shard in manifest["shards"]]

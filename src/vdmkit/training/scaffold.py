@@ -30,7 +30,7 @@ from vdmkit.config import dump_config, to_dict
 from vdmkit.device import apply_threads, peak_memory, usable_cpus
 from vdmkit.distributed import ONE_PROCESS, World, barrier, differing
 from vdmkit.errors import ConfigError, CorruptCheckpointError, OutputError, VdmkitError
-from vdmkit.io.atomic import check_writable_folder, write_text_atomic
+from vdmkit.io.atomic import check_writable_folder, no_room_is_output_error, write_text_atomic
 from vdmkit.io.checkpoint import (
     CONFIG,
     RUN,
@@ -60,6 +60,7 @@ def open_run(out: Path, resume: bool, world: World = ONE_PROCESS, section: str =
         return None
     if world.main:
         remove_stale_temporaries(out)
+        remove_abandoned_deletions(out)
     barrier(world)
     ckpt, skipped = complete_checkpoint(out, needs=RESUME_FILES)
     stamp = time.strftime("%Y%m%d-%H%M%S")
@@ -254,13 +255,23 @@ class MetricsLog:
             raise
 
     def write(self, record: dict) -> None:
-        self.file.write(json.dumps(record) + "\n")
-        self.file.flush()
+        # a full disk is the OutputError the checkpoints give (it was a raw traceback; a resume drops a torn line)
+        with no_room_is_output_error(self.out / METRICS):
+            self.file.write(json.dumps(record) + "\n")
+            self.file.flush()
 
     def close(self) -> None:
-        """Close the log and release the run folder (the run is over)."""
-        self.file.close()
-        release_run_folder(self.out)
+        """Close the log and release the run folder (the run is over). Called while an error goes up (a full disk's
+        failed write: closing flushes the same bytes again), a failing close raises nothing over it."""
+        raising = sys.exc_info()[1] is not None  # called from a finally (train's) while an error goes up
+        try:
+            with no_room_is_output_error(self.out / METRICS):
+                self.file.close()  # the file is closed even when its last flush fails
+        except (OSError, OutputError):
+            if not raising:  # the error going up is the one to report (it was chained under this one)
+                raise
+        finally:
+            release_run_folder(self.out)
 
 
 def _record_step(line: str) -> float:
@@ -456,8 +467,33 @@ def save_training_checkpoint(out: Path, step: int, *, weights: dict, state: dict
                            {CONFIG: config, RUN: run, STATE_DOC: {"step": step, **state_doc}},
                            headers={k: v[1] for k, v in extra.items()}, blobs=blobs)
     for old in checkpoint_dirs(out)[:-keep]:
-        shutil.rmtree(old, ignore_errors=True)
+        delete_checkpoint(old)
+    remove_abandoned_deletions(out)
     return path
+
+
+DELETING = ".del-"  # a pruned checkpoint being deleted: .step_N.del-{pid}, beside the checkpoints
+
+
+def delete_checkpoint(path: Path) -> None:
+    """Delete the checkpoint folder ``path``: renamed to a hidden name first, so that a kill mid-delete leaves no
+    half-deleted step_N that looks like a checkpoint (sweep 21B found some), only a leftover the next save or
+    resume removes (:func:`remove_abandoned_deletions`)."""
+    doomed = path.with_name(f".{path.name}{DELETING}{os.getpid()}")
+    try:
+        path.rename(doomed)
+    except OSError:  # taken (a deletion of this very step killed earlier in this pid) or refused: in place
+        doomed = path
+    shutil.rmtree(doomed, ignore_errors=True)
+
+
+def remove_abandoned_deletions(out: Path) -> list[Path]:
+    """Finish the checkpoint deletions a killed run left (``.step_N.del-{pid}`` folders); return them."""
+    root = out / "checkpoints"
+    doomed = sorted(p for p in root.glob(f".step_*{DELETING}*") if p.is_dir() and not p.is_symlink())
+    for path in doomed:  # never a checkpoint again, whatever process renamed it: removing it twice is harmless
+        shutil.rmtree(path, ignore_errors=True)
+    return doomed
 
 
 def warn_changed_settings(ckpt: Checkpoint, cfg, step: int, keys: tuple[str, ...]) -> None:
