@@ -136,7 +136,7 @@ def test_interpolation_on_a_causal_video_vae_is_refused_and_elsewhere_conditions
         assert cli.main(["interpolate", "--model", models[model], "--video", keys, "--factor", "4", "--out",
                          str(tmp_path / "o.mp4")]) == 2
         err = capsys.readouterr().err
-        assert "causal video autoencoder" in err and "frame_vae" in err and "cascade" in err
+        assert "causal video autoencoder" in err and "latent.autoencoder" in err and "cascade" in err
     assert not (tmp_path / "o.mp4").exists()
     stages = (StageConfig(task="text_to_video", model=models["t4"], stride=2),
               StageConfig(task="interpolate", model=models["unet"], factor=2))
