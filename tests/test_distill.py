@@ -187,6 +187,26 @@ def test_a_pretrained_diffusers_folder_distils_given_data(tmp_path):
     assert video.shape == (1, 3, 3, 32, 32) and torch.isfinite(video).all()
 
 
+def test_an_lcm_lora_of_a_converted_folder_applies_to_the_diffusers_folder_it_came_from(tmp_path):
+    """A consistency adapter distilled on a converted (or inflated) folder did not record the diffusers folder's
+    sha256, as a LoRA run's adapter does: loading it on that folder was refused as "trained on another base" (sweep
+    21G), though both are the same weights."""
+    diffusers = pytest.importorskip("diffusers")
+    from tests.test_interop import MODELSCOPE_SCHEDULER, tiny_pipeline
+    from vdmkit import cli
+
+    folder = tmp_path / "modelscope-tiny"
+    tiny_pipeline(folder, diffusers.DDIMScheduler(**MODELSCOPE_SCHEDULER))
+    assert cli.main(["convert", str(folder), "--to", "vdmkit", "--out", str(tmp_path / "converted")]) == 0
+    out = distill(distill_config(str(tmp_path / "converted"), tmp_path / "lcm", "distill.steps=1", "data.size=32",
+                                 "data.frames=3", "distill.lora.rank=2"), progress=False)
+    adapter = latest_checkpoint(out).directory / "adapter.safetensors"
+    for base in (folder, tmp_path / "converted"):
+        pipe = TextToVideo.from_pretrained(base)
+        pipe.load_lora(adapter)  # not refused
+        assert pipe.config.sampling.sampler == "lcm", base
+
+
 def test_lcm_lora_trains_only_adapters_resumes_exactly_and_its_file_carries_the_lcm_defaults(unet_teacher, tmp_path):
     adapters = ["distill.lora.rank=4", "distill.lora.targets=[attn, temporal]"]
     whole = distill(distill_config(unet_teacher, tmp_path / "whole", "distill.steps=4", *adapters), progress=False)

@@ -37,7 +37,7 @@ from vdmkit.diffusion.process import x0_to_eps
 from vdmkit.errors import ConfigError, ConstraintError, NonFiniteError
 from vdmkit.io.checkpoint import STATE_DOC, WEIGHTS, load_strict
 from vdmkit.pipelines import TextToVideo
-from vdmkit.pipelines.base import open_model, weights_sha256
+from vdmkit.pipelines.base import open_model, weights_identities, weights_sha256
 from vdmkit.pipelines.text2video import refuse_conditioned
 from vdmkit.pipelines.config import SamplingDefaults
 from vdmkit.sampling.guidance import check_guidance, guided
@@ -405,6 +405,8 @@ def distill(cfg: DistillConfig, *, resume: bool = False, progress: bool = True) 
     set_threads(s.threads)
     torch.manual_seed(s.seed)
     teacher, student, target, teacher_sha = build_models(cfg, source, path, device)
+    ids = weights_identities(source)  # an inflated / converted teacher: its diffusers folders' sha256 too
+    base_source = ids[1] if s.lora is not None and len(ids) > 1 else None
     dataset = build_dataset(data, batch_size=s.batch_size, rank=0, world_size=1)
     params = [p for p in student.backbone.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=s.lr, weight_decay=s.weight_decay)
@@ -446,7 +448,7 @@ def distill(cfg: DistillConfig, *, resume: bool = False, progress: bool = True) 
                                    "time": time.time(), **peak_memory_record(device)})
                     bar.show(loss=f"{loss.item():.4f}", it_s=f"{rate:.2f}")
                 if step % s.checkpoint_every == 0 or step == s.steps:
-                    save_step(out, step, cfg, student, target, opt, scaler, generator, teacher_sha)
+                    save_step(out, step, cfg, student, target, opt, scaler, generator, teacher_sha, base_source)
                 if step % s.sample_every == 0 or step == s.steps:
                     from vdmkit.training.train import write_previews
 
@@ -458,16 +460,18 @@ def distill(cfg: DistillConfig, *, resume: bool = False, progress: bool = True) 
 
 
 def save_step(out: Path, step: int, cfg: DistillConfig, student, target, opt, scaler, generator,
-              teacher_sha: str) -> None:
+              teacher_sha: str, base_source: str | None = None) -> None:
     """Checkpoint ``step``: the target network as the inference weights (the adapter folded in, for LCM-LoRA, which
     also writes the adapter file), and the student, the optimizer, the loss scaler and the generator to resume
-    from."""
+    from. ``base_source``: the sha256 of the diffusers folders the teacher was inflated or converted from, recorded
+    in the adapter as a LoRA run's is, so that it applies to the model loaded from them too (it was refused as
+    trained on another base)."""
     s, weights, extra = cfg.distill, target.state_dict(), {}
     trained = {f"student.{k}": v for k, v in student.backbone.state_dict().items()}
     if s.lora is not None:
         sampling = dataclasses.asdict(target.config.sampling)
-        extra = {ADAPTER: lora.adapter_payload(target.backbone, s.lora, teacher_sha, {"step": step,
-                                                                                     "sampling": sampling})}
+        header = {"step": step, "sampling": sampling, **({"base_source_sha256": base_source} if base_source else {})}
+        extra = {ADAPTER: lora.adapter_payload(target.backbone, s.lora, teacher_sha, header)}
         weights = lora.merged_state(target)
         trained.update({f"target.{k}": v for k, v in target.backbone.state_dict().items() if ".lora." in k})
     save_training_checkpoint(
