@@ -98,7 +98,7 @@ def test_generate_end_to_end(client):
     assert meta["steps"] == 3 and meta["guidance"] == 2.0 and meta["model_name"] == "tiny"
     assert len(meta["model_sha256"]) == 64 and meta["model"].endswith("step_0000004")
     # as `vdmkit sample`'s sidecar: the threads the app chose (it depends on the load) were recorded nowhere
-    assert (meta["dtype"], meta["compiled"], meta["cuda_graphs"]) == ("fp32", False, False)
+    assert (meta["dtype"], meta["compiled"], meta["cuda_graphs"]) == ("fp32", None, False)  # sample's without them
     assert meta["threads"] == client.app.state.jobs.threads_used >= 1
     path = output_file(client.app.state.settings.out, job["file"])
     assert read_video(path).shape == (4, 128, 128, 3)
@@ -568,9 +568,14 @@ def test_serve_binds_locally_by_default_and_warns_otherwise(tmp_path, monkeypatc
 
     from vdmkit import cli
 
-    calls = []
-    monkeypatch.setattr(uvicorn, "run", lambda app, **k: calls.append((app, k)))
+    import signal
+
+    calls, handlers = [], []
+    monkeypatch.setattr(uvicorn, "run", lambda app, **k: (calls.append((app, k)),
+                                                         handlers.append(signal.getsignal(signal.SIGTERM))))
     assert cli.main(["serve", "--out", str(tmp_path / "out"), "--port", str(free_port())]) == 0
+    # uvicorn's own SIGTERM handling ends the server with 143 through the default handler (ours made it exit 0)
+    assert handlers == [signal.getsignal(signal.SIGTERM)] and handlers[0] in (signal.SIG_DFL, None)
     app, options = calls[-1]
     assert options["host"] == "127.0.0.1" and app.state.settings.allowed_hosts[:2] == ["127.0.0.1", "localhost"]
     assert "warning" not in capsys.readouterr().err

@@ -1,4 +1,5 @@
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -530,6 +531,28 @@ def test_a_random_seed_run_resumes_on_the_seed_it_drew(run_dir, tmp_path, monkey
     assert cli.main([*base, "--resume"]) == 0
     first, second = (json.loads((tmp_path / "out" / f"0000{i}.mp4.json").read_text()) for i in range(2))
     assert second["seed"] == (first["seed"] + 1) % 2**63 and first["seed_was_random"] and second["seed_was_random"]
+    # a given seed resumed with --seed random (or the reverse): the new lines record what the kept ones do (they
+    # said a seed was drawn when it was given, review 21R)
+    for seed, given in (("5", True), (str(first["seed"]), False)):
+        out = tmp_path / f"out{seed}"
+        run = [*base[:-5], "--no-progress", "--out-dir", str(out)]
+        if given:
+            assert cli.main([*run, "--seed", seed]) == 0
+        else:
+            shutil.copytree(tmp_path / "out", out)
+        (out / "00001.mp4").unlink()
+        assert cli.main([*run, "--seed", "random" if given else seed, "--resume"]) == 0
+        recorded = [json.loads((out / f"0000{i}.mp4.json").read_text())["seed_was_random"] for i in range(2)]
+        assert recorded == [not given] * 2, (seed, recorded)
+
+
+def test_stray_sample_options_get_the_image_hint_only_for_image_to_video_options(capsys):
+    """The "(image-to-video's need --image)" hint was given for a stray --out or --resume too (review 21R)."""
+    assert cli.main(["sample", "--prompts", "p.txt", "--out-dir", "d", "--out", "x.mp4"]) == 2
+    err = capsys.readouterr().err
+    assert "--out (--prompts writes" in err and "--image" not in err
+    assert cli.main(["sample", "--prompt", "a", "--noise-level", "0.1"]) == 2
+    assert "--noise-level: not used by this request (image-to-video's need --image)" in capsys.readouterr().err
 
 
 def test_timesteps_with_an_empty_item_are_refused():

@@ -499,6 +499,15 @@ class _Failing:
         raise ZeroDivisionError("division by zero")
 
 
+class _Shaped:
+    """A custom scorer that complains about its input with a ValueError."""
+
+    name = "needs_long"
+
+    def __call__(self, frames, info):
+        raise ValueError("expected 3 channels")
+
+
 def test_a_plug_in_that_raises_on_one_file_is_that_files_error_and_the_scan_goes_on(tmp_path):
     """A RuntimeError of a custom scorer (or captioner) aborted curate and wrote no manifest (2026-12-06)."""
     folder = _two_clips(tmp_path / "v")
@@ -513,6 +522,10 @@ def test_a_plug_in_that_raises_on_one_file_is_that_files_error_and_the_scan_goes
     rows = [json.loads(line) for line in (tmp_path / "c.jsonl").read_text().splitlines()]
     assert [r["error"] for r in rows] == ["captioner _Failing failed on this file: ZeroDivisionError: division by "
                                           "zero"] * 3
+    # a plug-in's ValueError named it too: the row read as a defect of the video (review 21R)
+    curate(folder, tmp_path / "v.jsonl", CurateConfig(), scorers=[_Shaped()])
+    rows = [json.loads(line) for line in (tmp_path / "v.jsonl").read_text().splitlines()]
+    assert {r["error"] for r in rows} == {"scorer 'needs_long' failed on this file: ValueError: expected 3 channels"}
 
 
 def test_a_clip_shorter_than_one_analysis_interval_has_its_motion_measured(tmp_path):

@@ -96,8 +96,10 @@ def test_a_full_disk_is_an_output_error_naming_the_target_and_leaves_nothing(tmp
 
     (tmp_path / "old.txt").write_text("before")
     for code in (errno.ENOSPC, errno.EDQUOT, errno.EROFS):
-        with pytest.raises(OutputError, match=r"cannot write .*old\.txt.*free space \(or choose another folder\), "
-                                              r"then rerun \(training: --resume") as caught:
+        remedy = r"choose a folder on a writable file system" if code == errno.EROFS else \
+            r"free space \(or choose another folder\)"
+        with pytest.raises(OutputError, match=r"cannot write .*old\.txt.*" + remedy + r", then rerun \(training: "
+                                              r"--resume") as caught:
             with atomic_path(tmp_path / "old.txt") as tmp:
                 tmp.write_text("half")
                 raise OSError(code, os.strerror(code))
@@ -332,11 +334,17 @@ def test_a_file_size_limit_is_an_output_error(tmp_path):
     from vdmkit.io.atomic import atomic_path
 
     with pytest.raises(OutputError, match=r"cannot write .*big\.mp4': the file is larger than this file system or a "
-                                          r"file-size limit \(ulimit -f\) allows .*free space"):
+                                          r"file-size limit \(ulimit -f\) allows .*; raise the limit \(ulimit -f\)"):
         with atomic_path(tmp_path / "big.mp4") as tmp:
             tmp.write_text("half")
             raise OSError(errno.EFBIG, "File too large")
     assert os.listdir(tmp_path) == []
+    # each reason its own remedy: freeing space lifts no file-size limit and makes no file system writable
+    for code, remedy in ((errno.ENOSPC, "free space"), (errno.EROFS, "choose a folder on a writable file system")):
+        with pytest.raises(OutputError, match=f"; {remedy}") as caught:
+            with atomic_path(tmp_path / "x.mp4"):
+                raise OSError(code, "no")
+        assert code == errno.ENOSPC or "free space" not in str(caught.value)
 
 
 def test_an_output_that_is_a_symlink_gets_a_plain_files_mode(tmp_path):

@@ -121,8 +121,9 @@ def _cmd_sample(args) -> int:
                               ("--reconstruction-weight", not args.image and args.reconstruction_weight is not None),
                               ("--force-lora", args.force_lora and not args.lora),
                               ("--resume (it finishes a --prompts run)", args.resume and not args.prompts)) if bad]
-    if stray:  # (--force-lora's is no image-to-video option: the hint misled with --image given)
-        hint = " (image-to-video's need --image)" if any(f[:7] not in ("--force", "--resum") for f in stray) else ""
+    if stray:  # the hint for image-to-video's own options only (it was given for --out, --force-lora, --resume)
+        image_options = ("--condition-mode", "--noise-level", "--reconstruction-weight")
+        hint = " (image-to-video's need --image)" if any(f.startswith(image_options) for f in stray) else ""
         raise ValueError(f"{', '.join(stray)}: not used by this request{hint}; drop them")
     args.out, args.condition_mode = args.out or "sample.mp4", args.condition_mode or "auto"
     args.noise_level = 0.0 if args.noise_level is None else args.noise_level
@@ -164,7 +165,9 @@ def _cmd_sample(args) -> int:
     if args.prompts is not None:
         args.prompt_outputs = outs  # what an interruption reports as written
     # --resume --seed random: the interrupted run's seed (its videos are kept only if their sidecars record it)
-    seed = resumed_seed(outs) if args.resume and args.seed is None else args.seed
+    kept = resumed_seed(outs) if args.resume else None  # the interrupted run's (seed, drawn)
+    seed = kept[0] if kept is not None and args.seed is None else args.seed
+    seed_was_random = kept[1] if kept is not None else args.seed is None
     given = [flag for flag, value in (("--vae-tile", args.vae_tile), ("--vae-frame-chunk", args.vae_frame_chunk),
                                       ("--upscale", args.upscale), ("--strip", True if args.strip else None))
              if value is not None]
@@ -264,7 +267,7 @@ def _cmd_sample(args) -> int:
         with collectives(world, "sampling (sharing the seed)", SAMPLING_ADVICE):
             base = all_gather_objects(first.seed, world)[0]  # a random seed is drawn once, by rank 0
         requests = {i: dataclasses.replace(request(prompts[i], (base + i) % 2**63, outs[i]),
-                                           seed_was_random=args.seed is None)
+                                           seed_was_random=seed_was_random)
                     for i in world.share(len(prompts)) if i not in done}  # --resume: each rank its own lines
         if done and world.main:
             print(f"--resume: kept the {len(done)} finished videos in {args.out_dir!r}; sampling the other "
@@ -640,7 +643,9 @@ def main(argv: list[str] | None = None) -> int:
     elif extra:  # named by the subcommand's parser: the root's usage listed every command, not its options
         command_parser(parser, args).error(f"unrecognized arguments: {' '.join(extra)}")
     keep_freed_memory()  # this process's large buffers are reused, not mapped afresh per layer (device.py)
-    restore_sigterm = terminate_as_interrupt()  # a scheduler's stop ends the command as Ctrl-C does
+    # a scheduler's stop ends the command as Ctrl-C does; not serve's: uvicorn shuts down on SIGTERM, then raises it
+    # again for the default handler to end the process (143), which ours turned into an exit 0
+    restore_sigterm = terminate_as_interrupt() if args.command != "serve" else (lambda: None)
     try:
         _check_processes(args)
         return args.func(args)

@@ -263,14 +263,16 @@ def _read_sidecar(out: Path) -> dict | None:
     return doc if isinstance(doc, dict) else None
 
 
-def resumed_seed(outs: list[Path]) -> int | None:
-    """`--seed random --resume`: the seed the interrupted run drew (its line i was seeded with it + i), read from its
-    first complete video's sidecar; None when there is none (nothing to keep: a new one is drawn)."""
+def resumed_seed(outs: list[Path]) -> tuple[int, bool] | None:
+    """`--resume`: the interrupted run's seed (its line i was seeded with it + i) and whether it was drawn, read
+    from its first complete video's sidecar; None when there is none (nothing to keep). `--seed random --resume`
+    goes on with that seed, and the new lines record what the kept ones do (they said a seed was drawn when it was
+    given, or the reverse)."""
     for i, out in enumerate(outs):
         doc = _read_sidecar(out) if out.is_file() else None
         seed = None if doc is None else doc.get("seed")
         if isinstance(seed, int) and not isinstance(seed, bool):
-            return (seed - i) % 2**63
+            return (seed - i) % 2**63, doc.get("seed_was_random") is True
     return None
 
 

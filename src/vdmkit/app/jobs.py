@@ -208,7 +208,7 @@ class JobQueue:
 
         name = f"{time.strftime('%Y%m%d-%H%M%S')}-{job.id}.mp4"
         result = render_sample(pipe, job.request, self.out_dir / name, callback=progress,
-                               extra={"dtype": "fp32", "compiled": False, "cuda_graphs": False,  # as sample's sidecar
+                               extra={"dtype": "fp32", "compiled": None, "cuda_graphs": False,  # as sample's sidecar
                                       "threads": self.threads_used, "model_name": job.model, "job": job.id})
         # the request's checks and the run can say the same thing (a far guidance): listed once
         job.warnings, job.file = list(dict.fromkeys(job.warnings + result.warnings)), name

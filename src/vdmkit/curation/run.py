@@ -133,13 +133,11 @@ def _score(scorer: Scorer, frames: np.ndarray, info) -> float:
 
 @contextlib.contextmanager
 def _plug_in(what: str):
-    """A plug-in's failure on one file as that file's error row (a RuntimeError of a user's scorer, or a model's
-    out-of-memory, aborted the whole scan and wrote no manifest)."""
+    """A plug-in's failure on one file as that file's error row naming the plug-in (a RuntimeError of a user's
+    scorer, or a model's out-of-memory, aborted the whole scan and wrote no manifest)."""
     try:
         yield
-    except (VdmkitError, ValueError, OSError):
-        raise
-    except Exception as err:
+    except Exception as err:  # its ValueError or OSError too: else the row read as a defect of the video
         raise InvalidVideoError(f"{what} failed on this file: {type(err).__name__}: {err}") from err
 
 

@@ -27,6 +27,9 @@ TEMPORARY_NAME = re.compile(r"\..{0,%d}\.[a-z0-9_]{8}\.tmp(\.[^/]{0,15})?" % TMP
 NO_ROOM = {errno.ENOSPC: "the disk is full", errno.EDQUOT: "the disk quota is used up",
            errno.EROFS: "the file system is read-only",
            errno.EFBIG: "the file is larger than this file system or a file-size limit (ulimit -f) allows"}
+REMEDIES = {NO_ROOM[errno.EROFS]: "choose a folder on a writable file system",
+            NO_ROOM[errno.EFBIG]: "raise the limit (ulimit -f) or choose a folder on a file system that takes larger "
+                                  "files"}
 # safetensors' Rust writer says it as "No space left on device (os error 28)": no errno on the exception
 RUST_OS_ERROR = re.compile(r"\(os error (\d+)\)")
 
@@ -134,8 +137,9 @@ def no_room_is_output_error(target: Path):
         reason = no_room(err)
         if reason is None:
             raise
-        raise OutputError(f"cannot write {str(target)!r}: {reason} ({err}); free space (or choose another folder), "
-                          "then rerun (training: --resume continues from the last checkpoint)") from err
+        remedy = REMEDIES.get(reason, "free space (or choose another folder)")  # freeing space lifts no ulimit
+        raise OutputError(f"cannot write {str(target)!r}: {reason} ({err}); {remedy}, then rerun (training: --resume "
+                          "continues from the last checkpoint)") from err
 
 
 def nearest_existing(path: Path) -> Path:
