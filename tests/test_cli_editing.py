@@ -145,3 +145,58 @@ def test_edit_says_each_vocabulary_warning_once(run_dir, clip, tmp_path, capsys)
     err = capsys.readouterr().err
     said = [line for line in err.splitlines() if line.startswith("warning:") and "zebra" in line]
     assert len(said) == 1, err
+
+
+@pytest.fixture
+def unread(monkeypatch):
+    """Reading, converting or resizing a clip, or loading weights, fails the test."""
+    import vdmkit.io.video
+    import vdmkit.video
+
+    for module, name in ((vdmkit.io.video, "read_video"), (vdmkit.video, "from_uint8"),
+                         (vdmkit.video, "resize_cover")):
+        monkeypatch.setattr(module, name, lambda *a, _name=name, **k: pytest.fail(f"{_name} called"))
+    monkeypatch.setattr(TextToVideo, "from_pretrained", lambda *a, **k: pytest.fail("weights loaded"))
+
+
+def test_edit_checks_its_memory_before_reading_the_clip_or_loading_weights(run_dir, clip, tmp_path, monkeypatch,
+                                                                          capsys, unread):
+    """edit read and resized the clip and loaded the weights, then checked memory inside edit() (sweep 21H: 2.55 GiB
+    resident before a refusal with 0.48 GiB free). It checks first, on the request's shape: the weights, the
+    sampling (invert: the edit's batch of source and target, twice the clip's) and the clip it will read."""
+    from vdmkit import memory
+
+    monkeypatch.setattr(memory, "available_bytes", lambda device=None: 1024)
+    seen = []
+    real = memory.check_fits
+    monkeypatch.setattr(memory, "check_fits", lambda estimate, *a: seen.append(estimate) or real(estimate, *a))
+    common = ["edit", "--model", str(run_dir), "--video", str(clip), "--prompt", "a blue circle", "--steps", "2",
+              "--height", "32", "--width", "32", "--out", str(tmp_path / "x.mp4")]
+    assert cli.main(common) == 2
+    err = capsys.readouterr().err
+    assert "editing 1 x 4 frames at 32x32 (fp32) needs about" in err and "weights" in err and "input video" in err
+    # the 4 x 16 x 16 clip decoded (uint8), as float32, and resized to 32 x 32 (resize_cover's output and its crop)
+    assert seen[-1].parts["input video"] == memory.input_video_bytes((4, 16, 16), (4, 32, 32)) \
+        == 4 * 16 * 16 * 3 + 4 * 3 * 4 * (16 * 16 + 2 * 32 * 32)
+    sdedit = seen[-1]
+    assert cli.main([*common, "--mode", "invert", "--source-prompt", "a red circle"]) == 2
+    assert "editing 2 x 4 frames at 32x32" in capsys.readouterr().err
+    assert seen[-1].parts["sampler"] == 2 * sdedit.parts["sampler"]
+    assert seen[-1].parts["denoiser"] > sdedit.parts["denoiser"]
+    assert not (tmp_path / "x.mp4").exists()
+
+
+@pytest.mark.parametrize("command", ["edit", "sample"])
+def test_a_huge_height_and_width_are_refused_with_the_estimate(run_dir, clip, tmp_path, capsys, unread, command):
+    """edit --height/--width and sample --image resized the input before any check: --height 100000 --width 100000
+    was a raw allocator RuntimeError, exit 1 (sweep 21H). The memory check comes first: exit 2, the estimate, what
+    to lower."""
+    source = ["--video", str(clip)]
+    if command == "sample":
+        write_video(tmp_path / "first.png", read_video(clip)[:1])  # (this module's own read_video: unpatched)
+        source = ["--image", str(tmp_path / "first.png")]
+    rc = cli.main([command, "--model", str(run_dir), *source, "--prompt", "a blue circle", "--steps", "2",
+                   "--height", "100000", "--width", "100000", "--out", str(tmp_path / "x.mp4")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "at 100000x100000" in err and "needs about" in err and "To fit:" in err, err
+    assert "Traceback" not in err and not (tmp_path / "x.mp4").exists()

@@ -929,3 +929,42 @@ def test_task_options_are_refused_by_their_parsers_and_keep_known_is_recorded_as
                      str(tmp_path / "up.mp4"), *common]) == 0
     meta = json.loads((tmp_path / "up.mp4.json").read_text())
     assert meta["condition_mode"] == "concat" and meta["keep_known"] is False and meta["image_guidance"] is None
+
+
+def test_task_commands_check_the_input_video_before_reading_it(models, tmp_path, monkeypatch, capsys):
+    """interpolate, extend and upscale decoded their whole input and converted it to float32 before any memory check
+    (sweep 21H: a 9 KB mp4 of 100 black 1024x1024 frames reached 5.6 GiB before the refusal), and the estimate
+    counted one window of it. They check first, on the file's probed shape, with the input video counted whole
+    (uint8 decoded, float32 held) and named, and say to cut or downscale it: they have no --height/--width."""
+    import vdmkit.io.video
+    import vdmkit.video
+    from vdmkit import memory
+
+    short, long = write_clip(tmp_path / "short.mp4", 3, 8), write_clip(tmp_path / "long.mp4", 9, 8)
+    for module, name in ((vdmkit.io.video, "read_video"), (vdmkit.video, "from_uint8")):
+        monkeypatch.setattr(module, name, lambda *a, _name=name, **k: pytest.fail(f"{_name} called"))
+    monkeypatch.setattr(TextToVideo, "from_pretrained", lambda *a, **k: pytest.fail("weights loaded"))
+    monkeypatch.setattr(memory, "available_bytes", lambda device=None: 1024)
+    seen = []
+    real = memory.check_fits
+    monkeypatch.setattr(memory, "check_fits", lambda estimate, *a: seen.append(estimate) or real(estimate, *a))
+    commands = {"upscale": ["--model", models["sr"]], "interpolate": ["--model", models["frames"], "--factor", "3"],
+                "extend": ["--model", models["frames"], "--frames", "12"]}
+    for task, options in commands.items():
+        shares = []
+        for video, frames in ((short, 3), (long, 9)):
+            assert cli.main([task, *options, "--video", video, "--steps", "1", "--out", str(tmp_path / "o.mp4")]) == 2
+            err = capsys.readouterr().err
+            assert "needs about" in err and "input video" in err, err
+            assert "the input video is read whole at its own size (its share: input video): cut or downscale it " \
+                   "first" in err
+            assert seen[-1].parts["input video"] == memory.input_video_bytes((frames, 8, 8)) \
+                == frames * 8 * 8 * 3 * (1 + 4)
+            shares.append(seen[-1].parts["input video"])
+        assert shares[1] == 3 * shares[0], task
+    # --keyframes: only the frames used become float32; the file is decoded whole (uint8)
+    assert cli.main(["interpolate", "--model", models["frames"], "--video", long, "--keyframes", "2", "--factor", "3",
+                     "--out", str(tmp_path / "o.mp4")]) == 2
+    assert seen[-1].parts["input video"] == memory.input_video_bytes((9, 8, 8), (2, 8, 8)) == 9 * 192 + 2 * 192 * 4
+    capsys.readouterr()
+    assert not (tmp_path / "o.mp4").exists()

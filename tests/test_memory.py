@@ -229,3 +229,60 @@ def test_the_advice_names_only_what_can_help():
     assert "prompts per call (2)" in sampling_advice(config, make_request(config, ["a", "b"]), "fp32")
     task = sampling_advice(config, request, "bf16", task="interpolate")
     assert "--keyframes" in task and "--factor" in task and "height x width" not in task and "bf16" not in task
+
+
+def test_the_written_video_counts_the_writers_own_frames():
+    """`sample --upscale 128` was estimated at 0.83 GiB and grew by 2.2 GiB (sweep 21H): the upscaled uint8 frames
+    were counted once, but libx264 holds frames of its own in flight (and Pillow's writers a copy)."""
+    pixels = 32 * 32 * 128 ** 2
+    assert memory.written_bytes(16, 32, 32, 128) == 16 * pixels * 3 + 4 * pixels * 24  # x264: T + 8 frames
+    assert memory.written_bytes(1, 32, 32, 128) == pixels * 3 + 4 * pixels * 3  # one frame: 3
+    assert memory.written_bytes(100, 8, 8) == 2 * 100 * 64 * 3  # x264 holds at most 56: the copy outweighs them
+    config = tiny_config()
+    estimate = memory.sampling_estimate(config, batch=2, frames=4, height=16, width=16, view_factor=8)
+    assert estimate.parts["output"] == 2 * 3 * 4 * 16 * 16 * 4 + memory.written_bytes(4, 16, 16, 8)
+
+
+def test_the_written_video_term_matches_what_writing_an_mp4_holds(tmp_path):
+    """Peak resident memory growth of upscale + write_video in a fresh process (VmHWM: ru_maxrss keeps the parent's
+    across exec): 16 frames of 1024x1024 (32x32 upscaled 32x), 0.6-1.2x the term, as the estimates are documented."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import vdmkit
+
+    script = f"""
+import numpy as np
+from vdmkit.io.video import upscale, write_video
+def status(key):
+    with open('/proc/self/status') as f:
+        return next(int(line.split()[1]) * 1024 for line in f if line.startswith(key))
+frames = np.random.default_rng(0).integers(0, 256, (16, 32, 32, 3), dtype=np.uint8)
+write_video({str(tmp_path / 'warm.mp4')!r}, frames[:2, :16, :16])  # the codec's libraries loaded
+start = status('VmRSS:')
+write_video({str(tmp_path / 'out.mp4')!r}, upscale(frames, 32))
+print(status('VmHWM:') - start)
+"""
+    env = {**os.environ, "PYTHONPATH": str(Path(vdmkit.__file__).parents[1])}
+    grown = int(subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True,
+                               check=True).stdout)
+    assert 0.6 <= memory.written_bytes(16, 32, 32, 32) / grown <= 1.2, grown
+
+
+def test_check_fits_warns_where_the_estimate_may_fall_short(monkeypatch):
+    """The estimate has measured as low as 0.6x the memory a run used (sweep 21H): above that share of the free
+    memory a request passed silently and could be killed. It warns there, and still runs (never refused)."""
+    import warnings
+
+    monkeypatch.setattr(memory, "available_bytes", lambda device=None: 10 * memory.GIB)
+    with pytest.warns(UserWarning, match=r"^x needs about 7\.00 GiB \(weights 7\.00 GiB\), 70% of the 10\.00 GiB free "
+                                         r"on cpu: it may not fit \(.*0\.6x.*\)\. If it is killed: less$"):
+        memory.check_fits(memory.MemoryEstimate({"weights": 7 * memory.GIB}), "cpu", "x", "less")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # well below, and at the share itself: silent
+        memory.check_fits(memory.MemoryEstimate({"weights": 3 * memory.GIB}), "cpu", "x", "less")
+        memory.check_fits(memory.MemoryEstimate({"weights": 6 * memory.GIB}), "cpu", "x", "less")
+    with pytest.warns(UserWarning, match="may not fit"):  # the whole free memory: warned, not refused
+        memory.check_fits(memory.MemoryEstimate({"weights": 10 * memory.GIB}), "cpu", "x", "less")

@@ -90,3 +90,18 @@ def test_write_video_stores_numpy_metadata_and_refuses_what_json_cannot_store(tm
         with pytest.raises(ConfigError, match=rf"^{key} cannot be stored as JSON"):
             write_video(tmp_path / "b.mp4", u, metadata=metadata)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.gif", "a.gif.json"]  # nothing written
+
+
+def test_from_uint8_converts_into_one_float32_tensor():
+    """from_uint8 held up to four float32 copies of the video at once (the expression's temporaries and the
+    rearranged copy: a 0.3 GiB clip of uint8 peaked at 2.6 GiB before any memory check, sweep 21H); now one, its
+    output, with the same values."""
+    from vdmkit.memory import _live_bytes_mode
+
+    frames = torch.as_tensor(np.random.default_rng(0).integers(0, 256, (3, 5, 7, 3), dtype=np.uint8))
+    counter = _live_bytes_mode()
+    with counter:
+        x = from_uint8(frames)
+    assert counter.peak == frames.numel() + 4 * frames.numel()  # the uint8 input (once seen) and the float32 output
+    expected = frames.float().permute(3, 0, 1, 2)[None] / 127.5 - 1.0
+    assert torch.equal(x, expected) and x.is_contiguous() and x.shape == (1, 3, 3, 5, 7)

@@ -11,12 +11,14 @@ The count misses what the allocator and oneDNN keep on the side, so model calls 
 the growth of the process's peak resident memory over two sampler steps of the shapes model the estimate is 0.58-1.17x
 (BENCHMARKS.md, "Memory estimates"); half-precision calls, 0.5-0.7x under ``OVERHEAD``, take ``BF16_OVERHEAD``
 (measured on CPU; on a GPU it errs on the large side). A request is refused only when the estimate exceeds what the
-device has free (``available_bytes``), so a run that fits is never refused for a rough estimate.
+device has free (``available_bytes``), so a run that fits is never refused for a rough estimate; above
+``ESTIMATE_LOW`` of it, a warning says that it may not fit.
 """
 
 from __future__ import annotations
 
 import functools
+import warnings
 import weakref
 from dataclasses import dataclass, field
 from typing import Callable
@@ -40,6 +42,15 @@ BF16_OVERHEAD = 2.0
 # 2026-12-06) 0.50-0.52; peak RSS growth of a step 0.54-0.56 (autocast keeps half-precision copies of the inputs of
 # matmuls and convolutions, float32 where it normalises)
 AUTOCAST_SHARE = 0.6
+# the lowest estimate / measured peak RSS growth found (sweep 21H, 2026-12-06: long-mode full 0.67, extend 0.64, a
+# video VAE in frame chunks 0.60): a request whose estimate is above this share of the free memory may not fit
+ESTIMATE_LOW = 0.6
+# what libx264 holds of each frame in flight (the frame in yuv420p with its padding, its half-pixel planes and its
+# lowres lookahead copy), and how many frames: 3 T for the first few, then T + 8, at most 56 (its lookahead,
+# B-frames and threads). Peak RSS growth of write_video / the upscaled frames, 2 CPUs (2026-12-06): mp4 1 x 2048^2
+# 5.4, 4 x 2048^2 4.4, 16 x 2048^2 2.75, 32 x 1024^2 2.7, 64 x 1024^2 2.0; GIF 1.5-1.9, WebP 2.7-3.1, PNG 2.4
+ENCODER_BYTES = 4
+ENCODER_FRAMES = (3, 8, 56)
 
 
 @dataclass(frozen=True)
@@ -297,8 +308,38 @@ def sampling_estimate(config, *, batch: int, frames: int, height: int, width: in
         if config.latent.enabled:
             parts["decode"] = int(overhead * _decode_peak(config, batch, t, h, w, dtype,
                                                            tuple(sorted((decode or {}).items()))))
-        parts["output"] = batch * 3 * frames * height * width * 4 + frames * height * width * 3 * view_factor ** 2
+        parts["output"] = output_bytes(batch, frames, height, width, view_factor)
     return MemoryEstimate(parts)
+
+
+def written_bytes(frames: int, height: int, width: int, view_factor: int = 1) -> int:
+    """What writing ``frames`` uint8 frames of ``height`` x ``width`` pixels upscaled ``view_factor`` times holds:
+    the upscaled frames (io.video.upscale) and the writer's own, the larger of a copy of them (Pillow's images: WebP,
+    a PNG strip) and libx264's frames in flight (``ENCODER_BYTES``, ``ENCODER_FRAMES``). Counted once before 2026-12-06:
+    `sample --upscale 128` needed 2.7x its output's estimate."""
+    pixels = height * width * view_factor ** 2
+    upscaled = frames * pixels * 3
+    per, more, most = ENCODER_FRAMES
+    encoder = ENCODER_BYTES * pixels * min(per * frames, frames + more, most)
+    return upscaled + max(upscaled, encoder)
+
+
+def output_bytes(batch: int, frames: int, height: int, width: int, view_factor: int = 1) -> int:
+    """A sampled video's output: the batch's float32 pixels, and the first video written (:func:`written_bytes`)."""
+    return batch * 3 * frames * height * width * 4 + written_bytes(frames, height, width, view_factor)
+
+
+def input_video_bytes(decoded: tuple[int, int, int], used: tuple[int, int, int] | None = None) -> int:
+    """What reading an input video (the CLI's tasks and edit) holds: its ``decoded`` (frames, height, width) as uint8,
+    and the float32 (1, 3, T, H, W) tensor of the frames ``used``, resized (default: all of them, as decoded); a
+    resize (video.resize_cover) holds the float32 clip it resizes and two of the ``used`` size (its output and the
+    clamped crop)."""
+    frames, height, width = decoded
+    pixels = frames * height * width * 3
+    used = used or decoded
+    if used[1:] == decoded[1:]:
+        return pixels + 4 * 3 * used[0] * height * width
+    return pixels + 4 * 3 * used[0] * (height * width + 2 * used[1] * used[2])
 
 
 def training_estimate(config, *, batch: int, adapters: bool = False, ema: bool = True,
@@ -318,7 +359,9 @@ def training_estimate(config, *, batch: int, adapters: bool = False, ema: bool =
 
 def check_fits(estimate: MemoryEstimate, device, what: str, advice: str) -> None:
     """OutOfMemoryError (before any work) when ``estimate`` exceeds the memory ``device`` has free; on the CPU, this
-    process's share of it: every process torchrun started on this machine makes the same request."""
+    process's share of it: every process torchrun started on this machine makes the same request. A warning when it
+    is above ``ESTIMATE_LOW`` of it: the run may need more than the estimate says, and not fit (a run that fits is
+    never refused for it)."""
     import torch
 
     from vdmkit.device import local_processes
@@ -331,3 +374,7 @@ def check_fits(estimate: MemoryEstimate, device, what: str, advice: str) -> None
         shared = f" ({free / GIB:.2f} GiB shared by {local} local processes)" if local > 1 else ""
         raise OutOfMemoryError(f"{what} needs about {estimate.describe()}, more than the {free // local / GIB:.2f} GiB "
                                f"free on {device or 'cpu'}{shared}. To fit: {advice}")
+    if estimate.total > ESTIMATE_LOW * (free // local):
+        warnings.warn(f"{what} needs about {estimate.describe()}, {estimate.total / (free // local):.0%} of the "
+                      f"{free // local / GIB:.2f} GiB free on {device or 'cpu'}: it may not fit (the estimate has "
+                      f"been as low as {ESTIMATE_LOW:g}x the memory used). If it is killed: {advice}", stacklevel=2)

@@ -54,13 +54,13 @@ def adapter_options(p, fast: bool = True) -> None:
 def _cmd_edit(args) -> int:
     """vdmkit edit: SDEdit, or DDIM inversion then the target prompt (with source attention reuse)."""
     from vdmkit.device import resolve_device
-    from vdmkit.io.video import read_video
+    from vdmkit.memory import input_video_bytes
     from vdmkit.pipelines import TextToVideo, open_model
-    from vdmkit.pipelines.editing import (check_fraction, check_invertible, edit, edit_inverted, edit_request, invert,
-                                          reconstruction_error, steps_for_strength)
+    from vdmkit.pipelines.editing import (check_edit_memory, check_fraction, check_invertible, edit, edit_inverted,
+                                          edit_request, invert, reconstruction_error, steps_for_strength)
     from vdmkit.pipelines.config import video_fps
     from vdmkit.pipelines.render import check_fps, check_output_size, render_sample, view_factor
-    from vdmkit.video import from_uint8, resize_cover
+    from vdmkit.video import resize_cover
 
     # every check that needs no weights runs before loading them
     device = resolve_device(args.device)
@@ -85,26 +85,31 @@ def _cmd_edit(args) -> int:
                          "--lora that records lcm) samples with lcm: use --mode sdedit, or give --sampler ddim (with "
                          "--steps and --guidance: the adapter's are 4 and 1)")
     args.fps = check_fps(video_fps(config) if args.fps is None else args.fps, out)  # default: the model's rate
-    video = from_uint8(read_video(args.video))  # (1, 3, T, H, W); InvalidVideoError names the file
-    if args.frames is not None:
-        if not 1 <= args.frames <= video.shape[2]:
-            raise ValueError(f"--frames must be in [1, {video.shape[2]}] (the frames of {args.video}), got "
-                             f"{args.frames}")
-        video = video[:, :, :args.frames]
-    if args.height is not None or args.width is not None:
-        video = resize_cover(video[0], args.height or video.shape[3], args.width or video.shape[4])[None]
-    else:
-        warn_larger_than_trained(video, config, "--height / --width")
+    # the clip's shape as the edit takes it (its first --frames, resized): the request and the memory check are made
+    # on a stand-in of it, before the file is decoded and resized (a large clip was read and resized, and the weights
+    # loaded, before the first check; --height 100000 was an allocator traceback)
+    decoded = _probe(args.video, "the video", args.frames)
+    used = (args.frames or decoded[0], args.height or decoded[1], args.width or decoded[2])
+    resize = args.height is not None or args.width is not None
+    stand_in = _stand_in(1, 3, *used)
+    if not resize:
+        warn_larger_than_trained(stand_in, config, "--height / --width")
     knobs = {k: v for k, v in (("eta", args.eta), ("order", args.order)) if v is not None}
     options = dict(steps=args.steps, sampler=args.sampler, guidance=args.guidance, seed=args.seed,
                    precision=args.precision, **knobs)
-    request = edit_request(config, video, [args.prompt], negative_prompt=args.negative_prompt, **options)
+    request = edit_request(config, stand_in, [args.prompt], negative_prompt=args.negative_prompt, **options)
     options["seed"] = request.seed  # --seed random: the seed drawn and recorded is the one sampled with
     if args.mode == "invert":
         check_invertible(request, args.cfg_inversion)  # and a --negative-prompt --cfg-inversion source ignores
     else:
         steps_for_strength(request.ts, strength)  # a strength that rounds to no step is refused before loading
-    check_output_size(out, request, view_factor(request, args.upscale, out), "an even --upscale")
+    factor = view_factor(request, args.upscale, out)
+    check_output_size(out, request, factor, "an even --upscale")
+    check_edit_memory(config, request, device, weights_dtype(args), invert=args.mode == "invert", view_factor=factor,
+                      input_video=input_video_bytes(decoded, used))
+    video = _read(args.video, args.frames)  # (1, 3, T, H, W); InvalidVideoError names the file
+    if resize:
+        video = resize_cover(video[0], *used[1:])[None]
     threads = apply_threads(args.threads)
 
     pipe = TextToVideo.from_pretrained(ckpt, device=device, dtype=weights_dtype(args))
@@ -135,17 +140,31 @@ def _cmd_edit(args) -> int:
     return 0
 
 
-def _read(path: str, what: str, frames: int | None = None, flag: str = "--frames"):
-    """A video (or image) file -> (1, 3, T, H, W) in [-1, 1]; InvalidVideoError names the file."""
+def _probe(path: str, what: str, frames: int | None = None, flag: str = "--frames") -> tuple[int, int, int]:
+    """(frames, height, width) of a video (or image) file as it decodes, without keeping its frames (checked
+    against the memory before it is read); ``frames``: how many of them the command takes, checked.
+    InvalidVideoError names the file."""
+    from vdmkit.io.decode import probe_video
+
+    info = probe_video(path)
+    if frames is not None and not 1 <= frames <= info.frames:
+        raise ValueError(f"{flag} must be in [1, {info.frames}] (the frames of {what} {path}), got {frames}")
+    return info.frames, info.height, info.width
+
+
+def _stand_in(*shape: int):
+    """Zeros expanded to ``shape`` (no memory): the input of a request made to check and estimate."""
+    import torch
+
+    return torch.zeros(()).expand(shape)
+
+
+def _read(path: str, frames: int | None = None):
+    """A video (or image) file -> (1, 3, T, H, W) in [-1, 1], its first ``frames`` (default all)."""
     from vdmkit.io.video import read_video
     from vdmkit.video import from_uint8
 
-    video = from_uint8(read_video(path))
-    if frames is not None:
-        if not 1 <= frames <= video.shape[2]:
-            raise ValueError(f"{flag} must be in [1, {video.shape[2]}] (the frames of {what} {path}), got {frames}")
-        video = video[:, :, :frames]
-    return video
+    return from_uint8(read_video(path)[:frames])  # cut first: only the frames used become float32
 
 
 def warn_larger_than_trained(video, config, remedy: str) -> None:
@@ -170,13 +189,33 @@ def _conditioning(args) -> dict:
                 **knobs)
 
 
-def _run_task(args, task: str, video, prompt: str, produce_args: dict, extra: dict) -> int:
-    """Check the task's request against the model, load it, run the task and write the video + sidecar."""
+def _task_conditioning(task: str, video, request, *, factor: int = 4, **_) -> dict:
+    """What a task's whole output was conditioned on, for its sidecar (``request``, its first window's, describes that
+    window only): the output frames the model was given (interpolate: every factor-th; extend: the input's last
+    ``context``, its first window's known frames; the input's earlier frames are kept but never seen) and the full
+    low-resolution input's (T, h, w) for upscale. (pipelines.conditioned.task_conditioning before 2026-12-06.)"""
+    given = video.shape[2] if video.ndim == 5 else 1
+    if task == "interpolate":
+        return {"known_frames": list(range(0, (given - 1) * factor + 1, factor))}
+    if task == "extend":
+        context = int(request.mask[0].sum())
+        return {"known_frames": list(range(given - context, given)), "context": context}
+    if task == "upscale":
+        return {"low_res": list(video.shape[2:])}
+    return {}
+
+
+def _run_task(args, task: str, path: str, shape: tuple, prompt: str, produce_args: dict, extra: dict) -> int:
+    """Check the task's request against the model and the memory on a stand-in of its input, then read the input
+    file ``path``, load the model, run the task and write the video + sidecar. ``shape``: the (frames, height, width)
+    of the file as decoded (_probe), and as the task takes it (its first frames, resized)."""
     from vdmkit.device import resolve_device
+    from vdmkit.memory import input_video_bytes
     from vdmkit.pipelines import TextToVideo, open_model
     from vdmkit.pipelines import conditioned as tasks
     from vdmkit.pipelines.config import video_fps
     from vdmkit.pipelines.render import check_fps, check_output_size, render_sample, view_factor
+    from vdmkit.video import resize_cover
 
     device = resolve_device(args.device)
     check_runner(args, device)
@@ -189,26 +228,34 @@ def _run_task(args, task: str, video, prompt: str, produce_args: dict, extra: di
     ckpt, config = open_model(model_or_default(args.model, task), motion_adapter)
     adapters, config = task_adapters(args, ckpt, config)
     args.fps = check_fps(video_fps(config) if args.fps is None else args.fps, out)  # default: the model's rate
+    decoded, used = shape
+    image = task == "image_to_video"
+    # the request and the memory check (the input video counted) on zeros of the input's shape, before the file is
+    # decoded: it was decoded and converted to float32 first (a 9 KB mp4 of black 1024x1024 frames reached 5.6 GiB
+    # before the refusal), and an image resized to --height 100000 was an allocator traceback
+    stand_in = _stand_in(1, 3, *used[1:]) if image else _stand_in(1, 3, *used)
     if task != "upscale":  # (the options upscale would ignore are not in its parser: argparse refuses them)
-        warn_larger_than_trained(video, config, "--height / --width" if task == "image_to_video" else "a resized input")
+        warn_larger_than_trained(stand_in, config, "--height / --width" if image else "a resized input")
     options = _conditioning(args)
     if task in ("interpolate", "extend"):  # only interpolate has --no-keep: extend keeps its input as given
         options["keep_known"] = not getattr(args, "no_keep", False)
-    if task == "image_to_video":  # its known frames are the whole video: checked on a stand-in before they are built
-        # (a 2-frame probe before 2026-12-06, which a video VAE or a tubelet DiT refused whatever --frames said)
-        probe = tasks.task_request(config, task, video, prompt, **produce_args, stand_in=True, **options)
-        tasks.check_task_memory(config, probe, device, weights_dtype(args),
-                                view_factor=view_factor(probe.base, args.upscale, out), task=task)
+    with warnings.catch_warnings():  # said by the real request below
+        warnings.simplefilter("ignore")
+        probe = tasks.task_request(config, task, stand_in, prompt, **produce_args, stand_in=True, **options)
+    factor = view_factor(probe.base, args.upscale, out)
+    check_output_size(out, probe.base, factor, "an even --upscale")
+    sizes = {k: v for k, v in produce_args.items() if k in ("factor", "frames")}
+    tasks.check_task_memory(config, probe, device, weights_dtype(args), view_factor=factor, task=task,
+                            frames=tasks.task_frames(task, stand_in, window=config.frames, **sizes),
+                            input_video=input_video_bytes(decoded, used))
+    video = _read(path, used[0])
+    if used[1:] != decoded[1:]:
+        video = resize_cover(video[0], *used[1:])[None]
+    video = video[:, :, 0] if image else video
     with warnings.catch_warnings():  # said once, by the run below (it was said here too, raw)
         warnings.filterwarnings("ignore", message="image-to-video of ")
         request = tasks.task_request(config, task, video, prompt, **produce_args, **options)
     options["seed"] = request.base.seed  # --seed random: the seed drawn and recorded is the one sampled with
-    factor = view_factor(request.base, args.upscale, out)
-    check_output_size(out, request.base, factor, "an even --upscale")
-    tasks.check_task_memory(config, request, device, weights_dtype(args), view_factor=factor, task=task,
-                            frames=tasks.task_frames(task, video, window=config.frames,
-                                                     **{k: v for k, v in produce_args.items()
-                                                        if k in ("factor", "frames")}))
     threads = apply_threads(args.threads)
     pipe = TextToVideo.from_pretrained(ckpt, device=device, dtype=weights_dtype(args))
     for adapter, scale in adapters:
@@ -222,7 +269,7 @@ def _run_task(args, task: str, video, prompt: str, produce_args: dict, extra: di
     produced = {}
 
     extra = {"task": task, **extra, **request.metadata(),
-             **tasks.task_conditioning(task, video, request, **produce_args), "dtype": weights_dtype(args),
+             **_task_conditioning(task, video, request, **produce_args), "dtype": weights_dtype(args),
              "threads": threads, "motion_adapter": absolute(motion_adapter),
              "compiled": getattr(args, "compile", None), "cuda_graphs": getattr(args, "cuda_graphs", False)}
     with step_bar(args, task.replace("_", "-")) as step:
@@ -255,32 +302,30 @@ def sample_image(args) -> int:
         if value]
     if unsupported:
         raise ValueError(f"{', '.join(unsupported)} do(es) not apply to image-to-video (--image)")
-    image = _read(args.image, "the image")
-    if image.shape[2] != 1:
-        raise ValueError(f"--image must be one image (.png, .jpg), {args.image} has {image.shape[2]} frames")
-    if args.height or args.width:
-        from vdmkit.video import resize_cover
-
-        image = resize_cover(image[0], args.height or image.shape[3], args.width or image.shape[4])[None]
-    return _run_task(args, "image_to_video", image[:, :, 0], args.prompt, {"frames": args.frames},
+    decoded = _probe(args.image, "the image")
+    if decoded[0] != 1:
+        raise ValueError(f"--image must be one image (.png, .jpg), {args.image} has {decoded[0]} frames")
+    used = (1, args.height or decoded[1], args.width or decoded[2])  # resized after the memory check
+    return _run_task(args, "image_to_video", args.image, (decoded, used), args.prompt, {"frames": args.frames},
                      {"input_image": absolute(args.image)})
 
 
 def _cmd_interpolate(args) -> int:
-    video = _read(args.video, "the keyframes", args.keyframes, "--keyframes")
-    return _run_task(args, "interpolate", video, args.prompt, {"factor": args.factor},
-                     {"input_video": absolute(args.video), "factor": args.factor})
+    decoded = _probe(args.video, "the keyframes", args.keyframes, "--keyframes")
+    return _run_task(args, "interpolate", args.video, (decoded, (args.keyframes or decoded[0], *decoded[1:])),
+                     args.prompt, {"factor": args.factor}, {"input_video": absolute(args.video), "factor": args.factor})
 
 
 def _cmd_extend(args) -> int:
-    video = _read(args.video, "the video")
-    return _run_task(args, "extend", video, args.prompt, {"frames": args.frames, "context": args.context},
-                     {"input_video": absolute(args.video)})
+    decoded = _probe(args.video, "the video")
+    return _run_task(args, "extend", args.video, (decoded, decoded), args.prompt,
+                     {"frames": args.frames, "context": args.context}, {"input_video": absolute(args.video)})
 
 
 def _cmd_upscale(args) -> int:
-    video = _read(args.video, "the video")
-    return _run_task(args, "upscale", video, args.prompt, {}, {"input_video": absolute(args.video)})
+    decoded = _probe(args.video, "the video")
+    return _run_task(args, "upscale", args.video, (decoded, decoded), args.prompt, {},
+                     {"input_video": absolute(args.video)})
 
 
 def _cmd_cascade(args) -> int:

@@ -112,5 +112,8 @@ def from_uint8(frames: np.ndarray | torch.Tensor) -> torch.Tensor:
     frames = torch.as_tensor(frames)
     if frames.dtype != torch.uint8 or frames.ndim != 4:
         raise InvalidVideoError(f"from_uint8 expects uint8 (T, H, W, C), got {frames.dtype} {tuple(frames.shape)}")
-    x = frames.float() / 127.5 - 1.0
-    return rearrange(x, "t h w c -> 1 c t h w").contiguous()
+    # one float32 tensor of the video's size, converted into in place: the expression's temporaries and its
+    # rearranged copy held two to four (0.3 GiB of uint8 peaked at 2.6 GiB, before any memory check could refuse it)
+    x = torch.empty((1, frames.shape[3], *frames.shape[:3]), dtype=torch.float32, device=frames.device)
+    x.copy_(rearrange(frames, "t h w c -> 1 c t h w"))
+    return x.div_(127.5).sub_(1.0)

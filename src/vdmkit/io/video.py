@@ -208,15 +208,25 @@ def _write_mp4(path: Path, frames: np.ndarray, fps: float, metadata: dict | None
 def _write_pillow(path: Path, frames: np.ndarray, fps: float, suffix: str) -> None:
     from PIL import Image
 
+    # the frames go to Pillow one at a time where it takes them so (a strip, GIF): a list of every frame as an image
+    # held another 1.3x of the frames (Pillow keeps RGB at 4 bytes a pixel), np.concatenate a further copy; an
+    # upscaled video is the largest thing a sample holds (memory.written_bytes counts what is left)
     if suffix == ".png":  # a horizontal strip of all frames
-        Image.fromarray(np.concatenate(list(frames), axis=1)).save(path, format="PNG")
+        t, h, w, _ = frames.shape
+        strip = Image.new("RGB", (w * t, h))
+        for i, frame in enumerate(frames):
+            strip.paste(Image.fromarray(frame), (i * w, 0))
+        strip.save(path, format="PNG")
         return
-    images = [Image.fromarray(f) for f in frames]
     duration = _frame_delay_ms(fps, suffix)
     fmt = {".gif": "GIF", ".webp": "WEBP"}[suffix]
     extra = {"lossless": True} if fmt == "WEBP" else {"disposal": 1}
+    rest = (Image.fromarray(f) for f in frames[1:])
+    if fmt == "WEBP":  # Pillow's WebP writer makes a list of them anyway
+        rest = list(rest)
     try:
-        images[0].save(path, format=fmt, save_all=True, append_images=images[1:], duration=duration, loop=0, **extra)
+        Image.fromarray(frames[0]).save(path, format=fmt, save_all=True, append_images=rest, duration=duration,
+                                        loop=0, **extra)
     except OverflowError as err:  # Pillow merges identical frames in a row into one: its delay is their sum
         raise ConfigError(f"fps {fps!r} is too low for these frames as {suffix}: identical frames in a row become one "
                           f"frame whose delay must fit in {GIF_MAX_DELAY / 100} s; choose a higher fps, or write "

@@ -312,22 +312,6 @@ def sample_conditioned(pipe, prompts, *, callback: Callable | None = None, decod
                            decode=decode)
 
 
-def task_conditioning(task: str, video: torch.Tensor, request: ConditionedRequest, *, factor: int = 4, **_) -> dict:
-    """What a task's whole output was conditioned on, for its sidecar (``request``, its first window's, describes that
-    window only): the output frames the model was given (interpolate: every factor-th; extend: the input's last
-    ``context``, its first window's known frames; the input's earlier frames are kept but never seen) and the full
-    low-resolution input's (T, h, w) for upscale."""
-    given = video.shape[2] if video.ndim == 5 else 1
-    if task == "interpolate":
-        return {"known_frames": list(range(0, (given - 1) * factor + 1, factor))}
-    if task == "extend":
-        context = int(request.mask[0].sum())
-        return {"known_frames": list(range(given - context, given)), "context": context}
-    if task == "upscale":
-        return {"low_res": list(video.shape[2:])}
-    return {}
-
-
 def task_frames(task: str, video: torch.Tensor, *, factor: int = 4, frames: int | None = None,
                 window: int | None = None) -> int:
     """How many frames ``task`` makes from its input ``video`` (an image for image_to_video, which makes ``frames``,
@@ -342,31 +326,35 @@ def task_frames(task: str, video: torch.Tensor, *, factor: int = 4, frames: int 
 
 def check_task_memory(config, request: ConditionedRequest, device, dtype: str = "fp32", *, frames: int | None = None,
                       decode: dict | None = None, view_factor: int = 1, loaded: bool = False,
-                      task: str | None = None, advice: str | None = None) -> None:
+                      task: str | None = None, advice: str | None = None, input_video: int = 0) -> None:
     """OutOfMemoryError, before any work, when a task whose windows are ``request`` and whose whole output is
     ``frames`` frames (default: the request's) would need more memory than ``device`` has free: one window's sampling
     (memory.py's estimate), its inputs and the whole output video. ``loaded``: the weights are resident already;
     ``task``: the command whose options the advice names (None: the Python API's and sample's); ``advice``: the
-    caller's own (a cascade's)."""
-    from vdmkit.memory import MemoryEstimate, check_fits, sampling_estimate
+    caller's own (a cascade's); ``input_video``: bytes of the task's input video not read yet (the CLI checks before
+    decoding it: memory.input_video_bytes)."""
+    from vdmkit.memory import MemoryEstimate, check_fits, output_bytes, sampling_estimate
 
     check_decode(decode)  # its options are estimated below
     base = request.base
     total = frames or base.frames
-    batch, pixels = len(base.prompts), base.height * base.width
+    batch = len(base.prompts)
     estimate = sampling_estimate(config, batch=batch, frames=base.frames, height=base.height, width=base.width,
                                  dtype=dtype, guided=base.guidance > 1, decode=decode, view_factor=view_factor,
                                  weights=not loaded, output=base.output,
                                  gradients=request.mode == "reconstruction")  # it differentiates every call
     parts = dict(estimate.parts)
     parts["inputs"] = sum(4 * t.numel() for t in (request.known, request.low_res) if t is not None)
-    parts["output"] = batch * 3 * total * pixels * 4 + total * pixels * 3 * view_factor ** 2
+    parts.update({"output": output_bytes(batch, total, base.height, base.width, view_factor),
+                  "input video": input_video})
     windows = f" in windows of {base.frames}" if total != base.frames else ""
     advice = advice or sampling_advice(config, dataclasses.replace(base, frames=total), dtype, view_factor,
                                        task=task, decode=decode)
     if request.mode == "reconstruction":  # its backward pass is most of the denoiser's figure (9x at 16x96x96)
         advice += (", or condition mode replace (--condition-mode replace / mode='replace': the denoiser's figure "
                    "includes reconstruction guidance's backward pass)")
+    if input_video and task not in (None, "image_to_video"):  # no --height/--width: the input's size is the task's
+        advice += "; the input video is read whole at its own size (its share: input video): cut or downscale it first"
     check_fits(MemoryEstimate(parts), device, f"{len(base.prompts)} x {total} frames at {base.height}x{base.width}"
                f"{windows} ({dtype})", advice)
 
@@ -666,19 +654,21 @@ class Frames:
 
 
 def task_request(config, task: str, video: torch.Tensor, prompts="", *, factor: int = 4, frames: int | None = None,
-                 context: int | None = None, **kwargs) -> ConditionedRequest:
+                 context: int | None = None, stand_in: bool = False, **kwargs) -> ConditionedRequest:
     """The request of a task's first window (``interpolate``, ``extend``, ``upscale``, ``image_to_video``), built
     from the model's config alone: every check the task makes before any weights load (sizes, frames, mode, the
     model's conditioning inputs, every upscale chunk's length). ``video``: the task's input (an image (B, 3, H, W)
-    for image_to_video)."""
+    for image_to_video). ``stand_in``: ``video`` is zeros expanded to the input's shape (the CLI's, before it decodes
+    the file), and so are the window's known frames: a request to check and estimate, never to run."""
     if task == "image_to_video":
-        return first_frame_request(config, video, prompts, frames=frames, **kwargs)
+        return first_frame_request(config, video, prompts, frames=frames, stand_in=stand_in, **kwargs)
     resolve_mode(config, one_mode(kwargs), frames=task != "upscale", low_res=task == "upscale")
     check_video(video, channels=3, name=f"the video to {task.replace('_', ' ')}")
     window = config.frames
     if task == "upscale":  # every chunk's length: the last one was found unfit after the others had been sampled
         start, stop = check_chunks(config, video.shape[2])[0]
         return conditioned_request(config, prompts, low_res=video[:, :, start:stop], **kwargs)
+    size, video = video.shape[3:], video[..., :1, :1] if stand_in else video  # a stand-in's window: one pixel
     if task == "interpolate":
         factor = check_keyframes(config, video, factor)
         known, mask = keyframe_window(video, *interpolation_windows(video.shape[2], factor, window)[0], factor, window)
@@ -687,4 +677,4 @@ def task_request(config, task: str, video: torch.Tensor, prompts="", *, factor: 
         known, mask = context_window(video, context, window)
     else:
         raise ConstraintError(f"unknown task {task!r}: interpolate, extend, upscale or image_to_video")
-    return conditioned_request(config, prompts, known=known, mask=mask, **kwargs)
+    return conditioned_request(config, prompts, known=known.expand(*known.shape[:3], *size), mask=mask, **kwargs)

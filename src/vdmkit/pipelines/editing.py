@@ -68,6 +68,25 @@ def edit_request(config, video: torch.Tensor, prompts, **kwargs) -> SampleReques
     return make_request(config, list(prompts), frames=frames, height=height, width=width, **kwargs)
 
 
+def check_edit_memory(config, request: SampleRequest, device, dtype: str = "fp32", *, invert: bool = False,
+                      view_factor: int = 1, input_video: int = 0) -> None:
+    """OutOfMemoryError, before any weights load, when editing ``request`` (:func:`edit_request`) with the model of
+    ``config`` would need more memory than ``device`` has free: its weights as ``dtype``, the sampling (``invert``:
+    :func:`edit_inverted`'s batch of (source, target) pairs, twice the request's), the output written upscaled
+    ``view_factor`` times and ``input_video``, the bytes of a clip not read yet (memory.input_video_bytes). The edit
+    functions check again once loaded (weights not counted): `vdmkit edit` loaded the model and read and resized
+    the clip before its first check (2026-12-06)."""
+    from vdmkit.memory import MemoryEstimate, check_fits, sampling_estimate
+
+    run = dataclasses.replace(request, prompts=tuple(request.prompts) * 2) if invert else request
+    estimate = sampling_estimate(config, batch=len(run.prompts), frames=run.frames, height=run.height,
+                                 width=run.width, dtype=dtype, guided=run.guidance > 1, view_factor=view_factor,
+                                 output=run.output)
+    check_fits(MemoryEstimate({**estimate.parts, "input video": input_video}), device,
+               f"editing {len(run.prompts)} x {run.frames} frames at {run.height}x{run.width} ({dtype})",
+               sampling_advice(config, request, dtype, view_factor))
+
+
 def steps_for_strength(ts: torch.Tensor, strength: float) -> int:
     """How many of the schedule's steps SDEdit runs: int(steps x strength), as diffusers' img2img pipelines.
     ConstraintError when a strength above 0 rounds to no step (the input would come back unchanged)."""
