@@ -489,6 +489,7 @@ def test_an_interrupted_prompts_run_is_finished_by_resume(run_dir, tmp_path, mon
     assert f"--resume: {str(out / '00000.mp4.json')!r} records steps=2, this run would write 3" in \
         capsys.readouterr().err
     (out / "00002.mp4.json").write_text("{}")  # a sidecar without its video: sampled again
+    (out / ".00001.abcd1234.tmp.mp4").write_bytes(b"half")  # a killed write's temporary: removed (sweep 21J)
     kept = {name: ((out / name).stat().st_mtime_ns, (out / name).read_bytes()) for name in ("00000.mp4",
                                                                                            "00000.mp4.json")}
     assert cli.main([*base, "--out-dir", str(out), "--resume"]) == 0
@@ -616,3 +617,28 @@ def test_main_puts_the_sigterm_handler_back():
         assert signal.getsignal(signal.SIGTERM) is mine
     finally:
         signal.signal(signal.SIGTERM, before)
+
+
+def test_a_may_not_fit_warning_is_said_once_before_the_run_as_a_warning_line(run_dir, tmp_path, monkeypatch, capsys):
+    """The memory check's warning came out in Python's raw format (file, line, source) before the run and again as
+    `warning:` after it, when it was too late to act on (review 21I)."""
+    import vdmkit.memory as memory
+
+    need = []
+    real = memory.check_fits
+    monkeypatch.setattr(memory, "check_fits", lambda estimate, *a, **k: (need.append(estimate.total),
+                                                                         real(estimate, *a, **k)))
+    assert cli.main(["sample", "--model", str(run_dir), "--prompt", "a red circle", "--steps", "1",
+                     "--out", str(tmp_path / "probe.mp4"), "--no-progress"]) == 0
+    monkeypatch.setattr(memory, "available_bytes", lambda device=None: int(need[0] / 0.9))  # 90%: the warning band
+    with pytest.warns(UserWarning) as caught:
+        assert cli.main(["sample", "--model", str(run_dir), "--prompt", "a red circle", "--steps", "1",
+                         "--out", str(tmp_path / "x.mp4"), "--no-progress"]) == 0
+    assert sum("it may not fit" in str(w.message) for w in caught) == 1  # before the run, not again after it
+    import warnings
+
+    from vdmkit.cli_common import command_warnings
+
+    with command_warnings():
+        assert warnings.formatwarning("it may not fit", UserWarning, "memory.py", 1) == "warning: it may not fit\n"
+    assert warnings.formatwarning("x", UserWarning, "memory.py", 1).startswith("memory.py:1: UserWarning: x")

@@ -372,3 +372,36 @@ def test_an_uneven_delay_webp_keeps_its_timestamps():
             shades[0].save(path, save_all=True, append_images=shades[1:], duration=[100, 150, 100, 250], loop=0,
                            **({"lossless": True} if suffix == ".webp" else {}))
             np.testing.assert_allclose(decode(path).timestamps, [0, 0.1, 0.25, 0.35], err_msg=suffix)
+
+
+def test_a_stream_that_changes_size_is_reported_at_the_size_its_frames_are_read_at(tmp_path):
+    """The info gave the decoder's last size (48x64) while every frame is read at the first's (32x32): a probe then
+    checked such a clip at the wrong size, and `edit --height 24` wrote 24x64 where it had written 24x32 (review
+    21I). Two MPEG-TS files joined byte for byte make one stream whose frames change size."""
+    import fractions
+
+    import av
+
+    from vdmkit.io.decode import probe_video
+    from vdmkit.io.video import read_video
+
+    raw = b""
+    for h, w in ((32, 32), (48, 64)):  # two raw H.264 streams joined: one stream whose frames change size
+        with av.open(str(tmp_path / "part.h264"), "w", format="h264") as out:
+            stream = out.add_stream("libx264", rate=8, options={"bf": "0"})
+            stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
+            for i in range(6):
+                out.mux(stream.encode(av.VideoFrame.from_ndarray(np.full((h, w, 3), 40 * i, np.uint8), "rgb24")))
+            out.mux(stream.encode())
+        raw += (tmp_path / "part.h264").read_bytes()
+    (tmp_path / "mixed.h264").write_bytes(raw)
+    with av.open(str(tmp_path / "mixed.h264")) as src, av.open(str(tmp_path / "mixed.mkv"), "w") as out:
+        stream = out.add_stream_from_template(src.streams.video[0])
+        for i, packet in enumerate(p for p in src.demux(src.streams.video[0]) if p.size):  # timed as it is remuxed
+            packet.pts = packet.dts = i
+            packet.time_base, packet.stream = fractions.Fraction(1, 8), stream
+            out.mux(packet)
+    info = probe_video(tmp_path / "mixed.mkv")
+    frames = read_video(tmp_path / "mixed.mkv")
+    assert info.frames == len(frames) > 6 and frames.shape[1:] == (32, 32, 3)
+    assert (info.height, info.width) == (32, 32)

@@ -12,8 +12,8 @@ from pathlib import Path
 from vdmkit.cli_common import (COMPILE_HELP, CUDA_GRAPHS_HELP, DTYPE_HELP, PRECISION_HELP, absolute, apply_runner,
                                check_runner, command_parser, step_bar, weights_dtype)
 from vdmkit.cli_common import model_or_default as _model_or_default, report as _report, sampling_adapters
-from vdmkit.cli_common import (Terminated, finished_lines, interrupt_message, refuse_earlier_videos, resumed_seed,
-                               terminate_as_interrupt)
+from vdmkit.cli_common import (Terminated, command_warnings, finished_lines, interrupt_message, refuse_earlier_videos,
+                               resumed_seed, terminate_as_interrupt)
 from vdmkit.cli_common import seed as _seed
 from vdmkit.device import COMPILE_MODES, DEVICES_HELP, apply_threads, keep_freed_memory
 from vdmkit.errors import ConfigError, ConstraintError, VdmkitError
@@ -648,7 +648,8 @@ def main(argv: list[str] | None = None) -> int:
     restore_sigterm = terminate_as_interrupt() if args.command != "serve" else (lambda: None)
     try:
         _check_processes(args)
-        return args.func(args)
+        with command_warnings():
+            return args.func(args)
     except (VdmkitError, ValueError, FileExistsError) as e:
         print(f"error: {_error_text(e)}", file=sys.stderr)
         return EXIT_USAGE

@@ -193,6 +193,23 @@ def sampling_adapters(values: list[str], ckpt, force: bool, config) -> tuple[lis
     return adapters, with_adapter_sampling(config, [adapter for adapter, scale in adapters if scale != 0])
 
 
+@contextlib.contextmanager
+def command_warnings():
+    """A command's warnings as `warning: MESSAGE` lines, said when they happen (Python's own format showed the file,
+    line and source of the warning's call), and its memory check's "may not fit" once (memory.warn_once)."""
+    import warnings
+
+    from vdmkit.memory import warn_once
+
+    original = warnings.formatwarning
+    warnings.formatwarning = lambda message, category, filename, lineno, line=None: f"warning: {message}\n"
+    try:
+        with warn_once():
+            yield
+    finally:
+        warnings.formatwarning = original
+
+
 # --- interruption: SIGTERM as Ctrl-C, the one-line message, `sample --prompts --resume` ---------------------------
 
 class Terminated(KeyboardInterrupt):
@@ -291,11 +308,15 @@ def finished_lines(outs: list[Path], expected, strip: bool = False) -> set[int]:
     there, each sidecar recording what this run would write for that line: ``expected(i)``, the fields that decide
     the video, compared as JSON stores them. The first differing field is an OutputError naming the file; a video
     without its sidecar, or a sidecar without its video, is sampled again. Numbered videos that are no line of this
-    run's (a longer prompts file's) are refused: the folder would not hold one run's videos."""
+    run's (a longer prompts file's) are refused: the folder would not hold one run's videos. The temporaries of a
+    killed run's writes are removed."""
     from vdmkit.errors import OutputError
+    from vdmkit.io.atomic import remove_stale_temporaries
     from vdmkit.io.video import json_metadata
 
     folder = outs[0].parent
+    if folder.is_dir():  # what a killed run left mid-write: no process writes before the first collective, after this
+        remove_stale_temporaries(folder, older_than_s=0)
     ours = {out.name for out in outs} | {sidecar(out).name for out in outs}
     stray = sorted(p.name for p in folder.iterdir() if NUMBERED_VIDEO.fullmatch(p.name) and p.name not in ours) \
         if folder.is_dir() else []

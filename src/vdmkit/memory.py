@@ -17,6 +17,8 @@ device has free (``available_bytes``), so a run that fits is never refused for a
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import functools
 import warnings
 import weakref
@@ -357,6 +359,20 @@ def training_estimate(config, *, batch: int, adapters: bool = False, ema: bool =
     return MemoryEstimate({"weights": trained * 4 + frozen, "optimizer": states, "activations": int(activations)})
 
 
+_WARNED = contextvars.ContextVar("vdmkit_memory_warned", default=None)
+
+
+@contextlib.contextmanager
+def warn_once():
+    """Within it, :func:`check_fits` says "may not fit" once: a command checks before its weights load and its
+    pipeline again once loaded, and the second warning came after the run, too late to act on."""
+    token = _WARNED.set([False])
+    try:
+        yield
+    finally:
+        _WARNED.reset(token)
+
+
 def check_fits(estimate: MemoryEstimate, device, what: str, advice: str) -> None:
     """OutOfMemoryError (before any work) when ``estimate`` exceeds the memory ``device`` has free; on the CPU, this
     process's share of it: every process torchrun started on this machine makes the same request. A warning when it
@@ -374,7 +390,10 @@ def check_fits(estimate: MemoryEstimate, device, what: str, advice: str) -> None
         shared = f" ({free / GIB:.2f} GiB shared by {local} local processes)" if local > 1 else ""
         raise OutOfMemoryError(f"{what} needs about {estimate.describe()}, more than the {free // local / GIB:.2f} GiB "
                                f"free on {device or 'cpu'}{shared}. To fit: {advice}")
-    if estimate.total > ESTIMATE_LOW * (free // local):
+    warned = _WARNED.get()
+    if estimate.total > ESTIMATE_LOW * (free // local) and not (warned and warned[0]):
+        if warned:
+            warned[0] = True
         warnings.warn(f"{what} needs about {estimate.describe()}, {estimate.total / (free // local):.0%} of the "
                       f"{free // local / GIB:.2f} GiB free on {device or 'cpu'}: it may not fit (the estimate has "
                       f"been as low as {ESTIMATE_LOW:g}x the memory used). If it is killed: {advice}", stacklevel=2)

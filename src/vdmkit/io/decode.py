@@ -171,6 +171,7 @@ def decode(path: str | os.PathLike, *, rgb: bool = True, max_side: int | None = 
             except av.FFmpegError as e:
                 raise InvalidVideoError(f"{str(path)!r}: cannot seek to {start:.3f}s ({_reason(e)})") from e
         frames, times, delays, errors, rotation, size, decoded = [], [], [], 0, 0, None, 0
+        first = None  # the first returned frame's size: every frame is read at it (a stream may change size)
         last, done = -math.inf, False
         try:
             for packet in _guarded(container.demux(stream), path):
@@ -197,6 +198,7 @@ def decode(path: str | os.PathLike, *, rgb: bool = True, max_side: int | None = 
                     if start is not None and t < start or only is not None and t not in only:
                         continue
                     rotation = round((frame.rotation or 0) / 90) * 90 % 360
+                    first = first or (frame.width, frame.height)
                     if rgb:
                         size = size or _scaled(frame.width, frame.height, max_side) or (frame.width, frame.height)
                         frames.append(_rgb(frame, size, rotation))
@@ -217,7 +219,10 @@ def decode(path: str | os.PathLike, *, rgb: bool = True, max_side: int | None = 
         if not times:
             where = "" if start is None and end is None else f" between {start}s and {end}s"
             raise NoFramesError(f"{str(path)!r}: 0 decodable video frames{where}")
-        width, height = (ctx.width, ctx.height) if rotation in (0, 180) else (ctx.height, ctx.width)
+        # the size frames are read at, the first's: the decoder's last one named a size no frame was returned at
+        # (a probe then checked a clip that changes size mid-stream at the wrong size)
+        width, height = first or (ctx.width, ctx.height)
+        width, height = (width, height) if rotation in (0, 180) else (height, width)
         ts = np.asarray(times)
         fps = _measured_fps(ts, stream)
         info = VideoInfo(path=str(path), width=int(width), height=int(height), frames=len(ts), fps=fps,

@@ -84,7 +84,9 @@ def check_edit_memory(config, request: SampleRequest, device, dtype: str = "fp32
                                  output=run.output)
     check_fits(MemoryEstimate({**estimate.parts, "input video": input_video}), device,
                f"editing {len(run.prompts)} x {run.frames} frames at {run.height}x{run.width} ({dtype})",
-               sampling_advice(config, request, dtype, view_factor))
+               sampling_advice(config, request, dtype, view_factor) + (
+                   "; the clip is decoded whole before --frames and the resize take their part (its share: input "
+                   "video): cut or downscale it first" if input_video else ""))
 
 
 def steps_for_strength(ts: torch.Tensor, strength: float) -> int:

@@ -251,6 +251,11 @@ def train(cfg: RunConfig, *, resume: bool = False, progress: bool = True) -> Pat
                 warnings.warn(f"--resume: checkpoint {step} was trained on {doc['threads']} CPU threads, this run uses "
                               f"{torch.get_num_threads()}: the continuation is bit-identical to an uninterrupted run "
                               f"only on as many threads (train.threads={doc['threads']})", stacklevel=2)
+            if world.main and scheme != doc.get("randomness", "stream"):  # (stream cannot be split: unsaid before)
+                warnings.warn(f"--resume: checkpoint {step} drew its random numbers with train.randomness="
+                              f"{doc.get('randomness', 'stream')}, this run {scheme} ({world.size} process(es), "
+                              f"train.grad_accum={layout.accum}): every draw from step {step + 1} on differs from an "
+                              "uninterrupted run's; resume as it ran to continue it exactly", stacklevel=2)
             if world.main:
                 warn_changed_settings(start, cfg, step, TRAJECTORY)
             # the data position: where the next step's samples start (continued as is when the global batch changed)
