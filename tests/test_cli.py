@@ -457,18 +457,10 @@ def test_eval_quiet_prints_only_the_metric_lines(tmp_path, capsys):
     assert capsys.readouterr().out.splitlines()[1:] == [f"saved {tmp_path / 's.json'}"]
 
 
-def test_an_interrupted_prompts_run_is_finished_by_resume(run_dir, tmp_path, monkeypatch, capsys):
-    """An interrupted `sample --prompts` could not be finished: the rerun was refused, and the message said nothing
-    partial was written though k of N videos were there (sweep 21B). --resume keeps the videos whose sidecars record
-    this run's request and samples the rest: the folder ends as an uninterrupted run's."""
+def stop_at_the_second_video(monkeypatch):
+    """Ctrl-C while the second video of a `sample --prompts` run is rendered."""
     import vdmkit.pipelines.render as render
 
-    prompts = tmp_path / "prompts.txt"
-    prompts.write_text("a red circle moving left\na blue square moving up\na green circle moving right\n")
-    base = ["sample", "--model", str(run_dir), "--prompts", str(prompts), "--steps", "2", "--seed", "3",
-            "--no-progress"]
-    ref, out = tmp_path / "ref", tmp_path / "out"
-    assert cli.main([*base, "--out-dir", str(ref)]) == 0
     real, calls = render.render_sample, []
 
     def stopped_at_the_second(*args, **kwargs):
@@ -478,6 +470,19 @@ def test_an_interrupted_prompts_run_is_finished_by_resume(run_dir, tmp_path, mon
         return real(*args, **kwargs)
 
     monkeypatch.setattr(render, "render_sample", stopped_at_the_second)
+
+
+def test_an_interrupted_prompts_run_is_finished_by_resume(run_dir, tmp_path, monkeypatch, capsys):
+    """An interrupted `sample --prompts` could not be finished: the rerun was refused, and the message said nothing
+    partial was written though k of N videos were there (sweep 21B). --resume keeps the videos whose sidecars record
+    this run's request and samples the rest: the folder ends as an uninterrupted run's."""
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("a red circle moving left\na blue square moving up\na green circle moving right\n")
+    base = ["sample", "--model", str(run_dir), "--prompts", str(prompts), "--steps", "2", "--seed", "3",
+            "--no-progress"]
+    ref, out = tmp_path / "ref", tmp_path / "out"
+    assert cli.main([*base, "--out-dir", str(ref)]) == 0
+    stop_at_the_second_video(monkeypatch)
     assert cli.main([*base, "--out-dir", str(out)]) == 130
     monkeypatch.undo()
     err = capsys.readouterr().err
@@ -512,21 +517,11 @@ def test_an_interrupted_prompts_run_is_finished_by_resume(run_dir, tmp_path, mon
 
 def test_a_random_seed_run_resumes_on_the_seed_it_drew(run_dir, tmp_path, monkeypatch, capsys):
     """--seed random: the resume takes the interrupted run's seed from its sidecars (line i: seed + i)."""
-    import vdmkit.pipelines.render as render
-
     prompts = tmp_path / "prompts.txt"
     prompts.write_text("a red circle moving left\na blue square moving up\n")
     base = ["sample", "--model", str(run_dir), "--prompts", str(prompts), "--steps", "2", "--seed", "random",
             "--no-progress", "--out-dir", str(tmp_path / "out")]
-    real, calls = render.render_sample, []
-
-    def stopped_at_the_second(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == 2:
-            raise KeyboardInterrupt
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(render, "render_sample", stopped_at_the_second)
+    stop_at_the_second_video(monkeypatch)
     assert cli.main(base) == 130
     monkeypatch.undo()
     assert cli.main([*base, "--resume"]) == 0

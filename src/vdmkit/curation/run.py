@@ -93,7 +93,8 @@ def scan_file(path: Path, cfg: CurateConfig, scorers: Iterable[Scorer] = (), cap
                   "motion": round(motion_score(frames, times, cfg.motion_pairs, skip=cut_index), 5)}
         for scorer in scorers:
             scores[scorer.name] = round(_score(scorer, frames, info), 5)
-        row.update(status="ok", kind="image" if _still(path, info.frames) else "video", duration=round(info.duration, 4),
+        row.update(status="ok", kind="image" if _still(path, info.frames) else "video",
+                   duration=round(info.duration, 4),
                    fps=round(info.fps, 4), width=info.width, height=info.height, frames=info.frames,
                    codec=info.codec, rotation=info.rotation, decode_errors=info.decode_errors,
                    frames_declared=info.frames_declared, first=round(info.first, 4), scores=scores,

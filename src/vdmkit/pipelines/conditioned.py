@@ -437,8 +437,8 @@ def check_keyframes(config, video: torch.Tensor, factor) -> int:
             f"alone and then each {c} consecutive frames into one latent frame, which the model is given only when "
             f"every one of them is known, and keyframes {factor} frames apart never fill such a group (all but the "
             f"first would be ignored). Interpolate with a pixel-space model or one on a frame VAE (latent.autoencoder "
-            f"a `vdmkit train-vae configs/vae_frame.yaml` run); in a cascade, as its interpolate stage (video-VAE models can make the keyframes before it "
-            f"and upscale or extend after it)")
+            f"a `vdmkit train-vae configs/vae_frame.yaml` run); in a cascade, as its interpolate stage (video-VAE "
+            f"models can make the keyframes before it and upscale or extend after it)")
     check_video(video, channels=3, name="the keyframes")
     if video.shape[2] < 2:
         raise ConstraintError(f"interpolation needs at least 2 keyframes, got {video.shape[2]}")
