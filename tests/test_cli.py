@@ -495,12 +495,14 @@ def test_an_interrupted_prompts_run_is_finished_by_resume(run_dir, tmp_path, mon
         capsys.readouterr().err
     (out / "00002.mp4.json").write_text("{}")  # a sidecar without its video: sampled again
     (out / ".00001.abcd1234.tmp.mp4").write_bytes(b"half")  # a killed write's temporary: removed (sweep 21J)
+    (out / ".other.abcd1234.tmp.mp4").write_bytes(b"live")  # another writer's: kept (review 21K)
     kept = {name: ((out / name).stat().st_mtime_ns, (out / name).read_bytes()) for name in ("00000.mp4",
                                                                                            "00000.mp4.json")}
     assert cli.main([*base, "--out-dir", str(out), "--resume"]) == 0
     assert "--resume: kept the 1 finished videos" in capsys.readouterr().err
     assert {name: ((out / name).stat().st_mtime_ns, (out / name).read_bytes()) for name in kept} == kept
-    assert sorted(p.name for p in out.iterdir()) == sorted(p.name for p in ref.iterdir())
+    left = sorted(p.name for p in out.iterdir())
+    assert left == sorted([".other.abcd1234.tmp.mp4", *(p.name for p in ref.iterdir())])
     for i in range(3):
         assert np.array_equal(read_video(out / f"0000{i}.mp4"), read_video(ref / f"0000{i}.mp4"))
         name = f"0000{i}.mp4.json"
@@ -634,6 +636,10 @@ def test_a_may_not_fit_warning_is_said_once_before_the_run_as_a_warning_line(run
 
     from vdmkit.cli_common import command_warnings
 
-    with command_warnings():
-        assert warnings.formatwarning("it may not fit", UserWarning, "memory.py", 1) == "warning: it may not fit\n"
-    assert warnings.formatwarning("x", UserWarning, "memory.py", 1).startswith("memory.py:1: UserWarning: x")
+    ours = memory.__file__
+    with command_warnings("sample"):
+        assert warnings.formatwarning("it may not fit", UserWarning, ours, 1) == "warning: it may not fit\n"
+        # another library's keeps where it comes from and what it is (review 21K)
+        assert warnings.formatwarning("x", FutureWarning, "/site-packages/torch/nn.py", 3).startswith(
+            "/site-packages/torch/nn.py:3: FutureWarning: x")
+    assert warnings.formatwarning("x", UserWarning, ours, 1).startswith(f"{ours}:1: UserWarning: x")

@@ -169,7 +169,8 @@ def test_edit_checks_its_memory_before_reading_the_clip_or_loading_weights(run_d
     monkeypatch.setattr(memory, "available_bytes", lambda device=None: 1024)
     seen = []
     real = memory.check_fits
-    monkeypatch.setattr(memory, "check_fits", lambda estimate, *a: seen.append(estimate) or real(estimate, *a))
+    monkeypatch.setattr(memory, "check_fits",
+                        lambda estimate, *a, **k: seen.append(estimate) or real(estimate, *a, **k))
     common = ["edit", "--model", str(run_dir), "--video", str(clip), "--prompt", "a blue circle", "--steps", "2",
               "--height", "32", "--width", "32", "--out", str(tmp_path / "x.mp4")]
     assert cli.main(common) == 2

@@ -947,7 +947,8 @@ def test_task_commands_check_the_input_video_before_reading_it(models, tmp_path,
     monkeypatch.setattr(memory, "available_bytes", lambda device=None: 1024)
     seen = []
     real = memory.check_fits
-    monkeypatch.setattr(memory, "check_fits", lambda estimate, *a: seen.append(estimate) or real(estimate, *a))
+    monkeypatch.setattr(memory, "check_fits",
+                        lambda estimate, *a, **k: seen.append(estimate) or real(estimate, *a, **k))
     commands = {"upscale": ["--model", models["sr"]], "interpolate": ["--model", models["frames"], "--factor", "3"],
                 "extend": ["--model", models["frames"], "--frames", "12"]}
     for task, options in commands.items():

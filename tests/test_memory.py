@@ -286,3 +286,27 @@ def test_check_fits_warns_where_the_estimate_may_fall_short(monkeypatch):
         memory.check_fits(memory.MemoryEstimate({"weights": 6 * memory.GIB}), "cpu", "x", "less")
     with pytest.warns(UserWarning, match="may not fit"):  # the whole free memory: warned, not refused
         memory.check_fits(memory.MemoryEstimate({"weights": 10 * memory.GIB}), "cpu", "x", "less")
+
+
+def test_a_loaded_pipelines_recheck_is_silent_after_the_commands_warning_and_other_checks_each_warn(monkeypatch):
+    """warn_once silenced every later memory warning of a command: a cascade's larger stage, cache-latents' second
+    device, every later web request (review 21K). Only a recheck (the loaded pipeline's) is silent after a warning."""
+    import warnings
+
+    from vdmkit import memory
+
+    monkeypatch.setattr(memory, "available_bytes", lambda device=None: 1000)
+    big = memory.MemoryEstimate({"denoiser": 800})
+
+    def said(*checks):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            for what, recheck in checks:
+                memory.check_fits(big, "cpu", what, "less", recheck=recheck)
+        return [str(w.message).split(" needs")[0] for w in caught]
+
+    with memory.warn_once():
+        assert said(("stage 1", False), ("stage 2", False), ("loaded", True)) == ["stage 1", "stage 2"]
+    with memory.warn_once():
+        assert said(("loaded", True)) == ["loaded"]  # nothing said before it
+    assert said(("loaded", True), ("loaded", True)) == ["loaded", "loaded"]  # the Python API: each check its own

@@ -70,7 +70,8 @@ def test_distill_is_refused_only_when_its_estimate_exceeds_the_free_memory(monke
     check_distill_memory(config, data, cfg.distill, "cpu")  # the memory this machine has
     seen = []
     real = memory.check_fits
-    monkeypatch.setattr(memory, "check_fits", lambda estimate, *a: seen.append(estimate) or real(estimate, *a))
+    monkeypatch.setattr(memory, "check_fits",
+                        lambda estimate, *a, **k: seen.append(estimate) or real(estimate, *a, **k))
     monkeypatch.setattr(memory, "available_bytes", lambda device=None: 2**50)
     check_distill_memory(config, data, cfg.distill, "cpu")
     estimate = seen[-1]

@@ -648,7 +648,7 @@ def main(argv: list[str] | None = None) -> int:
     restore_sigterm = terminate_as_interrupt() if args.command != "serve" else (lambda: None)
     try:
         _check_processes(args)
-        with command_warnings():
+        with command_warnings(args.command):
             return args.func(args)
     except (VdmkitError, ValueError, FileExistsError) as e:
         print(f"error: {_error_text(e)}", file=sys.stderr)

@@ -194,17 +194,26 @@ def sampling_adapters(values: list[str], ckpt, force: bool, config) -> tuple[lis
 
 
 @contextlib.contextmanager
-def command_warnings():
-    """A command's warnings as `warning: MESSAGE` lines, said when they happen (Python's own format showed the file,
-    line and source of the warning's call), and its memory check's "may not fit" once (memory.warn_once)."""
+def command_warnings(command: str):
+    """A command's own warnings as `warning: MESSAGE` lines, said when they happen (Python's format showed the file,
+    line and source of vdmkit's call; torch's and other libraries' keep it: where they come from matters), and its
+    memory check's "may not fit" not said again by its loaded pipeline (memory.warn_once; not for `serve`, whose
+    requests each check their own)."""
+    import os
     import warnings
 
     from vdmkit.memory import warn_once
 
-    original = warnings.formatwarning
-    warnings.formatwarning = lambda message, category, filename, lineno, line=None: f"warning: {message}\n"
+    ours, original = os.path.dirname(os.path.abspath(__file__)) + os.sep, warnings.formatwarning
+
+    def formatted(message, category, filename, lineno, line=None):
+        if os.path.abspath(filename).startswith(ours):
+            return f"warning: {message}\n"
+        return original(message, category, filename, lineno, line)
+
+    warnings.formatwarning = formatted
     try:
-        with warn_once():
+        with warn_once() if command != "serve" else contextlib.nullcontext():
             yield
     finally:
         warnings.formatwarning = original
@@ -316,7 +325,7 @@ def finished_lines(outs: list[Path], expected, strip: bool = False) -> set[int]:
 
     folder = outs[0].parent
     if folder.is_dir():  # what a killed run left mid-write: no process writes before the first collective, after this
-        remove_stale_temporaries(folder, older_than_s=0)
+        remove_stale_temporaries(folder, older_than_s=0, stems={out.stem for out in outs})  # (only this run's files)
     ours = {out.name for out in outs} | {sidecar(out).name for out in outs}
     stray = sorted(p.name for p in folder.iterdir() if NUMBERED_VIDEO.fullmatch(p.name) and p.name not in ours) \
         if folder.is_dir() else []

@@ -364,8 +364,10 @@ _WARNED = contextvars.ContextVar("vdmkit_memory_warned", default=None)
 
 @contextlib.contextmanager
 def warn_once():
-    """Within it, :func:`check_fits` says "may not fit" once: a command checks before its weights load and its
-    pipeline again once loaded, and the second warning came after the run, too late to act on."""
+    """Within it (one command), a check made again once the weights are loaded (``recheck``) says no "may not fit"
+    when one was said already: a command checks before its weights load and its pipeline again once loaded, and the
+    second warning came after the run, too late to act on. Other checks (a cascade's stages, cache-latents' devices)
+    each say theirs."""
     token = _WARNED.set([False])
     try:
         yield
@@ -373,11 +375,11 @@ def warn_once():
         _WARNED.reset(token)
 
 
-def check_fits(estimate: MemoryEstimate, device, what: str, advice: str) -> None:
+def check_fits(estimate: MemoryEstimate, device, what: str, advice: str, *, recheck: bool = False) -> None:
     """OutOfMemoryError (before any work) when ``estimate`` exceeds the memory ``device`` has free; on the CPU, this
     process's share of it: every process torchrun started on this machine makes the same request. A warning when it
     is above ``ESTIMATE_LOW`` of it: the run may need more than the estimate says, and not fit (a run that fits is
-    never refused for it)."""
+    never refused for it); ``recheck``: the check of a loaded pipeline, after the command's own (:func:`warn_once`)."""
     import torch
 
     from vdmkit.device import local_processes
@@ -391,7 +393,7 @@ def check_fits(estimate: MemoryEstimate, device, what: str, advice: str) -> None
         raise OutOfMemoryError(f"{what} needs about {estimate.describe()}, more than the {free // local / GIB:.2f} GiB "
                                f"free on {device or 'cpu'}{shared}. To fit: {advice}")
     warned = _WARNED.get()
-    if estimate.total > ESTIMATE_LOW * (free // local) and not (warned and warned[0]):
+    if estimate.total > ESTIMATE_LOW * (free // local) and not (recheck and warned and warned[0]):
         if warned:
             warned[0] = True
         warnings.warn(f"{what} needs about {estimate.describe()}, {estimate.total / (free // local):.0%} of the "

@@ -34,11 +34,16 @@ REMEDIES = {NO_ROOM[errno.EROFS]: "choose a folder on a writable file system",
 RUST_OS_ERROR = re.compile(r"\(os error (\d+)\)")
 
 
-def remove_stale_temporaries(folder: str | os.PathLike, older_than_s: float = STALE_TEMPORARY_S) -> list[Path]:
+def remove_stale_temporaries(folder: str | os.PathLike, older_than_s: float = STALE_TEMPORARY_S, *,
+                             stems: set[str] | None = None) -> list[Path]:
     """Delete the :func:`atomic_path` temporaries (``.name.random.tmp.ext``) directly in ``folder`` that a killed
-    process left there, last written over ``older_than_s`` seconds ago (a live writer's are newer); return them."""
+    process left there, last written over ``older_than_s`` seconds ago (a live writer's are newer); ``stems``: only
+    those of targets whose name starts with one of them and a dot (``00001`` for 00001.mp4 and 00001.mp4.json).
+    Returns them."""
     removed, now = [], time.time()
     for path in Path(folder).glob(".*.tmp*"):
+        if stems is not None and path.name[1:].split(".", 1)[0] not in stems:
+            continue
         try:
             if TEMPORARY_NAME.fullmatch(path.name) and path.is_file() and now - path.stat().st_mtime > older_than_s:
                 path.unlink()

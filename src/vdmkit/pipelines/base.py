@@ -154,7 +154,7 @@ def check_sampling_memory(config: PipelineConfig, request: SampleRequest, device
                                  decode=decode, view_factor=view_factor, weights=not loaded, output=request.output)
     advice = advice or sampling_advice(config, request, dtype, view_factor, decode=decode)
     check_fits(estimate, device, f"sampling {len(request.prompts)} x {request.frames} frames at {request.height}x"
-               f"{request.width} ({dtype})", advice)
+               f"{request.width} ({dtype})", advice, recheck=loaded)
 
 
 TASK_ADVICE = {  # what shrinks a task's memory, in its own options (it has no --frames/--height/--width of sample's)

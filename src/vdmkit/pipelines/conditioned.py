@@ -356,7 +356,7 @@ def check_task_memory(config, request: ConditionedRequest, device, dtype: str = 
     if input_video and task not in (None, "image_to_video"):  # no --height/--width: the input's size is the task's
         advice += "; the input video is read whole at its own size (its share: input video): cut or downscale it first"
     check_fits(MemoryEstimate(parts), device, f"{len(base.prompts)} x {total} frames at {base.height}x{base.width}"
-               f"{windows} ({dtype})", advice)
+               f"{windows} ({dtype})", advice, recheck=loaded)
 
 
 def as_clip(image: torch.Tensor) -> torch.Tensor:
