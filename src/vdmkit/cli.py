@@ -252,7 +252,7 @@ def _cmd_sample(args) -> int:
                 "lora": [[sha256_file(a.path), round(float(s), 12)] for a, s in adapters] or None,
                 "cache": cache and cache.as_dict()}
 
-        def expected(i: int) -> dict:  # what line i's sidecar records (not seed_was_random: a resumed seed was drawn)
+        def expected(i: int) -> dict:  # what line i's sidecar records (not seed_was_random: the kept lines' is taken)
             made = request_metadata(request(prompts[i], (first.seed + i) % 2**63, outs[i]))
             return {**{k: v for k, v in made.items() if k != "seed_was_random"}, **same, "upscale": factors[i],
                     "fps": played_fps(outs[i], args.fps)}

@@ -254,17 +254,15 @@ def interrupt_message(args) -> str:
         return "interrupted; the complete shards are kept: the same command resumes the cache"
     outs = getattr(args, "prompt_outputs", None)  # sample --prompts, once its files are known
     if outs:
-        written = sum(out.is_file() and sidecar(out).is_file() for out in outs)
+        from vdmkit.io.video import sidecar_path
+
+        written = sum(out.is_file() and sidecar_path(out).is_file() for out in outs)
         return (f"interrupted; {written} of {len(outs)} videos written to {str(outs[0].parent)!r}; the same command "
                 "with --resume finishes it")
     return "interrupted; nothing partial was written (outputs appear only when complete)"
 
 
 NUMBERED_VIDEO = re.compile(r"\d+\.mp4(\.json)?")  # `sample --prompts`' files: DIR/00000.mp4 and its sidecar
-
-
-def sidecar(out: Path) -> Path:
-    return out.with_name(out.name + ".json")
 
 
 def refuse_earlier_videos(folder: Path) -> None:
@@ -282,8 +280,10 @@ def refuse_earlier_videos(folder: Path) -> None:
 
 
 def _read_sidecar(out: Path) -> dict | None:
+    from vdmkit.io.video import sidecar_path
+
     try:
-        doc = json.loads(sidecar(out).read_text(encoding="utf-8"))
+        doc = json.loads(sidecar_path(out).read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError):
         return None
     return doc if isinstance(doc, dict) else None
@@ -321,12 +321,12 @@ def finished_lines(outs: list[Path], expected, strip: bool = False) -> set[int]:
     killed run's writes are removed."""
     from vdmkit.errors import OutputError
     from vdmkit.io.atomic import remove_stale_temporaries
-    from vdmkit.io.video import json_metadata
+    from vdmkit.io.video import json_metadata, sidecar_path
 
     folder = outs[0].parent
     if folder.is_dir():  # what a killed run left mid-write: no process writes before the first collective, after this
         remove_stale_temporaries(folder, older_than_s=0, stems={out.stem for out in outs})  # (only this run's files)
-    ours = {out.name for out in outs} | {sidecar(out).name for out in outs}
+    ours = {out.name for out in outs} | {sidecar_path(out).name for out in outs}
     stray = sorted(p.name for p in folder.iterdir() if NUMBERED_VIDEO.fullmatch(p.name) and p.name not in ours) \
         if folder.is_dir() else []
     if stray:
@@ -341,8 +341,8 @@ def finished_lines(outs: list[Path], expected, strip: bool = False) -> set[int]:
         want = json_metadata(expected(i))
         for key, value in want.items():
             if _recorded(key, doc.get(key), value) != value:
-                raise OutputError(f"--resume: {str(sidecar(out))!r} records {key}={doc.get(key)!r}, this run would "
-                                  f"write {value!r}: it is another run's video; rerun with the interrupted run's "
-                                  "options, or choose a new --out-dir")
+                raise OutputError(f"--resume: {str(sidecar_path(out))!r} records {key}={doc.get(key)!r}, this run "
+                                  f"would write {value!r}: it is another run's video; rerun with the interrupted "
+                                  "run's options, or choose a new --out-dir")
         done.add(i)
     return done

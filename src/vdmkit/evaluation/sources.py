@@ -28,6 +28,7 @@ from vdmkit.errors import (
 )
 from vdmkit.evaluation.protocols import CLIP_SAMPLINGS, Protocol, clip_span
 from vdmkit.io.decode import VIDEO_SUFFIXES, ClipTooLargeError, decode
+from vdmkit.io.video import sidecar_path
 from vdmkit.video import resize_cover
 
 SHAPES_KEYWORD, NOISE_KEYWORD = "shapes", "noise"
@@ -80,7 +81,7 @@ def _humanise_label(label: str) -> str:
 
 def _sidecar_caption(path: Path) -> str | None:
     """The prompt `vdmkit sample` stores beside a video (``<file>.json``), if any."""
-    side = path.with_name(path.name + ".json")
+    side = sidecar_path(path)
     if not side.is_file():
         return None
     try:

@@ -387,7 +387,9 @@ def save_tensors(path: str | os.PathLike, tensors: dict[str, torch.Tensor], meta
         save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp),
                   metadata={"vdmkit": json.dumps(metadata, sort_keys=True)} if metadata is not None else None)
     if metadata is not None:
-        with atomic_path(path.with_name(path.name + ".json")) as tmp:
+        from vdmkit.io.video import sidecar_path
+
+        with atomic_path(sidecar_path(path)) as tmp:
             tmp.write_text(json.dumps(metadata, indent=2, sort_keys=True), encoding="utf-8")
     return path
 

@@ -26,6 +26,12 @@ GIF_MAX_DELAY, GIF_MIN_DELAY = 65535, 2
 WEBP_MAX_DELAY_MS = 2 ** 24 - 1  # WebP: milliseconds, a 24-bit count
 
 
+def sidecar_path(path: str | os.PathLike) -> Path:
+    """The metadata file written beside a video or latents file: ``<path>.json``."""
+    path = Path(path)
+    return path.with_name(path.name + ".json")
+
+
 def check_output_path(path: str | os.PathLike, formats: tuple[str, ...] = VIDEO_FORMATS, *,
                       sidecar: bool | None = None) -> Path:
     """The suffix picks the format; say which are valid, and whether the place can be written, before any work.
@@ -38,7 +44,7 @@ def check_output_path(path: str | os.PathLike, formats: tuple[str, ...] = VIDEO_
         raise OutputError(f"output {str(path)!r}: unknown format {path.suffix!r}; use one of {', '.join(formats)}")
     if path.is_dir():
         raise OutputError(f"output {str(path)!r} is a directory; give a file name ending in {', '.join(formats)}")
-    metadata_path = path.with_name(path.name + ".json")  # every video and latents file gets its metadata beside it
+    metadata_path = sidecar_path(path)  # every video and latents file gets its metadata beside it
     if sidecar and metadata_path.is_dir():
         raise OutputError(f"output {str(path)!r}: its metadata file {str(metadata_path)!r} would replace a directory; "
                           "choose another output name")
@@ -133,7 +139,7 @@ def write_video(path: str | os.PathLike, frames: np.ndarray, fps: float = 8.0, m
     fps = check_video_fps(path, fps)
     check_video_size(path, frames.shape[1], frames.shape[2])
     suffix = path.suffix.lower()
-    sidecar = path.with_name(path.name + ".json")
+    sidecar = sidecar_path(path)
     # both written in full before either replaces what is there: a sidecar that failed on a full disk took the new
     # video with it, and the user's earlier video was gone, its old sidecar left (before 2026-12-06)
     with contextlib.ExitStack() as files:

@@ -141,19 +141,23 @@ def weights_identities(source: ModelSource) -> list[str]:
 
 def check_sampling_memory(config: PipelineConfig, request: SampleRequest, device, dtype: str = "fp32", *,
                           decode: dict | None = None, window: int | None = None, view_factor: int = 1,
-                          loaded: bool = False, advice: str | None = None) -> None:
+                          loaded: bool = False, advice: str | None = None, input_video: int = 0,
+                          doing: str = "sampling") -> None:
     """OutOfMemoryError when sampling ``request`` with the model of ``config`` on ``device``, weights stored as
     ``dtype`` (counted unless ``loaded``), would need more memory than the device has free: the estimate of memory.py
     (a meta-device run of the backbone and autoencoder at the request's shapes), so the CLI refuses before it loads any
     weights, and a loaded pipeline before it allocates the noise. ``advice``: what the caller offers to lower it
-    (default: the CLI's and the Python API's options)."""
-    from vdmkit.memory import check_fits, sampling_estimate
+    (default: the CLI's and the Python API's options); ``input_video``: the bytes of an input not read yet (an edit's
+    clip: memory.input_video_bytes); ``doing``: what the messages call the run."""
+    from vdmkit.memory import MemoryEstimate, check_fits, sampling_estimate
 
     estimate = sampling_estimate(config, batch=len(request.prompts), frames=request.frames, height=request.height,
                                  width=request.width, dtype=dtype, guided=request.guidance > 1, window=window,
                                  decode=decode, view_factor=view_factor, weights=not loaded, output=request.output)
+    if input_video:
+        estimate = MemoryEstimate({**estimate.parts, "input video": input_video})
     advice = advice or sampling_advice(config, request, dtype, view_factor, decode=decode)
-    check_fits(estimate, device, f"sampling {len(request.prompts)} x {request.frames} frames at {request.height}x"
+    check_fits(estimate, device, f"{doing} {len(request.prompts)} x {request.frames} frames at {request.height}x"
                f"{request.width} ({dtype})", advice, recheck=loaded)
 
 

@@ -24,7 +24,7 @@ import torch
 from vdmkit.backbones.layers import one_run_at_a_time, self_attention_hook
 from vdmkit.device import memory_guard
 from vdmkit.errors import ConfigError, ConstraintError
-from vdmkit.pipelines.base import check_decode, sampling_advice
+from vdmkit.pipelines.base import check_decode, check_sampling_memory, sampling_advice
 from vdmkit.pipelines.request import SampleRequest, check_negative, check_prompts, check_unconditional, make_request
 from vdmkit.pipelines.text2video import refuse_conditioned
 from vdmkit.sampling.generate import check_callback, generate
@@ -76,17 +76,12 @@ def check_edit_memory(config, request: SampleRequest, device, dtype: str = "fp32
     ``view_factor`` times and ``input_video``, the bytes of a clip not read yet (memory.input_video_bytes). The edit
     functions check again once loaded (weights not counted): `vdmkit edit` loaded the model and read and resized
     the clip before its first check (2026-12-06)."""
-    from vdmkit.memory import MemoryEstimate, check_fits, sampling_estimate
-
     run = dataclasses.replace(request, prompts=tuple(request.prompts) * 2) if invert else request
-    estimate = sampling_estimate(config, batch=len(run.prompts), frames=run.frames, height=run.height,
-                                 width=run.width, dtype=dtype, guided=run.guidance > 1, view_factor=view_factor,
-                                 output=run.output)
-    check_fits(MemoryEstimate({**estimate.parts, "input video": input_video}), device,
-               f"editing {len(run.prompts)} x {run.frames} frames at {run.height}x{run.width} ({dtype})",
-               sampling_advice(config, request, dtype, view_factor) + (
-                   "; the clip is decoded whole before --frames and the resize take their part (its share: input "
-                   "video): cut or downscale it first" if input_video else ""))
+    advice = sampling_advice(config, request, dtype, view_factor) + (
+        "; the clip is decoded whole before --frames and the resize take their part (its share: input video): cut "
+        "or downscale it first" if input_video else "")
+    check_sampling_memory(config, run, device, dtype, view_factor=view_factor, advice=advice, input_video=input_video,
+                          doing="editing")
 
 
 def steps_for_strength(ts: torch.Tensor, strength: float) -> int:

@@ -202,13 +202,18 @@ def write_latent_cache(cfg: RunConfig, samples: int, out: str | os.PathLike | No
     return out
 
 
+def _read_shard(path: Path) -> tuple[torch.Tensor, list]:
+    """A shard's latents and their captions, in one read (safetensors' errors, a missing key or metadata, bad JSON
+    raise as they are: the callers say what they mean)."""
+    with safe_open(str(path), "pt") as f:
+        return f.get_tensor("latents"), json.loads(f.metadata()["captions"])
+
+
 def _shard_damage(path: Path, count: int, shape: tuple) -> str | None:
     """Why the shard at ``path`` is not ``count`` latents of ``shape`` (its first entry None) with their captions (it
     is truncated, not safetensors, or of another shape), else None."""
     try:
-        with safe_open(str(path), "pt") as f:
-            latents = f.get_tensor("latents")
-            captions = json.loads(f.metadata()["captions"])
+        latents, captions = _read_shard(path)
     except Exception as err:  # SafetensorError, a missing key or metadata, bad JSON: each a shard not to keep
         return f"{type(err).__name__}: {err}"
     want = (count, *shape[1:])
@@ -259,13 +264,13 @@ class LatentCache:
             if check_hashes and sha256_file(file) != shard["sha256"]:
                 raise CorruptCheckpointError(f"latent cache shard {str(file)!r} does not match its sha256")
             try:
-                with safe_open(str(file), "pt") as f:  # one read: the tensor and the captions beside it
-                    captions += json.loads(f.metadata()["captions"])
-                    latents.append(f.get_tensor("latents"))
+                shard_latents, shard_captions = _read_shard(file)
             except Exception as err:  # a shard that matches its sha256 yet cannot be read: written damaged
                 raise CorruptCheckpointError(f"latent cache shard {str(file)!r} cannot be read ({type(err).__name__}: "
                                              f"{err}); delete the cache folder and write it again with `vdmkit "
                                              "cache-latents`") from err
+            latents.append(shard_latents)
+            captions += shard_captions
         self.latents = torch.cat(latents)
         self.captions = captions
         self.shard_hashes = [shard["sha256"] for shard in manifest["shards"]]
