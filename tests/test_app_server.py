@@ -118,6 +118,12 @@ BAD_GENERATE = [
     ({"prompt": DROP}, 422, "prompt: Field required"),
     ({"prompt": "x" * 600}, 400, "limit is 500"),
     ({"prompt": "a red\x00circle"}, 400, "control characters"),
+    # a zero-width space, bidi overrides and wordless prompts were sampled unconditionally (before 2026-12-06)
+    ({"prompt": "\u200b"}, 400, "prompt is empty (only invisible characters)"),
+    ({"prompt": " \ufeff\u2060 "}, 400, "prompt is empty (only invisible characters)"),
+    ({"prompt": "a red \u202ecircle"}, 400, "bidirectional control characters"),
+    ({"prompt": "!!!"}, 400, "has no words: this model encodes words"),
+    ({"prompt": "\u2014 \U0001f600"}, 400, "has no words"),
     ({"steps": 0}, 400, "steps must be >= 1"),
     ({"steps": -1}, 400, "steps must be >= 1"),
     ({"steps": 2.5}, 422, "steps: Input should be a valid integer"),
@@ -190,6 +196,41 @@ def test_generate_refuses_a_conditioned_model_as_its_listing_does(tmp_path, monk
 def test_malformed_bodies(client, body, status, message):
     r = client.post("/api/generate", content=body, headers={"content-type": "application/json"})
     assert r.status_code == status and message in r.json()["error"]
+
+
+@pytest.mark.parametrize("content_type", [None, "text/plain", "application/x-www-form-urlencoded"])
+def test_a_json_body_without_its_content_type_is_told_so(client, content_type):
+    """`curl -d` sends a form: a JSON object was answered 'Input should be a valid dictionary or object' (before
+    2026-12-06), the opposite of what was wrong."""
+    headers = {"content-type": content_type} if content_type else {}
+    r = client.post("/api/generate", content=b'{"prompt": "a", "steps": 1}', headers=headers)
+    assert r.status_code == 422 and "Content-Type: application/json" in r.json()["error"], r.text
+    assert "valid dictionary" not in r.json()["error"]
+
+
+def test_pages_and_files_answer_head_as_get(client, app_dirs):
+    """HEAD (link checkers, `curl -I`) was a 405 on every page and file (before 2026-12-06)."""
+    (app_dirs.out / "v.mp4").write_bytes(b"video")
+    for url in ("/", "/gallery", "/eval", "/results", "/files/v.mp4"):
+        head, get = client.head(url), client.get(url)
+        assert head.status_code == get.status_code == 200, url
+        assert head.content == b"" and head.headers["content-type"] == get.headers["content-type"]
+    assert client.head("/files/missing.mp4").status_code == 404
+    assert 'rel="icon"' in client.get("/").text  # no /favicon.ico request, no console error on every page
+
+
+def test_the_gallery_leaves_out_a_video_whose_sidecar_is_still_being_written(client, app_dirs):
+    """write_video replaces the sidecar last: a gallery listed in between showed a bare card (2 of 12 while jobs
+    ran, before 2026-12-06). A video whose sidecar is missing for good is still listed."""
+    out = app_dirs.out
+    for name in ("done", "writing", "lost"):
+        (out / f"{name}.mp4").write_bytes(b"video")
+    (out / "done.mp4.json").write_text('{"seed": 1}')
+    (out / ".writing.mp4.abcd1234.tmp.json").write_text('{"seed": 2}')
+    listed = client.get("/api/gallery").json()
+    assert sorted(v["file"] for v in listed["videos"]) == ["done.mp4", "lost.mp4"] and listed["total"] == 2
+    (out / ".writing.mp4.abcd1234.tmp.json").rename(out / "writing.mp4.json")
+    assert client.get("/api/gallery").json()["total"] == 3
 
 
 def test_request_bodies_are_capped(client):
@@ -409,6 +450,9 @@ def test_unknown_studies_and_bad_raters(client):
     r = client.get("/api/studies/nope/next", params={"rater": "ann"})
     assert r.status_code == 404 and "studies here: demo" in r.json()["error"]
     assert client.get("/api/studies/demo/next", params={"rater": " "}).status_code == 400
+    for invisible in ("\u200b", "\u202e\u200b", "ann\u202e"):  # an invisible or reordered rater id (2026-12-06)
+        r = client.get("/api/studies/demo/next", params={"rater": invisible})
+        assert r.status_code == 400 and "rater id" in r.json()["error"], invisible
     assert client.get("/api/studies/demo/next").status_code == 422
     assert client.post("/api/studies/nope/votes", json={}).status_code in (404, 422)
 
@@ -585,6 +629,13 @@ def test_serve_binds_locally_by_default_and_warns_otherwise(tmp_path, monkeypatc
     assert cli.main(["serve", "--out", str(tmp_path / "out"), "--port", "0"]) == 0  # any free port: the one printed
     port = calls[-1][1]["port"]
     assert port > 0 and f"http://127.0.0.1:{port}/" in capsys.readouterr().err
+    broken = tmp_path / "studies" / "mine"
+    broken.mkdir(parents=True)
+    (broken / "study.json").write_text("{oops")  # the log says why, as the pages do (it said nothing, 2026-12-06)
+    assert cli.main(["serve", "--out", str(tmp_path / "out"), "--study", str(tmp_path / "studies"), "--port",
+                     str(free_port())]) == 0
+    err = capsys.readouterr().err
+    assert "warning: a study cannot be used:" in err and "mine" in err and "not valid JSON" in err
 
 
 def test_serve_without_the_web_stack_says_how_to_install_it(tmp_path, monkeypatch, capsys):
@@ -692,7 +743,7 @@ def test_overlapping_thread_warnings_blocks_each_keep_their_own_and_leave_nothin
     assert [str(w.message) for w in outside] == ["not in a block"]
 
 
-def test_the_vote_store_goes_on_when_its_file_is_moved_away(tmp_path):
+def test_the_vote_store_goes_on_when_its_file_is_moved_away(tmp_path, capsys):
     """Moving votes.sqlite away while the server ran made every study request a 500 (no such table): the store now
     sets up a new file and the votes go on there; the moved file keeps the votes it had."""
     from vdmkit.app.store import Vote, VoteStore
@@ -707,6 +758,9 @@ def test_the_vote_store_goes_on_when_its_file_is_moved_away(tmp_path):
     store.add(Vote("r", "s#1", "p00000", "x", 0, "A", "B", "right"))
     assert [v.choice for v in store.votes("s#1")] == ["right"]
     assert [v.choice for v in VoteStore(tmp_path / "kept.sqlite").votes("s#1")] == ["left"]
+    # said on the server's log, once (the results restart from none without a word before 2026-12-06)
+    err = capsys.readouterr().err
+    assert err.count("has disappeared (moved or deleted)") == 1 and str(path) in err
 
 
 def test_a_waiting_or_running_job_is_cancelled_and_writes_nothing(client):

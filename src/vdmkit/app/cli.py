@@ -39,6 +39,7 @@ def _check_port_free(host: str, port: int) -> None:
 
 def _cmd_serve(args) -> int:
     from vdmkit.app.server import Settings, create_app, require_web_stack
+    from vdmkit.app.study import find_studies
     from vdmkit.device import resolve_device
 
     require_web_stack()
@@ -68,6 +69,10 @@ def _cmd_serve(args) -> int:
     app = create_app(settings)
     print(f"vdmkit serve: http://{args.host}:{args.port}/  (videos in {settings.out}, votes in {settings.db}, "
           f"studies in {', '.join(map(str, settings.studies))})", file=sys.stderr, flush=True)
+    # the pages say it too (a study with one bad field is no study); the default folder, not made yet, is no problem
+    named = settings.studies if args.study else [f for f in settings.studies if f.exists()]
+    for problem in find_studies(named)[1]:
+        print(f"warning: a study cannot be used: {problem}", file=sys.stderr, flush=True)
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
     return 0
 

@@ -8,6 +8,7 @@ so no request reaches a file outside the output and study folders. FastAPI is im
 
 # no `from __future__ import annotations`: FastAPI reads the request models from the route functions' annotations,
 # which must be the classes themselves (they are defined inside create_app, with the lazily imported pydantic)
+import glob
 import json
 import os
 import re
@@ -76,6 +77,16 @@ def check_prompt(prompt) -> str:
     return check_text(prompt, "prompt", MAX_PROMPT_CHARS, "describe the video, e.g. 'a slow red circle moving right'")
 
 
+def check_words(config, prompt: str) -> None:
+    """A model whose text encoder reads words (the built-in one) refuses a prompt without any: "!!!" or an emoji
+    encodes to nothing and sampled unconditionally, said only when the job had run (before 2026-12-06)."""
+    from vdmkit.conditioning.text import split_words
+
+    if config.text_encoder == "words" and not split_words(prompt):
+        raise ValueError(f"prompt {prompt!r} has no words: this model encodes words (letters and digits), not "
+                         "punctuation or symbols; describe the video, e.g. 'a slow red circle moving right'")
+
+
 def check_limits(frames: int | None, height: int | None, width: int | None, steps: int | None, *,
                  defaults: tuple[str, ...] = ()) -> None:
     """The server's caps, checked before anything is allocated; the model's own rules come after. ``defaults``:
@@ -140,6 +151,8 @@ def gallery(folder: Path, start: int = 0) -> dict:
         raise ValueError(f"start must be an integer >= 0 (videos to skip, newest first), got {start!r}")
     found = []
     for path in folder.glob("*.mp4") if folder.is_dir() else []:
+        if being_written(path):
+            continue
         try:
             found.append((output_file(folder, path.name).stat().st_mtime, path.name))
         except (NotFound, OSError):
@@ -156,6 +169,16 @@ def gallery(folder: Path, start: int = 0) -> dict:
         items.append({"file": name, "url": f"/files/{name}", "metadata_url": f"/files/{name}.json", "metadata": meta})
     more = start + MAX_GALLERY < len(found)
     return {"videos": items, "total": len(found), "next": start + MAX_GALLERY if more else None}
+
+
+def being_written(video: Path) -> bool:
+    """``video`` is in, its sidecar not yet: write_video replaces the sidecar last, from a temporary beside it (the
+    gallery showed a bare card without prompt or seed in that moment, 2 of 12 videos while jobs ran)."""
+    from vdmkit.io.atomic import TMP_STEM
+    from vdmkit.io.video import sidecar_path
+
+    sidecar = sidecar_path(video)
+    return not sidecar.exists() and any(video.parent.glob(f".{glob.escape(sidecar.stem[:TMP_STEM])}.*.tmp.json"))
 
 
 def describe_model(key: str, path: Path) -> dict:
@@ -236,6 +259,9 @@ def create_app(settings: Settings):
             if e.get("type") == "json_invalid":
                 parts.append(f"the request body is not valid JSON ({e.get('ctx', {}).get('error', 'parse error')})")
                 continue
+            if isinstance(e.get("input"), bytes):  # `curl -d` sends a form: "not a dictionary" of a JSON object
+                parts.append("the body was not read as JSON: send it with the header Content-Type: application/json")
+                continue
             where = ".".join(str(x) for x in e.get("loc", ()) if x != "body") or "request"
             shown = repr(e.get("input"))
             shown = shown if len(shown) <= 80 else shown[:77] + "..."
@@ -268,7 +294,7 @@ def create_app(settings: Settings):
     layout = (STATIC / "layout.html").read_text(encoding="utf-8")
     for route, (name, title) in PAGES.items():
         html = layout.replace("<!--title-->", title).replace("<!--body-->", (STATIC / name).read_text(encoding="utf-8"))
-        app.add_api_route(route, page(html), methods=["GET"], include_in_schema=False)
+        app.add_api_route(route, page(html), methods=["GET", "HEAD"], include_in_schema=False)
 
     def studies():
         return find_studies(settings.studies)
@@ -299,6 +325,7 @@ def create_app(settings: Settings):
         check_limits(body.frames, body.height, body.width, body.steps)
         ckpt, config = open_model(path)  # the config alone: no weights before the request is valid
         refuse_conditioned(config)  # text-to-video only, as /api/models says and `vdmkit sample` does
+        check_words(config, prompt)
         with thread_warnings() as caught:  # this request's own (a far guidance...), never a running job's
             request = make_request(config, [prompt], frames=body.frames, height=body.height, width=body.width,
                                    steps=body.steps, sampler=body.sampler, guidance=body.guidance, seed=body.seed)
@@ -339,7 +366,7 @@ def create_app(settings: Settings):
     def list_gallery(start: int = 0):
         return gallery(settings.out, start)
 
-    @app.get("/files/{name}")
+    @app.api_route("/files/{name}", methods=["GET", "HEAD"])  # HEAD: link checkers, curl -I
     def files(name: str):
         path = output_file(settings.out, name)
         download = {"Content-Disposition": f'attachment; filename="{name}"'} if name.endswith(".json") else None
@@ -390,7 +417,7 @@ def create_app(settings: Settings):
         servable = s.servable
         return {"id": row, "done": len(store.voted_pairs(s.key, rater) & set(servable)), "total": len(servable)}
 
-    @app.get("/studies/{name}/videos/{file}")
+    @app.api_route("/studies/{name}/videos/{file}", methods=["GET", "HEAD"])
     def study_video(name: str, file: str):
         s = study(name)
         if not file.endswith(".mp4"):

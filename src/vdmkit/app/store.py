@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import sys
 from contextlib import closing
 from dataclasses import astuple, dataclass
 from datetime import datetime, timezone
@@ -81,6 +82,9 @@ class VoteStore:
             con.execute("PRAGMA synchronous=FULL")  # the first statement: a file that is not SQLite fails here
         except sqlite3.Error as e:
             raise VdmkitError(f"cannot open the vote store {str(self.path)!r}: {e} (not an SQLite database?)") from e
+        if fresh and self._ready:  # its votes are in the moved file; the results restart from none, so said
+            print(f"warning: the vote store {str(self.path)!r} has disappeared (moved or deleted) while the server "
+                  "runs; votes now go to a new, empty file of that name", file=sys.stderr, flush=True)
         if fresh or not self._ready:
             try:
                 mode = con.execute("PRAGMA journal_mode=WAL").fetchone()[0]

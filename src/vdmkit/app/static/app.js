@@ -53,6 +53,14 @@ function fmt(x, digits) {
   return x === null || x === undefined ? "–" : Number(x).toFixed(digits);
 }
 
+// what to tell a rater or analyst about the studies found: the broken ones' reasons (a study with one bad field
+// was shown as "no study here: make one"), or ``none`` when there are no studies at all
+function studyProblems(data, none) {
+  const broken = (data.problems || []).length ? `studies that cannot be used: ${data.problems.join(" | ")}` : "";
+  if (!data.studies.length) return broken ? `no usable study here; ${broken}` : none;
+  return broken;
+}
+
 async function fillStudies(select, chosen) {
   const data = await api("/api/studies");
   select.replaceChildren();
