@@ -405,3 +405,40 @@ def test_a_stream_that_changes_size_is_reported_at_the_size_its_frames_are_read_
     frames = read_video(tmp_path / "mixed.mkv")
     assert info.frames == len(frames) > 6 and frames.shape[1:] == (32, 32, 3)
     assert (info.height, info.width) == (32, 32)
+
+
+@pytest.mark.parametrize("suffix", [".webp", ".gif"])
+@pytest.mark.parametrize("runs", [[16], [8, 8], [2] * 8, [1, 3, 2, 10]])
+def test_runs_of_identical_frames_written_here_read_back_as_every_frame(tmp_path, suffix, runs):
+    """The encoders store identical frames in a row as one: a still video (one WebP frame, no delay) read back as 1
+    frame of 16, frames A A B B as A B, a GIF too (before 2026-12-06: eval refused the video, blaming its length).
+    write_video records the count and the delay; decode keeps every frame, at the written rate."""
+    rng = np.random.default_rng(len(runs))
+    frames = np.repeat(rng.integers(0, 256, (len(runs), 8, 8, 3), dtype=np.uint8), runs, axis=0)
+    path = tmp_path / f"v{suffix}"
+    write_video(path, frames, fps=10)
+    out = decode(path)
+    assert out.info.frames == probe_video(path).frames == 16 and abs(out.info.fps - 10) < 1e-6
+    np.testing.assert_allclose(np.diff(out.timestamps), 0.1, atol=1e-9)
+    if suffix == ".webp":  # lossless
+        assert np.array_equal(out.frames, frames)
+    assert read_clip(path, 4, fps=10).frames.shape[0] == 4
+    assert decode(path, start=0.45, end=0.75).info.frames == 3  # 0.5, 0.6 and 0.7 s of the written grid
+
+
+def test_a_frame_record_that_does_not_add_up_is_ignored(tmp_path):
+    """Another tool's edit of a file written here (its delays no longer the record's count x delay) falls back to
+    the delays alone; a record claiming more frames than the limits allow is refused as any such file is."""
+    from PIL import Image
+
+    from vdmkit.io.video import frame_record
+
+    shades = [Image.fromarray(np.full((8, 8, 3), 60 * k, np.uint8)) for k in range(2)]
+    path = tmp_path / "a.webp"
+    shades[0].save(path, save_all=True, append_images=shades[1:], duration=[200, 200], loop=0, lossless=True,
+                   xmp=frame_record(16, 100))  # 16 x 100 ms is not the 400 ms of its delays
+    assert decode(path).info.frames == 2
+    still = tmp_path / "still.webp"
+    shades[0].save(still, lossless=True, xmp=frame_record(10**8, 1))
+    with pytest.raises(InvalidVideoError, match="frames"):
+        decode(still, limits=DecodeLimits(max_frames=1000))

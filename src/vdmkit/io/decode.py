@@ -10,7 +10,8 @@ Every failure is an :class:`InvalidVideoError` naming the file and the reason. T
   are dropped. Frames are never zero-filled or duplicated to hide a gap: clip sampling maps each target
   timestamp to a distinct decoded frame within half a frame interval, or refuses;
 - a GIF or animated WebP frame shown for k times the file's shortest delay is k frames: encoders (Pillow,
-  libwebp) store identical frames in a row as one frame with their summed delay;
+  libwebp) store identical frames in a row as one frame with their summed delay; the frame delay a file written
+  by vdmkit records (its frame count and delay) is the grid, so frames A A B B and a still video keep their count;
 - rotation metadata (display matrix) is applied, so frames come out the way players show them.
 """
 
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -212,7 +214,8 @@ def decode(path: str | os.PathLike, *, rgb: bool = True, max_side: int | None = 
             raise InvalidVideoError(f"{str(path)!r}: {errors} decode error(s) (damaged packets or concealed frames), "
                                     f"above the budget of {limits.max_decode_errors}")
         if held and times:
-            frames, times = _expand_held(path, frames, times, delays, float(base), limits)
+            delays, grid = recorded_frames(container.metadata.get("comment"), delays, float(base))
+            frames, times = _expand_held(path, frames, times, delays, float(base), limits, grid)
             keep = _selected(times, **window)
             frames, times = [frames[i] for i in keep] if rgb else frames, [times[i] for i in keep]
             start, end = window["start"], window["end"]
@@ -278,13 +281,15 @@ def _decode_pillow(path: Path, *, rgb: bool, max_side: int | None, start: float 
                 size = size or f.size  # as displayed: after the EXIF orientation
                 frames.append(np.asarray(f) if rgb else None)
             codec = (im.format or "image").lower()
+            record = im.info.get("xmp") or im.info.get("comment")
     except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as e:
         raise InvalidVideoError(f"{str(path)!r}: cannot decode ({e})") from e
-    shortest = min((d for d in delays if d > 0), default=0)
+    delays, grid = recorded_frames(record, delays, 1e-3)
+    shortest = grid or min((d for d in delays if d > 0), default=0)
     fps = 1000 / shortest if shortest else 1.0
     # each frame at the sum of the delays before it (uneven delays were put on the shortest's grid), when all known
     times = (np.cumsum([0] + delays[:-1]) / 1000).tolist() if all(delays) else [i / fps for i in range(len(frames))]
-    frames, times = _expand_held(path, frames, times, delays, 1e-3, limits)
+    frames, times = _expand_held(path, frames, times, delays, 1e-3, limits, grid)
     ts = np.asarray(times)
     keep = _selected(times, start, end, only)
     if not keep:
@@ -298,14 +303,36 @@ def _decode_pillow(path: Path, *, rgb: bool, max_side: int | None, start: float 
     return Decoded(array, ts[keep], info)
 
 
+RECORD = re.compile(rb'vdmkit:frames="(\d{1,9})" vdmkit:delay_ms="(\d{1,9})"')
+
+
+def recorded_frames(record, delays: list[int], unit: float) -> tuple[list[int], int | None]:
+    """The frame ``delays`` (whole ``unit``s of seconds) of a GIF or WebP, and the delay of one frame that
+    io.video.write_video ``record``ed in it (its XMP or comment; None when it has no record, or one its delays do not
+    add up to: another tool's edit). A still WebP (the encoder kept one frame of a video whose frames are all the
+    same) has no delay: it gets the whole video's."""
+    found = RECORD.search(record.encode() if isinstance(record, str) else record or b"")
+    if not found:
+        return delays, None
+    frames, delay_ms = (int(g) for g in found.groups())
+    delay = delay_ms / (1000 * unit)
+    if delay <= 0 or delay != int(delay):
+        return delays, None
+    delay = int(delay)
+    if delays == [0]:
+        delays = [frames * delay]
+    return (delays, delay) if sum(delays) == frames * delay else (delays, None)
+
+
 def _expand_held(path, frames: list, times: list[float], delays: list[int], unit: float,
-                 limits: DecodeLimits) -> tuple[list, list[float]]:
-    """Each frame repeated once per shortest delay it is shown for, at constant-rate timestamps from its own.
+                 limits: DecodeLimits, grid: int | None = None) -> tuple[list, list[float]]:
+    """Each frame repeated once per shortest delay it is shown for (once per ``grid`` when given: a file's own record
+    of its frame delay), at constant-rate timestamps from its own.
 
     ``delays`` are whole ``unit``s of seconds; when one is unknown (0) or not a whole multiple of the shortest (a
     variable-rate animation), the frames are returned as they are.
     """
-    shortest = min(delays, default=0)
+    shortest = grid or min(delays, default=0)
     if shortest <= 0 or any(d % shortest for d in delays):
         return frames, times
     counts = [d // shortest for d in delays]

@@ -83,6 +83,14 @@ def played_fps(path: str | os.PathLike, fps: float) -> float:
     return fps
 
 
+def frame_record(frames: int, delay_ms: int) -> bytes:
+    """What a GIF (as its comment) or WebP (as XMP) written here records of its frames: how many, and each one's delay
+    (io.decode.recorded_frames reads it)."""
+    return (f'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+            f'<rdf:Description xmlns:vdmkit="https://github.com/vdmkit/ns/1.0/" vdmkit:frames="{frames}" '
+            f'vdmkit:delay_ms="{delay_ms}"/></rdf:RDF></x:xmpmeta>').encode()
+
+
 def _frame_delay_ms(fps: float, suffix: str) -> int:
     """A GIF or WebP frame's delay as written: GIF's in whole hundredths of a second."""
     if suffix == ".gif":
@@ -226,7 +234,10 @@ def _write_pillow(path: Path, frames: np.ndarray, fps: float, suffix: str) -> No
         return
     duration = _frame_delay_ms(fps, suffix)
     fmt = {".gif": "GIF", ".webp": "WEBP"}[suffix]
-    extra = {"lossless": True} if fmt == "WEBP" else {"disposal": 1}
+    # the frame count and delay, for io.decode: the encoders merge identical frames in a row, and a run of them as
+    # long as the shortest one left (frames A A B B) or a still video (one WebP frame, no delay) lost frames
+    record = frame_record(len(frames), duration)
+    extra = {"lossless": True, "xmp": record} if fmt == "WEBP" else {"disposal": 1, "comment": record}
     rest = (Image.fromarray(f) for f in frames[1:])
     if fmt == "WEBP":  # Pillow's WebP writer makes a list of them anyway
         rest = list(rest)
