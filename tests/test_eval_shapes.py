@@ -127,9 +127,18 @@ def test_shapes_protocol_samples_a_model_directory(tiny_cfg):
     r = ev.report
     assert r["fake"]["kind"] == "model" and r["fake"]["model_sha256"] and r["counts"] == {"real": 3, "fake": 3}
     assert [s["caption"] for s in r["samples"]["fake"]] == [s["caption"] for s in r["samples"]["real"]]
-    assert [s["batch_seed"] for s in r["samples"]["fake"]] == [1234, 1234, 1236]
+    assert [s["seed"] for s in r["samples"]["fake"]] == [1234, 1235, 1236]
     assert r["real"]["config"]["size"] == 16 and r["clip_shape"] == [3, 4, 16, 16]
     assert 0 <= r["metrics"]["shapes"]["all_three_ok"] <= 1
+    # a seed per video: another --batch-size samples the same videos (batch k was seeded with seed + its first
+    # index, and the scores moved with the batch size: FVD 74.2 at 8, 83.0 at 4, before 2026-12-06)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", VocabularyWarning)
+        one = evaluate("shapes", run, protocol="shapes", metrics="fvd,shapes", num_real=3, num_fake=3, frames=4,
+                       resolution=16, sample_steps=2, batch_size=3, progress=False).report
+    assert one["metrics"]["fvd"]["value"] == pytest.approx(r["metrics"]["fvd"]["value"], rel=1e-4, abs=1e-6)
+    scores = {k: v for k, v in r["metrics"]["shapes"].items() if isinstance(v, float)}
+    assert scores and {k: one["metrics"]["shapes"][k] for k in scores} == pytest.approx(scores, rel=1e-4, abs=1e-6)
 
 
 def test_a_model_is_evaluated_in_pure_bf16_and_through_its_package(tiny_cfg, tmp_path, monkeypatch):

@@ -39,6 +39,45 @@ def test_given_latents_reproduce_a_seeded_run_exactly(pipe, sampler):
     assert not torch.equal(seeded, other)
 
 
+@pytest.mark.parametrize("sampler", ["dpmpp_2m", "ddpm"])
+def test_a_seed_per_prompt_samples_each_video_as_alone_whatever_the_batch(pipe, sampler):
+    """seed=[s0, s1]: video i is the one [prompts[i]] samples with seed=s_i (starting noise and a stochastic
+    sampler's noise from its own generator), as diffusers' list of generators; one seed seeds the whole batch from
+    one generator (its second video is not [prompts[1]] with that seed)."""
+    prompts = ["a slow red circle moving right", "a fast blue square moving up"]
+    kw = dict(steps=3, sampler=sampler, guidance=3.0)
+    both = pipe(prompts, seed=[5, 9], **kw)
+    alone = [pipe([p], seed=s, **kw)[0] for p, s in zip(prompts, (5, 9))]
+    for video, single in zip(both, alone):
+        torch.testing.assert_close(video, single, atol=1e-4, rtol=0)  # a batch of 2 vs 1: the same maths, reordered
+    batch = pipe(prompts, seed=5, **kw)  # one generator: the second video's noise follows the first's
+    if sampler == "dpmpp_2m":  # deterministic: the first video is the seed's (a stochastic one's step noise is not)
+        torch.testing.assert_close(batch[0], alone[0], atol=1e-4, rtol=0)
+    assert (batch[1] - alone[1]).abs().max() > 0.1
+    assert pipe.request(prompts, seed=[5, 9], steps=2).seed == (5, 9)
+
+
+@pytest.mark.parametrize("seed, message", [
+    ([1], "a list of 1 seeds for 2 prompt"),
+    ([1, 2, 3], "a list of 3 seeds for 2 prompt"),
+    ([1, None], "integers only"),
+    ([1, -1], "seed must be an integer"),
+    ([1, 2.5], "seed must be an integer"),
+])
+def test_bad_seed_lists_are_refused(pipe, seed, message):
+    with pytest.raises(ConfigError, match=message):
+        pipe(["a red circle", "a blue square"], seed=seed, steps=2)
+
+
+def test_tasks_other_than_text_to_video_take_one_seed(pipe):
+    from vdmkit.pipelines import edit, long_video
+
+    with pytest.raises(ConfigError, match="editing takes one seed"):
+        edit(pipe, torch.zeros(1, 3, 4, 16, 16), ["a red circle"], steps=2, seed=[1])
+    with pytest.raises(ConfigError, match="a long video takes one seed"):
+        long_video(pipe, "a red circle", frames=8, steps=2, seed=[1])
+
+
 def test_bad_latents_name_the_shape_they_need(pipe):
     with pytest.raises(ConstraintError, match=r"needs \(1, 3, 4, 16, 16\)"):
         pipe(["a red circle"], steps=2, latents=torch.randn(1, 3, 4, 8, 8))

@@ -172,16 +172,25 @@ def heap_free_bytes() -> int:
 
 def draw_device(generator: torch.Generator | None, device) -> torch.device | str | None:
     """Where random numbers are drawn: on the generator's own device (a CPU generator gives the same numbers
-    whatever device the tensors then move to), else on ``device``."""
+    whatever device the tensors then move to), else on ``device``. A list of generators: the first's."""
+    if isinstance(generator, (list, tuple)):
+        generator = generator[0]
     return generator.device if generator is not None else device
 
 
 def randn(shape, generator: torch.Generator | None, device=None, dtype: torch.dtype | None = None) -> torch.Tensor:
     """N(0, I) of ``shape`` (float32 unless ``dtype``) drawn where ``generator`` lives, returned on ``device``: a CPU
-    generator gives the same noise on every device."""
+    generator gives the same noise on every device. A list of generators, one per row of the batch (``shape[0]``):
+    each row drawn from its own, as that generator alone would draw a batch of one."""
     import torch
 
-    x = torch.randn(shape, generator=generator, device=draw_device(generator, device), dtype=dtype or torch.float32)
+    where, dtype = draw_device(generator, device), dtype or torch.float32
+    if isinstance(generator, (list, tuple)):
+        if len(generator) != shape[0]:
+            raise ValueError(f"{len(generator)} generators for a batch of {shape[0]}: give one per row")
+        x = torch.cat([torch.randn((1, *shape[1:]), generator=g, device=where, dtype=dtype) for g in generator])
+    else:
+        x = torch.randn(shape, generator=generator, device=where, dtype=dtype)
     return x if device is None else x.to(device)
 
 

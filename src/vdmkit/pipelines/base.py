@@ -376,8 +376,10 @@ class Pipeline(nn.Module):
 
     def starting_noise(self, request: SampleRequest) -> tuple[torch.Tensor, torch.Generator]:
         """(x_T on this pipeline's device, the CPU generator seeded with the request's seed, which then feeds a
-        stochastic sampler). Given ``latents`` replace the seed's noise."""
-        generator = torch.Generator().manual_seed(request.seed)
+        stochastic sampler; a generator per video for a list of seeds). Given ``latents`` replace the seed's noise."""
+        seeds = request.seed if isinstance(request.seed, tuple) else None
+        generator = ([torch.Generator().manual_seed(s) for s in seeds] if seeds is not None
+                     else torch.Generator().manual_seed(request.seed))
         shape = (len(request.prompts), self.config.latent_channels,
                  *self.config.latent_size(request.frames, request.height, request.width))
         x = request.latents if request.latents is not None else initial_noise(shape, generator)

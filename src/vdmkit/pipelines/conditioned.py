@@ -37,7 +37,7 @@ from vdmkit.conditioning.masks import augment, check_noise_level
 from vdmkit.errors import ConfigError, ConstraintError
 from vdmkit.pipelines.base import check_decode, sampling_advice
 from vdmkit.pipelines.request import SampleRequest, check_prompts, check_size, make_request
-from vdmkit.sampling.generate import check_callback, check_seed, generate, offset_seed
+from vdmkit.sampling.generate import check_callback, check_seed, generate, offset_seed, one_seed
 from vdmkit.sampling.guidance import check_guidance, check_reconstruction_weight, weights_frozen
 from vdmkit.video import check_video
 
@@ -193,6 +193,7 @@ def conditioned_request(config, prompts, *, known: torch.Tensor | None = None, m
     # two-scale guidance evaluates the negative prompt (its image-only and neither branches) at any text scale
     base = make_request(config, list(prompts), frames=frames, height=height, width=width,
                         unconditional=True if image_guidance is not None else None, **kwargs)
+    one_seed(base.seed, "conditioned sampling (image-to-video, interpolation, extension, upscaling)")
     if base.cache is not None:  # (and reconstruction guidance differentiates every call, which a cache skips)
         raise ConstraintError("cache (step caching) applies to text-to-video sampling; drop it")
     if known is not None:

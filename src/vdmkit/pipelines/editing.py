@@ -27,7 +27,7 @@ from vdmkit.errors import ConfigError, ConstraintError
 from vdmkit.pipelines.base import check_decode, check_sampling_memory, sampling_advice
 from vdmkit.pipelines.request import SampleRequest, check_negative, check_prompts, check_unconditional, make_request
 from vdmkit.pipelines.text2video import refuse_conditioned
-from vdmkit.sampling.generate import check_callback, generate
+from vdmkit.sampling.generate import check_callback, generate, one_seed
 from vdmkit.sampling.guidance import check_guidance, check_rescale
 from vdmkit.sampling.samplers import invert_ddim
 from vdmkit.video import check_video
@@ -65,7 +65,9 @@ def edit_request(config, video: torch.Tensor, prompts, **kwargs) -> SampleReques
     if len(prompts) != batch:
         raise ConstraintError(f"{len(prompts)} prompts for {batch} videos: give one prompt, or one per video")
     _, _, frames, height, width = video.shape
-    return make_request(config, list(prompts), frames=frames, height=height, width=width, **kwargs)
+    request = make_request(config, list(prompts), frames=frames, height=height, width=width, **kwargs)
+    one_seed(request.seed, "editing")
+    return request
 
 
 def check_edit_memory(config, request: SampleRequest, device, dtype: str = "fp32", *, invert: bool = False,

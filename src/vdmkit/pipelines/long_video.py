@@ -30,7 +30,7 @@ from vdmkit.backbones.layers import one_run_at_a_time
 from vdmkit.errors import ConfigError, ConstraintError
 from vdmkit.pipelines.request import SampleRequest, check_latents, check_prompts, check_size, make_request
 from vdmkit.pipelines.text2video import refuse_conditioned
-from vdmkit.sampling.generate import check_callback, initial_noise
+from vdmkit.sampling.generate import check_callback, initial_noise, one_seed
 from vdmkit.sampling.guidance import guided
 from vdmkit.registry import check_sampler
 
@@ -138,6 +138,7 @@ def long_request(config, prompt: str, *, frames: int, window: int | None = None,
         raise ConfigError("cache (step caching) applies to text-to-video sampling at the model's length, not to "
                           "long videos; drop it")
     base = make_request(config, [prompt], **kwargs)  # at the training length: everything but the length checked
+    one_seed(base.seed, "a long video")
     frames = check_size("frames", frames)
     latent_frames, h, w = config.latent_size(frames, base.height, base.width)
     trained = config.latent_size(config.frames, base.height, base.width)[0]

@@ -18,7 +18,7 @@ from vdmkit.errors import ConfigError, ConstraintError
 from vdmkit.pipelines.config import PipelineConfig
 from vdmkit.registry import SAMPLERS, check_sampler, sampler_defaults
 from vdmkit.sampling.caching import CacheSpec, check_cache
-from vdmkit.sampling.generate import check_seed, default_spacing
+from vdmkit.sampling.generate import check_seeds, default_spacing
 from vdmkit.sampling.guidance import check_guidance, check_rescale
 from vdmkit.sampling.schedule_search import saved_timesteps
 from vdmkit.sampling.timesteps import check_steps, make_timesteps
@@ -43,7 +43,7 @@ class SampleRequest:
     ts: torch.Tensor = field(repr=False)  # the times to visit, noisiest first
     guidance: float = 3.0
     guidance_rescale: float = 0.0
-    seed: int = 0
+    seed: int | tuple[int, ...] = 0  # one for the batch, or one per prompt (check_seeds)
     seed_was_random: bool = False
     negative_prompt: str = ""
     precision: str = "fp32"
@@ -196,8 +196,8 @@ def make_request(config: PipelineConfig, prompts, *, frames: int | None = None, 
     cache = check_cache(cache)
     return SampleRequest(prompts, frames, height, width, steps, sampler, spacing,
                          None if timesteps is None else tuple(timesteps), ts, guidance, guidance_rescale,
-                         check_seed(seed), seed is None, negative_prompt, precision, knobs, latents, rules, output,
-                         cache)
+                         check_seeds(seed, len(prompts)), seed is None, negative_prompt, precision, knobs, latents,
+                         rules, output, cache)
 
 
 def check_unconditional(guidance: float, negative_prompt: str, guidance_rescale: float, unconditional: bool) -> None:

@@ -30,10 +30,10 @@ class TextToVideo(Pipeline):
     def __call__(self, prompts: list[str] | str, *, callback: Callable | None = None, decode: dict | None = None,
                  **kwargs) -> torch.Tensor:
         """``kwargs``: frames, height, width (pixels; default: the training size), steps, sampler, guidance, seed
-        (None: random), spacing or timesteps, guidance_rescale, precision, negative_prompt, latents (the starting
-        noise (B, C, T, H, W), replacing the seed's), output ("pixels" or "latents": not decoded) and the
-        sampler's options (eta, order, ...); timesteps="auto" takes the schedule searched for the sampler and steps;
-        cache skips model calls (step caching: {"mode": "teacache", "threshold": 0.05}).
+        (None: random; one int seeds the batch from one generator, a list gives each prompt its own), spacing or
+        timesteps, guidance_rescale, precision, negative_prompt, latents (the starting noise (B, C, T, H, W),
+        replacing the seed's), output ("pixels" or "latents": not decoded) and the sampler's options (eta, order,
+        ...); timesteps="auto" takes the schedule searched for the sampler and steps; cache skips model calls (step caching: {"mode": "teacache", "threshold": 0.05}).
         ``decode``: memory options of the autoencoder (tile, overlap, frame_chunk, batch_chunk).
         One clip of ``frames`` at once (`vdmkit sample --long-mode full`): beyond the model's length it warns, since
         `vdmkit sample --frames N` samples in windows there (:func:`~vdmkit.pipelines.long_video.long_video`)."""

@@ -42,6 +42,27 @@ def check_callback(callback) -> None:
                           f"{type(callback).__name__}")
 
 
+def check_seeds(seed, videos: int) -> int | tuple[int, ...]:
+    """One seed (:func:`check_seed`: the batch's noise from one generator, as diffusers' one generator), or a list of
+    ``videos`` seeds: video i's noise, starting and a stochastic sampler's, from its own (as diffusers' list of
+    generators), so that it is the video ``[prompts[i]]`` with ``seed=seeds[i]`` samples, whatever the batch."""
+    if isinstance(seed, (list, tuple)):
+        if len(seed) != videos:
+            raise ConfigError(f"seed is a list of {len(seed)} seeds for {videos} prompt(s): give one per prompt, or "
+                              "one integer for the batch")
+        if any(s is None for s in seed):
+            raise ConfigError("a list of seeds takes integers only; seed=None (one random seed) is for the batch")
+        return tuple(check_seed(s) for s in seed)
+    return check_seed(seed)
+
+
+def one_seed(seed, what: str) -> int:
+    """``seed`` when it is one integer; ConfigError for a list of seeds, which only text-to-video takes."""
+    if isinstance(seed, tuple):
+        raise ConfigError(f"{what} takes one seed (an integer); a list of seeds, one per prompt, is for text-to-video")
+    return seed
+
+
 def offset_seed(seed: int, k: int) -> int:
     """Seed ``seed + k`` (window, stage or prompt k), wrapped into the seed range: 2**63 - 1 is a valid first seed."""
     return (seed + k) % (MAX_SEED + 1)
