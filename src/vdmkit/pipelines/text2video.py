@@ -33,7 +33,8 @@ class TextToVideo(Pipeline):
         (None: random; one int seeds the batch from one generator, a list gives each prompt its own), spacing or
         timesteps, guidance_rescale, precision, negative_prompt, latents (the starting noise (B, C, T, H, W),
         replacing the seed's), output ("pixels" or "latents": not decoded) and the sampler's options (eta, order,
-        ...); timesteps="auto" takes the schedule searched for the sampler and steps; cache skips model calls (step caching: {"mode": "teacache", "threshold": 0.05}).
+        ...); timesteps="auto" takes the schedule searched for the sampler and steps; cache skips model calls
+        (step caching: {"mode": "teacache", "threshold": 0.05}).
         ``decode``: memory options of the autoencoder (tile, overlap, frame_chunk, batch_chunk).
         One clip of ``frames`` at once (`vdmkit sample --long-mode full`): beyond the model's length it warns, since
         `vdmkit sample --frames N` samples in windows there (:func:`~vdmkit.pipelines.long_video.long_video`)."""
