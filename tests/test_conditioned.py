@@ -263,6 +263,13 @@ def test_concat_tasks_make_the_frames_and_sizes_they_promise(models):
     assert torch.equal(extend(pipe, clip(1, t=3), frames=9, steps=2, keep_known=True), longer)
     with pytest.raises(ConstraintError, match=r"must be \(B, 3, H, W\), got shape \(3, 16, 16\): add a batch axis"):
         image_to_video(pipe, image[0], "a blue square moving up", steps=2)
+    hwc = torch.zeros(16, 16, 3, dtype=torch.uint8)  # as PIL / NumPy hold it: image[None] was advised, refused again
+    for given in (hwc, hwc[None]):
+        with pytest.raises(ConstraintError, match=r"channels last .*: vdmkit.video.from_uint8\(x\[None\]\) converts"):
+            image_to_video(pipe, given, "a blue square moving up", steps=2)
+    from vdmkit.video import from_uint8
+
+    assert image_to_video(pipe, from_uint8(hwc[None]), "a blue square moving up", steps=2).shape[2] >= 1
     sr = TextToVideo.from_pretrained(models["sr"])
     up = upscale(sr, clip(1, t=6, size=8), steps=2, noise_level=0.05)
     assert up.shape == (1, 3, 6, 16, 16)

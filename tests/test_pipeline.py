@@ -110,7 +110,14 @@ def test_python_requests_refuse_bad_sizes_instead_of_using_the_default(pipe, nam
     ({"eta": None, "sampler": "ddim"}, "eta must be a number, got None"),
     ({"order": 5, "sampler": "unipc"}, "order must be 1, 2 or 3"),
     ({"churn": 1}, "churn is no sampler option"),
-    ({"generator": torch.Generator()}, "generator is no sampler option.*seed= or latents= set the noise"),
+    ({"generator": torch.Generator()}, r"generator is diffusers' keyword; vdmkit takes seed= \(an int.*or latents="),
+    ({"churn": 1}, "; a request takes frames, height, width, steps"),
+    # diffusers' names were refused as "no sampler option ... (whose options are: none)" (before 2026-12-06)
+    ({"num_inference_steps": 2}, "num_inference_steps is diffusers' keyword; vdmkit takes steps="),
+    ({"num_frames": 8}, "num_frames is diffusers' keyword; vdmkit takes frames="),
+    ({"guidance_scale": 7.5}, "guidance_scale is diffusers' keyword; vdmkit takes guidance="),
+    ({"output_type": "np"}, "output_type is diffusers' keyword; vdmkit takes output="),
+    ({"prompt": "a red circle"}, "prompt is diffusers' keyword; vdmkit takes the prompts, as the first argument"),
     ({"negative_prompt": 3}, "negative_prompt must be a string"),
     ({"negative_prompt": "a\x00"}, "NUL"),
     ({"output": "video"}, "output must be one of pixels, latents"),
@@ -410,3 +417,29 @@ def test_sampling_beyond_the_training_length_warns_that_it_is_one_clip():
         warnings.simplefilter("error")
         pipe("a red circle moving left", frames=4, steps=1)
         pipe.run(pipe.request("a red circle moving left", frames=6, steps=1))  # a request of its own: as asked
+
+
+def test_a_diffusers_users_first_calls_are_answered_in_vdmkits_terms(pipe, tmp_path, monkeypatch):
+    """pipe(prompt=...) was a bare TypeError, pipe.to("cuda") on a machine without CUDA torch's bare AssertionError,
+    `from vdmkit import TextToVideo` an ImportError, and save_pretrained left the searched schedules behind (the
+    bundled model's timesteps="auto" then failed on the saved copy), before 2026-12-06."""
+    import vdmkit
+    from vdmkit.errors import DeviceError
+    from vdmkit.pipelines import default_model
+
+    with pytest.raises(ConfigError, match="prompt is diffusers' keyword; vdmkit takes the prompts, as the first"):
+        pipe(prompt="a red circle", steps=2)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(DeviceError, match="no CUDA device"):
+        pipe.to("cuda")
+    with pytest.raises(DeviceError, match="no CUDA device"):
+        pipe.to(device=torch.device("cuda", 0))
+    assert pipe.to("cpu") is pipe and pipe.to(torch.float32) is pipe
+    assert vdmkit.TextToVideo is TextToVideo and "TextToVideo" in dir(vdmkit) and "TextToVideo" in vdmkit.__all__
+    with pytest.raises(AttributeError, match="no attribute 'nothing'"):
+        vdmkit.nothing
+    bundled = TextToVideo.from_pretrained(default_model())
+    saved = TextToVideo.from_pretrained(bundled.save_pretrained(tmp_path / "saved"))
+    assert (tmp_path / "saved" / "schedules.json").read_bytes() == bundled.schedules_path().read_bytes()
+    kw = dict(steps=8, sampler="dpmpp_2m", timesteps="auto", seed=0, frames=4)
+    assert torch.equal(saved(["a red circle moving right"], **kw), bundled(["a red circle moving right"], **kw))

@@ -232,6 +232,16 @@ class Pipeline(nn.Module):
         # a CompiledBackbone or RegionalBackbone (compile()) or a GraphedBackbone (cuda_graphs()): the denoiser runs it
         self.compiled = None
 
+    def to(self, *args, **kwargs):
+        """nn.Module.to, a device checked first: ``pipe.to("cuda")`` on a machine without one is a DeviceError naming
+        the devices there, as from_pretrained(device=...) says (torch's bare AssertionError before 2026-12-06)."""
+        from vdmkit.device import resolve_device
+
+        for value in (*args, kwargs.get("device")):
+            if isinstance(value, (str, torch.device)):
+                resolve_device(str(value))
+        return super().to(*args, **kwargs)
+
     def train(self, mode: bool = True):
         super().train(mode)
         for module in self.frozen_modules():
@@ -404,12 +414,21 @@ class Pipeline(nn.Module):
         """Write this model as a vdmkit checkpoint (model.safetensors, config.json, manifest), e.g. a pretrained
         folder imported once; written under a temporary name and renamed when complete. Active LoRA adapters are
         folded into the weights written (the model itself is left as it was). An existing ``directory``, or one that
-        cannot be written, is an OutputError before anything is written."""
-        from vdmkit.io.atomic import check_new_folder
+        cannot be written, is an OutputError before anything is written. The schedules searched for these weights
+        (schedules.json, keyed by them; outside the manifest, as ``vdmkit search-schedule`` adds to it) come along
+        when no adapter changes the weights: the bundled model's were left behind (before 2026-12-06)."""
+        from vdmkit.backbones import lora
+        from vdmkit.io.atomic import atomic_path, check_new_folder
 
         directory = check_new_folder(directory, f"save_pretrained({str(directory)!r})", "save_pretrained")
-        return save_checkpoint(directory, {WEIGHTS: self.plain_state_dict()}, {CONFIG: to_dict(self.config)},
+        folded = bool(lora.adapter_names(self.backbone))
+        path = save_checkpoint(directory, {WEIGHTS: self.plain_state_dict()}, {CONFIG: to_dict(self.config)},
                                blobs=self.carried_files())
+        schedules = self.schedules_path()
+        if schedules is not None and schedules.is_file() and not folded:
+            with atomic_path(path / SCHEDULES_FILE) as tmp:
+                tmp.write_bytes(schedules.read_bytes())
+        return path
 
     def plain_state_dict(self) -> dict[str, torch.Tensor]:
         """The weights of a model without adapters that computes what this one does now: the state dict with active

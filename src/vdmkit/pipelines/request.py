@@ -91,15 +91,29 @@ def check_negative(negative_prompt) -> str:
     return check_prompts(negative_prompt, "negative_prompt")[0]
 
 
+# diffusers' pipeline keywords and vdmkit's names for them: each was refused as "no sampler option" (2026-12-06)
+DIFFUSERS_NAMES = {"prompt": "the prompts, as the first argument", "num_inference_steps": "steps=",
+                   "num_frames": "frames=", "guidance_scale": "guidance=", "output_type": "output= ('pixels' or "
+                   "'latents')", "callback_on_step_end": "callback= (called as callback(step, t, x))",
+                   "callback_steps": "callback= (called at every step)", "num_videos_per_prompt": "a list of prompts",
+                   "image": "image_to_video(pipe, image, prompt)", "video": "edit(pipe, video, prompts)",
+                   "return_dict": "nothing: the videos come back as one tensor", "eta": "eta= (ddim and ddpm only)",
+                   "timestep_spacing": "spacing=", "generator": "seed= (an int, or one per prompt) or latents="}
+
+
 def check_knobs(sampler: str, knobs: dict) -> dict:
     """Keyword options the sampler function takes (``eta`` for ddim, ``order`` for unipc, ...); others are refused,
-    naming the samplers that do take them."""
+    naming the samplers that do take them, or vdmkit's name for a diffusers keyword."""
     valid = sampler_options(SAMPLERS[sampler].build)
     for name in sorted(set(knobs) - set(valid)):
+        if name in DIFFUSERS_NAMES and name != "eta":
+            raise ConfigError(f"{name} is diffusers' keyword; vdmkit takes {DIFFUSERS_NAMES[name]}")
         takers = [n for n, e in SAMPLERS.items() if name in sampler_options(e.build)]
         where = f"applies to the {' and '.join(takers)} sampler" if takers else "is no sampler option"
-        hint = "; seed= or latents= set the noise" if name == "generator" else ""
-        raise ConfigError(f"{name} {where}, not {sampler!r} (whose options are: {', '.join(valid) or 'none'}){hint}")
+        known = "" if takers else ("; a request takes frames, height, width, steps, sampler, guidance, seed, spacing, "
+                                   "timesteps, negative_prompt, guidance_rescale, precision, latents, output, cache")
+        raise ConfigError(f"{name} {where}, not {sampler!r} (whose options are: {', '.join(valid) or 'none'})"
+                          f"{known}")
     defaults = sampler_defaults(sampler)
     knobs = dict(knobs)
     for name, value in knobs.items():
@@ -151,6 +165,9 @@ def make_request(config: PipelineConfig, prompts, *, frames: int | None = None, 
     if not isinstance(config, PipelineConfig):  # None or a dict was a raw AttributeError
         raise ConfigError(f"config must be a model's PipelineConfig (pipe.config), got {type(config).__name__}")
     defaults = config.sampling
+    if "prompt" in knobs:  # diffusers' pipe(prompt=...): named before the missing prompts are
+        raise ConfigError(f"prompt is diffusers' keyword; vdmkit takes {DIFFUSERS_NAMES['prompt']}: "
+                          "pipe('a red circle moving right') or pipe([prompt, ...])")
     prompts = check_prompts(prompts)
     check_negative(negative_prompt)
     frames = check_size("frames", config.frames if frames is None else frames)

@@ -19,7 +19,7 @@ class TextToVideo(Pipeline):
     """Text-to-video sampling on the :class:`Pipeline` parts. ``pipe.request(...)`` validates without running;
     ``pipe.run(request)`` runs a validated request; ``pipe(...)`` does both."""
 
-    def request(self, prompts, **kwargs) -> SampleRequest:
+    def request(self, prompts=None, **kwargs) -> SampleRequest:
         """Check a request against this model (see :func:`vdmkit.pipelines.request.make_request`);
         ``timesteps="auto"`` reads the schedules searched for this model (its folder's schedules.json unless
         ``schedules=`` names another file)."""
@@ -27,7 +27,7 @@ class TextToVideo(Pipeline):
         return make_request(self.config, prompts, **self.searched_schedules(kwargs))
 
     @torch.no_grad()
-    def __call__(self, prompts: list[str] | str, *, callback: Callable | None = None, decode: dict | None = None,
+    def __call__(self, prompts: list[str] | str | None = None, *, callback: Callable | None = None, decode: dict | None = None,
                  **kwargs) -> torch.Tensor:
         """``kwargs``: frames, height, width (pixels; default: the training size), steps, sampler, guidance, seed
         (None: random; one int seeds the batch from one generator, a list gives each prompt its own), spacing or
