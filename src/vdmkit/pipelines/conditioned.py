@@ -365,8 +365,8 @@ def as_clip(image: torch.Tensor) -> torch.Tensor:
     if isinstance(image, torch.Tensor) and image.ndim in (3, 4) and image.shape[-1] in (1, 3, 4) \
             and image.shape[-3] not in (1, 3):  # a PIL / NumPy image: image[None] was advised, and refused again
         raise ConstraintError(f"the image must be (B, 3, H, W) in [-1, 1], got shape {tuple(image.shape)}, channels "
-                              "last (an image as PIL or NumPy hold it): vdmkit.video.from_uint8(x[None]) converts a uint8 (H, W, 3) "
-                              "one; x.permute(2, 0, 1)[None] * 2 - 1 floats in [0, 1]")
+                              "last (an image as PIL or NumPy hold it): vdmkit.video.from_uint8(x[None]) converts a "
+                              "uint8 (H, W, 3) one; x.permute(2, 0, 1)[None] * 2 - 1 floats in [0, 1]")
     if isinstance(image, torch.Tensor) and image.ndim == 4:
         image = image[:, :, None]
     elif isinstance(image, torch.Tensor) and image.ndim == 3:  # no batch axis: the error named the 5-d form

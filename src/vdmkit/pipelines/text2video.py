@@ -27,8 +27,8 @@ class TextToVideo(Pipeline):
         return make_request(self.config, prompts, **self.searched_schedules(kwargs))
 
     @torch.no_grad()
-    def __call__(self, prompts: list[str] | str | None = None, *, callback: Callable | None = None, decode: dict | None = None,
-                 **kwargs) -> torch.Tensor:
+    def __call__(self, prompts: list[str] | str | None = None, *, callback: Callable | None = None,
+                 decode: dict | None = None, **kwargs) -> torch.Tensor:
         """``kwargs``: frames, height, width (pixels; default: the training size), steps, sampler, guidance, seed
         (None: random; one int seeds the batch from one generator, a list gives each prompt its own), spacing or
         timesteps, guidance_rescale, precision, negative_prompt, latents (the starting noise (B, C, T, H, W),
