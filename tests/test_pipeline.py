@@ -434,7 +434,7 @@ def test_a_diffusers_users_first_calls_are_answered_in_vdmkits_terms(pipe, tmp_p
         pipe.to("cuda")
     with pytest.raises(DeviceError, match="no CUDA device"):
         pipe.to(device=torch.device("cuda", 0))
-    assert pipe.to("cpu") is pipe and pipe.to(torch.float32) is pipe
+    assert pipe.to("cpu") is pipe and pipe.to(torch.float32) is pipe and pipe.to(torch.device("cpu", 0)) is pipe
     assert vdmkit.TextToVideo is TextToVideo and "TextToVideo" in dir(vdmkit) and "TextToVideo" in vdmkit.__all__
     with pytest.raises(AttributeError, match="no attribute 'nothing'"):
         vdmkit.nothing

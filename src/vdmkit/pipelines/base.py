@@ -239,7 +239,9 @@ class Pipeline(nn.Module):
 
         for value in (*args, kwargs.get("device")):
             if isinstance(value, (str, torch.device)):
-                resolve_device(str(value))
+                device = torch.device(value)  # the rest (meta, cpu:0, another backend) as torch takes them
+                if device.type == "cuda" or device.type == "mps":
+                    resolve_device(device.type if device.index is None or device.type == "mps" else str(device))
         return super().to(*args, **kwargs)
 
     def train(self, mode: bool = True):
