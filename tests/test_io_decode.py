@@ -297,6 +297,39 @@ def test_16_bit_png_is_scaled_not_saturated(tmp_path):
     assert decode(tmp_path / "deep.png").frames[0, 0].tolist() == [[0, 0, 0], [128, 128, 128], [255, 255, 255]]
 
 
+
+def test_transparent_images_are_flattened_onto_black_with_one_warning(tmp_path):
+    """Before 2026-12-06 convert("RGB") dropped the alpha: the red stored under fully transparent pixels (which a
+    viewer never shows) became the content. Alpha is composited onto black, said once per file read."""
+    import warnings
+
+    from PIL import Image
+
+    rgba = np.zeros((2, 2, 4), np.uint8)
+    rgba[...] = (255, 0, 0, 0)  # red, fully transparent
+    rgba[0, 0] = (0, 0, 255, 255)  # opaque blue
+    rgba[0, 1] = (200, 100, 50, 128)  # half transparent
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "rgba.png")
+    la = np.array([[[200, 255], [200, 0]]], np.uint8)  # grey, opaque and transparent
+    Image.fromarray(la, "LA").save(tmp_path / "la.png")
+    palette = Image.fromarray(np.array([[0, 1]], np.uint8), "P")
+    palette.putpalette([0, 255, 0, 255, 0, 0])
+    palette.save(tmp_path / "p.png", transparency=1)  # entry 1 (red) transparent
+    Image.fromarray(np.full((2, 2, 4), 255, np.uint8), "RGBA").save(tmp_path / "opaque.png")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert probe_video(tmp_path / "rgba.png").frames == 1  # a probe reads no colours: nothing said
+        assert not caught
+        frame = read_video(tmp_path / "rgba.png")[0]
+        assert frame[0, 0].tolist() == [0, 0, 255] and frame[1].tolist() == [[0, 0, 0], [0, 0, 0]]
+        assert frame[0, 1].tolist() == [100, 50, 25]  # 128/255 of (200, 100, 50) over black
+        assert [str(w.message).count("3 pixel(s) are transparent") for w in caught] == [1]
+        assert "rgba.png" in str(caught[0].message) and "onto black" in str(caught[0].message)
+        assert read_video(tmp_path / "la.png")[0, 0].tolist() == [[200, 200, 200], [0, 0, 0]]
+        assert read_video(tmp_path / "p.png")[0, 0].tolist() == [[0, 255, 0], [0, 0, 0]]
+        assert len(caught) == 3
+        assert read_video(tmp_path / "opaque.png")[0, 0, 0].tolist() == [255, 255, 255] and len(caught) == 3
+
 def test_a_variable_frame_rate_video_is_sampled_holding_its_slow_frames(tmp_path):
     """30 fps for a second, then 15 fps (as phones record): sampled at 20 fps, two instants fall on one slow frame,
     which was refused as "a gap in the decoded stream" (before 2026-12-06). An intact stream shows that frame twice;

@@ -54,6 +54,7 @@ def adapter_options(p, fast: bool = True) -> None:
 def _cmd_edit(args) -> int:
     """vdmkit edit: SDEdit, or DDIM inversion then the target prompt (with source attention reuse)."""
     from vdmkit.device import resolve_device
+    from vdmkit.io.checkpoint import sha256_file
     from vdmkit.memory import input_video_bytes
     from vdmkit.pipelines import TextToVideo, open_model
     from vdmkit.pipelines.editing import (check_edit_memory, check_fraction, check_invertible, edit, edit_inverted,
@@ -84,11 +85,13 @@ def _cmd_edit(args) -> int:
         raise ValueError("--mode invert retraces a deterministic sampler, and the consistency adapter (--fast, or a "
                          "--lora that records lcm) samples with lcm: use --mode sdedit, or give --sampler ddim (with "
                          "--steps and --guidance: the adapter's are 4 and 1)")
-    args.fps = check_fps(video_fps(config) if args.fps is None else args.fps, out)  # default: the model's rate
     # the clip's shape as the edit takes it (its first --frames, resized): the request and the memory check are made
     # on a stand-in of it, before the file is decoded and resized (a large clip was read and resized, and the weights
     # loaded, before the first check; --height 100000 was an allocator traceback)
-    decoded = _probe(args.video, "the video", args.frames)
+    info = _probe_info(args.video, "the video", args.frames)
+    decoded = (info.frames, info.height, info.width)
+    args.fps, rate = task_fps(args.fps, info, video_fps(config), out)  # default: the input's rate
+    args.fps = check_fps(args.fps, out)
     used = (args.frames or decoded[0], args.height or decoded[1], args.width or decoded[2])
     resize = args.height is not None or args.width is not None
     stand_in = _stand_in(1, 3, *used)
@@ -108,6 +111,7 @@ def _cmd_edit(args) -> int:
     check_edit_memory(config, request, device, weights_dtype(args), invert=args.mode == "invert", view_factor=factor,
                       input_video=input_video_bytes(decoded, used))
     video = _read(args.video, args.frames)  # (1, 3, T, H, W); InvalidVideoError names the file
+    input_sha256 = sha256_file(args.video)
     if resize:
         video = resize_cover(video[0], *used[1:])[None]
     threads = apply_threads(args.threads)
@@ -115,7 +119,8 @@ def _cmd_edit(args) -> int:
     pipe = TextToVideo.from_pretrained(ckpt, device=device, dtype=weights_dtype(args))
     for adapter, scale in adapters:
         pipe.load_lora(adapter, scale, force=args.force_lora)
-    extra = {"mode": args.mode, "input_video": absolute(args.video), "dtype": weights_dtype(args), "threads": threads,
+    extra = {"mode": args.mode, "input_video": absolute(args.video), "input_sha256": input_sha256, **rate,
+             "dtype": weights_dtype(args), "threads": threads,
              "motion_adapter": absolute(args.motion_adapter)}  # as `vdmkit sample` records it
     if args.mode == "sdedit":
         extra["strength"] = strength
@@ -140,16 +145,50 @@ def _cmd_edit(args) -> int:
     return 0
 
 
-def _probe(path: str, what: str, frames: int | None = None, flag: str = "--frames") -> tuple[int, int, int]:
-    """(frames, height, width) of a video (or image) file as it decodes, without keeping its frames (checked
-    against the memory before it is read); ``frames``: how many of them the command takes, checked.
-    InvalidVideoError names the file."""
+def _probe_info(path: str, what: str, frames: int | None = None, flag: str = "--frames"):
+    """The io.decode.VideoInfo of a video (or image) file as it decodes (frames, size, measured rate), without
+    keeping its frames (checked against the memory before it is read); ``frames``: how many of them the command
+    takes, checked. InvalidVideoError names the file."""
     from vdmkit.io.decode import probe_video
 
     info = probe_video(path)
     if frames is not None and not 1 <= frames <= info.frames:
         raise ValueError(f"{flag} must be in [1, {info.frames}] (the frames of {what} {path}), got {frames}")
+    return info
+
+
+def _probe(path: str, what: str, frames: int | None = None, flag: str = "--frames") -> tuple[int, int, int]:
+    """(frames, height, width) of a video (or image) file as it decodes: :func:`_probe_info`'s."""
+    info = _probe_info(path, what, frames, flag)
     return info.frames, info.height, info.width
+
+
+def task_fps(fps: float | None, info, model_fps: float, out, factor: int = 1) -> tuple[float, dict]:
+    """The rate a task writes its video at, and what its sidecar records of it: --fps when given; else the input's
+    measured rate (``info``: io.decode.VideoInfo; times ``factor`` for interpolate, so the video lasts as long as its
+    keyframes did), so the frames given play as they did; an image or a one-frame video (no rate of its own, or
+    none measured) at the model's rate ``model_fps``. Before 2026-12-06 every task wrote at the model's rate: a 24
+    fps clip extended came back at 8 fps, its own frames in 3x slow motion."""
+    from vdmkit.errors import ConfigError
+    from vdmkit.io.video import MAX_FPS, check_video_fps
+
+    measured = None if info is None or info.is_image or info.frames < 2 else float(info.fps)
+    record = {"input_fps": None if measured is None else round(measured, 6)}
+    if fps is not None:
+        return fps, {**record, "fps_from": "--fps"}
+    if measured is None:
+        return model_fps, {**record, "fps_from": "model"}
+    rate = measured * factor
+    times = f" x --factor {factor} = {rate:.6g} fps" if factor != 1 else ""
+    if rate > MAX_FPS:
+        raise ConfigError(f"the input {info.path!r} plays at {measured:.6g} fps{times}, above the {MAX_FPS} fps a "
+                          "video may declare: give --fps (the output's rate)")
+    try:
+        check_video_fps(out, rate)
+    except ConfigError as e:
+        raise ConfigError(f"the input {info.path!r} plays at {measured:.6g} fps{times}, a rate {str(out)!r} cannot "
+                          f"store: give --fps ({e})") from None
+    return rate, {**record, "fps_from": "input"}
 
 
 def _stand_in(*shape: int):
@@ -205,11 +244,14 @@ def _task_conditioning(task: str, video, request, *, factor: int = 4, **_) -> di
     return {}
 
 
-def _run_task(args, task: str, path: str, shape: tuple, prompt: str, produce_args: dict, extra: dict) -> int:
+def _run_task(args, task: str, path: str, shape: tuple, prompt: str, produce_args: dict, extra: dict,
+              info=None) -> int:
     """Check the task's request against the model and the memory on a stand-in of its input, then read the input
     file ``path``, load the model, run the task and write the video + sidecar. ``shape``: the (frames, height, width)
-    of the file as decoded (_probe), and as the task takes it (its first frames, resized)."""
+    of the file as decoded (_probe), and as the task takes it (its first frames, resized); ``info``: the file's
+    io.decode.VideoInfo (its rate: the output's default, :func:`task_fps`; None: the model's rate)."""
     from vdmkit.device import resolve_device
+    from vdmkit.io.checkpoint import sha256_file
     from vdmkit.memory import input_video_bytes
     from vdmkit.pipelines import TextToVideo, open_model
     from vdmkit.pipelines import conditioned as tasks
@@ -227,7 +269,10 @@ def _run_task(args, task: str, path: str, shape: tuple, prompt: str, produce_arg
     motion_adapter = getattr(args, "motion_adapter", None)  # sample --image takes one (it was ignored)
     ckpt, config = open_model(model_or_default(args.model, task), motion_adapter)
     adapters, config = task_adapters(args, ckpt, config)
-    args.fps = check_fps(video_fps(config) if args.fps is None else args.fps, out)  # default: the model's rate
+    keep_time = produce_args.get("factor", 1) if task == "interpolate" else 1  # interpolate: factor x the rate
+    keep_time = keep_time if isinstance(keep_time, int) and keep_time >= 1 else 1  # a bad --factor: refused below
+    args.fps, rate = task_fps(args.fps, info, video_fps(config), out, keep_time)  # default: the input's rate
+    args.fps = check_fps(args.fps, out)
     decoded, used = shape
     image = task == "image_to_video"
     # the request and the memory check (the input video counted) on zeros of the input's shape, before the file is
@@ -249,6 +294,9 @@ def _run_task(args, task: str, path: str, shape: tuple, prompt: str, produce_arg
                             frames=tasks.task_frames(task, stand_in, window=config.frames, **sizes),
                             input_video=input_video_bytes(decoded, used))
     video = _read(path, used[0])
+    # the input as hashed when read: a sidecar that named it by path alone described another run once it was
+    # replaced or edited (before 2026-12-06)
+    extra = {**extra, "input_sha256": sha256_file(path), **rate}
     if used[1:] != decoded[1:]:
         video = resize_cover(video[0], *used[1:])[None]
     video = video[:, :, 0] if image else video
@@ -311,21 +359,26 @@ def sample_image(args) -> int:
 
 
 def _cmd_interpolate(args) -> int:
-    decoded = _probe(args.video, "the keyframes", args.keyframes, "--keyframes")
-    return _run_task(args, "interpolate", args.video, (decoded, (args.keyframes or decoded[0], *decoded[1:])),
-                     args.prompt, {"factor": args.factor}, {"input_video": absolute(args.video), "factor": args.factor})
+    info = _probe_info(args.video, "the keyframes", args.keyframes, "--keyframes")
+    decoded = (info.frames, info.height, info.width)
+    keyframes = args.keyframes or decoded[0]  # recorded: the first N frames of --video (it was not, 2026-12-06)
+    return _run_task(args, "interpolate", args.video, (decoded, (keyframes, *decoded[1:])), args.prompt,
+                     {"factor": args.factor}, {"input_video": absolute(args.video), "factor": args.factor,
+                                               "keyframes": keyframes}, info)
 
 
 def _cmd_extend(args) -> int:
-    decoded = _probe(args.video, "the video")
+    info = _probe_info(args.video, "the video")
+    decoded = (info.frames, info.height, info.width)
     return _run_task(args, "extend", args.video, (decoded, decoded), args.prompt,
-                     {"frames": args.frames, "context": args.context}, {"input_video": absolute(args.video)})
+                     {"frames": args.frames, "context": args.context}, {"input_video": absolute(args.video)}, info)
 
 
 def _cmd_upscale(args) -> int:
-    decoded = _probe(args.video, "the video")
+    info = _probe_info(args.video, "the video")
+    decoded = (info.frames, info.height, info.width)
     return _run_task(args, "upscale", args.video, (decoded, decoded), args.prompt, {},
-                     {"input_video": absolute(args.video)})
+                     {"input_video": absolute(args.video)}, info)
 
 
 def _cmd_cascade(args) -> int:
@@ -397,7 +450,9 @@ def _task_parser(sub, name: str, func, help: str, video_help: str):
     p.add_argument("--seed", type=seed, default=0, help="window k is sampled with seed + k")
     p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32", help=PRECISION_HELP)
     p.add_argument("--dtype", choices=("fp32", "bf16", "fp16"), help=DTYPE_HELP)
-    p.add_argument("--fps", type=float, help="of the written file (default: the model's rate)")
+    p.add_argument("--fps", type=float, help="of the written file (default: the input video's measured rate"
+                   + (" x --factor, so the video lasts as long as its keyframes" if name == "interpolate" else "")
+                   + "; an image's or a one-frame video's: the model's rate)")
     p.add_argument("--upscale", type=int, help="nearest-neighbour upscale factor of the file (default: to >= 128 px)")
     p.add_argument("--strip", action="store_true", help="also write a PNG strip of the frames")
     p.add_argument("--threads", type=int, default=0)
@@ -437,11 +492,14 @@ def register(sub) -> None:
     p.add_argument("--sampler", help="see vdmkit sample --list-samplers; invert needs a deterministic one")
     p.add_argument("--eta", type=float)
     p.add_argument("--order", type=int)
-    p.add_argument("--guidance", type=float, help="classifier-free guidance (invert: 1 reconstructs exactly)")
+    p.add_argument("--guidance", type=float, help="classifier-free guidance (invert: 1 inverts and reconstructs "
+                   "without guidance; DDIM inversion is approximate at any step count: the reconstruction's error "
+                   "goes into the sidecar)")
     p.add_argument("--seed", type=seed, default=0)
     p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32", help=PRECISION_HELP)
     p.add_argument("--dtype", choices=("fp32", "bf16", "fp16"), help=DTYPE_HELP)
-    p.add_argument("--fps", type=float, help="of the written file (default: the model's rate)")
+    p.add_argument("--fps", type=float, help="of the written file (default: the input video's measured rate; a "
+                   "one-frame video's: the model's rate)")
     p.add_argument("--upscale", type=int)
     p.add_argument("--strip", action="store_true")
     p.add_argument("--threads", type=int, default=0)

@@ -273,8 +273,11 @@ def _decode_pillow(path: Path, *, rgb: bool, max_side: int | None, start: float 
             n = getattr(im, "n_frames", 1)
             limits.check_frames(path, n, "the header claims")
             frames, delays, size = [], [], None
+            transparent = 0  # pixels not fully opaque, over every frame: flattened onto black, said once
             for f in ImageSequence.Iterator(im):
-                f = ImageOps.exif_transpose(_as_rgb(f))
+                f, hidden = _as_rgb(f)
+                transparent += hidden
+                f = ImageOps.exif_transpose(f)
                 delays.append(int(im.info.get("duration") or 0))  # this frame's, once loaded
                 if max_side is not None and max(f.size) > max_side:
                     f = f.resize(_scaled(*f.size, max_side))
@@ -284,6 +287,12 @@ def _decode_pillow(path: Path, *, rgb: bool, max_side: int | None, start: float 
             record = im.info.get("xmp") or im.info.get("comment")
     except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as e:
         raise InvalidVideoError(f"{str(path)!r}: cannot decode ({e})") from e
+    if transparent and rgb:  # (a probe reads no colours: the read that follows says it)
+        import warnings
+
+        warnings.warn(f"{str(path)!r}: {transparent} pixel(s) are transparent or translucent; the transparency was "
+                      "flattened onto black (the colour under transparent pixels is not used): give an opaque image "
+                      "to choose the background", stacklevel=3)
     delays, grid = recorded_frames(record, delays, 1e-3)
     shortest = grid or min((d for d in delays if d > 0), default=0)
     fps = 1000 / shortest if shortest else 1.0
@@ -351,16 +360,30 @@ def _selected(times: list[float], start: float | None, end: float | None, only: 
                                                     or only is not None and t not in only)]
 
 
+ALPHA_MODES = ("RGBA", "RGBa", "LA", "La", "PA")
+
+
 def _as_rgb(image):
-    """An 8-bit RGB copy of a Pillow image; 16-bit ones are scaled to 8 bits (convert("RGB") saturates them)."""
+    """An 8-bit RGB copy of a Pillow image, and how many of its pixels were not fully opaque. 16-bit ones are scaled
+    to 8 bits (convert("RGB") saturates them). An image with transparency (an alpha channel, or a palette's or a
+    colour key's transparent entry) is composited onto black, as libwebp reads an animated WebP's transparent
+    pixels: convert("RGB") dropped the alpha and the colour stored under fully transparent pixels, which viewers
+    never show, became the content (before 2026-12-06)."""
     from PIL import Image
 
     if image.mode in ("I", "I;16", "I;16L", "I;16B", "I;16N"):
         wide = np.asarray(image).astype(np.float64) / 257  # 0..65535 -> 0..255
         narrow = Image.fromarray(np.clip(np.rint(wide), 0, 255).astype(np.uint8), "L")
         narrow.info = image.info  # the EXIF orientation comes along
-        return narrow.convert("RGB")
-    return image.convert("RGB")
+        return narrow.convert("RGB"), 0
+    if image.mode in ALPHA_MODES or "transparency" in image.info:
+        rgba = image.convert("RGBA")
+        hidden = int(np.count_nonzero(np.asarray(rgba.getchannel("A")) < 255))
+        if hidden:
+            flat = Image.alpha_composite(Image.new("RGBA", rgba.size, (0, 0, 0, 255)), rgba).convert("RGB")
+            flat.info = image.info  # the EXIF orientation comes along
+            return flat, hidden
+    return image.convert("RGB"), 0
 
 
 def probe_video(path: str | os.PathLike, limits: DecodeLimits = DEFAULT_LIMITS) -> VideoInfo:

@@ -291,6 +291,18 @@ def stage_advice(p: Planned, view_factor: int) -> str:
     return tips
 
 
+def resolved_options(request) -> dict:
+    """What a stage ran with where its options leave it to the model (None, mode auto): the sampler, steps and
+    guidance, and a task's condition mode, as `vdmkit interpolate | extend | upscale` record them (a stage recorded
+    ``mode: auto, sampler: null`` alone, the mode run not recoverable without the model's config; before
+    2026-12-06). ``request``: the stage's planned request (a SampleRequest, or a task's ConditionedRequest)."""
+    base = getattr(request, "base", request)
+    resolved = {"sampler": base.sampler, "steps": base.steps, "guidance": base.guidance}
+    if base is not request:
+        resolved["condition_mode"] = request.mode
+    return resolved
+
+
 def sampling_options(stage: StageConfig) -> dict:
     return {k: v for k, v in (("steps", stage.steps), ("sampler", stage.sampler), ("guidance", stage.guidance))
             if v is not None}
@@ -343,7 +355,7 @@ def run_cascade(cfg: CascadeConfig, prompt: str, *, seed: int | None = 0, device
             asked["reconstruction_weight"] = p.request.reconstruction_weight
         records.append({"name": stage.name, "task": stage.task, "model": pipe.source, "model_sha256": pipe.model_sha256,
                         "seconds": round(time.perf_counter() - start, 3), "shape": list(video.shape[2:]),
-                        "seed": offset_seed(seed, k), "options": asked})
+                        "seed": offset_seed(seed, k), "options": asked, "resolved": resolved_options(p.request)})
         del pipe  # one stage's model in memory at a time
         gc.collect()
         if torch.cuda.is_available():
