@@ -242,6 +242,39 @@ def test_a_real_video_left_out_never_shifts_the_pairs_and_a_broken_one_is_skippe
     assert source.skipped[0]["file"] == "v01.mp4" and "no video stream" in source.skipped[0]["reason"]
 
 
+def test_paired_folders_whose_file_names_differ_warn_naming_the_first_pair(folders, tmp_path):
+    """One real file missing from the fakes plus an extra one shifted every later pair by sorted position without a
+    word (PSNR 7.7 dB for 26.9, before 2026-12-06): the sorted pairing stands, and a warning names the first pair."""
+    import shutil
+
+    real, _ = folders
+    shifted = tmp_path / "shifted"
+    shutil.copytree(real, shifted)
+    (shifted / "v01.mp4").rename(shifted / "v04.mp4")  # sorted: v00 v02 v03 v04 against v00 v01 v02 v03
+    with pytest.warns(UserWarning, match=r"psnr pair the i-th real video .* 3 of 4 pairs have other file names \(the "
+                                         r"first: real 'v01.mp4' with fake 'v02.mp4'\)") as caught:
+        ev = evaluate(real, shifted, metrics="psnr", frames=12, progress=False)
+    assert len([w for w in caught if "other file names" in str(w.message)]) == 1
+    assert any("3 of 4 pairs" in w for w in ev.report["warnings"]) and ev.per_video["psnr"][0] == 100  # v00, v00
+    with warnings.catch_warnings(record=True) as clean:  # the same names, or an unpaired metric: nothing said
+        warnings.simplefilter("always")
+        evaluate(real, real, metrics="psnr", frames=12, progress=False)
+        evaluate(real, shifted, metrics="fvd", video_extractor="shapes", frames=8, progress=False)
+    assert not [w for w in clean if "other file names" in str(w.message)]
+
+
+def test_bright_decoded_videos_do_not_warn_of_a_0_1_range(tmp_path):
+    """Decoded clips are [-1, 1] by construction: a bright pair (every pixel above mid-grey) is no [0, 1] tensor."""
+    from vdmkit.evaluation import ValueRangeWarning
+
+    for name in ("real", "fake"):
+        write_video(tmp_path / name / "v.mp4", np.full((12, 32, 32, 3), 220 if name == "real" else 200, np.uint8))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ValueRangeWarning)
+        ev = evaluate(tmp_path / "real", tmp_path / "fake", metrics="psnr,ssim", frames=12, progress=False)
+    assert 0 < ev.report["metrics"]["psnr"]["value"] < 100
+
+
 def test_prompts_planned_from_a_real_folder_carry_the_shapes_attributes(tmp_path):
     """A model sampled against a captioned real folder had no attributes for the shapes detector, which then refused
     a valid caption after sampling (before 2026-12-06)."""
@@ -706,6 +739,39 @@ def test_real_videos_left_out_of_a_run_are_said_once_and_in_the_report(folders, 
         warnings.simplefilter("always")
         ev = evaluate(real, fake, metrics="fvd", video_extractor="shapes", frames=8, progress=False)
     assert not [w for w in clean if "skipped" in str(w.message)] and ev.report["warnings"] == []
+
+
+def test_the_count_warning_after_unreadable_real_videos_are_left_out_does_not_call_them_short(folders, tmp_path):
+    """An empty and a text file left out of the real set were "short videos" in the count warning (before
+    2026-12-06)."""
+    _, fake = folders
+    mixed = mixed_folder(tmp_path, good=3)
+    with pytest.warns(SampleCountWarning) as caught:
+        evaluate(mixed, fake, metrics="fvd", video_extractor="shapes", frames=8, num_real=5, num_fake=4,
+                 progress=False)
+    counted = [str(w.message) for w in caught if "fewer than the 5" in str(w.message)]
+    assert len(counted) == 1 and "real set after skipping videos (see real.skipped): 3 samples" in counted[0]
+    assert "short" not in counted[0]
+
+
+def test_resolution_0_keeps_sizes_and_dropping_a_protocols_resolution_warns(folders, capsys):
+    """--resolution 0 dropped the shapes protocol's 32 px without a word (before 2026-12-06); the help says what 0
+    means for --resolution, --num-real and --num-fake."""
+    real, fake = folders
+    with pytest.warns(UserWarning, match=r"resolution 0 keeps each video's own size: protocol 'shapes' resizes "
+                                         r"clips to 32x32.*leave --resolution out"):
+        ev = evaluate(real, fake, protocol="shapes", metrics="psnr", frames=12, resolution=0, num_real=0,
+                      num_fake=0, progress=False)
+    assert ev.report["protocol"]["resolution"] is None and ev.report["counts"] == {"real": 4, "fake": 4}
+    assert any("resolution 0 keeps" in w for w in ev.report["warnings"])
+    with warnings.catch_warnings(record=True) as clean:  # the folders protocol has no resolution to drop
+        warnings.simplefilter("always")
+        evaluate(real, fake, metrics="psnr", frames=12, resolution=0, progress=False)
+    assert not [w for w in clean if "resolution 0" in str(w.message)]
+    with pytest.raises(SystemExit):
+        cli.main(["eval", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "(0: keep each video's size;" in text and text.count("(0: no count requirement") == 2
 
 
 def test_each_sample_records_its_frame_rate_and_other_rates_warn(tmp_path, capsys):

@@ -177,3 +177,23 @@ def test_grayscale_videos_are_measured_per_channel_as_rgb_ones(videos64):
     real, fake = (v[:, :1] for v in videos64)
     assert np.abs(psnr_per_frame(real, fake).reshape(-1) - skimage_psnr(real, fake)).max() <= 1e-6
     assert np.abs(ssim_per_frame(real, fake).reshape(-1) - skimage_ssim(real, fake)).max() <= 1e-7
+
+
+def test_videos_both_within_0_1_warn_that_psnr_and_ssim_take_minus_1_1(videos64):
+    """A diffusers-style [0, 1] pair passed the [-1, 1] check and its PSNR read about 6 dB high, unsaid
+    (before 2026-12-06); [-1, 1] videos with negative values do not warn."""
+    import warnings
+
+    from vdmkit.evaluation import ValueRangeWarning
+
+    real, fake = videos64
+    real01, fake01 = (real + 1) / 2, (fake + 1) / 2
+    for fn in (psnr, psnr_per_frame, psnr_pooled, ssim, ssim_per_frame):
+        with pytest.warns(ValueRangeWarning, match=r"within \[0, 1\].*pass x \* 2 - 1") as caught:
+            fn(real01, fake01)
+        assert len(caught) == 1 and caught[0].filename == __file__  # one warning, at the caller's line
+    with pytest.warns(ValueRangeWarning):
+        assert psnr(real01, fake01) - psnr(real, fake) == pytest.approx(20 * np.log10(2), abs=1e-9)  # the 6 dB
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ValueRangeWarning)
+        psnr(real, fake), ssim(real, fake), psnr_per_frame(real01, fake01, range_warning=False)

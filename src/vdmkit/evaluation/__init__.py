@@ -22,7 +22,7 @@ _EXPORTS = {
         "frechet_distance_stylegan_v", "gaussian_stats", "inception_score", "inception_score_from_probs",
         "inception_score_tgan2", "kernel_distance", "kernel_distance_full", "kernel_distance_x1000",
         "merge_moments", "mmd2_unbiased", "moments", "psnr", "psnr_per_frame", "psnr_pooled", "ssim",
-        "ssim_per_frame"),
+        "ssim_per_frame", "ValueRangeWarning"),
     "vdmkit.evaluation.metrics": ("METRICS",),
     "vdmkit.evaluation.protocols": ("CLIP_SAMPLINGS", "PROTOCOLS", "Protocol", "get_protocol", "plan_real_clips"),
     "vdmkit.evaluation.evaluate": ("Evaluation", "evaluate"),

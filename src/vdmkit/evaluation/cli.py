@@ -183,9 +183,12 @@ def register(sub) -> None:
     p.add_argument("--real-split", help="UCF-101 split list (e.g. testlist01.txt): only these real videos")
     p.add_argument("--frames", type=int, help="clip length (protocol default)")
     p.add_argument("--stride", type=int, help="frame stride within a clip")
-    p.add_argument("--resolution", type=int, help="resize (shorter side) + centre-crop clips to this square size")
-    p.add_argument("--num-real", type=int, help="real samples the protocol needs and uses")
-    p.add_argument("--num-fake", type=int, help="fake samples the protocol needs and uses")
+    p.add_argument("--resolution", type=int, help="resize (shorter side) + centre-crop clips to this square size "
+                   "(0: keep each video's size; dropping a protocol's own size warns)")
+    p.add_argument("--num-real", type=int, help="real samples the protocol needs and uses (0: no "
+                   "count requirement; a folder gives every video)")
+    p.add_argument("--num-fake", type=int, help="fake samples the protocol needs and uses (0: no "
+                   "count requirement)")
     p.add_argument("--seed", type=int, help="protocol seed (real clip offsets, reference sets, model sampling)")
     p.add_argument("--clip-sampling", choices=tuple(CLIP_SAMPLINGS), help="how each real video gives its one clip: "
                    "start (frames from 0), random (seeded offset), stylegan-v (StyleGAN-V: videos shorter than "

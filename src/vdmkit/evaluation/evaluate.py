@@ -215,7 +215,8 @@ def _keep_per_video(key: str, part: str) -> Callable[[Evaluation, dict[str, list
 
 def _paired_frames(per_frame: Callable) -> Callable[[Setup], tuple[Callable, None]]:
     """PSNR, SSIM: a per-frame comparison of each real/fake pair, averaged over the frames."""
-    return lambda s: ((lambda real, fake: per_frame(real, fake).mean(axis=1)), None)
+    # decoded clips are [-1, 1] by construction: a bright pair is not a [0, 1] tensor (no ValueRangeWarning)
+    return lambda s: ((lambda real, fake: per_frame(real, fake, range_warning=False).mean(axis=1)), None)
 
 
 MEASUREMENTS = {  # prepared (networks loaded), run and kept in this order
@@ -281,6 +282,26 @@ def check_first_clips(metrics, firsts: dict[str, Sample | None], lpips_net: str 
                               f"{first['name']!r} is {h}x{w}; pass --resolution {st.SSIM_WINDOW} or more")
     if "lpips" in metrics:
         perceptual.check_lpips_size(h, w, lpips_net)
+
+
+def check_paired_names(real_src, fake_src, paired) -> None:
+    """Paired metrics pair the i-th real video with the i-th fake in sorted order, whatever the names: when both
+    sets are folders and the file names (without extension) of some pairs differ, warn once, naming the first such
+    pair and how many there are. The sorted pairing stands (fakes named 000, 001, ... may be meant so), but one
+    missing file plus one extra shifted every later pair without a word (PSNR 7.7 dB for 26.9, before 2026-12-06)."""
+    if not paired or not (isinstance(real_src, FolderSource) and isinstance(fake_src, FolderSource)):
+        return
+    n = planned_count(real_src)  # equal to the fake count (checked before)
+    pairs = list(zip(real_src.files[:n], fake_src.files[:n]))
+    differ = [(r, f) for r, f in pairs if r.stem != f.stem]
+    if differ:
+        r, f = differ[0]
+        warnings.warn(f"{'/'.join(paired)} pair the i-th real video with the i-th fake in sorted order, and "
+                      f"{len(differ)} of {len(pairs)} pairs have other file names (the first: real "
+                      f"{r.relative_to(real_src.root).as_posix()!r} with fake "
+                      f"{f.relative_to(fake_src.root).as_posix()!r}); a file missing from one folder shifts every "
+                      "later pair: give each fake its real video's name, unless this order is the pairing meant",
+                      stacklevel=3)
 
 
 def check_class_sets(labels: dict, protocol: Protocol, *, strict: bool = False) -> None:
@@ -359,14 +380,14 @@ def evaluate(real, fake, *, metrics=None, protocol: str | Protocol = "folders", 
         raise ConfigError("cuda_graphs (--cuda-graphs) replays a model's calls on a CUDA device, without "
                           f"compile_model (--compile); here the device is {device.type} and compile_model is "
                           f"{compile_model}")
-    protocol = get_protocol(protocol, **overrides)
-    metrics = parse_metrics(metrics, protocol)
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ConfigError(f"batch_size must be an integer >= 1, got {batch_size!r}")
-    check_protocol_inputs(metrics, protocol, lpips_net)
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
+            protocol = get_protocol(protocol, **overrides)  # its warning (resolution 0) goes into the report too
+            metrics = parse_metrics(metrics, protocol)
+            if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+                raise ConfigError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+            check_protocol_inputs(metrics, protocol, lpips_net)
             real_src, fake_src = build_sources(real, fake, protocol, annotations=annotations, real_split=real_split,
                                                captions=captions,
                                                sample_steps=sample_steps, guidance=guidance, sampler=sampler,
@@ -377,6 +398,7 @@ def evaluate(real, fake, *, metrics=None, protocol: str | Protocol = "folders", 
             if paired and n_real != n_fake:
                 raise ConstraintError(f"{'/'.join(paired)} compare real and fake videos pairwise (sorted order) but "
                                       f"there are {n_real} real and {n_fake} fake; give both folders the same videos")
+            check_paired_names(real_src, fake_src, paired)
             for source in (real_src, fake_src):  # a real video left out would pair every later one with the wrong fake
                 if hasattr(source, "paired"):
                     source.paired = "/".join(paired) if paired else None
@@ -415,9 +437,11 @@ def evaluate(real, fake, *, metrics=None, protocol: str | Protocol = "folders", 
             if isinstance(real_src, FolderSource):
                 real_src.warn_skipped()
             check_frame_rates(ev.report["samples"], protocol, metrics)
-            if ev.report["counts"]["real"] < n_real:  # short videos were skipped
+            if ev.report["counts"]["real"] < n_real:  # videos were skipped: too short, or unreadable
+                # before 2026-12-06 "after skipping short videos", also when the files left out were corrupt
                 st.check_sample_count(ev.report["counts"]["real"], protocol.num_real,
-                                      what=f"{protocol.name} real set after skipping short videos", strict=strict)
+                                      what=f"{protocol.name} real set after skipping videos (see real.skipped)",
+                                      strict=strict)
             check_class_sets(ev.report.get("labels", {}), protocol, strict=strict)
             ev.report["metrics"] = compute_metrics(ev, metrics, protocol)
     except VdmkitError:  # what was warned before the refusal (a real set without captions) is said too

@@ -4,6 +4,7 @@ presets (UCF-101, MSR-VTT, moving shapes, plain folders). Imports nothing heavy 
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -151,7 +152,8 @@ PROTOCOLS = {
 
 def get_protocol(name: str | Protocol, **overrides) -> Protocol:
     """A preset by name (or a Protocol) with fields replaced. ``None`` leaves a field as it is; 0 for
-    ``num_real``, ``num_fake`` or ``resolution`` sets it to None (no count requirement, keep the size)."""
+    ``num_real``, ``num_fake`` or ``resolution`` sets it to None (no count requirement, keep the size); dropping
+    a preset's own resolution so warns (its numbers are no longer comparable)."""
     if isinstance(name, Protocol):
         base = name
     elif name in PROTOCOLS:
@@ -166,6 +168,11 @@ def get_protocol(name: str | Protocol, **overrides) -> Protocol:
     for k in ("num_real", "num_fake", "resolution"):  # 0 clears a requirement (None means "not given")
         if changes.get(k) == 0:
             changes[k] = None
+    if "resolution" in changes and changes["resolution"] is None and base.resolution is not None:
+        # before 2026-12-06 the preset's size was dropped without a word (only `resolution: null` in the report)
+        warnings.warn(f"resolution 0 keeps each video's own size: protocol {base.name!r} resizes clips to "
+                      f"{base.resolution}x{base.resolution}, so these numbers are not comparable with its published "
+                      f"ones; leave --resolution out to use {base.resolution}", stacklevel=2)
     changed = {k: v for k, v in changes.items() if k != "description" and getattr(base, k) != v}
     if changed and "description" not in changes:  # the preset's words no longer describe it all: say what differs
         changes["description"] = (f"{base.description}; changed here: "

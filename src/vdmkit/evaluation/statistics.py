@@ -516,6 +516,24 @@ def _video_pair(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.T
     return x, y
 
 
+class ValueRangeWarning(UserWarning):
+    """PSNR/SSIM inputs that both lie within [0, 1]: likely [0, 1] images given for [-1, 1] videos, which read
+    higher than they are (PSNR about 6 dB: the error is measured on half the range)."""
+
+
+def _checked_pair(x: torch.Tensor, y: torch.Tensor, range_warning: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`_video_pair`, and a :class:`ValueRangeWarning` (for the public function's caller) when
+    ``range_warning`` and both videos lie within [0, 1]: a diffusers-style [0, 1] tensor passed the [-1, 1]
+    check and its PSNR read 32.3 dB for 26.3 (before 2026-12-06)."""
+    x, y = _video_pair(x, y)
+    if range_warning and float(x.min()) >= 0 and float(y.min()) >= 0:
+        warnings.warn(f"both videos lie within [0, 1] (smallest values {float(x.min()):.3g} and {float(y.min()):.3g}):"
+                      " PSNR and SSIM take videos in [-1, 1], and [0, 1] values (diffusers' output_type='pt', "
+                      "torchvision's to_tensor) read about 6 dB too high; pass x * 2 - 1 for each, or ignore this "
+                      "if they are [-1, 1] videos that are only bright", ValueRangeWarning, stacklevel=3)
+    return x, y
+
+
 def _per_video(fn, x: torch.Tensor, y: torch.Tensor) -> np.ndarray:
     """Apply ``fn`` to one float64 [0, 1] video pair at a time (memory of one video): ``(B, T)``; the pair as
     :func:`_video_pair` returns it."""
@@ -526,10 +544,11 @@ def _frame_mse(a: torch.Tensor, b: torch.Tensor) -> np.ndarray:
     return ((a - b) ** 2).mean(dim=(1, 3, 4)).numpy()
 
 
-def psnr_per_frame(x: torch.Tensor, y: torch.Tensor) -> np.ndarray:
+def psnr_per_frame(x: torch.Tensor, y: torch.Tensor, *, range_warning: bool = True) -> np.ndarray:
     """PSNR in dB of every frame, ``(B, T)``: 10 log10(1 / MSE) on [0, 1] values, MSE over (C, H, W);
-    identical frames (MSE < 1e-10) score 100 dB (common_metrics policy)."""
-    mse = _per_video(_frame_mse, *_video_pair(x, y))
+    identical frames (MSE < 1e-10) score 100 dB (common_metrics policy). Videos both within [0, 1] warn
+    (:class:`ValueRangeWarning`) unless ``range_warning`` is False (videos known to be [-1, 1], e.g. decoded)."""
+    mse = _per_video(_frame_mse, *_checked_pair(x, y, range_warning))
     with np.errstate(divide="ignore"):
         db = 10.0 * np.log10(1.0 / mse)
     return np.where(mse < PSNR_MSE_FLOOR, PSNR_IDENTICAL_DB, db)
@@ -537,13 +556,13 @@ def psnr_per_frame(x: torch.Tensor, y: torch.Tensor) -> np.ndarray:
 
 def psnr(x: torch.Tensor, y: torch.Tensor) -> float:
     """PSNR of videos ``(B, C, T, H, W)`` in [-1, 1] (C = 3, or 1: grayscale): per frame, then mean over frames
-    and videos."""
-    return float(psnr_per_frame(x, y).mean())
+    and videos. Videos both within [0, 1] warn (:class:`ValueRangeWarning`): pass x * 2 - 1."""
+    return float(psnr_per_frame(*_checked_pair(x, y, True), range_warning=False).mean())
 
 
 def psnr_pooled(x: torch.Tensor, y: torch.Tensor) -> float:
     """PSNR of the MSE pooled over the whole batch: torchmetrics ``peak_signal_noise_ratio(dim=None)``."""
-    mse = float(_per_video(_frame_mse, *_video_pair(x, y)).mean())  # frames have equal size: mean of means
+    mse = float(_per_video(_frame_mse, *_checked_pair(x, y, True)).mean())  # frames have equal size: mean of means
     return PSNR_IDENTICAL_DB if mse < PSNR_MSE_FLOOR else 10.0 * math.log10(1.0 / mse)
 
 
@@ -575,10 +594,11 @@ def _frame_ssim(a: torch.Tensor, b: torch.Tensor) -> np.ndarray:
     return s.mean(dim=(1, 2, 3)).reshape(bsz, t, c).mean(dim=2).numpy()
 
 
-def ssim_per_frame(x: torch.Tensor, y: torch.Tensor) -> np.ndarray:
+def ssim_per_frame(x: torch.Tensor, y: torch.Tensor, *, range_warning: bool = True) -> np.ndarray:
     """SSIM of every frame, ``(B, T)``: Wang et al. 2004 per channel on [0, 1] values, Gaussian window
-    11 / sigma 1.5, population covariance, mean of the valid map, then mean over channels."""
-    x, y = _video_pair(x, y)  # the layout first: a channels-last video was said to have 32x3 frames
+    11 / sigma 1.5, population covariance, mean of the valid map, then mean over channels. Videos both within
+    [0, 1] warn (:class:`ValueRangeWarning`) unless ``range_warning`` is False (videos known to be [-1, 1])."""
+    x, y = _checked_pair(x, y, range_warning)  # the layout first: a channels-last video was said to have 32x3 frames
     if min(x.shape[-2:]) < SSIM_WINDOW:
         raise ConstraintError(f"SSIM needs frames of at least {SSIM_WINDOW}x{SSIM_WINDOW}, got "
                               f"{x.shape[-2]}x{x.shape[-1]}")
@@ -587,5 +607,5 @@ def ssim_per_frame(x: torch.Tensor, y: torch.Tensor) -> np.ndarray:
 
 def ssim(x: torch.Tensor, y: torch.Tensor) -> float:
     """SSIM of videos ``(B, C, T, H, W)`` in [-1, 1] (C = 3, or 1: grayscale): per frame, then mean over frames
-    and videos."""
-    return float(ssim_per_frame(x, y).mean())
+    and videos. Videos both within [0, 1] warn (:class:`ValueRangeWarning`): pass x * 2 - 1."""
+    return float(ssim_per_frame(*_checked_pair(x, y, True), range_warning=False).mean())
