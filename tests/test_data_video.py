@@ -142,6 +142,11 @@ def test_captions_are_validated(tmp_path, clips):
     good, refused = read_caption_file(tmp_path / "caps.jsonl", clips)
     assert [r.caption for r in good] == ["", "a rabbit 兔子"] and good[1].start == 0.2
     assert len(refused) == 2 and "control" in refused[0] and "end" in refused[1]
+    (tmp_path / "times.csv").write_text("path,caption,start,end\nbikes_0.mp4,a,-1,\nbikes_1.mp4,b,,x\n"
+                                        "bikes_2.mp4,c,,\n")
+    _, refused = read_caption_file(tmp_path / "times.csv", clips)  # "times.csv:2 start: ..." before 2026-12-06
+    assert refused == ["times.csv:2: start -1.0 seconds is out of range",
+                       "times.csv:3: end 'x' is not a number of seconds"]
     (tmp_path / "latin1.csv").write_bytes("path,caption\nbikes_0.mp4,caf\xe9\n".encode("latin-1"))
     with pytest.raises(CaptionError, match="not UTF-8"):
         read_caption_file(tmp_path / "latin1.csv", clips)
@@ -548,3 +553,17 @@ def test_a_run_records_the_rate_its_clips_were_read_at(tmp_path, clips):
         run = train(load_config("configs/folder_tiny.yaml", overrides), progress=False)
     config = json.loads(next((run / "checkpoints").iterdir()).joinpath("config.json").read_text())
     assert config["sampling"]["fps"] == 8.0
+
+
+def test_the_vocabulary_leaves_out_rows_whose_file_is_missing(tmp_path, clips):
+    """Sweep 22D: a row naming a missing file, refused by training, gave the vocabulary its words ('ghost'), and so
+    hid that every caption served was empty (before 2026-12-06)."""
+    from vdmkit.training import load_config
+
+    (tmp_path / "blank.csv").write_text("path,caption\nbikes_0.mp4,\ncarphone_pristine_5.mp4,   \n"
+                                        "nothere.mp4,ghost\n../clips/bikes_0.mp4,escape\n")
+    assert config(clips, captions=str(tmp_path / "blank.csv")).vocabulary() == []
+    with pytest.raises(DatasetError, match="no captioned sample found"):  # a run on it is refused, not unconditional
+        load_config("configs/folder_tiny.yaml", [f"data.root={clips}", f"data.captions={tmp_path / 'blank.csv'}"])
+    (tmp_path / "some.csv").write_text("path,caption\nbikes_0.mp4,a bike\nnothere.mp4,ghost\n")
+    assert config(clips, captions=str(tmp_path / "some.csv")).vocabulary() == ["a", "bike"]

@@ -553,3 +553,71 @@ def test_add_lora_takes_a_mapping_as_train_lora_writes_it():
         with pytest.raises(ConfigError, match=match):
             lora.add_lora(pipe.backbone, cfg, "other")
     assert lora.adapter_names(pipe.backbone) == ["style"]
+
+
+def test_a_bf16_dit_adapter_on_ff_at_scale_0_or_removed_computes_exactly_as_the_base():
+    """bf16 on CPU runs the DiT MLP's linear + GELU as one oneDNN call; an adapter's hooks turned that off even at
+    scale 0 and after remove_lora (before 2026-12-06: the output moved by bf16 rounding, sweep 22B)."""
+    pipe = make_pipe("dit").to(torch.bfloat16)
+
+    def run16(p):
+        x = torch.randn(2, 3, 4, 16, 16, generator=torch.Generator().manual_seed(1)).bfloat16()
+        with torch.no_grad():
+            return p.forward(x, torch.tensor([100.0, 700.0]), p.encode(["a red circle moving left", "a square"]))
+
+    before = run16(pipe)
+    lora.add_lora(pipe.backbone, LoRAConfig(rank=4, targets=["attn", "ff"]))
+    randomise(pipe.backbone)
+    adapted = run16(pipe)
+    assert not torch.equal(adapted, before)
+    lora.set_scale(pipe.backbone, "default", 0.0)
+    assert torch.equal(run16(pipe), before)  # the idle adapter is skipped: the fused path runs
+    lora.set_scale(pipe.backbone, "default", 1.0)
+    twin = copy.deepcopy(pipe)  # an EMA copy: removing its adapter leaves the original's hooks
+    lora.remove_lora(twin.backbone)
+    assert torch.equal(run16(twin), before) and torch.equal(run16(pipe), adapted)
+    lora.merge(pipe.backbone)
+    lora.remove_lora(pipe.backbone)  # unmerges, then takes the holders and their hooks off
+    assert torch.equal(run16(pipe), before)
+    assert not any(m._forward_hooks or m._forward_pre_hooks or hasattr(m, "lora") for m in pipe.backbone.modules())
+    lora.add_lora(pipe.backbone, LoRAConfig(rank=4, targets=["ff"]))  # and a new adapter can go on again
+    assert lora.adapter_names(pipe.backbone) == ["default"]
+
+
+def test_adapter_files_that_do_not_fit_or_hold_bad_headers_or_nan_are_named_by_file_and_layer(tmp_path):
+    """Sweep 22B: a misfit counted A and B keys as two layers and printed "(e.g. [])"; a bad header field read as a
+    train.lora error naming no file; NaN weights loaded, then sampling failed at step 0 (before 2026-12-06)."""
+    from vdmkit.errors import NonFiniteError
+    from vdmkit.io.checkpoint import save_tensors
+
+    pipe = make_pipe("unet3d")
+    cfg = LoRAConfig(rank=2, targets=["attn"])
+    lora.add_lora(pipe.backbone, cfg)
+    randomise(pipe.backbone)
+    tensors, header = lora.adapter_payload(pipe.backbone, cfg, None)
+    lora.remove_lora(pipe.backbone)
+    first = sorted(tensors)[0].rsplit(".lora_", 1)[0]
+
+    def write(name, tensors, **changes):
+        return save_tensors(tmp_path / name, tensors, {**header, "tensors_sha256": lora.tensors_sha256(tensors),
+                                                       **changes})
+
+    short = write("short.safetensors", {k: v for k, v in tensors.items() if not k.startswith(first + ".")})
+    with pytest.raises(ConfigError) as err:
+        lora.load_adapter(pipe.backbone, lora.read_adapter(short))
+    assert f"1 of this model's attn layer(s) missing from the file (e.g. {first})" in str(err.value)
+    assert "e.g. []" not in str(err.value) and "short.safetensors" in str(err.value)
+    extra = write("extra.safetensors", {**tensors, "x.lora_A.weight": torch.zeros(2, 4),
+                                        "x.lora_B.weight": torch.zeros(4, 2)})
+    with pytest.raises(ConfigError, match=r"fit this model: 1 layer\(s\) in the file that are not among this model's "
+                                          r"attn layers \(e.g. x\)$"):
+        lora.load_adapter(pipe.backbone, lora.read_adapter(extra))
+    assert lora.adapter_names(pipe.backbone) == []
+    for field, value in (("alpha", "x"), ("rank", 0), ("targets", ["eyes"])):
+        bad = write(f"bad_{field}.safetensors", tensors, **{field: value})
+        with pytest.raises(ConfigError, match=rf"bad_{field}.safetensors': its header: lora.{field}"):
+            lora.read_adapter(bad)
+    nan = write("nan.safetensors", {k: v.clone().fill_(float("nan")) if k == sorted(tensors)[1] else v
+                                    for k, v in tensors.items()})
+    with pytest.raises(NonFiniteError, match=rf"nan.safetensors': its tensor '{sorted(tensors)[1]}' holds NaN"):
+        lora.read_adapter(nan)

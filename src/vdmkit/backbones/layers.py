@@ -252,9 +252,15 @@ def fused_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | Non
 
 def fusable(layer: nn.Linear, x: torch.Tensor) -> bool:
     """Whether a block may run ``layer`` on ``x`` through :func:`fused_linear` itself (with a GELU after it, or on
-    part of its weight): :func:`fused_linear_applies`, and no hook on the layer (a LoRA adapter hooks its layer's
-    call, which such a block would bypass)."""
-    return fused_linear_applies(x, layer.weight) and not (layer._forward_hooks or layer._forward_pre_hooks)
+    part of its weight): :func:`fused_linear_applies`, and no hook on the layer that would act (a LoRA adapter hooks
+    its layer's call, which such a block would bypass; its holder's hooks may be bypassed while they are idle: every
+    adapter at scale 0, disabled or merged)."""
+    if not fused_linear_applies(x, layer.weight):
+        return False
+    holder = getattr(layer, "lora", None)
+    idle = callable(getattr(holder, "idle", None)) and holder.idle()
+    return all(idle and getattr(hook, "__self__", None) is holder
+               for hook in (*layer._forward_hooks.values(), *layer._forward_pre_hooks.values()))
 
 
 class Linear(nn.Linear):

@@ -42,7 +42,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vdmkit.errors import ConfigError, CorruptCheckpointError, UnknownAdapterError
+from vdmkit.errors import ConfigError, CorruptCheckpointError, NonFiniteError, UnknownAdapterError
 
 TARGETS = ("attn", "temporal", "ff", "conv", "film")
 FORMAT = "vdmkit-lora/1"
@@ -145,6 +145,19 @@ class LoRALayer(nn.Module):
 
     def active(self):
         return [] if self.merged is not None else [p for p in self.adapters.values() if p.enabled and p.scale != 0]
+
+    def idle(self) -> bool:
+        """Whether the hooks change nothing now (no adapter enabled at a scale other than 0, or all merged into the
+        weight): a block may then bypass the layer's call (``layers.fusable``: bf16's fused linear + GELU, which any
+        hook turned off before 2026-12-06, so a scale-0 adapter changed the output by bf16 rounding)."""
+        return not self.active()
+
+    def detach(self, layer: nn.Module) -> None:
+        """Take this holder's hooks off ``layer`` (found by owner, so a deep copy's holder finds its own)."""
+        for hooks in (layer._forward_hooks, layer._forward_pre_hooks):
+            for key in [k for k, hook in hooks.items() if getattr(hook, "__self__", None) is self]:
+                del hooks[key]
+                layer._forward_hooks_always_called.pop(key, None)
 
     def _add(self, layer: nn.Linear, args, out: torch.Tensor) -> torch.Tensor:
         (x,) = args[:1]
@@ -319,11 +332,16 @@ def remove_lora(model: nn.Module, name: str | None = None) -> None:
 
 def _drop(model: nn.Module, name: str | None) -> None:
     """Delete adapter ``name``'s pairs (all with None), touching nothing else: a failed load takes off only what
-    it added, leaving other adapters merged as they were."""
-    for _, holder in _layers(model).values():
+    it added, leaving other adapters merged as they were. A layer left with no adapter loses its holder and hooks,
+    so it computes as before any adapter was added (the hooks stayed before 2026-12-06 and kept bf16's fused
+    linear + GELU off: a removed adapter still changed the output by bf16 rounding)."""
+    for layer, holder in _layers(model).values():
         for n in list(holder.adapters):
             if name in (None, n):
                 del holder.adapters[n]
+        if not holder.adapters and holder.merged is None:
+            holder.detach(layer)
+            del layer.lora
 
 
 @torch.no_grad()
@@ -458,7 +476,8 @@ class AdapterFile:
 
 def read_adapter(path: str | os.PathLike) -> AdapterFile:
     """Read an adapter file written by :func:`save_adapter`: ConfigError when it is not one (no header, keys that
-    are not LoRA pairs, ranks that disagree)."""
+    are not LoRA pairs, ranks that disagree, a bad field in its header), NonFiniteError naming the tensor when one
+    holds NaN or inf."""
     from safetensors import safe_open
 
     from vdmkit.io.checkpoint import load_tensors
@@ -483,6 +502,8 @@ def read_adapter(path: str | os.PathLike) -> AdapterFile:
                          dropout=header.get("dropout", 0.0))
     except KeyError as err:
         raise ConfigError(f"{str(path)!r}: the header misses {err}") from None
+    except ConfigError as err:  # read like a train.lora error, naming no file, before 2026-12-06
+        raise ConfigError(f"{str(path)!r}: its header: {err}; write the adapter again") from None
     for key, value in tensors.items():
         axis = 0 if key.endswith("lora_A.weight") else 1
         if value.shape[axis] != cfg.rank:
@@ -491,6 +512,10 @@ def read_adapter(path: str | os.PathLike) -> AdapterFile:
     if recorded is not None and recorded != tensors_sha256(tensors):
         raise CorruptCheckpointError(f"{str(path)!r}: its tensors do not match the sha256 its header records: the "
                                      "file was changed or damaged after it was written; write it again")
+    bad = next((k for k in sorted(tensors) if not torch.isfinite(tensors[k]).all()), None)
+    if bad is not None:  # accepted before 2026-12-06, then sampling failed at step 0 without naming the adapter
+        raise NonFiniteError(f"{str(path)!r}: its tensor {bad!r} holds NaN or inf values (every video sampled with it "
+                             "would be NaN); use the adapter of an earlier checkpoint, or train it again")
     return AdapterFile(path, cfg, tensors, header)
 
 
@@ -519,8 +544,15 @@ def load_adapter(model: nn.Module, adapter: AdapterFile, *, name: str = "default
     missing, unexpected = sorted(expected - set(state)), sorted(set(state) - expected)
     if missing or unexpected:
         _drop(model, name)
-        raise ConfigError(f"{str(adapter.path)!r} does not fit this model: {len(missing)} adapted layer(s) missing "
-                          f"(e.g. {missing[:2]}), {len(unexpected)} not in the model (e.g. {unexpected[:2]})")
+        # counted and named by layer: each layer's A and B keys counted as two, and "(e.g. [])" printed for an
+        # empty side, before 2026-12-06
+        kinds = "/".join(adapter.config.targets)
+        clauses = [f"{len(layer_names)} {what} (e.g. {', '.join(layer_names[:2])})"
+                   for what, keys in ((f"of this model's {kinds} layer(s) missing from the file", missing),
+                                      (f"layer(s) in the file that are not among this model's {kinds} layers",
+                                       unexpected))
+                   if (layer_names := sorted({k.rsplit('.lora.', 1)[0] for k in keys}))]
+        raise ConfigError(f"{str(adapter.path)!r} does not fit this model: {'; '.join(clauses)}")
     wrong = [f"{k} {tuple(v.shape)} (the model's: {tuple(params[k].shape)})" for k, v in state.items()
              if v.shape != params[k].shape]
     if wrong:

@@ -129,7 +129,7 @@ def read_caption_file(path: str | os.PathLike, root: str | os.PathLike) -> tuple
             name = str(rec[key])
             if key in ("videoid", "video_id") and not PurePosixPath(name).suffix:
                 name += ".mp4"  # WebVid/MSR-VTT name videos by id
-            start, end = (_seconds(rec.get(k), f"{where} {k}") for k in ("start", "end"))
+            start, end = (_seconds(rec.get(k), where, k) for k in ("start", "end"))
             if start is not None and end is not None and end <= start:
                 raise DatasetError(f"{where}: end {end} <= start {start}")
             rows.append(CaptionRow(resolve_under(root, name, where), check_caption(rec[ckey], where), start, end))
@@ -140,7 +140,9 @@ def read_caption_file(path: str | os.PathLike, root: str | os.PathLike) -> tuple
     return rows, skipped
 
 
-def _seconds(value, where: str) -> float | None:
+def _seconds(value, where: str, key: str) -> float | None:
+    """Row ``where``'s field ``key`` in seconds (None when empty); DatasetError read as "csv:5: start -1.0 seconds
+    is out of range", as the other row messages are ("csv:5 start: ..." before 2026-12-06)."""
     if value is None or value == "":
         return None
     try:
@@ -148,9 +150,9 @@ def _seconds(value, where: str) -> float | None:
             raise TypeError
         t = float(value)
     except (TypeError, ValueError):
-        raise DatasetError(f"{where}: {value!r} is not a number of seconds") from None
+        raise DatasetError(f"{where}: {key} {value!r} is not a number of seconds") from None
     if not 0 <= t < 1e7:
-        raise DatasetError(f"{where}: {t} seconds is out of range")
+        raise DatasetError(f"{where}: {key} {t} seconds is out of range")
     return t
 
 

@@ -433,8 +433,10 @@ def curated_row(cfg: VideoDataConfig, row: CaptionRow, captions: dict[Path, str]
 
 def served_captions(cfg: VideoDataConfig) -> list[str]:
     """The captions of the rows a VideoTextDataset of ``cfg`` serves (a manifest's summaries, its refused and
-    filtered-out rows left out), without decoding: what a word encoder's vocabulary is built from."""
+    filtered-out rows left out; without a manifest, rows whose file does not exist), without decoding: what a word
+    encoder's vocabulary is built from. (Before 2026-12-06 a row naming a missing file, refused by training, still
+    gave its words, and could hide that every served caption was empty: "no captioned sample found".)"""
     rows, _ = list_samples(cfg)
     known, captions = read_data_manifest(cfg)
     return [curated_row(cfg, row, captions).caption for row in rows
-            if known is None or isinstance(known.get(row.path.resolve()), VideoInfo)]
+            if (row.path.is_file() if known is None else isinstance(known.get(row.path.resolve()), VideoInfo))]

@@ -491,9 +491,9 @@ def keep_vocabulary(cfg: RunConfig, ckpt: Checkpoint, world) -> RunConfig:
         return cfg
     unknown = sorted(set(cfg.text.vocab) - set(saved.text.vocab))
     if world.main:
-        print(f"--resume: the data's words differ from the model's; keeping its vocabulary of {len(saved.text.vocab)} "
-              f"words{f' ({len(unknown)} words of the data are unknown to it: {unknown[:8]})' if unknown else ''}",
-              file=sys.stderr)
+        said = f" ({len(unknown)} words of the data are unknown to it: {unknown[:8]})" if unknown else ""
+        print(f"warning: --resume: the data's words differ from the model's; keeping its vocabulary of "
+              f"{len(saved.text.vocab)} words{said}", file=sys.stderr)  # the prefix the other resume warnings have
     cfg.text = saved.text
     return cfg
 
@@ -592,9 +592,19 @@ def resumed_state(ckpt: Checkpoint, cfg: RunConfig, pipe, ema) -> tuple[dict[str
         saved = pipeline_config(ckpt.read_json(CONFIG))
     except ConfigError:
         saved = None
-    if saved is None or saved.backbone != cfg.backbone or to_dict(saved.model) != to_dict(pipe.config.model):
+    if saved is None:
+        raise ConfigError(f"--resume: the run's checkpoint {str(ckpt.directory)!r} records no readable model config; "
+                          f"resume with the same {RESUME_FIXED}, or start a new run")
+    # the keys that changed, checkpoint -> this config (RELIABILITY #16; the message named none before 2026-12-06)
+    theirs, mine = to_dict(saved.model), to_dict(pipe.config.model)
+    changed = [f"backbone: {saved.backbone!r} -> {cfg.backbone!r}"] if saved.backbone != cfg.backbone else []
+    changed += [f"model.{k}: {theirs.get(k)!r} -> {mine.get(k)!r}" for k in sorted(set(theirs) | set(mine))
+                if theirs.get(k) != mine.get(k) and saved.backbone == cfg.backbone]
+    if changed:
+        more = f"; +{len(changed) - 6} more" if len(changed) > 6 else ""
         raise ConfigError(f"--resume: the run's checkpoint {str(ckpt.directory)!r} was trained with a different "
-                          f"model config; resume with the same {RESUME_FIXED}")
+                          f"model config ({'; '.join(changed[:6])}{more}; checkpoint -> this config); resume with the "
+                          f"same {RESUME_FIXED}")
     config = pipe.config
     for name, theirs, mine in (("text encoder", (saved.text_encoder, without_paths(to_dict(saved.text))),
                                 (config.text_encoder, without_paths(to_dict(config.text)))),
