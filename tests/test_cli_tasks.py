@@ -111,7 +111,7 @@ def test_edit_writes_at_the_inputs_rate_and_its_help_claims_no_exact_inversion(m
     assert "reconstructs exactly" not in text and "approximate at any step count" in text
 
 
-def test_image_to_video_records_the_images_hash_and_the_models_rate(models, tmp_path):
+def test_image_to_video_records_the_images_hash_and_the_models_rate(models, tmp_path, capsys):
     from PIL import Image
 
     image = tmp_path / "first.png"
@@ -122,6 +122,10 @@ def test_image_to_video_records_the_images_hash_and_the_models_rate(models, tmp_
     meta = _sidecar(out)
     assert meta["input_sha256"] == sha256_file(image) and meta["input_fps"] is None and meta["fps_from"] == "model"
     assert meta["fps"] == video_fps(open_model(models["t2v"], None)[1])  # an image has no rate of its own
+    # latents are text-to-video's: ".safetensors is an unknown format" misled, --out's help naming it (2026-12-06)
+    assert cli.main(["sample", "--model", models["t2v"], "--image", str(image), "--prompt", "a red circle",
+                     "--out", str(tmp_path / "x.safetensors"), *COMMON]) == 2
+    assert "written by `vdmkit sample --prompt` only" in capsys.readouterr().err
 
 
 def test_cascade_stages_record_what_they_ran_with(models, tmp_path):

@@ -378,6 +378,19 @@ def test_given_latents_and_latent_outputs_from_the_cli_reproduce_python(ddim_fol
                      "--latents", str(tmp_path / "noise.safetensors"), "--out", str(out)]) == 0
     expected = TextToVideo.from_pretrained(folder)(["a cat"], steps=2, frames=2, latents=noise, output="latents")
     assert torch.equal(load_file(str(out))["latents"], expected)
+    # the sidecar names the noise file absolutely, with its hash (as typed before 2026-12-06: a relative path)
+    import json
+
+    from vdmkit.io.checkpoint import sha256_file
+
+    given = json.loads((tmp_path / "latents.safetensors.json").read_text())["latents_given"]
+    assert given == {"path": str(tmp_path / "noise.safetensors"), "sha256": sha256_file(tmp_path / "noise.safetensors")}
+    # --out naming the noise file: refused, the noise kept (it was overwritten by the output latents, exit 0)
+    before = (tmp_path / "noise.safetensors").read_bytes()
+    assert cli.main(["sample", "--model", str(folder), "--prompt", "a cat", "--steps", "2", "--frames", "2",
+                     "--latents", str(tmp_path / "noise.safetensors"), "--out",
+                     str(tmp_path / "." / "noise.safetensors")]) == 2
+    assert (tmp_path / "noise.safetensors").read_bytes() == before
     save_file({"a": noise, "b": noise.clone()}, str(tmp_path / "two.safetensors"))
     assert cli.main(["sample", "--model", str(folder), "--prompt", "a cat", "--latents",
                      str(tmp_path / "two.safetensors"), "--out", str(tmp_path / "x.mp4")]) == 2

@@ -13,10 +13,10 @@ from vdmkit.cli_common import (COMPILE_HELP, CUDA_GRAPHS_HELP, DTYPE_HELP, PRECI
                                check_runner, command_parser, step_bar, weights_dtype)
 from vdmkit.cli_common import model_or_default as _model_or_default, report as _report, sampling_adapters
 from vdmkit.cli_common import (Terminated, command_warnings, finished_lines, interrupt_message, refuse_earlier_videos,
-                               resumed_seed, terminate_as_interrupt)
+                               read_latents, resumed_seed, terminate_as_interrupt)
 from vdmkit.cli_common import seed as _seed
 from vdmkit.device import COMPILE_MODES, DEVICES_HELP, apply_threads, keep_freed_memory
-from vdmkit.errors import ConfigError, ConstraintError, VdmkitError
+from vdmkit.errors import ConfigError, VdmkitError
 from vdmkit.tasks_cli import condition_options
 
 EXIT_USAGE = 2
@@ -185,7 +185,7 @@ def _cmd_sample(args) -> int:
     refuse_conditioned(config)  # a model trained on known frames or low-res videos runs by its task
     adapters, config = sampling_adapters(args.lora or [], ckpt, args.force_lora, config)
     knobs = {k: v for k, v in (("eta", args.eta), ("order", args.order)) if v is not None}
-    latents = _read_latents(args.latents)
+    latents, args.latents_record = read_latents(args.latents, outs)
     from vdmkit.sampling.caching import cache_from_flags
 
     cache = cache_from_flags(args.cache, args.cache_threshold, args.cache_reuse)
@@ -316,7 +316,7 @@ def _sample_one(pipe, request, out: Path, args, decode: dict, threads: int, quie
                                callback=step, produce=produce,
                                extra={"dtype": weights_dtype(args), "compiled": args.compile,
                                       "cuda_graphs": args.cuda_graphs,
-                                      "latents_given": args.latents,
+                                      "latents_given": args.latents_record,
                                       "motion_adapter": absolute(args.motion_adapter), "threads": threads,
                                       **(extra or {})})
         seconds = time.perf_counter() - start
@@ -369,23 +369,6 @@ def _prompt_at(items: list[str] | None) -> dict[int, str]:
                              "give each frame one prompt")
         result[int(frame)] = prompt
     return result
-
-
-def _read_latents(path: str | None):
-    """--latents FILE: the starting noise, a safetensors file holding one tensor (B, C, T, H, W)."""
-    if path is None:
-        return None
-    from vdmkit.io.checkpoint import load_tensors
-
-    tensors = load_tensors(path)  # a folder, or no valid file, is named as such
-    if len(tensors) != 1:
-        raise ConfigError(f"--latents {path!r} must hold exactly one tensor (the starting noise), holds "
-                          f"{', '.join(tensors) or 'none'}")
-    noise = next(iter(tensors.values()))
-    if not noise.is_floating_point():
-        raise ConstraintError(f"--latents {path!r} holds a {noise.dtype} tensor; the starting noise is float "
-                              "(unit Gaussian)")
-    return noise.float()
 
 
 def _cmd_convert(args) -> int:
@@ -534,8 +517,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--frames", type=int, help="number of frames (default: the training length)")
     p.add_argument("--height", type=int)
     p.add_argument("--width", type=int)
-    p.add_argument("--steps", type=int, help="sampler steps (default: the model's, 50 for vdmkit's own)")
-    p.add_argument("--sampler", help="see --list-samplers (default: the model's, ddim for vdmkit's own)")
+    p.add_argument("--steps", type=int, help="sampler steps (default: the model's; the bundled model's 20)")
+    p.add_argument("--sampler", help="see --list-samplers (default: the model's; the bundled model's dpmpp_2m)")
     p.add_argument("--spacing", help="timestep spacing: leading, linspace, trailing or lcm (discrete processes); "
                    "linspace or trailing (continuous). Default: the sampler's or process's own")
     p.add_argument("--timesteps", help="custom descending times, comma-separated (overrides --steps/--spacing); "
@@ -551,7 +534,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "every K-th call); or pab: attention layers reuse their output for S (spatial), T (temporal), C "
                    "(cross) steps in the middle of sampling (default 2,2,2). Counts go to the sidecar")
     p.add_argument("--cache-threshold", type=float, help="--cache teacache: the accumulated change that forces a "
-                   "computed call (0 = every call; higher = fewer calls, more error)")
+                   "computed call (default 0.05; 0 = every call; higher = fewer calls, more error)")
     p.add_argument("--cache-reuse", choices=("eps", "x0", "residual", "extrapolate"),
                    help="what a skipped call reuses (default: eps, the noise estimate; extrapolate: the noise "
                    "estimate on the line through the last two computed ones)")

@@ -37,6 +37,30 @@ def absolute(path) -> str | None:
     return None if path is None else str(Path(path).absolute())
 
 
+def read_latents(path: str | None, outs) -> tuple:
+    """--latents FILE: (the starting noise, a safetensors file holding one tensor (B, C, T, H, W); what the sidecar
+    records of it: the absolute path and its sha256), or (None, None). The file is one of the run's inputs: an --out
+    naming it is refused (it was overwritten by the output latents, exit 0, before 2026-12-06)."""
+    if path is None:
+        return None, None
+    from vdmkit.errors import ConfigError, ConstraintError
+    from vdmkit.io.checkpoint import load_tensors, sha256_file
+
+    for out in outs:
+        if Path(out).absolute().resolve() == Path(path).absolute().resolve():
+            raise ConfigError(f"--out {str(out)!r} is the --latents file {path!r}: writing it would replace the "
+                              "starting noise this run reads; write another file")
+    tensors = load_tensors(path)  # a folder, or no valid file, is named as such
+    if len(tensors) != 1:
+        raise ConfigError(f"--latents {path!r} must hold exactly one tensor (the starting noise), holds "
+                          f"{', '.join(tensors) or 'none'}")
+    noise = next(iter(tensors.values()))
+    if not noise.is_floating_point():
+        raise ConstraintError(f"--latents {path!r} holds a {noise.dtype} tensor; the starting noise is float "
+                              "(unit Gaussian)")
+    return noise.float(), {"path": absolute(path), "sha256": sha256_file(path)}
+
+
 def seed(text: str):
     if text.lower() in ("none", "random"):
         return None
