@@ -121,8 +121,9 @@ BAD_GENERATE = [
     # a zero-width space, bidi overrides and wordless prompts were sampled unconditionally (before 2026-12-06)
     ({"prompt": "\u200b"}, 400, "prompt is empty (only invisible characters)"),
     ({"prompt": " \ufeff\u2060 "}, 400, "prompt is empty (only invisible characters)"),
-    ({"prompt": "a red \u202ecircle"}, 400, "bidirectional control characters"),
+    ({"prompt": "\u3164 \u2800\u0301"}, 400, "prompt is empty (only invisible characters)"),  # blank letters
     ({"prompt": "!!!"}, 400, "has no words: this model encodes words"),
+    ({"prompt": "红色的圆向右移动"}, 400, "none of its words is in this model's vocabulary"),
     ({"prompt": "\u2014 \U0001f600"}, 400, "has no words"),
     ({"steps": 0}, 400, "steps must be >= 1"),
     ({"steps": -1}, 400, "steps must be >= 1"),
@@ -231,6 +232,12 @@ def test_the_gallery_leaves_out_a_video_whose_sidecar_is_still_being_written(cli
     assert sorted(v["file"] for v in listed["videos"]) == ["done.mp4", "lost.mp4"] and listed["total"] == 2
     (out / ".writing.mp4.abcd1234.tmp.json").rename(out / "writing.mp4.json")
     assert client.get("/api/gallery").json()["total"] == 3
+    # a killed write's old temporary hides its video no longer (it stayed hidden for good: a review)
+    (out / "killed.mp4").write_bytes(b"video")
+    (out / ".killed.mp4.abcd1234.tmp.json").write_text("{")
+    assert client.get("/api/gallery").json()["total"] == 3
+    os.utime(out / ".killed.mp4.abcd1234.tmp.json", (1000, 1000))
+    assert client.get("/api/gallery").json()["total"] == 4
 
 
 def test_request_bodies_are_capped(client):
@@ -450,9 +457,16 @@ def test_unknown_studies_and_bad_raters(client):
     r = client.get("/api/studies/nope/next", params={"rater": "ann"})
     assert r.status_code == 404 and "studies here: demo" in r.json()["error"]
     assert client.get("/api/studies/demo/next", params={"rater": " "}).status_code == 400
-    for invisible in ("\u200b", "\u202e\u200b", "ann\u202e"):  # an invisible or reordered rater id (2026-12-06)
+    for invisible in ("\u200b", "\u202e\u200b", "ann\u202e", "\u3164"):  # invisible or reordered (2026-12-06)
         r = client.get("/api/studies/demo/next", params={"rater": invisible})
         assert r.status_code == 400 and "rater id" in r.json()["error"], invisible
+    from vdmkit.app.server import check_prompt
+    from vdmkit.app.store import check_rater
+
+    assert check_rater("ann\u200b") == check_rater("\ufeffann") == "ann"  # one rater, not two that look alike
+    # right-to-left prompts carry embeddings and isolates: taken as typed (refused in a review's first draft)
+    for rtl in ("\u202bدائرة حمراء\u202c", "a \u2068دائرة\u2069 circle", "a red circle \U0001f468\u200d\U0001f469"):
+        assert check_prompt(rtl) == rtl
     assert client.get("/api/studies/demo/next").status_code == 422
     assert client.post("/api/studies/nope/votes", json={}).status_code in (404, 422)
 

@@ -58,6 +58,19 @@ def test_extend_writes_at_the_inputs_rate_and_records_its_hash(models, tmp_path)
     meta = _sidecar(out)
     assert meta["fps"] == 24 and meta["input_fps"] == pytest.approx(24) and meta["fps_from"] == "input"
     assert meta["input_sha256"] == sha256_file(clip)
+    # another tool's WebP whose frames carry no delays has no rate: it was read as 1 fps and written 8x slower,
+    # "fps_from: input" (a review): the model's rate, as an image's
+    from PIL import Image
+
+    frames = [Image.fromarray(to_uint8(torch.rand(3, 1, 16, 16) * 2 - 1)[0]) for _ in range(4)]
+    frames[0].save(tmp_path / "nodelay.webp", save_all=True, append_images=frames[1:], duration=0, lossless=True)
+    assert not probe_video(tmp_path / "nodelay.webp").fps_measured
+    out = tmp_path / "ext2.mp4"
+    assert cli.main(["extend", "--model", models["t2v"], "--video", str(tmp_path / "nodelay.webp"), "--frames", "6",
+                     "--out", str(out), *COMMON]) == 0
+    meta = _sidecar(out)
+    assert (meta["fps_from"], meta["input_fps"]) == ("model", None)
+    assert meta["fps"] == video_fps(open_model(models["t2v"], None)[1])
     out = tmp_path / "ext12.mp4"  # --fps still wins
     assert cli.main(["extend", "--model", models["t2v"], "--video", clip, "--frames", "6", "--fps", "12", "--out",
                      str(out), *COMMON]) == 0

@@ -128,6 +128,7 @@ def test_shapes_protocol_samples_a_model_directory(tiny_cfg):
     assert r["fake"]["kind"] == "model" and r["fake"]["model_sha256"] and r["counts"] == {"real": 3, "fake": 3}
     assert [s["caption"] for s in r["samples"]["fake"]] == [s["caption"] for s in r["samples"]["real"]]
     assert [s["seed"] for s in r["samples"]["fake"]] == [1234, 1235, 1236]
+    assert r["seeds"]["model_fake"] == "video i seeded with 1234 + i, whatever the batch size"
     assert r["real"]["config"]["size"] == 16 and r["clip_shape"] == [3, 4, 16, 16]
     assert 0 <= r["metrics"]["shapes"]["all_three_ok"] <= 1
     # a seed per video: another --batch-size samples the same videos (batch k was seeded with seed + its first

@@ -197,3 +197,9 @@ def test_videos_both_within_0_1_warn_that_psnr_and_ssim_take_minus_1_1(videos64)
     with warnings.catch_warnings():
         warnings.simplefilter("error", ValueRangeWarning)
         psnr(real, fake), ssim(real, fake), psnr_per_frame(real01, fake01, range_warning=False)
+        zeros = torch.zeros_like(real)  # mid-grey and dark [-1, 1] videos are no [0, 1] images (a review)
+        psnr(zeros, zeros + 0.01 * torch.rand_like(zeros)), psnr(zeros - 0.5, zeros + 0.3)
+    # one side [0, 1], the other [-1, 1]: 10.8 dB against its own copy, unsaid before (a review)
+    for pair, which in (((real01, real), "first"), ((real, real01), "second")):
+        with pytest.warns(ValueRangeWarning, match=f"the {which} video lies within"):
+            psnr(*pair)

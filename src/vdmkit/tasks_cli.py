@@ -172,7 +172,9 @@ def task_fps(fps: float | None, info, model_fps: float, out, factor: int = 1) ->
     from vdmkit.errors import ConfigError
     from vdmkit.io.video import MAX_FPS, check_video_fps
 
-    measured = None if info is None or info.is_image or info.frames < 2 else float(info.fps)
+    # a file without a rate of its own (no frame delays: a placeholder 1 fps, 8x slower; a review) as an image
+    known = info is not None and not info.is_image and info.frames >= 2 and info.fps_measured
+    measured = float(info.fps) if known else None
     record = {"input_fps": None if measured is None else round(measured, 6)}
     if fps is not None:
         return fps, {**record, "fps_from": "--fps"}

@@ -13,6 +13,7 @@ import json
 import os
 import re
 import secrets
+import time
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -78,13 +79,22 @@ def check_prompt(prompt) -> str:
 
 
 def check_words(config, prompt: str) -> None:
-    """A model whose text encoder reads words (the built-in one) refuses a prompt without any: "!!!" or an emoji
-    encodes to nothing and sampled unconditionally, said only when the job had run (before 2026-12-06)."""
+    """A model whose text encoder reads words (the built-in one) refuses a prompt without any, or with none it knows:
+    "!!!", an emoji or words all outside its vocabulary encode to nothing it was trained on, and sampled so, said
+    only when the job had run (before 2026-12-06)."""
     from vdmkit.conditioning.text import split_words
 
-    if config.text_encoder == "words" and not split_words(prompt):
+    if config.text_encoder != "words":
+        return
+    words = split_words(prompt)
+    if not words:
         raise ValueError(f"prompt {prompt!r} has no words: this model encodes words (letters and digits), not "
                          "punctuation or symbols; describe the video, e.g. 'a slow red circle moving right'")
+    vocabulary = set(config.text.vocab)
+    if vocabulary and not vocabulary.intersection(words[:config.text.max_length - 1]):
+        known = ", ".join(sorted(vocabulary - {"<pad>", "<bos>", "<unk>"})[:12])
+        raise ValueError(f"prompt {prompt!r}: none of its words is in this model's vocabulary of "
+                         f"{len(vocabulary)} (it knows e.g. {known}); describe the video in those words")
 
 
 def check_limits(frames: int | None, height: int | None, width: int | None, steps: int | None, *,
@@ -171,14 +181,27 @@ def gallery(folder: Path, start: int = 0) -> dict:
     return {"videos": items, "total": len(found), "next": start + MAX_GALLERY if more else None}
 
 
+WRITING_S = 60  # a sidecar temporary older than this is a killed write's: its video is listed (without metadata)
+
+
 def being_written(video: Path) -> bool:
     """``video`` is in, its sidecar not yet: write_video replaces the sidecar last, from a temporary beside it (the
-    gallery showed a bare card without prompt or seed in that moment, 2 of 12 videos while jobs ran)."""
+    gallery showed a bare card without prompt or seed in that moment, 2 of 12 videos while jobs ran). A temporary
+    over ``WRITING_S`` old is a killed write's, whose video would otherwise stay hidden."""
     from vdmkit.io.atomic import TMP_STEM
     from vdmkit.io.video import sidecar_path
 
     sidecar = sidecar_path(video)
-    return not sidecar.exists() and any(video.parent.glob(f".{glob.escape(sidecar.stem[:TMP_STEM])}.*.tmp.json"))
+    if sidecar.exists():
+        return False
+    now = time.time()
+    for tmp in video.parent.glob(f".{glob.escape(sidecar.stem[:TMP_STEM])}.*.tmp.json"):
+        try:
+            if now - tmp.stat().st_mtime < WRITING_S:
+                return True
+        except OSError:  # renamed into place meanwhile
+            continue
+    return False
 
 
 def describe_model(key: str, path: Path) -> dict:

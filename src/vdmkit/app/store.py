@@ -58,7 +58,8 @@ class Vote:
 
 def check_rater(rater) -> str:
     """A rater id: 1-64 printable characters."""
-    return check_text(rater, "rater id", MAX_RATER, "type a name or code that identifies you (e.g. your initials)")
+    return check_text(rater, "rater id", MAX_RATER, "type a name or code that identifies you (e.g. your initials)",
+                      identifier=True)
 
 
 class VoteStore:

@@ -5,20 +5,32 @@ from __future__ import annotations
 import unicodedata
 
 MAX_PROMPT_CHARS = 500
-# bidirectional embeddings, overrides and isolates: they reorder what is shown (a rater id shown as another's)
+# bidirectional embeddings, overrides and isolates: they reorder what is shown (a rater id shown as another's);
+# right-to-left prompts carry them legitimately
 BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+# letters that draw nothing: Hangul fillers, the blank Braille pattern
+BLANK_LETTERS = frozenset("\u115f\u1160\u3164\uffa0\u2800")
 
 
 def visible(value: str) -> str:
-    """``value`` without its invisible format characters (zero-width spaces, joiners, byte-order marks ...)."""
-    return "".join(c for c in value if unicodedata.category(c) != "Cf")
+    """``value`` without what draws nothing: format characters (zero-width spaces, joiners, byte-order marks ...) and
+    blank letters (a Hangul filler)."""
+    return "".join(c for c in value if unicodedata.category(c) != "Cf" and c not in BLANK_LETTERS)
 
 
-def check_text(value, what: str, limit: int, hint: str) -> str:
-    """``value`` stripped: a string of at most ``limit`` characters with something visible in it (a zero-width space
-    alone was taken before 2026-12-06), and without control characters (NUL, tabs, newlines) or the bidirectional
-    ones that reorder what is shown. ``hint`` says what to type instead of nothing."""
-    if not isinstance(value, str) or not visible(value).strip():
+def shows_something(value: str) -> bool:
+    """Whether ``value`` draws anything: a character that is neither invisible, blank, a space nor a combining mark
+    with nothing to combine with."""
+    return any(not c.isspace() and not unicodedata.category(c).startswith("M") for c in visible(value))
+
+
+def check_text(value, what: str, limit: int, hint: str, *, identifier: bool = False) -> str:
+    """``value`` stripped: a string of at most ``limit`` characters that shows something (a zero-width space or a
+    Hangul filler alone was taken before 2026-12-06), without control characters (NUL, tabs, newlines). An
+    ``identifier`` (a rater id) also refuses the bidirectional controls that reorder what is shown, and is kept
+    without its invisible characters, so that "alice" and "alice" + a zero-width space are one rater. ``hint`` says
+    what to type instead of nothing."""
+    if not isinstance(value, str) or not shows_something(value):
         invisible = isinstance(value, str) and value.strip()
         raise ValueError(f"{what} is empty{' (only invisible characters)' if invisible else ''}; {hint}")
     value = value.strip()
@@ -26,7 +38,7 @@ def check_text(value, what: str, limit: int, hint: str) -> str:
         raise ValueError(f"{what} has {len(value)} characters; the limit is {limit}")
     if any(unicodedata.category(c) == "Cc" for c in value):
         raise ValueError(f"{what} contains control characters (NUL, tabs, newlines ...); use plain text")
-    if BIDI_CONTROLS.intersection(value):
+    if identifier and BIDI_CONTROLS.intersection(value):
         raise ValueError(f"{what} contains bidirectional control characters (U+202A-U+202E, U+2066-U+2069), which "
                          "change the order it is shown in; use plain text")
-    return value
+    return visible(value).strip() if identifier else value

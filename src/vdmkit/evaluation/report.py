@@ -44,7 +44,7 @@ def build_report(body: dict, protocol, metrics, *, strict: bool, real: dict, fak
         "seeds": {"protocol": protocol.seed, "real_clip_offsets": f"RandomState({protocol.seed})"
                   if CLIP_SAMPLINGS[protocol.clip_sampling].random_offset else None,
                   "shapes_real": protocol.seed, "shapes_fake": protocol.seed + 1, "noise_fake": protocol.seed + 2,
-                  "model_fake": f"batch seed = {protocol.seed} + index of the batch's first sample"},
+                  "model_fake": f"video i seeded with {protocol.seed} + i, whatever the batch size"},
         "warnings": warnings, "wall_seconds": wall_seconds, "device": device,
         **body,  # labels, and the sample list last (it is long)
     }

@@ -517,20 +517,31 @@ def _video_pair(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.T
 
 
 class ValueRangeWarning(UserWarning):
-    """PSNR/SSIM inputs that both lie within [0, 1]: likely [0, 1] images given for [-1, 1] videos, which read
-    higher than they are (PSNR about 6 dB: the error is measured on half the range)."""
+    """PSNR/SSIM inputs that look like [0, 1] images given for [-1, 1] videos: both (they read higher than they are,
+    PSNR about 6 dB: the error is measured on half the range), or one of them (the two are compared off by a shift)."""
 
 
 def _checked_pair(x: torch.Tensor, y: torch.Tensor, range_warning: bool) -> tuple[torch.Tensor, torch.Tensor]:
     """:func:`_video_pair`, and a :class:`ValueRangeWarning` (for the public function's caller) when
-    ``range_warning`` and both videos lie within [0, 1]: a diffusers-style [0, 1] tensor passed the [-1, 1]
-    check and its PSNR read 32.3 dB for 26.3 (before 2026-12-06)."""
+    ``range_warning`` and a video spanning [0, 1] (none below 0, some above 0.5) is compared with another that does
+    or that reaches below -0.5: a diffusers-style [0, 1] tensor passed the [-1, 1] check and its PSNR read 32.3 dB
+    for 26.3 (before 2026-12-06); against its own [-1, 1] copy, 10.8 dB, unsaid. Grey or dark [-1, 1] videos (all
+    within [0, 0.5]) do not warn."""
     x, y = _video_pair(x, y)
-    if range_warning and float(x.min()) >= 0 and float(y.min()) >= 0:
-        warnings.warn(f"both videos lie within [0, 1] (smallest values {float(x.min()):.3g} and {float(y.min()):.3g}):"
-                      " PSNR and SSIM take videos in [-1, 1], and [0, 1] values (diffusers' output_type='pt', "
-                      "torchvision's to_tensor) read about 6 dB too high; pass x * 2 - 1 for each, or ignore this "
-                      "if they are [-1, 1] videos that are only bright", ValueRangeWarning, stacklevel=3)
+    if not range_warning:
+        return x, y
+    (x_lo, x_hi), (y_lo, y_hi) = [(float(v.min()), float(v.max())) for v in (x, y)]
+    unit = [lo >= 0 and hi > 0.5 for lo, hi in ((x_lo, x_hi), (y_lo, y_hi))]
+    if all(unit):
+        warnings.warn(f"both videos lie within [0, 1] (smallest values {x_lo:.3g} and {y_lo:.3g}): PSNR and SSIM take "
+                      "videos in [-1, 1], and [0, 1] values (diffusers' output_type='pt', torchvision's to_tensor) "
+                      "read about 6 dB too high; pass x * 2 - 1 for each, or ignore this if they are [-1, 1] videos "
+                      "that are only bright", ValueRangeWarning, stacklevel=3)
+    elif any(unit) and min(x_lo, y_lo) < -0.5:
+        which = "first" if unit[0] else "second"
+        warnings.warn(f"the {which} video lies within [0, 1] and the other reaches {min(x_lo, y_lo):.3g}: PSNR and "
+                      "SSIM take both in [-1, 1]; pass x * 2 - 1 for the [0, 1] one, or ignore this if it is a "
+                      "[-1, 1] video that is only bright", ValueRangeWarning, stacklevel=3)
     return x, y
 
 

@@ -83,6 +83,7 @@ class VideoInfo:
     frames_declared: int  # what the container claimed (0 when it does not say)
     is_image: bool = False
     first: float = 0.0  # the first frame's timestamp (a file cut from a longer one keeps its times: 5.48 s)
+    fps_measured: bool = True  # False: no frame says how long it shows (a WebP without delays): ``fps`` is 1.0
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -307,7 +308,7 @@ def _decode_pillow(path: Path, *, rgb: bool, max_side: int | None, start: float 
     w, h = size
     info = VideoInfo(path=str(path), width=int(w), height=int(h), frames=len(keep), fps=float(fps),
                      duration=len(keep) / fps, codec=codec, rotation=0, decode_errors=0, frames_declared=n,
-                     is_image=path.suffix.lower() in IMAGE_SUFFIXES)
+                     is_image=path.suffix.lower() in IMAGE_SUFFIXES, fps_measured=bool(shortest))
     array = np.stack([frames[i] for i in keep]) if rgb else None
     return Decoded(array, ts[keep], info)
 

@@ -238,6 +238,8 @@ class Pipeline(nn.Module):
         from vdmkit.device import resolve_device
 
         for value in (*args, kwargs.get("device")):
+            if isinstance(value, int) and not isinstance(value, bool):  # an ordinal: torch's accelerator
+                value = torch.device("cuda", value)
             if isinstance(value, (str, torch.device)):
                 device = torch.device(value)  # the rest (meta, cpu:0, another backend) as torch takes them
                 if device.type == "cuda" or device.type == "mps":
@@ -419,15 +421,16 @@ class Pipeline(nn.Module):
         cannot be written, is an OutputError before anything is written. The schedules searched for these weights
         (schedules.json, keyed by them; outside the manifest, as ``vdmkit search-schedule`` adds to it) come along
         when no adapter changes the weights: the bundled model's were left behind (before 2026-12-06)."""
-        from vdmkit.backbones import lora
         from vdmkit.io.atomic import atomic_path, check_new_folder
+        from vdmkit.io.checkpoint import read_manifest
 
         directory = check_new_folder(directory, f"save_pretrained({str(directory)!r})", "save_pretrained")
-        folded = bool(lora.adapter_names(self.backbone))
         path = save_checkpoint(directory, {WEIGHTS: self.plain_state_dict()}, {CONFIG: to_dict(self.config)},
                                blobs=self.carried_files())
         schedules = self.schedules_path()
-        if schedules is not None and schedules.is_file() and not folded:
+        written = read_manifest(path, check_hashes=False)["files"].get(WEIGHTS, {}).get("sha256")
+        # only onto the very weights they were searched on (an adapter folded in, or bf16 weights, hash otherwise)
+        if schedules is not None and schedules.is_file() and written == self.model_sha256:
             with atomic_path(path / SCHEDULES_FILE) as tmp:
                 tmp.write_bytes(schedules.read_bytes())
         return path

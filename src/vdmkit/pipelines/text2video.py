@@ -30,7 +30,8 @@ class TextToVideo(Pipeline):
     def __call__(self, prompts: list[str] | str | None = None, *, callback: Callable | None = None,
                  decode: dict | None = None, **kwargs) -> torch.Tensor:
         """``kwargs``: frames, height, width (pixels; default: the training size), steps, sampler, guidance, seed
-        (None: random; one int seeds the batch from one generator, a list gives each prompt its own), spacing or
+        (None: random; one int seeds the batch from one generator, a list gives each prompt its own: the video it
+        samples alone, but under ``cache``, which decides for the whole batch), spacing or
         timesteps, guidance_rescale, precision, negative_prompt, latents (the starting noise (B, C, T, H, W),
         replacing the seed's), output ("pixels" or "latents": not decoded) and the sampler's options (eta, order,
         ...); timesteps="auto" takes the schedule searched for the sampler and steps; cache skips model calls
