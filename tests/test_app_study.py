@@ -448,3 +448,26 @@ def test_votes_a_study_cannot_count_are_set_aside_with_why(tmp_path):
          "reason": f"pair {ab!r} compares 'A' and 'B', not these models"},
         {"rater": "text", "pair": bc, "left_model": "C", "right_model": "B", "reason": "seed 'abc' is not an integer"},
         {"rater": "bool", "pair": bc, "left_model": "C", "right_model": "B", "reason": "seed True is not an integer"}]
+
+
+def test_create_removes_the_temporaries_of_a_killed_create_and_keeps_a_live_ones(models, prompts, tmp_path, capsys):
+    """A SIGKILLed create left `.NAME.tmp-PID/` (its videos) that nothing removed (before 2026-12-06): the next create
+    of that --out removes those whose process is gone, and keeps one a running create still writes."""
+    import subprocess
+    import sys
+
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()  # a pid no process has now
+    dead = tmp_path / f".s.tmp-{gone.pid}"
+    (dead / "videos").mkdir(parents=True)
+    (dead / "videos" / "a.mp4").write_bytes(b"old")
+    with subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"]) as other:
+        try:
+            live = tmp_path / f".s.tmp-{other.pid}"
+            (live / "videos").mkdir(parents=True)
+            assert cli.main(["human-eval", "create", "--models", *models, "--prompts", str(prompts), "--n", "1",
+                             "--out", str(tmp_path / "s"), "--steps", "2", "--frames", "2"]) == 0
+        finally:
+            other.kill()
+    assert not dead.exists() and live.is_dir() and load_study(tmp_path / "s")
+    assert f"left by an interrupted human-eval create (process {gone.pid} is gone)" in capsys.readouterr().err

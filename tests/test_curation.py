@@ -169,7 +169,8 @@ def test_images_pass_the_length_filter_and_filtered_rows_are_left_out_not_bad(tm
     assert "a still image at 32x32" in rows["still.png"]["captions"]["summary"]  # not "a 1.0 second clip"
     ds = VideoTextDataset(VideoDataConfig(root=str(tmp_path), manifest="m.jsonl", size=16, lengths=(4,), frames=4,
                                           image_ratio=0.5, max_skip_fraction=0.2), batch_size=1)
-    assert sorted(s.row.path.name for s in ds.samples) == ["moving.mp4", "still.png"]
+    # (random noise is cut every min_scene_s: each of its scenes is a sample, since 2026-12-06)
+    assert sorted({s.row.path.name for s in ds.samples}) == ["moving.mp4", "still.png"]
     assert ds.stats()["excluded_by_manifest"] == 1 and ds.stats()["skipped"] == {}
     # without a captions file the curated captions (their summary) are the training captions, not the file names
     assert {s.row.caption for s in ds.samples} == {rows[n]["captions"]["summary"] for n in ("moving.mp4", "still.png")}
@@ -196,7 +197,8 @@ def test_manifest_rows_are_checked_and_lines_end_at_newlines_only(tmp_path):
         return VideoTextDataset(VideoDataConfig(root=str(tmp_path), manifest="m2.jsonl", size=16, lengths=(4,),
                                                 frames=4, image_ratio=0.0), batch_size=1)
 
-    assert sorted(s.row.path.name for s in dataset(text + "\n\n").samples) == ["a.mp4", odd]  # blank lines skipped
+    files = {s.row.path.name for s in dataset(text + "\n\n").samples}  # (each scene of the noise is a sample)
+    assert sorted(files) == ["a.mp4", odd]  # blank lines skipped
     first = text.split("\n")[0]
     for bad, why in ((text + first[:-40] + "\n", "m2.jsonl:3: not a manifest row"),
                      (text + '{"path": "a.mp4", "status": "ok"}\n', r"m2.jsonl:3: not a manifest row \(lacks 'width'\)"),
@@ -559,3 +561,15 @@ def test_a_caption_row_of_a_missing_file_is_not_a_file_not_curate_again(tmp_path
                                           lengths=(4,), frames=4, max_skip_fraction=0.5), batch_size=1)
     assert ds.stats()["skipped"] == {"not a file": 1}
     assert f"{str(tmp_path / 'gone.mp4')!r}: not a file" in caplog.text and "curate again" not in caplog.text
+
+
+@pytest.mark.parametrize("name, value, valid", [
+    ("min_scene_s", -1.0, ">= 0"), ("min_duration_s", -5.0, ">= 0"), ("static_threshold", -0.5, ">= 0"),
+    ("black_threshold", 300.0, r"in \[0, 255\]"), ("black_threshold", -1.0, r"in \[0, 255\]"),
+    ("scene_threshold", 256.0, r"in \[0, 255\]")])
+def test_thresholds_off_their_scale_are_refused(name, value, valid):
+    """Before 2026-12-06 black_threshold 300 rejected every file as black and min_scene_s -1 acted as 0, rc 0."""
+    with pytest.raises(ConfigError, match=f"curate.{name} must be {valid}.*got {value}"):
+        CurateConfig(**{name: value})
+    CurateConfig(min_scene_s=0, min_duration_s=0, static_threshold=0, black_threshold=0)  # 0: the filter is off
+    CurateConfig(black_threshold=255, scene_threshold=255)

@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import glob
 import itertools
 import json
 import os
@@ -282,6 +283,33 @@ def _progress(done: int, total: int, label: str) -> None:
     print(f"[{done}/{total}] {label}", file=sys.stderr, flush=True)
 
 
+def _running(pid: int) -> bool:
+    """Whether process ``pid`` exists on this machine (one of another user's counts: it is not ours to remove)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, ValueError):
+        return True
+    return True
+
+
+def remove_dead_temporaries(out: Path) -> list[Path]:
+    """Remove ``.OUT.tmp-PID/`` folders beside ``out`` whose process is gone: a ``create`` killed outright (SIGKILL,
+    a crash of the machine) cannot clear its own, and nothing else did (they stayed, hidden, before 2026-12-06; a
+    real study's hold GBs of videos). A live process's folder, one still being written, is kept. The removed."""
+    removed = []
+    for old in out.parent.glob(f".{glob.escape(out.name)}.tmp-*"):
+        pid = old.name.rpartition("-")[2]
+        if not (pid.isdigit() and old.is_dir() and not old.is_symlink()) or _running(int(pid)):
+            continue
+        shutil.rmtree(old, ignore_errors=True)
+        print(f"removed {str(old)!r}: left by an interrupted human-eval create (process {pid} is gone)",
+              file=sys.stderr, flush=True)
+        removed.append(old)
+    return removed
+
+
 def create_study(models: list[str], prompts_file: str | os.PathLike, n: int, out: str | os.PathLike, *,
                  steps: int | None = None, sampler: str | None = None, guidance: float | None = None, seed: int = 0,
                  device: str = "auto", name: str | None = None, frames: int | None = None, height: int | None = None,
@@ -326,6 +354,7 @@ def create_study(models: list[str], prompts_file: str | os.PathLike, n: int, out
         print(f"warning: the models make videos of different shapes ({listed}): raters can tell them apart by it; "
               "give --frames / --height / --width to sample every model at one", file=sys.stderr, flush=True)
 
+    remove_dead_temporaries(out)
     tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     (tmp / VIDEO_DIR).mkdir(parents=True)

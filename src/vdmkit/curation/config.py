@@ -44,6 +44,15 @@ class CurateConfig:
                      "static_threshold"):  # a NaN threshold compares false: its filter would silently keep all
             if not math.isfinite(getattr(self, name)):
                 raise ConfigError(f"curate.{name} must be a finite number, got {getattr(self, name)}")
+        # out of their scale a threshold filtered silently (before 2026-12-06): black_threshold 300 rejected every
+        # file as black, min_scene_s -1 acted as 0; 0 turns a lower limit off
+        ranges = {"scene_threshold": (0, 255), "black_threshold": (0, 255), "min_scene_s": (0, math.inf),
+                  "min_duration_s": (0, math.inf), "static_threshold": (0, math.inf)}
+        for name, (low, high) in ranges.items():
+            value = getattr(self, name)
+            if math.isfinite(value) and not low <= value <= high:
+                valid = f">= {low} (0 turns it off)" if high == math.inf else f"in [{low}, {high}] (pixels run 0-255)"
+                raise ConfigError(f"curate.{name} must be {valid}, got {value}")
         if self.max_decode_errors < 0:
             raise ConfigError(f"curate.max_decode_errors must be >= 0, got {self.max_decode_errors}")
         self.scorers = tuple(self.scorers)

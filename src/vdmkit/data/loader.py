@@ -13,10 +13,13 @@ bucket, so an epoch never crashes on one bad file. Training stops with a :class:
 counts) when more than ``max_skip_fraction`` of the samples are bad, or nothing is left.
 Clips shorter than the smallest length bucket follow ``short``: ``drop`` (skipped, counted), ``loop``
 (the clip restarts from its first frame) or ``pad`` (the last frame repeats); loops and pads are counted too.
+With a curation manifest each scene it found is a sample (a clip never spans a cut); scenes shorter than the
+smallest length bucket are left out and counted, and kept rows whose file is gone are said and counted.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import math
@@ -51,6 +54,7 @@ class Sample:
     aspect: int  # index into cfg.aspect_ratios
     length: int  # frames of its video bucket; 1 for images
     frames_available: int  # at the sampling rate
+    curated: bool = False  # its info is the curation manifest's, not a probe of the file
 
 
 def frame_window(row: CaptionRow, info: VideoInfo) -> tuple[float, float]:
@@ -90,6 +94,8 @@ class VideoTextDataset:
         self.excluded = 0  # rows the curation manifest left out on purpose: not bad samples
         self.links = 0  # symbolic links refused: said and counted, but no bad samples (a folder of links trained)
         self.adjusted: Counter[str] = Counter()
+        self.short_scenes, self.short_scene_s = 0, 0.0  # curated scenes shorter than the smallest clip: left out
+        self.missing = 0  # kept manifest rows whose file is not under the root
         self.bad: set[int] = set()
         rows, refused = list_samples(cfg)
         self.total = len(rows) + len(refused)
@@ -113,10 +119,11 @@ class VideoTextDataset:
 
     # ---- indexing --------------------------------------------------------------------------------
     def _index(self, rows: list[CaptionRow]) -> list[Sample]:
-        known, captions = read_data_manifest(self.cfg)
-        samples = []
+        known, captions, scenes = read_data_manifest(self.cfg)
+        samples, seen = [], set()
         for row in rows:
             row = curated_row(self.cfg, row, captions)
+            seen.add(row.path.resolve())
             try:
                 info = known.get(row.path.resolve()) if known is not None else decode(row.path, rgb=False,
                                                                                      limits=self.limits).info
@@ -129,10 +136,55 @@ class VideoTextDataset:
                     raise InvalidVideoError(f"{str(row.path)!r}: not a file")
                 if info is None:  # a file the scan never saw
                     raise InvalidVideoError(f"{str(row.path)!r}: not in the manifest (curate again to scan it)")
-                samples.append(self._place(row, info))
+                if known is None or info.frames == 1 or row.path.resolve() not in scenes:
+                    samples.append(dataclasses.replace(self._place(row, info), curated=known is not None))
+                    continue
+                parts = self._scene_rows(row, info, scenes[row.path.resolve()])
+                self.total += len(parts) - 1  # each scene is a sample (one left out on purpose, if none is left)
+                samples += [dataclasses.replace(self._place(part, info), curated=True) for part in parts]
             except InvalidVideoError as e:
                 self._skip(None, str(e))
+        if self.short_scenes:
+            log.warning("%d curated scene(s), %.1f s in all, are shorter than the smallest clip (data.lengths: %d "
+                        "frames at the rate clips are read): left out, since no clip may cross a cut; give shorter "
+                        "data.lengths to train on them", self.short_scenes, self.short_scene_s, self.cfg.lengths[0])
+        if known is not None:
+            self._missing_files(known, seen)
         return samples
+
+    def _scene_rows(self, row: CaptionRow, info: VideoInfo, scenes: list[tuple[float, float]]) -> list[CaptionRow]:
+        """``row`` cut at the curated scene boundaries (inside its own window, if it has one): a training clip
+        never spans a cut curation found (before 2026-12-06 the manifest's scenes were not read, and half the clips
+        drawn over real footage mixed two shots). Scenes with fewer frames than the smallest length bucket, at the
+        rate the file is read, are left out and counted (``short_scenes`` of stats())."""
+        parts, rate = [], self.cfg.read_rate(info.fps)
+        for a, b in scenes:
+            a, b = max(a, row.start) if row.start is not None else a, min(b, row.end) if row.end is not None else b
+            if b <= a:  # outside the row's window
+                continue
+            part = dataclasses.replace(row, start=a, end=b)
+            start, end = frame_window(part, info)
+            available = int((end - start) * rate + 1e-6) + 1 if end >= start else 0
+            if available < self.cfg.lengths[0]:
+                self.short_scenes += 1
+                self.short_scene_s += b - a
+                log.info("%s: scene %.3f-%.3f s: %d frames < %d: left out", row.path, a, b, available,
+                         self.cfg.lengths[0])
+                continue
+            parts.append(part)
+        return parts
+
+    def _missing_files(self, known: dict, seen: set[Path]) -> None:
+        """Say (once) and count the kept manifest rows whose file is gone from the root: they were dropped unsaid
+        before 2026-12-06 (a deleted file of half the curated footage trained on the rest, rc 0)."""
+        gone = [(p, info) for p, info in known.items() if isinstance(info, VideoInfo) and p not in seen
+                and not p.is_file()]
+        self.missing = len(gone)
+        if gone:
+            root = Path(self.cfg.root).resolve()
+            log.warning("%d kept manifest row(s) name files that are not under data.root %r (e.g. %s; %.1f s of "
+                        "curated footage): curate again, or put them back", len(gone), self.cfg.root,
+                        os.path.relpath(gone[0][0], root), sum(info.duration for _, info in gone))
 
     def _place(self, row: CaptionRow, info: VideoInfo) -> Sample:
         cfg = self.cfg
@@ -186,7 +238,8 @@ class VideoTextDataset:
     def stats(self) -> dict:
         return {"samples": len(getattr(self, "samples", [])), "bad_at_read": len(self.bad),
                 "skipped": dict(self.skipped), "adjusted": dict(self.adjusted),
-                "excluded_by_manifest": self.excluded}
+                "excluded_by_manifest": self.excluded, "missing_from_root": self.missing,
+                "short_scenes": self.short_scenes, "short_scenes_s": round(self.short_scene_s, 3)}
 
     # ---- batches ---------------------------------------------------------------------------------
     def epoch_batches(self, epoch: int) -> list[tuple[tuple[int, int, int], list[int]]]:
@@ -286,7 +339,10 @@ class VideoTextDataset:
                                  end=None if s.row.end is None else end + half, max_side=max_side,
                                  duration_hint=s.info.first + s.info.duration, limits=self.limits)
                 frames = clip.frames
-        except ClipTooShortError as e:
+        except ClipTooShortError as e:  # a manifest's numbers were said to be probed (before 2026-12-06)
+            if s.curated:
+                raise InvalidVideoError(f"{e} (the manifest says {s.info.frames} frames, {s.info.duration:.2f} s: the "
+                                        "file changed since curation; curate again)") from e
             raise InvalidVideoError(f"{e} (probed {s.frames_available} frames)") from e
         if len(frames) < t:  # short policy
             extra = t - len(frames)
@@ -309,13 +365,15 @@ def _chunk(groups: dict, b: int, rng: np.random.Generator) -> list[tuple[tuple[i
 
 def build_dataset(data, *, batch_size: int = 1, rank: int | None = None, world_size: int | None = None,
                   kind_group: int = 1):
-    """The training dataset ``data`` (a ShapesConfig or VideoDataConfig) describes; both have ``batch()``.
+    """The training dataset ``data`` (a ShapesConfig, VideoDataConfig, or a run config's ``data`` mapping)
+    describes; both have ``batch()``.
 
     ``rank``/``world_size`` default to torch.distributed's when it is initialised; ``kind_group``: see
     VideoTextDataset.
     """
     from vdmkit.data.shapes import ShapesConfig, ShapesDataset
 
+    data = data_config(data)  # a run config's data section as is (a dict was a raw AttributeError before 2026-12-06)
     if isinstance(data, ShapesConfig):
         return ShapesDataset(data)
     if rank is None or world_size is None:

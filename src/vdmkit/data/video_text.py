@@ -360,14 +360,16 @@ def _wds_caption(entry: dict, where: str):
 EXCLUDED = object()  # a manifest row curation filtered out (keep: false)
 
 
-def read_data_manifest(cfg: VideoDataConfig) -> tuple[dict | None, dict[Path, str]]:
+def read_data_manifest(cfg: VideoDataConfig) -> tuple[dict | None, dict[Path, str], dict[Path, list]]:
     """(path -> VideoInfo, EXCLUDED for rows curation filtered out, or the reason a row is refused (the scan's error,
-    a caption that is not text); None without a manifest), (path -> the manifest's summary caption)."""
+    a caption that is not text); None without a manifest), (path -> the manifest's summary caption), (path -> its
+    scenes, ``[(start, end), ...]`` seconds, for kept rows curation found cuts in: training windows stay inside one;
+    a manifest without ``scenes``, or with one, trains on the whole file)."""
     if cfg.manifest is None:
-        return None, {}
+        return None, {}, {}
     path = Path(cfg.manifest)
     path = path if path.is_absolute() else Path(cfg.root) / path
-    infos, captions = {}, {}
+    infos, captions, scenes = {}, {}, {}
     own_rows = set()  # the paths whose own (not a link's) row was read
     try:  # JSON lines end at "\n" only: names and captions may hold U+2028 and the like, raw
         lines = path.read_text(encoding="utf-8").split("\n")
@@ -395,6 +397,9 @@ def read_data_manifest(cfg: VideoDataConfig) -> tuple[dict | None, dict[Path, st
                 infos[p] = EXCLUDED
             elif r.get("status") == "ok":
                 infos[p] = _manifest_info(r, p)
+                shots = _manifest_scenes(r)
+                if len(shots) > 1:
+                    scenes[p] = shots
                 try:
                     summary = check_caption((r.get("captions") or {}).get("summary"), f"{path.name}:{number}")
                 except CaptionError as e:  # refused like a caption file's row, with the reason
@@ -406,7 +411,22 @@ def read_data_manifest(cfg: VideoDataConfig) -> tuple[dict | None, dict[Path, st
             what = f"lacks {e}" if isinstance(e, KeyError) else str(e)
             raise DatasetError(f"data.manifest {path}:{number}: not a manifest row ({what}); write the "
                                "manifest with `vdmkit curate`, or fix that line") from e
-    return infos, captions
+    return infos, captions, scenes
+
+
+def _manifest_scenes(r: dict) -> list[tuple[float, float]]:
+    """A manifest row's ``scenes`` as (start, end) seconds (none: ``[]``); ValueError for pairs that are not
+    finite numbers with start < end."""
+    found = r.get("scenes") or []
+    if not isinstance(found, list):
+        raise ValueError(f"scenes must be a list of [start, end] seconds, got {found!r:.60}")
+    out = []
+    for pair in found:
+        if not (isinstance(pair, list) and len(pair) == 2 and all(isinstance(v, (int, float)) for v in pair)
+                and all(math.isfinite(v) for v in pair) and pair[0] < pair[1]):
+            raise ValueError(f"scenes must be [start, end] seconds with start < end, got {pair!r:.60}")
+        out.append((float(pair[0]), float(pair[1])))
+    return out
 
 
 def _manifest_info(r: dict, p: Path) -> VideoInfo:
@@ -437,6 +457,6 @@ def served_captions(cfg: VideoDataConfig) -> list[str]:
     encoder's vocabulary is built from. (Before 2026-12-06 a row naming a missing file, refused by training, still
     gave its words, and could hide that every served caption was empty: "no captioned sample found".)"""
     rows, _ = list_samples(cfg)
-    known, captions = read_data_manifest(cfg)
+    known, captions, _ = read_data_manifest(cfg)
     return [curated_row(cfg, row, captions).caption for row in rows
             if (row.path.is_file() if known is None else isinstance(known.get(row.path.resolve()), VideoInfo))]
