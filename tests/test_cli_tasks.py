@@ -14,25 +14,15 @@ from vdmkit.io.decode import probe_video
 from vdmkit.io.video import write_video
 from vdmkit.pipelines import open_model
 from vdmkit.pipelines.config import video_fps
-from vdmkit.training import load_config, train
 from vdmkit.video import to_uint8
 
-from tests.conftest import TINY
-
-SR = "data.condition={masks: {}, low_res: 2, noise_aug: 0.2, drop_image: 0.0}"
-
-
-def _train(root, name, *extra) -> str:
-    out = root / name
-    train(load_config(None, TINY + ["train.steps=1", "train.sample_every=100", f"train.out_dir={out}", *extra]),
-          progress=False)
-    return str(out)
+from tests.test_conditioned import SR, run
 
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
     root = tmp_path_factory.mktemp("cli_tasks")
-    return {"t2v": _train(root, "t2v"), "sr": _train(root, "sr", SR)}
+    return {"t2v": run(root, "t2v"), "sr": run(root, "sr", SR)}
 
 
 def _clip(path, frames: int, size: int, fps: float) -> str:
