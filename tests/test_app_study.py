@@ -470,4 +470,4 @@ def test_create_removes_the_temporaries_of_a_killed_create_and_keeps_a_live_ones
         finally:
             other.kill()
     assert not dead.exists() and live.is_dir() and load_study(tmp_path / "s")
-    assert f"left by an interrupted human-eval create (process {gone.pid} is gone)" in capsys.readouterr().err
+    assert f"removed {str(dead)!r}: left by an interrupted human-eval create" in capsys.readouterr().err

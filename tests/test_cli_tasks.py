@@ -149,3 +149,16 @@ def test_cascade_stages_record_what_they_ran_with(models, tmp_path):
                                  "condition_mode": alone["condition_mode"]}
     assert stage["resolved"]["condition_mode"] == "replace" and stage["resolved"]["sampler"] is not None
     assert _sidecar(out)["stages"][0]["resolved"]["sampler"] == alone["sampler"]
+
+
+def test_a_gif_faster_than_it_can_play_is_refused_asking_for_fps(models, tmp_path, capsys):
+    """A GIF plays at most 50 fps: 30 fps keyframes x 3 were written at 50, 1.8x slower, unsaid (a review)."""
+    keys = _clip(tmp_path / "k30.mp4", 3, 16, 30)
+    rc = cli.main(["interpolate", "--model", models["t2v"], "--video", keys, "--factor", "3", "--out",
+                   str(tmp_path / "x.gif"), *COMMON])
+    err = capsys.readouterr().err
+    assert rc == 2 and "a GIF plays at most 50 fps" in err and "give --fps" in err
+    assert not (tmp_path / "x.gif").exists()
+    capsys.readouterr()
+    assert cli.main(["interpolate", "--model", models["t2v"], "--video", keys, "--factor", "3", "--fps", "40",
+                     "--out", str(tmp_path / "x.gif"), *COMMON]) == 0

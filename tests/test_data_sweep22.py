@@ -94,3 +94,20 @@ def test_a_file_changed_since_curation_is_named_so(tmp_path):
                                                 "curation; curate again") as e:
         ds.load(0, (8, 16, 16), np.random.default_rng(0))
     assert "probed" not in str(e.value)
+
+
+def test_re_curated_scenes_are_other_samples_and_hand_edited_overlaps_are_refused(tmp_path):
+    """A sample's identity counted its file only: scenes moved by a re-curation resumed silently over other clips;
+    overlapping scenes made samples sharing frames (a review)."""
+    from vdmkit.data.video_text import _manifest_scenes
+
+    assert _manifest_scenes({"scenes": [[0, 1], [1, 2]]}) == [(0.0, 1.0), (1.0, 2.0)]
+    identities = []
+    for i, scenes in enumerate(([[0.0, 1.0], [1.0, 2.0]], [[0.0, 1.5], [1.5, 2.0]])):
+        folder = tmp_path / f"curated{i}"
+        folder.mkdir()
+        cfg = manifest_folder(folder, [manifest_row("a.mp4", scenes=scenes)])
+        identities.append(VideoTextDataset(VideoDataConfig(**{**cfg.__dict__, "lengths": (2,)})).identity())
+    assert identities[0]["samples"] == identities[1]["samples"] == 2 and identities[0] != identities[1]
+    with pytest.raises(ValueError, match="in order and not overlap"):
+        _manifest_scenes({"scenes": [[1, 2], [0, 1.5]]})

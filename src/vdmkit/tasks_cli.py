@@ -170,7 +170,7 @@ def task_fps(fps: float | None, info, model_fps: float, out, factor: int = 1) ->
     none measured) at the model's rate ``model_fps``. Before 2026-12-06 every task wrote at the model's rate: a 24
     fps clip extended came back at 8 fps, its own frames in 3x slow motion."""
     from vdmkit.errors import ConfigError
-    from vdmkit.io.video import MAX_FPS, check_video_fps
+    from vdmkit.io.video import GIF_MIN_DELAY, MAX_FPS, check_video_fps
 
     # a file without a rate of its own (no frame delays: a placeholder 1 fps, 8x slower; a review) as an image
     known = info is not None and not info.is_image and info.frames >= 2 and info.fps_measured
@@ -187,6 +187,9 @@ def task_fps(fps: float | None, info, model_fps: float, out, factor: int = 1) ->
                           "video may declare: give --fps (the output's rate)")
     try:
         check_video_fps(out, rate)
+        if str(out).lower().endswith(".gif") and rate > 100 / GIF_MIN_DELAY:  # played at 50: slower, unsaid (a review)
+            raise ConfigError(f"a GIF plays at most {100 / GIF_MIN_DELAY:g} fps (delays of {GIF_MIN_DELAY} "
+                              "hundredths of a second); write .mp4 or .webp")
     except ConfigError as e:
         raise ConfigError(f"the input {info.path!r} plays at {measured:.6g} fps{times}, a rate {str(out)!r} cannot "
                           f"store: give --fps ({e})") from None

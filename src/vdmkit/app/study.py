@@ -9,7 +9,6 @@
 
 from __future__ import annotations
 
-import glob
 import itertools
 import json
 import os
@@ -283,30 +282,16 @@ def _progress(done: int, total: int, label: str) -> None:
     print(f"[{done}/{total}] {label}", file=sys.stderr, flush=True)
 
 
-def _running(pid: int) -> bool:
-    """Whether process ``pid`` exists on this machine (one of another user's counts: it is not ours to remove)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, OverflowError, ValueError):
-        return True
-    return True
-
-
 def remove_dead_temporaries(out: Path) -> list[Path]:
-    """Remove ``.OUT.tmp-PID/`` folders beside ``out`` whose process is gone: a ``create`` killed outright (SIGKILL,
-    a crash of the machine) cannot clear its own, and nothing else did (they stayed, hidden, before 2026-12-06; a
-    real study's hold GBs of videos). A live process's folder, one still being written, is kept. The removed."""
-    removed = []
-    for old in out.parent.glob(f".{glob.escape(out.name)}.tmp-*"):
-        pid = old.name.rpartition("-")[2]
-        if not (pid.isdigit() and old.is_dir() and not old.is_symlink()) or _running(int(pid)):
-            continue
-        shutil.rmtree(old, ignore_errors=True)
-        print(f"removed {str(old)!r}: left by an interrupted human-eval create (process {pid} is gone)",
+    """Remove ``.OUT.tmp-PID/`` folders beside ``out`` whose process is gone (io.atomic.remove_abandoned_folders),
+    saying so: a ``create`` killed outright (SIGKILL, a crash of the machine) cannot clear its own, and nothing else
+    did (they stayed, hidden, before 2026-12-06; a real study's hold GBs of videos). The removed."""
+    from vdmkit.io.atomic import remove_abandoned_folders
+
+    removed = remove_abandoned_folders(out)
+    for old in removed:
+        print(f"removed {str(old)!r}: left by an interrupted human-eval create (its process is gone)",
               file=sys.stderr, flush=True)
-        removed.append(old)
     return removed
 
 

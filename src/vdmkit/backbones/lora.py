@@ -1,7 +1,8 @@
 """LoRA adapters for any vdmkit backbone (UNet3D, the video DiT, and pretrained models loaded into them).
 
-A LoRA adds ``scale * B @ A`` (rank r, ``scale = alpha / r``, B zero-initialised so a new adapter changes nothing)
-to the weight of chosen layers, named by what they do rather than where they sit:
+A LoRA adds ``scale * B @ A`` (rank r, ``scale = alpha / r``, B zero-initialised so a new adapter changes nothing in
+fp32; in bf16 within rounding: an active adapter turns the fused linear + GELU off) to the weight of chosen layers,
+named by what they do rather than where they sit:
 
 - ``attn``: the projections of spatial and cross attention (queries, keys/values, outputs; a transformer's
   projections in and out),
@@ -243,9 +244,9 @@ def lora_config(cfg: LoRAConfig | Mapping) -> LoRAConfig:
 
 def add_lora(backbone: nn.Module, cfg: LoRAConfig | Mapping, name: str = "default", *,
              strict: bool = True) -> list[str]:
-    """Add adapter ``name`` (B = 0: the model's outputs are unchanged) to the layers ``cfg.targets`` name; return
-    their names. ``cfg``: a LoRAConfig, or a mapping of its fields. ConfigError when no layer of this backbone is of
-    those kinds, or the name is taken."""
+    """Add adapter ``name`` (B = 0: the model's outputs are unchanged in fp32; within rounding in bf16) to the layers
+    ``cfg.targets`` name; return their names. ``cfg``: a LoRAConfig, or a mapping of its fields. ConfigError when no
+    layer of this backbone is of those kinds, or the name is taken."""
     cfg = lora_config(cfg)
     check_adapter_name(name)
     kind_of = layer_kinds(backbone)

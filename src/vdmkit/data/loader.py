@@ -232,7 +232,10 @@ class VideoTextDataset:
         """What the data position of a run is counted in: the samples (their paths under the root) in order. A run's
         checkpoints record it, and a resume over other data says so (the position was silently shifted)."""
         root = Path(self.cfg.root)
-        names = "\n".join(os.path.relpath(s.row.path, root) for s in self.samples)
+        # a sample's window too, where it has one: re-curated scenes of the same files are other samples (a review)
+        names = "\n".join(os.path.relpath(s.row.path, root) + ("" if s.row.start is None and s.row.end is None
+                                                                 else f"\t{s.row.start}\t{s.row.end}")
+                          for s in self.samples)
         return {"samples": len(self.samples), "sha256": hashlib.sha256(names.encode()).hexdigest()}
 
     def stats(self) -> dict:

@@ -425,6 +425,8 @@ def _manifest_scenes(r: dict) -> list[tuple[float, float]]:
         if not (isinstance(pair, list) and len(pair) == 2 and all(isinstance(v, (int, float)) for v in pair)
                 and all(math.isfinite(v) for v in pair) and pair[0] < pair[1]):
             raise ValueError(f"scenes must be [start, end] seconds with start < end, got {pair!r:.60}")
+        if out and pair[0] < out[-1][1]:  # a hand edit: two samples would share frames (a review)
+            raise ValueError(f"scenes must be in order and not overlap, got {pair!r:.60} after {list(out[-1])!r}")
         out.append((float(pair[0]), float(pair[1])))
     return out
 

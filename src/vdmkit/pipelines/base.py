@@ -10,6 +10,7 @@ import copy
 import dataclasses
 import json
 import os
+import warnings
 from pathlib import Path
 from typing import Iterator, Mapping
 
@@ -433,6 +434,10 @@ class Pipeline(nn.Module):
         if schedules is not None and schedules.is_file() and written == self.model_sha256:
             with atomic_path(path / SCHEDULES_FILE) as tmp:
                 tmp.write_bytes(schedules.read_bytes())
+        elif schedules is not None and schedules.is_file():  # left behind unsaid (a review)
+            warnings.warn(f"{str(schedules)!r} is not copied to {str(path)!r}: its schedules were searched on the "
+                          "weights as loaded, and these are written otherwise (another dtype, or adapters folded "
+                          "in); run `vdmkit search-schedule` on the copy for timesteps='auto'", stacklevel=2)
         return path
 
     def plain_state_dict(self) -> dict[str, torch.Tensor]:

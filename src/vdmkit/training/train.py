@@ -244,7 +244,8 @@ def train(cfg: RunConfig, *, resume: bool = False, progress: bool = True) -> Pat
             step = int(doc["step"])
             if world.main and data and doc.get("data") and doc["data"] != data:  # the position counts these samples
                 warnings.warn(f"--resume: the data changed since checkpoint {step} ({doc['data']['samples']} samples "
-                              f"then, {data['samples']} now, or other files): training goes on from sample "
+                              f"then, {data['samples']} now, or other files or windows: a curated manifest's scenes "
+                              "are samples since 2026-12-06): training goes on from sample "
                               f"{doc.get('samples_seen')} of the new list, not where the run left off", stacklevel=2)
             if world.main and device.type == "cpu" and doc.get("threads", torch.get_num_threads()) != \
                     torch.get_num_threads():  # the sums' order differs: close, not the same bits (unsaid before)
