@@ -160,13 +160,13 @@ def hold_a_job(app, monkeypatch) -> threading.Event:
     real, gate, held = render.render_sample, threading.Event(), threading.Event()
 
     def first_waits(pipe, request, out, **kw):
-        if request.prompts[0] == "hold":
+        if request.prompts[0] == "hold a red circle":  # a word the model knows: unknown-only prompts are a 400
             held.set()
             gate.wait(TIMEOUT)
         return real(pipe, request, out, **kw)
 
     monkeypatch.setattr(render, "render_sample", first_waits)
-    r = httpx.post(app.url + "/api/generate", json={"model": "tiny", "prompt": "hold", "steps": 2})
+    r = httpx.post(app.url + "/api/generate", json={"model": "tiny", "prompt": "hold a red circle", "steps": 2})
     assert r.status_code == 202 and held.wait(TIMEOUT)
     return gate
 
