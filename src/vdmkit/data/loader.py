@@ -57,6 +57,11 @@ class Sample:
     curated: bool = False  # its info is the curation manifest's, not a probe of the file
 
 
+def frames_between(start: float, end: float, rate: float) -> int:
+    """The frames read at ``rate`` from ``start`` to ``end`` seconds, both included: floor(span * rate) + 1."""
+    return int((end - start) * rate + 1e-6) + 1
+
+
 def frame_window(row: CaptionRow, info: VideoInfo) -> tuple[float, float]:
     """The times of the first and last frames inside a caption row's window, on the file's own timeline: from the
     first frame at or after ``start`` to the last one before ``end`` (a scene ends where the next begins: its first
@@ -123,10 +128,10 @@ class VideoTextDataset:
         samples, seen = [], set()
         for row in rows:
             row = curated_row(self.cfg, row, captions)
-            seen.add(row.path.resolve())
+            where = row.path.resolve()
+            seen.add(where)
             try:
-                info = known.get(row.path.resolve()) if known is not None else decode(row.path, rgb=False,
-                                                                                     limits=self.limits).info
+                info = known.get(where) if known is not None else decode(row.path, rgb=False, limits=self.limits).info
                 if info is EXCLUDED:  # `vdmkit curate` filtered it out (keep: false): left out, not a bad sample
                     self.excluded += 1
                     continue
@@ -136,10 +141,10 @@ class VideoTextDataset:
                     raise InvalidVideoError(f"{str(row.path)!r}: not a file")
                 if info is None:  # a file the scan never saw
                     raise InvalidVideoError(f"{str(row.path)!r}: not in the manifest (curate again to scan it)")
-                if known is None or info.frames == 1 or row.path.resolve() not in scenes:
+                if known is None or info.frames == 1 or where not in scenes:
                     samples.append(dataclasses.replace(self._place(row, info), curated=known is not None))
                     continue
-                parts = self._scene_rows(row, info, scenes[row.path.resolve()])
+                parts = self._scene_rows(row, info, scenes[where])
                 self.total += len(parts) - 1  # each scene is a sample (one left out on purpose, if none is left)
                 samples += [dataclasses.replace(self._place(part, info), curated=True) for part in parts]
             except InvalidVideoError as e:
@@ -164,7 +169,7 @@ class VideoTextDataset:
                 continue
             part = dataclasses.replace(row, start=a, end=b)
             start, end = frame_window(part, info)
-            available = int((end - start) * rate + 1e-6) + 1 if end >= start else 0
+            available = frames_between(start, end, rate) if end >= start else 0
             if available < self.cfg.lengths[0]:
                 self.short_scenes += 1
                 self.short_scene_s += b - a
@@ -200,7 +205,7 @@ class VideoTextDataset:
             raise InvalidVideoError(f"{str(row.path)!r}: the caption's window [{row.start}, {row.end}] s holds no "
                                     f"frame of the file, whose frames are at {first:.3f}..{last:.3f} s (a manifest "
                                     "written before 2026-12-06 lacks their start: curate again)")
-        available = info.frames if info.frames == 1 else int((end - start) * rate + 1e-6) + 1
+        available = info.frames if info.frames == 1 else frames_between(start, end, rate)
         if info.frames == 1:
             if not cfg.images:
                 raise InvalidVideoError(f"{str(row.path)!r}: 1 frame, and images are not allowed (data.images)")

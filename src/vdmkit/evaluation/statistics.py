@@ -555,20 +555,25 @@ def _frame_mse(a: torch.Tensor, b: torch.Tensor) -> np.ndarray:
     return ((a - b) ** 2).mean(dim=(1, 3, 4)).numpy()
 
 
-def psnr_per_frame(x: torch.Tensor, y: torch.Tensor, *, range_warning: bool = True) -> np.ndarray:
-    """PSNR in dB of every frame, ``(B, T)``: 10 log10(1 / MSE) on [0, 1] values, MSE over (C, H, W);
-    identical frames (MSE < 1e-10) score 100 dB (common_metrics policy). Videos both within [0, 1] warn
-    (:class:`ValueRangeWarning`) unless ``range_warning`` is False (videos known to be [-1, 1], e.g. decoded)."""
-    mse = _per_video(_frame_mse, *_checked_pair(x, y, range_warning))
+def _psnr_frames(x: torch.Tensor, y: torch.Tensor) -> np.ndarray:
+    """:func:`psnr_per_frame` of a pair :func:`_checked_pair` has checked."""
+    mse = _per_video(_frame_mse, x, y)
     with np.errstate(divide="ignore"):
         db = 10.0 * np.log10(1.0 / mse)
     return np.where(mse < PSNR_MSE_FLOOR, PSNR_IDENTICAL_DB, db)
 
 
+def psnr_per_frame(x: torch.Tensor, y: torch.Tensor, *, range_warning: bool = True) -> np.ndarray:
+    """PSNR in dB of every frame, ``(B, T)``: 10 log10(1 / MSE) on [0, 1] values, MSE over (C, H, W);
+    identical frames (MSE < 1e-10) score 100 dB (common_metrics policy). Videos that look like [0, 1] images warn
+    (:class:`ValueRangeWarning`) unless ``range_warning`` is False (videos known to be [-1, 1], e.g. decoded)."""
+    return _psnr_frames(*_checked_pair(x, y, range_warning))
+
+
 def psnr(x: torch.Tensor, y: torch.Tensor) -> float:
     """PSNR of videos ``(B, C, T, H, W)`` in [-1, 1] (C = 3, or 1: grayscale): per frame, then mean over frames
-    and videos. Videos both within [0, 1] warn (:class:`ValueRangeWarning`): pass x * 2 - 1."""
-    return float(psnr_per_frame(*_checked_pair(x, y, True), range_warning=False).mean())
+    and videos. Videos that look like [0, 1] images warn (:class:`ValueRangeWarning`): pass x * 2 - 1."""
+    return float(_psnr_frames(*_checked_pair(x, y, True)).mean())
 
 
 def psnr_pooled(x: torch.Tensor, y: torch.Tensor) -> float:
@@ -605,18 +610,23 @@ def _frame_ssim(a: torch.Tensor, b: torch.Tensor) -> np.ndarray:
     return s.mean(dim=(1, 2, 3)).reshape(bsz, t, c).mean(dim=2).numpy()
 
 
-def ssim_per_frame(x: torch.Tensor, y: torch.Tensor, *, range_warning: bool = True) -> np.ndarray:
-    """SSIM of every frame, ``(B, T)``: Wang et al. 2004 per channel on [0, 1] values, Gaussian window
-    11 / sigma 1.5, population covariance, mean of the valid map, then mean over channels. Videos both within
-    [0, 1] warn (:class:`ValueRangeWarning`) unless ``range_warning`` is False (videos known to be [-1, 1])."""
-    x, y = _checked_pair(x, y, range_warning)  # the layout first: a channels-last video was said to have 32x3 frames
+def _ssim_frames(x: torch.Tensor, y: torch.Tensor) -> np.ndarray:
+    """:func:`ssim_per_frame` of a pair :func:`_checked_pair` has checked (the layout first: a channels-last video
+    was said to have 32x3 frames)."""
     if min(x.shape[-2:]) < SSIM_WINDOW:
         raise ConstraintError(f"SSIM needs frames of at least {SSIM_WINDOW}x{SSIM_WINDOW}, got "
                               f"{x.shape[-2]}x{x.shape[-1]}")
     return _per_video(_frame_ssim, x, y)
 
 
+def ssim_per_frame(x: torch.Tensor, y: torch.Tensor, *, range_warning: bool = True) -> np.ndarray:
+    """SSIM of every frame, ``(B, T)``: Wang et al. 2004 per channel on [0, 1] values, Gaussian window
+    11 / sigma 1.5, population covariance, mean of the valid map, then mean over channels. Videos that look like
+    [0, 1] images warn (:class:`ValueRangeWarning`) unless ``range_warning`` is False (videos known to be [-1, 1])."""
+    return _ssim_frames(*_checked_pair(x, y, range_warning))
+
+
 def ssim(x: torch.Tensor, y: torch.Tensor) -> float:
     """SSIM of videos ``(B, C, T, H, W)`` in [-1, 1] (C = 3, or 1: grayscale): per frame, then mean over frames
-    and videos. Videos both within [0, 1] warn (:class:`ValueRangeWarning`): pass x * 2 - 1."""
-    return float(ssim_per_frame(*_checked_pair(x, y, True), range_warning=False).mean())
+    and videos. Videos that look like [0, 1] images warn (:class:`ValueRangeWarning`): pass x * 2 - 1."""
+    return float(_ssim_frames(*_checked_pair(x, y, True)).mean())

@@ -243,8 +243,8 @@ class Pipeline(nn.Module):
                 value = torch.device("cuda", value)
             if isinstance(value, (str, torch.device)):
                 device = torch.device(value)  # the rest (meta, cpu:0, another backend) as torch takes them
-                if device.type == "cuda" or device.type == "mps":
-                    resolve_device(device.type if device.index is None or device.type == "mps" else str(device))
+                if device.type in ("cuda", "mps"):
+                    resolve_device("mps" if device.type == "mps" else str(device))
         return super().to(*args, **kwargs)
 
     def train(self, mode: bool = True):
@@ -429,12 +429,14 @@ class Pipeline(nn.Module):
         path = save_checkpoint(directory, {WEIGHTS: self.plain_state_dict()}, {CONFIG: to_dict(self.config)},
                                blobs=self.carried_files())
         schedules = self.schedules_path()
+        if schedules is None or not schedules.is_file():
+            return path
         written = read_manifest(path, check_hashes=False)["files"].get(WEIGHTS, {}).get("sha256")
         # only onto the very weights they were searched on (an adapter folded in, or bf16 weights, hash otherwise)
-        if schedules is not None and schedules.is_file() and written == self.model_sha256:
+        if written == self.model_sha256:
             with atomic_path(path / SCHEDULES_FILE) as tmp:
                 tmp.write_bytes(schedules.read_bytes())
-        elif schedules is not None and schedules.is_file():  # left behind unsaid (a review)
+        else:  # left behind unsaid (a review)
             warnings.warn(f"{str(schedules)!r} is not copied to {str(path)!r}: its schedules were searched on the "
                           "weights as loaded, and these are written otherwise (another dtype, or adapters folded "
                           "in); run `vdmkit search-schedule` on the copy for timesteps='auto'", stacklevel=2)

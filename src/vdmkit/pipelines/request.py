@@ -97,8 +97,8 @@ DIFFUSERS_NAMES = {"prompt": "the prompts, as the first argument", "num_inferenc
                    "'latents')", "callback_on_step_end": "callback= (called as callback(step, t, x))",
                    "callback_steps": "callback= (called at every step)", "num_videos_per_prompt": "a list of prompts",
                    "image": "image_to_video(pipe, image, prompt)", "video": "edit(pipe, video, prompts)",
-                   "return_dict": "nothing: the videos come back as one tensor", "eta": "eta= (ddim and ddpm only)",
-                   "timestep_spacing": "spacing=", "generator": "seed= (an int, or one per prompt) or latents="}
+                   "return_dict": "nothing: the videos come back as one tensor", "timestep_spacing": "spacing=",
+                   "generator": "seed= (an int, or one per prompt) or latents="}
 
 
 def check_knobs(sampler: str, knobs: dict) -> dict:
@@ -106,7 +106,7 @@ def check_knobs(sampler: str, knobs: dict) -> dict:
     naming the samplers that do take them, or vdmkit's name for a diffusers keyword."""
     valid = sampler_options(SAMPLERS[sampler].build)
     for name in sorted(set(knobs) - set(valid)):
-        if name in DIFFUSERS_NAMES and name != "eta":
+        if name in DIFFUSERS_NAMES:
             raise ConfigError(f"{name} is diffusers' keyword; vdmkit takes {DIFFUSERS_NAMES[name]}")
         takers = [n for n, e in SAMPLERS.items() if name in sampler_options(e.build)]
         where = f"applies to the {' and '.join(takers)} sampler" if takers else "is no sampler option"

@@ -598,9 +598,11 @@ def resumed_state(ckpt: Checkpoint, cfg: RunConfig, pipe, ema) -> tuple[dict[str
                           f"resume with the same {RESUME_FIXED}, or start a new run")
     # the keys that changed, checkpoint -> this config (RELIABILITY #16; the message named none before 2026-12-06)
     theirs, mine = to_dict(saved.model), to_dict(pipe.config.model)
-    changed = [f"backbone: {saved.backbone!r} -> {cfg.backbone!r}"] if saved.backbone != cfg.backbone else []
-    changed += [f"model.{k}: {theirs.get(k)!r} -> {mine.get(k)!r}" for k in sorted(set(theirs) | set(mine))
-                if theirs.get(k) != mine.get(k) and saved.backbone == cfg.backbone]
+    if saved.backbone != cfg.backbone:
+        changed = [f"backbone: {saved.backbone!r} -> {cfg.backbone!r}"]
+    else:
+        changed = [f"model.{k}: {theirs.get(k)!r} -> {mine.get(k)!r}" for k in sorted(set(theirs) | set(mine))
+                   if theirs.get(k) != mine.get(k)]
     if changed:
         more = f"; +{len(changed) - 6} more" if len(changed) > 6 else ""
         raise ConfigError(f"--resume: the run's checkpoint {str(ckpt.directory)!r} was trained with a different "
