@@ -159,9 +159,17 @@ def test_a_model_loaded_by_a_relative_path_keeps_its_folder_after_a_change_of_di
     ('{"format": "vdmkit-schedules", "format_version": 1, "schedules": {"ddim/3/guidance=3": {"timesteps": 5}}}',
      "has no list of timesteps"),
     ('{"format": "vdmkit-schedules", "format_version": 1, "schedules": {"a": {"sampler": "ddim", "steps": 3, '
-     '"timesteps": [5, 9, 2]}}}', "not valid for this model"),
+     '"guidance": 3, "timesteps": [5, 9, 2]}}}', "not valid for this model"),
     ('{"format": "vdmkit-schedules", "format_version": 1, "schedules": {"a": {"sampler": "ddim", "steps": 3, '
-     '"timesteps": [999, 666]}}}', "'a' is for 3 steps but lists 2 timesteps"),  # ran 2 steps, recorded 3
+     '"guidance": 3, "timesteps": [999, 666]}}}', "'a' is for 3 steps but lists 2 timesteps"),  # ran 2, recorded 3
+    # used at any guidance without the "searched at guidance X" warning (before 2026-12-07)
+    ('{"format": "vdmkit-schedules", "format_version": 1, "schedules": {"a": {"sampler": "ddim", "steps": 3, '
+     '"timesteps": [999, 666, 333]}}}', "schedule 'a' has no 'guidance'"),
+    # sampled as times 1, 0: the starting noise taken for almost clean data (before 2026-12-07)
+    ('{"format": "vdmkit-schedules", "format_version": 1, "schedules": {"a": {"sampler": "ddim", "steps": 2, '
+     '"guidance": 3, "timesteps": [true, false]}}}', "schedule 'a' lists true among its timesteps"),
+    ('{"format": "vdmkit-schedules", "format_version": 1, "schedules": {"a": {"sampler": "ddim", "steps": 2, '
+     '"guidance": 3, "timesteps": [999, 5], "settings": [1]}}}', "schedule 'a' has settings \\[1\\], not a mapping"),
     ('{"format": "vdmkit-schedules", "format_version": 1, "schedules": {"a": {"sampler": "ddim", "steps": 3, '
      '"guidance": "abc", "timesteps": [999, 666, 333]}}}', "numeric guidance, has 'ddim', 3, 'abc'"),
 ])

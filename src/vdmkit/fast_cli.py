@@ -68,8 +68,10 @@ def _cmd_search_schedule(args) -> int:
     read_schedules(out)  # a file there that is not a schedules file: refused now, not after the search
     given = list(read_prompt_file(args.prompts)) if args.prompts is not None else None
     count = (len(given) if given is not None else args.num_prompts) * args.draws
+    sampling = {"guidance_rescale": args.guidance_rescale, "negative_prompt": args.negative_prompt,
+                "frames": args.frames, "height": args.height, "width": args.width}  # recorded in the entry
     batch = make_request(config, [""] * count, sampler=args.sampler, steps=args.steps, guidance=args.guidance,
-                         output="latents")  # the search runs every prompt and draw as one batch
+                         output="latents", **sampling)  # the search runs every prompt and draw as one batch
     check_sampling_memory(config, batch, device)
     prompts = given if given is not None else _prompts(args, ckpt)
     guidance = batch.guidance
@@ -79,7 +81,7 @@ def _cmd_search_schedule(args) -> int:
         pipe.load_lora(adapter, scale, force=args.force_lora)
     report = None if args.no_progress else (lambda line: print(line, file=sys.stderr, flush=True))
     result = search_schedule(pipe, args.sampler, args.steps, prompts, seed=seed, draws=args.draws,
-                             guidance=guidance,
+                             guidance=guidance, **sampling,
                              reference_steps=args.reference_steps, sweeps=args.sweeps, progress=report)
     key = save_schedule(out, args.sampler, args.steps, guidance, result, pipeline_identity(pipe),
                         {"prompts": prompts, "seed": seed, "draws": args.draws,
@@ -132,6 +134,11 @@ def register(sub) -> None:
     p.add_argument("--sampler", default="dpmpp_2m", help="a deterministic sampler (default dpmpp_2m)")
     p.add_argument("--steps", type=int, required=True, help="the step budget, >= 2")
     p.add_argument("--guidance", type=float, help="classifier-free guidance (default: the model's)")
+    # what `sample` will be given: `--timesteps auto` warns when a schedule was searched at other values
+    p.add_argument("--guidance-rescale", type=float, default=0.0, help="as `sample --guidance-rescale` (default 0)")
+    p.add_argument("--negative-prompt", default="", help="as `sample --negative-prompt` (default none)")
+    for size in ("frames", "height", "width"):
+        p.add_argument(f"--{size}", type=int, help=f"the samples' {size} (default: the model's)")
     p.add_argument("--prompts", metavar="FILE", help="prompts to fit on, one per line (default: --num-prompts "
                    "captions of the model's training data)")
     p.add_argument("--num-prompts", type=int, default=3, help="without --prompts: how many training captions "

@@ -189,18 +189,23 @@ def make_request(config: PipelineConfig, prompts, *, frames: int | None = None, 
     guidance = defaults.guidance if guidance is None else guidance
     entry = check_sampler(sampler, process.name)
     knobs = check_knobs(sampler, knobs)
+    guidance_rescale = check_rescale(guidance_rescale)
     if isinstance(timesteps, str):
         if timesteps != "auto":
             raise ConfigError(f"timesteps must be a list of times or 'auto' (a searched schedule), got {timesteps!r}")
+        # the settings besides guidance that the schedule's search may not have used: a warning names each
+        settings = {"guidance_rescale": guidance_rescale, "negative_prompt": negative_prompt, "frames": frames,
+                    "height": height, "width": width}
         timesteps = saved_timesteps(schedules, sampler, check_steps(steps, process.num_train_steps),
                                     check_guidance(guidance), process, model_sha256, knobs,
-                                    diffusion=to_dict(config.diffusion))
+                                    diffusion=to_dict(config.diffusion), settings=settings,
+                                    model_size={"frames": config.frames, "height": config.height,
+                                                "width": config.width})
     rules = {}
     if spacing is None and timesteps is None and defaults.spacing is not None:
         spacing = defaults.spacing
         rules = {"offset": defaults.offset, "final": defaults.final, "previous": defaults.previous}
     ts = make_timesteps(process, steps, spacing or default_spacing(entry, process), timesteps, **rules)
-    guidance_rescale = check_rescale(guidance_rescale)
     latent_size = config.check_latent_shape(frames, height, width)
     guidance = check_guidance(guidance)
     check_unconditional(guidance, negative_prompt, guidance_rescale,

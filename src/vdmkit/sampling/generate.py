@@ -101,6 +101,15 @@ def floored_at_pure_noise(fn: Callable, process: NoiseProcess) -> Callable:
     return floored
 
 
+def for_sampler(fn: Callable, sampler: str, process: NoiseProcess, prediction: str | None) -> Callable:
+    """The guided estimate ``fn`` as ``sampler`` is given it: floored at pure noise (:func:`floored_at_pure_noise`)
+    for dpmpp_2m and unipc on a discrete process with a v model, else ``fn``. Sampling and the schedule search share
+    it (the search left it out before 2026-12-07)."""
+    if sampler in FLOORED_SAMPLERS and not process.continuous and prediction == "v":
+        return floored_at_pure_noise(fn, process)
+    return fn
+
+
 def generate(
     denoiser: Denoiser | Callable,
     x: torch.Tensor,
@@ -140,8 +149,7 @@ def generate(
         fn = guided_two_scale(denoiser, cond, uncond, neither, guidance, image_guidance)
     else:
         fn = guided(denoiser, cond, uncond, guidance, guidance_rescale)
-    if sampler in FLOORED_SAMPLERS and not process.continuous and getattr(denoiser, "prediction", None) == "v":
-        fn = floored_at_pure_noise(fn, process)
+    fn = for_sampler(fn, sampler, process, getattr(denoiser, "prediction", None))
     if reconstruction is not None:
         if replace is None:
             raise ConfigError("reconstruction guidance corrects the estimate towards known values: give "

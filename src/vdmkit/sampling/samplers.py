@@ -83,6 +83,18 @@ def _lambda(alpha: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
     return torch.log(alpha) - torch.log(sigma)
 
 
+def _usable(lams: list[torch.Tensor]) -> int:
+    """How many of the newest log-SNRs are finite: the history points a multistep step can extrapolate from. A flow's
+    t = 1 (alpha 0) is at lambda = -inf: as a history point it put inf into UniPC's order-3 system, NaN from step 2 on
+    (before 2026-12-07); DPM-Solver++(2M)'s and UniPC order 2's terms for it were exactly 0, i.e. first order."""
+    n = 0
+    for lam in reversed(lams):
+        if not bool(torch.isfinite(lam).all()):
+            break
+        n += 1
+    return n
+
+
 def _finish(x, x0, i, t, callback):
     _check_finite(x, i, t)
     if callback is not None:
@@ -170,7 +182,7 @@ def sample_dpmpp_2m(denoiser: Denoise, x: torch.Tensor, ts: torch.Tensor, proces
         lam, lam_n = _lambda(a_t, s_t), _lambda(a_n, s_n)
         h = lam_n - lam
         d = x0
-        if prev is not None and s_n > 0:
+        if prev is not None and s_n > 0 and _usable([prev[0]]):
             r = (lam - prev[0]) / h
             d = x0 + (x0 - prev[1]) / (2 * r)
         x = (s_n / s_t) * x - a_n * torch.expm1(-h) * d
@@ -209,7 +221,8 @@ def sample_unipc(denoiser: Denoise, x: torch.Tensor, ts: torch.Tensor, process: 
                  corrector: bool = True, generator: torch.Generator | None = None,
                  callback: Callback | None = None) -> torch.Tensor:
     """UniPC (Zhao et al. 2023): a multistep predictor (UniP) of ``order`` with a corrector (UniC) that reuses
-    the next step's model call, so it costs one call per step; lower orders on the first and last steps."""
+    the next step's model call, so it costs one call per step; lower orders on the first and last steps, and while
+    the extrapolation would use a pure-noise time (log-SNR -inf: a flow's t = 1)."""
     if order not in (1, 2, 3):
         raise ConfigError(f"UniPC order must be 1, 2 or 3, got {order!r}")
     pairs = _pairs(ts, process)
@@ -231,7 +244,8 @@ def sample_unipc(denoiser: Denoise, x: torch.Tensor, ts: torch.Tensor, process: 
             x = (s_t / s_before) * x_before - a_t * h_phi_1 * x0s[-1] - a_t * b_h * (res + rhos[-1] * (x0 - x0s[-1]))
         lams.append(lam)
         x0s.append(x0)
-        this_order = min(order, len(pairs) - i, len(x0s))
+        # lower orders on the first steps (too few points), the last ones, and while a point is at pure noise
+        this_order = min(order, len(pairs) - i, max(1, _usable(lams)))
         a_n, s_n = _multistep_coeffs(process, t_next, coef)
         h = _lambda(a_n, s_n) - lam
         rks = [(lams[-1 - k] - lam) / h for k in range(1, this_order)]

@@ -22,6 +22,7 @@ import hashlib
 import json
 import math
 import os
+import shlex
 import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -33,7 +34,7 @@ from vdmkit.backbones.layers import one_run_at_a_time
 from vdmkit.errors import ConfigError, ConstraintError
 from vdmkit.io.atomic import locked, write_text_atomic
 from vdmkit.registry import check_sampler, sampler_defaults
-from vdmkit.sampling.generate import check_seed, offset_seed
+from vdmkit.sampling.generate import check_seed, for_sampler, offset_seed
 from vdmkit.sampling.guidance import guided
 from vdmkit.sampling.timesteps import check_custom_timesteps, check_steps
 
@@ -44,6 +45,10 @@ REFERENCE_SAMPLER = "dpmpp_2m"
 STOCHASTIC = ("ddpm", "lcm")  # samplers that draw fresh noise each step: no single trajectory to fit
 FRACTIONS = (0.5, 0.2)  # of the gap to each neighbour, tried on the first sweep; halved on each later one
 MEMO_ENTRIES = 256
+# sampling settings besides guidance that change the trajectory a schedule is fitted to: recorded in each entry, and
+# `timesteps="auto"` with other values warns (it applied the schedule unsaid before 2026-12-07); an entry from before
+# then does not record them and was searched at the defaults (the model's size: ``None`` here)
+SETTINGS = {"guidance_rescale": 0.0, "negative_prompt": "", "frames": None, "height": None, "width": None}
 
 
 class MemoDenoiser:
@@ -71,7 +76,8 @@ class MemoDenoiser:
 @dataclass
 class SearchResult:
     """The searched ``timesteps`` (descending), where it started and the objective (MSE to the reference) of both;
-    ``history``: (sweep, index, timestep, objective) for every accepted move."""
+    ``history``: (sweep, index, timestep, objective) for every accepted move; ``settings``: the sampling settings
+    besides sampler, steps and guidance it was searched at (:data:`SETTINGS`)."""
 
     timesteps: list
     start: list
@@ -79,6 +85,7 @@ class SearchResult:
     start_objective: float
     evaluations: int
     history: list = field(default_factory=list)
+    settings: dict = field(default_factory=dict)
 
 
 def check_search_steps(steps) -> int:
@@ -155,33 +162,44 @@ def check_search(sampler: str, steps: int, draws: int, reference_steps: int, pro
 
 @one_run_at_a_time
 def search_schedule(pipe, sampler: str, steps: int, prompts: Sequence[str], *, seed: int = 0, draws: int = 1,
-                    guidance: float | None = None, reference_steps: int = 100, sweeps: int = 2,
+                    guidance: float | None = None, guidance_rescale: float = 0.0, negative_prompt: str = "",
+                    frames: int | None = None, height: int | None = None, width: int | None = None,
+                    reference_steps: int = 100, sweeps: int = 2,
                     progress: Callable[[str], None] | None = None) -> SearchResult:
     """Search ``sampler``'s ``steps``-step schedule for ``pipe`` (a loaded TextToVideo) on ``draws`` noises for each
     prompt, in one batch (sample k, counting prompt by prompt, starts from the noise of seed ``seed + k``, as `vdmkit
     sample --prompts` seeds line k), against a ``reference_steps`` DPM-Solver++(2M) sample from the same noise;
     starts from the sampler's default spacing (a pretrained folder's: its scheduler's spacing, as a plain list of
     times without its final-alpha or previous-time rules, which given timesteps replace). ``guidance`` None: the
-    model's default."""
+    model's default; it, ``guidance_rescale``, ``negative_prompt`` and the size (None: the model's) are sampling's,
+    recorded in the result's ``settings``. Every sample is denoised as ``generate`` denoises it for the sampler."""
     if not prompts:
         raise ConfigError("schedule search needs at least one prompt")
     steps = check_search(sampler, steps, draws, reference_steps, pipe.process)
     seed = check_seed(seed)  # None: random
     # seed + k wraps past 2**63 - 1 as `vdmkit sample --prompts` wraps it (it failed there, after the model loaded)
     pairs = [(p, offset_seed(seed, k)) for k, p in enumerate(p for p in prompts for _ in range(draws))]
-    request = pipe.request([p for p, _ in pairs], sampler=sampler, steps=steps, guidance=guidance)
+    size = {"frames": frames, "height": height, "width": width}
+    options = {"sampler": sampler, "steps": steps, "guidance": guidance, "guidance_rescale": guidance_rescale,
+               "negative_prompt": negative_prompt, **size}
+    request = pipe.request([p for p, _ in pairs], **options)
     plain = {}
     if request.ts.ndim != 1:  # a folder's scheduler rules (final alpha, previous time) step by pairs of times: search
         plain = {"spacing": request.spacing}  # the plain list of its spacing, as `--timesteps auto` will sample it
-        request = pipe.request([p for p, _ in pairs], sampler=sampler, steps=steps, guidance=guidance, **plain)
-    noise = torch.cat([pipe.starting_noise(pipe.request([p], seed=s))[0] for p, s in pairs])
+        request = pipe.request([p for p, _ in pairs], **options, **plain)
+    noise = torch.cat([pipe.starting_noise(pipe.request([p], seed=s, **size))[0] for p, s in pairs])
     cond, uncond = pipe.conditions(request.prompts, [request.negative_prompt] * len(pairs))
-    denoise = MemoDenoiser(guided(pipe.denoiser(), cond, uncond, request.guidance))
+    model = pipe.denoiser()
+    memo = MemoDenoiser(guided(model, cond, uncond, request.guidance, request.guidance_rescale))
+    prediction = getattr(model, "prediction", None)
+    # each sampler gets the estimate sampling gives it (floored at a zero-SNR model's pure noise for dpmpp_2m and
+    # unipc); the memo below that, shared by the reference and the candidates
+    denoise = for_sampler(memo, sampler, pipe.process, prediction)
     ref_request = pipe.request(list(request.prompts), sampler=REFERENCE_SAMPLER, steps=reference_steps,
                                guidance=request.guidance, **plain)
     with torch.no_grad():
-        reference = check_sampler(REFERENCE_SAMPLER, pipe.process.name).build(denoise, noise, ref_request.ts,
-                                                                               pipe.process)
+        reference = check_sampler(REFERENCE_SAMPLER, pipe.process.name).build(
+            for_sampler(memo, REFERENCE_SAMPLER, pipe.process, prediction), noise, ref_request.ts, pipe.process)
     build = check_sampler(sampler, pipe.process.name).build
 
     def objective(ts: torch.Tensor) -> float:
@@ -189,7 +207,10 @@ def search_schedule(pipe, sampler: str, steps: int, prompts: Sequence[str], *, s
             x = build(denoise, noise, ts, pipe.process)
         return float(((x.double() - reference.double()) ** 2).mean())
 
-    return search_timesteps(objective, request.ts, pipe.process, sweeps=sweeps, progress=progress)
+    result = search_timesteps(objective, request.ts, pipe.process, sweeps=sweeps, progress=progress)
+    result.settings = {"guidance_rescale": request.guidance_rescale, "negative_prompt": request.negative_prompt,
+                       "frames": request.frames, "height": request.height, "width": request.width}
+    return result
 
 
 def schedule_identity(model_sha256: str | None, adapters: Sequence[tuple[str, float]] = ()) -> str | None:
@@ -233,12 +254,22 @@ def read_schedules(path: str | os.PathLike) -> dict:
         if not isinstance(entry, dict) or not isinstance(entry.get("timesteps"), list) or not entry["timesteps"]:
             raise ConfigError(f"{str(path)!r}: schedule {key!r} has no list of timesteps; delete the entry or the "
                               "file and search again")
-        steps, guidance = entry.get("steps"), entry.get("guidance", 0.0)
+        steps, guidance = entry.get("steps"), entry.get("guidance")
+        if "guidance" not in entry:  # was used at any guidance, with no "searched at guidance X" warning
+            raise ConfigError(f"{str(path)!r}: schedule {key!r} has no 'guidance' (the guidance it was searched at); "
+                              "add it, or delete the entry and search again")
         if (not isinstance(entry.get("sampler"), str) or isinstance(steps, bool) or not isinstance(steps, int)
                 or isinstance(guidance, bool) or not isinstance(guidance, (int, float))):
             raise ConfigError(f"{str(path)!r}: schedule {key!r} needs a sampler name, whole steps and a numeric "
                               f"guidance, has {entry.get('sampler')!r}, {steps!r}, {guidance!r}; delete the entry or "
                               "the file and search again")
+        flags = [t for t in entry["timesteps"] if isinstance(t, bool)]
+        if flags:  # [true, false] ran as times 1, 0: the starting noise taken as almost clean data
+            raise ConfigError(f"{str(path)!r}: schedule {key!r} lists {json.dumps(flags[0])} among its timesteps, "
+                              "which must be numbers; delete the entry or the file and search again")
+        if not isinstance(entry.get("settings", {}), dict):
+            raise ConfigError(f"{str(path)!r}: schedule {key!r} has settings {entry['settings']!r}, not a mapping of "
+                              "the settings it was searched at; delete the entry or the file and search again")
         if len(entry["timesteps"]) != steps:
             raise ConfigError(f"{str(path)!r}: schedule {key!r} is for {steps} steps but lists "
                               f"{len(entry['timesteps'])} timesteps; delete the entry or the file and search again")
@@ -264,11 +295,24 @@ def save_schedule(path: str | os.PathLike, sampler: str, steps: int, guidance: f
     return key
 
 
+def _shown(value) -> str:
+    return f"{value:g}" if isinstance(value, float) else repr(value)
+
+
+def _flags(settings: dict) -> str:
+    """``settings`` as search-schedule's options."""
+    return "".join(f" --{k.replace('_', '-')} {shlex.quote(f'{v:g}' if isinstance(v, float) else str(v))}"
+                   for k, v in settings.items())
+
+
 def saved_timesteps(path: str | os.PathLike | None, sampler: str, steps: int, guidance: float, process,
-                    model_sha256: str | None = None, knobs: dict | None = None, diffusion: dict | None = None) -> list:
+                    model_sha256: str | None = None, knobs: dict | None = None, diffusion: dict | None = None,
+                    settings: dict | None = None, model_size: dict | None = None) -> list:
     """The searched timesteps of ``sampler`` / ``steps`` in the schedules file ``path``, for ``timesteps="auto"``:
     the entry of this ``guidance``, else the one of the nearest guidance. A ConfigError, saying the command that makes
-    one, when there is none, or when it was searched on other weights than ``model_sha256``."""
+    one, when there is none, or when it was searched on other weights than ``model_sha256``. ``settings``: the
+    request's values of :data:`SETTINGS`; one the entry was searched at otherwise (an entry that does not record it:
+    the default, ``model_size``'s for the size) is a warning naming each."""
     if sampler in STOCHASTIC or (knobs or {}).get("eta", 0) > 0:  # ddim with eta was given ddim's searched one
         drawn = f"the {sampler!r} sampler" + (f" with eta={knobs['eta']:g}" if sampler not in STOCHASTIC else "")
         raise ConfigError(f"timesteps='auto' with {drawn}: it draws fresh noise at every step, so its schedules "
@@ -281,10 +325,13 @@ def saved_timesteps(path: str | os.PathLike | None, sampler: str, steps: int, gu
         raise ConfigError(f"timesteps='auto' with {given}: schedules are searched with the sampler's own options "
                           f"({', '.join(f'{k}={defaults[k]!r}' for k in other)}); drop them, or give a list of "
                           "timesteps")
+    settings = dict(settings or {})
+    unrecorded = {k: (model_size or {}).get(k) if v is None else v for k, v in SETTINGS.items()}
+    asked = {k: v for k, v in settings.items() if k in SETTINGS and v != unrecorded[k]}  # not the defaults
     model = Path(path).parent if path is not None and Path(path).name == SCHEDULES_FILE else "MODEL"
     make = (f"make one with `vdmkit search-schedule --model {model} --sampler {sampler} --steps {steps} "
-            f"--guidance {float(guidance):g}` (--model: the model sampled, with the --lora adapters sampled with; "
-            "--out FILE for a read-only model, then --schedules FILE)")
+            f"--guidance {float(guidance):g}{_flags(asked)}` (--model: the model sampled, with the --lora adapters "
+            "sampled with; --out FILE for a read-only model, then --schedules FILE)")
     if path is not None and Path(path).is_dir():
         raise ConfigError(f"timesteps='auto': the schedules file {str(path)!r} is a folder; give the schedules.json "
                           "file `vdmkit search-schedule` wrote")
@@ -311,6 +358,12 @@ def saved_timesteps(path: str | os.PathLike | None, sampler: str, steps: int, gu
         warnings.warn(f"timesteps='auto': no {sampler} schedule of {steps} steps was searched at guidance "
                       f"{float(guidance):g}; using the one searched at guidance {searched:g}, the nearest ({make})",
                       stacklevel=3)
+    recorded = {**unrecorded, **entry.get("settings", {})}
+    differ = [k for k in SETTINGS if k in settings and recorded.get(k) != settings[k]]
+    if differ:  # a schedule fits the trajectory it was searched on; these change it
+        warnings.warn(f"timesteps='auto': the {sampler} schedule of {steps} steps was searched at "
+                      f"{', '.join(f'{k}={_shown(recorded.get(k))}' for k in differ)}, not at "
+                      f"{', '.join(f'{k}={_shown(settings[k])}' for k in differ)}; using it ({make})", stacklevel=3)
     try:
         return check_custom_timesteps(entry["timesteps"], process).tolist()
     except ValueError as err:

@@ -53,13 +53,11 @@ def check_spacing(spacing: str, continuous: bool = False) -> str:
 
 
 def discrete_timesteps(num_train_steps: int, steps: int, spacing: str = "trailing") -> torch.Tensor:
-    """Descending int64 timesteps, exactly ``steps`` of them, in ``[0, num_train_steps)``."""
+    """Descending int64 timesteps, exactly ``steps`` of them, in ``[0, num_train_steps)`` (one step with leading or
+    linspace spacing: [0], which :func:`make_timesteps` refuses)."""
     steps = check_steps(steps, num_train_steps)
     check_spacing(spacing)
     n = num_train_steps
-    if steps == 1 and spacing in ("leading", "linspace"):  # its one time is t = 0: the "video" was the start noise
-        raise ConfigError(f"steps=1 with spacing {spacing!r} visits t=0 only (the cleanest time), so it would return "
-                          "the starting noise; use spacing trailing (t=999) or lcm for one step, or more steps")
     if spacing == "linspace":
         # numpy's, as diffusers': torch's linspace put 499.50000000000006 where numpy has 499.5 (rounded to even),
         # so 138 step counts of 1000 (27, 31, 47 ...) visited another time (a review, 2026-12-06)
@@ -97,6 +95,11 @@ def continuous_timesteps(steps: int, spacing: str, shift_time=None, num_train_st
 
 def check_custom_timesteps(timesteps: Sequence, process) -> torch.Tensor:
     """A user-given list: strictly descending, finite, inside the process's time range."""
+    timesteps = list(timesteps)
+    flags = [v for v in timesteps if isinstance(v, (bool, np.bool_))
+             or (isinstance(v, (torch.Tensor, np.ndarray)) and v.dtype in (torch.bool, np.bool_))]
+    if flags:  # [true, false] in a hand-edited schedules file ran as times 1, 0: the noise taken as clean data
+        raise ConfigError(f"timesteps must be a list of numbers, got {flags[0]!r} in {timesteps!r}")
     try:
         ts = torch.as_tensor(list(timesteps), dtype=torch.float64)
     except (TypeError, ValueError) as err:
@@ -144,6 +147,8 @@ def make_timesteps(process, steps: int | None = None, spacing: str | None = None
             raise ConfigError(f"offset={offset} applies to leading spacing of a discrete process and must keep "
                               f"timesteps below {n}")
         ts = ts + offset
+    if timesteps is None and not continuous and len(ts) == 1 and (spacing or default) in ("leading", "linspace"):
+        _refuse_one_clean_step(process, int(ts[0]), spacing or default, offset)
     if final == "clean" and previous == "next":
         return ts
     if continuous:
@@ -151,3 +156,16 @@ def make_timesteps(process, steps: int | None = None, spacing: str | None = None
     end = -1 if final == "clean" else 0  # -1: the processes' clean time
     following = ts - n // len(ts) if previous == "stride" else torch.cat([ts[1:], ts.new_tensor([end])])
     return torch.stack([ts, torch.where(following < 0, torch.full_like(ts, end), following)], dim=1)
+
+
+def _refuse_one_clean_step(process, t: int, spacing: str, offset: int) -> None:
+    """One step with leading or linspace spacing visits the cleanest time (plus a folder's ``steps_offset``): the
+    starting noise is taken for almost clean data and comes back nearly unchanged (it was returned as the video before
+    2026-12-06). The message named t=0 where a folder's offset 1 made it t=1 (before 2026-12-07)."""
+    notes = ["the cleanest time" + (f" plus the schedule's steps_offset {offset}" if offset else "")]
+    if not isinstance(process, numbers.Integral):
+        alpha, _ = process.alpha_sigma(torch.tensor([t]), torch.zeros(1))
+        notes.append(f"alpha_bar {float(alpha) ** 2:.4f} there")
+    raise ConfigError(f"steps=1 with spacing {spacing!r} visits t={t} only ({'; '.join(notes)}): the starting noise "
+                      "would be taken for almost clean data and come back nearly unchanged; use spacing trailing (the "
+                      "noisiest time) or lcm for one step, or more steps")
