@@ -866,7 +866,8 @@ def test_cascade_records_only_the_options_each_stage_takes(models, tmp_path):
                                 StageConfig(task="interpolate", model=models["frames"], factor=2, steps=1)))
     video, stages = run_cascade(cfg, "a red circle moving left", seed=0)
     assert video.shape == (1, 3, 3, 16, 16)
-    assert stages[0]["options"] == {"stride": 2, "frames": None, "steps": 1, "sampler": None, "guidance": None}
+    assert stages[0]["options"] == {"stride": 2, "frames": None, "long_mode": None, "steps": 1, "sampler": None,
+                                    "guidance": None}
     assert stages[1]["options"] == {"noise_level": 0.0, "factor": 2, "steps": 1, "sampler": None, "guidance": None}
     assert stages[2]["options"] == {"factor": 2, "noise_level": 0.0, "mode": "auto", "image_guidance": None,
                                     "reconstruction_weight": None, "steps": 1, "sampler": None, "guidance": None}
@@ -880,7 +881,8 @@ def test_the_cascade_sidecars_config_holds_each_stages_own_options_and_loads_bac
                                 StageConfig(task="interpolate", model="i", factor=2)))
     record = cascade_record(cfg)
     assert record["stages"][0] == {"task": "text_to_video", "model": "default", "name": "text_to_video", "stride": 2,
-                                   "frames": None, "steps": None, "sampler": None, "guidance": None}
+                                   "frames": None, "long_mode": None, "steps": None, "sampler": None,
+                                   "guidance": None}
     assert "factor" not in record["stages"][1] and record["stages"][2]["factor"] == 2
     assert load_cascade(record) == cfg and record["fps"] == 8.0
 

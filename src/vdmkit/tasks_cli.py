@@ -12,6 +12,7 @@ from vdmkit.cli_common import (DTYPE_HELP, NO_PROGRESS_HELP, PRECISION_HELP, abs
                                check_runner, model_or_default, report, sampling_adapters, seed, step_bar,
                                weights_dtype)
 from vdmkit.device import DEVICES_HELP, apply_threads
+from vdmkit.errors import ConstraintError
 
 SDEDIT_STRENGTH = 0.6  # edit --mode sdedit: noise the input this far (of the process time) and denoise
 CONDITION_MODES = ("auto", "concat", "replace", "reconstruction")  # pipelines.conditioned.MODES, without torch
@@ -100,7 +101,10 @@ def _cmd_edit(args) -> int:
     knobs = {k: v for k, v in (("eta", args.eta), ("order", args.order)) if v is not None}
     options = dict(steps=args.steps, sampler=args.sampler, guidance=args.guidance, seed=args.seed,
                    precision=args.precision, **knobs)
-    request = edit_request(config, stand_in, [args.prompt], negative_prompt=args.negative_prompt, **options)
+    try:
+        request = edit_request(config, stand_in, [args.prompt], negative_prompt=args.negative_prompt, **options)
+    except ConstraintError as e:
+        raise with_shape_flags(e, config, used, frames_at_most=decoded[0]) from None
     options["seed"] = request.seed  # --seed random: the seed drawn and recorded is the one sampled with
     if args.mode == "invert":
         check_invertible(request, args.cfg_inversion)  # and a --negative-prompt --cfg-inversion source ignores
@@ -223,6 +227,20 @@ def warn_larger_than_trained(video, config, remedy: str) -> None:
               f"{remedy})", file=sys.stderr)
 
 
+def with_shape_flags(error, config, shape: tuple[int, int, int], frames_at_most: int | None = None):
+    """``error`` (a request's refusal) with the --frames / --height / --width values that make ``shape`` (the
+    frames, height and width the command asked for) fit the model, when it is a shape the model cannot take: the
+    backbone's own words name the grid, not the command's options (a learned-position DiT said "sample within that
+    grid"). ``frames_at_most``: an input's frames (edit cuts, never adds)."""
+    from vdmkit.pipelines.sizes import fitting_shape
+
+    changes = fitting_shape(config, shape, frames_at_most)
+    flags = " ".join(f"--{side} {value}" for side, value in changes.items())
+    if frames_at_most is not None and "frames" in changes:
+        flags += f" (--frames takes the input's first frames: it has {frames_at_most})"
+    return ConstraintError(f"{error}; give {flags}") if isinstance(error, ConstraintError) and flags else error
+
+
 def _conditioning(args) -> dict:
     knobs = {k: v for k, v in (("eta", getattr(args, "eta", None)),) if v is not None}
     # upscale's parser has no known-frame options (its whole low-res video conditions): None, the defaults
@@ -291,7 +309,11 @@ def _run_task(args, task: str, path: str, shape: tuple, prompt: str, produce_arg
         options["keep_known"] = not getattr(args, "no_keep", False)
     with warnings.catch_warnings():  # said by the real request below
         warnings.simplefilter("ignore")
-        probe = tasks.task_request(config, task, stand_in, prompt, **produce_args, stand_in=True, **options)
+        try:
+            probe = tasks.task_request(config, task, stand_in, prompt, **produce_args, stand_in=True, **options)
+        except ConstraintError as e:  # sample --image: the clip it asks for (its --frames, --height, --width)
+            raise (with_shape_flags(e, config, (produce_args.get("frames") or config.frames, *used[1:])) if image
+                   else e) from None
     factor = view_factor(probe.base, args.upscale, out)
     check_output_size(out, probe.base, factor, "an even --upscale")
     sizes = {k: v for k, v in produce_args.items() if k in ("factor", "frames")}

@@ -153,8 +153,10 @@ class DiTConfig:
         if self.position == "learned" and (frames > self.max_frames or max(height, width) > self.max_size):
             raise ConstraintError(
                 f"learned position tables cover at most {self.max_frames} frames of {self.max_size}x"
-                f"{self.max_size}, got {frames} frames of {height}x{width}; sample within that grid, or train "
-                f"with larger model.max_frames/max_size (or position: sincos/rope, which extrapolate)")
+                f"{self.max_size}, got {frames} frames of {height}x{width}; ask for at most {self.max_frames} "
+                f"frames of at most {self.max_size}x{self.max_size} (frames, height, width; a latent model's in "
+                "latent frames and pixels), or train with larger model.max_frames/max_size (or position: sincos/rope, "
+                "which extrapolate)")
 
 
 def _dit_size(name: str, label: str, width: int, depth: int, heads: int) -> type:

@@ -1,6 +1,7 @@
 """Cascades (Imagen Video, Show-1, LaVie): stages named in a YAML file, each any vdmkit model, run one at a time.
 
-A base text-to-video stage makes keyframes (``stride`` keeps every n-th frame: low fps), an ``interpolate`` stage
+A base text-to-video stage makes keyframes (``stride`` keeps every n-th frame: low fps; ``frames`` beyond its model's
+length are sampled in overlapping windows, as `vdmkit sample --frames N` samples them), an ``interpolate`` stage
 fills in ``factor`` x the frames between them, an ``upscale`` stage raises the resolution by its model's factor
 (``extend`` continues a video). Every stage is checked against the one before it (frames and size) from the models'
 configs alone, before any weights load; each stage's model is loaded, run and freed before the next one loads. The
@@ -28,7 +29,7 @@ from vdmkit.errors import ConfigError, ConstraintError, VdmkitError
 TASKS = ("text_to_video", "interpolate", "extend", "upscale")
 # the stage options each task takes (besides the sampler's steps, sampler and guidance): others are refused when
 # given, and left out of the stage's record
-TASK_OPTIONS = {"text_to_video": ("stride", "frames"),
+TASK_OPTIONS = {"text_to_video": ("stride", "frames", "long_mode"),
                 "interpolate": ("factor", "noise_level", "mode", "image_guidance", "reconstruction_weight"),
                 "extend": ("frames", "noise_level", "mode", "image_guidance", "reconstruction_weight"),
                 "upscale": ("noise_level",)}  # its factor is its model's
@@ -41,8 +42,11 @@ TASK_CONFIGS = {"text_to_video": "configs/shapes.yaml", "interpolate": "configs/
 class StageConfig:
     """One stage: ``task``, ``model`` (a checkpoint or run directory; "default": the bundled model) and its options:
     ``stride`` (text_to_video: keep frames 0, stride, 2 stride, ...), ``factor`` (interpolate), ``frames``
-    (text_to_video: how many to make; extend: the total), ``noise_level``, ``mode``, ``reconstruction_weight`` (mode
-    reconstruction's w_r; None: the default) and ``image_guidance`` (the conditioned tasks), and the sampler's ``steps``, ``sampler``, ``guidance``."""
+    (text_to_video: how many to make; extend: the total), ``long_mode`` (text_to_video: how frames beyond the model's
+    length are made, as `vdmkit sample --long-mode`: windows, freenoise, autoregressive, or full (the whole clip in one
+    pass); None: sample's default), ``noise_level``, ``mode``, ``reconstruction_weight`` (mode reconstruction's w_r;
+    None: the default) and ``image_guidance`` (the conditioned tasks), and the sampler's ``steps``, ``sampler``,
+    ``guidance``."""
 
     task: str = "text_to_video"
     model: str = "default"
@@ -57,8 +61,11 @@ class StageConfig:
     mode: str = "auto"
     image_guidance: float | None = None
     reconstruction_weight: float | None = None
+    long_mode: str | None = None
 
     def __post_init__(self):
+        from vdmkit.pipelines.long_video import MODES
+
         if self.task not in TASKS:
             raise ConfigError(f"cascade stage task must be one of {', '.join(TASKS)}, got {self.task!r}")
         if isinstance(self.model, os.PathLike):  # a Path, as from_pretrained takes
@@ -73,6 +80,9 @@ class StageConfig:
                 raise ConfigError(f"cascade stage {self.name or self.task!r}: {key} must be a string, got "
                                   f"{getattr(self, key)!r}")
         self.name = self.name or self.task
+        if self.long_mode not in (None, *MODES, "full"):
+            raise ConfigError(f"stage {self.name!r}: long_mode must be one of {', '.join(MODES)} or full (the whole "
+                              f"clip in one pass), or left out (as `vdmkit sample`); got {self.long_mode!r}")
         if self.stride < 1 or (self.stride > 1 and self.task != "text_to_video"):
             raise ConfigError(f"stage {self.name!r}: stride must be >= 1 and applies to text_to_video stages")
         if self.factor < 2:
@@ -239,6 +249,7 @@ def check_stage_options(stage: StageConfig, config, before: tuple[int, int, int]
     VAE's last chunk was refused after two stages had run; interpolation on a causal video VAE). Returns the
     request checked (a SampleRequest, or a task's ConditionedRequest on the stand-in)."""
     from vdmkit.pipelines.conditioned import task_request
+    from vdmkit.pipelines.long_video import long_request
     from vdmkit.pipelines.request import make_request
 
     options = sampling_options(stage)
@@ -249,6 +260,9 @@ def check_stage_options(stage: StageConfig, config, before: tuple[int, int, int]
         if ignored:
             raise ConstraintError(f"{', '.join(ignored)} do(es) not apply to a {stage.task} stage")
         if stage.task == "text_to_video":
+            mode = stage_long_mode(stage, config)
+            if mode is not None:  # frames beyond the model's: windows, as `vdmkit sample --frames N`
+                return long_request(config, "a prompt", frames=stage.frames or config.frames, mode=mode, **options)
             return make_request(config, ["a prompt"], frames=stage.frames, **options)
         conditioned = {"noise_level": stage.noise_level}
         if stage.task != "upscale":
@@ -261,6 +275,17 @@ def check_stage_options(stage: StageConfig, config, before: tuple[int, int, int]
         raise type(e)(f"{where}: {e}") from e
 
 
+def stage_long_mode(stage: StageConfig, config) -> str | None:
+    """The long-video mode a text_to_video stage samples in (None: the whole clip in one pass): its ``long_mode``,
+    else `vdmkit sample`'s default for its frames (windows beyond the model's length; one pass was taken there,
+    off the training length, before sweep 23D)."""
+    from vdmkit.pipelines.long_video import default_long_mode
+
+    if stage.long_mode is not None:
+        return None if stage.long_mode == "full" else stage.long_mode
+    return default_long_mode(config, stage.frames or config.frames)
+
+
 def check_cascade_memory(planned: list[Planned], device, view_factor: int = 1) -> None:
     """OutOfMemoryError, before any stage runs, when a stage would need more memory than ``device`` has free (one
     stage's model is in memory at a time; each task holds its whole output; the last stage's is written upscaled
@@ -268,12 +293,16 @@ def check_cascade_memory(planned: list[Planned], device, view_factor: int = 1) -
     from vdmkit.device import resolve_device
     from vdmkit.pipelines.base import check_sampling_memory
     from vdmkit.pipelines.conditioned import check_task_memory
+    from vdmkit.pipelines.long_video import LongRequest, as_sample_request
 
     device = device if isinstance(device, torch.device) else resolve_device(device)
     for k, p in enumerate(planned):
         factor = view_factor if k == len(planned) - 1 else 1
         advice = stage_advice(p, factor)
-        if p.stage.task == "text_to_video":
+        if isinstance(p.request, LongRequest):  # one window of the model's length in the backbone at a time
+            check_sampling_memory(p.config, as_sample_request(p.request), device, view_factor=factor, advice=advice,
+                                  window=p.request.window)
+        elif p.stage.task == "text_to_video":
             check_sampling_memory(p.config, p.request, device, view_factor=factor, advice=advice)
         else:
             check_task_memory(p.config, p.request, device, frames=p.shape[0], view_factor=factor, advice=advice)
@@ -295,10 +324,18 @@ def resolved_options(request) -> dict:
     """What a stage ran with where its options leave it to the model (None, mode auto): the sampler, steps and
     guidance, and a task's condition mode, as `vdmkit interpolate | extend | upscale` record them (a stage recorded
     ``mode: auto, sampler: null`` alone, the mode run not recoverable without the model's config; before
-    2026-12-06). ``request``: the stage's planned request (a SampleRequest, or a task's ConditionedRequest)."""
+    2026-12-06), and a text_to_video stage's ``long_mode`` (full: one pass) with its windows. ``request``: the stage's
+    planned request (a SampleRequest, a LongRequest, or a task's ConditionedRequest)."""
+    from vdmkit.pipelines.long_video import LongRequest
+
     base = getattr(request, "base", request)
     resolved = {"sampler": base.sampler, "steps": base.steps, "guidance": base.guidance}
-    if base is not request:
+    if isinstance(request, LongRequest):
+        resolved.update(long_mode=request.mode, window=request.window, overlap=request.overlap,
+                        weighting=request.weighting)
+    elif base is request:
+        resolved["long_mode"] = "full"
+    else:
         resolved["condition_mode"] = request.mode
     return resolved
 
@@ -315,7 +352,7 @@ def run_cascade(cfg: CascadeConfig, prompt: str, *, seed: int | None = 0, device
     ``view_factor``: how many times larger on each side the caller will write it (counted in the memory check)."""
     from vdmkit.pipelines import TextToVideo
     from vdmkit.pipelines.conditioned import extend, interpolate, upscale
-
+    from vdmkit.pipelines.long_video import LongRequest, long_video
     from vdmkit.pipelines.request import check_precision, check_prompts
     from vdmkit.sampling.generate import check_seed, offset_seed
 
@@ -337,7 +374,10 @@ def run_cascade(cfg: CascadeConfig, prompt: str, *, seed: int | None = 0, device
         options = {**sampling_options(stage), "seed": offset_seed(seed, k), "precision": precision}
         conditioned = {"noise_level": stage.noise_level, "mode": stage.mode, "image_guidance": stage.image_guidance,
                        "reconstruction_weight": stage.reconstruction_weight}
-        if stage.task == "text_to_video":
+        if isinstance(p.request, LongRequest):  # the video `vdmkit sample --frames N --long-mode M` makes
+            video = long_video(pipe, prompt, frames=p.request.frames, mode=p.request.mode, **options)
+            video = video[:, :, ::stage.stride]
+        elif stage.task == "text_to_video":
             video = pipe.run(pipe.request([prompt], frames=stage.frames, **options))[:, :, ::stage.stride]
         elif stage.task == "interpolate":
             video = interpolate(pipe, video, prompt, factor=stage.factor, **conditioned, **options)

@@ -36,6 +36,7 @@ from vdmkit.backbones.layers import one_run_at_a_time
 from vdmkit.conditioning.masks import augment, check_noise_level
 from vdmkit.errors import ConfigError, ConstraintError
 from vdmkit.pipelines.base import check_decode, sampling_advice
+from vdmkit.pipelines.sizes import check_low_res_size
 from vdmkit.pipelines.request import SampleRequest, check_prompts, check_size, make_request
 from vdmkit.sampling.generate import check_callback, check_seed, generate, offset_seed, one_seed
 from vdmkit.sampling.guidance import check_guidance, check_reconstruction_weight, weights_frozen
@@ -155,6 +156,7 @@ def conditioned_request(config, prompts, *, known: torch.Tensor | None = None, m
         check_video(low_res, channels=3, name="the low-resolution video")
         factor = config.condition.low_res if config.condition is not None else 1
         batch, _, frames, h, w = low_res.shape
+        check_low_res_size(config, frames, h, w, factor)
         height, width = h * factor, w * factor
         if known is not None and tuple(known.shape[2:]) != (frames, height, width):
             raise ConstraintError(f"known frames {tuple(known.shape[2:])} do not match the upscaled low-res video "

@@ -56,6 +56,14 @@ class LongRequest:
     latents: torch.Tensor | None = field(default=None, repr=False)
 
 
+def default_long_mode(config, frames: int, height: int | None = None, width: int | None = None) -> str | None:
+    """How `vdmkit sample --frames N` (no --long-mode) makes ``frames`` frames: DEFAULT_MODE when the backbone would
+    denoise more frames than it was trained on, None (the whole clip at once) otherwise."""
+    height, width = height or config.height, width or config.width
+    longer = config.latent_size(frames, height, width)[0] > config.latent_size(config.frames, height, width)[0]
+    return DEFAULT_MODE if longer else None
+
+
 def check_prompt_at(prompt_at, frames: int) -> tuple[tuple[int, str], ...]:
     """{frame: prompt} -> ((frame, prompt), ...) sorted, each frame in [1, frames)."""
     items = []
