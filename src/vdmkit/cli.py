@@ -329,14 +329,11 @@ LONG_FLAGS = ("window", "overlap", "prompt_at", "weighting")
 def _long_request(args, config, options: dict):
     """The LongRequest of `vdmkit sample` when it samples in windows: --frames beyond the model's training length
     (unless --long-mode full), or --long-mode windows|freenoise|autoregressive; else None."""
-    from vdmkit.pipelines.long_video import DEFAULT_MODE, long_request
+    from vdmkit.pipelines.long_video import default_long_mode, long_request
 
     mode = args.long_mode
-    if mode is None and args.frames is not None:
-        height = args.height or config.height
-        width = args.width or config.width
-        longer = config.latent_size(args.frames, height, width)[0] > config.latent_size(config.frames, height, width)[0]
-        mode = DEFAULT_MODE if longer else None
+    if mode is None and args.frames is not None:  # a cascade's text_to_video stage decides through the same helper
+        mode = default_long_mode(config, args.frames, args.height, args.width)
     if mode in (None, "full"):
         given = [f"--{f.replace('_', '-')}" for f in LONG_FLAGS if getattr(args, f) not in (None, [])]
         if given and mode == "full":  # it said "ask for more --frames" of 64 frames asked for
