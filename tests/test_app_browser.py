@@ -258,6 +258,7 @@ def test_ten_votes_reach_the_results_page(app, driver, tmp_path):
     stored = votes_of(app, "ten")
     assert len(stored) == 10 and [v.choice for v in stored] == choices
     assert rows["A"]["wins"] == sum((v.choice == "left") == (v.left_model == "A") for v in stored if v.choice != "tie")
+    assert not by_id(driver, "warned").is_displayed()  # a study whose sampling said nothing lists nothing
     screenshot(driver, "webapp-results.png", tmp_path)
 
 
@@ -344,3 +345,22 @@ def test_the_gallery_draws_every_card_past_a_null_sidecar_and_pages_to_the_oldes
         assert driver.find_elements("css selector", ".card .prompt")[2].text == "the oldest"
         assert "seed 1" in driver.find_elements("css selector", ".card .muted")[2].text
         assert not by_id(driver, "older").is_displayed() and not by_id(driver, "error").is_displayed()
+
+
+def test_the_results_page_lists_what_sampling_the_study_said(driver, tmp_path):
+    """human-eval create dropped its samples' warnings (a prompt cut by a model's text encoder, unknown words) before
+    2026-12-07: study.json keeps them now, and the results page lists them."""
+    import json
+
+    from vdmkit.app.server import Settings, create_app
+
+    study = make_study(tmp_path / "studies" / "warned", "warned", items=2, encode=False)
+    doc = json.loads((study / "study.json").read_text())
+    doc["warnings"] = [{"model": "A", "prompt": "prompt 0", "warning": "the last 5 words beyond the maximum of 15 "
+                        "are dropped"}]
+    (study / "study.json").write_text(json.dumps(doc))
+    with ThreadedServer(create_app(Settings(runs=None, out=tmp_path / "out", studies=[study]))) as server:
+        driver.get(f"{server.url}/results?study=warned")
+        wait(driver, lambda d: by_id(d, "warned").is_displayed(), "the study's sampling warnings")
+        assert by_id(driver, "warned-list").text == ('A, prompt "prompt 0": the last 5 words beyond the maximum of 15 '
+                                                     "are dropped")

@@ -12,6 +12,7 @@ from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from vdmkit.app.models import folder_stamp
 from vdmkit.errors import VdmkitError
 
 log = logging.getLogger("vdmkit.app")
@@ -50,7 +51,8 @@ class JobQueue:
     """``submit`` a validated request for a model; one worker thread samples jobs in order into ``out_dir``.
 
     ``device`` and ``threads`` (torch CPU threads, 0 = torch's default) apply to the worker. The most recently used
-    pipeline stays loaded, so a series of requests to one model loads its weights once."""
+    pipeline stays loaded, so a series of requests to one model loads its weights once (again when its folder's files
+    have changed: :func:`vdmkit.app.models.folder_stamp`)."""
 
     def __init__(self, out_dir: str | Path, *, device: str = "auto", threads: int = 0, max_queued: int = MAX_QUEUED):
         self.out_dir = Path(out_dir)
@@ -62,7 +64,7 @@ class JobQueue:
         self._running: Job | None = None
         self._worker: threading.Thread | None = None
         self._closed = False
-        self._pipe = (None, None)  # (folder, loaded pipeline)
+        self._pipe = (None, None)  # ((folder, its folder_stamp), loaded pipeline)
 
     def submit(self, model: str, path: Path, request, warnings: list[str] | None = None) -> Job:
         """Queue ``request``; ``warnings``: what checking it raised, reported with the job's own."""
@@ -140,8 +142,9 @@ class JobQueue:
         return resolve_device(self.device)
 
     def holds(self, path: str | Path) -> bool:
-        """Whether the pipeline of ``path`` is loaded now (its weights are resident: a memory check leaves them out)."""
-        return self._pipe[0] == Path(path)
+        """Whether the pipeline of ``path`` is loaded now, from its files as they are (its weights are resident: a
+        memory check leaves them out)."""
+        return self._pipe[0] == (Path(path), folder_stamp(path))
 
     def close(self, timeout: float = 30.0) -> None:
         """Take no new jobs, drop the waiting ones, and stop the running one at its next sampler step, saying so on
@@ -195,11 +198,12 @@ class JobQueue:
             self._threads_set = True
         if job.cancel_requested:  # cancelled while its weights were to load
             raise JobCancelled(f"job {job.id} was cancelled before it started")
-        folder, pipe = self._pipe
-        if folder != job.path:
+        held, pipe = self._pipe
+        loaded = (job.path, folder_stamp(job.path))  # stamped before loading: a rewrite meanwhile reloads next time
+        if held != loaded:  # another model, or this one's files rewritten in place
             self._pipe = (None, None)  # free the old weights before loading new ones
             pipe = TextToVideo.from_pretrained(job.path, device=self.device)
-            self._pipe = (job.path, pipe)
+            self._pipe = (loaded, pipe)
 
         def progress(i, x, x0_hat):
             if job.cancel_requested:

@@ -60,3 +60,26 @@ def resolve_model(models: dict[str, Path], key) -> Path:
         offer = ", ".join(models) or "none: train one into the --runs folder, e.g. `vdmkit train configs/tiny.yaml`"
         raise ConfigError(f"unknown model {key!r}; models on offer: {offer}")
     return models[key]
+
+
+STAMP_DEPTH, STAMP_FILES = 3, 4096  # a diffusers folder's component/file, a checkpoint's text_encoder/tokenizer/file
+
+
+def folder_stamp(folder: str | os.PathLike) -> tuple:
+    """(relative path, size, mtime_ns, inode) of every file in ``folder`` (links followed, three levels deep, at most
+    ``STAMP_FILES`` files): a model's files rewritten in place change it, a stat per file (the app kept sampling
+    a diffusers folder's old weights after they were rewritten, until it restarted, before 2026-12-07)."""
+    root = Path(folder)
+    found = []
+    for where, dirs, files in os.walk(root, followlinks=True):
+        rel = Path(where).relative_to(root)
+        dirs[:] = sorted(dirs) if len(rel.parts) < STAMP_DEPTH - 1 else []
+        for name in sorted(files):
+            try:
+                st = os.stat(Path(where) / name)
+            except OSError:  # removed meanwhile, a dangling link
+                continue
+            found.append(((rel / name).as_posix(), st.st_size, st.st_mtime_ns, st.st_ino))
+            if len(found) >= STAMP_FILES:
+                return tuple(found)
+    return tuple(found)

@@ -19,11 +19,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from vdmkit.app.jobs import MAX_QUEUED, JobQueue, QueueFullError
-from vdmkit.app.models import DEFAULT, find_models, resolve_model
+from vdmkit.app.models import DEFAULT, find_models, folder_stamp, resolve_model
 from vdmkit.app.ratings import CHOICES, summarise, summary_csv
 from vdmkit.app.store import DuplicateVoteError, Vote, VoteStore, check_rater
 from vdmkit.app.study import find_studies
-from vdmkit.app.text import MAX_PROMPT_CHARS, check_text
+from vdmkit.app.text import MAX_PROMPT_CHARS, check_text, check_words
 from vdmkit.errors import ConstraintError, VdmkitError
 
 STATIC = Path(__file__).parent / "static"
@@ -76,25 +76,6 @@ def require_web_stack():
 def check_prompt(prompt) -> str:
     """The app samples text prompts only: unconditional sampling ("") is for `vdmkit sample`."""
     return check_text(prompt, "prompt", MAX_PROMPT_CHARS, "describe the video, e.g. 'a slow red circle moving right'")
-
-
-def check_words(config, prompt: str) -> None:
-    """A model whose text encoder reads words (the built-in one) refuses a prompt without any, or with none it knows:
-    "!!!", an emoji or words all outside its vocabulary encode to nothing it was trained on, and sampled so, said
-    only when the job had run (before 2026-12-06)."""
-    from vdmkit.conditioning.text import split_words
-
-    if config.text_encoder != "words":
-        return
-    words = split_words(prompt)
-    if not words:
-        raise ValueError(f"prompt {prompt!r} has no words: this model encodes words (letters and digits), not "
-                         "punctuation or symbols; describe the video, e.g. 'a slow red circle moving right'")
-    vocabulary = set(config.text.vocab)
-    if vocabulary and not vocabulary.intersection(words[:config.text.max_length - 1]):
-        known = ", ".join(sorted(vocabulary - {"<pad>", "<bos>", "<unk>"})[:12])
-        raise ValueError(f"prompt {prompt!r}: none of its words is in this model's vocabulary of "
-                         f"{len(vocabulary)} (it knows e.g. {known}); describe the video in those words")
 
 
 def check_limits(frames: int | None, height: int | None, width: int | None, steps: int | None, *,
@@ -204,15 +185,50 @@ def being_written(video: Path) -> bool:
     return False
 
 
+_FILES_CHECKED: dict[Path, tuple[tuple, str | None]] = {}  # model folder -> (its folder_stamp, why unusable)
+
+
+def check_model_files(source, config) -> None:
+    """What can be checked of a model's files without its weights: its tokenizer loads and suits its text encoder
+    (the text encoder built on meta, as the memory check builds it for every request), and a diffusers folder's
+    weight files are there. Remembered per folder while its files are unchanged (/api/models asks on each page)."""
+    import torch
+
+    from vdmkit.interop.diffusers_pipeline import COMPONENT_WEIGHTS, DiffusersFolder
+    from vdmkit.io.checkpoint import folder_weights
+    from vdmkit.registry import TEXT_ENCODERS, lookup
+
+    folder = Path(source.directory)
+    stamp = folder_stamp(folder)
+    if folder in _FILES_CHECKED and _FILES_CHECKED[folder][0] == stamp:
+        why = _FILES_CHECKED[folder][1]
+    else:
+        why = None
+        try:
+            with torch.device("meta"):
+                lookup(TEXT_ENCODERS, config.text_encoder, "text_encoder").build(config.text)
+            if isinstance(source, DiffusersFolder):  # (a checkpoint's manifest lists and hashes its own weights)
+                for component, name in COMPONENT_WEIGHTS.items():
+                    folder_weights(folder / component, name)
+        except (VdmkitError, ValueError, OSError) as e:
+            why = str(e)
+        _FILES_CHECKED[folder] = (stamp, why)
+    if why is not None:
+        raise VdmkitError(why)
+
+
 def describe_model(key: str, path: Path) -> dict:
-    """A model's defaults and the samplers its process takes, from its config (no weights); or why it is unusable."""
+    """A model's defaults and the samplers its process takes, from its config and the files :func:`check_model_files`
+    checks (no weights); or why it is unusable (a diffusers folder without its tokenizer or text encoder weights was
+    listed usable, then refused on generate or failed after queueing, before 2026-12-07)."""
     from vdmkit.pipelines import open_model
     from vdmkit.pipelines.text2video import refuse_conditioned
     from vdmkit.registry import SAMPLERS
 
     try:
-        _, config = open_model(path)
+        source, config = open_model(path)
         refuse_conditioned(config)  # the app samples text-to-video: conditioned models are listed as unusable
+        check_model_files(source, config)
     except (VdmkitError, ValueError, OSError) as e:
         return {"name": key, "usable": False, "error": str(e)}
     process = config.diffusion.build_process().name
@@ -348,6 +364,7 @@ def create_app(settings: Settings):
         check_limits(body.frames, body.height, body.width, body.steps)
         ckpt, config = open_model(path)  # the config alone: no weights before the request is valid
         refuse_conditioned(config)  # text-to-video only, as /api/models says and `vdmkit sample` does
+        check_model_files(ckpt, config)  # as /api/models: a missing weights file was found once the job ran
         check_words(config, prompt)
         with thread_warnings() as caught:  # this request's own (a far guidance...), never a running job's
             request = make_request(config, [prompt], frames=body.frames, height=body.height, width=body.width,
@@ -403,7 +420,8 @@ def create_app(settings: Settings):
         for s in found.values():
             used, skipped = current_votes(s)  # the votes the results count; rows they cannot, when there are any
             listed.append({"name": s.name, "models": list(s.models), "pairs": len(s.pairs), "votes": len(used)}
-                          | ({"skipped_votes": len(skipped)} if skipped else {}))
+                          | ({"skipped_votes": len(skipped)} if skipped else {})
+                          | ({"warnings": len(s.warnings)} if s.warnings else {}))
         return {"studies": listed, "problems": problems}
 
     @app.get("/api/studies/{name}/next")
@@ -469,7 +487,9 @@ def create_app(settings: Settings):
             raise ValueError(f"bootstrap must be in [0, {MAX_BOOTSTRAP}] resamples, got {bootstrap}")
         used, skipped = current_votes(s)
         votes = [(v.left_model, v.right_model, v.choice) for v in used]
-        return {"study": s.name, **summarise(votes, s.models, n_boot=bootstrap), "skipped_votes": skipped}
+        # what sampling its videos said (human-eval create: a prompt cut by a model's text encoder, unknown words)
+        return {"study": s.name, **summarise(votes, s.models, n_boot=bootstrap), "skipped_votes": skipped,
+                "warnings": list(s.warnings)}
 
     @app.get("/api/studies/{name}/results")
     def results(name: str, bootstrap: int = 1000):

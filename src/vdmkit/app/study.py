@@ -1,6 +1,7 @@
 """A human-evaluation study on disk: every model sampled on the same prompts and seeds, and the pairs to compare.
 
-    STUDY_DIR/study.json         models, settings, videos (id -> model, prompt, seed), pairs (id -> two video ids)
+    STUDY_DIR/study.json         models, settings, videos (id -> model, prompt, seed), pairs (id -> two video ids),
+                                 warnings (what sampling said: a prompt cut by a model's text encoder, unknown words)
     STUDY_DIR/videos/<id>.mp4    pre-generated videos; ids are random, so a file name says nothing of its model
     STUDY_DIR/videos/<id>.mp4.json  their sampling metadata (never served to raters: it names the model)
 
@@ -22,7 +23,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
-from vdmkit.app.text import MAX_PROMPT_CHARS, check_text
+from vdmkit.app.text import MAX_PROMPT_CHARS, check_text, check_words
 from vdmkit.errors import ConfigError
 from vdmkit.io.atomic import check_new_folder
 from vdmkit.sampling.generate import offset_seed
@@ -34,6 +35,7 @@ VIDEO_ID = re.compile(r"^[0-9a-f]{16}$")
 MAX_ITEMS = 10_000
 VIDEO_FIELDS = {"model": str, "prompt": str, "seed": int}  # of each video in study.json
 PAIR_FIELDS = {"prompt": str, "seed": int}  # of each pair, besides its id and two video ids
+WARNING_FIELDS = {"model": str, "prompt": str, "warning": str}  # of each of study.json's warnings
 
 
 @dataclass(frozen=True)
@@ -54,6 +56,7 @@ class Study:
     settings: dict
     uid: str = ""  # drawn when the study is written; a study of an earlier format has none
     missing: frozenset = frozenset()  # ids of videos whose file is gone (load_study(allow_missing=True))
+    warnings: tuple = ()  # what sampling a model on a prompt said ({model, prompt, warning}), once per both
 
     @property
     def servable(self) -> dict[str, Pair]:
@@ -139,9 +142,10 @@ def plan_items(prompts: list[str], n: int, seed: int) -> list[tuple[str, int]]:
 
 
 def write_study(directory: str | os.PathLike, name: str, models: dict[str, dict], videos: dict[str, dict],
-                settings: dict | None = None) -> Path:
+                settings: dict | None = None, warnings: list[dict] | None = None) -> Path:
     """Write ``study.json`` for the videos already under ``directory/videos``: every two videos of one (prompt,
-    seed) from two different models make a pair. Returns the file."""
+    seed) from two different models make a pair; ``warnings``: what sampling them said ({model, prompt, warning}).
+    Returns the file."""
     from vdmkit.io.atomic import write_text_atomic
 
     groups: dict[tuple[str, int], list[str]] = {}
@@ -154,7 +158,7 @@ def write_study(directory: str | os.PathLike, name: str, models: dict[str, dict]
             pairs.append({"id": f"p{len(pairs):05d}", "prompt": prompt, "seed": seed, "videos": [a, b]})
     doc = {"format": FORMAT, "format_version": FORMAT_VERSION, "name": check_name(name), "uid": secrets.token_hex(8),
            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "models": models,
-           "settings": settings or {}, "videos": videos, "pairs": pairs}
+           "settings": settings or {}, "videos": videos, "pairs": pairs, "warnings": list(warnings or [])}
     path = Path(directory) / STUDY_FILE
     write_text_atomic(path, json.dumps(doc, indent=1, sort_keys=True))
     return path
@@ -227,7 +231,15 @@ def load_study(directory: str | os.PathLike, *, allow_missing: bool = False) -> 
         pairs[pid] = Pair(pid, item["prompt"], item["seed"], (a, b))
     if not pairs:
         raise ConfigError(f"{str(path)!r} has no pairs to compare")
-    return Study(name, directory, models, videos, pairs, doc.get("settings") or {}, uid, frozenset(missing))
+    said = doc.get("warnings") or []  # a study written before 2026-12-07 has none
+    if not isinstance(said, list) or not all(isinstance(w, dict) for w in said):
+        raise ConfigError(f"{str(path)!r}: 'warnings' must be a JSON array of objects (model, prompt, warning), got "
+                          f"{said!r}")
+    for k, item in enumerate(said):
+        for field, kind in WARNING_FIELDS.items():
+            _check_field(path, f"warning {k}", item, field, kind)
+    return Study(name, directory, models, videos, pairs, doc.get("settings") or {}, uid, frozenset(missing),
+                 tuple(said))
 
 
 def _check_field(path: Path, what: str, entry: dict, field: str, kind: type) -> None:
@@ -295,13 +307,27 @@ def remove_dead_temporaries(out: Path) -> list[Path]:
     return removed
 
 
+def note_warning(said: dict, model: str, prompt: str, message: str) -> None:
+    """Print ``message`` (a warning sampling ``model`` on ``prompt`` raised) on stderr and keep it in ``said``, once
+    per model, prompt and message: a prompt's later seeds say it again."""
+    key = (model, prompt, message)
+    if key in said:
+        return
+    said[key] = {"model": model, "prompt": prompt, "warning": message}
+    shown = f"{prompt[:40]}..." if len(prompt) > 40 else prompt
+    where = "" if message.startswith("prompt ") else f"prompt {shown!r}: "  # an unknown-words one names it already
+    print(f"warning: {model}: {where}{message}", file=sys.stderr, flush=True)
+
+
 def create_study(models: list[str], prompts_file: str | os.PathLike, n: int, out: str | os.PathLike, *,
                  steps: int | None = None, sampler: str | None = None, guidance: float | None = None, seed: int = 0,
                  device: str = "auto", name: str | None = None, frames: int | None = None, height: int | None = None,
                  width: int | None = None, progress: Callable[[int, int, str], None] = _progress) -> Path:
     """Sample every model on n (prompt, seed) items of ``prompts_file`` (fixed seeds: item k uses prompt k mod P and
     seed ``seed + k // P``) into a new study folder ``out``; every two models are paired on every item. Everything
-    is checked before any weights load; the folder appears only when complete. Returns it."""
+    is checked before any weights load (a words model is refused a prompt it reads no known word of, as the app
+    refuses it); what sampling says (a prompt cut by a text encoder, unknown words) is printed once per model and
+    prompt and kept in study.json. The folder appears only when complete. Returns it."""
     from vdmkit.device import resolve_device
     from vdmkit.io.checkpoint import Checkpoint
     from vdmkit.pipelines import TextToVideo, make_request, open_model
@@ -314,7 +340,8 @@ def create_study(models: list[str], prompts_file: str | os.PathLike, n: int, out
     if len(models) < 2:
         raise ValueError(f"--models needs at least two models to compare, got {len(models)}")
     check_new_folder(out, f"--out {str(out)!r}", "human-eval", empty_ok=True)  # under a file, read-only, /proc
-    items = plan_items(read_prompts(prompts_file), n, seed)
+    prompts = read_prompts(prompts_file)
+    items = plan_items(prompts, n, seed)
     device = resolve_device(device)
     opened, seen = {}, {}
     for label in models:
@@ -330,6 +357,12 @@ def create_study(models: list[str], prompts_file: str | os.PathLike, n: int, out
                 raise ValueError(f"--models {seen[sha]!r} and {label!r} hold the same weights (sha256 {sha[:12]}...); "
                                  "compare different models")
             seen[sha] = label
+        for prompt in prompts[:len(items)]:  # what the app's /api/generate refuses (a words model that reads none)
+            try:
+                check_words(config, prompt)
+            except ValueError as e:
+                raise ValueError(f"--models {label!r} cannot read a prompt of --prompts {str(prompts_file)!r}: {e} "
+                                 "(or leave the model out)") from None
         requests = [make_request(config, [p], steps=steps, sampler=sampler, guidance=guidance, seed=s, frames=frames,
                                  height=height, width=width) for p, s in items]
         opened[label] = (ckpt, requests)
@@ -344,14 +377,19 @@ def create_study(models: list[str], prompts_file: str | os.PathLike, n: int, out
     shutil.rmtree(tmp, ignore_errors=True)
     (tmp / VIDEO_DIR).mkdir(parents=True)
     try:
-        videos, info, total, done = {}, {}, len(models) * len(items), 0
+        videos, info, total, done, said = {}, {}, len(models) * len(items), 0, {}
         for label, (ckpt, requests) in opened.items():
             pipe = TextToVideo.from_pretrained(ckpt, device=device)
             info[label] = {"path": str(ckpt.directory), "sha256": pipe.model_sha256}
             for request in requests:
                 vid, start = secrets.token_hex(8), time.perf_counter()
-                render_sample(pipe, request, tmp / VIDEO_DIR / f"{vid}.mp4", extra={"study": name, "model_name": label},
-                              blind=True)  # the file raters get names no model; the sidecar (never served) does
+                result = render_sample(pipe, request, tmp / VIDEO_DIR / f"{vid}.mp4", blind=True,  # (see below)
+                                       extra={"study": name, "model_name": label})
+                # the file raters get names no model; the sidecar (never served) does. What sampling said (a prompt
+                # cut by this model's text encoder, its unknown words) was dropped before 2026-12-07: now said once
+                # per model and prompt, and kept in study.json
+                for message in result.warnings:
+                    note_warning(said, label, request.prompts[0], message)
                 videos[vid] = {"model": label, "prompt": request.prompts[0], "seed": request.seed}
                 done += 1
                 progress(done, total, f"{label}: {request.prompts[0]!r} seed {request.seed} "
@@ -360,7 +398,7 @@ def create_study(models: list[str], prompts_file: str | os.PathLike, n: int, out
         settings = {"steps": steps, "sampler": sampler, "guidance": guidance, "seed": seed, "n": n,  # None: own
                     "frames": frames, "height": height, "width": width,
                     "device": str(device), "prompts_file": str(prompts_file)}
-        write_study(tmp, name, info, videos, settings)
+        write_study(tmp, name, info, videos, settings, list(said.values()))
         if out.exists():
             out.rmdir()  # empty (checked above)
         os.replace(tmp, out)

@@ -1,4 +1,5 @@
-"""Text typed by people into the app (prompts, rater ids, prompt files): one check for all of it."""
+"""Text typed by people into the app (prompts, rater ids, prompt files): one check for all of it, and whether a
+words model can read a prompt."""
 
 from __future__ import annotations
 
@@ -42,3 +43,30 @@ def check_text(value, what: str, limit: int, hint: str, *, identifier: bool = Fa
         raise ValueError(f"{what} contains bidirectional control characters (U+202A-U+202E, U+2066-U+2069), which "
                          "change the order it is shown in; use plain text")
     return visible(value).strip() if identifier else value
+
+
+def check_words(config, prompt: str) -> None:
+    """A model whose text encoder reads words (the built-in one) refuses a prompt without any, or with none it knows
+    among the words it reads (the first ``text.max_length - 1``): "!!!", an emoji or words all outside its vocabulary
+    encode to nothing it was trained on, and sampled so, said only when the job had run (before 2026-12-06). The app's
+    /api/generate and `vdmkit human-eval create` both ask it."""
+    from vdmkit.conditioning.text import split_words
+
+    if config.text_encoder != "words":
+        return
+    words = split_words(prompt)
+    if not words:
+        raise ValueError(f"prompt {prompt!r} has no words: this model encodes words (letters and digits), not "
+                         "punctuation or symbols; describe the video, e.g. 'a slow red circle moving right'")
+    vocabulary = set(config.text.vocab)
+    read = config.text.max_length - 1  # after <bos>
+    if not vocabulary or vocabulary.intersection(words[:read]):
+        return
+    later = [w for w in dict.fromkeys(words[read:]) if w in vocabulary]
+    if later:  # the known words are there, past what the model reads: it said none was in its vocabulary
+        shown = ", ".join(map(repr, later[:6])) + (" ..." if len(later) > 6 else "")
+        raise ValueError(f"prompt {prompt!r}: none of its first {read} words (the most this model reads) is in its "
+                         f"vocabulary; {shown} come after them: put them first")
+    known = ", ".join(sorted(vocabulary - {"<pad>", "<bos>", "<unk>"})[:12])
+    raise ValueError(f"prompt {prompt!r}: none of its words is in this model's vocabulary of {len(vocabulary)} (it "
+                     f"knows e.g. {known}); describe the video in those words")
