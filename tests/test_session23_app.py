@@ -147,6 +147,28 @@ def test_a_diffusers_folder_without_its_tokenizer_or_weights_is_listed_unusable(
     assert describe_model("noweights", runs / "noweights")["usable"]
 
 
+def test_create_refuses_a_diffusers_folder_missing_a_weights_file_before_sampling(folder, models, tmp_path,
+                                                                                  monkeypatch):
+    """A diffusers folder without its UNet weights failed when its turn to load came, after the other models had
+    sampled every item (before 2026-12-07): create checks each model's files as /api/models does, first."""
+    from vdmkit.pipelines import TextToVideo
+
+    def no_weights(*args, **kwargs):
+        raise AssertionError("weights loaded before the models' files were checked")
+
+    monkeypatch.setattr(TextToVideo, "from_pretrained", no_weights)
+    broken = tmp_path / "nounet"
+    shutil.copytree(folder, broken)
+    (broken / "unet" / "diffusion_pytorch_model.safetensors").unlink()
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("a red circle\n", encoding="utf-8")
+    with pytest.raises(ValueError) as caught:
+        study_module.create_study([models[0], str(broken)], prompts, 1, tmp_path / "study", steps=2)
+    message = str(caught.value)
+    assert repr(str(broken)) in message and "holds no diffusion_pytorch_model.safetensors" in message, message
+    assert not (tmp_path / "study").exists()
+
+
 def test_a_diffusers_folder_rewritten_in_place_is_sampled_as_it_is_now(folder, tmp_path, monkeypatch):
     """The app kept the first load of a folder's weights for as long as requests named it: after its UNet file was
     rewritten, jobs still sampled (and recorded the sha256 of) the old weights until the server restarted (before

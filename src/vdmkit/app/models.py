@@ -83,3 +83,36 @@ def folder_stamp(folder: str | os.PathLike) -> tuple:
             if len(found) >= STAMP_FILES:
                 return tuple(found)
     return tuple(found)
+
+
+_FILES_CHECKED: dict[Path, tuple[tuple, str | None]] = {}  # model folder -> (its folder_stamp, why unusable)
+
+
+def check_model_files(source, config) -> None:
+    """What can be checked of a model's files without its weights: its tokenizer loads and suits its text encoder
+    (the text encoder built on meta, as the memory check builds it for every request), and a diffusers folder's
+    weight files are there. Remembered per folder while its files are unchanged (/api/models asks on each page; `human-eval create` asks once per model)."""
+    import torch
+
+    from vdmkit.errors import VdmkitError
+    from vdmkit.interop.diffusers_pipeline import COMPONENT_WEIGHTS, DiffusersFolder
+    from vdmkit.io.checkpoint import folder_weights
+    from vdmkit.registry import TEXT_ENCODERS, lookup
+
+    folder = Path(source.directory)
+    stamp = folder_stamp(folder)
+    if folder in _FILES_CHECKED and _FILES_CHECKED[folder][0] == stamp:
+        why = _FILES_CHECKED[folder][1]
+    else:
+        why = None
+        try:
+            with torch.device("meta"):
+                lookup(TEXT_ENCODERS, config.text_encoder, "text_encoder").build(config.text)
+            if isinstance(source, DiffusersFolder):  # (a checkpoint's manifest lists and hashes its own weights)
+                for component, name in COMPONENT_WEIGHTS.items():
+                    folder_weights(folder / component, name)
+        except (VdmkitError, ValueError, OSError) as e:
+            why = str(e)
+        _FILES_CHECKED[folder] = (stamp, why)
+    if why is not None:
+        raise VdmkitError(why)

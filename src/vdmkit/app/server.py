@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from vdmkit.app.jobs import MAX_QUEUED, JobQueue, QueueFullError
-from vdmkit.app.models import DEFAULT, find_models, folder_stamp, resolve_model
+from vdmkit.app.models import DEFAULT, check_model_files, find_models, resolve_model
 from vdmkit.app.ratings import CHOICES, summarise, summary_csv
 from vdmkit.app.store import DuplicateVoteError, Vote, VoteStore, check_rater
 from vdmkit.app.study import find_studies
@@ -183,38 +183,6 @@ def being_written(video: Path) -> bool:
         except OSError:  # renamed into place meanwhile
             continue
     return False
-
-
-_FILES_CHECKED: dict[Path, tuple[tuple, str | None]] = {}  # model folder -> (its folder_stamp, why unusable)
-
-
-def check_model_files(source, config) -> None:
-    """What can be checked of a model's files without its weights: its tokenizer loads and suits its text encoder
-    (the text encoder built on meta, as the memory check builds it for every request), and a diffusers folder's
-    weight files are there. Remembered per folder while its files are unchanged (/api/models asks on each page)."""
-    import torch
-
-    from vdmkit.interop.diffusers_pipeline import COMPONENT_WEIGHTS, DiffusersFolder
-    from vdmkit.io.checkpoint import folder_weights
-    from vdmkit.registry import TEXT_ENCODERS, lookup
-
-    folder = Path(source.directory)
-    stamp = folder_stamp(folder)
-    if folder in _FILES_CHECKED and _FILES_CHECKED[folder][0] == stamp:
-        why = _FILES_CHECKED[folder][1]
-    else:
-        why = None
-        try:
-            with torch.device("meta"):
-                lookup(TEXT_ENCODERS, config.text_encoder, "text_encoder").build(config.text)
-            if isinstance(source, DiffusersFolder):  # (a checkpoint's manifest lists and hashes its own weights)
-                for component, name in COMPONENT_WEIGHTS.items():
-                    folder_weights(folder / component, name)
-        except (VdmkitError, ValueError, OSError) as e:
-            why = str(e)
-        _FILES_CHECKED[folder] = (stamp, why)
-    if why is not None:
-        raise VdmkitError(why)
 
 
 def describe_model(key: str, path: Path) -> dict:

@@ -328,7 +328,9 @@ def create_study(models: list[str], prompts_file: str | os.PathLike, n: int, out
     is checked before any weights load (a words model is refused a prompt it reads no known word of, as the app
     refuses it); what sampling says (a prompt cut by a text encoder, unknown words) is printed once per model and
     prompt and kept in study.json. The folder appears only when complete. Returns it."""
+    from vdmkit.app.models import check_model_files
     from vdmkit.device import resolve_device
+    from vdmkit.errors import VdmkitError
     from vdmkit.io.checkpoint import Checkpoint
     from vdmkit.pipelines import TextToVideo, make_request, open_model
     from vdmkit.pipelines.base import weights_sha256
@@ -347,6 +349,10 @@ def create_study(models: list[str], prompts_file: str | os.PathLike, n: int, out
     for label in models:
         ckpt, config = open_model(label)
         refuse_conditioned(config)  # a study samples text-to-video, as `vdmkit sample` does
+        try:  # a diffusers folder without a weights file failed when its turn came, after other models had sampled
+            check_model_files(ckpt, config)
+        except VdmkitError as e:
+            raise ValueError(f"--models {label!r} cannot be loaded: {e}") from None
         if ckpt.directory.resolve() in seen:
             raise ValueError(f"--models {seen[ckpt.directory.resolve()]!r} and {label!r} are the same checkpoint "
                              f"{str(ckpt.directory)!r}; compare different models")
