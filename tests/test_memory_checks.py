@@ -5,6 +5,7 @@ the machine has, each runs."""
 import json
 
 import pytest
+import torch
 
 from vdmkit import cli, memory
 from vdmkit.io import checkpoint
@@ -129,11 +130,18 @@ def test_cache_latents_refuses_before_the_autoencoder_loads(frame_vae, tmp_path,
 
 
 def test_cache_latents_runs_with_the_memory_the_machine_has(frame_vae, tmp_path, capsys):
-    """--batch-size (advised, but missing before 2026-12-06) changes the memory, not the cache."""
+    """--batch-size (advised, but missing before 2026-12-06) changes the memory, and the latents only by float
+    rounding (batched kernels: byte-identical here by chance, up to 1e-5 apart on larger VAEs, session 23)."""
+    from safetensors.torch import load_file
+
     out, ones = tmp_path / "cache", tmp_path / "ones"
     assert cache_latents(frame_vae, out) == 0 and cache_latents(frame_vae, ones, "--batch-size", "1") == 0
     assert json.loads((out / "manifest.json").read_text())["samples"] == 3
     shards = sorted(out.rglob("*.safetensors"))
-    assert shards and all(s.read_bytes() == (ones / s.relative_to(out)).read_bytes() for s in shards)
+    for shard in shards:
+        batched, single = load_file(shard), load_file(ones / shard.relative_to(out))
+        assert batched.keys() == single.keys()
+        assert all(torch.allclose(batched[k], single[k], rtol=0, atol=1e-5) for k in batched)
+    assert shards
     assert cache_latents(frame_vae, tmp_path / "zero", "--batch-size", "0") == 2
     assert "--samples and --batch-size must be >= 1, got 3 and 0" in capsys.readouterr().err

@@ -14,6 +14,7 @@ VAE carries its convolution state across chunks); spatial tiles are an approxima
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Callable
 
 import torch
@@ -114,6 +115,7 @@ class Autoencoder(nn.Module):
         if not torch.is_tensor(x) or x.ndim != 5 or x.shape[1] != self.in_channels:
             raise ConstraintError(f"expected a video (B, {self.in_channels}, T, H, W), got "
                                   f"{tuple(x.shape) if torch.is_tensor(x) else type(x).__name__}")
+        _check_floating(x, "video", "; 8-bit pixels: scale them to [-1, 1] first (x / 127.5 - 1)")
         _check_not_empty(x, "video (B, C, T, H, W)")
         self.check_size(x.shape[2], x.shape[3], x.shape[4])
 
@@ -124,12 +126,14 @@ class Autoencoder(nn.Module):
             raise ConstraintError(f"{self.kind}: height and width must be positive multiples of the spatial "
                                   f"compression {s}, got {height}x{width}; nearest valid: {near[0]}x{near[1]}")
         if not self.valid_frames(frames):
-            raise ConstraintError(f"{self.kind}: cannot take {frames} frames: it needs {self.frame_rule()}")
+            raise ConstraintError(f"{self.kind}: cannot take {frames} frames: it needs {self.frame_rule()}; nearest "
+                                  f"valid: {' or '.join(map(str, nearest_frames(frames, self.temporal_compression)))}")
 
     def check_latents(self, z: torch.Tensor) -> None:
         if not torch.is_tensor(z) or z.ndim != 5 or z.shape[1] != self.latent_channels:
             raise ConstraintError(f"expected latents (B, {self.latent_channels}, T, h, w), got "
                                   f"{tuple(z.shape) if torch.is_tensor(z) else type(z).__name__}")
+        _check_floating(z, "latents", "")
         _check_not_empty(z, "latents (B, C, T, h, w)")
 
     def latent_shape(self, frames: int, height: int, width: int) -> tuple[int, int, int, int]:
@@ -140,16 +144,20 @@ class Autoencoder(nn.Module):
     # --- raw encode / decode -------------------------------------------------------------------------
     def encode(self, x: torch.Tensor, *, tile: int | None = None, overlap: int = 8, frame_chunk: int | None = None,
                batch_chunk: int | None = None) -> DiagonalGaussian:
-        """Pixels -> posterior over raw latents. ``tile``/``overlap`` in pixels."""
+        """Pixels -> posterior over raw latents. ``tile``/``overlap`` in pixels. Float pixels of another type than
+        the weights' are cast to it."""
         self.check_pixels(x)
+        x = x.to(self.weight_dtype())
         moments = _over_batch(x, batch_chunk, lambda xb: _tiled(
             lambda t: self._encode_chunked(t, frame_chunk), xb, tile, overlap, 1 / self.spatial_compression))
         return DiagonalGaussian(moments)
 
     def decode(self, z: torch.Tensor, *, tile: int | None = None, overlap: int = DECODE_OVERLAP,
                frame_chunk: int | None = None, batch_chunk: int | None = None) -> torch.Tensor:
-        """Raw latents -> pixels. ``tile``/``overlap`` in latent pixels; ``frame_chunk`` in latent frames."""
+        """Raw latents -> pixels. ``tile``/``overlap`` in latent pixels; ``frame_chunk`` in latent frames. Float
+        latents of another type than the weights' are cast to it."""
         self.check_latents(z)
+        z = z.to(self.weight_dtype())
         return _over_batch(z, batch_chunk, lambda zb: _tiled(
             lambda t: self._decode_chunked(t, frame_chunk), zb, tile, overlap, self.spatial_compression))
 
@@ -157,9 +165,9 @@ class Autoencoder(nn.Module):
     def encode_latents(self, x: torch.Tensor, *, sample: bool = False, generator: torch.Generator | None = None,
                        **memory) -> torch.Tensor:
         """Pixels in [-1, 1] -> scaled float32 latents (the posterior's mode, or a sample of it)."""
-        self.check_pixels(x)  # before the cast: a non-tensor is named, not an AttributeError
-        dtype = next(self.parameters()).dtype  # weights stored in bf16 / fp16 encode in that type, as decode_latents
-        posterior = self.encode(x.to(dtype), **memory)
+        self.check_pixels(x)
+        _warn_untiled(memory.get("tile"), x.shape[-2:], "pixels")
+        posterior = self.encode(x, **memory)  # weights stored in bf16 / fp16 encode in that type
         z = posterior.sample(generator) if sample else posterior.mode()
         return (z.float() - self.shift_factor) * self.scaling_factor
 
@@ -172,9 +180,12 @@ class Autoencoder(nn.Module):
                                  "the sampler diverged: try fp32, fewer guidance or another sampler")
         if "frame_chunk" not in memory and "tile" not in memory:
             memory["frame_chunk"] = self.default_frame_chunk(z)
-        dtype = next(self.parameters()).dtype  # weights stored in bf16 / fp16 decode in that type
-        x = self.decode((z / self.scaling_factor + self.shift_factor).to(dtype), **memory)
+        _warn_untiled(memory.get("tile"), z.shape[-2:], "latent pixels")
+        x = self.decode(z / self.scaling_factor + self.shift_factor, **memory)  # in the weights' type (bf16, fp16)
         return x.float().clamp(-1.0, 1.0)
+
+    def weight_dtype(self) -> torch.dtype:
+        return next(self.parameters()).dtype
 
     def default_frame_chunk(self, z: torch.Tensor) -> int | None:
         """Latent frames decoded at a time when none is asked for: all of them up to DECODE_PIXELS output pixels
@@ -199,8 +210,34 @@ def _check_not_empty(x: torch.Tensor, what: str) -> None:
                               "least one video of at least one frame and one pixel")
 
 
-def compressed_shape(spatial: int, temporal: int, frames: int, height: int, width: int) -> tuple[int, int, int]:
+def _check_floating(x: torch.Tensor, what: str, advice: str) -> None:
+    """ConstraintError for integer or bool tensors (a raw torch error inside the first convolution otherwise)."""
+    if not x.is_floating_point():
+        raise ConstraintError(f"the {what} tensor is {str(x.dtype).removeprefix('torch.')}: the autoencoder takes "
+                              f"floating-point values{advice}")
+
+
+def _warn_untiled(tile: int | None, size, unit: str) -> None:
+    """Warn when the tile asked for covers the whole frame: nothing is tiled, and the memory is not lowered."""
+    h, w = size
+    if isinstance(tile, int) and not isinstance(tile, bool) and h <= tile and w <= tile:
+        warnings.warn(f"tile={tile} ({unit}) covers the whole {h}x{w} frame, so nothing is tiled and the memory stays "
+                      f"as without it: give a tile smaller than {max(h, w)} to lower it",
+                      stacklevel=3)
+
+
+def nearest_frames(frames: int, temporal: int) -> list[int]:
+    """The valid frame counts (1 + k * ``temporal``) nearest ``frames``: the one below and the one above."""
+    if frames <= 1:
+        return [1]
+    below = 1 + (frames - 1) // temporal * temporal
+    return [below] if below == frames else [below, below + temporal]
+
+
+def compressed_shape(spatial: int, temporal: int, frames: int, height: int, width: int,
+                     origin: str = "") -> tuple[int, int, int]:
     """(frames, height, width) of the latents of a pixel clip; ConstraintError when the clip does not fit.
+    ``origin``: where the frame count came from, named in the error (e.g. " (data.lengths=[5, 8])").
 
     Works from the compressions alone (an autoencoder config's properties), so configs and sampling requests
     are checked without building the network.
@@ -210,8 +247,9 @@ def compressed_shape(spatial: int, temporal: int, frames: int, height: int, widt
         raise ConstraintError(f"size {height}x{width} is not divisible by the spatial compression {spatial}; nearest "
                               f"valid: {near[0]}x{near[1]}")
     if (frames - 1) % temporal:
-        raise ConstraintError(f"frames={frames} does not fit the temporal compression {temporal}: "
-                              f"use 1 + k * {temporal} frames")
+        raise ConstraintError(f"frames={frames}{origin} does not fit the temporal compression {temporal}: "
+                              f"use 1 + k * {temporal} frames (nearest valid: "
+                              f"{' or '.join(map(str, nearest_frames(frames, temporal)))})")
     return 1 + (frames - 1) // temporal, height // spatial, width // spatial
 
 

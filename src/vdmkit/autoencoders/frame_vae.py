@@ -240,13 +240,14 @@ class FrameVAE(Autoencoder):
             folder = folder / "vae"  # a whole pipeline folder: take its VAE
         raw = folder_config(folder, "diffusers AutoencoderKL")
         weights = folder_weights(folder, DIFFUSERS_WEIGHTS)
-        cfg = config_from_diffusers(raw)
+        cfg = config_from_diffusers(raw, str(folder / "config.json"))
         model = cls(cfg)
         load_strict(model, convert_legacy_attention(load_tensors(weights)), weights)
         return model.eval()
 
 
-def config_from_diffusers(raw: dict) -> FrameVAEConfig:
+def config_from_diffusers(raw: dict, source: str = "the AutoencoderKL config") -> FrameVAEConfig:
+    """The frame VAE config of a diffusers AutoencoderKL ``config.json`` (``raw``; ``source`` names it in errors)."""
     if raw.get("_class_name", "AutoencoderKL") != "AutoencoderKL":
         raise ConfigError(f"expected an AutoencoderKL config, got {raw.get('_class_name')!r}")
     for key, want in [("down_block_types", "DownEncoderBlock2D"), ("up_block_types", "UpDecoderBlock2D")]:
@@ -254,11 +255,17 @@ def config_from_diffusers(raw: dict) -> FrameVAEConfig:
             raise ConfigError(f"{key}={raw[key]} is not supported (only {want})")
     if raw.get("act_fn", "silu") != "silu":
         raise ConfigError(f"act_fn={raw['act_fn']!r} is not supported (only silu)")
+    if "scaling_factor" in raw and raw["scaling_factor"] is None:
+        # diffusers loads a null as it is and its pipelines then divide the latents by None (a TypeError): no
+        # default applies, and which factor the latents were trained with is unknown
+        raise ConfigError(f"{source}: scaling_factor is null; set it to the number the VAE's latents are scaled by "
+                          "(0.18215 for Stable Diffusion 1.x/2.x's VAE), or remove the key for diffusers' default "
+                          "0.18215")
     for key in ("scaling_factor", "shift_factor"):  # used at sampling only: a bad one failed there, untyped
         value = raw.get(key)
         if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
                                   or not math.isfinite(value)):
-            raise ConfigError(f"the AutoencoderKL config's {key} must be a finite number, got {value!r}")
+            raise ConfigError(f"{source}: {key} must be a finite number, got {value!r}")
     return FrameVAEConfig(
         in_channels=raw.get("in_channels", 3), out_channels=raw.get("out_channels", 3),
         block_out_channels=tuple(raw.get("block_out_channels", (64,))), layers_per_block=raw.get("layers_per_block", 1),

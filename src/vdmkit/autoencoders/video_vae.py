@@ -242,7 +242,7 @@ class VideoVAE(Autoencoder):
 
     def frame_rule(self) -> str:
         f = self.temporal_compression
-        return f"1 + k * {f} frames (1, {1 + f}, {1 + 2 * f}, {1 + 4 * f}, ...)" if f > 1 else "any number of frames"
+        return f"1 + k * {f} frames (1, {1 + f}, {1 + 2 * f}, {1 + 3 * f}, ...)" if f > 1 else "any number of frames"
 
     def _run(self, fn, x: torch.Tensor, frame_chunk: int | None, unit: int) -> torch.Tensor:
         """``fn(x, cache)`` on the first frame alone, then on chunks of ``frame_chunk`` frames, carrying state."""

@@ -58,8 +58,9 @@ def build_parts(backbone: str, model, text_encoder: str, text):
     return dataclasses.replace(model, text_dim=text.dim), text
 
 
-def fit_latent(model, kind: str, ae_model, shapes: list[tuple[int, int, int]]):
-    """Backbone channels follow the autoencoder; pixel shapes must fit it. Returns (model, the latent shapes)."""
+def fit_latent(model, kind: str, ae_model, shapes: list[tuple[int, int, int]], origin: str = ""):
+    """Backbone channels follow the autoencoder; pixel shapes must fit it. Returns (model, the latent shapes).
+    ``origin``: the data key the frame counts come from, named in the error (" (data.frames)")."""
     ae = autoencoder_config(kind, ae_model)
     c = ae.latent_channels
     channels = (model.in_channels, model.out_channels)
@@ -70,7 +71,7 @@ def fit_latent(model, kind: str, ae_model, shapes: list[tuple[int, int, int]]):
                           f"backbone takes model.in_channels={channels[0]}, out_channels={channels[1]}; "
                           f"set both to {c} (or leave them at 3 to follow the autoencoder)")
     try:
-        return model, [compressed_shape(ae.spatial_compression, ae.temporal_compression, *s) for s in shapes]
+        return model, [compressed_shape(ae.spatial_compression, ae.temporal_compression, *s, origin) for s in shapes]
     except ConstraintError as err:
         raise ConfigError(f"data does not fit the autoencoder: {err}") from err
 

@@ -8,6 +8,7 @@ and the run itself (data, optimiser, steps, output). Constructors check values a
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import os
 import typing
@@ -254,8 +255,9 @@ class LatentConfig:
 
     @property
     def resolved(self) -> bool:
-        """False while ``autoencoder`` names a checkpoint whose kind and config have not been read yet."""
-        return bool(self.kind) or not self.autoencoder
+        """False while ``autoencoder`` names a checkpoint whose kind, config and sha256 have not all been read yet (a
+        user-given kind alone skipped the checkpoint, and training then blamed a changed autoencoder)."""
+        return not self.autoencoder or bool(self.kind and self.model is not None and self.sha256)
 
     def autoencoder_config(self):
         """The autoencoder's config dataclass (shapes and channels without building the network)."""
@@ -319,7 +321,9 @@ class RunConfig:
                                   f"latent model: heights and widths must be multiples of {m} (its autoencoder's "
                                   f"spatial compression {m // self.model.spatial_factor}, and its backbone needs "
                                   f"latents divisible by {self.model.spatial_factor}); {fix}")
-            self.model, shapes = fit_latent(self.model, self.latent.kind, self.latent.model, shapes)
+            lengths = tuple(getattr(self.data, "lengths", None) or (self.data.frames,))  # a folder's buckets
+            origin = " (data.frames)" if lengths == (self.data.frames,) else f" (data.lengths={list(lengths)})"
+            self.model, shapes = fit_latent(self.model, self.latent.kind, self.latent.model, shapes, origin)
             compression = self.latent.autoencoder_config().temporal_compression
             if self.train.image_ratio > 0 and compression != 1:
                 raise ConfigError(f"train.image_ratio={self.train.image_ratio} needs an autoencoder that keeps "
@@ -363,22 +367,62 @@ def resolve(cfg: RunConfig) -> RunConfig:
                                "data.root a folder of clips, or captions (data.captions)")
         cfg.text = dataclasses.replace(cfg.text, vocab=words)
     latent = cfg.latent
-    if latent.resolved:
+    if not latent.autoencoder:
         return cfg
     try:
         ckpt, kind, model = read_autoencoder_config(latent.autoencoder)
     except VdmkitError as err:
+        if latent.resolved:  # recorded in full (a run's config.yaml): a resume goes on with the carried copy
+            return cfg
+        if isinstance(err, ConfigError):  # a diffusers folder: the message names the way in
+            raise ConfigError(f"latent.autoencoder={latent.autoencoder!r}: {err}") from err
         carried = carried_autoencoder(cfg)
         if carried is None:
             raise ConfigError(f"latent.autoencoder={latent.autoencoder!r}: {err}; train one with `vdmkit train-vae` "
                               "(e.g. configs/vae_frame.yaml) or set latent.autoencoder to its run") from err
+        check_given_latent(latent, carried.kind, carried.model, carried.sha256)
         cfg.latent = carried
         cfg.check_shapes()
         return cfg
-    cfg.latent = dataclasses.replace(latent, autoencoder=str(ckpt.directory), kind=kind, model=model,
-                                     sha256=ckpt.sha256(WEIGHTS))
+    sha256 = ckpt.sha256(WEIGHTS)
+    if latent.resolved and latent.sha256 != sha256:
+        return cfg  # changed since the run's config recorded it: training says so, naming both hashes
+    check_given_latent(latent, kind, model, sha256)
+    if latent.resolved:
+        return cfg
+    cfg.latent = dataclasses.replace(latent, autoencoder=str(ckpt.directory), kind=kind, model=model, sha256=sha256)
     cfg.check_shapes()
     return cfg
+
+
+def check_given_latent(latent: LatentConfig, kind: str, model: dict, sha256: str) -> None:
+    """ConfigError when the latent section sets kind, model or sha256 other than the autoencoder checkpoint's: they
+    are read from it (a user's latent.model.scaling_factor was dropped without a word)."""
+    where = f"the autoencoder checkpoint {latent.autoencoder!r}"
+    leave = "latent.kind, latent.model and latent.sha256 are read from it: leave them out (or as it has them)"
+    if latent.kind and latent.kind != kind:
+        raise ConfigError(f"latent.kind={latent.kind!r}, but {where} is a {kind}; {leave}")
+    if latent.sha256 and latent.sha256 != sha256:
+        raise ConfigError(f"latent.sha256={latent.sha256[:12]}..., but the weights of {where} hash to "
+                          f"{sha256[:12]}...; {leave}")
+    if latent.model is None:
+        return
+    if not isinstance(latent.model, dict) and not dataclasses.is_dataclass(latent.model):
+        raise ConfigError(f"latent.model must be a mapping, got {latent.model!r}; {leave}")
+    given = _plain(latent.model)
+    have = _plain(autoencoder_config(kind, model))
+    differ = [f"latent.model.{key}={value!r} ({have[key]!r} there)" if key in have
+              else f"latent.model.{key} (no such setting of {kind})"
+              for key, value in given.items() if key not in have or value != have[key]]
+    if differ:
+        raise ConfigError(f"{', '.join(differ)}: {where} fixes its config (scaling_factor and shift_factor are "
+                          f"measured on held-out videos by `vdmkit train-vae`), so it cannot be overridden; {leave}, "
+                          "or train an autoencoder with the settings you want")
+
+
+def _plain(value) -> dict:
+    """A config (dataclass or mapping) as plain JSON values: tuples and lists compare equal."""
+    return json.loads(json.dumps(to_dict(value) if dataclasses.is_dataclass(value) else dict(value)))
 
 
 def carried_autoencoder(cfg: RunConfig) -> LatentConfig | None:

@@ -290,5 +290,6 @@ class LatentCache:
         return {"samples": len(self), "sha256": hashlib.sha256("\n".join(self.shard_hashes).encode()).hexdigest()}
 
     def batch(self, start: int, size: int) -> tuple[torch.Tensor, list[str]]:
+        """Samples ``start .. start + size - 1``, wrapping round past the last one (train warns when a run does)."""
         idx = [(start + i) % len(self) for i in range(size)]
         return self.latents[idx], [self.captions[i] for i in idx]

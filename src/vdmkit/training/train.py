@@ -196,10 +196,13 @@ def train(cfg: RunConfig, *, resume: bool = False, progress: bool = True) -> Pat
             from vdmkit.training.latent_cache import LatentCache
 
             dataset = LatentCache(cfg.latent.cache, cfg)
-            if world.main and len(dataset) < tc.batch_size:  # every batch repeats the same few latents
-                warnings.warn(f"the latent cache {cfg.latent.cache!r} holds {len(dataset)} samples, fewer than one "
-                              f"batch ({tc.batch_size}): every batch repeats them; write more with `vdmkit "
-                              "cache-latents --samples N`", stacklevel=2)
+            used = tc.steps * tc.batch_size  # samples 0 .. used - 1; the cache wraps round, the live data does not
+            if world.main and len(dataset) < used:
+                warnings.warn(f"the latent cache {cfg.latent.cache!r} holds {len(dataset)} samples and this run "
+                              f"reads {used} ({tc.steps} steps x batch {tc.batch_size}): it repeats them (each about "
+                              f"{used / max(1, len(dataset)):.3g} times) where a run without the cache would see "
+                              f"{used} different clips; write enough with `vdmkit cache-latents --samples {used}`",
+                              stacklevel=2)
         else:  # shapes, or real clips in buckets; the loop numbers the micro-batches of all ranks itself
             # a step's micro-batches (of every process) are of one kind, video or image: the processes run the same
             # layers, and a run splits its batches the same way on any number of processes
