@@ -95,6 +95,20 @@ def test_a_null_scaling_factor_is_refused_naming_the_key_and_file(tmp_path):
         FrameVAE.from_diffusers(folder)
 
 
+def test_a_pipeline_folders_null_scaling_factor_names_its_vae_config(tmp_path):
+    """The same refusal through a whole diffusers pipeline folder names its vae/config.json."""
+    diffusers = pytest.importorskip("diffusers")
+    from tests.test_interop import MODELSCOPE_SCHEDULER, tiny_pipeline
+    from vdmkit.pipelines import open_model
+
+    folder = tmp_path / "ms"
+    tiny_pipeline(folder, diffusers.DDIMScheduler(**MODELSCOPE_SCHEDULER))
+    vae_config = folder / "vae" / "config.json"
+    vae_config.write_text(json.dumps({**json.loads(vae_config.read_text()), "scaling_factor": None}))
+    with pytest.raises(ConfigError, match=re.escape(str(vae_config)) + ": scaling_factor is null"):
+        open_model(folder)
+
+
 def test_a_diffusers_vae_folder_as_latent_autoencoder_names_the_way_in(tmp_path):
     """E8: it was "holds no manifest.json: not a complete vdmkit checkpoint; train one with vdmkit train-vae"."""
     folder = diffusers_folder(tmp_path / "sd_vae", scaling_factor=0.5)

@@ -224,7 +224,8 @@ class DiffusersFolder:
             unet = unet2d_config(unet_raw, self.adapter)
         else:
             unet = unet3d_config(unet_raw)
-        vae = config_from_diffusers(folder_config(self.directory / "vae", "diffusers AutoencoderKL"))
+        vae = config_from_diffusers(folder_config(self.directory / "vae", "diffusers AutoencoderKL"),
+                                    str(self.directory / "vae" / "config.json"))
         if vae.shift_factor:  # these pipelines decode z / scaling_factor: vdmkit shifted it (5% off, unsaid)
             warnings.warn(f"{str(self.directory)!r}: vae/config.json's shift_factor={vae.shift_factor} is left out, as "
                           f"diffusers' {kind} (and AnimateDiffPipeline) decode without it", stacklevel=3)
