@@ -3,7 +3,8 @@
 
 Prompts are padded to ``max_length`` (77) tokens and the backbone attends to every position, padding included, as
 Stable Diffusion and ModelScope were trained; ``tokens`` is CLIP's last hidden state, ``pooled`` its pooled output
-(the end-of-text token after the final norm). Longer prompts are cut with a VocabularyWarning giving the count.
+(the end-of-text token after the final norm). Longer prompts are cut with a VocabularyWarning giving the count; a
+prompt spelling <|endoftext|> is encoded as that token (as diffusers does) with one naming it.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import torch
 from torch import nn
 
 from vdmkit.conditioning.pretrained import (FolderWeights, check_prompt_strings, check_tokenizer, hf_config,
-                                           hf_init_skipped, load_tokenizer, snapshot, warn_cut)
+                                           hf_init_skipped, load_tokenizer, prompt_names, snapshot)
 from vdmkit.conditioning.text import TextCondition
 from vdmkit.errors import ConfigError, CorruptCheckpointError
 from vdmkit.io.checkpoint import folder_config, init_skipped
@@ -36,8 +37,11 @@ class ClipTextConfig:
         if not self.folder:
             raise ConfigError("text.folder must name a local transformers CLIP text-encoder folder (config.json); "
                               "vdmkit never downloads weights")
-        if self.max_length < 2:
-            raise ConfigError(f"text.max_length must be >= 2, got {self.max_length}")
+        for name in ("dim", "max_length"):  # 77.0 from a hand-edited file reached the tokenizer: a raw TypeError
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < (2 if name == "max_length" else 1):
+                raise ConfigError(f"text.{name} must be a whole number >= {2 if name == 'max_length' else 1}, "
+                                  f"got {value!r}")
 
 
 def read_clip_config(folder: str | os.PathLike) -> dict:
@@ -58,6 +62,7 @@ class ClipTextEncoder(FolderWeights, nn.Module):
     LEVELS = ("text_model.",)  # the module level transformers 4 had and transformers 5 dropped
     # a CLIPTextModelWithProjection's projection (SDXL's second encoder): the last hidden state does not use it
     DROPPED = ("position_ids", "text_projection.weight")
+    SPECIAL_NOTE = " (the pooled output is read at the first <|endoftext|>: the words after it leave it unchanged)"
 
     def __init__(self, cfg: ClipTextConfig):
         super().__init__()
@@ -78,7 +83,8 @@ class ClipTextEncoder(FolderWeights, nn.Module):
             raise CorruptCheckpointError(f"tokenizer folder {str(tok)!r} holds neither tokenizer.json nor vocab.json "
                                          "with merges.txt")
         self.tokenizer = load_tokenizer(CLIPTokenizer, tok, "CLIP", ": are these CLIP's tokenizer files?")
-        check_tokenizer(self.tokenizer, tok, "CLIP", "BPE", config.vocab_size)
+        check_tokenizer(self.tokenizer, tok, "CLIP", "BPE", config.vocab_size,
+                        '"<|endoftext|>" for SD 1.x, "!" for SD 2 and ModelScope')
         self.carried = snapshot(cfg.folder, tok)  # what checkpoints carry besides the weights
 
     @property
@@ -88,11 +94,13 @@ class ClipTextEncoder(FolderWeights, nn.Module):
     def unknown_words(self, prompt: str) -> list[str]:
         return []  # byte-level BPE: every string has tokens
 
-    def forward(self, prompts: list[str]) -> TextCondition:
+    def forward(self, prompts: list[str], names: list[str] | None = None) -> TextCondition:
+        """``names``: what warnings call each prompt ("prompt", "negative prompt"; default "prompt")."""
         prompts = check_prompt_strings(prompts)
-        warn_cut(self.tokenizer(prompts, verbose=False)["input_ids"], self.cfg.max_length, "CLIP")
+        self.warn_vocabulary(prompts, prompt_names(prompts, names), "CLIP")
         ids = self.tokenizer(prompts, padding="max_length", max_length=self.cfg.max_length, truncation=True,
                              return_tensors="pt").input_ids.to(self.model.device)
-        out = self.model(ids)
+        with self.outside_autocast():
+            out = self.model(ids)
         mask = torch.ones(ids.shape, dtype=torch.bool, device=ids.device)  # SD / ModelScope attend to the padding
         return TextCondition(tokens=out.last_hidden_state, mask=mask, pooled=out.pooler_output)

@@ -88,9 +88,10 @@ def load_tokenizer(tokenizer_class, folder: Path, kind: str, hint: str):
         raise CorruptCheckpointError(f"the {kind} tokenizer in {str(folder)!r} did not load ({why}){hint}") from err
 
 
-def check_tokenizer(tokenizer, folder, kind: str, model: str, vocab_size: int) -> None:
+def check_tokenizer(tokenizer, folder, kind: str, model: str, vocab_size: int, pad: str) -> None:
     """``tokenizer`` (loaded from ``folder``) is one of ``model`` type (CLIP: BPE; T5: Unigram) whose ids fit the
-    encoder's ``vocab_size``: another model's tokenizer loads without complaint and feeds wrong ids."""
+    encoder's ``vocab_size``: another model's tokenizer loads without complaint and feeds wrong ids. It must have a
+    padding token (``pad``: the ones the model family uses, for the message)."""
     found = None
     try:
         found = json.loads((Path(folder) / "tokenizer.json").read_text(encoding="utf-8"))["model"]["type"]
@@ -102,6 +103,10 @@ def check_tokenizer(tokenizer, folder, kind: str, model: str, vocab_size: int) -
     if len(tokenizer) > vocab_size:
         raise ConfigError(f"the tokenizer in {str(folder)!r} has {len(tokenizer)} tokens, more than the {kind} "
                           f"encoder's vocabulary of {vocab_size}: it belongs to another model")
+    if tokenizer.pad_token is None:  # prompts are padded to max_length: transformers refused each one, naming no file
+        raise ConfigError(f"the tokenizer in {str(folder)!r} has no padding token (pad_token is null in its "
+                          f"tokenizer_config.json or special_tokens_map.json), and prompts are padded to max_length: "
+                          f"set pad_token to the one the model was trained with ({pad})")
 
 
 def checkpoint_copy(text_cfg, directory: str | os.PathLike):
@@ -177,26 +182,58 @@ def check_prompt_strings(prompts) -> list[str]:
     return [check_prompt_text(p) for p in prompts]
 
 
+def quoted(prompt: str) -> str:
+    """The start of ``prompt`` as warnings quote it."""
+    return f"{prompt[:40]!r}{'...' if len(prompt) > 40 else ''}"
+
+
+def encoded(tokenizer, prompt: str, max_length: int):
+    """``prompt``'s first ``max_length`` tokens (those encoded) with their character offsets and the mask of the
+    special tokens the tokenizer adds (start, end; not those the prompt spells)."""
+    return tokenizer(prompt, max_length=max_length, truncation=True, return_offsets_mapping=True,
+                     return_special_tokens_mask=True, verbose=False)
+
+
 def unknown_words(tokenizer, prompt: str, max_length: int) -> list[str]:
     """The words (whitespace-separated, in order) of ``prompt`` with a token the vocabulary maps to its unknown token,
-    among the first ``max_length`` tokens (those encoded; words past them are cut, not encoded as <unk>)."""
+    among the first ``max_length`` tokens (those encoded; words past them are cut, not encoded as <unk>). A typed
+    unknown token is a special token (:func:`typed_special_tokens`), not an unknown word."""
     unk = tokenizer.unk_token_id
     if unk is None:
         return []
-    encoded = tokenizer(prompt, max_length=max_length, truncation=True, return_offsets_mapping=True,
-                        return_special_tokens_mask=True, verbose=False)
-    unknown = [a for i, special, (a, _) in zip(encoded["input_ids"], encoded["special_tokens_mask"],
-                                               encoded["offset_mapping"]) if i == unk and not special]
+    tokens = encoded(tokenizer, prompt, max_length)
+    unknown = [a for i, added, (a, b) in zip(tokens["input_ids"], tokens["special_tokens_mask"],
+                                             tokens["offset_mapping"])
+               if i == unk and not added and prompt[a:b].strip() != tokenizer.unk_token]
     words = [m for m in re.finditer(r"\S+", prompt) if any(m.start() <= a < m.end() for a in unknown)]
     return [m.group() for m in words]
 
 
-def warn_cut(ids: list[list[int]], max_length: int, what: str) -> None:
-    """A VocabularyWarning giving, per prompt index, how many tokens past ``max_length`` were cut."""
-    over = {i: len(row) - max_length for i, row in enumerate(ids) if len(row) > max_length}
-    if over:
-        warnings.warn(f"{len(over)} prompt(s) longer than {max_length} {what} tokens were cut; tokens dropped per "
-                      f"prompt index: {over}", VocabularyWarning, stacklevel=3)
+def typed_special_tokens(tokenizer, prompt: str, max_length: int) -> list[str]:
+    """The special tokens (CLIP's <|endoftext|>, T5's </s>, <pad>, <unk>) that ``prompt`` spells, among the tokens
+    encoded: the tokenizer encodes them as those control tokens, not as text (transformers' and diffusers' default)."""
+    special = set(tokenizer.all_special_ids)
+    tokens = encoded(tokenizer, prompt, max_length)
+    found = [tokenizer.convert_ids_to_tokens(i) for i, added, (a, b) in zip(
+        tokens["input_ids"], tokens["special_tokens_mask"], tokens["offset_mapping"])
+        if i in special and not added and prompt[a:b].strip() == tokenizer.convert_ids_to_tokens(i)]
+    return list(dict.fromkeys(found))
+
+
+def warn_cut(name: str, prompt: str, dropped: int, max_length: int, what: str) -> None:
+    """A VocabularyWarning that ``dropped`` tokens past ``max_length`` of ``prompt`` (what ``name`` calls it: "prompt",
+    "negative prompt", "caption") were cut."""
+    warnings.warn(f"{name} {quoted(prompt)} is longer than {max_length} {what} tokens: {dropped} tokens were cut",
+                  VocabularyWarning, stacklevel=3)
+
+
+def prompt_names(prompts: list[str], names: list[str] | None) -> list[str]:
+    """What warnings call each of ``prompts``: ``names`` (one per prompt), or "prompt" for each."""
+    if names is None:
+        return ["prompt"] * len(prompts)
+    if len(names) != len(prompts):
+        raise ConfigError(f"got {len(names)} names for {len(prompts)} prompts; give one name per prompt")
+    return list(names)
 
 
 class FolderWeights:
@@ -207,6 +244,7 @@ class FolderWeights:
     LEVELS: tuple[str, ...] = ()
     TIED: tuple[tuple[str, str], ...] = ()
     DROPPED: tuple[str, ...] = ("position_ids",)
+    SPECIAL_NOTE = ""  # what a typed special token does to this encoder's output, for the warning
 
     def train(self, mode: bool = True):
         """The encoder is frozen: its network stays in evaluation mode (T5's dropout off) whatever ``mode``."""
@@ -223,14 +261,34 @@ class FolderWeights:
         them."""
         return unknown_words(self.tokenizer, prompt, self.cfg.max_length)
 
-    def warn_unknown(self, prompts: list[str], what: str) -> None:
-        """A VocabularyWarning per prompt with unknown words, listing them, as the word tokenizer says it."""
-        for prompt in dict.fromkeys(prompts):  # a long video's windows repeat their prompts
+    def warn_vocabulary(self, prompts: list[str], names: list[str], what: str) -> None:
+        """A VocabularyWarning per prompt (``names``: what to call each, "prompt", "negative prompt", ...) with unknown
+        words, listing them as the word tokenizer does; with special tokens spelled in its text, naming them; and
+        longer than ``max_length``, giving the count cut."""
+        for name, prompt in dict.fromkeys(zip(names, prompts)):  # a long video's windows repeat their prompts
             unknown = self.unknown_words(prompt)
             if unknown:
-                warnings.warn(f"prompt {prompt[:40]!r}{'...' if len(prompt) > 40 else ''}: {len(unknown)} word(s) not "
-                              f"in the {what} vocabulary, encoded as {self.tokenizer.unk_token}: {', '.join(unknown)}",
-                              VocabularyWarning, stacklevel=3)
+                warnings.warn(f"{name} {quoted(prompt)}: {len(unknown)} word(s) not in the {what} vocabulary, encoded "
+                              f"as {self.tokenizer.unk_token}: {', '.join(unknown)}", VocabularyWarning, stacklevel=2)
+            special = typed_special_tokens(self.tokenizer, prompt, self.cfg.max_length)
+            if special:  # diffusers encodes them so too (split_special_tokens=True splits CLIP's, not T5's)
+                warnings.warn(f"{name} {quoted(prompt)} spells the {what} tokenizer's special token(s) "
+                              f"{', '.join(special)}, encoded as control tokens (as transformers and diffusers do), "
+                              f"not as text{self.SPECIAL_NOTE}; remove them or write them otherwise",
+                              VocabularyWarning, stacklevel=2)
+            dropped = self.cut_tokens(prompt)
+            if dropped:
+                warn_cut(name, prompt, dropped, self.cfg.max_length, what)
+
+    def outside_autocast(self) -> contextlib.AbstractContextManager:
+        """The encoder computes in its own weights' precision, never under an autocast a caller opened (training's):
+        T5 overflows float16 autocast, and bf16-autocast features differed from the fp32 ones sampling uses."""
+        kind = self.model.device.type
+        try:
+            active = torch.is_autocast_enabled(kind)
+        except (TypeError, RuntimeError):  # a device type autocast does not know: nothing to leave
+            return contextlib.nullcontext()
+        return torch.autocast(kind, enabled=False) if active else contextlib.nullcontext()
 
     def folder_state(self, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """A file's tensors keyed as ``self.model`` names its weights."""

@@ -8,8 +8,8 @@ or the same folder. Prompts are padded to ``max_length`` tokens (120, PixArt-alp
 226) so shapes stay fixed for compiled and captured sampling, and the mask hides the padding from cross-attention,
 as those models do. ``tokens`` is the encoder's last hidden state; T5 has no pooled output, so ``pooled`` (which the
 backbones add to the timestep embedding where ``pooled_text`` is on) is the mean of the real tokens' states.
-Words the vocabulary cannot spell (encoded as <unk>) are listed in a VocabularyWarning, and longer prompts are cut
-with one giving the count; nothing is ever downloaded.
+Words the vocabulary cannot spell (encoded as <unk>) are listed in a VocabularyWarning, special tokens a prompt spells
+(</s>, <pad>) named in one, and longer prompts are cut with one giving the count; nothing is ever downloaded.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from vdmkit.conditioning.pretrained import (FolderWeights, check_prompt_strings, check_tokenizer, hf_config,
-                                           hf_init_skipped, load_tokenizer, snapshot, warn_cut)
+                                           hf_init_skipped, load_tokenizer, prompt_names, snapshot)
 from vdmkit.conditioning.text import TextCondition
 from vdmkit.errors import ConfigError, CorruptCheckpointError
 from vdmkit.io.checkpoint import folder_config, init_skipped
@@ -43,9 +43,12 @@ class T5TextConfig:
         if not self.folder:
             raise ConfigError("text.folder must name a local transformers T5 encoder folder (config.json); vdmkit "
                               "never downloads weights")
-        if not 2 <= self.max_length <= MAX_LENGTH:
-            raise ConfigError(f"text.max_length must be in [2, {MAX_LENGTH}] (T5 video models use 120 to 512 tokens; "
-                              f"the encoder's attention grows with its square), got {self.max_length}")
+        if isinstance(self.dim, bool) or not isinstance(self.dim, int) or self.dim < 1:
+            raise ConfigError(f"text.dim must be a whole number >= 1, got {self.dim!r}")
+        if isinstance(self.max_length, bool) or not isinstance(self.max_length, int) or not (
+                2 <= self.max_length <= MAX_LENGTH):
+            raise ConfigError(f"text.max_length must be a whole number in [2, {MAX_LENGTH}] (T5 video models use 120 "
+                              f"to 512 tokens; the encoder's attention grows with its square), got {self.max_length!r}")
 
 
 def read_t5_config(folder) -> dict:
@@ -81,7 +84,7 @@ class T5TextEncoder(FolderWeights, nn.Module):
         hint = ("; a folder with only spiece.model needs `pip install sentencepiece protobuf`"
                 if not (tok / "tokenizer.json").is_file() else " (is it T5's tokenizer.json?)")
         self.tokenizer = load_tokenizer(T5TokenizerFast, tok, "T5", hint)
-        check_tokenizer(self.tokenizer, tok, "T5", "Unigram", config.vocab_size)
+        check_tokenizer(self.tokenizer, tok, "T5", "Unigram", config.vocab_size, '"<pad>" for T5')
         self.carried = snapshot(cfg.folder, tok)  # what checkpoints carry besides the weights
 
     @property
@@ -110,16 +113,16 @@ class T5TextEncoder(FolderWeights, nn.Module):
         encoder = {k: v for k, v in state.items() if not k.startswith(("decoder.", "lm_head."))}
         return super().folder_state(encoder)
 
-    def forward(self, prompts: list[str]) -> TextCondition:
+    def forward(self, prompts: list[str], names: list[str] | None = None) -> TextCondition:
+        """``names``: what warnings call each prompt ("prompt", "negative prompt"; default "prompt")."""
         prompts = check_prompt_strings(prompts)
-        # said, as the README promises (before 2026-12-06 only the sidecar's unknown_words had them)
-        self.warn_unknown(prompts, "T5")
-        warn_cut(self.tokenizer(prompts, verbose=False)["input_ids"], self.cfg.max_length, "T5")
+        self.warn_vocabulary(prompts, prompt_names(prompts, names), "T5")
         batch = self.tokenizer(prompts, padding="max_length", max_length=self.cfg.max_length, truncation=True,
                                return_tensors="pt")
         ids = batch.input_ids.to(self.model.device)
         mask = batch.attention_mask.to(self.model.device).bool()
-        tokens = self.model(input_ids=ids, attention_mask=mask.long()).last_hidden_state
+        with self.outside_autocast():
+            tokens = self.model(input_ids=ids, attention_mask=mask.long()).last_hidden_state
         weights = mask[..., None].to(tokens.dtype)
         pooled = (tokens * weights).sum(1) / weights.sum(1).clamp(min=1)
         return TextCondition(tokens=tokens, mask=mask, pooled=pooled)

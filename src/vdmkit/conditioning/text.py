@@ -89,10 +89,13 @@ class WordTokenizer:
         """How many words of ``prompt`` are past the maximum length, and dropped."""
         return max(0, len(split_words(prompt)) - (self.max_length - 1))
 
-    def __call__(self, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Token ids (B, L) int64 and mask (B, L) bool."""
+    def __call__(self, prompts: list[str], names: list[str] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Token ids (B, L) int64 and mask (B, L) bool. ``names``: what warnings call each prompt ("prompt",
+        "negative prompt"; default "prompt")."""
         rows = []
-        for prompt in prompts:
+        if names is not None and len(names) != len(prompts):
+            raise ConfigError(f"got {len(names)} names for {len(prompts)} prompts; give one name per prompt")
+        for prompt, name in zip(prompts, names or ["prompt"] * len(prompts)):
             if not isinstance(prompt, str):
                 raise TypeError(f"prompt must be a string, got {type(prompt).__name__}")
             if "\x00" in prompt:
@@ -102,20 +105,20 @@ class WordTokenizer:
             unknown = [w for w in kept if w not in self.index]
             if unknown:
                 warnings.warn(
-                    f"prompt {prompt[:40]!r}{'...' if len(prompt) > 40 else ''}: {len(unknown)} word(s) not in the "
+                    f"{name} {prompt[:40]!r}{'...' if len(prompt) > 40 else ''}: {len(unknown)} word(s) not in the "
                     f"model's vocabulary, encoded as {UNK}: {', '.join(unknown)}", VocabularyWarning, stacklevel=2)
             symbols = dropped_symbols(prompt)
             if symbols:
-                warnings.warn(f"prompt {prompt!r}: symbols no word token covers are dropped: {' '.join(symbols)}"
-                              + (" (nothing is left: the prompt samples unconditionally)" if not words else ""),
+                warnings.warn(f"{name} {prompt!r}: symbols no word token covers are dropped: {' '.join(symbols)}"
+                              + (f" (nothing is left: the {name} samples unconditionally)" if not words else ""),
                               VocabularyWarning, stacklevel=2)
             if not words and not symbols and prompt.strip():  # "!!!", "—", a zero-width space: as "" unsaid
-                warnings.warn(f"prompt {prompt!r} has no words (punctuation and invisible characters are not "
-                              "encoded): nothing is left, the prompt samples unconditionally", VocabularyWarning,
+                warnings.warn(f"{name} {prompt!r} has no words (punctuation and invisible characters are not "
+                              f"encoded): nothing is left, the {name} samples unconditionally", VocabularyWarning,
                               stacklevel=2)
             if len(kept) < len(words):
                 warnings.warn(
-                    f"prompt {prompt[:40]!r}... has {len(words)} words; the last {len(words) - len(kept)} beyond the "
+                    f"{name} {prompt[:40]!r}... has {len(words)} words; the last {len(words) - len(kept)} beyond the "
                     f"maximum of {self.max_length - 1} are dropped", VocabularyWarning, stacklevel=2)
             rows.append([self.index[BOS]] + [self.index.get(w, self.index[UNK]) for w in kept])
         length = max(len(r) for r in rows)
@@ -178,8 +181,9 @@ class WordTextEncoder(nn.Module):
         """Words of ``prompt`` past the maximum length (dropped)."""
         return self.tokenizer.cut_tokens(prompt)
 
-    def forward(self, prompts: list[str]) -> TextCondition:
-        ids, mask = self.tokenizer(prompts)
+    def forward(self, prompts: list[str], names: list[str] | None = None) -> TextCondition:
+        """``names``: what warnings call each prompt ("prompt", "negative prompt"; default "prompt")."""
+        ids, mask = self.tokenizer(prompts, names)
         ids, mask = ids.to(self.pos.device), mask.to(self.pos.device)
         h = self.embed(ids) + self.pos[:, : ids.shape[1]]  # (B, L, D)
         h = self.norm(self.encoder(h, src_key_padding_mask=~mask))

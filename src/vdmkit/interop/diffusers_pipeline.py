@@ -54,6 +54,8 @@ COMPONENT_WEIGHTS = {"unet": DIFFUSERS_WEIGHTS, "text_encoder": TEXT_WEIGHTS, "v
 DEFAULT_FRAMES = 16  # TextToVideoSDPipeline's num_frames
 DEFAULT_GUIDANCE = 9.0  # TextToVideoSDPipeline's guidance_scale
 DEFAULT_STEPS = 50
+CLIP_TOKENS = 77  # a CLIP tokenizer's model_max_length when its tokenizer_config.json gives none
+NO_LIMIT = 10 ** 20  # from transformers' LARGE_INTEGER up: what it writes for a tokenizer without a length limit
 
 
 def is_diffusers_folder(path: str | os.PathLike) -> bool:
@@ -178,6 +180,30 @@ def scheduler_config(raw: dict) -> tuple[DiffusionConfig, dict]:
     return diffusion, sampling
 
 
+def tokenizer_length(directory: Path, tokenizer: dict, clip: dict) -> int:
+    """The prompts' length in tokens: tokenizer/tokenizer_config.json's model_max_length (CLIP_TOKENS when absent),
+    at most text_encoder/config.json's max_position_embeddings. transformers' "no limit" (10**30, what it writes for
+    a tokenizer saved without one) is read as that many positions, with a warning; a value of another type or past
+    them is a ConfigError naming the file and key (77.0 reached the tokenizer as a raw TypeError before 2026-12-06)."""
+    where = str(directory / "tokenizer" / "tokenizer_config.json")
+    length = tokenizer.get("model_max_length", CLIP_TOKENS)
+    positions = clip.get("max_position_embeddings", CLIP_TOKENS)
+    if isinstance(length, bool) or not isinstance(length, int):
+        raise ConfigError(f"{where!r}: model_max_length must be a whole number of tokens (CLIP's is {CLIP_TOKENS}), "
+                          f"got {length!r}")
+    if isinstance(positions, bool) or not isinstance(positions, int):
+        return length  # the text encoder refuses its config.json itself, naming it
+    if length >= NO_LIMIT:
+        warnings.warn(f"{where!r}: model_max_length {length} means no limit; prompts are padded and cut to the text "
+                      f"encoder's {positions} positions (text_encoder/config.json max_position_embeddings)",
+                      stacklevel=4)
+        return positions
+    if not 2 <= length <= positions:
+        raise ConfigError(f"{where!r}: model_max_length must be in [2, {positions}] (text_encoder/config.json "
+                          f"max_position_embeddings: CLIP has a position for each of its tokens), got {length}")
+    return length
+
+
 class DiffusersFolder:
     """An opened diffusers pipeline folder: ``parts`` (configs, read now) and ``weights(own)`` (read on demand,
     each file hashed once). A Stable Diffusion folder's image UNet is inflated to video, its motion modules from
@@ -272,7 +298,7 @@ class DiffusersFolder:
         self.parts = FolderParts(
             unet=unet,
             text=ClipTextConfig(folder=str(self.directory / "text_encoder"), tokenizer=str(self.directory / "tokenizer"),
-                                dim=clip["hidden_size"], max_length=tokenizer.get("model_max_length", 77)),
+                                dim=clip["hidden_size"], max_length=tokenizer_length(self.directory, tokenizer, clip)),
             vae=vae, diffusion=diffusion, sampling=sampling, height=height, width=width,
             # a motion adapter trained on fewer positions than the default length sets it (it refused its own default)
             frames=min(DEFAULT_FRAMES, unet.motion_max_frames) if self.inflated else DEFAULT_FRAMES)

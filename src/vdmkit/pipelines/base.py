@@ -271,15 +271,16 @@ class Pipeline(nn.Module):
     def device(self) -> torch.device:
         return next(self.backbone.parameters()).device
 
-    def encode(self, prompts: list[str]) -> Condition:
-        """Prompts -> the backbone's Condition (one batch, so every prompt is padded alike)."""
-        return Condition(text=self.text_encoder(list(prompts)))
+    def encode(self, prompts: list[str], names: list[str] | None = None) -> Condition:
+        """Prompts -> the backbone's Condition (one batch, so every prompt is padded alike). ``names``: what the text
+        encoder's warnings (cut, unknown words) call each prompt; default "prompt"."""
+        return Condition(text=self.text_encoder(list(prompts), names=names))
 
     def conditions(self, prompts: list[str], negatives: list[str]) -> tuple[Condition, Condition]:
         """(cond, uncond) of a batch: the prompts and their negative prompts, encoded in one call so that both are
-        padded alike."""
+        padded alike; warnings name a "prompt" or a "negative prompt" (a batch's row numbers before 2026-12-06)."""
         n = len(prompts)
-        both = self.encode(list(prompts) + list(negatives))
+        both = self.encode(list(prompts) + list(negatives), ["prompt"] * n + ["negative prompt"] * len(negatives))
         return both[:n], both[n:]
 
     @torch.no_grad()

@@ -82,7 +82,8 @@ def render_sample(pipe, request: SampleRequest, out: str | os.PathLike, *, fps: 
     fps = check_fps(fps, out) if request.output != "latents" else check_fps(fps)
     prompt = request.prompts[0]
     unknown = pipe.text_encoder.unknown_words(prompt)  # among the tokens encoded
-    cut = getattr(pipe.text_encoder, "cut_tokens", lambda p: 0)(prompt)  # past the encoder's length: dropped
+    cut_tokens = getattr(pipe.text_encoder, "cut_tokens", lambda p: 0)  # past the encoder's length: dropped
+    cut, negative_cut = cut_tokens(prompt), cut_tokens(request.negative_prompt)
     record = {}
     runner = getattr(pipe, "compiled", None)  # a compiled or graphed runner: how many of its calls ran it is recorded
     # held across the count: a call waiting for another thread's run counted that run's calls too (before 2026-12-06)
@@ -95,6 +96,7 @@ def render_sample(pipe, request: SampleRequest, out: str | os.PathLike, *, fps: 
                  if key.endswith("_calls")}
     config = pipe.config
     meta = {**request_metadata(request), "unknown_words": unknown, "prompt_tokens_cut": cut,
+            "negative_prompt_tokens_cut": negative_cut,  # it was cut unrecorded before 2026-12-06
             "upscale": None if request.output == "latents" else factor,  # latents are neither decoded nor upscaled
             # the rate the file plays at (a GIF's delays are whole hundredths of a second: 24 fps plays at 25)
             "fps": fps if request.output == "latents" else played_fps(out, fps),

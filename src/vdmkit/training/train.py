@@ -87,7 +87,7 @@ RESUME_FIXED = "backbone, model, text, diffusion and data.condition sections and
 PREVIEW_MIN_SIZE = 128  # sample previews are upscaled (nearest) to at least this many pixels
 ADAPTER = "adapter.safetensors"  # a LoRA run's checkpoints: the EMA adapter, to apply with --lora
 # words of the text encoders' cut-caption warnings (pretrained.warn_cut, the word tokenizer's), not of unknown words
-CUT_MARKS = ("tokens were cut;", "beyond the maximum of")
+CUT_MARKS = ("tokens were cut", "beyond the maximum of")
 
 
 class DiffusionObjective(nn.Module):
@@ -110,7 +110,8 @@ class DiffusionObjective(nn.Module):
         ``cut_caption_batches``)."""
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", VocabularyWarning)
-            text = self.pipe.encode(captions)
+            # a frozen CLIP / T5 computes outside the training autocast (as at sampling): FolderWeights.outside_autocast
+            text = self.pipe.encode(captions, ["caption"] * len(captions))
         cut = False
         for w in caught:
             if not issubclass(w.category, VocabularyWarning):
