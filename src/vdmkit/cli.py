@@ -634,7 +634,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {_error_text(e)}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt as stop:
-        print(interrupt_message(args), file=sys.stderr)
+        from vdmkit.distributed import said_by_launcher
+
+        if not said_by_launcher():  # a process `--nproc` started: its launcher says it, once
+            print(interrupt_message(args), file=sys.stderr)
         return 143 if isinstance(stop, Terminated) else 130
     except BrokenPipeError:  # the reader went away (`vdmkit models | head`): stop quietly, as Unix tools do
         import os

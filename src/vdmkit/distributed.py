@@ -133,17 +133,17 @@ def join(device, timeout_s: float = DEFAULT_TIMEOUT_S):
     return world, device
 
 
-def die_with_launcher() -> None:
-    """On Linux, this rank ends (SIGTERM) when the torchrun agent that started it dies: a SIGKILL'd `train --nproc`
-    (the agent, which cannot pass it on) left its ranks training, writing and pruning checkpoints, holding the run
-    folder (a review, 2026-12-06)."""
+def die_with_launcher(signum: int | None = None) -> None:
+    """On Linux, this rank ends (SIGTERM; ``signum`` if given) when the torchrun agent that started it dies: a
+    SIGKILL'd `train --nproc` (the agent, which cannot pass it on) left its ranks training, writing and pruning
+    checkpoints, holding the run folder (a review, 2026-12-06)."""
     if not sys.platform.startswith("linux"):
         return
     import ctypes
     import signal
 
     try:  # (no test of the parent's pid: a launcher that is a container's PID 1 is alive, a review 2026-12-06)
-        ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGTERM))  # PR_SET_PDEATHSIG
+        ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGTERM if signum is None else signum))  # PDEATHSIG
     except (OSError, AttributeError):  # no prctl: as before
         return
 
@@ -239,8 +239,17 @@ def torchrun_command(nproc: int, argv: list[str]) -> list[str]:
 
 
 def launch(nproc: int, argv: list[str], check=None) -> int:
-    """``vdmkit train --nproc N ...``: replace this process by torchrun starting N processes of the same command
-    (without --nproc) on this machine, once ``check()`` (what they would refuse) has passed."""
+    """``vdmkit train --nproc N ...``: once ``check()`` (what the processes would refuse) has passed, run torchrun
+    starting N processes of the same command (without --nproc) on this machine; its exit status.
+
+    torchrun runs as a child in its own session, so a terminal's Ctrl-C reaches this process only. Ctrl-C and SIGTERM
+    (KeyboardInterrupt, :class:`vdmkit.cli_common.Terminated`) are passed on to it as SIGINT: it stops its processes as
+    Ctrl-C stops one (a checkpoint being written is completed or removed), then the exception goes on, so the command
+    prints its one line and exits 130 / 143 (torchrun's traceback and exit 1, each rank's line, and under SIGTERM a
+    half-written checkpoint folder, before 2026-12-07). A second interrupt while they stop kills them at once."""
+    import signal
+    import subprocess
+
     command = torchrun_command(nproc, without_nproc(argv))  # refuses nproc < 1
     if launched().distributed:
         raise ValueError("--nproc starts processes with torchrun; this process already is one of "
@@ -249,8 +258,56 @@ def launch(nproc: int, argv: list[str], check=None) -> int:
         check()
     sys.stdout.flush()
     sys.stderr.flush()
-    os.execv(command[0], command)  # an argument list, never a shell string; returns only on failure
-    return 1
+    code = "import sys; from vdmkit.distributed import run_agent; sys.exit(run_agent(sys.argv[1:]))"
+    agent = [command[0], "-c", code, *command[command.index("torch.distributed.run") + 1:]]  # never a shell string
+    # Ctrl-C stops it even where it starts ignored (a script's background job), as torchrun's own handler did
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        child = subprocess.Popen(agent, env={**os.environ, LAUNCHER_VARIABLE: str(os.getpid())},
+                                 start_new_session=True)
+        try:
+            return child.wait()
+        except KeyboardInterrupt:
+            child.send_signal(signal.SIGINT)
+            try:
+                child.wait()
+            except KeyboardInterrupt:  # asked twice: the agent and its processes at once (--resume tidies the rest)
+                os.killpg(child.pid, signal.SIGKILL)
+                child.wait()
+            raise
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+LAUNCHER_VARIABLE = "VDMKIT_LAUNCHER"  # set by `--nproc` for the torchrun it runs: its launcher's pid
+
+
+def run_agent(argv: list[str]) -> int:
+    """torchrun (``torch.distributed.run``) with ``argv``, as :func:`launch` runs it: stopped by SIGINT or SIGTERM, it
+    stops the processes (passing the signal on), then returns 128 + the signal instead of raising torchrun's
+    SignalException (a 25-line traceback) and logging each step of the shutdown. It ends (SIGINT) with its launcher."""
+    import logging
+
+    from torch.distributed import run
+    from torch.distributed.elastic.multiprocessing.api import SignalException
+
+    die_with_launcher(2)  # SIGINT: its processes then stop as on Ctrl-C
+
+    def quiet(record: logging.LogRecord) -> bool:
+        return not any(mark in record.getMessage() for mark in ("death signal", "closing signal"))
+
+    for name in ("torch.distributed.elastic.agent.server.api", "torch.distributed.elastic.multiprocessing.api"):
+        logging.getLogger(name).addFilter(quiet)
+    try:
+        run.main(argv)
+    except SignalException as stop:
+        return 128 + int(stop.sigval)
+    return 0
+
+
+def said_by_launcher() -> bool:
+    """True in a process of several that `--nproc` started: its launcher says an interrupt once for all of them."""
+    return LAUNCHER_VARIABLE in os.environ and launched().distributed
 
 
 def without_nproc(argv: list[str]) -> list[str]:

@@ -3,9 +3,10 @@
 Every batch has one shape ``(B, C, T, H, W)``: a sample belongs to the aspect bucket nearest its
 width/height and to the longest length bucket it can fill at the sampling rate. A fraction
 ``image_ratio`` of the batches are image batches (T=1): image files, 1-frame videos, and single frames
-of videos. The batch order of an epoch is a pure function of ``(seed, epoch)``; with ``world_size`` > 1
-each rank takes every ``world_size``-th batch (DistributedSampler's split, by batch), and all ranks get
-the same number of batches.
+of videos. The batch order of an epoch is a pure function of ``(seed, epoch, batch_size)``; training cuts it into
+global batches and hands each process its part of one (:meth:`VideoTextDataset.batch`), so that the order is the same
+on any split of the global batch; with ``world_size`` > 1 each rank takes every ``world_size``-th batch
+(DistributedSampler's split, by batch), and all ranks get the same number of batches.
 
 Skip policy: a file that fails to probe, or fails later when its clip is read, is excluded for good,
 counted in ``skipped`` by reason and logged; its place in the batch goes to the next sample of the same
@@ -85,9 +86,10 @@ class VideoTextDataset:
 
     def __init__(self, cfg: VideoDataConfig, *, batch_size: int = 1, rank: int = 0, world_size: int = 1,
                  kind_group: int = 1):
-        """``kind_group``: runs of this many consecutive batches are all video or all image batches (training passes
-        its micro-batches per step, processes x grad_accum: a step's micro-batches are then of one kind, so that
-        every process runs the same layers and their collectives match)."""
+        """``kind_group``: runs of this many consecutive batches are all video or all image batches, for a caller
+        that hands several batches to one step. Training passes 1 and ``batch_size`` = its global batch: each step
+        reads one batch, split over its processes and micro-batches, so they run the same layers (of one kind) and
+        their collectives match (it passed processes x grad_accum micro-batches until 2026-12-07)."""
         if not 0 <= rank < world_size:
             raise ValueError(f"rank {rank} must be in [0, world_size={world_size})")
         if kind_group < 1:
@@ -291,10 +293,15 @@ class VideoTextDataset:
         return [((length, *cfg.bucket_size(cfg.aspect_ratios[aspect])), idx) for (length, aspect), idx in mine]
 
     def batch(self, start: int, size: int) -> tuple[torch.Tensor, list[str]]:
-        """Batch number ``start // size`` of the endless sequence of epochs: videos (B, C, T, H, W), captions."""
-        if size != self.batch_size:
-            raise ValueError(f"batch size {size} differs from the dataset's {self.batch_size}")
-        n = start // size
+        """Samples ``start`` .. ``start + size - 1`` of the endless sequence of epochs cut into batches of
+        ``batch_size`` (training: the global batch), as videos (B, C, T, H, W) and captions: a whole batch, or a part of
+        one (a process's micro-batch). The cut never depends on ``size``, so any split of a batch over processes and
+        micro-batches reads the same samples, each with the same random window."""
+        first = start % self.batch_size
+        if size < 1 or self.batch_size % size or first % size:
+            raise ValueError(f"samples {start}..{start + size - 1} are not a part of one batch of {self.batch_size} "
+                             f"(size must divide it, and start be a multiple of size)")
+        n = start // self.batch_size
         epoch, k = 0, n
         while True:
             if self._epoch != epoch:
@@ -304,10 +311,11 @@ class VideoTextDataset:
             k -= len(self._batches)
             epoch += 1
         shape, indices = self._batches[k]
-        return self.load_batch(shape, indices, seed=(epoch, k))
+        return self.load_batch(shape, indices[first:first + size], seed=(epoch, k), first=first)
 
-    def load_batch(self, shape: tuple[int, int, int], indices: list[int], seed=(0, 0)):
-        """Read samples ``indices`` at ``shape`` = (T, H, W); bad ones are replaced from the same bucket.
+    def load_batch(self, shape: tuple[int, int, int], indices: list[int], seed=(0, 0), first: int = 0):
+        """Read samples ``indices`` at ``shape`` = (T, H, W); bad ones are replaced from the same bucket. ``first``:
+        the position of ``indices[0]`` in its batch (each sample's window is drawn from its position in the batch).
         A batch is a function of its number alone, never of earlier failures: a sample that failed before is tried
         again (its failure may have been one random window's), so a resumed run, and one with other data workers,
         reads the very batches an uninterrupted one does."""
@@ -318,7 +326,7 @@ class VideoTextDataset:
         for j, i in enumerate(indices):
             tries = [i] + [same[(same.index(i) + d) % len(same)] for d in range(1, len(same))]
             for cand in tries:
-                rng = np.random.default_rng([self.cfg.seed, *seed, j, cand])
+                rng = np.random.default_rng([self.cfg.seed, *seed, first + j, cand])
                 try:
                     videos.append(self.load(cand, shape, rng))
                     captions.append(self.samples[cand].row.caption)

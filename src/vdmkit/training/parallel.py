@@ -73,14 +73,17 @@ def batch_layout(tc, world: World) -> Layout:
 
 def check_launch(cfg, nproc: int, resume: bool = False) -> None:
     """What each of ``nproc`` processes of run config ``cfg`` would refuse (its device, the GPUs there are, the
-    batch's split over them, what FSDP cannot shard, the run folder), checked before they are started."""
+    batch's split over them, what FSDP cannot shard, the run folder, a live run holding it), checked before they are
+    started."""
     from pathlib import Path
 
     from vdmkit.device import resolve_device
     from vdmkit.errors import DeviceError
-    from vdmkit.training.scaffold import check_run_folder
+    from vdmkit.training.scaffold import check_not_held, check_run_folder
 
     check_run_folder(Path(cfg.train.out_dir), resume)  # each rank said it, then torchrun its traceback (2026-12-06)
+    # a live run's folder: rank 0 refused it, then rank 1 blamed a dead peer and advised --resume (2026-12-07)
+    check_not_held(Path(cfg.train.out_dir))
 
     device, world = resolve_device(cfg.train.device), World(0, nproc)
     if device.type == "cuda" and nproc > torch.cuda.device_count():

@@ -514,6 +514,46 @@ def warn_changed_settings(ckpt: Checkpoint, cfg, step: int, keys: tuple[str, ...
                       "so it is not the run an uninterrupted one would have been", stacklevel=3)
 
 
+# training_state.json's ``data_order``: epochs of clips cut into global batches, each split over the processes and
+# micro-batches (a step reads the same clips on any split). Before 2026-12-07 they were cut into micro-batches laid
+# out in runs of processes x grad_accum, so a resume on another split skipped and repeated clips mid-epoch, unsaid.
+DATA_ORDER = "global_batches"
+
+
+def resumed_offset(doc: dict, step: int, layout, dataset, say: bool) -> int:
+    """The ``offset`` of a resumed run's Layout: where its next step's samples start (the checkpoint's
+    ``samples_seen``; for clips in buckets, rounded up to a whole global batch of this run's cut). ``say`` (rank 0):
+    warn where the continuation is not the uninterrupted run's: the clips' epoch laid out another way (another global
+    batch, or a checkpoint of the older micro-batch order on several processes or micro-batches), or the gradients
+    summed in micro-batches of another size (another processes x ``train.grad_accum``: close, not the same bits)."""
+    g = layout.global_batch
+    seen = int(doc.get("samples_seen", step * g))
+    old = doc.get("layout") or {}
+    old_g, old_micro = old.get("global_batch", g), old.get("micro_batch", layout.micro)
+    old_split = f"{old.get('processes', 1)} process(es) x train.grad_accum={old.get('grad_accum', 1)}"
+    split = f"{layout.world.size} process(es) x train.grad_accum={layout.accum}"
+    if hasattr(dataset, "epoch_batches"):  # clips in buckets: a step reads one global batch of the epoch's cut
+        per_epoch = len(dataset.epoch_batches(0)) * g
+        rest = (f"the rest of epoch {seen // per_epoch} reads another order than the uninterrupted run: some of its "
+                "clips train twice, others not until the next epoch")
+        if say and old_g != g and seen:
+            warnings.warn(f"--resume: checkpoint {step} cut the clips' epochs into global batches of {old_g}, this run "
+                          f"into {g} (train.batch_size): {rest}; resume with train.batch_size={old_g} to continue it "
+                          "exactly", stacklevel=3)
+        elif say and doc.get("data_order") != DATA_ORDER and old.get("processes", 1) * old.get("grad_accum", 1) > 1 \
+                and seen:
+            warnings.warn(f"--resume: checkpoint {step} was trained on {old_split} by a vdmkit that laid epochs of "
+                          f"clips out in micro-batches of {old_micro} (before 2026-12-07); they are now cut into "
+                          f"global batches of {g}, the same on any split: {rest}", stacklevel=3)
+        seen = -(-seen // g) * g
+    if say and old_g == g and old_micro != layout.micro:
+        warnings.warn(f"--resume: checkpoint {step} summed its gradients in micro-batches of {old_micro} "
+                      f"({old_split}), this run in micro-batches of {layout.micro} ({split}): the same samples, but "
+                      "sums in another order: close to an uninterrupted run, not bit-identical; processes x "
+                      f"train.grad_accum = {g // old_micro} continues it bit for bit", stacklevel=3)
+    return seen - step * g
+
+
 def record_init(cfg, source: str, sha256: str):
     """``cfg`` with what ``train.init_from`` loaded recorded beside it (``train.init_source``, the checkpoint folder,
     and ``train.init_sha256``, its weights'): a run folder names its newest checkpoint, which moves on as that run

@@ -56,6 +56,7 @@ from vdmkit.training.parallel import (
 )
 from vdmkit.training.randomness import choose_scheme, rank_seed, step_draws
 from vdmkit.training.scaffold import (
+    DATA_ORDER,
     MetricsLog,
     Progress,
     batches,
@@ -72,6 +73,7 @@ from vdmkit.training.scaffold import (
     rerun_advice,
     restore_scaler,
     resumed_init_record,
+    resumed_offset,
     save_training_checkpoint,
     scaler_state,
     set_lr,
@@ -205,10 +207,9 @@ def train(cfg: RunConfig, *, resume: bool = False, progress: bool = True) -> Pat
                               f"{used} different clips; write enough with `vdmkit cache-latents --samples {used}`",
                               stacklevel=2)
         else:  # shapes, or real clips in buckets; the loop numbers the micro-batches of all ranks itself
-            # a step's micro-batches (of every process) are of one kind, video or image: the processes run the same
-            # layers, and a run splits its batches the same way on any number of processes
-            dataset = build_dataset(cfg.data, batch_size=layout.micro, rank=0, world_size=1,
-                                    kind_group=world.size * layout.accum)
+            # clips: epochs cut into global batches, each split over the processes and micro-batches (one bucket, one
+            # kind per step: the processes run the same layers), so any split of the global batch reads the same clips
+            dataset = build_dataset(cfg.data, batch_size=layout.global_batch, rank=0, world_size=1)
             if hasattr(dataset, "epoch_batches"):  # data too small for one step's batches: said before the model is
                 dataset.epoch_batches(0)  # built and the run folder written (it failed at the first batch)
         cfg = clips_rate(cfg, dataset, world.main)  # the rate the model's videos play at: the clips' as read
@@ -264,8 +265,7 @@ def train(cfg: RunConfig, *, resume: bool = False, progress: bool = True) -> Pat
             if world.main:
                 warn_changed_settings(start, cfg, step, TRAJECTORY)
             # the data position: where the next step's samples start (continued as is when the global batch changed)
-            layout = dataclasses.replace(layout, offset=doc.get("samples_seen", step * layout.global_batch)
-                                         - step * layout.global_batch)
+            layout = dataclasses.replace(layout, offset=resumed_offset(doc, step, layout, dataset, world.main))
     if world.main:
         start_run_folder(out, cfg, resumed=start is not None)
     metrics = MetricsLog(out, step if start is not None else None) if world.main else None
@@ -363,6 +363,7 @@ def save_checkpoint_step(out: Path, step: int, cfg: RunConfig, pipe, weights: di
                "rng.generator": generator.get_state(), **rng},
         state_doc={"param_groups": opt.state_dict()["param_groups"], **scaler_state(scaler), "randomness": scheme,
                    "samples_seen": layout.offset + step * layout.global_batch, **({"data": data} if data else {}),
+                   "data_order": DATA_ORDER,  # clips: cut into global batches (not the older micro-batch runs)
                    "threads": torch.get_num_threads(),  # a resume on another count is close, not bit-identical
                    "layout": {"processes": layout.world.size, "grad_accum": layout.accum, "micro_batch": layout.micro,
                               "global_batch": layout.global_batch, "parallel": mode}, **lora_doc},
