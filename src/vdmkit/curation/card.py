@@ -3,6 +3,7 @@ caption length) as PNG files, described in README.md and index.html. Every file 
 
 from __future__ import annotations
 
+import contextlib
 import html
 import os
 from collections import Counter
@@ -10,7 +11,7 @@ from pathlib import Path
 
 import yaml
 
-from vdmkit.data.cards import CARD_FILES
+from vdmkit.data.cards import CARD_FILES, CARD_NAMES
 from vdmkit.io.atomic import atomic_path, write_text_atomic
 
 
@@ -28,7 +29,8 @@ def _histograms(rows: list[dict]) -> dict[str, tuple[list[float], str]]:
 
 def check_card_folder(directory: str | os.PathLike) -> None:
     """Before the scan: the card folder may hold an earlier card (it is replaced), never another README.md or
-    index.html (a project's own would be overwritten)."""
+    index.html (a project's own would be overwritten), nor, without an earlier card's README.md, a file of another
+    name the card writes (thresholds.yaml, the histogram PNGs: a project's own were replaced, sweep 23)."""
     from vdmkit.errors import OutputError
 
     from vdmkit.io.atomic import check_writable_folder
@@ -43,12 +45,44 @@ def check_card_folder(directory: str | os.PathLike) -> None:
         if path.is_file() and not path.read_text(encoding="utf-8", errors="replace").startswith(start):
             raise OutputError(f"--card {str(directory)!r} holds a {name} that is not a dataset card; the card would "
                               "replace it: choose an empty or new folder")
+    # an earlier card's README or page (any other was refused above): the files it wrote beside them are replaced
+    earlier_card = any((directory / name).is_file() for name in CARD_FILES)
+    for name in sorted(CARD_NAMES):
+        path = directory / name
+        if path.is_dir() and not path.is_symlink():
+            raise OutputError(f"--card {str(directory)!r} holds a folder {name!r} where the card writes a file: "
+                              "choose an empty or new folder")
+        if (path.exists() or path.is_symlink()) and not earlier_card:
+            raise OutputError(f"--card {str(directory)!r} holds a {name} and no earlier dataset card (its README.md "
+                              "is missing or not a card): the card would replace that file; choose an empty or new "
+                              "folder")
 
 
 def write_card(directory: str | os.PathLike, rows: list[dict], cfg, summary: dict,
-               record: dict | None = None) -> Path:
-    """Write ``README.md``, ``index.html``, ``thresholds.yaml`` and one PNG per histogram into ``directory``;
-    ``record``: the settings that ran (default ``cfg``'s)."""
+               record: dict | None = None, *, keep_thresholds: bool = False) -> Path:
+    """Write ``README.md``, ``index.html``, ``thresholds.yaml`` (unless ``keep_thresholds``: it is the config that
+    ran, as written) and one PNG per histogram into ``directory``; ``record``: the settings that ran (default
+    ``cfg``'s). When a write fails in a folder that held no card, the files written are removed (a part of a card
+    would make the rerun refuse the folder)."""
+    directory = Path(directory)
+    fresh = not any((directory / name).exists() for name in CARD_NAMES)
+    created = not directory.exists()
+    written: list[Path] = []
+    try:
+        _write_card(directory, rows, cfg, summary, record, keep_thresholds, written)
+    except BaseException:
+        if fresh:
+            for path in written:
+                path.unlink(missing_ok=True)
+            if created:
+                with contextlib.suppress(OSError):
+                    directory.rmdir()  # empty now: nothing of the card is left
+        raise
+    return directory
+
+
+def _write_card(directory: Path, rows: list[dict], cfg, summary: dict, record: dict | None, keep_thresholds: bool,
+                written: list[Path]) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -56,7 +90,6 @@ def write_card(directory: str | os.PathLike, rows: list[dict], cfg, summary: dic
 
     from vdmkit.config import to_dict
 
-    directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     plots = []
     for name, (values, label) in _histograms(rows).items():
@@ -69,14 +102,19 @@ def write_card(directory: str | os.PathLike, rows: list[dict], cfg, summary: dic
         ax.set_ylabel("files")
         ax.set_title(f"{name.replace('_', ' ')} (n={len(values)})")
         fig.tight_layout()
-        with atomic_path(directory / f"{name}.png") as tmp:
-            fig.savefig(tmp, format="png")
-        plt.close(fig)
+        try:
+            with atomic_path(directory / f"{name}.png") as tmp:
+                fig.savefig(tmp, format="png")
+        finally:
+            plt.close(fig)
+        written.append(directory / f"{name}.png")
         plots.append(name)
     errors = Counter(r["error"].split(" (")[0] for r in rows if r["status"] == "error")
     rejects = Counter(reason.split(":")[0] for r in rows if r["status"] == "ok" for reason in r["reject"])
     thresholds = yaml.safe_dump(record or to_dict(cfg), sort_keys=False)
-    write_text_atomic(directory / "thresholds.yaml", thresholds)
+    if not keep_thresholds:
+        write_text_atomic(directory / "thresholds.yaml", thresholds)
+        written.append(directory / "thresholds.yaml")
     lines = ["# Dataset card", "", "| | |", "|---|---|"]
     lines += [f"| {k} | {v} |" for k, v in summary.items()]
     lines += ["", "## Errors", ""] + ([f"- {n} x {reason}" for reason, n in errors.most_common()] or ["none"])
@@ -84,6 +122,7 @@ def write_card(directory: str | os.PathLike, rows: list[dict], cfg, summary: dic
     lines += ["", "## Histograms", ""] + [f"![{p}]({p}.png)" for p in plots]
     lines += ["", "## Thresholds", "", "```yaml", thresholds.rstrip(), "```", ""]
     write_text_atomic(directory / "README.md", "\n".join(lines))
+    written.append(directory / "README.md")
     body = "".join(f"<tr><td>{html.escape(str(k))}</td><td>{html.escape(str(v))}</td></tr>" for k, v in summary.items())
     errs = "".join(f"<li>{n} x {html.escape(r)}</li>" for r, n in errors.most_common()) or "<li>none</li>"
     imgs = "".join(f'<img src="{p}.png" alt="{p}">' for p in plots)
@@ -91,4 +130,3 @@ def write_card(directory: str | os.PathLike, rows: list[dict], cfg, summary: dic
             f"<table>{body}</table><h2>Errors</h2><ul>{errs}</ul><h2>Histograms</h2>{imgs}"
             f"<h2>Thresholds</h2><pre>{html.escape(thresholds)}</pre>")
     write_text_atomic(directory / "index.html", page)
-    return directory

@@ -24,7 +24,7 @@ def _cmd_curate(args) -> int:
             status = row["error"] if row["status"] == "error" else ("kept" if row["keep"] else "; ".join(row["reject"]))
             print(f"{row['status']:5s} {row['path']}: {status}", file=sys.stderr)
 
-    summary = curate(args.dir, args.out, cfg, card=args.card, on_row=report)
+    summary = curate(args.dir, args.out, cfg, card=args.card, on_row=report, config=args.config)
     print(f"manifest {args.out}: {summary['files']} files, {summary['ok']} ok ({summary['kept']} kept, "
           f"{summary['rejected']} rejected by filters), {summary['errors']} errors, {summary['cuts']} scene cuts, "
           f"{summary['seconds']}s" + (f"; card in {args.card}" if args.card else ""))

@@ -35,6 +35,7 @@ from vdmkit.curation.scores import (
 )
 from vdmkit.data.captions import check_caption
 from vdmkit.errors import ConfigError, DatasetError, InvalidVideoError, OutputError, VdmkitError
+from vdmkit.evaluation.paths import same_file
 from vdmkit.io.atomic import atomic_path, write_text_atomic
 from vdmkit.io.decode import IMAGE_SUFFIXES, VIDEO_SUFFIXES, decode
 
@@ -203,11 +204,14 @@ def _filters(row: dict, cfg: CurateConfig) -> list[str]:
 
 def curate(root: str | os.PathLike, out: str | os.PathLike, cfg: CurateConfig | None = None, *,
            card: str | os.PathLike | None = None, scorers: Iterable[Scorer] | None = None,
-           captioner: Captioner | None = None, on_row: Callable[[dict], None] | None = None) -> dict:
+           captioner: Captioner | None = None, on_row: Callable[[dict], None] | None = None,
+           config: str | os.PathLike | None = None) -> dict:
     """Scan every file under ``root`` into the JSONL manifest ``out`` (written atomically), write the
     thresholds beside it (``<out stem>.thresholds.yaml``) and, with ``card``, a dataset card there.
 
-    ``scorers``/``captioner`` default to the built-ins ``cfg`` names. Returns the summary counts.
+    ``scorers``/``captioner`` default to the built-ins ``cfg`` names. ``config``: the file ``cfg`` was read from
+    (``--config``); it is never rewritten: kept as it is when it is a thresholds file to be written and holds what
+    would be written, else refused before the scan. Returns the summary counts.
     """
     from vdmkit.io.atomic import check_name_length
     from vdmkit.io.video import check_output_path
@@ -242,10 +246,14 @@ def curate(root: str | os.PathLike, out: str | os.PathLike, cfg: CurateConfig | 
         raise ConfigError(f"curate: scorer name(s) {clash} clash: each scorer needs its own non-empty name, other than "
                           f"the built-in {', '.join(BUILT_IN_SCORES)}")
     record = _record(cfg, scorers, captioner)
+    if config is not None and same_file(config, out):
+        raise OutputError(f"curate: --out {str(out)!r} is the --config being read: choose another --out")
+    keep = {target: _keeps_config(config, target, record)
+            for target in (thresholds, *([Path(card) / "thresholds.yaml"] if card is not None else []))}
     t0 = time.perf_counter()
     rows = []
     out_resolved = out.resolve()
-    with atomic_path(out) as tmp, open(tmp, "w", encoding="utf-8") as f:
+    with _said(out, thresholds, card, []), atomic_path(out) as tmp, open(tmp, "w", encoding="utf-8") as f:
         for path in walk(root):
             resolved = path.resolve()
             if resolved == out_resolved or path.suffix.lower() in METADATA_SUFFIXES:
@@ -265,14 +273,50 @@ def curate(root: str | os.PathLike, out: str | os.PathLike, cfg: CurateConfig | 
         # a manifest is never left without the thresholds it was made with
         f.flush()
         os.fsync(f.fileno())
-        write_text_atomic(thresholds, yaml.safe_dump(record, sort_keys=False))
+        if not keep[thresholds]:
+            write_text_atomic(thresholds, yaml.safe_dump(record, sort_keys=False))
     summary = summarise(rows)
     summary["seconds"] = round(time.perf_counter() - t0, 2)
     if card is not None:
         from vdmkit.curation.card import write_card
 
-        write_card(card, rows, cfg, summary, record)
+        with _said(out, thresholds, card, [f"the manifest {str(out)!r}", f"its thresholds {str(thresholds)!r}"]):
+            write_card(card, rows, cfg, summary, record, keep_thresholds=keep[Path(card) / "thresholds.yaml"])
     return summary
+
+
+def _keeps_config(config, target: Path, record: dict) -> bool:
+    """Whether the thresholds file ``target`` is left as it is: it is the --config being read and holds the values
+    that would be written (rewriting it lost its comments, sweep 23). OutputError, before the scan, when it is the
+    --config and its values differ (keys left to their defaults, a ``ran`` record)."""
+    if config is None or not same_file(config, target):
+        return False
+    try:
+        held = yaml.safe_load(Path(config).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        held = None
+    if held == yaml.safe_load(yaml.safe_dump(record, sort_keys=False)):
+        return True
+    raise OutputError(f"curate: --config {str(config)!r} is the thresholds file curate writes ({str(target)!r}) and "
+                      "does not hold every setting that runs: writing them would replace the file and its comments; "
+                      "pass a copy of it as --config, or choose another --out / --card")
+
+
+@contextlib.contextmanager
+def _said(out: Path, thresholds: Path, card, written: list[str]):
+    """A write that found no room (or failed as an OutputError) said as such: which outputs are whole (``written``)
+    and which is not, without advice meant for training (sweep 23)."""
+    from vdmkit.evaluation.paths import partly_written
+    from vdmkit.io.atomic import no_room
+
+    try:
+        yield
+    except (OutputError, OSError) as err:
+        if isinstance(err, OSError) and no_room(err) is None:
+            raise
+        what = (f"the dataset card in {str(card)!r} (--card)" if written else
+                f"the manifest {str(out)!r} (with its thresholds {str(thresholds)!r})")
+        raise partly_written(err, written, what) from err
 
 
 def _record(cfg: CurateConfig, scorers: list[Scorer], captioner: Captioner | None) -> dict:

@@ -57,11 +57,14 @@ def _cmd_eval(args) -> int:
     from vdmkit.device import resolve_device
     from vdmkit.errors import SampleCountWarning
     from vdmkit.evaluation.evaluate import evaluate
+    from vdmkit.errors import OutputError
+    from vdmkit.evaluation.paths import partly_written
     from vdmkit.evaluation.report import (
         report_text,
         write_report_html,
         write_report_json,
     )
+    from vdmkit.io.atomic import no_room
 
     resolve_device(args.device)  # a device that is not here fails before anything is read
     from vdmkit.device import apply_threads
@@ -86,6 +89,7 @@ def _cmd_eval(args) -> int:
 
         check_output_path(args.html, (".html", ".htm"))
         require("matplotlib", "eval", "the HTML report (--html)")
+    _check_outputs(args)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         batch_size = 8 if args.batch_size is None else args.batch_size
@@ -93,7 +97,8 @@ def _cmd_eval(args) -> int:
                       clip=args.clip, strict=args.strict, batch_size=batch_size, progress=not args.no_progress,
                       annotations=args.annotations, real_split=args.real_split, captions=args.captions,
                       expected_sha256=_sha_pins(args.weights_sha256), sample_steps=args.sample_steps,
-                      guidance=args.guidance, sampler=args.sampler, frames=args.frames, stride=args.stride, resolution=args.resolution,
+                      guidance=args.guidance, sampler=args.sampler, frames=args.frames, stride=args.stride,
+                      resolution=args.resolution,
                       num_real=args.num_real, num_fake=args.num_fake, seed=args.seed, video_extractor=args.extractor,
                       clip_sampling=args.clip_sampling,
                       lpips_backbone=args.lpips_backbone, lpips_heads=args.lpips_heads, lpips_net=args.lpips_net,
@@ -106,20 +111,52 @@ def _cmd_eval(args) -> int:
     for w in caught:
         if issubclass(w.category, (SampleCountWarning, UserWarning)):
             print(f"warning: {w.message}", file=sys.stderr)
-    written = []
-    if args.out:
-        written.append(write_report_json(ev.report, args.out))
-    if args.html:
-        written.append(write_report_html(ev, args.html))
+    written, failed = [], None
+    for flag, path, what, write in (("--out", args.out, "the JSON report", lambda p: write_report_json(ev.report, p)),
+                                    ("--html", args.html, "the HTML report", lambda p: write_report_html(ev, p))):
+        if path and failed is None:
+            try:
+                written.append(write(path))
+            except (OutputError, OSError) as err:  # the metrics are still printed: an evaluation can take hours
+                if isinstance(err, OSError) and no_room(err) is None:
+                    raise
+                done = [f"the JSON report {str(p)!r}" for p in written]  # (written first)
+                failed = partly_written(err, done, f"{what} {str(path)!r} ({flag})")
     for name, m in ev.report["metrics"].items():
         extra = f" ± {m['std']:.4g}" if m.get("splits", 1) > 1 else ""
         print(f"{name:8s} {m['value']:.6g}{extra}")
+    if failed is not None:
+        raise failed
     for path in written:
         if not args.quiet:  # a script reading the metric lines gave these paths itself (--out, --html)
             print(f"saved {path}")
     if not args.out and not args.quiet:  # no report file: show what a report would record
         print(report_text({k: ev.report[k] for k in ("protocol", "counts", "metrics", "extractors")}))
     return 0
+
+
+def _check_outputs(args) -> None:
+    """Refuse, before any work, a --out or --html that would replace a file eval reads (a caption file became the
+    report, sweep 23)."""
+    from vdmkit.evaluation.paths import check_outputs_not_inputs
+    from vdmkit.evaluation.sources import NOISE_KEYWORD, SHAPES_KEYWORD, is_model_dir
+
+    def folder(value):
+        return value if value is not None and Path(value).is_dir() else None
+
+    def file(value):
+        return value if value is not None and not Path(value).is_dir() else None
+
+    sets = [(flag, value) for flag, value in (("--real", args.real), ("--fake", args.fake))
+            if value not in (SHAPES_KEYWORD, NOISE_KEYWORD)]
+    model = [(flag, value) for flag, value in sets if is_model_dir(Path(value))]
+    check_outputs_not_inputs(
+        "eval", [("--out", args.out), ("--html", args.html)],
+        files=[("--captions", args.captions), ("--annotations", args.annotations), ("--real-split", args.real_split),
+               ("--lpips-backbone", file(args.lpips_backbone)), ("--lpips-heads", file(args.lpips_heads))],
+        folders=[("--weights", args.weights), ("--clip", args.clip), ("--lpips-backbone", folder(args.lpips_backbone)),
+                 ("--lpips-heads", folder(args.lpips_heads)), *model],
+        video_folders=[item for item in sets if item not in model])
 
 
 def _compare(files: list[str]) -> int:

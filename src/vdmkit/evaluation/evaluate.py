@@ -48,6 +48,7 @@ from vdmkit.evaluation.features import c3d, i3d, inception
 from vdmkit.evaluation.features import clip as clip_net
 from vdmkit.evaluation.features.weights import PINNED
 from vdmkit.evaluation.metrics import check_set_sizes, compute_metrics, measurement_sets, paired_metrics
+from vdmkit.evaluation.paths import check_disjoint_sets
 from vdmkit.evaluation.protocols import Protocol, get_protocol, parse_metrics
 from vdmkit.evaluation.report import build_report
 from vdmkit.evaluation.shapes import score_video
@@ -393,6 +394,7 @@ def evaluate(real, fake, *, metrics=None, protocol: str | Protocol = "folders", 
                                                sample_steps=sample_steps, guidance=guidance, sampler=sampler,
                                                batch_size=batch_size, device=device, sample_dtype=sample_dtype,
                                                compile_model=compile_model, cuda_graphs=cuda_graphs)
+            check_disjoint_sets(real_src, fake_src, real, fake)  # a video in both sets is counted twice
             n_real, n_fake = planned_count(real_src), planned_count(fake_src)
             paired = paired_metrics(metrics)
             if paired and n_real != n_fake:
