@@ -341,7 +341,9 @@ def create_study(models: list[str], prompts_file: str | os.PathLike, n: int, out
     name = check_name(name if name is not None else out.name)
     if len(models) < 2:
         raise ValueError(f"--models needs at least two models to compare, got {len(models)}")
-    check_new_folder(out, f"--out {str(out)!r}", "human-eval", empty_ok=True)  # under a file, read-only, /proc
+    # under a file, read-only, /proc; a link to an empty folder: written into the folder it names (the link could
+    # not be rmdir'ed after all the sampling, which was then thrown away, sweep 23 H5)
+    out = check_new_folder(out, f"--out {str(out)!r}", "human-eval", empty_ok=True)
     prompts = read_prompts(prompts_file)
     items = plan_items(prompts, n, seed)
     device = resolve_device(device)

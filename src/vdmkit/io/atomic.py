@@ -16,13 +16,13 @@ from pathlib import Path
 from vdmkit.errors import OutputError
 
 TMP_MARK = ".tmp-"  # atomic_directory's temporary folders: .{name}.tmp-{pid}
-TMP_STEM = 32  # atomic_path's temporaries: .{the target's stem, cut to this}.{random}.tmp{suffix}
+TMP_STEM = 32  # atomic_path's temporaries: .{the target's stem, cut to this}.{random}-{pid}.tmp{suffix}
 
 
-STALE_TEMPORARY_S = 3600  # an atomic_path temporary this old is no live write's: encodes take minutes
-# atomic_path's temporaries and only them: a dot, the stem, mkstemp's 8 random characters, .tmp and the suffix
-# (a user's own .notes.tmp or .draft.tmpl beside the outputs is not one)
-TEMPORARY_NAME = re.compile(r"\..{0,%d}\.[a-z0-9_]{8}\.tmp(\.[^/]{0,15})?" % TMP_STEM, re.DOTALL)
+STALE_TEMPORARY_S = 3600  # a temporary without its writer's pid (before 2026-12-08) this old is no live write's
+# atomic_path's temporaries and only them: a dot, the stem, mkstemp's 8 random characters, -the writer's pid (absent
+# in older ones), .tmp and the suffix (a user's own .notes.tmp or .draft.tmpl beside the outputs is not one)
+TEMPORARY_NAME = re.compile(r"\..{0,%d}\.[a-z0-9_]{8}(?:-([0-9]{1,10}))?\.tmp(\.[^/]{0,15})?" % TMP_STEM, re.DOTALL)
 # a write that failed for want of room (a full disk, a quota) or a read-only file system, not for what was written
 NO_ROOM = {errno.ENOSPC: "the disk is full", errno.EDQUOT: "the disk quota is used up",
            errno.EROFS: "the file system is read-only",
@@ -36,21 +36,42 @@ RUST_OS_ERROR = re.compile(r"\(os error (\d+)\)")
 
 def remove_stale_temporaries(folder: str | os.PathLike, older_than_s: float = STALE_TEMPORARY_S, *,
                              stems: set[str] | None = None) -> list[Path]:
-    """Delete the :func:`atomic_path` temporaries (``.name.random.tmp.ext``) directly in ``folder`` that a killed
-    process left there, last written over ``older_than_s`` seconds ago (a live writer's are newer); ``stems``: only
-    those of targets whose name starts with one of them and a dot (``00001`` for 00001.mp4 and 00001.mp4.json).
-    Returns them."""
+    """Delete the :func:`atomic_path` temporaries (``.name.random-pid.tmp.ext``) directly in ``folder`` that a killed
+    process left there: those whose writer's pid is gone from this machine, and those naming no pid (older vdmkit's)
+    last written over ``older_than_s`` seconds ago (a live writer's are newer); ``stems``: only those of targets
+    whose name starts with one of them and a dot (``00001`` for 00001.mp4 and 00001.mp4.json). Returns them."""
     removed, now = [], time.time()
-    for path in Path(folder).glob(".*.tmp*"):
+    try:
+        found = list(Path(folder).glob(".*.tmp*"))
+    except OSError:  # an unreadable folder: nothing of ours to find
+        return removed
+    for path in found:
         if stems is not None and path.name[1:].split(".", 1)[0] not in stems:
             continue
+        match = TEMPORARY_NAME.fullmatch(path.name)
         try:
-            if TEMPORARY_NAME.fullmatch(path.name) and path.is_file() and now - path.stat().st_mtime > older_than_s:
+            if match is None or path.is_symlink() or not path.is_file():
+                continue
+            if writer_gone(int(match.group(1))) if match.group(1) else now - path.stat().st_mtime > older_than_s:
                 path.unlink()
                 removed.append(path)
         except OSError:  # gone meanwhile, or not ours to remove: left as it is
             continue
     return removed
+
+
+def writer_gone(pid: int) -> bool:
+    """True when no process ``pid`` runs on this machine: the temporaries it named itself in are a killed write's.
+    False for this process, a live one, and another user's (which may not be signalled)."""
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except (PermissionError, OverflowError, ValueError):
+        return False
+    return False
 
 
 @contextlib.contextmanager
@@ -61,8 +82,11 @@ def atomic_path(target: str | os.PathLike):
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    # the stem is cut so that the temporary's name stays within the file system's limit wherever the target's does
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.stem[:TMP_STEM]}.", suffix=f".tmp{target.suffix[:16]}",
+    # what a write of this name killed outright (SIGKILL, a crash) left: nothing else removed it (sweep 23 H1)
+    remove_stale_temporaries(target.parent, stems={target.name.split(".", 1)[0][:TMP_STEM]})
+    # the stem is cut so that the temporary's name stays within the file system's limit wherever the target's does;
+    # the pid tells a later write whether its writer is gone
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.stem[:TMP_STEM]}.", suffix=f"-{os.getpid()}.tmp{target.suffix[:16]}",
                                dir=target.parent)
     os.close(fd)
     tmp = Path(tmp)
@@ -84,6 +108,9 @@ def atomic_directory(target: str | os.PathLike):
     """Yield a new empty folder beside ``target`` (``.{name}.tmp-{pid}``); on success it is fsynced and renamed to
     ``target``, which must not exist. On any error it is removed: ``target`` appears whole or not at all."""
     target = Path(target)
+    if target.is_symlink():  # os.replace cannot put a folder there, which it found only after the work (sweep 23 H6)
+        raise OutputError(f"{str(target)!r} is a symbolic link; a new folder is written there whole: remove the link, "
+                          "or give the path of a new folder")
     tmp = target.with_name(f".{target.name}{TMP_MARK}{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     remove_abandoned_folders(target)
@@ -109,15 +136,8 @@ def remove_abandoned_folders(target: Path) -> list[Path]:
     removed = []
     for path in target.parent.glob(f".{glob.escape(target.name)}{TMP_MARK}*"):
         pid = path.name[len(f".{target.name}{TMP_MARK}"):]
-        if not pid.isdigit() or int(pid) == os.getpid() or not path.is_dir() or path.is_symlink():
-            continue
-        try:
-            os.kill(int(pid), 0)
-            continue  # alive (or another user's process of that pid): left alone
-        except ProcessLookupError:
-            pass
-        except (PermissionError, OverflowError):
-            continue
+        if not pid.isdigit() or not path.is_dir() or path.is_symlink() or not writer_gone(int(pid)):
+            continue  # a live write (or another user's process of that pid): left alone
         shutil.rmtree(path, ignore_errors=True)
         removed.append(path)
     return removed
@@ -186,13 +206,20 @@ def check_writable_folder(folder: str | os.PathLike, what: str) -> None:
 
 def check_new_folder(folder: str | os.PathLike, what: str, writes: str, *, empty_ok: bool = False) -> Path:
     """OutputError when ``folder`` exists (unless ``empty_ok`` and it is an empty folder) or cannot be made; ``writes``
-    names what would have written it ("convert", "save_pretrained")."""
+    names what would have written it ("convert", "save_pretrained"). Returns the folder to write: a symbolic link to
+    an empty folder (``empty_ok``) is followed, so the work goes into the folder it names; a link to nothing is
+    refused (the folder could not be renamed over it, which failed only after the work, sweep 23 H5/H6)."""
     if str(folder) == "":  # read as "." and said to exist
         raise OutputError(f"{what} is empty; give the path of a new folder")
     folder = Path(folder)
+    if folder.is_symlink() and not folder.exists():
+        raise OutputError(f"{what} is a symbolic link to {os.readlink(folder)!r}, which does not exist; {writes} "
+                          "writes a new folder: remove the link, or give the path of a new folder")
     if folder.exists() and not (empty_ok and folder.is_dir() and not any(folder.iterdir())):
         kind = "exists and is not an empty folder" if empty_ok else "exists"
         raise OutputError(f"{what} {kind}; {writes} writes a new folder: choose another path, or move it away")
+    if folder.is_symlink():  # to an empty folder: written there (the link itself cannot be replaced by a folder)
+        folder = folder.resolve()
     check_writable_folder(folder.absolute().parent, what)
     return folder
 

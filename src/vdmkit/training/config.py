@@ -13,6 +13,7 @@ import math
 import os
 import typing
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from vdmkit.autoencoders.common import compressed_shape
 from vdmkit.autoencoders.load import read_autoencoder_config
@@ -351,7 +352,8 @@ def resolve(cfg: RunConfig) -> RunConfig:
     captions) and the kind, config and weights hash of the autoencoder ``latent.autoencoder`` names (its config
     file only), then check the run's shapes against that autoencoder; ``train.init_from: default`` becomes the
     bundled default model's folder (as `vdmkit distill default` and a cascade's `model: default` take it; the
-    path written relative to a checkout worked only from its root). Returns ``cfg``."""
+    path written relative to a checkout worked only from its root); train.out_dir is checked apart from the data
+    and init_from (:func:`check_out_dir_apart`). Returns ``cfg``."""
     if cfg.train.init_from == "default":
         from vdmkit.pipelines.default import default_model
 
@@ -359,6 +361,8 @@ def resolve(cfg: RunConfig) -> RunConfig:
         if path is None:
             raise ConfigError("train.init_from=default names the bundled default model, which is not installed")
         cfg.train = dataclasses.replace(cfg.train, init_from=str(path))
+    check_out_dir_apart(cfg.train.out_dir, "train", data_root=getattr(cfg.data, "root", None),
+                        models={"train.init_from": cfg.train.init_from})
     if hasattr(cfg.text, "vocab") and not cfg.text.vocab:
         words = tuple(cfg.data.vocabulary())
         if not words:
@@ -395,6 +399,31 @@ def resolve(cfg: RunConfig) -> RunConfig:
     return cfg
 
 
+def check_out_dir_apart(out_dir: str, section: str, *, data_root: str | None = None,
+                        models: dict[str, str] | None = None) -> None:
+    """ConfigError, before any work, when the run folder ``out_dir`` (``section``.out_dir) lies inside data.root or
+    holds it (a folder's clips are every video and image under it: the run's own previews became training data of
+    the next run on that root, sweep 23 H7), or is or lies inside a model the run reads (``models``: {what names it:
+    its path}; the run's checkpoints went into the teacher's folder, where `vdmkit sample --model` loads the teacher,
+    sweep 23 H8)."""
+    out = Path(out_dir).resolve()
+    if data_root:
+        root = Path(data_root).resolve()
+        if out.is_relative_to(root):
+            raise ConfigError(f"{section}.out_dir {out_dir!r} is inside data.root {data_root!r}: the run's preview "
+                              "videos and images would be read as training data by the next run on that data; choose "
+                              f"a {section}.out_dir outside data.root")
+        if root.is_relative_to(out):
+            raise ConfigError(f"data.root {data_root!r} is inside {section}.out_dir {out_dir!r}: the run and its "
+                              f"data would share one folder; choose a {section}.out_dir that does not hold the data")
+    for what, path in (models or {}).items():
+        if path and out.is_relative_to(Path(path).resolve()):
+            where = "is" if out == Path(path).resolve() else "is inside"
+            raise ConfigError(f"{section}.out_dir {out_dir!r} {where} {what} {path!r}, the model this run reads: its "
+                              f"checkpoints would be written into that model's folder, where `vdmkit sample --model` "
+                              f"loads that model, not this run's; choose a {section}.out_dir outside it")
+
+
 def check_given_latent(latent: LatentConfig, kind: str, model: dict, sha256: str) -> None:
     """ConfigError when the latent section sets kind, model or sha256 other than the autoencoder checkpoint's: they
     are read from it (a user's latent.model.scaling_factor was dropped without a word)."""
@@ -429,8 +458,6 @@ def carried_autoencoder(cfg: RunConfig) -> LatentConfig | None:
     """The autoencoder that the run in ``train.out_dir`` recorded, when ``latent.autoencoder`` (gone) names its
     checkpoint or that checkpoint's run: kind, config and sha256 as the run's newest checkpoint records them (a resume
     takes the weights from the checkpoint, which carries them). None otherwise."""
-    from pathlib import Path
-
     from vdmkit.io.checkpoint import CONFIG, Checkpoint, checkpoint_dirs
 
     given = Path(os.path.abspath(cfg.latent.autoencoder))

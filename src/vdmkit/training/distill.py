@@ -43,7 +43,8 @@ from vdmkit.pipelines.config import SamplingDefaults
 from vdmkit.sampling.guidance import check_guidance, guided
 from vdmkit.sampling.samplers import lcm_boundary
 from vdmkit.sampling.timesteps import LCM_ORIGINAL_STEPS
-from vdmkit.training.config import check_config, check_optimisation, check_positive, check_previews
+from vdmkit.training.config import (check_config, check_optimisation, check_out_dir_apart, check_positive,
+                                    check_previews)
 from vdmkit.training.scaffold import (
     MetricsLog,
     Progress,
@@ -387,6 +388,7 @@ def distill(cfg: DistillConfig, *, resume: bool = False, progress: bool = True) 
     s = cfg.distill
     out = Path(s.out_dir)
     device = resolve_device(s.device)  # a missing device fails before any work
+    check_out_dir_apart(s.out_dir, "distill", models={"the teacher": teacher_path(cfg.teacher)})
     start = open_run(out, resume, section="distill")
     check_resume_steps(start, s.steps, "distill")
     path = teacher_path(cfg.teacher)
@@ -399,6 +401,7 @@ def distill(cfg: DistillConfig, *, resume: bool = False, progress: bool = True) 
     if s.lora is not None:  # on the teacher's backbone, before its weights load
         lora.check_targets(config.backbone, config.model, s.lora, "distill")
     data = teacher_data(cfg, source, path)
+    check_out_dir_apart(s.out_dir, "distill", data_root=getattr(data, "root", None))  # its previews: not data
     check_data_fits(data, config)
     check_distill_memory(config, data, s, device)  # before the teacher loads and the run folder is made
     cfg = dataclasses.replace(cfg, data=data)  # recorded whole in run.json: the data distilled on

@@ -64,7 +64,7 @@ def _stale_keys(manifest: dict, want: dict) -> list[str]:
 def _is_cache_file(path: Path) -> bool:
     """A file a cache writes: its shards, its progress record, its manifest, or an interrupted write of one."""
     name = path.name
-    if TEMPORARY_NAME.fullmatch(name):  # atomic_path's temporary: .{stem}.{random}.tmp{suffix}
+    if TEMPORARY_NAME.fullmatch(name):  # atomic_path's temporary: .{stem}.{random}-{pid}.tmp{suffix}
         name = name[1:].split(".", 1)[0] + name[name.rindex(".tmp") + 4:]
     return path.is_file() and (name in (MANIFEST, PROGRESS) or SHARD_NAME.fullmatch(name) is not None)
 

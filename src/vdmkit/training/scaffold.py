@@ -79,12 +79,32 @@ def check_run_folder(out: Path, resume: bool, section: str = "train") -> None:
     if out.exists() and not out.is_dir():
         raise OutputError(f"{section}.out_dir {str(out)!r} is a file; name a folder for the run")
     check_writable_folder(out, f"{section}.out_dir {str(out)!r}")  # below a file, or unwritable: before any work
+    model = model_folder_around(out)
+    if model is not None:  # `sample --model` there loaded that model, never the run's checkpoints (sweep 23 H8)
+        where = "is" if model == out.resolve() else "is inside"
+        raise ConfigError(f"{section}.out_dir {str(out)!r} {where} the model folder {str(model)!r} (a checkpoint or "
+                          "diffusers pipeline): the run's checkpoints would be written into that model, and `vdmkit "
+                          f"sample --model` there loads the model, not this run's; choose a {section}.out_dir "
+                          "outside it")
     if not resume and checkpoint_dirs(out):
         raise ConfigError(f"{str(out)!r} already holds checkpoints; pass --resume to continue it or choose a new "
                           f"{section}.out_dir")
     if resume and not checkpoint_dirs(out):
         raise CorruptCheckpointError(f"no complete checkpoint under {str(out / 'checkpoints')!r}: --resume continues "
                                      "a run that has written one; drop --resume to start it")
+
+
+def model_folder_around(out: Path) -> Path | None:
+    """The model folder that ``out`` is or lies inside (a vdmkit checkpoint: manifest and weights; a diffusers
+    pipeline: model_index.json), else None."""
+    from vdmkit.interop.diffusers_pipeline import MODEL_INDEX
+    from vdmkit.io.checkpoint import MANIFEST
+
+    folder = out.resolve()
+    for place in (folder, *folder.parents):
+        if (place / MODEL_INDEX).is_file() or ((place / MANIFEST).is_file() and (place / WEIGHTS).is_file()):
+            return place
+    return None
 
 
 PER_PROCESS = ("train.workers",)  # loader processes: each node's own (they change no number, a review found)
