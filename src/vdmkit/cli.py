@@ -14,6 +14,7 @@ from vdmkit.cli_common import (COMPILE_HELP, CUDA_GRAPHS_HELP, DTYPE_HELP, PRECI
 from vdmkit.cli_common import model_or_default as _model_or_default, report as _report, sampling_adapters
 from vdmkit.cli_common import (Terminated, command_warnings, finished_lines, interrupt_message, refuse_earlier_videos,
                                read_latents, resumed_seed, terminate_as_interrupt)
+from vdmkit.cli_common import check_outputs, command_inputs, refuse_replacing_inputs
 from vdmkit.cli_common import seed as _seed
 from vdmkit.device import COMPILE_MODES, DEVICES_HELP, apply_threads, keep_freed_memory
 from vdmkit.errors import ConfigError, VdmkitError
@@ -139,7 +140,7 @@ def _cmd_sample(args) -> int:
 
     from vdmkit.autoencoders.common import DECODE_OVERLAP
     from vdmkit.device import resolve_device
-    from vdmkit.io.video import VIDEO_FORMATS, check_output_path
+    from vdmkit.io.video import VIDEO_FORMATS
     from vdmkit.pipelines import TextToVideo, make_request, open_model
     from vdmkit.pipelines.base import check_sampling_memory
     from vdmkit.pipelines.config import video_fps
@@ -161,7 +162,7 @@ def _cmd_sample(args) -> int:
             raise ValueError("--latents gives the starting noise of one video: use it with --prompt, not --prompts")
     else:
         prompts, outs = [args.prompt], [Path(args.out)]
-    outs = [check_output_path(out, VIDEO_FORMATS + (LATENTS_SUFFIX,)) for out in outs]  # every one, before any work
+    outs = [check_outputs(out, args.strip, VIDEO_FORMATS + (LATENTS_SUFFIX,)) for out in outs]  # (and its --strip)
     if args.prompts is not None:
         args.prompt_outputs = outs  # what an interruption reports as written
     # --resume --seed random: the interrupted run's seed (its videos are kept only if their sidecars record it)
@@ -174,18 +175,15 @@ def _cmd_sample(args) -> int:
     if given and outs[0].suffix.lower() == LATENTS_SUFFIX:  # nothing decoded or upscaled (the sidecar said it was)
         raise ValueError(f"{', '.join(given)} apply to a decoded video; --out {str(outs[0])!r} writes the latents, "
                          "undecoded: drop them, or write a video (.mp4)")
-    if args.strip:
-        for out in outs:
-            if out.suffix.lower() not in (".png", LATENTS_SUFFIX):
-                check_output_path(out.with_suffix(".png"), sidecar=False)
     ckpt, config = open_model(model, args.motion_adapter)  # reads and hashes the config only
     args.fps = video_fps(config) if args.fps is None else args.fps  # default: the model's rate (its clips')
     for out in outs:  # a rate the format cannot store (an mp4 below 0.0005 fps, a GIF below 1/655 fps)
         check_fps(args.fps, out)
     refuse_conditioned(config)  # a model trained on known frames or low-res videos runs by its task
     adapters, config = sampling_adapters(args.lora or [], ckpt, args.force_lora, config)
+    refuse_replacing_inputs(outs, args.strip, command_inputs(args, [ckpt], adapters))  # the model's files, --lora ...
     knobs = {k: v for k, v in (("eta", args.eta), ("order", args.order)) if v is not None}
-    latents, args.latents_record = read_latents(args.latents, outs)
+    latents, args.latents_record = read_latents(args.latents)
     from vdmkit.sampling.caching import cache_from_flags
 
     cache = cache_from_flags(args.cache, args.cache_threshold, args.cache_reuse)

@@ -37,20 +37,17 @@ def absolute(path) -> str | None:
     return None if path is None else str(Path(path).absolute())
 
 
-def read_latents(path: str | None, outs) -> tuple:
+def read_latents(path: str | None) -> tuple:
     """--latents FILE: (the starting noise, a safetensors file holding one tensor (B, C, T, H, W); what the sidecar
-    records of it: the absolute path and its sha256), or (None, None). The file is one of the run's inputs: an --out
-    naming it is refused (it was overwritten by the output latents, exit 0, before 2026-12-06)."""
+    records of it: the absolute path and its sha256), or (None, None). (An --out naming it is refused with the other
+    inputs: :func:`refuse_replacing_inputs`.)"""
     if path is None:
         return None, None
     from vdmkit.errors import ConfigError, ConstraintError
     from vdmkit.io.checkpoint import load_tensors, sha256_file
 
-    for out in outs:
-        if Path(out).absolute().resolve() == Path(path).absolute().resolve():
-            raise ConfigError(f"--out {str(out)!r} is the --latents file {path!r}: writing it would replace the "
-                              "starting noise this run reads; write another file")
-    tensors = load_tensors(path)  # a folder, or no valid file, is named as such
+    check_input_file(path, "--latents")  # /dev/null, a FIFO: "weights file ... not found" (before 2026-12-07)
+    tensors = load_tensors(path)  # no valid file is named as such
     if len(tensors) != 1:
         raise ConfigError(f"--latents {path!r} must hold exactly one tensor (the starting noise), holds "
                           f"{', '.join(tensors) or 'none'}")
@@ -59,6 +56,34 @@ def read_latents(path: str | None, outs) -> tuple:
         raise ConstraintError(f"--latents {path!r} holds a {noise.dtype} tensor; the starting noise is float "
                               "(unit Gaussian)")
     return noise.float(), {"path": absolute(path), "sha256": sha256_file(path)}
+
+
+_SPECIAL_FILES = (("S_ISFIFO", "a FIFO (named pipe)"), ("S_ISCHR", "a character device"),
+                  ("S_ISBLK", "a block device"), ("S_ISSOCK", "a socket"))
+
+
+def check_input_file(path, flag: str) -> Path:
+    """``path``, an input file given by ``flag``, when it is a regular file; else a ConfigError saying what it is:
+    missing ("does not exist"; a link to a missing file), a folder, or a device / FIFO / socket. A missing --video
+    said "not a file", a --latents /dev/null "weights file not found" (before 2026-12-07)."""
+    import os
+    import stat
+
+    from vdmkit.errors import ConfigError
+
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        link = f" (a symbolic link to the missing {os.readlink(path)!r})" if os.path.islink(path) else ""
+        raise ConfigError(f"{flag} {str(path)!r} does not exist{link}; give an existing file") from None
+    except OSError as e:
+        raise ConfigError(f"{flag} {str(path)!r} cannot be read ({e.strerror or e})") from None
+    if stat.S_ISDIR(mode):
+        raise ConfigError(f"{flag} {str(path)!r} is a folder; give a file")
+    kind = next((name for test, name in _SPECIAL_FILES if getattr(stat, test)(mode)), None)
+    if kind is not None or not stat.S_ISREG(mode):
+        raise ConfigError(f"{flag} {str(path)!r} is {kind or 'a special file'}, not a regular file; give a file")
+    return Path(path)
 
 
 def seed(text: str):
@@ -70,23 +95,74 @@ def seed(text: str):
         raise argparse.ArgumentTypeError(f"seed must be an integer or 'random', got {text!r}") from None
 
 
-def check_outputs(out, strip: bool, inputs=()) -> Path:
-    """The output path checked (video formats), and its --strip PNG beside it, before any work: a strip that could
-    not be written failed after the whole run and left the video behind (exit 2; before 2026-12-06). An output (or
-    its strip) that is one of the ``inputs`` files is refused: `edit --out in.mp4 --video in.mp4` replaced the clip
-    and its sidecar (a review, 2026-12-06)."""
+def strip_path(out) -> Path | None:
+    """The PNG strip --strip writes beside ``out`` (``out`` with the suffix .png), or None where ``out`` is itself
+    the strip (.png in any case) or undecoded latents. The one rule the checks and the writers take: the checks
+    lower-cased the suffix and the writers did not, so `--out s.PNG --strip` wrote a second strip to s.png, over an
+    input image of that name (before 2026-12-07)."""
+    out = Path(out)
+    return None if out.suffix.lower() in (".png", ".safetensors") else out.with_suffix(".png")
+
+
+def written_files(out, strip: bool) -> list[Path]:
+    """Every file writing ``out`` replaces: it, its sidecar, and with ``strip`` the PNG strip and that strip's
+    sidecar path (a stale one there is removed)."""
+    from vdmkit.io.video import sidecar_path
+
+    png = strip_path(out) if strip else None
+    return [Path(out), sidecar_path(out)] + ([png, sidecar_path(png)] if png is not None else [])
+
+
+def check_outputs(out, strip: bool, formats: tuple[str, ...] | None = None) -> Path:
+    """The output path checked (its format: ``formats``, default the video formats), and its --strip PNG beside it,
+    before any work: a strip that could not be written failed after the whole run and left the video behind (exit 2;
+    before 2026-12-06). Whether either replaces an input is :func:`refuse_replacing_inputs`'."""
     from vdmkit.io.video import VIDEO_FORMATS, check_output_path
 
-    out = check_output_path(out, VIDEO_FORMATS)
-    written = [out] + ([out.with_suffix(".png")] if strip and out.suffix.lower() != ".png" else [])
-    if len(written) > 1:
-        check_output_path(written[1], sidecar=False)
-    given = {Path(i).resolve() for i in inputs if i is not None}
-    for path in written:
-        if path.resolve() in given:
-            raise ValueError(f"--out {str(out)!r} would replace the input {str(path)!r} (and its sidecar): write the "
-                             "result to another file")
+    out = check_output_path(out, formats or VIDEO_FORMATS)
+    png = strip_path(out) if strip else None
+    if png is not None:
+        check_output_path(png, sidecar=False)
     return out
+
+
+def command_inputs(args, sources=(), adapters=()) -> list[tuple[str, Path]]:
+    """What a sampling command reads, each with the words that name it: its input files (--video, --image,
+    --latents, --schedules, --prompts, --motion-adapter, a cascade's config), every LoRA adapter file (``adapters``:
+    (AdapterFile, scale) pairs), the --model folder given and each opened model's folder (``sources``: Checkpoint or
+    DiffusersFolder; a run's checkpoint lies in the run)."""
+    inputs = [(f"--{flag.replace('_', '-')}" if flag != "config" else "cascade config", Path(value))
+              for flag in ("video", "image", "latents", "schedules", "prompts", "motion_adapter", "config")
+              if isinstance(value := getattr(args, flag, None), str) and value]
+    inputs += [("--lora adapter", Path(adapter.path)) for adapter, _ in adapters]
+    if isinstance(getattr(args, "model", None), str) and args.model:
+        inputs.append(("--model folder", Path(args.model)))
+    inputs += [("model folder", Path(source.directory)) for source in sources]
+    return inputs
+
+
+def refuse_replacing_inputs(outs, strip: bool, inputs) -> None:
+    """An OutputError, before any weights load, when a file the command writes (each of ``outs``, its sidecar, its
+    --strip PNG: :func:`written_files`) is one of the ``inputs`` (:func:`command_inputs`; the same file through a
+    link, a hard link or another case of its name too) or lies inside an input folder (a model's). `sample --out
+    m/model.safetensors` replaced the model's weights, and `--out l.safetensors` the --lora adapter it read, exit 0
+    (before 2026-12-07)."""
+    import os
+
+    from vdmkit.errors import OutputError
+
+    given = [(label, path, path.resolve(), path.is_dir()) for label, path in inputs]
+    for out in outs:
+        for path in written_files(out, strip):
+            resolved, what = path.resolve(), "" if path == Path(out) else f" (its file {str(path)!r})"
+            for label, original, target, folder in given:
+                if folder and resolved.is_relative_to(target):
+                    raise OutputError(f"--out {str(out)!r}{what} lies inside the {label} {str(original)!r} this "
+                                      "command reads: write the result outside it")
+                if resolved == target or (not folder and path.exists() and original.exists()
+                                          and os.path.samefile(path, original)):
+                    raise OutputError(f"--out {str(out)!r}{what} would replace the input {label} "
+                                      f"{str(original)!r}: write the result to another file")
 
 
 def report(result, out: Path, strip: bool, info: dict | None = None) -> None:
@@ -98,9 +174,10 @@ def report(result, out: Path, strip: bool, info: dict | None = None) -> None:
     for message in result.warnings:
         print(f"warning: {message}", file=sys.stderr)
     written = [result.path]
-    if strip and result.frames is not None and out.suffix != ".png":
+    png = strip_path(out) if strip and result.frames is not None else None
+    if png is not None:
         try:
-            written.append(write_video(out.with_suffix(".png"), result.frames))
+            written.append(write_video(png, result.frames))
         except OutputError as err:  # the video is complete: said, not left to look like a failed run's leftovers
             raise OutputError(f"{result.path} and its sidecar were written; the --strip PNG was not: {err}") from None
     for path in written:
@@ -360,7 +437,7 @@ def finished_lines(outs: list[Path], expected, strip: bool = False) -> set[int]:
     done = set()
     for i, out in enumerate(outs):
         doc = _read_sidecar(out) if out.is_file() else None
-        if doc is None or (strip and not out.with_suffix(".png").is_file()):
+        if doc is None or (strip and not strip_path(out).is_file()):
             continue  # sampled again: its files are replaced whole
         want = json_metadata(expected(i))
         for key, value in want.items():

@@ -8,9 +8,9 @@ import json
 import sys
 import warnings
 
-from vdmkit.cli_common import (DTYPE_HELP, NO_PROGRESS_HELP, PRECISION_HELP, absolute, apply_runner, check_outputs,
-                               check_runner, model_or_default, report, sampling_adapters, seed, step_bar,
-                               weights_dtype)
+from vdmkit.cli_common import (DTYPE_HELP, NO_PROGRESS_HELP, PRECISION_HELP, absolute, apply_runner, check_input_file,
+                               check_outputs, check_runner, command_inputs, model_or_default, refuse_replacing_inputs,
+                               report, sampling_adapters, seed, step_bar, strip_path, weights_dtype)
 from vdmkit.device import DEVICES_HELP, apply_threads
 from vdmkit.errors import ConstraintError
 
@@ -66,7 +66,7 @@ def _cmd_edit(args) -> int:
 
     # every check that needs no weights runs before loading them
     device = resolve_device(args.device)
-    out = check_outputs(args.out, args.strip, (args.video,))
+    out = check_outputs(args.out, args.strip)
     if args.mode == "invert" and args.source_prompt is None:
         raise ValueError("--mode invert needs --source-prompt (what the input video shows)")
     if args.mode == "sdedit" and (args.source_prompt is not None or args.attention_reuse):
@@ -82,6 +82,7 @@ def _cmd_edit(args) -> int:
     model = model_or_default(args.model, "edit")
     ckpt, config = open_model(model, args.motion_adapter)
     adapters, config = task_adapters(args, ckpt, config)
+    refuse_replacing_inputs([out], args.strip, command_inputs(args, [ckpt], adapters))  # --video, the model's files
     if args.mode == "invert" and config.sampling.sampler == "lcm" and args.sampler is None:  # named the sampler alone
         raise ValueError("--mode invert retraces a deterministic sampler, and the consistency adapter (--fast, or a "
                          "--lora that records lcm) samples with lcm: use --mode sdedit, or give --sampler ddim (with "
@@ -149,21 +150,24 @@ def _cmd_edit(args) -> int:
     return 0
 
 
-def _probe_info(path: str, what: str, frames: int | None = None, flag: str = "--frames"):
+def _probe_info(path: str, what: str, frames: int | None = None, flag: str = "--frames", source: str = "--video"):
     """The io.decode.VideoInfo of a video (or image) file as it decodes (frames, size, measured rate), without
     keeping its frames (checked against the memory before it is read); ``frames``: how many of them the command
-    takes, checked. InvalidVideoError names the file."""
+    takes, checked. A file that is missing or not a regular file is named by its option ``source``;
+    InvalidVideoError names one that does not decode."""
     from vdmkit.io.decode import probe_video
 
+    check_input_file(path, source)
     info = probe_video(path)
     if frames is not None and not 1 <= frames <= info.frames:
         raise ValueError(f"{flag} must be in [1, {info.frames}] (the frames of {what} {path}), got {frames}")
     return info
 
 
-def _probe(path: str, what: str, frames: int | None = None, flag: str = "--frames") -> tuple[int, int, int]:
+def _probe(path: str, what: str, frames: int | None = None, flag: str = "--frames",
+           source: str = "--video") -> tuple[int, int, int]:
     """(frames, height, width) of a video (or image) file as it decodes: :func:`_probe_info`'s."""
-    info = _probe_info(path, what, frames, flag)
+    info = _probe_info(path, what, frames, flag, source)
     return info.frames, info.height, info.width
 
 
@@ -288,10 +292,11 @@ def _run_task(args, task: str, path: str, shape: tuple, prompt: str, produce_arg
     if reconstruction and (getattr(args, "compile", None) or getattr(args, "cuda_graphs", False)):
         raise ValueError("--condition-mode reconstruction differentiates the model, which a compiled package or CUDA "
                          "graphs cannot (no backward pass): drop --compile / --cuda-graphs")
-    out = check_outputs(args.out, args.strip, (getattr(args, "video", None), getattr(args, "image", None)))
+    out = check_outputs(args.out, args.strip)
     motion_adapter = getattr(args, "motion_adapter", None)  # sample --image takes one (it was ignored)
     ckpt, config = open_model(model_or_default(args.model, task), motion_adapter)
     adapters, config = task_adapters(args, ckpt, config)
+    refuse_replacing_inputs([out], args.strip, command_inputs(args, [ckpt], adapters))  # --video/--image, the model's
     keep_time = produce_args.get("factor", 1) if task == "interpolate" else 1  # interpolate: factor x the rate
     keep_time = keep_time if isinstance(keep_time, int) and keep_time >= 1 else 1  # a bad --factor: refused below
     args.fps, rate = task_fps(args.fps, info, video_fps(config), out, keep_time)  # default: the input's rate
@@ -377,7 +382,7 @@ def sample_image(args) -> int:
         if value]
     if unsupported:
         raise ValueError(f"{', '.join(unsupported)} do(es) not apply to image-to-video (--image)")
-    decoded = _probe(args.image, "the image")
+    decoded = _probe(args.image, "the image", source="--image")
     if decoded[0] != 1:
         raise ValueError(f"--image must be one image (.png, .jpg), {args.image} has {decoded[0]} frames")
     used = (1, args.height or decoded[1], args.width or decoded[2])  # resized after the memory check
@@ -426,6 +431,7 @@ def _cmd_cascade(args) -> int:
         raise ValueError(f"--upscale must be an integer >= 1, got {args.upscale}")
     seed = check_seed(args.seed)  # random: drawn here, recorded
     planned = plan(cfg)  # every stage's model opened and its options checked against the one before it: no weights
+    refuse_replacing_inputs([out], args.strip, command_inputs(args, [p.source for p in planned]))  # config, models
     _, height, width = planned[-1].shape  # the video the last stage makes, and how it is viewed: checked now
     factor = args.upscale or viewing_factor(height, width, VIEW_SIZE, out)
     check_video_size(out, height * factor, width * factor, "an even --upscale")
@@ -441,8 +447,8 @@ def _cmd_cascade(args) -> int:
             "upscale": factor, "shapes": [list(p.shape) for p in planned]}
     path = write_video(out, upscale(frames, factor), fps=fps, metadata=meta)
     written = [path]
-    if args.strip and out.suffix != ".png":
-        written.append(write_video(out.with_suffix(".png"), upscale(frames, factor)))
+    if args.strip and strip_path(out) is not None:
+        written.append(write_video(strip_path(out), upscale(frames, factor)))
     for p in written:
         print(f"saved {p}")
     print(json.dumps({"prompt": args.prompt, "seconds": round(sum(s["seconds"] for s in stages), 2),
