@@ -48,9 +48,13 @@ def test_an_output_replacing_the_model_or_an_adapter_is_refused_before_any_work(
     base = ["sample", "--model", m, "--prompt", "x", "--steps", "2"]
     # the latents output over the model's own weights: the model was destroyed, exit 0 (before 2026-12-07)
     rc, err = run(capsys, *base, "--out", m / "model.safetensors")
-    assert rc == 2 and "lies inside the --model folder" in err
-    rc, err = run(capsys, *base, "--out", m / "new.mp4")  # any output inside the model's folder
-    assert rc == 2 and "lies inside the --model folder" in err
+    assert rc == 2 and "would replace a file of the --model folder" in err
+    rc, err = run(capsys, *base, "--out", m / "config.mp4", "--strip")  # its strip would be the model's config?
+    assert rc == 0 and (m / "config.mp4").is_file(), err  # no: config.json is not config.mp4's sidecar
+    rc, err = run(capsys, *base, "--out", m / "config.mp4")  # an earlier output in the folder is the user's
+    assert rc == 0, err
+    for name in ("config.mp4", "config.mp4.json", "config.png"):
+        (m / name).unlink()
     # the --lora adapter it reads, by its name or through a link either way
     for given, out in ((lora, lora), (lora, files / "link.safetensors"), (files / "link.safetensors", lora)):
         rc, err = run(capsys, *base, "--lora", given, "--out", out)
@@ -59,21 +63,22 @@ def test_an_output_replacing_the_model_or_an_adapter_is_refused_before_any_work(
     assert rc == 2 and "would replace the input --latents" in err
     assert md5(m / "model.safetensors") == weights and md5(lora) == adapter
     assert sorted(p.name for p in m.iterdir()) == sorted(p.name for p in default_model().iterdir())
-    # the task commands and cascade take the same check: inside the model folder, the input clip
+    # the task commands and cascade take the same check: the input clip or image, the cascade's config
     video = files / "v.mp4"
-    for argv in (["edit", "--model", m, "--video", video, "--prompt", "y", "--out", m / "e.mp4"],
-                 ["interpolate", "--model", m, "--video", video, "--out", m / "i.gif"],
-                 ["extend", "--model", m, "--video", video, "--frames", "20", "--out", m / "x.mp4"],
-                 ["sample", "--model", m, "--image", files / "s.png", "--prompt", "x", "--out", m / "i.mp4"]):
+    for argv in (["edit", "--model", m, "--video", video, "--prompt", "y", "--out", video],
+                 ["interpolate", "--model", m, "--video", video, "--out", video],
+                 ["extend", "--model", m, "--video", video, "--frames", "20", "--out", video]):
         rc, err = run(capsys, *argv, "--steps", "2")
-        assert rc == 2 and "lies inside the --model folder" in err, argv
-    rc, err = run(capsys, "extend", "--model", m, "--video", video, "--frames", "20", "--out", video, "--steps", "2")
-    assert rc == 2 and "would replace the input --video" in err
+        assert rc == 2 and "would replace the input --video" in err, argv
+    rc, err = run(capsys, "sample", "--model", m, "--image", files / "s.png", "--prompt", "x", "--out", files / "s.png",
+                  "--steps", "2")
+    assert rc == 2 and "would replace the input --image" in err
     (files / "c.yaml").write_text(f"fps: 8\nstages:\n  - {{task: text_to_video, model: {str(m)!r}, steps: 2}}\n")
-    rc, err = run(capsys, "cascade", files / "c.yaml", "--prompt", "x", "--out", m / "c.mp4")
-    assert rc == 2 and "lies inside the model folder" in err
+    (files / "weights.mp4").symlink_to(m / "model.safetensors")  # a video name, through a link, for the weights
+    rc, err = run(capsys, "cascade", files / "c.yaml", "--prompt", "x", "--out", files / "weights.mp4")
+    assert rc == 2 and "would replace a file of the model folder" in err, err
     assert sorted(p.name for p in m.iterdir()) == sorted(p.name for p in default_model().iterdir())
-    assert not any(p.suffix in (".mp4", ".gif") and p.name != "v.mp4" for p in files.iterdir())
+    assert not any(p.suffix in (".mp4", ".gif") and p.name not in ("v.mp4", "weights.mp4") for p in files.iterdir())
 
 
 def test_the_strip_of_an_upper_case_png_output_is_that_output(files, capsys, tmp_path):

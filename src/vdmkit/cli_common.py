@@ -141,10 +141,21 @@ def command_inputs(args, sources=(), adapters=()) -> list[tuple[str, Path]]:
     return inputs
 
 
+def _an_output(path: Path) -> bool:
+    """A video, image or sidecar such as a command writes: one of these inside a model's folder (an earlier sample
+    written there) may be replaced; the model's own files (weights, configs, tokenizer, schedules) may not."""
+    from vdmkit.io.decode import IMAGE_SUFFIXES, VIDEO_SUFFIXES
+
+    name = path.name.lower()
+    name = name[:-len(".json")] if name.endswith(".json") else name
+    return Path(name).suffix in VIDEO_SUFFIXES + IMAGE_SUFFIXES
+
+
 def refuse_replacing_inputs(outs, strip: bool, inputs) -> None:
     """An OutputError, before any weights load, when a file the command writes (each of ``outs``, its sidecar, its
     --strip PNG: :func:`written_files`) is one of the ``inputs`` (:func:`command_inputs`; the same file through a
-    link, a hard link or another case of its name too) or lies inside an input folder (a model's). `sample --out
+    link, a hard link or another case of its name too) or one of the files of an input folder (a model's weights,
+    configs, tokenizer ...: a new file there, or an earlier video and its sidecar, is the user's). `sample --out
     m/model.safetensors` replaced the model's weights, and `--out l.safetensors` the --lora adapter it read, exit 0
     (before 2026-12-07)."""
     import os
@@ -156,9 +167,9 @@ def refuse_replacing_inputs(outs, strip: bool, inputs) -> None:
         for path in written_files(out, strip):
             resolved, what = path.resolve(), "" if path == Path(out) else f" (its file {str(path)!r})"
             for label, original, target, folder in given:
-                if folder and resolved.is_relative_to(target):
-                    raise OutputError(f"--out {str(out)!r}{what} lies inside the {label} {str(original)!r} this "
-                                      "command reads: write the result outside it")
+                if folder and resolved.is_relative_to(target) and path.exists() and not _an_output(resolved):
+                    raise OutputError(f"--out {str(out)!r}{what} would replace a file of the {label} "
+                                      f"{str(original)!r} this command reads: write the result to another file")
                 if resolved == target or (not folder and path.exists() and original.exists()
                                           and os.path.samefile(path, original)):
                     raise OutputError(f"--out {str(out)!r}{what} would replace the input {label} "
