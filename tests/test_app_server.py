@@ -18,7 +18,7 @@ import pytest
 pytest.importorskip("fastapi", reason="the app extra is not installed: pip install -e '.[app]'")
 from fastapi.testclient import TestClient  # noqa: E402
 
-from tests.app_support import free_port, make_study, train_tiny  # noqa: E402
+from tests.app_support import free_port, make_study, train_tiny, wait_job  # noqa: E402
 from vdmkit.app import server as server_module  # noqa: E402
 from vdmkit.app.server import Settings, create_app, output_file  # noqa: E402
 from vdmkit.io.video import read_video  # noqa: E402
@@ -48,16 +48,6 @@ def app_dirs(tmp_path, runs, monkeypatch):
 def client(app_dirs):
     with TestClient(create_app(app_dirs)) as c:
         yield c
-
-
-def wait_job(client, job_id, timeout=60):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        job = client.get(f"/api/jobs/{job_id}").json()
-        if job["status"] in ("done", "error", "cancelled"):
-            return job
-        time.sleep(0.05)
-    raise AssertionError(f"job {job_id} did not finish")
 
 
 def test_models_pages_and_no_default(client):

@@ -20,12 +20,16 @@ VAE_TINY = ["model.block_out_channels=[8,16]", "model.norm_num_groups=4", "data.
 T2V_TINY = ["train.precision=fp32", "train.steps=2", "train.sample_every=2", "train.checkpoint_every=2"]
 
 
-@pytest.fixture(scope="module")
-def video_vae(tmp_path_factory):
-    out = tmp_path_factory.mktemp("vae") / "video"
+def train_tiny_video_vae(out):
+    """A causal video VAE (2x in time, 5-frame clips) trained for 2 steps into ``out``: the tests' one recipe."""
     assert cli.main(["train-vae", "configs/vae_video.yaml", *VAE_TINY, "model.temporal_downsample=[true]",
                      "data.frames=5", f"train.out_dir={out}", "--no-progress"]) == 0
     return out
+
+
+@pytest.fixture(scope="module")
+def video_vae(tmp_path_factory):
+    return train_tiny_video_vae(tmp_path_factory.mktemp("vae") / "video")
 
 
 @pytest.fixture(scope="module")

@@ -6,14 +6,13 @@ from __future__ import annotations
 
 import json
 import shutil
-import time
 
 import pytest
 
 pytest.importorskip("fastapi")
 from fastapi.testclient import TestClient  # noqa: E402
 
-from tests.app_support import train_tiny  # noqa: E402
+from tests.app_support import train_tiny, wait_job  # noqa: E402
 from vdmkit.app import study as study_module  # noqa: E402
 from vdmkit.app.server import Settings, create_app, describe_model  # noqa: E402
 from vdmkit.app.study import load_study  # noqa: E402
@@ -39,16 +38,6 @@ def folder(tmp_path_factory):
     path = tmp_path_factory.mktemp("s23-diffusers") / "ms"
     tiny_pipeline(path, diffusers.DDIMScheduler(**MODELSCOPE_SCHEDULER))
     return path
-
-
-def wait_job(client, job_id, timeout=120):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        job = client.get(f"/api/jobs/{job_id}").json()
-        if job["status"] in ("done", "error", "cancelled"):
-            return job
-        time.sleep(0.05)
-    raise AssertionError(f"job {job_id} did not finish")
 
 
 def test_create_says_and_keeps_what_sampling_said_once_per_model_and_prompt(models, tmp_path, capsys):

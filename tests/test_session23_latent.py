@@ -13,6 +13,7 @@ import torch
 import yaml
 from safetensors.torch import save_file
 
+from tests.test_latent import VAE_TINY, train_tiny_video_vae
 from vdmkit import cli
 from vdmkit.autoencoders.frame_vae import FrameVAE, FrameVAEConfig
 from vdmkit.autoencoders.video_vae import VideoVAE, VideoVAEConfig
@@ -21,9 +22,6 @@ from vdmkit.errors import ConfigError, ConstraintError
 from vdmkit.training import load_config
 
 ROOT = Path(__file__).resolve().parents[1]
-VAE_TINY = ["model.block_out_channels=[8,16]", "model.norm_num_groups=4", "data.size=16", "train.batch_size=2",
-            "train.steps=2", "train.checkpoint_every=2", "train.eval_videos=2", "train.threads=1",
-            "train.init_from="]
 TINY_FRAME = FrameVAEConfig(block_out_channels=(8, 16), norm_num_groups=4)
 
 
@@ -37,10 +35,7 @@ def frame_vae(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def video_vae(tmp_path_factory):
-    out = tmp_path_factory.mktemp("vae") / "video"
-    assert cli.main(["train-vae", "configs/vae_video.yaml", *VAE_TINY, "model.temporal_downsample=[true]",
-                     "data.frames=5", f"train.out_dir={out}", "--no-progress"]) == 0
-    return out
+    return train_tiny_video_vae(tmp_path_factory.mktemp("vae") / "video")
 
 
 def latent_cfg(vae, *overrides):

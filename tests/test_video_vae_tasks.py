@@ -25,7 +25,7 @@ from vdmkit.training import load_config, train
 
 from tests.conftest import TINY, randomised
 from tests.test_conditioned import clip, write_clip
-from tests.test_latent import VAE_TINY
+from tests.test_latent import train_tiny_video_vae
 
 DIT = [t for t in TINY if not t.startswith("model.")] + ["backbone=dit", "model.width=32", "model.depth=2",
                                                          "model.heads=2", "model.patch_size=4"]
@@ -41,9 +41,7 @@ def run(root, name, backbone, *extra) -> str:
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
     root = tmp_path_factory.mktemp("video_vae_tasks")
-    vae = root / "vae"
-    assert cli.main(["train-vae", "configs/vae_video.yaml", *VAE_TINY, "model.temporal_downsample=[true]",
-                     "data.frames=5", f"train.out_dir={vae}", "--no-progress"]) == 0
+    vae = train_tiny_video_vae(root / "vae")
     latent = [f"latent.autoencoder={vae}", "data.frames=5"]
     return {
         # UNet3D trained on first-frame and prediction masks (concat); first_k=2 latent frames: 3 pixel frames
