@@ -19,14 +19,10 @@ from vdmkit.app.study import load_study  # noqa: E402
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    return train_tiny(tmp_path_factory.mktemp("s23") / "tiny")
-
-
-@pytest.fixture
-def models(run):
-    """Two words models: the tiny run's checkpoints at steps 2 and 4."""
-    return [str(run / "checkpoints" / "step_0000002"), str(run / "checkpoints" / "step_0000004")]
+def models(tmp_path_factory):
+    """Two words models: a tiny run's checkpoints at steps 2 and 4."""
+    run = train_tiny(tmp_path_factory.mktemp("s23") / "tiny")
+    return [str(run / "checkpoints" / f"step_{step:07d}") for step in (2, 4)]
 
 
 @pytest.fixture(scope="module")
