@@ -19,7 +19,7 @@ TMP_MARK = ".tmp-"  # atomic_directory's temporary folders: .{name}.tmp-{pid}
 TMP_STEM = 32  # atomic_path's temporaries: .{the target's stem, cut to this}.{random}-{pid}.tmp{suffix}
 
 
-STALE_TEMPORARY_S = 3600  # a temporary without its writer's pid (before 2026-12-08) this old is no live write's
+STALE_TEMPORARY_S = 3600  # a temporary without its writer's pid (before 2026-12-07) this old is no live write's
 # atomic_path's temporaries and only them: a dot, the stem, mkstemp's 8 random characters, -the writer's pid (absent
 # in older ones), .tmp and the suffix (a user's own .notes.tmp or .draft.tmpl beside the outputs is not one)
 TEMPORARY_NAME = re.compile(r"\..{0,%d}\.[a-z0-9_]{8}(?:-([0-9]{1,10}))?\.tmp(\.[^/]{0,15})?" % TMP_STEM, re.DOTALL)
