@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from vdmkit.diffusion.losses import WEIGHTINGS
-from vdmkit.diffusion.process import PREDICTIONS, PROCESSES, NoiseProcess, check_prediction, make_process
+from vdmkit.diffusion.process import (PREDICTIONS, PROCESSES, NoiseProcess, check_betas, check_prediction,
+                                     make_process)
 from vdmkit.diffusion.schedules import SCHEDULES
 from vdmkit.errors import ConfigError
 
@@ -29,12 +30,11 @@ class DiffusionConfig:
                                    ("loss_weighting", self.loss_weighting, WEIGHTINGS)]:
             if value not in valid:
                 raise ConfigError(f"diffusion.{name}={value!r} unknown; valid: {', '.join(valid)}")
-        if self.betas is not None:
-            self.betas = tuple(float(b) for b in self.betas)
-            if len(self.betas) != 2:
-                raise ConfigError(f"diffusion.betas must be [beta_start, beta_end], got {list(self.betas)}")
-        if self.num_train_steps < 2:
-            raise ConfigError(f"diffusion.num_train_steps must be >= 2, got {self.num_train_steps}")
+        if self.betas is not None:  # a string or None inside was a raw ValueError / TypeError (before 2026-12-07)
+            self.betas = check_betas(self.betas)
+        steps = self.num_train_steps
+        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 2:
+            raise ConfigError(f"diffusion.num_train_steps must be an integer >= 2, got {steps!r}")
         check_prediction(self.prediction, self.build_process())
 
     def check_for_training(self) -> None:

@@ -6,12 +6,14 @@ for rectified flow is SD3's recipe; the others draw t uniformly and weight each 
 
 from __future__ import annotations
 
+import math
+import numbers
 from typing import Any, Callable
 
 import torch
 
 from vdmkit.device import randn
-from vdmkit.diffusion.process import NoiseProcess, training_target
+from vdmkit.diffusion.process import NoiseProcess, check_prediction, training_target
 from vdmkit.errors import ConfigError
 
 WEIGHTINGS = ("uniform", "min_snr", "logit_normal")
@@ -27,6 +29,10 @@ def loss_weight(snr: torch.Tensor, prediction: str, weighting: str, gamma: float
         return torch.ones_like(snr)
     if weighting != "min_snr":
         raise ConfigError(f"unknown loss weighting {weighting!r}; valid: {', '.join(WEIGHTINGS)}")
+    if isinstance(gamma, bool) or not isinstance(gamma, numbers.Real) or not 0 < gamma < math.inf:
+        raise ConfigError(f"min-SNR gamma must be a positive finite number (the paper's {MIN_SNR_GAMMA:g}), "
+                          f"got {gamma!r}")
+    check_prediction(prediction)
     clipped = snr.clamp(max=gamma)
     # the x0-space weight min(snr, gamma) expressed for each target's MSE: |x0 err|^2 = |target err|^2 * factor
     # (eps: 1/snr; v: sigma^2 / (alpha^2 + sigma^2)^2 = 1 / (sigma^2 (snr + 1)^2), 1/(snr+1) under VP; velocity
@@ -58,7 +64,9 @@ def diffusion_loss(
     noise: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """Noise ``x0`` (B, C, T, H, W) at times t with eps (``noise``, else :func:`draw_noise` from ``generator``) and
-    return the mean weighted MSE of ``model(x_t, t, cond)``'s ``prediction``."""
+    return the mean weighted MSE of ``model(x_t, t, cond)``'s ``prediction``. ConfigError for a prediction the process
+    does not support (as Denoiser refuses it: 'velocity' on a VP process trained eps - x0 unsaid, before 2026-12-07)."""
+    check_prediction(prediction, process)
     t, eps = noise if noise is not None else draw_noise(process, x0.shape, weighting, generator, x0.device, x0.dtype)
     alpha, sigma = process.alpha_sigma(t, x0)
     x_t = alpha * x0 + sigma * eps

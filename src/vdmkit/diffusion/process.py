@@ -19,6 +19,7 @@ Continuous times reach the backbone as ``1000 t`` (the SD3 / diffusers conventio
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass
 
 import torch
@@ -43,6 +44,14 @@ def _check_shift(shift) -> float:
     if isinstance(shift, bool) or not isinstance(shift, (int, float)) or not 0 < shift < float("inf"):
         raise ConfigError(f"schedule shift must be a positive finite number, got {shift!r}")
     return float(shift)
+
+
+def check_betas(betas) -> tuple[float, float]:
+    """``(beta_start, beta_end)`` as two floats; ConfigError for anything else (a string, None inside, 3 values)."""
+    if isinstance(betas, (str, bytes)) or not isinstance(betas, (tuple, list)) or len(betas) != 2 or any(
+            isinstance(b, bool) or not isinstance(b, numbers.Real) or not math.isfinite(b) for b in betas):
+        raise ConfigError(f"diffusion.betas must be [beta_start, beta_end], two finite numbers, got {betas!r}")
+    return float(betas[0]), float(betas[1])
 
 
 def _shaped(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
@@ -135,7 +144,7 @@ class DiscreteVP(NoiseProcess):
         if isinstance(num_steps, bool) or not isinstance(num_steps, int) or num_steps < 2:
             raise ConfigError(f"num_train_steps must be an integer >= 2, got {num_steps!r}")
         if betas is not None:
-            start, end = betas
+            start, end = betas = check_betas(betas)
             if schedule == "cosine" or not 0 < start <= end < 1:
                 raise ConfigError(f"beta endpoints {betas} need a linear or scaled_linear schedule and "
                                   "0 < beta_start <= beta_end < 1")
@@ -156,8 +165,8 @@ class DiscreteVP(NoiseProcess):
         """alpha(t), sigma(t) shaped to broadcast against ``like`` (B, ...). ``t = -1`` is clean data."""
         t = torch.as_tensor(_checked_time(t, self.num_train_steps), device=self.alphas_cumprod.device).long()
         clean = torch.ones((), dtype=torch.float64, device=self.alphas_cumprod.device)
-        ac = _shaped(torch.where(t >= 0, self.alphas_cumprod[t.clamp(min=0)], clean), like)
-        return ac.sqrt(), (1 - ac).sqrt()
+        ac = torch.where(t >= 0, self.alphas_cumprod[t.clamp(min=0)], clean)
+        return _shaped(ac.sqrt(), like), _shaped((1 - ac).sqrt(), like)  # in float64, then the sample's type
 
     def model_time(self, t):
         return torch.as_tensor(t)
@@ -185,9 +194,13 @@ class ContinuousVP(NoiseProcess):
 
     def alpha_sigma(self, t, like):
         t = torch.as_tensor(_checked_time(t), dtype=torch.float64)
-        ac = torch.where(t <= 0, torch.ones_like(t), torch.sigmoid(self.log_snr(t)))
-        ac = _shaped(ac, like)
-        return ac.sqrt(), (1 - ac).sqrt()
+        log_snr = self.log_snr(t)
+        clean = t <= 0
+        # alpha^2 = sigmoid(lambda), sigma^2 = sigmoid(-lambda), both in float64 before the cast: 1 - alpha^2 in
+        # float32 cancelled to sigma = 0 at t <= 2e-4 (0.5% off at 1e-3; DDIM divided 0 by 0, before 2026-12-07)
+        alpha_sq = torch.where(clean, torch.ones_like(t), torch.sigmoid(log_snr))
+        sigma_sq = torch.where(clean, torch.zeros_like(t), torch.sigmoid(-log_snr))
+        return _shaped(alpha_sq.sqrt(), like), _shaped(sigma_sq.sqrt(), like)
 
 
 @dataclass(frozen=True, eq=False)
@@ -214,8 +227,19 @@ def length_aware_shift(frames: int, height: int, width: int, *, base_tokens: int
                        temporal_factor: int = 1, spatial_factor: int = 1) -> float:
     """Time shift for an input of ``frames x height x width`` relative to a model tuned at ``base_tokens``:
     sqrt(tokens / base) (SD3 section 5.3.2, which Open-Sora applies to frames too). Bigger or longer
-    inputs keep more signal at the same noise level, so they need more time at high noise."""
-    tokens = max(1, frames // temporal_factor) * (height // spatial_factor) * (width // spatial_factor)
+    inputs keep more signal at the same noise level, so they need more time at high noise. A time-compressing
+    autoencoder (``temporal_factor`` k) keeps 1 + (frames - 1) // k latent frames, as vdmkit's causal video VAE does
+    (frames // k before 2026-12-07: 0.71-0.94 of the shift at 5-33 frames)."""
+    sizes = {"frames": frames, "height": height, "width": width, "base_tokens": base_tokens,
+             "temporal_factor": temporal_factor, "spatial_factor": spatial_factor}
+    for name, value in sizes.items():
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ConfigError(f"length_aware_shift: {name} must be an integer >= 1, got {value!r}")
+    if min(height, width) < spatial_factor:
+        raise ConfigError(f"length_aware_shift: {height}x{width} is smaller than one latent pixel "
+                          f"(spatial_factor {spatial_factor})")
+    latent_frames = 1 + (frames - 1) // temporal_factor  # the causal rule: frame 0 alone, then groups of k
+    tokens = latent_frames * (height // spatial_factor) * (width // spatial_factor)
     return math.sqrt(tokens / base_tokens)
 
 

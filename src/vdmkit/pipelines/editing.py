@@ -28,7 +28,7 @@ from vdmkit.pipelines.base import check_decode, check_sampling_memory, sampling_
 from vdmkit.pipelines.request import SampleRequest, check_negative, check_prompts, check_unconditional, make_request
 from vdmkit.pipelines.text2video import refuse_conditioned
 from vdmkit.sampling.generate import check_callback, generate, one_seed
-from vdmkit.sampling.guidance import check_guidance, check_rescale
+from vdmkit.sampling.guidance import check_guidance, check_rescale, guided
 from vdmkit.sampling.samplers import invert_ddim
 from vdmkit.video import check_video
 
@@ -187,7 +187,8 @@ def invert(pipe, video: torch.Tensor, source_prompts, *, callback: Callable | No
         latents = pipe.to_latents(video.to(pipe.device, torch.float32))
         cond = pipe.encode(list(request.prompts))
         denoiser = pipe.denoiser(request.precision)
-        noise = invert_ddim(lambda x, t: denoiser(x, t, cond), latents.float(), request.ts, pipe.process,
+        # the conditional estimate, clamped to the data range as guidance at scale 1 clamps it
+        noise = invert_ddim(guided(denoiser, cond, None, 1.0), latents.float(), request.ts, pipe.process,
                             callback=callback)
     return Inversion(noise, latents, request)
 
@@ -270,12 +271,13 @@ def _edit_pairs(pipe, inversion: Inversion, request: SampleRequest, sources, neg
     reused = round(reuse * len(times))
     until = float(times[reused - 1]) if reused else math.inf  # active while t >= the last reused step's time
 
-    def hooked(x_t: torch.Tensor, t: torch.Tensor, c) -> torch.Tensor:
+    def hooked(x_t: torch.Tensor, t: torch.Tensor, c, *, clip: bool = True) -> torch.Tensor:
         hook.batch, hook.active = x_t.shape[0], bool(t.max() >= until)
-        return denoiser(x_t, t, c)
+        return denoiser(x_t, t, c, clip=clip)
 
-    # what guidance reads of the denoiser: its output's space (the rescale fell back to x0 unsaid, a review)
-    hooked.prediction, hooked.process = denoiser.prediction, denoiser.process
+    # what guidance reads of the denoiser: its output's space (the rescale fell back to x0 unsaid, a review) and its
+    # data range, clamped after guidance (the branches were clamped before it, until 2026-12-07)
+    hooked.prediction, hooked.process, hooked.clip_x0 = denoiser.prediction, denoiser.process, denoiser.clip_x0
 
     with self_attention_hook(pipe.backbone, hook):  # the run lock (decorator) keeps other threads' calls out
         x = generate(hooked, x, request.ts, cond, uncond, sampler=request.sampler,

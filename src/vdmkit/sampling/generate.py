@@ -15,7 +15,7 @@ from vdmkit.errors import ConfigError
 from vdmkit.registry import check_sampler
 from vdmkit.sampling.broadcast import AttentionBroadcast
 from vdmkit.sampling.caching import CacheSpec, cached
-from vdmkit.sampling.guidance import guided, guided_two_scale, reconstructed, replaced
+from vdmkit.sampling.guidance import clip_range, clipped, guided, guided_two_scale, reconstructed, replaced
 from vdmkit.sampling.samplers import ZERO_SNR_ALPHA_BAR
 from vdmkit.sampling.timesteps import CONTINUOUS_SPACINGS, DISCRETE_SPACINGS
 
@@ -160,14 +160,18 @@ def generate(
         fn = reconstructed(fn, *replace, process, reconstruction)
     elif replace is not None:
         fn = replaced(fn, *replace)
+    # guidance clamps its estimate to the data range; a reconstruction's correction and a cache's reused estimate
+    # are built on it afterwards, and are clamped again here: the sampler steps with an estimate inside the range
+    clip = clip_range(denoiser)
     if cache is not None and cache.mode == "pab":
         model = getattr(denoiser, "model", denoiser)
         run = AttentionBroadcast(model, cache.ranges, 1.0 if process.continuous else process.num_train_steps)
         with run:
-            x = entry.build(run.wrap(fn), x, ts, process, generator=generator, callback=callback, **knobs)
+            x = entry.build(clipped(run.wrap(fn), clip), x, ts, process, generator=generator, callback=callback,
+                            **knobs)
     else:
         run = fn if cache is None else cached(fn, cache, process, ts)
-        x = entry.build(run, x, ts, process, generator=generator, callback=callback, **knobs)
+        x = entry.build(clipped(run, clip), x, ts, process, generator=generator, callback=callback, **knobs)
     if cache is not None and record is not None:
         record["cache"] = run.stats()
     if replace is not None:  # exactly the known values (a sampler's last update may round them)

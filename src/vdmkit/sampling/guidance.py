@@ -63,6 +63,38 @@ def concat_conditions(a: Any, b: Any) -> Any:
     raise TypeError(f"cannot batch conditions of type {type(a).__name__}")
 
 
+def batch_time(t, x: torch.Tensor) -> torch.Tensor:
+    """``t`` as a (B,) tensor for ``x`` (B, ...): a scalar (a Python number or a 0-d tensor, which Denoiser takes) is
+    expanded; a Python float stays float64 (exact)."""
+    t = torch.as_tensor(t, dtype=torch.float64 if isinstance(t, float) else None, device=x.device)
+    return t.expand(x.shape[0]) if t.ndim == 0 else t
+
+
+def clip_range(denoiser) -> tuple[float, float] | None:
+    """The data range ``denoiser`` clamps its estimate to (a Denoiser's ``clip_x0``: pixel space), or None."""
+    return getattr(denoiser, "clip_x0", None)
+
+
+def clipped(fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+            clip: tuple[float, float] | None) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """``fn`` whose estimate is clamped to ``clip`` (None: ``fn`` itself): the one place the data range is imposed on
+    the estimate a sampler steps with, after guidance, its rescale, replacement, reconstruction or a cache's reuse."""
+    if clip is None:
+        return fn
+    return lambda x, t: fn(x, t).clamp(*clip)
+
+
+def unclipped_branches(denoiser) -> Callable[[torch.Tensor, torch.Tensor, Any], torch.Tensor]:
+    """``(x_t, t, cond) -> x0_hat`` before the data-range clip, which guidance applies to the guided estimate
+    (diffusers' clip_sample, Imagen's static thresholding): the branches were clipped first before 2026-12-07, so
+    the guided x0 of the default model at guidance 3 had 11-40% of its entries outside [-1, 1] (up to 3.45), and
+    the rescale converted clipped branches back to the model's output space. A wrapper that gives ``clip_x0``
+    takes ``clip=False`` as a Denoiser does."""
+    if clip_range(denoiser) is None:
+        return denoiser
+    return lambda x, t, cond: denoiser(x, t, cond, clip=False)
+
+
 def guided(
     denoiser: Callable[[torch.Tensor, torch.Tensor, Any], torch.Tensor],
     cond: Any,
@@ -70,20 +102,23 @@ def guided(
     scale: float,
     rescale: float = 0.0,
 ) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
-    """``(x_t, t) -> x0_hat`` with ``x0_u + scale (x0_c - x0_u)``, optionally rescaled; one conditional
-    pass when scale <= 1."""
+    """``(x_t, t) -> x0_hat`` with ``x0_u + scale (x0_c - x0_u)``, optionally rescaled on the model's own output,
+    then clamped to the denoiser's data range (``clip_x0``); one conditional pass when scale <= 1. ``t``: (B,) or a
+    scalar."""
     scale = check_guidance(scale)
     rescale = check_rescale(rescale)
+    branch = unclipped_branches(denoiser)
     if scale <= 1.0:
-        return lambda x, t: denoiser(x, t, cond)
+        return clipped(lambda x, t: branch(x, t, cond), clip_range(denoiser))
     both = concat_conditions(cond, uncond)
 
     def guided_denoiser(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        x0_c, x0_u = denoiser(torch.cat([x, x]), torch.cat([t, t]), both).chunk(2)
+        t = batch_time(t, x)
+        x0_c, x0_u = branch(torch.cat([x, x]), torch.cat([t, t]), both).chunk(2)
         x0 = x0_u + scale * (x0_c - x0_u)
         return rescaled_in_prediction_space(denoiser, x0, x0_c, x, t, rescale) if rescale else x0
 
-    return guided_denoiser
+    return clipped(guided_denoiser, clip_range(denoiser))
 
 
 def rescaled_in_prediction_space(denoiser, x0: torch.Tensor, x0_c: torch.Tensor, x: torch.Tensor, t: torch.Tensor,
@@ -95,7 +130,7 @@ def rescaled_in_prediction_space(denoiser, x0: torch.Tensor, x0_c: torch.Tensor,
     space, process = getattr(denoiser, "prediction", "x0"), getattr(denoiser, "process", None)
     if space == "x0" or process is None:
         return rescale_guided(x0, x0_c, rescale)
-    alpha, sigma = process.alpha_sigma(torch.as_tensor(t, device=x.device).expand(x.shape[0]), x)
+    alpha, sigma = process.alpha_sigma(batch_time(t, x), x)
     if not bool((sigma > 0).all()):  # no noise left: x0 is x_t, nothing to rescale
         return rescale_guided(x0, x0_c, rescale)
     guided_p, cond_p = (convert_prediction(v, x, alpha, sigma, "x0", space) for v in (x0, x0_c))
@@ -113,23 +148,25 @@ def guided_two_scale(
     """``(x_t, t) -> x0_hat`` guided separately on the image and the text (InstructPix2Pix eq. 3):
     ``x0(-, -) + image_scale (x0(img, -) - x0(-, -)) + text_scale (x0(img, txt) - x0(img, -))``, the three
     conditions ``neither``, ``image_only`` and ``full`` evaluated in one batch; branches whose weight is zero
-    (a scale of 1) are not computed."""
+    (a scale of 1) are not computed; the sum is clamped to the denoiser's data range (``clip_x0``), as in
+    :func:`guided`."""
     text_scale, image_scale = check_guidance(text_scale), check_guidance(image_scale)
     terms = [(full, text_scale), (image_only, image_scale - text_scale), (neither, 1.0 - image_scale)]
     terms = [(c, w) for c, w in terms if w != 0.0]
+    branch = unclipped_branches(denoiser)
     if len(terms) == 1:
-        return lambda x, t: denoiser(x, t, terms[0][0])
+        return clipped(lambda x, t: branch(x, t, terms[0][0]), clip_range(denoiser))
     batched = terms[0][0]
     for c, _ in terms[1:]:
         batched = concat_conditions(batched, c)
     weights = [w for _, w in terms]
 
     def two_scale_denoiser(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        k = len(weights)
-        parts = denoiser(torch.cat([x] * k), torch.cat([t] * k), batched).chunk(k)
+        k, t = len(weights), batch_time(t, x)
+        parts = branch(torch.cat([x] * k), torch.cat([t] * k), batched).chunk(k)
         return sum(w * p for w, p in zip(weights, parts))
 
-    return two_scale_denoiser
+    return clipped(two_scale_denoiser, clip_range(denoiser))
 
 
 def replaced(fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], known: torch.Tensor,
