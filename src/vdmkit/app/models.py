@@ -91,7 +91,8 @@ _FILES_CHECKED: dict[Path, tuple[tuple, str | None]] = {}  # model folder -> (it
 def check_model_files(source, config) -> None:
     """What can be checked of a model's files without its weights: its tokenizer loads and suits its text encoder
     (the text encoder built on meta, as the memory check builds it for every request), and a diffusers folder's
-    weight files are there. Remembered per folder while its files are unchanged (/api/models asks on each page; `human-eval create` asks once per model)."""
+    weight files are there. Remembered per folder while its files are unchanged (/api/models asks on each page;
+    `human-eval create` asks once per model)."""
     import torch
 
     from vdmkit.errors import VdmkitError
