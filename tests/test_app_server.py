@@ -303,7 +303,7 @@ def test_a_full_queue_is_429(client, monkeypatch):
 def test_a_failing_job_reports_its_error(client, monkeypatch):
     from vdmkit.diffusion import Denoiser
 
-    monkeypatch.setattr(Denoiser, "forward", lambda self, x, t, cond=None: x * float("nan"))
+    monkeypatch.setattr(Denoiser, "forward", lambda self, x, t, cond=None, clip=True: x * float("nan"))
     r = client.post("/api/generate", json={"model": "tiny", "prompt": "a red circle", "steps": 2})
     job = wait_job(client, r.json()["id"])
     assert job["status"] == "error" and "NaN" in job["error"] and job["file"] is None

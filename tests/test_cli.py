@@ -156,7 +156,7 @@ def test_version_and_a_closed_pipe():
 def test_nan_during_sampling_writes_no_video(run_dir, tmp_path, monkeypatch, capsys):
     from vdmkit.diffusion import Denoiser
 
-    monkeypatch.setattr(Denoiser, "forward", lambda self, x, t, cond=None: x * float("nan"))
+    monkeypatch.setattr(Denoiser, "forward", lambda self, x, t, cond=None, clip=True: x * float("nan"))
     out = tmp_path / "nan.mp4"
     assert cli.main(["sample", "--model", str(run_dir), "--prompt", "a red circle", "--steps", "3",
                      "--out", str(out)]) == 2

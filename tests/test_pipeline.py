@@ -241,15 +241,17 @@ def test_pure_bf16_sampling_stays_close_to_fp32(which, tmp_path):
 
 
 def test_pixel_videos_come_back_in_the_data_range():
-    """A pixel model's video is clamped to [-1, 1] as a latent model's decode is (a random DiT's last DDIM step
-    lands at 1.15: the sampler's own output, still available as output="latents", is left as it is)."""
+    """A pixel model's video is clamped to [-1, 1] as a latent model's decode is, and the sampler's own output (still
+    available as output="latents") now lands there too: its last step goes to the clean estimate, which is clamped
+    after guidance. A random DiT's last DDIM step landed at 1.15 while the guided estimate went unclamped (the
+    branches were clamped before guidance, until 2026-12-07)."""
     from tests.test_compiled import random_pipe
 
     pipe = random_pipe("dit")
-    raw = pipe(["a red circle"], steps=2, seed=0, output="latents")
-    video = pipe(["a red circle"], steps=2, seed=0)
-    assert raw.abs().max() > 1 and video.abs().max() <= 1
-    assert torch.equal(video, raw.clamp(-1, 1))
+    for sampler in ("ddim", "dpmpp_2m"):
+        raw = pipe(["a red circle"], steps=2, seed=0, sampler=sampler, output="latents")
+        video = pipe(["a red circle"], steps=2, seed=0, sampler=sampler)
+        assert raw.abs().max() <= 1 and torch.equal(video, raw.clamp(-1, 1)), sampler
 
 
 def test_given_timesteps_set_the_steps():

@@ -165,8 +165,10 @@ class DiscreteVP(NoiseProcess):
         """alpha(t), sigma(t) shaped to broadcast against ``like`` (B, ...). ``t = -1`` is clean data."""
         t = torch.as_tensor(_checked_time(t, self.num_train_steps), device=self.alphas_cumprod.device).long()
         clean = torch.ones((), dtype=torch.float64, device=self.alphas_cumprod.device)
-        ac = torch.where(t >= 0, self.alphas_cumprod[t.clamp(min=0)], clean)
-        return _shaped(ac.sqrt(), like), _shaped((1 - ac).sqrt(), like)  # in float64, then the sample's type
+        # cast to the sample's type before the sqrt, as every earlier run computed it (a float64 sqrt moved training
+        # losses by 1e-7 and broke resuming older runs bit for bit)
+        ac = _shaped(torch.where(t >= 0, self.alphas_cumprod[t.clamp(min=0)], clean), like)
+        return ac.sqrt(), (1 - ac).sqrt()
 
     def model_time(self, t):
         return torch.as_tensor(t)
