@@ -158,9 +158,8 @@ def refuse_replacing_inputs(outs, strip: bool, inputs) -> None:
     configs, tokenizer ...: a new file there, or an earlier video and its sidecar, is the user's). `sample --out
     m/model.safetensors` replaced the model's weights, and `--out l.safetensors` the --lora adapter it read, exit 0
     (before 2026-12-07)."""
-    import os
-
     from vdmkit.errors import OutputError
+    from vdmkit.io.atomic import same_file
 
     given = [(label, path, path.resolve(), path.is_dir()) for label, path in inputs]
     for out in outs:
@@ -170,8 +169,7 @@ def refuse_replacing_inputs(outs, strip: bool, inputs) -> None:
                 if folder and resolved.is_relative_to(target) and path.exists() and not _an_output(resolved):
                     raise OutputError(f"--out {str(out)!r}{what} would replace a file of the {label} "
                                       f"{str(original)!r} this command reads: write the result to another file")
-                if resolved == target or (not folder and path.exists() and original.exists()
-                                          and os.path.samefile(path, original)):
+                if same_file(path, original):
                     raise OutputError(f"--out {str(out)!r}{what} would replace the input {label} "
                                       f"{str(original)!r}: write the result to another file")
 

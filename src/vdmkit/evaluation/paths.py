@@ -9,16 +9,9 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from vdmkit.errors import ConfigError, OutputError
+from vdmkit.io.atomic import same_file
 
-Named = tuple[str, "str | os.PathLike | None"]  # (the flag that gave it, the path)
-
-
-def same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
-    """``a`` and ``b`` are one file: the same path once links are followed, or the same inode (a hard link)."""
-    try:
-        return os.path.samefile(a, b)
-    except OSError:  # one of them does not exist (yet): compare where it would be
-        return Path(a).resolve() == Path(b).resolve()
+Named = tuple[str, str | os.PathLike | None]  # (the flag that gave it, the path)
 
 
 def _inside(path: Path, folder: Path) -> bool:

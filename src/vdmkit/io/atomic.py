@@ -167,6 +167,15 @@ def no_room_is_output_error(target: Path):
                           "continues from the last checkpoint)") from err
 
 
+def same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
+    """``a`` and ``b`` are one file: the same path once links are followed, or the same inode (a hard link). The
+    check every command makes before writing over one of its inputs."""
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # one of them does not exist (yet): compare where it would be
+        return Path(a).resolve() == Path(b).resolve()
+
+
 def nearest_existing(path: Path) -> Path:
     """``path`` (absolute) if it exists, else its nearest existing parent: where missing folders would be made."""
     while not path.exists() and path != path.parent:
