@@ -481,11 +481,11 @@ def test_task_commands_write_videos_with_their_sidecars(models, tmp_path, capsys
     assert cli.main(["upscale", "--model", models["sr"], "--video", small, "--out", str(tmp_path / "up.mp4"),
                      "--steps", "2"]) == 0
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["size"] == [16, 16]
-    # upscale is not warned about an input larger than the model's output (it runs at twice its input's size; the
-    # warning came back with the extend check between its if and else, a review)
+    # upscale is warned about an input larger than its model's low-res training input (8x8 here), not its output
+    # (16x16): it never warned before session 24 (tests/test_session24_sr.py)
     assert cli.main(["upscale", "--model", models["sr"], "--video", write_clip(tmp_path / "big.mp4", 4, 32), "--out",
                      str(tmp_path / "up32.mp4"), "--steps", "1", "--no-progress"]) == 0
-    assert "the input is" not in capsys.readouterr().err
+    assert "the input is 32x32, 16x the pixels of the 8x8 low-res input" in capsys.readouterr().err
 
 
 def test_task_commands_refuse_bad_inputs_with_exit_2(models, tmp_path, monkeypatch, capsys):
@@ -589,12 +589,12 @@ def test_cascade_draws_and_records_a_random_seed_and_tasks_warn_about_oversized_
     # a cascade stage's options that its task would ignore are refused, and planning allocates no stand-in video
     from vdmkit.pipelines.cascade import CascadeConfig, StageConfig, plan
 
-    with pytest.raises(ConstraintError, match="noise_level do.es. not apply to a text_to_video stage"):
+    with pytest.raises(ConstraintError, match="noise_level does not apply to a text_to_video stage"):
         plan(CascadeConfig(stages=(StageConfig(task="text_to_video", model=models["t2v"], noise_level=-1),)))
     from vdmkit.pipelines.base import open_model
     from vdmkit.pipelines.cascade import check_stage_options
 
-    with pytest.raises(ConstraintError, match="mode do.es. not apply to a upscale stage"):
+    with pytest.raises(ConstraintError, match="mode does not apply to an upscale stage"):
         check_stage_options(StageConfig(task="upscale", model=models["sr"], mode="concat"),
                             open_model(models["sr"])[1], (4, 8, 8), "stage 'upscale'")
     long = CascadeConfig(stages=(StageConfig(task="text_to_video", model=models["t2v"], stride=2),
@@ -641,7 +641,7 @@ def test_cascade_command_refuses_mismatched_stages_before_any_weights(models, tm
     for later, match in [("sampler: bogus", "unknown sampler 'bogus'"), ("steps: 0", "steps must be >= 1"),
                          ("noise_level: 5.0", "noise_level must be"), ("factor: 100", "interpolating x100"),
                          ("mode: replace, image_guidance: 2", "image_guidance (two-scale guidance) needs"),
-                         ("frames: 9", "frames do(es) not apply to a interpolate stage")]:
+                         ("frames: 9", "frames does not apply to an interpolate stage")]:
         later = later if later.startswith("factor") else f"factor: 2, {later}"
         config.write_text(f"stages:\n{first}  - {{task: interpolate, model: {models['frames']}, {later}}}\n")
         assert cli.main(["cascade", str(config), "--prompt", "x", "--out", str(tmp_path / "c.mp4"),
@@ -790,9 +790,9 @@ def test_sweep12_cascade_and_task_requests_check_everything_before_weights_and_r
     from vdmkit.pipelines.base import open_model
     from vdmkit.pipelines.cascade import check_stage_options
 
-    with pytest.raises(ConstraintError, match="factor do.es. not apply to a text_to_video stage"):
+    with pytest.raises(ConstraintError, match="factor does not apply to a text_to_video stage"):
         plan(CascadeConfig(stages=(StageConfig(task="text_to_video", model=models["t2v"], factor=8),)))
-    with pytest.raises(ConstraintError, match="frames do.es. not apply to a upscale stage"):
+    with pytest.raises(ConstraintError, match="frames does not apply to an upscale stage"):
         check_stage_options(StageConfig(task="upscale", model=models["sr"], frames=20), open_model(models["sr"])[1],
                             (4, 8, 8), "stage 'upscale'")
     for bad, words in ((dict(stride=2.5), "stride must be an integer"), (dict(steps="2"), "steps must be an integer")):

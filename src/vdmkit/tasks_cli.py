@@ -219,14 +219,17 @@ def _read(path: str, frames: int | None = None):
     return from_uint8(read_video(path)[:frames])  # cut first: only the frames used become float32
 
 
-def warn_larger_than_trained(video, config, remedy: str) -> None:
+def warn_larger_than_trained(video, config, remedy: str, low_res: int = 1) -> None:
     """A warning when ``video``'s frames hold more pixels than the model was trained on: a task runs at the input's
     size, so `vdmkit sample`'s own output (nearest-neighbour upscaled for viewing; its sidecar's "upscale") would run
-    at 16x the pixels, slowly and off the model's training size."""
+    at 16x the pixels, slowly and off the model's training size. ``low_res``: a super-resolution model's factor, whose
+    training input is its training size divided by it."""
     height, width = video.shape[-2:]
-    if height * width > config.height * config.width:
-        print(f"warning: the input is {height}x{width}, {height * width / (config.height * config.width):.3g}x the "
-              f"pixels of the {config.height}x{config.width} the model was trained on: the task runs at the input's "
+    trained_h, trained_w = config.height // low_res, config.width // low_res
+    what = "the model was trained on" if low_res == 1 else f"low-res input the x{low_res} model was trained on"
+    if height * width > trained_h * trained_w:
+        print(f"warning: the input is {height}x{width}, {height * width / (trained_h * trained_w):.3g}x the "
+              f"pixels of the {trained_h}x{trained_w} {what}: the task runs at the input's "
               f"size (a file written by `vdmkit sample` is upscaled for viewing: write it with --upscale 1, or use "
               f"{remedy})", file=sys.stderr)
 
@@ -307,8 +310,9 @@ def _run_task(args, task: str, path: str, shape: tuple, prompt: str, produce_arg
     # decoded: it was decoded and converted to float32 first (a 9 KB mp4 of black 1024x1024 frames reached 5.6 GiB
     # before the refusal), and an image resized to --height 100000 was an allocator traceback
     stand_in = _stand_in(1, 3, *used[1:]) if image else _stand_in(1, 3, *used)
-    if task != "upscale":  # (the options upscale would ignore are not in its parser: argparse refuses them)
-        warn_larger_than_trained(stand_in, config, "--height / --width" if image else "a resized input")
+    # an upscaler is compared with its low-res training input (its config's size is the output's)
+    low_res = getattr(config.condition, "low_res", 1) if task == "upscale" else 1
+    warn_larger_than_trained(stand_in, config, "--height / --width" if image else "a resized input", low_res)
     options = _conditioning(args)
     if task in ("interpolate", "extend"):  # only interpolate has --no-keep: extend keeps its input as given
         options["keep_known"] = not getattr(args, "no_keep", False)

@@ -141,10 +141,13 @@ def draw(cfg: ConditionConfig, shape: tuple[int, ...], *, seed: int, step: int, 
     return Draws(torch.stack(masks), torch.tensor(keep), torch.tensor(levels), torch.stack(eps))
 
 
-def conditioned(cond: Condition, videos: torch.Tensor, draws: Draws, cfg: ConditionConfig) -> Condition:
+def conditioned(cond: Condition, videos: torch.Tensor, draws: Draws, cfg: ConditionConfig,
+                low_res: torch.Tensor | None = None) -> Condition:
     """``cond`` (the text) with the conditioning of a training batch ``videos`` (B, C, T, H, W, what the backbone
     denoises): the known frames and their mask, the low-resolution clip, noise-augmented at the drawn levels; a
-    dropped sample gets a zero mask and a zero low-res clip (what guidance's image-free branch gives the model)."""
+    dropped sample gets a zero mask and a zero low-res clip (what guidance's image-free branch gives the model).
+    ``low_res``: the clean low-res clip, by default ``videos`` downsampled; a latent run gives the latents of the
+    downsampled pixels, as upscale encodes its input."""
     keep = draws.keep_image.to(videos.device)
     level, eps = draws.noise_level.to(videos.device), draws.eps.to(videos)
     fields = {"noise_level": level}
@@ -153,17 +156,26 @@ def conditioned(cond: Condition, videos: torch.Tensor, draws: Draws, cfg: Condit
         fields["known"] = augment(videos, level, eps)
     if cfg.low_res > 1:
         f = cfg.low_res
-        small = augment(downsample(videos, f), level, downsample(eps, f) * f)  # area-averaged noise rescaled to unit
+        small = downsample(videos, f) if low_res is None else low_res.to(videos)
+        small = augment(small, level, downsample(eps, f) * f)  # area-averaged noise rescaled to unit
         fields["low_res"] = small * keep.to(videos).view(-1, 1, 1, 1, 1)
     return dataclasses.replace(cond, **fields)
 
 
-def residual_base(videos: torch.Tensor, factor: int) -> torch.Tensor:
-    """What a residual super-resolution model adds its output to: the bicubic upsampling of the clean clip
-    downsampled ``factor`` times (its low-res input before augmentation)."""
+def residual_base(videos: torch.Tensor, factor: int, low_res: torch.Tensor | None = None) -> torch.Tensor:
+    """What a residual super-resolution model adds its output to: the bicubic upsampling of its clean low-res input
+    (``low_res``; by default ``videos`` downsampled ``factor`` times), at the size of ``videos``."""
     from vdmkit.backbones.condition_inputs import upsample
 
-    return upsample(downsample(videos, factor), tuple(videos.shape[3:]))
+    small = downsample(videos, factor) if low_res is None else low_res.to(videos)
+    return upsample(small, tuple(videos.shape[3:]))
+
+
+def low_res_latents(pipe, pixels: torch.Tensor, factor: int) -> torch.Tensor:
+    """A latent super-resolution model's clean low-res input for the pixel clips ``pixels`` (B, 3, T, H, W): the
+    latents of the clips area-downsampled ``factor`` times, as upscale encodes the low-res video it is given (the
+    downsampled latents of the full-size clip differ: an autoencoder does not commute with pooling)."""
+    return pipe.to_latents(downsample(pixels, factor)).float()
 
 
 def augment(x: torch.Tensor, level: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:

@@ -258,7 +258,8 @@ def check_stage_options(stage: StageConfig, config, before: tuple[int, int, int]
         ignored = [k for k in dict.fromkeys(k for keys in TASK_OPTIONS.values() for k in keys)
                    if k not in TASK_OPTIONS[stage.task] and getattr(stage, k) != defaults[k]]
         if ignored:
-            raise ConstraintError(f"{', '.join(ignored)} do(es) not apply to a {stage.task} stage")
+            verb, article = "does" if len(ignored) == 1 else "do", "an" if stage.task[0] in "aeiou" else "a"
+            raise ConstraintError(f"{', '.join(ignored)} {verb} not apply to {article} {stage.task} stage")
         if stage.task == "text_to_video":
             mode = stage_long_mode(stage, config)
             if mode is not None:  # frames beyond the model's: windows, as `vdmkit sample --frames N`

@@ -288,6 +288,11 @@ class RunConfig:
         self.model, self.text = build_parts(self.backbone, self.model, self.text_encoder, self.text)
         self.model = condition_model(self.model, self.data.condition, self.train.image_ratio,
                                      getattr(self.data, "image_ratio", 0.0))
+        if self.data.condition is not None and self.data.condition.low_res > 1 and self.latent.cache:
+            raise ConfigError(f"data.condition.low_res={self.data.condition.low_res} with latent.cache="
+                              f"{self.latent.cache!r}: a latent super-resolution model is conditioned on the latents "
+                              "of the downsampled clip (what upscale encodes), and the cache holds only the full-size "
+                              "clips' latents; set latent.cache='' (each batch encoded on the fly) to train it")
         self.diffusion.check_for_training()
         num_train_steps = self.diffusion.build_process().num_train_steps
         if self.sampling is None:  # the defaults, within the process (a 20-step vp process was refused 50 steps)
@@ -311,6 +316,7 @@ class RunConfig:
     def check_shapes(self) -> None:
         """Data shapes fit the autoencoder and the backbone (once the autoencoder's kind is known)."""
         shapes = self.train_shapes()
+        self.check_low_res(shapes)
         if self.latent.enabled:
             # in pixels, naming the data's keys: the backbone's check gave latent sizes as the data's (a review)
             m = self.latent.autoencoder_config().spatial_compression * self.model.spatial_factor
@@ -332,6 +338,19 @@ class RunConfig:
                                   "frame mixes several video frames, so it is not an image. Set train.image_ratio=0 "
                                   "or train on a frame_vae (temporal_compression 1)")
         check_fits(self.backbone, self.model, shapes)
+
+    def check_low_res(self, shapes: list[tuple[int, int, int]]) -> None:
+        """A super-resolution run's sizes divide by ``low_res`` x the autoencoder's spatial compression: its input
+        is the clip area-downsampled ``low_res`` times (then encoded, in a latent run)."""
+        factor = getattr(self.data.condition, "low_res", 1)
+        if factor == 1:
+            return
+        m = factor * (self.latent.autoencoder_config().spatial_compression if self.latent.enabled else 1)
+        odd = sorted({(h, w) for _, h, w in shapes if h % m or w % m})
+        if odd:
+            why = f" (x{m // factor} autoencoder compression of the small clip)" if m != factor else ""
+            raise ConfigError(f"data.condition.low_res={factor}: data sizes {', '.join(f'{h}x{w}' for h, w in odd[:4])}"
+                              f" (pixels) do not downsample {factor}x{why}; use sizes that are multiples of {m}")
 
     def pipeline(self) -> PipelineConfig:
         """The model this run trains, as its checkpoints record it (the latent autoencoder must be resolved)."""

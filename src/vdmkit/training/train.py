@@ -127,15 +127,15 @@ class DiffusionObjective(nn.Module):
         self.cut_batches += cut
         return text
 
-    def forward(self, videos: torch.Tensor, captions: list[str], draws, condition=None) -> torch.Tensor:
+    def forward(self, videos: torch.Tensor, captions: list[str], draws, condition=None, low_res=None) -> torch.Tensor:
         """``condition``: the conditioning draws (vdmkit.conditioning.masks.Draws) when the run trains a conditioned
-        model (data.condition), else None."""
+        model (data.condition), else None; ``low_res``: a latent super-resolution run's clean low-res latents."""
         with autocast(self.device, self.precision):
             cond = dataclasses.replace(self.encode(captions), is_image=draws.is_image)
             if condition is not None:
-                cond = masks.conditioned(cond, videos, condition, self.condition)
+                cond = masks.conditioned(cond, videos, condition, self.condition, low_res)
                 if self.condition.residual:  # the model generates what the upsampled low-res clip lacks
-                    videos = videos - masks.residual_base(videos, self.condition.low_res)
+                    videos = videos - masks.residual_base(videos, self.condition.low_res, low_res)
             with self.regions.active() if self.regions is not None else contextlib.nullcontext():
                 return diffusion_loss(self.pipe.backbone, videos, cond, self.pipe.process, self.prediction,
                                       weighting=self.weighting, noise=(draws.t, draws.eps))
@@ -286,8 +286,13 @@ def train(cfg: RunConfig, *, resume: bool = False, progress: bool = True) -> Pat
                 losses = []
                 for m in range(layout.accum):
                     videos, captions = next(micro_batches)
+                    small = None
                     if cfg.latent.enabled and not cfg.latent.cache:  # the frozen autoencoder's scaled latents, in
-                        videos = pipe.to_latents(videos).float()  # float32 outside autocast, as cache-latents writes
+                        # float32 outside autocast as cache-latents writes them; a super-resolution run's low-res
+                        # input: the latents of the downsampled pixels, as upscale encodes its input
+                        if getattr(cfg.data.condition, "low_res", 1) > 1:
+                            small = masks.low_res_latents(pipe, videos, cfg.data.condition.low_res)
+                        videos = pipe.to_latents(videos).float()
                     draws = step_draws(scheme, videos.shape, tc, pipe.process, cfg.diffusion.loss_weighting,
                                        generator=generator, step=step, positions=layout.positions(m),
                                        global_batch=layout.global_batch, device=device)
@@ -295,7 +300,7 @@ def train(cfg: RunConfig, *, resume: bool = False, progress: bool = True) -> Pat
                         cfg.data.condition, tuple(videos.shape), seed=tc.seed, step=step,
                         positions=list(layout.positions(m)))  # a pure function of (seed, step, position)
                     with accumulating(model, pipe, mode, last=m == layout.accum - 1):
-                        loss = model(videos, draws.captions(captions), draws, condition)
+                        loss = model(videos, draws.captions(captions), draws, condition, small)
                         scaler.scale(loss / layout.accum if layout.accum > 1 else loss).backward()
                     losses.append(loss.detach())
                 loss = mean(torch.stack(losses).mean(), world)  # the global batch's loss, on every rank
