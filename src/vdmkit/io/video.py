@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import math
 import numbers
@@ -214,12 +215,26 @@ def _write_mp4(path: Path, frames: np.ndarray, fps: float, metadata: dict | None
         stream = container.add_stream(codec, rate=Fraction(fps).limit_denominator(MP4_RATE_DENOMINATOR))
         stream.width, stream.height, stream.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
         if codec == "libx264":
-            stream.options = {"crf": H264_CRF}
+            stream.options = {"crf": H264_CRF, **_x264_cpu_cap()}
         for frame in frames:
             for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
                 container.mux(packet)
         for packet in stream.encode():
             container.mux(packet)
+
+
+@functools.cache
+def _x264_cpu_cap() -> dict:
+    """x264 options that keep it off its AVX-512 routines where the CPU has them: their output depended on state that
+    sampling left in the process (two `vdmkit sample` runs, same frames, wrote mp4s 16 levels apart; 2026-12-07).
+    Its AVX2 routines (and plain C) are deterministic and as fast here. x264 takes ``asm=AVX2`` as given, without
+    checking the CPU, so it is set only where the CPU lists AVX-512 (and so AVX2); elsewhere x264 picks."""
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as info:
+            flags = next((line.split(":", 1)[1].split() for line in info if line.startswith("flags")), [])
+    except OSError:  # not Linux: x264's own choice
+        return {}
+    return {"x264-params": "asm=AVX2"} if "avx512f" in flags and "avx2" in flags else {}
 
 
 def _write_pillow(path: Path, frames: np.ndarray, fps: float, suffix: str) -> None:

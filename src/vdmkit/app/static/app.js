@@ -61,15 +61,30 @@ function studyProblems(data, none) {
   return broken;
 }
 
+// fills ``select`` with the studies and picks ``chosen`` (from the URL); a ``chosen`` that is not here picks none (an
+// empty first option) and is named in ``data.missing``: the first study was picked silently before 2026-12-07
 async function fillStudies(select, chosen) {
   const data = await api("/api/studies");
   select.replaceChildren();
+  data.missing = chosen && !data.studies.some(s => s.name === chosen) ? chosen : null;
+  if (data.missing) {
+    const none = document.createElement("option");
+    none.value = "";
+    none.textContent = "(choose a study)";
+    select.append(none);
+  }
   for (const study of data.studies) {
     const option = document.createElement("option");
     option.value = study.name;
     option.textContent = `${study.name} (${study.pairs} pairs, ${study.votes} votes)`;
     select.append(option);
   }
-  if (chosen && data.studies.some(s => s.name === chosen)) select.value = chosen;
+  select.value = data.missing ? "" : (chosen || select.value);
   return data;
+}
+
+// what to say about a study named in the URL that this server does not have (the server's own 404 words)
+function missingStudy(data) {
+  const here = data.studies.map(s => s.name).join(", ") || "none";
+  return `no study ${JSON.stringify(data.missing)} here; studies here: ${here}; choose one above`;
 }
