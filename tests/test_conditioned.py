@@ -295,7 +295,7 @@ def test_conditioned_requests_refuse_bad_inputs_before_any_weights(models):
         check_frame_mask(torch.zeros(4), 1, 4)
     with pytest.raises(ConstraintError, match="all 4 frames"):
         check_frame_mask(torch.ones(4), 1, 4)
-    with pytest.raises(ConstraintError, match="divisible by 2.*nearest valid: 16x16"):
+    with pytest.raises(ConstraintError, match="divisible by 2.*nearest valid: 18x18"):
         task_request(frames_cfg, "image_to_video", clip(1, t=1, size=17)[:, :, 0], "x")
     with pytest.raises(ConstraintError, match="at least 2 keyframes"):
         task_request(frames_cfg, "interpolate", clip(1, t=1), "x")

@@ -165,7 +165,7 @@ def test_bad_inputs_raise_constraint_errors_naming_valid_values():
     t = torch.tensor([1])
     with pytest.raises(ConstraintError, match="nearest valid: 8x20"):
         m(torch.randn(1, 3, 2, 9, 19), t)
-    with pytest.raises(ConstraintError, match="1 \\(an image\\) or a multiple of tubelet_t=2; nearest valid: 4"):
+    with pytest.raises(ConstraintError, match="1 \\(an image\\) or a multiple of tubelet_t=2; nearest valid: 6"):
         m(torch.randn(1, 3, 5, 8, 8), t)
     with pytest.raises(ConstraintError, match="expects 3 input channels, got 4"):
         m(torch.randn(1, 4, 2, 8, 8), t)

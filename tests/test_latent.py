@@ -111,7 +111,7 @@ def test_latent_train_and_sample_end_to_end(tmp_path, video_vae, capsys):
     with pytest.raises(ConstraintError, match="temporal compression 2"):
         pipe(["a red circle"], steps=2, frames=8)
     # sizes are checked in the video's pixels (the UNet's own check counts latent pixels: "got 9x9")
-    with pytest.raises(ConstraintError, match=r"multiples of 4 for this model .* got 18x18; nearest valid: 16x16"):
+    with pytest.raises(ConstraintError, match=r"multiples of 4 for this model .* got 18x18; nearest valid: 20x20"):
         pipe(["a red circle"], steps=2, frames=9, height=18, width=18)
     assert cli.main(["sample", "--model", str(run), "--prompt", "a red circle", "--frames", "8", "--out",
                      str(tmp_path / "bad.mp4")]) == 2
@@ -420,7 +420,7 @@ def test_latents_output_and_small_tiles_say_what_applies(tmp_path, frame_vae, ca
     assert cli.main(["eval", "--real", "shapes", "--fake", str(run), "--metrics", "psnr", "--resolution", "18",
                      "--frames", "4", "--sample-steps", "1", "--out", str(tmp_path / "e.json"), "--no-progress"]) == 2
     err = capsys.readouterr().err
-    assert "--resolution 18 does not fit the model" in err and "got 18x18; nearest valid: 16x16" in err
+    assert "--resolution 18 does not fit the model" in err and "got 18x18; nearest valid: 20x20" in err
     assert not (tmp_path / "e.json").exists()
 
 

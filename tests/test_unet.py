@@ -438,7 +438,7 @@ def test_preset_inputs_are_checked():
     t = torch.tensor([1])
     with pytest.raises(ConstraintError, match="expects 4 input channels, got 3"):
         m(torch.randn(1, 3, 2, 16, 16), t)
-    with pytest.raises(ConstraintError, match="divisible by 8 .* got 12x20; nearest valid: 16x16"):
+    with pytest.raises(ConstraintError, match="divisible by 8 .* got 12x20; nearest valid: 16x24"):
         m(torch.randn(1, 4, 2, 12, 20), t)
     with pytest.raises(ConstraintError, match=r"\(B, C, T, H, W\)"):
         m(torch.randn(4, 16, 16), t)

@@ -144,12 +144,14 @@ class DiTConfig:
     def check_shape(self, frames: int, height: int, width: int) -> None:
         """ConstraintError naming the valid values if this model cannot take a (frames, height, width) input."""
         p, k = self.patch_size, self.tubelet_t
+        learned = self.position == "learned"  # its nearest valid values are within the tables too
         if height < 1 or width < 1 or height % p or width % p:
+            h, w = (nearest_multiple(v, p, self.max_size if learned else None) for v in (height, width))
             raise ConstraintError(f"height and width must be positive multiples of the patch size {p}, got "
-                                  f"{height}x{width}; nearest valid: {_nearest(height, p)}x{_nearest(width, p)}")
+                                  f"{height}x{width}; nearest valid: {h}x{w}")
         if frames < 1 or (frames > 1 and frames % k):
-            raise ConstraintError(f"frames={frames} must be 1 (an image) or a multiple of tubelet_t={k}; "
-                                  f"nearest valid: {_nearest(frames, k)}")
+            raise ConstraintError(f"frames={frames} must be 1 (an image) or a multiple of tubelet_t={k}; nearest "
+                                  f"valid: {nearest_multiple(frames, k, self.max_frames if learned else None, True)}")
         if self.position == "learned" and (frames > self.max_frames or max(height, width) > self.max_size):
             raise ConstraintError(
                 f"learned position tables cover at most {self.max_frames} frames of {self.max_size}x"
@@ -170,8 +172,13 @@ DiTLConfig = _dit_size("DiTLConfig", "DiT-L", 1024, 24, 16)
 DiTXLConfig = _dit_size("DiTXLConfig", "DiT-XL", 1152, 28, 16)
 
 
-def _nearest(value: int, factor: int) -> int:
-    return max(factor, round(value / factor) * factor)
+def nearest_multiple(value: int, factor: int, most: int | None = None, image: bool = False) -> int:
+    """The positive multiple of ``factor`` nearest ``value`` (at most ``most``; or 1, with ``image``), the larger on a
+    tie: the rule of the commands' "give --X" advice (vdmkit.pipelines.sizes.nearest), so that a refusal never names
+    two values. round() rounds half to even: 9 at a factor 2 was "nearest valid: 8" beside "give --height 10"."""
+    best = max(factor, (value + factor // 2) // factor * factor)  # half up
+    best = best if most is None else min(best, most)
+    return 1 if image and abs(value - 1) < abs(best - value) else best
 
 
 def fold_sizes(grid: dict[str, int]) -> dict[str, tuple[int, int]]:

@@ -41,6 +41,7 @@ from vdmkit.backbones.layers import (
 from vdmkit.backbones.space_time import SpaceTimeAttention, gated, repeat_text
 from vdmkit.backbones.transformer_blocks import MotionModule, SpatialTransformer, TemporalTransformer
 from vdmkit.backbones.condition_inputs import ConditionInputs, check_condition, check_condition_inputs
+from vdmkit.backbones.dit import nearest_multiple
 from vdmkit.conditioning.condition import Condition, as_condition
 from vdmkit.conditioning.text import TextCondition
 from vdmkit.errors import ConfigError, ConstraintError
@@ -233,7 +234,7 @@ class UNet3DConfig:
         if height % f or width % f:
             raise ConstraintError(
                 f"height and width must be divisible by {f} for this UNet, got {height}x{width}; "
-                f"nearest valid: {max(f, round(height / f) * f)}x{max(f, round(width / f) * f)}")
+                f"nearest valid: {nearest_multiple(height, f)}x{nearest_multiple(width, f)}")
 
 
 @dataclass

@@ -5,16 +5,20 @@ checkpoints written before the split hold the whole run there and are read throu
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
 import typing
 from dataclasses import dataclass, field
+from itertools import islice
 
 from vdmkit.autoencoders.common import compressed_shape
+from vdmkit.backbones.dit import nearest_multiple
 from vdmkit.conditioning.masks import ConditionConfig
 from vdmkit.config import from_dict
 from vdmkit.diffusion.config import DiffusionConfig
 from vdmkit.errors import ConfigError, ConstraintError
+from vdmkit.pipelines.sizes import outward
 from vdmkit.registry import AUTOENCODERS, BACKBONES, TEXT_ENCODERS, entry_config
 
 
@@ -32,8 +36,13 @@ class LatentSpec:
         return bool(self.kind)
 
     def autoencoder_config(self):
-        """The autoencoder's config dataclass (shapes and channels without building the network)."""
-        return autoencoder_config(self.kind, self.model)
+        """The autoencoder's config dataclass (shapes and channels without building the network), built once per
+        (kind, model): a frame count's refusal rebuilt it for every count it tried (get_type_hints each time)."""
+        built = self.__dict__.get("_built")  # not a field: neither saved nor compared
+        if built is None or built[0] != (self.kind, self.model):
+            built = copy.deepcopy((self.kind, self.model)), autoencoder_config(self.kind, self.model)
+            self.__dict__["_built"] = built
+        return built[1]
 
 
 def autoencoder_config(kind: str, model):
@@ -76,13 +85,47 @@ def fit_latent(model, kind: str, ae_model, shapes: list[tuple[int, int, int]], o
         raise ConfigError(f"data does not fit the autoencoder: {err}") from err
 
 
-def check_fits(backbone: str, model, shapes: list[tuple[int, int, int]], what: str = "data") -> None:
-    for frames, height, width in shapes:
+def check_fits(backbone: str, model, shapes: list[tuple[int, int, int]], what: str = "data",
+               latents: list[tuple[int, int, int]] | None = None, temporal: int = 1, origin: str = "") -> None:
+    """ConfigError naming the first of ``shapes`` (pixels) that backbone ``model`` cannot take. A latent model's:
+    ``latents``, the autoencoder's shapes of them (compressing time ``temporal`` x), which the backbone checks; a
+    frame count it refuses is named in the data's frames, with ``origin`` (the data key, " (data.frames)")."""
+    for i, (frames, height, width) in enumerate(shapes):
+        latent = latents[i] if latents is not None else (frames, height, width)
         try:
-            model.check_shape(frames, height, width)
+            check_latent_frames(model, temporal, frames, latent, origin)
         except ConstraintError as err:
-            raise ConfigError(f"{what} (frames={frames}, {height}x{width}) does not fit backbone {backbone!r}: "
+            of = f"; latents: {latent[0]} frames of {latent[1]}x{latent[2]}" if latents is not None else ""
+            raise ConfigError(f"{what} (frames={frames}, {height}x{width}{of}) does not fit backbone {backbone!r}: "
                               f"{err}") from err
+
+
+def check_latent_frames(model, temporal: int, frames: int, latent: tuple[int, int, int], origin: str = "") -> None:
+    """ConstraintError when backbone ``model`` cannot take ``latent``, the latents of a ``frames``-frame video (an
+    autoencoder compressing time ``temporal`` x): a frame count it refuses is named in the video's frames, with the
+    nearest that fit (its own check counts latent frames, which the user never gave: "frames=3 ... nearest valid: 4"
+    for a 5-frame video, and 4 frames do not fit the autoencoder)."""
+    def takes(n: int) -> bool:
+        try:
+            model.check_shape(n, *latent[1:])
+        except ConstraintError:
+            return False
+        return True
+
+    try:
+        model.check_shape(*latent)
+    except ConstraintError:
+        if temporal == 1 or latent[0] == frames:
+            raise
+        # outward from the asked count, stopping at the first two (each count from 1 up was tried: 35 s at 200001)
+        near = sorted(islice((1 + (n - 1) * temporal for n in outward(latent[0], latent[0] + 63) if takes(n)), 2))
+        if not near:  # not even 1 frame fits: the size is the problem, said for 1 frame (not in latent counts)
+            model.check_shape(1, *latent[1:])
+            raise
+        raise ConstraintError(
+            f"frames={frames}{origin} makes {latent[0]} latent frames (the video autoencoder keeps 1 + (frames - 1) / "
+            f"{temporal}), which the backbone cannot take; nearest valid frame counts: {', '.join(map(str, near))}"
+        ) from None
 
 
 @dataclass
@@ -188,7 +231,7 @@ class PipelineConfig:
             raise ConstraintError(
                 f"height and width must be multiples of {m} for this model (its autoencoder makes latents {s}x "
                 f"smaller, and its backbone needs latents divisible by {f}), got {height}x{width}; nearest valid: "
-                f"{max(m, round(height / m) * m)}x{max(m, round(width / m) * m)}")
+                f"{nearest_multiple(height, m)}x{nearest_multiple(width, m)}")
 
 
     def check_latent_shape(self, frames: int, height: int, width: int) -> tuple[int, int, int]:
@@ -196,28 +239,8 @@ class PipelineConfig:
         (the backbone's own check counts latent frames and pixels, which the user never typed)."""
         self.check_pixels(height, width)
         latent = self.latent_size(frames, height, width)
-        try:
-            self.model.check_shape(*latent)
-        except ConstraintError:
-            c = self.latent.autoencoder_config().temporal_compression if self.latent.enabled else 1
-            if c == 1 or latent[0] == frames:
-                raise
-
-            def fits(n: int) -> bool:
-                try:
-                    self.model.check_shape(*self.latent_size(n, height, width))
-                except ConstraintError:
-                    return False
-                return True
-
-            valid = [n for n in range(1, frames + 8 * c * 8, c) if fits(n)]
-            if not valid:  # no frame count fits at this size: the size is the problem, in the backbone's words
-                raise
-            near = sorted(sorted(valid, key=lambda n: abs(n - frames))[:2])
-            raise ConstraintError(
-                f"frames={frames} makes {latent[0]} latent frames (the video autoencoder keeps 1 + (frames - 1) / "
-                f"{c}), which the backbone cannot take; nearest valid frame counts: {', '.join(map(str, near))}"
-            ) from None
+        check_latent_frames(self.model, self.latent.autoencoder_config().temporal_compression if self.latent.enabled
+                            else 1, frames, latent)
         return latent
 
 

@@ -3,7 +3,7 @@ width that fit a request, and super-resolution's low-resolution input checked in
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Iterator
 
 from vdmkit.errors import ConstraintError
 
@@ -19,9 +19,19 @@ def refusal(config, frames: int, height: int, width: int) -> str | None:
     return None
 
 
+def outward(n: int, reach: int) -> Iterator[int]:
+    """Positive values by distance from ``n``, the larger first on a tie (n, n + 1, n - 1, n + 2, ...), at most
+    ``reach`` from it: a search for the nearest that fits stops at the first, whatever the size of ``n``."""
+    for d in range(reach + 1):
+        for m in (n + d, n - d) if d else (n,):
+            if m >= 1:
+                yield m
+
+
 def nearest(n: int, fits: Callable[[int], bool]) -> int | None:
-    """The positive value closest to ``n`` that ``fits`` (the larger on a tie), None if none within reach."""
-    return next((m for m in sorted(range(1, 2 * n + 64), key=lambda m: (abs(m - n), -m)) if fits(m)), None)
+    """The positive value closest to ``n`` that ``fits`` (the larger on a tie: the backbones' "nearest valid" rule,
+    vdmkit.backbones.dit.nearest_multiple), None if none within n + 63 of it."""
+    return next((m for m in outward(n, n + 63) if fits(m)), None)
 
 
 def fitting_shape(config, shape: tuple[int, int, int], frames_at_most: int | None = None) -> dict[str, int]:

@@ -330,14 +330,17 @@ class RunConfig:
                                   f"latents divisible by {self.model.spatial_factor}); {fix}")
             lengths = tuple(getattr(self.data, "lengths", None) or (self.data.frames,))  # a folder's buckets
             origin = " (data.frames)" if lengths == (self.data.frames,) else f" (data.lengths={list(lengths)})"
-            self.model, shapes = fit_latent(self.model, self.latent.kind, self.latent.model, shapes, origin)
+            self.model, latents = fit_latent(self.model, self.latent.kind, self.latent.model, shapes, origin)
             compression = self.latent.autoencoder_config().temporal_compression
             if self.train.image_ratio > 0 and compression != 1:
                 raise ConfigError(f"train.image_ratio={self.train.image_ratio} needs an autoencoder that keeps "
                                   f"frames apart, but {self.latent.kind!r} compresses time {compression}x: one latent "
                                   "frame mixes several video frames, so it is not an image. Set train.image_ratio=0 "
                                   "or train on a frame_vae (temporal_compression 1)")
-        check_fits(self.backbone, self.model, shapes)
+            # in the data's frames: the backbone's check named latent frame counts as data.frames (a sweep)
+            check_fits(self.backbone, self.model, shapes, latents=latents, temporal=compression, origin=origin)
+        else:
+            check_fits(self.backbone, self.model, shapes)
 
     def check_low_res(self, shapes: list[tuple[int, int, int]]) -> None:
         """A super-resolution run's sizes divide by ``low_res`` x the autoencoder's spatial compression: its input
