@@ -126,3 +126,13 @@ def test_a_refusal_with_advice_names_one_value_for_each_side():
     said = str(with_shape_flags(ConstraintError(refusal(latent.check_latent_shape, 4, 16 + m // 2, 16)), latent,
                                 (4, 16 + m // 2, 16)))
     assert said.endswith(f"nearest valid: {16 + m}x16; give --height {16 + m}"), said
+
+
+def test_autoencoder_size_refusals_round_half_up_like_the_advice():
+    """An autoencoder's own "nearest valid" takes the larger size on a tie (round() gave 16 for 20 at compression 8,
+    while the commands' advice says 24)."""
+    from vdmkit.autoencoders.common import compressed_shape
+
+    with pytest.raises(ConstraintError, match=r"nearest valid: 24x16"):
+        compressed_shape(8, 1, 1, 20, 16)
+    assert nearest(20, lambda v: v % 8 == 0) == 24

@@ -136,11 +136,6 @@ class DiTConfig:
         """T must be 1 (an image) or divisible by this."""
         return self.tubelet_t
 
-    @property
-    def spatial_factor(self) -> int:
-        """H and W must be divisible by this."""
-        return self.patch_size
-
     def check_shape(self, frames: int, height: int, width: int) -> None:
         """ConstraintError naming the valid values if this model cannot take a (frames, height, width) input."""
         p, k = self.patch_size, self.tubelet_t
