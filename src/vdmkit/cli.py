@@ -245,8 +245,10 @@ def _cmd_sample(args) -> int:
         from vdmkit.io.video import played_fps
         from vdmkit.pipelines.base import weights_sha256
         from vdmkit.pipelines.render import request_metadata
+        from vdmkit.pipelines.request import effective_precision
 
         same = {"model_sha256": weights_sha256(ckpt), "decode": dict(decode), "dtype": weights_dtype(args),
+                "precision": effective_precision(args.precision, weights_dtype(args), device),  # as render records
                 "lora": [[sha256_file(a.path), round(float(s), 12)] for a, s in adapters] or None,
                 "cache": cache and cache.as_dict()}
 

@@ -204,11 +204,20 @@ DTYPE_HELP = ("weights stored (and computed) in this type (default: bf16 with --
 
 
 def weights_dtype(args) -> str:
-    """The dtype the model's weights load in: --dtype when given, else bf16 for --precision bf16 (the pure path)."""
+    """The dtype the model's weights load in: --dtype when given, else bf16 for --precision bf16 (the pure path).
+    Every command reads it before any weights load: --precision bf16 --dtype fp16 is refused here (fp16 weights
+    compute in fp16; the bf16 was dropped while the sidecar said bf16)."""
+    from vdmkit.errors import ConfigError
+
     dtype = getattr(args, "dtype", None)
+    precision = getattr(args, "precision", "fp32")
+    if dtype == "fp16" and precision == "bf16":
+        raise ConfigError("--precision bf16 with --dtype fp16: fp16 weights compute in fp16, not bf16; give --dtype "
+                          "bf16 (or drop --dtype: the pure bf16 path), --dtype fp32 (bf16 autocast), or drop "
+                          "--precision to sample in fp16")
     if dtype is not None:
         return dtype
-    return "bf16" if getattr(args, "precision", "fp32") == "bf16" else "fp32"
+    return "bf16" if precision == "bf16" else "fp32"
 
 
 CUDA_GRAPHS_HELP = ("CUDA devices: replay each model call from a CUDA graph captured on its first call (no kernel "
@@ -223,10 +232,12 @@ COMPILE_HELP = ("compile the model's calls. package (the default): an ahead-of-t
 
 
 def check_runner(args, device) -> None:
-    """--compile and --cuda-graphs, refused before any weights load: not both, and graphs only on a CUDA device."""
+    """--compile and --cuda-graphs, refused before any weights load: not both, graphs only on a CUDA device, neither
+    over autocast; and --precision with --dtype (weights_dtype)."""
     from vdmkit.errors import ConfigError
     from vdmkit.pipelines.base import BOTH_RUNNERS
 
+    weights_dtype(args)  # --precision bf16 --dtype fp16: refused at once
     graphs = getattr(args, "cuda_graphs", False)
     if graphs and getattr(args, "compile", False):
         raise ConfigError(BOTH_RUNNERS)

@@ -424,6 +424,7 @@ def _cmd_cascade(args) -> int:
     from vdmkit.io.video import check_video_size, played_fps, upscale, viewing_factor, write_video
     from vdmkit.pipelines.cascade import cascade_record, load_cascade, plan, run_cascade
     from vdmkit.pipelines.render import VIEW_SIZE
+    from vdmkit.pipelines.request import effective_precision
     from vdmkit.sampling.generate import check_seed
     from vdmkit.video import to_uint8
 
@@ -447,7 +448,7 @@ def _cmd_cascade(args) -> int:
     meta = {"prompt": args.prompt, "cascade": str(args.config), "config": cascade_record(cfg),  # as run, overrides in
             "seed": seed, "seed_was_random": args.seed is None,
             "stages": stages, "fps": fps,
-            "precision": args.precision, "device": str(device), "threads": threads, "vdmkit": __version__,
+            "precision": effective_precision(args.precision, "fp32", device), "device": str(device), "threads": threads, "vdmkit": __version__,
             "upscale": factor, "shapes": [list(p.shape) for p in planned]}
     path = write_video(out, upscale(frames, factor), fps=fps, metadata=meta)
     written = [path]

@@ -53,7 +53,7 @@ def _cmd_eval(args) -> int:
     if args.real is None or args.fake is None:
         raise ValueError("eval needs --real DIR|shapes and --fake DIR|MODEL_DIR|shapes|noise "
                          "(or: vdmkit eval compare A.json B.json)")
-    from vdmkit.cli_common import weights_dtype
+    from vdmkit.cli_common import check_runner, weights_dtype
     from vdmkit.device import resolve_device
     from vdmkit.errors import SampleCountWarning
     from vdmkit.evaluation.evaluate import evaluate
@@ -66,7 +66,7 @@ def _cmd_eval(args) -> int:
     )
     from vdmkit.io.atomic import no_room
 
-    resolve_device(args.device)  # a device that is not here fails before anything is read
+    device = resolve_device(args.device)  # a device that is not here fails before anything is read
     from vdmkit.device import apply_threads
 
     apply_threads(args.threads)
@@ -82,6 +82,8 @@ def _cmd_eval(args) -> int:
         if ignored:
             print(f"warning: {', '.join(ignored)} apply when --fake is a model; {args.fake!r} is not one, so they are "
                   "ignored", file=sys.stderr)
+    else:  # sample's refusals: --compile over autocast, --precision bf16 --dtype fp16 (it evaluated fp32 / fp16)
+        check_runner(args, device)
     if args.out:  # before any work: an evaluation can take hours
         check_output_path(args.out, (".json",))
     if args.html:
@@ -102,7 +104,7 @@ def _cmd_eval(args) -> int:
                       num_real=args.num_real, num_fake=args.num_fake, seed=args.seed, video_extractor=args.extractor,
                       clip_sampling=args.clip_sampling,
                       lpips_backbone=args.lpips_backbone, lpips_heads=args.lpips_heads, lpips_net=args.lpips_net,
-                      device=args.device, sample_dtype=weights_dtype(args),
+                      device=args.device, sample_dtype=weights_dtype(args), sample_precision=args.precision,
                       compile_model=args.compile, cuda_graphs=args.cuda_graphs)
     from vdmkit.distributed import current
 
@@ -247,7 +249,8 @@ def register(sub) -> None:
     p.add_argument("--sample-steps", type=int, default=50, help="sampler steps when --fake is a model")
     p.add_argument("--guidance", type=float, default=3.0, help="guidance when --fake is a model")
     p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32", help="when --fake is a model: bf16 samples "
-                   "it in pure bf16 (weights cast; 1.7x faster on the shapes model, detector scores unchanged)")
+                   "it in pure bf16 (weights cast; 1.7x faster on the shapes model, detector scores unchanged); with "
+                   "--dtype fp32, under bf16 autocast; recorded as the fake set's precision")
     p.add_argument("--dtype", choices=("fp32", "bf16", "fp16"), help="when --fake is a model: its weights' type "
                    "(default: bf16 with --precision bf16, else fp32)")
     p.add_argument("--compile", nargs="?", const="package", choices=COMPILE_MODES, help="when --fake is a model: "

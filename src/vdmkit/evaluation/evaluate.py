@@ -353,7 +353,8 @@ def evaluate(real, fake, *, metrics=None, protocol: str | Protocol = "folders", 
              captions=None, expected_sha256: dict | None = None, sample_steps: int = 50, guidance: float = 3.0,
              sampler: str = "ddim", keep_samples: int = 4, lpips_backbone=None, lpips_heads=None,
              lpips_net: str = "alex", device: str | torch.device = "auto", sample_dtype: str = "fp32",
-             compile_model: bool | str = False, cuda_graphs: bool = False, **overrides) -> Evaluation:
+             compile_model: bool | str = False, cuda_graphs: bool = False, sample_precision: str = "fp32",
+             **overrides) -> Evaluation:
     """Evaluate ``fake`` against ``real`` under ``protocol``.
 
     ``real``: a folder of videos or ``"shapes"``; ``fake``: a folder, ``"shapes"``, ``"noise"`` or a vdmkit
@@ -363,9 +364,10 @@ def evaluate(real, fake, *, metrics=None, protocol: str | Protocol = "folders", 
     and the lpips heads file, or their folders (default ``weights``); ``lpips_net``: "alex" or "vgg".
     ``device``: where a model is sampled and the feature networks run ("auto": CUDA when present; "cpu" gives
     the bit-reproducible reference numbers; recorded in the report). ``sample_dtype`` ("bf16": a model samples in
-    pure bf16), ``compile_model`` (its calls compiled: True or "package" through a compiled package, "regional"
-    each kind of block compiled in this process) and ``cuda_graphs`` (replayed from CUDA
-    graphs, on a CUDA device) speed up a model's sampling; each is recorded with the source. ``expected_sha256``:
+    pure bf16; "fp32" with ``sample_precision`` "bf16": under bf16 autocast), ``compile_model`` (its calls compiled:
+    True or "package" through a compiled package, "regional" each kind of block compiled in this process) and
+    ``cuda_graphs`` (replayed from CUDA graphs, on a CUDA device) speed up a model's sampling; each is recorded
+    with the source (and the precision its calls computed in). ``expected_sha256``:
     ``{file name: sha256}`` to accept a file other than the published one (recorded as such). ``overrides``:
     protocol fields (frames, stride, resolution, num_real, num_fake, seed, ...). Sample counts below the protocol's
     warn with the number (:class:`SampleCountWarning`), or raise under ``strict``. Videos are decoded and features
@@ -393,7 +395,8 @@ def evaluate(real, fake, *, metrics=None, protocol: str | Protocol = "folders", 
                                                captions=captions,
                                                sample_steps=sample_steps, guidance=guidance, sampler=sampler,
                                                batch_size=batch_size, device=device, sample_dtype=sample_dtype,
-                                               compile_model=compile_model, cuda_graphs=cuda_graphs)
+                                               compile_model=compile_model, cuda_graphs=cuda_graphs,
+                                               sample_precision=sample_precision)
             check_disjoint_sets(real_src, fake_src, real, fake)  # a video in both sets is counted twice
             n_real, n_fake = planned_count(real_src), planned_count(fake_src)
             paired = paired_metrics(metrics)

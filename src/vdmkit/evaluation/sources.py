@@ -476,12 +476,12 @@ class ModelSource:
 
     def __init__(self, path, protocol: Protocol, n: int, prompts, *, size: int, steps: int, guidance: float,
                  sampler: str, batch_size: int, seed: int, device=None, dtype: str = "fp32",
-                 compiled: str | None = None, cuda_graphs: bool = False):
+                 compiled: str | None = None, cuda_graphs: bool = False, precision: str = "fp32"):
         self.frames = protocol.frames
         self.dtype, self.compiled, self.cuda_graphs = dtype, compiled, cuda_graphs
         self.model = open_model(path, frames=self.frames, size=size, steps=steps, guidance=guidance, sampler=sampler,
                                 seed=seed, device=device, dtype=dtype, compiled=compiled, cuda_graphs=cuda_graphs,
-                                batch=max(1, min(batch_size, n)))
+                                batch=max(1, min(batch_size, n)), precision=precision)
         self.directory, self.size = self.model.directory, self.model.size
         if not prompts:
             raise DatasetError("the real set gives no prompts to sample the model with")
@@ -511,7 +511,7 @@ class ModelSource:
         return {"kind": self.kind, "path": str(self.directory), "model_sha256": self.model_sha256,
                 "used": self.used, "sampler": self.sampler, "steps": self.steps, "guidance": self.guidance,
                 "seed": self.seed, "batch_size": self.batch_size, "frames": self.frames, "size": self.size,
-                "dtype": self.dtype, "compiled": self.compiled, "cuda_graphs": self.cuda_graphs,
+                "dtype": self.dtype, "precision": self.model.precision, "compiled": self.compiled, "cuda_graphs": self.cuda_graphs,
                 "clip_sampling": "generated clips, frames 0..T-1; video i seeded with seed + i, whatever the batch"}
 
 
@@ -524,20 +524,23 @@ class OpenedModel:
     directory: Path
     size: int
     sample: Callable[[list[str], list[int]], tuple[torch.Tensor, str]]
+    precision: str = "fp32"  # what the model calls compute in (request.effective_precision)
 
 
 def open_model(path, *, frames: int, size: int, steps: int, guidance: float, sampler: str,
                seed: int, device=None, dtype: str = "fp32", compiled: str | None = None,
-               cuda_graphs: bool = False, batch: int = 1) -> OpenedModel:
+               cuda_graphs: bool = False, batch: int = 1, precision: str = "fp32") -> OpenedModel:
     """The checkpoint at ``path`` (a checkpoint or run directory), the request of ``batch`` videos at a time validated
     against its config and the memory ``device`` has free before any weights load; the weights load on ``device`` at
-    the first batch, stored as ``dtype`` (bf16: the pure low-precision path). ``compiled``: "package": the model calls
+    the first batch, stored as ``dtype`` (bf16: the pure low-precision path), sampled at ``precision`` (bf16 over
+    fp32 weights: autocast; bf16 over fp16 weights: ConfigError). ``compiled``: "package": the model calls
     of the full batches run through a compiled package (Pipeline.compile; a smaller last batch runs eager rather than
     compiling again); "regional": its blocks compiled. ``cuda_graphs``: replayed from CUDA graphs
     (Pipeline.cuda_graphs). The only function of vdmkit.evaluation that imports vdmkit.pipelines."""
     from vdmkit.pipelines import TextToVideo, make_request
     from vdmkit.pipelines import open_model as open_pipeline_model
     from vdmkit.pipelines.base import check_sampling_memory
+    from vdmkit.pipelines.request import effective_precision
 
     from vdmkit.pipelines.text2video import refuse_conditioned
 
@@ -549,7 +552,12 @@ def open_model(path, *, frames: int, size: int, steps: int, guidance: float, sam
     except ConstraintError as err:
         raise ConstraintError(f"--resolution {size} does not fit the model {str(ckpt.directory)!r}: {err}") from err
     request = make_request(config, ["a prompt"] * batch, frames=frames, height=size, width=size, steps=steps,
-                           guidance=guidance, seed=seed, sampler=sampler)
+                           guidance=guidance, seed=seed, sampler=sampler, precision=precision)
+    computes = effective_precision(precision, dtype, device or "cpu")  # bf16 asked of fp16 weights: ConfigError
+    if (compiled == "package" or cuda_graphs) and dtype == "fp32" and precision != "fp32":  # as `sample` refuses it
+        raise ConfigError("a compiled package or CUDA graphs run the model in its weights' dtype: under precision "
+                          "bf16 (autocast) over fp32 weights every call would run eager; load bf16 weights (the "
+                          "pure path) or compile 'regional'")
     check_sampling_memory(config, request, device or "cpu", dtype, advice=eval_advice(batch, frames, size, dtype))
     pipe = None
 
@@ -563,12 +571,12 @@ def open_model(path, *, frames: int, size: int, steps: int, guidance: float, sam
                 pipe.cuda_graphs()
         # run(request()): pipe() would warn of frames beyond the model's and advise long_video, which eval cannot use
         videos = pipe.run(pipe.request(prompts, frames=frames, height=size, width=size, steps=steps, sampler=sampler,
-                                       guidance=guidance, seed=seeds))
+                                       guidance=guidance, seed=seeds, precision=precision))
         if compiled == "package":
             pipe.compiled.compile_new = False  # the first batch's size has its package; others run eager
         return videos.cpu(), pipe.model_sha256
 
-    return OpenedModel(ckpt.directory, size, sample)
+    return OpenedModel(ckpt.directory, size, sample, computes)
 
 
 def eval_advice(batch: int, frames: int, size: int, dtype: str) -> str:
@@ -623,7 +631,8 @@ def _shapes_config(protocol: Protocol, seed: int, base=None):
 def build_sources(real, fake, protocol: Protocol, *, annotations=None, real_split=None, captions=None,
                   sample_steps: int = 50,
                   guidance: float = 3.0, sampler: str = "ddim", batch_size: int = 8, device=None,
-                  sample_dtype: str = "fp32", compile_model: str | None = None, cuda_graphs: bool = False):
+                  sample_dtype: str = "fp32", compile_model: str | None = None, cuda_graphs: bool = False,
+                  sample_precision: str = "fp32"):
     """Resolve ``--real`` and ``--fake`` into sources (no decoding, no weights)."""
     real, fake = str(real), str(fake)
     model_size = model_data = None
@@ -664,7 +673,8 @@ def build_sources(real, fake, protocol: Protocol, *, annotations=None, real_spli
         fake_src = ModelSource(fake, protocol, n_fake or len(prompts), prompts,
                                size=protocol.resolution or model_size, steps=sample_steps, guidance=guidance,
                                sampler=sampler, batch_size=batch_size, seed=protocol.seed, device=device,
-                               dtype=sample_dtype, compiled=compile_model, cuda_graphs=cuda_graphs)
+                               dtype=sample_dtype, compiled=compile_model, cuda_graphs=cuda_graphs,
+                               precision=sample_precision)
     else:
         fake_src = FolderSource(fake, protocol, "fake", limit=protocol.num_fake, annotations=annotations)
     return real_src, fake_src

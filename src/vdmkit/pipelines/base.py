@@ -39,7 +39,7 @@ from vdmkit.io.checkpoint import (
     skipped_init,
 )
 from vdmkit.pipelines.config import LatentSpec, PipelineConfig, SamplingDefaults, pipeline_config
-from vdmkit.pipelines.request import SampleRequest
+from vdmkit.pipelines.request import SampleRequest, effective_precision
 from vdmkit.registry import BACKBONES, TEXT_ENCODERS, lookup
 from vdmkit.sampling.generate import initial_noise
 from vdmkit.sampling.schedule_search import SCHEDULES_FILE
@@ -48,6 +48,8 @@ from vdmkit.sampling.schedule_search import SCHEDULES_FILE
 ModelSource = Checkpoint | DiffusersFolder
 INFLATION_SEED = 0  # an SD folder inflated to video draws its new temporal weights from it (and inflate by default)
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}  # weight storage on load
+PRETRAINED_DIFFUSERS_NAMES = {"torch_dtype": "dtype= (fp32, bf16, fp16, or torch.float32 / torch.bfloat16 / "
+                                             "torch.float16)"}
 DECODE_OPTIONS = ("tile", "overlap", "frame_chunk", "batch_chunk")  # Pipeline.decode / decode= (autoencoders)
 BOTH_RUNNERS = ("compiling (compile(), --compile) and CUDA graphs (cuda_graphs(), --cuda-graphs) are two ways to run "
                 "the backbone: use one, not both")
@@ -238,6 +240,11 @@ class Pipeline(nn.Module):
         the devices there, as from_pretrained(device=...) says (torch's bare AssertionError before 2026-12-06)."""
         from vdmkit.device import resolve_device
 
+        for value in (*args, kwargs.get("dtype")):  # fp64 ran, sized and recorded as fp32 (weights_dtype)
+            dtype = value.dtype if isinstance(value, torch.Tensor) else value
+            if isinstance(dtype, torch.dtype) and dtype not in DTYPES.values():
+                raise ConfigError(f"a pipeline's weights are fp32, bf16 or fp16 (torch.float32, torch.bfloat16, "
+                                  f"torch.float16), as from_pretrained(dtype=) takes them; got {dtype}")
         for value in (*args, kwargs.get("device")):
             if isinstance(value, int) and not isinstance(value, bool):  # an ordinal: torch's accelerator
                 value = torch.device("cuda", value)
@@ -371,6 +378,7 @@ class Pipeline(nn.Module):
         # low precision: weights stored in bf16 / fp16 compute in their type (the pure path); fp32 weights run under
         # autocast. A compiled package or graph computes as it was traced, so autocast runs eager; compiled blocks
         # are traced under the autocast they run in
+        self.effective_precision(precision)  # bf16 asked of fp16 weights: refused (it ran fp16, recorded as bf16)
         autocast = precision != "fp32" and next(self.backbone.parameters()).dtype == torch.float32
         runs_autocast = getattr(self.compiled, "follows_autocast", False)
         model = self.compiled if self.compiled is not None and (not autocast or runs_autocast) else self.backbone
@@ -387,8 +395,14 @@ class Pipeline(nn.Module):
 
     @property
     def weights_dtype(self) -> str:
-        """The backbone's weights' type by name: fp32, bf16 or fp16."""
-        return {v: k for k, v in DTYPES.items()}.get(next(self.backbone.parameters()).dtype, "fp32")
+        """The backbone's weights' type by name: fp32, bf16 or fp16 (torch's name for another, never "fp32")."""
+        dtype = next(self.backbone.parameters()).dtype
+        return {v: k for k, v in DTYPES.items()}.get(dtype, str(dtype).removeprefix("torch."))
+
+    def effective_precision(self, precision: str = "fp32") -> str:
+        """The type the model calls compute in when sampling at ``precision``, as the sidecars record it
+        (request.effective_precision: bf16 / fp16 weights compute in theirs; ConfigError for bf16 on fp16 weights)."""
+        return effective_precision(precision, self.weights_dtype, self.device)
 
     def starting_noise(self, request: SampleRequest) -> tuple[torch.Tensor, torch.Generator]:
         """(x_T on this pipeline's device, the CPU generator seeded with the request's seed, which then feeds a
@@ -521,13 +535,18 @@ class Pipeline(nn.Module):
 
     @classmethod
     def from_pretrained(cls, path: str | os.PathLike | ModelSource, *, device: str | torch.device = "cpu",
-                        dtype: str = "fp32", motion_adapter: str | os.PathLike | None = None) -> "Pipeline":
+                        dtype: str = "fp32", motion_adapter: str | os.PathLike | None = None,
+                        **unknown) -> "Pipeline":
         """Load from a checkpoint directory, a run directory (its newest complete checkpoint) or a diffusers
         pipeline folder (a Stable Diffusion one is inflated to video, with the AnimateDiff ``motion_adapter``'s
         motion modules if given), onto ``device`` (cpu, auto, cuda, cuda:N, mps; a missing one fails before any
         weights are read), weights stored as ``dtype`` (fp32, bf16 or fp16: half the memory; the samplers'
         arithmetic stays fp32). Reads and hashes the config and the inference weights, once each; never a
         training state."""
+        for name in unknown:  # diffusers' spelling: vdmkit's name said (a raw TypeError before 2026-12-07)
+            if name in PRETRAINED_DIFFUSERS_NAMES:
+                raise ConfigError(f"{name} is diffusers' keyword; vdmkit takes {PRETRAINED_DIFFUSERS_NAMES[name]}")
+            raise TypeError(f"{cls.__name__}.from_pretrained() got an unexpected keyword argument {name!r}")
         # a torch.device is checked like its name ("cuda" on a machine without CUDA: DeviceError, not an assertion)
         device = resolve_device(str(device) if isinstance(device, torch.device) else device)
         if isinstance(dtype, torch.dtype):  # as pipe.to() takes it

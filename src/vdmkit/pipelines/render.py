@@ -84,6 +84,8 @@ def render_sample(pipe, request: SampleRequest, out: str | os.PathLike, *, fps: 
     unknown = pipe.text_encoder.unknown_words(prompt)  # among the tokens encoded
     cut_tokens = getattr(pipe.text_encoder, "cut_tokens", lambda p: 0)  # past the encoder's length: dropped
     cut, negative_cut = cut_tokens(prompt), cut_tokens(request.negative_prompt)
+    # the type the model calls ran in (bf16 weights at precision fp32 said fp32; bf16 asked of fp16 weights: refused)
+    precision = pipe.effective_precision(request.precision)
     record = {}
     runner = getattr(pipe, "compiled", None)  # a compiled or graphed runner: how many of its calls ran it is recorded
     # held across the count: a call waiting for another thread's run counted that run's calls too (before 2026-12-06)
@@ -95,7 +97,7 @@ def render_sample(pipe, request: SampleRequest, out: str | os.PathLike, *, fps: 
         calls = {key: value - before.get(key, 0) for key, value in getattr(runner, "stats", {}).items()
                  if key.endswith("_calls")}
     config = pipe.config
-    meta = {**request_metadata(request), "unknown_words": unknown, "prompt_tokens_cut": cut,
+    meta = {**request_metadata(request), "precision": precision, "unknown_words": unknown, "prompt_tokens_cut": cut,
             "negative_prompt_tokens_cut": negative_cut,  # it was cut unrecorded before 2026-12-06
             "upscale": None if request.output == "latents" else factor,  # latents are neither decoded nor upscaled
             # the rate the file plays at (a GIF's delays are whole hundredths of a second: 24 fps plays at 25)
@@ -124,7 +126,8 @@ def render_sample(pipe, request: SampleRequest, out: str | os.PathLike, *, fps: 
 
 def request_metadata(request: SampleRequest) -> dict:
     """What a sample's metadata records of ``request`` itself (:func:`render_sample` adds the model, the file and
-    what sampling found); `sample --prompts --resume` compares a kept video's sidecar with it."""
+    what sampling found, and replaces ``precision`` by the pipeline's effective one); `sample --prompts --resume`
+    compares a kept video's sidecar with it."""
     return {"prompt": request.prompts[0], "negative_prompt": request.negative_prompt, "seed": request.seed,
             "seed_was_random": request.seed_was_random, "sampler": request.sampler, "steps": request.steps,
             "spacing": request.spacing, "schedule_rules": request.rules,

@@ -14,6 +14,7 @@ import torch
 
 from vdmkit.conditioning.text import check_prompt_text
 from vdmkit.config import to_dict
+from vdmkit.device import low_precision_dtype
 from vdmkit.errors import ConfigError, ConstraintError
 from vdmkit.pipelines.config import PipelineConfig
 from vdmkit.registry import SAMPLERS, check_sampler, sampler_defaults
@@ -66,6 +67,22 @@ def check_precision(precision) -> str:
     if precision not in PRECISIONS:
         raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     return precision
+
+
+def effective_precision(precision: str, dtype: str, device="cpu") -> str:
+    """The type the model calls compute in when ``precision`` is asked of weights stored as ``dtype`` on ``device``,
+    the one every record names: bf16 / fp16 weights compute in their own type (precision fp32 too); fp32 weights in
+    fp32, or under ``precision`` bf16 in the device's autocast type (fp16 on MPS and pre-Ampere CUDA). bf16 asked of
+    fp16 weights is a ConfigError: they would compute in fp16 (the bf16 request was dropped, before 2026-12-07)."""
+    check_precision(precision)
+    if dtype == "fp16" and precision == "bf16":
+        raise ConfigError("precision bf16 with fp16 weights (dtype fp16) would compute in fp16, not bf16: load the "
+                          "weights as bf16 (--dtype bf16, or dtype='bf16') or fp32 (bf16 autocast), or sample with "
+                          "precision fp32 (the fp16 weights' own type)")
+    if dtype != "fp32" or precision == "fp32":
+        return dtype
+    autocast = low_precision_dtype(torch.device(device))
+    return "fp16" if autocast == torch.float16 else "bf16"
 
 
 def check_prompts(prompts, name: str = "prompt") -> tuple[str, ...]:

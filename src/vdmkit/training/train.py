@@ -446,7 +446,7 @@ def write_previews(pipe: TextToVideo, tc, path: Path, step: int) -> Path:
     frames = torch.cat(list(videos), dim=-1)  # prompts side by side: (C, T, H, B*W)
     u8 = upscale(to_uint8(frames), preview_factor(frames.shape[-2], frames.shape[-1]))
     meta = {"step": step, "prompts": list(tc.sample_prompts), "sampler": pipe.config.sampling.sampler,
-            "steps": tc.sample_steps,
+            "steps": tc.sample_steps, "precision": pipe.effective_precision(tc.precision),  # the type its calls ran in
             "guidance": tc.sample_guidance, "seed": 0}
     write_video(path, u8, fps=video_fps(pipe.config), metadata=meta)  # the clips' rate (8 whatever it was, before)
     write_video(path.with_suffix(".png"), u8[:: max(1, len(u8) // 8)])
