@@ -128,6 +128,12 @@ def test_sample_resume_keeps_the_videos_it_recorded_with_the_effective_precision
     (tmp_path / "out" / "00001.mp4").unlink()
     assert cli.main(args + ["--resume"]) == 0
     assert "kept the 1 finished videos" in capsys.readouterr().err
+    # a sidecar written before 2026-12-07 recorded the asked "fp32" over bf16 weights: it is still this run's video
+    side = tmp_path / "out" / "00000.mp4.json"
+    side.write_text(json.dumps({**json.loads(side.read_text()), "precision": "fp32"}))
+    (tmp_path / "out" / "00001.mp4").unlink()
+    assert cli.main(args + ["--resume"]) == 0
+    assert "kept the 1 finished videos" in capsys.readouterr().err
 
 
 # --- F2: training previews say the precision they were sampled in ---------------------------------------------------

@@ -423,9 +423,12 @@ def resumed_seed(outs: list[Path]) -> tuple[int, bool] | None:
     return None
 
 
-def _recorded(key: str, theirs, ours):
+def _recorded(key: str, theirs, ours, doc: dict | None = None):
     """A sidecar's ``key`` as the resume compares it with this run's ``ours``: LoRA adapters by [sha256, scale] (not
-    where they were), the cache by its settings (not the counts sampling added)."""
+    where they were), the cache by its settings (not the counts sampling added), the precision as computed (sidecars
+    before 2026-12-07 recorded the requested "fp32" over bf16 or fp16 weights, which compute in their own type)."""
+    if key == "precision" and theirs == "fp32" and (doc or {}).get("dtype") in ("bf16", "fp16"):
+        return doc["dtype"]
     if key == "lora" and isinstance(theirs, list):
         return [[a.get("sha256"), a.get("scale")] if isinstance(a, dict) else a for a in theirs] or None
     if key == "cache" and isinstance(theirs, dict) and isinstance(ours, dict):
@@ -461,7 +464,7 @@ def finished_lines(outs: list[Path], expected, strip: bool = False) -> set[int]:
             continue  # sampled again: its files are replaced whole
         want = json_metadata(expected(i))
         for key, value in want.items():
-            if _recorded(key, doc.get(key), value) != value:
+            if _recorded(key, doc.get(key), value, doc) != value:
                 raise OutputError(f"--resume: {str(sidecar_path(out))!r} records {key}={doc.get(key)!r}, this run "
                                   f"would write {value!r}: it is another run's video; rerun with the interrupted "
                                   "run's options, or choose a new --out-dir")
