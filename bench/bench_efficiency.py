@@ -4,7 +4,8 @@
     python bench/bench_efficiency.py timing --rows ... --videos 6 --threads 2
     python bench/bench_efficiency.py table                      # the markdown table of every row measured
 
-A row is ``MODEL:SAMPLER:STEPS[:key=value,...]``: a model folder (``default`` = the bundled model), a sampler, a step
+A row is ``MODEL:SAMPLER:STEPS[:key=value,...]``: a model folder (``default`` = the bundled model, ``default+fast``
+the same with its consistency adapter, as `vdmkit sample --fast`), a sampler, a step
 count and any further keyword of ``pipe(...)`` (``guidance=1``, ``timesteps=auto``, ``cache={...}``: YAML values).
 Guidance defaults to the model's own (3 for the teacher, 1 for a distilled student).
 
@@ -62,8 +63,14 @@ def row_name(row: str) -> str:
 
 
 def load(model: str, cache: dict) -> TextToVideo:
+    """``default`` is the bundled model; ``default+fast`` the same with its consistency adapter (``--fast``)."""
     if model not in cache:
-        cache[model] = TextToVideo.from_pretrained(default_model() if model == "default" else model)
+        base = model.removesuffix("+fast")
+        cache[model] = TextToVideo.from_pretrained(default_model() if base == "default" else base)
+        if model.endswith("+fast"):
+            from vdmkit.pipelines.default import DEFAULT_LCM
+
+            cache[model].load_lora(str(DEFAULT_LCM))
     return cache[model]
 
 
