@@ -50,7 +50,7 @@ def _cmd_search_schedule(args) -> int:
     model = args.model or default_model()
     if model is None:
         raise ValueError("search-schedule needs --model PATH (no default model is installed)")
-    ckpt, config = open_model(model)
+    ckpt, config = open_model(model, args.motion_adapter)  # a schedule fits the form sampled: folder + adapter too
     from vdmkit.cli_common import sampling_adapters
     from vdmkit.pipelines.text2video import refuse_conditioned
 
@@ -128,6 +128,8 @@ def register(sub) -> None:
     p = sub.add_parser("search-schedule", help="search a sampler's timesteps for a step budget against a "
                        "many-step reference; saved for `vdmkit sample --timesteps auto`")
     p.add_argument("--model", help="checkpoint or run directory (default: the bundled default model)")
+    p.add_argument("--motion-adapter", help="with a Stable Diffusion folder as --model: AnimateDiff motion modules, as "
+                   "`sample --motion-adapter` takes them (the schedule is keyed by the folder and adapter together)")
     p.add_argument("--lora", action="append", metavar="PATH[:SCALE]", help="LoRA adapters applied before the search, "
                    "as `sample --lora` applies them (the schedule is saved for the adapted weights)")
     p.add_argument("--force-lora", action="store_true", help="apply --lora adapters trained on another base model")

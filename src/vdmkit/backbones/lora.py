@@ -493,8 +493,7 @@ def read_adapter(path: str | os.PathLike) -> AdapterFile:
         header = {}
     header = header if isinstance(header, dict) else {}
     if header.get("format") != FORMAT:
-        raise ConfigError(f"{str(path)!r} is not a vdmkit LoRA adapter (its header has no format {FORMAT!r}); write "
-                          "adapters with `vdmkit train` (train.lora) or vdmkit.backbones.lora.save_adapter")
+        raise ConfigError(_not_vdmkit(path, sorted(tensors)))
     bad = [k for k in tensors if not k.endswith((".lora_A.weight", ".lora_B.weight"))]
     if bad or not tensors:
         raise ConfigError(f"{str(path)!r}: not LoRA pairs: {bad[:3] or 'no tensors'}")
@@ -518,6 +517,19 @@ def read_adapter(path: str | os.PathLike) -> AdapterFile:
         raise NonFiniteError(f"{str(path)!r}: its tensor {bad!r} holds NaN or inf values (every video sampled with it "
                              "would be NaN); use the adapter of an earlier checkpoint, or train it again")
     return AdapterFile(path, cfg, tensors, header)
+
+
+def _not_vdmkit(path: Path, keys: list[str]) -> str:
+    """Why a safetensors file without vdmkit's header is refused: a diffusers / peft / kohya LoRA file is named as
+    one (its keys were not, sweep 24E)."""
+    lora = next((k for k in keys if any(m in k for m in (".lora_A.", ".lora_B.", "lora_down", "lora_up",
+                                                         ".lora.down.", ".lora.up."))), None)
+    write = "vdmkit reads adapters `vdmkit train` (train.lora) or vdmkit.backbones.lora.save_adapter writes"
+    if lora is None:
+        return f"{str(path)!r} is not a vdmkit LoRA adapter (its header has no format {FORMAT!r}); {write}"
+    return (f"{str(path)!r} holds LoRA weights (keys such as {lora!r}) without vdmkit's header (format {FORMAT!r}): "
+            "a diffusers, peft or kohya LoRA file, which vdmkit does not read yet, or tensors saved without "
+            f"save_adapter; {write}, whose header records the rank, alpha, targets and base model they fit")
 
 
 def check_base(adapter: AdapterFile, base_sha256: str | list[str] | None, *, force: bool, override: str) -> None:

@@ -76,7 +76,7 @@ def _cmd_eval(args) -> int:
     if args.fake in (SHAPES_KEYWORD, NOISE_KEYWORD) or not is_model_dir(Path(args.fake)):
         ignored = [flag for flag, value, default in (
             ("--sampler", args.sampler, "ddim"), ("--sample-steps", args.sample_steps, 50),
-            ("--guidance", args.guidance, 3.0),
+            ("--guidance", args.guidance, None),
             ("--precision", args.precision, "fp32"), ("--dtype", args.dtype, None), ("--compile", args.compile, None),
             ("--cuda-graphs", args.cuda_graphs, False)) if value != default]
         if ignored:
@@ -247,7 +247,9 @@ def register(sub) -> None:
     p.add_argument("--sampler", default="ddim", help="when --fake is a model: its sampler (default ddim, as the "
                    "protocols record it; `vdmkit sample --list-samplers` lists them)")
     p.add_argument("--sample-steps", type=int, default=50, help="sampler steps when --fake is a model")
-    p.add_argument("--guidance", type=float, default=3.0, help="guidance when --fake is a model")
+    p.add_argument("--guidance", type=float, help="classifier-free guidance when --fake is a model (default: the "
+                   "model's own, as `sample` takes it: 3 for the shapes model, 9 for a ModelScope folder; recorded "
+                   "in the report)")
     p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32", help="when --fake is a model: bf16 samples "
                    "it in pure bf16 (weights cast; 1.7x faster on the shapes model, detector scores unchanged); with "
                    "--dtype fp32, under bf16 autocast; recorded as the fake set's precision")

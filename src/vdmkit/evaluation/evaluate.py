@@ -350,7 +350,7 @@ class Evaluation:
 
 def evaluate(real, fake, *, metrics=None, protocol: str | Protocol = "folders", weights=None, clip=None,
              strict: bool = False, batch_size: int = 8, progress: bool = True, annotations=None, real_split=None,
-             captions=None, expected_sha256: dict | None = None, sample_steps: int = 50, guidance: float = 3.0,
+             captions=None, expected_sha256: dict | None = None, sample_steps: int = 50, guidance: float | None = None,
              sampler: str = "ddim", keep_samples: int = 4, lpips_backbone=None, lpips_heads=None,
              lpips_net: str = "alex", device: str | torch.device = "auto", sample_dtype: str = "fp32",
              compile_model: bool | str = False, cuda_graphs: bool = False, sample_precision: str = "fp32",
@@ -362,8 +362,9 @@ def evaluate(real, fake, *, metrics=None, protocol: str | Protocol = "folders", 
     protocol's). ``weights``: folder with ``i3d_torchscript.pt`` / ``pt_inception-...pth`` / ``c3d_ucf101.npz``;
     ``clip``: a transformers CLIP folder. ``lpips_backbone`` / ``lpips_heads``: torchvision's backbone file
     and the lpips heads file, or their folders (default ``weights``); ``lpips_net``: "alex" or "vgg".
-    ``device``: where a model is sampled and the feature networks run ("auto": CUDA when present; "cpu" gives
-    the bit-reproducible reference numbers; recorded in the report). ``sample_dtype`` ("bf16": a model samples in
+    ``guidance``: a model's sampling guidance (None: the model's own, as ``sample`` takes it; recorded with the
+    fake set). ``device``: where a model is sampled and the feature networks run ("auto": CUDA when present; "cpu"
+    gives the bit-reproducible reference numbers; recorded in the report). ``sample_dtype`` ("bf16": a model samples in
     pure bf16; "fp32" with ``sample_precision`` "bf16": under bf16 autocast), ``compile_model`` (its calls compiled:
     True or "package" through a compiled package, "regional" each kind of block compiled in this process) and
     ``cuda_graphs`` (replayed from CUDA graphs, on a CUDA device) speed up a model's sampling; each is recorded

@@ -474,7 +474,7 @@ class ModelSource:
 
     kind = "model"
 
-    def __init__(self, path, protocol: Protocol, n: int, prompts, *, size: int, steps: int, guidance: float,
+    def __init__(self, path, protocol: Protocol, n: int, prompts, *, size: int, steps: int, guidance: float | None,
                  sampler: str, batch_size: int, seed: int, device=None, dtype: str = "fp32",
                  compiled: str | None = None, cuda_graphs: bool = False, precision: str = "fp32"):
         self.frames = protocol.frames
@@ -485,7 +485,7 @@ class ModelSource:
         self.directory, self.size = self.model.directory, self.model.size
         if not prompts:
             raise DatasetError("the real set gives no prompts to sample the model with")
-        self.n, self.plan, self.steps, self.guidance, self.sampler = n, prompts, steps, guidance, sampler
+        self.n, self.plan, self.steps, self.guidance, self.sampler = n, prompts, steps, self.model.guidance, sampler
         self.batch_size, self.seed = batch_size, seed
         self.used = 0
         self.model_sha256 = None
@@ -525,9 +525,10 @@ class OpenedModel:
     size: int
     sample: Callable[[list[str], list[int]], tuple[torch.Tensor, str]]
     precision: str = "fp32"  # what the model calls compute in (request.effective_precision)
+    guidance: float = 3.0  # the request's: the model's own when none was given
 
 
-def open_model(path, *, frames: int, size: int, steps: int, guidance: float, sampler: str,
+def open_model(path, *, frames: int, size: int, steps: int, guidance: float | None, sampler: str,
                seed: int, device=None, dtype: str = "fp32", compiled: str | None = None,
                cuda_graphs: bool = False, batch: int = 1, precision: str = "fp32") -> OpenedModel:
     """The checkpoint at ``path`` (a checkpoint or run directory), the request of ``batch`` videos at a time validated
@@ -571,12 +572,12 @@ def open_model(path, *, frames: int, size: int, steps: int, guidance: float, sam
                 pipe.cuda_graphs()
         # run(request()): pipe() would warn of frames beyond the model's and advise long_video, which eval cannot use
         videos = pipe.run(pipe.request(prompts, frames=frames, height=size, width=size, steps=steps, sampler=sampler,
-                                       guidance=guidance, seed=seeds, precision=precision))
+                                       guidance=request.guidance, seed=seeds, precision=precision))
         if compiled == "package":
             pipe.compiled.compile_new = False  # the first batch's size has its package; others run eager
         return videos.cpu(), pipe.model_sha256
 
-    return OpenedModel(ckpt.directory, size, sample, computes)
+    return OpenedModel(ckpt.directory, size, sample, computes, request.guidance)
 
 
 def eval_advice(batch: int, frames: int, size: int, dtype: str) -> str:
@@ -629,9 +630,8 @@ def _shapes_config(protocol: Protocol, seed: int, base=None):
 
 
 def build_sources(real, fake, protocol: Protocol, *, annotations=None, real_split=None, captions=None,
-                  sample_steps: int = 50,
-                  guidance: float = 3.0, sampler: str = "ddim", batch_size: int = 8, device=None,
-                  sample_dtype: str = "fp32", compile_model: str | None = None, cuda_graphs: bool = False,
+                  sample_steps: int = 50, guidance: float | None = None, sampler: str = "ddim", batch_size: int = 8,
+                  device=None, sample_dtype: str = "fp32", compile_model: str | None = None, cuda_graphs: bool = False,
                   sample_precision: str = "fp32"):
     """Resolve ``--real`` and ``--fake`` into sources (no decoding, no weights)."""
     real, fake = str(real), str(fake)

@@ -330,8 +330,9 @@ def saved_timesteps(path: str | os.PathLike | None, sampler: str, steps: int, gu
     asked = {k: v for k, v in settings.items() if k in SETTINGS and v != unrecorded[k]}  # not the defaults
     model = Path(path).parent if path is not None and Path(path).name == SCHEDULES_FILE else "MODEL"
     make = (f"make one with `vdmkit search-schedule --model {model} --sampler {sampler} --steps {steps} "
-            f"--guidance {float(guidance):g}{_flags(asked)}` (--model: the model sampled, with the --lora adapters "
-            "sampled with; --out FILE for a read-only model, then --schedules FILE)")
+            f"--guidance {float(guidance):g}{_flags(asked)}` (--model: the model sampled, in the form sampled: with "
+            "its --motion-adapter and the --lora adapters sampled with; --out FILE for a read-only model, then "
+            "--schedules FILE)")
     if path is not None and Path(path).is_dir():
         raise ConfigError(f"timesteps='auto': the schedules file {str(path)!r} is a folder; give the schedules.json "
                           "file `vdmkit search-schedule` wrote")

@@ -16,6 +16,7 @@ from torch import nn
 from tqdm import tqdm
 
 from vdmkit.errors import (
+    CheckpointMismatchError,
     ConfigError,
     ConstraintError,
     CorruptCheckpointError,
@@ -73,9 +74,33 @@ def _check_clip_processor(folder: Path) -> None:
                           "openai/clip-vit-base-patch32)")
 
 
+def _check_clip_config(folder: Path) -> None:
+    """ConfigError unless ``folder/config.json`` describes a CLIP model with both towers (model_type "clip"):
+    transformers loads a text or vision tower alone into a default-size CLIPModel of random weights."""
+    import json
+
+    path = folder / "config.json"
+    try:
+        cfg = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise CorruptCheckpointError(f"CLIP folder {str(folder)!r}: its config.json cannot be read ({err}); a CLIP "
+                                     "model folder holds config.json, model.safetensors and tokenizer files") from None
+    kind = cfg.get("model_type") if isinstance(cfg, dict) else None
+    if kind == "clip":
+        return
+    architecture = ", ".join((cfg.get("architectures") if isinstance(cfg, dict) else None) or ["model"])
+    holds = {"clip_text_model": f"a {architecture}: the text tower only, as a diffusion pipeline's text_encoder",
+             "clip_vision_model": f"a {architecture}: the image tower only"}.get(kind, f"a {architecture}")
+    raise ConfigError(f"{str(folder)!r} holds {holds} (config.json model_type {kind!r}), not a CLIP model; CLIPSIM "
+                      "compares each video's frames with its caption, so --clip needs a CLIP model with both towers "
+                      "(model_type 'clip', e.g. huggingface.co/openai/clip-vit-base-patch32: config.json, "
+                      "model.safetensors, tokenizer files)")
+
+
 def load_clip(folder: str | os.PathLike, *, expected_sha256: str | None = None) -> ClipModel:
     """CLIP from a local transformers folder (``config.json``, ``model.safetensors``, tokenizer files);
-    ``local_files_only``, safetensors only. ``expected_sha256`` pins ``model.safetensors``."""
+    ``local_files_only``, safetensors only. ``expected_sha256`` pins ``model.safetensors``. A folder of one tower
+    (a pipeline's text_encoder), or weights that do not fill the model its config describes, is refused."""
     folder = Path(folder)
     weight_file = folder / CLIP_WEIGHTS
     if not weight_file.is_file():
@@ -86,14 +111,29 @@ def load_clip(folder: str | os.PathLike, *, expected_sha256: str | None = None) 
             f"CLIP folder {str(folder)!r} has no {CLIP_WEIGHTS}: download a CLIP model folder (config.json, "
             f"{CLIP_WEIGHTS}, tokenizer files), e.g. huggingface.co/openai/clip-vit-base-patch32, and pass its path; "
             "vdmkit never downloads weights")
+    _check_clip_processor(folder)
+    _check_clip_config(folder)
+    has = {name for name in ("tokenizer.json", "vocab.json", "merges.txt") if (folder / name).is_file()}
+    if "tokenizer.json" not in has and len(has) < 2:  # transformers' own error names a backend, not the files
+        raise ConfigError(f"CLIP folder {str(folder)!r} has no tokenizer (tokenizer.json, or vocab.json + merges.txt): "
+                          "copy the tokenizer files of the same CLIP model beside its config.json")
     spec = weights.WeightFile(CLIP_WEIGHTS, None, None, "huggingface.co/openai/clip-vit-base-patch32", "CLIPSIM")
     record = weights.verify_weight_file(spec, weight_file, expected_sha256)
-    _check_clip_processor(folder)
     from transformers import AutoTokenizer, CLIPModel
 
-    model = CLIPModel.from_pretrained(str(folder), local_files_only=True, use_safetensors=True)
-    model.eval().requires_grad_(False)
     tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
+    model, info = CLIPModel.from_pretrained(str(folder), local_files_only=True, use_safetensors=True,
+                                            output_loading_info=True)
+    # a weight the file lacks is left randomly initialised: CLIPSIM would differ on every run (sweep 24E)
+    wrong = [(what, sorted(info.get(key) or ())) for what, key in (
+        ("missing from the file (left random)", "missing_keys"), ("in the file but not CLIP's", "unexpected_keys"),
+        ("of another shape", "mismatched_keys"))]
+    wrong = [f"{len(keys)} {what} (e.g. {', '.join(map(str, keys[:2]))})" for what, keys in wrong if keys]
+    if wrong:
+        raise CheckpointMismatchError(f"{str(weight_file)!r} does not hold the CLIP model its config.json describes: "
+                                      f"weights {'; '.join(wrong)}; CLIPSIM needs the complete model.safetensors of "
+                                      "a CLIP model (e.g. openai/clip-vit-base-patch32)")
+    model.eval().requires_grad_(False)
     return ClipModel(model, tokenizer, record, {
         "resize": f"shorter side {CLIP_SIZE}, PIL bicubic", "crop": f"centre {CLIP_SIZE}",
         "normalise": "x / 255, CLIP mean/std", "max_tokens": CLIP_MAX_TOKENS})
