@@ -162,5 +162,6 @@ def test_a_pipeline_refuses_float64_weights_as_from_pretrained_does(model):
             call()
     assert pipe.weights_dtype == "fp32"
     assert pipe.to(torch.bfloat16).weights_dtype == "bf16" and pipe.to("cpu").weights_dtype == "bf16"
-    pipe.double()  # nn.Module's own cast: reported by its name, not as fp32 (the memory estimate took 4 bytes)
-    assert pipe.weights_dtype == "float64"
+    pipe.double()  # nn.Module's own cast: refused where sampling reads it (not reported as fp32, nor a KeyError)
+    with pytest.raises(ConfigError, match="weights are torch.float64"):
+        pipe.weights_dtype

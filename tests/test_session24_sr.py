@@ -65,8 +65,8 @@ def test_a_latent_upscaler_refuses_a_latent_cache_and_sizes_that_do_not_downsamp
     the low-res factor does not divide (it failed at the first step)."""
     with pytest.raises(ConfigError, match=r"low_res=2 with latent\.cache=.*set latent\.cache=''"):
         load_config(None, TINY + [f"latent.autoencoder={frame_vae}", "latent.cache=somewhere", "data.size=32", SR])
-    with pytest.raises(ConfigError, match=r"low_res=3: data sizes 16x16 \(pixels\) do not downsample 3x; use sizes "
-                                          r"that are multiples of 3"):
+    with pytest.raises(ConfigError, match=r"low_res=3: data sizes 16x16 \(pixels\) do not downsample 3x; set "
+                                          r"data.size to a multiple of 6"):
         load_config(None, TINY + ["data.condition={masks: {}, low_res: 3}"])
 
 

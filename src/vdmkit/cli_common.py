@@ -426,9 +426,13 @@ def resumed_seed(outs: list[Path]) -> tuple[int, bool] | None:
 def _recorded(key: str, theirs, ours, doc: dict | None = None):
     """A sidecar's ``key`` as the resume compares it with this run's ``ours``: LoRA adapters by [sha256, scale] (not
     where they were), the cache by its settings (not the counts sampling added), the precision as computed (sidecars
-    before 2026-12-07 recorded the requested "fp32" over bf16 or fp16 weights, which compute in their own type)."""
-    if key == "precision" and theirs == "fp32" and (doc or {}).get("dtype") in ("bf16", "fp16"):
+    before 2026-12-07 recorded the requested "fp32" over bf16 or fp16 weights, which compute in their own type, and
+    the requested "bf16" over fp32 weights on a device whose autocast type is fp16: MPS, CUDA without bf16)."""
+    dtype = (doc or {}).get("dtype")
+    if key == "precision" and theirs == "fp32" and dtype in ("bf16", "fp16"):
         return doc["dtype"]
+    if key == "precision" and theirs == "bf16" and dtype == "fp32" and ours == "fp16":
+        return ours  # the device's fp16 autocast, which the record named by the precision asked
     if key == "lora" and isinstance(theirs, list):
         return [[a.get("sha256"), a.get("scale")] if isinstance(a, dict) else a for a in theirs] or None
     if key == "cache" and isinstance(theirs, dict) and isinstance(ours, dict):

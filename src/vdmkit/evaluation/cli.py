@@ -73,7 +73,8 @@ def _cmd_eval(args) -> int:
     from vdmkit.evaluation.sources import NOISE_KEYWORD, SHAPES_KEYWORD, is_model_dir
     from vdmkit.io.video import check_output_path
 
-    if args.fake in (SHAPES_KEYWORD, NOISE_KEYWORD) or not is_model_dir(Path(args.fake)):
+    fake_model = args.fake not in (SHAPES_KEYWORD, NOISE_KEYWORD) and is_model_dir(Path(args.fake))
+    if not fake_model:
         ignored = [flag for flag, value, default in (
             ("--sampler", args.sampler, "ddim"), ("--sample-steps", args.sample_steps, 50),
             ("--guidance", args.guidance, None),
@@ -104,7 +105,8 @@ def _cmd_eval(args) -> int:
                       num_real=args.num_real, num_fake=args.num_fake, seed=args.seed, video_extractor=args.extractor,
                       clip_sampling=args.clip_sampling,
                       lpips_backbone=args.lpips_backbone, lpips_heads=args.lpips_heads, lpips_net=args.lpips_net,
-                      device=args.device, sample_dtype=weights_dtype(args), sample_precision=args.precision,
+                      device=args.device, sample_precision=args.precision,
+                      sample_dtype=weights_dtype(args) if fake_model else "fp32",  # (the flags ignored are not checked)
                       compile_model=args.compile, cuda_graphs=args.cuda_graphs)
     from vdmkit.distributed import current
 

@@ -240,7 +240,7 @@ class Pipeline(nn.Module):
         the devices there, as from_pretrained(device=...) says (torch's bare AssertionError before 2026-12-06)."""
         from vdmkit.device import resolve_device
 
-        for value in (*args, kwargs.get("dtype")):  # fp64 ran, sized and recorded as fp32 (weights_dtype)
+        for value in (*args, kwargs.get("dtype"), kwargs.get("tensor")):  # fp64 was sized and recorded as fp32
             dtype = value.dtype if isinstance(value, torch.Tensor) else value
             if isinstance(dtype, torch.dtype) and dtype not in DTYPES.values():
                 raise ConfigError(f"a pipeline's weights are fp32, bf16 or fp16 (torch.float32, torch.bfloat16, "
@@ -395,9 +395,16 @@ class Pipeline(nn.Module):
 
     @property
     def weights_dtype(self) -> str:
-        """The backbone's weights' type by name: fp32, bf16 or fp16 (torch's name for another, never "fp32")."""
+        """The backbone's weights' type by name: fp32, bf16 or fp16. Another type (``pipe.double()`` or ``.type()``,
+        nn.Module casts that bypass :meth:`to`) is a ConfigError here, where sampling and its memory checks read it
+        (its name reached memory.py's table as a raw KeyError)."""
         dtype = next(self.backbone.parameters()).dtype
-        return {v: k for k, v in DTYPES.items()}.get(dtype, str(dtype).removeprefix("torch."))
+        name = next((k for k, v in DTYPES.items() if v == dtype), None)
+        if name is None:
+            raise ConfigError(f"this pipeline's weights are {dtype}; it samples with fp32, bf16 or fp16 weights "
+                              f"(torch.float32, torch.bfloat16, torch.float16), as from_pretrained(dtype=) loads "
+                              f"them: cast it back, e.g. pipe.to(torch.float32)")
+        return name
 
     def effective_precision(self, precision: str = "fp32") -> str:
         """The type the model calls compute in when sampling at ``precision``, as the sidecars record it

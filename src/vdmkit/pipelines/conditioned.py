@@ -606,11 +606,11 @@ def check_chunks(config, frames: int) -> list[tuple[int, int]]:
     config): ConstraintError naming the nearest lengths whose every chunk fits."""
     window, c = config.frames, temporal_compression(config)
 
-    def refusal(n: int) -> str | None:  # why a chunk of n frames does not fit, None when it does
+    def refusal(n: int) -> str | None:  # why a chunk of n frames does not fit (in its frames), None when it does
         try:
-            config.model.check_shape(*config.latent_size(n, config.height, config.width))
-        except ConstraintError as e:
-            return str(e)
+            config.check_latent_shape(n, config.height, config.width)
+        except ConstraintError as e:  # its nearest chunk lengths are no video's: the advice names the video's
+            return str(e).partition("; nearest valid")[0]
         return None
 
     def lengths(total: int) -> set[int]:  # every chunk is the window but the last

@@ -104,28 +104,39 @@ def check_latent_frames(model, temporal: int, frames: int, latent: tuple[int, in
     """ConstraintError when backbone ``model`` cannot take ``latent``, the latents of a ``frames``-frame video (an
     autoencoder compressing time ``temporal`` x): a frame count it refuses is named in the video's frames, with the
     nearest that fit (its own check counts latent frames, which the user never gave: "frames=3 ... nearest valid: 4"
-    for a 5-frame video, and 4 frames do not fit the autoencoder)."""
-    def takes(n: int) -> bool:
+    for a 5-frame video, and 4 frames do not fit the autoencoder). A size it refuses at a frame count it takes is its
+    own refusal, naming this request's latent shape (re-checked at 1 frame, it said "got 1 frames")."""
+    def takes(n: int, size: tuple[int, int] = latent[1:]) -> bool:
         try:
-            model.check_shape(n, *latent[1:])
+            model.check_shape(n, *size)
         except ConstraintError:
             return False
         return True
+
+    def nearest(size: tuple[int, int]) -> list[int]:
+        # outward from the asked count, stopping at the first two (each count from 1 up was tried: 35 s at 200001)
+        return sorted(islice((1 + (n - 1) * temporal for n in outward(latent[0], latent[0] + 63) if takes(n, size)),
+                             2))
 
     try:
         model.check_shape(*latent)
     except ConstraintError:
         if temporal == 1 or latent[0] == frames:
             raise
-        # outward from the asked count, stopping at the first two (each count from 1 up was tried: 35 s at 200001)
-        near = sorted(islice((1 + (n - 1) * temporal for n in outward(latent[0], latent[0] + 63) if takes(n)), 2))
-        if not near:  # not even 1 frame fits: the size is the problem, said for 1 frame (not in latent counts)
-            model.check_shape(1, *latent[1:])
+        smallest = (getattr(model, "spatial_factor", 1),) * 2  # a size the backbone takes: is the count the problem?
+        if takes(latent[0], smallest):  # the size alone: the backbone's own words
             raise
+        near, size_too = nearest(smallest) or nearest(latent[1:]), ""
+        if not near:
+            raise
+        try:  # the size may be wrong too: said at a count that fits, rather than left for the next try
+            model.check_shape(1 + (near[0] - 1) // temporal, *latent[1:])
+        except ConstraintError as err:
+            size_too = f"; at {near[0]} frames the size does not fit either: {err}"
         raise ConstraintError(
             f"frames={frames}{origin} makes {latent[0]} latent frames (the video autoencoder keeps 1 + (frames - 1) / "
             f"{temporal}), which the backbone cannot take; nearest valid frame counts: {', '.join(map(str, near))}"
-        ) from None
+            f"{size_too}") from None
 
 
 @dataclass
@@ -228,10 +239,13 @@ class PipelineConfig:
         f = self.model.spatial_factor
         m = s * f
         if height % m or width % m:
+            # within a learned-position DiT's tables, as its own check's nearest (past them: a size it refuses next)
+            most = max(m, self.model.max_size * s // m * m) if getattr(self.model, "position", "") == "learned" \
+                else None
             raise ConstraintError(
                 f"height and width must be multiples of {m} for this model (its autoencoder makes latents {s}x "
                 f"smaller, and its backbone needs latents divisible by {f}), got {height}x{width}; nearest valid: "
-                f"{nearest_multiple(height, m)}x{nearest_multiple(width, m)}")
+                f"{nearest_multiple(height, m, most)}x{nearest_multiple(width, m, most)}")
 
 
     def check_latent_shape(self, frames: int, height: int, width: int) -> tuple[int, int, int]:

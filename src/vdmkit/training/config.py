@@ -348,12 +348,17 @@ class RunConfig:
         factor = getattr(self.data.condition, "low_res", 1)
         if factor == 1:
             return
-        m = factor * (self.latent.autoencoder_config().spatial_compression if self.latent.enabled else 1)
+        s = self.latent.autoencoder_config().spatial_compression if self.latent.enabled else 1
+        m = factor * s
         odd = sorted({(h, w) for _, h, w in shapes if h % m or w % m})
         if odd:
-            why = f" (x{m // factor} autoencoder compression of the small clip)" if m != factor else ""
+            why = f" (x{s} autoencoder compression of the small clip)" if s != 1 else ""
+            # a size the backbone takes too (a bare multiple of m could be refused next), set where the sizes come from
+            need = math.lcm(m, s * getattr(self.model, "spatial_factor", 1))
+            fix = (f"set data.multiple={need} (bucket sizes snap to it)" if hasattr(self.data, "multiple")
+                   else f"set data.size to a multiple of {need}")
             raise ConfigError(f"data.condition.low_res={factor}: data sizes {', '.join(f'{h}x{w}' for h, w in odd[:4])}"
-                              f" (pixels) do not downsample {factor}x{why}; use sizes that are multiples of {m}")
+                              f" (pixels) do not downsample {factor}x{why}; {fix}")
 
     def pipeline(self) -> PipelineConfig:
         """The model this run trains, as its checkpoints record it (the latent autoencoder must be resolved)."""

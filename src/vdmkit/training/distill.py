@@ -236,8 +236,7 @@ def check_data_fits(data, config) -> None:
     batches of ``data`` (checked before any weights load; it failed at the first step, in latent sizes)."""
     for frames, height, width in data_shapes(data):
         try:
-            config.check_pixels(height, width)
-            config.model.check_shape(*config.latent_size(frames, height, width))
+            config.check_latent_shape(frames, height, width)  # in the data's frames (the backbone counts latent ones)
         except ConstraintError as err:
             raise ConstraintError(f"the data to distil on ({frames} frames at {height}x{width}; data.frames, "
                                   f"data.size) does not fit the teacher: {err}") from None
