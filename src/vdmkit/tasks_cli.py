@@ -448,7 +448,8 @@ def _cmd_cascade(args) -> int:
     meta = {"prompt": args.prompt, "cascade": str(args.config), "config": cascade_record(cfg),  # as run, overrides in
             "seed": seed, "seed_was_random": args.seed is None,
             "stages": stages, "fps": fps,
-            "precision": effective_precision(args.precision, "fp32", device), "device": str(device), "threads": threads, "vdmkit": __version__,
+            "precision": effective_precision(args.precision, "fp32", device), "device": str(device), "threads": threads,
+            "vdmkit": __version__,
             "upscale": factor, "shapes": [list(p.shape) for p in planned]}
     path = write_video(out, upscale(frames, factor), fps=fps, metadata=meta)
     written = [path]

@@ -511,7 +511,8 @@ class ModelSource:
         return {"kind": self.kind, "path": str(self.directory), "model_sha256": self.model_sha256,
                 "used": self.used, "sampler": self.sampler, "steps": self.steps, "guidance": self.guidance,
                 "seed": self.seed, "batch_size": self.batch_size, "frames": self.frames, "size": self.size,
-                "dtype": self.dtype, "precision": self.model.precision, "compiled": self.compiled, "cuda_graphs": self.cuda_graphs,
+                "dtype": self.dtype, "precision": self.model.precision, "compiled": self.compiled,
+                "cuda_graphs": self.cuda_graphs,
                 "clip_sampling": "generated clips, frames 0..T-1; video i seeded with seed + i, whatever the batch"}
 
 
