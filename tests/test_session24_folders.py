@@ -134,6 +134,12 @@ def test_a_diffusers_lora_file_is_named_as_one(tmp_path):
     save_file({"lora_unet_down_blocks_0_attentions_0_proj_in.lora_down.weight": torch.zeros(4, 8)}, kohya)
     with pytest.raises(ConfigError, match="diffusers, peft or kohya"):
         read_adapter(kohya)
+    attn = "unet.down_blocks.0.attentions.0.transformer_blocks.0.attn1"
+    for i, key in enumerate((f"{attn}.processor.to_k_lora.down.weight", f"{attn}.to_k.lora_linear_layer.down.weight")):
+        old = tmp_path / f"diffusers_{i}.safetensors"  # diffusers' attention-processor layouts (sweep 24H)
+        save_file({key: torch.zeros(4, 8)}, old)
+        with pytest.raises(ConfigError, match="diffusers, peft or kohya"):
+            read_adapter(old)
     other = tmp_path / "other.safetensors"
     save_file({"conv.weight": torch.zeros(2)}, other)
     with pytest.raises(ConfigError, match="is not a vdmkit LoRA adapter") as err:

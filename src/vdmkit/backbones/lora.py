@@ -523,7 +523,8 @@ def _not_vdmkit(path: Path, keys: list[str]) -> str:
     """Why a safetensors file without vdmkit's header is refused: a diffusers / peft / kohya LoRA file is named as
     one (its keys were not, sweep 24E)."""
     lora = next((k for k in keys if any(m in k for m in (".lora_A.", ".lora_B.", "lora_down", "lora_up",
-                                                         ".lora.down.", ".lora.up."))), None)
+                                                         ".lora.down.", ".lora.up.", "_lora.down.", "_lora.up.",
+                                                         ".lora_linear_layer."))), None)
     write = "vdmkit reads adapters `vdmkit train` (train.lora) or vdmkit.backbones.lora.save_adapter writes"
     if lora is None:
         return f"{str(path)!r} is not a vdmkit LoRA adapter (its header has no format {FORMAT!r}); {write}"
