@@ -8,6 +8,7 @@ the README shows into docs/."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import threading
@@ -59,17 +60,24 @@ def chrome(profile: Path):
     return webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
 
 
-@pytest.fixture(scope="module")
-def app(tmp_path_factory):
+@contextlib.contextmanager
+def served(root: Path):
+    """The app over ``root``'s runs/ and out/ in a thread; its FastAPI application as ``server.app``."""
     from vdmkit.app.server import Settings, create_app
 
+    application = create_app(Settings(runs=root / "runs", out=root / "out"))
+    with ThreadedServer(application) as server:
+        server.app = application
+        yield server
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory):
     root = tmp_path_factory.mktemp("browser")
     train_tiny(root / "runs" / "tiny")
     make_study(root / "out" / "studies" / "ten", "ten", items=12)
     make_study(root / "out" / "studies" / "duo", "duo", items=12)
-    application = create_app(Settings(runs=root / "runs", out=root / "out"))
-    with ThreadedServer(application) as server:
-        server.app = application
+    with served(root) as server:
         yield server
 
 

@@ -32,12 +32,16 @@ def video_vae(tmp_path_factory):
     return train_tiny_video_vae(tmp_path_factory.mktemp("vae") / "video")
 
 
-@pytest.fixture(scope="module")
-def frame_vae(tmp_path_factory):
-    out = tmp_path_factory.mktemp("vae") / "frame"
-    assert cli.main(["train-vae", "configs/vae_frame.yaml", *VAE_TINY, "data.frames=1", "model.latent_channels=6",
+def train_tiny_frame_vae(out, *overrides: str):
+    """A frame VAE trained 2 steps at 16x16 (VAE_TINY) into ``out``."""
+    assert cli.main(["train-vae", "configs/vae_frame.yaml", *VAE_TINY, "data.frames=1", *overrides,
                      f"train.out_dir={out}", "--no-progress"]) == 0
     return out
+
+
+@pytest.fixture(scope="module")
+def frame_vae(tmp_path_factory):
+    return train_tiny_frame_vae(tmp_path_factory.mktemp("vae") / "frame", "model.latent_channels=6")
 
 
 def test_latent_config_follows_the_autoencoder(video_vae, frame_vae):

@@ -13,7 +13,7 @@ import torch
 import yaml
 from safetensors.torch import save_file
 
-from tests.test_latent import VAE_TINY, train_tiny_video_vae
+from tests.test_latent import train_tiny_frame_vae, train_tiny_video_vae
 from vdmkit import cli
 from vdmkit.autoencoders.frame_vae import FrameVAE, FrameVAEConfig
 from vdmkit.autoencoders.video_vae import VideoVAE, VideoVAEConfig
@@ -27,10 +27,7 @@ TINY_FRAME = FrameVAEConfig(block_out_channels=(8, 16), norm_num_groups=4)
 
 @pytest.fixture(scope="module")
 def frame_vae(tmp_path_factory):
-    out = tmp_path_factory.mktemp("vae") / "frame"
-    assert cli.main(["train-vae", "configs/vae_frame.yaml", *VAE_TINY, "data.frames=1", f"train.out_dir={out}",
-                     "--no-progress"]) == 0
-    return out
+    return train_tiny_frame_vae(tmp_path_factory.mktemp("vae") / "frame")
 
 
 @pytest.fixture(scope="module")

@@ -39,9 +39,8 @@ def app(tmp_path_factory):
     import json
     import shutil
 
-    from tests.app_support import ThreadedServer, make_study, train_tiny
-    from tests.test_app_browser import MISSING
-    from vdmkit.app.server import Settings, create_app
+    from tests.app_support import make_study, train_tiny
+    from tests.test_app_browser import MISSING, served
 
     if MISSING:
         if os.environ.get("VDMKIT_REQUIRE_BROWSER"):
@@ -54,9 +53,7 @@ def app(tmp_path_factory):
     shutil.copytree(studies / "s1", studies / "s2")  # a copy under a new name and uid: the same video ids
     doc = json.loads((studies / "s2" / "study.json").read_text())
     (studies / "s2" / "study.json").write_text(json.dumps({**doc, "name": "s2", "uid": "ffff000011112222"}))
-    application = create_app(Settings(runs=root / "runs", out=root / "out"))
-    with ThreadedServer(application) as server:
-        server.app = application
+    with served(root) as server:
         yield server
 
 

@@ -13,7 +13,7 @@ from vdmkit.pipelines import TextToVideo
 from vdmkit.training import load_config, train
 
 from tests.conftest import TINY
-from tests.test_latent import VAE_TINY
+from tests.test_latent import train_tiny_frame_vae
 
 train_module = sys.modules["vdmkit.training.train"]  # the module: vdmkit.training.train names the function
 
@@ -22,10 +22,7 @@ SR = "data.condition={masks: {}, low_res: 2, noise_aug: 0.0, drop_image: 0.0, re
 
 @pytest.fixture(scope="module")
 def frame_vae(tmp_path_factory):
-    out = tmp_path_factory.mktemp("vae") / "frame"
-    assert cli.main(["train-vae", "configs/vae_frame.yaml", *VAE_TINY, "data.frames=1", f"train.out_dir={out}",
-                     "--no-progress"]) == 0
-    return out
+    return train_tiny_frame_vae(tmp_path_factory.mktemp("vae") / "frame")
 
 
 def test_a_latent_upscaler_trains_on_the_latents_of_the_downsampled_pixels(frame_vae, tmp_path, monkeypatch):
