@@ -44,6 +44,18 @@ def test_a_latent_run_names_the_backbones_frame_rule_in_the_datas_frames():
         assert load_config("configs/tiny_dit.yaml", [*run, f"data.frames={frames}"]).data.frames == frames
 
 
+def test_a_frame_count_the_autoencoder_refuses_names_the_counts_the_backbone_takes_too():
+    """data.frames=4 under a 2x-time video VAE: the autoencoder's "nearest valid: 3 or 5" named 5, which a tubelet-2
+    DiT then refuses (5 makes 3 latent frames); the counts that fit both are 3 and 7."""
+    run = ["latent.kind=video_vae", "latent.model={block_out_channels: [8, 16], temporal_downsample: [true], "
+           "norm_num_groups: 4}"]
+    with pytest.raises(ConfigError, match=r"nearest valid: 3 or 5\); of these, the backbone takes only counts such "
+                                          r"as 3 or 7$"):
+        load_config("configs/tiny_dit.yaml", [*run, "model.tubelet_t=2", "data.frames=4"])
+    with pytest.raises(ConfigError, match=r"nearest valid: 3 or 5\)$"):  # both fit a backbone without tubelets
+        load_config("configs/tiny_dit.yaml", [*run, "data.frames=4"])
+
+
 def test_a_pixel_runs_refusal_is_the_backbones_own():
     with pytest.raises(ConfigError, match=r"^data \(frames=5, 16x16\) does not fit backbone 'dit': frames=5 must be 1 "
                                           r"\(an image\) or a multiple of tubelet_t=2; nearest valid: 6$"):

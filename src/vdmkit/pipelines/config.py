@@ -12,7 +12,7 @@ import typing
 from dataclasses import dataclass, field
 from itertools import islice
 
-from vdmkit.autoencoders.common import compressed_shape
+from vdmkit.autoencoders.common import compressed_shape, nearest_frames
 from vdmkit.backbones.dit import nearest_multiple
 from vdmkit.conditioning.masks import ConditionConfig
 from vdmkit.config import from_dict
@@ -82,7 +82,28 @@ def fit_latent(model, kind: str, ae_model, shapes: list[tuple[int, int, int]], o
     try:
         return model, [compressed_shape(ae.spatial_compression, ae.temporal_compression, *s, origin) for s in shapes]
     except ConstraintError as err:
-        raise ConfigError(f"data does not fit the autoencoder: {err}") from err
+        raise ConfigError(f"data does not fit the autoencoder: {err}{_backbone_too(model, ae, shapes)}") from err
+
+
+def _backbone_too(model, ae, shapes: list[tuple[int, int, int]]) -> str:
+    """For a frame count the autoencoder refuses: the nearest counts the backbone takes too (the autoencoder's own
+    "nearest valid: 3 or 5" named 5, which a tubelet-2 DiT refuses next), or "" when its nearest fit both."""
+    t, s = ae.temporal_compression, ae.spatial_compression
+    frames, height, width = next(x for x in shapes if (x[0] - 1) % t or x[1] % s or x[2] % s)
+    if t == 1 or (height % s or width % s) or not hasattr(model, "check_shape"):
+        return ""
+
+    def takes(n: int) -> bool:
+        try:
+            model.check_shape(n, max(height // s, 1), max(width // s, 1))
+        except ConstraintError:
+            return False
+        return True
+
+    near = sorted(islice((v for v in outward(frames, 64 * t) if (v - 1) % t == 0 and takes(1 + (v - 1) // t)), 2))
+    if not near or near == nearest_frames(frames, t):
+        return ""
+    return f"; of these, the backbone takes only counts such as {' or '.join(map(str, near))}"
 
 
 def check_fits(backbone: str, model, shapes: list[tuple[int, int, int]], what: str = "data",
