@@ -169,3 +169,20 @@ def test_search_schedule_takes_the_motion_adapter_sample_takes(tmp_path, capsys)
     assert main(["sample", *form, "--prompt", "a red panda", "--timesteps", "auto", "--schedules", str(schedules),
                  "--out", str(out), "--no-progress"]) == 0  # keyed by the folder and adapter, as sample loads them
     assert json.loads((tmp_path / "v.mp4.json").read_text())["timesteps"] == searched
+    # the same weights inflated into a vdmkit folder take it too, and the other way round (both were refused)
+    inflated = tmp_path / "inflated"
+    assert main(["inflate", str(sd), "--motion-adapter", str(adapter), "--frames", "2", "--out", str(inflated)]) == 0
+    size = ["--sampler", "ddim", "--steps", "2", "--frames", "2", "--height", "16", "--width", "16"]
+    assert main(["sample", "--model", str(inflated), *size, "--prompt", "a red panda", "--timesteps", "auto",
+                 "--schedules", str(schedules), "--out", str(tmp_path / "i.mp4"), "--no-progress"]) == 0
+    assert json.loads((tmp_path / "i.mp4.json").read_text())["timesteps"] == searched
+    from vdmkit.pipelines import TextToVideo
+
+    pipe = TextToVideo.from_pretrained(inflated)  # the Python API: the inflated folder's identities
+    assert pipe.request("a red panda", timesteps="auto", schedules=str(schedules), **dict(
+        sampler="ddim", steps=2, frames=2, height=16, width=16)).ts.tolist() == searched
+    other = tmp_path / "o.json"
+    assert main(["search-schedule", "--model", str(inflated), *size, "--prompts", str(tmp_path / "p.txt"), "--out",
+                 str(other), "--reference-steps", "4", "--sweeps", "1", "--no-progress"]) == 0
+    assert main(["sample", *form, "--prompt", "a red panda", "--timesteps", "auto", "--schedules", str(other),
+                 "--out", str(tmp_path / "f.mp4"), "--no-progress"]) == 0

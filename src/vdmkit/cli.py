@@ -194,12 +194,12 @@ def _cmd_sample(args) -> int:
     searched = {}
     if args.timesteps == "auto":
         from vdmkit.io.checkpoint import sha256_file
-        from vdmkit.pipelines.base import weights_sha256
+        from vdmkit.pipelines.base import weights_identities
         from vdmkit.sampling.schedule_search import SCHEDULES_FILE, schedule_identity
 
         searched = {"schedules": args.schedules or Path(ckpt.directory) / SCHEDULES_FILE,  # --lora: its own schedules
-                    "model_sha256": schedule_identity(weights_sha256(ckpt),
-                                                      [(sha256_file(a.path), s) for a, s in adapters])}
+                    "model_sha256": [schedule_identity(sha, [(sha256_file(a.path), s) for a, s in adapters])
+                                     for sha in weights_identities(ckpt)]}  # an inflated folder's source's too
     elif args.schedules is not None:
         raise ValueError("--schedules FILE is read by --timesteps auto; give both")
 

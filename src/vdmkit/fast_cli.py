@@ -38,7 +38,7 @@ def _cmd_search_schedule(args) -> int:
     from vdmkit.data.captions import read_prompt_file
     from vdmkit.pipelines.base import check_sampling_memory
     from vdmkit.sampling.generate import check_seed
-    from vdmkit.sampling.schedule_search import (SCHEDULES_FILE, check_search, pipeline_identity, read_schedules,
+    from vdmkit.sampling.schedule_search import (SCHEDULES_FILE, check_search, pipeline_identities, read_schedules,
                                                  save_schedule, search_schedule)
 
     # every check that needs no weights runs before loading them
@@ -83,7 +83,7 @@ def _cmd_search_schedule(args) -> int:
     result = search_schedule(pipe, args.sampler, args.steps, prompts, seed=seed, draws=args.draws,
                              guidance=guidance, **sampling,
                              reference_steps=args.reference_steps, sweeps=args.sweeps, progress=report)
-    key = save_schedule(out, args.sampler, args.steps, guidance, result, pipeline_identity(pipe),
+    key = save_schedule(out, args.sampler, args.steps, guidance, result, pipeline_identities(pipe),
                         {"prompts": prompts, "seed": seed, "draws": args.draws,
                          "reference": f"dpmpp_2m/{args.reference_steps}",
                          "diffusion": to_dict(pipe.config.diffusion)})  # checked when `auto` reads it

@@ -432,9 +432,9 @@ class Pipeline(nn.Module):
         schedules.json unless ``schedules=`` names another file) and what they are keyed by (the model and its
         adapters): text-to-video and long videos read them alike."""
         if isinstance(kwargs.get("timesteps"), str) and kwargs["timesteps"] == "auto":  # not an array's ==
-            from vdmkit.sampling.schedule_search import pipeline_identity
+            from vdmkit.sampling.schedule_search import pipeline_identities
 
-            kwargs = {"schedules": self.schedules_path(), "model_sha256": pipeline_identity(self), **kwargs}
+            kwargs = {"schedules": self.schedules_path(), "model_sha256": pipeline_identities(self), **kwargs}
         return kwargs
 
     def save_pretrained(self, directory: str | os.PathLike) -> Path:

@@ -225,8 +225,23 @@ def schedule_identity(model_sha256: str | None, adapters: Sequence[tuple[str, fl
 
 def pipeline_identity(pipe) -> str | None:
     """:func:`schedule_identity` of a loaded pipeline with the adapters it applies now."""
+    return pipeline_identities(pipe)[0]
+
+
+def pipeline_identities(pipe) -> list[str | None]:
+    """:func:`schedule_identity` of every sha256 a loaded pipeline's weights are known by (its own first; an inflated
+    or converted checkpoint's diffusers folder's too: ``Pipeline.identities``), with the adapters it applies now: a
+    schedule searched on either form of the same weights is taken by the other."""
     applied = pipe.applied_adapters() if hasattr(pipe, "applied_adapters") else []
-    return schedule_identity(pipe.model_sha256, [(r["sha256"], r["scale"]) for r in applied])
+    known = [pipe.model_sha256, *(i for i in getattr(pipe, "identities", []) or [] if i != pipe.model_sha256)]
+    return [schedule_identity(sha, [(r["sha256"], r["scale"]) for r in applied]) for sha in known]
+
+
+def _known_as(entry: dict) -> set:
+    """The identities a schedules entry was searched on: its ``model_sha256`` and the ``identities`` it recorded."""
+    ids = entry.get("identities")
+    return {entry.get("model_sha256"), *(i for i in ids if isinstance(i, str))} if isinstance(ids, list) \
+        else {entry.get("model_sha256")}
 
 
 def schedule_key(sampler: str, steps: int, guidance: float) -> str:
@@ -277,10 +292,13 @@ def read_schedules(path: str | os.PathLike) -> dict:
 
 
 def save_schedule(path: str | os.PathLike, sampler: str, steps: int, guidance: float, result: SearchResult,
-                  model_sha256: str | None, about: dict | None = None) -> str:
+                  model_sha256: str | None | list, about: dict | None = None) -> str:
     """Add (or replace) the schedule of ``sampler`` / ``steps`` / ``guidance`` in ``path``, written atomically; the
     other entries stay, another model's of the same settings too (this one's key then names its weights). Returns its
-    key."""
+    key. ``model_sha256``: the weights' identity, or a list of every one they are known by (its own first)."""
+    known = [i for i in model_sha256 if i] if isinstance(model_sha256, list) else []
+    model_sha256 = known[0] if known else None if isinstance(model_sha256, list) else model_sha256
+    about = {**(about or {}), **({"identities": known} if len(known) > 1 else {})}
     # under a lock: concurrent searches each read the file, added theirs and replaced it: entries were lost (21B)
     with locked(path):
         schedules = read_schedules(path)
@@ -306,12 +324,13 @@ def _flags(settings: dict) -> str:
 
 
 def saved_timesteps(path: str | os.PathLike | None, sampler: str, steps: int, guidance: float, process,
-                    model_sha256: str | None = None, knobs: dict | None = None, diffusion: dict | None = None,
+                    model_sha256: str | None | list = None, knobs: dict | None = None, diffusion: dict | None = None,
                     settings: dict | None = None, model_size: dict | None = None) -> list:
     """The searched timesteps of ``sampler`` / ``steps`` in the schedules file ``path``, for ``timesteps="auto"``:
     the entry of this ``guidance``, else the one of the nearest guidance. A ConfigError, saying the command that makes
-    one, when there is none, or when it was searched on other weights than ``model_sha256``. ``settings``: the
-    request's values of :data:`SETTINGS`; one the entry was searched at otherwise (an entry that does not record it:
+    one, when there is none, or when it was searched on other weights than ``model_sha256`` (or a list of the
+    identities they are known by: the same weights inflated or converted, :func:`pipeline_identities`). ``settings``:
+    the request's values of :data:`SETTINGS`; one the entry was searched at otherwise (an entry that does not record it:
     the default, ``model_size``'s for the size) is a warning naming each."""
     if sampler in STOCHASTIC or (knobs or {}).get("eta", 0) > 0:  # ddim with eta was given ddim's searched one
         drawn = f"the {sampler!r} sampler" + (f" with eta={knobs['eta']:g}" if sampler not in STOCHASTIC else "")
@@ -343,9 +362,10 @@ def saved_timesteps(path: str | os.PathLike | None, sampler: str, steps: int, gu
                 else f"it has: {', '.join(sorted(schedules)) or 'none'}")
         raise ConfigError(f"timesteps='auto': no searched schedule for sampler {sampler!r} with {steps} steps in "
                           f"{str(path) if path is not None else 'this model'} ({have}); {make}")
-    mine = [e for e in matches if e.get("model_sha256") in (None, model_sha256)] if model_sha256 else matches
+    ids = {i for i in model_sha256 if i} if isinstance(model_sha256, list) else {model_sha256} - {None}
+    mine = [e for e in matches if None in _known_as(e) or _known_as(e) & ids] if ids else matches
     entry = min(mine or matches, key=lambda e: abs(float(e.get("guidance", math.inf)) - guidance))
-    if model_sha256 and entry.get("model_sha256") not in (None, model_sha256):
+    if ids and not (None in _known_as(entry) or _known_as(entry) & ids):
         raise ConfigError(f"the schedule {schedule_key(sampler, steps, entry.get('guidance', 0))!r} in {str(path)!r} "
                           f"was searched on other weights ({str(entry['model_sha256'])[:12]}...); {make}")
     if diffusion is not None and entry.get("diffusion") not in (None, diffusion):  # a folder's identity is its
