@@ -1,5 +1,6 @@
 """Session 24: super-resolution models trained as they are sampled, and `upscale`'s warning about large inputs."""
 
+import json
 import sys
 
 import pytest
@@ -55,6 +56,14 @@ def test_a_latent_upscaler_trains_on_the_latents_of_the_downsampled_pixels(frame
     assert torch.allclose(low_res, small, atol=1e-6)  # noise_aug 0: the clean conditioning
     assert not torch.allclose(low_res, downsample(full, 2), atol=1e-3)  # what it was trained on before
     assert torch.allclose(target, full - upsample(small, tuple(full.shape[3:])), atol=1e-6)
+    # a checkpoint of another conditioning (before 2026-12-07: no low_res_input record) resumed: said, since it
+    # changes what the model sees; this one's record stands in for it by no longer being this vdmkit's
+    state = next(out.glob("checkpoints/step_*/training_state.json"))
+    assert json.loads(state.read_text())["low_res_input"] == "encoded_downsampled"
+    monkeypatch.setattr(train_module, "LOW_RES_INPUT", "another")
+    with pytest.warns(UserWarning, match="area-pooled latents of the full-size clip"):
+        train(load_config(None, TINY + [f"latent.autoencoder={frame_vae}", "data.size=32", SR, "train.steps=2",
+                                        "train.sample_every=100", f"train.out_dir={out}"]), resume=True, progress=False)
 
 
 def test_a_latent_upscaler_refuses_a_latent_cache_and_sizes_that_do_not_downsample(frame_vae):

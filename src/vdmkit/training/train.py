@@ -241,6 +241,7 @@ def train(cfg: RunConfig, *, resume: bool = False, progress: bool = True) -> Pat
         scaler = grad_scaler(device, tc.precision)  # fp16 devices only; a pass-through elsewhere
         generator = torch.Generator().manual_seed(tc.seed)  # on the CPU: the same draws on every device
         step = 0
+        latent_sr = cfg.latent.enabled and getattr(cfg.data.condition, "low_res", 1) > 1  # encodes its low-res input
         if start is not None:
             load_optimizer(pipe, opt, mode, state, "optim", doc["param_groups"], start.directory)
             restore_scaler(scaler, doc)
@@ -264,6 +265,11 @@ def train(cfg: RunConfig, *, resume: bool = False, progress: bool = True) -> Pat
                               "uninterrupted run's; resume as it ran to continue it exactly", stacklevel=2)
             if world.main:
                 warn_changed_settings(start, cfg, step, TRAJECTORY)
+            if world.main and latent_sr and doc.get("low_res_input") != LOW_RES_INPUT:
+                warnings.warn(f"--resume: checkpoint {step} was trained by a vdmkit that conditioned this latent "
+                              "super-resolution model on the area-pooled latents of the full-size clip (before "
+                              "2026-12-07); from here it sees the latents of the downsampled clip, as upscale gives "
+                              "them: retrain from step 0 for a model trained on one input throughout", stacklevel=2)
             # the data position: where the next step's samples start (continued as is when the global batch changed)
             layout = dataclasses.replace(layout, offset=resumed_offset(doc, step, layout, dataset, world.main))
     if world.main:
@@ -290,7 +296,7 @@ def train(cfg: RunConfig, *, resume: bool = False, progress: bool = True) -> Pat
                     if cfg.latent.enabled and not cfg.latent.cache:  # the frozen autoencoder's scaled latents, in
                         # float32 outside autocast as cache-latents writes them; a super-resolution run's low-res
                         # input: the latents of the downsampled pixels, as upscale encodes its input
-                        if getattr(cfg.data.condition, "low_res", 1) > 1:
+                        if latent_sr:
                             small = masks.low_res_latents(pipe, videos, cfg.data.condition.low_res)
                         videos = pipe.to_latents(videos).float()
                     draws = step_draws(scheme, videos.shape, tc, pipe.process, cfg.diffusion.loss_weighting,
@@ -369,6 +375,7 @@ def save_checkpoint_step(out: Path, step: int, cfg: RunConfig, pipe, weights: di
         state_doc={"param_groups": opt.state_dict()["param_groups"], **scaler_state(scaler), "randomness": scheme,
                    "samples_seen": layout.offset + step * layout.global_batch, **({"data": data} if data else {}),
                    "data_order": DATA_ORDER,  # clips: cut into global batches (not the older micro-batch runs)
+                   "low_res_input": LOW_RES_INPUT,  # a latent upscaler's: the latents of the downsampled clip
                    "threads": torch.get_num_threads(),  # a resume on another count is close, not bit-identical
                    "layout": {"processes": layout.world.size, "grad_accum": layout.accum, "micro_batch": layout.micro,
                               "global_batch": layout.global_batch, "parallel": mode}, **lora_doc},
@@ -558,6 +565,7 @@ def moved_autoencoder(run_checkpoint: Path, saved, ours) -> str:
 
 # train settings that change what the steps compute: a resume with other values goes on with them (deliberate: a
 # run may be continued at a lower lr), and says so, since it is no longer the run that would have gone on
+LOW_RES_INPUT = "encoded_downsampled"  # training_state.json: a latent upscaler sees E(downsample(x)) (2026-12-07)
 TRAJECTORY = tuple(f"train.{key}" for key in ("batch_size", "lr", "warmup_steps", "weight_decay", "grad_clip",
                                               "ema_decay", "cond_dropout", "image_ratio", "precision", "seed"))
 
