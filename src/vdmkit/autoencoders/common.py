@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vdmkit.backbones.layers import PlaneGroupNorm
+from vdmkit.backbones.layers import PlaneGroupNorm, nearest_multiple
 from vdmkit.device import randn
 from vdmkit.errors import ConstraintError, NonFiniteError
 
@@ -122,7 +122,7 @@ class Autoencoder(nn.Module):
     def check_size(self, frames: int, height: int, width: int) -> None:
         s = self.spatial_compression
         if height % s or width % s or height < s or width < s:
-            near = [max(s, (v + s // 2) // s * s) for v in (height, width)]  # half up, as the commands' advice
+            near = [nearest_multiple(v, s) for v in (height, width)]
             raise ConstraintError(f"{self.kind}: height and width must be positive multiples of the spatial "
                                   f"compression {s}, got {height}x{width}; nearest valid: {near[0]}x{near[1]}")
         if not self.valid_frames(frames):
@@ -243,7 +243,7 @@ def compressed_shape(spatial: int, temporal: int, frames: int, height: int, widt
     are checked without building the network.
     """
     if height % spatial or width % spatial:
-        near = [max(spatial, (v + spatial // 2) // spatial * spatial) for v in (height, width)]  # half up
+        near = [nearest_multiple(v, spatial) for v in (height, width)]
         raise ConstraintError(f"size {height}x{width} is not divisible by the spatial compression {spatial}; nearest "
                               f"valid: {near[0]}x{near[1]}")
     if (frames - 1) % temporal:

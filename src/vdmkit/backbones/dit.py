@@ -45,6 +45,7 @@ from vdmkit.backbones.layers import (
     fused_linear,
     grid_features,
     image_frames,
+    nearest_multiple,
     timestep_embedding,
     travelling_waves,
     values_readable,
@@ -165,15 +166,6 @@ DiTSConfig = _dit_size("DiTSConfig", "DiT-S", 384, 12, 6)
 DiTBConfig = _dit_size("DiTBConfig", "DiT-B", 768, 12, 12)
 DiTLConfig = _dit_size("DiTLConfig", "DiT-L", 1024, 24, 16)
 DiTXLConfig = _dit_size("DiTXLConfig", "DiT-XL", 1152, 28, 16)
-
-
-def nearest_multiple(value: int, factor: int, most: int | None = None, image: bool = False) -> int:
-    """The positive multiple of ``factor`` nearest ``value`` (at most ``most``; or 1, with ``image``), the larger on a
-    tie: the rule of the commands' "give --X" advice (vdmkit.pipelines.sizes.nearest), so that a refusal never names
-    two values. round() rounds half to even: 9 at a factor 2 was "nearest valid: 8" beside "give --height 10"."""
-    best = max(factor, (value + factor // 2) // factor * factor)  # half up
-    best = best if most is None else min(best, most)
-    return 1 if image and abs(value - 1) < abs(best - value) else best
 
 
 def fold_sizes(grid: dict[str, int]) -> dict[str, tuple[int, int]]:

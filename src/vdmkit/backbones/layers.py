@@ -37,6 +37,16 @@ SHORT_ATTENTION = 128 * 128
 PADDED_HEAD = 16
 
 
+def nearest_multiple(value: int, factor: int, most: int | None = None, image: bool = False) -> int:
+    """The positive multiple of ``factor`` nearest ``value`` (at most ``most``; or 1, with ``image``), the larger on a
+    tie: the rule of the commands' "give --X" advice (vdmkit.pipelines.sizes.nearest) and of the backbones' and
+    autoencoders' "nearest valid", so that a refusal never names two values. round() rounds half to even: 9 at a
+    factor 2 was "nearest valid: 8" beside "give --height 10"."""
+    best = max(factor, (value + factor // 2) // factor * factor)  # half up
+    best = best if most is None else min(best, most)
+    return 1 if image and abs(value - 1) < abs(best - value) else best
+
+
 @dataclass(frozen=True)
 class ImageFrames:
     """Which frames of a (B, C, T, H, W) batch are independent images (joint image-video training).

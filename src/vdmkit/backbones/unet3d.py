@@ -35,13 +35,13 @@ from vdmkit.backbones.layers import (
     frame_conv,
     group_norm,
     image_frames,
+    nearest_multiple,
     timestep_embedding,
     zero_init,
 )
 from vdmkit.backbones.space_time import SpaceTimeAttention, gated, repeat_text
 from vdmkit.backbones.transformer_blocks import MotionModule, SpatialTransformer, TemporalTransformer
 from vdmkit.backbones.condition_inputs import ConditionInputs, check_condition, check_condition_inputs
-from vdmkit.backbones.dit import nearest_multiple
 from vdmkit.conditioning.condition import Condition, as_condition
 from vdmkit.conditioning.text import TextCondition
 from vdmkit.errors import ConfigError, ConstraintError

@@ -35,8 +35,7 @@ from vdmkit.curation.scores import (
 )
 from vdmkit.data.captions import check_caption
 from vdmkit.errors import ConfigError, DatasetError, InvalidVideoError, OutputError, VdmkitError
-from vdmkit.io.atomic import same_file
-from vdmkit.io.atomic import atomic_path, write_text_atomic
+from vdmkit.io.atomic import atomic_path, same_file, write_text_atomic
 from vdmkit.io.decode import IMAGE_SUFFIXES, VIDEO_SUFFIXES, decode
 
 log = logging.getLogger(__name__)

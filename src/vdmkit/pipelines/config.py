@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from itertools import islice
 
 from vdmkit.autoencoders.common import compressed_shape, nearest_frames
-from vdmkit.backbones.dit import nearest_multiple
+from vdmkit.backbones.layers import nearest_multiple
 from vdmkit.conditioning.masks import ConditionConfig
 from vdmkit.config import from_dict
 from vdmkit.diffusion.config import DiffusionConfig
@@ -85,6 +85,15 @@ def fit_latent(model, kind: str, ae_model, shapes: list[tuple[int, int, int]], o
         raise ConfigError(f"data does not fit the autoencoder: {err}{_backbone_too(model, ae, shapes)}") from err
 
 
+def _takes(model, frames: int, height: int, width: int) -> bool:
+    """Whether backbone ``model`` takes a (frames, height, width) input (its check_shape refuses none of it)."""
+    try:
+        model.check_shape(frames, height, width)
+    except ConstraintError:
+        return False
+    return True
+
+
 def _backbone_too(model, ae, shapes: list[tuple[int, int, int]]) -> str:
     """For a frame count the autoencoder refuses: the nearest counts the backbone takes too (the autoencoder's own
     "nearest valid: 3 or 5" named 5, which a tubelet-2 DiT refuses next), or "" when its nearest fit both."""
@@ -92,15 +101,9 @@ def _backbone_too(model, ae, shapes: list[tuple[int, int, int]]) -> str:
     frames, height, width = next(x for x in shapes if (x[0] - 1) % t or x[1] % s or x[2] % s)
     if t == 1 or (height % s or width % s) or not hasattr(model, "check_shape"):
         return ""
-
-    def takes(n: int) -> bool:
-        try:
-            model.check_shape(n, max(height // s, 1), max(width // s, 1))
-        except ConstraintError:
-            return False
-        return True
-
-    near = sorted(islice((v for v in outward(frames, 64 * t) if (v - 1) % t == 0 and takes(1 + (v - 1) // t)), 2))
+    size = max(height // s, 1), max(width // s, 1)
+    near = sorted(islice((v for v in outward(frames, 64 * t) if (v - 1) % t == 0 and
+                          _takes(model, 1 + (v - 1) // t, *size)), 2))
     if not near or near == nearest_frames(frames, t):
         return ""
     return f"; of these, the backbone takes only counts such as {' or '.join(map(str, near))}"
@@ -127,17 +130,10 @@ def check_latent_frames(model, temporal: int, frames: int, latent: tuple[int, in
     nearest that fit (its own check counts latent frames, which the user never gave: "frames=3 ... nearest valid: 4"
     for a 5-frame video, and 4 frames do not fit the autoencoder). A size it refuses at a frame count it takes is its
     own refusal, naming this request's latent shape (re-checked at 1 frame, it said "got 1 frames")."""
-    def takes(n: int, size: tuple[int, int] = latent[1:]) -> bool:
-        try:
-            model.check_shape(n, *size)
-        except ConstraintError:
-            return False
-        return True
-
     def nearest(size: tuple[int, int]) -> list[int]:
         # outward from the asked count, stopping at the first two (each count from 1 up was tried: 35 s at 200001)
-        return sorted(islice((1 + (n - 1) * temporal for n in outward(latent[0], latent[0] + 63) if takes(n, size)),
-                             2))
+        return sorted(islice((1 + (n - 1) * temporal for n in outward(latent[0], latent[0] + 63)
+                              if _takes(model, n, *size)), 2))
 
     try:
         model.check_shape(*latent)
@@ -145,7 +141,7 @@ def check_latent_frames(model, temporal: int, frames: int, latent: tuple[int, in
         if temporal == 1 or latent[0] == frames:
             raise
         smallest = (getattr(model, "spatial_factor", 1),) * 2  # a size the backbone takes: is the count the problem?
-        if takes(latent[0], smallest):  # the size alone: the backbone's own words
+        if _takes(model, latent[0], *smallest):  # the size alone: the backbone's own words
             raise
         near, size_too = nearest(smallest) or nearest(latent[1:]), ""
         if not near:

@@ -30,7 +30,7 @@ def outward(n: int, reach: int) -> Iterator[int]:
 
 def nearest(n: int, fits: Callable[[int], bool]) -> int | None:
     """The positive value closest to ``n`` that ``fits`` (the larger on a tie: the backbones' "nearest valid" rule,
-    vdmkit.backbones.dit.nearest_multiple), None if none within n + 63 of it."""
+    vdmkit.backbones.layers.nearest_multiple), None if none within n + 63 of it."""
     return next((m for m in outward(n, n + 63) if fits(m)), None)
 
 
