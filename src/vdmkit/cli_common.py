@@ -235,18 +235,16 @@ def check_runner(args, device) -> None:
     """--compile and --cuda-graphs, refused before any weights load: not both, graphs only on a CUDA device, neither
     over autocast; and --precision with --dtype (weights_dtype)."""
     from vdmkit.errors import ConfigError
-    from vdmkit.pipelines.base import BOTH_RUNNERS
+    from vdmkit.pipelines.base import BOTH_RUNNERS, runs_eager_under_autocast
 
-    weights_dtype(args)  # --precision bf16 --dtype fp16: refused at once
+    dtype = weights_dtype(args)  # --precision bf16 --dtype fp16: refused at once
     graphs = getattr(args, "cuda_graphs", False)
     if graphs and getattr(args, "compile", False):
         raise ConfigError(BOTH_RUNNERS)
     if graphs and device.type != "cuda":
         raise ConfigError(f"--cuda-graphs needs a CUDA device; this command runs on {device.type} (--device "
                           f"{getattr(args, 'device', None) or 'auto'}): give --device cuda, or drop --cuda-graphs")
-    compile_mode = getattr(args, "compile", None)
-    if (compile_mode or graphs) and compile_mode != "regional" and getattr(args, "precision", "fp32") != "fp32" \
-            and weights_dtype(args) == "fp32":  # autocast over fp32 weights: every call would run eager
+    if runs_eager_under_autocast(getattr(args, "compile", None), graphs, getattr(args, "precision", "fp32"), dtype):
         flag = "--cuda-graphs" if graphs else "--compile"
         raise ConfigError(f"{flag} runs the model as traced, in its weights' dtype: with --dtype fp32 and --precision "
                           f"{args.precision} (autocast) every call would run eager; drop --dtype fp32 (bf16 weights: "

@@ -541,7 +541,7 @@ def open_model(path, *, frames: int, size: int, steps: int, guidance: float | No
     (Pipeline.cuda_graphs). The only function of vdmkit.evaluation that imports vdmkit.pipelines."""
     from vdmkit.pipelines import TextToVideo, make_request
     from vdmkit.pipelines import open_model as open_pipeline_model
-    from vdmkit.pipelines.base import check_sampling_memory
+    from vdmkit.pipelines.base import check_sampling_memory, runs_eager_under_autocast
     from vdmkit.pipelines.request import effective_precision
 
     from vdmkit.pipelines.text2video import refuse_conditioned
@@ -556,7 +556,7 @@ def open_model(path, *, frames: int, size: int, steps: int, guidance: float | No
     request = make_request(config, ["a prompt"] * batch, frames=frames, height=size, width=size, steps=steps,
                            guidance=guidance, seed=seed, sampler=sampler, precision=precision)
     computes = effective_precision(precision, dtype, device or "cpu")  # bf16 asked of fp16 weights: ConfigError
-    if (compiled == "package" or cuda_graphs) and dtype == "fp32" and precision != "fp32":  # as `sample` refuses it
+    if runs_eager_under_autocast(compiled, cuda_graphs, precision, dtype):  # as `sample` refuses it
         raise ConfigError("a compiled package or CUDA graphs run the model in its weights' dtype: under precision "
                           "bf16 (autocast) over fp32 weights every call would run eager; load bf16 weights (the "
                           "pure path) or compile 'regional'")

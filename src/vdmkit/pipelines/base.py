@@ -51,6 +51,14 @@ DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16} 
 PRETRAINED_DIFFUSERS_NAMES = {"torch_dtype": "dtype= (fp32, bf16, fp16, or torch.float32 / torch.bfloat16 / "
                                              "torch.float16)"}
 DECODE_OPTIONS = ("tile", "overlap", "frame_chunk", "batch_chunk")  # Pipeline.decode / decode= (autoencoders)
+def runs_eager_under_autocast(compile_mode, cuda_graphs: bool, precision: str, dtype: str) -> bool:
+    """A compiled package (``compile_mode`` "package" or True) or CUDA graphs run the model as traced, in its
+    weights' dtype: under bf16 autocast over fp32 weights every call would run eager (compiled blocks, "regional",
+    follow the autocast they run in). `sample` and `eval` refuse it before any weights load."""
+    return bool(cuda_graphs or compile_mode not in (None, False, "regional")) and precision != "fp32" \
+        and dtype == "fp32"
+
+
 BOTH_RUNNERS = ("compiling (compile(), --compile) and CUDA graphs (cuda_graphs(), --cuda-graphs) are two ways to run "
                 "the backbone: use one, not both")
 
