@@ -453,8 +453,9 @@ def _cmd_cascade(args) -> int:
             "upscale": factor, "shapes": [list(p.shape) for p in planned]}
     path = write_video(out, upscale(frames, factor), fps=fps, metadata=meta)
     written = [path]
-    if args.strip and strip_path(out) is not None:
-        written.append(write_video(strip_path(out), upscale(frames, factor)))
+    png = strip_path(out) if args.strip else None
+    if png is not None:
+        written.append(write_video(png, upscale(frames, factor)))
     for p in written:
         print(f"saved {p}")
     print(json.dumps({"prompt": args.prompt, "seconds": round(sum(s["seconds"] for s in stages), 2),

@@ -563,9 +563,10 @@ def moved_autoencoder(run_checkpoint: Path, saved, ours) -> str:
             "keep it fixed")
 
 
+LOW_RES_INPUT = "encoded_downsampled"  # training_state.json: a latent upscaler sees E(downsample(x)) (2026-12-07)
+
 # train settings that change what the steps compute: a resume with other values goes on with them (deliberate: a
 # run may be continued at a lower lr), and says so, since it is no longer the run that would have gone on
-LOW_RES_INPUT = "encoded_downsampled"  # training_state.json: a latent upscaler sees E(downsample(x)) (2026-12-07)
 TRAJECTORY = tuple(f"train.{key}" for key in ("batch_size", "lr", "warmup_steps", "weight_decay", "grad_clip",
                                               "ema_decay", "cond_dropout", "image_ratio", "precision", "seed"))
 
