@@ -296,8 +296,10 @@ def save_schedule(path: str | os.PathLike, sampler: str, steps: int, guidance: f
     """Add (or replace) the schedule of ``sampler`` / ``steps`` / ``guidance`` in ``path``, written atomically; the
     other entries stay, another model's of the same settings too (this one's key then names its weights). Returns its
     key. ``model_sha256``: the weights' identity, or a list of every one they are known by (its own first)."""
-    known = [i for i in model_sha256 if i] if isinstance(model_sha256, list) else []
-    model_sha256 = known[0] if known else None if isinstance(model_sha256, list) else model_sha256
+    known = []
+    if isinstance(model_sha256, list):  # every identity: its own first
+        known = [i for i in model_sha256 if i]
+        model_sha256 = known[0] if known else None
     about = {**(about or {}), **({"identities": known} if len(known) > 1 else {})}
     # under a lock: concurrent searches each read the file, added theirs and replaced it: entries were lost (21B)
     with locked(path):
