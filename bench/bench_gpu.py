@@ -1,7 +1,7 @@
 """The GPU rows of issues 21 and 22, in one run on one CUDA device. ``--tiny --device cpu`` runs every row at small
 sizes on the CPU (the CUDA-graph rows run eager there) to check the script before a GPU is lent.
 
-    python bench/bench_gpu.py --json $OUT/gpu.jsonl            # on the GPU (bench/gpu_session.sh runs it)
+    python bench/bench_gpu.py --json $OUT/gpu.jsonl            # on the GPU (bench/gpu/session.sh runs it)
     python bench/bench_gpu.py --tiny --device cpu              # the dry run
 
 Rows, each a JSON line (stdout, and --json):
