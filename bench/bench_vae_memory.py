@@ -14,6 +14,7 @@ import argparse
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 CHILD = r"""
 import json, os, sys, threading, time, torch
@@ -54,11 +55,15 @@ if args["save"]:
 print(json.dumps({"peak_mib": peak / 2**20, "seconds": seconds, "shape": list(x.shape)}))
 """
 
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"  # from any working folder
+
 
 def run(config, model, frames, size, memory, threads, save=None):
     payload = json.dumps({"config": config, "model": model, "frames": frames, "size": size, "memory": memory,
                           "threads": threads, "save": save})
-    out = subprocess.run([sys.executable, "-c", CHILD, payload], capture_output=True, text=True, check=True)
+    out = subprocess.run([sys.executable, "-c", CHILD, payload], capture_output=True, text=True)
+    if out.returncode:  # the child's own error (check=True showed the child's source and hid its stderr)
+        raise SystemExit(f"{config} ({memory or 'untiled'}): the decode failed:\n{out.stderr.strip()}")
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -75,8 +80,9 @@ def main() -> None:
     import torch
 
     rows = []
-    for name, config, model, frames in [("frame_vae", "configs/vae_frame.yaml", args.model, args.frames),
-                                        ("video_vae", "configs/vae_video.yaml", args.video_model, args.frames + 1)]:
+    autoencoders = [("frame_vae", str(CONFIGS / "vae_frame.yaml"), args.model, args.frames),
+                    ("video_vae", str(CONFIGS / "vae_video.yaml"), args.video_model, args.frames + 1)]
+    for name, config, model, frames in autoencoders:
         with tempfile.TemporaryDirectory() as tmp:
             full_path = f"{tmp}/full.pt"
             modes = [("untiled", {}, full_path), ("frame chunks of 4", {"frame_chunk": 4}, f"{tmp}/chunk.pt"),
