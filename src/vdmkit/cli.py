@@ -406,10 +406,16 @@ def _cmd_convert(args) -> int:
 
 def _cmd_inflate(args) -> int:
     from vdmkit.pipelines import inflate
+    from vdmkit.sampling.generate import check_seed
 
+    if args.seed is None and args.motion_adapter:
+        raise ConfigError("--seed random draws the weights of new motion modules, but --motion-adapter gives them all: "
+                          "drop --seed")
+    seed = check_seed(args.seed)  # 'random': drawn here, to be said below (made.json records it)
     out = inflate(args.folder, args.out, motion_adapter=args.motion_adapter, frames=args.frames, size=args.size,
-                  seed=args.seed)
-    print(f"saved {out}: sample it with `vdmkit sample --model {out} --prompt ...`; fine-tune it from "
+                  seed=seed)
+    drawn = f" (new motion modules from seed {seed}, drawn)" if args.seed is None else ""
+    print(f"saved {out}{drawn}: sample it with `vdmkit sample --model {out} --prompt ...`; fine-tune it from "
           f"{out / 'finetune.yaml'} (set its data)")
     return 0
 
@@ -518,8 +524,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sampler", help="see --list-samplers (default: the model's; the bundled model's dpmpp_2m)")
     p.add_argument("--spacing", help="timestep spacing: leading, linspace, trailing or lcm (discrete processes); "
                    "linspace or trailing (continuous). Default: the sampler's or process's own")
-    p.add_argument("--timesteps", help="custom descending times, comma-separated (overrides --steps/--spacing); "
-                   "'auto': the schedule `vdmkit search-schedule` found for this --sampler and --steps")
+    p.add_argument("--timesteps", help="custom descending times, comma-separated (instead of --steps/--spacing: not "
+                   "with them); 'auto': the schedule `vdmkit search-schedule` found for this --sampler and --steps")
     p.add_argument("--schedules", metavar="FILE", help="with --timesteps auto: the searched schedules (default: "
                    "the model folder's schedules.json)")
     p.add_argument("--eta", type=float, help="DDIM noise in [0, 1] (default 0: deterministic; 1: DDPM-like)")
@@ -593,7 +599,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--frames", type=int, help="frames of a request by default (16)")
     p.add_argument("--size", type=int, help="height and width of a request by default, in pixels (default: the "
                    "UNet's sample_size x the VAE's factor: 512 for SD 1.5)")
-    p.add_argument("--seed", type=int, default=0, help="initial weights of new motion modules")
+    p.add_argument("--seed", type=_seed, default=0, help="initial weights of new motion modules: integer in [0, "
+                   "2**63), or 'random' (drawn, recorded in the checkpoint's made.json)")
     p.set_defaults(func=_cmd_inflate)
 
     p = sub.add_parser("models", help="list the registered backbones and text encoders")

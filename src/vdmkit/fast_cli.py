@@ -8,6 +8,7 @@ import json
 import sys
 from pathlib import Path
 
+from vdmkit.cli_common import seed as seed_type
 from vdmkit.device import DEVICES_HELP, apply_threads
 from vdmkit.errors import ConfigError, VdmkitError
 
@@ -45,7 +46,7 @@ def _cmd_search_schedule(args) -> int:
     for name in ("num_prompts", "draws", "sweeps"):
         if getattr(args, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
-    seed = check_seed(args.seed)  # checked before any weights load (it was checked inside the search)
+    seed = check_seed(args.seed)  # before any weights load (it was checked inside the search); 'random': drawn here
     device = resolve_device(args.device)
     model = args.model or default_model()
     if model is None:
@@ -147,7 +148,8 @@ def register(sub) -> None:
                    "(default 3)")
     p.add_argument("--draws", type=int, default=1, help="noises per prompt (default 1; sample k starts "
                    "from seed --seed + k)")
-    p.add_argument("--seed", type=int, default=0, help="the first sample's noise seed")
+    p.add_argument("--seed", type=seed_type, default=0, help="the first sample's noise seed: integer in [0, 2**63), or "
+                   "'random' (drawn, recorded in the entry)")
     p.add_argument("--reference-steps", type=int, default=100, help="steps of the DPM-Solver++(2M) reference "
                    "(default 100)")
     p.add_argument("--sweeps", type=int, default=2, help="coordinate-descent sweeps over the timesteps "

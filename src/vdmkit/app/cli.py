@@ -7,6 +7,7 @@ import ipaddress
 import socket
 import sys
 
+from vdmkit.cli_common import DTYPE_HELP, PRECISION_HELP, seed
 from vdmkit.device import DEVICES_HELP
 
 LOOPBACK_NAMES = ("localhost",)
@@ -79,10 +80,15 @@ def _cmd_serve(args) -> int:
 
 def _cmd_human_eval(args) -> int:
     from vdmkit.app.study import create_study
+    from vdmkit.cli_common import weights_dtype
+    from vdmkit.device import apply_threads
 
+    dtype = weights_dtype(args)  # --precision bf16 --dtype fp16: refused at once, as sample refuses it
+    apply_threads(args.threads)  # a negative count: refused before any work
+    quiet = {"progress": lambda *_: None} if args.no_progress else {}
     out = create_study(args.models, args.prompts, args.n, args.out, steps=args.steps, sampler=args.sampler,
                        guidance=args.guidance, seed=args.seed, device=args.device, name=args.name, frames=args.frames,
-                       height=args.height, width=args.width)
+                       height=args.height, width=args.width, precision=args.precision, dtype=dtype, **quiet)
     print(f"study ready: {out} (rate it with `vdmkit serve --study {out}`, page /eval)")
     return 0
 
@@ -117,6 +123,11 @@ def register(sub) -> None:
     c.add_argument("--frames", type=int, help="frames of every video" + own)
     c.add_argument("--height", type=int, help="height of every video" + own)
     c.add_argument("--width", type=int, help="width of every video" + own)
-    c.add_argument("--seed", type=int, default=0, help="seed of the first pass over the prompts")
+    c.add_argument("--seed", type=seed, default=0, help="seed of the first pass over the prompts: integer in [0, "
+                   "2**63), or 'random' (drawn, recorded in study.json's settings)")
+    c.add_argument("--precision", choices=("fp32", "bf16"), default="fp32", help=PRECISION_HELP)
+    c.add_argument("--dtype", choices=("fp32", "bf16", "fp16"), help=DTYPE_HELP)
     c.add_argument("--device", default="auto", help=DEVICES_HELP)
+    c.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = the CPUs other work leaves free)")
+    c.add_argument("--no-progress", action="store_true", help="no progress line per video on stderr")
     c.set_defaults(func=_cmd_human_eval)

@@ -26,7 +26,7 @@ from typing import Callable
 from vdmkit.app.text import MAX_PROMPT_CHARS, check_text, check_words
 from vdmkit.errors import ConfigError
 from vdmkit.io.atomic import check_new_folder
-from vdmkit.sampling.generate import offset_seed
+from vdmkit.sampling.generate import check_seed, offset_seed
 
 FORMAT, FORMAT_VERSION = "vdmkit-human-eval-study", 1
 STUDY_FILE, VIDEO_DIR = "study.json", "videos"
@@ -320,20 +320,23 @@ def note_warning(said: dict, model: str, prompt: str, message: str) -> None:
 
 
 def create_study(models: list[str], prompts_file: str | os.PathLike, n: int, out: str | os.PathLike, *,
-                 steps: int | None = None, sampler: str | None = None, guidance: float | None = None, seed: int = 0,
-                 device: str = "auto", name: str | None = None, frames: int | None = None, height: int | None = None,
-                 width: int | None = None, progress: Callable[[int, int, str], None] = _progress) -> Path:
+                 steps: int | None = None, sampler: str | None = None, guidance: float | None = None,
+                 seed: int | None = 0, device: str = "auto", name: str | None = None, frames: int | None = None,
+                 height: int | None = None, width: int | None = None, precision: str = "fp32", dtype: str = "fp32",
+                 progress: Callable[[int, int, str], None] = _progress) -> Path:
     """Sample every model on n (prompt, seed) items of ``prompts_file`` (fixed seeds: item k uses prompt k mod P and
-    seed ``seed + k // P``) into a new study folder ``out``; every two models are paired on every item. Everything
-    is checked before any weights load (a words model is refused a prompt it reads no known word of, as the app
-    refuses it); what sampling says (a prompt cut by a text encoder, unknown words) is printed once per model and
-    prompt and kept in study.json. The folder appears only when complete. Returns it."""
+    seed ``seed + k // P``; None: ``seed`` drawn, recorded in the settings) into a new study folder ``out``, each
+    model's weights as ``dtype`` computing at ``precision`` (as `vdmkit sample`); every two models are paired on
+    every item. Everything is checked before any weights load (a words model is refused a prompt it reads no known
+    word of, as the app refuses it); what sampling says (a prompt cut by a text encoder, unknown words) is printed
+    once per model and prompt and kept in study.json. The folder appears only when complete. Returns it."""
     from vdmkit.app.models import check_model_files
     from vdmkit.device import resolve_device
     from vdmkit.errors import VdmkitError
     from vdmkit.io.checkpoint import Checkpoint
     from vdmkit.pipelines import TextToVideo, make_request, open_model
-    from vdmkit.pipelines.base import weights_sha256
+    from vdmkit.pipelines.base import DTYPES, weights_sha256
+    from vdmkit.pipelines.request import effective_precision
     from vdmkit.pipelines.text2video import refuse_conditioned
     from vdmkit.pipelines.render import render_sample
 
@@ -345,8 +348,12 @@ def create_study(models: list[str], prompts_file: str | os.PathLike, n: int, out
     # not be rmdir'ed after all the sampling, which was then thrown away, sweep 23 H5)
     out = check_new_folder(out, f"--out {str(out)!r}", "human-eval", empty_ok=True)
     prompts = read_prompts(prompts_file)
+    drawn, seed = seed is None, check_seed(seed)  # -3 was wrapped to 2**63 - 3 by plan_items, unsaid
     items = plan_items(prompts, n, seed)
     device = resolve_device(device)
+    if dtype not in DTYPES:  # checked with the precision before any weights load (from_pretrained checks it after)
+        raise ConfigError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
+    effective_precision(precision, dtype, device)  # bf16 asked of fp16 weights: refused
     opened, seen = {}, {}
     for label in models:
         ckpt, config = open_model(label)
@@ -372,7 +379,7 @@ def create_study(models: list[str], prompts_file: str | os.PathLike, n: int, out
                 raise ValueError(f"--models {label!r} cannot read a prompt of --prompts {str(prompts_file)!r}: {e} "
                                  "(or leave the model out)") from None
         requests = [make_request(config, [p], steps=steps, sampler=sampler, guidance=guidance, seed=s, frames=frames,
-                                 height=height, width=width) for p, s in items]
+                                 height=height, width=width, precision=precision) for p, s in items]
         opened[label] = (ckpt, requests)
     shapes = {label: (r[0].frames, r[0].height, r[0].width) for label, (_, r) in opened.items()}
     if len(set(shapes.values())) > 1:  # each model samples at its own length and size unless they are given
@@ -387,7 +394,7 @@ def create_study(models: list[str], prompts_file: str | os.PathLike, n: int, out
     try:
         videos, info, total, done, said = {}, {}, len(models) * len(items), 0, {}
         for label, (ckpt, requests) in opened.items():
-            pipe = TextToVideo.from_pretrained(ckpt, device=device)
+            pipe = TextToVideo.from_pretrained(ckpt, device=device, dtype=dtype)
             info[label] = {"path": str(ckpt.directory), "sha256": pipe.model_sha256}
             for request in requests:
                 vid, start = secrets.token_hex(8), time.perf_counter()
@@ -404,7 +411,8 @@ def create_study(models: list[str], prompts_file: str | os.PathLike, n: int, out
                                       f"({time.perf_counter() - start:.1f} s)")
             del pipe
         settings = {"steps": steps, "sampler": sampler, "guidance": guidance, "seed": seed, "n": n,  # None: own
-                    "frames": frames, "height": height, "width": width,
+                    "frames": frames, "height": height, "width": width, "seed_was_random": drawn,
+                    "precision": precision, "dtype": dtype,
                     "device": str(device), "prompts_file": str(prompts_file)}
         write_study(tmp, name, info, videos, settings, list(said.values()))
         if out.exists():
