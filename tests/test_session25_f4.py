@@ -82,6 +82,10 @@ def test_inflate_with_a_motion_adapter_refuses_a_random_seed(tmp_path, capsys):
     assert cli.main(["inflate", str(tmp_path / "sd"), "--out", str(tmp_path / "o"), "--motion-adapter",
                      str(tmp_path / "ma"), "--seed", "random"]) == 2
     assert "--motion-adapter gives them all: drop --seed" in capsys.readouterr().err
+    # an integer was accepted and ignored as well (nothing is drawn); the default (no --seed) stays accepted
+    assert cli.main(["inflate", str(tmp_path / "sd"), "--out", str(tmp_path / "o"), "--motion-adapter",
+                     str(tmp_path / "ma"), "--seed", "5"]) == 2
+    assert "--seed 5 draws the weights" in capsys.readouterr().err
 
 
 def test_inflate_draws_and_records_a_random_seed(tmp_path, capsys):

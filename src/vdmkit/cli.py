@@ -408,13 +408,14 @@ def _cmd_inflate(args) -> int:
     from vdmkit.pipelines import inflate
     from vdmkit.sampling.generate import check_seed
 
-    if args.seed is None and args.motion_adapter:
-        raise ConfigError("--seed random draws the weights of new motion modules, but --motion-adapter gives them all: "
-                          "drop --seed")
-    seed = check_seed(args.seed)  # 'random': drawn here, to be said below (made.json records it)
+    given = hasattr(args, "seed")  # (the option's default is suppressed: an explicit --seed 0 is told apart)
+    if given and args.motion_adapter:  # an integer too was accepted and ignored (nothing is drawn)
+        raise ConfigError(f"--seed {'random' if args.seed is None else args.seed} draws the weights of new motion "
+                          "modules, but --motion-adapter gives them all: drop --seed")
+    seed = check_seed(args.seed if given else 0)  # 'random': drawn here, to be said below (made.json records it)
     out = inflate(args.folder, args.out, motion_adapter=args.motion_adapter, frames=args.frames, size=args.size,
                   seed=seed)
-    drawn = f" (new motion modules from seed {seed}, drawn)" if args.seed is None else ""
+    drawn = f" (new motion modules from seed {seed}, drawn)" if given and args.seed is None else ""
     print(f"saved {out}{drawn}: sample it with `vdmkit sample --model {out} --prompt ...`; fine-tune it from "
           f"{out / 'finetune.yaml'} (set its data)")
     return 0
@@ -599,8 +600,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--frames", type=int, help="frames of a request by default (16)")
     p.add_argument("--size", type=int, help="height and width of a request by default, in pixels (default: the "
                    "UNet's sample_size x the VAE's factor: 512 for SD 1.5)")
-    p.add_argument("--seed", type=_seed, default=0, help="initial weights of new motion modules: integer in [0, "
-                   "2**63), or 'random' (drawn, recorded in the checkpoint's made.json)")
+    p.add_argument("--seed", type=_seed, default=argparse.SUPPRESS, help="initial weights of new motion modules "
+                   "(default 0): integer in [0, 2**63), or 'random' (drawn, recorded in the checkpoint's made.json)")
     p.set_defaults(func=_cmd_inflate)
 
     p = sub.add_parser("models", help="list the registered backbones and text encoders")
