@@ -103,14 +103,19 @@ class VideoTextDataset:
         self.adjusted: Counter[str] = Counter()
         self.short_scenes, self.short_scene_s = 0, 0.0  # curated scenes shorter than the smallest clip: left out
         self.missing = 0  # kept manifest rows whose file is not under the root
+        self.images_off = 0  # 1-frame files under data.images: false: left out on purpose, not bad samples
         self.bad: set[int] = set()
+        self.samples: list[Sample] = []  # filled by _index (a skip-fraction error there counts those found so far)
         rows, refused = list_samples(cfg)
         self.total = len(rows) + len(refused)
         for reason in refused:
             self._skip(None, reason)
-        self.samples = self._index(rows)
+        self._index(rows)
         if not self.samples:
-            raise DatasetError(f"no usable sample in {cfg.root!r}: {self.stats()}")
+            off = (f" ({self.images_off} image file(s) left out: images are not allowed, data.images is false)"
+                   if self.images_off else "")
+            raise DatasetError(f"no usable sample in {cfg.root!r}{off}: {self.stats()}")
+        self._say_unused_images()
         for what, count in self.adjusted.items():  # the short policy, said once (each clip is logged at INFO)
             log.warning("%d of %d samples: %s, to the smallest length bucket %d", count, len(self.samples), what,
                         cfg.lengths[0])
@@ -125,9 +130,9 @@ class VideoTextDataset:
         self._epoch, self._batches = None, []
 
     # ---- indexing --------------------------------------------------------------------------------
-    def _index(self, rows: list[CaptionRow]) -> list[Sample]:
+    def _index(self, rows: list[CaptionRow]) -> None:
         known, captions, scenes = read_data_manifest(self.cfg)
-        samples, seen = [], set()
+        samples, seen = self.samples, set()
         for row in rows:
             row = curated_row(self.cfg, row, captions)
             where = row.path.resolve()
@@ -143,6 +148,10 @@ class VideoTextDataset:
                     raise InvalidVideoError(f"{str(row.path)!r}: not a file")
                 if info is None:  # a file the scan never saw
                     raise InvalidVideoError(f"{str(row.path)!r}: not in the manifest (curate again to scan it)")
+                if info.frames == 1 and not self.cfg.images:  # left out on purpose: not a bad sample (sweep 25C)
+                    self.images_off += 1
+                    log.info("%s: 1 frame, and images are not allowed (data.images): left out", row.path)
+                    continue
                 if known is None or info.frames == 1 or where not in scenes:
                     samples.append(dataclasses.replace(self._place(row, info), curated=known is not None))
                     continue
@@ -157,7 +166,21 @@ class VideoTextDataset:
                         "data.lengths to train on them", self.short_scenes, self.short_scene_s, self.cfg.lengths[0])
         if known is not None:
             self._missing_files(known, seen)
-        return samples
+        if self.images_off and samples:
+            log.warning("%d image file(s) (1 frame) left out: data.images is false; set data.images: true to train "
+                        "on them", self.images_off)
+
+    def _say_unused_images(self) -> None:
+        """Say (once) that the image files are indexed but never trained on: with data.image_ratio 0 no image batch
+        is drawn while there are videos (they were dropped unsaid, sweep 25C). They stay samples, so that the data
+        identity, and the resume, of runs that had them is unchanged."""
+        if not self.cfg.images or self.cfg.image_ratio > 0 or all(s.length == 1 for s in self.samples):
+            return
+        still = sum(s.length == 1 for s in self.samples)
+        if still:
+            log.warning("%d image file(s) (1 frame) are not trained on: data.image_ratio is 0, so no image batch is "
+                        "drawn; set data.image_ratio > 0 to train on them, or data.images: false to leave them out",
+                        still)
 
     def _scene_rows(self, row: CaptionRow, info: VideoInfo, scenes: list[tuple[float, float]]) -> list[CaptionRow]:
         """``row`` cut at the curated scene boundaries (inside its own window, if it has one): a training clip
@@ -208,9 +231,7 @@ class VideoTextDataset:
                                     f"frame of the file, whose frames are at {first:.3f}..{last:.3f} s (a manifest "
                                     "written before 2026-12-06 lacks their start: curate again)")
         available = info.frames if info.frames == 1 else frames_between(start, end, rate)
-        if info.frames == 1:
-            if not cfg.images:
-                raise InvalidVideoError(f"{str(row.path)!r}: 1 frame, and images are not allowed (data.images)")
+        if info.frames == 1:  # (data.images: false left it out in _index)
             return Sample(row, info, aspect, 1, 1)
         fits = [t for t in cfg.lengths if t <= available]
         if fits:
@@ -231,7 +252,8 @@ class VideoTextDataset:
         log.warning("skipping sample: %s", reason)
         if index is None and LINK_REFUSED in reason:
             self.links += 1
-        bad, total = sum(self.skipped.values()) - self.links, self.total - self.excluded - self.links
+        bad = sum(self.skipped.values()) - self.links
+        total = self.total - self.excluded - self.links - self.images_off
         if bad > self.cfg.max_skip_fraction * total:
             raise DatasetError(f"more than {self.cfg.max_skip_fraction:.0%} of the samples are bad: {self.stats()}")
 
@@ -246,10 +268,11 @@ class VideoTextDataset:
         return {"samples": len(self.samples), "sha256": hashlib.sha256(names.encode()).hexdigest()}
 
     def stats(self) -> dict:
-        return {"samples": len(getattr(self, "samples", [])), "bad_at_read": len(self.bad),
+        return {"samples": len(self.samples), "bad_at_read": len(self.bad),
                 "skipped": dict(self.skipped), "adjusted": dict(self.adjusted),
                 "excluded_by_manifest": self.excluded, "missing_from_root": self.missing,
-                "short_scenes": self.short_scenes, "short_scenes_s": round(self.short_scene_s, 3)}
+                "short_scenes": self.short_scenes, "short_scenes_s": round(self.short_scene_s, 3),
+                "images_off": self.images_off}
 
     # ---- batches ---------------------------------------------------------------------------------
     def epoch_batches(self, epoch: int) -> list[tuple[tuple[int, int, int], list[int]]]:

@@ -369,7 +369,7 @@ def read_data_manifest(cfg: VideoDataConfig) -> tuple[dict | None, dict[Path, st
         return None, {}, {}
     path = Path(cfg.manifest)
     path = path if path.is_absolute() else Path(cfg.root) / path
-    infos, captions, scenes = {}, {}, {}
+    infos, captions, scenes, names = {}, {}, {}, {}
     own_rows = set()  # the paths whose own (not a link's) row was read
     try:  # JSON lines end at "\n" only: names and captions may hold U+2028 and the like, raw
         lines = path.read_text(encoding="utf-8").split("\n")
@@ -397,6 +397,7 @@ def read_data_manifest(cfg: VideoDataConfig) -> tuple[dict | None, dict[Path, st
                 infos[p] = EXCLUDED
             elif r.get("status") == "ok":
                 infos[p] = _manifest_info(r, p)
+                names.setdefault(p, r["path"])
                 shots = _manifest_scenes(r)
                 if len(shots) > 1:
                     scenes[p] = shots
@@ -411,7 +412,21 @@ def read_data_manifest(cfg: VideoDataConfig) -> tuple[dict | None, dict[Path, st
             what = f"lacks {e}" if isinstance(e, KeyError) else str(e)
             raise DatasetError(f"data.manifest {path}:{number}: not a manifest row ({what}); write the "
                                "manifest with `vdmkit curate`, or fix that line") from e
+    check_manifest_root(cfg, path, {p: name for p, name in names.items() if isinstance(infos[p], VideoInfo)})
     return infos, captions, scenes
+
+
+def check_manifest_root(cfg: VideoDataConfig, path: Path, kept: dict[Path, str]) -> None:
+    """DatasetError when the manifest keeps rows but none of their files is under data.root: its paths are relative
+    to the folder `vdmkit curate` scanned, and another folder's manifest read as "the root has no captions" or as
+    every file "not in the manifest" (sweep 25C). ``kept``: the kept rows' resolved paths and names as written."""
+    if not kept or any(p.is_file() for p in kept):
+        return
+    first = next(iter(kept.values()))
+    raise DatasetError(f"data.manifest {str(path)!r}: none of the {len(kept)} file(s) its kept rows name is under "
+                       f"data.root {cfg.root!r} (e.g. {first!r}, looked for as {str(Path(cfg.root, first))!r}). A "
+                       "manifest's paths are relative to the folder `vdmkit curate` scanned: set data.root to that "
+                       f"folder, or curate this one (vdmkit curate {cfg.root} --out MANIFEST) and name that manifest")
 
 
 def _manifest_scenes(r: dict) -> list[tuple[float, float]]:

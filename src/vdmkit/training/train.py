@@ -55,6 +55,7 @@ from vdmkit.training.parallel import (
     rng_states,
 )
 from vdmkit.training.randomness import choose_scheme, rank_seed, step_draws
+from vdmkit.training.rates import clips_rate
 from vdmkit.training.scaffold import (
     DATA_ORDER,
     MetricsLog,
@@ -212,7 +213,7 @@ def train(cfg: RunConfig, *, resume: bool = False, progress: bool = True) -> Pat
             dataset = build_dataset(cfg.data, batch_size=layout.global_batch, rank=0, world_size=1)
             if hasattr(dataset, "epoch_batches"):  # data too small for one step's batches: said before the model is
                 dataset.epoch_batches(0)  # built and the run folder written (it failed at the first batch)
-        cfg = clips_rate(cfg, dataset, world.main)  # the rate the model's videos play at: the clips' as read
+        cfg = clips_rate(cfg, dataset, world.main, start)  # the rate the model's videos play at: the clips' as read
         data = dataset.identity() if hasattr(dataset, "identity") else None  # clips or a cache: compared on resume
         pipe = TextToVideo(cfg.pipeline()).train()  # initialised on the CPU: the same weights on every device
         if cfg.latent.enabled and start is None:  # a resume's comes with its checkpoint (resumed_state)
@@ -230,6 +231,10 @@ def train(cfg: RunConfig, *, resume: bool = False, progress: bool = True) -> Pat
         if world.distributed:
             torch.manual_seed(rank_seed(tc.seed, world.rank))  # model dropout: each rank its own masks
         state, doc = ({}, {}) if start is None else resumed_state(start, cfg, pipe, ema)
+        if start is not None:  # before the RNG states are restored: what sampling draws changes no training number
+            if world.main:
+                missing_previews(ema, tc, out, start, int(doc["step"]))
+            barrier(world)
         base_sha256 = doc.get("lora_base_sha256", base_sha256)
         scheme = choose_scheme(tc.randomness, world.distributed or layout.accum > 1,
                                doc.get("randomness", "stream") if start is not None else None)
@@ -433,6 +438,17 @@ def inference_copy(ema: TextToVideo, weights: dict, mode: str, device: torch.dev
     return whole.to(device).eval()
 
 
+def missing_previews(ema: TextToVideo, tc, out: Path, start: Checkpoint, step: int) -> None:
+    """Write the previews of the resumed checkpoint's step from its EMA weights where they are missing: they are
+    written after the checkpoint, and a run stopped between the two never wrote them (the final step's included:
+    sweep 25B D1). Due as the run that wrote the checkpoint scheduled them."""
+    saved = (start.run_document() or {}).get("train") or {}
+    every, steps = saved.get("sample_every", tc.sample_every), saved.get("steps", tc.steps)
+    path = out / "samples" / f"step_{step:07d}.mp4"
+    if (step % every == 0 or step == steps) and not (path.is_file() and path.with_suffix(".png").is_file()):
+        write_previews(ema, tc, path, step)
+
+
 def preview_factor(height: int, width: int) -> int:
     """The nearest-neighbour upscale of a ``height`` x ``width`` preview (prompts side by side): to at least
     PREVIEW_MIN_SIZE pixels high, and to even sizes, the only ones an mp4 takes."""
@@ -569,31 +585,6 @@ LOW_RES_INPUT = "encoded_downsampled"  # training_state.json: a latent upscaler 
 # run may be continued at a lower lr), and says so, since it is no longer the run that would have gone on
 TRAJECTORY = tuple(f"train.{key}" for key in ("batch_size", "lr", "warmup_steps", "weight_decay", "grad_clip",
                                               "ema_decay", "cond_dropout", "image_ratio", "precision", "seed"))
-
-
-def clips_rate(cfg: RunConfig, dataset, say: bool) -> RunConfig:
-    """Clips are read at data.fps, never above their own rate: a run whose clips are all slower records their rate
-    as the one its videos play at (it recorded data.fps: 8 fps clips under data.fps 24 played 3x fast, a review of
-    session 18's rate), and mixed rates below data.fps are said (their motion differs in speed)."""
-    fps, samples = getattr(cfg.data, "fps", None), getattr(dataset, "samples", None)
-    if fps is None or cfg.sampling.fps is not None or not samples:
-        return cfg
-    rates = sorted({round(cfg.data.read_rate(s.info.fps), 3) for s in samples if s.info.frames > 1})
-    slower = [r for r in rates if r < round(fps, 3)]
-    if not slower:
-        return cfg
-    if len(rates) == 1:
-        if say:
-            warnings.warn(f"data.fps={fps:g} is above the clips' own rate ({rates[0]:g} fps): they are read at "
-                          f"{rates[0]:g} fps, and the model records {rates[0]:g} fps as the rate its videos play at",
-                          stacklevel=3)
-        return dataclasses.replace(cfg, sampling=dataclasses.replace(cfg.sampling, fps=rates[0]))
-    if say:
-        listed = ", ".join(f"{r:g}" for r in slower)
-        warnings.warn(f"clips slower than data.fps={fps:g} are read at their own rate ({listed} fps): their motion "
-                      f"moves further per frame than the others'; the model records {fps:g} fps (set data.fps to the "
-                      "slowest rate for one speed)", stacklevel=3)
-    return cfg
 
 
 def keep_bucket_rule(cfg: RunConfig, start: Checkpoint | None) -> RunConfig:
