@@ -231,3 +231,22 @@ def test_a_stride_run_begun_before_keeps_playing_as_it_did_on_resume(tmp_path):
             return to_dict(recorded.pipeline())
 
     assert clips_rate(cfg, dataset, False, Recorded()).sampling.fps == 25.0
+
+
+def test_a_distillation_resume_writes_the_previews_a_kill_after_the_checkpoint_left_unwritten(tmp_path):
+    """distill wrote checkpoint N before its previews as train did, and resumed at N + 1 (sweep 25B D1)."""
+    from tests.test_distill import distill_config, teacher_run
+    from vdmkit.training.distill import distill
+
+    teacher = teacher_run(tmp_path)
+    every = ["distill.sample_every=2", "distill.sample_steps=2"]
+    full = distill(distill_config(teacher, tmp_path / "full", "distill.steps=2", *every), progress=False)
+    cut = distill(distill_config(teacher, tmp_path / "cut", "distill.steps=2", *every), progress=False)
+    for p in previews(cut, 2):  # killed after the final checkpoint, before its previews
+        p.unlink()
+    distill(distill_config(teacher, cut, "distill.steps=2", *every), resume=True, progress=False)
+    assert [p.name for p in previews(cut, 2)] == [p.name for p in previews(full, 2)] != []
+    for a, b in zip(previews(full, 2), previews(cut, 2), strict=True):
+        assert a.read_bytes() == b.read_bytes(), b
+    final = "checkpoints/step_0000002/model.safetensors"
+    assert sha256(cut / final) == sha256(full / final)

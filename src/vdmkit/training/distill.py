@@ -419,6 +419,10 @@ def distill(cfg: DistillConfig, *, resume: bool = False, progress: bool = True) 
         step = resume_state(start, cfg, student, target, opt, scaler, generator)
     engine = Distiller(teacher, student, target, s, device)
     start_run_folder(out, cfg, resumed=start is not None)
+    if start is not None:  # the previews a stop between the checkpoint and them left unwritten (sweep 25B D1)
+        from vdmkit.training.train import missing_previews
+
+        missing_previews(target, s, out, start, step, "distill")
     metrics = MetricsLog(out, step if start is not None else None)
     bar = Progress(s.steps, step, "distill", progress)
     micro_batches = batches(dataset, step_starts(step, s.steps, s.batch_size), s.batch_size, device, s.workers)

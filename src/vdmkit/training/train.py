@@ -438,11 +438,12 @@ def inference_copy(ema: TextToVideo, weights: dict, mode: str, device: torch.dev
     return whole.to(device).eval()
 
 
-def missing_previews(ema: TextToVideo, tc, out: Path, start: Checkpoint, step: int) -> None:
+def missing_previews(ema: TextToVideo, tc, out: Path, start: Checkpoint, step: int, section: str = "train") -> None:
     """Write the previews of the resumed checkpoint's step from its EMA weights where they are missing: they are
     written after the checkpoint, and a run stopped between the two never wrote them (the final step's included:
-    sweep 25B D1). Due as the run that wrote the checkpoint scheduled them."""
-    saved = (start.run_document() or {}).get("train") or {}
+    sweep 25B D1). Due as the run that wrote the checkpoint scheduled them (its run.json's ``section``: train, or
+    distill for a distillation's target network)."""
+    saved = (start.run_document() or {}).get(section) or {}
     every, steps = saved.get("sample_every", tc.sample_every), saved.get("steps", tc.steps)
     path = out / "samples" / f"step_{step:07d}.mp4"
     if (step % every == 0 or step == steps) and not (path.is_file() and path.with_suffix(".png").is_file()):
