@@ -20,7 +20,8 @@ def _histograms(rows: list[dict]) -> dict[str, tuple[list[float], str]]:
     ok = [r for r in rows if r["status"] == "ok"]
     captions = [r["captions"]["summary"] for r in ok if "captions" in r]
     return {
-        "duration": ([r["duration"] for r in ok], "duration (s)"),
+        # videos only, as kept_seconds: an image's duration is the 1 s of its stand-in rate (sweep 25C)
+        "duration": ([r["duration"] for r in ok if r.get("kind") != "image"], "video duration (s)"),
         "resolution": ([r["height"] for r in ok], "height (pixels)"),
         "motion": ([r["scores"]["motion"] for r in ok if r["frames"] > 1], "motion (frame widths / s)"),
         "caption_length": ([len(c.split()) for c in captions], "caption length (words)"),
@@ -100,7 +101,7 @@ def _write_card(directory: Path, rows: list[dict], cfg, summary: dict, record: d
             ax.text(0.5, 0.5, "no data", ha="center", va="center", transform=ax.transAxes)
         ax.set_xlabel(label)
         ax.set_ylabel("files")
-        ax.set_title(f"{name.replace('_', ' ')} (n={len(values)})")
+        ax.set_title(f"{name.replace('_', ' ')} (n={len(values)}{' videos' if name == 'duration' else ''})")
         fig.tight_layout()
         try:
             with atomic_path(directory / f"{name}.png") as tmp:

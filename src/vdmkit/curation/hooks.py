@@ -16,6 +16,12 @@ from vdmkit.io.decode import VideoInfo
 
 COLOUR_NAMES = {"red": (200, 40, 40), "green": (50, 160, 60), "blue": (50, 80, 200), "yellow": (220, 200, 60),
                 "grey": (128, 128, 128), "white": (235, 235, 235), "black": (15, 15, 15), "brown": (120, 80, 40)}
+ACHROMATIC = ("black", "grey", "white")
+# a mean colour whose channels span less than this (of 0-255) is named black, grey or white by its brightness: the
+# nearest anchor to every neutral grey from 56 to 92 was brown (120, 80, 40) (sweep 25C)
+ACHROMATIC_CHROMA = 24
+DARK, BRIGHT = 70, 170  # brightness words: "dark" below, "bright" above
+WHITE = 182  # an achromatic mean above is white (the grey and white anchors' midpoint), below DARK black
 
 
 @runtime_checkable
@@ -61,12 +67,17 @@ class Sharpness:
 
 
 class BasicCaptioner:
-    """A model-free captioner: brightness and dominant colour of the middle frame, length and motion."""
+    """A model-free captioner: brightness and dominant colour of the middle frame, length and motion. A mean colour
+    of low chroma (or nearest an achromatic anchor) is named black, grey or white by its brightness; another one by
+    the nearest anchor."""
 
     def caption_image(self, frame: np.ndarray) -> str:
         mean = frame.reshape(-1, 3).astype(np.float32).mean(0)
+        level = float(mean.mean())
         colour = min(COLOUR_NAMES, key=lambda n: float(np.sum((mean - COLOUR_NAMES[n]) ** 2)))
-        light = "dark" if mean.mean() < 70 else "bright" if mean.mean() > 170 else "mid-toned"
+        if float(mean.max() - mean.min()) < ACHROMATIC_CHROMA or colour in ACHROMATIC:  # by brightness: the words
+            colour = "black" if level < DARK else "white" if level > WHITE else "grey"  # agree (no "dark white")
+        light = "dark" if level < DARK else "bright" if level > BRIGHT else "mid-toned"
         return f"a {light} mostly {colour} scene"
 
     def caption_video(self, frames: np.ndarray, info: VideoInfo) -> str:

@@ -11,6 +11,16 @@ from pathlib import Path
 ACTIONS = ("run", "compare", "train-classifier")
 
 
+def _seed(text: str):
+    """--seed as `vdmkit sample` parses it (an integer, or 'random'); 'random' kept apart from the default (None:
+    the protocol's own seed), as evaluate takes it."""
+    from vdmkit.cli_common import seed
+    from vdmkit.evaluation.protocols import RANDOM_SEED
+
+    value = seed(text)
+    return RANDOM_SEED if value is None else value
+
+
 def _sha_pins(items: list[str] | None) -> dict[str, str]:
     pins = {}
     for item in items or []:
@@ -46,6 +56,12 @@ def _cmd_eval(args) -> int:
                              f"drop {', '.join(given)}")
         steps = TRAIN_STEPS if args.train_steps is None else args.train_steps  # 0 is refused, not the default
         argv = ["--out", args.out or WEIGHTS_FILE, "--steps", str(steps)]
+        from vdmkit.evaluation.protocols import PROTOCOL_SEEDS, RANDOM_SEED
+
+        if args.seed == RANDOM_SEED:  # drawn here; the weights file's metadata records it
+            import secrets
+
+            args.seed = secrets.randbelow(PROTOCOL_SEEDS)
         for flag, value in (("--seed", args.seed), ("--batch-size", args.batch_size),
                             ("--threads", args.threads or None)):  # (0: the classifier's one thread)
             argv += [] if value is None else [flag, str(value)]
@@ -80,11 +96,16 @@ def _cmd_eval(args) -> int:
             ("--guidance", args.guidance, None),
             ("--precision", args.precision, "fp32"), ("--dtype", args.dtype, None), ("--compile", args.compile, None),
             ("--cuda-graphs", args.cuda_graphs, False)) if value != default]
-        if ignored:
-            print(f"warning: {', '.join(ignored)} apply when --fake is a model; {args.fake!r} is not one, so they are "
-                  "ignored", file=sys.stderr)
+        _warn_ignored(ignored, f"when --fake is a model; {args.fake!r} is not one")
     else:  # sample's refusals: --compile over autocast, --precision bf16 --dtype fp16 (it evaluated fp32 / fp16)
         check_runner(args, device)
+    # read by a real folder only (--annotations: by a fake folder too); a missing file was not even noticed (25D)
+    fake_folder = args.fake not in (SHAPES_KEYWORD, NOISE_KEYWORD) and not fake_model
+    if args.real == SHAPES_KEYWORD:
+        _warn_ignored([flag for flag, value in (("--captions", args.captions), ("--real-split", args.real_split),
+                                                ("--annotations", None if fake_folder else args.annotations))
+                       if value is not None], "when --real is a folder of videos; 'shapes' is the generator")
+    _warn_ignored(["--train-steps"] if args.train_steps is not None else [], "to eval train-classifier")
     if args.out:  # before any work: an evaluation can take hours
         check_output_path(args.out, (".json",))
     if args.html:
@@ -137,6 +158,13 @@ def _cmd_eval(args) -> int:
     if not args.out and not args.quiet:  # no report file: show what a report would record
         print(report_text({k: ev.report[k] for k in ("protocol", "counts", "metrics", "extractors")}))
     return 0
+
+
+def _warn_ignored(flags: list[str], when: str) -> None:
+    """One warning for options given where they change nothing: '--x applies WHEN, so it is ignored'."""
+    if flags:
+        verb, pronoun = ("applies", "it is") if len(flags) == 1 else ("apply", "they are")
+        print(f"warning: {', '.join(flags)} {verb} {when}, so {pronoun} ignored", file=sys.stderr)
 
 
 def _check_outputs(args) -> None:
@@ -230,7 +258,8 @@ def register(sub) -> None:
                    "count requirement; a folder gives every video)")
     p.add_argument("--num-fake", type=int, help="fake samples the protocol needs and uses (0: no "
                    "count requirement)")
-    p.add_argument("--seed", type=int, help="protocol seed (real clip offsets, reference sets, model sampling)")
+    p.add_argument("--seed", type=_seed, help="protocol seed (real clip offsets, reference sets, model sampling): "
+                   "an integer in [0, 2**32), or 'random' (drawn, recorded in the report); default: the protocol's")
     p.add_argument("--clip-sampling", choices=tuple(CLIP_SAMPLINGS), help="how each real video gives its one clip: "
                    "start (frames from 0), random (seeded offset), stylegan-v (StyleGAN-V: videos shorter than "
                    "frames x stride discarded, seeded offset in [0, L - frames x stride + stride - 1]); default: the "
@@ -248,7 +277,7 @@ def register(sub) -> None:
                    "(CUDA when present), cpu (bit-reproducible reference numbers), cuda, cuda:N or mps")
     p.add_argument("--sampler", default="ddim", help="when --fake is a model: its sampler (default ddim, as the "
                    "protocols record it; `vdmkit sample --list-samplers` lists them)")
-    p.add_argument("--sample-steps", type=int, default=50, help="sampler steps when --fake is a model")
+    p.add_argument("--sample-steps", type=int, default=50, help="sampler steps when --fake is a model (default 50)")
     p.add_argument("--guidance", type=float, help="classifier-free guidance when --fake is a model (default: the "
                    "model's own, as `sample` takes it: 3 for the shapes model, 9 for a ModelScope folder; recorded "
                    "in the report)")

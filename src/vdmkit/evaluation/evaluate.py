@@ -20,6 +20,7 @@ import dataclasses
 import functools
 import itertools
 import os
+import secrets
 import time
 import warnings
 from collections import Counter
@@ -49,7 +50,7 @@ from vdmkit.evaluation.features import clip as clip_net
 from vdmkit.evaluation.features.weights import PINNED
 from vdmkit.evaluation.metrics import check_set_sizes, compute_metrics, measurement_sets, paired_metrics
 from vdmkit.evaluation.paths import check_disjoint_sets
-from vdmkit.evaluation.protocols import Protocol, get_protocol, parse_metrics
+from vdmkit.evaluation.protocols import PROTOCOL_SEEDS, RANDOM_SEED, Protocol, get_protocol, parse_metrics
 from vdmkit.evaluation.report import build_report
 from vdmkit.evaluation.shapes import score_video
 from vdmkit.evaluation.sources import (
@@ -152,8 +153,8 @@ def _clip(s: Setup):
         missing = [x.name for x in batch if not x.caption]
         if missing:
             raise DatasetError(f"CLIPSIM needs a caption for every fake video; none for {missing[:5]} (write the "
-                               "prompt in a '<video>.json' sidecar with a 'prompt' key, as `vdmkit sample` does, or "
-                               "name the files by MSR-VTT video id and pass --annotations)")
+                               "prompt in a '<video file name>.json' sidecar (e.g. v0.mp4.json) with a 'prompt' key, "
+                               "as `vdmkit sample` does, or name the files by MSR-VTT video id and pass --annotations)")
         frames = clip_net.clip_frame_embeddings(net, videos, progress=False)
         text = clip_net.clip_text_embeddings(net, [x.caption for x in batch])
         return [st.clipsim(frames[i:i + 1], text[i:i + 1]) for i in range(len(batch))]
@@ -370,7 +371,8 @@ def evaluate(real, fake, *, metrics=None, protocol: str | Protocol = "folders", 
     ``cuda_graphs`` (replayed from CUDA graphs, on a CUDA device) speed up a model's sampling; each is recorded
     with the source (and the precision its calls computed in). ``expected_sha256``:
     ``{file name: sha256}`` to accept a file other than the published one (recorded as such). ``overrides``:
-    protocol fields (frames, stride, resolution, num_real, num_fake, seed, ...). Sample counts below the protocol's
+    protocol fields (frames, stride, resolution, num_real, num_fake, seed, ...; ``seed="random"``: drawn, recorded
+    with ``seeds.seed_was_random`` in the report). Sample counts below the protocol's
     warn with the number (:class:`SampleCountWarning`), or raise under ``strict``. Videos are decoded and features
     extracted batch by batch; only features (not videos) are kept. In processes torchrun started, batch j of
     each set is measured by rank j % processes and every rank returns the Evaluation one process would.
@@ -379,6 +381,10 @@ def evaluate(real, fake, *, metrics=None, protocol: str | Protocol = "folders", 
     device = device if isinstance(device, torch.device) else resolve_device(device)
     # under torchrun: batch j of each set is measured by rank j % processes
     world, device = join(device, SHARDED_TIMEOUT_S)
+    seed_was_random = isinstance(overrides.get("seed"), str) and overrides["seed"] == RANDOM_SEED
+    if seed_was_random:  # drawn once, by rank 0, in the protocols' seed range (numpy's RandomState)
+        with collectives(world, "evaluation (sharing the seed)", EVALUATION_ADVICE):
+            overrides["seed"] = all_gather_objects(secrets.randbelow(PROTOCOL_SEEDS), world)[0]
     compile_model = compile_mode(compile_model)  # None, "package" or "regional"; ConfigError for anything else
     if cuda_graphs and (compile_model or device.type != "cuda"):
         raise ConfigError("cuda_graphs (--cuda-graphs) replays a model's calls on a CUDA device, without "
@@ -408,9 +414,11 @@ def evaluate(real, fake, *, metrics=None, protocol: str | Protocol = "folders", 
             for source in (real_src, fake_src):  # a real video left out would pair every later one with the wrong fake
                 if hasattr(source, "paired"):
                     source.paired = "/".join(paired) if paired else None
+            if paired and isinstance(real_src, FolderSource) and isinstance(fake_src, FolderSource):
+                real_src.drop_windows("/".join(paired))  # the fake clips are read from their videos' start
             if isinstance(fake_src, ModelSource):  # sampled on the real clips' prompts: why they are few comes first
                 check_clips(real_src, metrics)
-            check_set_sizes(metrics, {"real": n_real, "fake": n_fake})
+            check_set_sizes(metrics, {"real": n_real, "fake": n_fake}, protocol.frames)
             if not isinstance(fake_src, ModelSource):  # files were counted: enough must give a clip (probed until so)
                 check_clips(real_src, metrics)
             st.check_sample_count(n_real, protocol.num_real, what=f"{protocol.name} real set", strict=strict)
@@ -462,6 +470,8 @@ def evaluate(real, fake, *, metrics=None, protocol: str | Protocol = "folders", 
         extractors=records, warnings=sorted({str(w.message) for w in caught if not issubclass(w.category, (
             DeprecationWarning, PendingDeprecationWarning, FutureWarning))}),  # about the measurement, not libraries
         wall_seconds=round(time.perf_counter() - t0, 2), device=str(device))
+    if seed_was_random:
+        ev.report["seeds"]["seed_was_random"] = True
     for w in caught:  # the caller still sees them
         warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     return ev
@@ -533,8 +543,9 @@ def _run(streams: dict[str, Iterator[Sample | None]], measured: dict[str, tuple[
 
 def _check_same_frames(real: Sample, fake: Sample, paired: list[str]) -> None:
     """Paired metrics compare frame k of a real clip with frame k of its fake: both clips must start at the same
-    frame of their videos (a random or StyleGAN-V offset on a long real video against a generated clip did not)."""
-    starts = real.record.get("start", 0), fake.record.get("start", 0)
+    frame of their videos (a random or StyleGAN-V offset on a long real video against a generated clip did not); a
+    real clip read inside its caption's window, at the same frame of that window (a model sampled on the caption)."""
+    starts = real.record.get("start", 0) - real.record.get("window_start", 0), fake.record.get("start", 0)
     if starts[0] != starts[1]:
         raise ConstraintError(f"{'/'.join(paired)} compare frame k of each real clip with frame k of its fake, but real "
                               f"{real.name!r}'s clip starts at frame {starts[0]} and fake {fake.name!r}'s at frame "

@@ -26,7 +26,8 @@ class Metric:
     metrics that read the same measurement share it (FVD and KVD: one I3D pass). ``sets``: whose clips are
     measured; ``paired``: the i-th real clip is measured with the i-th fake one. ``compute(ev, protocol)``:
     its report entry from the gathered :class:`vdmkit.evaluation.evaluate.Evaluation`, ``"value"`` first.
-    ``min_videos``: the fewest videos each of its sets needs (a covariance, an unbiased MMD: 2)."""
+    ``min_videos``: the fewest videos each of its sets needs (a covariance, an unbiased MMD: 2); ``min_frames``: the
+    fewest frames (videos x frames per clip) each of its sets needs (FID's per-frame covariance: 2)."""
 
     description: str
     measurement: str | dict[str, str]
@@ -34,6 +35,11 @@ class Metric:
     compute: Callable[..., dict]
     paired: bool = False
     min_videos: int = 1
+    min_frames: int = 1
+
+    def needs(self, frames: int) -> int:
+        """The fewest videos each of its sets needs with clips of ``frames`` frames."""
+        return max(self.min_videos, -(-self.min_frames // max(1, frames)))
 
     def measures(self, protocol) -> str:
         """The measurement this metric reads under ``protocol``."""
@@ -55,12 +61,17 @@ def paired_metrics(metrics) -> list[str]:
     return [m for m in metrics if METRICS[m].paired]
 
 
-def check_set_sizes(metrics, counts: dict[str, int]) -> None:
+def check_set_sizes(metrics, counts: dict[str, int], frames: int = 1) -> None:
     """ConstraintError, before any clip is decoded or any weights load, when a set has fewer videos than a requested
-    metric needs (FVD of one fake video failed after every clip had been through the network)."""
+    metric needs (FVD of one fake video failed after every clip had been through the network), or, with clips of
+    ``frames`` frames, fewer frames (FID of one 1-frame video a set failed after the Inception pass, sweep 25E)."""
     for name in metrics:
         metric = METRICS[name]
         for role in metric.sets:
+            if counts[role] * frames < metric.min_frames:
+                raise ConstraintError(f"{name} needs at least {metric.min_frames} frames per set (videos x --frames) "
+                                      f"and the {role} set has {counts[role]} video(s) x {frames} frame(s); give it "
+                                      f"more videos or a larger --frames, or leave {name} out of --metrics")
             if counts[role] < metric.min_videos:
                 raise ConstraintError(f"{name} needs at least {metric.min_videos} {role} videos and the {role} set has "
                                       f"{counts[role]}; give it more (videos in a folder; --num-{role} for a model "
@@ -100,6 +111,10 @@ def _fid(ev, protocol) -> dict:
     from vdmkit.evaluation.statistics import frechet_distance_from_stats, gaussian_stats
 
     mr, mf = ev.features["frame_moments"]["real"], ev.features["frame_moments"]["fake"]
+    for role, m in (("real", mr), ("fake", mf)):  # videos left out while reading (check_set_sizes counted files)
+        if m.count < 2:
+            raise ConstraintError(f"fid needs at least 2 frames per set (a covariance) and the {role} set gave "
+                                  f"{m.count}; give it more videos or a larger --frames, or leave fid out of --metrics")
     return {"value": frechet_distance_from_stats(*gaussian_stats(mr), *gaussian_stats(mf)),
             "features": "Inception pool3 of every frame", "covariance": "unbiased (N - 1)",
             "n_real_frames": mr.count, "n_fake_frames": mf.count}
@@ -164,7 +179,7 @@ METRICS = {
     "kvd": Metric("unbiased polynomial-kernel MMD^2 of the same video features on the full sets (DIGAN/TATS KVD)",
                   "video", BOTH, _kvd, min_videos=2),
     "fid": Metric("Frechet distance of per-frame Inception pool3 features (pytorch-fid weights)",
-                  "inception", BOTH, _fid),
+                  "inception", BOTH, _fid, min_frames=2),
     "is": Metric("Inception Score of the fake videos (C3D on UCF-101; shapes protocol: the shapes classifier)",
                  {"i3d": "c3d", "shapes": "video"}, FAKE, _is),
     "clipsim": Metric("raw CLIP cosine of each fake frame with its caption, mean over frames then videos",

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from vdmkit.errors import ConfigError
 from vdmkit.evaluation.metrics import METRICS
 
+PROTOCOL_SEEDS = 2**32  # a protocol seed is in [0, 2**32): numpy's RandomState draws the real clips' offsets
+RANDOM_SEED = "random"  # seed="random" (--seed random): drawn by evaluate, once for every process, and recorded
 LPIPS_NETS = ("alex", "vgg")  # backbones of vdmkit.evaluation.perceptual.NETS
 
 
@@ -111,7 +113,7 @@ class Protocol:
                 raise ConfigError(f"protocol {name} must be a positive integer or None, got {v!r}")
         if self.clip_sampling not in CLIP_SAMPLINGS:
             raise ConfigError(f"clip_sampling must be one of {', '.join(CLIP_SAMPLINGS)}, got {self.clip_sampling!r}")
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed < 2**32:
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed < PROTOCOL_SEEDS:
             raise ConfigError(f"the protocol's seed (--seed) must be an integer in [0, 2**32), got {self.seed!r}")
         if self.video_extractor not in ("i3d", "shapes"):
             raise ConfigError(f"video_extractor must be 'i3d' or 'shapes', got {self.video_extractor!r}")

@@ -1,15 +1,15 @@
 """Where the clips come from: a folder of videos, the built-in shapes generator (``"shapes"``), uniform
 noise (``"noise"``, a lower bound) or a trained vdmkit model sampled on the real set's prompts, each a
 source of :class:`Sample` clips ``(3, T, H, W)`` in [-1, 1] that describes itself for the report.
-MSR-VTT annotations, UCF-101 split lists and ``vdmkit sample``'s caption sidecars give the captions and
-labels. :func:`open_model` is the one place evaluation reaches into :mod:`vdmkit.pipelines`."""
+MSR-VTT annotations, UCF-101 split lists, training's caption file and ``vdmkit sample``'s caption sidecars give
+the captions and labels (:mod:`.annotations`). :func:`open_model` is the one place evaluation reaches into
+:mod:`vdmkit.pipelines`."""
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
 import json
-import os
 import re
 import warnings
 from collections.abc import Callable, Iterator
@@ -26,9 +26,17 @@ from vdmkit.errors import (
     InvalidVideoError,
     SampleCountWarning,
 )
+from vdmkit.evaluation.annotations import (
+    humanise_label,
+    read_eval_captions,
+    read_msrvtt_annotations,
+    read_split_file,
+    sidecar_caption,
+    window_frames,
+    window_text,
+)
 from vdmkit.evaluation.protocols import CLIP_SAMPLINGS, Protocol, clip_span
 from vdmkit.io.decode import VIDEO_SUFFIXES, ClipTooLargeError, decode
-from vdmkit.io.video import sidecar_path
 from vdmkit.sampling.generate import offset_seed
 from vdmkit.video import resize_cover
 
@@ -75,55 +83,6 @@ def clip_preprocessing(protocol: Protocol, fake_sampling: str = "start") -> dict
             "values": "float [-1, 1] = uint8 / 127.5 - 1"}
 
 
-def _humanise_label(label: str) -> str:
-    """UCF-101 class names to prompts: 'ApplyEyeMakeup' -> 'apply eye makeup'."""
-    return re.sub(r"(?<=[a-z])(?=[A-Z])", " ", label).replace("_", " ").lower()
-
-
-def _sidecar_caption(path: Path) -> str | None:
-    """The prompt `vdmkit sample` stores beside a video (``<file>.json``), if any."""
-    side = sidecar_path(path)
-    if not side.is_file():
-        return None
-    try:
-        meta = json.loads(side.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise InvalidVideoError(f"{str(side)!r}: unreadable caption sidecar ({e}); fix or delete it") from e
-    caption = meta.get("prompt", meta.get("caption")) if isinstance(meta, dict) else None
-    return caption if isinstance(caption, str) else None
-
-
-def read_msrvtt_annotations(path: str | os.PathLike, split: str = "test") -> dict[str, list[str]]:
-    """MSR-VTT annotation JSON (``{"videos": [{"video_id", "split"}], "sentences": [{"video_id",
-    "caption"}]}``, as in ``test_videodatainfo.json``) -> ``{video_id: [captions]}`` of ``split``."""
-    path = Path(path)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-        videos = {v["video_id"] for v in data["videos"] if v.get("split", split) == split}
-        captions: dict[str, list[str]] = {v: [] for v in sorted(videos)}
-        for s in sorted(data["sentences"], key=lambda s: (s["video_id"], s.get("sen_id", 0))):
-            if s["video_id"] in captions:
-                captions[s["video_id"]].append(str(s["caption"]))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, AttributeError) as e:
-        raise DatasetError(f"{str(path)!r} is not an MSR-VTT annotation JSON with 'videos' and 'sentences' "
-                           f"({type(e).__name__}: {e})") from e
-    if not captions:
-        raise DatasetError(f"{str(path)!r} lists no videos of split {split!r}")
-    return captions
-
-
-def read_split_file(path: str | os.PathLike) -> list[str]:
-    """A UCF-101 split list (``trainlist01.txt`` / ``testlist01.txt``: 'Class/v_Class_g01_c01.avi [label]')."""
-    path = Path(path)
-    if not path.is_file():
-        raise DatasetError(f"split file {str(path)!r} not found")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as err:
-        raise DatasetError(f"split file {str(path)!r} is not UTF-8 text ({err.reason} at byte {err.start})") from None
-    return [line.split()[0] for line in text.splitlines() if line.strip()]
-
-
 # ---- sources ------------------------------------------------------------------------------------
 
 class FolderSource:
@@ -145,15 +104,9 @@ class FolderSource:
         self.split = protocol.real_split if role == "real" else f"every video file under --{role}, sorted"
         self.captions_by_id = None
         self.captions_by_path: dict[Path, str] = {}
-        if captions is not None:  # training's caption file (data.captions): its first caption of each video
-            from vdmkit.data.captions import read_caption_file
-
-            rows, refused = read_caption_file(captions, self.root)
-            if refused:
-                warnings.warn(f"--captions {str(captions)!r}: {len(refused)} row(s) left out ({refused[0]}"
-                              f"{'; ...' if len(refused) > 1 else ''})", stacklevel=2)
-            for row in rows:
-                self.captions_by_path.setdefault(Path(row.path).resolve(), row.caption)
+        self.windows: dict = {}  # video -> its caption row with a window: the real clip is read inside it
+        if captions is not None:  # training's caption file (data.captions): the first row of each video
+            self.captions_by_path, self.windows = read_eval_captions(captions, self.root)
         if real_split is not None:
             wanted = set(read_split_file(real_split))
             files = [p for p in files if p.relative_to(self.root).as_posix() in wanted]
@@ -180,7 +133,7 @@ class FolderSource:
         return rel[0] if len(rel) > 1 else None
 
     def caption(self, path: Path) -> str | None:
-        side = _sidecar_caption(path)
+        side = sidecar_caption(path)
         if side is not None:
             return side
         if path.resolve() in self.captions_by_path:
@@ -206,17 +159,37 @@ class FolderSource:
         the same decode without pixels as its read, once per file."""
         if path not in self._probed:
             try:
-                count = len(decode(path, rgb=False).timestamps)
+                probe = decode(path, rgb=False)
             except InvalidVideoError as err:
                 self._probed[path] = (0, str(err))
             else:
+                _, count, where = self._window(path, probe.timestamps, probe.info)
                 need = CLIP_SAMPLINGS[self.clip_sampling].min_length(self.protocol.frames, self.protocol.stride)
-                self._probed[path] = (count, None if count >= need else self._short(count))
+                self._probed[path] = (count, None if count >= need else self._short(count, where))
         return self._probed[path]
 
-    def _short(self, count: int) -> str:
+    def _window(self, path: Path, timestamps: np.ndarray, info) -> tuple[int, int, str]:
+        """(first frame, frames, ' in its caption's window [a, b] s' or '') of the part of ``path`` a clip is read
+        from: its --captions row's window, else the whole file."""
+        row = self.windows.get(path.resolve())
+        if row is None:
+            return 0, len(timestamps), ""
+        return (*window_frames(row, timestamps, info), f" in its caption's window {window_text(row)}")
+
+    def drop_windows(self, paired: str) -> None:
+        """Read every clip as if its caption row had no window (said once): a paired fake folder's clip i is read
+        from its own video's start (or offsets), and pairs with real clip i only when both are read alike."""
+        if self.windows:
+            warnings.warn(f"{paired} compare the i-th real clip with the i-th fake, read alike, and the fake folder's "
+                          f"are not read in caption windows: the windows of --captions ({len(self.windows)} video(s)) "
+                          "are not used, each real clip is read as the fake one is (from the video's start, or its "
+                          "seeded offset); to measure inside the windows, cut the videos of both sets to them",
+                          UserWarning, stacklevel=2)
+            self.windows, self._probed = {}, {}
+
+    def _short(self, count: int, where: str = "") -> str:
         p = self.protocol
-        return (f"{count} frames, a clip of {p.frames} at stride {p.stride} needs "
+        return (f"{count} frames{where}, a clip of {p.frames} at stride {p.stride} needs "
                 f"{CLIP_SAMPLINGS[self.clip_sampling].min_length(p.frames, p.stride)}"
                 + (f" (clip sampling {p.clip_sampling!r})" if self.role == "real" else ""))
 
@@ -257,7 +230,7 @@ class FolderSource:
         out = []
         for p in files:
             label = self.label(p)
-            caption = self.caption(p) or (_humanise_label(label) if label else "")
+            caption = self.caption(p) or (humanise_label(label) if label else "")
             out.append((caption, label, parse_shapes_caption(caption)))
         return out
 
@@ -275,22 +248,23 @@ class FolderSource:
             self.visited.update(json.dumps([rel, _size(path)]).encode())
             try:
                 try:
-                    whole = decode(path)  # read_video's read, its measured rate kept
+                    whole = probe = decode(path)  # read_video's read, its measured rate kept
                     frames, fps = whole.frames, whole.info.fps
-                    count, size = frames.shape[0], list(frames.shape[1:3])
+                    total, size = frames.shape[0], list(frames.shape[1:3])
                 except ClipTooLargeError:  # a long or large video (a minute of 720p): its clip's frames alone are
                     probe = decode(path, rgb=False)  # decoded (it was left out of a real set, and refused as a fake
-                    frames, count, size = None, len(probe.timestamps), [probe.info.height, probe.info.width]
+                    frames, total, size = None, len(probe.timestamps), [probe.info.height, probe.info.width]
                     fps = probe.info.fps
             except InvalidVideoError as err:  # a real set loses the video (recorded); a fake set is the model's
                 if self.role == "fake" or self.paired:
                     raise
                 self.skipped.append({"file": rel, "reason": str(err)})
                 continue
+            first, count, where = self._window(path, probe.timestamps, probe.info)
             longest = max(longest, count)
             start = sampling.start(count, p.frames, p.stride, rng)
             if start is None:
-                reason = self._short(count)
+                reason = self._short(count, where)
                 if self.role == "fake":
                     raise ConstraintError(f"fake video {str(path)!r} has {reason}; real and fake clips must have the "
                                           f"same frame count (generate {clip_span(p.frames, p.stride)} frames or "
@@ -305,15 +279,19 @@ class FolderSource:
             if not wanted(self.used - 1):
                 yield None
                 continue
+            start += first  # a frame of the file (inside the caption's window, where it has one)
             caption = self.caption(path)
             if frames is None:  # the clip's frames, decoded by their timestamps: the same pixels as a whole decode
                 wanted_times = {float(probe.timestamps[start + p.stride * k]) for k in range(p.frames)}
                 clip = prepare_clip(decode(path, only=wanted_times).frames, 0, dataclasses.replace(p, stride=1))
             else:
                 clip = prepare_clip(frames, start, p)
+            window = self.windows.get(path.resolve())
             yield Sample(rel, clip, caption, self.label(path), parse_shapes_caption(caption),
-                         {"file": rel, "start": start, "source_frames": int(count), "source_size": size,
-                          "source_fps": round(float(fps), 3)})
+                         {"file": rel, "start": start, "source_frames": int(total), "source_size": size,
+                          "source_fps": round(float(fps), 3),
+                          **({"caption_window": [window.start, window.end], "window_start": first}
+                             if window is not None else {})})
         if self.used == 0:
             self._too_short(longest, sampling, self.skipped)
 
@@ -365,8 +343,9 @@ def check_clips(src, metrics) -> None:
 
     needing = [m for m in metrics if "real" in METRICS[m].sets]
     if isinstance(src, FolderSource) and needing:
-        metric = max(needing, key=lambda m: METRICS[m].min_videos)
-        src.check_clips(METRICS[metric].min_videos, metric)
+        frames = src.protocol.frames  # (FID counts frames: one 1-frame clip is too few)
+        metric = max(needing, key=lambda m: METRICS[m].needs(frames))
+        src.check_clips(METRICS[metric].needs(frames), metric)
 
 
 def check_frame_rates(samples: dict[str, list[dict]], protocol: Protocol, metrics=("fvd",)) -> None:
@@ -669,8 +648,8 @@ def build_sources(real, fake, protocol: Protocol, *, annotations=None, real_spli
                           f"sidecar, --captions FILE as training reads it, MSR-VTT captions with --annotations, or "
                           f"sub-folder names as labels{unread}): the "
                           "model is sampled with empty prompts, unconditionally; give the real videos captions (a "
-                          "<video>.json sidecar {\"prompt\": ...} each) to evaluate it as text-to-video", UserWarning,
-                          stacklevel=2)
+                          "sidecar {\"prompt\": ...} each, named after the whole video file name: v0.mp4.json for "
+                          "v0.mp4) to evaluate it as text-to-video", UserWarning, stacklevel=2)
         fake_src = ModelSource(fake, protocol, n_fake or len(prompts), prompts,
                                size=protocol.resolution or model_size, steps=sample_steps, guidance=guidance,
                                sampler=sampler, batch_size=batch_size, seed=protocol.seed, device=device,
