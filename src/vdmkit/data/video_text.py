@@ -360,21 +360,24 @@ def _wds_caption(entry: dict, where: str):
 EXCLUDED = object()  # a manifest row curation filtered out (keep: false)
 
 
-def read_data_manifest(cfg: VideoDataConfig) -> tuple[dict | None, dict[Path, str], dict[Path, list]]:
+def read_data_manifest(cfg: VideoDataConfig, flags: tuple[str, str] = ("data.manifest", "data.root")
+                       ) -> tuple[dict | None, dict[Path, str], dict[Path, list]]:
     """(path -> VideoInfo, EXCLUDED for rows curation filtered out, or the reason a row is refused (the scan's error,
     a caption that is not text); None without a manifest), (path -> the manifest's summary caption), (path -> its
     scenes, ``[(start, end), ...]`` seconds, for kept rows curation found cuts in: training windows stay inside one;
-    a manifest without ``scenes``, or with one, trains on the whole file)."""
+    a manifest without ``scenes``, or with one, trains on the whole file). ``flags``: the names of the manifest
+    and the root in messages (eval's --manifest and --real)."""
     if cfg.manifest is None:
         return None, {}, {}
     path = Path(cfg.manifest)
     path = path if path.is_absolute() else Path(cfg.root) / path
+    flag = flags[0]
     infos, captions, scenes, names = {}, {}, {}, {}
     own_rows = set()  # the paths whose own (not a link's) row was read
     try:  # JSON lines end at "\n" only: names and captions may hold U+2028 and the like, raw
         lines = path.read_text(encoding="utf-8").split("\n")
     except (OSError, UnicodeDecodeError) as e:
-        raise DatasetError(f"data.manifest {str(path)!r} cannot be read: {e}") from e
+        raise DatasetError(f"{flag} {str(path)!r} cannot be read: {e}") from e
     for number, line in enumerate(lines, 1):
         if not line.strip():
             continue
@@ -410,22 +413,23 @@ def read_data_manifest(cfg: VideoDataConfig) -> tuple[dict | None, dict[Path, st
                     captions[p] = summary
         except (ValueError, KeyError, TypeError, AttributeError) as e:
             what = f"lacks {e}" if isinstance(e, KeyError) else str(e)
-            raise DatasetError(f"data.manifest {path}:{number}: not a manifest row ({what}); write the "
+            raise DatasetError(f"{flag} {path}:{number}: not a manifest row ({what}); write the "
                                "manifest with `vdmkit curate`, or fix that line") from e
-    check_manifest_root(cfg, path, {p: name for p, name in names.items() if isinstance(infos[p], VideoInfo)})
+    check_manifest_root(cfg, path, {p: name for p, name in names.items() if isinstance(infos[p], VideoInfo)}, flags)
     return infos, captions, scenes
 
 
-def check_manifest_root(cfg: VideoDataConfig, path: Path, kept: dict[Path, str]) -> None:
+def check_manifest_root(cfg: VideoDataConfig, path: Path, kept: dict[Path, str],
+                        flags: tuple[str, str] = ("data.manifest", "data.root")) -> None:
     """DatasetError when the manifest keeps rows but none of their files is under data.root: its paths are relative
     to the folder `vdmkit curate` scanned, and another folder's manifest read as "the root has no captions" or as
     every file "not in the manifest" (sweep 25C). ``kept``: the kept rows' resolved paths and names as written."""
     if not kept or any(p.is_file() for p in kept):
         return
-    first = next(iter(kept.values()))
-    raise DatasetError(f"data.manifest {str(path)!r}: none of the {len(kept)} file(s) its kept rows name is under "
-                       f"data.root {cfg.root!r} (e.g. {first!r}, looked for as {str(Path(cfg.root, first))!r}). A "
-                       "manifest's paths are relative to the folder `vdmkit curate` scanned: set data.root to that "
+    first, (flag, root) = next(iter(kept.values())), flags
+    raise DatasetError(f"{flag} {str(path)!r}: none of the {len(kept)} file(s) its kept rows name is under "
+                       f"{root} {cfg.root!r} (e.g. {first!r}, looked for as {str(Path(cfg.root, first))!r}). A "
+                       f"manifest's paths are relative to the folder `vdmkit curate` scanned: set {root} to that "
                        f"folder, or curate this one (vdmkit curate {cfg.root} --out MANIFEST) and name that manifest")
 
 

@@ -4,6 +4,7 @@ window as training reads it)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -114,3 +115,51 @@ def window_frames(row: CaptionRow, timestamps: np.ndarray, info: VideoInfo) -> t
     half = 0.5 / info.fps
     inside = np.flatnonzero((timestamps >= start - half) & (timestamps <= end + half))
     return (int(inside[0]), len(inside)) if len(inside) else (0, 0)
+
+
+@dataclasses.dataclass
+class EvalManifest:
+    """A `vdmkit curate` manifest of a real folder, read as training reads ``data.manifest``: what eval keeps of the
+    folder's ``files``, their captions and clip windows, and what it leaves out and why."""
+
+    files: list[Path]  # the kept rows' videos, in the folder's order
+    captions: dict[Path, str]  # (resolved) video -> its summary caption
+    windows: dict[Path, CaptionRow]  # video -> its longest scene, where curation found cuts: a clip never spans one
+    skipped: list[dict]  # {"file", "reason"} of rows the scan refused (left out as the filtered ones are)
+    excluded: int  # rows curation filtered out (keep: false)
+    unlisted: int  # video files under the folder that no row names (curate again to scan them)
+    describe: str
+
+
+def read_eval_manifest(manifest, root: Path, files: list[Path]) -> EvalManifest:
+    """The kept videos of ``files`` (under ``root``) by the curate ``manifest``, each with its summary caption and,
+    where curation found cuts, its longest scene as the window its clip is read from: one clip a video, as eval
+    reads, never across a cut (training makes each scene a sample). Errors name --manifest and --real."""
+    from vdmkit.data.video_text import EXCLUDED, VideoDataConfig, read_data_manifest
+
+    path = Path(manifest).resolve()  # relative to the working folder (data.manifest's is relative to the root)
+    cfg = VideoDataConfig(root=str(root), manifest=str(path))
+    infos, captions, scenes = read_data_manifest(cfg, ("--manifest", "--real"))
+    kept, skipped, unlisted = [], [], 0
+    for p in files:
+        info = infos.get(p.resolve())
+        if isinstance(info, VideoInfo):
+            kept.append(p)
+        elif info is None:
+            unlisted += 1
+        elif info is not EXCLUDED:  # the scan's error, or a refused caption: said as the reason
+            skipped.append({"file": p.relative_to(root).as_posix(), "reason": info})
+    windows = {}
+    for p in kept:
+        shots = scenes.get(p.resolve())
+        if shots:
+            a, b = max(shots, key=lambda s: s[1] - s[0])  # (the first of equal lengths)
+            windows[p.resolve()] = CaptionRow(p, captions.get(p.resolve(), ""), a, b)
+    excluded = sum(info is EXCLUDED for info in infos.values())
+    if unlisted:
+        warnings.warn(f"--manifest {str(manifest)!r}: {unlisted} video file(s) under --real {str(root)!r} are not in "
+                      "it and are not evaluated (curate the folder again to scan them)", stacklevel=3)
+    return EvalManifest(kept, captions, windows, skipped, excluded, unlisted,
+                        f"the kept rows of curate manifest {str(manifest)!r} ({len(kept)} of the folder's videos; "
+                        f"{excluded} filtered out by curation; each clip inside one scene, the longest where it "
+                        "found cuts)")

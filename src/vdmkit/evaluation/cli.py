@@ -103,6 +103,7 @@ def _cmd_eval(args) -> int:
     fake_folder = args.fake not in (SHAPES_KEYWORD, NOISE_KEYWORD) and not fake_model
     if args.real == SHAPES_KEYWORD:
         _warn_ignored([flag for flag, value in (("--captions", args.captions), ("--real-split", args.real_split),
+                                                ("--manifest", args.manifest),
                                                 ("--annotations", None if fake_folder else args.annotations))
                        if value is not None], "when --real is a folder of videos; 'shapes' is the generator")
     _warn_ignored(["--train-steps"] if args.train_steps is not None else [], "to eval train-classifier")
@@ -120,7 +121,8 @@ def _cmd_eval(args) -> int:
         ev = evaluate(args.real, args.fake, metrics=args.metrics, protocol=args.protocol, weights=args.weights,
                       clip=args.clip, strict=args.strict, batch_size=batch_size, progress=not args.no_progress,
                       annotations=args.annotations, real_split=args.real_split, captions=args.captions,
-                      expected_sha256=_sha_pins(args.weights_sha256), sample_steps=args.sample_steps,
+                      manifest=args.manifest, expected_sha256=_sha_pins(args.weights_sha256),
+                      sample_steps=args.sample_steps,
                       guidance=args.guidance, sampler=args.sampler, frames=args.frames, stride=args.stride,
                       resolution=args.resolution,
                       num_real=args.num_real, num_fake=args.num_fake, seed=args.seed, video_extractor=args.extractor,
@@ -185,6 +187,7 @@ def _check_outputs(args) -> None:
     check_outputs_not_inputs(
         "eval", [("--out", args.out), ("--html", args.html)],
         files=[("--captions", args.captions), ("--annotations", args.annotations), ("--real-split", args.real_split),
+               ("--manifest", args.manifest),
                ("--lpips-backbone", file(args.lpips_backbone)), ("--lpips-heads", file(args.lpips_heads))],
         folders=[("--weights", args.weights), ("--clip", args.clip), ("--lpips-backbone", folder(args.lpips_backbone)),
                  ("--lpips-heads", folder(args.lpips_heads)), *model],
@@ -250,6 +253,8 @@ def register(sub) -> None:
     p.add_argument("--captions", help="the real videos' captions as training reads them (data.captions: a CSV or "
                    "JSONL of path, caption under --real): a model is sampled on them")
     p.add_argument("--real-split", help="UCF-101 split list (e.g. testlist01.txt): only these real videos")
+    p.add_argument("--manifest", help="a `vdmkit curate` manifest of --real (as data.manifest): only its kept videos, "
+                   "captioned by its summaries, each clip inside one scene (the longest where it found cuts)")
     p.add_argument("--frames", type=int, help="clip length (protocol default)")
     p.add_argument("--stride", type=int, help="frame stride within a clip")
     p.add_argument("--resolution", type=int, help="resize (shorter side) + centre-crop clips to this square size "

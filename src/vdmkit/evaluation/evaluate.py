@@ -351,7 +351,8 @@ class Evaluation:
 
 def evaluate(real, fake, *, metrics=None, protocol: str | Protocol = "folders", weights=None, clip=None,
              strict: bool = False, batch_size: int = 8, progress: bool = True, annotations=None, real_split=None,
-             captions=None, expected_sha256: dict | None = None, sample_steps: int = 50, guidance: float | None = None,
+             captions=None, manifest=None, expected_sha256: dict | None = None, sample_steps: int = 50,
+             guidance: float | None = None,
              sampler: str = "ddim", keep_samples: int = 4, lpips_backbone=None, lpips_heads=None,
              lpips_net: str = "alex", device: str | torch.device = "auto", sample_dtype: str = "fp32",
              compile_model: bool | str = False, cuda_graphs: bool = False, sample_precision: str = "fp32",
@@ -370,7 +371,9 @@ def evaluate(real, fake, *, metrics=None, protocol: str | Protocol = "folders", 
     True or "package" through a compiled package, "regional" each kind of block compiled in this process) and
     ``cuda_graphs`` (replayed from CUDA graphs, on a CUDA device) speed up a model's sampling; each is recorded
     with the source (and the precision its calls computed in). ``expected_sha256``:
-    ``{file name: sha256}`` to accept a file other than the published one (recorded as such). ``overrides``:
+    ``{file name: sha256}`` to accept a file other than the published one (recorded as such). ``manifest``: a
+    `vdmkit curate` manifest of a real folder: its kept videos only, its captions, each clip inside one scene.
+    ``overrides``:
     protocol fields (frames, stride, resolution, num_real, num_fake, seed, ...; ``seed="random"``: drawn, recorded
     with ``seeds.seed_was_random`` in the report). Sample counts below the protocol's
     warn with the number (:class:`SampleCountWarning`), or raise under ``strict``. Videos are decoded and features
@@ -399,7 +402,7 @@ def evaluate(real, fake, *, metrics=None, protocol: str | Protocol = "folders", 
                 raise ConfigError(f"batch_size must be an integer >= 1, got {batch_size!r}")
             check_protocol_inputs(metrics, protocol, lpips_net)
             real_src, fake_src = build_sources(real, fake, protocol, annotations=annotations, real_split=real_split,
-                                               captions=captions,
+                                               captions=captions, manifest=manifest,
                                                sample_steps=sample_steps, guidance=guidance, sampler=sampler,
                                                batch_size=batch_size, device=device, sample_dtype=sample_dtype,
                                                compile_model=compile_model, cuda_graphs=cuda_graphs,

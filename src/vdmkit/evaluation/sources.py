@@ -29,6 +29,7 @@ from vdmkit.errors import (
 from vdmkit.evaluation.annotations import (
     humanise_label,
     read_eval_captions,
+    read_eval_manifest,
     read_msrvtt_annotations,
     read_split_file,
     sidecar_caption,
@@ -92,7 +93,7 @@ class FolderSource:
     kind = "folder"
 
     def __init__(self, root, protocol: Protocol, role: str, *, limit: int | None, annotations=None,
-                 real_split=None, captions=None):
+                 real_split=None, captions=None, manifest=None):
         self.root, self.protocol, self.role = Path(root), protocol, role
         if not self.root.is_dir():
             raise DatasetError(f"{role} (--{role}) {str(self.root)!r} is not a folder of videos (nor "
@@ -116,6 +117,10 @@ class FolderSource:
             if role == "real":
                 files = [p for p in files if p.stem in self.captions_by_id]
                 self.split = f"split 'test' of {str(annotations)!r} ({len(self.captions_by_id)} videos)"
+        self.manifest = None if manifest is None else read_eval_manifest(manifest, self.root, files)
+        if self.manifest is not None:  # its kept rows, captions (a sidecar still first) and scenes as windows
+            files, self.split = self.manifest.files, self.manifest.describe
+            self.captions_by_path, self.windows = self.manifest.captions, self.manifest.windows
         if not files:
             raise DatasetError(f"--{role} {str(self.root)!r} holds no video files ({', '.join(VIDEO_SUFFIXES)})"
                                + (" of the requested split" if real_split or annotations else ""))
@@ -174,15 +179,17 @@ class FolderSource:
         row = self.windows.get(path.resolve())
         if row is None:
             return 0, len(timestamps), ""
-        return (*window_frames(row, timestamps, info), f" in its caption's window {window_text(row)}")
+        which = "longest scene" if self.manifest else "caption's window"
+        return (*window_frames(row, timestamps, info), f" in its {which} {window_text(row)}")
 
     def drop_windows(self, paired: str) -> None:
         """Read every clip as if its caption row had no window (said once): a paired fake folder's clip i is read
         from its own video's start (or offsets), and pairs with real clip i only when both are read alike."""
         if self.windows:
+            which = "scenes of --manifest" if self.manifest else "windows of --captions"
             warnings.warn(f"{paired} compare the i-th real clip with the i-th fake, read alike, and the fake folder's "
-                          f"are not read in caption windows: the windows of --captions ({len(self.windows)} video(s)) "
-                          "are not used, each real clip is read as the fake one is (from the video's start, or its "
+                          f"are not read in caption windows: the {which} ({len(self.windows)} video(s)) are not used,"
+                          " each real clip is read as the fake one is (from the video's start, or its "
                           "seeded offset); to measure inside the windows, cut the videos of both sets to them",
                           UserWarning, stacklevel=2)
             self.windows, self._probed = {}, {}
@@ -286,12 +293,11 @@ class FolderSource:
                 clip = prepare_clip(decode(path, only=wanted_times).frames, 0, dataclasses.replace(p, stride=1))
             else:
                 clip = prepare_clip(frames, start, p)
-            window = self.windows.get(path.resolve())
+            window, key = self.windows.get(path.resolve()), "scene" if self.manifest else "caption_window"
             yield Sample(rel, clip, caption, self.label(path), parse_shapes_caption(caption),
                          {"file": rel, "start": start, "source_frames": int(total), "source_size": size,
                           "source_fps": round(float(fps), 3),
-                          **({"caption_window": [window.start, window.end], "window_start": first}
-                             if window is not None else {})})
+                          **({key: [window.start, window.end], "window_start": first} if window is not None else {})})
         if self.used == 0:
             self._too_short(longest, sampling, self.skipped)
 
@@ -332,6 +338,9 @@ class FolderSource:
         name = self.clip_sampling
         return {"kind": self.kind, "path": str(self.root), "split": self.split, "files_found": self.files_found,
                 "skipped": self.skipped, "used": self.used, "files_sha256": self.visited.hexdigest(),
+                **({"excluded_by_manifest": self.manifest.excluded, "refused_by_manifest": self.manifest.skipped,
+                    "not_in_manifest": self.manifest.unlisted}
+                   if self.manifest is not None else {}),
                 "clip_sampling": f"{name}: {CLIP_SAMPLINGS[name].description}"
                                  + (f"; seed {self.protocol.seed}" if CLIP_SAMPLINGS[name].random_offset else "")}
 
@@ -609,12 +618,15 @@ def _shapes_config(protocol: Protocol, seed: int, base=None):
     return ShapesConfig(**fields)
 
 
-def build_sources(real, fake, protocol: Protocol, *, annotations=None, real_split=None, captions=None,
+def build_sources(real, fake, protocol: Protocol, *, annotations=None, real_split=None, captions=None, manifest=None,
                   sample_steps: int = 50, guidance: float | None = None, sampler: str = "ddim", batch_size: int = 8,
                   device=None, sample_dtype: str = "fp32", compile_model: str | None = None, cuda_graphs: bool = False,
                   sample_precision: str = "fp32"):
     """Resolve ``--real`` and ``--fake`` into sources (no decoding, no weights)."""
     real, fake = str(real), str(fake)
+    if manifest is not None and captions is not None:  # two sources of each clip's caption and window
+        raise ConfigError("manifest (--manifest) gives the real clips' captions and scenes, captions (--captions) "
+                          "their captions and windows: give one of them")
     model_size = model_data = None
     if fake not in (SHAPES_KEYWORD, NOISE_KEYWORD) and is_model_dir(Path(fake)):
         model_size, model_data = _model_size(fake)
@@ -625,7 +637,7 @@ def build_sources(real, fake, protocol: Protocol, *, annotations=None, real_spli
         raise ConfigError("--real noise is not a reference set; use it as --fake (a lower bound)")
     else:
         real_src = FolderSource(real, protocol, "real", limit=protocol.num_real, annotations=annotations,
-                                real_split=real_split, captions=captions)
+                                real_split=real_split, captions=captions, manifest=manifest)
     n_fake = protocol.num_fake or (real_src.n if isinstance(real_src, ShapesSource) else None)
     if fake == SHAPES_KEYWORD:
         fake_src = ShapesSource(_shapes_config(protocol, protocol.seed + 1, getattr(real_src, "cfg", None)),
