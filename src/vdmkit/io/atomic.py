@@ -8,8 +8,10 @@ import glob
 import os
 import re
 import shutil
+import signal
 import stat
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -287,6 +289,43 @@ def fsync_dir(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+HELD_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM") if hasattr(signal, name))
+
+
+class HeldSignals:
+    """``with HeldSignals() as held: ... held.start() ...``: from ``start()`` to the end of the block, SIGINT and
+    SIGTERM (Ctrl-C, a job's kill) are recorded, not acted on, and delivered once the block is left, so that the
+    renames of files that belong together (a video and its sidecar) happen all or none: an interrupt between two
+    of them left the new video beside the old sidecar, its seed and prompt (sweep 25B D2). The process's own handlers
+    are swapped, not its signal mask, so a signal that another thread receives (torch's, PyAV's) waits too; only the
+    main thread may swap them, and a write on another thread is not interrupted by SIGINT (its KeyboardInterrupt is
+    the main thread's). SIGKILL and power loss cannot be held: the writer orders the renames for them."""
+
+    def __init__(self):
+        self.previous, self.caught = {}, []
+
+    def start(self) -> None:
+        if self.previous or threading.current_thread() is not threading.main_thread():
+            return
+        for signum in HELD_SIGNALS:
+            handler = signal.getsignal(signum)
+            if handler is not None and handler is not signal.SIG_IGN:  # None: set outside Python, cannot be put back
+                self.previous[signum] = signal.signal(signum, self._record)
+
+    def _record(self, signum, frame) -> None:
+        self.caught.append(signum)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for signum, handler in self.previous.items():
+            signal.signal(signum, handler)
+        self.previous = {}
+        for signum in dict.fromkeys(self.caught):  # each once, in the order they came: the handler acts now
+            signal.raise_signal(signum)
 
 
 def write_text_atomic(target: str | os.PathLike, text: str) -> None:

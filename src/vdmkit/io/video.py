@@ -14,7 +14,14 @@ from pathlib import Path
 import numpy as np
 
 from vdmkit.errors import ConfigError, InvalidVideoError, OutputError
-from vdmkit.io.atomic import atomic_path, check_name_length, check_writable_folder, fsync_file
+from vdmkit.io.atomic import (
+    HeldSignals,
+    atomic_path,
+    check_name_length,
+    check_writable_folder,
+    fsync_dir,
+    fsync_file,
+)
 from vdmkit.io.decode import DEFAULT_LIMITS, DecodeLimits, decode
 
 VIDEO_FORMATS = (".mp4", ".gif", ".webp", ".png")
@@ -151,22 +158,44 @@ def write_video(path: str | os.PathLike, frames: np.ndarray, fps: float = 8.0, m
     fps = check_video_fps(path, fps)
     check_video_size(path, frames.shape[1], frames.shape[2])
     suffix = path.suffix.lower()
+
+    def write(tmp: Path) -> None:
+        if suffix == ".mp4":
+            _write_mp4(tmp, frames, fps, metadata if in_container else None)
+        else:
+            _write_pillow(tmp, frames, fps, suffix)
+
+    return write_with_sidecar(path, write, metadata)
+
+
+def write_with_sidecar(path: Path, write, metadata: dict | None) -> Path:
+    """``write(tmp)`` writes the file for ``path`` to a temporary; it replaces ``path`` together with its sidecar
+    ``<path>.json`` holding ``metadata`` (JSON-storable; None: an earlier file's sidecar there is removed). Both are
+    written in full and synced before either replaces what is there (a sidecar that failed on a full disk took the new
+    video with it, and the user's earlier video was gone, its old sidecar left; before 2026-12-06). Then the old
+    sidecar is removed, the file renamed, the new sidecar renamed, with SIGINT/SIGTERM held until all is done: a kill
+    that cannot be held (SIGKILL, power loss) between them leaves a file without a sidecar, never one beside the
+    sidecar of the file it replaced (its seed, prompt and model: eval's caption, what `sample --resume` trusts;
+    sweep 25B D2)."""
     sidecar = sidecar_path(path)
-    # both written in full before either replaces what is there: a sidecar that failed on a full disk took the new
-    # video with it, and the user's earlier video was gone, its old sidecar left (before 2026-12-06)
-    with contextlib.ExitStack() as files:
+    with HeldSignals() as held, contextlib.ExitStack() as files:
         if metadata is not None:
-            side_tmp = files.enter_context(atomic_path(sidecar))  # replaced last: after the video
+            side_tmp = files.enter_context(atomic_path(sidecar))  # entered first: renamed last, after the file
             side_tmp.write_text(json.dumps(metadata, indent=2, sort_keys=True), encoding="utf-8")
-            fsync_file(side_tmp)  # on disk before the video is swapped in: only its rename is left after that
+            fsync_file(side_tmp)  # on disk before the file is swapped in: only its rename is left after that
         with atomic_path(path) as tmp:
-            if suffix == ".mp4":
-                _write_mp4(tmp, frames, fps, metadata if in_container else None)
-            else:
-                _write_pillow(tmp, frames, fps, suffix)
-    if metadata is None:
-        sidecar.unlink(missing_ok=True)
+            write(tmp)
+            fsync_file(tmp)  # before the old sidecar goes: a delayed ENOSPC here leaves the earlier pair as it was
+            held.start()
+            _remove_sidecar(sidecar)
     return path
+
+
+def _remove_sidecar(sidecar: Path) -> None:
+    """Remove an earlier file's sidecar for good (on disk before the new file is renamed in): not a folder there."""
+    if sidecar.is_symlink() or sidecar.is_file():
+        sidecar.unlink()
+        fsync_dir(sidecar.parent)
 
 
 def json_metadata(metadata: dict) -> dict:

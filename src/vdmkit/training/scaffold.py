@@ -45,6 +45,7 @@ from vdmkit.io.checkpoint import (
 )
 
 METRICS = "metrics.jsonl"
+SAMPLES = "samples"  # the previews' folder in a run folder
 RESUME_FILES = (CONFIG, WEIGHTS, STATE_TENSORS, STATE_DOC)  # what a resume reads, so what must verify
 
 
@@ -150,14 +151,21 @@ def rerun_advice(out: Path, section: str = "train") -> str:
 
 def start_run_folder(out: Path, cfg, resumed: bool = False) -> None:
     """The run folder with the run's ``config.yaml`` (a resumed run rewrites its own); a fresh run keeps another file
-    of that name (the config given, when the run was pointed at its folder) as ``config.N.yaml``, never overwritten."""
+    of that name (the config given, when the run was pointed at its folder) as ``config.N.yaml``, never overwritten,
+    and the previews an earlier run left in ``samples/`` (one killed before its first checkpoint) as ``samples.N/``:
+    the new run's previews replaced its files of the same steps and sat among the others (sweep 25B D3)."""
     out.mkdir(parents=True, exist_ok=True)
     lock_run_folder(out)  # another live run writing here is refused before anything of its is touched
     try:
         text, path = dump_config(cfg), out / "config.yaml"
+        said = []
         if not resumed and path.is_file() and path.read_bytes() != text.encode("utf-8"):
-            kept = keep_aside(path)
-            print(f"kept the {str(path)!r} that was there as {str(kept)!r}", file=sys.stderr)
+            said.append(f"the {str(path)!r} that was there as {str(keep_aside(path))!r}")
+        samples = out / SAMPLES
+        if not resumed and samples.is_dir() and not samples.is_symlink() and any(samples.iterdir()):
+            said.append(f"the previews in {str(samples)!r} as {str(keep_aside(samples))!r}")
+        if said:
+            print(f"kept {' and '.join(said)}", file=sys.stderr)
         write_text_atomic(path, text)
     except BaseException:  # the run never starts: a rerun in this process must not find the folder held
         release_run_folder(out)
