@@ -171,3 +171,29 @@ def test_an_empty_samples_folder_is_not_kept_aside(tiny_cfg, capsys):
     release_run_folder(out)
     err = capsys.readouterr().err
     assert (out / "samples.1" / "step_0000001.png").is_file() and "previews" in err and "config.1.yaml" not in err
+
+
+def test_an_interrupt_at_a_safetensors_rename_waits_until_its_sidecar_is_in_too(tmp_path, monkeypatch):
+    """save_tensors (sample's .safetensors latents, LoRA adapters) renamed the file, then wrote its sidecar: an
+    interrupt between the two left the new latents beside the earlier file's sidecar (its seed and prompt)."""
+    import torch
+
+    from vdmkit.io.checkpoint import load_tensors, save_tensors
+
+    out = save_tensors(tmp_path / "z.safetensors", {"x": torch.zeros(2)}, {"seed": 1})
+    real_replace = os.replace
+
+    def replace(src, dst):
+        real_replace(src, dst)
+        if str(dst) == str(out):
+            signal.raise_signal(signal.SIGINT)
+
+    monkeypatch.setattr(os, "replace", replace)
+    with pytest.raises(KeyboardInterrupt):
+        save_tensors(out, {"x": torch.ones(2)}, {"seed": 2})
+    monkeypatch.undo()
+    assert torch.equal(load_tensors(out)["x"], torch.ones(2))
+    assert json.loads(sidecar_path(out).read_text()) == {"seed": 2}
+    assert sorted(os.listdir(tmp_path)) == ["z.safetensors", "z.safetensors.json"]
+    save_tensors(out, {"x": torch.zeros(2)})  # without metadata the sidecar is left as it was (as before)
+    assert json.loads(sidecar_path(out).read_text()) == {"seed": 2}

@@ -382,16 +382,21 @@ def check_safetensors_file(path: Path) -> None:
 def save_tensors(path: str | os.PathLike, tensors: dict[str, torch.Tensor], metadata: dict | None = None) -> Path:
     """One safetensors file written atomically (CPU, contiguous), ``metadata`` as its JSON header entry "vdmkit"
     and a ``<file>.json`` sidecar, as videos have."""
+    from vdmkit.io.video import write_with_sidecar
+
     path = Path(path)
-    with atomic_path(path) as tmp:
+
+    def write(tmp: Path) -> None:
         save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp),
                   metadata={"vdmkit": json.dumps(metadata, sort_keys=True)} if metadata is not None else None)
-    if metadata is not None:
-        from vdmkit.io.video import sidecar_path
 
-        with atomic_path(sidecar_path(path)) as tmp:
-            tmp.write_text(json.dumps(metadata, indent=2, sort_keys=True), encoding="utf-8")
-    return path
+    if metadata is None:  # (an earlier file's sidecar is left as it was)
+        with atomic_path(path) as tmp:
+            write(tmp)
+        return path
+    # the file and its sidecar replace an earlier pair together, as a video's do: the file was renamed first, and a
+    # stop between the two renames paired new latents (or an adapter) with the earlier file's sidecar (sweep 25B D2)
+    return write_with_sidecar(path, write, metadata)
 
 
 def load_tensors(path: str | os.PathLike) -> dict[str, torch.Tensor]:
