@@ -16,6 +16,7 @@ from vdmkit.errors import ConstraintError
 
 SDEDIT_STRENGTH = 0.6  # edit --mode sdedit: noise the input this far (of the process time) and denoise
 CONDITION_MODES = ("auto", "concat", "replace", "reconstruction")  # pipelines.conditioned.MODES, without torch
+ORDER_HELP = "UniPC order (1-3, default 2; with --sampler unipc)"
 
 
 def condition_options(p, image: bool = False) -> None:
@@ -69,8 +70,10 @@ def _cmd_edit(args) -> int:
     out = check_outputs(args.out, args.strip)
     if args.mode == "invert" and args.source_prompt is None:
         raise ValueError("--mode invert needs --source-prompt (what the input video shows)")
-    if args.mode == "sdedit" and (args.source_prompt is not None or args.attention_reuse):
-        raise ValueError("--source-prompt and --attention-reuse belong to --mode invert")
+    if args.mode == "sdedit" and (args.source_prompt is not None or args.attention_reuse
+                                  or args.cfg_inversion is not None):  # --cfg-inversion was dropped unsaid
+        raise ValueError("--source-prompt, --attention-reuse and --cfg-inversion belong to --mode invert")
+    args.cfg_inversion = args.cfg_inversion or "plain"
     if args.mode == "invert" and args.strength is not None:
         raise ValueError("--strength belongs to --mode sdedit (--mode invert starts from the inverted noise; "
                          "--attention-reuse sets how much of the input it keeps)")
@@ -101,7 +104,7 @@ def _cmd_edit(args) -> int:
         warn_larger_than_trained(stand_in, config, "--height / --width")
     knobs = {k: v for k, v in (("eta", args.eta), ("order", args.order)) if v is not None}
     options = dict(steps=args.steps, sampler=args.sampler, guidance=args.guidance, seed=args.seed,
-                   precision=args.precision, **knobs)
+                   guidance_rescale=args.guidance_rescale, precision=args.precision, **knobs)
     try:
         request = edit_request(config, stand_in, [args.prompt], negative_prompt=args.negative_prompt, **options)
     except ConstraintError as e:
@@ -150,17 +153,20 @@ def _cmd_edit(args) -> int:
     return 0
 
 
-def _probe_info(path: str, what: str, frames: int | None = None, flag: str = "--frames", source: str = "--video"):
+def _probe_info(path: str, what: str, frames: int | None = None, flag: str = "--frames", source: str = "--video",
+                least: int = 1):
     """The io.decode.VideoInfo of a video (or image) file as it decodes (frames, size, measured rate), without
     keeping its frames (checked against the memory before it is read); ``frames``: how many of them the command
-    takes, checked. A file that is missing or not a regular file is named by its option ``source``;
-    InvalidVideoError names one that does not decode."""
+    takes, checked to be in [``least``, the file's]. A file that is missing or not a regular file is named by its
+    option ``source``; InvalidVideoError names one that does not decode."""
     from vdmkit.io.decode import probe_video
 
     check_input_file(path, source)
     info = probe_video(path)
-    if frames is not None and not 1 <= frames <= info.frames:
-        raise ValueError(f"{flag} must be in [1, {info.frames}] (the frames of {what} {path}), got {frames}")
+    if frames is not None and info.frames < least:
+        raise ValueError(f"{flag} takes at least {least} frames, and {what} {path} has {info.frames}")
+    if frames is not None and not least <= frames <= info.frames:
+        raise ValueError(f"{flag} must be in [{least}, {info.frames}] (the frames of {what} {path}), got {frames}")
     return info
 
 
@@ -249,7 +255,8 @@ def with_shape_flags(error, config, shape: tuple[int, int, int], frames_at_most:
 
 
 def _conditioning(args) -> dict:
-    knobs = {k: v for k, v in (("eta", getattr(args, "eta", None)),) if v is not None}
+    knobs = {k: v for k, v in (("eta", getattr(args, "eta", None)), ("order", getattr(args, "order", None)))
+             if v is not None}
     # upscale's parser has no known-frame options (its whole low-res video conditions): None, the defaults
     return dict(steps=args.steps, sampler=args.sampler, guidance=args.guidance, seed=args.seed,
                 precision=args.precision, negative_prompt=args.negative_prompt,
@@ -395,7 +402,8 @@ def sample_image(args) -> int:
 
 
 def _cmd_interpolate(args) -> int:
-    info = _probe_info(args.video, "the keyframes", args.keyframes, "--keyframes")
+    # interpolation needs 2 keyframes: the range said [1, N] and 1 was refused next (before session 25)
+    info = _probe_info(args.video, "the keyframes", args.keyframes, "--keyframes", least=2)
     decoded = (info.frames, info.height, info.width)
     keyframes = args.keyframes or decoded[0]  # recorded: the first N frames of --video (it was not, 2026-12-06)
     return _run_task(args, "interpolate", args.video, (decoded, (keyframes, *decoded[1:])), args.prompt,
@@ -435,6 +443,7 @@ def _cmd_cascade(args) -> int:
     if args.upscale is not None and args.upscale < 1:
         raise ValueError(f"--upscale must be an integer >= 1, got {args.upscale}")
     seed = check_seed(args.seed)  # random: drawn here, recorded
+    dtype = weights_dtype(args)  # bf16 with --precision bf16, as every command (it was autocast over fp32 weights)
     planned = plan(cfg)  # every stage's model opened and its options checked against the one before it: no weights
     refuse_replacing_inputs([out], args.strip, command_inputs(args, [p.source for p in planned]))  # config, models
     _, height, width = planned[-1].shape  # the video the last stage makes, and how it is viewed: checked now
@@ -442,13 +451,14 @@ def _cmd_cascade(args) -> int:
     check_video_size(out, height * factor, width * factor, "an even --upscale")
     threads = apply_threads(args.threads)
     report_line = None if args.no_progress else (lambda line: print(line, file=sys.stderr, flush=True))
-    video, stages = run_cascade(cfg, args.prompt, seed=seed, device=device, precision=args.precision,
+    video, stages = run_cascade(cfg, args.prompt, seed=seed, device=device, precision=args.precision, dtype=dtype,
                                 progress=report_line, view_factor=factor)
     frames = to_uint8(video[0])
     meta = {"prompt": args.prompt, "cascade": str(args.config), "config": cascade_record(cfg),  # as run, overrides in
             "seed": seed, "seed_was_random": args.seed is None,
             "stages": stages, "fps": fps,
-            "precision": effective_precision(args.precision, "fp32", device), "device": str(device), "threads": threads,
+            "precision": effective_precision(args.precision, dtype, device), "dtype": dtype, "device": str(device),
+            "threads": threads,
             "vdmkit": __version__,
             "upscale": factor, "shapes": [list(p.shape) for p in planned]}
     path = write_video(out, upscale(frames, factor), fps=fps, metadata=meta)
@@ -482,10 +492,13 @@ def _task_parser(sub, name: str, func, help: str, video_help: str):
     p.add_argument("--noise-level", type=float, default=0.0, help="noise augmentation of the conditioning, [0, 0.99]")
     if name == "interpolate":  # extend keeps its input as given and leaves each window's context frames out
         p.add_argument("--no-keep", action="store_true", help="keep the model's own frames at the keyframes "
-                       "(default: the given keyframes exactly)")
+                       "(default: the given keyframes exactly); in concat mode or with a latent model only: with "
+                       "replacement on a pixel-space model (the default model) they are the given ones, and it is "
+                       "refused")
     p.add_argument("--steps", type=int)
     p.add_argument("--sampler", help="see vdmkit sample --list-samplers")
     p.add_argument("--eta", type=float)
+    p.add_argument("--order", type=int, help=ORDER_HELP)
     p.add_argument("--guidance", type=float, help="classifier-free guidance on the text")
     p.add_argument("--seed", type=seed, default=0, help="window k is sampled with seed + k")
     p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32", help=PRECISION_HELP)
@@ -520,9 +533,9 @@ def register(sub) -> None:
     p.add_argument("--attention-reuse", type=float, default=0.0,
                    help="invert: fraction of the first steps that take their self-attention maps from the source "
                    "pass (keeps layout and motion; 0 = off)")
-    p.add_argument("--cfg-inversion", choices=("plain", "source"), default="plain",
-                   help="invert with --guidance > 1: guide against --negative-prompt (plain) or against the source "
-                   "prompt (negative-prompt inversion: the source still reconstructs)")
+    p.add_argument("--cfg-inversion", choices=("plain", "source"),
+                   help="invert with --guidance > 1: guide against --negative-prompt (plain, the default) or against "
+                   "the source prompt (negative-prompt inversion: the source still reconstructs)")
     p.add_argument("--negative-prompt", default="")
     p.add_argument("--out", default="edit.mp4", help="output file: .mp4, .gif, .webp or .png (frame strip)")
     p.add_argument("--frames", type=int, help="edit the first N frames of the video")
@@ -531,10 +544,12 @@ def register(sub) -> None:
     p.add_argument("--steps", type=int)
     p.add_argument("--sampler", help="see vdmkit sample --list-samplers; invert needs a deterministic one")
     p.add_argument("--eta", type=float)
-    p.add_argument("--order", type=int)
+    p.add_argument("--order", type=int, help=ORDER_HELP)
     p.add_argument("--guidance", type=float, help="classifier-free guidance (invert: 1 inverts and reconstructs "
                    "without guidance; DDIM inversion is approximate at any step count: the reconstruction's error "
                    "goes into the sidecar)")
+    p.add_argument("--guidance-rescale", type=float, default=0.0, help="guidance rescale in [0, 1], as `sample "
+                   "--guidance-rescale` (default 0; with --guidance > 1)")
     p.add_argument("--seed", type=seed, default=0)
     p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32", help=PRECISION_HELP)
     p.add_argument("--dtype", choices=("fp32", "bf16", "fp16"), help=DTYPE_HELP)
@@ -569,8 +584,8 @@ def register(sub) -> None:
     p.add_argument("--prompt", required=True)
     p.add_argument("--out", default="cascade.mp4", help="output file: .mp4, .gif, .webp or .png (frame strip)")
     p.add_argument("--seed", type=seed, default=0, help="stage k is sampled with seed + k; 'random': drawn, recorded")
-    p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
-                   help="bf16: each stage under bf16 autocast (its weights stay fp32)")
+    p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32", help="every stage: " + PRECISION_HELP)
+    p.add_argument("--dtype", choices=("fp32", "bf16", "fp16"), help=DTYPE_HELP)
     p.add_argument("--fps", type=float, help="of the written file (default: the config's)")
     p.add_argument("--upscale", type=int, help="nearest-neighbour upscale factor of the file (default: to >= 128 px)")
     p.add_argument("--strip", action="store_true")

@@ -25,7 +25,7 @@ from vdmkit.conditioning.pretrained import checkpoint_copy
 from vdmkit.device import low_precision_dtype, resolve_device
 from vdmkit.diffusion.denoiser import Denoiser
 from vdmkit.config import to_dict
-from vdmkit.errors import ConfigError
+from vdmkit.errors import ConfigError, NonFiniteError
 from vdmkit.interop.diffusers_pipeline import DiffusersFolder, is_diffusers_folder, refuse_component_folder
 from vdmkit.io.checkpoint import (
     CONFIG,
@@ -307,9 +307,13 @@ class Pipeline(nn.Module):
 
     def decode(self, x: torch.Tensor, **options) -> torch.Tensor:
         """What the backbone denoised -> pixel videos. ``options``: the autoencoder's memory options (tile,
-        overlap, frame_chunk, batch_chunk); NonFiniteError on NaN, so no black video is ever written. Pixels come
-        back in [-1, 1], as the autoencoder's do (a sampler's last step may overshoot the data range slightly)."""
-        if self.autoencoder is None:
+        overlap, frame_chunk, batch_chunk); NonFiniteError on NaN or inf, so no black video is ever written. Pixels
+        come back in [-1, 1], as the autoencoder's do (a sampler's last step may overshoot the data range slightly)."""
+        if self.autoencoder is None:  # a pixel model's NaN passed the clamp, and inf became 1 (before session 25)
+            bad = ~torch.isfinite(x)
+            if bad.any():
+                raise NonFiniteError(f"pixels hold {int(bad.sum())} non-finite values (of {x.numel()}) before "
+                                     "decoding; the sampler diverged: try fp32, fewer guidance or another sampler")
             return x.clamp(-1.0, 1.0)
         return self.autoencoder.decode_latents(x, **options)
 

@@ -287,10 +287,11 @@ def stage_long_mode(stage: StageConfig, config) -> str | None:
     return default_long_mode(config, stage.frames or config.frames)
 
 
-def check_cascade_memory(planned: list[Planned], device, view_factor: int = 1) -> None:
+def check_cascade_memory(planned: list[Planned], device, view_factor: int = 1, dtype: str = "fp32") -> None:
     """OutOfMemoryError, before any stage runs, when a stage would need more memory than ``device`` has free (one
     stage's model is in memory at a time; each task holds its whole output; the last stage's is written upscaled
-    ``view_factor`` times). The advice names the stage's own keys (a task command's flags are not a cascade's)."""
+    ``view_factor`` times; weights stored as ``dtype``). The advice names the stage's own keys (a task command's flags
+    are not a cascade's)."""
     from vdmkit.device import resolve_device
     from vdmkit.pipelines.base import check_sampling_memory
     from vdmkit.pipelines.conditioned import check_task_memory
@@ -301,12 +302,12 @@ def check_cascade_memory(planned: list[Planned], device, view_factor: int = 1) -
         factor = view_factor if k == len(planned) - 1 else 1
         advice = stage_advice(p, factor)
         if isinstance(p.request, LongRequest):  # one window of the model's length in the backbone at a time
-            check_sampling_memory(p.config, as_sample_request(p.request), device, view_factor=factor, advice=advice,
-                                  window=p.request.window)
+            check_sampling_memory(p.config, as_sample_request(p.request), device, dtype, view_factor=factor,
+                                  advice=advice, window=p.request.window)
         elif p.stage.task == "text_to_video":
-            check_sampling_memory(p.config, p.request, device, view_factor=factor, advice=advice)
+            check_sampling_memory(p.config, p.request, device, dtype, view_factor=factor, advice=advice)
         else:
-            check_task_memory(p.config, p.request, device, frames=p.shape[0], view_factor=factor, advice=advice)
+            check_task_memory(p.config, p.request, device, dtype, frames=p.shape[0], view_factor=factor, advice=advice)
 
 
 def stage_advice(p: Planned, view_factor: int) -> str:
@@ -348,13 +349,17 @@ def sampling_options(stage: StageConfig) -> dict:
 
 @torch.no_grad()
 def run_cascade(cfg: CascadeConfig, prompt: str, *, seed: int | None = 0, device="cpu", precision: str = "fp32",
-                progress: Callable[[str], None] | None = None, view_factor: int = 1) -> tuple[torch.Tensor, list[dict]]:
+                dtype: str = "fp32", progress: Callable[[str], None] | None = None,
+                view_factor: int = 1) -> tuple[torch.Tensor, list[dict]]:
     """The video (1, 3, T, H, W) in [-1, 1] the stages make from ``prompt``, and one record per stage.
-    ``view_factor``: how many times larger on each side the caller will write it (counted in the memory check)."""
+    ``dtype``: the type every stage's weights load in (from_pretrained's; `vdmkit cascade --precision bf16` loads
+    bf16, as every command does); ``precision`` bf16 over fp32 weights: bf16 autocast. ``view_factor``: how many
+    times larger on each side the caller will write it (counted in the memory check)."""
     from vdmkit.pipelines import TextToVideo
+    from vdmkit.pipelines.base import DTYPES
     from vdmkit.pipelines.conditioned import extend, interpolate, upscale
     from vdmkit.pipelines.long_video import LongRequest, long_video
-    from vdmkit.pipelines.request import check_precision, check_prompts
+    from vdmkit.pipelines.request import check_precision, check_prompts, effective_precision
     from vdmkit.sampling.generate import check_seed, offset_seed
 
     seed = check_seed(seed)  # None: drawn once, recorded; stage k gets seed + k
@@ -362,16 +367,21 @@ def run_cascade(cfg: CascadeConfig, prompt: str, *, seed: int | None = 0, device
         raise ConfigError(f"a cascade makes one video from one prompt (a str), got {type(prompt).__name__}")
     check_prompts([prompt])
     check_precision(precision)
+    if isinstance(dtype, torch.dtype):  # as from_pretrained takes it
+        dtype = next((name for name, value in DTYPES.items() if value == dtype), str(dtype))
+    if dtype not in DTYPES:  # before any stage runs (from_pretrained refused it at the first stage's load)
+        raise ConfigError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
+    effective_precision(precision, dtype)  # bf16 of fp16 weights is refused: they compute in fp16
     if isinstance(view_factor, bool) or not isinstance(view_factor, int) or view_factor < 1:
         raise ConfigError(f"view_factor must be an integer >= 1, got {view_factor!r}")
     planned = plan(cfg)  # and every stage's options: all before the first weights load
     # a later stage's was found after the earlier ones had run, and the written video after all of them (2026-12-06)
-    check_cascade_memory(planned, device, view_factor)
+    check_cascade_memory(planned, device, view_factor, dtype)
     video, records = None, []
     for k, p in enumerate(planned):
         stage = p.stage
         start = time.perf_counter()
-        pipe = TextToVideo.from_pretrained(p.source, device=device)
+        pipe = TextToVideo.from_pretrained(p.source, device=device, dtype=dtype)
         options = {**sampling_options(stage), "seed": offset_seed(seed, k), "precision": precision}
         conditioned = {"noise_level": stage.noise_level, "mode": stage.mode, "image_guidance": stage.image_guidance,
                        "reconstruction_weight": stage.reconstruction_weight}

@@ -36,7 +36,7 @@ from vdmkit.backbones.layers import one_run_at_a_time
 from vdmkit.conditioning.masks import augment, check_noise_level
 from vdmkit.errors import ConfigError, ConstraintError
 from vdmkit.pipelines.base import check_decode, sampling_advice
-from vdmkit.pipelines.sizes import check_low_res_size
+from vdmkit.pipelines.sizes import check_low_res_size, check_whole_groups, latent_frame_mask, temporal_compression
 from vdmkit.pipelines.request import SampleRequest, check_prompts, check_size, make_request
 from vdmkit.sampling.generate import check_callback, check_seed, generate, offset_seed, one_seed
 from vdmkit.sampling.guidance import check_guidance, check_reconstruction_weight, weights_frozen
@@ -136,7 +136,7 @@ def check_frame_mask(mask, batch: int, frames: int) -> torch.Tensor:
 def conditioned_request(config, prompts, *, known: torch.Tensor | None = None, mask=None,
                         low_res: torch.Tensor | None = None, mode: str | None = None,
                         condition_mode: str | None = None, image_guidance: float | None = None,
-                        noise_level: float = 0.0, keep_known: bool = False, reconstruction_weight=None,
+                        noise_level: float = 0.0, keep_known: bool | None = None, reconstruction_weight=None,
                         **kwargs) -> ConditionedRequest:
     """Check a conditioned request against the model (no weights needed). ``known``: pixel frames (B, 3, T, H, W)
     in [-1, 1], read where the frame ``mask`` ((B, T) or (T,), 1 = known) is set; the output has the same frames and
@@ -144,7 +144,11 @@ def conditioned_request(config, prompts, *, known: torch.Tensor | None = None, m
     one per video; ``kwargs`` as :func:`~vdmkit.pipelines.request.make_request` (steps, sampler, guidance, seed, ...);
     in concat mode the text guidance defaults to 1 (none: the known frames carry the content), not the model's.
     ``reconstruction_weight``: mode reconstruction's w_r (default RECONSTRUCTION_WEIGHT; 0 is replacement).
-    ``condition_mode``: another name of ``mode`` (the CLI's and the sidecar's; default auto)."""
+    ``condition_mode``: another name of ``mode`` (the CLI's and the sidecar's; default auto). ``keep_known``: paste
+    the given pixels over the known frames of the output, instead of the model's rendering of them, which differs in
+    concat mode and on a latent model (decoded); with replacement on a pixel-space model the known frames come out as
+    given either way: there the default is true and False is refused (it was accepted, recorded and changed nothing
+    before session 25); elsewhere the default is false (interpolate's and extend's: true)."""
     mode = one_mode({"mode": mode, "condition_mode": condition_mode})
     resolved = resolve_mode(config, mode, frames=known is not None, low_res=low_res is not None)
     if (known is None) != (mask is None):
@@ -177,10 +181,18 @@ def conditioned_request(config, prompts, *, known: torch.Tensor | None = None, m
     elif reconstruction_weight is not None:  # it would be ignored
         raise ConfigError(f"reconstruction_weight={reconstruction_weight!r} applies to condition_mode="
                           f"'reconstruction'; this request runs in {resolved}: drop it or set the mode")
-    if not isinstance(keep_known, bool):
+    if keep_known is not None and not isinstance(keep_known, bool):
         raise ConstraintError(f"keep_known must be true or false, got {keep_known!r}")
     if keep_known and known is None:
         raise ConstraintError("keep_known keeps the given known frames; super-resolution has none (drop it)")
+    # replacement pastes the known values into the result (generate), which a pixel model's decode keeps exactly
+    pasted = known is not None and resolved in TRAINING_FREE and not config.latent.enabled
+    if pasted and keep_known is False:
+        raise ConstraintError(f"keep_known=False (the model's own frames at the known ones; interpolate's --no-keep) "
+                              f"applies to a latent model or condition_mode concat; with condition_mode {resolved!r} "
+                              "on this pixel-space model the known frames come out as given either way, so it would "
+                              "be ignored: drop it")
+    keep_known = pasted if keep_known is None else keep_known
     noise_level = check_noise_level(noise_level)
     if noise_level and resolved != "concat":  # replacement pastes the known frames as given: nothing is augmented
         raise ConstraintError(f"noise_level={noise_level} (conditioning augmentation) applies to a model trained with "
@@ -211,40 +223,6 @@ def one_mode(kwargs: dict) -> str:
     if mode is not None and alias is not None and mode != alias:
         raise ConfigError(f"mode={mode!r} and condition_mode={alias!r}: they name one setting; give one of them")
     return next((m for m in (mode, alias) if m is not None), "auto")
-
-
-def temporal_compression(config) -> int:
-    """Pixel frames per latent frame after the first: a causal video autoencoder's c; 1 in pixels or a frame VAE."""
-    return config.latent.autoencoder_config().temporal_compression if config.latent.enabled else 1
-
-
-def check_whole_groups(mask: torch.Tensor, compression: int) -> None:
-    """ConstraintError when known frames fill part of a latent frame's group of ``compression`` pixel frames: that
-    latent frame is not known, so the model never sees them (before 2026-12-06 they were dropped silently, listed in
-    the sidecar and pasted over frames generated without them)."""
-    if compression == 1:
-        return
-    groups = mask[:, 1:].reshape(mask.shape[0], -1, compression)
-    partial = (groups.amin(dim=2) != groups.amax(dim=2)).nonzero()
-    if len(partial):
-        b, j = (int(i) for i in partial[0])
-        first = j * compression + 1
-        known = [first + int(i) for i in groups[b, j].nonzero()[:, 0]]
-        raise ConstraintError(
-            f"known frame(s) {known} fill part of a latent frame: this model's causal video autoencoder encodes frame "
-            f"0 alone and then each {compression} frames together (here {first}..{first + compression - 1}), and a "
-            f"latent frame conditions only when all of its frames are known. Mark whole groups known (frame 0; "
-            f"1..{compression}; {compression + 1}..{2 * compression}; ...) or unknown")
-
-
-def latent_frame_mask(mask: torch.Tensor, compression: int) -> torch.Tensor:
-    """A pixel frame mask (B, T) -> the latent frames' (B, 1 + (T - 1) / c): latent 0 is pixel frame 0, latent j
-    encodes pixel frames (j - 1) c + 1 .. j c and is known when all of them are (requests know whole groups:
-    :func:`check_whole_groups`)."""
-    if compression == 1:
-        return mask
-    rest = mask[:, 1:].reshape(mask.shape[0], -1, compression).amin(dim=2)
-    return torch.cat([mask[:, :1], rest], dim=1)
 
 
 @torch.no_grad()
@@ -413,7 +391,8 @@ def first_frame_request(config, image: torch.Tensor, prompts, *, frames: int | N
 def image_to_video(pipe, image: torch.Tensor, prompts, *, frames: int | None = None, callback: Callable | None = None,
                    decode: dict | None = None, **kwargs) -> torch.Tensor:
     """Image-to-video: a video (B, 3, T, H, W) that starts from ``image`` (B, 3, H, W) and whose motion follows
-    ``prompts``; its first frame is the model's rendering of the image (``keep_known=True``: the image itself).
+    ``prompts``; its first frame is the image itself with replacement on a pixel-space model (the bundled default
+    model), else the model's rendering of it (``keep_known=True``: the image itself; see :func:`conditioned_request`).
     ``kwargs``: mode, image_guidance, noise_level, keep_known, and steps, sampler, guidance, seed, ..."""
     request = first_frame_request(pipe.config, image, prompts, frames=frames, **kwargs)
     check_task_memory(pipe.config, request, pipe.device, pipe.weights_dtype, decode=decode, loaded=True)
@@ -510,8 +489,9 @@ def interpolate(pipe, video: torch.Tensor, prompts="", *, factor: int = 4, callb
     """Temporal interpolation: keyframes ``video`` (B, 3, N, H, W) -> (B, 3, (N - 1) factor + 1, H, W), the
     keyframes at every ``factor``-th frame. Windows of the model's length, each conditioned on its keyframes (the
     frames after its last keyframe generated and dropped), share their boundary keyframes; window k is sampled with
-    seed + k. ``kwargs``: mode, image_guidance, noise_level, keep_known (default True: the keyframes exactly), steps,
-    sampler, guidance, seed, ..."""
+    seed + k. ``kwargs``: mode, image_guidance, noise_level, keep_known (default True: the keyframes exactly; False,
+    the model's rendering of them, applies in concat mode or to a latent model: see :func:`conditioned_request`),
+    steps, sampler, guidance, seed, ..."""
     factor = check_keyframes(pipe.config, video, factor)
     kwargs.setdefault("keep_known", True)
     window = pipe.config.frames

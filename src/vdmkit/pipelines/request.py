@@ -116,6 +116,8 @@ DIFFUSERS_NAMES = {"prompt": "the prompts, as the first argument", "num_inferenc
                    "image": "image_to_video(pipe, image, prompt)", "video": "edit(pipe, video, prompts)",
                    "return_dict": "nothing: the videos come back as one tensor", "timestep_spacing": "spacing=",
                    "generator": "seed= (an int, or one per prompt) or latents="}
+DIFFUSERS_PROMPT = (f"prompt is diffusers' keyword; vdmkit takes {DIFFUSERS_NAMES['prompt']}: "
+                    "pipe('a red circle moving right') or pipe([prompt, ...])")
 
 
 def check_knobs(sampler: str, knobs: dict) -> dict:
@@ -183,8 +185,7 @@ def make_request(config: PipelineConfig, prompts, *, frames: int | None = None, 
         raise ConfigError(f"config must be a model's PipelineConfig (pipe.config), got {type(config).__name__}")
     defaults = config.sampling
     if "prompt" in knobs:  # diffusers' pipe(prompt=...): named before the missing prompts are
-        raise ConfigError(f"prompt is diffusers' keyword; vdmkit takes {DIFFUSERS_NAMES['prompt']}: "
-                          "pipe('a red circle moving right') or pipe([prompt, ...])")
+        raise ConfigError(DIFFUSERS_PROMPT)
     prompts = check_prompts(prompts)
     check_negative(negative_prompt)
     frames = check_size("frames", config.frames if frames is None else frames)

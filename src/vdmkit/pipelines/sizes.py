@@ -1,9 +1,12 @@
 """Shape refusals restated in what the user gives (from the model's config alone): the nearest frames, height and
-width that fit a request, and super-resolution's low-resolution input checked in its own pixels."""
+width that fit a request, super-resolution's low-resolution input checked in its own pixels, and a causal video
+autoencoder's whole groups of known frames (moved from pipelines/conditioned.py, which had reached the line limit)."""
 
 from __future__ import annotations
 
 from typing import Callable, Iterator
+
+import torch
 
 from vdmkit.errors import ConstraintError
 
@@ -63,3 +66,37 @@ def check_low_res_size(config, frames: int, height: int, width: int, factor: int
     raise ConstraintError(f"the low-resolution video is {height}x{width}, and this x{factor} model cannot make its "
                           f"{height * factor}x{width * factor} output ({why}); nearest valid input: {h}x{w} (x{factor}"
                           f" = {h * factor}x{w * factor} output)")
+
+
+def temporal_compression(config) -> int:
+    """Pixel frames per latent frame after the first: a causal video autoencoder's c; 1 in pixels or a frame VAE."""
+    return config.latent.autoencoder_config().temporal_compression if config.latent.enabled else 1
+
+
+def check_whole_groups(mask: torch.Tensor, compression: int) -> None:
+    """ConstraintError when known frames fill part of a latent frame's group of ``compression`` pixel frames: that
+    latent frame is not known, so the model never sees them (before 2026-12-06 they were dropped silently, listed in
+    the sidecar and pasted over frames generated without them)."""
+    if compression == 1:
+        return
+    groups = mask[:, 1:].reshape(mask.shape[0], -1, compression)
+    partial = (groups.amin(dim=2) != groups.amax(dim=2)).nonzero()
+    if len(partial):
+        b, j = (int(i) for i in partial[0])
+        first = j * compression + 1
+        known = [first + int(i) for i in groups[b, j].nonzero()[:, 0]]
+        raise ConstraintError(
+            f"known frame(s) {known} fill part of a latent frame: this model's causal video autoencoder encodes frame "
+            f"0 alone and then each {compression} frames together (here {first}..{first + compression - 1}), and a "
+            f"latent frame conditions only when all of its frames are known. Mark whole groups known (frame 0; "
+            f"1..{compression}; {compression + 1}..{2 * compression}; ...) or unknown")
+
+
+def latent_frame_mask(mask: torch.Tensor, compression: int) -> torch.Tensor:
+    """A pixel frame mask (B, T) -> the latent frames' (B, 1 + (T - 1) / c): latent 0 is pixel frame 0, latent j
+    encodes pixel frames (j - 1) c + 1 .. j c and is known when all of them are (requests know whole groups:
+    :func:`check_whole_groups`)."""
+    if compression == 1:
+        return mask
+    rest = mask[:, 1:].reshape(mask.shape[0], -1, compression).amin(dim=2)
+    return torch.cat([mask[:, :1], rest], dim=1)

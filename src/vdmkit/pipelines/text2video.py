@@ -1,7 +1,10 @@
-"""TextToVideo: ``pipe(prompts, frames=16, steps=25, guidance=3, seed=0) -> (B, 3, T, H, W)`` in [-1, 1]."""
+"""TextToVideo: ``pipe(prompts, frames=..., steps=..., guidance=..., seed=0) -> (B, 3, T, H, W)`` in [-1, 1]; sizes,
+steps, sampler and guidance default to the model's (the bundled model's: 16 frames of 32x32, dpmpp_2m, 20 steps,
+guidance 3). ``prompts`` is required: ``""`` samples unconditionally."""
 
 from __future__ import annotations
 
+import functools
 import warnings
 from typing import Callable
 
@@ -11,15 +14,28 @@ from vdmkit.device import memory_guard
 from vdmkit.errors import ConfigError, ConstraintError
 from vdmkit.backbones.layers import one_run_at_a_time
 from vdmkit.pipelines.base import Pipeline, sampling_advice
-from vdmkit.pipelines.request import SampleRequest, make_request
+from vdmkit.pipelines.request import DIFFUSERS_PROMPT, SampleRequest, make_request
 from vdmkit.sampling.generate import check_callback, generate
+
+
+def prompts_first(method):
+    """``method(self, prompts, ...)``, its signature its own (prompts required: None was the default shown, and
+    refused), called with diffusers' ``prompt=`` and no prompts: a ConfigError naming vdmkit's form, not Python's
+    TypeError of a missing argument."""
+    @functools.wraps(method)
+    def named(self, *args, **kwargs):
+        if not args and "prompts" not in kwargs and "prompt" in kwargs:
+            raise ConfigError(DIFFUSERS_PROMPT)
+        return method(self, *args, **kwargs)
+    return named
 
 
 class TextToVideo(Pipeline):
     """Text-to-video sampling on the :class:`Pipeline` parts. ``pipe.request(...)`` validates without running;
     ``pipe.run(request)`` runs a validated request; ``pipe(...)`` does both."""
 
-    def request(self, prompts=None, **kwargs) -> SampleRequest:
+    @prompts_first
+    def request(self, prompts: list[str] | str, **kwargs) -> SampleRequest:
         """Check a request against this model (see :func:`vdmkit.pipelines.request.make_request`);
         ``timesteps="auto"`` reads the schedules searched for this model (its folder's schedules.json unless
         ``schedules=`` names another file)."""
@@ -27,9 +43,11 @@ class TextToVideo(Pipeline):
         return make_request(self.config, prompts, **self.searched_schedules(kwargs))
 
     @torch.no_grad()
-    def __call__(self, prompts: list[str] | str | None = None, *, callback: Callable | None = None,
+    @prompts_first
+    def __call__(self, prompts: list[str] | str, *, callback: Callable | None = None,
                  decode: dict | None = None, **kwargs) -> torch.Tensor:
-        """``kwargs``: frames, height, width (pixels; default: the training size), steps, sampler, guidance, seed
+        """``prompts``: one string or a list, one video each (``""``: unconditional). ``kwargs``: frames, height,
+        width (pixels; default: the training size), steps, sampler, guidance (default: the model's), seed
         (None: random; one int seeds the batch from one generator, a list gives each prompt its own: the video it
         samples alone, but under ``cache``, which decides for the whole batch), spacing or
         timesteps, guidance_rescale, precision, negative_prompt, latents (the starting noise (B, C, T, H, W),
@@ -44,7 +62,7 @@ class TextToVideo(Pipeline):
             warnings.warn(f"text-to-video of {request.frames} frames, beyond the model's {self.config.frames} (its "
                           f"training length, or a folder's default): sampled as one clip of {request.frames} "
                           "(`vdmkit sample --long-mode full`); `vdmkit sample --frames N` samples overlapping "
-                          "windows there, as long_video(pipe, prompt, frames=N) does", stacklevel=3)
+                          "windows there, as long_video(pipe, prompt, frames=N) does", stacklevel=4)
         return self.run(request, callback=callback, decode=decode)
 
     @torch.no_grad()
