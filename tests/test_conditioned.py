@@ -523,7 +523,7 @@ def test_task_commands_refuse_bad_inputs_with_exit_2(models, tmp_path, monkeypat
           "--frames", "1000000"], "needs about"),
         # (options a task would ignore are not in its parser: test_task_options_are_refused_by_their_parsers)
         (["interpolate", "--model", models["frames"], "--video", keys, "--keyframes", "0"],
-         "--keyframes must be in [1, 3]"),  # it named --frames, which interpolate has not
+         "--keyframes must be in [2, 3]"),  # it named --frames, which interpolate has not (and 1, refused)
         # sample's options image-to-video does not take: accepted and ignored, the video unchanged, before 2026-12-06
         *[(["sample", "--model", models["frames"], "--image", str(tmp_path / "first.png"), "--prompt", "x", *flag],
            f"{flag[0]} do(es) not apply to image-to-video")
