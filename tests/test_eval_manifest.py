@@ -64,7 +64,7 @@ def test_only_kept_videos_with_their_captions_each_clip_inside_its_longest_scene
     assert described["excluded_by_manifest"] == 1 and described["not_in_manifest"] == 0
     assert described["refused_by_manifest"] == [{"file": "d.mp4", "reason": "no video stream"}]
     assert described["skipped"] == [] and described["used"] == 2
-    assert "the kept rows of curate manifest" in described["split"]
+    assert "; of those, the kept rows of curate manifest" in described["split"]
 
 
 def test_a_scene_too_short_for_the_clip_is_named(real, tmp_path):
@@ -132,3 +132,17 @@ def test_the_cli_takes_manifest_and_says_it_ignores_it_for_the_shapes_generator(
     code, _, err = run_cli(capsys, "--real", folder, "--fake", "noise", "--metrics", "psnr", "--manifest", named,
                            "--out", named)
     assert code == 2 and "--manifest" in err and named.read_text().startswith("{")  # the input is kept
+
+
+def test_a_split_with_a_manifest_keeps_both_in_the_report_and_counts_on_one_base(real, tmp_path):
+    """--real-split with --manifest: the report's split named only the manifest, and excluded_by_manifest counted
+    the whole manifest while refused_by_manifest counted the split's videos (a review of session 25)."""
+    folder, manifest = real
+    split = tmp_path / "split.txt"
+    split.write_text("a.mp4\nd.mp4\n")  # c (filtered out by curation) is not in the split
+    ev, _ = evaluated(folder, manifest, real_split=split)
+    described = ev.report["real"]
+    assert described["split"].startswith(f"split file {str(split)!r} (2 entries); of those, the kept rows of")
+    assert "(1 of 2 videos;" in described["split"]
+    assert described["excluded_by_manifest"] == 0 and len(described["refused_by_manifest"]) == 1
+    assert [r["file"] for r in ev.report["samples"]["real"]] == ["a.mp4"]

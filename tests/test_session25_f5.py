@@ -197,3 +197,31 @@ def test_an_interrupt_at_a_safetensors_rename_waits_until_its_sidecar_is_in_too(
     assert sorted(os.listdir(tmp_path)) == ["z.safetensors", "z.safetensors.json"]
     save_tensors(out, {"x": torch.zeros(2)})  # without metadata the sidecar is left as it was (as before)
     assert json.loads(sidecar_path(out).read_text()) == {"seed": 2}
+
+
+def test_two_signals_held_together_are_both_delivered(tmp_path, monkeypatch):
+    """SIGINT then SIGTERM during the held renames: Ctrl-C's KeyboardInterrupt, raised by the first delivery, lost
+    the SIGTERM (its handler never ran; a review of session 25). Both handlers run now, the last one's error raised."""
+    out = write_video(tmp_path / "x.mp4", frames(1), metadata={"seed": 1})
+    real_replace, ran = os.replace, []
+
+    def replace(src, dst):
+        real_replace(src, dst)
+        if str(dst) == str(out):
+            signal.raise_signal(signal.SIGINT)
+            signal.raise_signal(signal.SIGTERM)
+
+    def handler(sig, frame):
+        ran.append(sig)
+        raise Stop(sig)
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        monkeypatch.setattr(os, "replace", replace)
+        with pytest.raises(Stop) as stopped:
+            write_video(out, frames(2), metadata={"seed": 2})
+        monkeypatch.undo()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert ran == [signal.SIGTERM] and isinstance(stopped.value.__context__, KeyboardInterrupt)
+    assert json.loads(sidecar_path(out).read_text()) == {"seed": 2}

@@ -140,14 +140,16 @@ def read_eval_manifest(manifest, root: Path, files: list[Path]) -> EvalManifest:
     path = Path(manifest).resolve()  # relative to the working folder (data.manifest's is relative to the root)
     cfg = VideoDataConfig(root=str(root), manifest=str(path))
     infos, captions, scenes = read_data_manifest(cfg, ("--manifest", "--real"))
-    kept, skipped, unlisted = [], [], 0
+    kept, skipped, unlisted, excluded = [], [], 0, 0  # of ``files`` (a split's videos: the manifest may hold more)
     for p in files:
         info = infos.get(p.resolve())
         if isinstance(info, VideoInfo):
             kept.append(p)
         elif info is None:
             unlisted += 1
-        elif info is not EXCLUDED:  # the scan's error, or a refused caption: said as the reason
+        elif info is EXCLUDED:
+            excluded += 1
+        else:  # the scan's error, or a refused caption: said as the reason
             skipped.append({"file": p.relative_to(root).as_posix(), "reason": info})
     windows = {}
     for p in kept:
@@ -155,11 +157,10 @@ def read_eval_manifest(manifest, root: Path, files: list[Path]) -> EvalManifest:
         if shots:
             a, b = max(shots, key=lambda s: s[1] - s[0])  # (the first of equal lengths)
             windows[p.resolve()] = CaptionRow(p, captions.get(p.resolve(), ""), a, b)
-    excluded = sum(info is EXCLUDED for info in infos.values())
     if unlisted:
         warnings.warn(f"--manifest {str(manifest)!r}: {unlisted} video file(s) under --real {str(root)!r} are not in "
                       "it and are not evaluated (curate the folder again to scan them)", stacklevel=3)
     return EvalManifest(kept, captions, windows, skipped, excluded, unlisted,
-                        f"the kept rows of curate manifest {str(manifest)!r} ({len(kept)} of the folder's videos; "
+                        f"the kept rows of curate manifest {str(manifest)!r} ({len(kept)} of {len(files)} videos; "
                         f"{excluded} filtered out by curation; each clip inside one scene, the longest where it "
                         "found cuts)")

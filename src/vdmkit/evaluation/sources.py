@@ -119,7 +119,7 @@ class FolderSource:
                 self.split = f"split 'test' of {str(annotations)!r} ({len(self.captions_by_id)} videos)"
         self.manifest = None if manifest is None else read_eval_manifest(manifest, self.root, files)
         if self.manifest is not None:  # its kept rows, captions (a sidecar still first) and scenes as windows
-            files, self.split = self.manifest.files, self.manifest.describe
+            files, self.split = self.manifest.files, f"{self.split}; of those, {self.manifest.describe}"
             self.captions_by_path, self.windows = self.manifest.captions, self.manifest.windows
         if not files:
             raise DatasetError(f"--{role} {str(self.root)!r} holds no video files ({', '.join(VIDEO_SUFFIXES)})"

@@ -324,8 +324,17 @@ class HeldSignals:
         for signum, handler in self.previous.items():
             signal.signal(signum, handler)
         self.previous = {}
-        for signum in dict.fromkeys(self.caught):  # each once, in the order they came: the handler acts now
-            signal.raise_signal(signum)
+        _deliver(list(dict.fromkeys(self.caught)))  # each once, in the order they came: the handlers act now
+
+
+def _deliver(signums: list[int]) -> None:
+    """Raise each signal in turn, every one even when a handler raises (Ctrl-C's KeyboardInterrupt lost a SIGTERM
+    held with it, a review of session 25): the later handler's exception is raised, the earlier one's its context."""
+    if signums:
+        try:
+            signal.raise_signal(signums[0])
+        finally:
+            _deliver(signums[1:])
 
 
 def write_text_atomic(target: str | os.PathLike, text: str) -> None:
