@@ -14,7 +14,7 @@ from vdmkit.cli_common import (COMPILE_HELP, CUDA_GRAPHS_HELP, DTYPE_HELP, PRECI
 from vdmkit.cli_common import model_or_default as _model_or_default, report as _report, sampling_adapters
 from vdmkit.cli_common import (Terminated, command_warnings, finished_lines, interrupt_message, refuse_earlier_videos,
                                read_latents, resumed_seed, terminate_as_interrupt)
-from vdmkit.cli_common import check_outputs, command_inputs, refuse_replacing_inputs
+from vdmkit.cli_common import check_outputs, command_inputs, refuse_replacing_inputs, strip_path
 from vdmkit.cli_common import seed as _seed
 from vdmkit.device import COMPILE_MODES, DEVICES_HELP, apply_threads, keep_freed_memory
 from vdmkit.errors import ConfigError, VdmkitError
@@ -313,7 +313,7 @@ def _sample_one(pipe, request, out: Path, args, decode: dict, threads: int, quie
     with step_bar(args, label, total=total, show=produce is None) as step:
         start = time.perf_counter()
         result = render_sample(pipe, request, out, fps=args.fps, upscale_factor=args.upscale, decode=decode,
-                               callback=step, produce=produce,
+                               callback=step, produce=produce, strip=strip_path(out) if args.strip else None,
                                extra={"dtype": weights_dtype(args), "compiled": args.compile,
                                       "cuda_graphs": args.cuda_graphs,
                                       "latents_given": args.latents_record,

@@ -148,7 +148,7 @@ def _cmd_edit(args) -> int:
 
     with step_bar(args, "editing") as step:
         result = render_sample(pipe, request, out, fps=args.fps, upscale_factor=args.upscale, extra=extra,
-                               produce=lambda: produce(step))
+                               produce=lambda: produce(step), strip=strip_path(out) if args.strip else None)
     report(result, out, args.strip, {"threads": threads})
     return 0
 
@@ -369,7 +369,7 @@ def _run_task(args, task: str, path: str, shape: tuple, prompt: str, produce_arg
             return produced["video"]
 
         result = render_sample(pipe, request.base, out, fps=args.fps, upscale_factor=args.upscale, extra=extra,
-                               produce=produce)
+                               produce=produce, strip=strip_path(out) if args.strip else None)
     report(result, out, args.strip, {"task": task, "frames": int(produced["video"].shape[2]),
                                      "size": list(produced["video"].shape[3:]), "threads": threads})
     return 0
@@ -431,7 +431,7 @@ def _cmd_cascade(args) -> int:
     from vdmkit.device import resolve_device
     from vdmkit.io.video import check_video_size, played_fps, upscale, viewing_factor, write_video
     from vdmkit.pipelines.cascade import cascade_record, load_cascade, plan, run_cascade
-    from vdmkit.pipelines.render import VIEW_SIZE
+    from vdmkit.pipelines.render import VIEW_SIZE, Rendered
     from vdmkit.pipelines.request import effective_precision
     from vdmkit.sampling.generate import check_seed
     from vdmkit.video import to_uint8
@@ -461,13 +461,9 @@ def _cmd_cascade(args) -> int:
             "threads": threads,
             "vdmkit": __version__,
             "upscale": factor, "shapes": [list(p.shape) for p in planned]}
-    path = write_video(out, upscale(frames, factor), fps=fps, metadata=meta)
-    written = [path]
-    png = strip_path(out) if args.strip else None
-    if png is not None:
-        written.append(write_video(png, upscale(frames, factor)))
-    for p in written:
-        print(f"saved {p}")
+    png, frames = strip_path(out) if args.strip else None, upscale(frames, factor)
+    path = write_video(out, frames, fps=fps, metadata=meta, stale=() if png is None else (png,))
+    report(Rendered(path, frames, meta, []), out, args.strip)  # its strip, said as every task's when it fails
     print(json.dumps({"prompt": args.prompt, "seconds": round(sum(s["seconds"] for s in stages), 2),
                       "stages": [{k: s[k] for k in ("name", "seconds", "shape")} for s in stages]}))
     return 0

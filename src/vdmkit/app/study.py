@@ -262,7 +262,9 @@ def find_studies(folders: list[Path]) -> tuple[dict[str, Study], list[str]]:
         if (folder / STUDY_FILE).is_file():
             candidates = [folder]
         elif folder.is_dir():
-            candidates = sorted(p for p in folder.iterdir() if (p / STUDY_FILE).is_file())
+            # not a hidden folder: `.NAME.tmp-PID` is an interrupted create's, deleted by the next (sweep 25F)
+            candidates = sorted(p for p in folder.iterdir()
+                                if (p / STUDY_FILE).is_file() and not p.name.startswith("."))
         elif folder.is_file():
             problems.append(f"{str(folder)!r} is a file: give --study the study's folder (the one holding "
                             f"{STUDY_FILE} and {VIDEO_DIR}/) or a folder of studies")

@@ -144,13 +144,15 @@ def upscale(frames: np.ndarray, factor: int) -> np.ndarray:
 
 
 def write_video(path: str | os.PathLike, frames: np.ndarray, fps: float = 8.0, metadata: dict | None = None, *,
-                in_container: bool = True) -> Path:
+                in_container: bool = True, stale: tuple[Path, ...] = ()) -> Path:
     """Write uint8 ``(T, H, W, 3)`` frames to ``path`` (.mp4, .gif, .webp, or .png for a strip of frames).
 
     The file appears only when complete. ``metadata`` is stored in the container where the format has a
     place for it (mp4 comment; not with ``in_container=False``: a blind study's videos must not name their model) and
     always in a sidecar ``<path>.json``; without ``metadata`` an earlier video's sidecar there is removed (it kept
-    describing the video this one replaced: its prompt became eval's caption, before 2026-12-06).
+    describing the video this one replaced: its prompt became eval's caption, before 2026-12-06). ``stale``: files
+    made from the earlier video (its --strip PNG), removed with its sidecar as this one replaces it: a stop before
+    they are written again leaves them missing, never the earlier video's (sweep 25F).
     """
     path = check_output_path(path, sidecar=metadata is not None)
     frames = _check_frames(frames)
@@ -165,10 +167,10 @@ def write_video(path: str | os.PathLike, frames: np.ndarray, fps: float = 8.0, m
         else:
             _write_pillow(tmp, frames, fps, suffix)
 
-    return write_with_sidecar(path, write, metadata)
+    return write_with_sidecar(path, write, metadata, stale)
 
 
-def write_with_sidecar(path: Path, write, metadata: dict | None) -> Path:
+def write_with_sidecar(path: Path, write, metadata: dict | None, stale: tuple[Path, ...] = ()) -> Path:
     """``write(tmp)`` writes the file for ``path`` to a temporary; it replaces ``path`` together with its sidecar
     ``<path>.json`` holding ``metadata`` (JSON-storable; None: an earlier file's sidecar there is removed). Both are
     written in full and synced before either replaces what is there (a sidecar that failed on a full disk took the new
@@ -187,12 +189,14 @@ def write_with_sidecar(path: Path, write, metadata: dict | None) -> Path:
             write(tmp)
             fsync_file(tmp)  # before the old sidecar goes: a delayed ENOSPC here leaves the earlier pair as it was
             held.start()
-            _remove_sidecar(sidecar)
+            for companion in (sidecar, *stale):
+                _remove_sidecar(companion)
     return path
 
 
 def _remove_sidecar(sidecar: Path) -> None:
-    """Remove an earlier file's sidecar for good (on disk before the new file is renamed in): not a folder there."""
+    """Remove an earlier file's sidecar (or strip) for good (on disk before the new file is renamed in): not a folder
+    there."""
     if sidecar.is_symlink() or sidecar.is_file():
         sidecar.unlink()
         fsync_dir(sidecar.parent)
