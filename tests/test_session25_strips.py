@@ -5,6 +5,7 @@ video had been replaced (F2); an interrupted `human-eval create`'s hidden tempor
 import json
 import os
 import signal
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -85,3 +86,40 @@ def test_an_interrupted_creates_hidden_folder_is_not_a_study(tmp_path):
     (tmp_path / ".s1.tmp-28158" / "study.json").write_text("{}")
     found, problems = find_studies([tmp_path])
     assert found == {} and not any(".s1.tmp" in p for p in problems)
+
+
+def test_save_pretrained_writes_the_schedules_before_the_folder_appears(tmp_path, monkeypatch):
+    """convert / save_pretrained renamed the folder, then added schedules.json: a stop between them left a whole-looking
+    copy without its searched schedules, which `--timesteps auto` then lacked and convert refused to redo (sweep 25F
+    F4). The schedules are in the folder when it is renamed now."""
+    from vdmkit.pipelines import TextToVideo, default_model
+
+    bundled = TextToVideo.from_pretrained(default_model())
+    real_replace, seen = os.replace, []
+
+    def replace(src, dst):
+        if Path(dst) == tmp_path / "copy":  # the folder's rename: what it holds then is what a stop leaves
+            seen.append(sorted(p.name for p in Path(src).iterdir()))
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", replace)
+    bundled.save_pretrained(tmp_path / "copy")
+    assert seen and "schedules.json" in seen[0]
+    assert (tmp_path / "copy" / "schedules.json").read_bytes() == bundled.schedules_path().read_bytes()
+
+
+def test_a_folder_written_whole_that_finds_no_room_names_the_folder_not_its_temporary(tmp_path):
+    """A file inside a folder written whole (a study's video, a converted model's VAE) that hit a full disk named its
+    path in the folder's temporary, gone by the time the message was read (sweep 25F F5)."""
+    import errno
+
+    from vdmkit.io.atomic import atomic_directory, atomic_path
+
+    target = tmp_path / "study"
+    with pytest.raises(OutputError) as raised:
+        with atomic_directory(target) as tmp:
+            with atomic_path(tmp / "videos" / "v.mp4"):
+                raise OSError(errno.ENOSPC, "No space left on device")
+    message = str(raised.value)
+    assert message.startswith(f"cannot write {str(target)!r}: ") and ".tmp-" not in message.split(":")[0]
+    assert not target.exists() and list(tmp_path.iterdir()) == []

@@ -157,16 +157,19 @@ def no_room(err: BaseException) -> str | None:
 @contextlib.contextmanager
 def no_room_is_output_error(target: Path):
     """Turn a write inside that found no room (a full disk, a quota, a read-only file system) into an OutputError
-    naming ``target`` and saying what to do (the atomic writers still remove their temporary: nothing partial)."""
+    naming ``target`` and saying what to do (the atomic writers still remove their temporary: nothing partial). A
+    writer nested inside (a file of a folder written whole) named its path in the folder's temporary, gone when the
+    message was read (sweep 25F): the outermost ``target`` is named."""
     try:
         yield
     except Exception as err:
-        reason = no_room(err)
+        cause = err.__cause__ if isinstance(err, OutputError) else err  # a nested writer's, already turned
+        reason = None if cause is None else no_room(cause)
         if reason is None:
             raise
         remedy = REMEDIES.get(reason, "free space (or choose another folder)")  # freeing space lifts no ulimit
-        raise OutputError(f"cannot write {str(target)!r}: {reason} ({err}); {remedy}, then rerun (training: --resume "
-                          "continues from the last checkpoint)") from err
+        raise OutputError(f"cannot write {str(target)!r}: {reason} ({cause}); {remedy}, then rerun (training: "
+                          "--resume continues from the last checkpoint)") from cause
 
 
 def same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:

@@ -18,7 +18,7 @@ import os
 import shutil
 import warnings
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Callable, Iterable, Iterator
 
 import torch
 from safetensors.torch import load_file, save_file
@@ -137,11 +137,13 @@ def unshared(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 def save_checkpoint(directory: str | os.PathLike, tensors: dict[str, dict[str, torch.Tensor]],
                     documents: dict[str, object], headers: dict[str, dict] | None = None,
-                    blobs: dict[str, bytes] | None = None) -> Path:
+                    blobs: dict[str, bytes] | None = None, finish: Callable[[Path], None] | None = None) -> Path:
     """Write ``{name}.safetensors`` for each tensor dict and ``{name}.json`` for each document (a name may carry its
     suffix already: WEIGHTS, CONFIG, ...); ``headers[name]`` goes into that safetensors file's header as JSON (the
     "vdmkit" entry, as :func:`save_tensors` writes it); ``blobs``: more files, relative name -> bytes (a pretrained
-    text encoder's config and tokenizer files). Every file is in the manifest."""
+    text encoder's config and tokenizer files). Every file is in the manifest. ``finish(folder)``, if given, runs on
+    the complete temporary folder before it is renamed: files outside the manifest go there (a model's searched
+    schedules, which `vdmkit search-schedule` extends later), so the folder never appears without them."""
     directory = Path(directory)
     if directory.exists():
         raise FileExistsError(f"checkpoint {str(directory)!r} already exists; refusing to overwrite it")
@@ -169,6 +171,8 @@ def save_checkpoint(directory: str | os.PathLike, tensors: dict[str, dict[str, t
                     "files": {n: {"sha256": sha256_file(p), "bytes": p.stat().st_size} for n, p in files.items()}}
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True), encoding="utf-8")
         fsync_file(tmp / MANIFEST)
+        if finish is not None:
+            finish(tmp)
     return directory
 
 

@@ -456,25 +456,26 @@ class Pipeline(nn.Module):
         cannot be written, is an OutputError before anything is written. The schedules searched for these weights
         (schedules.json, keyed by them; outside the manifest, as ``vdmkit search-schedule`` adds to it) come along
         when no adapter changes the weights: the bundled model's were left behind (before 2026-12-06)."""
-        from vdmkit.io.atomic import atomic_path, check_new_folder
+        from vdmkit.io.atomic import check_new_folder
         from vdmkit.io.checkpoint import read_manifest
 
         directory = check_new_folder(directory, f"save_pretrained({str(directory)!r})", "save_pretrained")
-        path = save_checkpoint(directory, {WEIGHTS: self.plain_state_dict()}, {CONFIG: to_dict(self.config)},
-                               blobs=self.carried_files())
         schedules = self.schedules_path()
-        if schedules is None or not schedules.is_file():
-            return path
-        written = read_manifest(path, check_hashes=False)["files"].get(WEIGHTS, {}).get("sha256")
-        # only onto the very weights they were searched on (an adapter folded in, or bf16 weights, hash otherwise)
-        if written == self.model_sha256:
-            with atomic_path(path / SCHEDULES_FILE) as tmp:
-                tmp.write_bytes(schedules.read_bytes())
-        else:  # left behind unsaid (a review)
-            warnings.warn(f"{str(schedules)!r} is not copied to {str(path)!r}: its schedules were searched on the "
-                          "weights as loaded, and these are written otherwise (another dtype, or adapters folded "
-                          "in); run `vdmkit search-schedule` on the copy for timesteps='auto'", stacklevel=2)
-        return path
+
+        def copy_schedules(folder: Path) -> None:  # into the folder before it is renamed: a stop after the rename
+            if schedules is None or not schedules.is_file():  # left a whole-looking copy without them (sweep 25F)
+                return
+            written = read_manifest(folder, check_hashes=False)["files"].get(WEIGHTS, {}).get("sha256")
+            # only onto the very weights they were searched on (an adapter folded in, or bf16 weights, hash otherwise)
+            if written == self.model_sha256:
+                (folder / SCHEDULES_FILE).write_bytes(schedules.read_bytes())
+            else:  # left behind unsaid (a review)
+                warnings.warn(f"{str(schedules)!r} is not copied to {str(directory)!r}: its schedules were searched on "
+                              "the weights as loaded, and these are written otherwise (another dtype, or adapters "
+                              "folded in); run `vdmkit search-schedule` on the copy for timesteps='auto'", stacklevel=4)
+
+        return save_checkpoint(directory, {WEIGHTS: self.plain_state_dict()}, {CONFIG: to_dict(self.config)},
+                               blobs=self.carried_files(), finish=copy_schedules)
 
     def plain_state_dict(self) -> dict[str, torch.Tensor]:
         """The weights of a model without adapters that computes what this one does now: the state dict with active
