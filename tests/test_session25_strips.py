@@ -123,3 +123,32 @@ def test_a_folder_written_whole_that_finds_no_room_names_the_folder_not_its_temp
     message = str(raised.value)
     assert message.startswith(f"cannot write {str(target)!r}: ") and ".tmp-" not in message.split(":")[0]
     assert not target.exists() and list(tmp_path.iterdir()) == []
+
+
+def test_an_interrupt_after_the_video_says_it_was_written(tmp_path, monkeypatch, capsys):
+    """Ctrl-C after the video and its sidecar had replaced the earlier ones said "nothing partial was written" (sweep
+    25F F1): it names the video written and the strip that was not; an interrupt before says nothing was written."""
+    out = tmp_path / "s.mp4"
+    base = ["sample", "--prompt", PROMPT, "--frames", "4", "--steps", "1", "--out", str(out), "--strip",
+            "--no-progress"]
+    real_replace = os.replace
+
+    def replace(src, dst):
+        real_replace(src, dst)
+        if str(dst) == str(sidecar_path(out)):
+            signal.raise_signal(signal.SIGINT)
+
+    monkeypatch.setattr(os, "replace", replace)
+    assert cli.main(base) == 130
+    err = capsys.readouterr().err
+    assert f"interrupted after {str(out)!r} and its sidecar were written whole; its --strip PNG" in err
+    monkeypatch.undo()
+
+    def stop(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    from vdmkit.pipelines import TextToVideo
+
+    monkeypatch.setattr(TextToVideo, "run", stop)  # before anything is written: the earlier video stays
+    assert cli.main(base) == 130
+    assert "interrupted; nothing partial was written" in capsys.readouterr().err

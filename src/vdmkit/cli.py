@@ -7,6 +7,7 @@ import dataclasses
 import importlib
 import json
 import sys
+import time
 from pathlib import Path
 
 from vdmkit.cli_common import (COMPILE_HELP, CUDA_GRAPHS_HELP, DTYPE_HELP, PRECISION_HELP, absolute, apply_runner,
@@ -623,7 +624,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
     args, extra = parser.parse_known_args(argv)
-    args.argv = argv
+    args.argv, args.started = argv, time.time()  # (what an interrupted command wrote is told by the time)
     # `vdmkit train CONFIG --resume key=value`: overrides may follow the flags
     takes = ("train", "train-vae", "cache-latents", "distill", "cascade")  # cascade's were refused (2026-12-06)
     if extra and args.command in takes and all("=" in e and not e.startswith("-") for e in extra):

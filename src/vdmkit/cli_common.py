@@ -371,13 +371,19 @@ def interrupt_message(args) -> str:
                 "before its first checkpoint starts again without --resume)")
     if args.command == "cache-latents":
         return "interrupted; the complete shards are kept: the same command resumes the cache"
+    from vdmkit.io.video import sidecar_path
+
     outs = getattr(args, "prompt_outputs", None)  # sample --prompts, once its files are known
     if outs:
-        from vdmkit.io.video import sidecar_path
-
         written = sum(out.is_file() and sidecar_path(out).is_file() for out in outs)
         return (f"interrupted; {written} of {len(outs)} videos written to {str(outs[0].parent)!r}; the same command "
                 "with --resume finishes it")
+    out = getattr(args, "out", None)  # stopped after its video was in, before its strip: it said nothing was written
+    if (isinstance(out, (str, Path)) and Path(out).is_file() and sidecar_path(out).is_file()
+            and Path(out).stat().st_mtime >= getattr(args, "started", 0)):  # (sweep 25F)
+        strip = strip_path(out) if getattr(args, "strip", False) else None
+        missing = f"; its --strip PNG {str(strip)!r} was not" if strip is not None and not strip.is_file() else ""
+        return f"interrupted after {str(out)!r} and its sidecar were written whole{missing}"
     return "interrupted; nothing partial was written (outputs appear only when complete)"
 
 
