@@ -16,7 +16,7 @@ DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "weights" / "default"
 DEFAULT_SHA256 = "2bd017ff3242863e9a0d2e45a268665c3c495599d73900ac49dc08363183abfd"  # of model.safetensors
 # its consistency adapter (LCM-LoRA, configs/distill_lora.yaml): 4 lcm steps without guidance, `vdmkit sample --fast`
 DEFAULT_LCM = DEFAULT_MODEL / "lcm_lora.safetensors"
-DEFAULT_LCM_SHA256 = "72bb2ffaf4f21076c686716bb9e3d161178136c56dd269be12dd1396c6c351b7"
+DEFAULT_LCM_SHA256 = "29a6095e694660beb563bf575c47e1b203e98b65ab6b936c09f0fbb187acd77d"
 
 
 def default_model() -> Path | None:
