@@ -8,9 +8,9 @@ import argparse
 import json
 
 import pytest
-import torch
 
-from tests.app_support import train_tiny
+import tests.test_app_study as study_tests
+import tests.test_schedule_search as search_tests
 from vdmkit import cli
 from vdmkit.cli_common import seed as seed_type
 from vdmkit.sampling.generate import MAX_SEED
@@ -20,6 +20,9 @@ SEEDED = ("sample", "edit", "interpolate", "extend", "upscale", "cascade", "sear
           "human-eval create")
 THREADED = ("sample", "edit", "interpolate", "extend", "upscale", "cascade", "search-schedule", "human-eval create")
 
+
+run, models = study_tests.run, study_tests.models  # fixtures: a tiny run's checkpoints at steps 2 and 4
+saved = search_tests.saved  # fixture: a random UNet model saved
 
 def subparser(name: str) -> argparse.ArgumentParser:
     parser = cli.build_parser()
@@ -53,16 +56,6 @@ def test_timesteps_help_says_it_takes_no_steps_or_spacing():
     """The help said "overrides --steps/--spacing"; giving either with a list is refused."""
     text = " ".join(option(subparser("sample"), "--timesteps").help.split())
     assert "overrides" not in text and "not with them" in text
-
-
-@pytest.fixture(scope="module")
-def saved(tmp_path_factory):
-    from tests.test_editing import random_pipe
-
-    torch.set_num_threads(1)
-    folder = tmp_path_factory.mktemp("f4search") / "model"
-    random_pipe("unet")[0].save_pretrained(folder)
-    return folder
 
 
 def test_search_schedule_draws_and_records_a_random_seed(saved, tmp_path, capsys):
@@ -101,12 +94,6 @@ def test_inflate_draws_and_records_a_random_seed(tmp_path, capsys):
     made = json.loads((tmp_path / "video" / "checkpoints" / "step_0000000" / "made.json").read_text())
     assert isinstance(made["seed"], int) and 0 <= made["seed"] <= MAX_SEED
     assert f"new motion modules from seed {made['seed']}, drawn" in capsys.readouterr().out
-
-
-@pytest.fixture(scope="module")
-def models(tmp_path_factory):
-    run = train_tiny(tmp_path_factory.mktemp("f4study") / "tiny")
-    return [str(run / "checkpoints" / "step_0000002"), str(run / "checkpoints" / "step_0000004")]
 
 
 @pytest.fixture
