@@ -58,7 +58,7 @@ def stride_rate(cfg: RunConfig, samples: list, say: bool, start: Checkpoint | No
         if say:
             warnings.warn(f"--resume: the run's checkpoint records no frame rate (trained before runs under data.fps "
                           f"null recorded one): its videos keep playing at {video_fps(saved):g} fps, while "
-                          f"the clips are read at {rate:g} fps; sample with sampling.fps={rate:g}, or start a new run",
+                          f"the clips are read at {rate:g} fps; sample with --fps {rate:g}, or start a new run",
                           stacklevel=3)
         return cfg
     if say and rates[-1] - rates[0] > 1e-3:
