@@ -549,8 +549,8 @@ def test_the_uncaptioned_real_set_warning_names_what_eval_reads(tiny_cfg, tmp_pa
         evaluate(str(real), run, protocol="folders", metrics="psnr", num_fake=2, frames=4, resolution=16,
                  sample_steps=1, batch_size=2, progress=False)
     message = next(str(w.message) for w in caught if "has no captions" in str(w.message))
-    assert "eval reads a prompt from each video's sidecar, <video file name>.json, --captions FILE as training reads it, " \
-           "MSR-VTT captions with --annotations, or sub-folder names as labels; pass --captions " in message
+    assert "eval reads a prompt from each video's sidecar, <video file name>.json, --captions FILE as training " \
+           "reads it, MSR-VTT captions with --annotations, or sub-folder names as labels; pass --captions " in message
     assert "captions.csv' to read training's caption file" in message and "empty prompts, unconditionally" in message
     # --captions reads it as training does: the model is sampled on its captions
     with warnings.catch_warnings(record=True) as read:

@@ -115,7 +115,7 @@ def test_image_files_never_trained_on_under_image_ratio_zero_are_said_once(tmp_p
     assert not [r for r in caplog.records if "not trained on" in r.getMessage()]
 
 
-# ---- 25C #6: data.images false leaves images out on purpose, not as bad samples ---------------------------------------
+# ---- 25C #6: data.images false leaves images out on purpose, not as bad samples -------------------------------------
 def test_images_off_are_left_out_on_purpose_not_counted_as_bad(tmp_path, caplog):
     """3 images and 2 videos under data.images: false stopped at "more than 50% of the samples are bad" (samples 0)."""
     for k in range(2):
@@ -146,7 +146,7 @@ def test_a_folder_of_images_only_under_images_off_says_why_nothing_is_left(tmp_p
         VideoTextDataset(data_cfg(tmp_path, images=False), batch_size=2)
 
 
-# ---- 25C #7: a manifest curated on another folder ---------------------------------------------------------------------
+# ---- 25C #7: a manifest curated on another folder -------------------------------------------------------------------
 def test_a_manifest_written_for_another_root_is_named_as_such(tmp_path):
     """It said that data.root 'has no captions' (the vocabulary), or each file 'not in the manifest'."""
     root = tmp_path / "ds"

@@ -241,6 +241,7 @@ def test_train_classifier_takes_seed_random(capsys, monkeypatch):
 
     given = []
     monkeypatch.setattr(classifier, "main", lambda argv: given.append(argv) or 0)
-    assert cli.main(["eval", "train-classifier", "--seed", "random", "--train-steps", "1", "--out", "w.safetensors"]) == 0
+    assert cli.main(["eval", "train-classifier", "--seed", "random", "--train-steps", "1",
+                     "--out", "w.safetensors"]) == 0
     seed = int(given[0][given[0].index("--seed") + 1])  # drawn: the weights' metadata records the one trained with
     assert 0 <= seed < 2**32

@@ -1,6 +1,7 @@
 """Sweep 25F: a --strip PNG was written after its video had replaced the earlier one, so a stop between the two left
-the new video beside the earlier video's strip (F1); cascade's strip that failed said only that it failed, though the
-video had been replaced (F2); an interrupted `human-eval create`'s hidden temporary folder was served as a study (F3)."""
+the new video beside the earlier video's strip (F1); cascade's strip that failed said only that it failed, though
+the video had been replaced (F2); an interrupted `human-eval create`'s hidden temporary folder was served as a study
+(F3)."""
 
 import json
 import os

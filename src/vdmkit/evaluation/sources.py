@@ -657,8 +657,8 @@ def build_sources(real, fake, protocol: Protocol, *, annotations=None, real_spli
             unread = (f"; pass --captions {str(Path(real) / unread[0])!r} to read training's caption file"
                       if unread else "")
             warnings.warn(f"the real set {real!r} has no captions (eval reads a prompt from each video's sidecar, "
-                          f"<video file name>.json, --captions FILE as training reads it, MSR-VTT captions with --annotations, or "
-                          f"sub-folder names as labels{unread}): the "
+                          f"<video file name>.json, --captions FILE as training reads it, MSR-VTT captions with "
+                          f"--annotations, or sub-folder names as labels{unread}): the "
                           "model is sampled with empty prompts, unconditionally; give the real videos captions (a "
                           "sidecar {\"prompt\": ...} each, named after the whole video file name: v0.mp4.json for "
                           "v0.mp4) to evaluate it as text-to-video", UserWarning, stacklevel=2)
