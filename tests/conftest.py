@@ -37,3 +37,14 @@ def randomised(model: torch.nn.Module, seed: int = 0, scale: float = 0.1) -> tor
         for p in model.parameters():
             p.copy_(torch.randn(p.shape, generator=g) * scale)
     return model.eval()
+
+
+@pytest.fixture
+def ctrl_c():
+    """Python's own Ctrl-C (KeyboardInterrupt) for the test: a job started in the background (`make test &`, some CI
+    runners) inherits SIGINT ignored, Python then installs no handler, and a test that raises SIGINT saw nothing."""
+    import signal
+
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)

@@ -18,6 +18,8 @@ from vdmkit.io.video import sidecar_path, write_video
 PROMPT = "a red circle moving left"
 
 
+pytestmark = pytest.mark.usefixtures("ctrl_c")  # (tests/conftest.py: SIGINT as Python sets it)
+
 def frames(seed: int) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, 255, (3, 16, 16, 3), dtype=np.uint8)
 
