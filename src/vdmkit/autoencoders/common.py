@@ -26,6 +26,15 @@ from vdmkit.device import randn
 from vdmkit.errors import ConstraintError, NonFiniteError
 
 
+
+def refuse_non_finite(x: torch.Tensor, what: str) -> None:
+    """NonFiniteError when the sampled ``what`` (latents, or a pixel model's pixels) hold NaN or inf before decoding:
+    no black video is ever written (a clamp passed NaN through and made inf 1)."""
+    bad = ~torch.isfinite(x)
+    if bad.any():
+        raise NonFiniteError(f"{what} hold {int(bad.sum())} non-finite values (of {x.numel()}) before decoding; "
+                             "the sampler diverged: try fp32, fewer guidance or another sampler")
+
 class DiagonalGaussian:
     """The encoder's posterior N(mean, exp(logvar)); logvar clamped to [-30, 20] (as SD's VAE)."""
 
@@ -174,10 +183,7 @@ class Autoencoder(nn.Module):
     def decode_latents(self, z: torch.Tensor, **memory) -> torch.Tensor:
         """Scaled latents -> pixels in [-1, 1]. Non-finite latents abort: no black video is ever written."""
         self.check_latents(z)
-        bad = ~torch.isfinite(z)
-        if bad.any():
-            raise NonFiniteError(f"latents hold {int(bad.sum())} non-finite values (of {z.numel()}) before decoding; "
-                                 "the sampler diverged: try fp32, fewer guidance or another sampler")
+        refuse_non_finite(z, "latents")
         if "frame_chunk" not in memory and "tile" not in memory:
             memory["frame_chunk"] = self.default_frame_chunk(z)
         _warn_untiled(memory.get("tile"), z.shape[-2:], "latent pixels")

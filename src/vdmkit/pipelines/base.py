@@ -17,7 +17,7 @@ from typing import Iterator, Mapping
 import torch
 from torch import nn
 
-from vdmkit.autoencoders.common import DECODE_OVERLAP
+from vdmkit.autoencoders.common import DECODE_OVERLAP, refuse_non_finite
 from vdmkit.autoencoders.load import build_autoencoder
 from vdmkit.backbones.layers import channels_last_weights
 from vdmkit.conditioning.condition import Condition
@@ -25,7 +25,7 @@ from vdmkit.conditioning.pretrained import checkpoint_copy
 from vdmkit.device import low_precision_dtype, resolve_device
 from vdmkit.diffusion.denoiser import Denoiser
 from vdmkit.config import to_dict
-from vdmkit.errors import ConfigError, NonFiniteError
+from vdmkit.errors import ConfigError
 from vdmkit.interop.diffusers_pipeline import DiffusersFolder, is_diffusers_folder, refuse_component_folder
 from vdmkit.io.checkpoint import (
     CONFIG,
@@ -48,6 +48,17 @@ from vdmkit.sampling.schedule_search import SCHEDULES_FILE
 ModelSource = Checkpoint | DiffusersFolder
 INFLATION_SEED = 0  # an SD folder inflated to video draws its new temporal weights from it (and inflate by default)
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}  # weight storage on load
+
+
+def dtype_name(dtype) -> str:
+    """``dtype`` as :data:`DTYPES` names it (a torch dtype as ``pipe.to()`` takes it); ConfigError for another: the
+    one rule of from_pretrained and run_cascade (which checks it before any stage runs)."""
+    if isinstance(dtype, torch.dtype):
+        dtype = next((name for name, value in DTYPES.items() if value == dtype), str(dtype))
+    if dtype not in DTYPES:
+        raise ConfigError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r} (or torch.float32, "
+                          "torch.bfloat16, torch.float16)")
+    return dtype
 PRETRAINED_DIFFUSERS_NAMES = {"torch_dtype": "dtype= (fp32, bf16, fp16, or torch.float32 / torch.bfloat16 / "
                                              "torch.float16)"}
 DECODE_OPTIONS = ("tile", "overlap", "frame_chunk", "batch_chunk")  # Pipeline.decode / decode= (autoencoders)
@@ -310,10 +321,7 @@ class Pipeline(nn.Module):
         overlap, frame_chunk, batch_chunk); NonFiniteError on NaN or inf, so no black video is ever written. Pixels
         come back in [-1, 1], as the autoencoder's do (a sampler's last step may overshoot the data range slightly)."""
         if self.autoencoder is None:  # a pixel model's NaN passed the clamp, and inf became 1 (before session 25)
-            bad = ~torch.isfinite(x)
-            if bad.any():
-                raise NonFiniteError(f"pixels hold {int(bad.sum())} non-finite values (of {x.numel()}) before "
-                                     "decoding; the sampler diverged: try fp32, fewer guidance or another sampler")
+            refuse_non_finite(x, "pixels")
             return x.clamp(-1.0, 1.0)
         return self.autoencoder.decode_latents(x, **options)
 
@@ -569,11 +577,7 @@ class Pipeline(nn.Module):
             raise TypeError(f"{cls.__name__}.from_pretrained() got an unexpected keyword argument {name!r}")
         # a torch.device is checked like its name ("cuda" on a machine without CUDA: DeviceError, not an assertion)
         device = resolve_device(str(device) if isinstance(device, torch.device) else device)
-        if isinstance(dtype, torch.dtype):  # as pipe.to() takes it
-            dtype = next((name for name, value in DTYPES.items() if value == dtype), str(dtype))
-        if dtype not in DTYPES:
-            raise ConfigError(f"dtype must be one of {', '.join(DTYPES)} (or torch.float32, torch.bfloat16, "
-                              f"torch.float16), got {dtype!r}")
+        dtype = dtype_name(dtype)
         source, config = open_model(path, motion_adapter)
         # cast and move before loading: the weights are copied into the model's own (bf16, GPU) storage, so the peak
         # is one full-precision copy of the file plus the model, not two full-precision copies (ModelScope's 1.4B

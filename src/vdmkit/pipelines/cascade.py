@@ -356,7 +356,7 @@ def run_cascade(cfg: CascadeConfig, prompt: str, *, seed: int | None = 0, device
     bf16, as every command does); ``precision`` bf16 over fp32 weights: bf16 autocast. ``view_factor``: how many
     times larger on each side the caller will write it (counted in the memory check)."""
     from vdmkit.pipelines import TextToVideo
-    from vdmkit.pipelines.base import DTYPES
+    from vdmkit.pipelines.base import dtype_name
     from vdmkit.pipelines.conditioned import extend, interpolate, upscale
     from vdmkit.pipelines.long_video import LongRequest, long_video
     from vdmkit.pipelines.request import check_precision, check_prompts, effective_precision
@@ -367,10 +367,7 @@ def run_cascade(cfg: CascadeConfig, prompt: str, *, seed: int | None = 0, device
         raise ConfigError(f"a cascade makes one video from one prompt (a str), got {type(prompt).__name__}")
     check_prompts([prompt])
     check_precision(precision)
-    if isinstance(dtype, torch.dtype):  # as from_pretrained takes it
-        dtype = next((name for name, value in DTYPES.items() if value == dtype), str(dtype))
-    if dtype not in DTYPES:  # before any stage runs (from_pretrained refused it at the first stage's load)
-        raise ConfigError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
+    dtype = dtype_name(dtype)  # before any stage runs (from_pretrained refused it at the first stage's load)
     effective_precision(precision, dtype)  # bf16 of fp16 weights is refused: they compute in fp16
     if isinstance(view_factor, bool) or not isinstance(view_factor, int) or view_factor < 1:
         raise ConfigError(f"view_factor must be an integer >= 1, got {view_factor!r}")
