@@ -57,6 +57,8 @@ from vdmkit.training.scaffold import (
     open_run,
     optimizer_tensors,
     peak_memory_record,
+    preview_due,
+    preview_path,
     restore_optimizer,
     restore_rng,
     restore_scaler,
@@ -455,10 +457,10 @@ def distill(cfg: DistillConfig, *, resume: bool = False, progress: bool = True) 
                     bar.show(loss=f"{loss.item():.4f}", it_s=f"{rate:.2f}")
                 if step % s.checkpoint_every == 0 or step == s.steps:
                     save_step(out, step, cfg, student, target, opt, scaler, generator, teacher_sha, base_source)
-                if step % s.sample_every == 0 or step == s.steps:
+                if preview_due(step, s.sample_every, s.steps):
                     from vdmkit.training.train import write_previews
 
-                    write_previews(target, s, out / "samples" / f"step_{step:07d}.mp4", step)
+                    write_previews(target, s, preview_path(out, step), step)
     finally:
         bar.close()
         metrics.close()

@@ -46,6 +46,16 @@ from vdmkit.io.checkpoint import (
 
 METRICS = "metrics.jsonl"
 SAMPLES = "samples"  # the previews' folder in a run folder
+
+
+def preview_due(step: int, every: int, steps: int) -> bool:
+    """Whether a run of ``steps`` steps previewing every ``every`` writes previews at ``step`` (its last step too)."""
+    return step % every == 0 or step == steps
+
+
+def preview_path(out: Path, step: int) -> Path:
+    """The preview video of ``step`` in the run folder ``out`` (its PNG strip: the same name with .png)."""
+    return out / SAMPLES / f"step_{step:07d}.mp4"
 RESUME_FILES = (CONFIG, WEIGHTS, STATE_TENSORS, STATE_DOC)  # what a resume reads, so what must verify
 
 

@@ -70,6 +70,8 @@ from vdmkit.training.scaffold import (
     lr_at,
     open_run,
     peak_memory_record,
+    preview_due,
+    preview_path,
     record_init,
     rerun_advice,
     restore_scaler,
@@ -334,7 +336,7 @@ def train(cfg: RunConfig, *, resume: bool = False, progress: bool = True) -> Pat
                     metrics.write(record)
                     bar.show(loss=f"{record['loss']:.4f}", it_s=f"{rate:.2f}")
                 save = step % tc.checkpoint_every == 0 or step == tc.steps
-                preview = step % tc.sample_every == 0 or step == tc.steps
+                preview = preview_due(step, tc.sample_every, tc.steps)
                 if save or preview:  # step was counted: the checkpoint is of the step just trained
                     phase = (f"writing checkpoint {step}{' and its previews' if preview else ''}" if save
                              else f"writing the previews of step {step}")
@@ -343,8 +345,7 @@ def train(cfg: RunConfig, *, resume: bool = False, progress: bool = True) -> Pat
                     save_checkpoint_step(out, step, cfg, pipe, weights, opt, scaler, generator, mode, layout, scheme,
                                          ema, base_sha256, data=data)
                 if preview and world.main:
-                    write_previews(inference_copy(ema, weights, mode, device), tc,
-                                   out / "samples" / f"step_{step:07d}.mp4", step)
+                    write_previews(inference_copy(ema, weights, mode, device), tc, preview_path(out, step), step)
                 if save or preview:
                     barrier(world)  # no rank runs ahead (or exits) while rank 0 writes
     finally:
@@ -444,9 +445,9 @@ def missing_previews(ema: TextToVideo, tc, out: Path, start: Checkpoint, step: i
     sweep 25B D1). Due as the run that wrote the checkpoint scheduled them (its run.json's ``section``: train, or
     distill for a distillation's target network)."""
     saved = (start.run_document() or {}).get(section) or {}
-    every, steps = saved.get("sample_every", tc.sample_every), saved.get("steps", tc.steps)
-    path = out / "samples" / f"step_{step:07d}.mp4"
-    if (step % every == 0 or step == steps) and not (path.is_file() and path.with_suffix(".png").is_file()):
+    path = preview_path(out, step)
+    due = preview_due(step, saved.get("sample_every", tc.sample_every), saved.get("steps", tc.steps))
+    if due and not (path.is_file() and path.with_suffix(".png").is_file()):
         write_previews(ema, tc, path, step)
 
 
