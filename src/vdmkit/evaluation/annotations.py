@@ -140,23 +140,21 @@ def read_eval_manifest(manifest, root: Path, files: list[Path]) -> EvalManifest:
     path = Path(manifest).resolve()  # relative to the working folder (data.manifest's is relative to the root)
     cfg = VideoDataConfig(root=str(root), manifest=str(path))
     infos, captions, scenes = read_data_manifest(cfg, ("--manifest", "--real"))
-    kept, skipped, unlisted, excluded = [], [], 0, 0  # of ``files`` (a split's videos: the manifest may hold more)
+    kept, windows, skipped, unlisted, excluded = [], {}, [], 0, 0  # of ``files`` (the manifest may hold more)
     for p in files:
-        info = infos.get(p.resolve())
+        key = p.resolve()
+        info = infos.get(key)
         if isinstance(info, VideoInfo):
             kept.append(p)
+            if key in scenes:  # (listed only where curation found cuts)
+                a, b = max(scenes[key], key=lambda s: s[1] - s[0])  # (the first of equal lengths)
+                windows[key] = CaptionRow(p, captions.get(key, ""), a, b)
         elif info is None:
             unlisted += 1
         elif info is EXCLUDED:
             excluded += 1
         else:  # the scan's error, or a refused caption: said as the reason
             skipped.append({"file": p.relative_to(root).as_posix(), "reason": info})
-    windows = {}
-    for p in kept:
-        shots = scenes.get(p.resolve())
-        if shots:
-            a, b = max(shots, key=lambda s: s[1] - s[0])  # (the first of equal lengths)
-            windows[p.resolve()] = CaptionRow(p, captions.get(p.resolve(), ""), a, b)
     if unlisted:
         warnings.warn(f"--manifest {str(manifest)!r}: {unlisted} video file(s) under --real {str(root)!r} are not in "
                       "it and are not evaluated (curate the folder again to scan them)", stacklevel=3)

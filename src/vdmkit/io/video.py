@@ -189,17 +189,17 @@ def write_with_sidecar(path: Path, write, metadata: dict | None, stale: tuple[Pa
             write(tmp)
             fsync_file(tmp)  # before the old sidecar goes: a delayed ENOSPC here leaves the earlier pair as it was
             held.start()
-            for companion in (sidecar, *stale):
-                _remove_sidecar(companion)
+            for earlier in (sidecar, *stale):
+                _remove_earlier(earlier)
     return path
 
 
-def _remove_sidecar(sidecar: Path) -> None:
-    """Remove an earlier file's sidecar (or strip) for good (on disk before the new file is renamed in): not a folder
-    there."""
-    if sidecar.is_symlink() or sidecar.is_file():
-        sidecar.unlink()
-        fsync_dir(sidecar.parent)
+def _remove_earlier(path: Path) -> None:
+    """Remove what described or showed the earlier file (its sidecar, its strip) for good, on disk before the new
+    file is renamed in; not a folder there."""
+    if path.is_symlink() or path.is_file():
+        path.unlink()
+        fsync_dir(path.parent)
 
 
 def json_metadata(metadata: dict) -> dict:
