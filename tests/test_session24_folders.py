@@ -103,7 +103,7 @@ def modelscope_folder(tmp_path_factory):
 def test_eval_samples_a_folder_at_its_own_guidance_unless_told(modelscope_folder):
     from vdmkit.cli import build_parser
     from vdmkit.evaluation.protocols import get_protocol
-    from vdmkit.evaluation.sources import ModelSource
+    from vdmkit.evaluation.model_source import ModelSource
     from vdmkit.pipelines import make_request, open_model
 
     args = build_parser().parse_args(["eval", "--real", "shapes", "--fake", str(modelscope_folder)])

@@ -10,7 +10,7 @@ import torch
 
 from vdmkit import cli
 from vdmkit.errors import ConfigError
-from vdmkit.evaluation.sources import open_model
+from vdmkit.evaluation.model_source import open_model
 from vdmkit.io.video import write_video
 from vdmkit.pipelines import TextToVideo
 from vdmkit.training import load_config, train

@@ -187,15 +187,15 @@ def test_the_clipsim_message_names_the_sidecar_eval_reads(tmp_path, clip_folder)
 
 
 def test_the_uncaptioned_real_set_warning_names_the_sidecar_eval_reads(tmp_path, monkeypatch):
-    from vdmkit.evaluation import sources
+    from vdmkit.evaluation import model_source, sources
     from vdmkit.evaluation.protocols import get_protocol
 
     real = tmp_path / "real"
     real.mkdir()
     ramp(real / "v0.mp4", frames=4)
     monkeypatch.setattr(sources, "is_model_dir", lambda path: True)  # a model as --fake, without one
-    monkeypatch.setattr(sources, "_model_size", lambda path: (16, None))
-    monkeypatch.setattr(sources, "ModelSource", lambda *a, **k: None)
+    monkeypatch.setattr(sources, "_model_size", lambda path, adapter=None: (16, None))
+    monkeypatch.setattr(model_source, "ModelSource", lambda *a, **k: None)
     with pytest.warns(UserWarning, match="has no captions") as caught:
         sources.build_sources(real, tmp_path / "model", get_protocol("folders", frames=4))
     message = next(str(w.message) for w in caught if "has no captions" in str(w.message))
@@ -218,7 +218,7 @@ def test_options_eval_ignores_are_said(capsys, tmp_path):
             "the generator, so they are ignored") in err
     assert "warning: --train-steps applies to eval train-classifier, so it is ignored" in err
     help_text = cli.build_parser()._subparsers._group_actions[0].choices["eval"].format_help()
-    assert "(default 50)" in " ".join(help_text.split())
+    assert "(default 50; a consistency adapter's own, 4)" in " ".join(help_text.split())
 
 
 def test_eval_takes_seed_random_and_records_the_seed_drawn(capsys, tmp_path):

@@ -274,42 +274,12 @@ def step_bar(args, label: str = "sampling", *, total: int | None = None, show: b
         yield lambda *_: bar.update(1)
 
 
-def read_loras(values: list[str], ckpt, force: bool) -> list[tuple]:
-    """--lora PATH[:SCALE] ...: each file read once and checked (a LoRA adapter, trained on this base unless
-    --force-lora) before the model's weights load; (adapter, scale) pairs for ``Pipeline.load_lora``."""
-    import warnings
-
-    from vdmkit.backbones.lora import check_base, parse_lora_argument, read_adapter
-    from vdmkit.errors import ConfigError
-    from vdmkit.pipelines.base import weights_identities
-
-    base = weights_identities(ckpt)
-    adapters, seen = [], {}
-    for path, scale in map(parse_lora_argument, values):
-        adapter = read_adapter(path)
-        check_base(adapter, base, force=force, override="--force-lora applies it anyway")
-        key = adapter.header.get("tensors_sha256") or str(Path(path).resolve())
-        if key in seen:  # applied twice it would act as one adapter at the sum of the scales
-            raise ConfigError(f"--lora {path!r} gives the same adapter as --lora {seen[key]!r}; give it once, with the "
-                              "scale wanted (PATH:SCALE)")
-        seen[key] = path
-        if abs(scale) > LARGE_LORA_SCALE:
-            warnings.warn(f"--lora {path!r}: scale {scale:g} is far outside the usual 0-2; samples will likely break",
-                          stacklevel=2)
-        adapters.append((adapter, scale))
-    return adapters
-
-
-LARGE_LORA_SCALE = 10.0
-
-
 def sampling_adapters(values: list[str], ckpt, force: bool, config) -> tuple[list[tuple], object]:
-    """:func:`read_loras`, and ``config`` with the sampling defaults the adapters record (a consistency adapter at a
-    scale other than 0: lcm, its steps, no guidance), as sample, the tasks and search-schedule take them."""
-    from vdmkit.pipelines.base import with_adapter_sampling
+    """--lora PATH[:SCALE] ... read and checked before any weights load (:func:`vdmkit.pipelines.adapters.
+    sampling_adapters`: the (adapter, scale) pairs, and ``config`` with the sampling defaults they record)."""
+    from vdmkit.pipelines.adapters import sampling_adapters as read
 
-    adapters = read_loras(values, ckpt, force)
-    return adapters, with_adapter_sampling(config, [adapter for adapter, scale in adapters if scale != 0])
+    return read(values, ckpt, force, config)
 
 
 @contextlib.contextmanager

@@ -50,7 +50,8 @@ def _cmd_eval(args) -> int:
         if resolve_device(args.device).type != "cpu" and args.device != "auto":  # auto: the CPU for this recipe
             raise ValueError(f"eval train-classifier trains on the CPU (a few minutes); drop --device {args.device}")
         given = [flag for flag, value in (("--real", args.real), ("--fake", args.fake), ("--metrics", args.metrics),
-                                          ("--html", args.html)) if value is not None]
+                                          ("--html", args.html), ("--lora", args.lora), ("--fast", args.fast or None),
+                                          ("--motion-adapter", args.motion_adapter)) if value is not None]
         if given:
             raise ValueError(f"eval train-classifier takes --out, --train-steps, --seed, --threads and --batch-size; "
                              f"drop {', '.join(given)}")
@@ -66,9 +67,17 @@ def _cmd_eval(args) -> int:
                             ("--threads", args.threads or None)):  # (0: the classifier's one thread)
             argv += [] if value is None else [flag, str(value)]
         return main(argv)
+    if args.force_lora and not args.lora:  # as sample refuses it, --fast or not
+        raise ValueError("--force-lora applies --lora adapters trained on another base: give --lora PATH")
+    if args.fast:  # the bundled default model (--fake left out, or its folder) with its consistency adapter
+        from vdmkit.cli_common import model_or_default
+        from vdmkit.pipelines.default import fast_adapters
+
+        args.lora = fast_adapters(args.fake, args.lora)
+        args.fake = str(model_or_default(args.fake, "eval --fast"))
     if args.real is None or args.fake is None:
-        raise ValueError("eval needs --real DIR|shapes and --fake DIR|MODEL_DIR|shapes|noise "
-                         "(or: vdmkit eval compare A.json B.json)")
+        raise ValueError("eval needs --real DIR|shapes and --fake DIR|MODEL_DIR|shapes|noise (or --fast: the "
+                         "default model with its consistency adapter) (or: vdmkit eval compare A.json B.json)")
     from vdmkit.cli_common import check_runner, weights_dtype
     from vdmkit.device import resolve_device
     from vdmkit.errors import SampleCountWarning
@@ -92,7 +101,7 @@ def _cmd_eval(args) -> int:
     fake_model = args.fake not in (SHAPES_KEYWORD, NOISE_KEYWORD) and is_model_dir(Path(args.fake))
     if not fake_model:
         ignored = [flag for flag, value, default in (
-            ("--sampler", args.sampler, "ddim"), ("--sample-steps", args.sample_steps, 50),
+            ("--sampler", args.sampler, None), ("--sample-steps", args.sample_steps, None),
             ("--guidance", args.guidance, None),
             ("--precision", args.precision, "fp32"), ("--dtype", args.dtype, None), ("--compile", args.compile, None),
             ("--cuda-graphs", args.cuda_graphs, False)) if value != default]
@@ -122,8 +131,9 @@ def _cmd_eval(args) -> int:
                       clip=args.clip, strict=args.strict, batch_size=batch_size, progress=not args.no_progress,
                       annotations=args.annotations, real_split=args.real_split, captions=args.captions,
                       manifest=args.manifest, expected_sha256=_sha_pins(args.weights_sha256),
-                      sample_steps=args.sample_steps,
-                      guidance=args.guidance, sampler=args.sampler, frames=args.frames, stride=args.stride,
+                      sample_steps=args.sample_steps, guidance=args.guidance, sampler=args.sampler,
+                      lora=args.lora, force_lora=args.force_lora, motion_adapter=args.motion_adapter,
+                      frames=args.frames, stride=args.stride,
                       resolution=args.resolution,
                       num_real=args.num_real, num_fake=args.num_fake, seed=args.seed, video_extractor=args.extractor,
                       clip_sampling=args.clip_sampling,
@@ -172,6 +182,7 @@ def _warn_ignored(flags: list[str], when: str) -> None:
 def _check_outputs(args) -> None:
     """Refuse, before any work, a --out or --html that would replace a file eval reads (a caption file became the
     report, sweep 23)."""
+    from vdmkit.backbones.lora import parse_lora_argument
     from vdmkit.evaluation.paths import check_outputs_not_inputs
     from vdmkit.evaluation.sources import NOISE_KEYWORD, SHAPES_KEYWORD, is_model_dir
 
@@ -187,9 +198,11 @@ def _check_outputs(args) -> None:
     check_outputs_not_inputs(
         "eval", [("--out", args.out), ("--html", args.html)],
         files=[("--captions", args.captions), ("--annotations", args.annotations), ("--real-split", args.real_split),
-               ("--manifest", args.manifest),
+               ("--manifest", args.manifest), *[("--lora", parse_lora_argument(item)[0]) for item in args.lora or []],
+               ("--motion-adapter", file(args.motion_adapter)),
                ("--lpips-backbone", file(args.lpips_backbone)), ("--lpips-heads", file(args.lpips_heads))],
-        folders=[("--weights", args.weights), ("--clip", args.clip), ("--lpips-backbone", folder(args.lpips_backbone)),
+        folders=[("--weights", args.weights), ("--clip", args.clip), ("--motion-adapter", folder(args.motion_adapter)),
+                 ("--lpips-backbone", folder(args.lpips_backbone)),
                  ("--lpips-heads", folder(args.lpips_heads)), *model],
         video_folders=[item for item in sets if item not in model])
 
@@ -280,9 +293,18 @@ def register(sub) -> None:
                    help="torch CPU threads (0 = the CPUs other work leaves free)")
     p.add_argument("--device", default="auto", help="where a model is sampled and the feature networks run: auto "
                    "(CUDA when present), cpu (bit-reproducible reference numbers), cuda, cuda:N or mps")
-    p.add_argument("--sampler", default="ddim", help="when --fake is a model: its sampler (default ddim, as the "
-                   "protocols record it; `vdmkit sample --list-samplers` lists them)")
-    p.add_argument("--sample-steps", type=int, default=50, help="sampler steps when --fake is a model (default 50)")
+    p.add_argument("--sampler", help="when --fake is a model: its sampler (default ddim, as the protocols record "
+                   "it; a consistency adapter's own, lcm; `vdmkit sample --list-samplers` lists them)")
+    p.add_argument("--sample-steps", type=int, help="sampler steps when --fake is a model (default 50; a consistency "
+                   "adapter's own, 4)")
+    p.add_argument("--lora", action="append", metavar="PATH[:SCALE]", help="when --fake is a model: apply a LoRA "
+                   "adapter (.safetensors from train.lora or distill), its delta times SCALE (default 1); repeat for "
+                   "several; recorded with the fake set (path, sha256, scale)")
+    p.add_argument("--force-lora", action="store_true", help="apply --lora adapters trained on another base model")
+    p.add_argument("--fast", action="store_true", help="the bundled default model (as --fake, or --fake left out) with "
+                   "its consistency adapter: lcm, 4 steps, guidance 1")
+    p.add_argument("--motion-adapter", help="when --fake is a Stable Diffusion folder: AnimateDiff motion modules (a "
+                   "diffusers MotionAdapter folder or one .safetensors file), as `vdmkit sample --motion-adapter`")
     p.add_argument("--guidance", type=float, help="classifier-free guidance when --fake is a model (default: the "
                    "model's own, as `sample` takes it: 3 for the shapes model, 9 for a ModelScope folder; recorded "
                    "in the report)")

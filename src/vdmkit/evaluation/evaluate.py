@@ -53,9 +53,9 @@ from vdmkit.evaluation.paths import check_disjoint_sets
 from vdmkit.evaluation.protocols import PROTOCOL_SEEDS, RANDOM_SEED, Protocol, get_protocol, parse_metrics
 from vdmkit.evaluation.report import build_report
 from vdmkit.evaluation.shapes import score_video
+from vdmkit.evaluation.model_source import ModelSource
 from vdmkit.evaluation.sources import (
     FolderSource,
-    ModelSource,
     Sample,
     build_sources,
     check_clips,
@@ -351,9 +351,9 @@ class Evaluation:
 
 def evaluate(real, fake, *, metrics=None, protocol: str | Protocol = "folders", weights=None, clip=None,
              strict: bool = False, batch_size: int = 8, progress: bool = True, annotations=None, real_split=None,
-             captions=None, manifest=None, expected_sha256: dict | None = None, sample_steps: int = 50,
-             guidance: float | None = None,
-             sampler: str = "ddim", keep_samples: int = 4, lpips_backbone=None, lpips_heads=None,
+             captions=None, manifest=None, expected_sha256: dict | None = None, sample_steps: int | None = None,
+             guidance: float | None = None, sampler: str | None = None, lora=None, force_lora: bool = False,
+             motion_adapter=None, keep_samples: int = 4, lpips_backbone=None, lpips_heads=None,
              lpips_net: str = "alex", device: str | torch.device = "auto", sample_dtype: str = "fp32",
              compile_model: bool | str = False, cuda_graphs: bool = False, sample_precision: str = "fp32",
              **overrides) -> Evaluation:
@@ -364,8 +364,12 @@ def evaluate(real, fake, *, metrics=None, protocol: str | Protocol = "folders", 
     protocol's). ``weights``: folder with ``i3d_torchscript.pt`` / ``pt_inception-...pth`` / ``c3d_ucf101.npz``;
     ``clip``: a transformers CLIP folder. ``lpips_backbone`` / ``lpips_heads``: torchvision's backbone file
     and the lpips heads file, or their folders (default ``weights``); ``lpips_net``: "alex" or "vgg".
-    ``guidance``: a model's sampling guidance (None: the model's own, as ``sample`` takes it; recorded with the
-    fake set). ``device``: where a model is sampled and the feature networks run ("auto": CUDA when present; "cpu"
+    ``sampler`` / ``sample_steps``: a model's sampler and steps (None: ddim and 50, or a consistency adapter's own,
+    lcm and 4); ``guidance``: its guidance (None: the model's own, as ``sample`` takes it, or the adapter's); each
+    recorded with the fake set. ``lora``: LoRA adapters applied to the model (a path, ``"PATH:SCALE"``, a (path,
+    scale) pair or a list of them; trained on this model unless ``force_lora``); ``motion_adapter``: AnimateDiff motion
+    modules for a Stable Diffusion folder as ``fake``.
+    ``device``: where a model is sampled and the feature networks run ("auto": CUDA when present; "cpu"
     gives the bit-reproducible reference numbers; recorded in the report). ``sample_dtype`` ("bf16": a model samples in
     pure bf16; "fp32" with ``sample_precision`` "bf16": under bf16 autocast), ``compile_model`` (its calls compiled:
     True or "package" through a compiled package, "regional" each kind of block compiled in this process) and
@@ -404,6 +408,7 @@ def evaluate(real, fake, *, metrics=None, protocol: str | Protocol = "folders", 
             real_src, fake_src = build_sources(real, fake, protocol, annotations=annotations, real_split=real_split,
                                                captions=captions, manifest=manifest,
                                                sample_steps=sample_steps, guidance=guidance, sampler=sampler,
+                                               lora=lora, force_lora=force_lora, motion_adapter=motion_adapter,
                                                batch_size=batch_size, device=device, sample_dtype=sample_dtype,
                                                compile_model=compile_model, cuda_graphs=cuda_graphs,
                                                sample_precision=sample_precision)

@@ -2,8 +2,7 @@
 noise (``"noise"``, a lower bound) or a trained vdmkit model sampled on the real set's prompts, each a
 source of :class:`Sample` clips ``(3, T, H, W)`` in [-1, 1] that describes itself for the report.
 MSR-VTT annotations, UCF-101 split lists, training's caption file and ``vdmkit sample``'s caption sidecars give
-the captions and labels (:mod:`.annotations`). :func:`open_model` is the one place evaluation reaches into
-:mod:`vdmkit.pipelines`."""
+the captions and labels (:mod:`.annotations`); a model's samples come from :mod:`.model_source`."""
 
 from __future__ import annotations
 
@@ -38,7 +37,6 @@ from vdmkit.evaluation.annotations import (
 )
 from vdmkit.evaluation.protocols import CLIP_SAMPLINGS, Protocol, clip_span
 from vdmkit.io.decode import VIDEO_SUFFIXES, ClipTooLargeError, decode
-from vdmkit.sampling.generate import offset_seed
 from vdmkit.video import resize_cover
 
 SHAPES_KEYWORD, NOISE_KEYWORD = "shapes", "noise"
@@ -457,129 +455,6 @@ class NoiseSource:
                 "clip_sampling": "uniform noise in [-1, 1], torch.Generator(seed)"}
 
 
-class ModelSource:
-    """Samples of a trained vdmkit model on the real set's prompts, batch by batch, video i seeded with seed + i."""
-
-    kind = "model"
-
-    def __init__(self, path, protocol: Protocol, n: int, prompts, *, size: int, steps: int, guidance: float | None,
-                 sampler: str, batch_size: int, seed: int, device=None, dtype: str = "fp32",
-                 compiled: str | None = None, cuda_graphs: bool = False, precision: str = "fp32"):
-        self.frames = protocol.frames
-        self.dtype, self.compiled, self.cuda_graphs = dtype, compiled, cuda_graphs
-        self.model = open_model(path, frames=self.frames, size=size, steps=steps, guidance=guidance, sampler=sampler,
-                                seed=seed, device=device, dtype=dtype, compiled=compiled, cuda_graphs=cuda_graphs,
-                                batch=max(1, min(batch_size, n)), precision=precision)
-        self.directory, self.size = self.model.directory, self.model.size
-        if not prompts:
-            raise DatasetError("the real set gives no prompts to sample the model with")
-        self.n, self.plan, self.steps, self.guidance, self.sampler = n, prompts, steps, self.model.guidance, sampler
-        self.batch_size, self.seed = batch_size, seed
-        self.used = 0
-        self.model_sha256 = None
-
-    def samples(self, wanted: Callable[[int], bool] = lambda i: True) -> Iterator[Sample | None]:
-        for first in range(0, self.n, self.batch_size):
-            rows = [self.plan[i % len(self.plan)] for i in range(first, min(first + self.batch_size, self.n))]
-            self.used += len(rows)
-            if not any(wanted(first + j) for j in range(len(rows))):  # another process samples this batch
-                yield from [None] * len(rows)
-                continue
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", SampleCountWarning)
-                # a seed per video: the batch size is memory's choice, not the sample's (batch k seeded with seed +
-                # its first index sampled other videos at another --batch-size: FVD 74.2 vs 83.0, before 2026-12-06)
-                seeds = [offset_seed(self.seed, first + j) for j in range(len(rows))]
-                videos, self.model_sha256 = self.model.sample([r[0] for r in rows], seeds)
-            for j, (row, video) in enumerate(zip(rows, videos)):
-                yield Sample(f"model/{first + j}", video.clamp(-1, 1), row[0], row[1], row[2],
-                             {"index": first + j, "seed": seeds[j]})
-
-    def describe(self) -> dict:
-        return {"kind": self.kind, "path": str(self.directory), "model_sha256": self.model_sha256,
-                "used": self.used, "sampler": self.sampler, "steps": self.steps, "guidance": self.guidance,
-                "seed": self.seed, "batch_size": self.batch_size, "frames": self.frames, "size": self.size,
-                "dtype": self.dtype, "precision": self.model.precision, "compiled": self.compiled,
-                "cuda_graphs": self.cuda_graphs,
-                "clip_sampling": "generated clips, frames 0..T-1; video i seeded with seed + i, whatever the batch"}
-
-
-@dataclass(frozen=True)
-class OpenedModel:
-    """A model checked against a sampling request, its weights not loaded yet. ``sample(prompts, seeds)`` (one seed
-    per video) loads them on its first call and returns the videos ``(B, 3, T, size, size)`` and the weights'
-    sha256."""
-
-    directory: Path
-    size: int
-    sample: Callable[[list[str], list[int]], tuple[torch.Tensor, str]]
-    precision: str = "fp32"  # what the model calls compute in (request.effective_precision)
-    guidance: float = 3.0  # the request's: the model's own when none was given
-
-
-def open_model(path, *, frames: int, size: int, steps: int, guidance: float | None, sampler: str,
-               seed: int, device=None, dtype: str = "fp32", compiled: str | None = None,
-               cuda_graphs: bool = False, batch: int = 1, precision: str = "fp32") -> OpenedModel:
-    """The checkpoint at ``path`` (a checkpoint or run directory), the request of ``batch`` videos at a time validated
-    against its config and the memory ``device`` has free before any weights load; the weights load on ``device`` at
-    the first batch, stored as ``dtype`` (bf16: the pure low-precision path), sampled at ``precision`` (bf16 over
-    fp32 weights: autocast; bf16 over fp16 weights: ConfigError). ``compiled``: "package": the model calls
-    of the full batches run through a compiled package (Pipeline.compile; a smaller last batch runs eager rather than
-    compiling again); "regional": its blocks compiled. ``cuda_graphs``: replayed from CUDA graphs
-    (Pipeline.cuda_graphs). The only function of vdmkit.evaluation that imports vdmkit.pipelines."""
-    from vdmkit.pipelines import TextToVideo, make_request
-    from vdmkit.pipelines import open_model as open_pipeline_model
-    from vdmkit.pipelines.base import check_sampling_memory, runs_eager_under_autocast
-    from vdmkit.pipelines.request import effective_precision
-
-    from vdmkit.pipelines.text2video import refuse_conditioned
-
-    ckpt, config = open_pipeline_model(path)  # reads and hashes the config only
-    refuse_conditioned(config)  # a model trained on known frames or low-res videos is evaluated by its task
-    try:  # the request's own check says "height and width": eval sets both with --resolution
-        config.check_pixels(size, size)
-        config.model.check_shape(*config.latent_size(1, size, size))
-    except ConstraintError as err:
-        raise ConstraintError(f"--resolution {size} does not fit the model {str(ckpt.directory)!r}: {err}") from err
-    request = make_request(config, ["a prompt"] * batch, frames=frames, height=size, width=size, steps=steps,
-                           guidance=guidance, seed=seed, sampler=sampler, precision=precision)
-    computes = effective_precision(precision, dtype, device or "cpu")  # bf16 asked of fp16 weights: ConfigError
-    if runs_eager_under_autocast(compiled, cuda_graphs, precision, dtype):  # as `sample` refuses it
-        raise ConfigError("a compiled package or CUDA graphs run the model in its weights' dtype: under precision "
-                          "bf16 (autocast) over fp32 weights every call would run eager; load bf16 weights (the "
-                          "pure path) or compile 'regional'")
-    check_sampling_memory(config, request, device or "cpu", dtype, advice=eval_advice(batch, frames, size, dtype))
-    pipe = None
-
-    def sample(prompts: list[str], seeds: list[int]) -> tuple[torch.Tensor, str]:
-        nonlocal pipe
-        if pipe is None:  # the weights load when the first batch is asked for
-            pipe = TextToVideo.from_pretrained(ckpt, device=device or "cpu", dtype=dtype)
-            if compiled:
-                pipe.compile(regional=compiled == "regional")
-            if cuda_graphs:
-                pipe.cuda_graphs()
-        # run(request()): pipe() would warn of frames beyond the model's and advise long_video, which eval cannot use
-        videos = pipe.run(pipe.request(prompts, frames=frames, height=size, width=size, steps=steps, sampler=sampler,
-                                       guidance=request.guidance, seed=seeds, precision=precision))
-        if compiled == "package":
-            pipe.compiled.compile_new = False  # the first batch's size has its package; others run eager
-        return videos.cpu(), pipe.model_sha256
-
-    return OpenedModel(ckpt.directory, size, sample, computes, request.guidance)
-
-
-def eval_advice(batch: int, frames: int, size: int, dtype: str) -> str:
-    """What lowers the memory of sampling the fake set, in eval's options (sample's --frames, --height and prompts
-    per call are not eval's)."""
-    tips = [f"a smaller --batch-size ({batch}: videos sampled at once)"] if batch > 1 else []
-    if dtype == "fp32":
-        tips.append("bf16 weights (--precision bf16, or --dtype bf16)")
-    tips.append(f"a smaller --resolution ({size}) or fewer --frames ({frames}), though the protocol's own make the "
-                "reports comparable")
-    return ", ".join(tips)
-
-
 def model_data_config(path):
     """The training data config (a ShapesConfig or VideoDataConfig) of the model at ``path``, from the run
     document of its checkpoint (``run.json``, or ``config.json`` in older checkpoints that keep the whole run
@@ -597,13 +472,13 @@ def is_model_dir(path: Path) -> bool:
                               or (path / "model_index.json").is_file())
 
 
-def _model_size(path: str) -> tuple[int, object]:
+def _model_size(path: str, motion_adapter=None) -> tuple[int, object]:
     """(the size a model samples at by default, its training data config or None): a checkpoint's data size, or a
     diffusers folder's sample size (its data is unknown)."""
     from vdmkit.interop.diffusers_pipeline import DiffusersFolder, is_diffusers_folder
 
     if is_diffusers_folder(path):
-        return DiffusersFolder(path).parts.height, None
+        return DiffusersFolder(path, motion_adapter).parts.height, None
     data = model_data_config(path)
     return data.size, data
 
@@ -619,17 +494,24 @@ def _shapes_config(protocol: Protocol, seed: int, base=None):
 
 
 def build_sources(real, fake, protocol: Protocol, *, annotations=None, real_split=None, captions=None, manifest=None,
-                  sample_steps: int = 50, guidance: float | None = None, sampler: str = "ddim", batch_size: int = 8,
-                  device=None, sample_dtype: str = "fp32", compile_model: str | None = None, cuda_graphs: bool = False,
-                  sample_precision: str = "fp32"):
-    """Resolve ``--real`` and ``--fake`` into sources (no decoding, no weights)."""
+                  sample_steps: int | None = None, guidance: float | None = None, sampler: str | None = None,
+                  batch_size: int = 8, device=None, sample_dtype: str = "fp32", compile_model: str | None = None,
+                  cuda_graphs: bool = False, sample_precision: str = "fp32", lora=None, force_lora: bool = False,
+                  motion_adapter=None):
+    """Resolve ``--real`` and ``--fake`` into sources (no decoding, no weights; a model's LoRA adapters are read and
+    checked)."""
     real, fake = str(real), str(fake)
     if manifest is not None and captions is not None:  # two sources of each clip's caption and window
         raise ConfigError("manifest (--manifest) gives the real clips' captions and scenes, captions (--captions) "
                           "their captions and windows: give one of them")
     model_size = model_data = None
     if fake not in (SHAPES_KEYWORD, NOISE_KEYWORD) and is_model_dir(Path(fake)):
-        model_size, model_data = _model_size(fake)
+        model_size, model_data = _model_size(fake, motion_adapter)
+    else:
+        given = [name for name, value in (("lora (--lora, --fast)", lora), ("force_lora (--force-lora)", force_lora),
+                                          ("motion_adapter (--motion-adapter)", motion_adapter)) if value]
+        if given:  # adapters of a folder of videos or a generator: nothing to apply them to
+            raise ConfigError(f"{', '.join(given)} apply to a model as the fake set; {fake!r} is not one")
     if real == SHAPES_KEYWORD:
         n_real = protocol.num_real or 256
         real_src = ShapesSource(_shapes_config(protocol, protocol.seed, model_data), n_real)
@@ -662,11 +544,14 @@ def build_sources(real, fake, protocol: Protocol, *, annotations=None, real_spli
                           "model is sampled with empty prompts, unconditionally; give the real videos captions (a "
                           "sidecar {\"prompt\": ...} each, named after the whole video file name: v0.mp4.json for "
                           "v0.mp4) to evaluate it as text-to-video", UserWarning, stacklevel=2)
+        from vdmkit.evaluation.model_source import ModelSource  # (it imports Sample from here)
+
         fake_src = ModelSource(fake, protocol, n_fake or len(prompts), prompts,
                                size=protocol.resolution or model_size, steps=sample_steps, guidance=guidance,
                                sampler=sampler, batch_size=batch_size, seed=protocol.seed, device=device,
                                dtype=sample_dtype, compiled=compile_model, cuda_graphs=cuda_graphs,
-                               precision=sample_precision)
+                               precision=sample_precision, lora=lora, force_lora=force_lora,
+                               motion_adapter=motion_adapter)
     else:
         fake_src = FolderSource(fake, protocol, "fake", limit=protocol.num_fake, annotations=annotations)
     return real_src, fake_src

@@ -1,0 +1,66 @@
+"""LoRA adapters as a sampling command takes them (`--lora PATH[:SCALE]`, `evaluate(lora=...)`): each file read once
+and checked against the base model before its weights load, and the sampling defaults a consistency adapter records
+(lcm, its steps, guidance 1) made the model's."""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+
+from vdmkit.errors import ConfigError
+
+LARGE_LORA_SCALE = 10.0  # beyond it an adapter's delta likely breaks the samples (a warning, not a refusal)
+
+
+def adapter_items(lora) -> list:
+    """``lora`` as a list: None -> [], one path or ``PATH:SCALE`` string -> [it]; a (path, scale) pair stays one
+    item."""
+    if lora is None:
+        return []
+    if isinstance(lora, (str, os.PathLike)) or (isinstance(lora, tuple) and len(lora) == 2
+                                                and not isinstance(lora[1], (str, os.PathLike, tuple))):
+        return [lora]
+    return list(lora)
+
+
+def read_adapters(values, ckpt, force: bool) -> list[tuple]:
+    """Each of ``values`` (``PATH`` or ``PATH:SCALE`` strings, or (path, scale) pairs) read once and checked: a
+    LoRA adapter, trained on ``ckpt``'s weights unless ``force``, not given twice; the (adapter, scale) pairs for
+    ``Pipeline.load_lora``."""
+    from vdmkit.backbones.lora import check_base, check_scale, parse_lora_argument, read_adapter
+    from vdmkit.pipelines.base import weights_identities
+
+    base = weights_identities(ckpt)
+    adapters, seen = [], {}
+    for value in values:
+        if isinstance(value, tuple):
+            path, scale = value
+            check_scale(scale)
+            path, scale = str(path), float(scale)
+        elif isinstance(value, (str, os.PathLike)):
+            path, scale = parse_lora_argument(str(value))
+        else:
+            raise ConfigError(f"a LoRA adapter is a path, 'PATH:SCALE' or a (path, scale) pair, got "
+                              f"{type(value).__name__}")
+        adapter = read_adapter(path)
+        check_base(adapter, base, force=force, override="--force-lora applies it anyway")
+        key = adapter.header.get("tensors_sha256") or str(Path(path).resolve())
+        if key in seen:  # applied twice it would act as one adapter at the sum of the scales
+            raise ConfigError(f"--lora {path!r} gives the same adapter as --lora {seen[key]!r}; give it once, with the "
+                              "scale wanted (PATH:SCALE)")
+        seen[key] = path
+        if abs(scale) > LARGE_LORA_SCALE:
+            warnings.warn(f"--lora {path!r}: scale {scale:g} is far outside the usual 0-2; samples will likely break",
+                          stacklevel=2)
+        adapters.append((adapter, scale))
+    return adapters
+
+
+def sampling_adapters(values, ckpt, force: bool, config) -> tuple[list[tuple], object]:
+    """:func:`read_adapters`, and ``config`` with the sampling defaults the adapters record (a consistency adapter at
+    a scale other than 0: lcm, its steps, no guidance), as sample, the tasks, search-schedule and eval take them."""
+    from vdmkit.pipelines.base import with_adapter_sampling
+
+    adapters = read_adapters(values, ckpt, force)
+    return adapters, with_adapter_sampling(config, [adapter for adapter, scale in adapters if scale != 0])
