@@ -45,6 +45,7 @@ class Job:
     started: float | None = None
     finished: float | None = None
     cancel_requested: bool = False  # set by JobQueue.cancel; the running job stops at its next sampler step
+    adapters: tuple = ()  # LoRA adapters applied to the model (lora.AdapterFile, read and checked on submission)
 
 
 class JobQueue:
@@ -66,10 +67,11 @@ class JobQueue:
         self._closed = False
         self._pipe = (None, None)  # ((folder, its folder_stamp), loaded pipeline)
 
-    def submit(self, model: str, path: Path, request, warnings: list[str] | None = None) -> Job:
-        """Queue ``request``; ``warnings``: what checking it raised, reported with the job's own."""
+    def submit(self, model: str, path: Path, request, warnings: list[str] | None = None, adapters=()) -> Job:
+        """Queue ``request``; ``warnings``: what checking it raised, reported with the job's own; ``adapters``: the
+        LoRA adapters (read by lora.read_adapter) applied to the model at scale 1."""
         job = Job(secrets.token_hex(8), model, Path(path), request, steps=len(request.ts),
-                  warnings=list(warnings or []))
+                  warnings=list(warnings or []), adapters=tuple(adapters))
         with self._cond:
             if self._closed:
                 raise QueueFullError("the server is shutting down; no new jobs are taken")
@@ -144,7 +146,7 @@ class JobQueue:
     def holds(self, path: str | Path) -> bool:
         """Whether the pipeline of ``path`` is loaded now, from its files as they are (its weights are resident: a
         memory check leaves them out)."""
-        return self._pipe[0] == (Path(path), folder_stamp(path))
+        return self._pipe[0] is not None and self._pipe[0][:2] == (Path(path), folder_stamp(path))
 
     def close(self, timeout: float = 30.0) -> None:
         """Take no new jobs, drop the waiting ones, and stop the running one at its next sampler step, saying so on
@@ -199,10 +201,14 @@ class JobQueue:
         if job.cancel_requested:  # cancelled while its weights were to load
             raise JobCancelled(f"job {job.id} was cancelled before it started")
         held, pipe = self._pipe
-        loaded = (job.path, folder_stamp(job.path))  # stamped before loading: a rewrite meanwhile reloads next time
-        if held != loaded:  # another model, or this one's files rewritten in place
+        # stamped before loading: a rewrite meanwhile reloads next time; the adapters by their files' hashes
+        loaded = (job.path, folder_stamp(job.path), tuple(a.header.get("tensors_sha256") or str(a.path)
+                                                          for a in job.adapters))
+        if held != loaded:  # another model, or this one's files rewritten in place, or other adapters
             self._pipe = (None, None)  # free the old weights before loading new ones
             pipe = TextToVideo.from_pretrained(job.path, device=self.device)
+            for adapter in job.adapters:
+                pipe.load_lora(adapter)
             self._pipe = (loaded, pipe)
 
         def progress(i, x, x0_hat):

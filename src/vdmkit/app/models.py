@@ -1,4 +1,5 @@
-"""The models the app offers: the bundled default (when this install has one) and every run or checkpoint folder
+"""The models the app offers: the bundled default (when this install has one), the default with its consistency
+adapter (``default+fast``: lcm, 4 steps, guidance 1, as `vdmkit sample --fast`) and every run or checkpoint folder
 under ``--runs``, found by their layout alone (no file is read), rescanned on each call so new runs appear. Requests
 name a model by its key here, never by a path."""
 
@@ -10,6 +11,7 @@ from pathlib import Path
 from vdmkit.errors import ConfigError
 
 DEFAULT = "default"
+DEFAULT_FAST = "default+fast"  # the bundled default with its consistency adapter
 MANIFEST = "manifest.json"
 CONFIG = "config.json"
 DIFFUSERS_INDEX = "model_index.json"
@@ -29,16 +31,20 @@ def find_models(runs: str | os.PathLike | None) -> dict[str, Path]:
     ``runs`` (itself, or up to two levels below) keyed by their path relative to it."""
     from vdmkit.pipelines.default import default_model
 
+    from vdmkit.pipelines.default import DEFAULT_LCM, DEFAULT_MODEL
+
     found: dict[str, Path] = {}
     default = default_model()
     if default is not None:
         found[DEFAULT] = Path(default)
+        if Path(default).resolve() == DEFAULT_MODEL and DEFAULT_LCM.is_file():  # (its pin is checked on use)
+            found[DEFAULT_FAST] = Path(default)
     if runs is None or not Path(runs).is_dir():
         return found
     root = Path(runs)
     if _is_model(root):  # (a folder named default does not take the bundled model's place)
         name = root.resolve().name
-        found[name if name != DEFAULT or DEFAULT not in found else f"{name} (run)"] = root
+        found[name if name not in found else f"{name} (run)"] = root
         return found
     level = [root]
     for _ in range(SCAN_DEPTH):
@@ -47,7 +53,7 @@ def find_models(runs: str | os.PathLike | None) -> dict[str, Path]:
             for child in sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")):
                 if _is_model(child):
                     key = child.relative_to(root).as_posix()
-                    found[key if key != DEFAULT or DEFAULT not in found else f"{key} (run)"] = child
+                    found[key if key not in (DEFAULT, DEFAULT_FAST) or key not in found else f"{key} (run)"] = child
                 else:
                     below.append(child)
         level = below
@@ -60,6 +66,33 @@ def resolve_model(models: dict[str, Path], key) -> Path:
         offer = ", ".join(models) or "none: train one into the --runs folder, e.g. `vdmkit train configs/tiny.yaml`"
         raise ConfigError(f"unknown model {key!r}; models on offer: {offer}")
     return models[key]
+
+
+def model_adapters(key: str, path: Path) -> list[Path]:
+    """The LoRA adapters the app applies to model ``key`` at ``path``: the bundled consistency adapter for
+    ``default+fast`` (its pinned sha256 checked: CorruptCheckpointError), none for any other key."""
+    from vdmkit.pipelines.default import DEFAULT_MODEL, default_lcm_adapter
+
+    if key != DEFAULT_FAST or Path(path).resolve() != DEFAULT_MODEL:  # (a run folder of that name: itself)
+        return []
+    adapter = default_lcm_adapter()
+    if adapter is None:
+        raise ConfigError(f"{key}: this install has no consistency adapter")
+    return [adapter]
+
+
+def named_model(label: str) -> tuple[str | Path, list[Path]]:
+    """A model as `vdmkit human-eval create --models` names it: a checkpoint, run or diffusers folder, or (when no
+    such folder is here) ``default`` / ``default+fast``, the bundled default and its consistency adapter; (folder,
+    adapters): a folder as given."""
+    from vdmkit.pipelines.default import default_model
+
+    if label in (DEFAULT, DEFAULT_FAST) and not Path(label).exists():
+        default = default_model()
+        if default is None:
+            raise ConfigError(f"--models {label}: this install has no default model; give a checkpoint or run folder")
+        return Path(default), model_adapters(label, Path(default))
+    return label, []
 
 
 STAMP_DEPTH, STAMP_FILES = 3, 4096  # a diffusers folder's component/file, a checkpoint's text_encoder/tokenizer/file

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from vdmkit.app.jobs import MAX_QUEUED, JobQueue, QueueFullError
-from vdmkit.app.models import DEFAULT, check_model_files, find_models, resolve_model
+from vdmkit.app.models import DEFAULT, check_model_files, find_models, model_adapters, resolve_model
 from vdmkit.app.ratings import CHOICES, summarise, summary_csv
 from vdmkit.app.store import DuplicateVoteError, Vote, VoteStore, check_rater
 from vdmkit.app.study import find_studies
@@ -189,21 +189,33 @@ def describe_model(key: str, path: Path) -> dict:
     """A model's defaults and the samplers its process takes, from its config and the files :func:`check_model_files`
     checks (no weights); or why it is unusable (a diffusers folder without its tokenizer or text encoder weights was
     listed usable, then refused on generate or failed after queueing, before 2026-12-07)."""
-    from vdmkit.pipelines import open_model
-    from vdmkit.pipelines.text2video import refuse_conditioned
     from vdmkit.registry import SAMPLERS
 
     try:
-        source, config = open_model(path)
-        refuse_conditioned(config)  # the app samples text-to-video: conditioned models are listed as unusable
-        check_model_files(source, config)
+        source, config, adapters = open_app_model(key, path)
     except (VdmkitError, ValueError, OSError) as e:
         return {"name": key, "usable": False, "error": str(e)}
     process = config.diffusion.build_process().name
     sampling = config.sampling  # the model's own (a distilled student: lcm, 4 steps, guidance 1)
     return {"name": key, "usable": True, "default": key == DEFAULT, "frames": config.frames, "height": config.height,
             "width": config.width, "samplers": [n for n, e in SAMPLERS.items() if process in e.processes],
-            "sampling": {"sampler": sampling.sampler, "steps": sampling.steps, "guidance": sampling.guidance}}
+            "sampling": {"sampler": sampling.sampler, "steps": sampling.steps, "guidance": sampling.guidance},
+            "lora": [adapter.path.name for adapter, _ in adapters]}
+
+
+def open_app_model(key: str, path: Path) -> tuple:
+    """(source, config, adapters) of the model ``key`` at ``path``, checked as `vdmkit sample` checks it before any
+    weights load: text-to-video, its files there, its adapters (``default+fast``'s consistency adapter) read and
+    trained on it; the config carries the sampling defaults the adapters record (lcm, 4 steps, guidance 1)."""
+    from vdmkit.pipelines import open_model
+    from vdmkit.pipelines.adapters import sampling_adapters
+    from vdmkit.pipelines.text2video import refuse_conditioned
+
+    source, config = open_model(path)
+    refuse_conditioned(config)  # the app samples text-to-video: conditioned models are listed as unusable
+    check_model_files(source, config)
+    adapters, config = sampling_adapters([str(a) for a in model_adapters(key, path)], source, False, config)
+    return source, config, adapters
 
 
 def create_app(settings: Settings):
@@ -217,9 +229,8 @@ def create_app(settings: Settings):
     from starlette.exceptions import HTTPException as StarletteHTTPException
 
     from vdmkit.io.atomic import check_writable_folder, remove_stale_temporaries
-    from vdmkit.pipelines import make_request, open_model
+    from vdmkit.pipelines import make_request
     from vdmkit.pipelines.render import thread_warnings
-    from vdmkit.pipelines.text2video import refuse_conditioned
 
     check_writable_folder(settings.out, f"--out {str(settings.out)!r}")  # under a file, unwritable: said, not raised
     settings.out.mkdir(parents=True, exist_ok=True)
@@ -330,9 +341,9 @@ def create_app(settings: Settings):
         path = resolve_model(found, key)
         prompt = check_prompt(body.prompt)
         check_limits(body.frames, body.height, body.width, body.steps)
-        ckpt, config = open_model(path)  # the config alone: no weights before the request is valid
-        refuse_conditioned(config)  # text-to-video only, as /api/models says and `vdmkit sample` does
-        check_model_files(ckpt, config)  # as /api/models: a missing weights file was found once the job ran
+        # the config alone, no weights before the request is valid: text-to-video only, as /api/models says and
+        # `vdmkit sample` does; its files there (a missing weights file was found once the job ran); its adapters
+        ckpt, config, adapters = open_app_model(key, path)
         check_words(config, prompt)
         with thread_warnings() as caught:  # this request's own (a far guidance...), never a running job's
             request = make_request(config, [prompt], frames=body.frames, height=body.height, width=body.width,
@@ -346,7 +357,8 @@ def create_app(settings: Settings):
                                   "classifier-free guidance is useful from about 1 to 15")
         # refused now, with the estimate, rather than queued to fail after its weights load
         check_memory(config, request, jobs.torch_device(), jobs.holds(ckpt.directory))
-        return jobs.describe(jobs.submit(key, ckpt.directory, request, [str(w.message) for w in caught]))
+        return jobs.describe(jobs.submit(key, ckpt.directory, request, [str(w.message) for w in caught],
+                                         adapters=tuple(adapter for adapter, _ in adapters)))
 
     @app.get("/api/jobs/{job_id}")
     def job(job_id: str):

@@ -332,11 +332,12 @@ def create_study(models: list[str], prompts_file: str | os.PathLike, n: int, out
     every item. Everything is checked before any weights load (a words model is refused a prompt it reads no known
     word of, as the app refuses it); what sampling says (a prompt cut by a text encoder, unknown words) is printed
     once per model and prompt and kept in study.json. The folder appears only when complete. Returns it."""
-    from vdmkit.app.models import check_model_files
+    from vdmkit.app.models import check_model_files, named_model
     from vdmkit.device import resolve_device
     from vdmkit.errors import VdmkitError
     from vdmkit.io.checkpoint import Checkpoint
     from vdmkit.pipelines import TextToVideo, make_request, open_model
+    from vdmkit.pipelines.adapters import sampling_adapters
     from vdmkit.pipelines.base import DTYPES, weights_sha256
     from vdmkit.pipelines.request import effective_precision
     from vdmkit.pipelines.text2video import refuse_conditioned
@@ -358,22 +359,25 @@ def create_study(models: list[str], prompts_file: str | os.PathLike, n: int, out
     effective_precision(precision, dtype, device)  # bf16 asked of fp16 weights: refused
     opened, seen = {}, {}
     for label in models:
-        ckpt, config = open_model(label)
+        folder, adapter_files = named_model(label)  # default+fast: the bundled model with its consistency adapter
+        ckpt, config = open_model(folder)
         refuse_conditioned(config)  # a study samples text-to-video, as `vdmkit sample` does
         try:  # a diffusers folder without a weights file failed when its turn came, after other models had sampled
             check_model_files(ckpt, config)
         except VdmkitError as e:
             raise ValueError(f"--models {label!r} cannot be loaded: {e}") from None
-        if ckpt.directory.resolve() in seen:
-            raise ValueError(f"--models {seen[ckpt.directory.resolve()]!r} and {label!r} are the same checkpoint "
-                             f"{str(ckpt.directory)!r}; compare different models")
-        seen[ckpt.directory.resolve()] = label
+        adapters, config = sampling_adapters([str(a) for a in adapter_files], ckpt, False, config)  # lcm, 4 steps
+        same = tuple(a.header.get("tensors_sha256") or str(a.path) for a, _ in adapters)
+        if (ckpt.directory.resolve(), same) in seen:
+            raise ValueError(f"--models {seen[ckpt.directory.resolve(), same]!r} and {label!r} are the same "
+                             f"checkpoint {str(ckpt.directory)!r}; compare different models")
+        seen[ckpt.directory.resolve(), same] = label
         if isinstance(ckpt, Checkpoint):  # a copy of one model under another name: its manifest's hash, not re-read
             sha = weights_sha256(ckpt)
-            if sha in seen:
-                raise ValueError(f"--models {seen[sha]!r} and {label!r} hold the same weights (sha256 {sha[:12]}...); "
-                                 "compare different models")
-            seen[sha] = label
+            if (sha, same) in seen:
+                raise ValueError(f"--models {seen[sha, same]!r} and {label!r} hold the same weights (sha256 "
+                                 f"{sha[:12]}...); compare different models")
+            seen[sha, same] = label
         for prompt in prompts[:len(items)]:  # what the app's /api/generate refuses (a words model that reads none)
             try:
                 check_words(config, prompt)
@@ -382,8 +386,8 @@ def create_study(models: list[str], prompts_file: str | os.PathLike, n: int, out
                                  "(or leave the model out)") from None
         requests = [make_request(config, [p], steps=steps, sampler=sampler, guidance=guidance, seed=s, frames=frames,
                                  height=height, width=width, precision=precision) for p, s in items]
-        opened[label] = (ckpt, requests)
-    shapes = {label: (r[0].frames, r[0].height, r[0].width) for label, (_, r) in opened.items()}
+        opened[label] = (ckpt, requests, adapters)
+    shapes = {label: (r[0].frames, r[0].height, r[0].width) for label, (_, r, _) in opened.items()}
     if len(set(shapes.values())) > 1:  # each model samples at its own length and size unless they are given
         listed = ", ".join(f"{label} {t}x{h}x{w}" for label, (t, h, w) in shapes.items())
         print(f"warning: the models make videos of different shapes ({listed}): raters can tell them apart by it; "
@@ -395,9 +399,12 @@ def create_study(models: list[str], prompts_file: str | os.PathLike, n: int, out
     (tmp / VIDEO_DIR).mkdir(parents=True)
     try:
         videos, info, total, done, said = {}, {}, len(models) * len(items), 0, {}
-        for label, (ckpt, requests) in opened.items():
+        for label, (ckpt, requests, adapters) in opened.items():
             pipe = TextToVideo.from_pretrained(ckpt, device=device, dtype=dtype)
-            info[label] = {"path": str(ckpt.directory), "sha256": pipe.model_sha256}
+            for adapter, scale in adapters:
+                pipe.load_lora(adapter, scale)
+            info[label] = {"path": str(ckpt.directory), "sha256": pipe.model_sha256,
+                           "lora": pipe.applied_adapters() or None}
             for request in requests:
                 vid, start = secrets.token_hex(8), time.perf_counter()
                 result = render_sample(pipe, request, tmp / VIDEO_DIR / f"{vid}.mp4", blind=True,  # (see below)
