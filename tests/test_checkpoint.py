@@ -4,7 +4,7 @@ import os
 import pytest
 import torch
 
-from vdmkit.errors import CheckpointMismatchError, CorruptCheckpointError, UnsafeFormatError
+from vdmkit.errors import CheckpointMismatchError, CorruptCheckpointError, UnsafeFormatError, VdmkitError
 from vdmkit.io.checkpoint import CheckpointSkippedWarning, latest_checkpoint, load_tensors, open_checkpoint
 from vdmkit.io.checkpoint import read_manifest, save_checkpoint
 from vdmkit.io.checkpoint import load_strict
@@ -110,7 +110,7 @@ def json_cfg(run):
 def test_checkpoint_is_never_overwritten_and_tmp_is_cleaned(tmp_path):
     save_checkpoint(tmp_path / "c", {"w": {"a": torch.ones(2)}}, {"doc": {"x": 1}})
     assert read_manifest(tmp_path / "c")["files"]["w.safetensors"]["bytes"] > 0
-    with pytest.raises(FileExistsError):
+    with pytest.raises(VdmkitError, match="already exists; refusing to overwrite it"):  # typed (a builtin before)
         save_checkpoint(tmp_path / "c", {"w": {"a": torch.zeros(2)}}, {})
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c"]
 

@@ -34,10 +34,11 @@ def _sha_pins(items: list[str] | None) -> dict[str, str]:
 def _cmd_eval(args) -> int:
     action = args.action or "run"
     if action == "compare" or args.compare:
-        ignored = [flag for flag in ("html", "out") if getattr(args, flag, None)]
-        if ignored:  # they were accepted and nothing was written (a review, 2026-12-06)
-            raise ValueError(f"{', '.join('--' + f for f in ignored)} do(es) not apply to eval compare, which prints "
-                             "its table: redirect it to a file")
+        ignored = [flag for flag in ("html", "out", "lora", "force_lora", "fast", "motion_adapter")
+                   if getattr(args, flag, None)]
+        if ignored:  # they were accepted and nothing was written (a review, 2026-12-06); the adapters' (sweep 26A)
+            raise ValueError(f"{', '.join('--' + f.replace('_', '-') for f in ignored)} do(es) not apply to eval "
+                             "compare, which prints its table of two reports (redirect it to a file)")
         return _compare(args.compare or args.files)
     if args.files:
         raise ValueError(f"unexpected arguments {args.files}; `vdmkit eval compare A.json B.json` takes two reports")
@@ -95,11 +96,12 @@ def _cmd_eval(args) -> int:
     from vdmkit.device import apply_threads
 
     apply_threads(args.threads)
-    from vdmkit.evaluation.sources import NOISE_KEYWORD, SHAPES_KEYWORD, is_model_dir
+    from vdmkit.evaluation.sources import NOISE_KEYWORD, SHAPES_KEYWORD, is_model_dir, refuse_adapters
     from vdmkit.io.video import check_output_path
 
     fake_model = args.fake not in (SHAPES_KEYWORD, NOISE_KEYWORD) and is_model_dir(Path(args.fake))
-    if not fake_model:
+    if not fake_model:  # refused before the sampling options are said to be ignored (sweep 26A)
+        refuse_adapters(args.fake, args.lora, args.force_lora, args.motion_adapter)
         ignored = [flag for flag, value, default in (
             ("--sampler", args.sampler, None), ("--sample-steps", args.sample_steps, None),
             ("--guidance", args.guidance, None),

@@ -31,7 +31,7 @@ class ModelSource:
     def __init__(self, path, protocol: Protocol, n: int, prompts, *, size: int, steps: int | None,
                  guidance: float | None, sampler: str | None, batch_size: int, seed: int, device=None,
                  dtype: str = "fp32", compiled: str | None = None, cuda_graphs: bool = False, precision: str = "fp32",
-                 lora=(), force_lora: bool = False, motion_adapter=None):
+                 lora=None, force_lora: bool = False, motion_adapter=None):
         self.frames = protocol.frames
         self.dtype, self.compiled, self.cuda_graphs = dtype, compiled, cuda_graphs
         self.model = open_model(path, frames=self.frames, size=size, steps=steps, guidance=guidance, sampler=sampler,
@@ -95,7 +95,7 @@ class OpenedModel:
 
 def open_model(path, *, frames: int, size: int, steps: int | None, guidance: float | None, sampler: str | None,
                seed: int, device=None, dtype: str = "fp32", compiled: str | None = None,
-               cuda_graphs: bool = False, batch: int = 1, precision: str = "fp32", lora=(),
+               cuda_graphs: bool = False, batch: int = 1, precision: str = "fp32", lora=None,
                force_lora: bool = False, motion_adapter=None) -> OpenedModel:
     """The checkpoint at ``path`` (a checkpoint or run directory, or a diffusers folder with its ``motion_adapter``),
     with the LoRA adapters ``lora`` (paths, ``PATH:SCALE`` strings or (path, scale) pairs; trained on this base unless
@@ -114,6 +114,8 @@ def open_model(path, *, frames: int, size: int, steps: int | None, guidance: flo
     from vdmkit.pipelines.request import effective_precision
     from vdmkit.pipelines.text2video import refuse_conditioned
 
+    if force_lora and not adapter_items(lora):  # as `eval --force-lora` without --lora is refused (sweep 26A)
+        raise ConfigError("force_lora applies LoRA adapters trained on another base: give lora=PATH (--lora)")
     ckpt, config = open_pipeline_model(path, motion_adapter)  # reads and hashes the config only
     refuse_conditioned(config)  # a model trained on known frames or low-res videos is evaluated by its task
     adapters, config = sampling_adapters(adapter_items(lora), ckpt, force_lora, config)  # read and checked here

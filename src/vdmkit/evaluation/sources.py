@@ -508,10 +508,7 @@ def build_sources(real, fake, protocol: Protocol, *, annotations=None, real_spli
     if fake not in (SHAPES_KEYWORD, NOISE_KEYWORD) and is_model_dir(Path(fake)):
         model_size, model_data = _model_size(fake, motion_adapter)
     else:
-        given = [name for name, value in (("lora (--lora, --fast)", lora), ("force_lora (--force-lora)", force_lora),
-                                          ("motion_adapter (--motion-adapter)", motion_adapter)) if value]
-        if given:  # adapters of a folder of videos or a generator: nothing to apply them to
-            raise ConfigError(f"{', '.join(given)} apply to a model as the fake set; {fake!r} is not one")
+        refuse_adapters(fake, lora, force_lora, motion_adapter)
     if real == SHAPES_KEYWORD:
         n_real = protocol.num_real or 256
         real_src = ShapesSource(_shapes_config(protocol, protocol.seed, model_data), n_real)
@@ -555,6 +552,15 @@ def build_sources(real, fake, protocol: Protocol, *, annotations=None, real_spli
     else:
         fake_src = FolderSource(fake, protocol, "fake", limit=protocol.num_fake, annotations=annotations)
     return real_src, fake_src
+
+
+def refuse_adapters(fake, lora, force_lora: bool, motion_adapter) -> None:
+    """ConfigError for adapters given with a fake set that is no model (a folder of videos, a generator): nothing to
+    apply them to."""
+    given = [name for name, value in (("lora (--lora, --fast)", lora), ("force_lora (--force-lora)", force_lora),
+                                      ("motion_adapter (--motion-adapter)", motion_adapter)) if value]
+    if given:
+        raise ConfigError(f"{', '.join(given)} apply to a model as the fake set; {str(fake)!r} is not one")
 
 
 def _caption_files(root: Path) -> list[str]:

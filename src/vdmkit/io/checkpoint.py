@@ -25,7 +25,7 @@ from safetensors.torch import load_file, save_file
 
 from torch import nn
 
-from vdmkit.errors import CheckpointMismatchError, CorruptCheckpointError, UnsafeFormatError
+from vdmkit.errors import CheckpointMismatchError, CorruptCheckpointError, OutputError, UnsafeFormatError
 from vdmkit.io.atomic import TMP_MARK, atomic_directory, atomic_path, current_umask, fsync_file
 
 FORMAT = "vdmkit-checkpoint"
@@ -146,7 +146,9 @@ def save_checkpoint(directory: str | os.PathLike, tensors: dict[str, dict[str, t
     schedules, which `vdmkit search-schedule` extends later), so the folder never appears without them."""
     directory = Path(directory)
     if directory.exists():
-        raise FileExistsError(f"checkpoint {str(directory)!r} already exists; refusing to overwrite it")
+        # (vdmkit's typed error, as save_pretrained, export and inflate raise: save_autoencoder raised a builtin
+        # FileExistsError that a caller catching VdmkitError missed, sweep 26B)
+        raise OutputError(f"checkpoint {str(directory)!r} already exists; refusing to overwrite it: give a new folder")
     with atomic_directory(directory) as tmp:
         files = {}
         for name, tdict in tensors.items():

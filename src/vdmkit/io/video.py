@@ -49,8 +49,10 @@ def check_output_path(path: str | os.PathLike, formats: tuple[str, ...] = VIDEO_
         sidecar = path.suffix.lower() not in (".json", ".jsonl", ".html", ".htm")
     check_name_length(path, f"output {str(path)!r}", ".json" if sidecar else "")  # the longest name it writes
     if path.suffix.lower() == ".safetensors" and path.suffix.lower() not in formats:  # "unknown" misled (2026-12-06)
+        # (eval's report was called a video, sweep 26A)
+        what = "a video" if set(formats) & set(VIDEO_FORMATS) else "a report" if ".json" in formats else "another kind"
         raise OutputError(f"output {str(path)!r}: .safetensors (undecoded latents) is written by `vdmkit sample "
-                          f"--prompt` only; this writes a video: use one of {', '.join(formats)}")
+                          f"--prompt` only; this writes {what}: use one of {', '.join(formats)}")
     if path.suffix.lower() not in formats:
         raise OutputError(f"output {str(path)!r}: unknown format {path.suffix!r}; use one of {', '.join(formats)}")
     if path.is_dir():

@@ -14,12 +14,11 @@ LARGE_LORA_SCALE = 10.0  # beyond it an adapter's delta likely breaks the sample
 
 
 def adapter_items(lora) -> list:
-    """``lora`` as a list: None -> [], one path or ``PATH:SCALE`` string -> [it]; a (path, scale) pair stays one
-    item."""
-    if lora is None:
+    """``lora`` as a list: None -> [], one path, ``PATH:SCALE`` string or (path, scale) tuple -> [it]; a list as
+    it is (several adapters are a list: a tuple is one pair)."""
+    if lora is None or lora == ():
         return []
-    if isinstance(lora, (str, os.PathLike)) or (isinstance(lora, tuple) and len(lora) == 2
-                                                and not isinstance(lora[1], (str, os.PathLike, tuple))):
+    if isinstance(lora, (str, os.PathLike, tuple)):
         return [lora]
     return list(lora)
 
@@ -35,20 +34,21 @@ def read_adapters(values, ckpt, force: bool) -> list[tuple]:
     adapters, seen = [], {}
     for value in values:
         if isinstance(value, tuple):
-            path, scale = value
-            check_scale(scale)
-            path, scale = str(path), float(scale)
+            if len(value) != 2 or not isinstance(value[0], (str, os.PathLike)):
+                raise ConfigError(f"a LoRA adapter given as a tuple is a (path, scale) pair, got {value!r}; give "
+                                  "several adapters as a list")
+            path, scale = str(value[0]), check_scale(value[1])  # ("a", "0.5") was read as two adapters (sweep 26A)
         elif isinstance(value, (str, os.PathLike)):
             path, scale = parse_lora_argument(str(value))
         else:
             raise ConfigError(f"a LoRA adapter is a path, 'PATH:SCALE' or a (path, scale) pair, got "
                               f"{type(value).__name__}")
         adapter = read_adapter(path)
-        check_base(adapter, base, force=force, override="--force-lora applies it anyway")
+        check_base(adapter, base, force=force, override="--force-lora applies it anyway (force_lora=True in Python)")
         key = adapter.header.get("tensors_sha256") or str(Path(path).resolve())
         if key in seen:  # applied twice it would act as one adapter at the sum of the scales
             raise ConfigError(f"--lora {path!r} gives the same adapter as --lora {seen[key]!r}; give it once, with the "
-                              "scale wanted (PATH:SCALE)")
+                              "scale wanted (PATH:SCALE; in Python a (path, scale) pair)")
         seen[key] = path
         if abs(scale) > LARGE_LORA_SCALE:
             warnings.warn(f"--lora {path!r}: scale {scale:g} is far outside the usual 0-2; samples will likely break",

@@ -54,4 +54,10 @@ def fast_adapters(model, loras: list[str] | None) -> list[str]:
     adapter = default_lcm_adapter()
     if adapter is None:
         raise ValueError(f"--fast: this install has no consistency adapter at {str(DEFAULT_LCM)!r}")
+    from vdmkit.backbones.lora import parse_lora_argument
+
+    for value in loras or []:  # said as "--lora X gives the same adapter as --lora X" (sweep 26A)
+        if Path(parse_lora_argument(value)[0]).resolve() == adapter.resolve():
+            raise ValueError(f"--fast applies the consistency adapter {str(adapter)!r} already: drop --lora {value!r} "
+                             "(or drop --fast and give it as --lora PATH:SCALE for another scale)")
     return [str(adapter), *(loras or [])]
