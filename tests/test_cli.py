@@ -514,7 +514,7 @@ def test_an_interrupted_prompts_run_is_finished_by_resume(run_dir, tmp_path, mon
     assert "holds videos that are no line of this --prompts file (00001.mp4" in capsys.readouterr().err
     single = ["sample", "--model", str(run_dir), "--prompt", "x", "--out", str(tmp_path / "x.mp4")]
     assert cli.main([*single, "--resume"]) == 2
-    assert "--resume (it finishes a --prompts run): not used by this request; drop them" in capsys.readouterr().err
+    assert "--resume (it finishes a --prompts run): not used by this request; drop it" in capsys.readouterr().err
 
 
 def test_a_random_seed_run_resumes_on_the_seed_it_drew(run_dir, tmp_path, monkeypatch, capsys):

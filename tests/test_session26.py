@@ -75,3 +75,40 @@ def test_a_safetensors_report_name_is_not_called_a_video(tmp_path, capsys):
     assert cli.main([*SHAPES, "--fake", "noise", "--out", str(tmp_path / "r.safetensors")]) == 2
     err = capsys.readouterr().err
     assert "this writes a report: use one of .json" in err and "video" not in err
+
+
+# ---- 26C: adapters across the commands -----------------------------------------------------------------------
+
+def test_search_schedule_refuses_force_lora_alone(tmp_path, capsys):
+    from vdmkit import cli
+
+    model, _ = _default()
+    assert cli.main(["search-schedule", "--model", str(model), "--steps", "4", "--force-lora",
+                     "--out", str(tmp_path / "s.json"), "--no-progress"]) == 2  # searched without a word before
+    assert "--force-lora applies --lora adapters trained on another base" in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())
+
+
+def test_a_missing_adapter_file_is_named_as_an_adapter_and_one_stray_option_is_it(tmp_path, capsys):
+    from vdmkit import cli
+
+    model, _ = _default()
+    missing = tmp_path / "none.safetensors"
+    assert cli.main(["sample", "--prompt", "x", "--lora", str(missing), "--out", str(tmp_path / "v.mp4")]) == 2
+    assert f"LoRA adapter file {str(missing)!r} not found" in capsys.readouterr().err  # "weights file" before
+    assert cli.main(["sample", "--prompt", "x", "--force-lora", "--out", str(tmp_path / "v.mp4")]) == 2
+    assert "--force-lora: not used by this request; drop it" in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())
+
+
+def test_the_evaluate_function_is_not_shadowed_by_its_module():
+    """`vdmkit eval` imports vdmkit.evaluation.evaluate (the module) first; a later `from vdmkit.evaluation import
+    evaluate` then gave the module, not the function (found by a test of session 26)."""
+    import subprocess
+    import sys
+
+    code = ("import importlib, types, vdmkit.evaluation.evaluate; from vdmkit.evaluation import evaluate; "
+            "assert isinstance(evaluate, types.FunctionType), evaluate; "
+            "assert importlib.import_module('vdmkit.evaluation.evaluate').evaluate is evaluate; print('ok')")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr

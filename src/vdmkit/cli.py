@@ -126,7 +126,8 @@ def _cmd_sample(args) -> int:
     if stray:  # the hint for image-to-video's own options only (it was given for --out, --force-lora, --resume)
         image_options = ("--condition-mode", "--noise-level", "--reconstruction-weight")
         hint = " (image-to-video's need --image)" if any(f.startswith(image_options) for f in stray) else ""
-        raise ValueError(f"{', '.join(stray)}: not used by this request{hint}; drop them")
+        pronoun = "them" if len(stray) > 1 else "it"
+        raise ValueError(f"{', '.join(stray)}: not used by this request{hint}; drop {pronoun}")
     args.out, args.condition_mode = args.out or "sample.mp4", args.condition_mode or "auto"
     args.noise_level = 0.0 if args.noise_level is None else args.noise_level
     if args.image is not None or args.image_guidance is not None:
@@ -558,8 +559,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="torch CPU threads (0 = the CPUs other work leaves free; recorded in the sidecar)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar over the sampler's steps")
     p.add_argument("--lora", action="append", metavar="PATH[:SCALE]",
-                   help="apply a LoRA adapter (.safetensors from train.lora), its delta times SCALE (default 1); "
-                   "repeat for several")
+                   help="apply a LoRA adapter (.safetensors from train.lora or distill), its delta times SCALE "
+                   "(default 1); repeat for several")
     p.add_argument("--force-lora", action="store_true", help="apply --lora adapters trained on another base model")
     p.add_argument("--fast", action="store_true", help="the default model with its consistency adapter: 4 lcm steps")
     p.add_argument("--device", default="auto", help=DEVICES_HELP)

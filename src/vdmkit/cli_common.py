@@ -274,6 +274,15 @@ def step_bar(args, label: str = "sampling", *, total: int | None = None, show: b
         yield lambda *_: bar.update(1)
 
 
+def fast_model(model: str | None, loras: list[str] | None, command: str) -> tuple[str, list[str]]:
+    """--fast: (the bundled default model, checked against ``model`` when one is given; its consistency adapter
+    before ``loras``)."""
+    from vdmkit.pipelines.default import fast_adapters
+
+    loras = fast_adapters(model, loras)
+    return str(model_or_default(model, command)), loras
+
+
 def sampling_adapters(values: list[str], ckpt, force: bool, config) -> tuple[list[tuple], object]:
     """--lora PATH[:SCALE] ... read and checked before any weights load (:func:`vdmkit.pipelines.adapters.
     sampling_adapters`: the (adapter, scale) pairs, and ``config`` with the sampling defaults they record)."""

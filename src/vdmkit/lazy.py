@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib
 import sys
+import types
 
 
 def lazy_exports(package: str, exports: dict[str, tuple[str, ...]]):
@@ -24,6 +25,19 @@ def lazy_exports(package: str, exports: dict[str, tuple[str, ...]]):
     def __dir__():
         return sorted(where)
 
+    # A submodule named as an export (evaluation.evaluate): importing it first (`vdmkit eval` does) made the import
+    # system set the package's attribute to the submodule, which __getattr__ never corrected, so a later
+    # `from vdmkit.evaluation import evaluate` gave the module (sweep 26A's test). Such a binding is refused here; the
+    # submodule stays in sys.modules, where `from vdmkit.evaluation.evaluate import X` and importlib find it.
+    shadowed = {name for name, module in where.items() if module == f"{package}.{name}"}
+    if shadowed:
+        class Package(types.ModuleType):
+            def __setattr__(self, name, value):
+                if name in shadowed and isinstance(value, types.ModuleType):
+                    return
+                super().__setattr__(name, value)
+
+        sys.modules[package].__class__ = Package
     return __getattr__, __dir__, tuple(sorted(where))
 
 

@@ -484,7 +484,9 @@ def read_adapter(path: str | os.PathLike) -> AdapterFile:
     from vdmkit.io.checkpoint import load_tensors
 
     path = Path(path)
-    tensors = load_tensors(path)  # refuses a missing, truncated or non-safetensors file with a clear error
+    if not path.exists():  # "weights file ... not found" sounded like the model's weights (sweep 26C)
+        raise ConfigError(f"LoRA adapter file {str(path)!r} not found")
+    tensors = load_tensors(path)  # refuses a truncated or non-safetensors file with a clear error
     with safe_open(str(path), "pt") as f:
         raw = (f.metadata() or {}).get("vdmkit")
     try:

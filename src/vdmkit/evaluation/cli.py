@@ -71,11 +71,9 @@ def _cmd_eval(args) -> int:
     if args.force_lora and not args.lora:  # as sample refuses it, --fast or not
         raise ValueError("--force-lora applies --lora adapters trained on another base: give --lora PATH")
     if args.fast:  # the bundled default model (--fake left out, or its folder) with its consistency adapter
-        from vdmkit.cli_common import model_or_default
-        from vdmkit.pipelines.default import fast_adapters
+        from vdmkit.cli_common import fast_model
 
-        args.lora = fast_adapters(args.fake, args.lora)
-        args.fake = str(model_or_default(args.fake, "eval --fast"))
+        args.fake, args.lora = fast_model(args.fake, args.lora, "eval --fast")
     if args.real is None or args.fake is None:
         raise ValueError("eval needs --real DIR|shapes and --fake DIR|MODEL_DIR|shapes|noise (or --fast: the "
                          "default model with its consistency adapter) (or: vdmkit eval compare A.json B.json)")

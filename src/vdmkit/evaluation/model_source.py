@@ -17,7 +17,7 @@ import torch
 
 from vdmkit.errors import ConfigError, ConstraintError, DatasetError, SampleCountWarning
 from vdmkit.evaluation.protocols import Protocol
-from vdmkit.evaluation.sources import Sample
+from vdmkit.evaluation.sample import Sample
 from vdmkit.sampling.generate import offset_seed
 
 PROTOCOL_SAMPLER, PROTOCOL_STEPS = "ddim", 50  # a model's sampling when neither the command nor an adapter says

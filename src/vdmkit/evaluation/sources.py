@@ -12,7 +12,6 @@ import json
 import re
 import warnings
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -36,6 +35,7 @@ from vdmkit.evaluation.annotations import (
     window_text,
 )
 from vdmkit.evaluation.protocols import CLIP_SAMPLINGS, Protocol, clip_span
+from vdmkit.evaluation.sample import Sample
 from vdmkit.io.decode import VIDEO_SUFFIXES, ClipTooLargeError, decode
 from vdmkit.video import resize_cover
 
@@ -45,18 +45,7 @@ GIF_DELAY_ROUNDING_S = 0.0051  # a GIF stores frame delays in hundredths of a se
 MOTION_METRICS = ("fvd", "kvd")  # the metrics whose features see motion: the clips' time span matters
 
 
-# ---- samples and clips ---------------------------------------------------------------------------
-
-@dataclass
-class Sample:
-    """One clip ``video (3, T, H, W)`` in [-1, 1] and what is known about it."""
-
-    name: str
-    video: torch.Tensor
-    caption: str | None = None
-    label: str | None = None
-    attributes: dict | None = None
-    record: dict = field(default_factory=dict)  # provenance: file, start frame, seed, ...
+# ---- clips -------------------------------------------------------------------------------------
 
 
 def prepare_clip(frames: np.ndarray, start: int, protocol: Protocol) -> torch.Tensor:

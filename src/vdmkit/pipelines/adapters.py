@@ -44,7 +44,14 @@ def read_adapters(values, ckpt, force: bool) -> list[tuple]:
             raise ConfigError(f"a LoRA adapter is a path, 'PATH:SCALE' or a (path, scale) pair, got "
                               f"{type(value).__name__}")
         adapter = read_adapter(path)
-        check_base(adapter, base, force=force, override="--force-lora applies it anyway (force_lora=True in Python)")
+        try:
+            check_base(adapter, base, force=force,
+                       override="--force-lora applies it anyway (force_lora=True in Python)")
+        except ConfigError as err:
+            if getattr(ckpt, "inflated", False) and getattr(ckpt, "adapter", None) is None:  # (sweep 26C)
+                raise ConfigError(f"{err}; a Stable Diffusion folder is sampled with the AnimateDiff motion modules "
+                                  "an adapter was trained with: give the same --motion-adapter") from None
+            raise
         key = adapter.header.get("tensors_sha256") or str(Path(path).resolve())
         if key in seen:  # applied twice it would act as one adapter at the sum of the scales
             raise ConfigError(f"--lora {path!r} gives the same adapter as --lora {seen[key]!r}; give it once, with the "
@@ -62,5 +69,7 @@ def sampling_adapters(values, ckpt, force: bool, config) -> tuple[list[tuple], o
     a scale other than 0: lcm, its steps, no guidance), as sample, the tasks, search-schedule and eval take them."""
     from vdmkit.pipelines.base import with_adapter_sampling
 
+    if force and not values:  # search-schedule took it without a word (sweep 26C); sample and the tasks refused it
+        raise ConfigError("--force-lora applies --lora adapters trained on another base: give --lora PATH")
     adapters = read_adapters(values, ckpt, force)
     return adapters, with_adapter_sampling(config, [adapter for adapter, scale in adapters if scale != 0])
