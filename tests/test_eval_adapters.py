@@ -88,7 +88,7 @@ def test_bad_adapters_are_refused_before_any_work(tmp_path, capsys):
     broken = tmp_path / "broken.safetensors"
     broken.write_bytes(LCM.read_bytes()[:200])
     for extra, message in (
-            (["--fake", "noise", "--lora", str(LCM)], "apply to a model as the fake set; 'noise' is not one"),
+            (["--fake", "noise", "--lora", str(LCM)], "applies to a model as the fake set; 'noise' is not one"),
             (["--fake", str(DEFAULT), "--force-lora"], "--force-lora applies --lora adapters"),
             (["--fake", str(tmp_path), "--fast"], "--fast applies the bundled default model"),
             (["--fake", str(DEFAULT), "--lora", f"{LCM}:abc"], "'abc' after the last ':' is not a number"),
@@ -139,3 +139,51 @@ def test_an_sd_folder_with_its_motion_adapter_is_evaluated_as_animatediff(tmp_pa
     assert with_motion["fake"]["motion_adapter"] == str(adapter.absolute())
     assert without["fake"]["motion_adapter"] is None
     assert with_motion["metrics"]["psnr"]["value"] != without["metrics"]["psnr"]["value"]  # the modules count
+
+
+# ---- the rest of a model's sampling request: negative prompt, guidance rescale, timesteps (a list or searched) ---
+
+def test_a_searched_schedule_a_negative_prompt_and_rescale_are_sampled_as_sample_takes_them():
+    """eval sampled a model without its searched schedule (`--timesteps auto`), a negative prompt or guidance
+    rescale, which `sample` takes (before session 26): each is now applied and recorded with the fake set."""
+    import json as json_module
+
+    from vdmkit.pipelines import TextToVideo
+    from vdmkit.sampling.generate import offset_seed
+
+    options = {"timesteps": "auto", "negative_prompt": "a green square", "guidance_rescale": 0.5}
+    src = source(sampler="dpmpp_2m", steps=8, options=options)
+    videos = torch.stack([s.video for s in src.samples()])
+    described = src.describe()
+    searched = json_module.loads((DEFAULT / "schedules.json").read_text())
+    assert described["timesteps"] == searched["schedules"]["dpmpp_2m/8/guidance=3"]["timesteps"]
+    assert (described["negative_prompt"], described["guidance_rescale"], described["steps"]) == ("a green square",
+                                                                                                  0.5, 8)
+    assert described["schedules"] == str(DEFAULT / "schedules.json")
+    pipe = TextToVideo.from_pretrained(DEFAULT)
+    expected = torch.cat([pipe([p], frames=4, sampler="dpmpp_2m", steps=8, seed=offset_seed(7, i), **options)
+                          for i, (p, _, _) in enumerate(PROMPTS)])
+    assert (videos - expected.clamp(-1, 1)).abs().max() < 1e-4
+    plain = torch.stack([s.video for s in source(sampler="dpmpp_2m", steps=8).samples()])
+    assert (plain - videos).abs().max() > 0.05  # the options count
+    listed = source(options={"timesteps": [999, 500, 1]})
+    assert (listed.steps, listed.describe()["timesteps"], listed.describe()["schedules"]) == (3, [999, 500, 1], None)
+
+
+def test_bad_sampling_options_are_refused_before_any_work(tmp_path, capsys):
+    common = ["eval", "--protocol", "shapes", "--real", "shapes", "--num-real", "2", "--num-fake", "2", "--frames",
+              "4", "--metrics", "shapes", "--no-progress", "--out", str(tmp_path / "r.json")]
+    for extra, message in (
+            (["--fake", str(DEFAULT), "--schedules", str(tmp_path / "s.json")], "is read by timesteps='auto'"),
+            (["--fake", str(DEFAULT), "--sample-steps", "7", "--timesteps", "auto"], "no searched schedule"),
+            (["--fake", str(DEFAULT), "--timesteps", "999,,1"], "has an empty item"),
+            (["--fake", str(DEFAULT), "--timesteps", "999,500,1", "--sample-steps", "8"], "the list sets the steps"),
+            (["--fake", str(DEFAULT), "--guidance", "1", "--negative-prompt", "x"], "negative"),
+            (["--fake", "noise", "--negative-prompt", "x"], "negative_prompt (--negative-prompt) applies to a model"),
+            (["compare", "a.json", "b.json", "--timesteps", "auto"], "--timesteps do(es) not apply to eval compare")):
+        assert cli.main(common + extra) == 2, extra
+        assert message in capsys.readouterr().err, extra
+    assert not list(tmp_path.iterdir())
+    with pytest.raises(ConfigError, match="unknown sampling option\\(s\\) 'eta'"):
+        evaluate("shapes", DEFAULT, protocol="shapes", metrics="shapes", frames=4, num_real=2, num_fake=2,
+                 sample_options={"eta": 1.0}, progress=False)

@@ -44,7 +44,7 @@ def test_adapter_flags_are_refused_by_compare_and_before_the_ignored_warning(tmp
     assert "--lora do(es) not apply to eval compare" in capsys.readouterr().err
     assert cli.main([*SHAPES, "--fake", "noise", "--lora", str(adapter), "--sample-steps", "3"]) == 2
     err = capsys.readouterr().err
-    assert "apply to a model as the fake set; 'noise' is not one" in err and "ignored" not in err  # said before
+    assert "applies to a model as the fake set; 'noise' is not one" in err and "ignored" not in err  # said before
 
 
 def test_evaluate_refuses_force_lora_alone_and_reads_a_pair_as_one_adapter():

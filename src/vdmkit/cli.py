@@ -16,7 +16,7 @@ from vdmkit.cli_common import model_or_default as _model_or_default, report as _
 from vdmkit.cli_common import (Terminated, command_warnings, finished_lines, interrupt_message, refuse_earlier_videos,
                                read_latents, resumed_seed, terminate_as_interrupt)
 from vdmkit.cli_common import check_outputs, command_inputs, refuse_replacing_inputs, strip_path
-from vdmkit.cli_common import seed as _seed
+from vdmkit.cli_common import seed as _seed, timesteps_argument as _timesteps
 from vdmkit.device import COMPILE_MODES, DEVICES_HELP, apply_threads, keep_freed_memory
 from vdmkit.errors import ConfigError, VdmkitError
 from vdmkit.tasks_cli import condition_options
@@ -85,22 +85,6 @@ def _cmd_cache_latents(args) -> int:
     out = write_latent_cache(cfg, args.samples, args.out, batch_size=args.batch_size, progress=not args.no_progress)
     print(f"cached {args.samples} latents in {out}; train on them with latent.cache={out}")
     return 0
-
-
-def _timesteps(text: str | None) -> list | str | None:
-    """'999,759,499' -> [999, 759, 499]; floats stay floats (continuous-time models); 'auto' stays (a searched
-    schedule)."""
-    if text is None or text == "auto":
-        return text
-    items = text.split(",")
-    items = items[:-1] if len(items) > 1 and not items[-1].strip() else items  # one trailing comma is taken
-    if not all(v.strip() for v in items):  # '999,,500' sampled [999, 500], a typo unnoticed (sweep 21D)
-        raise ConfigError(f"--timesteps {text!r} has an empty item; give comma-separated numbers, e.g. 999,500,1")
-    try:
-        values = [float(v) for v in items]
-    except ValueError as err:
-        raise ValueError(f"--timesteps must be comma-separated numbers, got {text!r}") from err
-    return [int(v) if v.is_integer() and all(u.is_integer() for u in values) else v for v in values]
 
 
 def _cmd_sample(args) -> int:

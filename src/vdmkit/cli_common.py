@@ -274,6 +274,24 @@ def step_bar(args, label: str = "sampling", *, total: int | None = None, show: b
         yield lambda *_: bar.update(1)
 
 
+def timesteps_argument(text: str | None) -> list | str | None:
+    """'999,759,499' -> [999, 759, 499]; floats stay floats (continuous-time models); 'auto' stays (a searched
+    schedule)."""
+    from vdmkit.errors import ConfigError
+
+    if text is None or text == "auto":
+        return text
+    items = text.split(",")
+    items = items[:-1] if len(items) > 1 and not items[-1].strip() else items  # one trailing comma is taken
+    if not all(v.strip() for v in items):  # '999,,500' sampled [999, 500], a typo unnoticed (sweep 21D)
+        raise ConfigError(f"--timesteps {text!r} has an empty item; give comma-separated numbers, e.g. 999,500,1")
+    try:
+        values = [float(v) for v in items]
+    except ValueError as err:
+        raise ValueError(f"--timesteps must be comma-separated numbers, got {text!r}") from err
+    return [int(v) if v.is_integer() and all(u.is_integer() for u in values) else v for v in values]
+
+
 def fast_model(model: str | None, loras: list[str] | None, command: str) -> tuple[str, list[str]]:
     """--fast: (the bundled default model, checked against ``model`` when one is given; its consistency adapter
     before ``loras``)."""

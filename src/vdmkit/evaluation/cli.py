@@ -34,7 +34,8 @@ def _sha_pins(items: list[str] | None) -> dict[str, str]:
 def _cmd_eval(args) -> int:
     action = args.action or "run"
     if action == "compare" or args.compare:
-        ignored = [flag for flag in ("html", "out", "lora", "force_lora", "fast", "motion_adapter")
+        ignored = [flag for flag in ("html", "out", "lora", "force_lora", "fast", "motion_adapter", "negative_prompt",
+                                     "guidance_rescale", "timesteps", "schedules")
                    if getattr(args, flag, None)]
         if ignored:  # they were accepted and nothing was written (a review, 2026-12-06); the adapters' (sweep 26A)
             raise ValueError(f"{', '.join('--' + f.replace('_', '-') for f in ignored)} do(es) not apply to eval "
@@ -52,7 +53,11 @@ def _cmd_eval(args) -> int:
             raise ValueError(f"eval train-classifier trains on the CPU (a few minutes); drop --device {args.device}")
         given = [flag for flag, value in (("--real", args.real), ("--fake", args.fake), ("--metrics", args.metrics),
                                           ("--html", args.html), ("--lora", args.lora), ("--fast", args.fast or None),
-                                          ("--motion-adapter", args.motion_adapter)) if value is not None]
+                                          ("--motion-adapter", args.motion_adapter),
+                                          ("--negative-prompt", args.negative_prompt),
+                                          ("--guidance-rescale", args.guidance_rescale),
+                                          ("--timesteps", args.timesteps),
+                                          ("--schedules", args.schedules)) if value is not None]
         if given:
             raise ValueError(f"eval train-classifier takes --out, --train-steps, --seed, --threads and --batch-size; "
                              f"drop {', '.join(given)}")
@@ -77,7 +82,7 @@ def _cmd_eval(args) -> int:
     if args.real is None or args.fake is None:
         raise ValueError("eval needs --real DIR|shapes and --fake DIR|MODEL_DIR|shapes|noise (or --fast: the "
                          "default model with its consistency adapter) (or: vdmkit eval compare A.json B.json)")
-    from vdmkit.cli_common import check_runner, weights_dtype
+    from vdmkit.cli_common import check_runner, timesteps_argument, weights_dtype
     from vdmkit.device import resolve_device
     from vdmkit.errors import SampleCountWarning
     from vdmkit.evaluation.evaluate import evaluate
@@ -98,8 +103,10 @@ def _cmd_eval(args) -> int:
     from vdmkit.io.video import check_output_path
 
     fake_model = args.fake not in (SHAPES_KEYWORD, NOISE_KEYWORD) and is_model_dir(Path(args.fake))
+    options = {"negative_prompt": args.negative_prompt, "guidance_rescale": args.guidance_rescale,
+               "timesteps": timesteps_argument(args.timesteps), "schedules": args.schedules}
     if not fake_model:  # refused before the sampling options are said to be ignored (sweep 26A)
-        refuse_adapters(args.fake, args.lora, args.force_lora, args.motion_adapter)
+        refuse_adapters(args.fake, args.lora, args.force_lora, args.motion_adapter, options)
         ignored = [flag for flag, value, default in (
             ("--sampler", args.sampler, None), ("--sample-steps", args.sample_steps, None),
             ("--guidance", args.guidance, None),
@@ -133,6 +140,7 @@ def _cmd_eval(args) -> int:
                       manifest=args.manifest, expected_sha256=_sha_pins(args.weights_sha256),
                       sample_steps=args.sample_steps, guidance=args.guidance, sampler=args.sampler,
                       lora=args.lora, force_lora=args.force_lora, motion_adapter=args.motion_adapter,
+                      sample_options=options,
                       frames=args.frames, stride=args.stride,
                       resolution=args.resolution,
                       num_real=args.num_real, num_fake=args.num_fake, seed=args.seed, video_extractor=args.extractor,
@@ -199,7 +207,7 @@ def _check_outputs(args) -> None:
         "eval", [("--out", args.out), ("--html", args.html)],
         files=[("--captions", args.captions), ("--annotations", args.annotations), ("--real-split", args.real_split),
                ("--manifest", args.manifest), *[("--lora", parse_lora_argument(item)[0]) for item in args.lora or []],
-               ("--motion-adapter", file(args.motion_adapter)),
+               ("--motion-adapter", file(args.motion_adapter)), ("--schedules", args.schedules),
                ("--lpips-backbone", file(args.lpips_backbone)), ("--lpips-heads", file(args.lpips_heads))],
         folders=[("--weights", args.weights), ("--clip", args.clip), ("--motion-adapter", folder(args.motion_adapter)),
                  ("--lpips-backbone", folder(args.lpips_backbone)),
@@ -297,6 +305,15 @@ def register(sub) -> None:
                    "it; a consistency adapter's own, lcm; `vdmkit sample --list-samplers` lists them)")
     p.add_argument("--sample-steps", type=int, help="sampler steps when --fake is a model (default 50; a consistency "
                    "adapter's own, 4)")
+    p.add_argument("--negative-prompt", help="when --fake is a model: the prompt guidance steers away from (as "
+                   "`sample --negative-prompt`; recorded)")
+    p.add_argument("--guidance-rescale", type=float, help="when --fake is a model: rescale the guided prediction's "
+                   "std (as `sample --guidance-rescale`; recorded)")
+    p.add_argument("--timesteps", help="when --fake is a model: comma-separated timesteps (their count sets the "
+                   "steps), or 'auto': the schedule `vdmkit search-schedule` saved for the model, its adapters, "
+                   "--sampler and --sample-steps (recorded as sampled)")
+    p.add_argument("--schedules", help="with --timesteps auto: the schedules file (default: the model's "
+                   "schedules.json)")
     p.add_argument("--lora", action="append", metavar="PATH[:SCALE]", help="when --fake is a model: apply a LoRA "
                    "adapter (.safetensors from train.lora or distill), its delta times SCALE (default 1); repeat for "
                    "several; recorded with the fake set (path, sha256, scale)")

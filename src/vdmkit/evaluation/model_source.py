@@ -31,13 +31,13 @@ class ModelSource:
     def __init__(self, path, protocol: Protocol, n: int, prompts, *, size: int, steps: int | None,
                  guidance: float | None, sampler: str | None, batch_size: int, seed: int, device=None,
                  dtype: str = "fp32", compiled: str | None = None, cuda_graphs: bool = False, precision: str = "fp32",
-                 lora=None, force_lora: bool = False, motion_adapter=None):
+                 lora=None, force_lora: bool = False, motion_adapter=None, options: dict | None = None):
         self.frames = protocol.frames
         self.dtype, self.compiled, self.cuda_graphs = dtype, compiled, cuda_graphs
         self.model = open_model(path, frames=self.frames, size=size, steps=steps, guidance=guidance, sampler=sampler,
                                 seed=seed, device=device, dtype=dtype, compiled=compiled, cuda_graphs=cuda_graphs,
                                 batch=max(1, min(batch_size, n)), precision=precision, lora=lora,
-                                force_lora=force_lora, motion_adapter=motion_adapter)
+                                force_lora=force_lora, motion_adapter=motion_adapter, options=options)
         self.directory, self.size = self.model.directory, self.model.size
         if not prompts:
             raise DatasetError("the real set gives no prompts to sample the model with")
@@ -67,7 +67,8 @@ class ModelSource:
     def describe(self) -> dict:
         return {"kind": self.kind, "path": str(self.directory), "model_sha256": self.model_sha256,
                 "used": self.used, "sampler": self.sampler, "steps": self.steps, "guidance": self.guidance,
-                "sampling_defaults": self.model.sampling_defaults, "lora": self.model.adapters or None,
+                "sampling_defaults": self.model.sampling_defaults, **self.model.options,
+                "lora": self.model.adapters or None,
                 "motion_adapter": self.model.motion_adapter,
                 "seed": self.seed, "batch_size": self.batch_size, "frames": self.frames, "size": self.size,
                 "dtype": self.dtype, "precision": self.model.precision, "compiled": self.compiled,
@@ -91,12 +92,13 @@ class OpenedModel:
     sampling_defaults: str = "protocol"  # where a sampler or steps not given come from: "protocol" or "adapter"
     adapters: list[dict] = field(default_factory=list)  # the LoRA files applied: path, sha256, scale
     motion_adapter: str | None = None
+    options: dict = field(default_factory=dict)  # the request's negative prompt, guidance rescale, timesteps
 
 
 def open_model(path, *, frames: int, size: int, steps: int | None, guidance: float | None, sampler: str | None,
                seed: int, device=None, dtype: str = "fp32", compiled: str | None = None,
                cuda_graphs: bool = False, batch: int = 1, precision: str = "fp32", lora=None,
-               force_lora: bool = False, motion_adapter=None) -> OpenedModel:
+               force_lora: bool = False, motion_adapter=None, options: dict | None = None) -> OpenedModel:
     """The checkpoint at ``path`` (a checkpoint or run directory, or a diffusers folder with its ``motion_adapter``),
     with the LoRA adapters ``lora`` (paths, ``PATH:SCALE`` strings or (path, scale) pairs; trained on this base unless
     ``force_lora``), the request of ``batch`` videos at a time validated against its config and the memory
@@ -105,7 +107,10 @@ def open_model(path, *, frames: int, size: int, steps: int | None, guidance: flo
     over fp16 weights: ConfigError). ``sampler`` / ``steps`` None: the adapter's where one records them, else ddim
     and 50. ``compiled``: "package": the model calls of the full batches run through a compiled package
     (Pipeline.compile; a smaller last batch runs eager rather than compiling again); "regional": its blocks compiled.
-    ``cuda_graphs``: replayed from CUDA graphs (Pipeline.cuda_graphs)."""
+    ``cuda_graphs``: replayed from CUDA graphs (Pipeline.cuda_graphs). ``options``: more of the request, as
+    ``TextToVideo.request`` takes them: ``negative_prompt``, ``guidance_rescale``, ``timesteps`` (a list, whose
+    length sets the steps, or "auto": the schedule `vdmkit search-schedule` saved for the model, its adapters, the
+    sampler and steps, from ``schedules`` or the model's schedules.json)."""
     from vdmkit.io.checkpoint import sha256_file
     from vdmkit.pipelines import TextToVideo, make_request
     from vdmkit.pipelines import open_model as open_pipeline_model
@@ -121,14 +126,28 @@ def open_model(path, *, frames: int, size: int, steps: int | None, guidance: flo
     adapters, config = sampling_adapters(adapter_items(lora), ckpt, force_lora, config)  # read and checked here
     recorded = any(isinstance(a.header.get("sampling"), dict) for a, scale in adapters if scale != 0)
     sampler = sampler if sampler is not None else config.sampling.sampler if recorded else PROTOCOL_SAMPLER
-    steps = steps if steps is not None else config.sampling.steps if recorded else PROTOCOL_STEPS
+    options = check_options(options)
+    listed = isinstance(options.get("timesteps"), list)  # a list of timesteps sets the steps
+    steps = steps if steps is not None or listed else config.sampling.steps if recorded else PROTOCOL_STEPS
+    searched = {}
+    if options.get("timesteps") == "auto":  # where the schedule is and what it is keyed by: the weights, adapters
+        from vdmkit.pipelines.base import weights_identities
+        from vdmkit.sampling.schedule_search import SCHEDULES_FILE, schedule_identity
+
+        searched = {"schedules": Path(options.get("schedules") or Path(ckpt.directory) / SCHEDULES_FILE),
+                    "model_sha256": [schedule_identity(sha, [(sha256_file(a.path), s) for a, s in adapters])
+                                     for sha in weights_identities(ckpt)]}
+    elif options.get("schedules") is not None:
+        raise ConfigError("schedules (--schedules) is read by timesteps='auto' (--timesteps auto); give both")
     try:  # the request's own check says "height and width": eval sets both with --resolution
         config.check_pixels(size, size)
         config.model.check_shape(*config.latent_size(1, size, size))
     except ConstraintError as err:
         raise ConstraintError(f"--resolution {size} does not fit the model {str(ckpt.directory)!r}: {err}") from err
+    asked = {k: v for k, v in options.items() if k != "schedules"}
     request = make_request(config, ["a prompt"] * batch, frames=frames, height=size, width=size, steps=steps,
-                           guidance=guidance, seed=seed, sampler=sampler, precision=precision)
+                           guidance=guidance, seed=seed, sampler=sampler, precision=precision, **asked, **searched)
+    steps = request.steps  # (a list of timesteps: its length)
     computes = effective_precision(precision, dtype, device or "cpu")  # bf16 asked of fp16 weights: ConfigError
     if runs_eager_under_autocast(compiled, cuda_graphs, precision, dtype):  # as `sample` refuses it
         raise ConfigError("a compiled package or CUDA graphs run the model in its weights' dtype: under precision "
@@ -150,15 +169,32 @@ def open_model(path, *, frames: int, size: int, steps: int | None, guidance: flo
             if cuda_graphs:
                 pipe.cuda_graphs()
         # run(request()): pipe() would warn of frames beyond the model's and advise long_video, which eval cannot use
-        videos = pipe.run(pipe.request(prompts, frames=frames, height=size, width=size, steps=steps, sampler=sampler,
-                                       guidance=request.guidance, seed=seeds, precision=precision))
+        videos = pipe.run(pipe.request(prompts, frames=frames, height=size, width=size,
+                                       steps=None if listed else steps, sampler=sampler, guidance=request.guidance,
+                                       seed=seeds, precision=precision, **asked, **searched))
         if compiled == "package":
             pipe.compiled.compile_new = False  # the first batch's size has its package; others run eager
         return videos.cpu(), pipe.model_sha256
 
     return OpenedModel(ckpt.directory, size, sample, computes, request.guidance, sampler, steps,
                        "adapter" if recorded else "protocol",
-                       records, None if motion_adapter is None else str(Path(motion_adapter).absolute()))
+                       records, None if motion_adapter is None else str(Path(motion_adapter).absolute()),
+                       {"negative_prompt": request.negative_prompt, "guidance_rescale": request.guidance_rescale,
+                        "timesteps": request.ts.tolist() if "timesteps" in asked else None,  # (auto: as searched)
+                        "schedules": str(searched["schedules"]) if searched else None})
+
+
+OPTIONS = ("negative_prompt", "guidance_rescale", "timesteps", "schedules")
+
+
+def check_options(options) -> dict:
+    """A model's further sampling options (None: none), their names checked: ConfigError naming the ones taken."""
+    options = dict(options or {})
+    unknown = sorted(set(options) - set(OPTIONS))
+    if unknown:
+        raise ConfigError(f"unknown sampling option(s) {', '.join(map(repr, unknown))}; eval takes "
+                          f"{', '.join(OPTIONS)}")
+    return {k: v for k, v in options.items() if v is not None}
 
 
 def eval_advice(batch: int, frames: int, size: int, dtype: str) -> str:

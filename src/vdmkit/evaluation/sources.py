@@ -486,7 +486,7 @@ def build_sources(real, fake, protocol: Protocol, *, annotations=None, real_spli
                   sample_steps: int | None = None, guidance: float | None = None, sampler: str | None = None,
                   batch_size: int = 8, device=None, sample_dtype: str = "fp32", compile_model: str | None = None,
                   cuda_graphs: bool = False, sample_precision: str = "fp32", lora=None, force_lora: bool = False,
-                  motion_adapter=None):
+                  motion_adapter=None, sample_options: dict | None = None):
     """Resolve ``--real`` and ``--fake`` into sources (no decoding, no weights; a model's LoRA adapters are read and
     checked)."""
     real, fake = str(real), str(fake)
@@ -497,7 +497,7 @@ def build_sources(real, fake, protocol: Protocol, *, annotations=None, real_spli
     if fake not in (SHAPES_KEYWORD, NOISE_KEYWORD) and is_model_dir(Path(fake)):
         model_size, model_data = _model_size(fake, motion_adapter)
     else:
-        refuse_adapters(fake, lora, force_lora, motion_adapter)
+        refuse_adapters(fake, lora, force_lora, motion_adapter, sample_options)
     if real == SHAPES_KEYWORD:
         n_real = protocol.num_real or 256
         real_src = ShapesSource(_shapes_config(protocol, protocol.seed, model_data), n_real)
@@ -537,19 +537,22 @@ def build_sources(real, fake, protocol: Protocol, *, annotations=None, real_spli
                                sampler=sampler, batch_size=batch_size, seed=protocol.seed, device=device,
                                dtype=sample_dtype, compiled=compile_model, cuda_graphs=cuda_graphs,
                                precision=sample_precision, lora=lora, force_lora=force_lora,
-                               motion_adapter=motion_adapter)
+                               motion_adapter=motion_adapter, options=sample_options)
     else:
         fake_src = FolderSource(fake, protocol, "fake", limit=protocol.num_fake, annotations=annotations)
     return real_src, fake_src
 
 
-def refuse_adapters(fake, lora, force_lora: bool, motion_adapter) -> None:
-    """ConfigError for adapters given with a fake set that is no model (a folder of videos, a generator): nothing to
-    apply them to."""
+def refuse_adapters(fake, lora, force_lora: bool, motion_adapter, options: dict | None = None) -> None:
+    """ConfigError for adapters or sampling options given with a fake set that is no model (a folder of videos, a
+    generator): nothing to apply them to."""
     given = [name for name, value in (("lora (--lora, --fast)", lora), ("force_lora (--force-lora)", force_lora),
-                                      ("motion_adapter (--motion-adapter)", motion_adapter)) if value]
+                                      ("motion_adapter (--motion-adapter)", motion_adapter),
+                                      *((f"{k} (--{k.replace('_', '-')})", v) for k, v in (options or {}).items()))
+             if value]
     if given:
-        raise ConfigError(f"{', '.join(given)} apply to a model as the fake set; {str(fake)!r} is not one")
+        verb = "applies" if len(given) == 1 else "apply"
+        raise ConfigError(f"{', '.join(given)} {verb} to a model as the fake set; {str(fake)!r} is not one")
 
 
 def _caption_files(root: Path) -> list[str]:
