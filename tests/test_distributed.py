@@ -539,7 +539,7 @@ from vdmkit.errors import ConstraintError, OutputError
 
 if __name__ == "__main__":
     render = importlib.import_module("vdmkit.pipelines.render")
-    evaluate = importlib.import_module("vdmkit.evaluation.evaluate")
+    evaluate = importlib.import_module("vdmkit.evaluation.run")
 
     def fails(*args, **kwargs):
         raise (OutputError if os.environ["FAULT"] == "sample" else ConstraintError)("simulated failure")

@@ -1,4 +1,4 @@
-"""`vdmkit.evaluation.evaluate` and `vdmkit eval` on tiny mp4 folders written into tmp_path: metric
+"""`vdmkit.evaluation.run` and `vdmkit eval` on tiny mp4 folders written into tmp_path: metric
 values against the statistics functions, the JSON/HTML reports, report comparison, and every bad input
 of issue 6 (each from the Python API and from the CLI)."""
 
@@ -652,7 +652,7 @@ def test_a_real_set_giving_too_few_clips_is_refused_before_any_clip_naming_the_f
 
     from vdmkit.evaluation.sources import FolderSource
 
-    evaluate_module = importlib.import_module("vdmkit.evaluation.evaluate")
+    evaluate_module = importlib.import_module("vdmkit.evaluation.run")
     _, fake = folders
     real = mixed_folder(tmp_path)
     monkeypatch.setattr(evaluate_module, "prepare_measurements", lambda *a: pytest.fail("networks loaded"))

@@ -7,7 +7,7 @@ import pytest
 
 from vdmkit.errors import ConstraintError
 from vdmkit.evaluation import evaluate, get_protocol, psnr_per_frame
-from vdmkit.evaluation.evaluate import MEASUREMENTS, Evaluation
+from vdmkit.evaluation.run import MEASUREMENTS, Evaluation
 from vdmkit.evaluation.metrics import (
     BOTH,
     METRICS,

@@ -189,7 +189,7 @@ def test_cli_compile_regional_and_bad_modes(tmp_path, monkeypatch, capsys):
 
 
 def test_evaluate_refuses_an_unknown_compile_mode():
-    from vdmkit.evaluation.evaluate import evaluate
+    from vdmkit.evaluation.run import evaluate
 
     with pytest.raises(ConfigError, match="compile mode 'fast' unknown; valid: package, regional"):
         evaluate("shapes", "shapes", compile_model="fast")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from vdmkit.errors import VdmkitError
@@ -102,13 +104,110 @@ def test_a_missing_adapter_file_is_named_as_an_adapter_and_one_stray_option_is_i
 
 
 def test_the_evaluate_function_is_not_shadowed_by_its_module():
-    """`vdmkit eval` imports vdmkit.evaluation.evaluate (the module) first; a later `from vdmkit.evaluation import
-    evaluate` then gave the module, not the function (found by a test of session 26)."""
+    """`vdmkit eval` imported vdmkit.evaluation.evaluate (the module) first; a later `from vdmkit.evaluation import
+    evaluate` then gave the module, not the function (found by a test of session 26). The module is
+    vdmkit.evaluation.run now (as curation's wiring is curation.run)."""
     import subprocess
     import sys
 
-    code = ("import importlib, types, vdmkit.evaluation.evaluate; from vdmkit.evaluation import evaluate; "
+    code = ("import types, vdmkit.evaluation.run as m; from vdmkit.evaluation import evaluate; "
             "assert isinstance(evaluate, types.FunctionType), evaluate; "
-            "assert importlib.import_module('vdmkit.evaluation.evaluate').evaluate is evaluate; print('ok')")
+            "assert isinstance(m, types.ModuleType) and m.evaluate is evaluate; print('ok')")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr
+
+
+def test_no_lazily_exported_name_is_also_a_submodule():
+    """A package's export named as one of its submodules (evaluation.evaluate) is shadowed by the submodule once that
+    is imported: the import system sets the package's attribute to it."""
+    import importlib
+    from pathlib import Path
+
+    for package in ("vdmkit.evaluation", "vdmkit.curation"):
+        module = importlib.import_module(package)
+        folder = Path(module.__file__).parent
+        clashes = [n for n in module.__all__ if (folder / f"{n}.py").exists() or (folder / n).is_dir()]
+        assert clashes == [], (package, clashes)
+
+
+# ---- 26R: a review of the session's own commits ---------------------------------------------------------------
+
+def test_sample_options_take_any_sequence_and_refuse_other_types():
+    from vdmkit.errors import ConfigError
+    from vdmkit.evaluation.model_source import check_options
+
+    import numpy as np
+    import torch
+
+    for given in ((999, 500, 1), np.array([999, 500, 1]), torch.tensor([999, 500, 1]), [999, 500, 1]):
+        assert check_options({"timesteps": given})["timesteps"] == [999, 500, 1]  # a tuple clashed, an array crashed
+    for bad in ("sometimes", np.zeros((2, 2)), object()):
+        with pytest.raises(ConfigError, match="timesteps is 'auto' or a list of numbers"):
+            check_options({"timesteps": bad})
+    with pytest.raises(ConfigError, match="sample_options is a dict"):
+        check_options("auto")  # a raw ValueError before
+    assert check_options({"schedules": "s.json"})["schedules"].startswith("/")  # absolute, as the adapters
+
+
+def test_python_api_bad_lora_and_listed_steps_are_typed_and_say_evals_names():
+    from vdmkit.errors import ConfigError
+    from vdmkit.evaluation import evaluate
+
+    model, _ = _default()
+    run = dict(protocol="shapes", metrics="shapes", frames=4, num_real=2, num_fake=2, progress=False)
+    with pytest.raises(ConfigError, match="lora is a path"):
+        evaluate("shapes", model, lora=5, **run)  # a raw TypeError before
+    with pytest.raises(ConfigError, match="sample_steps=8 \\(--sample-steps\\) with 3 timesteps"):
+        evaluate("shapes", model, sample_steps=8, sample_options={"timesteps": [999, 500, 1]}, **run)
+
+
+def test_empty_sampling_options_with_no_model_and_force_lora_on_train_classifier_are_refused(capsys):
+    from vdmkit import cli
+
+    for extra in (["--fake", "noise", "--negative-prompt", ""], ["--fake", "noise", "--guidance-rescale", "0"]):
+        assert cli.main([*SHAPES, *extra]) == 2, extra  # accepted silently before
+        assert "applies to a model as the fake set" in capsys.readouterr().err
+    assert cli.main(["eval", "train-classifier", "--force-lora", "--train-steps", "1"]) == 2  # trained, ignored it
+    assert "drop --force-lora" in capsys.readouterr().err
+
+
+def test_default_names_the_bundled_model_for_eval_and_fast(tmp_path, capsys, monkeypatch):
+    from vdmkit import cli
+
+    _default()
+    monkeypatch.chdir(tmp_path)  # no folder named default here
+    out = tmp_path / "r.json"
+    assert cli.main([*SHAPES, "--fake", "default", "--fast", "--out", str(out)]) == 0  # "distil one" before
+    fake = json.loads(out.read_text())["fake"]
+    assert fake["sampler"] == "lcm" and fake["lora"]
+    assert cli.main(["sample", "--model", "default", "--fast", "--prompt", "a red circle", "--frames", "4",
+                     "--out", str(tmp_path / "v.mp4"), "--no-progress"]) == 0
+
+
+def test_a_searched_schedules_warning_is_said_once_for_many_batches(recwarn):
+    from vdmkit.evaluation import evaluate
+
+    model, _ = _default()
+    evaluate("shapes", model, protocol="shapes", metrics="shapes", frames=4, num_real=6, num_fake=6, batch_size=2,
+             sampler="dpmpp_2m", sample_steps=8, sample_options={"timesteps": "auto"}, progress=False)
+    said = [str(w.message) for w in recwarn if "was searched at" in str(w.message)]
+    assert len(said) == 1, said  # once per batch and once more before
+
+
+# ---- 26E: LoRA files from elsewhere ----------------------------------------------------------------------------
+
+def test_a_lora_folder_is_a_config_error_naming_its_files_and_a_peft_file_says_the_way_in(tmp_path):
+    from safetensors.torch import save_file
+    import torch
+
+    from vdmkit.backbones.lora import read_adapter
+    from vdmkit.errors import ConfigError
+
+    folder = tmp_path / "peft_lora"
+    folder.mkdir()
+    save_file({"base_model.model.to_q.lora_A.weight": torch.zeros(2, 4)}, folder / "adapter_model.safetensors")
+    with pytest.raises(ConfigError, match="is a folder; an adapter is one .safetensors file \\(this folder holds "
+                                          "adapter_model.safetensors\\)"):
+        read_adapter(folder)  # a CorruptCheckpointError before
+    with pytest.raises(ConfigError, match="pipe.fuse_lora\\(\\), save the pipeline"):
+        read_adapter(folder / "adapter_model.safetensors")

@@ -16,6 +16,8 @@ def model_or_default(model: str | None, command: str):
     """--model, or the bundled default model when none is given (its pinned sha256 checked)."""
     from vdmkit.pipelines import default_model
 
+    if model == "default" and not Path(model).exists():  # the keyword cascades, distill and the app take (26R)
+        model = None
     model = model or default_model()
     if model is None:
         raise ValueError(f"{command} needs --model PATH (no default model is installed)")
@@ -297,8 +299,8 @@ def fast_model(model: str | None, loras: list[str] | None, command: str) -> tupl
     before ``loras``)."""
     from vdmkit.pipelines.default import fast_adapters
 
-    loras = fast_adapters(model, loras)
-    return str(model_or_default(model, command)), loras
+    model = str(model_or_default(model, command))  # ("default": the bundled model)
+    return model, fast_adapters(model, loras)
 
 
 def sampling_adapters(values: list[str], ckpt, force: bool, config) -> tuple[list[tuple], object]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import importlib
 import sys
-import types
 
 
 def lazy_exports(package: str, exports: dict[str, tuple[str, ...]]):
@@ -17,27 +16,12 @@ def lazy_exports(package: str, exports: dict[str, tuple[str, ...]]):
         if name not in where:
             raise AttributeError(f"module {package!r} has no attribute {name!r}")
         value = getattr(importlib.import_module(where[name]), name)
-        # kept on the package: importing a submodule of the same name (evaluation.evaluate) sets that attribute
-        # to the submodule, which must not shadow the function
-        setattr(sys.modules[package], name, value)
+        setattr(sys.modules[package], name, value)  # kept on the package: looked up once
         return value
 
     def __dir__():
         return sorted(where)
 
-    # A submodule named as an export (evaluation.evaluate): importing it first (`vdmkit eval` does) made the import
-    # system set the package's attribute to the submodule, which __getattr__ never corrected, so a later
-    # `from vdmkit.evaluation import evaluate` gave the module (sweep 26A's test). Such a binding is refused here; the
-    # submodule stays in sys.modules, where `from vdmkit.evaluation.evaluate import X` and importlib find it.
-    shadowed = {name for name, module in where.items() if module == f"{package}.{name}"}
-    if shadowed:
-        class Package(types.ModuleType):
-            def __setattr__(self, name, value):
-                if name in shadowed and isinstance(value, types.ModuleType):
-                    return
-                super().__setattr__(name, value)
-
-        sys.modules[package].__class__ = Package
     return __getattr__, __dir__, tuple(sorted(where))
 
 

@@ -205,7 +205,9 @@ class JobQueue:
         loaded = (job.path, folder_stamp(job.path), tuple(a.header.get("tensors_sha256") or str(a.path)
                                                           for a in job.adapters))
         if held != loaded:  # another model, or this one's files rewritten in place, or other adapters
-            self._pipe = (None, None)  # free the old weights before loading new ones
+            # free the old weights before loading new ones (the local name held them too: two copies resident while
+            # the next loaded, where the memory check counts one, 26R)
+            self._pipe, pipe = (None, None), None
             pipe = TextToVideo.from_pretrained(job.path, device=self.device)
             for adapter in job.adapters:
                 pipe.load_lora(adapter)

@@ -486,6 +486,10 @@ def read_adapter(path: str | os.PathLike) -> AdapterFile:
     path = Path(path)
     if not path.exists():  # "weights file ... not found" sounded like the model's weights (sweep 26C)
         raise ConfigError(f"LoRA adapter file {str(path)!r} not found")
+    if path.is_dir():  # peft's save_pretrained writes a folder: a CorruptCheckpointError before (sweep 26E)
+        inside = sorted(p.name for p in path.glob("*.safetensors"))
+        raise ConfigError(f"{str(path)!r} is a folder; an adapter is one .safetensors file"
+                          + (f" (this folder holds {', '.join(inside[:3])})" if inside else ""))
     tensors = load_tensors(path)  # refuses a truncated or non-safetensors file with a clear error
     with safe_open(str(path), "pt") as f:
         raw = (f.metadata() or {}).get("vdmkit")
@@ -531,8 +535,10 @@ def _not_vdmkit(path: Path, keys: list[str]) -> str:
     if lora is None:
         return f"{str(path)!r} is not a vdmkit LoRA adapter (its header has no format {FORMAT!r}); {write}"
     return (f"{str(path)!r} holds LoRA weights (keys such as {lora!r}) without vdmkit's header (format {FORMAT!r}): "
-            "a diffusers, peft or kohya LoRA file, which vdmkit does not read yet, or tensors saved without "
-            f"save_adapter; {write}, whose header records the rank, alpha, targets and base model they fit")
+            "a diffusers, peft or kohya LoRA file, which vdmkit does not read yet (fuse it in diffusers, "
+            "pipe.fuse_lora(), save the pipeline, or the motion adapter for a motion LoRA, and load that folder), or "
+            f"tensors saved without save_adapter; {write}, whose header records the rank, alpha, targets and base "
+            "model they fit")
 
 
 def check_base(adapter: AdapterFile, base_sha256: str | list[str] | None, *, force: bool, override: str) -> None:

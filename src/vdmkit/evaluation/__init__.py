@@ -1,7 +1,7 @@
 """Evaluation: metric maths (:mod:`.statistics`), feature extractors from local files (:mod:`.features`, one
 module per network), LPIPS (:mod:`.perceptual`), the moving-shapes detector (:mod:`.shapes`) and classifier
 (:mod:`.shapes_classifier`), the metric registry (:mod:`.metrics`), protocols (:mod:`.protocols`), sample
-sources (:mod:`.sources`), the wiring (:mod:`.evaluate`) and reports (:mod:`.report`).
+sources (:mod:`.sources`), the wiring (:mod:`.run`: :func:`evaluate`) and reports (:mod:`.report`).
 
 Names are imported on first use (PEP 562), so ``vdmkit eval --help`` does not pay for torch.
 """
@@ -25,7 +25,7 @@ _EXPORTS = {
         "ssim_per_frame", "ValueRangeWarning"),
     "vdmkit.evaluation.metrics": ("METRICS",),
     "vdmkit.evaluation.protocols": ("CLIP_SAMPLINGS", "PROTOCOLS", "Protocol", "get_protocol", "plan_real_clips"),
-    "vdmkit.evaluation.evaluate": ("Evaluation", "evaluate"),
+    "vdmkit.evaluation.run": ("Evaluation", "evaluate"),
     "vdmkit.evaluation.report": ("compare_reports", "load_report", "write_report_html", "write_report_json"),
 }
 __getattr__, __dir__, __all__ = lazy_exports(__name__, _EXPORTS)

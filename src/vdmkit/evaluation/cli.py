@@ -1,5 +1,5 @@
 """`vdmkit eval`: evaluate fake videos against real ones under a protocol, compare two reports, or
-retrain the shapes classifier. Parsing only; the work is in :mod:`vdmkit.evaluation.evaluate`."""
+retrain the shapes classifier. Parsing only; the work is in :mod:`vdmkit.evaluation.run`."""
 
 from __future__ import annotations
 
@@ -54,6 +54,7 @@ def _cmd_eval(args) -> int:
         given = [flag for flag, value in (("--real", args.real), ("--fake", args.fake), ("--metrics", args.metrics),
                                           ("--html", args.html), ("--lora", args.lora), ("--fast", args.fast or None),
                                           ("--motion-adapter", args.motion_adapter),
+                                          ("--force-lora", args.force_lora or None),
                                           ("--negative-prompt", args.negative_prompt),
                                           ("--guidance-rescale", args.guidance_rescale),
                                           ("--timesteps", args.timesteps),
@@ -75,6 +76,10 @@ def _cmd_eval(args) -> int:
         return main(argv)
     if args.force_lora and not args.lora:  # as sample refuses it, --fast or not
         raise ValueError("--force-lora applies --lora adapters trained on another base: give --lora PATH")
+    if args.fake == "default" and not Path(args.fake).exists():  # the bundled model, as cascades and the app name it
+        from vdmkit.cli_common import model_or_default
+
+        args.fake = str(model_or_default(None, "eval --fake default"))
     if args.fast:  # the bundled default model (--fake left out, or its folder) with its consistency adapter
         from vdmkit.cli_common import fast_model
 
@@ -85,7 +90,7 @@ def _cmd_eval(args) -> int:
     from vdmkit.cli_common import check_runner, timesteps_argument, weights_dtype
     from vdmkit.device import resolve_device
     from vdmkit.errors import SampleCountWarning
-    from vdmkit.evaluation.evaluate import evaluate
+    from vdmkit.evaluation.run import evaluate
     from vdmkit.errors import OutputError
     from vdmkit.evaluation.paths import partly_written
     from vdmkit.evaluation.report import (
@@ -254,8 +259,9 @@ def register(sub) -> None:
                    "shapes classifier")
     p.add_argument("files", nargs="*", help="compare: the two report files")
     p.add_argument("--real", help="folder of real videos, or 'shapes' (the moving-shapes generator)")
-    p.add_argument("--fake", help="folder of generated videos, a vdmkit model/run directory (sampled on the protocol's "
-                   "prompts), 'shapes' (the generator: an upper bound) or 'noise' (a lower bound)")
+    p.add_argument("--fake", help="folder of generated videos, a vdmkit model/run directory or 'default' (the "
+                   "bundled model; sampled on the real set's prompts), 'shapes' (the generator: an upper bound) or "
+                   "'noise' (a lower bound)")
     p.add_argument("--metrics", help=f"comma-separated, from: {', '.join(METRICS)} (default: the protocol's)")
     p.add_argument("--protocol", default="folders", choices=PROTOCOL_NAMES)
     p.add_argument("--weights", help="folder with i3d_torchscript.pt, pt_inception-2015-12-05-6726825d.pth, "

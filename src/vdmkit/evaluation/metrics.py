@@ -1,5 +1,5 @@
 """The metrics, one registry: each name maps to what the evaluation loop measures for it (a measurement of
-:data:`vdmkit.evaluation.evaluate.MEASUREMENTS`, on which sets, paired or not) and how its report entry is
+:data:`vdmkit.evaluation.run.MEASUREMENTS`, on which sets, paired or not) and how its report entry is
 computed from what was measured. The protocols, the loop, the network loading and the report consult
 :data:`METRICS`; a new metric is one new entry here.
 
@@ -25,7 +25,7 @@ class Metric:
     """``measurement``: what the loop gathers for it, a name or one name per protocol ``video_extractor``;
     metrics that read the same measurement share it (FVD and KVD: one I3D pass). ``sets``: whose clips are
     measured; ``paired``: the i-th real clip is measured with the i-th fake one. ``compute(ev, protocol)``:
-    its report entry from the gathered :class:`vdmkit.evaluation.evaluate.Evaluation`, ``"value"`` first.
+    its report entry from the gathered :class:`vdmkit.evaluation.run.Evaluation`, ``"value"`` first.
     ``min_videos``: the fewest videos each of its sets needs (a covariance, an unbiased MMD: 2); ``min_frames``: the
     fewest frames (videos x frames per clip) each of its sets needs (FID's per-frame covariance: 2)."""
 

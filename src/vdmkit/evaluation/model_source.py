@@ -9,7 +9,7 @@ LCM-LoRA, ``--fast``) records its own sampler and steps (lcm, 4), which it is ev
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -128,6 +128,9 @@ def open_model(path, *, frames: int, size: int, steps: int | None, guidance: flo
     sampler = sampler if sampler is not None else config.sampling.sampler if recorded else PROTOCOL_SAMPLER
     options = check_options(options)
     listed = isinstance(options.get("timesteps"), list)  # a list of timesteps sets the steps
+    if listed and steps is not None:  # (make_request's refusal names sample's --steps)
+        raise ConfigError(f"sample_steps={steps} (--sample-steps) with {len(options['timesteps'])} timesteps: the "
+                          "list sets the steps; drop the steps or give that many timesteps")
     steps = steps if steps is not None or listed else config.sampling.steps if recorded else PROTOCOL_STEPS
     searched = {}
     if options.get("timesteps") == "auto":  # where the schedule is and what it is keyed by: the weights, adapters
@@ -188,13 +191,32 @@ OPTIONS = ("negative_prompt", "guidance_rescale", "timesteps", "schedules")
 
 
 def check_options(options) -> dict:
-    """A model's further sampling options (None: none), their names checked: ConfigError naming the ones taken."""
-    options = dict(options or {})
+    """A model's further sampling options (None: none), their names checked (ConfigError naming the ones taken);
+    timesteps as a list ("auto", or any sequence of numbers: a tuple, array or tensor)."""
+    if options is None:
+        return {}
+    if not isinstance(options, Mapping):
+        raise ConfigError(f"sample_options is a dict of {', '.join(OPTIONS)}, got {type(options).__name__}")
     unknown = sorted(set(options) - set(OPTIONS))
     if unknown:
         raise ConfigError(f"unknown sampling option(s) {', '.join(map(repr, unknown))}; eval takes "
                           f"{', '.join(OPTIONS)}")
-    return {k: v for k, v in options.items() if v is not None}
+    options = {k: v for k, v in options.items() if v is not None}
+    timesteps = options.get("timesteps")
+    if isinstance(timesteps, str):
+        if timesteps != "auto":
+            raise ConfigError(f"timesteps is 'auto' or a list of numbers, got {timesteps!r}")
+    elif timesteps is not None:  # a tuple was read as no list (steps 50 then clashed with it), an array crashed (26R)
+        try:
+            values = torch.as_tensor(timesteps)
+        except (TypeError, ValueError, RuntimeError) as err:
+            raise ConfigError(f"timesteps is 'auto' or a list of numbers, got {timesteps!r}") from err
+        if values.ndim != 1 or values.is_complex() or values.dtype == torch.bool:
+            raise ConfigError(f"timesteps is 'auto' or a list of numbers, got {timesteps!r}")
+        options["timesteps"] = values.tolist()
+    if "schedules" in options:
+        options["schedules"] = str(Path(options["schedules"]).absolute())  # recorded as the adapters are (26R)
+    return options
 
 
 def eval_advice(batch: int, frames: int, size: int, dtype: str) -> str:

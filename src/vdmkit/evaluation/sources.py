@@ -547,9 +547,8 @@ def refuse_adapters(fake, lora, force_lora: bool, motion_adapter, options: dict 
     """ConfigError for adapters or sampling options given with a fake set that is no model (a folder of videos, a
     generator): nothing to apply them to."""
     given = [name for name, value in (("lora (--lora, --fast)", lora), ("force_lora (--force-lora)", force_lora),
-                                      ("motion_adapter (--motion-adapter)", motion_adapter),
-                                      *((f"{k} (--{k.replace('_', '-')})", v) for k, v in (options or {}).items()))
-             if value]
+                                      ("motion_adapter (--motion-adapter)", motion_adapter)) if value]
+    given += [f"{k} (--{k.replace('_', '-')})" for k, v in (options or {}).items() if v is not None]  # "" and 0 too
     if given:
         verb = "applies" if len(given) == 1 else "apply"
         raise ConfigError(f"{', '.join(given)} {verb} to a model as the fake set; {str(fake)!r} is not one")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import warnings
+from collections.abc import Iterable
 from pathlib import Path
 
 from vdmkit.errors import ConfigError
@@ -20,6 +21,9 @@ def adapter_items(lora) -> list:
         return []
     if isinstance(lora, (str, os.PathLike, tuple)):
         return [lora]
+    if not isinstance(lora, Iterable):  # lora=5 was a raw TypeError (26R)
+        raise ConfigError(f"lora is a path, 'PATH:SCALE', a (path, scale) pair or a list of them, got "
+                          f"{type(lora).__name__}")
     return list(lora)
 
 

@@ -48,7 +48,8 @@ def default_lcm_adapter() -> Path | None:
 def fast_adapters(model, loras: list[str] | None) -> list[str]:
     """`vdmkit sample --fast`: the default's consistency adapter first, then ``loras``; ValueError for another model
     or an install without it."""
-    if model is not None and Path(model).resolve() != DEFAULT_MODEL:
+    keyword = model == "default" and not Path(model).exists()  # the bundled model's name (cascades, distill, app)
+    if model is not None and not keyword and Path(model).resolve() != DEFAULT_MODEL:
         raise ValueError("--fast applies the bundled default model's consistency adapter; for another model distil "
                          "one (`vdmkit distill MODEL --config configs/distill_lora.yaml`) and give it as --lora")
     adapter = default_lcm_adapter()

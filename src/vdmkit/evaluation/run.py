@@ -471,7 +471,7 @@ def evaluate(real, fake, *, metrics=None, protocol: str | Protocol = "folders", 
             check_class_sets(ev.report.get("labels", {}), protocol, strict=strict)
             ev.report["metrics"] = compute_metrics(ev, metrics, protocol)
     except VdmkitError:  # what was warned before the refusal (a real set without captions) is said too
-        for w in caught:
+        for w in _once(caught):
             warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
         raise
     ev.report = build_report(
@@ -484,9 +484,15 @@ def evaluate(real, fake, *, metrics=None, protocol: str | Protocol = "folders", 
         wall_seconds=round(time.perf_counter() - t0, 2), device=str(device))
     if seed_was_random:
         ev.report["seeds"]["seed_was_random"] = True
-    for w in caught:  # the caller still sees them
+    for w in _once(caught):  # the caller still sees them
         warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     return ev
+
+
+def _once(caught: list) -> list:
+    """Each warning once: a model's batches each warned alike (a searched schedule's "searched at frames=16", 17
+    times for 128 videos, 26R)."""
+    return list({(str(w.message), w.category): w for w in caught}.values())
 
 
 def _batches(it: Iterator[Sample | None], size: int) -> Iterator[list[Sample | None]]:
