@@ -85,3 +85,37 @@ def test_a_study_compares_the_default_with_and_without_its_adapter(tmp_path, cap
                          "--out", str(tmp_path / "again"), "--no-progress"]) == 2
         assert "compare different models" in capsys.readouterr().err
     assert not (tmp_path / "again").exists()
+
+
+def test_a_study_takes_any_model_with_its_lora_adapters(tmp_path, capsys):
+    """MODEL+ADAPTER.safetensors[:SCALE]: a model with a LoRA it was tuned with, beside the model alone (only the
+    bundled default's adapter could be named before)."""
+    from vdmkit.backbones import lora
+    from vdmkit.pipelines import TextToVideo
+
+    pipe = TextToVideo.from_pretrained(DEFAULT)
+    cfg = lora.LoRAConfig(rank=2, targets=["attn"])
+    lora.add_lora(pipe.backbone, cfg)
+    for p in pipe.backbone.parameters():
+        if p.requires_grad:
+            p.data.normal_(0, 0.05)
+    adapter = lora.save_adapter(tmp_path / "style.safetensors", pipe.backbone, cfg, base_sha256=pipe.model_sha256)
+    prompts = tmp_path / "p.txt"
+    prompts.write_text("a red circle moving right\n")
+    out = tmp_path / "study"
+    assert cli.main(["human-eval", "create", "--models", str(DEFAULT), f"{DEFAULT}+{adapter}:0.5",
+                     f"default+fast+{adapter}", "--prompts", str(prompts), "--n", "1", "--frames", "4", "--steps",
+                     "2", "--out", str(out), "--no-progress"]) == 0
+    doc = json.loads((out / "study.json").read_text())
+    scales = {name: [(a["name"], a["scale"]) for a in info["lora"] or []] for name, info in doc["models"].items()}
+    assert scales == {str(DEFAULT): [], f"{DEFAULT}+{adapter}:0.5": [("style", 0.5)],
+                      f"default+fast+{adapter}": [("lcm_lora", 1.0), ("style", 1.0)]}
+    assert len(doc["pairs"]) == 3
+    for models, message in (([str(DEFAULT), f"{DEFAULT}+{tmp_path / 'none.safetensors'}"], "no adapter file"),
+                            ([str(DEFAULT), f"{tmp_path / 'nowhere'}+{adapter}"], "no model folder"),
+                            ([str(DEFAULT), f"{DEFAULT}+"], "MODEL+ADAPTER.safetensors[:SCALE]"),
+                            ([f"{DEFAULT}+{adapter}", f"{DEFAULT}+{adapter}:1"], "compare different models")):
+        assert cli.main(["human-eval", "create", "--models", *models, "--prompts", str(prompts), "--n", "1",
+                         "--out", str(tmp_path / "again"), "--no-progress"]) == 2, models
+        assert message in capsys.readouterr().err, models
+    assert not (tmp_path / "again").exists()

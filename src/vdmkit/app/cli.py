@@ -110,9 +110,10 @@ def register(sub) -> None:
     p = sub.add_parser("human-eval", help="prepare side-by-side human-evaluation studies")
     actions = p.add_subparsers(dest="action", required=True)
     c = actions.add_parser("create", help="sample every model on the prompts (fixed seeds) and pair them")
-    c.add_argument("--models", nargs="+", required=True, help="two or more checkpoint, run or diffusers folders; "
-                   "default and default+fast name the bundled model and the same with its consistency adapter (lcm, "
-                   "4 steps, guidance 1, as `sample --fast`)")
+    c.add_argument("--models", nargs="+", required=True, help="two or more checkpoint, run or diffusers folders, "
+                   "each with LoRA adapters as MODEL+ADAPTER.safetensors[:SCALE] (repeat +ADAPTER for more); default "
+                   "and default+fast name the bundled model and the same with its consistency adapter (lcm, 4 steps, "
+                   "guidance 1, as `sample --fast`)")
     c.add_argument("--prompts", required=True, help="text file, one prompt per line")
     c.add_argument("--n", type=int, default=32, help="number of (prompt, seed) items; prompts repeat with the next "
                    "seed when there are fewer (default 32)")

@@ -81,18 +81,37 @@ def model_adapters(key: str, path: Path) -> list[Path]:
     return [adapter]
 
 
-def named_model(label: str) -> tuple[str | Path, list[Path]]:
-    """A model as `vdmkit human-eval create --models` names it: a checkpoint, run or diffusers folder, or (when no
-    such folder is here) ``default`` / ``default+fast``, the bundled default and its consistency adapter; (folder,
-    adapters): a folder as given."""
+def named_model(label: str) -> tuple[str | Path, list[str]]:
+    """A model as `vdmkit human-eval create --models` names it: a checkpoint, run or diffusers folder; ``default``,
+    the bundled model (when no such folder is here); or either with LoRA adapters, ``MODEL+ADAPTER[:SCALE]+...``
+    (``default+fast``: the bundled model with its consistency adapter). (folder, adapters as ``--lora`` takes them):
+    a folder as given."""
+    from vdmkit.backbones.lora import parse_lora_argument
     from vdmkit.pipelines.default import default_model
 
-    if label in (DEFAULT, DEFAULT_FAST) and not Path(label).exists():
-        default = default_model()
-        if default is None:
+    if Path(label).exists() or "+" not in label and label != DEFAULT:
+        return label, []
+    base, *extras = label.split("+")
+    if not base or not all(extras):
+        raise ConfigError(f"--models {label!r}: a model with adapters is MODEL+ADAPTER.safetensors[:SCALE] (+ more "
+                          "adapters), or default+fast")
+    folder: str | Path = base
+    if base == DEFAULT and not Path(base).exists():
+        folder = default_model()
+        if folder is None:
             raise ConfigError(f"--models {label}: this install has no default model; give a checkpoint or run folder")
-        return Path(default), model_adapters(label, Path(default))
-    return label, []
+    elif not Path(base).exists():
+        raise ConfigError(f"--models {label!r}: no model folder {base!r}")
+    adapters = []
+    for extra in extras:
+        if extra == "fast" and base == DEFAULT:  # the bundled consistency adapter (its pin checked)
+            adapters += [str(a) for a in model_adapters(DEFAULT_FAST, Path(folder))]
+            continue
+        path, _ = parse_lora_argument(extra)
+        if not Path(path).is_file():
+            raise ConfigError(f"--models {label!r}: no adapter file {path!r} (MODEL+ADAPTER.safetensors[:SCALE])")
+        adapters.append(extra)
+    return folder, adapters
 
 
 STAMP_DEPTH, STAMP_FILES = 3, 4096  # a diffusers folder's component/file, a checkpoint's text_encoder/tokenizer/file

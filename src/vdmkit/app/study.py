@@ -366,8 +366,8 @@ def create_study(models: list[str], prompts_file: str | os.PathLike, n: int, out
             check_model_files(ckpt, config)
         except VdmkitError as e:
             raise ValueError(f"--models {label!r} cannot be loaded: {e}") from None
-        adapters, config = sampling_adapters([str(a) for a in adapter_files], ckpt, False, config)  # lcm, 4 steps
-        same = tuple(a.header.get("tensors_sha256") or str(a.path) for a, _ in adapters)
+        adapters, config = sampling_adapters(adapter_files, ckpt, False, config)  # a consistency one's lcm, 4 steps
+        same = tuple((a.header.get("tensors_sha256") or str(a.path), scale) for a, scale in adapters)
         if (ckpt.directory.resolve(), same) in seen:
             raise ValueError(f"--models {seen[ckpt.directory.resolve(), same]!r} and {label!r} are the same "
                              f"checkpoint {str(ckpt.directory)!r}; compare different models")
