@@ -211,3 +211,41 @@ def test_a_lora_folder_is_a_config_error_naming_its_files_and_a_peft_file_says_t
         read_adapter(folder)  # a CorruptCheckpointError before
     with pytest.raises(ConfigError, match="pipe.fuse_lora\\(\\), save the pipeline"):
         read_adapter(folder / "adapter_model.safetensors")
+
+
+# ---- cascades take adapters, as every other sampling command ---------------------------------------------------
+
+def test_a_cascade_stage_takes_lora_adapters_and_fast(tmp_path, capsys):
+    """A cascade was the one sampling command without adapters: its keyframe stage could not use the bundled
+    consistency adapter (or any LoRA). `lora: [fast]` samples it as `sample --fast` does, recorded."""
+    import torch
+
+    from vdmkit import cli
+    from vdmkit.errors import ConfigError
+    from vdmkit.pipelines import TextToVideo, load_cascade, run_cascade
+
+    model, adapter = _default()
+    cfg = load_cascade({"fps": 8, "stages": [{"task": "text_to_video", "model": "default", "frames": 4,
+                                              "lora": ["fast"]}]})
+    video, records = run_cascade(cfg, "a red circle moving right", seed=3)
+    pipe = TextToVideo.from_pretrained(model)
+    pipe.load_lora(adapter)
+    expected = pipe("a red circle moving right", frames=4, seed=3).clamp(-1, 1)
+    assert (video - expected).abs().max() < 1e-5
+    assert records[0]["resolved"]["sampler"] == "lcm" and records[0]["resolved"]["steps"] == 4
+    from vdmkit.pipelines.default import DEFAULT_LCM_SHA256
+
+    assert records[0]["lora"][0]["sha256"] == DEFAULT_LCM_SHA256 and records[0]["lora"][0]["scale"] == 1
+    pipe.save_pretrained(tmp_path / "copy")  # the same weights in another folder: not the bundled model
+    for stage, message in (({"model": str(tmp_path / "copy"), "lora": ["fast"]}, "lora: fast is the bundled default"),
+                           ({"lora": str(adapter)}, "lora is a list of adapter files"),
+                           ({"lora": [str(tmp_path / "none.safetensors")]}, "not found")):
+        with pytest.raises(ConfigError, match=message):
+            run_cascade(load_cascade({"stages": [{"task": "text_to_video", "frames": 4, **stage}]}), "x")
+    config = tmp_path / "c.yaml"
+    config.write_text("stages:\n  - {task: text_to_video, model: default, frames: 4, lora: [fast]}\n")
+    out = tmp_path / "v.mp4"
+    assert cli.main(["cascade", str(config), "--prompt", "a red circle", "--out", str(out), "--no-progress"]) == 0
+    meta = json.loads((tmp_path / "v.mp4.json").read_text())
+    assert meta["config"]["stages"][0]["lora"] == ["fast"] and meta["stages"][0]["lora"][0]["scale"] == 1.0
+    assert torch.isfinite(video).all()

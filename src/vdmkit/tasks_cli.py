@@ -445,7 +445,8 @@ def _cmd_cascade(args) -> int:
     seed = check_seed(args.seed)  # random: drawn here, recorded
     dtype = weights_dtype(args)  # bf16 with --precision bf16, as every command (it was autocast over fp32 weights)
     planned = plan(cfg)  # every stage's model opened and its options checked against the one before it: no weights
-    refuse_replacing_inputs([out], args.strip, command_inputs(args, [p.source for p in planned]))  # config, models
+    refuse_replacing_inputs([out], args.strip, command_inputs(args, [p.source for p in planned],  # config, models,
+                                                               [a for p in planned for a in p.adapters]))  # adapters
     _, height, width = planned[-1].shape  # the video the last stage makes, and how it is viewed: checked now
     factor = args.upscale or viewing_factor(height, width, VIEW_SIZE, out)
     check_video_size(out, height * factor, width * factor, "an even --upscale")

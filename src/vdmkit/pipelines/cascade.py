@@ -46,7 +46,9 @@ class StageConfig:
     length are made, as `vdmkit sample --long-mode`: windows, freenoise, autoregressive, or full (the whole clip in one
     pass); None: sample's default), ``noise_level``, ``mode``, ``reconstruction_weight`` (mode reconstruction's w_r;
     None: the default) and ``image_guidance`` (the conditioned tasks), and the sampler's ``steps``, ``sampler``,
-    ``guidance``."""
+    ``guidance``; ``lora``: LoRA adapters applied to the stage's model, ``PATH[:SCALE]`` each as `--lora` takes them
+    ("fast": the bundled default's consistency adapter, whose lcm, 4 steps and guidance 1 become the stage's
+    defaults)."""
 
     task: str = "text_to_video"
     model: str = "default"
@@ -62,6 +64,7 @@ class StageConfig:
     image_guidance: float | None = None
     reconstruction_weight: float | None = None
     long_mode: str | None = None
+    lora: list[str] = field(default_factory=list)
 
     def __post_init__(self):
         from vdmkit.pipelines.long_video import MODES
@@ -80,6 +83,10 @@ class StageConfig:
                 raise ConfigError(f"cascade stage {self.name or self.task!r}: {key} must be a string, got "
                                   f"{getattr(self, key)!r}")
         self.name = self.name or self.task
+        if isinstance(self.lora, (str, os.PathLike)) or not all(isinstance(a, (str, os.PathLike)) for a in self.lora):
+            raise ConfigError(f"cascade stage {self.name!r}: lora is a list of adapter files (PATH or PATH:SCALE, or "
+                              f"fast), got {self.lora!r}")
+        self.lora = [os.fspath(a) for a in self.lora]
         if self.long_mode not in (None, *MODES, "full"):
             raise ConfigError(f"stage {self.name!r}: long_mode must be one of {', '.join(MODES)} or full (the whole "
                               f"clip in one pass), or left out (as `vdmkit sample`); got {self.long_mode!r}")
@@ -122,7 +129,7 @@ class CascadeConfig:
                               "extend or upscale")
 
 
-STAGE_KEYS = ("task", "model", "name", "steps", "sampler", "guidance")  # every task's
+STAGE_KEYS = ("task", "model", "name", "steps", "sampler", "guidance", "lora")  # every task's
 
 
 def cascade_record(cfg: CascadeConfig) -> dict:
@@ -132,8 +139,8 @@ def cascade_record(cfg: CascadeConfig) -> dict:
     from vdmkit.config import to_dict
 
     record = to_dict(cfg)
-    record["stages"] = [{k: v for k, v in stage.items() if k in STAGE_KEYS + TASK_OPTIONS[stage["task"]]}
-                        for stage in record["stages"]]
+    record["stages"] = [{k: v for k, v in stage.items() if k in STAGE_KEYS + TASK_OPTIONS[stage["task"]]
+                         and (k != "lora" or v)} for stage in record["stages"]]  # (no adapters: as before)
     return record
 
 
@@ -156,6 +163,7 @@ class Planned:
     config: object = field(repr=False)
     shape: tuple[int, int, int] = (0, 0, 0)
     request: object = field(default=None, repr=False)  # its checked request (a stand-in's, for a task)
+    adapters: list = field(default_factory=list, repr=False)  # (lora.AdapterFile, scale), read and checked
 
 
 def model_path(stage: StageConfig):
@@ -191,6 +199,10 @@ def plan(cfg: CascadeConfig) -> list[Planned]:
             source, config = open_model(path)
         except VdmkitError as e:  # which stage's, and how to make the model when it is not there
             raise type(e)(f"{where}: {e}{missing_model_advice(stage, path)}") from e
+        try:  # its adapters read and checked against its model; a consistency adapter's sampling made its defaults
+            adapters, config = stage_adapters(stage, path, source, config)
+        except VdmkitError as e:
+            raise type(e)(f"{where}: {e}") from e
         inputs = tuple(getattr(config.model, "condition_inputs", ()))
         if stage.task == "text_to_video":
             if inputs:
@@ -232,13 +244,31 @@ def plan(cfg: CascadeConfig) -> list[Planned]:
                                               f"makes, got {stage.frames}")
                     made = (stage.frames, height, width)
         request = check_stage_options(stage, config, shape, where)
-        planned.append(Planned(stage, source, config, made, request))
+        planned.append(Planned(stage, source, config, made, request, adapters))
         shape = made
     if one_frame is not None and shape[0] == 1:  # an upscale after it kept the one frame (2026-12-06 review)
         where, stride, frames = one_frame
         raise ConstraintError(f"{where}: stride={stride} keeps one of its {frames} frames, and the cascade's video "
                               f"stays one frame; use a stride below {frames}, or an extend stage after it")
     return planned
+
+
+def stage_adapters(stage: StageConfig, path, source, config) -> tuple[list, object]:
+    """The stage's LoRA adapters read and checked (``fast``: the bundled default's consistency adapter, on the
+    default model only) and its model's config with the sampling defaults they record."""
+    from vdmkit.pipelines.adapters import sampling_adapters
+    from vdmkit.pipelines.default import DEFAULT_MODEL, default_lcm_adapter
+
+    values = []
+    for value in stage.lora:
+        if value == "fast" and not Path(value).exists():
+            adapter = default_lcm_adapter() if Path(path).resolve() == DEFAULT_MODEL else None
+            if adapter is None:
+                raise ConfigError("lora: fast is the bundled default model's consistency adapter: use it with model: "
+                                  "default (an install with the adapter), or give another model's adapter file")
+            value = str(adapter)
+        values.append(value)
+    return sampling_adapters(values, source, False, config)
 
 
 def check_stage_options(stage: StageConfig, config, before: tuple[int, int, int] | None, where: str):
@@ -379,6 +409,8 @@ def run_cascade(cfg: CascadeConfig, prompt: str, *, seed: int | None = 0, device
         stage = p.stage
         start = time.perf_counter()
         pipe = TextToVideo.from_pretrained(p.source, device=device, dtype=dtype)
+        for adapter, scale in p.adapters:  # the pipeline's sampling defaults become the adapter's, as planned
+            pipe.load_lora(adapter, scale)
         options = {**sampling_options(stage), "seed": offset_seed(seed, k), "precision": precision}
         conditioned = {"noise_level": stage.noise_level, "mode": stage.mode, "image_guidance": stage.image_guidance,
                        "reconstruction_weight": stage.reconstruction_weight}
@@ -403,7 +435,8 @@ def run_cascade(cfg: CascadeConfig, prompt: str, *, seed: int | None = 0, device
             asked["reconstruction_weight"] = p.request.reconstruction_weight
         records.append({"name": stage.name, "task": stage.task, "model": pipe.source, "model_sha256": pipe.model_sha256,
                         "seconds": round(time.perf_counter() - start, 3), "shape": list(video.shape[2:]),
-                        "seed": offset_seed(seed, k), "options": asked, "resolved": resolved_options(p.request)})
+                        "seed": offset_seed(seed, k), "options": asked, "resolved": resolved_options(p.request),
+                        "lora": pipe.applied_adapters() or None})
         del pipe  # one stage's model in memory at a time
         gc.collect()
         if torch.cuda.is_available():
