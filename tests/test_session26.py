@@ -249,3 +249,55 @@ def test_a_cascade_stage_takes_lora_adapters_and_fast(tmp_path, capsys):
     meta = json.loads((tmp_path / "v.mp4.json").read_text())
     assert meta["config"]["stages"][0]["lora"] == ["fast"] and meta["stages"][0]["lora"][0]["scale"] == 1.0
     assert torch.isfinite(video).all()
+
+
+# ---- 26S: a review of the study and cascade adapters ------------------------------------------------------------
+
+def test_named_models_keep_plus_in_names_and_fast_only_on_the_bundled_model(tmp_path, monkeypatch):
+    from vdmkit.app.models import named_model
+    from vdmkit.errors import ConfigError
+
+    model, adapter = _default()
+    monkeypatch.chdir(tmp_path)
+    assert named_model("default") == (model, [])
+    (tmp_path / "my+model").mkdir()
+    (tmp_path / "a+b.safetensors").write_bytes(b"x")
+    assert named_model("my+model+a+b.safetensors:0.5") == ("my+model", ["a+b.safetensors:0.5"])  # split at every +
+    assert named_model(f"{model}+fast") == (str(model), [str(adapter)])  # the bundled folder by its path (refused)
+    with pytest.raises(ConfigError, match="takes no scale"):
+        named_model("default+fast:0.5")  # "no adapter file 'fast'" before
+    (tmp_path / "default").mkdir()  # a folder named default here: default+fast dropped the adapter without a word
+    with pytest.raises(ConfigError, match="is the bundled default model's consistency adapter"):
+        named_model("default+fast")
+
+
+def test_a_study_takes_one_model_however_spelled_as_one(tmp_path, capsys):
+    from vdmkit import cli
+    from vdmkit.backbones import lora
+    from vdmkit.pipelines import TextToVideo
+
+    model, _ = _default()
+    pipe = TextToVideo.from_pretrained(model)
+    cfg = lora.LoRAConfig(rank=2, targets=["attn"])
+    lora.add_lora(pipe.backbone, cfg)
+    a = lora.save_adapter(tmp_path / "a.safetensors", pipe.backbone, cfg, base_sha256=pipe.model_sha256)
+    other = lora.save_adapter(tmp_path / "other.safetensors", pipe.backbone, cfg, base_sha256="0" * 64)
+    prompts = tmp_path / "p.txt"
+    prompts.write_text("a red circle\n")
+    for models, message in ((["default", f"default+{a}:0"], "compare different models"),  # scale 0 changes nothing
+                            ([f"default+{other}", "default"], "applies adapters trained on this model only")):
+        assert cli.main(["human-eval", "create", "--models", *models, "--prompts", str(prompts), "--n", "1",
+                         "--out", str(tmp_path / "s"), "--no-progress"]) == 2, models
+        err = capsys.readouterr().err
+        assert message in err and "--force-lora" not in err, (models, err)
+    assert not (tmp_path / "s").exists()
+
+
+def test_a_cascade_lora_that_is_no_list_is_refused(tmp_path):
+    from vdmkit.errors import ConfigError
+    from vdmkit.pipelines import load_cascade
+
+    _, adapter = _default()
+    for bad in ({str(adapter): 0.5}, {}, None, 5):  # a mapping ran at scale 1, None and 5 were raw TypeErrors
+        with pytest.raises(ConfigError, match="lora is a list of adapter files"):
+            load_cascade({"stages": [{"task": "text_to_video", "lora": bad}]})

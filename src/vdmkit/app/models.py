@@ -84,33 +84,48 @@ def model_adapters(key: str, path: Path) -> list[Path]:
 def named_model(label: str) -> tuple[str | Path, list[str]]:
     """A model as `vdmkit human-eval create --models` names it: a checkpoint, run or diffusers folder; ``default``,
     the bundled model (when no such folder is here); or either with LoRA adapters, ``MODEL+ADAPTER[:SCALE]+...``
-    (``default+fast``: the bundled model with its consistency adapter). (folder, adapters as ``--lora`` takes them):
-    a folder as given."""
+    (``+fast``: the bundled model's consistency adapter). A ``+`` inside a folder's or file's name is kept: the
+    longest leading part that is a folder is the model, then each adapter the shortest run of parts naming a file.
+    (folder, adapters as ``--lora`` takes them): a folder as given."""
     from vdmkit.backbones.lora import parse_lora_argument
-    from vdmkit.pipelines.default import default_model
+    from vdmkit.pipelines.default import DEFAULT_MODEL, default_model
 
     if Path(label).exists() or "+" not in label and label != DEFAULT:
         return label, []
-    base, *extras = label.split("+")
-    if not base or not all(extras):
-        raise ConfigError(f"--models {label!r}: a model with adapters is MODEL+ADAPTER.safetensors[:SCALE] (+ more "
-                          "adapters), or default+fast")
+    parts = label.split("+")
+    usage = (f"--models {label!r}: a model with adapters is MODEL+ADAPTER.safetensors[:SCALE] (+ more adapters; "
+             "+fast: the bundled model's consistency adapter)")
+    cut = next((i for i in range(len(parts) - 1, 0, -1) if Path("+".join(parts[:i])).is_dir()), None)
+    if cut is None:  # no leading part is a folder: "default" is the bundled model
+        if parts[0] != DEFAULT:
+            raise ConfigError(f"--models {label!r}: no model folder {parts[0]!r} (nor any longer name up to a '+')")
+        cut = 1
+    base, rest = "+".join(parts[:cut]), parts[cut:]
+    if not base or not all(rest) or (not rest and base != DEFAULT):
+        raise ConfigError(usage)
     folder: str | Path = base
     if base == DEFAULT and not Path(base).exists():
         folder = default_model()
         if folder is None:
             raise ConfigError(f"--models {label}: this install has no default model; give a checkpoint or run folder")
-    elif not Path(base).exists():
-        raise ConfigError(f"--models {label!r}: no model folder {base!r}")
-    adapters = []
-    for extra in extras:
-        if extra == "fast" and base == DEFAULT:  # the bundled consistency adapter (its pin checked)
+    adapters, i = [], 0
+    while i < len(rest):
+        if rest[i] == "fast" or rest[i].startswith("fast:"):
+            if rest[i] != "fast":
+                raise ConfigError(f"--models {label!r}: +fast takes no scale (the consistency adapter at 1)")
+            if Path(folder).resolve() != DEFAULT_MODEL:  # a folder named default here is not the bundled model
+                raise ConfigError(f"--models {label!r}: +fast is the bundled default model's consistency adapter; "
+                                  f"{str(folder)!r} is another model (a folder named {base!r} here?)")
             adapters += [str(a) for a in model_adapters(DEFAULT_FAST, Path(folder))]
+            i += 1
             continue
-        path, _ = parse_lora_argument(extra)
-        if not Path(path).is_file():
-            raise ConfigError(f"--models {label!r}: no adapter file {path!r} (MODEL+ADAPTER.safetensors[:SCALE])")
-        adapters.append(extra)
+        j = next((j for j in range(i + 1, len(rest) + 1)
+                  if Path(parse_lora_argument("+".join(rest[i:j]))[0]).is_file()), None)
+        if j is None:
+            raise ConfigError(f"--models {label!r}: no adapter file {parse_lora_argument(rest[i])[0]!r} "
+                              "(MODEL+ADAPTER.safetensors[:SCALE])")
+        adapters.append("+".join(rest[i:j]))
+        i = j
     return folder, adapters
 
 

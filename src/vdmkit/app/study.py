@@ -366,8 +366,10 @@ def create_study(models: list[str], prompts_file: str | os.PathLike, n: int, out
             check_model_files(ckpt, config)
         except VdmkitError as e:
             raise ValueError(f"--models {label!r} cannot be loaded: {e}") from None
-        adapters, config = sampling_adapters(adapter_files, ckpt, False, config)  # a consistency one's lcm, 4 steps
-        same = tuple((a.header.get("tensors_sha256") or str(a.path), scale) for a, scale in adapters)
+        adapters, config = sampling_adapters(adapter_files, ckpt, False, config, flag=f"--models {label!r}: adapter",
+                                             override="human-eval create applies adapters trained on this model only")
+        # (a consistency one's lcm, 4 steps); one model however spelled: adapters in any order, none at scale 0
+        same = tuple(sorted((a.header.get("tensors_sha256") or str(a.path), scale) for a, scale in adapters if scale))
         if (ckpt.directory.resolve(), same) in seen:
             raise ValueError(f"--models {seen[ckpt.directory.resolve(), same]!r} and {label!r} are the same "
                              f"checkpoint {str(ckpt.directory)!r}; compare different models")

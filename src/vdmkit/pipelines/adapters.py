@@ -27,10 +27,14 @@ def adapter_items(lora) -> list:
     return list(lora)
 
 
-def read_adapters(values, ckpt, force: bool) -> list[tuple]:
+FORCE = "--force-lora applies it anyway (force_lora=True in Python)"
+
+
+def read_adapters(values, ckpt, force: bool, flag: str = "--lora", override: str = FORCE) -> list[tuple]:
     """Each of ``values`` (``PATH`` or ``PATH:SCALE`` strings, or (path, scale) pairs) read once and checked: a
     LoRA adapter, trained on ``ckpt``'s weights unless ``force``, not given twice; the (adapter, scale) pairs for
-    ``Pipeline.load_lora``."""
+    ``Pipeline.load_lora``. ``flag`` and ``override``: how the command's messages name its adapters and a way to apply
+    one trained on another base (human-eval's ``--models MODEL+ADAPTER`` and a cascade's ``lora:`` have none)."""
     from vdmkit.backbones.lora import check_base, check_scale, parse_lora_argument, read_adapter
     from vdmkit.pipelines.base import weights_identities
 
@@ -50,7 +54,7 @@ def read_adapters(values, ckpt, force: bool) -> list[tuple]:
         adapter = read_adapter(path)
         try:
             check_base(adapter, base, force=force,
-                       override="--force-lora applies it anyway (force_lora=True in Python)")
+                       override=override)
         except ConfigError as err:
             if getattr(ckpt, "inflated", False) and getattr(ckpt, "adapter", None) is None:  # (sweep 26C)
                 raise ConfigError(f"{err}; a Stable Diffusion folder is sampled with the AnimateDiff motion modules "
@@ -58,22 +62,23 @@ def read_adapters(values, ckpt, force: bool) -> list[tuple]:
             raise
         key = adapter.header.get("tensors_sha256") or str(Path(path).resolve())
         if key in seen:  # applied twice it would act as one adapter at the sum of the scales
-            raise ConfigError(f"--lora {path!r} gives the same adapter as --lora {seen[key]!r}; give it once, with the "
+            raise ConfigError(f"{flag} {path!r} gives the same adapter as {flag} {seen[key]!r}; give it once, with the "
                               "scale wanted (PATH:SCALE; in Python a (path, scale) pair)")
         seen[key] = path
         if abs(scale) > LARGE_LORA_SCALE:
-            warnings.warn(f"--lora {path!r}: scale {scale:g} is far outside the usual 0-2; samples will likely break",
+            warnings.warn(f"{flag} {path!r}: scale {scale:g} is far outside the usual 0-2; samples will likely break",
                           stacklevel=2)
         adapters.append((adapter, scale))
     return adapters
 
 
-def sampling_adapters(values, ckpt, force: bool, config) -> tuple[list[tuple], object]:
+def sampling_adapters(values, ckpt, force: bool, config, flag: str = "--lora",
+                      override: str = FORCE) -> tuple[list[tuple], object]:
     """:func:`read_adapters`, and ``config`` with the sampling defaults the adapters record (a consistency adapter at
     a scale other than 0: lcm, its steps, no guidance), as sample, the tasks, search-schedule and eval take them."""
     from vdmkit.pipelines.base import with_adapter_sampling
 
     if force and not values:  # search-schedule took it without a word (sweep 26C); sample and the tasks refused it
         raise ConfigError("--force-lora applies --lora adapters trained on another base: give --lora PATH")
-    adapters = read_adapters(values, ckpt, force)
+    adapters = read_adapters(values, ckpt, force, flag, override)
     return adapters, with_adapter_sampling(config, [adapter for adapter, scale in adapters if scale != 0])

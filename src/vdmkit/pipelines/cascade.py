@@ -83,7 +83,8 @@ class StageConfig:
                 raise ConfigError(f"cascade stage {self.name or self.task!r}: {key} must be a string, got "
                                   f"{getattr(self, key)!r}")
         self.name = self.name or self.task
-        if isinstance(self.lora, (str, os.PathLike)) or not all(isinstance(a, (str, os.PathLike)) for a in self.lora):
+        if not isinstance(self.lora, (list, tuple)) or not all(isinstance(a, (str, os.PathLike)) for a in self.lora):
+            # (a mapping {file: 0.5} ran at scale 1, None and 5 were raw TypeErrors: 26S)
             raise ConfigError(f"cascade stage {self.name!r}: lora is a list of adapter files (PATH or PATH:SCALE, or "
                               f"fast), got {self.lora!r}")
         self.lora = [os.fspath(a) for a in self.lora]
@@ -256,11 +257,14 @@ def plan(cfg: CascadeConfig) -> list[Planned]:
 def stage_adapters(stage: StageConfig, path, source, config) -> tuple[list, object]:
     """The stage's LoRA adapters read and checked (``fast``: the bundled default's consistency adapter, on the
     default model only) and its model's config with the sampling defaults they record."""
+    from vdmkit.backbones.lora import parse_lora_argument
     from vdmkit.pipelines.adapters import sampling_adapters
     from vdmkit.pipelines.default import DEFAULT_MODEL, default_lcm_adapter
 
     values = []
     for value in stage.lora:
+        if str(value).startswith("fast:") and not Path(parse_lora_argument(value)[0]).exists():
+            raise ConfigError("lora: fast takes no scale (the consistency adapter at 1)")
         if value == "fast" and not Path(value).exists():
             adapter = default_lcm_adapter() if Path(path).resolve() == DEFAULT_MODEL else None
             if adapter is None:
@@ -268,7 +272,8 @@ def stage_adapters(stage: StageConfig, path, source, config) -> tuple[list, obje
                                   "default (an install with the adapter), or give another model's adapter file")
             value = str(adapter)
         values.append(value)
-    return sampling_adapters(values, source, False, config)
+    return sampling_adapters(values, source, False, config, flag="lora:",
+                             override="a cascade applies adapters trained on its stage's model only")
 
 
 def check_stage_options(stage: StageConfig, config, before: tuple[int, int, int] | None, where: str):
