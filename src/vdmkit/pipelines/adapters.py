@@ -53,8 +53,7 @@ def read_adapters(values, ckpt, force: bool, flag: str = "--lora", override: str
                               f"{type(value).__name__}")
         adapter = read_adapter(path)
         try:
-            check_base(adapter, base, force=force,
-                       override=override)
+            check_base(adapter, base, force=force, override=override)
         except ConfigError as err:
             if getattr(ckpt, "inflated", False) and getattr(ckpt, "adapter", None) is None:  # (sweep 26C)
                 raise ConfigError(f"{err}; a Stable Diffusion folder is sampled with the AnimateDiff motion modules "
