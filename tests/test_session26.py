@@ -301,3 +301,38 @@ def test_a_cascade_lora_that_is_no_list_is_refused(tmp_path):
     for bad in ({str(adapter): 0.5}, {}, None, 5):  # a mapping ran at scale 1, None and 5 were raw TypeErrors
         with pytest.raises(ConfigError, match="lora is a list of adapter files"):
             load_cascade({"stages": [{"task": "text_to_video", "lora": bad}]})
+
+
+# ---- vdmkit convert --lora: an adapted model written as one -----------------------------------------------------
+
+def test_convert_folds_lora_adapters_into_the_weights_written(tmp_path, capsys):
+    """`vdmkit convert` had no --lora: an adapted model could be written only from Python (export_diffusers,
+    save_pretrained). The adapters are folded in; a consistency adapter's sampling defaults come along."""
+    import torch
+
+    from vdmkit import cli
+    from vdmkit.io.checkpoint import load_tensors
+    from vdmkit.pipelines import TextToVideo
+
+    model, adapter = _default()
+    out = tmp_path / "fast"
+    assert cli.main(["convert", str(model), "--lora", str(adapter), "--to", "vdmkit", "--out", str(out)]) == 0
+    written = TextToVideo.from_pretrained(out)
+    assert written.config.sampling.sampler == "lcm" and written.config.sampling.steps == 4
+    assert not any("lora" in k for k in load_tensors(out / "model.safetensors"))
+    pipe = TextToVideo.from_pretrained(model)
+    pipe.load_lora(adapter)
+    expected = pipe("a red circle moving right", frames=4, seed=5)
+    assert (written("a red circle moving right", frames=4, seed=5) - expected).abs().max() < 1e-4
+    other = tmp_path / "other.safetensors"
+    from vdmkit.backbones import lora
+
+    cfg = lora.LoRAConfig(rank=2, targets=["attn"])
+    lora.add_lora(pipe.backbone, cfg, "x")
+    lora.save_adapter(other, pipe.backbone, cfg, base_sha256="0" * 64, name="x")
+    for extra, message in ((["--lora", str(other)], "--force-lora"), (["--force-lora"], "give --lora PATH"),
+                           (["--lora", str(tmp_path / "none.safetensors")], "not found")):
+        assert cli.main(["convert", str(model), *extra, "--to", "vdmkit", "--out", str(tmp_path / "bad")]) == 2
+        assert message in capsys.readouterr().err, extra
+    assert not (tmp_path / "bad").exists()
+    assert torch.isfinite(expected).all()

@@ -360,26 +360,33 @@ def _cmd_convert(args) -> int:
     from vdmkit.pipelines import TextToVideo
 
     out = check_new_folder(args.out, f"--out {args.out!r}", "convert")
+    if args.force_lora and not args.lora:
+        raise ValueError("--force-lora applies --lora adapters trained on another base: give --lora PATH")
+    from vdmkit.pipelines.base import open_model
+
+    source, config = open_model(args.source)
+    adapters, _ = sampling_adapters(args.lora or [], source, args.force_lora, config)  # read and checked first
+    refuse_replacing_inputs([out], None, command_inputs(args, [source], adapters))
     if args.to == "diffusers":  # what diffusers cannot express, refused from the config before any weights load
         from vdmkit.interop.export import export_documents
-        from vdmkit.pipelines.base import open_model
 
-        export_documents(open_model(args.source)[1])
+        export_documents(config)
     pipe = TextToVideo.from_pretrained(args.source)
+    for adapter, scale in adapters:  # folded into the weights written (and a consistency adapter's sampling kept)
+        pipe.load_lora(adapter, scale, force=args.force_lora)
     if args.to == "diffusers":
         from vdmkit.interop.export import export_diffusers
 
         export_diffusers(pipe, out)
     elif pipe.autoencoder is not None:  # a model folder: the checkpoint, its VAE and finetune.yaml, as inflate writes
         from vdmkit.interop.diffusers_pipeline import DiffusersFolder
-        from vdmkit.pipelines.base import open_model
         from vdmkit.pipelines.inflate import FINETUNE, write_model_folder
 
-        source = open_model(args.source)[0]
         # a diffusers folder's adapters apply to its conversion (an SD folder without motion modules draws new ones);
-        # a checkpoint converted again keeps the folder it came from
+        # a checkpoint converted again keeps the folder it came from; with adapters folded in, neither
         same = isinstance(source, DiffusersFolder) and not source.inflated
         known = pipe.model_sha256 if same else (pipe.identities[1] if len(pipe.identities) > 1 else None)
+        known = None if adapters else known
         write_model_folder(pipe, pipe.config, out, source_sha256=known)
         print(f"saved {out} (vdmkit): sample it with `vdmkit sample --model {out}`; fine-tune it (or train a LoRA) "
               f"from {out / FINETUNE} (set its data)")
@@ -575,6 +582,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("source", help="a vdmkit checkpoint or run directory, or a diffusers pipeline folder")
     p.add_argument("--to", choices=("vdmkit", "diffusers"), required=True)
     p.add_argument("--out", required=True, help="the folder to write (must not exist)")
+    p.add_argument("--lora", action="append", metavar="PATH[:SCALE]", help="fold a LoRA adapter into the weights "
+                   "written, its delta times SCALE (default 1); repeat for several (a consistency adapter's lcm, "
+                   "steps and guidance become the written model's sampling defaults)")
+    p.add_argument("--force-lora", action="store_true", help="apply --lora adapters trained on another base model")
     p.set_defaults(func=_cmd_convert)
 
     p = sub.add_parser("inflate", help="a Stable Diffusion pipeline folder as a text-to-video model (AnimateDiff)")

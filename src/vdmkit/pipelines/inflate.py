@@ -100,7 +100,8 @@ def write_model_folder(pipe: TextToVideo, config: PipelineConfig, out: Path, *,
             documents[SOURCE_DOCUMENT] = {"sha256": source_sha256}
         if about:  # how it was made (inflate: the folder, the adapter, the seed of new motion modules)
             documents[MADE_DOCUMENT] = about
-        save_checkpoint(tmp / MODEL, {WEIGHTS: pipe.state_dict()}, documents, blobs=pipe.carried_files())
+        # active LoRA adapters folded in (`vdmkit convert --lora`), as save_pretrained writes them
+        save_checkpoint(tmp / MODEL, {WEIGHTS: pipe.plain_state_dict()}, documents, blobs=pipe.carried_files())
         (tmp / FINETUNE).write_text(FINETUNE_NOTE.format(path=out.absolute() / FINETUNE) + finetune_config(config, out),
                                     encoding="utf-8")
         fsync_file(tmp / FINETUNE)
