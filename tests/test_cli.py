@@ -407,7 +407,7 @@ def test_prompt_at_with_a_digit_symbol_gives_the_usage(run_dir, tmp_path, capsys
 def test_an_unrecognized_argument_gives_its_subcommands_usage(capsys):
     """Every subcommand's "unrecognized arguments" error printed the root parser's usage, the whole command list,
     and named `vdmkit` (before 2026-12-07); argparse's own format names the subcommand, nested ones too."""
-    cases = [(["upscale", "--model", "m", "--video", "v.mp4", "--fast"], "upscale", "--fast"),
+    cases = [(["upscale", "--model", "m", "--video", "v.mp4", "--bogus"], "upscale", "--bogus"),  # (--fast: said)
              (["sample", "--prompt", "x", "--bogus", "1"], "sample", "--bogus 1"),
              (["train", "configs/tiny.yaml", "--bogus"], "train", "--bogus"),
              (["human-eval", "create", "--models", "a", "b", "--prompts", "p.txt", "--out", "o", "--bogus"],

@@ -336,3 +336,16 @@ def test_convert_folds_lora_adapters_into_the_weights_written(tmp_path, capsys):
         assert message in capsys.readouterr().err, extra
     assert not (tmp_path / "bad").exists()
     assert torch.isfinite(expected).all()
+
+
+def test_upscale_fast_and_lora_fast_say_why(tmp_path, capsys):
+    """`upscale --fast` was argparse's "unrecognized arguments" and `--lora fast` "adapter file 'fast' not found"
+    (sweep 26G)."""
+    from vdmkit import cli
+
+    _default()
+    with pytest.raises(SystemExit):
+        cli.build_parser().parse_args(["upscale", "--model", "m", "--video", "v.mp4", "--fast"])
+    assert "the default model is no super-resolution model" in capsys.readouterr().err
+    assert cli.main(["sample", "--prompt", "x", "--lora", "fast", "--out", str(tmp_path / "v.mp4")]) == 2
+    assert "is --fast (sample, the tasks but upscale, eval)" in capsys.readouterr().err

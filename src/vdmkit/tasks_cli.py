@@ -4,6 +4,7 @@ tasks `vdmkit interpolate | extend | upscale` and `vdmkit sample --image` (pipel
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 import warnings
@@ -51,6 +52,17 @@ def adapter_options(p, fast: bool = True) -> None:
     if fast:  # (not upscale's: the bundled default model is no super-resolution model)
         p.add_argument("--fast", action="store_true", help="the default model with its consistency adapter (lcm, 4 "
                        "steps)")
+    else:  # said, not argparse's "unrecognized arguments: --fast" (sweep 26G)
+        p.add_argument("--fast", action=NoFast, nargs=0, help=argparse.SUPPRESS)
+
+
+class NoFast(argparse.Action):
+    """upscale's --fast: refused with the reason."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        parser.error("--fast applies the bundled default model's consistency adapter, and the default model is no "
+                     "super-resolution model; give your model's own adapter with --lora PATH (e.g. one `vdmkit "
+                     "distill` made for it)")
 
 
 def _cmd_edit(args) -> int:

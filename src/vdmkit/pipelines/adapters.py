@@ -51,6 +51,9 @@ def read_adapters(values, ckpt, force: bool, flag: str = "--lora", override: str
         else:
             raise ConfigError(f"a LoRA adapter is a path, 'PATH:SCALE' or a (path, scale) pair, got "
                               f"{type(value).__name__}")
+        if path == "fast" and not Path(path).exists():  # a cascade's keyword (sweep 26G)
+            raise ConfigError(f"{flag} fast: no such adapter file; the bundled default model's consistency adapter is "
+                              "--fast (sample, the tasks but upscale, eval) or lora: [fast] in a cascade stage")
         adapter = read_adapter(path)
         try:
             check_base(adapter, base, force=force, override=override)
