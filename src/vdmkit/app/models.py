@@ -29,9 +29,7 @@ def _is_model(path: Path) -> bool:
 def find_models(runs: str | os.PathLike | None) -> dict[str, Path]:
     """Key -> checkpoint or run folder: ``default`` first when a default model is installed, then the folders under
     ``runs`` (itself, or up to two levels below) keyed by their path relative to it."""
-    from vdmkit.pipelines.default import default_model
-
-    from vdmkit.pipelines.default import DEFAULT_LCM, DEFAULT_MODEL
+    from vdmkit.pipelines.default import DEFAULT_LCM, DEFAULT_MODEL, default_model
 
     found: dict[str, Path] = {}
     default = default_model()
@@ -71,11 +69,11 @@ def resolve_model(models: dict[str, Path], key) -> Path:
 def model_adapters(key: str, path: Path) -> list[Path]:
     """The LoRA adapters the app applies to model ``key`` at ``path``: the bundled consistency adapter for
     ``default+fast`` (its pinned sha256 checked: CorruptCheckpointError), none for any other key."""
-    from vdmkit.pipelines.default import DEFAULT_MODEL, default_lcm_adapter
+    from vdmkit.pipelines.default import DEFAULT_MODEL, bundled_adapter
 
     if key != DEFAULT_FAST or Path(path).resolve() != DEFAULT_MODEL:  # (a run folder of that name: itself)
         return []
-    adapter = default_lcm_adapter()
+    adapter = bundled_adapter(path)
     if adapter is None:
         raise ConfigError(f"{key}: this install has no consistency adapter")
     return [adapter]

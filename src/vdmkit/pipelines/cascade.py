@@ -259,14 +259,14 @@ def stage_adapters(stage: StageConfig, path, source, config) -> tuple[list, obje
     default model only) and its model's config with the sampling defaults they record."""
     from vdmkit.backbones.lora import parse_lora_argument
     from vdmkit.pipelines.adapters import sampling_adapters
-    from vdmkit.pipelines.default import DEFAULT_MODEL, default_lcm_adapter
+    from vdmkit.pipelines.default import bundled_adapter
 
     values = []
     for value in stage.lora:
         if str(value).startswith("fast:") and not Path(parse_lora_argument(value)[0]).exists():
             raise ConfigError("lora: fast takes no scale (the consistency adapter at 1)")
         if value == "fast" and not Path(value).exists():
-            adapter = default_lcm_adapter() if Path(path).resolve() == DEFAULT_MODEL else None
+            adapter = bundled_adapter(path)
             if adapter is None:
                 raise ConfigError("lora: fast is the bundled default model's consistency adapter: use it with model: "
                                   "default (an install with the adapter), or give another model's adapter file")

@@ -45,6 +45,12 @@ def default_lcm_adapter() -> Path | None:
     return DEFAULT_LCM
 
 
+def bundled_adapter(folder) -> Path | None:
+    """The bundled consistency adapter when ``folder`` is the bundled default model's (its pin checked:
+    CorruptCheckpointError), else None: it was distilled for those weights only."""
+    return default_lcm_adapter() if Path(folder).resolve() == DEFAULT_MODEL else None
+
+
 def fast_adapters(model, loras: list[str] | None) -> list[str]:
     """`vdmkit sample --fast`: the default's consistency adapter first, then ``loras``; ValueError for another model
     or an install without it."""
