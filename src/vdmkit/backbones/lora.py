@@ -243,21 +243,30 @@ def lora_config(cfg: LoRAConfig | Mapping) -> LoRAConfig:
 
 
 def add_lora(backbone: nn.Module, cfg: LoRAConfig | Mapping, name: str = "default", *,
-             strict: bool = True) -> list[str]:
+             strict: bool = True, layers: Mapping[str, int] | None = None) -> list[str]:
     """Add adapter ``name`` (B = 0: the model's outputs are unchanged in fp32; within rounding in bf16) to the layers
     ``cfg.targets`` name; return their names. ``cfg``: a LoRAConfig, or a mapping of its fields. ConfigError when no
-    layer of this backbone is of those kinds, or the name is taken."""
+    layer of this backbone is of those kinds, or the name is taken. ``layers``: the layers to adapt instead, each
+    with its rank (an adapter read from another library's file is on the layers it names, whatever their kind)."""
     cfg = lora_config(cfg)
     check_adapter_name(name)
     kind_of = layer_kinds(backbone)
-    layers = {n: backbone.get_submodule(n) for n, kind in kind_of.items() if kind in set(cfg.targets)}
+    ranks = dict(layers) if layers is not None else {}
+    if layers is not None:
+        unknown = [n for n in ranks if n not in kind_of]
+        if unknown:
+            raise ConfigError(f"{len(unknown)} adapter layer(s) are not linear or convolution layers of this "
+                              f"{type(backbone).__name__} (e.g. {', '.join(sorted(unknown)[:2])})")
+        layers = {n: backbone.get_submodule(n) for n in ranks}
+    else:
+        layers = {n: backbone.get_submodule(n) for n, kind in kind_of.items() if kind in set(cfg.targets)}
     if not layers:
         raise ConfigError(f"lora.targets {cfg.targets} match no layer of this {type(backbone).__name__}")
     kinds = set(kind_of.values()) - {None}
     unmatched = [t for t in cfg.targets if t not in kinds]
     # such targets were recorded in an adapter's header, adapted nowhere (before 2026-12-06); files written then
     # still load (strict=False)
-    if unmatched and strict:
+    if unmatched and strict and not ranks:
         raise ConfigError(f"lora.targets {unmatched} match no layer of this {type(backbone).__name__} (its kinds of "
                           f"layer: {', '.join(sorted(kinds))}); drop {'it' if len(unmatched) == 1 else 'them'}")
     if name in adapter_names(backbone):
@@ -269,7 +278,7 @@ def add_lora(backbone: nn.Module, cfg: LoRAConfig | Mapping, name: str = "defaul
         if holder is None:
             holder = LoRALayer(layer)
             layer.lora = holder
-        holder.adapters[name] = LoRAPair(layer.weight, cfg.rank, cfg.scale, cfg.dropout)
+        holder.adapters[name] = LoRAPair(layer.weight, ranks.get(layer_name, cfg.rank), cfg.scale, cfg.dropout)
     return list(layers)
 
 
@@ -469,6 +478,8 @@ class AdapterFile:
     config: LoRAConfig
     tensors: dict[str, torch.Tensor]
     header: dict
+    # the part for the pipeline's text encoder of a file another library wrote (interop.lora_files), else None
+    text: AdapterFile | None = None
 
     @property
     def base_sha256(self) -> str | None:
@@ -535,10 +546,8 @@ def _not_vdmkit(path: Path, keys: list[str]) -> str:
     if lora is None:
         return f"{str(path)!r} is not a vdmkit LoRA adapter (its header has no format {FORMAT!r}); {write}"
     return (f"{str(path)!r} holds LoRA weights (keys such as {lora!r}) without vdmkit's header (format {FORMAT!r}): "
-            "a diffusers, peft or kohya LoRA file, which vdmkit does not read yet (fuse it in diffusers, "
-            "pipe.fuse_lora(), save the pipeline, or the motion adapter for a motion LoRA, and load that folder), or "
-            f"tensors saved without save_adapter; {write}, whose header records the rank, alpha, targets and base "
-            "model they fit")
+            "a diffusers, peft or kohya LoRA file, which is read against the model it is applied to (--lora, "
+            "Pipeline.load_lora, vdmkit.interop.lora_files.read_lora), not alone")
 
 
 def check_base(adapter: AdapterFile, base_sha256: str | list[str] | None, *, force: bool, override: str) -> None:
@@ -559,7 +568,10 @@ def load_adapter(model: nn.Module, adapter: AdapterFile, *, name: str = "default
     """Add ``adapter`` to ``model`` as ``name``, its weights loaded and multiplied by ``scale`` (on top of alpha /
     rank). ConfigError naming the layers when the file's layers are not this model's (another architecture)."""
     scale = check_scale(scale)
-    layers = add_lora(model, adapter.config, name, strict=False)
+    # an adapter converted from another library's file (interop.lora_files) is on the layers that file names
+    partial = {k.rsplit(".lora_", 1)[0]: v.shape[0] for k, v in adapter.tensors.items() if k.endswith(".lora_A.weight")}
+    layers = add_lora(model, adapter.config, name, strict=False,
+                      layers=partial if adapter.header.get("partial") else None)
     state = pair_state(adapter.tensors, name)
     params = dict(model.named_parameters())
     expected = {f"{n}.lora.adapters.{name}.{ab}" for n in layers for ab in "AB"}

@@ -195,7 +195,7 @@ def export_diffusers(pipe, out: str | os.PathLike) -> Path:
                  "unet": ["diffusers", "UNet3DConditionModel"], "vae": ["diffusers", "AutoencoderKL"],
                  "text_encoder": ["transformers", "CLIPTextModel"], "tokenizer": ["transformers", "CLIPTokenizer"],
                  "scheduler": ["diffusers", documents["scheduler/scheduler_config.json"]["_class_name"]]}
-        if not lora.adapter_names(pipe.backbone):  # the model's own weights (no adapter folded in): the adapters
+        if not lora.adapter_names(pipe):  # the model's own weights (no adapter folded in): the adapters
             # trained on it apply to the folder (other files, so another hash: they were refused, a review)
             (tmp / f"{SOURCE_DOCUMENT}.json").write_text(json.dumps({"identities": list(pipe.identities)}, indent=2),
                                                          encoding="utf-8")

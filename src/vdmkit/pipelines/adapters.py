@@ -30,12 +30,15 @@ def adapter_items(lora) -> list:
 FORCE = "--force-lora applies it anyway (force_lora=True in Python)"
 
 
-def read_adapters(values, ckpt, force: bool, flag: str = "--lora", override: str = FORCE) -> list[tuple]:
+def read_adapters(values, ckpt, force: bool, flag: str = "--lora", override: str = FORCE, config=None) -> list[tuple]:
     """Each of ``values`` (``PATH`` or ``PATH:SCALE`` strings, or (path, scale) pairs) read once and checked: a
     LoRA adapter, trained on ``ckpt``'s weights unless ``force``, not given twice; the (adapter, scale) pairs for
     ``Pipeline.load_lora``. ``flag`` and ``override``: how the command's messages name its adapters and a way to apply
-    one trained on another base (human-eval's ``--models MODEL+ADAPTER`` and a cascade's ``lora:`` have none)."""
+    one trained on another base (human-eval's ``--models MODEL+ADAPTER`` and a cascade's ``lora:`` have none).
+    ``config``: the model's PipelineConfig, against which a diffusers / peft / kohya file is read
+    (``interop.lora_files.read_lora``); without it only vdmkit's own adapter files are read."""
     from vdmkit.backbones.lora import check_base, check_scale, parse_lora_argument, read_adapter
+    from vdmkit.interop.lora_files import read_lora
     from vdmkit.pipelines.base import weights_identities
 
     base = weights_identities(ckpt)
@@ -54,7 +57,7 @@ def read_adapters(values, ckpt, force: bool, flag: str = "--lora", override: str
         if path == "fast" and not Path(path).exists():  # a cascade's keyword (sweep 26G)
             raise ConfigError(f"{flag} fast: no such adapter file; the bundled default model's consistency adapter is "
                               "--fast (sample, the tasks but upscale, eval) or lora: [fast] in a cascade stage")
-        adapter = read_adapter(path)
+        adapter = read_lora(path, config, force=force) if config is not None else read_adapter(path)
         try:
             check_base(adapter, base, force=force, override=override)
         except ConfigError as err:
@@ -82,5 +85,5 @@ def sampling_adapters(values, ckpt, force: bool, config, flag: str = "--lora",
 
     if force and not values:  # search-schedule took it without a word (sweep 26C); sample and the tasks refused it
         raise ConfigError("--force-lora applies --lora adapters trained on another base: give --lora PATH")
-    adapters = read_adapters(values, ckpt, force, flag, override)
+    adapters = read_adapters(values, ckpt, force, flag, override, config)
     return adapters, with_adapter_sampling(config, [adapter for adapter, scale in adapters if scale != 0])

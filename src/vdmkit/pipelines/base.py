@@ -490,7 +490,7 @@ class Pipeline(nn.Module):
         LoRA adapters folded in and their entries left out (what save_pretrained and export_diffusers write)."""
         from vdmkit.backbones import lora
 
-        return lora.merged_state(self) if lora.adapter_names(self.backbone) else self.state_dict()
+        return lora.merged_state(self) if lora.adapter_names(self) else self.state_dict()
 
     @property
     def config(self) -> PipelineConfig:
@@ -502,7 +502,7 @@ class Pipeline(nn.Module):
             return config
         from vdmkit.backbones import lora
 
-        on = {name for name, scale in lora.adapter_scales(self.backbone).items() if scale != 0}  # scale 0: off
+        on = {name for name, scale in lora.adapter_scales(self).items() if scale != 0}  # scale 0: off
         recorded = [r["sampling"] for r in self.adapters if r.get("sampling") is not None and r["name"] in on]
         return dataclasses.replace(config, sampling=recorded[-1]) if recorded else config
 
@@ -515,16 +515,22 @@ class Pipeline(nn.Module):
         backbone (several can be active at once), its delta times ``scale``; returns the adapter's name (``name``,
         else the file's stem). An adapter records the sha256 of the base weights it was trained on: another base is
         refused (ConfigError naming both) unless ``force``. An adapter that records sampling defaults (a consistency
-        adapter of ``vdmkit distill``: lcm, 4 steps, guidance 1) makes them this pipeline's."""
+        adapter of ``vdmkit distill``: lcm, 4 steps, guidance 1) makes them this pipeline's. ``path`` may be a
+        diffusers, peft or kohya LoRA file (or the folder diffusers' save_lora_weights / peft's save_pretrained
+        wrote) of the model this pipeline loaded from a diffusers folder, its text encoder's part applied to the CLIP
+        text encoder under the same name: ``lora.set_scale(pipe, name, s)`` and ``lora.remove_lora(pipe, name)`` (the
+        pipeline, not ``pipe.backbone``) reach both parts (interop.lora_files; ``force`` applies a file whose text
+        encoder's part this model cannot take without it)."""
         from vdmkit.backbones import lora
+        from vdmkit.interop.lora_files import read_lora
 
         lora.check_scale(scale)  # before the file is read
-        adapter = path if isinstance(path, lora.AdapterFile) else lora.read_adapter(path)
+        adapter = path if isinstance(path, lora.AdapterFile) else read_lora(path, self, force=force)
         lora.check_base(adapter, self.identities, force=force,
                         override="apply it anyway with force=True (--force-lora)")
         recorded = with_adapter_sampling(self._config, [adapter]).sampling  # its header checked before it is applied
         sha = sha256_file(adapter.path)
-        present = lora.adapter_names(self.backbone)
+        present = lora.adapter_names(self)  # the backbone's and the text encoder's (a diffusers file's part)
         twin = next((r["name"] for r in self.adapters if r["sha256"] == sha and r["name"] in present), None)
         if twin is not None:  # a notebook cell run twice: the adapter at the sum of its scales
             raise ConfigError(f"{str(adapter.path)!r} is applied already (as {twin!r}); applied twice it would act as "
@@ -534,11 +540,17 @@ class Pipeline(nn.Module):
             stem = "".join(c if c.isalnum() else "_" for c in adapter.path.stem) or "adapter"
             base = stem if stem[0].isalpha() and not lora.torch_attribute(stem) else f"a_{stem}"
             name, n = base, 1
-            while name in lora.adapter_names(self.backbone):
+            while name in lora.adapter_names(self):
                 n += 1
                 name = f"{base}_{n}"
         lora.load_adapter(self.backbone, adapter, name=name, scale=scale)
-        present = lora.adapter_names(self.backbone)  # records of adapters removed since (or replaced under this name)
+        if adapter.text is not None:  # a diffusers / kohya file's text-encoder part, on the CLIP text encoder
+            try:
+                lora.load_adapter(self.text_encoder.model, adapter.text, name=name, scale=scale)
+            except BaseException:
+                lora.remove_lora(self.backbone, name)
+                raise
+        present = lora.adapter_names(self)  # records of adapters removed since (or replaced under this name)
         self.adapters = [r for r in self.adapters if r["name"] in present and r["name"] != name]
         if self.compiled is not None:
             self.compiled.reset()  # other weights: other packages
@@ -553,7 +565,7 @@ class Pipeline(nn.Module):
         the sidecars of sampled videos record it: name, path, scale, sha256."""
         from vdmkit.backbones import lora
 
-        now, out = lora.adapter_scales(self.backbone), []
+        now, out = lora.adapter_scales(self), []
         for record in self.adapters:
             if record["name"] in now:
                 factor = record.get("alpha_over_rank") or 1.0
