@@ -115,10 +115,11 @@ def test_a_lora_with_a_text_encoder_part_samples_as_diffusers_applies_both(model
     assert (pipe(PROMPTS, steps=2, frames=3, latents=LATENTS, output="latents") - expected).abs().max() < 1e-4
     lora.set_scale(pipe.backbone, name, 0.0)  # the backbone's part off, the text encoder's still on
     partly = pipe(PROMPTS, steps=2, frames=3, latents=LATENTS, output="latents")
+    assert [(a["scale"], a["text_scale"]) for a in pipe.applied_adapters()] == [(0.0, 0.6)]  # as applied
     assert (partly - plain).abs().max() > 1e-2 and (partly - expected).abs().max() > 1e-2
     lora.set_scale(pipe, name, 0.0)  # the pipeline reaches both parts: the plain model
     assert (pipe(PROMPTS, steps=2, frames=3, latents=LATENTS, output="latents") - plain).abs().max() < 1e-5
-    assert [a["scale"] for a in pipe.applied_adapters()] == [0.0]
+    assert [a["scale"] for a in pipe.applied_adapters()] == [0.0] and "text_scale" not in pipe.applied_adapters()[0]
     lora.remove_lora(pipe, name)
     assert not lora.adapter_names(pipe) and not pipe.applied_adapters()
 
@@ -130,7 +131,7 @@ def test_a_motion_lora_saved_by_diffusers_samples_as_animatediff_with_it(models,
 
     (folder, sd), (adapter, adapter_folder) = sd_folder, models["adapter"]
     reference = reference_animatediff(sd, adapter)
-    config = peft.LoraConfig(r=2, lora_alpha=3, init_lora_weights=False,
+    config = peft.LoraConfig(r=2, lora_alpha=3, init_lora_weights=False, use_rslora=True,  # alpha / sqrt(r)
                              target_modules=r".*motion_modules.*\.(to_q|to_k|to_v|to_out\.0)")  # as MotionLoRAs
     trained = random_lora(diffusers.UNetMotionModel.from_unet2d(sd.unet, adapter), config, 12)
     diffusers.AnimateDiffPipeline.save_lora_weights(str(tmp_path), unet_lora_layers=get_peft_model_state_dict(trained),
@@ -149,7 +150,7 @@ def test_a_motion_lora_saved_by_diffusers_samples_as_animatediff_with_it(models,
 
 def kohya_file(peft_file, out, alpha):
     """``peft_file`` (diffusers' names, ``unet.`` prefix) written as kohya's sd-scripts writes: lora_unet_<name with
-    _ for .>.lora_down/up.weight and an .alpha per layer."""
+    _ for .>.lora_down/up.weight and an .alpha per layer (``alpha(module)``)."""
     from safetensors.torch import load_file, save_file
 
     state, kohya = load_file(str(peft_file)), {}
@@ -157,7 +158,7 @@ def kohya_file(peft_file, out, alpha):
         module, which = key[len("unet."):].rsplit(".lora_", 1)
         name = "lora_unet_" + module.replace(".", "_")
         kohya[f"{name}.lora_{'down' if which.startswith('A') else 'up'}.weight"] = value
-        kohya[f"{name}.alpha"] = torch.tensor(float(alpha))
+        kohya[f"{name}.alpha"] = torch.tensor(float(alpha(module)))
     save_file(kohya, str(out))
     return out
 
@@ -178,16 +179,21 @@ def processor_file(peft_file, out):
     return out
 
 
-@pytest.mark.parametrize("style", ["kohya", "processor"])
+@pytest.mark.parametrize("style", ["kohya", "kohya per layer", "processor"])
 def test_kohya_and_older_diffusers_files_load_as_diffusers_loads_them(models, sd_folder, tmp_path, style):  # noqa: F811
+    """kohya's one alpha for every layer and diffusers' older names: as diffusers reads those files. kohya's alpha per
+    layer (sd-scripts' own rule, which diffusers collapses into one): as diffusers reads the peft file whose
+    alpha_pattern gives each layer the same alpha."""
     from vdmkit.pipelines import TextToVideo
 
     (folder, sd), (adapter, adapter_folder) = sd_folder, models["adapter"]
-    peft_file = sd_lora(tmp_path / "peft", seed=13)
-    path = (kohya_file(peft_file, tmp_path / "kohya.safetensors", alpha=2) if style == "kohya"
-            else processor_file(peft_file, tmp_path / "old.safetensors"))
+    peft_file = sd_lora(tmp_path / "peft", seed=13)  # alpha 8, 6 on the to_k layers
+    path = {"kohya": lambda: kohya_file(peft_file, tmp_path / "kohya.safetensors", alpha=lambda m: 2),
+            "kohya per layer": lambda: kohya_file(peft_file, tmp_path / "kohya.safetensors",
+                                                  alpha=lambda m: 6 if m.endswith("to_k") else 8),
+            "processor": lambda: processor_file(peft_file, tmp_path / "old.safetensors")}[style]()
     reference = reference_animatediff(sd, adapter)
-    reference.load_lora_weights(str(path))  # diffusers converts kohya's names itself
+    reference.load_lora_weights(str(peft_file if style == "kohya per layer" else path))
     expected = frames_of(reference, LATENTS)
     pipe = TextToVideo.from_pretrained(folder, motion_adapter=adapter_folder)
     pipe.load_lora(path)
@@ -223,7 +229,6 @@ def test_a_peft_lora_of_the_modelscope_unet_equals_peft_on_diffusers(tmp_path):
     with torch.no_grad():
         expected = unet(x, t, encoder_hidden_states=ctx).sample
         got = ours(x, t, text(ctx))
-        unet.disable_adapters() if hasattr(unet, "disable_adapters") else None
     assert (got - expected).abs().max() < 1e-5
     lora.merge(ours)  # folds as any adapter
     with torch.no_grad():
@@ -324,7 +329,7 @@ def test_bad_lora_files_of_other_libraries_are_named(sd_pipe, tmp_path):
         path = write(tmp_path / f"bad{i}.safetensors", tensors)
         with pytest.raises(error, match=match):
             sd_pipe.load_lora(path)
-        assert not sd_pipe.applied_adapters() and not lora.adapter_names(sd_pipe.backbone)  # nothing left on it
+        assert not sd_pipe.applied_adapters() and not lora.adapter_names(sd_pipe)  # nothing left on either part
     bad = write(tmp_path / "meta.safetensors", good, {"lora_adapter_metadata": json.dumps({"unet.use_dora": True})})
     with pytest.raises(ConfigError, match="DoRA"):
         sd_pipe.load_lora(bad)
@@ -381,3 +386,161 @@ def test_a_peft_folder_loads_on_the_inflated_sd_unet_as_peft_computes_it(models,
         expected, plain = per_frame(wrapped, x, t, ctx), per_frame(unet2d, x, t, ctx)
         got = ours(x, t, text(ctx))
     assert (got - expected).abs().max() < 1e-5 and (expected - plain).abs().max() > 1e-2
+
+
+def test_malformed_strengths_and_names_are_config_errors_naming_the_source(sd_pipe, tmp_path):
+    """Review 27R: raw AttributeError / re.error / IndexError / RuntimeError before; metadata that does not describe
+    the tensors was applied at another strength; kohya's LDM names were 'a LoRA of another model'."""
+    from safetensors.torch import load_file
+
+    good = load_file(str(sd_lora(tmp_path)))
+    key = "unet.down_blocks.0.attentions.0.transformer_blocks.0.attn1.to_q"
+
+    def metadata(**fields):
+        return {"lora_adapter_metadata": json.dumps({f"unet.{k}": v for k, v in fields.items()})}
+
+    cases = [
+        (good, metadata(r=4, lora_alpha=2, alpha_pattern=["x"]), "alpha_pattern \\['x'\\], not a mapping"),
+        (good, metadata(r=4, lora_alpha=2, alpha_pattern={"blocks.(": 3}), "is not a regular expression"),
+        (good, metadata(r=4, lora_alpha=2, alpha_pattern={"to_q": "abc"}), "gives 'abc', not a number"),
+        (good, metadata(r=8, lora_alpha=8), "rank 8, its matrices have rank 4: not the file it describes"),
+        (good, metadata(r=4, lora_alpha=8, rank_pattern={"to_q": 2}), "rank 2, its matrices have rank 4"),
+        ({**good, f"{key}.lora_A.weight": torch.zeros(0, 32), f"{key}.lora_B.weight": torch.zeros(32, 0)}, None,
+         "has rank 0"),
+        ({"lora_unet_input_blocks_1_1_proj_in.lora_down.weight": torch.zeros(4, 32),
+          "lora_unet_input_blocks_1_1_proj_in.lora_up.weight": torch.zeros(32, 4),
+          "lora_unet_input_blocks_1_1_proj_in.alpha": torch.tensor(4.0)}, None, "original layout .*input_blocks"),
+        ({"lora_unet_down_blocks_0_attentions_0_proj_in.lora_down.weight": torch.zeros(4, 32),
+          "lora_unet_down_blocks_0_attentions_0_proj_in.lora_up.weight": torch.zeros(32, 4),
+          "lora_unet_down_blocks_0_attentions_0_proj_in.alpha": torch.zeros(0)}, None, "its alpha has 0 values"),
+    ]
+    for i, (tensors, meta, match) in enumerate(cases):
+        with pytest.raises(ConfigError, match=match):
+            sd_pipe.load_lora(write(tmp_path / f"m{i}.safetensors", tensors, meta))
+    folder = tmp_path / "peft_folder"  # peft's folder: its adapter_config.json named when it is wrong
+    folder.mkdir()
+    write(folder / "adapter_model.safetensors", {k[len("unet."):]: v for k, v in good.items()})
+    (folder / "adapter_config.json").write_text("[1, 2]")
+    with pytest.raises(ConfigError, match="adapter_config.json' is not a mapping"):
+        sd_pipe.load_lora(folder)
+    (folder / "adapter_config.json").write_text(json.dumps({"r": 4, "lora_alpha": 2}))
+    beside = write(folder / "other.safetensors", {k[len("unet."):]: v for k, v in good.items()},
+                   {"written": "apart"})  # other bytes: not the same file applied twice
+    with_config = sd_pipe.load_lora(folder / "adapter_model.safetensors")  # alpha 2 / r 4 = 0.5
+    without = sd_pipe.load_lora(beside)  # another file in that folder does not take peft's config: 1
+    layer = sd_pipe.backbone.get_submodule("down.0.attn.0.spatial.block.attn1.to_q").lora.adapters
+    assert torch.allclose(layer[with_config].B * 2, layer[without].B)
+    assert not lora_warnings(sd_pipe, tmp_path, good)
+
+
+def lora_warnings(pipe, tmp_path, good):
+    """'.alpha' keys in a peft-style file: ignored with a warning, as diffusers ignores them (the strength of the
+    file without them); returns the leftover adapters after taking them off."""
+    import warnings
+
+    from vdmkit.backbones import lora
+
+    alphas = {k.replace(".lora_A.weight", ".alpha"): torch.tensor(2.0) for k in good if k.endswith(".lora_A.weight")}
+    with pytest.warns(UserWarning, match="'.alpha' keys .* are ignored, as diffusers ignores them"):
+        ignored = pipe.load_lora(write(tmp_path / "alphas.safetensors", {**good, **alphas}))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        plain = pipe.load_lora(write(tmp_path / "plain.safetensors", good), name="plain")
+    layer = pipe.backbone.get_submodule("down.0.attn.0.spatial.block.attn1.to_q").lora.adapters
+    assert torch.equal(layer[ignored].B, layer[plain].B)
+    lora.remove_lora(pipe)
+    return lora.adapter_names(pipe)
+
+
+def test_older_text_encoder_names_and_any_single_file_folder_read(models, sd_folder, tmp_path):  # noqa: F811
+    """Review 27R: diffusers' older text-encoder names (self_attn.to_q_lora) were 'mixed key styles'; a folder whose
+    one LoRA file has another name (a motion LoRA's download) was refused."""
+    import shutil
+
+    from safetensors.torch import load_file
+
+    from vdmkit.pipelines import TextToVideo
+
+    (folder, sd), adapter_folder = sd_folder, models["adapter"][1]
+    state = load_file(str(sd_lora(tmp_path / "new", seed=17, text_encoder=sd.text_encoder)))
+    names = {"q_proj": "to_q", "k_proj": "to_k", "v_proj": "to_v", "out_proj": "to_out"}
+    text = {k: v for k, v in state.items() if k.startswith("text_encoder.") and k.split(".")[-3] in names}
+    covered = (".to_q", ".to_k", ".to_v", ".to_out.0")  # the layers diffusers' older processor names cover
+    attention = {k: v for k, v in state.items() if k.startswith("unet.") and k.rsplit(".lora_", 1)[0].endswith(covered)}
+    peft_text = write(tmp_path / "peft_text.safetensors", {**attention, **text})
+    old = {}
+    for key, value in text.items():
+        module, which = key.rsplit(".lora_", 1)
+        head, _, layer = module.rpartition(".")
+        old[f"{head}.{names[layer]}_lora.{'down' if which.startswith('A') else 'up'}.weight"] = value
+    downloaded = tmp_path / "motion_lora_download"
+    downloaded.mkdir()
+    processor_file(peft_text, downloaded / "diffusion_pytorch_model.safetensors")
+    tensors = load_file(str(downloaded / "diffusion_pytorch_model.safetensors"))
+    write(downloaded / "diffusion_pytorch_model.safetensors", {**tensors, **old})
+    pipe = TextToVideo.from_pretrained(folder, motion_adapter=adapter_folder)
+    pipe.load_lora(peft_text)
+    expected = pipe(PROMPTS, steps=2, frames=3, latents=LATENTS, output="latents")
+    pipe = TextToVideo.from_pretrained(folder, motion_adapter=adapter_folder)
+    pipe.load_lora(downloaded)  # the folder, its one file read whatever its name
+    got = pipe(PROMPTS, steps=2, frames=3, latents=LATENTS, output="latents")
+    assert (got - expected).abs().max() < 1e-5
+    shutil.copy(downloaded / "diffusion_pytorch_model.safetensors", downloaded / "second.safetensors")
+    with pytest.raises(ConfigError, match="is a folder; an adapter is one .safetensors file"):
+        pipe.load_lora(downloaded)  # two files: which one is not guessed
+
+
+def test_convert_folds_a_diffusers_lora_with_its_text_part_into_a_checkpoint(models, sd_folder, tmp_path):  # noqa: F811
+    from safetensors.torch import load_file
+
+    from vdmkit import cli
+
+    (folder, sd), adapter_folder = sd_folder, models["adapter"][1]
+    path = sd_lora(tmp_path / "lora", seed=18, text_encoder=sd.text_encoder)
+    assert cli.main(["inflate", str(folder), "--motion-adapter", str(adapter_folder), "--frames", "3",
+                     "--out", str(tmp_path / "inflated")]) == 0
+    assert cli.main(["convert", str(tmp_path / "inflated"), "--to", "vdmkit", "--lora", f"{path}:0.8",
+                     "--out", str(tmp_path / "styled")]) == 0
+    run = ["--prompt", "a cat", "--steps", "2", "--frames", "3", "--seed", "1"]
+    for name, model, extra in (("folded", "styled", []), ("applied", "inflated", ["--lora", f"{path}:0.8"]),
+                               ("plain", "inflated", [])):
+        assert cli.main(["sample", "--model", str(tmp_path / model), *run, *extra,
+                         "--out", str(tmp_path / f"{name}.safetensors")]) == 0
+    folded, applied, plain = (load_file(str(tmp_path / f"{n}.safetensors"))["latents"]
+                              for n in ("folded", "applied", "plain"))
+    assert (folded - applied).abs().max() < 1e-4 and (applied - plain).abs().max() > 1e-2
+
+
+def test_sweep_27a_files_and_folders_are_named_as_what_they_are(sd_pipe, sd_folder, tmp_path):  # noqa: F811
+    from safetensors.torch import load_file
+
+    from vdmkit.app.models import named_model
+    from vdmkit.errors import UnsafeFormatError
+
+    good = load_file(str(sd_lora(tmp_path / "lora")))
+    key = "unet.down_blocks.0.attentions.0.transformer_blocks.0.attn1.to_q"
+    conv = "unet.down_blocks.0.resnets.0.conv1"
+    meta = {"lora_adapter_metadata": json.dumps({"unet.r": 4, "unet.lora_alpha": 8, "unet.use_rslora": "false"})}
+    for tensors, metadata, match in [
+        (good, meta, "use_rslora 'false', not true or false"),  # a string was read as true
+        ({f"{key}.lora_A.default.weight": torch.zeros(4, 32), f"{key}.lora_B.default.weight": torch.zeros(32, 4)},
+         None, "peft keys with an adapter's name in them"),
+        ({**good, f"{conv}.lora_mid.weight": torch.zeros(4, 4, 3, 3)}, None, "Tucker decomposition"),
+        ({**good, f"{conv}.lora_A.weight": good[f"{conv}.lora_A.weight"][:, :, :1, :1].contiguous()}, None,
+         "a LoRA of a model of other kernels"),
+    ]:
+        with pytest.raises(ConfigError, match=match):
+            sd_pipe.load_lora(write(tmp_path / "bad.safetensors", tensors, metadata))
+    both = tmp_path / "both"
+    both.mkdir()
+    for name in ("pytorch_lora_weights.safetensors", "adapter_model.safetensors"):
+        write(both / name, good)
+    with pytest.raises(ConfigError, match="holds both diffusers' and peft's LoRA weights files"):
+        sd_pipe.load_lora(both)
+    pickled = tmp_path / "pickled"
+    pickled.mkdir()
+    (pickled / "pytorch_lora_weights.bin").write_bytes(b"\x80\x04junk")
+    with pytest.raises(UnsafeFormatError, match="pickle weights only"):
+        sd_pipe.load_lora(pickled)
+    folder, adapters = named_model(f"{sd_folder[0]}+{tmp_path / 'lora'}:0.5")  # human-eval's MODEL+FOLDER
+    assert adapters == [f"{tmp_path / 'lora'}:0.5"]

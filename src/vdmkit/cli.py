@@ -10,8 +10,8 @@ import sys
 import time
 from pathlib import Path
 
-from vdmkit.cli_common import (COMPILE_HELP, CUDA_GRAPHS_HELP, DTYPE_HELP, PRECISION_HELP, absolute, apply_runner,
-                               check_runner, command_parser, step_bar, weights_dtype)
+from vdmkit.cli_common import (COMPILE_HELP, CUDA_GRAPHS_HELP, DTYPE_HELP, FORCE_LORA_HELP, LORA_KINDS, PRECISION_HELP,
+                               absolute, apply_runner, check_runner, command_parser, step_bar, weights_dtype)
 from vdmkit.cli_common import model_or_default as _model_or_default, report as _report, sampling_adapters
 from vdmkit.cli_common import (Terminated, command_warnings, finished_lines, interrupt_message, refuse_earlier_videos,
                                read_latents, resumed_seed, terminate_as_interrupt)
@@ -550,9 +550,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="torch CPU threads (0 = the CPUs other work leaves free; recorded in the sidecar)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar over the sampler's steps")
     p.add_argument("--lora", action="append", metavar="PATH[:SCALE]",
-                   help="apply a LoRA adapter (.safetensors from train.lora or distill), its delta times SCALE "
-                   "(default 1); repeat for several")
-    p.add_argument("--force-lora", action="store_true", help="apply --lora adapters trained on another base model")
+                   help=f"apply a LoRA adapter, {LORA_KINDS}, its delta times SCALE (default 1); repeat for several")
+    p.add_argument("--force-lora", action="store_true", help=FORCE_LORA_HELP)
     p.add_argument("--fast", action="store_true", help="the default model with its consistency adapter: 4 lcm steps")
     p.add_argument("--device", default="auto", help=DEVICES_HELP)
     p.add_argument("--vae-tile", type=int, help="latent models: decode in spatial tiles of this many latent pixels")
@@ -585,7 +584,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lora", action="append", metavar="PATH[:SCALE]", help="fold a LoRA adapter into the weights "
                    "written, its delta times SCALE (default 1); repeat for several (a consistency adapter's lcm, "
                    "steps and guidance become the written model's sampling defaults)")
-    p.add_argument("--force-lora", action="store_true", help="apply --lora adapters trained on another base model")
+    p.add_argument("--force-lora", action="store_true", help=FORCE_LORA_HELP)
     p.set_defaults(func=_cmd_convert)
 
     p = sub.add_parser("inflate", help="a Stable Diffusion pipeline folder as a text-to-video model (AnimateDiff)")

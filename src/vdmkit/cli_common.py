@@ -262,6 +262,10 @@ def apply_runner(pipe, args) -> None:
 
 
 NO_PROGRESS_HELP = "no progress bar over the sampler's steps"
+LORA_KINDS = ("vdmkit's (.safetensors from train.lora or distill), or a diffusers / peft / kohya LoRA file or folder "
+              "of a model loaded from a diffusers folder")
+FORCE_LORA_HELP = ("apply --lora adapters trained on another base model (and a diffusers file whose text-encoder part "
+                   "this model cannot take, without that part)")
 
 
 @contextlib.contextmanager

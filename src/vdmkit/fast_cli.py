@@ -8,7 +8,7 @@ import json
 import sys
 from pathlib import Path
 
-from vdmkit.cli_common import seed as seed_type
+from vdmkit.cli_common import FORCE_LORA_HELP, seed as seed_type
 from vdmkit.device import DEVICES_HELP, apply_threads
 from vdmkit.errors import ConfigError, VdmkitError
 
@@ -133,7 +133,7 @@ def register(sub) -> None:
                    "`sample --motion-adapter` takes them (the schedule is keyed by the folder and adapter together)")
     p.add_argument("--lora", action="append", metavar="PATH[:SCALE]", help="LoRA adapters applied before the search, "
                    "as `sample --lora` applies them (the schedule is saved for the adapted weights)")
-    p.add_argument("--force-lora", action="store_true", help="apply --lora adapters trained on another base model")
+    p.add_argument("--force-lora", action="store_true", help=FORCE_LORA_HELP)
     p.add_argument("--sampler", default="dpmpp_2m", help="a deterministic sampler (default dpmpp_2m)")
     p.add_argument("--steps", type=int, required=True, help="the step budget, >= 2")
     p.add_argument("--guidance", type=float, help="classifier-free guidance (default: the model's)")

@@ -9,9 +9,10 @@ import json
 import sys
 import warnings
 
-from vdmkit.cli_common import (DTYPE_HELP, NO_PROGRESS_HELP, PRECISION_HELP, absolute, apply_runner, check_input_file,
-                               check_outputs, check_runner, command_inputs, model_or_default, refuse_replacing_inputs,
-                               report, sampling_adapters, seed, step_bar, strip_path, weights_dtype)
+from vdmkit.cli_common import (DTYPE_HELP, FORCE_LORA_HELP, LORA_KINDS, NO_PROGRESS_HELP, PRECISION_HELP, absolute,
+                               apply_runner, check_input_file, check_outputs, check_runner, command_inputs,
+                               model_or_default, refuse_replacing_inputs, report, sampling_adapters, seed, step_bar,
+                               strip_path, weights_dtype)
 from vdmkit.device import DEVICES_HELP, apply_threads
 from vdmkit.errors import ConstraintError
 
@@ -46,9 +47,9 @@ def task_adapters(args, ckpt, config) -> tuple[list, object]:
 
 
 def adapter_options(p, fast: bool = True) -> None:
-    p.add_argument("--lora", action="append", metavar="PATH[:SCALE]", help="apply a LoRA adapter (.safetensors from "
-                   "train.lora or distill), its delta times SCALE (default 1); repeat for several")
-    p.add_argument("--force-lora", action="store_true", help="apply --lora adapters trained on another base model")
+    p.add_argument("--lora", action="append", metavar="PATH[:SCALE]",
+                   help=f"apply a LoRA adapter, {LORA_KINDS}, its delta times SCALE (default 1); repeat for several")
+    p.add_argument("--force-lora", action="store_true", help=FORCE_LORA_HELP)
     if fast:  # (not upscale's: the bundled default model is no super-resolution model)
         p.add_argument("--fast", action="store_true", help="the default model with its consistency adapter (lcm, 4 "
                        "steps)")

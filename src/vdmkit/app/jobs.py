@@ -69,7 +69,7 @@ class JobQueue:
 
     def submit(self, model: str, path: Path, request, warnings: list[str] | None = None, adapters=()) -> Job:
         """Queue ``request``; ``warnings``: what checking it raised, reported with the job's own; ``adapters``: the
-        LoRA adapters (read by lora.read_adapter) applied to the model at scale 1."""
+        LoRA adapters (read by pipelines.adapters.sampling_adapters) applied to the model at scale 1."""
         job = Job(secrets.token_hex(8), model, Path(path), request, steps=len(request.ts),
                   warnings=list(warnings or []), adapters=tuple(adapters))
         with self._cond:

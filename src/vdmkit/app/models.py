@@ -117,11 +117,11 @@ def named_model(label: str) -> tuple[str | Path, list[str]]:
             adapters += [str(a) for a in model_adapters(DEFAULT_FAST, Path(folder))]
             i += 1
             continue
-        j = next((j for j in range(i + 1, len(rest) + 1)
-                  if Path(parse_lora_argument("+".join(rest[i:j]))[0]).is_file()), None)
+        j = next((j for j in range(i + 1, len(rest) + 1)  # a file, or a diffusers / peft LoRA folder (sweep 27A)
+                  if Path(parse_lora_argument("+".join(rest[i:j]))[0]).exists()), None)
         if j is None:
             raise ConfigError(f"--models {label!r}: no adapter file {parse_lora_argument(rest[i])[0]!r} "
-                              "(MODEL+ADAPTER.safetensors[:SCALE])")
+                              "(MODEL+ADAPTER.safetensors[:SCALE], or a LoRA folder diffusers or peft wrote)")
         adapters.append("+".join(rest[i:j]))
         i = j
     return folder, adapters

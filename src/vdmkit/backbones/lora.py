@@ -257,10 +257,10 @@ def add_lora(backbone: nn.Module, cfg: LoRAConfig | Mapping, name: str = "defaul
         if unknown:
             raise ConfigError(f"{len(unknown)} adapter layer(s) are not linear or convolution layers of this "
                               f"{type(backbone).__name__} (e.g. {', '.join(sorted(unknown)[:2])})")
-        layers = {n: backbone.get_submodule(n) for n in ranks}
+        modules = {n: backbone.get_submodule(n) for n in ranks}
     else:
-        layers = {n: backbone.get_submodule(n) for n, kind in kind_of.items() if kind in set(cfg.targets)}
-    if not layers:
+        modules = {n: backbone.get_submodule(n) for n, kind in kind_of.items() if kind in set(cfg.targets)}
+    if not modules:
         raise ConfigError(f"lora.targets {cfg.targets} match no layer of this {type(backbone).__name__}")
     kinds = set(kind_of.values()) - {None}
     unmatched = [t for t in cfg.targets if t not in kinds]
@@ -271,15 +271,15 @@ def add_lora(backbone: nn.Module, cfg: LoRAConfig | Mapping, name: str = "defaul
                           f"layer: {', '.join(sorted(kinds))}); drop {'it' if len(unmatched) == 1 else 'them'}")
     if name in adapter_names(backbone):
         raise ConfigError(f"the model already has an adapter named {name!r}; remove it or choose another name")
-    if any(getattr(getattr(layer, "lora", None), "merged", None) is not None for layer in layers.values()):
+    if any(getattr(getattr(layer, "lora", None), "merged", None) is not None for layer in modules.values()):
         raise ConfigError("unmerge the model's adapters before adding another")  # checked before any layer changes
-    for layer_name, layer in layers.items():
+    for layer_name, layer in modules.items():
         holder = getattr(layer, "lora", None)
         if holder is None:
             holder = LoRALayer(layer)
             layer.lora = holder
         holder.adapters[name] = LoRAPair(layer.weight, ranks.get(layer_name, cfg.rank), cfg.scale, cfg.dropout)
-    return list(layers)
+    return list(modules)
 
 
 def check_targets(backbone: str, model, cfg: LoRAConfig, section: str) -> None:
@@ -539,9 +539,9 @@ def read_adapter(path: str | os.PathLike) -> AdapterFile:
 def _not_vdmkit(path: Path, keys: list[str]) -> str:
     """Why a safetensors file without vdmkit's header is refused: a diffusers / peft / kohya LoRA file is named as
     one (its keys were not, sweep 24E)."""
-    lora = next((k for k in keys if any(m in k for m in (".lora_A.", ".lora_B.", "lora_down", "lora_up",
-                                                         ".lora.down.", ".lora.up.", "_lora.down.", "_lora.up.",
-                                                         ".lora_linear_layer."))), None)
+    from vdmkit.backbones.lora_formats import lora_keys
+
+    lora = lora_keys(keys)
     write = "vdmkit reads adapters `vdmkit train` (train.lora) or vdmkit.backbones.lora.save_adapter writes"
     if lora is None:
         return f"{str(path)!r} is not a vdmkit LoRA adapter (its header has no format {FORMAT!r}); {write}"

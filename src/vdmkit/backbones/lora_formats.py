@@ -4,13 +4,15 @@ Three key styles are read, each a safetensors file without vdmkit's header:
 
 - peft / diffusers (``save_lora_weights``, ``get_peft_model_state_dict``): ``[unet.]<module>.lora_A.weight`` (r, in[,
   k...]) and ``.lora_B.weight`` (out, r[, 1...]); the strength ``lora_alpha / r`` from the ``lora_adapter_metadata``
-  diffusers writes (with its ``alpha_pattern``; ``use_rslora``: alpha / sqrt(r)), else from a ``<module>.alpha`` key,
-  else 1, as diffusers loads such a file;
+  diffusers writes (with its ``alpha_pattern`` and ``rank_pattern``, checked against the tensors; ``use_rslora``:
+  alpha / sqrt(r)), else 1, as diffusers loads such a file (which ignores ``.alpha`` keys outside kohya's files:
+  vdmkit too, with a warning);
 - diffusers' older attention-processor and ``lora_linear_layer`` names (``attn1.processor.to_q_lora.down.weight``,
-  ``...to_q.lora_linear_layer.up.weight``, ``...lora.down.weight``);
+  ``...to_q.lora_linear_layer.up.weight``, ``...lora.down.weight``; a text encoder's ``self_attn.to_q_lora``);
 - kohya's sd-scripts: ``lora_unet_<module with _ for .>.lora_down.weight`` / ``.lora_up.weight`` / ``.alpha``: the
   module names are diffusers' with every dot an underscore, resolved against a model's names where it is mapped
-  (``interop.lora_files``).
+  (``interop.lora_files``); each layer's strength its own alpha / r, an alpha of 0 or none meaning r, as sd-scripts
+  defines it (diffusers collapses differing per-layer alphas into one).
 
 A text encoder's part (``text_encoder.``, ``lora_te_``) is read apart from the backbone's, for the pipeline's CLIP
 text encoder; a second text encoder's (SDXL: ``text_encoder_2.``, ``lora_te2_``) and any other component's are named
@@ -23,6 +25,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -35,10 +38,13 @@ _PARTS = ((".lora_A.weight", "A"), (".lora_B.weight", "B"), (".lora_down.weight"
           (".lora_linear_layer.down.weight", "A"), (".lora_linear_layer.up.weight", "B"),
           (".lora.down.weight", "A"), (".lora.up.weight", "B"), ("_lora.down.weight", "A"), ("_lora.up.weight", "B"),
           (".alpha", "alpha"))
-# what other LoRA variants store: named when refused
+# what other LoRA variants store: named when refused (the last two are key endings)
 _VARIANTS = (("lora_magnitude_vector", "DoRA"), ("dora_scale", "DoRA"), ("hada_", "LoHa"), ("lokr_", "LoKr"),
-             (".diff_b", "full weight differences"), (".diff", "full weight differences"),
+             ("lora_mid", "LoCon's Tucker decomposition (lora_mid)"),
              ("lora_B.bias", "biases on lora_B"), ("lora_up.bias", "biases on lora_up"))
+_DIFFERENCES = (".diff", ".diff_b")
+# diffusers' older names of a CLIP text encoder's attention layers (its DIFFUSERS_OLD_TO_PEFT) -> transformers'
+_OLD_TEXT = {"to_q": "q_proj", "to_k": "k_proj", "to_v": "v_proj", "to_out": "out_proj"}
 # (prefix, component): the component a key's module belongs to, the prefix dropped
 _COMPONENTS = (("text_encoder_2.", "text_encoder_2"), ("lora_te2_", "text_encoder_2"), ("te2.", "text_encoder_2"),
                ("text_encoder.", "text_encoder"), ("lora_te1_", "text_encoder"), ("lora_te_", "text_encoder"),
@@ -69,38 +75,55 @@ class ForeignLoRA:
     other: list[str] = field(default_factory=list)  # modules of components vdmkit has not: a second text encoder
 
 
+NAMED_ADAPTER = re.compile(r"\.lora_[AB]\.[^.]+\.weight$")  # peft's keys inside a model: lora_A.<adapter>.weight
+
+
 def lora_keys(keys) -> str | None:
     """The first key that names a LoRA matrix of another library's file, or None."""
-    return next((k for k in keys if any(k.endswith(suffix) for suffix, which in _PARTS if which != "alpha")), None)
+    return next((k for k in keys if any(k.endswith(suffix) for suffix, which in _PARTS if which != "alpha")
+                 or NAMED_ADAPTER.search(k)), None)
 
 
 def _style(key: str) -> str:
     if key.startswith(("lora_unet_", "lora_te")) or ".lora_down." in key or ".lora_up." in key:
         return "kohya"
-    if ".processor." in key or "lora_linear_layer" in key or ".lora.down." in key or ".lora.up." in key:
+    if any(m in key for m in (".processor.", "lora_linear_layer", ".lora.down.", ".lora.up.", "_lora.down.",
+                              "_lora.up.")):
         return "diffusers-processor"
     return "peft"
 
 
-def _module(name: str) -> str:
-    """diffusers' attention-processor names -> the layer's: ``attn1.processor.to_q_lora`` -> ``attn1.to_q``,
-    ``to_out_lora`` -> ``to_out.0``."""
+def _module(name: str, component: str) -> str:
+    """diffusers' older names -> the layer's: ``attn1.processor.to_q_lora`` -> ``attn1.to_q``, ``to_out_lora`` ->
+    ``to_out.0``; a text encoder's ``self_attn.to_q_lora`` -> ``self_attn.q_proj`` (``to_out_lora``: ``out_proj``)."""
     if ".processor." in name:
         name = name.replace(".processor.", ".").removesuffix("_lora")
         return name + ".0" if name.endswith(".to_out") else name
+    if component == "text_encoder" and name.endswith("_lora"):
+        head, _, layer = name.removesuffix("_lora").rpartition(".")
+        return f"{head}.{_OLD_TEXT.get(layer, layer)}"
     return name
 
 
-def read_foreign(path: str | Path, tensors: dict[str, torch.Tensor], metadata: dict | None) -> ForeignLoRA:
-    """``tensors`` of the LoRA file ``path`` (its safetensors ``metadata``) as pairs by module; ConfigError naming
-    what does not read as one (a variant, a matrix without its partner, ranks that disagree), NonFiniteError for NaN
+def read_foreign(path: str | Path, tensors: dict[str, torch.Tensor], metadata: dict | None,
+                 source: str = f"its {METADATA_KEY}") -> ForeignLoRA:
+    """``tensors`` of the LoRA file ``path`` (its safetensors ``metadata``; ``source``: where the peft config in it
+    came from, for messages) as pairs by module; ConfigError naming what does not read as one (a variant, a matrix
+    without its partner, ranks that disagree, a config that does not describe the tensors), NonFiniteError for NaN
     or inf values."""
     path = Path(path)
     variant = next(((k, what) for k in sorted(tensors) for marker, what in _VARIANTS if marker in k), None)
+    variant = variant or next(((k, "full weight differences") for k in sorted(tensors) if k.endswith(_DIFFERENCES)),
+                              None)
     if variant is not None:
         raise ConfigError(f"{str(path)!r} holds {variant[1]} weights ({variant[0]!r}): vdmkit reads plain LoRA "
                           "(W + scale * B @ A) only; fuse this adapter into the model in the library that wrote it "
                           "and load that model's folder")
+    named = next((k for k in sorted(tensors) if NAMED_ADAPTER.search(k)), None)
+    if named is not None:  # a model's state_dict with peft layers in it (diffusers does not read it either)
+        raise ConfigError(f"{str(path)!r} holds peft keys with an adapter's name in them ({named!r}): a model's "
+                          "state_dict, not a LoRA file; save the adapter with peft's get_peft_model_state_dict or "
+                          "diffusers' save_lora_weights")
     parts: dict[tuple[str, str], dict[str, torch.Tensor]] = {}
     unknown, styles = [], set()
     for key, value in tensors.items():
@@ -108,15 +131,21 @@ def read_foreign(path: str | Path, tensors: dict[str, torch.Tensor], metadata: d
         if suffix is None:
             unknown.append(key)
             continue
-        module = key[: -len(suffix)]
+        module = key[: -len(suffix)] + ("_lora" if suffix.startswith("_lora") else "")  # to_q_lora: _module's
         styles.add(_style(key))
         component = next(((c, p) for p, c in _COMPONENTS if module.startswith(p)), ("unet", ""))
-        parts.setdefault((component[0], _module(module[len(component[1]):])), {})[which] = value
+        parts.setdefault((component[0], _module(module[len(component[1]):], component[0])), {})[which] = value
     if unknown:
         raise ConfigError(f"{str(path)!r}: keys that are not LoRA matrices: {sorted(unknown)[:3]}")
     if len(styles) > 1:
         raise ConfigError(f"{str(path)!r} mixes LoRA key styles ({', '.join(sorted(styles))}): not one library's file")
-    configs = {c: _metadata(path, metadata, c) for c in ("unet", "text_encoder")}
+    configs = {c: _metadata(path, metadata, c, source) for c in ("unet", "text_encoder")}
+    kohya = styles == {"kohya"}
+    alphas = [m for (c, m), found in parts.items() if "alpha" in found]
+    if alphas and not kohya:  # diffusers reads alpha keys in kohya's files only
+        warnings.warn(f"{str(path)!r}: its {len(alphas)} '.alpha' keys (e.g. {alphas[0]!r}) are ignored, as diffusers "
+                      "ignores them outside kohya's files: the strength is the metadata's lora_alpha / r, else 1",
+                      stacklevel=3)
     pairs: dict[str, dict[str, ForeignPair]] = {"unet": {}, "text_encoder": {}}
     other = []
     for (component, module), found in sorted(parts.items()):
@@ -128,54 +157,90 @@ def read_foreign(path: str | Path, tensors: dict[str, torch.Tensor], metadata: d
             raise ConfigError(f"{str(path)!r}: layer {module!r} has no {lacking} matrix: not a whole LoRA pair")
         a, b = found["A"], found["B"]
         rank = a.shape[0]
+        if rank < 1:
+            raise ConfigError(f"{str(path)!r}: layer {module!r} has rank 0 (an empty pair)")
         if a.ndim < 2 or b.ndim != a.ndim or b.shape[1] != rank or any(n != 1 for n in b.shape[2:]):
             raise ConfigError(f"{str(path)!r}: layer {module!r}: down/A {tuple(a.shape)} and up/B {tuple(b.shape)} "
                               "are not a LoRA pair (B's columns are A's rank)")
         for what, t in (("A", a), ("B", b), ("alpha", found.get("alpha"))):
             if t is not None and not torch.isfinite(t.float()).all():
                 raise NonFiniteError(f"{str(path)!r}: layer {module!r}: its {what} holds NaN or inf values")
-        alpha = float(found["alpha"].float().reshape(-1)[0]) if "alpha" in found else None
-        pairs[component][module] = ForeignPair(a.float(), b.float(), _scale(module, rank, alpha, configs[component]))
+        alpha = None
+        if kohya and "alpha" in found:
+            if found["alpha"].numel() != 1:
+                raise ConfigError(f"{str(path)!r}: layer {module!r}: its alpha has {found['alpha'].numel()} values, "
+                                  "not one")
+            alpha = float(found["alpha"].float().reshape(-1)[0]) or None  # 0: the rank, as sd-scripts reads it
+        scale = _scale(path, module, rank, alpha, configs[component], source)
+        pairs[component][module] = ForeignPair(a.float(), b.float(), scale)
     if not any(pairs.values()) and not other:
         raise ConfigError(f"{str(path)!r} holds no LoRA pair")
     (style,) = styles or {"peft"}
     return ForeignLoRA(path, style, pairs["unet"], style == "kohya", pairs["text_encoder"], other)
 
 
-def _metadata(path: Path, metadata: dict | None, component: str) -> dict:
+def _metadata(path: Path, metadata: dict | None, component: str, source: str) -> dict:
     """``component``'s peft config ("unet", "text_encoder") from diffusers' ``lora_adapter_metadata`` (keys
-    ``unet.lora_alpha``...; a peft folder's adapter_config.json: unprefixed, the backbone's), or {}."""
+    ``unet.lora_alpha``...; a peft folder's adapter_config.json: unprefixed, the backbone's), or {}; ConfigError
+    naming ``source`` for a field of the wrong type."""
     raw = (metadata or {}).get(METADATA_KEY)
     if not raw:
         return {}
     try:
         doc = json.loads(raw)
     except ValueError:
-        raise ConfigError(f"{str(path)!r}: its {METADATA_KEY} is not JSON") from None
+        raise ConfigError(f"{str(path)!r}: {source} is not JSON") from None
     if not isinstance(doc, dict):
-        raise ConfigError(f"{str(path)!r}: its {METADATA_KEY} is not a mapping")
+        raise ConfigError(f"{str(path)!r}: {source} is not a mapping")
     config = {k[len(component) + 1:]: v for k, v in doc.items() if k.startswith(component + ".")}
     if component == "unet" and not config:
         config = {k: v for k, v in doc.items() if "." not in k}
+    for key in ("use_rslora", "use_dora"):
+        if not isinstance(config.get(key, False), bool):  # the string "false" read as true before (sweep 27A)
+            raise ConfigError(f"{str(path)!r}: {source} gives {key} {config[key]!r}, not true or false")
     if config.get("use_dora"):
         raise ConfigError(f"{str(path)!r} is a DoRA adapter (use_dora): vdmkit reads plain LoRA only")
-    alpha = config.get("lora_alpha")
-    if alpha is not None and (isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or
-                              not math.isfinite(alpha)):
-        raise ConfigError(f"{str(path)!r}: its {METADATA_KEY} gives lora_alpha {alpha!r}, not a number")
+    for key in ("lora_alpha", "r"):
+        if config.get(key) is not None and not _number(config[key]):
+            raise ConfigError(f"{str(path)!r}: {source} gives {key} {config[key]!r}, not a number")
+    for key in ("alpha_pattern", "rank_pattern"):
+        patterns = config.get(key) or {}
+        if not isinstance(patterns, dict):
+            raise ConfigError(f"{str(path)!r}: {source} gives {key} {patterns!r}, not a mapping of layer patterns "
+                              "to numbers")
+        for pattern, value in patterns.items():
+            try:
+                re.compile(pattern)
+            except re.error as err:
+                raise ConfigError(f"{str(path)!r}: {source}: {key} {pattern!r} is not a regular expression "
+                                  f"({err})") from None
+            if not _number(value):
+                raise ConfigError(f"{str(path)!r}: {source}: {key} {pattern!r} gives {value!r}, not a number")
     return config
 
 
-def _scale(module: str, rank: int, alpha: float | None, config: dict) -> float:
-    """What the writing library multiplies B @ A by: an ``.alpha`` key's alpha / r, else the metadata's lora_alpha
-    (or its ``alpha_pattern`` entry matching the module, as peft matches it) over r (sqrt(r) with use_rslora), else
-    1 (diffusers loads a file without either at alpha = r)."""
+def _number(value) -> bool:
+    return not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
+
+
+def _pattern(module: str, patterns: dict, default):
+    """The value of the first of ``patterns`` matching ``module`` as peft matches it (``get_pattern_key``), else
+    ``default``."""
+    return next((value for pattern, value in patterns.items() if re.match(rf"(.*\.)?({pattern})$", module)), default)
+
+
+def _scale(path: Path, module: str, rank: int, alpha: float | None, config: dict, source: str) -> float:
+    """What the writing library multiplies B @ A by: a kohya ``.alpha`` key's alpha / r (sd-scripts' rule, per
+    layer), else the metadata's lora_alpha (or its ``alpha_pattern`` entry matching the module, as peft matches it)
+    over r (sqrt(r) with use_rslora), else 1 (diffusers loads a file without either at alpha = r). ConfigError when
+    the metadata's rank for the module (``rank_pattern``, else ``r``) is not the tensors'."""
+    if config.get("r") is not None:
+        recorded = _pattern(module, config.get("rank_pattern") or {}, config["r"])
+        if recorded != rank:
+            raise ConfigError(f"{str(path)!r}: {source} gives layer {module!r} rank {recorded}, its matrices have "
+                              f"rank {rank}: not the file it describes")
     if alpha is None and config.get("lora_alpha") is not None:
-        alpha = float(config["lora_alpha"])
-        for pattern, value in (config.get("alpha_pattern") or {}).items():
-            if re.match(rf"(.*\.)?({pattern})$", module):
-                alpha = float(value)
-                break
+        alpha = float(_pattern(module, config.get("alpha_pattern") or {}, config["lora_alpha"]))
     if alpha is None:
         return 1.0
     return alpha / (math.sqrt(rank) if config.get("use_rslora") else rank)

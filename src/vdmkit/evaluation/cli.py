@@ -242,6 +242,7 @@ def _compare(files: list[str]) -> int:
 
 def register(sub) -> None:
     """Add `vdmkit eval` to the CLI's subparsers."""
+    from vdmkit.cli_common import FORCE_LORA_HELP, LORA_KINDS
     from vdmkit.device import COMPILE_MODES
     from vdmkit.evaluation.metrics import METRICS
     from vdmkit.evaluation.protocols import (
@@ -321,9 +322,9 @@ def register(sub) -> None:
     p.add_argument("--schedules", help="with --timesteps auto: the schedules file (default: the model's "
                    "schedules.json)")
     p.add_argument("--lora", action="append", metavar="PATH[:SCALE]", help="when --fake is a model: apply a LoRA "
-                   "adapter (.safetensors from train.lora or distill), its delta times SCALE (default 1); repeat for "
-                   "several; recorded with the fake set (path, sha256, scale)")
-    p.add_argument("--force-lora", action="store_true", help="apply --lora adapters trained on another base model")
+                   f"adapter, {LORA_KINDS}, its delta times SCALE (default 1); repeat for several; recorded with the "
+                   "fake set (path, sha256, scale)")
+    p.add_argument("--force-lora", action="store_true", help=FORCE_LORA_HELP)
     p.add_argument("--fast", action="store_true", help="the bundled default model (as --fake, or --fake left out) with "
                    "its consistency adapter: lcm, 4 steps, guidance 1")
     p.add_argument("--motion-adapter", help="when --fake is a Stable Diffusion folder: AnimateDiff motion modules (a "

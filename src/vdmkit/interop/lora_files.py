@@ -23,7 +23,7 @@ from torch import nn
 from vdmkit.backbones.lora import FORMAT, TARGETS, AdapterFile, LoRAConfig, layer_kinds, tensors_sha256
 from vdmkit.backbones.lora_formats import METADATA_KEY, ForeignLoRA, lora_keys, read_foreign
 from vdmkit.backbones.unet3d import MODELSCOPE_LAYOUT, SD_LAYOUT, UNet3D
-from vdmkit.errors import ConfigError
+from vdmkit.errors import ConfigError, UnsafeFormatError
 
 _LAYERS = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
 
@@ -122,6 +122,12 @@ def _converted(foreign: ForeignLoRA, pairs: dict, model: nn.Module, names: dict[
     if foreign.underscored:
         names = {k.replace(".", "_"): v for k, v in names.items()}
     unmatched = [m for m in pairs if m not in names]
+    original = [m for m in unmatched if any(part in m for part in ("input_blocks", "middle_block", "output_blocks"))]
+    if original:  # kohya's SDXL files and some SD ones: the layers of Stability's original UNet
+        raise ConfigError(f"{path!r} names layers in Stable Diffusion's original layout (e.g. {original[0]!r}: "
+                          "input_blocks / middle_block / output_blocks), which vdmkit does not map: convert it to "
+                          "diffusers' layer names (diffusers reads such SDXL files through its unet_config and saves "
+                          "them with save_lora_weights)")
     if unmatched:
         raise ConfigError(f"{path!r}: {len(unmatched)} of its {len(pairs)} LoRA layers are not layers of this "
                           f"{what} (e.g. {', '.join(unmatched[:2])}): a LoRA of another model"
@@ -143,10 +149,11 @@ def _converted(foreign: ForeignLoRA, pairs: dict, model: nn.Module, names: dict[
         for half in sorted(halves, key=lambda h: -1 if h is None else h):
             a, b, module = halves[half]
             if a.shape[1] != weight.shape[1] or _kernel(a.shape[2:]) != _kernel(kernel) or b.shape[0] != rows:
+                other = "kernels" if a.shape[1] == weight.shape[1] and b.shape[0] == rows else "widths"
                 raise ConfigError(f"{path!r}: {module!r} (A {tuple(a.shape)}, B {tuple(b.shape)}) does not fit this "
                                   f"model's {layer!r} {tuple(weight.shape)}"
                                   + (" (its key or value half)" if half is not None else "")
-                                  + ": a LoRA of a model of other widths")
+                                  + f": a LoRA of a model of other {other}")
             a_rows.append(a.reshape(a.shape[0], -1))
             b_blocks.append((0 if half in (None, 0) else rows, b.reshape(b.shape[0], -1)))
         rank = sum(a.shape[0] for a in a_rows)
@@ -167,18 +174,28 @@ def _converted(foreign: ForeignLoRA, pairs: dict, model: nn.Module, names: dict[
 
 
 FOLDER_FILES = ("pytorch_lora_weights.safetensors", "adapter_model.safetensors")  # diffusers', peft's save folders
+PEFT_CONFIG = "adapter_config.json"  # beside peft's adapter_model.safetensors
 
 
-def _foreign(path: Path) -> tuple[Path, dict, dict] | None:
-    """(file, tensors, metadata) of a LoRA file without vdmkit's header (diffusers, peft, kohya), else None. A folder
-    diffusers' ``save_lora_weights`` or peft's ``save_pretrained`` wrote is read through its weights file; peft's
-    ``adapter_config.json`` beside it gives the strength, as diffusers' metadata does."""
+def _foreign(path: Path) -> tuple[Path, dict, dict, str] | None:
+    """(file, tensors, metadata, where its peft config comes from) of a LoRA file without vdmkit's header (diffusers,
+    peft, kohya), else None. A folder is read through its weights file: the one diffusers' ``save_lora_weights`` or
+    peft's ``save_pretrained`` writes, else its only .safetensors file (as diffusers guesses it); peft's
+    ``adapter_config.json`` beside ``adapter_model.safetensors`` gives the strength, as diffusers' metadata does."""
     from safetensors import safe_open
 
     from vdmkit.io.checkpoint import check_safetensors_file, load_json, load_tensors
 
     if path.is_dir():
         found = [path / name for name in FOLDER_FILES if (path / name).is_file()]
+        if len(found) > 1:
+            raise ConfigError(f"{str(path)!r} holds both diffusers' and peft's LoRA weights files "
+                              f"({', '.join(FOLDER_FILES)}): give the one meant")
+        found = found or sorted(path.glob("*.safetensors"))
+        pickles = sorted(p.name for p in path.iterdir() if p.suffix in (".bin", ".pt", ".pth", ".ckpt"))
+        if not found and pickles:
+            raise UnsafeFormatError(f"{str(path)!r} holds pickle weights only ({', '.join(pickles[:2])}), which vdmkit "
+                                    "never loads (they can run code): convert them to .safetensors")
         if len(found) != 1:
             return None  # read_adapter names the folder and its files
         path = found[0]
@@ -192,10 +209,10 @@ def _foreign(path: Path) -> tuple[Path, dict, dict] | None:
         return None
     if "vdmkit" in metadata or lora_keys(keys) is None:
         return None
-    config = path.parent / "adapter_config.json"
-    if METADATA_KEY not in metadata and config.is_file():
-        metadata = {**metadata, METADATA_KEY: json.dumps(load_json(config))}
-    return path, load_tensors(path), metadata
+    source, config = f"its {METADATA_KEY}", path.parent / PEFT_CONFIG
+    if METADATA_KEY not in metadata and path.name == FOLDER_FILES[1] and config.is_file():
+        metadata, source = {**metadata, METADATA_KEY: json.dumps(load_json(config))}, f"{str(config)!r}"
+    return path, load_tensors(path), metadata, source
 
 
 def read_lora(path, model, *, force: bool = False) -> AdapterFile:

@@ -502,7 +502,8 @@ class Pipeline(nn.Module):
             return config
         from vdmkit.backbones import lora
 
-        on = {name for name, scale in lora.adapter_scales(self).items() if scale != 0}  # scale 0: off
+        on = {name for part in (self.backbone, self.text_encoder)  # scale 0 on every part: off
+              for name, scale in lora.adapter_scales(part).items() if scale != 0}
         recorded = [r["sampling"] for r in self.adapters if r.get("sampling") is not None and r["name"] in on]
         return dataclasses.replace(config, sampling=recorded[-1]) if recorded else config
 
@@ -534,8 +535,8 @@ class Pipeline(nn.Module):
         twin = next((r["name"] for r in self.adapters if r["sha256"] == sha and r["name"] in present), None)
         if twin is not None:  # a notebook cell run twice: the adapter at the sum of its scales
             raise ConfigError(f"{str(adapter.path)!r} is applied already (as {twin!r}); applied twice it would act as "
-                              f"one adapter at the sum of the scales: change its scale with lora.set_scale(backbone, "
-                              f"{twin!r}, s), or take it off with lora.remove_lora(backbone, {twin!r}) first")
+                              f"one adapter at the sum of the scales: change its scale with lora.set_scale(pipe, "
+                              f"{twin!r}, s), or take it off with lora.remove_lora(pipe, {twin!r}) first")
         if name is None:
             stem = "".join(c if c.isalnum() else "_" for c in adapter.path.stem) or "adapter"
             base = stem if stem[0].isalpha() and not lora.torch_attribute(stem) else f"a_{stem}"
@@ -562,15 +563,20 @@ class Pipeline(nn.Module):
     def applied_adapters(self) -> list[dict]:
         """What :meth:`load_lora` applied and is still on the backbone (an adapter taken off with
         ``lora.remove_lora`` is not), each with the scale it applies now (``lora.set_scale`` may have changed it), as
-        the sidecars of sampled videos record it: name, path, scale, sha256."""
+        the sidecars of sampled videos record it: name, path, scale, sha256; and ``text_scale`` where a diffusers
+        file's text-encoder part applies another scale than its backbone part (each set on its own)."""
         from vdmkit.backbones import lora
 
-        now, out = lora.adapter_scales(self), []
+        backbone, text, out = lora.adapter_scales(self.backbone), lora.adapter_scales(self.text_encoder), []
         for record in self.adapters:
-            if record["name"] in now:
+            name = record["name"]
+            if name in backbone or name in text:
                 factor = record.get("alpha_over_rank") or 1.0
-                out.append({**{k: v for k, v in record.items() if k not in ("alpha_over_rank", "sampling")},
-                            "scale": round(now[record["name"]] / factor, 12)})
+                entry = {**{k: v for k, v in record.items() if k not in ("alpha_over_rank", "sampling")},
+                         "scale": round(backbone.get(name, 0.0) / factor, 12)}
+                if name in text and text[name] != backbone.get(name):  # a text-encoder part scaled on its own
+                    entry["text_scale"] = round(text[name] / factor, 12)
+                out.append(entry)
         return out
 
     @classmethod
