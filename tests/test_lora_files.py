@@ -544,3 +544,86 @@ def test_sweep_27a_files_and_folders_are_named_as_what_they_are(sd_pipe, sd_fold
         sd_pipe.load_lora(pickled)
     folder, adapters = named_model(f"{sd_folder[0]}+{tmp_path / 'lora'}:0.5")  # human-eval's MODEL+FOLDER
     assert adapters == [f"{tmp_path / 'lora'}:0.5"]
+
+
+# --- vdmkit adapters written as a diffusers LoRA file (`vdmkit convert --to diffusers-lora`) ---
+
+def random_adapters(backbone, seed=19):
+    """A style adapter (rank 3) on the spatial attention, feed-forward, convolution and FiLM layers, and a motion
+    adapter (rank 2) on the motion modules' attention projections only, every matrix random."""
+    from vdmkit.backbones import lora
+
+    lora.add_lora(backbone, {"rank": 3, "alpha": 6, "targets": ["attn", "ff", "conv", "film"]}, "style")
+    motion = {n: 2 for n, kind in lora.layer_kinds(backbone).items()
+              if kind == "temporal" and n.endswith((".to_q", ".to_kv", ".to_out"))}
+    lora.add_lora(backbone, {"rank": 2, "targets": ["temporal"]}, "motion", layers=motion)
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in lora.lora_parameters(backbone):
+            p.copy_(torch.randn(p.shape, generator=g) * 0.3)
+
+
+def test_adapters_as_a_diffusers_lora_sample_in_diffusers_as_in_vdmkit(models, sd_folder, tmp_path):  # noqa: F811
+    from vdmkit import cli
+    from vdmkit.backbones import lora
+    from vdmkit.pipelines import TextToVideo
+
+    (folder, sd), (adapter, adapter_folder) = sd_folder, models["adapter"]
+    inflated = tmp_path / "inflated"
+    assert cli.main(["inflate", str(folder), "--motion-adapter", str(adapter_folder), "--frames", "3",
+                     "--out", str(inflated)]) == 0
+    pipe = TextToVideo.from_pretrained(inflated)
+    random_adapters(pipe.backbone)
+    files = []
+    for name in ("style", "motion"):
+        files.append(lora.save_adapter(tmp_path / f"{name}.safetensors", pipe.backbone, lora.LoRAConfig(
+            rank=3 if name == "style" else 2, alpha=6 if name == "style" else None,
+            targets=["attn", "ff", "conv", "film"] if name == "style" else ["temporal"]),
+            base_sha256=pipe.model_sha256, name=name))
+    lora.set_scale(pipe.backbone, "motion", 0.5)
+    expected = pipe(PROMPTS, steps=2, frames=3, latents=LATENTS, output="latents")
+    out = tmp_path / "exported.safetensors"
+    assert cli.main(["convert", str(inflated), "--to", "diffusers-lora", "--lora", str(files[0]),
+                     "--lora", f"{files[1]}:0.5", "--out", str(out)]) == 0
+    reference = reference_animatediff(sd, adapter)
+    reference.load_lora_weights(str(out))  # diffusers' own loader: its ranks, alphas and layer forms from the file
+    got = frames_of(reference, LATENTS, "latent")
+    assert (got - expected).abs().max() < 1e-4
+    plain = TextToVideo.from_pretrained(inflated)(PROMPTS, steps=2, frames=3, latents=LATENTS, output="latents")
+    assert (expected - plain).abs().max() > 1e-1  # the adapters count
+    again = TextToVideo.from_pretrained(inflated)
+    again.load_lora(out)  # read back by vdmkit: one adapter, the sum of both
+    assert (again(PROMPTS, steps=2, frames=3, latents=LATENTS, output="latents") - expected).abs().max() < 1e-4
+    partial = lora.read_adapter(files[1])  # an adapter on some of its kinds' layers reloads on those
+    assert partial.header["partial"] is True and len(partial.tensors) == 2 * len(
+        [n for n in lora.layer_kinds(pipe.backbone) if ".motion." in n and n.endswith((".to_q", ".to_kv", ".to_out"))])
+
+
+def test_diffusers_lora_export_refuses_what_it_cannot_write(sd_folder, tmp_path, capsys):  # noqa: F811
+    from vdmkit import cli
+    from vdmkit.backbones import lora
+    from vdmkit.interop.lora_export import diffusers_lora
+    from vdmkit.pipelines import TextToVideo
+
+    out = tmp_path / "x.safetensors"
+    assert cli.main(["convert", "default", "--to", "diffusers-lora", "--out", str(out)]) == 2
+    assert "give --lora" in capsys.readouterr().err
+    from vdmkit.pipelines.default import default_model
+
+    default = TextToVideo.from_pretrained(default_model())
+    lora.add_lora(default.backbone, {"rank": 2}, "mine")
+    mine = lora.save_adapter(tmp_path / "mine.safetensors", default.backbone, lora.LoRAConfig(rank=2),
+                             base_sha256=default.model_sha256, name="mine")
+    assert cli.main(["convert", "default", "--to", "diffusers-lora", "--lora", str(mine), "--out", str(out)]) == 2
+    assert "not a model diffusers loads" in capsys.readouterr().err
+    assert cli.main(["convert", "default", "--to", "diffusers-lora", "--lora", str(mine),
+                     "--out", str(tmp_path / "x.mp4")]) == 2
+    assert not out.exists() and not (tmp_path / "x.mp4").exists()
+    pipe = TextToVideo.from_pretrained(sd_folder[0])  # an SD folder: its proj_in form read from unet/config.json
+    lora.add_lora(pipe.backbone, {"rank": 2}, "a")
+    adapter = lora.AdapterFile(tmp_path / "a.safetensors", lora.LoRAConfig(rank=2),
+                               *lora.adapter_payload(pipe.backbone, lora.LoRAConfig(rank=2), None, name="a"))
+    with pytest.raises(ConfigError, match="a 1x1 convolution in Stable Diffusion 1.x .* give the Stable Diffusion"):
+        diffusers_lora([(adapter, 1.0)], pipe.backbone, None)
+    tensors, _ = diffusers_lora([(adapter, 1.0)], pipe.backbone, False)
+    assert tensors["unet.down_blocks.0.attentions.0.proj_in.lora_A.weight"].shape == (2, 32, 1, 1)

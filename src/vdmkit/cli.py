@@ -26,7 +26,7 @@ EXIT_USAGE = 2
 # Subcommands that live beside their subpackage: each module defines ``register(sub)``, which adds its
 # parser(s) and sets ``func``. Keep their top-level imports light: they run on every `vdmkit` call.
 SUBCOMMAND_MODULES: tuple[str, ...] = ("vdmkit.evaluation.cli", "vdmkit.curation.cli", "vdmkit.app.cli",
-                                       "vdmkit.fast_cli", "vdmkit.tasks_cli")
+                                       "vdmkit.fast_cli", "vdmkit.tasks_cli", "vdmkit.interop.cli")
 
 
 def _device_overrides(args) -> list[str]:
@@ -354,66 +354,6 @@ def _prompt_at(items: list[str] | None) -> dict[int, str]:
     return result
 
 
-def _cmd_convert(args) -> int:
-    """vdmkit convert SOURCE --to vdmkit|diffusers --out DIR."""
-    from vdmkit.io.atomic import check_new_folder
-    from vdmkit.pipelines import TextToVideo
-
-    out = check_new_folder(args.out, f"--out {args.out!r}", "convert")
-    if args.force_lora and not args.lora:
-        raise ValueError("--force-lora applies --lora adapters trained on another base: give --lora PATH")
-    from vdmkit.pipelines.base import open_model
-
-    source, config = open_model(args.source)
-    adapters, _ = sampling_adapters(args.lora or [], source, args.force_lora, config)  # read and checked first
-    refuse_replacing_inputs([out], None, command_inputs(args, [source], adapters))
-    if args.to == "diffusers":  # what diffusers cannot express, refused from the config before any weights load
-        from vdmkit.interop.export import export_documents
-
-        export_documents(config)
-    pipe = TextToVideo.from_pretrained(args.source)
-    for adapter, scale in adapters:  # folded into the weights written (and a consistency adapter's sampling kept)
-        pipe.load_lora(adapter, scale, force=args.force_lora)
-    if args.to == "diffusers":
-        from vdmkit.interop.export import export_diffusers
-
-        export_diffusers(pipe, out)
-    elif pipe.autoencoder is not None:  # a model folder: the checkpoint, its VAE and finetune.yaml, as inflate writes
-        from vdmkit.interop.diffusers_pipeline import DiffusersFolder
-        from vdmkit.pipelines.inflate import FINETUNE, write_model_folder
-
-        # a diffusers folder's adapters apply to its conversion (an SD folder without motion modules draws new ones);
-        # a checkpoint converted again keeps the folder it came from; with adapters folded in, neither
-        same = isinstance(source, DiffusersFolder) and not source.inflated
-        known = pipe.model_sha256 if same else (pipe.identities[1] if len(pipe.identities) > 1 else None)
-        known = None if adapters else known
-        write_model_folder(pipe, pipe.config, out, source_sha256=known)
-        print(f"saved {out} (vdmkit): sample it with `vdmkit sample --model {out}`; fine-tune it (or train a LoRA) "
-              f"from {out / FINETUNE} (set its data)")
-        return 0
-    else:
-        pipe.save_pretrained(out)
-    print(f"saved {out} ({args.to})")
-    return 0
-
-
-def _cmd_inflate(args) -> int:
-    from vdmkit.pipelines import inflate
-    from vdmkit.sampling.generate import check_seed
-
-    given = hasattr(args, "seed")  # (the option's default is suppressed: an explicit --seed 0 is told apart)
-    if given and args.motion_adapter:  # an integer too was accepted and ignored (nothing is drawn)
-        raise ConfigError(f"--seed {'random' if args.seed is None else args.seed} draws the weights of new motion "
-                          "modules, but --motion-adapter gives them all: drop --seed")
-    seed = check_seed(args.seed if given else 0)  # 'random': drawn here, to be said below (made.json records it)
-    out = inflate(args.folder, args.out, motion_adapter=args.motion_adapter, frames=args.frames, size=args.size,
-                  seed=seed)
-    drawn = f" (new motion modules from seed {seed}, drawn)" if given and args.seed is None else ""
-    print(f"saved {out}{drawn}: sample it with `vdmkit sample --model {out} --prompt ...`; fine-tune it from "
-          f"{out / 'finetune.yaml'} (set its data)")
-    return 0
-
-
 def _cmd_models(args) -> int:
     from vdmkit.registry import BACKBONES, TEXT_ENCODERS
 
@@ -575,30 +515,6 @@ def build_parser() -> argparse.ArgumentParser:
     condition_options(p, image=True)
     p.add_argument("--noise-level", type=float, help="with --image (default 0): noise augmentation of the image")
     p.set_defaults(func=_cmd_sample)
-
-    p = sub.add_parser("convert", help="convert a model: a diffusers folder into a vdmkit checkpoint, or a vdmkit "
-                       "model into a diffusers TextToVideoSDPipeline folder")
-    p.add_argument("source", help="a vdmkit checkpoint or run directory, or a diffusers pipeline folder")
-    p.add_argument("--to", choices=("vdmkit", "diffusers"), required=True)
-    p.add_argument("--out", required=True, help="the folder to write (must not exist)")
-    p.add_argument("--lora", action="append", metavar="PATH[:SCALE]", help="fold a LoRA adapter into the weights "
-                   "written, its delta times SCALE (default 1); repeat for several (a consistency adapter's lcm, "
-                   "steps and guidance become the written model's sampling defaults)")
-    p.add_argument("--force-lora", action="store_true", help=FORCE_LORA_HELP)
-    p.set_defaults(func=_cmd_convert)
-
-    p = sub.add_parser("inflate", help="a Stable Diffusion pipeline folder as a text-to-video model (AnimateDiff)")
-    p.add_argument("folder", help="diffusers StableDiffusionPipeline folder: model_index.json, unet/ "
-                   "(UNet2DConditionModel), vae/, text_encoder/, tokenizer/, scheduler/ (safetensors weights)")
-    p.add_argument("--out", required=True, help="new folder for the model (a checkpoint, its VAE, finetune.yaml)")
-    p.add_argument("--motion-adapter", help="AnimateDiff motion modules: a diffusers MotionAdapter folder or one "
-                   ".safetensors file of its weights (default: new modules, starting as the identity)")
-    p.add_argument("--frames", type=int, help="frames of a request by default (16)")
-    p.add_argument("--size", type=int, help="height and width of a request by default, in pixels (default: the "
-                   "UNet's sample_size x the VAE's factor: 512 for SD 1.5)")
-    p.add_argument("--seed", type=_seed, default=argparse.SUPPRESS, help="initial weights of new motion modules "
-                   "(default 0): integer in [0, 2**63), or 'random' (drawn, recorded in the checkpoint's made.json)")
-    p.set_defaults(func=_cmd_inflate)
 
     p = sub.add_parser("models", help="list the registered backbones and text encoders")
     p.add_argument("--params", action="store_true", help="also count parameters of each default preset")

@@ -418,6 +418,10 @@ def adapter_payload(model: nn.Module, cfg: LoRAConfig, base_sha256: str | None, 
     # wrote a file that never loaded ("match no layer", or "does not fit this model"; before 2026-12-06)
     if targets != cfg.targets:
         cfg = dataclasses.replace(cfg, targets=targets)
+    on = {n for n, (_, h) in _layers(model).items() if name in h.adapters}
+    # an adapter on some layers of its kinds only (add_lora(layers=...), a diffusers file read): loaded on those
+    partial = on != {n for n, kind in kinds.items() if kind in targets}
+    extra = {**(extra or {}), "partial": True} if partial else extra
     if pair.A.shape[0] != cfg.rank:  # the file would not read back ("has rank r, the header says ...")
         raise ConfigError(f"adapter {name!r} has rank {pair.A.shape[0]}, the config given says {cfg.rank}")
     if not math.isclose(pair.scale, cfg.scale, rel_tol=1e-9):  # set_scale since: the strength it applies now

@@ -28,34 +28,47 @@ from vdmkit.errors import ConfigError, UnsafeFormatError
 _LAYERS = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
 
 
-def layer_names(backbone: nn.Module) -> dict[str, tuple[str, int | None]]:
-    """The names a LoRA file may give ``backbone``'s layers -> (vdmkit layer, None; or 0 / 1: the key / value half
-    of a stacked ``to_kv``): diffusers' names where the backbone loads diffusers weights, and vdmkit's own."""
-    from vdmkit.interop.animatediff import ORIGINAL_NAMES, motion_key_table
+def diffusers_names(backbone: nn.Module) -> dict[str, tuple[str, int | None]]:
+    """diffusers' name of each of ``backbone``'s layers (a UNet3D of a diffusers layout, else none) -> (vdmkit layer,
+    None; or 0 / 1: the key / value half of a stacked ``to_kv``), through the key tables its weights load with."""
+    from vdmkit.interop.animatediff import motion_key_table
     from vdmkit.interop.diffusers_unet import QUERY, key_table
 
     layers = {n for n, m in backbone.named_modules() if isinstance(m, _LAYERS)}
     names: dict[str, tuple[str, int | None]] = {}
-    if diffusers_layout(backbone):
-        for src, dst in key_table(backbone.cfg) + motion_key_table(backbone.cfg):
-            if not (src.endswith(".weight") and dst.endswith(".weight")):
-                continue
-            src, dst = src[: -len(".weight")], dst[: -len(".weight")]
-            if dst in layers:
-                names[src] = (dst, None)
-            if dst.endswith(QUERY[: -len(".weight")]):
-                stacked = dst[: -len("to_q")] + "to_kv"
-                if stacked in layers:
-                    base = src[: -len("to_q")]
-                    names[base + "to_k"], names[base + "to_v"] = (stacked, 0), (stacked, 1)
+    if not diffusers_layout(backbone):
+        return names
+    for src, dst in key_table(backbone.cfg) + motion_key_table(backbone.cfg):
+        if not (src.endswith(".weight") and dst.endswith(".weight")):
+            continue
+        src, dst = src[: -len(".weight")], dst[: -len(".weight")]
+        if dst in layers:
+            names[src] = (dst, None)
+        if dst.endswith(QUERY[: -len(".weight")]):
+            stacked = dst[: -len("to_q")] + "to_kv"
+            if stacked in layers:
+                base = src[: -len("to_q")]
+                names[base + "to_k"], names[base + "to_v"] = (stacked, 0), (stacked, 1)
+    return names
+
+
+def layer_names(backbone: nn.Module) -> dict[str, tuple[str, int | None]]:
+    """The names a LoRA file may give ``backbone``'s layers -> (vdmkit layer, None; or 0 / 1: the key / value half
+    of a stacked ``to_kv``): diffusers' names where the backbone loads diffusers weights (AnimateDiff's own names of
+    the motion modules too), and vdmkit's own."""
+    from vdmkit.interop.animatediff import ORIGINAL_NAMES
+
+    names = diffusers_names(backbone)
+    if names:
         for src in [n for n in names if ".motion_modules." in n]:  # AnimateDiff's own names of the motion modules
             original = src
             for old, new in ORIGINAL_NAMES[::-1]:
                 if new:
                     original = original.replace(new, old)
             names.setdefault(re.sub(r"(\.motion_modules\.\d+)\.", r"\1.temporal_transformer.", original), names[src])
-    for name in layers:
-        names.setdefault(name, (name, None))
+    for name, module in backbone.named_modules():
+        if isinstance(module, _LAYERS):
+            names.setdefault(name, (name, None))
     return names
 
 
@@ -227,11 +240,11 @@ def read_lora(path, model, *, force: bool = False) -> AdapterFile:
     if foreign is None:
         return read_adapter(path)
     parsed = read_foreign(*foreign)
-    backbone, text_model = _parts(model, bool(parsed.text_pairs))
+    backbone, text_model = model_parts(model, bool(parsed.text_pairs))
     return adapter_from_foreign(parsed, backbone, text_model, force=force)
 
 
-def _parts(model, text: bool) -> tuple[nn.Module, nn.Module | None]:
+def model_parts(model, text: bool) -> tuple[nn.Module, nn.Module | None]:
     """(backbone, CLIP text model or None) of a Pipeline, a PipelineConfig (built on the meta device; the text encoder
     only when ``text``) or a backbone."""
     from vdmkit.conditioning.clip import ClipTextEncoder

@@ -81,7 +81,16 @@ def inflate(folder: str | os.PathLike, out: str | os.PathLike, *, motion_adapter
     return write_model_folder(pipe, config, out, source_sha256=source.weights_sha256 if motion_adapter else None,
                               about={"inflated_from": str(Path(folder).absolute()), "motion_adapter":
                                      None if motion_adapter is None else str(Path(motion_adapter).absolute()),
-                                     "seed": None if motion_adapter else seed})
+                                     "seed": None if motion_adapter else seed,
+                                     # the form of its spatial proj_in / proj_out in diffusers (LoRA export)
+                                     "use_linear_projection": linear_projection(folder)})
+
+
+def linear_projection(folder) -> bool:
+    """A Stable Diffusion folder's ``use_linear_projection`` (SD 2.x: true; 1.x: false, diffusers' default)."""
+    from vdmkit.io.checkpoint import load_json
+
+    return load_json(Path(folder) / "unet" / "config.json").get("use_linear_projection", False) is True
 
 
 def write_model_folder(pipe: TextToVideo, config: PipelineConfig, out: Path, *,

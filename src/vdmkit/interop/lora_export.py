@@ -1,0 +1,149 @@
+"""vdmkit LoRA adapters written as a diffusers LoRA file: what ``load_lora_weights`` reads back.
+
+An adapter vdmkit trained (or read) on a model loaded from a diffusers folder (Stable Diffusion inflated with
+AnimateDiff motion modules, ModelScope) is written in diffusers' peft layout, ``unet.<diffusers layer>.lora_A.weight``
+/ ``.lora_B.weight``, each adapter's strength folded into B (so alpha = r), several adapters in one file as one pair
+of the summed rank per layer (A stacked, B side by side: the sum of their deltas). vdmkit's stacked ``to_kv`` becomes
+diffusers' ``to_k`` and ``to_v`` pairs, sharing A, B split by rows; a frame convolution's kernel loses its unit frame
+axis; a spatial transformer's ``proj_in`` / ``proj_out`` is a 1x1 convolution in SD 1.x (``use_linear_projection``
+false), a linear layer elsewhere. The file's ``lora_adapter_metadata`` gives the ranks and alphas, so diffusers builds
+each layer at its rank; it has no vdmkit header, and vdmkit reads it back as any diffusers file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import warnings
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from vdmkit.backbones.lora import AdapterFile
+from vdmkit.errors import ConfigError
+from vdmkit.interop.lora_files import METADATA_KEY, diffusers_names
+
+SPATIAL_PROJECTION = re.compile(r"(^|\.)attentions\.\d+\.proj_(in|out)$")  # a spatial transformer's, not a motion one's
+MOTION_PROJECTION = re.compile(r"\.motion_modules\.\d+\.proj_(in|out)$")
+
+
+def diffusers_lora(adapters: list[tuple[AdapterFile, float]], backbone: nn.Module,
+                   linear_projection: bool | None = None) -> tuple[dict[str, torch.Tensor], dict]:
+    """(tensors, lora_adapter_metadata) of one diffusers LoRA file computing the sum of ``adapters`` ((adapter,
+    scale) pairs, each on ``backbone``'s layers: a UNet3D of a diffusers layout, on the meta device or not) at their
+    scales. ``linear_projection``: the diffusers model's ``use_linear_projection`` (None: unknown, refused if an
+    adapter is on a spatial proj_in / proj_out). ConfigError for a layer with no diffusers counterpart."""
+    inverse: dict[str, dict[int | None, str]] = {}
+    for name, (layer, half) in diffusers_names(backbone).items():
+        inverse.setdefault(layer, {})[half] = name
+    if not inverse:
+        raise ConfigError(f"this {type(backbone).__name__} is not a model diffusers loads (a Stable Diffusion UNet "
+                          "with AnimateDiff motion modules, or ModelScope's): its layers have no diffusers names")
+    pairs: dict[str, list[tuple[torch.Tensor, torch.Tensor]]] = {}
+    text: dict[str, list[tuple[torch.Tensor, torch.Tensor]]] = {}
+    for adapter, scale in adapters:
+        for part, into in ((adapter, pairs), (adapter.text, text)):
+            if part is None:
+                continue
+            factor = part.config.scale * scale
+            for key, a in part.tensors.items():
+                if key.endswith(".lora_A.weight"):
+                    layer = key[: -len(".lora_A.weight")]
+                    b = part.tensors[f"{layer}.lora_B.weight"]
+                    into.setdefault(layer, []).append((a.reshape(a.shape[0], -1).float(),
+                                                       b.reshape(b.shape[0], -1).float() * factor))
+    missing = sorted(layer for layer in pairs if layer not in inverse)
+    if missing:
+        raise ConfigError(f"{len(missing)} adapted layer(s) have no counterpart in diffusers' model (e.g. "
+                          f"{', '.join(missing[:2])}): not expressible as a diffusers LoRA")
+    tensors: dict[str, torch.Tensor] = {}
+    for layer, found in pairs.items():
+        a, b = torch.cat([p[0] for p in found]), torch.cat([p[1] for p in found], dim=1)
+        weight = backbone.get_submodule(layer).weight
+        halves = inverse[layer]
+        for half, name in halves.items():
+            rows = b if half is None else b.chunk(2)[half]
+            kernel = _diffusers_kernel(name, tuple(weight.shape[2:]), linear_projection)
+            tensors[f"unet.{name}.lora_A.weight"] = a.reshape(a.shape[0], -1, *kernel).clone()  # each half its own
+            tensors[f"unet.{name}.lora_B.weight"] = rows.reshape(rows.shape[0], -1, *[1] * len(kernel)).contiguous()
+    for layer, found in text.items():
+        a, b = torch.cat([p[0] for p in found]), torch.cat([p[1] for p in found], dim=1)
+        tensors[f"text_encoder.{layer}.lora_A.weight"], tensors[f"text_encoder.{layer}.lora_B.weight"] = a, b
+    motion = sorted(k for k in tensors if MOTION_PROJECTION.search(k.rsplit(".lora_", 1)[0]))
+    if motion:
+        warnings.warn(f"the file adapts the motion modules' proj_in / proj_out ({len(motion) // 2} layers): diffusers "
+                      "0.42's AnimateDiff calls those layers with input=..., which peft's LoRA layers do not take, so "
+                      "diffusers fails on them (vdmkit reads the file back)", stacklevel=2)
+    return tensors, _metadata(tensors)
+
+
+def _diffusers_kernel(name: str, kernel: tuple[int, ...], linear_projection: bool | None) -> tuple[int, ...]:
+    """The kernel of diffusers' layer ``name`` for a vdmkit layer of ``kernel``: a frame convolution's (1, kh, kw) is a
+    2D one's (kh, kw); a spatial proj_in / proj_out is a 1x1 convolution unless ``linear_projection``."""
+    if len(kernel) == 3 and kernel[0] == 1 and ".temp_convs." not in name:
+        return kernel[1:]
+    if not kernel and SPATIAL_PROJECTION.search(name):
+        if linear_projection is None:
+            raise ConfigError(f"the adapter is on {name}, a 1x1 convolution in Stable Diffusion 1.x and a linear layer "
+                              "in 2.x, and this model does not record which: give the Stable Diffusion folder it came "
+                              "from (its unet/config.json says use_linear_projection)")
+        return () if linear_projection else (1, 1)
+    return kernel
+
+
+def _metadata(tensors: dict[str, torch.Tensor]) -> dict:
+    """peft's config for each part: the most common rank as r and lora_alpha, the others in rank_pattern and
+    alpha_pattern (alpha = r everywhere: the strengths are in B), the layers as target_modules."""
+    out = {}
+    for prefix in ("unet", "text_encoder"):
+        ranks = {k[len(prefix) + 1: -len(".lora_A.weight")]: v.shape[0] for k, v in tensors.items()
+                 if k.startswith(prefix + ".") and k.endswith(".lora_A.weight")}
+        if not ranks:
+            continue
+        common = max(set(ranks.values()), key=list(ranks.values()).count)
+        other = {re.escape(name): rank for name, rank in ranks.items() if rank != common}
+        out.update({f"{prefix}.r": common, f"{prefix}.lora_alpha": common, f"{prefix}.rank_pattern": other,
+                    f"{prefix}.alpha_pattern": other, f"{prefix}.target_modules": sorted(ranks),
+                    f"{prefix}.peft_type": "LORA"})
+    return out
+
+
+def write_diffusers_lora(path: str | os.PathLike, adapters: list[tuple[AdapterFile, float]], backbone: nn.Module,
+                         linear_projection: bool | None = None) -> Path:
+    """:func:`diffusers_lora` written to ``path`` (.safetensors, atomically), as diffusers' ``save_lora_weights``
+    writes one: diffusers' ``load_lora_weights`` (and vdmkit's ``--lora``) read it."""
+    from safetensors.torch import save_file
+
+    from vdmkit.io.atomic import atomic_path
+    from vdmkit.io.video import check_output_path
+
+    path = check_output_path(path, (".safetensors",), sidecar=False)
+    tensors, metadata = diffusers_lora(adapters, backbone, linear_projection)
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata={"format": "pt", METADATA_KEY: json.dumps(metadata, sort_keys=True)})
+    return path
+
+
+def recorded_linear_projection(source, backbone: nn.Module) -> bool | None:
+    """Whether the diffusers model behind ``source`` (a diffusers folder or a vdmkit checkpoint) has linear spatial
+    projections: ModelScope's always; a Stable Diffusion folder's ``unet/config.json`` says (``use_linear_projection``,
+    default false), and a checkpoint `vdmkit inflate` wrote records it (or names the folder it came from); None when
+    nothing says."""
+    from vdmkit.io.checkpoint import load_json
+
+    if getattr(backbone.cfg, "temporal_conv", "none") != "none":  # ModelScope's UNet3DConditionModel
+        return True
+    directory = Path(getattr(source, "directory", ""))
+    made = {}
+    if hasattr(source, "read_json") and "made.json" in source:  # pipelines.inflate.MADE_DOCUMENT
+        made = source.read_json("made.json")
+        if isinstance(made.get("use_linear_projection"), bool):
+            return made["use_linear_projection"]
+    for folder in (directory, Path(str(made.get("inflated_from") or ""))):
+        config = folder / "unet" / "config.json"
+        if str(folder) and config.is_file():
+            value = load_json(config).get("use_linear_projection", False)
+            return value if isinstance(value, bool) else None
+    return None
