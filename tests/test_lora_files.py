@@ -181,9 +181,7 @@ def processor_file(peft_file, out):
 
 @pytest.mark.parametrize("style", ["kohya", "kohya per layer", "processor"])
 def test_kohya_and_older_diffusers_files_load_as_diffusers_loads_them(models, sd_folder, tmp_path, style):  # noqa: F811
-    """kohya's one alpha for every layer and diffusers' older names: as diffusers reads those files. kohya's alpha per
-    layer (sd-scripts' own rule, which diffusers collapses into one): as diffusers reads the peft file whose
-    alpha_pattern gives each layer the same alpha."""
+    """kohya's one alpha for every layer, an alpha per layer, and diffusers' older names: as diffusers reads them."""
     from vdmkit.pipelines import TextToVideo
 
     (folder, sd), (adapter, adapter_folder) = sd_folder, models["adapter"]
@@ -193,7 +191,7 @@ def test_kohya_and_older_diffusers_files_load_as_diffusers_loads_them(models, sd
                                                   alpha=lambda m: 6 if m.endswith("to_k") else 8),
             "processor": lambda: processor_file(peft_file, tmp_path / "old.safetensors")}[style]()
     reference = reference_animatediff(sd, adapter)
-    reference.load_lora_weights(str(peft_file if style == "kohya per layer" else path))
+    reference.load_lora_weights(str(path))  # diffusers converts kohya's names (and per-layer alphas) itself
     expected = frames_of(reference, LATENTS)
     pipe = TextToVideo.from_pretrained(folder, motion_adapter=adapter_folder)
     pipe.load_lora(path)
@@ -434,20 +432,22 @@ def test_malformed_strengths_and_names_are_config_errors_naming_the_source(sd_pi
 
 
 def lora_warnings(pipe, tmp_path, good):
-    """'.alpha' keys in a peft-style file: ignored with a warning, as diffusers ignores them (the strength of the
-    file without them); returns the leftover adapters after taking them off."""
+    """'.alpha' keys in a peft-style file (review 27S): alpha / r without metadata, as diffusers' converters fold it;
+    refused beside a metadata lora_alpha (diffusers refuses such a file); returns the leftover adapters."""
     import warnings
 
     from vdmkit.backbones import lora
 
     alphas = {k.replace(".lora_A.weight", ".alpha"): torch.tensor(2.0) for k in good if k.endswith(".lora_A.weight")}
-    with pytest.warns(UserWarning, match="'.alpha' keys .* are ignored, as diffusers ignores them"):
-        ignored = pipe.load_lora(write(tmp_path / "alphas.safetensors", {**good, **alphas}))
+    with pytest.raises(ConfigError, match="strength twice, in '.alpha' keys and in its lora_adapter_metadata"):
+        pipe.load_lora(write(tmp_path / "both.safetensors", {**good, **alphas},
+                             {"lora_adapter_metadata": json.dumps({"unet.r": 4, "unet.lora_alpha": 8})}))
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        plain = pipe.load_lora(write(tmp_path / "plain.safetensors", good), name="plain")
+        halved = pipe.load_lora(write(tmp_path / "alphas.safetensors", {**good, **alphas}))  # 2 / 4
+        plain = pipe.load_lora(write(tmp_path / "plain.safetensors", good), name="plain")  # no alpha: 1
     layer = pipe.backbone.get_submodule("down.0.attn.0.spatial.block.attn1.to_q").lora.adapters
-    assert torch.equal(layer[ignored].B, layer[plain].B)
+    assert torch.allclose(layer[halved].B * 2, layer[plain].B)
     lora.remove_lora(pipe)
     return lora.adapter_names(pipe)
 
@@ -623,7 +623,75 @@ def test_diffusers_lora_export_refuses_what_it_cannot_write(sd_folder, tmp_path,
     lora.add_lora(pipe.backbone, {"rank": 2}, "a")
     adapter = lora.AdapterFile(tmp_path / "a.safetensors", lora.LoRAConfig(rank=2),
                                *lora.adapter_payload(pipe.backbone, lora.LoRAConfig(rank=2), None, name="a"))
-    with pytest.raises(ConfigError, match="a 1x1 convolution in Stable Diffusion 1.x .* give the Stable Diffusion"):
+    with pytest.raises(ConfigError, match="a 1x1 convolution in Stable Diffusion 1.x .* inflate its Stable Diffusion"):
         diffusers_lora([(adapter, 1.0)], pipe.backbone, None)
     tensors, _ = diffusers_lora([(adapter, 1.0)], pipe.backbone, False)
     assert tensors["unet.down_blocks.0.attentions.0.proj_in.lora_A.weight"].shape == (2, 32, 1, 1)
+
+
+def test_review_27s_kohya_alphas_partial_adapters_and_converted_checkpoints(models, sd_folder, tmp_path):  # noqa: F811
+    from safetensors.torch import load_file
+
+    from vdmkit import cli
+    from vdmkit.backbones import lora
+    from vdmkit.pipelines import TextToVideo
+
+    (folder, _), adapter_folder = sd_folder, models["adapter"][1]
+    peft_file = sd_lora(tmp_path / "peft", seed=21)
+    zero = kohya_file(peft_file, tmp_path / "zero.safetensors", alpha=lambda m: 0 if m.endswith("conv1") else 2)
+    pipe = TextToVideo.from_pretrained(folder, motion_adapter=adapter_folder)
+    with pytest.warns(UserWarning, match="have alpha 0, applied as alpha = r .*diffusers applies 0"):
+        pipe.load_lora(zero)
+    lora.remove_lora(pipe)
+    # an adapter read from a diffusers file (to_kv at rank 4 + 4, the others 4; conv_in, a layer of no kind) saves
+    # as a partial adapter and reloads as the same adapter
+    state = load_file(str(peft_file))
+    conv_in = {"unet.conv_in.lora_A.weight": torch.randn(2, 4, 3, 3),
+               "unet.conv_in.lora_B.weight": torch.randn(32, 2, 1, 1)}
+    name = pipe.load_lora(write(tmp_path / "with_conv_in.safetensors", {**state, **conv_in}))
+    expected = pipe(PROMPTS, steps=2, frames=3, latents=LATENTS, output="latents")
+    saved = lora.save_adapter(tmp_path / "saved.safetensors", pipe.backbone, lora.LoRAConfig(rank=4), base_sha256=None,
+                              name=name)
+    lora.remove_lora(pipe)
+    pipe.load_lora(saved)
+    assert torch.equal(pipe(PROMPTS, steps=2, frames=3, latents=LATENTS, output="latents"), expected)
+    lora.remove_lora(pipe)
+    # a checkpoint `convert --to vdmkit` wrote records the proj form, so its adapters export
+    converted = tmp_path / "converted"
+    assert cli.main(["convert", str(folder), "--to", "vdmkit", "--out", str(converted)]) == 0
+    made = json.loads((converted / "checkpoints" / "step_0000000" / "made.json").read_text())
+    assert made["use_linear_projection"] is False
+    model = TextToVideo.from_pretrained(converted)
+    lora.add_lora(model.backbone, {"rank": 2}, "a")
+    path = lora.save_adapter(tmp_path / "a.safetensors", model.backbone, lora.LoRAConfig(rank=2),
+                             base_sha256=model.model_sha256, name="a")
+    out = tmp_path / "a_diffusers.safetensors"
+    assert cli.main(["convert", str(converted), "--to", "diffusers-lora", "--lora", str(path), "--out", str(out)]) == 0
+    assert load_file(str(out))["unet.down_blocks.0.attentions.0.proj_in.lora_A.weight"].shape == (2, 32, 1, 1)
+    before = out.read_bytes()
+    assert cli.main(["convert", str(converted), "--to", "diffusers-lora", "--lora", str(path), "--out", str(out)]) == 2
+    assert out.read_bytes() == before  # refused, as the folder modes refuse an existing --out
+
+
+def test_sweep_27c_export_checks_what_it_is_given(sd_folder, tmp_path):  # noqa: F811
+    from vdmkit.backbones import lora
+    from vdmkit.interop.lora_export import write_diffusers_lora
+    from vdmkit.pipelines import TextToVideo
+
+    pipe = TextToVideo.from_pretrained(sd_folder[0])
+    lora.add_lora(pipe.backbone, {"rank": 2, "targets": ["ff"]}, "a")
+    adapter = lora.AdapterFile(tmp_path / "a.safetensors", lora.LoRAConfig(rank=2, targets=["ff"]),
+                               *lora.adapter_payload(pipe.backbone, lora.LoRAConfig(rank=2, targets=["ff"]), None,
+                                                     name="a"))
+    out = tmp_path / "out.safetensors"
+    wide = {k: torch.cat([v, v], 1) if k.endswith("lora_A.weight") else v for k, v in adapter.tensors.items()}
+    for args, match in [(([], pipe), "no adapter to write"), (([(adapter, float("nan"))], pipe), "finite number"),
+                        (([adapter], pipe), "are \\(AdapterFile, scale\\) pairs"),
+                        (([(adapter, 1.0)], pipe, "false"), "linear_projection is True, False or None"),
+                        (([(lora.AdapterFile(adapter.path, adapter.config, wide, adapter.header), 1.0)], pipe),
+                         "does not fit this model's layer")]:
+        with pytest.raises(ConfigError, match=match):
+            write_diffusers_lora(out, *args)
+        assert not out.exists()
+    write_diffusers_lora(out, [(adapter, 1.0)], pipe)  # a Pipeline stands for its backbone
+    assert out.is_file()

@@ -413,7 +413,9 @@ def adapter_payload(model: nn.Module, cfg: LoRAConfig, base_sha256: str | None, 
     tensors = {k: v.float().cpu().contiguous() for k, v in adapter_state(model, name).items()}
     pair = next(h.adapters[name] for _, h in _layers(model).values() if name in h.adapters)
     kinds = layer_kinds(model)
-    targets = sorted({kinds[n] for n, (_, h) in _layers(model).items() if name in h.adapters}, key=TARGETS.index)
+    # (a layer of no kind, e.g. conv_in adapted by a diffusers file read onto the model, is kept by ``partial``)
+    targets = sorted({kinds[n] for n, (_, h) in _layers(model).items() if name in h.adapters} - {None},
+                     key=TARGETS.index) or ["attn"]
     # load_adapter rebuilds the adapter on every layer of the recorded kinds: targets other than the adapter's own
     # wrote a file that never loaded ("match no layer", or "does not fit this model"; before 2026-12-06)
     if targets != cfg.targets:
@@ -422,6 +424,13 @@ def adapter_payload(model: nn.Module, cfg: LoRAConfig, base_sha256: str | None, 
     # an adapter on some layers of its kinds only (add_lora(layers=...), a diffusers file read): loaded on those
     partial = on != {n for n, kind in kinds.items() if kind in targets}
     extra = {**(extra or {}), "partial": True} if partial else extra
+    ranks = {h.adapters[name].A.shape[0] for _, h in _layers(model).values() if name in h.adapters}
+    if partial and len(ranks) > 1:  # a partial adapter loads each layer at its own rank (a stacked to_kv: r_k + r_v)
+        cfg = dataclasses.replace(cfg, rank=max(ranks), alpha=pair.scale * max(ranks))
+        pair = next(h.adapters[name] for _, h in _layers(model).values()
+                    if name in h.adapters and h.adapters[name].A.shape[0] == cfg.rank)
+    if len(ranks) > 1 and not partial:
+        raise ConfigError(f"adapter {name!r} has layers of ranks {sorted(ranks)}: a file of one rank cannot hold it")
     if pair.A.shape[0] != cfg.rank:  # the file would not read back ("has rank r, the header says ...")
         raise ConfigError(f"adapter {name!r} has rank {pair.A.shape[0]}, the config given says {cfg.rank}")
     if not math.isclose(pair.scale, cfg.scale, rel_tol=1e-9):  # set_scale since: the strength it applies now
@@ -525,10 +534,12 @@ def read_adapter(path: str | os.PathLike) -> AdapterFile:
         raise ConfigError(f"{str(path)!r}: the header misses {err}") from None
     except ConfigError as err:  # read like a train.lora error, naming no file, before 2026-12-06
         raise ConfigError(f"{str(path)!r}: its header: {err}; write the adapter again") from None
-    for key, value in tensors.items():
+    for key, value in tensors.items():  # a partial adapter's layers each have their own rank (its pairs agree)
         axis = 0 if key.endswith("lora_A.weight") else 1
-        if value.shape[axis] != cfg.rank:
-            raise ConfigError(f"{str(path)!r}: {key} has rank {value.shape[axis]}, the header says {cfg.rank}")
+        rank = tensors[key.replace("lora_B", "lora_A")].shape[0] if header.get("partial") else cfg.rank
+        if value.shape[axis] != rank:
+            raise ConfigError(f"{str(path)!r}: {key} has rank {value.shape[axis]}, "
+                              + (f"its lora_A {rank}" if header.get("partial") else f"the header says {cfg.rank}"))
     recorded = header.get("tensors_sha256")  # adapters written before 2026-12-05 record none
     if recorded is not None and recorded != tensors_sha256(tensors):
         raise CorruptCheckpointError(f"{str(path)!r}: its tensors do not match the sha256 its header records: the "

@@ -5,14 +5,14 @@ Three key styles are read, each a safetensors file without vdmkit's header:
 - peft / diffusers (``save_lora_weights``, ``get_peft_model_state_dict``): ``[unet.]<module>.lora_A.weight`` (r, in[,
   k...]) and ``.lora_B.weight`` (out, r[, 1...]); the strength ``lora_alpha / r`` from the ``lora_adapter_metadata``
   diffusers writes (with its ``alpha_pattern`` and ``rank_pattern``, checked against the tensors; ``use_rslora``:
-  alpha / sqrt(r)), else 1, as diffusers loads such a file (which ignores ``.alpha`` keys outside kohya's files:
-  vdmkit too, with a warning);
+  alpha / sqrt(r)), else a ``<module>.alpha`` key's alpha / r (as diffusers' converters fold it; a file giving both
+  is refused, as diffusers refuses it), else 1;
 - diffusers' older attention-processor and ``lora_linear_layer`` names (``attn1.processor.to_q_lora.down.weight``,
   ``...to_q.lora_linear_layer.up.weight``, ``...lora.down.weight``; a text encoder's ``self_attn.to_q_lora``);
 - kohya's sd-scripts: ``lora_unet_<module with _ for .>.lora_down.weight`` / ``.lora_up.weight`` / ``.alpha``: the
   module names are diffusers' with every dot an underscore, resolved against a model's names where it is mapped
   (``interop.lora_files``); each layer's strength its own alpha / r, an alpha of 0 or none meaning r, as sd-scripts
-  defines it (diffusers collapses differing per-layer alphas into one).
+  defines it (diffusers applies alpha 0 as 0 and gives a layer without one the most common alpha: warned).
 
 A text encoder's part (``text_encoder.``, ``lora_te_``) is read apart from the backbone's, for the pipeline's CLIP
 text encoder; a second text encoder's (SDXL: ``text_encoder_2.``, ``lora_te2_``) and any other component's are named
@@ -140,12 +140,13 @@ def read_foreign(path: str | Path, tensors: dict[str, torch.Tensor], metadata: d
     if len(styles) > 1:
         raise ConfigError(f"{str(path)!r} mixes LoRA key styles ({', '.join(sorted(styles))}): not one library's file")
     configs = {c: _metadata(path, metadata, c, source) for c in ("unet", "text_encoder")}
-    kohya = styles == {"kohya"}
-    alphas = [m for (c, m), found in parts.items() if "alpha" in found]
-    if alphas and not kohya:  # diffusers reads alpha keys in kohya's files only
-        warnings.warn(f"{str(path)!r}: its {len(alphas)} '.alpha' keys (e.g. {alphas[0]!r}) are ignored, as diffusers "
-                      "ignores them outside kohya's files: the strength is the metadata's lora_alpha / r, else 1",
-                      stacklevel=3)
+    alphas = {(c, m): found["alpha"] for (c, m), found in parts.items() if "alpha" in found}
+    both = [c for c in ("unet", "text_encoder") if configs[c].get("lora_alpha") is not None
+            and any(k[0] == c for k in alphas)]
+    if both:  # diffusers refuses such a file; which strength was meant cannot be told
+        raise ConfigError(f"{str(path)!r} gives its {both[0]} layers' strength twice, in '.alpha' keys and in "
+                          f"{source}'s lora_alpha: drop one of them")
+    _warn_kohya_alphas(path, parts, alphas)
     pairs: dict[str, dict[str, ForeignPair]] = {"unet": {}, "text_encoder": {}}
     other = []
     for (component, module), found in sorted(parts.items()):
@@ -166,7 +167,7 @@ def read_foreign(path: str | Path, tensors: dict[str, torch.Tensor], metadata: d
             if t is not None and not torch.isfinite(t.float()).all():
                 raise NonFiniteError(f"{str(path)!r}: layer {module!r}: its {what} holds NaN or inf values")
         alpha = None
-        if kohya and "alpha" in found:
+        if "alpha" in found:
             if found["alpha"].numel() != 1:
                 raise ConfigError(f"{str(path)!r}: layer {module!r}: its alpha has {found['alpha'].numel()} values, "
                                   "not one")
@@ -177,6 +178,18 @@ def read_foreign(path: str | Path, tensors: dict[str, torch.Tensor], metadata: d
         raise ConfigError(f"{str(path)!r} holds no LoRA pair")
     (style,) = styles or {"peft"}
     return ForeignLoRA(path, style, pairs["unet"], style == "kohya", pairs["text_encoder"], other)
+
+
+def _warn_kohya_alphas(path: Path, parts: dict, alphas: dict) -> None:
+    """Where kohya's rule (sd-scripts': an alpha of 0, or none, means r) and diffusers' differ (it applies alpha 0 as
+    0, and gives a layer without an alpha the file's most common one): a warning naming the layers."""
+    zero = [m for (c, m), a in alphas.items() if a.numel() == 1 and float(a.float().reshape(-1)[0]) == 0]
+    lacking = [m for (c, m), found in parts.items() if alphas and "alpha" not in found and c != "text_encoder_2"]
+    for layers, what in ((zero, "alpha 0, applied as alpha = r (sd-scripts' rule; diffusers applies 0)"),
+                         (lacking, "no '.alpha' while others have one, applied at alpha = r (sd-scripts' rule; "
+                                   "diffusers gives them the file's most common alpha)")):
+        if layers:
+            warnings.warn(f"{str(path)!r}: {len(layers)} layer(s) (e.g. {layers[0]!r}) have {what}", stacklevel=4)
 
 
 def _metadata(path: Path, metadata: dict | None, component: str, source: str) -> dict:

@@ -6,10 +6,11 @@ Top-level imports stay light: this module is imported on every `vdmkit` call.
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from vdmkit.cli_common import (FORCE_LORA_HELP, command_inputs, model_or_default, refuse_replacing_inputs,
                                sampling_adapters, seed as _seed)
-from vdmkit.errors import ConfigError
+from vdmkit.errors import ConfigError, OutputError
 
 
 def _cmd_convert(args) -> int:
@@ -48,7 +49,12 @@ def _cmd_convert(args) -> int:
         same = isinstance(source, DiffusersFolder) and not source.inflated
         known = pipe.model_sha256 if same else (pipe.identities[1] if len(pipe.identities) > 1 else None)
         known = None if adapters else known
-        write_model_folder(pipe, pipe.config, out, source_sha256=known)
+        from vdmkit.interop.lora_export import recorded_linear_projection
+
+        # the form of the spatial proj_in / proj_out in diffusers, which `--to diffusers-lora` needs (review 27S)
+        about = {"converted_from": str(Path(args.source).absolute()),
+                 "use_linear_projection": recorded_linear_projection(source, pipe.backbone)}
+        write_model_folder(pipe, pipe.config, out, source_sha256=known, about=about)
         print(f"saved {out} (vdmkit): sample it with `vdmkit sample --model {out}`; fine-tune it (or train a LoRA) "
               f"from {out / FINETUNE} (set its data)")
         return 0
@@ -69,6 +75,8 @@ def _convert_lora(args) -> int:
     if not args.lora:
         raise ConfigError("--to diffusers-lora writes LoRA adapters as one diffusers file: give --lora PATH[:SCALE]")
     out = check_output_path(args.out, (".safetensors",), sidecar=False)
+    if out.exists():  # as the folder modes refuse an existing --out (review 27S)
+        raise OutputError(f"--out {args.out!r} exists; convert writes a new file (remove it first)")
     source, config = open_model(args.source)
     adapters, _ = sampling_adapters(args.lora, source, args.force_lora, config)
     refuse_replacing_inputs([out], None, command_inputs(args, [source], adapters))
@@ -97,9 +105,11 @@ def _cmd_inflate(args) -> int:
 
 def register(sub) -> None:
     """Add `vdmkit convert` and `vdmkit inflate` to the CLI's subparsers."""
-    p = sub.add_parser("convert", help="convert a model: a diffusers folder into a vdmkit checkpoint, or a vdmkit "
-                       "model into a diffusers TextToVideoSDPipeline folder")
-    p.add_argument("source", help="a vdmkit checkpoint or run directory, or a diffusers pipeline folder")
+    p = sub.add_parser("convert", help="convert a model: a diffusers folder into a vdmkit checkpoint, a vdmkit "
+                       "model into a diffusers TextToVideoSDPipeline folder, or its LoRA adapters into one diffusers "
+                       "LoRA file")
+    p.add_argument("source", help="a vdmkit checkpoint or run directory, a diffusers pipeline folder, or default (the "
+                   "bundled model)")
     p.add_argument("--to", choices=("vdmkit", "diffusers", "diffusers-lora"), required=True,
                    help="vdmkit / diffusers: the model as a folder; diffusers-lora: its --lora adapters as one "
                    "diffusers LoRA file (.safetensors; the model gives the layers, no weights load)")

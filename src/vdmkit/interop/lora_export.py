@@ -35,6 +35,18 @@ def diffusers_lora(adapters: list[tuple[AdapterFile, float]], backbone: nn.Modul
     scale) pairs, each on ``backbone``'s layers: a UNet3D of a diffusers layout, on the meta device or not) at their
     scales. ``linear_projection``: the diffusers model's ``use_linear_projection`` (None: unknown, refused if an
     adapter is on a spatial proj_in / proj_out). ConfigError for a layer with no diffusers counterpart."""
+    from vdmkit.backbones.lora import check_scale
+
+    backbone = getattr(backbone, "backbone", backbone)  # a Pipeline: its backbone
+    if not adapters:
+        raise ConfigError("no adapter to write: give one or more (adapter, scale) pairs")
+    if linear_projection not in (None, True, False):  # "false" was read as true (sweep 27C)
+        raise ConfigError(f"linear_projection is True, False or None (unknown), got {linear_projection!r}")
+    for item in adapters:
+        if not (isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], AdapterFile)):
+            raise ConfigError(f"adapters are (AdapterFile, scale) pairs (lora.read_adapter, "
+                              f"interop.lora_files.read_lora), got {item!r}")
+        check_scale(item[1])
     inverse: dict[str, dict[int | None, str]] = {}
     for name, (layer, half) in diffusers_names(backbone).items():
         inverse.setdefault(layer, {})[half] = name
@@ -62,6 +74,9 @@ def diffusers_lora(adapters: list[tuple[AdapterFile, float]], backbone: nn.Modul
     for layer, found in pairs.items():
         a, b = torch.cat([p[0] for p in found]), torch.cat([p[1] for p in found], dim=1)
         weight = backbone.get_submodule(layer).weight
+        if a.shape[1] != weight[0].numel() or b.shape[0] != weight.shape[0]:  # an adapter of another model's widths
+            raise ConfigError(f"an adapter's pair on {layer!r} (A {tuple(a.shape)}, B {tuple(b.shape)}) does not fit "
+                              f"this model's layer {tuple(weight.shape)}: an adapter of another model")
         halves = inverse[layer]
         for half, name in halves.items():
             rows = b if half is None else b.chunk(2)[half]
@@ -87,8 +102,9 @@ def _diffusers_kernel(name: str, kernel: tuple[int, ...], linear_projection: boo
     if not kernel and SPATIAL_PROJECTION.search(name):
         if linear_projection is None:
             raise ConfigError(f"the adapter is on {name}, a 1x1 convolution in Stable Diffusion 1.x and a linear layer "
-                              "in 2.x, and this model does not record which: give the Stable Diffusion folder it came "
-                              "from (its unet/config.json says use_linear_projection)")
+                              "in 2.x, and this model does not record which (checkpoints `vdmkit inflate` and `convert "
+                              "--to vdmkit` write since 2026-12-07 do): inflate its Stable Diffusion folder again, or "
+                              "in Python write_diffusers_lora(..., linear_projection=True or False)")
         return () if linear_projection else (1, 1)
     return kernel
 
@@ -126,24 +142,32 @@ def write_diffusers_lora(path: str | os.PathLike, adapters: list[tuple[AdapterFi
     return path
 
 
-def recorded_linear_projection(source, backbone: nn.Module) -> bool | None:
-    """Whether the diffusers model behind ``source`` (a diffusers folder or a vdmkit checkpoint) has linear spatial
-    projections: ModelScope's always; a Stable Diffusion folder's ``unet/config.json`` says (``use_linear_projection``,
-    default false), and a checkpoint `vdmkit inflate` wrote records it (or names the folder it came from); None when
-    nothing says."""
+def folder_linear_projection(folder) -> bool | None:
+    """A Stable Diffusion folder's ``unet/config.json`` ``use_linear_projection`` (SD 2.x: true; 1.x: false, diffusers'
+    default); None without that file or with a value that is not true or false."""
     from vdmkit.io.checkpoint import load_json
 
+    config = Path(folder) / "unet" / "config.json"
+    if not str(folder) or not config.is_file():
+        return None
+    value = load_json(config).get("use_linear_projection", False)
+    return value if isinstance(value, bool) else None
+
+
+def recorded_linear_projection(source, backbone: nn.Module) -> bool | None:
+    """Whether the diffusers model behind ``source`` (a diffusers folder or a vdmkit checkpoint) has linear spatial
+    projections: ModelScope's always; a Stable Diffusion folder's ``unet/config.json`` says, and a checkpoint `vdmkit
+    inflate` or `vdmkit convert --to vdmkit` wrote records it in made.json (or names the folder it came from); None
+    when nothing says."""
     if getattr(backbone.cfg, "temporal_conv", "none") != "none":  # ModelScope's UNet3DConditionModel
         return True
-    directory = Path(getattr(source, "directory", ""))
     made = {}
     if hasattr(source, "read_json") and "made.json" in source:  # pipelines.inflate.MADE_DOCUMENT
         made = source.read_json("made.json")
         if isinstance(made.get("use_linear_projection"), bool):
             return made["use_linear_projection"]
-    for folder in (directory, Path(str(made.get("inflated_from") or ""))):
-        config = folder / "unet" / "config.json"
-        if str(folder) and config.is_file():
-            value = load_json(config).get("use_linear_projection", False)
-            return value if isinstance(value, bool) else None
+    for folder in (getattr(source, "directory", ""), made.get("inflated_from") or "", made.get("converted_from") or ""):
+        value = folder_linear_projection(str(folder)) if isinstance(folder, (str, Path)) else None
+        if value is not None:
+            return value
     return None

@@ -63,7 +63,8 @@ def read_adapters(values, ckpt, force: bool, flag: str = "--lora", override: str
         except ConfigError as err:
             if getattr(ckpt, "inflated", False) and getattr(ckpt, "adapter", None) is None:  # (sweep 26C)
                 raise ConfigError(f"{err}; a Stable Diffusion folder is sampled with the AnimateDiff motion modules "
-                                  "an adapter was trained with: give the same --motion-adapter") from None
+                                  "an adapter was trained with: give the same --motion-adapter (`vdmkit convert`, "
+                                  "which has none: `vdmkit inflate` the folder with it, then convert that)") from None
             raise
         key = adapter.header.get("tensors_sha256") or str(Path(path).resolve())
         if key in seen:  # applied twice it would act as one adapter at the sum of the scales

@@ -54,6 +54,7 @@ def inflate(folder: str | os.PathLike, out: str | os.PathLike, *, motion_adapter
     non-zero weights drawn from ``seed``), as the vdmkit model folder ``out`` (see the module docstring). ``frames``
     and ``size`` set the default request (16 frames; the UNet's sample_size times the VAE's factor). Returns
     ``out``."""
+    from vdmkit.interop.lora_export import folder_linear_projection
     from vdmkit.io.atomic import check_new_folder
     from vdmkit.sampling.generate import check_seed
 
@@ -83,14 +84,7 @@ def inflate(folder: str | os.PathLike, out: str | os.PathLike, *, motion_adapter
                                      None if motion_adapter is None else str(Path(motion_adapter).absolute()),
                                      "seed": None if motion_adapter else seed,
                                      # the form of its spatial proj_in / proj_out in diffusers (LoRA export)
-                                     "use_linear_projection": linear_projection(folder)})
-
-
-def linear_projection(folder) -> bool:
-    """A Stable Diffusion folder's ``use_linear_projection`` (SD 2.x: true; 1.x: false, diffusers' default)."""
-    from vdmkit.io.checkpoint import load_json
-
-    return load_json(Path(folder) / "unet" / "config.json").get("use_linear_projection", False) is True
+                                     "use_linear_projection": folder_linear_projection(folder)})
 
 
 def write_model_folder(pipe: TextToVideo, config: PipelineConfig, out: Path, *,
