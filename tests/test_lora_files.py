@@ -623,7 +623,7 @@ def test_diffusers_lora_export_refuses_what_it_cannot_write(sd_folder, tmp_path,
     lora.add_lora(pipe.backbone, {"rank": 2}, "a")
     adapter = lora.AdapterFile(tmp_path / "a.safetensors", lora.LoRAConfig(rank=2),
                                *lora.adapter_payload(pipe.backbone, lora.LoRAConfig(rank=2), None, name="a"))
-    with pytest.raises(ConfigError, match="a 1x1 convolution in Stable Diffusion 1.x .* inflate its Stable Diffusion"):
+    with pytest.raises(ConfigError, match="a 1x1 convolution in Stable Diffusion 1.x .* pass linear_projection="):
         diffusers_lora([(adapter, 1.0)], pipe.backbone, None)
     tensors, _ = diffusers_lora([(adapter, 1.0)], pipe.backbone, False)
     assert tensors["unet.down_blocks.0.attentions.0.proj_in.lora_A.weight"].shape == (2, 32, 1, 1)
@@ -695,3 +695,53 @@ def test_sweep_27c_export_checks_what_it_is_given(sd_folder, tmp_path):  # noqa:
         assert not out.exists()
     write_diffusers_lora(out, [(adapter, 1.0)], pipe)  # a Pipeline stands for its backbone
     assert out.is_file()
+
+
+def test_sweep_27e_scales_names_motion_loras_and_messages(models, sd_folder, tmp_path, capsys):  # noqa: F811
+    from peft.utils import get_peft_model_state_dict
+    from safetensors.torch import load_file
+
+    from vdmkit import cli
+    from vdmkit.backbones import lora
+    from vdmkit.errors import CorruptCheckpointError, OutputError
+    from vdmkit.interop.lora_export import write_diffusers_lora
+    from vdmkit.pipelines import TextToVideo
+
+    (folder, sd), (adapter, adapter_folder) = sd_folder, models["adapter"]
+    pipe = TextToVideo.from_pretrained(folder, motion_adapter=adapter_folder)
+    # set_scale's strength is load_lora's (times alpha / rank): an alpha = 2r adapter was halved before
+    lora.add_lora(pipe.backbone, {"rank": 2, "alpha": 4, "targets": ["ff"]}, "style")
+    path = lora.save_adapter(tmp_path / "style.safetensors", pipe.backbone, lora.LoRAConfig(rank=2, alpha=4,
+                             targets=["ff"]), base_sha256=pipe.model_sha256, name="style")
+    lora.remove_lora(pipe)
+    name = pipe.load_lora(path, 0.8)
+    at_load = pipe(PROMPTS, steps=2, frames=3, latents=LATENTS, output="latents")
+    lora.set_scale(pipe, name, 0.3)
+    lora.set_scale(pipe, name, 0.8)
+    assert torch.equal(pipe(PROMPTS, steps=2, frames=3, latents=LATENTS, output="latents"), at_load)
+    assert [a["scale"] for a in pipe.applied_adapters()] == [0.8]
+    with pytest.raises(ConfigError, match="got a AdapterFile \\(no scale\\)$"):  # not the whole object's repr
+        write_diffusers_lora(tmp_path / "w.safetensors", [lora.read_adapter(path)], pipe, False)
+    write_diffusers_lora(tmp_path / "w.safetensors", [(lora.read_adapter(path), 1.0)], pipe, False)
+    with pytest.raises(OutputError, match="exists"):
+        write_diffusers_lora(tmp_path / "w.safetensors", [(lora.read_adapter(path), 1.0)], pipe, False)
+    lora.remove_lora(pipe)
+    # a diffusers folder's LoRA is named after its folder, not pytorch_lora_weights
+    zoom = tmp_path / "motion_lora_zoom_in"
+    config = peft.LoraConfig(r=2, lora_alpha=2, init_lora_weights=False,
+                             target_modules=r".*motion_modules.*\.(to_q|to_k|to_v|to_out\.0)")
+    trained = random_lora(diffusers.UNetMotionModel.from_unet2d(sd.unet, adapter), config, 22)
+    diffusers.AnimateDiffPipeline.save_lora_weights(str(zoom), unet_lora_layers=get_peft_model_state_dict(trained))
+    assert pipe.load_lora(zoom) == "motion_lora_zoom_in"
+    # a MotionLoRA with an SD folder opened without --motion-adapter: refused, naming the way in
+    out = tmp_path / "x.safetensors"
+    assert cli.main(["sample", "--model", str(folder), "--prompt", "a cat", "--steps", "2", "--frames", "3",
+                     "--lora", str(zoom), "--out", str(out)]) == 2
+    assert "without --motion-adapter" in capsys.readouterr().err and not out.exists()
+    # files that are not LoRAs: named as what they are
+    with pytest.raises(ConfigError, match="nor a diffusers, peft or kohya LoRA file .*a MotionAdapter's: give it as "
+                                          "--motion-adapter"):
+        pipe.load_lora(adapter_folder / "diffusion_pytorch_model.safetensors")
+    with pytest.raises(CorruptCheckpointError, match="is not a safetensors file"):
+        pipe.load_lora(adapter_folder / "config.json")
+    assert load_file(str(tmp_path / "w.safetensors"))  # (the export written above reads as safetensors)

@@ -124,6 +124,7 @@ class LoRAPair(nn.Module):
         self.B = nn.Parameter(torch.zeros(weight.shape[0], rank, device=weight.device, dtype=weight.dtype))
         nn.init.kaiming_uniform_(self.A, a=math.sqrt(5))
         self.scale, self.dropout, self.enabled = float(scale), float(dropout), True
+        self.factor = float(scale)  # alpha / rank: what set_scale's strength multiplies, as load_adapter's does
 
     def delta(self, weight: torch.Tensor) -> torch.Tensor:
         return (self.scale * (self.B @ self.A)).view_as(weight).to(weight.dtype)
@@ -318,7 +319,10 @@ def train_only_adapters(model: nn.Module) -> list[nn.Parameter]:
 
 
 def set_scale(model: nn.Module, name: str, scale: float) -> None:
-    """Scale adapter ``name`` (0 turns it off) everywhere it is applied; ``alpha / rank`` is replaced."""
+    """Set adapter ``name``'s strength everywhere it is applied (``model``: a backbone, or a pipeline, reaching a
+    diffusers file's text-encoder part too): ``scale`` times its alpha / rank, as ``load_adapter``'s scale, ``--lora
+    PATH:SCALE`` and diffusers' ``set_adapters`` weight mean it (alpha / rank was replaced before 2026-12-07); 0
+    turns it off."""
     scale = check_scale(scale)  # as load_adapter checks it (a str, None or NaN was a raw error, True a scale of 1)
     holders = [holder for _, holder in _layers(model).values() if name in holder.adapters]
     if any(holder.merged is not None for holder in holders):
@@ -326,7 +330,8 @@ def set_scale(model: nn.Module, name: str, scale: float) -> None:
                           "(lora.unmerge), then set the scale (and merge again)")
     found = False
     for holder in holders:
-        holder.adapters[name].scale, found = float(scale), True
+        pair = holder.adapters[name]
+        pair.scale, found = float(scale) * getattr(pair, "factor", 1.0), True
     if not found:
         raise unknown_adapter(model, name)
 
@@ -558,8 +563,11 @@ def _not_vdmkit(path: Path, keys: list[str]) -> str:
 
     lora = lora_keys(keys)
     write = "vdmkit reads adapters `vdmkit train` (train.lora) or vdmkit.backbones.lora.save_adapter writes"
-    if lora is None:
-        return f"{str(path)!r} is not a vdmkit LoRA adapter (its header has no format {FORMAT!r}); {write}"
+    if lora is None:  # --lora reads other libraries' LoRA files too: none of their keys either
+        motion = any(".motion_modules." in k or ".temporal_transformer." in k for k in keys)
+        return (f"{str(path)!r} is not a vdmkit LoRA adapter (its header has no format {FORMAT!r}) nor a diffusers, "
+                f"peft or kohya LoRA file (no lora_A / lora_down keys)"
+                + ("; its keys are a MotionAdapter's: give it as --motion-adapter" if motion else f"; {write}"))
     return (f"{str(path)!r} holds LoRA weights (keys such as {lora!r}) without vdmkit's header (format {FORMAT!r}): "
             "a diffusers, peft or kohya LoRA file, which is read against the model it is applied to (--lora, "
             "Pipeline.load_lora, vdmkit.interop.lora_files.read_lora), not alone")

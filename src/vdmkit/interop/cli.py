@@ -75,7 +75,7 @@ def _convert_lora(args) -> int:
     if not args.lora:
         raise ConfigError("--to diffusers-lora writes LoRA adapters as one diffusers file: give --lora PATH[:SCALE]")
     out = check_output_path(args.out, (".safetensors",), sidecar=False)
-    if out.exists():  # as the folder modes refuse an existing --out (review 27S)
+    if out.exists():  # as the folder modes refuse an existing --out, before anything is read (review 27S)
         raise OutputError(f"--out {args.out!r} exists; convert writes a new file (remove it first)")
     source, config = open_model(args.source)
     adapters, _ = sampling_adapters(args.lora, source, args.force_lora, config)

@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from vdmkit.backbones.lora import AdapterFile
-from vdmkit.errors import ConfigError
+from vdmkit.errors import ConfigError, OutputError
 from vdmkit.interop.lora_files import METADATA_KEY, diffusers_names
 
 SPATIAL_PROJECTION = re.compile(r"(^|\.)attentions\.\d+\.proj_(in|out)$")  # a spatial transformer's, not a motion one's
@@ -44,8 +44,9 @@ def diffusers_lora(adapters: list[tuple[AdapterFile, float]], backbone: nn.Modul
         raise ConfigError(f"linear_projection is True, False or None (unknown), got {linear_projection!r}")
     for item in adapters:
         if not (isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], AdapterFile)):
+            got = type(item).__name__ + (" (no scale)" if isinstance(item, AdapterFile) else "")
             raise ConfigError(f"adapters are (AdapterFile, scale) pairs (lora.read_adapter, "
-                              f"interop.lora_files.read_lora), got {item!r}")
+                              f"interop.lora_files.read_lora), got a {got}")
         check_scale(item[1])
     inverse: dict[str, dict[int | None, str]] = {}
     for name, (layer, half) in diffusers_names(backbone).items():
@@ -102,9 +103,10 @@ def _diffusers_kernel(name: str, kernel: tuple[int, ...], linear_projection: boo
     if not kernel and SPATIAL_PROJECTION.search(name):
         if linear_projection is None:
             raise ConfigError(f"the adapter is on {name}, a 1x1 convolution in Stable Diffusion 1.x and a linear layer "
-                              "in 2.x, and this model does not record which (checkpoints `vdmkit inflate` and `convert "
-                              "--to vdmkit` write since 2026-12-07 do): inflate its Stable Diffusion folder again, or "
-                              "in Python write_diffusers_lora(..., linear_projection=True or False)")
+                              "in 2.x, and nothing given says which: in Python pass linear_projection= (the Stable "
+                              "Diffusion folder's unet/config.json use_linear_projection: False for 1.x, True for "
+                              "2.x); the CLI reads it from the folder, or from the made.json of checkpoints `vdmkit "
+                              "inflate` and `convert --to vdmkit` write since 2026-12-07 (inflate older ones again)")
         return () if linear_projection else (1, 1)
     return kernel
 
@@ -136,6 +138,8 @@ def write_diffusers_lora(path: str | os.PathLike, adapters: list[tuple[AdapterFi
     from vdmkit.io.video import check_output_path
 
     path = check_output_path(path, (".safetensors",), sidecar=False)
+    if path.exists():  # the CLI refused it, the function replaced it (sweep 27E)
+        raise OutputError(f"{str(path)!r} exists; a diffusers LoRA file is written new (remove it first)")
     tensors, metadata = diffusers_lora(adapters, backbone, linear_projection)
     with atomic_path(path) as tmp:
         save_file(tensors, str(tmp), metadata={"format": "pt", METADATA_KEY: json.dumps(metadata, sort_keys=True)})

@@ -381,6 +381,8 @@ def check_safetensors_file(path: Path) -> None:
         raise CorruptCheckpointError(f"{str(path)!r} is an HTML page ({size} bytes), not weights: the download failed")
     if head.startswith(b"version https://git-lfs"):
         raise CorruptCheckpointError(f"{str(path)!r} is a Git LFS pointer ({size} bytes); run `git lfs pull`")
+    if len(head) > 8:  # no header length and "{": "truncated (its header needs 7.8e18 bytes)" misled (sweep 27E)
+        raise CorruptCheckpointError(f"{str(path)!r} is not a safetensors file (it starts with {head[:8]!r})")
     if header + 8 > size:
         raise CorruptCheckpointError(f"{str(path)!r}: {size} bytes but its header alone needs {header + 8}: truncated")
 

@@ -57,7 +57,17 @@ def read_adapters(values, ckpt, force: bool, flag: str = "--lora", override: str
         if path == "fast" and not Path(path).exists():  # a cascade's keyword (sweep 26G)
             raise ConfigError(f"{flag} fast: no such adapter file; the bundled default model's consistency adapter is "
                               "--fast (sample, the tasks but upscale, eval) or lora: [fast] in a cascade stage")
-        adapter = read_lora(path, config, force=force) if config is not None else read_adapter(path)
+        empty_motion = getattr(ckpt, "inflated", False) and getattr(ckpt, "adapter", None) is None
+        try:
+            adapter = read_lora(path, config, force=force) if config is not None else read_adapter(path)
+        except ConfigError as err:  # a MotionLoRA of another motion-module layout than the new ones (sweep 27E)
+            if empty_motion and "not layers of this" in str(err):
+                raise ConfigError(f"{err}; this Stable Diffusion folder was opened without --motion-adapter (new, "
+                                  "empty motion modules): a MotionLoRA needs the MotionAdapter it was trained with")
+            raise
+        if empty_motion and adapter.header.get("partial") and any(".motion." in k for k in adapter.tensors):
+            raise ConfigError(f"{flag} {path!r} adapts the motion modules, which this Stable Diffusion folder opened "
+                              "without --motion-adapter has new and empty: give the MotionAdapter it was trained with")
         try:
             check_base(adapter, base, force=force, override=override)
         except ConfigError as err:

@@ -537,8 +537,10 @@ class Pipeline(nn.Module):
             raise ConfigError(f"{str(adapter.path)!r} is applied already (as {twin!r}); applied twice it would act as "
                               f"one adapter at the sum of the scales: change its scale with lora.set_scale(pipe, "
                               f"{twin!r}, s), or take it off with lora.remove_lora(pipe, {twin!r}) first")
-        if name is None:
-            stem = "".join(c if c.isalnum() else "_" for c in adapter.path.stem) or "adapter"
+        if name is None:  # diffusers' and peft's weights files all have one name: their folder's then (sweep 27E)
+            generic = adapter.path.stem in ("pytorch_lora_weights", "adapter_model", "diffusion_pytorch_model")
+            stem = adapter.path.parent.name if generic and adapter.path.parent.name else adapter.path.stem
+            stem = "".join(c if c.isalnum() else "_" for c in stem) or "adapter"
             base = stem if stem[0].isalpha() and not lora.torch_attribute(stem) else f"a_{stem}"
             name, n = base, 1
             while name in lora.adapter_names(self):
