@@ -22,12 +22,11 @@ def _cmd_convert(args) -> int:
     if args.to == "diffusers-lora":
         return _convert_lora(args)
     out = check_new_folder(args.out, f"--out {args.out!r}", "convert")
-    if args.force_lora and not args.lora:
-        raise ValueError("--force-lora applies --lora adapters trained on another base: give --lora PATH")
     from vdmkit.pipelines.base import open_model
 
     source, config = open_model(args.source)
-    adapters, _ = sampling_adapters(args.lora or [], source, args.force_lora, config)  # read and checked first
+    # read and checked first (--force-lora without --lora refused there)
+    adapters, _ = sampling_adapters(args.lora or [], source, args.force_lora, config)
     refuse_replacing_inputs([out], None, command_inputs(args, [source], adapters))
     if args.to == "diffusers":  # what diffusers cannot express, refused from the config before any weights load
         from vdmkit.interop.export import export_documents

@@ -73,7 +73,7 @@ def diffusers_lora(adapters: list[tuple[AdapterFile, float]], backbone: nn.Modul
                           f"{', '.join(missing[:2])}): not expressible as a diffusers LoRA")
     tensors: dict[str, torch.Tensor] = {}
     for layer, found in pairs.items():
-        a, b = torch.cat([p[0] for p in found]), torch.cat([p[1] for p in found], dim=1)
+        a, b = _summed(found)
         weight = backbone.get_submodule(layer).weight
         if a.shape[1] != weight[0].numel() or b.shape[0] != weight.shape[0]:  # an adapter of another model's widths
             raise ConfigError(f"an adapter's pair on {layer!r} (A {tuple(a.shape)}, B {tuple(b.shape)}) does not fit "
@@ -85,14 +85,18 @@ def diffusers_lora(adapters: list[tuple[AdapterFile, float]], backbone: nn.Modul
             tensors[f"unet.{name}.lora_A.weight"] = a.reshape(a.shape[0], -1, *kernel).clone()  # each half its own
             tensors[f"unet.{name}.lora_B.weight"] = rows.reshape(rows.shape[0], -1, *[1] * len(kernel)).contiguous()
     for layer, found in text.items():
-        a, b = torch.cat([p[0] for p in found]), torch.cat([p[1] for p in found], dim=1)
-        tensors[f"text_encoder.{layer}.lora_A.weight"], tensors[f"text_encoder.{layer}.lora_B.weight"] = a, b
+        tensors[f"text_encoder.{layer}.lora_A.weight"], tensors[f"text_encoder.{layer}.lora_B.weight"] = _summed(found)
     motion = sorted(k for k in tensors if MOTION_PROJECTION.search(k.rsplit(".lora_", 1)[0]))
     if motion:
         warnings.warn(f"the file adapts the motion modules' proj_in / proj_out ({len(motion) // 2} layers): diffusers "
                       "0.42's AnimateDiff calls those layers with input=..., which peft's LoRA layers do not take, so "
                       "diffusers fails on them (vdmkit reads the file back)", stacklevel=2)
     return tensors, _metadata(tensors)
+
+
+def _summed(found: list[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Several pairs of one layer as one of the summed rank (A stacked, B side by side): the sum of their deltas."""
+    return torch.cat([a for a, _ in found]), torch.cat([b for _, b in found], dim=1)
 
 
 def _diffusers_kernel(name: str, kernel: tuple[int, ...], linear_projection: bool | None) -> tuple[int, ...]:

@@ -28,6 +28,10 @@ from vdmkit.errors import ConfigError, UnsafeFormatError
 _LAYERS = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
 
 
+class ForeignLayersError(ConfigError):
+    """A LoRA file names layers the model has not: a LoRA of another model (or of motion modules it lacks)."""
+
+
 def diffusers_names(backbone: nn.Module) -> dict[str, tuple[str, int | None]]:
     """diffusers' name of each of ``backbone``'s layers (a UNet3D of a diffusers layout, else none) -> (vdmkit layer,
     None; or 0 / 1: the key / value half of a stacked ``to_kv``), through the key tables its weights load with."""
@@ -142,7 +146,7 @@ def _converted(foreign: ForeignLoRA, pairs: dict, model: nn.Module, names: dict[
                           "diffusers' layer names (diffusers reads such SDXL files through its unet_config and saves "
                           "them with save_lora_weights)")
     if unmatched:
-        raise ConfigError(f"{path!r}: {len(unmatched)} of its {len(pairs)} LoRA layers are not layers of this "
+        raise ForeignLayersError(f"{path!r}: {len(unmatched)} of its {len(pairs)} LoRA layers are not layers of this "
                           f"{what} (e.g. {', '.join(unmatched[:2])}): a LoRA of another model"
                           + ("; diffusers' layer names fit models loaded from diffusers folders (ModelScope, Stable "
                              "Diffusion + AnimateDiff), this one takes files in its own layer names (vdmkit train's "

@@ -38,10 +38,12 @@ def read_adapters(values, ckpt, force: bool, flag: str = "--lora", override: str
     ``config``: the model's PipelineConfig, against which a diffusers / peft / kohya file is read
     (``interop.lora_files.read_lora``); without it only vdmkit's own adapter files are read."""
     from vdmkit.backbones.lora import check_base, check_scale, parse_lora_argument, read_adapter
-    from vdmkit.interop.lora_files import read_lora
+    from vdmkit.interop.lora_files import ForeignLayersError, read_lora
     from vdmkit.pipelines.base import weights_identities
 
     base = weights_identities(ckpt)
+    # a Stable Diffusion folder opened without --motion-adapter: its motion modules are new (and empty)
+    empty_motion = getattr(ckpt, "inflated", False) and getattr(ckpt, "adapter", None) is None
     adapters, seen = [], {}
     for value in values:
         if isinstance(value, tuple):
@@ -57,11 +59,10 @@ def read_adapters(values, ckpt, force: bool, flag: str = "--lora", override: str
         if path == "fast" and not Path(path).exists():  # a cascade's keyword (sweep 26G)
             raise ConfigError(f"{flag} fast: no such adapter file; the bundled default model's consistency adapter is "
                               "--fast (sample, the tasks but upscale, eval) or lora: [fast] in a cascade stage")
-        empty_motion = getattr(ckpt, "inflated", False) and getattr(ckpt, "adapter", None) is None
         try:
             adapter = read_lora(path, config, force=force) if config is not None else read_adapter(path)
-        except ConfigError as err:  # a MotionLoRA of another motion-module layout than the new ones (sweep 27E)
-            if empty_motion and "not layers of this" in str(err):
+        except ForeignLayersError as err:  # a MotionLoRA of another motion-module layout than the new ones (27E)
+            if empty_motion:
                 raise ConfigError(f"{err}; this Stable Diffusion folder was opened without --motion-adapter (new, "
                                   "empty motion modules): a MotionLoRA needs the MotionAdapter it was trained with")
             raise
@@ -71,7 +72,7 @@ def read_adapters(values, ckpt, force: bool, flag: str = "--lora", override: str
         try:
             check_base(adapter, base, force=force, override=override)
         except ConfigError as err:
-            if getattr(ckpt, "inflated", False) and getattr(ckpt, "adapter", None) is None:  # (sweep 26C)
+            if empty_motion:  # (sweep 26C)
                 raise ConfigError(f"{err}; a Stable Diffusion folder is sampled with the AnimateDiff motion modules "
                                   "an adapter was trained with: give the same --motion-adapter (`vdmkit convert`, "
                                   "which has none: `vdmkit inflate` the folder with it, then convert that)") from None
