@@ -123,13 +123,17 @@ def main() -> None:
                 reference(x, t, encoder_hidden_states=ctx.repeat_interleave(args.frames, 0))
 
             results["vdmkit_hooks_s"] = round(timed(step_ours, args.reps), 3)
-            lora.merge(ours)
+            t0 = time.perf_counter()
+            lora.merge(ours)  # what pipe.fuse_lora() / --fuse-lora do
+            results["vdmkit_merge_s"] = round(time.perf_counter() - t0, 3)
             results["vdmkit_merged_s"] = round(timed(step_ours, args.reps), 3)
             lora.unmerge(ours)
             lora.remove_lora(ours)
             results["vdmkit_plain_s"] = round(timed(step_ours, args.reps), 3)
             results["diffusers_unfused_s"] = round(timed(step_reference, args.reps), 3)
+            t0 = time.perf_counter()
             reference.fuse_lora(adapter_names=["bench"])
+            results["diffusers_fuse_s"] = round(time.perf_counter() - t0, 3)
             results["diffusers_fused_s"] = round(timed(step_reference, args.reps), 3)
     results["peak_rss_gib"] = round(peak_gib(), 2)
     print(json.dumps(results, indent=2))

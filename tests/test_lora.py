@@ -251,7 +251,7 @@ def test_adapter_files_find_changed_bytes_and_pipelines_record_what_is_applied(t
     assert [(r["name"], r["scale"]) for r in fresh.applied_adapters()] == [(name, 0.0)]
     lora.set_scale(fresh.backbone, name, 2 * cfg.scale)
     lora.merge(fresh.backbone)
-    with pytest.raises(ConfigError, match="merged into the weights"):  # silently ignored before 2026-12-05
+    with pytest.raises(ConfigError, match="fused into the weights"):  # silently ignored before 2026-12-05
         lora.set_scale(fresh.backbone, name, 0.0)
     lora.remove_lora(fresh.backbone)
     assert fresh.applied_adapters() == []  # what a sidecar records: nothing that is not applied
@@ -382,7 +382,7 @@ def test_sweep13_targets_failed_adds_saved_strength_and_scales():
     lora.add_lora(dit, LoRAConfig(rank=2, targets=["attn"]), "a")
     randomise(dit, "a")
     lora.merge(dit)
-    with pytest.raises(ConfigError, match="unmerge the model's adapters"):
+    with pytest.raises(ConfigError, match="fused into its weights"):
         lora.add_lora(dit, LoRAConfig(rank=2, targets=["ff", "attn"]), "b")
     assert lora.adapter_names(dit) == ["a"]  # no ghost "b" on the ff layers
     pipe = make_pipe("unet3d")

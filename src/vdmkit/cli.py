@@ -16,6 +16,7 @@ from vdmkit.cli_common import model_or_default as _model_or_default, report as _
 from vdmkit.cli_common import (Terminated, command_warnings, finished_lines, interrupt_message, refuse_earlier_videos,
                                read_latents, resumed_seed, terminate_as_interrupt)
 from vdmkit.cli_common import check_outputs, command_inputs, refuse_replacing_inputs, strip_path
+from vdmkit.cli_common import FUSE_LORA_HELP, fused_records, load_adapters
 from vdmkit.cli_common import seed as _seed, timesteps_argument as _timesteps
 from vdmkit.device import COMPILE_MODES, DEVICES_HELP, apply_threads, keep_freed_memory
 from vdmkit.errors import ConfigError, VdmkitError
@@ -106,6 +107,8 @@ def _cmd_sample(args) -> int:
                               ("--noise-level", args.image is None and args.noise_level is not None),
                               ("--reconstruction-weight", not args.image and args.reconstruction_weight is not None),
                               ("--force-lora", args.force_lora and not args.lora),
+                              ("--fuse-lora (it folds --lora / --fast adapters)",
+                               args.fuse_lora and not args.lora and not args.fast),
                               ("--resume (it finishes a --prompts run)", args.resume and not args.prompts)) if bad]
     if stray:  # the hint for image-to-video's own options only (it was given for --out, --force-lora, --resume)
         image_options = ("--condition-mode", "--noise-level", "--reconstruction-weight")
@@ -227,7 +230,6 @@ def _cmd_sample(args) -> int:
             raise ValueError(f"--vae-{name.replace('_', '-')} must be >= {least}{why}, got {value}")
     done = set()
     if args.resume:  # every process checks every line before the first collective: a refusal is every rank's
-        from vdmkit.io.checkpoint import sha256_file
         from vdmkit.io.video import played_fps
         from vdmkit.pipelines.base import weights_sha256
         from vdmkit.pipelines.render import request_metadata
@@ -235,7 +237,7 @@ def _cmd_sample(args) -> int:
 
         same = {"model_sha256": weights_sha256(ckpt), "decode": dict(decode), "dtype": weights_dtype(args),
                 "precision": effective_precision(args.precision, weights_dtype(args), device),  # as render records
-                "lora": [[sha256_file(a.path), round(float(s), 12)] for a, s in adapters] or None,
+                "lora": fused_records(adapters, args.fuse_lora) or None,
                 "cache": cache and cache.as_dict()}
 
         def expected(i: int) -> dict:  # what line i's sidecar records (not seed_was_random: the kept lines' is taken)
@@ -262,8 +264,7 @@ def _cmd_sample(args) -> int:
     check_sampling_memory(config, first, device, dtype, decode=decode, window=long and long.window,
                           view_factor=max(factors))  # before any weights load
     pipe = TextToVideo.from_pretrained(ckpt, device=device, dtype=dtype)  # reads and hashes the weights, once
-    for adapter, scale in adapters:
-        pipe.load_lora(adapter, scale, force=args.force_lora)
+    load_adapters(pipe, adapters, args)
     apply_runner(pipe, args)
     extra, produce = {}, None
     if long is not None:
@@ -492,6 +493,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lora", action="append", metavar="PATH[:SCALE]",
                    help=f"apply a LoRA adapter, {LORA_KINDS}, its delta times SCALE (default 1); repeat for several")
     p.add_argument("--force-lora", action="store_true", help=FORCE_LORA_HELP)
+    p.add_argument("--fuse-lora", action="store_true", help=FUSE_LORA_HELP)
     p.add_argument("--fast", action="store_true", help="the default model with its consistency adapter: 4 lcm steps")
     p.add_argument("--device", default="auto", help=DEVICES_HELP)
     p.add_argument("--vae-tile", type=int, help="latent models: decode in spatial tiles of this many latent pixels")

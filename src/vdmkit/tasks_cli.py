@@ -9,10 +9,10 @@ import json
 import sys
 import warnings
 
-from vdmkit.cli_common import (DTYPE_HELP, FORCE_LORA_HELP, LORA_KINDS, NO_PROGRESS_HELP, PRECISION_HELP, absolute,
-                               apply_runner, check_input_file, check_outputs, check_runner, command_inputs,
-                               model_or_default, refuse_replacing_inputs, report, sampling_adapters, seed, step_bar,
-                               strip_path, weights_dtype)
+from vdmkit.cli_common import (DTYPE_HELP, FORCE_LORA_HELP, FUSE_LORA_HELP, LORA_KINDS, NO_PROGRESS_HELP,
+                               PRECISION_HELP, absolute, apply_runner, check_input_file, check_outputs, check_runner,
+                               command_inputs, load_adapters, model_or_default, refuse_replacing_inputs, report,
+                               sampling_adapters, seed, step_bar, strip_path, weights_dtype)
 from vdmkit.device import DEVICES_HELP, apply_threads
 from vdmkit.errors import ConstraintError
 
@@ -43,6 +43,9 @@ def task_adapters(args, ckpt, config) -> tuple[list, object]:
         loras = fast_adapters(args.model, loras)
     if getattr(args, "force_lora", False) and not getattr(args, "lora", None):  # as sample refuses it, --fast or not
         raise ValueError("--force-lora applies --lora adapters trained on another base: give --lora PATH")
+    if getattr(args, "fuse_lora", False) and not loras:
+        raise ValueError("--fuse-lora folds --lora / --fast adapters into the weights: give --lora PATH (or --fast), "
+                         "or drop it")
     return sampling_adapters(loras, ckpt, getattr(args, "force_lora", False), config)
 
 
@@ -50,6 +53,7 @@ def adapter_options(p, fast: bool = True) -> None:
     p.add_argument("--lora", action="append", metavar="PATH[:SCALE]",
                    help=f"apply a LoRA adapter, {LORA_KINDS}, its delta times SCALE (default 1); repeat for several")
     p.add_argument("--force-lora", action="store_true", help=FORCE_LORA_HELP)
+    p.add_argument("--fuse-lora", action="store_true", help=FUSE_LORA_HELP)
     if fast:  # (not upscale's: the bundled default model is no super-resolution model)
         p.add_argument("--fast", action="store_true", help="the default model with its consistency adapter (lcm, 4 "
                        "steps)")
@@ -138,8 +142,7 @@ def _cmd_edit(args) -> int:
     threads = apply_threads(args.threads)
 
     pipe = TextToVideo.from_pretrained(ckpt, device=device, dtype=weights_dtype(args))
-    for adapter, scale in adapters:
-        pipe.load_lora(adapter, scale, force=args.force_lora)
+    load_adapters(pipe, adapters, args)
     extra = {"mode": args.mode, "input_video": absolute(args.video), "input_sha256": input_sha256, **rate,
              "dtype": weights_dtype(args), "threads": threads,
              "motion_adapter": absolute(args.motion_adapter)}  # as `vdmkit sample` records it
@@ -362,8 +365,7 @@ def _run_task(args, task: str, path: str, shape: tuple, prompt: str, produce_arg
     options["seed"] = request.base.seed  # --seed random: the seed drawn and recorded is the one sampled with
     threads = apply_threads(args.threads)
     pipe = TextToVideo.from_pretrained(ckpt, device=device, dtype=weights_dtype(args))
-    for adapter, scale in adapters:
-        pipe.load_lora(adapter, scale, force=getattr(args, "force_lora", False))
+    load_adapters(pipe, adapters, args)
     apply_runner(pipe, args)  # sample --image: --compile / --cuda-graphs
     run = {"image_to_video": tasks.image_to_video, "interpolate": tasks.interpolate, "extend": tasks.extend,
            "upscale": tasks.upscale}[task]

@@ -273,7 +273,9 @@ def add_lora(backbone: nn.Module, cfg: LoRAConfig | Mapping, name: str = "defaul
     if name in adapter_names(backbone):
         raise ConfigError(f"the model already has an adapter named {name!r}; remove it or choose another name")
     if any(getattr(getattr(layer, "lora", None), "merged", None) is not None for layer in modules.values()):
-        raise ConfigError("unmerge the model's adapters before adding another")  # checked before any layer changes
+        # checked before any layer changes
+        raise ConfigError("the model's adapters are fused into its weights (pipe.fuse_lora, --fuse-lora, lora.merge): "
+                          "unfuse them first (pipe.unfuse_lora(), lora.unmerge) before adding another")
     for layer_name, layer in modules.items():
         holder = getattr(layer, "lora", None)
         if holder is None:
@@ -326,8 +328,8 @@ def set_scale(model: nn.Module, name: str, scale: float) -> None:
     scale = check_scale(scale)  # as load_adapter checks it (a str, None or NaN was a raw error, True a scale of 1)
     holders = [holder for _, holder in _layers(model).values() if name in holder.adapters]
     if any(holder.merged is not None for holder in holders):
-        raise ConfigError(f"adapter {name!r} is merged into the weights, so its scale is fixed there: unmerge first "
-                          "(lora.unmerge), then set the scale (and merge again)")
+        raise ConfigError(f"adapter {name!r} is fused into the weights, so its scale is fixed there: unfuse first "
+                          "(pipe.unfuse_lora(), lora.unmerge), then set the scale (and fuse again)")
     found = False
     for holder in holders:
         pair = holder.adapters[name]
@@ -362,15 +364,28 @@ def _drop(model: nn.Module, name: str | None) -> None:
 @torch.no_grad()
 def merge(model: nn.Module) -> int:
     """Fold the active adapters into the weights (inference without the adapters' extra work); returns the number
-    of layers changed. The weights before are kept, so :func:`unmerge` restores them exactly."""
+    of layers changed. The weights before are kept, so :func:`unmerge` restores them exactly. The sum is formed in
+    fp32 and rounded once to the weights' type (bf16 weights took the delta rounded to bf16, then the sum rounded
+    again, before 2026-12-07; fp32 weights merge bit for bit as before)."""
     changed = 0
     for layer, holder in _layers(model).values():
         pairs = holder.active()
         if pairs:
-            holder.merged = layer.weight.detach().clone()
-            layer.weight.add_(sum(p.delta(layer.weight) for p in pairs))
+            weight = layer.weight
+            holder.merged = weight.detach().clone()
+            total = sum(p.scale * (p.B.float() @ p.A.float()) for p in pairs).view_as(weight)
+            weight.copy_(weight.float() + total)
             changed += 1
     return changed
+
+
+def merged_adapters(model: nn.Module) -> list[str]:
+    """The adapters :func:`merge` folded into the weights of some layer of ``model``."""
+    names = []
+    for _, holder in _layers(model).values():
+        if holder.merged is not None:  # (set_scale is refused while merged: the scales are those merged)
+            names += [n for n, p in holder.adapters.items() if p.enabled and p.scale != 0 and n not in names]
+    return names
 
 
 @torch.no_grad()

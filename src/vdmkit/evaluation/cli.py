@@ -34,7 +34,8 @@ def _sha_pins(items: list[str] | None) -> dict[str, str]:
 def _cmd_eval(args) -> int:
     action = args.action or "run"
     if action == "compare" or args.compare:
-        ignored = [flag for flag in ("html", "out", "lora", "force_lora", "fast", "motion_adapter", "negative_prompt",
+        ignored = [flag for flag in ("html", "out", "lora", "force_lora", "fuse_lora", "fast", "motion_adapter",
+                                     "negative_prompt",
                                      "guidance_rescale", "timesteps", "schedules")
                    if getattr(args, flag, None)]
         if ignored:  # they were accepted and nothing was written (a review, 2026-12-06); the adapters' (sweep 26A)
@@ -55,6 +56,7 @@ def _cmd_eval(args) -> int:
                                           ("--html", args.html), ("--lora", args.lora), ("--fast", args.fast or None),
                                           ("--motion-adapter", args.motion_adapter),
                                           ("--force-lora", args.force_lora or None),
+                                          ("--fuse-lora", args.fuse_lora or None),
                                           ("--negative-prompt", args.negative_prompt),
                                           ("--guidance-rescale", args.guidance_rescale),
                                           ("--timesteps", args.timesteps),
@@ -76,6 +78,9 @@ def _cmd_eval(args) -> int:
         return main(argv)
     if args.force_lora and not args.lora:  # as sample refuses it, --fast or not
         raise ValueError("--force-lora applies --lora adapters trained on another base: give --lora PATH")
+    if args.fuse_lora and not args.lora and not args.fast:
+        raise ValueError("--fuse-lora folds --lora / --fast adapters into the weights: give --lora PATH (or --fast), "
+                         "or drop it")
     if args.fake == "default" and not Path(args.fake).exists():  # the bundled model, as cascades and the app name it
         from vdmkit.cli_common import model_or_default
 
@@ -111,7 +116,7 @@ def _cmd_eval(args) -> int:
     options = {"negative_prompt": args.negative_prompt, "guidance_rescale": args.guidance_rescale,
                "timesteps": timesteps_argument(args.timesteps), "schedules": args.schedules}
     if not fake_model:  # refused before the sampling options are said to be ignored (sweep 26A)
-        refuse_adapters(args.fake, args.lora, args.force_lora, args.motion_adapter, options)
+        refuse_adapters(args.fake, args.lora, args.force_lora, args.motion_adapter, options, args.fuse_lora)
         ignored = [flag for flag, value, default in (
             ("--sampler", args.sampler, None), ("--sample-steps", args.sample_steps, None),
             ("--guidance", args.guidance, None),
@@ -144,7 +149,8 @@ def _cmd_eval(args) -> int:
                       annotations=args.annotations, real_split=args.real_split, captions=args.captions,
                       manifest=args.manifest, expected_sha256=_sha_pins(args.weights_sha256),
                       sample_steps=args.sample_steps, guidance=args.guidance, sampler=args.sampler,
-                      lora=args.lora, force_lora=args.force_lora, motion_adapter=args.motion_adapter,
+                      lora=args.lora, force_lora=args.force_lora, fuse_lora=args.fuse_lora,
+                      motion_adapter=args.motion_adapter,
                       sample_options=options,
                       frames=args.frames, stride=args.stride,
                       resolution=args.resolution,
@@ -242,7 +248,7 @@ def _compare(files: list[str]) -> int:
 
 def register(sub) -> None:
     """Add `vdmkit eval` to the CLI's subparsers."""
-    from vdmkit.cli_common import FORCE_LORA_HELP, LORA_KINDS
+    from vdmkit.cli_common import FORCE_LORA_HELP, FUSE_LORA_HELP, LORA_KINDS
     from vdmkit.device import COMPILE_MODES
     from vdmkit.evaluation.metrics import METRICS
     from vdmkit.evaluation.protocols import (
@@ -325,6 +331,7 @@ def register(sub) -> None:
                    f"adapter, {LORA_KINDS}, its delta times SCALE (default 1); repeat for several; recorded with the "
                    "fake set (path, sha256, scale)")
     p.add_argument("--force-lora", action="store_true", help=FORCE_LORA_HELP)
+    p.add_argument("--fuse-lora", action="store_true", help=FUSE_LORA_HELP + "; recorded with the fake set")
     p.add_argument("--fast", action="store_true", help="the bundled default model (as --fake, or --fake left out) with "
                    "its consistency adapter: lcm, 4 steps, guidance 1")
     p.add_argument("--motion-adapter", help="when --fake is a Stable Diffusion folder: AnimateDiff motion modules (a "

@@ -31,13 +31,15 @@ class ModelSource:
     def __init__(self, path, protocol: Protocol, n: int, prompts, *, size: int, steps: int | None,
                  guidance: float | None, sampler: str | None, batch_size: int, seed: int, device=None,
                  dtype: str = "fp32", compiled: str | None = None, cuda_graphs: bool = False, precision: str = "fp32",
-                 lora=None, force_lora: bool = False, motion_adapter=None, options: dict | None = None):
+                 lora=None, force_lora: bool = False, fuse_lora: bool = False, motion_adapter=None,
+                 options: dict | None = None):
         self.frames = protocol.frames
         self.dtype, self.compiled, self.cuda_graphs = dtype, compiled, cuda_graphs
         self.model = open_model(path, frames=self.frames, size=size, steps=steps, guidance=guidance, sampler=sampler,
                                 seed=seed, device=device, dtype=dtype, compiled=compiled, cuda_graphs=cuda_graphs,
                                 batch=max(1, min(batch_size, n)), precision=precision, lora=lora,
-                                force_lora=force_lora, motion_adapter=motion_adapter, options=options)
+                                force_lora=force_lora, fuse_lora=fuse_lora, motion_adapter=motion_adapter,
+                                options=options)
         self.directory, self.size = self.model.directory, self.model.size
         if not prompts:
             raise DatasetError("the real set gives no prompts to sample the model with")
@@ -98,10 +100,11 @@ class OpenedModel:
 def open_model(path, *, frames: int, size: int, steps: int | None, guidance: float | None, sampler: str | None,
                seed: int, device=None, dtype: str = "fp32", compiled: str | None = None,
                cuda_graphs: bool = False, batch: int = 1, precision: str = "fp32", lora=None,
-               force_lora: bool = False, motion_adapter=None, options: dict | None = None) -> OpenedModel:
+               force_lora: bool = False, fuse_lora: bool = False, motion_adapter=None,
+               options: dict | None = None) -> OpenedModel:
     """The checkpoint at ``path`` (a checkpoint or run directory, or a diffusers folder with its ``motion_adapter``),
     with the LoRA adapters ``lora`` (paths, ``PATH:SCALE`` strings or (path, scale) pairs; trained on this base unless
-    ``force_lora``), the request of ``batch`` videos at a time validated against its config and the memory
+    ``force_lora``; folded into the weights with ``fuse_lora``: Pipeline.fuse_lora), the request of ``batch`` videos at a time validated against its config and the memory
     ``device`` has free before any weights load; the weights load on ``device`` at the first batch, stored as
     ``dtype`` (bf16: the pure low-precision path), sampled at ``precision`` (bf16 over fp32 weights: autocast; bf16
     over fp16 weights: ConfigError). ``sampler`` / ``steps`` None: the adapter's where one records them, else ddim
@@ -121,6 +124,8 @@ def open_model(path, *, frames: int, size: int, steps: int | None, guidance: flo
 
     if force_lora and not adapter_items(lora):  # as `eval --force-lora` without --lora is refused (sweep 26A)
         raise ConfigError("force_lora applies LoRA adapters trained on another base: give lora=PATH (--lora)")
+    if fuse_lora and not adapter_items(lora):
+        raise ConfigError("fuse_lora folds LoRA adapters into the weights: give lora=PATH (--lora, --fast)")
     ckpt, config = open_pipeline_model(path, motion_adapter)  # reads and hashes the config only
     refuse_conditioned(config)  # a model trained on known frames or low-res videos is evaluated by its task
     adapters, config = sampling_adapters(adapter_items(lora), ckpt, force_lora, config)  # read and checked here
@@ -157,8 +162,8 @@ def open_model(path, *, frames: int, size: int, steps: int | None, guidance: flo
                           "bf16 (autocast) over fp32 weights every call would run eager; load bf16 weights (the "
                           "pure path) or compile 'regional'")
     check_sampling_memory(config, request, device or "cpu", dtype, advice=eval_advice(batch, frames, size, dtype))
-    records = [{"path": str(Path(a.path).absolute()), "sha256": sha256_file(a.path), "scale": float(scale)}
-               for a, scale in adapters]
+    records = [{"path": str(Path(a.path).absolute()), "sha256": sha256_file(a.path), "scale": float(scale),
+                **({"fused": True} if fuse_lora and scale != 0 else {})} for a, scale in adapters]
     pipe = None
 
     def sample(prompts: list[str], seeds: list[int]) -> tuple[torch.Tensor, str]:
@@ -167,6 +172,8 @@ def open_model(path, *, frames: int, size: int, steps: int | None, guidance: flo
             pipe = TextToVideo.from_pretrained(ckpt, device=device or "cpu", dtype=dtype)
             for adapter, scale in adapters:  # before compiling: a compiled package holds the adapted weights
                 pipe.load_lora(adapter, scale, force=force_lora)
+            if fuse_lora:
+                pipe.fuse_lora()
             if compiled:
                 pipe.compile(regional=compiled == "regional")
             if cuda_graphs:

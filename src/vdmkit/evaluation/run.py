@@ -353,7 +353,7 @@ def evaluate(real, fake, *, metrics=None, protocol: str | Protocol = "folders", 
              strict: bool = False, batch_size: int = 8, progress: bool = True, annotations=None, real_split=None,
              captions=None, manifest=None, expected_sha256: dict | None = None, sample_steps: int | None = None,
              guidance: float | None = None, sampler: str | None = None, lora=None, force_lora: bool = False,
-             motion_adapter=None, sample_options: dict | None = None, keep_samples: int = 4, lpips_backbone=None,
+             fuse_lora: bool = False, motion_adapter=None, sample_options: dict | None = None, keep_samples: int = 4, lpips_backbone=None,
              lpips_heads=None,
              lpips_net: str = "alex", device: str | torch.device = "auto", sample_dtype: str = "fp32",
              compile_model: bool | str = False, cuda_graphs: bool = False, sample_precision: str = "fp32",
@@ -368,7 +368,8 @@ def evaluate(real, fake, *, metrics=None, protocol: str | Protocol = "folders", 
     ``sampler`` / ``sample_steps``: a model's sampler and steps (None: ddim and 50, or a consistency adapter's own,
     lcm and 4); ``guidance``: its guidance (None: the model's own, as ``sample`` takes it, or the adapter's); each
     recorded with the fake set. ``lora``: LoRA adapters applied to the model (a path, ``"PATH:SCALE"``, a (path,
-    scale) pair or a list of them; trained on this model unless ``force_lora``); ``motion_adapter``: AnimateDiff motion
+    scale) pair or a list of them; trained on this model unless ``force_lora``; folded into its weights with
+    ``fuse_lora``: the same videos within rounding, no adapter work per step); ``motion_adapter``: AnimateDiff motion
     modules for a Stable Diffusion folder as ``fake``. ``sample_options``: more of the model's sampling request, as
     ``TextToVideo.request`` takes them: ``{"negative_prompt": ..., "guidance_rescale": ..., "timesteps": [...] or
     "auto", "schedules": FILE}`` (recorded with the fake set).
@@ -411,7 +412,8 @@ def evaluate(real, fake, *, metrics=None, protocol: str | Protocol = "folders", 
             real_src, fake_src = build_sources(real, fake, protocol, annotations=annotations, real_split=real_split,
                                                captions=captions, manifest=manifest,
                                                sample_steps=sample_steps, guidance=guidance, sampler=sampler,
-                                               lora=lora, force_lora=force_lora, motion_adapter=motion_adapter,
+                                               lora=lora, force_lora=force_lora, fuse_lora=fuse_lora,
+                                               motion_adapter=motion_adapter,
                                                sample_options=sample_options,
                                                batch_size=batch_size, device=device, sample_dtype=sample_dtype,
                                                compile_model=compile_model, cuda_graphs=cuda_graphs,

@@ -486,7 +486,7 @@ def build_sources(real, fake, protocol: Protocol, *, annotations=None, real_spli
                   sample_steps: int | None = None, guidance: float | None = None, sampler: str | None = None,
                   batch_size: int = 8, device=None, sample_dtype: str = "fp32", compile_model: str | None = None,
                   cuda_graphs: bool = False, sample_precision: str = "fp32", lora=None, force_lora: bool = False,
-                  motion_adapter=None, sample_options: dict | None = None):
+                  fuse_lora: bool = False, motion_adapter=None, sample_options: dict | None = None):
     """Resolve ``--real`` and ``--fake`` into sources (no decoding, no weights; a model's LoRA adapters are read and
     checked)."""
     real, fake = str(real), str(fake)
@@ -497,7 +497,7 @@ def build_sources(real, fake, protocol: Protocol, *, annotations=None, real_spli
     if fake not in (SHAPES_KEYWORD, NOISE_KEYWORD) and is_model_dir(Path(fake)):
         model_size, model_data = _model_size(fake, motion_adapter)
     else:
-        refuse_adapters(fake, lora, force_lora, motion_adapter, sample_options)
+        refuse_adapters(fake, lora, force_lora, motion_adapter, sample_options, fuse_lora)
     if real == SHAPES_KEYWORD:
         n_real = protocol.num_real or 256
         real_src = ShapesSource(_shapes_config(protocol, protocol.seed, model_data), n_real)
@@ -536,17 +536,19 @@ def build_sources(real, fake, protocol: Protocol, *, annotations=None, real_spli
                                size=protocol.resolution or model_size, steps=sample_steps, guidance=guidance,
                                sampler=sampler, batch_size=batch_size, seed=protocol.seed, device=device,
                                dtype=sample_dtype, compiled=compile_model, cuda_graphs=cuda_graphs,
-                               precision=sample_precision, lora=lora, force_lora=force_lora,
+                               precision=sample_precision, lora=lora, force_lora=force_lora, fuse_lora=fuse_lora,
                                motion_adapter=motion_adapter, options=sample_options)
     else:
         fake_src = FolderSource(fake, protocol, "fake", limit=protocol.num_fake, annotations=annotations)
     return real_src, fake_src
 
 
-def refuse_adapters(fake, lora, force_lora: bool, motion_adapter, options: dict | None = None) -> None:
+def refuse_adapters(fake, lora, force_lora: bool, motion_adapter, options: dict | None = None,
+                    fuse_lora: bool = False) -> None:
     """ConfigError for adapters or sampling options given with a fake set that is no model (a folder of videos, a
     generator): nothing to apply them to."""
     given = [name for name, value in (("lora (--lora, --fast)", lora), ("force_lora (--force-lora)", force_lora),
+                                      ("fuse_lora (--fuse-lora)", fuse_lora),
                                       ("motion_adapter (--motion-adapter)", motion_adapter)) if value]
     given += [f"{k} (--{k.replace('_', '-')})" for k, v in (options or {}).items() if v is not None]  # "" and 0 too
     if given:
