@@ -102,17 +102,17 @@ def open_model(path, *, frames: int, size: int, steps: int | None, guidance: flo
                cuda_graphs: bool = False, batch: int = 1, precision: str = "fp32", lora=None,
                force_lora: bool = False, fuse_lora: bool = False, motion_adapter=None,
                options: dict | None = None) -> OpenedModel:
-    """The checkpoint at ``path`` (a checkpoint or run directory, or a diffusers folder with its ``motion_adapter``),
-    with the LoRA adapters ``lora`` (paths, ``PATH:SCALE`` strings or (path, scale) pairs; trained on this base unless
-    ``force_lora``; folded into the weights with ``fuse_lora``: Pipeline.fuse_lora), the request of ``batch`` videos
-    at a time validated against its config and the memory ``device`` has free before any weights load; the weights
-    load on ``device`` at the first batch, stored as ``dtype`` (bf16: the pure low-precision path), sampled at
-    ``precision`` (bf16 over fp32 weights: autocast; bf16 over fp16 weights: ConfigError). ``sampler`` /
-    ``steps`` None: the adapter's where one records them, else ddim and 50. ``compiled``: "package": the model calls of the full batches run through a compiled package
-    (Pipeline.compile; a smaller last batch runs eager rather than compiling again); "regional": its blocks compiled.
-    ``cuda_graphs``: replayed from CUDA graphs (Pipeline.cuda_graphs). ``options``: more of the request, as
-    ``TextToVideo.request`` takes them: ``negative_prompt``, ``guidance_rescale``, ``timesteps`` (a list, whose
-    length sets the steps, or "auto": the schedule `vdmkit search-schedule` saved for the model, its adapters, the
+    """The checkpoint at ``path`` (a checkpoint or run directory, or a diffusers folder with its ``motion_adapter``), with
+    the LoRA adapters ``lora`` (paths, ``PATH:SCALE`` strings or (path, scale) pairs; trained on this base unless
+    ``force_lora``; folded into the weights with ``fuse_lora``: Pipeline.fuse_lora), the request of ``batch`` videos at
+    a time validated against its config and the memory ``device`` has free before any weights load; the weights load on
+    ``device`` at the first batch, stored as ``dtype`` (bf16: the pure low-precision path), sampled at ``precision``
+    (bf16 over fp32 weights: autocast; bf16 over fp16 weights: ConfigError). ``sampler`` / ``steps`` None: the adapter's
+    where one records them, else ddim and 50. ``compiled``: "package": the model calls of the full batches run through a
+    compiled package (Pipeline.compile; a smaller last batch runs eager rather than compiling again); "regional": its
+    blocks compiled. ``cuda_graphs``: replayed from CUDA graphs (Pipeline.cuda_graphs). ``options``: more of the
+    request, as ``TextToVideo.request`` takes them: ``negative_prompt``, ``guidance_rescale``, ``timesteps`` (a list,
+    whose length sets the steps, or "auto": the schedule `vdmkit search-schedule` saved for the model, its adapters, the
     sampler and steps, from ``schedules`` or the model's schedules.json)."""
     from vdmkit.io.checkpoint import sha256_file
     from vdmkit.pipelines import TextToVideo, make_request
