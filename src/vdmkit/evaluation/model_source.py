@@ -102,8 +102,8 @@ def open_model(path, *, frames: int, size: int, steps: int | None, guidance: flo
                cuda_graphs: bool = False, batch: int = 1, precision: str = "fp32", lora=None,
                force_lora: bool = False, fuse_lora: bool = False, motion_adapter=None,
                options: dict | None = None) -> OpenedModel:
-    """The checkpoint at ``path`` (a checkpoint or run directory, or a diffusers folder with its ``motion_adapter``), with
-    the LoRA adapters ``lora`` (paths, ``PATH:SCALE`` strings or (path, scale) pairs; trained on this base unless
+    """The checkpoint at ``path`` (a checkpoint or run directory, or a diffusers folder with its ``motion_adapter``),
+    with the LoRA adapters ``lora`` (paths, ``PATH:SCALE`` strings or (path, scale) pairs; trained on this base unless
     ``force_lora``; folded into the weights with ``fuse_lora``: Pipeline.fuse_lora), the request of ``batch`` videos at
     a time validated against its config and the memory ``device`` has free before any weights load; the weights load on
     ``device`` at the first batch, stored as ``dtype`` (bf16: the pure low-precision path), sampled at ``precision``
