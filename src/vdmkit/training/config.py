@@ -200,6 +200,11 @@ class TrainConfig:
     # LoRA fine-tuning of the init_from model: {rank, alpha, targets: [attn, temporal, ff, conv], dropout}; only the
     # adapters train; each checkpoint holds adapter.safetensors (the small file to share) and the merged weights
     lora: LoRAConfig | None = None
+    # a LoRA run that continues the adapter in this file (a vdmkit adapter.safetensors, or a diffusers / peft / kohya
+    # LoRA file or folder of the init_from model): its layers, ranks and strength train on; train.lora is filled from
+    # it (a train.lora given beside it sets the dropout only); the file's sha256 is recorded (a sha256 given pins it)
+    lora_from: str = ""
+    lora_from_sha256: str = ""
     # regional compilation: torch.compile each kind of the backbone's blocks once, reused by every block of that kind
     # (backbones/regional.py); compiled in each process at the first steps, eager everywhere else (previews, EMA)
     compile: bool = False
@@ -208,6 +213,12 @@ class TrainConfig:
         check_positive(self, ["steps", "batch_size", "log_every", "checkpoint_every", "keep_checkpoints",
                               "sample_every", "sample_steps", "grad_accum"])
         check_processes(self)
+        if self.lora_from and not self.init_from:
+            raise ConfigError("train.lora_from continues an adapter of the model it was trained on: set "
+                              "train.init_from to that model's checkpoint or run")
+        if self.lora_from and self.parallel == "fsdp":
+            raise ConfigError("train.lora_from with train.parallel=fsdp: the adapters are small, there is nothing to "
+                              "shard; use train.parallel=ddp")
         if self.lora is not None:
             if not self.init_from:
                 raise ConfigError("train.lora fine-tunes a trained model: set train.init_from to its checkpoint or run")

@@ -42,6 +42,7 @@ from vdmkit.io.video import upscale, viewing_factor, write_video
 from vdmkit.pipelines import TextToVideo, pipeline_config
 from vdmkit.pipelines.config import video_fps
 from vdmkit.training.config import LatentConfig, RunConfig, check_config, resolve
+from vdmkit.training.lora_from import ADAPTER, continued_adapter  # a LoRA run's checkpoints: the EMA adapter
 from vdmkit.training.parallel import (
     Layout,
     accumulating,
@@ -90,7 +91,6 @@ from vdmkit.video import to_uint8
 # what a resumed run must keep; the rest (train.steps, lr and schedule, logging, data) may change
 RESUME_FIXED = "backbone, model, text, diffusion and data.condition sections and latent autoencoder"
 PREVIEW_MIN_SIZE = 128  # sample previews are upscaled (nearest) to at least this many pixels
-ADAPTER = "adapter.safetensors"  # a LoRA run's checkpoints: the EMA adapter, to apply with --lora
 # words of the text encoders' cut-caption warnings (pretrained.warn_cut, the word tokenizer's), not of unknown words
 CUT_MARKS = ("tokens were cut", "beyond the maximum of")
 
@@ -184,6 +184,8 @@ def train(cfg: RunConfig, *, resume: bool = False, progress: bool = True) -> Pat
             cfg, *((str(base.directory), base.sha256(WEIGHTS)) if base is not None else ("", "")))
         if base is not None:  # a pretrained text encoder's files from the checkpoint its weights come from
             cfg.text = checkpoint_copy(cfg.text, base.directory)
+        cfg, continued = continued_adapter(cfg, start, base)  # train.lora_from: read before any data or weights load
+        tc = cfg.train
         if tc.lora is not None and start is None and base is not None:  # an adapter is applied as its base predicts
             predicts = pipeline_config(base.read_json(CONFIG)).diffusion.prediction
             if predicts != cfg.diffusion.prediction:  # an eps-trained adapter on its v base sampled 1.16 off (a review)
@@ -225,7 +227,10 @@ def train(cfg: RunConfig, *, resume: bool = False, progress: bool = True) -> Pat
             base_sha256 = init_from(pipe, tc.init_from, base)  # pretrained weights (`vdmkit inflate`'s), for this model
         elif start is None and hasattr(pipe.text_encoder, "load_folder_weights"):
             pipe.text_encoder.load_folder_weights()  # a pretrained text encoder (clip, t5) starts as its folder's
-        if tc.lora is not None:  # adapters on the backbone; everything else frozen
+        if continued is not None:  # train.lora_from: the file's layers and weights (a resume's: its checkpoint's)
+            lora.load_adapter(pipe.backbone, continued)
+            lora.train_only_adapters(pipe)
+        elif tc.lora is not None:  # adapters on the backbone; everything else frozen
             lora.add_lora(pipe.backbone, tc.lora)
             lora.train_only_adapters(pipe)
         pipe.to(device)
@@ -372,6 +377,8 @@ def save_checkpoint_step(out: Path, step: int, cfg: RunConfig, pipe, weights: di
         source = base_source_sha256(cfg.train.init_from)
         if source:  # the diffusers folder the base was converted from: the adapter applies to it too
             header["base_source_sha256"] = source
+        if cfg.train.lora_from:  # the adapter this run continued (train.lora_from)
+            header["continued_from_sha256"] = cfg.train.lora_from_sha256
         extra = {ADAPTER: lora.adapter_payload(ema.backbone, cfg.train.lora, base_sha256, header)}
         weights, lora_doc = lora.merged_state(ema), {"lora_base_sha256": base_sha256}
     save_training_checkpoint(

@@ -1,0 +1,70 @@
+"""`train.lora_from`: a LoRA run that continues the adapter in a file, vdmkit's own (`adapter.safetensors` of an
+earlier run) or one another library wrote (diffusers, peft, kohya: read onto the `train.init_from` model's layers
+by interop.lora_files), instead of adding new adapters: the file's layers, ranks and strength train on, and the run
+writes vdmkit adapter files (`vdmkit convert --to diffusers-lora` writes them back in diffusers' layout)."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+from vdmkit.config import to_dict
+from vdmkit.errors import ConfigError
+
+ADAPTER = "adapter.safetensors"  # a LoRA run's checkpoints hold the EMA adapter under this name (training.train)
+
+
+def continued_adapter(cfg, start, base):
+    """(``cfg`` with ``train.lora`` the adapter's config and ``train.lora_from_sha256`` recorded, the AdapterFile
+    whose layers and weights the run starts from) for a run with ``train.lora_from``; (cfg, None) without it. A
+    resumed run (``start``: its checkpoint) builds its adapter's layers from its own checkpoint's adapter file, whose
+    values the training state then replaces: the file named is not read again. Refused, each before any data or
+    weights load: a file whose text-encoder part would not train (vdmkit trains the backbone's adapters), a
+    consistency adapter (``vdmkit distill`` trains those), an adapter of another base than ``base`` (the init_from
+    checkpoint), a sha256 pin the file no longer matches, a ``train.lora`` that says other ranks, alpha or targets
+    than the file."""
+    from vdmkit.backbones.lora import check_base, read_adapter
+    from vdmkit.interop.lora_files import read_lora
+    from vdmkit.io.checkpoint import sha256_file
+    from vdmkit.pipelines.base import open_model, weights_identities
+
+    tc = cfg.train
+    if not tc.lora_from:
+        return cfg, None
+    if start is not None:
+        adapter = read_adapter(Path(start.directory) / ADAPTER)
+        sha = tc.lora_from_sha256 or ((start.run_document() or {}).get("train") or {}).get("lora_from_sha256", "")
+    else:
+        path = Path(tc.lora_from)
+        adapter = read_lora(path, cfg.pipeline())  # diffusers' layer names mapped onto this model's (meta device)
+        what = f"train.lora_from={tc.lora_from!r}"
+        if adapter.text is not None:
+            raise ConfigError(f"{what} holds a part for the CLIP text encoder too ({len(adapter.text.tensors) // 2} "
+                              "layers): vdmkit trains the video backbone's adapters only, so the adapter written would "
+                              "lose that part; continue a file without it (diffusers: save_lora_weights with "
+                              "unet_lora_layers only)")
+        if isinstance(adapter.header.get("sampling"), dict):
+            raise ConfigError(f"{what} is a consistency adapter (it records its sampling: "
+                              f"{adapter.header['sampling'].get('sampler')}, guidance 1), which `vdmkit distill` "
+                              "trains (distill.lora); train.lora_from continues adapters trained on the diffusion loss")
+        check_base(adapter, weights_identities(open_model(str(base.directory))[0]), force=False,
+                   override="continue it on the base it was trained on (train.init_from)")
+        sha = sha256_file(adapter.path)
+        if tc.lora_from_sha256 and tc.lora_from_sha256 != sha:
+            raise ConfigError(f"train.lora_from_sha256={tc.lora_from_sha256[:12]}... pins the adapter this run "
+                              f"continues, but {what} now holds {str(adapter.path)!r} (sha256 {sha[:12]}...): name "
+                              "the file that holds it, or clear train.lora_from_sha256= to continue what it holds now")
+    config = adapter.config  # its alpha as a number: a resumed run reads it back from its file's header so
+    config = dataclasses.replace(config, alpha=float(config.scale * config.rank))
+    if tc.lora is not None:  # the file decides the adapter: a train.lora given beside it may set its dropout only
+        differ = [f"{k}: {getattr(tc.lora, k)!r} (the file's: {getattr(config, k)!r})" for k in ("rank", "targets")
+                  if getattr(tc.lora, k) != getattr(config, k)]
+        differ += [] if tc.lora.scale == config.scale else [f"alpha: {tc.lora.alpha!r} (the file's: {config.alpha!r})"]
+        if differ:
+            raise ConfigError(f"train.lora_from continues the adapter in its file, at its layers, ranks and strength; "
+                              f"train.lora says otherwise ({'; '.join(differ)}): drop train.lora, or give only its "
+                              f"dropout with the file's values ({to_dict(dataclasses.replace(config, dropout=0.0))})")
+        config = dataclasses.replace(config, dropout=tc.lora.dropout)
+    adapter = dataclasses.replace(adapter, config=config)
+    train = dataclasses.replace(tc, lora=config, lora_from_sha256=sha)
+    return dataclasses.replace(cfg, train=train), adapter
