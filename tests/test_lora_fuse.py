@@ -168,3 +168,22 @@ def test_a_task_and_eval_fuse_the_consistency_adapter_and_record_it(tmp_path):
     with pytest.raises(ConfigError, match="fuse_lora folds"):
         ModelSource(DEFAULT, protocol, 2, prompts, size=32, batch_size=2, seed=7, steps=None, guidance=None,
                     sampler=None, fuse_lora=True)
+
+
+@needs_default
+def test_a_cascade_stage_fuses_its_adapters_and_refuses_fusing_none():
+    from vdmkit.pipelines import load_cascade, run_cascade
+
+    stage = {"task": "text_to_video", "model": "default", "frames": 4, "lora": ["fast"]}
+    hooks, _ = run_cascade(load_cascade({"stages": [stage]}), "a red circle moving right", seed=3)
+    cfg = load_cascade({"stages": [{**stage, "fuse_lora": True}]})
+    fused, records = run_cascade(cfg, "a red circle moving right", seed=3)
+    assert (fused - hooks).abs().max() < 1e-4 and records[0]["lora"][0]["fused"] is True
+    from vdmkit.pipelines.cascade import cascade_record
+
+    assert cascade_record(cfg)["stages"][0]["fuse_lora"] is True
+    assert "fuse_lora" not in cascade_record(load_cascade({"stages": [stage]}))["stages"][0]  # as before
+    for bad, match in (({"fuse_lora": True, "lora": []}, "fuse_lora folds the stage's lora adapters"),
+                       ({"fuse_lora": "yes"}, "fuse_lora must be true or false")):
+        with pytest.raises(ConfigError, match=match):
+            load_cascade({"stages": [{**stage, **bad}]})

@@ -48,7 +48,8 @@ class StageConfig:
     None: the default) and ``image_guidance`` (the conditioned tasks), and the sampler's ``steps``, ``sampler``,
     ``guidance``; ``lora``: LoRA adapters applied to the stage's model, ``PATH[:SCALE]`` each as `--lora` takes them
     ("fast": the bundled default's consistency adapter, whose lcm, 4 steps and guidance 1 become the stage's
-    defaults)."""
+    defaults); ``fuse_lora``: those adapters folded into the weights once loaded (`--fuse-lora`: no adapter work per
+    step, the same video within rounding)."""
 
     task: str = "text_to_video"
     model: str = "default"
@@ -65,6 +66,7 @@ class StageConfig:
     reconstruction_weight: float | None = None
     long_mode: str | None = None
     lora: list[str] = field(default_factory=list)
+    fuse_lora: bool = False
 
     def __post_init__(self):
         from vdmkit.pipelines.long_video import MODES
@@ -88,6 +90,11 @@ class StageConfig:
             raise ConfigError(f"cascade stage {self.name!r}: lora is a list of adapter files (PATH or PATH:SCALE, or "
                               f"fast), got {self.lora!r}")
         self.lora = [os.fspath(a) for a in self.lora]
+        if not isinstance(self.fuse_lora, bool):
+            raise ConfigError(f"cascade stage {self.name!r}: fuse_lora must be true or false, got {self.fuse_lora!r}")
+        if self.fuse_lora and not self.lora:
+            raise ConfigError(f"cascade stage {self.name!r}: fuse_lora folds the stage's lora adapters into its "
+                              "weights; give lora: [PATH, ...] or drop fuse_lora")
         if self.long_mode not in (None, *MODES, "full"):
             raise ConfigError(f"stage {self.name!r}: long_mode must be one of {', '.join(MODES)} or full (the whole "
                               f"clip in one pass), or left out (as `vdmkit sample`); got {self.long_mode!r}")
@@ -130,7 +137,7 @@ class CascadeConfig:
                               "extend or upscale")
 
 
-STAGE_KEYS = ("task", "model", "name", "steps", "sampler", "guidance", "lora")  # every task's
+STAGE_KEYS = ("task", "model", "name", "steps", "sampler", "guidance", "lora", "fuse_lora")  # every task's
 
 
 def cascade_record(cfg: CascadeConfig) -> dict:
@@ -141,7 +148,8 @@ def cascade_record(cfg: CascadeConfig) -> dict:
 
     record = to_dict(cfg)
     record["stages"] = [{k: v for k, v in stage.items() if k in STAGE_KEYS + TASK_OPTIONS[stage["task"]]
-                         and (k != "lora" or v)} for stage in record["stages"]]  # (no adapters: as before)
+                         and (k not in ("lora", "fuse_lora") or v)}  # (no adapters, not fused: as before)
+                        for stage in record["stages"]]
     return record
 
 
@@ -416,6 +424,8 @@ def run_cascade(cfg: CascadeConfig, prompt: str, *, seed: int | None = 0, device
         pipe = TextToVideo.from_pretrained(p.source, device=device, dtype=dtype)
         for adapter, scale in p.adapters:  # the pipeline's sampling defaults become the adapter's, as planned
             pipe.load_lora(adapter, scale)
+        if stage.fuse_lora:
+            pipe.fuse_lora()
         options = {**sampling_options(stage), "seed": offset_seed(seed, k), "precision": precision}
         conditioned = {"noise_level": stage.noise_level, "mode": stage.mode, "image_guidance": stage.image_guidance,
                        "reconstruction_weight": stage.reconstruction_weight}
