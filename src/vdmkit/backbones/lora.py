@@ -60,12 +60,15 @@ _FF_PARTS = {"ff", "mlp"}
 @dataclass
 class LoRAConfig:
     """``train.lora`` and the header of an adapter file: rank r >= 1, ``alpha`` (None: r, so scale 1), the layer
-    kinds adapted (:data:`TARGETS`), and dropout on the adapted linear layers' input (training only)."""
+    kinds adapted (:data:`TARGETS`), dropout on the adapted linear layers' input (training only), and layers of those
+    kinds left out (``exclude``: names, or the last parts of dotted names, or fnmatch patterns, as peft's
+    exclude_modules: ``[proj_in, proj_out]`` with ``temporal`` gives a MotionLoRA diffusers' AnimateDiff can run)."""
 
     rank: int = 8
     alpha: float | None = None
     targets: list[str] = field(default_factory=lambda: ["attn"])
     dropout: float = 0.0
+    exclude: list[str] = field(default_factory=list)
 
     def __post_init__(self):
         if isinstance(self.rank, bool) or not isinstance(self.rank, int) or self.rank < 1:
@@ -80,6 +83,11 @@ class LoRAConfig:
         self.targets = sorted(set(targets), key=TARGETS.index)
         if isinstance(self.dropout, bool) or not isinstance(self.dropout, (int, float)) or not 0 <= self.dropout < 1:
             raise ConfigError(f"lora.dropout must be in [0, 1), got {self.dropout!r}")
+        exclude = [self.exclude] if isinstance(self.exclude, str) else self.exclude
+        if not isinstance(exclude, (list, tuple)) or not all(isinstance(p, str) and p.strip() for p in exclude):
+            raise ConfigError(f"lora.exclude is a list of layer names or patterns (e.g. [proj_in, proj_out]), got "
+                              f"{self.exclude!r}")
+        self.exclude = list(dict.fromkeys(exclude))
 
     @property
     def scale(self) -> float:
@@ -106,6 +114,14 @@ def layer_kind(name: str, module: nn.Module, time_attention: tuple[str, ...] = (
     if any(p in _ATTENTION_PARTS for p in parts) or parts[-1] in ("proj_in", "proj_out"):
         return "attn"
     return None
+
+
+def excluded(name: str, patterns) -> bool:
+    """Whether ``lora.exclude``'s ``patterns`` leave the layer ``name`` out: the name, its last dotted parts, or an
+    fnmatch pattern of it."""
+    import fnmatch
+
+    return any(name == p or name.endswith("." + p) or fnmatch.fnmatchcase(name, p) for p in patterns)
 
 
 def target_layers(backbone: nn.Module, targets) -> dict[str, nn.Module]:
@@ -243,6 +259,19 @@ def lora_config(cfg: LoRAConfig | Mapping) -> LoRAConfig:
                       f"got {type(cfg).__name__}")
 
 
+def lora_record(value):
+    """A ``train.lora`` / ``distill.lora`` as a run document recorded it, with the fields added since at their
+    defaults (``exclude``), for a resume's comparison; None stays None, a record that is no LoRAConfig as it is."""
+    if not isinstance(value, Mapping):
+        return value
+    from vdmkit.config import to_dict
+
+    try:
+        return to_dict(lora_config(value))
+    except ConfigError:
+        return value
+
+
 def add_lora(backbone: nn.Module, cfg: LoRAConfig | Mapping, name: str = "default", *,
              strict: bool = True, layers: Mapping[str, int] | None = None) -> list[str]:
     """Add adapter ``name`` (B = 0: the model's outputs are unchanged in fp32; within rounding in bf16) to the layers
@@ -260,7 +289,12 @@ def add_lora(backbone: nn.Module, cfg: LoRAConfig | Mapping, name: str = "defaul
                               f"{type(backbone).__name__} (e.g. {', '.join(sorted(unknown)[:2])})")
         modules = {n: backbone.get_submodule(n) for n in ranks}
     else:
-        modules = {n: backbone.get_submodule(n) for n, kind in kind_of.items() if kind in set(cfg.targets)}
+        chosen = [n for n, kind in kind_of.items() if kind in set(cfg.targets)]
+        unused = [p for p in cfg.exclude if not any(excluded(n, [p]) for n in chosen)]
+        if unused and strict:  # a typo would adapt the layers it meant to leave out
+            raise ConfigError(f"lora.exclude {unused} matches no {'/'.join(cfg.targets)} layer of this "
+                              f"{type(backbone).__name__}")
+        modules = {n: backbone.get_submodule(n) for n in chosen if not excluded(n, cfg.exclude)}
     if not modules:
         raise ConfigError(f"lora.targets {cfg.targets} match no layer of this {type(backbone).__name__}")
     kinds = set(kind_of.values()) - {None}
@@ -442,7 +476,7 @@ def adapter_payload(model: nn.Module, cfg: LoRAConfig, base_sha256: str | None, 
         cfg = dataclasses.replace(cfg, targets=targets)
     on = {n for n, (_, h) in _layers(model).items() if name in h.adapters}
     # an adapter on some layers of its kinds only (add_lora(layers=...), a diffusers file read): loaded on those
-    partial = on != {n for n, kind in kinds.items() if kind in targets}
+    partial = on != {n for n, kind in kinds.items() if kind in targets and not excluded(n, cfg.exclude)}
     extra = {**(extra or {}), "partial": True} if partial else extra
     ranks = {h.adapters[name].A.shape[0] for _, h in _layers(model).values() if name in h.adapters}
     if partial and len(ranks) > 1:  # a partial adapter loads each layer at its own rank (a stacked to_kv: r_k + r_v)
@@ -475,7 +509,8 @@ def tensors_sha256(tensors: dict[str, torch.Tensor]) -> str:
 def adapter_header(cfg: LoRAConfig, base_sha256: str | None, extra: dict | None = None) -> dict:
     """What an adapter file's header records: the format, rank, alpha, targets, dropout and the base's sha256."""
     return {"format": FORMAT, "rank": cfg.rank, "alpha": cfg.alpha if cfg.alpha is not None else cfg.rank,
-            "targets": cfg.targets, "dropout": cfg.dropout, "base_sha256": base_sha256, **(extra or {})}
+            "targets": cfg.targets, "dropout": cfg.dropout, **({"exclude": cfg.exclude} if cfg.exclude else {}),
+            "base_sha256": base_sha256, **(extra or {})}
 
 
 def pair_state(tensors: dict[str, torch.Tensor], name: str = "default", prefix: str = "") -> dict[str, torch.Tensor]:
@@ -549,7 +584,7 @@ def read_adapter(path: str | os.PathLike) -> AdapterFile:
         raise ConfigError(f"{str(path)!r}: not LoRA pairs: {bad[:3] or 'no tensors'}")
     try:
         cfg = LoRAConfig(rank=header["rank"], alpha=header["alpha"], targets=header["targets"],
-                         dropout=header.get("dropout", 0.0))
+                         dropout=header.get("dropout", 0.0), exclude=header.get("exclude", []))
     except KeyError as err:
         raise ConfigError(f"{str(path)!r}: the header misses {err}") from None
     except ConfigError as err:  # read like a train.lora error, naming no file, before 2026-12-06

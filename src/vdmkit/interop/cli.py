@@ -66,7 +66,9 @@ def _cmd_convert(args) -> int:
 def _convert_lora(args) -> int:
     """vdmkit convert MODEL --to diffusers-lora --lora PATH[:SCALE] ... --out FILE.safetensors: the adapters, read
     against the model's layers built on the meta device (no weights load), as one diffusers LoRA file."""
-    from vdmkit.interop.lora_export import recorded_linear_projection, write_diffusers_lora
+    from safetensors import safe_open
+
+    from vdmkit.interop.lora_export import MOTION_PROJECTION, recorded_linear_projection, write_diffusers_lora
     from vdmkit.interop.lora_files import model_parts
     from vdmkit.io.video import check_output_path
     from vdmkit.pipelines.base import open_model
@@ -81,7 +83,17 @@ def _convert_lora(args) -> int:
     refuse_replacing_inputs([out], None, command_inputs(args, [source], adapters))
     backbone, _ = model_parts(config, False)
     write_diffusers_lora(out, adapters, backbone, recorded_linear_projection(source, backbone))
-    print(f"saved {out} (a diffusers LoRA file): diffusers' load_lora_weights reads it, and so does --lora")
+    with safe_open(str(out), "pt") as f:
+        motion = any(MOTION_PROJECTION.search(k.rsplit(".lora_", 1)[0]) for k in f.keys())
+    if getattr(config.model, "motion_heads", 0) == 0:  # ModelScope: UNet3DConditionModel has no LoRA loading
+        reads = ("diffusers' TextToVideoSDPipeline loads no LoRA (its UNet3DConditionModel has no adapter support): "
+                 "apply it with peft (inject_adapter_in_model + set_peft_model_state_dict, its unet. keys) or --lora")
+    elif motion:
+        reads = ("diffusers' load_lora_weights loads it, but AnimateDiff fails on its motion proj_in / proj_out "
+                 "layers (see the warning); --lora reads it")
+    else:
+        reads = "diffusers' load_lora_weights reads it (AnimateDiffPipeline), and so does --lora"
+    print(f"saved {out} (a diffusers LoRA file): {reads}")
     return 0
 
 

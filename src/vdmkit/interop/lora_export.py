@@ -1,4 +1,5 @@
-"""vdmkit LoRA adapters written as a diffusers LoRA file: what ``load_lora_weights`` reads back.
+"""vdmkit LoRA adapters written as a diffusers LoRA file: what ``load_lora_weights`` reads back (AnimateDiff; for
+ModelScope's UNet3DConditionModel, which diffusers gives no LoRA loading, peft's ``set_peft_model_state_dict``).
 
 An adapter vdmkit trained (or read) on a model loaded from a diffusers folder (Stable Diffusion inflated with
 AnimateDiff motion modules, ModelScope) is written in diffusers' peft layout, ``unet.<diffusers layer>.lora_A.weight``
@@ -23,7 +24,7 @@ from torch import nn
 
 from vdmkit.backbones.lora import AdapterFile
 from vdmkit.errors import ConfigError, OutputError
-from vdmkit.interop.lora_files import METADATA_KEY, diffusers_names
+from vdmkit.interop.lora_files import METADATA_KEY, SAMPLING_KEY, diffusers_names
 
 SPATIAL_PROJECTION = re.compile(r"(^|\.)attentions\.\d+\.proj_(in|out)$")  # a spatial transformer's, not a motion one's
 MOTION_PROJECTION = re.compile(r"\.motion_modules\.\d+\.proj_(in|out)$")
@@ -89,8 +90,9 @@ def diffusers_lora(adapters: list[tuple[AdapterFile, float]], backbone: nn.Modul
     motion = sorted(k for k in tensors if MOTION_PROJECTION.search(k.rsplit(".lora_", 1)[0]))
     if motion:
         warnings.warn(f"the file adapts the motion modules' proj_in / proj_out ({len(motion) // 2} layers): diffusers "
-                      "0.42's AnimateDiff calls those layers with input=..., which peft's LoRA layers do not take, so "
-                      "diffusers fails on them (vdmkit reads the file back)", stacklevel=2)
+                      "0.42's AnimateDiff loads it but fails at its first step (it calls those layers with input=..., "
+                      "which peft's LoRA layers do not take); vdmkit reads the file back. A MotionLoRA diffusers "
+                      "runs: train it with train.lora.exclude=[proj_in, proj_out]", stacklevel=2)
     return tensors, _metadata(tensors)
 
 
@@ -135,7 +137,9 @@ def _metadata(tensors: dict[str, torch.Tensor]) -> dict:
 def write_diffusers_lora(path: str | os.PathLike, adapters: list[tuple[AdapterFile, float]], backbone: nn.Module,
                          linear_projection: bool | None = None) -> Path:
     """:func:`diffusers_lora` written to ``path`` (.safetensors, atomically), as diffusers' ``save_lora_weights``
-    writes one: diffusers' ``load_lora_weights`` (and vdmkit's ``--lora``) read it."""
+    writes one: diffusers' ``load_lora_weights`` reads an AnimateDiff one (diffusers' ModelScope UNet takes no LoRA
+    loading: peft's ``set_peft_model_state_dict`` reads it there), vdmkit's ``--lora`` either. A consistency
+    adapter's sampling defaults travel in the metadata (``vdmkit_sampling``), read back by ``--lora``."""
     from safetensors.torch import save_file
 
     from vdmkit.io.atomic import atomic_path
@@ -145,8 +149,16 @@ def write_diffusers_lora(path: str | os.PathLike, adapters: list[tuple[AdapterFi
     if path.exists():  # the CLI refused it, the function replaced it (sweep 27E)
         raise OutputError(f"{str(path)!r} exists; a diffusers LoRA file is written new (remove it first)")
     tensors, metadata = diffusers_lora(adapters, backbone, linear_projection)
+    header = {"format": "pt", METADATA_KEY: json.dumps(metadata, sort_keys=True)}
+    sampling = [a.header["sampling"] for a, scale in adapters if isinstance(a.header.get("sampling"), dict) and scale]
+    if sampling:  # a consistency adapter's lcm defaults: diffusers ignores the key, vdmkit's --lora reads it back
+        header[SAMPLING_KEY] = json.dumps(sampling[-1], sort_keys=True)
+        warnings.warn(f"a consistency adapter: diffusers does not read its sampling ({sampling[-1].get('sampler')}, "
+                      f"{sampling[-1].get('steps')} steps, guidance {sampling[-1].get('guidance')}): sample it there "
+                      "with LCMScheduler and those settings (vdmkit's --lora reads them back from the file)",
+                      stacklevel=2)
     with atomic_path(path) as tmp:
-        save_file(tensors, str(tmp), metadata={"format": "pt", METADATA_KEY: json.dumps(metadata, sort_keys=True)})
+        save_file(tensors, str(tmp), metadata=header)
     return path
 
 

@@ -190,6 +190,7 @@ def _converted(foreign: ForeignLoRA, pairs: dict, model: nn.Module, names: dict[
     return AdapterFile(foreign.path, config, tensors, header)
 
 
+SAMPLING_KEY = "vdmkit_sampling"  # a diffusers file vdmkit wrote of a consistency adapter: its sampling defaults
 FOLDER_FILES = ("pytorch_lora_weights.safetensors", "adapter_model.safetensors")  # diffusers', peft's save folders
 PEFT_CONFIG = "adapter_config.json"  # beside peft's adapter_model.safetensors
 
@@ -245,7 +246,18 @@ def read_lora(path, model, *, force: bool = False) -> AdapterFile:
         return read_adapter(path)
     parsed = read_foreign(*foreign)
     backbone, text_model = model_parts(model, bool(parsed.text_pairs))
-    return adapter_from_foreign(parsed, backbone, text_model, force=force)
+    adapter = adapter_from_foreign(parsed, backbone, text_model, force=force)
+    recorded = foreign[2].get(SAMPLING_KEY)  # a consistency adapter vdmkit wrote: its lcm defaults (lora_export)
+    if recorded is not None:
+        try:
+            sampling = json.loads(recorded)
+        except ValueError:
+            sampling = None
+        if not isinstance(sampling, dict):
+            raise ConfigError(f"{str(adapter.path)!r}: its {SAMPLING_KEY} metadata is not a JSON object of sampling "
+                              f"defaults: {recorded[:80]!r}")
+        adapter.header["sampling"] = sampling  # checked where it is applied (with_adapter_sampling)
+    return adapter
 
 
 def model_parts(model, text: bool) -> tuple[nn.Module, nn.Module | None]:

@@ -38,7 +38,8 @@ from vdmkit.io.checkpoint import (
     sha256_file,
     skipped_init,
 )
-from vdmkit.pipelines.config import LatentSpec, PipelineConfig, SamplingDefaults, pipeline_config
+from vdmkit.pipelines.config import (LatentSpec, PipelineConfig, SamplingDefaults, keeping_model_rules,
+                                     pipeline_config)
 from vdmkit.pipelines.request import SampleRequest, effective_precision
 from vdmkit.registry import BACKBONES, TEXT_ENCODERS, lookup
 from vdmkit.sampling.generate import initial_noise
@@ -218,13 +219,15 @@ def sampling_advice(config: PipelineConfig, request: SampleRequest, dtype: str, 
 
 def with_adapter_sampling(config: PipelineConfig, adapters) -> PipelineConfig:
     """``config`` with the sampling defaults the adapters (lora.AdapterFile) record, the last one's (a consistency
-    adapter is sampled with lcm and guidance 1); unchanged when none records any."""
+    adapter is sampled with lcm and guidance 1); unchanged when none records any. The model's own schedule rules
+    stay for the other samplers (``SamplingDefaults.model_rules``)."""
     for adapter in adapters:
         recorded = adapter.header.get("sampling")
         if isinstance(recorded, dict):
             try:
                 fps = recorded.get("fps") or config.sampling.fps  # the model's rate: an adapter keeps it
-                config = dataclasses.replace(config, sampling=SamplingDefaults(**{**recorded, "fps": fps}))
+                sampling = SamplingDefaults(**{**recorded, "fps": fps, "model_rules": None})
+                config = dataclasses.replace(config, sampling=keeping_model_rules(sampling, config.sampling))
             except TypeError as err:
                 raise ConfigError(f"{str(adapter.path)!r}: its header's sampling defaults are not valid ({err})") \
                     from None

@@ -172,6 +172,27 @@ class SamplingDefaults:
     # the rate its videos play at: a run on real clips records its data.fps (its videos played at 8 whatever the
     # clips' rate, before 2026-12-06); None: DEFAULT_FPS
     fps: float | None = None
+    # a consistency adapter's defaults (its sampler's rules above): the model's own schedule rules {spacing, offset,
+    # final, previous}, which any other sampler takes (`--lora LCM --sampler ddim` ran DDIM on the adapter's rules,
+    # not the folder's, before 2026-12-07); None: the rules above are every sampler's
+    model_rules: dict | None = None
+
+    def rules_for(self, sampler: str) -> "SamplingDefaults":
+        """These defaults with the schedule rules ``sampler`` takes: the model's own when it is not this adapter's."""
+        if self.model_rules is None or sampler == self.sampler:
+            return self
+        return dataclasses.replace(self, **self.model_rules, model_rules=None)
+
+
+SCHEDULE_RULES = ("spacing", "offset", "final", "previous")
+
+
+def keeping_model_rules(sampling: SamplingDefaults, own: SamplingDefaults) -> SamplingDefaults:
+    """``sampling`` (a consistency sampler's defaults) with the model's own schedule rules (``own``'s) kept apart for
+    the other samplers, where they differ from its own."""
+    rules = own.model_rules or {k: getattr(own, k) for k in SCHEDULE_RULES}
+    same = rules == {k: getattr(sampling, k) for k in rules}
+    return dataclasses.replace(sampling, model_rules=None if same else dict(rules))
 
 
 DEFAULT_FPS = 8.0
@@ -203,6 +224,13 @@ def check_sampling(sampling: SamplingDefaults, diffusion: DiffusionConfig, where
         check_guidance(sampling.guidance)
         make_timesteps(process, steps, sampling.spacing or entry.spacing, offset=sampling.offset,
                        final=sampling.final, previous=sampling.previous)
+        rules = sampling.model_rules
+        if rules is not None:
+            if not isinstance(rules, dict) or not set(rules) <= set(SCHEDULE_RULES):
+                raise ConfigError(f"model_rules must be a mapping of spacing, offset, final and previous, got "
+                                  f"{rules!r}")
+            make_timesteps(process, steps, rules.get("spacing") or "trailing", offset=rules.get("offset", 0),
+                           final=rules.get("final", "clean"), previous=rules.get("previous", "next"))
     except ConfigError as e:
         raise ConfigError(f"{where}: {e}") from e
 

@@ -220,9 +220,10 @@ def make_request(config: PipelineConfig, prompts, *, frames: int | None = None, 
                                     model_size={"frames": config.frames, "height": config.height,
                                                 "width": config.width})
     rules = {}
-    if spacing is None and timesteps is None and defaults.spacing is not None:
-        spacing = defaults.spacing
-        rules = {"offset": defaults.offset, "final": defaults.final, "previous": defaults.previous}
+    own = defaults.rules_for(sampler)  # a consistency adapter's rules are its sampler's; another takes the model's
+    if spacing is None and timesteps is None and own.spacing is not None:
+        spacing = own.spacing
+        rules = {"offset": own.offset, "final": own.final, "previous": own.previous}
     ts = make_timesteps(process, steps, spacing or default_spacing(entry, process), timesteps, **rules)
     latent_size = config.check_latent_shape(frames, height, width)
     guidance = check_guidance(guidance)

@@ -39,7 +39,7 @@ from vdmkit.io.checkpoint import STATE_DOC, WEIGHTS, load_strict
 from vdmkit.pipelines import TextToVideo
 from vdmkit.pipelines.base import open_model, weights_identities, weights_sha256
 from vdmkit.pipelines.text2video import refuse_conditioned
-from vdmkit.pipelines.config import SamplingDefaults
+from vdmkit.pipelines.config import SamplingDefaults, keeping_model_rules
 from vdmkit.sampling.guidance import check_guidance, guided
 from vdmkit.sampling.samplers import lcm_boundary
 from vdmkit.sampling.timesteps import LCM_ORIGINAL_STEPS
@@ -220,6 +220,7 @@ def check_resume(ckpt, cfg: DistillConfig, teacher_sha: str) -> None:
                           "resume with the same teacher")
     saved = (ckpt.run_document() or {}).get("distill", {})
     ours = to_dict(cfg.distill)
+    saved = {**saved, "lora": lora.lora_record(saved.get("lora"))}  # (LoRA fields added since: their defaults)
     for key in RESUME_SETTINGS:
         if saved.get(key) != ours[key]:
             raise ConfigError(f"--resume: the run was distilled with distill.{key}={saved.get(key)!r}, this config "
@@ -318,8 +319,11 @@ class Distiller:
 
 
 def student_config(config, s: DistillSettings):
-    """The teacher's ``config`` with the distilled model's sampling defaults (lcm, ``student_steps``, guidance 1)."""
-    return dataclasses.replace(config, sampling=SamplingDefaults(sampler="lcm", steps=s.student_steps, guidance=1.0))
+    """The teacher's ``config`` with the distilled model's sampling defaults (lcm, ``student_steps``, guidance 1), at
+    the teacher's frame rate, the teacher's schedule rules kept for the other samplers (the student of a model trained
+    at 24 fps played at 8, and `--sampler ddim` ran on vdmkit's rules, not a folder's, before 2026-12-07)."""
+    lcm = SamplingDefaults(sampler="lcm", steps=s.student_steps, guidance=1.0, fps=config.sampling.fps)
+    return dataclasses.replace(config, sampling=keeping_model_rules(lcm, config.sampling))
 
 
 def check_distill_memory(config, data, s: DistillSettings, device) -> None:

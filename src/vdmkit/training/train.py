@@ -638,7 +638,7 @@ def resumed_state(ckpt: Checkpoint, cfg: RunConfig, pipe, ema) -> tuple[dict[str
                               f"{name} config ({theirs!r}, this config says {mine!r}); resume with the same "
                               f"{RESUME_FIXED}")
     saved_train = (ckpt.run_document() or {}).get("train", {})
-    saved_lora = saved_train.get("lora")
+    saved_lora = lora.lora_record(saved_train.get("lora"))  # (fields added since: their defaults)
     ours = to_dict(cfg.train.lora) if cfg.train.lora is not None else None
     if saved_lora != ours:
         raise ConfigError(f"--resume: the run's checkpoint {str(ckpt.directory)!r} was trained with train.lora="
