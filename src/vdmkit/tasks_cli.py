@@ -80,6 +80,7 @@ def _cmd_edit(args) -> int:
                                           edit_request, invert, reconstruction_error, steps_for_strength)
     from vdmkit.pipelines.config import video_fps
     from vdmkit.pipelines.render import check_fps, check_output_size, render_sample, view_factor
+    from vdmkit.pipelines.sizes import resized_size
     from vdmkit.video import resize_cover
 
     # every check that needs no weights runs before loading them
@@ -114,7 +115,7 @@ def _cmd_edit(args) -> int:
     decoded = (info.frames, info.height, info.width)
     args.fps, rate = task_fps(args.fps, info, video_fps(config), out)  # default: the input's rate
     args.fps = check_fps(args.fps, out)
-    used = (args.frames or decoded[0], args.height or decoded[1], args.width or decoded[2])
+    used = (args.frames or decoded[0], *resized_size(config, args.height, args.width, *decoded[1:]))
     resize = args.height is not None or args.width is not None
     stand_in = _stand_in(1, 3, *used)
     if not resize:
@@ -144,6 +145,7 @@ def _cmd_edit(args) -> int:
     pipe = TextToVideo.from_pretrained(ckpt, device=device, dtype=weights_dtype(args))
     load_adapters(pipe, adapters, args)
     extra = {"mode": args.mode, "input_video": absolute(args.video), "input_sha256": input_sha256, **rate,
+             **dropped_audio(info),
              "dtype": weights_dtype(args), "threads": threads,
              "motion_adapter": absolute(args.motion_adapter)}  # as `vdmkit sample` records it
     if args.mode == "sdedit":
@@ -178,7 +180,9 @@ def _probe_info(path: str, what: str, frames: int | None = None, flag: str = "--
     from vdmkit.io.decode import probe_video
 
     check_input_file(path, source)
-    info = probe_video(path)
+    info = probe_video(path, count=frames)  # the frames taken: the rest of a long file is never read
+    if frames is not None and frames < least:  # refused: the message names the file's frames (read them all)
+        info = probe_video(path)
     if frames is not None and info.frames < least:
         raise ValueError(f"{flag} takes at least {least} frames, and {what} {path} has {info.frames}")
     if frames is not None and not least <= frames <= info.frames:
@@ -234,11 +238,22 @@ def _stand_in(*shape: int):
 
 
 def _read(path: str, frames: int | None = None):
-    """A video (or image) file -> (1, 3, T, H, W) in [-1, 1], its first ``frames`` (default all)."""
-    from vdmkit.io.video import read_video
+    """A video (or image) file -> (1, 3, T, H, W) in [-1, 1], its first ``frames`` (default all), the rest of the file
+    not decoded (a 14 s 1080p clip was decoded whole and refused, whatever --frames asked, before 2026-12-07)."""
+    from vdmkit.io.decode import decode
     from vdmkit.video import from_uint8
 
-    return from_uint8(read_video(path)[:frames])  # cut first: only the frames used become float32
+    return from_uint8(decode(path, count=frames).frames)
+
+
+def dropped_audio(info) -> dict:
+    """The sidecar's note, and a warning, when the input (``info``: io.decode.VideoInfo) has audio: vdmkit writes
+    video only (it was dropped without a word before 2026-12-07)."""
+    if info is None or not getattr(info, "audio_streams", 0):
+        return {}
+    warnings.warn(f"{info.path!r} has an audio stream, which is not written: vdmkit writes video only (mux the "
+                  "input's audio back with ffmpeg if you need it)", stacklevel=2)
+    return {"input_audio": "not written"}
 
 
 def warn_larger_than_trained(video, config, remedy: str, low_res: int = 1) -> None:
@@ -310,6 +325,7 @@ def _run_task(args, task: str, path: str, shape: tuple, prompt: str, produce_arg
     from vdmkit.pipelines import conditioned as tasks
     from vdmkit.pipelines.config import video_fps
     from vdmkit.pipelines.render import check_fps, check_output_size, render_sample, view_factor
+    from vdmkit.pipelines.sizes import resized_size
     from vdmkit.video import resize_cover
 
     device = resolve_device(args.device)
@@ -328,6 +344,10 @@ def _run_task(args, task: str, path: str, shape: tuple, prompt: str, produce_arg
     args.fps, rate = task_fps(args.fps, info, video_fps(config), out, keep_time)  # default: the input's rate
     args.fps = check_fps(args.fps, out)
     decoded, used = shape
+    for name, value in (("height", used[1]), ("width", used[2])):
+        if value is not None and value < 1:
+            raise ValueError(f"--{name} must be a positive integer, got {value}")
+    used = (used[0], *resized_size(config, used[1], used[2], *decoded[1:]))  # one side given: the other's aspect
     image = task == "image_to_video"
     # the request and the memory check (the input video counted) on zeros of the input's shape, before the file is
     # decoded: it was decoded and converted to float32 first (a 9 KB mp4 of black 1024x1024 frames reached 5.6 GiB
@@ -335,7 +355,8 @@ def _run_task(args, task: str, path: str, shape: tuple, prompt: str, produce_arg
     stand_in = _stand_in(1, 3, *used[1:]) if image else _stand_in(1, 3, *used)
     # an upscaler is compared with its low-res training input (its config's size is the output's)
     low_res = getattr(config.condition, "low_res", 1) if task == "upscale" else 1
-    warn_larger_than_trained(stand_in, config, "--height / --width" if image else "a resized input", low_res)
+    if not (image and used[1:] != decoded[1:]):  # the size --height / --width asked for: no advice to give them
+        warn_larger_than_trained(stand_in, config, "--height / --width", low_res)
     options = _conditioning(args)
     if task in ("interpolate", "extend"):  # only interpolate has --no-keep: extend keeps its input as given
         options["keep_known"] = not getattr(args, "no_keep", False)
@@ -343,9 +364,11 @@ def _run_task(args, task: str, path: str, shape: tuple, prompt: str, produce_arg
         warnings.simplefilter("ignore")
         try:
             probe = tasks.task_request(config, task, stand_in, prompt, **produce_args, stand_in=True, **options)
-        except ConstraintError as e:  # sample --image: the clip it asks for (its --frames, --height, --width)
-            raise (with_shape_flags(e, config, (produce_args.get("frames") or config.frames, *used[1:])) if image
-                   else e) from None
+        except ConstraintError as e:  # the clip it asks for (sample --image's --frames; every task's --height, --width)
+            if task == "upscale":  # its refusal names the low-res input that fits (the model's size is the output's)
+                raise
+            raise with_shape_flags(e, config, ((produce_args.get("frames") if image else None) or config.frames,
+                                               *used[1:])) from None
     factor = view_factor(probe.base, args.upscale, out)
     check_output_size(out, probe.base, factor, "an even --upscale")
     sizes = {k: v for k, v in produce_args.items() if k in ("factor", "frames")}
@@ -355,7 +378,7 @@ def _run_task(args, task: str, path: str, shape: tuple, prompt: str, produce_arg
     video = _read(path, used[0])
     # the input as hashed when read: a sidecar that named it by path alone described another run once it was
     # replaced or edited (before 2026-12-06)
-    extra = {**extra, "input_sha256": sha256_file(path), **rate}
+    extra = {**extra, "input_sha256": sha256_file(path), **rate, **dropped_audio(info)}
     if used[1:] != decoded[1:]:
         video = resize_cover(video[0], *used[1:])[None]
     video = video[:, :, 0] if image else video
@@ -411,7 +434,7 @@ def sample_image(args) -> int:
     decoded = _probe(args.image, "the image", source="--image")
     if decoded[0] != 1:
         raise ValueError(f"--image must be one image (.png, .jpg), {args.image} has {decoded[0]} frames")
-    used = (1, args.height or decoded[1], args.width or decoded[2])  # resized after the memory check
+    used = (1, args.height, args.width)  # resized after the memory check (None: the input's, or from its aspect)
     return _run_task(args, "image_to_video", args.image, (decoded, used), args.prompt, {"frames": args.frames},
                      {"input_image": absolute(args.image)})
 
@@ -421,7 +444,7 @@ def _cmd_interpolate(args) -> int:
     info = _probe_info(args.video, "the keyframes", args.keyframes, "--keyframes", least=2)
     decoded = (info.frames, info.height, info.width)
     keyframes = args.keyframes or decoded[0]  # recorded: the first N frames of --video (it was not, 2026-12-06)
-    return _run_task(args, "interpolate", args.video, (decoded, (keyframes, *decoded[1:])), args.prompt,
+    return _run_task(args, "interpolate", args.video, (decoded, (keyframes, args.height, args.width)), args.prompt,
                      {"factor": args.factor}, {"input_video": absolute(args.video), "factor": args.factor,
                                                "keyframes": keyframes}, info)
 
@@ -429,14 +452,14 @@ def _cmd_interpolate(args) -> int:
 def _cmd_extend(args) -> int:
     info = _probe_info(args.video, "the video")
     decoded = (info.frames, info.height, info.width)
-    return _run_task(args, "extend", args.video, (decoded, decoded), args.prompt,
+    return _run_task(args, "extend", args.video, (decoded, (decoded[0], args.height, args.width)), args.prompt,
                      {"frames": args.frames, "context": args.context}, {"input_video": absolute(args.video)}, info)
 
 
 def _cmd_upscale(args) -> int:
     info = _probe_info(args.video, "the video")
     decoded = (info.frames, info.height, info.width)
-    return _run_task(args, "upscale", args.video, (decoded, decoded), args.prompt, {},
+    return _run_task(args, "upscale", args.video, (decoded, (decoded[0], args.height, args.width)), args.prompt, {},
                      {"input_video": absolute(args.video)}, info)
 
 
@@ -492,6 +515,9 @@ def _task_parser(sub, name: str, func, help: str, video_help: str):
     p.add_argument("--motion-adapter", help="with a Stable Diffusion folder as --model: AnimateDiff motion modules "
                    "(without them each frame is the image model's)")
     p.add_argument("--video", required=True, help=video_help)
+    p.add_argument("--height", type=int, help="resize the input video first (centre crop to the aspect; one of "
+                   "--height / --width alone: the other from the input's aspect)")
+    p.add_argument("--width", type=int)
     p.add_argument("--prompt", default="", help="what the video shows (default: empty, the model's image-free text)")
     p.add_argument("--negative-prompt", default="")
     p.add_argument("--out", default=f"{name}.mp4", help="output file: .mp4, .gif, .webp or .png (frame strip)")
@@ -551,7 +577,8 @@ def register(sub) -> None:
     p.add_argument("--negative-prompt", default="")
     p.add_argument("--out", default="edit.mp4", help="output file: .mp4, .gif, .webp or .png (frame strip)")
     p.add_argument("--frames", type=int, help="edit the first N frames of the video")
-    p.add_argument("--height", type=int, help="resize the video first (centre crop to the aspect)")
+    p.add_argument("--height", type=int, help="resize the video first (centre crop to the aspect; one of --height / "
+                   "--width alone: the other from the input's aspect)")
     p.add_argument("--width", type=int)
     p.add_argument("--steps", type=int)
     p.add_argument("--sampler", help="see vdmkit sample --list-samplers; invert needs a deterministic one")

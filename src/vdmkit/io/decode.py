@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 import os
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -84,6 +84,7 @@ class VideoInfo:
     is_image: bool = False
     first: float = 0.0  # the first frame's timestamp (a file cut from a longer one keeps its times: 5.48 s)
     fps_measured: bool = True  # False: no frame says how long it shows (a WebP without delays): ``fps`` is 1.0
+    audio_streams: int = 0  # the container's audio streams (vdmkit reads and writes video only)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -136,18 +137,20 @@ def _scaled(width: int, height: int, max_side: int | None) -> tuple[int, int] | 
 
 def decode(path: str | os.PathLike, *, rgb: bool = True, max_side: int | None = None,
            start: float | None = None, end: float | None = None, only: set[float] | None = None,
-           limits: DecodeLimits = DEFAULT_LIMITS) -> Decoded:
+           count: int | None = None, limits: DecodeLimits = DEFAULT_LIMITS) -> Decoded:
     """Decode the frames of ``path`` with timestamps in ``[start, end]`` seconds (all by default).
 
     ``rgb=False`` only counts and times the frames (a probe); ``max_side`` downscales while decoding;
-    ``only`` keeps just the frames at those timestamps (as a probe of the same file reported them).
+    ``only`` keeps just the frames at those timestamps (as a probe of the same file reported them); ``count``: stop
+    after that many frames (the rest of the file is not read: its damage and its size do not count).
     Raises :class:`InvalidVideoError` for any file that is not a video within ``limits``.
     """
     import av
 
     path = Path(path)
     if path.suffix.lower() in IMAGE_SUFFIXES + (".webp",):
-        return _decode_pillow(path, rgb=rgb, max_side=max_side, start=start, end=end, only=only, limits=limits)
+        decoded = _decode_pillow(path, rgb=rgb, max_side=max_side, start=start, end=end, only=only, limits=limits)
+        return decoded if count is None else _first(decoded, count)
     with _open(path) as container:
         if not container.streams.video:
             kinds = sorted({s.type for s in container.streams}) or ["no streams"]
@@ -207,6 +210,9 @@ def decode(path: str | os.PathLike, *, rgb: bool = True, max_side: int | None = 
                         frames.append(_rgb(frame, size, rotation))
                     times.append(t)
                     delays.append(int(frame.duration or packet.duration or 0))
+                    if count is not None and not held and len(times) >= count:
+                        done = True
+                        break
                 if done:
                     break
         except av.FFmpegError as e:
@@ -217,7 +223,7 @@ def decode(path: str | os.PathLike, *, rgb: bool = True, max_side: int | None = 
         if held and times:
             delays, grid = recorded_frames(container.metadata.get("comment"), delays, float(base))
             frames, times = _expand_held(path, frames, times, delays, float(base), limits, grid)
-            keep = _selected(times, **window)
+            keep = _selected(times, **window)[:count]
             frames, times = [frames[i] for i in keep] if rgb else frames, [times[i] for i in keep]
             start, end = window["start"], window["end"]
         if not times:
@@ -231,12 +237,23 @@ def decode(path: str | os.PathLike, *, rgb: bool = True, max_side: int | None = 
         fps = _measured_fps(ts, stream)
         info = VideoInfo(path=str(path), width=int(width), height=int(height), frames=len(ts), fps=fps,
                          duration=float(ts[-1] - ts[0] + 1 / fps), codec=ctx.name, rotation=rotation,
-                         decode_errors=errors, frames_declared=declared, first=float(ts[0]))
+                         decode_errors=errors, frames_declared=declared, first=float(ts[0]),
+                         audio_streams=len(container.streams.audio))
     array = None
     if rgb:
         limits.check_bytes(path, (len(frames), *frames[0].shape))
         array = np.stack(frames)
     return Decoded(array, ts, info)
+
+
+def _first(decoded: Decoded, count: int) -> Decoded:
+    """``decoded``'s first ``count`` frames (an animated WebP's, decoded by Pillow as a whole), re-measured."""
+    if count >= len(decoded.timestamps):
+        return decoded
+    ts = decoded.timestamps[:count]
+    fps = float((len(ts) - 1) / (ts[-1] - ts[0])) if len(ts) >= 2 and decoded.info.fps_measured else decoded.info.fps
+    info = replace(decoded.info, frames=len(ts), fps=fps, duration=float(ts[-1] - ts[0] + 1 / fps))
+    return Decoded(None if decoded.frames is None else decoded.frames[:count], ts, info)
 
 
 def _guarded(packets, path):
@@ -254,8 +271,15 @@ def _guarded(packets, path):
 
 
 def _measured_fps(ts: np.ndarray, stream) -> float:
+    """The rate the timestamps ``ts`` play at; the stream's declared average rate where the span it gives agrees
+    with theirs to one tick of the time base (timestamps rounded to milliseconds made a 16-frame 29.97 fps clip
+    29.94 before 2026-12-07)."""
     if len(ts) >= 2:
-        return float((len(ts) - 1) / (ts[-1] - ts[0]))
+        span = float(ts[-1] - ts[0])
+        declared, tick = stream.average_rate, stream.time_base
+        if declared and tick and abs((len(ts) - 1) / float(declared) - span) <= float(tick):
+            return float(declared)
+        return float((len(ts) - 1) / span)
     rate = stream.average_rate or stream.guessed_rate or stream.base_rate
     return float(rate) if rate else 1.0
 
@@ -387,9 +411,10 @@ def _as_rgb(image):
     return image.convert("RGB"), 0
 
 
-def probe_video(path: str | os.PathLike, limits: DecodeLimits = DEFAULT_LIMITS) -> VideoInfo:
-    """Decode (without colour conversion) every frame to measure the file; InvalidVideoError if unusable."""
-    return decode(path, rgb=False, limits=limits).info
+def probe_video(path: str | os.PathLike, limits: DecodeLimits = DEFAULT_LIMITS, count: int | None = None) -> VideoInfo:
+    """Decode (without colour conversion) every frame (the first ``count``) to measure the file; InvalidVideoError if
+    unusable."""
+    return decode(path, rgb=False, count=count, limits=limits).info
 
 
 @dataclass

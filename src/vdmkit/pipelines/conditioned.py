@@ -335,7 +335,8 @@ def check_task_memory(config, request: ConditionedRequest, device, dtype: str = 
         advice += (", or condition mode replace (--condition-mode replace / mode='replace': the denoiser's figure "
                    "includes reconstruction guidance's backward pass)")
     if input_video and task not in (None, "image_to_video"):  # no --height/--width: the input's size is the task's
-        advice += "; the input video is read whole at its own size (its share: input video): cut or downscale it first"
+        advice += ("; the input's frames used are read at its own size (its share: input video): fewer of them "
+                   "(--keyframes, --context), or a downscaled copy of the file")
     check_fits(MemoryEstimate(parts), device, f"{len(base.prompts)} x {total} frames at {base.height}x{base.width}"
                f"{windows} ({dtype})", advice, recheck=loaded)
 

@@ -80,8 +80,8 @@ def check_edit_memory(config, request: SampleRequest, device, dtype: str = "fp32
     the clip before its first check (2026-12-06)."""
     run = dataclasses.replace(request, prompts=tuple(request.prompts) * 2) if invert else request
     advice = sampling_advice(config, request, dtype, view_factor) + (
-        "; the clip is decoded whole before --frames and the resize take their part (its share: input video): cut "
-        "or downscale it first" if input_video else "")
+        "; the clip's --frames are decoded at its own size before the resize (its share: input video): fewer "
+        "--frames, or a downscaled copy of the file" if input_video else "")
     check_sampling_memory(config, run, device, dtype, view_factor=view_factor, advice=advice, input_video=input_video,
                           doing="editing")
 

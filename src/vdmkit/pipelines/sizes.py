@@ -53,6 +53,24 @@ def fitting_shape(config, shape: tuple[int, int, int], frames_at_most: int | Non
     return changes
 
 
+def resized_size(config, height: int | None, width: int | None, input_height: int, input_width: int
+                 ) -> tuple[int, int]:
+    """The size an input is resized to from --height / --width: as given; one side alone gives the other from the
+    input's aspect, the nearest the model takes (a 176x144 clip with --height 32 was centre-cropped to 32x176, 78% of
+    the frame gone, before 2026-12-07); neither: the input's own."""
+    if height is None and width is None or height is not None and width is not None:
+        return (height or input_height, width or input_width)
+    given, i = (height, 1) if height is not None else (width, 2)
+    raw = max(1, round(given * (input_width / input_height if i == 1 else input_height / input_width)))
+
+    def fits(m: int) -> bool:
+        shape = [config.frames, given, m] if i == 1 else [config.frames, m, given]
+        return refusal(config, *shape) is None
+
+    other = nearest(raw, fits) or raw
+    return (given, other) if i == 1 else (other, given)
+
+
 def check_low_res_size(config, frames: int, height: int, width: int, factor: int) -> None:
     """ConstraintError in the low-res input's pixels when the model cannot make its x ``factor`` output (its own check
     named the output's size and nearest valid one, read as the input's: "got 14x14; nearest valid: 16x16" for a 7x7

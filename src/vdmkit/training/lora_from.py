@@ -1,7 +1,9 @@
-"""`train.lora_from`: a LoRA run that continues the adapter in a file, vdmkit's own (`adapter.safetensors` of an
+"""LoRA runs: `train.lora_from`, a run that continues the adapter in a file, vdmkit's own (`adapter.safetensors` of an
 earlier run) or one another library wrote (diffusers, peft, kohya: read onto the `train.init_from` model's layers
 by interop.lora_files), instead of adding new adapters: the file's layers, ranks and strength train on, and the run
-writes vdmkit adapter files (`vdmkit convert --to diffusers-lora` writes them back in diffusers' layout)."""
+writes vdmkit adapter files (`vdmkit convert --to diffusers-lora` writes them back in diffusers' layout); and the
+frozen base a resumed LoRA run reads back from the checkpoint it started from (its checkpoints hold the adapters as
+training state, not the whole model)."""
 
 from __future__ import annotations
 
@@ -68,3 +70,29 @@ def continued_adapter(cfg, start, base):
     adapter = dataclasses.replace(adapter, config=config)
     train = dataclasses.replace(tc, lora=config, lora_from_sha256=sha)
     return dataclasses.replace(cfg, train=train), adapter
+
+
+ADAPTERS_ONLY = "adapters"  # a LoRA run's training state: its adapters (the base: train.init_source)
+
+
+def frozen_base(pipe, tc) -> dict:
+    """The frozen weights of a resumed LoRA run's model: those of the checkpoint ``train.init_from`` loaded when the
+    run began (``train.init_source``, its weights' sha256 ``train.init_sha256`` checked), a conditioned model's new
+    inputs at their (zero) initial values."""
+    from vdmkit.errors import VdmkitError
+    from vdmkit.io.checkpoint import CONFIG, WEIGHTS, open_checkpoint
+
+    source, sha = tc.init_source, tc.init_sha256
+    why = (f"--resume: this LoRA run's checkpoints hold its adapters only; the frozen base is the checkpoint it "
+           f"started from, {source!r}")
+    try:
+        base = open_checkpoint(source, needs=(CONFIG, WEIGHTS))
+    except VdmkitError as err:
+        raise ConfigError(f"{why}, which cannot be read now ({err}); put it back, or start a new run with "
+                          "train.lora_from set to the last checkpoint's adapter.safetensors") from None
+    if base.sha256(WEIGHTS) != sha:
+        raise ConfigError(f"{why}, whose weights changed since (sha256 {base.sha256(WEIGHTS)[:12]}..., the run "
+                          f"recorded {sha[:12]}...); put the original back, or start a new run with train.lora_from "
+                          "set to the last checkpoint's adapter.safetensors")
+    weights, current = base.load_tensors(WEIGHTS), pipe.state_dict()
+    return {**{k: current[k] for k in current if ".condition_in." in f".{k}" and k not in weights}, **weights}

@@ -42,7 +42,7 @@ from vdmkit.io.video import upscale, viewing_factor, write_video
 from vdmkit.pipelines import TextToVideo, pipeline_config
 from vdmkit.pipelines.config import video_fps
 from vdmkit.training.config import LatentConfig, RunConfig, check_config, resolve
-from vdmkit.training.lora_from import ADAPTER, continued_adapter  # a LoRA run's checkpoints: the EMA adapter
+from vdmkit.training.lora_from import ADAPTER, ADAPTERS_ONLY, continued_adapter, frozen_base
 from vdmkit.training.parallel import (
     Layout,
     accumulating,
@@ -367,6 +367,9 @@ def save_checkpoint_step(out: Path, step: int, cfg: RunConfig, pipe, weights: di
     run's checkpoint holds the EMA adapter (adapter.safetensors, with the base's sha256) and, as its inference
     weights, the EMA adapter folded into the base: it samples like any checkpoint."""
     model_state = full_state(pipe, mode)
+    if cfg.train.lora is not None:  # the frozen base comes back from train.init_from's checkpoint on a resume: only
+        # the adapters are training state (each LoRA checkpoint held the whole model twice before 2026-12-07)
+        model_state = {k: v for k, v in model_state.items() if ".lora." in k}
     optimizer = full_optimizer_tensors(pipe, opt, mode, "optim")
     rng = rng_states(layout.world)
     if not layout.world.main:
@@ -391,7 +394,8 @@ def save_checkpoint_step(out: Path, step: int, cfg: RunConfig, pipe, weights: di
                    "low_res_input": LOW_RES_INPUT,  # a latent upscaler's: the latents of the downsampled clip
                    "threads": torch.get_num_threads(),  # a resume on another count is close, not bit-identical
                    "layout": {"processes": layout.world.size, "grad_accum": layout.accum, "micro_batch": layout.micro,
-                              "global_batch": layout.global_batch, "parallel": mode}, **lora_doc},
+                              "global_batch": layout.global_batch, "parallel": mode}, **lora_doc,
+                   **({"model_state": ADAPTERS_ONLY} if cfg.train.lora is not None else {})},
         keep=cfg.train.keep_checkpoints, extra=extra, blobs=pipe.carried_files())
 
 
@@ -649,6 +653,8 @@ def resumed_state(ckpt: Checkpoint, cfg: RunConfig, pipe, ema) -> tuple[dict[str
                           f"config says {mine!r}; resume with train.init_from={base!r} (the adapters belong to it)")
     state, doc = training_state(ckpt)
     model = {k[6:]: v for k, v in state.items() if k.startswith("model.")}
+    if doc.get("model_state") == ADAPTERS_ONLY:  # the frozen base from the checkpoint the run started from
+        model = {**frozen_base(pipe, cfg.train), **model}
     load_strict(pipe, model, ckpt.directory)
     if cfg.train.lora is None:
         load_strict(ema, ckpt.load_tensors(WEIGHTS), ckpt.directory)
