@@ -546,7 +546,8 @@ def test_add_lora_takes_a_mapping_as_train_lora_writes_it():
     pair = pipe.backbone.get_submodule(names[0]).lora.adapters["style"]
     assert pair.A.shape[0] == 4 and pair.scale == 2.0
     for cfg, match in (({"rank": 0}, "lora.rank must be an integer >= 1"),
-                       ({"rnak": 4}, "unknown key.*lora.rnak; valid keys of lora: alpha, dropout, exclude, rank, targets"),
+                       ({"rnak": 4}, "unknown key.*lora.rnak; valid keys of lora: alpha, dropout, exclude, rank, "
+                                     "targets"),
                        ({"rank": "4"}, "lora.rank must be an integer"),
                        ({"targets": ["nope"]}, "lora.targets"),
                        (4, "must be a LoRAConfig or a mapping"), (None, "must be a LoRAConfig or a mapping")):
