@@ -187,3 +187,21 @@ def test_a_cascade_stage_fuses_its_adapters_and_refuses_fusing_none():
                        ({"fuse_lora": "yes"}, "fuse_lora must be true or false")):
         with pytest.raises(ConfigError, match=match):
             load_cascade({"stages": [{**stage, **bad}]})
+
+
+def test_fused_without_a_copy_computes_the_same_and_refuses_to_unfuse():
+    """--fuse-lora keeps no copy of the weights (a run never unfuses): the same output, and undoing it is refused."""
+    pipe = make_pipe("unet3d")
+    lora.add_lora(pipe.backbone, LoRAConfig(rank=2, targets=["attn", "temporal"]), "a")
+    randomise(pipe.backbone, "a")
+    hooked = run(pipe)
+    assert pipe.fuse_lora(keep_weights=False) > 0
+    assert (run(pipe) - hooked).abs().max() < 1e-5
+    for undo in (pipe.unfuse_lora, lambda: lora.remove_lora(pipe.backbone), lambda: lora.set_scale(pipe, "a", 2)):
+        with pytest.raises(ConfigError, match="fused into the weights"):
+            undo()
+    assert (run(pipe) - hooked).abs().max() < 1e-5  # nothing half-undone
+    plain = pipe.plain_state_dict()  # what save_pretrained writes: the fused weights, no adapter entries
+    assert not any(".lora." in k for k in plain)
+    weights = dict(pipe.named_parameters())
+    assert all(torch.equal(plain[k], weights[k]) for k in plain if k in weights)

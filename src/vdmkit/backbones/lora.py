@@ -396,17 +396,18 @@ def _drop(model: nn.Module, name: str | None) -> None:
 
 
 @torch.no_grad()
-def merge(model: nn.Module) -> int:
+def merge(model: nn.Module, keep: bool = True) -> int:
     """Fold the active adapters into the weights (inference without the adapters' extra work); returns the number
-    of layers changed. The weights before are kept, so :func:`unmerge` restores them exactly. The sum is formed in
-    fp32 and rounded once to the weights' type (bf16 weights took the delta rounded to bf16, then the sum rounded
-    again, before 2026-12-07; fp32 weights merge bit for bit as before)."""
+    of layers changed. The weights before are kept, so :func:`unmerge` restores them exactly; ``keep=False`` keeps no
+    copy (no memory, no time for it: a run that never unmerges, `--fuse-lora`), and :func:`unmerge` is then refused.
+    The sum is formed in fp32 and rounded once to the weights' type (bf16 weights took the delta rounded to bf16, then
+    the sum rounded again, before 2026-12-07; fp32 weights merge bit for bit as before)."""
     changed = 0
     for layer, holder in _layers(model).values():
         pairs = holder.active()
         if pairs:
             weight = layer.weight
-            holder.merged = weight.detach().clone()
+            holder.merged = weight.detach().clone() if keep else weight.new_empty(0)  # (empty: merged for good)
             total = sum(p.scale * (p.B.float() @ p.A.float()) for p in pairs).view_as(weight)
             weight.copy_(weight.float() + total)
             changed += 1
@@ -424,7 +425,12 @@ def merged_adapters(model: nn.Module) -> list[str]:
 
 @torch.no_grad()
 def unmerge(model: nn.Module) -> int:
-    """Put back the weights :func:`merge` changed, bit for bit; returns the number of layers restored."""
+    """Put back the weights :func:`merge` changed, bit for bit; returns the number of layers restored. ConfigError
+    when they were merged without a copy (``keep=False``)."""
+    if any(h.merged is not None and h.merged.numel() == 0 and m.weight.numel() for m, h in _layers(model).values()):
+        raise ConfigError("the adapters were fused into the weights without a copy of the weights before "
+                          "(pipe.fuse_lora(keep_weights=False), --fuse-lora): they cannot be taken off or rescaled; "
+                          "load the model again")
     restored = 0
     for layer, holder in _layers(model).values():
         if holder.merged is not None:

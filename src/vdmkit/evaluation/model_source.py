@@ -173,7 +173,7 @@ def open_model(path, *, frames: int, size: int, steps: int | None, guidance: flo
             for adapter, scale in adapters:  # before compiling: a compiled package holds the adapted weights
                 pipe.load_lora(adapter, scale, force=force_lora)
             if fuse_lora:
-                pipe.fuse_lora()
+                pipe.fuse_lora(keep_weights=False)  # a run never unfuses: no copy of the weights
             if compiled:
                 pipe.compile(regional=compiled == "regional")
             if cuda_graphs:

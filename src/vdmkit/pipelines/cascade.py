@@ -425,7 +425,7 @@ def run_cascade(cfg: CascadeConfig, prompt: str, *, seed: int | None = 0, device
         for adapter, scale in p.adapters:  # the pipeline's sampling defaults become the adapter's, as planned
             pipe.load_lora(adapter, scale)
         if stage.fuse_lora:
-            pipe.fuse_lora()
+            pipe.fuse_lora(keep_weights=False)  # a run never unfuses: no copy of the weights
         options = {**sampling_options(stage), "seed": offset_seed(seed, k), "precision": precision}
         conditioned = {"noise_level": stage.noise_level, "mode": stage.mode, "image_guidance": stage.image_guidance,
                        "reconstruction_weight": stage.reconstruction_weight}
