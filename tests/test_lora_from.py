@@ -189,3 +189,16 @@ def test_a_lora_runs_checkpoints_hold_its_adapters_as_state_and_resume_needs_its
     shutil.move(tmp_path / "moved", started)
     train(tiny_cfg(f"train.out_dir={out}", "train.steps=2", *args), resume=True, progress=False)
     assert (out / "checkpoints" / "step_0000002" / "adapter.safetensors").is_file()
+
+
+def test_review_28r_a_resume_keeps_the_recorded_pin_and_exclude_is_compared(base_and_adapter, tiny_cfg, tmp_path):
+    base, path = base_and_adapter
+    common = [f"train.init_from={base}", f"train.lora_from={path}", "train.lr=0.01", *QUIET]
+    out = train(tiny_cfg(f"train.out_dir={tmp_path / 'run'}", "train.steps=1", *common), progress=False)
+    with pytest.raises(ConfigError, match="the run continued the adapter with sha256"):
+        train(tiny_cfg(f"train.out_dir={out}", "train.steps=2", *common, "train.lora_from_sha256=" + "ab" * 32),
+              resume=True, progress=False)
+    with pytest.raises(ConfigError, match=r"exclude: \['proj_in'\]"):
+        train(tiny_cfg(f"train.out_dir={tmp_path / 'x'}", "train.steps=1", *common, "train.lora.rank=4",
+                       "train.lora.alpha=8", "train.lora.targets=[attn, temporal]", "train.lora.exclude=[proj_in]"),
+              progress=False)

@@ -205,3 +205,21 @@ def test_fused_without_a_copy_computes_the_same_and_refuses_to_unfuse():
     assert not any(".lora." in k for k in plain)
     weights = dict(pipe.named_parameters())
     assert all(torch.equal(plain[k], weights[k]) for k in plain if k in weights)
+
+
+@pytest.mark.parametrize("keep", [True, False])
+def test_review_28r_saving_a_partly_fused_pipe_leaves_it_fused(keep):
+    """Fused, then another adapter on other layers: plain_state_dict (save_pretrained, export) restored every merged
+    layer, unfusing the pipe behind the caller's back, or refused a pipe fused without a copy."""
+    pipe = make_pipe("unet3d")
+    lora.add_lora(pipe.backbone, LoRAConfig(rank=2, targets=["attn"]), "a")
+    randomise(pipe.backbone, "a")
+    pipe.fuse_lora(keep_weights=keep)
+    lora.add_lora(pipe.backbone, LoRAConfig(rank=2, targets=["temporal"]), "b")
+    randomise(pipe.backbone, "b")
+    expected = run(pipe)
+    plain = pipe.plain_state_dict()
+    assert lora.merged_adapters(pipe) == ["a"] and torch.equal(run(pipe), expected)
+    other = make_pipe("unet3d")
+    other.load_state_dict(plain)
+    assert (run(other) - expected).abs().max() < 1e-5  # the weights written compute both adapters

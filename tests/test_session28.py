@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from vdmkit.backbones import lora
-from vdmkit.errors import ConfigError
+from vdmkit.errors import ConfigError, ConstraintError
 
 from tests.test_animatediff import models, sd_folder  # noqa: F401 (module fixtures, used by name)
 
@@ -242,3 +242,21 @@ def test_28a_the_tasks_take_height_and_width_and_say_a_dropped_audio_stream(tmp_
     assert (meta["height"], meta["width"], meta["input_audio"]) == (24, 32, "not written")
     assert cli.main(["extend", "--video", str(path), "--frames", "6", "--width", "0", "--out", str(out)]) == 2
     assert "--width must be a positive integer" in capsys.readouterr().err
+
+
+def test_review_28r_an_upscalers_side_from_the_aspect_is_one_its_output_takes():
+    from types import SimpleNamespace
+
+    from vdmkit.pipelines.sizes import resized_size
+
+    class Output:  # an x2 upscaler whose output sides must be divisible by 4
+        frames = 4
+        condition = SimpleNamespace(low_res=2)
+
+        def check_latent_shape(self, frames, height, width):
+            if height % 4 or width % 4:
+                raise ConstraintError(f"{height}x{width}")
+
+    assert resized_size(Output(), 6, None, 12, 22, factor=2) == (6, 12)  # 11 -> 12 (x2 = 24, divisible by 4)
+    assert resized_size(Output(), 6, None, 12, 22) == (6, 11)  # the input's sizes tried against the output's rule
+    # (as before the fix: 6 fits no width there, and the raw 11 was kept, then refused)

@@ -125,8 +125,9 @@ def _cmd_edit(args) -> int:
                    guidance_rescale=args.guidance_rescale, precision=args.precision, **knobs)
     try:
         request = edit_request(config, stand_in, [args.prompt], negative_prompt=args.negative_prompt, **options)
-    except ConstraintError as e:
-        raise with_shape_flags(e, config, used, frames_at_most=decoded[0]) from None
+    except ConstraintError as e:  # the frames the file holds (its probe stopped at --frames)
+        whole = decoded[0] if args.frames is None else _probe_info(args.video, "the video").frames
+        raise with_shape_flags(e, config, used, frames_at_most=whole) from None
     options["seed"] = request.seed  # --seed random: the seed drawn and recorded is the one sampled with
     if args.mode == "invert":
         check_invertible(request, args.cfg_inversion)  # and a --negative-prompt --cfg-inversion source ignores
@@ -347,7 +348,8 @@ def _run_task(args, task: str, path: str, shape: tuple, prompt: str, produce_arg
     for name, value in (("height", used[1]), ("width", used[2])):
         if value is not None and value < 1:
             raise ValueError(f"--{name} must be a positive integer, got {value}")
-    used = (used[0], *resized_size(config, used[1], used[2], *decoded[1:]))  # one side given: the other's aspect
+    factor = getattr(config.condition, "low_res", 1) if task == "upscale" else 1  # its sizes rule its output
+    used = (used[0], *resized_size(config, used[1], used[2], *decoded[1:], factor))  # one side: the other's aspect
     image = task == "image_to_video"
     # the request and the memory check (the input video counted) on zeros of the input's shape, before the file is
     # decoded: it was decoded and converted to float32 first (a 9 KB mp4 of black 1024x1024 frames reached 5.6 GiB
@@ -355,7 +357,7 @@ def _run_task(args, task: str, path: str, shape: tuple, prompt: str, produce_arg
     stand_in = _stand_in(1, 3, *used[1:]) if image else _stand_in(1, 3, *used)
     # an upscaler is compared with its low-res training input (its config's size is the output's)
     low_res = getattr(config.condition, "low_res", 1) if task == "upscale" else 1
-    if not (image and used[1:] != decoded[1:]):  # the size --height / --width asked for: no advice to give them
+    if used[1:] == decoded[1:]:  # resized to the size --height / --width asked for: no advice to give them
         warn_larger_than_trained(stand_in, config, "--height / --width", low_res)
     options = _conditioning(args)
     if task in ("interpolate", "extend"):  # only interpolate has --no-keep: extend keeps its input as given

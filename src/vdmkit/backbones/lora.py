@@ -402,7 +402,12 @@ def merge(model: nn.Module, keep: bool = True) -> int:
     copy (no memory, no time for it: a run that never unmerges, `--fuse-lora`), and :func:`unmerge` is then refused.
     The sum is formed in fp32 and rounded once to the weights' type (bf16 weights took the delta rounded to bf16, then
     the sum rounded again, before 2026-12-07; fp32 weights merge bit for bit as before)."""
-    changed = 0
+    return len(_merge(model, keep))
+
+
+def _merge(model: nn.Module, keep: bool) -> list[tuple[nn.Module, LoRALayer]]:
+    """:func:`merge`; returns the (layer, holder) pairs it merged."""
+    changed = []
     for layer, holder in _layers(model).values():
         pairs = holder.active()
         if pairs:
@@ -410,7 +415,7 @@ def merge(model: nn.Module, keep: bool = True) -> int:
             holder.merged = weight.detach().clone() if keep else weight.new_empty(0)  # (empty: merged for good)
             total = sum(p.scale * (p.B.float() @ p.A.float()) for p in pairs).view_as(weight)
             weight.copy_(weight.float() + total)
-            changed += 1
+            changed.append((layer, holder))
     return changed
 
 
@@ -535,13 +540,17 @@ def pair_state(tensors: dict[str, torch.Tensor], name: str = "default", prefix: 
 @torch.no_grad()
 def merged_state(model: nn.Module) -> dict[str, torch.Tensor]:
     """``model``'s state dict with its active adapters folded into the weights and the adapter entries left out:
-    the weights of a plain (unadapted) model that computes what this one does. The model is left as it was."""
-    merged = merge(model)
+    the weights of a plain (unadapted) model that computes what this one does. The model is left as it was: only the
+    layers merged here are restored (a model fused before, `Pipeline.fuse_lora`, stays fused: every merged layer was
+    restored, and one fused without a copy refused the save, before 2026-12-07)."""
+    merged = _merge(model, keep=True)
     try:
         return {k: v.detach().clone() for k, v in model.state_dict().items() if ".lora." not in k}
     finally:
-        if merged:
-            unmerge(model)
+        with torch.no_grad():
+            for layer, holder in merged:
+                layer.weight.copy_(holder.merged)
+                holder.merged = None
 
 
 @dataclass

@@ -152,7 +152,8 @@ def write_diffusers_lora(path: str | os.PathLike, adapters: list[tuple[AdapterFi
     header = {"format": "pt", METADATA_KEY: json.dumps(metadata, sort_keys=True)}
     sampling = [a.header["sampling"] for a, scale in adapters if isinstance(a.header.get("sampling"), dict) and scale]
     if sampling:  # a consistency adapter's lcm defaults: diffusers ignores the key, vdmkit's --lora reads it back
-        header[SAMPLING_KEY] = json.dumps(sampling[-1], sort_keys=True)
+        recorded = {k: v for k, v in sampling[-1].items() if k != "model_rules"}  # (the model's: recomputed on load)
+        header[SAMPLING_KEY] = json.dumps(recorded, sort_keys=True)
         warnings.warn(f"a consistency adapter: diffusers does not read its sampling ({sampling[-1].get('sampler')}, "
                       f"{sampling[-1].get('steps')} steps, guidance {sampling[-1].get('guidance')}): sample it there "
                       "with LCMScheduler and those settings (vdmkit's --lora reads them back from the file)",

@@ -53,18 +53,19 @@ def fitting_shape(config, shape: tuple[int, int, int], frames_at_most: int | Non
     return changes
 
 
-def resized_size(config, height: int | None, width: int | None, input_height: int, input_width: int
-                 ) -> tuple[int, int]:
+def resized_size(config, height: int | None, width: int | None, input_height: int, input_width: int,
+                 factor: int = 1) -> tuple[int, int]:
     """The size an input is resized to from --height / --width: as given; one side alone gives the other from the
     input's aspect, the nearest the model takes (a 176x144 clip with --height 32 was centre-cropped to 32x176, 78% of
-    the frame gone, before 2026-12-07); neither: the input's own."""
+    the frame gone, before 2026-12-07); neither: the input's own. ``factor``: a super-resolution model's, whose
+    output (the input times it) is what its sizes rule."""
     if height is None and width is None or height is not None and width is not None:
         return (height or input_height, width or input_width)
     given, i = (height, 1) if height is not None else (width, 2)
     raw = max(1, round(given * (input_width / input_height if i == 1 else input_height / input_width)))
 
     def fits(m: int) -> bool:
-        shape = [config.frames, given, m] if i == 1 else [config.frames, m, given]
+        shape = [config.frames, given * factor, m * factor] if i == 1 else [config.frames, m * factor, given * factor]
         return refusal(config, *shape) is None
 
     other = nearest(raw, fits) or raw

@@ -481,7 +481,8 @@ def save_step(out: Path, step: int, cfg: DistillConfig, student, target, opt, sc
     s, weights, extra = cfg.distill, target.state_dict(), {}
     trained = {f"student.{k}": v for k, v in student.backbone.state_dict().items()}
     if s.lora is not None:
-        sampling = dataclasses.asdict(target.config.sampling)
+        # (model_rules: recomputed where the adapter is applied, from the model it is applied to)
+        sampling = {k: v for k, v in dataclasses.asdict(target.config.sampling).items() if k != "model_rules"}
         header = {"step": step, "sampling": sampling, **({"base_source_sha256": base_source} if base_source else {})}
         extra = {ADAPTER: lora.adapter_payload(target.backbone, s.lora, teacher_sha, header)}
         weights = lora.merged_state(target)

@@ -35,7 +35,11 @@ def continued_adapter(cfg, start, base):
         return cfg, None
     if start is not None:
         adapter = read_adapter(Path(start.directory) / ADAPTER)
-        sha = tc.lora_from_sha256 or ((start.run_document() or {}).get("train") or {}).get("lora_from_sha256", "")
+        sha = ((start.run_document() or {}).get("train") or {}).get("lora_from_sha256", "")
+        if tc.lora_from_sha256 and sha and tc.lora_from_sha256 != sha:  # (a pin given was recorded as given: 28R)
+            raise ConfigError(f"--resume: train.lora_from_sha256={tc.lora_from_sha256[:12]}..., but the run "
+                              f"continued the adapter with sha256 {sha[:12]}...; resume with the run's record (or "
+                              "without the pin)")
     else:
         path = Path(tc.lora_from)
         adapter = read_lora(path, cfg.pipeline())  # diffusers' layer names mapped onto this model's (meta device)
@@ -62,6 +66,8 @@ def continued_adapter(cfg, start, base):
         differ = [f"{k}: {getattr(tc.lora, k)!r} (the file's: {getattr(config, k)!r})" for k in ("rank", "targets")
                   if getattr(tc.lora, k) != getattr(config, k)]
         differ += [] if tc.lora.scale == config.scale else [f"alpha: {tc.lora.alpha!r} (the file's: {config.alpha!r})"]
+        differ += [] if tc.lora.exclude == config.exclude else [
+            f"exclude: {tc.lora.exclude!r} (the file's layers: {config.exclude!r})"]
         if differ:
             raise ConfigError(f"train.lora_from continues the adapter in its file, at its layers, ranks and strength; "
                               f"train.lora says otherwise ({'; '.join(differ)}): drop train.lora, or give only its "
