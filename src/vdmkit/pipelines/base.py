@@ -567,13 +567,14 @@ class Pipeline(nn.Module):
 
     def fuse_lora(self, *, keep_weights: bool = True) -> int:
         """Fold the applied LoRA adapters, at their scales now, into the weights of the backbone (and of the text
-        encoder, a diffusers file's part): sampling then runs no adapter work (a step 12-18% shorter on the full-size
-        AnimateDiff UNet with a rank-32 LoRA, BENCHMARKS.md) at the price of a copy of the adapted layers' weights,
-        kept so that :meth:`unfuse_lora` restores them bit for bit. The output changes by rounding only (the weight
-        plus its deltas rounded once to the weights' type). While fused, ``lora.set_scale`` and another ``load_lora``
-        onto the fused layers are refused; ``lora.remove_lora`` unfuses first; ``save_pretrained`` leaves it fused. ``keep_weights=False`` keeps no copy (`--fuse-lora`, which
-        never unfuses: no memory or time for it); unfusing is then refused. Returns the number of layers changed (0:
-        nothing to fuse, or fused already). ``--fuse-lora`` in the CLI; diffusers' ``fuse_lora``."""
+        encoder, a diffusers file's part): sampling then runs no adapter work (a step 12-18% shorter on the
+        full-size AnimateDiff UNet with a rank-32 LoRA, BENCHMARKS.md) at the price of a copy of the adapted layers'
+        weights, kept so that :meth:`unfuse_lora` restores them bit for bit. The output changes by rounding only
+        (the weight plus its deltas rounded once to the weights' type). While fused, ``lora.set_scale`` and another
+        ``load_lora`` onto the fused layers are refused; ``lora.remove_lora`` unfuses first; ``save_pretrained``
+        leaves it fused. ``keep_weights=False`` keeps no copy (`--fuse-lora`, which never unfuses: no memory or time
+        for it); unfusing is then refused. Returns the number of layers changed (0: nothing to fuse, or fused
+        already). ``--fuse-lora`` in the CLI; diffusers' ``fuse_lora``."""
         from vdmkit.backbones import lora
 
         if not lora.adapter_names(self):
