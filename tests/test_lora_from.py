@@ -202,3 +202,31 @@ def test_review_28r_a_resume_keeps_the_recorded_pin_and_exclude_is_compared(base
         train(tiny_cfg(f"train.out_dir={tmp_path / 'x'}", "train.steps=1", *common, "train.lora.rank=4",
                        "train.lora.alpha=8", "train.lora.targets=[attn, temporal]", "train.lora.exclude=[proj_in]"),
               progress=False)
+
+
+def test_sweep_28c_resumes_continue_their_own_file_and_dropout_alone_is_taken(base_and_adapter, tiny_cfg, tmp_path):
+    base, path = base_and_adapter
+    common = [f"train.init_from={base}", "train.lr=0.01", *QUIET]
+    # train.lora.dropout alone beside the file: its other fields are the file's (they were compared as defaults)
+    out = train(tiny_cfg(f"train.out_dir={tmp_path / 'run'}", "train.steps=1", f"train.lora_from={path}",
+                         "train.lora.dropout=0.2", *common), progress=False)
+    written = lora.read_adapter(adapter_of(out, 1)).config
+    assert (written.rank, written.alpha, written.targets, written.dropout) == (4, 8.0, ["attn", "temporal"], 0.2)
+    other = adapter_of(out, 1)  # another file: a resume continues its own run's, refused
+    with pytest.raises(ConfigError, match="A resume continues its own checkpoint's adapter"):
+        train(tiny_cfg(f"train.out_dir={out}", "train.steps=2", f"train.lora_from={other}", "train.lora.dropout=0.2",
+                       *common), resume=True, progress=False)
+    fresh = train(tiny_cfg(f"train.out_dir={tmp_path / 'fresh'}", "train.steps=1", "train.lora.rank=4",
+                           "train.lora.alpha=8", "train.lora.targets=[attn, temporal]", *common), progress=False)
+    with pytest.raises(ConfigError, match=r"began with new adapters \(no train.lora_from\)"):
+        train(tiny_cfg(f"train.out_dir={fresh}", "train.steps=2", f"train.lora_from={path}", "train.lora.rank=4",
+                       "train.lora.alpha=8", "train.lora.targets=[attn, temporal]", *common), resume=True,
+              progress=False)
+    # sha256 pins: any case; not a sha256, or a pin without a file, refused
+    upper = sha256_file(path).upper()
+    cfg = tiny_cfg(f"train.init_from={base}", f"train.lora_from={path}", f"train.lora_from_sha256={upper}")
+    assert cfg.train.lora_from_sha256 == upper.lower()
+    for overrides, match in (([f"train.lora_from={path}", "train.lora_from_sha256=abc"], "must be a sha256"),
+                             (["train.lora_from_sha256=" + "ab" * 32], "give train.lora_from too")):
+        with pytest.raises(ConfigError, match=match):
+            tiny_cfg(f"train.init_from={base}", *overrides)

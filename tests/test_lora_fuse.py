@@ -223,3 +223,25 @@ def test_review_28r_saving_a_partly_fused_pipe_leaves_it_fused(keep):
     other = make_pipe("unet3d")
     other.load_state_dict(plain)
     assert (run(other) - expected).abs().max() < 1e-5  # the weights written compute both adapters
+
+
+def test_sweep_28c_diffusers_keywords_exclude_messages_and_copyless_advice():
+    from vdmkit.training import load_config
+
+    pipe = make_pipe("unet3d")
+    lora.add_lora(pipe.backbone, LoRAConfig(rank=2, targets=["attn"]), "a")
+    for keyword, match in (("lora_scale", "load_lora\\(path, scale\\)"), ("adapter_names", "remove_lora")):
+        with pytest.raises(ConfigError, match=f"fuse_lora\\({keyword}=...\\) is diffusers'; .*{match}"):
+            pipe.fuse_lora(**{keyword: 0.5})
+    with pytest.raises(TypeError, match="unexpected keyword argument 'nope'"):
+        pipe.fuse_lora(nope=1)
+    with pytest.raises(ConfigError, match="keep_weights must be True or False"):
+        pipe.fuse_lora(keep_weights="no")
+    pipe.fuse_lora(keep_weights=False)
+    with pytest.raises(ConfigError, match="load the model again"):
+        lora.add_lora(pipe.backbone, LoRAConfig(rank=2, targets=["attn"]), "b")
+    with pytest.raises(ConfigError, match=r"lora.exclude \['\*'\] leaves out every attn layer"):
+        lora.add_lora(make_pipe("unet3d").backbone, LoRAConfig(targets=["attn"], exclude=["*"]))
+    assert LoRAConfig(exclude=["proj_out", "proj_in"]) == LoRAConfig(exclude=["proj_in", "proj_out"])
+    with pytest.raises(ConfigError, match="a value starting with \\* is a YAML alias: quote a pattern"):
+        load_config(None, ["train.lora.exclude=[*.attn1.*]"])

@@ -121,7 +121,9 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
         try:  # as strictly as a file: a key written twice in {rank: 4, rank: 8} was last-wins unsaid
             value = yaml.load(raw, Loader=StrictLoader) if raw.strip() else ""
         except yaml.YAMLError as e:
-            raise ConfigError(f"override {item!r}: cannot parse the value ({e})") from e
+            hint = ("; a value starting with * is a YAML alias: quote a pattern, e.g. "
+                    f"{key}='[\"*.attn1.*\"]'" if "*" in raw else "")
+            raise ConfigError(f"override {item!r}: cannot parse the value ({e}){hint}") from e
         except ConfigError as e:
             raise ConfigError(f"override {item!r}: {e}") from None
         node = data

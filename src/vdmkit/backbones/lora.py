@@ -87,7 +87,7 @@ class LoRAConfig:
         if not isinstance(exclude, (list, tuple)) or not all(isinstance(p, str) and p.strip() for p in exclude):
             raise ConfigError(f"lora.exclude is a list of layer names or patterns (e.g. [proj_in, proj_out]), got "
                               f"{self.exclude!r}")
-        self.exclude = list(dict.fromkeys(exclude))
+        self.exclude = sorted(set(exclude))  # (the same patterns in another order are the same adapter)
 
     @property
     def scale(self) -> float:
@@ -295,6 +295,9 @@ def add_lora(backbone: nn.Module, cfg: LoRAConfig | Mapping, name: str = "defaul
             raise ConfigError(f"lora.exclude {unused} matches no {'/'.join(cfg.targets)} layer of this "
                               f"{type(backbone).__name__}")
         modules = {n: backbone.get_submodule(n) for n in chosen if not excluded(n, cfg.exclude)}
+    if not modules and layers is None and cfg.exclude and chosen:
+        raise ConfigError(f"lora.exclude {cfg.exclude} leaves out every {'/'.join(cfg.targets)} layer of this "
+                          f"{type(backbone).__name__}: nothing to adapt")
     if not modules:
         raise ConfigError(f"lora.targets {cfg.targets} match no layer of this {type(backbone).__name__}")
     kinds = set(kind_of.values()) - {None}
@@ -306,10 +309,13 @@ def add_lora(backbone: nn.Module, cfg: LoRAConfig | Mapping, name: str = "defaul
                           f"layer: {', '.join(sorted(kinds))}); drop {'it' if len(unmatched) == 1 else 'them'}")
     if name in adapter_names(backbone):
         raise ConfigError(f"the model already has an adapter named {name!r}; remove it or choose another name")
-    if any(getattr(getattr(layer, "lora", None), "merged", None) is not None for layer in modules.values()):
-        # checked before any layer changes
-        raise ConfigError("the model's adapters are fused into its weights (pipe.fuse_lora, --fuse-lora, lora.merge): "
-                          "unfuse them first (pipe.unfuse_lora(), lora.unmerge) before adding another")
+    merged = [layer.lora.merged for layer in modules.values() if getattr(getattr(layer, "lora", None), "merged", None)
+              is not None]
+    if merged:  # checked before any layer changes
+        undo = ("load the model again (they were fused without a copy of the weights before)"
+                if any(m.numel() == 0 for m in merged) else "unfuse them first (pipe.unfuse_lora(), lora.unmerge)")
+        raise ConfigError(f"the model's adapters are fused into its weights (pipe.fuse_lora, --fuse-lora, lora.merge): "
+                          f"{undo} before adding another on their layers")
     for layer_name, layer in modules.items():
         holder = getattr(layer, "lora", None)
         if holder is None:

@@ -11,6 +11,7 @@ import dataclasses
 import json
 import math
 import os
+import re
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -213,6 +214,13 @@ class TrainConfig:
         check_positive(self, ["steps", "batch_size", "log_every", "checkpoint_every", "keep_checkpoints",
                               "sample_every", "sample_steps", "grad_accum"])
         check_processes(self)
+        pin = self.lora_from_sha256
+        if pin and (not isinstance(pin, str) or not re.fullmatch(r"[0-9a-fA-F]{64}", pin)):
+            raise ConfigError(f"train.lora_from_sha256 must be a sha256 (64 hex digits) or empty, got {pin!r}")
+        if pin and not self.lora_from:
+            raise ConfigError("train.lora_from_sha256 pins the file train.lora_from names: give train.lora_from too, "
+                              "or drop the pin")
+        self.lora_from_sha256 = pin.lower() if pin else ""
         if self.lora_from and not self.init_from:
             raise ConfigError("train.lora_from continues an adapter of the model it was trained on: set "
                               "train.init_from to that model's checkpoint or run")

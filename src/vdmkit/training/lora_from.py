@@ -25,7 +25,7 @@ def continued_adapter(cfg, start, base):
     consistency adapter (``vdmkit distill`` trains those), an adapter of another base than ``base`` (the init_from
     checkpoint), a sha256 pin the file no longer matches, a ``train.lora`` that says other ranks, alpha or targets
     than the file."""
-    from vdmkit.backbones.lora import check_base, read_adapter
+    from vdmkit.backbones.lora import LoRAConfig, check_base, read_adapter
     from vdmkit.interop.lora_files import read_lora
     from vdmkit.io.checkpoint import sha256_file
     from vdmkit.pipelines.base import open_model, weights_identities
@@ -34,8 +34,15 @@ def continued_adapter(cfg, start, base):
     if not tc.lora_from:
         return cfg, None
     if start is not None:
+        recorded = (start.run_document() or {}).get("train") or {}
+        named = recorded.get("lora_from") or ""
+        if not named or named != tc.lora_from and Path(named).resolve() != Path(tc.lora_from).resolve():
+            began = f"continued train.lora_from={named!r}" if named else "began with new adapters (no train.lora_from)"
+            raise ConfigError(f"--resume: the run {began}; this config says train.lora_from={tc.lora_from!r}. A resume "
+                              f"continues its own checkpoint's adapter: give the run's train.lora_from"
+                              f"{'' if named else ' (none)'}, or start a new run with train.lora_from set to the file")
         adapter = read_adapter(Path(start.directory) / ADAPTER)
-        sha = ((start.run_document() or {}).get("train") or {}).get("lora_from_sha256", "")
+        sha = recorded.get("lora_from_sha256", "")
         if tc.lora_from_sha256 and sha and tc.lora_from_sha256 != sha:  # (a pin given was recorded as given: 28R)
             raise ConfigError(f"--resume: train.lora_from_sha256={tc.lora_from_sha256[:12]}..., but the run "
                               f"continued the adapter with sha256 {sha[:12]}...; resume with the run's record (or "
@@ -62,16 +69,18 @@ def continued_adapter(cfg, start, base):
                               "the file that holds it, or clear train.lora_from_sha256= to continue what it holds now")
     config = adapter.config  # its alpha as a number: a resumed run reads it back from its file's header so
     config = dataclasses.replace(config, alpha=float(config.scale * config.rank))
-    if tc.lora is not None:  # the file decides the adapter: a train.lora given beside it may set its dropout only
-        differ = [f"{k}: {getattr(tc.lora, k)!r} (the file's: {getattr(config, k)!r})" for k in ("rank", "targets")
-                  if getattr(tc.lora, k) != getattr(config, k)]
-        differ += [] if tc.lora.scale == config.scale else [f"alpha: {tc.lora.alpha!r} (the file's: {config.alpha!r})"]
-        differ += [] if tc.lora.exclude == config.exclude else [
-            f"exclude: {tc.lora.exclude!r} (the file's layers: {config.exclude!r})"]
+    if tc.lora is not None:  # the file decides the adapter: a train.lora beside it sets its dropout; any other field
+        # it sets (away from its default: train.lora.dropout=0.1 alone fills the rest with defaults) must be the file's
+        default = LoRAConfig()
+        differ = [f"{k}: {getattr(tc.lora, k)!r} (the file's: {getattr(config, k)!r})"
+                  for k in ("rank", "targets", "exclude")
+                  if getattr(tc.lora, k) != getattr(default, k) and getattr(tc.lora, k) != getattr(config, k)]
+        if tc.lora.alpha is not None and float(tc.lora.alpha) != config.alpha:
+            differ.append(f"alpha: {tc.lora.alpha!r} (the file's: {config.alpha!r})")
         if differ:
             raise ConfigError(f"train.lora_from continues the adapter in its file, at its layers, ranks and strength; "
-                              f"train.lora says otherwise ({'; '.join(differ)}): drop train.lora, or give only its "
-                              f"dropout with the file's values ({to_dict(dataclasses.replace(config, dropout=0.0))})")
+                              f"train.lora says otherwise ({'; '.join(differ)}): drop those keys (train.lora may set "
+                              f"the dropout; the file's: {to_dict(dataclasses.replace(config, dropout=0.0))})")
         config = dataclasses.replace(config, dropout=tc.lora.dropout)
     adapter = dataclasses.replace(adapter, config=config)
     train = dataclasses.replace(tc, lora=config, lora_from_sha256=sha)

@@ -645,8 +645,10 @@ def resumed_state(ckpt: Checkpoint, cfg: RunConfig, pipe, ema) -> tuple[dict[str
     saved_lora = lora.lora_record(saved_train.get("lora"))  # (fields added since: their defaults)
     ours = to_dict(cfg.train.lora) if cfg.train.lora is not None else None
     if saved_lora != ours:
+        began = saved_train.get("lora_from")
         raise ConfigError(f"--resume: the run's checkpoint {str(ckpt.directory)!r} was trained with train.lora="
-                          f"{saved_lora!r}, this config says {ours!r}; resume with the same adapters")
+                          f"{saved_lora!r}, this config says {ours!r}; resume with the same adapters"
+                          + (f" (it continued train.lora_from={began!r}: give it)" if began else ""))
     base, mine = saved_train.get("init_from") or "", cfg.train.init_from
     if ours is not None and base != mine and not (base and Path(base).resolve() == Path(mine).resolve()):
         raise ConfigError(f"--resume: the run's adapters were trained on the base train.init_from={base!r}, this "
