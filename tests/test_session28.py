@@ -123,8 +123,10 @@ def test_28b_a_run_recorded_before_exclude_resumes_and_old_headers_read():
     recorded = {"rank": 4, "alpha": None, "targets": ["attn"], "dropout": 0.0}
     from vdmkit.config import to_dict
 
-    assert lora.lora_record(recorded) == to_dict(lora.LoRAConfig(rank=4, targets=["attn"]))
-    assert lora.lora_record(None) is None and lora.lora_record("x") == "x"
+    from vdmkit.training.lora_from import lora_record
+
+    assert lora_record(recorded) == to_dict(lora.LoRAConfig(rank=4, targets=["attn"]))
+    assert lora_record(None) is None and lora_record("x") == "x"
 
 
 def test_28b_a_consistency_adapter_exported_for_diffusers_keeps_its_sampling(inflated, tmp_path):

@@ -259,19 +259,6 @@ def lora_config(cfg: LoRAConfig | Mapping) -> LoRAConfig:
                       f"got {type(cfg).__name__}")
 
 
-def lora_record(value):
-    """A ``train.lora`` / ``distill.lora`` as a run document recorded it, with the fields added since at their
-    defaults (``exclude``), for a resume's comparison; None stays None, a record that is no LoRAConfig as it is."""
-    if not isinstance(value, Mapping):
-        return value
-    from vdmkit.config import to_dict
-
-    try:
-        return to_dict(lora_config(value))
-    except ConfigError:
-        return value
-
-
 def add_lora(backbone: nn.Module, cfg: LoRAConfig | Mapping, name: str = "default", *,
              strict: bool = True, layers: Mapping[str, int] | None = None) -> list[str]:
     """Add adapter ``name`` (B = 0: the model's outputs are unchanged in fp32; within rounding in bf16) to the layers

@@ -40,6 +40,7 @@ from vdmkit.pipelines import TextToVideo
 from vdmkit.pipelines.base import open_model, weights_identities, weights_sha256
 from vdmkit.pipelines.text2video import refuse_conditioned
 from vdmkit.pipelines.config import SamplingDefaults, keeping_model_rules
+from vdmkit.training.lora_from import lora_record
 from vdmkit.sampling.guidance import check_guidance, guided
 from vdmkit.sampling.samplers import lcm_boundary
 from vdmkit.sampling.timesteps import LCM_ORIGINAL_STEPS
@@ -220,7 +221,7 @@ def check_resume(ckpt, cfg: DistillConfig, teacher_sha: str) -> None:
                           "resume with the same teacher")
     saved = (ckpt.run_document() or {}).get("distill", {})
     ours = to_dict(cfg.distill)
-    saved = {**saved, "lora": lora.lora_record(saved.get("lora"))}  # (LoRA fields added since: their defaults)
+    saved = {**saved, "lora": lora_record(saved.get("lora"))}  # (LoRA fields added since: their defaults)
     for key in RESUME_SETTINGS:
         if saved.get(key) != ours[key]:
             raise ConfigError(f"--resume: the run was distilled with distill.{key}={saved.get(key)!r}, this config "

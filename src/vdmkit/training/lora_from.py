@@ -87,6 +87,19 @@ def continued_adapter(cfg, start, base):
     return dataclasses.replace(cfg, train=train), adapter
 
 
+def lora_record(value):
+    """A ``train.lora`` / ``distill.lora`` as a run document recorded it, with the fields added since at their
+    defaults (``exclude``), for a resume's comparison; None stays None, a record that is no LoRAConfig as it is."""
+    if not isinstance(value, dict):
+        return value
+    from vdmkit.backbones.lora import lora_config
+
+    try:
+        return to_dict(lora_config(value))
+    except ConfigError:
+        return value
+
+
 ADAPTERS_ONLY = "adapters"  # a LoRA run's training state: its adapters (the base: train.init_source)
 
 

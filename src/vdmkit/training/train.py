@@ -42,7 +42,7 @@ from vdmkit.io.video import upscale, viewing_factor, write_video
 from vdmkit.pipelines import TextToVideo, pipeline_config
 from vdmkit.pipelines.config import video_fps
 from vdmkit.training.config import LatentConfig, RunConfig, check_config, resolve
-from vdmkit.training.lora_from import ADAPTER, ADAPTERS_ONLY, continued_adapter, frozen_base
+from vdmkit.training.lora_from import ADAPTER, ADAPTERS_ONLY, continued_adapter, frozen_base, lora_record
 from vdmkit.training.parallel import (
     Layout,
     accumulating,
@@ -642,7 +642,7 @@ def resumed_state(ckpt: Checkpoint, cfg: RunConfig, pipe, ema) -> tuple[dict[str
                               f"{name} config ({theirs!r}, this config says {mine!r}); resume with the same "
                               f"{RESUME_FIXED}")
     saved_train = (ckpt.run_document() or {}).get("train", {})
-    saved_lora = lora.lora_record(saved_train.get("lora"))  # (fields added since: their defaults)
+    saved_lora = lora_record(saved_train.get("lora"))  # (fields added since: their defaults)
     ours = to_dict(cfg.train.lora) if cfg.train.lora is not None else None
     if saved_lora != ours:
         began = saved_train.get("lora_from")
