@@ -15,6 +15,7 @@ import functools
 import hashlib
 import json
 import math
+import multiprocessing
 import os
 import shutil
 import sys
@@ -387,9 +388,12 @@ def batches(dataset, starts: list[int], batch_size: int, device: torch.device, w
     else:
         # its own generator: starting the workers draws their seeds from it, not from torch's global one, which
         # dropout draws from (a resumed run started them at step N, an uninterrupted one at step 0)
+        # workers started by a fork server, never forked from this process: a worker forked while another thread of
+        # it held a lock (FFmpeg's, OpenMP's) hung in its first frame conversion (seen in the test suite, 2026-12-07)
+        context = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else None
         loader = torch.utils.data.DataLoader(StartBatches(dataset, batch_size), sampler=starts,
                                              batch_size=None, num_workers=workers, prefetch_factor=2,
-                                             pin_memory=device.type == "cuda",
+                                             pin_memory=device.type == "cuda", multiprocessing_context=context,
                                              generator=torch.Generator().manual_seed(0))
     for item in loader:
         if isinstance(item, WorkerError):
