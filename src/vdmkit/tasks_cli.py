@@ -97,9 +97,7 @@ def _cmd_edit(args) -> int:
                          "--attention-reuse sets how much of the input it keeps)")
     strength = check_fraction("strength", SDEDIT_STRENGTH if args.strength is None else args.strength)
     reuse = check_fraction("attention_reuse", args.attention_reuse)
-    for name in ("height", "width"):
-        if getattr(args, name) is not None and getattr(args, name) < 1:
-            raise ValueError(f"--{name} must be a positive integer, got {getattr(args, name)}")
+    check_sides(args.height, args.width)
     model = model_or_default(args.model, "edit")
     ckpt, config = open_model(model, args.motion_adapter)
     adapters, config = task_adapters(args, ckpt, config)
@@ -247,6 +245,13 @@ def _read(path: str, frames: int | None = None):
     return from_uint8(decode(path, count=frames).frames)
 
 
+def check_sides(height: int | None, width: int | None) -> None:
+    """ValueError for a --height / --width below 1 (None: not given)."""
+    for name, value in (("height", height), ("width", width)):
+        if value is not None and value < 1:
+            raise ValueError(f"--{name} must be a positive integer, got {value}")
+
+
 def dropped_audio(info) -> dict:
     """The sidecar's note, and a warning, when the input (``info``: io.decode.VideoInfo) has audio: vdmkit writes
     video only (it was dropped without a word before 2026-12-07)."""
@@ -345,19 +350,16 @@ def _run_task(args, task: str, path: str, shape: tuple, prompt: str, produce_arg
     args.fps, rate = task_fps(args.fps, info, video_fps(config), out, keep_time)  # default: the input's rate
     args.fps = check_fps(args.fps, out)
     decoded, used = shape
-    for name, value in (("height", used[1]), ("width", used[2])):
-        if value is not None and value < 1:
-            raise ValueError(f"--{name} must be a positive integer, got {value}")
-    factor = getattr(config.condition, "low_res", 1) if task == "upscale" else 1  # its sizes rule its output
-    used = (used[0], *resized_size(config, used[1], used[2], *decoded[1:], factor))  # one side: the other's aspect
+    check_sides(used[1], used[2])
+    # an upscaler's sizes rule its output, and its input is compared with its low-res training input
+    low_res = getattr(config.condition, "low_res", 1) if task == "upscale" else 1
+    used = (used[0], *resized_size(config, used[1], used[2], *decoded[1:], low_res))  # one side: the other's aspect
     image = task == "image_to_video"
     # the request and the memory check (the input video counted) on zeros of the input's shape, before the file is
     # decoded: it was decoded and converted to float32 first (a 9 KB mp4 of black 1024x1024 frames reached 5.6 GiB
     # before the refusal), and an image resized to --height 100000 was an allocator traceback
     stand_in = _stand_in(1, 3, *used[1:]) if image else _stand_in(1, 3, *used)
-    # an upscaler is compared with its low-res training input (its config's size is the output's)
-    low_res = getattr(config.condition, "low_res", 1) if task == "upscale" else 1
-    if used[1:] == decoded[1:]:  # resized to the size --height / --width asked for: no advice to give them
+    if used[1:] == decoded[1:]:  # not resized (to the size --height / --width asked for: no advice to give then)
         warn_larger_than_trained(stand_in, config, "--height / --width", low_res)
     options = _conditioning(args)
     if task in ("interpolate", "extend"):  # only interpolate has --no-keep: extend keeps its input as given

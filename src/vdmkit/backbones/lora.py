@@ -35,6 +35,7 @@ import math
 import numbers
 import os
 import dataclasses
+import fnmatch
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -119,8 +120,6 @@ def layer_kind(name: str, module: nn.Module, time_attention: tuple[str, ...] = (
 def excluded(name: str, patterns) -> bool:
     """Whether ``lora.exclude``'s ``patterns`` leave the layer ``name`` out: the name, its last dotted parts, or an
     fnmatch pattern of it."""
-    import fnmatch
-
     return any(name == p or name.endswith("." + p) or fnmatch.fnmatchcase(name, p) for p in patterns)
 
 
@@ -425,16 +424,20 @@ def merged_adapters(model: nn.Module) -> list[str]:
 def unmerge(model: nn.Module) -> int:
     """Put back the weights :func:`merge` changed, bit for bit; returns the number of layers restored. ConfigError
     when they were merged without a copy (``keep=False``)."""
-    if any(h.merged is not None and h.merged.numel() == 0 and m.weight.numel() for m, h in _layers(model).values()):
+    merged = [(m, h) for m, h in _layers(model).values() if h.merged is not None]
+    if any(h.merged.numel() == 0 and m.weight.numel() for m, h in merged):
         raise ConfigError("the adapters were fused into the weights without a copy of the weights before "
                           "(pipe.fuse_lora(keep_weights=False), --fuse-lora): they cannot be taken off or rescaled; "
                           "load the model again")
-    restored = 0
-    for layer, holder in _layers(model).values():
-        if holder.merged is not None:
-            layer.weight.copy_(holder.merged)
-            holder.merged, restored = None, restored + 1
-    return restored
+    _restore(merged)
+    return len(merged)
+
+
+def _restore(merged: list[tuple[nn.Module, LoRALayer]]) -> None:
+    """Each layer's weight as it was before it was merged (its holder's copy), the holder unmerged."""
+    for layer, holder in merged:
+        layer.weight.copy_(holder.merged)
+        holder.merged = None
 
 
 def adapter_state(model: nn.Module, name: str = "default") -> dict[str, torch.Tensor]:
@@ -540,10 +543,7 @@ def merged_state(model: nn.Module) -> dict[str, torch.Tensor]:
     try:
         return {k: v.detach().clone() for k, v in model.state_dict().items() if ".lora." not in k}
     finally:
-        with torch.no_grad():
-            for layer, holder in merged:
-                layer.weight.copy_(holder.merged)
-                holder.merged = None
+        _restore(merged)
 
 
 @dataclass

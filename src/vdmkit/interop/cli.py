@@ -68,7 +68,7 @@ def _convert_lora(args) -> int:
     against the model's layers built on the meta device (no weights load), as one diffusers LoRA file."""
     from safetensors import safe_open
 
-    from vdmkit.interop.lora_export import MOTION_PROJECTION, recorded_linear_projection, write_diffusers_lora
+    from vdmkit.interop.lora_export import recorded_linear_projection, unrunnable_in_diffusers, write_diffusers_lora
     from vdmkit.interop.lora_files import model_parts
     from vdmkit.io.video import check_output_path
     from vdmkit.pipelines.base import open_model
@@ -83,8 +83,8 @@ def _convert_lora(args) -> int:
     refuse_replacing_inputs([out], None, command_inputs(args, [source], adapters))
     backbone, _ = model_parts(config, False)
     write_diffusers_lora(out, adapters, backbone, recorded_linear_projection(source, backbone))
-    with safe_open(str(out), "pt") as f:
-        motion = any(MOTION_PROJECTION.search(k.rsplit(".lora_", 1)[0]) for k in f.keys())
+    with safe_open(str(out), "pt") as f:  # (its header: the keys just written)
+        motion = unrunnable_in_diffusers(f.keys())
     if getattr(config.model, "motion_heads", 0) == 0:  # ModelScope: UNet3DConditionModel has no LoRA loading
         reads = ("diffusers' TextToVideoSDPipeline loads no LoRA (its UNet3DConditionModel has no adapter support): "
                  "apply it with peft (inject_adapter_in_model + set_peft_model_state_dict, its unet. keys) or --lora")

@@ -87,13 +87,19 @@ def diffusers_lora(adapters: list[tuple[AdapterFile, float]], backbone: nn.Modul
             tensors[f"unet.{name}.lora_B.weight"] = rows.reshape(rows.shape[0], -1, *[1] * len(kernel)).contiguous()
     for layer, found in text.items():
         tensors[f"text_encoder.{layer}.lora_A.weight"], tensors[f"text_encoder.{layer}.lora_B.weight"] = _summed(found)
-    motion = sorted(k for k in tensors if MOTION_PROJECTION.search(k.rsplit(".lora_", 1)[0]))
+    motion = unrunnable_in_diffusers(tensors)
     if motion:
         warnings.warn(f"the file adapts the motion modules' proj_in / proj_out ({len(motion) // 2} layers): diffusers "
                       "0.42's AnimateDiff loads it but fails at its first step (it calls those layers with input=..., "
                       "which peft's LoRA layers do not take); vdmkit reads the file back. A MotionLoRA diffusers "
                       "runs: train it with train.lora.exclude=[proj_in, proj_out]", stacklevel=2)
     return tensors, _metadata(tensors)
+
+
+def unrunnable_in_diffusers(keys) -> list[str]:
+    """The keys of a diffusers LoRA file (:func:`diffusers_lora`'s) on the motion modules' proj_in / proj_out, which
+    diffusers' AnimateDiff loads but cannot run (it calls those layers with input=...)."""
+    return sorted(k for k in keys if MOTION_PROJECTION.search(k.rsplit(".lora_", 1)[0]))
 
 
 def _summed(found: list[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor]:

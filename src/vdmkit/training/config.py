@@ -198,12 +198,14 @@ class TrainConfig:
     # checkpoint folder and its weights' sha256; a sha256 given pins them (other weights are refused)
     init_source: str = ""
     init_sha256: str = ""
-    # LoRA fine-tuning of the init_from model: {rank, alpha, targets: [attn, temporal, ff, conv], dropout}; only the
-    # adapters train; each checkpoint holds adapter.safetensors (the small file to share) and the merged weights
+    # LoRA fine-tuning of the init_from model: {rank, alpha, targets: [attn, temporal, ff, conv, film], dropout,
+    # exclude}; only the adapters train; each checkpoint holds adapter.safetensors (the small file to share), the
+    # merged weights and, as training state, the adapters alone (a resume reads the base back from init_source)
     lora: LoRAConfig | None = None
     # a LoRA run that continues the adapter in this file (a vdmkit adapter.safetensors, or a diffusers / peft / kohya
     # LoRA file or folder of the init_from model): its layers, ranks and strength train on; train.lora is filled from
-    # it (a train.lora given beside it sets the dropout only); the file's sha256 is recorded (a sha256 given pins it)
+    # it (a train.lora given beside it sets the dropout; any other field it sets must be the file's); the file's
+    # sha256 is recorded (a sha256 given pins it)
     lora_from: str = ""
     lora_from_sha256: str = ""
     # regional compilation: torch.compile each kind of the backbone's blocks once, reused by every block of that kind

@@ -40,12 +40,12 @@ from vdmkit.pipelines import TextToVideo
 from vdmkit.pipelines.base import open_model, weights_identities, weights_sha256
 from vdmkit.pipelines.text2video import refuse_conditioned
 from vdmkit.pipelines.config import SamplingDefaults, keeping_model_rules
-from vdmkit.training.lora_from import lora_record
 from vdmkit.sampling.guidance import check_guidance, guided
 from vdmkit.sampling.samplers import lcm_boundary
 from vdmkit.sampling.timesteps import LCM_ORIGINAL_STEPS
 from vdmkit.training.config import (check_config, check_optimisation, check_out_dir_apart, check_positive,
                                     check_previews)
+from vdmkit.training.lora_from import lora_record
 from vdmkit.training.scaffold import (
     MetricsLog,
     Progress,

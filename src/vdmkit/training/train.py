@@ -229,9 +229,9 @@ def train(cfg: RunConfig, *, resume: bool = False, progress: bool = True) -> Pat
             pipe.text_encoder.load_folder_weights()  # a pretrained text encoder (clip, t5) starts as its folder's
         if continued is not None:  # train.lora_from: the file's layers and weights (a resume's: its checkpoint's)
             lora.load_adapter(pipe.backbone, continued)
-            lora.train_only_adapters(pipe)
-        elif tc.lora is not None:  # adapters on the backbone; everything else frozen
+        elif tc.lora is not None:  # new adapters on the backbone
             lora.add_lora(pipe.backbone, tc.lora)
+        if tc.lora is not None:  # (train.lora_from fills it) everything but the adapters frozen
             lora.train_only_adapters(pipe)
         pipe.to(device)
         ema = pipe.ema_copy().eval().requires_grad_(False)  # shares the frozen parts, copies the trained ones
@@ -367,9 +367,6 @@ def save_checkpoint_step(out: Path, step: int, cfg: RunConfig, pipe, weights: di
     run's checkpoint holds the EMA adapter (adapter.safetensors, with the base's sha256) and, as its inference
     weights, the EMA adapter folded into the base: it samples like any checkpoint."""
     model_state = full_state(pipe, mode)
-    if cfg.train.lora is not None:  # the frozen base comes back from train.init_from's checkpoint on a resume: only
-        # the adapters are training state (each LoRA checkpoint held the whole model twice before 2026-12-07)
-        model_state = {k: v for k, v in model_state.items() if ".lora." in k}
     optimizer = full_optimizer_tensors(pipe, opt, mode, "optim")
     rng = rng_states(layout.world)
     if not layout.world.main:
@@ -383,7 +380,10 @@ def save_checkpoint_step(out: Path, step: int, cfg: RunConfig, pipe, weights: di
         if cfg.train.lora_from:  # the adapter this run continued (train.lora_from)
             header["continued_from_sha256"] = cfg.train.lora_from_sha256
         extra = {ADAPTER: lora.adapter_payload(ema.backbone, cfg.train.lora, base_sha256, header)}
-        weights, lora_doc = lora.merged_state(ema), {"lora_base_sha256": base_sha256}
+        weights, lora_doc = lora.merged_state(ema), {"lora_base_sha256": base_sha256, "model_state": ADAPTERS_ONLY}
+        # the frozen base comes back from train.init_from's checkpoint on a resume: only the adapters are training
+        # state (each LoRA checkpoint held the whole model twice before 2026-12-07)
+        model_state = {k: v for k, v in model_state.items() if ".lora." in k}
     save_training_checkpoint(
         out, step, weights=weights, config=to_dict(pipe.config), run=to_dict(cfg),
         state={**{f"model.{k}": v for k, v in model_state.items()}, **optimizer,
@@ -394,8 +394,7 @@ def save_checkpoint_step(out: Path, step: int, cfg: RunConfig, pipe, weights: di
                    "low_res_input": LOW_RES_INPUT,  # a latent upscaler's: the latents of the downsampled clip
                    "threads": torch.get_num_threads(),  # a resume on another count is close, not bit-identical
                    "layout": {"processes": layout.world.size, "grad_accum": layout.accum, "micro_batch": layout.micro,
-                              "global_batch": layout.global_batch, "parallel": mode}, **lora_doc,
-                   **({"model_state": ADAPTERS_ONLY} if cfg.train.lora is not None else {})},
+                              "global_batch": layout.global_batch, "parallel": mode}, **lora_doc},
         keep=cfg.train.keep_checkpoints, extra=extra, blobs=pipe.carried_files())
 
 
