@@ -230,3 +230,24 @@ def test_sweep_28c_resumes_continue_their_own_file_and_dropout_alone_is_taken(ba
                              (["train.lora_from_sha256=" + "ab" * 32], "give train.lora_from too")):
         with pytest.raises(ConfigError, match=match):
             tiny_cfg(f"train.init_from={base}", *overrides)
+
+
+def test_a_video_dit_adapter_continues_from_its_weights(tmp_path):
+    """train.lora_from on the other backbone family: a video DiT's adapter starts the run as it was written."""
+    from vdmkit.training import load_config
+
+    quick = ["train.steps=1", "train.batch_size=2", "train.sample_every=1000", "train.checkpoint_every=1"]
+    base = train(load_config("configs/tiny_dit.yaml", [*quick, f"train.out_dir={tmp_path / 'base'}"]), progress=False)
+    tuned = train(load_config("configs/tiny_dit.yaml", [*quick, f"train.out_dir={tmp_path / 'lora'}",
+                                                         f"train.init_from={base}", "train.lora.rank=2",
+                                                         "train.lora.targets=[attn, temporal]", "train.lr=0.01"]),
+                  progress=False)
+    path = adapter_of(tuned, 1)
+    still = train(load_config("configs/tiny_dit.yaml", [*quick, f"train.out_dir={tmp_path / 'still'}",
+                                                         f"train.init_from={base}", f"train.lora_from={path}",
+                                                         "train.lr=1e-30"]), progress=False)
+    before, after = load_file(str(path)), load_file(str(adapter_of(still, 1)))
+    # (entries that are exactly 0 move by the learning rate itself, 1e-30; every other one stays as written)
+    assert before.keys() == after.keys() and max((before[k] - after[k]).abs().max() for k in before) < 1e-28
+    assert max(v.abs().max() for v in before.values()) > 0.05
+    assert lora.read_adapter(adapter_of(still, 1)).config.targets == ["attn", "temporal"]
