@@ -214,7 +214,7 @@ def test_28a_one_side_given_keeps_the_inputs_aspect_and_fps_from_millisecond_tim
     assert abs(probe_video(path).fps - 30000 / 1001) < 1e-9  # 29.94 (the millisecond-rounded span) before
 
 
-def test_28a_the_tasks_take_height_and_width_and_say_a_dropped_audio_stream(tmp_path, capsys):
+def test_28a_the_tasks_take_height_and_width_and_keep_an_audio_stream(tmp_path, capsys):
     import av
     import numpy as np
 
@@ -237,11 +237,10 @@ def test_28a_the_tasks_take_height_and_width_and_say_a_dropped_audio_stream(tmp_
     assert cli.main(["interpolate", "--video", str(path), "--factor", "2", "--steps", "1", "--out", str(out),
                      "--no-progress"]) == 2
     assert "give --height 24 --width 32" in capsys.readouterr().err
-    with pytest.warns(UserWarning, match="has an audio stream, which is not written"):
-        assert cli.main(["interpolate", "--video", str(path), "--factor", "2", "--steps", "1", "--height", "24",
-                         "--out", str(out), "--no-progress"]) == 0
-    meta = json.loads((tmp_path / "i.mp4.json").read_text())
-    assert (meta["height"], meta["width"], meta["input_audio"]) == (24, 32, "not written")
+    assert cli.main(["interpolate", "--video", str(path), "--factor", "2", "--steps", "1", "--height", "24",
+                     "--out", str(out), "--no-progress"]) == 0
+    meta = json.loads((tmp_path / "i.mp4.json").read_text())  # its sound kept since session 29 (tests/test_audio.py)
+    assert (meta["height"], meta["width"], meta["input_audio"]["written"]) == (24, 32, "aac")
     assert cli.main(["extend", "--video", str(path), "--frames", "6", "--width", "0", "--out", str(out)]) == 2
     assert "--width must be a positive integer" in capsys.readouterr().err
 

@@ -19,6 +19,8 @@ from vdmkit.errors import ConstraintError
 SDEDIT_STRENGTH = 0.6  # edit --mode sdedit: noise the input this far (of the process time) and denoise
 CONDITION_MODES = ("auto", "concat", "replace", "reconstruction")  # pipelines.conditioned.MODES, without torch
 ORDER_HELP = "UniPC order (1-3, default 2; with --sampler unipc)"
+NO_AUDIO_HELP = ("leave the input's sound out (default: an .mp4 written at the input's rate keeps the sound of the "
+                 "frames used, as AAC)")
 
 
 def condition_options(p, image: bool = False) -> None:
@@ -137,14 +139,14 @@ def _cmd_edit(args) -> int:
                       input_video=input_video_bytes(decoded, used))
     video = _read(args.video, args.frames)  # (1, 3, T, H, W); InvalidVideoError names the file
     input_sha256 = sha256_file(args.video)
+    audio, sound = kept_audio(args, info, out, args.fps)
     if resize:
         video = resize_cover(video[0], *used[1:])[None]
     threads = apply_threads(args.threads)
 
     pipe = TextToVideo.from_pretrained(ckpt, device=device, dtype=weights_dtype(args))
     load_adapters(pipe, adapters, args)
-    extra = {"mode": args.mode, "input_video": absolute(args.video), "input_sha256": input_sha256, **rate,
-             **dropped_audio(info),
+    extra = {"mode": args.mode, "input_video": absolute(args.video), "input_sha256": input_sha256, **rate, **sound,
              "dtype": weights_dtype(args), "threads": threads,
              "motion_adapter": absolute(args.motion_adapter)}  # as `vdmkit sample` records it
     if args.mode == "sdedit":
@@ -165,7 +167,8 @@ def _cmd_edit(args) -> int:
 
     with step_bar(args, "editing") as step:
         result = render_sample(pipe, request, out, fps=args.fps, upscale_factor=args.upscale, extra=extra,
-                               produce=lambda: produce(step), strip=strip_path(out) if args.strip else None)
+                               produce=lambda: produce(step), strip=strip_path(out) if args.strip else None,
+                               audio=audio)
     report(result, out, args.strip, {"threads": threads})
     return 0
 
@@ -252,14 +255,39 @@ def check_sides(height: int | None, width: int | None) -> None:
             raise ValueError(f"--{name} must be a positive integer, got {value}")
 
 
-def dropped_audio(info) -> dict:
-    """The sidecar's note, and a warning, when the input (``info``: io.decode.VideoInfo) has audio: vdmkit writes
-    video only (it was dropped without a word before 2026-12-07)."""
+def kept_audio(args, info, out, fps: float, factor: int = 1) -> tuple[object, dict]:
+    """The input's sound for the output (an io.audio.Audio, or None) and what the sidecar says of it
+    (``input_audio``). An mp4 whose frames play at the input's measured rate (x ``factor``: interpolate) keeps the
+    sound of the frames used, re-encoded as AAC; --no-audio, another format, another --fps (the sound would drift
+    from the frames) or a sound that does not decode write none, with a warning where it was not asked. Read before
+    any weights load. Until 2026-12-07 the tasks dropped it (said since session 28)."""
+    from pathlib import Path
+
+    from vdmkit.errors import InvalidVideoError
+    from vdmkit.io.audio import AUDIO_FORMATS, read_audio
+
     if info is None or not getattr(info, "audio_streams", 0):
-        return {}
-    warnings.warn(f"{info.path!r} has an audio stream, which is not written: vdmkit writes video only (mux the "
-                  "input's audio back with ffmpeg if you need it)", stacklevel=2)
-    return {"input_audio": "not written"}
+        return None, {}
+    if getattr(args, "no_audio", False):
+        return None, {"input_audio": "not written (--no-audio)"}
+    suffix, natural, audio = Path(out).suffix.lower(), info.fps * factor, None
+    if suffix not in AUDIO_FORMATS:
+        why = f"{suffix} holds no sound (write .mp4 to keep it)"
+    elif info.is_image or info.frames < 2 or not info.fps_measured:
+        why = "the input has no frame rate of its own to keep it in step with"
+    elif abs(fps - natural) > 1e-3 * natural:
+        why = f"--fps {fps:g} plays the frames at another speed than the input's {natural:.6g} fps (it would drift)"
+    else:
+        try:
+            audio = read_audio(info.path, info.first, info.duration)
+            why = None if audio is not None else "no audio stream found"
+        except InvalidVideoError as e:
+            why = f"it does not decode ({e})"
+    if audio is None:
+        warnings.warn(f"{info.path!r} has sound, which is not written: {why}; --no-audio leaves it out without this "
+                      "warning", stacklevel=2)
+        return None, {"input_audio": f"not written: {why}"}
+    return audio, {"input_audio": audio.record()}
 
 
 def warn_larger_than_trained(video, config, remedy: str, low_res: int = 1) -> None:
@@ -382,7 +410,8 @@ def _run_task(args, task: str, path: str, shape: tuple, prompt: str, produce_arg
     video = _read(path, used[0])
     # the input as hashed when read: a sidecar that named it by path alone described another run once it was
     # replaced or edited (before 2026-12-06)
-    extra = {**extra, "input_sha256": sha256_file(path), **rate, **dropped_audio(info)}
+    audio, sound = kept_audio(args, info, out, args.fps, keep_time)
+    extra = {**extra, "input_sha256": sha256_file(path), **rate, **sound}
     if used[1:] != decoded[1:]:
         video = resize_cover(video[0], *used[1:])[None]
     video = video[:, :, 0] if image else video
@@ -411,7 +440,7 @@ def _run_task(args, task: str, path: str, shape: tuple, prompt: str, produce_arg
             return produced["video"]
 
         result = render_sample(pipe, request.base, out, fps=args.fps, upscale_factor=args.upscale, extra=extra,
-                               produce=produce, strip=strip_path(out) if args.strip else None)
+                               produce=produce, strip=strip_path(out) if args.strip else None, audio=audio)
     report(result, out, args.strip, {"task": task, "frames": int(produced["video"].shape[2]),
                                      "size": list(produced["video"].shape[3:]), "threads": threads})
     return 0
@@ -550,6 +579,7 @@ def _task_parser(sub, name: str, func, help: str, video_help: str):
                    + "; an image's or a one-frame video's: the model's rate)")
     p.add_argument("--upscale", type=int, help="nearest-neighbour upscale factor of the file (default: to >= 128 px)")
     p.add_argument("--strip", action="store_true", help="also write a PNG strip of the frames")
+    p.add_argument("--no-audio", action="store_true", help=NO_AUDIO_HELP)
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--device", default="auto", help=DEVICES_HELP)
     p.add_argument("--no-progress", action="store_true", help=NO_PROGRESS_HELP)
@@ -600,6 +630,7 @@ def register(sub) -> None:
                    "one-frame video's: the model's rate)")
     p.add_argument("--upscale", type=int)
     p.add_argument("--strip", action="store_true")
+    p.add_argument("--no-audio", action="store_true", help=NO_AUDIO_HELP)
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--device", default="auto", help=DEVICES_HELP)
     p.add_argument("--no-progress", action="store_true", help=NO_PROGRESS_HELP)

@@ -146,7 +146,7 @@ def upscale(frames: np.ndarray, factor: int) -> np.ndarray:
 
 
 def write_video(path: str | os.PathLike, frames: np.ndarray, fps: float = 8.0, metadata: dict | None = None, *,
-                in_container: bool = True, stale: tuple[Path, ...] = ()) -> Path:
+                in_container: bool = True, stale: tuple[Path, ...] = (), audio=None) -> Path:
     """Write uint8 ``(T, H, W, 3)`` frames to ``path`` (.mp4, .gif, .webp, or .png for a strip of frames).
 
     The file appears only when complete. ``metadata`` is stored in the container where the format has a
@@ -154,7 +154,8 @@ def write_video(path: str | os.PathLike, frames: np.ndarray, fps: float = 8.0, m
     always in a sidecar ``<path>.json``; without ``metadata`` an earlier video's sidecar there is removed (it kept
     describing the video this one replaced: its prompt became eval's caption, before 2026-12-06). ``stale``: files
     made from the earlier video (its --strip PNG), removed with its sidecar as this one replaces it: a stop before
-    they are written again leaves them missing, never the earlier video's (sweep 25F).
+    they are written again leaves them missing, never the earlier video's (sweep 25F). ``audio``: an
+    :class:`vdmkit.io.audio.Audio` written beside the frames as AAC (an mp4 only), cut to the frames' duration.
     """
     path = check_output_path(path, sidecar=metadata is not None)
     frames = _check_frames(frames)
@@ -162,10 +163,20 @@ def write_video(path: str | os.PathLike, frames: np.ndarray, fps: float = 8.0, m
     fps = check_video_fps(path, fps)
     check_video_size(path, frames.shape[1], frames.shape[2])
     suffix = path.suffix.lower()
+    if audio is not None:
+        from vdmkit.io.audio import AUDIO_FORMATS, Audio
+
+        if not isinstance(audio, Audio):
+            raise ConfigError(f"audio must be a vdmkit.io.audio.Audio (read_audio reads one), got "
+                              f"{type(audio).__name__}")
+        if suffix not in AUDIO_FORMATS:
+            raise ConfigError(f"output {str(path)!r}: {suffix} holds no sound; write {', '.join(AUDIO_FORMATS)} to "
+                              "keep the audio, or leave it out")
+        audio = audio.cut(len(frames) / played_fps(path, fps))  # no sound past the last frame
 
     def write(tmp: Path) -> None:
         if suffix == ".mp4":
-            _write_mp4(tmp, frames, fps, metadata if in_container else None)
+            _write_mp4(tmp, frames, fps, metadata if in_container else None, audio)
         else:
             _write_pillow(tmp, frames, fps, suffix)
 
@@ -240,22 +251,30 @@ def _unstorable(value, where: str, within: tuple) -> str | None:
     return None
 
 
-def _write_mp4(path: Path, frames: np.ndarray, fps: float, metadata: dict | None) -> None:
+def _write_mp4(path: Path, frames: np.ndarray, fps: float, metadata: dict | None, audio=None) -> None:
     import av
+
+    from vdmkit.io.audio import add_audio_stream
 
     codec = next(c for c in MP4_CODECS if c in av.codecs_available)
     with av.open(str(path), "w", format="mp4") as container:
         if metadata is not None:
             container.metadata["comment"] = json.dumps(metadata, sort_keys=True)
-        stream = container.add_stream(codec, rate=Fraction(fps).limit_denominator(MP4_RATE_DENOMINATOR))
+        rate = Fraction(fps).limit_denominator(MP4_RATE_DENOMINATOR)
+        stream = container.add_stream(codec, rate=rate)
         stream.width, stream.height, stream.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
         if codec == "libx264":
             stream.options = {"crf": H264_CRF, **_x264_cpu_cap()}
-        for frame in frames:
+        sound = add_audio_stream(container, audio) if audio is not None else None
+        for i, frame in enumerate(frames):
             for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
                 container.mux(packet)
+            if sound is not None:  # the sound up to this frame's end: the file interleaves them
+                sound((i + 1) / rate)
         for packet in stream.encode():
             container.mux(packet)
+        if sound is not None:
+            sound(None)
 
 
 @functools.cache

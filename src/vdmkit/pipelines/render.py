@@ -64,7 +64,7 @@ def view_factor(request: SampleRequest, factor: int | None = None, out: str | os
 def render_sample(pipe, request: SampleRequest, out: str | os.PathLike, *, fps: float | None = None,
                   upscale_factor: int | None = None, decode: dict | None = None, callback: Callable | None = None,
                   extra: dict | None = None, produce: Callable | None = None, blind: bool = False,
-                  strip: str | os.PathLike | None = None) -> Rendered:
+                  strip: str | os.PathLike | None = None, audio=None) -> Rendered:
     """Sample the first prompt of ``request`` with ``pipe`` (a loaded TextToVideo) and write it to ``out`` (atomic,
     with a ``<out>.json`` sidecar): a video, or the latents as a .safetensors file when ``request.output`` is
     "latents". ``callback(i, x, x0_hat)`` is called per sampler step; ``extra`` adds keys to the metadata (never
@@ -73,7 +73,8 @@ def render_sample(pipe, request: SampleRequest, out: str | os.PathLike, *, fps: 
     own frames and size are recorded (a task's output may be longer than the model's window). ``blind``: the metadata
     goes to the sidecar only, not into the video file (a human-evaluation study serves the file to raters). ``fps``:
     the file's rate (None: the model's, ``video_fps``). ``strip``: the PNG strip the caller writes of the video next:
-    an earlier one there is removed as the video is replaced (never left beside another video)."""
+    an earlier one there is removed as the video is replaced (never left beside another video). ``audio``: an
+    io.audio.Audio written with the frames (an mp4; a task keeps its input's sound)."""
     from vdmkit import __version__
     from vdmkit.pipelines.config import video_fps
 
@@ -122,7 +123,7 @@ def render_sample(pipe, request: SampleRequest, out: str | os.PathLike, *, fps: 
     else:
         frames = upscale(to_uint8(video[0]), factor)
         path = write_video(out, frames, fps=fps, metadata=meta, in_container=not blind,
-                           stale=() if strip is None else (Path(strip),))
+                           stale=() if strip is None else (Path(strip),), audio=audio)
     # each once: a task that encodes one prompt twice (inversion, then the edit's source branch) said it twice
     return Rendered(path, frames, meta, list(dict.fromkeys(str(w.message) for w in caught)))
 

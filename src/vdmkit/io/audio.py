@@ -1,0 +1,162 @@
+"""An input video's sound, kept by the tasks that keep its timing (edit, interpolate, extend, upscale): a span of its
+first audio stream read as float samples (:func:`read_audio`), written beside the frames of an mp4 as AAC
+(``io.video.write_video(audio=)``). What ffmpeg users do with ``-map 1:a -c:a aac``, without the second command."""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+
+from vdmkit.errors import ConfigError, InvalidVideoError
+
+# the rates an AAC stream may have (ISO 14496-3); another rate is resampled to 48 kHz
+AAC_RATES = (96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000, 7350)
+AAC_BITRATE_PER_CHANNEL = 96_000  # FFmpeg's own AAC encoder: near transparent for speech and most music
+AUDIO_FORMATS = (".mp4",)  # the formats vdmkit writes that hold sound (GIF, WebP and a PNG strip hold none)
+MAX_AUDIO_SECONDS = 3600.0  # a span longer than an hour is refused (a task's input is seconds long)
+SEEK_MARGIN_S = 1.0
+
+
+@dataclass(frozen=True)
+class Audio:
+    """Sound as float32 planar samples ``(channels, n)`` in [-1, 1] at ``rate`` Hz, ``layout`` FFmpeg's name of its
+    channels ("mono", "stereo", "5.1", ...). ``source`` / ``start``: the file and the time in it (seconds, on the
+    video's clock) where ``samples[:, 0]`` plays; the frame the written video starts with showed then."""
+
+    samples: np.ndarray
+    rate: int
+    layout: str
+    source: str = ""
+    start: float = 0.0
+    codec: str = ""  # the source stream's codec
+
+    def __post_init__(self):
+        samples = np.asarray(self.samples)
+        if samples.ndim != 2 or samples.dtype != np.float32 or 0 in samples.shape:
+            raise ConfigError(f"audio samples must be float32 (channels, n) with n >= 1, got {samples.dtype} "
+                              f"{samples.shape}")
+        if not np.isfinite(samples).all():
+            raise ConfigError("audio samples must be finite (NaN or inf found)")
+        if isinstance(self.rate, bool) or not isinstance(self.rate, int) or self.rate not in AAC_RATES:
+            raise ConfigError(f"audio rate must be one AAC stores ({', '.join(map(str, AAC_RATES))} Hz), got "
+                              f"{self.rate!r}")
+
+    @property
+    def seconds(self) -> float:
+        return self.samples.shape[1] / self.rate
+
+    def cut(self, seconds: float) -> Audio:
+        """The first ``seconds`` of the sound (all of it when shorter)."""
+        n = max(1, min(self.samples.shape[1], round(seconds * self.rate)))
+        return Audio(self.samples[:, :n], self.rate, self.layout, self.source, self.start, self.codec)
+
+    def record(self) -> dict:
+        """What a sidecar says of the sound written (``input_audio``)."""
+        return {"written": "aac", "source_codec": self.codec, "from_s": round(self.start, 6),
+                "seconds": round(self.seconds, 6), "rate": self.rate, "layout": self.layout,
+                "bit_rate": bit_rate(self.samples.shape[0])}
+
+
+def bit_rate(channels: int) -> int:
+    return AAC_BITRATE_PER_CHANNEL * channels
+
+
+def read_audio(path: str | os.PathLike, start: float, seconds: float) -> Audio | None:
+    """The sound of ``path``'s first audio stream from ``start`` for ``seconds`` (seconds on the file's clock, where
+    its video frames have their timestamps: ``io.decode.VideoInfo.first`` is the first frame's), None when the file
+    has no audio stream. Silence fills what the stream does not cover at the start (a stream that begins after the
+    frames), so the sound stays in step with the frames; a stream that ends early gives a shorter sound. Resampled
+    to 48 kHz where AAC cannot store the rate. InvalidVideoError for a stream that cannot be decoded."""
+    import av
+
+    path = Path(path)
+    for name, value in (("start", start), ("seconds", seconds)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise ConfigError(f"read_audio: {name} must be a finite number of seconds, got {value!r}")
+    if not 0 < seconds <= MAX_AUDIO_SECONDS:
+        raise ConfigError(f"read_audio: seconds must be in (0, {MAX_AUDIO_SECONDS:g}], got {seconds!r}")
+    if not path.is_file():
+        raise InvalidVideoError(f"{str(path)!r}: not a file")
+    end = start + seconds
+    try:
+        container = av.open(str(path), metadata_errors="replace")
+    except (av.FFmpegError, OSError, ValueError, UnicodeDecodeError) as e:
+        raise InvalidVideoError(f"{str(path)!r}: cannot open it for its sound ({e})") from e
+    with container:
+        if not container.streams.audio:
+            return None
+        stream = container.streams.audio[0]
+        ctx = stream.codec_context
+        if ctx is None or not ctx.sample_rate or not stream.time_base:
+            raise InvalidVideoError(f"{str(path)!r}: its audio stream has no decoder, rate or time base")
+        rate = ctx.sample_rate if ctx.sample_rate in AAC_RATES else 48000
+        layout = ctx.layout.name if ctx.layout is not None and ctx.layout.nb_channels else "stereo"
+        resampler = av.AudioResampler(format="fltp", layout=layout, rate=rate)
+        if start > SEEK_MARGIN_S:
+            try:
+                container.seek(int((start - SEEK_MARGIN_S) / stream.time_base), stream=stream, backward=True)
+            except av.FFmpegError as e:
+                raise InvalidVideoError(f"{str(path)!r}: cannot seek its sound to {start:.3f}s ({e})") from e
+        chunks, first, errors = [], None, 0
+        try:
+            for packet in container.demux(stream):
+                try:
+                    frames = packet.decode()
+                except (av.FFmpegError, ValueError):
+                    errors += 1
+                    continue
+                for frame in frames:
+                    if first is None:
+                        if frame.pts is None:
+                            continue
+                        first = float(frame.pts * stream.time_base)
+                    chunks.extend(f.to_ndarray() for f in resampler.resample(frame))
+                if first is not None and first + sum(c.shape[1] for c in chunks) / rate > end:
+                    break
+            chunks.extend(f.to_ndarray() for f in resampler.resample(None))
+        except av.FFmpegError as e:
+            raise InvalidVideoError(f"{str(path)!r}: cannot decode its sound ({e})") from e
+    if first is None or not chunks:
+        raise InvalidVideoError(f"{str(path)!r}: its audio stream has no decodable sound ({errors} damaged packets)")
+    samples = np.concatenate(chunks, axis=1).astype(np.float32, copy=False)
+    offset = round((start - first) * rate)  # where ``start`` falls in what was decoded
+    if offset < 0:  # the stream begins after ``start``: silence before it
+        samples = np.concatenate([np.zeros((samples.shape[0], -offset), np.float32), samples], axis=1)
+        offset = 0
+    samples = np.clip(samples[:, offset:offset + round(seconds * rate)], -1.0, 1.0)
+    if samples.shape[1] == 0:
+        raise InvalidVideoError(f"{str(path)!r}: its sound ends before {start:.3f}s, where the frames used begin")
+    return Audio(np.ascontiguousarray(samples), rate, layout, str(path), float(start), ctx.name)
+
+
+def add_audio_stream(container, audio: Audio):
+    """An AAC stream for ``audio`` in an output ``container`` (PyAV), and a function ``upto(seconds)`` that encodes
+    and muxes the sound up to that time (called after each video frame, so the file interleaves them; ``upto(None)``
+    writes the rest and flushes the encoder)."""
+    import av
+
+    stream = container.add_stream("aac", rate=audio.rate, layout=audio.layout)
+    stream.bit_rate = bit_rate(audio.samples.shape[0])
+    chunk, done = 1024, [0]  # AAC's frame: 1024 samples
+
+    def upto(seconds: float | None) -> None:
+        total = audio.samples.shape[1]
+        stop = total if seconds is None else min(total, int(seconds * audio.rate) // chunk * chunk)
+        while done[0] < stop:
+            n = min(chunk, stop - done[0])
+            frame = av.AudioFrame.from_ndarray(audio.samples[:, done[0]:done[0] + n], format="fltp",
+                                               layout=audio.layout)
+            frame.sample_rate, frame.pts, frame.time_base = audio.rate, done[0], Fraction(1, audio.rate)
+            for packet in stream.encode(frame):
+                container.mux(packet)
+            done[0] += n
+        if seconds is None:
+            for packet in stream.encode(None):
+                container.mux(packet)
+
+    return upto
