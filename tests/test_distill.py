@@ -20,6 +20,7 @@ from vdmkit.training.distill import (
     load_distill_config,
     skipping_schedule,
 )
+from vdmkit.training.scaffold import training_state
 
 UNET = ["model.channels=[32, 32]", "model.attention_levels=[1]"]
 TINY = ["text.dim=32", "text.layers=1", "text.heads=2", "data.size=16", "data.frames=4", "train.batch_size=2", "train.steps=1", "train.warmup_steps=1",
@@ -217,6 +218,11 @@ def test_lcm_lora_trains_only_adapters_resumes_exactly_and_its_file_carries_the_
         assert ta.keys() == tb.keys() and all(torch.equal(ta[k], tb[k]) for k in ta), name
     with pytest.raises(ConfigError, match="distill.lora"):  # resuming without the adapters
         distill(distill_config(unet_teacher, part, "distill.steps=6"), resume=True, progress=False)
+    # the training state: the student's and the target's adapters with their optimizer moments, not the student's
+    # frozen backbone again (the teacher's; it came back from the teacher on the resume above, bit for bit)
+    state, doc = training_state(latest_checkpoint(part))
+    models = [k for k in state if k.startswith(("student.", "target."))]
+    assert models and all(".lora." in k for k in models) and doc["model_state"] == "adapters"
 
     adapter = latest_checkpoint(whole).directory / "adapter.safetensors"
     base = TextToVideo.from_pretrained(unet_teacher)

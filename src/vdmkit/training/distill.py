@@ -45,7 +45,7 @@ from vdmkit.sampling.samplers import lcm_boundary
 from vdmkit.sampling.timesteps import LCM_ORIGINAL_STEPS
 from vdmkit.training.config import (check_config, check_optimisation, check_out_dir_apart, check_positive,
                                     check_previews)
-from vdmkit.training.lora_from import lora_record
+from vdmkit.training.lora_from import ADAPTERS_ONLY, lora_record
 from vdmkit.training.scaffold import (
     MetricsLog,
     Progress,
@@ -479,9 +479,12 @@ def save_step(out: Path, step: int, cfg: DistillConfig, student, target, opt, sc
     from. ``base_source``: the sha256 of the diffusers folders the teacher was inflated or converted from, recorded
     in the adapter as a LoRA run's is, so that it applies to the model loaded from them too (it was refused as
     trained on another base)."""
-    s, weights, extra = cfg.distill, target.state_dict(), {}
+    s, weights, extra, lean = cfg.distill, target.state_dict(), {}, {}
     trained = {f"student.{k}": v for k, v in student.backbone.state_dict().items()}
     if s.lora is not None:
+        # the student's frozen base is the teacher's backbone (its sha256 checked on a resume): only its adapters are
+        # training state (each LCM-LoRA checkpoint held the whole backbone once more before 2026-12-07)
+        trained, lean = {k: v for k, v in trained.items() if ".lora." in k}, {"model_state": ADAPTERS_ONLY}
         # (model_rules: recomputed where the adapter is applied, from the model it is applied to)
         sampling = {k: v for k, v in dataclasses.asdict(target.config.sampling).items() if k != "model_rules"}
         header = {"step": step, "sampling": sampling, **({"base_source_sha256": base_source} if base_source else {})}
@@ -492,7 +495,7 @@ def save_step(out: Path, step: int, cfg: DistillConfig, student, target, opt, sc
         out, step, weights=weights, config=to_dict(target.config), run=to_dict(cfg),
         state={**trained, **optimizer_tensors(opt, "optim"), **rng_tensors(generator)},  # torch's: LoRA dropout
         state_doc={"param_groups": opt.state_dict()["param_groups"], "teacher_sha256": teacher_sha,
-                   "samples_seen": step * s.batch_size, **scaler_state(scaler)},
+                   "samples_seen": step * s.batch_size, **scaler_state(scaler), **lean},
         keep=s.keep_checkpoints, extra=extra, blobs=target.carried_files())
 
 
@@ -501,6 +504,8 @@ def resume_state(ckpt, cfg: DistillConfig, student, target, opt, scaler, generat
     by :func:`check_resume` before any weights loaded); return its step."""
     state, doc = training_state(ckpt)
     trained = {k[8:]: v for k, v in state.items() if k.startswith("student.")}
+    if doc.get("model_state") == ADAPTERS_ONLY:  # the frozen base: the teacher's, as build_models loaded it
+        trained = {**{k: v for k, v in student.backbone.state_dict().items() if ".lora." not in k}, **trained}
     load_strict(student.backbone, trained, ckpt.directory)
     if cfg.distill.lora is None:
         load_strict(target, ckpt.load_tensors(WEIGHTS), ckpt.directory)
