@@ -227,3 +227,28 @@ def test_real_footage_keeps_its_surround_sound(tmp_path):
     assert_same_sound(back.samples, given.samples)
     with pytest.raises(AssertionError):  # and not a sound 5 ms later
         assert_same_sound(back.samples, read_audio(path, 0.005, 8 / 25).samples)
+
+
+def test_a_layout_aac_cannot_store_is_down_mixed_to_stereo_before_any_work(tmp_path):
+    import av
+
+    path, rate = tmp_path / "wide.mkv", 48000  # 22.2 sound (24 channels) as PCM in Matroska: AAC has no such layout
+    with av.open(str(path), "w") as container:
+        video = container.add_stream("ffv1", rate=8)
+        video.width = video.height = 16
+        video.pix_fmt = "yuv420p"
+        audio = container.add_stream("pcm_s16le", rate=rate, layout="22.2")
+        for i in range(8):
+            container.mux(video.encode(av.VideoFrame.from_ndarray(np.zeros((16, 16, 3), np.uint8), format="rgb24")))
+        container.mux(video.encode())
+        tone = (chirp(1.0, rate) * 16000).astype(np.int16)
+        frame = av.AudioFrame.from_ndarray(np.repeat(tone.T, 24, axis=1).reshape(1, -1), format="s16", layout="22.2")
+        frame.sample_rate, frame.pts, frame.time_base = rate, 0, Fraction(1, rate)
+        container.mux(audio.encode(frame))
+        container.mux(audio.encode())
+    sound = read_audio(path, 0.0, 1.0)
+    # (Matroska keeps the channel count, not the layout's name: an unnamed layout, down-mixed too)
+    assert (sound.layout, sound.downmixed_from, sound.samples.shape[0]) == ("stereo", "24 channels", 2)
+    assert sound.record()["downmixed_from"] == "24 channels" and np.abs(sound.samples).max() > 0.1
+    written = write_video(tmp_path / "w.mp4", np.zeros((8, 16, 16, 3), np.uint8), fps=8, audio=sound)
+    assert sound_of(written).layout == "stereo"

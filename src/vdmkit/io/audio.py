@@ -4,6 +4,7 @@ first audio stream read as float samples (:func:`read_audio`), written beside th
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 from dataclasses import dataclass
@@ -34,6 +35,7 @@ class Audio:
     source: str = ""
     start: float = 0.0
     codec: str = ""  # the source stream's codec
+    downmixed_from: str | None = None  # the source's layout, where AAC cannot store it (written as stereo)
 
     def __post_init__(self):
         samples = np.asarray(self.samples)
@@ -53,13 +55,14 @@ class Audio:
     def cut(self, seconds: float) -> Audio:
         """The first ``seconds`` of the sound (all of it when shorter)."""
         n = max(1, min(self.samples.shape[1], round(seconds * self.rate)))
-        return Audio(self.samples[:, :n], self.rate, self.layout, self.source, self.start, self.codec)
+        return dataclasses.replace(self, samples=self.samples[:, :n])
 
     def record(self) -> dict:
         """What a sidecar says of the sound written (``input_audio``)."""
         return {"written": "aac", "source_codec": self.codec, "from_s": round(self.start, 6),
                 "seconds": round(self.seconds, 6), "rate": self.rate, "layout": self.layout,
-                "bit_rate": bit_rate(self.samples.shape[0])}
+                "bit_rate": bit_rate(self.samples.shape[0]),
+                **({"downmixed_from": self.downmixed_from} if self.downmixed_from else {})}
 
 
 def bit_rate(channels: int) -> int:
@@ -96,7 +99,14 @@ def read_audio(path: str | os.PathLike, start: float, seconds: float) -> Audio |
             raise InvalidVideoError(f"{str(path)!r}: its audio stream has no decoder, rate or time base")
         rate = ctx.sample_rate if ctx.sample_rate in AAC_RATES else 48000
         layout = ctx.layout.name if ctx.layout is not None and ctx.layout.nb_channels else "stereo"
-        resampler = av.AudioResampler(format="fltp", layout=layout, rate=rate)
+        given = layout
+        if not _encodable(layout, rate):  # checked here: the writer runs after sampling, where a refusal loses it
+            layout = "stereo"  # (22.2 sound, a "downmix" pair, an unnamed layout: down-mixed)
+        try:
+            resampler = av.AudioResampler(format="fltp", layout=layout, rate=rate)
+        except (av.FFmpegError, ValueError) as e:
+            raise InvalidVideoError(f"{str(path)!r}: its sound ({given}, {ctx.sample_rate} Hz) cannot be converted "
+                                    f"({e})") from e
         if start > SEEK_MARGIN_S:
             try:
                 container.seek(int((start - SEEK_MARGIN_S) / stream.time_base), stream=stream, backward=True)
@@ -131,7 +141,21 @@ def read_audio(path: str | os.PathLike, start: float, seconds: float) -> Audio |
     samples = np.clip(samples[:, offset:offset + round(seconds * rate)], -1.0, 1.0)
     if samples.shape[1] == 0:
         raise InvalidVideoError(f"{str(path)!r}: its sound ends before {start:.3f}s, where the frames used begin")
-    return Audio(np.ascontiguousarray(samples), rate, layout, str(path), float(start), ctx.name)
+    return Audio(np.ascontiguousarray(samples), rate, layout, str(path), float(start), ctx.name,
+                 None if layout == given else given)
+
+
+def _encodable(layout: str, rate: int) -> bool:
+    """Whether FFmpeg's AAC encoder takes sound of this channel layout and rate."""
+    import av
+
+    try:
+        ctx = av.CodecContext.create("aac", "w")
+        ctx.sample_rate, ctx.layout, ctx.format = rate, layout, "fltp"
+        ctx.open()
+    except (av.FFmpegError, ValueError):
+        return False
+    return True
 
 
 def add_audio_stream(container, audio: Audio):
