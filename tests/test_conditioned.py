@@ -508,7 +508,7 @@ def test_task_commands_refuse_bad_inputs_with_exit_2(models, tmp_path, monkeypat
           "--source-prompt", "y"],
          "not a text-to-video model"),
         (["sample", "--model", models["t2v"], "--image", keys, "--prompt", "x"], "one image"),
-        (["interpolate", "--model", models["frames"], "--video", one], "at least 2 keyframes"),
+        (["interpolate", "--model", models["frames"], "--video", one], "has 1 frame(s): at least 2 are needed"),
         (["interpolate", "--model", models["t2v"], "--video", keys, "--condition-mode", "concat"], "replace"),
         (["extend", "--model", models["frames"], "--video", keys, "--frames", "3"], "above the 3 frames"),
         (["upscale", "--model", models["frames"], "--video", keys], "super-resolution needs"),

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import warnings
 
@@ -19,6 +20,8 @@ from vdmkit.errors import ConstraintError
 SDEDIT_STRENGTH = 0.6  # edit --mode sdedit: noise the input this far (of the process time) and denoise
 CONDITION_MODES = ("auto", "concat", "replace", "reconstruction")  # pipelines.conditioned.MODES, without torch
 ORDER_HELP = "UniPC order (1-3, default 2; with --sampler unipc)"
+START_HELP = ("use the video from this time: seconds after its first frame (the first frame at or after it, as "
+              "ffmpeg's -ss; default 0)")
 NO_AUDIO_HELP = ("leave the input's sound out (default: an .mp4 written at the input's rate keeps the sound of the "
                  "frames used, as AAC)")
 
@@ -75,6 +78,7 @@ class NoFast(argparse.Action):
 def _cmd_edit(args) -> int:
     """vdmkit edit: SDEdit, or DDIM inversion then the target prompt (with source attention reuse)."""
     from vdmkit.device import resolve_device
+    from vdmkit.io.audio import input_sound
     from vdmkit.io.checkpoint import sha256_file
     from vdmkit.memory import input_video_bytes
     from vdmkit.pipelines import TextToVideo, open_model
@@ -111,7 +115,7 @@ def _cmd_edit(args) -> int:
     # the clip's shape as the edit takes it (its first --frames, resized): the request and the memory check are made
     # on a stand-in of it, before the file is decoded and resized (a large clip was read and resized, and the weights
     # loaded, before the first check; --height 100000 was an allocator traceback)
-    info = _probe_info(args.video, "the video", args.frames)
+    info = _probe_info(args.video, "the video", args.frames, start=args.start)
     decoded = (info.frames, info.height, info.width)
     args.fps, rate = task_fps(args.fps, info, video_fps(config), out)  # default: the input's rate
     args.fps = check_fps(args.fps, out)
@@ -126,7 +130,7 @@ def _cmd_edit(args) -> int:
     try:
         request = edit_request(config, stand_in, [args.prompt], negative_prompt=args.negative_prompt, **options)
     except ConstraintError as e:  # the frames the file holds (its probe stopped at --frames)
-        whole = decoded[0] if args.frames is None else _probe_info(args.video, "the video").frames
+        whole = decoded[0] if args.frames is None else _probe_info(args.video, "the video", start=args.start).frames
         raise with_shape_flags(e, config, used, frames_at_most=whole) from None
     options["seed"] = request.seed  # --seed random: the seed drawn and recorded is the one sampled with
     if args.mode == "invert":
@@ -137,16 +141,18 @@ def _cmd_edit(args) -> int:
     check_output_size(out, request, factor, "an even --upscale")
     check_edit_memory(config, request, device, weights_dtype(args), invert=args.mode == "invert", view_factor=factor,
                       input_video=input_video_bytes(decoded, used))
-    video = _read(args.video, args.frames)  # (1, 3, T, H, W); InvalidVideoError names the file
+    begin, since = input_start(args, info)
+    video = _read(args.video, args.frames, begin)  # (1, 3, T, H, W); InvalidVideoError names the file
     input_sha256 = sha256_file(args.video)
-    audio, sound = kept_audio(args, info, out, args.fps)
+    audio, sound = input_sound(info, out, args.fps, drop=args.no_audio)
     if resize:
         video = resize_cover(video[0], *used[1:])[None]
     threads = apply_threads(args.threads)
 
     pipe = TextToVideo.from_pretrained(ckpt, device=device, dtype=weights_dtype(args))
     load_adapters(pipe, adapters, args)
-    extra = {"mode": args.mode, "input_video": absolute(args.video), "input_sha256": input_sha256, **rate, **sound,
+    extra = {"mode": args.mode, "input_video": absolute(args.video), "input_sha256": input_sha256, **since, **rate,
+             **sound,
              "dtype": weights_dtype(args), "threads": threads,
              "motion_adapter": absolute(args.motion_adapter)}  # as `vdmkit sample` records it
     if args.mode == "sdedit":
@@ -174,21 +180,38 @@ def _cmd_edit(args) -> int:
 
 
 def _probe_info(path: str, what: str, frames: int | None = None, flag: str = "--frames", source: str = "--video",
-                least: int = 1):
+                least: int = 1, start: float | None = None):
     """The io.decode.VideoInfo of a video (or image) file as it decodes (frames, size, measured rate), without
     keeping its frames (checked against the memory before it is read); ``frames``: how many of them the command
-    takes, checked to be in [``least``, the file's]. A file that is missing or not a regular file is named by its
-    option ``source``; InvalidVideoError names one that does not decode."""
-    from vdmkit.io.decode import probe_video
+    takes, checked to be in [``least``, the file's]; ``start``: --start, seconds after the file's first frame (the
+    frames from the first at or after it; ``info.first`` is its time on the file's clock). A file that is missing or
+    not a regular file is named by its option ``source``; InvalidVideoError names one that does not decode."""
+    from vdmkit.io.decode import NoFramesError, probe_video
 
     check_input_file(path, source)
-    info = probe_video(path, count=frames)  # the frames taken: the rest of a long file is never read
+    begin = None
+    if start is not None:  # on the file's clock (a file cut from a longer one keeps its times: 5.48 s)
+        if isinstance(start, bool) or not math.isfinite(start) or start < 0:
+            raise ValueError(f"--start must be a number of seconds >= 0, got {start!r}")
+        begin = probe_video(path, count=1).first + start - 1e-6  # a frame a rounding below --start counts
+    try:
+        info = probe_video(path, count=frames, start=begin)  # the frames taken: the rest of a long file is not read
+    except NoFramesError:
+        if begin is None:
+            raise
+        whole = probe_video(path)
+        raise ValueError(f"--start {start:g} is past the last frame of {what} {path} (its {whole.frames} frames span "
+                         f"{whole.duration:.6g} s)") from None
     if frames is not None and frames < least:  # refused: the message names the file's frames (read them all)
-        info = probe_video(path)
-    if frames is not None and info.frames < least:
-        raise ValueError(f"{flag} takes at least {least} frames, and {what} {path} has {info.frames}")
+        info = probe_video(path, start=begin)
+    since = "" if not start else f" from --start {start:g}"
+    if info.frames < least:
+        raise ValueError(f"{flag} takes at least {least} frames, and {what} {path} has {info.frames}{since}"
+                         if frames is not None else f"{what} {path} has {info.frames} frame(s){since}: at least "
+                         f"{least} are needed")
     if frames is not None and not least <= frames <= info.frames:
-        raise ValueError(f"{flag} must be in [{least}, {info.frames}] (the frames of {what} {path}), got {frames}")
+        raise ValueError(f"{flag} must be in [{least}, {info.frames}] (the frames of {what} {path}{since}), got "
+                         f"{frames}")
     return info
 
 
@@ -239,13 +262,23 @@ def _stand_in(*shape: int):
     return torch.zeros(()).expand(shape)
 
 
-def _read(path: str, frames: int | None = None):
-    """A video (or image) file -> (1, 3, T, H, W) in [-1, 1], its first ``frames`` (default all), the rest of the file
-    not decoded (a 14 s 1080p clip was decoded whole and refused, whatever --frames asked, before 2026-12-07)."""
+def _read(path: str, frames: int | None = None, start: float | None = None):
+    """A video (or image) file -> (1, 3, T, H, W) in [-1, 1], its first ``frames`` (default all; from the frame at
+    ``start`` seconds on the file's clock: a probe's ``info.first``), the rest of the file not decoded (a 14 s 1080p
+    clip was decoded whole and refused, whatever --frames asked, before 2026-12-07)."""
     from vdmkit.io.decode import decode
     from vdmkit.video import from_uint8
 
-    return from_uint8(decode(path, count=frames).frames)
+    return from_uint8(decode(path, count=frames, start=start).frames)
+
+
+def input_start(args, info) -> tuple[float | None, dict]:
+    """Where a task reads its input from (``info.first`` with --start, None from the first frame) and what the
+    sidecar says of it."""
+    start = getattr(args, "start", None)
+    if not start:
+        return None, {}
+    return info.first, {"input_start": start, "input_first_frame_s": round(info.first, 6)}
 
 
 def check_sides(height: int | None, width: int | None) -> None:
@@ -253,41 +286,6 @@ def check_sides(height: int | None, width: int | None) -> None:
     for name, value in (("height", height), ("width", width)):
         if value is not None and value < 1:
             raise ValueError(f"--{name} must be a positive integer, got {value}")
-
-
-def kept_audio(args, info, out, fps: float, factor: int = 1) -> tuple[object, dict]:
-    """The input's sound for the output (an io.audio.Audio, or None) and what the sidecar says of it
-    (``input_audio``). An mp4 whose frames play at the input's measured rate (x ``factor``: interpolate) keeps the
-    sound of the frames used, re-encoded as AAC; --no-audio, another format, another --fps (the sound would drift
-    from the frames) or a sound that does not decode write none, with a warning where it was not asked. Read before
-    any weights load. Until 2026-12-07 the tasks dropped it (said since session 28)."""
-    from pathlib import Path
-
-    from vdmkit.errors import InvalidVideoError
-    from vdmkit.io.audio import AUDIO_FORMATS, read_audio
-
-    if info is None or not getattr(info, "audio_streams", 0):
-        return None, {}
-    if getattr(args, "no_audio", False):
-        return None, {"input_audio": "not written (--no-audio)"}
-    suffix, natural, audio = Path(out).suffix.lower(), info.fps * factor, None
-    if suffix not in AUDIO_FORMATS:
-        why = f"{suffix} holds no sound (write .mp4 to keep it)"
-    elif info.is_image or info.frames < 2 or not info.fps_measured:
-        why = "the input has no frame rate of its own to keep it in step with"
-    elif abs(fps - natural) > 1e-3 * natural:
-        why = f"--fps {fps:g} plays the frames at another speed than the input's {natural:.6g} fps (it would drift)"
-    else:
-        try:
-            audio = read_audio(info.path, info.first, info.duration)
-            why = None if audio is not None else "no audio stream found"
-        except InvalidVideoError as e:
-            why = f"it does not decode ({e})"
-    if audio is None:
-        warnings.warn(f"{info.path!r} has sound, which is not written: {why}; --no-audio leaves it out without this "
-                      "warning", stacklevel=2)
-        return None, {"input_audio": f"not written: {why}"}
-    return audio, {"input_audio": audio.record()}
 
 
 def warn_larger_than_trained(video, config, remedy: str, low_res: int = 1) -> None:
@@ -353,6 +351,7 @@ def _run_task(args, task: str, path: str, shape: tuple, prompt: str, produce_arg
     of the file as decoded (_probe), and as the task takes it (its first frames, resized); ``info``: the file's
     io.decode.VideoInfo (its rate: the output's default, :func:`task_fps`; None: the model's rate)."""
     from vdmkit.device import resolve_device
+    from vdmkit.io.audio import input_sound
     from vdmkit.io.checkpoint import sha256_file
     from vdmkit.memory import input_video_bytes
     from vdmkit.pipelines import TextToVideo, open_model
@@ -407,11 +406,12 @@ def _run_task(args, task: str, path: str, shape: tuple, prompt: str, produce_arg
     tasks.check_task_memory(config, probe, device, weights_dtype(args), view_factor=factor, task=task,
                             frames=tasks.task_frames(task, stand_in, window=config.frames, **sizes),
                             input_video=input_video_bytes(decoded, used))
-    video = _read(path, used[0])
+    begin, since = input_start(args, info) if info is not None else (None, {})
+    video = _read(path, used[0], begin)
     # the input as hashed when read: a sidecar that named it by path alone described another run once it was
     # replaced or edited (before 2026-12-06)
-    audio, sound = kept_audio(args, info, out, args.fps, keep_time)
-    extra = {**extra, "input_sha256": sha256_file(path), **rate, **sound}
+    audio, sound = input_sound(info, out, args.fps, keep_time, drop=getattr(args, "no_audio", False))
+    extra = {**extra, "input_sha256": sha256_file(path), **since, **rate, **sound}
     if used[1:] != decoded[1:]:
         video = resize_cover(video[0], *used[1:])[None]
     video = video[:, :, 0] if image else video
@@ -474,7 +474,7 @@ def sample_image(args) -> int:
 
 def _cmd_interpolate(args) -> int:
     # interpolation needs 2 keyframes: the range said [1, N] and 1 was refused next (before session 25)
-    info = _probe_info(args.video, "the keyframes", args.keyframes, "--keyframes", least=2)
+    info = _probe_info(args.video, "the keyframes", args.keyframes, "--keyframes", least=2, start=args.start)
     decoded = (info.frames, info.height, info.width)
     keyframes = args.keyframes or decoded[0]  # recorded: the first N frames of --video (it was not, 2026-12-06)
     return _run_task(args, "interpolate", args.video, (decoded, (keyframes, args.height, args.width)), args.prompt,
@@ -483,14 +483,14 @@ def _cmd_interpolate(args) -> int:
 
 
 def _cmd_extend(args) -> int:
-    info = _probe_info(args.video, "the video")
+    info = _probe_info(args.video, "the video", start=args.start)
     decoded = (info.frames, info.height, info.width)
     return _run_task(args, "extend", args.video, (decoded, (decoded[0], args.height, args.width)), args.prompt,
                      {"frames": args.frames, "context": args.context}, {"input_video": absolute(args.video)}, info)
 
 
 def _cmd_upscale(args) -> int:
-    info = _probe_info(args.video, "the video")
+    info = _probe_info(args.video, "the video", start=args.start)
     decoded = (info.frames, info.height, info.width)
     return _run_task(args, "upscale", args.video, (decoded, (decoded[0], args.height, args.width)), args.prompt, {},
                      {"input_video": absolute(args.video)}, info)
@@ -548,6 +548,7 @@ def _task_parser(sub, name: str, func, help: str, video_help: str):
     p.add_argument("--motion-adapter", help="with a Stable Diffusion folder as --model: AnimateDiff motion modules "
                    "(without them each frame is the image model's)")
     p.add_argument("--video", required=True, help=video_help)
+    p.add_argument("--start", type=float, help=START_HELP)
     p.add_argument("--height", type=int, help="resize the input video first (centre crop to the aspect; one of "
                    "--height / --width alone: the other from the input's aspect)")
     p.add_argument("--width", type=int)
@@ -610,7 +611,8 @@ def register(sub) -> None:
                    "the source prompt (negative-prompt inversion: the source still reconstructs)")
     p.add_argument("--negative-prompt", default="")
     p.add_argument("--out", default="edit.mp4", help="output file: .mp4, .gif, .webp or .png (frame strip)")
-    p.add_argument("--frames", type=int, help="edit the first N frames of the video")
+    p.add_argument("--start", type=float, help=START_HELP)
+    p.add_argument("--frames", type=int, help="edit the first N frames of the video (from --start)")
     p.add_argument("--height", type=int, help="resize the video first (centre crop to the aspect; one of --height / "
                    "--width alone: the other from the input's aspect)")
     p.add_argument("--width", type=int)

@@ -184,3 +184,37 @@ def add_audio_stream(container, audio: Audio):
                 container.mux(packet)
 
     return upto
+
+
+def input_sound(info, out: str | os.PathLike, fps: float, factor: int = 1, drop: bool = False) -> tuple[
+        Audio | None, dict]:
+    """A task's input sound for its output (an :class:`Audio`, or None) and what the sidecar says of it
+    (``input_audio``). ``info``: the io.decode.VideoInfo of the frames used (None: an image). An mp4 whose frames play
+    at the input's measured rate (x ``factor``: interpolate) keeps the sound of those frames, re-encoded as AAC;
+    ``drop`` (--no-audio), another format, another ``fps`` (the sound would drift from the frames) or a sound that
+    does not decode write none, with a warning where it was not asked. Read before any weights load. Until
+    2026-12-07 the tasks dropped it (said since session 28)."""
+    import warnings
+
+    if info is None or not getattr(info, "audio_streams", 0):
+        return None, {}
+    if drop:
+        return None, {"input_audio": "not written (--no-audio)"}
+    suffix, natural, audio = Path(out).suffix.lower(), info.fps * factor, None
+    if suffix not in AUDIO_FORMATS:
+        why = f"{suffix} holds no sound (write .mp4 to keep it)"
+    elif info.is_image or info.frames < 2 or not info.fps_measured:
+        why = "the input has no frame rate of its own to keep it in step with"
+    elif abs(fps - natural) > 1e-3 * natural:
+        why = f"--fps {fps:g} plays the frames at another speed than the input's {natural:.6g} fps (it would drift)"
+    else:
+        try:
+            audio = read_audio(info.path, info.first, info.duration)
+            why = None if audio is not None else "no audio stream found"
+        except InvalidVideoError as e:
+            why = f"it does not decode ({e})"
+    if audio is None:
+        warnings.warn(f"{info.path!r} has sound, which is not written: {why}; --no-audio leaves it out without this "
+                      "warning", stacklevel=3)
+        return None, {"input_audio": f"not written: {why}"}
+    return audio, {"input_audio": audio.record()}

@@ -411,10 +411,11 @@ def _as_rgb(image):
     return image.convert("RGB"), 0
 
 
-def probe_video(path: str | os.PathLike, limits: DecodeLimits = DEFAULT_LIMITS, count: int | None = None) -> VideoInfo:
-    """Decode (without colour conversion) every frame (the first ``count``) to measure the file; InvalidVideoError if
-    unusable."""
-    return decode(path, rgb=False, count=count, limits=limits).info
+def probe_video(path: str | os.PathLike, limits: DecodeLimits = DEFAULT_LIMITS, count: int | None = None,
+                start: float | None = None) -> VideoInfo:
+    """Decode (without colour conversion) every frame (the first ``count``; from the one at ``start`` seconds, on the
+    file's clock) to measure the file; InvalidVideoError if unusable (NoFramesError: none from ``start``)."""
+    return decode(path, rgb=False, count=count, start=start, limits=limits).info
 
 
 @dataclass

@@ -1,0 +1,62 @@
+"""Session 29: the tasks' --start (a segment of a longer clip), and the sweeps' fixes."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from vdmkit import cli
+from vdmkit.io.audio import read_audio
+from vdmkit.io.decode import decode, probe_video
+
+from tests.test_audio import assert_same_sound, clip
+
+
+def test_start_takes_the_frames_and_sound_from_that_time(tmp_path, capsys):
+    path = tmp_path / "in.mp4"  # 16 frames at 8 fps from 1.5 s (grey levels 0, 16, 32, ...), sound from 0
+    signal = clip(path, video_from=1.5, sound=4.0)
+    out = tmp_path / "i.mp4"  # keyframes 8-11 (from 1.0 s after the first frame), kept exactly by replacement
+    assert cli.main(["interpolate", "--video", str(path), "--start", "1", "--keyframes", "4", "--factor", "2",
+                     "--steps", "1", "--upscale", "1", "--out", str(out), "--no-progress"]) == 0
+    meta = json.loads((tmp_path / "i.mp4.json").read_text())
+    assert (meta["input_start"], meta["input_first_frame_s"], meta["input_audio"]["from_s"]) == (1.0, 2.5, 2.5)
+    frames = decode(out).frames
+    assert frames.shape[0] == 7
+    levels = frames[::2].reshape(4, -1).mean(axis=1)
+    assert np.abs(levels - [128, 144, 160, 176]).max() < 3, levels  # not the file's first frames (0, 16, ...)
+    assert_same_sound(read_audio(out, 0.0, 60.0).samples, signal[:, 40000:47000])  # 2.5 s on: 7 frames at 16 fps
+
+    # a time between frames takes the next one; --start 0 is the first frame (no seek)
+    assert cli.main(["interpolate", "--video", str(path), "--start", "0.99", "--keyframes", "2", "--factor", "2",
+                     "--steps", "1", "--upscale", "1", "--out", str(out), "--no-progress"]) == 0
+    assert abs(decode(out).frames[0].mean() - 128) < 3
+    assert cli.main(["extend", "--video", str(path), "--start", "0", "--frames", "20", "--steps", "1", "--upscale",
+                     "1", "--out", str(out), "--no-progress"]) == 0
+    assert probe_video(out).frames == 20 and decode(out).frames[0].mean() < 3
+    assert "input_start" not in json.loads((tmp_path / "i.mp4.json").read_text())
+
+
+def test_start_bad_values_are_refused_before_any_work(tmp_path, capsys):
+    path = tmp_path / "in.mp4"
+    clip(path)
+    out = tmp_path / "e.mp4"
+    for start, said in (("2.5", "past the last frame of the video"), ("-1", "--start must be a number of seconds"),
+                        ("nan", "--start must be a number of seconds"), ("inf", "--start must be")):
+        assert cli.main(["edit", "--video", str(path), "--prompt", "x", "--start", start, "--steps", "2", "--out",
+                         str(out), "--no-progress"]) == 2
+        assert said in capsys.readouterr().err, start
+    # --frames counts from --start: 16 frames, 8 of them from 1 s
+    assert cli.main(["edit", "--video", str(path), "--prompt", "x", "--start", "1", "--frames", "9", "--steps", "2",
+                     "--out", str(out), "--no-progress"]) == 2
+    assert "--frames must be in [1, 8] (the frames of the video" in capsys.readouterr().err
+    assert cli.main(["interpolate", "--video", str(path), "--start", "1.8", "--steps", "1", "--out", str(out),
+                     "--no-progress"]) == 2
+    assert "the keyframes " + str(path) + " has 1 frame(s) from --start 1.8: at least 2" in capsys.readouterr().err
+    assert not out.exists() and not (tmp_path / "e.mp4.json").exists()
+    assert cli.main(["edit", "--video", str(path), "--prompt", "x", "--start", "1", "--frames", "8", "--steps", "2",
+                     "--out", str(out), "--no-progress"]) == 0
+    assert json.loads((tmp_path / "e.mp4.json").read_text())["input_start"] == 1.0
+    with pytest.raises(SystemExit):
+        cli.main(["edit", "--video", str(path), "--prompt", "x", "--start", "soon"])
