@@ -639,7 +639,7 @@ def test_serve_binds_locally_by_default_and_warns_otherwise(tmp_path, monkeypatc
     assert cli.main(["serve", "--out", str(tmp_path / "out"), "--study", str(tmp_path / "studies"), "--port",
                      str(free_port())]) == 0
     err = capsys.readouterr().err
-    assert "warning: a study cannot be used:" in err and "mine" in err and "not valid JSON" in err
+    assert "warning: a study has a problem:" in err and "mine" in err and "not valid JSON" in err
 
 
 def test_serve_without_the_web_stack_says_how_to_install_it(tmp_path, monkeypatch, capsys):

@@ -60,3 +60,47 @@ def test_start_bad_values_are_refused_before_any_work(tmp_path, capsys):
     assert json.loads((tmp_path / "e.mp4.json").read_text())["input_start"] == 1.0
     with pytest.raises(SystemExit):
         cli.main(["edit", "--video", str(path), "--prompt", "x", "--start", "soon"])
+
+
+# --- sweep 29B: the web app --------------------------------------------------------------------------------------------
+
+def test_29b_the_app_says_which_older_checkpoint_a_damaged_run_samples(tmp_path, monkeypatch):
+    from fastapi.testclient import TestClient
+
+    from tests.app_support import train_tiny, wait_job
+    from vdmkit.app.server import Settings, create_app
+    from vdmkit.pipelines import default as default_module
+
+    monkeypatch.setattr(default_module, "default_model", lambda: None)
+    runs = tmp_path / "runs"
+    train_tiny(runs / "tiny")  # checkpoints at steps 2 and 4: the newest damaged
+    weights = runs / "tiny" / "checkpoints" / "step_0000004" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    with TestClient(create_app(Settings(runs=runs, out=tmp_path / "out"))) as client:
+        model = client.get("/api/models").json()["models"][0]
+        assert model["usable"] and "using step_0000002" in model["warnings"][0]
+        for _ in range(2):  # every job says it, not the first one of the process only
+            r = client.post("/api/generate", json={"model": "tiny", "prompt": "a red circle", "steps": 1})
+            job = wait_job(client, r.json()["id"])
+            assert job["status"] == "done" and any("using step_0000002" in w for w in job["warnings"]), job
+            assert job["frames"] == 4
+
+
+def test_29b_body_parse_errors_and_negative_seeds_are_said_plainly(tmp_path, monkeypatch):
+    from fastapi.testclient import TestClient
+
+    from tests.app_support import train_tiny
+    from vdmkit.app.server import Settings, create_app
+    from vdmkit.pipelines import default as default_module
+
+    monkeypatch.setattr(default_module, "default_model", lambda: None)
+    train_tiny(tmp_path / "runs" / "tiny")
+    with TestClient(create_app(Settings(runs=tmp_path / "runs", out=tmp_path / "out"))) as client:
+        for body in (b'{"prompt": "red \xff circle"}', b"[" * 5000 + b"]" * 5000,
+                     b'{"prompt": "x", "seed": ' + b"9" * 5000 + b"}"):
+            r = client.post("/api/generate", content=body, headers={"content-type": "application/json"})
+            assert r.status_code in (400, 422) and "not valid JSON" in r.json()["error"], r.text
+            assert "There was an error parsing the body" not in r.text
+        r = client.post("/api/generate", json={"model": "tiny", "prompt": "x", "seed": -1})
+        assert r.status_code == 400 and "leave it blank (JSON: null) for a random seed" in r.json()["error"]
+        assert "None" not in r.json()["error"]

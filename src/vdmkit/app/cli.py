@@ -73,7 +73,7 @@ def _cmd_serve(args) -> int:
     # the pages say it too (a study with one bad field is no study); the default folder, not made yet, is no problem
     named = settings.studies if args.study else [f for f in settings.studies if f.exists()]
     for problem in find_studies(named)[1]:
-        print(f"warning: a study cannot be used: {problem}", file=sys.stderr, flush=True)
+        print(f"warning: a study has a problem: {problem}", file=sys.stderr, flush=True)
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
     return 0
 

@@ -106,7 +106,7 @@ class JobQueue:
     def describe(self, job: Job) -> dict:
         data = {"id": job.id, "model": job.model, "status": job.status, "step": job.step, "steps": job.steps,
                 "position": self.position(job), "error": job.error, "warnings": list(job.warnings),
-                "file": job.file, "seconds": None}
+                "file": job.file, "seconds": None, "frames": getattr(job.request, "frames", None)}
         if job.started is not None:
             data["seconds"] = round((job.finished or time.time()) - job.started, 2)
         return data

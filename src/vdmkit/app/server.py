@@ -191,8 +191,11 @@ def describe_model(key: str, path: Path) -> dict:
     listed usable, then refused on generate or failed after queueing, before 2026-12-07)."""
     from vdmkit.registry import SAMPLERS
 
+    from vdmkit.pipelines.render import thread_warnings
+
     try:
-        source, config, adapters = open_app_model(key, path)
+        with thread_warnings() as caught:  # an older checkpoint of a run used: said beside the model
+            source, config, adapters = open_app_model(key, path)
     except (VdmkitError, ValueError, OSError) as e:
         return {"name": key, "usable": False, "error": str(e)}
     process = config.diffusion.build_process().name
@@ -200,7 +203,8 @@ def describe_model(key: str, path: Path) -> dict:
     return {"name": key, "usable": True, "default": key == DEFAULT, "frames": config.frames, "height": config.height,
             "width": config.width, "samplers": [n for n, e in SAMPLERS.items() if process in e.processes],
             "sampling": {"sampler": sampling.sampler, "steps": sampling.steps, "guidance": sampling.guidance},
-            "lora": [adapter.path.name for adapter, _ in adapters]}
+            "lora": [adapter.path.name for adapter, _ in adapters],
+            "warnings": list(dict.fromkeys(str(w.message) for w in caught))}
 
 
 def open_app_model(key: str, path: Path) -> tuple:
@@ -289,6 +293,10 @@ def create_app(settings: Settings):
 
     @app.exception_handler(StarletteHTTPException)
     def http_error(request, exc):
+        if exc.status_code == 400 and str(exc.detail) == "There was an error parsing the body":  # FastAPI's own
+            # (invalid UTF-8, JSON nested too deep, an integer of thousands of digits: said as other bad JSON is)
+            return error(400, "the request body is not valid JSON: send UTF-8 JSON of at most a few levels of "
+                         "nesting and numbers of ordinary size")
         return error(exc.status_code, str(exc.detail))
 
     @app.exception_handler(NotFound)
@@ -321,7 +329,7 @@ def create_app(settings: Settings):
         found, problems = studies()
         if name not in found:
             here = ", ".join(found) or "none (make one with `vdmkit human-eval create`)"
-            broken = f"; studies that cannot be used: {' | '.join(problems)}" if problems else ""
+            broken = f"; problems with the studies: {' | '.join(problems)}" if problems else ""
             raise NotFound(f"no study {name!r}; studies here: {here}{broken}")
         return found[name]
 
@@ -341,11 +349,16 @@ def create_app(settings: Settings):
         path = resolve_model(found, key)
         prompt = check_prompt(body.prompt)
         check_limits(body.frames, body.height, body.width, body.steps)
+        if body.seed is not None and not 0 <= body.seed <= 2 ** 63 - 1:  # said in the page's words, not Python's
+            raise ConstraintError(f"seed must be a whole number from 0 to 2**63 - 1, got {body.seed}; leave it blank "
+                                  "(JSON: null) for a random seed")
         # the config alone, no weights before the request is valid: text-to-video only, as /api/models says and
         # `vdmkit sample` does; its files there (a missing weights file was found once the job ran); its adapters
-        ckpt, config, adapters = open_app_model(key, path)
-        check_words(config, prompt)
         with thread_warnings() as caught:  # this request's own (a far guidance...), never a running job's
+            # (opening the model inside: a run whose newest checkpoint is damaged samples an older one, said to the
+            # job; it went to the server's log alone, once per process, before 2026-12-07)
+            ckpt, config, adapters = open_app_model(key, path)
+            check_words(config, prompt)
             request = make_request(config, [prompt], frames=body.frames, height=body.height, width=body.width,
                                    steps=body.steps, sampler=body.sampler, guidance=body.guidance, seed=body.seed)
         # again with the model's defaults filled in (its own size or step count can be over the caps)

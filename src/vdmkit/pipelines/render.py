@@ -17,7 +17,7 @@ import numpy as np
 from vdmkit.backbones.layers import exclusive
 from vdmkit.config import to_dict
 from vdmkit.errors import ConfigError, VocabularyWarning
-from vdmkit.io.checkpoint import save_tensors
+from vdmkit.io.checkpoint import CheckpointSkippedWarning, save_tensors
 from vdmkit.io.video import (check_video_fps, check_video_size, played_fps, upscale, viewing_factor,
                              write_video)
 from vdmkit.pipelines.request import SampleRequest
@@ -144,7 +144,10 @@ def request_metadata(request: SampleRequest) -> dict:
 _CAPTURES = threading.local()  # .lists: this thread's open thread_warnings() blocks, innermost last
 _DISPATCH_LOCK = threading.Lock()
 _ORIGINAL_SHOW: list = []  # the showwarning the dispatcher replaced (once per process)
-_SHOWN_OUTSIDE: set = set()  # VocabularyWarnings shown outside any block (the filter says "always" for the blocks)
+_SHOWN_OUTSIDE: set = set()  # ALWAYS_IN_BLOCKS warnings shown outside any block (the filter says "always" for them)
+# said to every block that raises them, not once per process: a web app's every request about its prompt's words, and
+# about the older checkpoint a run's damaged newest one left it with
+ALWAYS_IN_BLOCKS = (VocabularyWarning, CheckpointSkippedWarning)
 
 
 def _dispatch(message, category, filename, lineno, file=None, line=None):
@@ -154,7 +157,7 @@ def _dispatch(message, category, filename, lineno, file=None, line=None):
     if lists:
         lists[-1].append(warnings.WarningMessage(message, category, filename, lineno, file, line))
         return
-    if issubclass(category, VocabularyWarning):  # "always" is for the blocks; elsewhere once per place, as default
+    if issubclass(category, ALWAYS_IN_BLOCKS):  # "always" is for the blocks; elsewhere once per place, as default
         key = (str(message), category, filename, lineno)
         if key in _SHOWN_OUTSIDE:
             return
@@ -174,7 +177,8 @@ def thread_warnings():
             warnings.showwarning = _dispatch
         # re-adding the filter moves it to the front and resets the "once per location" registries, so a warning
         # already shown to an earlier block is shown to this one too
-        warnings.simplefilter("always", VocabularyWarning)
+        for category in ALWAYS_IN_BLOCKS:
+            warnings.simplefilter("always", category)
     caught: list = []
     if not hasattr(_CAPTURES, "lists"):
         _CAPTURES.lists = []

@@ -54,9 +54,10 @@ function fmt(x, digits) {
 }
 
 // what to tell a rater or analyst about the studies found: the broken ones' reasons (a study with one bad field
-// was shown as "no study here: make one"), or ``none`` when there are no studies at all
+// was shown as "no study here: make one"), a study's missing videos (it is rated without their pairs: it was called
+// one that "cannot be used" before 2026-12-07), or ``none`` when there are no studies at all
 function studyProblems(data, none) {
-  const broken = (data.problems || []).length ? `studies that cannot be used: ${data.problems.join(" | ")}` : "";
+  const broken = (data.problems || []).length ? `problems with the studies: ${data.problems.join(" | ")}` : "";
   if (!data.studies.length) return broken ? `no usable study here; ${broken}` : none;
   return broken;
 }
