@@ -189,9 +189,8 @@ def describe_model(key: str, path: Path) -> dict:
     """A model's defaults and the samplers its process takes, from its config and the files :func:`check_model_files`
     checks (no weights); or why it is unusable (a diffusers folder without its tokenizer or text encoder weights was
     listed usable, then refused on generate or failed after queueing, before 2026-12-07)."""
-    from vdmkit.registry import SAMPLERS
-
     from vdmkit.pipelines.render import thread_warnings
+    from vdmkit.registry import SAMPLERS
 
     try:
         with thread_warnings() as caught:  # an older checkpoint of a run used: said beside the model

@@ -112,7 +112,7 @@ def read_audio(path: str | os.PathLike, start: float, seconds: float) -> Audio |
                 container.seek(int((start - SEEK_MARGIN_S) / stream.time_base), stream=stream, backward=True)
             except av.FFmpegError as e:
                 raise InvalidVideoError(f"{str(path)!r}: cannot seek its sound to {start:.3f}s ({e})") from e
-        chunks, first, errors = [], None, 0
+        chunks, first, errors, held = [], None, 0, 0
         try:
             for packet in container.demux(stream):
                 try:
@@ -125,8 +125,10 @@ def read_audio(path: str | os.PathLike, start: float, seconds: float) -> Audio |
                         if frame.pts is None:
                             continue
                         first = float(frame.pts * stream.time_base)
-                    chunks.extend(f.to_ndarray() for f in resampler.resample(frame))
-                if first is not None and first + sum(c.shape[1] for c in chunks) / rate > end:
+                    for converted in resampler.resample(frame):
+                        chunks.append(converted.to_ndarray())
+                        held += chunks[-1].shape[1]
+                if first is not None and first + held / rate > end:
                     break
             chunks.extend(f.to_ndarray() for f in resampler.resample(None))
         except av.FFmpegError as e:
