@@ -104,3 +104,23 @@ def test_29b_body_parse_errors_and_negative_seeds_are_said_plainly(tmp_path, mon
         r = client.post("/api/generate", json={"model": "tiny", "prompt": "x", "seed": -1})
         assert r.status_code == 400 and "leave it blank (JSON: null) for a random seed" in r.json()["error"]
         assert "None" not in r.json()["error"]
+
+
+# --- sweep 29A: autoencoders and latent training on real footage ------------------------------------------------------
+
+def test_29a_a_latent_run_without_a_cache_counts_the_autoencoders_encode(tmp_path):
+    from vdmkit.memory import encode_peak, training_estimate
+    from vdmkit.training import load_config
+
+    vae = tmp_path / "vae"  # SD's widths (128-256-512; the helper's case), one step: its encode outweighs the backbone
+    assert cli.main(["train-vae", "configs/vae_frame.yaml", "model.block_out_channels=[128, 256, 512]",
+                     "model.norm_num_groups=32", "data.size=16", "data.frames=1", "train.batch_size=2",
+                     "train.steps=1", "train.checkpoint_every=1", "train.eval_videos=2", "train.threads=1",
+                     f"train.out_dir={vae}", "--no-progress"]) == 0
+    cfg = load_config("configs/shapes_latent.yaml", [f"latent.autoencoder={vae}", "latent.cache=", "data.size=256",
+                                                     "data.frames=16", "train.batch_size=2"])
+    config = cfg.pipeline()
+    cached, encoded = training_estimate(config, batch=2), training_estimate(config, batch=2, encode=True)
+    peak = encode_peak(config, 2)  # 2 clips of 16 x 256 x 256 through the frame VAE, float32
+    assert peak > 1.5 * cached.parts["activations"] and encoded.total > cached.total
+    assert encoded.parts["encoding the clips"] == peak and "activations" not in encoded.parts

@@ -345,18 +345,39 @@ def input_video_bytes(decoded: tuple[int, int, int], used: tuple[int, int, int] 
 
 
 def training_estimate(config, *, batch: int, adapters: bool = False, ema: bool = True,
-                      precision: str = "fp32") -> MemoryEstimate:
+                      precision: str = "fp32", encode: bool = False) -> MemoryEstimate:
     """One training step of the model of ``config`` (a PipelineConfig) on ``batch`` clips of its training size:
     float32 weights, and for each trained parameter its gradient, AdamW's two moments and the EMA copy (16 bytes;
     not counted with LoRA ``adapters``, whose few parameters are added later), and the forward + backward's
-    activations: the float32 run's, times ``AUTOCAST_SHARE`` under bf16/fp16 autocast (``precision``)."""
+    activations: the float32 run's, times ``AUTOCAST_SHARE`` under bf16/fp16 autocast (``precision``). ``encode``: a
+    latent run without a cache encodes each micro-batch of pixel clips through the frozen autoencoder first; that
+    peak (the clips and the encode's, float32) counts where it is the larger (it is freed before the forward: an SD-size
+    frame VAE's encode was 2.2 GiB of a run estimated at 0.36, before 2026-12-07)."""
     trained, total = parameter_counts(config)
     frozen = (total - trained) * 4
     t, h, w = config.latent_size(config.frames, config.height, config.width)
     states = 0 if adapters else trained * (12 + (4 if ema else 0))
     share = 1.0 if precision == "fp32" else AUTOCAST_SHARE
     activations = OVERHEAD * share * _backbone_peak(config, batch, t, h, w, "fp32", True)
-    return MemoryEstimate({"weights": trained * 4 + frozen, "optimizer": states, "activations": int(activations)})
+    parts = {"weights": trained * 4 + frozen, "optimizer": states, "activations": int(activations)}
+    if encode and config.latent.enabled:
+        clips = encode_peak(config, batch)
+        if clips > activations:
+            parts.pop("activations")
+            parts["encoding the clips"] = clips
+    return MemoryEstimate(parts)
+
+
+def encode_peak(config, batch: int) -> int:
+    """Bytes a batch of pixel clips at the training size and their encode by the autoencoder hold (float32)."""
+    import torch
+
+    from vdmkit.autoencoders.load import build_autoencoder
+
+    with torch.device("meta"):
+        ae = build_autoencoder(config.latent.kind, config.latent.model)
+        x = torch.empty(batch, ae.in_channels, config.frames, config.height, config.width)
+    return int(OVERHEAD * meta_peak(lambda: ae.encode(x).mode())) + x.numel() * 4
 
 
 _WARNED = contextvars.ContextVar("vdmkit_memory_warned", default=None)

@@ -335,7 +335,8 @@ def check_distill_memory(config, data, s: DistillSettings, device) -> None:
     starts, yet counted apart the estimate is 0.76-0.96x the measured growth of peak RSS (the default model, 2 steps,
     batch 1 and 4, bf16 and fp32, 2026-12-06: the student step's count follows the gradients through attention and
     takes bf16 autocast's share, as train's)."""
-    from vdmkit.memory import MemoryEstimate, check_fits, parameter_bytes, sampling_estimate, training_estimate
+    from vdmkit.memory import (MemoryEstimate, check_fits, encode_peak, parameter_bytes, sampling_estimate,
+                               training_estimate)
     from vdmkit.pipelines.request import make_request
 
     frames, height, width = max(data_shapes(data), key=lambda shape: shape[0] * shape[1] * shape[2])
@@ -351,6 +352,9 @@ def check_distill_memory(config, data, s: DistillSettings, device) -> None:
     work = {"student step": student["activations"], "teacher call": teacher}
     if previews > sum(work.values()):
         work = {"previews": previews}
+    encoding = encode_peak(step, s.batch_size) if config.latent.enabled else 0  # the clips, before the teacher's call
+    if encoding > sum(work.values()):
+        work = {"encoding the clips": encoding}
     estimate = MemoryEstimate({"teacher": parameter_bytes(config), "student and target": student["weights"],
                                "optimizer": student["optimizer"], **work})
     tips = [f"lower distill.batch_size ({s.batch_size})"] if s.batch_size > 1 else []

@@ -194,7 +194,7 @@ def train(cfg: RunConfig, *, resume: bool = False, progress: bool = True) -> Pat
                                   "a new prediction target without train.lora (a full fine-tune)")
         if mode != "fsdp":  # FSDP shards the states over the processes: the whole-model estimate would overstate it
             check_fits(training_estimate(cfg.pipeline(), batch=layout.micro, adapters=tc.lora is not None, ema=True,
-                                         precision=tc.precision),
+                                         precision=tc.precision, encode=not cfg.latent.cache),
                        device, f"a training step at micro-batch {layout.micro} ({tc.precision})", advice)
         if tc.lora is not None:  # targets no layer matches: said before the data, the model or init_from load
             lora.check_targets(cfg.backbone, cfg.model, tc.lora, "train")
