@@ -8,7 +8,7 @@ import pytest
 
 from tests.test_session25_f2 import ramp, run_cli
 from vdmkit.curation import CurateConfig, curate
-from vdmkit.errors import ConfigError, DatasetError
+from vdmkit.errors import DatasetError
 from vdmkit.evaluation import evaluate
 
 
@@ -104,8 +104,6 @@ def test_a_real_curate_manifest_gives_what_training_reads(tmp_path):
 
 def test_bad_manifests_and_combinations_are_refused_naming_the_flags(real, tmp_path):
     folder, manifest = real
-    with pytest.raises(ConfigError, match="give one of them"):
-        evaluated(folder, manifest, captions=tmp_path / "c.csv")
     other = tmp_path / "other.jsonl"  # written for another folder (paths under a sub-folder)
     other.write_text(json.dumps(row("clips/a.mp4")) + "\n")
     with pytest.raises(DatasetError, match=r"--manifest .* none of the 1 file\(s\) .* under --real .*set --real to"):
@@ -146,3 +144,16 @@ def test_a_split_with_a_manifest_keeps_both_in_the_report_and_counts_on_one_base
     assert "(1 of 2 videos;" in described["split"]
     assert described["excluded_by_manifest"] == 0 and len(described["refused_by_manifest"]) == 1
     assert [r["file"] for r in ev.report["samples"]["real"]] == ["a.mp4"]
+
+
+def test_a_caption_file_beside_the_manifest_gives_the_captions_as_training_reads_them(real, tmp_path):
+    """Training takes data.captions and data.manifest together; eval refused --captions with --manifest (sweep 29A),
+    while advising --captions to a run trained so."""
+    folder, manifest = real
+    captions = folder / "captions.csv"
+    captions.write_text("path,caption\na.mp4,a red circle\nb.mp4,a blue square\n")
+    ev, _ = evaluated(folder, manifest, captions=captions)
+    recs = {r["file"]: r for r in ev.report["samples"]["real"]}
+    assert sorted(recs) == ["a.mp4", "b.mp4"]  # the manifest's kept videos
+    assert recs["a.mp4"]["start"] == 4 and recs["a.mp4"]["scene"] == [0.5, 1.75]  # inside its longest scene
+    assert [recs[k]["caption"] for k in ("a.mp4", "b.mp4")] == ["a red circle", "a blue square"]  # the file's

@@ -107,7 +107,11 @@ class FolderSource:
         self.manifest = None if manifest is None else read_eval_manifest(manifest, self.root, files)
         if self.manifest is not None:  # its kept rows, captions (a sidecar still first) and scenes as windows
             files, self.split = self.manifest.files, f"{self.split}; of those, {self.manifest.describe}"
-            self.captions_by_path, self.windows = self.manifest.captions, self.manifest.windows
+            # with --captions too, as training reads data.captions beside data.manifest: the file's captions (the
+            # first row of each video), the manifest's videos and scenes (refused together before 2026-12-07, while
+            # a run trained with both was told to pass --captions)
+            self.captions_by_path = self.manifest.captions if captions is None else self.captions_by_path
+            self.windows = self.manifest.windows
         if not files:
             raise DatasetError(f"--{role} {str(self.root)!r} holds no video files ({', '.join(VIDEO_SUFFIXES)})"
                                + (" of the requested split" if real_split or annotations else ""))
@@ -490,9 +494,6 @@ def build_sources(real, fake, protocol: Protocol, *, annotations=None, real_spli
     """Resolve ``--real`` and ``--fake`` into sources (no decoding, no weights; a model's LoRA adapters are read and
     checked)."""
     real, fake = str(real), str(fake)
-    if manifest is not None and captions is not None:  # two sources of each clip's caption and window
-        raise ConfigError("manifest (--manifest) gives the real clips' captions and scenes, captions (--captions) "
-                          "their captions and windows: give one of them")
     model_size = model_data = None
     if fake not in (SHAPES_KEYWORD, NOISE_KEYWORD) and is_model_dir(Path(fake)):
         model_size, model_data = _model_size(fake, motion_adapter)
