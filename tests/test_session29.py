@@ -124,3 +124,37 @@ def test_29a_a_latent_run_without_a_cache_counts_the_autoencoders_encode(tmp_pat
     peak = encode_peak(config, 2)  # 2 clips of 16 x 256 x 256 through the frame VAE, float32
     assert peak > 1.5 * cached.parts["activations"] and encoded.total > cached.total
     assert encoded.parts["encoding the clips"] == peak and "activations" not in encoded.parts
+
+
+def test_29a_a_resume_whose_autoencoder_checkpoint_was_deleted_is_not_told_the_run_moved_on(tmp_path, capsys):
+    import shutil
+
+    from tests.test_latent import T2V_TINY, VAE_TINY
+
+    vae = tmp_path / "vae"
+    assert cli.main(["train-vae", "configs/vae_frame.yaml", *VAE_TINY, "data.frames=1", "train.steps=4",
+                     f"train.out_dir={vae}", "--no-progress"]) == 0  # step_0000002 and step_0000004
+    run = tmp_path / "run"
+    base = ["train", "configs/tiny.yaml", *T2V_TINY, f"train.out_dir={run}", f"latent.autoencoder={vae}",
+            "--no-progress"]
+    assert cli.main(base) == 0  # on step_0000004, the newest
+    shutil.rmtree(vae / "checkpoints" / "step_0000004")
+    capsys.readouterr()
+    assert cli.main([*base, "train.steps=4", "--resume"]) == 2
+    err = capsys.readouterr().err
+    assert "the checkpoint it trained with is gone from the autoencoder run" in err and "moved on" not in err
+    assert "an older one" in err and "(the run's checkpoints carry its weights" in err
+
+
+def test_29a_train_vae_keeps_its_run_out_of_init_from_and_names_data_frames(tmp_path, capsys):
+    from tests.test_latent import VAE_TINY
+
+    vae = tmp_path / "vae"
+    args = ["train-vae", "configs/vae_frame.yaml", *VAE_TINY, "data.frames=1", "--no-progress"]
+    assert cli.main([*args, f"train.out_dir={vae}"]) == 0
+    inside = vae / "sub"
+    assert cli.main([*args, f"train.init_from={vae}", f"train.out_dir={inside}"]) == 2
+    assert "train.out_dir" in (err := capsys.readouterr().err) and "is inside train.init_from" in err
+    assert not inside.exists()
+    assert cli.main(["train-vae", "configs/vae_video.yaml", "data.frames=4", f"train.out_dir={tmp_path / 'v'}"]) == 2
+    assert "(data.frames)" in capsys.readouterr().err

@@ -428,7 +428,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--samples", type=int, required=True, help="number of dataset samples to encode")
     p.add_argument("--out", help="cache directory (default: the config's latent.cache)")
     p.add_argument("--batch-size", type=int, default=16, help="clips encoded at once (default 16; lower it to fit "
-                   "memory: the cache is the same)")
+                   "memory: the latents change by float rounding only, and the cache records it)")
     p.add_argument("--device", help=f"where the autoencoder encodes: {DEVICES_HELP} (default: train.device)")
     p.add_argument("--threads", type=int, help="torch CPU threads (default: train.threads; 0 = the CPUs other work "
                    "leaves free)")

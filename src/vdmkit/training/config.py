@@ -616,7 +616,7 @@ class AERunConfig:
         self.model = entry_config(AUTOENCODERS, self.autoencoder, self.model, "autoencoder", "model")
         try:
             compressed_shape(self.model.spatial_compression, self.model.temporal_compression, self.data.frames,
-                             self.data.size, self.data.size)
+                             self.data.size, self.data.size, " (data.frames)")
         except ConstraintError as err:
             raise ConfigError(f"data does not fit the autoencoder: {err}") from err
         if self.train.perceptual_weight > 0:

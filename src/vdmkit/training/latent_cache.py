@@ -106,7 +106,8 @@ def check_encode_memory(cfg: RunConfig, batch: int, shard: int, device) -> None:
     parts = {"weights": 4 * sum(p.numel() for p in ae.parameters()), "clips": x.numel() * 4,
              "encode": int(OVERHEAD * encode)}
     what = f"encoding {batch} x {data.frames} frames at {data.size}x{data.size}"
-    fewer = f"fewer clips at once (--batch-size {batch}, batch_size=; the cache is the same), " if batch > 1 else ""
+    fewer = (f"fewer clips at once (--batch-size {batch}; the latents change by float rounding only), " if batch > 1
+             else "")
     advice = (f"{fewer}shorter or smaller clips (data.frames {data.frames}, data.size {data.size}; a run trains on the "
               "cache at the same size), or --device naming one with more free memory")
     if device.type == "cpu":

@@ -16,6 +16,7 @@ import contextlib
 import dataclasses
 import functools
 import hashlib
+import re
 import sys
 import time
 import warnings
@@ -578,6 +579,9 @@ def moved_autoencoder(run_checkpoint: Path, saved, ours) -> str:
     moved = autoencoder_run(ours.source) is not None and autoencoder_run(ours.source) == autoencoder_run(saved.source)
     why = ": the autoencoder run moved on (it was trained further, and a run folder names its newest checkpoint)" \
         if moved else ""
+    if moved and _step_of(ours.source) < _step_of(saved.source):  # an older one: the newer checkpoint went (29A)
+        why = (": the checkpoint it trained with is gone from the autoencoder run (pruned or deleted), and a run folder "
+               "names its newest checkpoint left, an older one")
     if found is not None:
         return f"{head}{why}; resume with latent.autoencoder={str(found)}"
     where = " or ".join(repr(str(r / "checkpoints")) for r in runs) or repr(saved.source)
@@ -589,6 +593,12 @@ def moved_autoencoder(run_checkpoint: Path, saved, ours) -> str:
             f"newest train.keep_checkpoints of a run) or deleted. {carried}, or start a new run (another "
             "train.out_dir) on this autoencoder; name a checkpoint (RUN/checkpoints/step_N) in latent.autoencoder to "
             "keep it fixed")
+
+
+def _step_of(path) -> int:
+    """The step of a checkpoint folder's name (step_0000040: 40), -1 for another name."""
+    found = re.fullmatch(r"step_(\d+)", Path(str(path)).name)
+    return int(found.group(1)) if found else -1
 
 
 LOW_RES_INPUT = "encoded_downsampled"  # training_state.json: a latent upscaler sees E(downsample(x)) (2026-12-07)

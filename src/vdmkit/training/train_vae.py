@@ -37,7 +37,7 @@ from vdmkit.evaluation.statistics import psnr_per_frame
 from vdmkit.io.checkpoint import CONFIG, WEIGHTS, Checkpoint, load_strict
 from vdmkit.io.video import upscale, viewing_factor, write_video
 from vdmkit.training import scaffold
-from vdmkit.training.config import AERunConfig, check_config
+from vdmkit.training.config import AERunConfig, check_config, check_out_dir_apart
 from vdmkit.video import fold_time, to_uint8
 
 HELD_OUT_SEED_OFFSET = 7919  # held-out videos come from another seed of the same generator
@@ -83,6 +83,8 @@ def train_autoencoder(cfg: AERunConfig, *, resume: bool = False, progress: bool 
     tc = cfg.train
     out = Path(tc.out_dir)
     device = resolve_device(tc.device)  # a device that is not here fails before any work
+    # its checkpoints inside the checkpoint it starts from: refused as train refuses it (sweep 29A)
+    check_out_dir_apart(tc.out_dir, "train", models={"train.init_from": tc.init_from})
     start = scaffold.open_run(out, resume)  # the checkpoint to continue, or None; refuses to clobber a run
     scaffold.check_resume_steps(start, tc.steps)
     check_training_memory(cfg, device)  # before the held-out videos are rendered: data.size=100000 wanted 74.5 GiB
