@@ -35,7 +35,7 @@ def test_start_takes_the_frames_and_sound_from_that_time(tmp_path, capsys):
     assert cli.main(["extend", "--video", str(path), "--start", "0", "--frames", "20", "--steps", "1", "--upscale",
                      "1", "--out", str(out), "--no-progress"]) == 0
     assert probe_video(out).frames == 20 and decode(out).frames[0].mean() < 3
-    assert "input_start" not in json.loads((tmp_path / "i.mp4.json").read_text())
+    assert json.loads((tmp_path / "i.mp4.json").read_text())["input_start"] == 0.0  # given: recorded (29C)
 
 
 def test_start_bad_values_are_refused_before_any_work(tmp_path, capsys):
@@ -62,7 +62,7 @@ def test_start_bad_values_are_refused_before_any_work(tmp_path, capsys):
         cli.main(["edit", "--video", str(path), "--prompt", "x", "--start", "soon"])
 
 
-# --- sweep 29B: the web app --------------------------------------------------------------------------------------------
+# --- sweep 29B: the web app -------------------------------------------------------------------------------------------
 
 def test_29b_the_app_says_which_older_checkpoint_a_damaged_run_samples(tmp_path, monkeypatch):
     from fastapi.testclient import TestClient
@@ -158,3 +158,117 @@ def test_29a_train_vae_keeps_its_run_out_of_init_from_and_names_data_frames(tmp_
     assert not inside.exists()
     assert cli.main(["train-vae", "configs/vae_video.yaml", "data.frames=4", f"train.out_dir={tmp_path / 'v'}"]) == 2
     assert "(data.frames)" in capsys.readouterr().err
+
+
+# --- sweep 29C: the tasks' sound and --start --------------------------------------------------------------------------
+
+def pcm_clip(path, samples: np.ndarray, rate: int, layout: str, *, fmt="s16", gap_at=None, gap=0.0, frames=16,
+             fps=8):
+    """A Matroska file of ``frames`` grey frames and PCM sound ``samples`` (channels, n) in [-1, 1] (``fmt`` s16 or
+    flt), its timestamps jumping ``gap`` seconds at sample ``gap_at`` (a damaged packet's hole)."""
+    import av
+    from fractions import Fraction
+
+    codec = {"s16": "pcm_s16le", "flt": "pcm_f32le"}[fmt]
+    with av.open(str(path), "w") as container:
+        video = container.add_stream("ffv1", rate=fps)
+        video.width = video.height = 16
+        video.pix_fmt = "yuv420p"
+        audio = container.add_stream(codec, rate=rate, layout=layout)
+        for i in range(frames):
+            container.mux(video.encode(av.VideoFrame.from_ndarray(np.full((16, 16, 3), 16 * i, np.uint8),
+                                                                  format="rgb24")))
+        container.mux(video.encode())
+        data = samples.T.reshape(1, -1)
+        data = (data * 32767).astype(np.int16) if fmt == "s16" else data.astype(np.float32)
+        channels = samples.shape[0]
+        for at in range(0, samples.shape[1], 1024):
+            frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(data[:, at * channels:(at + 1024) * channels]),
+                                               format=fmt, layout=layout)
+            shift = round(gap * rate) if gap_at is not None and at >= gap_at else 0
+            frame.sample_rate, frame.pts, frame.time_base = rate, at + shift, Fraction(1, rate)
+            container.mux(audio.encode(frame))
+        container.mux(audio.encode())
+
+
+def test_29c_eight_channels_unnamed_layouts_and_a_gap_keep_their_sound(tmp_path):
+    from tests.test_audio import chirp
+
+    rate = 48000
+    tone = chirp(2.0, rate)
+    path = tmp_path / "eight.mkv"  # 7.1 as 8 unnamed channels: it crashed the process in PyAV's planar arrays
+    pcm_clip(path, np.repeat(tone, 8, axis=0) * np.linspace(0.2, 1, 8)[:, None].astype(np.float32), rate, "7.1")
+    sound = read_audio(path, 0.0, 1.0)
+    assert (sound.layout, sound.downmixed_from, sound.samples.shape) == ("7.1", None, (8, 48000))
+    from vdmkit.io.video import write_video
+
+    written = write_video(tmp_path / "eight.mp4", np.zeros((8, 16, 16, 3), np.uint8), fps=8, audio=sound)
+    back = read_audio(written, 0.0, 1.0)
+    assert back.samples.shape[0] == 8
+    others = [0, 1, 2, 4, 5, 6, 7]  # (AAC keeps the low-frequency channel, 3, below 120 Hz only: the tone is above)
+    assert_same_sound(back.samples[others], sound.samples[others])
+    mono = tmp_path / "mono.mkv"  # "1 channels": mono, at its own level (it became stereo, 3 dB quieter)
+    pcm_clip(mono, tone, rate, "mono")
+    sound = read_audio(mono, 0.0, 1.0)
+    assert (sound.layout, sound.downmixed_from) == ("mono", None)
+    assert np.abs(sound.samples - tone[:, :48000]).max() < 1e-3
+    holed = tmp_path / "gap.mkv"  # the timestamps jump 0.25 s after 0.5 s of sound: silence there, then in step
+    pcm_clip(holed, tone, rate, "mono", gap_at=24576, gap=0.25)
+    sound = read_audio(holed, 0.0, 1.5).samples
+    assert np.abs(sound[:, :24576] - tone[:, :24576]).max() < 1e-3 and not sound[:, 24576:24576 + 12000].any()
+    assert np.abs(sound[:, 36576:72000] - tone[:, 24576:60000]).max() < 1e-3
+
+
+def test_29c_non_finite_samples_are_silenced_and_said_and_a_soundless_stream_named(tmp_path):
+    from tests.test_audio import chirp
+
+    tone = chirp(2.0, 16000)
+    tone[0, 8000:8100] = np.nan
+    path = tmp_path / "nan.mkv"
+    pcm_clip(path, tone, 16000, "mono", fmt="flt")
+    out = tmp_path / "e.mp4"
+    with pytest.warns(UserWarning, match=r"0 damaged packet\(s\) .* and 100 non-finite sample\(s\) \(silenced\)"):
+        assert cli.main(["edit", "--video", str(path), "--prompt", "x", "--frames", "8", "--steps", "2", "--out",
+                         str(out), "--no-progress"]) == 0
+    assert read_audio(out, 0.0, 1.0).samples.shape[0] == 1  # written, with the rest of its sound
+    import av
+
+    empty = tmp_path / "empty.mkv"  # an audio stream without a packet
+    with av.open(str(empty), "w") as container:
+        video = container.add_stream("ffv1", rate=8)
+        video.width = video.height = 16
+        video.pix_fmt = "yuv420p"
+        container.add_stream("pcm_s16le", rate=16000, layout="mono")
+        for _ in range(4):
+            container.mux(video.encode(av.VideoFrame.from_ndarray(np.zeros((16, 16, 3), np.uint8), format="rgb24")))
+        container.mux(video.encode())
+    from vdmkit.errors import InvalidVideoError
+
+    with pytest.raises(InvalidVideoError, match=r"holds no sound \(no packets\)"):
+        read_audio(empty, 0.0, 0.5)
+
+
+def test_29c_start_on_a_webp_a_huge_start_and_the_sound_recorded_as_written(tmp_path, capsys):
+    from vdmkit.errors import InvalidVideoError
+    from vdmkit.io.video import write_video
+
+    frames = np.stack([np.full((16, 16, 3), 30 * i, np.uint8) for i in range(8)])
+    webp = write_video(tmp_path / "a.webp", frames, fps=8)
+    info = probe_video(webp, start=0.25)
+    assert info.first == 0.25 and info.frames == 6  # it said 0.0, and the task read from the first frame
+    out = tmp_path / "i.mp4"
+    assert cli.main(["interpolate", "--video", str(webp), "--start", "0.25", "--keyframes", "2", "--factor", "2",
+                     "--steps", "1", "--upscale", "1", "--out", str(out), "--no-progress"]) == 0
+    assert abs(decode(out).frames[0].mean() - 60) < 3
+    path = tmp_path / "in.mp4"
+    clip(path)
+    for start in ("1e15", "1e300"):  # a raw OverflowError (exit 1) before
+        assert cli.main(["edit", "--video", str(path), "--prompt", "x", "--start", start, "--out", str(out)]) == 2
+        assert "past the last frame" in capsys.readouterr().err
+    with pytest.raises(InvalidVideoError, match="ends before"):
+        read_audio(path, 1e18, 1.0)
+    assert not read_audio(path, -1e18, 1.0).samples.any()  # all before the sound: silence (numpy refused the size)
+    assert cli.main(["interpolate", "--video", str(path), "--keyframes", "3", "--factor", "2", "--steps", "1",
+                     "--out", str(out), "--no-progress"]) == 0
+    meta = json.loads((tmp_path / "i.mp4.json").read_text())  # 5 frames at 16 fps: 0.3125 s written (0.375 said)
+    assert meta["input_audio"]["seconds"] == 0.3125

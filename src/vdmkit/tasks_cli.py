@@ -276,7 +276,7 @@ def input_start(args, info) -> tuple[float | None, dict]:
     """Where a task reads its input from (``info.first`` with --start, None from the first frame) and what the
     sidecar says of it."""
     start = getattr(args, "start", None)
-    if not start:
+    if start is None:
         return None, {}
     return info.first, {"input_start": start, "input_first_frame_s": round(info.first, 6)}
 

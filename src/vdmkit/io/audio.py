@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import warnings
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -36,6 +37,7 @@ class Audio:
     start: float = 0.0
     codec: str = ""  # the source stream's codec
     downmixed_from: str | None = None  # the source's layout, where AAC cannot store it (written as stereo)
+    damaged_packets: int = 0  # packets of the span read that did not decode (their time kept as silence)
 
     def __post_init__(self):
         samples = np.asarray(self.samples)
@@ -62,7 +64,8 @@ class Audio:
         return {"written": "aac", "source_codec": self.codec, "from_s": round(self.start, 6),
                 "seconds": round(self.seconds, 6), "rate": self.rate, "layout": self.layout,
                 "bit_rate": bit_rate(self.samples.shape[0]),
-                **({"downmixed_from": self.downmixed_from} if self.downmixed_from else {})}
+                **({"downmixed_from": self.downmixed_from} if self.downmixed_from else {}),
+                **({"damaged_packets": self.damaged_packets} if self.damaged_packets else {})}
 
 
 def bit_rate(channels: int) -> int:
@@ -72,9 +75,11 @@ def bit_rate(channels: int) -> int:
 def read_audio(path: str | os.PathLike, start: float, seconds: float) -> Audio | None:
     """The sound of ``path``'s first audio stream from ``start`` for ``seconds`` (seconds on the file's clock, where
     its video frames have their timestamps: ``io.decode.VideoInfo.first`` is the first frame's), None when the file
-    has no audio stream. Silence fills what the stream does not cover at the start (a stream that begins after the
-    frames), so the sound stays in step with the frames; a stream that ends early gives a shorter sound. Resampled
-    to 48 kHz where AAC cannot store the rate. InvalidVideoError for a stream that cannot be decoded."""
+    has no audio stream. Each decoded frame is placed at its timestamp: silence fills what the stream does not cover
+    (before it begins, and where a damaged packet left a gap), so the sound stays in step with the frames; a stream
+    that ends early gives a shorter sound. Resampled to 48 kHz where AAC cannot store the rate; a layout AAC cannot
+    store (an unnamed one: its channel count's usual layout first) down-mixed to stereo. Damaged packets and
+    non-finite samples (silenced) are counted and said. InvalidVideoError for a stream that cannot be decoded."""
     import av
 
     path = Path(path)
@@ -98,21 +103,23 @@ def read_audio(path: str | os.PathLike, start: float, seconds: float) -> Audio |
         if ctx is None or not ctx.sample_rate or not stream.time_base:
             raise InvalidVideoError(f"{str(path)!r}: its audio stream has no decoder, rate or time base")
         rate = ctx.sample_rate if ctx.sample_rate in AAC_RATES else 48000
-        layout = ctx.layout.name if ctx.layout is not None and ctx.layout.nb_channels else "stereo"
-        given = layout
-        if not _encodable(layout, rate):  # checked here: the writer runs after sampling, where a refusal loses it
-            layout = "stereo"  # (22.2 sound, a "downmix" pair, an unnamed layout: down-mixed)
-        try:
-            resampler = av.AudioResampler(format="fltp", layout=layout, rate=rate)
+        given, layout = _layouts(ctx, rate)
+        try:  # packed samples: PyAV's planar arrays of 8 channels crashed the process (7.1; sweep 29C)
+            resampler = av.AudioResampler(format="flt", layout=layout, rate=rate)
         except (av.FFmpegError, ValueError) as e:
             raise InvalidVideoError(f"{str(path)!r}: its sound ({given}, {ctx.sample_rate} Hz) cannot be converted "
                                     f"({e})") from e
+        channels = av.AudioLayout(layout).nb_channels
         if start > SEEK_MARGIN_S:
+            target = (start - SEEK_MARGIN_S) / stream.time_base
+            if target >= 2 ** 62:
+                raise InvalidVideoError(f"{str(path)!r}: its sound ends before {start:.3f}s, where the frames used "
+                                        "begin")
             try:
-                container.seek(int((start - SEEK_MARGIN_S) / stream.time_base), stream=stream, backward=True)
+                container.seek(int(target), stream=stream, backward=True)
             except av.FFmpegError as e:
                 raise InvalidVideoError(f"{str(path)!r}: cannot seek its sound to {start:.3f}s ({e})") from e
-        chunks, first, errors, held = [], None, 0, 0
+        chunks, first, errors, held, gaps = [], None, 0, 0, 0
         try:
             for packet in container.demux(stream):
                 try:
@@ -121,30 +128,58 @@ def read_audio(path: str | os.PathLike, start: float, seconds: float) -> Audio |
                     errors += 1
                     continue
                 for frame in frames:
+                    if frame.pts is None and first is None:
+                        continue
+                    at = None if frame.pts is None else float(frame.pts * stream.time_base)
                     if first is None:
-                        if frame.pts is None:
-                            continue
-                        first = float(frame.pts * stream.time_base)
+                        first = at
+                    elif at is not None and at - (first + held / rate) > 0.5 * frame.samples / frame.sample_rate:
+                        gap = round((at - (first + held / rate)) * rate)  # a damaged packet's place: silence
+                        chunks.append(np.zeros((channels, gap), np.float32))
+                        held, gaps = held + gap, gaps + 1
                     for converted in resampler.resample(frame):
-                        chunks.append(converted.to_ndarray())
+                        chunks.append(converted.to_ndarray().reshape(-1, channels).T)
                         held += chunks[-1].shape[1]
                 if first is not None and first + held / rate > end:
                     break
-            chunks.extend(f.to_ndarray() for f in resampler.resample(None))
+            chunks.extend(f.to_ndarray().reshape(-1, channels).T for f in resampler.resample(None))
         except av.FFmpegError as e:
             raise InvalidVideoError(f"{str(path)!r}: cannot decode its sound ({e})") from e
     if first is None or not chunks:
-        raise InvalidVideoError(f"{str(path)!r}: its audio stream has no decodable sound ({errors} damaged packets)")
+        why = f"{errors} damaged packet(s), nothing decoded" if errors else "no packets"
+        raise InvalidVideoError(f"{str(path)!r}: its audio stream holds no sound ({why})")
     samples = np.concatenate(chunks, axis=1).astype(np.float32, copy=False)
-    offset = round((start - first) * rate)  # where ``start`` falls in what was decoded
-    if offset < 0:  # the stream begins after ``start``: silence before it
-        samples = np.concatenate([np.zeros((samples.shape[0], -offset), np.float32), samples], axis=1)
+    n, offset = round(seconds * rate), round((start - first) * rate)  # where ``start`` falls in what was decoded
+    if offset < 0:  # the stream begins after ``start``: silence before it (at most the span asked for)
+        samples = np.concatenate([np.zeros((samples.shape[0], min(-offset, n)), np.float32), samples], axis=1)
         offset = 0
-    samples = np.clip(samples[:, offset:offset + round(seconds * rate)], -1.0, 1.0)
+    samples = samples[:, offset:offset + n]
     if samples.shape[1] == 0:
         raise InvalidVideoError(f"{str(path)!r}: its sound ends before {start:.3f}s, where the frames used begin")
-    return Audio(np.ascontiguousarray(samples), rate, layout, str(path), float(start), ctx.name,
-                 None if layout == given else given)
+    bad = int(np.count_nonzero(~np.isfinite(samples)))
+    if bad:  # float PCM may hold them: silenced, said
+        samples = np.nan_to_num(samples, nan=0.0, posinf=0.0, neginf=0.0)
+    if errors or bad:
+        warnings.warn(f"{str(path)!r}: its sound had {errors} damaged packet(s) (their time kept as silence) and "
+                      f"{bad} non-finite sample(s) (silenced) where it was read", stacklevel=2)
+    return Audio(np.ascontiguousarray(np.clip(samples, -1.0, 1.0)), rate, layout, str(path), float(start), ctx.name,
+                 given if _downmixed(given, layout) else None, errors)
+
+
+# FFmpeg's usual layout of each channel count (av_channel_layout_default), for a stream that names none (PCM in
+# Matroska: "1 channels"); a mono sound read as stereo came out 3 dB quieter (sweep 29C)
+DEFAULT_LAYOUTS = {1: "mono", 2: "stereo", 3: "2.1", 4: "quad", 5: "5.0", 6: "5.1", 7: "6.1", 8: "7.1"}
+
+
+def _layouts(ctx, rate: int) -> tuple[str, str]:
+    """(the stream's layout as named, the layout it is read at: its own, its channel count's usual one, or stereo
+    where AAC stores neither)."""
+    count = ctx.layout.nb_channels if ctx.layout is not None else 0
+    given = ctx.layout.name if count else "stereo"
+    for layout in (given, DEFAULT_LAYOUTS.get(count)):
+        if layout and _encodable(layout, rate):
+            return given, layout
+    return given, "stereo"
 
 
 def _encodable(layout: str, rate: int) -> bool:
@@ -158,6 +193,15 @@ def _encodable(layout: str, rate: int) -> bool:
     except (av.FFmpegError, ValueError):
         return False
     return True
+
+
+def _downmixed(given: str, layout: str) -> bool:
+    import av
+
+    try:
+        return av.AudioLayout(given).nb_channels > av.AudioLayout(layout).nb_channels
+    except (ValueError, av.FFmpegError):
+        return given != layout
 
 
 def add_audio_stream(container, audio: Audio):
@@ -175,8 +219,8 @@ def add_audio_stream(container, audio: Audio):
         stop = total if seconds is None else min(total, int(seconds * audio.rate) // chunk * chunk)
         while done[0] < stop:
             n = min(chunk, stop - done[0])
-            frame = av.AudioFrame.from_ndarray(audio.samples[:, done[0]:done[0] + n], format="fltp",
-                                               layout=audio.layout)
+            packed = np.ascontiguousarray(audio.samples[:, done[0]:done[0] + n].T).reshape(1, -1)  # (8 channels:
+            frame = av.AudioFrame.from_ndarray(packed, format="flt", layout=audio.layout)  # see read_audio)
             frame.sample_rate, frame.pts, frame.time_base = audio.rate, done[0], Fraction(1, audio.rate)
             for packet in stream.encode(frame):
                 container.mux(packet)
@@ -196,8 +240,6 @@ def input_sound(info, out: str | os.PathLike, fps: float, factor: int = 1, drop:
     ``drop`` (--no-audio), another format, another ``fps`` (the sound would drift from the frames) or a sound that
     does not decode write none, with a warning where it was not asked. Read before any weights load. Until
     2026-12-07 the tasks dropped it (said since session 28)."""
-    import warnings
-
     if info is None or not getattr(info, "audio_streams", 0):
         return None, {}
     if drop:

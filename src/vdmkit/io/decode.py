@@ -172,6 +172,8 @@ def decode(path: str | os.PathLike, *, rgb: bool = True, max_side: int | None = 
         if held:
             start = end = only = None
         if start is not None and start > SEEK_MARGIN_S:
+            if (start - SEEK_MARGIN_S) / base >= 2 ** 62:  # past any stream's end (a raw OverflowError, sweep 29C)
+                raise NoFramesError(f"{str(path)!r}: 0 decodable video frames after {start}s")
             try:
                 container.seek(int((start - SEEK_MARGIN_S) / base), stream=stream, backward=True)
             except av.FFmpegError as e:
@@ -332,7 +334,8 @@ def _decode_pillow(path: Path, *, rgb: bool, max_side: int | None, start: float 
     w, h = size
     info = VideoInfo(path=str(path), width=int(w), height=int(h), frames=len(keep), fps=float(fps),
                      duration=len(keep) / fps, codec=codec, rotation=0, decode_errors=0, frames_declared=n,
-                     is_image=path.suffix.lower() in IMAGE_SUFFIXES, fps_measured=bool(shortest))
+                     is_image=path.suffix.lower() in IMAGE_SUFFIXES, fps_measured=bool(shortest),
+                     first=float(ts[keep[0]]))  # (an animated WebP read from --start said 0.0: sweep 29C)
     array = np.stack([frames[i] for i in keep]) if rgb else None
     return Decoded(array, ts[keep], info)
 

@@ -122,6 +122,9 @@ def render_sample(pipe, request: SampleRequest, out: str | os.PathLike, *, fps: 
         path, frames = save_tensors(out, {"latents": video}, meta), None
     else:
         frames = upscale(to_uint8(video[0]), factor)
+        if audio is not None:  # the sound as written: cut where the frames end (interpolate's are shorter)
+            audio = audio.cut(len(frames) / played_fps(out, fps))
+            meta["input_audio"] = audio.record()
         path = write_video(out, frames, fps=fps, metadata=meta, in_container=not blind,
                            stale=() if strip is None else (Path(strip),), audio=audio)
     # each once: a task that encodes one prompt twice (inversion, then the edit's source branch) said it twice
