@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import warnings
 
 import numpy as np
 import pytest
+import torch
 
 from vdmkit import cli
 from vdmkit.io.audio import read_audio
@@ -272,3 +274,65 @@ def test_29c_start_on_a_webp_a_huge_start_and_the_sound_recorded_as_written(tmp_
                      "--out", str(out), "--no-progress"]) == 0
     meta = json.loads((tmp_path / "i.mp4.json").read_text())  # 5 frames at 16 fps: 0.3125 s written (0.375 said)
     assert meta["input_audio"]["seconds"] == 0.3125
+
+
+def real_clips(folder, n=3, frames=12, size=(48, 64)):
+    """``n`` small mp4 clips of moving colour gradients (real-video layout: a folder of files)."""
+    from vdmkit.io.video import write_video
+
+    folder.mkdir(parents=True, exist_ok=True)
+    y, x = np.mgrid[0:size[0], 0:size[1]]
+    for k in range(n):
+        video = np.stack([np.stack([(x * 4 + 9 * t + 60 * k) % 256, (y * 5 + 3 * t) % 256,
+                                    np.full_like(x, 40 * k + 20)], axis=-1) for t in range(frames)])
+        write_video(folder / f"clip{k}.mp4", video.astype(np.uint8), fps=8)
+    return folder
+
+
+def test_29a_train_vae_trains_on_real_video_and_resumes_exactly(tmp_path, capsys):
+    from tests.test_latent import VAE_TINY
+    from vdmkit.io.checkpoint import latest_checkpoint
+
+    clips = real_clips(tmp_path / "clips")
+    args = ["train-vae", "configs/vae_frame.yaml", *VAE_TINY, "data.kind=folder", f"data.root={clips}",
+            "data.frames=2", "train.eval_videos=2", "train.checkpoint_every=2", "--no-progress"]
+    whole, part = tmp_path / "whole", tmp_path / "part"
+    assert cli.main([*args, "train.steps=4", f"train.out_dir={whole}"]) == 0
+    assert cli.main([*args, "train.steps=2", f"train.out_dir={part}"]) == 0
+    assert cli.main([*args, "train.steps=4", f"train.out_dir={part}", "--resume"]) == 0
+    a, b = (latest_checkpoint(d).load_tensors("model.safetensors") for d in (whole, part))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    run = json.loads((latest_checkpoint(whole).directory / "run.json").read_text())
+    assert run["data"]["kind"] == "folder" and (whole / "samples" / "recon_0000004.png").is_file()
+    # refused before any work, naming the key: a bucket the autoencoder cannot take, conditioning, data inside the run
+    for extra, said in ((["data.multiple=7"], "data.multiple=7 must be a multiple of the autoencoder's spatial"),
+                        ([f"train.out_dir={clips / 'run'}"], "is inside data.root")):
+        capsys.readouterr()
+        assert cli.main([*args, "train.steps=1", f"train.out_dir={tmp_path / 'x'}", *extra]) == 2
+        assert said in capsys.readouterr().err
+    assert cli.main(["train-vae", "configs/vae_video.yaml", "data.kind=folder", f"data.root={clips}", "data.frames=4",
+                     f"train.out_dir={tmp_path / 'v'}", "--no-progress"]) == 2
+    assert "(data.lengths=[4])" in capsys.readouterr().err and not (tmp_path / "x").exists()
+
+
+def test_29a_a_latent_run_says_when_its_autoencoders_factors_do_not_fit_the_data(tmp_path, monkeypatch):
+    from tests.test_latent import T2V_TINY, VAE_TINY
+    from vdmkit.training import scaffold
+
+    with pytest.warns(UserWarning, match="mean -1 and std 1.9, where the autoencoder 'vae'"):  # the sweep's numbers
+        latents = torch.randn(2, 4, 8, 8, generator=torch.Generator().manual_seed(0))
+        assert scaffold.warn_latent_scale((latents - latents.mean()) / latents.std() * 1.9 - 1.0, "vae") is True
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        scaffold.warn_latent_scale(torch.randn(2, 4, 8, 8) * 1.1 + 0.2, "vae")  # about unit scale: unsaid
+    vae = tmp_path / "vae"  # trained on the shapes, whose latents its factors bring to about 0 and 1
+    assert cli.main(["train-vae", "configs/vae_frame.yaml", *VAE_TINY, "data.frames=1", f"train.out_dir={vae}",
+                     "--no-progress"]) == 0
+    base = ["train", "configs/tiny.yaml", *T2V_TINY, f"latent.autoencoder={vae}", "--no-progress"]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert cli.main([*base, f"train.out_dir={tmp_path / 'shapes'}"]) == 0
+    assert not [w for w in caught if "badly scaled latents" in str(w.message)]
+    monkeypatch.setattr(scaffold, "LATENT_STD_RANGE", (10.0, 20.0))  # the check runs on a run's first batch
+    with pytest.warns(UserWarning, match="it was trained on other footage, and diffusion learns from badly scaled"):
+        assert cli.main([*base, f"train.out_dir={tmp_path / 'checked'}"]) == 0

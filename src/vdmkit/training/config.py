@@ -609,14 +609,31 @@ class AERunConfig:
     autoencoder: str = "frame_vae"  # frame_vae or video_vae (see vdmkit.registry.AUTOENCODERS)
     shipped: typing.ClassVar[str] = "configs/vae_frame.yaml, configs/vae_video.yaml"  # where an empty file is pointed
     model: typing.Any = None  # the autoencoder's config dataclass
-    data: ShapesConfig = field(default_factory=lambda: ShapesConfig(size=64, frames=9))
+    # the shapes data (ShapesConfig), or real video (a VideoDataConfig by data.kind: folder, ucf101, msrvtt,
+    # webdataset; its clips in the aspect and length buckets train uses, captions unused)
+    data: typing.Any = field(default_factory=lambda: ShapesConfig(size=64, frames=9))
     train: AETrainConfig = field(default_factory=AETrainConfig)
 
     def __post_init__(self):
         self.model = entry_config(AUTOENCODERS, self.autoencoder, self.model, "autoencoder", "model")
+        if isinstance(self.data, dict) and self.data.get("kind", "shapes") == "shapes":
+            self.data = {"size": 64, "frames": 9, **self.data}  # (this run's own defaults)
+        self.data = data_config(self.data)
+        spatial, temporal = self.model.spatial_compression, self.model.temporal_compression
+        shapes = [(self.data.frames, self.data.size, self.data.size)]
+        if not isinstance(self.data, ShapesConfig):  # every length and aspect bucket a batch may take
+            if self.data.condition is not None:
+                raise ConfigError("data.condition belongs to conditioned diffusion training; train-vae reconstructs "
+                                  "the clips: leave it out")
+            if self.data.multiple % spatial:
+                raise ConfigError(f"data.multiple={self.data.multiple} must be a multiple of the autoencoder's "
+                                  f"spatial compression {spatial}: every bucket's sides are multiples of it")
+            lengths = f" (data.lengths={list(self.data.lengths)})"
+            shapes = [(t, *self.data.bucket_size(r)) for t in self.data.lengths for r in self.data.aspect_ratios]
         try:
-            compressed_shape(self.model.spatial_compression, self.model.temporal_compression, self.data.frames,
-                             self.data.size, self.data.size, " (data.frames)")
+            for frames, height, width in shapes:
+                compressed_shape(spatial, temporal, frames, height, width,
+                                 " (data.frames)" if isinstance(self.data, ShapesConfig) else lengths)
         except ConstraintError as err:
             raise ConfigError(f"data does not fit the autoencoder: {err}") from err
         if self.train.perceptual_weight > 0:

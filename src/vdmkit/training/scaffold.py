@@ -622,3 +622,21 @@ def resumed_init_record(cfg, ckpt: Checkpoint):
 def training_state(ckpt: Checkpoint) -> tuple[dict[str, torch.Tensor], dict]:
     """(tensors, document) of a checkpoint's training state."""
     return ckpt.load_tensors(STATE_TENSORS), ckpt.read_json(STATE_DOC)
+
+
+LATENT_STD_RANGE, LATENT_MEAN_BOUND = (0.5, 2.0), 0.5  # a batch's latents, where the factors fit the data
+
+
+def warn_latent_scale(latents: torch.Tensor, autoencoder: str) -> bool:
+    """A warning when a latent run's first batch of scaled latents is far from zero mean and unit variance: the
+    autoencoder's scaling and shift factors were measured (by train-vae, on its held-out videos) on other footage,
+    and diffusion would learn badly scaled latents unsaid (shapes-trained factors on real clips: mean -1.0, std 1.9;
+    sweep 29A). True: checked (once a run)."""
+    mean, std = latents.float().mean().item(), latents.float().std().item()
+    if not (LATENT_STD_RANGE[0] <= std <= LATENT_STD_RANGE[1] and abs(mean) <= LATENT_MEAN_BOUND):
+        warnings.warn(f"the first batch's latents have mean {mean:.3g} and std {std:.3g}, where the autoencoder "
+                      f"{autoencoder!r}'s scaling and shift factors give about 0 and 1 on the data it was trained on: "
+                      "it was trained on other footage, and diffusion learns from badly scaled latents. Train the "
+                      "autoencoder on this data (`vdmkit train-vae ... data.kind=folder data.root=...`; "
+                      "train.init_from=ITS_CHECKPOINT fine-tunes it), whose factors are measured on it", stacklevel=2)
+    return True

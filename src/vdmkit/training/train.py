@@ -85,6 +85,7 @@ from vdmkit.training.scaffold import (
     set_threads,
     start_run_folder,
     training_state,
+    warn_latent_scale,
     warn_changed_settings,
 )
 from vdmkit.video import to_uint8
@@ -293,7 +294,7 @@ def train(cfg: RunConfig, *, resume: bool = False, progress: bool = True) -> Pat
         bar.write(f"{layout.describe()}; parallel {mode}; randomness {scheme}")
     starts = [layout.first_sample(s, m) for s in range(step, tc.steps) for m in range(layout.accum)]
     micro_batches = batches(dataset, starts, layout.micro, device, tc.workers)
-    phase = f"training step {step + 1}"  # what the loop is doing, for the errors that name it
+    phase, scale_checked = f"training step {step + 1}", False  # what the loop does, for the errors naming it
     try:
         # the advice follows what the run left: --resume only once a complete checkpoint exists
         with memory_guard(lambda: f"{phase} on {device}", advice), \
@@ -312,6 +313,8 @@ def train(cfg: RunConfig, *, resume: bool = False, progress: bool = True) -> Pat
                         if latent_sr:
                             small = masks.low_res_latents(pipe, videos, cfg.data.condition.low_res)
                         videos = pipe.to_latents(videos).float()
+                    if cfg.latent.enabled and not scale_checked:  # the autoencoder's factors on this data (29A)
+                        scale_checked = warn_latent_scale(videos, cfg.latent.autoencoder)
                     draws = step_draws(scheme, videos.shape, tc, pipe.process, cfg.diffusion.loss_weighting,
                                        generator=generator, step=step, positions=layout.positions(m),
                                        global_batch=layout.global_batch, device=device)

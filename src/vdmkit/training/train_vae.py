@@ -1,10 +1,12 @@
-"""train_autoencoder(cfg): train a frame or video VAE on the shapes data, read top to bottom.
+"""train_autoencoder(cfg): train a frame or video VAE on the shapes data or real video, read top to bottom.
 
 Each step reconstructs a batch of videos and minimises reconstruction + KL (+ LPIPS per frame when
 ``train.perceptual_weight > 0``; + a hinge patch-GAN term from ``train.gan_start`` when
 ``train.gan_weight > 0``). Every checkpoint measures PSNR on held-out videos, sets ``scaling_factor`` /
 ``shift_factor`` from their latents (so diffusion sees unit-variance latents), writes an
-original|reconstruction preview, and can be resumed exactly.
+original|reconstruction preview, and can be resumed exactly. Real video (``data.kind: folder``, ...) is read as
+``vdmkit train`` reads it (aspect and length buckets, scenes of a curation manifest); its held-out videos are other
+draws (seed + HELD_OUT_SEED_OFFSET) from the same files, video clips only.
 """
 
 from __future__ import annotations
@@ -30,7 +32,8 @@ from vdmkit.autoencoders.losses import (
 )
 from vdmkit.autoencoders.video_vae import VideoVAE, inflate_frame_vae
 from vdmkit.config import to_dict
-from vdmkit.data.shapes import ShapesDataset
+from vdmkit.data.loader import build_dataset
+from vdmkit.data.shapes import ShapesConfig, ShapesDataset
 from vdmkit.device import autocast, grad_scaler, memory_guard, resolve_device
 from vdmkit.errors import CheckpointMismatchError, ConfigError, CorruptCheckpointError, NonFiniteError
 from vdmkit.evaluation.statistics import psnr_per_frame
@@ -50,9 +53,15 @@ TRAJECTORY = ("train.batch_size", "train.lr", "train.warmup_steps", "train.weigh
 
 
 def eval_videos(cfg: AERunConfig) -> torch.Tensor:
-    data = dataclasses.replace(cfg.data, seed=cfg.data.seed + HELD_OUT_SEED_OFFSET)
-    videos, _ = ShapesDataset(data).batch(0, cfg.train.eval_videos)
-    return videos
+    """The held-out videos: another seed's shapes, or (real video) another seed's first batch of video clips (one
+    length and aspect bucket), drawn from the same files: they show how the autoencoder does on this footage, and
+    their latents set its scaling factors."""
+    n = cfg.train.eval_videos
+    if isinstance(cfg.data, ShapesConfig):
+        data = dataclasses.replace(cfg.data, seed=cfg.data.seed + HELD_OUT_SEED_OFFSET)
+        return ShapesDataset(data).batch(0, n)[0]
+    data = dataclasses.replace(cfg.data, seed=cfg.data.seed + HELD_OUT_SEED_OFFSET, image_ratio=0.0)
+    return build_dataset(data, batch_size=n, rank=0, world_size=1).batch(0, n)[0]
 
 
 def check_training_memory(cfg: AERunConfig, device) -> None:
@@ -83,14 +92,15 @@ def train_autoencoder(cfg: AERunConfig, *, resume: bool = False, progress: bool 
     tc = cfg.train
     out = Path(tc.out_dir)
     device = resolve_device(tc.device)  # a device that is not here fails before any work
-    # its checkpoints inside the checkpoint it starts from: refused as train refuses it (sweep 29A)
-    check_out_dir_apart(tc.out_dir, "train", models={"train.init_from": tc.init_from})
+    # its checkpoints inside the checkpoint it starts from, or its previews inside the data: refused as train does
+    check_out_dir_apart(tc.out_dir, "train", data_root=getattr(cfg.data, "root", None),
+                        models={"train.init_from": tc.init_from})
     start = scaffold.open_run(out, resume)  # the checkpoint to continue, or None; refuses to clobber a run
     scaffold.check_resume_steps(start, tc.steps)
     check_training_memory(cfg, device)  # before the held-out videos are rendered: data.size=100000 wanted 74.5 GiB
     scaffold.set_threads(tc.threads)
     torch.manual_seed(tc.seed)
-    dataset = ShapesDataset(cfg.data)
+    dataset = build_dataset(cfg.data, batch_size=tc.batch_size, rank=0, world_size=1)  # (real video: indexed)
     held_out = eval_videos(cfg).to(device)
     model = build_autoencoder(cfg.autoencoder, cfg.model).train()  # initialised on the CPU, then moved
     disc = PatchDiscriminator(cfg.model.in_channels).train() if tc.gan_weight > 0 else None
@@ -113,7 +123,6 @@ def train_autoencoder(cfg: AERunConfig, *, resume: bool = False, progress: bool 
         cfg = scaffold.record_init(cfg, "", "")  # nothing loaded: nothing recorded
     scaffold.start_run_folder(out, cfg, resumed=start is not None)
     metrics = scaffold.MetricsLog(out, step if start is not None else None)
-    pixels = cfg.data.frames * cfg.data.size * cfg.data.size * cfg.model.in_channels
     bar = scaffold.Progress(tc.steps, step, "train-vae", progress)
     advice = (f"lower train.batch_size ({tc.batch_size}), data.frames or data.size, or use train.precision=bf16")
     try:
@@ -127,7 +136,7 @@ def train_autoencoder(cfg: AERunConfig, *, resume: bool = False, progress: bool 
                     posterior = model.encode(x)
                     x_hat = model.decode(posterior.sample(generator))
                     rec = reconstruction_loss(x, x_hat, tc.recon)
-                    kl = kl_loss(posterior, pixels)
+                    kl = kl_loss(posterior, x[0].numel())  # a clip's pixels (real video: its bucket's)
                     loss = rec + tc.kl_weight * kl
                     if perceptual is not None:
                         with torch.autocast(device.type, enabled=False):  # float32, as LPIPS is evaluated
