@@ -157,3 +157,6 @@ def test_a_caption_file_beside_the_manifest_gives_the_captions_as_training_reads
     assert sorted(recs) == ["a.mp4", "b.mp4"]  # the manifest's kept videos
     assert recs["a.mp4"]["start"] == 4 and recs["a.mp4"]["scene"] == [0.5, 1.75]  # inside its longest scene
     assert [recs[k]["caption"] for k in ("a.mp4", "b.mp4")] == ["a red circle", "a blue square"]  # the file's
+    captions.write_text("path,caption\na.mp4,a red circle\n")  # b has no caption row: training leaves it out
+    ev, _ = evaluated(folder, manifest, captions=captions, frames=4)
+    assert [r["file"] for r in ev.report["samples"]["real"]] == ["a.mp4"]

@@ -336,3 +336,86 @@ def test_29a_a_latent_run_says_when_its_autoencoders_factors_do_not_fit_the_data
     monkeypatch.setattr(scaffold, "LATENT_STD_RANGE", (10.0, 20.0))  # the check runs on a run's first batch
     with pytest.warns(UserWarning, match="it was trained on other footage, and diffusion learns from badly scaled"):
         assert cli.main([*base, f"train.out_dir={tmp_path / 'checked'}"]) == 0
+
+
+# --- review 29R --------------------------------------------------------------------------------------------------------
+
+def test_29r_a_sound_that_changes_layout_mid_stream_is_read_whole(tmp_path):
+    """Mono for 1 s, then stereo (joined clips, a TV capture): a raw 'Frame does not match AudioResampler setup'
+    stopped the task."""
+    import av
+    from fractions import Fraction
+
+    from tests.test_audio import chirp
+
+    rate = 16000
+
+    def packets(layout, offset):
+        channels = 1 if layout == "mono" else 2
+        ctx = av.CodecContext.create("mp2", "w")
+        ctx.sample_rate, ctx.layout, ctx.format, ctx.bit_rate = rate, layout, "s16", 128000
+        ctx.time_base = Fraction(1, rate)
+        ctx.open()
+        samples = (np.repeat(chirp(1.0, rate), channels, 0).T.reshape(1, -1) * 16000).astype(np.int16)
+        out = []
+        for i in range(0, samples.shape[1] // channels, ctx.frame_size):
+            frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(samples[:, i * channels:(i + ctx.frame_size)
+                                                                            * channels]), format="s16", layout=layout)
+            frame.sample_rate, frame.pts, frame.time_base = rate, i, Fraction(1, rate)
+            out += [(bytes(p), p.pts + offset, p.duration) for p in ctx.encode(frame)]
+        return out + [(bytes(p), p.pts + offset, p.duration) for p in ctx.encode(None)]
+
+    path = tmp_path / "switch.mkv"
+    with av.open(str(path), "w") as container:
+        video = container.add_stream("ffv1", rate=8)
+        video.width = video.height = 16
+        video.pix_fmt = "yuv420p"
+        audio = container.add_stream("mp2", rate=rate, layout="mono")
+        audio.time_base = Fraction(1, rate)
+        for i in range(16):
+            container.mux(video.encode(av.VideoFrame.from_ndarray(np.full((16, 16, 3), 10 * i, np.uint8),
+                                                                  format="rgb24")))
+        container.mux(video.encode())
+        for data, pts, duration in packets("mono", 0) + packets("stereo", rate):
+            packet = av.Packet(data)
+            packet.stream, packet.pts, packet.dts, packet.duration = audio, pts, pts, duration
+            packet.time_base = Fraction(1, rate)
+            container.mux(packet)
+    sound = read_audio(path, 0.0, 2.0)
+    assert sound.layout == "mono" and sound.samples.shape[1] > 1.9 * rate  # both halves, as the first layout
+    assert np.abs(sound.samples[:, int(1.2 * rate):int(1.8 * rate)]).max() > 0.2  # the stereo half is there
+
+
+def test_29r_the_bit_rate_recorded_is_the_encoders_and_an_hour_of_frames_drops_the_sound_not_the_task(tmp_path):
+    from types import SimpleNamespace
+
+    from vdmkit.io.audio import bit_rate, input_sound
+
+    assert bit_rate(1, 48000, "mono") == 96000 and bit_rate(1, 8000, "mono") < 96000  # clamped at 8 kHz
+    info = SimpleNamespace(audio_streams=1, path="slides.mp4", fps=1 / 1200, frames=4, duration=4800.0, first=0.0,
+                           is_image=False, fps_measured=True)  # a slideshow: frames 20 minutes apart
+    with pytest.warns(UserWarning, match="more than the 3600 s of sound vdmkit keeps"):
+        assert input_sound(info, "o.mp4", 1 / 1200)[0] is None
+
+
+def test_29r_train_vae_on_stills_and_its_memory_check_at_the_largest_bucket(tmp_path, monkeypatch, capsys):
+    from tests.test_latent import VAE_TINY
+    from vdmkit.io.video import write_video
+    from vdmkit.training import train_vae
+
+    stills = tmp_path / "stills"  # a folder of images: the held-out set refused it (it wanted video clips)
+    stills.mkdir()
+    for k in range(4):
+        write_video(stills / f"s{k}.png", np.full((1, 24, 32, 3), 50 * k, np.uint8))
+    args = ["train-vae", "configs/vae_frame.yaml", *VAE_TINY, "data.kind=folder", f"data.root={stills}",
+            "data.frames=2", "train.eval_videos=2", "train.steps=1", "--no-progress"]
+    assert cli.main([*args, f"train.out_dir={tmp_path / 'v'}"]) == 0
+    said = []
+    import vdmkit.memory as memory  # (check_training_memory imports check_fits from it when called)
+
+    monkeypatch.setattr(memory, "check_fits", lambda estimate, device, what, advice, **k: said.append(what))
+    clips = real_clips(tmp_path / "clips", size=(48, 96))
+    cfg = train_vae.AERunConfig(data={"kind": "folder", "root": str(clips), "size": 24, "multiple": 16,
+                                      "frames": 2, "aspect_ratios": [1.0]})
+    train_vae.check_training_memory(cfg, torch.device("cpu"))
+    assert said == [f"autoencoder training on {cfg.train.batch_size} x 2 frames at 32x32"]  # not data.size's 24x24

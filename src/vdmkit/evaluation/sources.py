@@ -107,9 +107,12 @@ class FolderSource:
         self.manifest = None if manifest is None else read_eval_manifest(manifest, self.root, files)
         if self.manifest is not None:  # its kept rows, captions (a sidecar still first) and scenes as windows
             files, self.split = self.manifest.files, f"{self.split}; of those, {self.manifest.describe}"
-            # with --captions too, as training reads data.captions beside data.manifest: the file's captions (the
-            # first row of each video), the manifest's videos and scenes (refused together before 2026-12-07, while
-            # a run trained with both was told to pass --captions)
+            # with --captions too, as training reads data.captions beside data.manifest: the manifest's kept videos
+            # that have a caption row, with its caption (the first row of each), read inside the manifest's longest
+            # scene (the row's own window is not applied). Refused together before 2026-12-07, while a run trained
+            # with both was told to pass --captions
+            if captions is not None:
+                files = [p for p in files if p.resolve() in self.captions_by_path]
             self.captions_by_path = self.manifest.captions if captions is None else self.captions_by_path
             self.windows = self.manifest.windows
         if not files:

@@ -5,6 +5,7 @@ first audio stream read as float samples (:func:`read_audio`), written beside th
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import os
 import warnings
@@ -63,13 +64,26 @@ class Audio:
         """What a sidecar says of the sound written (``input_audio``)."""
         return {"written": "aac", "source_codec": self.codec, "from_s": round(self.start, 6),
                 "seconds": round(self.seconds, 6), "rate": self.rate, "layout": self.layout,
-                "bit_rate": bit_rate(self.samples.shape[0]),
+                "bit_rate": bit_rate(self.samples.shape[0], self.rate, self.layout),
                 **({"downmixed_from": self.downmixed_from} if self.downmixed_from else {}),
                 **({"damaged_packets": self.damaged_packets} if self.damaged_packets else {})}
 
 
-def bit_rate(channels: int) -> int:
-    return AAC_BITRATE_PER_CHANNEL * channels
+@functools.lru_cache(maxsize=32)
+def bit_rate(channels: int, rate: int = 48000, layout: str = "") -> int:
+    """The bit rate vdmkit asks of the AAC encoder for sound of ``channels`` at ``rate`` Hz, as the encoder takes it
+    (it clamps what a low rate cannot carry: 48 kb/s of mono at 8 kHz, not 96; the sidecar said 96, sweep 29R)."""
+    import av
+
+    asked = AAC_BITRATE_PER_CHANNEL * channels
+    try:
+        ctx = av.CodecContext.create("aac", "w")
+        ctx.sample_rate, ctx.layout, ctx.format = rate, layout or DEFAULT_LAYOUTS.get(channels, "stereo"), "fltp"
+        ctx.bit_rate = asked
+        ctx.open()
+    except (av.FFmpegError, ValueError):
+        return asked
+    return int(min(asked, ctx.bit_rate or asked))
 
 
 def read_audio(path: str | os.PathLike, start: float, seconds: float) -> Audio | None:
@@ -119,7 +133,7 @@ def read_audio(path: str | os.PathLike, start: float, seconds: float) -> Audio |
                 container.seek(int(target), stream=stream, backward=True)
             except av.FFmpegError as e:
                 raise InvalidVideoError(f"{str(path)!r}: cannot seek its sound to {start:.3f}s ({e})") from e
-        chunks, first, errors, held, gaps = [], None, 0, 0, 0
+        chunks, first, errors, held, gaps, current = [], None, 0, 0, 0, None
         try:
             for packet in container.demux(stream):
                 try:
@@ -130,6 +144,13 @@ def read_audio(path: str | os.PathLike, start: float, seconds: float) -> Audio |
                 for frame in frames:
                     if frame.pts is None and first is None:
                         continue
+                    setup = (frame.format.name, frame.layout.name, frame.sample_rate)
+                    if current is not None and setup != current:  # the layout or rate changes mid-stream (a TV
+                        # capture, joined clips): the samples so far out, a new converter for the rest (sweep 29R)
+                        chunks.extend(f.to_ndarray().reshape(-1, channels).T for f in resampler.resample(None))
+                        held = sum(c.shape[1] for c in chunks)
+                        resampler = av.AudioResampler(format="flt", layout=layout, rate=rate)
+                    current = setup
                     at = None if frame.pts is None else float(frame.pts * stream.time_base)
                     if first is None:
                         first = at
@@ -143,7 +164,7 @@ def read_audio(path: str | os.PathLike, start: float, seconds: float) -> Audio |
                 if first is not None and first + held / rate > end:
                     break
             chunks.extend(f.to_ndarray().reshape(-1, channels).T for f in resampler.resample(None))
-        except av.FFmpegError as e:
+        except (av.FFmpegError, ValueError) as e:  # (a resampler's refusal of a frame: ValueError)
             raise InvalidVideoError(f"{str(path)!r}: cannot decode its sound ({e})") from e
     if first is None or not chunks:
         why = f"{errors} damaged packet(s), nothing decoded" if errors else "no packets"
@@ -211,7 +232,7 @@ def add_audio_stream(container, audio: Audio):
     import av
 
     stream = container.add_stream("aac", rate=audio.rate, layout=audio.layout)
-    stream.bit_rate = bit_rate(audio.samples.shape[0])
+    stream.bit_rate = bit_rate(audio.samples.shape[0], audio.rate, audio.layout)
     chunk, done = 1024, [0]  # AAC's frame: 1024 samples
 
     def upto(seconds: float | None) -> None:
@@ -251,11 +272,13 @@ def input_sound(info, out: str | os.PathLike, fps: float, factor: int = 1, drop:
         why = "the input has no frame rate of its own to keep it in step with"
     elif abs(fps - natural) > 1e-3 * natural:
         why = f"--fps {fps:g} plays the frames at another speed than the input's {natural:.6g} fps (it would drift)"
+    elif info.duration > MAX_AUDIO_SECONDS:  # (a slideshow's frames an hour apart: the task stopped, sweep 29R)
+        why = f"the frames used span {info.duration:.6g} s, more than the {MAX_AUDIO_SECONDS:g} s of sound vdmkit keeps"
     else:
         try:
             audio = read_audio(info.path, info.first, info.duration)
             why = None if audio is not None else "no audio stream found"
-        except InvalidVideoError as e:
+        except (InvalidVideoError, ConfigError) as e:
             why = f"it does not decode ({e})"
     if audio is None:
         warnings.warn(f"{info.path!r} has sound, which is not written: {why}; --no-audio leaves it out without this "

@@ -35,7 +35,7 @@ from vdmkit.config import to_dict
 from vdmkit.data.loader import build_dataset
 from vdmkit.data.shapes import ShapesConfig, ShapesDataset
 from vdmkit.device import autocast, grad_scaler, memory_guard, resolve_device
-from vdmkit.errors import CheckpointMismatchError, ConfigError, CorruptCheckpointError, NonFiniteError
+from vdmkit.errors import CheckpointMismatchError, ConfigError, CorruptCheckpointError, DatasetError, NonFiniteError
 from vdmkit.evaluation.statistics import psnr_per_frame
 from vdmkit.io.checkpoint import CONFIG, WEIGHTS, Checkpoint, load_strict
 from vdmkit.io.video import upscale, viewing_factor, write_video
@@ -61,7 +61,13 @@ def eval_videos(cfg: AERunConfig) -> torch.Tensor:
         data = dataclasses.replace(cfg.data, seed=cfg.data.seed + HELD_OUT_SEED_OFFSET)
         return ShapesDataset(data).batch(0, n)[0]
     data = dataclasses.replace(cfg.data, seed=cfg.data.seed + HELD_OUT_SEED_OFFSET, image_ratio=0.0)
-    return build_dataset(data, batch_size=n, rank=0, world_size=1).batch(0, n)[0]
+    try:
+        return build_dataset(data, batch_size=n, rank=0, world_size=1).batch(0, n)[0]
+    except DatasetError as err:  # no video clip (a folder of stills): image batches then (refused, sweep 29R)
+        if "(0 of videos" not in str(err):
+            raise
+        data = dataclasses.replace(cfg.data, seed=cfg.data.seed + HELD_OUT_SEED_OFFSET)
+        return build_dataset(data, batch_size=n, rank=0, world_size=1).batch(0, n)[0]
 
 
 def check_training_memory(cfg: AERunConfig, device) -> None:
@@ -70,18 +76,21 @@ def check_training_memory(cfg: AERunConfig, device) -> None:
     from vdmkit.memory import OVERHEAD, MemoryEstimate, check_fits, meta_peak
 
     tc, data = cfg.train, cfg.data
-    video = 4 * cfg.model.in_channels * data.frames * data.size * data.size
+    # the largest batch shape: real video's buckets may hold more than data.size**2 pixels (sweep 29R)
+    frames, height, width = max(getattr(data, "train_shapes", lambda: [(data.frames, data.size, data.size)])(),
+                                key=lambda shape: shape[0] * shape[1] * shape[2])
+    video = 4 * cfg.model.in_channels * frames * height * width
     with torch.device("meta"):
         model = build_autoencoder(cfg.autoencoder, cfg.model)
-        x = torch.empty(tc.batch_size, cfg.model.in_channels, data.frames, data.size, data.size)
+        x = torch.empty(tc.batch_size, cfg.model.in_channels, frames, height, width)
         activations = meta_peak(lambda: model.decode(model.encode(x).mode()), grad=True)
         held_out = torch.empty(tc.eval_videos, *x.shape[1:])
         evaluation = meta_peak(lambda: model.decode(model.encode(held_out).mode()))  # all held-out videos at once
     params = sum(p.numel() for p in model.parameters())
     estimate = MemoryEstimate({"weights and optimizer": 16 * params, "held-out videos": tc.eval_videos * video,
                                "activations": int(OVERHEAD * max(activations, evaluation))})
-    check_fits(estimate, device, f"autoencoder training on {tc.batch_size} x {data.frames} frames at "
-               f"{data.size}x{data.size}", f"lower train.batch_size ({tc.batch_size}), train.eval_videos "
+    check_fits(estimate, device, f"autoencoder training on {tc.batch_size} x {frames} frames at "
+               f"{height}x{width}", f"lower train.batch_size ({tc.batch_size}), train.eval_videos "
                f"({tc.eval_videos}), data.frames or data.size")
 
 
