@@ -319,12 +319,19 @@ def test_29a_a_latent_run_says_when_its_autoencoders_factors_do_not_fit_the_data
     from tests.test_latent import T2V_TINY, VAE_TINY
     from vdmkit.training import scaffold
 
-    with pytest.warns(UserWarning, match="mean -1 and std 1.9, where the autoencoder 'vae'"):  # the sweep's numbers
-        latents = torch.randn(2, 4, 8, 8, generator=torch.Generator().manual_seed(0))
-        assert scaffold.warn_latent_scale((latents - latents.mean()) / latents.std() * 1.9 - 1.0, "vae") is True
+    latents = torch.randn(2, 4, 8, 8, generator=torch.Generator().manual_seed(0))
+    latents = (latents - latents.mean()) / latents.std()
+    with pytest.warns(UserWarning, match="mean -1 and std 1.9, where the scaling and shift factors of the autoencoder "
+                      "at 'vae'"):  # the sweep's numbers, pooled over two batches
+        check = scaffold.LatentScale("vae", 2)
+        check(latents[:1] * 1.9 - 1.0)
+        check(latents[1:] * 1.9 - 1.0)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        scaffold.warn_latent_scale(torch.randn(2, 4, 8, 8) * 1.1 + 0.2, "vae")  # about unit scale: unsaid
+        check = scaffold.LatentScale("vae", 2)  # one bucket off (mean -0.7), the other not: pooled, about right
+        check(latents[:1] * 1.1 - 0.7)
+        check(latents[1:] * 1.1 + 0.5)
+        check(latents * 50)  # after the batches judged: not looked at
     vae = tmp_path / "vae"  # trained on the shapes, whose latents its factors bring to about 0 and 1
     assert cli.main(["train-vae", "configs/vae_frame.yaml", *VAE_TINY, "data.frames=1", f"train.out_dir={vae}",
                      "--no-progress"]) == 0
@@ -419,3 +426,60 @@ def test_29r_train_vae_on_stills_and_its_memory_check_at_the_largest_bucket(tmp_
                                       "frames": 2, "aspect_ratios": [1.0]})
     train_vae.check_training_memory(cfg, torch.device("cpu"))
     assert said == [f"autoencoder training on {cfg.train.batch_size} x 2 frames at 32x32"]  # not data.size's 24x24
+
+
+# --- sweep 29D: train-vae on your own footage ---------------------------------------------------------------------------
+
+def test_29d_the_held_out_set_covers_every_bucket_and_its_factors_pool_them(tmp_path, caplog):
+    from tests.test_latent import VAE_TINY
+    from vdmkit.data.loader import build_dataset
+    from vdmkit.io.checkpoint import latest_checkpoint
+    from vdmkit.io.video import write_video
+    from vdmkit.training.config import AERunConfig, AETrainConfig
+    from vdmkit.training.train_vae import eval_videos
+
+    clips = real_clips(tmp_path / "clips", n=2, size=(32, 64))  # wide
+    real_clips(tmp_path / "clips" / "portrait", n=2, size=(64, 32))  # and tall: two aspect buckets
+    write_video(clips / "still.png", np.full((1, 32, 32, 3), 90, np.uint8))  # an image, trained on (image_ratio)
+    data = {"kind": "folder", "root": str(clips), "size": 16, "frames": 2, "aspect_ratios": [0.5, 2.0]}
+    cfg = AERunConfig(data=data, train=AETrainConfig(eval_videos=4, batch_size=2))
+    held = eval_videos(cfg, build_dataset(cfg.data, batch_size=2, rank=0, world_size=1))
+    assert sorted(tuple(v.shape[2:]) for v in held) == [(2, 8, 16), (2, 16, 8)]  # one bucket only, before
+    assert sum(len(v) for v in held) == 4
+    out = tmp_path / "vae"
+    with caplog.at_level("WARNING"):
+        assert cli.main(["train-vae", "configs/vae_frame.yaml", *VAE_TINY, "data.kind=folder", f"data.root={clips}",
+                         "data.frames=2", "data.aspect_ratios=[0.5, 2.0]", "train.eval_videos=4", "train.steps=2",
+                         "train.checkpoint_every=2", f"train.out_dir={out}", "--no-progress"]) == 0
+    assert "not trained on: data.image_ratio is 0" not in caplog.text  # (the held-out set's own index said so)
+    report = json.loads((latest_checkpoint(out).directory / "training_state.json").read_text())["eval"]
+    from vdmkit.autoencoders.load import latent_statistics, load_autoencoder  # the factors: both buckets pooled
+
+    vae = load_autoencoder(latest_checkpoint(out).directory)
+    held = eval_videos(cfg, build_dataset(cfg.data, batch_size=2, rank=0, world_size=1))
+    with torch.no_grad():
+        zs = [vae.encode(v).mode().flatten() for v in held]
+    assert report["latent_mean"] == pytest.approx(latent_statistics(torch.cat(zs))[0], abs=1e-5)
+
+
+def test_29d_stills_at_image_ratio_0_resume_refusals_name_keys_and_init_from_keeps_its_record(tmp_path, capsys):
+    from tests.test_latent import VAE_TINY
+    from vdmkit.io.video import write_video
+
+    stills = tmp_path / "stills"
+    stills.mkdir()
+    for k in range(3):
+        write_video(stills / f"s{k}.png", np.full((1, 24, 32, 3), 60 * k, np.uint8))
+    out = tmp_path / "v"
+    args = ["train-vae", "configs/vae_frame.yaml", *VAE_TINY, "data.kind=folder", f"data.root={stills}",
+            "data.frames=2", "data.image_ratio=0", "train.eval_videos=2", "train.checkpoint_every=1",
+            f"train.out_dir={out}", "--no-progress"]
+    assert cli.main([*args, "train.steps=1"]) == 0  # trained on the images (refused, naming train.grad_accum)
+    assert cli.main([*args, "train.steps=2", "model.latent_channels=8", "--resume"]) == 2
+    assert "model.latent_channels (4 there, 8 here)" in capsys.readouterr().err
+    with pytest.warns(UserWarning, match=r"train.init_from='elsewhere' is not loaded .* keeps its own record, "
+                      r"train.init_from=''"):
+        assert cli.main([*args, "train.steps=2", "train.init_from=elsewhere", "--resume"]) == 0
+    import yaml
+
+    assert yaml.safe_load((out / "config.yaml").read_text())["train"]["init_from"] in ("", None)

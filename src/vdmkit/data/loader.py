@@ -299,6 +299,8 @@ class VideoTextDataset:
             # one run left none (before 2026-12-06)
             n_image = -(-n_image // self.kind_group) * self.kind_group
         image = _chunk(images, b, rng)
+        if image and not video and n_image == 0:  # images only, data.image_ratio 0: trained on all the same (its
+            n_image = len(image)  # image batches were cut to none, and the refusal named train.grad_accum; 29D)
         if image:
             image = [image[j % len(image)] for j in rng.permutation(max(n_image, len(image)))[:n_image]]
         if not cfg.images or cfg.image_ratio == 0:
@@ -310,8 +312,9 @@ class VideoTextDataset:
         if per_rank == 0:
             raise DatasetError(f"{len(batches)} batch(es) per epoch ({len(video)} of videos, {len(image)} of images) "
                                f"cannot be split over {self.world_size} ranks (in runs of {self.kind_group} batches "
-                               "of one kind: processes x train.grad_accum); use a smaller train.batch_size or "
-                               "train.grad_accum, or more data")
+                               "of one kind: processes x gradient accumulation); use a smaller batch size or "
+                               "accumulation (train.batch_size, train.grad_accum where the command has it), or more "
+                               "data")
         mine = batches[self.rank::self.world_size][:per_rank]
         return [((length, *cfg.bucket_size(cfg.aspect_ratios[aspect])), idx) for (length, aspect), idx in mine]
 

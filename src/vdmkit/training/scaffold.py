@@ -624,19 +624,36 @@ def training_state(ckpt: Checkpoint) -> tuple[dict[str, torch.Tensor], dict]:
     return ckpt.load_tensors(STATE_TENSORS), ckpt.read_json(STATE_DOC)
 
 
-LATENT_STD_RANGE, LATENT_MEAN_BOUND = (0.5, 2.0), 0.5  # a batch's latents, where the factors fit the data
+LATENT_STD_RANGE, LATENT_MEAN_BOUND = (0.5, 2.0), 0.5  # latents where the factors fit the data
+LATENT_SCALE_BATCHES = 8  # judged on this many batches pooled (one batch is one bucket of real video)
 
 
-def warn_latent_scale(latents: torch.Tensor, autoencoder: str) -> bool:
-    """A warning when a latent run's first batch of scaled latents is far from zero mean and unit variance: the
-    autoencoder's scaling and shift factors were measured (by train-vae, on its held-out videos) on other footage,
-    and diffusion would learn badly scaled latents unsaid (shapes-trained factors on real clips: mean -1.0, std 1.9;
-    sweep 29A). True: checked (once a run)."""
-    mean, std = latents.float().mean().item(), latents.float().std().item()
+class LatentScale:
+    """A warning when a latent run's first batches of scaled latents (``batches``, pooled) are far from zero mean and
+    unit variance: the autoencoder's scaling and shift factors were measured (by train-vae, on its held-out videos) on
+    other footage, and diffusion would learn badly scaled latents unsaid (shapes-trained factors on real clips: mean
+    -1.0, std 1.9; sweep 29A). Pooled: one batch is one bucket, and the first alone missed others (sweep 29D)."""
+
+    def __init__(self, autoencoder: str, batches: int = LATENT_SCALE_BATCHES):
+        self.autoencoder, self.left, self.sums = autoencoder, batches, [0.0, 0.0, 0]
+
+    def __call__(self, latents: torch.Tensor) -> None:
+        if self.left <= 0:
+            return
+        x = latents.detach().double()
+        self.sums = [self.sums[0] + x.sum().item(), self.sums[1] + (x * x).sum().item(), self.sums[2] + x.numel()]
+        self.left -= 1
+        if self.left == 0:
+            warn_latent_scale(*self.sums, self.autoencoder)
+
+
+def warn_latent_scale(total: float, squares: float, count: int, autoencoder: str) -> None:
+    """The warning of :class:`LatentScale`, from the latents' sum, sum of squares and count."""
+    mean = total / count
+    std = max(squares / count - mean * mean, 0.0) ** 0.5
     if not (LATENT_STD_RANGE[0] <= std <= LATENT_STD_RANGE[1] and abs(mean) <= LATENT_MEAN_BOUND):
-        warnings.warn(f"the first batch's latents have mean {mean:.3g} and std {std:.3g}, where the autoencoder "
-                      f"{autoencoder!r}'s scaling and shift factors give about 0 and 1 on the data it was trained on: "
-                      "it was trained on other footage, and diffusion learns from badly scaled latents. Train the "
-                      "autoencoder on this data (`vdmkit train-vae ... data.kind=folder data.root=...`; "
-                      "train.init_from=ITS_CHECKPOINT fine-tunes it), whose factors are measured on it", stacklevel=2)
-    return True
+        warnings.warn(f"the first batches' latents have mean {mean:.3g} and std {std:.3g}, where the scaling and "
+                      f"shift factors of the autoencoder at {autoencoder!r} give about 0 and 1 on the data it was "
+                      "trained on: it was trained on other footage, and diffusion learns from badly scaled latents. "
+                      "Train the autoencoder on this data (`vdmkit train-vae ... data.kind=folder data.root=...`; "
+                      "train.init_from=ITS_CHECKPOINT fine-tunes it), whose factors are measured on it", stacklevel=3)

@@ -60,6 +60,7 @@ from vdmkit.training.randomness import choose_scheme, rank_seed, step_draws
 from vdmkit.training.rates import clips_rate
 from vdmkit.training.scaffold import (
     DATA_ORDER,
+    LatentScale,
     MetricsLog,
     Progress,
     batches,
@@ -85,7 +86,6 @@ from vdmkit.training.scaffold import (
     set_threads,
     start_run_folder,
     training_state,
-    warn_latent_scale,
     warn_changed_settings,
 )
 from vdmkit.video import to_uint8
@@ -294,7 +294,9 @@ def train(cfg: RunConfig, *, resume: bool = False, progress: bool = True) -> Pat
         bar.write(f"{layout.describe()}; parallel {mode}; randomness {scheme}")
     starts = [layout.first_sample(s, m) for s in range(step, tc.steps) for m in range(layout.accum)]
     micro_batches = batches(dataset, starts, layout.micro, device, tc.workers)
-    phase, scale_checked = f"training step {step + 1}", False  # what the loop does, for the errors naming it
+    phase = f"training step {step + 1}"  # what the loop is doing, for the errors that name it
+    first = min(8, (tc.steps - step) * layout.accum)  # the batches the latents' scale is judged on (a short run's all)
+    scale = LatentScale(cfg.latent.autoencoder, first) if cfg.latent.enabled else None
     try:
         # the advice follows what the run left: --resume only once a complete checkpoint exists
         with memory_guard(lambda: f"{phase} on {device}", advice), \
@@ -313,8 +315,8 @@ def train(cfg: RunConfig, *, resume: bool = False, progress: bool = True) -> Pat
                         if latent_sr:
                             small = masks.low_res_latents(pipe, videos, cfg.data.condition.low_res)
                         videos = pipe.to_latents(videos).float()
-                    if cfg.latent.enabled and not scale_checked:  # the autoencoder's factors on this data (29A)
-                        scale_checked = warn_latent_scale(videos, cfg.latent.autoencoder)
+                    if scale is not None:  # the autoencoder's factors on this data, judged on the first batches
+                        scale(videos)
                     draws = step_draws(scheme, videos.shape, tc, pipe.process, cfg.diffusion.loss_weighting,
                                        generator=generator, step=step, positions=layout.positions(m),
                                        global_batch=layout.global_batch, device=device)

@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import dataclasses
 import time
+import warnings
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from vdmkit.autoencoders.frame_vae import FrameVAE
@@ -35,7 +37,7 @@ from vdmkit.config import to_dict
 from vdmkit.data.loader import build_dataset
 from vdmkit.data.shapes import ShapesConfig, ShapesDataset
 from vdmkit.device import autocast, grad_scaler, memory_guard, resolve_device
-from vdmkit.errors import CheckpointMismatchError, ConfigError, CorruptCheckpointError, DatasetError, NonFiniteError
+from vdmkit.errors import CheckpointMismatchError, ConfigError, CorruptCheckpointError, NonFiniteError
 from vdmkit.evaluation.statistics import psnr_per_frame
 from vdmkit.io.checkpoint import CONFIG, WEIGHTS, Checkpoint, load_strict
 from vdmkit.io.video import upscale, viewing_factor, write_video
@@ -52,22 +54,23 @@ TRAJECTORY = ("train.batch_size", "train.lr", "train.warmup_steps", "train.weigh
               "train.perceptual_net", "train.precision", "train.eval_videos", "data")
 
 
-def eval_videos(cfg: AERunConfig) -> torch.Tensor:
-    """The held-out videos: another seed's shapes, or (real video) another seed's first batch of video clips (one
-    length and aspect bucket), drawn from the same files: they show how the autoencoder does on this footage, and
-    their latents set its scaling factors."""
+def eval_videos(cfg: AERunConfig, dataset=None) -> list[torch.Tensor]:
+    """The held-out videos, as batches of one shape each: another seed's shapes; or, for real video, clips of every
+    length and aspect bucket ``dataset`` (the training set) has (video buckets; image ones for a folder of stills),
+    ``train.eval_videos`` in all spread over them (at least one a bucket), their windows drawn with another seed. They
+    show how the autoencoder does on all of this footage, and their pooled latents set its scaling factors (one
+    bucket's, e.g. two files of four, set them before sweep 29D)."""
     n = cfg.train.eval_videos
     if isinstance(cfg.data, ShapesConfig):
         data = dataclasses.replace(cfg.data, seed=cfg.data.seed + HELD_OUT_SEED_OFFSET)
-        return ShapesDataset(data).batch(0, n)[0]
-    data = dataclasses.replace(cfg.data, seed=cfg.data.seed + HELD_OUT_SEED_OFFSET, image_ratio=0.0)
-    try:
-        return build_dataset(data, batch_size=n, rank=0, world_size=1).batch(0, n)[0]
-    except DatasetError as err:  # no video clip (a folder of stills): image batches then (refused, sweep 29R)
-        if "(0 of videos" not in str(err):
-            raise
-        data = dataclasses.replace(cfg.data, seed=cfg.data.seed + HELD_OUT_SEED_OFFSET)
-        return build_dataset(data, batch_size=n, rank=0, world_size=1).batch(0, n)[0]
+        return [ShapesDataset(data).batch(0, n)[0]]
+    pools: dict = {}
+    for shape, indices in dataset.epoch_batches(0):
+        pools.setdefault(shape, []).extend(i for i in indices if i not in pools.get(shape, ()))
+    shapes = sorted(s for s in pools if s[0] > 1) or sorted(pools)  # video buckets; a folder of stills: images
+    each = max(1, -(-n // len(shapes)))
+    return [dataset.load_batch(shape, pools[shape][:each], seed=(HELD_OUT_SEED_OFFSET, k))[0]
+            for k, shape in enumerate(shapes)]
 
 
 def check_training_memory(cfg: AERunConfig, device) -> None:
@@ -110,7 +113,7 @@ def train_autoencoder(cfg: AERunConfig, *, resume: bool = False, progress: bool 
     scaffold.set_threads(tc.threads)
     torch.manual_seed(tc.seed)
     dataset = build_dataset(cfg.data, batch_size=tc.batch_size, rank=0, world_size=1)  # (real video: indexed)
-    held_out = eval_videos(cfg).to(device)
+    held_out = [videos.to(device) for videos in eval_videos(cfg, dataset)]
     model = build_autoencoder(cfg.autoencoder, cfg.model).train()  # initialised on the CPU, then moved
     disc = PatchDiscriminator(cfg.model.in_channels).train() if tc.gan_weight > 0 else None
     perceptual = perceptual_net(tc) if tc.perceptual_weight > 0 else None
@@ -126,6 +129,11 @@ def train_autoencoder(cfg: AERunConfig, *, resume: bool = False, progress: bool 
         step = restore(start, cfg, model, disc, opt, opt_d, scaler, generator)
         scaffold.warn_changed_settings(start, cfg, step, TRAJECTORY)
         cfg = scaffold.resumed_init_record(cfg, start)
+        began = ((start.run_document() or {}).get("train") or {}).get("init_from", "")
+        if (tc.init_from or "") != (began or ""):  # not loaded on a resume: the record stays the run's (sweep 29D)
+            warnings.warn(f"--resume: train.init_from={tc.init_from!r} is not loaded (the run goes on from its "
+                          f"checkpoint); the run keeps its own record, train.init_from={began!r}", stacklevel=2)
+            cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, init_from=began))
     elif tc.init_from:
         cfg = initialise_from(model, cfg)  # with what it loaded recorded
     else:
@@ -230,22 +238,28 @@ def initialise_from(model, cfg: AERunConfig) -> AERunConfig:
 
 @torch.no_grad()
 def evaluate_and_save(out: Path, step: int, cfg: AERunConfig, model, disc, opt, opt_d, scaler, generator,
-                      held_out: torch.Tensor) -> dict:
-    """Held-out PSNR, latent statistics -> scaling/shift factors, a preview, and a checkpoint."""
+                      held_out: list[torch.Tensor]) -> dict:
+    """Held-out PSNR, latent statistics -> scaling/shift factors, a preview, and a checkpoint. ``held_out``: batches
+    of one shape each (real video: one a bucket), pooled."""
     model.eval()
-    z = model.encode(held_out).mode()
-    mean, std = latent_statistics(z)
+    zs = [model.encode(videos).mode() for videos in held_out]
+    mean, std = latent_statistics(zs[0] if len(zs) == 1 else torch.cat([z.flatten() for z in zs]))
     model.shift_factor, model.scaling_factor = mean, 1.0 / max(std, 1e-6)
     cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, shift_factor=mean,
                                                              scaling_factor=model.scaling_factor))
-    recon = model.decode(z).clamp(-1, 1)
-    image = model.decode(model.encode(held_out[:, :, :1]).mode()).clamp(-1, 1)
+    recons = [model.decode(z).clamp(-1, 1) for z in zs]
+    images = [model.decode(model.encode(videos[:, :, :1]).mode()).clamp(-1, 1) for videos in held_out]
     # [-1, 1] videos: a bright held-out set must not warn of [0, 1] inputs (the metric's check for callers)
-    report = {"step": step, "psnr": float(psnr_per_frame(held_out, recon, range_warning=False).mean()),
-              "latent_mean": mean, "latent_std": std,
-              "image_psnr": float(psnr_per_frame(held_out[:, :, :1], image, range_warning=False).mean())}
+    psnr = np.concatenate([np.ravel(psnr_per_frame(v, r, range_warning=False)) for v, r in zip(held_out, recons)])
+    image_psnr = np.concatenate([np.ravel(psnr_per_frame(v[:, :, :1], i, range_warning=False))
+                                 for v, i in zip(held_out, images)])
+    report = {"step": step, "psnr": float(psnr.mean()), "latent_mean": mean, "latent_std": std,
+              "image_psnr": float(image_psnr.mean())}
     model.train()
-    pairs = torch.cat([held_out[:4], recon[:4]], dim=-2)  # original above reconstruction
+    if len(held_out) == 1:
+        pairs = torch.cat([held_out[0][:4], recons[0][:4]], dim=-2)  # original above reconstruction
+    else:  # a clip of each bucket (at most 4), padded to the largest (black, its last frame held)
+        pairs = _padded([torch.cat([v[0], r[0]], dim=-2) for v, r in zip(held_out[:4], recons[:4])])
     frames = torch.cat(list(pairs), dim=-1)  # videos side by side
     path = out / "samples" / f"recon_{step:07d}.mp4"
     # to 128 pixels a clip, and even sizes for the mp4 (a 9-pixel VAE died at its first evaluation, 2026-12-06)
@@ -266,6 +280,16 @@ def evaluate_and_save(out: Path, step: int, cfg: AERunConfig, model, disc, opt, 
     return report
 
 
+def _padded(clips: list[torch.Tensor]) -> torch.Tensor:
+    """(C, T, H, W) clips of other shapes as one batch: black below and right of each, its last frame held."""
+    t, h, w = (max(c.shape[i] for c in clips) for i in (1, 2, 3))
+    out = []
+    for c in clips:
+        c = torch.cat([c, c[:, -1:].expand(-1, t - c.shape[1], -1, -1)], dim=1)
+        out.append(torch.nn.functional.pad(c, (0, w - c.shape[3], 0, h - c.shape[2]), value=-1.0))
+    return torch.stack(out)
+
+
 def restore(ckpt: Checkpoint, cfg: AERunConfig, model, disc, opt, opt_d, scaler, generator) -> int:
     """Load the autoencoder, discriminator, optimizers and RNG states of ``ckpt`` (same config only)."""
     saved = ckpt.read_json(CONFIG)  # {"autoencoder", "model"}: also the keys of an older checkpoint's run config
@@ -273,8 +297,13 @@ def restore(ckpt: Checkpoint, cfg: AERunConfig, model, disc, opt, opt_d, scaler,
     mine = {k: v for k, v in to_dict(cfg.model).items() if k not in ignore}
     theirs = {k: v for k, v in (saved.get("model") or {}).items() if k not in ignore}
     if saved.get("autoencoder") != cfg.autoencoder or mine != theirs:
-        raise ConfigError(f"--resume: {str(ckpt.directory)!r} was trained with a different autoencoder config; resume "
-                          "with the same autoencoder and model sections (train and data settings may change)")
+        differ = [f"model.{k} ({theirs.get(k)!r} there, {mine.get(k)!r} here)" for k in sorted({*mine, *theirs})
+                  if mine.get(k) != theirs.get(k)]  # named (sweep 29D)
+        if saved.get("autoencoder") != cfg.autoencoder:
+            differ.insert(0, f"autoencoder ({saved.get('autoencoder')!r} there, {cfg.autoencoder!r} here)")
+        raise ConfigError(f"--resume: {str(ckpt.directory)!r} was trained with a different autoencoder config: "
+                          f"{', '.join(differ)}; resume with the same autoencoder and model sections (train and data "
+                          "settings may change)")
     load_strict(model, ckpt.load_tensors(WEIGHTS), ckpt.directory)
     state, doc = scaffold.training_state(ckpt)
     if disc is not None:
