@@ -97,23 +97,29 @@ def test_a_written_video_keeps_its_sound_in_step_and_the_same_bytes(tmp_path):
     assert probe_video(first).frames == 4
 
 
-def test_a_rate_aac_cannot_store_is_resampled_to_48_khz(tmp_path):
+def mkv_with_sound(path, codec: str, rate: int, layout: str, packed: np.ndarray, frames: int = 8) -> None:
+    """A Matroska file of ``frames`` black frames at 8 fps and one frame of int16 sound ``packed`` (1, n x channels),
+    in ``codec`` (FLAC and PCM store any rate; PCM any channel count)."""
     import av
 
-    path, rate = tmp_path / "odd.mkv", 37000  # FLAC in Matroska stores any rate
-    signal = chirp(1.0, rate)
     with av.open(str(path), "w") as container:
         video = container.add_stream("ffv1", rate=8)
         video.width = video.height = 16
         video.pix_fmt = "yuv420p"
-        audio = container.add_stream("flac", rate=rate, layout="mono")
-        for i in range(8):
+        audio = container.add_stream(codec, rate=rate, layout=layout)
+        for _ in range(frames):
             container.mux(video.encode(av.VideoFrame.from_ndarray(np.zeros((16, 16, 3), np.uint8), format="rgb24")))
         container.mux(video.encode())
-        frame = av.AudioFrame.from_ndarray((signal * 32767).astype(np.int16), format="s16", layout="mono")
+        frame = av.AudioFrame.from_ndarray(packed, format="s16", layout=layout)
         frame.sample_rate, frame.pts, frame.time_base = rate, 0, Fraction(1, rate)
         container.mux(audio.encode(frame))
         container.mux(audio.encode())
+
+
+def test_a_rate_aac_cannot_store_is_resampled_to_48_khz(tmp_path):
+    path, rate = tmp_path / "odd.mkv", 37000  # FLAC in Matroska stores any rate
+    signal = chirp(1.0, rate)
+    mkv_with_sound(path, "flac", rate, "mono", (signal * 32767).astype(np.int16))
     sound = read_audio(path, 0.0, 1.0)
     assert (sound.rate, sound.codec) == (48000, "flac") and abs(sound.samples.shape[1] - 48000) <= 64
     t = np.arange(sound.samples.shape[1] - 200) / 48000  # the resampler's tail aside
@@ -230,22 +236,9 @@ def test_real_footage_keeps_its_surround_sound(tmp_path):
 
 
 def test_a_layout_aac_cannot_store_is_down_mixed_to_stereo_before_any_work(tmp_path):
-    import av
-
     path, rate = tmp_path / "wide.mkv", 48000  # 22.2 sound (24 channels) as PCM in Matroska: AAC has no such layout
-    with av.open(str(path), "w") as container:
-        video = container.add_stream("ffv1", rate=8)
-        video.width = video.height = 16
-        video.pix_fmt = "yuv420p"
-        audio = container.add_stream("pcm_s16le", rate=rate, layout="22.2")
-        for i in range(8):
-            container.mux(video.encode(av.VideoFrame.from_ndarray(np.zeros((16, 16, 3), np.uint8), format="rgb24")))
-        container.mux(video.encode())
-        tone = (chirp(1.0, rate) * 16000).astype(np.int16)
-        frame = av.AudioFrame.from_ndarray(np.repeat(tone.T, 24, axis=1).reshape(1, -1), format="s16", layout="22.2")
-        frame.sample_rate, frame.pts, frame.time_base = rate, 0, Fraction(1, rate)
-        container.mux(audio.encode(frame))
-        container.mux(audio.encode())
+    tone = (chirp(1.0, rate) * 16000).astype(np.int16)
+    mkv_with_sound(path, "pcm_s16le", rate, "22.2", np.repeat(tone.T, 24, axis=1).reshape(1, -1))
     sound = read_audio(path, 0.0, 1.0)
     # (Matroska keeps the channel count, not the layout's name: an unnamed layout, down-mixed too)
     assert (sound.layout, sound.downmixed_from, sound.samples.shape[0]) == ("stereo", "24 channels", 2)
