@@ -5,8 +5,8 @@ Each step reconstructs a batch of videos and minimises reconstruction + KL (+ LP
 ``train.gan_weight > 0``). Every checkpoint measures PSNR on held-out videos, sets ``scaling_factor`` /
 ``shift_factor`` from their latents (so diffusion sees unit-variance latents), writes an
 original|reconstruction preview, and can be resumed exactly. Real video (``data.kind: folder``, ...) is read as
-``vdmkit train`` reads it (aspect and length buckets, scenes of a curation manifest); its held-out videos are other
-draws (seed + HELD_OUT_SEED_OFFSET) from the same files, video clips only.
+``vdmkit train`` reads it (aspect and length buckets, scenes of a curation manifest); its held-out videos are clips
+of every bucket drawn with another seed (HELD_OUT_SEED_OFFSET) from the same files.
 """
 
 from __future__ import annotations
@@ -64,9 +64,10 @@ def eval_videos(cfg: AERunConfig, dataset=None) -> list[torch.Tensor]:
     if isinstance(cfg.data, ShapesConfig):
         data = dataclasses.replace(cfg.data, seed=cfg.data.seed + HELD_OUT_SEED_OFFSET)
         return [ShapesDataset(data).batch(0, n)[0]]
-    pools: dict = {}
+    pools: dict = {}  # bucket shape -> its samples, in the order the first epoch draws them
     for shape, indices in dataset.epoch_batches(0):
-        pools.setdefault(shape, []).extend(i for i in indices if i not in pools.get(shape, ()))
+        pools.setdefault(shape, {}).update(dict.fromkeys(indices))
+    pools = {shape: list(samples) for shape, samples in pools.items()}
     shapes = sorted(s for s in pools if s[0] > 1) or sorted(pools)  # video buckets; a folder of stills: images
     each = max(1, -(-n // len(shapes)))
     return [dataset.load_batch(shape, pools[shape][:each], seed=(HELD_OUT_SEED_OFFSET, k))[0]
