@@ -351,8 +351,8 @@ def training_estimate(config, *, batch: int, adapters: bool = False, ema: bool =
     not counted with LoRA ``adapters``, whose few parameters are added later), and the forward + backward's
     activations: the float32 run's, times ``AUTOCAST_SHARE`` under bf16/fp16 autocast (``precision``). ``encode``: a
     latent run without a cache encodes each micro-batch of pixel clips through the frozen autoencoder first; that
-    peak (the clips and the encode's, float32) counts where it is the larger (it is freed before the forward: an SD-size
-    frame VAE's encode was 2.2 GiB of a run estimated at 0.36, before 2026-12-07)."""
+    peak (the clips and the encode's, float32) counts where it is the larger (it is freed before the forward). An
+    SD-width frame VAE's run was estimated at 0.36 GiB and peaked at 1.86 GiB RSS before 2026-12-07; now 1.11."""
     trained, total = parameter_counts(config)
     frozen = (total - trained) * 4
     t, h, w = config.latent_size(config.frames, config.height, config.width)

@@ -635,7 +635,9 @@ class LatentScale:
     -1.0, std 1.9; sweep 29A). Pooled: one batch is one bucket, and the first alone missed others (sweep 29D)."""
 
     def __init__(self, autoencoder: str, batches: int = LATENT_SCALE_BATCHES):
-        self.autoencoder, self.left, self.sums = autoencoder, batches, [0.0, 0.0, 0]
+        """``batches``: those the run has left (a shorter run is judged on all of them), at most
+        LATENT_SCALE_BATCHES."""
+        self.autoencoder, self.left, self.sums = autoencoder, min(batches, LATENT_SCALE_BATCHES), [0.0, 0.0, 0]
 
     def __call__(self, latents: torch.Tensor) -> None:
         if self.left <= 0:

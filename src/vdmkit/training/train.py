@@ -295,8 +295,8 @@ def train(cfg: RunConfig, *, resume: bool = False, progress: bool = True) -> Pat
     starts = [layout.first_sample(s, m) for s in range(step, tc.steps) for m in range(layout.accum)]
     micro_batches = batches(dataset, starts, layout.micro, device, tc.workers)
     phase = f"training step {step + 1}"  # what the loop is doing, for the errors that name it
-    first = min(8, (tc.steps - step) * layout.accum)  # the batches the latents' scale is judged on (a short run's all)
-    scale = LatentScale(cfg.latent.autoencoder, first) if cfg.latent.enabled else None
+    # the latents' scale, judged on the first batches (a short run's all)
+    scale = LatentScale(cfg.latent.autoencoder, (tc.steps - step) * layout.accum) if cfg.latent.enabled else None
     try:
         # the advice follows what the run left: --resume only once a complete checkpoint exists
         with memory_guard(lambda: f"{phase} on {device}", advice), \
@@ -585,8 +585,8 @@ def moved_autoencoder(run_checkpoint: Path, saved, ours) -> str:
     why = ": the autoencoder run moved on (it was trained further, and a run folder names its newest checkpoint)" \
         if moved else ""
     if moved and _step_of(ours.source) < _step_of(saved.source):  # an older one: the newer checkpoint went (29A)
-        why = (": the checkpoint it trained with is gone from the autoencoder run (pruned or deleted), and a run folder "
-               "names its newest checkpoint left, an older one")
+        why = (": the checkpoint it trained with is gone from the autoencoder run (pruned or deleted), and a run "
+               "folder names its newest checkpoint left, an older one")
     if found is not None:
         return f"{head}{why}; resume with latent.autoencoder={str(found)}"
     where = " or ".join(repr(str(r / "checkpoints")) for r in runs) or repr(saved.source)
