@@ -345,7 +345,7 @@ def test_29a_a_latent_run_says_when_its_autoencoders_factors_do_not_fit_the_data
         assert cli.main([*base, f"train.out_dir={tmp_path / 'checked'}"]) == 0
 
 
-# --- review 29R --------------------------------------------------------------------------------------------------------
+# --- review 29R -------------------------------------------------------------------------------------------------------
 
 def test_29r_a_sound_that_changes_layout_mid_stream_is_read_whole(tmp_path):
     """Mono for 1 s, then stereo (joined clips, a TV capture): a raw 'Frame does not match AudioResampler setup'
@@ -428,7 +428,7 @@ def test_29r_train_vae_on_stills_and_its_memory_check_at_the_largest_bucket(tmp_
     assert said == [f"autoencoder training on {cfg.train.batch_size} x 2 frames at 32x32"]  # not data.size's 24x24
 
 
-# --- sweep 29D: train-vae on your own footage ---------------------------------------------------------------------------
+# --- sweep 29D: train-vae on your own footage -------------------------------------------------------------------------
 
 def test_29d_the_held_out_set_covers_every_bucket_and_its_factors_pool_them(tmp_path, caplog):
     from tests.test_latent import VAE_TINY
