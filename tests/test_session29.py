@@ -483,3 +483,20 @@ def test_29d_stills_at_image_ratio_0_resume_refusals_name_keys_and_init_from_kee
     import yaml
 
     assert yaml.safe_load((out / "config.yaml").read_text())["train"]["init_from"] in ("", None)
+
+
+def test_29d_eval_of_a_model_trained_on_this_folder_reads_its_file_name_captions(tmp_path):
+    from vdmkit.evaluation import evaluate
+
+    clips = real_clips(tmp_path / "clips", n=2, frames=12, size=(32, 32))
+    run = tmp_path / "run"
+    assert cli.main(["train", "configs/folder_tiny.yaml", f"data.root={clips}", "data.lengths=[4, 8]",
+                     "data.aspect_ratios=[1.0]", "train.steps=2", "train.sample_every=100",
+                     "train.sample_prompts=[clip0]", f"train.out_dir={run}", "--no-progress"]) == 0
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        ev = evaluate(str(clips), str(run), metrics="psnr", frames=4, resolution=16, sample_steps=1, batch_size=2,
+                      progress=False, keep_samples=2)
+    assert not [w for w in caught if "has no captions" in str(w.message)]  # it sampled with empty prompts before
+    assert sorted(r["caption"] for r in ev.report["samples"]["fake"]) == ["clip0", "clip1"]
+    assert "the file names' words" in ev.report["real"]["split"]

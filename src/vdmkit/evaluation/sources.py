@@ -91,6 +91,7 @@ class FolderSource:
         # the protocol's split describes the real set; a fake folder is all its videos (it said the real set's)
         self.split = protocol.real_split if role == "real" else f"every video file under --{role}, sorted"
         self.captions_by_id = None
+        self.name_captions = False  # captions from the file names, as a model trained on this folder read them
         self.captions_by_path: dict[Path, str] = {}
         self.windows: dict = {}  # video -> its caption row with a window: the real clip is read inside it
         if captions is not None:  # training's caption file (data.captions): the first row of each video
@@ -139,6 +140,10 @@ class FolderSource:
             return self.captions_by_path[path.resolve()]
         if self.captions_by_id and path.stem in self.captions_by_id and self.captions_by_id[path.stem]:
             return self.captions_by_id[path.stem][0]
+        if self.name_captions:  # the model's training read this folder's file names as its captions
+            from vdmkit.data.video_text import name_caption
+
+            return name_caption(path.stem)
         return None
 
     def clip_files(self) -> list[Path]:
@@ -521,6 +526,14 @@ def build_sources(real, fake, protocol: Protocol, *, annotations=None, real_spli
         prompts = real_src.prompts()
         fake_src = NoiseSource((protocol.frames, size, size), n_fake or len(prompts), protocol.seed + 2, prompts)
     elif model_size is not None:
+        trained = model_data if getattr(model_data, "kind", None) == "folder" else None
+        if (trained is not None and isinstance(real_src, FolderSource) and captions is None and manifest is None
+                and annotations is None and not trained.captions and not trained.manifest
+                and Path(trained.root).resolve() == Path(real).resolve()):  # the folder the model was trained on,
+            # without a caption file: its captions were the file names' words (eval sampled it unconditionally,
+            # with a warning, before 2026-12-07; sweep 29D)
+            real_src.name_captions = True
+            real_src.split += "; captions: the file names' words, as the model's training read this folder"
         prompts = real_src.prompts()
         if not prompts and isinstance(real_src, FolderSource):  # which files give no clip and why, not "no prompts"
             real_src.check_clips(1, "sampling the model")
