@@ -376,8 +376,17 @@ def encode_peak(config, batch: int) -> int:
 
     with torch.device("meta"):
         ae = build_autoencoder(config.latent.kind, config.latent.model)
-        x = torch.empty(batch, ae.in_channels, config.frames, config.height, config.width)
-    return int(OVERHEAD * meta_peak(lambda: ae.encode(x).mode())) + x.numel() * 4
+    return sum(encode_bytes(ae, batch, config.frames, config.height, config.width))
+
+
+def encode_bytes(autoencoder, batch: int, frames: int, height: int, width: int) -> tuple[int, int]:
+    """(the float32 pixel clips, their encode's peak with OVERHEAD) in bytes, for ``batch`` clips through
+    ``autoencoder`` (built on the meta device: nothing is allocated)."""
+    import torch
+
+    with torch.device("meta"):
+        x = torch.empty(batch, autoencoder.in_channels, frames, height, width)
+    return x.numel() * 4, int(OVERHEAD * meta_peak(lambda: autoencoder.encode(x).mode()))
 
 
 _WARNED = contextvars.ContextVar("vdmkit_memory_warned", default=None)

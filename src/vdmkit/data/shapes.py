@@ -99,6 +99,11 @@ class ShapesConfig:
                for v in self.speeds):
             raise ConfigError(f"data.holdout {list(self.holdout)} leaves no combination to draw")
 
+    def train_shapes(self) -> list[tuple[int, int, int]]:
+        """(frames, height, width) of every batch shape the data makes, in pixels: one, as VideoDataConfig's lists
+        its buckets."""
+        return [(self.frames, self.size, self.size)]
+
     def held_out(self, shape: str, colour: str, direction: str, speed: str) -> bool:
         attributes = {shape, colour, direction, speed}
         return any(set(entry.split()) <= attributes for entry in self.holdout)

@@ -73,17 +73,9 @@ class Audio:
 def bit_rate(channels: int, rate: int = 48000, layout: str = "") -> int:
     """The bit rate vdmkit asks of the AAC encoder for sound of ``channels`` at ``rate`` Hz, as the encoder takes it
     (it clamps what a low rate cannot carry: 48 kb/s of mono at 8 kHz, not 96; the sidecar said 96, sweep 29R)."""
-    import av
-
     asked = AAC_BITRATE_PER_CHANNEL * channels
-    try:
-        ctx = av.CodecContext.create("aac", "w")
-        ctx.sample_rate, ctx.layout, ctx.format = rate, layout or DEFAULT_LAYOUTS.get(channels, "stereo"), "fltp"
-        ctx.bit_rate = asked
-        ctx.open()
-    except (av.FFmpegError, ValueError):
-        return asked
-    return int(min(asked, ctx.bit_rate or asked))
+    ctx = _aac_encoder(layout or DEFAULT_LAYOUTS.get(channels, "stereo"), rate, asked)
+    return asked if ctx is None else int(min(asked, ctx.bit_rate or asked))
 
 
 def read_audio(path: str | os.PathLike, start: float, seconds: float) -> Audio | None:
@@ -133,7 +125,7 @@ def read_audio(path: str | os.PathLike, start: float, seconds: float) -> Audio |
                 container.seek(int(target), stream=stream, backward=True)
             except av.FFmpegError as e:
                 raise InvalidVideoError(f"{str(path)!r}: cannot seek its sound to {start:.3f}s ({e})") from e
-        chunks, first, errors, held, gaps, current = [], None, 0, 0, 0, None
+        chunks, first, errors, held, current = [], None, 0, 0, None
         try:
             for packet in container.demux(stream):
                 try:
@@ -157,7 +149,7 @@ def read_audio(path: str | os.PathLike, start: float, seconds: float) -> Audio |
                     elif at is not None and at - (first + held / rate) > 0.5 * frame.samples / frame.sample_rate:
                         gap = round((at - (first + held / rate)) * rate)  # a damaged packet's place: silence
                         chunks.append(np.zeros((channels, gap), np.float32))
-                        held, gaps = held + gap, gaps + 1
+                        held += gap
                     for converted in resampler.resample(frame):
                         chunks.append(converted.to_ndarray().reshape(-1, channels).T)
                         held += chunks[-1].shape[1]
@@ -198,22 +190,25 @@ def _layouts(ctx, rate: int) -> tuple[str, str]:
     count = ctx.layout.nb_channels if ctx.layout is not None else 0
     given = ctx.layout.name if count else "stereo"
     for layout in (given, DEFAULT_LAYOUTS.get(count)):
-        if layout and _encodable(layout, rate):
+        if layout and _aac_encoder(layout, rate) is not None:
             return given, layout
     return given, "stereo"
 
 
-def _encodable(layout: str, rate: int) -> bool:
-    """Whether FFmpeg's AAC encoder takes sound of this channel layout and rate."""
+def _aac_encoder(layout: str, rate: int, bit_rate: int = 0):
+    """FFmpeg's AAC encoder opened for sound of this channel layout and rate (and ``bit_rate``, which it may clamp),
+    or None where it takes no such sound."""
     import av
 
     try:
         ctx = av.CodecContext.create("aac", "w")
         ctx.sample_rate, ctx.layout, ctx.format = rate, layout, "fltp"
+        if bit_rate:
+            ctx.bit_rate = bit_rate
         ctx.open()
     except (av.FFmpegError, ValueError):
-        return False
-    return True
+        return None
+    return ctx
 
 
 def _downmixed(given: str, layout: str) -> bool:

@@ -332,7 +332,7 @@ class RunConfig:
 
     def train_shapes(self) -> list[tuple[int, int, int]]:
         """(frames, height, width) of every batch shape the data makes, in pixels."""
-        return getattr(self.data, "train_shapes", lambda: [(self.data.frames, self.data.size, self.data.size)])()
+        return self.data.train_shapes()
 
     def check_shapes(self) -> None:
         """Data shapes fit the autoencoder and the backbone (once the autoencoder's kind is known)."""
@@ -620,7 +620,7 @@ class AERunConfig:
             self.data = {"size": 64, "frames": 9, **self.data}  # (this run's own defaults)
         self.data = data_config(self.data)
         spatial, temporal = self.model.spatial_compression, self.model.temporal_compression
-        shapes = [(self.data.frames, self.data.size, self.data.size)]
+        origin = " (data.frames)"
         if not isinstance(self.data, ShapesConfig):  # every length and aspect bucket a batch may take
             if self.data.condition is not None:
                 raise ConfigError("data.condition belongs to conditioned diffusion training; train-vae reconstructs "
@@ -628,12 +628,10 @@ class AERunConfig:
             if self.data.multiple % spatial:
                 raise ConfigError(f"data.multiple={self.data.multiple} must be a multiple of the autoencoder's "
                                   f"spatial compression {spatial}: every bucket's sides are multiples of it")
-            lengths = f" (data.lengths={list(self.data.lengths)})"
-            shapes = [(t, *self.data.bucket_size(r)) for t in self.data.lengths for r in self.data.aspect_ratios]
+            origin = f" (data.lengths={list(self.data.lengths)})"
         try:
-            for frames, height, width in shapes:
-                compressed_shape(spatial, temporal, frames, height, width,
-                                 " (data.frames)" if isinstance(self.data, ShapesConfig) else lengths)
+            for frames, height, width in self.data.train_shapes():
+                compressed_shape(spatial, temporal, frames, height, width, origin)
         except ConstraintError as err:
             raise ConfigError(f"data does not fit the autoencoder: {err}") from err
         if self.train.perceptual_weight > 0:

@@ -230,15 +230,10 @@ def check_resume(ckpt, cfg: DistillConfig, teacher_sha: str) -> None:
                               "data may change)")
 
 
-def data_shapes(data) -> list[tuple[int, int, int]]:
-    """(frames, height, width) of every batch shape ``data`` makes, in pixels."""
-    return getattr(data, "train_shapes", lambda: [(data.frames, data.size, data.size)])()
-
-
 def check_data_fits(data, config) -> None:
     """ConstraintError, in the data's pixels and naming data.frames / data.size, when the teacher cannot take the
     batches of ``data`` (checked before any weights load; it failed at the first step, in latent sizes)."""
-    for frames, height, width in data_shapes(data):
+    for frames, height, width in data.train_shapes():
         try:
             config.check_latent_shape(frames, height, width)  # in the data's frames (the backbone counts latent ones)
         except ConstraintError as err:
@@ -339,7 +334,7 @@ def check_distill_memory(config, data, s: DistillSettings, device) -> None:
                                training_estimate)
     from vdmkit.pipelines.request import make_request
 
-    frames, height, width = max(data_shapes(data), key=lambda shape: shape[0] * shape[1] * shape[2])
+    frames, height, width = max(data.train_shapes(), key=lambda shape: shape[0] * shape[1] * shape[2])
     step = dataclasses.replace(config, frames=frames, height=height, width=width)
     student = training_estimate(step, batch=s.batch_size, adapters=s.lora is not None, ema=True,
                                 precision=s.precision).parts

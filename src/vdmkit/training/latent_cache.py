@@ -95,16 +95,14 @@ def check_encode_memory(cfg: RunConfig, batch: int, shard: int, device) -> None:
     the encode (a meta-device run of it), and the ``shard`` latents a shard gathers, listed then joined, on the CPU
     (counted with the rest there, checked apart on another device)."""
     from vdmkit.autoencoders.load import build_autoencoder
-    from vdmkit.memory import OVERHEAD, MemoryEstimate, check_fits, meta_peak
+    from vdmkit.memory import MemoryEstimate, check_fits, encode_bytes
 
     data = cfg.data
     with torch.device("meta"):
         ae = build_autoencoder(cfg.latent.kind, cfg.latent.model)
-        x = torch.empty(batch, ae.in_channels, data.frames, data.size, data.size)
-    encode = meta_peak(lambda: ae.encode(x).mode())
+    clips, encode = encode_bytes(ae, batch, data.frames, data.size, data.size)
     latents = 2 * shard * math.prod(ae.latent_shape(data.frames, data.size, data.size)) * 4
-    parts = {"weights": 4 * sum(p.numel() for p in ae.parameters()), "clips": x.numel() * 4,
-             "encode": int(OVERHEAD * encode)}
+    parts = {"weights": 4 * sum(p.numel() for p in ae.parameters()), "clips": clips, "encode": encode}
     what = f"encoding {batch} x {data.frames} frames at {data.size}x{data.size}"
     fewer = (f"fewer clips at once (--batch-size {batch}; the latents change by float rounding only), " if batch > 1
              else "")
@@ -114,7 +112,7 @@ def check_encode_memory(cfg: RunConfig, batch: int, shard: int, device) -> None:
         check_fits(MemoryEstimate({**parts, "shard latents": latents}), device, what, advice)
         return
     check_fits(MemoryEstimate(parts), device, what, advice)
-    check_fits(MemoryEstimate({"clips": x.numel() * 4, "shard latents": latents}), "cpu",
+    check_fits(MemoryEstimate({"clips": clips, "shard latents": latents}), "cpu",
                f"{what}: a shard of {shard} latents gathered on the CPU", advice)
 
 

@@ -54,7 +54,7 @@ TRAJECTORY = ("train.batch_size", "train.lr", "train.warmup_steps", "train.weigh
               "train.perceptual_net", "train.precision", "train.eval_videos", "data")
 
 
-def eval_videos(cfg: AERunConfig, dataset=None) -> list[torch.Tensor]:
+def eval_videos(cfg: AERunConfig, dataset) -> list[torch.Tensor]:
     """The held-out videos, as batches of one shape each: another seed's shapes; or, for real video, clips of every
     length and aspect bucket ``dataset`` (the training set) has (video buckets; image ones for a folder of stills),
     ``train.eval_videos`` in all spread over them (at least one a bucket), their windows drawn with another seed. They
@@ -81,8 +81,7 @@ def check_training_memory(cfg: AERunConfig, device) -> None:
 
     tc, data = cfg.train, cfg.data
     # the largest batch shape: real video's buckets may hold more than data.size**2 pixels (sweep 29R)
-    frames, height, width = max(getattr(data, "train_shapes", lambda: [(data.frames, data.size, data.size)])(),
-                                key=lambda shape: shape[0] * shape[1] * shape[2])
+    frames, height, width = max(data.train_shapes(), key=lambda shape: shape[0] * shape[1] * shape[2])
     video = 4 * cfg.model.in_channels * frames * height * width
     with torch.device("meta"):
         model = build_autoencoder(cfg.autoencoder, cfg.model)
