@@ -5,13 +5,13 @@ eval refused the --precision/--dtype it said it ignored (F6), upscale's and dist
 (F7)."""
 
 import json
-from types import SimpleNamespace
 
 import pytest
 import torch
 
 from vdmkit import cli
 from vdmkit.cli_common import finished_lines
+from vdmkit.data.shapes import ShapesConfig
 from vdmkit.errors import ConfigError, ConstraintError, OutputError
 from vdmkit.pipelines import TextToVideo, make_request
 from vdmkit.pipelines.conditioned import check_chunks
@@ -125,7 +125,7 @@ def test_upscale_and_distill_name_the_video_frames_not_latent_ones():
         check_chunks(cfg, 11)
     assert "frames=3" not in str(err.value) and "nearest valid" not in str(err.value)
     assert "Give 9 or 13 frames" in str(err.value)
-    data = SimpleNamespace(frames=5, size=16)  # 3 latent frames; 4 frames would not fit the video VAE
+    data = ShapesConfig(frames=5, size=16)  # 3 latent frames; 4 frames would not fit the video VAE
     with pytest.raises(ConstraintError, match="frames=5 makes 3 latent frames.*nearest valid frame counts: 3, 7") as e:
         check_data_fits(data, cfg)
     assert "frames=3" not in str(e.value)
